@@ -1,0 +1,11 @@
+#!/usr/bin/env node
+// The botstate CLI. npm scripts and npx put the project's pinned Node 24 first on PATH.
+const major = Number(process.versions.node.split('.')[0]);
+if (major < 24) {
+  process.stderr.write(
+    `botstate: needs Node.js 24 or newer, found ${process.version} (run it as npx botstate, which uses the pinned Node, or install Node 24)\n`,
+  );
+  process.exit(1);
+}
+const { run } = await import('../dist/cli/main.js');
+process.exitCode = await run(process.argv.slice(2));

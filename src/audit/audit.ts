@@ -1,0 +1,155 @@
+import { createHash } from 'node:crypto';
+import type { Executor } from '../store/adapter.ts';
+
+/** The `prev_hash` of the first entry of every stream. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+/** One row of the audit log, as returned by the library. */
+export interface AuditEntry {
+  readonly id: number;
+  /** The chain this entry belongs to, e.g. `job:<id>`; every stream is hash-chained on its own. */
+  readonly stream: string;
+  /** 1, 2, 3… within the stream, without gaps. */
+  readonly seq: number;
+  readonly at: string;
+  readonly actor: string;
+  readonly entity: string;
+  readonly entityId: string;
+  readonly action: string;
+  readonly before: unknown;
+  readonly after: unknown;
+  readonly prevHash: string;
+  readonly hash: string;
+}
+
+/** What a writer supplies; the hash is computed here. */
+export interface AuditAppend {
+  readonly stream: string;
+  readonly seq: number;
+  readonly prevHash: string;
+  readonly at: string;
+  readonly actor: string;
+  readonly entity: string;
+  readonly entityId: string;
+  readonly action: string;
+  readonly before: unknown;
+  readonly after: unknown;
+}
+
+interface AuditRow {
+  id: number;
+  stream: string;
+  seq: number;
+  at: string;
+  actor: string;
+  entity: string;
+  entity_id: string;
+  action: string;
+  before: string | null;
+  after: string | null;
+  prev_hash: string;
+  hash: string;
+}
+
+const COLUMNS = 'id, stream, seq, at, actor, entity, entity_id, action, before, after, prev_hash, hash';
+
+/** The stream of audit entries for one job (its transitions, config changes and trades). */
+export function jobStream(jobId: string): string {
+  return `job:${jobId}`;
+}
+
+function hashOf(
+  e: Pick<AuditAppend, 'stream' | 'seq' | 'prevHash' | 'at' | 'actor' | 'entity' | 'entityId' | 'action'>,
+  before: string | null,
+  after: string | null,
+): string {
+  const canonical = JSON.stringify([e.stream, e.seq, e.at, e.actor, e.entity, e.entityId, e.action, before, after, e.prevHash]);
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+/**
+ * Prepares an entry: serialises before/after and computes the chained hash. The caller writes
+ * the new head hash onto the entity in the same transaction, then calls {@link insertAudit}.
+ */
+export function prepareAudit(entry: AuditAppend): { entry: AuditAppend; before: string | null; after: string | null; hash: string } {
+  const before = entry.before === null || entry.before === undefined ? null : JSON.stringify(entry.before);
+  const after = entry.after === null || entry.after === undefined ? null : JSON.stringify(entry.after);
+  return { entry, before, after, hash: hashOf(entry, before, after) };
+}
+
+export async function insertAudit(tx: Executor, prepared: ReturnType<typeof prepareAudit>): Promise<void> {
+  const { entry: e, before, after, hash } = prepared;
+  await tx.run(
+    'INSERT INTO audit_log (stream, seq, at, actor, entity, entity_id, action, before, after, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    [e.stream, e.seq, e.at, e.actor, e.entity, e.entityId, e.action, before, after, e.prevHash, hash],
+  );
+}
+
+function toEntry(row: AuditRow): AuditEntry {
+  return {
+    id: row.id,
+    stream: row.stream,
+    seq: row.seq,
+    at: row.at,
+    actor: row.actor,
+    entity: row.entity,
+    entityId: row.entity_id,
+    action: row.action,
+    before: row.before === null ? null : JSON.parse(row.before),
+    after: row.after === null ? null : JSON.parse(row.after),
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  };
+}
+
+export async function readStream(tx: Executor, stream: string): Promise<AuditEntry[]> {
+  const rows = await tx.all<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE stream = ? ORDER BY seq`, [stream]);
+  return rows.map(toEntry);
+}
+
+/** A break in the audit log found by {@link verifyAudit}. */
+export interface AuditProblem {
+  readonly stream: string;
+  readonly seq: number;
+  readonly problem: string;
+}
+
+export interface AuditReport {
+  readonly streams: number;
+  readonly entries: number;
+  readonly problems: readonly AuditProblem[];
+}
+
+/**
+ * Recomputes every hash and checks every link of every stream, and that each job's recorded
+ * head (its version and audit hash) is the last entry of its stream. Reads only.
+ */
+export async function verifyAudit(tx: Executor): Promise<AuditReport> {
+  const problems: AuditProblem[] = [];
+  const heads = new Map<string, { seq: number; hash: string }>();
+  let entries = 0;
+  const rows = await tx.all<AuditRow>(`SELECT ${COLUMNS} FROM audit_log ORDER BY stream, seq`);
+  for (const row of rows) {
+    entries++;
+    const head = heads.get(row.stream) ?? { seq: 0, hash: GENESIS_HASH };
+    const at = { stream: row.stream, seq: row.seq };
+    if (row.seq !== head.seq + 1) problems.push({ ...at, problem: `expected seq ${head.seq + 1}` });
+    if (row.prev_hash !== head.hash) problems.push({ ...at, problem: 'prev_hash does not link to the previous entry' });
+    const recomputed = hashOf(
+      { stream: row.stream, seq: row.seq, prevHash: row.prev_hash, at: row.at, actor: row.actor, entity: row.entity, entityId: row.entity_id, action: row.action },
+      row.before,
+      row.after,
+    );
+    if (recomputed !== row.hash) problems.push({ ...at, problem: 'hash does not match the entry (it was altered)' });
+    heads.set(row.stream, { seq: row.seq, hash: row.hash });
+  }
+  const jobs = await tx.all<{ id: string; version: number; audit_hash: string }>('SELECT id, version, audit_hash FROM jobs');
+  for (const job of jobs) {
+    const stream = jobStream(job.id);
+    const head = heads.get(stream);
+    if (!head || head.seq !== job.version || head.hash !== job.audit_hash) {
+      problems.push({ stream, seq: job.version, problem: 'the job row does not match the last entry of its stream (entries missing or job altered)' });
+    }
+  }
+  return { streams: heads.size, entries, problems };
+}

@@ -1,0 +1,50 @@
+import { parseArgs, type ParseArgsOptionDescriptor } from 'node:util';
+import { ValidationError } from '../errors.ts';
+
+export interface OptionSpec extends ParseArgsOptionDescriptor {
+  /** One line for --help. */
+  readonly help: string;
+  /** The value's name in --help (`--db URL`). */
+  readonly value?: string;
+}
+
+export type OptionSpecs = Readonly<Record<string, OptionSpec>>;
+
+/** Flags every command accepts. */
+export const GLOBAL_OPTIONS = {
+  db: { type: 'string', value: 'URL', help: 'database: a SQLite path, sqlite:PATH or postgres://… (default $BOTSTATE_DB or ./botstate.db)' },
+  json: { type: 'boolean', help: 'print one JSON document on stdout' },
+  help: { type: 'boolean', short: 'h', help: 'show help for this command' },
+} as const satisfies OptionSpecs;
+
+export interface Parsed {
+  readonly values: Record<string, string | boolean | string[] | undefined>;
+  readonly positionals: string[];
+}
+
+/** Strict parsing: an unknown flag or a missing value is a usage error naming it. */
+export function parse(args: readonly string[], options: OptionSpecs, command: string): Parsed {
+  try {
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      options: { ...GLOBAL_OPTIONS, ...options } as Record<string, ParseArgsOptionDescriptor>,
+      strict: true,
+      allowPositionals: true,
+    });
+    return { values: values as Parsed['values'], positionals };
+  } catch (e) {
+    const message = (e as Error).message.replace(/\. To specify a positional argument.*$/s, '').replace(/\s+/g, ' ');
+    throw new ValidationError('USAGE', message.charAt(0).toLowerCase() + message.slice(1), {
+      hint: `see botstate ${command} --help`,
+    });
+  }
+}
+
+export function renderOptions(options: OptionSpecs): string {
+  const rows = Object.entries(options).map(([name, o]) => {
+    const flag = `${o.short ? `-${o.short}, ` : '    '}--${name}${o.value ? ` ${o.value}` : ''}`;
+    return [flag, o.help + (o.multiple ? ' (repeatable)' : '')] as const;
+  });
+  const width = Math.max(...rows.map(([f]) => f.length));
+  return rows.map(([f, h]) => `  ${f.padEnd(width)}  ${h}`).join('\n');
+}

@@ -1,0 +1,67 @@
+import { ValidationError } from '../../errors.ts';
+import { withStore, type Command, type CommandContext } from '../command.ts';
+import { json, table } from '../output.ts';
+import type { Migration } from '../../store/migrations/migration.ts';
+
+function target(ctx: CommandContext): number | undefined {
+  const to = ctx.values['to'];
+  if (to === undefined) return undefined;
+  if (typeof to !== 'string' || !/^\d{1,6}$/.test(to)) {
+    throw new ValidationError('USAGE', `--to must be a schema version number, got "${String(to)}"`, { hint: 'see botstate db status' });
+  }
+  return Number(to);
+}
+
+function printSteps(ctx: CommandContext, verb: string, steps: readonly Migration[], version: number): void {
+  if (ctx.json) {
+    ctx.io.out(json({ [verb]: steps.map((m) => ({ version: m.version, name: m.name })), version }));
+    return;
+  }
+  for (const m of steps) ctx.io.out(`${verb} ${String(m.version).padStart(4, '0')}_${m.name}\n`);
+  ctx.io.out(`Schema is at version ${version}.\n`);
+}
+
+const TO = { to: { type: 'string', value: 'N', help: 'the target schema version' } } as const;
+
+const subcommands: Record<string, { summary: string; options: typeof TO | {}; run(ctx: CommandContext): Promise<void> }> = {
+  status: {
+    summary: 'show applied and pending migrations',
+    options: {},
+    async run(ctx) {
+      const status = await withStore(ctx, { schema: 'none', create: false }, (store) => store.schemaStatus());
+      if (ctx.json) return void ctx.io.out(json(status));
+      ctx.io.out(
+        table(['VERSION', 'NAME', 'STATE', 'APPLIED'], status.migrations.map((m) => [m.version, m.name, m.state, m.appliedAt])) +
+          `Schema is at version ${status.current}; this botstate expects ${status.latest}.\n`,
+      );
+    },
+  },
+  migrate: {
+    summary: 'apply pending migrations (up to --to N)',
+    options: TO,
+    async run(ctx) {
+      const to = target(ctx);
+      const [steps, status] = await withStore(ctx, { schema: 'none' }, async (store) => [await store.migrate(to === undefined ? {} : { to }), await store.schemaStatus()] as const);
+      printSteps(ctx, 'Applied', steps, status.current);
+    },
+  },
+  rollback: {
+    summary: 'roll back the last migration (or down to --to N)',
+    options: TO,
+    async run(ctx) {
+      const to = target(ctx);
+      const [steps, status] = await withStore(ctx, { schema: 'none', create: false }, async (store) => [await store.rollback(to === undefined ? {} : { to }), await store.schemaStatus()] as const);
+      printSteps(ctx, 'Rolled back', steps, status.current);
+    },
+  },
+};
+
+/** `botstate db status|migrate|rollback`: the parsing of the subcommand happens in main. */
+export const dbCommands: readonly Command[] = Object.entries(subcommands).map(([name, sub]) => ({
+  name: `db ${name}`,
+  summary: sub.summary,
+  usage: name === 'status' ? '' : '[--to N]',
+  options: sub.options,
+  positionals: [0, 0] as const,
+  run: sub.run,
+}));

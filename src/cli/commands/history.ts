@@ -1,0 +1,38 @@
+import { CHAIN_OPTION, READ_ONLY, tokenRef, withStore, type Command } from '../command.ts';
+import { historyTable, json, table } from '../output.ts';
+import { BotstateError } from '../../errors.ts';
+
+const history: Command = {
+  name: 'history',
+  summary: "show a job's audit log: every transition, config change and trade",
+  usage: '<token> [--chain C]',
+  options: { ...CHAIN_OPTION },
+  positionals: [1, 1],
+  async run(ctx) {
+    const ref = tokenRef(ctx);
+    const entries = await withStore(ctx, READ_ONLY, (store) => store.history(ref));
+    ctx.io.out(ctx.json ? json(entries) : historyTable(entries));
+  },
+};
+
+const verify: Command = {
+  name: 'verify',
+  summary: "check the audit log's hash chains against the jobs",
+  usage: '',
+  details: 'Exits 0 when every chain is intact, 5 (storage) when any entry was altered, removed or reordered.',
+  options: {},
+  positionals: [0, 0],
+  async run(ctx) {
+    const report = await withStore(ctx, READ_ONLY, (store) => store.verifyAudit());
+    if (ctx.json) ctx.io.out(json(report));
+    else if (report.problems.length > 0) ctx.io.out(table(['STREAM', 'SEQ', 'PROBLEM'], report.problems.map((p) => [p.stream, p.seq, p.problem])));
+    else ctx.io.out(`Audit log intact: ${report.entries} entries in ${report.streams} streams.\n`);
+    if (report.problems.length > 0) {
+      throw new BotstateError('STORAGE_CORRUPT', `the audit log has ${report.problems.length} problem(s)`, {
+        hint: 'restore the database from a backup and investigate who changed it',
+      });
+    }
+  },
+};
+
+export const historyCommands: readonly Command[] = [history, verify];

@@ -1,0 +1,149 @@
+import { readFileSync } from 'node:fs';
+import { ValidationError } from '../../errors.ts';
+import { CONFIG_KEYS, parseConfigJson } from '../../jobs/config.ts';
+import type { Job } from '../../jobs/job-rows.ts';
+import { JOB_STATUSES, type JobMode, type JobStatus } from '../../jobs/lifecycle.ts';
+import { checkStatus } from '../../jobs/jobs.ts';
+import type { Store } from '../../store/store.ts';
+import { CHAIN_OPTION, READ_ONLY, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
+import { jobJson, jobsTable, jobView, json } from '../output.ts';
+
+const CONFIG_OPTIONS = {
+  config: { type: 'string', value: 'FILE', help: 'a JSON file with config values to apply' },
+  set: { type: 'string', multiple: true, value: 'S.K=V', help: 'set one config value, e.g. accumulate.dcaAmount=25' },
+} as const;
+
+const CONFIG_HELP =
+  'Config keys (defaults in brackets; "off" means no limit):\n' +
+  CONFIG_KEYS.map((k) => `  ${`${k.section}.${k.key}`.padEnd(34)} ${k.description} [${k.default === null ? 'off' : String(k.default)}]`).join('\n');
+
+function readConfigFile(ctx: CommandContext): unknown {
+  const path = ctx.values['config'];
+  if (typeof path !== 'string') return undefined;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    throw new ValidationError('INVALID_CONFIG', `cannot read the config file ${path} (${code})`, { hint: 'check the --config path' });
+  }
+  return parseConfigJson(text, `config file ${path}`);
+}
+
+function sets(ctx: CommandContext): string[] {
+  const s = ctx.values['set'];
+  return Array.isArray(s) ? s : [];
+}
+
+function printJob(ctx: CommandContext, job: Job, headline: string): void {
+  ctx.io.out(ctx.json ? json(jobJson(job)) : `${headline}\n${jobView(job)}`);
+}
+
+const start: Command = {
+  name: 'start',
+  summary: 'start a job for a token (creating it if new)',
+  usage: '<token> [--mode accumulate|liquidity] [--symbol S] [--chain C] [--config FILE] [--set S.K=V …]',
+  details: `A new job starts RUNNING; an existing job must be IDLE.\n\n${CONFIG_HELP}`,
+  options: {
+    mode: { type: 'string', value: 'M', help: 'accumulate or liquidity (default accumulate for a new job)' },
+    symbol: { type: 'string', value: 'S', help: 'the token symbol, e.g. LGI' },
+    ...CHAIN_OPTION,
+    ...CONFIG_OPTIONS,
+  },
+  positionals: [1, 1],
+  async run(ctx) {
+    const ref = tokenRef(ctx) as { tokenAddress: string; chain: string };
+    const modeFlag = ctx.values['mode'];
+    let mode: JobMode | undefined;
+    if (typeof modeFlag === 'string') {
+      const upper = modeFlag.toUpperCase();
+      if (upper !== 'ACCUMULATE' && upper !== 'LIQUIDITY') {
+        throw new ValidationError('USAGE', `--mode must be accumulate or liquidity, got "${modeFlag}"`, { hint: 'see botstate start --help' });
+      }
+      mode = upper;
+    }
+    const config = readConfigFile(ctx);
+    const symbol = ctx.values['symbol'];
+    const input = {
+      tokenAddress: ref.tokenAddress,
+      chain: ref.chain,
+      set: sets(ctx),
+      ...(mode ? { mode } : {}),
+      ...(typeof symbol === 'string' ? { tokenSymbol: symbol } : {}),
+      ...(config !== undefined ? { config } : {}),
+    };
+    const job = await withStore(ctx, {}, (store) => store.jobs.start(input));
+    printJob(ctx, job, `Started ${job.mode} job for ${job.tokenSymbol} on ${job.chain}: ${job.status}`);
+  },
+};
+
+function lifecycle(name: 'pause' | 'resume' | 'liquidate', summary: string, verb: string): Command {
+  return {
+    name,
+    summary,
+    usage: '<token> [--chain C]',
+    options: { ...CHAIN_OPTION },
+    positionals: [1, 1],
+    async run(ctx) {
+      const ref = tokenRef(ctx);
+      const job = await withStore(ctx, { create: false }, (store: Store) => store.jobs[name](ref));
+      printJob(ctx, job, `${verb} job for ${job.tokenSymbol} on ${job.chain}: ${job.status}`);
+    },
+  };
+}
+
+const configure: Command = {
+  name: 'config',
+  summary: "change a job's config (any status)",
+  usage: '<token> [--chain C] [--config FILE] [--set S.K=V …]',
+  details: CONFIG_HELP,
+  options: { ...CHAIN_OPTION, ...CONFIG_OPTIONS },
+  positionals: [1, 1],
+  async run(ctx) {
+    const ref = tokenRef(ctx);
+    const config = readConfigFile(ctx);
+    if (config === undefined && sets(ctx).length === 0) {
+      throw new ValidationError('USAGE', 'nothing to change', { hint: 'pass --set section.key=value or --config FILE' });
+    }
+    const input = { set: sets(ctx), ...(config !== undefined ? { config } : {}) };
+    const job = await withStore(ctx, { create: false }, (store) => store.jobs.configure(ref, input));
+    printJob(ctx, job, `Config of ${job.tokenSymbol} on ${job.chain} is now:`);
+  },
+};
+
+const status: Command = {
+  name: 'status',
+  summary: 'show one job: status, mode, balances and config',
+  usage: '<token> [--chain C]',
+  options: { ...CHAIN_OPTION },
+  positionals: [1, 1],
+  async run(ctx) {
+    const ref = tokenRef(ctx);
+    const job = await withStore(ctx, READ_ONLY, (store) => store.jobs.get(ref));
+    ctx.io.out(ctx.json ? json(jobJson(job)) : jobView(job));
+  },
+};
+
+const list: Command = {
+  name: 'list',
+  summary: 'list every job',
+  usage: `[--status ${JOB_STATUSES.map((s) => s.toLowerCase()).join('|')}]`,
+  options: { status: { type: 'string', value: 'S', help: 'only jobs in this status' } },
+  positionals: [0, 0],
+  async run(ctx) {
+    const s = ctx.values['status'];
+    const filter: { status?: JobStatus } = typeof s === 'string' ? { status: checkStatus(s.toUpperCase()) } : {};
+    const jobs = await withStore(ctx, READ_ONLY, (store) => store.jobs.list(filter));
+    ctx.io.out(ctx.json ? json(jobs.map(jobJson)) : jobsTable(jobs));
+  },
+};
+
+export const jobCommands: readonly Command[] = [
+  start,
+  lifecycle('pause', 'pause a RUNNING job (keeps its position)', 'Paused'),
+  lifecycle('resume', 'resume a PAUSED or ERROR job', 'Resumed'),
+  lifecycle('liquidate', 'sell everything, then return to IDLE', 'Liquidating'),
+  status,
+  list,
+  configure,
+];

@@ -1,0 +1,149 @@
+import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { coerceError, EXIT_CODES, exitCodeFor, ValidationError } from '../errors.ts';
+import { openStore } from '../store/store.ts';
+import { GLOBAL_OPTIONS, parse, renderOptions } from './args.ts';
+import type { Command, CommandContext } from './command.ts';
+import { dbCommands } from './commands/db.ts';
+import { historyCommands } from './commands/history.ts';
+import { jobCommands } from './commands/jobs.ts';
+import { tradeCommands } from './commands/trades.ts';
+import { json, processIo, type Io } from './output.ts';
+
+const COMMANDS: readonly Command[] = [...jobCommands, ...tradeCommands, ...historyCommands, ...dbCommands];
+const BY_NAME = new Map(COMMANDS.map((c) => [c.name, c]));
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+const EXIT_HELP = `Exit codes:
+  0  success
+  ${EXIT_CODES.usage}  usage: an unknown command or flag, or a malformed value (address, amount, config)
+  ${EXIT_CODES.rule}  rule: not allowed now (an invalid transition, a conflicting clientOrderId, a sell beyond the balance)
+  ${EXIT_CODES.not_found}  not found: no such job, trade or database file
+  ${EXIT_CODES.storage}  storage: the database is unreachable, locked, damaged or not botstate's
+  ${EXIT_CODES.schema}  schema: the database schema is newer than this botstate, outdated, or an applied migration changed
+  ${EXIT_CODES.internal}  a bug in botstate (please report it)
+A failed command changes nothing.`;
+
+function generalHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return `botstate ${version()} — crash-safe state for trading bots
+
+Usage: botstate <command> [arguments] [--db URL] [--json]
+
+Commands:
+${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+
+Global flags:
+${renderOptions(GLOBAL_OPTIONS)}
+
+Run botstate <command> --help for a command's arguments.
+
+${EXIT_HELP}
+`;
+}
+
+function commandHelp(c: Command): string {
+  return `Usage: botstate ${c.name}${c.usage ? ` ${c.usage}` : ''}
+
+${c.summary.charAt(0).toUpperCase()}${c.summary.slice(1)}.
+${c.details ? `\n${c.details}\n` : ''}
+Flags:
+${renderOptions({ ...c.options, ...GLOBAL_OPTIONS })}
+
+${EXIT_HELP}
+`;
+}
+
+/** Splits argv into the command's name and the rest, skipping global flags and --db's value. */
+function findCommand(argv: readonly string[]): { name: string | undefined; rest: string[] } {
+  const rest: string[] = [];
+  const words: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--db') {
+      rest.push(a);
+      if (i + 1 < argv.length) rest.push(argv[++i]!);
+    } else if (a.startsWith('-') || words.length >= (words[0] === 'db' ? 2 : 1)) {
+      rest.push(a);
+    } else {
+      words.push(a);
+    }
+  }
+  return { name: words.length === 0 ? undefined : words.join(' '), rest };
+}
+
+function closest(name: string): string | undefined {
+  const distance = (a: string, b: string): number => {
+    const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+    for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+    for (let i = 1; i <= a.length; i++) {
+      for (let j = 1; j <= b.length; j++) {
+        d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      }
+    }
+    return d[a.length]![b.length]!;
+  };
+  const best = COMMANDS.map((c) => ({ c: c.name, d: distance(name, c.name) })).sort((x, y) => x.d - y.d)[0];
+  return best && best.d <= 2 ? best.c : undefined;
+}
+
+function cliActor(): string {
+  try {
+    return `cli:${userInfo().username}`;
+  } catch {
+    return 'cli';
+  }
+}
+
+/**
+ * Runs the botstate CLI and returns its exit code. Never throws: every failure becomes one
+ * line on stderr (and, with --json, an `{ "error": … }` document on stdout).
+ */
+export async function run(argv: readonly string[], io: Io = processIo): Promise<number> {
+  const wantsJson = argv.includes('--json');
+  try {
+    const { name, rest } = findCommand(argv);
+    if (name === undefined) {
+      if (argv.includes('--version')) return io.out(`${version()}\n`), 0;
+      if (argv.includes('--help') || argv.includes('-h')) return io.out(generalHelp()), 0;
+      io.err(generalHelp());
+      return EXIT_CODES.usage;
+    }
+    const command = BY_NAME.get(name);
+    if (!command) {
+      const guess = closest(name);
+      const hint = name === 'db' ? 'use botstate db status|migrate|rollback' : guess ? `did you mean ${guess}? See botstate --help` : 'see botstate --help';
+      throw new ValidationError('USAGE', `unknown command "${name}"`, { hint });
+    }
+    const { values, positionals } = parse(rest, command.options, command.name);
+    if (values['help']) return io.out(commandHelp(command)), 0;
+    const [min, max] = command.positionals;
+    if (positionals.length > max) {
+      throw new ValidationError('USAGE', `unexpected argument "${positionals[max]}"`, { hint: `see botstate ${command.name} --help` });
+    }
+    if (positionals.length < min) {
+      throw new ValidationError('USAGE', `missing ${command.usage.split(' ')[0]}`, { hint: `see botstate ${command.name} --help` });
+    }
+    const db = values['db'];
+    const ctx: CommandContext = {
+      values,
+      positionals,
+      io,
+      json: values['json'] === true,
+      open: (options = {}) => openStore(typeof db === 'string' ? db : undefined, { actor: cliActor(), ...options }),
+    };
+    await command.run(ctx);
+    return 0;
+  } catch (e) {
+    const error = coerceError(e);
+    const line = `botstate: ${error.message}${error.hint ? ` (${error.hint})` : ''}`.replace(/\s*\n\s*/g, ' ');
+    io.err(`${line}\n`);
+    if (wantsJson) io.out(json({ error: { code: error.code, message: error.message, hint: error.hint ?? null } }));
+    if (error.code === 'INTERNAL' && process.env['BOTSTATE_DEBUG']) io.err(`${(error.cause as Error)?.stack ?? ''}\n`);
+    return exitCodeFor(error);
+  }
+}

@@ -1,0 +1,128 @@
+import type { AuditEntry } from '../audit/audit.ts';
+import { serializeConfig, type JobConfig } from '../jobs/config.ts';
+import type { Job } from '../jobs/job-rows.ts';
+import type { Trade } from '../ledger/ledger.ts';
+
+declare global {
+  interface JSON {
+    rawJSON(text: string): unknown;
+  }
+}
+
+/** Where a command writes; tests swap these for buffers. */
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+export const processIo: Io = {
+  out: (text) => void process.stdout.write(text),
+  err: (text) => void process.stderr.write(text),
+};
+
+/**
+ * The config as a JSON value whose numbers are emitted exactly as stored (JSON.rawJSON), so
+ * `botstate status X --json | jq .config` can be fed back with `--config`.
+ */
+function configJson(config: JobConfig): unknown {
+  return JSON.parse(serializeConfig(config), (_key, value, context?: { source?: string }) =>
+    typeof value === 'number' && context?.source !== undefined ? JSON.rawJSON(context.source) : value,
+  );
+}
+
+/** A job as a JSON object: amounts as exact decimal strings, config numbers as exact literals. */
+export function jobJson(job: Job): Record<string, unknown> {
+  return { ...job, config: configJson(job.config) };
+}
+
+export function json(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
+
+/** Left-aligned columns separated by two spaces; `-` for empty cells. */
+export function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | number | null | undefined>>): string {
+  const cells = rows.map((r) => r.map((c) => (c === null || c === undefined || c === '' ? '-' : String(c))));
+  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i]!.length)));
+  const line = (r: readonly string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
+  return [line(headers), ...cells.map(line)].join('\n') + '\n';
+}
+
+/** `key  value` lines, keys aligned. */
+export function fields(pairs: ReadonlyArray<readonly [string, string | number | null | undefined]>): string {
+  const width = Math.max(...pairs.map(([k]) => k.length));
+  return pairs.map(([k, v]) => `${k.padEnd(width)}  ${v === null || v === undefined || v === '' ? '-' : v}`).join('\n') + '\n';
+}
+
+export function jobView(job: Job): string {
+  const configLines = Object.entries(job.config).flatMap(([section, values]) =>
+    Object.entries(values as Record<string, unknown>).map(([k, v]) => [`  ${section}.${k}`, v === null ? 'off' : String(v)] as const),
+  );
+  return fields([
+    ['token', `${job.tokenSymbol} ${job.tokenAddress}`],
+    ['chain', job.chain],
+    ['id', job.id],
+    ['status', job.statusReason ? `${job.status} (${job.statusReason})` : job.status],
+    ['mode', job.mode],
+    ['tokenBalance', job.tokenBalance],
+    ['totalAccumulated', job.totalAccumulated],
+    ['recentHigh', job.recentHigh],
+    ['lastDcaBuyTime', job.lastDcaBuyTime],
+    ['lastRebalanceTime', job.lastRebalanceTime],
+    ['createdAt', job.createdAt],
+    ['updatedAt', job.updatedAt],
+    ['startedAt', job.startedAt],
+    ['stoppedAt', job.stoppedAt],
+    ['version', job.version],
+    ['config', ''],
+    ...configLines,
+  ]).replace(/^config( +)-$/m, 'config');
+}
+
+export function jobsTable(jobs: readonly Job[]): string {
+  if (jobs.length === 0) return 'No jobs.\n';
+  return table(
+    ['SYMBOL', 'TOKEN', 'CHAIN', 'MODE', 'STATUS', 'TOKEN BALANCE', 'TOTAL ACCUMULATED', 'UPDATED'],
+    jobs.map((j) => [j.tokenSymbol, j.tokenAddress, j.chain, j.mode, j.status, j.tokenBalance, j.totalAccumulated, j.updatedAt]),
+  );
+}
+
+export function tradesTable(trades: readonly Trade[]): string {
+  if (trades.length === 0) return 'No trades.\n';
+  return table(
+    ['CLIENT ORDER ID', 'SIDE', 'REASON', 'STATUS', 'BASE AMOUNT', 'QUOTE AMOUNT', 'PRICE USD', 'CREATED', 'EXECUTED', 'ERROR'],
+    trades.map((t) => [t.clientOrderId, t.side, t.reason, t.status, t.baseAmount, t.quoteAmount, t.priceUsd, t.createdAt, t.executedAt, t.error]),
+  );
+}
+
+/** `status: RUNNING → PAUSED, stoppedAt: - → 2026-…`: what an audit entry changed. */
+function change(entry: AuditEntry): string {
+  const before = (entry.before ?? {}) as Record<string, unknown>;
+  const after = (entry.after ?? {}) as Record<string, unknown>;
+  const parts: string[] = [];
+  const trade = after['trade'] as Trade | undefined;
+  if (trade) {
+    const amounts = trade.baseAmount === null ? `quote ${trade.quoteAmount}` : `${trade.baseAmount} @ ${trade.priceUsd ?? '-'}`;
+    parts.push(`${trade.status} ${trade.side} ${trade.reason} ${amounts} (${trade.clientOrderId})`);
+  }
+  if (entry.action === 'create') {
+    const job = after as unknown as Job;
+    parts.push(`${job.mode} job created ${job.status}`);
+  } else {
+    for (const key of Object.keys(after)) {
+      if (key === 'trade') continue;
+      const show = (v: unknown) => (v === null || v === undefined ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+      parts.push(`${key}: ${show(before[key])} → ${show(after[key])}`);
+    }
+  }
+  return parts.join('; ');
+}
+
+export function historyTable(entries: readonly AuditEntry[]): string {
+  if (entries.length === 0) return 'No history.\n';
+  return table(
+    ['SEQ', 'AT', 'ACTOR', 'ENTITY', 'ACTION', 'CHANGE'],
+    entries.map((e) => [e.seq, e.at, e.actor, e.entity, e.action, change(e)]),
+  );
+}
+
+export { configJson };

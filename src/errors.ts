@@ -1,0 +1,125 @@
+/**
+ * Every error botstate raises is a {@link BotstateError} with a stable string `code`.
+ * The CLI maps each code's {@link ErrorCategory} to an exit code (see `exitCodeFor`).
+ *
+ * @example
+ * try { await store.jobs.pause(token) }
+ * catch (e) { if (isBotstateError(e, 'INVALID_TRANSITION')) console.log(e.details.allowed) }
+ */
+
+/** Broad classes of failure; each has one documented CLI exit code. */
+export const ErrorCategory = Object.freeze({
+  /** The caller's input is malformed: fix the command or the value. */
+  USAGE: 'usage',
+  /** The input is well-formed but a rule forbids it now (state machine, balance, concurrency). */
+  RULE: 'rule',
+  /** A named thing does not exist. */
+  NOT_FOUND: 'not_found',
+  /** The database cannot be reached, opened, or used. */
+  STORAGE: 'storage',
+  /** The database schema does not match this version of botstate. */
+  SCHEMA: 'schema',
+  /** A bug in botstate. */
+  INTERNAL: 'internal',
+} as const);
+export type ErrorCategory = (typeof ErrorCategory)[keyof typeof ErrorCategory];
+
+const CODES = {
+  USAGE: ErrorCategory.USAGE,
+  INVALID_ADDRESS: ErrorCategory.USAGE,
+  INVALID_CHECKSUM: ErrorCategory.USAGE,
+  INVALID_AMOUNT: ErrorCategory.USAGE,
+  INVALID_CONFIG: ErrorCategory.USAGE,
+  INVALID_ARGUMENT: ErrorCategory.USAGE,
+  INVALID_TRANSITION: ErrorCategory.RULE,
+  CONCURRENT_MODIFICATION: ErrorCategory.RULE,
+  DUPLICATE_ORDER: ErrorCategory.RULE,
+  INSUFFICIENT_BALANCE: ErrorCategory.RULE,
+  JOB_NOT_FOUND: ErrorCategory.NOT_FOUND,
+  TRADE_NOT_FOUND: ErrorCategory.NOT_FOUND,
+  DATABASE_NOT_FOUND: ErrorCategory.NOT_FOUND,
+  STORAGE_UNAVAILABLE: ErrorCategory.STORAGE,
+  STORAGE_BUSY: ErrorCategory.STORAGE,
+  STORAGE_CORRUPT: ErrorCategory.STORAGE,
+  STORAGE_FAILED: ErrorCategory.STORAGE,
+  SCHEMA_TOO_NEW: ErrorCategory.SCHEMA,
+  SCHEMA_OUTDATED: ErrorCategory.SCHEMA,
+  MIGRATION_CHECKSUM_MISMATCH: ErrorCategory.SCHEMA,
+  MIGRATION_FAILED: ErrorCategory.SCHEMA,
+  INTERNAL: ErrorCategory.INTERNAL,
+} as const satisfies Record<string, ErrorCategory>;
+
+/** Stable error codes. Never renamed once released. */
+export type ErrorCode = keyof typeof CODES;
+
+export class BotstateError extends Error {
+  override readonly name: string = 'BotstateError';
+  readonly code: ErrorCode;
+  readonly category: ErrorCategory;
+  /** Machine-readable context (the current status, the allowed actions, the offending key…). */
+  readonly details: Readonly<Record<string, unknown>>;
+  /** What the caller should do about it, in one sentence. */
+  readonly hint: string | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { hint?: string; details?: Record<string, unknown>; cause?: unknown } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.category = CODES[code];
+    this.details = Object.freeze({ ...options.details });
+    this.hint = options.hint;
+  }
+}
+
+/** Malformed input: a bad address, amount, config value or argument. */
+export class ValidationError extends BotstateError {
+  override readonly name = 'ValidationError';
+}
+
+/** A job lifecycle action that is not allowed from the job's current status. */
+export class InvalidTransitionError extends BotstateError {
+  override readonly name = 'InvalidTransitionError';
+}
+
+export class NotFoundError extends BotstateError {
+  override readonly name = 'NotFoundError';
+}
+
+/** The database could not be reached or used; `cause` carries the driver's error. */
+export class StorageError extends BotstateError {
+  override readonly name = 'StorageError';
+}
+
+export class SchemaError extends BotstateError {
+  override readonly name = 'SchemaError';
+}
+
+export function isBotstateError(e: unknown, code?: ErrorCode): e is BotstateError {
+  return e instanceof BotstateError && (code === undefined || e.code === code);
+}
+
+/**
+ * The CLI's exit codes, one per category. Documented in docs/cli.md; never renumbered.
+ */
+export const EXIT_CODES: Readonly<Record<ErrorCategory, number>> = Object.freeze({
+  internal: 1,
+  usage: 2,
+  rule: 3,
+  not_found: 4,
+  storage: 5,
+  schema: 6,
+});
+
+export function exitCodeFor(e: unknown): number {
+  return e instanceof BotstateError ? EXIT_CODES[e.category] : EXIT_CODES.internal;
+}
+
+/** Wrap anything thrown into a BotstateError, keeping the original as `cause`. */
+export function coerceError(e: unknown): BotstateError {
+  if (e instanceof BotstateError) return e;
+  const message = e instanceof Error ? e.message : String(e);
+  return new BotstateError('INTERNAL', `unexpected error: ${message}`, { cause: e });
+}

@@ -1,0 +1,43 @@
+/**
+ * botstate: crash-safe state for trading bots on SQLite or PostgreSQL.
+ *
+ * @example
+ * import { openStore } from 'botstate';
+ * const store = await openStore('./botstate.db');
+ * const job = await store.jobs.start({ tokenAddress: '0xbbd9aDe16525acb4B336b6dAd3b9762901522B07' });
+ */
+export { openStore, Store, type StoreOptions } from './store/store.ts';
+export type { Executor, Durability, Engine } from './store/adapter.ts';
+export type { CallOptions } from './store/context.ts';
+export type { SchemaStatus, MigrationState } from './store/migrations/runner.ts';
+export { Jobs, type StartJobInput, type ConfigureInput, type StrategyStatePatch } from './jobs/jobs.ts';
+export type { Job, JobRef, JobChange } from './jobs/job-rows.ts';
+export { JobStatus, JobMode, TRANSITIONS, allowedActions, type LifecycleAction } from './jobs/lifecycle.ts';
+export { defaultConfig, CONFIG_KEYS, type JobConfig } from './jobs/config.ts';
+export { normalizeAddress } from './jobs/address.ts';
+export {
+  Ledger,
+  TradeSide,
+  TradeReason,
+  TradeStatus,
+  type Trade,
+  type Fill,
+  type RecordTradeInput,
+  type IntentInput,
+  type Settlement,
+  type TradeResult,
+} from './ledger/ledger.ts';
+export type { AuditEntry, AuditReport, AuditProblem } from './audit/audit.ts';
+export * as decimal from './money/decimal.ts';
+export {
+  BotstateError,
+  ValidationError,
+  InvalidTransitionError,
+  NotFoundError,
+  StorageError,
+  SchemaError,
+  ErrorCategory,
+  EXIT_CODES,
+  isBotstateError,
+  type ErrorCode,
+} from './errors.ts';

@@ -1,0 +1,256 @@
+import { insertAudit, jobStream, prepareAudit } from '../audit/audit.ts';
+import { BotstateError, NotFoundError, ValidationError } from '../errors.ts';
+import type { Decimal } from '../money/decimal.ts';
+import type { Dialect, Executor, SqlParam } from '../store/adapter.ts';
+import { normalizeAddress } from './address.ts';
+import { deserializeConfig, serializeConfig, type JobConfig } from './config.ts';
+import type { JobMode, JobStatus } from './lifecycle.ts';
+
+/** A job: one token position on one chain, with its lifecycle status and tracked state. */
+export interface Job {
+  readonly id: string;
+  /** EIP-55 checksummed; unique per chain. */
+  readonly tokenAddress: string;
+  readonly tokenSymbol: string;
+  readonly chain: string;
+  readonly mode: JobMode;
+  readonly status: JobStatus;
+  /** Why the job is in ERROR (kept until it is resumed). */
+  readonly statusReason: string | null;
+  readonly lastDcaBuyTime: string | null;
+  readonly recentHigh: Decimal;
+  readonly recentHighTime: string | null;
+  /** Quote amount spent on executed buys. */
+  readonly totalAccumulated: Decimal;
+  /** Executed buys minus executed sells, in base units. */
+  readonly tokenBalance: Decimal;
+  readonly lastRebalanceTime: string | null;
+  readonly config: JobConfig;
+  /** Whatever the job's strategy persists between ticks. */
+  readonly strategyState: Readonly<Record<string, unknown>>;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly startedAt: string | null;
+  readonly stoppedAt: string | null;
+  /** Incremented by every change; equals the number of audit entries of the job. */
+  readonly version: number;
+}
+
+/** The fields a change may set. */
+export type JobChange = Partial<
+  Pick<
+    Job,
+    | 'tokenSymbol'
+    | 'mode'
+    | 'status'
+    | 'statusReason'
+    | 'lastDcaBuyTime'
+    | 'recentHigh'
+    | 'recentHighTime'
+    | 'totalAccumulated'
+    | 'tokenBalance'
+    | 'lastRebalanceTime'
+    | 'config'
+    | 'strategyState'
+    | 'startedAt'
+    | 'stoppedAt'
+  >
+>;
+
+export interface JobRow {
+  id: string;
+  chain: string;
+  token_address: string;
+  token_symbol: string;
+  mode: JobMode;
+  status: JobStatus;
+  status_reason: string | null;
+  last_dca_buy_time: string | null;
+  recent_high: string;
+  recent_high_time: string | null;
+  total_accumulated: string;
+  token_balance: string;
+  last_rebalance_time: string | null;
+  config: string;
+  strategy_state: string;
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  stopped_at: string | null;
+  version: number;
+  audit_hash: string;
+}
+
+const COLUMN = {
+  tokenSymbol: 'token_symbol',
+  mode: 'mode',
+  status: 'status',
+  statusReason: 'status_reason',
+  lastDcaBuyTime: 'last_dca_buy_time',
+  recentHigh: 'recent_high',
+  recentHighTime: 'recent_high_time',
+  totalAccumulated: 'total_accumulated',
+  tokenBalance: 'token_balance',
+  lastRebalanceTime: 'last_rebalance_time',
+  config: 'config',
+  strategyState: 'strategy_state',
+  startedAt: 'started_at',
+  stoppedAt: 'stopped_at',
+} as const satisfies Record<keyof JobChange, string>;
+
+export const JOB_COLUMNS =
+  'id, chain, token_address, token_symbol, mode, status, status_reason, last_dca_buy_time, recent_high, ' +
+  'recent_high_time, total_accumulated, token_balance, last_rebalance_time, config, strategy_state, ' +
+  'created_at, updated_at, started_at, stopped_at, version, audit_hash';
+
+// Parsing and validating a config costs far more than the rest of a row; configs change rarely.
+const configCache = new Map<string, JobConfig>();
+function configOf(text: string): JobConfig {
+  let config = configCache.get(text);
+  if (config === undefined) {
+    config = deserializeConfig(text);
+    if (configCache.size >= 1024) configCache.clear();
+    configCache.set(text, config);
+  }
+  return config;
+}
+
+export function toJob(row: JobRow): Job {
+  return {
+    id: row.id,
+    tokenAddress: row.token_address,
+    tokenSymbol: row.token_symbol,
+    chain: row.chain,
+    mode: row.mode,
+    status: row.status,
+    statusReason: row.status_reason,
+    lastDcaBuyTime: row.last_dca_buy_time,
+    recentHigh: row.recent_high,
+    recentHighTime: row.recent_high_time,
+    totalAccumulated: row.total_accumulated,
+    tokenBalance: row.token_balance,
+    lastRebalanceTime: row.last_rebalance_time,
+    config: configOf(row.config),
+    strategyState: JSON.parse(row.strategy_state) as Record<string, unknown>,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    startedAt: row.started_at,
+    stoppedAt: row.stopped_at,
+    version: row.version,
+  };
+}
+
+/** Identifies a job: by id, or by token address (any case) and chain (default `base`). */
+export type JobRef = { readonly id: string } | { readonly tokenAddress: string; readonly chain?: string };
+
+export const DEFAULT_CHAIN = 'base';
+const CHAIN = /^[a-z0-9][a-z0-9-]{0,31}$/;
+
+/** Lower-cases and validates a chain name. */
+export function normalizeChain(chain: string | undefined): string {
+  const c = (chain ?? DEFAULT_CHAIN).toLowerCase();
+  if (!CHAIN.test(c)) {
+    throw new ValidationError('INVALID_ARGUMENT', `chain "${chain}" is not a chain name`, {
+      hint: 'use letters, digits and - (at most 32), for example base or ethereum',
+    });
+  }
+  return c;
+}
+
+export function describeRef(ref: JobRef): string {
+  return 'id' in ref ? `job ${ref.id}` : `token ${ref.tokenAddress} on ${normalizeChain(ref.chain)}`;
+}
+
+/** Reads a job, locking its row until the transaction ends when `lock` is set. */
+export async function selectJob(tx: Executor, dialect: Dialect, ref: JobRef, lock: boolean): Promise<JobRow | undefined> {
+  const suffix = lock ? dialect.forUpdate : '';
+  if ('id' in ref) {
+    return tx.get<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?${suffix}`, [ref.id]);
+  }
+  const address = normalizeAddress(ref.tokenAddress);
+  const chain = normalizeChain(ref.chain);
+  return tx.get<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE chain = ? AND token_address = ?${suffix}`, [chain, address]);
+}
+
+export async function requireJob(tx: Executor, dialect: Dialect, ref: JobRef, lock: boolean): Promise<JobRow> {
+  const row = await selectJob(tx, dialect, ref, lock);
+  if (!row) {
+    throw new NotFoundError('JOB_NOT_FOUND', `there is no job for ${describeRef(ref)}`, {
+      hint: 'check the address and --chain, or list the jobs with botstate list',
+    });
+  }
+  return row;
+}
+
+/** One audited change to a job row. */
+export interface JobUpdate {
+  readonly set: JobChange;
+  readonly at: string;
+  readonly actor: string;
+  readonly action: string;
+  /** The audited entity; `job` unless the change is about one of its trades. */
+  readonly entity?: string;
+  readonly entityId?: string;
+  /** Extra content for the audit entry's `after` (for example the trade that caused the change). */
+  readonly detail?: Record<string, unknown>;
+}
+
+const updateSql = new Map<string, string>();
+
+/**
+ * Applies `update` to the locked `row` with a guarded UPDATE (same version, same status) and
+ * appends the audit entry in the same transaction. The job's version is the audit sequence
+ * number of its stream, and its audit_hash the head of the chain.
+ */
+export async function updateJob(tx: Executor, row: JobRow, update: JobUpdate): Promise<JobRow> {
+  const job = toJob(row);
+  // Only what actually changes is written and audited.
+  const fields = (Object.keys(update.set) as Array<keyof JobChange>).filter(
+    (f) => columnValue(f, update.set[f]) !== columnValue(f, job[f]),
+  );
+  const before: Record<string, unknown> = {};
+  const after: Record<string, unknown> = {};
+  const params: SqlParam[] = [];
+  for (const f of fields) {
+    before[f] = job[f];
+    after[f] = update.set[f];
+    params.push(columnValue(f, update.set[f]));
+  }
+  const version = row.version + 1;
+  const prepared = prepareAudit({
+    stream: jobStream(row.id),
+    seq: version,
+    prevHash: row.audit_hash,
+    at: update.at,
+    actor: update.actor,
+    entity: update.entity ?? 'job',
+    entityId: update.entityId ?? row.id,
+    action: update.action,
+    before: fields.length > 0 ? before : null,
+    after: update.detail ? { ...after, ...update.detail } : after,
+  });
+  const key = fields.join(',');
+  let sql = updateSql.get(key);
+  if (sql === undefined) {
+    const sets = fields.map((f) => `${COLUMN[f]} = ?`).join(', ');
+    sql = `UPDATE jobs SET ${sets}${sets ? ', ' : ''}updated_at = ?, version = ?, audit_hash = ? WHERE id = ? AND version = ? AND status = ?`;
+    updateSql.set(key, sql);
+  }
+  params.push(update.at, version, prepared.hash, row.id, row.version, row.status);
+  const changed = await tx.run(sql, params);
+  if (changed !== 1) {
+    throw new BotstateError('CONCURRENT_MODIFICATION', `job ${row.id} was changed by someone else meanwhile`, {
+      hint: 'read the job again and retry',
+    });
+  }
+  await insertAudit(tx, prepared);
+  const next: JobRow = { ...row, updated_at: update.at, version, audit_hash: prepared.hash };
+  for (const f of fields) (next as unknown as Record<string, SqlParam>)[COLUMN[f]] = columnValue(f, update.set[f]);
+  return next;
+}
+
+function columnValue(field: keyof JobChange, value: unknown): SqlParam {
+  if (field === 'config') return serializeConfig(value as JobConfig);
+  if (field === 'strategyState') return JSON.stringify(value);
+  return value as SqlParam;
+}

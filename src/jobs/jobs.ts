@@ -1,0 +1,304 @@
+import { insertAudit, jobStream, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
+import { BotstateError, InvalidTransitionError, ValidationError } from '../errors.ts';
+import { isZero } from '../money/decimal.ts';
+import type { Executor } from '../store/adapter.ts';
+import type { CallOptions, Context } from '../store/context.ts';
+import { uuidv7 } from '../util/ids.ts';
+import { normalizeAddress } from './address.ts';
+import { defaultConfig, resolveConfig, serializeConfig } from './config.ts';
+import {
+  JOB_COLUMNS,
+  normalizeChain,
+  requireJob,
+  selectJob,
+  toJob,
+  updateJob,
+  type Job,
+  type JobChange,
+  type JobRef,
+  type JobRow,
+} from './job-rows.ts';
+import {
+  allowedActions,
+  JOB_MODES,
+  JOB_STATUSES,
+  TRANSITIONS,
+  type JobMode,
+  type JobStatus,
+  type LifecycleAction,
+} from './lifecycle.ts';
+
+export interface StartJobInput {
+  /** Any case; a mixed-case address must carry a valid EIP-55 checksum. */
+  readonly tokenAddress: string;
+  readonly tokenSymbol?: string;
+  /** Default `base`. */
+  readonly chain?: string;
+  /** Default ACCUMULATE for a new job; an IDLE job may switch mode when started again. */
+  readonly mode?: JobMode;
+  /** A partial config object (for example parsed from a file), applied over the current config. */
+  readonly config?: unknown;
+  /** `section.key=value` strings, applied after `config`. */
+  readonly set?: readonly string[];
+}
+
+export interface ConfigureInput {
+  readonly config?: unknown;
+  readonly set?: readonly string[];
+}
+
+/** Fields a strategy persists between ticks. */
+export type StrategyStatePatch = Partial<
+  Pick<Job, 'recentHigh' | 'recentHighTime' | 'lastDcaBuyTime' | 'lastRebalanceTime' | 'strategyState'>
+>;
+
+const SYMBOL = /^[A-Za-z0-9$._-]{1,32}$/;
+
+function checkSymbol(symbol: string): string {
+  if (!SYMBOL.test(symbol)) {
+    throw new ValidationError('INVALID_ARGUMENT', `token symbol "${symbol}" is not allowed`, {
+      hint: 'use 1 to 32 letters, digits or $ . _ -',
+    });
+  }
+  return symbol;
+}
+
+function checkMode(mode: string): JobMode {
+  if (!(JOB_MODES as readonly string[]).includes(mode)) {
+    throw new ValidationError('INVALID_ARGUMENT', `mode "${mode}" is not one of ${JOB_MODES.join(', ')}`, {
+      hint: 'use accumulate or liquidity',
+    });
+  }
+  return mode as JobMode;
+}
+
+export function checkStatus(status: string): JobStatus {
+  if (!(JOB_STATUSES as readonly string[]).includes(status)) {
+    throw new ValidationError('INVALID_ARGUMENT', `status "${status}" is not one of ${JOB_STATUSES.join(', ')}`, {
+      hint: `use one of ${JOB_STATUSES.join(', ').toLowerCase()}`,
+    });
+  }
+  return status as JobStatus;
+}
+
+/** `0xbbd9…2B07`: the symbol of a job started without one. */
+function shortAddress(address: string): string {
+  return `${address.slice(0, 6)}…${address.slice(-4)}`;
+}
+
+/**
+ * Jobs and their lifecycle. Every change is one transaction: a guarded update of the job row
+ * plus its audit entry.
+ *
+ * @example
+ * const job = await store.jobs.start({ tokenAddress: '0xbbd9aDe16525acb4B336b6dAd3b9762901522B07', set: ['accumulate.dcaAmount=25'] });
+ * await store.jobs.pause({ id: job.id });
+ */
+export class Jobs {
+  readonly #ctx: Context;
+
+  constructor(ctx: Context) {
+    this.#ctx = ctx;
+  }
+
+  /**
+   * Starts a job: creates it (RUNNING) if the token has none on that chain, else moves it
+   * IDLE → RUNNING, applying any mode, symbol and config changes in the same transaction.
+   */
+  async start(input: StartJobInput, options?: CallOptions): Promise<Job> {
+    const tokenAddress = normalizeAddress(input.tokenAddress);
+    const chain = normalizeChain(input.chain);
+    const mode = input.mode === undefined ? undefined : checkMode(input.mode);
+    const symbol = input.tokenSymbol === undefined ? undefined : checkSymbol(input.tokenSymbol);
+    const set = input.set ?? [];
+    // Validate the config against the defaults before touching the database, so that a bad
+    // value is reported as such whether or not the job exists.
+    resolveConfig(defaultConfig(), input.config, set);
+    const actor = this.#ctx.actorFor(options);
+    return this.#ctx.write(options, async (tx) => {
+      const existing = await selectJob(tx, this.#ctx.adapter.dialect, { tokenAddress, chain }, true);
+      const at = new Date().toISOString();
+      if (!existing) {
+        const config = resolveConfig(defaultConfig(), input.config, set);
+        return toJob(await this.#insert(tx, { tokenAddress, chain, symbol: symbol ?? shortAddress(tokenAddress), mode: mode ?? 'ACCUMULATE', config: serializeConfig(config), at, actor }));
+      }
+      const job = this.#check(existing, 'start');
+      const changes: JobChange = { status: 'RUNNING', statusReason: null, startedAt: at };
+      if (mode !== undefined && mode !== job.mode) Object.assign(changes, { mode });
+      if (symbol !== undefined && symbol !== job.tokenSymbol) Object.assign(changes, { tokenSymbol: symbol });
+      if (input.config !== undefined || set.length > 0) {
+        const config = resolveConfig(job.config, input.config, set);
+        if (serializeConfig(config) !== existing.config) Object.assign(changes, { config });
+      }
+      return toJob(await updateJob(tx, existing, { set: changes, at, actor, action: 'start' }));
+    });
+  }
+
+  /** RUNNING → PAUSED: stops trading, keeps the position. */
+  pause(ref: JobRef, options?: CallOptions): Promise<Job> {
+    return this.#transition(ref, 'pause', (at) => ({ stoppedAt: at }), options);
+  }
+
+  /** PAUSED or ERROR → RUNNING. Clears the error reason. */
+  resume(ref: JobRef, options?: CallOptions): Promise<Job> {
+    return this.#transition(ref, 'resume', (at) => ({ statusReason: null, startedAt: at }), options);
+  }
+
+  /** RUNNING, PAUSED or ERROR → LIQUIDATING: sell everything, then return to IDLE. */
+  liquidate(ref: JobRef, options?: CallOptions): Promise<Job> {
+    return this.#transition(ref, 'liquidate', () => ({ statusReason: null }), options);
+  }
+
+  /** LIQUIDATING → IDLE, once the balance is zero. */
+  completeLiquidation(ref: JobRef, options?: CallOptions): Promise<Job> {
+    return this.#transition(
+      ref,
+      'completeLiquidation',
+      (at, job) => {
+        if (!isZero(job.tokenBalance)) {
+          throw new InvalidTransitionError('INVALID_TRANSITION', `cannot complete the liquidation of job ${job.id}: it still holds ${job.tokenBalance} tokens`, {
+            hint: 'record the remaining sells first',
+            details: { status: job.status, tokenBalance: job.tokenBalance },
+          });
+        }
+        return { stoppedAt: at };
+      },
+      options,
+    );
+  }
+
+  /** Any status → ERROR, keeping the reason. */
+  fail(ref: JobRef, reason: string, options?: CallOptions): Promise<Job> {
+    if (reason.trim() === '') throw new ValidationError('INVALID_ARGUMENT', 'a failure needs a reason', { hint: 'say why the job failed' });
+    return this.#transition(ref, 'fail', (at) => ({ statusReason: reason.slice(0, 2000), stoppedAt: at }), options);
+  }
+
+  /** Changes a job's config in any status (validated, audited). */
+  async configure(ref: JobRef, input: ConfigureInput, options?: CallOptions): Promise<Job> {
+    const set = input.set ?? [];
+    resolveConfig(defaultConfig(), input.config, set);
+    const actor = this.#ctx.actorFor(options);
+    return this.#ctx.write(options, async (tx) => {
+      const row = await requireJob(tx, this.#ctx.adapter.dialect, ref, true);
+      const job = toJob(row);
+      const config = resolveConfig(job.config, input.config, set);
+      if (serializeConfig(config) === row.config) return job;
+      return toJob(await updateJob(tx, row, { set: { config }, at: new Date().toISOString(), actor, action: 'configure' }));
+    });
+  }
+
+  /** Persists strategy state (recent high, timers, the strategy's own document). Audited. */
+  async updateState(ref: JobRef, patch: StrategyStatePatch, options?: CallOptions): Promise<Job> {
+    const actor = this.#ctx.actorFor(options);
+    return this.#ctx.write(options, async (tx) => {
+      const row = await requireJob(tx, this.#ctx.adapter.dialect, ref, true);
+      return toJob(await updateJob(tx, row, { set: patch, at: new Date().toISOString(), actor, action: 'state' }));
+    });
+  }
+
+  /** The job, or undefined. */
+  async find(ref: JobRef, options?: CallOptions): Promise<Job | undefined> {
+    const row = await this.#ctx.read(options, (tx) => selectJob(tx, this.#ctx.adapter.dialect, ref, false));
+    return row && toJob(row);
+  }
+
+  /** The job; throws JOB_NOT_FOUND. */
+  async get(ref: JobRef, options?: CallOptions): Promise<Job> {
+    return toJob(await this.#ctx.read(options, (tx) => requireJob(tx, this.#ctx.adapter.dialect, ref, false)));
+  }
+
+  /** Every job (optionally of one status), oldest first. */
+  async list(filter: { status?: JobStatus } = {}, options?: CallOptions): Promise<Job[]> {
+    const status = filter.status === undefined ? undefined : checkStatus(filter.status);
+    const rows = await this.#ctx.read(options, (tx) =>
+      status === undefined
+        ? tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY created_at, id`)
+        : tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE status = ? ORDER BY created_at, id`, [status]),
+    );
+    return rows.map(toJob);
+  }
+
+  async #transition(
+    ref: JobRef,
+    action: LifecycleAction,
+    extra: (at: string, job: Job) => JobChange,
+    options: CallOptions | undefined,
+  ): Promise<Job> {
+    const actor = this.#ctx.actorFor(options);
+    return this.#ctx.write(options, async (tx) => {
+      const row = await requireJob(tx, this.#ctx.adapter.dialect, ref, true);
+      const job = this.#check(row, action);
+      const at = new Date().toISOString();
+      const set: JobChange = { status: TRANSITIONS[action].to, ...extra(at, job) };
+      return toJob(await updateJob(tx, row, { set, at, actor, action }));
+    });
+  }
+
+  #check(row: JobRow, action: LifecycleAction): Job {
+    const job = toJob(row);
+    if (!(TRANSITIONS[action].from as readonly JobStatus[]).includes(job.status)) {
+      const allowed = allowedActions(job.status);
+      throw new InvalidTransitionError(
+        'INVALID_TRANSITION',
+        `cannot ${action} the job for ${job.tokenAddress} on ${job.chain}: it is ${job.status}; allowed from ${job.status}: ${allowed.join(', ')}`,
+        { hint: `use one of: ${allowed.join(', ')}`, details: { status: job.status, action, allowed } },
+      );
+    }
+    return job;
+  }
+
+  async #insert(
+    tx: Executor,
+    j: { tokenAddress: string; chain: string; symbol: string; mode: JobMode; config: string; at: string; actor: string },
+  ): Promise<JobRow> {
+    const row: JobRow = {
+      id: uuidv7(),
+      chain: j.chain,
+      token_address: j.tokenAddress,
+      token_symbol: j.symbol,
+      mode: j.mode,
+      status: 'RUNNING',
+      status_reason: null,
+      last_dca_buy_time: null,
+      recent_high: '0',
+      recent_high_time: null,
+      total_accumulated: '0',
+      token_balance: '0',
+      last_rebalance_time: null,
+      config: j.config,
+      strategy_state: '{}',
+      created_at: j.at,
+      updated_at: j.at,
+      started_at: j.at,
+      stopped_at: null,
+      version: 1,
+      audit_hash: '',
+    };
+    const { version: _version, ...snapshot } = toJob(row);
+    const prepared = prepareAudit({
+      stream: jobStream(row.id),
+      seq: 1,
+      prevHash: GENESIS_HASH,
+      at: j.at,
+      actor: j.actor,
+      entity: 'job',
+      entityId: row.id,
+      action: 'create',
+      before: null,
+      after: snapshot,
+    });
+    row.audit_hash = prepared.hash;
+    const columns = JOB_COLUMNS.split(', ');
+    const inserted = await tx.run(
+      `INSERT INTO jobs (${JOB_COLUMNS}) VALUES (${columns.map(() => '?').join(', ')}) ON CONFLICT (chain, token_address) DO NOTHING`,
+      columns.map((c) => row[c as keyof JobRow]),
+    );
+    if (inserted !== 1) {
+      throw new BotstateError('CONCURRENT_MODIFICATION', `a job for ${j.tokenAddress} on ${j.chain} was created meanwhile`, {
+        hint: 'run the command again',
+      });
+    }
+    await insertAudit(tx, prepared);
+    return row;
+  }
+}

@@ -1,0 +1,381 @@
+import { BotstateError, NotFoundError, ValidationError } from '../errors.ts';
+import { requireJob, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow } from '../jobs/job-rows.ts';
+import { add, cmp, isNegative, parseDecimal, sub, type Decimal } from '../money/decimal.ts';
+import type { Executor } from '../store/adapter.ts';
+import type { CallOptions, Context } from '../store/context.ts';
+import { uuidv7 } from '../util/ids.ts';
+
+export const TradeSide = Object.freeze({ BUY: 'BUY', SELL: 'SELL' } as const);
+export type TradeSide = (typeof TradeSide)[keyof typeof TradeSide];
+
+export const TradeReason = Object.freeze({
+  DCA: 'DCA',
+  DIP_BUY: 'DIP_BUY',
+  TAKE_PROFIT: 'TAKE_PROFIT',
+  REBALANCE: 'REBALANCE',
+  SUPPORT_BUY: 'SUPPORT_BUY',
+  LIQUIDATE: 'LIQUIDATE',
+} as const);
+export type TradeReason = (typeof TradeReason)[keyof typeof TradeReason];
+
+export const TradeStatus = Object.freeze({ PENDING: 'PENDING', EXECUTED: 'EXECUTED', FAILED: 'FAILED' } as const);
+export type TradeStatus = (typeof TradeStatus)[keyof typeof TradeStatus];
+
+/** One trade of a job. Amounts are exact decimal strings. */
+export interface Trade {
+  readonly id: string;
+  readonly jobId: string;
+  readonly side: TradeSide;
+  readonly reason: TradeReason;
+  /** Token amount; null only while an intent is PENDING or after it FAILED without a fill. */
+  readonly baseAmount: Decimal | null;
+  readonly quoteAmount: Decimal | null;
+  readonly priceUsd: Decimal | null;
+  /** Unique across the ledger; the idempotency key shared with the exchange. */
+  readonly clientOrderId: string;
+  readonly exchangeOrderId: string | null;
+  readonly txHash: string | null;
+  readonly status: TradeStatus;
+  readonly error: string | null;
+  readonly createdAt: string;
+  readonly executedAt: string | null;
+}
+
+/** The amounts of an executed trade. */
+export interface Fill {
+  readonly baseAmount: string;
+  readonly quoteAmount: string;
+  readonly priceUsd: string;
+  readonly exchangeOrderId?: string;
+  readonly txHash?: string;
+  /** ISO 8601; default now. */
+  readonly executedAt?: string;
+}
+
+export interface TradeInput {
+  readonly job: JobRef;
+  readonly clientOrderId: string;
+  readonly side: TradeSide;
+  readonly reason: TradeReason;
+}
+
+/** An executed trade to record in one step. */
+export type RecordTradeInput = TradeInput & Fill;
+
+/** An order about to be sent: recorded PENDING before the exchange is called. Amounts are what was asked. */
+export type IntentInput = TradeInput & {
+  readonly baseAmount?: string;
+  readonly quoteAmount?: string;
+  readonly priceUsd?: string;
+};
+
+export type Settlement = ({ readonly status: 'EXECUTED' } & Fill) | { readonly status: 'FAILED'; readonly error: string };
+
+export interface TradeResult {
+  readonly trade: Trade;
+  readonly job: Job;
+  /** True when the clientOrderId was already recorded and nothing changed. */
+  readonly duplicate: boolean;
+}
+
+interface TradeRow {
+  id: string;
+  job_id: string;
+  side: TradeSide;
+  reason: TradeReason;
+  base_amount: string | null;
+  quote_amount: string | null;
+  price_usd: string | null;
+  client_order_id: string;
+  exchange_order_id: string | null;
+  tx_hash: string | null;
+  status: TradeStatus;
+  error: string | null;
+  created_at: string;
+  executed_at: string | null;
+}
+
+const TRADE_COLUMNS =
+  'id, job_id, side, reason, base_amount, quote_amount, price_usd, client_order_id, exchange_order_id, tx_hash, status, error, created_at, executed_at';
+const INSERT_TRADE =
+  `INSERT INTO trades (${TRADE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ` +
+  'ON CONFLICT (client_order_id) DO NOTHING RETURNING id';
+
+function toTrade(row: TradeRow): Trade {
+  return {
+    id: row.id,
+    jobId: row.job_id,
+    side: row.side,
+    reason: row.reason,
+    baseAmount: row.base_amount,
+    quoteAmount: row.quote_amount,
+    priceUsd: row.price_usd,
+    clientOrderId: row.client_order_id,
+    exchangeOrderId: row.exchange_order_id,
+    txHash: row.tx_hash,
+    status: row.status,
+    error: row.error,
+    createdAt: row.created_at,
+    executedAt: row.executed_at,
+  };
+}
+
+const CLIENT_ORDER_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+const REFERENCE = /^[\x21-\x7e]{1,128}$/;
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+function checkTradeInput(input: TradeInput): void {
+  if (typeof input.clientOrderId !== 'string' || !CLIENT_ORDER_ID.test(input.clientOrderId)) {
+    throw new ValidationError('INVALID_ARGUMENT', `clientOrderId "${String(input.clientOrderId)}" is not allowed`, {
+      hint: 'use 1 to 64 letters, digits or . _ : -',
+    });
+  }
+  if (!Object.hasOwn(TradeSide, input.side)) {
+    throw new ValidationError('INVALID_ARGUMENT', `side "${String(input.side)}" is not BUY or SELL`);
+  }
+  if (!Object.hasOwn(TradeReason, input.reason)) {
+    throw new ValidationError('INVALID_ARGUMENT', `reason "${String(input.reason)}" is not one of ${Object.keys(TradeReason).join(', ')}`);
+  }
+}
+
+function positive(value: string, field: string): Decimal {
+  const d = parseDecimal(value, { field });
+  if (cmp(d, '0') <= 0) throw new ValidationError('INVALID_AMOUNT', `${field} must be greater than 0, got ${d}`);
+  return d;
+}
+
+interface CheckedFill {
+  base: Decimal;
+  quote: Decimal;
+  price: Decimal;
+  exchangeOrderId: string | null;
+  txHash: string | null;
+  executedAt: string;
+}
+
+function checkFill(fill: Fill): CheckedFill {
+  const ref = (v: string | undefined, field: string): string | null => {
+    if (v === undefined || v === null) return null;
+    if (!REFERENCE.test(v)) throw new ValidationError('INVALID_ARGUMENT', `${field} must be 1 to 128 printable characters`);
+    return v;
+  };
+  const executedAt = fill.executedAt ?? new Date().toISOString();
+  if (!ISO.test(executedAt) || Number.isNaN(Date.parse(executedAt))) {
+    throw new ValidationError('INVALID_ARGUMENT', `executedAt "${executedAt}" is not an ISO 8601 UTC time with milliseconds`, {
+      hint: 'pass new Date().toISOString()',
+    });
+  }
+  return {
+    base: positive(fill.baseAmount, 'baseAmount'),
+    quote: parseDecimal(fill.quoteAmount, { field: 'quoteAmount' }),
+    price: parseDecimal(fill.priceUsd, { field: 'priceUsd' }),
+    exchangeOrderId: ref(fill.exchangeOrderId, 'exchangeOrderId'),
+    txHash: ref(fill.txHash, 'txHash'),
+    executedAt,
+  };
+}
+
+/** The job's new state after an executed trade; refuses a sell of more than the job holds. */
+function applyFill(job: JobRow, side: TradeSide, reason: TradeReason, fill: CheckedFill): JobChange {
+  if (side === 'BUY') {
+    const change: { tokenBalance: Decimal; totalAccumulated: Decimal; lastDcaBuyTime?: string } = {
+      tokenBalance: add(job.token_balance, fill.base),
+      totalAccumulated: add(job.total_accumulated, fill.quote),
+    };
+    if (reason === 'DCA') change.lastDcaBuyTime = fill.executedAt;
+    return change;
+  }
+  const balance = sub(job.token_balance, fill.base);
+  if (isNegative(balance)) {
+    throw new BotstateError('INSUFFICIENT_BALANCE', `cannot sell ${fill.base}: job ${job.id} holds ${job.token_balance}`, {
+      hint: 'a job can only sell what its executed trades bought',
+      details: { tokenBalance: job.token_balance, baseAmount: fill.base },
+    });
+  }
+  return { tokenBalance: balance };
+}
+
+function sameFill(row: TradeRow, side: TradeSide, reason: TradeReason, jobId: string, fill: CheckedFill): boolean {
+  return (
+    row.job_id === jobId &&
+    row.side === side &&
+    row.reason === reason &&
+    row.status === 'EXECUTED' &&
+    row.base_amount !== null && cmp(row.base_amount, fill.base) === 0 &&
+    row.quote_amount !== null && cmp(row.quote_amount, fill.quote) === 0 &&
+    row.price_usd !== null && cmp(row.price_usd, fill.price) === 0
+  );
+}
+
+/**
+ * The trade ledger. Recording an executed trade updates the job's balance, total and DCA time
+ * in the same transaction, and is idempotent on clientOrderId.
+ *
+ * For exactly-once orders: {@link Ledger.recordIntent} before calling the exchange, then
+ * {@link Ledger.settle} with what the exchange reports.
+ *
+ * @example
+ * await store.ledger.recordTrade({ job: { id }, clientOrderId: 'j1-1', side: 'BUY', reason: 'DCA',
+ *   baseAmount: '1234.000000000000000001', quoteAmount: '10', priceUsd: '0.0081' });
+ */
+export class Ledger {
+  readonly #ctx: Context;
+
+  constructor(ctx: Context) {
+    this.#ctx = ctx;
+  }
+
+  /** Records an executed trade. Recording the same clientOrderId again changes nothing. */
+  async recordTrade(input: RecordTradeInput, options?: CallOptions): Promise<TradeResult> {
+    checkTradeInput(input);
+    const fill = checkFill(input);
+    const actor = this.#ctx.actorFor(options);
+    return this.#ctx.write(options, async (tx) => {
+      const job = await requireJob(tx, this.#ctx.adapter.dialect, input.job, true);
+      const id = uuidv7();
+      const inserted = await tx.get<{ id: string }>(INSERT_TRADE, [
+        id, job.id, input.side, input.reason, fill.base, fill.quote, fill.price, input.clientOrderId,
+        fill.exchangeOrderId, fill.txHash, 'EXECUTED', null, fill.executedAt, fill.executedAt,
+      ]);
+      if (!inserted) {
+        const existing = await this.#byClientOrderId(tx, input.clientOrderId);
+        if (sameFill(existing, input.side, input.reason, job.id, fill)) return { trade: toTrade(existing), job: toJob(job), duplicate: true };
+        throw duplicateOrder(existing);
+      }
+      const set = applyFill(job, input.side, input.reason, fill);
+      const trade: Trade = {
+        id, jobId: job.id, side: input.side, reason: input.reason, baseAmount: fill.base, quoteAmount: fill.quote,
+        priceUsd: fill.price, clientOrderId: input.clientOrderId, exchangeOrderId: fill.exchangeOrderId,
+        txHash: fill.txHash, status: 'EXECUTED', error: null, createdAt: fill.executedAt, executedAt: fill.executedAt,
+      };
+      const next = await updateJob(tx, job, { set, at: fill.executedAt, actor, action: 'record', entity: 'trade', entityId: id, detail: { trade } });
+      return { trade, job: toJob(next), duplicate: false };
+    });
+  }
+
+  /**
+   * Records an order as PENDING before it is sent, so that a crash between sending and
+   * recording the fill leaves a trace to reconcile by clientOrderId. Idempotent: the same
+   * intent again returns the existing trade.
+   */
+  async recordIntent(input: IntentInput, options?: CallOptions): Promise<TradeResult> {
+    checkTradeInput(input);
+    const opt = (v: string | undefined, field: string) => (v === undefined ? null : parseDecimal(v, { field }));
+    const base = input.baseAmount === undefined ? null : positive(input.baseAmount, 'baseAmount');
+    const quote = opt(input.quoteAmount, 'quoteAmount');
+    const price = opt(input.priceUsd, 'priceUsd');
+    if (base === null && quote === null) {
+      throw new ValidationError('INVALID_AMOUNT', 'an intent needs a baseAmount or a quoteAmount', { hint: 'say how much to trade' });
+    }
+    const actor = this.#ctx.actorFor(options);
+    return this.#ctx.write(options, async (tx) => {
+      const job = await requireJob(tx, this.#ctx.adapter.dialect, input.job, true);
+      const id = uuidv7();
+      const at = new Date().toISOString();
+      const inserted = await tx.get<{ id: string }>(INSERT_TRADE, [
+        id, job.id, input.side, input.reason, base, quote, price, input.clientOrderId, null, null, 'PENDING', null, at, null,
+      ]);
+      if (!inserted) {
+        const existing = await this.#byClientOrderId(tx, input.clientOrderId);
+        if (existing.job_id === job.id && existing.side === input.side && existing.reason === input.reason) {
+          return { trade: toTrade(existing), job: toJob(job), duplicate: true };
+        }
+        throw duplicateOrder(existing);
+      }
+      const trade = toTrade({
+        id, job_id: job.id, side: input.side, reason: input.reason, base_amount: base, quote_amount: quote, price_usd: price,
+        client_order_id: input.clientOrderId, exchange_order_id: null, tx_hash: null, status: 'PENDING', error: null, created_at: at, executed_at: null,
+      });
+      const next = await updateJob(tx, job, { set: {}, at, actor, action: 'intent', entity: 'trade', entityId: id, detail: { trade } });
+      return { trade, job: toJob(next), duplicate: false };
+    });
+  }
+
+  /**
+   * Settles a PENDING intent with the exchange's answer: EXECUTED with the filled amounts
+   * (applied to the job in the same transaction), or FAILED with the reason. Settling an
+   * already settled trade the same way changes nothing.
+   */
+  async settle(clientOrderId: string, settlement: Settlement, options?: CallOptions): Promise<TradeResult> {
+    const fill = settlement.status === 'EXECUTED' ? checkFill(settlement) : undefined;
+    if (settlement.status !== 'EXECUTED' && (typeof settlement.error !== 'string' || settlement.error.trim() === '')) {
+      throw new ValidationError('INVALID_ARGUMENT', 'a FAILED settlement needs an error', { hint: 'say why the order failed' });
+    }
+    const actor = this.#ctx.actorFor(options);
+    return this.#ctx.write(options, async (tx) => {
+      const pending = await this.#byClientOrderId(tx, clientOrderId);
+      const job = await requireJob(tx, this.#ctx.adapter.dialect, { id: pending.job_id }, true);
+      const current = await this.#byClientOrderId(tx, clientOrderId);
+      if (current.status !== 'PENDING') {
+        const same = fill ? sameFill(current, current.side, current.reason, job.id, fill) : current.status === 'FAILED';
+        if (same) return { trade: toTrade(current), job: toJob(job), duplicate: true };
+        throw new BotstateError('DUPLICATE_ORDER', `trade ${clientOrderId} is already ${current.status}`, {
+          hint: 'a settled trade cannot be settled differently',
+          details: { status: current.status },
+        });
+      }
+      let trade: Trade;
+      let set: JobChange = {};
+      if (fill) {
+        set = applyFill(job, current.side, current.reason, fill);
+        trade = {
+          ...toTrade(current), baseAmount: fill.base, quoteAmount: fill.quote, priceUsd: fill.price,
+          exchangeOrderId: fill.exchangeOrderId, txHash: fill.txHash, status: 'EXECUTED', executedAt: fill.executedAt,
+        };
+        await tx.run(
+          "UPDATE trades SET status = 'EXECUTED', base_amount = ?, quote_amount = ?, price_usd = ?, exchange_order_id = ?, tx_hash = ?, executed_at = ? WHERE id = ? AND status = 'PENDING'",
+          [fill.base, fill.quote, fill.price, fill.exchangeOrderId, fill.txHash, fill.executedAt, current.id],
+        );
+      } else {
+        const error = (settlement as { error: string }).error.slice(0, 2000);
+        trade = { ...toTrade(current), status: 'FAILED', error };
+        await tx.run("UPDATE trades SET status = 'FAILED', error = ? WHERE id = ? AND status = 'PENDING'", [error, current.id]);
+      }
+      const at = fill?.executedAt ?? new Date().toISOString();
+      const next = await updateJob(tx, job, { set, at, actor, action: 'settle', entity: 'trade', entityId: current.id, detail: { trade } });
+      return { trade, job: toJob(next), duplicate: false };
+    });
+  }
+
+  /** A job's trades, oldest first. */
+  async trades(ref: JobRef, filter: { status?: TradeStatus } = {}, options?: CallOptions): Promise<Trade[]> {
+    return this.#ctx.read(options, async (tx) => {
+      const job = await requireJob(tx, this.#ctx.adapter.dialect, ref, false);
+      const rows = filter.status
+        ? await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades WHERE job_id = ? AND status = ? ORDER BY created_at, id`, [job.id, filter.status])
+        : await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades WHERE job_id = ? ORDER BY created_at, id`, [job.id]);
+      return rows.map(toTrade);
+    });
+  }
+
+  /** Every PENDING trade of every job: what recovery must reconcile. */
+  async pending(options?: CallOptions): Promise<Trade[]> {
+    const rows = await this.#ctx.read(options, (tx) =>
+      tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades WHERE status = 'PENDING' ORDER BY created_at, id`),
+    );
+    return rows.map(toTrade);
+  }
+
+  /** One trade by clientOrderId; throws TRADE_NOT_FOUND. */
+  async get(clientOrderId: string, options?: CallOptions): Promise<Trade> {
+    return toTrade(await this.#ctx.read(options, (tx) => this.#byClientOrderId(tx, clientOrderId)));
+  }
+
+  async #byClientOrderId(tx: Executor, clientOrderId: string): Promise<TradeRow> {
+    const row = await tx.get<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades WHERE client_order_id = ?`, [clientOrderId]);
+    if (!row) {
+      throw new NotFoundError('TRADE_NOT_FOUND', `there is no trade with clientOrderId ${clientOrderId}`, {
+        hint: 'check the id, or list the trades with botstate trades <token>',
+      });
+    }
+    return row;
+  }
+}
+
+function duplicateOrder(existing: TradeRow): BotstateError {
+  return new BotstateError(
+    'DUPLICATE_ORDER',
+    `clientOrderId ${existing.client_order_id} is already recorded (${existing.status} ${existing.side} of job ${existing.job_id}) with different details`,
+    { hint: 'every order needs its own clientOrderId; a retry must repeat the original exactly', details: { status: existing.status } },
+  );
+}

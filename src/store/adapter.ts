@@ -1,0 +1,85 @@
+/**
+ * The contract between botstate's engine-agnostic core and one database engine.
+ *
+ * Domain code writes portable SQL with `?` placeholders and calls only what is declared here.
+ * Where the engines differ, the difference is a method or a named field of the adapter,
+ * never an `if (postgres)` in domain code.
+ *
+ * Values crossing this boundary are normalised by the adapter, so domain code sees the same
+ * shapes on every engine:
+ * - exact decimals (NUMERIC on PostgreSQL, TEXT on SQLite) come back as strings;
+ * - times come back as ISO 8601 strings in UTC with milliseconds (`2026-11-22T10:00:00.000Z`);
+ * - JSON columns come back as their raw text;
+ * - integers come back as numbers (all integer columns are within 2^53).
+ */
+
+/** A bound parameter. Decimals and times are passed as strings, never as JS numbers. */
+export type SqlParam = string | number | null;
+
+/** Runs statements. Inside a transaction every call goes to that transaction. */
+export interface Executor {
+  /** All rows of a query. */
+  all<T extends object>(sql: string, params?: readonly SqlParam[]): Promise<T[]>;
+  /** The first row of a query, or undefined. */
+  get<T extends object>(sql: string, params?: readonly SqlParam[]): Promise<T | undefined>;
+  /** Runs a statement and returns how many rows it changed. */
+  run(sql: string, params?: readonly SqlParam[]): Promise<number>;
+  /** Runs a script of several statements without parameters (DDL in migrations). */
+  exec(sql: string): Promise<void>;
+}
+
+/** The SQL spellings that differ between engines. */
+export interface Dialect {
+  /** Appended to a SELECT that must lock the rows it reads until the transaction ends. */
+  readonly forUpdate: string;
+}
+
+export interface Capabilities {
+  /** Several processes may write at once (and may run several daemons). */
+  readonly concurrentWriters: boolean;
+}
+
+export interface TransactionOptions {
+  /** A read-only transaction: a consistent snapshot, no write lock. */
+  readonly readOnly?: boolean;
+  /** Take the strongest lock the engine has (migrations). */
+  readonly exclusive?: boolean;
+}
+
+export type Engine = 'sqlite' | 'postgres';
+
+/** One durability class of DESIGN.md §3; see docs/durability.md for what each can lose. */
+export type Durability = 'process' | 'power';
+
+export interface Adapter {
+  readonly engine: Engine;
+  readonly dialect: Dialect;
+  readonly capabilities: Capabilities;
+  readonly durability: Durability;
+  /** Where the data lives, without credentials, for messages. */
+  readonly location: string;
+
+  /**
+   * Runs `fn` in one transaction: committed if it resolves, rolled back if it throws.
+   * On engines with concurrent writers, serialisation failures and deadlocks re-run `fn`,
+   * so `fn` must have no effects outside the database.
+   */
+  transaction<T>(fn: (tx: Executor) => Promise<T>, options?: TransactionOptions): Promise<T>;
+
+  /**
+   * Runs `fn` while holding the engine's migration lock, so that two processes migrating the
+   * same database at once take turns.
+   */
+  withMigrationLock<T>(fn: () => Promise<T>): Promise<T>;
+
+  /**
+   * True if the database holds tables that are not botstate's and no botstate schema,
+   * so that migrating would write into somebody else's database.
+   */
+  isForeignDatabase(): Promise<boolean>;
+
+  /** True if botstate's table `name` exists (in the configured schema, on PostgreSQL). */
+  hasTable(tx: Executor, name: string): Promise<boolean>;
+
+  close(): Promise<void>;
+}

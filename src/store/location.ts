@@ -1,0 +1,72 @@
+import { ValidationError } from '../errors.ts';
+
+/** Where a store lives, parsed from a URL, a bare path or `:memory:`. */
+export type Location =
+  | { readonly engine: 'sqlite'; readonly path: string }
+  | { readonly engine: 'postgres'; readonly connectionString: string; readonly schema: string };
+
+export const DEFAULT_DB = './botstate.db';
+export const DEFAULT_PG_SCHEMA = 'botstate';
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Parses a store URL.
+ *
+ * - `sqlite:./path.db`, `sqlite:/abs/path.db`, a bare path, `:memory:` or `sqlite::memory:`
+ * - `postgres://user@host:5432/db` or `postgresql://…`, with an optional `?schema=name`
+ *   (default `botstate`) that holds botstate's tables.
+ *
+ * @example parseLocation('postgres://postgres@127.0.0.1/test?schema=bots')
+ */
+export function parseLocation(url: string): Location {
+  if (url.trim() === '') {
+    throw new ValidationError('USAGE', 'the database URL is empty', {
+      hint: 'pass a path such as ./botstate.db or a postgres:// URL',
+    });
+  }
+  if (/^postgres(ql)?:\/\//i.test(url)) return parsePostgres(url);
+  if (url.startsWith('sqlite:')) {
+    const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/|\.)/, '');
+    if (path === '') {
+      throw new ValidationError('USAGE', `database URL "${url}" names no file`, {
+        hint: 'write sqlite:./botstate.db or sqlite::memory:',
+      });
+    }
+    return { engine: 'sqlite', path };
+  }
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url);
+  if (scheme) {
+    throw new ValidationError('USAGE', `database URL scheme "${scheme[1]}:" is not supported`, {
+      hint: 'use a SQLite path (./botstate.db, sqlite:./x.db) or postgres://…',
+    });
+  }
+  return { engine: 'sqlite', path: url };
+}
+
+function parsePostgres(url: string): Location {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ValidationError('USAGE', 'the PostgreSQL URL is malformed', {
+      hint: 'write postgres://user@host:5432/database',
+    });
+  }
+  const schema = parsed.searchParams.get('schema') ?? DEFAULT_PG_SCHEMA;
+  if (!SCHEMA_NAME.test(schema)) {
+    throw new ValidationError('USAGE', `schema name "${schema}" is not allowed`, {
+      hint: 'use lower-case letters, digits and _ (at most 63), starting with a letter or _',
+    });
+  }
+  parsed.searchParams.delete('schema');
+  return { engine: 'postgres', connectionString: parsed.toString(), schema };
+}
+
+/** The location with any password removed, for messages and logs. */
+export function describeLocation(loc: Location): string {
+  if (loc.engine === 'sqlite') return loc.path;
+  const u = new URL(loc.connectionString);
+  u.password = '';
+  return `${u.toString()} (schema ${loc.schema})`;
+}

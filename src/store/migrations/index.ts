@@ -1,0 +1,9 @@
+import { migration0001 } from './0001-jobs-trades-audit.ts';
+import { migration0002 } from './0002-job-strategy-state.ts';
+import type { Migration } from './migration.ts';
+
+/** Every migration, in order. Append only: a released migration is never edited or removed. */
+export const MIGRATIONS: readonly Migration[] = Object.freeze([migration0001, migration0002]);
+
+/** The schema version this code expects. */
+export const LATEST_VERSION = MIGRATIONS.length;

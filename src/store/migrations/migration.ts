@@ -1,0 +1,21 @@
+import { createHash } from 'node:crypto';
+import type { Engine } from '../adapter.ts';
+
+/** SQL for each engine. */
+export type PerEngine = { readonly [E in Engine]: string };
+
+/**
+ * One numbered, immutable schema change. `up` and `down` are applied in one transaction
+ * together with the change to the `schema_migrations` row.
+ */
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly up: PerEngine;
+  readonly down: PerEngine;
+}
+
+/** The checksum recorded when a migration is applied: SHA-256 of its `up` SQL for that engine. */
+export function checksum(migration: Migration, engine: Engine): string {
+  return createHash('sha256').update(migration.up[engine]).digest('hex');
+}

@@ -1,0 +1,212 @@
+import { SchemaError, ValidationError } from '../../errors.ts';
+import type { Adapter, Engine, Executor } from '../adapter.ts';
+import { LATEST_VERSION, MIGRATIONS } from './index.ts';
+import { checksum, type Migration, type PerEngine } from './migration.ts';
+
+const VERSION_TABLE: PerEngine = {
+  sqlite: `CREATE TABLE IF NOT EXISTS schema_migrations (
+  version    INTEGER PRIMARY KEY,
+  name       TEXT NOT NULL,
+  checksum   TEXT NOT NULL,
+  applied_at TEXT NOT NULL
+) STRICT;`,
+  postgres: `CREATE TABLE IF NOT EXISTS schema_migrations (
+  version    INTEGER PRIMARY KEY,
+  name       TEXT NOT NULL,
+  checksum   TEXT NOT NULL,
+  applied_at TIMESTAMPTZ(3) NOT NULL
+);`,
+};
+
+interface AppliedRow {
+  version: number;
+  name: string;
+  checksum: string;
+  applied_at: string;
+}
+
+/** One line of `botstate db status`. */
+export interface MigrationState {
+  readonly version: number;
+  readonly name: string;
+  /** `applied`, `pending`, `modified` (applied, but its SQL changed since) or `unknown` (newer than this code). */
+  readonly state: 'applied' | 'pending' | 'modified' | 'unknown';
+  readonly appliedAt: string | null;
+}
+
+export interface SchemaStatus {
+  readonly current: number;
+  readonly latest: number;
+  readonly migrations: readonly MigrationState[];
+}
+
+async function readApplied(adapter: Adapter, tx: Executor): Promise<AppliedRow[]> {
+  if (!(await adapter.hasTable(tx, 'schema_migrations'))) return [];
+  return tx.all<AppliedRow>('SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version');
+}
+
+function statusOf(adapter: Adapter, applied: readonly AppliedRow[]): SchemaStatus {
+  const byVersion = new Map(applied.map((row) => [row.version, row]));
+  const migrations: MigrationState[] = MIGRATIONS.map((m) => {
+    const row = byVersion.get(m.version);
+    if (!row) return { version: m.version, name: m.name, state: 'pending', appliedAt: null };
+    const state = row.checksum === checksum(m, adapter.engine) ? 'applied' : 'modified';
+    return { version: m.version, name: m.name, state, appliedAt: row.applied_at };
+  });
+  for (const row of applied) {
+    if (row.version > LATEST_VERSION) {
+      migrations.push({ version: row.version, name: row.name, state: 'unknown', appliedAt: row.applied_at });
+    }
+  }
+  const current = applied.length === 0 ? 0 : Math.max(...applied.map((r) => r.version));
+  return { current, latest: LATEST_VERSION, migrations };
+}
+
+/** Refuses a schema newer than this code, or an applied migration whose SQL has changed. */
+function assertCompatible(status: SchemaStatus): void {
+  if (status.current > status.latest) {
+    throw new SchemaError(
+      'SCHEMA_TOO_NEW',
+      `the database schema is at version ${status.current} but this botstate knows only up to ${status.latest}`,
+      {
+        hint: 'upgrade botstate, or roll the database back with the newer botstate (botstate db rollback)',
+        details: { current: status.current, latest: status.latest },
+      },
+    );
+  }
+  const modified = status.migrations.find((m) => m.state === 'modified');
+  if (modified) {
+    const label = `${String(modified.version).padStart(4, '0')}_${modified.name}`;
+    throw new SchemaError(
+      'MIGRATION_CHECKSUM_MISMATCH',
+      `migration ${label} was edited after it was applied to this database (its checksum no longer matches)`,
+      {
+        hint: 'restore the released migration: applied migrations are immutable, add a new one instead',
+        details: { version: modified.version },
+      },
+    );
+  }
+}
+
+/** Reads the schema state without changing anything. */
+export async function schemaStatus(adapter: Adapter): Promise<SchemaStatus> {
+  return adapter.transaction(async (tx) => statusOf(adapter, await readApplied(adapter, tx)), { readOnly: true });
+}
+
+/** Throws unless the schema is exactly the version this code expects. Changes nothing. */
+export async function assertCurrent(adapter: Adapter): Promise<SchemaStatus> {
+  const status = await schemaStatus(adapter);
+  assertCompatible(status);
+  if (status.current < status.latest) {
+    throw new SchemaError(
+      'SCHEMA_OUTDATED',
+      `the database schema is at version ${status.current}; this botstate needs version ${status.latest}`,
+      { hint: 'run botstate db migrate', details: { current: status.current, latest: status.latest } },
+    );
+  }
+  return status;
+}
+
+function checkTarget(to: number | undefined, fallback: number): number {
+  const target = to ?? fallback;
+  if (!Number.isInteger(target) || target < 0 || target > LATEST_VERSION) {
+    throw new ValidationError('INVALID_ARGUMENT', `migration target ${String(to)} is not a version from 0 to ${LATEST_VERSION}`, {
+      hint: 'run botstate db status to see the versions',
+    });
+  }
+  return target;
+}
+
+/**
+ * Applies pending migrations up to `to` (default: the latest), each in its own transaction
+ * with its version row, under the engine's migration lock. Safe to run from several processes
+ * at once: each step re-reads the applied versions after taking the lock.
+ *
+ * @returns the migrations this call applied (empty if another process got there first).
+ */
+export async function migrate(adapter: Adapter, options: { to?: number } = {}): Promise<Migration[]> {
+  const target = checkTarget(options.to, LATEST_VERSION);
+  const quick = await schemaStatus(adapter);
+  assertCompatible(quick);
+  if (quick.current > target) {
+    throw new ValidationError('INVALID_ARGUMENT', `the schema is at version ${quick.current}, past the target ${target}`, {
+      hint: 'use botstate db rollback --to N to go down',
+    });
+  }
+  if (quick.current === target) return [];
+  const done: Migration[] = [];
+  await adapter.withMigrationLock(async () => {
+    for (const m of MIGRATIONS) {
+      if (m.version > target) break;
+      await adapter.transaction(
+        async (tx) => {
+          const status = statusOf(adapter, await readApplied(adapter, tx));
+          assertCompatible(status);
+          if (status.current >= m.version) return;
+          await step(tx, adapter.engine, m, 'up');
+          done.push(m);
+        },
+        { exclusive: true },
+      );
+    }
+  });
+  return done;
+}
+
+/**
+ * Rolls back applied migrations down to version `to` (default: one step back), newest first,
+ * each in its own transaction with the removal of its version row, under the migration lock.
+ *
+ * @returns the migrations this call rolled back.
+ */
+export async function rollback(adapter: Adapter, options: { to?: number } = {}): Promise<Migration[]> {
+  const quick = await schemaStatus(adapter);
+  assertCompatible(quick);
+  const target = checkTarget(options.to, Math.max(0, quick.current - 1));
+  if (target > quick.current) {
+    throw new ValidationError('INVALID_ARGUMENT', `the schema is at version ${quick.current}, below the target ${target}`, {
+      hint: 'use botstate db migrate --to N to go up',
+    });
+  }
+  const done: Migration[] = [];
+  await adapter.withMigrationLock(async () => {
+    for (const m of [...MIGRATIONS].reverse()) {
+      if (m.version <= target) break;
+      await adapter.transaction(
+        async (tx) => {
+          const status = statusOf(adapter, await readApplied(adapter, tx));
+          assertCompatible(status);
+          if (status.current !== m.version) return;
+          await step(tx, adapter.engine, m, 'down');
+          done.push(m);
+        },
+        { exclusive: true },
+      );
+    }
+  });
+  return done;
+}
+
+async function step(tx: Executor, engine: Engine, m: Migration, direction: 'up' | 'down'): Promise<void> {
+  try {
+    if (direction === 'up') {
+      await tx.exec(VERSION_TABLE[engine]);
+      await tx.exec(m.up[engine]);
+      await tx.run('INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)', [
+        m.version,
+        m.name,
+        checksum(m, engine),
+        new Date().toISOString(),
+      ]);
+    } else {
+      await tx.exec(m.down[engine]);
+      await tx.run('DELETE FROM schema_migrations WHERE version = ?', [m.version]);
+    }
+  } catch (e) {
+    const label = `${String(m.version).padStart(4, '0')}_${m.name}`;
+    throw new SchemaError('MIGRATION_FAILED', `migration ${label} (${direction}) failed and was rolled back: ${(e as Error).message}`, {
+      hint: 'nothing was changed; fix the cause above and run the command again',
+      cause: e,
+    });
+  }
+}

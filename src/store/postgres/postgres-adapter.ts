@@ -1,0 +1,242 @@
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { BotstateError, StorageError } from '../../errors.ts';
+import type {
+  Adapter,
+  Capabilities,
+  Dialect,
+  Durability,
+  Executor,
+  SqlParam,
+  TransactionOptions,
+} from '../adapter.ts';
+
+export interface PostgresOptions {
+  readonly connectionString: string;
+  readonly schema: string;
+  readonly durability: Durability;
+  readonly poolSize: number;
+  readonly connectTimeoutMs: number;
+  /** For messages: the URL without its password. */
+  readonly location: string;
+}
+
+const DIALECT: Dialect = Object.freeze({ forUpdate: ' FOR UPDATE' });
+const CAPABILITIES: Capabilities = Object.freeze({ concurrentWriters: true });
+
+/** Serialisation failures and deadlocks: PostgreSQL rolled the transaction back, so it is safe to re-run. */
+const RETRYABLE = new Set(['40001', '40P01']);
+const MAX_ATTEMPTS = 8;
+
+/**
+ * PostgreSQL through pg: a pool, one client per transaction, READ COMMITTED with row locks
+ * (`SELECT … FOR UPDATE`) and guarded updates, and a bounded retry with jittered backoff on
+ * serialisation failures and deadlocks.
+ */
+export class PostgresAdapter implements Adapter {
+  readonly engine = 'postgres' as const;
+  readonly dialect = DIALECT;
+  readonly capabilities = CAPABILITIES;
+  readonly durability: Durability;
+  readonly location: string;
+  readonly schema: string;
+
+  readonly #pool: pg.Pool;
+  readonly #names = new Map<string, { text: string; name: string }>();
+
+  private constructor(pool: pg.Pool, options: PostgresOptions) {
+    this.#pool = pool;
+    this.durability = options.durability;
+    this.location = options.location;
+    this.schema = options.schema;
+  }
+
+  static async open(options: PostgresOptions): Promise<PostgresAdapter> {
+    const sync = options.durability === 'power' ? 'on' : 'off';
+    const pool = new pg.Pool({
+      connectionString: options.connectionString,
+      max: options.poolSize,
+      connectionTimeoutMillis: options.connectTimeoutMs,
+      options: `-c search_path=${options.schema} -c TimeZone=UTC -c DateStyle=ISO -c synchronous_commit=${sync}`,
+      types: { getTypeParser: typeParser } as pg.CustomTypesConfig,
+    });
+    // An idle client whose connection drops emits 'error' on the pool; without a listener
+    // that would crash the process. The next checkout gets a fresh connection.
+    pool.on('error', () => {});
+    const adapter = new PostgresAdapter(pool, options);
+    try {
+      await pool.query('SELECT 1');
+    } catch (e) {
+      await pool.end().catch(() => {});
+      throw classifyPostgresError(e, options.location);
+    }
+    return adapter;
+  }
+
+  async transaction<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const client = await this.#connect();
+      let broken: Error | undefined;
+      try {
+        await client.query(options.readOnly ? 'BEGIN READ ONLY' : 'BEGIN');
+        const result = await fn(this.#executor(client));
+        await client.query('COMMIT');
+        return result;
+      } catch (e) {
+        try {
+          await client.query('ROLLBACK');
+        } catch (rollbackError) {
+          broken = rollbackError as Error;
+        }
+        const code = (e as { code?: unknown }).code;
+        if (typeof code === 'string' && RETRYABLE.has(code) && attempt < MAX_ATTEMPTS) {
+          await sleep(Math.random() * 2 ** attempt);
+          continue;
+        }
+        throw classifyPostgresError(e, this.location);
+      } finally {
+        client.release(broken);
+      }
+    }
+  }
+
+  async withMigrationLock<T>(fn: () => Promise<T>): Promise<T> {
+    const client = await this.#connect();
+    const key = lockKey(`botstate:migrate:${this.schema}`);
+    try {
+      await client.query('SELECT pg_advisory_lock($1)', [key]);
+      try {
+        await client.query(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`);
+        return await fn();
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1)', [key]);
+      }
+    } catch (e) {
+      throw classifyPostgresError(e, this.location);
+    } finally {
+      client.release();
+    }
+  }
+
+  async isForeignDatabase(): Promise<boolean> {
+    // botstate keeps its tables in a schema of its own (?schema=, default "botstate").
+    return false;
+  }
+
+  async hasTable(tx: Executor, name: string): Promise<boolean> {
+    const sql = 'SELECT 1 AS present FROM information_schema.tables WHERE table_schema = ? AND table_name = ?';
+    return (await tx.get(sql, [this.schema, name])) !== undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.end();
+  }
+
+  async #connect(): Promise<pg.PoolClient> {
+    try {
+      return await this.#pool.connect();
+    } catch (e) {
+      throw classifyPostgresError(e, this.location);
+    }
+  }
+
+  #executor(client: pg.PoolClient): Executor {
+    const query = async (sql: string, params: readonly SqlParam[] | undefined) => {
+      const { text, name } = this.#prepared(sql);
+      return client.query({ text, name, values: params as unknown[] | undefined });
+    };
+    return {
+      all: async (sql, params) => (await query(sql, params)).rows,
+      get: async (sql, params) => (await query(sql, params)).rows[0],
+      run: async (sql, params) => (await query(sql, params)).rowCount ?? 0,
+      exec: async (sql) => void (await client.query(sql)),
+    };
+  }
+
+  /** `?` placeholders become `$n`, and each distinct statement gets a server-side prepared name. */
+  #prepared(sql: string): { text: string; name: string } {
+    let entry = this.#names.get(sql);
+    if (entry === undefined) {
+      let n = 0;
+      entry = { text: sql.replace(/\?/g, () => `$${++n}`), name: `bs${this.#names.size}` };
+      this.#names.set(sql, entry);
+    }
+    return entry;
+  }
+}
+
+function lockKey(label: string): string {
+  return createHash('sha256').update(label).digest().readBigInt64BE(0).toString();
+}
+
+const INT8 = 20;
+const NUMERIC = 1700;
+const TIMESTAMPTZ = 1184;
+const JSON_OID = 114;
+const JSONB = 3802;
+
+function typeParser(oid: number, format?: string): (value: string) => unknown {
+  switch (oid) {
+    case INT8:
+      return Number;
+    case NUMERIC:
+      return canonicalNumeric;
+    case TIMESTAMPTZ:
+      return isoFromPg;
+    case JSON_OID:
+    case JSONB:
+      return (text) => text;
+    default:
+      return pg.types.getTypeParser(oid, format as 'text');
+  }
+}
+
+/** NUMERIC text without insignificant trailing zeros, so both engines return the same string. */
+function canonicalNumeric(text: string): string {
+  if (!text.includes('.')) return text;
+  const trimmed = text.replace(/\.?0+$/, '');
+  return trimmed === '-0' ? '0' : trimmed;
+}
+
+const PG_TIME = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d+))?\+00$/;
+/** `2026-11-22 01:02:03.45+00` (TimeZone=UTC, DateStyle=ISO) → `2026-11-22T01:02:03.450Z`. */
+function isoFromPg(text: string): string {
+  const m = PG_TIME.exec(text);
+  if (!m) return new Date(text).toISOString();
+  return `${m[1]}T${m[2]}.${(m[3] ?? '').padEnd(3, '0').slice(0, 3)}Z`;
+}
+
+const UNAVAILABLE_ERRNO = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'EPIPE']);
+
+/** Maps pg's errors (SQLSTATE or errno) onto botstate's error codes. */
+export function classifyPostgresError(e: unknown, where: string): BotstateError {
+  if (e instanceof BotstateError) return e;
+  const first = e instanceof AggregateError && e.errors.length > 0 ? e.errors[0] : e;
+  const code = String((first as { code?: unknown })?.code ?? (e as { code?: unknown })?.code ?? '');
+  const message = first instanceof Error ? first.message : String(first);
+  if (
+    UNAVAILABLE_ERRNO.has(code) ||
+    code.startsWith('08') ||
+    code.startsWith('28') ||
+    code === '3D000' ||
+    code === '57P01' ||
+    code === '57P03' ||
+    /timeout|terminated|Connection terminated/i.test(message)
+  ) {
+    return new StorageError('STORAGE_UNAVAILABLE', `cannot use the PostgreSQL server at ${where}: ${message}`, {
+      hint: 'check that the server is running and that the URL, user and database are right',
+      cause: e,
+    });
+  }
+  if (RETRYABLE.has(code)) {
+    return new StorageError('STORAGE_BUSY', `PostgreSQL kept aborting the transaction (${message}) at ${where}`, {
+      hint: 'too many writers contend for the same rows; retry later',
+      cause: e,
+    });
+  }
+  if (code.length === 5) {
+    return new StorageError('STORAGE_FAILED', `PostgreSQL failed at ${where}: ${message} [${code}]`, { cause: e });
+  }
+  return new BotstateError('INTERNAL', `unexpected error at ${where}: ${message}`, { cause: e });
+}

@@ -1,0 +1,218 @@
+import { closeSync, existsSync, openSync, statSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { BotstateError, NotFoundError, StorageError } from '../../errors.ts';
+import type {
+  Adapter,
+  Capabilities,
+  Dialect,
+  Durability,
+  Executor,
+  SqlParam,
+  TransactionOptions,
+} from '../adapter.ts';
+import { Mutex } from '../mutex.ts';
+
+export interface SqliteOptions {
+  readonly path: string;
+  readonly durability: Durability;
+  readonly busyTimeoutMs: number;
+  /** Create the file if it does not exist (with mode 0600). */
+  readonly create: boolean;
+}
+
+const DIALECT: Dialect = Object.freeze({ forUpdate: '' });
+const CAPABILITIES: Capabilities = Object.freeze({ concurrentWriters: false });
+
+type Statement = Database.Statement<unknown[], unknown>;
+
+/**
+ * SQLite through better-sqlite3: one connection, WAL, `BEGIN IMMEDIATE` for writes.
+ *
+ * better-sqlite3 is synchronous, so a transaction's statements run back to back with no I/O
+ * wait; the async surface exists only so that the same domain code runs on PostgreSQL.
+ * A mutex keeps one transaction on the connection at a time, so concurrent callers in this
+ * process queue instead of seeing each other's uncommitted rows.
+ */
+export class SqliteAdapter implements Adapter {
+  readonly engine = 'sqlite' as const;
+  readonly dialect = DIALECT;
+  readonly capabilities = CAPABILITIES;
+  readonly durability: Durability;
+  readonly location: string;
+
+  readonly #db: Database.Database;
+  readonly #statements = new Map<string, Statement>();
+  readonly #mutex = new Mutex();
+  readonly #executor: Executor;
+  #closed = false;
+
+  private constructor(db: Database.Database, options: SqliteOptions) {
+    this.#db = db;
+    this.durability = options.durability;
+    this.location = options.path;
+    this.#executor = {
+      all: (sql, params) => this.#call(() => this.#prepare(sql).all(...bind(params)) as never),
+      get: (sql, params) => this.#call(() => this.#prepare(sql).get(...bind(params)) as never),
+      run: (sql, params) => this.#call(() => this.#prepare(sql).run(...bind(params)).changes),
+      exec: (sql) => this.#call(() => void this.#db.exec(sql)),
+    };
+  }
+
+  static open(options: SqliteOptions): SqliteAdapter {
+    const { path } = options;
+    if (path !== ':memory:') prepareFile(path, options.create);
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(path, { timeout: options.busyTimeoutMs });
+      const mode = db.pragma('journal_mode = WAL', { simple: true });
+      if (mode !== 'wal' && path !== ':memory:') {
+        throw new StorageError('STORAGE_FAILED', `${path} could not be switched to WAL mode (got ${String(mode)})`, {
+          hint: 'put the database on a local file system that supports shared memory',
+        });
+      }
+      db.pragma(`synchronous = ${options.durability === 'power' ? 'FULL' : 'NORMAL'}`);
+      db.pragma('foreign_keys = ON');
+      return new SqliteAdapter(db, options);
+    } catch (e) {
+      db?.close();
+      throw classifySqliteError(e, path);
+    }
+  }
+
+  async transaction<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    const wait = this.#mutex.acquire();
+    if (wait) await wait;
+    try {
+      if (this.#closed) throw new StorageError('STORAGE_UNAVAILABLE', `the store at ${this.location} is closed`);
+      const begin = options.readOnly ? 'BEGIN DEFERRED' : options.exclusive ? 'BEGIN EXCLUSIVE' : 'BEGIN IMMEDIATE';
+      this.#run(begin);
+      let result: T;
+      try {
+        result = await fn(this.#executor);
+      } catch (e) {
+        if (this.#db.inTransaction) this.#run('ROLLBACK');
+        throw e;
+      }
+      this.#run('COMMIT');
+      return result;
+    } finally {
+      this.#mutex.release();
+    }
+  }
+
+  async withMigrationLock<T>(fn: () => Promise<T>): Promise<T> {
+    // Each migration step runs in a BEGIN EXCLUSIVE transaction and re-reads the applied
+    // versions inside it, which is the lock on SQLite.
+    return fn();
+  }
+
+  async isForeignDatabase(): Promise<boolean> {
+    const tables = this.#db
+      .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'`)
+      .pluck()
+      .all() as string[];
+    return tables.length > 0 && !tables.includes('schema_migrations');
+  }
+
+  async hasTable(tx: Executor, name: string): Promise<boolean> {
+    return (await tx.get(`SELECT 1 AS present FROM sqlite_master WHERE type = 'table' AND name = ?`, [name])) !== undefined;
+  }
+
+  async close(): Promise<void> {
+    const wait = this.#mutex.acquire();
+    if (wait) await wait;
+    try {
+      if (this.#closed) return;
+      this.#closed = true;
+      this.#db.close();
+    } finally {
+      this.#mutex.release();
+    }
+  }
+
+  #prepare(sql: string): Statement {
+    let stmt = this.#statements.get(sql);
+    if (stmt === undefined) {
+      stmt = this.#db.prepare(sql);
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  #run(sql: string): void {
+    try {
+      this.#prepare(sql).run();
+    } catch (e) {
+      throw classifySqliteError(e, this.location);
+    }
+  }
+
+  #call<T>(f: () => T): Promise<T> {
+    try {
+      return Promise.resolve(f());
+    } catch (e) {
+      return Promise.reject(classifySqliteError(e, this.location));
+    }
+  }
+}
+
+const NO_PARAMS: readonly SqlParam[] = [];
+function bind(params: readonly SqlParam[] | undefined): SqlParam[] {
+  return (params ?? NO_PARAMS) as SqlParam[];
+}
+
+/** Creates the database file with mode 0600 so that other users cannot read the ledger. */
+function prepareFile(path: string, create: boolean): void {
+  if (existsSync(path)) {
+    if (statSync(path).isDirectory()) {
+      throw new StorageError('STORAGE_UNAVAILABLE', `${path} is a directory, not a database file`, {
+        hint: 'pass the path of a file, for example --db ./botstate.db',
+      });
+    }
+    return;
+  }
+  if (!create) {
+    throw new NotFoundError('DATABASE_NOT_FOUND', `there is no database at ${path}`, {
+      hint: 'start a job first (botstate start <token>) or pass --db with the right path',
+    });
+  }
+  try {
+    closeSync(openSync(path, 'wx', 0o600));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    throw new StorageError('STORAGE_UNAVAILABLE', `cannot create the database file ${path}: ${code ?? String(e)}`, {
+      hint: 'check that the directory exists and is writable',
+      cause: e,
+    });
+  }
+}
+
+/** Maps better-sqlite3's SqliteError codes onto botstate's error codes. */
+export function classifySqliteError(e: unknown, where: string): BotstateError {
+  if (e instanceof BotstateError) return e;
+  const code = typeof (e as { code?: unknown }).code === 'string' ? (e as { code: string }).code : '';
+  const message = e instanceof Error ? e.message : String(e);
+  if (code === 'SQLITE_BUSY' || code.startsWith('SQLITE_BUSY_') || code === 'SQLITE_LOCKED') {
+    return new StorageError('STORAGE_BUSY', `${where} stayed locked by another connection past the busy timeout`, {
+      hint: 'another process holds a long write transaction; retry, or raise --busy-timeout',
+      cause: e,
+    });
+  }
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT' || code.startsWith('SQLITE_CORRUPT_')) {
+    return new StorageError('STORAGE_CORRUPT', `${where} is not a usable SQLite database (${message})`, {
+      hint: 'check the --db path; restore the file from a backup if it was damaged',
+      cause: e,
+    });
+  }
+  if (code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_PERM')) {
+    return new StorageError('STORAGE_UNAVAILABLE', `cannot open ${where} for writing (${message})`, {
+      hint: 'check the path and its permissions',
+      cause: e,
+    });
+  }
+  if (code.startsWith('SQLITE_')) {
+    return new StorageError('STORAGE_FAILED', `SQLite failed on ${where}: ${message} [${code}]`, { cause: e });
+  }
+  return new BotstateError('INTERNAL', `unexpected error on ${where}: ${message}`, { cause: e });
+}

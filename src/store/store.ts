@@ -1,0 +1,199 @@
+import { userInfo } from 'node:os';
+import { readStream, verifyAudit, jobStream, type AuditEntry, type AuditReport } from '../audit/audit.ts';
+import { ValidationError, StorageError } from '../errors.ts';
+import { requireJob, type JobRef } from '../jobs/job-rows.ts';
+import { Jobs } from '../jobs/jobs.ts';
+import { Ledger } from '../ledger/ledger.ts';
+import type { Migration } from './migrations/migration.ts';
+import type { Adapter, Durability, Engine, Executor } from './adapter.ts';
+import { Context, type CallOptions } from './context.ts';
+import { DEFAULT_DB, describeLocation, parseLocation } from './location.ts';
+import { assertCurrent, migrate, rollback, schemaStatus, type SchemaStatus } from './migrations/runner.ts';
+import { PostgresAdapter } from './postgres/postgres-adapter.ts';
+import { SqliteAdapter } from './sqlite/sqlite-adapter.ts';
+
+export interface StoreOptions {
+  /**
+   * `process` (default) survives kill -9 of the bot; `power` also survives a power cut.
+   * See docs/durability.md for exactly what each can lose.
+   */
+  readonly durability?: Durability;
+  /**
+   * What to do about the schema on open: `migrate` (default) applies pending migrations under
+   * the migration lock; `check` refuses unless the schema is exactly current; `none` does
+   * nothing (for `botstate db …`). All three refuse a schema newer than this code.
+   */
+  readonly schema?: 'migrate' | 'check' | 'none';
+  /** SQLite: create the file if it does not exist (default true). */
+  readonly create?: boolean;
+  /** Who is acting, for the audit log (default `lib:<os user>`). */
+  readonly actor?: string;
+  /** SQLite: how long to wait for another connection's write lock (default 5000 ms). */
+  readonly busyTimeoutMs?: number;
+  /** PostgreSQL: connections in the pool (default 10). */
+  readonly poolSize?: number;
+  /** PostgreSQL: how long to wait for a connection (default 5000 ms). */
+  readonly connectTimeoutMs?: number;
+}
+
+const OPTION_KEYS = ['durability', 'schema', 'create', 'actor', 'busyTimeoutMs', 'poolSize', 'connectTimeoutMs'] as const;
+
+function checkOptions(options: StoreOptions): Required<StoreOptions> {
+  for (const key of Object.keys(options)) {
+    if (!(OPTION_KEYS as readonly string[]).includes(key)) {
+      throw new ValidationError('INVALID_ARGUMENT', `unknown store option "${key}"`, { hint: `the options are ${OPTION_KEYS.join(', ')}` });
+    }
+  }
+  const oneOf = <T extends string>(key: string, value: T | undefined, allowed: readonly T[], fallback: T): T => {
+    if (value === undefined) return fallback;
+    if (!allowed.includes(value)) {
+      throw new ValidationError('INVALID_ARGUMENT', `store option ${key} must be one of ${allowed.join(', ')}, got ${String(value)}`);
+    }
+    return value;
+  };
+  const int = (key: string, value: number | undefined, min: number, max: number, fallback: number): number => {
+    if (value === undefined) return fallback;
+    if (!Number.isInteger(value) || value < min || value > max) {
+      throw new ValidationError('INVALID_ARGUMENT', `store option ${key} must be an integer from ${min} to ${max}, got ${String(value)}`);
+    }
+    return value;
+  };
+  if (options.create !== undefined && typeof options.create !== 'boolean') {
+    throw new ValidationError('INVALID_ARGUMENT', 'store option create must be true or false');
+  }
+  if (options.actor !== undefined && (typeof options.actor !== 'string' || options.actor.length === 0 || options.actor.length > 200)) {
+    throw new ValidationError('INVALID_ARGUMENT', 'store option actor must be a string of 1 to 200 characters');
+  }
+  return Object.freeze({
+    durability: oneOf('durability', options.durability, ['process', 'power'], 'process'),
+    schema: oneOf('schema', options.schema, ['migrate', 'check', 'none'], 'migrate'),
+    create: options.create ?? true,
+    actor: options.actor ?? `lib:${safeUser()}`,
+    busyTimeoutMs: int('busyTimeoutMs', options.busyTimeoutMs, 0, 600_000, 5000),
+    poolSize: int('poolSize', options.poolSize, 1, 1000, 10),
+    connectTimeoutMs: int('connectTimeoutMs', options.connectTimeoutMs, 1, 600_000, 5000),
+  });
+}
+
+function safeUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * Opens a store.
+ *
+ * @param url `./path.db`, `sqlite:./path.db`, `:memory:` or `postgres://…[?schema=name]`.
+ *   Default: `$BOTSTATE_DB`, else `./botstate.db`.
+ *
+ * @example
+ * const store = await openStore('postgres://postgres@127.0.0.1/test', { durability: 'power' });
+ * try { await store.jobs.start({ tokenAddress }) } finally { await store.close() }
+ */
+export async function openStore(url?: string, options: StoreOptions = {}): Promise<Store> {
+  const opts = checkOptions(options);
+  const location = parseLocation(url ?? (process.env['BOTSTATE_DB'] || DEFAULT_DB));
+  const adapter: Adapter =
+    location.engine === 'sqlite'
+      ? SqliteAdapter.open({ path: location.path, durability: opts.durability, busyTimeoutMs: opts.busyTimeoutMs, create: opts.create })
+      : await PostgresAdapter.open({
+          connectionString: location.connectionString,
+          schema: location.schema,
+          durability: opts.durability,
+          poolSize: opts.poolSize,
+          connectTimeoutMs: opts.connectTimeoutMs,
+          location: describeLocation(location),
+        });
+  try {
+    if (await adapter.isForeignDatabase()) {
+      throw new StorageError('STORAGE_UNAVAILABLE', `${adapter.location} holds another application's tables, not botstate's`, {
+        hint: 'point --db at a new file or at a botstate database',
+      });
+    }
+    if (opts.schema === 'migrate') await migrate(adapter);
+    else if (opts.schema === 'check') await assertCurrent(adapter);
+  } catch (e) {
+    await adapter.close();
+    throw e;
+  }
+  return new Store(adapter, opts.actor);
+}
+
+/**
+ * botstate's one API over SQLite and PostgreSQL: jobs, the trade ledger and the audit log.
+ */
+export class Store {
+  readonly jobs: Jobs;
+  readonly ledger: Ledger;
+  readonly #ctx: Context;
+  readonly #adapter: Adapter;
+
+  /** @internal use {@link openStore} */
+  constructor(adapter: Adapter, actor: string) {
+    this.#adapter = adapter;
+    this.#ctx = new Context(adapter, actor);
+    this.jobs = new Jobs(this.#ctx);
+    this.ledger = new Ledger(this.#ctx);
+  }
+
+  get engine(): Engine {
+    return this.#adapter.engine;
+  }
+
+  get durability(): Durability {
+    return this.#adapter.durability;
+  }
+
+  /** Where the data lives, without credentials. */
+  get location(): string {
+    return this.#adapter.location;
+  }
+
+  /**
+   * Runs `fn` in one transaction. Store calls made inside it (or given `{ tx }`) join it, so
+   * a job transition, a trade and your own SQL commit or roll back together. Keep network
+   * calls out of it: on SQLite it holds the write lock until it ends.
+   *
+   * @example
+   * await store.transaction(async (tx) => {
+   *   await store.ledger.recordTrade(sell);
+   *   await store.jobs.completeLiquidation({ id });
+   * });
+   */
+  transaction<T>(fn: (tx: Executor) => Promise<T>): Promise<T> {
+    return this.#ctx.transaction(fn);
+  }
+
+  /** A job's audit entries, oldest first. */
+  async history(ref: JobRef, options?: CallOptions): Promise<AuditEntry[]> {
+    return this.#ctx.read(options, async (tx) => {
+      const job = await requireJob(tx, this.#adapter.dialect, ref, false);
+      return readStream(tx, jobStream(job.id));
+    });
+  }
+
+  /** Recomputes the audit log's hash chains and checks them against the jobs. Reads only. */
+  verifyAudit(options?: CallOptions): Promise<AuditReport> {
+    return this.#ctx.read(options, (tx) => verifyAudit(tx));
+  }
+
+  schemaStatus(): Promise<SchemaStatus> {
+    return schemaStatus(this.#adapter);
+  }
+
+  migrate(options: { to?: number } = {}): Promise<Migration[]> {
+    return migrate(this.#adapter, options);
+  }
+
+  rollback(options: { to?: number } = {}): Promise<Migration[]> {
+    return rollback(this.#adapter, options);
+  }
+
+  /** Waits for the transaction in flight, then closes the connection(s). */
+  close(): Promise<void> {
+    return this.#adapter.close();
+  }
+}
