@@ -140,7 +140,8 @@ export async function run(argv: readonly string[], io: Io = processIo): Promise<
     return 0;
   } catch (e) {
     const error = coerceError(e);
-    const line = `botstate: ${error.message}${error.hint ? ` (${error.hint})` : ''}`.replace(/\s*\n\s*/g, ' ');
+    const hint = error.hint ? ` (${error.hint.charAt(0).toLowerCase()}${error.hint.slice(1).replace(/\.$/, '')})` : '';
+    const line = `botstate: ${error.message}${hint}`.replace(/\s*\n\s*/g, ' ');
     io.err(`${line}\n`);
     if (wantsJson) io.out(json({ error: { code: error.code, message: error.message, hint: error.hint ?? null } }));
     if (error.code === 'INTERNAL' && process.env['BOTSTATE_DEBUG']) io.err(`${(error.cause as Error)?.stack ?? ''}\n`);

@@ -204,10 +204,7 @@ const updateSql = new Map<string, string>();
  */
 export async function updateJob(tx: Executor, row: JobRow, update: JobUpdate): Promise<JobRow> {
   const job = toJob(row);
-  // Only what actually changes is written and audited.
-  const fields = (Object.keys(update.set) as Array<keyof JobChange>).filter(
-    (f) => columnValue(f, update.set[f]) !== columnValue(f, job[f]),
-  );
+  const fields = changedFields(job, update.set);
   const before: Record<string, unknown> = {};
   const after: Record<string, unknown> = {};
   const params: SqlParam[] = [];
@@ -247,6 +244,11 @@ export async function updateJob(tx: Executor, row: JobRow, update: JobUpdate): P
   const next: JobRow = { ...row, updated_at: update.at, version, audit_hash: prepared.hash };
   for (const f of fields) (next as unknown as Record<string, SqlParam>)[COLUMN[f]] = columnValue(f, update.set[f]);
   return next;
+}
+
+/** The fields of `set` whose value differs from the job's: only those are written and audited. */
+export function changedFields(job: Job, set: JobChange): Array<keyof JobChange> {
+  return (Object.keys(set) as Array<keyof JobChange>).filter((f) => columnValue(f, set[f]) !== columnValue(f, job[f]));
 }
 
 function columnValue(field: keyof JobChange, value: unknown): SqlParam {

@@ -7,6 +7,7 @@ import { uuidv7 } from '../util/ids.ts';
 import { normalizeAddress } from './address.ts';
 import { defaultConfig, resolveConfig, serializeConfig } from './config.ts';
 import {
+  changedFields,
   JOB_COLUMNS,
   normalizeChain,
   requireJob,
@@ -128,7 +129,7 @@ export class Jobs {
       if (symbol !== undefined && symbol !== job.tokenSymbol) Object.assign(changes, { tokenSymbol: symbol });
       if (input.config !== undefined || set.length > 0) {
         const config = resolveConfig(job.config, input.config, set);
-        if (serializeConfig(config) !== existing.config) Object.assign(changes, { config });
+        Object.assign(changes, { config });
       }
       return toJob(await updateJob(tx, existing, { set: changes, at, actor, action: 'start' }));
     });
@@ -182,7 +183,7 @@ export class Jobs {
       const row = await requireJob(tx, this.#ctx.adapter.dialect, ref, true);
       const job = toJob(row);
       const config = resolveConfig(job.config, input.config, set);
-      if (serializeConfig(config) === row.config) return job;
+      if (changedFields(job, { config }).length === 0) return job;
       return toJob(await updateJob(tx, row, { set: { config }, at: new Date().toISOString(), actor, action: 'configure' }));
     });
   }
@@ -192,6 +193,8 @@ export class Jobs {
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
       const row = await requireJob(tx, this.#ctx.adapter.dialect, ref, true);
+      const job = toJob(row);
+      if (changedFields(job, patch).length === 0) return job;
       return toJob(await updateJob(tx, row, { set: patch, at: new Date().toISOString(), actor, action: 'state' }));
     });
   }

@@ -1,5 +1,6 @@
 import { userInfo } from 'node:os';
-import { readStream, verifyAudit, jobStream, type AuditEntry, type AuditReport } from '../audit/audit.ts';
+import { readStream, jobStream, type AuditEntry, type AuditReport } from '../audit/audit.ts';
+import { verifyAudit } from '../audit/verify.ts';
 import { ValidationError, StorageError } from '../errors.ts';
 import { requireJob, type JobRef } from '../jobs/job-rows.ts';
 import { Jobs } from '../jobs/jobs.ts';
@@ -154,8 +155,10 @@ export class Store {
 
   /**
    * Runs `fn` in one transaction. Store calls made inside it (or given `{ tx }`) join it, so
-   * a job transition, a trade and your own SQL commit or roll back together. Keep network
-   * calls out of it: on SQLite it holds the write lock until it ends.
+   * a job transition, a trade and your own SQL commit or roll back together. `fn` may be
+   * re-run when the engine reports a conflict (a PostgreSQL serialisation failure or deadlock,
+   * SQLite's write lock held by another process), so keep network calls and other effects out
+   * of it; on SQLite it also holds the write lock until it ends.
    *
    * @example
    * await store.transaction(async (tx) => {

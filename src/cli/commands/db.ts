@@ -14,7 +14,8 @@ function target(ctx: CommandContext): number | undefined {
 
 function printSteps(ctx: CommandContext, verb: string, steps: readonly Migration[], version: number): void {
   if (ctx.json) {
-    ctx.io.out(json({ [verb]: steps.map((m) => ({ version: m.version, name: m.name })), version }));
+    const key = verb === 'Applied' ? 'applied' : 'rolledBack';
+    ctx.io.out(json({ [key]: steps.map((m) => ({ version: m.version, name: m.name })), version }));
     return;
   }
   for (const m of steps) ctx.io.out(`${verb} ${String(m.version).padStart(4, '0')}_${m.name}\n`);

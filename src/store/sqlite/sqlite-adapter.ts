@@ -1,4 +1,5 @@
 import { closeSync, existsSync, openSync, statSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { BotstateError, NotFoundError, StorageError } from '../../errors.ts';
 import type {
@@ -44,12 +45,14 @@ export class SqliteAdapter implements Adapter {
   readonly #statements = new Map<string, Statement>();
   readonly #mutex = new Mutex();
   readonly #executor: Executor;
+  readonly #busyTimeoutMs: number;
   #closed = false;
 
   private constructor(db: Database.Database, options: SqliteOptions) {
     this.#db = db;
     this.durability = options.durability;
     this.location = options.path;
+    this.#busyTimeoutMs = options.busyTimeoutMs;
     this.#executor = {
       all: (sql, params) => this.#call(() => this.#prepare(sql).all(...bind(params)) as never),
       get: (sql, params) => this.#call(() => this.#prepare(sql).get(...bind(params)) as never),
@@ -72,6 +75,7 @@ export class SqliteAdapter implements Adapter {
       }
       db.pragma(`synchronous = ${options.durability === 'power' ? 'FULL' : 'NORMAL'}`);
       db.pragma('foreign_keys = ON');
+      db.pragma('busy_timeout = 0');
       return new SqliteAdapter(db, options);
     } catch (e) {
       db?.close();
@@ -79,22 +83,42 @@ export class SqliteAdapter implements Adapter {
     }
   }
 
+  /**
+   * Another process holding the write lock makes BEGIN fail at once with SQLITE_BUSY (the
+   * connection's busy_timeout is 0); the transaction is then retried after an async backoff
+   * until `busyTimeoutMs` has passed. Waiting asynchronously keeps this process's event loop
+   * free, where SQLite's own busy handler would block it.
+   */
   async transaction<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    const deadline = performance.now() + this.#busyTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#attempt(fn, options);
+      } catch (e) {
+        if (!isBusy(e) || performance.now() >= deadline) throw classifySqliteError(e, this.location);
+        await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
+      }
+    }
+  }
+
+  async #attempt<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions): Promise<T> {
     const wait = this.#mutex.acquire();
     if (wait) await wait;
     try {
       if (this.#closed) throw new StorageError('STORAGE_UNAVAILABLE', `the store at ${this.location} is closed`);
-      const begin = options.readOnly ? 'BEGIN DEFERRED' : options.exclusive ? 'BEGIN EXCLUSIVE' : 'BEGIN IMMEDIATE';
-      this.#run(begin);
+      this.#prepare(options.readOnly ? 'BEGIN DEFERRED' : options.exclusive ? 'BEGIN EXCLUSIVE' : 'BEGIN IMMEDIATE').run();
       let result: T;
       try {
         result = await fn(this.#executor);
       } catch (e) {
-        if (this.#db.inTransaction) this.#run('ROLLBACK');
+        if (this.#db.inTransaction) this.#prepare('ROLLBACK').run();
         throw e;
       }
-      this.#run('COMMIT');
+      this.#prepare('COMMIT').run();
       return result;
+    } catch (e) {
+      if (this.#db.inTransaction) this.#prepare('ROLLBACK').run();
+      throw e;
     } finally {
       this.#mutex.release();
     }
@@ -139,21 +163,19 @@ export class SqliteAdapter implements Adapter {
     return stmt;
   }
 
-  #run(sql: string): void {
-    try {
-      this.#prepare(sql).run();
-    } catch (e) {
-      throw classifySqliteError(e, this.location);
-    }
-  }
-
   #call<T>(f: () => T): Promise<T> {
     try {
       return Promise.resolve(f());
     } catch (e) {
-      return Promise.reject(classifySqliteError(e, this.location));
+      // SQLITE_BUSY stays raw so that transaction() can tell it apart and retry.
+      return Promise.reject(isBusy(e) ? e : classifySqliteError(e, this.location));
     }
   }
+}
+
+function isBusy(e: unknown): boolean {
+  const code = (e as { code?: unknown })?.code;
+  return typeof code === 'string' && (code === 'SQLITE_BUSY' || code.startsWith('SQLITE_BUSY_') || code === 'SQLITE_LOCKED');
 }
 
 const NO_PARAMS: readonly SqlParam[] = [];

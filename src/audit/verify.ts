@@ -1,0 +1,57 @@
+import { jobStream, verifyChains, type AuditEntry, type AuditReport } from './audit.ts';
+import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
+import { serializeConfig, type JobConfig } from '../jobs/config.ts';
+import type { Executor } from '../store/adapter.ts';
+
+/** Job fields that only change through audited writes, compared after replaying the log. */
+const REPLAYED = [
+  'tokenAddress', 'tokenSymbol', 'chain', 'mode', 'status', 'statusReason', 'lastDcaBuyTime', 'recentHigh',
+  'recentHighTime', 'totalAccumulated', 'tokenBalance', 'lastRebalanceTime', 'config', 'strategyState',
+  'startedAt', 'stoppedAt',
+] as const;
+
+function show(field: string, value: unknown): string {
+  return field === 'config' ? serializeConfig(value as JobConfig) : JSON.stringify(value ?? null);
+}
+
+/** Folds a job's audit entries into the state they describe. */
+function replay(entries: readonly AuditEntry[]): Record<string, unknown> {
+  const state: Record<string, unknown> = {};
+  for (const e of entries) {
+    const after = (e.after ?? {}) as Record<string, unknown>;
+    for (const [key, value] of Object.entries(after)) if (key !== 'trade') state[key] = value;
+  }
+  return state;
+}
+
+/**
+ * Verifies the audit log: every hash and link of every stream, then for every job that its row
+ * is the head of its stream (version and hash) and that replaying its entries gives exactly
+ * the row's state, so an edit to either the log or the job is found. Reads only.
+ */
+export async function verifyAudit(tx: Executor): Promise<AuditReport> {
+  const { heads, entries, problems } = await verifyChains(tx);
+  const byStream = new Map<string, AuditEntry[]>();
+  for (const e of entries) {
+    let list = byStream.get(e.stream);
+    if (!list) byStream.set(e.stream, (list = []));
+    list.push(e);
+  }
+  const rows = await tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY id`);
+  for (const row of rows) {
+    const stream = jobStream(row.id);
+    const head = heads.get(stream);
+    if (!head || head.seq !== row.version || head.hash !== row.audit_hash) {
+      problems.push({ stream, seq: row.version, problem: 'the job row does not match the last entry of its stream (entries missing or job altered)' });
+      continue;
+    }
+    const job: Job = toJob(row);
+    const state = replay(byStream.get(stream) ?? []);
+    for (const field of REPLAYED) {
+      if (field in state && show(field, state[field]) !== show(field, job[field])) {
+        problems.push({ stream, seq: row.version, problem: `the job's ${field} differs from what its audit log records` });
+      }
+    }
+  }
+  return { streams: heads.size, entries: entries.length, problems };
+}

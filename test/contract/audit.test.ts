@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { GENESIS_HASH } from '../../src/audit/audit.ts';
+import type { Store } from '../../src/store/store.ts';
+import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
+
+for (const engine of ENGINES) {
+  describe(`audit log [${engine.name}]`, { skip: engine.skip }, () => {
+    let fx: Fixture;
+    let store: Store;
+    const p = (n: number) => (engine.name === 'postgres' ? `$${n}` : '?');
+    beforeEach(async () => {
+      fx = await engine.create();
+      store = await fx.open({ actor: 'tester' });
+      const job = await store.jobs.start({ tokenAddress: TOKEN, set: ['accumulate.dcaAmount=25'] });
+      await store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: 'o-1', side: 'BUY', reason: 'DCA', baseAmount: '7.5', quoteAmount: '25', priceUsd: '3.3333' });
+      await store.jobs.pause({ id: job.id }, { actor: 'operator' });
+      await store.jobs.configure({ id: job.id }, { set: ['accumulate.dcaAmount=30'] });
+    });
+    afterEach(() => fx.cleanup());
+
+    it('keeps one chained entry per change, with actor, before and after', async () => {
+      const entries = await store.history({ tokenAddress: TOKEN });
+      assert.deepEqual(entries.map((e) => [e.seq, e.entity, e.action, e.actor]), [
+        [1, 'job', 'create', 'tester'],
+        [2, 'trade', 'record', 'tester'],
+        [3, 'job', 'pause', 'operator'],
+        [4, 'job', 'configure', 'tester'],
+      ]);
+      assert.equal(entries[0]!.prevHash, GENESIS_HASH);
+      for (let i = 1; i < entries.length; i++) assert.equal(entries[i]!.prevHash, entries[i - 1]!.hash);
+      assert.deepEqual(entries[2]!.before, { status: 'RUNNING', stoppedAt: null });
+      assert.equal((entries[2]!.after as { status: string }).status, 'PAUSED');
+      const trade = entries[1]!.after as { tokenBalance: string; trade: { clientOrderId: string; baseAmount: string } };
+      assert.equal(trade.tokenBalance, '7.5');
+      assert.equal(trade.trade.clientOrderId, 'o-1');
+      assert.equal(trade.trade.baseAmount, '7.5');
+      const config = entries[3]! as { before: { config: { accumulate: { dcaAmount: string } } }; after: { config: { accumulate: { dcaAmount: string } } } };
+      assert.equal(config.before.config.accumulate.dcaAmount, '25');
+      assert.equal(config.after.config.accumulate.dcaAmount, '30');
+      assert.deepEqual(await store.verifyAudit(), { streams: 1, entries: 4, problems: [] });
+    });
+
+    it('the table refuses UPDATE and DELETE', async () => {
+      await assert.rejects(fx.raw(`UPDATE audit_log SET actor = 'mallory'`), /append-only/);
+      await assert.rejects(fx.raw(`DELETE FROM audit_log`), /append-only/);
+      assert.equal((await store.verifyAudit()).problems.length, 0);
+    });
+
+    it('verify finds an altered entry', async () => {
+      // Someone with raw access drops the guard and rewrites history.
+      if (engine.name === 'sqlite') await fx.raw('DROP TRIGGER audit_log_no_update');
+      else await fx.raw('ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change');
+      await fx.raw(`UPDATE audit_log SET actor = 'mallory' WHERE seq = ${p(1)}`, [3]);
+      const report = await store.verifyAudit();
+      assert.deepEqual(report.problems.map((x) => [x.seq, x.problem.split(' ')[0]]), [[3, 'hash']]);
+    });
+
+    it('verify finds a removed tail entry and a job row changed behind its back', async () => {
+      if (engine.name === 'sqlite') await fx.raw('DROP TRIGGER audit_log_no_delete');
+      else await fx.raw('ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change');
+      await fx.raw(`DELETE FROM audit_log WHERE seq = ${p(1)}`, [4]);
+      const report = await store.verifyAudit();
+      assert.equal(report.problems.length, 1);
+      assert.match(report.problems[0]!.problem, /job row does not match/);
+    });
+
+    it('verify finds a job balance edited without an audit entry', async () => {
+      await fx.raw(`UPDATE jobs SET token_balance = ${p(1)}`, ['1000000']);
+      const report = await store.verifyAudit();
+      assert.deepEqual(report.problems.map((x) => x.problem), ["the job's tokenBalance differs from what its audit log records"]);
+    });
+
+    it('verify finds a job status edited without an audit entry', async () => {
+      await fx.raw(`UPDATE jobs SET status = 'RUNNING'`);
+      const report = await store.verifyAudit();
+      assert.deepEqual(report.problems.map((x) => x.problem), ["the job's status differs from what its audit log records"]);
+    });
+  });
+}

@@ -1,0 +1,195 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { isBotstateError } from '../../src/errors.ts';
+import type { Store } from '../../src/store/store.ts';
+import { ENGINES, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
+
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<Record<string, unknown>> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(isBotstateError(e), `expected a BotstateError, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    return { ...e.details, message: e.message };
+  }
+  assert.fail(`expected ${code}, but it resolved`);
+}
+
+for (const engine of ENGINES) {
+  describe(`jobs [${engine.name}]`, { skip: engine.skip }, () => {
+    let fx: Fixture;
+    let store: Store;
+    beforeEach(async () => {
+      fx = await engine.create();
+      store = await fx.open({ actor: 'test' });
+    });
+    afterEach(() => fx.cleanup());
+
+    it('start creates a RUNNING job with the defaults, in canonical form', async () => {
+      const job = await store.jobs.start({ tokenAddress: TOKEN.toLowerCase(), tokenSymbol: 'LGI' });
+      assert.equal(job.tokenAddress, TOKEN);
+      assert.equal(job.chain, 'base');
+      assert.equal(job.mode, 'ACCUMULATE');
+      assert.equal(job.status, 'RUNNING');
+      assert.equal(job.tokenBalance, '0');
+      assert.equal(job.totalAccumulated, '0');
+      assert.equal(job.config.accumulate.dcaAmount, '10');
+      assert.equal(job.config.liquidity.targetRatio, '0.5');
+      assert.equal(job.config.limits.maxTradesPerHour, null);
+      assert.equal(job.version, 1);
+      assert.equal(job.startedAt, job.createdAt);
+      assert.match(job.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    });
+
+    it('the same address in another case is the same job; another chain is another job', async () => {
+      const a = await store.jobs.start({ tokenAddress: TOKEN });
+      await store.jobs.pause({ tokenAddress: TOKEN.toLowerCase() });
+      const again = await store.jobs.get({ tokenAddress: TOKEN.toUpperCase().replace('0X', '0x') });
+      assert.equal(again.id, a.id);
+      assert.equal(again.status, 'PAUSED');
+      const other = await store.jobs.start({ tokenAddress: TOKEN, chain: 'Ethereum' });
+      assert.notEqual(other.id, a.id);
+      assert.equal(other.chain, 'ethereum');
+      assert.equal((await store.jobs.list()).length, 2);
+    });
+
+    it('walks the whole lifecycle and records each step', async () => {
+      const ref = { tokenAddress: TOKEN };
+      await store.jobs.start(ref);
+      assert.equal((await store.jobs.pause(ref)).status, 'PAUSED');
+      assert.equal((await store.jobs.resume(ref)).status, 'RUNNING');
+      const failed = await store.jobs.fail(ref, 'exchange unreachable');
+      assert.equal(failed.status, 'ERROR');
+      assert.equal(failed.statusReason, 'exchange unreachable');
+      const resumed = await store.jobs.resume(ref);
+      assert.equal(resumed.statusReason, null);
+      assert.equal((await store.jobs.liquidate(ref)).status, 'LIQUIDATING');
+      const idle = await store.jobs.completeLiquidation(ref);
+      assert.equal(idle.status, 'IDLE');
+      assert.equal((await store.jobs.start({ tokenAddress: TOKEN, mode: 'LIQUIDITY' })).mode, 'LIQUIDITY');
+      const actions = (await store.history(ref)).map((e) => e.action);
+      assert.deepEqual(actions, ['create', 'pause', 'resume', 'fail', 'resume', 'liquidate', 'completeLiquidation', 'start']);
+    });
+
+    it('refuses an invalid transition with the current status and the allowed actions, changing nothing', async () => {
+      const ref = { tokenAddress: TOKEN };
+      await store.jobs.start(ref);
+      await store.jobs.pause(ref);
+      const before = await fx.dump();
+      const details = await rejectsWith(store.jobs.pause(ref), 'INVALID_TRANSITION');
+      assert.equal(details['status'], 'PAUSED');
+      assert.deepEqual(details['allowed'], ['resume', 'liquidate', 'fail']);
+      assert.match(String(details['message']), /PAUSED/);
+      await rejectsWith(store.jobs.start(ref), 'INVALID_TRANSITION');
+      await rejectsWith(store.jobs.completeLiquidation(ref), 'INVALID_TRANSITION');
+      assert.equal(await fx.dump(), before);
+    });
+
+    it('completing a liquidation with tokens left is refused', async () => {
+      const job = await store.jobs.start({ tokenAddress: TOKEN });
+      await store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: 'b1', side: 'BUY', reason: 'DCA', baseAmount: '5', quoteAmount: '10', priceUsd: '2' });
+      await store.jobs.liquidate({ id: job.id });
+      const details = await rejectsWith(store.jobs.completeLiquidation({ id: job.id }), 'INVALID_TRANSITION');
+      assert.equal(details['tokenBalance'], '5');
+      await store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: 's1', side: 'SELL', reason: 'LIQUIDATE', baseAmount: '5', quoteAmount: '11', priceUsd: '2.2' });
+      const idle = await store.jobs.completeLiquidation({ id: job.id });
+      assert.equal(idle.status, 'IDLE');
+      assert.equal(idle.tokenBalance, '0');
+    });
+
+    it('a guarded update loses to a concurrent change instead of overwriting it', async () => {
+      const job = await store.jobs.start({ tokenAddress: TOKEN });
+      const second = await fx.open();
+      const results = await Promise.allSettled([store.jobs.pause({ id: job.id }), second.jobs.pause({ id: job.id })]);
+      const ok = results.filter((r) => r.status === 'fulfilled');
+      assert.equal(ok.length, 1, 'exactly one pause wins');
+      const failure = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      assert.ok(isBotstateError(failure.reason, 'INVALID_TRANSITION') || isBotstateError(failure.reason, 'CONCURRENT_MODIFICATION'), String(failure.reason));
+      const after = await store.jobs.get({ id: job.id });
+      assert.equal(after.version, 2);
+    });
+
+    it('config: --set values are exact and validated; a bad value changes nothing', async () => {
+      const job = await store.jobs.start({
+        tokenAddress: TOKEN,
+        set: ['accumulate.dcaAmount=25.123456789012345678', 'accumulate.dcaIntervalHours=0.0001', 'limits.maxTradesPerHour=12'],
+      });
+      assert.equal(job.config.accumulate.dcaAmount, '25.123456789012345678');
+      assert.equal(job.config.accumulate.dcaIntervalHours, '0.0001');
+      assert.equal(job.config.limits.maxTradesPerHour, 12);
+      const before = await fx.dump();
+      for (const bad of ['accumulate.dcaAmount=-5', 'accumulate.dcaAmount=NaN', 'accumulate.dcaAmount=1e400', 'accumulate.nope=1', 'nope.x=1', 'accumulate.dcaAmount']) {
+        await rejectsWith(store.jobs.configure({ id: job.id }, { set: [bad] }), 'INVALID_CONFIG');
+      }
+      await rejectsWith(store.jobs.configure({ id: job.id }, { config: { accumulate: { dcaAmount: '25' } } }), 'INVALID_CONFIG');
+      assert.equal(await fx.dump(), before);
+      const changed = await store.jobs.configure({ id: job.id }, { set: ['liquidity.spreadPercent=3.5'] });
+      assert.equal(changed.config.liquidity.spreadPercent, '3.5');
+      assert.equal(changed.config.accumulate.dcaAmount, '25.123456789012345678');
+      const last = (await store.history({ id: job.id })).at(-1)!;
+      assert.equal(last.action, 'configure');
+      assert.equal((last.after as { config: { liquidity: { spreadPercent: string } } }).config.liquidity.spreadPercent, '3.5');
+    });
+
+    it('a config that changes nothing writes nothing', async () => {
+      const job = await store.jobs.start({ tokenAddress: TOKEN });
+      const same = await store.jobs.configure({ id: job.id }, { set: ['accumulate.dcaAmount=10.0'] });
+      assert.equal(same.version, job.version);
+    });
+
+    it('unknown tokens, bad addresses and bad checksums are refused before any write', async () => {
+      await store.jobs.start({ tokenAddress: TOKEN });
+      const before = await fx.dump();
+      await rejectsWith(store.jobs.pause({ tokenAddress: tokenAddress(7) }), 'JOB_NOT_FOUND');
+      await rejectsWith(store.jobs.pause({ tokenAddress: '0x1234' }), 'INVALID_ADDRESS');
+      await rejectsWith(store.jobs.start({ tokenAddress: TOKEN.replace('aDe', 'ADe') }), 'INVALID_CHECKSUM');
+      await rejectsWith(store.jobs.start({ tokenAddress: tokenAddress(8), chain: 'no chain!' }), 'INVALID_ARGUMENT');
+      await rejectsWith(store.jobs.start({ tokenAddress: tokenAddress(8), tokenSymbol: 'has space' }), 'INVALID_ARGUMENT');
+      await rejectsWith(store.jobs.list({ status: 'SLEEPING' as never }), 'INVALID_ARGUMENT');
+      assert.equal(await fx.dump(), before);
+    });
+
+    it('lists by status, oldest first', async () => {
+      for (let i = 1; i <= 4; i++) await store.jobs.start({ tokenAddress: tokenAddress(i) });
+      await store.jobs.pause({ tokenAddress: tokenAddress(2) });
+      await store.jobs.pause({ tokenAddress: tokenAddress(4) });
+      const paused = await store.jobs.list({ status: 'PAUSED' });
+      assert.deepEqual(paused.map((j) => j.tokenAddress), [tokenAddress(2), tokenAddress(4)]);
+      assert.equal((await store.jobs.list({ status: 'RUNNING' })).length, 2);
+      assert.equal((await store.jobs.list()).length, 4);
+    });
+
+    it('persists strategy state and skips writes that change nothing', async () => {
+      const job = await store.jobs.start({ tokenAddress: TOKEN });
+      const at = '2026-11-22T10:00:00.000Z';
+      const updated = await store.jobs.updateState({ id: job.id }, { recentHigh: '0.0123456789', recentHighTime: at, strategyState: { window: ['1.5', '1.6'] } });
+      assert.equal(updated.recentHigh, '0.0123456789');
+      assert.deepEqual(updated.strategyState, { window: ['1.5', '1.6'] });
+      const reopened = await (await fx.open()).jobs.get({ id: job.id });
+      assert.equal(reopened.recentHighTime, at);
+      assert.deepEqual(reopened.strategyState, { window: ['1.5', '1.6'] });
+      const same = await store.jobs.updateState({ id: job.id }, { recentHigh: '0.0123456789' });
+      assert.equal(same.version, updated.version);
+    });
+
+    it('store.transaction commits several changes together or none', async () => {
+      const a = await store.jobs.start({ tokenAddress: tokenAddress(1) });
+      const b = await store.jobs.start({ tokenAddress: tokenAddress(2) });
+      const before = await fx.dump();
+      await assert.rejects(
+        store.transaction(async () => {
+          await store.jobs.pause({ id: a.id });
+          await store.jobs.pause({ id: b.id });
+          throw new Error('abort');
+        }),
+        /abort/,
+      );
+      assert.equal(await fx.dump(), before);
+      await store.transaction(async (tx) => {
+        await store.jobs.pause({ id: a.id });
+        await store.jobs.pause({ id: b.id }, { tx });
+      });
+      assert.deepEqual((await store.jobs.list()).map((j) => j.status), ['PAUSED', 'PAUSED']);
+    });
+  });
+}

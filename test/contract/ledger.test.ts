@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { isBotstateError } from '../../src/errors.ts';
+import type { Job } from '../../src/jobs/job-rows.ts';
+import type { RecordTradeInput } from '../../src/ledger/ledger.ts';
+import type { Store } from '../../src/store/store.ts';
+import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
+
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(isBotstateError(e), `expected a BotstateError, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    return true;
+  });
+}
+
+const BIG = '123456789012345678901234567890123456789012345678901234567890123456789012345678.123456789012345678';
+
+for (const engine of ENGINES) {
+  describe(`ledger [${engine.name}]`, { skip: engine.skip }, () => {
+    let fx: Fixture;
+    let store: Store;
+    let job: Job;
+    const buy = (clientOrderId: string, baseAmount: string, extra: Partial<RecordTradeInput> = {}): RecordTradeInput => ({
+      job: { id: job.id },
+      clientOrderId,
+      side: 'BUY',
+      reason: 'DCA',
+      baseAmount,
+      quoteAmount: '10',
+      priceUsd: '0.0081',
+      ...extra,
+    });
+    beforeEach(async () => {
+      fx = await engine.create();
+      store = await fx.open({ actor: 'test' });
+      job = await store.jobs.start({ tokenAddress: TOKEN });
+    });
+    afterEach(() => fx.cleanup());
+
+    it('records an executed buy and updates the job in the same transaction', async () => {
+      const executedAt = '2026-11-22T09:00:00.123Z';
+      const r = await store.ledger.recordTrade(buy('o-1', '1234.000000000000000001', { executedAt, txHash: '0xabc' }));
+      assert.equal(r.duplicate, false);
+      assert.equal(r.trade.status, 'EXECUTED');
+      assert.equal(r.trade.baseAmount, '1234.000000000000000001');
+      assert.equal(r.trade.txHash, '0xabc');
+      assert.equal(r.job.tokenBalance, '1234.000000000000000001');
+      assert.equal(r.job.totalAccumulated, '10');
+      assert.equal(r.job.lastDcaBuyTime, executedAt);
+      const stored = await store.jobs.get({ id: job.id });
+      assert.deepEqual(stored, r.job);
+      assert.deepEqual(await store.ledger.trades({ id: job.id }), [r.trade]);
+      assert.deepEqual(await store.ledger.get('o-1'), r.trade);
+    });
+
+    it('is idempotent on clientOrderId: a repeat changes nothing, a conflicting repeat is refused', async () => {
+      await store.ledger.recordTrade(buy('o-1', '5'));
+      const before = await fx.dump();
+      const again = await store.ledger.recordTrade(buy('o-1', '5.000'));
+      assert.equal(again.duplicate, true);
+      assert.equal(again.job.tokenBalance, '5');
+      assert.equal(await fx.dump(), before);
+      await rejectsWith(store.ledger.recordTrade(buy('o-1', '6')), 'DUPLICATE_ORDER');
+      await rejectsWith(store.ledger.recordTrade(buy('o-1', '5', { side: 'SELL', reason: 'TAKE_PROFIT' })), 'DUPLICATE_ORDER');
+      assert.equal(await fx.dump(), before);
+    });
+
+    it('keeps 78-digit amounts with 18 decimals exact', async () => {
+      await store.ledger.recordTrade(buy('o-1', BIG, { quoteAmount: BIG }));
+      await store.ledger.recordTrade(buy('o-2', '0.000000000000000001', { reason: 'DIP_BUY' }));
+      const j = await store.jobs.get({ id: job.id });
+      assert.equal(j.tokenBalance, '123456789012345678901234567890123456789012345678901234567890123456789012345678.123456789012345679');
+      assert.equal(j.totalAccumulated, '123456789012345678901234567890123456789012345678901234567890123456789012345688.123456789012345678');
+      await store.ledger.recordTrade({ ...buy('o-3', BIG), side: 'SELL', reason: 'TAKE_PROFIT' });
+      assert.equal((await store.jobs.get({ id: job.id })).tokenBalance, '0.000000000000000001');
+    });
+
+    it('refuses a sell beyond the balance and bad amounts, changing nothing', async () => {
+      await store.ledger.recordTrade(buy('o-1', '5'));
+      const before = await fx.dump();
+      await rejectsWith(store.ledger.recordTrade({ ...buy('s-1', '5.000000000000000001'), side: 'SELL', reason: 'TAKE_PROFIT' }), 'INSUFFICIENT_BALANCE');
+      for (const bad of ['1e400', '-1', 'NaN', '0.0000000000000000001', '', ' 1', '0', '1,5']) {
+        await rejectsWith(store.ledger.recordTrade(buy('b-1', bad)), 'INVALID_AMOUNT');
+      }
+      await rejectsWith(store.ledger.recordTrade(buy('b-2', '1', { priceUsd: '1e3' })), 'INVALID_AMOUNT');
+      await rejectsWith(store.ledger.recordTrade(buy('has space', '1')), 'INVALID_ARGUMENT');
+      await rejectsWith(store.ledger.recordTrade(buy('b-3', '1', { side: 'HOLD' as never })), 'INVALID_ARGUMENT');
+      await rejectsWith(store.ledger.recordTrade(buy('b-4', '1', { executedAt: 'yesterday' })), 'INVALID_ARGUMENT');
+      await rejectsWith(store.ledger.recordTrade(buy('b-5', '1', { job: { id: 'nope' } })), 'JOB_NOT_FOUND');
+      assert.equal(await fx.dump(), before);
+    });
+
+    it('intent then fill: PENDING before the exchange, EXECUTED with the job update after', async () => {
+      const intent = await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'job1-000001', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      assert.equal(intent.trade.status, 'PENDING');
+      assert.equal(intent.trade.baseAmount, null);
+      assert.equal(intent.job.tokenBalance, '0');
+      assert.deepEqual((await store.ledger.pending()).map((t) => t.clientOrderId), ['job1-000001']);
+      const repeat = await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'job1-000001', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      assert.equal(repeat.duplicate, true);
+      const filled = await store.ledger.settle('job1-000001', { status: 'EXECUTED', baseAmount: '1234.5', quoteAmount: '9.99', priceUsd: '0.008092', exchangeOrderId: 'X-1' });
+      assert.equal(filled.trade.status, 'EXECUTED');
+      assert.equal(filled.trade.exchangeOrderId, 'X-1');
+      assert.equal(filled.job.tokenBalance, '1234.5');
+      assert.equal(filled.job.totalAccumulated, '9.99');
+      assert.deepEqual(await store.ledger.pending(), []);
+      const before = await fx.dump();
+      const again = await store.ledger.settle('job1-000001', { status: 'EXECUTED', baseAmount: '1234.5', quoteAmount: '9.99', priceUsd: '0.008092', exchangeOrderId: 'X-1' });
+      assert.equal(again.duplicate, true);
+      await rejectsWith(store.ledger.settle('job1-000001', { status: 'FAILED', error: 'rejected' }), 'DUPLICATE_ORDER');
+      await rejectsWith(store.ledger.settle('nope', { status: 'FAILED', error: 'x' }), 'TRADE_NOT_FOUND');
+      assert.equal(await fx.dump(), before);
+      const actions = (await store.history({ id: job.id })).map((e) => `${e.entity}:${e.action}`);
+      assert.deepEqual(actions, ['job:create', 'trade:intent', 'trade:settle']);
+    });
+
+    it('a failed intent keeps the job unchanged', async () => {
+      await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'i-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const failed = await store.ledger.settle('i-1', { status: 'FAILED', error: 'insufficient funds' });
+      assert.equal(failed.trade.status, 'FAILED');
+      assert.equal(failed.trade.error, 'insufficient funds');
+      assert.equal(failed.job.tokenBalance, '0');
+      assert.deepEqual((await store.ledger.trades({ id: job.id }, { status: 'FAILED' })).map((t) => t.clientOrderId), ['i-1']);
+    });
+
+    it('a trade and a transition commit together in store.transaction', async () => {
+      await store.ledger.recordTrade(buy('o-1', '5'));
+      await store.jobs.liquidate({ id: job.id });
+      await store.transaction(async () => {
+        await store.ledger.recordTrade({ ...buy('s-1', '5'), side: 'SELL', reason: 'LIQUIDATE' });
+        await store.jobs.completeLiquidation({ id: job.id });
+      });
+      const j = await store.jobs.get({ id: job.id });
+      assert.equal(j.status, 'IDLE');
+      assert.equal(j.tokenBalance, '0');
+    });
+
+    it('concurrent trades on one job from two stores all land, exactly', async () => {
+      const other = await fx.open();
+      const n = 30;
+      await Promise.all(
+        Array.from({ length: n }, (_, i) => (i % 2 ? store : other).ledger.recordTrade(buy(`c-${i}`, `0.${String(i + 1).padStart(18, '0')}`))),
+      );
+      const j = await store.jobs.get({ id: job.id });
+      const expected = BigInt((n * (n + 1)) / 2);
+      assert.equal(j.tokenBalance, `0.${expected.toString().padStart(18, '0')}`.replace(/0+$/, ''));
+      assert.equal(j.version, 1 + n);
+      assert.deepEqual((await store.verifyAudit()).problems, []);
+    });
+  });
+}
