@@ -35,6 +35,8 @@ const CODES = {
   CONCURRENT_MODIFICATION: ErrorCategory.RULE,
   DUPLICATE_ORDER: ErrorCategory.RULE,
   INSUFFICIENT_BALANCE: ErrorCategory.RULE,
+  LEASE_LOST: ErrorCategory.RULE,
+  DAEMON_RUNNING: ErrorCategory.RULE,
   JOB_NOT_FOUND: ErrorCategory.NOT_FOUND,
   TRADE_NOT_FOUND: ErrorCategory.NOT_FOUND,
   DATABASE_NOT_FOUND: ErrorCategory.NOT_FOUND,

@@ -110,8 +110,7 @@ export async function run(argv: readonly string[], io: Io = processIo): Promise<
     if (name === undefined) {
       if (argv.includes('--version')) return io.out(`${version()}\n`), 0;
       if (argv.includes('--help') || argv.includes('-h')) return io.out(generalHelp()), 0;
-      io.err(generalHelp());
-      return EXIT_CODES.usage;
+      throw new ValidationError('USAGE', 'missing command', { hint: 'see botstate --help for the commands' });
     }
     const command = BY_NAME.get(name);
     if (!command) {

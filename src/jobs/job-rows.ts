@@ -2,6 +2,7 @@ import { insertAudit, jobStream, prepareAudit } from '../audit/audit.ts';
 import { BotstateError, NotFoundError, ValidationError } from '../errors.ts';
 import type { Decimal } from '../money/decimal.ts';
 import type { Dialect, Executor, SqlParam } from '../store/adapter.ts';
+import type { CallOptions } from '../store/context.ts';
 import { normalizeAddress } from './address.ts';
 import { deserializeConfig, serializeConfig, type JobConfig } from './config.ts';
 import type { JobMode, JobStatus } from './lifecycle.ts';
@@ -178,6 +179,25 @@ export async function requireJob(tx: Executor, dialect: Dialect, ref: JobRef, lo
     throw new NotFoundError('JOB_NOT_FOUND', `there is no job for ${describeRef(ref)}`, {
       hint: 'check the address and --chain, or list the jobs with botstate list',
     });
+  }
+  return row;
+}
+
+/**
+ * Reads and locks a job for a write, and checks the caller's fence (its lease on the job) in
+ * the same transaction, so that a daemon which has lost the job cannot write to it.
+ */
+export async function lockJob(tx: Executor, dialect: Dialect, ref: JobRef, options: CallOptions | undefined): Promise<JobRow> {
+  const row = await requireJob(tx, dialect, ref, true);
+  const fence = options?.fence;
+  if (fence) {
+    const held = await tx.get(`SELECT 1 AS held FROM job_leases WHERE job_id = ? AND owner = ? AND epoch = ?${dialect.forUpdate}`, [row.id, fence.owner, fence.epoch]);
+    if (!held) {
+      throw new BotstateError('LEASE_LOST', `${fence.owner} no longer holds the lease on job ${row.id} (epoch ${fence.epoch})`, {
+        hint: 'another daemon has taken the job over; this runner must stop',
+        details: { jobId: row.id, ...fence },
+      });
+    }
   }
   return row;
 }

@@ -9,6 +9,7 @@ import { defaultConfig, resolveConfig, serializeConfig } from './config.ts';
 import {
   changedFields,
   JOB_COLUMNS,
+  lockJob,
   normalizeChain,
   requireJob,
   selectJob,
@@ -124,7 +125,7 @@ export class Jobs {
         return toJob(await this.#insert(tx, { tokenAddress, chain, symbol: symbol ?? shortAddress(tokenAddress), mode: mode ?? 'ACCUMULATE', config: serializeConfig(config), at, actor }));
       }
       const job = this.#check(existing, 'start');
-      const changes: JobChange = { status: 'RUNNING', statusReason: null, startedAt: at };
+      const changes: JobChange = { status: 'RUNNING', statusReason: null, startedAt: at, stoppedAt: null };
       if (mode !== undefined && mode !== job.mode) Object.assign(changes, { mode });
       if (symbol !== undefined && symbol !== job.tokenSymbol) Object.assign(changes, { tokenSymbol: symbol });
       if (input.config !== undefined || set.length > 0) {
@@ -142,7 +143,7 @@ export class Jobs {
 
   /** PAUSED or ERROR → RUNNING. Clears the error reason. */
   resume(ref: JobRef, options?: CallOptions): Promise<Job> {
-    return this.#transition(ref, 'resume', (at) => ({ statusReason: null, startedAt: at }), options);
+    return this.#transition(ref, 'resume', (at) => ({ statusReason: null, startedAt: at, stoppedAt: null }), options);
   }
 
   /** RUNNING, PAUSED or ERROR → LIQUIDATING: sell everything, then return to IDLE. */
@@ -180,7 +181,7 @@ export class Jobs {
     resolveConfig(defaultConfig(), input.config, set);
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
-      const row = await requireJob(tx, this.#ctx.adapter.dialect, ref, true);
+      const row = await lockJob(tx, this.#ctx.adapter.dialect, ref, options);
       const job = toJob(row);
       const config = resolveConfig(job.config, input.config, set);
       if (changedFields(job, { config }).length === 0) return job;
@@ -192,7 +193,7 @@ export class Jobs {
   async updateState(ref: JobRef, patch: StrategyStatePatch, options?: CallOptions): Promise<Job> {
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
-      const row = await requireJob(tx, this.#ctx.adapter.dialect, ref, true);
+      const row = await lockJob(tx, this.#ctx.adapter.dialect, ref, options);
       const job = toJob(row);
       if (changedFields(job, patch).length === 0) return job;
       return toJob(await updateJob(tx, row, { set: patch, at: new Date().toISOString(), actor, action: 'state' }));
@@ -229,7 +230,7 @@ export class Jobs {
   ): Promise<Job> {
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
-      const row = await requireJob(tx, this.#ctx.adapter.dialect, ref, true);
+      const row = await lockJob(tx, this.#ctx.adapter.dialect, ref, options);
       const job = this.#check(row, action);
       const at = new Date().toISOString();
       const set: JobChange = { status: TRANSITIONS[action].to, ...extra(at, job) };
@@ -241,10 +242,15 @@ export class Jobs {
     const job = toJob(row);
     if (!(TRANSITIONS[action].from as readonly JobStatus[]).includes(job.status)) {
       const allowed = allowedActions(job.status);
+      const operator = allowed.filter((a) => a !== 'fail' && a !== 'completeLiquidation');
+      const hint =
+        job.status === 'LIQUIDATING'
+          ? 'wait for the liquidation to finish: the daemon sells the balance, then returns the job to IDLE'
+          : `use one of: ${operator.join(', ')}`;
       throw new InvalidTransitionError(
         'INVALID_TRANSITION',
         `cannot ${action} the job for ${job.tokenAddress} on ${job.chain}: it is ${job.status}; allowed from ${job.status}: ${allowed.join(', ')}`,
-        { hint: `use one of: ${allowed.join(', ')}`, details: { status: job.status, action, allowed } },
+        { hint, details: { status: job.status, action, allowed } },
       );
     }
     return job;

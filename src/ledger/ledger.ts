@@ -1,5 +1,5 @@
 import { BotstateError, NotFoundError, ValidationError } from '../errors.ts';
-import { requireJob, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow } from '../jobs/job-rows.ts';
+import { lockJob, requireJob, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow } from '../jobs/job-rows.ts';
 import { add, cmp, isNegative, parseDecimal, sub, type Decimal } from '../money/decimal.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context } from '../store/context.ts';
@@ -231,7 +231,7 @@ export class Ledger {
     const fill = checkFill(input);
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
-      const job = await requireJob(tx, this.#ctx.adapter.dialect, input.job, true);
+      const job = await lockJob(tx, this.#ctx.adapter.dialect, input.job, options);
       const id = uuidv7();
       const inserted = await tx.get<{ id: string }>(INSERT_TRADE, [
         id, job.id, input.side, input.reason, fill.base, fill.quote, fill.price, input.clientOrderId,
@@ -269,7 +269,7 @@ export class Ledger {
     }
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
-      const job = await requireJob(tx, this.#ctx.adapter.dialect, input.job, true);
+      const job = await lockJob(tx, this.#ctx.adapter.dialect, input.job, options);
       const id = uuidv7();
       const at = new Date().toISOString();
       const inserted = await tx.get<{ id: string }>(INSERT_TRADE, [
@@ -304,7 +304,7 @@ export class Ledger {
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
       const pending = await this.#byClientOrderId(tx, clientOrderId);
-      const job = await requireJob(tx, this.#ctx.adapter.dialect, { id: pending.job_id }, true);
+      const job = await lockJob(tx, this.#ctx.adapter.dialect, { id: pending.job_id }, options);
       const current = await this.#byClientOrderId(tx, clientOrderId);
       if (current.status !== 'PENDING') {
         const same = fill ? sameFill(current, current.side, current.reason, job.id, fill) : current.status === 'FAILED';

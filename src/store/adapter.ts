@@ -67,16 +67,11 @@ export interface Adapter {
   transaction<T>(fn: (tx: Executor) => Promise<T>, options?: TransactionOptions): Promise<T>;
 
   /**
-   * Runs `fn` while holding the engine's migration lock, so that two processes migrating the
-   * same database at once take turns.
+   * Called first in every migration transaction (opened with `exclusive: true`): takes the
+   * engine's migration lock until that transaction ends, so that two processes migrating the
+   * same database take turns, and creates the namespace the tables live in if needed.
    */
-  withMigrationLock<T>(fn: () => Promise<T>): Promise<T>;
-
-  /**
-   * True if the database holds tables that are not botstate's and no botstate schema,
-   * so that migrating would write into somebody else's database.
-   */
-  isForeignDatabase(): Promise<boolean>;
+  lockForMigration(tx: Executor): Promise<void>;
 
   /** True if botstate's table `name` exists (in the configured schema, on PostgreSQL). */
   hasTable(tx: Executor, name: string): Promise<boolean>;

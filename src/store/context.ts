@@ -10,6 +10,17 @@ export interface CallOptions {
   readonly tx?: Executor;
   /** Who is acting, for the audit log. Defaults to the store's actor. */
   readonly actor?: string;
+  /**
+   * Fencing for a daemon's job runner: the write is refused (LEASE_LOST) unless this owner
+   * still holds the job's lease at this epoch, checked under a lock in the same transaction.
+   */
+  readonly fence?: Fence;
+}
+
+/** A job lease as held by one daemon: the owner and the epoch it was granted at. */
+export interface Fence {
+  readonly owner: string;
+  readonly epoch: number;
 }
 
 /** What the domain modules share: the adapter, the ambient transaction and the default actor. */

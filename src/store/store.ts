@@ -1,7 +1,7 @@
 import { userInfo } from 'node:os';
 import { readStream, jobStream, type AuditEntry, type AuditReport } from '../audit/audit.ts';
 import { verifyAudit } from '../audit/verify.ts';
-import { ValidationError, StorageError } from '../errors.ts';
+import { ValidationError } from '../errors.ts';
 import { requireJob, type JobRef } from '../jobs/job-rows.ts';
 import { Jobs } from '../jobs/jobs.ts';
 import { Ledger } from '../ledger/ledger.ts';
@@ -21,8 +21,9 @@ export interface StoreOptions {
   readonly durability?: Durability;
   /**
    * What to do about the schema on open: `migrate` (default) applies pending migrations under
-   * the migration lock; `check` refuses unless the schema is exactly current; `none` does
-   * nothing (for `botstate db …`). All three refuse a schema newer than this code.
+   * the migration lock, and refuses a schema newer than this code or an edited migration;
+   * `check` refuses unless the schema is exactly current (and never creates a SQLite file);
+   * `none` checks nothing, for `botstate db …` — a store opened so must not be used for jobs.
    */
   readonly schema?: 'migrate' | 'check' | 'none';
   /** SQLite: create the file if it does not exist (default true). */
@@ -99,7 +100,13 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
   const location = parseLocation(url ?? (process.env['BOTSTATE_DB'] || DEFAULT_DB));
   const adapter: Adapter =
     location.engine === 'sqlite'
-      ? SqliteAdapter.open({ path: location.path, durability: opts.durability, busyTimeoutMs: opts.busyTimeoutMs, create: opts.create })
+      ? SqliteAdapter.open({
+          path: location.path,
+          durability: opts.durability,
+          busyTimeoutMs: opts.busyTimeoutMs,
+          // A new, empty file could never pass the check: do not leave one behind.
+          create: opts.create && opts.schema !== 'check',
+        })
       : await PostgresAdapter.open({
           connectionString: location.connectionString,
           schema: location.schema,
@@ -109,11 +116,6 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
           location: describeLocation(location),
         });
   try {
-    if (await adapter.isForeignDatabase()) {
-      throw new StorageError('STORAGE_UNAVAILABLE', `${adapter.location} holds another application's tables, not botstate's`, {
-        hint: 'point --db at a new file or at a botstate database',
-      });
-    }
     if (opts.schema === 'migrate') await migrate(adapter);
     else if (opts.schema === 'check') await assertCurrent(adapter);
   } catch (e) {

@@ -26,7 +26,7 @@ const verify: Command = {
     const report = await withStore(ctx, READ_ONLY, (store) => store.verifyAudit());
     if (ctx.json) ctx.io.out(json(report));
     else if (report.problems.length > 0) ctx.io.out(table(['STREAM', 'SEQ', 'PROBLEM'], report.problems.map((p) => [p.stream, p.seq, p.problem])));
-    else ctx.io.out(`Audit log intact: ${report.entries} entries in ${report.streams} streams.\n`);
+    else ctx.io.out(`Audit log intact: ${plural(report.entries, 'entry', 'entries')} in ${plural(report.streams, 'stream', 'streams')}.\n`);
     if (report.problems.length > 0) {
       throw new BotstateError('STORAGE_CORRUPT', `the audit log has ${report.problems.length} problem(s)`, {
         hint: 'restore the database from a backup and investigate who changed it',
@@ -36,3 +36,7 @@ const verify: Command = {
 };
 
 export const historyCommands: readonly Command[] = [history, verify];
+
+function plural(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}

@@ -1,4 +1,4 @@
-import { SchemaError, ValidationError } from '../../errors.ts';
+import { NotFoundError, SchemaError, ValidationError } from '../../errors.ts';
 import type { Adapter, Engine, Executor } from '../adapter.ts';
 import { LATEST_VERSION, MIGRATIONS } from './index.ts';
 import { checksum, type Migration, type PerEngine } from './migration.ts';
@@ -97,6 +97,11 @@ export async function schemaStatus(adapter: Adapter): Promise<SchemaStatus> {
 export async function assertCurrent(adapter: Adapter): Promise<SchemaStatus> {
   const status = await schemaStatus(adapter);
   assertCompatible(status);
+  if (status.current === 0) {
+    throw new NotFoundError('DATABASE_NOT_FOUND', `there is no botstate database at ${adapter.location}`, {
+      hint: 'start a job first (botstate start <token>) or pass --db with the right URL',
+    });
+  }
   if (status.current < status.latest) {
     throw new SchemaError(
       'SCHEMA_OUTDATED',
@@ -119,7 +124,7 @@ function checkTarget(to: number | undefined, fallback: number): number {
 
 /**
  * Applies pending migrations up to `to` (default: the latest), each in its own transaction
- * with its version row, under the engine's migration lock. Safe to run from several processes
+ * with its version row, under the engine's migration lock (taken inside that transaction). Safe to run from several processes
  * at once: each step re-reads the applied versions after taking the lock.
  *
  * @returns the migrations this call applied (empty if another process got there first).
@@ -135,21 +140,20 @@ export async function migrate(adapter: Adapter, options: { to?: number } = {}): 
   }
   if (quick.current === target) return [];
   const done: Migration[] = [];
-  await adapter.withMigrationLock(async () => {
-    for (const m of MIGRATIONS) {
-      if (m.version > target) break;
-      await adapter.transaction(
-        async (tx) => {
-          const status = statusOf(adapter, await readApplied(adapter, tx));
-          assertCompatible(status);
-          if (status.current >= m.version) return;
-          await step(tx, adapter.engine, m, 'up');
-          done.push(m);
-        },
-        { exclusive: true },
-      );
-    }
-  });
+  for (const m of MIGRATIONS) {
+    if (m.version > target) break;
+    await adapter.transaction(
+      async (tx) => {
+        await adapter.lockForMigration(tx);
+        const status = statusOf(adapter, await readApplied(adapter, tx));
+        assertCompatible(status);
+        if (status.current >= m.version) return;
+        await step(tx, adapter.engine, m, 'up');
+        done.push(m);
+      },
+      { exclusive: true },
+    );
+  }
   return done;
 }
 
@@ -169,21 +173,20 @@ export async function rollback(adapter: Adapter, options: { to?: number } = {}):
     });
   }
   const done: Migration[] = [];
-  await adapter.withMigrationLock(async () => {
-    for (const m of [...MIGRATIONS].reverse()) {
-      if (m.version <= target) break;
-      await adapter.transaction(
-        async (tx) => {
-          const status = statusOf(adapter, await readApplied(adapter, tx));
-          assertCompatible(status);
-          if (status.current !== m.version) return;
-          await step(tx, adapter.engine, m, 'down');
-          done.push(m);
-        },
-        { exclusive: true },
-      );
-    }
-  });
+  for (const m of [...MIGRATIONS].reverse()) {
+    if (m.version <= target) break;
+    await adapter.transaction(
+      async (tx) => {
+        await adapter.lockForMigration(tx);
+        const status = statusOf(adapter, await readApplied(adapter, tx));
+        assertCompatible(status);
+        if (status.current !== m.version) return;
+        await step(tx, adapter.engine, m, 'down');
+        done.push(m);
+      },
+      { exclusive: true },
+    );
+  }
   return done;
 }
 

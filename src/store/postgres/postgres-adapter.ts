@@ -101,27 +101,11 @@ export class PostgresAdapter implements Adapter {
     }
   }
 
-  async withMigrationLock<T>(fn: () => Promise<T>): Promise<T> {
-    const client = await this.#connect();
-    const key = lockKey(`botstate:migrate:${this.schema}`);
-    try {
-      await client.query('SELECT pg_advisory_lock($1)', [key]);
-      try {
-        await client.query(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`);
-        return await fn();
-      } finally {
-        await client.query('SELECT pg_advisory_unlock($1)', [key]);
-      }
-    } catch (e) {
-      throw classifyPostgresError(e, this.location);
-    } finally {
-      client.release();
-    }
-  }
-
-  async isForeignDatabase(): Promise<boolean> {
-    // botstate keeps its tables in a schema of its own (?schema=, default "botstate").
-    return false;
+  async lockForMigration(tx: Executor): Promise<void> {
+    // A transaction-level advisory lock: held until this migration step commits or rolls back,
+    // on the step's own connection (so a pool of one connection cannot deadlock on it).
+    await tx.get('SELECT pg_advisory_xact_lock(?::bigint) AS locked', [lockKey(`botstate:migrate:${this.schema}`)]);
+    await tx.exec(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`);
   }
 
   async hasTable(tx: Executor, name: string): Promise<boolean> {

@@ -26,6 +26,12 @@ const CAPABILITIES: Capabilities = Object.freeze({ concurrentWriters: false });
 
 type Statement = Database.Statement<unknown[], unknown>;
 
+interface Queued {
+  fn: (tx: Executor) => Promise<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
 /**
  * SQLite through better-sqlite3: one connection, WAL, `BEGIN IMMEDIATE` for writes.
  *
@@ -46,6 +52,8 @@ export class SqliteAdapter implements Adapter {
   readonly #mutex = new Mutex();
   readonly #executor: Executor;
   readonly #busyTimeoutMs: number;
+  readonly #queue: Queued[] = [];
+  #leading = false;
   #closed = false;
 
   private constructor(db: Database.Database, options: SqliteOptions) {
@@ -67,6 +75,13 @@ export class SqliteAdapter implements Adapter {
     let db: Database.Database | undefined;
     try {
       db = new Database(path, { timeout: options.busyTimeoutMs });
+      // Before anything writes (switching to WAL rewrites the header): refuse another
+      // application's database.
+      if (isForeign(db)) {
+        throw new StorageError('STORAGE_UNAVAILABLE', `${path} holds another application's tables, not botstate's`, {
+          hint: 'point --db at a new file or at a botstate database',
+        });
+      }
       const mode = db.pragma('journal_mode = WAL', { simple: true });
       if (mode !== 'wal' && path !== ':memory:') {
         throw new StorageError('STORAGE_FAILED', `${path} could not be switched to WAL mode (got ${String(mode)})`, {
@@ -90,6 +105,7 @@ export class SqliteAdapter implements Adapter {
    * free, where SQLite's own busy handler would block it.
    */
   async transaction<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    if (this.durability === 'power' && !options.readOnly && !options.exclusive) return this.#grouped(fn);
     const deadline = performance.now() + this.#busyTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -99,6 +115,78 @@ export class SqliteAdapter implements Adapter {
         await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
       }
     }
+  }
+
+  /**
+   * Group commit for `power` mode, where every COMMIT costs an fsync: write transactions that
+   * arrive while one is running are queued, then run back to back inside one SQLite
+   * transaction, each under its own SAVEPOINT (so one that throws is rolled back alone), and
+   * made durable by a single COMMIT. No caller is answered before that COMMIT returns, so
+   * every answered transaction is on disk, as without batching; a lone transaction is not
+   * delayed.
+   */
+  #grouped<T>(fn: (tx: Executor) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (this.#queue.length === 1 && !this.#leading) void this.#lead();
+    });
+  }
+
+  async #lead(): Promise<void> {
+    this.#leading = true;
+    try {
+      while (this.#queue.length > 0) {
+        const wait = this.#mutex.acquire();
+        if (wait) await wait;
+        const batch = this.#queue.splice(0);
+        try {
+          await this.#commitBatch(batch);
+        } finally {
+          this.#mutex.release();
+        }
+      }
+    } finally {
+      this.#leading = false;
+    }
+  }
+
+  async #commitBatch(batch: Queued[]): Promise<void> {
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    try {
+      if (this.#closed) throw new StorageError('STORAGE_UNAVAILABLE', `the store at ${this.location} is closed`);
+      const deadline = performance.now() + this.#busyTimeoutMs;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          this.#prepare('BEGIN IMMEDIATE').run();
+          break;
+        } catch (e) {
+          if (!isBusy(e) || performance.now() >= deadline) throw classifySqliteError(e, this.location);
+          await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
+        }
+      }
+      for (const item of batch) {
+        this.#prepare('SAVEPOINT grouped').run();
+        try {
+          outcomes.push({ ok: true, value: await item.fn(this.#executor) });
+          this.#prepare('RELEASE grouped').run();
+        } catch (e) {
+          this.#prepare('ROLLBACK TO grouped').run();
+          this.#prepare('RELEASE grouped').run();
+          outcomes.push({ ok: false, error: isBusy(e) ? classifySqliteError(e, this.location) : e });
+        }
+      }
+      this.#prepare('COMMIT').run();
+    } catch (e) {
+      if (this.#db.inTransaction) this.#prepare('ROLLBACK').run();
+      const error = classifySqliteError(e, this.location);
+      for (const item of batch) item.reject(error);
+      return;
+    }
+    batch.forEach((item, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) item.resolve(outcome.value);
+      else item.reject(outcome.error);
+    });
   }
 
   async #attempt<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions): Promise<T> {
@@ -124,18 +212,8 @@ export class SqliteAdapter implements Adapter {
     }
   }
 
-  async withMigrationLock<T>(fn: () => Promise<T>): Promise<T> {
-    // Each migration step runs in a BEGIN EXCLUSIVE transaction and re-reads the applied
-    // versions inside it, which is the lock on SQLite.
-    return fn();
-  }
-
-  async isForeignDatabase(): Promise<boolean> {
-    const tables = this.#db
-      .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'`)
-      .pluck()
-      .all() as string[];
-    return tables.length > 0 && !tables.includes('schema_migrations');
+  async lockForMigration(_tx: Executor): Promise<void> {
+    // Migration transactions are BEGIN EXCLUSIVE: that is the lock on SQLite.
   }
 
   async hasTable(tx: Executor, name: string): Promise<boolean> {
@@ -176,6 +254,15 @@ export class SqliteAdapter implements Adapter {
 function isBusy(e: unknown): boolean {
   const code = (e as { code?: unknown })?.code;
   return typeof code === 'string' && (code === 'SQLITE_BUSY' || code.startsWith('SQLITE_BUSY_') || code === 'SQLITE_LOCKED');
+}
+
+/** True if the database has tables and none of them is botstate's schema_migrations. */
+function isForeign(db: Database.Database): boolean {
+  const tables = db
+    .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'`)
+    .pluck()
+    .all() as string[];
+  return tables.length > 0 && !tables.includes('schema_migrations');
 }
 
 const NO_PARAMS: readonly SqlParam[] = [];

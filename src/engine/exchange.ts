@@ -1,0 +1,55 @@
+import type { Decimal } from '../money/decimal.ts';
+
+/** A market order. Exactly one of baseAmount (sell/buy this many tokens) or quoteAmount (spend/receive this much quote). */
+export interface OrderRequest {
+  /** The idempotency key: placing the same clientOrderId again never places a second order. */
+  readonly clientOrderId: string;
+  /** The token's address (EIP-55). */
+  readonly token: string;
+  readonly side: 'BUY' | 'SELL';
+  readonly baseAmount?: Decimal;
+  readonly quoteAmount?: Decimal;
+}
+
+/** An order as the exchange knows it. */
+export interface ExchangeOrder {
+  readonly clientOrderId: string;
+  readonly exchangeOrderId: string;
+  readonly token: string;
+  readonly side: 'BUY' | 'SELL';
+  /** FILLED: executed in full at `price`; REJECTED: never executed (see `error`). */
+  readonly status: 'FILLED' | 'REJECTED';
+  readonly baseAmount: Decimal;
+  readonly quoteAmount: Decimal;
+  readonly price: Decimal;
+  readonly error: string | null;
+  /** ISO 8601. */
+  readonly time: string;
+}
+
+/**
+ * What botstate needs from an exchange or DEX. By contract `placeOrder` is idempotent on
+ * clientOrderId: placing an order whose clientOrderId the exchange already has returns that
+ * order (filled or rejected) and places nothing.
+ *
+ * A call that fails without an answer (a timeout, a dropped connection) may or may not have
+ * reached the exchange; callers find out with `getOrder` and never invent a new clientOrderId
+ * for the same intent.
+ */
+export interface Exchange {
+  placeOrder(order: OrderRequest): Promise<ExchangeOrder>;
+  /** The order with this clientOrderId, or null if the exchange never received it. */
+  getOrder(clientOrderId: string): Promise<ExchangeOrder | null>;
+  /** The current price of one token, in quote (USD). */
+  getPrice(token: string): Promise<Decimal>;
+  /** The account's balances: `USD` for quote, and one entry per token address. */
+  getBalances(): Promise<Readonly<Record<string, Decimal>>>;
+}
+
+/**
+ * A failure where the exchange's answer is unknown (timeout, dropped response, 5xx): the
+ * order may or may not exist. Distinct from a REJECTED order, which is a definite answer.
+ */
+export class ExchangeUnavailableError extends Error {
+  override readonly name = 'ExchangeUnavailableError';
+}

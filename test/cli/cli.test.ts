@@ -1,0 +1,616 @@
+/**
+ * End to end: the real `botstate` binary (bin/botstate.js → dist/cli/main.js), spawned as a child
+ * process on the pinned Node, against a real SQLite file and a real PostgreSQL schema.
+ *
+ * dist must be built first: `npm test` does it; alone, run `npm run build` before this file.
+ *
+ * Every refused command must print exactly one line on stderr (no stack trace), exit with its
+ * documented code (2 usage, 3 rule, 4 not found, 5 storage, 6 schema) and leave the database
+ * byte-for-byte unchanged (a logical dump before and after, through the raw driver).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, afterEach, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const BIN = join(ROOT, 'bin', 'botstate.js');
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+/** The seed-000 token in lower case: the same job. */
+const TOKEN_LOWER = TOKEN.toLowerCase();
+/** The seed-000 token with one letter's case flipped: a bad EIP-55 checksum. */
+const TOKEN_BAD_CHECKSUM = TOKEN.replace('aDe', 'ade');
+/** A valid address that no job uses. */
+const UNKNOWN_TOKEN = '0x00000000000000000000000000000000000000a1';
+/** A second valid token (all lower case, so no checksum to get wrong). */
+const OTHER_TOKEN = '0x00000000000000000000000000000000000000b2';
+/** PostgreSQL on a port where nothing listens. */
+const UNREACHABLE_PG = 'postgres://postgres@127.0.0.1:1/x';
+
+/** A scratch directory for the CLI's working directory and for config files; never the repository. */
+let scratch: string;
+
+before(() => {
+  assert.ok(existsSync(join(ROOT, 'dist', 'cli', 'main.js')), 'dist/cli/main.js is missing: run `npm run build` first (npm test does it)');
+  scratch = mkdtempSync(join(tmpdir(), 'botstate-cli-'));
+});
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+interface Result {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly args: readonly string[];
+}
+
+interface RunOptions {
+  readonly env?: Record<string, string>;
+  readonly cwd?: string;
+  /** Run under this umask (through /bin/sh). */
+  readonly umask?: string;
+}
+
+/** Runs `botstate ...args` on the pinned Node, with $BOTSTATE_DB unset unless `env` sets it. */
+function cli(args: readonly string[], options: RunOptions = {}): Promise<Result> {
+  const env: Record<string, string | undefined> = { ...process.env, ...options.env };
+  if (!options.env?.['BOTSTATE_DB']) delete env['BOTSTATE_DB'];
+  delete env['NODE_TEST_CONTEXT'];
+  delete env['BOTSTATE_DEBUG'];
+  const [file, argv] =
+    options.umask === undefined
+      ? [process.execPath, [BIN, ...args]]
+      : ['/bin/sh', ['-c', `umask ${options.umask} && exec "$0" "$@"`, process.execPath, BIN, ...args]];
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, argv, { cwd: options.cwd ?? scratch, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr, args }));
+  });
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time, keeping the order of the results. */
+async function pool<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+function show(r: Result): string {
+  return `botstate ${r.args.join(' ')}\nexit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+}
+
+/** Exit 0, nothing on stderr. */
+function ok(r: Result): Result {
+  assert.equal(r.code, 0, show(r));
+  assert.equal(r.stderr, '', show(r));
+  return r;
+}
+
+/** Exactly one JSON document on stdout. */
+function parseJson<T = any>(r: Result): T {
+  ok(r);
+  assert.match(r.stdout, /^[[{][\s\S]*[\]}]\n$/, `one JSON document expected\n${show(r)}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+/** A refused command: the documented exit code and one `botstate: …` line on stderr, no stack trace. */
+function refused(r: Result, exit: number, pattern?: RegExp): void {
+  assert.equal(r.code, exit, show(r));
+  assert.match(r.stderr, /^botstate: [^\n]+\n$/, `exactly one line on stderr expected\n${show(r)}`);
+  assert.doesNotMatch(r.stderr, /\bat [^\n]*:\d+:\d+|node:internal|Error:/, `stack trace on stderr\n${show(r)}`);
+  if (pattern) assert.match(r.stderr, pattern, show(r));
+  if (!r.args.includes('--json')) assert.equal(r.stdout, '', show(r));
+}
+
+/** Every key of every object, recursively, is camelCase. */
+function assertCamelCase(value: unknown, path = '$'): void {
+  if (Array.isArray(value)) return value.forEach((v, i) => assertCamelCase(v, `${path}[${i}]`));
+  if (value === null || typeof value !== 'object') return;
+  for (const [k, v] of Object.entries(value)) {
+    assert.match(k, /^[a-z][a-zA-Z0-9]*$/, `${path}.${k} is not camelCase`);
+    assertCamelCase(v, `${path}.${k}`);
+  }
+}
+
+// Exact decimals for expected values: bigint units of 10^-18, never a float.
+const ONE = 10n ** 18n;
+function units(s: string): bigint {
+  const [i, f = ''] = s.split('.');
+  return BigInt(i!) * ONE + BigInt(f.padEnd(18, '0'));
+}
+function fmt(u: bigint): string {
+  const frac = (u % ONE).toString().padStart(18, '0').replace(/0+$/, '');
+  return frac === '' ? String(u / ONE) : `${u / ONE}.${frac}`;
+}
+
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+const JOB_FIELDS = [
+  'id', 'tokenAddress', 'tokenSymbol', 'chain', 'mode', 'status', 'lastDcaBuyTime', 'recentHigh', 'recentHighTime',
+  'totalAccumulated', 'tokenBalance', 'lastRebalanceTime', 'config', 'createdAt', 'updatedAt', 'startedAt', 'stoppedAt', 'version',
+];
+const TRADE_FIELDS = [
+  'id', 'jobId', 'side', 'reason', 'baseAmount', 'quoteAmount', 'priceUsd', 'clientOrderId', 'exchangeOrderId', 'txHash',
+  'status', 'error', 'createdAt', 'executedAt',
+];
+
+// 78-digit-scale amounts with 18 decimals; the sum below cannot be right through a float.
+const BUY_1 = '1234567890123456789012345.123456789012345678';
+const BUY_2 = '0.000000000000000001';
+const SELL_1 = '0.5';
+const QUOTE_1 = '25.1';
+const QUOTE_2 = '0.000000000000000003';
+/** A config value a float would mangle; it must come back as this exact JSON number literal. */
+const BIG_CONFIG = '123456789012345678901234567890.123456789012345678';
+
+function recordArgs(token: string, side: string, reason: string, base: string, quote: string, price: string, id: string): string[] {
+  return ['record', token, '--side', side, '--reason', reason, '--base', base, '--quote', quote, '--price', price, '--client-order-id', id];
+}
+
+for (const engine of ENGINES) {
+  describe(`botstate CLI end to end [${engine.name}]`, { skip: engine.skip }, () => {
+    let fx: Fixture;
+    let db: string[];
+    beforeEach(async () => {
+      fx = await engine.create();
+      db = ['--db', fx.url];
+    });
+    afterEach(() => fx.cleanup());
+
+    it(`start → pause → resume → record → config → liquidate → status → list → trades → history → verify → db, human and --json, with ${TOKEN}`, async () => {
+      // start (human output)
+      const started = ok(await cli(['start', TOKEN, '--symbol', 'LGI', '--set', 'accumulate.dcaAmount=25', ...db]));
+      assert.match(started.stdout, /^Started ACCUMULATE job for LGI on base: RUNNING$/m);
+      assert.match(started.stdout, new RegExp(`^token\\s+LGI ${TOKEN}$`, 'm'));
+      assert.match(started.stdout, /^\s+accumulate\.dcaAmount\s+25$/m);
+      assert.match(started.stdout, /^\s+accumulate\.dcaIntervalHours\s+4$/m, 'defaults are filled in');
+      if (fx.engine === 'sqlite') {
+        assert.equal(statSync(fx.url).mode & 0o777, 0o600, 'the SQLite file is created with mode 0600');
+      }
+
+      // pause, addressed in lower case: the same job, stored in EIP-55 form
+      const paused = parseJson(await cli(['pause', TOKEN_LOWER, '--json', ...db]));
+      assert.equal(paused.tokenAddress, TOKEN);
+      assert.equal(paused.status, 'PAUSED');
+      assert.equal(paused.version, 2);
+      const id = paused.id as string;
+
+      // resume (human)
+      const resumed = ok(await cli(['resume', TOKEN, ...db]));
+      assert.match(resumed.stdout, /^Resumed job for LGI on base: RUNNING$/m);
+
+      // record: a buy (human), a tiny buy (--json), its idempotent repeat, a sell
+      const buy1 = ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', BUY_1, QUOTE_1, '20.33', 'cli-1'), ...db]));
+      assert.match(buy1.stdout, new RegExp(`^Recorded BUY ${BUY_1.replace('.', '\\.')} \\(DCA, cli-1\\); tokenBalance ${BUY_1.replace('.', '\\.')}, totalAccumulated 25\\.1$`, 'm'));
+
+      const buy2 = parseJson(await cli([...recordArgs(TOKEN_LOWER, 'buy', 'dip_buy', BUY_2, QUOTE_2, '3', 'cli-2'), '--json', ...db]));
+      assertCamelCase(buy2);
+      assert.equal(buy2.duplicate, false);
+      assert.equal(buy2.trade.baseAmount, BUY_2);
+      assert.equal(buy2.trade.reason, 'DIP_BUY');
+      assert.equal(buy2.tokenBalance, fmt(units(BUY_1) + units(BUY_2)));
+
+      const beforeRepeat = await fx.dump();
+      const again = await cli([...recordArgs(TOKEN, 'buy', 'dip_buy', BUY_2, QUOTE_2, '3', 'cli-2'), ...db]);
+      assert.match(ok(again).stdout, /^Already recorded BUY 0\.000000000000000001 \(DIP_BUY, cli-2\)/m);
+      const againJson = parseJson(await cli([...recordArgs(TOKEN, 'buy', 'dip_buy', BUY_2, QUOTE_2, '3', 'cli-2'), '--json', ...db]));
+      assert.equal(againJson.duplicate, true);
+      assert.equal(againJson.trade.id, buy2.trade.id);
+      assert.equal(againJson.tokenBalance, buy2.tokenBalance);
+      assert.equal(await fx.dump(), beforeRepeat, 'recording the same clientOrderId again changes nothing');
+
+      ok(await cli([...recordArgs(TOKEN, 'sell', 'take_profit', SELL_1, '12', '24', 'cli-3'), ...db]));
+      const balance = fmt(units(BUY_1) + units(BUY_2) - units(SELL_1));
+      const accumulated = fmt(units(QUOTE_1) + units(QUOTE_2));
+
+      // config --set: the exact value comes back as a JSON number literal
+      const configured = await cli(['config', TOKEN, '--set', `accumulate.maxAccumulationUsd=${BIG_CONFIG}`, '--set', 'limits.maxTradesPerHour=12', '--json', ...db]);
+      assert.equal(parseJson(configured).config.limits.maxTradesPerHour, 12);
+      assert.ok(configured.stdout.includes(`"maxAccumulationUsd": ${BIG_CONFIG}\n`), configured.stdout);
+
+      // liquidate
+      const liquidating = parseJson(await cli(['liquidate', TOKEN, '--json', ...db]));
+      assert.equal(liquidating.id, id);
+      assert.equal(liquidating.status, 'LIQUIDATING');
+      assert.equal(liquidating.tokenBalance, balance);
+
+      // the read-only views, in parallel
+      const [statusH, statusJ, listH, listJ, tradesH, tradesJ, historyH, historyJ, statusUpper] = await Promise.all([
+        cli(['status', TOKEN, ...db]),
+        cli(['status', TOKEN_LOWER, '--json', ...db]),
+        cli(['list', ...db]),
+        cli(['list', '--json', ...db]),
+        cli(['trades', TOKEN, ...db]),
+        cli(['trades', TOKEN, '--json', ...db]),
+        cli(['history', TOKEN, ...db]),
+        cli(['history', TOKEN_LOWER, '--json', ...db]),
+        cli(['status', `0x${TOKEN.slice(2).toUpperCase()}`, '--json', ...db]),
+      ]);
+
+      // status, human
+      ok(statusH);
+      assert.match(statusH.stdout, /^status\s+LIQUIDATING$/m);
+      assert.match(statusH.stdout, /^mode\s+ACCUMULATE$/m);
+      assert.match(statusH.stdout, new RegExp(`^tokenBalance\\s+${balance.replace('.', '\\.')}$`, 'm'));
+      assert.match(statusH.stdout, new RegExp(`^totalAccumulated\\s+${accumulated.replace('.', '\\.')}$`, 'm'));
+      assert.match(statusH.stdout, new RegExp(`^\\s+accumulate\\.maxAccumulationUsd\\s+${BIG_CONFIG.replace('.', '\\.')}$`, 'm'));
+      assert.match(statusH.stdout, /^\s+limits\.maxPositionUsd\s+off$/m);
+      // resume cleared the stop time of the earlier pause: a LIQUIDATING job has not stopped
+      assert.match(statusH.stdout, /^stoppedAt\s+-$/m);
+      for (const field of ['createdAt', 'updatedAt', 'startedAt', 'lastDcaBuyTime']) {
+        const m = new RegExp(`^${field}\\s+(\\S+)$`, 'm').exec(statusH.stdout);
+        assert.ok(m, `${field} in status\n${statusH.stdout}`);
+        assert.match(m[1]!, ISO, `${field} is ISO 8601`);
+      }
+
+      // status, --json: every documented field, amounts as exact strings, config numbers as literals
+      const job = parseJson(statusJ);
+      assertCamelCase(job);
+      for (const f of JOB_FIELDS) assert.ok(Object.hasOwn(job, f), `status --json has ${f}`);
+      assert.equal(job.id, id);
+      assert.equal(job.tokenAddress, TOKEN);
+      assert.equal(job.tokenSymbol, 'LGI');
+      assert.equal(job.chain, 'base');
+      assert.equal(job.mode, 'ACCUMULATE');
+      assert.equal(job.status, 'LIQUIDATING');
+      assert.equal(job.tokenBalance, balance);
+      assert.equal(job.totalAccumulated, accumulated);
+      assert.equal(job.version, 8);
+      assert.match(job.lastDcaBuyTime, ISO);
+      assert.equal(job.config.accumulate.dcaAmount, 25);
+      assert.equal(job.config.limits.maxPositionUsd, null);
+      assert.ok(statusJ.stdout.includes(`"maxAccumulationUsd": ${BIG_CONFIG}\n`), statusJ.stdout);
+      assert.ok(/"dcaAmount": 25,/.test(statusJ.stdout) && /"targetRatio": 0\.5,/.test(statusJ.stdout), statusJ.stdout);
+      assert.deepEqual(parseJson(statusUpper), job, 'an all-upper-case address is the same job');
+
+      // list, human: one aligned row
+      ok(listH);
+      const [header, row, ...more] = listH.stdout.trimEnd().split('\n');
+      assert.deepEqual(more, [], listH.stdout);
+      assert.match(header!, /^SYMBOL\s+TOKEN\s+CHAIN\s+MODE\s+STATUS\s+TOKEN BALANCE\s+TOTAL ACCUMULATED\s+UPDATED$/);
+      assert.match(row!, new RegExp(`^LGI\\s+${TOKEN}\\s+base\\s+ACCUMULATE\\s+LIQUIDATING\\s+${balance.replace('.', '\\.')}\\s+${accumulated.replace('.', '\\.')}\\s+\\S+$`));
+      assert.equal(row!.indexOf('LIQUIDATING'), header!.indexOf('STATUS'), 'columns are aligned');
+      assert.equal(row!.indexOf(balance), header!.indexOf('TOKEN BALANCE'), 'columns are aligned');
+
+      // list, --json: an array of the same jobs
+      const jobs = parseJson<unknown[]>(listJ);
+      assert.ok(Array.isArray(jobs));
+      assert.deepEqual(jobs, [job]);
+
+      // trades, human: every trade in full precision
+      ok(tradesH);
+      const tradeLines = tradesH.stdout.trimEnd().split('\n');
+      assert.equal(tradeLines.length, 4, tradesH.stdout);
+      assert.match(tradeLines[0]!, /^CLIENT ORDER ID\s+SIDE\s+REASON\s+STATUS\s+BASE AMOUNT\s+QUOTE AMOUNT\s+PRICE USD\s+CREATED\s+EXECUTED/);
+      assert.match(tradesH.stdout, new RegExp(`^cli-1\\s+BUY\\s+DCA\\s+EXECUTED\\s+${BUY_1.replace('.', '\\.')}\\s+25\\.1\\s+20\\.33\\s+\\S+Z\\s+\\S+Z`, 'm'));
+      assert.match(tradesH.stdout, /^cli-2\s+BUY\s+DIP_BUY\s+EXECUTED\s+0\.000000000000000001\s+0\.000000000000000003\s+3\s/m);
+      assert.match(tradesH.stdout, /^cli-3\s+SELL\s+TAKE_PROFIT\s+EXECUTED\s+0\.5\s+12\s+24\s/m);
+
+      // trades, --json
+      const trades = parseJson<any[]>(tradesJ);
+      assert.ok(Array.isArray(trades));
+      assertCamelCase(trades);
+      assert.deepEqual(trades.map((t) => [t.clientOrderId, t.side, t.reason, t.status, t.baseAmount, t.quoteAmount, t.priceUsd]), [
+        ['cli-1', 'BUY', 'DCA', 'EXECUTED', BUY_1, QUOTE_1, '20.33'],
+        ['cli-2', 'BUY', 'DIP_BUY', 'EXECUTED', BUY_2, QUOTE_2, '3'],
+        ['cli-3', 'SELL', 'TAKE_PROFIT', 'EXECUTED', SELL_1, '12', '24'],
+      ]);
+      for (const t of trades) {
+        for (const f of TRADE_FIELDS) assert.ok(Object.hasOwn(t, f), `trades --json has ${f}`);
+        assert.equal(t.jobId, id);
+        assert.match(t.createdAt, ISO);
+        assert.match(t.executedAt, ISO);
+      }
+
+      // history: the audit rows, one per change (the repeated record is not one)
+      const history = parseJson<any[]>(historyJ);
+      assert.ok(Array.isArray(history));
+      assertCamelCase(history.map(({ before: _b, after: _a, ...rest }) => rest));
+      assert.deepEqual(history.map((h) => h.action), ['create', 'pause', 'resume', 'record', 'record', 'record', 'configure', 'liquidate']);
+      assert.deepEqual(history.map((h) => h.seq), [1, 2, 3, 4, 5, 6, 7, 8]);
+      assert.equal(history[1].before.status, 'RUNNING');
+      assert.equal(history[1].after.status, 'PAUSED');
+      assert.equal(history[7].after.status, 'LIQUIDATING');
+      for (const h of history) assert.match(h.actor, /^cli/);
+      ok(historyH);
+      assert.match(historyH.stdout, /^SEQ\s+AT\s+ACTOR\s+ENTITY\s+ACTION\s+CHANGE$/m);
+      assert.match(historyH.stdout, /^2\s+\S+Z\s+cli\S*\s+job\s+pause\s+status: RUNNING → PAUSED/m);
+      assert.match(historyH.stdout, /^4\s+\S+Z\s+cli\S*\s+trade\s+record\s+EXECUTED BUY DCA 1234567890123456789012345\.123456789012345678 @ 20\.33 \(cli-1\)/m);
+      assert.match(historyH.stdout, /^8\s+\S+Z\s+cli\S*\s+job\s+liquidate\s+status: RUNNING → LIQUIDATING/m);
+
+      // verify
+      const [verifyH, verifyJ] = await Promise.all([cli(['verify', ...db]), cli(['verify', '--json', ...db])]);
+      assert.match(ok(verifyH).stdout, /^Audit log intact: 8 entries in 1 streams?\.$/m);
+      assert.deepEqual(parseJson(verifyJ), { streams: 1, entries: 8, problems: [] });
+
+      // db status / migrate / rollback --to 1 / migrate: the data survives the round trip
+      const schema = parseJson(await cli(['db', 'status', '--json', ...db]));
+      assertCamelCase(schema);
+      assert.ok(schema.latest >= 2, 'there is a migration above 1 to roll back');
+      assert.equal(schema.current, schema.latest);
+      assert.ok(schema.migrations.every((m: { state: string }) => m.state === 'applied'), JSON.stringify(schema));
+      const statusTable = ok(await cli(['db', 'status', ...db])).stdout;
+      assert.match(statusTable, /^VERSION\s+NAME\s+STATE\s+APPLIED$/m);
+      assert.match(statusTable, new RegExp(`^Schema is at version ${schema.latest}; this botstate expects ${schema.latest}\\.$`, 'm'));
+      assert.match(ok(await cli(['db', 'migrate', ...db])).stdout, new RegExp(`^Schema is at version ${schema.latest}\\.\\n$`));
+
+      const rolledBack = parseJson(await cli(['db', 'rollback', '--to', '1', '--json', ...db]));
+      assertCamelCase(rolledBack);
+      assert.equal(rolledBack.version, 1);
+      assert.equal(parseJson(await cli(['db', 'status', '--json', ...db])).current, 1);
+      refused(await cli(['status', TOKEN, ...db]), 6, /db migrate/);
+
+      const migrated = parseJson(await cli(['db', 'migrate', '--json', ...db]));
+      assertCamelCase(migrated);
+      assert.equal(migrated.version, schema.latest);
+      const [statusAfter, tradesAfter, historyAfter] = await Promise.all([
+        cli(['status', TOKEN, '--json', ...db]),
+        cli(['trades', TOKEN, '--json', ...db]),
+        cli(['history', TOKEN, '--json', ...db]),
+      ]);
+      assert.deepEqual(parseJson(statusAfter), job);
+      assert.deepEqual(parseJson(tradesAfter), trades);
+      assert.deepEqual(parseJson(historyAfter), history);
+    });
+
+    it('refuses every bad input with one line, its exit code, and the database unchanged', async () => {
+      const full = engine.name === 'sqlite'; // PostgreSQL: a representative few (spawning is slow)
+      ok(await cli(['start', TOKEN, '--symbol', 'LGI', ...db]));
+      ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', '2.000000000000000001', '10', '5', 'bad-1'), ...db]));
+      ok(await cli(['start', OTHER_TOKEN, '--mode', 'liquidity', ...db]));
+      ok(await cli(['pause', OTHER_TOKEN, ...db]));
+
+      const files = mkdtempSync(join(scratch, 'config-'));
+      const file = (name: string, text: string): string => {
+        const path = join(files, name);
+        writeFileSync(path, text);
+        return path;
+      };
+
+      type Case = readonly [args: string[], exit: number, pattern: RegExp];
+      // Bad config values, each tried on `start` of a new token (which must not be created) and on `config`.
+      const badSets: ReadonlyArray<readonly [string, RegExp]> = [
+        ['accumulate.noSuchKey=1', /unknown config key accumulate\.noSuchKey/],
+        ['nosection.dcaAmount=1', /unknown config section/],
+        ['accumulate.dipBuyThreshold=150', /dipBuyThreshold .*150/],
+        ['accumulate.dcaAmount=-5', /dcaAmount .*-5/],
+        ['accumulate.dcaAmount=0', /dcaAmount .*greater than 0/],
+        ['accumulate.dcaAmount=NaN', /dcaAmount .*NaN/],
+        ['accumulate.dcaAmount=1e400', /dcaAmount .*1e400/],
+        ['accumulate.dcaAmount=Infinity', /dcaAmount .*Infinity/],
+        ['accumulate.dcaAmount=abc', /dcaAmount .*abc/],
+        ['accumulate.dcaAmount=', /dcaAmount/],
+        ['accumulate.dcaAmount=1.0000000000000000001', /dcaAmount .*decimals/],
+        ['limits.maxTradesPerHour=1.5', /maxTradesPerHour .*whole number/],
+        ['accumulate.dcaAmount', /--set .*=/],
+      ];
+      const badFiles: ReadonlyArray<readonly [string, RegExp]> = [
+        [file('unknown-key.json', '{"accumulate":{"noSuchKey":1}}'), /unknown config key accumulate\.noSuchKey/],
+        [file('unknown-section.json', '{"nosection":{"dcaAmount":1}}'), /unknown config section/],
+        [file('out-of-range.json', '{"liquidity":{"targetRatio":1.5}}'), /targetRatio .*1\.5/],
+        [file('negative.json', '{"accumulate":{"dcaAmount":-5}}'), /dcaAmount .*-5/],
+        [file('nan.json', '{"accumulate":{"dcaAmount":NaN}}'), /not valid JSON/],
+        [file('huge.json', '{"accumulate":{"dcaAmount":1e400}}'), /dcaAmount .*1e400/],
+        [file('string.json', '{"accumulate":{"dcaAmount":"25"}}'), /dcaAmount must be a JSON number, got the string "25"/],
+        [file('not-json.json', 'dcaAmount = 25\n'), /not valid JSON/],
+        [file('empty.json', ''), /not valid JSON/],
+        [file('array.json', '[1, 2]'), /config/],
+        [join(files, 'missing.json'), /cannot read the config file .*missing\.json/],
+      ];
+      const configCases: Case[] = [
+        ...badSets.flatMap(([set, pattern]): Case[] => [
+          [['start', UNKNOWN_TOKEN, '--set', set, ...db], 2, pattern],
+          [['config', TOKEN, '--set', set, ...db], 2, pattern],
+        ]),
+        ...badFiles.flatMap(([path, pattern]): Case[] => [
+          [['start', UNKNOWN_TOKEN, '--config', path, ...db], 2, pattern],
+          [['config', TOKEN, '--config', path, ...db], 2, pattern],
+        ]),
+        // One bad value among good ones changes nothing either.
+        [['config', TOKEN, '--set', 'accumulate.dcaAmount=30', '--set', 'accumulate.dipBuyThreshold=100', ...db], 2, /dipBuyThreshold/],
+      ];
+
+      const cases: Case[] = [
+        // usage (2)
+        [['frobnicate', ...db], 2, /unknown command "frobnicate"/],
+        [['paus', TOKEN, ...db], 2, /unknown command "paus".*did you mean pause/],
+        [['db', 'frobnicate', ...db], 2, /unknown command "db frobnicate"/],
+        [['db', ...db], 2, /db status\|migrate\|rollback/],
+        [['start', TOKEN, '--frobnicate', ...db], 2, /--frobnicate/],
+        [['status', TOKEN, '--mode', 'liquidity', ...db], 2, /--mode/],
+        [['list', '--verbose', ...db], 2, /--verbose/],
+        [['pause', ...db], 2, /missing <token>/],
+        [['pause', TOKEN, OTHER_TOKEN, ...db], 2, /unexpected argument/],
+        [['start', '0x123', ...db], 2, /0x123.*not an EVM address/],
+        [['pause', 'LGI', ...db], 2, /"LGI".*not an EVM address/],
+        [['status', `${TOKEN}00`, ...db], 2, /not an EVM address/],
+        [['status', '0xbbd9aDe16525acb4B336b6dAd3b9762901522BZZ', ...db], 2, /not an EVM address/],
+        [['start', TOKEN_BAD_CHECKSUM, ...db], 2, /checksum/],
+        [['pause', TOKEN_BAD_CHECKSUM, ...db], 2, /checksum/],
+        [['start', UNKNOWN_TOKEN, '--mode', 'scalping', ...db], 2, /--mode must be accumulate or liquidity/],
+        [['list', '--status', 'sleeping', ...db], 2, /SLEEPING|sleeping/],
+        [['trades', TOKEN, '--status', 'done', ...db], 2, /--status/],
+        [['record', TOKEN, '--side', 'buy', ...db], 2, /missing --reason/],
+        [[...recordArgs(TOKEN, 'hold', 'dca', '1', '1', '1', 'bad-2'), ...db], 2, /--side/],
+        [[...recordArgs(TOKEN, 'buy', 'moon', '1', '1', '1', 'bad-2'), ...db], 2, /--reason/],
+        [[...recordArgs(TOKEN, 'buy', 'dca', '1e3', '1', '1', 'bad-2'), ...db], 2, /1e3/],
+        [['record', TOKEN, '--side', 'buy', '--reason', 'dca', '--base=-1', '--quote', '1', '--price', '1', '--client-order-id', 'bad-2', ...db], 2, /-1/],
+        [[...recordArgs(TOKEN, 'buy', 'dca', '-1', '1', '1', 'bad-2'), ...db], 2, /--base/],
+        [[...recordArgs(TOKEN, 'buy', 'dca', '0.0000000000000000001', '1', '1', 'bad-2'), ...db], 2, /decimals/],
+        [['config', TOKEN, ...db], 2, /nothing to change/],
+        [['db', 'rollback', '--to', 'one', ...db], 2, /--to/],
+        [['list', '--db', 'mysql://localhost/x'], 2, /mysql/],
+        [['list', '--db', ''], 2, /empty/],
+        // rule (3)
+        [['start', TOKEN, ...db], 3, /RUNNING/],
+        [['resume', TOKEN, ...db], 3, /cannot resume .*RUNNING/],
+        [['pause', OTHER_TOKEN, ...db], 3, /cannot pause .*PAUSED/],
+        [['start', OTHER_TOKEN, ...db], 3, /cannot start .*PAUSED/],
+        [[...recordArgs(TOKEN, 'sell', 'take_profit', '2.000000000000000002', '1', '1', 'bad-3'), ...db], 3, /2\.000000000000000002/],
+        [[...recordArgs(TOKEN, 'buy', 'dca', '3', '10', '5', 'bad-1'), ...db], 3, /bad-1/],
+        // not found (4)
+        [['pause', UNKNOWN_TOKEN, ...db], 4, /no job for token 0x00000000000000000000000000000000000000A1 on base/i],
+        [['resume', UNKNOWN_TOKEN, ...db], 4, /no job/],
+        [['liquidate', UNKNOWN_TOKEN, ...db], 4, /no job/],
+        [['status', UNKNOWN_TOKEN, ...db], 4, /no job/],
+        [['status', TOKEN, '--chain', 'arbitrum', ...db], 4, /no job .*arbitrum/],
+        [['trades', UNKNOWN_TOKEN, ...db], 4, /no job/],
+        [['history', UNKNOWN_TOKEN, ...db], 4, /no job/],
+        [['config', UNKNOWN_TOKEN, '--set', 'accumulate.dcaAmount=5', ...db], 4, /no job/],
+        [[...recordArgs(UNKNOWN_TOKEN, 'buy', 'dca', '1', '1', '1', 'bad-4'), ...db], 4, /no job/],
+        ...configCases,
+      ];
+      const few = (c: Case): boolean =>
+        ['frobnicate', '--frobnicate'].some((a) => c[0].includes(a)) ||
+        c[0].includes(TOKEN_BAD_CHECKSUM) ||
+        (c[1] === 3 && c[0][0] !== 'record') ||
+        (c[1] === 4 && ['pause', 'status'].includes(c[0][0]!)) ||
+        c[0].includes('accumulate.dipBuyThreshold=150') ||
+        c[0].some((a) => a.endsWith('huge.json') || a.endsWith('string.json') || a.endsWith('not-json.json'));
+      const run = full ? cases : cases.filter(few);
+      if (!full) assert.ok(run.length >= 10 && run.length < 25, `PostgreSQL runs a few cases, got ${run.length}`);
+
+      const before = await fx.dump();
+      const results = await pool(run, 4, ([args]) => cli(args));
+      results.forEach((r, i) => refused(r, run[i]![1], run[i]![2]));
+      assert.equal(await fx.dump(), before, 'a refused command changes nothing');
+
+      // --json: the error is also one JSON document on stdout
+      const jsonError = await cli(['pause', OTHER_TOKEN, '--json', ...db]);
+      refused(jsonError, 3, /PAUSED/);
+      const doc = JSON.parse(jsonError.stdout) as { error: { code: string; message: string } };
+      assert.equal(doc.error.code, 'INVALID_TRANSITION');
+      assert.match(doc.error.message, /PAUSED/);
+      assert.equal(await fx.dump(), before);
+    });
+  });
+}
+
+describe('botstate CLI without a job database', () => {
+  const COMMANDS = ['start', 'pause', 'resume', 'liquidate', 'status', 'list', 'config', 'trades', 'record', 'history', 'verify', 'db status', 'db migrate', 'db rollback'];
+
+  it('--help on every command, --help, -h, --version, and no command', async () => {
+    const results = await pool(COMMANDS, 4, (c) => cli([...c.split(' '), '--help']));
+    results.forEach((r, i) => {
+      ok(r);
+      assert.ok(r.stdout.startsWith(`Usage: botstate ${COMMANDS[i]}`), show(r));
+      assert.match(r.stdout, /--db URL/, 'the global flags are listed');
+      assert.match(r.stdout, /Exit codes:/);
+    });
+    assert.match(results[0]!.stdout, /accumulate\.dcaAmount/, 'start --help lists the config keys');
+    assert.match(results[8]!.stdout, /--client-order-id/);
+    // --help wins over anything else on the line, and opens no database
+    ok(await cli(['start', '0xnot-an-address', '--help', '--db', join(scratch, 'help.db')]));
+    assert.equal(existsSync(join(scratch, 'help.db')), false);
+
+    const [help, h, version, none] = await Promise.all([cli(['--help']), cli(['-h']), cli(['--version']), cli([])]);
+    assert.match(ok(help).stdout, /^botstate .*\n\nUsage: botstate <command>/);
+    for (const c of COMMANDS) assert.match(help.stdout, new RegExp(`^  ${c}\\s+\\S`, 'm'), `--help lists ${c}`);
+    assert.equal(ok(h).stdout, help.stdout);
+    assert.equal(ok(version).stdout, `${VERSION}\n`);
+    assert.equal(none.code, 2, show(none));
+    assert.equal(none.stdout, '');
+    assert.equal(none.stderr, 'botstate: missing command (see botstate --help for the commands)\n');
+  });
+
+  it('read-only commands on a missing SQLite file exit 4 and do not create it', async () => {
+    const dir = mkdtempSync(join(scratch, 'missing-'));
+    const path = join(dir, 'nothing.db');
+    const runs: string[][] = [
+      ['status', TOKEN], ['list'], ['list', '--json'], ['trades', TOKEN], ['history', TOKEN], ['verify'], ['db', 'status'],
+      // writers other than start and db migrate do not create a database either
+      ['pause', TOKEN], ['resume', TOKEN], ['liquidate', TOKEN], ['config', TOKEN, '--set', 'accumulate.dcaAmount=5'],
+      recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'x'), ['db', 'rollback'],
+    ];
+    const results = await pool(runs, 4, (args) => cli([...args, '--db', path]));
+    results.forEach((r) => refused(r, 4, /no database at .*nothing\.db/));
+    assert.deepEqual(readdirSync(dir), [], 'no file (nor -wal, -shm, -journal) was created');
+    // also through sqlite:PATH and $BOTSTATE_DB
+    refused(await cli(['list', '--db', `sqlite:${path}`]), 4);
+    refused(await cli(['list'], { env: { BOTSTATE_DB: path } }), 4, /nothing\.db/);
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
+  it('creates the SQLite file with mode 0600 even under umask 000, at ./botstate.db by default, or at $BOTSTATE_DB', async () => {
+    const dir = mkdtempSync(join(scratch, 'mode-'));
+    const path = join(dir, 'jobs.db');
+    ok(await cli(['start', TOKEN, '--db', path], { umask: '000' }));
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    for (const side of ['-wal', '-shm']) {
+      if (existsSync(path + side)) assert.equal(statSync(path + side).mode & 0o777, 0o600, `${side} is private too`);
+    }
+
+    // No --db and no $BOTSTATE_DB: ./botstate.db in the working directory.
+    const cwd = mkdtempSync(join(scratch, 'default-'));
+    ok(await cli(['start', TOKEN], { cwd }));
+    assert.equal(statSync(join(cwd, 'botstate.db')).mode & 0o777, 0o600);
+    const listed = parseJson<Array<{ tokenAddress: string }>>(await cli(['list', '--json'], { cwd }));
+    assert.deepEqual(listed.map((j) => j.tokenAddress), [TOKEN]);
+
+    // $BOTSTATE_DB names the database; --db overrides it.
+    const envDb = join(dir, 'env.db');
+    ok(await cli(['start', OTHER_TOKEN], { cwd, env: { BOTSTATE_DB: envDb } }));
+    const fromEnv = parseJson<Array<{ tokenAddress: string }>>(await cli(['list', '--json'], { cwd, env: { BOTSTATE_DB: envDb } }));
+    assert.deepEqual(fromEnv.map((j) => j.tokenAddress), [OTHER_TOKEN]);
+    const overridden = parseJson<Array<{ tokenAddress: string }>>(await cli(['list', '--json', '--db', path], { cwd, env: { BOTSTATE_DB: envDb } }));
+    assert.deepEqual(overridden.map((j) => j.tokenAddress), [TOKEN]);
+  });
+
+  it('an unreachable or unusable database is a storage failure (exit 5) that changes nothing', async () => {
+    const dir = mkdtempSync(join(scratch, 'unusable-'));
+    const text = join(dir, 'notes.db');
+    const textBytes = 'these are my notes, not a database\n'.repeat(20);
+    writeFileSync(text, textBytes);
+    const directory = join(dir, 'folder.db');
+    mkdirSync(directory);
+    const runs: Array<readonly [string[], RegExp]> = [
+      [['status', TOKEN, '--db', UNREACHABLE_PG], /127\.0\.0\.1:1/],
+      [['start', TOKEN, '--db', UNREACHABLE_PG], /127\.0\.0\.1:1/],
+      [['list', '--json', '--db', UNREACHABLE_PG], /127\.0\.0\.1:1/],
+      [['db', 'migrate', '--db', UNREACHABLE_PG], /127\.0\.0\.1:1/],
+      [['status', TOKEN, '--db', text], /notes\.db/],
+      [['start', TOKEN, '--db', text], /notes\.db/],
+      [['db', 'migrate', '--db', text], /notes\.db/],
+      [['list', '--db', `sqlite:${text}`], /notes\.db/],
+      [['status', TOKEN, '--db', directory], /folder\.db/],
+      [['start', TOKEN, '--db', directory], /folder\.db/],
+    ];
+    const results = await pool(runs, 4, ([args]) => cli(args));
+    results.forEach((r, i) => refused(r, 5, runs[i]![1]));
+    assert.equal(readFileSync(text, 'utf8'), textBytes, 'the text file is untouched');
+    assert.deepEqual(readdirSync(directory), [], 'nothing was created in the directory');
+    assert.deepEqual(readdirSync(dir).sort(), ['folder.db', 'notes.db'], 'no -wal/-shm/-journal files were left');
+  });
+
+  it("a SQLite database of another application is refused (exit 5) and left byte-for-byte as it was", async () => {
+    const dir = mkdtempSync(join(scratch, 'foreign-'));
+    const foreign = join(dir, 'foreign.db');
+    const other = new Database(foreign);
+    other.exec(`CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO customers (name) VALUES ('ada'), ('grace');`);
+    other.close();
+    const foreignBytes = readFileSync(foreign);
+    const runs: string[][] = [['start', TOKEN], ['list'], ['status', TOKEN], ['db', 'migrate']];
+    const results = await pool(runs, 4, (args) => cli([...args, '--db', foreign]));
+    results.forEach((r) => refused(r, 5, /foreign\.db .*another application/));
+    assert.deepEqual(readdirSync(dir), ['foreign.db'], 'no -wal/-shm/-journal files were left');
+    const bytes = readFileSync(foreign);
+    // Header bytes 18-19 are the file format versions: 1 = rollback journal, 2 = WAL.
+    assert.deepEqual([bytes[18], bytes[19]], [1, 1], "the other application's database was switched to WAL mode");
+    assert.ok(bytes.equals(foreignBytes), "the other application's database is not byte-for-byte as it was");
+  });
+});

@@ -1,0 +1,552 @@
+/**
+ * Migrations on both engines: data survives every step up and down, each step is reversible,
+ * the runner refuses schemas it does not know (newer, edited, outdated), concurrent migrators in
+ * separate processes are safe, and a failing step leaves nothing behind.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { GENESIS_HASH, jobStream, prepareAudit } from '../../src/audit/audit.ts';
+import { isBotstateError } from '../../src/errors.ts';
+import { defaultConfig, serializeConfig } from '../../src/jobs/config.ts';
+import { LATEST_VERSION, MIGRATIONS } from '../../src/store/migrations/index.ts';
+import { runChild } from '../helpers/child.ts';
+import { ENGINES, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<Record<string, unknown>> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(isBotstateError(e), `expected a BotstateError ${code}, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    return { ...e.details, message: e.message };
+  }
+  assert.fail(`expected ${code}, but it resolved`);
+}
+
+type Value = string | number | null;
+type Row = Readonly<Record<string, Value>>;
+/** Rows to insert, per table, in insertion order (parents first). */
+type Seed = ReadonlyArray<readonly [table: string, rows: readonly Row[]]>;
+/** A row as read back: every value as text (see readTable). */
+type TextRow = Record<string, string | null>;
+
+/** How rows of each table are ordered when read back. */
+const TABLE_ORDER: Readonly<Record<string, string>> = { jobs: 'id', trades: 'id', audit_log: 'stream, seq', schema_migrations: 'version' };
+
+function pgSchema(fx: Fixture): string {
+  const schema = new URL(fx.url).searchParams.get('schema');
+  assert.ok(schema, `no ?schema= in ${fx.url}`);
+  return schema;
+}
+
+async function insertRows(fx: Fixture, table: string, rows: readonly Row[]): Promise<void> {
+  for (const row of rows) {
+    const cols = Object.keys(row);
+    const marks = cols.map((_, i) => (fx.engine === 'sqlite' ? '?' : `$${i + 1}`));
+    await fx.raw(`INSERT INTO ${table} (${cols.join(', ')}) VALUES (${marks.join(', ')})`, cols.map((c) => row[c]));
+  }
+}
+
+/** The columns of a table in the current schema, with whether each holds JSON. */
+async function columnsOf(fx: Fixture, table: string): Promise<Array<{ name: string; type: string }>> {
+  if (fx.engine === 'sqlite') {
+    const cols = await fx.raw(`SELECT name, type FROM pragma_table_info(?) ORDER BY cid`, [table]);
+    return cols.map((c) => ({ name: String(c['name']), type: String(c['type']) }));
+  }
+  const cols = await fx.raw(
+    `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position`,
+    [table],
+  );
+  return cols.map((c) => ({ name: String(c['column_name']), type: String(c['data_type']) }));
+}
+
+/**
+ * Every row of a table through the raw driver, each value as exact text (no JS numbers, no
+ * Dates): integers as digits, decimals as stored, times as ISO 8601 UTC with milliseconds,
+ * JSON as the engine's own text.
+ */
+async function readTable(fx: Fixture, table: string): Promise<TextRow[]> {
+  const cols = await columnsOf(fx, table);
+  assert.ok(cols.length > 0, `table ${table} does not exist`);
+  const order = TABLE_ORDER[table] ?? '1';
+  const exprs = cols.map(({ name, type }) => {
+    if (fx.engine === 'sqlite') return `"${name}"`;
+    if (type === 'timestamp with time zone') return `to_char("${name}" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS "${name}"`;
+    return `"${name}"::text AS "${name}"`;
+  });
+  const rows = await fx.raw(`SELECT ${exprs.join(', ')} FROM ${table} ORDER BY ${order}`);
+  return rows.map((r) => {
+    const out: TextRow = {};
+    for (const { name } of cols) {
+      const v = r[name];
+      assert.ok(v === null || typeof v === 'string' || typeof v === 'number', `${table}.${name} came back as ${typeof v}`);
+      out[name] = v === null ? null : String(v);
+    }
+    return out;
+  });
+}
+
+async function readSeeded(fx: Fixture, seed: Seed): Promise<Record<string, TextRow[]>> {
+  const out: Record<string, TextRow[]> = {};
+  for (const [table] of seed) out[table] = await readTable(fx, table);
+  return out;
+}
+
+/** What the engine stores for a JSON text (PostgreSQL's jsonb normalises it). */
+async function storedJson(fx: Fixture, text: string): Promise<string> {
+  if (fx.engine === 'sqlite') return text;
+  const [row] = await fx.raw('SELECT $1::jsonb::text AS t', [text]);
+  return String(row?.['t']);
+}
+
+/** Asserts that the rows read back hold exactly the seeded values. */
+async function assertHoldsSeed(fx: Fixture, seed: Seed, read: Record<string, TextRow[]>): Promise<void> {
+  for (const [table, rows] of seed) {
+    const jsonCols = new Set((await columnsOf(fx, table)).filter((c) => c.type === 'jsonb').map((c) => c.name));
+    const actual = read[table];
+    assert.ok(actual, `table ${table} was not read`);
+    assert.equal(actual.length, rows.length, `row count of ${table}`);
+    // Rows are identified by their ordering key (audit_log's id is assigned by the database).
+    const keyCols = (TABLE_ORDER[table] ?? 'id').split(', ');
+    for (const expected of rows) {
+      const match: TextRow[] = actual.filter((a) => keyCols.every((k) => a[k] === String(expected[k])));
+      assert.equal(match.length, 1, `${table} row ${JSON.stringify(expected).slice(0, 80)} is not there exactly once`);
+      const got = match[0]!;
+      for (const [col, value] of Object.entries(expected)) {
+        const want = value === null ? null : jsonCols.has(col) ? await storedJson(fx, String(value)) : String(value);
+        assert.equal(got[col], want, `${table}.${col} of ${String(expected['id'] ?? `${expected['stream']}#${expected['seq']}`)}`);
+      }
+    }
+  }
+}
+
+/** Exact 18-decimal formatting of base units: the same canonical text botstate stores. */
+function fmt18(units: bigint): string {
+  const neg = units < 0n;
+  const digits = (neg ? -units : units).toString().padStart(19, '0');
+  const int = digits.slice(0, -18);
+  const frac = digits.slice(-18).replace(/0+$/, '');
+  return `${neg ? '-' : ''}${int}${frac ? `.${frac}` : ''}`;
+}
+
+const at = (minute: number): string => new Date(Date.UTC(2026, 2, 1, 10, minute, 7, 123)).toISOString();
+
+// ---------------------------------------------------------------------------------------------
+// Seed data per schema version. A new migration N adds SEEDS[N] (rows valid at version N)
+// and ADDED[N] (the columns it adds to existing rows, with the value they must get).
+
+/** Rows valid at schema version 1: three jobs in different states, their trades and audit chains. */
+function seedV1(): Seed {
+  const config = serializeConfig(defaultConfig());
+  const jobs: Array<Record<string, Value>> = [];
+  const trades: Array<Record<string, Value>> = [];
+  const audit: Array<Record<string, Value>> = [];
+
+  function chain(jobId: string, events: Array<{ at: string; action: string; entity?: string; entityId?: string; before: unknown; after: unknown }>): { version: number; hash: string } {
+    let prevHash = GENESIS_HASH;
+    events.forEach((e, i) => {
+      const p = prepareAudit({
+        stream: jobStream(jobId),
+        seq: i + 1,
+        prevHash,
+        at: e.at,
+        actor: i === 0 ? 'cli:alice' : 'daemon:host-1',
+        entity: e.entity ?? 'job',
+        entityId: e.entityId ?? jobId,
+        action: e.action,
+        before: e.before,
+        after: e.after,
+      });
+      audit.push({
+        stream: p.entry.stream,
+        seq: p.entry.seq,
+        at: p.entry.at,
+        actor: p.entry.actor,
+        entity: p.entry.entity,
+        entity_id: p.entry.entityId,
+        action: p.entry.action,
+        before: p.before,
+        after: p.after,
+        prev_hash: p.entry.prevHash,
+        hash: p.hash,
+      });
+      prevHash = p.hash;
+    });
+    return { version: events.length, hash: prevHash };
+  }
+
+  // Job A: RUNNING accumulate job with an executed buy, a take-profit sell, a pending and a failed intent.
+  const a = '0195f7a0-0000-7000-8000-00000000000a';
+  const aBuy = 1500_123456789012345678n;
+  const aSell = 150_012345678901234567n;
+  trades.push(
+    { id: '0195f7a0-0001-7000-8000-00000000000a', job_id: a, side: 'BUY', reason: 'DCA', base_amount: fmt18(aBuy), quote_amount: '25', price_usd: '0.016665294', client_order_id: `${a}:1`, exchange_order_id: 'ex-99812', tx_hash: null, status: 'EXECUTED', error: null, created_at: at(1), executed_at: at(2) },
+    { id: '0195f7a0-0002-7000-8000-00000000000a', job_id: a, side: 'SELL', reason: 'TAKE_PROFIT', base_amount: fmt18(aSell), quote_amount: '3.100000000000000001', price_usd: '0.020665', client_order_id: `${a}:2`, exchange_order_id: null, tx_hash: `0x${'ab'.repeat(32)}`, status: 'EXECUTED', error: null, created_at: at(3), executed_at: at(4) },
+    { id: '0195f7a0-0003-7000-8000-00000000000a', job_id: a, side: 'BUY', reason: 'DIP_BUY', base_amount: null, quote_amount: '50', price_usd: null, client_order_id: `${a}:3`, exchange_order_id: null, tx_hash: null, status: 'PENDING', error: null, created_at: at(5), executed_at: null },
+    { id: '0195f7a0-0004-7000-8000-00000000000a', job_id: a, side: 'BUY', reason: 'DCA', base_amount: null, quote_amount: null, price_usd: null, client_order_id: `${a}:4`, exchange_order_id: null, tx_hash: null, status: 'FAILED', error: 'exchange said: insufficient funds', created_at: at(6), executed_at: null },
+  );
+  const aHead = chain(a, [
+    { at: at(0), action: 'create', before: null, after: { status: 'RUNNING', tokenAddress: TOKEN } },
+    { at: at(2), action: 'trade', entity: 'trade', entityId: `${a}:1`, before: { tokenBalance: '0' }, after: { tokenBalance: fmt18(aBuy) } },
+    { at: at(4), action: 'trade', entity: 'trade', entityId: `${a}:2`, before: { tokenBalance: fmt18(aBuy) }, after: { tokenBalance: fmt18(aBuy - aSell) } },
+  ]);
+  jobs.push({ id: a, chain: 'base', token_address: TOKEN, token_symbol: 'LGI', mode: 'ACCUMULATE', status: 'RUNNING', status_reason: null, last_dca_buy_time: at(2), recent_high: '0.021', recent_high_time: at(3), total_accumulated: '25', token_balance: fmt18(aBuy - aSell), last_rebalance_time: null, config, created_at: at(0), updated_at: at(4), started_at: at(0), stopped_at: null, version: aHead.version, audit_hash: aHead.hash });
+
+  // Job B: LIQUIDITY job in ERROR on another chain, holding a 78-digit balance.
+  const b = '0195f7a0-0000-7000-8000-00000000000b';
+  const huge = 10n ** 77n + 123456789012345678901234567n; // 60 integer digits + 18 decimals
+  trades.push({ id: '0195f7a0-0001-7000-8000-00000000000b', job_id: b, side: 'BUY', reason: 'REBALANCE', base_amount: fmt18(huge), quote_amount: '99999999999999999999.99', price_usd: '0.000000000000000001', client_order_id: `${b}:1`, exchange_order_id: 'ex-1', tx_hash: null, status: 'EXECUTED', error: null, created_at: at(10), executed_at: at(11) });
+  const bHead = chain(b, [
+    { at: at(9), action: 'create', before: null, after: { status: 'RUNNING' } },
+    { at: at(11), action: 'trade', entity: 'trade', entityId: `${b}:1`, before: { tokenBalance: '0' }, after: { tokenBalance: fmt18(huge) } },
+    { at: at(12), action: 'fail', before: { status: 'RUNNING' }, after: { status: 'ERROR', statusReason: 'exchange returned 503 three times' } },
+  ]);
+  jobs.push({ id: b, chain: 'ethereum', token_address: tokenAddress(2), token_symbol: 'HUGE', mode: 'LIQUIDITY', status: 'ERROR', status_reason: 'exchange returned 503 three times', last_dca_buy_time: null, recent_high: '0', recent_high_time: null, total_accumulated: '99999999999999999999.99', token_balance: fmt18(huge), last_rebalance_time: at(11), config, created_at: at(9), updated_at: at(12), started_at: at(9), stopped_at: at(12), version: bHead.version, audit_hash: bHead.hash });
+
+  // Job C: liquidated back to IDLE with a zero balance.
+  const c = '0195f7a0-0000-7000-8000-00000000000c';
+  const cAmt = 42_000000000000000001n;
+  trades.push(
+    { id: '0195f7a0-0001-7000-8000-00000000000c', job_id: c, side: 'BUY', reason: 'SUPPORT_BUY', base_amount: fmt18(cAmt), quote_amount: '10', price_usd: '0.238', client_order_id: `${c}:1`, exchange_order_id: 'ex-7', tx_hash: null, status: 'EXECUTED', error: null, created_at: at(20), executed_at: at(21) },
+    { id: '0195f7a0-0002-7000-8000-00000000000c', job_id: c, side: 'SELL', reason: 'LIQUIDATE', base_amount: fmt18(cAmt), quote_amount: '11.5', price_usd: '0.2738', client_order_id: `${c}:2`, exchange_order_id: 'ex-8', tx_hash: null, status: 'EXECUTED', error: null, created_at: at(23), executed_at: at(24) },
+  );
+  const cHead = chain(c, [
+    { at: at(19), action: 'create', before: null, after: { status: 'RUNNING' } },
+    { at: at(21), action: 'trade', entity: 'trade', entityId: `${c}:1`, before: { tokenBalance: '0' }, after: { tokenBalance: fmt18(cAmt) } },
+    { at: at(22), action: 'liquidate', before: { status: 'RUNNING' }, after: { status: 'LIQUIDATING' } },
+    { at: at(24), action: 'trade', entity: 'trade', entityId: `${c}:2`, before: { tokenBalance: fmt18(cAmt) }, after: { tokenBalance: '0' } },
+    { at: at(25), action: 'completeLiquidation', before: { status: 'LIQUIDATING' }, after: { status: 'IDLE' } },
+  ]);
+  jobs.push({ id: c, chain: 'base', token_address: tokenAddress(3), token_symbol: 'ZERO', mode: 'ACCUMULATE', status: 'IDLE', status_reason: null, last_dca_buy_time: null, recent_high: '0.3', recent_high_time: at(23), total_accumulated: '10', token_balance: '0', last_rebalance_time: null, config, created_at: at(19), updated_at: at(25), started_at: at(19), stopped_at: at(25), version: cHead.version, audit_hash: cHead.hash });
+
+  return [
+    ['jobs', jobs],
+    ['trades', trades],
+    ['audit_log', audit],
+  ];
+}
+
+/** Rows valid at schema version 2: version 1's, with strategy state on the jobs. */
+function seedV2(): Seed {
+  const states = ['{"window":["0.0201","0.0199"],"tradesThisHour":3}', '{}', '{"dailyVolumeUsd":"12.5","day":"2026-03-01"}'];
+  return seedV1().map(([table, rows]) =>
+    table === 'jobs' ? ([table, rows.map((r, i) => ({ ...r, strategy_state: states[i % states.length]! }))] as const) : ([table, rows] as const),
+  );
+}
+
+const SEEDS: Readonly<Record<number, () => Seed>> = { 1: seedV1, 2: seedV2 };
+
+/** The columns each migration adds to rows that already exist, and the value they must get. */
+const ADDED: Readonly<Record<number, Readonly<Record<string, Readonly<Record<string, string>>>>>> = {
+  2: { jobs: { strategy_state: '{}' } },
+};
+
+/** Masks what legitimately differs between two dumps of the same schema: when each version was applied, and the fixture's schema name. */
+function stableDump(dump: string, fx: Fixture): string {
+  let inVersions = false;
+  const lines = dump.split('\n').map((line) => {
+    if (line.startsWith('-- ')) inVersions = line.startsWith('-- schema_migrations ');
+    else if (inVersions) return line.replace(/"\d{4}-\d\d-\d\dT[\d:.]+Z"/g, '"<applied_at>"');
+    return line;
+  });
+  const text = lines.join('\n');
+  return fx.engine === 'postgres' ? text.replaceAll(pgSchema(fx), '<schema>') : text;
+}
+
+/** The user objects of the database (tables, and on PostgreSQL functions), excluding the engine's own. */
+async function userObjects(fx: Fixture): Promise<string[]> {
+  if (fx.engine === 'sqlite') {
+    const rows = await fx.raw(`SELECT type || ' ' || name AS o FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY 1`);
+    return rows.map((r) => String(r['o']));
+  }
+  const tables = await fx.raw(`SELECT 'table ' || table_name AS o FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1`);
+  const fns = await fx.raw(`SELECT 'function ' || p.proname AS o FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 ORDER BY 1`, [pgSchema(fx)]);
+  return [...tables, ...fns].map((r) => String(r['o']));
+}
+
+async function versionRows(fx: Fixture): Promise<number[]> {
+  return (await fx.raw('SELECT version FROM schema_migrations ORDER BY version')).map((r) => Number(r['version']));
+}
+
+const range = (from: number, to: number): number[] => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
+
+// ---------------------------------------------------------------------------------------------
+
+describe('migration test data', () => {
+  it('covers every schema version and every migration', () => {
+    for (const v of range(1, LATEST_VERSION)) {
+      assert.equal(typeof SEEDS[v], 'function', `SEEDS[${v}] is missing: add rows valid at schema version ${v}`);
+      if (v > 1) assert.ok(ADDED[v], `ADDED[${v}] is missing: say which columns migration ${v} adds to existing rows (or {})`);
+    }
+    assert.deepEqual(
+      MIGRATIONS.map((m) => m.version),
+      range(1, LATEST_VERSION),
+      'migrations are numbered 1..LATEST_VERSION without gaps',
+    );
+  });
+});
+
+for (const engine of ENGINES) {
+  describe(`migrations [${engine.name}]`, { skip: engine.skip }, () => {
+    let fx: Fixture;
+    beforeEach(async () => {
+      fx = await engine.create();
+    });
+    afterEach(() => fx.cleanup());
+
+    for (const v of range(1, LATEST_VERSION - 1)) {
+      it(`a database at schema version ${v}, holding data, migrates up and rolls back down without losing rows`, async () => {
+        const store = await fx.open({ schema: 'none' });
+        assert.deepEqual((await store.migrate({ to: v })).map((m) => m.version), range(1, v));
+        assert.equal((await store.schemaStatus()).current, v);
+
+        const seed = SEEDS[v]!();
+        for (const [table, rows] of seed) await insertRows(fx, table, rows);
+        const atV = await readSeeded(fx, seed);
+        await assertHoldsSeed(fx, seed, atV);
+
+        // Up to the latest version: every row still there, identical, and new columns defaulted.
+        assert.deepEqual((await store.migrate()).map((m) => m.version), range(v + 1, LATEST_VERSION));
+        assert.equal((await store.schemaStatus()).current, LATEST_VERSION);
+        const latest = await readSeeded(fx, seed);
+        for (const [table] of seed) {
+          const added: Record<string, string> = {};
+          for (const n of range(v + 1, LATEST_VERSION)) Object.assign(added, ADDED[n]?.[table] ?? {});
+          assert.equal(latest[table]!.length, atV[table]!.length, `rows of ${table} after migrating up`);
+          latest[table]!.forEach((row, i) => {
+            const old = atV[table]![i]!;
+            const expected: TextRow = { ...old };
+            for (const [col, value] of Object.entries(added)) expected[col] = value;
+            assert.deepEqual(row, expected, `${table} row ${i} after migrating from ${v} to ${LATEST_VERSION}`);
+          });
+        }
+
+        // Back down to v: the same rows with the same values, and no column left from the newer versions.
+        assert.deepEqual((await store.rollback({ to: v })).map((m) => m.version), range(v + 1, LATEST_VERSION).reverse());
+        assert.equal((await store.schemaStatus()).current, v);
+        assert.deepEqual(await readSeeded(fx, seed), atV);
+
+        // And up again gives the same as the first time.
+        await store.migrate();
+        assert.deepEqual(await readSeeded(fx, seed), latest);
+        await store.close();
+
+        // The migrated data is usable through the library: audit chains intact, jobs readable and writable.
+        const app = await fx.open({ schema: 'check', actor: 'test' });
+        const report = await app.verifyAudit();
+        assert.deepEqual(report.problems, []);
+        assert.equal(report.entries, seed.find(([t]) => t === 'audit_log')![1].length);
+        const seededJobs = seed.find(([t]) => t === 'jobs')![1];
+        for (const row of seededJobs) {
+          const job = await app.jobs.get({ id: String(row['id']) });
+          assert.equal(job.tokenBalance, row['token_balance']);
+          assert.equal(job.totalAccumulated, row['total_accumulated']);
+          assert.equal(job.status, row['status']);
+          assert.equal(job.version, row['version']);
+        }
+        const running = seededJobs.find((r) => r['status'] === 'RUNNING')!;
+        const paused = await app.jobs.pause({ id: String(running['id']) });
+        assert.equal(paused.version, Number(running['version']) + 1);
+        assert.deepEqual((await app.verifyAudit()).problems, []);
+      });
+    }
+
+    it('an empty database migrates 0 → latest, rolls back to 0 leaving no botstate tables, and migrates up again', async () => {
+      const store = await fx.open({ schema: 'none' });
+      assert.equal((await store.schemaStatus()).current, 0);
+      assert.deepEqual(await userObjects(fx), []);
+      assert.deepEqual((await store.migrate()).map((m) => m.version), range(1, LATEST_VERSION));
+      const full = await userObjects(fx);
+      for (const t of ['table jobs', 'table trades', 'table audit_log', 'table schema_migrations']) assert.ok(full.includes(t), `${t} after migrating up`);
+      assert.deepEqual(await versionRows(fx), range(1, LATEST_VERSION));
+
+      assert.deepEqual((await store.rollback({ to: 0 })).map((m) => m.version), range(1, LATEST_VERSION).reverse());
+      assert.equal((await store.schemaStatus()).current, 0);
+      // Only the (empty) version table is left: no botstate table, index, trigger or function.
+      assert.deepEqual(await userObjects(fx), ['table schema_migrations']);
+      assert.deepEqual(await versionRows(fx), []);
+
+      assert.deepEqual((await store.migrate()).map((m) => m.version), range(1, LATEST_VERSION));
+      assert.deepEqual(await userObjects(fx), full);
+      const status = await store.schemaStatus();
+      assert.deepEqual(status.migrations.map((m) => m.state), MIGRATIONS.map(() => 'applied'));
+      await store.close();
+      const app = await fx.open();
+      assert.equal((await app.jobs.start({ tokenAddress: TOKEN })).status, 'RUNNING');
+    });
+
+    it('rollback without a target goes back exactly one version', async () => {
+      const store = await fx.open();
+      assert.deepEqual((await store.rollback()).map((m) => m.version), [LATEST_VERSION]);
+      assert.equal((await store.schemaStatus()).current, LATEST_VERSION - 1);
+      assert.deepEqual(await versionRows(fx), range(1, LATEST_VERSION - 1));
+    });
+
+    for (const m of MIGRATIONS) {
+      it(`migration ${m.version} (${m.name}): up, down, up again gives an identical schema`, async () => {
+        const store = await fx.open({ schema: 'none' });
+        await store.migrate({ to: m.version - 1 });
+        const before = stableDump(await fx.dump(), fx);
+        assert.deepEqual((await store.migrate({ to: m.version })).map((x) => x.version), [m.version]);
+        const up = stableDump(await fx.dump(), fx);
+        assert.notEqual(up, before, 'the migration changed nothing');
+        assert.deepEqual((await store.rollback({ to: m.version - 1 })).map((x) => x.version), [m.version]);
+        const down = stableDump(await fx.dump(), fx);
+        if (m.version > 1) {
+          assert.equal(down, before, `rolling back ${m.version} restores version ${m.version - 1}`);
+        } else {
+          // From a blank database, only the empty version table (and SQLite's own bookkeeping) remains.
+          assert.deepEqual(await userObjects(fx), ['table schema_migrations']);
+          assert.deepEqual(await versionRows(fx), []);
+        }
+        assert.deepEqual((await store.migrate({ to: m.version })).map((x) => x.version), [m.version]);
+        assert.equal(stableDump(await fx.dump(), fx), up);
+      });
+    }
+
+    it('a schema newer than the code is refused on open, by check, migrate and rollback, and nothing changes', async () => {
+      await (await fx.open()).close();
+      const future = LATEST_VERSION + 1;
+      const p = fx.engine === 'sqlite' ? ['?', '?', '?', '?'] : ['$1', '$2', '$3', '$4'];
+      await fx.raw(`INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (${p.join(', ')})`, [future, 'from_the_future', 'f'.repeat(64), '2030-01-01T00:00:00.000Z']);
+      const before = await fx.dump();
+
+      const details = await rejectsWith(fx.open(), 'SCHEMA_TOO_NEW');
+      assert.equal(details['current'], future);
+      assert.equal(details['latest'], LATEST_VERSION);
+      assert.match(String(details['message']), new RegExp(`version ${future}`));
+      await rejectsWith(fx.open({ schema: 'check' }), 'SCHEMA_TOO_NEW');
+
+      // The db commands open with schema: 'none'; status shows the unknown version, the rest refuse.
+      const db = await fx.open({ schema: 'none' });
+      const status = await db.schemaStatus();
+      assert.equal(status.current, future);
+      assert.deepEqual(status.migrations.at(-1), { version: future, name: 'from_the_future', state: 'unknown', appliedAt: status.migrations.at(-1)!.appliedAt });
+      await rejectsWith(db.migrate(), 'SCHEMA_TOO_NEW');
+      await rejectsWith(db.rollback(), 'SCHEMA_TOO_NEW');
+      await rejectsWith(db.rollback({ to: 0 }), 'SCHEMA_TOO_NEW');
+      await db.close();
+
+      assert.equal(await fx.dump(), before);
+    });
+
+    it('an applied migration whose checksum changed is refused, and nothing changes', async () => {
+      const store = await fx.open({ schema: 'none' });
+      await store.migrate({ to: 1 });
+      await store.close();
+      await fx.raw(`UPDATE schema_migrations SET checksum = ${fx.engine === 'sqlite' ? '?' : '$1'} WHERE version = 1`, ['0'.repeat(64)]);
+      const before = await fx.dump();
+
+      // With migrations pending (when there are any), migrating must not go ahead either.
+      const details = await rejectsWith(fx.open(), 'MIGRATION_CHECKSUM_MISMATCH');
+      assert.equal(details['version'], 1);
+      assert.match(String(details['message']), /0001_jobs_trades_audit/);
+      await rejectsWith(fx.open({ schema: 'check' }), 'MIGRATION_CHECKSUM_MISMATCH');
+      const db = await fx.open({ schema: 'none' });
+      assert.equal((await db.schemaStatus()).migrations[0]!.state, 'modified');
+      await rejectsWith(db.migrate(), 'MIGRATION_CHECKSUM_MISMATCH');
+      await rejectsWith(db.rollback(), 'MIGRATION_CHECKSUM_MISMATCH');
+      await db.close();
+      assert.equal(await fx.dump(), before);
+      assert.deepEqual(await versionRows(fx), [1]);
+    });
+
+    it("schema: 'check' on an outdated schema refuses with SCHEMA_OUTDATED and changes nothing", async () => {
+      const store = await fx.open({ schema: 'none' });
+      await store.migrate({ to: LATEST_VERSION - 1 });
+      const seed = SEEDS[LATEST_VERSION - 1]?.() ?? [];
+      for (const [table, rows] of seed) await insertRows(fx, table, rows);
+      await store.close();
+      const before = await fx.dump();
+      const details = await rejectsWith(fx.open({ schema: 'check' }), 'SCHEMA_OUTDATED');
+      assert.equal(details['current'], LATEST_VERSION - 1);
+      assert.equal(details['latest'], LATEST_VERSION);
+      assert.equal(await fx.dump(), before);
+      // The default (migrate) then brings it up to date.
+      const app = await fx.open();
+      assert.equal((await app.schemaStatus()).current, LATEST_VERSION);
+    });
+
+    it('a migration target outside 0..latest is refused', async () => {
+      const store = await fx.open({ schema: 'none' });
+      await rejectsWith(store.migrate({ to: LATEST_VERSION + 1 }), 'INVALID_ARGUMENT');
+      await rejectsWith(store.migrate({ to: -1 }), 'INVALID_ARGUMENT');
+      await rejectsWith(store.migrate({ to: 1.5 }), 'INVALID_ARGUMENT');
+      assert.equal((await store.schemaStatus()).current, 0);
+      await store.migrate();
+      await rejectsWith(store.migrate({ to: 0 }), 'INVALID_ARGUMENT'); // going down is rollback's job
+      await rejectsWith(store.rollback({ to: LATEST_VERSION + 1 }), 'INVALID_ARGUMENT');
+      assert.equal((await store.schemaStatus()).current, LATEST_VERSION);
+    });
+
+    it('a migration that fails midway rolls back entirely: MIGRATION_FAILED, no version row, no partial tables', async () => {
+      // Migration 1 creates jobs, trades, then audit_log: a pre-existing audit_log makes it fail
+      // after its first statements have run. On SQLite the database must look like botstate's
+      // (an empty version table), or it is refused as somebody else's before migrating.
+      if (fx.engine === 'sqlite') {
+        writeFileSync(fx.url, '', { mode: 0o600 }); // an empty file is an empty SQLite database
+        await fx.raw(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT`);
+      } else {
+        await fx.raw(`CREATE SCHEMA "${pgSchema(fx)}"`);
+      }
+      await fx.raw(`CREATE TABLE audit_log (note TEXT)`);
+      const before = await fx.dump();
+      const objects = await userObjects(fx);
+
+      const details = await rejectsWith(fx.open(), 'MIGRATION_FAILED');
+      assert.match(String(details['message']), /0001_jobs_trades_audit \(up\) failed/);
+      assert.match(String(details['message']), /audit_log/);
+      assert.equal(await fx.dump(), before);
+      assert.deepEqual(await userObjects(fx), objects);
+      if (fx.engine === 'sqlite') assert.deepEqual(await versionRows(fx), []);
+
+      // Once the cause is gone, the same migration applies.
+      await fx.raw('DROP TABLE audit_log');
+      const store = await fx.open();
+      assert.equal((await store.schemaStatus()).current, LATEST_VERSION);
+    });
+
+    it('a later migration that fails leaves the earlier ones applied and its own not at all', async () => {
+      const store = await fx.open({ schema: 'none' });
+      await store.migrate({ to: 1 });
+      // Migration 2 adds jobs.strategy_state: make that column exist already.
+      await fx.raw(`ALTER TABLE jobs ADD COLUMN strategy_state TEXT`);
+      const before = await fx.dump();
+      const details = await rejectsWith(store.migrate(), 'MIGRATION_FAILED');
+      assert.match(String(details['message']), /0002_job_strategy_state \(up\) failed/);
+      assert.equal(await fx.dump(), before);
+      assert.deepEqual(await versionRows(fx), [1]);
+      assert.equal((await store.schemaStatus()).current, 1);
+    });
+
+    it('several processes migrating a fresh database at the same moment apply each version exactly once', async () => {
+      const CHILDREN = 4;
+      const startAt = String(Date.now() + 2500);
+      const results = await Promise.all(Array.from({ length: CHILDREN }, () => runChild('migrate-child.ts', [fx.url, startAt], { timeoutMs: 45_000 })));
+      const applied: number[] = [];
+      for (const r of results) {
+        assert.equal(r.code, 0, `a migrating process failed: ${r.stderr || r.stdout}`);
+        const out = JSON.parse(r.stdout) as { applied: number[]; current: number };
+        assert.equal(out.current, LATEST_VERSION);
+        applied.push(...out.applied);
+      }
+      assert.deepEqual(applied.sort((x, y) => x - y), range(1, LATEST_VERSION), 'every version applied by exactly one process');
+      assert.deepEqual(await versionRows(fx), range(1, LATEST_VERSION));
+
+      // The schema is exactly the one a single migrator builds.
+      const ref = await engine.create();
+      try {
+        await (await ref.open()).close();
+        assert.equal(stableDump(await fx.dump(), fx), stableDump(await ref.dump(), ref));
+      } finally {
+        await ref.cleanup();
+      }
+      const app = await fx.open({ schema: 'check' });
+      assert.equal((await app.jobs.start({ tokenAddress: TOKEN })).status, 'RUNNING');
+    });
+  });
+}

@@ -1,0 +1,513 @@
+/**
+ * Opening a store: URL forms and defaults, options, the SQLite file and its pragmas, the
+ * PostgreSQL session settings, unusable databases (missing, a directory, not SQLite, somebody
+ * else's, unreachable), lock contention on SQLite, and concurrent writers on one job.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { isBotstateError } from '../../src/errors.ts';
+import { openStore, type Store, type StoreOptions } from '../../src/store/store.ts';
+import { envWithout, runChild } from '../helpers/child.ts';
+import { ENGINES, PG_URL, TOKEN, type Fixture } from '../helpers/engines.ts';
+
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<Record<string, unknown>> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(isBotstateError(e), `expected a BotstateError ${code}, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    return { ...e.details, message: e.message };
+  }
+  assert.fail(`expected ${code}, but it resolved`);
+}
+
+/** Exact 18-decimal formatting of base units. */
+function fmt18(units: bigint): string {
+  const digits = units.toString().padStart(19, '0');
+  const frac = digits.slice(-18).replace(/0+$/, '');
+  return `${digits.slice(0, -18)}${frac ? `.${frac}` : ''}`;
+}
+
+const mode = (path: string): number => statSync(path).mode & 0o777;
+const pgSkip = ENGINES.find((e) => e.name === 'postgres')!.skip;
+const pgEngine = ENGINES.find((e) => e.name === 'postgres')!;
+
+/** Parses the JSON line an open-child prints, failing with its stderr if it did not succeed. */
+function childOutput(r: { code: number | null; stdout: string; stderr: string }): { engine: string; location: string; jobs: number } {
+  assert.equal(r.code, 0, `the child failed: ${r.stderr || r.stdout}`);
+  return JSON.parse(r.stdout) as { engine: string; location: string; jobs: number };
+}
+
+function jobsIn(path: string): number {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare('SELECT count(*) AS n FROM jobs').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+describe('store location and options', () => {
+  let dir: string;
+  const stores: Store[] = [];
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'botstate-store-'));
+  });
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.close().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const open = async (url?: string, options?: StoreOptions): Promise<Store> => {
+    const s = await openStore(url, options);
+    stores.push(s);
+    return s;
+  };
+
+  it('a bare path opens SQLite there, creating the file with mode 0600 (and its WAL files too)', async () => {
+    const path = join(dir, 'bare.db');
+    const store = await open(path);
+    assert.equal(store.engine, 'sqlite');
+    assert.equal(store.location, path);
+    await store.jobs.start({ tokenAddress: TOKEN });
+    assert.equal(mode(path), 0o600);
+    for (const f of readdirSync(dir)) assert.equal(mode(join(dir, f)), 0o600, `${f} is readable by others`);
+    assert.ok(existsSync(`${path}-wal`), 'WAL mode keeps a -wal file');
+    await store.close();
+    assert.equal(jobsIn(path), 1);
+  });
+
+  it('sqlite:/absolute/path opens that file', async () => {
+    const path = join(dir, 'abs.db');
+    const store = await open(`sqlite:${path}`);
+    assert.equal(store.engine, 'sqlite');
+    await store.jobs.start({ tokenAddress: TOKEN });
+    await store.close();
+    assert.equal(jobsIn(path), 1);
+  });
+
+  it('sqlite:./x.db is relative to the working directory', async () => {
+    const r = childOutput(await runChild('open-child.ts', ['sqlite:./x.db'], { cwd: dir, env: envWithout('BOTSTATE_DB') }));
+    assert.equal(r.engine, 'sqlite');
+    assert.equal(r.jobs, 1);
+    assert.equal(jobsIn(join(dir, 'x.db')), 1);
+    assert.equal(mode(join(dir, 'x.db')), 0o600);
+  });
+
+  for (const url of [':memory:', 'sqlite::memory:']) {
+    it(`${url} is an in-memory database that leaves no file behind`, async () => {
+      const r = childOutput(await runChild('open-child.ts', [url], { cwd: dir, env: envWithout('BOTSTATE_DB') }));
+      assert.equal(r.engine, 'sqlite');
+      assert.equal(r.jobs, 1);
+      assert.deepEqual(readdirSync(dir), []);
+      // Two in-memory stores are two separate databases.
+      const a = await open(url);
+      const b = await open(url);
+      await a.jobs.start({ tokenAddress: TOKEN });
+      assert.equal((await a.jobs.list()).length, 1);
+      assert.equal((await b.jobs.list()).length, 0);
+    });
+  }
+
+  it('with no URL, $BOTSTATE_DB is used', async () => {
+    const path = join(dir, 'from-env.db');
+    const cwd = join(dir, 'cwd');
+    mkdirSync(cwd);
+    const r = childOutput(await runChild('open-child.ts', [], { cwd, env: { ...envWithout('BOTSTATE_DB'), BOTSTATE_DB: path } }));
+    assert.equal(r.location, path);
+    assert.equal(jobsIn(path), 1);
+    assert.deepEqual(readdirSync(cwd), [], 'the default ./botstate.db was not created');
+  });
+
+  it('an explicit URL wins over $BOTSTATE_DB', async () => {
+    const fromEnv = join(dir, 'env.db');
+    const explicit = join(dir, 'explicit.db');
+    const r = childOutput(await runChild('open-child.ts', [explicit], { cwd: dir, env: { ...envWithout('BOTSTATE_DB'), BOTSTATE_DB: fromEnv } }));
+    assert.equal(r.location, explicit);
+    assert.equal(jobsIn(explicit), 1);
+    assert.equal(existsSync(fromEnv), false);
+  });
+
+  for (const [label, env] of [
+    ['neither a URL nor $BOTSTATE_DB', () => envWithout('BOTSTATE_DB')],
+    ['an empty $BOTSTATE_DB', () => ({ ...envWithout('BOTSTATE_DB'), BOTSTATE_DB: '' })],
+  ] as const) {
+    it(`with ${label}, the store is ./botstate.db in the working directory`, async () => {
+      const r = childOutput(await runChild('open-child.ts', [], { cwd: dir, env: env() }));
+      assert.equal(r.engine, 'sqlite');
+      assert.equal(r.location, './botstate.db');
+      const path = join(dir, 'botstate.db');
+      assert.equal(jobsIn(path), 1);
+      assert.equal(mode(path), 0o600);
+    });
+  }
+
+  it('$BOTSTATE_DB may name a PostgreSQL database', { skip: pgSkip }, async () => {
+    const fx = await pgEngine.create();
+    try {
+      const r = childOutput(await runChild('open-child.ts', [], { cwd: dir, env: { ...envWithout('BOTSTATE_DB'), BOTSTATE_DB: fx.url } }));
+      assert.equal(r.engine, 'postgres');
+      assert.equal(r.jobs, 1);
+      assert.equal((await fx.raw('SELECT count(*)::int AS n FROM jobs'))[0]?.['n'], 1);
+      assert.deepEqual(readdirSync(dir), []);
+    } finally {
+      await fx.cleanup();
+    }
+  });
+
+  for (const url of ['mysql://root@localhost/bots', 'http://example.com/x.db', '', 'sqlite:']) {
+    it(`URL ${JSON.stringify(url)} is refused as USAGE, creating nothing`, async () => {
+      await rejectsWith(open(url), 'USAGE');
+      assert.deepEqual(readdirSync(dir), []);
+    });
+  }
+
+  for (const schema of ['Bots', '1bots', 'bots-1', 'x";drop schema public;--', 'a'.repeat(64), '']) {
+    it(`PostgreSQL schema name ${JSON.stringify(schema.slice(0, 20))} is refused as USAGE`, async () => {
+      const details = await rejectsWith(open(`postgres://postgres@127.0.0.1:5432/test?schema=${encodeURIComponent(schema)}`), 'USAGE');
+      assert.match(String(details['message']), /schema name/);
+    });
+  }
+
+  it('a malformed PostgreSQL URL is refused as USAGE', async () => {
+    await rejectsWith(open('postgres://[::1:5432/test'), 'USAGE');
+  });
+
+  it('an unknown (mistyped) option is refused with INVALID_ARGUMENT naming it, before anything is created', async () => {
+    const path = join(dir, 'opt.db');
+    const details = await rejectsWith(open(path, { durabilty: 'power' } as unknown as StoreOptions), 'INVALID_ARGUMENT');
+    assert.match(String(details['message']), /durabilty/);
+    assert.equal(existsSync(path), false);
+  });
+
+  const badValues: Array<[string, Record<string, unknown>]> = [
+    ['durability', { durability: 'disk' }],
+    ['durability', { durability: 'POWER' }],
+    ['schema', { schema: 'auto' }],
+    ['create', { create: 'yes' }],
+    ['create', { create: 1 }],
+    ['actor', { actor: '' }],
+    ['actor', { actor: 'x'.repeat(201) }],
+    ['actor', { actor: 42 }],
+    ['busyTimeoutMs', { busyTimeoutMs: -1 }],
+    ['busyTimeoutMs', { busyTimeoutMs: 1.5 }],
+    ['busyTimeoutMs', { busyTimeoutMs: '200' }],
+    ['busyTimeoutMs', { busyTimeoutMs: Number.NaN }],
+    ['poolSize', { poolSize: 0 }],
+    ['poolSize', { poolSize: Infinity }],
+    ['connectTimeoutMs', { connectTimeoutMs: 0 }],
+  ];
+  for (const [key, options] of badValues) {
+    const label = Object.entries(options).map(([k, v]) => `${k}=${typeof v === 'string' ? JSON.stringify(v.slice(0, 12)) : String(v)}`).join(' ');
+    it(`option ${label} is refused with INVALID_ARGUMENT`, async () => {
+      const path = join(dir, 'opt.db');
+      const details = await rejectsWith(open(path, options as StoreOptions), 'INVALID_ARGUMENT');
+      assert.match(String(details['message']), new RegExp(key));
+      assert.equal(existsSync(path), false);
+    });
+  }
+
+  it('the store reports the durability it was opened with (default process)', async () => {
+    assert.equal((await open(join(dir, 'a.db'))).durability, 'process');
+    assert.equal((await open(join(dir, 'b.db'), { durability: 'power' })).durability, 'power');
+  });
+});
+
+describe('unusable SQLite databases are refused and left untouched', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'botstate-store-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('create: false on a missing file → DATABASE_NOT_FOUND, and no file is created', async () => {
+    const path = join(dir, 'missing.db');
+    await rejectsWith(openStore(path, { create: false }), 'DATABASE_NOT_FOUND');
+    await rejectsWith(openStore(`sqlite:${path}`, { create: false, schema: 'none' }), 'DATABASE_NOT_FOUND');
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
+  it('create: false opens an existing database', async () => {
+    const path = join(dir, 'there.db');
+    const first = await openStore(path);
+    await first.jobs.start({ tokenAddress: TOKEN });
+    await first.close();
+    const again = await openStore(path, { create: false });
+    try {
+      assert.equal((await again.jobs.list()).length, 1);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('a directory → STORAGE_UNAVAILABLE', async () => {
+    const path = join(dir, 'adir');
+    mkdirSync(path);
+    await rejectsWith(openStore(path), 'STORAGE_UNAVAILABLE');
+    assert.deepEqual(readdirSync(path), []);
+  });
+
+  it('a file in a directory that does not exist → STORAGE_UNAVAILABLE', async () => {
+    await rejectsWith(openStore(join(dir, 'no', 'such', 'dir', 'x.db')), 'STORAGE_UNAVAILABLE');
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
+  const notSqlite: Array<[string, () => Buffer]> = [
+    ['a text file', () => Buffer.from('{"jobs": []}\nthis is my bot config, not a database\n'.repeat(40))],
+    ['random bytes', () => randomBytes(16384)],
+  ];
+  for (const [label, content] of notSqlite) {
+    it(`${label} → STORAGE_CORRUPT, with its bytes unchanged and nothing created beside it`, async () => {
+      const path = join(dir, 'victim.db');
+      const bytes = content();
+      writeFileSync(path, bytes, { mode: 0o644 });
+      for (const options of [{}, { schema: 'check' }, { schema: 'none' }, { create: false }] as StoreOptions[]) {
+        await rejectsWith(openStore(path, options), 'STORAGE_CORRUPT');
+      }
+      assert.ok(readFileSync(path).equals(bytes), 'the file was modified');
+      assert.deepEqual(readdirSync(dir), ['victim.db']);
+      assert.equal(mode(path), 0o644);
+    });
+  }
+
+  it("a SQLite database holding another application's tables is refused, with its bytes unchanged", async () => {
+    const path = join(dir, 'other-app.db');
+    const db = new Database(path);
+    db.exec(`CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);
+             CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users (id), total TEXT);
+             INSERT INTO users (email) VALUES ('a@example.com'), ('b@example.com');
+             INSERT INTO orders (user_id, total) VALUES (1, '19.99');`);
+    db.close();
+    const bytes = readFileSync(path);
+    const details = await rejectsWith(openStore(path), 'STORAGE_UNAVAILABLE');
+    assert.match(String(details['message']), /another application/);
+    await rejectsWith(openStore(path, { schema: 'none' }), 'STORAGE_UNAVAILABLE');
+    // Refusing must not convert the other application's file to WAL mode or leave -wal/-shm files.
+    assert.deepEqual(readdirSync(dir), ['other-app.db']);
+    const check = new Database(path, { readonly: true });
+    const journal = check.pragma('journal_mode', { simple: true });
+    check.close();
+    assert.equal(journal, 'delete', "the other application's database was switched to WAL mode before being refused");
+    assert.ok(readFileSync(path).equals(bytes), 'the other application\'s database file was modified');
+  });
+});
+
+for (const engine of ENGINES) {
+  describe(`store session settings [${engine.name}]`, { skip: engine.skip }, () => {
+    let fx: Fixture;
+    beforeEach(async () => {
+      fx = await engine.create();
+    });
+    afterEach(() => fx.cleanup());
+
+    if (engine.name === 'sqlite') {
+      for (const [durability, level, name] of [['process', 1, 'NORMAL'], ['power', 2, 'FULL']] as const) {
+        it(`durability '${durability}' runs with synchronous=${name}, WAL and foreign keys on`, async () => {
+          const store = await fx.open({ durability });
+          assert.deepEqual(await store.transaction((tx) => tx.get('PRAGMA synchronous')), { synchronous: level });
+          assert.deepEqual(await store.transaction((tx) => tx.get('PRAGMA foreign_keys')), { foreign_keys: 1 });
+          assert.deepEqual(await fx.raw('PRAGMA journal_mode'), [{ journal_mode: 'wal' }]);
+        });
+      }
+    } else {
+      for (const [durability, value] of [['process', 'off'], ['power', 'on']] as const) {
+        it(`durability '${durability}' runs with synchronous_commit=${value}`, async () => {
+          const store = await fx.open({ durability });
+          assert.deepEqual(await store.transaction((tx) => tx.get('SHOW synchronous_commit')), { synchronous_commit: value });
+          // Every connection of the pool has it, not just the first.
+          const many = await Promise.all(Array.from({ length: 6 }, () => store.transaction(async (tx) => {
+            const row = await tx.get<{ synchronous_commit: string }>('SHOW synchronous_commit');
+            await tx.get('SELECT pg_sleep(0.05)');
+            return row?.synchronous_commit;
+          })));
+          assert.deepEqual(many, Array(6).fill(value));
+        });
+      }
+
+      it('the location names the schema and never the password', async () => {
+        const url = fx.url.replace('postgres://postgres@', 'postgres://postgres:sekret-pw@');
+        assert.notEqual(url, fx.url, 'the fixture URL has the expected shape');
+        const store = await openStore(url);
+        try {
+          assert.equal(store.engine, 'postgres');
+          assert.doesNotMatch(store.location, /sekret-pw/);
+          assert.match(store.location, new RegExp(`schema ${new URL(fx.url).searchParams.get('schema')}`));
+        } finally {
+          await store.close();
+        }
+      });
+
+      it('?schema= puts the tables in that schema, and postgresql:// works too', async () => {
+        const schema = new URL(fx.url).searchParams.get('schema')!;
+        const store = await openStore(fx.url.replace(/^postgres:/, 'postgresql:'));
+        try {
+          await store.jobs.start({ tokenAddress: TOKEN });
+        } finally {
+          await store.close();
+        }
+        const tables = await fx.raw(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1`, [schema]);
+        assert.deepEqual(tables.map((t) => t['table_name']), ['audit_log', 'jobs', 'schema_migrations', 'trades']);
+        assert.equal((await fx.raw('SELECT count(*)::int AS n FROM jobs'))[0]?.['n'], 1);
+      });
+
+      it('a pool of one connection can open (and migrate) a fresh schema', async () => {
+        // withMigrationLock holds a pooled client for the advisory lock while each migration
+        // step needs another one from the same pool.
+        const store = await openStore(fx.url, { poolSize: 1, connectTimeoutMs: 2000 });
+        try {
+          assert.equal((await store.jobs.start({ tokenAddress: TOKEN })).status, 'RUNNING');
+        } finally {
+          await store.close();
+        }
+      });
+    }
+
+    it("schema: 'check' where there is no database refuses with DATABASE_NOT_FOUND and creates nothing", async () => {
+      await rejectsWith(openStore(fx.url, { schema: 'check' }), 'DATABASE_NOT_FOUND');
+      if (fx.engine === 'sqlite') {
+        assert.equal(existsSync(fx.url), false, 'an empty database file was left behind');
+      } else {
+        const schema = new URL(fx.url).searchParams.get('schema');
+        assert.deepEqual(await fx.raw('SELECT nspname FROM pg_namespace WHERE nspname = $1', [schema]), [], 'the schema was created');
+      }
+    });
+
+    it('foreign keys are enforced: a trade for a job that does not exist is refused', async () => {
+      const store = await fx.open();
+      await assert.rejects(
+        store.transaction((tx) =>
+          tx.run(
+            `INSERT INTO trades (id, job_id, side, reason, client_order_id, status, created_at) VALUES ('t1', 'no-such-job', 'BUY', 'DCA', 'c1', 'PENDING', ?)`,
+            [new Date().toISOString()],
+          ),
+        ),
+        (e: unknown) => isBotstateError(e) && e.code === 'STORAGE_FAILED',
+      );
+      assert.equal((await fx.raw('SELECT count(*) AS n FROM trades'))[0]?.['n']?.toString(), '0');
+    });
+
+    it('concurrent writers on the same job from two stores all succeed and the balance is the exact sum', async () => {
+      const s1 = await fx.open({ actor: 'one' });
+      const s2 = await fx.open({ actor: 'two' });
+      const job = await s1.jobs.start({ tokenAddress: TOKEN });
+      const N = 20;
+      const amounts = Array.from({ length: N }, (_, i) => BigInt(i + 1) * 1_000000000000000000n + BigInt(i * 7919 + 1) * 1_000000001n);
+      const results = await Promise.all(
+        amounts.map((base, i) =>
+          (i % 2 === 0 ? s1 : s2).ledger.recordTrade({
+            job: { id: job.id },
+            clientOrderId: `conc-${i}`,
+            side: 'BUY',
+            reason: 'DCA',
+            baseAmount: fmt18(base),
+            quoteAmount: fmt18(base / 1000n),
+            priceUsd: '0.001',
+          }),
+        ),
+      );
+      assert.deepEqual(results.map((r) => r.duplicate), Array(N).fill(false));
+      const expected = fmt18(amounts.reduce((a, b) => a + b, 0n));
+      const after = await s2.jobs.get({ id: job.id });
+      assert.equal(after.tokenBalance, expected);
+      assert.equal(after.totalAccumulated, fmt18(amounts.reduce((a, b) => a + b / 1000n, 0n)));
+      assert.equal(after.version, 1 + N);
+      assert.equal((await s1.ledger.trades({ id: job.id })).length, N);
+      assert.deepEqual((await s1.verifyAudit()).problems, []);
+    });
+
+    it('the same clientOrderId recorded at once through two stores is recorded once', async () => {
+      const s1 = await fx.open();
+      const s2 = await fx.open();
+      const job = await s1.jobs.start({ tokenAddress: TOKEN });
+      const input = { job: { id: job.id }, clientOrderId: 'same-order', side: 'BUY', reason: 'DCA', baseAmount: '12.000000000000000001', quoteAmount: '3', priceUsd: '0.25' } as const;
+      const results = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? s1 : s2).ledger.recordTrade(input)));
+      assert.equal(results.filter((r) => !r.duplicate).length, 1);
+      const after = await s1.jobs.get({ id: job.id });
+      assert.equal(after.tokenBalance, '12.000000000000000001');
+      assert.equal(after.version, 2);
+      assert.equal((await s2.ledger.trades({ id: job.id })).length, 1);
+    });
+  });
+}
+
+describe('SQLite lock contention', () => {
+  let fx: Fixture;
+  let holder: Database.Database | undefined;
+  beforeEach(async () => {
+    fx = await ENGINES.find((e) => e.name === 'sqlite')!.create();
+  });
+  afterEach(async () => {
+    if (holder?.inTransaction) holder.exec('ROLLBACK');
+    holder?.close();
+    holder = undefined;
+    await fx.cleanup();
+  });
+
+  it('a write blocked past busyTimeoutMs fails with STORAGE_BUSY, reads still work, and it succeeds once the lock is released', async () => {
+    const store = await fx.open({ busyTimeoutMs: 200 });
+    await store.jobs.start({ tokenAddress: TOKEN });
+    const before = await fx.dump();
+    holder = new Database(fx.url);
+    holder.exec('BEGIN IMMEDIATE');
+
+    const t0 = performance.now();
+    let err: unknown;
+    try {
+      await store.jobs.pause({ tokenAddress: TOKEN });
+    } catch (e) {
+      err = e;
+    }
+    const waited = performance.now() - t0;
+    assert.ok(isBotstateError(err), `expected a BotstateError, got ${String(err)}`);
+    assert.equal(err.code, 'STORAGE_BUSY');
+    assert.doesNotMatch(err.message, /database is locked/);
+    assert.ok(waited >= 180, `gave up after ${waited.toFixed(0)} ms, before the 200 ms busy timeout`);
+    assert.ok(waited < 3000, `waited ${waited.toFixed(0)} ms`);
+
+    // WAL: readers are not blocked by the writer.
+    assert.equal((await store.jobs.get({ tokenAddress: TOKEN })).status, 'RUNNING');
+
+    holder.exec('ROLLBACK');
+    assert.equal(await fx.dump(), before, 'the refused write changed something');
+    assert.equal((await store.jobs.pause({ tokenAddress: TOKEN })).status, 'PAUSED');
+  });
+
+  it('a write waits for a lock released within busyTimeoutMs, without blocking the event loop', async () => {
+    const store = await fx.open({ busyTimeoutMs: 5000 });
+    await store.jobs.start({ tokenAddress: TOKEN });
+    holder = new Database(fx.url);
+    holder.exec('BEGIN IMMEDIATE');
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 10);
+    setTimeout(() => holder!.exec('COMMIT'), 300);
+    try {
+      const t0 = performance.now();
+      const paused = await store.jobs.pause({ tokenAddress: TOKEN });
+      const waited = performance.now() - t0;
+      assert.equal(paused.status, 'PAUSED');
+      assert.ok(waited >= 250, `the write did not wait for the lock (${waited.toFixed(0)} ms)`);
+    } finally {
+      clearInterval(ticker);
+    }
+    assert.ok(ticks >= 10, `the event loop was blocked while waiting (${ticks} ticks)`);
+  });
+});
+
+describe('unreachable PostgreSQL', () => {
+  it('a server that refuses connections → STORAGE_UNAVAILABLE, fast, without the password', async () => {
+    const t0 = performance.now();
+    const details = await rejectsWith(openStore('postgres://postgres:sekret-pw@127.0.0.1:1/test?schema=nope'), 'STORAGE_UNAVAILABLE');
+    assert.ok(performance.now() - t0 < 3000, `took ${(performance.now() - t0).toFixed(0)} ms`);
+    assert.doesNotMatch(String(details['message']), /sekret-pw/);
+  });
+
+  it('a database that does not exist → STORAGE_UNAVAILABLE', { skip: pgSkip }, async () => {
+    const url = new URL(PG_URL);
+    url.pathname = '/botstate_no_such_database';
+    await rejectsWith(openStore(url.toString()), 'STORAGE_UNAVAILABLE');
+  });
+});
