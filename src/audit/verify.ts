@@ -6,8 +6,7 @@ import type { Executor } from '../store/adapter.ts';
 /** Job fields that only change through audited writes, compared after replaying the log. */
 const REPLAYED = [
   'tokenAddress', 'tokenSymbol', 'chain', 'mode', 'status', 'statusReason', 'lastDcaBuyTime', 'recentHigh',
-  'recentHighTime', 'totalAccumulated', 'tokenBalance', 'lastRebalanceTime', 'config', 'strategyState',
-  'startedAt', 'stoppedAt',
+  'recentHighTime', 'totalAccumulated', 'tokenBalance', 'lastRebalanceTime', 'config', 'startedAt', 'stoppedAt',
 ] as const;
 
 function show(field: string, value: unknown): string {

@@ -7,10 +7,11 @@ import type { Command, CommandContext } from './command.ts';
 import { dbCommands } from './commands/db.ts';
 import { historyCommands } from './commands/history.ts';
 import { jobCommands } from './commands/jobs.ts';
+import { paperExchangeCommand } from './commands/paper-exchange.ts';
 import { tradeCommands } from './commands/trades.ts';
 import { json, processIo, type Io } from './output.ts';
 
-const COMMANDS: readonly Command[] = [...jobCommands, ...tradeCommands, ...historyCommands, ...dbCommands];
+const COMMANDS: readonly Command[] = [...jobCommands, ...tradeCommands, ...historyCommands, ...dbCommands, paperExchangeCommand];
 const BY_NAME = new Map(COMMANDS.map((c) => [c.name, c]));
 
 function version(): string {

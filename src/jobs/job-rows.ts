@@ -27,7 +27,10 @@ export interface Job {
   readonly tokenBalance: Decimal;
   readonly lastRebalanceTime: string | null;
   readonly config: JobConfig;
-  /** Whatever the job's strategy persists between ticks. */
+  /**
+   * The strategy's scratch document (price window, counters…): persisted with every order and
+   * periodically, not audited. See docs/strategies.md.
+   */
   readonly strategyState: Readonly<Record<string, unknown>>;
   readonly createdAt: string;
   readonly updatedAt: string;
@@ -52,7 +55,6 @@ export type JobChange = Partial<
     | 'tokenBalance'
     | 'lastRebalanceTime'
     | 'config'
-    | 'strategyState'
     | 'startedAt'
     | 'stoppedAt'
   >
@@ -94,7 +96,6 @@ const COLUMN = {
   tokenBalance: 'token_balance',
   lastRebalanceTime: 'last_rebalance_time',
   config: 'config',
-  strategyState: 'strategy_state',
   startedAt: 'started_at',
   stoppedAt: 'stopped_at',
 } as const satisfies Record<keyof JobChange, string>;
@@ -273,6 +274,5 @@ export function changedFields(job: Job, set: JobChange): Array<keyof JobChange> 
 
 function columnValue(field: keyof JobChange, value: unknown): SqlParam {
   if (field === 'config') return serializeConfig(value as JobConfig);
-  if (field === 'strategyState') return JSON.stringify(value);
   return value as SqlParam;
 }

@@ -49,10 +49,8 @@ export interface ConfigureInput {
   readonly set?: readonly string[];
 }
 
-/** Fields a strategy persists between ticks. */
-export type StrategyStatePatch = Partial<
-  Pick<Job, 'recentHigh' | 'recentHighTime' | 'lastDcaBuyTime' | 'lastRebalanceTime' | 'strategyState'>
->;
+/** Audited fields a strategy moves between ticks. */
+export type StrategyStatePatch = Partial<Pick<Job, 'recentHigh' | 'recentHighTime' | 'lastDcaBuyTime' | 'lastRebalanceTime'>>;
 
 const SYMBOL = /^[A-Za-z0-9$._-]{1,32}$/;
 
@@ -158,10 +156,15 @@ export class Jobs {
       'completeLiquidation',
       (at, job) => {
         if (!isZero(job.tokenBalance)) {
-          throw new InvalidTransitionError('INVALID_TRANSITION', `cannot complete the liquidation of job ${job.id}: it still holds ${job.tokenBalance} tokens`, {
-            hint: 'record the remaining sells first',
-            details: { status: job.status, tokenBalance: job.tokenBalance },
-          });
+          const allowed = allowedActions(job.status);
+          throw new InvalidTransitionError(
+            'INVALID_TRANSITION',
+            `cannot completeLiquidation the job for ${job.tokenAddress} on ${job.chain}: it is ${job.status} and still holds ${job.tokenBalance} tokens; allowed from ${job.status}: ${allowed.join(', ')}`,
+            {
+              hint: 'record the remaining sells first',
+              details: { status: job.status, action: 'completeLiquidation', allowed, tokenBalance: job.tokenBalance },
+            },
+          );
         }
         return { stoppedAt: at };
       },
@@ -170,7 +173,7 @@ export class Jobs {
   }
 
   /** Any status → ERROR, keeping the reason. */
-  fail(ref: JobRef, reason: string, options?: CallOptions): Promise<Job> {
+  async fail(ref: JobRef, reason: string, options?: CallOptions): Promise<Job> {
     if (reason.trim() === '') throw new ValidationError('INVALID_ARGUMENT', 'a failure needs a reason', { hint: 'say why the job failed' });
     return this.#transition(ref, 'fail', (at) => ({ statusReason: reason.slice(0, 2000), stoppedAt: at }), options);
   }
@@ -197,6 +200,22 @@ export class Jobs {
       const job = toJob(row);
       if (changedFields(job, patch).length === 0) return job;
       return toJob(await updateJob(tx, row, { set: patch, at: new Date().toISOString(), actor, action: 'state' }));
+    });
+  }
+
+  /**
+   * Persists the strategy's scratch document (a JSON object of at most 64 KiB). Not audited and
+   * not versioned: it is working memory (a price window, counters) that a strategy can rebuild,
+   * unlike the audited fields of {@link updateState}.
+   */
+  async saveScratch(ref: JobRef, doc: Readonly<Record<string, unknown>>, options?: CallOptions): Promise<void> {
+    const text = JSON.stringify(doc);
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc) || text.length > 65536) {
+      throw new ValidationError('INVALID_ARGUMENT', 'strategy scratch state must be a JSON object of at most 64 KiB');
+    }
+    await this.#ctx.write(options, async (tx) => {
+      const row = await lockJob(tx, this.#ctx.adapter.dialect, ref, options);
+      if (row.strategy_state !== text) await tx.run('UPDATE jobs SET strategy_state = ? WHERE id = ?', [text, row.id]);
     });
   }
 

@@ -1,4 +1,4 @@
-import { BotstateError, NotFoundError, ValidationError } from '../errors.ts';
+import { BotstateError, InvalidTransitionError, NotFoundError, ValidationError } from '../errors.ts';
 import { lockJob, requireJob, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow } from '../jobs/job-rows.ts';
 import { add, cmp, isNegative, parseDecimal, sub, type Decimal } from '../money/decimal.ts';
 import type { Executor } from '../store/adapter.ts';
@@ -62,8 +62,13 @@ export interface TradeInput {
 /** An executed trade to record in one step. */
 export type RecordTradeInput = TradeInput & Fill;
 
-/** An order about to be sent: recorded PENDING before the exchange is called. Amounts are what was asked. */
-export type IntentInput = TradeInput & {
+/**
+ * An order about to be sent: recorded PENDING before the exchange is called. Amounts are what
+ * was asked. Without a clientOrderId, the ledger derives one from the job and its sequence
+ * number (`<jobId>-<n>`, n the job's version after the intent), inside the transaction.
+ */
+export type IntentInput = Omit<TradeInput, 'clientOrderId'> & {
+  readonly clientOrderId?: string;
   readonly baseAmount?: string;
   readonly quoteAmount?: string;
   readonly priceUsd?: string;
@@ -182,7 +187,10 @@ function applyFill(job: JobRow, side: TradeSide, reason: TradeReason, fill: Chec
       tokenBalance: add(job.token_balance, fill.base),
       totalAccumulated: add(job.total_accumulated, fill.quote),
     };
-    if (reason === 'DCA') change.lastDcaBuyTime = fill.executedAt;
+    // The latest DCA buy, even when fills are recorded out of order.
+    if (reason === 'DCA' && (job.last_dca_buy_time === null || fill.executedAt > job.last_dca_buy_time)) {
+      change.lastDcaBuyTime = fill.executedAt;
+    }
     return change;
   }
   const balance = sub(job.token_balance, fill.base);
@@ -193,6 +201,25 @@ function applyFill(job: JobRow, side: TradeSide, reason: TradeReason, fill: Chec
     });
   }
   return { tokenBalance: balance };
+}
+
+/**
+ * An order may be placed for a RUNNING job, or a sell for a LIQUIDATING one; a sell may not
+ * ask for more than the job holds.
+ */
+function checkCanTrade(job: JobRow, side: TradeSide, base: Decimal | null): void {
+  if (!(job.status === 'RUNNING' || (job.status === 'LIQUIDATING' && side === 'SELL'))) {
+    throw new InvalidTransitionError('INVALID_TRANSITION', `cannot place a ${side} order for job ${job.id}: it is ${job.status}`, {
+      hint: job.status === 'LIQUIDATING' ? 'a liquidating job only sells' : 'resume the job first',
+      details: { status: job.status, side },
+    });
+  }
+  if (side === 'SELL' && base !== null && cmp(base, job.token_balance) > 0) {
+    throw new BotstateError('INSUFFICIENT_BALANCE', `cannot sell ${base}: job ${job.id} holds ${job.token_balance}`, {
+      hint: 'a job can only sell what its executed trades bought',
+      details: { tokenBalance: job.token_balance, baseAmount: base },
+    });
+  }
 }
 
 function sameFill(row: TradeRow, side: TradeSide, reason: TradeReason, jobId: string, fill: CheckedFill): boolean {
@@ -259,7 +286,7 @@ export class Ledger {
    * intent again returns the existing trade.
    */
   async recordIntent(input: IntentInput, options?: CallOptions): Promise<TradeResult> {
-    checkTradeInput(input);
+    checkTradeInput({ ...input, clientOrderId: input.clientOrderId ?? 'derived' });
     const opt = (v: string | undefined, field: string) => (v === undefined ? null : parseDecimal(v, { field }));
     const base = input.baseAmount === undefined ? null : positive(input.baseAmount, 'baseAmount');
     const quote = opt(input.quoteAmount, 'quoteAmount');
@@ -270,21 +297,31 @@ export class Ledger {
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
       const job = await lockJob(tx, this.#ctx.adapter.dialect, input.job, options);
+      const clientOrderId = input.clientOrderId ?? `${job.id}-${job.version + 1}`;
       const id = uuidv7();
       const at = new Date().toISOString();
       const inserted = await tx.get<{ id: string }>(INSERT_TRADE, [
-        id, job.id, input.side, input.reason, base, quote, price, input.clientOrderId, null, null, 'PENDING', null, at, null,
+        id, job.id, input.side, input.reason, base, quote, price, clientOrderId, null, null, 'PENDING', null, at, null,
       ]);
       if (!inserted) {
-        const existing = await this.#byClientOrderId(tx, input.clientOrderId);
-        if (existing.job_id === job.id && existing.side === input.side && existing.reason === input.reason) {
+        const existing = await this.#byClientOrderId(tx, clientOrderId);
+        const same = (a: string | null, b: Decimal | null) => (a === null ? b === null : b !== null && cmp(a, b) === 0);
+        if (
+          existing.job_id === job.id &&
+          existing.side === input.side &&
+          existing.reason === input.reason &&
+          (existing.status !== 'PENDING' || (same(existing.base_amount, base) && same(existing.quote_amount, quote) && same(existing.price_usd, price)))
+        ) {
           return { trade: toTrade(existing), job: toJob(job), duplicate: true };
         }
         throw duplicateOrder(existing);
       }
+      // After the duplicate check, so that repeating an accepted intent stays a no-op; a
+      // refusal here rolls the insert back with the rest of the transaction.
+      checkCanTrade(job, input.side, base);
       const trade = toTrade({
         id, job_id: job.id, side: input.side, reason: input.reason, base_amount: base, quote_amount: quote, price_usd: price,
-        client_order_id: input.clientOrderId, exchange_order_id: null, tx_hash: null, status: 'PENDING', error: null, created_at: at, executed_at: null,
+        client_order_id: clientOrderId, exchange_order_id: null, tx_hash: null, status: 'PENDING', error: null, created_at: at, executed_at: null,
       });
       const next = await updateJob(tx, job, { set: {}, at, actor, action: 'intent', entity: 'trade', entityId: id, detail: { trade } });
       return { trade, job: toJob(next), duplicate: false };

@@ -32,6 +32,12 @@ export interface Executor {
 export interface Dialect {
   /** Appended to a SELECT that must lock the rows it reads until the transaction ends. */
   readonly forUpdate: string;
+  /**
+   * Appended to a SELECT that claims rows of `table` (its name or alias in the query) for
+   * this transaction, skipping rows another transaction holds. Empty where one writer holds
+   * the whole database.
+   */
+  skipLocked(table: string): string;
 }
 
 export interface Capabilities {

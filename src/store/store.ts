@@ -6,7 +6,7 @@ import { requireJob, type JobRef } from '../jobs/job-rows.ts';
 import { Jobs } from '../jobs/jobs.ts';
 import { Ledger } from '../ledger/ledger.ts';
 import type { Migration } from './migrations/migration.ts';
-import type { Adapter, Durability, Engine, Executor } from './adapter.ts';
+import type { Adapter, Capabilities, Dialect, Durability, Engine, Executor } from './adapter.ts';
 import { Context, type CallOptions } from './context.ts';
 import { DEFAULT_DB, describeLocation, parseLocation } from './location.ts';
 import { assertCurrent, migrate, rollback, schemaStatus, type SchemaStatus } from './migrations/runner.ts';
@@ -148,6 +148,16 @@ export class Store {
 
   get durability(): Durability {
     return this.#adapter.durability;
+  }
+
+  /** @internal The engine's SQL spellings and capabilities, for botstate's own engine modules. */
+  get dialect(): Dialect {
+    return this.#adapter.dialect;
+  }
+
+  /** @internal */
+  get capabilities(): Capabilities {
+    return this.#adapter.capabilities;
   }
 
   /** Where the data lives, without credentials. */

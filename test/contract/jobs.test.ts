@@ -159,17 +159,22 @@ for (const engine of ENGINES) {
       assert.equal((await store.jobs.list()).length, 4);
     });
 
-    it('persists strategy state and skips writes that change nothing', async () => {
+    it('persists audited strategy fields and unaudited scratch state; skips writes that change nothing', async () => {
       const job = await store.jobs.start({ tokenAddress: TOKEN });
       const at = '2026-11-22T10:00:00.000Z';
-      const updated = await store.jobs.updateState({ id: job.id }, { recentHigh: '0.0123456789', recentHighTime: at, strategyState: { window: ['1.5', '1.6'] } });
+      const updated = await store.jobs.updateState({ id: job.id }, { recentHigh: '0.0123456789', recentHighTime: at });
       assert.equal(updated.recentHigh, '0.0123456789');
-      assert.deepEqual(updated.strategyState, { window: ['1.5', '1.6'] });
+      assert.equal(updated.version, 2);
+      await store.jobs.saveScratch({ id: job.id }, { window: ['1.5', '1.6'] });
       const reopened = await (await fx.open()).jobs.get({ id: job.id });
       assert.equal(reopened.recentHighTime, at);
       assert.deepEqual(reopened.strategyState, { window: ['1.5', '1.6'] });
+      assert.equal(reopened.version, 2, 'scratch state is not versioned');
+      assert.equal((await store.history({ id: job.id })).length, 2, 'scratch state is not audited');
       const same = await store.jobs.updateState({ id: job.id }, { recentHigh: '0.0123456789' });
       assert.equal(same.version, updated.version);
+      await assert.rejects(store.jobs.saveScratch({ id: job.id }, { big: 'x'.repeat(70000) }), /64 KiB/);
+      assert.deepEqual((await store.verifyAudit()).problems, []);
     });
 
     it('store.transaction commits several changes together or none', async () => {

@@ -115,6 +115,39 @@ for (const engine of ENGINES) {
       assert.deepEqual(actions, ['job:create', 'trade:intent', 'trade:settle']);
     });
 
+    it('derives a deterministic clientOrderId from the job and its sequence number', async () => {
+      const first = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      assert.equal(first.trade.clientOrderId, `${job.id}-2`);
+      assert.equal(first.job.version, 2);
+      await store.ledger.settle(first.trade.clientOrderId, { status: 'EXECUTED', baseAmount: '4', quoteAmount: '10', priceUsd: '2.5' });
+      const second = await store.ledger.recordIntent({ job: { id: job.id }, side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '1' });
+      assert.equal(second.trade.clientOrderId, `${job.id}-4`);
+    });
+
+    it('refuses an order for a job that is not trading, and a sell beyond the balance, changing nothing', async () => {
+      await store.ledger.recordTrade(buy('o-1', '5'));
+      const before = await fx.dump();
+      await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '5.1' }), 'INSUFFICIENT_BALANCE');
+      await store.jobs.pause({ id: job.id });
+      const paused = await fx.dump();
+      await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' }), 'INVALID_TRANSITION');
+      await store.jobs.liquidate({ id: job.id });
+      const liquidating = await fx.dump();
+      await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' }), 'INVALID_TRANSITION');
+      assert.equal(await fx.dump(), liquidating);
+      const sell = await store.ledger.recordIntent({ job: { id: job.id }, side: 'SELL', reason: 'LIQUIDATE', baseAmount: '5' });
+      assert.equal(sell.trade.status, 'PENDING');
+      assert.notEqual(before, paused);
+    });
+
+    it('a retried intent must ask for the same amounts', async () => {
+      await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'i-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const before = await fx.dump();
+      assert.equal((await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'i-1', side: 'BUY', reason: 'DCA', quoteAmount: '10.0' })).duplicate, true);
+      await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'i-1', side: 'BUY', reason: 'DCA', quoteAmount: '11' }), 'DUPLICATE_ORDER');
+      assert.equal(await fx.dump(), before);
+    });
+
     it('a failed intent keeps the job unchanged', async () => {
       await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'i-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
       const failed = await store.ledger.settle('i-1', { status: 'FAILED', error: 'insufficient funds' });

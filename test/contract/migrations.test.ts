@@ -238,11 +238,35 @@ function seedV2(): Seed {
   );
 }
 
-const SEEDS: Readonly<Record<number, () => Seed>> = { 1: seedV1, 2: seedV2 };
+/** Rows valid at schema version 3: version 2's, plus two daemon instances and the leases of one. */
+function seedV3(): Seed {
+  const a = '0195f7a0-0000-7000-8000-00000000000a';
+  const b = '0195f7a0-0000-7000-8000-00000000000b';
+  return [
+    ...seedV2(),
+    [
+      'daemon_instances',
+      [
+        { id: 'd-1', host: 'host-1', pid: 4242, started_at: at(30), heartbeat_at: at(31), stopped_at: null },
+        { id: 'd-0', host: 'host-0', pid: 17, started_at: at(1), heartbeat_at: at(29), stopped_at: at(29) },
+      ],
+    ],
+    [
+      'job_leases',
+      [
+        { job_id: a, owner: 'd-1', epoch: 3, expires_at: at(33) },
+        { job_id: b, owner: '', epoch: 1, expires_at: at(20) },
+      ],
+    ],
+  ];
+}
+
+const SEEDS: Readonly<Record<number, () => Seed>> = { 1: seedV1, 2: seedV2, 3: seedV3 };
 
 /** The columns each migration adds to rows that already exist, and the value they must get. */
 const ADDED: Readonly<Record<number, Readonly<Record<string, Readonly<Record<string, string>>>>>> = {
   2: { jobs: { strategy_state: '{}' } },
+  3: {},
 };
 
 /** Masks what legitimately differs between two dumps of the same schema: when each version was applied, and the fixture's schema name. */

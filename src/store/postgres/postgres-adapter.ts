@@ -22,7 +22,7 @@ export interface PostgresOptions {
   readonly location: string;
 }
 
-const DIALECT: Dialect = Object.freeze({ forUpdate: ' FOR UPDATE' });
+const DIALECT: Dialect = Object.freeze({ forUpdate: ' FOR UPDATE', skipLocked: (table: string) => ` FOR UPDATE OF ${table} SKIP LOCKED` });
 const CAPABILITIES: Capabilities = Object.freeze({ concurrentWriters: true });
 
 /** Serialisation failures and deadlocks: PostgreSQL rolled the transaction back, so it is safe to re-run. */

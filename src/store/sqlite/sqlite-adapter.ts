@@ -21,7 +21,7 @@ export interface SqliteOptions {
   readonly create: boolean;
 }
 
-const DIALECT: Dialect = Object.freeze({ forUpdate: '' });
+const DIALECT: Dialect = Object.freeze({ forUpdate: '', skipLocked: () => '' });
 const CAPABILITIES: Capabilities = Object.freeze({ concurrentWriters: false });
 
 type Statement = Database.Statement<unknown[], unknown>;

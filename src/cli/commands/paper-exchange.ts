@@ -1,0 +1,94 @@
+import { ValidationError } from '../../errors.ts';
+import { parseDecimal } from '../../money/decimal.ts';
+import { PAPER_DEFAULTS, startPaperExchange } from '../../engine/exchanges/paper-server.ts';
+import type { Command, CommandContext } from '../command.ts';
+
+function text(ctx: CommandContext, flag: string): string | undefined {
+  const v = ctx.values[flag];
+  return typeof v === 'string' ? v : undefined;
+}
+
+function integer(ctx: CommandContext, flag: string, fallback: number, lo: number, hi: number): number {
+  const v = text(ctx, flag);
+  if (v === undefined) return fallback;
+  if (!/^[0-9]+$/.test(v) || Number(v) < lo || Number(v) > hi) {
+    throw new ValidationError('USAGE', `--${flag} must be a whole number from ${lo} to ${hi}, got "${v}"`, { hint: 'see botstate paper-exchange --help' });
+  }
+  return Number(v);
+}
+
+/** A probability, not money: a plain number from 0 to 1. */
+function rate(ctx: CommandContext, flag: string): number {
+  const v = text(ctx, flag);
+  if (v === undefined) return 0;
+  if (!/^(?:0(?:\.[0-9]+)?|1(?:\.0+)?)$/.test(v)) {
+    throw new ValidationError('USAGE', `--${flag} must be a number from 0 to 1 such as 0.05, got "${v}"`, { hint: 'see botstate paper-exchange --help' });
+  }
+  return Number(v);
+}
+
+function decimal(ctx: CommandContext, flag: string, fallback: string): string {
+  const v = text(ctx, flag);
+  return v === undefined ? fallback : parseDecimal(v, { field: `--${flag}` });
+}
+
+/** Resolves when the process gets SIGINT or SIGTERM (and stops listening for them). */
+function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve(signal);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+/** `botstate paper-exchange`: runs the paper exchange in the foreground until SIGINT or SIGTERM. */
+export const paperExchangeCommand: Command = {
+  name: 'paper-exchange',
+  summary: 'run a local paper exchange (127.0.0.1 only) with deterministic prices, for the daemon and tests',
+  usage:
+    '[--port N] [--data FILE] [--seed S] [--volatility V] [--step-ms MS] [--start-price P] [--start-spread F] ' +
+    '[--initial-usd N] [--latency MS] [--error-rate R] [--drop-rate R]',
+  details:
+    'Prints one line, "paper exchange listening on http://127.0.0.1:PORT", then serves until SIGINT or\n' +
+    'SIGTERM, closes its data file and exits 0. Orders and balances live in --data and survive restarts;\n' +
+    'the price paths continue from the epoch stored there. Endpoints and fault injection: docs/paper-exchange.md.',
+  options: {
+    port: { type: 'string', value: 'N', help: `TCP port on 127.0.0.1, 0 for a free one (default ${PAPER_DEFAULTS.port})` },
+    data: { type: 'string', value: 'FILE', help: `the exchange's SQLite file (default ${PAPER_DEFAULTS.dataFile})` },
+    seed: { type: 'string', value: 'S', help: `seed of the price paths and of the fault decisions (default ${PAPER_DEFAULTS.seed})` },
+    volatility: { type: 'string', value: 'V', help: `one step's standard move, 0.01 = 1 %, 0 = flat (default ${PAPER_DEFAULTS.volatility})` },
+    'step-ms': { type: 'string', value: 'MS', help: `milliseconds per price step (default ${PAPER_DEFAULTS.stepMs})` },
+    'start-price': { type: 'string', value: 'P', help: `base start price in USD (default ${PAPER_DEFAULTS.startPrice})` },
+    'start-spread': { type: 'string', value: 'F', help: `each token starts at start-price × [1 − F, 1 + F), 0 = exactly start-price (default ${PAPER_DEFAULTS.startPriceSpread})` },
+    'initial-usd': { type: 'string', value: 'N', help: `USD balance of a new data file (default ${PAPER_DEFAULTS.initialUsd})` },
+    latency: { type: 'string', value: 'MS', help: 'fault: delay every request by MS (default 0)' },
+    'error-rate': { type: 'string', value: 'R', help: 'fault: answer this share (0..1) of requests 503 without acting (default 0)' },
+    'drop-rate': { type: 'string', value: 'R', help: 'fault: execute this share (0..1) of orders, then drop the connection unanswered (default 0)' },
+  },
+  positionals: [0, 0],
+  async run(ctx) {
+    const seed = text(ctx, 'seed') ?? PAPER_DEFAULTS.seed;
+    if (seed === '') throw new ValidationError('USAGE', '--seed must not be empty', { hint: 'see botstate paper-exchange --help' });
+    const exchange = await startPaperExchange({
+      port: integer(ctx, 'port', PAPER_DEFAULTS.port, 0, 65535),
+      dataFile: text(ctx, 'data') ?? PAPER_DEFAULTS.dataFile,
+      seed,
+      volatility: decimal(ctx, 'volatility', PAPER_DEFAULTS.volatility),
+      stepMs: integer(ctx, 'step-ms', PAPER_DEFAULTS.stepMs, 1, 2 ** 31),
+      startPrice: decimal(ctx, 'start-price', PAPER_DEFAULTS.startPrice),
+      startPriceSpread: decimal(ctx, 'start-spread', PAPER_DEFAULTS.startPriceSpread),
+      initialUsd: decimal(ctx, 'initial-usd', PAPER_DEFAULTS.initialUsd),
+      latencyMs: integer(ctx, 'latency', 0, 0, 600_000),
+      errorRate: rate(ctx, 'error-rate'),
+      dropRate: rate(ctx, 'drop-rate'),
+    });
+    const signal = untilSignal();
+    ctx.io.out(`paper exchange listening on ${exchange.url}\n`);
+    await signal;
+    await exchange.close();
+  },
+};

@@ -1,0 +1,172 @@
+/**
+ * An {@link Exchange} over HTTP, speaking the paper exchange's protocol (docs/paper-exchange.md).
+ *
+ * It uses the global fetch, whose default dispatcher keeps connections alive and reuses them, with
+ * `AbortSignal.timeout(timeoutMs)` on every call (covering the whole answer, body included).
+ *
+ * Failure mapping:
+ * - no answer (connection refused or dropped, a timeout), a 5xx, 408 or 429, or a 2xx whose body is
+ *   not a valid answer → {@link ExchangeUnavailableError}: the exchange's answer is unknown, an order may or may
+ *   not exist, find out with `getOrder`;
+ * - 404 on `getOrder` with the exchange's `code: 'ORDER_NOT_FOUND'` → `null`;
+ * - any other 4xx → a plain `Error` carrying the exchange's message (a definite refusal).
+ *
+ * @example
+ * const exchange = new HttpExchange('http://127.0.0.1:8790', { timeoutMs: 2000 });
+ * const order = await exchange.placeOrder({ clientOrderId: 'job1-7', token, side: 'BUY', quoteAmount: '25' });
+ */
+import { isDecimal, type Decimal } from '../../money/decimal.ts';
+import { ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from '../exchange.ts';
+
+export interface HttpExchangeOptions {
+  /** Per call, connection to last byte of the answer. Default 5000. */
+  readonly timeoutMs?: number;
+}
+
+const STATUSES = new Set(['FILLED', 'REJECTED']);
+const SIDES = new Set(['BUY', 'SELL']);
+
+function invalid(what: string, why: string): ExchangeUnavailableError {
+  return new ExchangeUnavailableError(`invalid answer from the exchange to ${what}: ${why}`);
+}
+
+/**
+ * Validates a JSON value as an {@link ExchangeOrder}: every field present with its type, amounts and
+ * price canonical decimals, the time ISO 8601.
+ * @throws ExchangeUnavailableError naming the first bad field.
+ */
+export function parseExchangeOrder(value: unknown, what = 'an order request'): ExchangeOrder {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid(what, 'not a JSON object');
+  const v = value as Record<string, unknown>;
+  const str = (k: string): string => {
+    if (typeof v[k] !== 'string' || v[k] === '') throw invalid(what, `${k} is not a non-empty string`);
+    return v[k];
+  };
+  const amount = (k: string): Decimal => {
+    const a = v[k];
+    if (!isDecimal(a) || a.startsWith('-')) throw invalid(what, `${k} ${JSON.stringify(a)} is not a canonical non-negative decimal`);
+    return a;
+  };
+  const side = str('side');
+  if (!SIDES.has(side)) throw invalid(what, `side ${JSON.stringify(side)} is not BUY or SELL`);
+  const status = str('status');
+  if (!STATUSES.has(status)) throw invalid(what, `status ${JSON.stringify(status)} is not FILLED or REJECTED`);
+  const error = v['error'];
+  if (error !== null && typeof error !== 'string') throw invalid(what, 'error is neither null nor a string');
+  const time = str('time');
+  if (Number.isNaN(Date.parse(time))) throw invalid(what, `time ${JSON.stringify(time)} is not ISO 8601`);
+  return {
+    clientOrderId: str('clientOrderId'),
+    exchangeOrderId: str('exchangeOrderId'),
+    token: str('token'),
+    side: side as ExchangeOrder['side'],
+    status: status as ExchangeOrder['status'],
+    baseAmount: amount('baseAmount'),
+    quoteAmount: amount('quoteAmount'),
+    price: amount('price'),
+    error,
+    time,
+  };
+}
+
+export class HttpExchange implements Exchange {
+  readonly baseUrl: string;
+  readonly timeoutMs: number;
+
+  constructor(baseUrl: string, options: HttpExchangeOptions = {}) {
+    let url: URL;
+    try {
+      url = new URL(baseUrl);
+    } catch {
+      throw new TypeError(`exchange URL ${JSON.stringify(baseUrl)} is not a URL; use e.g. http://127.0.0.1:8790`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`exchange URL ${JSON.stringify(baseUrl)} must be http:// or https://`);
+    for (const key of Object.keys(options)) {
+      if (key !== 'timeoutMs') throw new TypeError(`unknown HttpExchange option "${key}"`);
+    }
+    const timeoutMs = options.timeoutMs ?? 5000;
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) throw new TypeError(`timeoutMs must be a positive integer, got ${String(timeoutMs)}`);
+    this.baseUrl = url.href.replace(/\/+$/, '');
+    this.timeoutMs = timeoutMs;
+  }
+
+  async placeOrder(order: OrderRequest): Promise<ExchangeOrder> {
+    const body: Record<string, string> = { clientOrderId: order.clientOrderId, token: order.token, side: order.side };
+    if (order.baseAmount !== undefined) body['baseAmount'] = order.baseAmount;
+    if (order.quoteAmount !== undefined) body['quoteAmount'] = order.quoteAmount;
+    const what = `order ${order.clientOrderId}`;
+    const answer = await this.#call('POST', '/orders', what, JSON.stringify(body));
+    const placed = parseExchangeOrder(answer.body, what);
+    if (placed.clientOrderId !== order.clientOrderId) throw invalid(what, `it answered with order ${placed.clientOrderId}`);
+    return placed;
+  }
+
+  async getOrder(clientOrderId: string): Promise<ExchangeOrder | null> {
+    const what = `the lookup of order ${clientOrderId}`;
+    const answer = await this.#call('GET', `/orders/${encodeURIComponent(clientOrderId)}`, what, undefined, true);
+    if (answer.status === 404) {
+      // Only the exchange's own "no such order" counts: a 404 from a wrong URL or a proxy must not
+      // read as "never received", or recovery would re-send what may already be filled.
+      if ((answer.body as { code?: unknown } | undefined)?.code === 'ORDER_NOT_FOUND') return null;
+      throw new Error(`exchange at ${this.baseUrl} answered 404 to ${what} without saying the order is unknown; is the URL right?`);
+    }
+    const found = parseExchangeOrder(answer.body, what);
+    if (found.clientOrderId !== clientOrderId) throw invalid(what, `it answered with order ${found.clientOrderId}`);
+    return found;
+  }
+
+  async getPrice(token: string): Promise<Decimal> {
+    const what = `the price of ${token}`;
+    const { body } = await this.#call('GET', `/price/${encodeURIComponent(token)}`, what);
+    const price = (body as { price?: unknown } | null)?.price;
+    if (!isDecimal(price) || price === '0' || price.startsWith('-')) throw invalid(what, `price ${JSON.stringify(price)} is not a canonical positive decimal`);
+    return price;
+  }
+
+  async getBalances(): Promise<Readonly<Record<string, Decimal>>> {
+    const what = 'the balances';
+    const { body } = await this.#call('GET', '/balances', what);
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid(what, 'not a JSON object');
+    const entries = Object.entries(body);
+    for (const [asset, amount] of entries) {
+      if (!isDecimal(amount)) throw invalid(what, `${asset} ${JSON.stringify(amount)} is not a canonical decimal`);
+    }
+    // fromEntries defines own properties, so even an asset named "__proto__" cannot touch the prototype.
+    return Object.freeze(Object.fromEntries(entries) as Record<string, Decimal>);
+  }
+
+  async #call(method: string, path: string, what: string, body?: string, allow404 = false): Promise<{ status: number; body: unknown }> {
+    const url = `${this.baseUrl}${path}`;
+    let status: number;
+    let text: string;
+    try {
+      const res = await fetch(url, {
+        method,
+        headers: body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body }),
+        redirect: 'error',
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      status = res.status;
+      text = await res.text();
+    } catch (e) {
+      const err = e as Error & { cause?: Error };
+      const why = err.name === 'TimeoutError' ? `no answer within ${this.timeoutMs} ms` : (err.cause?.message ?? err.message);
+      throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} gave no answer to ${what}: ${why}`, { cause: e });
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    if (status >= 200 && status < 300) {
+      if (parsed === undefined) throw invalid(what, 'the body is not JSON');
+      return { status, body: parsed };
+    }
+    if (status === 404 && allow404) return { status, body: parsed };
+    const message = typeof (parsed as { error?: unknown } | undefined)?.error === 'string' ? (parsed as { error: string }).error : text.slice(0, 200);
+    if (status >= 500 || status === 408 || status === 429) throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} failed ${what} (HTTP ${status}): ${message}`);
+    throw new Error(`exchange refused ${what} (HTTP ${status}): ${message}`);
+  }
+}

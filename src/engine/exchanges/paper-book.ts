@@ -1,0 +1,287 @@
+/**
+ * The paper exchange's own SQLite file: its orders, its account balances, the epoch its price paths
+ * count steps from, and a cache of the last computed price per token.
+ *
+ * This is the exchange's state, not a botstate store: it is opened with better-sqlite3 directly and
+ * refuses any file that is not a paper-exchange file (so `--data botstate.db` cannot damage a store).
+ * WAL with synchronous=NORMAL: a committed order survives the exchange being killed (-9) at any
+ * instant; a power cut may lose the last few commits (like botstate's `process` mode).
+ *
+ * Each order and its balance change are one `BEGIN IMMEDIATE` transaction, and clientOrderId is
+ * UNIQUE, so an order is placed at most once even when several processes share the file.
+ *
+ * @example
+ * const book = PaperBook.open('./paper-exchange.db', { initialUsd: '1000', nowMs: Date.now() });
+ * book.place({ clientOrderId: 'a-1', token, side: 'BUY', quoteAmount: '10' }, '0.5', new Date().toISOString());
+ * book.balances(); // { USD: '990', [token]: '20' }
+ */
+import { closeSync, openSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { StorageError } from '../../errors.ts';
+import { add, cmp, div, isDecimal, isZero, mul, sub, type Decimal } from '../../money/decimal.ts';
+import type { ExchangeOrder, OrderRequest } from '../exchange.ts';
+
+/** The quote asset's key in {@link PaperBook.balances}. */
+export const QUOTE_ASSET = 'USD';
+const KIND = 'botstate-paper-exchange';
+const FORMAT_VERSION = '1';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS orders (
+  seq INTEGER PRIMARY KEY,
+  client_order_id TEXT NOT NULL UNIQUE,
+  exchange_order_id TEXT NOT NULL UNIQUE,
+  token TEXT NOT NULL,
+  side TEXT NOT NULL CHECK (side IN ('BUY', 'SELL')),
+  status TEXT NOT NULL CHECK (status IN ('FILLED', 'REJECTED')),
+  base_amount TEXT NOT NULL,
+  quote_amount TEXT NOT NULL,
+  price TEXT NOT NULL,
+  error TEXT,
+  time TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS balances (asset TEXT PRIMARY KEY, amount TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS price_cache (
+  market TEXT NOT NULL,
+  token TEXT NOT NULL,
+  step INTEGER NOT NULL,
+  price TEXT NOT NULL,
+  PRIMARY KEY (market, token)
+) STRICT;
+`;
+
+interface OrderRow {
+  client_order_id: string;
+  exchange_order_id: string;
+  token: string;
+  side: 'BUY' | 'SELL';
+  status: 'FILLED' | 'REJECTED';
+  base_amount: string;
+  quote_amount: string;
+  price: string;
+  error: string | null;
+  time: string;
+}
+
+const ORDER_COLUMNS = 'client_order_id, exchange_order_id, token, side, status, base_amount, quote_amount, price, error, time';
+
+function toOrder(r: OrderRow): ExchangeOrder {
+  return {
+    clientOrderId: r.client_order_id,
+    exchangeOrderId: r.exchange_order_id,
+    token: r.token,
+    side: r.side,
+    status: r.status,
+    baseAmount: r.base_amount,
+    quoteAmount: r.quote_amount,
+    price: r.price,
+    error: r.error,
+    time: r.time,
+  };
+}
+
+/**
+ * The amounts of a market order at `price`, rounded in the exchange's favour:
+ * BUY quote → base = quote ÷ price (down); BUY base → quote = base × price (up);
+ * SELL base → quote = base × price (down); SELL quote → base = quote ÷ price (up).
+ */
+export function fillAmounts(order: Pick<OrderRequest, 'side' | 'baseAmount' | 'quoteAmount'>, price: Decimal): { baseAmount: Decimal; quoteAmount: Decimal } {
+  const buy = order.side === 'BUY';
+  if (order.baseAmount !== undefined) {
+    return { baseAmount: order.baseAmount, quoteAmount: mul(order.baseAmount, price, buy ? 'up' : 'down') };
+  }
+  if (order.quoteAmount === undefined) throw new RangeError('an order needs baseAmount or quoteAmount');
+  return { baseAmount: div(order.quoteAmount, price, buy ? 'down' : 'up'), quoteAmount: order.quoteAmount };
+}
+
+export interface PaperBookOptions {
+  /** The USD balance of a new file. Ignored when the file exists: balances are the file's. */
+  readonly initialUsd: Decimal;
+  /** The current time; becomes the epoch of a new file. */
+  readonly nowMs: number;
+}
+
+/** The result of {@link PaperBook.place}: the order, and whether this call created it. */
+export interface Placed {
+  readonly order: ExchangeOrder;
+  readonly created: boolean;
+}
+
+export class PaperBook {
+  /** When this file's price paths started (ms since 1970), fixed at the file's creation. */
+  readonly epochMs: number;
+  readonly path: string;
+  readonly #db: Database.Database;
+  readonly #getOrder: Database.Statement<[string], OrderRow>;
+  readonly #listOrders: Database.Statement<[], OrderRow>;
+  readonly #insertOrder: Database.Statement<unknown[]>;
+  readonly #nextSeq: Database.Statement<[], { next: number }>;
+  readonly #getBalance: Database.Statement<[string], { amount: string }>;
+  readonly #setBalance: Database.Statement<[string, string]>;
+  readonly #listBalances: Database.Statement<[], { asset: string; amount: string }>;
+  readonly #savePrice: Database.Statement<[string, string, number, string]>;
+  readonly #place: (request: OrderRequest, price: Decimal, time: string) => Placed;
+
+  private constructor(db: Database.Database, path: string, epochMs: number) {
+    this.#db = db;
+    this.path = path;
+    this.epochMs = epochMs;
+    this.#getOrder = db.prepare(`SELECT ${ORDER_COLUMNS} FROM orders WHERE client_order_id = ?`);
+    this.#listOrders = db.prepare(`SELECT ${ORDER_COLUMNS} FROM orders ORDER BY seq`);
+    this.#insertOrder = db.prepare(`INSERT INTO orders (seq, ${ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    this.#nextSeq = db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM orders');
+    this.#getBalance = db.prepare('SELECT amount FROM balances WHERE asset = ?');
+    this.#setBalance = db.prepare('INSERT INTO balances (asset, amount) VALUES (?, ?) ON CONFLICT (asset) DO UPDATE SET amount = excluded.amount');
+    this.#listBalances = db.prepare('SELECT asset, amount FROM balances ORDER BY asset = \'USD\' DESC, asset');
+    this.#savePrice = db.prepare(
+      'INSERT INTO price_cache (market, token, step, price) VALUES (?, ?, ?, ?) ON CONFLICT (market, token) DO UPDATE SET step = excluded.step, price = excluded.price WHERE excluded.step > price_cache.step',
+    );
+    const place = db.transaction((request: OrderRequest, price: Decimal, time: string) => this.#placeInTransaction(request, price, time));
+    this.#place = (request, price, time) => place.immediate(request, price, time);
+  }
+
+  /**
+   * Opens (creating if needed, mode 0600) a paper-exchange file.
+   * @throws StorageError when the file cannot be opened or belongs to something else.
+   */
+  static open(path: string, options: PaperBookOptions): PaperBook {
+    if (!isDecimal(options.initialUsd) || options.initialUsd.startsWith('-')) throw new RangeError(`initialUsd must be a non-negative decimal, got ${options.initialUsd}`);
+    let db: Database.Database | undefined;
+    try {
+      if (path !== ':memory:') closeSync(openSync(path, 'a', 0o600));
+      db = new Database(path, { timeout: 5000 });
+      const d = db;
+      const check = (): boolean => {
+        const tables = d.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[];
+        if (tables.length === 0) return false;
+        const kind = tables.includes('meta') ? (d.prepare("SELECT value FROM meta WHERE key = 'kind'").pluck().get() as string | undefined) : undefined;
+        if (kind !== KIND) {
+          throw new StorageError('STORAGE_CORRUPT', `${path} is not a paper-exchange file (it holds other tables)`, {
+            hint: 'point --data at a new file or at an existing paper-exchange file, never at a botstate database',
+          });
+        }
+        const version = d.prepare("SELECT value FROM meta WHERE key = 'version'").pluck().get();
+        if (version !== FORMAT_VERSION) {
+          throw new StorageError('STORAGE_CORRUPT', `${path} is a paper-exchange file of format ${String(version)}; this botstate reads format ${FORMAT_VERSION}`, {
+            hint: 'use a new --data file',
+          });
+        }
+        return true;
+      };
+      check(); // before switching to WAL, which would rewrite the header of someone else's file
+      d.pragma('journal_mode = WAL');
+      d.pragma('synchronous = NORMAL');
+      const init = d.transaction(() => {
+        if (!check()) {
+          d.exec(SCHEMA);
+          const meta = d.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
+          meta.run('kind', KIND);
+          meta.run('version', FORMAT_VERSION);
+          meta.run('epoch_ms', String(options.nowMs));
+          meta.run('created_at', new Date(options.nowMs).toISOString());
+          d.prepare('INSERT INTO balances (asset, amount) VALUES (?, ?)').run(QUOTE_ASSET, options.initialUsd);
+        }
+        return Number(d.prepare("SELECT value FROM meta WHERE key = 'epoch_ms'").pluck().get());
+      });
+      const epochMs = init.immediate();
+      if (!Number.isSafeInteger(epochMs)) throw new StorageError('STORAGE_CORRUPT', `${path} has no valid epoch`, { hint: 'use a new --data file' });
+      return new PaperBook(db, path, epochMs);
+    } catch (e) {
+      db?.close();
+      if (e instanceof StorageError) throw e;
+      throw new StorageError('STORAGE_UNAVAILABLE', `cannot open the paper exchange file ${path}: ${(e as Error).message}`, {
+        hint: 'check that the directory exists and is writable',
+        cause: e,
+      });
+    }
+  }
+
+  /**
+   * Places a market order at `price`, or returns the order already placed under its clientOrderId
+   * (whatever its other fields) with `created: false`, changing nothing. A BUY beyond the USD balance,
+   * a SELL beyond the token balance, or an order whose other amount rounds to 0 is stored REJECTED
+   * (with the amounts it would have had, and `error`) and moves no balance.
+   *
+   * `request` must be validated: canonical positive amounts, exactly one of them, a canonical token.
+   */
+  place(request: OrderRequest, price: Decimal, time: string): Placed {
+    return this.#place(request, price, time);
+  }
+
+  #placeInTransaction(request: OrderRequest, price: Decimal, time: string): Placed {
+    const existing = this.#getOrder.get(request.clientOrderId);
+    if (existing !== undefined) return { order: toOrder(existing), created: false };
+    const { baseAmount, quoteAmount } = fillAmounts(request, price);
+    const usd = this.#balance(QUOTE_ASSET);
+    const tokens = this.#balance(request.token);
+    let error: string | null = null;
+    if (isZero(baseAmount) || isZero(quoteAmount)) {
+      error = `order too small: ${isZero(baseAmount) ? `baseAmount ${request.quoteAmount} ÷ price ${price}` : `quoteAmount ${request.baseAmount} × price ${price}`} rounds to 0`;
+    } else if (request.side === 'BUY' && cmp(quoteAmount, usd) > 0) {
+      error = `insufficient USD balance: the order needs ${quoteAmount}, the account has ${usd}`;
+    } else if (request.side === 'SELL' && cmp(baseAmount, tokens) > 0) {
+      error = `insufficient ${request.token} balance: the order sells ${baseAmount}, the account has ${tokens}`;
+    }
+    const seq = this.#nextSeq.get()!.next;
+    const order: ExchangeOrder = {
+      clientOrderId: request.clientOrderId,
+      exchangeOrderId: `paper-${seq}`,
+      token: request.token,
+      side: request.side,
+      status: error === null ? 'FILLED' : 'REJECTED',
+      baseAmount,
+      quoteAmount,
+      price,
+      error,
+      time,
+    };
+    this.#insertOrder.run(seq, order.clientOrderId, order.exchangeOrderId, order.token, order.side, order.status,
+      order.baseAmount, order.quoteAmount, order.price, order.error, order.time);
+    if (error === null) {
+      const buy = request.side === 'BUY';
+      this.#setBalance.run(QUOTE_ASSET, buy ? sub(usd, quoteAmount) : add(usd, quoteAmount));
+      this.#setBalance.run(request.token, buy ? add(tokens, baseAmount) : sub(tokens, baseAmount));
+    }
+    return { order, created: true };
+  }
+
+  #balance(asset: string): Decimal {
+    return this.#getBalance.get(asset)?.amount ?? '0';
+  }
+
+  /** The order with this clientOrderId, or null. */
+  get(clientOrderId: string): ExchangeOrder | null {
+    const row = this.#getOrder.get(clientOrderId);
+    return row === undefined ? null : toOrder(row);
+  }
+
+  /** Every order, in the order they were placed. */
+  list(): ExchangeOrder[] {
+    return this.#listOrders.all().map(toOrder);
+  }
+
+  /** `USD` first, then every token the account ever held, by address. */
+  balances(): Record<string, Decimal> {
+    const out: Record<string, Decimal> = {};
+    for (const { asset, amount } of this.#listBalances.all()) out[asset] = amount;
+    return out;
+  }
+
+  /** The cached (step, price) of each token for the market with this fingerprint. */
+  loadPrices(market: string): Array<{ token: string; step: number; price: Decimal }> {
+    return this.#db.prepare('SELECT token, step, price FROM price_cache WHERE market = ?').all(market) as Array<{ token: string; step: number; price: Decimal }>;
+  }
+
+  /** Stores computed prices so that a restarted exchange need not recompute its paths from step 0. */
+  savePrices(market: string, prices: ReadonlyArray<{ token: string; step: number; price: Decimal }>): void {
+    if (prices.length === 0) return;
+    this.#db.transaction(() => {
+      for (const p of prices) this.#savePrice.run(market, p.token, p.step, p.price);
+    }).immediate();
+  }
+
+  close(): void {
+    if (this.#db.open) this.#db.close();
+  }
+}

@@ -1,0 +1,159 @@
+import { hostname } from 'node:os';
+import { BotstateError } from '../errors.ts';
+import type { Executor } from '../store/adapter.ts';
+import type { Fence } from '../store/context.ts';
+import type { Store } from '../store/store.ts';
+
+/** Statuses in which a job needs a daemon (besides any job with a PENDING intent to reconcile). */
+const ACTIVE = `j.status IN ('RUNNING', 'LIQUIDATING') OR EXISTS (SELECT 1 FROM trades t WHERE t.job_id = j.id AND t.status = 'PENDING')`;
+
+export interface LeaseOptions {
+  /** How long a lease lasts without renewal; a killed daemon's jobs move after at most this. */
+  readonly ttlMs: number;
+  /** The most jobs one daemon runs (default: no limit beyond its fair share). */
+  readonly maxJobs?: number;
+  readonly now?: () => number;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * A daemon's registration and its job leases (DESIGN.md §7).
+ *
+ * Every tick, {@link sync} heartbeats the instance, renews its leases, claims unowned or
+ * expired ones up to its fair share (`ceil(active jobs / live daemons)`) with
+ * `FOR UPDATE … SKIP LOCKED`, and returns the leases it holds with their fencing epochs.
+ * A claim increments the epoch, and every write of a job's runner is checked against it
+ * (CallOptions.fence), so a daemon that lost a job cannot write to it any more.
+ */
+export class Leases {
+  readonly instanceId: string;
+  readonly #store: Store;
+  readonly #ttlMs: number;
+  readonly #maxJobs: number;
+  readonly #now: () => number;
+  readonly #host = hostname();
+
+  constructor(store: Store, instanceId: string, options: LeaseOptions) {
+    this.#store = store;
+    this.instanceId = instanceId;
+    this.#ttlMs = options.ttlMs;
+    this.#maxJobs = options.maxJobs ?? Number.MAX_SAFE_INTEGER;
+    this.#now = options.now ?? Date.now;
+  }
+
+  #iso(offsetMs = 0): string {
+    return new Date(this.#now() + offsetMs).toISOString();
+  }
+
+  /**
+   * Registers this daemon. Where the engine has one writer (SQLite), a second live daemon on
+   * the same database is refused: one whose process still exists on this host, or that
+   * heartbeated within the TTL from another host. Instances that died are marked stopped.
+   */
+  async register(): Promise<void> {
+    await this.#store.transaction(async (tx) => {
+      const now = this.#iso();
+      const stale = this.#iso(-this.#ttlMs);
+      const others = await tx.all<{ id: string; host: string; pid: number; heartbeat_at: string }>(
+        'SELECT id, host, pid, heartbeat_at FROM daemon_instances WHERE stopped_at IS NULL AND id <> ?',
+        [this.instanceId],
+      );
+      for (const other of others) {
+        const live = other.host === this.#host ? alive(other.pid) && other.pid !== process.pid : other.heartbeat_at > stale;
+        if (!live) {
+          await tx.run('UPDATE daemon_instances SET stopped_at = ? WHERE id = ?', [now, other.id]);
+        } else if (!this.#store.capabilities.concurrentWriters) {
+          throw new BotstateError('DAEMON_RUNNING', `another daemon (pid ${other.pid} on ${other.host}) is running on ${this.#store.location}`, {
+            hint: 'run one daemon per SQLite file; stop the other first, or use PostgreSQL to run several',
+            details: { instance: other.id, pid: other.pid, host: other.host },
+          });
+        }
+      }
+      await tx.run('INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, stopped_at) VALUES (?, ?, ?, ?, ?, NULL)', [
+        this.instanceId,
+        this.#host,
+        process.pid,
+        now,
+        now,
+      ]);
+    });
+  }
+
+  /** Heartbeats, renews, claims; returns every lease this daemon holds (job id → fence). */
+  async sync(): Promise<Map<string, Fence>> {
+    return this.#store.transaction(async (tx) => {
+      const now = this.#iso();
+      const expires = this.#iso(this.#ttlMs);
+      await tx.run('UPDATE daemon_instances SET heartbeat_at = ? WHERE id = ?', [now, this.instanceId]);
+      await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ?', [expires, this.instanceId]);
+      await tx.run(
+        `INSERT INTO job_leases (job_id, owner, epoch, expires_at)
+         SELECT j.id, '', 0, ? FROM jobs j
+         WHERE (${ACTIVE}) AND NOT EXISTS (SELECT 1 FROM job_leases l WHERE l.job_id = j.id)
+         ON CONFLICT (job_id) DO NOTHING`,
+        [now],
+      );
+      const want = await this.#wanted(tx, now);
+      if (want > 0) await this.#claim(tx, want, now, expires);
+      const held = await tx.all<{ job_id: string; epoch: number }>('SELECT job_id, epoch FROM job_leases WHERE owner = ?', [this.instanceId]);
+      return new Map(held.map((l) => [l.job_id, { owner: this.instanceId, epoch: l.epoch }]));
+    });
+  }
+
+  /** How many more leases to take: up to a fair share of the active jobs among live daemons. */
+  async #wanted(tx: Executor, now: string): Promise<number> {
+    const stale = this.#iso(-this.#ttlMs);
+    const row = await tx.get<{ live: number; active: number; mine: number }>(
+      `SELECT
+         (SELECT count(*) FROM daemon_instances WHERE stopped_at IS NULL AND heartbeat_at >= ?) AS live,
+         (SELECT count(*) FROM jobs j WHERE ${ACTIVE}) AS active,
+         (SELECT count(*) FROM job_leases WHERE owner = ? AND expires_at >= ?) AS mine`,
+      [stale, this.instanceId, now],
+    );
+    const live = Math.max(1, Number(row?.live ?? 1));
+    const share = Math.min(this.#maxJobs, Math.ceil(Number(row?.active ?? 0) / live));
+    return share - Number(row?.mine ?? 0);
+  }
+
+  async #claim(tx: Executor, want: number, now: string, expires: string): Promise<void> {
+    const candidates = await tx.all<{ job_id: string; epoch: number }>(
+      `SELECT l.job_id, l.epoch FROM job_leases l JOIN jobs j ON j.id = l.job_id
+       WHERE (${ACTIVE}) AND (l.owner = '' OR l.expires_at < ?)
+       ORDER BY l.expires_at, l.job_id LIMIT ?${this.#store.dialect.skipLocked('l')}`,
+      [now, want],
+    );
+    for (const c of candidates) {
+      await tx.run('UPDATE job_leases SET owner = ?, epoch = ?, expires_at = ? WHERE job_id = ? AND epoch = ?', [
+        this.instanceId,
+        c.epoch + 1,
+        expires,
+        c.job_id,
+        c.epoch,
+      ]);
+    }
+  }
+
+  /** Gives one job back (it no longer needs a daemon), so that nobody waits for its TTL. */
+  async releaseJob(jobId: string, fence: Fence): Promise<void> {
+    await this.#store.transaction((tx) =>
+      tx.run(`UPDATE job_leases SET owner = '', expires_at = ? WHERE job_id = ? AND owner = ? AND epoch = ?`, [this.#iso(), jobId, fence.owner, fence.epoch]),
+    );
+  }
+
+  /** On a graceful stop: hands every lease back at once and marks the instance stopped. */
+  async release(): Promise<void> {
+    await this.#store.transaction(async (tx) => {
+      const now = this.#iso();
+      await tx.run(`UPDATE job_leases SET owner = '', expires_at = ? WHERE owner = ?`, [now, this.instanceId]);
+      await tx.run('UPDATE daemon_instances SET stopped_at = ?, heartbeat_at = ? WHERE id = ?', [now, now, this.instanceId]);
+    });
+  }
+}

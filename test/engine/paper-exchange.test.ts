@@ -1,0 +1,625 @@
+/**
+ * The paper exchange (issue 3 §2) and its HTTP client: real servers on 127.0.0.1 port 0, real SQLite
+ * files in a temp directory, and once the real `botstate paper-exchange` binary (run `npm run build`
+ * first; `npm test` does it).
+ *
+ * Prices move with a fake clock passed as `now`, so every step is chosen by the test, never by timing.
+ * Amounts are generated as bigints and formatted; no float touches a price or an amount.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import fc from 'fast-check';
+import { BotstateError, StorageError, ValidationError } from '../../src/errors.ts';
+import { ExchangeUnavailableError, type ExchangeOrder, type OrderRequest } from '../../src/engine/exchange.ts';
+import { HttpExchange } from '../../src/engine/exchanges/http-exchange.ts';
+import { fillAmounts, PaperBook } from '../../src/engine/exchanges/paper-book.ts';
+import { MAX_PRICE, MIN_PRICE, PaperMarket, roundSignificant, stepAt } from '../../src/engine/exchanges/paper-market.ts';
+import { startPaperExchange, type PaperExchangeHandle, type PaperExchangeOptions } from '../../src/engine/exchanges/paper-server.ts';
+import { add, cmp, fromUnits, isDecimal, mul, sub, toUnits } from '../../src/money/decimal.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const BIN = join(ROOT, 'bin', 'botstate.js');
+const TOKEN = '0xbbd9aDe16525acb4B336b6dAd3b9762901522B07';
+const TOKEN2 = '0x00000000000000000000000000000000000000b2';
+const T0 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+const ONE = 10n ** 18n;
+
+let dir: string;
+let files = 0;
+const dataFile = (): string => join(dir, `paper-${files++}.db`);
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'botstate-paper-'));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A settable clock. */
+function clock(start = T0): { now: () => number; at(ms: number): void; step(n: number, stepMs?: number): void } {
+  let t = start;
+  return { now: () => t, at: (ms) => void (t = ms), step: (n, stepMs = 1000) => void (t = start + n * stepMs) };
+}
+
+async function withExchange<T>(options: PaperExchangeOptions, fn: (ex: PaperExchangeHandle, client: HttpExchange) => Promise<T>): Promise<T> {
+  const ex = await startPaperExchange({ port: 0, dataFile: dataFile(), ...options });
+  try {
+    return await fn(ex, new HttpExchange(ex.url, { timeoutMs: 5000 }));
+  } finally {
+    await ex.close();
+  }
+}
+
+async function getJson(url: string): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(url);
+  return { status: res.status, body: await res.json() };
+}
+
+async function post(url: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${url}/orders`, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body) });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+/** Σ, exact. */
+const sum = (xs: readonly string[]): string => xs.reduce((a, b) => add(a, b), '0');
+
+describe('paper market: deterministic price paths', () => {
+  const params = { seed: '1', volatility: '0.01', startPrice: '1', startPriceSpread: '0.5' };
+
+  it('pins the path of seed 1 (a restarted or upgraded exchange must continue the same path)', () => {
+    const m = new PaperMarket(params);
+    assert.equal(m.priceAt(TOKEN, 0), '1.1812286377');
+    assert.equal(m.priceAt(TOKEN, 1), '1.17842967232');
+    assert.equal(m.priceAt(TOKEN, 2), '1.18265872009');
+    assert.equal(m.z(TOKEN, 1), '-0.2369537353515625');
+  });
+
+  it('same seed → same path; another seed or token → another path', () => {
+    const a = new PaperMarket(params);
+    const b = new PaperMarket(params);
+    const c = new PaperMarket({ ...params, seed: '2' });
+    const pathOf = (m: PaperMarket, token: string) => Array.from({ length: 200 }, (_, n) => m.priceAt(token, n));
+    const pa = pathOf(a, TOKEN);
+    assert.deepEqual(pathOf(b, TOKEN), pa);
+    const pc = pathOf(c, TOKEN);
+    assert.ok(pc.filter((p, i) => p !== pa[i]).length > 190, 'another seed gives another path');
+    const other = pathOf(a, TOKEN2);
+    assert.ok(other.filter((p, i) => p !== pa[i]).length > 190, 'another token gives another path');
+    assert.ok(new Set(pa).size > 150, 'the price moves');
+  });
+
+  it('every price is canonical, 12 significant digits at most, within the bounds, each step within ×[0.5, 1.5]', () => {
+    for (const volatility of ['0.01', '0.3', '1']) {
+      const m = new PaperMarket({ ...params, volatility });
+      let prev = m.priceAt(TOKEN, 0);
+      let clamped = 0;
+      for (let n = 1; n <= 300; n++) {
+        const p = m.priceAt(TOKEN, n);
+        assert.ok(isDecimal(p) && cmp(p, MIN_PRICE) >= 0 && cmp(p, MAX_PRICE) <= 0, `${p} at step ${n}`);
+        assert.ok(toUnits(p).toString().replace(/0+$/, '').length <= 12, `${p} has more than 12 significant digits`);
+        const lo = roundSignificant(mul(prev, '0.5', 'half-even'));
+        const hi = roundSignificant(mul(prev, '1.5', 'half-even'));
+        assert.ok(cmp(p, lo) >= 0 && cmp(p, hi) <= 0, `step ${n}: ${prev} → ${p}`);
+        if (p === lo || p === hi) clamped++;
+        prev = p;
+      }
+      if (volatility === '1') assert.ok(clamped > 50, `with volatility 1 the factor is clamped often (${clamped})`);
+      if (volatility === '0.01') assert.equal(clamped, 0);
+    }
+  });
+
+  it('volatility 0 is flat; spread 0 starts exactly at startPrice; the floor holds', () => {
+    const flat = new PaperMarket({ ...params, volatility: '0', startPrice: '2.5', startPriceSpread: '0' });
+    assert.equal(flat.priceAt(TOKEN, 0), '2.5');
+    assert.equal(flat.priceAt(TOKEN, 1000), '2.5');
+    const spread = new PaperMarket({ ...params, startPrice: '100' });
+    const starts = [TOKEN, TOKEN2, '0x00000000000000000000000000000000000000c3'].map((t) => spread.startPriceOf(t));
+    for (const s of starts) assert.ok(cmp(s, '50') >= 0 && cmp(s, '150') < 0, s);
+    assert.equal(new Set(starts).size, 3);
+    const floor = new PaperMarket({ ...params, volatility: '1', startPrice: MIN_PRICE, startPriceSpread: '0' });
+    for (let n = 0; n <= 100; n++) assert.ok(cmp(floor.priceAt(TOKEN, n), MIN_PRICE) >= 0);
+  });
+
+  it('z is roughly standard normal and an exact decimal', () => {
+    const m = new PaperMarket(params);
+    let total = 0n;
+    let squares = 0n;
+    const n = 4000;
+    for (let i = 1; i <= n; i++) {
+      const z = m.z(TOKEN, i);
+      assert.ok(isDecimal(z));
+      const u = toUnits(z);
+      total += u;
+      squares += (u * u) / ONE;
+    }
+    // Statistics only (z is no amount): mean within ±0.06, variance within [0.9, 1.1].
+    const mean = Number((total * 1000n) / BigInt(n) / ONE) / 1000;
+    const variance = Number((squares * 1000n) / BigInt(n) / ONE) / 1000;
+    assert.ok(Math.abs(mean) < 0.06, `mean ${mean}`);
+    assert.ok(variance > 0.9 && variance < 1.1, `variance ${variance}`);
+  });
+
+  it('the cache never changes an answer, whatever order steps are asked in', () => {
+    const fresh = new PaperMarket(params);
+    const expected = Array.from({ length: 301 }, (_, n) => fresh.priceAt(TOKEN, n));
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 300 }), { minLength: 1, maxLength: 20 }), (steps) => {
+        const m = new PaperMarket(params);
+        for (const s of steps) assert.equal(m.priceAt(TOKEN, s), expected[s]);
+      }),
+      { numRuns: 50 },
+    );
+    const primed = new PaperMarket(params);
+    primed.prime(TOKEN, 250, expected[250]!);
+    assert.equal(primed.priceAt(TOKEN, 300), expected[300]);
+  });
+
+  it('stepAt counts whole steps from the epoch and never goes below 0', () => {
+    assert.equal(stepAt(T0, 1000, T0 - 5000), 0);
+    assert.equal(stepAt(T0, 1000, T0 + 999), 0);
+    assert.equal(stepAt(T0, 1000, T0 + 1000), 1);
+    assert.equal(stepAt(T0, 250, T0 + 2600), 10);
+  });
+});
+
+describe('paper book: fills and balances', () => {
+  it('keeps USD and token balances exact over random order sequences; every fill favours the exchange', () => {
+    const amount = fc.oneof(fc.bigInt({ min: 1n, max: ONE }), fc.bigInt({ min: 1n, max: 10n ** 24n }));
+    const order = fc.record({
+      side: fc.constantFrom('BUY' as const, 'SELL' as const),
+      byBase: fc.boolean(),
+      units: amount,
+      step: fc.integer({ min: 0, max: 50 }),
+      token: fc.constantFrom(TOKEN, TOKEN2),
+    });
+    const market = new PaperMarket({ seed: '9', volatility: '0.05', startPrice: '3', startPriceSpread: '0.5' });
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: 10n ** 25n }), fc.array(order, { minLength: 1, maxLength: 25 }), (initialUnits, orders) => {
+        const initialUsd = fromUnits(initialUnits);
+        const book = PaperBook.open(dataFile(), { initialUsd, nowMs: T0 });
+        try {
+          const placed: ExchangeOrder[] = [];
+          orders.forEach((o, i) => {
+            const a = fromUnits(o.units);
+            const request: OrderRequest = { clientOrderId: `p-${i}`, token: o.token, side: o.side, ...(o.byBase ? { baseAmount: a } : { quoteAmount: a }) };
+            const price = market.priceAt(o.token, o.step);
+            const { order: got, created } = book.place(request, price, new Date(T0).toISOString());
+            assert.equal(created, true);
+            assert.equal(got.price, price);
+            assert.equal(o.byBase ? got.baseAmount : got.quoteAmount, a, 'the requested amount is kept exactly');
+            // In the exchange's favour: a buyer pays at least base × price, a seller gets at most it.
+            const product = toUnits(got.baseAmount) * toUnits(price);
+            const paid = toUnits(got.quoteAmount) * ONE;
+            assert.ok(o.side === 'BUY' ? paid >= product : paid <= product);
+            assert.ok(o.side === 'BUY' ? paid - product < toUnits(price) + ONE : product - paid < toUnits(price) + ONE);
+            placed.push(got);
+            const balances = book.balances();
+            for (const v of Object.values(balances)) assert.ok(!v.startsWith('-'), `a balance went negative: ${v}`);
+          });
+          const filled = placed.filter((p) => p.status === 'FILLED');
+          const quote = (side: string) => sum(filled.filter((p) => p.side === side).map((p) => p.quoteAmount));
+          const base = (side: string, t: string) => sum(filled.filter((p) => p.side === side && p.token === t).map((p) => p.baseAmount));
+          const balances = book.balances();
+          assert.equal(balances['USD'], add(sub(initialUsd, quote('BUY')), quote('SELL')));
+          for (const t of [TOKEN, TOKEN2]) assert.equal(balances[t] ?? '0', sub(base('BUY', t), base('SELL', t)));
+          for (const r of placed.filter((p) => p.status === 'REJECTED')) assert.ok(r.error !== null && r.error.length > 0);
+          assert.deepEqual(book.list(), placed);
+        } finally {
+          book.close();
+        }
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it('fillAmounts rounds each way as documented', () => {
+    assert.deepEqual(fillAmounts({ side: 'BUY', quoteAmount: '1' }, '3'), { baseAmount: '0.333333333333333333', quoteAmount: '1' });
+    assert.deepEqual(fillAmounts({ side: 'SELL', quoteAmount: '1' }, '3'), { baseAmount: '0.333333333333333334', quoteAmount: '1' });
+    assert.deepEqual(fillAmounts({ side: 'BUY', baseAmount: '0.000000000000000001' }, '0.5'), { baseAmount: '0.000000000000000001', quoteAmount: '0.000000000000000001' });
+    assert.deepEqual(fillAmounts({ side: 'SELL', baseAmount: '0.000000000000000001' }, '0.5'), { baseAmount: '0.000000000000000001', quoteAmount: '0' });
+  });
+
+  it('refuses a file that is not a paper-exchange file, and leaves it alone', async () => {
+    const path = dataFile();
+    const db = new Database(path);
+    db.exec("CREATE TABLE jobs (id TEXT); INSERT INTO jobs VALUES ('keep me')");
+    db.close();
+    const before = readFileSync(path);
+    await assert.rejects(startPaperExchange({ port: 0, dataFile: path }), (e: unknown) => e instanceof StorageError && /not a paper-exchange file/.test(e.message));
+    assert.deepEqual(readFileSync(path), before);
+  });
+});
+
+describe('paper exchange over HTTP', () => {
+  it('binds 127.0.0.1 only', async () => {
+    await withExchange({}, async (ex) => {
+      const address = ex.server.address() as AddressInfo;
+      assert.equal(address.address, '127.0.0.1');
+      assert.equal(address.family, 'IPv4');
+      assert.equal(address.port, ex.port);
+      assert.equal(ex.url, `http://127.0.0.1:${ex.port}`);
+      const external = Object.values(networkInterfaces()).flat().find((i) => i !== undefined && !i.internal && i.family === 'IPv4');
+      if (external !== undefined) {
+        await assert.rejects(fetch(`http://${external.address}:${ex.port}/health`), TypeError, 'not reachable on another interface');
+      }
+    });
+  });
+
+  it('same seed → same prices at the same steps; another seed → others; the step follows the clock', async () => {
+    const c = clock();
+    const prices = async (seed: string): Promise<string[]> =>
+      withExchange({ seed, now: c.now, stepMs: 1000 }, async (_ex, client) => {
+        const out: string[] = [];
+        for (const n of [0, 1, 5, 40]) {
+          c.step(n);
+          out.push(await client.getPrice(TOKEN));
+        }
+        c.step(0);
+        return out;
+      });
+    const a = await prices('42');
+    assert.deepEqual(await prices('42'), a);
+    const b = await prices('43');
+    assert.ok(b.every((p, i) => p !== a[i]), `${b} vs ${a}`);
+    const m = new PaperMarket({ seed: '42', volatility: '0.01', startPrice: '1', startPriceSpread: '0.5' });
+    assert.deepEqual(a, [0, 1, 5, 40].map((n) => m.priceAt(TOKEN, n)));
+  });
+
+  it('a restarted exchange continues the same path from the epoch stored in its file', async () => {
+    const path = dataFile();
+    const c = clock();
+    const market = new PaperMarket({ seed: '5', volatility: '0.02', startPrice: '10', startPriceSpread: '0.5' });
+    const opts = { dataFile: path, seed: '5', volatility: '0.02', startPrice: '10', stepMs: 500, now: c.now, port: 0 };
+    let ex = await startPaperExchange(opts);
+    try {
+      c.step(30, 500);
+      assert.equal(await new HttpExchange(ex.url).getPrice(TOKEN), market.priceAt(TOKEN, 30));
+    } finally {
+      await ex.close();
+    }
+    c.step(75, 500); // time passed while it was down
+    ex = await startPaperExchange(opts);
+    try {
+      const price = await new HttpExchange(ex.url).getPrice(TOKEN);
+      assert.equal(price, market.priceAt(TOKEN, 75));
+      assert.notEqual(price, market.priceAt(TOKEN, 0), 'not restarted from step 0');
+    } finally {
+      await ex.close();
+    }
+    // A new file started now begins its own path at step 0.
+    await withExchange({ seed: '5', volatility: '0.02', startPrice: '10', stepMs: 500, now: c.now }, async (_ex, client) => {
+      assert.equal(await client.getPrice(TOKEN), market.priceAt(TOKEN, 0));
+    });
+  });
+
+  it('keeps amounts exact end to end: strings in, strings out, balances to the last unit', async () => {
+    const initialUsd = fromUnits(10n ** 60n + 7n); // 42 integer digits and 18 decimals
+    const quote = fromUnits(987654321987654321987654321123456789123456789n);
+    await withExchange({ initialUsd, now: clock().now, startPrice: '0.000123456789', startPriceSpread: '0' }, async (_ex, client) => {
+      const buy = await client.placeOrder({ clientOrderId: 'exact-1', token: TOKEN, side: 'BUY', quoteAmount: quote });
+      assert.equal(buy.status, 'FILLED');
+      assert.equal(buy.price, '0.000123456789');
+      assert.equal(buy.quoteAmount, quote);
+      assert.equal(buy.baseAmount, fromUnits((toUnits(quote) * ONE) / toUnits(buy.price)));
+      const sell = await client.placeOrder({ clientOrderId: 'exact-2', token: TOKEN, side: 'SELL', baseAmount: buy.baseAmount });
+      assert.equal(sell.quoteAmount, fromUnits((toUnits(buy.baseAmount) * toUnits(sell.price)) / ONE));
+      const balances = await client.getBalances();
+      assert.deepEqual(balances, { USD: add(sub(initialUsd, quote), sell.quoteAmount), [TOKEN]: '0' });
+      assert.ok(cmp(balances['USD']!, initialUsd) < 0, 'the round trip cost the rounding');
+      const listed = (await getJson(`${client.baseUrl}/orders`)).body as ExchangeOrder[];
+      assert.deepEqual(listed, [buy, sell]);
+      for (const o of listed) for (const k of ['baseAmount', 'quoteAmount', 'price'] as const) assert.equal(typeof o[k], 'string');
+    });
+  });
+
+  it('a repeated clientOrderId returns the existing order and changes nothing (sequentially)', async () => {
+    const c = clock();
+    await withExchange({ now: c.now }, async (ex, client) => {
+      const first = await client.placeOrder({ clientOrderId: 'dup-1', token: TOKEN, side: 'BUY', quoteAmount: '50' });
+      const balances = await client.getBalances();
+      c.step(10); // another price now
+      const again = await client.placeOrder({ clientOrderId: 'dup-1', token: TOKEN, side: 'BUY', quoteAmount: '50' });
+      const different = await client.placeOrder({ clientOrderId: 'dup-1', token: TOKEN2, side: 'SELL', baseAmount: '1' });
+      assert.deepEqual(again, first);
+      assert.deepEqual(different, first);
+      assert.deepEqual(await client.getBalances(), balances);
+      const raw = await post(ex.url, { clientOrderId: 'dup-1', token: TOKEN, side: 'BUY', quoteAmount: '50' });
+      assert.equal(raw.status, 200);
+      assert.equal(((await getJson(`${ex.url}/orders`)).body as unknown[]).length, 1);
+    });
+  });
+
+  it('20 concurrent identical orders → one order, one balance change', async () => {
+    await withExchange({ initialUsd: '1000' }, async (ex, client) => {
+      const request: OrderRequest = { clientOrderId: 'race-1', token: TOKEN, side: 'BUY', quoteAmount: '10' };
+      const answers = await Promise.all(Array.from({ length: 20 }, () => client.placeOrder(request)));
+      for (const a of answers) assert.deepEqual(a, answers[0]);
+      const orders = (await getJson(`${ex.url}/orders`)).body as ExchangeOrder[];
+      assert.equal(orders.length, 1);
+      assert.deepEqual(await client.getBalances(), { USD: '990', [TOKEN]: answers[0]!.baseAmount });
+    });
+  });
+
+  it('stores rejections and answers a repeat with the same rejection, even once it would fill', async () => {
+    await withExchange({ initialUsd: '100', startPriceSpread: '0', volatility: '0', startPrice: '2' }, async (_ex, client) => {
+      const tooBig = await client.placeOrder({ clientOrderId: 'rej-1', token: TOKEN, side: 'BUY', quoteAmount: '100.000000000000000001' });
+      assert.equal(tooBig.status, 'REJECTED');
+      assert.match(tooBig.error ?? '', /insufficient USD/);
+      const oversell = await client.placeOrder({ clientOrderId: 'rej-2', token: TOKEN, side: 'SELL', baseAmount: '1' });
+      assert.equal(oversell.status, 'REJECTED');
+      assert.match(oversell.error ?? '', /insufficient .* balance/);
+      const dust = await client.placeOrder({ clientOrderId: 'rej-3', token: TOKEN, side: 'BUY', quoteAmount: '0.000000000000000001' });
+      assert.equal(dust.status, 'REJECTED');
+      assert.match(dust.error ?? '', /rounds to 0/);
+      assert.deepEqual(await client.getBalances(), { USD: '100' });
+      const fill = await client.placeOrder({ clientOrderId: 'ok-1', token: TOKEN, side: 'BUY', baseAmount: '10' });
+      assert.equal(fill.status, 'FILLED');
+      assert.equal(fill.quoteAmount, '20');
+      assert.deepEqual(await client.placeOrder({ clientOrderId: 'rej-2', token: TOKEN, side: 'SELL', baseAmount: '1' }), oversell);
+      assert.deepEqual(await client.getOrder('rej-1'), tooBig);
+      assert.deepEqual(await client.getBalances(), { USD: '80', [TOKEN]: '10' });
+    });
+  });
+
+  it('orders and balances outlive a restart of the exchange', async () => {
+    const path = dataFile();
+    let placed: ExchangeOrder;
+    let ex = await startPaperExchange({ port: 0, dataFile: path, initialUsd: '500' });
+    try {
+      placed = await new HttpExchange(ex.url).placeOrder({ clientOrderId: 'keep-1', token: TOKEN, side: 'BUY', quoteAmount: '5' });
+    } finally {
+      await ex.close();
+    }
+    ex = await startPaperExchange({ port: 0, dataFile: path, initialUsd: '999' });
+    try {
+      const client = new HttpExchange(ex.url);
+      assert.deepEqual(await client.getOrder('keep-1'), placed);
+      assert.deepEqual(await client.getBalances(), { USD: '495', [TOKEN]: placed.baseAmount });
+      assert.deepEqual(await client.placeOrder({ clientOrderId: 'keep-1', token: TOKEN, side: 'BUY', quoteAmount: '5' }), placed);
+    } finally {
+      await ex.close();
+    }
+  });
+
+  it('drop-rate 1: the order is filled and committed, the client gets ExchangeUnavailableError', async () => {
+    await withExchange({ dropRate: 1, initialUsd: '100' }, async (ex, client) => {
+      const request: OrderRequest = { clientOrderId: 'drop-1', token: TOKEN, side: 'BUY', quoteAmount: '7' };
+      await assert.rejects(client.placeOrder(request), ExchangeUnavailableError);
+      const raw = await getJson(`${ex.url}/orders/drop-1`);
+      assert.equal(raw.status, 200);
+      assert.equal((raw.body as ExchangeOrder).status, 'FILLED');
+      const order = await client.getOrder('drop-1');
+      assert.equal(order?.status, 'FILLED');
+      await assert.rejects(client.placeOrder(request), ExchangeUnavailableError); // the retry is dropped too…
+      assert.deepEqual(await client.getBalances(), { USD: '93', [TOKEN]: order!.baseAmount }); // …and places nothing
+    });
+  });
+
+  it('error-rate 1: every request but /health answers 503 → ExchangeUnavailableError, and no order exists', async () => {
+    const path = dataFile();
+    const ex = await startPaperExchange({ port: 0, dataFile: path, errorRate: 1, initialUsd: '100' });
+    try {
+      const client = new HttpExchange(ex.url);
+      await assert.rejects(client.placeOrder({ clientOrderId: 'err-1', token: TOKEN, side: 'BUY', quoteAmount: '7' }), (e: unknown) => e instanceof ExchangeUnavailableError && /503/.test(e.message));
+      await assert.rejects(client.getOrder('err-1'), ExchangeUnavailableError);
+      await assert.rejects(client.getPrice(TOKEN), ExchangeUnavailableError);
+      assert.equal((await fetch(`${ex.url}/orders`)).status, 503);
+      const health = await getJson(`${ex.url}/health`);
+      assert.equal(health.status, 200);
+    } finally {
+      await ex.close();
+    }
+    await withExchange({ dataFile: path }, async (_ex, client) => {
+      assert.equal(await client.getOrder('err-1'), null);
+      assert.deepEqual(await client.getBalances(), { USD: '100' });
+    });
+  });
+
+  it('fault decisions are reproducible from the seed', async () => {
+    const outcomes = async (): Promise<number[]> =>
+      withExchange({ errorRate: 0.5, seed: '11' }, async (ex) => {
+        const out: number[] = [];
+        for (let i = 0; i < 24; i++) out.push((await fetch(`${ex.url}/balances`)).status);
+        return out;
+      });
+    const a = await outcomes();
+    assert.deepEqual(await outcomes(), a);
+    assert.ok(a.includes(200) && a.includes(503), a.join(','));
+  });
+
+  it('latency is added to every answer but /health; a client timeout is ExchangeUnavailableError and the order may still land', async () => {
+    await withExchange({ latencyMs: 150, initialUsd: '100' }, async (ex, client) => {
+      let t = performance.now();
+      await client.getPrice(TOKEN);
+      assert.ok(performance.now() - t >= 148, `getPrice took ${performance.now() - t} ms`);
+      t = performance.now();
+      await client.placeOrder({ clientOrderId: 'slow-1', token: TOKEN, side: 'BUY', quoteAmount: '1' });
+      assert.ok(performance.now() - t >= 148, `placeOrder took ${performance.now() - t} ms`);
+
+      const impatient = new HttpExchange(ex.url, { timeoutMs: 40 });
+      await assert.rejects(impatient.placeOrder({ clientOrderId: 'slow-2', token: TOKEN, side: 'BUY', quoteAmount: '1' }), (e: unknown) => e instanceof ExchangeUnavailableError && /40 ms/.test(e.message));
+      let landed: ExchangeOrder | null = null;
+      for (let i = 0; i < 40 && landed === null; i++) {
+        await sleep(50);
+        landed = await client.getOrder('slow-2');
+      }
+      assert.equal(landed?.status, 'FILLED', 'the request reached the exchange although the client gave up');
+    });
+  });
+
+  it('an unreachable exchange is ExchangeUnavailableError', async () => {
+    const ex = await startPaperExchange({ port: 0, dataFile: dataFile() });
+    await ex.close();
+    const client = new HttpExchange(ex.url);
+    await assert.rejects(client.getPrice(TOKEN), ExchangeUnavailableError);
+    await assert.rejects(client.placeOrder({ clientOrderId: 'x', token: TOKEN, side: 'BUY', quoteAmount: '1' }), ExchangeUnavailableError);
+  });
+
+  it('404 for an unknown order (getOrder → null), and a wrong URL is not mistaken for "unknown order"', async () => {
+    await withExchange({}, async (ex, client) => {
+      assert.equal(await client.getOrder('never-placed'), null);
+      const raw = await getJson(`${ex.url}/orders/never-placed`);
+      assert.equal(raw.status, 404);
+      assert.match((raw.body as { error: string }).error, /never-placed/);
+      assert.equal((await fetch(`${ex.url}/nope`)).status, 404);
+      const wrong = new HttpExchange(`${ex.url}/v2`);
+      await assert.rejects(wrong.getOrder('never-placed'), (e: unknown) => e instanceof Error && !(e instanceof ExchangeUnavailableError) && /404/.test(e.message));
+      // A clientOrderId with URL-special characters round-trips.
+      const odd = await client.placeOrder({ clientOrderId: 'job/1?#%-7', token: TOKEN, side: 'BUY', quoteAmount: '1' });
+      assert.deepEqual(await client.getOrder('job/1?#%-7'), odd);
+    });
+  });
+
+  it('malformed input → 400 with {error}, nothing stored; the client raises a plain Error', async () => {
+    await withExchange({}, async (ex, client) => {
+      const good = { clientOrderId: 'b-1', token: TOKEN, side: 'BUY', quoteAmount: '1' };
+      const cases: Array<[string, unknown]> = [
+        ['both amounts', { ...good, baseAmount: '1' }],
+        ['neither amount', { clientOrderId: 'b-1', token: TOKEN, side: 'BUY' }],
+        ['bad side', { ...good, side: 'buy' }],
+        ['trailing zero', { ...good, quoteAmount: '1.50' }],
+        ['leading zero', { ...good, quoteAmount: '01' }],
+        ['exponent', { ...good, quoteAmount: '1e5' }],
+        ['19 decimals', { ...good, quoteAmount: '0.0000000000000000001' }],
+        ['a JSON number', { ...good, quoteAmount: 1 }],
+        ['negative', { ...good, quoteAmount: '-1' }],
+        ['zero', { ...good, quoteAmount: '0' }],
+        ['bad token', { ...good, token: '0x123' }],
+        ['bad checksum', { ...good, token: TOKEN.replace('aDe', 'ade') }],
+        ['no clientOrderId', { token: TOKEN, side: 'BUY', quoteAmount: '1' }],
+        ['clientOrderId with a space', { ...good, clientOrderId: 'a b' }],
+        ['unknown field', { ...good, price: '1' }],
+        ['an array', [good]],
+        ['not JSON', '{"clientOrderId":'],
+      ];
+      for (const [name, body] of cases) {
+        const res = await post(ex.url, body);
+        assert.equal(res.status, 400, name);
+        assert.equal(typeof res.body['error'], 'string', name);
+      }
+      assert.deepEqual((await getJson(`${ex.url}/orders`)).body, []);
+      await assert.rejects(client.placeOrder({ ...good, side: 'BUY', quoteAmount: '1.0' }), (e: unknown) => e instanceof Error && !(e instanceof ExchangeUnavailableError) && /quoteAmount/.test(e.message));
+      assert.equal((await fetch(`${ex.url}/price/0x1234`)).status, 400);
+      const wrongMethod = await fetch(`${ex.url}/orders`, { method: 'DELETE' });
+      assert.equal(wrongMethod.status, 405);
+      assert.equal(wrongMethod.headers.get('allow'), 'GET, POST');
+      assert.equal((await post(ex.url, good)).status, 200, 'the well-formed order is accepted');
+    });
+  });
+
+  it('validates options, refuses a port in use', async () => {
+    await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), volatility: '1.0' }), ValidationError);
+    await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), errorRate: 2 }), ValidationError);
+    await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), stepMs: 0 }), ValidationError);
+    await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), startPrice: '0' }), ValidationError);
+    await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), ...({ sede: '1' } as object) }), /unknown paper exchange option "sede"/);
+    await withExchange({}, async (ex) => {
+      await assert.rejects(startPaperExchange({ port: ex.port, dataFile: dataFile() }), (e: unknown) => e instanceof BotstateError && e.code === 'INVALID_ARGUMENT' && /in use/.test(e.message));
+    });
+  });
+});
+
+describe('HttpExchange validates what it is answered', () => {
+  let liar: Server;
+  let url: string;
+  const answers = new Map<string, string>();
+  before(async () => {
+    liar = createServer((req, res) => {
+      const body = answers.get(`${req.method} ${req.url}`) ?? '{}';
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(body);
+    });
+    await new Promise<void>((resolve) => liar.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(liar.address() as AddressInfo).port}`;
+  });
+  after(() => new Promise<void>((resolve) => liar.close(() => resolve())));
+
+  const order = { clientOrderId: 'v-1', exchangeOrderId: 'e-1', token: TOKEN, side: 'BUY', status: 'FILLED', baseAmount: '1', quoteAmount: '2', price: '2', error: null, time: new Date(T0).toISOString() };
+
+  it('accepts a valid order and refuses non-canonical amounts, bad fields, non-JSON, another order', async () => {
+    const client = new HttpExchange(url);
+    answers.set('GET /orders/v-1', JSON.stringify(order));
+    assert.deepEqual(await client.getOrder('v-1'), order);
+    const broken: Array<[string, unknown]> = [
+      ['price 2.0', { ...order, price: '2.0' }],
+      ['a float amount', { ...order, baseAmount: 1.5 }],
+      ['negative', { ...order, quoteAmount: '-2' }],
+      ['status', { ...order, status: 'PARTIAL' }],
+      ['time', { ...order, time: 'yesterday' }],
+      ['another order', { ...order, clientOrderId: 'v-2' }],
+    ];
+    for (const [name, body] of broken) {
+      answers.set('GET /orders/v-1', JSON.stringify(body));
+      await assert.rejects(client.getOrder('v-1'), ExchangeUnavailableError, name);
+    }
+    answers.set('GET /orders/v-1', 'not json');
+    await assert.rejects(client.getOrder('v-1'), ExchangeUnavailableError);
+    answers.set(`GET /price/${TOKEN}`, JSON.stringify({ token: TOKEN, price: '1e-3', time: order.time }));
+    await assert.rejects(client.getPrice(TOKEN), ExchangeUnavailableError);
+    answers.set('GET /balances', JSON.stringify({ USD: 100 }));
+    await assert.rejects(client.getBalances(), ExchangeUnavailableError);
+    answers.set('GET /balances', '{"USD":"100","__proto__":"5"}');
+    const balances = await client.getBalances();
+    assert.equal(Object.getPrototypeOf(balances), Object.prototype);
+    assert.equal(Object.getOwnPropertyDescriptor(balances, '__proto__')?.value, '5');
+  });
+});
+
+describe('botstate paper-exchange (the real binary)', () => {
+  it('prints one listening line, serves, and exits 0 on SIGTERM', { timeout: 20_000 }, async () => {
+    assert.ok(existsSync(join(ROOT, 'dist', 'cli', 'main.js')), 'dist/cli/main.js is missing: run `npm run build` first (npm test does it)');
+    const data = dataFile();
+    const child = spawn(process.execPath, [BIN, 'paper-exchange', '--port', '0', '--data', data, '--seed', '3', '--step-ms', '100'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    const line = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no listening line; stderr: ${stderr}`)), 15_000);
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        stdout += d;
+        if (stdout.includes('\n')) {
+          clearTimeout(timer);
+          resolve(stdout.split('\n')[0]!);
+        }
+      });
+      child.on('close', () => reject(new Error(`exited early; stderr: ${stderr}`)));
+    });
+    try {
+      const m = /^paper exchange listening on (http:\/\/127\.0\.0\.1:(\d+))$/.exec(line);
+      assert.ok(m, `unexpected line: ${line}`);
+      const client = new HttpExchange(m[1]!);
+      assert.equal((await getJson(`${m[1]}/health`)).status, 200);
+      const o = await client.placeOrder({ clientOrderId: 'cli-1', token: TOKEN, side: 'BUY', quoteAmount: '3' });
+      assert.equal(o.status, 'FILLED');
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0, stderr);
+    assert.equal(stdout, `${line}\n`, 'exactly one line on stdout');
+    assert.equal(stderr, '');
+    const db = new Database(data, { readonly: true });
+    try {
+      assert.equal(db.prepare("SELECT status FROM orders WHERE client_order_id = 'cli-1'").pluck().get(), 'FILLED');
+    } finally {
+      db.close();
+    }
+  });
+
+  it('refuses a bad flag with exit 2 and one line on stderr', async () => {
+    const child = spawn(process.execPath, [BIN, 'paper-exchange', '--port', '0', '--data', dataFile(), '--error-rate', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    assert.equal(code, 2);
+    assert.match(stderr, /^botstate: --error-rate must be a number from 0 to 1.*\n$/);
+  });
+});
