@@ -4,6 +4,7 @@ import { coerceError, EXIT_CODES, exitCodeFor, ValidationError } from '../errors
 import { openStore } from '../store/store.ts';
 import { GLOBAL_OPTIONS, parse, renderOptions } from './args.ts';
 import type { Command, CommandContext } from './command.ts';
+import { daemonCommand } from './commands/daemon.ts';
 import { dbCommands } from './commands/db.ts';
 import { historyCommands } from './commands/history.ts';
 import { jobCommands } from './commands/jobs.ts';
@@ -11,7 +12,7 @@ import { paperExchangeCommand } from './commands/paper-exchange.ts';
 import { tradeCommands } from './commands/trades.ts';
 import { json, processIo, type Io } from './output.ts';
 
-const COMMANDS: readonly Command[] = [...jobCommands, ...tradeCommands, ...historyCommands, ...dbCommands, paperExchangeCommand];
+const COMMANDS: readonly Command[] = [...jobCommands, ...tradeCommands, ...historyCommands, ...dbCommands, daemonCommand, paperExchangeCommand];
 const BY_NAME = new Map(COMMANDS.map((c) => [c.name, c]));
 
 function version(): string {

@@ -53,3 +53,8 @@ export interface Exchange {
 export class ExchangeUnavailableError extends Error {
   override readonly name = 'ExchangeUnavailableError';
 }
+
+/** The exchange answered and refused the request (a 4xx): nothing was placed. */
+export class ExchangeRejectedError extends Error {
+  override readonly name = 'ExchangeRejectedError';
+}

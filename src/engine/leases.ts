@@ -69,7 +69,9 @@ export class Leases {
       for (const other of others) {
         const live = other.host === this.#host ? alive(other.pid) && other.pid !== process.pid : other.heartbeat_at > stale;
         if (!live) {
+          // A daemon that died (its process is gone): its jobs need not wait for their TTL.
           await tx.run('UPDATE daemon_instances SET stopped_at = ? WHERE id = ?', [now, other.id]);
+          await tx.run(`UPDATE job_leases SET owner = '', expires_at = ? WHERE owner = ?`, [now, other.id]);
         } else if (!this.#store.capabilities.concurrentWriters) {
           throw new BotstateError('DAEMON_RUNNING', `another daemon (pid ${other.pid} on ${other.host}) is running on ${this.#store.location}`, {
             hint: 'run one daemon per SQLite file; stop the other first, or use PostgreSQL to run several',
@@ -101,6 +103,12 @@ export class Leases {
          ON CONFLICT (job_id) DO NOTHING`,
         [now],
       );
+      // Jobs that no longer need a daemon (paused, idle, failed, nothing pending) are handed back.
+      await tx.run(
+        `UPDATE job_leases SET owner = '', expires_at = ?
+         WHERE owner = ? AND job_id IN (SELECT j.id FROM jobs j WHERE NOT (${ACTIVE}))`,
+        [now, this.instanceId],
+      );
       const want = await this.#wanted(tx, now);
       if (want > 0) await this.#claim(tx, want, now, expires);
       const held = await tx.all<{ job_id: string; epoch: number }>('SELECT job_id, epoch FROM job_leases WHERE owner = ?', [this.instanceId]);
@@ -123,22 +131,16 @@ export class Leases {
     return share - Number(row?.mine ?? 0);
   }
 
+  /** Takes up to `want` unowned or expired leases in one statement, each at a new epoch. */
   async #claim(tx: Executor, want: number, now: string, expires: string): Promise<void> {
-    const candidates = await tx.all<{ job_id: string; epoch: number }>(
-      `SELECT l.job_id, l.epoch FROM job_leases l JOIN jobs j ON j.id = l.job_id
-       WHERE (${ACTIVE}) AND (l.owner = '' OR l.expires_at < ?)
-       ORDER BY l.expires_at, l.job_id LIMIT ?${this.#store.dialect.skipLocked('l')}`,
-      [now, want],
+    await tx.run(
+      `UPDATE job_leases SET owner = ?, epoch = epoch + 1, expires_at = ?
+       WHERE job_id IN (
+         SELECT l.job_id FROM job_leases l JOIN jobs j ON j.id = l.job_id
+         WHERE (${ACTIVE}) AND (l.owner = '' OR l.expires_at < ?)
+         ORDER BY l.expires_at, l.job_id LIMIT ?${this.#store.dialect.skipLocked('l')})`,
+      [this.instanceId, expires, now, want],
     );
-    for (const c of candidates) {
-      await tx.run('UPDATE job_leases SET owner = ?, epoch = ?, expires_at = ? WHERE job_id = ? AND epoch = ?', [
-        this.instanceId,
-        c.epoch + 1,
-        expires,
-        c.job_id,
-        c.epoch,
-      ]);
-    }
   }
 
   /** Gives one job back (it no longer needs a daemon), so that nobody waits for its TTL. */

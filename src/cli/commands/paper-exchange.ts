@@ -1,6 +1,7 @@
 import { ValidationError } from '../../errors.ts';
 import { parseDecimal } from '../../money/decimal.ts';
 import { PAPER_DEFAULTS, startPaperExchange } from '../../engine/exchanges/paper-server.ts';
+import { untilSignal } from '../signals.ts';
 import type { Command, CommandContext } from '../command.ts';
 
 function text(ctx: CommandContext, flag: string): string | undefined {
@@ -30,19 +31,6 @@ function rate(ctx: CommandContext, flag: string): number {
 function decimal(ctx: CommandContext, flag: string, fallback: string): string {
   const v = text(ctx, flag);
   return v === undefined ? fallback : parseDecimal(v, { field: `--${flag}` });
-}
-
-/** Resolves when the process gets SIGINT or SIGTERM (and stops listening for them). */
-function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const stop = (signal: NodeJS.Signals): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve(signal);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
 }
 
 /** `botstate paper-exchange`: runs the paper exchange in the foreground until SIGINT or SIGTERM. */

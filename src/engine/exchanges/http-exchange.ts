@@ -16,7 +16,7 @@
  * const order = await exchange.placeOrder({ clientOrderId: 'job1-7', token, side: 'BUY', quoteAmount: '25' });
  */
 import { isDecimal, type Decimal } from '../../money/decimal.ts';
-import { ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from '../exchange.ts';
+import { ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from '../exchange.ts';
 
 export interface HttpExchangeOptions {
   /** Per call, connection to last byte of the answer. Default 5000. */
@@ -167,6 +167,6 @@ export class HttpExchange implements Exchange {
     if (status === 404 && allow404) return { status, body: parsed };
     const message = typeof (parsed as { error?: unknown } | undefined)?.error === 'string' ? (parsed as { error: string }).error : text.slice(0, 200);
     if (status >= 500 || status === 408 || status === 429) throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} failed ${what} (HTTP ${status}): ${message}`);
-    throw new Error(`exchange refused ${what} (HTTP ${status}): ${message}`);
+    throw new ExchangeRejectedError(`exchange refused ${what} (HTTP ${status}): ${message}`);
   }
 }

@@ -1,0 +1,103 @@
+import { dirname, join } from 'node:path';
+import { Daemon } from '../../engine/daemon.ts';
+import { HttpExchange } from '../../engine/exchanges/http-exchange.ts';
+import { startPaperExchange, type PaperExchangeHandle } from '../../engine/exchanges/paper-server.ts';
+import { ValidationError } from '../../errors.ts';
+import type { Store } from '../../store/store.ts';
+import type { Command, CommandContext } from '../command.ts';
+import { untilSignal } from '../signals.ts';
+
+/** The demo's jobs: fast settings so that trades happen within seconds. */
+const DEMO_JOBS = [
+  {
+    tokenAddress: '0xbbd9aDe16525acb4B336b6dAd3b9762901522B07',
+    tokenSymbol: 'LGI',
+    mode: 'ACCUMULATE' as const,
+    set: ['accumulate.dcaAmount=25', 'accumulate.dcaIntervalHours=0.002', 'accumulate.dipBuyThreshold=2', 'accumulate.takeProfitPercent=3'],
+  },
+  {
+    tokenAddress: '0x00000000000000000000000000000000000d3e30',
+    tokenSymbol: 'DEMO',
+    mode: 'LIQUIDITY' as const,
+    set: ['liquidity.spreadPercent=0.5', 'liquidity.orderSizeUsd=20'],
+  },
+];
+
+function integer(ctx: CommandContext, flag: string, fallback: number, min: number, max: number): number {
+  const v = ctx.values[flag];
+  if (v === undefined) return fallback;
+  if (typeof v !== 'string' || !/^\d+$/.test(v) || Number(v) < min || Number(v) > max) {
+    throw new ValidationError('USAGE', `--${flag} must be a whole number from ${min} to ${max}, got "${String(v)}"`, { hint: 'see botstate daemon --help' });
+  }
+  return Number(v);
+}
+
+/** Starts the demo jobs that do not exist yet; leaves existing ones as they are. */
+async function ensureDemoJobs(store: Store, log: (line: string) => void): Promise<void> {
+  for (const demo of DEMO_JOBS) {
+    if (await store.jobs.find({ tokenAddress: demo.tokenAddress })) continue;
+    const job = await store.jobs.start(demo);
+    log(`demo: started ${job.mode} job ${job.tokenSymbol} (${job.tokenAddress})`);
+  }
+}
+
+export const daemonCommand: Command = {
+  name: 'daemon',
+  summary: 'run every RUNNING and LIQUIDATING job against an exchange',
+  usage: '[--exchange URL | --demo] [--tick MS] [--lease-ttl MS] [--concurrency N] [--max-jobs N] [--durability process|power]',
+  details:
+    'Each tick, every job takes one step of its strategy; an order goes through the exactly-once protocol\n' +
+    '(durable PENDING intent, exchange call with its clientOrderId, fill and balance in one transaction).\n' +
+    'On start it reconciles every PENDING intent with the exchange and prints how long recovery took.\n' +
+    'It prints each trade on one line, notices jobs started, paused or liquidated from the CLI within a\n' +
+    'tick, and on SIGINT or SIGTERM finishes the step in flight, records it and exits 0.\n' +
+    'On SQLite one daemon runs per database file; on PostgreSQL several share the jobs through leases.\n\n' +
+    '--demo starts a paper exchange in this process (its data next to the database) and two demo jobs,\n' +
+    'so one command shows trading; run it again after Ctrl-C to see it recover and carry on.',
+  options: {
+    exchange: { type: 'string', value: 'URL', help: 'the exchange (default http://127.0.0.1:8790, the paper exchange)' },
+    demo: { type: 'boolean', help: 'start a paper exchange and demo jobs too' },
+    tick: { type: 'string', value: 'MS', help: 'milliseconds between steps of each job (default 1000)' },
+    'lease-ttl': { type: 'string', value: 'MS', help: 'lease time-to-live; a dead daemon\'s jobs move within it (default 15000)' },
+    concurrency: { type: 'string', value: 'N', help: 'jobs stepped at once (default 16)' },
+    'max-jobs': { type: 'string', value: 'N', help: 'the most jobs this daemon takes (default: its fair share)' },
+    durability: { type: 'string', value: 'D', help: 'process (default) or power; see docs/durability.md' },
+  },
+  positionals: [0, 0],
+  async run(ctx) {
+    const tickMs = integer(ctx, 'tick', 1000, 10, 3_600_000);
+    const leaseTtlMs = integer(ctx, 'lease-ttl', 15_000, 100, 3_600_000);
+    const concurrency = integer(ctx, 'concurrency', 16, 1, 1024);
+    const maxJobs = ctx.values['max-jobs'] === undefined ? undefined : integer(ctx, 'max-jobs', 0, 1, 10_000_000);
+    const durability = ctx.values['durability'] ?? 'process';
+    if (durability !== 'process' && durability !== 'power') {
+      throw new ValidationError('USAGE', `--durability must be process or power, got "${String(durability)}"`, { hint: 'see docs/durability.md' });
+    }
+    const demo = ctx.values['demo'] === true;
+    if (demo && ctx.values['exchange'] !== undefined) throw new ValidationError('USAGE', '--demo starts its own exchange: drop --exchange');
+    const log = (line: string) => ctx.io.out(`${line}\n`);
+    const store = await ctx.open({ durability, actor: 'daemon' });
+    let paper: PaperExchangeHandle | undefined;
+    try {
+      let url = typeof ctx.values['exchange'] === 'string' ? ctx.values['exchange'] : 'http://127.0.0.1:8790';
+      if (demo) {
+        const dataFile = store.engine === 'sqlite' ? join(dirname(store.location), 'paper-exchange.db') : './paper-exchange.db';
+        paper = await startPaperExchange({ port: 0, dataFile, stepMs: 1000, volatility: '0.01' });
+        url = paper.url;
+        log(`demo: paper exchange at ${url} (data ${dataFile})`);
+        await ensureDemoJobs(store, log);
+      }
+      const daemon = new Daemon({ store, exchange: new HttpExchange(url), tickMs, leaseTtlMs, concurrency, log, ...(maxJobs ? { maxJobs } : {}) });
+      log(`daemon ${daemon.instanceId} on ${store.location} (${store.engine}, ${durability}), exchange ${url}, tick ${tickMs} ms`);
+      const stopped = untilSignal();
+      await daemon.start();
+      const signal = await stopped;
+      log(`${signal}: finishing the step in flight…`);
+      await daemon.stop();
+      log('stopped cleanly');
+    } finally {
+      await paper?.close();
+      await store.close();
+    }
+  },
+};

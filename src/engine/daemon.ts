@@ -1,0 +1,414 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { insertAudit, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
+import { coerceError, isBotstateError } from '../errors.ts';
+import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
+import type { Trade } from '../ledger/ledger.ts';
+import type { CallOptions, Fence } from '../store/context.ts';
+import type { Store } from '../store/store.ts';
+import { ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from './exchange.ts';
+import { Leases } from './leases.ts';
+import { afterFill, decide, parseScratch, type Scratch, type StateChange } from './strategies/strategy.ts';
+
+export interface DaemonOptions {
+  readonly store: Store;
+  readonly exchange: Exchange;
+  /** How often every job takes a step (default 1000 ms). */
+  readonly tickMs?: number;
+  /** Lease time-to-live: a killed daemon's jobs move to another within this (default 15000 ms). */
+  readonly leaseTtlMs?: number;
+  /** Jobs stepped at once (default 16). */
+  readonly concurrency?: number;
+  /** Failed steps in a row after which a job goes to ERROR (default 5). */
+  readonly maxFailures?: number;
+  /** How often un-ordered strategy state is written (default 10000 ms); it is always written with an order. */
+  readonly flushMs?: number;
+  /** The most jobs this daemon runs. */
+  readonly maxJobs?: number;
+  /** Where lines go: each trade, recovery, failures (default stdout). */
+  readonly log?: (line: string) => void;
+  readonly instanceId?: string;
+}
+
+/** What recovery found and did on start-up. */
+export interface RecoveryReport {
+  readonly instanceId: string;
+  /** RUNNING and LIQUIDATING jobs (and jobs with an open intent) this daemon took. */
+  readonly jobs: number;
+  /** PENDING intents reconciled with the exchange. */
+  readonly pending: number;
+  readonly executed: number;
+  readonly failed: number;
+  /** Intents the exchange had never received, sent again under their own clientOrderId. */
+  readonly resent: number;
+  /** Intents left PENDING because the exchange could not be asked (retried every tick). */
+  readonly unresolved: number;
+  readonly ms: number;
+}
+
+interface Runner {
+  fence: Fence;
+  scratch: Scratch;
+  /** Audited strategy fields not written yet (written with the next order, or at the next flush). */
+  state: StateChange;
+  scratchDirty: boolean;
+  lastFlush: number;
+  failures: number;
+}
+
+type Outcome = 'executed' | 'failed' | 'unknown';
+
+const ACTIVE = new Set(['RUNNING', 'LIQUIDATING']);
+
+/**
+ * Runs every RUNNING and LIQUIDATING job: each tick, a job's strategy decides at most one order,
+ * which goes through the exactly-once protocol (DESIGN.md §5):
+ *
+ * 1. the intent is committed PENDING, with a clientOrderId derived from the job and its
+ *    sequence number, together with the strategy state that led to it;
+ * 2. the exchange is called with that clientOrderId;
+ * 3. the fill and the job's new balance are committed in one transaction.
+ *
+ * A job with a PENDING intent does nothing else until it is reconciled: the exchange is asked
+ * for the order by clientOrderId, and if it never received it, the same order is sent again
+ * under the same clientOrderId (the exchange's idempotency makes that safe). A new
+ * clientOrderId is never made for an old intent. Every write carries the daemon's lease epoch
+ * for the job (fencing), so a daemon that lost a job cannot write to it.
+ */
+export class Daemon {
+  readonly instanceId: string;
+  readonly #store: Store;
+  readonly #exchange: Exchange;
+  readonly #leases: Leases;
+  readonly #tickMs: number;
+  readonly #concurrency: number;
+  readonly #maxFailures: number;
+  readonly #flushMs: number;
+  readonly #log: (line: string) => void;
+  readonly #runners = new Map<string, Runner>();
+  #timer: NodeJS.Timeout | undefined;
+  #ticking: Promise<void> = Promise.resolve();
+  #stopping = false;
+  #started = false;
+
+  constructor(options: DaemonOptions) {
+    this.#store = options.store;
+    this.#exchange = options.exchange;
+    this.#tickMs = options.tickMs ?? 1000;
+    this.#concurrency = options.concurrency ?? 16;
+    this.#maxFailures = options.maxFailures ?? 5;
+    this.#flushMs = options.flushMs ?? 10_000;
+    this.#log = options.log ?? ((line) => void process.stdout.write(`${line}\n`));
+    this.instanceId = options.instanceId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.#leases = new Leases(this.#store, this.instanceId, {
+      ttlMs: options.leaseTtlMs ?? 15_000,
+      ...(options.maxJobs === undefined ? {} : { maxJobs: options.maxJobs }),
+    });
+  }
+
+  get #actor(): string {
+    return `daemon:${this.instanceId}`;
+  }
+
+  /**
+   * Registers the daemon, takes its jobs, reconciles every PENDING intent among them, writes
+   * what it did to the audit log, and starts ticking.
+   */
+  async start(): Promise<RecoveryReport> {
+    if (this.#started) throw new Error('this daemon was already started');
+    this.#started = true;
+    const t0 = performance.now();
+    await this.#leases.register();
+    const held = await this.#leases.sync();
+    const jobs = await this.#loadJobs();
+    const pending = (await this.#store.ledger.pending()).filter((t) => held.has(t.jobId));
+    const counts = { executed: 0, failed: 0, resent: 0, unknown: 0 };
+    await forEach(pending, this.#concurrency, async (trade) => {
+      const job = jobs.get(trade.jobId);
+      if (!job) return;
+      const runner = this.#runner(job, held.get(job.id)!);
+      try {
+        const { outcome, resent } = await this.#reconcile(job, trade, runner, 'recovery');
+        counts[outcome === 'unknown' ? 'unknown' : outcome]++;
+        if (resent) counts.resent++;
+      } catch (e) {
+        counts.unknown++;
+        this.#log(`${job.tokenSymbol} ${trade.clientOrderId}: not reconciled yet (${coerceError(e).message}); retrying every tick`);
+      }
+    });
+    const withPending = new Set(pending.map((t) => t.jobId));
+    const report: RecoveryReport = {
+      instanceId: this.instanceId,
+      jobs: [...jobs.values()].filter((j) => ACTIVE.has(j.status) || withPending.has(j.id)).length,
+      pending: pending.length,
+      executed: counts.executed,
+      failed: counts.failed,
+      resent: counts.resent,
+      unresolved: counts.unknown,
+      ms: Math.round((performance.now() - t0) * 10) / 10,
+    };
+    await this.#auditRecovery(report);
+    this.#log(
+      `recovered in ${report.ms} ms: ${report.jobs} jobs, ${report.pending} pending intents ` +
+        `(${report.executed} executed, ${report.failed} failed, ${report.resent} re-sent, ${report.unresolved} unresolved)`,
+    );
+    this.#schedule(0);
+    return report;
+  }
+
+  /** Finishes the steps in flight (recording them), hands the leases back, and stops. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    clearTimeout(this.#timer);
+    await this.#ticking;
+    if (this.#started) await this.#leases.release().catch((e) => this.#log(`could not release the leases: ${coerceError(e).message}`));
+  }
+
+  /** One tick: heartbeat and leases, then one step of every job this daemon holds. */
+  async tick(): Promise<void> {
+    const held = await this.#leases.sync();
+    for (const id of this.#runners.keys()) if (!held.has(id)) this.#runners.delete(id);
+    if (held.size === 0) return;
+    const jobs = await this.#loadJobs();
+    const pending = new Map<string, Trade>();
+    for (const t of await this.#store.ledger.pending()) if (held.has(t.jobId) && !pending.has(t.jobId)) pending.set(t.jobId, t);
+    await forEach([...jobs.values()], this.#concurrency, (job) => {
+      if (this.#stopping) return Promise.resolve();
+      return this.#step(job, pending.get(job.id), held.get(job.id)!);
+    });
+  }
+
+  #schedule(delay: number): void {
+    if (this.#stopping) return;
+    this.#timer = setTimeout(() => {
+      const t0 = performance.now();
+      this.#ticking = this.tick()
+        .catch((e) => this.#log(`tick failed: ${coerceError(e).message}`))
+        .finally(() => this.#schedule(Math.max(0, this.#tickMs - (performance.now() - t0))));
+    }, delay);
+  }
+
+  async #loadJobs(): Promise<Map<string, Job>> {
+    const rows = await this.#store.transaction((tx) =>
+      tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs JOIN job_leases ON job_leases.job_id = jobs.id WHERE job_leases.owner = ?`, [this.instanceId]),
+    );
+    return new Map(rows.map((row) => [row.id, toJob(row)]));
+  }
+
+  #runner(job: Job, fence: Fence): Runner {
+    let runner = this.#runners.get(job.id);
+    if (!runner) {
+      runner = { fence, scratch: parseScratch(job.strategyState, job), state: {}, scratchDirty: false, lastFlush: Date.now(), failures: 0 };
+      this.#runners.set(job.id, runner);
+    }
+    runner.fence = fence;
+    return runner;
+  }
+
+  #options(runner: Runner, actor = this.#actor): CallOptions {
+    return { fence: runner.fence, actor };
+  }
+
+  async #step(stored: Job, pending: Trade | undefined, fence: Fence): Promise<void> {
+    const runner = this.#runner(stored, fence);
+    try {
+      if (pending) {
+        await this.#reconcile(stored, pending, runner, 'tick');
+        return;
+      }
+      if (!ACTIVE.has(stored.status)) {
+        this.#runners.delete(stored.id);
+        return;
+      }
+      const job: Job = { ...stored, ...runner.state };
+      const price = await this.#exchange.getPrice(job.tokenAddress);
+      const now = Date.now();
+      const d = decide({ job, scratch: runner.scratch, price, now });
+      if (d.scratch !== runner.scratch) runner.scratchDirty = true;
+      runner.scratch = d.scratch;
+      runner.state = { ...runner.state, ...d.state };
+      if (d.completeLiquidation) {
+        await this.#store.transaction(async () => {
+          await this.#flush(job, runner);
+          await this.#store.jobs.completeLiquidation({ id: job.id }, this.#options(runner));
+        });
+        this.#log(`${stamp()}  ${job.tokenSymbol}  liquidation complete: IDLE with a zero balance`);
+      } else if (d.order) {
+        const order = d.order;
+        const { trade } = await this.#store.transaction(async () => {
+          await this.#flush(job, runner);
+          return this.#store.ledger.recordIntent(
+            {
+              job: { id: job.id },
+              side: order.side,
+              reason: order.reason,
+              priceUsd: price,
+              ...(order.baseAmount === undefined ? {} : { baseAmount: order.baseAmount }),
+              ...(order.quoteAmount === undefined ? {} : { quoteAmount: order.quoteAmount }),
+            },
+            this.#options(runner),
+          );
+        });
+        this.#flushed(runner, now);
+        await this.#execute(job, trade, runner, 'tick');
+      } else if (now - runner.lastFlush >= this.#flushMs && (runner.scratchDirty || Object.keys(runner.state).length > 0)) {
+        await this.#store.transaction(() => this.#flush(job, runner));
+        this.#flushed(runner, now);
+      }
+      runner.failures = 0;
+    } catch (e) {
+      await this.#failed(stored, runner, e);
+    }
+  }
+
+  /** Writes the strategy state held in memory (audited fields and scratch), in the caller's transaction. */
+  async #flush(job: Job, runner: Runner): Promise<void> {
+    if (Object.keys(runner.state).length > 0) await this.#store.jobs.updateState({ id: job.id }, runner.state, this.#options(runner));
+    if (runner.scratchDirty) await this.#store.jobs.saveScratch({ id: job.id }, runner.scratch, this.#options(runner));
+  }
+
+  #flushed(runner: Runner, now: number): void {
+    runner.state = {};
+    runner.scratchDirty = false;
+    runner.lastFlush = now;
+  }
+
+  /** Sends a committed intent; an unknown outcome leaves it PENDING for the next tick to reconcile. */
+  async #execute(job: Job, trade: Trade, runner: Runner, phase: 'tick' | 'recovery'): Promise<Outcome> {
+    let order: ExchangeOrder;
+    try {
+      order = await this.#exchange.placeOrder(orderRequest(job, trade));
+    } catch (e) {
+      if (e instanceof ExchangeUnavailableError) {
+        this.#log(`${stamp()}  ${job.tokenSymbol}  ${trade.clientOrderId}: outcome unknown (${e.message}); reconciling next tick`);
+        return 'unknown';
+      }
+      // The exchange answered and refused the order: it does not exist there.
+      if (!(e instanceof ExchangeRejectedError)) throw e;
+      order = refused(job, trade, e);
+    }
+    return this.#settle(job, trade, order, runner, phase);
+  }
+
+  /** Settles a PENDING intent from what the exchange knows of it, sending it again if it never arrived. */
+  async #reconcile(job: Job, trade: Trade, runner: Runner, phase: 'tick' | 'recovery'): Promise<{ outcome: Outcome; resent: boolean }> {
+    let order: ExchangeOrder | null;
+    try {
+      order = await this.#exchange.getOrder(trade.clientOrderId);
+    } catch (e) {
+      if (e instanceof ExchangeUnavailableError) return { outcome: 'unknown', resent: false };
+      throw e;
+    }
+    if (order) return { outcome: await this.#settle(job, trade, order, runner, phase), resent: false };
+    return { outcome: await this.#execute(job, trade, runner, phase), resent: true };
+  }
+
+  async #settle(job: Job, trade: Trade, order: ExchangeOrder, runner: Runner, phase: 'tick' | 'recovery'): Promise<Outcome> {
+    const actor = phase === 'recovery' ? `${this.#actor}:recovery` : this.#actor;
+    const options = this.#options(runner, actor);
+    const before = runner.scratch;
+    const now = Date.now();
+    const result = await this.#store.transaction(async () => {
+      const settled =
+        order.status === 'FILLED'
+          ? await this.#store.ledger.settle(
+              trade.clientOrderId,
+              {
+                status: 'EXECUTED',
+                baseAmount: order.baseAmount,
+                quoteAmount: order.quoteAmount,
+                priceUsd: order.price,
+                exchangeOrderId: order.exchangeOrderId,
+                executedAt: new Date(order.time).toISOString(),
+              },
+              options,
+            )
+          : await this.#store.ledger.settle(trade.clientOrderId, { status: 'FAILED', error: order.error ?? 'rejected by the exchange' }, options);
+      const scratch = afterFill({ job: settled.job, scratch: before, trade: settled.trade, now });
+      if (scratch !== before) await this.#store.jobs.saveScratch({ id: job.id }, scratch, options);
+      return { settled, scratch };
+    });
+    runner.scratch = result.scratch;
+    const t = result.settled.trade;
+    if (t.status === 'EXECUTED') {
+      this.#log(`${stamp()}  ${job.tokenSymbol}  ${t.side} ${t.baseAmount} for ${t.quoteAmount} @ ${t.priceUsd}  ${t.reason}  ${t.clientOrderId}${phase === 'recovery' ? '  (recovered)' : ''}`);
+      return 'executed';
+    }
+    this.#log(`${stamp()}  ${job.tokenSymbol}  ${t.side} ${t.reason} FAILED: ${t.error}  ${t.clientOrderId}`);
+    return 'failed';
+  }
+
+  async #failed(job: Job, runner: Runner, e: unknown): Promise<void> {
+    const error = coerceError(e);
+    if (error.code === 'LEASE_LOST') {
+      this.#runners.delete(job.id);
+      this.#log(`${stamp()}  ${job.tokenSymbol}  lost its lease (another daemon took the job over)`);
+      return;
+    }
+    // The job was paused, liquidated or changed from the CLI meanwhile: next tick sees it.
+    if (error.code === 'INVALID_TRANSITION' || error.code === 'CONCURRENT_MODIFICATION') return;
+    runner.failures++;
+    this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${runner.failures}/${this.#maxFailures}): ${error.message}`);
+    if (runner.failures < this.#maxFailures || error.category === 'storage') return;
+    try {
+      const reason = `${runner.failures} steps failed in a row; last: ${error.message}`;
+      await this.#store.jobs.fail({ id: job.id }, reason, this.#options(runner));
+      this.#runners.delete(job.id);
+      this.#log(`${stamp()}  ${job.tokenSymbol}  → ERROR: ${reason}`);
+    } catch (failError) {
+      if (!isBotstateError(failError, 'LEASE_LOST')) this.#log(`${job.tokenSymbol}: could not mark the job ERROR: ${coerceError(failError).message}`);
+    }
+  }
+
+  /** One audit entry per start-up, in the daemon's own stream. */
+  async #auditRecovery(report: RecoveryReport): Promise<void> {
+    await this.#store.transaction(async (tx) => {
+      const prepared = prepareAudit({
+        stream: `daemon:${this.instanceId}`,
+        seq: 1,
+        prevHash: GENESIS_HASH,
+        at: new Date().toISOString(),
+        actor: this.#actor,
+        entity: 'daemon',
+        entityId: this.instanceId,
+        action: 'recover',
+        before: null,
+        after: report,
+      });
+      await insertAudit(tx, prepared);
+    });
+  }
+}
+
+function orderRequest(job: Job, trade: Trade): OrderRequest {
+  const base = { clientOrderId: trade.clientOrderId, token: job.tokenAddress, side: trade.side };
+  return trade.baseAmount !== null ? { ...base, baseAmount: trade.baseAmount } : { ...base, quoteAmount: trade.quoteAmount! };
+}
+
+function refused(job: Job, trade: Trade, e: unknown): ExchangeOrder {
+  return {
+    clientOrderId: trade.clientOrderId,
+    exchangeOrderId: '',
+    token: job.tokenAddress,
+    side: trade.side,
+    status: 'REJECTED',
+    baseAmount: '0',
+    quoteAmount: '0',
+    price: '0',
+    error: `refused by the exchange: ${(e as Error).message}`.slice(0, 500),
+    time: new Date().toISOString(),
+  };
+}
+
+function stamp(): string {
+  return new Date().toISOString();
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time. */
+async function forEach<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
