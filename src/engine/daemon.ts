@@ -54,6 +54,8 @@ interface Runner {
   scratchDirty: boolean;
   lastFlush: number;
   failures: number;
+  /** Why the exchange rejected the last order. */
+  rejection?: string;
 }
 
 type Outcome = 'executed' | 'failed' | 'unknown';
@@ -90,6 +92,7 @@ export class Daemon {
   #ticking: Promise<void> = Promise.resolve();
   #stopping = false;
   #started = false;
+  #outageSince: number | undefined;
 
   constructor(options: DaemonOptions) {
     this.#store = options.store;
@@ -120,15 +123,17 @@ export class Daemon {
     const t0 = performance.now();
     await this.#leases.register();
     const held = await this.#leases.sync();
-    const jobs = await this.#loadJobs();
     const pending = (await this.#store.ledger.pending()).filter((t) => held.has(t.jobId));
+    // Only the jobs with an open intent are needed now; the rest resume at the first tick.
+    const jobs = await this.#loadJobs([...new Set(pending.map((t) => t.jobId))]);
     const counts = { executed: 0, failed: 0, resent: 0, unknown: 0 };
+    const known = await this.#lookup(pending);
     await forEach(pending, this.#concurrency, async (trade) => {
       const job = jobs.get(trade.jobId);
       if (!job) return;
       const runner = this.#runner(job, held.get(job.id)!);
       try {
-        const { outcome, resent } = await this.#reconcile(job, trade, runner, 'recovery');
+        const { outcome, resent } = await this.#reconcile(job, trade, runner, 'recovery', known);
         counts[outcome === 'unknown' ? 'unknown' : outcome]++;
         if (resent) counts.resent++;
       } catch (e) {
@@ -136,10 +141,9 @@ export class Daemon {
         this.#log(`${job.tokenSymbol} ${trade.clientOrderId}: not reconciled yet (${coerceError(e).message}); retrying every tick`);
       }
     });
-    const withPending = new Set(pending.map((t) => t.jobId));
     const report: RecoveryReport = {
       instanceId: this.instanceId,
-      jobs: [...jobs.values()].filter((j) => ACTIVE.has(j.status) || withPending.has(j.id)).length,
+      jobs: held.size,
       pending: pending.length,
       executed: counts.executed,
       failed: counts.failed,
@@ -172,10 +176,50 @@ export class Daemon {
     const jobs = await this.#loadJobs();
     const pending = new Map<string, Trade>();
     for (const t of await this.#store.ledger.pending()) if (held.has(t.jobId) && !pending.has(t.jobId)) pending.set(t.jobId, t);
+    const prices = await this.#prices([...jobs.values()].filter((j) => ACTIVE.has(j.status) && !pending.has(j.id)));
+    if (prices === 'outage') return;
     await forEach([...jobs.values()], this.#concurrency, (job) => {
       if (this.#stopping) return Promise.resolve();
-      return this.#step(job, pending.get(job.id), held.get(job.id)!);
+      return this.#step(job, pending.get(job.id), held.get(job.id)!, prices.get(job.tokenAddress));
     });
+  }
+
+  /**
+   * Every job's price in one round trip when the exchange can (getPrices); otherwise, or if
+   * that call fails, each step asks for its own.
+   */
+  async #prices(jobs: readonly Job[]): Promise<ReadonlyMap<string, string> | 'outage'> {
+    if (!this.#exchange.getPrices || jobs.length === 0) return new Map();
+    try {
+      const prices = await this.#exchange.getPrices([...new Set(jobs.map((j) => j.tokenAddress))]);
+      if (this.#outageSince !== undefined) {
+        this.#log(`${stamp()}  exchange reachable again after ${Math.round((Date.now() - this.#outageSince) / 1000)} s`);
+        this.#outageSince = undefined;
+      }
+      return prices;
+    } catch (e) {
+      // The whole exchange is unreachable: skip the tick rather than count a failure against
+      // every job (which would put them all in ERROR during an outage). Open intents are
+      // reconciled once it answers again.
+      if (e instanceof ExchangeUnavailableError) {
+        if (this.#outageSince === undefined) {
+          this.#outageSince = Date.now();
+          this.#log(`${stamp()}  exchange unavailable (${e.message}); waiting for it`);
+        }
+        return 'outage';
+      }
+      return new Map();
+    }
+  }
+
+  /** What the exchange has of these intents, in one round trip when it can (getOrders). */
+  async #lookup(trades: readonly Trade[]): Promise<ReadonlyMap<string, ExchangeOrder> | undefined> {
+    if (!this.#exchange.getOrders || trades.length === 0) return undefined;
+    try {
+      return await this.#exchange.getOrders(trades.map((t) => t.clientOrderId));
+    } catch {
+      return undefined;
+    }
   }
 
   #schedule(delay: number): void {
@@ -188,10 +232,19 @@ export class Daemon {
     }, delay);
   }
 
-  async #loadJobs(): Promise<Map<string, Job>> {
-    const rows = await this.#store.transaction((tx) =>
-      tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs JOIN job_leases ON job_leases.job_id = jobs.id WHERE job_leases.owner = ?`, [this.instanceId]),
-    );
+  /** The jobs this daemon holds, or only those of `ids`. */
+  async #loadJobs(ids?: readonly string[]): Promise<Map<string, Job>> {
+    const rows = await this.#store.transaction(async (tx) => {
+      if (ids === undefined) {
+        return tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs JOIN job_leases ON job_leases.job_id = jobs.id WHERE job_leases.owner = ?`, [this.instanceId]);
+      }
+      const out: JobRow[] = [];
+      for (const id of ids) {
+        const row = await tx.get<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`, [id]);
+        if (row) out.push(row);
+      }
+      return out;
+    });
     return new Map(rows.map((row) => [row.id, toJob(row)]));
   }
 
@@ -209,11 +262,12 @@ export class Daemon {
     return { fence: runner.fence, actor };
   }
 
-  async #step(stored: Job, pending: Trade | undefined, fence: Fence): Promise<void> {
+  async #step(stored: Job, pending: Trade | undefined, fence: Fence, knownPrice?: string): Promise<void> {
     const runner = this.#runner(stored, fence);
     try {
       if (pending) {
-        await this.#reconcile(stored, pending, runner, 'tick');
+        const { outcome } = await this.#reconcile(stored, pending, runner, 'tick');
+        await this.#counted(stored, runner, outcome, pending);
         return;
       }
       if (!ACTIVE.has(stored.status)) {
@@ -221,7 +275,7 @@ export class Daemon {
         return;
       }
       const job: Job = { ...stored, ...runner.state };
-      const price = await this.#exchange.getPrice(job.tokenAddress);
+      const price = knownPrice ?? (await this.#exchange.getPrice(job.tokenAddress));
       const now = Date.now();
       const d = decide({ job, scratch: runner.scratch, price, now });
       if (d.scratch !== runner.scratch) runner.scratchDirty = true;
@@ -250,7 +304,8 @@ export class Daemon {
           );
         });
         this.#flushed(runner, now);
-        await this.#execute(job, trade, runner, 'tick');
+        await this.#counted(job, runner, await this.#execute(job, trade, runner, 'tick'), trade);
+        return;
       } else if (now - runner.lastFlush >= this.#flushMs && (runner.scratchDirty || Object.keys(runner.state).length > 0)) {
         await this.#store.transaction(() => this.#flush(job, runner));
         this.#flushed(runner, now);
@@ -291,10 +346,17 @@ export class Daemon {
   }
 
   /** Settles a PENDING intent from what the exchange knows of it, sending it again if it never arrived. */
-  async #reconcile(job: Job, trade: Trade, runner: Runner, phase: 'tick' | 'recovery'): Promise<{ outcome: Outcome; resent: boolean }> {
+  async #reconcile(
+    job: Job,
+    trade: Trade,
+    runner: Runner,
+    phase: 'tick' | 'recovery',
+    known?: ReadonlyMap<string, ExchangeOrder>,
+  ): Promise<{ outcome: Outcome; resent: boolean }> {
     let order: ExchangeOrder | null;
     try {
-      order = await this.#exchange.getOrder(trade.clientOrderId);
+      // A batch lookup that did not list the order is as good as getOrder's "not found".
+      order = known ? (known.get(trade.clientOrderId) ?? null) : await this.#exchange.getOrder(trade.clientOrderId);
     } catch (e) {
       if (e instanceof ExchangeUnavailableError) return { outcome: 'unknown', resent: false };
       throw e;
@@ -335,7 +397,17 @@ export class Daemon {
       return 'executed';
     }
     this.#log(`${stamp()}  ${job.tokenSymbol}  ${t.side} ${t.reason} FAILED: ${t.error}  ${t.clientOrderId}`);
+    runner.rejection = t.error ?? 'rejected by the exchange';
     return 'failed';
+  }
+
+  /**
+   * An order the exchange rejected counts as a failed step (a job that cannot get its orders
+   * through must end in ERROR, not retry forever); a fill resets the count.
+   */
+  async #counted(job: Job, runner: Runner, outcome: Outcome, trade: Trade): Promise<void> {
+    if (outcome === 'executed') runner.failures = 0;
+    else if (outcome === 'failed') await this.#failed(job, runner, new Error(`order ${trade.clientOrderId} was rejected: ${runner.rejection}`));
   }
 
   async #failed(job: Job, runner: Runner, e: unknown): Promise<void> {
@@ -347,11 +419,13 @@ export class Daemon {
     }
     // The job was paused, liquidated or changed from the CLI meanwhile: next tick sees it.
     if (error.code === 'INVALID_TRANSITION' || error.code === 'CONCURRENT_MODIFICATION') return;
+    // Exchange and strategy errors are not botstate bugs: keep their own message.
+    const message = isBotstateError(e) || !(e instanceof Error) ? error.message : e.message;
     runner.failures++;
-    this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${runner.failures}/${this.#maxFailures}): ${error.message}`);
+    this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${runner.failures}/${this.#maxFailures}): ${message}`);
     if (runner.failures < this.#maxFailures || error.category === 'storage') return;
     try {
-      const reason = `${runner.failures} steps failed in a row; last: ${error.message}`;
+      const reason = `${runner.failures} steps failed in a row; last: ${message}`;
       await this.#store.jobs.fail({ id: job.id }, reason, this.#options(runner));
       this.#runners.delete(job.id);
       this.#log(`${stamp()}  ${job.tokenSymbol}  → ERROR: ${reason}`);
@@ -362,11 +436,14 @@ export class Daemon {
 
   /** One audit entry per start-up, in the daemon's own stream. */
   async #auditRecovery(report: RecoveryReport): Promise<void> {
+    const stream = `daemon:${this.instanceId}`;
     await this.#store.transaction(async (tx) => {
+      // An instance id may be reused (a restart with --instance-id): continue its chain.
+      const head = await tx.get<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_log WHERE stream = ? ORDER BY seq DESC LIMIT 1', [stream]);
       const prepared = prepareAudit({
-        stream: `daemon:${this.instanceId}`,
-        seq: 1,
-        prevHash: GENESIS_HASH,
+        stream,
+        seq: head ? Number(head.seq) + 1 : 1,
+        prevHash: head?.hash ?? GENESIS_HASH,
         at: new Date().toISOString(),
         actor: this.#actor,
         entity: 'daemon',
@@ -378,6 +455,7 @@ export class Daemon {
       await insertAudit(tx, prepared);
     });
   }
+
 }
 
 function orderRequest(job: Job, trade: Trade): OrderRequest {

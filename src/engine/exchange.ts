@@ -44,6 +44,16 @@ export interface Exchange {
   getPrice(token: string): Promise<Decimal>;
   /** The account's balances: `USD` for quote, and one entry per token address. */
   getBalances(): Promise<Readonly<Record<string, Decimal>>>;
+  /**
+   * Optional batch form of getPrice: one round trip for many tokens (keys as given). The
+   * daemon uses it, when present, to price every job of a tick at once.
+   */
+  getPrices?(tokens: readonly string[]): Promise<ReadonlyMap<string, Decimal>>;
+  /**
+   * Optional batch form of getOrder: the orders the exchange has among these clientOrderIds
+   * (absent ones were never received). Recovery uses it to reconcile every open intent at once.
+   */
+  getOrders?(clientOrderIds: readonly string[]): Promise<ReadonlyMap<string, ExchangeOrder>>;
 }
 
 /**

@@ -15,6 +15,9 @@ export interface LeaseOptions {
   readonly now?: () => number;
 }
 
+/** Daemons registered by this process and not yet stopped. */
+const RUNNING_HERE = new Set<string>();
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -67,7 +70,12 @@ export class Leases {
         [this.instanceId],
       );
       for (const other of others) {
-        const live = other.host === this.#host ? alive(other.pid) && other.pid !== process.pid : other.heartbeat_at > stale;
+        const live =
+          other.host !== this.#host
+            ? other.heartbeat_at > stale
+            : other.pid === process.pid
+              ? RUNNING_HERE.has(other.id) // our own pid: live only if started in this process and not stopped
+              : alive(other.pid);
         if (!live) {
           // A daemon that died (its process is gone): its jobs need not wait for their TTL.
           await tx.run('UPDATE daemon_instances SET stopped_at = ? WHERE id = ?', [now, other.id]);
@@ -79,7 +87,11 @@ export class Leases {
           });
         }
       }
-      await tx.run('INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, stopped_at) VALUES (?, ?, ?, ?, ?, NULL)', [
+      await tx.run(
+        `INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, stopped_at) VALUES (?, ?, ?, ?, ?, NULL)
+         ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, started_at = excluded.started_at,
+           heartbeat_at = excluded.heartbeat_at, stopped_at = NULL`,
+        [
         this.instanceId,
         this.#host,
         process.pid,
@@ -87,6 +99,7 @@ export class Leases {
         now,
       ]);
     });
+    RUNNING_HERE.add(this.instanceId);
   }
 
   /** Heartbeats, renews, claims; returns every lease this daemon holds (job id → fence). */
@@ -95,7 +108,8 @@ export class Leases {
       const now = this.#iso();
       const expires = this.#iso(this.#ttlMs);
       await tx.run('UPDATE daemon_instances SET heartbeat_at = ? WHERE id = ?', [now, this.instanceId]);
-      await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ?', [expires, this.instanceId]);
+      // Renewed when half the TTL is left, not every tick: a thousand jobs need not be rewritten each second.
+      await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [expires, this.instanceId, this.#iso(this.#ttlMs / 2)]);
       await tx.run(
         `INSERT INTO job_leases (job_id, owner, epoch, expires_at)
          SELECT j.id, '', 0, ? FROM jobs j
@@ -106,7 +120,7 @@ export class Leases {
       // Jobs that no longer need a daemon (paused, idle, failed, nothing pending) are handed back.
       await tx.run(
         `UPDATE job_leases SET owner = '', expires_at = ?
-         WHERE owner = ? AND job_id IN (SELECT j.id FROM jobs j WHERE NOT (${ACTIVE}))`,
+         WHERE owner = ? AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = job_leases.job_id AND (${ACTIVE}))`,
         [now, this.instanceId],
       );
       const want = await this.#wanted(tx, now);
@@ -157,5 +171,6 @@ export class Leases {
       await tx.run(`UPDATE job_leases SET owner = '', expires_at = ? WHERE owner = ?`, [now, this.instanceId]);
       await tx.run('UPDATE daemon_instances SET stopped_at = ?, heartbeat_at = ? WHERE id = ?', [now, now, this.instanceId]);
     });
+    RUNNING_HERE.delete(this.instanceId);
   }
 }

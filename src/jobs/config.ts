@@ -44,6 +44,10 @@ export interface LiquidityConfig {
   readonly maxDailyVolume: Decimal;
   /** % spread around the mid price. */
   readonly spreadPercent: Decimal;
+  /** Quote (USD) capital the job trades with: its starting cash, used for the inventory ratio. */
+  readonly capitalUsd: Decimal;
+  /** USD size of one spread buy or sell (support buys are this × supportBuyMultiplier). */
+  readonly orderSizeUsd: Decimal;
 }
 
 export interface LimitsConfig {
@@ -53,6 +57,8 @@ export interface LimitsConfig {
   readonly minTradeUsd: Decimal | null;
   /** Trades per hour at most; null = no limit. */
   readonly maxTradesPerHour: number | null;
+  /** USD cap on one order (liquidation sells in slices of at most this); null = no cap. */
+  readonly maxOrderUsd: Decimal | null;
 }
 
 /** A job's full configuration. Every job stores all three sections. */
@@ -136,6 +142,8 @@ const TABLE = {
       kind: 'decimal', nullable: false, min: '0', minInclusive: true, max: '100', maxInclusive: false,
       default: '2', unit: '%', description: 'spread around the mid price',
     },
+    capitalUsd: usd('quote capital the job trades with (its starting cash)', '1000'),
+    orderSizeUsd: usd('USD size of one spread buy or sell', '10'),
   },
   limits: {
     maxPositionUsd: {
@@ -149,6 +157,10 @@ const TABLE = {
     maxTradesPerHour: {
       kind: 'integer', nullable: true, min: '1', minInclusive: true, max: '1000000', maxInclusive: true,
       default: null, unit: 'trades', description: 'trades per hour at most; null = no limit',
+    },
+    maxOrderUsd: {
+      kind: 'decimal', nullable: true, min: '0', minInclusive: false, max: null, maxInclusive: false,
+      default: null, unit: 'USD', description: 'largest single order (liquidation sells in slices); null = no cap',
     },
   },
 } as const satisfies { readonly [S in ConfigSection]: { readonly [K in keyof JobConfig[S]]-?: SpecInput } };
@@ -458,6 +470,13 @@ function checkCrossRules(draft: Draft): void {
       `limits.minTradeUsd (${minTrade}) must not exceed limits.maxPositionUsd (${maxPosition}): no trade could be made`,
       { key: 'limits.minTradeUsd', value: minTrade, maxPositionUsd: maxPosition },
       'Lower limits.minTradeUsd or raise limits.maxPositionUsd.');
+  }
+  const maxOrder = draft.limits.get('maxOrderUsd') as Decimal | null;
+  if (minTrade != null && maxOrder != null && cmp(minTrade, maxOrder) > 0) {
+    throw configError(
+      `limits.minTradeUsd (${minTrade}) must not exceed limits.maxOrderUsd (${maxOrder}): no order could be made`,
+      { key: 'limits.minTradeUsd', value: minTrade, maxOrderUsd: maxOrder },
+      'Lower limits.minTradeUsd or raise limits.maxOrderUsd.');
   }
 }
 

@@ -45,15 +45,19 @@ const SPEC: Row[] = [
   ['liquidity', 'supportBuyMultiplier', 'decimal', false, '0', false, null, false, '1.5'],
   ['liquidity', 'maxDailyVolume', 'decimal', false, '0', false, null, false, '500'],
   ['liquidity', 'spreadPercent', 'decimal', false, '0', true, '100', false, '2'],
+  ['liquidity', 'capitalUsd', 'decimal', false, '0', false, null, false, '1000'],
+  ['liquidity', 'orderSizeUsd', 'decimal', false, '0', false, null, false, '10'],
   ['limits', 'maxPositionUsd', 'decimal', true, '0', false, null, false, null],
   ['limits', 'minTradeUsd', 'decimal', true, '0', true, null, false, null],
   ['limits', 'maxTradesPerHour', 'integer', true, '1', true, '1000000', true, null],
+  ['limits', 'maxOrderUsd', 'decimal', true, '0', false, null, false, null],
 ];
 
 const DEFAULT_TEXT = '{"accumulate":{"dcaAmount":10,"dcaIntervalHours":4,"dipBuyThreshold":5,"dipBuyMultiplier":2,'
   + '"takeProfitPercent":0,"takeProfitSellPercent":10,"maxAccumulationUsd":1000},'
-  + '"liquidity":{"targetRatio":0.5,"rebalanceThreshold":10,"supportBuyMultiplier":1.5,"maxDailyVolume":500,"spreadPercent":2},'
-  + '"limits":{"maxPositionUsd":null,"minTradeUsd":null,"maxTradesPerHour":null}}';
+  + '"liquidity":{"targetRatio":0.5,"rebalanceThreshold":10,"supportBuyMultiplier":1.5,"maxDailyVolume":500,"spreadPercent":2,'
+  + '"capitalUsd":1000,"orderSizeUsd":10},'
+  + '"limits":{"maxPositionUsd":null,"minTradeUsd":null,"maxTradesPerHour":null,"maxOrderUsd":null}}';
 
 const TINY = '0.000000000000000001';
 const plus = (a: string, b: string) => fromUnits(toUnits(a) + toUnits(b));
@@ -224,7 +228,7 @@ describe('resolveConfig: --set', () => {
     ['strategy.dcaAmount=5', [/unknown config section "strategy"/, /valid sections: accumulate, liquidity, limits/]],
     ['accumulate.dcaAmmount=5', [/unknown config key accumulate\.dcaAmmount/,
       /valid keys of accumulate: dcaAmount, dcaIntervalHours, dipBuyThreshold, dipBuyMultiplier, takeProfitPercent, takeProfitSellPercent, maxAccumulationUsd$/]],
-    ['limits.maxTradesPerHours=5', [/unknown config key limits\.maxTradesPerHours/, /valid keys of limits: maxPositionUsd, minTradeUsd, maxTradesPerHour$/]],
+    ['limits.maxTradesPerHours=5', [/unknown config key limits\.maxTradesPerHours/, /valid keys of limits: maxPositionUsd, minTradeUsd, maxTradesPerHour, maxOrderUsd$/]],
     ['accumulate.=5', [/unknown config key accumulate\./]],
     ['accumulate.constructor=5', [/unknown config key accumulate\.constructor/]],
     ['accumulate.__proto__=5', [/unknown config key accumulate\.__proto__/]],
@@ -354,6 +358,13 @@ describe('resolveConfig: cross-key rule and the base', () => {
     assert.equal(set('limits.maxPositionUsd=1', 'limits.minTradeUsd=5', 'limits.maxPositionUsd=null').limits.minTradeUsd, '5');
   });
 
+  it('minTradeUsd may not exceed maxOrderUsd', () => {
+    assert.equal(set('limits.maxOrderUsd=50', 'limits.minTradeUsd=50').limits.maxOrderUsd, '50');
+    throwsConfig(() => set('limits.maxOrderUsd=50', 'limits.minTradeUsd=50.000000000000000001'),
+      /^limits\.minTradeUsd \(50\.000000000000000001\) must not exceed limits\.maxOrderUsd \(50\): no order could be made/);
+    assert.equal(set('limits.maxOrderUsd=1', 'limits.minTradeUsd=5', 'limits.maxOrderUsd=null').limits.minTradeUsd, '5');
+  });
+
   it('validates the base too', () => {
     const bad = { ...defaultConfig(), accumulate: { ...defaultConfig().accumulate, dcaAmount: '-1' } };
     throwsConfig(() => resolveConfig(bad, undefined, []), /^accumulate\.dcaAmount must be greater than 0, got -1 \(in the base config\)/);
@@ -388,7 +399,7 @@ describe('serializeConfig / deserializeConfig', () => {
       + '"accumulate":{"dcaIntervalHours":0.0001}}');
     const text = serializeConfig(c);
     assert.ok(text.includes('"dcaIntervalHours":0.0001,'), text);
-    assert.ok(text.includes('"limits":{"maxPositionUsd":123456789012345678901234.123456789012345678,"minTradeUsd":null,"maxTradesPerHour":60}}'), text);
+    assert.ok(text.includes('"limits":{"maxPositionUsd":123456789012345678901234.123456789012345678,"minTradeUsd":null,"maxTradesPerHour":60,"maxOrderUsd":null}}'), text);
     assert.ok(text.startsWith('{"accumulate":{"dcaAmount":10,"dcaIntervalHours"'), text);
     const back = deserializeConfig(text);
     assert.deepEqual(back, c);
@@ -410,7 +421,7 @@ describe('serializeConfig / deserializeConfig', () => {
   it('refuses to serialize an invalid config', () => {
     const bad = { ...defaultConfig(), liquidity: { ...defaultConfig().liquidity, targetRatio: '2' } };
     throwsConfig(() => serializeConfig(bad), /liquidity\.targetRatio must be at least 0 and at most 1, got 2/);
-    const crossed = { ...defaultConfig(), limits: { maxPositionUsd: '1', minTradeUsd: '2', maxTradesPerHour: null } };
+    const crossed = { ...defaultConfig(), limits: { maxPositionUsd: '1', minTradeUsd: '2', maxTradesPerHour: null, maxOrderUsd: null } };
     throwsConfig(() => serializeConfig(crossed), /must not exceed/);
   });
 
@@ -517,6 +528,8 @@ function oracleAccepts(groups: Item[][]): boolean {
     const lo = finals.get('minTradeUsd');
     const hi = finals.get('maxPositionUsd');
     if (lo != null && hi != null && lo > hi) return false;
+    const order = finals.get('maxOrderUsd');
+    if (lo != null && order != null && lo > order) return false;
   }
   return true;
 }

@@ -69,6 +69,9 @@ export function parseExchangeOrder(value: unknown, what = 'an order request'): E
   };
 }
 
+/** Items per batch request. */
+const BATCH = 1000;
+
 export class HttpExchange implements Exchange {
   readonly baseUrl: string;
   readonly timeoutMs: number;
@@ -121,6 +124,40 @@ export class HttpExchange implements Exchange {
     const price = (body as { price?: unknown } | null)?.price;
     if (!isDecimal(price) || price === '0' || price.startsWith('-')) throw invalid(what, `price ${JSON.stringify(price)} is not a canonical positive decimal`);
     return price;
+  }
+
+  async getPrices(tokens: readonly string[]): Promise<ReadonlyMap<string, Decimal>> {
+    const out = new Map<string, Decimal>();
+    for (let i = 0; i < tokens.length; i += BATCH) {
+      const chunk = tokens.slice(i, i + BATCH);
+      const what = `the prices of ${chunk.length} tokens`;
+      const { body } = await this.#call('POST', '/prices', what, JSON.stringify({ tokens: chunk }));
+      const prices = (body as { prices?: unknown } | null)?.prices;
+      if (typeof prices !== 'object' || prices === null) throw invalid(what, 'prices is not an object');
+      for (const token of chunk) {
+        const price = (prices as Record<string, unknown>)[token];
+        if (!isDecimal(price) || price === '0' || price.startsWith('-')) throw invalid(what, `the price of ${token} ${JSON.stringify(price)} is not a canonical positive decimal`);
+        out.set(token, price);
+      }
+    }
+    return out;
+  }
+
+  async getOrders(clientOrderIds: readonly string[]): Promise<ReadonlyMap<string, ExchangeOrder>> {
+    const out = new Map<string, ExchangeOrder>();
+    for (let i = 0; i < clientOrderIds.length; i += BATCH) {
+      const chunk = clientOrderIds.slice(i, i + BATCH);
+      const what = `the lookup of ${chunk.length} orders`;
+      const { body } = await this.#call('POST', '/orders/query', what, JSON.stringify({ clientOrderIds: chunk }));
+      if (!Array.isArray(body)) throw invalid(what, 'not a JSON array');
+      const asked = new Set(chunk);
+      for (const item of body) {
+        const order = parseExchangeOrder(item, what);
+        if (!asked.has(order.clientOrderId)) throw invalid(what, `it answered with order ${order.clientOrderId}, which was not asked for`);
+        out.set(order.clientOrderId, order);
+      }
+    }
+    return out;
   }
 
   async getBalances(): Promise<Readonly<Record<string, Decimal>>> {

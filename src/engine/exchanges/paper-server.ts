@@ -8,6 +8,8 @@
  * | `GET /orders/:clientOrderId` | 200 with the order, or 404 `{ error, code: 'ORDER_NOT_FOUND' }` |
  * | `GET /orders` | 200 with every order, in placement order |
  * | `GET /price/:token` | 200 `{ token, price, time }` |
+ * | `POST /prices` | body `{ tokens: [...] }` (at most 10 000): 200 `{ time, prices: { <token>: price } }`, keyed as asked |
+ * | `POST /orders/query` | body `{ clientOrderIds: [...] }` (at most 10 000): 200 with the orders found, in the order asked |
  * | `GET /balances` | 200 `{ USD, <token>: amount, … }` |
  * | `GET /health` | 200 `{ status: 'ok', time }`; never subject to fault injection |
  *
@@ -194,6 +196,21 @@ export function parseOrderRequest(text: string): OrderRequest {
     : { clientOrderId, token: canonicalToken, side, quoteAmount: amount };
 }
 
+/** `{ "<field>": ["…", …] }`: a list of at most 10 000 non-empty strings. */
+function listField(body: string, field: string): string[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    throw new HttpError(400, 'the body is not JSON');
+  }
+  const list = (parsed as Record<string, unknown> | null)?.[field];
+  if (!Array.isArray(list) || list.length > 10_000 || !list.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 128)) {
+    throw new HttpError(400, `${field} must be an array of at most 10000 non-empty strings`);
+  }
+  return list as string[];
+}
+
 function canonicalTokenOr400(token: string): string {
   try {
     return normalizeAddress(token, { field: 'token' });
@@ -254,6 +271,23 @@ export async function startPaperExchange(options: PaperExchangeOptions = {}): Pr
       if (existing === null) book.savePrices(market.fingerprint, market.cached().filter((p) => p.token === request.token));
       if (o.dropRate > 0 && dropDraw() < o.dropRate) return void res.destroy();
       return send(res, 200, order);
+    }
+    if (parts[0] === 'orders' && parts[1] === 'query' && parts.length === 2) {
+      allow('POST');
+      const ids = listField(body, 'clientOrderIds');
+      return send(res, 200, ids.map((id) => book.get(id)).filter((order) => order !== null));
+    }
+    if (parts[0] === 'prices' && parts.length === 1) {
+      allow('POST');
+      const tokens = listField(body, 'tokens');
+      const prices: Record<string, Decimal> = {};
+      let time = new Date(o.now()).toISOString();
+      for (const token of tokens) {
+        const now = priceNow(canonicalTokenOr400(token));
+        prices[token] = now.price;
+        time = now.time;
+      }
+      return send(res, 200, { time, prices });
     }
     if (parts[0] === 'orders' && parts.length === 2) {
       allow('GET');

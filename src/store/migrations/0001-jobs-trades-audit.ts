@@ -61,7 +61,7 @@ CREATE TABLE trades (
                                   AND price_usd IS NOT NULL AND executed_at IS NOT NULL))
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX trades_by_job ON trades (job_id, created_at);
-CREATE INDEX trades_pending ON trades (status) WHERE status = 'PENDING';
+CREATE INDEX trades_pending ON trades (job_id) WHERE status = 'PENDING';
 
 CREATE TABLE audit_log (
   id        INTEGER PRIMARY KEY,
@@ -128,7 +128,7 @@ CREATE TABLE trades (
                                   AND price_usd IS NOT NULL AND executed_at IS NOT NULL))
 );
 CREATE INDEX trades_by_job ON trades (job_id, created_at);
-CREATE INDEX trades_pending ON trades (status) WHERE status = 'PENDING';
+CREATE INDEX trades_pending ON trades (job_id) WHERE status = 'PENDING';
 
 CREATE TABLE audit_log (
   id        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

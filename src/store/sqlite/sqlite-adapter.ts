@@ -19,6 +19,8 @@ export interface SqliteOptions {
   readonly busyTimeoutMs: number;
   /** Create the file if it does not exist (with mode 0600). */
   readonly create: boolean;
+  /** In `power` mode, let concurrent write transactions share one COMMIT. */
+  readonly groupCommit: boolean;
 }
 
 const DIALECT: Dialect = Object.freeze({ forUpdate: '', skipLocked: () => '' });
@@ -52,6 +54,7 @@ export class SqliteAdapter implements Adapter {
   readonly #mutex = new Mutex();
   readonly #executor: Executor;
   readonly #busyTimeoutMs: number;
+  readonly #groupCommit: boolean;
   readonly #queue: Queued[] = [];
   #leading = false;
   #closed = false;
@@ -61,6 +64,7 @@ export class SqliteAdapter implements Adapter {
     this.durability = options.durability;
     this.location = options.path;
     this.#busyTimeoutMs = options.busyTimeoutMs;
+    this.#groupCommit = options.durability === 'power' && options.groupCommit;
     this.#executor = {
       all: (sql, params) => this.#call(() => this.#prepare(sql).all(...bind(params)) as never),
       get: (sql, params) => this.#call(() => this.#prepare(sql).get(...bind(params)) as never),
@@ -105,7 +109,7 @@ export class SqliteAdapter implements Adapter {
    * free, where SQLite's own busy handler would block it.
    */
   async transaction<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
-    if (this.durability === 'power' && !options.readOnly && !options.exclusive) return this.#grouped(fn);
+    if (this.#groupCommit && !options.readOnly && !options.exclusive) return this.#grouped(fn);
     const deadline = performance.now() + this.#busyTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {

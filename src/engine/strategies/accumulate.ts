@@ -1,0 +1,65 @@
+/**
+ * ACCUMULATE: DCA buys on a schedule, one larger buy per dip below the recent high, and optional
+ * partial take-profit sells. Priority within a tick: take profit, dip buy, DCA; a rule whose order the
+ * limits cut to nothing lets the next one try. See docs/strategies.md.
+ */
+import { add, cmp, mul, mulDiv, sub, type Decimal } from '../../money/decimal.ts';
+import {
+  begin, cmpProducts, finish, isDip, sizeBuy, sizeSell, trackHigh, tradeLimitReached,
+  type Cap, type Decision, type OrderPlan, type StrategyInput,
+} from './strategy.ts';
+
+const MS_PER_HOUR = '3600000';
+
+/** Whether a DCA buy is due: never bought, or at least dcaIntervalHours (exactly, in ms) since the last one. */
+export function dcaDue(lastDcaBuyTime: string | null, intervalHours: Decimal, now: number): boolean {
+  if (lastDcaBuyTime === null) return true;
+  const last = Date.parse(lastDcaBuyTime);
+  if (Number.isNaN(last)) return true;
+  return cmp(String(now - last), mul(intervalHours, MS_PER_HOUR)) >= 0;
+}
+
+/**
+ * Whether take profit fires: takeProfitPercent > 0, something held with a known cost, and
+ * price ≥ costBasis × (1 + takeProfitPercent/100) with costBasis = totalAccumulated / tokenBalance.
+ */
+export function takeProfitDue(price: Decimal, tokenBalance: Decimal, totalAccumulated: Decimal, percent: Decimal): boolean {
+  if (cmp(percent, '0') <= 0 || cmp(tokenBalance, '0') <= 0 || cmp(totalAccumulated, '0') <= 0) return false;
+  // price × balance × 100 ≥ total × (100 + percent), exactly.
+  return cmpProducts([price, tokenBalance, '100'], [totalAccumulated, add('100', percent), '1']) >= 0;
+}
+
+export function decideAccumulate(input: StrategyInput): Decision {
+  const { job, price, now } = input;
+  const cfg = job.config.accumulate;
+  const draft = begin(input);
+  const high = trackHigh(input, draft);
+  if (tradeLimitReached(input)) return finish(input, draft, null, 'max-trades-per-hour');
+
+  const caps: Cap[] = [['max-accumulation', sub(cfg.maxAccumulationUsd, job.totalAccumulated)]];
+  const blocked: string[] = [];
+  const attempt = (sized: ReturnType<typeof sizeBuy>): OrderPlan | null => {
+    if ('order' in sized) return sized.order;
+    blocked.push(sized.skipped);
+    return null;
+  };
+
+  if (takeProfitDue(price, job.tokenBalance, job.totalAccumulated, cfg.takeProfitPercent)) {
+    // takeProfitSellPercent % of the balance, rounded down once.
+    const base = mulDiv(job.tokenBalance, cfg.takeProfitSellPercent, '100', 'down');
+    const order = attempt(sizeSell(input, 'TAKE_PROFIT', base, []));
+    if (order) return finish(input, draft, order, undefined);
+  }
+  if (!input.scratch.dipBought && isDip(price, high, cfg.dipBuyThreshold)) {
+    const order = attempt(sizeBuy(input, 'DIP_BUY', mul(cfg.dcaAmount, cfg.dipBuyMultiplier, 'down'), caps));
+    if (order) {
+      draft.patch.pendingDip = true;
+      return finish(input, draft, order, undefined);
+    }
+  }
+  if (dcaDue(job.lastDcaBuyTime, cfg.dcaIntervalHours, now)) {
+    const order = attempt(sizeBuy(input, 'DCA', cfg.dcaAmount, caps));
+    if (order) return finish(input, draft, order, undefined);
+  }
+  return finish(input, draft, null, blocked[0] ?? 'dca-not-due');
+}

@@ -1,0 +1,86 @@
+/**
+ * LIQUIDITY: keeps inventory around a target share of the job's value and trades around a 20-price
+ * moving average. Priority within a tick: rebalance, support buy (once per dip), spread buy, spread
+ * sell; a rule whose order the limits cut to nothing lets the next one try. Every order stays within
+ * liquidity.maxDailyVolume and the job's cash. See docs/strategies.md.
+ */
+import { add, cmp, fromUnits, mul, div, sub, toUnits, type Decimal } from '../../money/decimal.ts';
+import { MA_WINDOW } from './scratch.ts';
+import {
+  begin, cmpProducts, finish, isDip, sizeBuy, sizeSell, trackHigh, tradeLimitReached, volumeToday,
+  type Cap, type Decision, type OrderPlan, type Sized, type StrategyInput,
+} from './strategy.ts';
+
+const ONE = 10n ** 18n;
+
+/** What a rebalance would do: nothing, buy `quote` USD, or sell `base` tokens, to bring the ratio to target. */
+export type Rebalance = { readonly side: null } | { readonly side: 'BUY'; readonly quote: Decimal } | { readonly side: 'SELL'; readonly base: Decimal };
+
+/**
+ * The rebalance due at `price`: with V = tokenBalance × price and W = V + cash, fires when
+ * |V/W − targetRatio| × 100 > rebalanceThreshold (W > 0), sized so that V becomes targetRatio × W
+ * (a buy rounds its quote down, a sell its base down). Exact.
+ */
+export function rebalanceFor(tokenBalance: Decimal, price: Decimal, cash: Decimal, targetRatio: Decimal, thresholdPercent: Decimal): Rebalance {
+  const v36 = toUnits(tokenBalance) * toUnits(price);
+  const w36 = v36 + toUnits(cash) * ONE;
+  if (w36 <= 0n) return { side: null };
+  const diff54 = v36 * ONE - toUnits(targetRatio) * w36; // V − r·W, at 54 decimals
+  const absDiff = diff54 < 0n ? -diff54 : diff54;
+  if (absDiff * 100n <= toUnits(thresholdPercent) * w36) return { side: null };
+  if (diff54 < 0n) return { side: 'BUY', quote: fromUnits(absDiff / (ONE * ONE)) };
+  return { side: 'SELL', base: fromUnits(diff54 / (toUnits(price) * ONE)) };
+}
+
+export function decideLiquidity(input: StrategyInput): Decision {
+  const { job, price, now, scratch } = input;
+  const cfg = job.config.liquidity;
+  const draft = begin(input);
+  const high = trackHigh(input, draft);
+  const window = [...scratch.prices, price].slice(-MA_WINDOW);
+  draft.patch.prices = window;
+  if (tradeLimitReached(input)) return finish(input, draft, null, 'max-trades-per-hour');
+
+  const cash = add(cfg.capitalUsd, scratch.quoteFlow);
+  const dayLeft = sub(cfg.maxDailyVolume, volumeToday(scratch, now));
+  const buyCaps: Cap[] = [['no-cash', cash], ['max-daily-volume', dayLeft]];
+  const sellCaps: Cap[] = [['max-daily-volume', dayLeft]];
+  const blocked: string[] = [];
+  const attempt = (sized: Sized): OrderPlan | null => {
+    if ('order' in sized) return sized.order;
+    blocked.push(sized.skipped);
+    return null;
+  };
+
+  const rebalance = rebalanceFor(job.tokenBalance, price, cash, cfg.targetRatio, cfg.rebalanceThreshold);
+  if (rebalance.side !== null) {
+    const order = attempt(rebalance.side === 'BUY'
+      ? sizeBuy(input, 'REBALANCE', rebalance.quote, buyCaps)
+      : sizeSell(input, 'REBALANCE', rebalance.base, sellCaps));
+    if (order) {
+      draft.state.lastRebalanceTime = new Date(now).toISOString();
+      return finish(input, draft, order, undefined);
+    }
+  }
+  if (!scratch.dipBought && isDip(price, high, job.config.accumulate.dipBuyThreshold)) {
+    const order = attempt(sizeBuy(input, 'SUPPORT_BUY', mul(cfg.orderSizeUsd, cfg.supportBuyMultiplier, 'down'), buyCaps));
+    if (order) {
+      draft.patch.pendingDip = true;
+      return finish(input, draft, order, undefined);
+    }
+  }
+  if (window.length === MA_WINDOW) {
+    const sum = window.reduce((a, b) => add(a, b), '0');
+    const n = String(MA_WINDOW);
+    // price < MA × (1 − spread/100)  ⇔  price × 100 × n < sum × (100 − spread)
+    if (cmpProducts([price, '100', n], [sum, sub('100', cfg.spreadPercent), '1']) < 0) {
+      const order = attempt(sizeBuy(input, 'SUPPORT_BUY', cfg.orderSizeUsd, buyCaps));
+      if (order) return finish(input, draft, order, undefined);
+    } else if (cmp(job.tokenBalance, '0') > 0
+      && cmpProducts([price, '100', n], [sum, add('100', cfg.spreadPercent), '1']) > 0) {
+      const order = attempt(sizeSell(input, 'TAKE_PROFIT', div(cfg.orderSizeUsd, price, 'down'), sellCaps));
+      if (order) return finish(input, draft, order, undefined);
+    }
+  }
+  return finish(input, draft, null, blocked[0] ?? (window.length < MA_WINDOW ? 'ma-warming-up' : 'no-signal'));
+}

@@ -1,0 +1,146 @@
+/**
+ * The scratch document: what a strategy keeps between ticks besides the audited job fields
+ * (recentHigh, recentHighTime, lastDcaBuyTime, lastRebalanceTime). It is stored as the job's
+ * `strategyState`, is plain JSON (decimals as canonical strings, times as epoch milliseconds) and
+ * stays small: every array is bounded.
+ *
+ * {@link parseScratch} reads whatever is stored (nothing, junk, or a document from an older or newer
+ * version) and never throws: a field that is missing or malformed takes its default, the others are kept.
+ *
+ * @example
+ * const scratch = parseScratch(job.strategyState, job);
+ * const decision = decide({ job, scratch, price, now: Date.now() });
+ */
+import type { Job } from '../../jobs/job-rows.ts';
+import { cmp, isDecimal, isNegative, type Decimal } from '../../money/decimal.ts';
+
+/** The version written by this code. */
+export const SCRATCH_VERSION = 1;
+/** Prices kept for the liquidity moving average. */
+export const MA_WINDOW = 20;
+/** Exact trade times kept; older trades of the last hour are kept as per-minute counts. */
+export const TRADE_TIMES_CAP = 60;
+/** Per-minute counts kept (one hour plus the minute in progress). */
+export const TRADE_MINUTES_CAP = 61;
+
+/**
+ * A `type`, not an `interface`, so that it is assignable to `Job['strategyState']`.
+ * Never mutated: every function returns a new document.
+ */
+export type Scratch = {
+  readonly v: typeof SCRATCH_VERSION;
+  /** The dip below the current recentHigh has been bought (DIP_BUY or liquidity support buy); cleared by a new high. */
+  readonly dipBought: boolean;
+  /** The order decided by the last tick (in flight until its fill) is a dip buy; read by afterFill. */
+  readonly pendingDip: boolean;
+  /** Liquidity: the last {@link MA_WINDOW} prices, oldest first. */
+  readonly prices: readonly Decimal[];
+  /** Quote received by executed sells minus quote spent by executed buys; liquidity cash = capitalUsd + quoteFlow. */
+  readonly quoteFlow: Decimal;
+  /** The UTC day (YYYY-MM-DD) that dayVolume counts, or null before the first trade. */
+  readonly day: string | null;
+  /** USD (quote) traded by executed trades on `day`. */
+  readonly dayVolume: Decimal;
+  /** Epoch ms of the most recent executed trades of the last hour, oldest first, at most {@link TRADE_TIMES_CAP}. */
+  readonly tradeTimes: readonly number[];
+  /** Older executed trades of the last hour, as [minute start (epoch ms), count], oldest first. */
+  readonly tradeMinutes: ReadonlyArray<readonly [number, number]>;
+  /** clientOrderId of the last trade applied by afterFill, so that applying it twice changes nothing. */
+  readonly lastFill: string | null;
+};
+
+/** The scratch of a job that has never ticked. */
+export function emptyScratch(): Scratch {
+  return {
+    v: SCRATCH_VERSION,
+    dipBought: false,
+    pendingDip: false,
+    prices: [],
+    quoteFlow: '0',
+    day: null,
+    dayVolume: '0',
+    tradeTimes: [],
+    tradeMinutes: [],
+    lastFill: null,
+  };
+}
+
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+const MINUTE_MS = 60_000;
+
+function isTime(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+function isPositive(v: unknown): v is Decimal {
+  return isDecimal(v) && cmp(v, '0') > 0;
+}
+
+/**
+ * The scratch stored in `doc` (normally `job.strategyState`), validated. Never throws: each field that is
+ * missing or malformed is reset to its default on its own (a price window with one bad price is reset
+ * whole, since a partial window would misstate the average); unknown fields are dropped.
+ *
+ * `job` is the job the document belongs to; a dip flag without a recent high to measure it from is reset.
+ */
+export function parseScratch(doc: unknown, job: Job): Scratch {
+  const base = emptyScratch();
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return base;
+  const d = doc as Record<string, unknown>;
+  const own = (k: string): unknown => (Object.hasOwn(d, k) ? d[k] : undefined);
+
+  const dipRaw = own('dipBought');
+  const hasHigh = isPositive(job.recentHigh);
+  const dipBought = typeof dipRaw === 'boolean' && hasHigh ? dipRaw : false;
+  const pendingRaw = own('pendingDip');
+  const pendingDip = typeof pendingRaw === 'boolean' ? pendingRaw : false;
+
+  const pricesRaw = own('prices');
+  const prices = Array.isArray(pricesRaw) && pricesRaw.every(isPositive)
+    ? (pricesRaw as Decimal[]).slice(-MA_WINDOW)
+    : [];
+
+  const flowRaw = own('quoteFlow');
+  const quoteFlow = isDecimal(flowRaw) ? flowRaw : '0';
+
+  const dayRaw = own('day');
+  const volRaw = own('dayVolume');
+  const dayOk = typeof dayRaw === 'string' && DAY.test(dayRaw) && !Number.isNaN(Date.parse(`${dayRaw}T00:00:00Z`));
+  const volOk = isDecimal(volRaw) && !isNegative(volRaw);
+  // The day and its volume only mean something together.
+  const day = dayOk && volOk ? dayRaw : null;
+  const dayVolume = dayOk && volOk ? volRaw : '0';
+
+  const timesRaw = own('tradeTimes');
+  const tradeTimes = Array.isArray(timesRaw)
+    ? timesRaw.filter(isTime).sort((a, b) => a - b).slice(-TRADE_TIMES_CAP)
+    : [];
+
+  const minutesRaw = own('tradeMinutes');
+  const tradeMinutes: Array<readonly [number, number]> = [];
+  if (Array.isArray(minutesRaw)) {
+    for (const m of minutesRaw) {
+      if (Array.isArray(m) && m.length === 2 && isTime(m[0]) && m[0] % MINUTE_MS === 0
+        && typeof m[1] === 'number' && Number.isSafeInteger(m[1]) && m[1] > 0) {
+        tradeMinutes.push([m[0], m[1]]);
+      }
+    }
+    tradeMinutes.sort((a, b) => a[0] - b[0]);
+  }
+
+  const lastRaw = own('lastFill');
+  const lastFill = typeof lastRaw === 'string' && lastRaw.length > 0 && lastRaw.length <= 200 ? lastRaw : null;
+
+  return {
+    ...base,
+    dipBought,
+    pendingDip,
+    prices,
+    quoteFlow,
+    day,
+    dayVolume,
+    tradeTimes,
+    tradeMinutes: tradeMinutes.slice(-TRADE_MINUTES_CAP),
+    lastFill,
+  };
+}

@@ -1,0 +1,294 @@
+/**
+ * The strategies, as pure functions: no I/O and no clock (the caller passes `now`). One call of
+ * {@link decide} is one tick of one job and yields at most one order; the daemon sends it, records the
+ * fill, then calls {@link afterFill} with the scratch that {@link decide} returned alongside the order.
+ *
+ * All amounts are exact {@link Decimal}s. Comparisons are exact (products of bigint units); sizes are
+ * rounded once, always in the safe direction (a buy never spends more than allowed, a sell never sells
+ * more than held or more than a cap allows). The rules are documented in docs/strategies.md.
+ *
+ * @example
+ * let scratch = parseScratch(job.strategyState, job);
+ * const d = decide({ job, scratch, price: await exchange.getPrice(job.tokenAddress), now: Date.now() });
+ * // persist d.state and d.scratch with the intent of d.order (if any), send it, record the fill, then:
+ * scratch = afterFill({ job: jobAfterFill, scratch: d.scratch, trade, now: Date.now() });
+ */
+import { ValidationError } from '../../errors.ts';
+import type { Job } from '../../jobs/job-rows.ts';
+import type { Trade, TradeReason } from '../../ledger/ledger.ts';
+import { add, cmp, div, isDecimal, min, mul, sub, toUnits, type Decimal } from '../../money/decimal.ts';
+import { decideAccumulate } from './accumulate.ts';
+import { decideLiquidating } from './liquidating.ts';
+import { decideLiquidity } from './liquidity.ts';
+import { TRADE_MINUTES_CAP, TRADE_TIMES_CAP, type Scratch } from './scratch.ts';
+
+export { emptyScratch, parseScratch, MA_WINDOW, SCRATCH_VERSION, type Scratch } from './scratch.ts';
+
+export interface StrategyInput {
+  readonly job: Job;
+  readonly scratch: Scratch;
+  /** The current price of one token in USD: a canonical Decimal greater than 0. */
+  readonly price: Decimal;
+  /** Epoch milliseconds. */
+  readonly now: number;
+}
+
+/** An order to place. A BUY spends `quoteAmount`; a SELL sells `baseAmount`. Amounts are canonical and > 0. */
+export interface OrderPlan {
+  readonly side: 'BUY' | 'SELL';
+  readonly reason: TradeReason;
+  readonly baseAmount?: Decimal;
+  readonly quoteAmount?: Decimal;
+}
+
+/** Audited job fields a decision changes. */
+export interface StateChange {
+  recentHigh?: Decimal;
+  /** ISO 8601. */
+  recentHighTime?: string;
+  /** ISO 8601. */
+  lastRebalanceTime?: string;
+}
+
+export interface Decision {
+  readonly order: OrderPlan | null;
+  /** Audited job fields to change: only recentHigh, recentHighTime (ISO), lastRebalanceTime (ISO). Empty when nothing changes. */
+  readonly state: StateChange;
+  /**
+   * The new scratch document (not audited; persisted with every order and periodically). It is the very
+   * input object when nothing changed, so `decision.scratch !== input.scratch` says whether to persist it.
+   */
+  readonly scratch: Scratch;
+  /** A LIQUIDATING job whose balance is zero: the daemon completes the liquidation. */
+  readonly completeLiquidation: boolean;
+  /**
+   * Why no order (for logs/tests): 'not-running', 'max-trades-per-hour', 'dca-not-due', 'ma-warming-up',
+   * 'no-signal', 'liquidated', or the limit that cut the triggered order to nothing: 'max-accumulation',
+   * 'max-position', 'max-order', 'max-daily-volume', 'no-cash', 'min-trade', 'zero-amount'.
+   */
+  readonly skipped?: string;
+}
+
+/** One tick of one job: dispatches on job.status (LIQUIDATING → liquidating; other than RUNNING → nothing) then job.mode. */
+export function decide(input: StrategyInput): Decision {
+  checkPrice(input.price);
+  checkNow(input.now);
+  const { job } = input;
+  if (job.status === 'LIQUIDATING') return decideLiquidating(input);
+  if (job.status !== 'RUNNING') return finish(input, begin(input), null, 'not-running');
+  return job.mode === 'LIQUIDITY' ? decideLiquidity(input) : decideAccumulate(input);
+}
+
+export interface AfterFillInput {
+  /** The job after the fill was applied. */
+  readonly job: Job;
+  /** The scratch returned by the decide() that produced the order (the one persisted with its intent). */
+  readonly scratch: Scratch;
+  /** The trade; only an EXECUTED one changes anything beyond clearing the in-flight marker. */
+  readonly trade: Trade;
+  /** Epoch milliseconds. */
+  readonly now: number;
+}
+
+/**
+ * The scratch after a fill: the trade is counted for maxTradesPerHour (at its executedAt), its quote
+ * amount for the UTC day's volume and the liquidity cash, and a filled dip buy marks the dip as bought.
+ * Applying the same trade (same clientOrderId) twice changes nothing the second time.
+ */
+export function afterFill(input: AfterFillInput): Scratch {
+  const { scratch, trade, now } = input;
+  checkNow(now);
+  const cleared: Scratch = scratch.pendingDip ? { ...scratch, pendingDip: false } : scratch;
+  if (trade.status !== 'EXECUTED' || trade.baseAmount === null || trade.quoteAmount === null) return cleared;
+  if (scratch.lastFill === trade.clientOrderId) return cleared;
+  const parsed = trade.executedAt === null ? Number.NaN : Date.parse(trade.executedAt);
+  const at = Number.isSafeInteger(parsed) && parsed >= 0 ? parsed : now;
+  const quote = trade.quoteAmount;
+  const day = utcDay(at);
+  let dayVolume = scratch.dayVolume;
+  let volumeDay = scratch.day;
+  if (volumeDay === null || day > volumeDay) {
+    volumeDay = day;
+    dayVolume = quote;
+  } else if (day === volumeDay) {
+    dayVolume = add(dayVolume, quote);
+  } // A fill dated before the counted day belongs to a day that is over.
+  const isBuy = trade.side === 'BUY';
+  return {
+    ...cleared,
+    dipBought: isBuy && (trade.reason === 'DIP_BUY' || scratch.pendingDip) ? true : scratch.dipBought,
+    quoteFlow: isBuy ? sub(scratch.quoteFlow, quote) : add(scratch.quoteFlow, quote),
+    day: volumeDay,
+    dayVolume,
+    ...recordTradeTime(scratch, at, now),
+    lastFill: trade.clientOrderId,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Shared by the strategies.
+
+export const HOUR_MS = 3_600_000;
+const MINUTE_MS = 60_000;
+
+/** The UTC day of an epoch-ms time, as YYYY-MM-DD. */
+export function utcDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+function checkPrice(price: unknown): void {
+  if (!isDecimal(price) || cmp(price, '0') <= 0) {
+    throw new ValidationError('INVALID_AMOUNT', `price ${JSON.stringify(price)} must be a canonical decimal greater than 0`, {
+      hint: 'pass the exchange price through parseDecimal and do not decide on a zero price',
+      details: { price: typeof price === 'string' ? price.slice(0, 100) : typeof price },
+    });
+  }
+}
+
+function checkNow(now: unknown): void {
+  if (typeof now !== 'number' || !Number.isSafeInteger(now) || now < 0) {
+    throw new ValidationError('INVALID_ARGUMENT', `now must be an integer epoch time in milliseconds, got ${String(now)}`);
+  }
+}
+
+/** A decision being built: the scratch fields that change and the audited state that changes. */
+export interface Draft {
+  readonly patch: { -readonly [K in keyof Scratch]?: Scratch[K] };
+  readonly state: StateChange;
+}
+
+/** Starts a decision; a tick always starts with no order in flight, so the in-flight dip marker is cleared. */
+export function begin(input: StrategyInput): Draft {
+  const draft: Draft = { patch: {}, state: {} };
+  if (input.scratch.pendingDip) draft.patch.pendingDip = false;
+  return draft;
+}
+
+/** The Decision for `draft`; the input scratch object itself when nothing in it changed. */
+export function finish(input: StrategyInput, draft: Draft, order: OrderPlan | null, skipped: string | undefined,
+  completeLiquidation = false): Decision {
+  const scratch = Object.keys(draft.patch).length === 0 ? input.scratch : { ...input.scratch, ...draft.patch };
+  const decision: Decision = { order, state: draft.state, scratch, completeLiquidation };
+  return order === null && skipped !== undefined ? { ...decision, skipped } : decision;
+}
+
+/**
+ * Updates the recent high: a price above job.recentHigh is the new high (time = now) and clears the dip
+ * flag. Returns the high in force for this tick.
+ */
+export function trackHigh(input: StrategyInput, draft: Draft): Decimal {
+  const { job, price } = input;
+  if (cmp(price, job.recentHigh) <= 0) return job.recentHigh;
+  draft.state.recentHigh = price;
+  draft.state.recentHighTime = new Date(input.now).toISOString();
+  if (input.scratch.dipBought) draft.patch.dipBought = false;
+  return price;
+}
+
+/** Whether `price` is at least `thresholdPercent` % below `high` (and the high is known). */
+export function isDip(price: Decimal, high: Decimal, thresholdPercent: Decimal): boolean {
+  if (cmp(high, '0') <= 0) return false;
+  return cmpProducts([price, '100'], [high, sub('100', thresholdPercent)]) <= 0;
+}
+
+/** Executed trades counted in the last hour, i.e. with a time in (now − 1 h, …]; per-minute counts conservatively. */
+export function tradesInLastHour(scratch: Scratch, now: number): number {
+  const since = now - HOUR_MS;
+  let n = 0;
+  for (const t of scratch.tradeTimes) if (t > since) n++;
+  for (const [minute, count] of scratch.tradeMinutes) if (minute + MINUTE_MS > since) n += count;
+  return n;
+}
+
+/** Whether limits.maxTradesPerHour forbids another order now. */
+export function tradeLimitReached(input: StrategyInput): boolean {
+  const max = input.job.config.limits.maxTradesPerHour;
+  return max !== null && tradesInLastHour(input.scratch, input.now) >= max;
+}
+
+/** The scratch's trade-time fields with a trade at `at` added and what is more than an hour old at `now` dropped. */
+function recordTradeTime(scratch: Scratch, at: number, now: number): Pick<Scratch, 'tradeTimes' | 'tradeMinutes'> {
+  const since = Math.max(now, at) - HOUR_MS;
+  const times = scratch.tradeTimes.filter((t) => t > since);
+  let i = times.length;
+  while (i > 0 && (times[i - 1] as number) > at) i--;
+  times.splice(i, 0, at);
+  const minutes = new Map<number, number>();
+  for (const [m, c] of scratch.tradeMinutes) if (m + MINUTE_MS > since) minutes.set(m, (minutes.get(m) ?? 0) + c);
+  while (times.length > TRADE_TIMES_CAP) {
+    const t = times.shift() as number;
+    const m = t - (t % MINUTE_MS);
+    minutes.set(m, (minutes.get(m) ?? 0) + 1);
+  }
+  let list = [...minutes].sort((a, b) => a[0] - b[0]);
+  while (list.length > TRADE_MINUTES_CAP) {
+    // Only reachable with trade times in the future: fold the oldest count into the next, which keeps
+    // it counted at least as long (conservative).
+    const [first, second] = list as [[number, number], [number, number], ...Array<[number, number]>];
+    list = [[second[0], first[1] + second[1]], ...list.slice(2)];
+  }
+  return { tradeTimes: times, tradeMinutes: list };
+}
+
+/** Exact comparison of two products with the same number of factors. */
+export function cmpProducts(a: readonly Decimal[], b: readonly Decimal[]): -1 | 0 | 1 {
+  if (a.length !== b.length) throw new Error('cmpProducts needs the same number of factors on both sides');
+  let x = 1n;
+  let y = 1n;
+  for (const d of a) x *= toUnits(d);
+  for (const d of b) y *= toUnits(d);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/** The outcome of sizing an order under the limits. */
+export type Sized = { readonly order: OrderPlan } | { readonly skipped: string };
+
+/** A strategy-specific cap on an order's USD value, named by the skip reason used when it leaves nothing. */
+export type Cap = readonly [name: string, usd: Decimal];
+
+/**
+ * A buy of `quote` USD under the limits: clamped to limits.maxOrderUsd, to what keeps
+ * tokenBalance × price + quote ≤ limits.maxPositionUsd, and to each of `caps`; skipped when that leaves
+ * nothing or less than limits.minTradeUsd.
+ */
+export function sizeBuy(input: StrategyInput, reason: TradeReason, quote: Decimal, caps: readonly Cap[]): Sized {
+  const { maxOrderUsd, maxPositionUsd, minTradeUsd } = input.job.config.limits;
+  let q = quote;
+  let why = 'zero-amount';
+  const clamp = (name: string, cap: Decimal): void => {
+    if (cmp(cap, q) < 0) { q = cap; why = name; }
+  };
+  if (maxOrderUsd !== null) clamp('max-order', maxOrderUsd);
+  // The position is valued rounding up, so what is left for the buy rounds down.
+  if (maxPositionUsd !== null) clamp('max-position', sub(maxPositionUsd, mul(input.job.tokenBalance, input.price, 'up')));
+  for (const [name, usd] of caps) clamp(name, usd);
+  if (cmp(q, '0') <= 0) return { skipped: why };
+  if (minTradeUsd !== null && cmp(q, minTradeUsd) < 0) return { skipped: 'min-trade' };
+  return { order: { side: 'BUY', reason, quoteAmount: q } };
+}
+
+/**
+ * A sell of `base` tokens under the limits: at most tokenBalance, worth at most limits.maxOrderUsd and
+ * each of `caps` at this price (base amounts round down); skipped when that leaves nothing or is worth less
+ * than limits.minTradeUsd.
+ */
+export function sizeSell(input: StrategyInput, reason: TradeReason, base: Decimal, caps: readonly Cap[]): Sized {
+  const { job, price } = input;
+  const { maxOrderUsd, minTradeUsd } = job.config.limits;
+  let b = min(base, job.tokenBalance);
+  let why = 'zero-amount';
+  const clamp = (name: string, usd: Decimal): void => {
+    const cap = cmp(usd, '0') <= 0 ? '0' : div(usd, price, 'down');
+    if (cmp(cap, b) < 0) { b = cap; why = name; }
+  };
+  if (maxOrderUsd !== null) clamp('max-order', maxOrderUsd);
+  for (const [name, usd] of caps) clamp(name, usd);
+  if (cmp(b, '0') <= 0) return { skipped: why };
+  if (minTradeUsd !== null && cmpProducts([b, price], [minTradeUsd, '1']) < 0) return { skipped: 'min-trade' };
+  return { order: { side: 'SELL', reason, baseAmount: b } };
+}
+
+/** USD traded today (UTC) according to the scratch. A counted day later than today (the clock went back) still counts. */
+export function volumeToday(scratch: Scratch, now: number): Decimal {
+  return scratch.day !== null && scratch.day >= utcDay(now) ? scratch.dayVolume : '0';
+}

@@ -1,0 +1,813 @@
+/**
+ * The daemon (issue 3 §4, §5, §6) end to end: a real store on both engines, a real in-process paper
+ * exchange over HTTP (127.0.0.1, port 0, its own temp SQLite file), and `new Daemon(...)` with short
+ * ticks. Prices are flat (`volatility: '0'`, `startPriceSpread: '0'`) so every fill is predictable.
+ *
+ * An Exchange test double appears only where the paper exchange cannot produce the case: an exchange
+ * whose getPrice fails forever for one token, one that loses a request before it reaches the
+ * exchange, and a recorder that delegates every call to the real HttpExchange and logs it (the
+ * "ticks" below are counted from its getPrice calls for a reference job that always runs).
+ *
+ * The last block drives the real binary (`bin/botstate.js daemon`, run `npm run build` first; `npm
+ * test` does it) as child processes: SIGTERM, a second daemon on the same SQLite file, kill -9 and a
+ * takeover, and `daemon --demo` twice.
+ *
+ * No float touches an amount: sums are exact decimal strings.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { Daemon, type DaemonOptions } from '../../src/engine/daemon.ts';
+import { ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from '../../src/engine/exchange.ts';
+import { HttpExchange } from '../../src/engine/exchanges/http-exchange.ts';
+import { startPaperExchange, type PaperExchangeHandle, type PaperExchangeOptions } from '../../src/engine/exchanges/paper-server.ts';
+import { isBotstateError } from '../../src/errors.ts';
+import type { Job } from '../../src/jobs/job-rows.ts';
+import type { Trade } from '../../src/ledger/ledger.ts';
+import { add, mul, sub, type Decimal } from '../../src/money/decimal.ts';
+import type { Store } from '../../src/store/store.ts';
+import { ENGINES, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const BIN = join(ROOT, 'bin', 'botstate.js');
+
+/** A second token, always running as the reference job whose getPrice calls count the ticks. */
+const REF_TOKEN = tokenAddress(0xb2);
+/** The flat price of every token, and what 10 USD buys at it (rounded down, as the exchange does). */
+const PRICE = '0.37';
+const TEN_USD_OF_TOKEN = '27.027027027027027027';
+/** A DCA every 180 ms. */
+const FAST_DCA = 'accumulate.dcaIntervalHours=0.00005';
+const FAST_DCA_MS = 180;
+/** A job that buys once, then only ticks. */
+const SLOW_DCA = 'accumulate.dcaIntervalHours=1000';
+const TICK = 25;
+/** No process can have this pid (above Linux's pid_max). */
+const DEAD_PID = 2_147_483_646;
+
+const FLAT: PaperExchangeOptions = { volatility: '0', startPriceSpread: '0', startPrice: PRICE };
+
+// ---------------------------------------------------------------------------------------------------------
+// Helpers.
+
+let dir: string;
+let files = 0;
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'botstate-daemon-'));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Undo steps of the running test (daemons, exchanges, children), run last-first after it. */
+let undo: Array<() => Promise<unknown>> = [];
+async function runUndo(): Promise<void> {
+  const steps = undo.reverse();
+  undo = [];
+  for (const step of steps) await step().catch(() => {});
+}
+
+async function paper(options: PaperExchangeOptions = {}): Promise<PaperExchangeHandle> {
+  const ex = await startPaperExchange({ port: 0, dataFile: join(dir, `paper-${files++}.db`), ...FLAT, ...options });
+  undo.push(() => ex.close());
+  return ex;
+}
+
+interface Started {
+  readonly daemon: Daemon;
+  readonly lines: string[];
+}
+
+/** A daemon that logs into `lines`; stopped after the test. */
+function makeDaemon(store: Store, exchange: Exchange, options: Partial<DaemonOptions> = {}): Started {
+  const lines: string[] = [];
+  const daemon = new Daemon({ store, exchange, tickMs: TICK, leaseTtlMs: 5000, log: (line) => void lines.push(line), ...options });
+  undo.push(() => daemon.stop());
+  return { daemon, lines };
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+async function exchangeOrders(url: string): Promise<ExchangeOrder[]> {
+  const res = await fetch(`${url}/orders`);
+  assert.equal(res.status, 200);
+  return (await res.json()) as ExchangeOrder[];
+}
+
+async function exchangeBalances(url: string): Promise<Record<string, Decimal>> {
+  return (await (await fetch(`${url}/balances`)).json()) as Record<string, Decimal>;
+}
+
+const ofJob = (orders: readonly ExchangeOrder[], job: Pick<Job, 'id'>): ExchangeOrder[] => orders.filter((o) => o.clientOrderId.startsWith(`${job.id}-`));
+const sum = (xs: readonly Decimal[]): Decimal => xs.reduce((a, b) => add(a, b), '0');
+
+/**
+ * The end state every scenario must reach: nothing PENDING; every FILLED order of the job is exactly
+ * one EXECUTED trade with the exchange's amounts, price, id and time; every REJECTED order a FAILED
+ * trade; no trade the exchange does not have; and tokenBalance equal to the exchange's fills, exactly.
+ */
+async function assertLedgerMatchesExchange(store: Store, url: string, jobRef: Pick<Job, 'id'>): Promise<{ job: Job; trades: Trade[]; orders: ExchangeOrder[] }> {
+  const job = await store.jobs.get({ id: jobRef.id });
+  const trades = await store.ledger.trades({ id: job.id });
+  const orders = ofJob(await exchangeOrders(url), job);
+  assert.deepEqual(trades.filter((t) => t.status === 'PENDING').map((t) => t.clientOrderId), [], 'nothing is left PENDING');
+  assert.deepEqual(trades.map((t) => t.clientOrderId).sort(), orders.map((o) => o.clientOrderId).sort(), 'the ledger and the exchange hold the same orders');
+  const byId = new Map(trades.map((t) => [t.clientOrderId, t]));
+  for (const o of orders) {
+    const t = byId.get(o.clientOrderId)!;
+    assert.equal(o.token, job.tokenAddress);
+    assert.equal(t.side, o.side, o.clientOrderId);
+    if (o.status === 'FILLED') {
+      assert.equal(t.status, 'EXECUTED', o.clientOrderId);
+      assert.deepEqual(
+        [t.baseAmount, t.quoteAmount, t.priceUsd, t.exchangeOrderId, t.executedAt],
+        [o.baseAmount, o.quoteAmount, o.price, o.exchangeOrderId, o.time],
+        `${o.clientOrderId} is recorded with the exchange's fill`,
+      );
+    } else {
+      assert.equal(t.status, 'FAILED', o.clientOrderId);
+      assert.ok(t.error?.includes(o.error!), `${o.clientOrderId}: the ledger keeps the exchange's reason (${t.error})`);
+    }
+  }
+  const filled = orders.filter((o) => o.status === 'FILLED');
+  const balance = sub(sum(filled.filter((o) => o.side === 'BUY').map((o) => o.baseAmount)), sum(filled.filter((o) => o.side === 'SELL').map((o) => o.baseAmount)));
+  assert.equal(job.tokenBalance, balance, 'tokenBalance equals the exchange fills exactly');
+  return { job, trades, orders };
+}
+
+type Op = 'price' | 'place' | 'get' | 'getOrders';
+interface Call {
+  readonly op: Op;
+  readonly key: string;
+  readonly request?: OrderRequest;
+  /** For `get`: the ledger status of the intent at the moment the daemon asked. */
+  ledgerStatus?: string;
+}
+
+/**
+ * An Exchange that logs every call and delegates to `inner` (the real HttpExchange), unless a hook
+ * answers instead. With `batch`, it also offers the optional batch lookups (getPrices, getOrders),
+ * logged per token (`price`) and per call (`getOrders`, keyed by the ids joined with spaces).
+ */
+class Recorder implements Exchange {
+  readonly calls: Call[] = [];
+  readonly inner: Exchange;
+  readonly hooks: {
+    place?: (o: OrderRequest, n: number) => Promise<ExchangeOrder> | undefined;
+    price?: (token: string) => Promise<Decimal> | undefined;
+    /** Before every order lookup, single or batch. */
+    get?: (call: Call) => Promise<void>;
+  };
+  getPrices?: (tokens: readonly string[]) => Promise<ReadonlyMap<string, Decimal>>;
+  getOrders?: (clientOrderIds: readonly string[]) => Promise<ReadonlyMap<string, ExchangeOrder>>;
+
+  constructor(inner: Exchange, hooks: Recorder['hooks'] = {}, batch = false) {
+    this.inner = inner;
+    this.hooks = hooks;
+    if (batch) {
+      assert.ok(inner.getPrices && inner.getOrders, 'the inner exchange has the batch lookups');
+      this.getPrices = (tokens) => {
+        for (const token of tokens) this.calls.push({ op: 'price', key: token });
+        return inner.getPrices!(tokens);
+      };
+      this.getOrders = async (ids) => {
+        const call: Call = { op: 'getOrders', key: ids.join(' ') };
+        this.calls.push(call);
+        await this.hooks.get?.(call);
+        return inner.getOrders!(ids);
+      };
+    }
+  }
+
+  placeOrder(order: OrderRequest): Promise<ExchangeOrder> {
+    this.calls.push({ op: 'place', key: order.clientOrderId, request: order });
+    return this.hooks.place?.(order, this.count('place', order.clientOrderId)) ?? this.inner.placeOrder(order);
+  }
+
+  async getOrder(clientOrderId: string): Promise<ExchangeOrder | null> {
+    const call: Call = { op: 'get', key: clientOrderId };
+    this.calls.push(call);
+    await this.hooks.get?.(call);
+    return this.inner.getOrder(clientOrderId);
+  }
+
+  getPrice(token: string): Promise<Decimal> {
+    this.calls.push({ op: 'price', key: token });
+    return this.hooks.price?.(token) ?? this.inner.getPrice(token);
+  }
+
+  getBalances(): Promise<Readonly<Record<string, Decimal>>> {
+    return this.inner.getBalances();
+  }
+
+  /** Calls of `op` (for `key`), from call index `from` on. */
+  count(op: Op, key?: string, from = 0, to = this.calls.length): number {
+    let n = 0;
+    for (let i = from; i < to; i++) {
+      const c = this.calls[i]!;
+      if (c.op === op && (key === undefined || c.key === key || (op === 'place' && c.request!.token === key))) n++;
+    }
+    return n;
+  }
+
+  /** The index just after the `n`-th call (1-based) of `op`/`key` at or after `from`, or -1. */
+  after(op: Op, key: string, n: number, from = 0): number {
+    for (let i = from; i < this.calls.length; i++) {
+      const c = this.calls[i]!;
+      if (c.op === op && (c.key === key || (op === 'place' && c.request!.token === key)) && --n === 0) return i + 1;
+    }
+    return -1;
+  }
+
+  /** Waits until `op` was called `n` more times for `key` after call index `from`. */
+  waitCalls(op: Op, key: string, n: number, from = this.calls.length, timeoutMs = 5000): Promise<number> {
+    return waitFor(`${n} ${op} calls for ${key}`, () => {
+      const i = this.after(op, key, n, from);
+      return i >= 0 ? i : undefined;
+    }, timeoutMs);
+  }
+}
+
+const tradeLines = (lines: readonly string[]): string[] => lines.filter((l) => / (BUY|SELL) \S+ for \S+ @ /.test(l));
+
+function sqlFor(fx: Fixture, sql: string): string {
+  let n = 0;
+  return fx.engine === 'sqlite' ? sql : sql.replace(/\?/g, () => `$${++n}`);
+}
+
+const RECOVERY_LINE = /^recovered in \d+(\.\d+)? ms: (\d+) jobs, (\d+) pending intents \((\d+) executed, (\d+) failed, (\d+) re-sent, (\d+) unresolved\)$/;
+
+// ---------------------------------------------------------------------------------------------------------
+
+for (const engine of ENGINES) {
+  describe(`daemon [${engine.name}]`, { skip: engine.skip }, () => {
+    let fx: Fixture;
+    let store: Store;
+    beforeEach(async () => {
+      fx = await engine.create();
+      store = await fx.open();
+    });
+    afterEach(async () => {
+      await runUndo();
+      await fx.cleanup();
+    });
+
+    const raw = (sql: string, params: unknown[] = []) => fx.raw(sqlFor(fx, sql), params);
+
+    it('trades a RUNNING accumulate job on its DCA schedule, one line per trade, with the exchange amounts', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url));
+      const t0 = Date.now();
+      await daemon.start();
+      await waitFor('4 DCA orders', async () => (await exchangeOrders(ex.url)).length >= 4);
+      await daemon.stop();
+
+      const { job: after, trades, orders } = await assertLedgerMatchesExchange(store, ex.url, job);
+      assert.ok(orders.length >= 4);
+      for (const o of orders) {
+        assert.deepEqual([o.status, o.side, o.quoteAmount, o.baseAmount, o.price], ['FILLED', 'BUY', '10', TEN_USD_OF_TOKEN, PRICE]);
+      }
+      for (const t of trades) assert.equal(t.reason, 'DCA');
+      // clientOrderIds are derived from the job and its sequence number, each one new.
+      const seqs = trades.map((t) => {
+        const m = new RegExp(`^${job.id}-(\\d+)$`).exec(t.clientOrderId);
+        assert.ok(m, `clientOrderId ${t.clientOrderId} is <jobId>-<n>`);
+        return Number(m[1]);
+      });
+      assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+      assert.equal(new Set(seqs).size, seqs.length);
+      // On schedule: the first buy at once, then never sooner than the interval, and not much later.
+      const times = orders.map((o) => Date.parse(o.time));
+      assert.ok(times[0]! - t0 < 1000, `first DCA ${times[0]! - t0} ms after start`);
+      const gaps = times.slice(1).map((t, i) => t - times[i]!);
+      for (const g of gaps) assert.ok(g >= FAST_DCA_MS, `a DCA ${g} ms after the previous one, interval ${FAST_DCA_MS} ms`);
+      const mean = gaps.reduce((a, b) => a + b, 0) / gaps.length;
+      assert.ok(mean < 2 * FAST_DCA_MS, `mean DCA gap ${mean} ms`);
+      // The job's state, from the fills.
+      assert.equal(after.status, 'RUNNING');
+      assert.equal(after.tokenBalance, sum(orders.map((o) => o.baseAmount)));
+      assert.equal(after.totalAccumulated, sum(orders.map((o) => o.quoteAmount)));
+      assert.equal(after.lastDcaBuyTime, orders.at(-1)!.time);
+      assert.equal((await exchangeBalances(ex.url))[TOKEN], after.tokenBalance, 'the job holds what the exchange account holds');
+      // One line per trade, naming it.
+      const printed = tradeLines(lines);
+      assert.equal(printed.length, trades.length);
+      for (const t of trades) {
+        const mine = printed.filter((l) => l.includes(t.clientOrderId));
+        assert.equal(mine.length, 1, `one line for ${t.clientOrderId}`);
+        assert.match(mine[0]!, new RegExp(`LGI +BUY ${t.baseAmount!.replace('.', '\\.')} for 10 @ 0\\.37 +DCA +${t.clientOrderId}$`));
+      }
+      for (const l of lines) assert.doesNotMatch(l, /\n/);
+      assert.match(lines[0]!, RECOVERY_LINE);
+    });
+
+    it('notices jobs started, paused and liquidated from another store within about one tick', async () => {
+      const ex = await paper();
+      const ref = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'REF', set: [SLOW_DCA] });
+      const rec = new Recorder(new HttpExchange(ex.url));
+      const { daemon, lines } = makeDaemon(store, rec, { tickMs: 30 });
+      await daemon.start();
+      await rec.waitCalls('price', REF_TOKEN, 2, 0);
+      const cli = await fx.open({ actor: 'cli:test' });
+
+      // Started: traded at the first or second tick after the commit (counted from before the call).
+      const iStart = rec.calls.length;
+      const job = await cli.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const iFirst = await rec.waitCalls('place', TOKEN, 1, iStart);
+      const ticksToFirst = rec.count('price', REF_TOKEN, iStart, iFirst);
+      assert.ok(ticksToFirst <= 3, `the new job traded ${ticksToFirst} ticks after it was started`);
+      await rec.waitCalls('place', TOKEN, 1, iFirst);
+
+      // Paused: no step after the next tick, no intent after the pause.
+      const paused = await cli.jobs.pause({ id: job.id });
+      const iPause = rec.calls.length;
+      await rec.waitCalls('price', REF_TOKEN, 6, iPause);
+      const iNoticed = rec.after('price', REF_TOKEN, 2, iPause);
+      assert.equal(rec.count('price', TOKEN, iNoticed), 0, 'the paused job is not stepped two ticks after the pause');
+      assert.ok(rec.count('place', TOKEN, iPause) <= 1, 'at most the order in flight is sent after the pause');
+      const beforeLiquidation = await assertLedgerMatchesExchange(store, ex.url, job);
+      for (const t of beforeLiquidation.trades) assert.ok(t.createdAt <= paused.stoppedAt!, `intent ${t.clientOrderId} at ${t.createdAt}, paused at ${paused.stoppedAt}`);
+      assert.equal(beforeLiquidation.job.status, 'PAUSED');
+      assert.ok(beforeLiquidation.trades.length >= 2);
+      const bought = beforeLiquidation.job.tokenBalance;
+
+      // Liquidated: sells everything, then IDLE with a zero balance.
+      await cli.jobs.liquidate({ id: job.id });
+      const iLiq = rec.calls.length;
+      const idle = await waitFor('the job to be IDLE', async () => {
+        const j = await cli.jobs.get({ id: job.id });
+        return j.status === 'IDLE' ? j : undefined;
+      });
+      const ticksToIdle = rec.count('price', REF_TOKEN, iLiq);
+      assert.ok(ticksToIdle <= 5, `liquidation took ${ticksToIdle} ticks`);
+      assert.equal(idle.tokenBalance, '0');
+      const { trades, orders } = await assertLedgerMatchesExchange(store, ex.url, job);
+      const sell = trades.at(-1)!;
+      assert.deepEqual([sell.side, sell.reason, sell.status, sell.baseAmount], ['SELL', 'LIQUIDATE', 'EXECUTED', bought]);
+      assert.equal(orders.filter((o) => o.side === 'SELL').length, 1);
+      assert.equal((await exchangeBalances(ex.url))[TOKEN], '0');
+      assert.ok(lines.some((l) => /LGI +liquidation complete: IDLE with a zero balance$/.test(l)));
+      // An IDLE job is not stepped any more; the reference job ran throughout.
+      const iIdle = rec.calls.length;
+      await rec.waitCalls('price', REF_TOKEN, 3, iIdle);
+      assert.equal(rec.count('price', TOKEN, rec.after('price', REF_TOKEN, 1, iIdle)), 0);
+      assert.equal((await store.jobs.get({ id: ref.id })).status, 'RUNNING');
+    });
+
+    it('reconciles an order whose response was dropped from getOrder: EXECUTED once, never placed twice', async () => {
+      const ex = await paper({ dropRate: 1 });
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const rec = new Recorder(new HttpExchange(ex.url), {
+        get: async (call) => {
+          call.ledgerStatus = (await store.ledger.get(call.key)).status;
+        },
+      });
+      const { daemon, lines } = makeDaemon(store, rec, { maxFailures: 2 });
+      await daemon.start();
+      const [trade] = await waitFor('the trade to be settled', async () => {
+        const ts = await store.ledger.trades({ id: job.id });
+        return ts.length === 1 && ts[0]!.status !== 'PENDING' ? ts : undefined;
+      });
+      await rec.waitCalls('price', TOKEN, 4);
+      const id = trade!.clientOrderId;
+
+      assert.equal(trade!.status, 'EXECUTED');
+      assert.deepEqual(rec.calls.filter((c) => c.op === 'place').map((c) => c.key), [id], 'placed once');
+      const gets = rec.calls.filter((c) => c.op === 'get');
+      assert.ok(gets.length >= 1 && gets.every((c) => c.key === id));
+      assert.equal(gets[0]!.ledgerStatus, 'PENDING', 'the intent stayed PENDING until it was reconciled');
+      assert.deepEqual((await exchangeOrders(ex.url)).map((o) => o.clientOrderId), [id], 'the exchange has one order');
+      const { job: after } = await assertLedgerMatchesExchange(store, ex.url, job);
+      assert.equal(after.tokenBalance, TEN_USD_OF_TOKEN);
+      assert.equal(after.status, 'RUNNING', 'an unknown outcome is not a failure');
+      assert.equal(lines.filter((l) => l.includes(`${id}: outcome unknown`)).length, 1);
+      assert.equal(tradeLines(lines).filter((l) => l.includes(id)).length, 1);
+    });
+
+    it('sends an order that never reached the exchange again under the same clientOrderId', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const rec = new Recorder(new HttpExchange(ex.url), {
+        place: (_o, n) => (n === 1 ? Promise.reject(new ExchangeUnavailableError('connection reset before the request was sent')) : undefined),
+      });
+      const { daemon } = makeDaemon(store, rec);
+      await daemon.start();
+      await waitFor('the trade to be EXECUTED', async () => (await store.ledger.trades({ id: job.id }))[0]?.status === 'EXECUTED');
+      await rec.waitCalls('price', TOKEN, 3);
+
+      const placed = rec.calls.filter((c) => c.op === 'place');
+      assert.equal(placed.length, 2);
+      assert.deepEqual(placed[1]!.request, placed[0]!.request, 'the same order, under the same clientOrderId');
+      const gets = rec.calls.filter((c) => c.op === 'get');
+      assert.ok(gets.length >= 1 && rec.calls.indexOf(gets[0]!) < rec.calls.indexOf(placed[1]!), 'looked up before it was sent again');
+      const { orders, job: after } = await assertLedgerMatchesExchange(store, ex.url, job);
+      assert.deepEqual(orders.map((o) => o.clientOrderId), [placed[0]!.key]);
+      assert.equal(after.tokenBalance, TEN_USD_OF_TOKEN);
+    });
+
+    for (const batch of [false, true]) {
+      const how = batch ? ' (batch lookup)' : '';
+      it(`recovery re-sends an intent committed but never sent, under the same clientOrderId, and audits it${how}`, async () => {
+        const ex = await paper();
+        const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+        // As if a daemon died right after committing the intent (its price is stale; the fill decides).
+        const { trade: intent } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10', priceUsd: '0.5' });
+        assert.equal(intent.status, 'PENDING');
+        const rec = new Recorder(new HttpExchange(ex.url), {}, batch);
+        const { daemon, lines } = makeDaemon(store, rec);
+        const report = await daemon.start();
+        const duringRecovery = rec.calls.map((c) => `${c.op} ${c.key}`);
+
+        assert.deepEqual({ ...report, ms: 0 }, { instanceId: daemon.instanceId, jobs: 1, pending: 1, executed: 1, failed: 0, resent: 1, unresolved: 0, ms: 0 });
+        assert.ok(typeof report.ms === 'number' && report.ms >= 0 && report.ms < 5000);
+        assert.deepEqual(duringRecovery, [`${batch ? 'getOrders' : 'get'} ${intent.clientOrderId}`, `place ${intent.clientOrderId}`]);
+        assert.equal(rec.calls.find((c) => c.op === 'place')!.request!.quoteAmount, '10');
+
+        await rec.waitCalls('price', TOKEN, 3);
+        const { trades, orders } = await assertLedgerMatchesExchange(store, ex.url, job);
+        assert.deepEqual(orders.map((o) => o.clientOrderId), [intent.clientOrderId], 'one order, under the intent’s own clientOrderId');
+        assert.equal(trades[0]!.priceUsd, PRICE, 'the fill, not the intent, sets the price');
+        assert.equal(rec.count('place'), 1);
+
+        const line = lines.find((l) => l.startsWith('recovered in'));
+        assert.match(line!, RECOVERY_LINE);
+        assert.equal(RECOVERY_LINE.exec(line!)!.slice(2).join(' '), '1 1 1 0 1 0');
+        assert.ok(tradeLines(lines).some((l) => l.includes(intent.clientOrderId) && l.endsWith('(recovered)')));
+
+        const audit = await raw('SELECT seq, actor, entity, entity_id, action, after FROM audit_log WHERE stream = ?', [`daemon:${daemon.instanceId}`]);
+        assert.equal(audit.length, 1);
+        const a = audit[0]!;
+        assert.deepEqual([Number(a['seq']), a['actor'], a['entity'], a['entity_id'], a['action']], [1, `daemon:${daemon.instanceId}`, 'daemon', daemon.instanceId, 'recover']);
+        assert.deepEqual(typeof a['after'] === 'string' ? JSON.parse(a['after']) : a['after'], report);
+        const settled = (await store.history({ id: job.id })).filter((e) => e.action === 'settle');
+        assert.deepEqual(settled.map((e) => e.actor), [`daemon:${daemon.instanceId}:recovery`]);
+        assert.deepEqual((await store.verifyAudit()).problems, []);
+      });
+
+      it(`recovery leaves an intent PENDING while the exchange cannot be asked, and settles it at a later tick${how}`, async () => {
+        const ex = await paper();
+        const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+        const { trade: intent } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+        let outage = 3;
+        const rec = new Recorder(new HttpExchange(ex.url), {
+          get: async () => {
+            if (outage-- > 0) throw new ExchangeUnavailableError('exchange restarting');
+          },
+        }, batch);
+        const { daemon, lines } = makeDaemon(store, rec);
+        const report = await daemon.start();
+        assert.deepEqual([report.pending, report.unresolved, report.executed, report.resent, report.failed], [1, 1, 0, 0, 0]);
+        assert.equal((await store.ledger.get(intent.clientOrderId)).status, 'PENDING');
+        assert.equal(rec.count('place'), 0, 'nothing is sent while the exchange cannot say whether it has the order');
+        assert.match(lines.find((l) => l.startsWith('recovered in'))!, /\(0 executed, 0 failed, 0 re-sent, 1 unresolved\)$/);
+
+        await waitFor('the intent to be EXECUTED', async () => (await store.ledger.get(intent.clientOrderId)).status === 'EXECUTED');
+        await rec.waitCalls('price', TOKEN, 3);
+        const placed = rec.calls.filter((c) => c.op === 'place');
+        assert.deepEqual(placed.map((c) => c.key), [intent.clientOrderId], 'sent once, under its own clientOrderId');
+        const lookups = rec.calls.slice(0, rec.calls.indexOf(placed[0]!)).filter((c) => c.op === 'get' || c.op === 'getOrders');
+        assert.equal(lookups.length, 4, 'asked again until the exchange answered (3 failures, then "not found")');
+        assert.ok(lookups.every((c) => c.key === intent.clientOrderId));
+        const { orders, job: after } = await assertLedgerMatchesExchange(store, ex.url, job);
+        assert.equal(orders.length, 1);
+        assert.equal(after.status, 'RUNNING');
+      });
+
+      it(`recovery settles an intent the exchange already filled, placing nothing${how}`, async () => {
+        const ex = await paper();
+        const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+        const { trade: intent } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10', priceUsd: '0.5' });
+        const filled = await new HttpExchange(ex.url).placeOrder({ clientOrderId: intent.clientOrderId, token: TOKEN, side: 'BUY', quoteAmount: '10' });
+        assert.equal(filled.status, 'FILLED');
+        const rec = new Recorder(new HttpExchange(ex.url), {}, batch);
+        const { daemon } = makeDaemon(store, rec);
+        const report = await daemon.start();
+        assert.deepEqual([report.pending, report.executed, report.resent, report.failed, report.unresolved], [1, 1, 0, 0, 0]);
+        await rec.waitCalls('price', TOKEN, 3);
+
+        assert.equal(rec.count('place'), 0, 'nothing was placed');
+        const { trades } = await assertLedgerMatchesExchange(store, ex.url, job);
+        assert.deepEqual(await exchangeOrders(ex.url), [filled]);
+        assert.equal(trades.length, 1);
+        assert.equal(trades[0]!.exchangeOrderId, filled.exchangeOrderId);
+        assert.equal((await store.jobs.get({ id: job.id })).tokenBalance, filled.baseAmount);
+      });
+    }
+
+    it('records a REJECTED order as FAILED with the reason; rejections in a row put the job in ERROR', async () => {
+      const ex = await paper({ initialUsd: '25' });
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url), { maxFailures: 3 });
+      await daemon.start();
+      const during = await waitFor('ERROR after 3 rejections', async () => {
+        const j = await store.jobs.get({ id: job.id });
+        return j.status === 'ERROR' ? j : undefined;
+      });
+
+      const settled = (await store.ledger.trades({ id: job.id })).filter((t) => t.status !== 'PENDING');
+      const onExchange = new Map(ofJob(await exchangeOrders(ex.url), job).map((o) => [o.clientOrderId, o]));
+      assert.deepEqual(settled.map((t) => t.status), ['EXECUTED', 'EXECUTED', 'FAILED', 'FAILED', 'FAILED'], 'two buys fit in 25 USD, then three rejections in a row');
+      const failed = settled.filter((t) => t.status === 'FAILED');
+      for (const t of failed) {
+        assert.equal(onExchange.get(t.clientOrderId)?.status, 'REJECTED');
+        assert.match(t.error!, /insufficient USD balance: the order needs 10, the account has 5$/);
+        assert.equal(t.baseAmount, null, 'nothing was filled');
+        assert.equal(lines.filter((l) => / LGI +BUY DCA FAILED: insufficient USD balance/.test(l) && l.endsWith(t.clientOrderId)).length, 1, `one line for ${t.clientOrderId}`);
+      }
+      assert.match(during.statusReason!, /3 steps failed in a row; last: order .* was rejected: insufficient USD balance/);
+      assert.equal(during.tokenBalance, add(TEN_USD_OF_TOKEN, TEN_USD_OF_TOKEN));
+
+      // It carries on: liquidated, it sells what it holds.
+      await (await fx.open()).jobs.liquidate({ id: job.id });
+      await waitFor('IDLE', async () => (await store.jobs.get({ id: job.id })).status === 'IDLE');
+      await daemon.stop();
+      const end = await assertLedgerMatchesExchange(store, ex.url, job);
+      assert.equal(end.job.tokenBalance, '0');
+      assert.deepEqual([end.trades.at(-1)!.reason, end.trades.at(-1)!.status], ['LIQUIDATE', 'EXECUTED']);
+      assert.equal((await exchangeBalances(ex.url))['USD'], add('5', mul(add(TEN_USD_OF_TOKEN, TEN_USD_OF_TOKEN), PRICE, 'down')));
+    });
+
+    it('puts a job whose exchange calls keep failing into ERROR after maxFailures; the other job keeps trading', async () => {
+      const ex = await paper();
+      const broken = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'BAD', set: [FAST_DCA] });
+      const good = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'GOOD', set: [FAST_DCA] });
+      const rec = new Recorder(new HttpExchange(ex.url), {
+        price: (token) => (token === TOKEN ? Promise.reject(new ExchangeUnavailableError('simulated outage of the BAD market')) : undefined),
+      });
+      const { daemon, lines } = makeDaemon(store, rec, { maxFailures: 3 });
+      await daemon.start();
+      const failedJob = await waitFor('BAD to be ERROR', async () => {
+        const j = await store.jobs.get({ id: broken.id });
+        return j.status === 'ERROR' ? j : undefined;
+      });
+      const goodOrdersAtError = ofJob(await exchangeOrders(ex.url), good).length;
+      const iError = rec.calls.length;
+      await rec.waitCalls('place', REF_TOKEN, 2, iError, 3000);
+
+      assert.match(failedJob.statusReason!, /^3 steps failed in a row; last: .*simulated outage of the BAD market/);
+      assert.equal(rec.count('price', TOKEN), 3, 'three failed steps, then no more');
+      assert.equal(rec.count('place', TOKEN), 0);
+      assert.deepEqual(await store.ledger.trades({ id: broken.id }), []);
+      assert.deepEqual(
+        lines.filter((l) => l.includes('BAD')).map((l) => l.replace(/^\S+ +BAD +/, '').replace(/:.*/, '')),
+        ['step failed (1/3)', 'step failed (2/3)', 'step failed (3/3)', '→ ERROR'],
+      );
+      const fail = (await store.history({ id: broken.id })).filter((e) => e.action === 'fail');
+      assert.deepEqual(fail.map((e) => e.actor), [`daemon:${daemon.instanceId}`]);
+      await daemon.stop();
+      const { job: goodAfter, orders } = await assertLedgerMatchesExchange(store, ex.url, good);
+      assert.ok(orders.length >= goodOrdersAtError + 2, 'GOOD kept trading after BAD failed');
+      assert.equal(goodAfter.status, 'RUNNING');
+      assert.equal(ofJob(await exchangeOrders(ex.url), broken).length, 0);
+    });
+
+    it('stop() finishes and records the step in flight, releases the leases and marks the instance stopped', async () => {
+      const ex = await paper({ latencyMs: 250 });
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url));
+      await daemon.start();
+      const [inFlight] = await waitFor('an intent in flight', async () => {
+        const p = await store.ledger.pending();
+        return p.length > 0 ? p : undefined;
+      });
+      await daemon.stop();
+
+      const settled = await store.ledger.get(inFlight!.clientOrderId);
+      assert.equal(settled.status, 'EXECUTED', 'the order in flight was recorded before stop() returned');
+      assert.deepEqual(await store.ledger.pending(), []);
+      assert.equal(tradeLines(lines).filter((l) => l.includes(settled.clientOrderId)).length, 1);
+      const leases = await raw('SELECT owner FROM job_leases');
+      assert.ok(leases.length >= 1);
+      assert.deepEqual(leases.map((l) => l['owner']), leases.map(() => ''), 'every lease handed back');
+      const [instance] = await raw('SELECT stopped_at FROM daemon_instances WHERE id = ?', [daemon.instanceId]);
+      assert.notEqual(instance!['stopped_at'], null);
+      // Nothing runs after stop().
+      const count = (await exchangeOrders(ex.url)).length;
+      await sleep(700);
+      assert.equal((await exchangeOrders(ex.url)).length, count);
+      await assertLedgerMatchesExchange(store, ex.url, job);
+    });
+
+    it('restarts with the same instanceId after a clean stop', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const first = makeDaemon(store, new HttpExchange(ex.url), { instanceId: 'bot-1' });
+      await first.daemon.start();
+      await waitFor('a trade', async () => (await store.ledger.trades({ id: job.id }, { status: 'EXECUTED' })).length === 1);
+      await first.daemon.stop();
+      const second = makeDaemon(store, new HttpExchange(ex.url), { instanceId: 'bot-1' });
+      const report = await second.daemon.start();
+      assert.deepEqual([report.instanceId, report.jobs], ['bot-1', 1]);
+      const audit = await raw('SELECT seq, action FROM audit_log WHERE stream = ? ORDER BY seq', ['daemon:bot-1']);
+      assert.deepEqual(audit.map((r) => [Number(r['seq']), r['action']]), [[1, 'recover'], [2, 'recover']]);
+    });
+
+    it('takes the jobs of a dead instance at once, not after its lease TTL, with a new fencing epoch', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      assert.throws(() => process.kill(DEAD_PID, 0), { code: 'ESRCH' });
+      const now = new Date().toISOString();
+      const later = new Date(Date.now() + 3_600_000).toISOString();
+      await raw('INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, stopped_at) VALUES (?, ?, ?, ?, ?, NULL)', ['ghost', hostname(), DEAD_PID, now, now]);
+      await raw('INSERT INTO job_leases (job_id, owner, epoch, expires_at) VALUES (?, ?, ?, ?)', [job.id, 'ghost', 7, later]);
+
+      const rec = new Recorder(new HttpExchange(ex.url));
+      const { daemon } = makeDaemon(store, rec, { leaseTtlMs: 3_600_000 });
+      const report = await daemon.start();
+      assert.equal(report.jobs, 1);
+      await rec.waitCalls('place', TOKEN, 1, 0, 3000);
+      const [lease] = await raw('SELECT owner, epoch FROM job_leases WHERE job_id = ?', [job.id]);
+      assert.deepEqual([lease!['owner'], Number(lease!['epoch'])], [daemon.instanceId, 8]);
+      const [ghost] = await raw('SELECT stopped_at FROM daemon_instances WHERE id = ?', ['ghost']);
+      assert.notEqual(ghost!['stopped_at'], null, 'the dead instance is marked stopped');
+      await daemon.stop();
+      await assertLedgerMatchesExchange(store, ex.url, job);
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// SQLite: one daemon per file, and the real binary.
+
+interface Child {
+  readonly child: ChildProcess;
+  readonly stdout: () => string;
+  readonly stderr: () => string;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Waits until stdout has a line matching `re` (from line `from` on); returns its index. */
+  line(re: RegExp, timeoutMs?: number, from?: number): Promise<number>;
+  lines(): string[];
+}
+
+function envWithoutDb(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env['BOTSTATE_DB'];
+  return env;
+}
+
+function botstate(args: readonly string[], cwd = dir): Child {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: envWithoutDb(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  undo.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  });
+  const lines = () => out.split('\n').filter((l) => l !== '');
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    lines,
+    line: (re, timeoutMs = 10_000, from = 0) =>
+      waitFor(`a line matching ${re} from botstate ${args.join(' ')} (stdout so far: ${JSON.stringify(out)}, stderr: ${JSON.stringify(err)})`, () => {
+        const i = lines().findIndex((l, k) => k >= from && re.test(l));
+        return i >= 0 ? i + 1 : undefined;
+      }, timeoutMs).then((i) => i - 1),
+  };
+}
+
+const sqlite = ENGINES.find((e) => e.name === 'sqlite')!;
+
+describe('daemon on SQLite: one per file; the real CLI', () => {
+  let fx: Fixture;
+  let store: Store;
+  before(() => {
+    assert.ok(existsSync(join(ROOT, 'dist', 'cli', 'main.js')), 'dist/cli/main.js is missing: run `npm run build` first (npm test does it)');
+  });
+  beforeEach(async () => {
+    fx = await sqlite.create();
+    store = await fx.open();
+  });
+  afterEach(async () => {
+    await runUndo();
+    await fx.cleanup();
+  });
+
+  it('refuses a second daemon in the same process on the same file while the first runs', async () => {
+    const ex = await paper();
+    await store.jobs.start({ tokenAddress: TOKEN, set: [FAST_DCA] });
+    const first = makeDaemon(store, new HttpExchange(ex.url));
+    await first.daemon.start();
+    const second = makeDaemon(await fx.open(), new HttpExchange(ex.url));
+    await assert.rejects(second.daemon.start(), (e: unknown) => isBotstateError(e, 'DAEMON_RUNNING'));
+    const [lease] = await fx.raw('SELECT owner FROM job_leases');
+    assert.equal(lease!['owner'], first.daemon.instanceId, 'the first daemon keeps its job');
+  });
+
+  it('botstate daemon: recovery line, trades, a second daemon refused (exit 3), SIGTERM records the last step and exits 0', async () => {
+    const ex = await paper({ latencyMs: 120 });
+    const a = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+    const b = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'REF', set: [SLOW_DCA] });
+    const d = botstate(['daemon', '--exchange', ex.url, '--db', fx.url, '--tick', '50', '--lease-ttl', '60000']);
+    const iRecovered = await d.line(/^recovered in /);
+    assert.match(d.lines()[iRecovered]!, RECOVERY_LINE);
+    assert.equal(RECOVERY_LINE.exec(d.lines()[iRecovered]!)!.slice(2).join(' '), '2 0 0 0 0 0');
+    await d.line(/ LGI +BUY /, 10_000, iRecovered);
+    await d.line(/ REF +BUY /, 10_000, iRecovered);
+
+    // A second CLI daemon on the same file: one line on stderr, exit 3.
+    const second = botstate(['daemon', '--exchange', ex.url, '--db', fx.url, '--tick', '50']);
+    const refused = await second.exited;
+    assert.equal(refused.code, 3, second.stderr());
+    const errLines = second.stderr().split('\n').filter((l) => l !== '');
+    assert.equal(errLines.length, 1, second.stderr());
+    assert.match(errLines[0]!, new RegExp(`^botstate: another daemon \\(pid ${d.child.pid} on \\S+\\) is running on .*one daemon per SQLite file`));
+    // And through the library.
+    const lib = makeDaemon(await fx.open(), new HttpExchange(ex.url));
+    await assert.rejects(lib.daemon.start(), (e: unknown) => isBotstateError(e, 'DAEMON_RUNNING') && e.message.includes(`pid ${d.child.pid}`));
+    assert.deepEqual(await fx.raw('SELECT id FROM daemon_instances WHERE id = ?', [lib.daemon.instanceId]), [], 'a refused daemon leaves no trace');
+
+    // SIGTERM while an order is in flight: it is recorded, then exit 0.
+    const [inFlight] = await waitFor('an intent in flight', async () => {
+      const p = await store.ledger.pending();
+      return p.length > 0 ? p : undefined;
+    });
+    d.child.kill('SIGTERM');
+    const exit = await d.exited;
+    assert.deepEqual(exit, { code: 0, signal: null }, d.stderr());
+    assert.equal(d.stderr(), '');
+    assert.ok(d.lines().includes('SIGTERM: finishing the step in flight…'));
+    assert.equal(d.lines().at(-1), 'stopped cleanly');
+    assert.equal((await store.ledger.get(inFlight!.clientOrderId)).status, 'EXECUTED');
+    assert.equal(d.lines().filter((l) => l.includes(inFlight!.clientOrderId)).length, 1, 'the last trade was printed');
+    for (const job of [a, b]) {
+      const { trades } = await assertLedgerMatchesExchange(store, ex.url, job);
+      for (const t of trades.filter((t) => t.status === 'EXECUTED')) {
+        assert.equal(tradeLines(d.lines()).filter((l) => l.includes(t.clientOrderId)).length, 1, `printed ${t.clientOrderId}`);
+      }
+    }
+    const instances = await fx.raw('SELECT pid, stopped_at FROM daemon_instances');
+    assert.deepEqual(instances.map((r) => [r['pid'], r['stopped_at'] !== null]), [[d.child.pid, true]]);
+    assert.deepEqual((await fx.raw('SELECT DISTINCT owner FROM job_leases')).map((r) => r['owner']), ['']);
+  });
+
+  it('after kill -9 of the CLI daemon, a new daemon starts at once and takes its jobs without waiting for the TTL', async () => {
+    const ex = await paper();
+    const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+    const d = botstate(['daemon', '--exchange', ex.url, '--db', fx.url, '--tick', '50', '--lease-ttl', '600000']);
+    await d.line(/ LGI +BUY /);
+    d.child.kill('SIGKILL');
+    assert.equal((await d.exited).signal, 'SIGKILL');
+    const ordersBefore = (await exchangeOrders(ex.url)).length;
+
+    const rec = new Recorder(new HttpExchange(ex.url));
+    const { daemon, lines } = makeDaemon(store, rec, { leaseTtlMs: 600_000 });
+    const report = await daemon.start();
+    assert.equal(report.jobs, 1);
+    await rec.waitCalls('place', TOKEN, 2, 0, 3000);
+    await daemon.stop();
+    assert.ok((await exchangeOrders(ex.url)).length >= ordersBefore + 1);
+    assert.match(lines[0]!, RECOVERY_LINE);
+    const [killed] = await fx.raw('SELECT stopped_at FROM daemon_instances WHERE pid = ?', [d.child.pid]);
+    assert.notEqual(killed!['stopped_at'], null);
+    await assertLedgerMatchesExchange(store, ex.url, job);
+  });
+
+  it('botstate daemon --demo trades within seconds; after SIGINT, the same command recovers and carries on', async () => {
+    const cwd = mkdtempSync(join(dir, 'demo-'));
+    const first = botstate(['daemon', '--demo'], cwd);
+    const iRecovered = await first.line(/^recovered in /);
+    assert.equal(RECOVERY_LINE.exec(first.lines()[iRecovered]!)![2], '2');
+    assert.equal(first.lines().filter((l) => l.startsWith('demo: started ')).length, 2);
+    await first.line(/ LGI +BUY /, 8000);
+    first.child.kill('SIGINT');
+    assert.deepEqual(await first.exited, { code: 0, signal: null }, first.stderr());
+    assert.equal(first.lines().at(-1), 'stopped cleanly');
+    const firstIds = tradeLines(first.lines()).map((l) => l.split(/ +/).at(-1)!);
+    assert.ok(firstIds.length >= 1);
+
+    const second = botstate(['daemon', '--demo'], cwd);
+    const iAgain = await second.line(/^recovered in /);
+    assert.match(second.lines()[iAgain]!, RECOVERY_LINE);
+    assert.equal(RECOVERY_LINE.exec(second.lines()[iAgain]!)![2], '2', 'both demo jobs resumed');
+    assert.equal(second.lines().filter((l) => l.startsWith('demo: started ')).length, 0, 'the demo jobs are the same ones');
+    // Carries on: the next DCA (7.2 s after the last) goes under the same job, with a later sequence number.
+    const iTrade = await second.line(/ LGI +(BUY|SELL) /, 15_000, iAgain);
+    const id = second.lines()[iTrade]!.split(/ +/).at(-1)!;
+    const lgi = firstIds.find((f) => first.lines().some((l) => l.includes(` LGI `) && l.endsWith(f)))!;
+    const prefix = (s: string) => s.replace(/-\d+$/, '');
+    const seq = (s: string) => Number(/-(\d+)$/.exec(s)![1]);
+    assert.equal(prefix(id), prefix(lgi));
+    assert.ok(seq(id) > seq(lgi), `${id} after ${lgi}`);
+    assert.ok(!firstIds.includes(id));
+    second.child.kill('SIGINT');
+    assert.deepEqual(await second.exited, { code: 0, signal: null }, second.stderr());
+  });
+});

@@ -1,0 +1,757 @@
+/**
+ * The strategies on scripted price paths. A small pure simulator feeds prices tick by tick with a
+ * simulated clock, fills every order at the tick's price (or fails it on request), applies the fill to a
+ * copy of the job as the ledger would, and round-trips the scratch through JSON + parseScratch on every
+ * tick, as a restart would. No float touches an amount: prices and sizes are decimal strings or bigints.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import {
+  afterFill, decide, emptyScratch, parseScratch, tradesInLastHour,
+  type Decision, type OrderPlan, type Scratch,
+} from '../../src/engine/strategies/strategy.ts';
+import { defaultConfig, resolveConfig } from '../../src/jobs/config.ts';
+import type { Job } from '../../src/jobs/job-rows.ts';
+import type { Trade } from '../../src/ledger/ledger.ts';
+import { add, div, fromUnits, isDecimal, mul, sub, toUnits } from '../../src/money/decimal.ts';
+
+const T0 = Date.parse('2024-03-01T00:00:00.000Z');
+const HOUR = 3_600_000;
+const MIN = 60_000;
+const ONE = 10n ** 18n;
+
+interface JobInit {
+  mode?: Job['mode'];
+  status?: Job['status'];
+  sets?: string[];
+  tokenBalance?: string;
+  totalAccumulated?: string;
+  recentHigh?: string;
+  lastDcaBuyTime?: string | null;
+}
+
+function makeJob(init: JobInit = {}): Job {
+  return {
+    id: 'job-1',
+    tokenAddress: '0xbbd9aDe16525acb4B336b6dAd3b9762901522B07',
+    tokenSymbol: 'LGI',
+    chain: 'base',
+    mode: init.mode ?? 'ACCUMULATE',
+    status: init.status ?? 'RUNNING',
+    statusReason: null,
+    lastDcaBuyTime: init.lastDcaBuyTime ?? null,
+    recentHigh: init.recentHigh ?? '0',
+    recentHighTime: null,
+    totalAccumulated: init.totalAccumulated ?? '0',
+    tokenBalance: init.tokenBalance ?? '0',
+    lastRebalanceTime: null,
+    config: resolveConfig(defaultConfig(), undefined, init.sets ?? []),
+    strategyState: {},
+    createdAt: new Date(T0).toISOString(),
+    updatedAt: new Date(T0).toISOString(),
+    startedAt: new Date(T0).toISOString(),
+    stoppedAt: null,
+    version: 1,
+  };
+}
+
+interface Step {
+  readonly now: number;
+  readonly price: string;
+  readonly before: Job;
+  readonly scratch: Scratch;
+  readonly decision: Decision;
+  readonly trade: Trade | null;
+}
+
+/** The job as the ledger leaves it after an executed trade. */
+function applyTrade(job: Job, t: Trade): Job {
+  const base = t.baseAmount as string;
+  const quote = t.quoteAmount as string;
+  if (t.side === 'BUY') {
+    return {
+      ...job,
+      tokenBalance: add(job.tokenBalance, base),
+      totalAccumulated: add(job.totalAccumulated, quote),
+      lastDcaBuyTime: t.reason === 'DCA' ? t.executedAt : job.lastDcaBuyTime,
+    };
+  }
+  const balance = sub(job.tokenBalance, base);
+  assert.ok(!balance.startsWith('-'), `sold ${base} holding ${job.tokenBalance}`);
+  return { ...job, tokenBalance: balance };
+}
+
+class Sim {
+  job: Job;
+  readonly steps: Step[] = [];
+  readonly trades: Trade[] = [];
+  #seq = 0;
+
+  constructor(job: Job) {
+    this.job = job;
+  }
+
+  /** The scratch as a restarted daemon would read it back. */
+  get scratch(): Scratch {
+    return parseScratch(JSON.parse(JSON.stringify(this.job.strategyState)) as unknown, this.job);
+  }
+
+  step(price: string, now: number, opts: { fail?: boolean } = {}): Step {
+    const before = this.job;
+    const scratch = this.scratch;
+    const decision = decide({ job: before, scratch, price, now });
+    let job: Job = { ...before, ...decision.state, strategyState: decision.scratch };
+    if (decision.completeLiquidation) job = { ...job, status: 'IDLE' };
+    let trade: Trade | null = null;
+    if (decision.order !== null) {
+      trade = this.#fill(decision.order, price, now, opts.fail === true);
+      if (trade.status === 'EXECUTED') job = applyTrade(job, trade);
+      job = { ...job, strategyState: afterFill({ job, scratch: decision.scratch, trade, now }) };
+      this.trades.push(trade);
+    }
+    this.job = job;
+    const s: Step = { now, price, before, scratch, decision, trade };
+    this.steps.push(s);
+    return s;
+  }
+
+  /** Feeds prices[i] at times[i] (or start + i × every). */
+  run(prices: readonly string[], start: number, every: number): Step[] {
+    return prices.map((p, i) => this.step(p, start + i * every));
+  }
+
+  #fill(order: OrderPlan, price: string, now: number, fail: boolean): Trade {
+    const base = order.side === 'BUY' ? div(order.quoteAmount as string, price, 'down') : order.baseAmount as string;
+    const quote = order.side === 'BUY' ? order.quoteAmount as string : mul(base, price, 'down');
+    const failed = fail || base === '0';
+    const iso = new Date(now).toISOString();
+    return {
+      id: `t${this.#seq}`,
+      jobId: this.job.id,
+      side: order.side,
+      reason: order.reason,
+      baseAmount: failed ? null : base,
+      quoteAmount: failed ? null : quote,
+      priceUsd: failed ? null : price,
+      clientOrderId: `job-1-${this.#seq++}`,
+      exchangeOrderId: null,
+      txHash: null,
+      status: failed ? 'FAILED' : 'EXECUTED',
+      error: failed ? 'simulated failure' : null,
+      createdAt: iso,
+      executedAt: failed ? null : iso,
+    };
+  }
+}
+
+const orders = (steps: readonly Step[]) => steps.filter((s) => s.decision.order !== null);
+const summary = (steps: readonly Step[]) =>
+  orders(steps).map((s) => {
+    const o = s.decision.order as OrderPlan;
+    return [o.reason, o.side === 'BUY' ? o.quoteAmount : o.baseAmount, s.now - T0];
+  });
+
+// ---------------------------------------------------------------------------------------------------------
+
+describe('accumulate: DCA', () => {
+  it('buys dcaAmount at the first tick and then exactly every interval, not a millisecond before', () => {
+    const sim = new Sim(makeJob({ sets: ['accumulate.dcaAmount=12.5', 'accumulate.dcaIntervalHours=1'] }));
+    const times = [0, 1, HOUR - 1, HOUR, HOUR + 1, 2 * HOUR - 1, 2 * HOUR, 3 * HOUR + 5];
+    for (const t of times) sim.step('2', T0 + t);
+    assert.deepEqual(summary(sim.steps), [['DCA', '12.5', 0], ['DCA', '12.5', HOUR], ['DCA', '12.5', 2 * HOUR], ['DCA', '12.5', 3 * HOUR + 5]]);
+    assert.equal(sim.steps[1]?.decision.skipped, 'dca-not-due');
+    assert.equal(sim.steps[2]?.decision.skipped, 'dca-not-due');
+    assert.equal(sim.job.tokenBalance, '25'); // 4 × 12.5 / 2
+    assert.equal(sim.job.totalAccumulated, '50');
+    assert.equal(sim.job.lastDcaBuyTime, new Date(T0 + 3 * HOUR + 5).toISOString());
+  });
+
+  it('converts fractional hours to milliseconds exactly (0.0001 h = 360 ms; 0.000000277777777778 h > 1 ms)', () => {
+    const fast = new Sim(makeJob({ sets: ['accumulate.dcaIntervalHours=0.0001', 'accumulate.maxAccumulationUsd=1000000'] }));
+    for (let t = 0; t <= 1000; t += 10) fast.step('1', T0 + t);
+    assert.deepEqual(orders(fast.steps).map((s) => s.now - T0), [0, 360, 720]);
+
+    // 0.000000277777777778 h = 1.0000000000008 ms: due after 2 ms, never after 1.
+    const hair = new Sim(makeJob({ sets: ['accumulate.dcaIntervalHours=0.000000277777777778', 'accumulate.maxAccumulationUsd=1000000'] }));
+    for (let t = 0; t <= 8; t++) hair.step('1', T0 + t);
+    assert.deepEqual(orders(hair.steps).map((s) => s.now - T0), [0, 2, 4, 6, 8]);
+  });
+
+  it('a failed DCA order is retried at the next tick (lastDcaBuyTime moves only on a fill)', () => {
+    const sim = new Sim(makeJob({ sets: ['accumulate.dcaIntervalHours=1'] }));
+    sim.step('1', T0, { fail: true });
+    assert.equal(sim.job.lastDcaBuyTime, null);
+    const again = sim.step('1', T0 + 1000);
+    assert.equal(again.decision.order?.reason, 'DCA');
+    assert.equal(sim.job.lastDcaBuyTime, new Date(T0 + 1000).toISOString());
+  });
+
+  it('a job that is not RUNNING or LIQUIDATING does nothing', () => {
+    for (const status of ['IDLE', 'PAUSED', 'ERROR'] as const) {
+      const d = decide({ job: makeJob({ status }), scratch: emptyScratch(), price: '1', now: T0 });
+      assert.equal(d.order, null);
+      assert.equal(d.skipped, 'not-running');
+      assert.deepEqual(d.state, {});
+    }
+  });
+});
+
+describe('accumulate: dip buys', () => {
+  it('fire once per dip, and again only after a new high and a new dip', () => {
+    const sim = new Sim(makeJob({ sets: ['accumulate.dcaIntervalHours=1000', 'accumulate.dipBuyMultiplier=2.5'] }));
+    const path = ['100', '96', '95.000000000000000001', '95', '94', '90', '99', '100', '101', '96', '95.95', '95', '80'];
+    const steps = sim.run(path, T0, MIN);
+    assert.deepEqual(summary(steps), [['DCA', '10', 0], ['DIP_BUY', '25', 3 * MIN], ['DIP_BUY', '25', 10 * MIN]]);
+    // recentHigh follows strict new highs only; its time is the tick's.
+    assert.equal(sim.job.recentHigh, '101');
+    assert.equal(sim.job.recentHighTime, new Date(T0 + 8 * MIN).toISOString());
+    assert.deepEqual(steps[7]?.decision.state, {}, '100 is not above 100');
+    assert.equal(steps[4]?.decision.skipped, 'dca-not-due');
+  });
+
+  it('a failed dip buy is retried while the dip lasts; the flag survives restarts and is cleared by a new high', () => {
+    const sim = new Sim(makeJob({ sets: ['accumulate.dcaIntervalHours=1000'] }));
+    sim.step('10', T0);
+    const failed = sim.step('9', T0 + MIN, { fail: true });
+    assert.equal(failed.decision.order?.reason, 'DIP_BUY');
+    assert.equal(failed.decision.scratch.pendingDip, true);
+    assert.equal(sim.scratch.dipBought, false);
+    assert.equal(sim.scratch.pendingDip, false);
+    const retried = sim.step('9.1', T0 + 2 * MIN);
+    assert.equal(retried.decision.order?.reason, 'DIP_BUY');
+    assert.equal(sim.scratch.dipBought, true); // read back through JSON
+    assert.equal(sim.step('8', T0 + 3 * MIN).decision.order, null);
+    const high = sim.step('10.5', T0 + 4 * MIN);
+    assert.equal(high.decision.scratch.dipBought, false);
+    assert.equal(sim.step('9.975', T0 + 5 * MIN).decision.order?.reason, 'DIP_BUY'); // 10.5 × 0.95
+  });
+});
+
+describe('accumulate: take profit', () => {
+  const tp = (extra: string[] = [], init: JobInit = {}) => new Sim(makeJob({
+    tokenBalance: '100', totalAccumulated: '100', lastDcaBuyTime: new Date(T0).toISOString(),
+    sets: ['accumulate.dcaIntervalHours=1000', 'accumulate.takeProfitPercent=20', 'accumulate.dipBuyThreshold=99', ...extra],
+    ...init,
+  }));
+
+  it('sells takeProfitSellPercent of the balance at exactly costBasis × (1 + takeProfitPercent/100)', () => {
+    const sim = tp();
+    const steps = sim.run(['1.1', '1.199999999999999999', '1.2', '1.2', '1.33', '1.333333333333333334'], T0, MIN);
+    // Cost basis 1 → threshold 1.2; after selling 10 of 100 it is 100/90 → threshold 1.3333…
+    assert.deepEqual(summary(steps), [['TAKE_PROFIT', '10', 2 * MIN], ['TAKE_PROFIT', '9', 5 * MIN]]);
+    assert.equal(sim.job.tokenBalance, '81');
+    assert.equal(sim.job.totalAccumulated, '100', 'sells do not change totalAccumulated');
+  });
+
+  it('takeProfitPercent = 0 turns it off', () => {
+    const sim = tp(['accumulate.takeProfitPercent=0']);
+    sim.run(['1', '2', '10', '1000', '1000000'], T0, MIN);
+    assert.equal(orders(sim.steps).length, 0);
+    assert.equal(sim.job.tokenBalance, '100');
+  });
+
+  it('rounds the size down to 18 decimals and never fires without a cost basis', () => {
+    const tiny = tp(['accumulate.takeProfitSellPercent=10'], { tokenBalance: '0.000000000000000019', totalAccumulated: '0.000000000000000019' });
+    assert.deepEqual(summary(tiny.run(['2'], T0, MIN)), [['TAKE_PROFIT', '0.000000000000000001', 0]]);
+    const free = tp([], { totalAccumulated: '0' });
+    assert.equal(free.run(['1000'], T0, MIN)[0]?.decision.order, null);
+  });
+
+  it('has priority over a dip buy and a due DCA; when the limits block it, the next rule trades', () => {
+    const sim = tp(['accumulate.dipBuyThreshold=5'], { recentHigh: '3', lastDcaBuyTime: null });
+    // 1.5 is 50 % below the high 3 (a dip), the DCA is due, and 1.5 ≥ 1.2 takes profit: the sell wins.
+    assert.equal(sim.step('1.5', T0).decision.order?.reason, 'TAKE_PROFIT');
+    const blocked = tp(['accumulate.dipBuyThreshold=5', 'limits.minTradeUsd=16'], { recentHigh: '3', lastDcaBuyTime: null });
+    // The sell is worth 10 × 1.5 = 15 < 16: the dip buy (20) goes instead.
+    assert.deepEqual(summary([blocked.step('1.5', T0)]), [['DIP_BUY', '20', 0]]);
+  });
+});
+
+describe('accumulate: limits', () => {
+  it('maxAccumulationUsd clamps the last buy to the remainder, then stops buying', () => {
+    const sim = new Sim(makeJob({ sets: ['accumulate.dcaIntervalHours=1', 'accumulate.maxAccumulationUsd=25'] }));
+    const steps = sim.run(['1', '1', '1', '1', '1'], T0, HOUR);
+    assert.deepEqual(summary(steps), [['DCA', '10', 0], ['DCA', '10', HOUR], ['DCA', '5', 2 * HOUR]]);
+    assert.equal(steps[3]?.decision.skipped, 'max-accumulation');
+    assert.equal(sim.job.totalAccumulated, '25');
+  });
+
+  it('minTradeUsd skips an order worth less (here the clamped remainder)', () => {
+    const sim = new Sim(makeJob({ sets: ['accumulate.dcaIntervalHours=1', 'accumulate.maxAccumulationUsd=25', 'limits.minTradeUsd=6'] }));
+    const steps = sim.run(['1', '1', '1', '1'], T0, HOUR);
+    assert.deepEqual(summary(steps), [['DCA', '10', 0], ['DCA', '10', HOUR]]);
+    assert.equal(steps[2]?.decision.skipped, 'min-trade');
+  });
+
+  it('maxPositionUsd clamps a buy so that balance × price after it is at most the cap', () => {
+    const sim = new Sim(makeJob({ sets: ['accumulate.dcaIntervalHours=1', 'limits.maxPositionUsd=25', 'accumulate.dipBuyThreshold=99'] }));
+    const steps = sim.run(['1', '1', '1', '1', '0.5', '3'], T0, HOUR);
+    // 10, 10, 5 (25 held), nothing, at 0.5 the 25 tokens are worth 12.5 → 10 more; at 3 they are worth 105.
+    assert.deepEqual(summary(steps), [['DCA', '10', 0], ['DCA', '10', HOUR], ['DCA', '5', 2 * HOUR], ['DCA', '10', 4 * HOUR]]);
+    assert.equal(steps[3]?.decision.skipped, 'max-position');
+    assert.equal(steps[5]?.decision.skipped, 'max-position');
+  });
+
+  it('maxPositionUsd rounds the position value up, so the buy rounds down', () => {
+    const job = makeJob({ tokenBalance: '0.333333333333333333', sets: ['limits.maxPositionUsd=10', 'accumulate.dcaAmount=100'] });
+    const d = decide({ job, scratch: emptyScratch(), price: '3.000000000000000001', now: T0 });
+    // value = 0.999999999999999999333… → rounded up to 1 → at most 9 more.
+    assert.deepEqual(d.order, { side: 'BUY', reason: 'DCA', quoteAmount: '9' });
+  });
+
+  it('maxOrderUsd clamps buys and sells', () => {
+    const buy = decide({ job: makeJob({ sets: ['accumulate.dcaAmount=100', 'limits.maxOrderUsd=30'] }), scratch: emptyScratch(), price: '2', now: T0 });
+    assert.deepEqual(buy.order, { side: 'BUY', reason: 'DCA', quoteAmount: '30' });
+    const sell = decide({
+      job: makeJob({ tokenBalance: '100', totalAccumulated: '100', lastDcaBuyTime: new Date(T0).toISOString(),
+        sets: ['accumulate.takeProfitPercent=10', 'accumulate.takeProfitSellPercent=50', 'limits.maxOrderUsd=30'] }),
+      scratch: emptyScratch(), price: '3', now: T0,
+    });
+    assert.deepEqual(sell.order, { side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '10' });
+  });
+
+  it('maxTradesPerHour counts executed trades in the last hour; the hour-old one no longer counts', () => {
+    const sim = new Sim(makeJob({ sets: ['accumulate.dcaIntervalHours=0.001', 'limits.maxTradesPerHour=3', 'accumulate.maxAccumulationUsd=100000'] }));
+    for (let t = 0; t <= 2 * HOUR; t += 3600) sim.step('1', T0 + t);
+    const times = orders(sim.steps).map((s) => s.now - T0);
+    assert.deepEqual(times, [0, 3600, 7200, HOUR, HOUR + 3600, HOUR + 7200, 2 * HOUR]);
+    assert.equal(sim.steps[3]?.decision.skipped, 'max-trades-per-hour');
+    // A failed order is not a trade.
+    const failing = new Sim(makeJob({ sets: ['accumulate.dcaIntervalHours=0.001', 'limits.maxTradesPerHour=1'] }));
+    failing.step('1', T0, { fail: true });
+    assert.equal(failing.step('1', T0 + 1).decision.order?.reason, 'DCA');
+    assert.equal(failing.step('1', T0 + 3600).decision.skipped, 'max-trades-per-hour');
+  });
+});
+
+describe('liquidating', () => {
+  const liq = (balance: string, sets: string[] = [], mode: Job['mode'] = 'ACCUMULATE') =>
+    new Sim(makeJob({ status: 'LIQUIDATING', tokenBalance: balance, totalAccumulated: '1', mode, sets }));
+  const until = (sim: Sim, price: string, max = 100) => {
+    for (let i = 0; i < max && sim.job.status === 'LIQUIDATING'; i++) sim.step(price, T0 + i * MIN);
+    return sim;
+  };
+
+  it('sells the whole balance in one order without maxOrderUsd, then completes with a zero balance', () => {
+    const sim = until(liq('123.456789012345678'), '0.5');
+    assert.deepEqual(summary(sim.steps), [['LIQUIDATE', '123.456789012345678', 0]]);
+    assert.equal(sim.steps[1]?.decision.completeLiquidation, true);
+    assert.equal(sim.steps[1]?.decision.skipped, 'liquidated');
+    assert.equal(sim.job.status, 'IDLE');
+    assert.equal(sim.job.tokenBalance, '0');
+  });
+
+  it('slices by maxOrderUsd', () => {
+    const sim = until(liq('350', ['limits.maxOrderUsd=100']), '1');
+    assert.deepEqual(summary(sim.steps).map((o) => o[1]), ['100', '100', '100', '50']);
+    assert.equal(sim.job.tokenBalance, '0');
+    assert.equal(sim.job.status, 'IDLE');
+  });
+
+  it('never leaves dust worth less than minTradeUsd: the slice before the end shrinks', () => {
+    const sim = until(liq('305', ['limits.maxOrderUsd=100', 'limits.minTradeUsd=10']), '1');
+    assert.deepEqual(summary(sim.steps).map((o) => o[1]), ['100', '100', '95', '10']);
+    assert.equal(sim.job.status, 'IDLE');
+  });
+
+  it('sells all at once when no slice can leave a rest worth minTradeUsd', () => {
+    const sim = until(liq('15', ['limits.maxOrderUsd=12', 'limits.minTradeUsd=10']), '1');
+    assert.deepEqual(summary(sim.steps).map((o) => o[1]), ['15']);
+    assert.equal(sim.job.tokenBalance, '0');
+  });
+
+  it('sells a balance worth less than minTradeUsd (dust) rather than staying stuck', () => {
+    const sim = until(liq('3', ['limits.minTradeUsd=10', 'limits.maxOrderUsd=100']), '1');
+    assert.deepEqual(summary(sim.steps).map((o) => o[1]), ['3']);
+    assert.equal(sim.job.status, 'IDLE');
+  });
+
+  it('ends at exactly zero when slices do not divide evenly', () => {
+    const sim = until(liq('1', ['limits.maxOrderUsd=1']), '3');
+    assert.deepEqual(summary(sim.steps).map((o) => o[1]),
+      ['0.333333333333333333', '0.333333333333333333', '0.333333333333333333', '0.000000000000000001']);
+    assert.equal(sim.job.tokenBalance, '0');
+  });
+
+  it('respects maxTradesPerHour and ignores maxAccumulationUsd and maxDailyVolume', () => {
+    const sim = liq('350', ['limits.maxOrderUsd=100', 'limits.maxTradesPerHour=2', 'liquidity.maxDailyVolume=1',
+      'accumulate.maxAccumulationUsd=1'], 'LIQUIDITY');
+    for (let t = 0; t <= 2 * HOUR && sim.job.status === 'LIQUIDATING'; t += 10 * MIN) sim.step('1', T0 + t);
+    assert.deepEqual(summary(sim.steps).map((o) => o[2]), [0, 10 * MIN, HOUR, HOUR + 10 * MIN]);
+    assert.equal(sim.steps[2]?.decision.skipped, 'max-trades-per-hour');
+    assert.equal(sim.job.status, 'IDLE');
+  });
+
+  it('skips with max-order when even the smallest amount is worth more than maxOrderUsd', () => {
+    const job = makeJob({ status: 'LIQUIDATING', tokenBalance: '1', sets: ['limits.maxOrderUsd=0.000000000000000001'] });
+    const d = decide({ job, scratch: emptyScratch(), price: '1.5', now: T0 });
+    assert.equal(d.order, null);
+    assert.equal(d.skipped, 'max-order');
+    assert.equal(d.completeLiquidation, false);
+  });
+
+  it('completes at once with a zero balance', () => {
+    const d = decide({ job: makeJob({ status: 'LIQUIDATING' }), scratch: emptyScratch(), price: '1', now: T0 });
+    assert.equal(d.order, null);
+    assert.equal(d.completeLiquidation, true);
+  });
+});
+
+describe('liquidity', () => {
+  const noRebalance = ['liquidity.rebalanceThreshold=100'];
+
+  it('makes no MA trade before the window holds 20 prices, then buys below MA × (1 − spread) and sells above MA × (1 + spread)', () => {
+    const sim = new Sim(makeJob({ mode: 'LIQUIDITY', tokenBalance: '100', sets: noRebalance }));
+    const warm = Array.from({ length: 19 }, (_, i) => (i === 10 ? '0.97' : '1'));
+    const steps = sim.run([...warm, '1', '0.97', '1.03', '1.0199'], T0, MIN);
+    assert.equal(steps[10]?.decision.skipped, 'ma-warming-up');
+    assert.equal(steps[19]?.decision.skipped, 'no-signal'); // MA 0.9985 × 0.98 = 0.97853 < 1
+    // tick 20: the window is 18 × 1 + 0.97 + 0.97, MA 0.997 → buy below 0.97706.
+    // tick 21: window 17 × 1 + 0.97 + 0.97 + 1.03, MA 0.9985 → sell above 1.01847.
+    // tick 22: window 16 × 1 + 0.97 + 0.97 + 1.03 + 1.0199, MA 0.999495 → sell above 1.0194849.
+    assert.deepEqual(summary(steps), [
+      ['SUPPORT_BUY', '10', 20 * MIN],
+      ['TAKE_PROFIT', div('10', '1.03', 'down'), 21 * MIN],
+      ['TAKE_PROFIT', div('10', '1.0199', 'down'), 22 * MIN],
+    ]);
+    assert.equal(sim.scratch.prices.length, 20);
+  });
+
+  it('support buys orderSizeUsd × supportBuyMultiplier once per dip', () => {
+    const sim = new Sim(makeJob({ mode: 'LIQUIDITY', sets: noRebalance }));
+    const steps = sim.run(['1', '0.95', '0.94', '0.9', '1.01', '0.96', '0.9595'], T0, MIN);
+    assert.deepEqual(summary(steps), [['SUPPORT_BUY', '15', MIN], ['SUPPORT_BUY', '15', 6 * MIN]]);
+    assert.equal(steps[2]?.decision.skipped, 'ma-warming-up');
+  });
+
+  it('rebalances toward targetRatio and records lastRebalanceTime', () => {
+    const sim = new Sim(makeJob({ mode: 'LIQUIDITY', sets: ['liquidity.maxDailyVolume=100000'] }));
+    const steps = sim.run(['2', '2', '2.5', '3', '3.1'], T0, MIN);
+    // 1000 cash, nothing held: buy 500. At 3 the ratio is 750/1250 = 0.6, a drift of exactly 10 (not more).
+    // At 3.1: 775/1275 → sell (775 − 637.5) / 3.1 tokens.
+    assert.deepEqual(summary(steps), [['REBALANCE', '500', 0], ['REBALANCE', div('137.5', '3.1', 'down'), 4 * MIN]]);
+    assert.equal(steps[0]?.decision.state.lastRebalanceTime, new Date(T0).toISOString());
+    assert.equal(steps[4]?.decision.state.lastRebalanceTime, new Date(T0 + 4 * MIN).toISOString());
+    assert.equal(steps[3]?.decision.state.lastRebalanceTime, undefined);
+    assert.equal(sim.scratch.quoteFlow, sub(mul(div('137.5', '3.1', 'down'), '3.1', 'down'), '500'));
+  });
+
+  it('stays within maxDailyVolume per UTC day (clamps, then skips until the next day)', () => {
+    const start = Date.parse('2024-03-01T22:00:00.000Z');
+    const sim = new Sim(makeJob({ mode: 'LIQUIDITY', sets: ['liquidity.maxDailyVolume=300'] }));
+    sim.step('1', start);
+    assert.deepEqual(sim.steps[0]?.decision.order, { side: 'BUY', reason: 'REBALANCE', quoteAmount: '300' });
+    // Still 30 % short of target, but the day's 300 are used.
+    assert.equal(sim.step('1', start + HOUR).decision.skipped, 'max-daily-volume');
+    assert.equal(sim.step('1', start + 2 * HOUR - 1).decision.skipped, 'max-daily-volume');
+    const nextDay = sim.step('1', start + 2 * HOUR); // 2024-03-02T00:00Z
+    assert.deepEqual(nextDay.decision.order, { side: 'BUY', reason: 'REBALANCE', quoteAmount: '200' });
+    assert.equal(sim.scratch.day, '2024-03-02');
+    assert.equal(sim.scratch.dayVolume, '200');
+  });
+
+  it('never spends more cash than it has', () => {
+    const sim = new Sim(makeJob({ mode: 'LIQUIDITY', sets: ['liquidity.targetRatio=1', 'liquidity.capitalUsd=100', 'liquidity.maxDailyVolume=100000'] }));
+    const steps = sim.run(['1', '0.5'], T0, MIN);
+    assert.deepEqual(summary(steps), [['REBALANCE', '100', 0]]);
+    assert.equal(steps[1]?.decision.skipped, 'no-cash'); // the dip wants a support buy, but the cash is spent
+  });
+});
+
+describe('afterFill', () => {
+  const trade = (over: Partial<Trade> = {}): Trade => ({
+    id: 't', jobId: 'job-1', side: 'BUY', reason: 'DCA', baseAmount: '1', quoteAmount: '2', priceUsd: '2',
+    clientOrderId: 'c-1', exchangeOrderId: null, txHash: null, status: 'EXECUTED', error: null,
+    createdAt: new Date(T0).toISOString(), executedAt: new Date(T0).toISOString(), ...over,
+  });
+  const job = makeJob();
+
+  it('is idempotent on clientOrderId and ignores failed trades (only clearing the in-flight dip)', () => {
+    const once = afterFill({ job, scratch: emptyScratch(), trade: trade(), now: T0 });
+    assert.deepEqual([once.quoteFlow, once.dayVolume, once.tradeTimes], ['-2', '2', [T0]]);
+    assert.deepEqual(afterFill({ job, scratch: once, trade: trade(), now: T0 + 5 }), once);
+    const pending = { ...emptyScratch(), pendingDip: true };
+    const failed = afterFill({ job, scratch: pending, trade: trade({ status: 'FAILED', baseAmount: null, quoteAmount: null }), now: T0 });
+    assert.deepEqual(failed, emptyScratch());
+    const filled = afterFill({ job, scratch: pending, trade: trade({ reason: 'SUPPORT_BUY' }), now: T0 });
+    assert.equal(filled.dipBought, true);
+    assert.equal(filled.pendingDip, false);
+  });
+
+  it('keeps the trade times bounded and counts overflow per minute, conservatively', () => {
+    let s = emptyScratch();
+    for (let i = 0; i < 100; i++) {
+      const at = T0 + i * 1000;
+      s = afterFill({ job, scratch: s, trade: trade({ clientOrderId: `c${i}`, executedAt: new Date(at).toISOString() }), now: at });
+    }
+    assert.equal(s.tradeTimes.length, 60);
+    assert.deepEqual(s.tradeMinutes, [[T0, 40]]);
+    assert.equal(tradesInLastHour(s, T0 + 99_000), 100);
+    // The first 40 trades were in [T0, T0 + 39 s]; their minute counts until T0 + 1 h + 1 min (never too early).
+    assert.equal(tradesInLastHour(s, T0 + HOUR + 39_000), 100);
+    assert.equal(tradesInLastHour(s, T0 + HOUR + MIN), 39); // the exact times 61 s … 99 s remain
+    assert.equal(tradesInLastHour(s, T0 + HOUR + 99_000), 0);
+    assert.ok(JSON.stringify(s).length < 2000);
+  });
+
+  it('counts quote per UTC day and ignores a late fill from a finished day', () => {
+    const d1 = afterFill({ job, scratch: emptyScratch(), trade: trade({ clientOrderId: 'a', executedAt: '2024-03-01T23:59:59.999Z' }), now: T0 });
+    const d2 = afterFill({ job, scratch: d1, trade: trade({ clientOrderId: 'b', executedAt: '2024-03-02T00:00:00.000Z', quoteAmount: '5' }), now: T0 });
+    const late = afterFill({ job, scratch: d2, trade: trade({ clientOrderId: 'c', executedAt: '2024-03-01T12:00:00.000Z', quoteAmount: '7', side: 'SELL' }), now: T0 });
+    assert.deepEqual([d1.day, d1.dayVolume, d2.day, d2.dayVolume, late.day, late.dayVolume], ['2024-03-01', '2', '2024-03-02', '5', '2024-03-02', '5']);
+    assert.equal(late.quoteFlow, '0'); // -2 - 5 + 7
+  });
+});
+
+describe('parseScratch', () => {
+  const job = makeJob({ recentHigh: '5' });
+
+  it('survives junk: every bad part is reset, the good parts are kept, unknown fields are dropped', () => {
+    for (const junk of [undefined, null, 42, 'x', [], [1, 2], true, {}, { v: 99 }, { prices: 'x' }, { tradeMinutes: [[1, 2, 3]] }]) {
+      const s = parseScratch(junk, job);
+      assert.deepEqual(s, emptyScratch(), JSON.stringify(junk));
+    }
+    const valid = Array.from({ length: 25 }, (_, i) => String(i + 1));
+    const s = parseScratch({
+      dipBought: true, pendingDip: 'yes', prices: valid, quoteFlow: '-12.5', day: '2024-03-01', dayVolume: '7.25',
+      tradeTimes: [T0 + 5, 'x', -1, 1.5, T0 + 3, Number.NaN], tradeMinutes: [[T0, 3], [T0 + 1, 2], [T0, -1], 'x'],
+      lastFill: 'c-9', extra: { big: 'x'.repeat(1000) },
+    }, job);
+    assert.deepEqual(s, {
+      v: 1, dipBought: true, pendingDip: false, prices: valid.slice(5), quoteFlow: '-12.5', day: '2024-03-01',
+      dayVolume: '7.25', tradeTimes: [T0 + 3, T0 + 5], tradeMinutes: [[T0, 3]], lastFill: 'c-9',
+    });
+    const bad = parseScratch({ prices: ['1', '0'], quoteFlow: 1.5, day: '2024-13-45', dayVolume: '5', dipBought: true }, makeJob());
+    assert.deepEqual([bad.prices, bad.quoteFlow, bad.day, bad.dayVolume, bad.dipBought], [[], '0', null, '0', false]);
+    assert.deepEqual(parseScratch({ day: '2024-03-01', dayVolume: '-1' }, job).day, null);
+    assert.deepEqual(parseScratch({ prices: ['1.0'] }, job).prices, [], 'non-canonical decimals are junk');
+  });
+
+  it('a document with a hostile prototype is plain data', () => {
+    const doc = JSON.parse('{"__proto__": {"dipBought": true}, "quoteFlow": "3"}') as unknown;
+    const s = parseScratch(doc, job);
+    assert.equal(s.dipBought, false);
+    assert.equal(s.quoteFlow, '3');
+  });
+
+  it('a parsed junk scratch drives decide without error', () => {
+    const s = parseScratch({ prices: [1, 2], tradeTimes: 'x' }, job);
+    const d = decide({ job: makeJob({ mode: 'LIQUIDITY', recentHigh: '5' }), scratch: s, price: '4', now: T0 });
+    assert.equal(d.order?.reason, 'REBALANCE');
+  });
+
+  it('decide refuses a price that is not a positive canonical decimal, and a bad clock', () => {
+    for (const price of ['0', '-1', '1.0', '1e3', '', 'NaN']) {
+      assert.throws(() => decide({ job, scratch: emptyScratch(), price, now: T0 }), /price .* must be a canonical decimal greater than 0/);
+    }
+    assert.throws(() => decide({ job, scratch: emptyScratch(), price: '1', now: 1.5 }), /now must be an integer/);
+  });
+
+  it('returns the very scratch object when nothing in it changes', () => {
+    const scratch = emptyScratch();
+    const d = decide({ job: makeJob({ recentHigh: '5', lastDcaBuyTime: new Date(T0).toISOString() }), scratch, price: '5', now: T0 + 1 });
+    assert.equal(d.scratch, scratch);
+    assert.deepEqual(d.state, {});
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// Property: random price paths and random configs. Every order is checked against limits computed here,
+// independently, from the job before the tick and the simulator's own trade log.
+
+const units = (lo: bigint, hi: bigint) => fc.bigInt({ min: lo, max: hi }).map(fromUnits);
+const U = (d: string) => toUnits(d);
+const E = (n: number) => 10n ** BigInt(n);
+
+const configArb = fc.record({
+  dcaAmount: units(E(16), E(21)),
+  dcaIntervalHours: units(E(14), 2n * E(18)),
+  dipBuyThreshold: units(E(17), 50n * E(18)),
+  dipBuyMultiplier: units(E(17), 5n * E(18)),
+  takeProfitPercent: fc.oneof(fc.constant('0'), units(E(18), 50n * E(18))),
+  takeProfitSellPercent: units(E(18), 100n * E(18)),
+  maxAccumulationUsd: units(E(19), 5000n * E(18)),
+  targetRatio: units(0n, E(18)),
+  rebalanceThreshold: units(E(18), 100n * E(18)),
+  supportBuyMultiplier: units(E(17), 3n * E(18)),
+  maxDailyVolume: units(E(19), 2000n * E(18)),
+  spreadPercent: units(0n, 10n * E(18)),
+  capitalUsd: units(E(20), 5000n * E(18)),
+  orderSizeUsd: units(E(18), 200n * E(18)),
+  maxPositionUsd: fc.option(units(E(19), 5000n * E(18)), { freq: 2 }),
+  minTradeUsd: fc.option(units(0n, 50n * E(18)), { freq: 2 }),
+  maxTradesPerHour: fc.option(fc.integer({ min: 1, max: 20 }), { freq: 2 }),
+  maxOrderUsd: fc.option(units(E(18), 500n * E(18)), { freq: 2 }),
+});
+type ConfigDraw = typeof configArb extends fc.Arbitrary<infer T> ? T : never;
+
+function setsOf(c: ConfigDraw): string[] {
+  const sections: Record<string, string> = {
+    maxPositionUsd: 'limits', minTradeUsd: 'limits', maxTradesPerHour: 'limits', maxOrderUsd: 'limits',
+    targetRatio: 'liquidity', rebalanceThreshold: 'liquidity', supportBuyMultiplier: 'liquidity', maxDailyVolume: 'liquidity',
+    spreadPercent: 'liquidity', capitalUsd: 'liquidity', orderSizeUsd: 'liquidity',
+  };
+  let minTrade = c.minTradeUsd;
+  // The config refuses minTradeUsd above maxPositionUsd or maxOrderUsd: keep the draw valid.
+  for (const cap of [c.maxPositionUsd, c.maxOrderUsd]) if (minTrade !== null && cap !== null && U(minTrade) > U(cap)) minTrade = cap;
+  const values = { ...c, minTradeUsd: minTrade };
+  return Object.entries(values).map(([k, v]) => `${sections[k] ?? 'accumulate'}.${k}=${v === null ? 'null' : String(v)}`);
+}
+
+const tickArb = fc.record({
+  dt: fc.oneof(fc.integer({ min: 1, max: 5000 }), fc.integer({ min: 1, max: 2 * HOUR })),
+  move: fc.integer({ min: -250, max: 250 }), // per mille
+  fail: fc.integer({ min: 0, max: 9 }).map((n) => n === 0),
+  liquidate: fc.integer({ min: 0, max: 60 }).map((n) => n === 0),
+});
+
+const ceilDiv = (a: bigint, b: bigint) => (a + b - 1n) / b;
+
+function checkOrder(step: Step, log: readonly Trade[], cfgSets: ConfigDraw): void {
+  const { before: job, price, now, decision } = step;
+  const o = decision.order;
+  if (o === null) return;
+  const lim = job.config.limits;
+  const p = U(price);
+  const B = U(job.tokenBalance);
+  const where = JSON.stringify({ order: o, price, balance: job.tokenBalance, total: job.totalAccumulated, status: job.status, mode: job.mode, cfgSets });
+  // Shape and canonical amounts.
+  if (o.side === 'BUY') {
+    assert.ok(isDecimal(o.quoteAmount) && U(o.quoteAmount) > 0n && o.baseAmount === undefined, where);
+  } else {
+    assert.ok(isDecimal(o.baseAmount) && U(o.baseAmount) > 0n && o.quoteAmount === undefined, where);
+    assert.ok(U(o.baseAmount) <= B, `sold more than held: ${where}`);
+  }
+  const allowed = job.status === 'LIQUIDATING' ? ['LIQUIDATE']
+    : job.mode === 'ACCUMULATE' ? ['DCA', 'DIP_BUY', 'TAKE_PROFIT'] : ['REBALANCE', 'SUPPORT_BUY', 'TAKE_PROFIT'];
+  assert.ok(allowed.includes(o.reason), where);
+  // Trades per hour, from the simulator's log.
+  const executed = log.filter((t) => t.status === 'EXECUTED');
+  if (lim.maxTradesPerHour !== null) {
+    const recent = executed.filter((t) => Date.parse(t.executedAt as string) > now - HOUR).length;
+    assert.ok(recent < lim.maxTradesPerHour, `trades per hour: ${recent} ${where}`);
+  }
+  // Value of the order at the decision price, at 36 decimals.
+  const value36 = o.side === 'BUY' ? U(o.quoteAmount as string) * ONE : U(o.baseAmount as string) * p;
+  const usd36 = (d: string) => U(d) * ONE;
+  if (o.reason === 'LIQUIDATE') {
+    const b = U(o.baseAmount as string);
+    if (b === B) {
+      if (lim.maxOrderUsd !== null && value36 > usd36(lim.maxOrderUsd)) {
+        // Only when no slice could leave a rest worth minTradeUsd: the balance is under twice that rest.
+        assert.ok(lim.minTradeUsd !== null, where);
+        const hi = U(lim.maxOrderUsd) * ONE / p;
+        const lo = ceilDiv(U(lim.minTradeUsd) * ONE, p);
+        assert.ok(B < 2n * (lo < hi ? lo : hi), `all-in slice too big: ${where}`);
+      }
+    } else {
+      assert.ok(lim.maxOrderUsd !== null && value36 <= usd36(lim.maxOrderUsd), where);
+      if (lim.minTradeUsd !== null) {
+        const feasible = ceilDiv(U(lim.minTradeUsd) * ONE, p) <= U(lim.maxOrderUsd) * ONE / p;
+        if (feasible) {
+          assert.ok(value36 >= usd36(lim.minTradeUsd), `slice under minTradeUsd: ${where}`);
+          assert.ok((B - b) * p >= usd36(lim.minTradeUsd), `dust left: ${where}`);
+        }
+      }
+    }
+    return;
+  }
+  if (lim.maxOrderUsd !== null) assert.ok(value36 <= usd36(lim.maxOrderUsd), `maxOrderUsd: ${where}`);
+  if (lim.minTradeUsd !== null) assert.ok(value36 >= usd36(lim.minTradeUsd), `minTradeUsd: ${where}`);
+  if (o.side === 'BUY') {
+    const q = U(o.quoteAmount as string);
+    if (lim.maxPositionUsd !== null) assert.ok(B * p + q * ONE <= usd36(lim.maxPositionUsd), `maxPositionUsd: ${where}`);
+    if (job.mode === 'ACCUMULATE') {
+      assert.ok(U(job.totalAccumulated) + q <= U(job.config.accumulate.maxAccumulationUsd), `maxAccumulationUsd: ${where}`);
+    }
+  }
+  if (job.mode === 'LIQUIDITY') {
+    const liq = job.config.liquidity;
+    const today = new Date(now).toISOString().slice(0, 10);
+    const dayVol = executed.filter((t) => (t.executedAt as string).slice(0, 10) === today).reduce((a, t) => a + U(t.quoteAmount as string), 0n);
+    assert.ok(dayVol * ONE + value36 <= usd36(liq.maxDailyVolume), `maxDailyVolume: ${where}`);
+    if (o.side === 'BUY') {
+      const flow = executed.reduce((a, t) => a + (t.side === 'SELL' ? 1n : -1n) * U(t.quoteAmount as string), 0n);
+      assert.ok(U(o.quoteAmount as string) <= U(liq.capitalUsd) + flow, `cash: ${where}`);
+    }
+  }
+}
+
+describe('property: random price paths and configs', () => {
+  it('no order violates a limit, sells never exceed the balance, amounts are canonical and positive', () => {
+    let ordersSeen = 0;
+    const seen = new Map<string, number>();
+    fc.assert(fc.property(
+      configArb,
+      fc.constantFrom<Job['mode']>('ACCUMULATE', 'LIQUIDITY'),
+      fc.constantFrom<Job['status']>('RUNNING', 'RUNNING', 'RUNNING', 'LIQUIDATING'),
+      fc.bigInt({ min: E(12), max: E(24) }), // the first price, 1e-6 … 1e6
+      fc.option(fc.bigInt({ min: 1n, max: 1000n * E(18) })), // an initial balance
+      fc.array(tickArb, { minLength: 20, maxLength: 80 }),
+      fc.integer({ min: 0, max: 400 * 24 }),
+      (cfg, mode, status, firstPrice, balance, ticks, startHours) => {
+        const init: JobInit = { mode, status, sets: setsOf(cfg) };
+        if (balance !== null) {
+          init.tokenBalance = fromUnits(balance);
+          init.totalAccumulated = fromUnits(balance * firstPrice / ONE + 1n);
+        }
+        const sim = new Sim(makeJob(init));
+        let price = firstPrice;
+        let now = T0 + startHours * HOUR;
+        for (const t of ticks) {
+          // The operator liquidates now and then, and starts the job again once it is IDLE.
+          if (t.liquidate && sim.job.status === 'RUNNING') sim.job = { ...sim.job, status: 'LIQUIDATING' };
+          else if (sim.job.status === 'IDLE') sim.job = { ...sim.job, status: 'RUNNING' };
+          const log = [...sim.trades];
+          const step = sim.step(fromUnits(price), now, { fail: t.fail });
+          checkOrder(step, log, cfg);
+          const keys = Object.keys(step.decision.state);
+          assert.ok(keys.every((k) => ['recentHigh', 'recentHighTime', 'lastRebalanceTime'].includes(k)), keys.join());
+          const s = step.decision.scratch;
+          assert.deepEqual(parseScratch(JSON.parse(JSON.stringify(s)) as unknown, sim.job), { ...s, dipBought: s.dipBought && U(sim.job.recentHigh) > 0n });
+          assert.ok(s.prices.length <= 20 && s.tradeTimes.length <= 60 && s.tradeMinutes.length <= 61);
+          assert.ok(!sim.job.tokenBalance.startsWith('-'));
+          if (step.decision.order) {
+            ordersSeen++;
+            seen.set(step.decision.order.reason, (seen.get(step.decision.order.reason) ?? 0) + 1);
+          } else {
+            seen.set(`skip:${step.decision.skipped}`, (seen.get(`skip:${step.decision.skipped}`) ?? 0) + 1);
+          }
+          price = price * BigInt(1000 + t.move) / 1000n;
+          if (price < E(6)) price = E(6);
+          now += t.dt;
+        }
+      }), { numRuns: 300, seed: 20240301, interruptAfterTimeLimit: 30_000 });
+    // Guard against a vacuous property: many orders of every kind, and the limits actually binding.
+    assert.ok(ordersSeen > 2000, `only ${ordersSeen} orders`);
+    for (const k of ['DCA', 'DIP_BUY', 'TAKE_PROFIT', 'REBALANCE', 'SUPPORT_BUY', 'LIQUIDATE',
+      'skip:max-trades-per-hour', 'skip:min-trade', 'skip:max-accumulation', 'skip:max-daily-volume', 'skip:max-position']) {
+      assert.ok((seen.get(k) ?? 0) >= 20, `saw ${k} ${seen.get(k) ?? 0} times: ${JSON.stringify([...seen])}`);
+    }
+  });
+
+  it('liquidation always ends with a zero balance (no trade limit)', () => {
+    fc.assert(fc.property(
+      fc.bigInt({ min: 1n, max: 10_000n * E(18) }),
+      fc.bigInt({ min: E(15), max: E(21) }),
+      fc.option(fc.record({ slices: fc.integer({ min: 1, max: 40 }), jitter: fc.bigInt({ min: 0n, max: E(18) }) })),
+      fc.option(fc.integer({ min: 0, max: 1000 })), // minTradeUsd in per mille of maxOrderUsd (or of 50 USD)
+      (balance, price, sliced, minPermille) => {
+        const value = balance * price / ONE;
+        // At least 0.01 USD, so that some amount is worth at most maxOrderUsd (see the test of 'max-order').
+        const maxOrder = sliced === null ? null : fromUnits(value / BigInt(sliced.slices) + sliced.jitter + E(16));
+        const minTrade = minPermille === null ? null : fromUnits((maxOrder === null ? 50n * E(18) : U(maxOrder)) * BigInt(minPermille) / 1000n);
+        const sim = new Sim(makeJob({
+          status: 'LIQUIDATING', tokenBalance: fromUnits(balance),
+          sets: [`limits.maxOrderUsd=${maxOrder ?? 'null'}`, `limits.minTradeUsd=${minTrade ?? 'null'}`],
+        }));
+        const bound = (sliced?.slices ?? 1) + 3;
+        for (let i = 0; i <= bound && sim.job.status === 'LIQUIDATING'; i++) sim.step(fromUnits(price), T0 + i * 1000);
+        const what = `${fromUnits(balance)} at ${fromUnits(price)} max ${maxOrder} min ${minTrade}`;
+        assert.equal(sim.job.status, 'IDLE', what);
+        assert.equal(sim.job.tokenBalance, '0', what);
+        assert.ok(sim.trades.every((t) => t.reason === 'LIQUIDATE' && t.side === 'SELL'));
+      }), { numRuns: 300, seed: 7, interruptAfterTimeLimit: 30_000 });
+  });
+});
