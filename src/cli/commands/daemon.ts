@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Daemon } from '../../engine/daemon.ts';
 import { HttpExchange } from '../../engine/exchanges/http-exchange.ts';
@@ -76,6 +77,11 @@ export const daemonCommand: Command = {
     const demo = ctx.values['demo'] === true;
     if (demo && ctx.values['exchange'] !== undefined) throw new ValidationError('USAGE', '--demo starts its own exchange: drop --exchange');
     const log = (line: string) => ctx.io.out(`${line}\n`);
+    const db = ctx.values['db'];
+    if (demo && typeof db === 'string' && !/^postgres(ql)?:\/\//.test(db)) {
+      // The demo may make the folder its database lives in (npm start uses ./demo/).
+      mkdirSync(dirname(db.replace(/^sqlite:/, '')), { recursive: true });
+    }
     const store = await ctx.open({ durability, actor: 'daemon' });
     let paper: PaperExchangeHandle | undefined;
     try {

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# The quickstart's main job until the daemon exists: a short scripted tour of the real botstate CLI
-# on the embedded SQLite default. It starts three jobs, records trades (an 18-decimal amount and an
+# A short scripted tour of the real botstate CLI on the embedded SQLite default (the daemon's demo
+# is `npm start`). It starts three jobs, records trades (an 18-decimal amount and an
 # idempotent repeat among them), pauses, resumes and liquidates, then prints what botstate knows.
 #
-# Run it with `npm run demo`. It is repeatable: ./demo/botstate.db is recreated on every run.
+# Run it with `npm run tour`. It is repeatable: ./demo/tour.db is recreated on every run.
 # Every step goes through `npx botstate`, so the project's pinned Node 24 runs it; any failing
 # step stops the demo with a non-zero exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEMO_DIR=demo
-export BOTSTATE_DB="$DEMO_DIR/botstate.db"
+export BOTSTATE_DB="$DEMO_DIR/tour.db"
 
 # The CLI runs from dist/: build it when it is missing or older than the sources.
 if [ ! -f dist/cli/main.js ] || [ -n "$(find src -newer dist/cli/main.js -print -quit)" ]; then
@@ -18,8 +18,8 @@ if [ ! -f dist/cli/main.js ] || [ -n "$(find src -newer dist/cli/main.js -print 
   npm run --silent build
 fi
 
-rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR"
+rm -f "$BOTSTATE_DB" "$BOTSTATE_DB-wal" "$BOTSTATE_DB-shm"
 
 LGI=0xbbd9aDe16525acb4B336b6dAd3b9762901522B07
 DEGEN=0x4ed4E862860beD51a9570b96d89aF5E1B0Efefed
