@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Executor } from '../store/adapter.ts';
 
 /** The `prev_hash` of the first entry of every stream. */
@@ -58,13 +58,24 @@ export function jobStream(jobId: string): string {
   return `job:${jobId}`;
 }
 
+/** Length-prefixed, so that no two different entries have the same encoding. */
+function field(v: string | null): string {
+  return v === null ? '~;' : `${v.length}:${v};`;
+}
+
+/**
+ * SHA-256 over the entry's fields and the previous entry's hash. The encoding is length-prefixed
+ * text (not JSON: before/after are JSON already, and escaping them again doubled the cost).
+ */
 function hashOf(
   e: Pick<AuditAppend, 'stream' | 'seq' | 'prevHash' | 'at' | 'actor' | 'entity' | 'entityId' | 'action'>,
   before: string | null,
   after: string | null,
 ): string {
-  const canonical = JSON.stringify([e.stream, e.seq, e.at, e.actor, e.entity, e.entityId, e.action, before, after, e.prevHash]);
-  return createHash('sha256').update(canonical).digest('hex');
+  const text =
+    field(e.stream) + field(String(e.seq)) + field(e.at) + field(e.actor) + field(e.entity) + field(e.entityId) +
+    field(e.action) + field(before) + field(after) + field(e.prevHash);
+  return hash('sha256', text, 'hex');
 }
 
 /**

@@ -164,14 +164,26 @@ export function describeRef(ref: JobRef): string {
 }
 
 /** Reads a job, locking its row until the transaction ends when `lock` is set. */
-export async function selectJob(tx: Executor, dialect: Dialect, ref: JobRef, lock: boolean): Promise<JobRow | undefined> {
-  const suffix = lock ? dialect.forUpdate : '';
-  if ('id' in ref) {
-    return tx.get<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?${suffix}`, [ref.id]);
+// The same string objects every call: the adapters cache prepared statements by SQL text.
+const selectSql = new Map<string, { byId: string; byToken: string }>();
+function selectStatements(suffix: string): { byId: string; byToken: string } {
+  let sql = selectSql.get(suffix);
+  if (!sql) {
+    sql = {
+      byId: `SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?${suffix}`,
+      byToken: `SELECT ${JOB_COLUMNS} FROM jobs WHERE chain = ? AND token_address = ?${suffix}`,
+    };
+    selectSql.set(suffix, sql);
   }
+  return sql;
+}
+
+export async function selectJob(tx: Executor, dialect: Dialect, ref: JobRef, lock: boolean): Promise<JobRow | undefined> {
+  const sql = selectStatements(lock ? dialect.forUpdate : '');
+  if ('id' in ref) return tx.get<JobRow>(sql.byId, [ref.id]);
   const address = normalizeAddress(ref.tokenAddress);
   const chain = normalizeChain(ref.chain);
-  return tx.get<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE chain = ? AND token_address = ?${suffix}`, [chain, address]);
+  return tx.get<JobRow>(sql.byToken, [chain, address]);
 }
 
 export async function requireJob(tx: Executor, dialect: Dialect, ref: JobRef, lock: boolean): Promise<JobRow> {

@@ -165,7 +165,7 @@ function checkFill(fill: Fill): CheckedFill {
     return v;
   };
   const executedAt = fill.executedAt ?? new Date().toISOString();
-  if (!ISO.test(executedAt) || Number.isNaN(Date.parse(executedAt))) {
+  if (fill.executedAt !== undefined && (!ISO.test(executedAt) || Number.isNaN(Date.parse(executedAt)))) {
     throw new ValidationError('INVALID_ARGUMENT', `executedAt "${executedAt}" is not an ISO 8601 UTC time with milliseconds`, {
       hint: 'pass new Date().toISOString()',
     });

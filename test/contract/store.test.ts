@@ -350,7 +350,7 @@ for (const engine of ENGINES) {
           await store.close();
         }
         const tables = await fx.raw(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1`, [schema]);
-        assert.deepEqual(tables.map((t) => t['table_name']), ['audit_log', 'jobs', 'schema_migrations', 'trades']);
+        assert.deepEqual(tables.map((t) => t['table_name']), ['audit_log', 'daemon_instances', 'job_leases', 'jobs', 'schema_migrations', 'trades']);
         assert.equal((await fx.raw('SELECT count(*)::int AS n FROM jobs'))[0]?.['n'], 1);
       });
 

@@ -1,5 +1,6 @@
 import { closeSync, existsSync, openSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { BotstateError, NotFoundError, StorageError } from '../../errors.ts';
 import type {
@@ -58,6 +59,8 @@ export class SqliteAdapter implements Adapter {
   readonly #queue: Queued[] = [];
   #leading = false;
   #closed = false;
+  #commits = 0;
+  #checkpointer: Worker | undefined;
 
   private constructor(db: Database.Database, options: SqliteOptions) {
     this.#db = db;
@@ -180,6 +183,7 @@ export class SqliteAdapter implements Adapter {
         }
       }
       this.#prepare('COMMIT').run();
+      this.#committed();
     } catch (e) {
       if (this.#db.inTransaction) this.#prepare('ROLLBACK').run();
       const error = classifySqliteError(e, this.location);
@@ -207,6 +211,7 @@ export class SqliteAdapter implements Adapter {
         throw e;
       }
       this.#prepare('COMMIT').run();
+      this.#committed();
       return result;
     } catch (e) {
       if (this.#db.inTransaction) this.#prepare('ROLLBACK').run();
@@ -224,12 +229,45 @@ export class SqliteAdapter implements Adapter {
     return (await tx.get(`SELECT 1 AS present FROM sqlite_master WHERE type = 'table' AND name = ?`, [name])) !== undefined;
   }
 
+  /**
+   * A connection that keeps writing gets its checkpoints moved to a worker thread (after
+   * CHECKPOINT_AFTER commits, so that a short-lived CLI command does not start a thread).
+   */
+  #committed(): void {
+    if (this.#checkpointer !== undefined || ++this.#commits < CHECKPOINT_AFTER || this.location === ':memory:') return;
+    const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+    this.#checkpointer = new Worker(new URL(`./sqlite-checkpoint-worker${ext}`, import.meta.url), {
+      workerData: { path: this.location, intervalMs: CHECKPOINT_INTERVAL_MS },
+    });
+    this.#checkpointer.unref();
+    this.#checkpointer.on('error', () => {
+      // Without the worker, SQLite's own automatic checkpoints take over again.
+      this.#db.pragma('wal_autocheckpoint = 1000');
+    });
+    this.#db.pragma('wal_autocheckpoint = 0');
+  }
+
+  async #stopCheckpointer(): Promise<void> {
+    const worker = this.#checkpointer;
+    if (!worker) return;
+    this.#checkpointer = undefined;
+    await new Promise<void>((resolve) => {
+      const done = () => resolve();
+      worker.once('message', done);
+      worker.once('exit', done);
+      worker.once('error', done);
+      worker.postMessage('stop');
+    });
+    await worker.terminate();
+  }
+
   async close(): Promise<void> {
     const wait = this.#mutex.acquire();
     if (wait) await wait;
     try {
       if (this.#closed) return;
       this.#closed = true;
+      await this.#stopCheckpointer();
       this.#db.close();
     } finally {
       this.#mutex.release();
@@ -268,6 +306,10 @@ function isForeign(db: Database.Database): boolean {
     .all() as string[];
   return tables.length > 0 && !tables.includes('schema_migrations');
 }
+
+/** Commits after which a connection's checkpoints move to a worker thread. */
+const CHECKPOINT_AFTER = 64;
+const CHECKPOINT_INTERVAL_MS = 200;
 
 const NO_PARAMS: readonly SqlParam[] = [];
 function bind(params: readonly SqlParam[] | undefined): SqlParam[] {
