@@ -15,8 +15,27 @@ export interface Io {
   err(text: string): void;
 }
 
+let stdoutClosed = false;
+
+/**
+ * When whatever reads our stdout goes away (`botstate daemon | head`), writing fails with EPIPE.
+ * Stop writing and end the way a SIGTERM would (the daemon then stops cleanly), instead of
+ * crashing on an unhandled 'error' event.
+ */
+function watchStdout(): void {
+  if (process.stdout.listenerCount('error') > 0) return;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE' || stdoutClosed) return;
+    stdoutClosed = true;
+    process.kill(process.pid, 'SIGTERM');
+  });
+}
+
 export const processIo: Io = {
-  out: (text) => void process.stdout.write(text),
+  out: (text) => {
+    watchStdout();
+    if (!stdoutClosed) process.stdout.write(text);
+  },
   err: (text) => void process.stderr.write(text),
 };
 

@@ -32,7 +32,8 @@ function alive(pid: number): boolean {
  *
  * Every tick, {@link sync} heartbeats the instance, renews its leases, claims unowned or
  * expired ones up to its fair share (`ceil(active jobs / live daemons)`) with
- * `FOR UPDATE … SKIP LOCKED`, and returns the leases it holds with their fencing epochs.
+ * `FOR UPDATE … SKIP LOCKED` (or hands back what it holds beyond that share), and returns the
+ * leases it holds with their fencing epochs.
  * A claim increments the epoch, and every write of a job's runner is checked against it
  * (CallOptions.fence), so a daemon that lost a job cannot write to it any more.
  */
@@ -125,6 +126,7 @@ export class Leases {
       );
       const want = await this.#wanted(tx, now);
       if (want > 0) await this.#claim(tx, want, now, expires);
+      else if (want < 0) await this.#shed(tx, -want, now);
       const held = await tx.all<{ job_id: string; epoch: number }>('SELECT job_id, epoch FROM job_leases WHERE owner = ?', [this.instanceId]);
       return new Map(held.map((l) => [l.job_id, { owner: this.instanceId, epoch: l.epoch }]));
     });
@@ -154,6 +156,22 @@ export class Leases {
          WHERE (${ACTIVE}) AND (l.owner = '' OR l.expires_at < ?)
          ORDER BY l.expires_at, l.job_id LIMIT ?${this.#store.dialect.skipLocked('l')})`,
       [this.instanceId, expires, now, want],
+    );
+  }
+
+  /**
+   * Hands back leases held beyond the fair share (a daemon that started alone took every job),
+   * so that daemons started later get their share at their next tick. Jobs with an open intent
+   * are kept: their reconciliation is under way here.
+   */
+  async #shed(tx: Executor, surplus: number, now: string): Promise<void> {
+    await tx.run(
+      `UPDATE job_leases SET owner = '', expires_at = ?
+       WHERE job_id IN (
+         SELECT l.job_id FROM job_leases l
+         WHERE l.owner = ? AND NOT EXISTS (SELECT 1 FROM trades t WHERE t.job_id = l.job_id AND t.status = 'PENDING')
+         ORDER BY l.job_id DESC LIMIT ?)`,
+      [now, this.instanceId, surplus],
     );
   }
 

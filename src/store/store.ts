@@ -37,13 +37,19 @@ export interface StoreOptions {
   /** PostgreSQL: how long to wait for a connection (default 5000 ms). */
   readonly connectTimeoutMs?: number;
   /**
+   * PostgreSQL: end a session whose transaction stays idle (the client holds it open and sends
+   * nothing) for longer than this, releasing its row locks (default: off). The daemon sets it
+   * below its lease TTL, so that a frozen daemon cannot keep the locks that a takeover needs.
+   */
+  readonly idleTransactionTimeoutMs?: number;
+  /**
    * SQLite in `power` mode: let concurrent write transactions share one COMMIT (and fsync)
    * (default true). Turning it off is for measuring what it saves.
    */
   readonly groupCommit?: boolean;
 }
 
-const OPTION_KEYS = ['durability', 'schema', 'create', 'actor', 'busyTimeoutMs', 'poolSize', 'connectTimeoutMs', 'groupCommit'] as const;
+const OPTION_KEYS = ['durability', 'schema', 'create', 'actor', 'busyTimeoutMs', 'poolSize', 'connectTimeoutMs', 'idleTransactionTimeoutMs', 'groupCommit'] as const;
 
 function checkOptions(options: StoreOptions): Required<StoreOptions> {
   for (const key of Object.keys(options)) {
@@ -81,6 +87,7 @@ function checkOptions(options: StoreOptions): Required<StoreOptions> {
     busyTimeoutMs: int('busyTimeoutMs', options.busyTimeoutMs, 0, 600_000, 5000),
     poolSize: int('poolSize', options.poolSize, 1, 1000, 10),
     connectTimeoutMs: int('connectTimeoutMs', options.connectTimeoutMs, 1, 600_000, 5000),
+    idleTransactionTimeoutMs: int('idleTransactionTimeoutMs', options.idleTransactionTimeoutMs, 0, 86_400_000, 0),
     groupCommit: options.groupCommit ?? true,
   });
 }
@@ -122,6 +129,7 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
           durability: opts.durability,
           poolSize: opts.poolSize,
           connectTimeoutMs: opts.connectTimeoutMs,
+          idleTransactionTimeoutMs: opts.idleTransactionTimeoutMs,
           location: describeLocation(location),
         });
   try {

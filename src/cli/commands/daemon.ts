@@ -82,7 +82,9 @@ export const daemonCommand: Command = {
       // The demo may make the folder its database lives in (npm start uses ./demo/).
       mkdirSync(dirname(db.replace(/^sqlite:/, '')), { recursive: true });
     }
-    const store = await ctx.open({ durability, actor: 'daemon' });
+    // A daemon frozen mid-transaction (a paused VM) must not keep the row locks another
+    // daemon needs to take its jobs over: PostgreSQL ends such a session after half the TTL.
+    const store = await ctx.open({ durability, actor: 'daemon', idleTransactionTimeoutMs: Math.max(500, Math.floor(leaseTtlMs / 2)) });
     let paper: PaperExchangeHandle | undefined;
     try {
       let url = typeof ctx.values['exchange'] === 'string' ? ctx.values['exchange'] : 'http://127.0.0.1:8790';

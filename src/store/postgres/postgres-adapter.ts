@@ -18,6 +18,8 @@ export interface PostgresOptions {
   readonly durability: Durability;
   readonly poolSize: number;
   readonly connectTimeoutMs: number;
+  /** idle_in_transaction_session_timeout; 0 = off. */
+  readonly idleTransactionTimeoutMs: number;
   /** For messages: the URL without its password. */
   readonly location: string;
 }
@@ -58,12 +60,18 @@ export class PostgresAdapter implements Adapter {
       connectionString: options.connectionString,
       max: options.poolSize,
       connectionTimeoutMillis: options.connectTimeoutMs,
-      options: `-c search_path=${options.schema} -c TimeZone=UTC -c DateStyle=ISO -c synchronous_commit=${sync}`,
+      options:
+        `-c search_path=${options.schema} -c TimeZone=UTC -c DateStyle=ISO -c synchronous_commit=${sync}` +
+        ` -c idle_in_transaction_session_timeout=${options.idleTransactionTimeoutMs}`,
       types: { getTypeParser: typeParser } as pg.CustomTypesConfig,
     });
     // An idle client whose connection drops emits 'error' on the pool; without a listener
     // that would crash the process. The next checkout gets a fresh connection.
     pool.on('error', () => {});
+    // A checked-out client whose connection the server ends (idle_in_transaction_session_timeout,
+    // an administrator, a restart) also emits 'error'; its query in flight rejects anyway, and
+    // the broken client is discarded on release. Without a listener the process would crash.
+    pool.on('connect', (client) => client.on('error', () => {}));
     const adapter = new PostgresAdapter(pool, options);
     try {
       await pool.query('SELECT 1');

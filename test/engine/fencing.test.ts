@@ -1,0 +1,99 @@
+/**
+ * Fencing (DESIGN.md §7): a daemon whose lease on a job expired and was taken over can no longer
+ * write to that job, whatever it still believes; the new holder, at epoch + 1, can. On both engines,
+ * with two Leases instances on one store and a fake clock (so the expiry is chosen, not waited for).
+ */
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { Leases } from '../../src/engine/leases.ts';
+import { isBotstateError } from '../../src/errors.ts';
+import type { Fence } from '../../src/store/context.ts';
+import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
+
+const T0 = Date.parse('2026-11-22T00:00:00.000Z');
+const TTL = 1000;
+const leaseLost = (e: unknown) => isBotstateError(e, 'LEASE_LOST');
+
+for (const engine of ENGINES) {
+  describe(`fencing [${engine.name}]`, { skip: engine.skip }, () => {
+    let fx: Fixture;
+    beforeEach(async () => {
+      fx = await engine.create();
+    });
+    afterEach(() => fx.cleanup());
+
+    it("a taken-over lease fences the old holder's writes out; the new holder writes at epoch + 1", async () => {
+      const store = await fx.open();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI' });
+      let now = T0;
+      const a = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => now });
+      const b = new Leases(store, 'daemon-B', { ttlMs: TTL, now: () => now });
+      await a.register();
+
+      const heldA = await a.sync();
+      assert.deepEqual(heldA.get(job.id), { owner: 'daemon-A', epoch: 1 });
+      const fenceA: Fence = heldA.get(job.id)!;
+
+      // While A's lease runs, B cannot take the job, and A writes.
+      now = T0 + TTL - 1;
+      assert.equal((await b.sync()).size, 0);
+      const stateByA = await store.jobs.updateState({ id: job.id }, { recentHigh: '1.5' }, { fence: fenceA });
+      assert.equal(stateByA.recentHigh, '1.5');
+
+      // A stops renewing (a stalled or killed daemon); once the lease has expired, B takes it over.
+      now = T0 + TTL + 1;
+      const heldB = await b.sync();
+      assert.deepEqual(heldB.get(job.id), { owner: 'daemon-B', epoch: 2 });
+      const fenceB: Fence = heldB.get(job.id)!;
+
+      // Every fenced write of A is refused with LEASE_LOST and changes nothing.
+      const before = await fx.dump();
+      const versionBefore = (await store.jobs.get({ id: job.id })).version;
+      await assert.rejects(store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' }, { fence: fenceA }), leaseLost);
+      await assert.rejects(store.jobs.updateState({ id: job.id }, { recentHigh: '2' }, { fence: fenceA }), leaseLost);
+      await assert.rejects(store.jobs.saveScratch({ id: job.id }, { a: 1 }, { fence: fenceA }), leaseLost);
+      await assert.rejects(store.jobs.fail({ id: job.id }, 'A thinks it failed', { fence: fenceA }), leaseLost);
+      // Inside a caller's transaction too: the whole transaction rolls back.
+      await assert.rejects(
+        store.transaction(async () => {
+          await store.jobs.saveScratch({ id: job.id }, { b: 2 }, { fence: fenceB }); // allowed, but rolled back with the rest
+          await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' }, { fence: fenceA });
+        }),
+        leaseLost,
+      );
+      // The right owner at a stale epoch is fenced out as well.
+      await assert.rejects(store.jobs.updateState({ id: job.id }, { recentHigh: '3' }, { fence: { owner: 'daemon-B', epoch: 1 } }), leaseLost);
+      assert.equal(await fx.dump(), before, 'a refused fenced write changed the database');
+
+      // A's next sync does not get the job back: B's lease is valid.
+      assert.equal((await a.sync()).has(job.id), false);
+
+      // B's fenced write succeeds, with the clientOrderId derived from the job and its sequence.
+      const { trade, job: after } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' }, { fence: fenceB });
+      assert.equal(trade.status, 'PENDING');
+      assert.equal(trade.clientOrderId, `${job.id}-${versionBefore + 1}`);
+      assert.equal(after.version, versionBefore + 1);
+      const settled = await store.ledger.settle(
+        trade.clientOrderId,
+        { status: 'EXECUTED', baseAmount: '8.000000000000000001', quoteAmount: '10', priceUsd: '1.25', executedAt: new Date(T0).toISOString() },
+        { fence: fenceB },
+      );
+      assert.equal(settled.job.tokenBalance, '8.000000000000000001');
+    });
+
+    it('a lease released by a graceful stop is taken at a new epoch at once, and the old fence stays dead', async () => {
+      const store = await fx.open();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI' });
+      const now = T0;
+      const a = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => now });
+      const b = new Leases(store, 'daemon-B', { ttlMs: TTL, now: () => now });
+      const fenceA = (await a.sync()).get(job.id)!;
+      assert.equal(fenceA.epoch, 1);
+      await a.release();
+      const fenceB = (await b.sync()).get(job.id)!;
+      assert.deepEqual(fenceB, { owner: 'daemon-B', epoch: 2 });
+      await assert.rejects(store.jobs.updateState({ id: job.id }, { recentHigh: '2' }, { fence: fenceA }), leaseLost);
+      assert.equal((await store.jobs.updateState({ id: job.id }, { recentHigh: '2' }, { fence: fenceB })).recentHigh, '2');
+    });
+  });
+}
