@@ -16,6 +16,7 @@ import {
   benchToken,
   INSERT_AUDIT,
   INSERT_TRADE,
+  SELECT_TRADE_BY_CLIENT_ORDER_ID,
   rawTradeParams,
   rawTransitionParams,
   SELECT_JOB,
@@ -29,6 +30,7 @@ import {
 
 const SELECT_FOR_UPDATE = { name: 'raw_select_job', text: toPg(`${SELECT_JOB} FOR UPDATE`) };
 const INSERT_TRADE_PG = { name: 'raw_insert_trade', text: toPg(INSERT_TRADE) };
+const SELECT_TRADE_PG = { name: 'raw_select_trade', text: toPg(SELECT_TRADE_BY_CLIENT_ORDER_ID) };
 const INSERT_AUDIT_PG = { name: 'raw_insert_audit', text: toPg(INSERT_AUDIT) };
 const UPDATE_PG = new Map<string, { name: string; text: string }>();
 /** The named statement for the UPDATE of `columns`, prepared on each connection the first time it runs there. */
@@ -93,7 +95,9 @@ function rawPg(pool: pg.Pool, tradeJob: string, transitionJob: string): { trade:
       run(i) {
         const t = inputs[i - first]!;
         return inTransaction(pool, async (c) => {
-          const p = rawTradeParams(await selectJob(c, tradeJob), t);
+          const row = await selectJob(c, tradeJob);
+          if ((await c.query({ ...SELECT_TRADE_PG, values: [t.clientOrderId] })).rowCount !== 0) throw new Error(`raw: duplicate ${t.clientOrderId}`);
+          const p = rawTradeParams(row, t);
           const inserted = await c.query({ ...INSERT_TRADE_PG, values: p.insert });
           if (inserted.rowCount !== 1) throw new Error(`raw: duplicate ${t.clientOrderId}`);
           const { columns, update, audit } = p.rest();

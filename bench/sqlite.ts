@@ -14,6 +14,7 @@ import {
   benchToken,
   INSERT_AUDIT,
   INSERT_TRADE,
+  SELECT_TRADE_BY_CLIENT_ORDER_ID,
   rawTradeParams,
   rawTransitionParams,
   SELECT_JOB,
@@ -32,6 +33,7 @@ function rawSqlite(path: string, durability: Durability, tradeJob: string, trans
   db.pragma(`synchronous = ${durability === 'power' ? 'FULL' : 'NORMAL'}`);
   db.pragma('foreign_keys = ON');
   const select = db.prepare(SELECT_JOB);
+  const selectTrade = db.prepare(SELECT_TRADE_BY_CLIENT_ORDER_ID);
   const insertTrade = db.prepare(INSERT_TRADE);
   const insertAudit = db.prepare(INSERT_AUDIT);
   const updates = new Map<string, Stmt>();
@@ -44,6 +46,7 @@ function rawSqlite(path: string, durability: Durability, tradeJob: string, trans
   const recordTrade = db.transaction((jobId: string, t: RawTradeInput) => {
     const row = select.get(jobId) as RawJobRow | undefined;
     if (!row) throw new Error(`raw: no job ${jobId}`);
+    if (selectTrade.get(t.clientOrderId) !== undefined) throw new Error(`raw: duplicate ${t.clientOrderId}`);
     const p = rawTradeParams(row, t);
     if (insertTrade.get(...p.insert) === undefined) throw new Error(`raw: duplicate ${t.clientOrderId}`);
     const { columns, update: params, audit } = p.rest();

@@ -20,6 +20,9 @@ export const JOB_COLUMNS =
   'recent_high_time, total_accumulated, token_balance, last_rebalance_time, config, strategy_state, ' +
   'created_at, updated_at, started_at, stopped_at, version, audit_hash';
 export const SELECT_JOB = `SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`;
+/** The idempotency check recordTrade makes before writing (a repeated clientOrderId changes nothing). */
+export const SELECT_TRADE_BY_CLIENT_ORDER_ID =
+  'SELECT id, job_id, side, reason, base_amount, quote_amount, price_usd, client_order_id, exchange_order_id, tx_hash, status, error, created_at, executed_at FROM trades WHERE client_order_id = ?';
 export const INSERT_TRADE =
   'INSERT INTO trades (id, job_id, side, reason, base_amount, quote_amount, price_usd, client_order_id, exchange_order_id, tx_hash, status, error, created_at, executed_at) ' +
   'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_order_id) DO NOTHING RETURNING id';

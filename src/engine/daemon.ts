@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { insertAudit, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
 import { coerceError, isBotstateError } from '../errors.ts';
+import { cmp } from '../money/decimal.ts';
 import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import type { Trade } from '../ledger/ledger.ts';
 import type { CallOptions, Fence } from '../store/context.ts';
@@ -93,6 +94,8 @@ export class Daemon {
   #stopping = false;
   #started = false;
   #outageSince: number | undefined;
+  #renewer: NodeJS.Timeout | undefined;
+  readonly #leaseTtlMs: number;
 
   constructor(options: DaemonOptions) {
     this.#store = options.store;
@@ -103,8 +106,9 @@ export class Daemon {
     this.#flushMs = options.flushMs ?? 10_000;
     this.#log = options.log ?? ((line) => void process.stdout.write(`${line}\n`));
     this.instanceId = options.instanceId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.#leaseTtlMs = options.leaseTtlMs ?? 15_000;
     this.#leases = new Leases(this.#store, this.instanceId, {
-      ttlMs: options.leaseTtlMs ?? 15_000,
+      ttlMs: this.#leaseTtlMs,
       ...(options.maxJobs === undefined ? {} : { maxJobs: options.maxJobs }),
     });
   }
@@ -152,6 +156,11 @@ export class Daemon {
       ms: Math.round((performance.now() - t0) * 10) / 10,
     };
     await this.#auditRecovery(report);
+    const ttl = this.#leaseTtlMs;
+    this.#renewer = setInterval(() => {
+      this.#leases.renew().catch((e) => this.#log(`${stamp()}  could not renew the leases: ${coerceError(e).message}`));
+    }, Math.max(50, Math.floor(ttl / 3)));
+    this.#renewer.unref();
     this.#log(
       `recovered in ${report.ms} ms: ${report.jobs} jobs, ${report.pending} pending intents ` +
         `(${report.executed} executed, ${report.failed} failed, ${report.resent} re-sent, ${report.unresolved} unresolved)`,
@@ -164,6 +173,7 @@ export class Daemon {
   async stop(): Promise<void> {
     this.#stopping = true;
     clearTimeout(this.#timer);
+    clearInterval(this.#renewer);
     await this.#ticking;
     if (this.#started) await this.#leases.release().catch((e) => this.#log(`could not release the leases: ${coerceError(e).message}`));
   }
@@ -250,7 +260,9 @@ export class Daemon {
 
   #runner(job: Job, fence: Fence): Runner {
     let runner = this.#runners.get(job.id);
-    if (!runner) {
+    // A new epoch means the job was someone else's meanwhile: what this daemon remembered of
+    // it (strategy scratch, unwritten state) is stale; start again from the database.
+    if (!runner || runner.fence.epoch !== fence.epoch) {
       runner = { fence, scratch: parseScratch(job.strategyState, job), state: {}, scratchDirty: false, lastFlush: Date.now(), failures: 0 };
       this.#runners.set(job.id, runner);
     }
@@ -366,6 +378,7 @@ export class Daemon {
   }
 
   async #settle(job: Job, trade: Trade, order: ExchangeOrder, runner: Runner, phase: 'tick' | 'recovery'): Promise<Outcome> {
+    checkSameOrder(job, trade, order);
     const actor = phase === 'recovery' ? `${this.#actor}:recovery` : this.#actor;
     const options = this.#options(runner, actor);
     const before = runner.scratch;
@@ -423,7 +436,7 @@ export class Daemon {
     const message = isBotstateError(e) || !(e instanceof Error) ? error.message : e.message;
     runner.failures++;
     this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${runner.failures}/${this.#maxFailures}): ${message}`);
-    if (runner.failures < this.#maxFailures || error.category === 'storage') return;
+    if (runner.failures < this.#maxFailures || error.category === 'storage' || job.status === 'ERROR') return;
     try {
       const reason = `${runner.failures} steps failed in a row; last: ${message}`;
       await this.#store.jobs.fail({ id: job.id }, reason, this.#options(runner));
@@ -456,6 +469,32 @@ export class Daemon {
     });
   }
 
+}
+
+/**
+ * The exchange's order under this clientOrderId must be this intent. A clientOrderId can only
+ * come back with another order if committed intents were lost (a restored backup, a power cut
+ * or a PostgreSQL crash in `process` durability) and the id was derived again for a new one:
+ * then nothing is settled, and the job stops with the reason (the trade stays PENDING for an
+ * operator to look at).
+ */
+function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
+  const asked = trade.baseAmount !== null ? { field: 'baseAmount', value: trade.baseAmount } : { field: 'quoteAmount', value: trade.quoteAmount };
+  const got = order.status === 'REJECTED' ? asked.value : asked.field === 'baseAmount' ? order.baseAmount : order.quoteAmount;
+  const problem =
+    order.side !== trade.side
+      ? `it is a ${order.side}, the intent a ${trade.side}`
+      : order.token.toLowerCase() !== job.tokenAddress.toLowerCase()
+        ? `it is for ${order.token}, the intent for ${job.tokenAddress}`
+        : got === null || asked.value === null || cmp(got, asked.value) !== 0
+          ? `its ${asked.field} is ${String(got)}, the intent asked for ${String(asked.value)}`
+          : undefined;
+  if (problem) {
+    throw new Error(
+      `the exchange's order ${trade.clientOrderId} is not this intent (${problem}): a clientOrderId was reused after ` +
+        'committed intents were lost; reconcile it by hand',
+    );
+  }
 }
 
 function orderRequest(job: Job, trade: Trade): OrderRequest {

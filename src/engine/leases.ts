@@ -71,12 +71,11 @@ export class Leases {
         [this.instanceId],
       );
       for (const other of others) {
+        // Live: it heartbeated within the TTL and, on this host, its process exists (a pid
+        // reused by another program after a crash or a reboot does not count for ever).
         const live =
-          other.host !== this.#host
-            ? other.heartbeat_at > stale
-            : other.pid === process.pid
-              ? RUNNING_HERE.has(other.id) // our own pid: live only if started in this process and not stopped
-              : alive(other.pid);
+          other.heartbeat_at > stale &&
+          (other.host !== this.#host || (other.pid === process.pid ? RUNNING_HERE.has(other.id) : alive(other.pid)));
         if (!live) {
           // A daemon that died (its process is gone): its jobs need not wait for their TTL.
           await tx.run('UPDATE daemon_instances SET stopped_at = ? WHERE id = ?', [now, other.id]);
@@ -101,6 +100,17 @@ export class Leases {
       ]);
     });
     RUNNING_HERE.add(this.instanceId);
+  }
+
+  /**
+   * Heartbeats and renews, between ticks: a tick slowed down (a slow exchange) must not cost the
+   * daemon its leases.
+   */
+  async renew(): Promise<void> {
+    await this.#store.transaction(async (tx) => {
+      await tx.run('UPDATE daemon_instances SET heartbeat_at = ? WHERE id = ?', [this.#iso(), this.instanceId]);
+      await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [this.#iso(this.#ttlMs), this.instanceId, this.#iso(this.#ttlMs / 2)]);
+    });
   }
 
   /** Heartbeats, renews, claims; returns every lease this daemon holds (job id → fence). */

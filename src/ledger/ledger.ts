@@ -102,6 +102,7 @@ interface TradeRow {
 
 const TRADE_COLUMNS =
   'id, job_id, side, reason, base_amount, quote_amount, price_usd, client_order_id, exchange_order_id, tx_hash, status, error, created_at, executed_at';
+const SELECT_BY_CLIENT_ORDER_ID = `SELECT ${TRADE_COLUMNS} FROM trades WHERE client_order_id = ?`;
 const INSERT_TRADE =
   `INSERT INTO trades (${TRADE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ` +
   'ON CONFLICT (client_order_id) DO NOTHING RETURNING id';
@@ -180,6 +181,29 @@ function checkFill(fill: Fill): CheckedFill {
   };
 }
 
+/** The base amount the job's PENDING sells have asked for: not available to another sell. */
+async function reservedForSells(tx: Executor, jobId: string, except?: string): Promise<Decimal> {
+  const rows = await tx.all<{ id: string; base_amount: string | null }>(
+    "SELECT id, base_amount FROM trades WHERE job_id = ? AND status = 'PENDING' AND side = 'SELL'",
+    [jobId],
+  );
+  let reserved: Decimal = '0';
+  for (const row of rows) if (row.id !== except && row.base_amount !== null) reserved = add(reserved, row.base_amount);
+  return reserved;
+}
+
+/** A sell may not take what the job does not hold, nor what its open sells have asked for. */
+function checkAvailable(job: JobRow, base: Decimal, reserved: Decimal): void {
+  const available = sub(job.token_balance, reserved);
+  if (cmp(base, available) > 0) {
+    const held = reserved === '0' ? `holds ${job.token_balance}` : `holds ${job.token_balance}, of which ${reserved} is asked for by open sells`;
+    throw new BotstateError('INSUFFICIENT_BALANCE', `cannot sell ${base}: job ${job.id} ${held}`, {
+      hint: 'a job can only sell what its executed trades bought and no open order has asked for',
+      details: { tokenBalance: job.token_balance, reserved, baseAmount: base },
+    });
+  }
+}
+
 /** The job's new state after an executed trade; refuses a sell of more than the job holds. */
 function applyFill(job: JobRow, side: TradeSide, reason: TradeReason, fill: CheckedFill): JobChange {
   if (side === 'BUY') {
@@ -204,20 +228,13 @@ function applyFill(job: JobRow, side: TradeSide, reason: TradeReason, fill: Chec
 }
 
 /**
- * An order may be placed for a RUNNING job, or a sell for a LIQUIDATING one; a sell may not
- * ask for more than the job holds.
+ * An order may be placed for a RUNNING job, or a sell for a LIQUIDATING one.
  */
-function checkCanTrade(job: JobRow, side: TradeSide, base: Decimal | null): void {
+function checkCanTrade(job: JobRow, side: TradeSide): void {
   if (!(job.status === 'RUNNING' || (job.status === 'LIQUIDATING' && side === 'SELL'))) {
     throw new InvalidTransitionError('INVALID_TRANSITION', `cannot place a ${side} order for job ${job.id}: it is ${job.status}`, {
       hint: job.status === 'LIQUIDATING' ? 'a liquidating job only sells' : 'resume the job first',
       details: { status: job.status, side },
-    });
-  }
-  if (side === 'SELL' && base !== null && cmp(base, job.token_balance) > 0) {
-    throw new BotstateError('INSUFFICIENT_BALANCE', `cannot sell ${base}: job ${job.id} holds ${job.token_balance}`, {
-      hint: 'a job can only sell what its executed trades bought',
-      details: { tokenBalance: job.token_balance, baseAmount: base },
     });
   }
 }
@@ -259,17 +276,20 @@ export class Ledger {
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
       const job = await lockJob(tx, this.#ctx.adapter.dialect, input.job, options);
+      const existing = await this.#find(tx, input.clientOrderId);
+      if (existing) {
+        if (sameFill(existing, input.side, input.reason, job.id, fill)) return { trade: toTrade(existing), job: toJob(job), duplicate: true };
+        throw duplicateOrder(existing);
+      }
+      // Every check before the first write: a refusal leaves nothing behind.
+      if (input.side === 'SELL') checkAvailable(job, fill.base, await reservedForSells(tx, job.id));
+      const set = applyFill(job, input.side, input.reason, fill);
       const id = uuidv7();
       const inserted = await tx.get<{ id: string }>(INSERT_TRADE, [
         id, job.id, input.side, input.reason, fill.base, fill.quote, fill.price, input.clientOrderId,
         fill.exchangeOrderId, fill.txHash, 'EXECUTED', null, fill.executedAt, fill.executedAt,
       ]);
-      if (!inserted) {
-        const existing = await this.#byClientOrderId(tx, input.clientOrderId);
-        if (sameFill(existing, input.side, input.reason, job.id, fill)) return { trade: toTrade(existing), job: toJob(job), duplicate: true };
-        throw duplicateOrder(existing);
-      }
-      const set = applyFill(job, input.side, input.reason, fill);
+      if (!inserted) throw duplicateOrder(await this.#byClientOrderId(tx, input.clientOrderId));
       const trade: Trade = {
         id, jobId: job.id, side: input.side, reason: input.reason, baseAmount: fill.base, quoteAmount: fill.quote,
         priceUsd: fill.price, clientOrderId: input.clientOrderId, exchangeOrderId: fill.exchangeOrderId,
@@ -300,11 +320,8 @@ export class Ledger {
       const clientOrderId = input.clientOrderId ?? `${job.id}-${job.version + 1}`;
       const id = uuidv7();
       const at = new Date().toISOString();
-      const inserted = await tx.get<{ id: string }>(INSERT_TRADE, [
-        id, job.id, input.side, input.reason, base, quote, price, clientOrderId, null, null, 'PENDING', null, at, null,
-      ]);
-      if (!inserted) {
-        const existing = await this.#byClientOrderId(tx, clientOrderId);
+      const existing = await this.#find(tx, clientOrderId);
+      if (existing) {
         const same = (a: string | null, b: Decimal | null) => (a === null ? b === null : b !== null && cmp(a, b) === 0);
         if (
           existing.job_id === job.id &&
@@ -316,9 +333,13 @@ export class Ledger {
         }
         throw duplicateOrder(existing);
       }
-      // After the duplicate check, so that repeating an accepted intent stays a no-op; a
-      // refusal here rolls the insert back with the rest of the transaction.
-      checkCanTrade(job, input.side, base);
+      // After the duplicate check (repeating an accepted intent stays a no-op), before any write.
+      checkCanTrade(job, input.side);
+      if (input.side === 'SELL' && base !== null) checkAvailable(job, base, await reservedForSells(tx, job.id));
+      const inserted = await tx.get<{ id: string }>(INSERT_TRADE, [
+        id, job.id, input.side, input.reason, base, quote, price, clientOrderId, null, null, 'PENDING', null, at, null,
+      ]);
+      if (!inserted) throw duplicateOrder(await this.#byClientOrderId(tx, clientOrderId));
       const trade = toTrade({
         id, job_id: job.id, side: input.side, reason: input.reason, base_amount: base, quote_amount: quote, price_usd: price,
         client_order_id: clientOrderId, exchange_order_id: null, tx_hash: null, status: 'PENDING', error: null, created_at: at, executed_at: null,
@@ -398,8 +419,12 @@ export class Ledger {
     return toTrade(await this.#ctx.read(options, (tx) => this.#byClientOrderId(tx, clientOrderId)));
   }
 
+  async #find(tx: Executor, clientOrderId: string): Promise<TradeRow | undefined> {
+    return tx.get<TradeRow>(SELECT_BY_CLIENT_ORDER_ID, [clientOrderId]);
+  }
+
   async #byClientOrderId(tx: Executor, clientOrderId: string): Promise<TradeRow> {
-    const row = await tx.get<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades WHERE client_order_id = ?`, [clientOrderId]);
+    const row = await this.#find(tx, clientOrderId);
     if (!row) {
       throw new NotFoundError('TRADE_NOT_FOUND', `there is no trade with clientOrderId ${clientOrderId}`, {
         hint: 'check the id, or list the trades with botstate trades <token>',

@@ -23,36 +23,72 @@ export interface Fence {
   readonly epoch: number;
 }
 
+interface Ambient {
+  readonly tx: Executor;
+  /** Set when the transaction has committed or rolled back; a callback scheduled inside it must not use it. */
+  open: boolean;
+}
+
 /** What the domain modules share: the adapter, the ambient transaction and the default actor. */
 export class Context {
   readonly adapter: Adapter;
   readonly actor: string;
-  readonly #ambient = new AsyncLocalStorage<Executor>();
+  readonly #ambient = new AsyncLocalStorage<Ambient>();
 
   constructor(adapter: Adapter, actor: string) {
     this.adapter = adapter;
     this.actor = actor;
   }
 
+  /** The caller's transaction: passed as `tx`, or the open `store.transaction` this call is made inside. */
+  #joined(options: CallOptions | undefined): Executor | undefined {
+    if (options?.tx) return options.tx;
+    const ambient = this.#ambient.getStore();
+    return ambient?.open ? ambient.tx : undefined;
+  }
+
   /**
-   * Runs `fn` in the caller's transaction if there is one (passed as `tx`, or the
-   * `store.transaction` this call is made inside), else in a new one.
+   * Runs `fn` in the caller's transaction if there is one, else in a new one. Joining, it runs
+   * under a SAVEPOINT: a call that fails leaves nothing of its own behind even when the caller
+   * catches the error and commits the rest.
    */
-  write<T>(options: CallOptions | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
-    const tx = options?.tx ?? this.#ambient.getStore();
-    return tx ? fn(tx) : this.adapter.transaction(fn);
+  async write<T>(options: CallOptions | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
+    const tx = this.#joined(options);
+    if (!tx) return this.adapter.transaction(fn);
+    await tx.run('SAVEPOINT botstate_call');
+    let result: T;
+    try {
+      result = await fn(tx);
+    } catch (e) {
+      try {
+        await tx.run('ROLLBACK TO SAVEPOINT botstate_call');
+        await tx.run('RELEASE SAVEPOINT botstate_call');
+      } catch {
+        // The transaction itself is broken (a lost connection): the original error says why.
+      }
+      throw e;
+    }
+    await tx.run('RELEASE SAVEPOINT botstate_call');
+    return result;
   }
 
   read<T>(options: CallOptions | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
-    const tx = options?.tx ?? this.#ambient.getStore();
+    const tx = this.#joined(options);
     return tx ? fn(tx) : this.adapter.transaction(fn, { readOnly: true });
   }
 
   /** A transaction that store calls made inside `fn` join automatically. Nested calls join the outer one. */
   transaction<T>(fn: (tx: Executor) => Promise<T>): Promise<T> {
     const outer = this.#ambient.getStore();
-    if (outer) return fn(outer);
-    return this.adapter.transaction((tx) => this.#ambient.run(tx, () => fn(tx)));
+    if (outer?.open) return fn(outer.tx);
+    return this.adapter.transaction(async (tx) => {
+      const ambient: Ambient = { tx, open: true };
+      try {
+        return await this.#ambient.run(ambient, () => fn(tx));
+      } finally {
+        ambient.open = false;
+      }
+    });
   }
 
   actorFor(options: CallOptions | undefined): string {

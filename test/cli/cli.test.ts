@@ -428,6 +428,9 @@ for (const engine of ENGINES) {
       const cases: Case[] = [
         // usage (2)
         [['frobnicate', ...db], 2, /unknown command "frobnicate"/],
+        [['daemon', '--exchange', 'notaurl', ...db], 2, /--exchange: exchange URL "notaurl" is not a URL/],
+        [['daemon', '--exchange', 'ftp://x', ...db], 2, /--exchange: exchange URL "ftp:\/\/x" must be http/],
+        [['daemon', '--tick', '0', ...db], 2, /--tick must be a whole number/],
         [['paus', TOKEN, ...db], 2, /unknown command "paus".*did you mean pause/],
         [['db', 'frobnicate', ...db], 2, /unknown command "db frobnicate"/],
         [['db', ...db], 2, /db status\|migrate\|rollback/],

@@ -148,6 +148,46 @@ for (const engine of ENGINES) {
       assert.equal(await fx.dump(), before);
     });
 
+    it('a refused call inside a caller\'s transaction leaves nothing behind, even when the caller commits', async () => {
+      await store.ledger.recordTrade(buy('o-1', '5'));
+      const before = await fx.dump();
+      await store.transaction(async () => {
+        await rejectsWith(store.ledger.recordTrade({ ...buy('s-1', '6'), side: 'SELL', reason: 'TAKE_PROFIT' }), 'INSUFFICIENT_BALANCE');
+        await rejectsWith(store.ledger.recordTrade(buy('o-1', '7')), 'DUPLICATE_ORDER');
+        await rejectsWith(store.jobs.pause({ id: 'no-such-job' }), 'JOB_NOT_FOUND');
+      });
+      assert.equal(await fx.dump(), before);
+      await store.jobs.pause({ id: job.id });
+      const paused = await fx.dump();
+      await store.transaction(async () => {
+        await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' }), 'INVALID_TRANSITION');
+      });
+      assert.equal(await fx.dump(), paused);
+    });
+
+    it('an open sell reserves its amount: another sell cannot take it', async () => {
+      await store.ledger.recordTrade(buy('o-1', '5'));
+      await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'sell-all', side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '5' });
+      const before = await fx.dump();
+      await rejectsWith(store.ledger.recordTrade({ ...buy('manual', '1'), side: 'SELL', reason: 'TAKE_PROFIT' }), 'INSUFFICIENT_BALANCE');
+      await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '0.000000000000000001' }), 'INSUFFICIENT_BALANCE');
+      assert.equal(await fx.dump(), before);
+      const filled = await store.ledger.settle('sell-all', { status: 'EXECUTED', baseAmount: '5', quoteAmount: '12', priceUsd: '2.4' });
+      assert.equal(filled.job.tokenBalance, '0');
+    });
+
+    it('a callback scheduled inside a transaction does not run in it after it ended', async () => {
+      let later: Promise<unknown> | undefined;
+      await store.transaction(async () => {
+        await store.jobs.configure({ id: job.id }, { set: ['accumulate.dcaAmount=11'] });
+        later = new Promise((resolve, reject) => setTimeout(() => store.jobs.pause({ id: job.id }).then(resolve, reject), 20));
+      });
+      await later;
+      const stored = await (await fx.open()).jobs.get({ id: job.id });
+      assert.equal(stored.status, 'PAUSED');
+      assert.equal(stored.config.accumulate.dcaAmount, '11');
+    });
+
     it('a failed intent keeps the job unchanged', async () => {
       await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'i-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
       const failed = await store.ledger.settle('i-1', { status: 'FAILED', error: 'insufficient funds' });

@@ -506,6 +506,32 @@ for (const engine of ENGINES) {
       });
     }
 
+    it('never settles an intent from another order under the same clientOrderId: the job stops in ERROR, the trade stays PENDING', async () => {
+      // As after lost commits (a restored backup): the exchange has a SELL under the id the
+      // ledger now gives to a BUY.
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const { trade: intent } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10', priceUsd: '0.5' });
+      const other = await new HttpExchange(ex.url).placeOrder({ clientOrderId: intent.clientOrderId, token: TOKEN, side: 'BUY', quoteAmount: '20' });
+      const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url), { maxFailures: 2 });
+      const report = await daemon.start();
+      assert.equal(report.executed, 0);
+      const failed = await waitFor('ERROR', async () => {
+        const j = await store.jobs.get({ id: job.id });
+        return j.status === 'ERROR' ? j : undefined;
+      });
+      assert.match(failed.statusReason!, /is not this intent \(its quoteAmount is 20, the intent asked for 10\)/);
+      const version = failed.version;
+      await sleep(300);
+      await daemon.stop();
+      const after = await store.jobs.get({ id: job.id });
+      assert.equal(after.version, version, 'a job already in ERROR is not failed again and again');
+      assert.equal(after.tokenBalance, '0');
+      assert.equal((await store.ledger.get(intent.clientOrderId)).status, 'PENDING');
+      assert.deepEqual(await exchangeOrders(ex.url), [other]);
+      assert.ok(lines.some((l) => l.includes('is not this intent')));
+    });
+
     it('records a REJECTED order as FAILED with the reason; rejections in a row put the job in ERROR', async () => {
       const ex = await paper({ initialUsd: '25' });
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });

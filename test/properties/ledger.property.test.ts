@@ -166,6 +166,13 @@ class Harness {
     this.outcomes.set(key, (this.outcomes.get(key) ?? 0) + 1);
   }
 
+  /** The base units the job's PENDING sells have asked for: not available to another sell. */
+  reserved(job: number): bigint {
+    let sum = 0n;
+    for (const t of this.trades) if (t.job === job && t.status === 'PENDING' && t.side === 'SELL' && t.base !== null) sum += t.base;
+    return sum;
+  }
+
   /** Applies an executed fill to the model, or returns the refusal the store must give. */
   apply(t: MTrade, base: bigint, quote: bigint, price: bigint, at: string): 'INSUFFICIENT_BALANCE' | undefined {
     const j = this.jobs[t.job] as MJob;
@@ -209,7 +216,7 @@ class Harness {
           job: this.ref(cmd.job), clientOrderId: t.coid, side: cmd.side, reason: cmd.reason,
           baseAmount: fromUnits(base), quoteAmount: fromUnits(cmd.quote), priceUsd: fromUnits(cmd.price), executedAt: cmd.at,
         });
-        const refused = cmd.side === 'SELL' && base > j.balance;
+        const refused = cmd.side === 'SELL' && base > j.balance - this.reserved(cmd.job);
         if (refused) {
           const e = await expectCode(call, 'INSUFFICIENT_BALANCE', label);
           assert.equal(e.details['tokenBalance'], fromUnits(j.balance), `${label}: details.tokenBalance`);
@@ -274,7 +281,7 @@ class Harness {
           this.note('intent:INVALID_AMOUNT');
           return;
         }
-        if (cmd.side === 'SELL' && cmd.base !== null && cmd.base > (this.jobs[cmd.job] as MJob).balance) {
+        if (cmd.side === 'SELL' && cmd.base !== null && cmd.base > (this.jobs[cmd.job] as MJob).balance - this.reserved(cmd.job)) {
           await expectCode(call, 'INSUFFICIENT_BALANCE', label); // an intent may not ask to sell more than is held
           this.note('intent:INSUFFICIENT_BALANCE');
           return;

@@ -163,10 +163,15 @@ interface Setup {
   readonly balance: bigint;
   /** An EXECUTED BUY of `bought` units. */
   readonly executed: { readonly coid: string; readonly base: bigint; readonly quote: string; readonly price: string; readonly side: TradeSide; readonly reason: TradeReason };
-  /** A PENDING SELL intent. */
+  /** The clientOrderId of a PENDING intent. */
   readonly pending: string;
+  /** What that intent asked for. */
+  readonly pendingIntent: typeof PENDING_SELL | typeof PENDING_BUY;
   readonly prefix: string;
 }
+
+const PENDING_SELL = { side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '0.000000000000000001' } as const;
+const PENDING_BUY = { side: 'BUY', reason: 'DCA', quoteAmount: '1' } as const;
 
 let runCounter = 0;
 
@@ -193,8 +198,10 @@ for (const [engineIndex, engine] of ENGINES.entries()) {
       const job = await store.jobs.start(ref);
       const executed = { coid: `${prefix}-b`, base: balance, quote: '12.5', price: '0.000000001', side: 'BUY' as const, reason: 'DCA' as const };
       await store.ledger.recordTrade({ job: ref, clientOrderId: executed.coid, side: 'BUY', reason: 'DCA', baseAmount: fromUnits(balance), quoteAmount: executed.quote, priceUsd: executed.price, executedAt: '2030-01-01T00:00:00.000Z' });
-      // A sell of the smallest unit: within any balance the setup gives (at least 1 unit).
-      await store.ledger.recordIntent({ job: ref, clientOrderId: `${prefix}-p`, side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '0.000000000000000001' });
+      // An open order: a sell of the smallest unit, except on a job that must end IDLE (an open
+      // sell would keep part of its balance from the liquidation), where it is a buy.
+      const pendingIntent = status === 'IDLE' ? PENDING_BUY : PENDING_SELL;
+      await store.ledger.recordIntent({ job: ref, clientOrderId: `${prefix}-p`, ...pendingIntent });
       let held = balance;
       if (status === 'PAUSED') await store.jobs.pause(ref);
       if (status === 'ERROR') await store.jobs.fail(ref, 'exchange unreachable');
@@ -207,7 +214,7 @@ for (const [engineIndex, engine] of ENGINES.entries()) {
       const now = await store.jobs.get(ref);
       assert.equal(now.status, status);
       assert.equal(now.tokenBalance, fromUnits(held));
-      return { address, id: job.id, status, balance: held, executed, pending: `${prefix}-p`, prefix };
+      return { address, id: job.id, status, balance: held, executed, pending: `${prefix}-p`, pendingIntent, prefix };
     }
 
     /**
@@ -283,7 +290,9 @@ for (const [engineIndex, engine] of ENGINES.entries()) {
           const call = () =>
             r.op === 'recordTrade'
               ? trade(ref, { side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: base })
-              : store.ledger.settle(s.pending, { status: 'EXECUTED', baseAmount: base, quoteAmount: '1', priceUsd: '1' });
+              : s.pendingIntent.side === 'SELL'
+                ? store.ledger.settle(s.pending, { status: 'EXECUTED', baseAmount: base, quoteAmount: '1', priceUsd: '1' })
+                : trade(ref, { side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: base }); // a buy's fill cannot oversell
           return { expected: 'INSUFFICIENT_BALANCE', call };
         }
         case 'conflict': {
@@ -338,7 +347,7 @@ for (const [engineIndex, engine] of ENGINES.entries()) {
           const e = s.executed;
           const call = {
             recordTrade: () => store.ledger.recordTrade({ job: ref, clientOrderId: e.coid, side: e.side, reason: e.reason, baseAmount: fromUnits(e.base), quoteAmount: e.quote, priceUsd: e.price }),
-            recordIntent: () => store.ledger.recordIntent({ job: ref, clientOrderId: s.pending, side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '0.000000000000000001' }),
+            recordIntent: () => store.ledger.recordIntent({ job: ref, clientOrderId: s.pending, ...s.pendingIntent }),
             settle: () => store.ledger.settle(e.coid, { status: 'EXECUTED', baseAmount: fromUnits(e.base), quoteAmount: e.quote, priceUsd: e.price }),
           }[r.op];
           return { expected: 'duplicate', call };

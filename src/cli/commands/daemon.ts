@@ -33,6 +33,15 @@ function integer(ctx: CommandContext, flag: string, fallback: number, min: numbe
   return Number(v);
 }
 
+/** Before anything is opened: the exchange URL must be an http(s) URL. */
+function checkExchangeUrl(url: string): void {
+  try {
+    new HttpExchange(url);
+  } catch (e) {
+    throw new ValidationError('USAGE', `--exchange: ${(e as Error).message}`, { hint: 'see botstate daemon --help' });
+  }
+}
+
 /** Starts the demo jobs that do not exist yet; leaves existing ones as they are. */
 async function ensureDemoJobs(store: Store, log: (line: string) => void): Promise<void> {
   for (const demo of DEMO_JOBS) {
@@ -77,6 +86,8 @@ export const daemonCommand: Command = {
     const demo = ctx.values['demo'] === true;
     if (demo && ctx.values['exchange'] !== undefined) throw new ValidationError('USAGE', '--demo starts its own exchange: drop --exchange');
     const log = (line: string) => ctx.io.out(`${line}\n`);
+    const exchangeUrl = typeof ctx.values['exchange'] === 'string' ? ctx.values['exchange'] : 'http://127.0.0.1:8790';
+    if (!demo) checkExchangeUrl(exchangeUrl);
     const db = ctx.values['db'];
     if (demo && typeof db === 'string' && !/^postgres(ql)?:\/\//.test(db)) {
       // The demo may make the folder its database lives in (npm start uses ./demo/).
@@ -87,7 +98,7 @@ export const daemonCommand: Command = {
     const store = await ctx.open({ durability, actor: 'daemon', idleTransactionTimeoutMs: Math.max(500, Math.floor(leaseTtlMs / 2)) });
     let paper: PaperExchangeHandle | undefined;
     try {
-      let url = typeof ctx.values['exchange'] === 'string' ? ctx.values['exchange'] : 'http://127.0.0.1:8790';
+      let url = exchangeUrl;
       if (demo) {
         const dataFile = store.engine === 'sqlite' ? join(dirname(store.location), 'paper-exchange.db') : './paper-exchange.db';
         paper = await startPaperExchange({ port: 0, dataFile, stepMs: 1000, volatility: '0.01' });

@@ -9,7 +9,8 @@
  *   not a valid answer → {@link ExchangeUnavailableError}: the exchange's answer is unknown, an order may or may
  *   not exist, find out with `getOrder`;
  * - 404 on `getOrder` with the exchange's `code: 'ORDER_NOT_FOUND'` → `null`;
- * - any other 4xx → a plain `Error` carrying the exchange's message (a definite refusal).
+ * - any other 4xx → {@link ExchangeRejectedError} carrying the exchange's message (a definite
+ *   refusal: nothing was placed; the daemon records the order FAILED).
  *
  * @example
  * const exchange = new HttpExchange('http://127.0.0.1:8790', { timeoutMs: 2000 });

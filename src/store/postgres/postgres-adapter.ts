@@ -102,7 +102,8 @@ export class PostgresAdapter implements Adapter {
           await sleep(Math.random() * 2 ** attempt);
           continue;
         }
-        throw classifyPostgresError(e, this.location);
+        // The driver's errors become botstate's; the caller's own errors pass through as they are.
+        throw isDriverError(e) ? classifyPostgresError(e, this.location) : e;
       } finally {
         client.release(broken);
       }
@@ -197,6 +198,15 @@ function isoFromPg(text: string): string {
   const m = PG_TIME.exec(text);
   if (!m) return new Date(text).toISOString();
   return `${m[1]}T${m[2]}.${(m[3] ?? '').padEnd(3, '0').slice(0, 3)}Z`;
+}
+
+/** An error from pg or the network under it, as opposed to one thrown by the caller's code. */
+function isDriverError(e: unknown): boolean {
+  if (e instanceof pg.DatabaseError) return true;
+  const first = e instanceof AggregateError && e.errors.length > 0 ? e.errors[0] : e;
+  const code = (first as { code?: unknown })?.code;
+  if (typeof code === 'string' && (UNAVAILABLE_ERRNO.has(code) || /^[0-9A-Z]{5}$/.test(code))) return true;
+  return first instanceof Error && /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(first.message);
 }
 
 const UNAVAILABLE_ERRNO = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'EPIPE']);

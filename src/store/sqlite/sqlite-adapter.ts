@@ -118,8 +118,12 @@ export class SqliteAdapter implements Adapter {
       try {
         return await this.#attempt(fn, options);
       } catch (e) {
-        if (!isBusy(e) || performance.now() >= deadline) throw classifySqliteError(e, this.location);
-        await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
+        if (isBusy(e) && performance.now() < deadline) {
+          await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
+          continue;
+        }
+        // SQLite's errors become botstate's; the caller's own errors pass through as they are.
+        throw isSqliteError(e) ? classifySqliteError(e, this.location) : e;
       }
     }
   }
@@ -262,6 +266,8 @@ export class SqliteAdapter implements Adapter {
   }
 
   async close(): Promise<void> {
+    // Transactions queued for a group commit before close() still commit.
+    while (this.#leading || this.#queue.length > 0) await sleep(1);
     const wait = this.#mutex.acquire();
     if (wait) await wait;
     try {
@@ -291,6 +297,11 @@ export class SqliteAdapter implements Adapter {
       return Promise.reject(isBusy(e) ? e : classifySqliteError(e, this.location));
     }
   }
+}
+
+function isSqliteError(e: unknown): boolean {
+  const code = (e as { code?: unknown })?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_');
 }
 
 function isBusy(e: unknown): boolean {
