@@ -22,6 +22,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { Daemon } from '../src/engine/daemon.ts';
+import { Leases } from '../src/engine/leases.ts';
 import { HttpExchange } from '../src/engine/exchanges/http-exchange.ts';
 import { openStore, type Store } from '../src/store/store.ts';
 import { fmtTime, table } from './stats.ts';
@@ -97,17 +98,20 @@ async function recovery(engine: 'sqlite' | 'postgres'): Promise<void> {
   const url = await startExchange(`recovery-${engine}`);
   const exchange = new HttpExchange(url);
   await createJobs(store, jobs, ['accumulate.dcaIntervalHours=1000']);
-  const ids = (await store.jobs.list()).map((j) => j.id);
+  const all = await store.jobs.list();
+  const ids = all.map((j) => j.id);
+  // A running daemon prices every job each tick, so the exchange has been quoting these tokens;
+  // without this, its first quote of each token (walking the price path from its epoch) would be
+  // measured as the daemon's recovery.
+  await exchange.getPrices(all.map((j) => j.tokenAddress));
   const times: number[] = [];
   let last: Awaited<ReturnType<Daemon['start']>> | undefined;
   for (let round = 0; round < rounds; round++) {
-    // The daemon that will die: it takes every job, then opens 100 intents; 50 reach the exchange.
-    const dying = new Daemon({ store, exchange, tickMs: 3_600_000, log: () => {} });
-    await dying.start();
-    const fences = await store.transaction((tx) =>
-      tx.all<{ job_id: string; epoch: number }>('SELECT job_id, epoch FROM job_leases WHERE owner = ?', [dying.instanceId]),
-    );
-    const fenceOf = new Map(fences.map((f) => [f.job_id, { owner: dying.instanceId, epoch: Number(f.epoch) }]));
+    // The daemon that will die: registered, holding every job's lease (what a running daemon
+    // leaves in the database), with 100 intents open; 50 reached the exchange.
+    const dying = new Leases(store, `dying-${round}`, { ttlMs: 15_000 });
+    await dying.register();
+    const fenceOf = await dying.sync();
     for (let k = 0; k < 100; k++) {
       const jobId = ids[(round * 100 + k * 97) % ids.length]!;
       const { trade, job } = await store.ledger.recordIntent({ job: { id: jobId }, side: 'BUY', reason: 'DCA', quoteAmount: '10' }, { fence: fenceOf.get(jobId)! });

@@ -151,6 +151,12 @@ export class PaperMarket {
   }
 
   /** The cache's entries: the last computed step and price of each token. */
+  /** The cached point of one token's path, if any (what an order saves, without copying the whole cache). */
+  cachedOf(token: string): Array<{ token: string; step: number; price: Decimal }> {
+    const hit = this.#cache.get(token);
+    return hit === undefined ? [] : [{ token, step: hit.step, price: hit.price }];
+  }
+
   cached(): Array<{ token: string; step: number; price: Decimal }> {
     return [...this.#cache].map(([token, { step, price }]) => ({ token, step, price }));
   }

@@ -268,7 +268,7 @@ export async function startPaperExchange(options: PaperExchangeOptions = {}): Pr
       const request = parseOrderRequest(body);
       const existing = book.get(request.clientOrderId);
       const { order } = existing !== null ? { order: existing } : book.place(request, priceNow(request.token).price, new Date(o.now()).toISOString());
-      if (existing === null) book.savePrices(market.fingerprint, market.cached().filter((p) => p.token === request.token));
+      if (existing === null) book.savePrices(market.fingerprint, market.cachedOf(request.token));
       if (o.dropRate > 0 && dropDraw() < o.dropRate) return void res.destroy();
       return send(res, 200, order);
     }
