@@ -4,8 +4,8 @@
  * The daemon's figures (issue 3):
  * - recovery: a daemon that died holding 10 000 jobs, 100 of them with a PENDING intent, is
  *   replaced; how long the new one's start() takes (register, take the leases, reconcile every
- *   intent with the exchange, audit). Half the intents reached the exchange before the crash,
- *   half did not (they are re-sent).
+ *   intent with the exchange, audit). Run twice: all 100 intents had reached the exchange, and
+ *   only half had (the other half are re-sent).
  * - cpu: one daemon running 1 000 jobs ticking every second; its process's CPU time over wall
  *   time. The exchange runs in another process, as it would in production.
  * - group commit: `power` mode on SQLite, 64 jobs trading at once (intent + fill per trade)
@@ -90,12 +90,17 @@ async function createJobs(store: Store, n: number, set: string[]): Promise<strin
 
 // ---------------------------------------------------------------------------------------------
 
-async function recovery(engine: 'sqlite' | 'postgres'): Promise<void> {
+/**
+ * `reached`: how many of the 100 open intents had reached the exchange before the crash. After a
+ * real kill -9 nearly all have (the intent is committed just before the exchange call, and the
+ * daemon dies waiting for the answer); the ones that had not are re-sent.
+ */
+async function recovery(engine: 'sqlite' | 'postgres', reached: number): Promise<void> {
   const jobs = quick ? 2_000 : 10_000;
   const rounds = quick ? 3 : 7;
-  err(`recovery [${engine}]: creating ${jobs} jobs…`);
-  const store = await freshStore(engine, 'recovery');
-  const url = await startExchange(`recovery-${engine}`);
+  err(`recovery [${engine}, ${reached} reached]: creating ${jobs} jobs…`);
+  const store = await freshStore(engine, `recovery_${reached}`);
+  const url = await startExchange(`recovery-${engine}-${reached}`);
   const exchange = new HttpExchange(url);
   await createJobs(store, jobs, ['accumulate.dcaIntervalHours=1000']);
   const all = await store.jobs.list();
@@ -115,7 +120,7 @@ async function recovery(engine: 'sqlite' | 'postgres'): Promise<void> {
     for (let k = 0; k < 100; k++) {
       const jobId = ids[(round * 100 + k * 97) % ids.length]!;
       const { trade, job } = await store.ledger.recordIntent({ job: { id: jobId }, side: 'BUY', reason: 'DCA', quoteAmount: '10' }, { fence: fenceOf.get(jobId)! });
-      if (k % 2 === 0) await exchange.placeOrder({ clientOrderId: trade.clientOrderId, token: job.tokenAddress, side: 'BUY', quoteAmount: '10' });
+      if (k < reached) await exchange.placeOrder({ clientOrderId: trade.clientOrderId, token: job.tokenAddress, side: 'BUY', quoteAmount: '10' });
     }
     // kill -9: no release, and its process is gone (a pid that cannot exist).
     await store.transaction((tx) => tx.run('UPDATE daemon_instances SET pid = ? WHERE id = ?', [2 ** 22 + 7, dying.instanceId]));
@@ -127,7 +132,7 @@ async function recovery(engine: 'sqlite' | 'postgres'): Promise<void> {
   }
   await store.close();
   const target = engine === 'sqlite' ? 100 : 300;
-  out(`### Recovery, ${engine}: ${jobs.toLocaleString('en')} jobs, 100 PENDING intents (50 at the exchange, 50 re-sent)`);
+  out(`### Recovery, ${engine}: ${jobs.toLocaleString('en')} jobs, 100 PENDING intents (${reached} at the exchange, ${100 - reached} re-sent)`);
   out();
   out(
     table(
@@ -223,7 +228,12 @@ try {
   const run = engines.filter((e) => e === 'sqlite' || withPg);
   out(`# Daemon benchmarks (${new Date().toISOString().slice(0, 10)}, Node ${process.version}${quick ? ', --quick' : ''})`);
   out();
-  if (!args.only || args.only === 'recovery') for (const e of run) await recovery(e);
+  if (!args.only || args.only === 'recovery') {
+    for (const e of run) {
+      await recovery(e, 100);
+      await recovery(e, 50);
+    }
+  }
   if (!args.only || args.only === 'cpu') for (const e of run) await cpu(e);
   if (!args.only || args.only === 'group-commit') await groupCommit();
 } finally {

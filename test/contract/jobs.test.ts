@@ -2,18 +2,9 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { isBotstateError } from '../../src/errors.ts';
 import type { Store } from '../../src/store/store.ts';
+import { rejectsWith } from '../helpers/assert.ts';
 import { ENGINES, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
 
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<Record<string, unknown>> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isBotstateError(e), `expected a BotstateError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    return { ...e.details, message: e.message };
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
 
 for (const engine of ENGINES) {
   describe(`jobs [${engine.name}]`, { skip: engine.skip }, () => {

@@ -1,18 +1,11 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { isBotstateError } from '../../src/errors.ts';
 import type { Job } from '../../src/jobs/job-rows.ts';
 import type { RecordTradeInput } from '../../src/ledger/ledger.ts';
 import type { Store } from '../../src/store/store.ts';
+import { rejectsWith } from '../helpers/assert.ts';
 import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
 
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(isBotstateError(e), `expected a BotstateError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    return true;
-  });
-}
 
 const BIG = '123456789012345678901234567890123456789012345678901234567890123456789012345678.123456789012345678';
 

@@ -7,25 +7,15 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { GENESIS_HASH, jobStream, prepareAudit } from '../../src/audit/audit.ts';
-import { isBotstateError } from '../../src/errors.ts';
 import { defaultConfig, serializeConfig } from '../../src/jobs/config.ts';
 import { LATEST_VERSION, MIGRATIONS } from '../../src/store/migrations/index.ts';
 import { runChild } from '../helpers/child.ts';
+import { rejectsWith } from '../helpers/assert.ts';
 import { ENGINES, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<Record<string, unknown>> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isBotstateError(e), `expected a BotstateError ${code}, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    return { ...e.details, message: e.message };
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
 
 type Value = string | number | null;
 type Row = Readonly<Record<string, Value>>;

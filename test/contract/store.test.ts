@@ -13,18 +13,9 @@ import Database from 'better-sqlite3';
 import { isBotstateError } from '../../src/errors.ts';
 import { openStore, type Store, type StoreOptions } from '../../src/store/store.ts';
 import { envWithout, runChild } from '../helpers/child.ts';
+import { rejectsWith } from '../helpers/assert.ts';
 import { ENGINES, PG_URL, TOKEN, type Fixture } from '../helpers/engines.ts';
 
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<Record<string, unknown>> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(isBotstateError(e), `expected a BotstateError ${code}, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    return { ...e.details, message: e.message };
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
 
 /** Exact 18-decimal formatting of base units. */
 function fmt18(units: bigint): string {
