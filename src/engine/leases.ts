@@ -70,6 +70,7 @@ export class Leases {
         'SELECT id, host, pid, heartbeat_at FROM daemon_instances WHERE stopped_at IS NULL AND id <> ?',
         [this.instanceId],
       );
+      const dead: string[] = [];
       for (const other of others) {
         // Live: it heartbeated within the TTL and, on this host, its process exists (a pid
         // reused by another program after a crash or a reboot does not count for ever).
@@ -77,15 +78,20 @@ export class Leases {
           other.heartbeat_at > stale &&
           (other.host !== this.#host || (other.pid === process.pid ? RUNNING_HERE.has(other.id) : alive(other.pid)));
         if (!live) {
-          // A daemon that died (its process is gone): its jobs need not wait for their TTL.
+          // A daemon that died: its jobs need not wait for their TTL. They come straight to
+          // this one, each at a new epoch (one statement; the next sync hands back whatever is
+          // beyond this daemon's fair share).
           await tx.run('UPDATE daemon_instances SET stopped_at = ? WHERE id = ?', [now, other.id]);
-          await tx.run(`UPDATE job_leases SET owner = '', expires_at = ? WHERE owner = ?`, [now, other.id]);
+          dead.push(other.id);
         } else if (!this.#store.capabilities.concurrentWriters) {
           throw new BotstateError('DAEMON_RUNNING', `another daemon (pid ${other.pid} on ${other.host}) is running on ${this.#store.location}`, {
             hint: 'run one daemon per SQLite file; stop the other first, or use PostgreSQL to run several',
             details: { instance: other.id, pid: other.pid, host: other.host },
           });
         }
+      }
+      for (const id of dead) {
+        await tx.run('UPDATE job_leases SET owner = ?, epoch = epoch + 1, expires_at = ? WHERE owner = ?', [this.instanceId, this.#iso(this.#ttlMs), id]);
       }
       await tx.run(
         `INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, stopped_at) VALUES (?, ?, ?, ?, ?, NULL)
