@@ -438,6 +438,7 @@ const EXAMPLE: Cmd[] = [
   { kind: 'intent', job: 0, side: 'SELL', reason: 'TAKE_PROFIT', base: 1n, quote: 10n },
   { kind: 'intentAgain', pick: 2, change: 'side' },
   { kind: 'intentAgain', pick: 2, change: 'amount' },
+  { kind: 'intentAgain', pick: 0, change: 'none' },
   { kind: 'settle', pick: 0, outcome: { status: 'EXECUTED', base: { mode: 'units', units: 6n }, quote: 9n, price: 2n, at: '2029-12-31T00:00:00.000Z' } },
   { kind: 'settle', pick: 0, outcome: { status: 'EXECUTED', base: { mode: 'over', extra: 1n }, quote: 9n, price: 2n, at: '2030-01-03T00:00:00.000Z' } },
   { kind: 'settle', pick: 0, outcome: { status: 'FAILED', error: 'rejected by the exchange' } },
@@ -489,7 +490,7 @@ for (const [engineIndex, engine] of ENGINES.entries()) {
       // The generator reached the interesting outcomes.
       const must = [
         'record:BUY', 'record:SELL', 'record:INSUFFICIENT_BALANCE', 'replay:duplicate', 'replay:FAILED:DUPLICATE_ORDER', 'conflict:base',
-        'conflict:side', 'conflict:job', 'intent', 'intentAgain:side:DUPLICATE_ORDER', 'intentAgain:amount:duplicate', 'settle:EXECUTED:BUY',
+        'conflict:side', 'conflict:job', 'intent', 'intentAgain:side:DUPLICATE_ORDER', 'intentAgain:amount:DUPLICATE_ORDER', 'intentAgain:none:duplicate', 'settle:EXECUTED:BUY',
         'settle:INSUFFICIENT_BALANCE', 'settle:FAILED', 'resettle:EXECUTED:duplicate', 'resettle:FAILED:duplicate', 'resettle:FAILED:otherFill:DUPLICATE_ORDER',
       ];
       for (const k of must) assert.ok((outcomes.get(k) ?? 0) > 0, `never exercised ${k}: ${show([...outcomes])}`);
