@@ -115,7 +115,7 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
   const location = parseLocation(url ?? (process.env['BOTSTATE_DB'] || DEFAULT_DB));
   const adapter: Adapter =
     location.engine === 'sqlite'
-      ? SqliteAdapter.open({
+      ? await SqliteAdapter.open({
           path: location.path,
           durability: opts.durability,
           busyTimeoutMs: opts.busyTimeoutMs,

@@ -76,7 +76,24 @@ export class SqliteAdapter implements Adapter {
     };
   }
 
-  static open(options: SqliteOptions): SqliteAdapter {
+  /**
+   * Opens the database. Several processes opening a new file at once contend for the locks that
+   * switching it to WAL takes (SQLite may answer SQLITE_BUSY at once there rather than wait): the
+   * whole open is then retried after a short async backoff, until `busyTimeoutMs`.
+   */
+  static async open(options: SqliteOptions): Promise<SqliteAdapter> {
+    const deadline = performance.now() + options.busyTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return SqliteAdapter.#openOnce(options);
+      } catch (e) {
+        if (!(e instanceof BotstateError && e.code === 'STORAGE_BUSY') || performance.now() >= deadline) throw e;
+        await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
+      }
+    }
+  }
+
+  static #openOnce(options: SqliteOptions): SqliteAdapter {
     const { path } = options;
     if (path !== ':memory:') prepareFile(path, options.create);
     let db: Database.Database | undefined;
