@@ -40,7 +40,3 @@ export const LIFECYCLE_ACTIONS = Object.freeze(Object.keys(TRANSITIONS) as Lifec
 export function allowedActions(status: JobStatus): LifecycleAction[] {
   return LIFECYCLE_ACTIONS.filter((a) => (TRANSITIONS[a].from as readonly JobStatus[]).includes(status));
 }
-
-export function canTransition(status: JobStatus, action: LifecycleAction): boolean {
-  return (TRANSITIONS[action].from as readonly JobStatus[]).includes(status);
-}

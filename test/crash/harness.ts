@@ -27,6 +27,7 @@ import { normalizeAddress } from '../../src/jobs/address.ts';
 import type { Trade } from '../../src/ledger/ledger.ts';
 import { add, cmp, fromUnits, isZero, sub, toUnits, type Decimal } from '../../src/money/decimal.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
+import type { RecoveryReport } from '../../src/engine/daemon.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BIN = join(ROOT, 'bin', 'botstate.js');
@@ -230,16 +231,8 @@ export async function startExchange(options: {
   return { url: m[1]!, proc };
 }
 
-/** One `recovered in …` line of a daemon. */
-export interface Recovery {
-  readonly ms: number;
-  readonly jobs: number;
-  readonly pending: number;
-  readonly executed: number;
-  readonly failed: number;
-  readonly resent: number;
-  readonly unresolved: number;
-}
+/** One `recovered in …` line of a daemon: its RecoveryReport as printed. */
+export type Recovery = Omit<RecoveryReport, 'instanceId'>;
 
 export const RECOVERED_RE = /^recovered in ([\d.]+) ms: (\d+) jobs, (\d+) pending intents \((\d+) executed, (\d+) failed, (\d+) re-sent, (\d+) unresolved\)/;
 const DAEMON_RE = /^daemon (\S+) on /;
