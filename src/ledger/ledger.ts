@@ -320,8 +320,26 @@ export class Ledger {
       const clientOrderId = input.clientOrderId ?? `${job.id}-${job.version + 1}`;
       const id = uuidv7();
       const at = new Date().toISOString();
-      const existing = await this.#find(tx, clientOrderId);
-      if (existing) {
+      // The common case first: a new intent that the job may place is inserted (ON CONFLICT DO
+      // NOTHING). A refused intent or a clientOrderId already taken is then looked up: repeating
+      // an accepted intent stays a no-op whatever the job's state is now.
+      let refused: unknown;
+      try {
+        checkCanTrade(job, input.side);
+        if (input.side === 'SELL' && base !== null) checkAvailable(job, base, await reservedForSells(tx, job.id));
+      } catch (e) {
+        refused = e;
+      }
+      const inserted =
+        refused === undefined &&
+        (await tx.get<{ id: string }>(INSERT_TRADE, [
+          id, job.id, input.side, input.reason, base, quote, price, clientOrderId, null, null, 'PENDING', null, at, null,
+        ]));
+      if (!inserted) {
+        const existing = await this.#find(tx, clientOrderId);
+        if (!existing) {
+          throw refused ?? new BotstateError('INTERNAL', `clientOrderId ${clientOrderId} conflicted but no trade holds it`);
+        }
         const same = (a: string | null, b: Decimal | null) => (a === null ? b === null : b !== null && cmp(a, b) === 0);
         if (
           existing.job_id === job.id &&
@@ -333,13 +351,6 @@ export class Ledger {
         }
         throw duplicateOrder(existing);
       }
-      // After the duplicate check (repeating an accepted intent stays a no-op), before any write.
-      checkCanTrade(job, input.side);
-      if (input.side === 'SELL' && base !== null) checkAvailable(job, base, await reservedForSells(tx, job.id));
-      const inserted = await tx.get<{ id: string }>(INSERT_TRADE, [
-        id, job.id, input.side, input.reason, base, quote, price, clientOrderId, null, null, 'PENDING', null, at, null,
-      ]);
-      if (!inserted) throw duplicateOrder(await this.#byClientOrderId(tx, clientOrderId));
       const trade = toTrade({
         id, job_id: job.id, side: input.side, reason: input.reason, base_amount: base, quote_amount: quote, price_usd: price,
         client_order_id: clientOrderId, exchange_order_id: null, tx_hash: null, status: 'PENDING', error: null, created_at: at, executed_at: null,
@@ -363,7 +374,9 @@ export class Ledger {
     return this.#ctx.write(options, async (tx) => {
       const pending = await this.#byClientOrderId(tx, clientOrderId);
       const job = await lockJob(tx, this.#ctx.adapter.dialect, { id: pending.job_id }, options);
-      const current = await this.#byClientOrderId(tx, clientOrderId);
+      // With concurrent writers the trade may have been settled between the two reads; the job's
+      // lock serialises settlements from here on. A single writer read it under its lock already.
+      const current = this.#ctx.adapter.capabilities.concurrentWriters ? await this.#byClientOrderId(tx, clientOrderId) : pending;
       if (current.status !== 'PENDING') {
         const same = fill ? sameFill(current, current.side, current.reason, job.id, fill) : current.status === 'FAILED';
         if (same) return { trade: toTrade(current), job: toJob(job), duplicate: true };
