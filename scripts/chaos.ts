@@ -1,12 +1,12 @@
 /**
- * The full crash test: `npm run chaos -- --kills 1000 [--engine sqlite|postgres] [--faults] [--seed S]`.
+ * The full crash test: `npm run chaos -- --kills 1000 [--engine sqlite|postgres] [--faults] [--power] [--seed S]`.
  *
  * Runs test/crash/harness.ts's runChaos: the paper exchange and the daemon as real child processes,
  * the daemon kill -9'd at random moments and restarted `--kills` times, then every invariant of the
  * exactly-once protocol checked against the exchange's order log. Prints a summary and exits 1 on
  * any violation (2 on bad usage). It runs the built CLI: `npm run build` first.
  *
- * Options: --jobs N (default 24), --uptime LO-HI (ms a daemon lives after recovering, default 80-700),
+ * Options: --power (the daemons run in `power` durability: group commit on SQLite), --jobs N (default 24), --uptime LO-HI (ms a daemon lives after recovering, default 80-700),
  * --keep (keep the SQLite database and the exchange's file, and print where they are).
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { CI_FAULTS, formatReport, ROOT, runChaos } from '../test/crash/harness.ts';
 
 function usage(message: string): never {
-  process.stderr.write(`chaos: ${message}\nusage: npm run chaos -- --kills N [--engine sqlite|postgres] [--faults] [--seed S] [--jobs N] [--uptime LO-HI] [--keep]\n`);
+  process.stderr.write(`chaos: ${message}\nusage: npm run chaos -- --kills N [--engine sqlite|postgres] [--faults] [--power] [--seed S] [--jobs N] [--uptime LO-HI] [--keep]\n`);
   process.exit(2);
 }
 
@@ -27,6 +27,7 @@ try {
       kills: { type: 'string', default: '1000' },
       engine: { type: 'string', default: 'sqlite' },
       faults: { type: 'boolean', default: false },
+      power: { type: 'boolean', default: false },
       seed: { type: 'string' },
       jobs: { type: 'string', default: '24' },
       uptime: { type: 'string', default: '80-700' },
@@ -69,7 +70,7 @@ if (engine === 'sqlite') {
   cleanup = () => (values.keep ? Promise.resolve() : fx.cleanup());
 }
 
-process.stdout.write(`chaos: ${kills} kills on ${engine}${values.faults ? ' with faults' : ''}, seed ${seed}, ${jobs} jobs, database ${dbUrl}\n`);
+process.stdout.write(`chaos: ${kills} kills on ${engine}${values.power ? ' in power mode' : ''}${values.faults ? ' with faults' : ''}, seed ${seed}, ${jobs} jobs, database ${dbUrl}\n`);
 let failed = true;
 try {
   const report = await runChaos({
@@ -78,6 +79,7 @@ try {
     seed,
     jobs,
     faults: values.faults ? CI_FAULTS : undefined,
+    durability: values.power ? 'power' : 'process',
     uptimeMs: [Number(uptime[1]), Number(uptime[2])],
     workDir: dir,
     log: (line) => process.stdout.write(`  ${line}\n`),

@@ -186,8 +186,9 @@ export class Store {
    * Runs `fn` in one transaction. Store calls made inside it (or given `{ tx }`) join it, so
    * a job transition, a trade and your own SQL commit or roll back together. `fn` may be
    * re-run when the engine reports a conflict (a PostgreSQL serialisation failure or deadlock,
-   * SQLite's write lock held by another process), so keep network calls and other effects out
-   * of it; on SQLite it also holds the write lock until it ends.
+   * SQLite's write lock held by another process), or when another transaction in the same
+   * group commit throws (SQLite `power` mode, see docs/durability.md), so keep network calls and
+   * other effects out of it; on SQLite it also holds the write lock until it ends.
    *
    * @example
    * await store.transaction(async (tx) => {

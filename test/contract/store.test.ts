@@ -296,9 +296,15 @@ for (const engine of ENGINES) {
     afterEach(() => fx.cleanup());
 
     if (engine.name === 'sqlite') {
-      for (const [durability, level, name] of [['process', 1, 'NORMAL'], ['power', 2, 'FULL']] as const) {
-        it(`durability '${durability}' runs with synchronous=${name}, WAL and foreign keys on`, async () => {
-          const store = await fx.open({ durability });
+      const modes = [
+        ['process', true, 1, 'NORMAL'],
+        // Group commit fsyncs the WAL itself after each shared commit (test/contract/group-commit.test.ts).
+        ['power', true, 1, 'NORMAL and group commit'],
+        ['power', false, 2, 'FULL'],
+      ] as const;
+      for (const [durability, groupCommit, level, name] of modes) {
+        it(`durability '${durability}' (groupCommit ${groupCommit}) runs with synchronous=${name}, WAL and foreign keys on`, async () => {
+          const store = await fx.open({ durability, groupCommit });
           assert.deepEqual(await store.transaction((tx) => tx.get('PRAGMA synchronous')), { synchronous: level });
           assert.deepEqual(await store.transaction((tx) => tx.get('PRAGMA foreign_keys')), { foreign_keys: 1 });
           assert.deepEqual(await fx.raw('PRAGMA journal_mode'), [{ journal_mode: 'wal' }]);

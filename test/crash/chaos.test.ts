@@ -116,20 +116,25 @@ interface Run {
   readonly engine: (typeof ENGINES)[number];
   readonly faults: Faults | undefined;
   readonly seed: string;
+  readonly durability?: 'power';
 }
 
-const RUNS: readonly Run[] = ENGINES.flatMap((engine, e) => [
-  { engine, faults: undefined, seed: `${BASE_SEED}-${e * 2}` },
-  { engine, faults: CI_FAULTS, seed: `${BASE_SEED}-${e * 2 + 1}` },
-]);
+const RUNS: readonly Run[] = [
+  ...ENGINES.flatMap((engine, e) => [
+    { engine, faults: undefined, seed: `${BASE_SEED}-${e * 2}` },
+    { engine, faults: CI_FAULTS, seed: `${BASE_SEED}-${e * 2 + 1}` },
+  ]),
+  // Group commit: the daemon's writes share commits and an fsync thread.
+  { engine: sqlite, faults: undefined, seed: `${BASE_SEED}-power`, durability: 'power' },
+];
 
 describe('crash test: kill -9 the daemon, restart it, and check exactly-once', () => {
   for (const run of RUNS) {
-    const name = `${run.engine.name}${run.faults ? ' with faults (latency 5 ms, error rate 0.1, drop rate 0.2)' : ''}`;
+    const name = `${run.engine.name}${run.durability ? `, ${run.durability} mode` : ''}${run.faults ? ' with faults (latency 5 ms, error rate 0.1, drop rate 0.2)' : ''}`;
     it(`${KILLS} kills [${name}]`, { skip: run.engine.skip, timeout: 240_000 }, async (t) => {
       const fx = await run.engine.create();
       try {
-        const report = await runChaos({ dbUrl: fx.url, kills: KILLS, seed: run.seed, faults: run.faults });
+        const report = await runChaos({ dbUrl: fx.url, kills: KILLS, seed: run.seed, faults: run.faults, ...(run.durability ? { durability: run.durability } : {}) });
         t.diagnostic(formatReport(report));
         assert.deepEqual(report.violations, [], `seed ${run.seed}: ${report.violations.length} violations`);
         const c = report.counts!;

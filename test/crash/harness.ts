@@ -289,9 +289,11 @@ export class DaemonChild {
   recovery: Recovery | undefined;
   readonly startedAt = performance.now();
 
-  constructor(options: { exchangeUrl: string; dbUrl: string; tickMs: number; leaseTtlMs: number; tally?: DaemonTally; name?: string }) {
+  constructor(options: { exchangeUrl: string; dbUrl: string; tickMs: number; leaseTtlMs: number; durability?: 'process' | 'power'; tally?: DaemonTally; name?: string }) {
     const tally = options.tally;
-    this.proc = new Proc(options.name ?? 'daemon', ['daemon', '--exchange', options.exchangeUrl, '--db', options.dbUrl, '--tick', String(options.tickMs), '--lease-ttl', String(options.leaseTtlMs)], {
+    const args = ['daemon', '--exchange', options.exchangeUrl, '--db', options.dbUrl, '--tick', String(options.tickMs), '--lease-ttl', String(options.leaseTtlMs)];
+    if (options.durability) args.push('--durability', options.durability);
+    this.proc = new Proc(options.name ?? 'daemon', args, {
       // Trade lines are counted, not kept: a 1000-kill run prints hundreds of thousands.
       keep: (line) => (tally ? tallyLine(tally, line) : true),
       onLine: (line) => {
@@ -432,12 +434,16 @@ export async function drain(options: {
   dbUrl: string;
   tickMs: number;
   leaseTtlMs: number;
+  durability?: 'process' | 'power';
   tally?: DaemonTally;
   timeoutMs?: number;
 }): Promise<DrainResult> {
   const violations: string[] = [];
   await pauseAll(options.store);
-  const daemon = startDaemon({ exchangeUrl: options.exchangeUrl, dbUrl: options.dbUrl, tickMs: options.tickMs, leaseTtlMs: options.leaseTtlMs, ...(options.tally ? { tally: options.tally } : {}), name: 'drain-daemon' });
+  const daemon = startDaemon({
+    exchangeUrl: options.exchangeUrl, dbUrl: options.dbUrl, tickMs: options.tickMs, leaseTtlMs: options.leaseTtlMs,
+    ...(options.durability ? { durability: options.durability } : {}), ...(options.tally ? { tally: options.tally } : {}), name: 'drain-daemon',
+  });
   try {
     const recovery = await daemon.recovered(30_000);
     if (!recovery) violations.push(`the final daemon did not print its recovery line (${daemon.describeExit()})`);
@@ -724,6 +730,8 @@ export interface ChaosOptions {
   readonly earlyKillMs?: readonly [number, number];
   readonly tickMs?: number;
   readonly leaseTtlMs?: number;
+  /** The daemons' --durability (default process); `power` on SQLite runs group commit. */
+  readonly durability?: 'process' | 'power';
   /** Progress lines (default none). */
   readonly log?: (line: string) => void;
   /**
@@ -823,7 +831,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     log(`exchange ${exchange.url}`);
     store = await openStore(options.dbUrl, { actor: 'chaos' });
     await createJobs(store, jobCount, liquidityJobs, rng);
-    const spawn = (): DaemonChild => startDaemon({ exchangeUrl: exchange!.url, dbUrl: options.dbUrl, tickMs, leaseTtlMs, tally });
+    const durability = options.durability ?? 'process';
+    const spawn = (): DaemonChild => startDaemon({ exchangeUrl: exchange!.url, dbUrl: options.dbUrl, tickMs, leaseTtlMs, durability, tally });
     const noteRecovery = (r: Recovery | undefined, afterKill: boolean) => {
       if (!r) return;
       recoveries.push(r);
@@ -891,7 +900,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       if ((k + 1) % 25 === 0) log(`${k + 1}/${options.kills} kills, ${tally.trades} trades so far`);
     }
 
-    const end = await drain({ store, exchangeUrl: exchange.url, dbUrl: options.dbUrl, tickMs, leaseTtlMs, tally });
+    const end = await drain({ store, exchangeUrl: exchange.url, dbUrl: options.dbUrl, tickMs, leaseTtlMs, durability, tally });
     noteRecovery(end.recovery, true);
     violations.push(...end.violations);
 

@@ -13,6 +13,7 @@ import type {
   TransactionOptions,
 } from '../adapter.ts';
 import { Mutex } from '../mutex.ts';
+import { WalSync } from './wal-sync.ts';
 
 export interface SqliteOptions {
   readonly path: string;
@@ -20,8 +21,10 @@ export interface SqliteOptions {
   readonly busyTimeoutMs: number;
   /** Create the file if it does not exist (with mode 0600). */
   readonly create: boolean;
-  /** In `power` mode, let concurrent write transactions share one COMMIT. */
+  /** In `power` mode, let concurrent write transactions share one COMMIT and one fsync. */
   readonly groupCommit: boolean;
+  /** Replaces the module of the group commit's fsync thread; for tests only (see WalSync). */
+  readonly walSyncWorker?: URL;
 }
 
 const DIALECT: Dialect = Object.freeze({ forUpdate: '', skipLocked: () => '' });
@@ -33,6 +36,16 @@ interface Queued {
   fn: (tx: Executor) => Promise<unknown>;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** Grouped transactions run in one SQLite transaction, with what each returned or threw. */
+interface Batch {
+  readonly items: Queued[];
+  readonly outcomes: Outcome[];
+  /** Each transaction under its own SAVEPOINT, after one of the batch has thrown (see #runInBatch). */
+  guarded: boolean;
 }
 
 /**
@@ -55,9 +68,15 @@ export class SqliteAdapter implements Adapter {
   readonly #mutex = new Mutex();
   readonly #executor: Executor;
   readonly #busyTimeoutMs: number;
-  readonly #groupCommit: boolean;
+  /** Set in `power` mode with group commit (on a file): then the fsyncs are ours, see WalSync. */
+  readonly #walSync: WalSync | undefined;
   readonly #queue: Queued[] = [];
-  #leading = false;
+  /** Committed batches waiting for their fsync, oldest first. */
+  readonly #syncing: Array<Batch & { readonly commit: bigint }> = [];
+  /** Grouped transactions not yet answered: queued, running, or committed and waiting for their fsync. */
+  #inFlight = 0;
+  #pumping = false;
+  #wake: (() => void) | undefined;
   #closed = false;
   #commits = 0;
   #checkpointer: Worker | undefined;
@@ -67,7 +86,7 @@ export class SqliteAdapter implements Adapter {
     this.durability = options.durability;
     this.location = options.path;
     this.#busyTimeoutMs = options.busyTimeoutMs;
-    this.#groupCommit = options.durability === 'power' && options.groupCommit;
+    this.#walSync = ownsFsync(options) ? new WalSync(options.path, options.walSyncWorker) : undefined;
     this.#executor = {
       all: (sql, params) => this.#call(() => this.#prepare(sql).all(...bind(params)) as never),
       get: (sql, params) => this.#call(() => this.#prepare(sql).get(...bind(params)) as never),
@@ -112,7 +131,9 @@ export class SqliteAdapter implements Adapter {
           hint: 'put the database on a local file system that supports shared memory',
         });
       }
-      db.pragma(`synchronous = ${options.durability === 'power' ? 'FULL' : 'NORMAL'}`);
+      // `power` without group commit: SQLite fsyncs the WAL in every COMMIT. With group commit
+      // that fsync is WalSync's, shared by the commits made before it.
+      db.pragma(`synchronous = ${options.durability === 'power' && !ownsFsync(options) ? 'FULL' : 'NORMAL'}`);
       db.pragma('foreign_keys = ON');
       db.pragma('busy_timeout = 0');
       return new SqliteAdapter(db, options);
@@ -129,11 +150,14 @@ export class SqliteAdapter implements Adapter {
    * free, where SQLite's own busy handler would block it.
    */
   async transaction<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
-    if (this.#groupCommit && !options.readOnly && !options.exclusive) return this.#grouped(fn);
+    if (this.#walSync && !options.readOnly && !options.exclusive) return this.#grouped(fn);
     const deadline = performance.now() + this.#busyTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#attempt(fn, options);
+        const result = await this.#attempt(fn, options);
+        // With group commit, what this transaction wrote or read may not be on disk yet.
+        if (this.#walSync) await this.#walSync.durable(this.#walSync.requested);
+        return result;
       } catch (e) {
         if (isBusy(e) && performance.now() < deadline) {
           await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
@@ -146,83 +170,236 @@ export class SqliteAdapter implements Adapter {
   }
 
   /**
-   * Group commit for `power` mode, where every COMMIT costs an fsync: write transactions that
-   * arrive while one is running are queued, then run back to back inside one SQLite
-   * transaction, each under its own SAVEPOINT (so one that throws is rolled back alone), and
-   * made durable by a single COMMIT. No caller is answered before that COMMIT returns, so
-   * every answered transaction is on disk, as without batching; a lone transaction is not
-   * delayed.
+   * Group commit for `power` mode, where every durable commit costs an fsync. Write
+   * transactions go into a queue that one pump drains: it runs them back to back inside one
+   * SQLite transaction (one that throws is rolled back alone, see #runInBatch), and commits
+   * when the disk is free, that is when no fsync is in flight, and the batch holds at least
+   * half of the transactions waiting (so that callers settle into two cohorts: one runs while
+   * the other's fsync does) or nothing else is queued. While an fsync
+   * runs (on another thread, see WalSync), the pump goes on executing the next transactions
+   * into the next commit, so the fsync costs the writer no time. A caller is answered only
+   * once an fsync covering its commit has returned, so every answered transaction is on disk,
+   * as without batching. A lone transaction is committed and synced at once.
    */
   #grouped<T>(fn: (tx: Executor) => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
-      if (this.#queue.length === 1 && !this.#leading) void this.#lead();
+      this.#inFlight++;
+      this.#queue.push({
+        fn,
+        resolve: (value) => {
+          this.#inFlight--;
+          resolve(value as T);
+        },
+        reject: (error) => {
+          this.#inFlight--;
+          reject(error);
+        },
+      });
+      if (this.#pumping) {
+        this.#wake?.();
+      } else {
+        this.#pumping = true;
+        // Started after the current microtasks: callers answered together by one fsync come
+        // back together, and their next transactions share one commit instead of the first
+        // going alone.
+        setImmediate(() => void this.#pump());
+      }
     });
   }
 
-  async #lead(): Promise<void> {
-    this.#leading = true;
+  async #pump(): Promise<void> {
+    const sync = this.#walSync!;
+    let open: Batch | undefined;
     try {
-      while (this.#queue.length > 0) {
-        const wait = this.#mutex.acquire();
-        if (wait) await wait;
-        const batch = this.#queue.splice(0);
-        try {
-          await this.#commitBatch(batch);
-        } finally {
-          this.#mutex.release();
+      for (;;) {
+        this.#deliver();
+        const failure = sync.failure;
+        if (failure !== undefined) {
+          // An fsync failed: nothing after it can be promised durable. Refuse everyone.
+          if (open !== undefined) this.#abandon(open, failure);
+          open = undefined;
+          for (const item of this.#queue.splice(0)) item.reject(failure);
+          return;
+        }
+        if (this.#queue.length > 0) {
+          // Callers are waiting on each other: worth a thread, so that fsyncs stop blocking.
+          if (this.#queue.length > 1 || open !== undefined) sync.startThread();
+          open ??= await this.#beginBatch();
+          if (open === undefined) continue;
+          await this.#runInBatch(open, this.#queue.shift()!);
+          if (this.#queue.length === 0 ? sync.idle : sync.threaded && sync.idle && open.items.length * 2 >= this.#inFlight) {
+            open = this.#commitBatch(open);
+          }
+        } else if (open !== undefined) {
+          if (sync.idle) open = this.#commitBatch(open);
+          else await this.#sleepUntilWoken(sync.changed());
+        } else if (this.#syncing.length > 0) {
+          await this.#sleepUntilWoken(sync.changed());
+        } else {
+          return;
         }
       }
+    } catch (e) {
+      // Not a transaction's own error (those are its outcome): the batch could not be run.
+      if (open !== undefined) this.#abandon(open, e);
     } finally {
-      this.#leading = false;
+      this.#pumping = false;
+      this.#wake = undefined;
+      if (this.#queue.length > 0 || this.#syncing.length > 0) {
+        this.#pumping = true;
+        setImmediate(() => void this.#pump());
+      }
     }
   }
 
-  async #commitBatch(batch: Queued[]): Promise<void> {
-    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+  /** Waits for `event`, or for a transaction to be queued meanwhile. */
+  #sleepUntilWoken(event: Promise<void>): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.#wake = resolve;
+      void event.then(resolve);
+    }).finally(() => {
+      this.#wake = undefined;
+    });
+  }
+
+  /** BEGIN IMMEDIATE for a batch (under the mutex); on failure every queued caller is refused. */
+  async #beginBatch(): Promise<Batch | undefined> {
+    const wait = this.#mutex.acquire();
+    if (wait) await wait;
     try {
-      if (this.#closed) throw new StorageError('STORAGE_UNAVAILABLE', `the store at ${this.location} is closed`);
+      this.#usable();
       const deadline = performance.now() + this.#busyTimeoutMs;
       for (let attempt = 0; ; attempt++) {
         try {
           this.#prepare('BEGIN IMMEDIATE').run();
-          break;
+          this.#prepare('SAVEPOINT optimistic').run();
+          return { items: [], outcomes: [], guarded: false };
         } catch (e) {
           if (!isBusy(e) || performance.now() >= deadline) throw classifySqliteError(e, this.location);
           await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
         }
       }
-      for (const item of batch) {
-        this.#prepare('SAVEPOINT grouped').run();
-        try {
-          outcomes.push({ ok: true, value: await item.fn(this.#executor) });
-          this.#prepare('RELEASE grouped').run();
-        } catch (e) {
-          this.#prepare('ROLLBACK TO grouped').run();
-          this.#prepare('RELEASE grouped').run();
-          outcomes.push({ ok: false, error: isBusy(e) ? classifySqliteError(e, this.location) : e });
-        }
-      }
-      this.#prepare('COMMIT').run();
-      this.#committed();
     } catch (e) {
-      if (this.#db.inTransaction) this.#prepare('ROLLBACK').run();
-      const error = classifySqliteError(e, this.location);
-      for (const item of batch) item.reject(error);
-      return;
+      this.#mutex.release();
+      for (const item of this.#queue.splice(0)) item.reject(e);
+      return undefined;
     }
-    batch.forEach((item, i) => {
-      const outcome = outcomes[i]!;
-      if (outcome.ok) item.resolve(outcome.value);
-      else item.reject(outcome.error);
-    });
+  }
+
+  /**
+   * Runs one queued transaction in the batch. A batch starts optimistic: its transactions run
+   * back to back with no savepoint of their own, since nearly all of them succeed. When one
+   * throws, its partial writes cannot be undone alone: the batch is rolled back to its start
+   * and run again from the first transaction, this time each under its own SAVEPOINT (a
+   * transaction function may be re-run, as on a PostgreSQL serialisation failure).
+   */
+  async #runInBatch(batch: Batch, item: Queued): Promise<void> {
+    let running = [item];
+    try {
+      if (batch.guarded) {
+        batch.outcomes.push(await this.#runGuarded(item));
+        batch.items.push(item);
+        return;
+      }
+      let value: unknown;
+      try {
+        value = await item.fn(this.#executor);
+      } catch {
+        this.#prepare('ROLLBACK TO optimistic').run();
+        running = [...batch.items, item];
+        batch.items.length = 0;
+        batch.outcomes.length = 0;
+        batch.guarded = true;
+        for (const again of running) {
+          batch.outcomes.push(await this.#runGuarded(again));
+          batch.items.push(again);
+        }
+        return;
+      }
+      batch.outcomes.push({ ok: true, value });
+      batch.items.push(item);
+    } catch (e) {
+      // A savepoint statement itself failed: the batch cannot go on. The callers not yet back
+      // in the batch are refused here; the pump abandons the rest.
+      const error = classifySqliteError(e, this.location);
+      for (const r of running) if (!batch.items.includes(r)) r.reject(error);
+      throw e;
+    }
+  }
+
+  async #runGuarded(item: Queued): Promise<Outcome> {
+    this.#prepare('SAVEPOINT grouped').run();
+    try {
+      const value = await item.fn(this.#executor);
+      this.#prepare('RELEASE grouped').run();
+      return { ok: true, value };
+    } catch (e) {
+      this.#prepare('ROLLBACK TO grouped').run();
+      this.#prepare('RELEASE grouped').run();
+      return { ok: false, error: isBusy(e) ? classifySqliteError(e, this.location) : e };
+    }
+  }
+
+  /** COMMITs the batch (frames written, not yet synced), asks for its fsync and frees the connection. */
+  #commitBatch(batch: Batch): undefined {
+    try {
+      this.#prepare('COMMIT').run();
+    } catch (e) {
+      this.#abandon(batch, e);
+      return undefined;
+    }
+    this.#mutex.release();
+    this.#committed();
+    try {
+      this.#syncing.push({ ...batch, commit: this.#walSync!.request() });
+    } catch (e) {
+      // An inline fsync failed: the commit is in the WAL but not known to be on disk.
+      for (const item of batch.items) item.reject(e);
+    }
+    return undefined;
+  }
+
+  /** Rolls back a batch that cannot commit and refuses its callers. */
+  #abandon(batch: Batch, e: unknown): void {
+    try {
+      if (this.#db.inTransaction) this.#prepare('ROLLBACK').run();
+    } catch {
+      // The connection is broken; the error below says why.
+    } finally {
+      this.#mutex.release();
+    }
+    const error = classifySqliteError(e, this.location);
+    for (const item of batch.items) item.reject(error);
+  }
+
+  /** Answers the callers of every commit that is now durable (or refuses them all if an fsync failed). */
+  #deliver(): void {
+    if (this.#syncing.length === 0) return;
+    const failure = this.#walSync!.failure;
+    const done = this.#walSync!.done;
+    while (this.#syncing.length > 0 && (failure !== undefined || this.#syncing[0]!.commit <= done)) {
+      const batch = this.#syncing.shift()!;
+      batch.items.forEach((item, i) => {
+        const outcome = batch.outcomes[i]!;
+        if (failure) item.reject(failure);
+        else if (outcome.ok) item.resolve(outcome.value);
+        else item.reject(outcome.error);
+      });
+    }
+  }
+
+  /** Throws if the store is closed, or unusable after a failed fsync. */
+  #usable(): void {
+    if (this.#closed) throw new StorageError('STORAGE_UNAVAILABLE', `the store at ${this.location} is closed`);
+    const failure = this.#walSync?.failure;
+    if (failure) throw failure;
   }
 
   async #attempt<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions): Promise<T> {
     const wait = this.#mutex.acquire();
     if (wait) await wait;
     try {
-      if (this.#closed) throw new StorageError('STORAGE_UNAVAILABLE', `the store at ${this.location} is closed`);
+      this.#usable();
       this.#prepare(options.readOnly ? 'BEGIN DEFERRED' : options.exclusive ? 'BEGIN EXCLUSIVE' : 'BEGIN IMMEDIATE').run();
       let result: T;
       try {
@@ -233,6 +410,7 @@ export class SqliteAdapter implements Adapter {
       }
       this.#prepare('COMMIT').run();
       this.#committed();
+      if (this.#walSync && !options.readOnly) this.#walSync.request();
       return result;
     } catch (e) {
       if (this.#db.inTransaction) this.#prepare('ROLLBACK').run();
@@ -284,12 +462,13 @@ export class SqliteAdapter implements Adapter {
 
   async close(): Promise<void> {
     // Transactions queued for a group commit before close() still commit.
-    while (this.#leading || this.#queue.length > 0) await sleep(1);
+    while (this.#pumping || this.#queue.length > 0) await sleep(1);
     const wait = this.#mutex.acquire();
     if (wait) await wait;
     try {
       if (this.#closed) return;
       this.#closed = true;
+      await this.#walSync?.close();
       await this.#stopCheckpointer();
       this.#db.close();
     } finally {
@@ -333,6 +512,11 @@ function isForeign(db: Database.Database): boolean {
     .pluck()
     .all() as string[];
   return tables.length > 0 && !tables.includes('schema_migrations');
+}
+
+/** `power` mode with group commit on a file: the connection runs synchronous=NORMAL and WalSync fsyncs. */
+function ownsFsync(options: SqliteOptions): boolean {
+  return options.durability === 'power' && options.groupCommit && options.path !== ':memory:';
 }
 
 /** Commits after which a connection's checkpoints move to a worker thread. */

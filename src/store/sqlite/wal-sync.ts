@@ -1,0 +1,205 @@
+import { closeSync, fdatasyncSync, fstatSync, fsyncSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { getSystemErrorName } from 'node:util';
+import { Worker } from 'node:worker_threads';
+import { StorageError } from '../../errors.ts';
+
+/** Slots of the array shared with the sync thread (see sqlite-wal-sync-worker.ts). */
+export const REQUESTED = 0;
+export const DONE = 1;
+export const STOP = 2;
+export const ERRNO = 3;
+export const READY = 4;
+export const SLOTS = 5;
+/** Stored in ERRNO when the error had no errno. */
+export const UNKNOWN_ERRNO = -1_000_000;
+
+/**
+ * Makes a WAL database's commits durable for `power` mode with group commit.
+ *
+ * The connection runs `synchronous=NORMAL`: a COMMIT writes its frames to the WAL without an
+ * fsync. SQLite's `synchronous=FULL` in WAL mode is exactly that plus one fsync of the WAL after
+ * each commit (https://sqlite.org/pragma.html#pragma_synchronous); this class does that fsync
+ * instead, and one fsync covers every commit written before it started. No caller is answered
+ * before an fsync that covers its commit has returned, so an answered transaction is on disk,
+ * as with FULL.
+ *
+ * Commits are numbered by `request()`. At first the fsync runs inline (a short-lived command
+ * never starts a thread). Once `startThread()` has been called and the thread is up, the
+ * fsync runs there, so that the writer goes on executing the next transactions meanwhile:
+ * `idle` tells the writer that no fsync is in flight, which is when it commits.
+ */
+export class WalSync {
+  readonly #walPath: string;
+  readonly #state = new BigInt64Array(new SharedArrayBuffer(SLOTS * BigInt64Array.BYTES_PER_ELEMENT));
+  #requested = 0n;
+  #inlineFd: number | undefined;
+  #worker: Worker | undefined;
+  #threadFailed = false;
+  #threaded = false;
+  #waiting = 0;
+  #changed: { done: bigint; promise: Promise<void> } | undefined;
+  #failure: StorageError | undefined;
+
+  readonly #workerUrl: URL;
+  #closing = false;
+
+  /** `workerUrl` replaces the fsync thread's module (tests use it to delay or fail fsyncs). */
+  constructor(databasePath: string, workerUrl?: URL) {
+    this.#walPath = `${databasePath}-wal`;
+    const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+    this.#workerUrl = workerUrl ?? new URL(`./sqlite-wal-sync-worker${ext}`, import.meta.url);
+  }
+
+  /** The highest commit number asked to be made durable. */
+  get requested(): bigint {
+    return this.#requested;
+  }
+
+  /** Every commit up to this number is durable. */
+  get done(): bigint {
+    return this.#threaded ? Atomics.load(this.#state, DONE) : this.#requested;
+  }
+
+  /** True when no fsync is in flight (inline fsyncs are never in flight). */
+  get idle(): boolean {
+    return !this.#threaded || Atomics.load(this.#state, DONE) === this.#requested;
+  }
+
+  get threaded(): boolean {
+    if (!this.#threaded && this.#worker !== undefined && Atomics.load(this.#state, READY) === 1n) {
+      // From here on the thread takes the requests; it starts from what is already durable.
+      Atomics.store(this.#state, DONE, this.#requested);
+      Atomics.store(this.#state, REQUESTED, this.#requested);
+      this.#threaded = true;
+    }
+    return this.#threaded;
+  }
+
+  /** Set once an fsync has failed: nothing written since may be durable, and nothing is retried. */
+  get failure(): StorageError | undefined {
+    if (this.#failure === undefined && this.#threaded) {
+      const errno = Atomics.load(this.#state, ERRNO);
+      if (errno !== 0n) this.#failure = fsyncFailed(this.#walPath, Number(errno));
+    }
+    return this.#failure;
+  }
+
+  /** Numbers the commit just made and asks for it to be made durable. Throws if an inline fsync fails. */
+  request(): bigint {
+    const n = ++this.#requested;
+    if (this.threaded) {
+      Atomics.store(this.#state, REQUESTED, n);
+      Atomics.notify(this.#state, REQUESTED);
+      return n;
+    }
+    try {
+      this.#inlineFd = this.#inlineFd === undefined ? openWal(this.#walPath) : reopenIfUnlinked(this.#inlineFd, this.#walPath);
+      fdatasyncSync(this.#inlineFd);
+    } catch (e) {
+      this.#failure ??= fsyncFailed(this.#walPath, (e as NodeJS.ErrnoException).errno ?? 0, e);
+      throw this.#failure;
+    }
+    return n;
+  }
+
+  /** Starts the fsync thread (once); until it is up, fsyncs stay inline. */
+  startThread(): void {
+    if (this.#worker !== undefined || this.#threadFailed || this.#failure !== undefined) return;
+    const worker = new Worker(this.#workerUrl, { workerData: { walPath: this.#walPath, state: this.#state.buffer } });
+    this.#worker = worker;
+    worker.unref();
+    // A thread that could not start leaves the fsyncs inline. One that stops after taking
+    // requests (other than at close) may not have made them durable: that is a failure, and
+    // its waiters are woken to see it.
+    const lost = (cause: unknown) => {
+      if (this.#closing || this.#worker !== worker) return;
+      this.#threadFailed = true;
+      this.#worker = undefined;
+      if (this.#threaded && this.failure === undefined) this.#failure = fsyncFailed(this.#walPath, 0, cause);
+      Atomics.notify(this.#state, DONE);
+    };
+    worker.on('error', lost);
+    worker.on('exit', (code) => lost(new Error(`the fsync thread exited with code ${code}`)));
+  }
+
+  /** Resolves when `done` moves past its current value, or at once if nothing is in flight. */
+  changed(): Promise<void> {
+    if (this.idle || this.failure) return Promise.resolve();
+    const done = Atomics.load(this.#state, DONE);
+    if (this.#changed?.done === done) return this.#changed.promise;
+    const wait = Atomics.waitAsync(this.#state, DONE, done);
+    if (!wait.async) return Promise.resolve();
+    // Atomics.waitAsync does not keep Node's event loop alive by itself: the worker does,
+    // while someone waits.
+    if (this.#waiting++ === 0) this.#worker?.ref();
+    const promise = wait.value.then(() => {
+      if (--this.#waiting === 0) this.#worker?.unref();
+    });
+    this.#changed = { done, promise };
+    return promise;
+  }
+
+  /** Resolves when commit `n` is durable; rejects if an fsync failed. */
+  async durable(n: bigint): Promise<void> {
+    for (;;) {
+      const failure = this.failure;
+      if (failure) throw failure;
+      if (this.done >= n) return;
+      await this.changed();
+    }
+  }
+
+  /** Waits for every requested fsync, then stops the thread. */
+  async close(): Promise<void> {
+    await this.durable(this.#requested).catch(() => {});
+    if (this.#inlineFd !== undefined) closeSync(this.#inlineFd);
+    this.#inlineFd = undefined;
+    const worker = this.#worker;
+    if (!worker) return;
+    this.#closing = true;
+    worker.ref();
+    const exited = new Promise((resolve) => worker.once('exit', resolve));
+    Atomics.store(this.#state, STOP, 1n);
+    Atomics.notify(this.#state, REQUESTED);
+    await exited;
+    this.#worker = undefined;
+    this.#threaded = false;
+  }
+}
+
+/** Opens the WAL for fsync, and makes its directory entry durable too (it may be new). */
+export function openWal(walPath: string): number {
+  const fd = openSync(walPath, 'r');
+  const dir = openSync(dirname(walPath), 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
+  return fd;
+}
+
+/** The WAL is deleted when the last connection closes; a file recreated since needs a new fd. */
+export function reopenIfUnlinked(fd: number, walPath: string): number {
+  if (fstatSync(fd).nlink > 0) return fd;
+  closeSync(fd);
+  return openWal(walPath);
+}
+
+function fsyncFailed(walPath: string, errno: number, cause?: unknown): StorageError {
+  const name = errno !== 0 ? safeErrorName(errno) : cause instanceof Error ? cause.message : 'unknown error';
+  return new StorageError('STORAGE_FAILED', `fsync of ${walPath} failed (${name}): commits since the last good fsync may not be on disk`, {
+    hint: 'check the disk, then restart the process; the database is consistent but may have lost those commits',
+    ...(cause !== undefined ? { cause } : {}),
+  });
+}
+
+function safeErrorName(errno: number): string {
+  if (errno === UNKNOWN_ERRNO) return 'unknown error';
+  try {
+    return getSystemErrorName(errno < 0 ? errno : -errno);
+  } catch {
+    return `errno ${errno}`;
+  }
+}

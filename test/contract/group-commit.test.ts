@@ -1,0 +1,191 @@
+/**
+ * SQLite group commit (`power` mode): concurrent write transactions share a COMMIT, and an
+ * fsync of the WAL on another thread; no caller is answered before an fsync covering its
+ * commit has returned. Real files and real threads; the stand-in fsync threads in
+ * test/helpers/wal-sync-workers.ts hold, fail or kill the fsync where a real disk will not.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import type { Executor } from '../../src/store/adapter.ts';
+import { SqliteAdapter } from '../../src/store/sqlite/sqlite-adapter.ts';
+import { openStore } from '../../src/store/store.ts';
+import { rejectsWith } from '../helpers/assert.ts';
+
+const STAND_IN = new URL('../helpers/wal-sync-workers.ts', import.meta.url);
+
+let dir: string;
+let path: string;
+const opened: SqliteAdapter[] = [];
+
+async function open(mode?: 'gate' | 'eio' | 'die'): Promise<SqliteAdapter> {
+  if (mode) writeFileSync(`${path}-wal.mode`, mode);
+  const adapter = await SqliteAdapter.open({
+    path,
+    durability: 'power',
+    busyTimeoutMs: 5000,
+    create: true,
+    groupCommit: true,
+    ...(mode ? { walSyncWorker: STAND_IN } : {}),
+  });
+  opened.push(adapter);
+  await adapter.transaction((tx) => tx.exec('CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)'));
+  return adapter;
+}
+
+const insert = (k: number) => (tx: Executor) => tx.run('INSERT INTO t (k, v) VALUES (?, ?)', [k, `v${k}`]);
+
+/** Concurrent writes until the stand-in fsync thread is up (it is started by contention). */
+async function untilThreaded(adapter: SqliteAdapter): Promise<void> {
+  for (let round = 0; !existsSync(`${path}-wal.ready`); round++) {
+    assert.ok(round < 500, 'the fsync thread never started');
+    await Promise.all([0, 1, 2].map((i) => adapter.transaction(insert(-(round * 3 + i) - 1))));
+    await sleep(10);
+  }
+}
+
+function keys(): number[] {
+  const db = new Database(path, { readonly: true });
+  try {
+    return (db.prepare('SELECT k FROM t WHERE k >= 0 ORDER BY k').pluck().all() as number[]);
+  } finally {
+    db.close();
+  }
+}
+
+/** Whether `p` has settled after the current turn and a short wait. */
+async function settled(p: Promise<unknown>, ms = 150): Promise<boolean> {
+  let done = false;
+  p.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  await sleep(ms);
+  return done;
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'botstate-gc-'));
+  path = join(dir, 'gc.db');
+});
+afterEach(async () => {
+  writeFileSync(`${path}-wal.release`, '');
+  for (const a of opened.splice(0)) await a.close().catch(() => {});
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('group commit (SQLite, power mode)', () => {
+  it('200 concurrent transactions all commit, each answered with its own result', async () => {
+    const adapter = await open();
+    const results = await Promise.all(Array.from({ length: 200 }, (_, k) => adapter.transaction(async (tx) => (await insert(k)(tx), k * 2))));
+    assert.deepEqual(results, Array.from({ length: 200 }, (_, k) => k * 2));
+    assert.deepEqual(keys(), Array.from({ length: 200 }, (_, k) => k));
+  });
+
+  it('the connection runs synchronous=NORMAL: the fsync after each commit is group commit’s own', async () => {
+    const adapter = await open();
+    assert.deepEqual(await adapter.transaction((tx) => tx.get('PRAGMA synchronous'), { readOnly: true }), { synchronous: 1 });
+  });
+
+  it('a transaction that throws is rolled back alone; the others in its batch commit once each', async () => {
+    const adapter = await open();
+    const runs = new Map<number, number>();
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 64 }, (_, k) =>
+        adapter.transaction(async (tx) => {
+          runs.set(k, (runs.get(k) ?? 0) + 1);
+          await insert(k)(tx);
+          if (k % 16 === 7) throw new Error(`refused ${k}`);
+          return k;
+        }),
+      ),
+    );
+    outcomes.forEach((o, k) => {
+      if (k % 16 === 7) assert.deepEqual(o, { status: 'rejected', reason: new Error(`refused ${k}`) });
+      else assert.deepEqual(o, { status: 'fulfilled', value: k });
+    });
+    // A failed transaction's partial write is gone, every other is there exactly once (the
+    // primary key would have refused a second insert of a transaction run again).
+    assert.deepEqual(keys(), Array.from({ length: 64 }, (_, k) => k).filter((k) => k % 16 !== 7));
+    assert.ok([...runs.values()].every((n) => n <= 2), 'a transaction function ran more than twice');
+  });
+
+  it('no caller is answered before an fsync covering its commit returns; reads wait for it too', async () => {
+    const adapter = await open('gate');
+    await untilThreaded(adapter);
+    const writes = Promise.all(Array.from({ length: 8 }, (_, k) => adapter.transaction(insert(k))));
+    assert.equal(await settled(writes), false, 'answered while its fsync was held');
+    // The first commit is made (another connection sees its rows) but not durable, so not
+    // answered; the rest wait in the next batch for the disk.
+    const visible = keys();
+    assert.ok(visible.length >= 1 && visible.length < 8, `rows visible: ${visible.join(',')}`);
+    const read = adapter.transaction((tx) => tx.get<{ n: number }>('SELECT count(*) AS n FROM t WHERE k >= 0'), { readOnly: true });
+    assert.equal(await settled(read), false, 'a read returned rows that were not durable yet');
+    writeFileSync(`${path}-wal.release`, '');
+    await writes;
+    assert.deepEqual(keys(), [0, 1, 2, 3, 4, 5, 6, 7]);
+    assert.ok((await read)!.n >= visible.length);
+  });
+
+  it('a failed fsync refuses every caller waiting on it, and every transaction after it (STORAGE_FAILED)', async () => {
+    const adapter = await open('eio');
+    await untilThreaded(adapter).catch(() => {});
+    const before = keys();
+    const outcomes = await Promise.allSettled(Array.from({ length: 8 }, (_, k) => adapter.transaction(insert(k))));
+    for (const o of outcomes) {
+      assert.equal(o.status, 'rejected');
+      assert.equal((o.reason as { code?: string }).code, 'STORAGE_FAILED');
+      assert.match((o.reason as Error).message, /fsync of .*-wal failed \(EIO\)/);
+    }
+    await rejectsWith(adapter.transaction(insert(100)), 'STORAGE_FAILED');
+    await rejectsWith(adapter.transaction((tx) => tx.get('SELECT 1'), { readOnly: true }), 'STORAGE_FAILED');
+    assert.ok(!keys().includes(100), 'a transaction ran after the failed fsync');
+    assert.ok(keys().length >= before.length);
+  });
+
+  it('an fsync thread that dies is a failure, not a hang', async () => {
+    const adapter = await open('die');
+    await untilThreaded(adapter).catch(() => {});
+    const outcomes = await Promise.allSettled(Array.from({ length: 4 }, (_, k) => adapter.transaction(insert(k))));
+    for (const o of outcomes) {
+      assert.equal(o.status, 'rejected');
+      assert.equal((o.reason as { code?: string }).code, 'STORAGE_FAILED');
+    }
+  });
+
+  it('close() waits for the fsyncs in flight, then every answered transaction is there', async () => {
+    const adapter = await open('gate');
+    await untilThreaded(adapter);
+    const writes = Promise.all(Array.from({ length: 8 }, (_, k) => adapter.transaction(insert(k))));
+    const closing = adapter.close();
+    assert.equal(await settled(closing), false, 'closed with an fsync in flight');
+    writeFileSync(`${path}-wal.release`, '');
+    await writes;
+    await closing;
+    assert.deepEqual(keys(), [0, 1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it('the store API on top: 64 jobs trading at once keep exact, audited balances', async () => {
+    const store = await openStore(path, { durability: 'power' });
+    try {
+      const ids: string[] = [];
+      for (let i = 1; i <= 64; i++) ids.push((await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` })).id);
+      await Promise.all(
+        ids.map(async (id) => {
+          for (let k = 0; k < 5; k++) {
+            const { trade } = await store.ledger.recordIntent({ job: { id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+            await store.ledger.settle(trade.clientOrderId, { status: 'EXECUTED', baseAmount: '0.1', quoteAmount: '10', priceUsd: '100' });
+          }
+        }),
+      );
+      for (const id of ids) assert.equal((await store.jobs.get({ id })).tokenBalance, '0.5');
+      assert.deepEqual((await store.verifyAudit()).problems, []);
+    } finally {
+      await store.close();
+    }
+  });
+});
