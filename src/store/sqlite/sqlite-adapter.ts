@@ -348,8 +348,12 @@ export class SqliteAdapter implements Adapter {
       this.#abandon(batch, e);
       return undefined;
     }
+    try {
+      this.#committed();
+    } catch {
+      // The checkpoint thread could not start: SQLite's own automatic checkpoints go on.
+    }
     this.#mutex.release();
-    this.#committed();
     try {
       this.#syncing.push({ ...batch, commit: this.#walSync!.request() });
     } catch (e) {

@@ -16,7 +16,8 @@ for (;;) {
   const done = Atomics.load(state, DONE);
   if (Atomics.load(state, REQUESTED) <= done) {
     if (Atomics.load(state, STOP) === 1n) break;
-    Atomics.wait(state, REQUESTED, done);
+    // Bounded: a STOP stored between the check above and this wait is seen at the next turn.
+    Atomics.wait(state, REQUESTED, done, 50);
     continue;
   }
   // Everything the writer had committed when it stored this number is in the WAL already.

@@ -42,7 +42,10 @@ export class WalSync {
   #failure: StorageError | undefined;
 
   readonly #workerUrl: URL;
+  /** Set when close() begins: no thread is started after it. */
   #closing = false;
+  /** Set when close() asks the thread to stop: its exit is then expected. */
+  #stopping = false;
 
   /** `workerUrl` replaces the fsync thread's module (tests use it to delay or fail fsyncs). */
   constructor(databasePath: string, workerUrl?: URL) {
@@ -105,15 +108,21 @@ export class WalSync {
 
   /** Starts the fsync thread (once); until it is up, fsyncs stay inline. */
   startThread(): void {
-    if (this.#worker !== undefined || this.#threadFailed || this.#failure !== undefined) return;
-    const worker = new Worker(this.#workerUrl, { workerData: { walPath: this.#walPath, state: this.#state.buffer } });
+    if (this.#worker !== undefined || this.#threadFailed || this.#closing || this.#failure !== undefined) return;
+    let worker: Worker;
+    try {
+      worker = new Worker(this.#workerUrl, { workerData: { walPath: this.#walPath, state: this.#state.buffer } });
+    } catch {
+      this.#threadFailed = true; // the fsyncs stay inline
+      return;
+    }
     this.#worker = worker;
     worker.unref();
     // A thread that could not start leaves the fsyncs inline. One that stops after taking
     // requests (other than at close) may not have made them durable: that is a failure, and
     // its waiters are woken to see it.
     const lost = (cause: unknown) => {
-      if (this.#closing || this.#worker !== worker) return;
+      if (this.#stopping || this.#worker !== worker) return;
       this.#threadFailed = true;
       this.#worker = undefined;
       if (this.#threaded && this.failure === undefined) this.#failure = fsyncFailed(this.#walPath, 0, cause);
@@ -133,8 +142,10 @@ export class WalSync {
     // Atomics.waitAsync does not keep Node's event loop alive by itself: the worker does,
     // while someone waits.
     if (this.#waiting++ === 0) this.#worker?.ref();
-    const promise = wait.value.then(() => {
+    const promise: Promise<void> = wait.value.then(() => {
       if (--this.#waiting === 0) this.#worker?.unref();
+      // Settled: the next waiter must wait anew, even if DONE has the same value.
+      if (this.#changed?.promise === promise) this.#changed = undefined;
     });
     this.#changed = { done, promise };
     return promise;
@@ -152,12 +163,13 @@ export class WalSync {
 
   /** Waits for every requested fsync, then stops the thread. */
   async close(): Promise<void> {
+    this.#closing = true;
     await this.durable(this.#requested).catch(() => {});
     if (this.#inlineFd !== undefined) closeSync(this.#inlineFd);
     this.#inlineFd = undefined;
     const worker = this.#worker;
     if (!worker) return;
-    this.#closing = true;
+    this.#stopping = true;
     worker.ref();
     const exited = new Promise((resolve) => worker.once('exit', resolve));
     Atomics.store(this.#state, STOP, 1n);
