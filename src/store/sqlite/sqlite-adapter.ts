@@ -175,9 +175,9 @@ export class SqliteAdapter implements Adapter {
    * SQLite transaction (one that throws is rolled back alone, see #runInBatch), and commits
    * when the disk is free, that is when no fsync is in flight, and the batch holds at least
    * half of the transactions waiting (so that callers settle into two cohorts: one runs while
-   * the other's fsync does) or nothing else is queued. While an fsync
-   * runs (on another thread, see WalSync), the pump goes on executing the next transactions
-   * into the next commit, so the fsync costs the writer no time. A caller is answered only
+   * the other's fsync does) or nothing else is queued. While an fsync runs (on another
+   * thread, see WalSync), the pump goes on executing the next transactions into the next
+   * commit, so the fsync costs the writer no time. A caller is answered only
    * once an fsync covering its commit has returned, so every answered transaction is on disk,
    * as without batching. A lone transaction is committed and synced at once.
    */

@@ -69,6 +69,7 @@ export class WalSync {
     return !this.#threaded || Atomics.load(this.#state, DONE) === this.#requested;
   }
 
+  /** True once the thread is up; the first call that sees it up hands the requests over to it. */
   get threaded(): boolean {
     if (!this.#threaded && this.#worker !== undefined && Atomics.load(this.#state, READY) === 1n) {
       // From here on the thread takes the requests; it starts from what is already durable.
@@ -177,6 +178,36 @@ export class WalSync {
     await exited;
     this.#worker = undefined;
     this.#threaded = false;
+  }
+}
+
+/**
+ * The fsync thread's loop (sqlite-wal-sync-worker.ts): whenever the writer stores a higher
+ * REQUESTED, `fsync` the WAL and store that number in DONE; stop at STOP. An fsync that throws
+ * stores its errno in ERRNO and ends the loop: nothing is retried.
+ */
+export function serveFsyncRequests(state: BigInt64Array, fsync: () => void): void {
+  Atomics.store(state, READY, 1n);
+  for (;;) {
+    const done = Atomics.load(state, DONE);
+    if (Atomics.load(state, REQUESTED) <= done) {
+      if (Atomics.load(state, STOP) === 1n) return;
+      // Bounded: a STOP stored between the check above and this wait is seen at the next turn.
+      Atomics.wait(state, REQUESTED, done, 50);
+      continue;
+    }
+    // Everything the writer had committed when it stored this number is in the WAL already.
+    const requested = Atomics.load(state, REQUESTED);
+    try {
+      fsync();
+    } catch (e) {
+      const errno = (e as NodeJS.ErrnoException).errno;
+      Atomics.store(state, ERRNO, BigInt(typeof errno === 'number' && errno !== 0 ? errno : UNKNOWN_ERRNO));
+      Atomics.notify(state, DONE);
+      return;
+    }
+    Atomics.store(state, DONE, requested);
+    Atomics.notify(state, DONE);
   }
 }
 
