@@ -13,6 +13,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import type { Executor } from '../../src/store/adapter.ts';
 import { SqliteAdapter } from '../../src/store/sqlite/sqlite-adapter.ts';
+import { WalSync } from '../../src/store/sqlite/wal-sync.ts';
 import { openStore } from '../../src/store/store.ts';
 import { rejectsWith } from '../helpers/assert.ts';
 
@@ -129,6 +130,27 @@ describe('group commit (SQLite, power mode)', () => {
     await writes;
     assert.deepEqual(keys(), [0, 1, 2, 3, 4, 5, 6, 7]);
     assert.ok((await read)!.n >= visible.length);
+  });
+
+  it('a waiter is woken by an fsync that ends at any moment, even between its checks (50 000 fsyncs)', { timeout: 30_000 }, async () => {
+    // An answer landing between the writer's "is an fsync in flight?" and its wait used to
+    // leave the writer waiting for a change that no fsync was coming to make: a hang.
+    writeFileSync(`${path}-wal.mode`, 'fast');
+    const sync = new WalSync(path, STAND_IN);
+    try {
+      sync.startThread();
+      for (let i = 0; !sync.threaded; i++) {
+        assert.ok(i < 500, 'the fsync thread never started');
+        await sleep(10);
+      }
+      for (let i = 0; i < 50_000; i++) {
+        const n = sync.request();
+        await sync.durable(n);
+        assert.equal(sync.idle, true);
+      }
+    } finally {
+      await sync.close();
+    }
   });
 
   it('a failed fsync refuses every caller waiting on it, and every transaction after it (STORAGE_FAILED)', async () => {

@@ -4,7 +4,9 @@
  * mode is the text of `<wal>.mode`:
  * - `gate`: each fsync waits until `<wal>.release` exists, then runs for real;
  * - `eio`: the fsync fails as one returning EIO would;
- * - `die`: the thread exits at its first fsync without answering.
+ * - `die`: the thread exits at its first fsync without answering;
+ * - `fast`: no fsync, only a busy wait of 0–40 µs, so that answers land at scattered moments of
+ *   the writer's work (races between the writer's checks and the answer show up).
  * `<wal>.ready` is created once the thread is up.
  */
 import { existsSync, fdatasyncSync, readFileSync, writeFileSync } from 'node:fs';
@@ -21,6 +23,11 @@ Atomics.store(shared, READY, 1n); // before the file, so that a test seeing the 
 writeFileSync(`${walPath}.ready`, '');
 serveFsyncRequests(shared, () => {
   if (mode === 'die') process.exit(3);
+  if (mode === 'fast') {
+    const until = performance.now() + Math.random() * 0.04;
+    while (performance.now() < until);
+    return;
+  }
   if (mode === 'eio') throw Object.assign(new Error('EIO: i/o error, fdatasync'), { errno: -5, code: 'EIO' });
   while (mode === 'gate' && !existsSync(`${walPath}.release`)) Atomics.wait(pause, 0, 0, 5);
   fd ??= openWal(walPath);

@@ -135,8 +135,11 @@ export class WalSync {
 
   /** Resolves when `done` moves past its current value, or at once if nothing is in flight. */
   changed(): Promise<void> {
-    if (this.idle || this.failure) return Promise.resolve();
+    if (!this.#threaded || this.failure) return Promise.resolve();
+    // One load for both the check and the wait: an fsync that ends between two loads would
+    // leave this waiting for a change of DONE that no fsync is coming to make.
     const done = Atomics.load(this.#state, DONE);
+    if (done === this.#requested) return Promise.resolve();
     if (this.#changed?.done === done) return this.#changed.promise;
     const wait = Atomics.waitAsync(this.#state, DONE, done);
     if (!wait.async) return Promise.resolve();
