@@ -303,10 +303,11 @@ for (const engine of ENGINES) {
         ['power', false, 2, 'FULL'],
       ] as const;
       for (const [durability, groupCommit, level, name] of modes) {
-        it(`durability '${durability}' (groupCommit ${groupCommit}) runs with synchronous=${name}, WAL and foreign keys on`, async () => {
+        it(`durability '${durability}' (groupCommit ${groupCommit}) runs with synchronous=${name}, WAL, foreign keys on and savepoint journals in memory`, async () => {
           const store = await fx.open({ durability, groupCommit });
           assert.deepEqual(await store.transaction((tx) => tx.get('PRAGMA synchronous')), { synchronous: level });
           assert.deepEqual(await store.transaction((tx) => tx.get('PRAGMA foreign_keys')), { foreign_keys: 1 });
+          assert.deepEqual(await store.transaction((tx) => tx.get('PRAGMA temp_store')), { temp_store: 2 });
           assert.deepEqual(await fx.raw('PRAGMA journal_mode'), [{ journal_mode: 'wal' }]);
         });
       }

@@ -136,6 +136,10 @@ export class SqliteAdapter implements Adapter {
       db.pragma(`synchronous = ${options.durability === 'power' && !ownsFsync(options) ? 'FULL' : 'NORMAL'}`);
       db.pragma('foreign_keys = ON');
       db.pragma('busy_timeout = 0');
+      // Savepoint and statement journals in memory: by default SQLite writes every page a
+      // transaction changes under a savepoint to a temporary file first (once past 64 KiB),
+      // which for a group-commit batch is as many writes as the WAL itself.
+      db.pragma('temp_store = MEMORY');
       return new SqliteAdapter(db, options);
     } catch (e) {
       db?.close();
