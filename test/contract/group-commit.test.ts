@@ -5,14 +5,14 @@
  * test/helpers/wal-sync-workers.ts hold, fail or kill the fsync where a real disk will not.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import type { Executor } from '../../src/store/adapter.ts';
-import { SqliteAdapter } from '../../src/store/sqlite/sqlite-adapter.ts';
+import { SqliteAdapter, WAL_SIZE_LIMIT } from '../../src/store/sqlite/sqlite-adapter.ts';
 import { WalSync } from '../../src/store/sqlite/wal-sync.ts';
 import { openStore } from '../../src/store/store.ts';
 import { rejectsWith } from '../helpers/assert.ts';
@@ -211,3 +211,33 @@ describe('group commit (SQLite, power mode)', () => {
     }
   });
 });
+
+describe('SQLite checkpoints under sustained writes', () => {
+  for (const [durability, groupCommit] of [['process', false], ['power', true]] as const) {
+    it(`the WAL stays short while a writer never pauses (${durability}${groupCommit ? ', group commit' : ''})`, { timeout: 30_000 }, async () => {
+      // SQLite starts the WAL over only when a transaction begins with every frame checkpointed;
+      // the checkpoint thread alone never gets there while the writer keeps appending.
+      const adapter = await SqliteAdapter.open({ path, durability, busyTimeoutMs: 5000, create: true, groupCommit, longWalFrames: 64 });
+      opened.push(adapter);
+      await adapter.transaction((tx) => tx.exec('CREATE TABLE b (k INTEGER PRIMARY KEY, v TEXT NOT NULL)'));
+      const payload = 'x'.repeat(8192);
+      let k = 0;
+      let written = 0;
+      const until = performance.now() + 20_000;
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          while (written < 4 * WAL_SIZE_LIMIT && performance.now() < until) {
+            await adapter.transaction((tx) => tx.run('INSERT INTO b (k, v) VALUES (?, ?)', [k++, payload]));
+            written += payload.length;
+          }
+        }),
+      );
+      assert.ok(written >= 4 * WAL_SIZE_LIMIT, `only ${written} bytes written`);
+      // Without the writer's own checkpoint the WAL never starts over: it holds everything written.
+      const wal = statSync(`${path}-wal`).size;
+      assert.ok(wal <= 2 * WAL_SIZE_LIMIT, `WAL ${wal} bytes after ${written} bytes written`);
+      assert.equal((await adapter.transaction((tx) => tx.get<{ n: number }>('SELECT count(*) AS n FROM b'), { readOnly: true }))!.n, k);
+    });
+  }
+});
+

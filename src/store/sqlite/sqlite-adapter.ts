@@ -25,6 +25,8 @@ export interface SqliteOptions {
   readonly groupCommit: boolean;
   /** Replaces the module of the group commit's fsync thread; for tests only (see WalSync). */
   readonly walSyncWorker?: URL;
+  /** WAL length, in frames, past which the writer finishes a checkpoint itself; for tests only. */
+  readonly longWalFrames?: number;
 }
 
 const DIALECT: Dialect = Object.freeze({ forUpdate: '', skipLocked: () => '' });
@@ -80,12 +82,16 @@ export class SqliteAdapter implements Adapter {
   #closed = false;
   #commits = 0;
   #checkpointer: Worker | undefined;
+  readonly #longWalFrames: number;
+  /** [0] is set by the checkpoint thread when it found the WAL longer than #longWalFrames. */
+  readonly #walLong = new Int32Array(new SharedArrayBuffer(4));
 
   private constructor(db: Database.Database, options: SqliteOptions) {
     this.#db = db;
     this.durability = options.durability;
     this.location = options.path;
     this.#busyTimeoutMs = options.busyTimeoutMs;
+    this.#longWalFrames = options.longWalFrames ?? LONG_WAL_FRAMES;
     this.#walSync = ownsFsync(options) ? new WalSync(options.path, options.walSyncWorker) : undefined;
     this.#executor = {
       all: (sql, params) => this.#call(() => this.#prepare(sql).all(...bind(params)) as never),
@@ -140,6 +146,8 @@ export class SqliteAdapter implements Adapter {
       // transaction changes under a savepoint to a temporary file first (once past 64 KiB),
       // which for a group-commit batch is as many writes as the WAL itself.
       db.pragma('temp_store = MEMORY');
+      // When the WAL starts over, its file is cut back to this size (it keeps its largest size otherwise).
+      db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
       return new SqliteAdapter(db, options);
     } catch (e) {
       db?.close();
@@ -439,12 +447,28 @@ export class SqliteAdapter implements Adapter {
   /**
    * A connection that keeps writing gets its checkpoints moved to a worker thread (after
    * CHECKPOINT_AFTER commits, so that a short-lived CLI command does not start a thread).
+   *
+   * The thread's checkpoints alone cannot keep the WAL short under sustained writes: SQLite
+   * starts the WAL over only when a write transaction begins with every frame checkpointed,
+   * and a writer that never pauses has always appended more frames by the time the thread's
+   * checkpoint ends (the WAL grew by ~2 frames per transaction, without bound: 430 MB after 32 000
+   * transactions). So when the thread reports a long WAL, the writer, holding the write lock
+   * after a COMMIT, checkpoints the few frames written since; its next transaction then starts
+   * the WAL over.
    */
   #committed(): void {
+    if (this.#walLong[0] === 1) {
+      Atomics.store(this.#walLong, 0, 0);
+      try {
+        this.#db.pragma('wal_checkpoint(PASSIVE)');
+      } catch {
+        // Busy (the thread is checkpointing): the thread will report again.
+      }
+    }
     if (this.#checkpointer !== undefined || ++this.#commits < CHECKPOINT_AFTER || this.location === ':memory:') return;
     const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
     this.#checkpointer = new Worker(new URL(`./sqlite-checkpoint-worker${ext}`, import.meta.url), {
-      workerData: { path: this.location, intervalMs: CHECKPOINT_INTERVAL_MS },
+      workerData: { path: this.location, intervalMs: CHECKPOINT_INTERVAL_MS, longWalFrames: this.#longWalFrames, walLong: this.#walLong.buffer },
     });
     this.#checkpointer.unref();
     this.#checkpointer.on('error', () => {
@@ -530,6 +554,10 @@ function ownsFsync(options: SqliteOptions): boolean {
 /** Commits after which a connection's checkpoints move to a worker thread. */
 const CHECKPOINT_AFTER = 64;
 const CHECKPOINT_INTERVAL_MS = 200;
+/** WAL length (frames of one page) past which the writer finishes a checkpoint itself: SQLite's own automatic checkpoint threshold. */
+const LONG_WAL_FRAMES = 1000;
+/** Bytes the WAL file is cut back to when it starts over. */
+export const WAL_SIZE_LIMIT = 64 * 1024 * 1024;
 
 const NO_PARAMS: readonly SqlParam[] = [];
 function bind(params: readonly SqlParam[] | undefined): SqlParam[] {
