@@ -85,6 +85,8 @@ export class SqliteAdapter implements Adapter {
   readonly #longWalFrames: number;
   /** [0] is set by the checkpoint thread when it found the WAL longer than #longWalFrames. */
   readonly #walLong = new Int32Array(new SharedArrayBuffer(4));
+  /** Set when the writer's own checkpoint failed (an I/O error): nothing more is written. */
+  #storageFailure: StorageError | undefined;
 
   private constructor(db: Database.Database, options: SqliteOptions) {
     this.#db = db;
@@ -360,11 +362,7 @@ export class SqliteAdapter implements Adapter {
       this.#abandon(batch, e);
       return undefined;
     }
-    try {
-      this.#committed();
-    } catch {
-      // The checkpoint thread could not start: SQLite's own automatic checkpoints go on.
-    }
+    this.#committed();
     this.#mutex.release();
     try {
       this.#syncing.push({ ...batch, commit: this.#walSync!.request() });
@@ -407,7 +405,7 @@ export class SqliteAdapter implements Adapter {
   /** Throws if the store is closed, or unusable after a failed fsync. */
   #usable(): void {
     if (this.#closed) throw new StorageError('STORAGE_UNAVAILABLE', `the store at ${this.location} is closed`);
-    const failure = this.#walSync?.failure;
+    const failure = this.#storageFailure ?? this.#walSync?.failure;
     if (failure) throw failure;
   }
 
@@ -460,16 +458,30 @@ export class SqliteAdapter implements Adapter {
     if (this.#walLong[0] === 1) {
       Atomics.store(this.#walLong, 0, 0);
       try {
+        // A busy checkpoint (the thread's is running) returns busy = 1 rather than throwing: the
+        // thread reports again after its next one.
         this.#db.pragma('wal_checkpoint(PASSIVE)');
-      } catch {
-        // Busy (the thread is checkpointing): the thread will report again.
+      } catch (e) {
+        // An I/O error syncing the WAL or the database: what was committed since the last good
+        // fsync may not be on disk. As after a failed fsync, nothing is answered or written again.
+        const cause = classifySqliteError(e, this.location);
+        this.#storageFailure ??= new StorageError('STORAGE_FAILED', `checkpoint of ${this.location} failed: ${cause.message}`, {
+          hint: 'check the disk, then restart the process; the database is consistent but may have lost the latest commits',
+          cause,
+        });
+        this.#walSync?.fail(this.#storageFailure);
       }
     }
     if (this.#checkpointer !== undefined || ++this.#commits < CHECKPOINT_AFTER || this.location === ':memory:') return;
     const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-    this.#checkpointer = new Worker(new URL(`./sqlite-checkpoint-worker${ext}`, import.meta.url), {
-      workerData: { path: this.location, intervalMs: CHECKPOINT_INTERVAL_MS, longWalFrames: this.#longWalFrames, walLong: this.#walLong.buffer },
-    });
+    try {
+      this.#checkpointer = new Worker(new URL(`./sqlite-checkpoint-worker${ext}`, import.meta.url), {
+        workerData: { path: this.location, intervalMs: CHECKPOINT_INTERVAL_MS, longWalFrames: this.#longWalFrames, walLong: this.#walLong.buffer },
+      });
+    } catch {
+      this.#commits = 0; // could not start: SQLite's automatic checkpoints go on; try again later
+      return;
+    }
     this.#checkpointer.unref();
     this.#checkpointer.on('error', () => {
       // Without the worker, SQLite's own automatic checkpoints take over again.

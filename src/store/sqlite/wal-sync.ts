@@ -89,6 +89,12 @@ export class WalSync {
     return this.#failure;
   }
 
+  /** Marks the store's storage as failed (the writer's checkpoint could not sync): every waiter is refused. */
+  fail(error: StorageError): void {
+    this.#failure ??= error;
+    Atomics.notify(this.#state, DONE);
+  }
+
   /** Numbers the commit just made and asks for it to be made durable. Throws if an inline fsync fails. */
   request(): bigint {
     const n = ++this.#requested;
