@@ -456,12 +456,13 @@ export class SqliteAdapter implements Adapter {
    */
   #committed(): void {
     if (this.#walLong[0] === 1) {
-      Atomics.store(this.#walLong, 0, 0);
       try {
-        // A busy checkpoint (the thread's is running) returns busy = 1 rather than throwing: the
-        // thread reports again after its next one.
-        this.#db.pragma('wal_checkpoint(PASSIVE)');
+        // A busy checkpoint (the thread's is running) returns busy = 1 rather than throwing, and
+        // costs next to nothing: the flag stays up and the next COMMIT tries again.
+        const [result] = this.#db.pragma('wal_checkpoint(PASSIVE)') as Array<{ busy: number }>;
+        if (result?.busy === 0) Atomics.store(this.#walLong, 0, 0);
       } catch (e) {
+        Atomics.store(this.#walLong, 0, 0);
         // An I/O error syncing the WAL or the database: what was committed since the last good
         // fsync may not be on disk. As after a failed fsync, nothing is answered or written again.
         const cause = classifySqliteError(e, this.location);
@@ -566,10 +567,14 @@ function ownsFsync(options: SqliteOptions): boolean {
 /** Commits after which a connection's checkpoints move to a worker thread. */
 const CHECKPOINT_AFTER = 64;
 const CHECKPOINT_INTERVAL_MS = 200;
-/** WAL length (frames of one page) past which the writer finishes a checkpoint itself: SQLite's own automatic checkpoint threshold. */
-const LONG_WAL_FRAMES = 1000;
 /** Bytes the WAL file is cut back to when it starts over. */
 export const WAL_SIZE_LIMIT = 64 * 1024 * 1024;
+/**
+ * WAL length (frames) past which the writer finishes a checkpoint itself: half the size limit
+ * in 4 KiB pages, so that the WAL usually starts over before its file needs cutting back. Each
+ * time costs the writer two fsyncs (the WAL's and the database's), so not much more often.
+ */
+const LONG_WAL_FRAMES = WAL_SIZE_LIMIT / 4096 / 2;
 
 const NO_PARAMS: readonly SqlParam[] = [];
 function bind(params: readonly SqlParam[] | undefined): SqlParam[] {

@@ -15,19 +15,24 @@ const { path, intervalMs, longWalFrames, walLong } = workerData as {
   walLong: SharedArrayBuffer;
 };
 const long = new Int32Array(walLong);
+/** A pass that found fewer new frames than this leaves the writer about a millisecond of copying. */
+const SMALL_PASS_FRAMES = 128;
 const db = new Database(path, { fileMustExist: true, timeout: 0 });
 db.pragma('busy_timeout = 0');
 const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
 
 function run(): void {
   try {
-    // Under sustained writes, further passes copy what was written during the one before, so
-    // that little is left for the writer when it is told the WAL is long.
+    // Under sustained writes, further passes copy what was written during the one before, until
+    // one finds little new: the writer, told the WAL is long, then has little left to copy.
     let previous = -1;
-    for (let pass = 0; pass < 3; pass++) {
+    for (let pass = 0; pass < 6; pass++) {
       const { log } = checkpoint.get() as { busy: number; log: number; checkpointed: number };
-      if (log <= longWalFrames) return;
-      if (previous >= 0 && log - previous < longWalFrames / 4) break;
+      if (log <= longWalFrames) {
+        Atomics.store(long, 0, 0); // the WAL started over meanwhile: nothing to ask for
+        return;
+      }
+      if (previous >= 0 && log - previous < SMALL_PASS_FRAMES) break;
       previous = log;
     }
     Atomics.store(long, 0, 1);

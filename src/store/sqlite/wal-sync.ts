@@ -147,7 +147,9 @@ export class WalSync {
     const done = Atomics.load(this.#state, DONE);
     if (done === this.#requested) return Promise.resolve();
     if (this.#changed?.done === done) return this.#changed.promise;
-    const wait = Atomics.waitAsync(this.#state, DONE, done);
+    // Bounded, as the thread's own wait is: a wake-up that never arrives (one hang was seen under
+    // the test runner and not explained) costs a re-check after 50 ms, never a hang.
+    const wait = Atomics.waitAsync(this.#state, DONE, done, 50);
     if (!wait.async) return Promise.resolve();
     // Atomics.waitAsync does not keep Node's event loop alive by itself: the worker does,
     // while someone waits.
