@@ -105,7 +105,7 @@ const TRADE_COLUMNS =
 const SELECT_BY_CLIENT_ORDER_ID = `SELECT ${TRADE_COLUMNS} FROM trades WHERE client_order_id = ?`;
 const INSERT_TRADE =
   `INSERT INTO trades (${TRADE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ` +
-  'ON CONFLICT (client_order_id) DO NOTHING RETURNING id';
+  'ON CONFLICT (client_order_id) DO NOTHING';
 
 function toTrade(row: TradeRow): Trade {
   return {
@@ -285,11 +285,11 @@ export class Ledger {
       if (input.side === 'SELL') checkAvailable(job, fill.base, await reservedForSells(tx, job.id));
       const set = applyFill(job, input.side, input.reason, fill);
       const id = uuidv7();
-      const inserted = await tx.get<{ id: string }>(INSERT_TRADE, [
+      const inserted = await tx.run(INSERT_TRADE, [
         id, job.id, input.side, input.reason, fill.base, fill.quote, fill.price, input.clientOrderId,
         fill.exchangeOrderId, fill.txHash, 'EXECUTED', null, fill.executedAt, fill.executedAt,
       ]);
-      if (!inserted) throw duplicateOrder(await this.#byClientOrderId(tx, input.clientOrderId));
+      if (inserted !== 1) throw duplicateOrder(await this.#byClientOrderId(tx, input.clientOrderId));
       const trade: Trade = {
         id, jobId: job.id, side: input.side, reason: input.reason, baseAmount: fill.base, quoteAmount: fill.quote,
         priceUsd: fill.price, clientOrderId: input.clientOrderId, exchangeOrderId: fill.exchangeOrderId,
@@ -332,9 +332,9 @@ export class Ledger {
       }
       const inserted =
         refused === undefined &&
-        (await tx.get<{ id: string }>(INSERT_TRADE, [
+        (await tx.run(INSERT_TRADE, [
           id, job.id, input.side, input.reason, base, quote, price, clientOrderId, null, null, 'PENDING', null, at, null,
-        ]));
+        ])) === 1;
       if (!inserted) {
         const existing = await this.#find(tx, clientOrderId);
         if (!existing) {
@@ -432,7 +432,7 @@ export class Ledger {
     return toTrade(await this.#ctx.read(options, (tx) => this.#byClientOrderId(tx, clientOrderId)));
   }
 
-  async #find(tx: Executor, clientOrderId: string): Promise<TradeRow | undefined> {
+  #find(tx: Executor, clientOrderId: string): Promise<TradeRow | undefined> {
     return tx.get<TradeRow>(SELECT_BY_CLIENT_ORDER_ID, [clientOrderId]);
   }
 
