@@ -256,7 +256,7 @@ async function rawCycle(perCommit: number, perJob: number, synchronous: 'FULL' |
   const cols = 'id, job_id, side, reason, base_amount, quote_amount, price_usd, client_order_id, exchange_order_id, tx_hash, status, error, created_at, executed_at';
   const job = db.prepare('SELECT * FROM jobs WHERE id = ?');
   const find = db.prepare(`SELECT ${cols} FROM trades WHERE client_order_id = ?`);
-  const insert = db.prepare(`INSERT INTO trades (${cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_order_id) DO NOTHING RETURNING id`);
+  const insert = db.prepare(`INSERT INTO trades (${cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_order_id) DO NOTHING`);
   const touch = db.prepare('UPDATE jobs SET updated_at = ?, version = ?, audit_hash = ? WHERE id = ? AND version = ? AND status = ?');
   const fill = db.prepare("UPDATE trades SET status = 'EXECUTED', base_amount = ?, quote_amount = ?, price_usd = ?, executed_at = ? WHERE id = ? AND status = 'PENDING'");
   const balance = db.prepare('UPDATE jobs SET token_balance = ?, total_accumulated = ?, last_dca_buy_time = ?, updated_at = ?, version = ?, audit_hash = ? WHERE id = ? AND version = ? AND status = ?');
@@ -280,7 +280,7 @@ async function rawCycle(perCommit: number, perJob: number, synchronous: 'FULL' |
           const coid = `${id}-${v + 1}`;
           const tradeId = `${Date.now().toString(16).padStart(12, '0')}-${(n++).toString(16).padStart(8, '0')}-${id.slice(0, 8)}`;
           find.get(coid);
-          insert.get(tradeId, id, 'BUY', 'DCA', null, '10', null, coid, null, null, 'PENDING', null, at, null);
+          insert.run(tradeId, id, 'BUY', 'DCA', null, '10', null, coid, null, null, 'PENDING', null, at, null);
           touch.run(at, v + 1, hash, id, v, row.status);
           audit.run(`job:${id}`, v + 1, at, 'daemon', 'trade', tradeId, 'intent', null, detail(tradeId, coid), hash, hash);
         } else {

@@ -48,7 +48,7 @@ function rawSqlite(path: string, durability: Durability, tradeJob: string, trans
     if (!row) throw new Error(`raw: no job ${jobId}`);
     if (selectTrade.get(t.clientOrderId) !== undefined) throw new Error(`raw: duplicate ${t.clientOrderId}`);
     const p = rawTradeParams(row, t);
-    if (insertTrade.get(...p.insert) === undefined) throw new Error(`raw: duplicate ${t.clientOrderId}`);
+    if (insertTrade.run(...p.insert).changes !== 1) throw new Error(`raw: duplicate ${t.clientOrderId}`);
     const { columns, update: params, audit } = p.rest();
     if (update(columns).run(...params).changes !== 1) throw new Error('raw: job changed meanwhile');
     insertAudit.run(...audit);

@@ -25,7 +25,7 @@ export const SELECT_TRADE_BY_CLIENT_ORDER_ID =
   'SELECT id, job_id, side, reason, base_amount, quote_amount, price_usd, client_order_id, exchange_order_id, tx_hash, status, error, created_at, executed_at FROM trades WHERE client_order_id = ?';
 export const INSERT_TRADE =
   'INSERT INTO trades (id, job_id, side, reason, base_amount, quote_amount, price_usd, client_order_id, exchange_order_id, tx_hash, status, error, created_at, executed_at) ' +
-  'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_order_id) DO NOTHING RETURNING id';
+  'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_order_id) DO NOTHING';
 const GUARD = 'updated_at = ?, version = ?, audit_hash = ? WHERE id = ? AND version = ? AND status = ?';
 /**
  * The guarded UPDATE of a job that sets `columns` (comma-separated). Like botstate, the raw side
