@@ -738,8 +738,9 @@ export interface ChaosOptions {
    * Squeeze the account's cash mid-run (default true): after half the kills, the harness itself buys
    * the exchange account's USD (all but 50) into a token no job trades, so that the jobs' buys are
    * REJECTED and settle FAILED, across kills, and the daemon puts the jobs in ERROR after five in a
-   * row; a tenth of the kills later it sells that back and resumes the ERROR jobs through the library,
-   * as an operator would. These two orders are the harness's own, and the only orders the checker
+   * row; a tenth of the kills later (or, if no buy has been rejected by then, once one has, or three
+   * kills before the end) it sells that back and resumes the ERROR jobs through the library, as an
+   * operator would. These two orders are the harness's own, and the only orders the checker
    * accepts without an intent.
    */
   readonly squeezeCash?: boolean;
@@ -844,6 +845,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     };
 
     const squeeze = options.squeezeCash ?? true;
+    let released = false;
     for (let k = 0; k < options.kills; k++) {
       if (squeeze && k === Math.floor(options.kills / 2)) {
         const usd = (await exchangeGet<Record<string, Decimal>>(exchange.url, '/balances'))['USD'] ?? '0';
@@ -853,7 +855,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           log(`squeezed the account's cash: ${order.status} BUY of ${order.quoteAmount} USD`);
         }
       }
-      if (squeeze && k === Math.floor(options.kills / 2) + Math.max(2, Math.floor(options.kills / 10)) && foreign.has('chaos-squeeze')) {
+      if (
+        squeeze &&
+        k >= Math.floor(options.kills / 2) + Math.max(2, Math.floor(options.kills / 10)) &&
+        foreign.has('chaos-squeeze') &&
+        !released &&
+        // On a slow or loaded machine the daemon may not have bought past the 50 USD left within
+        // those cycles: the squeeze then lasts until a buy has been rejected (or the run nears its end).
+        (k >= options.kills - 3 || (await exchangeGet<ExchangeOrder[]>(exchange.url, '/orders')).some((o) => o.status === 'REJECTED'))
+      ) {
+        released = true;
         const held = (await exchangeGet<Record<string, Decimal>>(exchange.url, '/balances'))[SINK_TOKEN] ?? '0';
         if (cmp(held, '0') > 0) {
           const order = await exchangePost(exchange.url, { clientOrderId: 'chaos-release', token: SINK_TOKEN, side: 'SELL', baseAmount: held });
