@@ -8,7 +8,8 @@ import type { Store } from '../store/store.ts';
  * Statuses in which a job needs a daemon (besides any job with a PENDING intent to reconcile).
  * The intents are an uncorrelated IN: both engines read the PENDING trades once per statement
  * (PostgreSQL into a hashed subplan, SQLite into a temporary index) instead of probing the
- * trades once per job, which over 10,000 jobs was most of a lease sync.
+ * trades once per job, which over 10,000 jobs was most of a lease sync. (PostgreSQL hashes the
+ * subquery only while its rows fit in work_mem; open intents are a handful per job at most.)
  */
 const ACTIVE = `j.status IN ('RUNNING', 'LIQUIDATING') OR j.id IN (SELECT t.job_id FROM trades t WHERE t.status = 'PENDING')`;
 

@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { GENESIS_HASH, jobStream, prepareAudit } from '../../src/audit/audit.ts';
 import { defaultConfig, serializeConfig } from '../../src/jobs/config.ts';
 import { LATEST_VERSION, MIGRATIONS } from '../../src/store/migrations/index.ts';
+import { checksum } from '../../src/store/migrations/migration.ts';
 import { runChild } from '../helpers/child.ts';
 import { rejectsWith } from '../helpers/assert.ts';
 import { ENGINES, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
@@ -298,6 +299,29 @@ async function versionRows(fx: Fixture): Promise<number[]> {
 const range = (from: number, to: number): number[] => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
 
 // ---------------------------------------------------------------------------------------------
+
+/**
+ * The checksum of every released migration's `up` SQL, per engine. A database records these when
+ * it migrates, and refuses to open once they differ: a released migration (or the text one derives
+ * from another, as 4 does from 1) must never change. A new migration adds its line.
+ */
+const RELEASED_CHECKSUMS: Readonly<Record<number, { sqlite: string; postgres: string }>> = {
+  1: { sqlite: 'fc6ed977e9671dc769bef20477ae38a92d4e0efb317f16754a0ed6bd9e7002f4', postgres: '06eed06949f903d63d2f62ba08dbf35b8195dc627634039ff94967465224a59e' },
+  2: { sqlite: '68ce66add75d5b0fd9f587fcd6eee984c8e6395eb178be607fadd19c4b03f732', postgres: '174d99858893202652c7393f87c66fc56f4344f09fd505aae5d3b4a0589ad739' },
+  3: { sqlite: 'fea87d71d9d31dd1f9b67a64eac32b46b11efb8dc84a90c8828e64d2ed3077e5', postgres: '13ee26ab0be9416da57480049aefd1dbe580fbc392d7ed34ac970c14256ae359' },
+  4: { sqlite: '6360091ea2ada960ec6e76ed614cf14e163a9706b66705fedd58231a3f400868', postgres: '54a6027274bda1f7704cdc6ef120696c55ce28303d69727bc3a6bdc0501e312b' },
+};
+
+describe('released migrations', () => {
+  it('keep the checksums databases recorded when they applied them', () => {
+    for (const m of MIGRATIONS) {
+      const pinned = RELEASED_CHECKSUMS[m.version];
+      assert.ok(pinned, `migration ${m.version} has no pinned checksum: add it to RELEASED_CHECKSUMS`);
+      assert.equal(checksum(m, 'sqlite'), pinned.sqlite, `migration ${m.version} (sqlite) changed after its release`);
+      assert.equal(checksum(m, 'postgres'), pinned.postgres, `migration ${m.version} (postgres) changed after its release`);
+    }
+  });
+});
 
 describe('migration test data', () => {
   it('covers every schema version and every migration', () => {

@@ -26,7 +26,7 @@ const TRADES_V4 = TRADES_V1.replace(/(\w+) IN \(([^)]*)\)/g, (_all, column: stri
     .map((value) => `${column} = ${value.trim()}`)
     .join(' OR '),
 );
-const TRADE_INDEXES = (V1.match(/^CREATE INDEX trades_\w+ ON trades .*;$/gm) ?? []).join('\n');
+const TRADE_INDEXES = indexesOfTrades(V1);
 const COLUMNS =
   'id, job_id, side, reason, base_amount, quote_amount, price_usd, client_order_id, exchange_order_id, tx_hash, status, error, created_at, executed_at';
 
@@ -34,6 +34,13 @@ function match(text: string, re: RegExp): string {
   const m = re.exec(text);
   if (!m) throw new Error(`migration 4: ${re} not found in migration 1`);
   return m[0];
+}
+
+/** trades_by_job and trades_pending: dropping the old table drops them, so both are created again. */
+function indexesOfTrades(text: string): string {
+  const found = text.match(/^CREATE INDEX trades_\w+ ON trades .*;$/gm) ?? [];
+  if (found.length !== 2) throw new Error(`migration 4: expected the 2 indexes of trades in migration 1, found ${found.length}`);
+  return found.join('\n');
 }
 
 function rebuildTrades(createTable: string): string {
