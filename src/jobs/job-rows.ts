@@ -178,25 +178,22 @@ function selectStatements(suffix: string): { byId: string; byToken: string } {
   return sql;
 }
 
-export function selectJob(tx: Executor, dialect: Dialect, ref: JobRef, lock: boolean): Promise<JobRow | undefined> {
+export async function selectJob(tx: Executor, dialect: Dialect, ref: JobRef, lock: boolean): Promise<JobRow | undefined> {
   const sql = selectStatements(lock ? dialect.forUpdate : '');
   if ('id' in ref) return tx.get<JobRow>(sql.byId, [ref.id]);
-  try {
-    const address = normalizeAddress(ref.tokenAddress);
-    return tx.get<JobRow>(sql.byToken, [normalizeChain(ref.chain), address]);
-  } catch (e) {
-    return Promise.reject(e);
-  }
+  const address = normalizeAddress(ref.tokenAddress);
+  const chain = normalizeChain(ref.chain);
+  return tx.get<JobRow>(sql.byToken, [chain, address]);
 }
 
 export async function requireJob(tx: Executor, dialect: Dialect, ref: JobRef, lock: boolean): Promise<JobRow> {
-  return (await selectJob(tx, dialect, ref, lock)) ?? jobNotFound(ref);
-}
-
-function jobNotFound(ref: JobRef): never {
-  throw new NotFoundError('JOB_NOT_FOUND', `there is no job for ${describeRef(ref)}`, {
-    hint: 'check the address and --chain, or list the jobs with botstate list',
-  });
+  const row = await selectJob(tx, dialect, ref, lock);
+  if (!row) {
+    throw new NotFoundError('JOB_NOT_FOUND', `there is no job for ${describeRef(ref)}`, {
+      hint: 'check the address and --chain, or list the jobs with botstate list',
+    });
+  }
+  return row;
 }
 
 /**
@@ -204,8 +201,7 @@ function jobNotFound(ref: JobRef): never {
  * the same transaction, so that a daemon which has lost the job cannot write to it.
  */
 export async function lockJob(tx: Executor, dialect: Dialect, ref: JobRef, options: CallOptions | undefined): Promise<JobRow> {
-  // selectJob, not requireJob: one async step fewer on every write.
-  const row = (await selectJob(tx, dialect, ref, true)) ?? jobNotFound(ref);
+  const row = await requireJob(tx, dialect, ref, true);
   const fence = options?.fence;
   if (fence) {
     const held = await tx.get(`SELECT 1 AS held FROM job_leases WHERE job_id = ? AND owner = ? AND epoch = ?${dialect.forUpdate}`, [row.id, fence.owner, fence.epoch]);
@@ -241,9 +237,7 @@ const updateSql = new Map<string, string>();
  */
 export async function updateJob(tx: Executor, row: JobRow, update: JobUpdate): Promise<JobRow> {
   // Read from the row as it is: a whole Job (parsing its config and strategy state) is not needed.
-  const fields = (Object.keys(update.set) as Array<keyof JobChange>).filter(
-    (f) => columnValue(f, update.set[f]) !== columnValue(f, fieldOf(row, f)),
-  );
+  const fields = changedFrom((f) => fieldOf(row, f), update.set);
   const before: Record<string, unknown> = {};
   const after: Record<string, unknown> = {};
   const params: SqlParam[] = [];
@@ -287,7 +281,11 @@ export async function updateJob(tx: Executor, row: JobRow, update: JobUpdate): P
 
 /** The fields of `set` whose value differs from the job's: only those are written and audited. */
 export function changedFields(job: Job, set: JobChange): Array<keyof JobChange> {
-  return (Object.keys(set) as Array<keyof JobChange>).filter((f) => columnValue(f, set[f]) !== columnValue(f, job[f]));
+  return changedFrom((f) => job[f], set);
+}
+
+function changedFrom(current: (field: keyof JobChange) => unknown, set: JobChange): Array<keyof JobChange> {
+  return (Object.keys(set) as Array<keyof JobChange>).filter((f) => columnValue(f, set[f]) !== columnValue(f, current(f)));
 }
 
 /** A job's field, read from its row: what toJob(row)[field] would be. */
