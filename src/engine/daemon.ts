@@ -248,10 +248,12 @@ export class Daemon {
       if (ids === undefined) {
         return tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs JOIN job_leases ON job_leases.job_id = jobs.id WHERE job_leases.owner = ?`, [this.instanceId]);
       }
+      // A fixed number of placeholders (the last id repeated), so that the statement is prepared once.
       const out: JobRow[] = [];
-      for (const id of ids) {
-        const row = await tx.get<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`, [id]);
-        if (row) out.push(row);
+      for (let start = 0; start < ids.length; start += LOAD_CHUNK) {
+        const chunk = ids.slice(start, start + LOAD_CHUNK);
+        while (chunk.length < LOAD_CHUNK) chunk.push(chunk[chunk.length - 1]!);
+        out.push(...(await tx.all<JobRow>(LOAD_BY_IDS, chunk)));
       }
       return out;
     });
@@ -520,6 +522,10 @@ function refused(job: Job, trade: Trade, e: unknown): ExchangeOrder {
 function stamp(): string {
   return new Date().toISOString();
 }
+
+/** Jobs read per statement when only some are needed (recovery): one round trip for 100 intents. */
+const LOAD_CHUNK = 100;
+const LOAD_BY_IDS = `SELECT ${JOB_COLUMNS} FROM jobs WHERE id IN (${Array(LOAD_CHUNK).fill('?').join(', ')})`;
 
 /** Runs `fn` over `items`, at most `limit` at a time. */
 async function forEach<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {

@@ -199,20 +199,45 @@ export async function requireJob(tx: Executor, dialect: Dialect, ref: JobRef, lo
 /**
  * Reads and locks a job for a write, and checks the caller's fence (its lease on the job) in
  * the same transaction, so that a daemon which has lost the job cannot write to it.
+ *
+ * Where rows are locked (PostgreSQL), every statement is a round trip to the server: a fenced
+ * read by id is then one statement, the job joined to its lease with both rows locked (job
+ * first, in FROM order, as the two separate reads did), and only when it finds nothing is the
+ * job read alone, to tell a missing job from a lost lease. SQLite keeps the two lookups: they
+ * take ~4 µs together there, and the join ~25 µs (measured with better-sqlite3 13.2).
  */
 export async function lockJob(tx: Executor, dialect: Dialect, ref: JobRef, options: CallOptions | undefined): Promise<JobRow> {
-  const row = await requireJob(tx, dialect, ref, true);
   const fence = options?.fence;
+  if (fence && 'id' in ref && dialect.forUpdate !== '') {
+    const row = await tx.get<JobRow>(fencedSelect(dialect), [ref.id, fence.owner, fence.epoch]);
+    if (row) return row;
+    throw leaseLost((await requireJob(tx, dialect, ref, true)).id, fence);
+  }
+  const row = await requireJob(tx, dialect, ref, true);
   if (fence) {
     const held = await tx.get(`SELECT 1 AS held FROM job_leases WHERE job_id = ? AND owner = ? AND epoch = ?${dialect.forUpdate}`, [row.id, fence.owner, fence.epoch]);
-    if (!held) {
-      throw new BotstateError('LEASE_LOST', `${fence.owner} no longer holds the lease on job ${row.id} (epoch ${fence.epoch})`, {
-        hint: 'another daemon has taken the job over; this runner must stop',
-        details: { jobId: row.id, ...fence },
-      });
-    }
+    if (!held) throw leaseLost(row.id, fence);
   }
   return row;
+}
+
+// The same string object every call, as selectStatements' (prepared statements are cached by text).
+const fencedSql = new Map<string, string>();
+function fencedSelect(dialect: Dialect): string {
+  let sql = fencedSql.get(dialect.forUpdate);
+  if (sql === undefined) {
+    // jobs and job_leases share no column name: JOB_COLUMNS needs no qualifier.
+    sql = `SELECT ${JOB_COLUMNS} FROM jobs JOIN job_leases ON job_leases.job_id = jobs.id WHERE jobs.id = ? AND job_leases.owner = ? AND job_leases.epoch = ?${dialect.forUpdate}`;
+    fencedSql.set(dialect.forUpdate, sql);
+  }
+  return sql;
+}
+
+function leaseLost(jobId: string, fence: NonNullable<CallOptions['fence']>): BotstateError {
+  return new BotstateError('LEASE_LOST', `${fence.owner} no longer holds the lease on job ${jobId} (epoch ${fence.epoch})`, {
+    hint: 'another daemon has taken the job over; this runner must stop',
+    details: { jobId, ...fence },
+  });
 }
 
 /** One audited change to a job row. */

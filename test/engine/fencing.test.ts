@@ -61,8 +61,14 @@ for (const engine of ENGINES) {
         }),
         leaseLost,
       );
-      // The right owner at a stale epoch is fenced out as well.
+      // The right owner at a stale epoch is fenced out as well, and by token address as by id.
       await assert.rejects(store.jobs.updateState({ id: job.id }, { recentHigh: '3' }, { fence: { owner: 'daemon-B', epoch: 1 } }), leaseLost);
+      await assert.rejects(store.jobs.updateState({ tokenAddress: TOKEN }, { recentHigh: '3' }, { fence: fenceA }), leaseLost);
+      // A job that does not exist is reported as such, not as a lost lease.
+      await assert.rejects(
+        store.jobs.updateState({ id: '00000000-0000-7000-8000-000000000000' }, { recentHigh: '3' }, { fence: fenceB }),
+        (e: unknown) => isBotstateError(e, 'JOB_NOT_FOUND'),
+      );
       assert.equal(await fx.dump(), before, 'a refused fenced write changed the database');
 
       // A's next sync does not get the job back: B's lease is valid.
