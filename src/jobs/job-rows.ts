@@ -2,7 +2,7 @@ import { insertAudit, jobStream, prepareAudit } from '../audit/audit.ts';
 import { BotstateError, NotFoundError, ValidationError } from '../errors.ts';
 import type { Decimal } from '../money/decimal.ts';
 import type { Dialect, Executor, SqlParam } from '../store/adapter.ts';
-import type { CallOptions } from '../store/context.ts';
+import type { CallOptions, Fence } from '../store/context.ts';
 import { normalizeAddress } from './address.ts';
 import { deserializeConfig, serializeConfig, type JobConfig } from './config.ts';
 import type { JobMode, JobStatus } from './lifecycle.ts';
@@ -165,13 +165,17 @@ export function describeRef(ref: JobRef): string {
 
 /** Reads a job, locking its row until the transaction ends when `lock` is set. */
 // The same string objects every call: the adapters cache prepared statements by SQL text.
-const selectSql = new Map<string, { byId: string; byToken: string }>();
-function selectStatements(suffix: string): { byId: string; byToken: string } {
+const selectSql = new Map<string, { byId: string; byToken: string; byIdWithLease: string }>();
+function selectStatements(suffix: string): { byId: string; byToken: string; byIdWithLease: string } {
   let sql = selectSql.get(suffix);
   if (!sql) {
     sql = {
       byId: `SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?${suffix}`,
       byToken: `SELECT ${JOB_COLUMNS} FROM jobs WHERE chain = ? AND token_address = ?${suffix}`,
+      // jobs and job_leases share no column name: JOB_COLUMNS needs no qualifier.
+      byIdWithLease:
+        `SELECT ${JOB_COLUMNS} FROM jobs JOIN job_leases ON job_leases.job_id = jobs.id ` +
+        `WHERE jobs.id = ? AND job_leases.owner = ? AND job_leases.epoch = ?${suffix}`,
     };
     selectSql.set(suffix, sql);
   }
@@ -209,7 +213,7 @@ export async function requireJob(tx: Executor, dialect: Dialect, ref: JobRef, lo
 export async function lockJob(tx: Executor, dialect: Dialect, ref: JobRef, options: CallOptions | undefined): Promise<JobRow> {
   const fence = options?.fence;
   if (fence && 'id' in ref && dialect.forUpdate !== '') {
-    const row = await tx.get<JobRow>(fencedSelect(dialect), [ref.id, fence.owner, fence.epoch]);
+    const row = await tx.get<JobRow>(selectStatements(dialect.forUpdate).byIdWithLease, [ref.id, fence.owner, fence.epoch]);
     if (row) return row;
     throw leaseLost((await requireJob(tx, dialect, ref, true)).id, fence);
   }
@@ -221,19 +225,7 @@ export async function lockJob(tx: Executor, dialect: Dialect, ref: JobRef, optio
   return row;
 }
 
-// The same string object every call, as selectStatements' (prepared statements are cached by text).
-const fencedSql = new Map<string, string>();
-function fencedSelect(dialect: Dialect): string {
-  let sql = fencedSql.get(dialect.forUpdate);
-  if (sql === undefined) {
-    // jobs and job_leases share no column name: JOB_COLUMNS needs no qualifier.
-    sql = `SELECT ${JOB_COLUMNS} FROM jobs JOIN job_leases ON job_leases.job_id = jobs.id WHERE jobs.id = ? AND job_leases.owner = ? AND job_leases.epoch = ?${dialect.forUpdate}`;
-    fencedSql.set(dialect.forUpdate, sql);
-  }
-  return sql;
-}
-
-function leaseLost(jobId: string, fence: NonNullable<CallOptions['fence']>): BotstateError {
+function leaseLost(jobId: string, fence: Fence): BotstateError {
   return new BotstateError('LEASE_LOST', `${fence.owner} no longer holds the lease on job ${jobId} (epoch ${fence.epoch})`, {
     hint: 'another daemon has taken the job over; this runner must stop',
     details: { jobId, ...fence },
