@@ -4,11 +4,12 @@ import { insertAudit, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
 import { coerceError, isBotstateError } from '../errors.ts';
 import { cmp } from '../money/decimal.ts';
 import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
-import type { Trade } from '../ledger/ledger.ts';
+import type { Settlement, Trade } from '../ledger/ledger.ts';
 import type { CallOptions, Fence } from '../store/context.ts';
 import type { Store } from '../store/store.ts';
 import { ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from './exchange.ts';
 import { Leases } from './leases.ts';
+import { paddedChunks, placeholders } from '../util/ids.ts';
 import { afterFill, decide, parseScratch, type Scratch, type StateChange } from './strategies/strategy.ts';
 
 export interface DaemonOptions {
@@ -126,8 +127,10 @@ export class Daemon {
     this.#started = true;
     const t0 = performance.now();
     await this.#leases.register();
-    const held = await this.#leases.sync();
-    const pending = (await this.#store.ledger.pending()).filter((t) => held.has(t.jobId));
+    // Only the fences of the jobs with an open intent are needed now; the first tick reads the rest.
+    const open = await this.#store.ledger.pending();
+    const { fences: held, held: heldCount } = await this.#leases.syncFor(open.map((t) => t.jobId));
+    const pending = open.filter((t) => held.has(t.jobId));
     // Only the jobs with an open intent are needed now; the rest resume at the first tick.
     const jobs = await this.#loadJobs([...new Set(pending.map((t) => t.jobId))]);
     const counts = { executed: 0, failed: 0, resent: 0, unknown: 0 };
@@ -147,7 +150,7 @@ export class Daemon {
     });
     const report: RecoveryReport = {
       instanceId: this.instanceId,
-      jobs: held.size,
+      jobs: heldCount,
       pending: pending.length,
       executed: counts.executed,
       failed: counts.failed,
@@ -248,13 +251,8 @@ export class Daemon {
       if (ids === undefined) {
         return tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs JOIN job_leases ON job_leases.job_id = jobs.id WHERE job_leases.owner = ?`, [this.instanceId]);
       }
-      // A fixed number of placeholders (the last id repeated), so that the statement is prepared once.
       const out: JobRow[] = [];
-      for (let start = 0; start < ids.length; start += LOAD_CHUNK) {
-        const chunk = ids.slice(start, start + LOAD_CHUNK);
-        while (chunk.length < LOAD_CHUNK) chunk.push(chunk[chunk.length - 1]!);
-        out.push(...(await tx.all<JobRow>(LOAD_BY_IDS, chunk)));
-      }
+      for (const chunk of paddedChunks(ids, LOAD_CHUNK)) out.push(...(await tx.all<JobRow>(LOAD_BY_IDS, chunk)));
       return out;
     });
     return new Map(rows.map((row) => [row.id, toJob(row)]));
@@ -385,28 +383,34 @@ export class Daemon {
     const options = this.#options(runner, actor);
     const before = runner.scratch;
     const now = Date.now();
-    const result = await this.#store.transaction(async () => {
-      const settled =
-        order.status === 'FILLED'
-          ? await this.#store.ledger.settle(
-              trade.clientOrderId,
-              {
-                status: 'EXECUTED',
-                baseAmount: order.baseAmount,
-                quoteAmount: order.quoteAmount,
-                priceUsd: order.price,
-                exchangeOrderId: order.exchangeOrderId,
-                executedAt: new Date(order.time).toISOString(),
-              },
-              options,
-            )
-          : await this.#store.ledger.settle(trade.clientOrderId, { status: 'FAILED', error: order.error ?? 'rejected by the exchange' }, options);
-      const scratch = afterFill({ job: settled.job, scratch: before, trade: settled.trade, now });
-      if (scratch !== before) await this.#store.jobs.saveScratch({ id: job.id }, scratch, options);
-      return { settled, scratch };
+    // The fill, the job's new state and the strategy's scratch after it: one transaction, one
+    // UPDATE of the job.
+    let scratch = before;
+    const settlement: Settlement =
+      order.status === 'FILLED'
+        ? {
+            status: 'EXECUTED',
+            baseAmount: order.baseAmount,
+            quoteAmount: order.quoteAmount,
+            priceUsd: order.price,
+            exchangeOrderId: order.exchangeOrderId,
+            executedAt: new Date(order.time).toISOString(),
+          }
+        : { status: 'FAILED', error: order.error ?? 'rejected by the exchange' };
+    const settled = await this.#store.ledger.settle(trade.clientOrderId, settlement, {
+      ...options,
+      scratch: (after) => {
+        scratch = afterFill({ job: after.job, scratch: before, trade: after.trade, now });
+        return scratch === before ? undefined : scratch;
+      },
     });
-    runner.scratch = result.scratch;
-    const t = result.settled.trade;
+    if (settled.duplicate) {
+      // Settled before (a retry after a lost answer): the scratch may not have followed it.
+      scratch = afterFill({ job: settled.job, scratch: before, trade: settled.trade, now });
+      if (scratch !== before) await this.#store.jobs.saveScratch({ id: job.id }, scratch, options);
+    }
+    runner.scratch = scratch;
+    const t = settled.trade;
     if (t.status === 'EXECUTED') {
       this.#log(`${stamp()}  ${job.tokenSymbol}  ${t.side} ${t.baseAmount} for ${t.quoteAmount} @ ${t.priceUsd}  ${t.reason}  ${t.clientOrderId}${phase === 'recovery' ? '  (recovered)' : ''}`);
       return 'executed';
@@ -525,7 +529,7 @@ function stamp(): string {
 
 /** Jobs read per statement when only some are needed (recovery): one round trip for 100 intents. */
 const LOAD_CHUNK = 100;
-const LOAD_BY_IDS = `SELECT ${JOB_COLUMNS} FROM jobs WHERE id IN (${Array(LOAD_CHUNK).fill('?').join(', ')})`;
+const LOAD_BY_IDS = `SELECT ${JOB_COLUMNS} FROM jobs WHERE id IN (${placeholders(LOAD_CHUNK)})`;
 
 /** Runs `fn` over `items`, at most `limit` at a time. */
 async function forEach<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {

@@ -3,6 +3,7 @@ import { BotstateError } from '../errors.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { Fence } from '../store/context.ts';
 import type { Store } from '../store/store.ts';
+import { paddedChunks, placeholders } from '../util/ids.ts';
 
 /**
  * Statuses in which a job needs a daemon (besides any job with a PENDING intent to reconcile).
@@ -12,6 +13,9 @@ import type { Store } from '../store/store.ts';
  * subquery only while its rows fit in work_mem; open intents are a handful per job at most.)
  */
 const ACTIVE = `j.status IN ('RUNNING', 'LIQUIDATING') OR j.id IN (SELECT t.job_id FROM trades t WHERE t.status = 'PENDING')`;
+
+const BY_IDS_CHUNK = 100;
+const HELD_AMONG = `SELECT job_id, epoch FROM job_leases WHERE owner = ? AND job_id IN (${placeholders(BY_IDS_CHUNK)})`;
 
 export interface LeaseOptions {
   /** How long a lease lasts without renewal; a killed daemon's jobs move after at most this. */
@@ -128,30 +132,55 @@ export class Leases {
   /** Heartbeats, renews, claims; returns every lease this daemon holds (job id → fence). */
   async sync(): Promise<Map<string, Fence>> {
     return this.#store.transaction(async (tx) => {
-      const now = this.#iso();
-      const expires = this.#iso(this.#ttlMs);
-      await tx.run('UPDATE daemon_instances SET heartbeat_at = ? WHERE id = ?', [now, this.instanceId]);
-      // Renewed when half the TTL is left, not every tick: a thousand jobs need not be rewritten each second.
-      await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [expires, this.instanceId, this.#iso(this.#ttlMs / 2)]);
-      await tx.run(
-        `INSERT INTO job_leases (job_id, owner, epoch, expires_at)
-         SELECT j.id, '', 0, ? FROM jobs j
-         WHERE (${ACTIVE}) AND NOT EXISTS (SELECT 1 FROM job_leases l WHERE l.job_id = j.id)
-         ON CONFLICT (job_id) DO NOTHING`,
-        [now],
-      );
-      // Jobs that no longer need a daemon (paused, idle, failed, nothing pending) are handed back.
-      await tx.run(
-        `UPDATE job_leases SET owner = '', expires_at = ?
-         WHERE owner = ? AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = job_leases.job_id AND (${ACTIVE}))`,
-        [now, this.instanceId],
-      );
-      const want = await this.#wanted(tx, now);
-      if (want > 0) await this.#claim(tx, want, now, expires);
-      else if (want < 0) await this.#shed(tx, -want, now);
+      await this.#refresh(tx);
       const held = await tx.all<{ job_id: string; epoch: number }>('SELECT job_id, epoch FROM job_leases WHERE owner = ?', [this.instanceId]);
       return new Map(held.map((l) => [l.job_id, { owner: this.instanceId, epoch: l.epoch }]));
     });
+  }
+
+  /**
+   * The same heartbeat, renewal and claims as {@link sync}, for a start-up that needs the fences
+   * of a few jobs now (those with open intents) and only the number of the others: reading
+   * every lease back (10,000 rows for 10,000 jobs) was the largest part of a lease sync, and the
+   * first tick's sync reads them anyway.
+   */
+  async syncFor(jobIds: readonly string[]): Promise<{ fences: Map<string, Fence>; held: number }> {
+    return this.#store.transaction(async (tx) => {
+      await this.#refresh(tx);
+      const count = await tx.get<{ held: number }>('SELECT count(*) AS held FROM job_leases WHERE owner = ?', [this.instanceId]);
+      const fences = new Map<string, Fence>();
+      for (const chunk of paddedChunks([...new Set(jobIds)], BY_IDS_CHUNK)) {
+        for (const l of await tx.all<{ job_id: string; epoch: number }>(HELD_AMONG, [this.instanceId, ...chunk])) {
+          fences.set(l.job_id, { owner: this.instanceId, epoch: l.epoch });
+        }
+      }
+      return { fences, held: Number(count?.held ?? 0) };
+    });
+  }
+
+  /** sync's writes: heartbeat, renewal, lease rows for new active jobs, hand-backs, claims or sheds. */
+  async #refresh(tx: Executor): Promise<void> {
+    const now = this.#iso();
+    const expires = this.#iso(this.#ttlMs);
+    await tx.run('UPDATE daemon_instances SET heartbeat_at = ? WHERE id = ?', [now, this.instanceId]);
+    // Renewed when half the TTL is left, not every tick: a thousand jobs need not be rewritten each second.
+    await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [expires, this.instanceId, this.#iso(this.#ttlMs / 2)]);
+    await tx.run(
+      `INSERT INTO job_leases (job_id, owner, epoch, expires_at)
+       SELECT j.id, '', 0, ? FROM jobs j
+       WHERE (${ACTIVE}) AND NOT EXISTS (SELECT 1 FROM job_leases l WHERE l.job_id = j.id)
+       ON CONFLICT (job_id) DO NOTHING`,
+      [now],
+    );
+    // Jobs that no longer need a daemon (paused, idle, failed, nothing pending) are handed back.
+    await tx.run(
+      `UPDATE job_leases SET owner = '', expires_at = ?
+       WHERE owner = ? AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = job_leases.job_id AND (${ACTIVE}))`,
+      [now, this.instanceId],
+    );
+    const want = await this.#wanted(tx, now);
+    if (want > 0) await this.#claim(tx, want, now, expires);
+    else if (want < 0) await this.#shed(tx, -want, now);
   }
 
   /** How many more leases to take: up to a fair share of the active jobs among live daemons. */

@@ -243,6 +243,20 @@ export interface JobUpdate {
   readonly entityId?: string;
   /** Extra content for the audit entry's `after` (for example the trade that caused the change). */
   readonly detail?: Record<string, unknown>;
+  /**
+   * The strategy scratch document to store in the same UPDATE (not audited, as with saveScratch),
+   * given the job as this change leaves it; undefined keeps the stored one.
+   */
+  readonly scratch?: (job: Job) => Readonly<Record<string, unknown>> | undefined;
+}
+
+/** A scratch document as stored: a JSON object of at most 64 KiB. */
+export function scratchText(doc: Readonly<Record<string, unknown>>): string {
+  const text = JSON.stringify(doc);
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc) || text.length > 65536) {
+    throw new ValidationError('INVALID_ARGUMENT', 'strategy scratch state must be a JSON object of at most 64 KiB');
+  }
+  return text;
 }
 
 const updateSql = new Map<string, string>();
@@ -264,6 +278,12 @@ export async function updateJob(tx: Executor, row: JobRow, update: JobUpdate): P
     params.push(columnValue(f, update.set[f]));
   }
   const version = row.version + 1;
+  const next: JobRow = { ...row, updated_at: update.at, version };
+  for (const f of fields) (next as unknown as Record<string, SqlParam>)[COLUMN[f]] = columnValue(f, update.set[f]);
+  const doc = update.scratch?.(toJob(next));
+  const scratch = doc === undefined ? undefined : scratchText(doc);
+  const withScratch = scratch !== undefined && scratch !== row.strategy_state;
+  if (withScratch) next.strategy_state = scratch;
   const prepared = prepareAudit({
     stream: jobStream(row.id),
     seq: version,
@@ -276,13 +296,14 @@ export async function updateJob(tx: Executor, row: JobRow, update: JobUpdate): P
     before: fields.length > 0 ? before : null,
     after: update.detail ? { ...after, ...update.detail } : after,
   });
-  const key = fields.join(',');
+  const key = withScratch ? `${fields.join(',')};scratch` : fields.join(',');
   let sql = updateSql.get(key);
   if (sql === undefined) {
-    const sets = fields.map((f) => `${COLUMN[f]} = ?`).join(', ');
+    const sets = [...fields.map((f) => `${COLUMN[f]} = ?`), ...(withScratch ? ['strategy_state = ?'] : [])].join(', ');
     sql = `UPDATE jobs SET ${sets}${sets ? ', ' : ''}updated_at = ?, version = ?, audit_hash = ? WHERE id = ? AND version = ? AND status = ?`;
     updateSql.set(key, sql);
   }
+  if (withScratch) params.push(scratch);
   params.push(update.at, version, prepared.hash, row.id, row.version, row.status);
   const changed = await tx.run(sql, params);
   if (changed !== 1) {
@@ -291,8 +312,7 @@ export async function updateJob(tx: Executor, row: JobRow, update: JobUpdate): P
     });
   }
   await insertAudit(tx, prepared);
-  const next: JobRow = { ...row, updated_at: update.at, version, audit_hash: prepared.hash };
-  for (const f of fields) (next as unknown as Record<string, SqlParam>)[COLUMN[f]] = columnValue(f, update.set[f]);
+  next.audit_hash = prepared.hash;
   return next;
 }
 

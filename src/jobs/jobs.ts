@@ -12,6 +12,7 @@ import {
   lockJob,
   normalizeChain,
   requireJob,
+  scratchText,
   selectJob,
   toJob,
   updateJob,
@@ -209,10 +210,7 @@ export class Jobs {
    * unlike the audited fields of {@link updateState}.
    */
   async saveScratch(ref: JobRef, doc: Readonly<Record<string, unknown>>, options?: CallOptions): Promise<void> {
-    const text = JSON.stringify(doc);
-    if (typeof doc !== 'object' || doc === null || Array.isArray(doc) || text.length > 65536) {
-      throw new ValidationError('INVALID_ARGUMENT', 'strategy scratch state must be a JSON object of at most 64 KiB');
-    }
+    const text = scratchText(doc);
     await this.#ctx.write(options, async (tx) => {
       const row = await lockJob(tx, this.#ctx.adapter.dialect, ref, options);
       if (row.strategy_state !== text) await tx.run('UPDATE jobs SET strategy_state = ? WHERE id = ?', [text, row.id]);

@@ -74,6 +74,17 @@ export type IntentInput = Omit<TradeInput, 'clientOrderId'> & {
   readonly priceUsd?: string;
 };
 
+/** Options of {@link Ledger.settle}. */
+export interface SettleOptions extends CallOptions {
+  /**
+   * The strategy scratch document to store with the settlement, in the same UPDATE of the job
+   * (what a separate `jobs.saveScratch` in the same transaction would store, without its second
+   * lock and write). Called with the job and the trade as the settlement leaves them; undefined
+   * keeps the stored scratch. Not called when the trade was already settled (a duplicate).
+   */
+  readonly scratch?: (settled: { readonly job: Job; readonly trade: Trade }) => Readonly<Record<string, unknown>> | undefined;
+}
+
 export type Settlement = ({ readonly status: 'EXECUTED' } & Fill) | { readonly status: 'FAILED'; readonly error: string };
 
 export interface TradeResult {
@@ -365,7 +376,7 @@ export class Ledger {
    * (applied to the job in the same transaction), or FAILED with the reason. Settling an
    * already settled trade the same way changes nothing.
    */
-  async settle(clientOrderId: string, settlement: Settlement, options?: CallOptions): Promise<TradeResult> {
+  async settle(clientOrderId: string, settlement: Settlement, options?: SettleOptions): Promise<TradeResult> {
     const fill = settlement.status === 'EXECUTED' ? checkFill(settlement) : undefined;
     if (settlement.status !== 'EXECUTED' && (typeof settlement.error !== 'string' || settlement.error.trim() === '')) {
       throw new ValidationError('INVALID_ARGUMENT', 'a FAILED settlement needs an error', { hint: 'say why the order failed' });
@@ -403,7 +414,11 @@ export class Ledger {
         await tx.run("UPDATE trades SET status = 'FAILED', error = ? WHERE id = ? AND status = 'PENDING'", [error, current.id]);
       }
       const at = fill?.executedAt ?? new Date().toISOString();
-      const next = await updateJob(tx, job, { set, at, actor, action: 'settle', entity: 'trade', entityId: current.id, detail: { trade } });
+      const afterSettle = options?.scratch;
+      const next = await updateJob(tx, job, {
+        set, at, actor, action: 'settle', entity: 'trade', entityId: current.id, detail: { trade },
+        ...(afterSettle ? { scratch: (settledJob: Job) => afterSettle({ job: settledJob, trade }) } : {}),
+      });
       return { trade, job: toJob(next), duplicate: false };
     });
   }

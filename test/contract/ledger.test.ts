@@ -108,6 +108,36 @@ for (const engine of ENGINES) {
       assert.deepEqual(actions, ['job:create', 'trade:intent', 'trade:settle']);
     });
 
+    it('settle stores the scratch it is given with the fill, from the job and trade as settled', async () => {
+      const intent = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const seen: Array<{ balance: string; status: string; version: number }> = [];
+      const fill = { status: 'EXECUTED', baseAmount: '4', quoteAmount: '10', priceUsd: '2.5' } as const;
+      const settled = await store.ledger.settle(intent.trade.clientOrderId, fill, {
+        scratch: ({ job: after, trade }) => {
+          seen.push({ balance: after.tokenBalance, status: trade.status, version: after.version });
+          return { lastFill: trade.clientOrderId, balance: after.tokenBalance };
+        },
+      });
+      assert.deepEqual(seen, [{ balance: '4', status: 'EXECUTED', version: 3 }]);
+      assert.equal(settled.job.version, 3);
+      const stored = await store.jobs.get({ id: job.id });
+      assert.deepEqual(stored.strategyState, { lastFill: intent.trade.clientOrderId, balance: '4' });
+      assert.equal(stored.version, 3, 'the scratch is not a change of its own');
+      // A duplicate settlement does not call it; undefined keeps the stored scratch.
+      const before = await fx.dump();
+      const again = await store.ledger.settle(intent.trade.clientOrderId, fill, { scratch: () => assert.fail('called for a duplicate') });
+      assert.equal(again.duplicate, true);
+      const second = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      await store.ledger.settle(second.trade.clientOrderId, fill, { scratch: () => undefined });
+      assert.deepEqual((await store.jobs.get({ id: job.id })).strategyState, { lastFill: intent.trade.clientOrderId, balance: '4' });
+      // A scratch that is not a JSON object is refused, and the settlement with it.
+      const third = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const beforeBad = await fx.dump();
+      await rejectsWith(store.ledger.settle(third.trade.clientOrderId, fill, { scratch: () => [] as unknown as Record<string, unknown> }), 'INVALID_ARGUMENT');
+      assert.equal(await fx.dump(), beforeBad);
+      assert.notEqual(before, beforeBad);
+    });
+
     it('derives a deterministic clientOrderId from the job and its sequence number', async () => {
       const first = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
       assert.equal(first.trade.clientOrderId, `${job.id}-2`);

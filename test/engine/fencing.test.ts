@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { Leases } from '../../src/engine/leases.ts';
 import { isBotstateError } from '../../src/errors.ts';
+import type { Job } from '../../src/jobs/job-rows.ts';
 import type { Fence } from '../../src/store/context.ts';
 import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
 
@@ -100,6 +101,38 @@ for (const engine of ENGINES) {
       assert.deepEqual(fenceB, { owner: 'daemon-B', epoch: 2 });
       await assert.rejects(store.jobs.updateState({ id: job.id }, { recentHigh: '2' }, { fence: fenceA }), leaseLost);
       assert.equal((await store.jobs.updateState({ id: job.id }, { recentHigh: '2' }, { fence: fenceB })).recentHigh, '2');
+    });
+
+    it('syncFor claims as sync does, and returns the fences of the asked jobs it holds with the count of all', async () => {
+      const store = await fx.open();
+      const jobs: Job[] = [];
+      for (let i = 1; i <= 5; i++) jobs.push(await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` }));
+      const outside = await store.jobs.start({ tokenAddress: `0x${'f'.repeat(40)}` });
+      await store.jobs.pause({ id: outside.id });
+      let now = T0;
+      const a = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => now });
+      const b = new Leases(store, 'daemon-B', { ttlMs: TTL, now: () => now });
+      const heldA = await a.sync();
+      assert.equal(heldA.size, 5);
+
+      // A stalls; once its leases have expired, B's start-up sync takes all five, each at epoch 2,
+      // and answers for the two jobs asked about (one of them twice) and not for the paused one.
+      now = T0 + TTL + 1;
+      const asked = [jobs[1]!.id, jobs[3]!.id, jobs[1]!.id, outside.id];
+      const { fences, held } = await b.syncFor(asked);
+      assert.equal(held, 5);
+      assert.deepEqual(
+        [...fences].sort(([x], [y]) => x.localeCompare(y)),
+        [jobs[1]!.id, jobs[3]!.id].sort().map((id) => [id, { owner: 'daemon-B', epoch: 2 }]),
+      );
+      // What sync reports now is the same lease set, at the same epochs.
+      const heldB = await b.sync();
+      assert.equal(heldB.size, 5);
+      for (const job of jobs) assert.deepEqual(heldB.get(job.id), { owner: 'daemon-B', epoch: 2 });
+      // More ids than one statement takes, and none at all.
+      const many = Array.from({ length: 250 }, (_, i) => (i % 2 === 0 ? jobs[i % 5]!.id : `missing-${i}`));
+      assert.equal((await b.syncFor(many)).fences.size, 5);
+      assert.deepEqual(await b.syncFor([]), { fences: new Map(), held: 5 });
     });
   });
 }
