@@ -383,36 +383,40 @@ export class Ledger {
     }
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
-      const pending = await this.#byClientOrderId(tx, clientOrderId);
-      const job = await lockJob(tx, this.#ctx.adapter.dialect, { id: pending.job_id }, options);
-      // With concurrent writers the trade may have been settled between the two reads; the job's
-      // lock serialises settlements from here on. A single writer read it under its lock already.
-      const current = this.#ctx.adapter.capabilities.concurrentWriters ? await this.#byClientOrderId(tx, clientOrderId) : pending;
-      if (current.status !== 'PENDING') {
-        const same = fill ? sameFill(current, current.side, current.reason, job.id, fill) : current.status === 'FAILED';
-        if (same) return { trade: toTrade(current), job: toJob(job), duplicate: true };
-        throw new BotstateError('DUPLICATE_ORDER', `trade ${clientOrderId} is already ${current.status}`, {
+      const current = await this.#byClientOrderId(tx, clientOrderId);
+      const job = await lockJob(tx, this.#ctx.adapter.dialect, { id: current.job_id }, options);
+      const settledAlready = (row: TradeRow): TradeResult => {
+        const same = fill ? sameFill(row, row.side, row.reason, job.id, fill) : row.status === 'FAILED';
+        if (same) return { trade: toTrade(row), job: toJob(job), duplicate: true };
+        throw new BotstateError('DUPLICATE_ORDER', `trade ${clientOrderId} is already ${row.status}`, {
           hint: 'a settled trade cannot be settled differently',
-          details: { status: current.status },
+          details: { status: row.status },
         });
-      }
+      };
+      if (current.status !== 'PENDING') return settledAlready(current);
+      // With concurrent writers the trade was read before the job's lock was taken, and another
+      // settlement may have committed in between: the guarded UPDATE (status still PENDING)
+      // finds that out, before anything is written, without reading the trade again first.
       let trade: Trade;
-      let set: JobChange = {};
+      let changed: number;
       if (fill) {
-        set = applyFill(job, current.side, current.reason, fill);
         trade = {
           ...toTrade(current), baseAmount: fill.base, quoteAmount: fill.quote, priceUsd: fill.price,
           exchangeOrderId: fill.exchangeOrderId, txHash: fill.txHash, status: 'EXECUTED', executedAt: fill.executedAt,
         };
-        await tx.run(
+        changed = await tx.run(
           "UPDATE trades SET status = 'EXECUTED', base_amount = ?, quote_amount = ?, price_usd = ?, exchange_order_id = ?, tx_hash = ?, executed_at = ? WHERE id = ? AND status = 'PENDING'",
           [fill.base, fill.quote, fill.price, fill.exchangeOrderId, fill.txHash, fill.executedAt, current.id],
         );
       } else {
         const error = (settlement as { error: string }).error.slice(0, 2000);
         trade = { ...toTrade(current), status: 'FAILED', error };
-        await tx.run("UPDATE trades SET status = 'FAILED', error = ? WHERE id = ? AND status = 'PENDING'", [error, current.id]);
+        changed = await tx.run("UPDATE trades SET status = 'FAILED', error = ? WHERE id = ? AND status = 'PENDING'", [error, current.id]);
       }
+      if (changed !== 1) return settledAlready(await this.#byClientOrderId(tx, clientOrderId));
+      // A sell beyond the balance throws here, after the UPDATE: the transaction (or the
+      // caller's savepoint) undoes it.
+      const set: JobChange = fill ? applyFill(job, current.side, current.reason, fill) : {};
       const at = fill?.executedAt ?? new Date().toISOString();
       const afterSettle = options?.scratch;
       const next = await updateJob(tx, job, {

@@ -244,5 +244,33 @@ for (const engine of ENGINES) {
       assert.equal(j.version, 1 + n);
       assert.deepEqual((await store.verifyAudit()).problems, []);
     });
+
+    it('one intent settled from two stores at once is applied once; a different settlement is refused', async () => {
+      const other = await fx.open();
+      const fill = { status: 'EXECUTED', baseAmount: '2', quoteAmount: '10', priceUsd: '5' } as const;
+      for (let round = 0; round < 10; round++) {
+        const { trade } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+        // Both read the PENDING trade before either takes the job's lock (on PostgreSQL, as far as
+        // the timing allows): the second must see the first's settlement, not apply its own.
+        const same = await Promise.allSettled([store.ledger.settle(trade.clientOrderId, fill), other.ledger.settle(trade.clientOrderId, fill)]);
+        assert.deepEqual(same.map((r) => r.status), ['fulfilled', 'fulfilled']);
+        const duplicates = same.map((r) => (r as PromiseFulfilledResult<{ duplicate: boolean }>).value.duplicate).sort();
+        assert.deepEqual(duplicates, [false, true]);
+
+        const next = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+        const differ = await Promise.allSettled([
+          store.ledger.settle(next.trade.clientOrderId, fill),
+          other.ledger.settle(next.trade.clientOrderId, { status: 'FAILED', error: 'rejected' }),
+        ]);
+        assert.equal(differ.filter((r) => r.status === 'fulfilled').length, 1);
+        const refused = differ.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+        assert.equal((refused.reason as { code?: string }).code, 'DUPLICATE_ORDER');
+      }
+      const trades = await store.ledger.trades({ id: job.id });
+      const executed = trades.filter((t) => t.status === 'EXECUTED').length;
+      assert.equal((await store.jobs.get({ id: job.id })).tokenBalance, String(2 * executed));
+      assert.equal(trades.filter((t) => t.status === 'PENDING').length, 0);
+      assert.deepEqual((await store.verifyAudit()).problems, []);
+    });
   });
 }
