@@ -16,7 +16,7 @@
  *
  * Not a test: the targets are shown as met or missed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -185,8 +185,10 @@ async function groupCommit(): Promise<void> {
   const jobs = 64;
   const rounds = quick ? 1 : 5;
   const cycle = async (groupCommitOn: boolean, perJob: number): Promise<number> => {
-    const store = await freshStore('sqlite', `gc-${groupCommitOn}-${Math.random().toString(36).slice(2, 6)}`, { durability: 'power', groupCommit: groupCommitOn });
+    const name = `gc-${groupCommitOn}-${Math.random().toString(36).slice(2, 6)}`;
+    const store = await freshStore('sqlite', name, { durability: 'power', groupCommit: groupCommitOn });
     const ids = await createJobs(store, jobs, []);
+    quietDisk();
     const t0 = performance.now();
     await Promise.all(
       ids.map(async (id) => {
@@ -198,6 +200,7 @@ async function groupCommit(): Promise<void> {
     );
     const rate = (jobs * perJob) / ((performance.now() - t0) / 1000);
     await store.close();
+    removeDb(name);
     return rate;
   };
   err(`group commit: 64 jobs trading at once, power mode, ${rounds} rounds…`);
@@ -267,6 +270,7 @@ async function rawCycle(perCommit: number, perJob: number, synchronous: 'FULL' |
   const detail = (tradeId: string, coid: string) =>
     JSON.stringify({ trade: { id: tradeId, jobId: coid.slice(0, 36), side: 'BUY', reason: 'DCA', baseAmount: '3.333333333333333333', quoteAmount: '10', priceUsd: '3', clientOrderId: coid, status: 'EXECUTED', createdAt: new Date().toISOString() } });
   let n = 0;
+  quietDisk();
   const t0 = performance.now();
   for (let k = 0; k < perJob; k++) {
     for (const settle of [false, true]) {
@@ -296,7 +300,22 @@ async function rawCycle(perCommit: number, perJob: number, synchronous: 'FULL' |
   }
   const rate = (ids.length * perJob) / ((performance.now() - t0) / 1000);
   db.close();
+  removeDb(name);
   return rate;
+}
+
+/**
+ * Before a timed cycle: every file written so far is flushed, so that the kernel's writeback of
+ * earlier cycles (tens of MB each) does not share the disk with this cycle's fsyncs. Without it the
+ * baselines, made of fsyncs, slowed down round after round and the ratios grew with them.
+ */
+function quietDisk(): void {
+  execFileSync('sync');
+}
+
+/** A finished cycle's database goes, so that later cycles do not share the disk with its writeback. */
+function removeDb(name: string): void {
+  for (const suffix of ['', '-wal', '-shm']) rmSync(join(dir, `${name}.db${suffix}`), { force: true });
 }
 
 // ---------------------------------------------------------------------------------------------
