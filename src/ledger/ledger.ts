@@ -1,8 +1,8 @@
 import { BotstateError, InvalidTransitionError, NotFoundError, ValidationError } from '../errors.ts';
-import { lockJob, requireJob, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow } from '../jobs/job-rows.ts';
+import { JOB_COLUMNS, lockJob, requireJob, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow } from '../jobs/job-rows.ts';
 import { add, cmp, isNegative, parseDecimal, sub, type Decimal } from '../money/decimal.ts';
 import type { Executor } from '../store/adapter.ts';
-import type { CallOptions, Context } from '../store/context.ts';
+import type { CallOptions, Context, Fence } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
 
 export const TradeSide = Object.freeze({ BUY: 'BUY', SELL: 'SELL' } as const);
@@ -383,8 +383,12 @@ export class Ledger {
     }
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
-      const current = await this.#byClientOrderId(tx, clientOrderId);
-      const job = await lockJob(tx, this.#ctx.adapter.dialect, { id: current.job_id }, options);
+      const dialect = this.#ctx.adapter.dialect;
+      // Where rows are locked (PostgreSQL), one statement reads the trade and locks its job (and
+      // the lease, when fenced); only when it finds nothing do the two steps below say why.
+      const joined = dialect.forUpdate === '' ? undefined : await lockTradeJob(tx, clientOrderId, options?.fence);
+      const current = joined?.trade ?? (await this.#byClientOrderId(tx, clientOrderId));
+      const job = joined?.job ?? (await lockJob(tx, dialect, { id: current.job_id }, options));
       const settledAlready = (row: TradeRow): TradeResult => {
         const same = fill ? sameFill(row, row.side, row.reason, job.id, fill) : row.status === 'FAILED';
         if (same) return { trade: toTrade(row), job: toJob(job), duplicate: true };
@@ -464,6 +468,31 @@ export class Ledger {
     }
     return row;
   }
+}
+
+const JOINED_TRADE_COLUMNS = TRADE_COLUMNS.split(', ').map((c) => `t.${c} AS t_${c}`).join(', ');
+const JOINED_JOB_COLUMNS = JOB_COLUMNS.split(', ').map((c) => `j.${c}`).join(', ');
+const TRADE_WITH_JOB = `SELECT ${JOINED_TRADE_COLUMNS}, ${JOINED_JOB_COLUMNS} FROM trades t JOIN jobs j ON j.id = t.job_id`;
+const LOCK_TRADE_JOB = `${TRADE_WITH_JOB} WHERE t.client_order_id = ? FOR UPDATE OF j`;
+const LOCK_TRADE_JOB_LEASE =
+  `${TRADE_WITH_JOB} JOIN job_leases l ON l.job_id = j.id AND l.owner = ? AND l.epoch = ? ` +
+  'WHERE t.client_order_id = ? FOR UPDATE OF j, l';
+
+/**
+ * The trade and its job, the job locked (and its lease, held at the fence's epoch), in one
+ * statement; undefined when any of them is missing. PostgreSQL only: the trade itself is not
+ * locked, and a settlement committed meanwhile shows in the guarded UPDATE of settle.
+ */
+async function lockTradeJob(tx: Executor, clientOrderId: string, fence: Fence | undefined): Promise<{ trade: TradeRow; job: JobRow } | undefined> {
+  const row = fence
+    ? await tx.get<Record<string, unknown>>(LOCK_TRADE_JOB_LEASE, [fence.owner, fence.epoch, clientOrderId])
+    : await tx.get<Record<string, unknown>>(LOCK_TRADE_JOB, [clientOrderId]);
+  if (!row) return undefined;
+  const trade: Record<string, unknown> = {};
+  for (const c of TRADE_COLUMNS.split(', ')) trade[c] = row[`t_${c}`];
+  const job: Record<string, unknown> = {};
+  for (const c of JOB_COLUMNS.split(', ')) job[c] = row[c];
+  return { trade: trade as unknown as TradeRow, job: job as unknown as JobRow };
 }
 
 function duplicateOrder(existing: TradeRow): BotstateError {

@@ -40,6 +40,8 @@ for (const engine of ENGINES) {
       assert.equal((await b.sync()).size, 0);
       const stateByA = await store.jobs.updateState({ id: job.id }, { recentHigh: '1.5' }, { fence: fenceA });
       assert.equal(stateByA.recentHigh, '1.5');
+      const intentByA = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' }, { fence: fenceA });
+      const fillOfA = { status: 'EXECUTED', baseAmount: '4', quoteAmount: '10', priceUsd: '2.5' } as const;
 
       // A stops renewing (a stalled or killed daemon); once the lease has expired, B takes it over.
       now = T0 + TTL + 1;
@@ -54,6 +56,7 @@ for (const engine of ENGINES) {
       await assert.rejects(store.jobs.updateState({ id: job.id }, { recentHigh: '2' }, { fence: fenceA }), leaseLost);
       await assert.rejects(store.jobs.saveScratch({ id: job.id }, { a: 1 }, { fence: fenceA }), leaseLost);
       await assert.rejects(store.jobs.fail({ id: job.id }, 'A thinks it failed', { fence: fenceA }), leaseLost);
+      await assert.rejects(store.ledger.settle(intentByA.trade.clientOrderId, fillOfA, { fence: fenceA }), leaseLost);
       // Inside a caller's transaction too: the whole transaction rolls back.
       await assert.rejects(
         store.transaction(async () => {
@@ -86,6 +89,8 @@ for (const engine of ENGINES) {
         { fence: fenceB },
       );
       assert.equal(settled.job.tokenBalance, '8.000000000000000001');
+      // The intent A left open is B's to settle now.
+      assert.equal((await store.ledger.settle(intentByA.trade.clientOrderId, fillOfA, { fence: fenceB })).job.tokenBalance, '12.000000000000000001');
     });
 
     it('a lease released by a graceful stop is taken at a new epoch at once, and the old fence stays dead', async () => {
