@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import type { Executor } from '../store/adapter.ts';
+import type { Executor, SqlParam } from '../store/adapter.ts';
 
 /** The `prev_hash` of the first entry of every stream. */
 export const GENESIS_HASH = '0'.repeat(64);
@@ -88,12 +88,27 @@ export function prepareAudit(entry: AuditAppend): { entry: AuditAppend; before: 
   return { entry, before, after, hash: hashOf(entry, before, after) };
 }
 
-export async function insertAudit(tx: Executor, prepared: ReturnType<typeof prepareAudit>): Promise<void> {
+export type PreparedAudit = ReturnType<typeof prepareAudit>;
+
+const AUDIT_INSERT = 'INSERT INTO audit_log (stream, seq, at, actor, entity, entity_id, action, before, after, prev_hash, hash)';
+
+/** The INSERT's parameters, in AUDIT_INSERT's column order. */
+export function auditParams(prepared: PreparedAudit): SqlParam[] {
   const { entry: e, before, after, hash } = prepared;
-  await tx.run(
-    'INSERT INTO audit_log (stream, seq, at, actor, entity, entity_id, action, before, after, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-    [e.stream, e.seq, e.at, e.actor, e.entity, e.entityId, e.action, before, after, e.prevHash, hash],
-  );
+  return [e.stream, e.seq, e.at, e.actor, e.entity, e.entityId, e.action, before, after, e.prevHash, hash];
+}
+
+export async function insertAudit(tx: Executor, prepared: PreparedAudit): Promise<void> {
+  await tx.run(`${AUDIT_INSERT} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, auditParams(prepared));
+}
+
+/**
+ * PostgreSQL: the entry inserted once for each row of `source`, a WITH clause of the same
+ * statement (takes {@link auditParams}). The non-text parameters are cast: in a SELECT list
+ * they are not typed from the target columns.
+ */
+export function auditInsertFrom(source: string): string {
+  return `${AUDIT_INSERT} SELECT ?, ?::bigint, ?::timestamptz, ?, ?, ?, ?, ?, ?, ?, ? FROM ${source}`;
 }
 
 function toEntry(row: AuditRow): AuditEntry {

@@ -1,4 +1,4 @@
-import { insertAudit, jobStream, prepareAudit } from '../audit/audit.ts';
+import { auditInsertFrom, auditParams, insertAudit, jobStream, prepareAudit } from '../audit/audit.ts';
 import { BotstateError, NotFoundError, ValidationError } from '../errors.ts';
 import type { Decimal } from '../money/decimal.ts';
 import type { Dialect, Executor, SqlParam } from '../store/adapter.ts';
@@ -263,10 +263,11 @@ const updateSql = new Map<string, string>();
 
 /**
  * Applies `update` to the locked `row` with a guarded UPDATE (same version, same status) and
- * appends the audit entry in the same transaction. The job's version is the audit sequence
- * number of its stream, and its audit_hash the head of the chain.
+ * appends the audit entry in the same transaction (on PostgreSQL in the same statement). The
+ * job's version is the audit sequence number of its stream, and its audit_hash the head of
+ * the chain.
  */
-export async function updateJob(tx: Executor, row: JobRow, update: JobUpdate): Promise<JobRow> {
+export async function updateJob(tx: Executor, dialect: Dialect, row: JobRow, update: JobUpdate): Promise<JobRow> {
   // Read from the row as it is: a whole Job (parsing its config and strategy state) is not needed.
   const fields = changedFrom((f) => fieldOf(row, f), update.set);
   const before: Record<string, unknown> = {};
@@ -296,22 +297,25 @@ export async function updateJob(tx: Executor, row: JobRow, update: JobUpdate): P
     before: fields.length > 0 ? before : null,
     after: update.detail ? { ...after, ...update.detail } : after,
   });
-  const key = withScratch ? `${fields.join(',')};scratch` : fields.join(',');
+  const key = `${fields.join(',')}${withScratch ? ';scratch' : ''}${dialect.writableCte ? ';cte' : ''}`;
   let sql = updateSql.get(key);
   if (sql === undefined) {
     const sets = [...fields.map((f) => `${COLUMN[f]} = ?`), ...(withScratch ? ['strategy_state = ?'] : [])].join(', ');
     sql = `UPDATE jobs SET ${sets}${sets ? ', ' : ''}updated_at = ?, version = ?, audit_hash = ? WHERE id = ? AND version = ? AND status = ?`;
+    // One round trip where the engine allows it: the entry is inserted only if the UPDATE matched.
+    if (dialect.writableCte) sql = `WITH changed AS (${sql} RETURNING 1) ${auditInsertFrom('changed')}`;
     updateSql.set(key, sql);
   }
   if (withScratch) params.push(scratch);
   params.push(update.at, version, prepared.hash, row.id, row.version, row.status);
+  if (dialect.writableCte) params.push(...auditParams(prepared));
   const changed = await tx.run(sql, params);
   if (changed !== 1) {
     throw new BotstateError('CONCURRENT_MODIFICATION', `job ${row.id} was changed by someone else meanwhile`, {
       hint: 'read the job again and retry',
     });
   }
-  await insertAudit(tx, prepared);
+  if (!dialect.writableCte) await insertAudit(tx, prepared);
   next.audit_hash = prepared.hash;
   return next;
 }

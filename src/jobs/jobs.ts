@@ -131,7 +131,7 @@ export class Jobs {
         const config = resolveConfig(job.config, input.config, set);
         Object.assign(changes, { config });
       }
-      return toJob(await updateJob(tx, existing, { set: changes, at, actor, action: 'start' }));
+      return toJob(await updateJob(tx, this.#ctx.adapter.dialect, existing, { set: changes, at, actor, action: 'start' }));
     });
   }
 
@@ -189,7 +189,7 @@ export class Jobs {
       const job = toJob(row);
       const config = resolveConfig(job.config, input.config, set);
       if (changedFields(job, { config }).length === 0) return job;
-      return toJob(await updateJob(tx, row, { set: { config }, at: new Date().toISOString(), actor, action: 'configure' }));
+      return toJob(await updateJob(tx, this.#ctx.adapter.dialect, row, { set: { config }, at: new Date().toISOString(), actor, action: 'configure' }));
     });
   }
 
@@ -200,7 +200,7 @@ export class Jobs {
       const row = await lockJob(tx, this.#ctx.adapter.dialect, ref, options);
       const job = toJob(row);
       if (changedFields(job, patch).length === 0) return job;
-      return toJob(await updateJob(tx, row, { set: patch, at: new Date().toISOString(), actor, action: 'state' }));
+      return toJob(await updateJob(tx, this.#ctx.adapter.dialect, row, { set: patch, at: new Date().toISOString(), actor, action: 'state' }));
     });
   }
 
@@ -251,7 +251,7 @@ export class Jobs {
       const job = this.#check(row, action);
       const at = new Date().toISOString();
       const set: JobChange = { status: TRANSITIONS[action].to, ...extra(at, job) };
-      return toJob(await updateJob(tx, row, { set, at, actor, action }));
+      return toJob(await updateJob(tx, this.#ctx.adapter.dialect, row, { set, at, actor, action }));
     });
   }
 

@@ -306,7 +306,7 @@ export class Ledger {
         priceUsd: fill.price, clientOrderId: input.clientOrderId, exchangeOrderId: fill.exchangeOrderId,
         txHash: fill.txHash, status: 'EXECUTED', error: null, createdAt: fill.executedAt, executedAt: fill.executedAt,
       };
-      const next = await updateJob(tx, job, { set, at: fill.executedAt, actor, action: 'record', entity: 'trade', entityId: id, detail: { trade } });
+      const next = await updateJob(tx, this.#ctx.adapter.dialect, job, { set, at: fill.executedAt, actor, action: 'record', entity: 'trade', entityId: id, detail: { trade } });
       return { trade, job: toJob(next), duplicate: false };
     });
   }
@@ -366,7 +366,7 @@ export class Ledger {
         id, job_id: job.id, side: input.side, reason: input.reason, base_amount: base, quote_amount: quote, price_usd: price,
         client_order_id: clientOrderId, exchange_order_id: null, tx_hash: null, status: 'PENDING', error: null, created_at: at, executed_at: null,
       });
-      const next = await updateJob(tx, job, { set: {}, at, actor, action: 'intent', entity: 'trade', entityId: id, detail: { trade } });
+      const next = await updateJob(tx, this.#ctx.adapter.dialect, job, { set: {}, at, actor, action: 'intent', entity: 'trade', entityId: id, detail: { trade } });
       return { trade, job: toJob(next), duplicate: false };
     });
   }
@@ -423,7 +423,7 @@ export class Ledger {
       const set: JobChange = fill ? applyFill(job, current.side, current.reason, fill) : {};
       const at = fill?.executedAt ?? new Date().toISOString();
       const afterSettle = options?.scratch;
-      const next = await updateJob(tx, job, {
+      const next = await updateJob(tx, this.#ctx.adapter.dialect, job, {
         set, at, actor, action: 'settle', entity: 'trade', entityId: current.id, detail: { trade },
         ...(afterSettle ? { scratch: (settledJob: Job) => afterSettle({ job: settledJob, trade }) } : {}),
       });

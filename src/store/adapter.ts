@@ -38,6 +38,11 @@ export interface Dialect {
    * the whole database.
    */
   skipLocked(table: string): string;
+  /**
+   * A statement may change rows in a WITH clause and insert from what it returned
+   * (PostgreSQL's data-modifying CTEs): two writes in one round trip.
+   */
+  readonly writableCte: boolean;
 }
 
 export interface Capabilities {

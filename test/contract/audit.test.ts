@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { GENESIS_HASH } from '../../src/audit/audit.ts';
+import { isBotstateError } from '../../src/errors.ts';
+import { requireJob, updateJob } from '../../src/jobs/job-rows.ts';
 import type { Store } from '../../src/store/store.ts';
 import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
 
@@ -39,6 +41,30 @@ for (const engine of ENGINES) {
       assert.equal(config.before.config.accumulate.dcaAmount, '25');
       assert.equal(config.after.config.accumulate.dcaAmount, '30');
       assert.deepEqual(await store.verifyAudit(), { streams: 1, entries: 4, problems: [] });
+    });
+
+    it('a job change guarded by a stale version writes neither the job nor its audit entry', async () => {
+      // What updateJob does when the row it was given is no longer the stored one (on PostgreSQL
+      // the UPDATE and the entry are one statement: the entry must not go in without the UPDATE).
+      const before = await fx.dump();
+      await assert.rejects(
+        store.transaction(async (tx) => {
+          const row = await requireJob(tx, store.dialect, { tokenAddress: TOKEN }, true);
+          const stale = { ...row, version: row.version - 1 };
+          await updateJob(tx, store.dialect, stale, { set: { recentHigh: '9' }, at: new Date().toISOString(), actor: 'tester', action: 'state' });
+        }),
+        (e: unknown) => isBotstateError(e, 'CONCURRENT_MODIFICATION'),
+      );
+      assert.equal(await fx.dump(), before);
+      // The same call with the stored row goes through, the entry chained after the last one.
+      await store.transaction(async (tx) => {
+        const row = await requireJob(tx, store.dialect, { tokenAddress: TOKEN }, true);
+        await updateJob(tx, store.dialect, row, { set: { recentHigh: '9' }, at: new Date().toISOString(), actor: 'tester', action: 'state' });
+      });
+      const entries = await store.history({ tokenAddress: TOKEN });
+      assert.deepEqual(entries.at(-1)!.after, { recentHigh: '9' });
+      assert.equal(entries.at(-1)!.seq, 5);
+      assert.deepEqual((await store.verifyAudit()).problems, []);
     });
 
     it('the table refuses UPDATE and DELETE', async () => {

@@ -24,7 +24,11 @@ export interface PostgresOptions {
   readonly location: string;
 }
 
-const DIALECT: Dialect = Object.freeze({ forUpdate: ' FOR UPDATE', skipLocked: (table: string) => ` FOR UPDATE OF ${table} SKIP LOCKED` });
+const DIALECT: Dialect = Object.freeze({
+  forUpdate: ' FOR UPDATE',
+  skipLocked: (table: string) => ` FOR UPDATE OF ${table} SKIP LOCKED`,
+  writableCte: true,
+});
 const CAPABILITIES: Capabilities = Object.freeze({ concurrentWriters: true });
 
 /** Serialisation failures and deadlocks: PostgreSQL rolled the transaction back, so it is safe to re-run. */

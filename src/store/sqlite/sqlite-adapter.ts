@@ -29,7 +29,7 @@ export interface SqliteOptions {
   readonly longWalFrames?: number;
 }
 
-const DIALECT: Dialect = Object.freeze({ forUpdate: '', skipLocked: () => '' });
+const DIALECT: Dialect = Object.freeze({ forUpdate: '', skipLocked: () => '', writableCte: false });
 const CAPABILITIES: Capabilities = Object.freeze({ concurrentWriters: false });
 
 type Statement = Database.Statement<unknown[], unknown>;
