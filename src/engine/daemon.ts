@@ -4,7 +4,7 @@ import { insertAudit, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
 import { coerceError, isBotstateError } from '../errors.ts';
 import { cmp } from '../money/decimal.ts';
 import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
-import type { Settlement, Trade } from '../ledger/ledger.ts';
+import type { IntentInput, Settlement, Trade } from '../ledger/ledger.ts';
 import type { CallOptions, Fence } from '../store/context.ts';
 import type { Store } from '../store/store.ts';
 import { ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from './exchange.ts';
@@ -301,20 +301,24 @@ export class Daemon {
         this.#log(`${stamp()}  ${job.tokenSymbol}  liquidation complete: IDLE with a zero balance`);
       } else if (d.order) {
         const order = d.order;
-        const { trade } = await this.#store.transaction(async () => {
-          await this.#flush(job, runner);
-          return this.#store.ledger.recordIntent(
-            {
-              job: { id: job.id },
-              side: order.side,
-              reason: order.reason,
-              priceUsd: price,
-              ...(order.baseAmount === undefined ? {} : { baseAmount: order.baseAmount }),
-              ...(order.quoteAmount === undefined ? {} : { quoteAmount: order.quoteAmount }),
-            },
-            this.#options(runner),
-          );
-        });
+        const intent: IntentInput = {
+          job: { id: job.id },
+          side: order.side,
+          reason: order.reason,
+          priceUsd: price,
+          ...(order.baseAmount === undefined ? {} : { baseAmount: order.baseAmount }),
+          ...(order.quoteAmount === undefined ? {} : { quoteAmount: order.quoteAmount }),
+        };
+        // The intent with the strategy state that led to it: the scratch in the intent's own
+        // UPDATE of the job, the audited fields (when they changed) in the same transaction.
+        const options = { ...this.#options(runner), ...(runner.scratchDirty ? { scratch: runner.scratch } : {}) };
+        const { trade } =
+          Object.keys(runner.state).length > 0
+            ? await this.#store.transaction(async () => {
+                await this.#store.jobs.updateState({ id: job.id }, runner.state, this.#options(runner));
+                return this.#store.ledger.recordIntent(intent, options);
+              })
+            : await this.#store.ledger.recordIntent(intent, options);
         this.#flushed(runner, now);
         await this.#counted(job, runner, await this.#execute(job, trade, runner, 'tick'), trade);
         return;

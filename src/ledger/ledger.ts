@@ -74,6 +74,16 @@ export type IntentInput = Omit<TradeInput, 'clientOrderId'> & {
   readonly priceUsd?: string;
 };
 
+/** Options of {@link Ledger.recordIntent}. */
+export interface IntentOptions extends CallOptions {
+  /**
+   * The strategy scratch document to store with the intent, in the same UPDATE of the job (what
+   * a separate `jobs.saveScratch` in the same transaction would store). Not stored when the
+   * intent was already recorded (a duplicate).
+   */
+  readonly scratch?: Readonly<Record<string, unknown>>;
+}
+
 /** Options of {@link Ledger.settle}. */
 export interface SettleOptions extends CallOptions {
   /**
@@ -316,7 +326,7 @@ export class Ledger {
    * recording the fill leaves a trace to reconcile by clientOrderId. Idempotent: the same
    * intent again returns the existing trade.
    */
-  async recordIntent(input: IntentInput, options?: CallOptions): Promise<TradeResult> {
+  async recordIntent(input: IntentInput, options?: IntentOptions): Promise<TradeResult> {
     checkTradeInput({ ...input, clientOrderId: input.clientOrderId ?? 'derived' });
     const opt = (v: string | undefined, field: string) => (v === undefined ? null : parseDecimal(v, { field }));
     const base = input.baseAmount === undefined ? null : positive(input.baseAmount, 'baseAmount');
@@ -366,7 +376,11 @@ export class Ledger {
         id, job_id: job.id, side: input.side, reason: input.reason, base_amount: base, quote_amount: quote, price_usd: price,
         client_order_id: clientOrderId, exchange_order_id: null, tx_hash: null, status: 'PENDING', error: null, created_at: at, executed_at: null,
       });
-      const next = await updateJob(tx, this.#ctx.adapter.dialect, job, { set: {}, at, actor, action: 'intent', entity: 'trade', entityId: id, detail: { trade } });
+      const scratch = options?.scratch;
+      const next = await updateJob(tx, this.#ctx.adapter.dialect, job, {
+        set: {}, at, actor, action: 'intent', entity: 'trade', entityId: id, detail: { trade },
+        ...(scratch ? { scratch: () => scratch } : {}),
+      });
       return { trade, job: toJob(next), duplicate: false };
     });
   }

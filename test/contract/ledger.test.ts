@@ -138,6 +138,32 @@ for (const engine of ENGINES) {
       assert.notEqual(before, beforeBad);
     });
 
+    it('recordIntent stores the scratch it is given with the intent, and not for a duplicate', async () => {
+      const first = await store.ledger.recordIntent(
+        { job: { id: job.id }, clientOrderId: 'i-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' },
+        { scratch: { window: ['1.5'] } },
+      );
+      assert.equal(first.job.version, 2, 'the scratch is not a change of its own');
+      assert.deepEqual((await store.jobs.get({ id: job.id })).strategyState, { window: ['1.5'] });
+      const again = await store.ledger.recordIntent(
+        { job: { id: job.id }, clientOrderId: 'i-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' },
+        { scratch: { window: ['9'] } },
+      );
+      assert.equal(again.duplicate, true);
+      assert.deepEqual((await store.jobs.get({ id: job.id })).strategyState, { window: ['1.5'] });
+      // A refused intent stores nothing, its scratch included.
+      const before = await fx.dump();
+      await rejectsWith(
+        store.ledger.recordIntent({ job: { id: job.id }, side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '1' }, { scratch: { window: ['2'] } }),
+        'INSUFFICIENT_BALANCE',
+      );
+      await rejectsWith(
+        store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' }, { scratch: { big: 'x'.repeat(70_000) } }),
+        'INVALID_ARGUMENT',
+      );
+      assert.equal(await fx.dump(), before);
+    });
+
     it('derives a deterministic clientOrderId from the job and its sequence number', async () => {
       const first = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
       assert.equal(first.trade.clientOrderId, `${job.id}-2`);
