@@ -127,10 +127,11 @@ export class Daemon {
     this.#started = true;
     const t0 = performance.now();
     await this.#leases.register();
-    // Only the fences of the jobs with an open intent are needed now; the first tick reads the rest.
-    const open = await this.#store.ledger.pending();
-    const { fences: held, held: heldCount } = await this.#leases.syncFor(open.map((t) => t.jobId));
-    const pending = open.filter((t) => held.has(t.jobId));
+    // Only the fences of the jobs with an open intent are needed now; the first tick reads the
+    // rest. The intents are read once the claims have committed: another daemon that held one of
+    // these jobs is fenced out by then, so none of them can be settled behind this one's back.
+    const { fences: held, held: heldCount } = await this.#leases.syncForRecovery();
+    const pending = (await this.#store.ledger.pending()).filter((t) => held.has(t.jobId));
     // Only the jobs with an open intent are needed now; the rest resume at the first tick.
     const jobs = await this.#loadJobs([...new Set(pending.map((t) => t.jobId))]);
     const counts = { executed: 0, failed: 0, resent: 0, unknown: 0 };
@@ -312,13 +313,16 @@ export class Daemon {
         // The intent with the strategy state that led to it: the scratch in the intent's own
         // UPDATE of the job, the audited fields (when they changed) in the same transaction.
         const options = { ...this.#options(runner), ...(runner.scratchDirty ? { scratch: runner.scratch } : {}) };
-        const { trade } =
+        const { trade, duplicate } =
           Object.keys(runner.state).length > 0
             ? await this.#store.transaction(async () => {
                 await this.#store.jobs.updateState({ id: job.id }, runner.state, this.#options(runner));
                 return this.#store.ledger.recordIntent(intent, options);
               })
             : await this.#store.ledger.recordIntent(intent, options);
+        // An intent recorded before (only after a restore can the derived clientOrderId already
+        // exist) took no scratch with it.
+        if (duplicate && runner.scratchDirty) await this.#store.jobs.saveScratch({ id: job.id }, runner.scratch, this.#options(runner));
         this.#flushed(runner, now);
         await this.#counted(job, runner, await this.#execute(job, trade, runner, 'tick'), trade);
         return;

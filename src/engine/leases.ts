@@ -3,7 +3,6 @@ import { BotstateError } from '../errors.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { Fence } from '../store/context.ts';
 import type { Store } from '../store/store.ts';
-import { paddedChunks, placeholders } from '../util/ids.ts';
 
 /**
  * Statuses in which a job needs a daemon (besides any job with a PENDING intent to reconcile).
@@ -13,9 +12,6 @@ import { paddedChunks, placeholders } from '../util/ids.ts';
  * subquery only while its rows fit in work_mem; open intents are a handful per job at most.)
  */
 const ACTIVE = `j.status IN ('RUNNING', 'LIQUIDATING') OR j.id IN (SELECT t.job_id FROM trades t WHERE t.status = 'PENDING')`;
-
-const BY_IDS_CHUNK = 100;
-const HELD_AMONG = `SELECT job_id, epoch FROM job_leases WHERE owner = ? AND job_id IN (${placeholders(BY_IDS_CHUNK)})`;
 
 export interface LeaseOptions {
   /** How long a lease lasts without renewal; a killed daemon's jobs move after at most this. */
@@ -139,22 +135,21 @@ export class Leases {
   }
 
   /**
-   * The same heartbeat, renewal and claims as {@link sync}, for a start-up that needs the fences
-   * of a few jobs now (those with open intents) and only the number of the others: reading
-   * every lease back (10,000 rows for 10,000 jobs) was the largest part of a lease sync, and the
-   * first tick's sync reads them anyway.
+   * The same heartbeat, renewal and claims as {@link sync}, for a start-up: returns the fences of
+   * the held jobs that have an open (PENDING) intent, which recovery reconciles now, and only the
+   * number of the others (reading every lease back, 10,000 rows for 10,000 jobs, was the largest
+   * part of a lease sync, and the first tick's sync reads them anyway). The intents must be read
+   * after this has committed: from then on no other daemon can settle them.
    */
-  async syncFor(jobIds: readonly string[]): Promise<{ fences: Map<string, Fence>; held: number }> {
+  async syncForRecovery(): Promise<{ fences: Map<string, Fence>; held: number }> {
     return this.#store.transaction(async (tx) => {
       await this.#refresh(tx);
       const count = await tx.get<{ held: number }>('SELECT count(*) AS held FROM job_leases WHERE owner = ?', [this.instanceId]);
-      const fences = new Map<string, Fence>();
-      for (const chunk of paddedChunks([...new Set(jobIds)], BY_IDS_CHUNK)) {
-        for (const l of await tx.all<{ job_id: string; epoch: number }>(HELD_AMONG, [this.instanceId, ...chunk])) {
-          fences.set(l.job_id, { owner: this.instanceId, epoch: l.epoch });
-        }
-      }
-      return { fences, held: Number(count?.held ?? 0) };
+      const open = await tx.all<{ job_id: string; epoch: number }>(
+        "SELECT job_id, epoch FROM job_leases WHERE owner = ? AND job_id IN (SELECT t.job_id FROM trades t WHERE t.status = 'PENDING')",
+        [this.instanceId],
+      );
+      return { fences: new Map(open.map((l) => [l.job_id, { owner: this.instanceId, epoch: l.epoch }])), held: Number(count?.held ?? 0) };
     });
   }
 

@@ -108,7 +108,7 @@ for (const engine of ENGINES) {
       assert.equal((await store.jobs.updateState({ id: job.id }, { recentHigh: '2' }, { fence: fenceB })).recentHigh, '2');
     });
 
-    it('syncFor claims as sync does, and returns the fences of the asked jobs it holds with the count of all', async () => {
+    it('syncForRecovery claims as sync does, and returns the fences of the held jobs with open intents', async () => {
       const store = await fx.open();
       const jobs: Job[] = [];
       for (let i = 1; i <= 5; i++) jobs.push(await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` }));
@@ -119,12 +119,19 @@ for (const engine of ENGINES) {
       const b = new Leases(store, 'daemon-B', { ttlMs: TTL, now: () => now });
       const heldA = await a.sync();
       assert.equal(heldA.size, 5);
+      // A leaves two intents open (one job of them paused meanwhile: an open intent keeps it
+      // needing a daemon), and settles a third.
+      for (const j of [jobs[1]!, jobs[3]!, jobs[4]!]) {
+        await store.ledger.recordIntent({ job: { id: j.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' }, { fence: heldA.get(j.id)! });
+      }
+      const settled = (await store.ledger.pending()).find((t) => t.jobId === jobs[4]!.id)!;
+      await store.ledger.settle(settled.clientOrderId, { status: 'FAILED', error: 'rejected' }, { fence: heldA.get(jobs[4]!.id)! });
+      await store.jobs.pause({ id: jobs[3]!.id });
 
-      // A stalls; once its leases have expired, B's start-up sync takes all five, each at epoch 2,
-      // and answers for the two jobs asked about (one of them twice) and not for the paused one.
+      // A stalls; once its leases have expired, B's start-up sync takes all five at epoch 2 and
+      // answers with the fences of the two jobs with an open intent.
       now = T0 + TTL + 1;
-      const asked = [jobs[1]!.id, jobs[3]!.id, jobs[1]!.id, outside.id];
-      const { fences, held } = await b.syncFor(asked);
+      const { fences, held } = await b.syncForRecovery();
       assert.equal(held, 5);
       assert.deepEqual(
         [...fences].sort(([x], [y]) => x.localeCompare(y)),
@@ -134,10 +141,9 @@ for (const engine of ENGINES) {
       const heldB = await b.sync();
       assert.equal(heldB.size, 5);
       for (const job of jobs) assert.deepEqual(heldB.get(job.id), { owner: 'daemon-B', epoch: 2 });
-      // More ids than one statement takes, and none at all.
-      const many = Array.from({ length: 250 }, (_, i) => (i % 2 === 0 ? jobs[i % 5]!.id : `missing-${i}`));
-      assert.equal((await b.syncFor(many)).fences.size, 5);
-      assert.deepEqual(await b.syncFor([]), { fences: new Map(), held: 5 });
+      // From here on A cannot settle what it left open: B reconciles it alone.
+      const open = (await store.ledger.pending()).find((t) => t.jobId === jobs[1]!.id)!;
+      await assert.rejects(store.ledger.settle(open.clientOrderId, { status: 'FAILED', error: 'x' }, { fence: heldA.get(jobs[1]!.id)! }), leaseLost);
     });
   });
 }
