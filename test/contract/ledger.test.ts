@@ -271,6 +271,38 @@ for (const engine of ENGINES) {
       assert.deepEqual((await store.verifyAudit()).problems, []);
     });
 
+    it('a settlement that waited for the job while another committed is answered as settled', { skip: engine.name !== 'postgres' && 'rows are locked only on PostgreSQL' }, async () => {
+      // PostgreSQL reads the trade before the job's lock is granted: here it reads it PENDING, waits
+      // for the job held by a transaction that then settles the trade, and must not settle again.
+      const other = await fx.open();
+      const watcher = await fx.open();
+      const { trade } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const fill = { status: 'EXECUTED', baseAmount: '2', quoteAmount: '10', priceUsd: '5' } as const;
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let locked!: () => void;
+      const isLocked = new Promise<void>((resolve) => (locked = resolve));
+      const first = store.transaction(async (tx) => {
+        await tx.get('SELECT id FROM jobs WHERE id = ? FOR UPDATE', [job.id]);
+        locked();
+        await held;
+        return store.ledger.settle(trade.clientOrderId, fill);
+      });
+      await isLocked;
+      const second = other.ledger.settle(trade.clientOrderId, fill);
+      // Until the second settlement is blocked on the job's row lock.
+      const waiting = async () =>
+        Number((await watcher.transaction((tx) => tx.get<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")))!.n);
+      for (let i = 0; i < 200 && (await waiting()) === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(await waiting(), 1, 'the second settlement never waited for the lock');
+      release();
+      const [a, b] = await Promise.all([first, second]);
+      assert.deepEqual([a.duplicate, b.duplicate], [false, true]);
+      assert.equal(b.trade.status, 'EXECUTED');
+      assert.equal((await store.jobs.get({ id: job.id })).tokenBalance, '2');
+      assert.deepEqual((await store.verifyAudit()).problems, []);
+    });
+
     it('one intent settled from two stores at once is applied once; a different settlement is refused', async () => {
       const other = await fx.open();
       const fill = { status: 'EXECUTED', baseAmount: '2', quoteAmount: '10', priceUsd: '5' } as const;
