@@ -9,7 +9,6 @@ import type { CallOptions, Fence } from '../store/context.ts';
 import type { Store } from '../store/store.ts';
 import { ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from './exchange.ts';
 import { Leases } from './leases.ts';
-import { paddedChunks, placeholders } from '../util/ids.ts';
 import { afterFill, decide, parseScratch, type Scratch, type StateChange } from './strategies/strategy.ts';
 
 export interface DaemonOptions {
@@ -393,6 +392,7 @@ export class Daemon {
     const now = Date.now();
     // The fill, the job's new state and the strategy's scratch after it: one transaction, one
     // UPDATE of the job.
+    const after = (settled: { job: Job; trade: Trade }) => afterFill({ job: settled.job, scratch: before, trade: settled.trade, now });
     let scratch = before;
     const settlement: Settlement =
       order.status === 'FILLED'
@@ -407,14 +407,14 @@ export class Daemon {
         : { status: 'FAILED', error: order.error ?? 'rejected by the exchange' };
     const settled = await this.#store.ledger.settle(trade.clientOrderId, settlement, {
       ...options,
-      scratch: (after) => {
-        scratch = afterFill({ job: after.job, scratch: before, trade: after.trade, now });
+      scratch: (settled) => {
+        scratch = after(settled);
         return scratch === before ? undefined : scratch;
       },
     });
     if (settled.duplicate) {
       // Settled before (a retry after a lost answer): the scratch may not have followed it.
-      scratch = afterFill({ job: settled.job, scratch: before, trade: settled.trade, now });
+      scratch = after(settled);
       if (scratch !== before) await this.#store.jobs.saveScratch({ id: job.id }, scratch, options);
     }
     runner.scratch = scratch;
@@ -537,7 +537,21 @@ function stamp(): string {
 
 /** Jobs read per statement when only some are needed (recovery): one round trip for 100 intents. */
 const LOAD_CHUNK = 100;
-const LOAD_BY_IDS = `SELECT ${JOB_COLUMNS} FROM jobs WHERE id IN (${placeholders(LOAD_CHUNK)})`;
+const LOAD_BY_IDS = `SELECT ${JOB_COLUMNS} FROM jobs WHERE id IN (${Array(LOAD_CHUNK).fill('?').join(', ')})`;
+
+/**
+ * Ids in chunks of exactly `size`, the last one padded with its last id repeated: an IN list of
+ * a fixed number of placeholders is one statement text, prepared once.
+ */
+function paddedChunks(ids: readonly string[], size: number): string[][] {
+  const chunks: string[][] = [];
+  for (let start = 0; start < ids.length; start += size) {
+    const chunk = ids.slice(start, start + size);
+    while (chunk.length < size) chunk.push(chunk[chunk.length - 1]!);
+    chunks.push(chunk);
+  }
+  return chunks;
+}
 
 /** Runs `fn` over `items`, at most `limit` at a time. */
 async function forEach<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {

@@ -484,8 +484,10 @@ export class Ledger {
   }
 }
 
-const JOINED_TRADE_COLUMNS = TRADE_COLUMNS.split(', ').map((c) => `t.${c} AS t_${c}`).join(', ');
-const JOINED_JOB_COLUMNS = JOB_COLUMNS.split(', ').map((c) => `j.${c}`).join(', ');
+const TRADE_COLUMN_LIST = TRADE_COLUMNS.split(', ');
+const JOB_COLUMN_LIST = JOB_COLUMNS.split(', ');
+const JOINED_TRADE_COLUMNS = TRADE_COLUMN_LIST.map((c) => `t.${c} AS t_${c}`).join(', ');
+const JOINED_JOB_COLUMNS = JOB_COLUMN_LIST.map((c) => `j.${c}`).join(', ');
 const TRADE_WITH_JOB = `SELECT ${JOINED_TRADE_COLUMNS}, ${JOINED_JOB_COLUMNS} FROM trades t JOIN jobs j ON j.id = t.job_id`;
 const LOCK_TRADE_JOB = `${TRADE_WITH_JOB} WHERE t.client_order_id = ? FOR UPDATE OF j`;
 const LOCK_TRADE_JOB_LEASE =
@@ -503,9 +505,9 @@ async function lockTradeJob(tx: Executor, clientOrderId: string, fence: Fence | 
     : await tx.get<Record<string, unknown>>(LOCK_TRADE_JOB, [clientOrderId]);
   if (!row) return undefined;
   const trade: Record<string, unknown> = {};
-  for (const c of TRADE_COLUMNS.split(', ')) trade[c] = row[`t_${c}`];
+  for (const c of TRADE_COLUMN_LIST) trade[c] = row[`t_${c}`];
   const job: Record<string, unknown> = {};
-  for (const c of JOB_COLUMNS.split(', ')) job[c] = row[c];
+  for (const c of JOB_COLUMN_LIST) job[c] = row[c];
   return { trade: trade as unknown as TradeRow, job: job as unknown as JobRow };
 }
 

@@ -32,22 +32,3 @@ export function uuidv7(now: number = Date.now()): string {
   const h = b.toString('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
-
-/**
- * Splits ids into chunks of exactly `size`, the last one padded with its last id repeated: an
- * `IN (?, ?, …)` of a fixed number of placeholders is one statement text, prepared once.
- */
-export function paddedChunks(ids: readonly string[], size: number): string[][] {
-  const chunks: string[][] = [];
-  for (let start = 0; start < ids.length; start += size) {
-    const chunk = ids.slice(start, start + size);
-    while (chunk.length < size) chunk.push(chunk[chunk.length - 1]!);
-    chunks.push(chunk);
-  }
-  return chunks;
-}
-
-/** `?, ?, …`: `n` placeholders. */
-export function placeholders(n: number): string {
-  return Array(n).fill('?').join(', ');
-}
