@@ -244,6 +244,25 @@ describe('accumulate: take profit', () => {
     assert.equal(sim.job.totalAccumulated, '100', 'sells do not change totalAccumulated');
   });
 
+  it('fires once per rise: far above the threshold it waits for takeProfitPercent more, and a fall below re-arms it', () => {
+    const sim = tp();
+    const steps = sim.run(['2', '2', '2', '2.399999999999999999', '2.4', '2.4', '1.1', '1.5'], T0, MIN);
+    // Basis 1 → threshold 1.2: at 2 it sells 10 once (basis 100/90), not again every tick at 2; the
+    // next sale needs 2 × 1.2 = 2.4. Then 1.1 is below the threshold (basis 100/81 × 1.2 ≈ 1.48):
+    // re-armed, so 1.5 sells again.
+    assert.deepEqual(summary(steps), [['TAKE_PROFIT', '10', 0], ['TAKE_PROFIT', '9', 4 * MIN], ['TAKE_PROFIT', '8.1', 7 * MIN]]);
+    assert.equal(sim.job.tokenBalance, '72.9');
+    assert.equal(sim.scratch.takeProfitAt, '1.5');
+    // The new basis 100/72.9 puts the threshold at ≈ 1.65: at 1.5 nothing is sold, and it re-arms.
+    assert.equal(sim.step('1.5', T0 + 8 * MIN).decision.order, null);
+    assert.equal(sim.scratch.takeProfitAt, null);
+    // A failed take-profit order sets nothing: the next tick tries again.
+    const failing = tp();
+    failing.step('2', T0, { fail: true });
+    assert.equal(failing.scratch.takeProfitAt, null);
+    assert.equal(failing.step('2', T0 + MIN).decision.order?.reason, 'TAKE_PROFIT');
+  });
+
   it('takeProfitPercent = 0 turns it off', () => {
     const sim = tp(['accumulate.takeProfitPercent=0']);
     sim.run(['1', '2', '10', '1000', '1000000'], T0, MIN);
@@ -516,14 +535,14 @@ describe('parseScratch', () => {
     const s = parseScratch({
       dipBought: true, pendingDip: 'yes', prices: valid, quoteFlow: '-12.5', day: '2024-03-01', dayVolume: '7.25',
       tradeTimes: [T0 + 5, 'x', -1, 1.5, T0 + 3, Number.NaN], tradeMinutes: [[T0, 3], [T0 + 1, 2], [T0, -1], 'x'],
-      lastFill: 'c-9', extra: { big: 'x'.repeat(1000) },
+      lastFill: 'c-9', takeProfitAt: '2.5', extra: { big: 'x'.repeat(1000) },
     }, job);
     assert.deepEqual(s, {
-      v: 1, dipBought: true, pendingDip: false, prices: valid.slice(5), quoteFlow: '-12.5', day: '2024-03-01',
+      v: 1, dipBought: true, pendingDip: false, takeProfitAt: '2.5', prices: valid.slice(5), quoteFlow: '-12.5', day: '2024-03-01',
       dayVolume: '7.25', tradeTimes: [T0 + 3, T0 + 5], tradeMinutes: [[T0, 3]], lastFill: 'c-9',
     });
-    const bad = parseScratch({ prices: ['1', '0'], quoteFlow: 1.5, day: '2024-13-45', dayVolume: '5', dipBought: true }, makeJob());
-    assert.deepEqual([bad.prices, bad.quoteFlow, bad.day, bad.dayVolume, bad.dipBought], [[], '0', null, '0', false]);
+    const bad = parseScratch({ prices: ['1', '0'], quoteFlow: 1.5, day: '2024-13-45', dayVolume: '5', dipBought: true, takeProfitAt: '0' }, makeJob());
+    assert.deepEqual([bad.prices, bad.quoteFlow, bad.day, bad.dayVolume, bad.dipBought, bad.takeProfitAt], [[], '0', null, '0', false, null]);
     assert.deepEqual(parseScratch({ day: '2024-03-01', dayVolume: '-1' }, job).day, null);
     assert.deepEqual(parseScratch({ prices: ['1.0'] }, job).prices, [], 'non-canonical decimals are junk');
   });

@@ -29,6 +29,11 @@ export function takeProfitDue(price: Decimal, tokenBalance: Decimal, totalAccumu
   return cmpProducts([price, tokenBalance, '100'], [totalAccumulated, add('100', percent), '1']) >= 0;
 }
 
+/** Whether `price` is at least `percent` % above `from`, exactly. */
+function risenFrom(price: Decimal, from: Decimal, percent: Decimal): boolean {
+  return cmpProducts([price, '100'], [from, add('100', percent)]) >= 0;
+}
+
 export function decideAccumulate(input: StrategyInput): Decision {
   const { job, price, now } = input;
   const cfg = job.config.accumulate;
@@ -44,7 +49,13 @@ export function decideAccumulate(input: StrategyInput): Decision {
     return null;
   };
 
-  if (takeProfitDue(price, job.tokenBalance, job.totalAccumulated, cfg.takeProfitPercent)) {
+  // Once per rise: after a take profit, the next needs the price takeProfitPercent above that sale's
+  // price (selling raises the cost basis too little to stop a price far above it from firing again
+  // every tick), until a tick below the threshold re-arms it.
+  const profitDue = takeProfitDue(price, job.tokenBalance, job.totalAccumulated, cfg.takeProfitPercent);
+  const lastTake = input.scratch.takeProfitAt;
+  if (!profitDue && lastTake !== null) draft.patch.takeProfitAt = null;
+  if (profitDue && (lastTake === null || risenFrom(price, lastTake, cfg.takeProfitPercent))) {
     // takeProfitSellPercent % of the balance, rounded down once.
     const base = mulDiv(job.tokenBalance, cfg.takeProfitSellPercent, '100', 'down');
     const order = attempt(sizeSell(input, 'TAKE_PROFIT', base, []));

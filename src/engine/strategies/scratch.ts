@@ -33,6 +33,12 @@ export type Scratch = {
   readonly dipBought: boolean;
   /** The order decided by the last tick (in flight until its fill) is a dip buy; read by afterFill. */
   readonly pendingDip: boolean;
+  /**
+   * Accumulate: the price of the last take-profit fill, while the price has stayed at or above the
+   * take-profit threshold since; the next take profit needs a price takeProfitPercent above it.
+   * Cleared (re-armed) by a tick below the threshold.
+   */
+  readonly takeProfitAt: Decimal | null;
   /** Liquidity: the last {@link MA_WINDOW} prices, oldest first. */
   readonly prices: readonly Decimal[];
   /** Quote received by executed sells minus quote spent by executed buys; liquidity cash = capitalUsd + quoteFlow. */
@@ -55,6 +61,7 @@ export function emptyScratch(): Scratch {
     v: SCRATCH_VERSION,
     dipBought: false,
     pendingDip: false,
+    takeProfitAt: null,
     prices: [],
     quoteFlow: '0',
     day: null,
@@ -94,6 +101,9 @@ export function parseScratch(doc: unknown, job: Job): Scratch {
   const dipBought = typeof dipRaw === 'boolean' && hasHigh ? dipRaw : false;
   const pendingRaw = own('pendingDip');
   const pendingDip = typeof pendingRaw === 'boolean' ? pendingRaw : false;
+
+  const takeRaw = own('takeProfitAt');
+  const takeProfitAt = isPositive(takeRaw) ? takeRaw : null;
 
   const pricesRaw = own('prices');
   const prices = Array.isArray(pricesRaw) && pricesRaw.every(isPositive)
@@ -135,6 +145,7 @@ export function parseScratch(doc: unknown, job: Job): Scratch {
     ...base,
     dipBought,
     pendingDip,
+    takeProfitAt,
     prices,
     quoteFlow,
     day,

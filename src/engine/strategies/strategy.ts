@@ -92,7 +92,8 @@ export interface AfterFillInput {
 
 /**
  * The scratch after a fill: the trade is counted for maxTradesPerHour (at its executedAt), its quote
- * amount for the UTC day's volume and the liquidity cash, and a filled dip buy marks the dip as bought.
+ * amount for the UTC day's volume and the liquidity cash, a filled dip buy marks the dip as bought, and
+ * a filled take-profit sell sets the price the next one must rise takeProfitPercent above.
  * Applying the same trade (same clientOrderId) twice changes nothing the second time.
  */
 export function afterFill(input: AfterFillInput): Scratch {
@@ -117,6 +118,7 @@ export function afterFill(input: AfterFillInput): Scratch {
   return {
     ...cleared,
     dipBought: isBuy && (trade.reason === 'DIP_BUY' || scratch.pendingDip) ? true : scratch.dipBought,
+    takeProfitAt: !isBuy && trade.reason === 'TAKE_PROFIT' && trade.priceUsd !== null ? trade.priceUsd : scratch.takeProfitAt,
     quoteFlow: isBuy ? sub(scratch.quoteFlow, quote) : add(scratch.quoteFlow, quote),
     day: volumeDay,
     dayVolume,
