@@ -178,6 +178,13 @@ export class Daemon {
     clearTimeout(this.#timer);
     clearInterval(this.#renewer);
     await this.#ticking;
+    // The strategy state observed since the last order or flush (new highs, the price window), in
+    // one transaction: each job's write is its own savepoint, so a lost lease skips only that job.
+    await this.#store
+      .transaction(async () => {
+        for (const [id, runner] of this.#runners) await this.#flushBeforeLeaving(id, runner, `job ${id}`);
+      })
+      .catch((e) => this.#log(`could not save the strategy state: ${coerceError(e).message}`));
     if (this.#started) await this.#leases.release().catch((e) => this.#log(`could not release the leases: ${coerceError(e).message}`));
   }
 
@@ -295,7 +302,7 @@ export class Daemon {
       runner.state = { ...runner.state, ...d.state };
       if (d.completeLiquidation) {
         await this.#store.transaction(async () => {
-          await this.#flush(job, runner);
+          await this.#flush(job.id, runner);
           await this.#store.jobs.completeLiquidation({ id: job.id }, this.#options(runner));
         });
         this.#log(`${stamp()}  ${job.tokenSymbol}  liquidation complete: IDLE with a zero balance`);
@@ -326,7 +333,7 @@ export class Daemon {
         await this.#counted(job, runner, await this.#execute(job, trade, runner, 'tick'), trade);
         return;
       } else if (now - runner.lastFlush >= this.#flushMs && (runner.scratchDirty || Object.keys(runner.state).length > 0)) {
-        await this.#store.transaction(() => this.#flush(job, runner));
+        await this.#store.transaction(() => this.#flush(job.id, runner));
         this.#flushed(runner, now);
       }
       runner.failures = 0;
@@ -336,9 +343,24 @@ export class Daemon {
   }
 
   /** Writes the strategy state held in memory (audited fields and scratch), in the caller's transaction. */
-  async #flush(job: Job, runner: Runner): Promise<void> {
-    if (Object.keys(runner.state).length > 0) await this.#store.jobs.updateState({ id: job.id }, runner.state, this.#options(runner));
-    if (runner.scratchDirty) await this.#store.jobs.saveScratch({ id: job.id }, runner.scratch, this.#options(runner));
+  async #flush(jobId: string, runner: Runner): Promise<void> {
+    if (Object.keys(runner.state).length > 0) await this.#store.jobs.updateState({ id: jobId }, runner.state, this.#options(runner));
+    if (runner.scratchDirty) await this.#store.jobs.saveScratch({ id: jobId }, runner.scratch, this.#options(runner));
+  }
+
+  /**
+   * Writes what a runner holds that is not written yet, in its own transaction, before the daemon
+   * lets the job go (a stop, or the job going to ERROR). A failure is logged, not thrown: what it
+   * loses is at most one flush interval of observed prices.
+   */
+  async #flushBeforeLeaving(jobId: string, runner: Runner, symbol: string): Promise<void> {
+    if (!runner.scratchDirty && Object.keys(runner.state).length === 0) return;
+    try {
+      await this.#store.transaction(() => this.#flush(jobId, runner));
+      this.#flushed(runner, Date.now());
+    } catch (e) {
+      this.#log(`${stamp()}  ${symbol}  could not save the strategy state: ${coerceError(e).message}`);
+    }
   }
 
   #flushed(runner: Runner, now: number): void {
@@ -453,6 +475,7 @@ export class Daemon {
     if (runner.failures < this.#maxFailures || error.category === 'storage' || job.status === 'ERROR') return;
     try {
       const reason = `${runner.failures} steps failed in a row; last: ${message}`;
+      await this.#flushBeforeLeaving(job.id, runner, job.tokenSymbol);
       await this.#store.jobs.fail({ id: job.id }, reason, this.#options(runner));
       this.#runners.delete(job.id);
       this.#log(`${stamp()}  ${job.tokenSymbol}  → ERROR: ${reason}`);

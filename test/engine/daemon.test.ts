@@ -626,6 +626,24 @@ for (const engine of ENGINES) {
       await assertLedgerMatchesExchange(store, ex.url, job);
     });
 
+    it('a clean stop writes the strategy state observed since the last order (a new high)', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      let price = PRICE;
+      const exchange = new Recorder(new HttpExchange(ex.url), { price: (token) => (token === TOKEN ? Promise.resolve(price) : undefined) });
+      const { daemon } = makeDaemon(store, exchange);
+      await daemon.start();
+      await waitFor('the first DCA', async () => (await store.ledger.trades({ id: job.id }, { status: 'EXECUTED' })).length === 1);
+      assert.equal((await store.jobs.get({ id: job.id })).recentHigh, PRICE);
+      // A new high, and no order for it: held in memory until the next order or flush (10 s).
+      price = '0.5';
+      await exchange.waitCalls('price', TOKEN, 3);
+      await daemon.stop();
+      const after = await store.jobs.get({ id: job.id });
+      assert.equal(after.recentHigh, '0.5');
+      assert.equal((await store.ledger.trades({ id: job.id })).length, 1, 'no order was placed for the new high');
+    });
+
     it('restarts with the same instanceId after a clean stop', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
