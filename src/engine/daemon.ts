@@ -63,6 +63,9 @@ type Outcome = 'executed' | 'failed' | 'unknown';
 
 const ACTIVE = new Set(['RUNNING', 'LIQUIDATING']);
 
+/** A LIQUIDATING job with nothing left to sell: it completes without a price. */
+const liquidated = (job: Job): boolean => job.status === 'LIQUIDATING' && cmp(job.tokenBalance, '0') <= 0;
+
 /**
  * Runs every RUNNING and LIQUIDATING job: each tick, a job's strategy decides at most one order,
  * which goes through the exactly-once protocol (DESIGN.md §5):
@@ -196,7 +199,7 @@ export class Daemon {
     const jobs = await this.#loadJobs();
     const pending = new Map<string, Trade>();
     for (const t of await this.#store.ledger.pending()) if (held.has(t.jobId) && !pending.has(t.jobId)) pending.set(t.jobId, t);
-    const prices = await this.#prices([...jobs.values()].filter((j) => ACTIVE.has(j.status) && !pending.has(j.id)));
+    const prices = await this.#prices([...jobs.values()].filter((j) => ACTIVE.has(j.status) && !pending.has(j.id) && !liquidated(j)));
     if (prices === 'outage') return;
     await forEach([...jobs.values()], this.#concurrency, (job) => {
       if (this.#stopping) return Promise.resolve();
@@ -294,6 +297,11 @@ export class Daemon {
         return;
       }
       const job: Job = { ...stored, ...runner.state };
+      // Nothing left to sell needs no price: a delisted token, which has none, still ends IDLE.
+      if (liquidated(job)) {
+        await this.#completeLiquidation(job, runner);
+        return;
+      }
       const price = knownPrice ?? (await this.#exchange.getPrice(job.tokenAddress));
       const now = Date.now();
       const d = decide({ job, scratch: runner.scratch, price, now });
@@ -301,11 +309,7 @@ export class Daemon {
       runner.scratch = d.scratch;
       runner.state = { ...runner.state, ...d.state };
       if (d.completeLiquidation) {
-        await this.#store.transaction(async () => {
-          await this.#flush(job.id, runner);
-          await this.#store.jobs.completeLiquidation({ id: job.id }, this.#options(runner));
-        });
-        this.#log(`${stamp()}  ${job.tokenSymbol}  liquidation complete: IDLE with a zero balance`);
+        await this.#completeLiquidation(job, runner);
       } else if (d.order) {
         const order = d.order;
         const intent: IntentInput = {
@@ -340,6 +344,14 @@ export class Daemon {
     } catch (e) {
       await this.#failed(stored, runner, e);
     }
+  }
+
+  async #completeLiquidation(job: Job, runner: Runner): Promise<void> {
+    await this.#store.transaction(async () => {
+      await this.#flush(job.id, runner);
+      await this.#store.jobs.completeLiquidation({ id: job.id }, this.#options(runner));
+    });
+    this.#log(`${stamp()}  ${job.tokenSymbol}  liquidation complete: IDLE with a zero balance`);
   }
 
   /** Writes the strategy state held in memory (audited fields and scratch), in the caller's transaction. */

@@ -626,6 +626,24 @@ for (const engine of ENGINES) {
       await assertLedgerMatchesExchange(store, ex.url, job);
     });
 
+    it('completes the liquidation of a job holding nothing without asking for a price (a delisted token)', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      await store.jobs.liquidate({ id: job.id });
+      const exchange = new Recorder(new HttpExchange(ex.url), {
+        price: (token) => (token === TOKEN ? Promise.reject(new Error(`no market for ${token}`)) : undefined),
+      });
+      const { daemon } = makeDaemon(store, exchange, { maxFailures: 2 });
+      await daemon.start();
+      const done = await waitFor('IDLE or ERROR', async () => {
+        const j = await store.jobs.get({ id: job.id });
+        return j.status === 'IDLE' || j.status === 'ERROR' ? j : undefined;
+      });
+      assert.deepEqual([done.status, done.statusReason, done.tokenBalance], ['IDLE', null, '0']);
+      assert.equal(exchange.count('price', TOKEN), 0);
+      assert.deepEqual(await exchangeOrders(ex.url), []);
+    });
+
     it('a clean stop writes the strategy state observed since the last order (a new high)', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
