@@ -37,6 +37,7 @@ const CODES = {
   INSUFFICIENT_BALANCE: ErrorCategory.RULE,
   LEASE_LOST: ErrorCategory.RULE,
   DAEMON_RUNNING: ErrorCategory.RULE,
+  DATA_LOSS: ErrorCategory.RULE,
   JOB_NOT_FOUND: ErrorCategory.NOT_FOUND,
   TRADE_NOT_FOUND: ErrorCategory.NOT_FOUND,
   DATABASE_NOT_FOUND: ErrorCategory.NOT_FOUND,

@@ -221,7 +221,11 @@ export class Store {
     return migrate(this.#adapter, options);
   }
 
-  rollback(options: { to?: number } = {}): Promise<Migration[]> {
+  /**
+   * Rolls the schema back to `to` (default: one version). A step that would delete data (rows of
+   * jobs, trades or the audit log; jobs' strategy state) is refused with DATA_LOSS unless `force`.
+   */
+  rollback(options: { to?: number; force?: boolean } = {}): Promise<Migration[]> {
     return rollback(this.#adapter, options);
   }
 

@@ -466,6 +466,7 @@ for (const engine of ENGINES) {
         [['start', OTHER_TOKEN, ...db], 3, /cannot start .*PAUSED/],
         [[...recordArgs(TOKEN, 'sell', 'take_profit', '2.000000000000000002', '1', '1', 'bad-3'), ...db], 3, /2\.000000000000000002/],
         [[...recordArgs(TOKEN, 'buy', 'dca', '3', '10', '5', 'bad-1'), ...db], 3, /bad-1/],
+        [['db', 'rollback', '--to', '0', ...db], 3, /rolling back 0001_jobs_trades_audit would delete 2 jobs, 1 trade and 4 audit entries \(back the database up first, then add --force/],
         // not found (4)
         [['pause', UNKNOWN_TOKEN, ...db], 4, /no job for token 0x00000000000000000000000000000000000000A1 on base/i],
         [['resume', UNKNOWN_TOKEN, ...db], 4, /no job/],

@@ -426,6 +426,25 @@ for (const engine of ENGINES) {
       assert.equal((await app.jobs.start({ tokenAddress: TOKEN })).status, 'RUNNING');
     });
 
+    it('a rollback that would delete data is refused (DATA_LOSS) with nothing rolled back, unless forced', async () => {
+      const store = await fx.open();
+      const job = await store.jobs.start({ tokenAddress: TOKEN });
+      await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const before = await fx.dump();
+      const refusal = await rejectsWith(store.rollback({ to: 0 }), 'DATA_LOSS');
+      assert.match(String(refusal["message"]), /^rolling back 0001_jobs_trades_audit would delete 1 job, 1 trade and 2 audit entries$/);
+      assert.equal(await fx.dump(), before, 'nothing rolled back, not even the steps above 1');
+      // Down to 1 drops only the strategy state: allowed while every job's is empty, refused once one is not.
+      await store.jobs.saveScratch({ id: job.id }, { v: 1 });
+      const withScratch = await fx.dump();
+      await rejectsWith(store.rollback({ to: 1 }), 'DATA_LOSS');
+      assert.equal(await fx.dump(), withScratch);
+      await store.jobs.saveScratch({ id: job.id }, {});
+      assert.deepEqual((await store.rollback({ to: 1 })).map((m) => m.version), range(2, LATEST_VERSION).reverse());
+      assert.deepEqual((await store.rollback({ to: 0, force: true })).map((m) => m.version), [1]);
+      assert.deepEqual(await userObjects(fx), ['table schema_migrations']);
+    });
+
     it('rollback without a target goes back exactly one version', async () => {
       const store = await fx.open();
       assert.deepEqual((await store.rollback()).map((m) => m.version), [LATEST_VERSION]);

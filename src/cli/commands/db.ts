@@ -24,7 +24,7 @@ function printSteps(ctx: CommandContext, verb: string, steps: readonly Migration
 
 const TO = { to: { type: 'string', value: 'N', help: 'the target schema version' } } as const;
 
-const subcommands: Record<string, { summary: string; options: typeof TO | {}; run(ctx: CommandContext): Promise<void> }> = {
+const subcommands: Record<string, { summary: string; options: Record<string, { type: 'string' | 'boolean'; value?: string; help: string }>; run(ctx: CommandContext): Promise<void> }> = {
   status: {
     summary: 'show applied and pending migrations',
     options: {},
@@ -47,11 +47,12 @@ const subcommands: Record<string, { summary: string; options: typeof TO | {}; ru
     },
   },
   rollback: {
-    summary: 'roll back the last migration (or down to --to N)',
-    options: TO,
+    summary: 'roll back the last migration (or down to --to N); refused if it would delete data, unless --force',
+    options: { ...TO, force: { type: 'boolean', help: 'roll back even if that deletes jobs, trades, audit entries or strategy state' } },
     async run(ctx) {
       const to = target(ctx);
-      const [steps, status] = await withStore(ctx, { schema: 'none', create: false }, async (store) => [await store.rollback(to === undefined ? {} : { to }), await store.schemaStatus()] as const);
+      const force = ctx.values['force'] === true;
+      const [steps, status] = await withStore(ctx, { schema: 'none', create: false }, async (store) => [await store.rollback({ ...(to === undefined ? {} : { to }), force }), await store.schemaStatus()] as const);
       printSteps(ctx, 'Rolled back', steps, status.current);
     },
   },
@@ -61,7 +62,7 @@ const subcommands: Record<string, { summary: string; options: typeof TO | {}; ru
 export const dbCommands: readonly Command[] = Object.entries(subcommands).map(([name, sub]) => ({
   name: `db ${name}`,
   summary: sub.summary,
-  usage: name === 'status' ? '' : '[--to N]',
+  usage: name === 'status' ? '' : name === 'rollback' ? '[--to N] [--force]' : '[--to N]',
   options: sub.options,
   positionals: [0, 0] as const,
   run: sub.run,

@@ -1,4 +1,4 @@
-import { NotFoundError, SchemaError, ValidationError } from '../../errors.ts';
+import { BotstateError, NotFoundError, SchemaError, ValidationError } from '../../errors.ts';
 import type { Adapter, Engine, Executor } from '../adapter.ts';
 import { LATEST_VERSION, MIGRATIONS } from './index.ts';
 import { checksum, type Migration, type PerEngine } from './migration.ts';
@@ -158,12 +158,55 @@ export async function migrate(adapter: Adapter, options: { to?: number } = {}): 
 }
 
 /**
+ * What rolling a migration back deletes, for the migrations whose down step drops data: queries
+ * counting the rows that hold it (valid at that migration's version or above), with the nouns to
+ * report. Kept here, not in the released migration files.
+ */
+const LOSSES: Readonly<Record<number, ReadonlyArray<readonly [one: string, many: string, count: PerEngine]>>> = {
+  1: [
+    ['job', 'jobs', both('SELECT count(*) AS n FROM jobs')],
+    ['trade', 'trades', both('SELECT count(*) AS n FROM trades')],
+    ['audit entry', 'audit entries', both('SELECT count(*) AS n FROM audit_log')],
+  ],
+  2: [
+    ["job's strategy state", "jobs' strategy states", {
+      sqlite: "SELECT count(*) AS n FROM jobs WHERE strategy_state <> '{}'",
+      postgres: "SELECT count(*) AS n FROM jobs WHERE strategy_state <> '{}'::jsonb",
+    }],
+  ],
+};
+
+function both(sql: string): PerEngine {
+  return { sqlite: sql, postgres: sql };
+}
+
+/** Refuses (DATA_LOSS) when rolling `m` back would delete rows. */
+async function checkLoss(tx: Executor, engine: Engine, m: Migration): Promise<void> {
+  const counted: string[] = [];
+  let rows = 0;
+  for (const [one, many, count] of LOSSES[m.version] ?? []) {
+    const n = Number((await tx.get<{ n: number | string }>(count[engine]))?.n ?? 0);
+    rows += n;
+    if (n > 0) counted.push(`${n} ${n === 1 ? one : many}`);
+  }
+  if (rows === 0) return;
+  const label = `${String(m.version).padStart(4, '0')}_${m.name}`;
+  const list = counted.length > 1 ? `${counted.slice(0, -1).join(', ')} and ${counted.at(-1)}` : counted[0];
+  throw new BotstateError('DATA_LOSS', `rolling back ${label} would delete ${list}`, {
+    hint: 'back the database up first, then add --force to roll back anyway',
+    details: { version: m.version, rows },
+  });
+}
+
+/**
  * Rolls back applied migrations down to version `to` (default: one step back), newest first,
  * each in its own transaction with the removal of its version row, under the migration lock.
+ * A step that would delete data (every job, trade and audit entry for migration 1) is refused
+ * with DATA_LOSS before anything is rolled back, unless `force` is set.
  *
  * @returns the migrations this call rolled back.
  */
-export async function rollback(adapter: Adapter, options: { to?: number } = {}): Promise<Migration[]> {
+export async function rollback(adapter: Adapter, options: { to?: number; force?: boolean } = {}): Promise<Migration[]> {
   const quick = await schemaStatus(adapter);
   assertCompatible(quick);
   const target = checkTarget(options.to, Math.max(0, quick.current - 1));
@@ -171,6 +214,14 @@ export async function rollback(adapter: Adapter, options: { to?: number } = {}):
     throw new ValidationError('INVALID_ARGUMENT', `the schema is at version ${quick.current}, below the target ${target}`, {
       hint: 'use botstate db migrate --to N to go up',
     });
+  }
+  const force = options.force === true;
+  const steps = [...MIGRATIONS].reverse().filter((m) => m.version > target && m.version <= quick.current);
+  if (!force && steps.some((m) => LOSSES[m.version] !== undefined)) {
+    // Every step first, so that a refusal leaves the schema where it was.
+    await adapter.transaction(async (tx) => {
+      for (const m of steps) await checkLoss(tx, adapter.engine, m);
+    }, { readOnly: true });
   }
   const done: Migration[] = [];
   for (const m of [...MIGRATIONS].reverse()) {
@@ -181,6 +232,7 @@ export async function rollback(adapter: Adapter, options: { to?: number } = {}):
         const status = statusOf(adapter, await readApplied(adapter, tx));
         assertCompatible(status);
         if (status.current !== m.version) return;
+        if (!force) await checkLoss(tx, adapter.engine, m);
         await step(tx, adapter.engine, m, 'down');
         done.push(m);
       },
