@@ -10,7 +10,7 @@ import { historyCommands } from './commands/history.ts';
 import { jobCommands } from './commands/jobs.ts';
 import { paperExchangeCommand } from './commands/paper-exchange.ts';
 import { tradeCommands } from './commands/trades.ts';
-import { json, processIo, type Io } from './output.ts';
+import { errorInJson, json, jsonError, processIo, type Io } from './output.ts';
 
 const COMMANDS: readonly Command[] = [...jobCommands, ...tradeCommands, ...historyCommands, ...dbCommands, daemonCommand, paperExchangeCommand];
 const BY_NAME = new Map(COMMANDS.map((c) => [c.name, c]));
@@ -144,7 +144,7 @@ export async function run(argv: readonly string[], io: Io = processIo): Promise<
     const hint = error.hint ? ` (${error.hint.charAt(0).toLowerCase()}${error.hint.slice(1).replace(/\.$/, '')})` : '';
     const line = `botstate: ${error.message}${hint}`.replace(/\s*\n\s*/g, ' ');
     io.err(`${line}\n`);
-    if (wantsJson) io.out(json({ error: { code: error.code, message: error.message, hint: error.hint ?? null } }));
+    if (wantsJson && !errorInJson.has(error)) io.out(json({ error: jsonError(error) }));
     if (error.code === 'INTERNAL' && process.env['BOTSTATE_DEBUG']) io.err(`${(error.cause as Error)?.stack ?? ''}\n`);
     return exitCodeFor(error);
   }

@@ -58,6 +58,14 @@ export function json(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
 
+/** Errors whose `{ "error": … }` a command has already printed inside its own JSON document. */
+export const errorInJson = new WeakSet<object>();
+
+/** The `error` member of a failed command's JSON document. */
+export function jsonError(error: { code: string; message: string; hint?: string | undefined }): { code: string; message: string; hint: string | null } {
+  return { code: error.code, message: error.message, hint: error.hint ?? null };
+}
+
 /** Left-aligned columns separated by two spaces; `-` for empty cells. */
 export function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | number | null | undefined>>): string {
   const cells = rows.map((r) => r.map((c) => (c === null || c === undefined || c === '' ? '-' : String(c))));

@@ -366,6 +366,20 @@ for (const engine of ENGINES) {
       assert.deepEqual(parseJson(statusAfter), job);
       assert.deepEqual(parseJson(tradesAfter), trades);
       assert.deepEqual(parseJson(historyAfter), history);
+
+      // verify on an altered log: exit 5, and with --json still one document (the report and the error).
+      if (fx.engine === 'sqlite') await fx.raw('DROP TRIGGER audit_log_no_update');
+      else await fx.raw('ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change');
+      await fx.raw("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2");
+      const [badH, badJ] = await Promise.all([cli(['verify', ...db]), cli(['verify', '--json', ...db])]);
+      assert.equal(badH.code, 5, show(badH));
+      assert.match(badH.stderr, /^botstate: the audit log has 1 problem\(s\) \(restore [^\n]+\n$/, show(badH));
+      assert.match(badH.stdout, /^job:\S+\s+2\s+hash does not match the entry \(it was altered\)$/m, show(badH));
+      assert.equal(badJ.code, 5, show(badJ));
+      assert.match(badJ.stdout, /^\{[\s\S]*\}\n$/, `one JSON document expected\n${show(badJ)}`);
+      const bad = JSON.parse(badJ.stdout) as { problems: unknown[]; error: { code: string } };
+      assert.equal(bad.problems.length, 1);
+      assert.equal(bad.error.code, 'STORAGE_CORRUPT');
     });
 
     it('refuses every bad input with one line, its exit code, and the database unchanged', async () => {

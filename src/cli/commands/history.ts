@@ -1,5 +1,5 @@
 import { CHAIN_OPTION, READ_ONLY, tokenRef, withStore, type Command } from '../command.ts';
-import { historyTable, json, table } from '../output.ts';
+import { errorInJson, historyTable, json, jsonError, table } from '../output.ts';
 import { BotstateError } from '../../errors.ts';
 
 const history: Command = {
@@ -24,14 +24,21 @@ const verify: Command = {
   positionals: [0, 0],
   async run(ctx) {
     const report = await withStore(ctx, READ_ONLY, (store) => store.verifyAudit());
-    if (ctx.json) ctx.io.out(json(report));
-    else if (report.problems.length > 0) ctx.io.out(table(['STREAM', 'SEQ', 'PROBLEM'], report.problems.map((p) => [p.stream, p.seq, p.problem])));
-    else ctx.io.out(`Audit log intact: ${plural(report.entries, 'entry', 'entries')} in ${plural(report.streams, 'stream', 'streams')}.\n`);
-    if (report.problems.length > 0) {
-      throw new BotstateError('STORAGE_CORRUPT', `the audit log has ${report.problems.length} problem(s)`, {
+    const failure = report.problems.length === 0
+      ? undefined
+      : new BotstateError('STORAGE_CORRUPT', `the audit log has ${report.problems.length} problem(s)`, {
         hint: 'restore the database from a backup and investigate who changed it',
       });
+    if (ctx.json) {
+      // One document: the report, and the error beside it when there is one.
+      ctx.io.out(json(failure ? { ...report, error: jsonError(failure) } : report));
+      if (failure) errorInJson.add(failure);
+    } else if (failure) {
+      ctx.io.out(table(['STREAM', 'SEQ', 'PROBLEM'], report.problems.map((p) => [p.stream, p.seq, p.problem])));
+    } else {
+      ctx.io.out(`Audit log intact: ${plural(report.entries, 'entry', 'entries')} in ${plural(report.streams, 'stream', 'streams')}.\n`);
     }
+    if (failure) throw failure;
   },
 };
 
