@@ -461,7 +461,7 @@ for (const engine of ENGINES) {
         [['pause', TOKEN_BAD_CHECKSUM, ...db], 2, /checksum/],
         [['start', UNKNOWN_TOKEN, '--mode', 'scalping', ...db], 2, /--mode must be accumulate or liquidity/],
         [['list', '--status', 'sleeping', ...db], 2, /SLEEPING|sleeping/],
-        [['trades', TOKEN, '--status', 'done', ...db], 2, /--status/],
+        [['trades', TOKEN, '--status', 'done', ...db], 2, /--status must be one of .*\(see botstate trades --help\)/],
         [['record', TOKEN, '--side', 'buy', ...db], 2, /missing --reason/],
         [[...recordArgs(TOKEN, 'hold', 'dca', '1', '1', '1', 'bad-2'), ...db], 2, /--side/],
         [[...recordArgs(TOKEN, 'buy', 'moon', '1', '1', '1', 'bad-2'), ...db], 2, /--reason/],

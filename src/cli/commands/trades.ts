@@ -3,7 +3,7 @@ import { TradeReason, TradeSide, TradeStatus } from '../../ledger/ledger.ts';
 import { CHAIN_OPTION, READ_ONLY, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
 import { json, tradesTable } from '../output.ts';
 
-function oneOf<T extends string>(ctx: CommandContext, flag: string, allowed: readonly T[]): T {
+function oneOf<T extends string>(ctx: CommandContext, command: string, flag: string, allowed: readonly T[]): T {
   const value = ctx.values[flag];
   if (typeof value !== 'string') {
     throw new ValidationError('USAGE', `missing --${flag}`, { hint: `pass --${flag} ${allowed.join('|').toLowerCase()}` });
@@ -11,7 +11,7 @@ function oneOf<T extends string>(ctx: CommandContext, flag: string, allowed: rea
   const upper = value.toUpperCase().replace(/-/g, '_') as T;
   if (!allowed.includes(upper)) {
     throw new ValidationError('USAGE', `--${flag} must be one of ${allowed.join(', ').toLowerCase()}, got "${value}"`, {
-      hint: 'see botstate record --help',
+      hint: `see botstate ${command} --help`,
     });
   }
   return upper;
@@ -36,7 +36,7 @@ const trades: Command = {
   positionals: [1, 1],
   async run(ctx) {
     const ref = tokenRef(ctx);
-    const filter = ctx.values['status'] === undefined ? {} : { status: oneOf(ctx, 'status', Object.values(TradeStatus)) };
+    const filter = ctx.values['status'] === undefined ? {} : { status: oneOf(ctx, 'trades', 'status', Object.values(TradeStatus)) };
     const list = await withStore(ctx, READ_ONLY, (store) => store.ledger.trades(ref, filter));
     ctx.io.out(ctx.json ? json(list) : tradesTable(list));
   },
@@ -64,8 +64,8 @@ const record: Command = {
   positionals: [1, 1],
   async run(ctx) {
     const ref = tokenRef(ctx);
-    const side = oneOf(ctx, 'side', Object.values(TradeSide));
-    const reason = oneOf(ctx, 'reason', Object.values(TradeReason));
+    const side = oneOf(ctx, 'record', 'side', Object.values(TradeSide));
+    const reason = oneOf(ctx, 'record', 'reason', Object.values(TradeReason));
     const txHash = optional(ctx, 'tx-hash');
     const exchangeOrderId = optional(ctx, 'exchange-order-id');
     const input = {

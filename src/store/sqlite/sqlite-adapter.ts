@@ -615,7 +615,7 @@ export function classifySqliteError(e: unknown, where: string): BotstateError {
   const message = e instanceof Error ? e.message : String(e);
   if (code === 'SQLITE_BUSY' || code.startsWith('SQLITE_BUSY_') || code === 'SQLITE_LOCKED') {
     return new StorageError('STORAGE_BUSY', `${where} stayed locked by another connection past the busy timeout`, {
-      hint: 'another process holds a long write transaction; retry, or raise --busy-timeout',
+      hint: 'another process holds a long write transaction; retry (a library caller can raise the busyTimeoutMs option, 5000 ms by default)',
       cause: e,
     });
   }
