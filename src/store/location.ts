@@ -33,7 +33,7 @@ export function parseLocation(url: string): Location {
         hint: 'write sqlite:./botstate.db or sqlite::memory:',
       });
     }
-    return { engine: 'sqlite', path };
+    return sqlitePath(path);
   }
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url);
   if (scheme) {
@@ -41,7 +41,16 @@ export function parseLocation(url: string): Location {
       hint: 'use a SQLite path (./botstate.db, sqlite:./x.db) or postgres://…',
     });
   }
-  return { engine: 'sqlite', path: url };
+  return sqlitePath(url);
+}
+
+function sqlitePath(path: string): Location {
+  if (/[/\\]$/.test(path)) {
+    throw new ValidationError('USAGE', `database path "${path}" names a directory`, {
+      hint: `add a file name, e.g. ${path}botstate.db`,
+    });
+  }
+  return { engine: 'sqlite', path };
 }
 
 function parsePostgres(url: string): Location {

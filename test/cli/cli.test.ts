@@ -546,6 +546,14 @@ describe('botstate CLI without a job database', () => {
     assert.equal(none.stderr, 'botstate: missing command (see botstate --help for the commands)\n');
   });
 
+  it('a database URL refused as malformed creates nothing, not even the demo folder it names', async () => {
+    const dir = mkdtempSync(join(scratch, 'malformed-'));
+    refused(await cli(['daemon', '--demo', '--db', 'mysql://host/dir/x.db'], { cwd: dir }), 2, /scheme "mysql:" is not supported/);
+    refused(await cli(['daemon', '--demo', '--db', 'sqlite:newdir/sub/'], { cwd: dir }), 2, /"newdir\/sub\/" names a directory \(add a file name, e\.g\. newdir\/sub\/botstate\.db\)/);
+    refused(await cli(['start', TOKEN, '--db', './x/'], { cwd: dir }), 2, /names a directory/);
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
   it('read-only commands on a missing SQLite file exit 4 and do not create it', async () => {
     const dir = mkdtempSync(join(scratch, 'missing-'));
     const path = join(dir, 'nothing.db');

@@ -5,6 +5,7 @@ import { HttpExchange } from '../../engine/exchanges/http-exchange.ts';
 import { startPaperExchange, type PaperExchangeHandle } from '../../engine/exchanges/paper-server.ts';
 import { ValidationError } from '../../errors.ts';
 import type { Store } from '../../store/store.ts';
+import { parseLocation } from '../../store/location.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { untilSignal } from '../signals.ts';
 
@@ -89,9 +90,10 @@ export const daemonCommand: Command = {
     const exchangeUrl = typeof ctx.values['exchange'] === 'string' ? ctx.values['exchange'] : 'http://127.0.0.1:8790';
     if (!demo) checkExchangeUrl(exchangeUrl);
     const db = ctx.values['db'];
-    if (demo && typeof db === 'string' && !/^postgres(ql)?:\/\//.test(db)) {
+    const location = typeof db === 'string' ? parseLocation(db) : undefined;
+    if (demo && location?.engine === 'sqlite' && location.path !== ':memory:') {
       // The demo may make the folder its database lives in (npm start uses ./demo/).
-      mkdirSync(dirname(db.replace(/^sqlite:/, '')), { recursive: true });
+      mkdirSync(dirname(location.path), { recursive: true });
     }
     // A daemon frozen mid-transaction (a paused VM) must not keep the row locks another
     // daemon needs to take its jobs over: PostgreSQL ends such a session after half the TTL.
