@@ -1,7 +1,7 @@
 import { userInfo } from 'node:os';
 import { readStream, jobStream, type AuditEntry, type AuditReport } from '../audit/audit.ts';
 import { verifyAudit } from '../audit/verify.ts';
-import { ValidationError } from '../errors.ts';
+import { NotFoundError, ValidationError } from '../errors.ts';
 import { requireJob, type JobRef } from '../jobs/job-rows.ts';
 import { Jobs } from '../jobs/jobs.ts';
 import { Ledger } from '../ledger/ledger.ts';
@@ -26,7 +26,10 @@ export interface StoreOptions {
    * `none` checks nothing, for `botstate db …` — a store opened so must not be used for jobs.
    */
   readonly schema?: 'migrate' | 'check' | 'none';
-  /** SQLite: create the file if it does not exist (default true). */
+  /**
+   * Create the database if there is none (default true): on SQLite the file, on PostgreSQL the
+   * schema's tables. With false, a missing one is DATABASE_NOT_FOUND and nothing is created.
+   */
   readonly create?: boolean;
   /** Who is acting, for the audit log (default `lib:<os user>`). */
   readonly actor?: string;
@@ -133,6 +136,12 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
           location: describeLocation(location),
         });
   try {
+    if (opts.schema === 'migrate' && !opts.create && adapter.engine === 'postgres' && (await schemaStatus(adapter)).current === 0) {
+      // As a missing SQLite file is not created: a schema that holds no botstate database stays as it is.
+      throw new NotFoundError('DATABASE_NOT_FOUND', `there is no botstate database at ${adapter.location}`, {
+        hint: 'start a job first (botstate start <token>) or pass --db with the right URL',
+      });
+    }
     if (opts.schema === 'migrate') await migrate(adapter);
     else if (opts.schema === 'check') await assertCurrent(adapter);
   } catch (e) {

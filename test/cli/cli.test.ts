@@ -554,6 +554,23 @@ describe('botstate CLI without a job database', () => {
     assert.deepEqual(readdirSync(dir), []);
   });
 
+  it('on PostgreSQL, commands other than start and db migrate do not create a missing schema (exit 4)', { skip: ENGINES[1]!.skip }, async () => {
+    const fx = await ENGINES[1]!.create();
+    try {
+      const schema = new URL(fx.url).searchParams.get('schema');
+      const runs: string[][] = [
+        ['status', TOKEN], ['list'], ['pause', TOKEN], ['resume', TOKEN], ['liquidate', TOKEN],
+        ['config', TOKEN, '--set', 'accumulate.dcaAmount=5'], recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'x'),
+      ];
+      const results = await pool(runs, 2, (args) => cli([...args, '--db', fx.url]));
+      results.forEach((r) => refused(r, 4, /there is no botstate database at .*schema t_/));
+      const found = await fx.raw('SELECT count(*)::int AS n FROM information_schema.schemata WHERE schema_name = $1', [schema]);
+      assert.deepEqual(found, [{ n: 0 }], 'the schema was not created');
+    } finally {
+      await fx.cleanup();
+    }
+  });
+
   it('read-only commands on a missing SQLite file exit 4 and do not create it', async () => {
     const dir = mkdtempSync(join(scratch, 'missing-'));
     const path = join(dir, 'nothing.db');
