@@ -7,11 +7,11 @@
  * Amounts are generated as bigints and formatted; no float touches a price or an amount.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
@@ -520,7 +520,15 @@ describe('paper exchange over HTTP', () => {
     await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), startPrice: '0' }), ValidationError);
     await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), ...({ sede: '1' } as object) }), /unknown paper exchange option "sede"/);
     await withExchange({}, async (ex) => {
-      await assert.rejects(startPaperExchange({ port: ex.port, dataFile: dataFile() }), (e: unknown) => e instanceof BotstateError && e.code === 'INVALID_ARGUMENT' && /in use/.test(e.message));
+      const fresh = dataFile();
+      await assert.rejects(startPaperExchange({ port: ex.port, dataFile: fresh }), (e: unknown) => e instanceof BotstateError && e.code === 'INVALID_ARGUMENT' && /in use/.test(e.message));
+      assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith(basename(fresh))), [], 'the refused start left no new data file');
+      // An existing file is kept as it was.
+      const kept = dataFile();
+      await (await startPaperExchange({ port: 0, dataFile: kept })).close();
+      const bytes = readFileSync(kept);
+      await assert.rejects(startPaperExchange({ port: ex.port, dataFile: kept }), /in use/);
+      assert.deepEqual(readFileSync(kept), bytes);
     });
   });
 });

@@ -25,6 +25,7 @@
  * await ex.close();
  */
 import { createHash } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -228,6 +229,9 @@ function canonicalTokenOr400(token: string): string {
 export async function startPaperExchange(options: PaperExchangeOptions = {}): Promise<PaperExchangeHandle> {
   const o = resolveOptions(options);
   const market = new PaperMarket({ seed: o.seed, volatility: o.volatility, startPrice: o.startPrice, startPriceSpread: o.startPriceSpread });
+  // A start that fails (the port is taken) must not leave a new file behind: its epoch and
+  // --initial-usd would then be fixed for the next start.
+  const newFile = o.dataFile !== ':memory:' && !existsSync(o.dataFile);
   const book = PaperBook.open(o.dataFile, { initialUsd: o.initialUsd, nowMs: o.now() });
   for (const p of book.loadPrices(market.fingerprint)) market.prime(p.token, p.step, p.price);
   const errorDraw = faultStream(o.seed, 'error');
@@ -327,6 +331,7 @@ export async function startPaperExchange(options: PaperExchangeOptions = {}): Pr
     });
   } catch (e) {
     book.close();
+    if (newFile) for (const suffix of ['', '-wal', '-shm']) rmSync(`${o.dataFile}${suffix}`, { force: true });
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES') {
       throw new BotstateError('INVALID_ARGUMENT', `cannot listen on ${HOST}:${o.port} (${code === 'EADDRINUSE' ? 'the port is in use' : 'permission denied'})`, {
