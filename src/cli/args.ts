@@ -33,6 +33,15 @@ export function parse(args: readonly string[], options: OptionSpecs, command: st
     });
     return { values: values as Parsed['values'], positionals };
   } catch (e) {
+    const ambiguous = /^Option '(--[\w-]+)' argument is ambiguous/.exec((e as Error).message);
+    if (ambiguous) {
+      // `--base -1`: Node's own message says "ambiguous" and little else.
+      const flag = ambiguous[1]!;
+      const value = args[args.indexOf(flag) + 1] ?? '';
+      throw new ValidationError('USAGE', `${flag} ${value}: a value starting with "-" is taken for a flag`, {
+        hint: `amounts and counts cannot be negative; to pass such a value anyway write ${flag}=${value}`,
+      });
+    }
     const message = (e as Error).message.replace(/\. To specify a positional argument.*$/s, '').replace(/\s+/g, ' ');
     throw new ValidationError('USAGE', message.charAt(0).toLowerCase() + message.slice(1), {
       hint: `see botstate ${command} --help`,

@@ -467,7 +467,7 @@ for (const engine of ENGINES) {
         [[...recordArgs(TOKEN, 'buy', 'moon', '1', '1', '1', 'bad-2'), ...db], 2, /--reason/],
         [[...recordArgs(TOKEN, 'buy', 'dca', '1e3', '1', '1', 'bad-2'), ...db], 2, /1e3/],
         [['record', TOKEN, '--side', 'buy', '--reason', 'dca', '--base=-1', '--quote', '1', '--price', '1', '--client-order-id', 'bad-2', ...db], 2, /-1/],
-        [[...recordArgs(TOKEN, 'buy', 'dca', '-1', '1', '1', 'bad-2'), ...db], 2, /--base/],
+        [[...recordArgs(TOKEN, 'buy', 'dca', '-1', '1', '1', 'bad-2'), ...db], 2, /--base -1: a value starting with "-" is taken for a flag \(amounts and counts cannot be negative; to pass such a value anyway write --base=-1\)/],
         [[...recordArgs(TOKEN, 'buy', 'dca', '0.0000000000000000001', '1', '1', 'bad-2'), ...db], 2, /decimals/],
         [['config', TOKEN, ...db], 2, /nothing to change/],
         [['db', 'rollback', '--to', 'one', ...db], 2, /--to/],
