@@ -268,8 +268,14 @@ function sameFill(row: TradeRow, side: TradeSide, reason: TradeReason, jobId: st
     row.status === 'EXECUTED' &&
     row.base_amount !== null && cmp(row.base_amount, fill.base) === 0 &&
     row.quote_amount !== null && cmp(row.quote_amount, fill.quote) === 0 &&
-    row.price_usd !== null && cmp(row.price_usd, fill.price) === 0
+    row.price_usd !== null && cmp(row.price_usd, fill.price) === 0 &&
+    // A reference given both times must be the same: another tx hash is another fill.
+    sameRef(row.tx_hash, fill.txHash) && sameRef(row.exchange_order_id, fill.exchangeOrderId)
   );
+}
+
+function sameRef(stored: string | null, given: string | null): boolean {
+  return stored === null || given === null || stored === given;
 }
 
 /**

@@ -57,6 +57,14 @@ for (const engine of ENGINES) {
       await rejectsWith(store.ledger.recordTrade(buy('o-1', '6')), 'DUPLICATE_ORDER');
       await rejectsWith(store.ledger.recordTrade(buy('o-1', '5', { side: 'SELL', reason: 'TAKE_PROFIT' })), 'DUPLICATE_ORDER');
       assert.equal(await fx.dump(), before);
+      // A transaction hash or exchange order id given both times must match; one given only once is no conflict.
+      await store.ledger.recordTrade(buy('o-2', '5', { txHash: '0xaa', exchangeOrderId: 'x-1' }));
+      const withRefs = await fx.dump();
+      assert.equal((await store.ledger.recordTrade(buy('o-2', '5'))).duplicate, true);
+      assert.equal((await store.ledger.recordTrade(buy('o-2', '5', { txHash: '0xaa' }))).duplicate, true);
+      await rejectsWith(store.ledger.recordTrade(buy('o-2', '5', { txHash: '0xbb' })), 'DUPLICATE_ORDER');
+      await rejectsWith(store.ledger.recordTrade(buy('o-2', '5', { exchangeOrderId: 'x-2' })), 'DUPLICATE_ORDER');
+      assert.equal(await fx.dump(), withRefs);
     });
 
     it('keeps 78-digit amounts with 18 decimals exact', async () => {
