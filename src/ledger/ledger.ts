@@ -167,7 +167,7 @@ function checkTradeInput(input: TradeInput): void {
 
 function positive(value: string, field: string): Decimal {
   const d = parseDecimal(value, { field });
-  if (cmp(d, '0') <= 0) throw new ValidationError('INVALID_AMOUNT', `${field} must be greater than 0, got ${d}`);
+  if (cmp(d, '0') <= 0) throw new ValidationError('INVALID_AMOUNT', `${field} must be greater than 0, got ${d}`, { hint: 'a trade moves a positive amount of tokens' });
   return d;
 }
 

@@ -469,6 +469,8 @@ for (const engine of ENGINES) {
         [['record', TOKEN, '--side', 'buy', '--reason', 'dca', '--base=-1', '--quote', '1', '--price', '1', '--client-order-id', 'bad-2', ...db], 2, /-1/],
         [[...recordArgs(TOKEN, 'buy', 'dca', '-1', '1', '1', 'bad-2'), ...db], 2, /--base -1: a value starting with "-" is taken for a flag \(amounts and counts cannot be negative; to pass such a value anyway write --base=-1\)/],
         [[...recordArgs(TOKEN, 'buy', 'dca', '0.0000000000000000001', '1', '1', 'bad-2'), ...db], 2, /decimals/],
+        [[...recordArgs(TOKEN, 'buy', 'dca', '0', '1', '1', 'bad-2'), ...db], 2, /--base must be greater than 0, got 0 \(a trade moves a positive amount of tokens\)/],
+        [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1,000', '1', 'bad-2'), ...db], 2, /--quote "1,000" is not a plain decimal/],
         [['config', TOKEN, ...db], 2, /nothing to change/],
         [['db', 'rollback', '--to', 'one', ...db], 2, /--to/],
         [['list', '--db', 'mysql://localhost/x'], 2, /mysql/],

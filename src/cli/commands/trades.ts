@@ -1,4 +1,5 @@
 import { ValidationError } from '../../errors.ts';
+import { cmp, parseDecimal } from '../../money/decimal.ts';
 import { TradeReason, TradeSide, TradeStatus } from '../../ledger/ledger.ts';
 import { CHAIN_OPTION, READ_ONLY, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
 import { json, tradesTable } from '../output.ts';
@@ -20,6 +21,15 @@ function oneOf<T extends string>(ctx: CommandContext, command: string, flag: str
 function required(ctx: CommandContext, flag: string): string {
   const value = ctx.values[flag];
   if (typeof value !== 'string') throw new ValidationError('USAGE', `missing --${flag}`, { hint: 'see botstate record --help' });
+  return value;
+}
+
+/** An amount flag, checked here so that a refusal names the flag (the ledger checks it again). */
+function amount(ctx: CommandContext, flag: string, positive: boolean): string {
+  const value = parseDecimal(required(ctx, flag), { field: `--${flag}` });
+  if (positive && cmp(value, '0') <= 0) {
+    throw new ValidationError('INVALID_AMOUNT', `--${flag} must be greater than 0, got ${value}`, { hint: 'a trade moves a positive amount of tokens' });
+  }
   return value;
 }
 
@@ -73,9 +83,9 @@ const record: Command = {
       side,
       reason,
       clientOrderId: required(ctx, 'client-order-id'),
-      baseAmount: required(ctx, 'base'),
-      quoteAmount: required(ctx, 'quote'),
-      priceUsd: required(ctx, 'price'),
+      baseAmount: amount(ctx, 'base', true),
+      quoteAmount: amount(ctx, 'quote', false),
+      priceUsd: amount(ctx, 'price', false),
       ...(txHash ? { txHash } : {}),
       ...(exchangeOrderId ? { exchangeOrderId } : {}),
     };
