@@ -34,6 +34,10 @@ export class Context {
   readonly adapter: Adapter;
   readonly actor: string;
   readonly #ambient = new AsyncLocalStorage<Ambient>();
+  /** The transaction whose turn the current call holds (so that a call made inside it does not wait for itself). */
+  readonly #turn = new AsyncLocalStorage<Executor>();
+  /** Per joined transaction, the end of the queue of calls waiting for their turn. */
+  readonly #queues = new WeakMap<Executor, Promise<void>>();
 
   constructor(adapter: Adapter, actor: string) {
     this.adapter = adapter;
@@ -48,17 +52,32 @@ export class Context {
   }
 
   /**
-   * Runs `fn` in the caller's transaction if there is one, else in a new one. Joining, it runs
-   * under a SAVEPOINT: a call that fails leaves nothing of its own behind even when the caller
-   * catches the error and commits the rest.
+   * Runs `fn` when no other call joined to `tx` is running: calls made at once inside one
+   * transaction (`Promise.all` of two writes) take turns. Interleaved, a failing call's
+   * ROLLBACK TO its savepoint would also undo the writes the other made after that savepoint.
    */
-  async write<T>(options: CallOptions | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
-    const tx = this.#joined(options);
-    if (!tx) return this.adapter.transaction(fn);
+  async #inTurn<T>(tx: Executor, fn: () => Promise<T>): Promise<T> {
+    if (this.#turn.getStore() === tx) return fn();
+    const previous = this.#queues.get(tx) ?? Promise.resolve();
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    this.#queues.set(tx, previous.then(() => mine));
+    await previous;
+    try {
+      return await this.#turn.run(tx, fn);
+    } finally {
+      done();
+    }
+  }
+
+  /** `fn` under a SAVEPOINT of `tx`: if it throws, what it wrote is undone and the transaction goes on. */
+  async #savepoint<T>(tx: Executor, fn: () => Promise<T>): Promise<T> {
     await tx.run('SAVEPOINT botstate_call');
     let result: T;
     try {
-      result = await fn(tx);
+      result = await fn();
     } catch (e) {
       try {
         await tx.run('ROLLBACK TO SAVEPOINT botstate_call');
@@ -72,15 +91,29 @@ export class Context {
     return result;
   }
 
-  read<T>(options: CallOptions | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` in the caller's transaction if there is one, else in a new one. Joining, it runs
+   * under a SAVEPOINT, in its turn: a call that fails leaves nothing of its own behind even when
+   * the caller catches the error and commits the rest.
+   */
+  async write<T>(options: CallOptions | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
     const tx = this.#joined(options);
-    return tx ? fn(tx) : this.adapter.transaction(fn, { readOnly: true });
+    if (!tx) return this.adapter.transaction(fn);
+    return this.#inTurn(tx, () => this.#savepoint(tx, () => fn(tx)));
   }
 
-  /** A transaction that store calls made inside `fn` join automatically. Nested calls join the outer one. */
+  read<T>(options: CallOptions | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
+    const tx = this.#joined(options);
+    return tx ? this.#inTurn(tx, () => fn(tx)) : this.adapter.transaction(fn, { readOnly: true });
+  }
+
+  /**
+   * A transaction that store calls made inside `fn` join automatically. Nested, it joins the
+   * outer one under a SAVEPOINT: if `fn` throws, what it wrote is undone.
+   */
   transaction<T>(fn: (tx: Executor) => Promise<T>): Promise<T> {
     const outer = this.#ambient.getStore();
-    if (outer?.open) return fn(outer.tx);
+    if (outer?.open) return this.#inTurn(outer.tx, () => this.#savepoint(outer.tx, () => fn(outer.tx)));
     return this.adapter.transaction(async (tx) => {
       const ambient: Ambient = { tx, open: true };
       try {

@@ -187,5 +187,29 @@ for (const engine of ENGINES) {
       });
       assert.deepEqual((await store.jobs.list()).map((j) => j.status), ['PAUSED', 'PAUSED']);
     });
+
+    it('calls made at once inside one transaction take turns: one that fails undoes only its own writes', async () => {
+      const a = await store.jobs.start({ tokenAddress: tokenAddress(1) });
+      const b = await store.jobs.start({ tokenAddress: tokenAddress(2) });
+      const trade = (id: string, clientOrderId: string, side: 'BUY' | 'SELL', baseAmount: string) =>
+        store.ledger.recordTrade({ job: { id }, clientOrderId, side, reason: side === 'BUY' ? 'DCA' : 'TAKE_PROFIT', baseAmount, quoteAmount: '1', priceUsd: '0.2' });
+      // Interleaved, the refused sell's ROLLBACK TO its savepoint used to undo the buy's writes too.
+      const [buy, sell] = await store.transaction(() => Promise.allSettled([trade(a.id, 'a1', 'BUY', '5'), trade(b.id, 'b1', 'SELL', '100')]));
+      assert.equal(buy.status, 'fulfilled');
+      assert.equal(sell.status, 'rejected');
+      assert.equal((await store.jobs.get({ id: a.id })).tokenBalance, '5');
+      assert.deepEqual((await store.ledger.trades({ id: a.id })).map((t) => t.clientOrderId), ['a1']);
+      assert.deepEqual(await store.ledger.trades({ id: b.id }), []);
+      assert.deepEqual((await store.verifyAudit()).problems, []);
+      // A nested transaction that throws is undone, and the outer one goes on.
+      await store.transaction(async () => {
+        await assert.rejects(store.transaction(async () => {
+          await store.jobs.pause({ id: a.id });
+          throw new Error('inner');
+        }), /inner/);
+        await store.jobs.pause({ id: b.id });
+      });
+      assert.deepEqual([(await store.jobs.get({ id: a.id })).status, (await store.jobs.get({ id: b.id })).status], ['RUNNING', 'PAUSED']);
+    });
   });
 }
