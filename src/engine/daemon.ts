@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { insertAudit, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
-import { coerceError, isBotstateError } from '../errors.ts';
+import { BotstateError, coerceError, isBotstateError } from '../errors.ts';
 import { cmp } from '../money/decimal.ts';
 import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import type { IntentInput, Settlement, Trade } from '../ledger/ledger.ts';
@@ -334,6 +334,13 @@ export class Daemon {
         // exist) took no scratch with it.
         if (duplicate && runner.scratchDirty) await this.#store.jobs.saveScratch({ id: job.id }, runner.scratch, this.#options(runner));
         this.#flushed(runner, now);
+        if (trade.status !== 'PENDING') {
+          // The derived id belongs to a trade already settled (one recorded by hand under it, or
+          // a restored backup): sending it would place an order that could never be recorded.
+          throw new BotstateError('DUPLICATE_ORDER', `clientOrderId ${trade.clientOrderId} is already taken by a ${trade.status} trade; the order was not sent`, {
+            hint: 'resume the job once it is in ERROR: that moves it to a new sequence number',
+          });
+        }
         await this.#counted(job, runner, await this.#execute(job, trade, runner, 'tick'), trade);
         return;
       } else if (now - runner.lastFlush >= this.#flushMs && (runner.scratchDirty || Object.keys(runner.state).length > 0)) {
