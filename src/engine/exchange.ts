@@ -46,7 +46,9 @@ export interface Exchange {
   getBalances(): Promise<Readonly<Record<string, Decimal>>>;
   /**
    * Optional batch form of getPrice: one round trip for many tokens (keys as given). The
-   * daemon uses it, when present, to price every job of a tick at once.
+   * daemon uses it, when present, to price every job of a tick at once. A token the exchange
+   * has no valid price for is left out of the map (the daemon then asks getPrice for that job
+   * alone), so that one delisted token does not stop the others.
    */
   getPrices?(tokens: readonly string[]): Promise<ReadonlyMap<string, Decimal>>;
   /**
@@ -62,6 +64,16 @@ export interface Exchange {
  */
 export class ExchangeUnavailableError extends Error {
   override readonly name = 'ExchangeUnavailableError';
+}
+
+/**
+ * The exchange answered, but not with anything this client can read (a malformed order, an
+ * unknown status such as a partial fill, a non-canonical amount, a time without a zone). What
+ * became of the order is unknown, and waiting will not tell: the daemon counts it as a failed
+ * step (ending in ERROR with this message) and leaves the intent PENDING for an operator.
+ */
+export class ExchangeInvalidAnswerError extends Error {
+  override readonly name = 'ExchangeInvalidAnswerError';
 }
 
 /** The exchange answered and refused the request (a 4xx): nothing was placed. */

@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { Daemon, type DaemonOptions } from '../../src/engine/daemon.ts';
-import { ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from '../../src/engine/exchange.ts';
+import { ExchangeInvalidAnswerError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from '../../src/engine/exchange.ts';
 import { HttpExchange } from '../../src/engine/exchanges/http-exchange.ts';
 import { startPaperExchange, type PaperExchangeHandle, type PaperExchangeOptions } from '../../src/engine/exchanges/paper-server.ts';
 import { isBotstateError } from '../../src/errors.ts';
@@ -624,6 +624,24 @@ for (const engine of ENGINES) {
       await sleep(700);
       assert.equal((await exchangeOrders(ex.url)).length, count);
       await assertLedgerMatchesExchange(store, ex.url, job);
+    });
+
+    it('an exchange answer it cannot read fails the step (ERROR with the reason) and leaves the intent PENDING', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const exchange = new Recorder(new HttpExchange(ex.url), {
+        place: () => Promise.reject(new ExchangeInvalidAnswerError('invalid answer from the exchange to order x: status "PARTIALLY_FILLED" is not FILLED or REJECTED')),
+      });
+      const { daemon, lines } = makeDaemon(store, exchange, { maxFailures: 2 });
+      await daemon.start();
+      const failed = await waitFor('ERROR', async () => {
+        const j = await store.jobs.get({ id: job.id });
+        return j.status === 'ERROR' ? j : undefined;
+      });
+      assert.match(failed.statusReason!, /2 steps failed in a row; last: invalid answer from the exchange to order x: status "PARTIALLY_FILLED"/);
+      const pending = await store.ledger.pending();
+      assert.equal(pending.length, 1, 'the intent stays PENDING: what became of the order is unknown');
+      assert.ok(lines.some((l) => l.includes('step failed (1/2)')));
     });
 
     it('never sends an order whose derived clientOrderId a settled trade already holds', async () => {

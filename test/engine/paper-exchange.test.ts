@@ -19,7 +19,7 @@ import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { BotstateError, StorageError, ValidationError } from '../../src/errors.ts';
-import { ExchangeUnavailableError, type ExchangeOrder, type OrderRequest } from '../../src/engine/exchange.ts';
+import { ExchangeInvalidAnswerError, ExchangeUnavailableError, type ExchangeOrder, type OrderRequest } from '../../src/engine/exchange.ts';
 import { HttpExchange } from '../../src/engine/exchanges/http-exchange.ts';
 import { fillAmounts, PaperBook } from '../../src/engine/exchanges/paper-book.ts';
 import { MAX_PRICE, MIN_PRICE, PaperMarket, roundSignificant, stepAt } from '../../src/engine/exchanges/paper-market.ts';
@@ -560,22 +560,38 @@ describe('HttpExchange validates what it is answered', () => {
       ['negative', { ...order, quoteAmount: '-2' }],
       ['status', { ...order, status: 'PARTIAL' }],
       ['time', { ...order, time: 'yesterday' }],
+      ['a time without a zone (read as local time)', { ...order, time: '2026-11-26T03:44:27' }],
+      ['a bare year', { ...order, time: '1' }],
       ['another order', { ...order, clientOrderId: 'v-2' }],
     ];
+    // A definite answer that cannot be read: not "unavailable" (asking again will not help).
     for (const [name, body] of broken) {
       answers.set('GET /orders/v-1', JSON.stringify(body));
-      await assert.rejects(client.getOrder('v-1'), ExchangeUnavailableError, name);
+      await assert.rejects(client.getOrder('v-1'), (e: unknown) => e instanceof ExchangeInvalidAnswerError && !(e instanceof ExchangeUnavailableError), name);
     }
+    answers.set('GET /orders/v-1', JSON.stringify({ ...order, time: '2026-11-26T03:44:27.5+09:00' }));
+    assert.equal((await client.getOrder('v-1'))?.time, '2026-11-26T03:44:27.5+09:00');
     answers.set('GET /orders/v-1', 'not json');
-    await assert.rejects(client.getOrder('v-1'), ExchangeUnavailableError);
+    await assert.rejects(client.getOrder('v-1'), ExchangeInvalidAnswerError);
     answers.set(`GET /price/${TOKEN}`, JSON.stringify({ token: TOKEN, price: '1e-3', time: order.time }));
-    await assert.rejects(client.getPrice(TOKEN), ExchangeUnavailableError);
+    await assert.rejects(client.getPrice(TOKEN), ExchangeInvalidAnswerError);
     answers.set('GET /balances', JSON.stringify({ USD: 100 }));
-    await assert.rejects(client.getBalances(), ExchangeUnavailableError);
+    await assert.rejects(client.getBalances(), ExchangeInvalidAnswerError);
     answers.set('GET /balances', '{"USD":"100","__proto__":"5"}');
     const balances = await client.getBalances();
     assert.equal(Object.getPrototypeOf(balances), Object.prototype);
     assert.equal(Object.getOwnPropertyDescriptor(balances, '__proto__')?.value, '5');
+  });
+
+  it('getPrices leaves out a token it got no valid price for, and keeps the others', async () => {
+    const client = new HttpExchange(url);
+    const other = '0x00000000000000000000000000000000000000b2';
+    answers.set('POST /prices', JSON.stringify({ time: order.time, prices: { [TOKEN]: '2.5', [other]: '0' } }));
+    assert.deepEqual([...(await client.getPrices([TOKEN, other, '0x00000000000000000000000000000000000000b3']))], [[TOKEN, '2.5']]);
+    answers.set('POST /prices', JSON.stringify({ time: order.time, prices: [] }));
+    assert.deepEqual([...(await client.getPrices([TOKEN]))], []);
+    answers.set('POST /prices', JSON.stringify({ time: order.time }));
+    await assert.rejects(client.getPrices([TOKEN]), ExchangeInvalidAnswerError);
   });
 });
 

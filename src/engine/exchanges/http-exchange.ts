@@ -5,9 +5,11 @@
  * `AbortSignal.timeout(timeoutMs)` on every call (covering the whole answer, body included).
  *
  * Failure mapping:
- * - no answer (connection refused or dropped, a timeout), a 5xx, 408 or 429, or a 2xx whose body is
- *   not a valid answer → {@link ExchangeUnavailableError}: the exchange's answer is unknown, an order may or may
- *   not exist, find out with `getOrder`;
+ * - no answer (connection refused or dropped, a timeout), a 5xx, 408 or 429 →
+ *   {@link ExchangeUnavailableError}: the exchange's answer is unknown, an order may or may not
+ *   exist, find out with `getOrder`;
+ * - a 2xx whose body is not a valid answer → {@link ExchangeInvalidAnswerError}: the answer
+ *   cannot be read, and asking again will not help;
  * - 404 on `getOrder` with the exchange's `code: 'ORDER_NOT_FOUND'` → `null`;
  * - any other 4xx → {@link ExchangeRejectedError} carrying the exchange's message (a definite
  *   refusal: nothing was placed; the daemon records the order FAILED).
@@ -17,7 +19,7 @@
  * const order = await exchange.placeOrder({ clientOrderId: 'job1-7', token, side: 'BUY', quoteAmount: '25' });
  */
 import { isDecimal, type Decimal } from '../../money/decimal.ts';
-import { ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from '../exchange.ts';
+import { ExchangeInvalidAnswerError, ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from '../exchange.ts';
 
 export interface HttpExchangeOptions {
   /** Per call, connection to last byte of the answer. Default 5000. */
@@ -27,14 +29,17 @@ export interface HttpExchangeOptions {
 const STATUSES = new Set(['FILLED', 'REJECTED']);
 const SIDES = new Set(['BUY', 'SELL']);
 
-function invalid(what: string, why: string): ExchangeUnavailableError {
-  return new ExchangeUnavailableError(`invalid answer from the exchange to ${what}: ${why}`);
+function invalid(what: string, why: string): ExchangeInvalidAnswerError {
+  return new ExchangeInvalidAnswerError(`invalid answer from the exchange to ${what}: ${why}`);
 }
+
+/** An ISO 8601 time with milliseconds optional and a zone required (Z or ±hh:mm). */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 
 /**
  * Validates a JSON value as an {@link ExchangeOrder}: every field present with its type, amounts and
  * price canonical decimals, the time ISO 8601.
- * @throws ExchangeUnavailableError naming the first bad field.
+ * @throws ExchangeInvalidAnswerError naming the first bad field.
  */
 export function parseExchangeOrder(value: unknown, what = 'an order request'): ExchangeOrder {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid(what, 'not a JSON object');
@@ -55,7 +60,7 @@ export function parseExchangeOrder(value: unknown, what = 'an order request'): E
   const error = v['error'];
   if (error !== null && typeof error !== 'string') throw invalid(what, 'error is neither null nor a string');
   const time = str('time');
-  if (Number.isNaN(Date.parse(time))) throw invalid(what, `time ${JSON.stringify(time)} is not ISO 8601`);
+  if (!ISO_TIME.test(time) || Number.isNaN(Date.parse(time))) throw invalid(what, `time ${JSON.stringify(time)} is not an ISO 8601 time with a zone`);
   return {
     clientOrderId: str('clientOrderId'),
     exchangeOrderId: str('exchangeOrderId'),
@@ -136,9 +141,9 @@ export class HttpExchange implements Exchange {
       const prices = (body as { prices?: unknown } | null)?.prices;
       if (typeof prices !== 'object' || prices === null) throw invalid(what, 'prices is not an object');
       for (const token of chunk) {
-        const price = (prices as Record<string, unknown>)[token];
-        if (!isDecimal(price) || price === '0' || price.startsWith('-')) throw invalid(what, `the price of ${token} ${JSON.stringify(price)} is not a canonical positive decimal`);
-        out.set(token, price);
+        // A token without a valid price is left out: the caller asks for it alone.
+        const price = Object.hasOwn(prices, token) ? (prices as Record<string, unknown>)[token] : undefined;
+        if (isDecimal(price) && price !== '0' && !price.startsWith('-')) out.set(token, price);
       }
     }
     return out;
