@@ -63,6 +63,17 @@ type Outcome = 'executed' | 'failed' | 'unknown';
 
 const ACTIVE = new Set(['RUNNING', 'LIQUIDATING']);
 
+/**
+ * When a fill happened, by this daemon's clock: the exchange's time, but no earlier than the
+ * intent was committed and no later than now. The fill time becomes lastDcaBuyTime and the
+ * trade's time for maxTradesPerHour, which are compared with this daemon's clock: an exchange
+ * clock two hours behind made every tick's DCA due again.
+ */
+function fillTime(reported: string, intentAt: string, now: number): string {
+  const ms = Math.min(Math.max(Date.parse(reported), Date.parse(intentAt)), now);
+  return new Date(ms).toISOString();
+}
+
 /** A LIQUIDATING job with nothing left to sell: it completes without a price. */
 const liquidated = (job: Job): boolean => job.status === 'LIQUIDATING' && cmp(job.tokenBalance, '0') <= 0;
 
@@ -443,7 +454,7 @@ export class Daemon {
             quoteAmount: order.quoteAmount,
             priceUsd: order.price,
             exchangeOrderId: order.exchangeOrderId,
-            executedAt: new Date(order.time).toISOString(),
+            executedAt: fillTime(order.time, trade.createdAt, now),
           }
         : { status: 'FAILED', error: order.error ?? 'rejected by the exchange' };
     const settled = await this.#store.ledger.settle(trade.clientOrderId, settlement, {

@@ -626,6 +626,23 @@ for (const engine of ENGINES) {
       await assertLedgerMatchesExchange(store, ex.url, job);
     });
 
+    it("an exchange clock hours behind does not make the DCA due again: a fill's time is kept between its intent and now", async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: ['accumulate.dcaIntervalHours=1'] });
+      const inner = new HttpExchange(ex.url);
+      const late = (o: ExchangeOrder): ExchangeOrder => ({ ...o, time: new Date(Date.parse(o.time) - 2 * 3_600_000).toISOString() });
+      const exchange = new Recorder(inner, { place: async (o) => late(await inner.placeOrder(o)) });
+      const { daemon } = makeDaemon(store, exchange);
+      await daemon.start();
+      await waitFor('the first DCA', async () => (await store.ledger.trades({ id: job.id }, { status: 'EXECUTED' })).length === 1);
+      await exchange.waitCalls('price', TOKEN, 10);
+      await daemon.stop();
+      const trades = await store.ledger.trades({ id: job.id });
+      assert.equal(trades.length, 1, 'one DCA in the hour, not one per tick');
+      assert.ok(trades[0]!.executedAt! >= trades[0]!.createdAt, `${trades[0]!.executedAt} is not before the intent ${trades[0]!.createdAt}`);
+      assert.equal((await store.jobs.get({ id: job.id })).lastDcaBuyTime, trades[0]!.executedAt);
+    });
+
     it('an exchange answer it cannot read fails the step (ERROR with the reason) and leaves the intent PENDING', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
