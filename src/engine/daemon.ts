@@ -109,6 +109,7 @@ export class Daemon {
   #started = false;
   #outageSince: number | undefined;
   #renewer: NodeJS.Timeout | undefined;
+  #renewing: Promise<void> | undefined;
   readonly #leaseTtlMs: number;
 
   constructor(options: DaemonOptions) {
@@ -140,6 +141,31 @@ export class Daemon {
     this.#started = true;
     const t0 = performance.now();
     await this.#leases.register();
+    // Heartbeats and renewals from now on: a recovery slowed by the exchange (a hung exchange,
+    // timeouts) must not let the leases lapse, nor make this daemon look dead to another.
+    this.#startRenewer();
+    try {
+      return await this.#recover(t0);
+    } catch (e) {
+      clearInterval(this.#renewer);
+      throw e;
+    }
+  }
+
+  #startRenewer(): void {
+    this.#renewer = setInterval(() => {
+      if (this.#renewing !== undefined) return; // the last one is still running
+      this.#renewing = this.#leases
+        .renew()
+        .catch((e) => this.#log(`${stamp()}  could not renew the leases: ${coerceError(e).message}`))
+        .finally(() => {
+          this.#renewing = undefined;
+        });
+    }, Math.max(50, Math.floor(this.#leaseTtlMs / 3)));
+    this.#renewer.unref();
+  }
+
+  async #recover(t0: number): Promise<RecoveryReport> {
     // Only the fences of the jobs with an open intent are needed now; the first tick reads the
     // rest. The intents are read once the claims have committed: another daemon that held one of
     // these jobs is fenced out by then, so none of them can be settled behind this one's back.
@@ -173,11 +199,6 @@ export class Daemon {
       ms: Math.round((performance.now() - t0) * 10) / 10,
     };
     await this.#auditRecovery(report);
-    const ttl = this.#leaseTtlMs;
-    this.#renewer = setInterval(() => {
-      this.#leases.renew().catch((e) => this.#log(`${stamp()}  could not renew the leases: ${coerceError(e).message}`));
-    }, Math.max(50, Math.floor(ttl / 3)));
-    this.#renewer.unref();
     this.#log(
       `recovered in ${report.ms} ms: ${report.jobs} jobs, ${report.pending} pending intents ` +
         `(${report.executed} executed, ${report.failed} failed, ${report.resent} re-sent, ${report.unresolved} unresolved)`,
@@ -191,6 +212,7 @@ export class Daemon {
     this.#stopping = true;
     clearTimeout(this.#timer);
     clearInterval(this.#renewer);
+    await this.#renewing;
     await this.#ticking;
     // The strategy state observed since the last order or flush (new highs, the price window), in
     // one transaction: each job's write is its own savepoint, so a lost lease skips only that job.

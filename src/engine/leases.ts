@@ -120,7 +120,7 @@ export class Leases {
    */
   async renew(): Promise<void> {
     await this.#store.transaction(async (tx) => {
-      await tx.run('UPDATE daemon_instances SET heartbeat_at = ? WHERE id = ?', [this.#iso(), this.instanceId]);
+      await tx.run('UPDATE daemon_instances SET heartbeat_at = ?, stopped_at = NULL WHERE id = ?', [this.#iso(), this.instanceId]);
       await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [this.#iso(this.#ttlMs), this.instanceId, this.#iso(this.#ttlMs / 2)]);
     });
   }
@@ -157,7 +157,7 @@ export class Leases {
   async #refresh(tx: Executor): Promise<void> {
     const now = this.#iso();
     const expires = this.#iso(this.#ttlMs);
-    await tx.run('UPDATE daemon_instances SET heartbeat_at = ? WHERE id = ?', [now, this.instanceId]);
+    await tx.run('UPDATE daemon_instances SET heartbeat_at = ?, stopped_at = NULL WHERE id = ?', [now, this.instanceId]);
     // Renewed when half the TTL is left, not every tick: a thousand jobs need not be rewritten each second.
     await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [expires, this.instanceId, this.#iso(this.#ttlMs / 2)]);
     await tx.run(

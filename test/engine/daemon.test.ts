@@ -626,6 +626,30 @@ for (const engine of ENGINES) {
       await assertLedgerMatchesExchange(store, ex.url, job);
     });
 
+    it('heartbeats and renews its leases while a slow exchange holds up its recovery', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      let release!: () => void;
+      const hung = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const exchange = new Recorder(new HttpExchange(ex.url), { get: () => hung });
+      const { daemon } = makeDaemon(store, exchange, { leaseTtlMs: 1500 });
+      const starting = daemon.start();
+      const ms = (v: unknown): number => (v instanceof Date ? v.getTime() : Date.parse(String(v)));
+      const beat = async () => ms((await raw('SELECT heartbeat_at FROM daemon_instances WHERE id = ?', [daemon.instanceId]))[0]?.['heartbeat_at']);
+      await waitFor('the recovery to ask the exchange', () => exchange.count('get') > 0);
+      const first = await beat();
+      // The TTL is 1.5 s; without renewals a second daemon would take this one for dead.
+      await waitFor('a heartbeat during the recovery', async () => (await beat()) > first, 3000);
+      const [lease] = await raw('SELECT expires_at FROM job_leases WHERE job_id = ?', [job.id]);
+      assert.ok(ms(lease!['expires_at']) > Date.now(), 'the lease has not lapsed');
+      release();
+      const report = await starting;
+      assert.equal(report.executed + report.resent + report.unresolved >= 1, true);
+    });
+
     it("an exchange clock hours behind does not make the DCA due again: a fill's time is kept between its intent and now", async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: ['accumulate.dcaIntervalHours=1'] });

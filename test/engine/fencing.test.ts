@@ -108,6 +108,22 @@ for (const engine of ENGINES) {
       assert.equal((await store.jobs.updateState({ id: job.id }, { recentHigh: '2' }, { fence: fenceB })).recentHigh, '2');
     });
 
+    it('a daemon another one took for dead counts again for the fair share once it heartbeats', async () => {
+      const store = await fx.open();
+      const a = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => T0 });
+      await a.register();
+      const sql = (text: string): string => (fx.engine === 'sqlite' ? text : text.replace(/\?/g, (_, i: number) => `$${text.slice(0, i).split('?').length}`));
+      const markStopped = () => fx.raw(sql('UPDATE daemon_instances SET stopped_at = ? WHERE id = ?'), [new Date(T0).toISOString(), 'daemon-A']);
+      const stopped = async () => (await fx.raw(sql('SELECT stopped_at FROM daemon_instances WHERE id = ?'), ['daemon-A']))[0]!['stopped_at'];
+      await markStopped();
+      assert.notEqual(await stopped(), null);
+      await a.renew();
+      assert.equal(await stopped(), null);
+      await markStopped();
+      await a.sync();
+      assert.equal(await stopped(), null);
+    });
+
     it('syncForRecovery claims as sync does, and returns the fences of the held jobs with open intents', async () => {
       const store = await fx.open();
       const jobs: Job[] = [];
