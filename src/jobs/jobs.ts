@@ -1,9 +1,10 @@
 import { insertAudit, jobStream, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
 import { BotstateError, InvalidTransitionError, ValidationError } from '../errors.ts';
-import { isZero } from '../money/decimal.ts';
+import { isZero, parseDecimal } from '../money/decimal.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
+import { isIsoTime } from '../util/time.ts';
 import { normalizeAddress } from './address.ts';
 import { defaultConfig, resolveConfig, serializeConfig } from './config.ts';
 import {
@@ -52,6 +53,35 @@ export interface ConfigureInput {
 
 /** Audited fields a strategy moves between ticks. */
 export type StrategyStatePatch = Partial<Pick<Job, 'recentHigh' | 'recentHighTime' | 'lastDcaBuyTime' | 'lastRebalanceTime'>>;
+
+const STATE_TIMES = ['recentHighTime', 'lastDcaBuyTime', 'lastRebalanceTime'] as const;
+
+/**
+ * The patch with recentHigh canonical (a decimal ≥ 0) and each time null or a real ISO 8601 UTC
+ * time with milliseconds; anything else is refused before it is stored (a stored "abc" or
+ * "yesterday" broke every later comparison of the job).
+ */
+function checkStatePatch(patch: StrategyStatePatch): StrategyStatePatch {
+  if (typeof patch !== 'object' || patch === null) throw new ValidationError('INVALID_ARGUMENT', 'the state patch must be an object');
+  const out: { -readonly [K in keyof StrategyStatePatch]: StrategyStatePatch[K] } = {};
+  for (const [key, value] of Object.entries(patch)) {
+    if (key === 'recentHigh') {
+      out.recentHigh = parseDecimal(value as string, { field: 'recentHigh' });
+    } else if ((STATE_TIMES as readonly string[]).includes(key)) {
+      if (value !== null && !isIsoTime(value)) {
+        throw new ValidationError('INVALID_ARGUMENT', `${key} ${JSON.stringify(value)} is not a real ISO 8601 UTC time with milliseconds`, {
+          hint: 'pass new Date(ms).toISOString(), or null',
+        });
+      }
+      out[key as (typeof STATE_TIMES)[number]] = value;
+    } else {
+      throw new ValidationError('INVALID_ARGUMENT', `"${key}" is not a strategy state field`, {
+        hint: 'updateState takes recentHigh, recentHighTime, lastDcaBuyTime and lastRebalanceTime',
+      });
+    }
+  }
+  return out;
+}
 
 const SYMBOL = /^[A-Za-z0-9$._-]{1,32}$/;
 
@@ -195,6 +225,7 @@ export class Jobs {
 
   /** Persists strategy state (recent high, timers, the strategy's own document). Audited. */
   async updateState(ref: JobRef, patch: StrategyStatePatch, options?: CallOptions): Promise<Job> {
+    patch = checkStatePatch(patch);
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
       const row = await lockJob(tx, this.#ctx.adapter.dialect, ref, options);

@@ -4,6 +4,7 @@ import { add, cmp, isNegative, parseDecimal, sub, type Decimal } from '../money/
 import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context, Fence } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
+import { isIsoTime } from '../util/time.ts';
 
 export const TradeSide = Object.freeze({ BUY: 'BUY', SELL: 'SELL' } as const);
 export type TradeSide = (typeof TradeSide)[keyof typeof TradeSide];
@@ -149,7 +150,6 @@ function toTrade(row: TradeRow): Trade {
 
 const CLIENT_ORDER_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 const REFERENCE = /^[\x21-\x7e]{1,128}$/;
-const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 function checkTradeInput(input: TradeInput): void {
   if (typeof input.clientOrderId !== 'string' || !CLIENT_ORDER_ID.test(input.clientOrderId)) {
@@ -187,8 +187,8 @@ function checkFill(fill: Fill): CheckedFill {
     return v;
   };
   const executedAt = fill.executedAt ?? new Date().toISOString();
-  if (fill.executedAt !== undefined && (!ISO.test(executedAt) || Number.isNaN(Date.parse(executedAt)))) {
-    throw new ValidationError('INVALID_ARGUMENT', `executedAt "${executedAt}" is not an ISO 8601 UTC time with milliseconds`, {
+  if (fill.executedAt !== undefined && !isIsoTime(executedAt)) {
+    throw new ValidationError('INVALID_ARGUMENT', `executedAt "${executedAt}" is not a real ISO 8601 UTC time with milliseconds`, {
       hint: 'pass new Date().toISOString()',
     });
   }

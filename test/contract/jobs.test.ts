@@ -164,6 +164,15 @@ for (const engine of ENGINES) {
       assert.equal((await store.history({ id: job.id })).length, 2, 'scratch state is not audited');
       const same = await store.jobs.updateState({ id: job.id }, { recentHigh: '0.0123456789' });
       assert.equal(same.version, updated.version);
+      // Values that would break every later comparison of the job are refused, and nothing changes.
+      const before = await fx.dump();
+      for (const bad of [{ recentHigh: 'abc' }, { recentHigh: '1e3' }, { recentHigh: '-3' }, { lastDcaBuyTime: 'yesterday' },
+        { lastDcaBuyTime: '2026-01-01T00:00:00Z' }, { recentHighTime: '2026-02-30T00:00:00.000Z' }, { tokenBalance: '5' }]) {
+        await rejectsWith(store.jobs.updateState({ id: job.id }, bad as never), 'recentHigh' in bad ? 'INVALID_AMOUNT' : 'INVALID_ARGUMENT');
+      }
+      assert.equal(await fx.dump(), before);
+      assert.equal((await store.jobs.updateState({ id: job.id }, { recentHigh: '0.01234567890' })).version, updated.version, 'a non-canonical equal value is the same value');
+      assert.equal((await store.jobs.updateState({ id: job.id }, { lastRebalanceTime: null })).version, updated.version);
       await assert.rejects(store.jobs.saveScratch({ id: job.id }, { big: 'x'.repeat(70000) }), /64 KiB/);
       assert.deepEqual((await store.verifyAudit()).problems, []);
     });

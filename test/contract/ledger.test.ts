@@ -88,6 +88,10 @@ for (const engine of ENGINES) {
       await rejectsWith(store.ledger.recordTrade(buy('has space', '1')), 'INVALID_ARGUMENT');
       await rejectsWith(store.ledger.recordTrade(buy('b-3', '1', { side: 'HOLD' as never })), 'INVALID_ARGUMENT');
       await rejectsWith(store.ledger.recordTrade(buy('b-4', '1', { executedAt: 'yesterday' })), 'INVALID_ARGUMENT');
+      // Date.parse rolls these over; PostgreSQL would store another instant than the one hashed, or refuse it.
+      for (const executedAt of ['2026-01-01T24:00:00.000Z', '2026-02-30T00:00:00.000Z', '2026-01-01T00:00:60.000Z']) {
+        await rejectsWith(store.ledger.recordTrade(buy('b-4', '1', { executedAt })), 'INVALID_ARGUMENT');
+      }
       await rejectsWith(store.ledger.recordTrade(buy('b-5', '1', { job: { id: 'nope' } })), 'JOB_NOT_FOUND');
       assert.equal(await fx.dump(), before);
     });
