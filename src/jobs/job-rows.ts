@@ -3,6 +3,7 @@ import { BotstateError, NotFoundError, ValidationError } from '../errors.ts';
 import type { Decimal } from '../money/decimal.ts';
 import type { Dialect, Executor, SqlParam } from '../store/adapter.ts';
 import type { CallOptions, Fence } from '../store/context.ts';
+import { isStorableText } from '../util/text.ts';
 import { normalizeAddress } from './address.ts';
 import { deserializeConfig, serializeConfig, type JobConfig } from './config.ts';
 import type { JobMode, JobStatus } from './lifecycle.ts';
@@ -256,11 +257,29 @@ export interface JobUpdate {
 
 /** A scratch document as stored: a JSON object of at most 64 KiB. */
 export function scratchText(doc: Readonly<Record<string, unknown>>): string {
-  const text = JSON.stringify(doc);
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc) || text.length > 65536) {
-    throw new ValidationError('INVALID_ARGUMENT', 'strategy scratch state must be a JSON object of at most 64 KiB');
+  const refused = () => new ValidationError('INVALID_ARGUMENT', 'strategy scratch state must be a JSON object of at most 64 KiB');
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw refused();
+  let text: string;
+  try {
+    text = JSON.stringify(doc);
+  } catch {
+    throw refused(); // a BigInt, a cycle
+  }
+  if (text.length > 65536) throw refused();
+  if (!storableJson(doc)) {
+    // PostgreSQL's jsonb refuses both; SQLite would keep them: the engines must agree.
+    throw new ValidationError('INVALID_ARGUMENT', 'strategy scratch state holds a NUL character or a lone UTF-16 surrogate', {
+      hint: 'keep only well-formed text in the scratch state',
+    });
   }
   return text;
+}
+
+function storableJson(value: unknown): boolean {
+  if (typeof value === 'string') return isStorableText(value);
+  if (typeof value !== 'object' || value === null) return true;
+  if (Array.isArray(value)) return value.every(storableJson);
+  return Object.entries(value).every(([k, v]) => isStorableText(k) && storableJson(v));
 }
 
 const updateSql = new Map<string, string>();

@@ -4,6 +4,7 @@ import { isZero, parseDecimal } from '../money/decimal.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
+import { storableText } from '../util/text.ts';
 import { isIsoTime } from '../util/time.ts';
 import { normalizeAddress } from './address.ts';
 import { defaultConfig, resolveConfig, serializeConfig } from './config.ts';
@@ -206,7 +207,7 @@ export class Jobs {
   /** Any status → ERROR, keeping the reason. */
   async fail(ref: JobRef, reason: string, options?: CallOptions): Promise<Job> {
     if (reason.trim() === '') throw new ValidationError('INVALID_ARGUMENT', 'a failure needs a reason', { hint: 'say why the job failed' });
-    return this.#transition(ref, 'fail', (at) => ({ statusReason: reason.slice(0, 2000), stoppedAt: at }), options);
+    return this.#transition(ref, 'fail', (at) => ({ statusReason: storableText(reason, 2000), stoppedAt: at }), options);
   }
 
   /** Changes a job's config in any status (validated, audited). */

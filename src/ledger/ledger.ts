@@ -4,6 +4,7 @@ import { add, cmp, isNegative, parseDecimal, sub, type Decimal } from '../money/
 import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context, Fence } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
+import { storableText } from '../util/text.ts';
 import { isIsoTime } from '../util/time.ts';
 
 export const TradeSide = Object.freeze({ BUY: 'BUY', SELL: 'SELL' } as const);
@@ -433,7 +434,7 @@ export class Ledger {
           [fill.base, fill.quote, fill.price, fill.exchangeOrderId, fill.txHash, fill.executedAt, current.id],
         );
       } else {
-        const error = (settlement as { error: string }).error.slice(0, 2000);
+        const error = storableText((settlement as { error: string }).error, 2000);
         trade = { ...toTrade(current), status: 'FAILED', error };
         changed = await tx.run("UPDATE trades SET status = 'FAILED', error = ? WHERE id = ? AND status = 'PENDING'", [error, current.id]);
       }

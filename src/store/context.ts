@@ -1,4 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { ValidationError } from '../errors.ts';
+import { isStorableText } from '../util/text.ts';
 import type { Adapter, Executor } from './adapter.ts';
 
 /** Options every store method accepts. */
@@ -125,6 +127,13 @@ export class Context {
   }
 
   actorFor(options: CallOptions | undefined): string {
-    return options?.actor ?? this.actor;
+    const actor = options?.actor;
+    if (actor === undefined) return this.actor;
+    if (typeof actor !== 'string' || actor.length === 0 || actor.length > 200 || !isStorableText(actor)) {
+      throw new ValidationError('INVALID_ARGUMENT', 'the actor must be 1 to 200 characters of well-formed text without NUL', {
+        hint: 'name who is acting, e.g. "ops:alice"',
+      });
+    }
+    return actor;
   }
 }

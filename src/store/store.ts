@@ -2,6 +2,7 @@ import { userInfo } from 'node:os';
 import { readStream, jobStream, type AuditEntry, type AuditReport } from '../audit/audit.ts';
 import { verifyAudit } from '../audit/verify.ts';
 import { NotFoundError, ValidationError } from '../errors.ts';
+import { isStorableText } from '../util/text.ts';
 import { requireJob, type JobRef } from '../jobs/job-rows.ts';
 import { Jobs } from '../jobs/jobs.ts';
 import { Ledger } from '../ledger/ledger.ts';
@@ -79,8 +80,8 @@ function checkOptions(options: StoreOptions): Required<StoreOptions> {
       throw new ValidationError('INVALID_ARGUMENT', `store option ${key} must be true or false`);
     }
   }
-  if (options.actor !== undefined && (typeof options.actor !== 'string' || options.actor.length === 0 || options.actor.length > 200)) {
-    throw new ValidationError('INVALID_ARGUMENT', 'store option actor must be a string of 1 to 200 characters');
+  if (options.actor !== undefined && (typeof options.actor !== 'string' || options.actor.length === 0 || options.actor.length > 200 || !isStorableText(options.actor))) {
+    throw new ValidationError('INVALID_ARGUMENT', 'store option actor must be 1 to 200 characters of well-formed text without NUL');
   }
   return Object.freeze({
     durability: oneOf('durability', options.durability, ['process', 'power'], 'process'),

@@ -197,6 +197,32 @@ for (const engine of ENGINES) {
       assert.deepEqual((await store.jobs.list()).map((j) => j.status), ['PAUSED', 'PAUSED']);
     });
 
+    it('free text is stored as hashed: no split surrogate pair, no lone surrogate or NUL; scratch and actors refuse them', async () => {
+      const job = await store.jobs.start({ tokenAddress: tokenAddress(1) });
+      const failed = await store.jobs.fail({ id: job.id }, `${'a'.repeat(1999)}\u{1F600} down`);
+      assert.equal(failed.statusReason, 'a'.repeat(1999), 'cut before the emoji, not inside it');
+      const other = await store.jobs.start({ tokenAddress: tokenAddress(2) });
+      const odd = await store.jobs.fail({ id: other.id }, 'lone \ud83d and nul \u0000 here');
+      assert.equal(odd.statusReason, 'lone \ufffd and nul \ufffd here');
+      assert.equal((await store.jobs.get({ id: other.id })).statusReason, odd.statusReason);
+      const third = await store.jobs.start({ tokenAddress: tokenAddress(3) });
+      const { trade } = await store.ledger.recordIntent({ job: { id: third.id }, side: 'BUY', reason: 'DCA', quoteAmount: '1' });
+      const settled = await store.ledger.settle(trade.clientOrderId, { status: 'FAILED', error: 'rejected \udc00' });
+      assert.equal(settled.trade.error, 'rejected \ufffd');
+      assert.deepEqual((await store.verifyAudit()).problems, []);
+
+      const before = await fx.dump();
+      for (const doc of [{ s: 'nul \u0000' }, { s: 'lone \ud800' }, { ['key \udfff']: 1 }, { deep: [{ s: '\u0000' }] }, { big: 1n }]) {
+        await rejectsWith(store.jobs.saveScratch({ id: third.id }, doc), 'INVALID_ARGUMENT');
+      }
+      for (const actor of ['', 'x'.repeat(201), 'ops\u0000', 'ops \ud800']) {
+        await rejectsWith(store.jobs.pause({ id: third.id }, { actor }), 'INVALID_ARGUMENT');
+      }
+      assert.equal(await fx.dump(), before);
+      await store.jobs.saveScratch({ id: third.id }, { s: 'ok \u{1F600}' });
+      assert.deepEqual((await store.jobs.get({ id: third.id })).strategyState, { s: 'ok \u{1F600}' });
+    });
+
     it('calls made at once inside one transaction take turns: one that fails undoes only its own writes', async () => {
       const a = await store.jobs.start({ tokenAddress: tokenAddress(1) });
       const b = await store.jobs.start({ tokenAddress: tokenAddress(2) });
