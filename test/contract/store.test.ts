@@ -14,7 +14,7 @@ import { isBotstateError } from '../../src/errors.ts';
 import { openStore, type Store, type StoreOptions } from '../../src/store/store.ts';
 import { envWithout, runChild } from '../helpers/child.ts';
 import { rejectsWith } from '../helpers/assert.ts';
-import { ENGINES, PG_URL, TOKEN, type Fixture } from '../helpers/engines.ts';
+import { ENGINES, PG_URL, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
 
 
 /** Exact 18-decimal formatting of base units. */
@@ -372,6 +372,15 @@ for (const engine of ENGINES) {
         const schema = new URL(fx.url).searchParams.get('schema');
         assert.deepEqual(await fx.raw('SELECT nspname FROM pg_namespace WHERE nspname = $1', [schema]), [], 'the schema was created');
       }
+    });
+
+    it('a closed store refuses calls with STORAGE_UNAVAILABLE, and closing again is a no-op', async () => {
+      const store = await fx.open();
+      await store.jobs.start({ tokenAddress: TOKEN });
+      await store.close();
+      await store.close();
+      await assert.rejects(store.jobs.list(), (e: unknown) => isBotstateError(e) && e.code === 'STORAGE_UNAVAILABLE' && /is closed/.test(e.message));
+      await assert.rejects(store.jobs.start({ tokenAddress: tokenAddress(2) }), (e: unknown) => isBotstateError(e) && e.code === 'STORAGE_UNAVAILABLE');
     });
 
     it('foreign keys are enforced: a trade for a job that does not exist is refused', async () => {

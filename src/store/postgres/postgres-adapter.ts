@@ -50,6 +50,7 @@ export class PostgresAdapter implements Adapter {
 
   readonly #pool: pg.Pool;
   readonly #names = new Map<string, { text: string; name: string }>();
+  #closing: Promise<void> | undefined;
 
   private constructor(pool: pg.Pool, options: PostgresOptions) {
     this.#pool = pool;
@@ -126,11 +127,14 @@ export class PostgresAdapter implements Adapter {
     return (await tx.get(sql, [this.schema, name])) !== undefined;
   }
 
-  async close(): Promise<void> {
-    await this.#pool.end();
+  /** Ends the pool once; later calls wait for the same end. */
+  close(): Promise<void> {
+    this.#closing ??= this.#pool.end();
+    return this.#closing;
   }
 
   async #connect(): Promise<pg.PoolClient> {
+    if (this.#closing !== undefined) throw new StorageError('STORAGE_UNAVAILABLE', `the store at ${this.location} is closed`);
     try {
       return await this.#pool.connect();
     } catch (e) {
