@@ -40,7 +40,8 @@ function replay(entries: readonly AuditEntry[]): Record<string, unknown> {
 /**
  * Verifies the audit log: every hash and link of every stream, then for every job that its row
  * is the head of its stream (version and hash) and that replaying its entries gives exactly
- * the row's state, so an edit to either the log or the job is found. Reads only.
+ * the row's state, so an edit to either the log or the job is found, and that every job stream
+ * still has its job (a deleted job is found too). Reads only.
  */
 export async function verifyAudit(tx: Executor): Promise<AuditReport> {
   const { heads, entries, problems } = await verifyChains(tx);
@@ -51,6 +52,13 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
     list.push(e);
   }
   const rows = await tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY id`);
+  // A job's stream with no job row: the job was deleted (jobs are never deleted by botstate).
+  const jobStreams = new Set(rows.map((row) => jobStream(row.id)));
+  for (const [stream, head] of heads) {
+    if (stream.startsWith(jobStream('')) && !jobStreams.has(stream)) {
+      problems.push({ stream, seq: head.seq, problem: 'the job of this stream is gone (its row was deleted)' });
+    }
+  }
   for (const row of rows) {
     const stream = jobStream(row.id);
     const head = heads.get(stream);

@@ -91,6 +91,14 @@ for (const engine of ENGINES) {
       assert.match(report.problems[0]!.problem, /job row does not match/);
     });
 
+    it('verify finds a job deleted with its trades (its stream has no job any more)', async () => {
+      await fx.raw('DELETE FROM trades');
+      await fx.raw('DELETE FROM jobs');
+      const report = await store.verifyAudit();
+      assert.equal(report.problems.length, 1);
+      assert.match(report.problems[0]!.problem, /the job of this stream is gone/);
+    });
+
     it('verify finds a job balance edited without an audit entry', async () => {
       await fx.raw(`UPDATE jobs SET token_balance = ${p(1)}`, ['1000000']);
       const report = await store.verifyAudit();
