@@ -216,10 +216,14 @@ export class Daemon {
     await this.#ticking;
     // The strategy state observed since the last order or flush (new highs, the price window), in
     // one transaction: each job's write is its own savepoint, so a lost lease skips only that job.
+    // Marked written only once committed: the transaction may run its body again (a retry).
     await this.#store
       .transaction(async () => {
-        for (const [id, runner] of this.#runners) await this.#flushBeforeLeaving(id, runner, `job ${id}`);
+        const written: Runner[] = [];
+        for (const [id, runner] of this.#runners) if (await this.#flushBeforeLeaving(id, runner, `job ${id}`)) written.push(runner);
+        return written;
       })
+      .then((written) => written.forEach((runner) => this.#flushed(runner, Date.now())))
       .catch((e) => this.#log(`could not save the strategy state: ${coerceError(e).message}`));
     if (this.#started) await this.#leases.release().catch((e) => this.#log(`could not release the leases: ${coerceError(e).message}`));
   }
@@ -401,17 +405,19 @@ export class Daemon {
   }
 
   /**
-   * Writes what a runner holds that is not written yet, in its own transaction, before the daemon
-   * lets the job go (a stop, or the job going to ERROR). A failure is logged, not thrown: what it
-   * loses is at most one flush interval of observed prices.
+   * Writes what a runner holds that is not written yet, in its own transaction (or savepoint),
+   * before the daemon lets the job go (a stop, or the job going to ERROR); says whether it wrote
+   * anything. A failure is logged, not thrown: what it loses is at most one flush interval of
+   * observed prices.
    */
-  async #flushBeforeLeaving(jobId: string, runner: Runner, symbol: string): Promise<void> {
-    if (!runner.scratchDirty && Object.keys(runner.state).length === 0) return;
+  async #flushBeforeLeaving(jobId: string, runner: Runner, symbol: string): Promise<boolean> {
+    if (!runner.scratchDirty && Object.keys(runner.state).length === 0) return false;
     try {
       await this.#store.transaction(() => this.#flush(jobId, runner));
-      this.#flushed(runner, Date.now());
+      return true;
     } catch (e) {
       this.#log(`${stamp()}  ${symbol}  could not save the strategy state: ${coerceError(e).message}`);
+      return false;
     }
   }
 
@@ -527,7 +533,7 @@ export class Daemon {
     if (runner.failures < this.#maxFailures || error.category === 'storage' || job.status === 'ERROR') return;
     try {
       const reason = `${runner.failures} steps failed in a row; last: ${message}`;
-      await this.#flushBeforeLeaving(job.id, runner, job.tokenSymbol);
+      if (await this.#flushBeforeLeaving(job.id, runner, job.tokenSymbol)) this.#flushed(runner, Date.now());
       await this.#store.jobs.fail({ id: job.id }, reason, this.#options(runner));
       this.#runners.delete(job.id);
       this.#log(`${stamp()}  ${job.tokenSymbol}  → ERROR: ${reason}`);

@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { ValidationError } from '../errors.ts';
+import { BotstateError, ValidationError } from '../errors.ts';
 import { isStorableText } from '../util/text.ts';
 import type { Adapter, Executor } from './adapter.ts';
 
@@ -31,15 +31,29 @@ interface Ambient {
   open: boolean;
 }
 
+/**
+ * Where calls joined to a transaction take turns: the transaction's own body, or the body of a
+ * call (or nested transaction) made in it. Calls made directly in one scope run one at a time,
+ * each in a scope of its own, so siblings take turns at every level and no call waits for an
+ * ancestor.
+ */
+interface Scope {
+  readonly tx: Executor;
+  readonly txn: Ambient;
+  /** Cleared when the body has returned or thrown: a call still queued in it is then refused. */
+  open: boolean;
+  /** The end of the queue of calls made directly in this scope. */
+  tail: Promise<void>;
+}
+
 /** What the domain modules share: the adapter, the ambient transaction and the default actor. */
 export class Context {
   readonly adapter: Adapter;
   readonly actor: string;
   readonly #ambient = new AsyncLocalStorage<Ambient>();
-  /** The transaction whose turn the current call holds (so that a call made inside it does not wait for itself). */
-  readonly #turn = new AsyncLocalStorage<Executor>();
-  /** Per joined transaction, the end of the queue of calls waiting for their turn. */
-  readonly #queues = new WeakMap<Executor, Promise<void>>();
+  readonly #scope = new AsyncLocalStorage<Scope>();
+  /** Scopes for a `tx` passed explicitly from outside its transaction's body (nothing better is known). */
+  readonly #loose = new WeakMap<Executor, Scope>();
 
   constructor(adapter: Adapter, actor: string) {
     this.adapter = adapter;
@@ -53,24 +67,58 @@ export class Context {
     return ambient?.open ? ambient.tx : undefined;
   }
 
+  /** The scope a call joined to `tx` takes its turn in. */
+  #scopeFor(tx: Executor): Scope {
+    const current = this.#scope.getStore();
+    if (current !== undefined && current.tx === tx && current.txn.open) return current;
+    let loose = this.#loose.get(tx);
+    if (loose === undefined) {
+      loose = { tx, txn: { tx, open: true }, open: true, tail: Promise.resolve() };
+      this.#loose.set(tx, loose);
+    }
+    return loose;
+  }
+
   /**
-   * Runs `fn` when no other call joined to `tx` is running: calls made at once inside one
-   * transaction (`Promise.all` of two writes) take turns. Interleaved, a failing call's
-   * ROLLBACK TO its savepoint would also undo the writes the other made after that savepoint.
+   * Runs `fn` once the calls made before it in the same scope are done: calls made at once inside
+   * one transaction (`Promise.all` of two writes) take turns. Interleaved, a failing call's
+   * ROLLBACK TO its savepoint would also undo the writes the other made after that savepoint. A
+   * call whose turn comes after its transaction has ended is refused: it would run outside it.
    */
-  async #inTurn<T>(tx: Executor, fn: () => Promise<T>): Promise<T> {
-    if (this.#turn.getStore() === tx) return fn();
-    const previous = this.#queues.get(tx) ?? Promise.resolve();
+  async #inTurn<T>(tx: Executor, fn: () => Promise<T>, savepoint: boolean): Promise<T> {
+    const parent = this.#scopeFor(tx);
+    const previous = parent.tail;
     let done!: () => void;
     const mine = new Promise<void>((resolve) => {
       done = resolve;
     });
-    this.#queues.set(tx, previous.then(() => mine));
+    parent.tail = previous.then(() => mine);
     await previous;
     try {
-      return await this.#turn.run(tx, fn);
+      if (!parent.open || !parent.txn.open) {
+        throw new BotstateError('INVALID_ARGUMENT', 'this call joined a transaction (or a call) that ended before it could run', {
+          hint: 'await every store call made inside store.transaction before the transaction returns',
+        });
+      }
+      // The calls `fn` leaves queued are refused (or finish) before its savepoint is rolled back or released.
+      const body = () => this.#within({ tx, txn: parent.txn, open: true, tail: Promise.resolve() }, fn);
+      return await (savepoint ? this.#savepoint(tx, body) : body());
     } finally {
       done();
+    }
+  }
+
+  /**
+   * Runs `fn` as the body of `scope`; once it has returned or thrown, the calls it left queued
+   * (a Promise.all that gave up at the first refusal) are refused before the body's savepoint
+   * or transaction ends, so that none runs after it.
+   */
+  async #within<T>(scope: Scope, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await this.#scope.run(scope, fn);
+    } finally {
+      scope.open = false;
+      await scope.tail;
     }
   }
 
@@ -101,12 +149,12 @@ export class Context {
   async write<T>(options: CallOptions | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
     const tx = this.#joined(options);
     if (!tx) return this.adapter.transaction(fn);
-    return this.#inTurn(tx, () => this.#savepoint(tx, () => fn(tx)));
+    return this.#inTurn(tx, () => fn(tx), true);
   }
 
   read<T>(options: CallOptions | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
     const tx = this.#joined(options);
-    return tx ? this.#inTurn(tx, () => fn(tx)) : this.adapter.transaction(fn, { readOnly: true });
+    return tx ? this.#inTurn(tx, () => fn(tx), false) : this.adapter.transaction(fn, { readOnly: true });
   }
 
   /**
@@ -115,11 +163,12 @@ export class Context {
    */
   transaction<T>(fn: (tx: Executor) => Promise<T>): Promise<T> {
     const outer = this.#ambient.getStore();
-    if (outer?.open) return this.#inTurn(outer.tx, () => this.#savepoint(outer.tx, () => fn(outer.tx)));
+    if (outer?.open) return this.#inTurn(outer.tx, () => fn(outer.tx), true);
     return this.adapter.transaction(async (tx) => {
       const ambient: Ambient = { tx, open: true };
+      const scope: Scope = { tx, txn: ambient, open: true, tail: Promise.resolve() };
       try {
-        return await this.#ambient.run(ambient, () => fn(tx));
+        return await this.#ambient.run(ambient, () => this.#within(scope, () => fn(tx)));
       } finally {
         ambient.open = false;
       }

@@ -236,6 +236,23 @@ for (const engine of ENGINES) {
       assert.deepEqual((await store.ledger.trades({ id: a.id })).map((t) => t.clientOrderId), ['a1']);
       assert.deepEqual(await store.ledger.trades({ id: b.id }), []);
       assert.deepEqual((await store.verifyAudit()).problems, []);
+      // The same one level down, inside a nested transaction.
+      const nested = await store.transaction(() => store.transaction(() => Promise.allSettled([trade(a.id, 'a2', 'BUY', '5'), trade(b.id, 'b2', 'SELL', '100')])));
+      assert.deepEqual(nested.map((r) => r.status), ['fulfilled', 'rejected']);
+      assert.equal((await store.jobs.get({ id: a.id })).tokenBalance, '10');
+      assert.deepEqual((await store.ledger.trades({ id: a.id })).map((t) => t.clientOrderId), ['a1', 'a2']);
+      // A call still waiting for its turn when the transaction ends (Promise.all gave up at the
+      // first refusal) is refused, not run on its own after the rollback.
+      const before = await fx.dump();
+      await assert.rejects(store.transaction(() => Promise.all([trade(b.id, 'b3', 'SELL', '100'), trade(a.id, 'a3', 'BUY', '5')])), /b3|balance|sell/i);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(await fx.dump(), before, 'the queued buy did not commit by itself');
+      // Inside a nested transaction that fails that way, the outer one committing keeps nothing of it.
+      await store.transaction(async () => {
+        await assert.rejects(store.transaction(() => Promise.all([trade(b.id, 'b4', 'SELL', '100'), trade(a.id, 'a4', 'BUY', '5')])));
+      });
+      assert.equal(await fx.dump(), before, 'nothing of the failed nested transaction is left');
+      assert.deepEqual((await store.verifyAudit()).problems, []);
       // A nested transaction that throws is undone, and the outer one goes on.
       await store.transaction(async () => {
         await assert.rejects(store.transaction(async () => {

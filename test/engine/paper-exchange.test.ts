@@ -571,8 +571,9 @@ describe('HttpExchange validates what it is answered', () => {
     }
     answers.set('GET /orders/v-1', JSON.stringify({ ...order, time: '2026-11-26T03:44:27.5+09:00' }));
     assert.equal((await client.getOrder('v-1'))?.time, '2026-11-26T03:44:27.5+09:00');
-    answers.set('GET /orders/v-1', 'not json');
-    await assert.rejects(client.getOrder('v-1'), ExchangeInvalidAnswerError);
+    // A body that is not JSON at all (a proxy's or a maintenance page) is no answer from the exchange.
+    answers.set('GET /orders/v-1', '<html>maintenance</html>');
+    await assert.rejects(client.getOrder('v-1'), ExchangeUnavailableError);
     answers.set(`GET /price/${TOKEN}`, JSON.stringify({ token: TOKEN, price: '1e-3', time: order.time }));
     await assert.rejects(client.getPrice(TOKEN), ExchangeInvalidAnswerError);
     answers.set('GET /balances', JSON.stringify({ USD: 100 }));

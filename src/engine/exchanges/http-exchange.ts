@@ -8,7 +8,8 @@
  * - no answer (connection refused or dropped, a timeout), a 5xx, 408 or 429 →
  *   {@link ExchangeUnavailableError}: the exchange's answer is unknown, an order may or may not
  *   exist, find out with `getOrder`;
- * - a 2xx whose body is not a valid answer → {@link ExchangeInvalidAnswerError}: the answer
+ * - a 2xx whose body is not JSON (a proxy's page, an empty body) → {@link ExchangeUnavailableError};
+ * - a 2xx whose JSON is not a valid answer → {@link ExchangeInvalidAnswerError}: the answer
  *   cannot be read, and asking again will not help;
  * - 404 on `getOrder` with the exchange's `code: 'ORDER_NOT_FOUND'` → `null`;
  * - any other 4xx → {@link ExchangeRejectedError} carrying the exchange's message (a definite
@@ -204,7 +205,8 @@ export class HttpExchange implements Exchange {
       parsed = undefined;
     }
     if (status >= 200 && status < 300) {
-      if (parsed === undefined) throw invalid(what, 'the body is not JSON');
+      // Not JSON at all (a proxy's or a maintenance page, an empty body): no answer from the exchange.
+      if (parsed === undefined) throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} answered ${what} with a body that is not JSON (HTTP ${status})`);
       return { status, body: parsed };
     }
     if (status === 404 && allow404) return { status, body: parsed };
