@@ -52,8 +52,11 @@ export class Context {
   readonly actor: string;
   readonly #ambient = new AsyncLocalStorage<Ambient>();
   readonly #scope = new AsyncLocalStorage<Scope>();
-  /** Scopes for a `tx` passed explicitly from outside its transaction's body (nothing better is known). */
-  readonly #loose = new WeakMap<Executor, Scope>();
+  /**
+   * The open transactions' root scopes, by executor: a `tx` passed explicitly from code that is
+   * not running in its transaction's body (a callback set up outside it) takes turns there.
+   */
+  readonly #open = new WeakMap<Executor, Scope>();
 
   constructor(adapter: Adapter, actor: string) {
     this.adapter = adapter;
@@ -67,16 +70,20 @@ export class Context {
     return ambient?.open ? ambient.tx : undefined;
   }
 
-  /** The scope a call joined to `tx` takes its turn in. */
+  /**
+   * The scope a call joined to `tx` takes its turn in: the caller's own, or else the root of the
+   * open transaction `tx` belongs to. A `tx` whose transaction has ended is refused. (On SQLite one
+   * executor serves every transaction of a store, so there a stale `tx` joins whichever
+   * transaction is open at the time.)
+   */
   #scopeFor(tx: Executor): Scope {
     const current = this.#scope.getStore();
     if (current !== undefined && current.tx === tx && current.txn.open) return current;
-    let loose = this.#loose.get(tx);
-    if (loose === undefined) {
-      loose = { tx, txn: { tx, open: true }, open: true, tail: Promise.resolve() };
-      this.#loose.set(tx, loose);
-    }
-    return loose;
+    const root = this.#open.get(tx);
+    if (root !== undefined && root.txn.open) return root;
+    throw new BotstateError('INVALID_ARGUMENT', 'the tx passed to this call belongs to a transaction that has ended', {
+      hint: 'pass the tx only to calls made (and awaited) inside its store.transaction',
+    });
   }
 
   /**
@@ -154,7 +161,9 @@ export class Context {
 
   read<T>(options: CallOptions | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
     const tx = this.#joined(options);
-    return tx ? this.#inTurn(tx, () => fn(tx), false) : this.adapter.transaction(fn, { readOnly: true });
+    // On PostgreSQL a statement that fails aborts the whole transaction, which COMMIT then rolls
+    // back in silence: a joined read gets a savepoint there too, so that a caught failure is harmless.
+    return tx ? this.#inTurn(tx, () => fn(tx), this.adapter.engine === 'postgres') : this.adapter.transaction(fn, { readOnly: true });
   }
 
   /**
@@ -167,10 +176,12 @@ export class Context {
     return this.adapter.transaction(async (tx) => {
       const ambient: Ambient = { tx, open: true };
       const scope: Scope = { tx, txn: ambient, open: true, tail: Promise.resolve() };
+      this.#open.set(tx, scope);
       try {
         return await this.#ambient.run(ambient, () => this.#within(scope, () => fn(tx)));
       } finally {
         ambient.open = false;
+        if (this.#open.get(tx) === scope) this.#open.delete(tx);
       }
     });
   }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { isBotstateError } from '../../src/errors.ts';
+import type { Executor } from '../../src/store/adapter.ts';
 import type { Store } from '../../src/store/store.ts';
 import { rejectsWith } from '../helpers/assert.ts';
 import { ENGINES, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
@@ -226,8 +227,8 @@ for (const engine of ENGINES) {
     it('calls made at once inside one transaction take turns: one that fails undoes only its own writes', async () => {
       const a = await store.jobs.start({ tokenAddress: tokenAddress(1) });
       const b = await store.jobs.start({ tokenAddress: tokenAddress(2) });
-      const trade = (id: string, clientOrderId: string, side: 'BUY' | 'SELL', baseAmount: string) =>
-        store.ledger.recordTrade({ job: { id }, clientOrderId, side, reason: side === 'BUY' ? 'DCA' : 'TAKE_PROFIT', baseAmount, quoteAmount: '1', priceUsd: '0.2' });
+      const trade = (id: string, clientOrderId: string, side: 'BUY' | 'SELL', baseAmount: string, options?: { tx: Executor }) =>
+        store.ledger.recordTrade({ job: { id }, clientOrderId, side, reason: side === 'BUY' ? 'DCA' : 'TAKE_PROFIT', baseAmount, quoteAmount: '1', priceUsd: '0.2' }, options);
       // Interleaved, the refused sell's ROLLBACK TO its savepoint used to undo the buy's writes too.
       const [buy, sell] = await store.transaction(() => Promise.allSettled([trade(a.id, 'a1', 'BUY', '5'), trade(b.id, 'b1', 'SELL', '100')]));
       assert.equal(buy.status, 'fulfilled');
@@ -252,6 +253,30 @@ for (const engine of ENGINES) {
         await assert.rejects(store.transaction(() => Promise.all([trade(b.id, 'b4', 'SELL', '100'), trade(a.id, 'a4', 'BUY', '5')])));
       });
       assert.equal(await fx.dump(), before, 'nothing of the failed nested transaction is left');
+      assert.deepEqual((await store.verifyAudit()).problems, []);
+      // A call given the tx from code outside the body (a callback set up before it) takes turns too.
+      let give!: (tx: Executor) => void;
+      const detachedSell = new Promise<Executor>((resolve) => {
+        give = resolve;
+      }).then((tx) => trade(b.id, 'b5', 'SELL', '100', { tx }));
+      const mixed = await store.transaction(async (tx) => {
+        give(tx);
+        return Promise.allSettled([trade(a.id, 'a5', 'BUY', '5'), detachedSell]);
+      });
+      assert.deepEqual(mixed.map((r) => r.status), ['fulfilled', 'rejected']);
+      assert.deepEqual((await store.ledger.trades({ id: a.id })).map((t) => t.clientOrderId), ['a1', 'a2', 'a5']);
+      // A tx whose transaction has ended is refused, not run on its own or inside another one.
+      const stale = await store.transaction(async (tx) => tx);
+      const beforeStale = await fx.dump();
+      await rejectsWith(store.jobs.pause({ id: a.id }, { tx: stale }), 'INVALID_ARGUMENT');
+      assert.equal(await fx.dump(), beforeStale);
+      // A read that fails inside a transaction and is caught leaves the transaction usable (on
+      // PostgreSQL a failed statement would abort it, and COMMIT would roll it back in silence).
+      await store.transaction(async () => {
+        await trade(a.id, 'a6', 'BUY', '5');
+        await store.jobs.find({ id: 'x\u0000' }).catch(() => undefined);
+      });
+      assert.deepEqual((await store.ledger.trades({ id: a.id })).map((t) => t.clientOrderId), ['a1', 'a2', 'a5', 'a6']);
       assert.deepEqual((await store.verifyAudit()).problems, []);
       // A nested transaction that throws is undone, and the outer one goes on.
       await store.transaction(async () => {
