@@ -74,6 +74,9 @@ function fillTime(reported: string, intentAt: string, now: number): string {
   return new Date(ms).toISOString();
 }
 
+/** Whether the runner holds strategy state not written yet (audited fields or scratch). */
+const unwritten = (runner: Runner): boolean => runner.scratchDirty || Object.keys(runner.state).length > 0;
+
 /** A LIQUIDATING job with nothing left to sell: it completes without a price. */
 const liquidated = (job: Job): boolean => job.status === 'LIQUIDATING' && cmp(job.tokenBalance, '0') <= 0;
 
@@ -380,7 +383,7 @@ export class Daemon {
         }
         await this.#counted(job, runner, await this.#execute(job, trade, runner, 'tick'), trade);
         return;
-      } else if (now - runner.lastFlush >= this.#flushMs && (runner.scratchDirty || Object.keys(runner.state).length > 0)) {
+      } else if (now - runner.lastFlush >= this.#flushMs && unwritten(runner)) {
         await this.#store.transaction(() => this.#flush(job.id, runner));
         this.#flushed(runner, now);
       }
@@ -411,7 +414,7 @@ export class Daemon {
    * observed prices.
    */
   async #flushBeforeLeaving(jobId: string, runner: Runner, symbol: string): Promise<boolean> {
-    if (!runner.scratchDirty && Object.keys(runner.state).length === 0) return false;
+    if (!unwritten(runner)) return false;
     try {
       await this.#store.transaction(() => this.#flush(jobId, runner));
       return true;

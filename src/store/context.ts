@@ -25,9 +25,8 @@ export interface Fence {
   readonly epoch: number;
 }
 
-interface Ambient {
-  readonly tx: Executor;
-  /** Set when the transaction has committed or rolled back; a callback scheduled inside it must not use it. */
+/** One run of a transaction's body; `open` is cleared when it has committed or rolled back. */
+interface Txn {
   open: boolean;
 }
 
@@ -39,7 +38,7 @@ interface Ambient {
  */
 interface Scope {
   readonly tx: Executor;
-  readonly txn: Ambient;
+  readonly txn: Txn;
   /** Cleared when the body has returned or thrown: a call still queued in it is then refused. */
   open: boolean;
   /** The end of the queue of calls made directly in this scope. */
@@ -50,7 +49,6 @@ interface Scope {
 export class Context {
   readonly adapter: Adapter;
   readonly actor: string;
-  readonly #ambient = new AsyncLocalStorage<Ambient>();
   readonly #scope = new AsyncLocalStorage<Scope>();
   /**
    * The open transactions' root scopes, by executor: a `tx` passed explicitly from code that is
@@ -66,8 +64,8 @@ export class Context {
   /** The caller's transaction: passed as `tx`, or the open `store.transaction` this call is made inside. */
   #joined(options: CallOptions | undefined): Executor | undefined {
     if (options?.tx) return options.tx;
-    const ambient = this.#ambient.getStore();
-    return ambient?.open ? ambient.tx : undefined;
+    const scope = this.#scope.getStore();
+    return scope?.txn.open ? scope.tx : undefined;
   }
 
   /**
@@ -171,29 +169,32 @@ export class Context {
    * outer one under a SAVEPOINT: if `fn` throws, what it wrote is undone.
    */
   transaction<T>(fn: (tx: Executor) => Promise<T>): Promise<T> {
-    const outer = this.#ambient.getStore();
-    if (outer?.open) return this.#inTurn(outer.tx, () => fn(outer.tx), true);
+    const outer = this.#scope.getStore();
+    if (outer?.txn.open) return this.#inTurn(outer.tx, () => fn(outer.tx), true);
     return this.adapter.transaction(async (tx) => {
-      const ambient: Ambient = { tx, open: true };
-      const scope: Scope = { tx, txn: ambient, open: true, tail: Promise.resolve() };
+      const txn: Txn = { open: true };
+      const scope: Scope = { tx, txn, open: true, tail: Promise.resolve() };
       this.#open.set(tx, scope);
       try {
-        return await this.#ambient.run(ambient, () => this.#within(scope, () => fn(tx)));
+        return await this.#within(scope, () => fn(tx));
       } finally {
-        ambient.open = false;
+        txn.open = false;
         if (this.#open.get(tx) === scope) this.#open.delete(tx);
       }
     });
   }
 
   actorFor(options: CallOptions | undefined): string {
-    const actor = options?.actor;
-    if (actor === undefined) return this.actor;
-    if (typeof actor !== 'string' || actor.length === 0 || actor.length > 200 || !isStorableText(actor)) {
-      throw new ValidationError('INVALID_ARGUMENT', 'the actor must be 1 to 200 characters of well-formed text without NUL', {
-        hint: 'name who is acting, e.g. "ops:alice"',
-      });
-    }
-    return actor;
+    return options?.actor === undefined ? this.actor : checkActor(options.actor, 'the actor');
   }
+}
+
+/** An actor as the audit log stores it: 1 to 200 characters of well-formed text without NUL. */
+export function checkActor(actor: unknown, what: string): string {
+  if (typeof actor !== 'string' || actor.length === 0 || actor.length > 200 || !isStorableText(actor)) {
+    throw new ValidationError('INVALID_ARGUMENT', `${what} must be 1 to 200 characters of well-formed text without NUL`, {
+      hint: 'name who is acting, e.g. "ops:alice"',
+    });
+  }
+  return actor;
 }

@@ -2,13 +2,12 @@ import { userInfo } from 'node:os';
 import { readStream, jobStream, type AuditEntry, type AuditReport } from '../audit/audit.ts';
 import { verifyAudit } from '../audit/verify.ts';
 import { NotFoundError, ValidationError } from '../errors.ts';
-import { isStorableText } from '../util/text.ts';
 import { requireJob, type JobRef } from '../jobs/job-rows.ts';
 import { Jobs } from '../jobs/jobs.ts';
 import { Ledger } from '../ledger/ledger.ts';
 import type { Migration } from './migrations/migration.ts';
 import type { Adapter, Capabilities, Dialect, Durability, Engine, Executor } from './adapter.ts';
-import { Context, type CallOptions } from './context.ts';
+import { checkActor, Context, type CallOptions } from './context.ts';
 import { DEFAULT_DB, describeLocation, parseLocation } from './location.ts';
 import { assertCurrent, migrate, rollback, schemaStatus, type SchemaStatus } from './migrations/runner.ts';
 import { PostgresAdapter } from './postgres/postgres-adapter.ts';
@@ -80,9 +79,7 @@ function checkOptions(options: StoreOptions): Required<StoreOptions> {
       throw new ValidationError('INVALID_ARGUMENT', `store option ${key} must be true or false`);
     }
   }
-  if (options.actor !== undefined && (typeof options.actor !== 'string' || options.actor.length === 0 || options.actor.length > 200 || !isStorableText(options.actor))) {
-    throw new ValidationError('INVALID_ARGUMENT', 'store option actor must be 1 to 200 characters of well-formed text without NUL');
-  }
+  if (options.actor !== undefined) checkActor(options.actor, 'store option actor');
   return Object.freeze({
     durability: oneOf('durability', options.durability, ['process', 'power'], 'process'),
     schema: oneOf('schema', options.schema, ['migrate', 'check', 'none'], 'migrate'),
