@@ -18,6 +18,11 @@ export interface LeaseOptions {
   readonly ttlMs: number;
   /** The most jobs one daemon runs (default: no limit beyond its fair share). */
   readonly maxJobs?: number;
+  /**
+   * Replaces the clock that lease times are read from (tests). By default that is the
+   * database's clock on PostgreSQL, which every daemon shares whatever its host's clock says,
+   * and this process's clock on SQLite, where every daemon runs on one host.
+   */
   readonly now?: () => number;
 }
 
@@ -48,7 +53,7 @@ export class Leases {
   readonly #store: Store;
   readonly #ttlMs: number;
   readonly #maxJobs: number;
-  readonly #now: () => number;
+  readonly #now: ((tx: Executor) => Promise<number>) | undefined;
   readonly #host = hostname();
 
   constructor(store: Store, instanceId: string, options: LeaseOptions) {
@@ -56,11 +61,19 @@ export class Leases {
     this.instanceId = instanceId;
     this.#ttlMs = options.ttlMs;
     this.#maxJobs = options.maxJobs ?? Number.MAX_SAFE_INTEGER;
-    this.#now = options.now ?? Date.now;
+    const now = options.now;
+    this.#now = now ? async () => now() : store.capabilities.concurrentWriters ? databaseNow : undefined;
   }
 
-  #iso(offsetMs = 0): string {
-    return new Date(this.#now() + offsetMs).toISOString();
+  /**
+   * The clock of this transaction's lease times, as a function of an offset. Daemons on several
+   * hosts compare each other's heartbeats and expiries: on PostgreSQL they all read the
+   * server's clock, so that a host whose clock is off by more than the TTL neither takes a live
+   * daemon for dead nor has its own leases taken for expired.
+   */
+  async #clock(tx: Executor): Promise<(offsetMs?: number) => string> {
+    const base = this.#now ? await this.#now(tx) : Date.now();
+    return (offsetMs = 0) => new Date(base + offsetMs).toISOString();
   }
 
   /**
@@ -70,8 +83,9 @@ export class Leases {
    */
   async register(): Promise<void> {
     await this.#store.transaction(async (tx) => {
-      const now = this.#iso();
-      const stale = this.#iso(-this.#ttlMs);
+      const iso = await this.#clock(tx);
+      const now = iso();
+      const stale = iso(-this.#ttlMs);
       const others = await tx.all<{ id: string; host: string; pid: number; heartbeat_at: string }>(
         'SELECT id, host, pid, heartbeat_at FROM daemon_instances WHERE stopped_at IS NULL AND id <> ?',
         [this.instanceId],
@@ -97,7 +111,7 @@ export class Leases {
         }
       }
       for (const id of dead) {
-        await tx.run('UPDATE job_leases SET owner = ?, epoch = epoch + 1, expires_at = ? WHERE owner = ?', [this.instanceId, this.#iso(this.#ttlMs), id]);
+        await tx.run('UPDATE job_leases SET owner = ?, epoch = epoch + 1, expires_at = ? WHERE owner = ?', [this.instanceId, iso(this.#ttlMs), id]);
       }
       await tx.run(
         `INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, stopped_at) VALUES (?, ?, ?, ?, ?, NULL)
@@ -120,8 +134,9 @@ export class Leases {
    */
   async renew(): Promise<void> {
     await this.#store.transaction(async (tx) => {
-      await tx.run('UPDATE daemon_instances SET heartbeat_at = ?, stopped_at = NULL WHERE id = ?', [this.#iso(), this.instanceId]);
-      await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [this.#iso(this.#ttlMs), this.instanceId, this.#iso(this.#ttlMs / 2)]);
+      const iso = await this.#clock(tx);
+      await tx.run('UPDATE daemon_instances SET heartbeat_at = ?, stopped_at = NULL WHERE id = ?', [iso(), this.instanceId]);
+      await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [iso(this.#ttlMs), this.instanceId, iso(this.#ttlMs / 2)]);
     });
   }
 
@@ -155,11 +170,12 @@ export class Leases {
 
   /** sync's writes: heartbeat, renewal, lease rows for new active jobs, hand-backs, claims or sheds. */
   async #refresh(tx: Executor): Promise<void> {
-    const now = this.#iso();
-    const expires = this.#iso(this.#ttlMs);
+    const iso = await this.#clock(tx);
+    const now = iso();
+    const expires = iso(this.#ttlMs);
     await tx.run('UPDATE daemon_instances SET heartbeat_at = ?, stopped_at = NULL WHERE id = ?', [now, this.instanceId]);
     // Renewed when half the TTL is left, not every tick: a thousand jobs need not be rewritten each second.
-    await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [expires, this.instanceId, this.#iso(this.#ttlMs / 2)]);
+    await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [expires, this.instanceId, iso(this.#ttlMs / 2)]);
     await tx.run(
       `INSERT INTO job_leases (job_id, owner, epoch, expires_at)
        SELECT j.id, '', 0, ? FROM jobs j
@@ -173,14 +189,13 @@ export class Leases {
        WHERE owner = ? AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = job_leases.job_id AND (${ACTIVE}))`,
       [now, this.instanceId],
     );
-    const want = await this.#wanted(tx, now);
+    const want = await this.#wanted(tx, now, iso(-this.#ttlMs));
     if (want > 0) await this.#claim(tx, want, now, expires);
     else if (want < 0) await this.#shed(tx, -want, now);
   }
 
   /** How many more leases to take: up to a fair share of the active jobs among live daemons. */
-  async #wanted(tx: Executor, now: string): Promise<number> {
-    const stale = this.#iso(-this.#ttlMs);
+  async #wanted(tx: Executor, now: string, stale: string): Promise<number> {
     const row = await tx.get<{ live: number; active: number; mine: number }>(
       `SELECT
          (SELECT count(*) FROM daemon_instances WHERE stopped_at IS NULL AND heartbeat_at >= ?) AS live,
@@ -223,18 +238,27 @@ export class Leases {
 
   /** Gives one job back (it no longer needs a daemon), so that nobody waits for its TTL. */
   async releaseJob(jobId: string, fence: Fence): Promise<void> {
-    await this.#store.transaction((tx) =>
-      tx.run(`UPDATE job_leases SET owner = '', expires_at = ? WHERE job_id = ? AND owner = ? AND epoch = ?`, [this.#iso(), jobId, fence.owner, fence.epoch]),
-    );
+    await this.#store.transaction(async (tx) => {
+      const iso = await this.#clock(tx);
+      await tx.run(`UPDATE job_leases SET owner = '', expires_at = ? WHERE job_id = ? AND owner = ? AND epoch = ?`, [iso(), jobId, fence.owner, fence.epoch]);
+    });
   }
 
   /** On a graceful stop: hands every lease back at once and marks the instance stopped. */
   async release(): Promise<void> {
     await this.#store.transaction(async (tx) => {
-      const now = this.#iso();
+      const now = (await this.#clock(tx))();
       await tx.run(`UPDATE job_leases SET owner = '', expires_at = ? WHERE owner = ?`, [now, this.instanceId]);
       await tx.run('UPDATE daemon_instances SET stopped_at = ?, heartbeat_at = ? WHERE id = ?', [now, now, this.instanceId]);
     });
     RUNNING_HERE.delete(this.instanceId);
   }
+}
+
+/** The database server's clock (PostgreSQL), in ms since the epoch. */
+async function databaseNow(tx: Executor): Promise<number> {
+  const row = await tx.get<{ now: string }>('SELECT clock_timestamp() AS now');
+  const ms = Date.parse(row!.now);
+  if (!Number.isFinite(ms)) throw new BotstateError('INTERNAL', `the database answered an unreadable time: ${row!.now}`);
+  return ms;
 }

@@ -163,3 +163,66 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+/**
+ * Daemons on several hosts: lease times come from the PostgreSQL server's clock, not from each
+ * host's. A host clock set an hour ahead or behind (Date.now replaced while that daemon's calls
+ * run) neither takes a live daemon for dead nor has its own leases taken for expired, and a
+ * stalled daemon's jobs still move after the TTL, measured on the server.
+ */
+const postgres = ENGINES.find((e) => e.name === 'postgres')!;
+describe('lease times on PostgreSQL come from the server, whatever the hosts\' clocks say', { skip: postgres.skip }, () => {
+  let fx: Fixture;
+  beforeEach(async () => {
+    fx = await postgres.create();
+  });
+  afterEach(() => fx.cleanup());
+
+  const HOUR = 3_600_000;
+  const realNow = Date.now;
+  /** Runs `fn` on a host whose clock is `skewMs` off. */
+  const onHost = async <T>(skewMs: number, fn: () => Promise<T>): Promise<T> => {
+    Date.now = () => realNow() + skewMs;
+    try {
+      return await fn();
+    } finally {
+      Date.now = realNow;
+    }
+  };
+
+  it('a host an hour ahead neither takes a live daemon for dead nor steals its leases; a stalled one it takes over after the TTL', async () => {
+    const store = await fx.open();
+    const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI' });
+    const ttl = 1500;
+    const a = new Leases(store, 'daemon-A', { ttlMs: ttl });
+    const b = new Leases(store, 'daemon-B', { ttlMs: ttl });
+    await a.register();
+    assert.deepEqual((await a.sync()).get(job.id), { owner: 'daemon-A', epoch: 1 });
+
+    await onHost(HOUR, () => b.register());
+    assert.equal((await onHost(HOUR, () => b.sync())).size, 0);
+    const instances = await fx.raw('SELECT id, stopped_at FROM daemon_instances ORDER BY id');
+    assert.deepEqual(instances, [{ id: 'daemon-A', stopped_at: null }, { id: 'daemon-B', stopped_at: null }]);
+    assert.deepEqual((await a.sync()).get(job.id), { owner: 'daemon-A', epoch: 1 });
+
+    // A stalls (it stops heartbeating): after the TTL by the server's clock, B takes the job.
+    await new Promise((r) => setTimeout(r, ttl + 200));
+    assert.deepEqual((await onHost(HOUR, () => b.sync())).get(job.id), { owner: 'daemon-B', epoch: 2 });
+  });
+
+  it("a host an hour behind holds its leases: the others do not take them for expired", async () => {
+    const store = await fx.open();
+    const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI' });
+    const a = new Leases(store, 'daemon-A', { ttlMs: TTL * 10 });
+    const c = new Leases(store, 'daemon-C', { ttlMs: TTL * 10 });
+    await onHost(-HOUR, () => c.register());
+    assert.deepEqual((await onHost(-HOUR, () => c.sync())).get(job.id), { owner: 'daemon-C', epoch: 1 });
+    await a.register();
+    assert.equal((await a.sync()).size, 0);
+    assert.deepEqual((await onHost(-HOUR, () => c.sync())).get(job.id), { owner: 'daemon-C', epoch: 1 });
+    // C renews between ticks too, on the server's clock.
+    await onHost(-HOUR, () => c.renew());
+    const [lease] = await fx.raw('SELECT expires_at > now() AS valid FROM job_leases');
+    assert.equal(lease!['valid'], true);
+  });
+});
