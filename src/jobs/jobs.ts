@@ -298,7 +298,9 @@ export class Jobs {
           : `use one of: ${operator.join(', ')}`;
       throw new InvalidTransitionError(
         'INVALID_TRANSITION',
-        `cannot ${action} the job for ${job.tokenAddress} on ${job.chain}: it is ${job.status}; allowed from ${job.status}: ${allowed.join(', ')}`,
+        // The hint names what an operator can do (the CLI's commands); details.allowed also holds
+        // the actions only the library and the daemon take (fail, completeLiquidation).
+        `cannot ${action} the job for ${job.tokenAddress} on ${job.chain}: it is ${job.status}`,
         { hint, details: { status: job.status, action, allowed } },
       );
     }

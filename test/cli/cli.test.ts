@@ -516,6 +516,9 @@ for (const engine of ENGINES) {
       const doc = JSON.parse(jsonError.stdout) as { error: { code: string; message: string } };
       assert.equal(doc.error.code, 'INVALID_TRANSITION');
       assert.match(doc.error.message, /PAUSED/);
+      // What to do instead names CLI commands only, not the library's fail or completeLiquidation.
+      assert.equal((doc.error as { hint?: string }).hint, 'use one of: resume, liquidate');
+      assert.doesNotMatch(jsonError.stdout + jsonError.stderr, /\bfail\b|completeLiquidation/);
       assert.equal(await fx.dump(), before);
     });
   });
