@@ -92,7 +92,10 @@ export class PostgresAdapter implements Adapter {
       const client = await this.#connect();
       let broken: Error | undefined;
       try {
-        await client.query(options.readOnly ? 'BEGIN READ ONLY' : 'BEGIN');
+        // A read sees one snapshot (REPEATABLE READ): under READ COMMITTED each statement saw the commits
+        // made since the one before, and verifyAudit, reading the chains and then the jobs, reported
+        // a daemon's fresh writes as tampering.
+        await client.query(options.readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY' : 'BEGIN');
         const result = await fn(this.#executor(client));
         await client.query('COMMIT');
         return result;
