@@ -110,6 +110,8 @@ export class Daemon {
   #ticking: Promise<void> = Promise.resolve();
   #stopping = false;
   #started = false;
+  /** How long the registration took, once done. */
+  #registeredMs: number | undefined;
   #outageSince: number | undefined;
   #renewer: NodeJS.Timeout | undefined;
   #renewing: Promise<void> | undefined;
@@ -142,17 +144,32 @@ export class Daemon {
   async start(): Promise<RecoveryReport> {
     if (this.#started) throw new Error('this daemon was already started');
     this.#started = true;
+    const registeredIn = this.#registeredMs;
     const t0 = performance.now();
-    await this.#leases.register();
-    // Heartbeats and renewals from now on: a recovery slowed by the exchange (a hung exchange,
-    // timeouts) must not let the leases lapse, nor make this daemon look dead to another.
-    this.#startRenewer();
+    if (registeredIn === undefined) await this.register();
     try {
-      return await this.#recover(t0);
+      // Recovery's time counts the registration, whenever it was done.
+      return await this.#recover(registeredIn === undefined ? t0 : t0 - registeredIn);
     } catch (e) {
       clearInterval(this.#renewer);
       throw e;
     }
+  }
+
+  /**
+   * Registers this daemon — refused with DAEMON_RUNNING while another daemon runs on the same
+   * SQLite file — and starts heartbeating. {@link start} does it first unless it was done: a
+   * caller with work that must wait until the daemon is allowed to run (the CLI's demo jobs)
+   * registers, does it, then starts.
+   */
+  async register(): Promise<void> {
+    if (this.#registeredMs !== undefined) return;
+    const t0 = performance.now();
+    await this.#leases.register();
+    this.#registeredMs = performance.now() - t0;
+    // Heartbeats and renewals from now on: a recovery slowed by the exchange (a hung exchange,
+    // timeouts) must not let the leases lapse, nor make this daemon look dead to another.
+    this.#startRenewer();
   }
 
   #startRenewer(): void {
@@ -228,7 +245,7 @@ export class Daemon {
       })
       .then((written) => written.forEach((runner) => this.#flushed(runner, Date.now())))
       .catch((e) => this.#log(`could not save the strategy state: ${coerceError(e).message}`));
-    if (this.#started) await this.#leases.release().catch((e) => this.#log(`could not release the leases: ${coerceError(e).message}`));
+    if (this.#registeredMs !== undefined) await this.#leases.release().catch((e) => this.#log(`could not release the leases: ${coerceError(e).message}`));
   }
 
   /** One tick: heartbeat and leases, then one step of every job this daemon holds. */

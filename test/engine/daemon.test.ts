@@ -17,7 +17,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
@@ -874,6 +874,14 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const errLines = second.stderr().split('\n').filter((l) => l !== '');
     assert.equal(errLines.length, 1, second.stderr());
     assert.match(errLines[0]!, new RegExp(`^botstate: another daemon \\(pid ${d.child.pid} on \\S+\\) is running on .*one daemon per SQLite file`));
+    assert.equal(second.stdout(), '', 'a refused daemon prints nothing that looks like a start');
+    // So is a demo daemon, before it writes anything: no demo job, no paper exchange data file.
+    const jobsBefore = await fx.raw('SELECT id FROM jobs ORDER BY id');
+    const demo = botstate(['daemon', '--demo', '--db', fx.url, '--json']);
+    assert.equal((await demo.exited).code, 3, demo.stderr());
+    assert.equal(JSON.parse(demo.stdout()).error.code, 'DAEMON_RUNNING');
+    assert.deepEqual(await fx.raw('SELECT id FROM jobs ORDER BY id'), jobsBefore);
+    assert.equal(existsSync(join(dirname(fx.url), 'paper-exchange.db')), false);
     // And through the library.
     const lib = makeDaemon(await fx.open(), new HttpExchange(ex.url));
     await assert.rejects(lib.daemon.start(), (e: unknown) => isBotstateError(e, 'DAEMON_RUNNING') && e.message.includes(`pid ${d.child.pid}`));

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Daemon } from '../../engine/daemon.ts';
 import { HttpExchange } from '../../engine/exchanges/http-exchange.ts';
@@ -63,7 +63,8 @@ export const daemonCommand: Command = {
     'It prints each trade on one line, notices jobs started, paused or liquidated from the CLI within a\n' +
     'tick, and on SIGINT or SIGTERM finishes the step in flight, records it and exits 0.\n' +
     'On SQLite one daemon runs per database file; on PostgreSQL several share the jobs through leases.\n\n' +
-    '--demo starts a paper exchange in this process (its data next to the database) and two demo jobs,\n' +
+    '--demo starts a paper exchange in this process (its data in paper-exchange.db next to a SQLite\n' +
+    'database, in the current folder with PostgreSQL) and two demo jobs,\n' +
     'so one command shows trading; run it again after Ctrl-C to see it recover and carry on.',
   options: {
     exchange: { type: 'string', value: 'URL', help: 'the exchange (default http://127.0.0.1:8790, the paper exchange)' },
@@ -99,19 +100,36 @@ export const daemonCommand: Command = {
     // daemon needs to take its jobs over: PostgreSQL ends such a session after half the TTL.
     const store = await ctx.open({ durability, actor: 'daemon', idleTransactionTimeoutMs: Math.max(500, Math.floor(leaseTtlMs / 2)) });
     let paper: PaperExchangeHandle | undefined;
+    let paperFileIsNew = false;
     try {
       let url = exchangeUrl;
+      const dataFile = store.engine === 'sqlite' ? join(dirname(store.location), 'paper-exchange.db') : './paper-exchange.db';
       if (demo) {
-        const dataFile = store.engine === 'sqlite' ? join(dirname(store.location), 'paper-exchange.db') : './paper-exchange.db';
+        paperFileIsNew = !existsSync(dataFile);
         paper = await startPaperExchange({ port: 0, dataFile, stepMs: 1000, volatility: '0.01' });
         url = paper.url;
-        log(`demo: paper exchange at ${url} (data ${dataFile})`);
-        await ensureDemoJobs(store, log);
       }
       const daemon = new Daemon({ store, exchange: new HttpExchange(url), tickMs, leaseTtlMs, concurrency, log, ...(maxJobs ? { maxJobs } : {}) });
-      log(`daemon ${daemon.instanceId} on ${store.location} (${store.engine}, ${durability}), exchange ${url}, tick ${tickMs} ms`);
+      // Refused here while another daemon runs on this SQLite file: nothing is printed or
+      // written before (no demo job, no paper exchange data file).
+      try {
+        await daemon.register();
+      } catch (e) {
+        await paper?.close();
+        paper = undefined;
+        if (paperFileIsNew) for (const suffix of ['', '-wal', '-shm']) rmSync(`${dataFile}${suffix}`, { force: true });
+        throw e;
+      }
       const stopped = untilSignal();
-      await daemon.start();
+      try {
+        if (paper) log(`demo: paper exchange at ${url} (data ${dataFile})`);
+        log(`daemon ${daemon.instanceId} on ${store.location} (${store.engine}, ${durability}), exchange ${url}, tick ${tickMs} ms`);
+        if (demo) await ensureDemoJobs(store, log);
+        await daemon.start();
+      } catch (e) {
+        await daemon.stop();
+        throw e;
+      }
       const signal = await stopped;
       log(`${signal}: finishing the step in flight…`);
       await daemon.stop();
