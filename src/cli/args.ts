@@ -25,14 +25,21 @@ export interface Parsed {
 /** Strict parsing: an unknown flag or a missing value is a usage error naming it. */
 export function parse(args: readonly string[], options: OptionSpecs, command: string): Parsed {
   try {
-    const { values, positionals } = parseArgs({
-      args: [...args],
-      options: { ...GLOBAL_OPTIONS, ...options } as Record<string, ParseArgsOptionDescriptor>,
-      strict: true,
-      allowPositionals: true,
-    });
+    const all = { ...GLOBAL_OPTIONS, ...options } as Record<string, ParseArgsOptionDescriptor>;
+    const { values, positionals, tokens } = parseArgs({ args: [...args], options: all, strict: true, allowPositionals: true, tokens: true });
+    // Node keeps the last of a repeated flag: `record --side buy --side sell` would record a sell.
+    const seen = new Map<string, string>();
+    for (const t of tokens) {
+      if (t.kind !== 'option' || all[t.name]?.type !== 'string' || all[t.name]?.multiple) continue;
+      const earlier = seen.get(t.name);
+      if (earlier !== undefined) {
+        throw new ValidationError('USAGE', `--${t.name} is given twice ("${earlier}" and "${t.value ?? ''}")`, { hint: `give --${t.name} once` });
+      }
+      seen.set(t.name, t.value ?? '');
+    }
     return { values: values as Parsed['values'], positionals };
   } catch (e) {
+    if (e instanceof ValidationError) throw e;
     const ambiguous = /^Option '(--[\w-]+)' argument is ambiguous/.exec((e as Error).message);
     if (ambiguous) {
       // `--base -1`: Node's own message says "ambiguous" and little else.

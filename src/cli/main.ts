@@ -142,10 +142,27 @@ export async function run(argv: readonly string[], io: Io = processIo): Promise<
   } catch (e) {
     const error = coerceError(e);
     const hint = error.hint ? ` (${error.hint.charAt(0).toLowerCase()}${error.hint.slice(1).replace(/\.$/, '')})` : '';
-    const line = `botstate: ${error.message}${hint}`.replace(/\s*\n\s*/g, ' ');
+    const line = terminalSafe(`botstate: ${error.message}${hint}`.replace(/\s*\n\s*/g, ' '));
     io.err(`${line}\n`);
     if (wantsJson && !errorInJson.has(error)) io.out(json({ error: jsonError(error) }));
     if (error.code === 'INTERNAL' && process.env['BOTSTATE_DEBUG']) io.err(`${(error.cause as Error)?.stack ?? ''}\n`);
     return exitCodeFor(error);
   }
+}
+
+/** A word longer than this in an error line (a pasted id, a value) is shown cut in the middle. */
+const LONGEST_WORD = 120;
+
+/**
+ * An error line as it is safe to print on a terminal: control characters (an ESC that would
+ * start a colour or move the cursor, a carriage return) are shown escaped, and a very long word
+ * (a 5,000-character value echoed back) is cut in the middle, so that the line stays one line
+ * that can be read.
+ */
+export function terminalSafe(line: string): string {
+  const escaped = line.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return escaped.replace(/\S+/g, (word) => {
+    const chars = [...word];
+    return chars.length <= LONGEST_WORD ? word : `${chars.slice(0, 80).join('')}…${chars.slice(-20).join('')}`;
+  });
 }

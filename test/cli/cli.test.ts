@@ -113,6 +113,8 @@ function parseJson<T = any>(r: Result): T {
 function refused(r: Result, exit: number, pattern?: RegExp): void {
   assert.equal(r.code, exit, show(r));
   assert.match(r.stderr, /^botstate: [^\n]+\n$/, `exactly one line on stderr expected\n${show(r)}`);
+  assert.doesNotMatch(r.stderr.slice(0, -1), /[\u0000-\u001f\u007f-\u009f]/, `a control character on stderr\n${show(r)}`);
+  assert.ok(r.stderr.length < 1000, `a line that can be read: ${r.stderr.length} characters`);
   assert.doesNotMatch(r.stderr, /\bat [^\n]*:\d+:\d+|node:internal|Error:/, `stack trace on stderr\n${show(r)}`);
   if (pattern) assert.match(r.stderr, pattern, show(r));
   if (!r.args.includes('--json')) assert.equal(r.stdout, '', show(r));
@@ -472,6 +474,13 @@ for (const engine of ENGINES) {
         [[...recordArgs(TOKEN, 'buy', 'dca', '0', '1', '1', 'bad-2'), ...db], 2, /--base must be greater than 0, got 0 \(a trade moves a positive amount of tokens\)/],
         [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1,000', '1', 'bad-2'), ...db], 2, /--quote "1,000" is not a plain decimal/],
         [['config', TOKEN, ...db], 2, /nothing to change/],
+        // A repeated flag is refused, not resolved to its last value.
+        [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'bad-2'), '--side', 'sell', ...db], 2, /--side is given twice \("buy" and "sell"\) \(give --side once\)/],
+        [['status', TOKEN, '--chain', 'base', '--chain', 'arbitrum', ...db], 2, /--chain is given twice/],
+        // What the line echoes back is shown escaped (no raw ESC reaches the terminal) and, when
+        // very long, cut in the middle.
+        [['start', UNKNOWN_TOKEN, '--symbol', 'A\x1b[31mRED', ...db], 2, /"A\\x1b\[31mRED"/],
+        [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'x'.repeat(5000)), ...db], 2, /^botstate: clientOrderId "x{79}…x{19}" is not allowed/],
         [['db', 'rollback', '--to', 'one', ...db], 2, /--to/],
         [['list', '--db', 'mysql://localhost/x'], 2, /mysql/],
         [['list', '--db', ''], 2, /empty/],
