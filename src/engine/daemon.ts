@@ -548,9 +548,15 @@ export class Daemon {
     if (error.code === 'INVALID_TRANSITION' || error.code === 'CONCURRENT_MODIFICATION') return;
     // Exchange and strategy errors are not botstate bugs: keep their own message.
     const message = isBotstateError(e) || !(e instanceof Error) ? error.message : e.message;
+    if (error.category === 'storage') {
+      // The database, not the job: nothing to count against it (a burst of lost connections
+      // must not add up, with the next exchange error, to an ERROR). The step is retried.
+      this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (storage, not counted): ${message}`);
+      return;
+    }
     runner.failures++;
     this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${runner.failures}/${this.#maxFailures}): ${message}`);
-    if (runner.failures < this.#maxFailures || error.category === 'storage' || job.status === 'ERROR') return;
+    if (runner.failures < this.#maxFailures || job.status === 'ERROR') return;
     try {
       const reason = `${runner.failures} steps failed in a row; last: ${message}`;
       if (await this.#flushBeforeLeaving(job.id, runner, job.tokenSymbol)) this.#flushed(runner, Date.now());

@@ -10,7 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { isBotstateError } from '../../src/errors.ts';
+import { classifyPostgresError } from '../../src/store/postgres/postgres-adapter.ts';
 import { openStore, type Store, type StoreOptions } from '../../src/store/store.ts';
 import { envWithout, runChild } from '../helpers/child.ts';
 import { rejectsWith } from '../helpers/assert.ts';
@@ -516,5 +518,27 @@ describe('unreachable PostgreSQL', () => {
     const url = new URL(PG_URL);
     url.pathname = '/botstate_no_such_database';
     await rejectsWith(openStore(url.toString()), 'STORAGE_UNAVAILABLE');
+  });
+
+  it('a session the server ends (pg_terminate_backend) is STORAGE_UNAVAILABLE, and so is the broken client after it', { skip: pgSkip }, async () => {
+    const client = new pg.Client({ connectionString: PG_URL });
+    const ended = new Promise((resolve) => client.on('error', resolve)); // how pg learns of the termination
+    await client.connect();
+    const killer = new pg.Client({ connectionString: PG_URL });
+    await killer.connect();
+    try {
+      const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      await killer.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
+      await ended;
+      const failed = async () => client.query('SELECT 1').then(() => assert.fail('the ended session answered'), (e: unknown) => e);
+      for (const e of [await failed(), await failed()]) {
+        assert.match((e as Error).message, /not queryable/);
+        const error = classifyPostgresError(e, 'the test server');
+        assert.equal(error.code, 'STORAGE_UNAVAILABLE', `${(e as Error).message} → ${error.code}`);
+      }
+    } finally {
+      await killer.end();
+      await client.end().catch(() => {});
+    }
   });
 });

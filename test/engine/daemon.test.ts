@@ -565,6 +565,34 @@ for (const engine of ENGINES) {
       assert.equal((await exchangeBalances(ex.url))['USD'], add('5', mul(add(TEN_USD_OF_TOKEN, TEN_USD_OF_TOKEN), PRICE, 'down')));
     });
 
+    it('storage failures of a step are not counted: a burst of them and one exchange error leave the job RUNNING', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      // The error a store gives once its database is gone (a real one, from a closed store).
+      const closed = await fx.open();
+      await closed.close();
+      const storageError = await closed.jobs.list().then(() => assert.fail('a closed store answered'), (e: unknown) => e);
+      assert.ok(isBotstateError(storageError) && storageError.category === 'storage');
+      let n = 0;
+      const rec = new Recorder(new HttpExchange(ex.url), {
+        price: (token) => {
+          if (token !== TOKEN) return undefined;
+          n++;
+          if (n <= 6) return Promise.reject(storageError);
+          if (n === 7) return Promise.reject(new ExchangeUnavailableError('one exchange error after the storage burst'));
+          return undefined;
+        },
+      });
+      const { daemon, lines } = makeDaemon(store, rec, { maxFailures: 3 });
+      await daemon.start();
+      await rec.waitCalls('place', TOKEN, 1, 0, 10_000);
+      await daemon.stop();
+      assert.equal((await store.jobs.get({ id: job.id })).status, 'RUNNING');
+      const failures = lines.filter((l) => l.includes('step failed')).map((l) => l.replace(/^\S+ +LGI +/, '').replace(/:.*/, ''));
+      assert.deepEqual(failures, [...Array(6).fill('step failed (storage, not counted)'), 'step failed (1/3)']);
+      await assertLedgerMatchesExchange(store, ex.url, job);
+    });
+
     it('puts a job whose exchange calls keep failing into ERROR after maxFailures; the other job keeps trading', async () => {
       const ex = await paper();
       const broken = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'BAD', set: [FAST_DCA] });

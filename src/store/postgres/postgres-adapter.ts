@@ -217,8 +217,14 @@ function isDriverError(e: unknown): boolean {
   const first = e instanceof AggregateError && e.errors.length > 0 ? e.errors[0] : e;
   const code = (first as { code?: unknown })?.code;
   if (typeof code === 'string' && (UNAVAILABLE_ERRNO.has(code) || /^[0-9A-Z]{5}$/.test(code))) return true;
-  return first instanceof Error && /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(first.message);
+  return first instanceof Error && CONNECTION_LOST.test(first.message);
 }
+
+/**
+ * pg's own messages (no SQLSTATE, no errno) for a connection that never came or is gone: a
+ * server that ended the session (pg_terminate_backend, a restart), a client the pool had broken.
+ */
+const CONNECTION_LOST = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|is not queryable/i;
 
 const UNAVAILABLE_ERRNO = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'EPIPE']);
 
@@ -235,7 +241,8 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
     code === '3D000' ||
     code === '57P01' ||
     code === '57P03' ||
-    /timeout|terminated|Connection terminated/i.test(message)
+    /timeout|terminated/i.test(message) ||
+    CONNECTION_LOST.test(message)
   ) {
     return new StorageError('STORAGE_UNAVAILABLE', `cannot use the PostgreSQL server at ${where}: ${message}`, {
       hint: 'check that the server is running and that the URL, user and database are right',
