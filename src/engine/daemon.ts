@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { insertAudit, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
-import { BotstateError, coerceError, isBotstateError } from '../errors.ts';
+import { BotstateError, coerceError, isBotstateError, type StorageError } from '../errors.ts';
 import { cmp } from '../money/decimal.ts';
 import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import type { IntentInput, Settlement, Trade } from '../ledger/ledger.ts';
@@ -110,6 +110,7 @@ export class Daemon {
   #ticking: Promise<void> = Promise.resolve();
   #stopping = false;
   #started = false;
+  readonly #failure = Promise.withResolvers<StorageError>();
   /** How long the registration took, once done. */
   #registeredMs: number | undefined;
   #outageSince: number | undefined;
@@ -307,9 +308,28 @@ export class Daemon {
     this.#timer = setTimeout(() => {
       const t0 = performance.now();
       this.#ticking = this.tick()
-        .catch((e) => this.#log(`tick failed: ${coerceError(e).message}`))
+        .catch((e) => {
+          this.#log(`tick failed: ${coerceError(e).message}`);
+          const failure = this.#store.failure;
+          if (failure !== undefined) {
+            // The store is unusable for good (a failed fsync or checkpoint): ticking on would
+            // only fail again. The daemon stops ticking and says so; the process must restart.
+            this.#stopping = true;
+            this.#failure.resolve(failure);
+          }
+        })
         .finally(() => this.#schedule(Math.max(0, this.#tickMs - (performance.now() - t0))));
     }, delay);
+  }
+
+  /**
+   * Resolves with the store's failure if the store becomes unusable for good (on SQLite, a
+   * failed fsync or checkpoint: commits since may not be on disk). The daemon has then stopped
+   * ticking; call {@link stop} and restart the process once the disk is fixed (its recovery
+   * reconciles what was in flight). Never resolves otherwise.
+   */
+  get failed(): Promise<StorageError> {
+    return this.#failure.promise;
   }
 
   /** The jobs this daemon holds, or only those of `ids`. */

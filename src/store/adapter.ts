@@ -1,3 +1,4 @@
+import type { StorageError } from '../errors.ts';
 /**
  * The contract between botstate's engine-agnostic core and one database engine.
  *
@@ -87,6 +88,13 @@ export interface Adapter {
 
   /** True if botstate's table `name` exists (in the configured schema, on PostgreSQL). */
   hasTable(tx: Executor, name: string): Promise<boolean>;
+
+  /**
+   * Set once this connection can no longer be used (SQLite: an fsync or the writer's checkpoint
+   * failed, so what was committed since may not be on disk): every call is refused with it, and
+   * the process must reopen the database (a daemon exits; see docs/durability.md).
+   */
+  readonly failure: StorageError | undefined;
 
   close(): Promise<void>;
 }

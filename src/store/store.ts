@@ -1,7 +1,7 @@
 import { userInfo } from 'node:os';
 import { readStream, jobStream, type AuditEntry, type AuditReport } from '../audit/audit.ts';
 import { verifyAudit } from '../audit/verify.ts';
-import { NotFoundError, ValidationError } from '../errors.ts';
+import { NotFoundError, ValidationError, type StorageError } from '../errors.ts';
 import { requireJob, type JobRef } from '../jobs/job-rows.ts';
 import { Jobs } from '../jobs/jobs.ts';
 import { Ledger } from '../ledger/ledger.ts';
@@ -237,6 +237,15 @@ export class Store {
   }
 
   /** Waits for the transaction in flight, then closes the connection(s). */
+  /**
+   * Set once this store can no longer be used: on SQLite, an fsync or a checkpoint failed (a disk
+   * error), so commits since may not be on disk. Every call is then refused with this error;
+   * reopen the database (in a new process) once the disk is fixed.
+   */
+  get failure(): StorageError | undefined {
+    return this.#adapter.failure;
+  }
+
   close(): Promise<void> {
     return this.#adapter.close();
   }

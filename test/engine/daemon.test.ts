@@ -15,7 +15,7 @@
  * No float touches an amount: sums are exact decimal strings.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -30,7 +30,9 @@ import { isBotstateError } from '../../src/errors.ts';
 import type { Job } from '../../src/jobs/job-rows.ts';
 import type { Trade } from '../../src/ledger/ledger.ts';
 import { add, mul, sub, type Decimal } from '../../src/money/decimal.ts';
-import type { Store } from '../../src/store/store.ts';
+import { SqliteAdapter } from '../../src/store/sqlite/sqlite-adapter.ts';
+import { migrate } from '../../src/store/migrations/runner.ts';
+import { Store } from '../../src/store/store.ts';
 import { ENGINES, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -990,5 +992,37 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     assert.ok(!firstIds.includes(id));
     second.child.kill('SIGINT');
     assert.deepEqual(await second.exited, { code: 0, signal: null }, second.stderr());
+  });
+});
+
+describe('daemon on SQLite whose disk fails', () => {
+  afterEach(runUndo);
+
+  it('stops ticking and resolves `failed` with STORAGE_FAILED once an fsync fails; nothing is written after', async () => {
+    // A real power-mode store whose fsync thread is the test stand-in that fails as EIO would.
+    const path = join(dir, `disk-fails-${files++}.db`);
+    writeFileSync(`${path}-wal.mode`, 'eio');
+    const adapter = await SqliteAdapter.open({
+      path, durability: 'power', busyTimeoutMs: 5000, create: true, groupCommit: true,
+      walSyncWorker: new URL('../helpers/wal-sync-workers.ts', import.meta.url),
+    });
+    await migrate(adapter);
+    const store = new Store(adapter, 'tester');
+    undo.push(() => store.close());
+    const ex = await paper();
+    for (let i = 1; i <= 8; i++) await store.jobs.start({ tokenAddress: tokenAddress(i), set: [FAST_DCA] });
+    const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url), { tickMs: 20 });
+    await daemon.start();
+    // Eight jobs trading at once start the fsync thread, whose first fsync fails.
+    const giveUp = new AbortController();
+    const failure = await Promise.race([daemon.failed, sleep(10_000, undefined, { signal: giveUp.signal }).then(() => assert.fail('the daemon never gave up'))]);
+    giveUp.abort();
+    assert.equal(failure.code, 'STORAGE_FAILED');
+    assert.match(failure.message, /fsync of .* failed \(EIO\)/);
+    assert.equal(store.failure, failure);
+    const after = lines.length;
+    await sleep(200);
+    assert.equal(lines.length, after, 'no tick after giving up');
+    await daemon.stop();
   });
 });

@@ -130,9 +130,17 @@ export const daemonCommand: Command = {
         await daemon.stop();
         throw e;
       }
-      const signal = await stopped;
-      log(`${signal}: finishing the step in flight…`);
+      const outcome = await Promise.race([stopped, daemon.failed]);
+      if (typeof outcome !== 'string') {
+        // The database can no longer be written (a disk error): exit 5, so that a supervisor
+        // restarts the daemon; its recovery reconciles what was in flight.
+        log(`${outcome.message}: stopping`);
+        await daemon.stop();
+        throw outcome;
+      }
+      log(`${outcome}: finishing the step in flight…`);
       await daemon.stop();
+      if (store.failure) throw store.failure; // the disk failed meanwhile: not a clean stop
       log('stopped cleanly');
     } finally {
       await paper?.close();

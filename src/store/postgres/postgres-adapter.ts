@@ -131,6 +131,9 @@ export class PostgresAdapter implements Adapter {
   }
 
   /** Ends the pool once; later calls wait for the same end. */
+  /** A lost connection is replaced by the pool: nothing here fails for good. */
+  readonly failure = undefined;
+
   close(): Promise<void> {
     this.#closing ??= this.#pool.end();
     return this.#closing;

@@ -505,6 +505,10 @@ export class SqliteAdapter implements Adapter {
     await worker.terminate();
   }
 
+  get failure(): StorageError | undefined {
+    return this.#storageFailure ?? this.#walSync?.failure;
+  }
+
   async close(): Promise<void> {
     // Transactions queued for a group commit before close() still commit.
     while (this.#pumping || this.#queue.length > 0) await sleep(1);
