@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { BotstateError } from '../errors.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { Fence } from '../store/context.ts';
+import { instanceAlive, RUNNING_HERE } from '../store/instances.ts';
 import type { Store } from '../store/store.ts';
 
 /**
@@ -24,18 +25,6 @@ export interface LeaseOptions {
    * and this process's clock on SQLite, where every daemon runs on one host.
    */
   readonly now?: () => number;
-}
-
-/** Daemons registered by this process and not yet stopped. */
-const RUNNING_HERE = new Set<string>();
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**
@@ -94,9 +83,7 @@ export class Leases {
       for (const other of others) {
         // Live: it heartbeated within the TTL and, on this host, its process exists (a pid
         // reused by another program after a crash or a reboot does not count for ever).
-        const live =
-          other.heartbeat_at > stale &&
-          (other.host !== this.#host || (other.pid === process.pid ? RUNNING_HERE.has(other.id) : alive(other.pid)));
+        const live = instanceAlive(other, stale);
         if (!live) {
           // A daemon that died: its jobs need not wait for their TTL. They come straight to
           // this one, each at a new epoch (one statement; the next sync hands back whatever is

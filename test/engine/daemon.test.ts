@@ -912,6 +912,11 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     assert.equal(JSON.parse(demo.stdout()).error.code, 'DAEMON_RUNNING');
     assert.deepEqual(await fx.raw('SELECT id FROM jobs ORDER BY id'), jobsBefore);
     assert.equal(existsSync(join(dirname(fx.url), 'paper-exchange.db')), false);
+    // Nor may the schema be rolled back from under it.
+    const rollback = botstate(['db', 'rollback', '--db', fx.url]);
+    assert.equal((await rollback.exited).code, 3, rollback.stderr());
+    assert.match(rollback.stderr(), new RegExp(`^botstate: a daemon \\(pid ${d.child.pid} on \\S+\\) is running on .*\\(stop the daemon first; if it is not running any more, add --force\\)\n$`));
+    assert.deepEqual(await fx.raw('SELECT max(version) AS v FROM schema_migrations'), [{ v: 4 }]);
     // And through the library.
     const lib = makeDaemon(await fx.open(), new HttpExchange(ex.url));
     await assert.rejects(lib.daemon.start(), (e: unknown) => isBotstateError(e, 'DAEMON_RUNNING') && e.message.includes(`pid ${d.child.pid}`));

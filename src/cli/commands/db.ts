@@ -47,8 +47,8 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
     },
   },
   rollback: {
-    summary: 'roll back the last migration (or down to --to N); refused if it would delete data, unless --force',
-    options: { ...TO, force: { type: 'boolean', help: 'roll back even if that deletes jobs, trades, audit entries or strategy state' } },
+    summary: 'roll back the last migration (or down to --to N); refused if it would delete data or a daemon runs, unless --force',
+    options: { ...TO, force: { type: 'boolean', help: 'roll back even if that deletes jobs, trades, audit entries or strategy state, or while a daemon seems to run' } },
     async run(ctx) {
       const to = target(ctx);
       const force = ctx.values['force'] === true;

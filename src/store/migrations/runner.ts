@@ -2,6 +2,7 @@ import { BotstateError, NotFoundError, SchemaError, ValidationError } from '../.
 import type { Adapter, Engine, Executor } from '../adapter.ts';
 import { LATEST_VERSION, MIGRATIONS } from './index.ts';
 import { checksum, type Migration, type PerEngine } from './migration.ts';
+import { instanceAlive, type InstanceRow } from '../instances.ts';
 
 const VERSION_TABLE: PerEngine = {
   sqlite: `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -217,6 +218,7 @@ export async function rollback(adapter: Adapter, options: { to?: number; force?:
   }
   const force = options.force === true;
   const steps = [...MIGRATIONS].reverse().filter((m) => m.version > target && m.version <= quick.current);
+  if (!force && steps.length > 0) await refuseWhileDaemonRuns(adapter);
   if (!force && steps.some((m) => LOSSES[m.version] !== undefined)) {
     // Every step first, so that a refusal leaves the schema where it was.
     await adapter.transaction(async (tx) => {
@@ -240,6 +242,28 @@ export async function rollback(adapter: Adapter, options: { to?: number; force?:
     );
   }
   return done;
+}
+
+/** A daemon that heartbeated within this long (and, on this host, whose process exists) counts as running. */
+const DAEMON_HEARTBEAT_WINDOW_MS = 60_000;
+
+/**
+ * A rollback pulls the tables from under a running daemon (it then fails every tick until it is
+ * stopped): refused while one seems to run, unless forced.
+ */
+async function refuseWhileDaemonRuns(adapter: Adapter): Promise<void> {
+  const running = await adapter.transaction(async (tx) => {
+    if (!(await adapter.hasTable(tx, 'daemon_instances'))) return [];
+    const rows = await tx.all<InstanceRow>('SELECT id, host, pid, heartbeat_at FROM daemon_instances WHERE stopped_at IS NULL');
+    const staleBefore = new Date(Date.now() - DAEMON_HEARTBEAT_WINDOW_MS).toISOString();
+    return rows.filter((row) => instanceAlive(row, staleBefore));
+  }, { readOnly: true });
+  const first = running[0];
+  if (first === undefined) return;
+  throw new BotstateError('DAEMON_RUNNING', `a daemon (pid ${first.pid} on ${first.host}) is running on ${adapter.location}: rolling back would take its tables away`, {
+    hint: 'stop the daemon first; if it is not running any more, add --force',
+    details: { instance: first.id, pid: first.pid, host: first.host },
+  });
 }
 
 async function step(tx: Executor, engine: Engine, m: Migration, direction: 'up' | 'down'): Promise<void> {
