@@ -126,6 +126,32 @@ function shortAddress(address: string): string {
  * const job = await store.jobs.start({ tokenAddress: '0xbbd9aDe16525acb4B336b6dAd3b9762901522B07', set: ['accumulate.dcaAmount=25'] });
  * await store.jobs.pause({ id: job.id });
  */
+/** A start's input, checked and normalised without the database. */
+function startInput(input: StartJobInput) {
+  const tokenAddress = normalizeAddress(input.tokenAddress);
+  const chain = normalizeChain(input.chain);
+  const mode = input.mode === undefined ? undefined : checkMode(input.mode);
+  const symbol = input.tokenSymbol === undefined ? undefined : checkSymbol(input.tokenSymbol);
+  const set = input.set ?? [];
+  // The config against the defaults, before the database is touched: a bad value is reported as
+  // such whether or not the job exists.
+  resolveConfig(defaultConfig(), input.config, set);
+  return { tokenAddress, chain, mode, symbol, set };
+}
+
+/**
+ * Throws what {@link Jobs.start} would refuse in its input alone (an address, a mode, a symbol,
+ * a config value), without a database: the CLI checks before it opens (and maybe creates) one.
+ */
+export function checkStartInput(input: StartJobInput): void {
+  startInput(input);
+}
+
+/** Throws what {@link Jobs.configure} would refuse in its input alone (an unknown key, a bad value). */
+export function checkConfigureInput(input: ConfigureInput): void {
+  resolveConfig(defaultConfig(), input.config, input.set ?? []);
+}
+
 export class Jobs {
   readonly #ctx: Context;
 
@@ -138,14 +164,7 @@ export class Jobs {
    * IDLE → RUNNING, applying any mode, symbol and config changes in the same transaction.
    */
   async start(input: StartJobInput, options?: CallOptions): Promise<Job> {
-    const tokenAddress = normalizeAddress(input.tokenAddress);
-    const chain = normalizeChain(input.chain);
-    const mode = input.mode === undefined ? undefined : checkMode(input.mode);
-    const symbol = input.tokenSymbol === undefined ? undefined : checkSymbol(input.tokenSymbol);
-    const set = input.set ?? [];
-    // Validate the config against the defaults before touching the database, so that a bad
-    // value is reported as such whether or not the job exists.
-    resolveConfig(defaultConfig(), input.config, set);
+    const { tokenAddress, chain, mode, symbol, set } = startInput(input);
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
       const existing = await selectJob(tx, this.#ctx.adapter.dialect, { tokenAddress, chain }, true);
@@ -212,8 +231,8 @@ export class Jobs {
 
   /** Changes a job's config in any status (validated, audited). */
   async configure(ref: JobRef, input: ConfigureInput, options?: CallOptions): Promise<Job> {
+    checkConfigureInput(input);
     const set = input.set ?? [];
-    resolveConfig(defaultConfig(), input.config, set);
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
       const row = await lockJob(tx, this.#ctx.adapter.dialect, ref, options);

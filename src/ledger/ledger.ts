@@ -166,6 +166,12 @@ function checkTradeInput(input: TradeInput): void {
   }
 }
 
+/** Throws what {@link Ledger.recordTrade} would refuse in its input alone, without a database (the CLI checks before it opens one). */
+export function checkRecordInput(input: RecordTradeInput): void {
+  checkTradeInput(input);
+  checkFill(input);
+}
+
 function positive(value: string, field: string): Decimal {
   const d = parseDecimal(value, { field });
   if (cmp(d, '0') <= 0) throw new ValidationError('INVALID_AMOUNT', `${field} must be greater than 0, got ${d}`, { hint: 'a trade moves a positive amount of tokens' });
@@ -184,7 +190,11 @@ interface CheckedFill {
 function checkFill(fill: Fill): CheckedFill {
   const ref = (v: string | undefined, field: string): string | null => {
     if (v === undefined || v === null) return null;
-    if (!REFERENCE.test(v)) throw new ValidationError('INVALID_ARGUMENT', `${field} must be 1 to 128 printable characters`);
+    if (!REFERENCE.test(v)) {
+      throw new ValidationError('INVALID_ARGUMENT', `${field} "${v}" is not allowed`, {
+        hint: 'use 1 to 128 visible ASCII characters, no spaces, as the exchange or the chain gives it',
+      });
+    }
     return v;
   };
   const executedAt = fill.executedAt ?? new Date().toISOString();

@@ -236,7 +236,6 @@ export class Store {
     return rollback(this.#adapter, options);
   }
 
-  /** Waits for the transaction in flight, then closes the connection(s). */
   /**
    * Set once this store can no longer be used: on SQLite, an fsync or a checkpoint failed (a disk
    * error), so commits since may not be on disk. Every call is then refused with this error;
@@ -246,6 +245,7 @@ export class Store {
     return this.#adapter.failure;
   }
 
+  /** Waits for the transaction in flight, then closes the connection(s). */
   close(): Promise<void> {
     return this.#adapter.close();
   }

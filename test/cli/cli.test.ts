@@ -356,6 +356,13 @@ for (const engine of ENGINES) {
       assert.equal(rolledBack.version, 1);
       assert.equal(parseJson(await cli(['db', 'status', '--json', ...db])).current, 1);
       refused(await cli(['status', TOKEN, ...db]), 6, /db migrate/);
+      // Commands that change a job do not migrate either: a typo cannot start a migration.
+      const atVersion1 = await fx.dump();
+      refused(await cli(['pause', TOKEN, ...db]), 6, /db migrate/);
+      refused(await cli(['pause', UNKNOWN_TOKEN, ...db]), 6, /db migrate/);
+      refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'at-v1'), ...db]), 6, /db migrate/);
+      refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'bad id'), ...db]), 2, /clientOrderId/);
+      assert.equal(await fx.dump(), atVersion1, 'nothing migrated');
 
       const migrated = parseJson(await cli(['db', 'migrate', '--json', ...db]));
       assertCamelCase(migrated);
@@ -597,6 +604,13 @@ describe('botstate CLI without a job database', () => {
     const results = await pool(runs, 4, (args) => cli([...args, '--db', path]));
     results.forEach((r) => refused(r, 4, /no database at .*nothing\.db/));
     assert.deepEqual(readdirSync(dir), [], 'no file (nor -wal, -shm, -journal) was created');
+    // Nor does a command refused for its input, start included: its input is checked first.
+    const badInput: string[][] = [
+      ['start', TOKEN, '--set', 'accumulate.noSuchKey=1'], ['start', TOKEN, '--symbol', 'a b'],
+      ['start', TOKEN, '--mode', 'scalping'], ['config', TOKEN, '--set', 'accumulate.dcaAmount=-1'],
+      recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'bad id'), [...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'x'), '--tx-hash', ''],
+    ];
+    (await pool(badInput, 4, (args) => cli([...args, '--db', path]))).forEach((r) => refused(r, 2));
     // also through sqlite:PATH and $BOTSTATE_DB
     refused(await cli(['list', '--db', `sqlite:${path}`]), 4);
     refused(await cli(['list'], { env: { BOTSTATE_DB: path } }), 4, /nothing\.db/);

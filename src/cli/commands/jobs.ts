@@ -3,9 +3,9 @@ import { ValidationError } from '../../errors.ts';
 import { CONFIG_KEYS, parseConfigJson } from '../../jobs/config.ts';
 import type { Job } from '../../jobs/job-rows.ts';
 import { JOB_STATUSES, type JobMode, type JobStatus } from '../../jobs/lifecycle.ts';
-import { checkStatus } from '../../jobs/jobs.ts';
+import { checkConfigureInput, checkStartInput, checkStatus } from '../../jobs/jobs.ts';
 import type { Store } from '../../store/store.ts';
-import { CHAIN_OPTION, READ_ONLY, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
+import { CHAIN_OPTION, EXISTING, READ_ONLY, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
 import { jobJson, jobsTable, jobView, json } from '../output.ts';
 
 const CONFIG_OPTIONS = {
@@ -72,6 +72,7 @@ const start: Command = {
       ...(typeof symbol === 'string' ? { tokenSymbol: symbol } : {}),
       ...(config !== undefined ? { config } : {}),
     };
+    checkStartInput(input); // before a database is opened, created or migrated
     const job = await withStore(ctx, {}, (store) => store.jobs.start(input));
     printJob(ctx, job, `Started ${job.mode} job for ${job.tokenSymbol} on ${job.chain}: ${job.status}`);
   },
@@ -86,7 +87,7 @@ function lifecycle(name: 'pause' | 'resume' | 'liquidate', summary: string, verb
     positionals: [1, 1],
     async run(ctx) {
       const ref = tokenRef(ctx);
-      const job = await withStore(ctx, { create: false }, (store: Store) => store.jobs[name](ref));
+      const job = await withStore(ctx, EXISTING, (store: Store) => store.jobs[name](ref));
       printJob(ctx, job, `${verb} job for ${job.tokenSymbol} on ${job.chain}: ${job.status}`);
     },
   };
@@ -106,7 +107,8 @@ const configure: Command = {
       throw new ValidationError('USAGE', 'nothing to change', { hint: 'pass --set section.key=value or --config FILE' });
     }
     const input = { set: sets(ctx), ...(config !== undefined ? { config } : {}) };
-    const job = await withStore(ctx, { create: false }, (store) => store.jobs.configure(ref, input));
+    checkConfigureInput(input);
+    const job = await withStore(ctx, EXISTING, (store) => store.jobs.configure(ref, input));
     printJob(ctx, job, `Config of ${job.tokenSymbol} on ${job.chain} is now:`);
   },
 };

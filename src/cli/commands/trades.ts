@@ -1,7 +1,7 @@
 import { ValidationError } from '../../errors.ts';
 import { cmp, parseDecimal } from '../../money/decimal.ts';
-import { TradeReason, TradeSide, TradeStatus } from '../../ledger/ledger.ts';
-import { CHAIN_OPTION, READ_ONLY, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
+import { checkRecordInput, TradeReason, TradeSide, TradeStatus } from '../../ledger/ledger.ts';
+import { CHAIN_OPTION, EXISTING, READ_ONLY, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
 import { json, tradesTable } from '../output.ts';
 
 function oneOf<T extends string>(ctx: CommandContext, command: string, flag: string, allowed: readonly T[]): T {
@@ -86,10 +86,11 @@ const record: Command = {
       baseAmount: amount(ctx, 'base', true),
       quoteAmount: amount(ctx, 'quote', false),
       priceUsd: amount(ctx, 'price', false),
-      ...(txHash ? { txHash } : {}),
-      ...(exchangeOrderId ? { exchangeOrderId } : {}),
+      ...(txHash !== undefined ? { txHash } : {}),
+      ...(exchangeOrderId !== undefined ? { exchangeOrderId } : {}),
     };
-    const result = await withStore(ctx, { create: false }, (store) => store.ledger.recordTrade(input));
+    checkRecordInput(input); // before a database is opened or migrated
+    const result = await withStore(ctx, EXISTING, (store) => store.ledger.recordTrade(input));
     if (ctx.json) {
       ctx.io.out(json({ duplicate: result.duplicate, trade: result.trade, tokenBalance: result.job.tokenBalance, totalAccumulated: result.job.totalAccumulated }));
       return;
