@@ -333,7 +333,8 @@ export class Ledger {
         priceUsd: fill.price, clientOrderId: input.clientOrderId, exchangeOrderId: fill.exchangeOrderId,
         txHash: fill.txHash, status: 'EXECUTED', error: null, createdAt: fill.executedAt, executedAt: fill.executedAt,
       };
-      const next = await updateJob(tx, this.#ctx.adapter.dialect, job, { set, at: fill.executedAt, actor, action: 'record', entity: 'trade', entityId: id, detail: { trade } });
+      // The audit entry and updatedAt say when this was recorded; the trade keeps its fill time.
+      const next = await updateJob(tx, this.#ctx.adapter.dialect, job, { set, at: new Date().toISOString(), actor, action: 'record', entity: 'trade', entityId: id, detail: { trade } });
       return { trade, job: toJob(next), duplicate: false };
     });
   }
@@ -452,10 +453,10 @@ export class Ledger {
       // A sell beyond the balance throws here, after the UPDATE: the transaction (or the
       // caller's savepoint) undoes it.
       const set: JobChange = fill ? applyFill(job, current.side, current.reason, fill) : {};
-      const at = fill?.executedAt ?? new Date().toISOString();
       const afterSettle = options?.scratch;
+      // When it was recorded, not the fill time (which may be earlier than the job's last entry).
       const next = await updateJob(tx, this.#ctx.adapter.dialect, job, {
-        set, at, actor, action: 'settle', entity: 'trade', entityId: current.id, detail: { trade },
+        set, at: new Date().toISOString(), actor, action: 'settle', entity: 'trade', entityId: current.id, detail: { trade },
         ...(afterSettle ? { scratch: (settledJob: Job) => afterSettle({ job: settledJob, trade }) } : {}),
       });
       return { trade, job: toJob(next), duplicate: false };
