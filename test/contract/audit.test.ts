@@ -111,6 +111,16 @@ for (const engine of ENGINES) {
       assert.deepEqual(report.problems.map((x) => x.problem), ["the job's status differs from what its audit log records"]);
     });
 
+    it('entries are stamped when written: a trade filled in the past does not move the log or updatedAt back', async () => {
+      const job = await store.jobs.get({ tokenAddress: TOKEN });
+      const old = '2020-01-02T03:04:05.006Z';
+      const { trade } = await store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: 'o-past', side: 'BUY', reason: 'DIP_BUY', baseAmount: '1', quoteAmount: '2', priceUsd: '2', executedAt: old });
+      assert.equal(trade.executedAt, old);
+      const entries = await store.history({ id: job.id });
+      for (let i = 1; i < entries.length; i++) assert.ok(entries[i]!.at >= entries[i - 1]!.at, `seq ${entries[i]!.seq} is not before seq ${entries[i - 1]!.seq}`);
+      assert.ok((await store.jobs.get({ id: job.id })).updatedAt > job.updatedAt);
+    });
+
     it('verify reads one snapshot: changes committed while it runs are not reported as tampering', async () => {
       const writer = await fx.open();
       const jobs = [];
