@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { insertAudit, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
-import { BotstateError, coerceError, isBotstateError, type StorageError } from '../errors.ts';
+import { BotstateError, coerceError, isBotstateError } from '../errors.ts';
 import { cmp } from '../money/decimal.ts';
 import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import type { IntentInput, Settlement, Trade } from '../ledger/ledger.ts';
@@ -110,7 +110,7 @@ export class Daemon {
   #ticking: Promise<void> = Promise.resolve();
   #stopping = false;
   #started = false;
-  readonly #failure = Promise.withResolvers<StorageError>();
+  readonly #failure = Promise.withResolvers<BotstateError>();
   /** How long the registration took, once done. */
   #registeredMs: number | undefined;
   #outageSince: number | undefined;
@@ -309,11 +309,13 @@ export class Daemon {
       const t0 = performance.now();
       this.#ticking = this.tick()
         .catch((e) => {
-          this.#log(`tick failed: ${coerceError(e).message}`);
-          const failure = this.#store.failure;
+          const error = coerceError(e);
+          this.#log(`tick failed: ${error.message}`);
+          // The store is unusable for good (a failed fsync or checkpoint), or another daemon took
+          // this SQLite file over while this one was stalled: ticking on would only fail again,
+          // or run beside it. The daemon stops ticking and says so.
+          const failure = this.#store.failure ?? (error.code === 'DAEMON_RUNNING' ? error : undefined);
           if (failure !== undefined) {
-            // The store is unusable for good (a failed fsync or checkpoint): ticking on would
-            // only fail again. The daemon stops ticking and says so; the process must restart.
             this.#stopping = true;
             this.#failure.resolve(failure);
           }
@@ -323,12 +325,13 @@ export class Daemon {
   }
 
   /**
-   * Resolves with the store's failure if the store becomes unusable for good (on SQLite, a
-   * failed fsync or checkpoint: commits since may not be on disk). The daemon has then stopped
-   * ticking; call {@link stop} and restart the process once the disk is fixed (its recovery
-   * reconciles what was in flight). Never resolves otherwise.
+   * Resolves when the daemon cannot go on, and has stopped ticking: with the store's failure
+   * (STORAGE_FAILED: on SQLite, a failed fsync or checkpoint, so commits since may not be on
+   * disk; restart the process once the disk is fixed, its recovery reconciles what was in
+   * flight), or with DAEMON_RUNNING (on SQLite, another daemon took the file over while this one
+   * was stalled past its lease TTL). Call {@link stop} then. Never resolves otherwise.
    */
-  get failed(): Promise<StorageError> {
+  get failed(): Promise<BotstateError> {
     return this.#failure.promise;
   }
 

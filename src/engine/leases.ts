@@ -122,7 +122,7 @@ export class Leases {
   async renew(): Promise<void> {
     await this.#store.transaction(async (tx) => {
       const iso = await this.#clock(tx);
-      await tx.run('UPDATE daemon_instances SET heartbeat_at = ?, stopped_at = NULL WHERE id = ?', [iso(), this.instanceId]);
+      await this.#heartbeat(tx, iso());
       await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [iso(this.#ttlMs), this.instanceId, iso(this.#ttlMs / 2)]);
     });
   }
@@ -155,12 +155,35 @@ export class Leases {
     });
   }
 
+  /**
+   * Heartbeats this daemon's row. Where several daemons may run (PostgreSQL), a row another daemon
+   * marked stopped (it took this one for dead) is revived, so that it counts again in the fair
+   * share. On SQLite, where one daemon runs per file, this daemon was stalled past its TTL and
+   * another one has taken the file over: it must stop (DAEMON_RUNNING), not run beside it.
+   */
+  async #heartbeat(tx: Executor, now: string): Promise<void> {
+    if (!this.#store.capabilities.concurrentWriters) {
+      const mine = await tx.get<{ stopped_at: string | null }>('SELECT stopped_at FROM daemon_instances WHERE id = ?', [this.instanceId]);
+      if (mine?.stopped_at != null) {
+        const other = await tx.get<{ host: string; pid: number }>(
+          'SELECT host, pid FROM daemon_instances WHERE stopped_at IS NULL AND id <> ? ORDER BY started_at DESC LIMIT 1',
+          [this.instanceId],
+        );
+        throw new BotstateError('DAEMON_RUNNING', `another daemon${other ? ` (pid ${other.pid} on ${other.host})` : ''} took ${this.#store.location} over while this one was stalled past its lease TTL`, {
+          hint: 'this daemon stops; one daemon runs per SQLite file',
+          details: { instance: this.instanceId, ...(other ? { pid: other.pid, host: other.host } : {}) },
+        });
+      }
+    }
+    await tx.run('UPDATE daemon_instances SET heartbeat_at = ?, stopped_at = NULL WHERE id = ?', [now, this.instanceId]);
+  }
+
   /** sync's writes: heartbeat, renewal, lease rows for new active jobs, hand-backs, claims or sheds. */
   async #refresh(tx: Executor): Promise<void> {
     const iso = await this.#clock(tx);
     const now = iso();
     const expires = iso(this.#ttlMs);
-    await tx.run('UPDATE daemon_instances SET heartbeat_at = ?, stopped_at = NULL WHERE id = ?', [now, this.instanceId]);
+    await this.#heartbeat(tx, now);
     // Renewed when half the TTL is left, not every tick: a thousand jobs need not be rewritten each second.
     await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [expires, this.instanceId, iso(this.#ttlMs / 2)]);
     await tx.run(

@@ -998,6 +998,31 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     second.child.kill('SIGINT');
     assert.deepEqual(await second.exited, { code: 0, signal: null }, second.stderr());
   });
+
+  it('a second daemon takes the file over; the stalled one, woken, stops with exit 3 instead of running beside it', async () => {
+    const ex = await paper();
+    const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+    const a = botstate(['daemon', '--exchange', ex.url, '--db', fx.url, '--tick', '50', '--lease-ttl', '600']);
+    await a.line(/ LGI +BUY /);
+    a.child.kill('SIGSTOP');
+    undo.push(async () => void a.child.kill('SIGCONT'));
+    await sleep(900); // past the TTL
+    const b = botstate(['daemon', '--exchange', ex.url, '--db', fx.url, '--tick', '50', '--lease-ttl', '600']);
+    const iB = await b.line(/^recovered in /);
+    await b.line(/ LGI +BUY /, 10_000, iB);
+    a.child.kill('SIGCONT');
+    const giveUp = new AbortController();
+    const exitA = await Promise.race([a.exited, sleep(10_000, { code: 'still running' }, { signal: giveUp.signal })]);
+    giveUp.abort();
+    assert.equal(exitA.code, 3, a.stderr());
+    assert.match(a.stderr(), new RegExp(`^botstate: another daemon \\(pid ${b.child.pid} on \\S+\\) took .* over while this one was stalled past its lease TTL \\(this daemon stops; one daemon runs per SQLite file\\)\n$`));
+    // B carries on alone, and the ledger matches the exchange.
+    const placed = (await exchangeOrders(ex.url)).length;
+    await waitFor('B to trade again', async () => (await exchangeOrders(ex.url)).length > placed);
+    b.child.kill('SIGTERM');
+    assert.equal((await b.exited).code, 0, b.stderr());
+    await assertLedgerMatchesExchange(store, ex.url, job);
+  });
 });
 
 describe('daemon on SQLite whose disk fails', () => {

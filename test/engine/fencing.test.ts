@@ -108,21 +108,37 @@ for (const engine of ENGINES) {
       assert.equal((await store.jobs.updateState({ id: job.id }, { recentHigh: '2' }, { fence: fenceB })).recentHigh, '2');
     });
 
-    it('a daemon another one took for dead counts again for the fair share once it heartbeats', async () => {
-      const store = await fx.open();
-      const a = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => T0 });
-      await a.register();
-      const sql = (text: string): string => (fx.engine === 'sqlite' ? text : text.replace(/\?/g, (_, i: number) => `$${text.slice(0, i).split('?').length}`));
-      const markStopped = () => fx.raw(sql('UPDATE daemon_instances SET stopped_at = ? WHERE id = ?'), [new Date(T0).toISOString(), 'daemon-A']);
-      const stopped = async () => (await fx.raw(sql('SELECT stopped_at FROM daemon_instances WHERE id = ?'), ['daemon-A']))[0]!['stopped_at'];
-      await markStopped();
-      assert.notEqual(await stopped(), null);
-      await a.renew();
-      assert.equal(await stopped(), null);
-      await markStopped();
-      await a.sync();
-      assert.equal(await stopped(), null);
-    });
+    it(
+      engine.name === 'postgres'
+        ? 'a daemon another one took for dead counts again for the fair share once it heartbeats'
+        : 'a daemon another one took for dead (stalled past its TTL) learns it at its next heartbeat and must stop: one daemon per SQLite file',
+      async () => {
+        const store = await fx.open();
+        let now = T0;
+        const a = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => now });
+        await a.register();
+        const sql = (text: string): string => (fx.engine === 'sqlite' ? text : text.replace(/\?/g, (_, i: number) => `$${text.slice(0, i).split('?').length}`));
+        const stopped = async () => (await fx.raw(sql('SELECT stopped_at FROM daemon_instances WHERE id = ?'), ['daemon-A']))[0]!['stopped_at'];
+        // A stalls past its TTL; B registers, takes A for dead and marks it stopped.
+        now = T0 + TTL + 1;
+        const b = new Leases(store, 'daemon-B', { ttlMs: TTL, now: () => now });
+        await b.register();
+        assert.notEqual(await stopped(), null);
+        if (fx.engine === 'postgres') {
+          await a.renew();
+          assert.equal(await stopped(), null);
+          await fx.raw(sql('UPDATE daemon_instances SET stopped_at = ? WHERE id = ?'), [new Date(now).toISOString(), 'daemon-A']);
+          await a.sync();
+          assert.equal(await stopped(), null);
+        } else {
+          const before = await fx.dump();
+          const tookOver = (e: unknown) => isBotstateError(e, 'DAEMON_RUNNING') && /took .* over while this one was stalled/.test(e.message) && e.message.includes(`pid ${process.pid}`);
+          await assert.rejects(a.renew(), tookOver);
+          await assert.rejects(a.sync(), tookOver);
+          assert.equal(await fx.dump(), before, 'A wrote nothing');
+        }
+      },
+    );
 
     it('syncForRecovery claims as sync does, and returns the fences of the held jobs with open intents', async () => {
       const store = await fx.open();

@@ -132,8 +132,9 @@ export const daemonCommand: Command = {
       }
       const outcome = await Promise.race([stopped, daemon.failed]);
       if (typeof outcome !== 'string') {
-        // The database can no longer be written (a disk error): exit 5, so that a supervisor
-        // restarts the daemon; its recovery reconciles what was in flight.
+        // The database can no longer be written (a disk error: exit 5, so that a supervisor
+        // restarts the daemon; its recovery reconciles what was in flight), or another daemon
+        // took this SQLite file over while this one was stalled (exit 3).
         log(`${outcome.message}: stopping`);
         await daemon.stop();
         throw outcome;
