@@ -61,12 +61,20 @@ ${EXIT_HELP}
 }
 
 /** Splits argv into the command's name and the rest, skipping global flags and --db's value. */
+/** Every flag that takes a value, in any command: its value is never taken for the command's name. */
+const VALUE_FLAGS = new Set(
+  [GLOBAL_OPTIONS, ...COMMANDS.map((c) => c.options)].flatMap((options) =>
+    Object.entries(options as Record<string, { type: string }>).filter(([, o]) => o.type === 'string').map(([name]) => `--${name}`),
+  ),
+);
+
 function findCommand(argv: readonly string[]): { name: string | undefined; rest: string[] } {
   const rest: string[] = [];
   const words: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '--db') {
+    if (VALUE_FLAGS.has(a)) {
+      // `botstate --chain base pause …`, `botstate db --to 2 migrate`: flags may come first.
       rest.push(a);
       if (i + 1 < argv.length) rest.push(argv[++i]!);
     } else if (a.startsWith('-') || words.length >= (words[0] === 'db' ? 2 : 1)) {

@@ -364,11 +364,12 @@ for (const engine of ENGINES) {
       refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'bad id'), ...db]), 2, /clientOrderId/);
       assert.equal(await fx.dump(), atVersion1, 'nothing migrated');
 
-      const migrated = parseJson(await cli(['db', 'migrate', '--json', ...db]));
+      const migrated = parseJson(await cli(['db', '--to', String(schema.latest), 'migrate', '--json', ...db]));
       assertCamelCase(migrated);
       assert.equal(migrated.version, schema.latest);
       const [statusAfter, tradesAfter, historyAfter] = await Promise.all([
-        cli(['status', TOKEN, '--json', ...db]),
+        // Flags may come before the command, values included.
+        cli(['--chain', 'base', 'status', TOKEN, '--json', ...db]),
         cli(['trades', TOKEN, '--json', ...db]),
         cli(['history', TOKEN, '--json', ...db]),
       ]);
