@@ -60,7 +60,6 @@ ${EXIT_HELP}
 `;
 }
 
-/** Splits argv into the command's name and the rest, skipping global flags and --db's value. */
 /** Every flag that takes a value, in any command: its value is never taken for the command's name. */
 const VALUE_FLAGS = new Set(
   [GLOBAL_OPTIONS, ...COMMANDS.map((c) => c.options)].flatMap((options) =>
@@ -68,6 +67,7 @@ const VALUE_FLAGS = new Set(
   ),
 );
 
+/** Splits argv into the command's name and the rest, skipping flags and their values. */
 function findCommand(argv: readonly string[]): { name: string | undefined; rest: string[] } {
   const rest: string[] = [];
   const words: string[] = [];
@@ -158,8 +158,13 @@ export async function run(argv: readonly string[], io: Io = processIo): Promise<
   }
 }
 
-/** A word longer than this in an error line (a pasted id, a value) is shown cut in the middle. */
+/**
+ * A word longer than this in an error line (a pasted id, a value) is shown cut in the middle;
+ * one with a `/` in it (a path, a URL the operator typed and may need to copy) only past
+ * LONGEST_PATH.
+ */
 const LONGEST_WORD = 120;
+const LONGEST_PATH = 1000;
 
 /**
  * An error line as it is safe to print on a terminal: control characters (an ESC that would
@@ -171,6 +176,7 @@ export function terminalSafe(line: string): string {
   const escaped = line.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
   return escaped.replace(/\S+/g, (word) => {
     const chars = [...word];
-    return chars.length <= LONGEST_WORD ? word : `${chars.slice(0, 80).join('')}…${chars.slice(-20).join('')}`;
+    const longest = word.includes('/') ? LONGEST_PATH : LONGEST_WORD;
+    return chars.length <= longest ? word : `${chars.slice(0, longest - 40).join('')}…${chars.slice(-20).join('')}`;
   });
 }

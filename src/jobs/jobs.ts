@@ -118,14 +118,6 @@ function shortAddress(address: string): string {
   return `${address.slice(0, 6)}…${address.slice(-4)}`;
 }
 
-/**
- * Jobs and their lifecycle. Every change is one transaction: a guarded update of the job row
- * plus its audit entry.
- *
- * @example
- * const job = await store.jobs.start({ tokenAddress: '0xbbd9aDe16525acb4B336b6dAd3b9762901522B07', set: ['accumulate.dcaAmount=25'] });
- * await store.jobs.pause({ id: job.id });
- */
 /** A start's input, checked and normalised without the database. */
 function startInput(input: StartJobInput) {
   const tokenAddress = normalizeAddress(input.tokenAddress);
@@ -152,6 +144,14 @@ export function checkConfigureInput(input: ConfigureInput): void {
   resolveConfig(defaultConfig(), input.config, input.set ?? []);
 }
 
+/**
+ * Jobs and their lifecycle. Every change is one transaction: a guarded update of the job row
+ * plus its audit entry.
+ *
+ * @example
+ * const job = await store.jobs.start({ tokenAddress: '0xbbd9aDe16525acb4B336b6dAd3b9762901522B07', set: ['accumulate.dcaAmount=25'] });
+ * await store.jobs.pause({ id: job.id });
+ */
 export class Jobs {
   readonly #ctx: Context;
 

@@ -610,8 +610,14 @@ describe('botstate CLI without a job database', () => {
       ['start', TOKEN, '--set', 'accumulate.noSuchKey=1'], ['start', TOKEN, '--symbol', 'a b'],
       ['start', TOKEN, '--mode', 'scalping'], ['config', TOKEN, '--set', 'accumulate.dcaAmount=-1'],
       recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'bad id'), [...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'x'), '--tx-hash', ''],
+      ['db', 'migrate', '--to', '99'],
     ];
     (await pool(badInput, 4, (args) => cli([...args, '--db', path]))).forEach((r) => refused(r, 2));
+    // A long path in the error line is shown whole (the operator may need to copy it).
+    const longPath = join(dir, `${'x'.repeat(150)}.db`);
+    const long = await cli(['list', '--db', longPath]);
+    refused(long, 4);
+    assert.ok(long.stderr.includes(longPath), long.stderr);
     // also through sqlite:PATH and $BOTSTATE_DB
     refused(await cli(['list', '--db', `sqlite:${path}`]), 4);
     refused(await cli(['list'], { env: { BOTSTATE_DB: path } }), 4, /nothing\.db/);

@@ -4,6 +4,7 @@
  * separate processes are safe, and a failing step leaves nothing behind.
  */
 import assert from 'node:assert/strict';
+import { hostname } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { GENESIS_HASH, jobStream, prepareAudit } from '../../src/audit/audit.ts';
@@ -443,6 +444,46 @@ for (const engine of ENGINES) {
       assert.deepEqual((await store.rollback({ to: 1 })).map((m) => m.version), range(2, LATEST_VERSION).reverse());
       assert.deepEqual((await store.rollback({ to: 0, force: true })).map((m) => m.version), [1]);
       assert.deepEqual(await userObjects(fx), ['table schema_migrations']);
+    });
+
+    it('a rollback is refused (DAEMON_RUNNING), forced or not, while a daemon runs; the data-loss refusal still comes first', async () => {
+      const store = await fx.open();
+      const job = await store.jobs.start({ tokenAddress: TOKEN });
+      const p = (n: number) => (fx.engine === 'sqlite' ? '?' : `$${n}`);
+      const now = fx.engine === 'sqlite' ? new Date().toISOString() : String((await fx.raw('SELECT clock_timestamp()::text AS t'))[0]!['t']);
+      const at = (ms: number) => new Date(Date.parse(now) + ms).toISOString();
+      const instance = (id: string, host: string, pid: number, heartbeat: string) =>
+        fx.raw(`INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at) VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)})`, [id, host, pid, heartbeat, heartbeat]);
+      const lease = (owner: string, expires: string) =>
+        fx.raw(`INSERT INTO job_leases (job_id, owner, epoch, expires_at) VALUES (${p(1)}, ${p(2)}, 1, ${p(3)})`, [job.id, owner, expires]);
+      const stop = (id: string) => fx.raw(`UPDATE daemon_instances SET stopped_at = heartbeat_at WHERE id = ${p(1)}`, [id]);
+      const refusedWhileRunning = async (pattern: RegExp) => {
+        const before = await fx.dump();
+        for (const force of [false, true]) {
+          const refusal = await rejectsWith(store.rollback({ force }), 'DAEMON_RUNNING');
+          assert.match(String(refusal['message']), pattern);
+        }
+        assert.equal(await fx.dump(), before, 'nothing rolled back');
+      };
+
+      // Another host's daemon that heartbeated seconds ago (by the database's clock on PostgreSQL).
+      await instance('d-b', 'host-b', 4242, at(-5_000));
+      await refusedWhileRunning(/^a daemon \(pid 4242 on host-b\) is running on /);
+      // Data loss is still what a rollback to 0 reports first.
+      await rejectsWith(store.rollback({ to: 0 }), 'DATA_LOSS');
+      await stop('d-b');
+      // Another host's daemon that heartbeated long ago but holds a lease not yet expired (a long tick).
+      await instance('d-c', 'host-c', 4343, at(-3_600_000));
+      await lease('d-c', at(600_000));
+      await refusedWhileRunning(/pid 4343 on host-c/);
+      await stop('d-c');
+      // A daemon of this host whose process exists, however long ago it heartbeated.
+      await instance('d-here', hostname(), process.pid === 1 ? 2 : 1, at(-3_600_000));
+      await refusedWhileRunning(/pid (1|2) on /);
+      await stop('d-here');
+      // A daemon of another host silent for two minutes without a lease, or stopped: not running.
+      await instance('d-gone', 'host-d', 4444, at(-120_000));
+      assert.deepEqual((await store.rollback()).map((m) => m.version), [LATEST_VERSION]);
     });
 
     it('rollback without a target goes back exactly one version', async () => {

@@ -21,6 +21,7 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { Daemon, type DaemonOptions } from '../../src/engine/daemon.ts';
 import { ExchangeInvalidAnswerError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from '../../src/engine/exchange.ts';
@@ -915,7 +916,7 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     // Nor may the schema be rolled back from under it.
     const rollback = botstate(['db', 'rollback', '--db', fx.url]);
     assert.equal((await rollback.exited).code, 3, rollback.stderr());
-    assert.match(rollback.stderr(), new RegExp(`^botstate: a daemon \\(pid ${d.child.pid} on \\S+\\) is running on .*\\(stop the daemon first; if it is not running any more, add --force\\)\n$`));
+    assert.match(rollback.stderr(), new RegExp(`^botstate: a daemon \\(pid ${d.child.pid} on \\S+\\) is running on .*\\(stop the daemon first \\(SIGTERM or Ctrl-C\\), then roll back\\)\n$`));
     assert.deepEqual(await fx.raw('SELECT max(version) AS v FROM schema_migrations'), [{ v: 4 }]);
     // And through the library.
     const lib = makeDaemon(await fx.open(), new HttpExchange(ex.url));
@@ -999,6 +1000,22 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     assert.deepEqual(await second.exited, { code: 0, signal: null }, second.stderr());
   });
 
+  it('two demos started at once: one runs, the other is refused without touching the paper exchange it uses', async () => {
+    const cwd = mkdtempSync(join(dir, 'demo-race-'));
+    const migrate = botstate(['db', 'migrate', '--db', 'demo.db'], cwd);
+    assert.equal((await migrate.exited).code, 0, migrate.stderr());
+    const both = [botstate(['daemon', '--demo', '--db', 'demo.db'], cwd), botstate(['daemon', '--demo', '--db', 'demo.db'], cwd)];
+    const loser = await Promise.race(both.map((d) => d.exited.then(() => d)));
+    const winner = both.find((d) => d !== loser)!;
+    assert.equal((await loser.exited).code, 3, loser.stderr());
+    assert.match(loser.stderr(), /another daemon .* is running/);
+    assert.equal(loser.stdout(), '');
+    await winner.line(/ LGI +BUY /, 15_000);
+    assert.ok(existsSync(join(cwd, 'paper-exchange.db')), "the running demo's exchange keeps its data file");
+    winner.child.kill('SIGINT');
+    assert.deepEqual(await winner.exited, { code: 0, signal: null }, winner.stderr());
+  });
+
   it('a second daemon takes the file over; the stalled one, woken, stops with exit 3 instead of running beside it', async () => {
     const ex = await paper();
     const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
@@ -1051,8 +1068,18 @@ describe('daemon on SQLite whose disk fails', () => {
     assert.match(failure.message, /fsync of .* failed \(EIO\)/);
     assert.equal(store.failure, failure);
     const after = lines.length;
-    await sleep(200);
+    const rows = () => {
+      const db = new Database(path, { readonly: true });
+      try {
+        return db.prepare('SELECT (SELECT count(*) FROM audit_log) AS audit, (SELECT count(*) FROM trades) AS trades').get();
+      } finally {
+        db.close();
+      }
+    };
+    const written = rows();
+    await sleep(300);
     assert.equal(lines.length, after, 'no tick after giving up');
+    assert.deepEqual(rows(), written, 'nothing written after giving up');
     await daemon.stop();
   });
 });

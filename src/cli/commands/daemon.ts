@@ -1,6 +1,8 @@
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Daemon } from '../../engine/daemon.ts';
+import type { Exchange, ExchangeOrder, OrderRequest } from '../../engine/exchange.ts';
+import type { Decimal } from '../../money/decimal.ts';
 import { HttpExchange } from '../../engine/exchanges/http-exchange.ts';
 import { startPaperExchange, type PaperExchangeHandle } from '../../engine/exchanges/paper-server.ts';
 import { ValidationError } from '../../errors.ts';
@@ -52,6 +54,40 @@ async function ensureDemoJobs(store: Store, log: (line: string) => void): Promis
   }
 }
 
+/** The demo's exchange, for a daemon built before the paper exchange it will use has started. */
+class LateExchange implements Exchange {
+  target: HttpExchange | undefined;
+
+  #to(): HttpExchange {
+    if (!this.target) throw new Error('the demo exchange has not started yet');
+    return this.target;
+  }
+
+  placeOrder(order: OrderRequest): Promise<ExchangeOrder> {
+    return this.#to().placeOrder(order);
+  }
+
+  getOrder(clientOrderId: string): Promise<ExchangeOrder | null> {
+    return this.#to().getOrder(clientOrderId);
+  }
+
+  getPrice(token: string): Promise<Decimal> {
+    return this.#to().getPrice(token);
+  }
+
+  getBalances(): Promise<Readonly<Record<string, Decimal>>> {
+    return this.#to().getBalances();
+  }
+
+  getPrices(tokens: readonly string[]): Promise<ReadonlyMap<string, Decimal>> {
+    return this.#to().getPrices(tokens);
+  }
+
+  getOrders(clientOrderIds: readonly string[]): Promise<ReadonlyMap<string, ExchangeOrder>> {
+    return this.#to().getOrders(clientOrderIds);
+  }
+}
+
 export const daemonCommand: Command = {
   name: 'daemon',
   summary: 'run every RUNNING and LIQUIDATING job against an exchange',
@@ -61,7 +97,9 @@ export const daemonCommand: Command = {
     '(durable PENDING intent, exchange call with its clientOrderId, fill and balance in one transaction).\n' +
     'On start it reconciles every PENDING intent with the exchange and prints how long recovery took.\n' +
     'It prints each trade on one line, notices jobs started, paused or liquidated from the CLI within a\n' +
-    'tick, and on SIGINT or SIGTERM finishes the step in flight, records it and exits 0.\n' +
+    'tick, and on SIGINT or SIGTERM finishes the step in flight, records it and exits 0. It exits 5 if\n' +
+    'the database fails for good (a failed fsync or checkpoint), and 3 if another daemon took its\n' +
+    'SQLite file over while it was stalled past its lease TTL.\n' +
     'On SQLite one daemon runs per database file; on PostgreSQL several share the jobs through leases.\n\n' +
     '--demo starts a paper exchange in this process (its data in paper-exchange.db next to a SQLite\n' +
     'database, in the current folder with PostgreSQL) and two demo jobs,\n' +
@@ -100,29 +138,25 @@ export const daemonCommand: Command = {
     // daemon needs to take its jobs over: PostgreSQL ends such a session after half the TTL.
     const store = await ctx.open({ durability, actor: 'daemon', idleTransactionTimeoutMs: Math.max(500, Math.floor(leaseTtlMs / 2)) });
     let paper: PaperExchangeHandle | undefined;
-    let paperFileIsNew = false;
     try {
-      let url = exchangeUrl;
-      const dataFile = store.engine === 'sqlite' ? join(dirname(store.location), 'paper-exchange.db') : './paper-exchange.db';
-      if (demo) {
-        paperFileIsNew = !existsSync(dataFile);
-        paper = await startPaperExchange({ port: 0, dataFile, stepMs: 1000, volatility: '0.01' });
-        url = paper.url;
-      }
-      const daemon = new Daemon({ store, exchange: new HttpExchange(url), tickMs, leaseTtlMs, concurrency, log, ...(maxJobs ? { maxJobs } : {}) });
+      // The demo's paper exchange starts only once the daemon has registered (a refused demo must
+      // not touch its data file, which a running demo may be using): until then the daemon is
+      // given an exchange that is not reachable yet, which registering does not call.
+      const exchange = demo ? new LateExchange() : new HttpExchange(exchangeUrl);
+      const daemon = new Daemon({ store, exchange, tickMs, leaseTtlMs, concurrency, log, ...(maxJobs ? { maxJobs } : {}) });
       // Refused here while another daemon runs on this SQLite file: nothing is printed or
       // written before (no demo job, no paper exchange data file).
-      try {
-        await daemon.register();
-      } catch (e) {
-        await paper?.close();
-        paper = undefined;
-        if (paperFileIsNew) for (const suffix of ['', '-wal', '-shm']) rmSync(`${dataFile}${suffix}`, { force: true });
-        throw e;
-      }
+      await daemon.register();
       const stopped = untilSignal();
       try {
-        if (paper) log(`demo: paper exchange at ${url} (data ${dataFile})`);
+        let url = exchangeUrl;
+        if (exchange instanceof LateExchange) {
+          const dataFile = store.engine === 'sqlite' ? join(dirname(store.location), 'paper-exchange.db') : './paper-exchange.db';
+          paper = await startPaperExchange({ port: 0, dataFile, stepMs: 1000, volatility: '0.01' });
+          url = paper.url;
+          exchange.target = new HttpExchange(url);
+          log(`demo: paper exchange at ${url} (data ${dataFile})`);
+        }
         log(`daemon ${daemon.instanceId} on ${store.location} (${store.engine}, ${durability}), exchange ${url}, tick ${tickMs} ms`);
         if (demo) await ensureDemoJobs(store, log);
         await daemon.start();

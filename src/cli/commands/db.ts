@@ -2,6 +2,8 @@ import { ValidationError } from '../../errors.ts';
 import { withStore, type Command, type CommandContext } from '../command.ts';
 import { json, table } from '../output.ts';
 import type { Migration } from '../../store/migrations/migration.ts';
+import { LATEST_VERSION } from '../../store/migrations/index.ts';
+import { checkTarget } from '../../store/migrations/runner.ts';
 
 function target(ctx: CommandContext): number | undefined {
   const to = ctx.values['to'];
@@ -42,13 +44,14 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
     options: TO,
     async run(ctx) {
       const to = target(ctx);
+      checkTarget(to, LATEST_VERSION); // before a database is created
       const [steps, status] = await withStore(ctx, { schema: 'none' }, async (store) => [await store.migrate(to === undefined ? {} : { to }), await store.schemaStatus()] as const);
       printSteps(ctx, 'Applied', steps, status.current);
     },
   },
   rollback: {
-    summary: 'roll back the last migration (or down to --to N); refused if it would delete data or a daemon runs, unless --force',
-    options: { ...TO, force: { type: 'boolean', help: 'roll back even if that deletes jobs, trades, audit entries or strategy state, or while a daemon seems to run' } },
+    summary: 'roll back the last migration (or down to --to N); refused while a daemon runs, or if it would delete data unless --force',
+    options: { ...TO, force: { type: 'boolean', help: 'roll back even if that deletes jobs, trades, audit entries or strategy state' } },
     async run(ctx) {
       const to = target(ctx);
       const force = ctx.values['force'] === true;

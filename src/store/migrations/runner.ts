@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { BotstateError, NotFoundError, SchemaError, ValidationError } from '../../errors.ts';
 import type { Adapter, Engine, Executor } from '../adapter.ts';
 import { LATEST_VERSION, MIGRATIONS } from './index.ts';
@@ -113,7 +114,8 @@ export async function assertCurrent(adapter: Adapter): Promise<SchemaStatus> {
   return status;
 }
 
-function checkTarget(to: number | undefined, fallback: number): number {
+/** A migration target, checked (the CLI checks before it opens a database). */
+export function checkTarget(to: number | undefined, fallback: number): number {
   const target = to ?? fallback;
   if (!Number.isInteger(target) || target < 0 || target > LATEST_VERSION) {
     throw new ValidationError('INVALID_ARGUMENT', `migration target ${String(to)} is not a version from 0 to ${LATEST_VERSION}`, {
@@ -218,13 +220,14 @@ export async function rollback(adapter: Adapter, options: { to?: number; force?:
   }
   const force = options.force === true;
   const steps = [...MIGRATIONS].reverse().filter((m) => m.version > target && m.version <= quick.current);
-  if (!force && steps.length > 0) await refuseWhileDaemonRuns(adapter);
   if (!force && steps.some((m) => LOSSES[m.version] !== undefined)) {
     // Every step first, so that a refusal leaves the schema where it was.
     await adapter.transaction(async (tx) => {
       for (const m of steps) await checkLoss(tx, adapter.engine, m);
     }, { readOnly: true });
   }
+  // Not overridden by force: that is about data loss, and a running daemon is simply stopped first.
+  if (steps.length > 0) await refuseWhileDaemonRuns(adapter);
   const done: Migration[] = [];
   for (const m of [...MIGRATIONS].reverse()) {
     if (m.version <= target) break;
@@ -244,24 +247,36 @@ export async function rollback(adapter: Adapter, options: { to?: number; force?:
   return done;
 }
 
-/** A daemon that heartbeated within this long (and, on this host, whose process exists) counts as running. */
+/** A daemon of another host that heartbeated within this long, or holds a lease not yet expired, counts as running. */
 const DAEMON_HEARTBEAT_WINDOW_MS = 60_000;
 
 /**
  * A rollback pulls the tables from under a running daemon (it then fails every tick until it is
- * stopped): refused while one seems to run, unless forced.
+ * stopped): refused while one runs. On this host a daemon runs while its process exists, however
+ * long ago it heartbeated (a long tick, a stopped process); one of another host while it
+ * heartbeated within a minute or holds a lease that has not expired, by the database's clock on
+ * PostgreSQL (where lease times come from it).
  */
 async function refuseWhileDaemonRuns(adapter: Adapter): Promise<void> {
   const running = await adapter.transaction(async (tx) => {
     if (!(await adapter.hasTable(tx, 'daemon_instances'))) return [];
-    const rows = await tx.all<InstanceRow>('SELECT id, host, pid, heartbeat_at FROM daemon_instances WHERE stopped_at IS NULL');
-    const staleBefore = new Date(Date.now() - DAEMON_HEARTBEAT_WINDOW_MS).toISOString();
-    return rows.filter((row) => instanceAlive(row, staleBefore));
+    const now =
+      adapter.engine === 'postgres'
+        ? (await tx.get<{ now: string }>('SELECT clock_timestamp() AS now'))!.now
+        : new Date().toISOString();
+    const stale = new Date(Date.parse(now) - DAEMON_HEARTBEAT_WINDOW_MS).toISOString();
+    const rows = await tx.all<InstanceRow & { leased: number | string }>(
+      `SELECT i.id, i.host, i.pid, i.heartbeat_at,
+         (SELECT count(*) FROM job_leases l WHERE l.owner = i.id AND l.expires_at > ?) AS leased
+       FROM daemon_instances i WHERE i.stopped_at IS NULL`,
+      [now],
+    );
+    return rows.filter((row) => (row.host === hostname() ? instanceAlive(row, '' /* any heartbeat: its process decides */) : row.heartbeat_at > stale || Number(row.leased) > 0));
   }, { readOnly: true });
   const first = running[0];
   if (first === undefined) return;
   throw new BotstateError('DAEMON_RUNNING', `a daemon (pid ${first.pid} on ${first.host}) is running on ${adapter.location}: rolling back would take its tables away`, {
-    hint: 'stop the daemon first; if it is not running any more, add --force',
+    hint: 'stop the daemon first (SIGTERM or Ctrl-C), then roll back',
     details: { instance: first.id, pid: first.pid, host: first.host },
   });
 }

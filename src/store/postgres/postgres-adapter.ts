@@ -130,10 +130,10 @@ export class PostgresAdapter implements Adapter {
     return (await tx.get(sql, [this.schema, name])) !== undefined;
   }
 
-  /** Ends the pool once; later calls wait for the same end. */
   /** A lost connection is replaced by the pool: nothing here fails for good. */
   readonly failure = undefined;
 
+  /** Ends the pool once; later calls wait for the same end. */
   close(): Promise<void> {
     this.#closing ??= this.#pool.end();
     return this.#closing;
