@@ -8,7 +8,7 @@
  */
 export { openStore, Store, type StoreOptions } from './store/store.ts';
 export type { Executor, Durability, Engine } from './store/adapter.ts';
-export type { CallOptions } from './store/context.ts';
+export type { CallOptions, Fence } from './store/context.ts';
 export type { SchemaStatus, MigrationState } from './store/migrations/runner.ts';
 export { Jobs, type StartJobInput, type ConfigureInput, type StrategyStatePatch } from './jobs/jobs.ts';
 export type { Job, JobRef, JobChange } from './jobs/job-rows.ts';
@@ -24,6 +24,8 @@ export {
   type Fill,
   type RecordTradeInput,
   type IntentInput,
+  type IntentOptions,
+  type SettleOptions,
   type Settlement,
   type TradeResult,
 } from './ledger/ledger.ts';
@@ -41,3 +43,14 @@ export {
   isBotstateError,
   type ErrorCode,
 } from './errors.ts';
+export { Daemon, type DaemonOptions, type RecoveryReport } from './engine/daemon.ts';
+export {
+  ExchangeUnavailableError,
+  ExchangeInvalidAnswerError,
+  ExchangeRejectedError,
+  type Exchange,
+  type ExchangeOrder,
+  type OrderRequest,
+} from './engine/exchange.ts';
+export { HttpExchange, type HttpExchangeOptions } from './engine/exchanges/http-exchange.ts';
+export { startPaperExchange, type PaperExchangeOptions, type PaperExchangeHandle } from './engine/exchanges/paper-server.ts';
