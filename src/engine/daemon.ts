@@ -7,7 +7,8 @@ import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import type { IntentInput, Settlement, Trade } from '../ledger/ledger.ts';
 import type { CallOptions, Fence } from '../store/context.ts';
 import type { Store } from '../store/store.ts';
-import { ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from './exchange.ts';
+import { ExchangeInvalidAnswerError, ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from './exchange.ts';
+import { parseExchangeOrder } from './exchanges/http-exchange.ts';
 import { Leases } from './leases.ts';
 import { afterFill, decide, parseScratch, type Scratch, type StateChange } from './strategies/strategy.ts';
 
@@ -273,6 +274,8 @@ export class Daemon {
     if (!this.#exchange.getPrices || jobs.length === 0) return new Map();
     try {
       const prices = await this.#exchange.getPrices([...new Set(jobs.map((j) => j.tokenAddress))]);
+      // Not the contract's Map (an adapter's plain object): each step asks getPrice instead.
+      if (!(prices instanceof Map)) return new Map();
       if (this.#outageSince !== undefined) {
         this.#log(`${stamp()}  exchange reachable again after ${Math.round((Date.now() - this.#outageSince) / 1000)} s`);
         this.#outageSince = undefined;
@@ -297,7 +300,8 @@ export class Daemon {
   async #lookup(trades: readonly Trade[]): Promise<ReadonlyMap<string, ExchangeOrder> | undefined> {
     if (!this.#exchange.getOrders || trades.length === 0) return undefined;
     try {
-      return await this.#exchange.getOrders(trades.map((t) => t.clientOrderId));
+      const found = await this.#exchange.getOrders(trades.map((t) => t.clientOrderId));
+      return found instanceof Map ? found : undefined; // otherwise each intent is looked up alone
     } catch {
       return undefined;
     }
@@ -474,7 +478,7 @@ export class Daemon {
   async #execute(job: Job, trade: Trade, runner: Runner, phase: 'tick' | 'recovery'): Promise<Outcome> {
     let order: ExchangeOrder;
     try {
-      order = await this.#exchange.placeOrder(orderRequest(job, trade));
+      order = answered(await this.#exchange.placeOrder(orderRequest(job, trade)), trade);
     } catch (e) {
       if (e instanceof ExchangeUnavailableError) {
         this.#log(`${stamp()}  ${job.tokenSymbol}  ${trade.clientOrderId}: outcome unknown (${e.message}); reconciling next tick`);
@@ -503,7 +507,7 @@ export class Daemon {
       if (e instanceof ExchangeUnavailableError) return { outcome: 'unknown', resent: false };
       throw e;
     }
-    if (order) return { outcome: await this.#settle(job, trade, order, runner, phase), resent: false };
+    if (order) return { outcome: await this.#settle(job, trade, answered(order, trade), runner, phase), resent: false };
     return { outcome: await this.#execute(job, trade, runner, phase), resent: true };
   }
 
@@ -639,6 +643,27 @@ function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
         'committed intents were lost; reconcile it by hand',
     );
   }
+}
+
+/**
+ * An order as an exchange adapter returned it, checked before anything is settled from it,
+ * whatever the adapter (HttpExchange checks its HTTP answers too): every field of the contract
+ * with its type, canonical amounts, a time with a zone, the status FILLED or REJECTED (a partial
+ * fill or a lowercase status is not read as a rejection), a fill with a positive amount and
+ * price, and the clientOrderId asked about (an adapter that answered with another order would
+ * otherwise record a fill that never happened).
+ * @throws ExchangeInvalidAnswerError: the step fails and the intent stays PENDING.
+ */
+function answered(order: unknown, trade: Trade): ExchangeOrder {
+  const what = `order ${trade.clientOrderId}`;
+  const checked = parseExchangeOrder(order, what);
+  if (checked.clientOrderId !== trade.clientOrderId) {
+    throw new ExchangeInvalidAnswerError(`invalid answer from the exchange to ${what}: it is order ${checked.clientOrderId}`);
+  }
+  if (checked.status === 'FILLED' && (cmp(checked.baseAmount, '0') <= 0 || cmp(checked.price, '0') <= 0)) {
+    throw new ExchangeInvalidAnswerError(`invalid answer from the exchange to ${what}: a fill of ${checked.baseAmount} at ${checked.price}`);
+  }
+  return checked;
 }
 
 function orderRequest(job: Job, trade: Trade): OrderRequest {

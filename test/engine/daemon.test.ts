@@ -716,6 +716,54 @@ for (const engine of ENGINES) {
       assert.ok(lines.some((l) => l.includes('step failed (1/2)')));
     });
 
+    it("any adapter's answer is checked: a lowercase status, or another order than the one asked about, is never settled", async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const inner = new HttpExchange(ex.url);
+      // An adapter that fills the order but answers 'filled' (to placeOrder and getOrder alike),
+      // then one whose getOrder answers another order whatever it is asked.
+      let other: ExchangeOrder | undefined;
+      const lowercase = (o: ExchangeOrder) => ({ ...o, status: 'filled' }) as unknown as ExchangeOrder;
+      const exchange = new Recorder(inner, {
+        place: async (o) => {
+          const placed = await inner.placeOrder(o);
+          other ??= placed;
+          return lowercase(placed);
+        },
+      });
+      exchange.getOrder = async (id) => {
+        const found = await inner.getOrder(id);
+        return found && lowercase(found);
+      };
+      const { daemon, lines } = makeDaemon(store, exchange, { maxFailures: 2 });
+      await daemon.start();
+      const failed = await waitFor('ERROR', async () => {
+        const j = await store.jobs.get({ id: job.id });
+        return j.status === 'ERROR' ? j : undefined;
+      });
+      assert.match(failed.statusReason!, /invalid answer from the exchange to order \S+: status "filled" is not FILLED or REJECTED/);
+      await daemon.stop();
+      const [open] = await store.ledger.pending();
+      assert.ok(open, 'the intent stays PENDING: nothing was recorded FAILED or EXECUTED');
+      assert.equal((await store.ledger.trades({ id: job.id })).filter((t) => t.status !== 'PENDING').length, 0);
+      assert.ok(lines.some((l) => l.includes('step failed (1/2)')));
+
+      // Resumed with an adapter whose getOrder answers another order (with the fill of this one):
+      // still nothing settled.
+      await store.jobs.resume({ id: job.id });
+      const liar = new Recorder(inner);
+      liar.getOrder = async () => ({ ...other!, clientOrderId: 'someone-else-1' });
+      const second = makeDaemon(store, liar, { maxFailures: 1 });
+      await second.daemon.start();
+      const again = await waitFor('ERROR again', async () => {
+        const j = await store.jobs.get({ id: job.id });
+        return j.status === 'ERROR' ? j : undefined;
+      });
+      assert.match(again.statusReason!, new RegExp(`invalid answer from the exchange to order ${open.clientOrderId}: it is order someone-else-1`));
+      assert.equal((await store.ledger.get(open.clientOrderId)).status, 'PENDING');
+      assert.equal((await store.jobs.get({ id: job.id })).tokenBalance, '0');
+    });
+
     it('never sends an order whose derived clientOrderId a settled trade already holds', async () => {
       const ex = await paper();
       const started = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
