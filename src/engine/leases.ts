@@ -101,16 +101,11 @@ export class Leases {
         await tx.run('UPDATE job_leases SET owner = ?, epoch = epoch + 1, expires_at = ? WHERE owner = ?', [this.instanceId, iso(this.#ttlMs), id]);
       }
       await tx.run(
-        `INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, stopped_at) VALUES (?, ?, ?, ?, ?, NULL)
+        `INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, stopped_at, max_jobs) VALUES (?, ?, ?, ?, ?, NULL, ?)
          ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, started_at = excluded.started_at,
-           heartbeat_at = excluded.heartbeat_at, stopped_at = NULL`,
-        [
-        this.instanceId,
-        this.#host,
-        process.pid,
-        now,
-        now,
-      ]);
+           heartbeat_at = excluded.heartbeat_at, stopped_at = NULL, max_jobs = excluded.max_jobs`,
+        [this.instanceId, this.#host, process.pid, now, now, this.#maxJobs === Number.MAX_SAFE_INTEGER ? null : this.#maxJobs],
+      );
     });
     RUNNING_HERE.add(this.instanceId);
   }
@@ -204,17 +199,21 @@ export class Leases {
     else if (want < 0) await this.#shed(tx, -want, now);
   }
 
-  /** How many more leases to take: up to a fair share of the active jobs among live daemons. */
+  /**
+   * How many more leases to take (or, below zero, to hand back): this daemon's share of the
+   * active jobs among the live daemons. Daemons whose `--max-jobs` is below an even split take
+   * their maximum, and the others share the rest evenly (rounded up), so that no active job is
+   * left without a daemon while one has room.
+   */
   async #wanted(tx: Executor, now: string, stale: string): Promise<number> {
-    const row = await tx.get<{ live: number; active: number; mine: number }>(
+    const row = await tx.get<{ active: number; mine: number }>(
       `SELECT
-         (SELECT count(*) FROM daemon_instances WHERE stopped_at IS NULL AND heartbeat_at >= ?) AS live,
          (SELECT count(*) FROM jobs j WHERE ${ACTIVE}) AS active,
          (SELECT count(*) FROM job_leases WHERE owner = ? AND expires_at >= ?) AS mine`,
-      [stale, this.instanceId, now],
+      [this.instanceId, now],
     );
-    const live = Math.max(1, Number(row?.live ?? 1));
-    const share = Math.min(this.#maxJobs, Math.ceil(Number(row?.active ?? 0) / live));
+    const live = await tx.all<{ max_jobs: number | null }>('SELECT max_jobs FROM daemon_instances WHERE stopped_at IS NULL AND heartbeat_at >= ?', [stale]);
+    const share = shareOf(Number(row?.active ?? 0), live.map((d) => (d.max_jobs === null ? Infinity : Number(d.max_jobs))), this.#maxJobs);
     return share - Number(row?.mine ?? 0);
   }
 
@@ -271,4 +270,21 @@ async function databaseNow(tx: Executor): Promise<number> {
   const ms = Date.parse(row!.now);
   if (!Number.isFinite(ms)) throw new BotstateError('INTERNAL', `the database answered an unreadable time: ${row!.now}`);
   return ms;
+}
+
+/**
+ * One daemon's share of `active` jobs among live daemons with these maxima (Infinity: none; this
+ * daemon's among them): daemons whose maximum is below the even split take their maximum, and
+ * the rest is split evenly among the others, rounded up.
+ */
+export function shareOf(active: number, maxima: readonly number[], mine: number): number {
+  let remaining = active;
+  let n = Math.max(1, maxima.length);
+  for (const max of [...maxima].sort((a, b) => a - b)) {
+    if (n === 0 || max >= Math.ceil(remaining / n)) break;
+    remaining -= max;
+    n--;
+  }
+  const level = n > 0 ? Math.ceil(Math.max(0, remaining) / n) : Infinity;
+  return Math.min(mine, level);
 }

@@ -261,13 +261,15 @@ function seedV3(): Seed {
 }
 
 // Version 4 rebuilds the trades table (its CHECKs respelled): the same rows as version 3.
-const SEEDS: Readonly<Record<number, () => Seed>> = { 1: seedV1, 2: seedV2, 3: seedV3, 4: seedV3 };
+// Version 5 adds a column to the daemon instances: the same rows again.
+const SEEDS: Readonly<Record<number, () => Seed>> = { 1: seedV1, 2: seedV2, 3: seedV3, 4: seedV3, 5: seedV3 };
 
 /** The columns each migration adds to rows that already exist, and the value they must get. */
-const ADDED: Readonly<Record<number, Readonly<Record<string, Readonly<Record<string, string>>>>>> = {
+const ADDED: Readonly<Record<number, Readonly<Record<string, Readonly<Record<string, string | null>>>>>> = {
   2: { jobs: { strategy_state: '{}' } },
   3: {},
   4: {},
+  5: { daemon_instances: { max_jobs: null } },
 };
 
 /** Masks what legitimately differs between two dumps of the same schema: when each version was applied, and the fixture's schema name. */
@@ -311,6 +313,7 @@ const RELEASED_CHECKSUMS: Readonly<Record<number, { sqlite: string; postgres: st
   2: { sqlite: '68ce66add75d5b0fd9f587fcd6eee984c8e6395eb178be607fadd19c4b03f732', postgres: '174d99858893202652c7393f87c66fc56f4344f09fd505aae5d3b4a0589ad739' },
   3: { sqlite: 'fea87d71d9d31dd1f9b67a64eac32b46b11efb8dc84a90c8828e64d2ed3077e5', postgres: '13ee26ab0be9416da57480049aefd1dbe580fbc392d7ed34ac970c14256ae359' },
   4: { sqlite: '6360091ea2ada960ec6e76ed614cf14e163a9706b66705fedd58231a3f400868', postgres: '54a6027274bda1f7704cdc6ef120696c55ce28303d69727bc3a6bdc0501e312b' },
+  5: { sqlite: '4e094cc3bf20fb493084cb732a8e3dd78d2ce9e14564e027b8fdc12bc86b17dd', postgres: '4e094cc3bf20fb493084cb732a8e3dd78d2ce9e14564e027b8fdc12bc86b17dd' },
 };
 
 describe('released migrations', () => {
@@ -362,7 +365,7 @@ for (const engine of ENGINES) {
         assert.equal((await store.schemaStatus()).current, LATEST_VERSION);
         const latest = await readSeeded(fx, seed);
         for (const [table] of seed) {
-          const added: Record<string, string> = {};
+          const added: Record<string, string | null> = {};
           for (const n of range(v + 1, LATEST_VERSION)) Object.assign(added, ADDED[n]?.[table] ?? {});
           assert.equal(latest[table]!.length, atV[table]!.length, `rows of ${table} after migrating up`);
           latest[table]!.forEach((row, i) => {

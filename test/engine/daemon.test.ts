@@ -33,6 +33,7 @@ import type { Trade } from '../../src/ledger/ledger.ts';
 import { add, mul, sub, type Decimal } from '../../src/money/decimal.ts';
 import { SqliteAdapter } from '../../src/store/sqlite/sqlite-adapter.ts';
 import { migrate } from '../../src/store/migrations/runner.ts';
+import { LATEST_VERSION } from '../../src/store/migrations/index.ts';
 import { Store } from '../../src/store/store.ts';
 import { ENGINES, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
 
@@ -965,7 +966,7 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const rollback = botstate(['db', 'rollback', '--db', fx.url]);
     assert.equal((await rollback.exited).code, 3, rollback.stderr());
     assert.match(rollback.stderr(), new RegExp(`^botstate: a daemon \\(pid ${d.child.pid} on \\S+\\) is running on .*\\(stop the daemon first \\(SIGTERM or Ctrl-C\\), then roll back\\)\n$`));
-    assert.deepEqual(await fx.raw('SELECT max(version) AS v FROM schema_migrations'), [{ v: 4 }]);
+    assert.deepEqual(await fx.raw('SELECT max(version) AS v FROM schema_migrations'), [{ v: LATEST_VERSION }]);
     // And through the library.
     const lib = makeDaemon(await fx.open(), new HttpExchange(ex.url));
     await assert.rejects(lib.daemon.start(), (e: unknown) => isBotstateError(e, 'DAEMON_RUNNING') && e.message.includes(`pid ${d.child.pid}`));

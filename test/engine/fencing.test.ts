@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { Leases } from '../../src/engine/leases.ts';
+import { Leases, shareOf } from '../../src/engine/leases.ts';
 import { isBotstateError } from '../../src/errors.ts';
 import type { Job } from '../../src/jobs/job-rows.ts';
 import type { Fence } from '../../src/store/context.ts';
@@ -140,6 +140,21 @@ for (const engine of ENGINES) {
       },
     );
 
+    it('a daemon with --max-jobs below an even split takes its maximum and the others share the rest: no job is left without a daemon', { skip: engine.name === 'sqlite' && 'one daemon per SQLite file' }, async () => {
+      const store = await fx.open();
+      for (let i = 1; i <= 9; i++) await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` });
+      const now = T0;
+      const capped = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => now, maxJobs: 1 });
+      const b = new Leases(store, 'daemon-B', { ttlMs: TTL, now: () => now });
+      const c = new Leases(store, 'daemon-C', { ttlMs: TTL, now: () => now });
+      for (const d of [capped, b, c]) await d.register();
+      let held: number[] = [];
+      for (let round = 0; round < 3; round++) held = [(await capped.sync()).size, (await b.sync()).size, (await c.sync()).size];
+      assert.deepEqual(held, [1, 4, 4]);
+      const unowned = await fx.raw("SELECT count(*) AS n FROM job_leases WHERE owner = ''");
+      assert.equal(Number(unowned[0]!['n']), 0);
+    });
+
     it('syncForRecovery claims as sync does, and returns the fences of the held jobs with open intents', async () => {
       const store = await fx.open();
       const jobs: Job[] = [];
@@ -240,5 +255,19 @@ describe('lease times on PostgreSQL come from the server, whatever the hosts\' c
     await onHost(-HOUR, () => c.renew());
     const [lease] = await fx.raw('SELECT expires_at > now() AS valid FROM job_leases');
     assert.equal(lease!['valid'], true);
+  });
+});
+
+describe('shareOf: a daemon\'s share of the active jobs', () => {
+  it('splits evenly, rounded up; daemons capped below the split take their maximum and the others share the rest', () => {
+    const none = Infinity;
+    assert.equal(shareOf(33, [none, none, none], none), 11);
+    assert.equal(shareOf(33, [5, none, none], none), 14);
+    assert.equal(shareOf(33, [5, none, none], 5), 5);
+    assert.equal(shareOf(33, [none, none, none, none], none), 9);
+    assert.equal(shareOf(10, [20, none], 20), 5, 'a maximum above the split changes nothing');
+    assert.equal(shareOf(33, [5, 5], 5), 5, 'all capped: each takes its maximum');
+    assert.equal(shareOf(0, [none], none), 0);
+    assert.equal(shareOf(7, [], none), 7);
   });
 });
