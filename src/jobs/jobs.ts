@@ -205,7 +205,19 @@ export class Jobs {
     return this.#transition(
       ref,
       'completeLiquidation',
-      (at, job) => {
+      async (at, job, tx) => {
+        // An open intent may still fill (a buy would leave an IDLE job holding tokens).
+        const open = Number((await tx.get<{ n: number | string }>("SELECT count(*) AS n FROM trades WHERE job_id = ? AND status = 'PENDING'", [job.id]))?.n ?? 0);
+        if (open > 0) {
+          throw new InvalidTransitionError(
+            'INVALID_TRANSITION',
+            `cannot completeLiquidation the job for ${job.tokenAddress} on ${job.chain}: ${open} of its orders ${open === 1 ? 'is' : 'are'} still PENDING`,
+            {
+              hint: 'settle its open intents first (ledger.settle), as the daemon does',
+              details: { status: job.status, action: 'completeLiquidation', pending: open },
+            },
+          );
+        }
         if (!isZero(job.tokenBalance)) {
           const allowed = allowedActions(job.status);
           throw new InvalidTransitionError(
@@ -293,7 +305,7 @@ export class Jobs {
   async #transition(
     ref: JobRef,
     action: LifecycleAction,
-    extra: (at: string, job: Job) => JobChange,
+    extra: (at: string, job: Job, tx: Executor) => JobChange | Promise<JobChange>,
     options: CallOptions | undefined,
   ): Promise<Job> {
     const actor = this.#ctx.actorFor(options);
@@ -301,7 +313,7 @@ export class Jobs {
       const row = await lockJob(tx, this.#ctx.adapter.dialect, ref, options);
       const job = this.#check(row, action);
       const at = new Date().toISOString();
-      const set: JobChange = { status: TRANSITIONS[action].to, ...extra(at, job) };
+      const set: JobChange = { status: TRANSITIONS[action].to, ...(await extra(at, job, tx)) };
       return toJob(await updateJob(tx, this.#ctx.adapter.dialect, row, { set, at, actor, action }));
     });
   }

@@ -89,6 +89,18 @@ for (const engine of ENGINES) {
       assert.equal(idle.tokenBalance, '0');
     });
 
+    it('completing a liquidation with an order still PENDING is refused: a buy could still fill', async () => {
+      const job = await store.jobs.start({ tokenAddress: TOKEN });
+      const { trade } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      await store.jobs.liquidate({ id: job.id });
+      const before = await fx.dump();
+      const details = await rejectsWith(store.jobs.completeLiquidation({ id: job.id }), 'INVALID_TRANSITION');
+      assert.equal(details['pending'], 1);
+      assert.equal(await fx.dump(), before);
+      await store.ledger.settle(trade.clientOrderId, { status: 'FAILED', error: 'not filled' });
+      assert.equal((await store.jobs.completeLiquidation({ id: job.id })).status, 'IDLE');
+    });
+
     it('a guarded update loses to a concurrent change instead of overwriting it', async () => {
       const job = await store.jobs.start({ tokenAddress: TOKEN });
       const second = await fx.open();
