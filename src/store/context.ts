@@ -70,9 +70,8 @@ export class Context {
 
   /**
    * The scope a call joined to `tx` takes its turn in: the caller's own, or else the root of the
-   * open transaction `tx` belongs to. A `tx` whose transaction has ended is refused. (On SQLite one
-   * executor serves every transaction of a store, so there a stale `tx` joins whichever
-   * transaction is open at the time.)
+   * open transaction `tx` belongs to. A `tx` whose transaction has ended is refused, even while
+   * another transaction is open (each store.transaction hands out its own tx).
    */
   #scopeFor(tx: Executor): Scope {
     const current = this.#scope.getStore();
@@ -171,7 +170,10 @@ export class Context {
   transaction<T>(fn: (tx: Executor) => Promise<T>): Promise<T> {
     const outer = this.#scope.getStore();
     if (outer?.txn.open) return this.#inTurn(outer.tx, () => fn(outer.tx), true);
-    return this.adapter.transaction(async (tx) => {
+    return this.adapter.transaction(async (connection) => {
+      // This transaction's own tx: an adapter may hand every transaction the same executor (SQLite's
+      // one connection does), and a tx kept past its transaction must be told from the next one's.
+      const tx = Object.create(connection) as Executor;
       const txn: Txn = { open: true };
       const scope: Scope = { tx, txn, open: true, tail: Promise.resolve() };
       this.#open.set(tx, scope);

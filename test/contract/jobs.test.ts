@@ -236,7 +236,7 @@ for (const engine of ENGINES) {
       assert.deepEqual((await store.jobs.get({ id: third.id })).strategyState, { s: 'ok \u{1F600}' });
     });
 
-    it('calls made at once inside one transaction take turns: one that fails undoes only its own writes', async () => {
+    it('calls made at once inside one transaction take turns: one that fails undoes only its own writes', { timeout: 60_000 }, async () => {
       const a = await store.jobs.start({ tokenAddress: tokenAddress(1) });
       const b = await store.jobs.start({ tokenAddress: tokenAddress(2) });
       const trade = (id: string, clientOrderId: string, side: 'BUY' | 'SELL', baseAmount: string, options?: { tx: Executor }) =>
@@ -281,6 +281,21 @@ for (const engine of ENGINES) {
       const stale = await store.transaction(async (tx) => tx);
       const beforeStale = await fx.dump();
       await rejectsWith(store.jobs.pause({ id: a.id }, { tx: stale }), 'INVALID_ARGUMENT');
+      assert.equal(await fx.dump(), beforeStale);
+      // Nor while another transaction is open (on SQLite every transaction runs on one connection).
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const other = store.transaction(async () => {
+        await store.jobs.configure({ id: a.id }, { set: ['accumulate.dcaAmount=33'] });
+        await gate;
+        throw new Error('rolled back');
+      });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await rejectsWith(store.jobs.pause({ id: a.id }, { tx: stale }), 'INVALID_ARGUMENT');
+      release();
+      await assert.rejects(other, /rolled back/);
       assert.equal(await fx.dump(), beforeStale);
       // A read that fails inside a transaction and is caught leaves the transaction usable (on
       // PostgreSQL a failed statement would abort it, and COMMIT would roll it back in silence).
