@@ -27,6 +27,12 @@ export interface DaemonOptions {
   readonly flushMs?: number;
   /** The most jobs this daemon runs. */
   readonly maxJobs?: number;
+  /**
+   * How long any one exchange call may take (default 30000 ms). One that takes longer counts as
+   * unanswered (an order's outcome is then unknown, and reconciled at the next tick): a hung
+   * adapter call cannot hold up the other jobs, nor a stop.
+   */
+  readonly exchangeTimeoutMs?: number;
   /** Where lines go: each trade, recovery, failures (default stdout). */
   readonly log?: (line: string) => void;
   readonly instanceId?: string;
@@ -120,8 +126,9 @@ export class Daemon {
   readonly #leaseTtlMs: number;
 
   constructor(options: DaemonOptions) {
+    checkDaemonOptions(options);
     this.#store = options.store;
-    this.#exchange = options.exchange;
+    this.#exchange = timed(options.exchange, options.exchangeTimeoutMs ?? 30_000);
     this.#tickMs = options.tickMs ?? 1000;
     this.#concurrency = options.concurrency ?? 16;
     this.#maxFailures = options.maxFailures ?? 5;
@@ -643,6 +650,52 @@ function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
         'committed intents were lost; reconcile it by hand',
     );
   }
+}
+
+const DAEMON_OPTIONS = ['store', 'exchange', 'tickMs', 'leaseTtlMs', 'concurrency', 'maxFailures', 'flushMs', 'maxJobs', 'exchangeTimeoutMs', 'log', 'instanceId'];
+
+/** Refuses an unknown option or a count or duration that is not a positive whole number (0, NaN, 1.5). */
+function checkDaemonOptions(options: DaemonOptions): void {
+  const bad = (message: string) => new BotstateError('INVALID_ARGUMENT', message, { hint: 'see DaemonOptions' });
+  for (const key of Object.keys(options)) if (!DAEMON_OPTIONS.includes(key)) throw bad(`unknown daemon option "${key}"`);
+  for (const key of ['tickMs', 'leaseTtlMs', 'concurrency', 'maxFailures', 'flushMs', 'maxJobs', 'exchangeTimeoutMs'] as const) {
+    const v = options[key];
+    if (v !== undefined && !(Number.isSafeInteger(v) && v > 0)) throw bad(`daemon option ${key} must be a positive whole number, got ${String(v)}`);
+  }
+  if (typeof options.store?.transaction !== 'function') throw bad('daemon option store must be a Store (openStore)');
+  for (const method of ['placeOrder', 'getOrder', 'getPrice', 'getBalances'] as const) {
+    if (typeof options.exchange?.[method] !== 'function') throw bad(`daemon option exchange has no ${method} method: it must implement the Exchange interface`);
+  }
+}
+
+/**
+ * The adapter with every call bounded by `ms`: a call that has not answered by then is an
+ * ExchangeUnavailableError (what it did is unknown, as after a dropped answer). The call itself
+ * goes on; its late answer is ignored.
+ */
+function timed(exchange: Exchange, ms: number): Exchange {
+  const bound = <A extends unknown[], R>(name: string, call: (...args: A) => Promise<R>) =>
+    (...args: A): Promise<R> => {
+      let answer: Promise<R>;
+      try {
+        answer = Promise.resolve(call.apply(exchange, args));
+      } catch (e) {
+        return Promise.reject(e); // an adapter that throws instead of rejecting
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new ExchangeUnavailableError(`the exchange did not answer ${name} within ${ms} ms`)), ms);
+      });
+      return Promise.race([answer, late]).finally(() => clearTimeout(timer));
+    };
+  return {
+    placeOrder: bound('placeOrder', exchange.placeOrder),
+    getOrder: bound('getOrder', exchange.getOrder),
+    getPrice: bound('getPrice', exchange.getPrice),
+    getBalances: bound('getBalances', exchange.getBalances),
+    ...(exchange.getPrices ? { getPrices: bound('getPrices', exchange.getPrices) } : {}),
+    ...(exchange.getOrders ? { getOrders: bound('getOrders', exchange.getOrders) } : {}),
+  };
 }
 
 /**

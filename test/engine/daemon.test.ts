@@ -597,6 +597,33 @@ for (const engine of ENGINES) {
       await assertLedgerMatchesExchange(store, ex.url, job);
     });
 
+    it('an exchange call that never answers holds up neither the other jobs nor a stop (exchangeTimeoutMs)', { timeout: 30_000 }, async () => {
+      const ex = await paper();
+      const stuck = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'HUNG', set: [FAST_DCA] });
+      const good = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'GOOD', set: [FAST_DCA] });
+      const rec = new Recorder(new HttpExchange(ex.url), {
+        price: (token) => (token === TOKEN ? new Promise<Decimal>(() => {}) : undefined), // never answers
+      });
+      const { daemon, lines } = makeDaemon(store, rec, { exchangeTimeoutMs: 200, maxFailures: 1000 });
+      await daemon.start();
+      await rec.waitCalls('place', REF_TOKEN, 3, 0, 10_000);
+      const t0 = performance.now();
+      await daemon.stop();
+      assert.ok(performance.now() - t0 < 5000, `stop() took ${Math.round(performance.now() - t0)} ms`);
+      assert.ok(lines.some((l) => l.includes('HUNG') && l.includes('did not answer getPrice within 200 ms')), lines.join('\n'));
+      assert.equal((await store.jobs.get({ id: stuck.id })).status, 'RUNNING');
+      assert.deepEqual(await store.ledger.trades({ id: stuck.id }), [], 'no order without a price');
+      await assertLedgerMatchesExchange(store, ex.url, good);
+    });
+
+    it('refuses daemon options that cannot work: 0, NaN, a fraction, an unknown key, an exchange without the interface', async () => {
+      const ex = new HttpExchange('http://127.0.0.1:9');
+      for (const options of [{ concurrency: 0 }, { maxJobs: 0 }, { tickMs: Number.NaN }, { leaseTtlMs: 1.5 }, { exchangeTimeoutMs: -1 }, { tickms: 10 }]) {
+        assert.throws(() => new Daemon({ store, exchange: ex, ...options } as DaemonOptions), (e: unknown) => isBotstateError(e, 'INVALID_ARGUMENT'), JSON.stringify(options));
+      }
+      assert.throws(() => new Daemon({ store, exchange: {} as Exchange }), /exchange has no placeOrder method/);
+    });
+
     it('puts a job whose exchange calls keep failing into ERROR after maxFailures; the other job keeps trading', async () => {
       const ex = await paper();
       const broken = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'BAD', set: [FAST_DCA] });
