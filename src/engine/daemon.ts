@@ -62,6 +62,8 @@ interface Runner {
   scratchDirty: boolean;
   lastFlush: number;
   failures: number;
+  /** The last failure logged while the job is in ERROR (its open intent is retried every tick). */
+  failingInError?: string;
   /** Why the exchange rejected the last order. */
   rejection?: string;
 }
@@ -588,9 +590,15 @@ export class Daemon {
       this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (storage, not counted): ${message}`);
       return;
     }
+    if (job.status === 'ERROR') {
+      // Its open intent is reconciled again every tick; the same failure is said once.
+      if (runner.failingInError !== message) this.#log(`${stamp()}  ${job.tokenSymbol}  in ERROR, its open intent still cannot be settled (retried every tick): ${message}`);
+      runner.failingInError = message;
+      return;
+    }
     runner.failures++;
     this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${runner.failures}/${this.#maxFailures}): ${message}`);
-    if (runner.failures < this.#maxFailures || job.status === 'ERROR') return;
+    if (runner.failures < this.#maxFailures) return;
     try {
       const reason = `${runner.failures} steps failed in a row; last: ${message}`;
       if (await this.#flushBeforeLeaving(job.id, runner, job.tokenSymbol)) this.#flushed(runner, Date.now());

@@ -742,6 +742,12 @@ for (const engine of ENGINES) {
       const pending = await store.ledger.pending();
       assert.equal(pending.length, 1, 'the intent stays PENDING: what became of the order is unknown');
       assert.ok(lines.some((l) => l.includes('step failed (1/2)')));
+      // In ERROR its open intent is looked up again every tick (and still unreadable): said once.
+      const lookups = exchange.count('get');
+      await exchange.waitCalls('get', pending[0]!.clientOrderId, 3, exchange.calls.length);
+      assert.ok(exchange.count('get') >= lookups + 3);
+      assert.equal(lines.filter((l) => l.includes('in ERROR, its open intent still cannot be settled')).length, 1, lines.join('\n'));
+      assert.ok(!lines.some((l) => /step failed \(3\/2\)/.test(l)), lines.join('\n'));
     });
 
     it("any adapter's answer is checked: a lowercase status, or another order than the one asked about, is never settled", async () => {
