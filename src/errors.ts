@@ -3,7 +3,7 @@
  * The CLI maps each code's {@link ErrorCategory} to an exit code (see `exitCodeFor`).
  *
  * @example
- * try { await store.jobs.pause(token) }
+ * try { await store.jobs.pause({ tokenAddress }) }
  * catch (e) { if (isBotstateError(e, 'INVALID_TRANSITION')) console.log(e.details.allowed) }
  */
 

@@ -183,8 +183,19 @@ function selectStatements(suffix: string): { byId: string; byToken: string; byId
   return sql;
 }
 
+/** A JobRef's shape (a plain string or null is refused as such, not with a TypeError). */
+function checkJobRef(ref: unknown): asserts ref is JobRef {
+  const r = ref as { id?: unknown; tokenAddress?: unknown } | null;
+  if (typeof r !== 'object' || r === null || (typeof r.id !== 'string' && typeof r.tokenAddress !== 'string')) {
+    throw new ValidationError('INVALID_ARGUMENT', `a job is named { id } or { tokenAddress, chain? }, got ${typeof ref === 'string' ? JSON.stringify(ref) : String(ref)}`, {
+      hint: "pass { tokenAddress: '0x…' } or { id: job.id }",
+    });
+  }
+}
+
 export async function selectJob(tx: Executor, dialect: Dialect, ref: JobRef, lock: boolean): Promise<JobRow | undefined> {
   const sql = selectStatements(lock ? dialect.forUpdate : '');
+  checkJobRef(ref);
   if ('id' in ref) return tx.get<JobRow>(sql.byId, [ref.id]);
   const address = normalizeAddress(ref.tokenAddress);
   const chain = normalizeChain(ref.chain);
@@ -216,6 +227,7 @@ export async function requireJob(tx: Executor, dialect: Dialect, ref: JobRef, lo
  * guarantee, so no hot path on SQLite runs such a statement.
  */
 export async function lockJob(tx: Executor, dialect: Dialect, ref: JobRef, options: CallOptions | undefined): Promise<JobRow> {
+  checkJobRef(ref);
   const fence = options?.fence;
   if (fence && 'id' in ref && dialect.forUpdate !== '') {
     const row = await tx.get<JobRow>(selectStatements(dialect.forUpdate).byIdWithLease, [ref.id, fence.owner, fence.epoch]);

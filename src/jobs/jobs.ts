@@ -237,7 +237,7 @@ export class Jobs {
 
   /** Any status → ERROR, keeping the reason. */
   async fail(ref: JobRef, reason: string, options?: CallOptions): Promise<Job> {
-    if (reason.trim() === '') throw new ValidationError('INVALID_ARGUMENT', 'a failure needs a reason', { hint: 'say why the job failed' });
+    if (typeof reason !== 'string' || reason.trim() === '') throw new ValidationError('INVALID_ARGUMENT', 'a failure needs a reason', { hint: 'say why the job failed' });
     return this.#transition(ref, 'fail', (at) => ({ statusReason: storableText(reason, 2000), stoppedAt: at }), options);
   }
 

@@ -89,6 +89,18 @@ for (const engine of ENGINES) {
       assert.equal(idle.tokenBalance, '0');
     });
 
+    it('a job named wrongly (a bare string, null, a number id) or a failure without a reason is a BotstateError, not a TypeError', async () => {
+      const job = await store.jobs.start({ tokenAddress: TOKEN });
+      const before = await fx.dump();
+      for (const ref of [TOKEN, null, undefined, { id: 7 }, {}]) {
+        await rejectsWith(store.jobs.pause(ref as never), 'INVALID_ARGUMENT');
+        await rejectsWith(store.jobs.get(ref as never), 'INVALID_ARGUMENT');
+        await rejectsWith(store.ledger.recordIntent({ job: ref as never, side: 'BUY', reason: 'DCA', quoteAmount: '1' }), 'INVALID_ARGUMENT');
+      }
+      await rejectsWith(store.jobs.fail({ id: job.id }, undefined as never), 'INVALID_ARGUMENT');
+      assert.equal(await fx.dump(), before);
+    });
+
     it('completing a liquidation with an order still PENDING is refused: a buy could still fill', async () => {
       const job = await store.jobs.start({ tokenAddress: TOKEN });
       const { trade } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
