@@ -54,3 +54,13 @@ export {
 } from './engine/exchange.ts';
 export { HttpExchange, type HttpExchangeOptions } from './engine/exchanges/http-exchange.ts';
 export { startPaperExchange, type PaperExchangeOptions, type PaperExchangeHandle } from './engine/exchanges/paper-server.ts';
+export {
+  decide,
+  afterFill,
+  parseScratch,
+  type Scratch,
+  type StrategyInput,
+  type Decision,
+  type OrderPlan,
+  type AfterFillInput,
+} from './engine/strategies/strategy.ts';
