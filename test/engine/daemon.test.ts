@@ -1103,8 +1103,22 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
     const a = botstate(['daemon', '--exchange', ex.url, '--db', fx.url, '--tick', '50', '--lease-ttl', '600']);
     await a.line(/ LGI +BUY /);
-    a.child.kill('SIGSTOP');
     undo.push(async () => void a.child.kill('SIGCONT'));
+    // Stopped outside a transaction: stopped holding SQLite's write lock, it would keep B out.
+    for (let attempt = 0; ; attempt++) {
+      a.child.kill('SIGSTOP');
+      const probe = new Database(fx.url, { timeout: 0 });
+      try {
+        probe.exec('BEGIN IMMEDIATE; ROLLBACK');
+        break;
+      } catch (e) {
+        assert.ok(attempt < 20, `daemon A kept the write lock: ${String(e)}`);
+        a.child.kill('SIGCONT');
+        await sleep(20);
+      } finally {
+        probe.close();
+      }
+    }
     await sleep(900); // past the TTL
     const b = botstate(['daemon', '--exchange', ex.url, '--db', fx.url, '--tick', '50', '--lease-ttl', '600']);
     const iB = await b.line(/^recovered in /);
