@@ -28,9 +28,10 @@ export interface DaemonOptions {
   /** The most jobs this daemon runs. */
   readonly maxJobs?: number;
   /**
-   * How long any one exchange call may take (default 30000 ms). One that takes longer counts as
-   * unanswered (an order's outcome is then unknown, and reconciled at the next tick): a hung
-   * adapter call cannot hold up the other jobs, nor a stop.
+   * How long any one exchange call may take (default 5000 ms, HttpExchange's own timeout). One that
+   * takes longer counts as unanswered (an order's outcome is then unknown, and reconciled at the
+   * next tick). A tick waits for every job's step, so a hung adapter call holds up the other jobs,
+   * and a stop, for at most this long.
    */
   readonly exchangeTimeoutMs?: number;
   /** Where lines go: each trade, recovery, failures (default stdout). */
@@ -130,7 +131,7 @@ export class Daemon {
   constructor(options: DaemonOptions) {
     checkDaemonOptions(options);
     this.#store = options.store;
-    this.#exchange = timed(options.exchange, options.exchangeTimeoutMs ?? 30_000);
+    this.#exchange = timed(options.exchange, options.exchangeTimeoutMs ?? 5000);
     this.#tickMs = options.tickMs ?? 1000;
     this.#concurrency = options.concurrency ?? 16;
     this.#maxFailures = options.maxFailures ?? 5;
@@ -670,6 +671,8 @@ function checkDaemonOptions(options: DaemonOptions): void {
     const v = options[key];
     if (v !== undefined && !(Number.isSafeInteger(v) && v > 0)) throw bad(`daemon option ${key} must be a positive whole number, got ${String(v)}`);
   }
+  // Kept on the instance row in a 32-bit column.
+  if (options.maxJobs !== undefined && options.maxJobs > 2_147_483_647) throw bad(`daemon option maxJobs must be at most 2147483647, got ${options.maxJobs}`);
   if (typeof options.store?.transaction !== 'function') throw bad('daemon option store must be a Store (openStore)');
   for (const method of ['placeOrder', 'getOrder', 'getPrice', 'getBalances'] as const) {
     if (typeof options.exchange?.[method] !== 'function') throw bad(`daemon option exchange has no ${method} method: it must implement the Exchange interface`);

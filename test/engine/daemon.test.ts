@@ -597,7 +597,7 @@ for (const engine of ENGINES) {
       await assertLedgerMatchesExchange(store, ex.url, job);
     });
 
-    it('an exchange call that never answers holds up neither the other jobs nor a stop (exchangeTimeoutMs)', { timeout: 30_000 }, async () => {
+    it('an exchange call that never answers holds up the other jobs and a stop for at most exchangeTimeoutMs', { timeout: 30_000 }, async () => {
       const ex = await paper();
       const stuck = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'HUNG', set: [FAST_DCA] });
       const good = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'GOOD', set: [FAST_DCA] });
@@ -618,7 +618,7 @@ for (const engine of ENGINES) {
 
     it('refuses daemon options that cannot work: 0, NaN, a fraction, an unknown key, an exchange without the interface', async () => {
       const ex = new HttpExchange('http://127.0.0.1:9');
-      for (const options of [{ concurrency: 0 }, { maxJobs: 0 }, { tickMs: Number.NaN }, { leaseTtlMs: 1.5 }, { exchangeTimeoutMs: -1 }, { tickms: 10 }]) {
+      for (const options of [{ concurrency: 0 }, { maxJobs: 0 }, { maxJobs: 2 ** 31 }, { tickMs: Number.NaN }, { leaseTtlMs: 1.5 }, { exchangeTimeoutMs: -1 }, { tickms: 10 }]) {
         assert.throws(() => new Daemon({ store, exchange: ex, ...options } as DaemonOptions), (e: unknown) => isBotstateError(e, 'INVALID_ARGUMENT'), JSON.stringify(options));
       }
       assert.throws(() => new Daemon({ store, exchange: {} as Exchange }), /exchange has no placeOrder method/);
