@@ -50,12 +50,10 @@ export async function withStore<T>(ctx: CommandContext, options: StoreOptions, f
   }
 }
 
-/** Read-only commands neither create a missing SQLite file nor migrate. */
-export const READ_ONLY: StoreOptions = Object.freeze({ create: false, schema: 'check' });
-
 /**
- * For the commands that change a job (pause, resume, liquidate, config, record): an existing
- * database at the current schema. They neither create nor migrate one, so that a typo or a
- * refused command cannot start a long migration; start, daemon and db migrate do.
+ * An existing database at the current schema: neither created nor migrated. Every command but
+ * start, daemon and db migrate opens it so, the read-only ones and those that change a job
+ * (pause, resume, liquidate, config, record) alike: a typo or a refused command cannot create a
+ * database or start a long migration.
  */
-export const EXISTING: StoreOptions = READ_ONLY;
+export const EXISTING: StoreOptions = Object.freeze({ create: false, schema: 'check' });

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { BotstateError } from '../errors.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { Fence } from '../store/context.ts';
-import { instanceAlive, RUNNING_HERE } from '../store/instances.ts';
+import { databaseNow, instanceAlive, RUNNING_HERE } from '../store/instances.ts';
 import type { Store } from '../store/store.ts';
 
 /**
@@ -157,20 +157,22 @@ export class Leases {
    * another one has taken the file over: it must stop (DAEMON_RUNNING), not run beside it.
    */
   async #heartbeat(tx: Executor, now: string): Promise<void> {
-    if (!this.#store.capabilities.concurrentWriters) {
-      const mine = await tx.get<{ stopped_at: string | null }>('SELECT stopped_at FROM daemon_instances WHERE id = ?', [this.instanceId]);
-      if (mine?.stopped_at != null) {
-        const other = await tx.get<{ host: string; pid: number }>(
-          'SELECT host, pid FROM daemon_instances WHERE stopped_at IS NULL AND id <> ? ORDER BY started_at DESC LIMIT 1',
-          [this.instanceId],
-        );
-        throw new BotstateError('DAEMON_RUNNING', `another daemon${other ? ` (pid ${other.pid} on ${other.host})` : ''} took ${this.#store.location} over while this one was stalled past its lease TTL`, {
-          hint: 'this daemon stops; one daemon runs per SQLite file',
-          details: { instance: this.instanceId, ...(other ? { pid: other.pid, host: other.host } : {}) },
-        });
-      }
+    if (this.#store.capabilities.concurrentWriters) {
+      await tx.run('UPDATE daemon_instances SET heartbeat_at = ?, stopped_at = NULL WHERE id = ?', [now, this.instanceId]);
+      return;
     }
-    await tx.run('UPDATE daemon_instances SET heartbeat_at = ?, stopped_at = NULL WHERE id = ?', [now, this.instanceId]);
+    // One statement on the hot path; only when it changes nothing is the row looked at.
+    if ((await tx.run('UPDATE daemon_instances SET heartbeat_at = ? WHERE id = ? AND stopped_at IS NULL', [now, this.instanceId])) > 0) return;
+    const mine = await tx.get<{ stopped_at: string | null }>('SELECT stopped_at FROM daemon_instances WHERE id = ?', [this.instanceId]);
+    if (mine?.stopped_at == null) return; // not registered (a Leases used for its leases alone)
+    const other = await tx.get<{ host: string; pid: number }>(
+      'SELECT host, pid FROM daemon_instances WHERE stopped_at IS NULL AND id <> ? ORDER BY started_at DESC LIMIT 1',
+      [this.instanceId],
+    );
+    throw new BotstateError('DAEMON_RUNNING', `another daemon${other ? ` (pid ${other.pid} on ${other.host})` : ''} took ${this.#store.location} over while this one was stalled past its lease TTL`, {
+      hint: 'this daemon stops; one daemon runs per SQLite file',
+      details: { instance: this.instanceId, ...(other ? { pid: other.pid, host: other.host } : {}) },
+    });
   }
 
   /** sync's writes: heartbeat, renewal, lease rows for new active jobs, hand-backs, claims or sheds. */
@@ -262,14 +264,6 @@ export class Leases {
     });
     RUNNING_HERE.delete(this.instanceId);
   }
-}
-
-/** The database server's clock (PostgreSQL), in ms since the epoch. */
-async function databaseNow(tx: Executor): Promise<number> {
-  const row = await tx.get<{ now: string }>('SELECT clock_timestamp() AS now');
-  const ms = Date.parse(row!.now);
-  if (!Number.isFinite(ms)) throw new BotstateError('INTERNAL', `the database answered an unreadable time: ${row!.now}`);
-  return ms;
 }
 
 /**

@@ -1,4 +1,6 @@
 import { hostname } from 'node:os';
+import { BotstateError } from '../errors.ts';
+import type { Executor } from './adapter.ts';
 
 /** Daemons registered by this process and not yet stopped. */
 export const RUNNING_HERE = new Set<string>();
@@ -26,7 +28,21 @@ function pidExists(pid: number): boolean {
  * another program after a crash or a reboot does not count for ever).
  */
 export function instanceAlive(row: InstanceRow, staleBefore: string): boolean {
-  if (!(row.heartbeat_at > staleBefore)) return false;
-  if (row.host !== hostname()) return true;
+  return row.heartbeat_at > staleBefore && (row.host !== hostname() || processAlive(row));
+}
+
+/** For a daemon of this host: whether its process exists (in this process, whether it registered here). */
+export function processAlive(row: InstanceRow): boolean {
   return row.pid === process.pid ? RUNNING_HERE.has(row.id) : pidExists(row.pid);
+}
+
+/**
+ * The database server's clock (PostgreSQL), in ms since the epoch: the one clock every daemon's
+ * heartbeats and lease expiries are written with there.
+ */
+export async function databaseNow(tx: Executor): Promise<number> {
+  const row = await tx.get<{ now: string }>('SELECT clock_timestamp() AS now');
+  const ms = Date.parse(row!.now);
+  if (!Number.isFinite(ms)) throw new BotstateError('INTERNAL', `the database answered an unreadable time: ${row!.now}`);
+  return ms;
 }

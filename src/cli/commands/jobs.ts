@@ -5,7 +5,7 @@ import type { Job } from '../../jobs/job-rows.ts';
 import { JOB_STATUSES, type JobMode, type JobStatus } from '../../jobs/lifecycle.ts';
 import { checkConfigureInput, checkStartInput, checkStatus } from '../../jobs/jobs.ts';
 import type { Store } from '../../store/store.ts';
-import { CHAIN_OPTION, EXISTING, READ_ONLY, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
+import { CHAIN_OPTION, EXISTING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
 import { jobJson, jobsTable, jobView, json } from '../output.ts';
 
 const CONFIG_OPTIONS = {
@@ -121,7 +121,7 @@ const status: Command = {
   positionals: [1, 1],
   async run(ctx) {
     const ref = tokenRef(ctx);
-    const job = await withStore(ctx, READ_ONLY, (store) => store.jobs.get(ref));
+    const job = await withStore(ctx, EXISTING, (store) => store.jobs.get(ref));
     ctx.io.out(ctx.json ? json(jobJson(job)) : jobView(job));
   },
 };
@@ -135,7 +135,7 @@ const list: Command = {
   async run(ctx) {
     const s = ctx.values['status'];
     const filter: { status?: JobStatus } = typeof s === 'string' ? { status: checkStatus(s.toUpperCase()) } : {};
-    const jobs = await withStore(ctx, READ_ONLY, (store) => store.jobs.list(filter));
+    const jobs = await withStore(ctx, EXISTING, (store) => store.jobs.list(filter));
     ctx.io.out(ctx.json ? json(jobs.map(jobJson)) : jobsTable(jobs));
   },
 };

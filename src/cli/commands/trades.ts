@@ -1,7 +1,7 @@
 import { ValidationError } from '../../errors.ts';
 import { cmp, parseDecimal } from '../../money/decimal.ts';
 import { checkRecordInput, TradeReason, TradeSide, TradeStatus } from '../../ledger/ledger.ts';
-import { CHAIN_OPTION, EXISTING, READ_ONLY, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
+import { CHAIN_OPTION, EXISTING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
 import { json, tradesTable } from '../output.ts';
 
 function oneOf<T extends string>(ctx: CommandContext, command: string, flag: string, allowed: readonly T[]): T {
@@ -47,7 +47,7 @@ const trades: Command = {
   async run(ctx) {
     const ref = tokenRef(ctx);
     const filter = ctx.values['status'] === undefined ? {} : { status: oneOf(ctx, 'trades', 'status', Object.values(TradeStatus)) };
-    const list = await withStore(ctx, READ_ONLY, (store) => store.ledger.trades(ref, filter));
+    const list = await withStore(ctx, EXISTING, (store) => store.ledger.trades(ref, filter));
     ctx.io.out(ctx.json ? json(list) : tradesTable(list));
   },
 };

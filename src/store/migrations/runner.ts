@@ -3,7 +3,7 @@ import { BotstateError, NotFoundError, SchemaError, ValidationError } from '../.
 import type { Adapter, Engine, Executor } from '../adapter.ts';
 import { LATEST_VERSION, MIGRATIONS } from './index.ts';
 import { checksum, type Migration, type PerEngine } from './migration.ts';
-import { instanceAlive, type InstanceRow } from '../instances.ts';
+import { databaseNow, processAlive, type InstanceRow } from '../instances.ts';
 
 const VERSION_TABLE: PerEngine = {
   sqlite: `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -260,18 +260,16 @@ const DAEMON_HEARTBEAT_WINDOW_MS = 60_000;
 async function refuseWhileDaemonRuns(adapter: Adapter): Promise<void> {
   const running = await adapter.transaction(async (tx) => {
     if (!(await adapter.hasTable(tx, 'daemon_instances'))) return [];
-    const now =
-      adapter.engine === 'postgres'
-        ? (await tx.get<{ now: string }>('SELECT clock_timestamp() AS now'))!.now
-        : new Date().toISOString();
-    const stale = new Date(Date.parse(now) - DAEMON_HEARTBEAT_WINDOW_MS).toISOString();
+    const nowMs = adapter.engine === 'postgres' ? await databaseNow(tx) : Date.now();
+    const now = new Date(nowMs).toISOString();
+    const stale = new Date(nowMs - DAEMON_HEARTBEAT_WINDOW_MS).toISOString();
     const rows = await tx.all<InstanceRow & { leased: number | string }>(
       `SELECT i.id, i.host, i.pid, i.heartbeat_at,
          (SELECT count(*) FROM job_leases l WHERE l.owner = i.id AND l.expires_at > ?) AS leased
        FROM daemon_instances i WHERE i.stopped_at IS NULL`,
       [now],
     );
-    return rows.filter((row) => (row.host === hostname() ? instanceAlive(row, '' /* any heartbeat: its process decides */) : row.heartbeat_at > stale || Number(row.leased) > 0));
+    return rows.filter((row) => (row.host === hostname() ? processAlive(row) : row.heartbeat_at > stale || Number(row.leased) > 0));
   }, { readOnly: true });
   const first = running[0];
   if (first === undefined) return;
