@@ -98,8 +98,11 @@ export function auditParams(prepared: PreparedAudit): SqlParam[] {
   return [e.stream, e.seq, e.at, e.actor, e.entity, e.entityId, e.action, before, after, e.prevHash, hash];
 }
 
+// One string object for every call: the adapters look prepared statements up by their SQL text.
+const AUDIT_INSERT_VALUES = `${AUDIT_INSERT} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+
 export async function insertAudit(tx: Executor, prepared: PreparedAudit): Promise<void> {
-  await tx.run(`${AUDIT_INSERT} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, auditParams(prepared));
+  await tx.run(AUDIT_INSERT_VALUES, auditParams(prepared));
 }
 
 /**

@@ -107,14 +107,15 @@ export const JOB_COLUMNS =
   'created_at, updated_at, started_at, stopped_at, version, audit_hash';
 
 // Parsing and validating a config costs far more than the rest of a row; configs change rarely.
-const configCache = new Map<string, JobConfig>();
-function configOf(text: string): JobConfig {
-  let config = configCache.get(text);
-  if (config === undefined) {
-    config = deserializeConfig(text);
-    if (configCache.size >= 1024) configCache.clear();
-    configCache.set(text, config);
-  }
+// Kept by job id, the text compared: every read of a row brings a new copy of the text, and
+// hashing it as a key (~420 characters) cost more than comparing it with the one kept.
+const configCache = new Map<string, { text: string; config: JobConfig }>();
+function configOf(row: JobRow): JobConfig {
+  const cached = configCache.get(row.id);
+  if (cached !== undefined && cached.text === row.config) return cached.config;
+  const config = deserializeConfig(row.config);
+  if (configCache.size >= 4096) configCache.clear();
+  configCache.set(row.id, { text: row.config, config });
   return config;
 }
 
@@ -133,7 +134,7 @@ export function toJob(row: JobRow): Job {
     totalAccumulated: row.total_accumulated,
     tokenBalance: row.token_balance,
     lastRebalanceTime: row.last_rebalance_time,
-    config: configOf(row.config),
+    config: configOf(row),
     strategyState: JSON.parse(row.strategy_state) as Record<string, unknown>,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
@@ -166,8 +167,8 @@ export function describeRef(ref: JobRef): string {
 
 /** Reads a job, locking its row until the transaction ends when `lock` is set. */
 // The same string objects every call: the adapters cache prepared statements by SQL text.
-const selectSql = new Map<string, { byId: string; byToken: string; byIdWithLease: string }>();
-function selectStatements(suffix: string): { byId: string; byToken: string; byIdWithLease: string } {
+const selectSql = new Map<string, { byId: string; byToken: string; byIdWithLease: string; leaseHeld: string }>();
+function selectStatements(suffix: string): { byId: string; byToken: string; byIdWithLease: string; leaseHeld: string } {
   let sql = selectSql.get(suffix);
   if (!sql) {
     sql = {
@@ -177,6 +178,7 @@ function selectStatements(suffix: string): { byId: string; byToken: string; byId
       byIdWithLease:
         `SELECT ${JOB_COLUMNS} FROM jobs JOIN job_leases ON job_leases.job_id = jobs.id ` +
         `WHERE jobs.id = ? AND job_leases.owner = ? AND job_leases.epoch = ?${suffix}`,
+      leaseHeld: `SELECT 1 AS held FROM job_leases WHERE job_id = ? AND owner = ? AND epoch = ?${suffix}`,
     };
     selectSql.set(suffix, sql);
   }
@@ -236,7 +238,7 @@ export async function lockJob(tx: Executor, dialect: Dialect, ref: JobRef, optio
   }
   const row = await requireJob(tx, dialect, ref, true);
   if (fence) {
-    const held = await tx.get(`SELECT 1 AS held FROM job_leases WHERE job_id = ? AND owner = ? AND epoch = ?${dialect.forUpdate}`, [row.id, fence.owner, fence.epoch]);
+    const held = await tx.get(selectStatements(dialect.forUpdate).leaseHeld, [row.id, fence.owner, fence.epoch]);
     if (!held) throw leaseLost(row.id, fence);
   }
   return row;
@@ -366,7 +368,7 @@ function changedFrom(current: (field: keyof JobChange) => unknown, set: JobChang
 
 /** A job's field, read from its row: what toJob(row)[field] would be. */
 function fieldOf(row: JobRow, field: keyof JobChange): unknown {
-  return field === 'config' ? configOf(row.config) : row[COLUMN[field]];
+  return field === 'config' ? configOf(row) : row[COLUMN[field]];
 }
 
 function columnValue(field: keyof JobChange, value: unknown): SqlParam {

@@ -5,7 +5,7 @@ import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context, Fence } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
 import { storableText } from '../util/text.ts';
-import { isIsoTime } from '../util/time.ts';
+import { isIsoTime, nowIso } from '../util/time.ts';
 
 export const TradeSide = Object.freeze({ BUY: 'BUY', SELL: 'SELL' } as const);
 export type TradeSide = (typeof TradeSide)[keyof typeof TradeSide];
@@ -197,7 +197,7 @@ function checkFill(fill: Fill): CheckedFill {
     }
     return v;
   };
-  const executedAt = fill.executedAt ?? new Date().toISOString();
+  const executedAt = fill.executedAt ?? nowIso();
   if (fill.executedAt !== undefined && !isIsoTime(executedAt)) {
     throw new ValidationError('INVALID_ARGUMENT', `executedAt "${executedAt}" is not a real ISO 8601 UTC time with milliseconds`, {
       hint: 'pass new Date().toISOString()',
@@ -334,7 +334,7 @@ export class Ledger {
         txHash: fill.txHash, status: 'EXECUTED', error: null, createdAt: fill.executedAt, executedAt: fill.executedAt,
       };
       // The audit entry and updatedAt say when this was recorded; the trade keeps its fill time.
-      const next = await updateJob(tx, this.#ctx.adapter.dialect, job, { set, at: new Date().toISOString(), actor, action: 'record', entity: 'trade', entityId: id, detail: { trade } });
+      const next = await updateJob(tx, this.#ctx.adapter.dialect, job, { set, at: nowIso(), actor, action: 'record', entity: 'trade', entityId: id, detail: { trade } });
       return { trade, job: toJob(next), duplicate: false };
     });
   }
@@ -358,7 +358,7 @@ export class Ledger {
       const job = await lockJob(tx, this.#ctx.adapter.dialect, input.job, options);
       const clientOrderId = input.clientOrderId ?? `${job.id}-${job.version + 1}`;
       const id = uuidv7();
-      const at = new Date().toISOString();
+      const at = nowIso();
       // The common case first: a new intent that the job may place is inserted (ON CONFLICT DO
       // NOTHING). A refused intent or a clientOrderId already taken is then looked up: repeating
       // an accepted intent stays a no-op whatever the job's state is now.
@@ -456,7 +456,7 @@ export class Ledger {
       const afterSettle = options?.scratch;
       // When it was recorded, not the fill time (which may be earlier than the job's last entry).
       const next = await updateJob(tx, this.#ctx.adapter.dialect, job, {
-        set, at: new Date().toISOString(), actor, action: 'settle', entity: 'trade', entityId: current.id, detail: { trade },
+        set, at: nowIso(), actor, action: 'settle', entity: 'trade', entityId: current.id, detail: { trade },
         ...(afterSettle ? { scratch: (settledJob: Job) => afterSettle({ job: settledJob, trade }) } : {}),
       });
       return { trade, job: toJob(next), duplicate: false };

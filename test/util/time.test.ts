@@ -1,0 +1,29 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { isIsoTime, nowIso } from '../../src/util/time.ts';
+
+describe('nowIso', () => {
+  it('is now, as toISOString writes it, and follows the clock from one millisecond to the next', async () => {
+    const seen = new Set<string>();
+    const end = Date.now() + 25;
+    while (Date.now() < end) {
+      const before = Date.now();
+      const iso = nowIso();
+      const after = Date.now();
+      assert.ok(isIsoTime(iso), iso);
+      const ms = Date.parse(iso);
+      assert.ok(ms >= before && ms <= after, `${iso} is not between ${before} and ${after}`);
+      seen.add(iso);
+    }
+    assert.ok(seen.size >= 10, `only ${seen.size} distinct milliseconds seen in 25 ms`);
+  });
+});
+
+describe('isIsoTime', () => {
+  it('takes real UTC times with milliseconds only', () => {
+    assert.equal(isIsoTime('2026-11-26T03:44:27.123Z'), true);
+    for (const bad of ['2026-02-30T00:00:00.000Z', '2026-11-26T24:00:00.000Z', '2026-11-26T03:44:27Z', '2026-11-26 03:44:27.123Z', 1, null]) {
+      assert.equal(isIsoTime(bad), false, String(bad));
+    }
+  });
+});
