@@ -30,8 +30,9 @@ export interface DaemonOptions {
   /**
    * How long any one exchange call may take (default 5000 ms, HttpExchange's own timeout). One that
    * takes longer counts as unanswered (an order's outcome is then unknown, and reconciled at the
-   * next tick). A tick waits for every job's step, so a hung adapter call holds up the other jobs,
-   * and a stop, for at most this long.
+   * next tick). A job's step may outlast a tick: the other jobs go on ticking meanwhile, and that
+   * job skips the ticks that come while its step runs. A stop waits for the steps in flight, so a
+   * hung adapter call holds a stop up for at most this long.
    */
   readonly exchangeTimeoutMs?: number;
   /** Where lines go: each trade, recovery, failures (default stdout). */
@@ -116,6 +117,9 @@ export class Daemon {
   readonly #flushMs: number;
   readonly #log: (line: string) => void;
   readonly #runners = new Map<string, Runner>();
+  /** Jobs whose step is running or waiting for one of the `concurrency` slots. */
+  readonly #inFlight = new Map<string, Promise<void>>();
+  readonly #slots: Slots;
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> = Promise.resolve();
   #stopping = false;
@@ -134,6 +138,7 @@ export class Daemon {
     this.#exchange = timed(options.exchange, options.exchangeTimeoutMs ?? 5000);
     this.#tickMs = options.tickMs ?? 1000;
     this.#concurrency = options.concurrency ?? 16;
+    this.#slots = new Slots(this.#concurrency);
     this.#maxFailures = options.maxFailures ?? 5;
     this.#flushMs = options.flushMs ?? 10_000;
     this.#log = options.log ?? ((line) => void process.stdout.write(`${line}\n`));
@@ -246,6 +251,8 @@ export class Daemon {
     clearInterval(this.#renewer);
     await this.#renewing;
     await this.#ticking;
+    // The steps in flight finish and are recorded; those still waiting for a slot do not start.
+    await Promise.all(this.#inFlight.values());
     // The strategy state observed since the last order or flush (new highs, the price window), in
     // one transaction: each job's write is its own savepoint, so a lost lease skips only that job.
     // Marked written only once committed: the transaction may run its body again (a retry).
@@ -260,20 +267,34 @@ export class Daemon {
     if (this.#registeredMs !== undefined) await this.#leases.release().catch((e) => this.#log(`could not release the leases: ${coerceError(e).message}`));
   }
 
-  /** One tick: heartbeat and leases, then one step of every job this daemon holds. */
+  /**
+   * One tick: heartbeat and leases, then a step of every job this daemon holds, `concurrency` at
+   * a time. Resolves once every step has started; the steps go on without holding up the next
+   * tick, so a slow exchange call (up to `exchangeTimeoutMs`) delays only its own job. A job whose
+   * step from an earlier tick is still in flight sits this tick out: what the tick read of it may
+   * not show that step's writes yet.
+   */
   async tick(): Promise<void> {
+    // Taken before anything is read: a job busy now may write after the reads below.
+    const busy = new Set(this.#inFlight.keys());
     const held = await this.#leases.sync();
-    for (const id of this.#runners.keys()) if (!held.has(id)) this.#runners.delete(id);
+    for (const id of this.#runners.keys()) if (!held.has(id) && !this.#inFlight.has(id)) this.#runners.delete(id);
     if (held.size === 0) return;
-    const jobs = await this.#loadJobs();
+    const jobs = [...(await this.#loadJobs()).values()].filter((j) => !busy.has(j.id));
     const pending = new Map<string, Trade>();
     for (const t of await this.#store.ledger.pending()) if (held.has(t.jobId) && !pending.has(t.jobId)) pending.set(t.jobId, t);
-    const prices = await this.#prices([...jobs.values()].filter((j) => ACTIVE.has(j.status) && !pending.has(j.id) && !liquidated(j)));
+    const prices = await this.#prices(jobs.filter((j) => ACTIVE.has(j.status) && !pending.has(j.id) && !liquidated(j)));
     if (prices === 'outage') return;
-    await forEach([...jobs.values()], this.#concurrency, (job) => {
-      if (this.#stopping) return Promise.resolve();
-      return this.#step(job, pending.get(job.id), held.get(job.id)!, prices.get(job.tokenAddress));
-    });
+    for (const job of jobs) {
+      if (this.#stopping) return;
+      if (this.#inFlight.has(job.id)) continue;
+      const step = this.#slots
+        .run(() => (this.#stopping ? Promise.resolve() : this.#step(job, pending.get(job.id), held.get(job.id)!, prices.get(job.tokenAddress))))
+        // A step handles its own failures; this is for a bug, which must not go unhandled.
+        .catch((e) => this.#log(`${stamp()}  ${job.tokenSymbol}  step failed: ${coerceError(e).message}`))
+        .finally(() => this.#inFlight.delete(job.id));
+      this.#inFlight.set(job.id, step);
+    }
   }
 
   /**
@@ -770,6 +791,28 @@ function paddedChunks(ids: readonly string[], size: number): string[][] {
     chunks.push(chunk);
   }
   return chunks;
+}
+
+/** At most `limit` tasks at a time; the others wait their turn in order. */
+class Slots {
+  #free: number;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(limit: number) {
+    this.#free = limit;
+  }
+
+  async run(fn: () => Promise<void>): Promise<void> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      await fn();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
 }
 
 /** Runs `fn` over `items`, at most `limit` at a time. */

@@ -597,7 +597,7 @@ for (const engine of ENGINES) {
       await assertLedgerMatchesExchange(store, ex.url, job);
     });
 
-    it('an exchange call that never answers holds up the other jobs and a stop for at most exchangeTimeoutMs', { timeout: 30_000 }, async () => {
+    it('an exchange call that never answers fails its own step, and holds up a stop for at most exchangeTimeoutMs', { timeout: 30_000 }, async () => {
       const ex = await paper();
       const stuck = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'HUNG', set: [FAST_DCA] });
       const good = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'GOOD', set: [FAST_DCA] });
@@ -613,6 +613,28 @@ for (const engine of ENGINES) {
       assert.ok(lines.some((l) => l.includes('HUNG') && l.includes('did not answer getPrice within 200 ms')), lines.join('\n'));
       assert.equal((await store.jobs.get({ id: stuck.id })).status, 'RUNNING');
       assert.deepEqual(await store.ledger.trades({ id: stuck.id }), [], 'no order without a price');
+      await assertLedgerMatchesExchange(store, ex.url, good);
+    });
+
+    it('a slow exchange call holds up only its own job: the others keep trading, and it is not asked again meanwhile', { timeout: 30_000 }, async () => {
+      const ex = await paper();
+      const slow = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'SLOW', set: [FAST_DCA] });
+      const good = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'GOOD', set: [FAST_DCA] });
+      const gate = Promise.withResolvers<void>();
+      const http = new HttpExchange(ex.url);
+      const rec = new Recorder(http, {
+        price: (token) => (token === TOKEN ? gate.promise.then(() => http.getPrice(TOKEN)) : undefined),
+      });
+      const { daemon } = makeDaemon(store, rec, { exchangeTimeoutMs: 60_000 });
+      await daemon.start();
+      const iSlow = await rec.waitCalls('price', TOKEN, 1, 0);
+      // While SLOW's price is awaited, GOOD trades at its own pace (a DCA every ~180 ms).
+      await rec.waitCalls('place', REF_TOKEN, 4, iSlow, 5000);
+      assert.equal(rec.calls.filter((c) => c.op === 'price' && c.key === TOKEN).length, 1, 'SLOW was asked again while its step was in flight');
+      gate.resolve();
+      await rec.waitCalls('place', TOKEN, 1, iSlow);
+      await daemon.stop();
+      await assertLedgerMatchesExchange(store, ex.url, slow);
       await assertLedgerMatchesExchange(store, ex.url, good);
     });
 
