@@ -10,6 +10,7 @@ import type { Store } from '../store/store.ts';
 import { ExchangeInvalidAnswerError, ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from './exchange.ts';
 import { parseExchangeOrder } from './exchanges/http-exchange.ts';
 import { Leases } from './leases.ts';
+import { paddedChunks } from '../util/chunks.ts';
 import { afterFill, decide, parseScratch, type Scratch, type StateChange } from './strategies/strategy.ts';
 
 export interface DaemonOptions {
@@ -277,8 +278,14 @@ export class Daemon {
   async tick(): Promise<void> {
     // Taken before anything is read: a job busy now may write after the reads below.
     const busy = new Set(this.#inFlight.keys());
-    const held = await this.#leases.sync();
-    for (const id of this.#runners.keys()) if (!held.has(id) && !this.#inFlight.has(id)) this.#runners.delete(id);
+    const held = await this.#leases.sync(busy);
+    for (const [id, runner] of this.#runners) {
+      if (held.has(id)) continue;
+      // A job no longer held whose step is still running keeps its runner until that step ends.
+      const step = this.#inFlight.get(id);
+      if (step === undefined) this.#runners.delete(id);
+      else void step.then(() => this.#runners.get(id) === runner && this.#runners.delete(id));
+    }
     if (held.size === 0) return;
     const jobs = [...(await this.#loadJobs()).values()].filter((j) => !busy.has(j.id));
     const pending = new Map<string, Trade>();
@@ -352,7 +359,8 @@ export class Daemon {
           const failure = this.#store.failure ?? (error.code === 'DAEMON_RUNNING' ? error : undefined);
           if (failure !== undefined) {
             this.#stopping = true;
-            this.#failure.resolve(failure);
+            // Said once the steps in flight have ended: nothing of this daemon runs after it.
+            return Promise.all(this.#inFlight.values()).then(() => this.#failure.resolve(failure));
           }
         })
         .finally(() => this.#schedule(Math.max(0, this.#tickMs - (performance.now() - t0))));
@@ -778,20 +786,6 @@ function stamp(): string {
 /** Jobs read per statement when only some are needed (recovery): one round trip for 100 intents. */
 const LOAD_CHUNK = 100;
 const LOAD_BY_IDS = `SELECT ${JOB_COLUMNS} FROM jobs WHERE id IN (${Array(LOAD_CHUNK).fill('?').join(', ')})`;
-
-/**
- * Ids in chunks of exactly `size`, the last one padded with its last id repeated: an IN list of
- * a fixed number of placeholders is one statement text, prepared once.
- */
-function paddedChunks(ids: readonly string[], size: number): string[][] {
-  const chunks: string[][] = [];
-  for (let start = 0; start < ids.length; start += size) {
-    const chunk = ids.slice(start, start + size);
-    while (chunk.length < size) chunk.push(chunk[chunk.length - 1]!);
-    chunks.push(chunk);
-  }
-  return chunks;
-}
 
 /** At most `limit` tasks at a time; the others wait their turn in order. */
 class Slots {

@@ -4,6 +4,7 @@ import type { Executor } from '../store/adapter.ts';
 import type { Fence } from '../store/context.ts';
 import { databaseNow, instanceAlive, RUNNING_HERE } from '../store/instances.ts';
 import type { Store } from '../store/store.ts';
+import { paddedChunks } from '../util/chunks.ts';
 
 /**
  * Statuses in which a job needs a daemon (besides any job with a PENDING intent to reconcile).
@@ -123,9 +124,9 @@ export class Leases {
   }
 
   /** Heartbeats, renews, claims; returns every lease this daemon holds (job id → fence). */
-  async sync(): Promise<Map<string, Fence>> {
+  async sync(busy: ReadonlySet<string> = NO_JOBS): Promise<Map<string, Fence>> {
     return this.#store.transaction(async (tx) => {
-      await this.#refresh(tx);
+      await this.#refresh(tx, busy);
       const held = await tx.all<{ job_id: string; epoch: number }>('SELECT job_id, epoch FROM job_leases WHERE owner = ?', [this.instanceId]);
       return new Map(held.map((l) => [l.job_id, { owner: this.instanceId, epoch: l.epoch }]));
     });
@@ -175,8 +176,11 @@ export class Leases {
     });
   }
 
-  /** sync's writes: heartbeat, renewal, lease rows for new active jobs, hand-backs, claims or sheds. */
-  async #refresh(tx: Executor): Promise<void> {
+  /**
+   * sync's writes: heartbeat, renewal, lease rows for new active jobs, hand-backs, claims or sheds.
+   * `busy`: jobs whose step is running in this daemon, never shed (see #shed).
+   */
+  async #refresh(tx: Executor, busy: ReadonlySet<string> = NO_JOBS): Promise<void> {
     const iso = await this.#clock(tx);
     const now = iso();
     const expires = iso(this.#ttlMs);
@@ -198,7 +202,7 @@ export class Leases {
     );
     const want = await this.#wanted(tx, now, iso(-this.#ttlMs));
     if (want > 0) await this.#claim(tx, want, now, expires);
-    else if (want < 0) await this.#shed(tx, -want, now);
+    else if (want < 0) await this.#shed(tx, -want, now, busy);
   }
 
   /**
@@ -234,17 +238,19 @@ export class Leases {
   /**
    * Hands back leases held beyond the fair share (a daemon that started alone took every job),
    * so that daemons started later get their share at their next tick. Jobs with an open intent
-   * are kept: their reconciliation is under way here.
+   * are kept: their reconciliation is under way here. So are the `busy` jobs, whose step is
+   * running: one may be committing an intent now, which this statement's snapshot (on
+   * PostgreSQL) would not show, and the step would then place its order with no lease held.
    */
-  async #shed(tx: Executor, surplus: number, now: string): Promise<void> {
-    await tx.run(
-      `UPDATE job_leases SET owner = '', expires_at = ?
-       WHERE job_id IN (
-         SELECT l.job_id FROM job_leases l
-         WHERE l.owner = ? AND NOT EXISTS (SELECT 1 FROM trades t WHERE t.job_id = l.job_id AND t.status = 'PENDING')
-         ORDER BY l.job_id DESC LIMIT ?)`,
-      [now, this.instanceId, surplus],
+  async #shed(tx: Executor, surplus: number, now: string, busy: ReadonlySet<string>): Promise<void> {
+    const candidates = await tx.all<{ job_id: string }>(
+      `SELECT l.job_id FROM job_leases l
+       WHERE l.owner = ? AND NOT EXISTS (SELECT 1 FROM trades t WHERE t.job_id = l.job_id AND t.status = 'PENDING')
+       ORDER BY l.job_id DESC LIMIT ?`,
+      [this.instanceId, surplus + busy.size],
     );
+    const ids = candidates.map((c) => c.job_id).filter((id) => !busy.has(id)).slice(0, surplus);
+    for (const chunk of paddedChunks(ids, SHED_CHUNK)) await tx.run(SHED, [now, this.instanceId, ...chunk]);
   }
 
   /** Gives one job back (it no longer needs a daemon), so that nobody waits for its TTL. */
@@ -282,3 +288,7 @@ export function shareOf(active: number, maxima: readonly number[], mine: number)
   const level = n > 0 ? Math.ceil(Math.max(0, remaining) / n) : Infinity;
   return Math.min(mine, level);
 }
+
+const NO_JOBS: ReadonlySet<string> = new Set();
+const SHED_CHUNK = 64;
+const SHED = `UPDATE job_leases SET owner = '', expires_at = ? WHERE owner = ? AND job_id IN (${Array(SHED_CHUNK).fill('?').join(', ')})`;

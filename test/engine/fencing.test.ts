@@ -155,6 +155,26 @@ for (const engine of ENGINES) {
       assert.equal(Number(unowned[0]!['n']), 0);
     });
 
+    it('a daemon sheds its surplus, but never a job whose step it is running (it may be committing an intent)', { skip: engine.name === 'sqlite' && 'one daemon per SQLite file' }, async () => {
+      const store = await fx.open();
+      const ids: string[] = [];
+      for (let i = 1; i <= 4; i++) ids.push((await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` })).id);
+      const now = T0;
+      const a = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => now });
+      const b = new Leases(store, 'daemon-B', { ttlMs: TTL, now: () => now });
+      await a.register();
+      assert.equal((await a.sync()).size, 4);
+      await b.register();
+      // A's share is now 2. It sheds from the highest job id down; the two highest are busy.
+      const sorted = [...ids].sort();
+      const busy = new Set(sorted.slice(2));
+      const held = await a.sync(busy);
+      assert.deepEqual([...held.keys()].sort(), sorted.slice(2));
+      // Once they are no longer busy, nothing more is shed: A holds its share.
+      assert.deepEqual([...(await a.sync()).keys()].sort(), sorted.slice(2));
+      assert.deepEqual([...(await b.sync()).keys()].sort(), sorted.slice(0, 2));
+    });
+
     it('syncForRecovery claims as sync does, and returns the fences of the held jobs with open intents', async () => {
       const store = await fx.open();
       const jobs: Job[] = [];
