@@ -1,4 +1,4 @@
-import { closeSync, existsSync, openSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, rmSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -87,6 +87,11 @@ export class SqliteAdapter implements Adapter {
   readonly #walLong = new Int32Array(new SharedArrayBuffer(4));
   /** Set when the writer's own checkpoint failed (an I/O error): nothing more is written. */
   #storageFailure: StorageError | undefined;
+  /** `<db>-wait`: a process waiting for the write lock says so there (see #letWaitersIn). */
+  readonly #waitPath: string | undefined;
+  /** This connection's BEGIN found the write lock taken and it announced that it waits. */
+  #announced = false;
+  #waitersCheckedAt = Number.NEGATIVE_INFINITY;
 
   private constructor(db: Database.Database, options: SqliteOptions) {
     this.#db = db;
@@ -94,6 +99,7 @@ export class SqliteAdapter implements Adapter {
     this.location = options.path;
     this.#busyTimeoutMs = options.busyTimeoutMs;
     this.#longWalFrames = options.longWalFrames ?? LONG_WAL_FRAMES;
+    this.#waitPath = options.path === ':memory:' ? undefined : `${options.path}-wait`;
     this.#walSync = ownsFsync(options) ? new WalSync(options.path, options.walSyncWorker) : undefined;
     this.#executor = {
       all: (sql, params) => this.#call(() => this.#prepare(sql).all(...bind(params)) as never),
@@ -169,14 +175,16 @@ export class SqliteAdapter implements Adapter {
     for (let attempt = 0; ; attempt++) {
       try {
         const result = await this.#attempt(fn, options);
+        this.#stopWaiting();
         // With group commit, what this transaction wrote or read may not be on disk yet.
         if (this.#walSync) await this.#walSync.durable(this.#walSync.requested);
         return result;
       } catch (e) {
         if (isBusy(e) && performance.now() < deadline) {
-          await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
+          await this.#waitForLock(attempt);
           continue;
         }
+        this.#stopWaiting();
         // SQLite's errors become botstate's; the caller's own errors pass through as they are.
         throw isSqliteError(e) ? classifySqliteError(e, this.location) : e;
       }
@@ -296,11 +304,16 @@ export class SqliteAdapter implements Adapter {
     const deadline = performance.now() + this.#busyTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
+        await this.#letWaitersIn();
         this.#prepare('BEGIN IMMEDIATE').run();
+        this.#stopWaiting();
         return;
       } catch (e) {
-        if (!isBusy(e) || performance.now() >= deadline) throw classifySqliteError(e, this.location);
-        await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
+        if (!isBusy(e) || performance.now() >= deadline) {
+          this.#stopWaiting();
+          throw classifySqliteError(e, this.location);
+        }
+        await this.#waitForLock(attempt);
       }
     }
   }
@@ -424,6 +437,7 @@ export class SqliteAdapter implements Adapter {
     if (wait) await wait;
     try {
       this.#usable();
+      if (!options.readOnly) await this.#letWaitersIn();
       this.#prepare(options.readOnly ? 'BEGIN DEFERRED' : options.exclusive ? 'BEGIN EXCLUSIVE' : 'BEGIN IMMEDIATE').run();
       let result: T;
       try {
@@ -441,6 +455,61 @@ export class SqliteAdapter implements Adapter {
       throw e;
     } finally {
       this.#mutex.release();
+    }
+  }
+
+  /**
+   * Fairness between processes. A writer that never pauses (a busy daemon) takes the write lock
+   * again microseconds after each COMMIT, and another process polling for it (a CLI command)
+   * almost never lands in that gap: it waited seconds, or gave up with STORAGE_BUSY. So a process
+   * whose BEGIN finds the lock taken announces it in `<db>-wait` (the file's time refreshed at
+   * every try) and tries again every millisecond or two; a writer about to take the lock checks
+   * that file (at most once a millisecond: one stat) and, while it is fresh, holds back — at most
+   * YIELD_MAX_MS at a time, so that a waiter that cannot get in (a third process holds the lock)
+   * only slows it down. The waiter removes the file once it has the lock or gives up; one left by
+   * a process that died is stale after WAIT_FRESH_MS and removed by the next writer that sees it.
+   */
+  async #letWaitersIn(): Promise<void> {
+    if (this.#waitPath === undefined || this.#announced) return;
+    const start = performance.now();
+    if (start - this.#waitersCheckedAt < 1) return;
+    this.#waitersCheckedAt = start;
+    while (performance.now() - start < YIELD_MAX_MS) {
+      const marker = statSync(this.#waitPath, { throwIfNoEntry: false });
+      if (marker === undefined) return;
+      if (Date.now() - marker.mtimeMs > WAIT_FRESH_MS) {
+        rmSync(this.#waitPath, { force: true });
+        return;
+      }
+      await sleep(1);
+    }
+  }
+
+  /** After a BEGIN that found the lock taken: says this process waits (see #letWaitersIn), then waits a little. */
+  async #waitForLock(attempt: number): Promise<void> {
+    if (this.#waitPath === undefined) {
+      await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
+      return;
+    }
+    try {
+      // Created, or its time refreshed (O_TRUNC).
+      closeSync(openSync(this.#waitPath, 'w', 0o600));
+      this.#announced = true;
+    } catch {
+      // A read-only directory: wait as before, unannounced.
+      await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
+      return;
+    }
+    await sleep(1 + Math.random());
+  }
+
+  #stopWaiting(): void {
+    if (!this.#announced) return;
+    this.#announced = false;
+    try {
+      rmSync(this.#waitPath!, { force: true });
+    } catch {
+      // Gone already, or the directory is read-only now: it goes stale.
     }
   }
 
@@ -527,6 +596,7 @@ export class SqliteAdapter implements Adapter {
     try {
       if (this.#closed) return;
       this.#closed = true;
+      this.#stopWaiting();
       await this.#walSync?.close();
       await this.#stopCheckpointer();
       this.#db.close();
@@ -577,6 +647,11 @@ function isForeign(db: Database.Database): boolean {
 function ownsFsync(options: SqliteOptions): boolean {
   return options.durability === 'power' && options.groupCommit && options.path !== ':memory:';
 }
+
+/** How long a writer holds back at a time for a process waiting for the write lock. */
+const YIELD_MAX_MS = 100;
+/** A `-wait` file not refreshed for this long was left by a process that no longer waits. */
+const WAIT_FRESH_MS = 250;
 
 /** Commits after which a connection's checkpoints move to a worker thread. */
 const CHECKPOINT_AFTER = 64;
