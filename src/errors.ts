@@ -38,6 +38,8 @@ const CODES = {
   LEASE_LOST: ErrorCategory.RULE,
   DAEMON_RUNNING: ErrorCategory.RULE,
   DATA_LOSS: ErrorCategory.RULE,
+  /** The database refused a write for breaking one of the schema's constraints or triggers (raw SQL in a transaction). */
+  CONSTRAINT_VIOLATION: ErrorCategory.RULE,
   JOB_NOT_FOUND: ErrorCategory.NOT_FOUND,
   TRADE_NOT_FOUND: ErrorCategory.NOT_FOUND,
   DATABASE_NOT_FOUND: ErrorCategory.NOT_FOUND,
@@ -118,6 +120,20 @@ export const EXIT_CODES: Readonly<Record<ErrorCategory, number>> = Object.freeze
 
 export function exitCodeFor(e: unknown): number {
   return e instanceof BotstateError ? EXIT_CODES[e.category] : EXIT_CODES.internal;
+}
+
+/**
+ * A write the database refused for breaking a constraint or trigger of botstate's schema: a
+ * foreign key, a CHECK, a unique key, the audit log's append-only rule. botstate's own calls keep
+ * them; this comes from SQL run directly in a `store.transaction`. Not a storage failure: the
+ * database is fine, and nothing of the statement was written.
+ */
+export function constraintViolation(message: string, engineCode: string, cause: unknown): BotstateError {
+  return new BotstateError('CONSTRAINT_VIOLATION', `the database refused the write: ${message} [${engineCode}]`, {
+    hint: "the schema's constraints forbid it; change the SQL (botstate's own calls keep them)",
+    details: { engineCode },
+    cause,
+  });
 }
 
 /** Wrap anything thrown into a BotstateError, keeping the original as `cause`. */

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
-import { isBotstateError } from '../../src/errors.ts';
+import { exitCodeFor, isBotstateError } from '../../src/errors.ts';
 import { classifyPostgresError } from '../../src/store/postgres/postgres-adapter.ts';
 import { openStore, type Store, type StoreOptions } from '../../src/store/store.ts';
 import { envWithout, runChild } from '../helpers/child.ts';
@@ -394,9 +394,39 @@ for (const engine of ENGINES) {
             [new Date().toISOString()],
           ),
         ),
-        (e: unknown) => isBotstateError(e) && e.code === 'STORAGE_FAILED',
+        (e: unknown) => isBotstateError(e) && e.code === 'CONSTRAINT_VIOLATION' && e.category === 'rule',
       );
       assert.equal((await fx.raw('SELECT count(*) AS n FROM trades'))[0]?.['n']?.toString(), '0');
+    });
+
+    it("raw SQL that breaks the schema's rules is CONSTRAINT_VIOLATION (a rule, exit 3), not a storage failure, and changes nothing", async () => {
+      const store = await fx.open();
+      const job = await store.jobs.start({ tokenAddress: tokenAddress(7) });
+      const before = await fx.dump();
+      const sql = (text: string): string => (fx.engine === 'sqlite' ? text : text.replace(/\?/g, (_, i: number) => `$${text.slice(0, i).split('?').length}`));
+      const refused = [
+        // A CHECK: a version below 1.
+        sql('UPDATE jobs SET version = 0 WHERE id = ?'),
+        // A unique key: a second job for the same token and chain.
+        sql(`INSERT INTO jobs (id, chain, token_address, token_symbol, mode, status, recent_high, total_accumulated, token_balance,
+               config, created_at, updated_at, version, audit_hash)
+             SELECT ?, chain, token_address, token_symbol, mode, status, recent_high, total_accumulated, token_balance,
+               config, created_at, updated_at, version, audit_hash FROM jobs WHERE id = ?`),
+        // The audit log is append-only (a trigger).
+        sql("UPDATE audit_log SET actor = 'mallory' WHERE stream = ?"),
+      ];
+      const params = [[job.id], ['other-id', job.id], [`job:${job.id}`]];
+      const codes = fx.engine === 'sqlite' ? ['SQLITE_CONSTRAINT_CHECK', 'SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_CONSTRAINT_TRIGGER'] : ['23514', '23505', 'P0001'];
+      for (const [i, text] of refused.entries()) {
+        await assert.rejects(
+          store.transaction((tx) => tx.run(text, params[i]!)),
+          (e: unknown) =>
+            isBotstateError(e, 'CONSTRAINT_VIOLATION') && e.category === 'rule' && exitCodeFor(e) === 3 &&
+            /refused the write/.test(e.message) && e.details['engineCode'] === codes[i],
+          text,
+        );
+      }
+      assert.deepEqual(await fx.dump(), before);
     });
 
     it('concurrent writers on the same job from two stores all succeed and the balance is the exact sum', async () => {

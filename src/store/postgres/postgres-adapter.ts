@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { BotstateError, StorageError } from '../../errors.ts';
+import { BotstateError, constraintViolation, StorageError } from '../../errors.ts';
 import type {
   Adapter,
   Capabilities,
@@ -258,6 +258,8 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
       cause: e,
     });
   }
+  // Class 23: integrity constraints; P0001: RAISE EXCEPTION, as the audit log's append-only trigger does.
+  if (code.startsWith('23') || code === 'P0001') return constraintViolation(message, code, e);
   if (code.length === 5) {
     return new StorageError('STORAGE_FAILED', `PostgreSQL failed at ${where}: ${message} [${code}]`, { cause: e });
   }

@@ -2,7 +2,7 @@ import { closeSync, existsSync, openSync, rmSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { BotstateError, NotFoundError, StorageError } from '../../errors.ts';
+import { BotstateError, constraintViolation, NotFoundError, StorageError } from '../../errors.ts';
 import type {
   Adapter,
   Capabilities,
@@ -720,6 +720,7 @@ export function classifySqliteError(e: unknown, where: string): BotstateError {
       cause: e,
     });
   }
+  if (code.startsWith('SQLITE_CONSTRAINT')) return constraintViolation(message, code, e);
   if (code.startsWith('SQLITE_')) {
     return new StorageError('STORAGE_FAILED', `SQLite failed on ${where}: ${message} [${code}]`, { cause: e });
   }
