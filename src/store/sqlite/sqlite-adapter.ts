@@ -1,4 +1,4 @@
-import { closeSync, existsSync, openSync, rmSync, statSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, futimesSync, openSync, rmSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -181,7 +181,9 @@ export class SqliteAdapter implements Adapter {
         return result;
       } catch (e) {
         if (isBusy(e) && performance.now() < deadline) {
-          await this.#waitForLock(attempt);
+          // A read waits for recovery or a closing connection, not for the write lock: it does not announce.
+          if (options.readOnly) await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
+          else await this.#waitForLock(attempt);
           continue;
         }
         this.#stopWaiting();
@@ -286,6 +288,8 @@ export class SqliteAdapter implements Adapter {
 
   /** BEGIN IMMEDIATE for a batch (under the mutex); on failure every queued caller is refused. */
   async #beginBatch(): Promise<Batch | undefined> {
+    // Before the mutex: this process's own reads are not held up while it lets another process in.
+    await this.#letWaitersIn();
     const wait = this.#mutex.acquire();
     if (wait) await wait;
     try {
@@ -304,7 +308,6 @@ export class SqliteAdapter implements Adapter {
     const deadline = performance.now() + this.#busyTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.#letWaitersIn();
         this.#prepare('BEGIN IMMEDIATE').run();
         this.#stopWaiting();
         return;
@@ -433,11 +436,12 @@ export class SqliteAdapter implements Adapter {
   }
 
   async #attempt<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions): Promise<T> {
+    // Before the mutex: this process's own reads are not held up while it lets another process in.
+    if (!options.readOnly) await this.#letWaitersIn();
     const wait = this.#mutex.acquire();
     if (wait) await wait;
     try {
       this.#usable();
-      if (!options.readOnly) await this.#letWaitersIn();
       this.#prepare(options.readOnly ? 'BEGIN DEFERRED' : options.exclusive ? 'BEGIN EXCLUSIVE' : 'BEGIN IMMEDIATE').run();
       let result: T;
       try {
@@ -477,8 +481,14 @@ export class SqliteAdapter implements Adapter {
     while (performance.now() - start < YIELD_MAX_MS) {
       const marker = statSync(this.#waitPath, { throwIfNoEntry: false });
       if (marker === undefined) return;
-      if (Date.now() - marker.mtimeMs > WAIT_FRESH_MS) {
-        rmSync(this.#waitPath, { force: true });
+      const age = Date.now() - marker.mtimeMs;
+      // Not refreshed for a while, or dated ahead of the clock (a clock stepped back, a copied file): stale.
+      if (age > WAIT_FRESH_MS || age < -WAIT_FRESH_MS) {
+        try {
+          rmSync(this.#waitPath, { force: true });
+        } catch {
+          // Another user's file in a sticky directory, a read-only directory: it is ignored, not obeyed.
+        }
         return;
       }
       await sleep(1);
@@ -492,8 +502,14 @@ export class SqliteAdapter implements Adapter {
       return;
     }
     try {
-      // Created, or its time refreshed (O_TRUNC).
-      closeSync(openSync(this.#waitPath, 'w', 0o600));
+      // Created, or its time refreshed; never through a symbolic link, and nothing is truncated.
+      const fd = openSync(this.#waitPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW, 0o600);
+      try {
+        const now = Date.now() / 1000;
+        futimesSync(fd, now, now);
+      } finally {
+        closeSync(fd);
+      }
       this.#announced = true;
     } catch {
       // A read-only directory: wait as before, unannounced.
