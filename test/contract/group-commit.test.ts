@@ -40,13 +40,19 @@ async function open(mode?: 'gate' | 'eio' | 'die'): Promise<SqliteAdapter> {
 
 const insert = (k: number) => (tx: Executor) => tx.run('INSERT INTO t (k, v) VALUES (?, ?)', [k, `v${k}`]);
 
-/** Concurrent writes until the stand-in fsync thread is up (it is started by contention). */
+/**
+ * Concurrent writes until the stand-in fsync thread is up (it is started by contention), then a
+ * `gate` thread is armed. Not before: a round of writes during which the thread comes up has its
+ * fsyncs on the thread, and would wait for a gate that only the test opens, after this returns.
+ */
 async function untilThreaded(adapter: SqliteAdapter): Promise<void> {
   for (let round = 0; !existsSync(`${path}-wal.ready`); round++) {
     assert.ok(round < 500, 'the fsync thread never started');
     await Promise.all([0, 1, 2].map((i) => adapter.transaction(insert(-(round * 3 + i) - 1))));
     await sleep(10);
   }
+  // Every round was answered: nothing of them is left in flight when the gate closes.
+  writeFileSync(`${path}-wal.armed`, '');
 }
 
 function keys(): number[] {

@@ -2,7 +2,9 @@
  * Stand-ins for the group commit's fsync thread (src/store/sqlite/sqlite-wal-sync-worker.ts):
  * the same request loop, with an fsync that a real disk will not misbehave like on demand. The
  * mode is the text of `<wal>.mode`:
- * - `gate`: each fsync waits until `<wal>.release` exists, then runs for real;
+ * - `gate`: once `<wal>.armed` exists, each fsync waits until `<wal>.release` exists, then runs
+ *   for real (before it is armed, fsyncs run at once: the writes that bring the thread up must not
+ *   wait on it);
  * - `eio`: the fsync fails as one returning EIO would;
  * - `die`: the thread exits at its first fsync without answering;
  * - `fast`: no fsync, only a busy wait of 0–40 µs, so that answers land at scattered moments of
@@ -29,7 +31,7 @@ serveFsyncRequests(shared, () => {
     return;
   }
   if (mode === 'eio') throw Object.assign(new Error('EIO: i/o error, fdatasync'), { errno: -5, code: 'EIO' });
-  while (mode === 'gate' && !existsSync(`${walPath}.release`)) Atomics.wait(pause, 0, 0, 5);
+  while (mode === 'gate' && existsSync(`${walPath}.armed`) && !existsSync(`${walPath}.release`)) Atomics.wait(pause, 0, 0, 5);
   fd ??= openWal(walPath);
   fdatasyncSync(fd);
 });
