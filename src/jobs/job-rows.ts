@@ -107,15 +107,22 @@ export const JOB_COLUMNS =
   'created_at, updated_at, started_at, stopped_at, version, audit_hash';
 
 // Parsing and validating a config costs far more than the rest of a row; configs change rarely.
-// Kept by job id, the text compared: every read of a row brings a new copy of the text, and
-// hashing it as a key (~420 characters) cost more than comparing it with the one kept.
-const configCache = new Map<string, { text: string; config: JobConfig }>();
+// Found by job id, the text compared: every read of a row brings a new copy of the text, and
+// hashing it as a key (~420 characters) cost more than comparing it with the one kept. Only on
+// a miss is it looked up by its text, which jobs with the same config share.
+const configById = new Map<string, { text: string; config: JobConfig }>();
+const configByText = new Map<string, JobConfig>();
 function configOf(row: JobRow): JobConfig {
-  const cached = configCache.get(row.id);
+  const cached = configById.get(row.id);
   if (cached !== undefined && cached.text === row.config) return cached.config;
-  const config = deserializeConfig(row.config);
-  if (configCache.size >= 4096) configCache.clear();
-  configCache.set(row.id, { text: row.config, config });
+  let config = configByText.get(row.config);
+  if (config === undefined) {
+    config = deserializeConfig(row.config);
+    if (configByText.size >= 1024) configByText.clear();
+    configByText.set(row.config, config);
+  }
+  if (configById.size >= 16384) configById.clear();
+  configById.set(row.id, { text: row.config, config });
   return config;
 }
 

@@ -121,6 +121,48 @@ describe('group commit (SQLite, power mode)', () => {
     assert.ok([...runs.values()].every((n) => n <= 2), 'a transaction function ran more than twice');
   });
 
+  it('a transaction that SQLite ends itself (here a raw ROLLBACK) fails its batch: nobody is told ok for writes that are gone, and nothing runs outside a transaction', async () => {
+    const adapter = await open();
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, k) =>
+        adapter.transaction(async (tx) => {
+          await insert(k)(tx);
+          if (k === 3) {
+            // What SQLite does itself after a full disk or an I/O error: the whole transaction rolled back.
+            await tx.exec('ROLLBACK');
+            await tx.run('INSERT INTO t (k, v) VALUES (103, ?)', ['outside']).catch(() => {});
+          }
+          return k;
+        }),
+      ),
+    );
+    const present = new Set(keys());
+    outcomes.forEach((o, k) => assert.equal(o.status === 'fulfilled', present.has(k), `transaction ${k}: ${o.status}, row ${present.has(k) ? 'present' : 'absent'}`));
+    assert.equal(present.has(103), false, 'a statement ran outside any transaction');
+    const third = outcomes[3]!;
+    assert.ok(third.status === 'rejected' && /ended the transaction/.test((third.reason as Error).message), String((third as { reason?: unknown }).reason));
+    // The store goes on.
+    assert.equal(await adapter.transaction(async (tx) => (await insert(200)(tx), 'after')), 'after');
+  });
+
+  it('without group commit too: a transaction SQLite ended is refused, and its later statements do not run on their own', async () => {
+    const adapter = await SqliteAdapter.open({ path, durability: 'process', busyTimeoutMs: 5000, create: true, groupCommit: true });
+    opened.push(adapter);
+    await adapter.transaction((tx) => tx.exec('CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)'));
+    await rejectsWith(
+      adapter.transaction(async (tx) => {
+        await insert(1)(tx);
+        await tx.exec('ROLLBACK');
+        await tx.run('INSERT INTO t (k, v) VALUES (2, ?)', ['outside']).catch(() => {});
+        return 'done';
+      }),
+      'STORAGE_FAILED',
+    );
+    assert.deepEqual(keys(), []);
+    await adapter.transaction(insert(3));
+    assert.deepEqual(keys(), [3]);
+  });
+
   it('no caller is answered before an fsync covering its commit returns; reads wait for it too', async () => {
     const adapter = await open('gate');
     await untilThreaded(adapter);

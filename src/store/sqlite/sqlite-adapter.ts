@@ -92,6 +92,11 @@ export class SqliteAdapter implements Adapter {
   /** This connection's BEGIN found the write lock taken and it announced that it waits. */
   #announced = false;
   #waitersCheckedAt = Number.NEGATIVE_INFINITY;
+  /**
+   * Set from a BEGIN until this adapter COMMITs or rolls back: while it is set and SQLite has no
+   * transaction open, SQLite ended the transaction itself (see #vanished).
+   */
+  #txOpen = false;
 
   private constructor(db: Database.Database, options: SqliteOptions) {
     this.#db = db;
@@ -309,6 +314,7 @@ export class SqliteAdapter implements Adapter {
     for (let attempt = 0; ; attempt++) {
       try {
         this.#prepare('BEGIN IMMEDIATE').run();
+        this.#txOpen = true;
         this.#stopWaiting();
         return;
       } catch (e) {
@@ -329,7 +335,10 @@ export class SqliteAdapter implements Adapter {
    * undone alone: the batch's SQLite transaction is rolled back and begun again, and the batch
    * is run again from the first transaction, this time each under its own SAVEPOINT (a
    * transaction function may be re-run, as on a PostgreSQL serialisation failure). Nothing of
-   * the batch was committed, so another process writing in between changes nothing for it.
+   * the batch was committed. Another process may take the write lock in between: the batch then
+   * waits for it as any BEGIN does, and if it does not come back within the busy timeout its
+   * callers are refused with STORAGE_BUSY. If SQLite itself ended the transaction (see #vanished),
+   * the batch is refused instead of run again.
    */
   async #runInBatch(batch: Batch, item: Queued): Promise<void> {
     let running = [item];
@@ -342,10 +351,17 @@ export class SqliteAdapter implements Adapter {
       let value: unknown;
       try {
         value = await item.fn(this.#executor);
-      } catch {
+      } catch (thrown) {
+        if (!this.#db.inTransaction) {
+          // SQLite rolled the whole transaction back itself: the batch's writes are gone. The
+          // batch is refused, not run again (see #vanished).
+          running = [];
+          item.reject(thrown);
+          throw this.#vanished();
+        }
         running = [...batch.items, item];
-        // SQLite may have rolled the transaction back itself (after an I/O error, for one).
-        if (this.#db.inTransaction) this.#prepare('ROLLBACK').run();
+        this.#prepare('ROLLBACK').run();
+        this.#txOpen = false;
         await this.#beginImmediate();
         batch.items.length = 0;
         batch.outcomes.length = 0;
@@ -356,6 +372,7 @@ export class SqliteAdapter implements Adapter {
         }
         return;
       }
+      if (!this.#db.inTransaction) throw this.#vanished();
       batch.outcomes.push({ ok: true, value });
       batch.items.push(item);
     } catch (e) {
@@ -371,9 +388,11 @@ export class SqliteAdapter implements Adapter {
     this.#prepare('SAVEPOINT grouped').run();
     try {
       const value = await item.fn(this.#executor);
+      if (!this.#db.inTransaction) throw this.#vanished();
       this.#prepare('RELEASE grouped').run();
       return { ok: true, value };
     } catch (e) {
+      if (!this.#db.inTransaction) throw this.#vanished();
       this.#prepare('ROLLBACK TO grouped').run();
       this.#prepare('RELEASE grouped').run();
       return { ok: false, error: isBusy(e) ? classifySqliteError(e, this.location) : e };
@@ -384,6 +403,7 @@ export class SqliteAdapter implements Adapter {
   #commitBatch(batch: Batch): undefined {
     try {
       this.#prepare('COMMIT').run();
+      this.#txOpen = false;
     } catch (e) {
       this.#abandon(batch, e);
       return undefined;
@@ -406,6 +426,7 @@ export class SqliteAdapter implements Adapter {
     } catch {
       // The connection is broken; the error below says why.
     } finally {
+      this.#txOpen = false;
       this.#mutex.release();
     }
     const error = classifySqliteError(e, this.location);
@@ -443,6 +464,7 @@ export class SqliteAdapter implements Adapter {
     try {
       this.#usable();
       this.#prepare(options.readOnly ? 'BEGIN DEFERRED' : options.exclusive ? 'BEGIN EXCLUSIVE' : 'BEGIN IMMEDIATE').run();
+      this.#txOpen = true;
       let result: T;
       try {
         result = await fn(this.#executor);
@@ -450,6 +472,7 @@ export class SqliteAdapter implements Adapter {
         if (this.#db.inTransaction) this.#prepare('ROLLBACK').run();
         throw e;
       }
+      if (!this.#db.inTransaction) throw this.#vanished();
       this.#prepare('COMMIT').run();
       this.#committed();
       if (this.#walSync && !options.readOnly) this.#walSync.request();
@@ -458,6 +481,7 @@ export class SqliteAdapter implements Adapter {
       if (this.#db.inTransaction) this.#prepare('ROLLBACK').run();
       throw e;
     } finally {
+      this.#txOpen = false;
       this.#mutex.release();
     }
   }
@@ -621,6 +645,18 @@ export class SqliteAdapter implements Adapter {
     }
   }
 
+  /**
+   * SQLite ended the open transaction itself: after a full disk or an I/O error it rolls the whole
+   * transaction back, and a ROLLBACK run through the executor does the same. Whatever the
+   * transaction (or the batch it was in) wrote is gone; no statement may run as if it were still
+   * open, and none of its callers may be told it committed.
+   */
+  #vanished(): StorageError {
+    return new StorageError('STORAGE_FAILED', `SQLite ended the transaction on ${this.location} before it was committed: nothing of it was written`, {
+      hint: 'a full disk or an I/O error does this (check the disk, then retry), and so does a BEGIN, COMMIT or ROLLBACK run inside store.transaction (do not)',
+    });
+  }
+
   #prepare(sql: string): Statement {
     let stmt = this.#statements.get(sql);
     if (stmt === undefined) {
@@ -631,6 +667,9 @@ export class SqliteAdapter implements Adapter {
   }
 
   #call<T>(f: () => T): Promise<T> {
+    // Run as it is, a statement would be committed on its own (autocommit), outside the
+    // transaction its caller believes it is in.
+    if (this.#txOpen && !this.#db.inTransaction) return Promise.reject(this.#vanished());
     try {
       return Promise.resolve(f());
     } catch (e) {
