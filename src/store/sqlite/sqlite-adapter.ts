@@ -126,7 +126,7 @@ export class SqliteAdapter implements Adapter {
         return SqliteAdapter.#openOnce(options);
       } catch (e) {
         if (!(e instanceof BotstateError && e.code === 'STORAGE_BUSY') || performance.now() >= deadline) throw e;
-        await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
+        await backoff(attempt);
       }
     }
   }
@@ -187,7 +187,7 @@ export class SqliteAdapter implements Adapter {
       } catch (e) {
         if (isBusy(e) && performance.now() < deadline) {
           // A read waits for recovery or a closing connection, not for the write lock: it does not announce.
-          if (options.readOnly) await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
+          if (options.readOnly) await backoff(attempt);
           else await this.#waitForLock(attempt);
           continue;
         }
@@ -294,7 +294,8 @@ export class SqliteAdapter implements Adapter {
   /** BEGIN IMMEDIATE for a batch (under the mutex); on failure every queued caller is refused. */
   async #beginBatch(): Promise<Batch | undefined> {
     // Before the mutex: this process's own reads are not held up while it lets another process in.
-    await this.#letWaitersIn();
+    const holding = this.#letWaitersIn();
+    if (holding) await holding;
     const wait = this.#mutex.acquire();
     if (wait) await wait;
     try {
@@ -458,7 +459,8 @@ export class SqliteAdapter implements Adapter {
 
   async #attempt<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions): Promise<T> {
     // Before the mutex: this process's own reads are not held up while it lets another process in.
-    if (!options.readOnly) await this.#letWaitersIn();
+    const holding = options.readOnly ? undefined : this.#letWaitersIn();
+    if (holding) await holding;
     const wait = this.#mutex.acquire();
     if (wait) await wait;
     try {
@@ -497,19 +499,26 @@ export class SqliteAdapter implements Adapter {
    * only slows it down. The waiter removes the file once it has the lock or gives up; one left by
    * a process that died is stale after WAIT_FRESH_MS and removed by the next writer that sees it.
    */
-  async #letWaitersIn(): Promise<void> {
-    if (this.#waitPath === undefined || this.#announced) return;
+  #letWaitersIn(): Promise<void> | undefined {
+    // Without an await in the common case (no file, or looked at less than a millisecond ago):
+    // this runs before every write transaction.
+    if (this.#waitPath === undefined || this.#announced) return undefined;
     const start = performance.now();
-    if (start - this.#waitersCheckedAt < 1) return;
+    if (start - this.#waitersCheckedAt < 1) return undefined;
     this.#waitersCheckedAt = start;
+    return statSync(this.#waitPath, { throwIfNoEntry: false }) ? this.#holdBack(start) : undefined;
+  }
+
+  /** While a fresh `-wait` file says another process waits for the write lock (at most YIELD_MAX_MS). */
+  async #holdBack(start: number): Promise<void> {
     while (performance.now() - start < YIELD_MAX_MS) {
-      const marker = statSync(this.#waitPath, { throwIfNoEntry: false });
+      const marker = statSync(this.#waitPath!, { throwIfNoEntry: false });
       if (marker === undefined) return;
       const age = Date.now() - marker.mtimeMs;
       // Not refreshed for a while, or dated ahead of the clock (a clock stepped back, a copied file): stale.
       if (age > WAIT_FRESH_MS || age < -WAIT_FRESH_MS) {
         try {
-          rmSync(this.#waitPath, { force: true });
+          rmSync(this.#waitPath!, { force: true });
         } catch {
           // Another user's file in a sticky directory, a read-only directory: it is ignored, not obeyed.
         }
@@ -522,7 +531,7 @@ export class SqliteAdapter implements Adapter {
   /** After a BEGIN that found the lock taken: says this process waits (see #letWaitersIn), then waits a little. */
   async #waitForLock(attempt: number): Promise<void> {
     if (this.#waitPath === undefined) {
-      await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
+      await backoff(attempt);
       return;
     }
     try {
@@ -537,7 +546,7 @@ export class SqliteAdapter implements Adapter {
       this.#announced = true;
     } catch {
       // A read-only directory: wait as before, unannounced.
-      await sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
+      await backoff(attempt);
       return;
     }
     await sleep(1 + Math.random());
@@ -701,6 +710,11 @@ function isForeign(db: Database.Database): boolean {
 /** `power` mode with group commit on a file: the connection runs synchronous=NORMAL and WalSync fsyncs. */
 function ownsFsync(options: SqliteOptions): boolean {
   return options.durability === 'power' && options.groupCommit && options.path !== ':memory:';
+}
+
+/** A busy retry's wait: doubling from 1 ms up to 50 ms, jittered so that processes do not retry in step. */
+function backoff(attempt: number): Promise<void> {
+  return sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
 }
 
 /** How long a writer holds back at a time for a process waiting for the write lock. */
