@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import type { Executor } from '../../src/store/adapter.ts';
-import { SqliteAdapter } from '../../src/store/sqlite/sqlite-adapter.ts';
+import { mayEndTx, SqliteAdapter } from '../../src/store/sqlite/sqlite-adapter.ts';
 import { WalSync } from '../../src/store/sqlite/wal-sync.ts';
 import { openStore } from '../../src/store/store.ts';
 import { rejectsWith } from '../helpers/assert.ts';
@@ -149,18 +149,37 @@ describe('group commit (SQLite, power mode)', () => {
     const adapter = await SqliteAdapter.open({ path, durability: 'process', busyTimeoutMs: 5000, create: true, groupCommit: true });
     opened.push(adapter);
     await adapter.transaction((tx) => tx.exec('CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)'));
-    await rejectsWith(
-      adapter.transaction(async (tx) => {
-        await insert(1)(tx);
-        await tx.exec('ROLLBACK');
-        await tx.run('INSERT INTO t (k, v) VALUES (2, ?)', ['outside']).catch(() => {});
-        return 'done';
-      }),
-      'STORAGE_FAILED',
-    );
-    assert.deepEqual(keys(), []);
+    // As a script, and as prepared statements in the forms SQL allows (the adapter asks SQLite
+    // after these only, not before every statement).
+    const rollbacks: Array<(tx: Executor) => Promise<unknown>> = [
+      (tx) => tx.exec('ROLLBACK'),
+      (tx) => tx.run('ROLLBACK'),
+      (tx) => tx.run('  -- undo it all\n  rollback transaction'),
+      (tx) => tx.run('/* undo */ ROLLBACK;'),
+    ];
+    for (const [i, rollback] of rollbacks.entries()) {
+      await rejectsWith(
+        adapter.transaction(async (tx) => {
+          await insert(1)(tx);
+          await rollback(tx);
+          await tx.run('INSERT INTO t (k, v) VALUES (2, ?)', ['outside']).catch(() => {});
+          return 'done';
+        }),
+        'STORAGE_FAILED',
+      );
+      assert.deepEqual(keys(), [], `rollback form ${i}`);
+    }
     await adapter.transaction(insert(3));
     assert.deepEqual(keys(), [3]);
+  });
+
+  it('tells the statements that can end a transaction from those that cannot', () => {
+    for (const sql of ['ROLLBACK', 'rollback transaction', ' -- x\n ROLLBACK', '/* x */ROLLBACK;', 'COMMIT', 'END TRANSACTION', 'RELEASE sp']) {
+      assert.equal(mayEndTx(sql), true, sql);
+    }
+    for (const sql of ['ROLLBACK TO sp', 'rollback transaction to savepoint sp', 'SAVEPOINT sp', 'BEGIN', "SELECT 'ROLLBACK'", 'INSERT INTO t VALUES (1)', '-- ROLLBACK\nSELECT 1']) {
+      assert.equal(mayEndTx(sql), false, sql);
+    }
   });
 
   it('no caller is answered before an fsync covering its commit returns; reads wait for it too', async () => {

@@ -97,6 +97,14 @@ export class SqliteAdapter implements Adapter {
    * transaction open, SQLite ended the transaction itself (see #vanished).
    */
   #txOpen = false;
+  /**
+   * Set, while #txOpen, once SQLite is known to have ended the transaction: after a statement
+   * threw (a full disk or an I/O error rolls it back) or one that can end a transaction ran (see
+   * #mayEndTx). Checked before every statement, instead of asking SQLite each time.
+   */
+  #txEnded = false;
+  /** Prepared statements that can end a transaction without throwing (ROLLBACK, COMMIT, …). */
+  readonly #endsTx = new WeakSet<Statement>();
 
   private constructor(db: Database.Database, options: SqliteOptions) {
     this.#db = db;
@@ -107,10 +115,10 @@ export class SqliteAdapter implements Adapter {
     this.#waitPath = options.path === ':memory:' ? undefined : `${options.path}-wait`;
     this.#walSync = ownsFsync(options) ? new WalSync(options.path, options.walSyncWorker) : undefined;
     this.#executor = {
-      all: (sql, params) => this.#call(() => this.#prepare(sql).all(...bind(params)) as never),
-      get: (sql, params) => this.#call(() => this.#prepare(sql).get(...bind(params)) as never),
-      run: (sql, params) => this.#call(() => this.#prepare(sql).run(...bind(params)).changes),
-      exec: (sql) => this.#call(() => void this.#db.exec(sql)),
+      all: (sql, params) => this.#call(sql, (stmt) => stmt.all(...bind(params)) as never),
+      get: (sql, params) => this.#call(sql, (stmt) => stmt.get(...bind(params)) as never),
+      run: (sql, params) => this.#call(sql, (stmt) => stmt.run(...bind(params)).changes),
+      exec: (sql) => this.#call(undefined, () => void this.#db.exec(sql)),
     };
   }
 
@@ -315,7 +323,7 @@ export class SqliteAdapter implements Adapter {
     for (let attempt = 0; ; attempt++) {
       try {
         this.#prepare('BEGIN IMMEDIATE').run();
-        this.#txOpen = true;
+        this.#opened();
         this.#stopWaiting();
         return;
       } catch (e) {
@@ -466,7 +474,7 @@ export class SqliteAdapter implements Adapter {
     try {
       this.#usable();
       this.#prepare(options.readOnly ? 'BEGIN DEFERRED' : options.exclusive ? 'BEGIN EXCLUSIVE' : 'BEGIN IMMEDIATE').run();
-      this.#txOpen = true;
+      this.#opened();
       let result: T;
       try {
         result = await fn(this.#executor);
@@ -587,7 +595,7 @@ export class SqliteAdapter implements Adapter {
       try {
         // A busy checkpoint (the thread's is running) returns busy = 1 rather than throwing, and
         // costs next to nothing: the flag stays up and the next COMMIT tries again.
-        const [result] = this.#db.pragma('wal_checkpoint(PASSIVE)') as Array<{ busy: number }>;
+        const result = this.#prepare('PRAGMA wal_checkpoint(PASSIVE)').get() as { busy: number } | undefined;
         if (result?.busy === 0) Atomics.store(this.#walLong, 0, 0);
       } catch (e) {
         Atomics.store(this.#walLong, 0, 0);
@@ -670,22 +678,48 @@ export class SqliteAdapter implements Adapter {
     let stmt = this.#statements.get(sql);
     if (stmt === undefined) {
       stmt = this.#db.prepare(sql);
+      if (mayEndTx(sql)) this.#endsTx.add(stmt);
       this.#statements.set(sql, stmt);
     }
     return stmt;
   }
 
-  #call<T>(f: () => T): Promise<T> {
+  /** A BEGIN succeeded: this adapter's transaction is open. */
+  #opened(): void {
+    this.#txOpen = true;
+    this.#txEnded = false;
+  }
+
+  /** A caller's statement (`sql`), or a script (`exec`, no `sql`), run through the executor. */
+  #call<T>(sql: string | undefined, f: (stmt: Statement) => T): Promise<T> {
     // Run as it is, a statement would be committed on its own (autocommit), outside the
     // transaction its caller believes it is in.
-    if (this.#txOpen && !this.#db.inTransaction) return Promise.reject(this.#vanished());
+    if (this.#txOpen && this.#txEnded) return Promise.reject(this.#vanished());
+    let stmt: Statement | undefined;
     try {
-      return Promise.resolve(f());
+      stmt = sql === undefined ? undefined : this.#prepare(sql);
+      const value = f(stmt!);
+      if (this.#txOpen && (stmt === undefined || this.#endsTx.has(stmt)) && !this.#db.inTransaction) this.#txEnded = true;
+      return Promise.resolve(value);
     } catch (e) {
+      if (this.#txOpen && !this.#db.inTransaction) this.#txEnded = true;
       // SQLITE_BUSY stays raw so that transaction() can tell it apart and retry.
       return Promise.reject(isBusy(e) ? e : classifySqliteError(e, this.location));
     }
   }
+}
+
+/**
+ * True for SQL that can end the open transaction without failing: COMMIT, END, ROLLBACK (not
+ * ROLLBACK TO) and RELEASE, after any leading blanks and comments. Any other statement ends it
+ * only by failing (SQLite rolls back after a full disk or an I/O error), which #call sees.
+ */
+export function mayEndTx(sql: string): boolean {
+  const m = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?(?:\*\/|$))*(\w+)(\s+(?:TRANSACTION\s+)?TO\b)?/i.exec(sql);
+  if (m === null) return false;
+  const word = m[1]!.toUpperCase();
+  if (word === 'ROLLBACK') return m[2] === undefined;
+  return word === 'COMMIT' || word === 'END' || word === 'RELEASE';
 }
 
 function isSqliteError(e: unknown): boolean {
