@@ -80,7 +80,9 @@ beforeEach(() => {
   path = join(dir, 'gc.db');
 });
 afterEach(async () => {
+  // Held fsyncs go through, so that the stores close (`open` for the `step` stand-in).
   writeFileSync(`${path}-wal.release`, '');
+  writeFileSync(`${path}-wal.open`, '');
   for (const a of opened.splice(0)) await a.close().catch(() => {});
   rmSync(dir, { recursive: true, force: true });
 });
@@ -197,6 +199,34 @@ describe('group commit (SQLite, power mode)', () => {
     await writes;
     assert.deepEqual(keys(), [0, 1, 2, 3, 4, 5, 6, 7]);
     assert.ok((await read)!.n >= visible.length);
+  });
+
+  it('the commit whose request hands the fsyncs over to the thread is not taken as durable before the thread fsyncs it', { timeout: 20_000 }, async () => {
+    // The first request() to see the thread up used to number its commit, then hand over with
+    // "everything numbered so far is durable": that commit was answered with no fsync at all.
+    writeFileSync(`${path}-wal.mode`, 'step');
+    writeFileSync(`${path}-wal`, '');
+    const sync = new WalSync(path, STAND_IN);
+    try {
+      sync.startThread();
+      for (let i = 0; !existsSync(`${path}-wal.ready`); i++) {
+        assert.ok(i < 500, 'the fsync thread never started');
+        await sleep(10);
+      }
+      writeFileSync(`${path}-wal.armed`, '');
+      const n = sync.request();
+      assert.ok(sync.done < n, `commit ${n} taken as durable (done = ${sync.done}) before any fsync`);
+      for (let i = 0; !existsSync(`${path}-wal.held`); i++) {
+        assert.ok(i < 500, 'the thread never began the fsync');
+        await sleep(5);
+      }
+      assert.ok(sync.done < n, 'durable while its fsync is held');
+      writeFileSync(`${path}-wal.release`, '');
+      await sync.durable(n);
+    } finally {
+      writeFileSync(`${path}-wal.open`, '');
+      await sync.close();
+    }
   });
 
   it('a waiter is woken by an fsync that ends at any moment, even between its checks (50 000 fsyncs)', { timeout: 30_000 }, async () => {

@@ -97,8 +97,12 @@ export class WalSync {
 
   /** Numbers the commit just made and asks for it to be made durable. Throws if an inline fsync fails. */
   request(): bigint {
+    // Asked before this commit is numbered: the call that hands the requests over to the
+    // thread marks every commit numbered so far durable (they were fsynced inline), and this
+    // one is not yet.
+    const threaded = this.threaded;
     const n = ++this.#requested;
-    if (this.threaded) {
+    if (threaded) {
       Atomics.store(this.#state, REQUESTED, n);
       Atomics.notify(this.#state, REQUESTED);
       return n;
