@@ -23,7 +23,7 @@ let dir: string;
 let path: string;
 const opened: SqliteAdapter[] = [];
 
-async function open(mode?: 'gate' | 'eio' | 'die'): Promise<SqliteAdapter> {
+async function open(mode?: 'gate' | 'step' | 'eio' | 'die'): Promise<SqliteAdapter> {
   if (mode) writeFileSync(`${path}-wal.mode`, mode);
   const adapter = await SqliteAdapter.open({
     path,
@@ -125,26 +125,35 @@ describe('group commit (SQLite, power mode)', () => {
 
   it('a transaction that SQLite ends itself (here a raw ROLLBACK) fails its batch: nobody is told ok for writes that are gone, and nothing runs outside a transaction', async () => {
     const adapter = await open();
-    const outcomes = await Promise.allSettled(
-      Array.from({ length: 8 }, (_, k) =>
-        adapter.transaction(async (tx) => {
-          await insert(k)(tx);
-          if (k === 3) {
-            // What SQLite does itself after a full disk or an I/O error: the whole transaction rolled back.
-            await tx.exec('ROLLBACK');
-            await tx.run('INSERT INTO t (k, v) VALUES (103, ?)', ['outside']).catch(() => {});
-          }
-          return k;
-        }),
-      ),
-    );
-    const present = new Set(keys());
-    outcomes.forEach((o, k) => assert.equal(o.status === 'fulfilled', present.has(k), `transaction ${k}: ${o.status}, row ${present.has(k) ? 'present' : 'absent'}`));
-    assert.equal(present.has(103), false, 'a statement ran outside any transaction');
-    const third = outcomes[3]!;
-    assert.ok(third.status === 'rejected' && /ended the transaction/.test((third.reason as Error).message), String((third as { reason?: unknown }).reason));
-    // The store goes on.
-    assert.equal(await adapter.transaction(async (tx) => (await insert(200)(tx), 'after')), 'after');
+    // What SQLite does itself after a full disk or an I/O error: the whole transaction rolled
+    // back. Then also with another transaction begun after it, where SQLite is in a transaction again.
+    const endings: Array<(tx: Executor) => Promise<unknown>> = [
+      (tx) => tx.exec('ROLLBACK'),
+      (tx) => tx.exec('ROLLBACK; BEGIN IMMEDIATE'),
+      async (tx) => (await tx.run(';ROLLBACK'), await tx.run('BEGIN IMMEDIATE')),
+    ];
+    for (const [round, end] of endings.entries()) {
+      const base = round * 1000;
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 8 }, (_, k) =>
+          adapter.transaction(async (tx) => {
+            await insert(base + k)(tx);
+            if (k === 3) {
+              await end(tx);
+              await tx.run('INSERT INTO t (k, v) VALUES (?, ?)', [base + 103, 'outside']).catch(() => {});
+            }
+            return k;
+          }),
+        ),
+      );
+      const present = new Set(keys());
+      outcomes.forEach((o, k) => assert.equal(o.status === 'fulfilled', present.has(base + k), `round ${round}, transaction ${k}: ${o.status}, row ${present.has(base + k) ? 'present' : 'absent'}`));
+      assert.equal(present.has(base + 103), false, `round ${round}: a statement ran outside the transaction`);
+      const third = outcomes[3]!;
+      assert.ok(third.status === 'rejected' && /ended the transaction/.test((third.reason as Error).message), String((third as { reason?: unknown }).reason));
+      // The store goes on.
+      assert.equal(await adapter.transaction(async (tx) => (await insert(base + 200)(tx), 'after')), 'after');
+    }
   });
 
   it('without group commit too: a transaction SQLite ended is refused, and its later statements do not run on their own', async () => {
@@ -158,6 +167,14 @@ describe('group commit (SQLite, power mode)', () => {
       (tx) => tx.run('ROLLBACK'),
       (tx) => tx.run('  -- undo it all\n  rollback transaction'),
       (tx) => tx.run('/* undo */ ROLLBACK;'),
+      (tx) => tx.run(';ROLLBACK'),
+      (tx) => tx.run('/* c */ ; rollback'),
+      // A script that ends the transaction and begins another: SQLite is in a transaction again.
+      (tx) => tx.exec('ROLLBACK; BEGIN IMMEDIATE'),
+      async (tx) => {
+        await tx.run(';ROLLBACK');
+        await tx.run('BEGIN IMMEDIATE');
+      },
     ];
     for (const [i, rollback] of rollbacks.entries()) {
       await rejectsWith(
@@ -175,12 +192,15 @@ describe('group commit (SQLite, power mode)', () => {
     assert.deepEqual(keys(), [3]);
   });
 
-  it('tells the statements that can end a transaction from those that cannot', () => {
-    for (const sql of ['ROLLBACK', 'rollback transaction', ' -- x\n ROLLBACK', '/* x */ROLLBACK;', 'COMMIT', 'END TRANSACTION', 'RELEASE sp']) {
-      assert.equal(mayEndTx(sql), true, sql);
+  it('tells queries and data changes, which end a transaction only by failing, from the rest', () => {
+    // Anything but a query or a data change is asked about, whatever this cannot read included.
+    for (const sql of ['ROLLBACK', 'rollback transaction', ' -- x\n ROLLBACK', '/* x */ROLLBACK;', 'COMMIT', 'END TRANSACTION', 'RELEASE sp',
+      ';ROLLBACK', ' ; COMMIT', '/* c */ ; END', '-- c\n;ROLLBACK', 'ROLLBACK TO sp', 'PRAGMA foreign_keys', '/* unterminated SELECT 1', '']) {
+      assert.equal(mayEndTx(sql), true, JSON.stringify(sql));
     }
-    for (const sql of ['ROLLBACK TO sp', 'rollback transaction to savepoint sp', 'SAVEPOINT sp', 'BEGIN', "SELECT 'ROLLBACK'", 'INSERT INTO t VALUES (1)', '-- ROLLBACK\nSELECT 1']) {
-      assert.equal(mayEndTx(sql), false, sql);
+    for (const sql of ["SELECT 'ROLLBACK'", 'INSERT INTO t VALUES (1)', '-- ROLLBACK\nSELECT 1', ' /* x */ update t SET v = 1', 'WITH x AS (SELECT 1) SELECT * FROM x',
+      'DELETE FROM t', 'REPLACE INTO t VALUES (1)', 'VALUES (1)']) {
+      assert.equal(mayEndTx(sql), false, JSON.stringify(sql));
     }
   });
 

@@ -118,7 +118,7 @@ export class SqliteAdapter implements Adapter {
       all: (sql, params) => this.#call(sql, (stmt) => stmt.all(...bind(params)) as never),
       get: (sql, params) => this.#call(sql, (stmt) => stmt.get(...bind(params)) as never),
       run: (sql, params) => this.#call(sql, (stmt) => stmt.run(...bind(params)).changes),
-      exec: (sql) => this.#call(undefined, () => void this.#db.exec(sql)),
+      exec: (sql) => this.#call(undefined, () => this.#execScript(sql)),
     };
   }
 
@@ -361,7 +361,7 @@ export class SqliteAdapter implements Adapter {
       try {
         value = await item.fn(this.#executor);
       } catch (thrown) {
-        if (!this.#db.inTransaction) {
+        if (this.#txEnded || !this.#db.inTransaction) {
           // SQLite rolled the whole transaction back itself: the batch's writes are gone. The
           // batch is refused, not run again (see #vanished).
           running = [];
@@ -381,7 +381,7 @@ export class SqliteAdapter implements Adapter {
         }
         return;
       }
-      if (!this.#db.inTransaction) throw this.#vanished();
+      if (this.#txEnded || !this.#db.inTransaction) throw this.#vanished();
       batch.outcomes.push({ ok: true, value });
       batch.items.push(item);
     } catch (e) {
@@ -397,11 +397,11 @@ export class SqliteAdapter implements Adapter {
     this.#prepare('SAVEPOINT grouped').run();
     try {
       const value = await item.fn(this.#executor);
-      if (!this.#db.inTransaction) throw this.#vanished();
+      if (this.#txEnded || !this.#db.inTransaction) throw this.#vanished();
       this.#prepare('RELEASE grouped').run();
       return { ok: true, value };
     } catch (e) {
-      if (!this.#db.inTransaction) throw this.#vanished();
+      if (this.#txEnded || !this.#db.inTransaction) throw this.#vanished();
       this.#prepare('ROLLBACK TO grouped').run();
       this.#prepare('RELEASE grouped').run();
       return { ok: false, error: isBusy(e) ? classifySqliteError(e, this.location) : e };
@@ -482,7 +482,7 @@ export class SqliteAdapter implements Adapter {
         if (this.#db.inTransaction) this.#prepare('ROLLBACK').run();
         throw e;
       }
-      if (!this.#db.inTransaction) throw this.#vanished();
+      if (this.#txEnded || !this.#db.inTransaction) throw this.#vanished();
       this.#prepare('COMMIT').run();
       this.#committed();
       if (this.#walSync && !options.readOnly) this.#walSync.request();
@@ -684,6 +684,28 @@ export class SqliteAdapter implements Adapter {
     return stmt;
   }
 
+  /**
+   * Runs a script inside the open transaction, under a savepoint: a script can end the
+   * transaction and begin another (`ROLLBACK; BEGIN`), which SQLite's "in a transaction?" cannot
+   * tell; the savepoint is then gone, and releasing it fails.
+   */
+  #execScript(sql: string): void {
+    if (!this.#txOpen) {
+      this.#db.exec(sql);
+      return;
+    }
+    this.#prepare('SAVEPOINT botstate_script').run();
+    try {
+      this.#db.exec(sql);
+    } finally {
+      try {
+        this.#prepare('RELEASE botstate_script').run();
+      } catch {
+        this.#txEnded = true;
+      }
+    }
+  }
+
   /** A BEGIN succeeded: this adapter's transaction is open. */
   #opened(): void {
     this.#txOpen = true;
@@ -710,16 +732,15 @@ export class SqliteAdapter implements Adapter {
 }
 
 /**
- * True for SQL that can end the open transaction without failing: COMMIT, END, ROLLBACK (not
- * ROLLBACK TO) and RELEASE, after any leading blanks and comments. Any other statement ends it
- * only by failing (SQLite rolls back after a full disk or an I/O error), which #call sees.
+ * False only for a query or a data change (SELECT, INSERT, UPDATE, DELETE, REPLACE, WITH or
+ * VALUES first, after blanks and comments): such a statement ends the open transaction only by
+ * failing (SQLite rolls back after a full disk or an I/O error, or on a ROLLBACK conflict
+ * clause), which #call sees. Anything else (COMMIT, ROLLBACK, END, a statement after a `;`,
+ * whatever this cannot read) may end it, and SQLite is asked after it.
  */
 export function mayEndTx(sql: string): boolean {
-  const m = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?(?:\*\/|$))*(\w+)(\s+(?:TRANSACTION\s+)?TO\b)?/i.exec(sql);
-  if (m === null) return false;
-  const word = m[1]!.toUpperCase();
-  if (word === 'ROLLBACK') return m[2] === undefined;
-  return word === 'COMMIT' || word === 'END' || word === 'RELEASE';
+  const m = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*(SELECT|INSERT|UPDATE|DELETE|REPLACE|WITH|VALUES)\b/i.exec(sql);
+  return m === null;
 }
 
 function isSqliteError(e: unknown): boolean {
