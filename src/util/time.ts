@@ -7,10 +7,11 @@ const ISO_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 /**
  * Whether `value` is such a time and a real one: `2026-02-30T…` or `…T24:00:00.000Z`, which
  * `Date.parse` accepts and rolls over, are not (PostgreSQL would store another instant than the
- * one hashed into the audit log, or refuse it).
+ * one hashed into the audit log, or refuse it), and neither is the year 0000, which SQLite
+ * stores and PostgreSQL (whose calendar has no year 0) refuses.
  */
 export function isIsoTime(value: unknown): value is string {
-  if (typeof value !== 'string' || !ISO_MS.test(value)) return false;
+  if (typeof value !== 'string' || !ISO_MS.test(value) || value.startsWith('0000-')) return false;
   const ms = Date.parse(value);
   return !Number.isNaN(ms) && new Date(ms).toISOString() === value;
 }

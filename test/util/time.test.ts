@@ -22,7 +22,8 @@ describe('nowIso', () => {
 describe('isIsoTime', () => {
   it('takes real UTC times with milliseconds only', () => {
     assert.equal(isIsoTime('2026-11-26T03:44:27.123Z'), true);
-    for (const bad of ['2026-02-30T00:00:00.000Z', '2026-11-26T24:00:00.000Z', '2026-11-26T03:44:27Z', '2026-11-26 03:44:27.123Z', 1, null]) {
+    assert.equal(isIsoTime('0001-01-01T00:00:00.000Z'), true);
+    for (const bad of ['0000-06-01T00:00:00.000Z', '2026-02-30T00:00:00.000Z', '2026-11-26T24:00:00.000Z', '2026-11-26T03:44:27Z', '2026-11-26 03:44:27.123Z', 1, null]) {
       assert.equal(isIsoTime(bad), false, String(bad));
     }
   });
