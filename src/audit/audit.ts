@@ -1,4 +1,5 @@
 import { hash } from 'node:crypto';
+import { StorageError } from '../errors.ts';
 import type { Executor, SqlParam } from '../store/adapter.ts';
 
 /** The `prev_hash` of the first entry of every stream. */
@@ -133,7 +134,17 @@ function toEntry(row: AuditRow): AuditEntry {
 
 export async function readStream(tx: Executor, stream: string): Promise<AuditEntry[]> {
   const rows = await tx.all<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE stream = ? ORDER BY seq`, [stream]);
-  return rows.map(toEntry);
+  return rows.map((row) => {
+    try {
+      return toEntry(row);
+    } catch (e) {
+      // botstate writes only JSON there: the entry was changed outside it.
+      throw new StorageError('STORAGE_CORRUPT', `audit entry ${row.seq} of ${row.stream} is not valid JSON`, {
+        hint: 'the database was changed outside botstate; run botstate verify, and restore it from a backup',
+        cause: e,
+      });
+    }
+  });
 }
 
 /** A break in the audit log found by {@link verifyAudit}. */
@@ -147,6 +158,11 @@ export interface AuditReport {
   readonly streams: number;
   readonly entries: number;
   readonly problems: readonly AuditProblem[];
+  /**
+   * Each stream's last entry. The chain has no secret: kept elsewhere (a copy of an earlier
+   * report), these show whether history up to them was rewritten since, hashes recomputed and all.
+   */
+  readonly heads: ReadonlyArray<{ readonly stream: string; readonly seq: number; readonly hash: string }>;
 }
 
 /** Per stream, the last entry; and every entry, for replay. */
@@ -174,5 +190,15 @@ export async function verifyChains(tx: Executor): Promise<ChainCheck> {
     if (recomputed !== row.hash) problems.push({ ...at, problem: 'hash does not match the entry (it was altered)' });
     heads.set(row.stream, { seq: row.seq, hash: row.hash });
   }
-  return { heads, entries: rows.map(toEntry), problems };
+  const entries: AuditEntry[] = [];
+  for (const row of rows) {
+    try {
+      entries.push(toEntry(row));
+    } catch {
+      // Reported, and replayed as an entry that records nothing.
+      problems.push({ stream: row.stream, seq: row.seq, problem: 'its before or after is not valid JSON (it was altered)' });
+      entries.push(toEntry({ ...row, before: null, after: null }));
+    }
+  }
+  return { heads, entries, problems };
 }

@@ -1,17 +1,35 @@
-import { jobStream, verifyChains, type AuditEntry, type AuditReport } from './audit.ts';
+import { jobStream, verifyChains, type AuditEntry, type AuditProblem, type AuditReport } from './audit.ts';
 import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import type { JobConfig } from '../jobs/config.ts';
+import { TRADE_COLUMNS, toTrade, type Trade, type TradeRow } from '../ledger/ledger.ts';
+import { cmp, isDecimal } from '../money/decimal.ts';
 import type { Executor } from '../store/adapter.ts';
 
 /** Job fields that only change through audited writes, compared after replaying the log. */
 const REPLAYED = [
   'tokenAddress', 'tokenSymbol', 'chain', 'mode', 'status', 'statusReason', 'lastDcaBuyTime', 'recentHigh',
   'recentHighTime', 'totalAccumulated', 'tokenBalance', 'lastRebalanceTime', 'config', 'startedAt', 'stoppedAt',
+  'createdAt',
 ] as const;
 
-function show(field: string, value: unknown): string {
-  return JSON.stringify(value ?? null);
+/** A trade's fields, compared with what its last audit entry (intent, record or settle) recorded. */
+const TRADE_FIELDS = [
+  'jobId', 'side', 'reason', 'baseAmount', 'quoteAmount', 'priceUsd', 'clientOrderId', 'exchangeOrderId', 'txHash',
+  'status', 'error', 'createdAt', 'executedAt',
+] as const satisfies ReadonlyArray<keyof Trade>;
+
+/** Amounts compare as numbers, times as instants (the engines format them alike, but need not). */
+function sameValue(field: string, recorded: unknown, actual: unknown): boolean {
+  if (recorded === null || recorded === undefined || actual === null || actual === undefined) return (recorded ?? null) === (actual ?? null);
+  if (field.endsWith('Amount') || field === 'priceUsd') {
+    return typeof recorded === 'string' && typeof actual === 'string' && isDecimal(recorded) && isDecimal(actual) && cmp(recorded, actual) === 0;
+  }
+  if (field.endsWith('At') || field.endsWith('Time')) {
+    return typeof recorded === 'string' && typeof actual === 'string' && Date.parse(recorded) === Date.parse(actual) && !Number.isNaN(Date.parse(actual));
+  }
+  return recorded === actual;
 }
+
 
 /**
  * The recorded config against the job's: every key the audit entry recorded must match. Keys
@@ -38,10 +56,16 @@ function replay(entries: readonly AuditEntry[]): Record<string, unknown> {
 }
 
 /**
- * Verifies the audit log: every hash and link of every stream, then for every job that its row
- * is the head of its stream (version and hash) and that replaying its entries gives exactly
- * the row's state, so an edit to either the log or the job is found, and that every job stream
- * still has its job (a deleted job is found too). Reads only.
+ * Verifies the audit log: every hash and link of every stream; then for every job that its row
+ * is the head of its stream (version and hash), that replaying its entries gives exactly the
+ * row's state, and that its updatedAt is its last entry's time; that every job stream still has
+ * its job; and that every trade is exactly what its last audit entry recorded, with no trade
+ * missing and none added. An edit to the log, a job or a trade is found; so is a deleted job or
+ * trade. A row that cannot be read is reported, not thrown. Reads only.
+ *
+ * What this cannot find: the chain is plain SHA-256 with no secret, so someone who can write the
+ * database and recomputes the hashes of what they change (and the job row's head) can rewrite
+ * history consistently. Keep the report's head hashes elsewhere to detect that.
  */
 export async function verifyAudit(tx: Executor): Promise<AuditReport> {
   const { heads, entries, problems } = await verifyChains(tx);
@@ -66,15 +90,55 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
       problems.push({ stream, seq: row.version, problem: 'the job row does not match the last entry of its stream (entries missing or job altered)' });
       continue;
     }
-    const job: Job = toJob(row);
-    const state = replay(byStream.get(stream) ?? []);
+    let job: Job;
+    try {
+      job = toJob(row);
+    } catch (e) {
+      problems.push({ stream, seq: row.version, problem: `the job row cannot be read: ${e instanceof Error ? e.message : String(e)}` });
+      continue;
+    }
+    const own = byStream.get(stream) ?? [];
+    const state = replay(own);
     for (const field of REPLAYED) {
       if (!(field in state)) continue;
-      const same = field === 'config' ? sameConfig(state[field], job.config) : show(field, state[field]) === show(field, job[field]);
+      const same = field === 'config' ? sameConfig(state[field], job.config) : sameValue(field, state[field], job[field]);
       if (!same) {
         problems.push({ stream, seq: row.version, problem: `the job's ${field} differs from what its audit log records` });
       }
     }
+    const last = own[own.length - 1];
+    if (last !== undefined && !sameValue('updatedAt', last.at, job.updatedAt)) {
+      problems.push({ stream, seq: row.version, problem: "the job's updatedAt is not the time of its last audit entry" });
+    }
   }
-  return { streams: heads.size, entries: entries.length, problems };
+  await verifyTrades(tx, entries, problems);
+  return { streams: heads.size, entries: entries.length, problems, heads: [...heads].map(([stream, head]) => ({ stream, ...head })) };
+}
+
+/** Every trade row against the last audit entry that recorded it, and every recorded trade against its row. */
+async function verifyTrades(tx: Executor, entries: readonly AuditEntry[], problems: AuditProblem[]): Promise<void> {
+  const recorded = new Map<string, { stream: string; seq: number; trade: Record<string, unknown> }>();
+  for (const e of entries) {
+    if (e.entity !== 'trade') continue;
+    const trade = (e.after as { trade?: unknown } | null)?.trade;
+    if (typeof trade === 'object' && trade !== null) recorded.set(e.entityId, { stream: e.stream, seq: e.seq, trade: trade as Record<string, unknown> });
+    else problems.push({ stream: e.stream, seq: e.seq, problem: `this entry of trade ${e.entityId} records no trade` });
+  }
+  const rows = await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades ORDER BY id`);
+  for (const row of rows) {
+    const entry = recorded.get(row.id);
+    const trade = toTrade(row);
+    if (entry === undefined) {
+      problems.push({ stream: jobStream(trade.jobId), seq: 0, problem: `trade ${trade.id} (${trade.clientOrderId}) has no audit entry (it was added outside botstate)` });
+      continue;
+    }
+    recorded.delete(row.id);
+    const differ = TRADE_FIELDS.filter((field) => !sameValue(field, entry.trade[field], trade[field]));
+    if (differ.length > 0) {
+      problems.push({ stream: entry.stream, seq: entry.seq, problem: `trade ${trade.id} (${trade.clientOrderId}): its ${differ.join(', ')} differ${differ.length === 1 ? 's' : ''} from what the audit log records` });
+    }
+  }
+  for (const [id, entry] of recorded) {
+    problems.push({ stream: entry.stream, seq: entry.seq, problem: `trade ${id} (${String(entry.trade['clientOrderId'])}), recorded in the audit log, is gone (its row was deleted)` });
+  }
 }

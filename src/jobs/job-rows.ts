@@ -1,5 +1,5 @@
 import { auditInsertFrom, auditParams, insertAudit, jobStream, prepareAudit } from '../audit/audit.ts';
-import { BotstateError, NotFoundError, ValidationError } from '../errors.ts';
+import { BotstateError, NotFoundError, StorageError, ValidationError } from '../errors.ts';
 import type { Decimal } from '../money/decimal.ts';
 import type { Dialect, Executor, SqlParam } from '../store/adapter.ts';
 import type { CallOptions, Fence } from '../store/context.ts';
@@ -117,7 +117,15 @@ function configOf(row: JobRow): JobConfig {
   if (cached !== undefined && cached.text === row.config) return cached.config;
   let config = configByText.get(row.config);
   if (config === undefined) {
-    config = deserializeConfig(row.config);
+    try {
+      config = deserializeConfig(row.config);
+    } catch (e) {
+      // botstate stores only configs it validated: this one was changed outside botstate.
+      throw new StorageError('STORAGE_CORRUPT', `the stored config of job ${row.id} is not valid: ${e instanceof Error ? e.message : String(e)}`, {
+        hint: 'the database was changed outside botstate; run botstate verify, and restore it from a backup',
+        cause: e,
+      });
+    }
     if (configByText.size >= 1024) configByText.clear();
     configByText.set(row.config, config);
   }

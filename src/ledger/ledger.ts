@@ -106,7 +106,7 @@ export interface TradeResult {
   readonly duplicate: boolean;
 }
 
-interface TradeRow {
+export interface TradeRow {
   id: string;
   job_id: string;
   side: TradeSide;
@@ -123,14 +123,15 @@ interface TradeRow {
   executed_at: string | null;
 }
 
-const TRADE_COLUMNS =
+/** The trades table's columns, in the order of {@link TradeRow}. */
+export const TRADE_COLUMNS =
   'id, job_id, side, reason, base_amount, quote_amount, price_usd, client_order_id, exchange_order_id, tx_hash, status, error, created_at, executed_at';
 const SELECT_BY_CLIENT_ORDER_ID = `SELECT ${TRADE_COLUMNS} FROM trades WHERE client_order_id = ?`;
 const INSERT_TRADE =
   `INSERT INTO trades (${TRADE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ` +
   'ON CONFLICT (client_order_id) DO NOTHING';
 
-function toTrade(row: TradeRow): Trade {
+export function toTrade(row: TradeRow): Trade {
   return {
     id: row.id,
     jobId: row.job_id,

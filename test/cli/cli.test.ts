@@ -338,7 +338,9 @@ for (const engine of ENGINES) {
       // verify
       const [verifyH, verifyJ] = await Promise.all([cli(['verify', ...db]), cli(['verify', '--json', ...db])]);
       assert.match(ok(verifyH).stdout, /^Audit log intact: 8 entries in 1 streams?\.$/m);
-      assert.deepEqual(parseJson(verifyJ), { streams: 1, entries: 8, problems: [] });
+      const verified = parseJson(verifyJ) as { heads: Array<{ stream: string; seq: number; hash: string }> };
+      assert.deepEqual({ ...verified, heads: verified.heads.map((h) => [h.stream.slice(0, 4), h.seq, /^[0-9a-f]{64}$/.test(h.hash)]) },
+        { streams: 1, entries: 8, problems: [], heads: [['job:', 8, true]] });
 
       // db status / migrate / rollback --to 1 / migrate: the data survives the round trip
       const schema = parseJson(await cli(['db', 'status', '--json', ...db]));
@@ -390,6 +392,16 @@ for (const engine of ENGINES) {
       const bad = JSON.parse(badJ.stdout) as { problems: unknown[]; error: { code: string } };
       assert.equal(bad.problems.length, 1);
       assert.equal(bad.error.code, 'STORAGE_CORRUPT');
+
+      // A job row whose stored config was edited into something invalid: verify reports it, and
+      // every other command says the database is damaged (exit 5), not that the user erred.
+      const config = JSON.stringify({ accumulate: { dcaAmount: 'abc' } });
+      await fx.raw(`UPDATE jobs SET config = ${fx.engine === 'sqlite' ? '?' : '$1'}`, [config]);
+      const [verifyBad, statusBad] = await Promise.all([cli(['verify', ...db]), cli(['status', TOKEN, ...db])]);
+      assert.equal(verifyBad.code, 5, show(verifyBad));
+      assert.match(verifyBad.stdout, /the job row cannot be read: the stored config of job \S+ is not valid: accumulate\.dcaAmount/, show(verifyBad));
+      assert.equal(statusBad.code, 5, show(statusBad));
+      assert.match(statusBad.stderr, /^botstate: the stored config of job \S+ is not valid: [^\n]+\n$/, show(statusBad));
     });
 
     it('refuses every bad input with one line, its exit code, and the database unchanged', async () => {

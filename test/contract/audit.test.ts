@@ -4,6 +4,7 @@ import { GENESIS_HASH } from '../../src/audit/audit.ts';
 import { isBotstateError } from '../../src/errors.ts';
 import { requireJob, updateJob } from '../../src/jobs/job-rows.ts';
 import type { Store } from '../../src/store/store.ts';
+import { rejectsWith } from '../helpers/assert.ts';
 import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
 
 for (const engine of ENGINES) {
@@ -40,7 +41,10 @@ for (const engine of ENGINES) {
       const config = entries[3]! as { before: { config: { accumulate: { dcaAmount: string } } }; after: { config: { accumulate: { dcaAmount: string } } } };
       assert.equal(config.before.config.accumulate.dcaAmount, '25');
       assert.equal(config.after.config.accumulate.dcaAmount, '30');
-      assert.deepEqual(await store.verifyAudit(), { streams: 1, entries: 4, problems: [] });
+      const job = await store.jobs.get({ tokenAddress: TOKEN });
+      assert.deepEqual(await store.verifyAudit(), {
+        streams: 1, entries: 4, problems: [], heads: [{ stream: `job:${job.id}`, seq: 4, hash: entries[3]!.hash }],
+      });
     });
 
     it('a job change guarded by a stale version writes neither the job nor its audit entry', async () => {
@@ -95,8 +99,71 @@ for (const engine of ENGINES) {
       await fx.raw('DELETE FROM trades');
       await fx.raw('DELETE FROM jobs');
       const report = await store.verifyAudit();
-      assert.equal(report.problems.length, 1);
-      assert.match(report.problems[0]!.problem, /the job of this stream is gone/);
+      assert.deepEqual(report.problems.map((x) => x.problem.replace(/^trade \S+/, 'trade')), [
+        'the job of this stream is gone (its row was deleted)',
+        'trade (o-1), recorded in the audit log, is gone (its row was deleted)',
+      ]);
+    });
+
+    it('verify finds a trade edited, deleted or added outside botstate, which the jobs alone do not show', async () => {
+      const job = await store.jobs.get({ tokenAddress: TOKEN });
+      await store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: 'o-2', side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '2.5', quoteAmount: '10', priceUsd: '4' });
+      await store.jobs.resume({ id: job.id });
+      const { trade: pending } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '5' });
+      await store.ledger.settle(pending.clientOrderId, { status: 'FAILED', error: 'rejected' });
+      assert.deepEqual((await store.verifyAudit()).problems, []);
+      const before = await fx.dump();
+      await fx.raw(`UPDATE trades SET quote_amount = ${p(1)}, price_usd = ${p(2)} WHERE client_order_id = 'o-2'`, ['2000', '800']);
+      await fx.raw(`UPDATE trades SET error = ${p(1)} WHERE client_order_id = ${p(2)}`, ['timeout', pending.clientOrderId]);
+      await fx.raw(`DELETE FROM trades WHERE client_order_id = 'o-1'`);
+      await fx.raw(
+        `INSERT INTO trades (id, job_id, side, reason, base_amount, quote_amount, price_usd, client_order_id, status, created_at, executed_at) ` +
+        `VALUES ('forged', ${p(1)}, 'BUY', 'DCA', '1000000', '1', '0.000001', 'o-3', 'EXECUTED', ${p(2)}, ${p(3)})`,
+        [job.id, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z'],
+      );
+      const problems = (await store.verifyAudit()).problems.map((x) => x.problem.replace(/^trade [^ ]+ /, 'trade '));
+      assert.deepEqual(problems.sort(), [
+        'trade (o-1), recorded in the audit log, is gone (its row was deleted)',
+        'trade (o-2): its quoteAmount, priceUsd differ from what the audit log records',
+        'trade (o-3) has no audit entry (it was added outside botstate)',
+        `trade (${pending.clientOrderId}): its error differs from what the audit log records`,
+      ].sort());
+      assert.notEqual(await fx.dump(), before, 'the edits were made');
+    });
+
+    it('verify reports an unreadable entry or job row instead of failing, and a job row whose times were edited', async () => {
+      if (engine.name === 'sqlite') await fx.raw('DROP TRIGGER audit_log_no_update');
+      else await fx.raw('ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change');
+      const [{ config }] = (await fx.raw('SELECT config FROM jobs')) as [{ config: unknown }];
+      const stored = typeof config === 'string' ? config : JSON.stringify(config);
+      const [{ after }] = (await fx.raw(`SELECT after FROM audit_log WHERE seq = 3`)) as [{ after: unknown }];
+      if (engine.name === 'sqlite') {
+        await fx.raw(`UPDATE audit_log SET after = ? WHERE seq = 3`, ['{']);
+        await fx.raw(`UPDATE jobs SET config = ?`, [stored.replace('"dcaAmount":30', '"dcaAmount":"abc"')]);
+      } else {
+        // PostgreSQL keeps JSON in jsonb: it cannot hold invalid JSON. A config value of the wrong type, then.
+        await fx.raw(`UPDATE jobs SET config = jsonb_set(config, '{accumulate,dcaAmount}', '"abc"')`);
+      }
+      let report = await store.verifyAudit();
+      const expected = [
+        ...(engine.name === 'sqlite' ? ['hash does not match the entry (it was altered)', 'its before or after is not valid JSON (it was altered)'] : []),
+        'the job row cannot be read',
+      ];
+      assert.deepEqual(report.problems.map((x) => (x.problem.startsWith('the job row cannot be read: the stored config of job') ? 'the job row cannot be read' : x.problem)), expected);
+      // Any other reader of such a row says the database is damaged (exit 5), not that the caller erred.
+      await rejectsWith(store.jobs.get({ tokenAddress: TOKEN }), 'STORAGE_CORRUPT');
+      await fx.raw(`UPDATE jobs SET config = ${p(1)}`, [stored]);
+      if (engine.name === 'sqlite') {
+        const error = await rejectsWith(store.history({ tokenAddress: TOKEN }), 'STORAGE_CORRUPT');
+        assert.match(String(error['message']), /^audit entry 3 of job:\S+ is not valid JSON$/);
+        await fx.raw(`UPDATE audit_log SET after = ? WHERE seq = 3`, [after]);
+      }
+      await fx.raw(`UPDATE jobs SET created_at = ${p(1)}, updated_at = ${p(2)}`, ['2020-01-01T00:00:00.000Z', '2020-01-01T00:00:00.000Z']);
+      report = await store.verifyAudit();
+      assert.deepEqual(report.problems.map((x) => x.problem), [
+        "the job's createdAt differs from what its audit log records",
+        "the job's updatedAt is not the time of its last audit entry",
+      ]);
     });
 
     it('verify finds a job balance edited without an audit entry', async () => {
@@ -118,7 +185,8 @@ for (const engine of ENGINES) {
       assert.equal(trade.executedAt, old);
       const entries = await store.history({ id: job.id });
       for (let i = 1; i < entries.length; i++) assert.ok(entries[i]!.at >= entries[i - 1]!.at, `seq ${entries[i]!.seq} is not before seq ${entries[i - 1]!.seq}`);
-      assert.ok((await store.jobs.get({ id: job.id })).updatedAt > job.updatedAt);
+      // Not moved back to the fill time (two writes may share a millisecond: not earlier, not necessarily later).
+      assert.ok((await store.jobs.get({ id: job.id })).updatedAt >= job.updatedAt);
     });
 
     it('verify reads one snapshot: changes committed while it runs are not reported as tampering', async () => {

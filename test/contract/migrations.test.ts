@@ -134,6 +134,16 @@ function fmt18(units: bigint): string {
 
 const at = (minute: number): string => new Date(Date.UTC(2026, 2, 1, 10, minute, 7, 123)).toISOString();
 
+/** A trades row as its audit entries record it (`after.trade`), as botstate has written them since version 1. */
+function tradeDoc(row: Record<string, Value>): Record<string, Value> {
+  return {
+    id: row['id']!, jobId: row['job_id']!, side: row['side']!, reason: row['reason']!, baseAmount: row['base_amount']!,
+    quoteAmount: row['quote_amount']!, priceUsd: row['price_usd']!, clientOrderId: row['client_order_id']!,
+    exchangeOrderId: row['exchange_order_id']!, txHash: row['tx_hash']!, status: row['status']!, error: row['error']!,
+    createdAt: row['created_at']!, executedAt: row['executed_at']!,
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Seed data per schema version. A new migration N adds SEEDS[N] (rows valid at version N)
 // and ADDED[N] (the columns it adds to existing rows, with the value they must get).
@@ -188,12 +198,15 @@ function seedV1(): Seed {
     { id: '0195f7a0-0003-7000-8000-00000000000a', job_id: a, side: 'BUY', reason: 'DIP_BUY', base_amount: null, quote_amount: '50', price_usd: null, client_order_id: `${a}:3`, exchange_order_id: null, tx_hash: null, status: 'PENDING', error: null, created_at: at(5), executed_at: null },
     { id: '0195f7a0-0004-7000-8000-00000000000a', job_id: a, side: 'BUY', reason: 'DCA', base_amount: null, quote_amount: null, price_usd: null, client_order_id: `${a}:4`, exchange_order_id: null, tx_hash: null, status: 'FAILED', error: 'exchange said: insufficient funds', created_at: at(6), executed_at: null },
   );
+  const aTrades = trades.slice(-4).map(tradeDoc);
   const aHead = chain(a, [
     { at: at(0), action: 'create', before: null, after: { status: 'RUNNING', tokenAddress: TOKEN } },
-    { at: at(2), action: 'trade', entity: 'trade', entityId: `${a}:1`, before: { tokenBalance: '0' }, after: { tokenBalance: fmt18(aBuy) } },
-    { at: at(4), action: 'trade', entity: 'trade', entityId: `${a}:2`, before: { tokenBalance: fmt18(aBuy) }, after: { tokenBalance: fmt18(aBuy - aSell) } },
+    { at: at(2), action: 'record', entity: 'trade', entityId: `${aTrades[0]!['id']}`, before: { tokenBalance: '0' }, after: { tokenBalance: fmt18(aBuy), trade: aTrades[0] } },
+    { at: at(4), action: 'record', entity: 'trade', entityId: `${aTrades[1]!['id']}`, before: { tokenBalance: fmt18(aBuy) }, after: { tokenBalance: fmt18(aBuy - aSell), trade: aTrades[1] } },
+    { at: at(5), action: 'intent', entity: 'trade', entityId: `${aTrades[2]!['id']}`, before: null, after: { trade: aTrades[2] } },
+    { at: at(6), action: 'settle', entity: 'trade', entityId: `${aTrades[3]!['id']}`, before: null, after: { trade: aTrades[3] } },
   ]);
-  jobs.push({ id: a, chain: 'base', token_address: TOKEN, token_symbol: 'LGI', mode: 'ACCUMULATE', status: 'RUNNING', status_reason: null, last_dca_buy_time: at(2), recent_high: '0.021', recent_high_time: at(3), total_accumulated: '25', token_balance: fmt18(aBuy - aSell), last_rebalance_time: null, config, created_at: at(0), updated_at: at(4), started_at: at(0), stopped_at: null, version: aHead.version, audit_hash: aHead.hash });
+  jobs.push({ id: a, chain: 'base', token_address: TOKEN, token_symbol: 'LGI', mode: 'ACCUMULATE', status: 'RUNNING', status_reason: null, last_dca_buy_time: at(2), recent_high: '0.021', recent_high_time: at(3), total_accumulated: '25', token_balance: fmt18(aBuy - aSell), last_rebalance_time: null, config, created_at: at(0), updated_at: at(6), started_at: at(0), stopped_at: null, version: aHead.version, audit_hash: aHead.hash });
 
   // Job B: LIQUIDITY job in ERROR on another chain, holding a 78-digit balance.
   const b = '0195f7a0-0000-7000-8000-00000000000b';
@@ -201,7 +214,7 @@ function seedV1(): Seed {
   trades.push({ id: '0195f7a0-0001-7000-8000-00000000000b', job_id: b, side: 'BUY', reason: 'REBALANCE', base_amount: fmt18(huge), quote_amount: '99999999999999999999.99', price_usd: '0.000000000000000001', client_order_id: `${b}:1`, exchange_order_id: 'ex-1', tx_hash: null, status: 'EXECUTED', error: null, created_at: at(10), executed_at: at(11) });
   const bHead = chain(b, [
     { at: at(9), action: 'create', before: null, after: { status: 'RUNNING' } },
-    { at: at(11), action: 'trade', entity: 'trade', entityId: `${b}:1`, before: { tokenBalance: '0' }, after: { tokenBalance: fmt18(huge) } },
+    { at: at(11), action: 'record', entity: 'trade', entityId: `${trades.at(-1)!['id']}`, before: { tokenBalance: '0' }, after: { tokenBalance: fmt18(huge), trade: tradeDoc(trades.at(-1)!) } },
     { at: at(12), action: 'fail', before: { status: 'RUNNING' }, after: { status: 'ERROR', statusReason: 'exchange returned 503 three times' } },
   ]);
   jobs.push({ id: b, chain: 'ethereum', token_address: tokenAddress(2), token_symbol: 'HUGE', mode: 'LIQUIDITY', status: 'ERROR', status_reason: 'exchange returned 503 three times', last_dca_buy_time: null, recent_high: '0', recent_high_time: null, total_accumulated: '99999999999999999999.99', token_balance: fmt18(huge), last_rebalance_time: at(11), config, created_at: at(9), updated_at: at(12), started_at: at(9), stopped_at: at(12), version: bHead.version, audit_hash: bHead.hash });
@@ -215,9 +228,9 @@ function seedV1(): Seed {
   );
   const cHead = chain(c, [
     { at: at(19), action: 'create', before: null, after: { status: 'RUNNING' } },
-    { at: at(21), action: 'trade', entity: 'trade', entityId: `${c}:1`, before: { tokenBalance: '0' }, after: { tokenBalance: fmt18(cAmt) } },
+    { at: at(21), action: 'record', entity: 'trade', entityId: `${trades.at(-2)!['id']}`, before: { tokenBalance: '0' }, after: { tokenBalance: fmt18(cAmt), trade: tradeDoc(trades.at(-2)!) } },
     { at: at(22), action: 'liquidate', before: { status: 'RUNNING' }, after: { status: 'LIQUIDATING' } },
-    { at: at(24), action: 'trade', entity: 'trade', entityId: `${c}:2`, before: { tokenBalance: fmt18(cAmt) }, after: { tokenBalance: '0' } },
+    { at: at(24), action: 'record', entity: 'trade', entityId: `${trades.at(-1)!['id']}`, before: { tokenBalance: fmt18(cAmt) }, after: { tokenBalance: '0', trade: tradeDoc(trades.at(-1)!) } },
     { at: at(25), action: 'completeLiquidation', before: { status: 'LIQUIDATING' }, after: { status: 'IDLE' } },
   ]);
   jobs.push({ id: c, chain: 'base', token_address: tokenAddress(3), token_symbol: 'ZERO', mode: 'ACCUMULATE', status: 'IDLE', status_reason: null, last_dca_buy_time: null, recent_high: '0.3', recent_high_time: at(23), total_accumulated: '10', token_balance: '0', last_rebalance_time: null, config, created_at: at(19), updated_at: at(25), started_at: at(19), stopped_at: at(25), version: cHead.version, audit_hash: cHead.hash });

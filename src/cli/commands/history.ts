@@ -19,7 +19,11 @@ const verify: Command = {
   name: 'verify',
   summary: "check the audit log's hash chains against the jobs",
   usage: '',
-  details: 'Exits 0 when every chain is intact, 5 (storage) when any entry was altered, removed or reordered.',
+  details:
+    'Checks every hash and link, replays each job\'s entries against the job, and checks every trade against the entry ' +
+    'that last recorded it. Exits 0 when all of it holds, 5 (storage) when an entry, a job or a trade was altered, ' +
+    'removed or added, or a row cannot be read. --json also lists each stream\'s head (seq and hash): the chain has no ' +
+    'secret, so only heads kept elsewhere show a history rewritten with every hash recomputed.',
   options: {},
   positionals: [0, 0],
   async run(ctx) {
