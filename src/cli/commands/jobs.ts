@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ValidationError } from '../../errors.ts';
-import { CONFIG_KEYS, parseConfigJson } from '../../jobs/config.ts';
+import { CONFIG_KEYS, defaultConfig, parseConfigJson, resolveConfig } from '../../jobs/config.ts';
 import type { Job } from '../../jobs/job-rows.ts';
 import { JOB_STATUSES, type JobMode, type JobStatus } from '../../jobs/lifecycle.ts';
 import { checkConfigureInput, checkStartInput, checkStatus } from '../../jobs/jobs.ts';
@@ -27,7 +27,13 @@ function readConfigFile(ctx: CommandContext): unknown {
     const code = (e as NodeJS.ErrnoException).code ?? String(e);
     throw new ValidationError('INVALID_CONFIG', `cannot read the config file ${path} (${code})`, { hint: 'check the --config path' });
   }
-  return parseConfigJson(text, `config file ${path}`);
+  const origin = `config file ${path}`;
+  const patch = parseConfigJson(text, origin);
+  // Checked here too, so that a wrong key or value names the file. Against the defaults: a key's
+  // own checks do not depend on the base, and a rule across keys fails here only if the file sets
+  // both; the store checks again against the job's own config.
+  resolveConfig(defaultConfig(), patch, [], { origin });
+  return patch;
 }
 
 function sets(ctx: CommandContext): string[] {
