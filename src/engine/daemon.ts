@@ -120,6 +120,8 @@ export class Daemon {
   readonly #runners = new Map<string, Runner>();
   /** Jobs whose step is running or waiting for one of the `concurrency` slots. */
   readonly #inFlight = new Map<string, Promise<void>>();
+  /** Jobs whose row cannot be read (changed outside botstate), with the reason last logged. */
+  readonly #unreadable = new Map<string, string>();
   readonly #slots: Slots;
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> = Promise.resolve();
@@ -388,7 +390,21 @@ export class Daemon {
       for (const chunk of paddedChunks(ids, LOAD_CHUNK)) out.push(...(await tx.all<JobRow>(LOAD_BY_IDS, chunk)));
       return out;
     });
-    return new Map(rows.map((row) => [row.id, toJob(row)]));
+    // One damaged row (a config edited outside botstate: STORAGE_CORRUPT) stops its own job, not
+    // every job: it is skipped, and said once (again if the reason changes, and when it reads again).
+    const jobs = new Map<string, Job>();
+    for (const row of rows) {
+      try {
+        jobs.set(row.id, toJob(row));
+        if (this.#unreadable.delete(row.id)) this.#log(`${stamp()}  job ${row.id} can be read again: running it`);
+      } catch (e) {
+        const reason = coerceError(e).message;
+        if (this.#unreadable.get(row.id) === reason) continue;
+        this.#unreadable.set(row.id, reason);
+        this.#log(`${stamp()}  job ${row.id} skipped, its row cannot be read: ${reason}`);
+      }
+    }
+    return jobs;
   }
 
   #runner(job: Job, fence: Fence): Runner {

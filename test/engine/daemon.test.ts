@@ -680,6 +680,29 @@ for (const engine of ENGINES) {
       assert.equal(ofJob(await exchangeOrders(ex.url), broken).length, 0);
     });
 
+    it('a job whose row cannot be read (its config edited outside botstate) is skipped and said once; the other keeps trading', async () => {
+      const ex = await paper();
+      const damaged = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'BAD', set: [FAST_DCA] });
+      const good = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'GOOD', set: [FAST_DCA] });
+      const [{ config }] = (await raw('SELECT config FROM jobs WHERE id = ?', [damaged.id])) as [{ config: unknown }];
+      const stored = typeof config === 'string' ? config : JSON.stringify(config);
+      await raw('UPDATE jobs SET config = ? WHERE id = ?', [stored.replace(/"dcaAmount":\s*[0-9.]+/, '"dcaAmount":"abc"'), damaged.id]);
+      const rec = new Recorder(new HttpExchange(ex.url));
+      const { daemon, lines } = makeDaemon(store, rec);
+      await daemon.start();
+      await rec.waitCalls('place', REF_TOKEN, 3, 0, 5000);
+      assert.equal(rec.count('place', TOKEN), 0);
+      const skipped = lines.filter((l) => l.includes(damaged.id));
+      assert.equal(skipped.length, 1, lines.join('\n'));
+      assert.match(skipped[0]!, /job \S+ skipped, its row cannot be read: the stored config of job \S+ is not valid: accumulate\.dcaAmount/);
+      // Repaired, it runs again.
+      await raw('UPDATE jobs SET config = ? WHERE id = ?', [stored, damaged.id]);
+      await rec.waitCalls('place', TOKEN, 1, 0, 5000);
+      assert.ok(lines.some((l) => l.includes(`job ${damaged.id} can be read again`)));
+      await daemon.stop();
+      await assertLedgerMatchesExchange(store, ex.url, good);
+    });
+
     it('stop() finishes and records the step in flight, releases the leases and marks the instance stopped', async () => {
       const ex = await paper({ latencyMs: 250 });
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
