@@ -1,6 +1,6 @@
 import { auditInsertFrom, auditParams, insertAudit, jobStream, prepareAudit } from '../audit/audit.ts';
 import { BotstateError, NotFoundError, StorageError, ValidationError } from '../errors.ts';
-import type { Decimal } from '../money/decimal.ts';
+import { isDecimal, type Decimal } from '../money/decimal.ts';
 import type { Dialect, Executor, SqlParam } from '../store/adapter.ts';
 import type { CallOptions, Fence } from '../store/context.ts';
 import { isStorableText } from '../util/text.ts';
@@ -121,10 +121,7 @@ function configOf(row: JobRow): JobConfig {
       config = deserializeConfig(row.config);
     } catch (e) {
       // botstate stores only configs it validated: this one was changed outside botstate.
-      throw new StorageError('STORAGE_CORRUPT', `the stored config of job ${row.id} is not valid: ${e instanceof Error ? e.message : String(e)}`, {
-        hint: 'the database was changed outside botstate; run botstate verify, and restore it from a backup',
-        cause: e,
-      });
+      throw damaged(row, 'config', `is not valid: ${e instanceof Error ? e.message : String(e)}`, e);
     }
     if (configByText.size >= 1024) configByText.clear();
     configByText.set(row.config, config);
@@ -132,6 +129,27 @@ function configOf(row: JobRow): JobConfig {
   if (configById.size >= 16384) configById.clear();
   configById.set(row.id, { text: row.config, config });
   return config;
+}
+
+/** A job row botstate could not have written: it was changed outside botstate. */
+function damaged(row: JobRow, field: string, what: string, cause?: unknown): StorageError {
+  return new StorageError('STORAGE_CORRUPT', `the stored ${field} of job ${row.id} ${what}`, {
+    hint: 'the database was changed outside botstate; run botstate verify, and restore it from a backup',
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
+function storedAmount(row: JobRow, field: string, value: string): Decimal {
+  if (isDecimal(value)) return value;
+  throw damaged(row, field, `is not a canonical decimal: ${JSON.stringify(String(value).slice(0, 60))}`);
+}
+
+function storedState(row: JobRow): Record<string, unknown> {
+  try {
+    return JSON.parse(row.strategy_state) as Record<string, unknown>;
+  } catch (e) {
+    throw damaged(row, 'strategyState', 'is not valid JSON', e);
+  }
 }
 
 export function toJob(row: JobRow): Job {
@@ -144,13 +162,13 @@ export function toJob(row: JobRow): Job {
     status: row.status,
     statusReason: row.status_reason,
     lastDcaBuyTime: row.last_dca_buy_time,
-    recentHigh: row.recent_high,
+    recentHigh: storedAmount(row, 'recentHigh', row.recent_high),
     recentHighTime: row.recent_high_time,
-    totalAccumulated: row.total_accumulated,
-    tokenBalance: row.token_balance,
+    totalAccumulated: storedAmount(row, 'totalAccumulated', row.total_accumulated),
+    tokenBalance: storedAmount(row, 'tokenBalance', row.token_balance),
     lastRebalanceTime: row.last_rebalance_time,
     config: configOf(row),
-    strategyState: JSON.parse(row.strategy_state) as Record<string, unknown>,
+    strategyState: storedState(row),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     startedAt: row.started_at,

@@ -157,6 +157,20 @@ for (const engine of ENGINES) {
         const error = await rejectsWith(store.history({ tokenAddress: TOKEN }), 'STORAGE_CORRUPT');
         assert.match(String(error['message']), /^audit entry 3 of job:\S+ is not valid JSON$/);
         await fx.raw(`UPDATE audit_log SET after = ? WHERE seq = 3`, [after]);
+        // Amounts and the strategy state as botstate never writes them (SQLite keeps them as text).
+        const [{ token_balance: balance }] = (await fx.raw('SELECT token_balance FROM jobs')) as [{ token_balance: string }];
+        for (const [column, value, said] of [
+          ['token_balance', '7.50', /the stored tokenBalance of job \S+ is not a canonical decimal: "7\.50"$/],
+          ['strategy_state', '{', /the stored strategyState of job \S+ is not valid JSON$/],
+        ] as const) {
+          const was = column === 'token_balance' ? balance : '{}';
+          await fx.raw(`UPDATE jobs SET ${column} = ?`, [value]);
+          assert.match(String((await rejectsWith(store.jobs.get({ tokenAddress: TOKEN }), 'STORAGE_CORRUPT'))['message']), said);
+          const problems = (await store.verifyAudit()).problems.map((x) => x.problem);
+          assert.equal(problems.length, 1, problems.join('\n'));
+          assert.match(problems[0]!, new RegExp(`^the job row cannot be read: ${said.source}`));
+          await fx.raw(`UPDATE jobs SET ${column} = ?`, [was]);
+        }
       }
       await fx.raw(`UPDATE jobs SET created_at = ${p(1)}, updated_at = ${p(2)}`, ['2020-01-01T00:00:00.000Z', '2020-01-01T00:00:00.000Z']);
       report = await store.verifyAudit();
