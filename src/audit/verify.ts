@@ -115,30 +115,44 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
   return { streams: heads.size, entries: entries.length, problems, heads: [...heads].map(([stream, head]) => ({ stream, ...head })) };
 }
 
-/** Every trade row against the last audit entry that recorded it, and every recorded trade against its row. */
+/** The actions that record a trade in its job's stream (its intent, a fill recorded by hand, its settlement). */
+const TRADE_ACTIONS: ReadonlySet<string> = new Set(['intent', 'record', 'settle']);
+
+/**
+ * Every trade row against the last entry that recorded it in its job's stream, and every trade
+ * recorded there against its row. A trade entry anywhere else (another stream, another action)
+ * is reported: a new stream needs no secret, so it must not vouch for a trade.
+ */
 async function verifyTrades(tx: Executor, entries: readonly AuditEntry[], problems: AuditProblem[]): Promise<void> {
   const recorded = new Map<string, { stream: string; seq: number; trade: Record<string, unknown> }>();
+  const key = (stream: string, tradeId: string) => `${stream}\u0000${tradeId}`;
   for (const e of entries) {
     if (e.entity !== 'trade') continue;
     const trade = (e.after as { trade?: unknown } | null)?.trade;
-    if (typeof trade === 'object' && trade !== null) recorded.set(e.entityId, { stream: e.stream, seq: e.seq, trade: trade as Record<string, unknown> });
-    else problems.push({ stream: e.stream, seq: e.seq, problem: `this entry of trade ${e.entityId} records no trade` });
+    if (!e.stream.startsWith(jobStream('')) || !TRADE_ACTIONS.has(e.action)) {
+      problems.push({ stream: e.stream, seq: e.seq, problem: `an entry of trade ${e.entityId} outside its job's stream, or with an action (${e.action}) that does not record a trade` });
+    } else if (typeof trade !== 'object' || trade === null) {
+      problems.push({ stream: e.stream, seq: e.seq, problem: `this entry of trade ${e.entityId} records no trade` });
+    } else {
+      // Entries are in seq order within a stream: the last one is the trade's current state.
+      recorded.set(key(e.stream, e.entityId), { stream: e.stream, seq: e.seq, trade: trade as Record<string, unknown> });
+    }
   }
   const rows = await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades ORDER BY id`);
   for (const row of rows) {
-    const entry = recorded.get(row.id);
     const trade = toTrade(row);
+    const entry = recorded.get(key(jobStream(trade.jobId), trade.id));
     if (entry === undefined) {
       problems.push({ stream: jobStream(trade.jobId), seq: 0, problem: `trade ${trade.id} (${trade.clientOrderId}) has no audit entry (it was added outside botstate)` });
       continue;
     }
-    recorded.delete(row.id);
+    recorded.delete(key(jobStream(trade.jobId), trade.id));
     const differ = TRADE_FIELDS.filter((field) => !sameValue(field, entry.trade[field], trade[field]));
     if (differ.length > 0) {
       problems.push({ stream: entry.stream, seq: entry.seq, problem: `trade ${trade.id} (${trade.clientOrderId}): its ${differ.join(', ')} differ${differ.length === 1 ? 's' : ''} from what the audit log records` });
     }
   }
-  for (const [id, entry] of recorded) {
-    problems.push({ stream: entry.stream, seq: entry.seq, problem: `trade ${id} (${String(entry.trade['clientOrderId'])}), recorded in the audit log, is gone (its row was deleted)` });
+  for (const entry of recorded.values()) {
+    problems.push({ stream: entry.stream, seq: entry.seq, problem: `trade ${String(entry.trade['id'])} (${String(entry.trade['clientOrderId'])}), recorded in the audit log, is gone (its row was deleted)` });
   }
 }

@@ -134,7 +134,7 @@ function configOf(row: JobRow): JobConfig {
 /** A job row botstate could not have written: it was changed outside botstate. */
 function damaged(row: JobRow, field: string, what: string, cause?: unknown): StorageError {
   return new StorageError('STORAGE_CORRUPT', `the stored ${field} of job ${row.id} ${what}`, {
-    hint: 'the database was changed outside botstate; run botstate verify, and restore it from a backup',
+    hint: 'it was changed outside botstate, or written by a newer botstate; botstate verify reports it, and botstate history shows what the audit log records',
     ...(cause === undefined ? {} : { cause }),
   });
 }

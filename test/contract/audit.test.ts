@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { GENESIS_HASH } from '../../src/audit/audit.ts';
+import { GENESIS_HASH, insertAudit, prepareAudit } from '../../src/audit/audit.ts';
 import { isBotstateError } from '../../src/errors.ts';
 import { requireJob, updateJob } from '../../src/jobs/job-rows.ts';
 import type { Store } from '../../src/store/store.ts';
@@ -129,6 +129,34 @@ for (const engine of ENGINES) {
         `trade (${pending.clientOrderId}): its error differs from what the audit log records`,
       ].sort());
       assert.notEqual(await fx.dump(), before, 'the edits were made');
+    });
+
+    it('verify takes a trade only from its own job\'s stream: an entry in a new stream (no secret needed) does not vouch for a forged trade', async () => {
+      const job = await store.jobs.get({ tokenAddress: TOKEN });
+      const [original] = await store.ledger.trades({ id: job.id });
+      const forged = { ...original!, baseAmount: '0.000001', quoteAmount: '999999' };
+      const ghost = { ...original!, id: 'ghost-1', clientOrderId: 'ghost-1', side: 'SELL' as const, baseAmount: '5', quoteAmount: '50000' };
+      await store.transaction(async (tx) => {
+        for (const [seq, trade] of [forged, ghost].entries()) {
+          await insertAudit(tx, prepareAudit({
+            stream: 'ops:reconcile', seq: seq + 1, prevHash: seq === 0 ? GENESIS_HASH : (await tx.get<{ hash: string }>(`SELECT hash FROM audit_log WHERE stream = 'ops:reconcile'`))!.hash,
+            at: new Date().toISOString(), actor: 'mallory', entity: 'trade', entityId: trade.id, action: 'settle', before: null, after: { trade },
+          }));
+        }
+      });
+      await fx.raw(`UPDATE trades SET base_amount = ${p(1)}, quote_amount = ${p(2)} WHERE id = ${p(3)}`, [forged.baseAmount, forged.quoteAmount, forged.id]);
+      await fx.raw(
+        `INSERT INTO trades (id, job_id, side, reason, base_amount, quote_amount, price_usd, client_order_id, status, created_at, executed_at) ` +
+        `VALUES ('ghost-1', ${p(1)}, 'SELL', ${p(2)}, '5', '50000', ${p(3)}, 'ghost-1', 'EXECUTED', ${p(4)}, ${p(5)})`,
+        [job.id, original!.reason, original!.priceUsd, original!.createdAt, original!.executedAt],
+      );
+      const problems = (await store.verifyAudit()).problems.map((x) => `${x.stream.split(':')[0]} ${x.problem.replace(/^trade [^ ]+ /, 'trade ')}`);
+      assert.deepEqual(problems.sort(), [
+        'job trade (ghost-1) has no audit entry (it was added outside botstate)',
+        'job trade (o-1): its baseAmount, quoteAmount differ from what the audit log records',
+        `ops an entry of trade ${original!.id} outside its job's stream, or with an action (settle) that does not record a trade`,
+        "ops an entry of trade ghost-1 outside its job's stream, or with an action (settle) that does not record a trade",
+      ].sort());
     });
 
     it('verify reports an unreadable entry or job row instead of failing, and a job row whose times were edited', async () => {

@@ -122,7 +122,7 @@ export class SqliteAdapter implements Adapter {
       all: (sql, params) => this.#call(sql, (stmt) => stmt.all(...bind(params)) as never),
       get: (sql, params) => this.#call(sql, (stmt) => stmt.get(...bind(params)) as never),
       run: (sql, params) => this.#call(sql, (stmt) => stmt.run(...bind(params)).changes),
-      exec: (sql) => this.#call(undefined, () => this.#execScript(sql)),
+      exec: (sql) => this.#call(undefined, () => void this.#db.exec(sql)),
     };
   }
 
@@ -703,28 +703,6 @@ export class SqliteAdapter implements Adapter {
       this.#statements.set(sql, stmt);
     }
     return stmt;
-  }
-
-  /**
-   * Runs a script inside the open transaction, under a savepoint: a script can end the
-   * transaction and begin another (`ROLLBACK; BEGIN`), which SQLite's "in a transaction?" cannot
-   * tell; the savepoint is then gone, and releasing it fails.
-   */
-  #execScript(sql: string): void {
-    if (!this.#txOpen) {
-      this.#db.exec(sql);
-      return;
-    }
-    this.#prepare('SAVEPOINT botstate_script').run();
-    try {
-      this.#db.exec(sql);
-    } finally {
-      try {
-        this.#prepare('RELEASE botstate_script').run();
-      } catch {
-        this.#txEnded = true;
-      }
-    }
   }
 
   /** A BEGIN succeeded: this adapter's transaction is open. */
