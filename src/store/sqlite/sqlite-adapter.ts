@@ -79,8 +79,6 @@ export class SqliteAdapter implements Adapter {
   readonly #syncing: Array<Batch & { readonly commit: bigint }> = [];
   /** Grouped transactions not yet answered: queued, running, or committed and waiting for their fsync. */
   #inFlight = 0;
-  /** Of those, the ones committed and waiting for their fsync (the items of #syncing). */
-  #awaitingFsync = 0;
   #pumping = false;
   #wake: (() => void) | undefined;
   #closed = false;
@@ -272,22 +270,17 @@ export class SqliteAdapter implements Adapter {
             open = this.#commitBatch(open);
           }
         } else if (open !== undefined) {
-          if (sync.idle) {
+          if (sync.idle || open.waited) {
             open = this.#commitBatch(open);
-          } else if (this.#inFlight === open.items.length + this.#awaitingFsync) {
-            // Every caller in flight is in this batch or waits for an fsync: nobody can join it
-            // before that fsync returns. Callers just answered may still be on their way (a few
-            // promise turns): one turn of the event loop lets them in. If nobody came, the batch
-            // commits now, while the fsync runs, instead of the writer idling until it returns;
-            // the thread syncs it next (one fsync covers only the commits made before it began).
-            if (!open.waited) {
-              open.waited = true;
-              await new Promise<void>((resolve) => setImmediate(resolve));
-            } else {
-              open = this.#commitBatch(open);
-            }
           } else {
-            await this.#sleepUntilWoken(sync.changed());
+            // Nothing is queued, so every caller in flight is in this batch or waits for the fsync
+            // in flight: none of them can join it before that fsync returns. Callers just answered
+            // may still be on their way (a few promise turns): one turn of the event loop lets them
+            // in. Then the batch commits, while the fsync runs, instead of the writer idling until
+            // it returns; the thread syncs it next (an fsync covers only the commits made before it
+            // began, so nobody is answered sooner).
+            open.waited = true;
+            await new Promise<void>((resolve) => setImmediate(resolve));
           }
         } else if (this.#syncing.length > 0) {
           await this.#sleepUntilWoken(sync.changed());
@@ -440,7 +433,6 @@ export class SqliteAdapter implements Adapter {
     this.#mutex.release();
     try {
       this.#syncing.push({ ...batch, commit: this.#walSync!.request() });
-      this.#awaitingFsync += batch.items.length;
     } catch (e) {
       // An inline fsync failed: the commit is in the WAL but not known to be on disk.
       for (const item of batch.items) item.reject(e);
@@ -469,7 +461,6 @@ export class SqliteAdapter implements Adapter {
     const done = this.#walSync!.done;
     while (this.#syncing.length > 0 && (failure !== undefined || this.#syncing[0]!.commit <= done)) {
       const batch = this.#syncing.shift()!;
-      this.#awaitingFsync -= batch.items.length;
       batch.items.forEach((item, i) => {
         const outcome = batch.outcomes[i]!;
         if (failure) item.reject(failure);
