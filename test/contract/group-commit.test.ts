@@ -5,7 +5,7 @@
  * test/helpers/wal-sync-workers.ts hold, fail or kill the fsync where a real disk will not.
  */
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -222,6 +222,21 @@ describe('group commit (SQLite, power mode)', () => {
         db.close();
       }
     }
+  });
+
+  it('a checkpoint thread that dies (here: it cannot open the database) leaves SQLite\'s checkpoints, and close() does not wait for it', { timeout: 20_000 }, async () => {
+    const adapter = await SqliteAdapter.open({ path, durability: 'process', busyTimeoutMs: 5000, create: true, groupCommit: true });
+    opened.push(adapter);
+    await adapter.transaction((tx) => tx.exec('CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)'));
+    // The thread opens the database by its name, which is gone; this connection has it open.
+    renameSync(path, `${path}.moved`);
+    for (let k = 0; k < 200; k++) await adapter.transaction(insert(k));
+    await sleep(300); // the thread starts after 64 commits, fails to open, and is gone
+    for (let k = 200; k < 300; k++) await adapter.transaction(insert(k));
+    const closed = adapter.close().then(() => 'closed');
+    assert.equal(await Promise.race([closed, sleep(5000).then(() => 'still closing')]), 'closed');
+    renameSync(`${path}.moved`, path);
+    assert.equal(keys().length, 300);
   });
 
   it('tells queries and data changes, which end a transaction only by failing, from the rest', () => {

@@ -84,6 +84,8 @@ export class SqliteAdapter implements Adapter {
   #closed = false;
   #commits = 0;
   #checkpointer: Worker | undefined;
+  /** The checkpoint thread failed or ended on its own: SQLite's automatic checkpoints are back. */
+  #checkpointerGone = false;
   readonly #longWalFrames: number;
   /** [0] is set by the checkpoint thread when it found the WAL longer than #longWalFrames. */
   readonly #walLong = new Int32Array(new SharedArrayBuffer(4));
@@ -621,7 +623,7 @@ export class SqliteAdapter implements Adapter {
         this.#walSync?.fail(this.#storageFailure);
       }
     }
-    if (this.#checkpointer !== undefined || ++this.#commits < CHECKPOINT_AFTER || this.location === ':memory:') return;
+    if (this.#checkpointer !== undefined || this.#checkpointerGone || ++this.#commits < CHECKPOINT_AFTER || this.location === ':memory:') return;
     const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
     try {
       this.#checkpointer = new Worker(new URL(`./sqlite-checkpoint-worker${ext}`, import.meta.url), {
@@ -631,11 +633,19 @@ export class SqliteAdapter implements Adapter {
       this.#commits = 0; // could not start: SQLite's automatic checkpoints go on; try again later
       return;
     }
-    this.#checkpointer.unref();
-    this.#checkpointer.on('error', () => {
-      // Without the worker, SQLite's own automatic checkpoints take over again.
-      this.#db.pragma('wal_autocheckpoint = 1000');
-    });
+    const worker = this.#checkpointer;
+    worker.unref();
+    // A thread that fails or ends on its own (it could not open the database, say): SQLite's own
+    // automatic checkpoints take over again, for the rest of this connection, and close() does
+    // not wait for an answer from a thread that is gone (it used to, for ever).
+    const gone = () => {
+      if (this.#checkpointer !== worker) return;
+      this.#checkpointer = undefined;
+      this.#checkpointerGone = true;
+      if (!this.#closed) this.#db.pragma('wal_autocheckpoint = 1000');
+    };
+    worker.on('error', gone);
+    worker.on('exit', gone);
     this.#db.pragma('wal_autocheckpoint = 0');
   }
 
