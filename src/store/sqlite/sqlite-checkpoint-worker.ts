@@ -17,9 +17,29 @@ const { path, intervalMs, longWalFrames, walLong } = workerData as {
 const long = new Int32Array(walLong);
 /** A pass that found fewer new frames than this leaves the writer about a millisecond of copying. */
 const SMALL_PASS_FRAMES = 128;
-const db = new Database(path, { fileMustExist: true, timeout: 0 });
-db.pragma('busy_timeout = 0');
-const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+/**
+ * Opens the database, trying again for about a second: preparing the checkpoint reads the
+ * schema, which another connection restarting the WAL can make busy for a moment. A thread that
+ * still cannot open it ends, and the writer goes back to SQLite's automatic checkpoints.
+ */
+function open(): { db: Database.Database; checkpoint: Database.Statement } {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let attempt = 1; ; attempt++) {
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(path, { fileMustExist: true, timeout: 0 });
+      db.pragma('busy_timeout = 0');
+      return { db, checkpoint: db.prepare('PRAGMA wal_checkpoint(PASSIVE)') };
+    } catch (e) {
+      db?.close();
+      const code = String((e as { code?: unknown }).code ?? '');
+      if (attempt >= 50 || !(code.startsWith('SQLITE_BUSY') || code === 'SQLITE_PROTOCOL')) throw e;
+      Atomics.wait(pause, 0, 0, 20);
+    }
+  }
+}
+
+const { db, checkpoint } = open();
 
 function run(): void {
   try {
