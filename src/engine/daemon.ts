@@ -217,7 +217,10 @@ export class Daemon {
     const known = await this.#lookup(pending);
     await forEach(pending, this.#concurrency, async (trade) => {
       const job = jobs.get(trade.jobId);
-      if (!job) return;
+      if (!job) {
+        counts.unknown++; // its job's row cannot be read (logged): the intent stays open
+        return;
+      }
       const runner = this.#runner(job, held.get(job.id)!);
       try {
         const { outcome, resent } = await this.#reconcile(job, trade, runner, 'recovery', known);

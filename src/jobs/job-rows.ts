@@ -266,7 +266,7 @@ export async function lockJob(tx: Executor, dialect: Dialect, ref: JobRef, optio
   const fence = options?.fence;
   if (fence && 'id' in ref && dialect.forUpdate !== '') {
     const row = await tx.get<JobRow>(selectStatements(dialect.forUpdate).byIdWithLease, [ref.id, fence.owner, fence.epoch]);
-    if (row) return row;
+    if (row) return checkedAmounts(row);
     throw leaseLost((await requireJob(tx, dialect, ref, true)).id, fence);
   }
   const row = await requireJob(tx, dialect, ref, true);
@@ -274,6 +274,17 @@ export async function lockJob(tx: Executor, dialect: Dialect, ref: JobRef, optio
     const held = await tx.get(selectStatements(dialect.forUpdate).leaseHeld, [row.id, fence.owner, fence.epoch]);
     if (!held) throw leaseLost(row.id, fence);
   }
+  return checkedAmounts(row);
+}
+
+/**
+ * A row about to be written from: its amounts are what the write computes with, and one botstate
+ * did not write (not canonical) is damage (STORAGE_CORRUPT), not the caller's bad input.
+ */
+export function checkedAmounts(row: JobRow): JobRow {
+  storedAmount(row, 'recentHigh', row.recent_high);
+  storedAmount(row, 'totalAccumulated', row.total_accumulated);
+  storedAmount(row, 'tokenBalance', row.token_balance);
   return row;
 }
 

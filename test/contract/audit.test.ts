@@ -194,6 +194,16 @@ for (const engine of ENGINES) {
           const was = column === 'token_balance' ? balance : '{}';
           await fx.raw(`UPDATE jobs SET ${column} = ?`, [value]);
           assert.match(String((await rejectsWith(store.jobs.get({ tokenAddress: TOKEN }), 'STORAGE_CORRUPT'))['message']), said);
+          if (column === 'token_balance') {
+            // A write computes from the row: the damage is said before any arithmetic, nothing written.
+            const before = await fx.dump();
+            const job = { id: (await store.history({ tokenAddress: TOKEN }))[0]!.entityId };
+            for (const side of ['BUY', 'SELL'] as const) {
+              const recorded = store.ledger.recordTrade({ job, clientOrderId: `o-${side}`, side, reason: 'DCA', baseAmount: '1', quoteAmount: '1', priceUsd: '1' });
+              assert.match(String((await rejectsWith(recorded, 'STORAGE_CORRUPT'))['message']), said);
+            }
+            assert.equal(await fx.dump(), before);
+          }
           const problems = (await store.verifyAudit()).problems.map((x) => x.problem);
           assert.equal(problems.length, 1, problems.join('\n'));
           assert.match(problems[0]!, new RegExp(`^the job row cannot be read: ${said.source}`));

@@ -684,6 +684,8 @@ for (const engine of ENGINES) {
       const ex = await paper();
       const damaged = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'BAD', set: [FAST_DCA] });
       const good = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'GOOD', set: [FAST_DCA] });
+      // An intent left open by a crash: recovery cannot settle it while its job cannot be read.
+      await store.ledger.recordIntent({ job: { id: damaged.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
       const [{ config }] = (await raw('SELECT config FROM jobs WHERE id = ?', [damaged.id])) as [{ config: unknown }];
       const stored = typeof config === 'string' ? config : JSON.stringify(config);
       await raw('UPDATE jobs SET config = ? WHERE id = ?', [stored.replace(/"dcaAmount":\s*[0-9.]+/, '"dcaAmount":"abc"'), damaged.id]);
@@ -692,6 +694,8 @@ for (const engine of ENGINES) {
       await daemon.start();
       await rec.waitCalls('place', REF_TOKEN, 3, 0, 5000);
       assert.equal(rec.count('place', TOKEN), 0);
+      const recovery = lines.map((l) => RECOVERY_LINE.exec(l)).find((m) => m !== null);
+      assert.deepEqual(recovery?.slice(2), ['2', '1', '0', '0', '0', '1'], 'the open intent is counted unresolved');
       const skipped = lines.filter((l) => l.includes(damaged.id));
       assert.equal(skipped.length, 1, lines.join('\n'));
       assert.match(skipped[0]!, /job \S+ skipped, its row cannot be read: the stored config of job \S+ is not valid: accumulate\.dcaAmount/);

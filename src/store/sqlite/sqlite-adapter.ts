@@ -653,6 +653,8 @@ export class SqliteAdapter implements Adapter {
     const worker = this.#checkpointer;
     if (!worker) return;
     this.#checkpointer = undefined;
+    // Kept alive meanwhile: it is unref'd, and may be the only thing left to wait for.
+    worker.ref();
     await new Promise<void>((resolve) => {
       const done = () => resolve();
       worker.once('message', done);
