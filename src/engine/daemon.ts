@@ -407,6 +407,8 @@ export class Daemon {
         this.#log(`${stamp()}  job ${row.id} skipped, its row cannot be read: ${reason}`);
       }
     }
+    // Jobs no longer held are forgotten (said again should this daemon hold them again).
+    if (ids === undefined) for (const id of this.#unreadable.keys()) if (!rows.some((row) => row.id === id)) this.#unreadable.delete(id);
     return jobs;
   }
 
