@@ -51,6 +51,8 @@ const CODES = {
   SCHEMA_OUTDATED: ErrorCategory.SCHEMA,
   MIGRATION_CHECKSUM_MISMATCH: ErrorCategory.SCHEMA,
   MIGRATION_FAILED: ErrorCategory.SCHEMA,
+  /** A migration is missing below the highest one applied (two processes migrated and rolled back at once with an older botstate). */
+  MIGRATION_GAP: ErrorCategory.SCHEMA,
   INTERNAL: ErrorCategory.INTERNAL,
 } as const satisfies Record<string, ErrorCategory>;
 

@@ -456,6 +456,10 @@ for (const engine of ENGINES) {
       const withScratch = await fx.dump();
       await rejectsWith(store.rollback({ to: 1 }), 'DATA_LOSS');
       assert.equal(await fx.dump(), withScratch);
+      // All the way down: everything that would go is said, not only the first step's loss.
+      const all = await rejectsWith(store.rollback({ to: 0 }), 'DATA_LOSS');
+      assert.match(String(all['message']), /^rolling back 0002_job_strategy_state and 0001_jobs_trades_audit would delete 1 job's strategy state, 1 job, 1 trade and 2 audit entries$/);
+      assert.equal(await fx.dump(), withScratch);
       await store.jobs.saveScratch({ id: job.id }, {});
       assert.deepEqual((await store.rollback({ to: 1 })).map((m) => m.version), range(2, LATEST_VERSION).reverse());
       assert.deepEqual((await store.rollback({ to: 0, force: true })).map((m) => m.version), [1]);
@@ -576,6 +580,48 @@ for (const engine of ENGINES) {
       await db.close();
       assert.equal(await fx.dump(), before);
       assert.deepEqual(await versionRows(fx), [1]);
+    });
+
+    it('a migration missing below the highest applied one (a gap) is refused (MIGRATION_GAP); rolling back below it repairs it', async () => {
+      // What an older botstate could leave when a migrate and a rollback ran at once: 5 applied over 3.
+      const store = await fx.open({ schema: 'none' });
+      await store.migrate({ to: 3 });
+      await store.close();
+      const five = MIGRATIONS[4]!;
+      await fx.raw(five.up[fx.engine]);
+      const p = fx.engine === 'sqlite' ? ['?', '?', '?', '?'] : ['$1', '$2', '$3', '$4'];
+      await fx.raw(`INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (${p.join(', ')})`, [5, five.name, checksum(five, fx.engine), '2026-11-26T00:00:00.000Z']);
+      const before = await fx.dump();
+      const gap = await rejectsWith(fx.open(), 'MIGRATION_GAP');
+      assert.match(String(gap['message']), /^migration 0004_\S+ is not applied, though version 5 is: the schema has a gap$/);
+      await rejectsWith(fx.open({ schema: 'check' }), 'MIGRATION_GAP');
+      const db = await fx.open({ schema: 'none' });
+      await rejectsWith(db.migrate(), 'MIGRATION_GAP');
+      assert.equal(await fx.dump(), before);
+      assert.deepEqual((await db.rollback({ to: 3 })).map((m) => m.version), [5]);
+      assert.deepEqual((await db.migrate()).map((m) => m.version), [4, 5]);
+      await db.close();
+      assert.deepEqual(await versionRows(fx), range(1, LATEST_VERSION));
+    });
+
+    it('a migrate and a rollback at once, from two stores, never leave a gap: each reaches its target or says another process moved the schema', { timeout: 60_000 }, async () => {
+      const up = await fx.open({ schema: 'none' });
+      const down = await fx.open({ schema: 'none' });
+      await up.migrate();
+      for (let round = 0; round < 12; round++) {
+        const outcomes = await Promise.allSettled([
+          down.rollback({ to: 1, force: true }),
+          new Promise((resolve) => setTimeout(resolve, round % 4)).then(() => up.migrate()),
+        ]);
+        for (const o of outcomes) {
+          if (o.status === 'rejected') assert.ok((o.reason as { code?: string }).code === 'CONCURRENT_MODIFICATION', String(o.reason));
+        }
+        const versions = await versionRows(fx);
+        assert.deepEqual(versions, range(1, versions.length), `round ${round}: versions ${versions.join(',')}`);
+        await up.migrate();
+      }
+      await up.close();
+      await down.close();
     });
 
     it("schema: 'check' on an outdated schema refuses with SCHEMA_OUTDATED and changes nothing", async () => {

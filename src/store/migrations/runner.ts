@@ -64,8 +64,14 @@ function statusOf(adapter: Adapter, applied: readonly AppliedRow[]): SchemaStatu
   return { current, latest: LATEST_VERSION, migrations };
 }
 
-/** Refuses a schema newer than this code, or an applied migration whose SQL has changed. */
-function assertCompatible(status: SchemaStatus): void {
+const label = (m: { version: number; name: string }) => `${String(m.version).padStart(4, '0')}_${m.name}`;
+
+/**
+ * Refuses a schema newer than this code, or an applied migration whose SQL has changed, and
+ * (unless `allowGap`, for a rollback, which steps down from the highest) a migration missing
+ * below the highest applied one.
+ */
+function assertCompatible(status: SchemaStatus, allowGap = false): void {
   if (status.current > status.latest) {
     throw new SchemaError(
       'SCHEMA_TOO_NEW',
@@ -78,16 +84,31 @@ function assertCompatible(status: SchemaStatus): void {
   }
   const modified = status.migrations.find((m) => m.state === 'modified');
   if (modified) {
-    const label = `${String(modified.version).padStart(4, '0')}_${modified.name}`;
     throw new SchemaError(
       'MIGRATION_CHECKSUM_MISMATCH',
-      `migration ${label} was edited after it was applied to this database (its checksum no longer matches)`,
+      `migration ${label(modified)} was edited after it was applied to this database (its checksum no longer matches)`,
       {
         hint: 'restore the released migration: applied migrations are immutable, add a new one instead',
         details: { version: modified.version },
       },
     );
   }
+  const gap = allowGap ? undefined : status.migrations.find((m) => m.version < status.current && m.state === 'pending');
+  if (gap) {
+    throw new SchemaError('MIGRATION_GAP', `migration ${label(gap)} is not applied, though version ${status.current} is: the schema has a gap`, {
+      hint: `roll back below it (botstate db rollback --to ${gap.version - 1}), then run botstate db migrate`,
+      details: { missing: gap.version, current: status.current },
+    });
+  }
+}
+
+/** Another process moved the schema the other way meanwhile: this command did not reach its target. */
+function movedMeanwhile(current: number | undefined, target: number): BotstateError {
+  const where = current === undefined ? 'kept moving the schema the other way' : `moved the schema to version ${current} meanwhile`;
+  return new BotstateError('CONCURRENT_MODIFICATION', `another process ${where}; the target was ${target}`, {
+    hint: 'run botstate db status, then the command again once the other one has finished',
+    details: { current, target },
+  });
 }
 
 /** Reads the schema state without changing anything. */
@@ -143,21 +164,28 @@ export async function migrate(adapter: Adapter, options: { to?: number } = {}): 
   }
   if (quick.current === target) return [];
   const done: Migration[] = [];
-  for (const m of MIGRATIONS) {
-    if (m.version > target) break;
-    await adapter.transaction(
+  // One step at a time from the version found under the lock, never by a list made before it:
+  // a rollback running meanwhile must not leave a migration out (a gap).
+  for (let turn = 0; ; turn++) {
+    const reached = await adapter.transaction(
       async (tx) => {
         await adapter.lockForMigration(tx);
         const status = statusOf(adapter, await readApplied(adapter, tx));
         assertCompatible(status);
-        if (status.current >= m.version) return;
+        if (status.current >= target) return status.current;
+        const m = MIGRATIONS[status.current]!;
         await step(tx, adapter.engine, m, 'up');
         done.push(m);
+        return undefined;
       },
       { exclusive: true },
     );
+    if (reached !== undefined) {
+      if (reached !== target) throw movedMeanwhile(reached, target);
+      return done;
+    }
+    if (turn > 4 * LATEST_VERSION) throw movedMeanwhile(undefined, target);
   }
-  return done;
 }
 
 /**
@@ -183,21 +211,30 @@ function both(sql: string): PerEngine {
   return { sqlite: sql, postgres: sql };
 }
 
-/** Refuses (DATA_LOSS) when rolling `m` back would delete rows. */
-async function checkLoss(tx: Executor, engine: Engine, m: Migration): Promise<void> {
+/**
+ * Refuses (DATA_LOSS) when rolling all of `steps` back would delete rows, saying everything that
+ * would go (not only the first step's): what a rollback to 0 deletes is every job, trade and
+ * audit entry, not just the strategy states its first step drops.
+ */
+async function checkLoss(tx: Executor, engine: Engine, steps: readonly Migration[]): Promise<void> {
   const counted: string[] = [];
+  const labels: string[] = [];
   let rows = 0;
-  for (const [one, many, count] of LOSSES[m.version] ?? []) {
-    const n = Number((await tx.get<{ n: number | string }>(count[engine]))?.n ?? 0);
-    rows += n;
-    if (n > 0) counted.push(`${n} ${n === 1 ? one : many}`);
+  for (const m of steps) {
+    let ofStep = 0;
+    for (const [one, many, count] of LOSSES[m.version] ?? []) {
+      const n = Number((await tx.get<{ n: number | string }>(count[engine]))?.n ?? 0);
+      ofStep += n;
+      if (n > 0) counted.push(`${n} ${n === 1 ? one : many}`);
+    }
+    rows += ofStep;
+    if (ofStep > 0) labels.push(label(m));
   }
   if (rows === 0) return;
-  const label = `${String(m.version).padStart(4, '0')}_${m.name}`;
   const list = counted.length > 1 ? `${counted.slice(0, -1).join(', ')} and ${counted.at(-1)}` : counted[0];
-  throw new BotstateError('DATA_LOSS', `rolling back ${label} would delete ${list}`, {
+  throw new BotstateError('DATA_LOSS', `rolling back ${labels.join(' and ')} would delete ${list}`, {
     hint: 'back the database up first, then add --force to roll back anyway',
-    details: { version: m.version, rows },
+    details: { versions: steps.map((m) => m.version), rows },
   });
 }
 
@@ -211,7 +248,7 @@ async function checkLoss(tx: Executor, engine: Engine, m: Migration): Promise<vo
  */
 export async function rollback(adapter: Adapter, options: { to?: number; force?: boolean } = {}): Promise<Migration[]> {
   const quick = await schemaStatus(adapter);
-  assertCompatible(quick);
+  assertCompatible(quick, true);
   const target = checkTarget(options.to, Math.max(0, quick.current - 1));
   if (target > quick.current) {
     throw new ValidationError('INVALID_ARGUMENT', `the schema is at version ${quick.current}, below the target ${target}`, {
@@ -222,29 +259,33 @@ export async function rollback(adapter: Adapter, options: { to?: number; force?:
   const steps = [...MIGRATIONS].reverse().filter((m) => m.version > target && m.version <= quick.current);
   if (!force && steps.some((m) => LOSSES[m.version] !== undefined)) {
     // Every step first, so that a refusal leaves the schema where it was.
-    await adapter.transaction(async (tx) => {
-      for (const m of steps) await checkLoss(tx, adapter.engine, m);
-    }, { readOnly: true });
+    await adapter.transaction((tx) => checkLoss(tx, adapter.engine, steps), { readOnly: true });
   }
   // Not overridden by force: that is about data loss, and a running daemon is simply stopped first.
   if (steps.length > 0) await refuseWhileDaemonRuns(adapter);
   const done: Migration[] = [];
-  for (const m of [...MIGRATIONS].reverse()) {
-    if (m.version <= target) break;
-    await adapter.transaction(
+  // One step at a time from the version found under the lock (the highest applied), as migrate.
+  for (let turn = 0; ; turn++) {
+    const reached = await adapter.transaction(
       async (tx) => {
         await adapter.lockForMigration(tx);
         const status = statusOf(adapter, await readApplied(adapter, tx));
-        assertCompatible(status);
-        if (status.current !== m.version) return;
-        if (!force) await checkLoss(tx, adapter.engine, m);
+        assertCompatible(status, true);
+        if (status.current <= target) return status.current;
+        const m = MIGRATIONS[status.current - 1]!;
+        if (!force) await checkLoss(tx, adapter.engine, [m]);
         await step(tx, adapter.engine, m, 'down');
         done.push(m);
+        return undefined;
       },
       { exclusive: true },
     );
+    if (reached !== undefined) {
+      if (reached !== target) throw movedMeanwhile(reached, target);
+      return done;
+    }
+    if (turn > 4 * LATEST_VERSION) throw movedMeanwhile(undefined, target);
   }
-  return done;
 }
 
 /** A daemon of another host that heartbeated within this long, or holds a lease not yet expired, counts as running. */
@@ -295,8 +336,7 @@ async function step(tx: Executor, engine: Engine, m: Migration, direction: 'up' 
       await tx.run('DELETE FROM schema_migrations WHERE version = ?', [m.version]);
     }
   } catch (e) {
-    const label = `${String(m.version).padStart(4, '0')}_${m.name}`;
-    throw new SchemaError('MIGRATION_FAILED', `migration ${label} (${direction}) failed and was rolled back: ${(e as Error).message}`, {
+    throw new SchemaError('MIGRATION_FAILED', `migration ${label(m)} (${direction}) failed and was rolled back: ${(e as Error).message}`, {
       hint: 'nothing was changed; fix the cause above and run the command again',
       cause: e,
     });
