@@ -582,6 +582,19 @@ for (const engine of ENGINES) {
       assert.deepEqual(await versionRows(fx), [1]);
     });
 
+    it('a rollback with nothing to roll back changes nothing (on PostgreSQL it does not create the schema)', async () => {
+      // SQLite: a rollback never creates a file (the CLI opens it with create: false, exit 4).
+      if (fx.engine !== 'postgres') return;
+      const before = await fx.dump();
+      const db = await fx.open({ schema: 'none' });
+      assert.deepEqual(await db.rollback(), []);
+      assert.deepEqual(await db.rollback({ to: 0, force: true }), []);
+      await db.close();
+      assert.equal(await fx.dump(), before);
+      const schema = new URL(fx.url).searchParams.get('schema')!;
+      assert.deepEqual(await fx.raw('SELECT nspname FROM pg_namespace WHERE nspname = $1', [schema]), []);
+    });
+
     it('a migration missing below the highest applied one (a gap) is refused (MIGRATION_GAP); rolling back below it repairs it', async () => {
       // What an older botstate could leave when a migrate and a rollback ran at once: 5 applied over 3.
       const store = await fx.open({ schema: 'none' });

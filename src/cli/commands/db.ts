@@ -54,6 +54,7 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
     options: { ...TO, force: { type: 'boolean', help: 'roll back even if that deletes jobs, trades, audit entries or strategy state' } },
     async run(ctx) {
       const to = target(ctx);
+      if (to !== undefined) checkTarget(to, LATEST_VERSION); // before a database is opened
       const force = ctx.values['force'] === true;
       const [steps, status] = await withStore(ctx, { schema: 'none', create: false }, async (store) => [await store.rollback({ ...(to === undefined ? {} : { to }), force }), await store.schemaStatus()] as const);
       printSteps(ctx, 'Rolled back', steps, status.current);

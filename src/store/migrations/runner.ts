@@ -257,6 +257,8 @@ export async function rollback(adapter: Adapter, options: { to?: number; force?:
   }
   const force = options.force === true;
   const steps = [...MIGRATIONS].reverse().filter((m) => m.version > target && m.version <= quick.current);
+  // Nothing to roll back: nothing is locked (on PostgreSQL, taking the lock creates the schema).
+  if (steps.length === 0) return [];
   if (!force && steps.some((m) => LOSSES[m.version] !== undefined)) {
     // Every step first, so that a refusal leaves the schema where it was.
     await adapter.transaction((tx) => checkLoss(tx, adapter.engine, steps), { readOnly: true });
