@@ -62,10 +62,24 @@ function parsePostgres(url: string): Location {
       hint: 'write postgres://user@host:5432/database',
     });
   }
+  for (const key of new Set(parsed.searchParams.keys())) {
+    // botstate sets the session's options itself (its search_path is the schema): a URL's own
+    // would replace them, and the tables would go to another schema.
+    if (key === 'options') {
+      throw new ValidationError('USAGE', 'the PostgreSQL URL may not set "options": botstate sets the session options itself', {
+        hint: 'remove options=… from the URL; name the schema with ?schema=name',
+      });
+    }
+    if (key.toLowerCase() === 'schema' && (key !== 'schema' || parsed.searchParams.getAll(key).length > 1)) {
+      throw new ValidationError('USAGE', `the PostgreSQL URL's "${key}" parameter is misspelt or repeated`, {
+        hint: 'name the schema once, as ?schema=name (lower case)',
+      });
+    }
+  }
   const schema = parsed.searchParams.get('schema') ?? DEFAULT_PG_SCHEMA;
-  if (!SCHEMA_NAME.test(schema)) {
+  if (!SCHEMA_NAME.test(schema) || schema.startsWith('pg_')) {
     throw new ValidationError('USAGE', `schema name "${schema}" is not allowed`, {
-      hint: 'use lower-case letters, digits and _ (at most 63), starting with a letter or _',
+      hint: 'use lower-case letters, digits and _ (at most 63), starting with a letter or _, not pg_',
     });
   }
   parsed.searchParams.delete('schema');

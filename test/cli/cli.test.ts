@@ -586,12 +586,19 @@ describe('botstate CLI without a job database', () => {
     refused(await cli(['daemon', '--demo', '--db', 'mysql://host/dir/x.db'], { cwd: dir }), 2, /scheme "mysql:" is not supported/);
     refused(await cli(['daemon', '--demo', '--db', 'sqlite:newdir/sub/'], { cwd: dir }), 2, /"newdir\/sub\/" names a directory \(add a file name, e\.g\. newdir\/sub\/botstate\.db\)/);
     refused(await cli(['start', TOKEN, '--db', './x/'], { cwd: dir }), 2, /names a directory/);
+    // PostgreSQL URLs whose parameters would send botstate's tables elsewhere (refused before connecting).
+    refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?schema=a&options=-c%20search_path%3Db'], { cwd: dir }), 2, /may not set "options"/);
+    refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?Schema=a'], { cwd: dir }), 2, /"Schema" parameter is misspelt or repeated/);
+    refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?schema=a&schema=b'], { cwd: dir }), 2, /"schema" parameter is misspelt or repeated/);
+    refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?schema=pg_catalog'], { cwd: dir }), 2, /schema name "pg_catalog" is not allowed/);
     assert.deepEqual(readdirSync(dir), []);
   });
 
   it('on PostgreSQL, commands other than start and db migrate do not create a missing schema (exit 4)', { skip: ENGINES[1]!.skip }, async () => {
     const fx = await ENGINES[1]!.create();
     try {
+      // An sslmode the server cannot honour is the server being unusable (exit 5), not a bug (exit 1).
+      refused(await cli(['list', '--db', `${fx.url}&sslmode=verify-full`]), 5, /^botstate: cannot connect to the PostgreSQL server at .*SSL/);
       const schema = new URL(fx.url).searchParams.get('schema');
       const runs: string[][] = [
         ['status', TOKEN], ['list'], ['pause', TOKEN], ['resume', TOKEN], ['liquidate', TOKEN],

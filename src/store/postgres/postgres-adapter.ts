@@ -263,5 +263,12 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
   if (code.length === 5) {
     return new StorageError('STORAGE_FAILED', `PostgreSQL failed at ${where}: ${message} [${code}]`, { cause: e });
   }
+  // TLS set up by the URL's sslmode: a server without SSL, a certificate refused, a bad mode.
+  if (/\bSSL\b|\bTLS\b|certificate|sslmode/i.test(message)) {
+    return new StorageError('STORAGE_UNAVAILABLE', `cannot connect to the PostgreSQL server at ${where}: ${message}`, {
+      hint: "check the URL's sslmode against the server's SSL settings",
+      cause: e,
+    });
+  }
   return new BotstateError('INTERNAL', `unexpected error at ${where}: ${message}`, { cause: e });
 }
