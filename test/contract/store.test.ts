@@ -267,6 +267,37 @@ describe('unusable SQLite databases are refused and left untouched', () => {
     });
   }
 
+  it('an empty file is no database to a command that does not create one (exit 4), and stays empty', async () => {
+    const path = join(dir, 'empty.db');
+    writeFileSync(path, '');
+    for (const options of [{ create: false }, { create: false, schema: 'none' }] as StoreOptions[]) {
+      await rejectsWith(openStore(path, options), 'DATABASE_NOT_FOUND');
+    }
+    assert.equal(readFileSync(path).length, 0);
+    assert.deepEqual(readdirSync(dir), ['empty.db']);
+    // One that creates databases makes it one.
+    await (await openStore(path)).close();
+    assert.ok(readFileSync(path).length > 0);
+  });
+
+  for (const [app, ddl] of [
+    ['another application', ''],
+    ['an application with its own schema_migrations table (Rails, Ecto, golang-migrate)', 'CREATE TABLE schema_migrations (version TEXT PRIMARY KEY);'],
+  ] as const) {
+    it(`a SQLite database of ${app} is refused, with its bytes unchanged`, async () => {
+      const path = join(dir, 'other-app.db');
+      const db = new Database(path);
+      db.exec(`${ddl} CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);`);
+      db.close();
+      const bytes = readFileSync(path);
+      for (const options of [{}, { schema: 'none' }, { create: false }] as StoreOptions[]) {
+        assert.match(String((await rejectsWith(openStore(path, options), 'STORAGE_UNAVAILABLE'))['message']), /another application's tables/);
+      }
+      assert.deepEqual(readdirSync(dir), ['other-app.db']);
+      assert.ok(readFileSync(path).equals(bytes), 'the file was modified');
+    });
+  }
+
   it("a SQLite database holding another application's tables is refused, with its bytes unchanged", async () => {
     const path = join(dir, 'other-app.db');
     const db = new Database(path);

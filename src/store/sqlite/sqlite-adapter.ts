@@ -755,13 +755,19 @@ function isBusy(e: unknown): boolean {
   return typeof code === 'string' && (code === 'SQLITE_BUSY' || code.startsWith('SQLITE_BUSY_') || code === 'SQLITE_LOCKED');
 }
 
-/** True if the database has tables and none of them is botstate's schema_migrations. */
+/**
+ * True if the database has tables and none of them is botstate's schema_migrations (by its
+ * columns too: Rails, Ecto and golang-migrate name a table so as well).
+ */
 function isForeign(db: Database.Database): boolean {
   const tables = db
     .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'`)
     .pluck()
     .all() as string[];
-  return tables.length > 0 && !tables.includes('schema_migrations');
+  if (tables.length === 0) return false;
+  if (!tables.includes('schema_migrations')) return true;
+  const columns = new Set(db.prepare(`SELECT name FROM pragma_table_info('schema_migrations')`).pluck().all() as string[]);
+  return !['version', 'name', 'checksum', 'applied_at'].every((c) => columns.has(c));
 }
 
 /** `power` mode with group commit on a file: the connection runs synchronous=NORMAL and WalSync fsyncs. */
@@ -799,9 +805,17 @@ function bind(params: readonly SqlParam[] | undefined): SqlParam[] {
 /** Creates the database file with mode 0600 so that other users cannot read the ledger. */
 function prepareFile(path: string, create: boolean): void {
   if (existsSync(path)) {
-    if (statSync(path).isDirectory()) {
+    const stat = statSync(path);
+    if (stat.isDirectory()) {
       throw new StorageError('STORAGE_UNAVAILABLE', `${path} is a directory, not a database file`, {
         hint: 'pass the path of a file, for example --db ./botstate.db',
+      });
+    }
+    // An empty file holds no database; opening it would make it one (in WAL mode), which a command
+    // that does not create databases must not do.
+    if (!create && stat.size === 0 && !existsSync(`${path}-wal`)) {
+      throw new NotFoundError('DATABASE_NOT_FOUND', `there is no botstate database at ${path} (the file is empty)`, {
+        hint: 'start a job first (botstate start <token>) or pass --db with the right path',
       });
     }
     return;
