@@ -123,6 +123,12 @@ export async function run(argv: readonly string[], io: Io = processIo): Promise<
       throw new ValidationError('USAGE', 'missing command', { hint: 'see botstate --help for the commands' });
     }
     const command = BY_NAME.get(name);
+    if (!command && name === 'db' && (rest.includes('--help') || rest.includes('-h'))) {
+      // The db commands' group: its commands, as in the general help.
+      const db = COMMANDS.filter((c) => c.name.startsWith('db '));
+      const width = Math.max(...db.map((c) => c.name.length));
+      return io.out(`Usage: botstate db status|migrate|rollback [arguments] [--db URL] [--json]\n\nCommands:\n${db.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}\n\nRun botstate db <command> --help for a command's arguments.\n`), 0;
+    }
     if (!command) {
       const guess = closest(name);
       const hint = name === 'db' ? 'use botstate db status|migrate|rollback' : guess ? `did you mean ${guess}? See botstate --help` : 'see botstate --help';

@@ -33,7 +33,19 @@ export function parseLocation(url: string): Location {
         hint: 'write sqlite:./botstate.db or sqlite::memory:',
       });
     }
+    // sqlite://name.db would be /name.db, at the root; and SQLite's ?mode=… URI parameters are not
+    // read here (the file would be named with them).
+    if (path.startsWith('//') || path.includes('?')) {
+      throw new ValidationError('USAGE', `database URL "${url}" is ambiguous`, {
+        hint: 'write sqlite:./name.db (relative) or sqlite:/abs/name.db (absolute), with no ?parameters',
+      });
+    }
     return sqlitePath(path);
+  }
+  if (/^file:/i.test(url)) {
+    throw new ValidationError('USAGE', `SQLite file: URIs are not read: "${url}" would be a file of that name`, {
+      hint: 'pass the path itself (./botstate.db) or sqlite:./botstate.db',
+    });
   }
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url);
   if (scheme) {

@@ -567,6 +567,11 @@ describe('botstate CLI without a job database', () => {
     });
     assert.match(results[0]!.stdout, /accumulate\.dcaAmount/, 'start --help lists the config keys');
     assert.match(results[8]!.stdout, /--client-order-id/);
+    // The db group lists its commands.
+    const db = await cli(['db', '--help']);
+    ok(db);
+    assert.match(db.stdout, /^Usage: botstate db status\|migrate\|rollback/);
+    for (const c of ['db status', 'db migrate', 'db rollback']) assert.ok(db.stdout.includes(`  ${c}`), show(db));
     // --help wins over anything else on the line, and opens no database
     ok(await cli(['start', '0xnot-an-address', '--help', '--db', join(scratch, 'help.db')]));
     assert.equal(existsSync(join(scratch, 'help.db')), false);
@@ -586,6 +591,10 @@ describe('botstate CLI without a job database', () => {
     refused(await cli(['daemon', '--demo', '--db', 'mysql://host/dir/x.db'], { cwd: dir }), 2, /scheme "mysql:" is not supported/);
     refused(await cli(['daemon', '--demo', '--db', 'sqlite:newdir/sub/'], { cwd: dir }), 2, /"newdir\/sub\/" names a directory \(add a file name, e\.g\. newdir\/sub\/botstate\.db\)/);
     refused(await cli(['start', TOKEN, '--db', './x/'], { cwd: dir }), 2, /names a directory/);
+    // SQLite URLs that would name another file than the one meant: /name.db at the root, a file named with ?mode=ro or file:.
+    refused(await cli(['start', TOKEN, '--db', 'sqlite://u5.db'], { cwd: dir }), 2, /"sqlite:\/\/u5\.db" is ambiguous/);
+    refused(await cli(['start', TOKEN, '--db', 'sqlite:x.db?mode=ro'], { cwd: dir }), 2, /is ambiguous/);
+    refused(await cli(['start', TOKEN, '--db', 'file:u8.db'], { cwd: dir }), 2, /file: URIs are not read/);
     // PostgreSQL URLs whose parameters would send botstate's tables elsewhere (refused before connecting).
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?schema=a&options=-c%20search_path%3Db'], { cwd: dir }), 2, /may not set "options"/);
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?Schema=a'], { cwd: dir }), 2, /"Schema" parameter is misspelt or repeated/);
