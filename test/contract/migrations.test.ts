@@ -665,17 +665,32 @@ for (const engine of ENGINES) {
       assert.equal((await store.schemaStatus()).current, LATEST_VERSION);
     });
 
+    it('a PostgreSQL schema holding another application\'s tables is refused before anything is created in it', async () => {
+      if (fx.engine !== 'postgres') return; // SQLite: see store.test.ts
+      await fx.raw(`CREATE SCHEMA "${pgSchema(fx)}"`);
+      for (const ddl of ['CREATE TABLE users (id INTEGER PRIMARY KEY)', 'CREATE TABLE schema_migrations (version TEXT PRIMARY KEY)']) {
+        await fx.raw(ddl);
+        const before = await fx.dump();
+        for (const options of [{}, { schema: 'none' }, { create: false }] as const) {
+          assert.match(String((await rejectsWith(fx.open(options), 'STORAGE_UNAVAILABLE'))['message']), /holds another application's tables/);
+        }
+        assert.equal(await fx.dump(), before);
+      }
+    });
+
     it('a migration that fails midway rolls back entirely: MIGRATION_FAILED, no version row, no partial tables', async () => {
       // Migration 1 creates jobs, trades, then audit_log: a pre-existing audit_log makes it fail
-      // after its first statements have run. On SQLite the database must look like botstate's
-      // (an empty version table), or it is refused as somebody else's before migrating.
+      // after its first statements have run. The database must look like botstate's (an empty
+      // version table), or it is refused as somebody else's before migrating.
       if (fx.engine === 'sqlite') {
         writeFileSync(fx.url, '', { mode: 0o600 }); // an empty file is an empty SQLite database
         await fx.raw(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT`);
+        await fx.raw(`CREATE TABLE audit_log (note TEXT)`);
       } else {
         await fx.raw(`CREATE SCHEMA "${pgSchema(fx)}"`);
+        await fx.raw(`CREATE TABLE "${pgSchema(fx)}".schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)`);
+        await fx.raw(`CREATE TABLE "${pgSchema(fx)}".audit_log (note TEXT)`);
       }
-      await fx.raw(`CREATE TABLE audit_log (note TEXT)`);
       const before = await fx.dump();
       const objects = await userObjects(fx);
 

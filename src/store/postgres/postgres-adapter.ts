@@ -78,11 +78,18 @@ export class PostgresAdapter implements Adapter {
     // the broken client is discarded on release. Without a listener the process would crash.
     pool.on('connect', (client) => client.on('error', () => {}));
     const adapter = new PostgresAdapter(pool, options);
+    let foreign: boolean;
     try {
-      await pool.query('SELECT 1');
+      foreign = await holdsForeignTables(pool, options.schema);
     } catch (e) {
       await pool.end().catch(() => {});
       throw classifyPostgresError(e, options.location);
+    }
+    if (foreign) {
+      await pool.end().catch(() => {});
+      throw new StorageError('STORAGE_UNAVAILABLE', `the schema ${options.schema} at ${options.location} holds another application's tables, not botstate's`, {
+        hint: 'give botstate a schema of its own: ?schema=name in the URL (botstate creates it)',
+      });
     }
     return adapter;
   }
@@ -171,6 +178,26 @@ export class PostgresAdapter implements Adapter {
     }
     return entry;
   }
+}
+
+/**
+ * True if the schema has tables and none of them is botstate's schema_migrations (known by its
+ * columns: other tools name a table so as well). botstate's tables would otherwise go in beside
+ * another application's, as SQLite refuses for a file.
+ */
+async function holdsForeignTables(pool: pg.Pool, schema: string): Promise<boolean> {
+  const { rows } = await pool.query<{ table_name: string; columns: string[] | null }>(
+    `SELECT t.table_name,
+       (SELECT array_agg(c.column_name::text) FROM information_schema.columns c
+         WHERE c.table_schema = t.table_schema AND c.table_name = t.table_name) AS columns
+     FROM information_schema.tables t WHERE t.table_schema = $1`,
+    [schema],
+  );
+  if (rows.length === 0) return false;
+  const migrations = rows.find((r) => r.table_name === 'schema_migrations');
+  if (migrations === undefined) return true;
+  const columns = new Set(migrations.columns ?? []);
+  return !['version', 'name', 'checksum', 'applied_at'].every((c) => columns.has(c));
 }
 
 function lockKey(label: string): string {
