@@ -35,7 +35,7 @@ export function parseLocation(url: string): Location {
     }
     // sqlite://name.db would be /name.db, at the root; and SQLite's ?mode=… URI parameters are not
     // read here (the file would be named with them).
-    if (path.startsWith('//') || path.includes('?')) {
+    if (path.startsWith('//') || path.includes('?') || /^file:/i.test(path)) {
       throw new ValidationError('USAGE', `database URL "${url}" is ambiguous`, {
         hint: 'write sqlite:./name.db (relative) or sqlite:/abs/name.db (absolute), with no ?parameters',
       });

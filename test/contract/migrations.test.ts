@@ -617,6 +617,21 @@ for (const engine of ENGINES) {
       assert.deepEqual(await versionRows(fx), range(1, LATEST_VERSION));
     });
 
+    it('a rollback over a gap neither rolls back nor counts the losses of the migration that is missing', async () => {
+      // 3 applied over 1: migration 2 (jobs.strategy_state) is missing, and its loss count would read that column.
+      const store = await fx.open({ schema: 'none' });
+      await store.migrate({ to: 1 });
+      const three = MIGRATIONS[2]!;
+      await store.transaction((tx) => tx.exec(three.up[fx.engine]));
+      await store.close();
+      const p = fx.engine === 'sqlite' ? ['?', '?', '?', '?'] : ['$1', '$2', '$3', '$4'];
+      await fx.raw(`INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (${p.join(', ')})`, [3, three.name, checksum(three, fx.engine), '2026-11-26T00:00:00.000Z']);
+      const db = await fx.open({ schema: 'none' });
+      assert.deepEqual((await db.rollback({ to: 1 })).map((m) => m.version), [3]);
+      assert.deepEqual((await db.migrate()).map((m) => m.version), range(2, LATEST_VERSION));
+      await db.close();
+    });
+
     it('a migrate and a rollback at once, from two stores, never leave a gap: each reaches its target or says another process moved the schema', { timeout: 60_000 }, async () => {
       const up = await fx.open({ schema: 'none' });
       const down = await fx.open({ schema: 'none' });

@@ -256,7 +256,9 @@ export async function rollback(adapter: Adapter, options: { to?: number; force?:
     });
   }
   const force = options.force === true;
-  const steps = [...MIGRATIONS].reverse().filter((m) => m.version > target && m.version <= quick.current);
+  // The applied ones only: below a gap (see MIGRATION_GAP) a missing migration has nothing to roll back.
+  const applied = new Set(quick.migrations.filter((m) => m.state !== 'pending').map((m) => m.version));
+  const steps = [...MIGRATIONS].reverse().filter((m) => m.version > target && m.version <= quick.current && applied.has(m.version));
   // Nothing to roll back: nothing is locked (on PostgreSQL, taking the lock creates the schema).
   if (steps.length === 0) return [];
   if (!force && steps.some((m) => LOSSES[m.version] !== undefined)) {
