@@ -25,7 +25,9 @@ function sameValue(field: string, recorded: unknown, actual: unknown): boolean {
     return typeof recorded === 'string' && typeof actual === 'string' && isDecimal(recorded) && isDecimal(actual) && cmp(recorded, actual) === 0;
   }
   if (field.endsWith('At') || field.endsWith('Time')) {
-    return typeof recorded === 'string' && typeof actual === 'string' && Date.parse(recorded) === Date.parse(actual) && !Number.isNaN(Date.parse(actual));
+    if (typeof recorded !== 'string' || typeof actual !== 'string') return false;
+    const at = Date.parse(actual);
+    return !Number.isNaN(at) && Date.parse(recorded) === at;
   }
   return recorded === actual;
 }

@@ -408,7 +408,10 @@ export class Daemon {
       }
     }
     // Jobs no longer held are forgotten (said again should this daemon hold them again).
-    if (ids === undefined) for (const id of this.#unreadable.keys()) if (!rows.some((row) => row.id === id)) this.#unreadable.delete(id);
+    if (ids === undefined && this.#unreadable.size > 0) {
+      const held = new Set(rows.map((row) => row.id));
+      for (const id of this.#unreadable.keys()) if (!held.has(id)) this.#unreadable.delete(id);
+    }
     return jobs;
   }
 

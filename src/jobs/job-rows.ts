@@ -139,9 +139,8 @@ function damaged(row: JobRow, field: string, what: string, cause?: unknown): Sto
   });
 }
 
-function storedAmount(row: JobRow, field: string, value: string): Decimal {
-  if (isDecimal(value)) return value;
-  throw damaged(row, field, `is not a canonical decimal: ${JSON.stringify(String(value).slice(0, 60))}`);
+function storedAmount(row: JobRow, field: string, value: string): void {
+  if (!isDecimal(value)) throw damaged(row, field, `is not a canonical decimal: ${JSON.stringify(String(value).slice(0, 60))}`);
 }
 
 function storedState(row: JobRow): Record<string, unknown> {
@@ -153,6 +152,7 @@ function storedState(row: JobRow): Record<string, unknown> {
 }
 
 export function toJob(row: JobRow): Job {
+  checkedAmounts(row);
   return {
     id: row.id,
     tokenAddress: row.token_address,
@@ -162,10 +162,10 @@ export function toJob(row: JobRow): Job {
     status: row.status,
     statusReason: row.status_reason,
     lastDcaBuyTime: row.last_dca_buy_time,
-    recentHigh: storedAmount(row, 'recentHigh', row.recent_high),
+    recentHigh: row.recent_high,
     recentHighTime: row.recent_high_time,
-    totalAccumulated: storedAmount(row, 'totalAccumulated', row.total_accumulated),
-    tokenBalance: storedAmount(row, 'tokenBalance', row.token_balance),
+    totalAccumulated: row.total_accumulated,
+    tokenBalance: row.token_balance,
     lastRebalanceTime: row.last_rebalance_time,
     config: configOf(row),
     strategyState: storedState(row),
@@ -278,8 +278,9 @@ export async function lockJob(tx: Executor, dialect: Dialect, ref: JobRef, optio
 }
 
 /**
- * A row about to be written from: its amounts are what the write computes with, and one botstate
- * did not write (not canonical) is damage (STORAGE_CORRUPT), not the caller's bad input.
+ * Checks a row's amounts, before anything computes with them (toJob, and the raw row a write
+ * locks): one botstate did not write (not canonical) is damage (STORAGE_CORRUPT), not the
+ * caller's bad input.
  */
 export function checkedAmounts(row: JobRow): JobRow {
   storedAmount(row, 'recentHigh', row.recent_high);

@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto';
 import type { Engine } from '../adapter.ts';
 
+/**
+ * The columns of botstate's schema_migrations table: how a database is told apart from another
+ * application's that has a table of that name too (Rails, Ecto, golang-migrate).
+ */
+export const VERSION_COLUMNS: readonly string[] = Object.freeze(['version', 'name', 'checksum', 'applied_at']);
+
 /** SQL for each engine. */
 export type PerEngine = { readonly [E in Engine]: string };
 

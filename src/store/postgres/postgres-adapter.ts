@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { BotstateError, constraintViolation, StorageError } from '../../errors.ts';
+import { VERSION_COLUMNS } from '../migrations/migration.ts';
 import type {
   Adapter,
   Capabilities,
@@ -197,7 +198,7 @@ async function holdsForeignTables(pool: pg.Pool, schema: string): Promise<boolea
   const migrations = rows.find((r) => r.table_name === 'schema_migrations');
   if (migrations === undefined) return true;
   const columns = new Set(migrations.columns ?? []);
-  return !['version', 'name', 'checksum', 'applied_at'].every((c) => columns.has(c));
+  return !VERSION_COLUMNS.every((c) => columns.has(c));
 }
 
 function lockKey(label: string): string {

@@ -2,6 +2,7 @@ import { closeSync, constants as fsConstants, existsSync, futimesSync, openSync,
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { VERSION_COLUMNS } from '../migrations/migration.ts';
 import { BotstateError, constraintViolation, NotFoundError, StorageError } from '../../errors.ts';
 import type {
   Adapter,
@@ -375,7 +376,7 @@ export class SqliteAdapter implements Adapter {
       try {
         value = await item.fn(this.#executor);
       } catch (thrown) {
-        if (this.#txEnded || !this.#db.inTransaction) {
+        if (this.#ended()) {
           // SQLite rolled the whole transaction back itself: the batch's writes are gone. The
           // batch is refused, not run again (see #vanished).
           running = [];
@@ -395,7 +396,7 @@ export class SqliteAdapter implements Adapter {
         }
         return;
       }
-      if (this.#txEnded || !this.#db.inTransaction) throw this.#vanished();
+      if (this.#ended()) throw this.#vanished();
       batch.outcomes.push({ ok: true, value });
       batch.items.push(item);
     } catch (e) {
@@ -411,11 +412,11 @@ export class SqliteAdapter implements Adapter {
     this.#prepare('SAVEPOINT grouped').run();
     try {
       const value = await item.fn(this.#executor);
-      if (this.#txEnded || !this.#db.inTransaction) throw this.#vanished();
+      if (this.#ended()) throw this.#vanished();
       this.#prepare('RELEASE grouped').run();
       return { ok: true, value };
     } catch (e) {
-      if (this.#txEnded || !this.#db.inTransaction) throw this.#vanished();
+      if (this.#ended()) throw this.#vanished();
       this.#prepare('ROLLBACK TO grouped').run();
       this.#prepare('RELEASE grouped').run();
       return { ok: false, error: isBusy(e) ? classifySqliteError(e, this.location) : e };
@@ -496,7 +497,7 @@ export class SqliteAdapter implements Adapter {
         if (this.#db.inTransaction) this.#prepare('ROLLBACK').run();
         throw e;
       }
-      if (this.#txEnded || !this.#db.inTransaction) throw this.#vanished();
+      if (this.#ended()) throw this.#vanished();
       this.#prepare('COMMIT').run();
       this.#committed();
       if (this.#walSync && !options.readOnly) this.#walSync.request();
@@ -708,6 +709,11 @@ export class SqliteAdapter implements Adapter {
     return stmt;
   }
 
+  /** SQLite no longer has this adapter's transaction open (see #vanished). */
+  #ended(): boolean {
+    return this.#txEnded || !this.#db.inTransaction;
+  }
+
   /** A BEGIN succeeded: this adapter's transaction is open. */
   #opened(): void {
     this.#txOpen = true;
@@ -767,7 +773,7 @@ function isForeign(db: Database.Database): boolean {
   if (tables.length === 0) return false;
   if (!tables.includes('schema_migrations')) return true;
   const columns = new Set(db.prepare(`SELECT name FROM pragma_table_info('schema_migrations')`).pluck().all() as string[]);
-  return !['version', 'name', 'checksum', 'applied_at'].every((c) => columns.has(c));
+  return !VERSION_COLUMNS.every((c) => columns.has(c));
 }
 
 /** `power` mode with group commit on a file: the connection runs synchronous=NORMAL and WalSync fsyncs. */
