@@ -163,29 +163,7 @@ export async function migrate(adapter: Adapter, options: { to?: number } = {}): 
     });
   }
   if (quick.current === target) return [];
-  const done: Migration[] = [];
-  // One step at a time from the version found under the lock, never by a list made before it:
-  // a rollback running meanwhile must not leave a migration out (a gap).
-  for (let turn = 0; ; turn++) {
-    const reached = await adapter.transaction(
-      async (tx) => {
-        await adapter.lockForMigration(tx);
-        const status = statusOf(adapter, await readApplied(adapter, tx));
-        assertCompatible(status);
-        if (status.current >= target) return status.current;
-        const m = MIGRATIONS[status.current]!;
-        await step(tx, adapter.engine, m, 'up');
-        done.push(m);
-        return undefined;
-      },
-      { exclusive: true },
-    );
-    if (reached !== undefined) {
-      if (reached !== target) throw movedMeanwhile(reached, target);
-      return done;
-    }
-    if (turn > 4 * LATEST_VERSION) throw movedMeanwhile(undefined, target);
-  }
+  return stepTo(adapter, target, 'up', false);
 }
 
 /**
@@ -266,19 +244,29 @@ export async function rollback(adapter: Adapter, options: { to?: number; force?:
     await adapter.transaction((tx) => checkLoss(tx, adapter.engine, steps), { readOnly: true });
   }
   // Not overridden by force: that is about data loss, and a running daemon is simply stopped first.
-  if (steps.length > 0) await refuseWhileDaemonRuns(adapter);
+  await refuseWhileDaemonRuns(adapter);
+  return stepTo(adapter, target, 'down', force);
+}
+
+/**
+ * Migrates or rolls back one step at a time from the version read under the lock (the highest
+ * applied), never by a list made before it: a migrate and a rollback running at once must not
+ * leave a migration out (a gap). Ends with CONCURRENT_MODIFICATION if another process moved the
+ * schema so that it did not end at `target`.
+ */
+async function stepTo(adapter: Adapter, target: number, direction: 'up' | 'down', force: boolean): Promise<Migration[]> {
   const done: Migration[] = [];
-  // One step at a time from the version found under the lock (the highest applied), as migrate.
   for (let turn = 0; ; turn++) {
     const reached = await adapter.transaction(
       async (tx) => {
         await adapter.lockForMigration(tx);
         const status = statusOf(adapter, await readApplied(adapter, tx));
-        assertCompatible(status, true);
-        if (status.current <= target) return status.current;
-        const m = MIGRATIONS[status.current - 1]!;
-        if (!force) await checkLoss(tx, adapter.engine, [m]);
-        await step(tx, adapter.engine, m, 'down');
+        // A rollback steps down from the highest applied version: it may cross (and repair) a gap.
+        assertCompatible(status, direction === 'down');
+        if (direction === 'up' ? status.current >= target : status.current <= target) return status.current;
+        const m = MIGRATIONS[direction === 'up' ? status.current : status.current - 1]!;
+        if (direction === 'down' && !force) await checkLoss(tx, adapter.engine, [m]);
+        await step(tx, adapter.engine, m, direction);
         done.push(m);
         return undefined;
       },
