@@ -10,7 +10,7 @@ export { openStore, Store, type StoreOptions } from './store/store.ts';
 export type { Executor, Durability, Engine } from './store/adapter.ts';
 export type { CallOptions, Fence } from './store/context.ts';
 export type { SchemaStatus, MigrationState } from './store/migrations/runner.ts';
-export { Jobs, type StartJobInput, type ConfigureInput, type StrategyStatePatch } from './jobs/jobs.ts';
+export { Jobs, type DamagedJob, type StartJobInput, type ConfigureInput, type StrategyStatePatch } from './jobs/jobs.ts';
 export type { Job, JobRef, JobChange } from './jobs/job-rows.ts';
 export { JobStatus, JobMode, TRANSITIONS, allowedActions, type LifecycleAction } from './jobs/lifecycle.ts';
 export { defaultConfig, CONFIG_KEYS, type JobConfig } from './jobs/config.ts';

@@ -52,6 +52,17 @@ export interface ConfigureInput {
   readonly set?: readonly string[];
 }
 
+/** A job whose row cannot be read (see {@link Jobs.scan}): what identifies it, and what is wrong. */
+export interface DamagedJob {
+  readonly id: string;
+  readonly chain: string;
+  readonly tokenAddress: string;
+  /** As stored. */
+  readonly status: string;
+  /** STORAGE_CORRUPT, naming the field and what is wrong with it. */
+  readonly error: BotstateError;
+}
+
 /** Audited fields a strategy moves between ticks. */
 export type StrategyStatePatch = Partial<Pick<Job, 'recentHigh' | 'recentHighTime' | 'lastDcaBuyTime' | 'lastRebalanceTime'>>;
 
@@ -291,15 +302,40 @@ export class Jobs {
     return toJob(await this.#ctx.read(options, (tx) => requireJob(tx, this.#ctx.adapter.dialect, ref, false)));
   }
 
-  /** Every job (optionally of one status), oldest first. */
+  /**
+   * Every job (optionally of one status), oldest first. A row that cannot be read (changed
+   * outside botstate) fails the whole call with STORAGE_CORRUPT; {@link scan} lists around it.
+   */
   async list(filter: { status?: JobStatus } = {}, options?: CallOptions): Promise<Job[]> {
+    return (await this.#rows(filter, options)).map(toJob);
+  }
+
+  /**
+   * Like {@link list}, but a job whose row cannot be read (a field changed outside botstate:
+   * STORAGE_CORRUPT) is returned in `damaged`, with what is wrong, instead of failing the call:
+   * one damaged row does not hide every other position.
+   */
+  async scan(filter: { status?: JobStatus } = {}, options?: CallOptions): Promise<{ jobs: Job[]; damaged: DamagedJob[] }> {
+    const jobs: Job[] = [];
+    const damaged: DamagedJob[] = [];
+    for (const row of await this.#rows(filter, options)) {
+      try {
+        jobs.push(toJob(row));
+      } catch (e) {
+        if (!(e instanceof BotstateError) || e.code !== 'STORAGE_CORRUPT') throw e;
+        damaged.push({ id: row.id, chain: row.chain, tokenAddress: row.token_address, status: row.status, error: e });
+      }
+    }
+    return { jobs, damaged };
+  }
+
+  #rows(filter: { status?: JobStatus }, options: CallOptions | undefined): Promise<JobRow[]> {
     const status = filter.status === undefined ? undefined : checkStatus(filter.status);
-    const rows = await this.#ctx.read(options, (tx) =>
+    return this.#ctx.read(options, (tx) =>
       status === undefined
         ? tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY created_at, id`)
         : tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE status = ? ORDER BY created_at, id`, [status]),
     );
-    return rows.map(toJob);
   }
 
   async #transition(

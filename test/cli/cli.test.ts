@@ -395,13 +395,33 @@ for (const engine of ENGINES) {
 
       // A job row whose stored config was edited into something invalid: verify reports it, and
       // every other command says the database is damaged (exit 5), not that the user erred.
+      ok(await cli(['start', OTHER_TOKEN, ...db]));
       const config = JSON.stringify({ accumulate: { dcaAmount: 'abc' } });
-      await fx.raw(`UPDATE jobs SET config = ${fx.engine === 'sqlite' ? '?' : '$1'}`, [config]);
-      const [verifyBad, statusBad] = await Promise.all([cli(['verify', ...db]), cli(['status', TOKEN, ...db])]);
+      const [q1, q2] = fx.engine === 'sqlite' ? ['?', '?'] : ['$1', '$2'];
+      await fx.raw(`UPDATE jobs SET config = ${q1} WHERE id = ${q2}`, [config, job.id]);
+      const [verifyBad, statusBad, listBad, listBadJ] = await Promise.all([
+        cli(['verify', ...db]),
+        cli(['status', TOKEN, ...db]),
+        cli(['list', ...db]),
+        cli(['list', '--json', ...db]),
+      ]);
       assert.equal(verifyBad.code, 5, show(verifyBad));
       assert.match(verifyBad.stdout, /the job row cannot be read: the stored config of job \S+ is not valid: accumulate\.dcaAmount/, show(verifyBad));
       assert.equal(statusBad.code, 5, show(statusBad));
       assert.match(statusBad.stderr, /^botstate: the stored config of job \S+ is not valid: [^\n]+\n$/, show(statusBad));
+      // One damaged row does not hide the other positions: list shows them, then fails (exit 5) naming it.
+      assert.equal(listBad.code, 5, show(listBad));
+      assert.match(listBad.stderr, new RegExp(`^botstate: 1 job cannot be read \\(the others are listed\\): the stored config of job ${job.id} is not valid: [^\\n]+\\n$`), show(listBad));
+      assert.match(listBad.stdout, new RegExp(OTHER_TOKEN, 'i'), show(listBad));
+      assert.doesNotMatch(listBad.stdout, new RegExp(TOKEN, 'i'), show(listBad));
+      assert.equal(listBadJ.code, 5, show(listBadJ));
+      const listed = JSON.parse(listBadJ.stdout) as { jobs: Array<{ tokenAddress: string }>; damaged: Array<Record<string, string>>; error: { code: string } };
+      assert.deepEqual(listed.jobs.map((j) => j.tokenAddress.toLowerCase()), [OTHER_TOKEN.toLowerCase()]);
+      assert.deepEqual(
+        listed.damaged.map(({ id, status, code }) => ({ id, status, code })),
+        [{ id: job.id, status: job.status, code: 'STORAGE_CORRUPT' }],
+      );
+      assert.equal(listed.error.code, 'STORAGE_CORRUPT');
     });
 
     it('refuses every bad input with one line, its exit code, and the database unchanged', async () => {

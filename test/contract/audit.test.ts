@@ -180,6 +180,12 @@ for (const engine of ENGINES) {
       assert.deepEqual(report.problems.map((x) => (x.problem.startsWith('the job row cannot be read: the stored config of job') ? 'the job row cannot be read' : x.problem)), expected);
       // Any other reader of such a row says the database is damaged (exit 5), not that the caller erred.
       await rejectsWith(store.jobs.get({ tokenAddress: TOKEN }), 'STORAGE_CORRUPT');
+      await rejectsWith(store.jobs.list(), 'STORAGE_CORRUPT');
+      // scan lists around it: the damaged job named, with what is wrong.
+      const scanned = await store.jobs.scan();
+      assert.deepEqual(scanned.jobs, []);
+      assert.deepEqual(scanned.damaged.map((d) => [d.tokenAddress, d.error.code]), [[TOKEN, 'STORAGE_CORRUPT']]);
+      assert.match(scanned.damaged[0]!.error.message, /^the stored config of job \S+ is not valid: accumulate\.dcaAmount/);
       await fx.raw(`UPDATE jobs SET config = ${p(1)}`, [stored]);
       if (engine.name === 'sqlite') {
         const error = await rejectsWith(store.history({ tokenAddress: TOKEN }), 'STORAGE_CORRUPT');

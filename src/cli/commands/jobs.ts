@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { ValidationError } from '../../errors.ts';
+import { BotstateError, ValidationError } from '../../errors.ts';
 import { CONFIG_KEYS, defaultConfig, parseConfigJson, resolveConfig } from '../../jobs/config.ts';
 import type { Job } from '../../jobs/job-rows.ts';
 import { JOB_STATUSES, type JobMode, type JobStatus } from '../../jobs/lifecycle.ts';
 import { checkConfigureInput, checkStartInput, checkStatus } from '../../jobs/jobs.ts';
 import type { Store } from '../../store/store.ts';
 import { CHAIN_OPTION, EXISTING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
-import { jobJson, jobsTable, jobView, json } from '../output.ts';
+import { errorInJson, jobJson, jobsTable, jobView, json, jsonError } from '../output.ts';
 
 const CONFIG_OPTIONS = {
   config: { type: 'string', value: 'FILE', help: 'a JSON file with config values to apply' },
@@ -136,13 +136,35 @@ const list: Command = {
   name: 'list',
   summary: 'list every job',
   usage: `[--status ${JOB_STATUSES.map((s) => s.toLowerCase()).join('|')}]`,
+  details:
+    'A job whose row cannot be read (changed outside botstate) does not hide the others: every readable job is listed, ' +
+    'then the command fails with exit 5 (storage) naming the damaged ones. With --json the document is then an object: ' +
+    '{ "jobs": [...], "damaged": [{ id, chain, tokenAddress, status, code, message }], "error": {...} }.',
   options: { status: { type: 'string', value: 'S', help: 'only jobs in this status' } },
   positionals: [0, 0],
   async run(ctx) {
     const s = ctx.values['status'];
     const filter: { status?: JobStatus } = typeof s === 'string' ? { status: checkStatus(s.toUpperCase()) } : {};
-    const jobs = await withStore(ctx, EXISTING, (store) => store.jobs.list(filter));
-    ctx.io.out(ctx.json ? json(jobs.map(jobJson)) : jobsTable(jobs));
+    const { jobs, damaged } = await withStore(ctx, EXISTING, (store) => store.jobs.scan(filter));
+    if (damaged.length === 0) {
+      ctx.io.out(ctx.json ? json(jobs.map(jobJson)) : jobsTable(jobs));
+      return;
+    }
+    const shown = damaged.slice(0, 3).map((d) => d.error.message).join('; ');
+    const more = damaged.length > 3 ? `; and ${damaged.length - 3} more` : '';
+    const failure = new BotstateError(
+      'STORAGE_CORRUPT',
+      `${damaged.length === 1 ? '1 job' : `${damaged.length} jobs`} cannot be read${jobs.length > 0 ? ' (the others are listed)' : ''}: ${shown}${more}`,
+      { hint: damaged[0]!.error.hint ?? 'botstate verify reports every damaged row' },
+    );
+    if (ctx.json) {
+      const rows = damaged.map((d) => ({ id: d.id, chain: d.chain, tokenAddress: d.tokenAddress, status: d.status, code: d.error.code, message: d.error.message }));
+      ctx.io.out(json({ jobs: jobs.map(jobJson), damaged: rows, error: jsonError(failure) }));
+      errorInJson.add(failure);
+    } else if (jobs.length > 0) {
+      ctx.io.out(jobsTable(jobs));
+    }
+    throw failure;
   },
 };
 
