@@ -633,11 +633,17 @@ describe('botstate CLI without a job database', () => {
       const runs: string[][] = [
         ['status', TOKEN], ['list'], ['pause', TOKEN], ['resume', TOKEN], ['liquidate', TOKEN],
         ['config', TOKEN, '--set', 'accumulate.dcaAmount=5'], recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'x'),
+        ['db', 'rollback'],
       ];
       const results = await pool(runs, 2, (args) => cli([...args, '--db', fx.url]));
       results.forEach((r) => refused(r, 4, /there is no botstate database at .*schema t_/));
       const found = await fx.raw('SELECT count(*)::int AS n FROM information_schema.schemata WHERE schema_name = $1', [schema]);
       assert.deepEqual(found, [{ n: 0 }], 'the schema was not created');
+      // An empty schema is no botstate database either: db rollback does not call it "version 0".
+      await fx.raw(`CREATE SCHEMA "${schema}"`);
+      refused(await cli(['db', 'rollback', '--db', fx.url]), 4, /there is no botstate database at .*schema t_/);
+      const tables = await fx.raw('SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = $1', [schema]);
+      assert.deepEqual(tables, [{ n: 0 }], 'nothing was created in it');
     } finally {
       await fx.cleanup();
     }

@@ -583,16 +583,25 @@ for (const engine of ENGINES) {
     });
 
     it('a rollback with nothing to roll back changes nothing (on PostgreSQL it does not create the schema)', async () => {
-      // SQLite: a rollback never creates a file (the CLI opens it with create: false, exit 4).
-      if (fx.engine !== 'postgres') return;
+      // A database botstate never migrated (no schema, an empty one, a SQLite file with no tables)
+      // is not "at version 0": it is the wrong database (DATABASE_NOT_FOUND, the CLI's exit 4).
+      const db = await fx.open({ schema: 'none' }); // SQLite: creates an empty file
       const before = await fx.dump();
-      const db = await fx.open({ schema: 'none' });
+      await rejectsWith(db.rollback(), 'DATABASE_NOT_FOUND');
+      await rejectsWith(db.rollback({ to: 0, force: true }), 'DATABASE_NOT_FOUND');
+      assert.equal(await fx.dump(), before);
+      if (fx.engine === 'postgres') {
+        const schema = new URL(fx.url).searchParams.get('schema')!;
+        assert.deepEqual(await fx.raw('SELECT nspname FROM pg_namespace WHERE nspname = $1', [schema]), []);
+      }
+      // A botstate database rolled back to version 0 is one: nothing more to do, and said so.
+      await db.migrate();
+      assert.equal((await db.rollback({ to: 0, force: true })).length, MIGRATIONS.length);
+      const atZero = await fx.dump();
       assert.deepEqual(await db.rollback(), []);
       assert.deepEqual(await db.rollback({ to: 0, force: true }), []);
+      assert.equal(await fx.dump(), atZero);
       await db.close();
-      assert.equal(await fx.dump(), before);
-      const schema = new URL(fx.url).searchParams.get('schema')!;
-      assert.deepEqual(await fx.raw('SELECT nspname FROM pg_namespace WHERE nspname = $1', [schema]), []);
     });
 
     it('a migration missing below the highest applied one (a gap) is refused (MIGRATION_GAP); rolling back below it repairs it', async () => {
