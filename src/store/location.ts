@@ -88,6 +88,15 @@ function parsePostgres(url: string): Location {
       });
     }
   }
+  const sslmodes = parsed.searchParams.getAll('sslmode');
+  if (sslmodes.length > 1) {
+    throw new ValidationError('USAGE', "the PostgreSQL URL gives sslmode more than once", { hint: 'give one sslmode' });
+  }
+  if (sslmodes.length === 1 && !SSL_MODES.includes(sslmodes[0]!)) {
+    throw new ValidationError('USAGE', `the PostgreSQL URL's sslmode "${sslmodes[0]}" is not one of ${SSL_MODES.join(', ')}`, {
+      hint: 'see docs/cli.md for what each does',
+    });
+  }
   const schema = parsed.searchParams.get('schema') ?? DEFAULT_PG_SCHEMA;
   if (!SCHEMA_NAME.test(schema) || schema.startsWith('pg_')) {
     throw new ValidationError('USAGE', `schema name "${schema}" is not allowed`, {
@@ -96,6 +105,24 @@ function parsePostgres(url: string): Location {
   }
   parsed.searchParams.delete('schema');
   return { engine: 'postgres', connectionString: parsed.toString(), schema };
+}
+
+/** What the PostgreSQL driver (pg 8) takes for sslmode; anything else it would silently read as verify-full. */
+const SSL_MODES = ['disable', 'no-verify', 'prefer', 'require', 'verify-ca', 'verify-full'];
+
+/**
+ * The connection string handed to pg. pg 8 verifies the server's certificate and host name for
+ * sslmode prefer, require and verify-ca (as for verify-full, not as libpq does), and says so in a
+ * multi-line warning on stderr at the first connection. botstate keeps that behaviour and names
+ * it (verify-full), so that no such warning breaks its one-line output. With uselibpqcompat=true
+ * pg follows libpq's meanings instead, and the URL is passed as it is.
+ */
+export function driverConnectionString(connectionString: string): string {
+  const u = new URL(connectionString);
+  const mode = u.searchParams.get('sslmode');
+  if (u.searchParams.get('uselibpqcompat') === 'true' || (mode !== 'prefer' && mode !== 'require' && mode !== 'verify-ca')) return connectionString;
+  u.searchParams.set('sslmode', 'verify-full');
+  return u.toString();
 }
 
 /** The location with any password removed, for messages and logs. */

@@ -621,6 +621,9 @@ describe('botstate CLI without a job database', () => {
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?Schema=a'], { cwd: dir }), 2, /"Schema" parameter is misspelt or repeated/);
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?schema=a&schema=b'], { cwd: dir }), 2, /"schema" parameter is misspelt or repeated/);
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?schema=pg_catalog'], { cwd: dir }), 2, /schema name "pg_catalog" is not allowed/);
+    // pg would read any unknown sslmode as verify-full, and the last of two as the one.
+    refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?sslmode=requre'], { cwd: dir }), 2, /sslmode "requre" is not one of disable, no-verify, prefer/);
+    refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?sslmode=disable&sslmode=require'], { cwd: dir }), 2, /gives sslmode more than once/);
     assert.deepEqual(readdirSync(dir), []);
   });
 
@@ -629,6 +632,11 @@ describe('botstate CLI without a job database', () => {
     try {
       // An sslmode the server cannot honour is the server being unusable (exit 5), not a bug (exit 1).
       refused(await cli(['list', '--db', `${fx.url}&sslmode=verify-full`]), 5, /^botstate: cannot connect to the PostgreSQL server at .*SSL/);
+      // prefer, require and verify-ca as node-postgres 8 reads them (SSL, verified), without its
+      // multi-line warning on stderr: refused() checks that the error is one line.
+      for (const mode of ['prefer', 'require', 'verify-ca']) {
+        refused(await cli(['list', '--db', `${fx.url}&sslmode=${mode}`]), 5, new RegExp(`^botstate: cannot connect to the PostgreSQL server at .*sslmode=${mode}.*SSL`));
+      }
       const schema = new URL(fx.url).searchParams.get('schema');
       const runs: string[][] = [
         ['status', TOKEN], ['list'], ['pause', TOKEN], ['resume', TOKEN], ['liquidate', TOKEN],

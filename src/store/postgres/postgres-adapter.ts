@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { BotstateError, constraintViolation, StorageError } from '../../errors.ts';
 import { VERSION_COLUMNS } from '../migrations/migration.ts';
+import { driverConnectionString } from '../location.ts';
 import type {
   Adapter,
   Capabilities,
@@ -63,7 +64,7 @@ export class PostgresAdapter implements Adapter {
   static async open(options: PostgresOptions): Promise<PostgresAdapter> {
     const sync = options.durability === 'power' ? 'on' : 'off';
     const pool = new pg.Pool({
-      connectionString: options.connectionString,
+      connectionString: driverConnectionString(options.connectionString),
       max: options.poolSize,
       connectionTimeoutMillis: options.connectTimeoutMs,
       options:
@@ -294,7 +295,7 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
   // TLS set up by the URL's sslmode: a server without SSL, a certificate refused, a bad mode.
   if (/\bSSL\b|\bTLS\b|certificate|sslmode/i.test(message)) {
     return new StorageError('STORAGE_UNAVAILABLE', `cannot connect to the PostgreSQL server at ${where}: ${message}`, {
-      hint: "check the URL's sslmode against the server's SSL settings",
+      hint: "check the URL's sslmode against the server's SSL settings: every mode but disable needs SSL, and prefer, require and verify-ca also a certificate that verifies for the host (see docs/cli.md)",
       cause: e,
     });
   }
