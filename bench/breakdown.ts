@@ -1,5 +1,5 @@
 /**
- * `node bench/breakdown.ts [--ops N] [--only sqlite|postgres]`: where botstate's time goes
+ * `npm run bench:breakdown [-- --ops N] [-- --only sqlite|postgres]`: where botstate's time goes
  * compared with the raw driver. Not part of `npm run bench`; run it when a target is missed.
  *
  * 1. Micro-timings of the pieces botstate adds around the SQL (validation, decimal math, JSON,

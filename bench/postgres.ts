@@ -7,6 +7,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { auditInsertFrom } from '../src/audit/audit.ts';
 import { openStore, type Store } from '../src/store/store.ts';
 import { botstateTrade, botstateTransition } from './botstate-side.ts';
 import type { Durability, EngineSetup, SqlLog, StateCheck, SideState } from './engine.ts';
@@ -14,7 +15,6 @@ import type { Case, Impl } from './harness.ts';
 import {
   ACTOR,
   benchToken,
-  INSERT_AUDIT,
   INSERT_TRADE,
   SELECT_TRADE_BY_CLIENT_ORDER_ID,
   rawTradeParams,
@@ -31,12 +31,18 @@ import {
 const SELECT_FOR_UPDATE = { name: 'raw_select_job', text: toPg(`${SELECT_JOB} FOR UPDATE`) };
 const INSERT_TRADE_PG = { name: 'raw_insert_trade', text: toPg(INSERT_TRADE) };
 const SELECT_TRADE_PG = { name: 'raw_select_trade', text: toPg(SELECT_TRADE_BY_CLIENT_ORDER_ID) };
-const INSERT_AUDIT_PG = { name: 'raw_insert_audit', text: toPg(INSERT_AUDIT) };
 const UPDATE_PG = new Map<string, { name: string; text: string }>();
-/** The named statement for the UPDATE of `columns`, prepared on each connection the first time it runs there. */
+/**
+ * The named statement for the UPDATE of `columns` and the audit entry, prepared on each connection
+ * the first time it runs there. One statement, as botstate's on PostgreSQL: the entry is inserted
+ * only if the guarded UPDATE matched (a writable CTE), so one round trip fewer than two statements.
+ */
 function updatePg(columns: string): { name: string; text: string } {
   let q = UPDATE_PG.get(columns);
-  if (q === undefined) UPDATE_PG.set(columns, (q = { name: `raw_update_job_${UPDATE_PG.size}`, text: toPg(updateJobSql(columns)) }));
+  if (q === undefined) {
+    const text = toPg(`WITH changed AS (${updateJobSql(columns)} RETURNING 1) ${auditInsertFrom('changed')}`);
+    UPDATE_PG.set(columns, (q = { name: `raw_update_job_${UPDATE_PG.size}`, text }));
+  }
   return q;
 }
 
@@ -101,9 +107,8 @@ function rawPg(pool: pg.Pool, tradeJob: string, transitionJob: string): { trade:
           const inserted = await c.query({ ...INSERT_TRADE_PG, values: p.insert });
           if (inserted.rowCount !== 1) throw new Error(`raw: duplicate ${t.clientOrderId}`);
           const { columns, update, audit } = p.rest();
-          const updated = await c.query({ ...updatePg(columns), values: update });
+          const updated = await c.query({ ...updatePg(columns), values: [...update, ...audit] });
           if (updated.rowCount !== 1) throw new Error('raw: job changed meanwhile');
-          await c.query({ ...INSERT_AUDIT_PG, values: audit });
         });
       },
     },
@@ -114,9 +119,8 @@ function rawPg(pool: pg.Pool, tradeJob: string, transitionJob: string): { trade:
       run() {
         return inTransaction(pool, async (c) => {
           const t = rawTransitionParams(await selectJob(c, transitionJob));
-          const updated = await c.query({ ...updatePg(t.columns), values: t.update });
+          const updated = await c.query({ ...updatePg(t.columns), values: [...t.update, ...t.audit] });
           if (updated.rowCount !== 1) throw new Error('raw: job changed meanwhile');
-          await c.query({ ...INSERT_AUDIT_PG, values: t.audit });
         });
       },
     },

@@ -26,7 +26,7 @@ const EXIT_HELP = `Exit codes:
   ${EXIT_CODES.rule}  rule: not allowed now (an invalid transition, a conflicting clientOrderId, a sell beyond the balance)
   ${EXIT_CODES.not_found}  not found: no such job, trade or database file
   ${EXIT_CODES.storage}  storage: the database is unreachable, locked, damaged or not botstate's
-  ${EXIT_CODES.schema}  schema: the database schema is newer than this botstate, outdated, or an applied migration changed
+  ${EXIT_CODES.schema}  schema: the database schema is newer than this botstate, outdated, has a gap, or a migration changed or failed
   ${EXIT_CODES.internal}  a bug in botstate (please report it)
 A failed command changes nothing.`;
 
@@ -42,7 +42,7 @@ ${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
 Global flags:
 ${renderOptions(GLOBAL_OPTIONS)}
 
-Run botstate <command> --help for a command's arguments.
+Run botstate <command> --help for a command's arguments, botstate --version for the version.
 
 ${EXIT_HELP}
 `;

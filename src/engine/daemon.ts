@@ -94,7 +94,7 @@ const liquidated = (job: Job): boolean => job.status === 'LIQUIDATING' && cmp(jo
 
 /**
  * Runs every RUNNING and LIQUIDATING job: each tick, a job's strategy decides at most one order,
- * which goes through the exactly-once protocol (DESIGN.md §5):
+ * which goes through the exactly-once protocol (docs/daemon.md):
  *
  * 1. the intent is committed PENDING, with a clientOrderId derived from the job and its
  *    sequence number, together with the strategy state that led to it;

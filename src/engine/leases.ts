@@ -29,7 +29,7 @@ export interface LeaseOptions {
 }
 
 /**
- * A daemon's registration and its job leases (DESIGN.md §7).
+ * A daemon's registration and its job leases (docs/daemon.md, "Several daemons").
  *
  * Every tick, {@link sync} heartbeats the instance, renews its leases, claims unowned or
  * expired ones up to its fair share (`ceil(active jobs / live daemons)`) with

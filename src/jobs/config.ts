@@ -140,7 +140,7 @@ const TABLE = {
     maxDailyVolume: usd('USD traded per day at most', '500'),
     spreadPercent: {
       kind: 'decimal', nullable: false, min: '0', minInclusive: true, max: '100', maxInclusive: false,
-      default: '2', unit: '%', description: 'spread around the mid price',
+      default: '2', unit: '%', description: 'spread around the moving average of the last 20 prices',
     },
     capitalUsd: usd('quote capital the job trades with (its starting cash)', '1000'),
     orderSizeUsd: usd('USD size of one spread buy or sell', '10'),
@@ -152,7 +152,7 @@ const TABLE = {
     },
     minTradeUsd: {
       kind: 'decimal', nullable: true, min: '0', minInclusive: true, max: null, maxInclusive: false,
-      default: null, unit: 'USD', description: 'smallest trade; null = no minimum (at most maxPositionUsd)',
+      default: null, unit: 'USD', description: 'smallest trade; null = no minimum (at most maxPositionUsd and maxOrderUsd)',
     },
     maxTradesPerHour: {
       kind: 'integer', nullable: true, min: '1', minInclusive: true, max: '1000000', maxInclusive: true,

@@ -60,7 +60,7 @@ export interface TransactionOptions {
 
 export type Engine = 'sqlite' | 'postgres';
 
-/** One durability class of DESIGN.md §3; see docs/durability.md for what each can lose. */
+/** A durability mode; see docs/durability.md for what each can lose. */
 export type Durability = 'process' | 'power';
 
 export interface Adapter {

@@ -108,7 +108,7 @@ export const daemonCommand: Command = {
     exchange: { type: 'string', value: 'URL', help: 'the exchange (default http://127.0.0.1:8790, the paper exchange)' },
     demo: { type: 'boolean', help: 'start a paper exchange and demo jobs too' },
     tick: { type: 'string', value: 'MS', help: 'milliseconds between steps of each job (default 1000)' },
-    'lease-ttl': { type: 'string', value: 'MS', help: 'lease time-to-live; a dead daemon\'s jobs move within it (default 15000)' },
+    'lease-ttl': { type: 'string', value: 'MS', help: 'lease time-to-live; a dead daemon\'s jobs move within it plus one tick (default 15000)' },
     concurrency: { type: 'string', value: 'N', help: 'jobs stepped at once (default 16)' },
     'max-jobs': { type: 'string', value: 'N', help: 'the most jobs this daemon takes (default: its fair share)' },
     durability: { type: 'string', value: 'D', help: 'process (default) or power; see docs/durability.md' },

@@ -1,7 +1,7 @@
 import type { Migration } from './migration.ts';
 
 /**
- * Daemons and the leases through which they share jobs (issue 3, DESIGN.md §7).
+ * Daemons and the leases through which they share jobs (issue 3; docs/daemon.md).
  *
  * - `daemon_instances`: one row per daemon run (seed 002's bot instances), heartbeated.
  * - `job_leases`: who runs each job, until when, and at which fencing epoch. A lease row is
