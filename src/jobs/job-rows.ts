@@ -1,6 +1,6 @@
 import { auditInsertFrom, auditParams, insertAudit, jobStream, prepareAudit } from '../audit/audit.ts';
 import { BotstateError, NotFoundError, StorageError, ValidationError } from '../errors.ts';
-import { isDecimal, type Decimal } from '../money/decimal.ts';
+import { isDecimal, isNegative, type Decimal } from '../money/decimal.ts';
 import type { Dialect, Executor, SqlParam } from '../store/adapter.ts';
 import type { CallOptions, Fence } from '../store/context.ts';
 import { isStorableText } from '../util/text.ts';
@@ -141,6 +141,18 @@ function damaged(row: JobRow, field: string, what: string, cause?: unknown): Sto
 
 function storedAmount(row: JobRow, field: string, value: string): void {
   if (!isDecimal(value)) throw damaged(row, field, `is not a canonical decimal: ${JSON.stringify(String(value).slice(0, 60))}`);
+  // None of these can go below 0 through botstate (a sell beyond the balance is refused).
+  if (isNegative(value)) throw damaged(row, field, `is negative: ${value}`);
+}
+
+// As botstate writes times (Date.prototype.toISOString). The shape only: a row read on every
+// write is not worth Date.parse, and a time of the right shape sorts and compares as a time.
+const STORED_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+function storedTime(row: JobRow, field: string, value: string | null, nullable: boolean): void {
+  if (value === null ? !nullable : typeof value !== 'string' || !STORED_TIME.test(value)) {
+    throw damaged(row, field, `is not an ISO 8601 UTC time: ${JSON.stringify(value === null ? null : String(value).slice(0, 60))}`);
+  }
 }
 
 function storedState(row: JobRow): Record<string, unknown> {
@@ -152,7 +164,7 @@ function storedState(row: JobRow): Record<string, unknown> {
 }
 
 export function toJob(row: JobRow): Job {
-  checkedAmounts(row);
+  checkedRow(row);
   return {
     id: row.id,
     tokenAddress: row.token_address,
@@ -266,7 +278,7 @@ export async function lockJob(tx: Executor, dialect: Dialect, ref: JobRef, optio
   const fence = options?.fence;
   if (fence && 'id' in ref && dialect.forUpdate !== '') {
     const row = await tx.get<JobRow>(selectStatements(dialect.forUpdate).byIdWithLease, [ref.id, fence.owner, fence.epoch]);
-    if (row) return checkedAmounts(row);
+    if (row) return checkedRow(row);
     throw leaseLost((await requireJob(tx, dialect, ref, true)).id, fence);
   }
   const row = await requireJob(tx, dialect, ref, true);
@@ -274,18 +286,27 @@ export async function lockJob(tx: Executor, dialect: Dialect, ref: JobRef, optio
     const held = await tx.get(selectStatements(dialect.forUpdate).leaseHeld, [row.id, fence.owner, fence.epoch]);
     if (!held) throw leaseLost(row.id, fence);
   }
-  return checkedAmounts(row);
+  return checkedRow(row);
 }
 
 /**
- * Checks a row's amounts, before anything computes with them (toJob, and the raw row a write
- * locks): one botstate did not write (not canonical) is damage (STORAGE_CORRUPT), not the
- * caller's bad input.
+ * Checks a row's amounts and times, before anything computes with them (toJob, and the raw row a
+ * write locks): one botstate did not write (not canonical, negative, not a time) is damage
+ * (STORAGE_CORRUPT), not the caller's bad input.
  */
-export function checkedAmounts(row: JobRow): JobRow {
+export function checkedRow(row: JobRow): JobRow {
   storedAmount(row, 'recentHigh', row.recent_high);
   storedAmount(row, 'totalAccumulated', row.total_accumulated);
   storedAmount(row, 'tokenBalance', row.token_balance);
+  // A strategy decides from these (a DCA buy is due when lastDcaBuyTime is old enough): one it
+  // cannot read must stop the job, not read as "long ago" and buy on every tick.
+  storedTime(row, 'lastDcaBuyTime', row.last_dca_buy_time, true);
+  storedTime(row, 'recentHighTime', row.recent_high_time, true);
+  storedTime(row, 'lastRebalanceTime', row.last_rebalance_time, true);
+  storedTime(row, 'createdAt', row.created_at, false);
+  storedTime(row, 'updatedAt', row.updated_at, false);
+  storedTime(row, 'startedAt', row.started_at, true);
+  storedTime(row, 'stoppedAt', row.stopped_at, true);
   return row;
 }
 

@@ -192,12 +192,16 @@ for (const engine of ENGINES) {
         assert.match(String(error['message']), /^audit entry 3 of job:\S+ is not valid JSON$/);
         await fx.raw(`UPDATE audit_log SET after = ? WHERE seq = 3`, [after]);
         // Amounts and the strategy state as botstate never writes them (SQLite keeps them as text).
-        const [{ token_balance: balance }] = (await fx.raw('SELECT token_balance FROM jobs')) as [{ token_balance: string }];
         for (const [column, value, said] of [
           ['token_balance', '7.50', /the stored tokenBalance of job \S+ is not a canonical decimal: "7\.50"$/],
+          ['token_balance', '-5', /the stored tokenBalance of job \S+ is negative: -5$/],
           ['strategy_state', '{', /the stored strategyState of job \S+ is not valid JSON$/],
+          // A strategy reading "unknown" as long ago would buy on every tick.
+          ['last_dca_buy_time', 'unknown', /the stored lastDcaBuyTime of job \S+ is not an ISO 8601 UTC time: "unknown"$/],
+          ['updated_at', '2026-11-26 10:00:00', /the stored updatedAt of job \S+ is not an ISO 8601 UTC time: "2026-11-26 10:00:00"$/],
         ] as const) {
-          const was = column === 'token_balance' ? balance : '{}';
+          const [row] = (await fx.raw(`SELECT ${column} AS was FROM jobs`)) as [{ was: string | null }];
+          const was = row.was;
           await fx.raw(`UPDATE jobs SET ${column} = ?`, [value]);
           assert.match(String((await rejectsWith(store.jobs.get({ tokenAddress: TOKEN }), 'STORAGE_CORRUPT'))['message']), said);
           if (column === 'token_balance') {

@@ -707,6 +707,23 @@ for (const engine of ENGINES) {
       await assertLedgerMatchesExchange(store, ex.url, good);
     });
 
+    it('a job whose lastDcaBuyTime was edited into something that is not a time is skipped, not bought every tick', async () => {
+      if (engine.name !== 'sqlite') return; // PostgreSQL keeps times in timestamptz: it cannot hold one
+      const ex = await paper();
+      // A 4-hour DCA interval: read as "long ago", the damaged time made every tick a DCA buy.
+      const damaged = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'BAD' });
+      const good = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'GOOD', set: [FAST_DCA] });
+      await raw("UPDATE jobs SET last_dca_buy_time = 'unknown' WHERE id = ?", [damaged.id]);
+      const rec = new Recorder(new HttpExchange(ex.url));
+      const { daemon, lines } = makeDaemon(store, rec);
+      await daemon.start();
+      await rec.waitCalls('place', REF_TOKEN, 3, 0, 5000);
+      await daemon.stop();
+      assert.equal(rec.count('place', TOKEN), 0, lines.join('\n'));
+      assert.ok(lines.some((l) => /job \S+ skipped, its row cannot be read: the stored lastDcaBuyTime of job \S+ is not an ISO 8601 UTC time: "unknown"/.test(l)), lines.join('\n'));
+      await assertLedgerMatchesExchange(store, ex.url, good);
+    });
+
     it('stop() finishes and records the step in flight, releases the leases and marks the instance stopped', async () => {
       const ex = await paper({ latencyMs: 250 });
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
