@@ -10,7 +10,7 @@ import { historyCommands } from './commands/history.ts';
 import { jobCommands } from './commands/jobs.ts';
 import { paperExchangeCommand } from './commands/paper-exchange.ts';
 import { tradeCommands } from './commands/trades.ts';
-import { errorInJson, json, jsonError, processIo, type Io } from './output.ts';
+import { errorInJson, escapeControls, json, jsonError, processIo, type Io } from './output.ts';
 
 const COMMANDS: readonly Command[] = [...jobCommands, ...tradeCommands, ...historyCommands, ...dbCommands, daemonCommand, paperExchangeCommand];
 const BY_NAME = new Map(COMMANDS.map((c) => [c.name, c]));
@@ -179,7 +179,7 @@ const LONGEST_PATH = 1000;
  * that can be read.
  */
 export function terminalSafe(line: string): string {
-  const escaped = line.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  const escaped = escapeControls(line);
   return escaped.replace(/\S+/g, (word) => {
     const chars = [...word];
     const longest = word.includes('/') ? LONGEST_PATH : LONGEST_WORD;

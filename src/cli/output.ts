@@ -66,9 +66,17 @@ export function jsonError(error: { code: string; message: string; hint?: string 
   return { code: error.code, message: error.message, hint: error.hint ?? null };
 }
 
+/**
+ * Control characters written as `\xNN`: text from outside (an exchange's error, a reason given
+ * to a job) cannot move the cursor, recolour the terminal or forge a line of output.
+ */
+export function escapeControls(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 /** Left-aligned columns separated by two spaces; `-` for empty cells. */
 export function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | number | null | undefined>>): string {
-  const cells = rows.map((r) => r.map((c) => (c === null || c === undefined || c === '' ? '-' : String(c))));
+  const cells = rows.map((r) => r.map((c) => (c === null || c === undefined || c === '' ? '-' : escapeControls(String(c)))));
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i]!.length)));
   const line = (r: readonly string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
   return [line(headers), ...cells.map(line)].join('\n') + '\n';
@@ -77,7 +85,7 @@ export function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyAr
 /** `key  value` lines, keys aligned. */
 export function fields(pairs: ReadonlyArray<readonly [string, string | number | null | undefined]>): string {
   const width = Math.max(...pairs.map(([k]) => k.length));
-  return pairs.map(([k, v]) => `${k.padEnd(width)}  ${v === null || v === undefined || v === '' ? '-' : v}`).join('\n') + '\n';
+  return pairs.map(([k, v]) => `${k.padEnd(width)}  ${v === null || v === undefined || v === '' ? '-' : escapeControls(String(v))}`).join('\n') + '\n';
 }
 
 export function jobView(job: Job): string {

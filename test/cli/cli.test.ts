@@ -17,6 +17,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, afterEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
+import { openStore } from '../../src/store/store.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = join(ROOT, 'bin', 'botstate.js');
@@ -655,6 +656,24 @@ describe('botstate CLI without a job database', () => {
     } finally {
       await fx.cleanup();
     }
+  });
+
+  it('text from outside (an exchange\'s error) is printed with its control characters escaped', async () => {
+    const dir = mkdtempSync(join(scratch, 'controls-'));
+    const path = join(dir, 'jobs.db');
+    ok(await cli(['start', TOKEN, '--db', path]));
+    const store = await openStore(path);
+    try {
+      const { trade } = await store.ledger.recordIntent({ job: { tokenAddress: TOKEN }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      await store.ledger.settle(trade.clientOrderId, { status: 'FAILED', error: 'no funds\u001b[31mRED\u001b[0m\nINJECTED LINE\rOVERWRITE' });
+    } finally {
+      await store.close();
+    }
+    const r = await cli(['trades', TOKEN, '--db', path]);
+    ok(r);
+    assert.doesNotMatch(r.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/, r.stdout);
+    assert.equal(r.stdout.trimEnd().split('\n').length, 2, `a header and one row\n${r.stdout}`);
+    assert.ok(r.stdout.includes('no funds\\x1b[31mRED\\x1b[0m\\x0aINJECTED LINE\\x0dOVERWRITE'), r.stdout);
   });
 
   it('read-only commands on a missing SQLite file exit 4 and do not create it', async () => {

@@ -9,6 +9,7 @@ import { ValidationError } from '../../errors.ts';
 import type { Store } from '../../store/store.ts';
 import { parseLocation } from '../../store/location.ts';
 import type { Command, CommandContext } from '../command.ts';
+import { escapeControls } from '../output.ts';
 import { untilSignal } from '../signals.ts';
 
 /** The demo's jobs: fast settings so that trades happen within seconds. */
@@ -125,7 +126,8 @@ export const daemonCommand: Command = {
     }
     const demo = ctx.values['demo'] === true;
     if (demo && ctx.values['exchange'] !== undefined) throw new ValidationError('USAGE', '--demo starts its own exchange: drop --exchange');
-    const log = (line: string) => ctx.io.out(`${line}\n`);
+    // One line per event, whatever an exchange put in its error text.
+    const log = (line: string) => ctx.io.out(`${escapeControls(line)}\n`);
     const exchangeUrl = typeof ctx.values['exchange'] === 'string' ? ctx.values['exchange'] : 'http://127.0.0.1:8790';
     if (!demo) checkExchangeUrl(exchangeUrl);
     const db = ctx.values['db'];
