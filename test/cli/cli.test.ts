@@ -9,7 +9,7 @@
  * byte-for-byte unchanged (a logical dump before and after, through the raw driver).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -712,6 +712,11 @@ describe('botstate CLI without a job database', () => {
     const path = join(dir, 'jobs.db');
     ok(await cli(['start', TOKEN, '--db', path], { umask: '000' }));
     assert.equal(statSync(path).mode & 0o777, 0o600);
+    // Through a symbolic link to a file not there yet: the target is created 0600 too.
+    const target = join(dir, 'target.db');
+    symlinkSync(target, join(dir, 'link.db'));
+    ok(await cli(['start', TOKEN, '--db', join(dir, 'link.db')], { umask: '000' }));
+    assert.equal(statSync(target).mode & 0o777, 0o600);
     for (const side of ['-wal', '-shm']) {
       if (existsSync(path + side)) assert.equal(statSync(path + side).mode & 0o777, 0o600, `${side} is private too`);
     }

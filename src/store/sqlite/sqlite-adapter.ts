@@ -1,4 +1,4 @@
-import { closeSync, constants as fsConstants, existsSync, futimesSync, openSync, rmSync, statSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, futimesSync, lstatSync, openSync, rmSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -832,7 +832,14 @@ function prepareFile(path: string, create: boolean): void {
     });
   }
   try {
-    closeSync(openSync(path, 'wx', 0o600));
+    try {
+      closeSync(openSync(path, 'wx', 0o600));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      // A symbolic link to a file that does not exist (existsSync follows it): SQLite would create
+      // the target with the umask's mode. Created here through the link, 0600, never truncated.
+      if (lstatSync(path).isSymbolicLink()) closeSync(openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT, 0o600));
+    }
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') return;
