@@ -709,7 +709,7 @@ function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
   if (problem) {
     throw new Error(
       `the exchange's order ${trade.clientOrderId} is not this intent (${problem}): a clientOrderId was reused after ` +
-        'committed intents were lost; reconcile it by hand',
+        `committed intents were lost; reconcile it by hand (botstate settle ${trade.clientOrderId} with the exchange's fill)`,
     );
   }
 }

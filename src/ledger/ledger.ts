@@ -173,6 +173,23 @@ export function checkRecordInput(input: RecordTradeInput): void {
   checkFill(input);
 }
 
+/** Throws what {@link Ledger.settle} would refuse in its input alone, without a database (the CLI checks before it opens one). */
+export function checkSettlement(clientOrderId: string, settlement: Settlement): void {
+  if (typeof clientOrderId !== 'string' || !CLIENT_ORDER_ID.test(clientOrderId)) {
+    throw new ValidationError('INVALID_ARGUMENT', `clientOrderId "${String(clientOrderId)}" is not allowed`, {
+      hint: 'use 1 to 64 letters, digits or . _ : -',
+    });
+  }
+  if (settlement.status === 'EXECUTED') checkFill(settlement);
+  else checkFailure(settlement);
+}
+
+function checkFailure(settlement: { error?: unknown }): void {
+  if (typeof settlement.error !== 'string' || settlement.error.trim() === '') {
+    throw new ValidationError('INVALID_ARGUMENT', 'a FAILED settlement needs an error', { hint: 'say why the order failed' });
+  }
+}
+
 function positive(value: string, field: string): Decimal {
   const d = parseDecimal(value, { field });
   if (cmp(d, '0') <= 0) throw new ValidationError('INVALID_AMOUNT', `${field} must be greater than 0, got ${d}`, { hint: 'a trade moves a positive amount of tokens' });
@@ -411,9 +428,7 @@ export class Ledger {
    */
   async settle(clientOrderId: string, settlement: Settlement, options?: SettleOptions): Promise<TradeResult> {
     const fill = settlement.status === 'EXECUTED' ? checkFill(settlement) : undefined;
-    if (settlement.status !== 'EXECUTED' && (typeof settlement.error !== 'string' || settlement.error.trim() === '')) {
-      throw new ValidationError('INVALID_ARGUMENT', 'a FAILED settlement needs an error', { hint: 'say why the order failed' });
-    }
+    if (settlement.status !== 'EXECUTED') checkFailure(settlement);
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
       const dialect = this.#ctx.adapter.dialect;

@@ -658,6 +658,54 @@ describe('botstate CLI without a job database', () => {
     }
   });
 
+  it('settle: a PENDING order settled by hand (executed or failed), refused while its job runs, bad input changing nothing', async () => {
+    const dir = mkdtempSync(join(scratch, 'settle-'));
+    const path = join(dir, 'jobs.db');
+    const db = ['--db', path];
+    ok(await cli(['start', TOKEN, ...db]));
+    const store = await openStore(path);
+    try {
+      for (const id of ['o-1', 'o-2']) await store.ledger.recordIntent({ job: { tokenAddress: TOKEN }, clientOrderId: id, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+    } finally {
+      await store.close();
+    }
+    const dump = () => {
+      const d = new Database(path, { readonly: true });
+      try {
+        return JSON.stringify(['jobs', 'trades', 'audit_log'].map((t) => d.prepare(`SELECT * FROM ${t} ORDER BY 1`).all()));
+      } finally {
+        d.close();
+      }
+    };
+    const executed = ['settle', 'o-1', '--status', 'executed', '--base', '4.000000000000000001', '--quote', '10', '--price', '2.5', '--exchange-order-id', 'ex-1', ...db];
+    // While the job is RUNNING a daemon may be settling it: refused (exit 3), and so is bad input (exit 2, 4).
+    const before = dump();
+    refused(await cli(executed), 3, /is RUNNING: a daemon may be settling o-1 itself \(pause the job first/);
+    refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '0', '--quote', '10', '--price', '2', ...db]), 2, /--base must be greater than 0/);
+    refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '1.5e3', '--price', '2', ...db]), 2, /--quote/);
+    refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--price', '2', ...db]), 2, /missing --quote/);
+    refused(await cli(['settle', 'o-1', '--status', 'failed', ...db]), 2, /missing --error/);
+    refused(await cli(['settle', 'o-1', '--status', 'failed', '--error', 'x', '--base', '1', ...db]), 2, /--base does not go with --status failed/);
+    refused(await cli(['settle', 'o-1', '--status', 'pending', ...db]), 2, /--status must be one of executed, failed/);
+    refused(await cli(['settle', 'o 1', '--status', 'failed', '--error', 'x', ...db]), 2, /clientOrderId "o 1" is not allowed/);
+    refused(await cli(['settle', 'o-9', '--status', 'failed', '--error', 'x', ...db]), 4, /no trade with clientOrderId o-9/);
+    assert.equal(dump(), before, 'nothing changed');
+
+    ok(await cli(['pause', TOKEN, ...db]));
+    const first = ok(await cli(executed));
+    assert.equal(first.stdout, 'Settled o-1: EXECUTED BUY 4.000000000000000001; tokenBalance 4.000000000000000001, totalAccumulated 10\n');
+    const again = ok(await cli(executed));
+    assert.match(again.stdout, /^Already settled o-1: /);
+    const settled = dump();
+    refused(await cli(['settle', 'o-1', '--status', 'failed', '--error', 'x', ...db]), 3, /trade o-1 is already EXECUTED/);
+    assert.equal(dump(), settled, 'nothing changed');
+    const failed = parseJson<{ duplicate: boolean; trade: { status: string; error: string }; tokenBalance: string }>(
+      await cli(['settle', 'o-2', '--status', 'failed', '--error', 'never reached the exchange', '--json', ...db]),
+    );
+    assert.deepEqual([failed.duplicate, failed.trade.status, failed.trade.error, failed.tokenBalance], [false, 'FAILED', 'never reached the exchange', '4.000000000000000001']);
+    ok(await cli(['verify', ...db]));
+  });
+
   it('text from outside (an exchange\'s error) is printed with its control characters escaped', async () => {
     const dir = mkdtempSync(join(scratch, 'controls-'));
     const path = join(dir, 'jobs.db');

@@ -1,6 +1,6 @@
-import { ValidationError } from '../../errors.ts';
+import { BotstateError, ValidationError } from '../../errors.ts';
 import { cmp, parseDecimal } from '../../money/decimal.ts';
-import { checkRecordInput, TradeReason, TradeSide, TradeStatus } from '../../ledger/ledger.ts';
+import { checkRecordInput, checkSettlement, TradeReason, TradeSide, TradeStatus, type Settlement } from '../../ledger/ledger.ts';
 import { CHAIN_OPTION, EXISTING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
 import { json, tradesTable } from '../output.ts';
 
@@ -18,15 +18,15 @@ function oneOf<T extends string>(ctx: CommandContext, command: string, flag: str
   return upper;
 }
 
-function required(ctx: CommandContext, flag: string): string {
+function required(ctx: CommandContext, flag: string, command = 'record'): string {
   const value = ctx.values[flag];
-  if (typeof value !== 'string') throw new ValidationError('USAGE', `missing --${flag}`, { hint: 'see botstate record --help' });
+  if (typeof value !== 'string') throw new ValidationError('USAGE', `missing --${flag}`, { hint: `see botstate ${command} --help` });
   return value;
 }
 
 /** An amount flag, checked here so that a refusal names the flag (the ledger checks it again). */
-function amount(ctx: CommandContext, flag: string, positive: boolean): string {
-  const value = parseDecimal(required(ctx, flag), { field: `--${flag}` });
+function amount(ctx: CommandContext, flag: string, positive: boolean, command = 'record'): string {
+  const value = parseDecimal(required(ctx, flag, command), { field: `--${flag}` });
   if (positive && cmp(value, '0') <= 0) {
     throw new ValidationError('INVALID_AMOUNT', `--${flag} must be greater than 0, got ${value}`, { hint: 'a trade moves a positive amount of tokens' });
   }
@@ -101,4 +101,74 @@ const record: Command = {
   },
 };
 
-export const tradeCommands: readonly Command[] = [trades, record];
+const SETTLE_AMOUNTS = ['base', 'quote', 'price', 'exchange-order-id', 'tx-hash'] as const;
+
+const settle: Command = {
+  name: 'settle',
+  summary: 'settle a PENDING order by hand: the fill the exchange reports, or why it failed',
+  usage: '<client-order-id> --status executed --base N --quote N --price N [--exchange-order-id E] [--tx-hash H] | <client-order-id> --status failed --error TEXT',
+  details:
+    'For an order the daemon could not reconcile itself (it logs "reconcile it by hand" and the job goes to ERROR):\n' +
+    'look the order up at the exchange by its clientOrderId, then settle it with what the exchange says.\n' +
+    'EXECUTED applies the fill to the job (tokenBalance, totalAccumulated, lastDcaBuyTime) in the same transaction;\n' +
+    'FAILED records that the order was not filled. Then resume the job. Refused while the job is RUNNING or\n' +
+    'LIQUIDATING (a daemon may be settling it): pause it first. Settling a settled order the same way again\n' +
+    'changes nothing; another way, exit 3.',
+  options: {
+    status: { type: 'string', value: 'S', help: 'executed or failed' },
+    base: { type: 'string', value: 'N', help: 'executed: the token amount filled' },
+    quote: { type: 'string', value: 'N', help: 'executed: the quote amount paid or received' },
+    price: { type: 'string', value: 'N', help: 'executed: the price in USD' },
+    'exchange-order-id': { type: 'string', value: 'E', help: "executed: the exchange's own order id" },
+    'tx-hash': { type: 'string', value: 'H', help: 'executed: the on-chain transaction hash' },
+    error: { type: 'string', value: 'TEXT', help: 'failed: why the order was not filled' },
+  },
+  positionals: [1, 1],
+  async run(ctx) {
+    const clientOrderId = ctx.positionals[0]!;
+    const status = oneOf(ctx, 'settle', 'status', [TradeStatus.EXECUTED, TradeStatus.FAILED] as const);
+    const misplaced = (status === 'EXECUTED' ? ['error'] : SETTLE_AMOUNTS).find((f) => ctx.values[f] !== undefined);
+    if (misplaced !== undefined) {
+      throw new ValidationError('USAGE', `--${misplaced} does not go with --status ${status.toLowerCase()}`, { hint: 'see botstate settle --help' });
+    }
+    let settlement: Settlement;
+    if (status === 'EXECUTED') {
+      const txHash = optional(ctx, 'tx-hash');
+      const exchangeOrderId = optional(ctx, 'exchange-order-id');
+      settlement = {
+        status,
+        baseAmount: amount(ctx, 'base', true, 'settle'),
+        quoteAmount: amount(ctx, 'quote', false, 'settle'),
+        priceUsd: amount(ctx, 'price', false, 'settle'),
+        ...(txHash !== undefined ? { txHash } : {}),
+        ...(exchangeOrderId !== undefined ? { exchangeOrderId } : {}),
+      };
+    } else {
+      settlement = { status, error: required(ctx, 'error', 'settle') };
+    }
+    checkSettlement(clientOrderId, settlement); // before a database is opened
+    const result = await withStore(ctx, EXISTING, (store) =>
+      store.transaction(async () => {
+        const trade = await store.ledger.get(clientOrderId);
+        const job = await store.jobs.get({ id: trade.jobId });
+        if (trade.status === 'PENDING' && (job.status === 'RUNNING' || job.status === 'LIQUIDATING')) {
+          throw new BotstateError('INVALID_TRANSITION', `job ${job.tokenSymbol} (${job.id}) is ${job.status}: a daemon may be settling ${clientOrderId} itself`, {
+            hint: `pause the job first (botstate pause ${job.tokenAddress}), or let the daemon settle it`,
+            details: { status: job.status },
+          });
+        }
+        return store.ledger.settle(clientOrderId, settlement);
+      }),
+    );
+    if (ctx.json) {
+      ctx.io.out(json({ duplicate: result.duplicate, trade: result.trade, tokenBalance: result.job.tokenBalance, totalAccumulated: result.job.totalAccumulated }));
+      return;
+    }
+    const t = result.trade;
+    const what = result.duplicate ? 'Already settled' : 'Settled';
+    const how = t.status === 'EXECUTED' ? `EXECUTED ${t.side} ${t.baseAmount}` : `FAILED (${t.error})`;
+    ctx.io.out(`${what} ${t.clientOrderId}: ${how}; tokenBalance ${result.job.tokenBalance}, totalAccumulated ${result.job.totalAccumulated}\n`);
+  },
+};
+
+export const tradeCommands: readonly Command[] = [trades, record, settle];
