@@ -53,7 +53,7 @@ export async function withStore<T>(ctx: CommandContext, options: StoreOptions, f
 /**
  * An existing database at the current schema: neither created nor migrated. Every command but
  * start, daemon and db migrate opens it so, the read-only ones and those that change a job
- * (pause, resume, liquidate, config, record) alike: a typo or a refused command cannot create a
- * database or start a long migration.
+ * (pause, resume, liquidate, config, record, settle) alike: a typo or a refused command cannot
+ * create a database or start a long migration. (start creates and migrates only a new one.)
  */
 export const EXISTING: StoreOptions = Object.freeze({ create: false, schema: 'check' });

@@ -23,9 +23,11 @@ export interface StoreOptions {
    * What to do about the schema on open: `migrate` (default) applies pending migrations under
    * the migration lock, and refuses a schema newer than this code or an edited migration;
    * `check` refuses unless the schema is exactly current (and never creates a SQLite file);
+   * `create` migrates a database that has no botstate schema yet (new) and otherwise acts as
+   * `check` (what `botstate start` does: a command that may be refused must not have migrated);
    * `none` checks nothing, for `botstate db …` — a store opened so must not be used for jobs.
    */
-  readonly schema?: 'migrate' | 'check' | 'none';
+  readonly schema?: 'migrate' | 'create' | 'check' | 'none';
   /**
    * Create the database if there is none (default true): on SQLite the file, on PostgreSQL the
    * schema's tables. With false, a missing one is DATABASE_NOT_FOUND and nothing is created.
@@ -82,7 +84,7 @@ function checkOptions(options: StoreOptions): Required<StoreOptions> {
   if (options.actor !== undefined) checkActor(options.actor, 'store option actor');
   return Object.freeze({
     durability: oneOf('durability', options.durability, ['process', 'power'], 'process'),
-    schema: oneOf('schema', options.schema, ['migrate', 'check', 'none'], 'migrate'),
+    schema: oneOf('schema', options.schema, ['migrate', 'create', 'check', 'none'], 'migrate'),
     create: options.create ?? true,
     actor: options.actor ?? `lib:${safeUser()}`,
     busyTimeoutMs: int('busyTimeoutMs', options.busyTimeoutMs, 0, 600_000, 5000),
@@ -142,6 +144,10 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
     }
     if (opts.schema === 'migrate') await migrate(adapter);
     else if (opts.schema === 'check') await assertCurrent(adapter);
+    else if (opts.schema === 'create') {
+      if ((await schemaStatus(adapter)).current === 0) await migrate(adapter);
+      else await assertCurrent(adapter);
+    }
   } catch (e) {
     await adapter.close();
     throw e;

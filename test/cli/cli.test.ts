@@ -365,6 +365,10 @@ for (const engine of ENGINES) {
       refused(await cli(['pause', UNKNOWN_TOKEN, ...db]), 6, /db migrate/);
       refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'at-v1'), ...db]), 6, /db migrate/);
       refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'bad id'), ...db]), 2, /clientOrderId/);
+      // Nor does start on an existing database: the start itself may be refused (the job is not
+      // IDLE here), and a refused command must not have migrated. It creates new databases only.
+      refused(await cli(['start', TOKEN, ...db]), 6, /db migrate/);
+      refused(await cli(['start', UNKNOWN_TOKEN, ...db]), 6, /db migrate/);
       assert.equal(await fx.dump(), atVersion1, 'nothing migrated');
 
       const migrated = parseJson(await cli(['db', '--to', String(schema.latest), 'migrate', '--json', ...db]));
@@ -576,7 +580,7 @@ for (const engine of ENGINES) {
 }
 
 describe('botstate CLI without a job database', () => {
-  const COMMANDS = ['start', 'pause', 'resume', 'liquidate', 'status', 'list', 'config', 'trades', 'record', 'history', 'verify', 'db status', 'db migrate', 'db rollback'];
+  const COMMANDS = ['start', 'pause', 'resume', 'liquidate', 'status', 'list', 'config', 'trades', 'record', 'settle', 'history', 'verify', 'db status', 'db migrate', 'db rollback'];
 
   it('--help on every command, --help, -h, --version, and no command', async () => {
     const results = await pool(COMMANDS, 4, (c) => cli([...c.split(' '), '--help']));

@@ -582,6 +582,16 @@ for (const engine of ENGINES) {
       assert.deepEqual(await versionRows(fx), [1]);
     });
 
+    it("schema: 'create' migrates a new database only; an outdated one is refused and left as it was", async () => {
+      const fresh = await fx.open({ schema: 'create' });
+      assert.equal((await fresh.schemaStatus()).current, MIGRATIONS.length);
+      await fresh.rollback({ to: 3 });
+      await fresh.close();
+      const before = await fx.dump();
+      await rejectsWith(fx.open({ schema: 'create' }), 'SCHEMA_OUTDATED');
+      assert.equal(await fx.dump(), before);
+    });
+
     it('a rollback with nothing to roll back changes nothing (on PostgreSQL it does not create the schema)', async () => {
       // A database botstate never migrated (no schema, an empty one, a SQLite file with no tables)
       // is not "at version 0": it is the wrong database (DATABASE_NOT_FOUND, the CLI's exit 4).

@@ -79,7 +79,9 @@ const start: Command = {
       ...(config !== undefined ? { config } : {}),
     };
     checkStartInput(input); // before a database is opened, created or migrated
-    const job = await withStore(ctx, {}, (store) => store.jobs.start(input));
+    // A new database is created and migrated; an outdated one is refused (exit 6) as by every
+    // other command, since the start itself may then be refused (a job already RUNNING).
+    const job = await withStore(ctx, { schema: 'create' }, (store) => store.jobs.start(input));
     printJob(ctx, job, `Started ${job.mode} job for ${job.tokenSymbol} on ${job.chain}: ${job.status}`);
   },
 };
