@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { coerceError, EXIT_CODES, exitCodeFor, ValidationError } from '../errors.ts';
 import { openStore } from '../store/store.ts';
+import { parseLocation } from '../store/location.ts';
 import { GLOBAL_OPTIONS, parse, renderOptions } from './args.ts';
 import type { Command, CommandContext } from './command.ts';
 import { daemonCommand } from './commands/daemon.ts';
@@ -144,6 +145,12 @@ export async function run(argv: readonly string[], io: Io = processIo): Promise<
       throw new ValidationError('USAGE', `missing ${command.usage.split(' ')[0]}`, { hint: `see botstate ${command.name} --help` });
     }
     const db = values['db'];
+    const url = typeof db === 'string' ? db : process.env['BOTSTATE_DB'] || undefined;
+    if (url !== undefined && isInMemory(url)) {
+      throw new ValidationError('USAGE', 'an in-memory database (:memory:) keeps nothing once the command ends', {
+        hint: 'give --db a file path, e.g. ./botstate.db',
+      });
+    }
     const ctx: CommandContext = {
       values,
       positionals,
@@ -178,6 +185,15 @@ const LONGEST_PATH = 1000;
  * (a 5,000-character value echoed back) is cut in the middle, so that the line stays one line
  * that can be read.
  */
+function isInMemory(url: string): boolean {
+  try {
+    const location = parseLocation(url);
+    return location.engine === 'sqlite' && location.path === ':memory:';
+  } catch {
+    return false; // a malformed URL: said by the command that opens it
+  }
+}
+
 export function terminalSafe(line: string): string {
   const escaped = escapeControls(line);
   return escaped.replace(/\S+/g, (word) => {

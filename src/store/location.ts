@@ -30,7 +30,7 @@ export function parseLocation(url: string): Location {
     const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/|\.)/, '');
     if (path === '') {
       throw new ValidationError('USAGE', `database URL "${url}" names no file`, {
-        hint: 'write sqlite:./botstate.db or sqlite::memory:',
+        hint: 'write sqlite:./botstate.db',
       });
     }
     // sqlite://name.db would be /name.db, at the root; and SQLite's ?mode=… URI parameters are not

@@ -626,6 +626,9 @@ describe('botstate CLI without a job database', () => {
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?Schema=a'], { cwd: dir }), 2, /"Schema" parameter is misspelt or repeated/);
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?schema=a&schema=b'], { cwd: dir }), 2, /"schema" parameter is misspelt or repeated/);
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?schema=pg_catalog'], { cwd: dir }), 2, /schema name "pg_catalog" is not allowed/);
+    // An in-memory database would say "Started" and keep nothing.
+    refused(await cli(['start', TOKEN, '--db', 'sqlite::memory:'], { cwd: dir }), 2, /in-memory database \(:memory:\) keeps nothing/);
+    refused(await cli(['start', TOKEN], { cwd: dir, env: { BOTSTATE_DB: ':memory:' } }), 2, /in-memory database/);
     // pg would read any unknown sslmode as verify-full, and the last of two as the one.
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?sslmode=requre'], { cwd: dir }), 2, /sslmode "requre" is not one of disable, no-verify, prefer/);
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?sslmode=disable&sslmode=require'], { cwd: dir }), 2, /gives sslmode more than once/);
