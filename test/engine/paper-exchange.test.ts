@@ -640,11 +640,17 @@ describe('botstate paper-exchange (the real binary)', () => {
   });
 
   it('refuses a bad flag with exit 2 and one line on stderr', async () => {
-    const child = spawn(process.execPath, [BIN, 'paper-exchange', '--port', '0', '--data', dataFile(), '--error-rate', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-    assert.equal(code, 2);
-    assert.match(stderr, /^botstate: --error-rate must be a number from 0 to 1.*\n$/);
+    for (const [flags, said] of [
+      [['--error-rate', '2'], /^botstate: --error-rate must be a number from 0 to 1.*\n$/],
+      // --db is botstate's database: one meaning --data would otherwise be ignored.
+      [['--db', 'exchange.db'], /^botstate: the paper exchange does not use --db: .*--data FILE\)\n$/],
+    ] as const) {
+      const child = spawn(process.execPath, [BIN, 'paper-exchange', '--port', '0', '--data', dataFile(), ...flags], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      assert.equal(code, 2, stderr);
+      assert.match(stderr, said);
+    }
   });
 });

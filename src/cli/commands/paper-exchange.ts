@@ -33,6 +33,19 @@ function decimal(ctx: CommandContext, flag: string, fallback: string): string {
   return v === undefined ? fallback : parseDecimal(v, { field: `--${flag}` });
 }
 
+/** The library's option names, as the flags that set them. */
+const FLAG_OF: Record<string, string> = {
+  volatility: '--volatility', startPrice: '--start-price', startPriceSpread: '--start-spread', initialUsd: '--initial-usd', stepMs: '--step-ms',
+};
+
+/** A refusal of the exchange's options, reworded to name the flag the user typed. */
+function asFlagError(e: unknown): unknown {
+  if (!(e instanceof ValidationError)) return e;
+  const m = /^(\w+)( .*)$/s.exec(e.message);
+  const flag = m && FLAG_OF[m[1]!];
+  return flag ? new ValidationError(e.code, `${flag}${m[2]}`, { ...(e.hint ? { hint: e.hint } : {}), cause: e }) : e;
+}
+
 /** `botstate paper-exchange`: runs the paper exchange in the foreground until SIGINT or SIGTERM. */
 export const paperExchangeCommand: Command = {
   name: 'paper-exchange',
@@ -43,7 +56,8 @@ export const paperExchangeCommand: Command = {
   details:
     'Prints one line, "paper exchange listening on http://127.0.0.1:PORT", then serves until SIGINT or\n' +
     'SIGTERM, closes its data file and exits 0. Orders and balances live in --data and survive restarts;\n' +
-    'the price paths continue from the epoch stored there. Endpoints and fault injection: docs/paper-exchange.md.',
+    'the price paths continue from the epoch stored there. Endpoints and fault injection: docs/paper-exchange.md.\n' +
+    '--db is refused here (the exchange keeps its own file: --data); --json changes nothing.',
   options: {
     port: { type: 'string', value: 'N', help: `TCP port on 127.0.0.1, 0 for a free one (default ${PAPER_DEFAULTS.port})` },
     data: { type: 'string', value: 'FILE', help: `the exchange's SQLite file (default ${PAPER_DEFAULTS.dataFile})` },
@@ -59,9 +73,14 @@ export const paperExchangeCommand: Command = {
   },
   positionals: [0, 0],
   async run(ctx) {
+    if (ctx.values['db'] !== undefined) {
+      throw new ValidationError('USAGE', "the paper exchange does not use --db: its orders and balances are in its own file", {
+        hint: 'give that file with --data FILE',
+      });
+    }
     const seed = text(ctx, 'seed') ?? PAPER_DEFAULTS.seed;
     if (seed === '') throw new ValidationError('USAGE', '--seed must not be empty', { hint: 'see botstate paper-exchange --help' });
-    const exchange = await startPaperExchange({
+    const exchange = await startPaperExchange(({
       port: integer(ctx, 'port', PAPER_DEFAULTS.port, 0, 65535),
       dataFile: text(ctx, 'data') ?? PAPER_DEFAULTS.dataFile,
       seed,
@@ -73,6 +92,8 @@ export const paperExchangeCommand: Command = {
       latencyMs: integer(ctx, 'latency', 0, 0, 600_000),
       errorRate: rate(ctx, 'error-rate'),
       dropRate: rate(ctx, 'drop-rate'),
+    })).catch((e: unknown) => {
+      throw asFlagError(e);
     });
     const signal = untilSignal();
     ctx.io.out(`paper exchange listening on ${exchange.url}\n`);
