@@ -7,7 +7,7 @@
  * Amounts are generated as bigints and formatted; no float touches a price or an amount.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
@@ -639,17 +639,24 @@ describe('botstate paper-exchange (the real binary)', () => {
     }
   });
 
-  it('refuses a bad flag with exit 2 and one line on stderr', async () => {
-    for (const [flags, said] of [
-      [['--error-rate', '2'], /^botstate: --error-rate must be a number from 0 to 1.*\n$/],
+  it('refuses a bad flag (exit 2) or a --data file that is no database (exit 5), with one line on stderr', async () => {
+    const text = dataFile();
+    writeFileSync(text, 'not a database, but long enough for SQLite to read a header from it: '.repeat(4));
+    for (const [flags, exit, said] of [
+      [['--error-rate', '2'], 2, /^botstate: --error-rate must be a number from 0 to 1.*\n$/],
       // --db is botstate's database: one meaning --data would otherwise be ignored.
-      [['--db', 'exchange.db'], /^botstate: the paper exchange does not use --db: .*--data FILE\)\n$/],
+      [['--db', 'exchange.db'], 2, /^botstate: the paper exchange does not use --db: .*--data FILE\)\n$/],
+      // Range errors name the flag typed, not the library's option.
+      [['--start-spread', '1'], 2, /^botstate: --start-spread must be a decimal from 0 to 1 \(exclusive\)/],
+      // A --data file that is no database: said so, not "check that the directory is writable".
+      [['--data', text], 5, /^botstate: cannot open the paper exchange file .*: file is not a database \(give --data a new file, or one the paper exchange wrote\)\n$/],
     ] as const) {
-      const child = spawn(process.execPath, [BIN, 'paper-exchange', '--port', '0', '--data', dataFile(), ...flags], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const data = (flags as readonly string[]).includes('--data') ? [] : ['--data', dataFile()];
+      const child = spawn(process.execPath, [BIN, 'paper-exchange', '--port', '0', ...data, ...flags], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stderr = '';
       child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
       const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-      assert.equal(code, 2, stderr);
+      assert.equal(code, exit, stderr);
       assert.match(stderr, said);
     }
   });

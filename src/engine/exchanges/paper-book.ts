@@ -190,8 +190,10 @@ export class PaperBook {
     } catch (e) {
       db?.close();
       if (e instanceof StorageError) throw e;
-      throw new StorageError('STORAGE_UNAVAILABLE', `cannot open the paper exchange file ${path}: ${(e as Error).message}`, {
-        hint: 'check that the directory exists and is writable',
+      const code = (e as { code?: unknown }).code;
+      const notADatabase = code === 'SQLITE_NOTADB' || (typeof code === 'string' && code.startsWith('SQLITE_CORRUPT'));
+      throw new StorageError(notADatabase ? 'STORAGE_CORRUPT' : 'STORAGE_UNAVAILABLE', `cannot open the paper exchange file ${path}: ${(e as Error).message}`, {
+        hint: notADatabase ? 'give --data a new file, or one the paper exchange wrote' : 'check that the directory exists and is writable',
         cause: e,
       });
     }
