@@ -145,13 +145,15 @@ function storedAmount(row: JobRow, field: string, value: string): void {
   if (isNegative(value)) throw damaged(row, field, `is negative: ${value}`);
 }
 
-// As botstate writes times (Date.prototype.toISOString). The shape only: a row read on every
-// write is not worth Date.parse, and a time of the right shape sorts and compares as a time.
-const STORED_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
-
+/**
+ * A time a strategy can compute with: one Date.parse reads (NaN made a DCA buy due on every
+ * tick). Not the exact shape botstate writes today: rows written by earlier versions (a time
+ * without milliseconds, given to updateState) stay readable; on PostgreSQL a timestamp the
+ * adapter cannot express (infinity, a BC date) arrives as the server's text and is refused here.
+ */
 function storedTime(row: JobRow, field: string, value: string | null, nullable: boolean): void {
-  if (value === null ? !nullable : typeof value !== 'string' || !STORED_TIME.test(value)) {
-    throw damaged(row, field, `is not an ISO 8601 UTC time: ${JSON.stringify(value === null ? null : String(value).slice(0, 60))}`);
+  if (value === null ? !nullable : typeof value !== 'string' || Number.isNaN(Date.parse(value))) {
+    throw damaged(row, field, `is not a time: ${JSON.stringify(value === null ? null : String(value).slice(0, 60))}`);
   }
 }
 

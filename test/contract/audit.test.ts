@@ -197,8 +197,8 @@ for (const engine of ENGINES) {
           ['token_balance', '-5', /the stored tokenBalance of job \S+ is negative: -5$/],
           ['strategy_state', '{', /the stored strategyState of job \S+ is not valid JSON$/],
           // A strategy reading "unknown" as long ago would buy on every tick.
-          ['last_dca_buy_time', 'unknown', /the stored lastDcaBuyTime of job \S+ is not an ISO 8601 UTC time: "unknown"$/],
-          ['updated_at', '2026-11-26 10:00:00', /the stored updatedAt of job \S+ is not an ISO 8601 UTC time: "2026-11-26 10:00:00"$/],
+          ['last_dca_buy_time', 'unknown', /the stored lastDcaBuyTime of job \S+ is not a time: "unknown"$/],
+          ['updated_at', '2026-13-01T00:00:00.000Z', /the stored updatedAt of job \S+ is not a time: "2026-13-01T00:00:00\.000Z"$/],
         ] as const) {
           const [row] = (await fx.raw(`SELECT ${column} AS was FROM jobs`)) as [{ was: string | null }];
           const was = row.was;
@@ -226,6 +226,18 @@ for (const engine of ENGINES) {
         "the job's createdAt differs from what its audit log records",
         "the job's updatedAt is not the time of its last audit entry",
       ]);
+    });
+
+    it('a job time no reader can compute with (month 13; infinity on PostgreSQL) is damage, listed around by scan', async () => {
+      const [bad, column] = engine.name === 'sqlite' ? ['2026-13-01T00:00:00.000Z', 'last_dca_buy_time'] : ['infinity', 'stopped_at'];
+      await fx.raw(`UPDATE jobs SET ${column} = ${p(1)}`, [bad]);
+      const error = await rejectsWith(store.jobs.get({ tokenAddress: TOKEN }), 'STORAGE_CORRUPT');
+      assert.match(String(error['message']), new RegExp(`is not a time: "${bad.replace(/\./g, '\\.')}"$`));
+      const scanned = await store.jobs.scan();
+      assert.deepEqual([scanned.jobs.length, scanned.damaged.map((d) => d.error.code)], [0, ['STORAGE_CORRUPT']]);
+      // A time earlier versions wrote (no milliseconds) is still a time.
+      await fx.raw(`UPDATE jobs SET ${column} = ${p(1)}`, ['2026-11-26T03:00:00Z']);
+      await store.jobs.get({ tokenAddress: TOKEN });
     });
 
     it('verify finds a job balance edited without an audit entry', async () => {

@@ -15,7 +15,8 @@ const MS_PER_HOUR = '3600000';
 export function dcaDue(lastDcaBuyTime: string | null, intervalHours: Decimal, now: number): boolean {
   if (lastDcaBuyTime === null) return true;
   const last = Date.parse(lastDcaBuyTime);
-  if (Number.isNaN(last)) return true;
+  // Read as "long ago", a time that is not one would make every tick a buy: a failed step instead.
+  if (Number.isNaN(last)) throw new Error(`lastDcaBuyTime ${JSON.stringify(lastDcaBuyTime)} is not a time`);
   return cmp(String(now - last), mul(intervalHours, MS_PER_HOUR)) >= 0;
 }
 

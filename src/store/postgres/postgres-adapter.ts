@@ -239,7 +239,13 @@ const PG_TIME = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d+))?\+00$/;
 /** `2026-11-22 01:02:03.45+00` (TimeZone=UTC, DateStyle=ISO) → `2026-11-22T01:02:03.450Z`. */
 function isoFromPg(text: string): string {
   const m = PG_TIME.exec(text);
-  if (!m) return new Date(text).toISOString();
+  if (!m) {
+    // infinity, -infinity, a BC date: no ISO time says it. The server's text is returned as it
+    // is, for the reader to refuse (a job row is STORAGE_CORRUPT), instead of a RangeError here,
+    // inside pg's row parsing, failing every row of the query.
+    const ms = Date.parse(text);
+    return Number.isNaN(ms) ? text : new Date(ms).toISOString();
+  }
   return `${m[1]}T${m[2]}.${(m[3] ?? '').padEnd(3, '0').slice(0, 3)}Z`;
 }
 
