@@ -665,7 +665,7 @@ describe('botstate CLI without a job database', () => {
     }
   });
 
-  it('settle: a PENDING order settled by hand (executed or failed), refused while its job runs, bad input changing nothing', async () => {
+  it('settle: a PENDING order settled by hand (executed or failed), refused while a daemon holds its job, bad input changing nothing', async () => {
     const dir = mkdtempSync(join(scratch, 'settle-'));
     const path = join(dir, 'jobs.db');
     const db = ['--db', path];
@@ -685,9 +685,15 @@ describe('botstate CLI without a job database', () => {
       }
     };
     const executed = ['settle', 'o-1', '--status', 'executed', '--base', '4.000000000000000001', '--quote', '10', '--price', '2.5', '--exchange-order-id', 'ex-1', ...db];
-    // While the job is RUNNING a daemon may be settling it: refused (exit 3), and so is bad input (exit 2, 4).
+    // While a daemon holds the job's lease it may be settling (or re-sending) the order itself:
+    // refused (exit 3) whatever the job's status, and so is bad input (exit 2, 4).
+    const raw = new Database(path);
+    const jobId = (raw.prepare('SELECT id FROM jobs').pluck().get() as string);
+    raw.prepare('INSERT INTO job_leases (job_id, owner, epoch, expires_at) VALUES (?, ?, 1, ?)').run(jobId, 'daemon-1', new Date(Date.now() + 3_600_000).toISOString());
+    raw.close();
+    ok(await cli(['pause', TOKEN, ...db]));
     const before = dump();
-    refused(await cli(executed), 3, /is RUNNING: a daemon may be settling o-1 itself \(pause the job first/);
+    refused(await cli(executed), 3, /daemon daemon-1 holds the job of o-1 and may be settling it itself \(stop that daemon first/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '0', '--quote', '10', '--price', '2', ...db]), 2, /--base must be greater than 0/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '1.5e3', '--price', '2', ...db]), 2, /--quote/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--price', '2', ...db]), 2, /missing --quote/);
@@ -698,7 +704,10 @@ describe('botstate CLI without a job database', () => {
     refused(await cli(['settle', 'o-9', '--status', 'failed', '--error', 'x', ...db]), 4, /no trade with clientOrderId o-9/);
     assert.equal(dump(), before, 'nothing changed');
 
-    ok(await cli(['pause', TOKEN, ...db]));
+    // The daemon gone (its lease handed back, or expired): settled.
+    const release = new Database(path);
+    release.prepare("UPDATE job_leases SET owner = '', expires_at = ?").run(new Date(Date.now() - 1000).toISOString());
+    release.close();
     const first = ok(await cli(executed));
     assert.equal(first.stdout, 'Settled o-1: EXECUTED BUY 4.000000000000000001; tokenBalance 4.000000000000000001, totalAccumulated 10\n');
     const again = ok(await cli(executed));
@@ -710,6 +719,16 @@ describe('botstate CLI without a job database', () => {
       await cli(['settle', 'o-2', '--status', 'failed', '--error', 'never reached the exchange', '--json', ...db]),
     );
     assert.deepEqual([failed.duplicate, failed.trade.status, failed.trade.error, failed.tokenBalance], [false, 'FAILED', 'never reached the exchange', '4.000000000000000001']);
+    // Printed on one line, whatever the error text holds; and with no daemon, a RUNNING job's too.
+    ok(await cli(['resume', TOKEN, ...db]));
+    const forged = await openStore(path);
+    try {
+      await forged.ledger.recordIntent({ job: { tokenAddress: TOKEN }, clientOrderId: 'o-3', side: 'BUY', reason: 'DCA', quoteAmount: '1' });
+    } finally {
+      await forged.close();
+    }
+    const line = ok(await cli(['settle', 'o-3', '--status', 'failed', '--error', 'rejected\nSettled o-4: EXECUTED\u001b[31m', ...db])).stdout;
+    assert.equal(line, 'Settled o-3: FAILED (rejected\\x0aSettled o-4: EXECUTED\\x1b[31m); tokenBalance 4.000000000000000001, totalAccumulated 10\n');
     ok(await cli(['verify', ...db]));
   });
 

@@ -1,8 +1,9 @@
 import { BotstateError, ValidationError } from '../../errors.ts';
 import { cmp, parseDecimal } from '../../money/decimal.ts';
 import { checkRecordInput, checkSettlement, TradeReason, TradeSide, TradeStatus, type Settlement } from '../../ledger/ledger.ts';
+import { databaseNow } from '../../store/instances.ts';
 import { CHAIN_OPTION, EXISTING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
-import { json, tradesTable } from '../output.ts';
+import { escapeControls, json, tradesTable } from '../output.ts';
 
 function oneOf<T extends string>(ctx: CommandContext, command: string, flag: string, allowed: readonly T[]): T {
   const value = ctx.values[flag];
@@ -111,9 +112,11 @@ const settle: Command = {
     'For an order the daemon could not reconcile itself (it logs "reconcile it by hand" and the job goes to ERROR):\n' +
     'look the order up at the exchange by its clientOrderId, then settle it with what the exchange says.\n' +
     'EXECUTED applies the fill to the job (tokenBalance, totalAccumulated, lastDcaBuyTime) in the same transaction;\n' +
-    'FAILED records that the order was not filled. Then resume the job. Refused while the job is RUNNING or\n' +
-    'LIQUIDATING (a daemon may be settling it): pause it first. Settling a settled order the same way again\n' +
-    'changes nothing; another way, exit 3.',
+    'FAILED records that the order was not filled. Then resume the job. Refused (exit 3) while a daemon holds\n' +
+    'the job: a daemon reconciles a job\'s open order whatever the job\'s status, so stop it first. Settling a\n' +
+    'settled order with the same status again changes nothing (for failed, whatever the error text); with the\n' +
+    'other, exit 3. Use it when the exchange\'s order has the intent\'s side and token; if not, settle the intent\n' +
+    'failed and record the exchange\'s order with botstate record under a clientOrderId of its own.',
   options: {
     status: { type: 'string', value: 'S', help: 'executed or failed' },
     base: { type: 'string', value: 'N', help: 'executed: the token amount filled' },
@@ -148,14 +151,23 @@ const settle: Command = {
     }
     checkSettlement(clientOrderId, settlement); // before a database is opened
     const result = await withStore(ctx, EXISTING, (store) =>
-      store.transaction(async () => {
+      store.transaction(async (tx) => {
         const trade = await store.ledger.get(clientOrderId);
-        const job = await store.jobs.get({ id: trade.jobId });
-        if (trade.status === 'PENDING' && (job.status === 'RUNNING' || job.status === 'LIQUIDATING')) {
-          throw new BotstateError('INVALID_TRANSITION', `job ${job.tokenSymbol} (${job.id}) is ${job.status}: a daemon may be settling ${clientOrderId} itself`, {
-            hint: `pause the job first (botstate pause ${job.tokenAddress}), or let the daemon settle it`,
-            details: { status: job.status },
-          });
+        if (trade.status === 'PENDING') {
+          // A daemon reconciles a job's open intent whatever the job's status (it may re-send an
+          // order the exchange does not know): while one holds the job's lease, it may be doing
+          // so now. The lease row stays locked (PostgreSQL) until this settlement commits.
+          const lease = await tx.get<{ owner: string; expires_at: string }>(
+            `SELECT owner, expires_at FROM job_leases WHERE job_id = ?${store.dialect.forUpdate}`,
+            [trade.jobId],
+          );
+          const now = store.engine === 'postgres' ? await databaseNow(tx) : Date.now();
+          if (lease !== undefined && lease.owner !== '' && Date.parse(lease.expires_at) >= now) {
+            throw new BotstateError('DAEMON_RUNNING', `daemon ${lease.owner} holds the job of ${clientOrderId} and may be settling it itself`, {
+              hint: 'stop that daemon first (its lease then ends at once), or wait until its lease expires',
+              details: { owner: lease.owner, expiresAt: lease.expires_at },
+            });
+          }
         }
         return store.ledger.settle(clientOrderId, settlement);
       }),
@@ -167,7 +179,8 @@ const settle: Command = {
     const t = result.trade;
     const what = result.duplicate ? 'Already settled' : 'Settled';
     const how = t.status === 'EXECUTED' ? `EXECUTED ${t.side} ${t.baseAmount}` : `FAILED (${t.error})`;
-    ctx.io.out(`${what} ${t.clientOrderId}: ${how}; tokenBalance ${result.job.tokenBalance}, totalAccumulated ${result.job.totalAccumulated}\n`);
+    // The error text may be an exchange's (a settled trade's, repeated): one line, whatever it holds.
+    ctx.io.out(`${escapeControls(`${what} ${t.clientOrderId}: ${how}; tokenBalance ${result.job.tokenBalance}, totalAccumulated ${result.job.totalAccumulated}`)}\n`);
   },
 };
 
