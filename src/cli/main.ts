@@ -145,18 +145,21 @@ export async function run(argv: readonly string[], io: Io = processIo): Promise<
       throw new ValidationError('USAGE', `missing ${command.usage.split(' ')[0]}`, { hint: `see botstate ${command.name} --help` });
     }
     const db = values['db'];
-    const url = typeof db === 'string' ? db : process.env['BOTSTATE_DB'] || undefined;
-    if (url !== undefined && isInMemory(url)) {
-      throw new ValidationError('USAGE', 'an in-memory database (:memory:) keeps nothing once the command ends', {
-        hint: 'give --db a file path, e.g. ./botstate.db',
-      });
-    }
     const ctx: CommandContext = {
       values,
       positionals,
       io,
       json: values['json'] === true,
-      open: (options = {}) => openStore(typeof db === 'string' ? db : undefined, { actor: cliActor(), ...options }),
+      open: (options = {}) => {
+        // Checked when a command opens its database (paper-exchange opens none).
+        const url = typeof db === 'string' ? db : process.env['BOTSTATE_DB'] || undefined;
+        if (url !== undefined && isInMemory(url)) {
+          throw new ValidationError('USAGE', 'an in-memory database (:memory:) keeps nothing once the command ends', {
+            hint: 'give --db a file path, e.g. ./botstate.db',
+          });
+        }
+        return openStore(typeof db === 'string' ? db : undefined, { actor: cliActor(), ...options });
+      },
     };
     await command.run(ctx);
     return 0;

@@ -92,9 +92,18 @@ function parsePostgres(url: string): Location {
   if (sslmodes.length > 1) {
     throw new ValidationError('USAGE', "the PostgreSQL URL gives sslmode more than once", { hint: 'give one sslmode' });
   }
-  if (sslmodes.length === 1 && !SSL_MODES.includes(sslmodes[0]!)) {
-    throw new ValidationError('USAGE', `the PostgreSQL URL's sslmode "${sslmodes[0]}" is not one of ${SSL_MODES.join(', ')}`, {
+  // With uselibpqcompat=true pg reads sslmode as libpq does, which has no no-verify (pg would
+  // then verify the certificate after all).
+  const libpq = parsed.searchParams.get('uselibpqcompat') === 'true';
+  const modes = libpq ? LIBPQ_SSL_MODES : SSL_MODES;
+  if (sslmodes.length === 1 && !modes.includes(sslmodes[0]!)) {
+    throw new ValidationError('USAGE', `the PostgreSQL URL's sslmode "${sslmodes[0]}" is not one of ${modes.join(', ')}${libpq ? ' (with uselibpqcompat=true)' : ''}`, {
       hint: 'see docs/cli.md for what each does',
+    });
+  }
+  if (libpq && sslmodes[0] === 'verify-ca' && !parsed.searchParams.has('sslrootcert')) {
+    throw new ValidationError('USAGE', "the PostgreSQL URL's sslmode=verify-ca with uselibpqcompat=true needs sslrootcert", {
+      hint: 'add sslrootcert=/path/to/ca.pem (the CA to verify the server against), or use sslmode=verify-full',
     });
   }
   const schema = parsed.searchParams.get('schema') ?? DEFAULT_PG_SCHEMA;
@@ -109,6 +118,8 @@ function parsePostgres(url: string): Location {
 
 /** What the PostgreSQL driver (pg 8) takes for sslmode; anything else it would silently read as verify-full. */
 const SSL_MODES = ['disable', 'no-verify', 'prefer', 'require', 'verify-ca', 'verify-full'];
+/** libpq's, which pg takes with uselibpqcompat=true. */
+const LIBPQ_SSL_MODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'];
 
 /**
  * The connection string handed to pg. pg 8 verifies the server's certificate and host name for

@@ -632,6 +632,9 @@ describe('botstate CLI without a job database', () => {
     // pg would read any unknown sslmode as verify-full, and the last of two as the one.
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?sslmode=requre'], { cwd: dir }), 2, /sslmode "requre" is not one of disable, no-verify, prefer/);
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?sslmode=disable&sslmode=require'], { cwd: dir }), 2, /gives sslmode more than once/);
+    // With libpq's meanings there is no no-verify (pg would verify after all), and verify-ca needs a CA.
+    refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?sslmode=no-verify&uselibpqcompat=true'], { cwd: dir }), 2, /sslmode "no-verify" is not one of disable, prefer, require, verify-ca, verify-full \(with uselibpqcompat=true\)/);
+    refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?sslmode=verify-ca&uselibpqcompat=true'], { cwd: dir }), 2, /verify-ca with uselibpqcompat=true needs sslrootcert/);
     assert.deepEqual(readdirSync(dir), []);
   });
 

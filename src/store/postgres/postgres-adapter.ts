@@ -301,7 +301,7 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
   // TLS set up by the URL's sslmode: a server without SSL, a certificate refused, a bad mode.
   if (/\bSSL\b|\bTLS\b|certificate|sslmode/i.test(message)) {
     return new StorageError('STORAGE_UNAVAILABLE', `cannot connect to the PostgreSQL server at ${where}: ${message}`, {
-      hint: "check the URL's sslmode against the server's SSL settings: every mode but disable needs SSL, and prefer, require and verify-ca also a certificate that verifies for the host (see docs/cli.md)",
+      hint: "check the URL's sslmode against the server's SSL settings: every mode but disable needs SSL (see docs/cli.md for what each checks)",
       cause: e,
     });
   }
