@@ -159,7 +159,11 @@ export class WalSync {
     // while someone waits.
     if (this.#waiting++ === 0) this.#worker?.ref();
     const promise: Promise<void> = wait.value.then(() => {
-      if (--this.#waiting === 0) this.#worker?.unref();
+      // Not once close() holds the thread: a wait that settles after close() has asked the thread
+      // to stop (it waited for a DONE that has moved on) must not unref it then; with nothing
+      // else pending, the process would end before the thread's exit, which close() awaits
+      // (Node exits 13: an unsettled top-level await).
+      if (--this.#waiting === 0 && !this.#stopping) this.#worker?.unref();
       // Settled: the next waiter must wait anew, even if DONE has the same value.
       if (this.#changed?.promise === promise) this.#changed = undefined;
     });
