@@ -2,7 +2,7 @@ import { jobStream, verifyChains, type AuditEntry, type AuditProblem, type Audit
 import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import type { JobConfig } from '../jobs/config.ts';
 import { TRADE_COLUMNS, toTrade, type Trade, type TradeRow } from '../ledger/ledger.ts';
-import { cmp, isDecimal } from '../money/decimal.ts';
+import { add, cmp, isDecimal, sub, type Decimal } from '../money/decimal.ts';
 import type { Executor } from '../store/adapter.ts';
 
 /** Job fields that only change through audited writes, compared after replaying the log. */
@@ -78,6 +78,7 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
     list.push(e);
   }
   const rows = await tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY id`);
+  const readable = new Map<string, Job>();
   // A job's stream with no job row: the job was deleted (jobs are never deleted by botstate).
   const jobStreams = new Set(rows.map((row) => jobStream(row.id)));
   for (const [stream, head] of heads) {
@@ -99,6 +100,7 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
       problems.push({ stream, seq: row.version, problem: `the job row cannot be read: ${e instanceof Error ? e.message : String(e)}` });
       continue;
     }
+    readable.set(job.id, job);
     const own = byStream.get(stream) ?? [];
     const state = replay(own);
     for (const field of REPLAYED) {
@@ -113,7 +115,8 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
       problems.push({ stream, seq: row.version, problem: "the job's updatedAt is not the time of its last audit entry" });
     }
   }
-  await verifyTrades(tx, entries, problems);
+  const trades = await verifyTrades(tx, entries, problems);
+  verifyBalances(readable, trades, problems);
   return { streams: heads.size, entries: entries.length, problems, heads: [...heads].map(([stream, head]) => ({ stream, ...head })) };
 }
 
@@ -125,7 +128,7 @@ const TRADE_ACTIONS: ReadonlySet<string> = new Set(['intent', 'record', 'settle'
  * recorded there against its row. A trade entry anywhere else (another stream, another action)
  * is reported: a new stream needs no secret, so it must not vouch for a trade.
  */
-async function verifyTrades(tx: Executor, entries: readonly AuditEntry[], problems: AuditProblem[]): Promise<void> {
+async function verifyTrades(tx: Executor, entries: readonly AuditEntry[], problems: AuditProblem[]): Promise<Trade[]> {
   const recorded = new Map<string, { stream: string; seq: number; trade: Record<string, unknown> }>();
   const key = (stream: string, tradeId: string) => `${stream}\u0000${tradeId}`;
   for (const e of entries) {
@@ -141,8 +144,10 @@ async function verifyTrades(tx: Executor, entries: readonly AuditEntry[], proble
     }
   }
   const rows = await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades ORDER BY id`);
+  const trades: Trade[] = [];
   for (const row of rows) {
     const trade = toTrade(row);
+    trades.push(trade);
     const entry = recorded.get(key(jobStream(trade.jobId), trade.id));
     if (entry === undefined) {
       problems.push({ stream: jobStream(trade.jobId), seq: 0, problem: `trade ${trade.id} (${trade.clientOrderId}) has no audit entry (it was added outside botstate)` });
@@ -156,5 +161,33 @@ async function verifyTrades(tx: Executor, entries: readonly AuditEntry[], proble
   }
   for (const entry of recorded.values()) {
     problems.push({ stream: entry.stream, seq: entry.seq, problem: `trade ${String(entry.trade['id'])} (${String(entry.trade['clientOrderId'])}), recorded in the audit log, is gone (its row was deleted)` });
+  }
+  return trades;
+}
+
+/**
+ * The ledger's arithmetic, not only its record: a job's tokenBalance is what its executed buys
+ * brought in less what its executed sells took out, and its totalAccumulated the quote its
+ * executed buys paid (a fill is the only write that moves them). The audit log vouches for each
+ * write; this checks that the writes add up, so a wrong balance written and audited as such (a
+ * bug, or a history rewritten with every hash recomputed) shows too.
+ */
+function verifyBalances(jobs: ReadonlyMap<string, Job>, trades: readonly Trade[], problems: AuditProblem[]): void {
+  const sums = new Map<string, { balance: Decimal; accumulated: Decimal }>();
+  for (const t of trades) {
+    if (t.status !== 'EXECUTED' || t.baseAmount === null || t.quoteAmount === null) continue;
+    const s = sums.get(t.jobId) ?? { balance: '0', accumulated: '0' };
+    if (t.side === 'BUY') sums.set(t.jobId, { balance: add(s.balance, t.baseAmount), accumulated: add(s.accumulated, t.quoteAmount) });
+    else sums.set(t.jobId, { balance: sub(s.balance, t.baseAmount), accumulated: s.accumulated });
+  }
+  for (const job of jobs.values()) {
+    const s = sums.get(job.id) ?? { balance: '0', accumulated: '0' };
+    const stream = jobStream(job.id);
+    if (cmp(s.balance, job.tokenBalance) !== 0) {
+      problems.push({ stream, seq: job.version, problem: `the job's tokenBalance ${job.tokenBalance} is not its executed buys less its executed sells (${s.balance})` });
+    }
+    if (cmp(s.accumulated, job.totalAccumulated) !== 0) {
+      problems.push({ stream, seq: job.version, problem: `the job's totalAccumulated ${job.totalAccumulated} is not the quote its executed buys paid (${s.accumulated})` });
+    }
   }
 }

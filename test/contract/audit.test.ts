@@ -123,6 +123,9 @@ for (const engine of ENGINES) {
       );
       const problems = (await store.verifyAudit()).problems.map((x) => x.problem.replace(/^trade [^ ]+ /, 'trade '));
       assert.deepEqual(problems.sort(), [
+        // The trades no longer add up to the job's balances either.
+        "the job's tokenBalance 5 is not its executed buys less its executed sells (999997.5)",
+        "the job's totalAccumulated 25 is not the quote its executed buys paid (1)",
         'trade (o-1), recorded in the audit log, is gone (its row was deleted)',
         'trade (o-2): its quoteAmount, priceUsd differ from what the audit log records',
         'trade (o-3) has no audit entry (it was added outside botstate)',
@@ -152,6 +155,8 @@ for (const engine of ENGINES) {
       );
       const problems = (await store.verifyAudit()).problems.map((x) => `${x.stream.split(':')[0]} ${x.problem.replace(/^trade [^ ]+ /, 'trade ')}`);
       assert.deepEqual(problems.sort(), [
+        "job the job's tokenBalance 7.5 is not its executed buys less its executed sells (-4.999999)",
+        "job the job's totalAccumulated 25 is not the quote its executed buys paid (999999)",
         'job trade (ghost-1) has no audit entry (it was added outside botstate)',
         'job trade (o-1): its baseAmount, quoteAmount differ from what the audit log records',
         `ops an entry of trade ${original!.id} outside its job's stream, or with an action (settle) that does not record a trade`,
@@ -243,7 +248,24 @@ for (const engine of ENGINES) {
     it('verify finds a job balance edited without an audit entry', async () => {
       await fx.raw(`UPDATE jobs SET token_balance = ${p(1)}`, ['1000000']);
       const report = await store.verifyAudit();
-      assert.deepEqual(report.problems.map((x) => x.problem), ["the job's tokenBalance differs from what its audit log records"]);
+      assert.deepEqual(report.problems.map((x) => x.problem), [
+        "the job's tokenBalance differs from what its audit log records",
+        "the job's tokenBalance 1000000 is not its executed buys less its executed sells (7.5)",
+      ]);
+    });
+
+    it('verify finds balances that do not add up to the executed trades even when every write was audited (a bug, or a history rewritten with its hashes)', async () => {
+      // A balance written through botstate's own audited path, wrong: the chain is intact and the
+      // replay agrees with the row; only the arithmetic of the trades shows it.
+      await store.transaction(async (tx) => {
+        const row = await requireJob(tx, store.dialect, { tokenAddress: TOKEN }, true);
+        await updateJob(tx, store.dialect, row, { set: { tokenBalance: '8', totalAccumulated: '24' }, at: new Date().toISOString(), actor: 'bug', action: 'update' });
+      });
+      const problems = (await store.verifyAudit()).problems.map((x) => x.problem);
+      assert.deepEqual(problems, [
+        "the job's tokenBalance 8 is not its executed buys less its executed sells (7.5)",
+        "the job's totalAccumulated 24 is not the quote its executed buys paid (25)",
+      ]);
     });
 
     it('verify finds a job status edited without an audit entry', async () => {

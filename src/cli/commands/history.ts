@@ -20,8 +20,8 @@ const verify: Command = {
   summary: "check the audit log's hash chains against the jobs",
   usage: '',
   details:
-    'Checks every hash and link, replays each job\'s entries against the job, and checks every trade against the entry ' +
-    'that last recorded it. Exits 0 when all of it holds, 5 (storage) when an entry, a job or a trade was altered, ' +
+    'Checks every hash and link, replays each job\'s entries against the job, checks every trade against the entry ' +
+    'that last recorded it, and checks that each job\'s balances add up to its executed trades. Exits 0 when all of it holds, 5 (storage) when an entry, a job or a trade was altered, ' +
     'removed or added, or a row cannot be read. --json also lists each stream\'s head (seq and hash): the chain has no ' +
     'secret, so only heads kept elsewhere show a history rewritten with every hash recomputed.',
   options: {},
