@@ -114,8 +114,8 @@ const settle: Command = {
     'EXECUTED applies the fill to the job (tokenBalance, totalAccumulated, lastDcaBuyTime) in the same transaction;\n' +
     'FAILED records that the order was not filled. Then resume the job. Refused (exit 3) while a daemon holds\n' +
     'the job: a daemon reconciles a job\'s open order whatever the job\'s status, so stop it first. Settling a\n' +
-    'settled order with the same status again changes nothing (for failed, whatever the error text); with the\n' +
-    'other, exit 3. Use it when the exchange\'s order has the intent\'s side and token; if not, settle the intent\n' +
+    'settled order again the same way (the same fill; failed, whatever the error text) changes nothing;\n' +
+    'another way is exit 3. Use it when the exchange\'s order has the intent\'s side and token; if not, settle the intent\n' +
     'failed and record the exchange\'s order with botstate record under a clientOrderId of its own.',
   options: {
     status: { type: 'string', value: 'S', help: 'executed or failed' },
