@@ -710,8 +710,8 @@ function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
     // Same side and token: the exchange filled that id, for another amount; the ledger takes its fill.
     // Otherwise the intent never went out under its id, and the exchange's order is another trade.
     const byHand = order.side === trade.side && order.token.toLowerCase() === job.tokenAddress.toLowerCase()
-      ? `stop the daemon, then botstate settle ${trade.clientOrderId} --status executed with the exchange's fill`
-      : `stop the daemon, botstate settle ${trade.clientOrderId} --status failed, and record the exchange's order with botstate record under a clientOrderId of its own`;
+      ? `stop the daemons, then botstate settle ${trade.clientOrderId} --status executed with the exchange's fill`
+      : `stop the daemons, botstate settle ${trade.clientOrderId} --status failed, and record the exchange's order with botstate record under a clientOrderId of its own`;
     throw new Error(
       `the exchange's order ${trade.clientOrderId} is not this intent (${problem}): a clientOrderId was reused after ` +
         `committed intents were lost; reconcile it by hand (${byHand})`,

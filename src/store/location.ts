@@ -89,8 +89,11 @@ function parsePostgres(url: string): Location {
     }
   }
   const sslmodes = parsed.searchParams.getAll('sslmode');
-  if (sslmodes.length > 1) {
-    throw new ValidationError('USAGE', "the PostgreSQL URL gives sslmode more than once", { hint: 'give one sslmode' });
+  // pg takes the last of a repeated parameter, this code the first: each is given once.
+  for (const key of ['sslmode', 'uselibpqcompat', 'sslrootcert']) {
+    if (parsed.searchParams.getAll(key).length > 1) {
+      throw new ValidationError('USAGE', `the PostgreSQL URL gives ${key} more than once`, { hint: `give one ${key}` });
+    }
   }
   // With uselibpqcompat=true pg reads sslmode as libpq does, which has no no-verify (pg would
   // then verify the certificate after all).
@@ -101,7 +104,7 @@ function parsePostgres(url: string): Location {
       hint: 'see docs/cli.md for what each does',
     });
   }
-  if (libpq && sslmodes[0] === 'verify-ca' && !parsed.searchParams.has('sslrootcert')) {
+  if (libpq && sslmodes[0] === 'verify-ca' && !parsed.searchParams.get('sslrootcert')) {
     throw new ValidationError('USAGE', "the PostgreSQL URL's sslmode=verify-ca with uselibpqcompat=true needs sslrootcert", {
       hint: 'add sslrootcert=/path/to/ca.pem (the CA to verify the server against), or use sslmode=verify-full',
     });

@@ -635,6 +635,9 @@ describe('botstate CLI without a job database', () => {
     // With libpq's meanings there is no no-verify (pg would verify after all), and verify-ca needs a CA.
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?sslmode=no-verify&uselibpqcompat=true'], { cwd: dir }), 2, /sslmode "no-verify" is not one of disable, prefer, require, verify-ca, verify-full \(with uselibpqcompat=true\)/);
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?sslmode=verify-ca&uselibpqcompat=true'], { cwd: dir }), 2, /verify-ca with uselibpqcompat=true needs sslrootcert/);
+    refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?sslmode=verify-ca&uselibpqcompat=true&sslrootcert='], { cwd: dir }), 2, /needs sslrootcert/);
+    // pg reads the last of a repeated parameter: which was meant?
+    refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?uselibpqcompat=false&uselibpqcompat=true&sslmode=no-verify'], { cwd: dir }), 2, /gives uselibpqcompat more than once/);
     assert.deepEqual(readdirSync(dir), []);
   });
 
@@ -696,7 +699,7 @@ describe('botstate CLI without a job database', () => {
     raw.close();
     ok(await cli(['pause', TOKEN, ...db]));
     const before = dump();
-    refused(await cli(executed), 3, /daemon daemon-1 holds the job of o-1 and may be settling it itself \(stop that daemon first/);
+    refused(await cli(executed), 3, /daemon daemon-1 holds the job of o-1 and may be settling it itself \(stop every daemon on this database first/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '0', '--quote', '10', '--price', '2', ...db]), 2, /--base must be greater than 0/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '1.5e3', '--price', '2', ...db]), 2, /--quote/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--price', '2', ...db]), 2, /missing --quote/);

@@ -526,7 +526,7 @@ for (const engine of ENGINES) {
       });
       assert.match(failed.statusReason!, /is not this intent \(its quoteAmount is 20, the intent asked for 10\)/);
       // Same side and token: the operator is told to settle the intent with the exchange's fill.
-      assert.match(failed.statusReason!, /reconcile it by hand \(stop the daemon, then botstate settle \S+ --status executed with the exchange's fill\)$/);
+      assert.match(failed.statusReason!, /reconcile it by hand \(stop the daemons, then botstate settle \S+ --status executed with the exchange's fill\)$/);
       const version = failed.version;
       await sleep(300);
       await daemon.stop();

@@ -113,7 +113,8 @@ const settle: Command = {
     'look the order up at the exchange by its clientOrderId, then settle it with what the exchange says.\n' +
     'EXECUTED applies the fill to the job (tokenBalance, totalAccumulated, lastDcaBuyTime) in the same transaction;\n' +
     'FAILED records that the order was not filled. Then resume the job. Refused (exit 3) while a daemon holds\n' +
-    'the job: a daemon reconciles a job\'s open order whatever the job\'s status, so stop it first. Settling a\n' +
+    'the job: a daemon reconciles a job\'s open order whatever the job\'s status, and another takes it over, so\n' +
+    'stop every daemon on the database first. Settling a\n' +
     'settled order again the same way (the same fill; failed, whatever the error text) changes nothing;\n' +
     'another way is exit 3. Use it when the exchange\'s order has the intent\'s side and token; if not, settle the intent\n' +
     'failed and record the exchange\'s order with botstate record under a clientOrderId of its own.',
@@ -164,7 +165,7 @@ const settle: Command = {
           const now = store.engine === 'postgres' ? await databaseNow(tx) : Date.now();
           if (lease !== undefined && lease.owner !== '' && Date.parse(lease.expires_at) >= now) {
             throw new BotstateError('DAEMON_RUNNING', `daemon ${lease.owner} holds the job of ${clientOrderId} and may be settling it itself`, {
-              hint: 'stop that daemon first (its lease then ends at once), or wait until its lease expires',
+              hint: 'stop every daemon on this database first (another one takes over a job with an open order; a stopped daemon hands its leases back at once), or wait until the lease expires',
               details: { owner: lease.owner, expiresAt: lease.expires_at },
             });
           }
