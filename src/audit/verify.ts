@@ -148,12 +148,13 @@ async function verifyTrades(tx: Executor, entries: readonly AuditEntry[], proble
   for (const row of rows) {
     const trade = toTrade(row);
     trades.push(trade);
-    const entry = recorded.get(key(jobStream(trade.jobId), trade.id));
+    const stream = jobStream(trade.jobId);
+    const entry = recorded.get(key(stream, trade.id));
     if (entry === undefined) {
-      problems.push({ stream: jobStream(trade.jobId), seq: 0, problem: `trade ${trade.id} (${trade.clientOrderId}) has no audit entry (it was added outside botstate)` });
+      problems.push({ stream, seq: 0, problem: `trade ${trade.id} (${trade.clientOrderId}) has no audit entry (it was added outside botstate)` });
       continue;
     }
-    recorded.delete(key(jobStream(trade.jobId), trade.id));
+    recorded.delete(key(stream, trade.id));
     const differ = TRADE_FIELDS.filter((field) => !sameValue(field, entry.trade[field], trade[field]));
     if (differ.length > 0) {
       problems.push({ stream: entry.stream, seq: entry.seq, problem: `trade ${trade.id} (${trade.clientOrderId}): its ${differ.join(', ')} differ${differ.length === 1 ? 's' : ''} from what the audit log records` });

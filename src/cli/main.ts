@@ -174,6 +174,16 @@ export async function run(argv: readonly string[], io: Io = processIo): Promise<
   }
 }
 
+/** A SQLite in-memory database: the CLI refuses it, since it keeps nothing once the command ends. */
+function isInMemory(url: string): boolean {
+  try {
+    const location = parseLocation(url);
+    return location.engine === 'sqlite' && location.path === ':memory:';
+  } catch {
+    return false; // a malformed URL: said by the command that opens it
+  }
+}
+
 /**
  * A word longer than this in an error line (a pasted id, a value) is shown cut in the middle;
  * one with a `/` in it (a path, a URL the operator typed and may need to copy) only past
@@ -188,15 +198,6 @@ const LONGEST_PATH = 1000;
  * (a 5,000-character value echoed back) is cut in the middle, so that the line stays one line
  * that can be read.
  */
-function isInMemory(url: string): boolean {
-  try {
-    const location = parseLocation(url);
-    return location.engine === 'sqlite' && location.path === ':memory:';
-  } catch {
-    return false; // a malformed URL: said by the command that opens it
-  }
-}
-
 export function terminalSafe(line: string): string {
   const escaped = escapeControls(line);
   return escaped.replace(/\S+/g, (word) => {

@@ -28,6 +28,28 @@ export interface LeaseOptions {
   readonly now?: () => number;
 }
 
+/** Where lease times are read from: the server's clock on PostgreSQL (daemons on several hosts share it), else this host's. */
+function leaseClock(store: Store): ((tx: Executor) => Promise<number>) | undefined {
+  return store.capabilities.concurrentWriters ? databaseNow : undefined;
+}
+
+/**
+ * The daemon that holds a job's lease now (an owner and an expiry not passed), or undefined.
+ * Inside the caller's transaction; on PostgreSQL the lease row stays locked until it ends, so no
+ * daemon takes the lease meanwhile.
+ */
+export async function leaseHolder(store: Store, tx: Executor, jobId: string): Promise<{ owner: string; expiresAt: string } | undefined> {
+  const lease = await tx.get<{ owner: string; expires_at: string }>(
+    `SELECT owner, expires_at FROM job_leases WHERE job_id = ?${store.dialect.forUpdate}`,
+    [jobId],
+  );
+  if (lease === undefined || lease.owner === '') return undefined;
+  const clock = leaseClock(store);
+  const now = clock ? await clock(tx) : Date.now();
+  // Held up to its expiry, as the daemons count it (one is taken over once expires_at < now).
+  return Date.parse(lease.expires_at) >= now ? { owner: lease.owner, expiresAt: lease.expires_at } : undefined;
+}
+
 /**
  * A daemon's registration and its job leases (docs/daemon.md, "Several daemons").
  *
@@ -52,7 +74,7 @@ export class Leases {
     this.#ttlMs = options.ttlMs;
     this.#maxJobs = options.maxJobs ?? Number.MAX_SAFE_INTEGER;
     const now = options.now;
-    this.#now = now ? async () => now() : store.capabilities.concurrentWriters ? databaseNow : undefined;
+    this.#now = now ? async () => now() : leaseClock(store);
   }
 
   /**

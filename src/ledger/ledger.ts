@@ -153,12 +153,16 @@ export function toTrade(row: TradeRow): Trade {
 const CLIENT_ORDER_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 const REFERENCE = /^[\x21-\x7e]{1,128}$/;
 
-function checkTradeInput(input: TradeInput): void {
-  if (typeof input.clientOrderId !== 'string' || !CLIENT_ORDER_ID.test(input.clientOrderId)) {
-    throw new ValidationError('INVALID_ARGUMENT', `clientOrderId "${String(input.clientOrderId)}" is not allowed`, {
+function checkClientOrderId(clientOrderId: unknown): void {
+  if (typeof clientOrderId !== 'string' || !CLIENT_ORDER_ID.test(clientOrderId)) {
+    throw new ValidationError('INVALID_ARGUMENT', `clientOrderId "${String(clientOrderId)}" is not allowed`, {
       hint: 'use 1 to 64 letters, digits or . _ : -',
     });
   }
+}
+
+function checkTradeInput(input: TradeInput): void {
+  checkClientOrderId(input.clientOrderId);
   if (!Object.hasOwn(TradeSide, input.side)) {
     throw new ValidationError('INVALID_ARGUMENT', `side "${String(input.side)}" is not BUY or SELL`);
   }
@@ -175,11 +179,7 @@ export function checkRecordInput(input: RecordTradeInput): void {
 
 /** Throws what {@link Ledger.settle} would refuse in its input alone, without a database (the CLI checks before it opens one). */
 export function checkSettlement(clientOrderId: string, settlement: Settlement): void {
-  if (typeof clientOrderId !== 'string' || !CLIENT_ORDER_ID.test(clientOrderId)) {
-    throw new ValidationError('INVALID_ARGUMENT', `clientOrderId "${String(clientOrderId)}" is not allowed`, {
-      hint: 'use 1 to 64 letters, digits or . _ : -',
-    });
-  }
+  checkClientOrderId(clientOrderId);
   if (settlement.status === 'EXECUTED') checkFill(settlement);
   else checkFailure(settlement);
 }

@@ -9,7 +9,7 @@ import type { Migration } from './migrations/migration.ts';
 import type { Adapter, Capabilities, Dialect, Durability, Engine, Executor } from './adapter.ts';
 import { checkActor, Context, type CallOptions } from './context.ts';
 import { DEFAULT_DB, describeLocation, parseLocation } from './location.ts';
-import { assertCurrent, migrate, rollback, schemaStatus, type SchemaStatus } from './migrations/runner.ts';
+import { assertCurrent, checkCurrent, migrate, rollback, schemaStatus, type SchemaStatus } from './migrations/runner.ts';
 import { PostgresAdapter } from './postgres/postgres-adapter.ts';
 import { SqliteAdapter } from './sqlite/sqlite-adapter.ts';
 
@@ -145,8 +145,9 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
     if (opts.schema === 'migrate') await migrate(adapter);
     else if (opts.schema === 'check') await assertCurrent(adapter);
     else if (opts.schema === 'create') {
-      if ((await schemaStatus(adapter)).current === 0) await migrate(adapter);
-      else await assertCurrent(adapter);
+      const status = await schemaStatus(adapter);
+      if (status.current === 0) await migrate(adapter);
+      else checkCurrent(status, adapter.location);
     }
   } catch (e) {
     await adapter.close();

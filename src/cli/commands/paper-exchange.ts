@@ -80,7 +80,7 @@ export const paperExchangeCommand: Command = {
     }
     const seed = text(ctx, 'seed') ?? PAPER_DEFAULTS.seed;
     if (seed === '') throw new ValidationError('USAGE', '--seed must not be empty', { hint: 'see botstate paper-exchange --help' });
-    const exchange = await startPaperExchange(({
+    const exchange = await startPaperExchange({
       port: integer(ctx, 'port', PAPER_DEFAULTS.port, 0, 65535),
       dataFile: text(ctx, 'data') ?? PAPER_DEFAULTS.dataFile,
       seed,
@@ -92,7 +92,7 @@ export const paperExchangeCommand: Command = {
       latencyMs: integer(ctx, 'latency', 0, 0, 600_000),
       errorRate: rate(ctx, 'error-rate'),
       dropRate: rate(ctx, 'drop-rate'),
-    })).catch((e: unknown) => {
+    }).catch((e: unknown) => {
       throw asFlagError(e);
     });
     const signal = untilSignal();

@@ -1,7 +1,7 @@
 import { BotstateError, ValidationError } from '../../errors.ts';
 import { cmp, parseDecimal } from '../../money/decimal.ts';
 import { checkRecordInput, checkSettlement, TradeReason, TradeSide, TradeStatus, type Settlement } from '../../ledger/ledger.ts';
-import { databaseNow } from '../../store/instances.ts';
+import { leaseHolder } from '../../engine/leases.ts';
 import { CHAIN_OPTION, EXISTING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
 import { escapeControls, json, tradesTable } from '../output.ts';
 
@@ -114,10 +114,10 @@ const settle: Command = {
     'EXECUTED applies the fill to the job (tokenBalance, totalAccumulated, lastDcaBuyTime) in the same transaction;\n' +
     'FAILED records that the order was not filled. Then resume the job. Refused (exit 3) while a daemon holds\n' +
     'the job: a daemon reconciles a job\'s open order whatever the job\'s status, and another takes it over, so\n' +
-    'stop every daemon on the database first. Settling a\n' +
-    'settled order again the same way (the same fill; failed, whatever the error text) changes nothing;\n' +
-    'another way is exit 3. Use it when the exchange\'s order has the intent\'s side and token; if not, settle the intent\n' +
-    'failed and record the exchange\'s order with botstate record under a clientOrderId of its own.',
+    'stop every daemon on the database first. Settling a settled order again the same way (the same fill;\n' +
+    'failed, whatever the error text) changes nothing; another way is exit 3. Use it when the exchange\'s order\n' +
+    'has the intent\'s side and token; if not, settle the intent failed and record the exchange\'s order with\n' +
+    'botstate record under a clientOrderId of its own.',
   options: {
     status: { type: 'string', value: 'S', help: 'executed or failed' },
     base: { type: 'string', value: 'N', help: 'executed: the token amount filled' },
@@ -154,21 +154,14 @@ const settle: Command = {
     const result = await withStore(ctx, EXISTING, (store) =>
       store.transaction(async (tx) => {
         const trade = await store.ledger.get(clientOrderId);
-        if (trade.status === 'PENDING') {
-          // A daemon reconciles a job's open intent whatever the job's status (it may re-send an
-          // order the exchange does not know): while one holds the job's lease, it may be doing
-          // so now. The lease row stays locked (PostgreSQL) until this settlement commits.
-          const lease = await tx.get<{ owner: string; expires_at: string }>(
-            `SELECT owner, expires_at FROM job_leases WHERE job_id = ?${store.dialect.forUpdate}`,
-            [trade.jobId],
-          );
-          const now = store.engine === 'postgres' ? await databaseNow(tx) : Date.now();
-          if (lease !== undefined && lease.owner !== '' && Date.parse(lease.expires_at) >= now) {
-            throw new BotstateError('DAEMON_RUNNING', `daemon ${lease.owner} holds the job of ${clientOrderId} and may be settling it itself`, {
-              hint: 'stop every daemon on this database first (another one takes over a job with an open order; a stopped daemon hands its leases back at once), or wait until the lease expires',
-              details: { owner: lease.owner, expiresAt: lease.expires_at },
-            });
-          }
+        // A daemon reconciles a job's open intent whatever the job's status (it may re-send an
+        // order the exchange does not know): while one holds the job's lease, it may be doing so now.
+        const holder = trade.status === 'PENDING' ? await leaseHolder(store, tx, trade.jobId) : undefined;
+        if (holder !== undefined) {
+          throw new BotstateError('DAEMON_RUNNING', `daemon ${holder.owner} holds the job of ${clientOrderId} and may be settling it itself`, {
+            hint: 'stop every daemon on this database first (another one takes over a job with an open order; a stopped daemon hands its leases back at once), or wait until the lease expires',
+            details: holder,
+          });
         }
         return store.ledger.settle(clientOrderId, settlement);
       }),

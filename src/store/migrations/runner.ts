@@ -118,10 +118,14 @@ export async function schemaStatus(adapter: Adapter): Promise<SchemaStatus> {
 
 /** Throws unless the schema is exactly the version this code expects. Changes nothing. */
 export async function assertCurrent(adapter: Adapter): Promise<SchemaStatus> {
-  const status = await schemaStatus(adapter);
+  return checkCurrent(await schemaStatus(adapter), adapter.location);
+}
+
+/** {@link assertCurrent} for a status already read. */
+export function checkCurrent(status: SchemaStatus, location: string): SchemaStatus {
   assertCompatible(status);
   if (status.current === 0) {
-    throw new NotFoundError('DATABASE_NOT_FOUND', `there is no botstate database at ${adapter.location}`, {
+    throw new NotFoundError('DATABASE_NOT_FOUND', `there is no botstate database at ${location}`, {
       hint: 'start a job first (botstate start <token>) or pass --db with the right URL',
     });
   }
