@@ -36,16 +36,24 @@ function leaseClock(store: Store): ((tx: Executor) => Promise<number>) | undefin
 /**
  * The daemon that holds a job's lease now (an owner and an expiry not passed), or undefined.
  * Inside the caller's transaction; on PostgreSQL the lease row stays locked until it ends, so no
- * daemon takes the lease meanwhile.
+ * daemon takes the lease meanwhile. A job no daemon has leased yet has no row to lock: one is
+ * inserted unowned first (what a daemon's sync would insert), so that a daemon starting on the
+ * job meanwhile waits for this transaction instead of claiming the job under it.
  */
 export async function leaseHolder(store: Store, tx: Executor, jobId: string): Promise<{ owner: string; expiresAt: string } | undefined> {
+  const clock = leaseClock(store);
+  const read = () => (clock ? clock(tx) : Date.now());
+  await tx.run("INSERT INTO job_leases (job_id, owner, epoch, expires_at) VALUES (?, '', 0, ?) ON CONFLICT (job_id) DO NOTHING", [
+    jobId,
+    new Date(await read()).toISOString(),
+  ]);
   const lease = await tx.get<{ owner: string; expires_at: string }>(
     `SELECT owner, expires_at FROM job_leases WHERE job_id = ?${store.dialect.forUpdate}`,
     [jobId],
   );
   if (lease === undefined || lease.owner === '') return undefined;
-  const clock = leaseClock(store);
-  const now = clock ? await clock(tx) : Date.now();
+  // Read once the row is locked (its holder's transaction may have been waited for).
+  const now = await read();
   // Held up to its expiry, as the daemons count it (one is taken over once expires_at < now).
   return Date.parse(lease.expires_at) >= now ? { owner: lease.owner, expiresAt: lease.expires_at } : undefined;
 }

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { Leases, shareOf } from '../../src/engine/leases.ts';
+import { leaseHolder, Leases, shareOf } from '../../src/engine/leases.ts';
 import { isBotstateError } from '../../src/errors.ts';
 import type { Job } from '../../src/jobs/job-rows.ts';
 import type { Fence } from '../../src/store/context.ts';
@@ -211,6 +211,37 @@ for (const engine of ENGINES) {
       // From here on A cannot settle what it left open: B reconciles it alone.
       const open = (await store.ledger.pending()).find((t) => t.jobId === jobs[1]!.id)!;
       await assert.rejects(store.ledger.settle(open.clientOrderId, { status: 'FAILED', error: 'x' }, { fence: heldA.get(jobs[1]!.id)! }), leaseLost);
+    });
+
+    it('a settle by hand of a job no daemon has leased yet holds off a daemon starting on it until the settle is done', async () => {
+      const daemonStore = await fx.open();
+      const job = await daemonStore.jobs.start({ tokenAddress: TOKEN });
+      const { trade } = await daemonStore.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      assert.deepEqual(await fx.raw('SELECT job_id FROM job_leases'), [], 'no daemon has leased the job');
+      const operator = await fx.open();
+      let entered!: () => void;
+      const inside = new Promise<void>((resolve) => (entered = resolve));
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      // What `botstate settle` does: the lease checked, then the trade settled, in one transaction.
+      const settle = operator.transaction(async (tx) => {
+        assert.equal(await leaseHolder(operator, tx, job.id), undefined);
+        entered();
+        await gate;
+        return operator.ledger.settle(trade.clientOrderId, { status: 'FAILED', error: 'never reached the exchange' });
+      });
+      await inside;
+      // A daemon starting meanwhile would lease the job and reconcile (maybe re-send) the intent
+      // that is being settled by hand: it waits for the settle instead.
+      let synced = false;
+      const sync = new Leases(daemonStore, 'daemon-B', { ttlMs: 60_000 }).sync().finally(() => (synced = true));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const waited = !synced;
+      release();
+      assert.equal(waited, true, "the daemon's sync waits for the settle's transaction");
+      assert.equal((await settle).trade.status, 'FAILED');
+      assert.deepEqual((await sync).get(job.id), { owner: 'daemon-B', epoch: 1 });
+      assert.deepEqual(await daemonStore.ledger.pending(), [], 'the daemon finds nothing left to reconcile');
     });
   });
 }
