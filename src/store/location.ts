@@ -3,7 +3,13 @@ import { ValidationError } from '../errors.ts';
 /** Where a store lives, parsed from a URL, a bare path or `:memory:`. */
 export type Location =
   | { readonly engine: 'sqlite'; readonly path: string }
-  | { readonly engine: 'postgres'; readonly connectionString: string; readonly schema: string };
+  | {
+      readonly engine: 'postgres';
+      readonly connectionString: string;
+      readonly schema: string;
+      /** From the URL's connect_timeout (seconds, as libpq reads it), when it gives one. */
+      readonly connectTimeoutMs?: number;
+    };
 
 export const DEFAULT_DB = './botstate.db';
 export const DEFAULT_PG_SCHEMA = 'botstate';
@@ -87,14 +93,43 @@ function parsePostgres(url: string): Location {
         hint: 'name the schema once, as ?schema=name (lower case)',
       });
     }
-  }
-  const sslmodes = parsed.searchParams.getAll('sslmode');
-  // pg takes the last of a repeated parameter, this code the first: each is given once.
-  for (const key of ['sslmode', 'uselibpqcompat', 'sslrootcert']) {
+    const refused = REFUSED_PARAMS[key];
+    if (refused !== undefined) {
+      throw new ValidationError('USAGE', `the PostgreSQL URL may not set "${key}": ${refused.why}`, { hint: refused.hint });
+    }
+    // node-postgres reads the parameters it knows and ignores the rest without a word: a
+    // misspelt sslmode would connect without SSL.
+    if (!ACCEPTED_PARAMS.includes(key)) {
+      throw new ValidationError('USAGE', `the PostgreSQL URL's parameter "${key}" is not one botstate or node-postgres reads`, {
+        hint: `check its spelling; the parameters taken are ${ACCEPTED_PARAMS.join(', ')}`,
+      });
+    }
     if (parsed.searchParams.getAll(key).length > 1) {
+      // node-postgres takes the last of a repeated parameter, and this code would read the first.
       throw new ValidationError('USAGE', `the PostgreSQL URL gives ${key} more than once`, { hint: `give one ${key}` });
     }
   }
+  for (const [key, { ok, what, hint }] of Object.entries(PARAM_VALUES)) {
+    const value = parsed.searchParams.get(key);
+    if (value !== null && !ok(value)) {
+      throw new ValidationError('USAGE', `the PostgreSQL URL's ${key} "${value}" is not ${what}`, { hint });
+    }
+  }
+  let connectTimeoutMs: number | undefined;
+  const connectTimeout = parsed.searchParams.get('connect_timeout');
+  if (connectTimeout !== null) {
+    // libpq's meaning, in seconds; node-postgres itself would ignore it (its own setting is
+    // botstate's connectTimeoutMs, which the URL's value replaces unless given).
+    const seconds = /^\d{1,3}$/.test(connectTimeout) ? Number(connectTimeout) : NaN;
+    if (!(seconds >= 1 && seconds <= 600)) {
+      throw new ValidationError('USAGE', `the PostgreSQL URL's connect_timeout "${connectTimeout}" is not a whole number of seconds from 1 to 600`, {
+        hint: 'write connect_timeout=10 for 10 seconds (without it, 5)',
+      });
+    }
+    connectTimeoutMs = seconds * 1000;
+    parsed.searchParams.delete('connect_timeout');
+  }
+  const sslmodes = parsed.searchParams.getAll('sslmode');
   // With uselibpqcompat=true pg reads sslmode as libpq does, which has no no-verify (pg would
   // then verify the certificate after all).
   const libpq = parsed.searchParams.get('uselibpqcompat') === 'true';
@@ -116,8 +151,47 @@ function parsePostgres(url: string): Location {
     });
   }
   parsed.searchParams.delete('schema');
-  return { engine: 'postgres', connectionString: parsed.toString(), schema };
+  return { engine: 'postgres', connectionString: parsed.toString(), schema, ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}) };
 }
+
+/**
+ * The URL parameters taken: botstate's schema, connect_timeout (read by botstate), and those
+ * node-postgres 8 reads and that leave botstate's session as it needs it.
+ */
+const ACCEPTED_PARAMS = [
+  'schema', 'connect_timeout',
+  'host', 'port', 'user', 'password',
+  'ssl', 'sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'sslnegotiation', 'uselibpqcompat',
+  'application_name', 'fallback_application_name', 'statement_timeout', 'lock_timeout',
+];
+
+/** Values node-postgres would misread rather than refuse. */
+const PARAM_VALUES: Record<string, { ok: (v: string) => boolean; what: string; hint: string }> = {
+  // Sent to the server as parseInt reads them: "5s" would become 5 ms, "abc" NaN.
+  statement_timeout: { ok: (v) => /^\d{1,9}$/.test(v), what: 'a whole number of milliseconds', hint: 'write statement_timeout=5000 for 5 seconds (0 for none)' },
+  lock_timeout: { ok: (v) => /^\d{1,9}$/.test(v), what: 'a whole number of milliseconds', hint: 'write lock_timeout=5000 for 5 seconds (0 for none)' },
+  // Any other text, "false" among them, would turn SSL on.
+  ssl: { ok: (v) => ['true', '1', '0', 'no-verify'].includes(v), what: 'one of true, 1, 0, no-verify', hint: 'write ssl=0 (or sslmode=disable) for no SSL' },
+  sslnegotiation: { ok: (v) => v === 'postgres' || v === 'direct', what: 'postgres or direct', hint: 'write sslnegotiation=postgres (the default) or direct' },
+  // It replaces the URL's own port.
+  port: { ok: (v) => /^\d{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535, what: 'a port from 1 to 65535', hint: 'write the port after the host instead: postgres://user@host:5432/database' },
+};
+
+/** Parameters node-postgres reads that would change what botstate's session is or reads. */
+const REFUSED_PARAMS: Record<string, { why: string; hint: string }> = {
+  binary: { why: 'botstate reads every value as text (amounts are exact decimals)', hint: 'remove binary=… from the URL' },
+  replication: { why: 'a replication connection cannot run botstate\'s queries', hint: 'remove replication=… from the URL' },
+  client_encoding: { why: 'botstate exchanges text in UTF-8', hint: 'remove client_encoding=… from the URL' },
+  encoding: { why: 'botstate exchanges text in UTF-8', hint: 'remove encoding=… from the URL' },
+  idle_in_transaction_session_timeout: {
+    why: 'botstate sets it itself',
+    hint: 'remove it from the URL; in the library, pass the store option idleTransactionTimeoutMs',
+  },
+  query_timeout: {
+    why: 'a query cut off by the client leaves its transaction in doubt',
+    hint: 'use statement_timeout=MS, which the server enforces',
+  },
+};
 
 /** What the PostgreSQL driver (pg 8) takes for sslmode; anything else it would silently read as verify-full. */
 const SSL_MODES = ['disable', 'no-verify', 'prefer', 'require', 'verify-ca', 'verify-full'];

@@ -131,7 +131,8 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
           schema: location.schema,
           durability: opts.durability,
           poolSize: opts.poolSize,
-          connectTimeoutMs: opts.connectTimeoutMs,
+          // The URL's connect_timeout, unless the option is given.
+          connectTimeoutMs: options.connectTimeoutMs === undefined ? (location.connectTimeoutMs ?? opts.connectTimeoutMs) : opts.connectTimeoutMs,
           idleTransactionTimeoutMs: opts.idleTransactionTimeoutMs,
           location: describeLocation(location),
         });

@@ -1,0 +1,76 @@
+/**
+ * PostgreSQL URL parameters: node-postgres reads the ones it knows and ignores the rest without a
+ * word, and misreads some values rather than refusing them. botstate refuses those before
+ * connecting (USAGE, exit 2 in the CLI), and reads connect_timeout itself.
+ */
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { describe, it } from 'node:test';
+import { isBotstateError } from '../../src/errors.ts';
+import { openStore } from '../../src/index.ts';
+import { parseLocation } from '../../src/store/location.ts';
+
+const BASE = 'postgres://u@127.0.0.1:1/x';
+const refused = (query: string, message: RegExp) =>
+  assert.throws(() => parseLocation(`${BASE}?${query}`), (e: unknown) => isBotstateError(e, 'USAGE') && message.test(e.message), query);
+
+describe('PostgreSQL URL parameters', () => {
+  it('an unknown or misspelt parameter is refused, naming it, rather than ignored (a misspelt sslmode would connect without SSL)', () => {
+    refused('sslmdoe=require', /parameter "sslmdoe" is not one botstate or node-postgres reads/);
+    refused('schema=a&dbname=b', /parameter "dbname" is not one/);
+    refused('keepalives=1', /parameter "keepalives" is not one/);
+  });
+
+  it('parameters that would change what the session is or reads are refused, each saying why', () => {
+    refused('binary=true', /may not set "binary": botstate reads every value as text/);
+    refused('replication=database', /may not set "replication"/);
+    refused('client_encoding=LATIN1', /may not set "client_encoding": botstate exchanges text in UTF-8/);
+    refused('idle_in_transaction_session_timeout=100', /may not set "idle_in_transaction_session_timeout": botstate sets it itself/);
+    refused('query_timeout=100', /may not set "query_timeout".*in doubt/);
+  });
+
+  it('values node-postgres would misread are refused: timeouts with units, ssl=false, a bad port or sslnegotiation', () => {
+    refused('statement_timeout=5s', /statement_timeout "5s" is not a whole number of milliseconds/);
+    refused('lock_timeout=abc', /lock_timeout "abc" is not a whole number of milliseconds/);
+    refused('ssl=false', /ssl "false" is not one of true, 1, 0, no-verify/);
+    refused('sslnegotiation=tls', /sslnegotiation "tls" is not postgres or direct/);
+    refused('port=0', /port "0" is not a port from 1 to 65535/);
+    refused('port=5432x', /port "5432x" is not a port/);
+    refused('connect_timeout=abc', /connect_timeout "abc" is not a whole number of seconds from 1 to 600/);
+    refused('connect_timeout=0', /connect_timeout "0" is not a whole number of seconds from 1 to 600/);
+    refused('connect_timeout=601', /connect_timeout "601"/);
+    refused('application_name=a&application_name=b', /gives application_name more than once/);
+  });
+
+  it('the parameters node-postgres reads as they are written are passed on; connect_timeout is read by botstate', () => {
+    const loc = parseLocation(`${BASE}?schema=s1&application_name=bot&statement_timeout=5000&lock_timeout=0&ssl=0&port=5433&connect_timeout=3`);
+    assert.equal(loc.engine, 'postgres');
+    if (loc.engine !== 'postgres') return;
+    assert.equal(loc.schema, 's1');
+    assert.equal(loc.connectTimeoutMs, 3000);
+    const passed = new URL(loc.connectionString).searchParams;
+    assert.deepEqual([...passed.keys()], ['application_name', 'statement_timeout', 'lock_timeout', 'ssl', 'port']);
+    assert.equal(parseLocation(BASE).engine === 'postgres' && (parseLocation(BASE) as { connectTimeoutMs?: number }).connectTimeoutMs, undefined);
+  });
+
+  it("connect_timeout bounds the wait for a server that accepts the connection and never answers (the store option, when given, wins)", async () => {
+    const server = createServer(() => {}).listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const port = (server.address() as { port: number }).port;
+    const timedOut = (e: unknown) => isBotstateError(e) && /connection timeout/.test(e.message);
+    try {
+      // Bounds far apart (1 s against the default 5 s, and the option's 1 ms): which timeout applied, not how fast.
+      const wait = async (url: string, options = {}) => {
+        const t0 = performance.now();
+        await assert.rejects(openStore(url, options), timedOut);
+        return performance.now() - t0;
+      };
+      const byUrl = await wait(`postgres://u@127.0.0.1:${port}/x?connect_timeout=1`);
+      assert.ok(byUrl >= 950 && byUrl < 4000, `connect_timeout=1 waited ${byUrl.toFixed(0)} ms`);
+      const byOption = await wait(`postgres://u@127.0.0.1:${port}/x?connect_timeout=1`, { connectTimeoutMs: 100 });
+      assert.ok(byOption < 900, `connectTimeoutMs 100 waited ${byOption.toFixed(0)} ms`);
+    } finally {
+      server.close();
+    }
+  });
+});
