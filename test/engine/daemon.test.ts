@@ -1097,6 +1097,23 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     assert.deepEqual((await fx.raw('SELECT DISTINCT owner FROM job_leases')).map((r) => r['owner']), ['']);
   });
 
+  it('botstate daemon whose stdout reader goes away (| head): stops as on SIGTERM, records its steps, exits 0', async () => {
+    const ex = await paper({ latencyMs: 50 });
+    const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+    const d = botstate(['daemon', '--exchange', ex.url, '--db', fx.url, '--tick', '50', '--lease-ttl', '60000']);
+    await d.line(/ LGI +BUY /);
+    // The reading end closes: the daemon's next line fails with EPIPE.
+    d.child.stdout!.destroy();
+    const exit = await d.exited;
+    assert.deepEqual(exit, { code: 0, signal: null }, d.stderr());
+    assert.equal(d.stderr(), '', 'no crash, no stack trace');
+    assert.deepEqual(await store.ledger.pending(), [], 'the step in flight was recorded');
+    await assertLedgerMatchesExchange(store, ex.url, job);
+    const instances = await fx.raw('SELECT pid, stopped_at FROM daemon_instances');
+    assert.deepEqual(instances.map((r) => [r['pid'], r['stopped_at'] !== null]), [[d.child.pid, true]]);
+    assert.deepEqual((await fx.raw('SELECT DISTINCT owner FROM job_leases')).map((r) => r['owner']), ['']);
+  });
+
   it('after kill -9 of the CLI daemon, a new daemon starts at once and takes its jobs without waiting for the TTL', async () => {
     const ex = await paper();
     const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
