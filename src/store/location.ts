@@ -1,3 +1,4 @@
+import { accessSync, constants } from 'node:fs';
 import { ValidationError } from '../errors.ts';
 
 /** Where a store lives, parsed from a URL, a bare path or `:memory:`. */
@@ -9,6 +10,8 @@ export type Location =
       readonly schema: string;
       /** From the URL's connect_timeout (seconds, as libpq reads it), when it gives one. */
       readonly connectTimeoutMs?: number;
+      /** The URL's channel_binding=prefer: SCRAM-SHA-256-PLUS when the server offers it. */
+      readonly channelBinding?: true;
     };
 
 export const DEFAULT_DB = './botstate.db';
@@ -97,11 +100,16 @@ function parsePostgres(url: string): Location {
     if (refused !== undefined) {
       throw new ValidationError('USAGE', `the PostgreSQL URL may not set "${key}": ${refused.why}`, { hint: refused.hint });
     }
+    if (LIBPQ_ONLY_PARAMS.includes(key)) {
+      throw new ValidationError('USAGE', `the PostgreSQL URL's "${key}" is a libpq parameter that node-postgres, botstate's driver, does not implement`, {
+        hint: `remove ${key}=… from the URL`,
+      });
+    }
     // node-postgres reads the parameters it knows and ignores the rest without a word: a
     // misspelt sslmode would connect without SSL.
     if (!ACCEPTED_PARAMS.includes(key)) {
       throw new ValidationError('USAGE', `the PostgreSQL URL's parameter "${key}" is not one botstate or node-postgres reads`, {
-        hint: `check its spelling; the parameters taken are ${ACCEPTED_PARAMS.join(', ')}`,
+        hint: 'check its spelling; docs/cli.md lists the parameters taken',
       });
     }
     if (parsed.searchParams.getAll(key).length > 1) {
@@ -115,20 +123,30 @@ function parsePostgres(url: string): Location {
       throw new ValidationError('USAGE', `the PostgreSQL URL's ${key} "${value}" is not ${what}`, { hint });
     }
   }
+  checkSslParams(parsed);
+  if (parsed.searchParams.has('port') && parsed.port !== '') {
+    throw new ValidationError('USAGE', `the PostgreSQL URL gives the port twice, after the host (${parsed.port}) and as port=${parsed.searchParams.get('port')}`, {
+      hint: 'give it once, after the host',
+    });
+  }
   let connectTimeoutMs: number | undefined;
   const connectTimeout = parsed.searchParams.get('connect_timeout');
   if (connectTimeout !== null) {
-    // libpq's meaning, in seconds; node-postgres itself would ignore it (its own setting is
-    // botstate's connectTimeoutMs, which the URL's value replaces unless given).
+    // In seconds, as libpq reads it; node-postgres itself would ignore it. It replaces the
+    // store's connectTimeoutMs default (not an option given).
     const seconds = /^\d{1,3}$/.test(connectTimeout) ? Number(connectTimeout) : NaN;
     if (!(seconds >= 1 && seconds <= 600)) {
       throw new ValidationError('USAGE', `the PostgreSQL URL's connect_timeout "${connectTimeout}" is not a whole number of seconds from 1 to 600`, {
-        hint: 'write connect_timeout=10 for 10 seconds (without it, 5)',
+        hint: 'write connect_timeout=10 for 10 seconds; without it the timeout is 5 seconds',
       });
     }
     connectTimeoutMs = seconds * 1000;
     parsed.searchParams.delete('connect_timeout');
   }
+  // libpq's channel_binding: node-postgres uses channel binding when the server offers it
+  // (prefer) if told to, and cannot insist on it.
+  const channelBinding = parsed.searchParams.get('channel_binding');
+  parsed.searchParams.delete('channel_binding');
   const sslmodes = parsed.searchParams.getAll('sslmode');
   // With uselibpqcompat=true pg reads sslmode as libpq does, which has no no-verify (pg would
   // then verify the certificate after all).
@@ -151,7 +169,46 @@ function parsePostgres(url: string): Location {
     });
   }
   parsed.searchParams.delete('schema');
-  return { engine: 'postgres', connectionString: parsed.toString(), schema, ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}) };
+  return {
+    engine: 'postgres',
+    connectionString: parsed.toString(),
+    schema,
+    ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}),
+    ...(channelBinding === 'prefer' ? { channelBinding: true } : {}),
+  };
+}
+
+/**
+ * node-postgres lets any of sslmode, sslrootcert, sslcert and sslkey turn SSL on whatever
+ * `ssl` says (ssl=0&sslmode=require tries SSL, ssl=1&sslmode=disable does not), and refuses
+ * sslnegotiation=direct without SSL only when it connects. Said here instead, before connecting.
+ * The files it reads when it connects are checked too (an unreadable one was an "unexpected error").
+ */
+function checkSslParams(parsed: URL): void {
+  const q = parsed.searchParams;
+  const sslParams = ['sslmode', 'sslrootcert', 'sslcert', 'sslkey'].filter((k) => q.has(k));
+  if (q.has('ssl') && sslParams.length > 0) {
+    throw new ValidationError('USAGE', `the PostgreSQL URL gives both ssl and ${sslParams.join(', ')}, which decide SSL over ssl`, {
+      hint: 'give sslmode alone: sslmode=disable for no SSL, sslmode=verify-full to verify the server',
+    });
+  }
+  const noSsl = q.get('ssl') === '0' || q.get('sslmode') === 'disable';
+  if (q.get('sslnegotiation') === 'direct' && (noSsl || (!q.has('ssl') && sslParams.length === 0))) {
+    throw new ValidationError('USAGE', "the PostgreSQL URL's sslnegotiation=direct needs SSL", {
+      hint: 'add sslmode=verify-full, or remove sslnegotiation=direct',
+    });
+  }
+  for (const key of ['sslrootcert', 'sslcert', 'sslkey']) {
+    const file = q.get(key);
+    if (file === null || file === '') continue;
+    try {
+      accessSync(file, constants.R_OK);
+    } catch (e) {
+      throw new ValidationError('USAGE', `the PostgreSQL URL's ${key} ${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, {
+        hint: 'check the path and its permissions',
+      });
+    }
+  }
 }
 
 /**
@@ -162,14 +219,31 @@ const ACCEPTED_PARAMS = [
   'schema', 'connect_timeout',
   'host', 'port', 'user', 'password',
   'ssl', 'sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'sslnegotiation', 'uselibpqcompat',
-  'application_name', 'fallback_application_name', 'statement_timeout', 'lock_timeout',
+  'application_name', 'fallback_application_name', 'statement_timeout', 'lock_timeout', 'channel_binding', 'gssencmode',
+];
+
+/** libpq's parameters that node-postgres does not implement (it would ignore them). */
+const LIBPQ_ONLY_PARAMS = [
+  'dbname', 'hostaddr', 'service', 'passfile', 'require_auth', 'target_session_attrs', 'load_balance_hosts',
+  'keepalives', 'keepalives_idle', 'keepalives_interval', 'keepalives_count', 'tcp_user_timeout',
+  'sslcompression', 'sslsni', 'sslcrl', 'sslcrldir', 'sslpassword', 'sslcertmode', 'ssl_min_protocol_version',
+  'ssl_max_protocol_version', 'requirepeer', 'krbsrvname', 'gsslib', 'gssdelegation', 'requiressl',
 ];
 
 /** Values node-postgres would misread rather than refuse. */
 const PARAM_VALUES: Record<string, { ok: (v: string) => boolean; what: string; hint: string }> = {
   // Sent to the server as parseInt reads them: "5s" would become 5 ms, "abc" NaN.
-  statement_timeout: { ok: (v) => /^\d{1,9}$/.test(v), what: 'a whole number of milliseconds', hint: 'write statement_timeout=5000 for 5 seconds (0 for none)' },
-  lock_timeout: { ok: (v) => /^\d{1,9}$/.test(v), what: 'a whole number of milliseconds', hint: 'write lock_timeout=5000 for 5 seconds (0 for none)' },
+  statement_timeout: { ok: (v) => /^\d{1,9}$/.test(v), what: 'a whole number of milliseconds', hint: 'write statement_timeout=5000 for 5 seconds, or 0 for none' },
+  lock_timeout: { ok: (v) => /^\d{1,9}$/.test(v), what: 'a whole number of milliseconds', hint: 'write lock_timeout=5000 for 5 seconds, or 0 for none' },
+  // Anything but "true" leaves node-postgres's own meanings.
+  uselibpqcompat: { ok: (v) => v === 'true' || v === 'false', what: 'true or false', hint: "write uselibpqcompat=true for libpq's sslmode meanings" },
+  channel_binding: {
+    ok: (v) => v === 'disable' || v === 'prefer',
+    what: 'disable or prefer',
+    hint: 'node-postgres uses channel binding when the server offers it (prefer) but cannot require it: write channel_binding=prefer',
+  },
+  // node-postgres never encrypts with GSSAPI: libpq's prefer then connects without it too.
+  gssencmode: { ok: (v) => v === 'disable' || v === 'prefer', what: 'disable or prefer', hint: 'node-postgres has no GSSAPI encryption; remove gssencmode or write disable' },
   // Any other text, "false" among them, would turn SSL on.
   ssl: { ok: (v) => ['true', '1', '0', 'no-verify'].includes(v), what: 'one of true, 1, 0, no-verify', hint: 'write ssl=0 (or sslmode=disable) for no SSL' },
   sslnegotiation: { ok: (v) => v === 'postgres' || v === 'direct', what: 'postgres or direct', hint: 'write sslnegotiation=postgres (the default) or direct' },
@@ -218,5 +292,6 @@ export function describeLocation(loc: Location): string {
   if (loc.engine === 'sqlite') return loc.path;
   const u = new URL(loc.connectionString);
   u.password = '';
+  if (u.searchParams.has('password')) u.searchParams.set('password', '***');
   return `${u.toString()} (schema ${loc.schema})`;
 }

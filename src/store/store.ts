@@ -39,7 +39,10 @@ export interface StoreOptions {
   readonly busyTimeoutMs?: number;
   /** PostgreSQL: connections in the pool (default 10). */
   readonly poolSize?: number;
-  /** PostgreSQL: how long to wait for a connection (default 5000 ms). */
+  /**
+   * PostgreSQL: how long to wait for a connection, to the server or from the pool when all of
+   * its connections are in use (default: the URL's connect_timeout, else 5000 ms).
+   */
   readonly connectTimeoutMs?: number;
   /**
    * PostgreSQL: end a session whose transaction stays idle (the client holds it open and sends
@@ -133,6 +136,7 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
           poolSize: opts.poolSize,
           // The URL's connect_timeout, unless the option is given.
           connectTimeoutMs: options.connectTimeoutMs === undefined ? (location.connectTimeoutMs ?? opts.connectTimeoutMs) : opts.connectTimeoutMs,
+          channelBinding: location.channelBinding === true,
           idleTransactionTimeoutMs: opts.idleTransactionTimeoutMs,
           location: describeLocation(location),
         });

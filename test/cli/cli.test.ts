@@ -640,7 +640,7 @@ describe('botstate CLI without a job database', () => {
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?uselibpqcompat=false&uselibpqcompat=true&sslmode=no-verify'], { cwd: dir }), 2, /gives uselibpqcompat more than once/);
     // pg ignores what it does not know (a misspelt sslmode would connect without SSL); the rest of
     // the parameter checks are in test/contract/location.test.ts.
-    refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?sslmdoe=require'], { cwd: dir }), 2, /parameter "sslmdoe" is not one botstate or node-postgres reads \(check its spelling; the parameters taken are schema, connect_timeout, host/);
+    refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?sslmdoe=require'], { cwd: dir }), 2, /parameter "sslmdoe" is not one botstate or node-postgres reads \(check its spelling; docs\/cli\.md lists the parameters taken\)/);
     assert.deepEqual(readdirSync(dir), []);
   });
 

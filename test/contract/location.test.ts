@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
 import { isBotstateError } from '../../src/errors.ts';
 import { openStore } from '../../src/index.ts';
-import { parseLocation } from '../../src/store/location.ts';
+import { describeLocation, parseLocation } from '../../src/store/location.ts';
 
 const BASE = 'postgres://u@127.0.0.1:1/x';
 const refused = (query: string, message: RegExp) =>
@@ -17,8 +17,20 @@ const refused = (query: string, message: RegExp) =>
 describe('PostgreSQL URL parameters', () => {
   it('an unknown or misspelt parameter is refused, naming it, rather than ignored (a misspelt sslmode would connect without SSL)', () => {
     refused('sslmdoe=require', /parameter "sslmdoe" is not one botstate or node-postgres reads/);
-    refused('schema=a&dbname=b', /parameter "dbname" is not one/);
-    refused('keepalives=1', /parameter "keepalives" is not one/);
+    refused('schema=a&sslmdoe=require&b=1', /parameter "sslmdoe" is not one/);
+    refused('dbname=b', /"dbname" is a libpq parameter/);
+  });
+
+  it("libpq's parameters that node-postgres does not implement are refused as such (a URL copied from a provider names them)", () => {
+    refused('keepalives=1', /"keepalives" is a libpq parameter that node-postgres, botstate's driver, does not implement$/);
+    refused('target_session_attrs=read-write', /"target_session_attrs" is a libpq parameter/);
+    refused('sslmode=verify-full&channel_binding=require', /channel_binding "require" is not disable or prefer$/);
+    refused('gssencmode=require', /gssencmode "require" is not disable or prefer/);
+    assert.throws(() => parseLocation(`${BASE}?channel_binding=require`), (e: unknown) => isBotstateError(e, 'USAGE') && /cannot require it: write channel_binding=prefer$/.test(e.hint ?? ''));
+    const neon = parseLocation(`${BASE}?sslmode=verify-full&channel_binding=prefer&gssencmode=disable`);
+    assert.ok(neon.engine === 'postgres' && neon.channelBinding === true && !new URL(neon.connectionString).searchParams.has('channel_binding'));
+    const none = parseLocation(`${BASE}?channel_binding=disable`);
+    assert.ok(none.engine === 'postgres' && none.channelBinding === undefined);
   });
 
   it('parameters that would change what the session is or reads are refused, each saying why', () => {
@@ -40,10 +52,32 @@ describe('PostgreSQL URL parameters', () => {
     refused('connect_timeout=0', /connect_timeout "0" is not a whole number of seconds from 1 to 600/);
     refused('connect_timeout=601', /connect_timeout "601"/);
     refused('application_name=a&application_name=b', /gives application_name more than once/);
+    refused('uselibpqcompat=1&sslmode=verify-ca', /uselibpqcompat "1" is not true or false/);
+  });
+
+  it('SSL settings that node-postgres would resolve silently against what was written are refused', () => {
+    refused('ssl=0&sslmode=require', /gives both ssl and sslmode, which decide SSL over ssl/);
+    refused('ssl=1&sslmode=disable', /gives both ssl and sslmode/);
+    refused('ssl=0&sslrootcert=/etc/hostname', /gives both ssl and sslrootcert/);
+    refused('sslnegotiation=direct', /sslnegotiation=direct needs SSL/);
+    refused('sslnegotiation=direct&sslmode=disable', /sslnegotiation=direct needs SSL/);
+    refused('sslnegotiation=direct&ssl=0', /sslnegotiation=direct needs SSL/);
+    assert.equal(parseLocation(`${BASE}?sslnegotiation=direct&sslmode=verify-full`).engine, 'postgres');
+    // node-postgres reads these files when it connects: a missing one was an "unexpected error" (exit 1).
+    refused('sslmode=verify-full&sslrootcert=/nonexistent/ca.pem', /sslrootcert \/nonexistent\/ca\.pem cannot be read \(ENOENT\)/);
+    refused('sslmode=verify-full&sslcert=/nonexistent/c.pem', /sslcert \/nonexistent\/c\.pem cannot be read/);
+    refused('port=5433', /gives the port twice, after the host \(1\) and as port=5433/);
+    assert.equal(parseLocation('postgres://u@127.0.0.1/x?port=5433').engine, 'postgres');
+  });
+
+  it('a password given as a parameter is kept out of messages, as one in the user part is', () => {
+    const loc = parseLocation('postgres://u:secret1@127.0.0.1:1/x?password=secret2');
+    assert.doesNotMatch(describeLocation(loc), /secret/);
+    assert.match(describeLocation(loc), /password=\*\*\*/);
   });
 
   it('the parameters node-postgres reads as they are written are passed on; connect_timeout is read by botstate', () => {
-    const loc = parseLocation(`${BASE}?schema=s1&application_name=bot&statement_timeout=5000&lock_timeout=0&ssl=0&port=5433&connect_timeout=3`);
+    const loc = parseLocation(`postgres://u@127.0.0.1/x?schema=s1&application_name=bot&statement_timeout=5000&lock_timeout=0&ssl=0&port=5433&connect_timeout=3`);
     assert.equal(loc.engine, 'postgres');
     if (loc.engine !== 'postgres') return;
     assert.equal(loc.schema, 's1');

@@ -20,6 +20,8 @@ export interface PostgresOptions {
   readonly durability: Durability;
   readonly poolSize: number;
   readonly connectTimeoutMs: number;
+  /** SCRAM-SHA-256-PLUS (channel binding) when the server offers it. */
+  readonly channelBinding?: boolean;
   /** idle_in_transaction_session_timeout; 0 = off. */
   readonly idleTransactionTimeoutMs: number;
   /** For messages: the URL without its password. */
@@ -67,6 +69,7 @@ export class PostgresAdapter implements Adapter {
       connectionString: driverConnectionString(options.connectionString),
       max: options.poolSize,
       connectionTimeoutMillis: options.connectTimeoutMs,
+      enableChannelBinding: options.channelBinding === true,
       options:
         `-c search_path=${options.schema} -c TimeZone=UTC -c DateStyle=ISO -c synchronous_commit=${sync}` +
         ` -c idle_in_transaction_session_timeout=${options.idleTransactionTimeoutMs}`,
