@@ -694,6 +694,12 @@ export class Daemon {
  * or a PostgreSQL crash in `process` durability) and the id was derived again for a new one:
  * then nothing is settled, and the job stops with the reason (the trade stays PENDING for an
  * operator to look at).
+ *
+ * An exchange fills what it can of the amount asked (lot sizes, rounding, a price step): a fill
+ * of no more than the intent asked for, in the intent's own terms (baseAmount or quoteAmount),
+ * on its side and token, is its fill, and the ledger records the exchange's amounts. More than
+ * was asked, another side or another token is another order. (A reused id for a smaller order
+ * of the same side and token cannot be told apart from a rounded fill.)
  */
 function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
   const asked = trade.baseAmount !== null ? { field: 'baseAmount', value: trade.baseAmount } : { field: 'quoteAmount', value: trade.quoteAmount };
@@ -703,8 +709,8 @@ function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
       ? `it is a ${order.side}, the intent a ${trade.side}`
       : order.token.toLowerCase() !== job.tokenAddress.toLowerCase()
         ? `it is for ${order.token}, the intent for ${job.tokenAddress}`
-        : got === null || asked.value === null || cmp(got, asked.value) !== 0
-          ? `its ${asked.field} is ${String(got)}, the intent asked for ${String(asked.value)}`
+        : got === null || asked.value === null || cmp(got, asked.value) > 0
+          ? `its ${asked.field} is ${String(got)}, more than the intent asked for, ${String(asked.value)}`
           : undefined;
   if (problem) {
     // Same side and token: the exchange filled that id, for another amount; the ledger takes its fill.

@@ -17,8 +17,13 @@ export interface ExchangeOrder {
   readonly exchangeOrderId: string;
   readonly token: string;
   readonly side: 'BUY' | 'SELL';
-  /** FILLED: executed in full at `price`; REJECTED: never executed (see `error`). */
+  /** FILLED: executed, and done, at `price`; REJECTED: never executed (see `error`). */
   readonly status: 'FILLED' | 'REJECTED';
+  /**
+   * What was executed, which the ledger records. In the order's own terms (the baseAmount or
+   * quoteAmount it asked for) never more than asked; it may be less (lot sizes, rounding). A
+   * fill of more than was asked is taken for another order under the same clientOrderId.
+   */
   readonly baseAmount: Decimal;
   readonly quoteAmount: Decimal;
   readonly price: Decimal;

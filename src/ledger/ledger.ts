@@ -66,7 +66,8 @@ export type RecordTradeInput = TradeInput & Fill;
 
 /**
  * An order about to be sent: recorded PENDING before the exchange is called. Amounts are what
- * was asked. Without a clientOrderId, the ledger derives one from the job and its sequence
+ * was asked: a BUY gives a baseAmount or a quoteAmount, a SELL a baseAmount (the tokens it holds
+ * back from other sells until it is settled). Without a clientOrderId, the ledger derives one from the job and its sequence
  * number (`<jobId>-<n>`, n the job's version after the intent), inside the transaction.
  */
 export type IntentInput = Omit<TradeInput, 'clientOrderId'> & {
@@ -370,6 +371,13 @@ export class Ledger {
     const price = opt(input.priceUsd, 'priceUsd');
     if (base === null && quote === null) {
       throw new ValidationError('INVALID_AMOUNT', 'an intent needs a baseAmount or a quoteAmount', { hint: 'say how much to trade' });
+    }
+    if (input.side === 'SELL' && base === null) {
+      // An open sell holds back the tokens it may sell: one sized in quote could sell any number
+      // of them, and its fill could then not be recorded (nor the sells let in beside it).
+      throw new ValidationError('INVALID_AMOUNT', 'a SELL intent needs a baseAmount: how many tokens to sell', {
+        hint: 'give baseAmount (the quote it fetches is the exchange\'s answer, recorded when it is settled)',
+      });
     }
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {

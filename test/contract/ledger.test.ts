@@ -237,6 +237,20 @@ for (const engine of ENGINES) {
       assert.equal(filled.job.tokenBalance, '0');
     });
 
+    it('a sell intent sized in quote alone is refused: it could sell any number of tokens, and reserve none', async () => {
+      await store.ledger.recordTrade(buy('o-1', '10'));
+      const before = await fx.dump();
+      const refusal = await rejectsWith(
+        store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'q-1', side: 'SELL', reason: 'TAKE_PROFIT', quoteAmount: '8' }),
+        'INVALID_AMOUNT',
+      );
+      assert.match(String(refusal['message']), /a SELL intent needs a baseAmount: how many tokens to sell/);
+      assert.equal(await fx.dump(), before);
+      // With its baseAmount (and a quote, as asked) it is taken, and holds the tokens back.
+      await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'q-2', side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '8', quoteAmount: '8' });
+      await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'q-3', side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '3' }), 'INSUFFICIENT_BALANCE');
+    });
+
     it('a callback scheduled inside a transaction does not run in it after it ended', async () => {
       let later: Promise<unknown> | undefined;
       await store.transaction(async () => {

@@ -30,7 +30,7 @@ import { startPaperExchange, type PaperExchangeHandle, type PaperExchangeOptions
 import { isBotstateError } from '../../src/errors.ts';
 import type { Job } from '../../src/jobs/job-rows.ts';
 import type { Trade } from '../../src/ledger/ledger.ts';
-import { add, mul, sub, type Decimal } from '../../src/money/decimal.ts';
+import { add, fromUnits, mul, sub, toUnits, type Decimal } from '../../src/money/decimal.ts';
 import { SqliteAdapter } from '../../src/store/sqlite/sqlite-adapter.ts';
 import { migrate } from '../../src/store/migrations/runner.ts';
 import { LATEST_VERSION } from '../../src/store/migrations/index.ts';
@@ -524,7 +524,7 @@ for (const engine of ENGINES) {
         const j = await store.jobs.get({ id: job.id });
         return j.status === 'ERROR' ? j : undefined;
       });
-      assert.match(failed.statusReason!, /is not this intent \(its quoteAmount is 20, the intent asked for 10\)/);
+      assert.match(failed.statusReason!, /is not this intent \(its quoteAmount is 20, more than the intent asked for, 10\)/);
       // Same side and token: the operator is told to settle the intent with the exchange's fill.
       assert.match(failed.statusReason!, /reconcile it by hand \(stop the daemons, then botstate settle \S+ --status executed with the exchange's fill\)$/);
       const version = failed.version;
@@ -536,6 +536,63 @@ for (const engine of ENGINES) {
       assert.equal((await store.ledger.get(intent.clientOrderId)).status, 'PENDING');
       assert.deepEqual(await exchangeOrders(ex.url), [other]);
       assert.ok(lines.some((l) => l.includes('is not this intent')));
+    });
+
+    it('an exchange that fills less than asked (lot sizes): the ledger records its fill; one that fills more is another order', async () => {
+      // An in-process exchange with a lot size of 0.01 token at a price of 3: a buy of quote q
+      // fills floor(q / 3, 2 decimals) tokens and spends that × 3, a little less than asked.
+      const orders = new Map<string, ExchangeOrder>();
+      let extra = '0';
+      const lots: Exchange = {
+        async placeOrder(o) {
+          const known = orders.get(o.clientOrderId);
+          if (known) return known;
+          const base = fromUnits((toUnits(o.quoteAmount!) / toUnits('0.03')) * toUnits('0.01')); // whole lots of 0.01
+          const order: ExchangeOrder = {
+            clientOrderId: o.clientOrderId, exchangeOrderId: `x-${orders.size + 1}`, token: o.token, side: o.side, status: 'FILLED',
+            baseAmount: base, quoteAmount: add(mul(base, '3'), extra), price: '3', error: null, time: new Date().toISOString(),
+          };
+          orders.set(o.clientOrderId, order);
+          return order;
+        },
+        async getOrder(id) {
+          return orders.get(id) ?? null;
+        },
+        async getPrice() {
+          return '3';
+        },
+        async getBalances() {
+          return { USD: '1000000' };
+        },
+      };
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA, 'accumulate.dcaAmount=10'] });
+      const { daemon } = makeDaemon(store, lots);
+      await daemon.start();
+      await waitFor('two DCA buys settled', async () => ((await store.ledger.trades({ id: job.id }, { status: 'EXECUTED' })).length >= 2 ? true : undefined));
+      await daemon.stop();
+      const trades = await store.ledger.trades({ id: job.id });
+      assert.ok(trades.every((t) => t.status === 'EXECUTED'), 'nothing left PENDING');
+      for (const t of trades) {
+        const order = orders.get(t.clientOrderId)!;
+        assert.deepEqual([t.baseAmount, t.quoteAmount, t.priceUsd], ['3.33', '9.99', '3'], 'asked 10 of quote, the exchange filled 3.33 tokens for 9.99');
+        assert.deepEqual([t.baseAmount, t.quoteAmount, t.exchangeOrderId], [order.baseAmount, order.quoteAmount, order.exchangeOrderId]);
+      }
+      const after = await store.jobs.get({ id: job.id });
+      assert.equal(after.status, 'RUNNING');
+      assert.equal(after.tokenBalance, trades.map((t) => t.baseAmount!).reduce(add));
+
+      // An order under the next clientOrderId that spent more than the intent asked for is not its fill.
+      extra = '0.02';
+      const { daemon: second } = makeDaemon(store, lots, { maxFailures: 1 });
+      await second.start();
+      const failed = await waitFor('ERROR', async () => {
+        const j = await store.jobs.get({ id: job.id });
+        return j.status === 'ERROR' ? j : undefined;
+      });
+      await second.stop();
+      assert.match(failed.statusReason!, /is not this intent \(its quoteAmount is 10\.01, more than the intent asked for, 10\)/);
+      assert.equal(failed.tokenBalance, after.tokenBalance, 'nothing settled from it');
+      assert.equal((await store.ledger.pending()).length, 1);
     });
 
     it('records a REJECTED order as FAILED with the reason; rejections in a row put the job in ERROR', async () => {
