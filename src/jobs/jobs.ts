@@ -5,7 +5,7 @@ import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
 import { storableText } from '../util/text.ts';
-import { isIsoTime } from '../util/time.ts';
+import { isIsoTime, notIsoTime } from '../util/time.ts';
 import { normalizeAddress } from './address.ts';
 import { defaultConfig, resolveConfig, serializeConfig } from './config.ts';
 import {
@@ -81,7 +81,7 @@ function checkStatePatch(patch: StrategyStatePatch): StrategyStatePatch {
       out.recentHigh = parseDecimal(value as string, { field: 'recentHigh' });
     } else if ((STATE_TIMES as readonly string[]).includes(key)) {
       if (value !== null && !isIsoTime(value)) {
-        throw new ValidationError('INVALID_ARGUMENT', `${key} ${JSON.stringify(value)} is not a real ISO 8601 UTC time with milliseconds`, {
+        throw new ValidationError('INVALID_ARGUMENT', notIsoTime(key, value), {
           hint: 'pass new Date(ms).toISOString(), or null',
         });
       }

@@ -5,7 +5,7 @@ import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context, Fence } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
 import { storableText } from '../util/text.ts';
-import { isIsoTime, nowIso } from '../util/time.ts';
+import { isIsoTime, notIsoTime, nowIso } from '../util/time.ts';
 
 export const TradeSide = Object.freeze({ BUY: 'BUY', SELL: 'SELL' } as const);
 export type TradeSide = (typeof TradeSide)[keyof typeof TradeSide];
@@ -206,6 +206,9 @@ interface CheckedFill {
   executedAt: string;
 }
 
+/** How far ahead of this host's clock a fill's time may be (another machine's clock). */
+const FUTURE_FILL_MS = 5 * 60_000;
+
 function checkFill(fill: Fill): CheckedFill {
   const ref = (v: string | undefined, field: string): string | null => {
     if (v === undefined || v === null) return null;
@@ -218,8 +221,15 @@ function checkFill(fill: Fill): CheckedFill {
   };
   const executedAt = fill.executedAt ?? nowIso();
   if (fill.executedAt !== undefined && !isIsoTime(executedAt)) {
-    throw new ValidationError('INVALID_ARGUMENT', `executedAt "${executedAt}" is not a real ISO 8601 UTC time with milliseconds`, {
+    throw new ValidationError('INVALID_ARGUMENT', notIsoTime('executedAt', executedAt), {
       hint: 'pass new Date().toISOString()',
+    });
+  }
+  // A job's lastDcaBuyTime only moves forward: a fill dated in the future (a typo in the year)
+  // would hold its DCA buys back until then. A few minutes ahead is an exchange's clock.
+  if (Date.parse(executedAt) > Date.now() + FUTURE_FILL_MS) {
+    throw new ValidationError('INVALID_ARGUMENT', `executedAt ${executedAt} is in the future`, {
+      hint: "give the time the exchange reports for the fill (up to 5 minutes ahead of this host's clock is taken)",
     });
   }
   return {

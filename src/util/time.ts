@@ -16,6 +16,13 @@ export function isIsoTime(value: unknown): value is string {
   return !Number.isNaN(ms) && new Date(ms).toISOString() === value;
 }
 
+/** Why `value` is not such a time, for a message about `field`: a Date or a number is named as one. */
+export function notIsoTime(field: string, value: unknown): string {
+  if (typeof value === 'string') return `${field} ${JSON.stringify(value)} is not a real ISO 8601 UTC time with milliseconds`;
+  const got = value instanceof Date ? 'a Date object' : `a ${typeof value}`;
+  return `${field} must be an ISO 8601 UTC time string with milliseconds, got ${got}`;
+}
+
 let lastMs = Number.NaN;
 let lastIso = '';
 

@@ -195,6 +195,9 @@ for (const engine of ENGINES) {
         { lastDcaBuyTime: '2026-01-01T00:00:00Z' }, { recentHighTime: '2026-02-30T00:00:00.000Z' }, { tokenBalance: '5' }]) {
         await rejectsWith(store.jobs.updateState({ id: job.id }, bad as never), 'recentHigh' in bad ? 'INVALID_AMOUNT' : 'INVALID_ARGUMENT');
       }
+      // A Date object is named as one: its own text would look like a valid time.
+      const asDate = await rejectsWith(store.jobs.updateState({ id: job.id }, { recentHighTime: new Date() as never }), 'INVALID_ARGUMENT');
+      assert.equal(asDate['message'], 'recentHighTime must be an ISO 8601 UTC time string with milliseconds, got a Date object');
       assert.equal(await fx.dump(), before);
       assert.equal((await store.jobs.updateState({ id: job.id }, { recentHigh: '0.01234567890' })).version, updated.version, 'a non-canonical equal value is the same value');
       assert.equal((await store.jobs.updateState({ id: job.id }, { lastRebalanceTime: null })).version, updated.version);

@@ -93,7 +93,15 @@ for (const engine of ENGINES) {
         await rejectsWith(store.ledger.recordTrade(buy('b-4', '1', { executedAt })), 'INVALID_ARGUMENT');
       }
       await rejectsWith(store.ledger.recordTrade(buy('b-5', '1', { job: { id: 'nope' } })), 'JOB_NOT_FOUND');
+      // A fill dated in the future (a typo in the year) would hold the job's DCA buys back until then.
+      const future = await rejectsWith(store.ledger.recordTrade(buy('b-6', '1', { executedAt: '2999-01-01T00:00:00.000Z' })), 'INVALID_ARGUMENT');
+      assert.equal(future['message'], 'executedAt 2999-01-01T00:00:00.000Z is in the future');
+      const asDate = await rejectsWith(store.ledger.recordTrade(buy('b-7', '1', { executedAt: new Date() as never })), 'INVALID_ARGUMENT');
+      assert.equal(asDate['message'], 'executedAt must be an ISO 8601 UTC time string with milliseconds, got a Date object');
       assert.equal(await fx.dump(), before);
+      // A minute ahead is another machine's clock, not a typo.
+      const ahead = new Date(Date.now() + 60_000).toISOString();
+      assert.equal((await store.ledger.recordTrade(buy('b-8', '1', { executedAt: ahead }))).trade.executedAt, ahead);
     });
 
     it('intent then fill: PENDING before the exchange, EXECUTED with the job update after', async () => {
