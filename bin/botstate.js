@@ -3,7 +3,7 @@
 const major = Number(process.versions.node.split('.')[0]);
 if (major < 24) {
   process.stderr.write(
-    `botstate: needs Node.js 24 or newer, found ${process.version} (run it as npx botstate, which uses the pinned Node, or install Node 24)\n`,
+    `botstate: needs Node.js 24 or newer, found ${process.version} (install Node 24; in botstate's own repository, npm start and npx botstate use the Node it pins)\n`,
   );
   process.exit(1);
 }

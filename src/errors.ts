@@ -144,3 +144,6 @@ export function coerceError(e: unknown): BotstateError {
   const message = e instanceof Error ? e.message : String(e);
   return new BotstateError('INTERNAL', `unexpected error: ${message}`, { cause: e });
 }
+
+/** What a call on a closed store is told. */
+export const CLOSED_HINT = 'a closed store cannot be used again: open another with openStore';

@@ -6,6 +6,7 @@
  * const store = await openStore('./botstate.db');
  * const job = await store.jobs.start({ tokenAddress: '0xbbd9aDe16525acb4B336b6dAd3b9762901522B07' });
  */
+import './util/node-version.ts'; // first: before the native driver loads
 export { openStore, Store, type StoreOptions } from './store/store.ts';
 export type { Executor, Durability, Engine } from './store/adapter.ts';
 export type { CallOptions, Fence } from './store/context.ts';

@@ -8,7 +8,7 @@
  * documented code (2 usage, 3 rule, 4 not found, 5 storage, 6 schema) and leave the database
  * byte-for-byte unchanged (a logical dump before and after, through the raw driver).
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -578,6 +578,30 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+/** A Node older than 24 on this machine's PATH, outside the project (plain `node` here is 20), if any. */
+function olderNode(): string | undefined {
+  for (const dir of (process.env['PATH'] ?? '').split(':')) {
+    if (dir === '' || dir.startsWith(ROOT)) continue;
+    const candidate = join(dir, 'node');
+    if (!existsSync(candidate)) continue;
+    const found = spawnSync(candidate, ['-p', 'process.versions.node'], { encoding: 'utf8' });
+    if (found.status === 0 && Number(found.stdout.split('.')[0]) < 24) return candidate;
+  }
+  return undefined;
+}
+
+describe('on a Node older than 24', { skip: olderNode() === undefined && 'no Node older than 24 on PATH' }, () => {
+  it('the CLI and the library each say so in one line, before the native driver loads', () => {
+    const node = olderNode()!;
+    const cliRun = spawnSync(node, [BIN, 'list'], { encoding: 'utf8', cwd: scratch });
+    assert.equal(cliRun.status, 1);
+    assert.match(cliRun.stderr, /^botstate: needs Node\.js 24 or newer, found v\d+\.\d+\.\d+ \(install Node 24; in botstate's own repository, npm start and npx botstate use the Node it pins\)\n$/);
+    const lib = spawnSync(node, ['--input-type=module', '-e', `import(${JSON.stringify(join(ROOT, 'dist', 'index.js'))}).catch((e) => { console.error(e.message); process.exit(7); })`], { encoding: 'utf8' });
+    assert.equal(lib.status, 7, lib.stderr);
+    assert.match(lib.stderr, /^botstate needs Node\.js 24 or newer; this is v\d+\.\d+\.\d+\. Install Node 24 \(or newer\) and run with it\.\n$/);
+  });
+});
 
 describe('botstate CLI without a job database', () => {
   const COMMANDS = ['start', 'pause', 'resume', 'liquidate', 'status', 'list', 'config', 'trades', 'record', 'settle', 'history', 'verify', 'db status', 'db migrate', 'db rollback'];

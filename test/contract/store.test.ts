@@ -412,7 +412,7 @@ for (const engine of ENGINES) {
       await store.jobs.start({ tokenAddress: TOKEN });
       await store.close();
       await store.close();
-      await assert.rejects(store.jobs.list(), (e: unknown) => isBotstateError(e) && e.code === 'STORAGE_UNAVAILABLE' && /is closed/.test(e.message));
+      await assert.rejects(store.jobs.list(), (e: unknown) => isBotstateError(e) && e.code === 'STORAGE_UNAVAILABLE' && /is closed/.test(e.message) && /open another with openStore/.test(e.hint ?? ''));
       await assert.rejects(store.jobs.start({ tokenAddress: tokenAddress(2) }), (e: unknown) => isBotstateError(e) && e.code === 'STORAGE_UNAVAILABLE');
     });
 

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { VERSION_COLUMNS } from '../migrations/migration.ts';
-import { BotstateError, constraintViolation, NotFoundError, StorageError } from '../../errors.ts';
+import { BotstateError, CLOSED_HINT, constraintViolation, NotFoundError, StorageError } from '../../errors.ts';
 import type {
   Adapter,
   Capabilities,
@@ -475,7 +475,7 @@ export class SqliteAdapter implements Adapter {
 
   /** Throws if the store is closed, or unusable after a failed fsync. */
   #usable(): void {
-    if (this.#closed) throw new StorageError('STORAGE_UNAVAILABLE', `the store at ${this.location} is closed`);
+    if (this.#closed) throw new StorageError('STORAGE_UNAVAILABLE', `the store at ${this.location} is closed`, { hint: CLOSED_HINT });
     const failure = this.#storageFailure ?? this.#walSync?.failure;
     if (failure) throw failure;
   }
@@ -857,7 +857,7 @@ export function classifySqliteError(e: unknown, where: string): BotstateError {
   const message = e instanceof Error ? e.message : String(e);
   if (code === 'SQLITE_BUSY' || code.startsWith('SQLITE_BUSY_') || code === 'SQLITE_LOCKED') {
     return new StorageError('STORAGE_BUSY', `${where} stayed locked by another connection past the busy timeout`, {
-      hint: 'another process holds a long write transaction; retry (a library caller can raise the busyTimeoutMs option, 5000 ms by default)',
+      hint: 'another connection (another process, or another store open on this file in this one) holds a long write transaction; retry (a library caller can raise the busyTimeoutMs option, 5000 ms by default)',
       cause: e,
     });
   }
