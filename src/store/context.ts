@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { BotstateError, ValidationError } from '../errors.ts';
 import { isStorableText } from '../util/text.ts';
-import type { Adapter, Executor } from './adapter.ts';
+import type { Adapter, Executor, SqlParam } from './adapter.ts';
 
 /** Options every store method accepts. */
 export interface CallOptions {
@@ -25,9 +25,52 @@ export interface Fence {
   readonly epoch: number;
 }
 
-/** One run of a transaction's body; `open` is cleared when it has committed or rolled back. */
+/**
+ * One run of a transaction's body (a nested one's too), on the adapter's connection; `open` is
+ * cleared once the body has returned or thrown and the calls made in it are done.
+ */
 interface Txn {
   open: boolean;
+  readonly connection: Executor;
+}
+
+/**
+ * The tx a store.transaction hands its body: the connection's methods, refused once that
+ * transaction (a nested one included) has ended. An adapter may hand every transaction the same
+ * executor (SQLite's one connection, and every transaction of a group-commit batch, share one),
+ * so a tx kept past its transaction would otherwise run its statement on its own (autocommit),
+ * inside whichever transaction is open then, or after a nested one's savepoint was released.
+ * One object per transaction, and one check per statement.
+ */
+class Tx implements Executor {
+  readonly #txn: Txn;
+
+  constructor(txn: Txn) {
+    this.#txn = txn;
+  }
+
+  all<T extends object>(sql: string, params?: readonly SqlParam[]): Promise<T[]> {
+    return this.#txn.open ? this.#txn.connection.all<T>(sql, params) : Promise.reject(txEnded('this tx'));
+  }
+
+  get<T extends object>(sql: string, params?: readonly SqlParam[]): Promise<T | undefined> {
+    return this.#txn.open ? this.#txn.connection.get<T>(sql, params) : Promise.reject(txEnded('this tx'));
+  }
+
+  run(sql: string, params?: readonly SqlParam[]): Promise<number> {
+    return this.#txn.open ? this.#txn.connection.run(sql, params) : Promise.reject(txEnded('this tx'));
+  }
+
+  exec(sql: string): Promise<void> {
+    return this.#txn.open ? this.#txn.connection.exec(sql) : Promise.reject(txEnded('this tx'));
+  }
+}
+
+/** What a tx of a transaction that has ended gets, from a store call or from its own methods. */
+function txEnded(what: string): BotstateError {
+  return new BotstateError('INVALID_ARGUMENT', `${what} belongs to a transaction that has ended`, {
+    hint: 'use a tx only in calls made (and awaited) inside its store.transaction',
+  });
 }
 
 /**
@@ -39,6 +82,8 @@ interface Txn {
 interface Scope {
   readonly tx: Executor;
   readonly txn: Txn;
+  /** The scope this one's call or nested transaction took its turn in; none for a transaction's root. */
+  readonly outer: Scope | undefined;
   /** Cleared when the body has returned or thrown: a call still queued in it is then refused. */
   open: boolean;
   /** The end of the queue of calls made directly in this scope. */
@@ -51,8 +96,8 @@ export class Context {
   readonly actor: string;
   readonly #scope = new AsyncLocalStorage<Scope>();
   /**
-   * The open transactions' root scopes, by executor: a `tx` passed explicitly from code that is
-   * not running in its transaction's body (a callback set up outside it) takes turns there.
+   * The transactions' own scopes (nested ones' too), by tx: a `tx` passed explicitly from code
+   * that is not running in its transaction's body (a callback set up outside it) takes turns there.
    */
   readonly #open = new WeakMap<Executor, Scope>();
 
@@ -69,27 +114,31 @@ export class Context {
   }
 
   /**
-   * The scope a call joined to `tx` takes its turn in: the caller's own, or else the root of the
-   * open transaction `tx` belongs to. A `tx` whose transaction has ended is refused, even while
-   * another transaction is open (each store.transaction hands out its own tx).
+   * The scope a call joined to `tx` takes its turn in: the caller's own if it is made inside
+   * `tx`'s transaction (in its body, in a call or a transaction nested in it), or else the scope
+   * of the open transaction `tx` belongs to. A `tx` whose transaction has ended is refused, even
+   * while another transaction is open (each store.transaction, nested or not, hands out its own tx).
    */
   #scopeFor(tx: Executor): Scope {
     const current = this.#scope.getStore();
-    if (current !== undefined && current.tx === tx && current.txn.open) return current;
-    const root = this.#open.get(tx);
-    if (root !== undefined && root.txn.open) return root;
-    throw new BotstateError('INVALID_ARGUMENT', 'the tx passed to this call belongs to a transaction that has ended', {
-      hint: 'pass the tx only to calls made (and awaited) inside its store.transaction',
-    });
+    for (let s = current; s !== undefined; s = s.outer) {
+      if (s.tx === tx) {
+        if (s.txn.open) return current!;
+        break;
+      }
+    }
+    const own = this.#open.get(tx);
+    if (own !== undefined && own.txn.open) return own;
+    throw txEnded('the tx passed to this call');
   }
 
   /**
-   * Runs `fn` once the calls made before it in the same scope are done: calls made at once inside
+   * Runs `body` once the calls made before it in the same scope are done: calls made at once inside
    * one transaction (`Promise.all` of two writes) take turns. Interleaved, a failing call's
    * ROLLBACK TO its savepoint would also undo the writes the other made after that savepoint. A
    * call whose turn comes after its transaction has ended is refused: it would run outside it.
    */
-  async #inTurn<T>(tx: Executor, fn: () => Promise<T>, savepoint: boolean): Promise<T> {
+  async #inTurn<T>(tx: Executor, savepoint: boolean, body: (parent: Scope) => Promise<T>): Promise<T> {
     const parent = this.#scopeFor(tx);
     const previous = parent.tail;
     let done!: () => void;
@@ -104,11 +153,35 @@ export class Context {
           hint: 'await every store call made inside store.transaction before the transaction returns',
         });
       }
-      // The calls `fn` leaves queued are refused (or finish) before its savepoint is rolled back or released.
-      const body = () => this.#within({ tx, txn: parent.txn, open: true, tail: Promise.resolve() }, fn);
-      return await (savepoint ? this.#savepoint(tx, body) : body());
+      return await (savepoint ? this.#savepoint(tx, () => body(parent)) : body(parent));
     } finally {
       done();
+    }
+  }
+
+  /**
+   * Runs a call joined to `tx` in a scope of its own inside `parent`: the calls `fn` leaves queued
+   * are refused (or finish) before its savepoint is rolled back or released.
+   */
+  #call<T>(tx: Executor, parent: Scope, fn: () => Promise<T>): Promise<T> {
+    return this.#within({ tx, txn: parent.txn, outer: parent, open: true, tail: Promise.resolve() }, fn);
+  }
+
+  /**
+   * Runs `fn` as the body of a transaction of its own on `connection` (nested in `outer`'s, if
+   * given), with its own tx: once the body and the calls made in it are done, that tx is refused,
+   * by store calls and by its own methods alike.
+   */
+  async #own<T>(connection: Executor, outer: Scope | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
+    const txn: Txn = { open: true, connection };
+    const tx = new Tx(txn);
+    const scope: Scope = { tx, txn, outer, open: true, tail: Promise.resolve() };
+    this.#open.set(tx, scope);
+    try {
+      return await this.#within(scope, () => fn(tx));
+    } finally {
+      txn.open = false;
+      this.#open.delete(tx);
     }
   }
 
@@ -153,37 +226,27 @@ export class Context {
   async write<T>(options: CallOptions | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
     const tx = this.#joined(options);
     if (!tx) return this.adapter.transaction(fn);
-    return this.#inTurn(tx, () => fn(tx), true);
+    return this.#inTurn(tx, true, (parent) => this.#call(tx, parent, () => fn(tx)));
   }
 
   read<T>(options: CallOptions | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
     const tx = this.#joined(options);
     // On PostgreSQL a statement that fails aborts the whole transaction, which COMMIT then rolls
     // back in silence: a joined read gets a savepoint there too, so that a caught failure is harmless.
-    return tx ? this.#inTurn(tx, () => fn(tx), this.adapter.engine === 'postgres') : this.adapter.transaction(fn, { readOnly: true });
+    return tx
+      ? this.#inTurn(tx, this.adapter.engine === 'postgres', (parent) => this.#call(tx, parent, () => fn(tx)))
+      : this.adapter.transaction(fn, { readOnly: true });
   }
 
   /**
    * A transaction that store calls made inside `fn` join automatically. Nested, it joins the
-   * outer one under a SAVEPOINT: if `fn` throws, what it wrote is undone.
+   * outer one under a SAVEPOINT: if `fn` throws, what it wrote is undone. Either way `fn` gets a
+   * tx of its own, refused once this transaction has ended (a nested one's while the outer goes on).
    */
   transaction<T>(fn: (tx: Executor) => Promise<T>): Promise<T> {
     const outer = this.#scope.getStore();
-    if (outer?.txn.open) return this.#inTurn(outer.tx, () => fn(outer.tx), true);
-    return this.adapter.transaction(async (connection) => {
-      // This transaction's own tx: an adapter may hand every transaction the same executor (SQLite's
-      // one connection does), and a tx kept past its transaction must be told from the next one's.
-      const tx = Object.create(connection) as Executor;
-      const txn: Txn = { open: true };
-      const scope: Scope = { tx, txn, open: true, tail: Promise.resolve() };
-      this.#open.set(tx, scope);
-      try {
-        return await this.#within(scope, () => fn(tx));
-      } finally {
-        txn.open = false;
-        if (this.#open.get(tx) === scope) this.#open.delete(tx);
-      }
-    });
+    if (outer?.txn.open) return this.#inTurn(outer.tx, true, (parent) => this.#own(parent.txn.connection, parent, fn));
+    return this.adapter.transaction((connection) => this.#own(connection, undefined, fn));
   }
 
   actorFor(options: CallOptions | undefined): string {

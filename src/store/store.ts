@@ -207,7 +207,9 @@ export class Store {
    * re-run when the engine reports a conflict (a PostgreSQL serialisation failure or deadlock,
    * SQLite's write lock held by another process), or when another transaction in the same
    * group commit throws (SQLite `power` mode, see docs/durability.md), so keep network calls and
-   * other effects out of it; on SQLite it also holds the write lock until it ends.
+   * other effects out of it; on SQLite it also holds the write lock until it ends. `tx` runs your
+   * own SQL in it; once it has ended (a nested one's while the outer goes on), `tx` and store calls
+   * given it are refused with INVALID_ARGUMENT instead of running outside it.
    *
    * @example
    * await store.transaction(async (tx) => {

@@ -1,0 +1,155 @@
+/**
+ * A tx kept past its store.transaction: its own methods (all, get, run, exec) are refused with
+ * INVALID_ARGUMENT, as store calls given it are, and change nothing. Before, they ran: on their
+ * own (autocommit, with no audit entry) when no transaction was open, or inside whichever one was
+ * (SQLite's one connection, a group-commit batch, a PostgreSQL pool's reused client), or inside
+ * the outer transaction after a nested one had ended.
+ */
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { isBotstateError } from '../../src/errors.ts';
+import type { Executor } from '../../src/store/adapter.ts';
+import type { Store, StoreOptions } from '../../src/store/store.ts';
+import { rejectsWith } from '../helpers/assert.ts';
+import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
+
+/** Every method of `tx`, each writing (or reading) what a stale tx must not. */
+function uses(tx: Executor, id: string): Array<[string, () => Promise<unknown>]> {
+  return [
+    ['run', () => tx.run(`UPDATE jobs SET token_symbol = 'HACK' WHERE id = ?`, [id])],
+    ['exec', () => tx.exec(`UPDATE jobs SET token_symbol = 'HACK'`)],
+    ['get', () => tx.get(`UPDATE jobs SET token_symbol = 'HACK' WHERE id = ? RETURNING id`, [id])],
+    ['all', () => tx.all(`SELECT id FROM jobs`)],
+  ];
+}
+
+/** `p` refused as a tx of a transaction that has ended, with a hint. */
+async function refusedAsEnded(p: Promise<unknown>, what: string): Promise<void> {
+  const details = await rejectsWith(p, 'INVALID_ARGUMENT').catch((e: Error) => assert.fail(`${what}: ${e.message}`));
+  assert.match(String(details['message']), /transaction that has ended/, what);
+  await p.catch((e: unknown) => assert.ok(isBotstateError(e) && e.hint !== undefined && e.hint.length > 0, `${what}: a hint`));
+}
+
+/** A promise and the function that resolves it. */
+function gate(): { wait: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const wait = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { wait, open };
+}
+
+for (const engine of ENGINES) {
+  // `power` on SQLite is a group commit: transactions run back to back in one SQLite transaction.
+  for (const durability of ['process', 'power'] as const) {
+    describe(`a tx whose transaction has ended [${engine.name}, ${durability}]`, { skip: engine.skip }, () => {
+      let fx: Fixture;
+      let store: Store;
+      let id: string;
+      const open = (options: StoreOptions = {}) => fx.open({ actor: 'test', durability, ...options });
+      beforeEach(async () => {
+        fx = await engine.create();
+        store = await open();
+        id = (await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI' })).id;
+      });
+      afterEach(() => fx.cleanup());
+
+      it('refuses its own statements with no transaction open, and nothing is written', async () => {
+        const stale = await store.transaction(async (tx) => tx);
+        const before = await fx.dump();
+        for (const [name, use] of uses(stale, id)) await refusedAsEnded(use(), name);
+        assert.equal(await fx.dump(), before);
+        assert.equal((await store.jobs.get({ id })).tokenSymbol, 'LGI');
+        assert.deepEqual((await store.verifyAudit()).problems, []);
+      });
+
+      it('refuses them while another transaction is open, which commits without them', async () => {
+        // A pool of one connection: on PostgreSQL the next transaction gets the stale tx's client back.
+        store = await open({ ...(engine.name === 'postgres' ? { poolSize: 1 } : {}) });
+        const stale = await store.transaction(async (tx) => tx);
+        const before = await fx.dump();
+        const held = gate();
+        const entered = gate();
+        const other = store.transaction(async (tx) => {
+          await tx.get('SELECT 1 AS one');
+          entered.open();
+          await held.wait;
+        });
+        await entered.wait;
+        const attempts = uses(stale, id).map(([name, use]) => [name, use().then(() => 'ran', (e: unknown) => e)] as const);
+        held.open();
+        await other;
+        for (const [name, outcome] of attempts) await refusedAsEnded(Promise.reject(await outcome), name);
+        assert.equal(await fx.dump(), before, 'the open transaction committed nothing of the stale statements');
+      });
+
+      it('refuses them inside a transaction run in the same batch (group commit), which commits without them', async () => {
+        const before = await fx.dump();
+        let saved: Executor | undefined;
+        const first = gate();
+        const outcomes: Array<readonly [string, unknown]> = [];
+        // Queued together: with group commit the second runs right after the first, in one SQLite
+        // transaction. (Elsewhere they may run at once: the second waits for the first's body to end.)
+        await Promise.all([
+          store.transaction(async (tx) => {
+            saved = tx;
+            first.open();
+          }),
+          store.transaction(async () => {
+            await first.wait;
+            await new Promise((resolve) => setImmediate(resolve));
+            for (const [name, use] of uses(saved!, id)) outcomes.push([name, await use().then(() => 'ran', (e: unknown) => e)]);
+          }),
+        ]);
+        assert.equal(outcomes.length, 4);
+        for (const [name, outcome] of outcomes) await refusedAsEnded(Promise.reject(outcome), name);
+        assert.equal(await fx.dump(), before);
+      });
+
+      it("a nested transaction hands out a tx of its own, refused once it has ended while the outer one goes on", async () => {
+        const before = await fx.dump();
+        const outcomes: Array<readonly [string, unknown]> = [];
+        await store.transaction(async (outer) => {
+          const inner = await store.transaction(async (tx) => {
+            assert.notEqual(tx, outer);
+            // Inside the nested transaction both work, and a store call given the outer tx takes its turn there.
+            assert.equal((await tx.all('SELECT id FROM jobs')).length, 1);
+            assert.equal((await outer.all('SELECT id FROM jobs')).length, 1);
+            await store.jobs.configure({ id }, { set: ['accumulate.dcaAmount=12'] }, { tx: outer });
+            await store.jobs.configure({ id }, { set: ['accumulate.dcaAmount=11'] }, { tx });
+            return tx;
+          });
+          const written = await fx.dump();
+          for (const [name, use] of uses(inner, id)) outcomes.push([name, await use().then(() => 'ran', (e: unknown) => e)]);
+          outcomes.push(['a store call', await store.jobs.pause({ id }, { tx: inner }).then(() => 'ran', (e: unknown) => e)]);
+          // Seen from outside, nothing is committed yet; the outer transaction's own tx still works in it.
+          assert.equal(await fx.dump(), written);
+          assert.deepEqual(await outer.get('SELECT token_symbol, status FROM jobs WHERE id = ?', [id]), { token_symbol: 'LGI', status: 'RUNNING' });
+          await store.jobs.configure({ id }, { set: ['accumulate.dcaAmount=13'] }, { tx: outer });
+        });
+        for (const [name, outcome] of outcomes) await refusedAsEnded(Promise.reject(outcome), name);
+        const job = await store.jobs.get({ id });
+        assert.deepEqual([job.status, job.tokenSymbol, job.config.accumulate.dcaAmount], ['RUNNING', 'LGI', '13']);
+        assert.equal((await store.history({ id })).length, 4, 'start, then the three configures; no pause');
+        assert.deepEqual((await store.verifyAudit()).problems, []);
+        assert.notEqual(await fx.dump(), before);
+      });
+
+      it("a nested transaction's tx kept past it, by a callback that fires later, is refused and its statement undone with nothing", async () => {
+        const before = await fx.dump();
+        let later: Promise<unknown> | undefined;
+        await store.transaction(async () => {
+          await assert.rejects(
+            store.transaction(async (tx) => {
+              later = new Promise((resolve) => setTimeout(resolve, 10)).then(() => tx.run(`UPDATE jobs SET token_symbol = 'HACK' WHERE id = ?`, [id]));
+              throw new Error('inner');
+            }),
+            /inner/,
+          );
+          await refusedAsEnded(later!, 'the late run');
+        });
+        assert.equal(await fx.dump(), before);
+      });
+    });
+  }
+}
