@@ -705,6 +705,22 @@ for (const engine of ENGINES) {
       assert.throws(() => new Daemon({ store, exchange: {} as Exchange }), /exchange has no placeOrder method/);
     });
 
+    it('an exchange adapter whose getPrice answers a JS number: the step fails saying a number was given', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const rec = new Recorder(new HttpExchange(ex.url), { price: () => Promise.resolve(2 as unknown as Decimal) });
+      const { daemon, lines } = makeDaemon(store, rec, { maxFailures: 2 });
+      await daemon.start();
+      const failed = await waitFor('ERROR', async () => {
+        const j = await store.jobs.get({ id: job.id });
+        return j.status === 'ERROR' ? j : undefined;
+      });
+      await daemon.stop();
+      assert.match(failed.statusReason!, /^2 steps failed in a row; last: price must be given as a decimal string, got number 2$/);
+      assert.ok(lines.some((l) => / LGI +step failed \(1\/2\): price must be given as a decimal string, got number 2$/.test(l)), lines.join('\n'));
+      assert.deepEqual(await exchangeOrders(ex.url), [], 'nothing was ordered');
+    });
+
     it('puts a job whose exchange calls keep failing into ERROR after maxFailures; the other job keeps trading', async () => {
       const ex = await paper();
       const broken = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'BAD', set: [FAST_DCA] });

@@ -564,6 +564,11 @@ describe('parseScratch', () => {
     for (const price of ['0', '-1', '1.0', '1e3', '', 'NaN']) {
       assert.throws(() => decide({ job, scratch: emptyScratch(), price, now: T0 }), /price .* must be a canonical decimal greater than 0/);
     }
+    // An adapter's JS number is named as such (it used to read "price 2 must be a canonical decimal").
+    assert.throws(() => decide({ job, scratch: emptyScratch(), price: 2 as unknown as string, now: T0 }), {
+      code: 'INVALID_AMOUNT',
+      message: 'price must be given as a decimal string, got number 2',
+    });
     assert.throws(() => decide({ job, scratch: emptyScratch(), price: '1', now: 1.5 }), /now must be an integer/);
   });
 

@@ -139,6 +139,14 @@ export function utcDay(ms: number): string {
 }
 
 function checkPrice(price: unknown): void {
+  // An exchange adapter that answers a JS number (a float) is told so, not only that it is not canonical.
+  if (typeof price !== 'string') {
+    const shown = ['number', 'bigint', 'boolean'].includes(typeof price) ? `${typeof price} ${String(price)}` : price === null ? 'null' : typeof price;
+    throw new ValidationError('INVALID_AMOUNT', `price must be given as a decimal string, got ${shown}`, {
+      hint: 'give the price as text such as "12.5" (an exchange adapter\'s getPrice and getPrices return strings): JS numbers are floats and are not accepted for amounts',
+      details: { price: typeof price, reason: 'type' },
+    });
+  }
   if (!isDecimal(price) || cmp(price, '0') <= 0) {
     throw new ValidationError('INVALID_AMOUNT', `price ${JSON.stringify(price)} must be a canonical decimal greater than 0`, {
       hint: 'pass the exchange price through parseDecimal and do not decide on a zero price',
