@@ -125,8 +125,11 @@ export class Daemon {
   readonly #slots: Slots;
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> = Promise.resolve();
+  /** No new tick or step starts: set by stop(), and when the daemon gives up (see {@link failed}). */
   #stopping = false;
   #started = false;
+  /** stop() was called: the daemon may not start or register (again). */
+  #stopped = false;
   readonly #failure = Promise.withResolvers<BotstateError>();
   /** How long the registration took, once done. */
   #registeredMs: number | undefined;
@@ -160,9 +163,14 @@ export class Daemon {
   /**
    * Registers the daemon, takes its jobs, reconciles every PENDING intent among them, writes
    * what it did to the audit log, and starts ticking.
+   *
+   * A Daemon starts once: a second start(), or a start() after {@link stop}, is refused with
+   * INVALID_ARGUMENT and changes nothing stored; create a new Daemon (with the same `instanceId`
+   * to continue its audit stream) to run again.
    */
   async start(): Promise<RecoveryReport> {
-    if (this.#started) throw new Error('this daemon was already started');
+    if (this.#started) throw startedOnce('this daemon was already started');
+    this.#refuseIfStopped('start');
     this.#started = true;
     const registeredIn = this.#registeredMs;
     const t0 = performance.now();
@@ -183,6 +191,7 @@ export class Daemon {
    * registers, does it, then starts.
    */
   async register(): Promise<void> {
+    this.#refuseIfStopped('register');
     if (this.#registeredMs !== undefined) return;
     const t0 = performance.now();
     await this.#leases.register();
@@ -190,6 +199,14 @@ export class Daemon {
     // Heartbeats and renewals from now on: a recovery slowed by the exchange (a hung exchange,
     // timeouts) must not let the leases lapse, nor make this daemon look dead to another.
     this.#startRenewer();
+  }
+
+  /**
+   * A daemon that was stopped never registers: started, it would heartbeat without ever ticking,
+   * and on SQLite keep every other daemon off the file (DAEMON_RUNNING) while its process lives.
+   */
+  #refuseIfStopped(action: 'start' | 'register'): void {
+    if (this.#stopped) throw startedOnce(`this daemon was stopped: it cannot ${action}`);
   }
 
   #startRenewer(): void {
@@ -250,8 +267,13 @@ export class Daemon {
     return report;
   }
 
-  /** Finishes the steps in flight (recording them), hands the leases back, and stops. */
+  /**
+   * Finishes the steps in flight (recording them), hands the leases back, and stops. Called
+   * before {@link start} (or {@link register}), it only marks the daemon stopped: nothing is
+   * written, and a later start() or register() is refused.
+   */
   async stop(): Promise<void> {
+    this.#stopped = true;
     this.#stopping = true;
     clearTimeout(this.#timer);
     clearInterval(this.#renewer);
@@ -259,6 +281,7 @@ export class Daemon {
     await this.#ticking;
     // The steps in flight finish and are recorded; those still waiting for a slot do not start.
     await Promise.all(this.#inFlight.values());
+    if (this.#registeredMs === undefined) return; // it never registered: nothing is held
     // The strategy state observed since the last order or flush (new highs, the price window), in
     // one transaction: each job's write is its own savepoint, so a lost lease skips only that job.
     // Marked written only once committed: the transaction may run its body again (a retry).
@@ -270,7 +293,7 @@ export class Daemon {
       })
       .then((written) => written.forEach((runner) => this.#flushed(runner, Date.now())))
       .catch((e) => this.#log(`could not save the strategy state: ${coerceError(e).message}`));
-    if (this.#registeredMs !== undefined) await this.#leases.release().catch((e) => this.#log(`could not release the leases: ${coerceError(e).message}`));
+    await this.#leases.release().catch((e) => this.#log(`could not release the leases: ${coerceError(e).message}`));
   }
 
   /**
@@ -812,6 +835,11 @@ function refused(job: Job, trade: Trade, e: unknown): ExchangeOrder {
     error: `refused by the exchange: ${(e as Error).message}`.slice(0, 500),
     time: new Date().toISOString(),
   };
+}
+
+/** Refuses a second start, or a start or registration after stop(). */
+function startedOnce(message: string): BotstateError {
+  return new BotstateError('INVALID_ARGUMENT', message, { hint: 'a Daemon runs once: create a new Daemon to run again' });
 }
 
 function stamp(): string {

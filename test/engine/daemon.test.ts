@@ -705,6 +705,38 @@ for (const engine of ENGINES) {
       assert.throws(() => new Daemon({ store, exchange: {} as Exchange }), /exchange has no placeOrder method/);
     });
 
+    it('a Daemon starts once: a second start() is refused with INVALID_ARGUMENT and a hint, the first runs on', async () => {
+      const ex = await paper();
+      await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const { daemon } = makeDaemon(store, new HttpExchange(ex.url));
+      await daemon.start();
+      const once = (e: unknown) => isBotstateError(e, 'INVALID_ARGUMENT') && e.message === 'this daemon was already started' && /create a new Daemon/.test(e.hint ?? '');
+      await assert.rejects(daemon.start(), once);
+      await waitFor('an order after the refused start', async () => (await exchangeOrders(ex.url)).length >= 2);
+      await daemon.stop();
+      await assert.rejects(daemon.start(), once);
+    });
+
+    it('stop() before start() only marks the daemon stopped: start() and register() are then refused, leaving no trace', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url));
+      await daemon.stop();
+      for (const [action, call] of [['start', () => daemon.start()], ['register', () => daemon.register()]] as const) {
+        await assert.rejects(call(), (e: unknown) =>
+          isBotstateError(e, 'INVALID_ARGUMENT') && e.message === `this daemon was stopped: it cannot ${action}` && /create a new Daemon/.test(e.hint ?? ''));
+      }
+      assert.deepEqual(await raw('SELECT id FROM daemon_instances'), [], 'no instance row');
+      assert.deepEqual(await raw('SELECT job_id FROM job_leases WHERE owner = ?', [daemon.instanceId]), [], 'no lease');
+      assert.deepEqual(lines, []);
+      // Not a zombie holding the database: a new daemon (on SQLite, the only one allowed) runs the job.
+      const next = makeDaemon(store, new HttpExchange(ex.url));
+      assert.equal((await next.daemon.start()).jobs, 1);
+      await waitFor('an order from the new daemon', async () => (await exchangeOrders(ex.url)).length >= 1);
+      await next.daemon.stop();
+      await assertLedgerMatchesExchange(store, ex.url, job);
+    });
+
     it('an exchange adapter whose getPrice answers a JS number: the step fails saying a number was given', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
