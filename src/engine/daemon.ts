@@ -134,6 +134,8 @@ export class Daemon {
   /** How long the registration took, once done. */
   #registeredMs: number | undefined;
   #outageSince: number | undefined;
+  /** Set once, by #giveUp. */
+  #givingUp = false;
   #renewer: NodeJS.Timeout | undefined;
   #renewing: Promise<void> | undefined;
   readonly #leaseTtlMs: number;
@@ -214,7 +216,10 @@ export class Daemon {
       if (this.#renewing !== undefined) return; // the last one is still running
       this.#renewing = this.#leases
         .renew()
-        .catch((e) => this.#log(`${stamp()}  could not renew the leases: ${coerceError(e).message}`))
+        .catch((e) => {
+          if (this.#store.closed) void this.#storeClosed();
+          else this.#log(`${stamp()}  could not renew the leases: ${coerceError(e).message}`);
+        })
         .finally(() => {
           this.#renewing = undefined;
         });
@@ -270,7 +275,8 @@ export class Daemon {
   /**
    * Finishes the steps in flight (recording them), hands the leases back, and stops. Called
    * before {@link start} (or {@link register}), it only marks the daemon stopped: nothing is
-   * written, and a later start() or register() is refused.
+   * written, and a later start() or register() is refused. On a store closed under the daemon
+   * it writes nothing either: the leases lapse after their TTL, as after a crash.
    */
   async stop(): Promise<void> {
     this.#stopped = true;
@@ -282,6 +288,11 @@ export class Daemon {
     // The steps in flight finish and are recorded; those still waiting for a slot do not start.
     await Promise.all(this.#inFlight.values());
     if (this.#registeredMs === undefined) return; // it never registered: nothing is held
+    if (this.#store.closed) {
+      // Nothing can be written: the leases lapse after their TTL, as after a crash.
+      this.#leases.forget();
+      return;
+    }
     // The strategy state observed since the last order or flush (new highs, the price window), in
     // one transaction: each job's write is its own savepoint, so a lost lease skips only that job.
     // Marked written only once committed: the transaction may run its body again (a retry).
@@ -379,17 +390,15 @@ export class Daemon {
       const t0 = performance.now();
       this.#ticking = this.tick()
         .catch((e) => {
+          // Closed by its owner: said in one line, not as a failed tick.
+          if (this.#store.closed) return this.#storeClosed();
           const error = coerceError(e);
           this.#log(`tick failed: ${error.message}`);
           // The store is unusable for good (a failed fsync or checkpoint), or another daemon took
           // this SQLite file over while this one was stalled: ticking on would only fail again,
           // or run beside it. The daemon stops ticking and says so.
           const failure = this.#store.failure ?? (error.code === 'DAEMON_RUNNING' ? error : undefined);
-          if (failure !== undefined) {
-            this.#stopping = true;
-            // Said once the steps in flight have ended: nothing of this daemon runs after it.
-            return Promise.all(this.#inFlight.values()).then(() => this.#failure.resolve(failure));
-          }
+          if (failure !== undefined) return this.#giveUp(failure);
         })
         .finally(() => this.#schedule(Math.max(0, this.#tickMs - (performance.now() - t0))));
     }, delay);
@@ -399,11 +408,42 @@ export class Daemon {
    * Resolves when the daemon cannot go on, and has stopped ticking: with the store's failure
    * (STORAGE_FAILED: on SQLite, a failed fsync or checkpoint, so commits since may not be on
    * disk; restart the process once the disk is fixed, its recovery reconciles what was in
-   * flight), or with DAEMON_RUNNING (on SQLite, another daemon took the file over while this one
-   * was stalled past its lease TTL). Call {@link stop} then. Never resolves otherwise.
+   * flight), with DAEMON_RUNNING (on SQLite, another daemon took the file over while this one
+   * was stalled past its lease TTL), or with STORAGE_UNAVAILABLE (the store was closed under the
+   * daemon: an order in flight then stays PENDING, for the next daemon to reconcile). Call
+   * {@link stop} then. Never resolves otherwise.
    */
   get failed(): Promise<BotstateError> {
     return this.#failure.promise;
+  }
+
+  /**
+   * Stops ticking and heartbeating for good, and resolves {@link failed} once the steps in flight
+   * have ended: nothing of this daemon runs after that, and in this process it no longer counts
+   * as running (a daemon started here next takes its jobs at once).
+   */
+  #giveUp(failure: BotstateError): Promise<void> | undefined {
+    if (this.#givingUp) return undefined;
+    this.#givingUp = true;
+    this.#stopping = true;
+    clearTimeout(this.#timer);
+    clearInterval(this.#renewer);
+    return Promise.all([...this.#inFlight.values(), this.#renewing]).then(() => {
+      this.#leases.forget();
+      this.#failure.resolve(failure);
+    });
+  }
+
+  /** The store was closed under the daemon (by its owner, without stop()): it gives up, in one line. */
+  #storeClosed(): Promise<void> | undefined {
+    if (this.#givingUp) return undefined;
+    const failure = new BotstateError(
+      'STORAGE_UNAVAILABLE',
+      `the store at ${this.#store.location} was closed under the daemon: it stops (an order in flight stays PENDING, for the next daemon to reconcile)`,
+      { hint: 'await daemon.stop() before closing its store' },
+    );
+    this.#log(`${stamp()}  ${failure.message}`);
+    return this.#giveUp(failure);
   }
 
   /** The jobs this daemon holds, or only those of `ids`. */
@@ -651,6 +691,8 @@ export class Daemon {
   }
 
   async #failed(job: Job, runner: Runner, e: unknown): Promise<void> {
+    // A store closed under the daemon: nothing can be written, and the daemon says it once as it gives up.
+    if (this.#store.closed) return;
     const error = coerceError(e);
     if (error.code === 'LEASE_LOST') {
       this.#runners.delete(job.id);

@@ -291,6 +291,16 @@ export class Leases {
     });
   }
 
+  /**
+   * For a daemon that runs no more but could not {@link release} (its store closed or failed
+   * under it): in this process it stops counting as running, so that a daemon started here next
+   * takes its jobs over at once. Another process sees it alive until its last heartbeat is older
+   * than the TTL.
+   */
+  forget(): void {
+    RUNNING_HERE.delete(this.instanceId);
+  }
+
   /** On a graceful stop: hands every lease back at once and marks the instance stopped. */
   async release(): Promise<void> {
     await this.#store.transaction(async (tx) => {

@@ -96,5 +96,8 @@ export interface Adapter {
    */
   readonly failure: StorageError | undefined;
 
+  /** Whether the store is closed (close() was called): every call is then refused (STORAGE_UNAVAILABLE). */
+  readonly closed: boolean;
+
   close(): Promise<void>;
 }

@@ -259,6 +259,14 @@ export class Store {
     return this.#adapter.failure;
   }
 
+  /**
+   * Whether {@link close} was called: every call is then refused with STORAGE_UNAVAILABLE. A
+   * daemon on a store closed under it stops (see Daemon.failed).
+   */
+  get closed(): boolean {
+    return this.#adapter.closed;
+  }
+
   /** Waits for the transaction in flight, then closes the connection(s). */
   close(): Promise<void> {
     return this.#adapter.close();

@@ -737,6 +737,45 @@ for (const engine of ENGINES) {
       await assertLedgerMatchesExchange(store, ex.url, job);
     });
 
+    it('a store closed under a running daemon: it stops in one line and resolves `failed`; the next daemon settles the order left in flight', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const gate = Promise.withResolvers<void>();
+      const http = new HttpExchange(ex.url);
+      const rec = new Recorder(http, { place: (o, n) => (n === 1 ? gate.promise.then(() => http.placeOrder(o)) : undefined) });
+      const { daemon, lines } = makeDaemon(store, rec);
+      await daemon.start();
+      await rec.waitCalls('place', TOKEN, 1, 0);
+      await store.close();
+      gate.resolve(); // the exchange fills the order; its settlement finds the store closed
+      const giveUp = new AbortController();
+      const failure = await Promise.race([daemon.failed, sleep(5000, undefined, { signal: giveUp.signal }).then(() => assert.fail(`the daemon never gave up:\n${lines.join('\n')}`))]);
+      giveUp.abort();
+      assert.equal(failure.code, 'STORAGE_UNAVAILABLE');
+      assert.match(failure.message, /^the store at .* was closed under the daemon: it stops \(an order in flight stays PENDING, for the next daemon to reconcile\)$/);
+      assert.match(failure.hint!, /daemon\.stop\(\) before closing/);
+      const said = lines.slice(1); // after the recovery line
+      assert.equal(said.length, 1, said.join('\n'));
+      assert.ok(said[0]!.endsWith(failure.message), said[0]);
+      await sleep(10 * TICK);
+      await daemon.stop();
+      assert.equal(lines.length, 2, `nothing more, not even from stop():\n${lines.join('\n')}`);
+      assert.equal(rec.count('place', TOKEN), 1, 'no order after giving up');
+
+      // The order filled at the exchange and is PENDING in the ledger. The next daemon, in this
+      // same process, takes the job at once (not after the lease TTL) and settles it.
+      const reopened = await fx.open();
+      const [left] = await reopened.ledger.pending();
+      assert.equal(left?.jobId, job.id);
+      assert.equal((await exchangeOrders(ex.url)).find((o) => o.clientOrderId === left.clientOrderId)?.status, 'FILLED');
+      const next = makeDaemon(reopened, new HttpExchange(ex.url));
+      const report = await next.daemon.start();
+      assert.deepEqual([report.jobs, report.pending, report.executed, report.resent], [1, 1, 1, 0]);
+      await next.daemon.stop();
+      assert.equal((await reopened.ledger.get(left.clientOrderId)).status, 'EXECUTED');
+      await assertLedgerMatchesExchange(reopened, ex.url, job);
+    });
+
     it('an exchange adapter whose getPrice answers a JS number: the step fails saying a number was given', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });

@@ -145,6 +145,10 @@ export class PostgresAdapter implements Adapter {
   /** A lost connection is replaced by the pool: nothing here fails for good. */
   readonly failure = undefined;
 
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
   /** Ends the pool once; later calls wait for the same end. */
   close(): Promise<void> {
     this.#closing ??= this.#pool.end();

@@ -670,6 +670,10 @@ export class SqliteAdapter implements Adapter {
     return this.#storageFailure ?? this.#walSync?.failure;
   }
 
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   async close(): Promise<void> {
     // Transactions queued for a group commit before close() still commit.
     while (this.#pumping || this.#queue.length > 0) await sleep(1);
