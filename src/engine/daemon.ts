@@ -130,6 +130,8 @@ export class Daemon {
   #started = false;
   /** stop() was called: the daemon may not start or register (again). */
   #stopped = false;
+  /** Settles when the start() or register() under way ends, if one is (see #entered). */
+  #entering: Promise<void> | undefined;
   readonly #failure = Promise.withResolvers<BotstateError>();
   /** How long the registration took, once done. */
   #registeredMs: number | undefined;
@@ -174,16 +176,32 @@ export class Daemon {
     if (this.#started) throw startedOnce('this daemon was already started');
     this.#refuseIfStopped('start');
     this.#started = true;
-    const registeredIn = this.#registeredMs;
-    const t0 = performance.now();
-    if (registeredIn === undefined) await this.register();
-    try {
-      // Recovery's time counts the registration, whenever it was done.
-      return await this.#recover(registeredIn === undefined ? t0 : t0 - registeredIn);
-    } catch (e) {
-      clearInterval(this.#renewer);
-      throw e;
-    }
+    return this.#entered(async () => {
+      const registeredIn = this.#registeredMs;
+      const t0 = performance.now();
+      if (registeredIn === undefined) await this.register();
+      try {
+        // Recovery's time counts the registration, whenever it was done.
+        return await this.#recover(registeredIn === undefined ? t0 : t0 - registeredIn);
+      } catch (e) {
+        clearInterval(this.#renewer);
+        throw e;
+      }
+    });
+  }
+
+  /**
+   * Runs a start() or register(): a stop() called meanwhile waits for it (recovery settles what
+   * it found), then stops the daemon as it stops a running one.
+   */
+  #entered<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#entering !== undefined) return fn(); // register() inside start(): start's stands for both
+    const done = Promise.withResolvers<void>();
+    this.#entering = done.promise; // set before fn runs, so that the register() it calls sees it
+    return fn().finally(() => {
+      this.#entering = undefined;
+      done.resolve();
+    });
   }
 
   /**
@@ -195,12 +213,14 @@ export class Daemon {
   async register(): Promise<void> {
     this.#refuseIfStopped('register');
     if (this.#registeredMs !== undefined) return;
-    const t0 = performance.now();
-    await this.#leases.register();
-    this.#registeredMs = performance.now() - t0;
-    // Heartbeats and renewals from now on: a recovery slowed by the exchange (a hung exchange,
-    // timeouts) must not let the leases lapse, nor make this daemon look dead to another.
-    this.#startRenewer();
+    await this.#entered(async () => {
+      const t0 = performance.now();
+      await this.#leases.register();
+      this.#registeredMs = performance.now() - t0;
+      // Heartbeats and renewals from now on: a recovery slowed by the exchange (a hung exchange,
+      // timeouts) must not let the leases lapse, nor make this daemon look dead to another.
+      this.#startRenewer();
+    });
   }
 
   /**
@@ -275,12 +295,16 @@ export class Daemon {
   /**
    * Finishes the steps in flight (recording them), hands the leases back, and stops. Called
    * before {@link start} (or {@link register}), it only marks the daemon stopped: nothing is
-   * written, and a later start() or register() is refused. On a store closed under the daemon
+   * written, and a later start() or register() is refused. Called while one of them runs, it
+   * waits for it to end, then stops the daemon as it stops a running one. On a store closed under the daemon
    * it writes nothing either: the leases lapse after their TTL, as after a crash.
    */
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#stopping = true;
+    // A start() or register() under way ends first (it registered, and may be reconciling):
+    // then everything it set going is stopped below, and its leases handed back.
+    await this.#entering;
     clearTimeout(this.#timer);
     clearInterval(this.#renewer);
     await this.#renewing;

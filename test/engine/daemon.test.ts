@@ -737,6 +737,36 @@ for (const engine of ENGINES) {
       await assertLedgerMatchesExchange(store, ex.url, job);
     });
 
+    it('stop() while start() is reconciling: it waits for start(), then stops the daemon and hands its leases back', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      // An open intent that recovery reconciles, at an exchange that holds the lookup back.
+      const { trade } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const gate = Promise.withResolvers<void>();
+      const rec = new Recorder(new HttpExchange(ex.url), { get: () => gate.promise });
+      const { daemon } = makeDaemon(store, rec);
+      const starting = daemon.start();
+      await rec.waitCalls('get', trade.clientOrderId, 1);
+      let stopped = false;
+      const stopping = daemon.stop().then(() => (stopped = true));
+      await sleep(100);
+      assert.equal(stopped, false, 'stop() waits for the recovery under way');
+      gate.resolve();
+      const report = await starting;
+      await stopping;
+      assert.equal(report.pending, 1);
+      const [instance] = await raw('SELECT stopped_at FROM daemon_instances WHERE id = ?', [daemon.instanceId]);
+      assert.notEqual(instance!['stopped_at'], null, 'marked stopped, not left heartbeating');
+      assert.deepEqual((await raw('SELECT DISTINCT owner FROM job_leases')).map((r) => r['owner']), [''], 'leases handed back');
+      const calls = rec.calls.length;
+      await sleep(300);
+      assert.equal(rec.calls.length, calls, 'nothing runs after stop()');
+      // Not a zombie: a new daemon (on SQLite, the only one allowed) takes the job at once.
+      const next = makeDaemon(store, new HttpExchange(ex.url));
+      assert.equal((await next.daemon.start()).jobs, 1);
+      await next.daemon.stop();
+    });
+
     it('a store closed under a running daemon: it stops in one line and resolves `failed`; the next daemon settles the order left in flight', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
