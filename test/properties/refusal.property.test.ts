@@ -138,7 +138,7 @@ const refusalArb = (status: Status): fc.Arbitrary<Refusal> =>
         fc.record({ kind: fc.constant('badArgument' as const), op: fc.constant('coid' as const), value: fc.constantFrom('', 'has space', 'x'.repeat(65), 'é', 'a/b', 'a\nb') }),
         fc.record({ kind: fc.constant('badArgument' as const), op: fc.constant('side' as const), value: fc.constantFrom('HOLD', 'buy', '', 'toString') }),
         fc.record({ kind: fc.constant('badArgument' as const), op: fc.constant('reason' as const), value: fc.constantFrom('FOMO', 'dca', '', 'constructor') }),
-        fc.record({ kind: fc.constant('badArgument' as const), op: fc.constant('executedAt' as const), value: fc.constantFrom('2030-01-01', 'yesterday', '2030-01-01T00:00:00Z', '2030-13-01T00:00:00.000Z', '') }),
+        fc.record({ kind: fc.constant('badArgument' as const), op: fc.constant('executedAt' as const), value: fc.constantFrom('2030-01-01', 'yesterday', '2030-01-01T00:00:00Z', '2030-13-01T00:00:00.000Z', '2999-01-01T00:00:00.000Z', '') }),
         fc.record({ kind: fc.constant('badArgument' as const), op: fc.constant('mode' as const), value: fc.constantFrom('HODL', 'accumulate', '') }),
         fc.record({ kind: fc.constant('badArgument' as const), op: fc.constant('symbol' as const), value: fc.constantFrom('', 'has space', 'x'.repeat(33), 'é') }),
         fc.record({ kind: fc.constant('badArgument' as const), op: fc.constant('chain' as const), value: fc.constantFrom('', 'base chain', '-base', 'x'.repeat(40)) }),
@@ -198,7 +198,7 @@ for (const [engineIndex, engine] of ENGINES.entries()) {
       const ref = { tokenAddress: address };
       const job = await store.jobs.start(ref);
       const executed = { coid: `${prefix}-b`, base: balance, quote: '12.5', price: '0.000000001', side: 'BUY' as const, reason: 'DCA' as const };
-      await store.ledger.recordTrade({ job: ref, clientOrderId: executed.coid, side: 'BUY', reason: 'DCA', baseAmount: fromUnits(balance), quoteAmount: executed.quote, priceUsd: executed.price, executedAt: '2030-01-01T00:00:00.000Z' });
+      await store.ledger.recordTrade({ job: ref, clientOrderId: executed.coid, side: 'BUY', reason: 'DCA', baseAmount: fromUnits(balance), quoteAmount: executed.quote, priceUsd: executed.price, executedAt: '2020-01-01T00:00:00.000Z' });
       // An open order: a sell of the smallest unit. A job that must end IDLE cannot have one (a
       // liquidation completes only once every order is settled), so its open order is a buy of
       // the other job's.
