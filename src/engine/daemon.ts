@@ -130,8 +130,10 @@ export class Daemon {
   #started = false;
   /** stop() was called: the daemon may not start or register (again). */
   #stopped = false;
-  /** Settles when the start() or register() under way ends, if one is (see #entered). */
-  #entering: Promise<void> | undefined;
+  /** The start() and register() calls under way (see #entered). */
+  readonly #entering = new Set<Promise<unknown>>();
+  /** The registration under way: register() called again meanwhile waits for it. */
+  #registering: Promise<void> | undefined;
   readonly #failure = Promise.withResolvers<BotstateError>();
   /** How long the registration took, once done. */
   #registeredMs: number | undefined;
@@ -195,13 +197,11 @@ export class Daemon {
    * it found), then stops the daemon as it stops a running one.
    */
   #entered<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#entering !== undefined) return fn(); // register() inside start(): start's stands for both
-    const done = Promise.withResolvers<void>();
-    this.#entering = done.promise; // set before fn runs, so that the register() it calls sees it
-    return fn().finally(() => {
-      this.#entering = undefined;
-      done.resolve();
-    });
+    const running = fn();
+    this.#entering.add(running);
+    const forget = () => void this.#entering.delete(running);
+    running.then(forget, forget);
+    return running;
   }
 
   /**
@@ -213,14 +213,19 @@ export class Daemon {
   async register(): Promise<void> {
     this.#refuseIfStopped('register');
     if (this.#registeredMs !== undefined) return;
-    await this.#entered(async () => {
+    // Once, however many calls are made at once (start() and register() together): a second
+    // registration would start a second renewer that stop() never clears.
+    this.#registering ??= this.#entered(async () => {
       const t0 = performance.now();
       await this.#leases.register();
       this.#registeredMs = performance.now() - t0;
       // Heartbeats and renewals from now on: a recovery slowed by the exchange (a hung exchange,
       // timeouts) must not let the leases lapse, nor make this daemon look dead to another.
       this.#startRenewer();
+    }).finally(() => {
+      this.#registering = undefined;
     });
+    await this.#registering;
   }
 
   /**
@@ -304,7 +309,7 @@ export class Daemon {
     this.#stopping = true;
     // A start() or register() under way ends first (it registered, and may be reconciling):
     // then everything it set going is stopped below, and its leases handed back.
-    await this.#entering;
+    while (this.#entering.size > 0) await Promise.allSettled([...this.#entering]);
     clearTimeout(this.#timer);
     clearInterval(this.#renewer);
     await this.#renewing;
@@ -452,7 +457,8 @@ export class Daemon {
     this.#stopping = true;
     clearTimeout(this.#timer);
     clearInterval(this.#renewer);
-    return Promise.all([...this.#inFlight.values(), this.#renewing]).then(() => {
+    // A start() under way (its recovery's orders are not steps) ends first too.
+    return Promise.allSettled([...this.#inFlight.values(), this.#renewing, ...this.#entering]).then(() => {
       this.#leases.forget();
       this.#failure.resolve(failure);
     });
@@ -877,8 +883,10 @@ function answered(order: unknown, trade: Trade): ExchangeOrder {
   if (checked.clientOrderId !== trade.clientOrderId) {
     throw new ExchangeInvalidAnswerError(`invalid answer from the exchange to ${what}: it is order ${checked.clientOrderId}`);
   }
-  if (checked.status === 'FILLED' && (cmp(checked.baseAmount, '0') <= 0 || cmp(checked.price, '0') <= 0)) {
-    throw new ExchangeInvalidAnswerError(`invalid answer from the exchange to ${what}: a fill of ${checked.baseAmount} at ${checked.price}`);
+  // A fill of nothing, for nothing or at no price is no fill (a quote of 0 would pass for "no
+  // more than the intent asked for", checkSameOrder).
+  if (checked.status === 'FILLED' && (cmp(checked.baseAmount, '0') <= 0 || cmp(checked.quoteAmount, '0') <= 0 || cmp(checked.price, '0') <= 0)) {
+    throw new ExchangeInvalidAnswerError(`invalid answer from the exchange to ${what}: a fill of ${checked.baseAmount} for ${checked.quoteAmount} at ${checked.price}`);
   }
   return checked;
 }

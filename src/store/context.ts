@@ -110,7 +110,18 @@ export class Context {
   #joined(options: CallOptions | undefined): Executor | undefined {
     if (options?.tx) return options.tx;
     const scope = this.#scope.getStore();
-    return scope?.txn.open ? scope.tx : undefined;
+    if (scope === undefined || scope.txn.open) return scope?.tx;
+    // Made in a nested transaction that has ended (a callback set up in it) while one around it
+    // is still open: run on its own, it would wait for that one (SQLite's one connection, the
+    // rows it locked) or commit what that one may yet roll back.
+    for (let s = scope.outer; s !== undefined; s = s.outer) {
+      if (s.txn.open) {
+        throw new BotstateError('INVALID_ARGUMENT', 'this call was made in a nested store.transaction that has ended, while the transaction around it is still open', {
+          hint: 'await every store call made inside store.transaction before it returns',
+        });
+      }
+    }
+    return undefined;
   }
 
   /**

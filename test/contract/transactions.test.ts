@@ -150,6 +150,25 @@ for (const engine of ENGINES) {
         });
         assert.equal(await fx.dump(), before);
       });
+
+      it('a store call from a callback set up in a nested transaction, firing after it ended while the outer one runs, is refused: not run outside the outer one', async () => {
+        const before = await fx.dump();
+        let later: Promise<unknown> | undefined;
+        await assert.rejects(
+          store.transaction(async () => {
+            await store.jobs.configure({ id }, { set: ['accumulate.dcaAmount=11'] });
+            await store.transaction(async () => {
+              later = new Promise((resolve) => setTimeout(resolve, 10)).then(() => store.jobs.pause({ id }));
+            });
+            // Awaited inside the outer transaction: refused at once (it used to hang, waiting for the outer one).
+            const refusal = await rejectsWith(later!, 'INVALID_ARGUMENT');
+            assert.match(String(refusal['message']), /nested store\.transaction that has ended/);
+            throw new Error('outer rolls back');
+          }),
+          /outer rolls back/,
+        );
+        assert.equal(await fx.dump(), before, 'neither the configure nor the pause is left');
+      });
     });
   }
 }

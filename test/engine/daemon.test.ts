@@ -595,6 +595,34 @@ for (const engine of ENGINES) {
       assert.equal((await store.ledger.pending()).length, 1);
     });
 
+    it('a fill for a quote of 0 is no fill: the job stops in ERROR, the intent stays PENDING', async () => {
+      const zero: Exchange = {
+        async placeOrder(o) {
+          return { clientOrderId: o.clientOrderId, exchangeOrderId: 'x-1', token: o.token, side: o.side, status: 'FILLED', baseAmount: '5', quoteAmount: '0', price: '2', error: null, time: new Date().toISOString() };
+        },
+        async getOrder() {
+          return null;
+        },
+        async getPrice() {
+          return '2';
+        },
+        async getBalances() {
+          return { USD: '1000' };
+        },
+      };
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const { daemon } = makeDaemon(store, zero, { maxFailures: 1 });
+      await daemon.start();
+      const failed = await waitFor('ERROR', async () => {
+        const j = await store.jobs.get({ id: job.id });
+        return j.status === 'ERROR' ? j : undefined;
+      });
+      await daemon.stop();
+      assert.match(failed.statusReason!, /invalid answer from the exchange to order \S+: a fill of 5 for 0 at 2/);
+      assert.deepEqual([failed.tokenBalance, failed.totalAccumulated], ['0', '0']);
+      assert.equal((await store.ledger.pending()).length, 1);
+    });
+
     it('records a REJECTED order as FAILED with the reason; rejections in a row put the job in ERROR', async () => {
       const ex = await paper({ initialUsd: '25' });
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
@@ -765,6 +793,19 @@ for (const engine of ENGINES) {
       const next = makeDaemon(store, new HttpExchange(ex.url));
       assert.equal((await next.daemon.start()).jobs, 1);
       await next.daemon.stop();
+    });
+
+    it('start() and register() called together register once: after stop() nothing heartbeats on', async () => {
+      const ex = await paper();
+      await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const { daemon } = makeDaemon(store, new HttpExchange(ex.url), { leaseTtlMs: 300 });
+      await Promise.all([daemon.start(), daemon.register(), daemon.register()]);
+      await daemon.stop();
+      const stoppedRow = await raw('SELECT heartbeat_at, stopped_at FROM daemon_instances WHERE id = ?', [daemon.instanceId]);
+      assert.notEqual(stoppedRow[0]!['stopped_at'], null);
+      // A second renewer (its interval is a fraction of the TTL) would have heartbeated meanwhile.
+      await sleep(700);
+      assert.deepEqual(await raw('SELECT heartbeat_at, stopped_at FROM daemon_instances WHERE id = ?', [daemon.instanceId]), stoppedRow);
     });
 
     it('a store closed under a running daemon: it stops in one line and resolves `failed`; the next daemon settles the order left in flight', async () => {
