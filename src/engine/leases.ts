@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { BotstateError } from '../errors.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { Fence } from '../store/context.ts';
-import { databaseNow, instanceAlive, RUNNING_HERE } from '../store/instances.ts';
+import { databaseNow, instanceAlive, processAlive, RUNNING_HERE } from '../store/instances.ts';
 import type { Store } from '../store/store.ts';
 import { paddedChunks } from '../util/chunks.ts';
 
@@ -113,8 +113,13 @@ export class Leases {
       const dead: string[] = [];
       for (const other of others) {
         // Live: it heartbeated within the TTL and, on this host, its process exists (a pid
-        // reused by another program after a crash or a reboot does not count for ever).
-        const live = instanceAlive(other, stale);
+        // reused by another program after a crash or a reboot does not count for ever). A
+        // daemon with a longer TTL than this one heartbeats less often: one that still holds a
+        // lease it renewed (unexpired, by its own TTL) is live too, whatever this one's TTL.
+        const live =
+          instanceAlive(other, stale) ||
+          ((other.host !== hostname() || processAlive(other)) &&
+            (await tx.get('SELECT 1 AS held FROM job_leases WHERE owner = ? AND expires_at >= ? LIMIT 1', [other.id, now])) !== undefined);
         if (!live) {
           // A daemon that died: its jobs need not wait for their TTL. They come straight to
           // this one, each at a new epoch (one statement; the next sync hands back whatever is
@@ -248,7 +253,12 @@ export class Leases {
          (SELECT count(*) FROM job_leases WHERE owner = ? AND expires_at >= ?) AS mine`,
       [this.instanceId, now],
     );
-    const live = await tx.all<{ max_jobs: number | null }>('SELECT max_jobs FROM daemon_instances WHERE stopped_at IS NULL AND heartbeat_at >= ?', [stale]);
+    // Live as register() counts them: a recent heartbeat, or a lease renewed within its own TTL.
+    const live = await tx.all<{ max_jobs: number | null }>(
+      `SELECT max_jobs FROM daemon_instances d WHERE stopped_at IS NULL
+         AND (heartbeat_at >= ? OR EXISTS (SELECT 1 FROM job_leases l WHERE l.owner = d.id AND l.expires_at >= ?))`,
+      [stale, now],
+    );
     const share = shareOf(Number(row?.active ?? 0), live.map((d) => (d.max_jobs === null ? Infinity : Number(d.max_jobs))), this.#maxJobs);
     return share - Number(row?.mine ?? 0);
   }

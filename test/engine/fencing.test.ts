@@ -140,6 +140,34 @@ for (const engine of ENGINES) {
       },
     );
 
+    it("a daemon with a shorter lease TTL does not take a live daemon's jobs: one holding a lease it renewed is live, whatever the newcomer's TTL", async () => {
+      const store = await fx.open();
+      const jobs: Job[] = [];
+      for (let i = 1; i <= 2; i++) jobs.push(await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` }));
+      let now = T0;
+      // A runs with a long TTL, so it heartbeats seldom: 3 s after its last heartbeat it is live.
+      const a = new Leases(store, 'daemon-A', { ttlMs: 60_000, now: () => now });
+      await a.register();
+      assert.equal((await a.sync()).size, 2);
+      now = T0 + 3000;
+      const b = new Leases(store, 'daemon-B', { ttlMs: 1000, now: () => now });
+      if (engine.name === 'sqlite') {
+        // One daemon per file: the newcomer is refused, not handed the live one's file.
+        await assert.rejects(b.register(), (e: unknown) => isBotstateError(e, 'DAEMON_RUNNING'));
+      } else {
+        await b.register();
+        // B's share counts A as live (1 of 2 jobs); both of A's leases are live, so it takes none.
+        assert.equal((await b.sync()).size, 0);
+        // A then sheds its surplus (its share is 1 of 2), which B takes.
+        assert.equal((await a.sync()).size, 1);
+        assert.equal((await b.sync()).size, 1);
+      }
+      const instances = await fx.raw('SELECT id, stopped_at FROM daemon_instances ORDER BY id');
+      assert.deepEqual(instances.find((r) => r['id'] === 'daemon-A')!['stopped_at'], null, 'A is not marked stopped');
+      const [lease] = await fx.raw("SELECT max(epoch) AS e FROM job_leases WHERE owner = 'daemon-A'");
+      assert.equal(Number(lease!['e']), 1, "A's remaining lease was never taken from it");
+    });
+
     it('a daemon with --max-jobs below an even split takes its maximum and the others share the rest: no job is left without a daemon', { skip: engine.name === 'sqlite' && 'one daemon per SQLite file' }, async () => {
       const store = await fx.open();
       for (let i = 1; i <= 9; i++) await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` });
