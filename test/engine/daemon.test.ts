@@ -897,6 +897,21 @@ for (const engine of ENGINES) {
       assert.equal(ofJob(await exchangeOrders(ex.url), broken).length, 0);
     });
 
+    it('a mistyped exchange path (404 everywhere) is an outage, said once: no job is failed for it', async () => {
+      const ex = await paper();
+      const jobs = [];
+      for (let i = 1; i <= 3; i++) jobs.push(await store.jobs.start({ tokenAddress: tokenAddress(i), tokenSymbol: `T${i}`, set: [FAST_DCA] }));
+      const { daemon, lines } = makeDaemon(store, new HttpExchange(`${ex.url}/v1`), { maxFailures: 2 });
+      await daemon.start();
+      await sleep(600);
+      await daemon.stop();
+      for (const job of jobs) assert.equal((await store.jobs.get({ id: job.id })).status, 'RUNNING', lines.join('\n'));
+      const said = lines.filter((l) => l.includes('exchange unavailable'));
+      assert.equal(said.length, 1, lines.join('\n'));
+      assert.match(said[0]!, /answered 404 to .*: no such endpoint there; is the --exchange URL right\?\); waiting for it$/);
+      assert.deepEqual(await exchangeOrders(ex.url), []);
+    });
+
     it('a job whose row cannot be read (its config edited outside botstate) is skipped and said once; the other keeps trading', async () => {
       const ex = await paper();
       const damaged = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'BAD', set: [FAST_DCA] });

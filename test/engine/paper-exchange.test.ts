@@ -468,8 +468,12 @@ describe('paper exchange over HTTP', () => {
       assert.equal(raw.status, 404);
       assert.match((raw.body as { error: string }).error, /never-placed/);
       assert.equal((await fetch(`${ex.url}/nope`)).status, 404);
+      // A wrong URL is no exchange at all: unavailable (the daemon waits for it), never "unknown
+      // order" (recovery would re-send what may be filled) nor a refusal (every job would fail).
       const wrong = new HttpExchange(`${ex.url}/v2`);
-      await assert.rejects(wrong.getOrder('never-placed'), (e: unknown) => e instanceof Error && !(e instanceof ExchangeUnavailableError) && /404/.test(e.message));
+      for (const call of [() => wrong.getOrder('never-placed'), () => wrong.getPrice(TOKEN), () => wrong.getPrices([TOKEN]), () => wrong.placeOrder({ clientOrderId: 'w-1', token: TOKEN, side: 'BUY', quoteAmount: '1' })]) {
+        await assert.rejects(call(), (e: unknown) => e instanceof ExchangeUnavailableError && /answered 404 to .*: no such endpoint there; is the --exchange URL right\?$/.test(e.message));
+      }
       // A clientOrderId with URL-special characters round-trips.
       const odd = await client.placeOrder({ clientOrderId: 'job/1?#%-7', token: TOKEN, side: 'BUY', quoteAmount: '1' });
       assert.deepEqual(await client.getOrder('job/1?#%-7'), odd);

@@ -12,6 +12,9 @@
  * - a 2xx whose JSON is not a valid answer → {@link ExchangeInvalidAnswerError}: the answer
  *   cannot be read, and asking again will not help;
  * - 404 on `getOrder` with the exchange's `code: 'ORDER_NOT_FOUND'` → `null`;
+ * - any other 404 → {@link ExchangeUnavailableError}: the URL serves no such endpoint (a wrong
+ *   path or port, a proxy), so there is no exchange to answer; the daemon waits for it, saying so
+ *   once, instead of counting a failed step against every job it runs;
  * - any other 4xx → {@link ExchangeRejectedError} carrying the exchange's message (a definite
  *   refusal: nothing was placed; the daemon records the order FAILED).
  *
@@ -118,7 +121,7 @@ export class HttpExchange implements Exchange {
       // Only the exchange's own "no such order" counts: a 404 from a wrong URL or a proxy must not
       // read as "never received", or recovery would re-send what may already be filled.
       if ((answer.body as { code?: unknown } | undefined)?.code === 'ORDER_NOT_FOUND') return null;
-      throw new Error(`exchange at ${this.baseUrl} answered 404 to ${what} without saying the order is unknown; is the URL right?`);
+      throw wrongUrl(this.baseUrl, what);
     }
     const found = parseExchangeOrder(answer.body, what);
     if (found.clientOrderId !== clientOrderId) throw invalid(what, `it answered with order ${found.clientOrderId}`);
@@ -209,9 +212,17 @@ export class HttpExchange implements Exchange {
       if (parsed === undefined) throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} answered ${what} with a body that is not JSON (HTTP ${status})`);
       return { status, body: parsed };
     }
-    if (status === 404 && allow404) return { status, body: parsed };
+    if (status === 404) {
+      if (allow404) return { status, body: parsed };
+      throw wrongUrl(this.baseUrl, what);
+    }
     const message = typeof (parsed as { error?: unknown } | undefined)?.error === 'string' ? (parsed as { error: string }).error : text.slice(0, 200);
     if (status >= 500 || status === 408 || status === 429) throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} failed ${what} (HTTP ${status}): ${message}`);
     throw new ExchangeRejectedError(`exchange refused ${what} (HTTP ${status}): ${message}`);
   }
+}
+
+/** A 404 that is not the exchange's own answer: nothing at this URL speaks the protocol. */
+function wrongUrl(baseUrl: string, what: string): ExchangeUnavailableError {
+  return new ExchangeUnavailableError(`exchange at ${baseUrl} answered 404 to ${what}: no such endpoint there; is the --exchange URL right?`);
 }
