@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { BotstateError } from '../errors.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { Fence } from '../store/context.ts';
-import { databaseNow, instanceAlive, processAlive, RUNNING_HERE } from '../store/instances.ts';
+import { databaseNow, instanceAlive, processAlive, RUNNING_HERE, type InstanceRow } from '../store/instances.ts';
 import type { Store } from '../store/store.ts';
 import { paddedChunks } from '../util/chunks.ts';
 
@@ -55,7 +55,12 @@ export async function leaseHolder(store: Store, tx: Executor, jobId: string): Pr
   // Read once the row is locked (its holder's transaction may have been waited for).
   const now = await read();
   // Held up to its expiry, as the daemons count it (one is taken over once expires_at < now).
-  return Date.parse(lease.expires_at) >= now ? { owner: lease.owner, expiresAt: lease.expires_at } : undefined;
+  if (Date.parse(lease.expires_at) < now) return undefined;
+  // A daemon of this host whose process is gone (kill -9) holds nothing, as a daemon starting
+  // here would find: it is not waited for until its lease expires.
+  const holder = await tx.get<InstanceRow>('SELECT id, host, pid, heartbeat_at FROM daemon_instances WHERE id = ?', [lease.owner]);
+  if (holder !== undefined && holder.host === hostname() && !processAlive(holder)) return undefined;
+  return { owner: lease.owner, expiresAt: lease.expires_at };
 }
 
 /**

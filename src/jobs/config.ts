@@ -380,11 +380,12 @@ function valueFromPatch(spec: ConfigKeySpec, v: unknown, where: string): Value {
       `${spec.path} is the JS number ${String(v)}${where}, which is not exact; give it as JSON text read with parseConfigJson or as a --set string`,
       { key: spec.path }, `Pass ${spec.path} through parseConfigJson or --set.`);
   }
-  const example = typeof v === 'string' && v !== '' ? v : String(spec.default ?? spec.min ?? 1);
+  // The string given, unquoted, when it is a number ("25" → 25); else a valid value (not `off`).
+  const example = typeof v === 'string' && /^-?\d+(?:\.\d+)?$/.test(v) ? v : String(spec.default ?? spec.min ?? 1);
   throw configError(
     `${spec.path} must be a JSON number${spec.nullable ? ' or null' : ''}, got ${describeType(v)}${where}`,
     { key: spec.path },
-    `Write ${spec.path} as a number without quotes, e.g. "${spec.key}": ${example}.`);
+    `Write ${spec.path} as a number without quotes, e.g. "${spec.key}": ${example}${spec.nullable ? `, or "${spec.key}": null for none` : ''}.`);
 }
 
 function draftOf(base: JobConfig): Draft {

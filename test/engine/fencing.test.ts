@@ -241,6 +241,19 @@ for (const engine of ENGINES) {
       await assert.rejects(store.ledger.settle(open.clientOrderId, { status: 'FAILED', error: 'x' }, { fence: heldA.get(jobs[1]!.id)! }), leaseLost);
     });
 
+    it("a lease of a daemon of this host whose process is gone (kill -9) is not held: settle need not wait for it to expire", async () => {
+      const store = await fx.open();
+      const job = await store.jobs.start({ tokenAddress: TOKEN });
+      const a = new Leases(store, 'daemon-A', { ttlMs: 60_000 });
+      await a.register();
+      assert.ok((await a.sync()).has(job.id));
+      const holder = () => store.transaction((tx) => leaseHolder(store, tx, job.id));
+      assert.equal((await holder())?.owner, 'daemon-A', 'held while its process runs');
+      // As after a kill -9 of a daemon of this host: its row and unexpired lease stay, its process is gone.
+      a.forget();
+      assert.equal(await holder(), undefined);
+    });
+
     it('a settle by hand of a job no daemon has leased yet holds off a daemon starting on it until the settle is done', async () => {
       const daemonStore = await fx.open();
       const job = await daemonStore.jobs.start({ tokenAddress: TOKEN });

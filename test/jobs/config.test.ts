@@ -324,6 +324,11 @@ describe('resolveConfig: the file patch', () => {
     ['10', [/must be a JSON object/]],
     ['"x"', [/must be a JSON object/]],
   ];
+  it('the hint for a string where a number goes shows valid JSON: the string unquoted only when it is a number', () => {
+    assert.match(throwsConfig(() => file('{"accumulate":{"dcaAmount":"10"}}')).hint!, /e\.g\. "dcaAmount": 10\.$/);
+    assert.match(throwsConfig(() => file('{"limits":{"maxPositionUsd":"off"}}')).hint!, /e\.g\. "maxPositionUsd": \d+(\.\d+)?, or "maxPositionUsd": null for none\.$/);
+  });
+
   for (const [text, patterns] of refusals) {
     it(`refuses ${text}`, () => {
       throwsConfig(() => file(text), ...patterns);

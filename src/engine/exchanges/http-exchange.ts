@@ -140,7 +140,7 @@ export class HttpExchange implements Exchange {
     const out = new Map<string, Decimal>();
     for (let i = 0; i < tokens.length; i += BATCH) {
       const chunk = tokens.slice(i, i + BATCH);
-      const what = `the prices of ${chunk.length} tokens`;
+      const what = chunk.length === 1 ? `the price of ${chunk[0]}` : `the prices of ${chunk.length} tokens`;
       const { body } = await this.#call('POST', '/prices', what, JSON.stringify({ tokens: chunk }));
       const prices = (body as { prices?: unknown } | null)?.prices;
       if (typeof prices !== 'object' || prices === null) throw invalid(what, 'prices is not an object');
