@@ -717,7 +717,9 @@ describe('botstate CLI without a job database', () => {
         d.close();
       }
     };
-    const executed = ['settle', 'o-1', '--status', 'executed', '--base', '4.000000000000000001', '--quote', '10', '--price', '2.5', '--exchange-order-id', 'ex-1', ...db];
+    // The exchange's fill time, a minute ago: the trade's executedAt and the job's lastDcaBuyTime.
+    const filledAt = new Date(Date.now() - 60_000).toISOString();
+    const executed = ['settle', 'o-1', '--status', 'executed', '--base', '4.000000000000000001', '--quote', '10', '--price', '2.5', '--exchange-order-id', 'ex-1', '--executed-at', filledAt, ...db];
     // While a daemon holds the job's lease it may be settling (or re-sending) the order itself:
     // refused (exit 3) whatever the job's status, and so is bad input (exit 2, 4).
     const raw = new Database(path);
@@ -735,6 +737,9 @@ describe('botstate CLI without a job database', () => {
     refused(await cli(['settle', 'o-1', '--status', 'pending', ...db]), 2, /--status must be one of executed, failed/);
     refused(await cli(['settle', 'o 1', '--status', 'failed', '--error', 'x', ...db]), 2, /clientOrderId "o 1" is not allowed/);
     refused(await cli(['settle', 'o-9', '--status', 'failed', '--error', 'x', ...db]), 4, /no trade with clientOrderId o-9/);
+    refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '1', '--price', '1', '--executed-at', '2026-11-26 16:01', ...db]), 2, /--executed-at="2026-11-26 16:01" is not an ISO 8601 UTC time with milliseconds/);
+    refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '1', '--price', '1', '--executed-at', '2999-01-01T00:00:00.000Z', ...db]), 2, /executedAt 2999-01-01T00:00:00\.000Z is in the future/);
+    refused(await cli(['settle', 'o-1', '--status', 'failed', '--error', 'x', '--executed-at', filledAt, ...db]), 2, /--executed-at does not go with --status failed/);
     assert.equal(dump(), before, 'nothing changed');
 
     // The daemon gone (its lease handed back, or expired): settled.
@@ -743,6 +748,13 @@ describe('botstate CLI without a job database', () => {
     release.close();
     const first = ok(await cli(executed));
     assert.equal(first.stdout, 'Settled o-1: EXECUTED BUY 4.000000000000000001; tokenBalance 4.000000000000000001, totalAccumulated 10\n');
+    const filled = new Database(path, { readonly: true });
+    try {
+      assert.equal(filled.prepare("SELECT executed_at FROM trades WHERE client_order_id = 'o-1'").pluck().get(), filledAt);
+      assert.equal(filled.prepare('SELECT last_dca_buy_time FROM jobs').pluck().get(), filledAt);
+    } finally {
+      filled.close();
+    }
     const again = ok(await cli(executed));
     assert.match(again.stdout, /^Already settled o-1: /);
     const settled = dump();
@@ -762,6 +774,15 @@ describe('botstate CLI without a job database', () => {
     }
     const line = ok(await cli(['settle', 'o-3', '--status', 'failed', '--error', 'rejected\nSettled o-4: EXECUTED\u001b[31m', ...db])).stdout;
     assert.equal(line, 'Settled o-3: FAILED (rejected\\x0aSettled o-4: EXECUTED\\x1b[31m); tokenBalance 4.000000000000000001, totalAccumulated 10\n');
+    // record takes the exchange's fill time too.
+    const recordedAt = new Date(Date.now() - 30_000).toISOString();
+    ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-at'), '--executed-at', recordedAt, ...db]));
+    const recorded = new Database(path, { readonly: true });
+    try {
+      assert.equal(recorded.prepare("SELECT executed_at FROM trades WHERE client_order_id = 'r-at'").pluck().get(), recordedAt);
+    } finally {
+      recorded.close();
+    }
     ok(await cli(['verify', ...db]));
   });
 

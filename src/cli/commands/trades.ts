@@ -1,5 +1,6 @@
 import { BotstateError, ValidationError } from '../../errors.ts';
 import { cmp, parseDecimal } from '../../money/decimal.ts';
+import { isIsoTime } from '../../util/time.ts';
 import { checkRecordInput, checkSettlement, TradeReason, TradeSide, TradeStatus, type Settlement } from '../../ledger/ledger.ts';
 import { leaseHolder } from '../../engine/leases.ts';
 import { CHAIN_OPTION, EXISTING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
@@ -53,10 +54,27 @@ const trades: Command = {
   },
 };
 
+const EXECUTED_AT_OPTION = {
+  type: 'string',
+  value: 'T',
+  help: 'when the exchange filled it, ISO 8601 UTC with milliseconds (default: now); sets lastDcaBuyTime for a DCA buy',
+} as const;
+
+/** --executed-at, checked as the ledger reads it (a time in the future is refused there). */
+function executedAtOf(ctx: CommandContext): string | undefined {
+  const value = optional(ctx, 'executed-at');
+  if (value !== undefined && !isIsoTime(value)) {
+    throw new ValidationError('USAGE', `--executed-at=${JSON.stringify(value)} is not an ISO 8601 UTC time with milliseconds`, {
+      hint: 'write it as toISOString() does, e.g. 2026-11-26T16:01:56.862Z',
+    });
+  }
+  return value;
+}
+
 const record: Command = {
   name: 'record',
   summary: 'record an executed trade by hand (idempotent on --client-order-id)',
-  usage: '<token> --side buy|sell --reason R --base N --quote N --price N --client-order-id ID [--chain C] [--tx-hash H] [--exchange-order-id E]',
+  usage: '<token> --side buy|sell --reason R --base N --quote N --price N --client-order-id ID [--chain C] [--tx-hash H] [--exchange-order-id E] [--executed-at T]',
   details:
     'Updates the job\'s tokenBalance, totalAccumulated and lastDcaBuyTime in the same transaction.\n' +
     'Recording the same --client-order-id again with the same details changes nothing.\n' +
@@ -71,6 +89,7 @@ const record: Command = {
     'client-order-id': { type: 'string', value: 'ID', help: 'the order id shared with the exchange; unique' },
     'tx-hash': { type: 'string', value: 'H', help: 'on-chain transaction hash' },
     'exchange-order-id': { type: 'string', value: 'E', help: "the exchange's own order id" },
+    'executed-at': EXECUTED_AT_OPTION,
   },
   positionals: [1, 1],
   async run(ctx) {
@@ -79,6 +98,7 @@ const record: Command = {
     const reason = oneOf(ctx, 'record', 'reason', Object.values(TradeReason));
     const txHash = optional(ctx, 'tx-hash');
     const exchangeOrderId = optional(ctx, 'exchange-order-id');
+    const executedAt = executedAtOf(ctx);
     const input = {
       job: ref,
       side,
@@ -89,6 +109,7 @@ const record: Command = {
       priceUsd: amount(ctx, 'price', false),
       ...(txHash !== undefined ? { txHash } : {}),
       ...(exchangeOrderId !== undefined ? { exchangeOrderId } : {}),
+      ...(executedAt !== undefined ? { executedAt } : {}),
     };
     checkRecordInput(input); // before a database is opened or migrated
     const result = await withStore(ctx, EXISTING, (store) => store.ledger.recordTrade(input));
@@ -102,12 +123,12 @@ const record: Command = {
   },
 };
 
-const SETTLE_AMOUNTS = ['base', 'quote', 'price', 'exchange-order-id', 'tx-hash'] as const;
+const SETTLE_AMOUNTS = ['base', 'quote', 'price', 'exchange-order-id', 'tx-hash', 'executed-at'] as const;
 
 const settle: Command = {
   name: 'settle',
   summary: 'settle a PENDING order by hand: the fill the exchange reports, or why it failed',
-  usage: '<client-order-id> --status executed --base N --quote N --price N [--exchange-order-id E] [--tx-hash H] | <client-order-id> --status failed --error TEXT',
+  usage: '<client-order-id> --status executed --base N --quote N --price N [--exchange-order-id E] [--tx-hash H] [--executed-at T] | <client-order-id> --status failed --error TEXT',
   details:
     'For an order the daemon could not reconcile itself (it logs "reconcile it by hand" and the job goes to ERROR):\n' +
     'look the order up at the exchange by its clientOrderId, then settle it with what the exchange says.\n' +
@@ -125,6 +146,7 @@ const settle: Command = {
     price: { type: 'string', value: 'N', help: 'executed: the price in USD' },
     'exchange-order-id': { type: 'string', value: 'E', help: "executed: the exchange's own order id" },
     'tx-hash': { type: 'string', value: 'H', help: 'executed: the on-chain transaction hash' },
+    'executed-at': { ...EXECUTED_AT_OPTION, help: `executed: ${EXECUTED_AT_OPTION.help}` },
     error: { type: 'string', value: 'TEXT', help: 'failed: why the order was not filled' },
   },
   positionals: [1, 1],
@@ -139,6 +161,7 @@ const settle: Command = {
     if (status === 'EXECUTED') {
       const txHash = optional(ctx, 'tx-hash');
       const exchangeOrderId = optional(ctx, 'exchange-order-id');
+      const executedAt = executedAtOf(ctx);
       settlement = {
         status,
         baseAmount: amount(ctx, 'base', true, 'settle'),
@@ -146,6 +169,7 @@ const settle: Command = {
         priceUsd: amount(ctx, 'price', false, 'settle'),
         ...(txHash !== undefined ? { txHash } : {}),
         ...(exchangeOrderId !== undefined ? { exchangeOrderId } : {}),
+        ...(executedAt !== undefined ? { executedAt } : {}),
       };
     } else {
       settlement = { status, error: required(ctx, 'error', 'settle') };
