@@ -138,6 +138,8 @@ export class Daemon {
   /** How long the registration took, once done. */
   #registeredMs: number | undefined;
   #outageSince: number | undefined;
+  /** The jobs held at the last tick (see #sayLeaseChanges); undefined before the first. */
+  #held: Set<string> | undefined;
   /** Set once, by #giveUp. */
   #givingUp = false;
   #renewer: NodeJS.Timeout | undefined;
@@ -347,6 +349,7 @@ export class Daemon {
     // Taken before anything is read: a job busy now may write after the reads below.
     const busy = new Set(this.#inFlight.keys());
     const held = await this.#leases.sync(busy);
+    this.#sayLeaseChanges(held);
     for (const [id, runner] of this.#runners) {
       if (held.has(id)) continue;
       // A job no longer held whose step is still running keeps its runner until that step ends.
@@ -370,6 +373,24 @@ export class Daemon {
         .finally(() => this.#inFlight.delete(job.id));
       this.#inFlight.set(job.id, step);
     }
+  }
+
+  /**
+   * Says, in one line, when the jobs this daemon runs change between ticks: jobs taken (started
+   * from the CLI, or taken over from a daemon that died or left) and jobs let go (paused or
+   * finished, handed back to balance the daemons, or lost to another daemon). The first tick
+   * only notes them: recovery has said how many there are.
+   */
+  #sayLeaseChanges(held: ReadonlyMap<string, Fence>): void {
+    const before = this.#held;
+    this.#held = new Set(held.keys());
+    if (before === undefined) return;
+    let taken = 0;
+    for (const id of this.#held) if (!before.has(id)) taken++;
+    const gone = before.size - (this.#held.size - taken);
+    if (taken === 0 && gone === 0) return;
+    const change = [taken > 0 ? `${taken} taken` : '', gone > 0 ? `${gone} let go` : ''].filter(Boolean).join(', ');
+    this.#log(`${stamp()}  now running ${this.#held.size} job${this.#held.size === 1 ? '' : 's'} (${change})`);
   }
 
   /**

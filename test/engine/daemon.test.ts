@@ -368,6 +368,9 @@ for (const engine of ENGINES) {
       await rec.waitCalls('price', REF_TOKEN, 3, iIdle);
       assert.equal(rec.count('price', TOKEN, rec.after('price', REF_TOKEN, 1, iIdle)), 0);
       assert.equal((await store.jobs.get({ id: ref.id })).status, 'RUNNING');
+      // Each change of the jobs it runs is said once: started, paused, liquidated, IDLE.
+      const changes = lines.filter((l) => l.includes('now running')).map((l) => l.replace(/^\S+ {2}/, ''));
+      assert.deepEqual(changes, ['now running 2 jobs (1 taken)', 'now running 1 job (1 let go)', 'now running 2 jobs (1 taken)', 'now running 1 job (1 let go)']);
     });
 
     it('reconciles an order whose response was dropped from getOrder: EXECUTED once, never placed twice', async () => {
