@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { BotstateError } from '../errors.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { Fence } from '../store/context.ts';
-import { databaseNow, instanceAlive, processAlive, RUNNING_HERE, type InstanceRow } from '../store/instances.ts';
+import { databaseNow, instanceAlive, processAlive, RUNNING_HERE } from '../store/instances.ts';
 import type { Store } from '../store/store.ts';
 import { paddedChunks } from '../util/chunks.ts';
 
@@ -55,11 +55,9 @@ export async function leaseHolder(store: Store, tx: Executor, jobId: string): Pr
   // Read once the row is locked (its holder's transaction may have been waited for).
   const now = await read();
   // Held up to its expiry, as the daemons count it (one is taken over once expires_at < now).
+  // Held until it expires, even when its daemon looks gone: a daemon in another pid namespace
+  // (a container) on a host of the same name has a pid this host does not see.
   if (Date.parse(lease.expires_at) < now) return undefined;
-  // A daemon of this host whose process is gone (kill -9) holds nothing, as a daemon starting
-  // here would find: it is not waited for until its lease expires.
-  const holder = await tx.get<InstanceRow>('SELECT id, host, pid, heartbeat_at FROM daemon_instances WHERE id = ?', [lease.owner]);
-  if (holder !== undefined && holder.host === hostname() && !processAlive(holder)) return undefined;
   return { owner: lease.owner, expiresAt: lease.expires_at };
 }
 
@@ -258,12 +256,10 @@ export class Leases {
          (SELECT count(*) FROM job_leases WHERE owner = ? AND expires_at >= ?) AS mine`,
       [this.instanceId, now],
     );
-    // Live as register() counts them: a recent heartbeat, or a lease renewed within its own TTL.
-    const live = await tx.all<{ max_jobs: number | null }>(
-      `SELECT max_jobs FROM daemon_instances d WHERE stopped_at IS NULL
-         AND (heartbeat_at >= ? OR EXISTS (SELECT 1 FROM job_leases l WHERE l.owner = d.id AND l.expires_at >= ?))`,
-      [stale, now],
-    );
+    // Live: heartbeated within this daemon's TTL. (Not "holds an unexpired lease", as register()
+    // also takes: a daemon killed with a long TTL would then halve the survivors' share, and the
+    // jobs beyond it would wait for that TTL with no daemon.)
+    const live = await tx.all<{ max_jobs: number | null }>('SELECT max_jobs FROM daemon_instances WHERE stopped_at IS NULL AND heartbeat_at >= ?', [stale]);
     const share = shareOf(Number(row?.active ?? 0), live.map((d) => (d.max_jobs === null ? Infinity : Number(d.max_jobs))), this.#maxJobs);
     return share - Number(row?.mine ?? 0);
   }

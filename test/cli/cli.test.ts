@@ -758,6 +758,10 @@ describe('botstate CLI without a job database', () => {
     const again = ok(await cli(executed));
     assert.match(again.stdout, /^Already settled o-1: /);
     const settled = dump();
+    // The same fill at another time is not the same settlement.
+    const otherTime = executed.map((a) => (a === filledAt ? new Date(Date.now() - 120_000).toISOString() : a));
+    refused(await cli(otherTime), 3, /clientOrderId o-1 is already recorded with executedAt \S+, not \S+ \(a repeat must give the same details; nothing was changed\)/);
+    assert.equal(dump(), settled, 'nothing changed');
     refused(await cli(['settle', 'o-1', '--status', 'failed', '--error', 'x', ...db]), 3, /trade o-1 is already EXECUTED/);
     assert.equal(dump(), settled, 'nothing changed');
     const failed = parseJson<{ duplicate: boolean; trade: { status: string; error: string }; tokenBalance: string }>(
@@ -776,10 +780,12 @@ describe('botstate CLI without a job database', () => {
     assert.equal(line, 'Settled o-3: FAILED (rejected\\x0aSettled o-4: EXECUTED\\x1b[31m); tokenBalance 4.000000000000000001, totalAccumulated 10\n');
     // record takes the exchange's fill time too.
     const recordedAt = new Date(Date.now() - 30_000).toISOString();
-    ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-at'), '--executed-at', recordedAt, ...db]));
+    ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-time'), '--executed-at', recordedAt, ...db]));
+    ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-time'), '--executed-at', recordedAt, ...db]));
+    refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-time'), '--executed-at', new Date(Date.now() - 40_000).toISOString(), ...db]), 3, /already recorded with executedAt/);
     const recorded = new Database(path, { readonly: true });
     try {
-      assert.equal(recorded.prepare("SELECT executed_at FROM trades WHERE client_order_id = 'r-at'").pluck().get(), recordedAt);
+      assert.equal(recorded.prepare("SELECT executed_at FROM trades WHERE client_order_id = 'r-time'").pluck().get(), recordedAt);
     } finally {
       recorded.close();
     }

@@ -19,7 +19,7 @@ import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { BotstateError, StorageError, ValidationError } from '../../src/errors.ts';
-import { ExchangeInvalidAnswerError, ExchangeUnavailableError, type ExchangeOrder, type OrderRequest } from '../../src/engine/exchange.ts';
+import { ExchangeInvalidAnswerError, ExchangeRejectedError, ExchangeUnavailableError, type ExchangeOrder, type OrderRequest } from '../../src/engine/exchange.ts';
 import { HttpExchange } from '../../src/engine/exchanges/http-exchange.ts';
 import { fillAmounts, PaperBook } from '../../src/engine/exchanges/paper-book.ts';
 import { MAX_PRICE, MIN_PRICE, PaperMarket, roundSignificant, stepAt } from '../../src/engine/exchanges/paper-market.ts';
@@ -473,6 +473,21 @@ describe('paper exchange over HTTP', () => {
       const wrong = new HttpExchange(`${ex.url}/v2`);
       for (const call of [() => wrong.getOrder('never-placed'), () => wrong.getPrice(TOKEN), () => wrong.getPrices([TOKEN]), () => wrong.placeOrder({ clientOrderId: 'w-1', token: TOKEN, side: 'BUY', quoteAmount: '1' })]) {
         await assert.rejects(call(), (e: unknown) => e instanceof ExchangeUnavailableError && /answered 404 to .*: no such endpoint there; is the --exchange URL right\?$/.test(e.message));
+      }
+      // An exchange's own 404 refusal (its JSON error) stays a refusal; a proxy's 404 page is no exchange.
+      const other = createServer((req, res) => {
+        const html = req.url === '/proxy/orders';
+        res.writeHead(404, { 'content-type': html ? 'text/html' : 'application/json' });
+        res.end(html ? '<html>Not Found</html>' : JSON.stringify({ error: 'no market for this token' }));
+      }).listen(0, '127.0.0.1');
+      await new Promise((resolve) => other.once('listening', resolve));
+      try {
+        const at = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+        const order = { clientOrderId: 'n-1', token: TOKEN, side: 'BUY', quoteAmount: '1' } as const;
+        await assert.rejects(new HttpExchange(at).placeOrder(order), (e: unknown) => e instanceof ExchangeRejectedError && /no market for this token/.test(e.message));
+        await assert.rejects(new HttpExchange(`${at}/proxy`).placeOrder(order), (e: unknown) => e instanceof ExchangeUnavailableError && /no such endpoint there/.test(e.message));
+      } finally {
+        other.close();
       }
       // A clientOrderId with URL-special characters round-trips.
       const odd = await client.placeOrder({ clientOrderId: 'job/1?#%-7', token: TOKEN, side: 'BUY', quoteAmount: '1' });

@@ -60,6 +60,18 @@ const EXECUTED_AT_OPTION = {
   help: 'when the exchange filled it, ISO 8601 UTC with milliseconds (default: now); sets lastDcaBuyTime for a DCA buy',
 } as const;
 
+/**
+ * A repeat that names another fill time is not the same record: refused as a conflicting
+ * repeat is (the ledger took it for a duplicate, changing nothing, as it must for the daemon's
+ * own repeats, whose times are read again from the exchange).
+ */
+function sameTimeOrRefused(duplicate: boolean, trade: { clientOrderId: string; executedAt: string | null }, executedAt: string | undefined): void {
+  if (!duplicate || executedAt === undefined || trade.executedAt === executedAt) return;
+  throw new BotstateError('DUPLICATE_ORDER', `clientOrderId ${trade.clientOrderId} is already recorded with executedAt ${trade.executedAt}, not ${executedAt}`, {
+    hint: 'a repeat must give the same details; nothing was changed',
+  });
+}
+
 /** --executed-at, checked as the ledger reads it (a time in the future is refused there). */
 function executedAtOf(ctx: CommandContext): string | undefined {
   const value = optional(ctx, 'executed-at');
@@ -113,6 +125,7 @@ const record: Command = {
     };
     checkRecordInput(input); // before a database is opened or migrated
     const result = await withStore(ctx, EXISTING, (store) => store.ledger.recordTrade(input));
+    sameTimeOrRefused(result.duplicate, result.trade, executedAt);
     if (ctx.json) {
       ctx.io.out(json({ duplicate: result.duplicate, trade: result.trade, tokenBalance: result.job.tokenBalance, totalAccumulated: result.job.totalAccumulated }));
       return;
@@ -190,6 +203,7 @@ const settle: Command = {
         return store.ledger.settle(clientOrderId, settlement);
       }),
     );
+    sameTimeOrRefused(result.duplicate, result.trade, settlement.status === 'EXECUTED' ? settlement.executedAt : undefined);
     if (ctx.json) {
       ctx.io.out(json({ duplicate: result.duplicate, trade: result.trade, tokenBalance: result.job.tokenBalance, totalAccumulated: result.job.totalAccumulated }));
       return;

@@ -12,9 +12,9 @@
  * - a 2xx whose JSON is not a valid answer → {@link ExchangeInvalidAnswerError}: the answer
  *   cannot be read, and asking again will not help;
  * - 404 on `getOrder` with the exchange's `code: 'ORDER_NOT_FOUND'` → `null`;
- * - any other 404 → {@link ExchangeUnavailableError}: the URL serves no such endpoint (a wrong
- *   path or port, a proxy), so there is no exchange to answer; the daemon waits for it, saying so
- *   once, instead of counting a failed step against every job it runs;
+ * - a 404 that is not the exchange's own JSON error (its "no endpoint …" for a wrong path, a
+ *   proxy's page) → {@link ExchangeUnavailableError}: nothing at this URL speaks the protocol; the
+ *   daemon waits for it, saying so once, instead of counting a failed step against every job;
  * - any other 4xx → {@link ExchangeRejectedError} carrying the exchange's message (a definite
  *   refusal: nothing was placed; the daemon records the order FAILED).
  *
@@ -212,11 +212,14 @@ export class HttpExchange implements Exchange {
       if (parsed === undefined) throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} answered ${what} with a body that is not JSON (HTTP ${status})`);
       return { status, body: parsed };
     }
+    const message = typeof (parsed as { error?: unknown } | undefined)?.error === 'string' ? (parsed as { error: string }).error : text.slice(0, 200);
     if (status === 404) {
       if (allow404) return { status, body: parsed };
-      throw wrongUrl(this.baseUrl, what);
+      // The exchange's own refusal (a JSON error of its protocol, such as "no market for this
+      // token") is a refusal; anything else (its "no endpoint", a proxy's page) is no exchange.
+      const ownError = typeof (parsed as { error?: unknown } | undefined)?.error === 'string' && !message.startsWith('no endpoint ');
+      if (!ownError) throw wrongUrl(this.baseUrl, what);
     }
-    const message = typeof (parsed as { error?: unknown } | undefined)?.error === 'string' ? (parsed as { error: string }).error : text.slice(0, 200);
     if (status >= 500 || status === 408 || status === 429) throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} failed ${what} (HTTP ${status}): ${message}`);
     throw new ExchangeRejectedError(`exchange refused ${what} (HTTP ${status}): ${message}`);
   }
