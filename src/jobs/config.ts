@@ -308,9 +308,9 @@ function checkValue(spec: ConfigKeySpec, d: Decimal, where: string): Value {
   return d;
 }
 
-function nullValue(spec: ConfigKeySpec, where: string): null {
+function nullValue(spec: ConfigKeySpec, where: string, shown = 'null'): null {
   if (spec.nullable) return null;
-  throw configError(`${spec.path} cannot be null${where}: it is required (default ${String(spec.default)})`,
+  throw configError(`${spec.path} cannot be ${shown}${where}: it is required (default ${String(spec.default)})`,
     { key: spec.path, value: null }, `Set ${spec.path} to ${rangeText(spec)}.`);
 }
 
@@ -456,9 +456,10 @@ function applySet(draft: Draft, set: string): void {
   if (spec === undefined) throw unknownKey(name as ConfigSection, key, where);
   if (text === '') {
     throw configError(`${spec.path} has no value${where}: expected ${rangeText(spec)}`, { key: spec.path },
-      `Write --set ${spec.path}=<value>${spec.nullable ? ' (or =null to turn it off)' : ''}.`);
+      `Write --set ${spec.path}=<value>${spec.nullable ? ' (or =off to turn it off)' : ''}.`);
   }
-  const value = text === 'null' ? nullValue(spec, where) : valueFromText(spec, text, where);
+  // `off` as status and --help show a limit that is not set.
+  const value = text === 'null' || text === 'off' ? nullValue(spec, where, text) : valueFromText(spec, text, where);
   draft[spec.section].set(key, value);
 }
 

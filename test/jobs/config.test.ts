@@ -193,9 +193,11 @@ describe('resolveConfig: ranges from the spec, per key', () => {
       }
       if (nullable) {
         assert.equal(get(set(`${path}=1`, `${path}=null`), section, key), null);
+        assert.equal(get(set(`${path}=1`, `${path}=off`), section, key), null, '"off", as status shows it');
         assert.equal(get(file(`{"${section}":{"${key}":null}}`), section, key), null);
       } else {
         throwsConfig(() => set(`${path}=null`), new RegExp(`^${path.replace('.', '\\.')} cannot be null`));
+        throwsConfig(() => set(`${path}=off`), new RegExp(`^${path.replace('.', '\\.')} cannot be off`));
         throwsConfig(() => file(`{"${section}":{"${key}":null}}`), /cannot be null/);
       }
     });
