@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { BotstateError } from '../errors.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { Fence } from '../store/context.ts';
-import { databaseNow, instanceAlive, processAlive, RUNNING_HERE } from '../store/instances.ts';
+import { databaseNow, instanceAlive, RUNNING_HERE } from '../store/instances.ts';
 import type { Store } from '../store/store.ts';
 import { paddedChunks } from '../util/chunks.ts';
 
@@ -109,20 +109,17 @@ export class Leases {
       const iso = await this.#clock(tx);
       const now = iso();
       const stale = iso(-this.#ttlMs);
-      const others = await tx.all<{ id: string; host: string; pid: number; heartbeat_at: string }>(
-        'SELECT id, host, pid, heartbeat_at FROM daemon_instances WHERE stopped_at IS NULL AND id <> ?',
+      const others = await tx.all<{ id: string; host: string; pid: number; heartbeat_at: string; lease_ttl_ms: number | null }>(
+        'SELECT id, host, pid, heartbeat_at, lease_ttl_ms FROM daemon_instances WHERE stopped_at IS NULL AND id <> ?',
         [this.instanceId],
       );
       const dead: string[] = [];
       for (const other of others) {
-        // Live: it heartbeated within the TTL and, on this host, its process exists (a pid
-        // reused by another program after a crash or a reboot does not count for ever). A
-        // daemon with a longer TTL than this one heartbeats less often: one that still holds a
-        // lease it renewed (unexpired, by its own TTL) is live too, whatever this one's TTL.
-        const live =
-          instanceAlive(other, stale) ||
-          ((other.host !== hostname() || processAlive(other)) &&
-            (await tx.get('SELECT 1 AS held FROM job_leases WHERE owner = ? AND expires_at >= ? LIMIT 1', [other.id, now])) !== undefined);
+        // Live: it heartbeated within its own TTL (it heartbeats at a third of it; a daemon of
+        // an older version, which did not store it, by this one's) and, on this host, its
+        // process exists (a pid reused by another program after a crash or a reboot does not
+        // count for ever).
+        const live = instanceAlive(other, other.lease_ttl_ms === null ? stale : iso(-Number(other.lease_ttl_ms)));
         if (!live) {
           // A daemon that died: its jobs need not wait for their TTL. They come straight to
           // this one, each at a new epoch (one statement; the next sync hands back whatever is
@@ -140,10 +137,10 @@ export class Leases {
         await tx.run('UPDATE job_leases SET owner = ?, epoch = epoch + 1, expires_at = ? WHERE owner = ?', [this.instanceId, iso(this.#ttlMs), id]);
       }
       await tx.run(
-        `INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, stopped_at, max_jobs) VALUES (?, ?, ?, ?, ?, NULL, ?)
+        `INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, stopped_at, max_jobs, lease_ttl_ms) VALUES (?, ?, ?, ?, ?, NULL, ?, ?)
          ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, started_at = excluded.started_at,
-           heartbeat_at = excluded.heartbeat_at, stopped_at = NULL, max_jobs = excluded.max_jobs`,
-        [this.instanceId, this.#host, process.pid, now, now, this.#maxJobs === Number.MAX_SAFE_INTEGER ? null : this.#maxJobs],
+           heartbeat_at = excluded.heartbeat_at, stopped_at = NULL, max_jobs = excluded.max_jobs, lease_ttl_ms = excluded.lease_ttl_ms`,
+        [this.instanceId, this.#host, process.pid, now, now, this.#maxJobs === Number.MAX_SAFE_INTEGER ? null : this.#maxJobs, this.#ttlMs],
       );
     });
     RUNNING_HERE.add(this.instanceId);
@@ -238,7 +235,7 @@ export class Leases {
        WHERE owner = ? AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = job_leases.job_id AND (${ACTIVE}))`,
       [now, this.instanceId],
     );
-    const want = await this.#wanted(tx, now, iso(-this.#ttlMs));
+    const want = await this.#wanted(tx, now);
     if (want > 0) await this.#claim(tx, want, now, expires);
     else if (want < 0) await this.#shed(tx, -want, now, busy);
   }
@@ -249,17 +246,21 @@ export class Leases {
    * their maximum, and the others share the rest evenly (rounded up), so that no active job is
    * left without a daemon while one has room.
    */
-  async #wanted(tx: Executor, now: string, stale: string): Promise<number> {
+  async #wanted(tx: Executor, now: string): Promise<number> {
     const row = await tx.get<{ active: number; mine: number }>(
       `SELECT
          (SELECT count(*) FROM jobs j WHERE ${ACTIVE}) AS active,
          (SELECT count(*) FROM job_leases WHERE owner = ? AND expires_at >= ?) AS mine`,
       [this.instanceId, now],
     );
-    // Live: heartbeated within this daemon's TTL. (Not "holds an unexpired lease", as register()
-    // also takes: a daemon killed with a long TTL would then halve the survivors' share, and the
-    // jobs beyond it would wait for that TTL with no daemon.)
-    const live = await tx.all<{ max_jobs: number | null }>('SELECT max_jobs FROM daemon_instances WHERE stopped_at IS NULL AND heartbeat_at >= ?', [stale]);
+    // Live: heartbeated within its own TTL, as register() judges it (a daemon of an older
+    // version, which did not store it, within this one's). Few rows: filtered here.
+    const nowMs = Date.parse(now);
+    const live = (
+      await tx.all<{ max_jobs: number | null; heartbeat_at: string; lease_ttl_ms: number | null }>(
+        'SELECT max_jobs, heartbeat_at, lease_ttl_ms FROM daemon_instances WHERE stopped_at IS NULL',
+      )
+    ).filter((d) => Date.parse(d.heartbeat_at) >= nowMs - (d.lease_ttl_ms === null ? this.#ttlMs : Number(d.lease_ttl_ms)));
     const share = shareOf(Number(row?.active ?? 0), live.map((d) => (d.max_jobs === null ? Infinity : Number(d.max_jobs))), this.#maxJobs);
     return share - Number(row?.mine ?? 0);
   }

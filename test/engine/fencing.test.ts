@@ -140,7 +140,7 @@ for (const engine of ENGINES) {
       },
     );
 
-    it("a daemon with a shorter lease TTL does not take a live daemon's jobs: one holding a lease it renewed is live, whatever the newcomer's TTL", async () => {
+    it("each daemon is judged by its own lease TTL: a newcomer with a shorter one takes no live daemon's jobs, idle or not", async () => {
       const store = await fx.open();
       const jobs: Job[] = [];
       for (let i = 1; i <= 2; i++) jobs.push(await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` }));
@@ -156,10 +156,9 @@ for (const engine of ENGINES) {
         await assert.rejects(b.register(), (e: unknown) => isBotstateError(e, 'DAEMON_RUNNING'));
       } else {
         await b.register();
-        // Both of A's leases are live: B claims neither (its share, by its own TTL, counts only
-        // itself; it takes no live lease).
+        // B's share counts A (1 of 2); both of A's leases are live, so B takes none.
         assert.equal((await b.sync()).size, 0);
-        // A then sheds its surplus (its share is 1 of 2), which B takes.
+        // A then sheds its surplus (its share is 1 of 2), which B takes: one each.
         assert.equal((await a.sync()).size, 1);
         assert.equal((await b.sync()).size, 1);
       }
@@ -167,6 +166,35 @@ for (const engine of ENGINES) {
       assert.deepEqual(instances.find((r) => r['id'] === 'daemon-A')!['stopped_at'], null, 'A is not marked stopped');
       const [lease] = await fx.raw("SELECT max(epoch) AS e FROM job_leases WHERE owner = 'daemon-A'");
       assert.equal(Number(lease!['e']), 1, "A's remaining lease was never taken from it");
+
+      // Idle (every job paused, no lease held), A is still live for a newcomer with a short TTL.
+      for (const j of jobs) await store.jobs.pause({ id: j.id });
+      now = T0 + 6000;
+      await a.sync();
+      now = T0 + 9000;
+      const c = new Leases(store, 'daemon-C', { ttlMs: 1000, now: () => now });
+      if (engine.name === 'sqlite') await assert.rejects(c.register(), (e: unknown) => isBotstateError(e, 'DAEMON_RUNNING'));
+      else await c.register();
+      const [idle] = await fx.raw("SELECT stopped_at FROM daemon_instances WHERE id = 'daemon-A'");
+      assert.equal(idle!['stopped_at'], null, 'the idle A is not taken for dead');
+    });
+
+    it("a survivor with a long lease TTL takes a dead short-TTL daemon's jobs once that daemon's own TTL has passed", { skip: engine.name === 'sqlite' && 'one daemon per SQLite file' }, async () => {
+      const store = await fx.open();
+      for (let i = 1; i <= 4; i++) await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` });
+      let now = T0;
+      const short = new Leases(store, 'daemon-S', { ttlMs: 1000, now: () => now });
+      const long = new Leases(store, 'daemon-L', { ttlMs: 60_000, now: () => now });
+      await short.register();
+      await long.register();
+      for (let round = 0; round < 2; round++) await Promise.all([short.sync(), long.sync()].map((p) => p.catch(() => undefined)));
+      assert.equal((await short.sync()).size + (await long.sync()).size, 4);
+      // S dies on another host (no pid to check), just after its last heartbeat.
+      await fx.raw("UPDATE daemon_instances SET host = 'another-host' WHERE id = 'daemon-S'");
+      short.forget();
+      // 1.5 s later, well inside L's TTL but past S's own: L no longer counts S, and takes all four.
+      now = T0 + 1500;
+      assert.equal((await long.sync()).size, 4);
     });
 
     it('a daemon with --max-jobs below an even split takes its maximum and the others share the rest: no job is left without a daemon', { skip: engine.name === 'sqlite' && 'one daemon per SQLite file' }, async () => {
