@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { BotstateError } from '../errors.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { Fence } from '../store/context.ts';
-import { databaseNow, instanceAlive, RUNNING_HERE } from '../store/instances.ts';
+import { databaseNow, instanceAlive, processAlive, RUNNING_HERE } from '../store/instances.ts';
 import type { Store } from '../store/store.ts';
 import { paddedChunks } from '../util/chunks.ts';
 
@@ -115,11 +115,16 @@ export class Leases {
       );
       const dead: string[] = [];
       for (const other of others) {
-        // Live: it heartbeated within its own TTL (it heartbeats at a third of it; a daemon of
-        // an older version, which did not store it, by this one's) and, on this host, its
-        // process exists (a pid reused by another program after a crash or a reboot does not
-        // count for ever).
-        const live = instanceAlive(other, other.lease_ttl_ms === null ? stale : iso(-Number(other.lease_ttl_ms)));
+        // Live: it heartbeated within its own TTL (it heartbeats every third of it) and, on this
+        // host, its process exists (a pid reused by another program after a crash or a reboot
+        // does not count for ever). A daemon of an older version, which did not store its TTL,
+        // is judged by this one's, or by a lease it still holds (unexpired, by its own TTL).
+        const live =
+          other.lease_ttl_ms !== null
+            ? instanceAlive(other, iso(-Number(other.lease_ttl_ms)))
+            : instanceAlive(other, stale) ||
+              ((other.host !== this.#host || processAlive(other)) &&
+                (await tx.get('SELECT 1 AS held FROM job_leases WHERE owner = ? AND expires_at >= ? LIMIT 1', [other.id, now])) !== undefined);
         if (!live) {
           // A daemon that died: its jobs need not wait for their TTL. They come straight to
           // this one, each at a new epoch (one statement; the next sync hands back whatever is

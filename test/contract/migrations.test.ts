@@ -503,6 +503,12 @@ for (const engine of ENGINES) {
       await instance('d-here', hostname(), process.pid === 1 ? 2 : 1, at(-3_600_000));
       await refusedWhileRunning(/pid (1|2) on /);
       await stop('d-here');
+      // Another host's daemon with a one-hour lease TTL, silent for two minutes without a lease:
+      // it heartbeats every 20 minutes, so it is running.
+      await instance('d-slow', 'host-s', 4545, at(-120_000));
+      await fx.raw(`UPDATE daemon_instances SET lease_ttl_ms = 3600000 WHERE id = ${p(1)}`, ['d-slow']);
+      await refusedWhileRunning(/pid 4545 on host-s/);
+      await stop('d-slow');
       // A daemon of another host silent for two minutes without a lease, or stopped: not running.
       await instance('d-gone', 'host-d', 4444, at(-120_000));
       assert.deepEqual((await store.rollback()).map((m) => m.version), [LATEST_VERSION]);

@@ -179,6 +179,25 @@ for (const engine of ENGINES) {
       assert.equal(idle!['stopped_at'], null, 'the idle A is not taken for dead');
     });
 
+    it("a daemon of an older version (no TTL on its row) still holding leases is not taken for dead by a newcomer with a shorter TTL", async () => {
+      const store = await fx.open();
+      for (let i = 1; i <= 2; i++) await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` });
+      let now = T0;
+      const a = new Leases(store, 'daemon-A', { ttlMs: 60_000, now: () => now });
+      await a.register();
+      assert.equal((await a.sync()).size, 2);
+      // As an older botstate on another host leaves its row after the upgrade: no lease_ttl_ms.
+      await fx.raw("UPDATE daemon_instances SET lease_ttl_ms = NULL, host = 'another-host' WHERE id = 'daemon-A'");
+      now = T0 + 10_000;
+      const b = new Leases(store, 'daemon-B', { ttlMs: 5000, now: () => now });
+      if (engine.name === 'sqlite') await assert.rejects(b.register(), (e: unknown) => isBotstateError(e, 'DAEMON_RUNNING'));
+      else await b.register();
+      const [row] = await fx.raw("SELECT stopped_at FROM daemon_instances WHERE id = 'daemon-A'");
+      assert.equal(row!['stopped_at'], null);
+      const leases = await fx.raw("SELECT DISTINCT owner, epoch FROM job_leases");
+      assert.deepEqual(leases.map((r) => [r['owner'], Number(r['epoch'])]), [['daemon-A', 1]]);
+    });
+
     it("a survivor with a long lease TTL takes a dead short-TTL daemon's jobs once that daemon's own TTL has passed", { skip: engine.name === 'sqlite' && 'one daemon per SQLite file' }, async () => {
       const store = await fx.open();
       for (let i = 1; i <= 4; i++) await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` });

@@ -293,7 +293,7 @@ async function stepTo(adapter: Adapter, target: number, direction: 'up' | 'down'
   }
 }
 
-/** A daemon of another host that heartbeated within this long, or holds a lease not yet expired, counts as running. */
+/** A daemon of another host that heartbeated within this long (or its lease TTL, if longer), or holds a lease not yet expired, counts as running. */
 const DAEMON_HEARTBEAT_WINDOW_MS = 60_000;
 
 /**
@@ -308,14 +308,17 @@ async function refuseWhileDaemonRuns(adapter: Adapter): Promise<void> {
     if (!(await adapter.hasTable(tx, 'daemon_instances'))) return [];
     const nowMs = adapter.engine === 'postgres' ? await databaseNow(tx) : Date.now();
     const now = new Date(nowMs).toISOString();
-    const stale = new Date(nowMs - DAEMON_HEARTBEAT_WINDOW_MS).toISOString();
-    const rows = await tx.all<InstanceRow & { leased: number | string }>(
-      `SELECT i.id, i.host, i.pid, i.heartbeat_at,
+    // i.*: lease_ttl_ms exists from schema version 6 on. A daemon with a TTL longer than the
+    // window heartbeats less often than the window: its own TTL counts then.
+    const rows = await tx.all<InstanceRow & { leased: number | string; lease_ttl_ms?: number | null }>(
+      `SELECT i.*,
          (SELECT count(*) FROM job_leases l WHERE l.owner = i.id AND l.expires_at > ?) AS leased
        FROM daemon_instances i WHERE i.stopped_at IS NULL`,
       [now],
     );
-    return rows.filter((row) => (row.host === hostname() ? processAlive(row) : row.heartbeat_at > stale || Number(row.leased) > 0));
+    const heardFrom = (row: { heartbeat_at: string; lease_ttl_ms?: number | null }) =>
+      Date.parse(row.heartbeat_at) > nowMs - Math.max(DAEMON_HEARTBEAT_WINDOW_MS, Number(row.lease_ttl_ms ?? 0));
+    return rows.filter((row) => (row.host === hostname() ? processAlive(row) : heardFrom(row) || Number(row.leased) > 0));
   }, { readOnly: true });
   const first = running[0];
   if (first === undefined) return;
