@@ -852,8 +852,10 @@ function checkDaemonOptions(options: DaemonOptions): void {
     if (v !== undefined && !(Number.isSafeInteger(v) && v > 0)) throw bad(`daemon option ${key} must be a positive whole number, got ${String(v)}`);
   }
   // Kept on the instance row in 32-bit columns.
-  if (options.maxJobs !== undefined && options.maxJobs > 2_147_483_647) throw bad(`daemon option maxJobs must be at most 2147483647, got ${options.maxJobs}`);
-  if (options.leaseTtlMs !== undefined && options.leaseTtlMs > 2_147_483_647) throw bad(`daemon option leaseTtlMs must be at most 2147483647, got ${options.leaseTtlMs}`);
+  for (const key of ['maxJobs', 'leaseTtlMs'] as const) {
+    const v = options[key];
+    if (v !== undefined && v > 2_147_483_647) throw bad(`daemon option ${key} must be at most 2147483647, got ${v}`);
+  }
   if (typeof options.store?.transaction !== 'function') throw bad('daemon option store must be a Store (openStore)');
   for (const method of ['placeOrder', 'getOrder', 'getPrice', 'getBalances'] as const) {
     if (typeof options.exchange?.[method] !== 'function') throw bad(`daemon option exchange has no ${method} method: it must implement the Exchange interface`);

@@ -54,9 +54,9 @@ export async function leaseHolder(store: Store, tx: Executor, jobId: string): Pr
   if (lease === undefined || lease.owner === '') return undefined;
   // Read once the row is locked (its holder's transaction may have been waited for).
   const now = await read();
-  // Held up to its expiry, as the daemons count it (one is taken over once expires_at < now).
-  // Held until it expires, even when its daemon looks gone: a daemon in another pid namespace
-  // (a container) on a host of the same name has a pid this host does not see.
+  // Held up to its expiry, as the daemons count it (one is taken over once expires_at < now),
+  // even when its daemon looks gone: a daemon in another pid namespace (a container) on a host
+  // of the same name has a pid this host does not see.
   if (Date.parse(lease.expires_at) < now) return undefined;
   return { owner: lease.owner, expiresAt: lease.expires_at };
 }
@@ -108,7 +108,6 @@ export class Leases {
     await this.#store.transaction(async (tx) => {
       const iso = await this.#clock(tx);
       const now = iso();
-      const stale = iso(-this.#ttlMs);
       const others = await tx.all<{ id: string; host: string; pid: number; heartbeat_at: string; lease_ttl_ms: number | null }>(
         'SELECT id, host, pid, heartbeat_at, lease_ttl_ms FROM daemon_instances WHERE stopped_at IS NULL AND id <> ?',
         [this.instanceId],
@@ -120,11 +119,10 @@ export class Leases {
         // does not count for ever). A daemon of an older version, which did not store its TTL,
         // is judged by this one's, or by a lease it still holds (unexpired, by its own TTL).
         const live =
-          other.lease_ttl_ms !== null
-            ? instanceAlive(other, iso(-Number(other.lease_ttl_ms)))
-            : instanceAlive(other, stale) ||
-              ((other.host !== this.#host || processAlive(other)) &&
-                (await tx.get('SELECT 1 AS held FROM job_leases WHERE owner = ? AND expires_at >= ? LIMIT 1', [other.id, now])) !== undefined);
+          instanceAlive(other, iso(-this.#ttlOf(other))) ||
+          (other.lease_ttl_ms === null &&
+            (other.host !== this.#host || processAlive(other)) &&
+            (await tx.get('SELECT 1 AS held FROM job_leases WHERE owner = ? AND expires_at >= ? LIMIT 1', [other.id, now])) !== undefined);
         if (!live) {
           // A daemon that died: its jobs need not wait for their TTL. They come straight to
           // this one, each at a new epoch (one statement; the next sync hands back whatever is
@@ -265,7 +263,7 @@ export class Leases {
       await tx.all<{ max_jobs: number | null; heartbeat_at: string; lease_ttl_ms: number | null }>(
         'SELECT max_jobs, heartbeat_at, lease_ttl_ms FROM daemon_instances WHERE stopped_at IS NULL',
       )
-    ).filter((d) => Date.parse(d.heartbeat_at) >= nowMs - (d.lease_ttl_ms === null ? this.#ttlMs : Number(d.lease_ttl_ms)));
+    ).filter((d) => Date.parse(d.heartbeat_at) >= nowMs - this.#ttlOf(d));
     const share = shareOf(Number(row?.active ?? 0), live.map((d) => (d.max_jobs === null ? Infinity : Number(d.max_jobs))), this.#maxJobs);
     return share - Number(row?.mine ?? 0);
   }
@@ -306,6 +304,11 @@ export class Leases {
       const iso = await this.#clock(tx);
       await tx.run(`UPDATE job_leases SET owner = '', expires_at = ? WHERE job_id = ? AND owner = ? AND epoch = ?`, [iso(), jobId, fence.owner, fence.epoch]);
     });
+  }
+
+  /** Another daemon's lease TTL, as stored on its row; this daemon's for a row of an older version, which has none. */
+  #ttlOf(row: { lease_ttl_ms: number | null }): number {
+    return row.lease_ttl_ms === null ? this.#ttlMs : Number(row.lease_ttl_ms);
   }
 
   /**

@@ -84,19 +84,12 @@ function parsePostgres(url: string): Location {
     });
   }
   for (const key of new Set(parsed.searchParams.keys())) {
-    // botstate sets the session's options itself (its search_path is the schema): a URL's own
-    // would replace them, and the tables would go to another schema.
-    if (key === 'options') {
-      throw new ValidationError('USAGE', 'the PostgreSQL URL may not set "options": botstate sets the session options itself', {
-        hint: 'remove options=… from the URL; name the schema with ?schema=name',
-      });
-    }
     if (key.toLowerCase() === 'schema' && (key !== 'schema' || parsed.searchParams.getAll(key).length > 1)) {
       throw new ValidationError('USAGE', `the PostgreSQL URL's "${key}" parameter is misspelt or repeated`, {
         hint: 'name the schema once, as ?schema=name (lower case)',
       });
     }
-    const refused = REFUSED_PARAMS[key];
+    const refused = Object.hasOwn(REFUSED_PARAMS, key) ? REFUSED_PARAMS[key] : undefined;
     if (refused !== undefined) {
       throw new ValidationError('USAGE', `the PostgreSQL URL may not set "${key}": ${refused.why}`, { hint: refused.hint });
     }
@@ -129,20 +122,11 @@ function parsePostgres(url: string): Location {
       hint: 'give it once, after the host',
     });
   }
-  let connectTimeoutMs: number | undefined;
+  // In seconds, as libpq reads it (checked above); node-postgres itself would ignore it. It
+  // replaces the store's connectTimeoutMs default (not an option given).
   const connectTimeout = parsed.searchParams.get('connect_timeout');
-  if (connectTimeout !== null) {
-    // In seconds, as libpq reads it; node-postgres itself would ignore it. It replaces the
-    // store's connectTimeoutMs default (not an option given).
-    const seconds = /^\d{1,3}$/.test(connectTimeout) ? Number(connectTimeout) : NaN;
-    if (!(seconds >= 1 && seconds <= 600)) {
-      throw new ValidationError('USAGE', `the PostgreSQL URL's connect_timeout "${connectTimeout}" is not a whole number of seconds from 1 to 600`, {
-        hint: 'write connect_timeout=10 for 10 seconds; without it the timeout is 5 seconds',
-      });
-    }
-    connectTimeoutMs = seconds * 1000;
-    parsed.searchParams.delete('connect_timeout');
-  }
+  const connectTimeoutMs = connectTimeout === null ? undefined : Number(connectTimeout) * 1000;
+  parsed.searchParams.delete('connect_timeout');
   // libpq's channel_binding: node-postgres uses channel binding when the server offers it
   // (prefer) if told to, and cannot insist on it.
   const channelBinding = parsed.searchParams.get('channel_binding');
@@ -230,8 +214,13 @@ const LIBPQ_ONLY_PARAMS = [
   'ssl_max_protocol_version', 'requirepeer', 'krbsrvname', 'gsslib', 'gssdelegation', 'requiressl',
 ];
 
-/** Values node-postgres would misread rather than refuse. */
+/** Values node-postgres would misread rather than refuse (connect_timeout: read by botstate). */
 const PARAM_VALUES: Record<string, { ok: (v: string) => boolean; what: string; hint: string }> = {
+  connect_timeout: {
+    ok: (v) => /^\d{1,3}$/.test(v) && Number(v) >= 1 && Number(v) <= 600,
+    what: 'a whole number of seconds from 1 to 600',
+    hint: 'write connect_timeout=10 for 10 seconds; without it the timeout is 5 seconds',
+  },
   // Sent to the server as parseInt reads them: "5s" would become 5 ms, "abc" NaN.
   statement_timeout: { ok: (v) => /^\d{1,9}$/.test(v), what: 'a whole number of milliseconds', hint: 'write statement_timeout=5000 for 5 seconds, or 0 for none' },
   lock_timeout: { ok: (v) => /^\d{1,9}$/.test(v), what: 'a whole number of milliseconds', hint: 'write lock_timeout=5000 for 5 seconds, or 0 for none' },
@@ -253,6 +242,9 @@ const PARAM_VALUES: Record<string, { ok: (v: string) => boolean; what: string; h
 
 /** Parameters node-postgres reads that would change what botstate's session is or reads. */
 const REFUSED_PARAMS: Record<string, { why: string; hint: string }> = {
+  // Its search_path is the schema: a URL's own options would replace botstate's, and the tables
+  // would go to another schema.
+  options: { why: 'botstate sets the session options itself', hint: 'remove options=… from the URL; name the schema with ?schema=name' },
   binary: { why: 'botstate reads every value as text (amounts are exact decimals)', hint: 'remove binary=… from the URL' },
   replication: { why: 'a replication connection cannot run botstate\'s queries', hint: 'remove replication=… from the URL' },
   client_encoding: { why: 'botstate exchanges text in UTF-8', hint: 'remove client_encoding=… from the URL' },

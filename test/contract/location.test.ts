@@ -19,6 +19,7 @@ describe('PostgreSQL URL parameters', () => {
     refused('sslmdoe=require', /parameter "sslmdoe" is not one botstate or node-postgres reads/);
     refused('schema=a&sslmdoe=require&b=1', /parameter "sslmdoe" is not one/);
     refused('dbname=b', /"dbname" is a libpq parameter/);
+    refused('constructor=1', /parameter "constructor" is not one botstate or node-postgres reads/);
   });
 
   it("libpq's parameters that node-postgres does not implement are refused as such (a URL copied from a provider names them)", () => {
