@@ -191,11 +191,14 @@ function checkFailure(settlement: { error?: unknown }): void {
   }
 }
 
-function positive(value: string, field: string): Decimal {
+function positive(value: string, field: string, hint = 'a trade moves a positive amount of tokens'): Decimal {
   const d = parseDecimal(value, { field });
-  if (cmp(d, '0') <= 0) throw new ValidationError('INVALID_AMOUNT', `${field} must be greater than 0, got ${d}`, { hint: 'a trade moves a positive amount of tokens' });
+  if (cmp(d, '0') <= 0) throw new ValidationError('INVALID_AMOUNT', `${field} must be greater than 0, got ${d}`, { hint });
   return d;
 }
+
+/** A token has a price: 0 is a missing price, and would value the position at nothing. */
+const PRICE_HINT = "give the token's USD price at the fill";
 
 interface CheckedFill {
   base: Decimal;
@@ -235,7 +238,7 @@ function checkFill(fill: Fill): CheckedFill {
   return {
     base: positive(fill.baseAmount, 'baseAmount'),
     quote: parseDecimal(fill.quoteAmount, { field: 'quoteAmount' }),
-    price: parseDecimal(fill.priceUsd, { field: 'priceUsd' }),
+    price: positive(fill.priceUsd, 'priceUsd', PRICE_HINT),
     exchangeOrderId: ref(fill.exchangeOrderId, 'exchangeOrderId'),
     txHash: ref(fill.txHash, 'txHash'),
     executedAt,
@@ -375,10 +378,13 @@ export class Ledger {
    */
   async recordIntent(input: IntentInput, options?: IntentOptions): Promise<TradeResult> {
     checkTradeInput({ ...input, clientOrderId: input.clientOrderId ?? 'derived' });
-    const opt = (v: string | undefined, field: string) => (v === undefined ? null : parseDecimal(v, { field }));
     const base = input.baseAmount === undefined ? null : positive(input.baseAmount, 'baseAmount');
-    const quote = opt(input.quoteAmount, 'quoteAmount');
-    const price = opt(input.priceUsd, 'priceUsd');
+    // Sized in quote alone, the quote is what the order spends: 0 would be an order for nothing.
+    const quote =
+      input.quoteAmount === undefined ? null
+      : base === null ? positive(input.quoteAmount, 'quoteAmount', 'a BUY sized in quote spends a positive amount')
+      : parseDecimal(input.quoteAmount, { field: 'quoteAmount' });
+    const price = input.priceUsd === undefined ? null : positive(input.priceUsd, 'priceUsd', PRICE_HINT);
     if (base === null && quote === null) {
       throw new ValidationError('INVALID_AMOUNT', 'an intent needs a baseAmount or a quoteAmount', { hint: 'say how much to trade' });
     }

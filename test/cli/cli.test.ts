@@ -518,6 +518,7 @@ for (const engine of ENGINES) {
         [[...recordArgs(TOKEN, 'buy', 'dca', '-1', '1', '1', 'bad-2'), ...db], 2, /--base -1: a value starting with "-" is taken for a flag \(amounts and counts cannot be negative; to pass such a value anyway write --base=-1\)/],
         [[...recordArgs(TOKEN, 'buy', 'dca', '0.0000000000000000001', '1', '1', 'bad-2'), ...db], 2, /decimals/],
         [[...recordArgs(TOKEN, 'buy', 'dca', '0', '1', '1', 'bad-2'), ...db], 2, /--base must be greater than 0, got 0 \(a trade moves a positive amount of tokens\)/],
+        [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '0.00', 'bad-2'), ...db], 2, /--price must be greater than 0, got 0 \(give the token's USD price at the fill\)/],
         [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1,000', '1', 'bad-2'), ...db], 2, /--quote "1,000" is not a plain decimal/],
         [['config', TOKEN, ...db], 2, /nothing to change/],
         // A repeated flag is refused, not resolved to its last value.
@@ -730,6 +731,7 @@ describe('botstate CLI without a job database', () => {
     const before = dump();
     refused(await cli(executed), 3, /daemon daemon-1 holds the job of o-1 and may be settling it itself \(stop every daemon on this database first/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '0', '--quote', '10', '--price', '2', ...db]), 2, /--base must be greater than 0/);
+    refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '10', '--price', '0', ...db]), 2, /--price must be greater than 0, got 0 \(give the token's USD price at the fill\)/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '1.5e3', '--price', '2', ...db]), 2, /--quote/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--price', '2', ...db]), 2, /missing --quote/);
     refused(await cli(['settle', 'o-1', '--status', 'failed', ...db]), 2, /missing --error/);

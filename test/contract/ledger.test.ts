@@ -85,6 +85,13 @@ for (const engine of ENGINES) {
         await rejectsWith(store.ledger.recordTrade(buy('b-1', bad)), 'INVALID_AMOUNT');
       }
       await rejectsWith(store.ledger.recordTrade(buy('b-2', '1', { priceUsd: '1e3' })), 'INVALID_AMOUNT');
+      // A price of 0 is a missing price (it would value the position at nothing).
+      const noPrice = await rejectsWith(store.ledger.recordTrade(buy('b-2', '1', { priceUsd: '0.000' })), 'INVALID_AMOUNT');
+      assert.equal(noPrice['message'], 'priceUsd must be greater than 0, got 0');
+      await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'i-1', side: 'BUY', reason: 'DCA', quoteAmount: '10', priceUsd: '0' }), 'INVALID_AMOUNT');
+      // Sized in quote alone, an intent for 0 is an order for nothing.
+      const nothing = await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'i-2', side: 'BUY', reason: 'DCA', quoteAmount: '0' }), 'INVALID_AMOUNT');
+      assert.equal(nothing['message'], 'quoteAmount must be greater than 0, got 0');
       await rejectsWith(store.ledger.recordTrade(buy('has space', '1')), 'INVALID_ARGUMENT');
       await rejectsWith(store.ledger.recordTrade(buy('b-3', '1', { side: 'HOLD' as never })), 'INVALID_ARGUMENT');
       await rejectsWith(store.ledger.recordTrade(buy('b-4', '1', { executedAt: 'yesterday' })), 'INVALID_ARGUMENT');

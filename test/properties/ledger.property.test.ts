@@ -48,7 +48,8 @@ const units18 = fc.oneof(
   fc.bigInt({ min: 1n, max: 10n ** 40n }), // up to 10^22 tokens with 18 decimals
 );
 const quoteUnits = fc.bigInt({ min: 0n, max: 10n ** 40n });
-const priceUnits = fc.bigInt({ min: 0n, max: 10n ** 30n });
+// A price is never 0 (the ledger refuses it).
+const priceUnits = fc.bigInt({ min: 1n, max: 10n ** 30n });
 const isoTime = fc
   .date({ min: new Date('2000-01-01T00:00:00.000Z'), max: new Date('2025-12-31T23:59:59.999Z'), noInvalidDate: true })
   .map((d) => d.toISOString());
@@ -237,7 +238,7 @@ class Harness {
         // The same order again, as a retry would send it (a later executedAt does not make it different).
         const call = store.ledger.recordTrade({
           job: this.ref(t.job), clientOrderId: t.coid, side: t.side, reason: t.reason,
-          baseAmount: fromUnits(t.base ?? 1n), quoteAmount: fromUnits(t.quote ?? 0n), priceUsd: fromUnits(t.price ?? 0n), executedAt: cmd.at,
+          baseAmount: fromUnits(t.base ?? 1n), quoteAmount: fromUnits(t.quote ?? 0n), priceUsd: fromUnits(t.price ?? 1n), executedAt: cmd.at,
         });
         if (t.status === 'EXECUTED') {
           this.checkResult(await call, t, true, label);
@@ -261,7 +262,7 @@ class Harness {
             reason: c === 'reason' ? other(REASONS, t.reason) : t.reason,
             baseAmount: fromUnits((t.base ?? 1n) + (c === 'base' ? 1n : 0n)),
             quoteAmount: fromUnits((t.quote ?? 0n) + (c === 'quote' ? 1n : 0n)),
-            priceUsd: fromUnits((t.price ?? 0n) + (c === 'price' ? 1n : 0n)),
+            priceUsd: fromUnits((t.price ?? 1n) + (c === 'price' ? 1n : 0n)),
           }),
           'DUPLICATE_ORDER',
           label,
@@ -355,7 +356,7 @@ class Harness {
                 status: 'EXECUTED',
                 baseAmount: fromUnits((t.base ?? 1n) + (cmd.as === 'otherFill' ? 1n : 0n)),
                 quoteAmount: fromUnits(t.quote ?? 0n),
-                priceUsd: fromUnits(t.price ?? 0n),
+                priceUsd: fromUnits(t.price ?? 1n),
               });
         const same = (cmd.as === 'failed' && t.status === 'FAILED') || (cmd.as === 'same' && t.status === 'EXECUTED');
         if (same) {
@@ -535,8 +536,8 @@ for (const [engineIndex, engine] of ENGINES.entries()) {
           }
           // Selling one unit more than everything is refused, selling exactly everything leaves 0.
           const all = (h.jobs[0] as MJob).balance;
-          await h.step({ kind: 'record', job: 0, side: 'SELL', reason: 'LIQUIDATE', base: { mode: 'over', extra: 1n }, quote: 0n, price: 0n, at: '2021-01-01T00:00:00.000Z' }, 'oversell');
-          if (all > 0n) await h.step({ kind: 'record', job: 0, side: 'SELL', reason: 'LIQUIDATE', base: { mode: 'units', units: all }, quote: 0n, price: 0n, at: '2021-01-01T00:00:00.001Z' }, 'sell all');
+          await h.step({ kind: 'record', job: 0, side: 'SELL', reason: 'LIQUIDATE', base: { mode: 'over', extra: 1n }, quote: 0n, price: 1n, at: '2021-01-01T00:00:00.000Z' }, 'oversell');
+          if (all > 0n) await h.step({ kind: 'record', job: 0, side: 'SELL', reason: 'LIQUIDATE', base: { mode: 'units', units: all }, quote: 0n, price: 1n, at: '2021-01-01T00:00:00.001Z' }, 'sell all');
           await h.check('end');
           assert.equal((await store.jobs.get(h.ref(0))).tokenBalance, '0');
         }),
@@ -550,7 +551,7 @@ for (const [engineIndex, engine] of ENGINES.entries()) {
       const r = await store.ledger.recordTrade({ job: h.ref(0), clientOrderId: h.newCoid(), side: 'BUY', reason: 'DCA', baseAmount: max, quoteAmount: max, priceUsd: max, executedAt: '2020-01-01T00:00:00.000Z' });
       assert.equal(r.job.tokenBalance, max);
       assert.equal(r.job.totalAccumulated, max);
-      const s = await store.ledger.recordTrade({ job: h.ref(0), clientOrderId: h.newCoid(), side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '0.000000000000000001', quoteAmount: '0', priceUsd: '0', executedAt: '2020-01-01T00:00:00.001Z' });
+      const s = await store.ledger.recordTrade({ job: h.ref(0), clientOrderId: h.newCoid(), side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '0.000000000000000001', quoteAmount: '0', priceUsd: '1', executedAt: '2020-01-01T00:00:00.001Z' });
       assert.equal(s.job.tokenBalance, `${'9'.repeat(78)}.${'9'.repeat(17)}8`);
       const stored = await store.jobs.get(h.ref(0));
       assert.equal(stored.tokenBalance, `${'9'.repeat(78)}.${'9'.repeat(17)}8`);
@@ -558,10 +559,10 @@ for (const [engineIndex, engine] of ENGINES.entries()) {
       const trades = await store.ledger.trades(h.ref(0));
       assert.deepEqual(trades.map((t) => [t.side, t.baseAmount, t.quoteAmount, t.priceUsd]), [
         ['BUY', max, max, max],
-        ['SELL', '0.000000000000000001', '0', '0'],
+        ['SELL', '0.000000000000000001', '0', '1'],
       ]);
       await expectCode(
-        store.ledger.recordTrade({ job: h.ref(0), clientOrderId: h.newCoid(), side: 'SELL', reason: 'LIQUIDATE', baseAmount: max, quoteAmount: '0', priceUsd: '0' }),
+        store.ledger.recordTrade({ job: h.ref(0), clientOrderId: h.newCoid(), side: 'SELL', reason: 'LIQUIDATE', baseAmount: max, quoteAmount: '0', priceUsd: '1' }),
         'INSUFFICIENT_BALANCE',
         'sell one unit more than held',
       );

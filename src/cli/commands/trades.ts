@@ -26,12 +26,17 @@ function required(ctx: CommandContext, flag: string, command = 'record'): string
   return value;
 }
 
+/** Why each flag that must be greater than 0 must be (the ledger's hints). */
+const POSITIVE: Readonly<Record<string, string>> = {
+  base: 'a trade moves a positive amount of tokens',
+  price: "give the token's USD price at the fill",
+};
+
 /** An amount flag, checked here so that a refusal names the flag (the ledger checks it again). */
-function amount(ctx: CommandContext, flag: string, positive: boolean, command = 'record'): string {
+function amount(ctx: CommandContext, flag: string, command = 'record'): string {
   const value = parseDecimal(required(ctx, flag, command), { field: `--${flag}` });
-  if (positive && cmp(value, '0') <= 0) {
-    throw new ValidationError('INVALID_AMOUNT', `--${flag} must be greater than 0, got ${value}`, { hint: 'a trade moves a positive amount of tokens' });
-  }
+  const hint = POSITIVE[flag];
+  if (hint !== undefined && cmp(value, '0') <= 0) throw new ValidationError('INVALID_AMOUNT', `--${flag} must be greater than 0, got ${value}`, { hint });
   return value;
 }
 
@@ -97,7 +102,7 @@ const record: Command = {
     reason: { type: 'string', value: 'R', help: 'dca, dip_buy, take_profit, rebalance, support_buy or liquidate' },
     base: { type: 'string', value: 'N', help: 'token amount (exact decimal, up to 18 decimals)' },
     quote: { type: 'string', value: 'N', help: 'quote amount paid or received' },
-    price: { type: 'string', value: 'N', help: 'price in USD' },
+    price: { type: 'string', value: 'N', help: 'price in USD, greater than 0' },
     'client-order-id': { type: 'string', value: 'ID', help: 'the order id shared with the exchange; unique' },
     'tx-hash': { type: 'string', value: 'H', help: 'on-chain transaction hash' },
     'exchange-order-id': { type: 'string', value: 'E', help: "the exchange's own order id" },
@@ -116,9 +121,9 @@ const record: Command = {
       side,
       reason,
       clientOrderId: required(ctx, 'client-order-id'),
-      baseAmount: amount(ctx, 'base', true),
-      quoteAmount: amount(ctx, 'quote', false),
-      priceUsd: amount(ctx, 'price', false),
+      baseAmount: amount(ctx, 'base'),
+      quoteAmount: amount(ctx, 'quote'),
+      priceUsd: amount(ctx, 'price'),
       ...(txHash !== undefined ? { txHash } : {}),
       ...(exchangeOrderId !== undefined ? { exchangeOrderId } : {}),
       ...(executedAt !== undefined ? { executedAt } : {}),
@@ -156,7 +161,7 @@ const settle: Command = {
     status: { type: 'string', value: 'S', help: 'executed or failed' },
     base: { type: 'string', value: 'N', help: 'executed: the token amount filled' },
     quote: { type: 'string', value: 'N', help: 'executed: the quote amount paid or received' },
-    price: { type: 'string', value: 'N', help: 'executed: the price in USD' },
+    price: { type: 'string', value: 'N', help: 'executed: the price in USD, greater than 0' },
     'exchange-order-id': { type: 'string', value: 'E', help: "executed: the exchange's own order id" },
     'tx-hash': { type: 'string', value: 'H', help: 'executed: the on-chain transaction hash' },
     'executed-at': { ...EXECUTED_AT_OPTION, help: `executed: ${EXECUTED_AT_OPTION.help}` },
@@ -177,9 +182,9 @@ const settle: Command = {
       const executedAt = executedAtOf(ctx);
       settlement = {
         status,
-        baseAmount: amount(ctx, 'base', true, 'settle'),
-        quoteAmount: amount(ctx, 'quote', false, 'settle'),
-        priceUsd: amount(ctx, 'price', false, 'settle'),
+        baseAmount: amount(ctx, 'base', 'settle'),
+        quoteAmount: amount(ctx, 'quote', 'settle'),
+        priceUsd: amount(ctx, 'price', 'settle'),
         ...(txHash !== undefined ? { txHash } : {}),
         ...(exchangeOrderId !== undefined ? { exchangeOrderId } : {}),
         ...(executedAt !== undefined ? { executedAt } : {}),
