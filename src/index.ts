@@ -11,7 +11,7 @@ export { openStore, Store, type StoreOptions } from './store/store.ts';
 export type { Executor, Durability, Engine } from './store/adapter.ts';
 export type { CallOptions, Fence } from './store/context.ts';
 export type { SchemaStatus, MigrationState } from './store/migrations/runner.ts';
-export { Jobs, type DamagedJob, type StartJobInput, type ConfigureInput, type StrategyStatePatch } from './jobs/jobs.ts';
+export { Jobs, type DamagedJob, type StartJobInput, type ConfigureInput, type StrategyStatePatch, type CompleteLiquidationOptions } from './jobs/jobs.ts';
 export type { Job, JobRef, JobChange } from './jobs/job-rows.ts';
 export { JobStatus, JobMode, TRANSITIONS, allowedActions, type LifecycleAction } from './jobs/lifecycle.ts';
 export { defaultConfig, CONFIG_KEYS, type JobConfig } from './jobs/config.ts';
@@ -27,6 +27,7 @@ export {
   type IntentInput,
   type IntentOptions,
   type SettleOptions,
+  type RecordOptions,
   type Settlement,
   type TradeResult,
 } from './ledger/ledger.ts';
@@ -58,6 +59,7 @@ export { startPaperExchange, type PaperExchangeOptions, type PaperExchangeHandle
 export {
   decide,
   afterFill,
+  scratchAfterFill,
   parseScratch,
   type Scratch,
   type StrategyInput,

@@ -570,7 +570,7 @@ export class Daemon {
       runner.scratch = d.scratch;
       runner.state = { ...runner.state, ...d.state };
       if (d.completeLiquidation) {
-        await this.#completeLiquidation(job, runner);
+        await this.#completeLiquidation(job, runner, price);
       } else if (d.order) {
         const order = d.order;
         const intent: IntentInput = {
@@ -614,12 +614,14 @@ export class Daemon {
     }
   }
 
-  async #completeLiquidation(job: Job, runner: Runner): Promise<void> {
-    await this.#store.transaction(async () => {
+  /** `price`: the tick's, under which what is left may be dust worth less than 10⁻¹⁸ USD. */
+  async #completeLiquidation(job: Job, runner: Runner, price?: string): Promise<void> {
+    const done = await this.#store.transaction(async () => {
       await this.#flush(job.id, runner);
-      await this.#store.jobs.completeLiquidation({ id: job.id }, this.#options(runner));
+      return this.#store.jobs.completeLiquidation({ id: job.id }, { ...this.#options(runner), ...(price !== undefined ? { priceUsd: price } : {}) });
     });
-    this.#log(`${stamp()}  ${job.tokenSymbol}  liquidation complete: IDLE with a zero balance`);
+    const left = cmp(done.tokenBalance, '0') === 0 ? 'with a zero balance' : `keeping ${done.tokenBalance} tokens, worth less than 10⁻¹⁸ USD at ${price}: no order can sell them`;
+    this.#log(`${stamp()}  ${job.tokenSymbol}  liquidation complete: IDLE ${left}`);
   }
 
   /** Writes the strategy state held in memory (audited fields and scratch), in the caller's transaction. */

@@ -1,6 +1,6 @@
 import { insertAudit, jobStream, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
 import { BotstateError, InvalidTransitionError, ValidationError } from '../errors.ts';
-import { isZero, parseDecimal } from '../money/decimal.ts';
+import { cmp, isZero, mul, parseDecimal } from '../money/decimal.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
@@ -64,6 +64,12 @@ export interface DamagedJob {
 }
 
 /** Audited fields a strategy moves between ticks. */
+/** Options of {@link Jobs.completeLiquidation}. */
+export interface CompleteLiquidationOptions extends CallOptions {
+  /** The token's USD price now: a balance worth less than 10⁻¹⁸ USD at it is dust the job may keep. */
+  readonly priceUsd?: string;
+}
+
 export type StrategyStatePatch = Partial<Pick<Job, 'recentHigh' | 'recentHighTime' | 'lastDcaBuyTime' | 'lastRebalanceTime'>>;
 
 const STATE_TIMES = ['recentHighTime', 'lastDcaBuyTime', 'lastRebalanceTime'] as const;
@@ -211,8 +217,16 @@ export class Jobs {
     return this.#transition(ref, 'liquidate', () => ({ statusReason: null }), options);
   }
 
-  /** LIQUIDATING → IDLE, once the balance is zero. */
-  completeLiquidation(ref: JobRef, options?: CallOptions): Promise<Job> {
+  /**
+   * LIQUIDATING → IDLE, once the balance is zero; or, given `priceUsd`, once what is left is worth
+   * less than 10⁻¹⁸ USD at that price (dust no order can sell, which the job keeps; the audit entry
+   * records the price).
+   */
+  async completeLiquidation(ref: JobRef, options?: CompleteLiquidationOptions): Promise<Job> {
+    const price = options?.priceUsd === undefined ? undefined : parseDecimal(options.priceUsd, { field: 'priceUsd' });
+    if (price !== undefined && isZero(price)) {
+      throw new ValidationError('INVALID_AMOUNT', 'priceUsd must be greater than 0, got 0', { hint: "give the token's USD price" });
+    }
     return this.#transition(
       ref,
       'completeLiquidation',
@@ -229,13 +243,14 @@ export class Jobs {
             },
           );
         }
-        if (!isZero(job.tokenBalance)) {
+        const dust = price !== undefined && cmp(mul(job.tokenBalance, price, 'down'), '0') === 0;
+        if (!isZero(job.tokenBalance) && !dust) {
           const allowed = allowedActions(job.status);
           throw new InvalidTransitionError(
             'INVALID_TRANSITION',
             `cannot completeLiquidation the job for ${job.tokenAddress} on ${job.chain}: it is ${job.status} and still holds ${job.tokenBalance} tokens; allowed from ${job.status}: ${allowed.join(', ')}`,
             {
-              hint: 'record the remaining sells first',
+              hint: price === undefined ? 'record the remaining sells first' : `record the remaining sells first (at ${price} USD they are worth 10⁻¹⁸ USD or more)`,
               details: { status: job.status, action: 'completeLiquidation', allowed, tokenBalance: job.tokenBalance },
             },
           );
@@ -243,6 +258,7 @@ export class Jobs {
         return { stoppedAt: at };
       },
       options,
+      price === undefined ? undefined : { priceUsd: price },
     );
   }
 
@@ -343,6 +359,7 @@ export class Jobs {
     action: LifecycleAction,
     extra: (at: string, job: Job, tx: Executor) => JobChange | Promise<JobChange>,
     options: CallOptions | undefined,
+    detail?: Record<string, unknown>,
   ): Promise<Job> {
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
@@ -350,7 +367,7 @@ export class Jobs {
       const job = this.#check(row, action);
       const at = new Date().toISOString();
       const set: JobChange = { status: TRANSITIONS[action].to, ...(await extra(at, job, tx)) };
-      return toJob(await updateJob(tx, this.#ctx.adapter.dialect, row, { set, at, actor, action }));
+      return toJob(await updateJob(tx, this.#ctx.adapter.dialect, row, { set, at, actor, action, ...(detail ? { detail } : {}) }));
     });
   }
 

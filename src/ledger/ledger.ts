@@ -92,11 +92,16 @@ export interface SettleOptions extends CallOptions {
   /**
    * The strategy scratch document to store with the settlement, in the same UPDATE of the job
    * (what a separate `jobs.saveScratch` in the same transaction would store, without its second
-   * lock and write). Called with the job and the trade as the settlement leaves them; undefined
-   * keeps the stored scratch. Not called when the trade was already settled (a duplicate).
+   * lock and write). Called with the job and the trade as the settlement leaves them (the job's
+   * strategyState still the stored one); undefined keeps the stored scratch. Not called when the
+   * trade was already settled (a duplicate). For a job run by botstate's Daemon, pass
+   * `scratchAfterFill`: its strategies' limits and cash then count this fill.
    */
   readonly scratch?: (settled: { readonly job: Job; readonly trade: Trade }) => Readonly<Record<string, unknown>> | undefined;
 }
+
+/** Options of {@link Ledger.recordTrade}: `scratch` as for {@link SettleOptions}. */
+export type RecordOptions = SettleOptions;
 
 export type Settlement = ({ readonly status: 'EXECUTED' } & Fill) | { readonly status: 'FAILED'; readonly error: string };
 
@@ -245,6 +250,20 @@ function checkFill(fill: Fill): CheckedFill {
   };
 }
 
+/**
+ * An exchange fills an order for no more than it asked, in the intent's own terms: its
+ * baseAmount when it gave one, else its quoteAmount. More would take what the job's other open
+ * sells hold back (their fills could then never be recorded) or spend past the job's limits.
+ */
+function checkNoMoreThanAsked(intent: TradeRow, fill: CheckedFill): void {
+  const [field, asked, got] = intent.base_amount !== null ? ['baseAmount', intent.base_amount, fill.base] : ['quoteAmount', intent.quote_amount, fill.quote];
+  if (asked === null || cmp(got, asked) <= 0) return;
+  throw new ValidationError('INVALID_AMOUNT', `the fill's ${field} ${got} is more than intent ${intent.client_order_id} asked for, ${asked}`, {
+    hint: "an exchange fills no more than asked; if it filled another order under this id, settle this one failed and record that order under a clientOrderId of its own",
+    details: { field, asked, got },
+  });
+}
+
 /** The base amount the job's PENDING sells have asked for: not available to another sell. */
 async function reservedForSells(tx: Executor, jobId: string, except?: string): Promise<Decimal> {
   const rows = await tx.all<{ id: string; base_amount: string | null }>(
@@ -340,7 +359,7 @@ export class Ledger {
   }
 
   /** Records an executed trade. Recording the same clientOrderId again changes nothing. */
-  async recordTrade(input: RecordTradeInput, options?: CallOptions): Promise<TradeResult> {
+  async recordTrade(input: RecordTradeInput, options?: RecordOptions): Promise<TradeResult> {
     checkTradeInput(input);
     const fill = checkFill(input);
     const actor = this.#ctx.actorFor(options);
@@ -366,7 +385,11 @@ export class Ledger {
         txHash: fill.txHash, status: 'EXECUTED', error: null, createdAt: fill.executedAt, executedAt: fill.executedAt,
       };
       // The audit entry and updatedAt say when this was recorded; the trade keeps its fill time.
-      const next = await updateJob(tx, this.#ctx.adapter.dialect, job, { set, at: nowIso(), actor, action: 'record', entity: 'trade', entityId: id, detail: { trade } });
+      const afterRecord = options?.scratch;
+      const next = await updateJob(tx, this.#ctx.adapter.dialect, job, {
+        set, at: nowIso(), actor, action: 'record', entity: 'trade', entityId: id, detail: { trade },
+        ...(afterRecord ? { scratch: (recordedJob: Job) => afterRecord({ job: recordedJob, trade }) } : {}),
+      });
       return { trade, job: toJob(next), duplicate: false };
     });
   }
@@ -470,6 +493,7 @@ export class Ledger {
         });
       };
       if (current.status !== 'PENDING') return settledAlready(current);
+      if (fill) checkNoMoreThanAsked(current, fill);
       // With concurrent writers the trade was read before the job's lock was taken, and another
       // settlement may have committed in between: the guarded UPDATE (status still PENDING)
       // finds that out, before anything is written, without reading the trade again first.

@@ -354,7 +354,9 @@ for (const engine of ENGINES) {
       assert.match(statusTable, new RegExp(`^Schema is at version ${schema.latest}; this botstate expects ${schema.latest}\\.$`, 'm'));
       assert.match(ok(await cli(['db', 'migrate', ...db])).stdout, new RegExp(`^Schema is at version ${schema.latest}\\.\\n$`));
 
-      const rolledBack = parseJson(await cli(['db', 'rollback', '--to', '1', '--json', ...db]));
+      // The trades recorded by hand left the job a strategy state (the limits' counts): migration 2's down drops it.
+      refused(await cli(['db', 'rollback', '--to', '1', ...db]), 3, /rolling back 0002_job_strategy_state would delete 1 job's strategy state \(back the database up first, then add --force/);
+      const rolledBack = parseJson(await cli(['db', 'rollback', '--to', '1', '--force', '--json', ...db]));
       assertCamelCase(rolledBack);
       assert.equal(rolledBack.version, 1);
       assert.equal(parseJson(await cli(['db', 'status', '--json', ...db])).current, 1);
@@ -380,7 +382,8 @@ for (const engine of ENGINES) {
         cli(['trades', TOKEN, '--json', ...db]),
         cli(['history', TOKEN, '--json', ...db]),
       ]);
-      assert.deepEqual(parseJson(statusAfter), job);
+      // All but the strategy state, which the forced rollback dropped.
+      assert.deepEqual(parseJson(statusAfter), { ...job, strategyState: {} });
       assert.deepEqual(parseJson(tradesAfter), trades);
       assert.deepEqual(parseJson(historyAfter), history);
 
@@ -538,7 +541,7 @@ for (const engine of ENGINES) {
         [['start', OTHER_TOKEN, ...db], 3, /cannot start .*PAUSED/],
         [[...recordArgs(TOKEN, 'sell', 'take_profit', '2.000000000000000002', '1', '1', 'bad-3'), ...db], 3, /2\.000000000000000002/],
         [[...recordArgs(TOKEN, 'buy', 'dca', '3', '10', '5', 'bad-1'), ...db], 3, /bad-1/],
-        [['db', 'rollback', '--to', '0', ...db], 3, /rolling back 0001_jobs_trades_audit would delete 2 jobs, 1 trade and 4 audit entries \(back the database up first, then add --force/],
+        [['db', 'rollback', '--to', '0', ...db], 3, /rolling back 0002_job_strategy_state and 0001_jobs_trades_audit would delete 1 job's strategy state, 2 jobs, 1 trade and 4 audit entries \(back the database up first, then add --force/],
         // not found (4)
         [['pause', UNKNOWN_TOKEN, ...db], 4, /no job for token 0x00000000000000000000000000000000000000A1 on base/i],
         [['resume', UNKNOWN_TOKEN, ...db], 4, /no job/],
@@ -730,6 +733,8 @@ describe('botstate CLI without a job database', () => {
     ok(await cli(['pause', TOKEN, ...db]));
     const before = dump();
     refused(await cli(executed), 3, /daemon daemon-1 holds the job of o-1 and may be settling it itself \(stop every daemon on this database first/);
+    // A trade recorded by hand counts in the strategy state, which the daemon keeps in memory: refused too.
+    refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-held'), ...db]), 3, /daemon daemon-1 runs the job of 0x\S+ and keeps its strategy state in memory: it would not count this trade \(stop every daemon/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '0', '--quote', '10', '--price', '2', ...db]), 2, /--base must be greater than 0/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '10', '--price', '0', ...db]), 2, /--price must be greater than 0, got 0 \(give the token's USD price at the fill\)/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '1.5e3', '--price', '2', ...db]), 2, /--quote/);
@@ -748,12 +753,18 @@ describe('botstate CLI without a job database', () => {
     const release = new Database(path);
     release.prepare("UPDATE job_leases SET owner = '', expires_at = ?").run(new Date(Date.now() - 1000).toISOString());
     release.close();
+    // An intent's fill is no more than it asked for (its quote here).
+    refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '5', '--quote', '10.5', '--price', '2', ...db]), 2, /the fill's quoteAmount 10\.5 is more than intent o-1 asked for, 10 \(an exchange fills no more than asked/);
+    assert.equal(dump(), before, 'nothing changed');
     const first = ok(await cli(executed));
     assert.equal(first.stdout, 'Settled o-1: EXECUTED BUY 4.000000000000000001; tokenBalance 4.000000000000000001, totalAccumulated 10\n');
     const filled = new Database(path, { readonly: true });
     try {
       assert.equal(filled.prepare("SELECT executed_at FROM trades WHERE client_order_id = 'o-1'").pluck().get(), filledAt);
       assert.equal(filled.prepare('SELECT last_dca_buy_time FROM jobs').pluck().get(), filledAt);
+      // The fill counts in the daemon's strategy state as its own fills do: the day's volume, the cash, the trade times.
+      const scratch = JSON.parse(filled.prepare('SELECT strategy_state FROM jobs').pluck().get() as string) as Record<string, unknown>;
+      assert.deepEqual([scratch['dayVolume'], scratch['quoteFlow'], scratch['lastFill'], scratch['tradeTimes']], ['10', '-10', 'o-1', [Date.parse(filledAt)]]);
     } finally {
       filled.close();
     }

@@ -89,6 +89,24 @@ for (const engine of ENGINES) {
       assert.equal(idle.tokenBalance, '0');
     });
 
+    it('given a price, a liquidation completes over dust worth less than 10⁻¹⁸ USD at it, and only then', async () => {
+      const job = await store.jobs.start({ tokenAddress: TOKEN });
+      await store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: 'b1', side: 'BUY', reason: 'DCA', baseAmount: '0.000000000000000003', quoteAmount: '1', priceUsd: '2' });
+      await store.jobs.liquidate({ id: job.id });
+      const before = await fx.dump();
+      // 3 units at 0.5 are worth 1.5 × 10⁻¹⁸ USD: an order can still sell them.
+      const details = await rejectsWith(store.jobs.completeLiquidation({ id: job.id }, { priceUsd: '0.5' }), 'INVALID_TRANSITION');
+      assert.equal(details['tokenBalance'], '0.000000000000000003');
+      await rejectsWith(store.jobs.completeLiquidation({ id: job.id }, { priceUsd: '0' }), 'INVALID_AMOUNT');
+      assert.equal(await fx.dump(), before);
+      const idle = await store.jobs.completeLiquidation({ id: job.id }, { priceUsd: '0.3' });
+      assert.equal(idle.status, 'IDLE');
+      assert.equal(idle.tokenBalance, '0.000000000000000003');
+      const last = (await store.history({ id: job.id })).at(-1)!;
+      assert.equal(last.action, 'completeLiquidation');
+      assert.equal((last.after as { priceUsd: string }).priceUsd, '0.3');
+    });
+
     it('a job named wrongly (a bare string, null, a number id) or a failure without a reason is a BotstateError, not a TypeError', async () => {
       const job = await store.jobs.start({ tokenAddress: TOKEN });
       const before = await fx.dump();

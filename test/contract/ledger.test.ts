@@ -252,6 +252,25 @@ for (const engine of ENGINES) {
       assert.equal(filled.job.tokenBalance, '0');
     });
 
+    it('a settle fills no more than its intent asked for, in the intent\'s own terms', async () => {
+      await store.ledger.recordTrade(buy('o-1', '100'));
+      await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 's-1', side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '60' });
+      await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 's-2', side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '40' });
+      await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'b-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const before = await fx.dump();
+      // 100 would take the 40 that s-2 holds back: its fill could then never be recorded.
+      const more = await rejectsWith(store.ledger.settle('s-1', { status: 'EXECUTED', baseAmount: '100', quoteAmount: '100', priceUsd: '1' }), 'INVALID_AMOUNT');
+      assert.equal(more['message'], "the fill's baseAmount 100 is more than intent s-1 asked for, 60");
+      // A buy sized in quote: its quote is what it may spend.
+      await rejectsWith(store.ledger.settle('b-1', { status: 'EXECUTED', baseAmount: '1000', quoteAmount: '10.000000000000000001', priceUsd: '0.01' }), 'INVALID_AMOUNT');
+      assert.equal(await fx.dump(), before);
+      // Less than asked (lot sizes) and exactly what was asked are fills.
+      await store.ledger.settle('s-1', { status: 'EXECUTED', baseAmount: '59.5', quoteAmount: '59.5', priceUsd: '1' });
+      await store.ledger.settle('s-2', { status: 'EXECUTED', baseAmount: '40', quoteAmount: '40', priceUsd: '1' });
+      const filled = await store.ledger.settle('b-1', { status: 'EXECUTED', baseAmount: '1000', quoteAmount: '10', priceUsd: '0.01' });
+      assert.equal(filled.job.tokenBalance, '1000.5');
+    });
+
     it('a sell intent sized in quote alone is refused: it could sell any number of tokens, and reserve none', async () => {
       await store.ledger.recordTrade(buy('o-1', '10'));
       const before = await fx.dump();

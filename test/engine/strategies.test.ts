@@ -319,6 +319,17 @@ describe('accumulate: limits', () => {
     assert.deepEqual(d.order, { side: 'BUY', reason: 'DCA', quoteAmount: '9' });
   });
 
+  it('a buy the caps leave too small for one token unit at this price is skipped (no exchange would fill it)', () => {
+    const sets = ['limits.maxPositionUsd=100', 'accumulate.dcaAmount=50'];
+    // 4 × 10⁻¹⁸ USD of room buys 1 unit at 3: sent.
+    const some = decide({ job: makeJob({ tokenBalance: '33.333333333333333332', sets }), scratch: emptyScratch(), price: '3', now: T0 });
+    assert.deepEqual(some.order, { side: 'BUY', reason: 'DCA', quoteAmount: '0.000000000000000004' });
+    // 10⁻¹⁸ USD of room buys nothing at 3: skipped as the cap that left it.
+    const none = decide({ job: makeJob({ tokenBalance: '33.333333333333333333', sets }), scratch: emptyScratch(), price: '3', now: T0 });
+    assert.equal(none.order, null);
+    assert.equal(none.skipped, 'max-position');
+  });
+
   it('maxOrderUsd clamps buys and sells', () => {
     const buy = decide({ job: makeJob({ sets: ['accumulate.dcaAmount=100', 'limits.maxOrderUsd=30'] }), scratch: emptyScratch(), price: '2', now: T0 });
     assert.deepEqual(buy.order, { side: 'BUY', reason: 'DCA', quoteAmount: '30' });
@@ -408,6 +419,17 @@ describe('liquidating', () => {
     assert.equal(d.order, null);
     assert.equal(d.skipped, 'max-order');
     assert.equal(d.completeLiquidation, false);
+  });
+
+  it('completes, the job keeping the dust, when the balance is worth less than 10⁻¹⁸ USD (no order can sell it)', () => {
+    const dust = decide({ job: makeJob({ status: 'LIQUIDATING', tokenBalance: '0.000000000000000001' }), scratch: emptyScratch(), price: '0.5', now: T0 });
+    assert.equal(dust.order, null);
+    assert.equal(dust.skipped, 'liquidated');
+    assert.equal(dust.completeLiquidation, true);
+    // 3 units at 0.5 fetch 10⁻¹⁸ USD: sold.
+    const sellable = decide({ job: makeJob({ status: 'LIQUIDATING', tokenBalance: '0.000000000000000003' }), scratch: emptyScratch(), price: '0.5', now: T0 });
+    assert.deepEqual(sellable.order, { side: 'SELL', reason: 'LIQUIDATE', baseAmount: '0.000000000000000003' });
+    assert.equal(sellable.completeLiquidation, false);
   });
 
   it('completes at once with a zero balance', () => {
@@ -755,7 +777,7 @@ describe('property: random price paths and configs', () => {
     }
   });
 
-  it('liquidation always ends with a zero balance (no trade limit)', () => {
+  it('liquidation always ends with a zero balance, or dust worth less than 10⁻¹⁸ USD (no trade limit)', () => {
     fc.assert(fc.property(
       fc.bigInt({ min: 1n, max: 10_000n * E(18) }),
       fc.bigInt({ min: E(15), max: E(21) }),
@@ -774,7 +796,8 @@ describe('property: random price paths and configs', () => {
         for (let i = 0; i <= bound && sim.job.status === 'LIQUIDATING'; i++) sim.step(fromUnits(price), T0 + i * 1000);
         const what = `${fromUnits(balance)} at ${fromUnits(price)} max ${maxOrder} min ${minTrade}`;
         assert.equal(sim.job.status, 'IDLE', what);
-        assert.equal(sim.job.tokenBalance, '0', what);
+        assert.equal(mul(sim.job.tokenBalance, fromUnits(price), 'down'), '0', what);
+        if (balance * price >= ONE) assert.equal(sim.job.tokenBalance, '0', what);
         assert.ok(sim.trades.every((t) => t.reason === 'LIQUIDATE' && t.side === 'SELL'));
       }), { numRuns: 300, seed: 7, interruptAfterTimeLimit: 30_000 });
   });

@@ -334,6 +334,13 @@ class Harness {
         }
         const base = resolveAmount(o.base, j.balance);
         const call = store.ledger.settle(t.coid, { status: 'EXECUTED', baseAmount: fromUnits(base), quoteAmount: fromUnits(o.quote), priceUsd: fromUnits(o.price), executedAt: o.at });
+        // A fill of more than the intent asked for (its base, else its quote) is refused first.
+        const [asked, got] = t.base !== null ? [t.base, base] : [t.quote, o.quote];
+        if (asked !== null && got > asked) {
+          await expectCode(call, 'INVALID_AMOUNT', label);
+          this.note('settle:MORE_THAN_ASKED');
+          return;
+        }
         if (t.side === 'SELL' && base > j.balance) {
           await expectCode(call, 'INSUFFICIENT_BALANCE', label);
           this.note('settle:INSUFFICIENT_BALANCE');
@@ -493,7 +500,7 @@ for (const [engineIndex, engine] of ENGINES.entries()) {
       const must = [
         'record:BUY', 'record:SELL', 'record:INSUFFICIENT_BALANCE', 'replay:duplicate', 'replay:FAILED:DUPLICATE_ORDER', 'conflict:base',
         'conflict:side', 'conflict:job', 'intent', 'intentAgain:side:DUPLICATE_ORDER', 'intentAgain:amount:DUPLICATE_ORDER', 'intentAgain:none:duplicate', 'settle:EXECUTED:BUY',
-        'settle:INSUFFICIENT_BALANCE', 'settle:FAILED', 'resettle:EXECUTED:duplicate', 'resettle:FAILED:duplicate', 'resettle:FAILED:otherFill:DUPLICATE_ORDER',
+        'settle:MORE_THAN_ASKED', 'settle:FAILED', 'resettle:EXECUTED:duplicate', 'resettle:FAILED:duplicate', 'resettle:FAILED:otherFill:DUPLICATE_ORDER',
       ];
       for (const k of must) assert.ok((outcomes.get(k) ?? 0) > 0, `never exercised ${k}: ${show([...outcomes])}`);
       if (process.env['PROPERTY_STATS']) process.stderr.write(`ledger outcomes [${engine.name}]: ${show([...outcomes].sort())}\n`);

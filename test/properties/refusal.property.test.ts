@@ -295,7 +295,8 @@ for (const [engineIndex, engine] of ENGINES.entries()) {
               : s.pendingIntent.side === 'SELL'
                 ? store.ledger.settle(s.pending, { status: 'EXECUTED', baseAmount: base, quoteAmount: '1', priceUsd: '1' })
                 : trade(ref, { side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: base }); // a buy's fill cannot oversell
-          return { expected: 'INSUFFICIENT_BALANCE', call };
+          // A sell intent held back at most the balance: a fill beyond it is more than it asked for.
+          return { expected: r.op === 'settle' && s.pendingIntent.side === 'SELL' ? 'INVALID_AMOUNT' : 'INSUFFICIENT_BALANCE', call };
         }
         case 'conflict': {
           const e = s.executed;

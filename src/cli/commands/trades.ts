@@ -3,6 +3,7 @@ import { cmp, parseDecimal } from '../../money/decimal.ts';
 import { isIsoTime } from '../../util/time.ts';
 import { checkRecordInput, checkSettlement, TradeReason, TradeSide, TradeStatus, type Settlement } from '../../ledger/ledger.ts';
 import { leaseHolder } from '../../engine/leases.ts';
+import { scratchAfterFill } from '../../engine/strategies/strategy.ts';
 import { CHAIN_OPTION, EXISTING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
 import { escapeControls, json, tradesTable } from '../output.ts';
 
@@ -93,7 +94,9 @@ const record: Command = {
   summary: 'record an executed trade by hand (idempotent on --client-order-id)',
   usage: '<token> --side buy|sell --reason R --base N --quote N --price N --client-order-id ID [--chain C] [--tx-hash H] [--exchange-order-id E] [--executed-at T]',
   details:
-    'Updates the job\'s tokenBalance, totalAccumulated and lastDcaBuyTime in the same transaction.\n' +
+    'Updates the job\'s tokenBalance, totalAccumulated and lastDcaBuyTime in the same transaction, and its\n' +
+    'strategy state (the limits\' counts, the liquidity cash) as the daemon does for its own fills. Refused\n' +
+    '(exit 3) while a daemon holds the job: it keeps that state in memory; stop every daemon on the database first.\n' +
     'Recording the same --client-order-id again with the same details changes nothing.\n' +
     `Reasons: ${Object.values(TradeReason).join(', ').toLowerCase()}.`,
   options: {
@@ -129,7 +132,18 @@ const record: Command = {
       ...(executedAt !== undefined ? { executedAt } : {}),
     };
     checkRecordInput(input); // before a database is opened or migrated
-    const result = await withStore(ctx, EXISTING, (store) => store.ledger.recordTrade(input));
+    const result = await withStore(ctx, EXISTING, (store) =>
+      store.transaction(async (tx) => {
+        // The fill counts in the job's strategy state too (its limits, its liquidity cash), as the
+        // daemon's own fills do: a daemon holding the job keeps that state in memory and would
+        // write over it. A repeat (the clientOrderId is taken) is the ledger's to answer.
+        const known = await store.ledger.get(input.clientOrderId).then(() => true, notFound);
+        const job = known ? undefined : await store.jobs.get(ref);
+        const holder = job === undefined ? undefined : await leaseHolder(store, tx, job.id);
+        if (holder !== undefined) throw daemonHolds(holder, `daemon ${holder.owner} runs the job of ${job!.tokenAddress} and keeps its strategy state in memory: it would not count this trade`);
+        return store.ledger.recordTrade(input, { scratch: scratchAfterFill });
+      }),
+    );
     sameTimeOrRefused(result.duplicate, result.trade, executedAt);
     if (ctx.json) {
       ctx.io.out(json({ duplicate: result.duplicate, trade: result.trade, tokenBalance: result.job.tokenBalance, totalAccumulated: result.job.totalAccumulated }));
@@ -141,6 +155,19 @@ const record: Command = {
   },
 };
 
+/** A TRADE_NOT_FOUND is an answer (false); anything else goes on. */
+function notFound(e: unknown): false {
+  if (e instanceof BotstateError && e.code === 'TRADE_NOT_FOUND') return false;
+  throw e;
+}
+
+function daemonHolds(holder: { owner: string; expiresAt: string }, message: string): BotstateError {
+  return new BotstateError('DAEMON_RUNNING', message, {
+    hint: 'stop every daemon on this database first (another one takes over a job with an open order; a stopped daemon hands its leases back at once), or wait until the lease expires',
+    details: holder,
+  });
+}
+
 const SETTLE_AMOUNTS = ['base', 'quote', 'price', 'exchange-order-id', 'tx-hash', 'executed-at'] as const;
 
 const settle: Command = {
@@ -150,7 +177,8 @@ const settle: Command = {
   details:
     'For an order the daemon could not reconcile itself (it logs "reconcile it by hand" and the job goes to ERROR):\n' +
     'look the order up at the exchange by its clientOrderId, then settle it with what the exchange says.\n' +
-    'EXECUTED applies the fill to the job (tokenBalance, totalAccumulated, lastDcaBuyTime) in the same transaction;\n' +
+    'EXECUTED applies the fill to the job (tokenBalance, totalAccumulated, lastDcaBuyTime, and its strategy state:\n' +
+    'the limits\' counts, the liquidity cash, the dip) in the same transaction; it is no more than the intent asked for;\n' +
     'FAILED records that the order was not filled. Then resume the job. Refused (exit 3) while a daemon holds\n' +
     'the job: a daemon reconciles a job\'s open order whatever the job\'s status, and another takes it over, so\n' +
     'stop every daemon on the database first. Settling a settled order again the same way (the same fill;\n' +
@@ -199,13 +227,9 @@ const settle: Command = {
         // A daemon reconciles a job's open intent whatever the job's status (it may re-send an
         // order the exchange does not know): while one holds the job's lease, it may be doing so now.
         const holder = trade.status === 'PENDING' ? await leaseHolder(store, tx, trade.jobId) : undefined;
-        if (holder !== undefined) {
-          throw new BotstateError('DAEMON_RUNNING', `daemon ${holder.owner} holds the job of ${clientOrderId} and may be settling it itself`, {
-            hint: 'stop every daemon on this database first (another one takes over a job with an open order; a stopped daemon hands its leases back at once), or wait until the lease expires',
-            details: holder,
-          });
-        }
-        return store.ledger.settle(clientOrderId, settlement);
+        if (holder !== undefined) throw daemonHolds(holder, `daemon ${holder.owner} holds the job of ${clientOrderId} and may be settling it itself`);
+        // The daemon's strategies count the fill too (limits, liquidity cash, the dip it was for).
+        return store.ledger.settle(clientOrderId, settlement, { scratch: scratchAfterFill });
       }),
     );
     sameTimeOrRefused(result.duplicate, result.trade, settlement.status === 'EXECUTED' ? settlement.executedAt : undefined);

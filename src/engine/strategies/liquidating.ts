@@ -1,10 +1,10 @@
 /**
  * LIQUIDATING: sell the whole balance, in slices of at most limits.maxOrderUsd, never leaving dust
- * worth less than limits.minTradeUsd; when the balance is zero the daemon completes the liquidation
- * (LIQUIDATING → IDLE). Respects limits.maxTradesPerHour; ignores the buy-side limits and
+ * worth less than limits.minTradeUsd; when the balance is zero, or worth less than 10⁻¹⁸ USD (dust no
+ * order can sell, which the job keeps), the daemon completes the liquidation (LIQUIDATING → IDLE). Respects limits.maxTradesPerHour; ignores the buy-side limits and
  * liquidity.maxDailyVolume. See docs/strategies.md.
  */
-import { cmp, div, min, sub, type Decimal } from '../../money/decimal.ts';
+import { cmp, div, min, mul, sub, type Decimal } from '../../money/decimal.ts';
 import { begin, finish, tradeLimitReached, type Decision, type StrategyInput } from './strategy.ts';
 
 /**
@@ -33,6 +33,9 @@ export function decideLiquidating(input: StrategyInput): Decision {
   const { job, price } = input;
   const draft = begin(input);
   if (cmp(job.tokenBalance, '0') <= 0) return finish(input, draft, null, 'liquidated', true);
+  // Worth less than 10⁻¹⁸ USD, the balance fetches nothing: no exchange fills its sell, and the
+  // rejections would put the job in ERROR. The liquidation completes; the job keeps the dust.
+  if (cmp(mul(job.tokenBalance, price, 'down'), '0') <= 0) return finish(input, draft, null, 'liquidated', true);
   if (tradeLimitReached(input)) return finish(input, draft, null, 'max-trades-per-hour');
   const { maxOrderUsd, minTradeUsd } = job.config.limits;
   const base = liquidationSlice(job.tokenBalance, price, maxOrderUsd, minTradeUsd);

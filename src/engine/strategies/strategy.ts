@@ -20,7 +20,7 @@ import { add, cmp, div, isDecimal, min, mul, sub, toUnits, type Decimal } from '
 import { decideAccumulate } from './accumulate.ts';
 import { decideLiquidating } from './liquidating.ts';
 import { decideLiquidity } from './liquidity.ts';
-import { TRADE_MINUTES_CAP, TRADE_TIMES_CAP, type Scratch } from './scratch.ts';
+import { parseScratch, TRADE_MINUTES_CAP, TRADE_TIMES_CAP, type Scratch } from './scratch.ts';
 
 export { emptyScratch, parseScratch, MA_WINDOW, SCRATCH_VERSION, type Scratch } from './scratch.ts';
 
@@ -125,6 +125,21 @@ export function afterFill(input: AfterFillInput): Scratch {
     ...recordTradeTime(scratch, at, now),
     lastFill: trade.clientOrderId,
   };
+}
+
+/**
+ * A job's strategy scratch after a fill settled or recorded outside the daemon (by hand), as the
+ * daemon would have left it; undefined when it does not change. Pass it as the `scratch` option of
+ * `ledger.settle` or `ledger.recordTrade`: the fill then counts against the job's limits
+ * (maxTradesPerHour, maxDailyVolume), its liquidity cash and its dip, as the daemon's own fills do.
+ *
+ * @example
+ * await store.ledger.settle(clientOrderId, fill, { scratch: scratchAfterFill });
+ */
+export function scratchAfterFill(settled: { readonly job: Job; readonly trade: Trade }, now: number = Date.now()): Scratch | undefined {
+  const before = parseScratch(settled.job.strategyState, settled.job);
+  const after = afterFill({ job: settled.job, scratch: before, trade: settled.trade, now });
+  return after === before ? undefined : after;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -259,7 +274,7 @@ export type Cap = readonly [name: string, usd: Decimal];
 /**
  * A buy of `quote` USD under the limits: clamped to limits.maxOrderUsd, to what keeps
  * tokenBalance × price + quote ≤ limits.maxPositionUsd, and to each of `caps`; skipped when that leaves
- * nothing or less than limits.minTradeUsd.
+ * nothing, less than one token unit (10⁻¹⁸) at this price, or less than limits.minTradeUsd.
  */
 export function sizeBuy(input: StrategyInput, reason: TradeReason, quote: Decimal, caps: readonly Cap[]): Sized {
   const { maxOrderUsd, maxPositionUsd, minTradeUsd } = input.job.config.limits;
@@ -272,15 +287,17 @@ export function sizeBuy(input: StrategyInput, reason: TradeReason, quote: Decima
   // The position is valued rounding up, so what is left for the buy rounds down.
   if (maxPositionUsd !== null) clamp('max-position', sub(maxPositionUsd, mul(input.job.tokenBalance, input.price, 'up')));
   for (const [name, usd] of caps) clamp(name, usd);
-  if (cmp(q, '0') <= 0) return { skipped: why };
+  // What a cap leaves after rounding (10⁻¹⁸ USD under maxPositionUsd, say) may buy no token unit
+  // at all at this price: no exchange fills that, and its rejections would put the job in ERROR.
+  if (cmp(q, '0') <= 0 || cmp(div(q, input.price, 'down'), '0') <= 0) return { skipped: why };
   if (minTradeUsd !== null && cmp(q, minTradeUsd) < 0) return { skipped: 'min-trade' };
   return { order: { side: 'BUY', reason, quoteAmount: q } };
 }
 
 /**
  * A sell of `base` tokens under the limits: at most tokenBalance, worth at most limits.maxOrderUsd and
- * each of `caps` at this price (base amounts round down); skipped when that leaves nothing or is worth less
- * than limits.minTradeUsd.
+ * each of `caps` at this price (base amounts round down); skipped when that leaves nothing, is worth less
+ * than 10⁻¹⁸ USD (it would fetch nothing) or less than limits.minTradeUsd.
  */
 export function sizeSell(input: StrategyInput, reason: TradeReason, base: Decimal, caps: readonly Cap[]): Sized {
   const { job, price } = input;
@@ -293,7 +310,8 @@ export function sizeSell(input: StrategyInput, reason: TradeReason, base: Decima
   };
   if (maxOrderUsd !== null) clamp('max-order', maxOrderUsd);
   for (const [name, usd] of caps) clamp(name, usd);
-  if (cmp(b, '0') <= 0) return { skipped: why };
+  // Tokens worth less than 10⁻¹⁸ USD at this price fetch nothing: no exchange fills such a sell.
+  if (cmp(b, '0') <= 0 || cmp(mul(b, price, 'down'), '0') <= 0) return { skipped: why };
   if (minTradeUsd !== null && cmpProducts([b, price], [minTradeUsd, '1']) < 0) return { skipped: 'min-trade' };
   return { order: { side: 'SELL', reason, baseAmount: b } };
 }
