@@ -45,6 +45,8 @@ export function parse(args: readonly string[], options: OptionSpecs, command: st
       // `--base -1`: Node's own message says "ambiguous" and little else.
       const flag = ambiguous[1]!;
       const value = args[args.indexOf(flag) + 1] ?? '';
+      // `--chain --json`: the value was left out, not given with a dash.
+      if (!/^-[\d.]/.test(value)) throw new ValidationError('USAGE', `${flag} needs a value (${value} after it is a flag)`, { hint: `see botstate ${command} --help` });
       throw new ValidationError('USAGE', `${flag} ${value}: a value starting with "-" is taken for a flag`, {
         hint: `amounts and counts cannot be negative; to pass such a value anyway write ${flag}=${value}`,
       });

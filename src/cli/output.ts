@@ -18,16 +18,17 @@ export interface Io {
 let stdoutClosed = false;
 
 /**
- * When whatever reads our stdout goes away (`botstate daemon | head`), writing fails with EPIPE.
- * Stop writing and end the way a SIGTERM would (the daemon then stops cleanly), instead of
- * crashing on an unhandled 'error' event.
+ * When whatever reads our stdout goes away (`botstate list | head`), writing fails with EPIPE.
+ * Stop writing, instead of crashing on an unhandled 'error' event: a command then ends as it
+ * would have, with its own exit code. A process waiting for a signal to stop (the daemon) is
+ * sent SIGTERM, and stops cleanly.
  */
 function watchStdout(): void {
   if (process.stdout.listenerCount('error') > 0) return;
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code !== 'EPIPE' || stdoutClosed) return;
     stdoutClosed = true;
-    process.kill(process.pid, 'SIGTERM');
+    if (process.listenerCount('SIGTERM') > 0) process.kill(process.pid, 'SIGTERM');
   });
 }
 

@@ -403,24 +403,32 @@ export class Daemon {
       const prices = await this.#exchange.getPrices([...new Set(jobs.map((j) => j.tokenAddress))]);
       // Not the contract's Map (an adapter's plain object): each step asks getPrice instead.
       if (!(prices instanceof Map)) return new Map();
-      if (this.#outageSince !== undefined) {
-        this.#log(`${stamp()}  exchange reachable again after ${Math.round((Date.now() - this.#outageSince) / 1000)} s`);
-        this.#outageSince = undefined;
-      }
+      this.#exchangeAnswered();
       return prices;
     } catch (e) {
       // The whole exchange is unreachable: skip the tick rather than count a failure against
       // every job (which would put them all in ERROR during an outage). Open intents are
       // reconciled once it answers again.
       if (e instanceof ExchangeUnavailableError) {
-        if (this.#outageSince === undefined) {
-          this.#outageSince = Date.now();
-          this.#log(`${stamp()}  exchange unavailable (${e.message}); waiting for it`);
-        }
+        this.#exchangeUnavailable(e);
         return 'outage';
       }
       return new Map();
     }
+  }
+
+  /** Says once that the exchange cannot be reached (a price request, or an open intent's lookup). */
+  #exchangeUnavailable(e: ExchangeUnavailableError): void {
+    if (this.#outageSince !== undefined) return;
+    this.#outageSince = Date.now();
+    this.#log(`${stamp()}  exchange unavailable (${e.message}); waiting for it`);
+  }
+
+  /** Says once that the exchange answers again. */
+  #exchangeAnswered(): void {
+    if (this.#outageSince === undefined) return;
+    this.#log(`${stamp()}  exchange reachable again after ${Math.round((Date.now() - this.#outageSince) / 1000)} s`);
+    this.#outageSince = undefined;
   }
 
   /** What the exchange has of these intents, in one round trip when it can (getOrders). */
@@ -428,6 +436,7 @@ export class Daemon {
     if (!this.#exchange.getOrders || trades.length === 0) return undefined;
     try {
       const found = await this.#exchange.getOrders(trades.map((t) => t.clientOrderId));
+      this.#exchangeAnswered();
       return found instanceof Map ? found : undefined; // otherwise each intent is looked up alone
     } catch {
       return undefined;
@@ -683,9 +692,14 @@ export class Daemon {
       // A batch lookup that did not list the order is as good as getOrder's "not found".
       order = known ? (known.get(trade.clientOrderId) ?? null) : await this.#exchange.getOrder(trade.clientOrderId);
     } catch (e) {
-      if (e instanceof ExchangeUnavailableError) return { outcome: 'unknown', resent: false };
+      if (e instanceof ExchangeUnavailableError) {
+        // Every job with an open intent asks this, not for a price: the only sign of an outage then.
+        this.#exchangeUnavailable(e);
+        return { outcome: 'unknown', resent: false };
+      }
       throw e;
     }
+    if (!known) this.#exchangeAnswered();
     if (order) return { outcome: await this.#settle(job, trade, answered(order, trade), runner, phase), resent: false };
     return { outcome: await this.#execute(job, trade, runner, phase), resent: true };
   }

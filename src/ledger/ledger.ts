@@ -331,13 +331,14 @@ function sameFill(row: TradeRow, side: TradeSide, reason: TradeReason, jobId: st
     row.base_amount !== null && cmp(row.base_amount, fill.base) === 0 &&
     row.quote_amount !== null && cmp(row.quote_amount, fill.quote) === 0 &&
     row.price_usd !== null && cmp(row.price_usd, fill.price) === 0 &&
-    // A reference given both times must be the same: another tx hash is another fill.
+    // A reference given must be the one stored: another tx hash is another fill, and one not
+    // stored the first time would not be stored by a repeat (which changes nothing).
     sameRef(row.tx_hash, fill.txHash) && sameRef(row.exchange_order_id, fill.exchangeOrderId)
   );
 }
 
 function sameRef(stored: string | null, given: string | null): boolean {
-  return stored === null || given === null || stored === given;
+  return given === null || stored === given;
 }
 
 /**

@@ -9,7 +9,7 @@
  * byte-for-byte unchanged (a logical dump before and after, through the raw driver).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,6 +55,10 @@ interface RunOptions {
   readonly cwd?: string;
   /** Run under this umask (through /bin/sh). */
   readonly umask?: string;
+  /** Run as this user and group (the test runs as root). */
+  readonly uid?: number;
+  /** Close the reading end of its stdout at once, as `| head` does once it has read enough. */
+  readonly closeStdout?: boolean;
 }
 
 /** Runs `botstate ...args` on the pinned Node, with $BOTSTATE_DB unset unless `env` sets it. */
@@ -68,9 +72,11 @@ function cli(args: readonly string[], options: RunOptions = {}): Promise<Result>
       ? [process.execPath, [BIN, ...args]]
       : ['/bin/sh', ['-c', `umask ${options.umask} && exec "$0" "$@"`, process.execPath, BIN, ...args]];
   return new Promise((resolve, reject) => {
-    const child = spawn(file, argv, { cwd: options.cwd ?? scratch, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const user = options.uid === undefined ? {} : { uid: options.uid, gid: options.uid };
+    const child = spawn(file, argv, { cwd: options.cwd ?? scratch, env, stdio: ['ignore', 'pipe', 'pipe'], ...user });
     let stdout = '';
     let stderr = '';
+    if (options.closeStdout) child.stdout.destroy();
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', reject);
@@ -527,6 +533,8 @@ for (const engine of ENGINES) {
         // A repeated flag is refused, not resolved to its last value.
         [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'bad-2'), '--side', 'sell', ...db], 2, /--side is given twice \("buy" and "sell"\) \(give --side once\)/],
         [['status', TOKEN, '--chain', 'base', '--chain', 'arbitrum', ...db], 2, /--chain is given twice/],
+        // A flag left without its value, before another flag: not advice to pass the flag as the value.
+        [['status', TOKEN, '--chain', '--json', ...db], 2, /^botstate: --chain needs a value \(--json after it is a flag\) \(see botstate status --help\)/],
         // What the line echoes back is shown escaped (no raw ESC reaches the terminal) and, when
         // very long, cut in the middle.
         [['start', UNKNOWN_TOKEN, '--symbol', 'A\x1b[31mRED', ...db], 2, /"A\\x1b\[31mRED"/],
@@ -803,6 +811,34 @@ describe('botstate CLI without a job database', () => {
       recorded.close();
     }
     ok(await cli(['verify', ...db]));
+  });
+
+  it('a database this user may not reach is said so (exit 5), not called missing; a reader gone from stdout is no error', async () => {
+    const dir = mkdtempSync(join(scratch, 'private-'));
+    const path = join(dir, 'jobs.db');
+    ok(await cli(['start', TOKEN, '--db', path]));
+    const root = process.getuid?.() === 0;
+    // Root reads any file: the command runs as nobody instead, for whom the folder is closed.
+    if (root) chmodSync(dir, 0o700);
+    else chmodSync(dir, 0o000);
+    try {
+      const denied = await cli(['list', '--db', path], root ? { uid: 65534, cwd: '/' } : {});
+      refused(denied, 5, /^botstate: cannot reach \S+jobs\.db: permission denied \(EACCES\) \(run botstate as the user that owns the database, or give this user access to the file and every directory above it\)\n$/);
+    } finally {
+      chmodSync(dir, 0o700);
+    }
+    // `botstate list | head`: the reader goes away; the command still ends with its own code.
+    const gone = await cli(['list', '--db', path], { closeStdout: true });
+    assert.deepEqual([gone.code, gone.stderr], [0, ''], show(gone));
+    // A config file saved with a byte-order mark is JSON all the same.
+    const bom = join(dir, 'bom.json');
+    writeFileSync(bom, '\uFEFF{"accumulate":{"dcaAmount":7}}');
+    ok(await cli(['config', TOKEN, '--config', bom, '--db', path]));
+    assert.equal(parseJson<{ config: { accumulate: { dcaAmount: number } } }>(await cli(['status', TOKEN, '--json', '--db', path])).config.accumulate.dcaAmount, 7);
+    // A repeat that brings a reference the first record did not store is not the same record.
+    ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', '10', '10', '1', 'b1'), '--db', path]));
+    refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '10', '10', '1', 'b1'), '--tx-hash', '0xabc', '--db', path]), 3, /clientOrderId b1 is already recorded/);
+    assert.match(ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', '10', '10', '1', 'b1'), '--db', path])).stdout, /^Already recorded/);
   });
 
   it('text from outside (an exchange\'s error) is printed with its control characters escaped', async () => {

@@ -915,6 +915,25 @@ for (const engine of ENGINES) {
       assert.deepEqual(await exchangeOrders(ex.url), []);
     });
 
+    it('an outage while every job has an open intent (no price is asked for) is said once too', async () => {
+      const ex = await paper();
+      const jobs = [];
+      for (let i = 1; i <= 2; i++) {
+        const job = await store.jobs.start({ tokenAddress: tokenAddress(i), tokenSymbol: `T${i}`, set: [FAST_DCA] });
+        await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+        jobs.push(job);
+      }
+      const { daemon, lines } = makeDaemon(store, new HttpExchange(`${ex.url}/v1`), { maxFailures: 2 });
+      await daemon.start();
+      await sleep(600);
+      await daemon.stop();
+      const said = lines.filter((l) => l.includes('exchange unavailable'));
+      assert.equal(said.length, 1, lines.join('\n'));
+      assert.match(said[0]!, /no such endpoint there; is the --exchange URL right\?\); waiting for it$/);
+      assert.equal((await store.ledger.pending()).length, 2, 'the intents stay open, to be reconciled once it answers');
+      for (const job of jobs) assert.equal((await store.jobs.get({ id: job.id })).status, 'RUNNING');
+    });
+
     it('a job whose row cannot be read (its config edited outside botstate) is skipped and said once; the other keeps trading', async () => {
       const ex = await paper();
       const damaged = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'BAD', set: [FAST_DCA] });

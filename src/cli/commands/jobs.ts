@@ -22,7 +22,8 @@ function readConfigFile(ctx: CommandContext): unknown {
   if (typeof path !== 'string') return undefined;
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    // A byte-order mark (Windows editors, PowerShell) is not part of the JSON.
+    text = readFileSync(path, 'utf8').replace(/^\uFEFF/, '');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? String(e);
     throw new ValidationError('INVALID_CONFIG', `cannot read the config file ${path} (${code})`, { hint: 'check the --config path' });

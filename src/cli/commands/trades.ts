@@ -163,7 +163,7 @@ function notFound(e: unknown): false {
 
 function daemonHolds(holder: { owner: string; expiresAt: string }, message: string): BotstateError {
   return new BotstateError('DAEMON_RUNNING', message, {
-    hint: 'stop every daemon on this database first (another one takes over a job with an open order; a stopped daemon hands its leases back at once), or wait until the lease expires',
+    hint: `stop every daemon on this database first (another one takes over a job with an open order; a stopped daemon hands its leases back immediately), or wait for the lease to expire (${holder.expiresAt})`,
     details: holder,
   });
 }

@@ -1,4 +1,4 @@
-import { closeSync, constants as fsConstants, existsSync, futimesSync, lstatSync, openSync, rmSync, statSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, futimesSync, lstatSync, openSync, rmSync, statSync, type Stats } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -813,9 +813,28 @@ function bind(params: readonly SqlParam[] | undefined): SqlParam[] {
 }
 
 /** Creates the database file with mode 0600 so that other users cannot read the ledger. */
+/** The file's stat; undefined when there is none. A path this user may not reach is said so. */
+function statOrNone(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    // Nothing there (ENOTDIR: a file where a directory should be). Anything else, EACCES first,
+    // is a database that may well exist: not "no database", and never one to create.
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    const denied = code === 'EACCES' || code === 'EPERM';
+    throw new StorageError('STORAGE_UNAVAILABLE', `cannot reach ${path}: ${denied ? 'permission denied' : (e as Error).message} (${code ?? 'unknown error'})`, {
+      hint: denied
+        ? "run botstate as the user that owns the database, or give this user access to the file and every directory above it"
+        : 'check the path and the disk',
+      cause: e,
+    });
+  }
+}
+
 function prepareFile(path: string, create: boolean): void {
-  if (existsSync(path)) {
-    const stat = statSync(path);
+  const stat = statOrNone(path);
+  if (stat !== undefined) {
     if (stat.isDirectory()) {
       throw new StorageError('STORAGE_UNAVAILABLE', `${path} is a directory, not a database file`, {
         hint: 'pass the path of a file, for example --db ./botstate.db',
@@ -878,6 +897,14 @@ export function classifySqliteError(e: unknown, where: string): BotstateError {
     });
   }
   if (code.startsWith('SQLITE_CONSTRAINT')) return constraintViolation(message, code, e);
+  if (code === 'SQLITE_FULL' || code.startsWith('SQLITE_IOERR')) {
+    // SQLite rolls the transaction back: nothing of it was written. A full disk is the usual cause
+    // of both (an I/O error growing the shared-memory file is SQLITE_IOERR_SHMSIZE).
+    return new StorageError('STORAGE_FAILED', `SQLite failed on ${where}: ${message} [${code}]`, {
+      hint: `free disk space where ${where} is, then retry (nothing of the failed change was written); if the disk is not full, check it for errors`,
+      cause: e,
+    });
+  }
   if (code.startsWith('SQLITE_')) {
     return new StorageError('STORAGE_FAILED', `SQLite failed on ${where}: ${message} [${code}]`, { cause: e });
   }
