@@ -138,6 +138,8 @@ export class Daemon {
   /** How long the registration took, once done. */
   #registeredMs: number | undefined;
   #outageSince: number | undefined;
+  /** The error the last ticks failed with, since when, and how many ticks (said once). */
+  #tickFailure: { message: string; since: number; count: number } | undefined;
   /** The jobs held at the last tick (see #sayLeaseChanges); undefined before the first. */
   #held: Set<string> | undefined;
   /** Set once, by #giveUp. */
@@ -448,11 +450,23 @@ export class Daemon {
     this.#timer = setTimeout(() => {
       const t0 = performance.now();
       this.#ticking = this.tick()
+        .then(() => {
+          const failed = this.#tickFailure;
+          if (failed === undefined) return;
+          this.#tickFailure = undefined;
+          const s = Math.round((Date.now() - failed.since) / 1000);
+          this.#log(`${stamp()}  ticks succeed again after ${s} s (${failed.count} failed)`);
+        })
         .catch((e) => {
           // Closed by its owner: said in one line, not as a failed tick.
           if (this.#store.closed) return this.#storeClosed();
           const error = coerceError(e);
-          this.#log(`tick failed: ${error.message}`);
+          // Said once while the same error repeats (a full disk fails every tick), and its end.
+          if (this.#tickFailure?.message === error.message) this.#tickFailure.count++;
+          else {
+            this.#tickFailure = { message: error.message, since: this.#tickFailure?.since ?? Date.now(), count: (this.#tickFailure?.count ?? 0) + 1 };
+            this.#log(`${stamp()}  tick failed: ${error.message}${this.#store.failure === undefined ? '; trying again every tick, said again when it changes' : ''}`);
+          }
           // The store is unusable for good (a failed fsync or checkpoint), or another daemon took
           // this SQLite file over while this one was stalled: ticking on would only fail again,
           // or run beside it. The daemon stops ticking and says so.

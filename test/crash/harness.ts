@@ -273,7 +273,7 @@ function tallyLine(tally: DaemonTally, line: string): boolean {
   if (line.includes('lost its lease')) tally.leaseLost++;
   else if (line.includes('step failed')) tally.stepFailed++;
   else if (line.includes('→ ERROR')) tally.toError++;
-  else if (line.startsWith('tick failed')) tally.tickFailed++;
+  else if (line.includes('  tick failed: ')) tally.tickFailed++;
   else if (line.includes('outcome unknown')) {
     tally.unknownOutcome++;
     return false;

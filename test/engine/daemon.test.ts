@@ -915,6 +915,25 @@ for (const engine of ENGINES) {
       assert.deepEqual(await exchangeOrders(ex.url), []);
     });
 
+    it('a tick failing again and again with the same error (a full disk, a table gone) is said once, and its end', async () => {
+      const ex = await paper();
+      await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url), { tickMs: 20 });
+      await daemon.start();
+      // Every tick reads the leases: with their table renamed away, every tick fails alike.
+      await raw('ALTER TABLE job_leases RENAME TO job_leases_away');
+      await sleep(400);
+      await raw('ALTER TABLE job_leases_away RENAME TO job_leases');
+      await sleep(300);
+      await daemon.stop();
+      const failed = lines.filter((l) => l.includes('tick failed'));
+      assert.equal(failed.length, 1, lines.join('\n'));
+      assert.match(failed[0]!, /^\S+Z  tick failed: .*job_leases.*; trying again every tick, said again when it changes$/);
+      const again = lines.filter((l) => l.includes('ticks succeed again'));
+      assert.equal(again.length, 1, lines.join('\n'));
+      assert.match(again[0]!, /^\S+Z  ticks succeed again after \d+ s \(([2-9]|\d\d+) failed\)$/);
+    });
+
     it('an outage while every job has an open intent (no price is asked for) is said once too', async () => {
       const ex = await paper();
       const jobs = [];
