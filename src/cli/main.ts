@@ -128,11 +128,11 @@ export async function run(argv: readonly string[], io: Io = processIo): Promise<
       // The db commands' group: its commands, as in the general help.
       const db = COMMANDS.filter((c) => c.name.startsWith('db '));
       const width = Math.max(...db.map((c) => c.name.length));
-      return io.out(`Usage: botstate db status|migrate|rollback [arguments] [--db URL] [--json]\n\nCommands:\n${db.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}\n\nRun botstate db <command> --help for a command's arguments.\n`), 0;
+      return io.out(`Usage: botstate db status|migrate|rollback|backup [arguments] [--db URL] [--json]\n\nCommands:\n${db.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}\n\nRun botstate db <command> --help for a command's arguments.\n`), 0;
     }
     if (!command) {
       const guess = closest(name);
-      const hint = name === 'db' ? 'use botstate db status|migrate|rollback' : guess ? `did you mean ${guess}? See botstate --help` : 'see botstate --help';
+      const hint = name === 'db' ? 'use botstate db status|migrate|rollback|backup' : guess ? `did you mean ${guess}? See botstate --help` : 'see botstate --help';
       throw new ValidationError('USAGE', `unknown command "${name}"`, { hint });
     }
     const { values, positionals } = parse(rest, command.options, command.name);

@@ -99,5 +99,12 @@ export interface Adapter {
   /** Whether the store is closed (close() was called): every call is then refused (STORAGE_UNAVAILABLE). */
   readonly closed: boolean;
 
+  /**
+   * SQLite: writes a consistent copy of the database to `path` (a new file; never one that
+   * exists), made durable before it is given its name. Absent on engines backed up by their own
+   * tools (PostgreSQL: pg_dump).
+   */
+  backup?(path: string): Promise<void>;
+
   close(): Promise<void>;
 }

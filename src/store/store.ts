@@ -251,6 +251,21 @@ export class Store {
   }
 
   /**
+   * SQLite: writes a consistent copy of the database to `path`, a new file (an existing one is
+   * refused, INVALID_ARGUMENT), while others go on writing; a crash leaves no file under that name.
+   * PostgreSQL is backed up with its own tools (pg_dump): refused, INVALID_ARGUMENT.
+   */
+  async backup(path: string): Promise<void> {
+    if (typeof path !== 'string' || path === '') throw new ValidationError('INVALID_ARGUMENT', 'backup needs the path of the file to write', { hint: "pass a path such as './botstate-2026-11-26.db'" });
+    if (this.#adapter.backup === undefined) {
+      throw new ValidationError('INVALID_ARGUMENT', `botstate backs up SQLite files; ${this.location} is PostgreSQL`, {
+        hint: 'use pg_dump (pg_dump --schema=<schema> for a schema of its own), which copies a consistent snapshot too',
+      });
+    }
+    await this.#adapter.backup(path);
+  }
+
+  /**
    * Set once this store can no longer be used: on SQLite, an fsync or a checkpoint failed (a disk
    * error), so commits since may not be on disk. Every call is then refused with this error;
    * reopen the database (in a new process) once the disk is fixed.

@@ -616,7 +616,7 @@ describe('on a Node older than 24', { skip: olderNode() === undefined && 'no Nod
 });
 
 describe('botstate CLI without a job database', () => {
-  const COMMANDS = ['start', 'pause', 'resume', 'liquidate', 'status', 'list', 'config', 'trades', 'record', 'settle', 'history', 'verify', 'db status', 'db migrate', 'db rollback'];
+  const COMMANDS = ['start', 'pause', 'resume', 'liquidate', 'status', 'list', 'config', 'trades', 'record', 'settle', 'history', 'verify', 'db status', 'db migrate', 'db rollback', 'db backup'];
 
   it('--help on every command, --help, -h, --version, and no command', async () => {
     const results = await pool(COMMANDS, 4, (c) => cli([...c.split(' '), '--help']));
@@ -632,7 +632,7 @@ describe('botstate CLI without a job database', () => {
     const db = await cli(['db', '--help']);
     ok(db);
     assert.match(db.stdout, /^Usage: botstate db status\|migrate\|rollback/);
-    for (const c of ['db status', 'db migrate', 'db rollback']) assert.ok(db.stdout.includes(`  ${c}`), show(db));
+    for (const c of ['db status', 'db migrate', 'db rollback', 'db backup']) assert.ok(db.stdout.includes(`  ${c}`), show(db));
     // --help wins over anything else on the line, and opens no database
     ok(await cli(['start', '0xnot-an-address', '--help', '--db', join(scratch, 'help.db')]));
     assert.equal(existsSync(join(scratch, 'help.db')), false);

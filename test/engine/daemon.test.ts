@@ -15,7 +15,7 @@
  * No float touches an amount: sums are exact decimal strings.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -34,7 +34,7 @@ import { add, fromUnits, mul, sub, toUnits, type Decimal } from '../../src/money
 import { SqliteAdapter } from '../../src/store/sqlite/sqlite-adapter.ts';
 import { migrate } from '../../src/store/migrations/runner.ts';
 import { LATEST_VERSION } from '../../src/store/migrations/index.ts';
-import { Store } from '../../src/store/store.ts';
+import { openStore, Store } from '../../src/store/store.ts';
 import { ENGINES, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -1366,6 +1366,46 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const instances = await fx.raw('SELECT pid, stopped_at FROM daemon_instances');
     assert.deepEqual(instances.map((r) => [r['pid'], r['stopped_at'] !== null]), [[d.child.pid, true]]);
     assert.deepEqual((await fx.raw('SELECT DISTINCT owner FROM job_leases')).map((r) => r['owner']), ['']);
+  });
+
+  it('botstate db backup while the daemon trades: a copy that verifies; never over a file, never a partial one', async () => {
+    const ex = await paper({ latencyMs: 5 });
+    await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+    const d = botstate(['daemon', '--exchange', ex.url, '--db', fx.url, '--tick', '20', '--lease-ttl', '60000']);
+    await d.line(/ LGI +BUY /);
+    const to = join(dirname(fx.url), 'backup.db');
+    const run = (args: readonly string[]) => {
+      const b = botstate(args);
+      return b.exited.then((exit) => ({ ...exit, out: b.stdout(), err: b.stderr() }));
+    };
+    const made = await run(['db', 'backup', '--to', to, '--db', fx.url]);
+    assert.equal(made.code, 0, made.err);
+    assert.match(made.out, /^Backed up to \S+backup\.db \(\d+ bytes, \d+ ms\)\. Check it with botstate verify --db \S+backup\.db\n$/);
+    d.child.kill('SIGTERM');
+    await d.exited;
+    // A consistent snapshot taken mid-trading: its audit log, jobs and trades agree.
+    const verified = await run(['verify', '--db', to]);
+    assert.equal(verified.code, 0, verified.out + verified.err);
+    const copy = await openStore(to);
+    try {
+      const [job] = await copy.jobs.list();
+      assert.ok(job !== undefined);
+      const live = await store.ledger.trades({ id: job.id });
+      const copied = await copy.ledger.trades({ id: job.id });
+      assert.ok(copied.length > 0 && copied.length <= live.length, `${copied.length} of ${live.length}`);
+    } finally {
+      await copy.close();
+    }
+    // Never over an existing file (exit 2, the file as it was), never a partial file left behind.
+    const before = readFileSync(to);
+    const again = await run(['db', 'backup', '--to', to, '--db', fx.url]);
+    assert.deepEqual([again.code, again.err], [2, `botstate: ${to} exists already: a backup never replaces a file (give the backup a new name)\n`]);
+    assert.deepEqual(readFileSync(to), before);
+    const nowhere = await run(['db', 'backup', '--to', join(dirname(fx.url), 'no-such-dir', 'b.db'), '--db', fx.url]);
+    assert.equal(nowhere.code, 5, nowhere.err);
+    const pgUrl = await run(['db', 'backup', '--to', 'x.db', '--db', 'postgres://postgres@127.0.0.1:5432/test']);
+    assert.deepEqual([pgUrl.code, pgUrl.err], [2, 'botstate: botstate db backup copies SQLite files; this database is PostgreSQL (use pg_dump (pg_dump --schema=<schema> for a schema of its own), which copies a consistent snapshot too)\n']);
+    assert.deepEqual(readdirSync(dirname(fx.url)).filter((f) => f.includes('partial')), []);
   });
 
   it('botstate daemon whose stdout reader goes away (| head): stops as on SIGTERM, records its steps, exits 0', async () => {

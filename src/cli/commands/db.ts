@@ -1,5 +1,8 @@
 import { ValidationError } from '../../errors.ts';
-import { withStore, type Command, type CommandContext } from '../command.ts';
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseLocation } from '../../store/location.ts';
+import { EXISTING, withStore, type Command, type CommandContext } from '../command.ts';
 import { json, table } from '../output.ts';
 import type { Migration } from '../../store/migrations/migration.ts';
 import { LATEST_VERSION } from '../../store/migrations/index.ts';
@@ -60,13 +63,34 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
       printSteps(ctx, 'Rolled back', steps, status.current);
     },
   },
+  backup: {
+    summary: 'write a consistent copy of the SQLite database to a new file, while daemons run (PostgreSQL: use pg_dump)',
+    options: { to: { type: 'string', value: 'FILE', help: 'the backup file to write; it must not exist' } },
+    async run(ctx) {
+      const to = ctx.values['to'];
+      if (typeof to !== 'string' || to === '') throw new ValidationError('USAGE', 'missing --to FILE', { hint: 'see botstate db backup --help' });
+      const db = ctx.values['db'];
+      const url = typeof db === 'string' ? db : process.env['BOTSTATE_DB'];
+      if (url && parseLocation(url).engine === 'postgres') {
+        throw new ValidationError('USAGE', 'botstate db backup copies SQLite files; this database is PostgreSQL', {
+          hint: 'use pg_dump (pg_dump --schema=<schema> for a schema of its own), which copies a consistent snapshot too',
+        });
+      }
+      const path = resolve(to);
+      const t0 = performance.now();
+      await withStore(ctx, EXISTING, (store) => store.backup(path));
+      const bytes = statSync(path).size;
+      if (ctx.json) return void ctx.io.out(json({ backup: path, bytes }));
+      ctx.io.out(`Backed up to ${path} (${bytes} bytes, ${Math.round(performance.now() - t0)} ms). Check it with botstate verify --db ${path}\n`);
+    },
+  },
 };
 
-/** `botstate db status|migrate|rollback`: the parsing of the subcommand happens in main. */
+/** `botstate db status|migrate|rollback|backup`: the parsing of the subcommand happens in main. */
 export const dbCommands: readonly Command[] = Object.entries(subcommands).map(([name, sub]) => ({
   name: `db ${name}`,
   summary: sub.summary,
-  usage: name === 'status' ? '' : name === 'rollback' ? '[--to N] [--force]' : '[--to N]',
+  usage: name === 'status' ? '' : name === 'rollback' ? '[--to N] [--force]' : name === 'backup' ? '--to FILE' : '[--to N]',
   options: sub.options,
   positionals: [0, 0] as const,
   run: sub.run,

@@ -1,4 +1,5 @@
-import { closeSync, constants as fsConstants, existsSync, futimesSync, lstatSync, openSync, rmSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, fsyncSync, futimesSync, linkSync, lstatSync, openSync, rmSync, statSync, type Stats } from 'node:fs';
+import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -672,6 +673,51 @@ export class SqliteAdapter implements Adapter {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * VACUUM INTO a temporary name beside `path`: one read transaction, a consistent snapshot that
+   * writers (a running daemon) do not disturb; then fsynced and given its name with link(), which
+   * refuses an existing file, and the directory fsynced. A crash leaves no file under `path`.
+   */
+  async backup(path: string): Promise<void> {
+    const wait = this.#mutex.acquire();
+    if (wait) await wait;
+    const tmp = `${path}.partial-${process.pid}`;
+    try {
+      if (this.#closed) throw new StorageError('STORAGE_UNAVAILABLE', `the store at ${this.location} is closed`, { hint: CLOSED_HINT });
+      if (existsSync(path)) {
+        throw new BotstateError('INVALID_ARGUMENT', `${path} exists already: a backup never replaces a file`, { hint: 'give the backup a new name' });
+      }
+      rmSync(tmp, { force: true });
+      try {
+        this.#db.prepare('VACUUM INTO ?').run(tmp);
+      } catch (e) {
+        throw classifySqliteError(e, path);
+      }
+      try {
+        const fd = openSync(tmp, 'r');
+        try {
+          fsyncSync(fd);
+        } finally {
+          closeSync(fd);
+        }
+        linkSync(tmp, path);
+        const dir = openSync(dirname(path), 'r');
+        try {
+          fsyncSync(dir);
+        } finally {
+          closeSync(dir);
+        }
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') throw new BotstateError('INVALID_ARGUMENT', `${path} exists already: a backup never replaces a file`, { hint: 'give the backup a new name' });
+        throw new StorageError('STORAGE_FAILED', `cannot write the backup ${path}: ${code ?? String(e)}`, { hint: 'check the folder, its permissions and free space', cause: e });
+      }
+    } finally {
+      rmSync(tmp, { force: true });
+      this.#mutex.release();
+    }
   }
 
   async close(): Promise<void> {
