@@ -144,13 +144,34 @@ function change(entry: AuditEntry): string {
     const job = after as unknown as Job;
     parts.push(`${job.mode} job created ${job.status}`);
   } else {
+    const show = (v: unknown) => (v === null || v === undefined ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v));
     for (const key of Object.keys(after)) {
       if (key === 'trade') continue;
-      const show = (v: unknown) => (v === null || v === undefined ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v));
-      parts.push(`${key}: ${show(before[key])} → ${show(after[key])}`);
+      const [b, a] = [before[key], after[key]];
+      if (!isPlainObject(b) && !isPlainObject(a)) {
+        parts.push(`${key}: ${show(b)} → ${show(a)}`);
+        continue;
+      }
+      // A config: the values that changed, by path, not two whole documents.
+      const was = leaves(b, key);
+      const now = leaves(a, key);
+      for (const path of new Set([...was.keys(), ...now.keys()])) {
+        if (JSON.stringify(was.get(path)) !== JSON.stringify(now.get(path))) parts.push(`${path}: ${show(was.get(path))} → ${show(now.get(path))}`);
+      }
     }
   }
   return parts.join('; ');
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Every leaf value of `v` by its dotted path under `prefix` (`config.accumulate.dcaAmount`). */
+function leaves(v: unknown, prefix: string, out = new Map<string, unknown>()): Map<string, unknown> {
+  if (isPlainObject(v)) for (const [k, x] of Object.entries(v)) leaves(x, `${prefix}.${k}`, out);
+  else if (v !== undefined) out.set(prefix, v);
+  return out;
 }
 
 export function historyTable(entries: readonly AuditEntry[]): string {

@@ -341,6 +341,8 @@ for (const engine of ENGINES) {
       assert.match(historyH.stdout, /^2\s+\S+Z\s+cli\S*\s+job\s+pause\s+status: RUNNING → PAUSED/m);
       assert.match(historyH.stdout, /^4\s+\S+Z\s+cli\S*\s+trade\s+record\s+EXECUTED BUY DCA 1234567890123456789012345\.123456789012345678 @ 20\.33 \(cli-1\)/m);
       assert.match(historyH.stdout, /^8\s+\S+Z\s+cli\S*\s+job\s+liquidate\s+status: RUNNING → LIQUIDATING/m);
+      // A config change shows the values that changed, not two whole configs.
+      assert.match(historyH.stdout, new RegExp(`^7\\s+\\S+Z\\s+cli\\S*\\s+job\\s+configure\\s+config\\.accumulate\\.maxAccumulationUsd: 1000 → ${BIG_CONFIG.replace('.', '\\.')}; config\\.limits\\.maxTradesPerHour: - → 12 *$`, 'm'));
 
       // verify
       const [verifyH, verifyJ] = await Promise.all([cli(['verify', ...db]), cli(['verify', '--json', ...db])]);
