@@ -219,7 +219,7 @@ export class PaperBook {
     const tokens = this.#balance(request.token);
     let error: string | null = null;
     if (isZero(baseAmount) || isZero(quoteAmount)) {
-      error = `order too small: ${isZero(baseAmount) ? `baseAmount ${request.quoteAmount} ÷ price ${price}` : `quoteAmount ${request.baseAmount} × price ${price}`} rounds to 0`;
+      error = `order too small: ${isZero(baseAmount) ? `quoteAmount ${request.quoteAmount} ÷ price ${price} buys less than 10⁻¹⁸ tokens` : `baseAmount ${request.baseAmount} × price ${price} is worth less than 10⁻¹⁸ USD`}`;
     } else if (request.side === 'BUY' && cmp(quoteAmount, usd) > 0) {
       error = `insufficient USD balance: the order needs ${quoteAmount}, the account has ${usd}`;
     } else if (request.side === 'SELL' && cmp(baseAmount, tokens) > 0) {
