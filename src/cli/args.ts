@@ -24,8 +24,8 @@ export interface Parsed {
 
 /** Strict parsing: an unknown flag or a missing value is a usage error naming it. */
 export function parse(args: readonly string[], options: OptionSpecs, command: string): Parsed {
+  const all = { ...GLOBAL_OPTIONS, ...options } as Record<string, ParseArgsOptionDescriptor>;
   try {
-    const all = { ...GLOBAL_OPTIONS, ...options } as Record<string, ParseArgsOptionDescriptor>;
     const { values, positionals, tokens } = parseArgs({ args: [...args], options: all, strict: true, allowPositionals: true, tokens: true });
     // Node keeps the last of a repeated flag: `record --side buy --side sell` would record a sell.
     const seen = new Map<string, string>();
@@ -45,8 +45,12 @@ export function parse(args: readonly string[], options: OptionSpecs, command: st
       // `--base -1`: Node's own message says "ambiguous" and little else.
       const flag = ambiguous[1]!;
       const value = args[args.indexOf(flag) + 1] ?? '';
-      // `--chain --json`: the value was left out, not given with a dash.
-      if (!/^-[\d.]/.test(value)) throw new ValidationError('USAGE', `${flag} needs a value (${value} after it is a flag)`, { hint: `see botstate ${command} --help` });
+      // `--chain --json`: the value was left out (the next word is one of the command's flags),
+      // not given with a dash (`--error "-x: refused"`, `--base -1`).
+      const name = /^--([\w-]+)(?:=|$)/.exec(value)?.[1];
+      const short = /^-(\w)$/.exec(value)?.[1];
+      const isFlag = (name !== undefined && Object.hasOwn(all, name)) || (short !== undefined && Object.values(all).some((o) => o.short === short));
+      if (isFlag) throw new ValidationError('USAGE', `${flag} needs a value (${value} after it is a flag)`, { hint: `see botstate ${command} --help` });
       throw new ValidationError('USAGE', `${flag} ${value}: a value starting with "-" is taken for a flag`, {
         hint: `amounts and counts cannot be negative; to pass such a value anyway write ${flag}=${value}`,
       });

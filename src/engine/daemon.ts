@@ -137,7 +137,8 @@ export class Daemon {
   readonly #failure = Promise.withResolvers<BotstateError>();
   /** How long the registration took, once done. */
   #registeredMs: number | undefined;
-  #outageSince: number | undefined;
+  /** Since when the exchange has been unreachable, and which kind of call found it so. */
+  #outage: { since: number; kind: 'prices' | 'orders' } | undefined;
   /** The error the last ticks failed with, since when, and how many ticks (said once). */
   #tickFailure: { message: string; since: number; count: number } | undefined;
   /** The jobs held at the last tick (see #sayLeaseChanges); undefined before the first. */
@@ -405,32 +406,36 @@ export class Daemon {
       const prices = await this.#exchange.getPrices([...new Set(jobs.map((j) => j.tokenAddress))]);
       // Not the contract's Map (an adapter's plain object): each step asks getPrice instead.
       if (!(prices instanceof Map)) return new Map();
-      this.#exchangeAnswered();
+      this.#exchangeAnswered('prices');
       return prices;
     } catch (e) {
       // The whole exchange is unreachable: skip the tick rather than count a failure against
       // every job (which would put them all in ERROR during an outage). Open intents are
       // reconciled once it answers again.
       if (e instanceof ExchangeUnavailableError) {
-        this.#exchangeUnavailable(e);
+        this.#exchangeUnavailable(e, 'prices');
         return 'outage';
       }
       return new Map();
     }
   }
 
-  /** Says once that the exchange cannot be reached (a price request, or an open intent's lookup). */
-  #exchangeUnavailable(e: ExchangeUnavailableError): void {
-    if (this.#outageSince !== undefined) return;
-    this.#outageSince = Date.now();
+  /**
+   * Says once that the exchange cannot be reached, by `kind` of call: prices, or an open intent's
+   * lookup. Only the kind of call that found the outage says when it is over: with prices
+   * answering and lookups failing (a partial outage), the two would otherwise take turns every tick.
+   */
+  #exchangeUnavailable(e: ExchangeUnavailableError, kind: 'prices' | 'orders'): void {
+    if (this.#outage !== undefined) return;
+    this.#outage = { since: Date.now(), kind };
     this.#log(`${stamp()}  exchange unavailable (${e.message}); waiting for it`);
   }
 
-  /** Says once that the exchange answers again. */
-  #exchangeAnswered(): void {
-    if (this.#outageSince === undefined) return;
-    this.#log(`${stamp()}  exchange reachable again after ${Math.round((Date.now() - this.#outageSince) / 1000)} s`);
-    this.#outageSince = undefined;
+  /** Says once that the exchange answers again (a call of the kind that found it unavailable). */
+  #exchangeAnswered(kind: 'prices' | 'orders'): void {
+    if (this.#outage?.kind !== kind) return;
+    this.#log(`${stamp()}  exchange reachable again after ${Math.round((Date.now() - this.#outage.since) / 1000)} s`);
+    this.#outage = undefined;
   }
 
   /** What the exchange has of these intents, in one round trip when it can (getOrders). */
@@ -438,7 +443,7 @@ export class Daemon {
     if (!this.#exchange.getOrders || trades.length === 0) return undefined;
     try {
       const found = await this.#exchange.getOrders(trades.map((t) => t.clientOrderId));
-      this.#exchangeAnswered();
+      this.#exchangeAnswered('orders');
       return found instanceof Map ? found : undefined; // otherwise each intent is looked up alone
     } catch {
       return undefined;
@@ -708,12 +713,12 @@ export class Daemon {
     } catch (e) {
       if (e instanceof ExchangeUnavailableError) {
         // Every job with an open intent asks this, not for a price: the only sign of an outage then.
-        this.#exchangeUnavailable(e);
+        this.#exchangeUnavailable(e, 'orders');
         return { outcome: 'unknown', resent: false };
       }
       throw e;
     }
-    if (!known) this.#exchangeAnswered();
+    if (!known) this.#exchangeAnswered('orders');
     if (order) return { outcome: await this.#settle(job, trade, answered(order, trade), runner, phase), resent: false };
     return { outcome: await this.#execute(job, trade, runner, phase), resent: true };
   }

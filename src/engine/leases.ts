@@ -34,7 +34,8 @@ function leaseClock(store: Store): ((tx: Executor) => Promise<number>) | undefin
 }
 
 /**
- * The daemon that holds a job's lease now (an owner and an expiry not passed), or undefined.
+ * The daemon that holds a job's lease now (an owner and an expiry not passed), or undefined; an
+ * expired lease is released (a new epoch, no owner), so that its daemon cannot write on woken.
  * Inside the caller's transaction; on PostgreSQL the lease row stays locked until it ends, so no
  * daemon takes the lease meanwhile. A job no daemon has leased yet has no row to lock: one is
  * inserted unowned first (what a daemon's sync would insert), so that a daemon starting on the
@@ -57,7 +58,13 @@ export async function leaseHolder(store: Store, tx: Executor, jobId: string): Pr
   // Held up to its expiry, as the daemons count it (one is taken over once expires_at < now),
   // even when its daemon looks gone: a daemon in another pid namespace (a container) on a host
   // of the same name has a pid this host does not see.
-  if (Date.parse(lease.expires_at) < now) return undefined;
+  if (Date.parse(lease.expires_at) < now) {
+    // Expired, yet its daemon may only be stalled (a paused VM): it would renew the lease as it
+    // wakes and write its strategy state from memory over this change. Released here with a new
+    // epoch, in the caller's transaction, its fence no longer holds: it reloads the job instead.
+    await tx.run("UPDATE job_leases SET owner = '', epoch = epoch + 1 WHERE job_id = ?", [jobId]);
+    return undefined;
+  }
   return { owner: lease.owner, expiresAt: lease.expires_at };
 }
 

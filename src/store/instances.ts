@@ -13,7 +13,8 @@ export interface InstanceRow {
   readonly heartbeat_at: string;
 }
 
-function pidExists(pid: number): boolean {
+/** Whether a process of that id exists on this host (one of another user's counts). */
+export function pidExists(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

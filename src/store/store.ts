@@ -252,8 +252,11 @@ export class Store {
 
   /**
    * SQLite: writes a consistent copy of the database to `path`, a new file (an existing one is
-   * refused, INVALID_ARGUMENT), while others go on writing; a crash leaves no file under that name.
-   * PostgreSQL is backed up with its own tools (pg_dump): refused, INVALID_ARGUMENT.
+   * refused, INVALID_ARGUMENT) with the database's file mode, while other processes go on
+   * writing; a crash leaves no file under that name. It runs on this thread and holds this store
+   * for its length: in a daemon's process, that holds the daemon up (run `botstate db backup`
+   * from another process instead). PostgreSQL is backed up with its own tools (pg_dump):
+   * refused, INVALID_ARGUMENT.
    */
   async backup(path: string): Promise<void> {
     if (typeof path !== 'string' || path === '') throw new ValidationError('INVALID_ARGUMENT', 'backup needs the path of the file to write', { hint: "pass a path such as './botstate-2026-11-26.db'" });

@@ -537,6 +537,8 @@ for (const engine of ENGINES) {
         [['status', TOKEN, '--chain', 'base', '--chain', 'arbitrum', ...db], 2, /--chain is given twice/],
         // A flag left without its value, before another flag: not advice to pass the flag as the value.
         [['status', TOKEN, '--chain', '--json', ...db], 2, /^botstate: --chain needs a value \(--json after it is a flag\) \(see botstate status --help\)/],
+        // A value that starts with a dash but is no flag of the command keeps the advice to write it with =.
+        [['settle', 'o-1', '--status', 'failed', '--error', '-x: refused', ...db], 2, /^botstate: --error -x: refused: a value starting with "-" is taken for a flag \(.*write --error=-x: refused\)/],
         // What the line echoes back is shown escaped (no raw ESC reaches the terminal) and, when
         // very long, cut in the middle.
         [['start', UNKNOWN_TOKEN, '--symbol', 'A\x1b[31mRED', ...db], 2, /"A\\x1b\[31mRED"/],
@@ -744,7 +746,7 @@ describe('botstate CLI without a job database', () => {
     const before = dump();
     refused(await cli(executed), 3, /daemon daemon-1 holds the job of o-1 and may be settling it itself \(stop every daemon on this database first/);
     // A trade recorded by hand counts in the strategy state, which the daemon keeps in memory: refused too.
-    refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-held'), ...db]), 3, /daemon daemon-1 runs the job of 0x\S+ and keeps its strategy state in memory: it would not count this trade \(stop every daemon/);
+    refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-held'), ...db]), 3, /daemon daemon-1 runs the job of 0x\S+ and keeps its strategy state in memory: it would not count this trade \(pause the job and record once its daemon has let it go/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '0', '--quote', '10', '--price', '2', ...db]), 2, /--base must be greater than 0/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '10', '--price', '0', ...db]), 2, /--price must be greater than 0, got 0 \(give the token's USD price at the fill\)/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '1.5e3', '--price', '2', ...db]), 2, /--quote/);
@@ -759,14 +761,21 @@ describe('botstate CLI without a job database', () => {
     refused(await cli(['settle', 'o-1', '--status', 'failed', '--error', 'x', '--executed-at', filledAt, ...db]), 2, /--executed-at does not go with --status failed/);
     assert.equal(dump(), before, 'nothing changed');
 
-    // The daemon gone (its lease handed back, or expired): settled.
+    // The lease expired (its daemon gone, or only stalled): settled, and the lease released with
+    // a new epoch, so that a stalled daemon waking up cannot write over the settlement.
     const release = new Database(path);
-    release.prepare("UPDATE job_leases SET owner = '', expires_at = ?").run(new Date(Date.now() - 1000).toISOString());
+    release.prepare('UPDATE job_leases SET expires_at = ?').run(new Date(Date.now() - 1000).toISOString());
     release.close();
     // An intent's fill is no more than it asked for (its quote here).
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '5', '--quote', '10.5', '--price', '2', ...db]), 2, /the fill's quoteAmount 10\.5 is more than intent o-1 asked for, 10 \(an exchange fills no more than asked/);
     assert.equal(dump(), before, 'nothing changed');
     const first = ok(await cli(executed));
+    const lease = new Database(path, { readonly: true });
+    try {
+      assert.deepEqual(lease.prepare('SELECT owner, epoch FROM job_leases').get(), { owner: '', epoch: 2 });
+    } finally {
+      lease.close();
+    }
     assert.equal(first.stdout, 'Settled o-1: EXECUTED BUY 4.000000000000000001; tokenBalance 4.000000000000000001, totalAccumulated 10\n');
     const filled = new Database(path, { readonly: true });
     try {

@@ -15,7 +15,7 @@
  * No float touches an amount: sums are exact decimal strings.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -953,6 +953,30 @@ for (const engine of ENGINES) {
       for (const job of jobs) assert.equal((await store.jobs.get({ id: job.id })).status, 'RUNNING');
     });
 
+    it('a partial outage (prices answer, order lookups do not) is said once, not ended by the prices every tick', async () => {
+      const ex = await paper();
+      const open = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'OPEN', set: [FAST_DCA] });
+      await store.ledger.recordIntent({ job: { id: open.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'FREE', set: [FAST_DCA] });
+      const http = new HttpExchange(ex.url);
+      const lookupsDown: Exchange = {
+        placeOrder: (o) => http.placeOrder(o),
+        getPrice: (t) => http.getPrice(t),
+        getPrices: (ts) => http.getPrices(ts),
+        getBalances: () => http.getBalances(),
+        getOrder: () => Promise.reject(new ExchangeUnavailableError('order lookups time out')),
+        getOrders: () => Promise.reject(new ExchangeUnavailableError('order lookups time out')),
+      };
+      const { daemon, lines } = makeDaemon(store, lookupsDown, { tickMs: 30 });
+      await daemon.start();
+      await sleep(500);
+      await daemon.stop();
+      assert.deepEqual(lines.filter((l) => /exchange (unavailable|reachable again)/.test(l)).map((l) => l.replace(/^\S+  /, '')), [
+        'exchange unavailable (order lookups time out); waiting for it',
+      ]);
+      assert.equal((await store.ledger.pending()).length, 1);
+    });
+
     it('a job whose row cannot be read (its config edited outside botstate) is skipped and said once; the other keeps trading', async () => {
       const ex = await paper();
       const damaged = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'BAD', set: [FAST_DCA] });
@@ -1405,6 +1429,17 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     assert.equal(nowhere.code, 5, nowhere.err);
     const pgUrl = await run(['db', 'backup', '--to', 'x.db', '--db', 'postgres://postgres@127.0.0.1:5432/test']);
     assert.deepEqual([pgUrl.code, pgUrl.err], [2, 'botstate: botstate db backup copies SQLite files; this database is PostgreSQL (use pg_dump (pg_dump --schema=<schema> for a schema of its own), which copies a consistent snapshot too)\n']);
+    assert.deepEqual(readdirSync(dirname(fx.url)).filter((f) => f.includes('partial')), []);
+    // The copy is as private as the database (0600 as botstate creates it), whatever the umask.
+    assert.equal(statSync(to).mode & 0o777, statSync(fx.url).mode & 0o777);
+    assert.equal(statSync(to).mode & 0o777, 0o600);
+    // Taken before a migration, at any schema version; a crashed backup's partial file goes.
+    const old = await run(['db', 'rollback', '--to', '1', '--force', '--db', fx.url]);
+    assert.equal(old.code, 0, old.err);
+    const second = join(dirname(fx.url), 'before-migrate.db');
+    writeFileSync(`${second}.partial-999999999`, 'left by a backup killed half-way');
+    const atV1 = await run(['db', 'backup', '--to', second, '--db', fx.url]);
+    assert.equal(atV1.code, 0, atV1.err);
     assert.deepEqual(readdirSync(dirname(fx.url)).filter((f) => f.includes('partial')), []);
   });
 

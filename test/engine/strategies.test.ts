@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
-  afterFill, decide, emptyScratch, parseScratch, tradesInLastHour,
+  afterFill, decide, emptyScratch, parseScratch, scratchAfterFill, tradesInLastHour,
   type Decision, type OrderPlan, type Scratch,
 } from '../../src/engine/strategies/strategy.ts';
 import { defaultConfig, resolveConfig } from '../../src/jobs/config.ts';
@@ -432,6 +432,13 @@ describe('liquidating', () => {
     assert.equal(sellable.completeLiquidation, false);
   });
 
+  it('a slice leaves a rest that an order can still sell (worth 10⁻¹⁸ USD or more)', () => {
+    const job = makeJob({ status: 'LIQUIDATING', tokenBalance: '2.000000000000000001', sets: ['limits.maxOrderUsd=1'] });
+    const d = decide({ job, scratch: emptyScratch(), price: '0.5', now: T0 });
+    // Selling 2 (worth 1) would leave 10⁻¹⁸ token, worth 5 × 10⁻¹⁹ USD: no order could sell it.
+    assert.deepEqual(d.order, { side: 'SELL', reason: 'LIQUIDATE', baseAmount: '1.999999999999999999' });
+  });
+
   it('completes at once with a zero balance', () => {
     const d = decide({ job: makeJob({ status: 'LIQUIDATING' }), scratch: emptyScratch(), price: '1', now: T0 });
     assert.equal(d.order, null);
@@ -542,6 +549,23 @@ describe('afterFill', () => {
     const late = afterFill({ job, scratch: d2, trade: trade({ clientOrderId: 'c', executedAt: '2024-03-01T12:00:00.000Z', quoteAmount: '7', side: 'SELL' }), now: T0 });
     assert.deepEqual([d1.day, d1.dayVolume, d2.day, d2.dayVolume, late.day, late.dayVolume], ['2024-03-01', '2', '2024-03-02', '5', '2024-03-02', '5']);
     assert.equal(late.quoteFlow, '0'); // -2 - 5 + 7
+  });
+});
+
+describe('scratchAfterFill (a fill entered by hand)', () => {
+  const trade = (coid: string): Trade => ({
+    id: 't', jobId: 'job-1', side: 'BUY', reason: 'DCA', baseAmount: '5', quoteAmount: '10', priceUsd: '2', clientOrderId: coid,
+    exchangeOrderId: null, txHash: null, status: 'EXECUTED', error: null, createdAt: new Date(T0).toISOString(), executedAt: new Date(T0).toISOString(),
+  });
+  it('counts the fill in the daemon\'s scratch, a new one included, as afterFill does', () => {
+    const fresh = scratchAfterFill({ job: makeJob(), trade: trade('h-1') }, T0);
+    assert.deepEqual([fresh?.quoteFlow, fresh?.dayVolume, fresh?.lastFill], ['-10', '10', 'h-1']);
+    const job = { ...makeJob(), strategyState: JSON.parse(JSON.stringify(fresh)) as Record<string, unknown> };
+    assert.deepEqual(scratchAfterFill({ job, trade: trade('h-2') }, T0)?.quoteFlow, '-20');
+  });
+  it('leaves strategy state of another kind (a library user\'s own strategy) as it is', () => {
+    const job = { ...makeJob(), strategyState: { myBot: { gridLevel: 7 } } };
+    assert.equal(scratchAfterFill({ job, trade: trade('h-1') }, T0), undefined);
   });
 });
 

@@ -11,12 +11,19 @@ function sqliteError(code: string, message: string): Error {
 }
 
 describe('SQLite errors', () => {
-  it('a full disk, or an I/O error (growing the shared-memory file on a full disk), says to free space', () => {
-    for (const [code, message] of [['SQLITE_FULL', 'database or disk is full'], ['SQLITE_IOERR_SHMSIZE', 'disk I/O error'], ['SQLITE_IOERR', 'disk I/O error']]) {
-      const e = classifySqliteError(sqliteError(code!, message!), '/data/bot.db');
+  it('a full disk says to free space, and that nothing of the change was written', () => {
+    const e = classifySqliteError(sqliteError('SQLITE_FULL', 'database or disk is full'), '/data/bot.db');
+    assert.equal(e.code, 'STORAGE_FAILED');
+    assert.equal(e.message, 'SQLite failed on /data/bot.db: database or disk is full [SQLITE_FULL]');
+    assert.equal(e.hint, 'free disk space where /data/bot.db is, then retry (nothing of the failed change was written)');
+  });
+
+  it('an I/O error (growing the shared-memory file on a full disk, a failed fsync) says to check the disk, and claims nothing', () => {
+    for (const code of ['SQLITE_IOERR_SHMSIZE', 'SQLITE_IOERR_FSYNC', 'SQLITE_IOERR']) {
+      const e = classifySqliteError(sqliteError(code, 'disk I/O error'), '/data/bot.db');
       assert.equal(e.code, 'STORAGE_FAILED');
-      assert.equal(e.message, `SQLite failed on /data/bot.db: ${message} [${code}]`);
-      assert.match(e.hint ?? '', /^free disk space where \/data\/bot\.db is, then retry \(nothing of the failed change was written\)/);
+      assert.equal(e.message, `SQLite failed on /data/bot.db: disk I/O error [${code}]`);
+      assert.equal(e.hint, 'check the disk where /data/bot.db is (free space first, then errors), then retry');
     }
   });
 });

@@ -2,7 +2,7 @@ import { ValidationError } from '../../errors.ts';
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseLocation } from '../../store/location.ts';
-import { EXISTING, withStore, type Command, type CommandContext } from '../command.ts';
+import { withStore, type Command, type CommandContext } from '../command.ts';
 import { json, table } from '../output.ts';
 import type { Migration } from '../../store/migrations/migration.ts';
 import { LATEST_VERSION } from '../../store/migrations/index.ts';
@@ -78,7 +78,8 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
       }
       const path = resolve(to);
       const t0 = performance.now();
-      await withStore(ctx, EXISTING, (store) => store.backup(path));
+      // Any schema version: a backup is what to take before a migration (or after a downgrade).
+      await withStore(ctx, { schema: 'none', create: false }, (store) => store.backup(path));
       const bytes = statSync(path).size;
       if (ctx.json) return void ctx.io.out(json({ backup: path, bytes }));
       ctx.io.out(`Backed up to ${path} (${bytes} bytes, ${Math.round(performance.now() - t0)} ms). Check it with botstate verify --db ${path}\n`);

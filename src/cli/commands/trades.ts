@@ -140,7 +140,14 @@ const record: Command = {
         const known = await store.ledger.get(input.clientOrderId).then(() => true, notFound);
         const job = known ? undefined : await store.jobs.get(ref);
         const holder = job === undefined ? undefined : await leaseHolder(store, tx, job.id);
-        if (holder !== undefined) throw daemonHolds(holder, `daemon ${holder.owner} runs the job of ${job!.tokenAddress} and keeps its strategy state in memory: it would not count this trade`);
+        if (holder !== undefined) {
+          throw daemonHolds(
+            holder,
+            `daemon ${holder.owner} runs the job of ${job!.tokenAddress} and keeps its strategy state in memory: it would not count this trade`,
+            // A paused job with no open order is let go at the daemon's next tick.
+            'pause the job and record once its daemon has let it go (its log says so by its next tick, unless an order of the job is open), or stop every daemon on this database',
+          );
+        }
         return store.ledger.recordTrade(input, { scratch: scratchAfterFill });
       }),
     );
@@ -161,9 +168,13 @@ function notFound(e: unknown): false {
   throw e;
 }
 
-function daemonHolds(holder: { owner: string; expiresAt: string }, message: string): BotstateError {
+function daemonHolds(
+  holder: { owner: string; expiresAt: string },
+  message: string,
+  what = 'stop every daemon on this database first (another one takes over a job with an open order; a stopped daemon hands its leases back immediately)',
+): BotstateError {
   return new BotstateError('DAEMON_RUNNING', message, {
-    hint: `stop every daemon on this database first (another one takes over a job with an open order; a stopped daemon hands its leases back immediately), or wait for the lease to expire (${holder.expiresAt})`,
+    hint: `${what}, or wait for the lease to expire (${holder.expiresAt})`,
     details: holder,
   });
 }

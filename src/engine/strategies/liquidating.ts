@@ -4,7 +4,7 @@
  * order can sell, which the job keeps), the daemon completes the liquidation (LIQUIDATING → IDLE). Respects limits.maxTradesPerHour; ignores the buy-side limits and
  * liquidity.maxDailyVolume. See docs/strategies.md.
  */
-import { cmp, div, min, mul, sub, type Decimal } from '../../money/decimal.ts';
+import { cmp, div, max, min, mul, sub, type Decimal } from '../../money/decimal.ts';
 import { begin, finish, tradeLimitReached, type Decision, type StrategyInput } from './strategy.ts';
 
 /**
@@ -23,7 +23,10 @@ export function liquidationSlice(balance: Decimal, price: Decimal, maxOrderUsd: 
   const hi = div(maxOrderUsd, price, 'down'); // the most base worth ≤ maxOrderUsd
   if (cmp(balance, hi) <= 0) return balance;
   if (cmp(hi, '0') <= 0) return null;
-  let lo = minTradeUsd === null ? '0' : div(minTradeUsd, price, 'up'); // the least base worth ≥ minTradeUsd
+  // The least base worth ≥ minTradeUsd, and worth something at all (≥ 10⁻¹⁸ USD): a rest worth
+  // less could be sold by no order.
+  const sellable = div('0.000000000000000001', price, 'up');
+  let lo = minTradeUsd === null ? sellable : max(div(minTradeUsd, price, 'up'), sellable);
   if (cmp(lo, hi) > 0) lo = hi;
   const slice = min(hi, sub(balance, lo));
   return cmp(slice, lo) >= 0 && cmp(slice, '0') > 0 ? slice : balance;

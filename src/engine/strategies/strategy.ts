@@ -20,7 +20,7 @@ import { add, cmp, div, isDecimal, min, mul, sub, toUnits, type Decimal } from '
 import { decideAccumulate } from './accumulate.ts';
 import { decideLiquidating } from './liquidating.ts';
 import { decideLiquidity } from './liquidity.ts';
-import { parseScratch, TRADE_MINUTES_CAP, TRADE_TIMES_CAP, type Scratch } from './scratch.ts';
+import { parseScratch, SCRATCH_VERSION, TRADE_MINUTES_CAP, TRADE_TIMES_CAP, type Scratch } from './scratch.ts';
 
 export { emptyScratch, parseScratch, MA_WINDOW, SCRATCH_VERSION, type Scratch } from './scratch.ts';
 
@@ -129,7 +129,8 @@ export function afterFill(input: AfterFillInput): Scratch {
 
 /**
  * A job's strategy scratch after a fill settled or recorded outside the daemon (by hand), as the
- * daemon would have left it; undefined when it does not change. Pass it as the `scratch` option of
+ * daemon would have left it; undefined when it does not change, or when the job's strategy state
+ * is not the daemon's (a document without the daemon's version `v`: another strategy's). Pass it as the `scratch` option of
  * `ledger.settle` or `ledger.recordTrade`: the fill then counts against the job's limits
  * (maxTradesPerHour, maxDailyVolume), its liquidity cash and its dip, as the daemon's own fills do.
  *
@@ -137,7 +138,11 @@ export function afterFill(input: AfterFillInput): Scratch {
  * await store.ledger.settle(clientOrderId, fill, { scratch: scratchAfterFill });
  */
 export function scratchAfterFill(settled: { readonly job: Job; readonly trade: Trade }, now: number = Date.now()): Scratch | undefined {
-  const before = parseScratch(settled.job.strategyState, settled.job);
+  // Strategy state of another kind (a library user's own strategy keeps its own) is not the
+  // daemon's to rewrite: left as it is.
+  const stored = settled.job.strategyState;
+  if (Object.keys(stored).length > 0 && stored['v'] !== SCRATCH_VERSION) return undefined;
+  const before = parseScratch(stored, settled.job);
   const after = afterFill({ job: settled.job, scratch: before, trade: settled.trade, now });
   return after === before ? undefined : after;
 }

@@ -1,5 +1,5 @@
-import { closeSync, constants as fsConstants, existsSync, fsyncSync, futimesSync, linkSync, lstatSync, openSync, rmSync, statSync, type Stats } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, constants as fsConstants, existsSync, fchmodSync, fsyncSync, futimesSync, linkSync, lstatSync, openSync, readdirSync, rmSync, statSync, type Stats } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -14,6 +14,7 @@ import type {
   SqlParam,
   TransactionOptions,
 } from '../adapter.ts';
+import { pidExists } from '../instances.ts';
 import { Mutex } from '../mutex.ts';
 import { WalSync } from './wal-sync.ts';
 
@@ -689,7 +690,22 @@ export class SqliteAdapter implements Adapter {
       if (existsSync(path)) {
         throw new BotstateError('INVALID_ARGUMENT', `${path} exists already: a backup never replaces a file`, { hint: 'give the backup a new name' });
       }
-      rmSync(tmp, { force: true });
+      removeAbandonedPartials(path);
+      try {
+        // Made here, empty, with the database's own mode (0600 as botstate creates it; VACUUM
+        // INTO would take the umask's, and the ledger would be readable by anyone).
+        const fd = openSync(tmp, 'wx', 0o600);
+        try {
+          fchmodSync(fd, statSync(this.location).mode & 0o777);
+        } finally {
+          closeSync(fd);
+        }
+      } catch (e) {
+        throw new StorageError('STORAGE_UNAVAILABLE', `cannot write the backup ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, {
+          hint: 'check that the folder exists and that this user may write there',
+          cause: e,
+        });
+      }
       try {
         this.#db.prepare('VACUUM INTO ?').run(tmp);
       } catch (e) {
@@ -878,6 +894,26 @@ function statOrNone(path: string): Stats | undefined {
   }
 }
 
+/**
+ * `<path>.partial-<pid>` files of backups whose process is gone (it crashed, or was killed,
+ * before naming its copy): removed before a new backup to the same path.
+ */
+function removeAbandonedPartials(path: string): void {
+  const prefix = `${basename(path)}.partial-`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(path));
+  } catch {
+    return; // the folder's own error comes with the backup's first write
+  }
+  for (const name of names) {
+    const pid = Number(name.slice(prefix.length));
+    if (!name.startsWith(prefix) || !Number.isSafeInteger(pid) || pid <= 0) continue;
+    if (pid !== process.pid && pidExists(pid)) continue;
+    rmSync(join(dirname(path), name), { force: true });
+  }
+}
+
 function prepareFile(path: string, create: boolean): void {
   const stat = statOrNone(path);
   if (stat !== undefined) {
@@ -943,11 +979,18 @@ export function classifySqliteError(e: unknown, where: string): BotstateError {
     });
   }
   if (code.startsWith('SQLITE_CONSTRAINT')) return constraintViolation(message, code, e);
-  if (code === 'SQLITE_FULL' || code.startsWith('SQLITE_IOERR')) {
-    // SQLite rolls the transaction back: nothing of it was written. A full disk is the usual cause
-    // of both (an I/O error growing the shared-memory file is SQLITE_IOERR_SHMSIZE).
+  if (code === 'SQLITE_FULL') {
+    // SQLite rolls the transaction back: nothing of it was written.
     return new StorageError('STORAGE_FAILED', `SQLite failed on ${where}: ${message} [${code}]`, {
-      hint: `free disk space where ${where} is, then retry (nothing of the failed change was written); if the disk is not full, check it for errors`,
+      hint: `free disk space where ${where} is, then retry (nothing of the failed change was written)`,
+      cause: e,
+    });
+  }
+  if (code.startsWith('SQLITE_IOERR')) {
+    // A full disk is the usual cause (growing the shared-memory file is SQLITE_IOERR_SHMSIZE). Of
+    // a COMMIT whose fsync failed, what was written may or may not come back: no claim here.
+    return new StorageError('STORAGE_FAILED', `SQLite failed on ${where}: ${message} [${code}]`, {
+      hint: `check the disk where ${where} is (free space first, then errors), then retry`,
       cause: e,
     });
   }
