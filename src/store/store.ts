@@ -23,8 +23,10 @@ export interface StoreOptions {
    * What to do about the schema on open: `migrate` (default) applies pending migrations under
    * the migration lock, and refuses a schema newer than this code or an edited migration;
    * `check` refuses unless the schema is exactly current (and never creates a SQLite file);
-   * `create` migrates a database that has no botstate schema yet (new) and otherwise acts as
-   * `check` (what `botstate start` does: a command that may be refused must not have migrated);
+   * `create` migrates a database that has no botstate schema yet (new), or one part-way through
+   * being made that holds no job yet (another process is making it, or was killed doing so), and
+   * otherwise acts as `check` (what `botstate start` does: a command that may be refused must not
+   * have migrated a database in use);
    * `none` checks nothing, for `botstate db …` — a store opened so must not be used for jobs.
    */
   readonly schema?: 'migrate' | 'create' | 'check' | 'none';
@@ -151,7 +153,11 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
     else if (opts.schema === 'check') await assertCurrent(adapter);
     else if (opts.schema === 'create') {
       const status = await schemaStatus(adapter);
-      if (status.current === 0) await migrate(adapter);
+      // A new database, or one still being made: another process creating it is part-way
+      // through (migrate waits for it under the migration lock, then goes on from the version it
+      // left), or one was killed part-way. Holding no job, it has nothing to lose by migrating.
+      // An outdated database in use is left to db migrate.
+      if (status.current === 0 || (status.current < status.latest && !(await holdsJobs(adapter)))) await migrate(adapter);
       else checkCurrent(status, adapter.location);
     }
   } catch (e) {
@@ -159,6 +165,11 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
     throw e;
   }
   return new Store(adapter, opts.actor);
+}
+
+/** Whether the database holds any job (its jobs table exists from schema version 1 on). */
+async function holdsJobs(adapter: Adapter): Promise<boolean> {
+  return adapter.transaction(async (tx) => (await tx.get('SELECT 1 AS one FROM jobs LIMIT 1')) !== undefined, { readOnly: true });
 }
 
 /**

@@ -824,6 +824,24 @@ describe('botstate CLI without a job database', () => {
     ok(await cli(['verify', ...db]));
   });
 
+  it('start on a new database: several at once all start; one killed part-way through making it is finished by the next', async () => {
+    const dir = mkdtempSync(join(scratch, 'new-'));
+    const path = join(dir, 'jobs.db');
+    // Six starts at once on a file none has made yet: each finishes what another began.
+    const tokens = Array.from({ length: 6 }, (_, i) => `0x${(i + 1).toString(16).padStart(40, '0')}`);
+    const starts = await Promise.all(tokens.map((t) => cli(['start', t, '--db', path])));
+    for (const r of starts) ok(r);
+    assert.equal(parseJson<unknown[]>(await cli(['list', '--json', '--db', path])).length, 6);
+    // A database left part-way (as by a start killed between two migrations), with no job yet.
+    const half = join(dir, 'half.db');
+    ok(await cli(['db', 'migrate', '--to', '2', '--db', half]));
+    ok(await cli(['start', TOKEN, '--db', half]));
+    assert.match(ok(await cli(['db', 'status', '--db', half])).stdout, /^Schema is at version (\d+); this botstate expects \1\.$/m);
+    // One in use (it holds a job) is not migrated by a start: db migrate is for that.
+    ok(await cli(['db', 'rollback', '--to', '2', '--db', half]));
+    refused(await cli(['start', TOKEN, '--db', half]), 6, /db migrate/);
+  });
+
   it('a database this user may not reach is said so (exit 5), not called missing; a reader gone from stdout is no error', async () => {
     const dir = mkdtempSync(join(scratch, 'private-'));
     const path = join(dir, 'jobs.db');
