@@ -158,7 +158,9 @@ export async function run(argv: readonly string[], io: Io = processIo): Promise<
             hint: 'give --db a file path, e.g. ./botstate.db',
           });
         }
-        return openStore(typeof db === 'string' ? db : undefined, { actor: cliActor(), ...options });
+        // A command waits for a row another session has locked (PostgreSQL) as long as for
+        // SQLite's write lock, then exits 5, rather than without end behind a stalled program.
+        return openStore(typeof db === 'string' ? db : undefined, { actor: cliActor(), lockTimeoutMs: 5000, ...options });
       },
     };
     await command.run(ctx);

@@ -12,6 +12,8 @@ export type Location =
       readonly connectTimeoutMs?: number;
       /** The URL's channel_binding=prefer: SCRAM-SHA-256-PLUS when the server offers it. */
       readonly channelBinding?: true;
+      /** The URL sets lock_timeout (passed to the server as it is): the store's option gives way. */
+      readonly lockTimeoutInUrl?: true;
     };
 
 export const DEFAULT_DB = './botstate.db';
@@ -159,6 +161,7 @@ function parsePostgres(url: string): Location {
     schema,
     ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}),
     ...(channelBinding === 'prefer' ? { channelBinding: true } : {}),
+    ...(parsed.searchParams.has('lock_timeout') ? { lockTimeoutInUrl: true } : {}),
   };
 }
 

@@ -39,6 +39,13 @@ export interface StoreOptions {
   readonly actor?: string;
   /** SQLite: how long to wait for another connection's write lock (default 5000 ms). */
   readonly busyTimeoutMs?: number;
+  /**
+   * PostgreSQL: how long a statement waits for a lock another session holds (a row of a job
+   * another transaction is changing) before it fails with STORAGE_BUSY; 0 (the default) waits as
+   * long as it takes. `lock_timeout` in the URL comes first. The CLI's commands wait 5000 ms, as
+   * on SQLite; its daemon waits.
+   */
+  readonly lockTimeoutMs?: number;
   /** PostgreSQL: connections in the pool (default 10). */
   readonly poolSize?: number;
   /**
@@ -59,7 +66,7 @@ export interface StoreOptions {
   readonly groupCommit?: boolean;
 }
 
-const OPTION_KEYS = ['durability', 'schema', 'create', 'actor', 'busyTimeoutMs', 'poolSize', 'connectTimeoutMs', 'idleTransactionTimeoutMs', 'groupCommit'] as const;
+const OPTION_KEYS = ['durability', 'schema', 'create', 'actor', 'busyTimeoutMs', 'lockTimeoutMs', 'poolSize', 'connectTimeoutMs', 'idleTransactionTimeoutMs', 'groupCommit'] as const;
 
 function checkOptions(options: StoreOptions): Required<StoreOptions> {
   for (const key of Object.keys(options)) {
@@ -93,6 +100,7 @@ function checkOptions(options: StoreOptions): Required<StoreOptions> {
     create: options.create ?? true,
     actor: options.actor ?? `lib:${safeUser()}`,
     busyTimeoutMs: int('busyTimeoutMs', options.busyTimeoutMs, 0, 600_000, 5000),
+    lockTimeoutMs: int('lockTimeoutMs', options.lockTimeoutMs, 0, 86_400_000, 0),
     poolSize: int('poolSize', options.poolSize, 1, 1000, 10),
     connectTimeoutMs: int('connectTimeoutMs', options.connectTimeoutMs, 1, 600_000, 5000),
     idleTransactionTimeoutMs: int('idleTransactionTimeoutMs', options.idleTransactionTimeoutMs, 0, 86_400_000, 0),
@@ -140,6 +148,8 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
           connectTimeoutMs: options.connectTimeoutMs === undefined ? (location.connectTimeoutMs ?? opts.connectTimeoutMs) : opts.connectTimeoutMs,
           channelBinding: location.channelBinding === true,
           idleTransactionTimeoutMs: opts.idleTransactionTimeoutMs,
+          // The URL's lock_timeout, unless none is given there.
+          ...(location.lockTimeoutInUrl ? {} : { lockTimeoutMs: opts.lockTimeoutMs }),
           location: describeLocation(location),
         });
   try {

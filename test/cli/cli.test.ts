@@ -592,6 +592,35 @@ for (const engine of ENGINES) {
       assert.doesNotMatch(jsonError.stdout + jsonError.stderr, /\bfail\b|completeLiquidation/);
       assert.equal(await fx.dump(), before);
     });
+
+    it('a command waits at most 5 s for a job another session holds locked, then exits 5 (STORAGE_BUSY)', async () => {
+      ok(await cli(['start', TOKEN, ...db]));
+      const holder = await fx.open();
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      let locked!: () => void;
+      const isLocked = new Promise<void>((resolve) => (locked = resolve));
+      // A program (a stalled bot) holding the job's row in an open transaction.
+      const held = holder.transaction(async () => {
+        await holder.jobs.pause({ tokenAddress: TOKEN });
+        locked();
+        await released;
+      });
+      try {
+        await isLocked;
+        const t0 = performance.now();
+        const r = await cli(['liquidate', TOKEN, ...db]);
+        const waited = performance.now() - t0;
+        const pattern = fx.engine === 'postgres' ? /another session held a lock this needed past the lock timeout/ : /stayed locked by another connection past the busy timeout/;
+        refused(r, 5, pattern);
+        assert.ok(waited >= 4500, `gave up after ${Math.round(waited)} ms`);
+      } finally {
+        release();
+        await held;
+        await holder.close();
+      }
+      assert.equal(parseJson(await cli(['status', TOKEN, '--json', ...db])).status, 'PAUSED');
+    });
   });
 }
 

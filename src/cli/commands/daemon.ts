@@ -138,7 +138,8 @@ export const daemonCommand: Command = {
     }
     // A daemon frozen mid-transaction (a paused VM) must not keep the row locks another
     // daemon needs to take its jobs over: PostgreSQL ends such a session after half the TTL.
-    const store = await ctx.open({ durability, actor: 'daemon', idleTransactionTimeoutMs: Math.max(500, Math.floor(leaseTtlMs / 2)) });
+    // Its ticks wait for locks as long as it takes (a CLI command's are bounded; see main).
+    const store = await ctx.open({ durability, actor: 'daemon', lockTimeoutMs: 0, idleTransactionTimeoutMs: Math.max(500, Math.floor(leaseTtlMs / 2)) });
     let paper: PaperExchangeHandle | undefined;
     try {
       // The demo's paper exchange starts only once the daemon has registered (a refused demo must

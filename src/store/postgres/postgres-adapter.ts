@@ -24,6 +24,8 @@ export interface PostgresOptions {
   readonly channelBinding?: boolean;
   /** idle_in_transaction_session_timeout; 0 = off. */
   readonly idleTransactionTimeoutMs: number;
+  /** lock_timeout, when the URL does not set it; 0 = off. */
+  readonly lockTimeoutMs?: number;
   /** For messages: the URL without its password. */
   readonly location: string;
 }
@@ -72,7 +74,8 @@ export class PostgresAdapter implements Adapter {
       enableChannelBinding: options.channelBinding === true,
       options:
         `-c search_path=${options.schema} -c TimeZone=UTC -c DateStyle=ISO -c synchronous_commit=${sync}` +
-        ` -c idle_in_transaction_session_timeout=${options.idleTransactionTimeoutMs}`,
+        ` -c idle_in_transaction_session_timeout=${options.idleTransactionTimeoutMs}` +
+        (options.lockTimeoutMs === undefined ? '' : ` -c lock_timeout=${options.lockTimeoutMs}`),
       types: { getTypeParser: typeParser } as pg.CustomTypesConfig,
     });
     // An idle client whose connection drops emits 'error' on the pool; without a listener
@@ -279,6 +282,13 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
   const first = e instanceof AggregateError && e.errors.length > 0 ? e.errors[0] : e;
   const code = String((first as { code?: unknown })?.code ?? (e as { code?: unknown })?.code ?? '');
   const message = first instanceof Error ? first.message : String(first);
+  if (code === '55P03') {
+    // lock_timeout: "canceling statement due to lock timeout" (said before the /timeout/ test above).
+    return new StorageError('STORAGE_BUSY', `${where}: another session held a lock this needed past the lock timeout`, {
+      hint: 'another transaction (a daemon, or a program of yours) holds the job\'s row; retry, or look for it in pg_stat_activity',
+      cause: e,
+    });
+  }
   if (
     UNAVAILABLE_ERRNO.has(code) ||
     code.startsWith('08') ||
