@@ -590,11 +590,18 @@ for (const engine of ENGINES) {
       assert.deepEqual(await versionRows(fx), [1]);
     });
 
-    it("schema: 'create' migrates a new database only; an outdated one is refused and left as it was", async () => {
+    it("schema: 'create' migrates a new database, or one part-made with no job; an outdated one in use is refused and left as it was", async () => {
       const fresh = await fx.open({ schema: 'create' });
       assert.equal((await fresh.schemaStatus()).current, MIGRATIONS.length);
+      // Part-way through being made (a process killed between two migrations): finished.
       await fresh.rollback({ to: 3 });
       await fresh.close();
+      const finished = await fx.open({ schema: 'create' });
+      assert.equal((await finished.schemaStatus()).current, MIGRATIONS.length);
+      // In use (it holds a job): left to db migrate.
+      await finished.jobs.start({ tokenAddress: '0xbbd9aDe16525acb4B336b6dAd3b9762901522B07' });
+      await finished.rollback({ to: 3, force: true });
+      await finished.close();
       const before = await fx.dump();
       await rejectsWith(fx.open({ schema: 'create' }), 'SCHEMA_OUTDATED');
       assert.equal(await fx.dump(), before);
