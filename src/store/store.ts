@@ -41,9 +41,10 @@ export interface StoreOptions {
   readonly busyTimeoutMs?: number;
   /**
    * PostgreSQL: how long a statement waits for a lock another session holds (a row of a job
-   * another transaction is changing) before it fails with STORAGE_BUSY; 0 (the default) waits as
-   * long as it takes. `lock_timeout` in the URL comes first. The CLI's commands wait 5000 ms, as
-   * on SQLite; its daemon waits.
+   * another transaction is changing) before it fails with STORAGE_BUSY; 0 waits as long as it
+   * takes. Unset (the default), the server's setting holds (a role's or database's lock_timeout,
+   * else none). `lock_timeout` in the URL comes first. Migrations always wait. The CLI's commands
+   * wait 5000 ms, as on SQLite; its daemon waits.
    */
   readonly lockTimeoutMs?: number;
   /** PostgreSQL: connections in the pool (default 10). */
@@ -68,7 +69,7 @@ export interface StoreOptions {
 
 const OPTION_KEYS = ['durability', 'schema', 'create', 'actor', 'busyTimeoutMs', 'lockTimeoutMs', 'poolSize', 'connectTimeoutMs', 'idleTransactionTimeoutMs', 'groupCommit'] as const;
 
-function checkOptions(options: StoreOptions): Required<StoreOptions> {
+function checkOptions(options: StoreOptions): Required<Omit<StoreOptions, 'lockTimeoutMs'>> & Pick<StoreOptions, 'lockTimeoutMs'> {
   for (const key of Object.keys(options)) {
     if (!(OPTION_KEYS as readonly string[]).includes(key)) {
       throw new ValidationError('INVALID_ARGUMENT', `unknown store option "${key}"`, { hint: `the options are ${OPTION_KEYS.join(', ')}` });
@@ -100,7 +101,8 @@ function checkOptions(options: StoreOptions): Required<StoreOptions> {
     create: options.create ?? true,
     actor: options.actor ?? `lib:${safeUser()}`,
     busyTimeoutMs: int('busyTimeoutMs', options.busyTimeoutMs, 0, 600_000, 5000),
-    lockTimeoutMs: int('lockTimeoutMs', options.lockTimeoutMs, 0, 86_400_000, 0),
+    // Unset unless given: the server's own setting (a role's, a database's) then holds.
+    lockTimeoutMs: options.lockTimeoutMs === undefined ? undefined : int('lockTimeoutMs', options.lockTimeoutMs, 0, 86_400_000, 0),
     poolSize: int('poolSize', options.poolSize, 1, 1000, 10),
     connectTimeoutMs: int('connectTimeoutMs', options.connectTimeoutMs, 1, 600_000, 5000),
     idleTransactionTimeoutMs: int('idleTransactionTimeoutMs', options.idleTransactionTimeoutMs, 0, 86_400_000, 0),
@@ -149,7 +151,7 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
           channelBinding: location.channelBinding === true,
           idleTransactionTimeoutMs: opts.idleTransactionTimeoutMs,
           // The URL's lock_timeout, unless none is given there.
-          ...(location.lockTimeoutInUrl ? {} : { lockTimeoutMs: opts.lockTimeoutMs }),
+          ...(location.lockTimeoutInUrl || opts.lockTimeoutMs === undefined ? {} : { lockTimeoutMs: opts.lockTimeoutMs }),
           location: describeLocation(location),
         });
   try {
@@ -167,7 +169,7 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
       // through (migrate waits for it under the migration lock, then goes on from the version it
       // left), or one was killed part-way. Holding no job, it has nothing to lose by migrating.
       // An outdated database in use is left to db migrate.
-      if (status.current === 0 || (status.current < status.latest && !(await holdsJobs(adapter)))) await migrate(adapter);
+      if (status.current === 0 || (status.current < status.latest && !(await inUse(adapter)))) await migrate(adapter);
       else checkCurrent(status, adapter.location);
     }
   } catch (e) {
@@ -177,9 +179,18 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
   return new Store(adapter, opts.actor);
 }
 
-/** Whether the database holds any job (its jobs table exists from schema version 1 on). */
-async function holdsJobs(adapter: Adapter): Promise<boolean> {
-  return adapter.transaction(async (tx) => (await tx.get('SELECT 1 AS one FROM jobs LIMIT 1')) !== undefined, { readOnly: true });
+/**
+ * Whether a database below the latest version is in use: it holds a job (its jobs table exists
+ * from version 1 on), or a daemon is registered on it and has not stopped (version 3 on: one of an
+ * older release may run on a database with no job yet). Read outside the migration lock: a job
+ * started in the moment between this and the migration is migrated with it.
+ */
+async function inUse(adapter: Adapter): Promise<boolean> {
+  return adapter.transaction(async (tx) => {
+    if ((await tx.get('SELECT 1 AS one FROM jobs LIMIT 1')) !== undefined) return true;
+    if (!(await adapter.hasTable(tx, 'daemon_instances'))) return false;
+    return (await tx.get('SELECT 1 AS one FROM daemon_instances WHERE stopped_at IS NULL LIMIT 1')) !== undefined;
+  }, { readOnly: true });
 }
 
 /**

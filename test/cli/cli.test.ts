@@ -15,9 +15,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, afterEach, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
-import { openStore } from '../../src/store/store.ts';
+import pg from 'pg';
+import { ENGINES, PG_URL, TOKEN, type Fixture } from '../helpers/engines.ts';
+import { openStore, type Store } from '../../src/store/store.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = join(ROOT, 'bin', 'botstate.js');
@@ -591,6 +593,50 @@ for (const engine of ENGINES) {
       assert.equal((doc.error as { hint?: string }).hint, 'use one of: resume, liquidate');
       assert.doesNotMatch(jsonError.stdout + jsonError.stderr, /\bfail\b|completeLiquidation/);
       assert.equal(await fx.dump(), before);
+    });
+
+    it('db migrate waits for the locks its DDL needs as long as it takes, whatever the commands\' lock timeout', { skip: engine.name !== 'postgres' && 'PostgreSQL only' }, async () => {
+      ok(await cli(['start', TOKEN, ...db]));
+      ok(await cli(['db', 'rollback', '--to', '5', ...db]));
+      const schema = new URL(fx.url).searchParams.get('schema')!;
+      const reader = new pg.Client({ connectionString: PG_URL });
+      await reader.connect();
+      try {
+        // A session reading the table migration 6 alters, for longer than the 5 s.
+        await reader.query('BEGIN');
+        await reader.query(`SELECT count(*) FROM "${schema}".daemon_instances`);
+        const migrating = cli(['db', 'migrate', ...db]);
+        await sleep(6000);
+        await reader.query('COMMIT');
+        assert.match(ok(await migrating).stdout, /^Applied 0006_daemon_lease_ttl\nSchema is at version 6\.\n$/);
+      } finally {
+        await reader.end();
+      }
+    });
+
+    it('the library leaves the server\'s lock_timeout alone unless told (a role\'s setting holds)', { skip: engine.name !== 'postgres' && 'PostgreSQL only' }, async () => {
+      const admin = new pg.Client({ connectionString: PG_URL });
+      await admin.connect();
+      const role = `botstate_lt_${process.pid}`;
+      try {
+        await admin.query(`CREATE ROLE ${role} LOGIN SUPERUSER`);
+        await admin.query(`ALTER ROLE ${role} SET lock_timeout = '2s'`);
+        const url = new URL(fx.url);
+        url.username = role;
+        const byRole = await openStore(url.toString());
+        const told = await openStore(url.toString(), { lockTimeoutMs: 1500 });
+        try {
+          const show = async (s: Store) => s.transaction(async (tx) => (await tx.get<{ lock_timeout: string }>('SHOW lock_timeout'))!.lock_timeout);
+          assert.equal(await show(byRole), '2s');
+          assert.equal(await show(told), '1500ms');
+        } finally {
+          await byRole.close();
+          await told.close();
+        }
+      } finally {
+        await admin.query(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
+        await admin.end();
+      }
     });
 
     it('a command waits at most 5 s for a job another session holds locked, then exits 5 (STORAGE_BUSY)', async () => {

@@ -598,6 +598,18 @@ for (const engine of ENGINES) {
       await fresh.close();
       const finished = await fx.open({ schema: 'create' });
       assert.equal((await finished.schemaStatus()).current, MIGRATIONS.length);
+      // With no job but a daemon registered and running on it (one of an older release): in use.
+      await finished.rollback({ to: 3 });
+      await fx.raw(
+        fx.engine === 'sqlite'
+          ? "INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at) VALUES ('old-1', 'h', 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')"
+          : "INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at) VALUES ('old-1', 'h', 1, now(), now())",
+      );
+      const withDaemon = await fx.dump();
+      await rejectsWith(fx.open({ schema: 'create' }), 'SCHEMA_OUTDATED');
+      assert.equal(await fx.dump(), withDaemon);
+      await fx.raw("UPDATE daemon_instances SET stopped_at = heartbeat_at WHERE id = 'old-1'");
+      await (await fx.open({ schema: 'create' })).close();
       // In use (it holds a job): left to db migrate.
       await finished.jobs.start({ tokenAddress: '0xbbd9aDe16525acb4B336b6dAd3b9762901522B07' });
       await finished.rollback({ to: 3, force: true });

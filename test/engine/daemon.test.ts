@@ -15,7 +15,7 @@
  * No float touches an amount: sums are exact decimal strings.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -1437,10 +1437,20 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const old = await run(['db', 'rollback', '--to', '1', '--force', '--db', fx.url]);
     assert.equal(old.code, 0, old.err);
     const second = join(dirname(fx.url), 'before-migrate.db');
-    writeFileSync(`${second}.partial-999999999`, 'left by a backup killed half-way');
+    // Left by a backup killed half-way an hour ago (its process gone), and one being made now by a
+    // process of another pid namespace (written to a moment ago): only the first goes.
+    const abandoned = join(dirname(fx.url), '.botstate-backup-999999999-0123abcd.partial');
+    writeFileSync(abandoned, 'left by a backup killed half-way');
+    utimesSync(abandoned, new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000));
+    const inFlight = join(dirname(fx.url), '.botstate-backup-999999998-0123abcd.partial');
+    writeFileSync(inFlight, 'being written');
     const atV1 = await run(['db', 'backup', '--to', second, '--db', fx.url]);
     assert.equal(atV1.code, 0, atV1.err);
-    assert.deepEqual(readdirSync(dirname(fx.url)).filter((f) => f.includes('partial')), []);
+    assert.deepEqual(readdirSync(dirname(fx.url)).filter((f) => f.includes('partial')), ['.botstate-backup-999999998-0123abcd.partial']);
+    // A name too long for the copy's suffix is no matter (the copy's own name is short), and a
+    // failure leaves the store usable.
+    const long = await run(['db', 'backup', '--to', join(dirname(fx.url), `${'b'.repeat(252)}.db`), '--db', fx.url]);
+    assert.equal(long.code, 0, long.err);
   });
 
   it('botstate daemon whose stdout reader goes away (| head): stops as on SIGTERM, records its steps, exits 0', async () => {

@@ -134,6 +134,9 @@ export class PostgresAdapter implements Adapter {
   }
 
   async lockForMigration(tx: Executor): Promise<void> {
+    // A migration waits for another process's migration, and for the table locks its DDL needs,
+    // as long as it takes: a lock_timeout (the CLI's 5 s) is for rows a stalled program holds.
+    await tx.exec('SET LOCAL lock_timeout = 0');
     // A transaction-level advisory lock: held until this migration step commits or rolls back,
     // on the step's own connection (so a pool of one connection cannot deadlock on it).
     await tx.get('SELECT pg_advisory_xact_lock(?::bigint) AS locked', [lockKey(`botstate:migrate:${this.schema}`)]);

@@ -1,5 +1,6 @@
 import { closeSync, constants as fsConstants, existsSync, fchmodSync, fsyncSync, futimesSync, linkSync, lstatSync, openSync, readdirSync, rmSync, statSync, type Stats } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -684,13 +685,15 @@ export class SqliteAdapter implements Adapter {
   async backup(path: string): Promise<void> {
     const wait = this.#mutex.acquire();
     if (wait) await wait;
-    const tmp = `${path}.partial-${process.pid}`;
+    // Short (a long FILE stays a valid name), and its own (another process, in another pid
+    // namespace, may share the pid).
+    const tmp = join(dirname(path), `${PARTIAL_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}${PARTIAL_SUFFIX}`);
     try {
       if (this.#closed) throw new StorageError('STORAGE_UNAVAILABLE', `the store at ${this.location} is closed`, { hint: CLOSED_HINT });
       if (existsSync(path)) {
         throw new BotstateError('INVALID_ARGUMENT', `${path} exists already: a backup never replaces a file`, { hint: 'give the backup a new name' });
       }
-      removeAbandonedPartials(path);
+      removeAbandonedPartials(dirname(path));
       try {
         // Made here, empty, with the database's own mode (0600 as botstate creates it; VACUUM
         // INTO would take the umask's, and the ledger would be readable by anyone).
@@ -731,8 +734,14 @@ export class SqliteAdapter implements Adapter {
         throw new StorageError('STORAGE_FAILED', `cannot write the backup ${path}: ${code ?? String(e)}`, { hint: 'check the folder, its permissions and free space', cause: e });
       }
     } finally {
-      rmSync(tmp, { force: true });
-      this.#mutex.release();
+      try {
+        // The copy, once linked under its name, and SQLite's journal of it (kept after a failure).
+        for (const file of [tmp, `${tmp}-journal`]) rmSync(file, { force: true });
+      } catch {
+        // Left for the next backup into this folder to remove.
+      } finally {
+        this.#mutex.release();
+      }
     }
   }
 
@@ -894,23 +903,36 @@ function statOrNone(path: string): Stats | undefined {
   }
 }
 
+/** A backup's copy before it is named: `.botstate-backup-<pid>-<8 hex>.partial` beside it. */
+const PARTIAL_PREFIX = '.botstate-backup-';
+const PARTIAL_SUFFIX = '.partial';
+const PARTIAL = /^\.botstate-backup-([1-9]\d{0,9})-[0-9a-f]{8}\.partial(?:-journal)?$/;
+/** A copy not written to for this long is not being made: a live VACUUM INTO keeps writing. */
+const PARTIAL_STALE_MS = 10 * 60_000;
+
 /**
- * `<path>.partial-<pid>` files of backups whose process is gone (it crashed, or was killed,
- * before naming its copy): removed before a new backup to the same path.
+ * Copies of backups that were abandoned (their process crashed, or was killed, before naming
+ * them), in `dir`: removed before a new backup there. Only files of that exact name, whose
+ * process is gone from this host and which have not been written to for 10 minutes (a process
+ * of another pid namespace may be making one), never this process's own.
  */
-function removeAbandonedPartials(path: string): void {
-  const prefix = `${basename(path)}.partial-`;
+function removeAbandonedPartials(dir: string): void {
   let names: string[];
   try {
-    names = readdirSync(dirname(path));
+    names = readdirSync(dir);
   } catch {
     return; // the folder's own error comes with the backup's first write
   }
   for (const name of names) {
-    const pid = Number(name.slice(prefix.length));
-    if (!name.startsWith(prefix) || !Number.isSafeInteger(pid) || pid <= 0) continue;
-    if (pid !== process.pid && pidExists(pid)) continue;
-    rmSync(join(dirname(path), name), { force: true });
+    const pid = Number(PARTIAL.exec(name)?.[1] ?? NaN);
+    if (!Number.isSafeInteger(pid) || pid === process.pid || pidExists(pid)) continue;
+    try {
+      const file = join(dir, name);
+      if (Date.now() - statSync(file).mtimeMs < PARTIAL_STALE_MS) continue;
+      rmSync(file, { force: true });
+    } catch {
+      // Gone meanwhile, or not ours to remove: left.
+    }
   }
 }
 
