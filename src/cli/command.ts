@@ -57,3 +57,5 @@ export async function withStore<T>(ctx: CommandContext, options: StoreOptions, f
  * create a database or start a long migration. (start creates and migrates only a new one.)
  */
 export const EXISTING: StoreOptions = Object.freeze({ create: false, schema: 'check' });
+/** For a command that only reads: a database this user may not write is read as it is. */
+export const READING: StoreOptions = Object.freeze({ ...EXISTING, readOnly: true });

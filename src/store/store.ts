@@ -37,6 +37,12 @@ export interface StoreOptions {
   readonly create?: boolean;
   /** Who is acting, for the audit log (default `lib:<os user>`). */
   readonly actor?: string;
+  /**
+   * SQLite: the caller only reads. A file this user may not write, or in a folder it may not
+   * write (a backup kept read-only, another user's database), is then opened read-only, and any
+   * write is refused; a writable one is opened as usual. Default false.
+   */
+  readonly readOnly?: boolean;
   /** SQLite: how long to wait for another connection's write lock (default 5000 ms). */
   readonly busyTimeoutMs?: number;
   /**
@@ -67,7 +73,7 @@ export interface StoreOptions {
   readonly groupCommit?: boolean;
 }
 
-const OPTION_KEYS = ['durability', 'schema', 'create', 'actor', 'busyTimeoutMs', 'lockTimeoutMs', 'poolSize', 'connectTimeoutMs', 'idleTransactionTimeoutMs', 'groupCommit'] as const;
+const OPTION_KEYS = ['durability', 'schema', 'create', 'readOnly', 'actor', 'busyTimeoutMs', 'lockTimeoutMs', 'poolSize', 'connectTimeoutMs', 'idleTransactionTimeoutMs', 'groupCommit'] as const;
 
 function checkOptions(options: StoreOptions): Required<Omit<StoreOptions, 'lockTimeoutMs'>> & Pick<StoreOptions, 'lockTimeoutMs'> {
   for (const key of Object.keys(options)) {
@@ -89,7 +95,7 @@ function checkOptions(options: StoreOptions): Required<Omit<StoreOptions, 'lockT
     }
     return value;
   };
-  for (const key of ['create', 'groupCommit'] as const) {
+  for (const key of ['create', 'groupCommit', 'readOnly'] as const) {
     if (options[key] !== undefined && typeof options[key] !== 'boolean') {
       throw new ValidationError('INVALID_ARGUMENT', `store option ${key} must be true or false`);
     }
@@ -99,6 +105,7 @@ function checkOptions(options: StoreOptions): Required<Omit<StoreOptions, 'lockT
     durability: oneOf('durability', options.durability, ['process', 'power'], 'process'),
     schema: oneOf('schema', options.schema, ['migrate', 'create', 'check', 'none'], 'migrate'),
     create: options.create ?? true,
+    readOnly: options.readOnly ?? false,
     actor: options.actor ?? `lib:${safeUser()}`,
     busyTimeoutMs: int('busyTimeoutMs', options.busyTimeoutMs, 0, 600_000, 5000),
     // Unset unless given: the server's own setting (a role's, a database's) then holds.
@@ -140,6 +147,7 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
           // A new, empty file could never pass the check: do not leave one behind.
           create: opts.create && opts.schema !== 'check',
           groupCommit: opts.groupCommit,
+          readOnly: opts.readOnly,
         })
       : await PostgresAdapter.open({
           connectionString: location.connectionString,

@@ -931,6 +931,31 @@ describe('botstate CLI without a job database', () => {
     } finally {
       chmodSync(dir, 0o700);
     }
+    // A database this user may read but not write (a backup kept read-only, another user's):
+    // the commands that only read, read it; one that writes is refused; the file is untouched.
+    const shelf = mkdtempSync(join(tmpdir(), 'botstate-shelf-')); // not under scratch, which nobody may enter
+    const copy = join(shelf, 'copy.db');
+    ok(await cli(['db', 'backup', '--to', copy, '--db', path]));
+    const live = join(shelf, 'live.db');
+    ok(await cli(['start', TOKEN, '--db', live])); // in WAL mode, as botstate leaves its databases
+    const asReader = root ? { uid: 65534, cwd: '/' } : {};
+    chmodSync(copy, 0o644);
+    chmodSync(live, 0o644);
+    chmodSync(shelf, 0o755);
+    if (!root) for (const f of [copy, live, shelf]) chmodSync(f, 0o555);
+    try {
+      const before = readFileSync(copy);
+      for (const args of [['list'], ['status', TOKEN], ['trades', TOKEN], ['history', TOKEN], ['verify'], ['db', 'status']]) {
+        ok(await cli([...args, '--db', copy], asReader));
+      }
+      refused(await cli(['pause', TOKEN, '--db', copy], asReader), 5, /cannot open \S+copy\.db for writing/);
+      assert.deepEqual(readFileSync(copy), before);
+      // In WAL mode it is read through a -shm file this user cannot make beside it: said so.
+      refused(await cli(['list', '--db', live], asReader), 5, /^botstate: cannot read \S+live\.db as this user: it is in WAL mode, and reading it needs a live\.db-shm file beside it that this user may not make or write \(read it as the user that owns it, or read a copy that user makes/);
+    } finally {
+      chmodSync(shelf, 0o755);
+      rmSync(shelf, { recursive: true, force: true });
+    }
     // `botstate list | head`: the reader goes away; the command still ends with its own code.
     const gone = await cli(['list', '--db', path], { closeStdout: true });
     assert.deepEqual([gone.code, gone.stderr], [0, ''], show(gone));

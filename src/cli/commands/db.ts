@@ -34,7 +34,7 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
     summary: 'show applied and pending migrations',
     options: {},
     async run(ctx) {
-      const status = await withStore(ctx, { schema: 'none', create: false }, (store) => store.schemaStatus());
+      const status = await withStore(ctx, { schema: 'none', create: false, readOnly: true }, (store) => store.schemaStatus());
       if (ctx.json) return void ctx.io.out(json(status));
       ctx.io.out(
         table(['VERSION', 'NAME', 'STATE', 'APPLIED'], status.migrations.map((m) => [m.version, m.name, m.state, m.appliedAt])) +

@@ -1,4 +1,4 @@
-import { CHAIN_OPTION, EXISTING, tokenRef, withStore, type Command } from '../command.ts';
+import { CHAIN_OPTION, READING, tokenRef, withStore, type Command } from '../command.ts';
 import { errorInJson, historyTable, json, jsonError, table } from '../output.ts';
 import { BotstateError } from '../../errors.ts';
 
@@ -10,7 +10,7 @@ const history: Command = {
   positionals: [1, 1],
   async run(ctx) {
     const ref = tokenRef(ctx);
-    const entries = await withStore(ctx, EXISTING, (store) => store.history(ref));
+    const entries = await withStore(ctx, READING, (store) => store.history(ref));
     ctx.io.out(ctx.json ? json(entries) : historyTable(entries));
   },
 };
@@ -27,7 +27,7 @@ const verify: Command = {
   options: {},
   positionals: [0, 0],
   async run(ctx) {
-    const report = await withStore(ctx, EXISTING, (store) => store.verifyAudit());
+    const report = await withStore(ctx, READING, (store) => store.verifyAudit());
     const failure = report.problems.length === 0
       ? undefined
       : new BotstateError('STORAGE_CORRUPT', `the audit log has ${report.problems.length} problem(s)`, {

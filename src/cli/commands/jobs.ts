@@ -5,7 +5,7 @@ import type { Job } from '../../jobs/job-rows.ts';
 import { JOB_STATUSES, type JobMode, type JobStatus } from '../../jobs/lifecycle.ts';
 import { checkConfigureInput, checkStartInput, checkStatus } from '../../jobs/jobs.ts';
 import type { Store } from '../../store/store.ts';
-import { CHAIN_OPTION, EXISTING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
+import { CHAIN_OPTION, EXISTING, READING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
 import { errorInJson, jobJson, jobsTable, jobView, json, jsonError } from '../output.ts';
 
 const CONFIG_OPTIONS = {
@@ -130,7 +130,7 @@ const status: Command = {
   positionals: [1, 1],
   async run(ctx) {
     const ref = tokenRef(ctx);
-    const job = await withStore(ctx, EXISTING, (store) => store.jobs.get(ref));
+    const job = await withStore(ctx, READING, (store) => store.jobs.get(ref));
     ctx.io.out(ctx.json ? json(jobJson(job)) : jobView(job));
   },
 };
@@ -148,7 +148,7 @@ const list: Command = {
   async run(ctx) {
     const s = ctx.values['status'];
     const filter: { status?: JobStatus } = typeof s === 'string' ? { status: checkStatus(s.toUpperCase()) } : {};
-    const { jobs, damaged } = await withStore(ctx, EXISTING, (store) => store.jobs.scan(filter));
+    const { jobs, damaged } = await withStore(ctx, READING, (store) => store.jobs.scan(filter));
     if (damaged.length === 0) {
       ctx.io.out(ctx.json ? json(jobs.map(jobJson)) : jobsTable(jobs));
       return;

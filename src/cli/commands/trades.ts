@@ -4,7 +4,7 @@ import { isIsoTime } from '../../util/time.ts';
 import { checkRecordInput, checkSettlement, TradeReason, TradeSide, TradeStatus, type Settlement } from '../../ledger/ledger.ts';
 import { leaseHolder } from '../../engine/leases.ts';
 import { scratchAfterFill } from '../../engine/strategies/strategy.ts';
-import { CHAIN_OPTION, EXISTING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
+import { CHAIN_OPTION, EXISTING, READING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
 import { escapeControls, json, tradesTable } from '../output.ts';
 
 function oneOf<T extends string>(ctx: CommandContext, command: string, flag: string, allowed: readonly T[]): T {
@@ -55,7 +55,7 @@ const trades: Command = {
   async run(ctx) {
     const ref = tokenRef(ctx);
     const filter = ctx.values['status'] === undefined ? {} : { status: oneOf(ctx, 'trades', 'status', Object.values(TradeStatus)) };
-    const list = await withStore(ctx, EXISTING, (store) => store.ledger.trades(ref, filter));
+    const list = await withStore(ctx, READING, (store) => store.ledger.trades(ref, filter));
     ctx.io.out(ctx.json ? json(list) : tradesTable(list));
   },
 };

@@ -1,6 +1,6 @@
-import { closeSync, constants as fsConstants, existsSync, fchmodSync, fsyncSync, futimesSync, linkSync, lstatSync, openSync, readdirSync, rmSync, statSync, type Stats } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fsyncSync, futimesSync, linkSync, lstatSync, openSync, readdirSync, rmSync, statSync, type Stats } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -31,6 +31,12 @@ export interface SqliteOptions {
   readonly walSyncWorker?: URL;
   /** WAL length, in frames, past which the writer finishes a checkpoint itself; for tests only. */
   readonly longWalFrames?: number;
+  /**
+   * The caller only reads: a file this user may not write, or in a folder it may not write (a
+   * backup kept read-only, another user's database), is opened read-only as it is, instead of
+   * refused for writing.
+   */
+  readonly readOnly?: boolean;
 }
 
 const DIALECT: Dialect = Object.freeze({ forUpdate: '', skipLocked: () => '', writableCte: false });
@@ -151,14 +157,21 @@ export class SqliteAdapter implements Adapter {
     const { path } = options;
     if (path !== ':memory:') prepareFile(path, options.create);
     let db: Database.Database | undefined;
+    const readOnly = options.readOnly === true && path !== ':memory:' && !writable(path);
     try {
-      db = new Database(path, { timeout: options.busyTimeoutMs });
+      db = new Database(path, { timeout: options.busyTimeoutMs, ...(readOnly ? { readonly: true, fileMustExist: true } : {}) });
       // Before anything writes (switching to WAL rewrites the header): refuse another
       // application's database.
       if (isForeign(db)) {
         throw new StorageError('STORAGE_UNAVAILABLE', `${path} holds another application's tables, not botstate's`, {
           hint: 'point --db at a new file or at a botstate database',
         });
+      }
+      if (readOnly) {
+        // Read as it is (in WAL mode or not): nothing here may write, the journal mode included.
+        db.pragma('foreign_keys = ON');
+        db.pragma('busy_timeout = 0');
+        return new SqliteAdapter(db, { ...options, groupCommit: false });
       }
       const mode = db.pragma('journal_mode = WAL', { simple: true });
       if (mode !== 'wal' && path !== ':memory:') {
@@ -180,6 +193,15 @@ export class SqliteAdapter implements Adapter {
       return new SqliteAdapter(db, options);
     } catch (e) {
       db?.close();
+      const code = String((e as { code?: unknown }).code ?? '');
+      if (readOnly && (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN'))) {
+        // A database in WAL mode is read through its -shm file, which SQLite must be able to
+        // make or write beside it; a copy in rollback mode (db backup's) needs none.
+        throw new StorageError('STORAGE_UNAVAILABLE', `cannot read ${path} as this user: it is in WAL mode, and reading it needs a ${basename(path)}-shm file beside it that this user may not make or write`, {
+          hint: 'read it as the user that owns it, or read a copy that user makes (botstate db backup --to FILE)',
+          cause: e,
+        });
+      }
       throw classifySqliteError(e, path);
     }
   }
@@ -900,6 +922,17 @@ function statOrNone(path: string): Stats | undefined {
         : 'check the path and the disk',
       cause: e,
     });
+  }
+}
+
+/** Whether this user may write the file and make files beside it (SQLite's -wal and -shm). */
+function writable(path: string): boolean {
+  try {
+    accessSync(path, fsConstants.W_OK);
+    accessSync(dirname(path), fsConstants.W_OK);
+    return true;
+  } catch {
+    return false;
   }
 }
 
