@@ -544,7 +544,10 @@ for (const engine of ENGINES) {
         // What the line echoes back is shown escaped (no raw ESC reaches the terminal) and, when
         // very long, cut in the middle.
         [['start', UNKNOWN_TOKEN, '--symbol', 'A\x1b[31mRED', ...db], 2, /"A\\x1b\[31mRED"/],
-        [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'x'.repeat(5000)), ...db], 2, /^botstate: clientOrderId "x{79}…x{19}" is not allowed/],
+        [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'x'.repeat(5000)), ...db], 2, /^botstate: --client-order-id "x{79}…x{19}" is not allowed/],
+        // Named by the flag given, not the library's field.
+        [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'ok-1'), '--tx-hash', 'x y', ...db], 2, /^botstate: --tx-hash "x y" is not allowed/],
+        [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'ok-1'), '--exchange-order-id', 'q q', ...db], 2, /^botstate: --exchange-order-id "q q" is not allowed/],
         [['db', 'rollback', '--to', 'one', ...db], 2, /--to/],
         [['list', '--db', 'mysql://localhost/x'], 2, /mysql/],
         [['list', '--db', ''], 2, /empty/],

@@ -131,7 +131,7 @@ const record: Command = {
       ...(exchangeOrderId !== undefined ? { exchangeOrderId } : {}),
       ...(executedAt !== undefined ? { executedAt } : {}),
     };
-    checkRecordInput(input); // before a database is opened or migrated
+    asFlags(() => checkRecordInput(input), RECORD_FLAGS); // before a database is opened or migrated
     const result = await withStore(ctx, EXISTING, (store) =>
       store.transaction(async (tx) => {
         // The fill counts in the job's strategy state too (its limits, its liquidity cash), as the
@@ -161,6 +161,26 @@ const record: Command = {
     ctx.io.out(`${what} ${t.side} ${t.baseAmount} (${t.reason}, ${t.clientOrderId}); tokenBalance ${result.job.tokenBalance}, totalAccumulated ${result.job.totalAccumulated}\n`);
   },
 };
+
+/** The library's field names as the flags that give them (settle's clientOrderId is its argument). */
+const SETTLE_FLAGS: Readonly<Record<string, string>> = { txHash: '--tx-hash', exchangeOrderId: '--exchange-order-id' };
+const RECORD_FLAGS: Readonly<Record<string, string>> = { ...SETTLE_FLAGS, clientOrderId: '--client-order-id' };
+
+/** Runs a library check, its refusal naming the flag the user typed rather than the library's field. */
+function asFlags(check: () => void, flags: Readonly<Record<string, string>>): void {
+  try {
+    check();
+  } catch (e) {
+    const field = e instanceof ValidationError ? Object.keys(flags).find((f) => e.message.startsWith(`${f} `)) : undefined;
+    if (field === undefined) throw e;
+    const error = e as ValidationError;
+    throw new ValidationError(error.code, `${flags[field]}${error.message.slice(field.length)}`, {
+      ...(error.hint !== undefined ? { hint: error.hint } : {}),
+      details: { ...error.details },
+      cause: e,
+    });
+  }
+}
 
 /** A TRADE_NOT_FOUND is an answer (false); anything else goes on. */
 function notFound(e: unknown): false {
@@ -231,7 +251,7 @@ const settle: Command = {
     } else {
       settlement = { status, error: required(ctx, 'error', 'settle') };
     }
-    checkSettlement(clientOrderId, settlement); // before a database is opened
+    asFlags(() => checkSettlement(clientOrderId, settlement), SETTLE_FLAGS); // before a database is opened
     const result = await withStore(ctx, EXISTING, (store) =>
       store.transaction(async (tx) => {
         const trade = await store.ledger.get(clientOrderId);
