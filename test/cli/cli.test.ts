@@ -376,7 +376,7 @@ for (const engine of ENGINES) {
       refused(await cli(['pause', TOKEN, ...db]), 6, /db migrate/);
       refused(await cli(['pause', UNKNOWN_TOKEN, ...db]), 6, /db migrate/);
       refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'at-v1'), ...db]), 6, /db migrate/);
-      refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'bad id'), ...db]), 2, /clientOrderId/);
+      refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'bad id'), ...db]), 2, /--client-order-id "bad id" is not allowed/);
       // Nor does start on an existing database: the start itself may be refused (the job is not
       // IDLE here), and a refused command must not have migrated. It creates new databases only.
       refused(await cli(['start', TOKEN, ...db]), 6, /db migrate/);
