@@ -146,4 +146,8 @@ export function coerceError(e: unknown): BotstateError {
 }
 
 /** What a call on a closed store is told. */
-export const CLOSED_HINT = 'a closed store cannot be used again: open another with openStore';
+export function closedStore(location: string): StorageError {
+  return new StorageError('STORAGE_UNAVAILABLE', `the store at ${location} is closed`, {
+    hint: 'a closed store cannot be used again: open another with openStore',
+  });
+}

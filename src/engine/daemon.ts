@@ -4,7 +4,7 @@ import { insertAudit, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
 import { BotstateError, coerceError, isBotstateError } from '../errors.ts';
 import { cmp } from '../money/decimal.ts';
 import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
-import type { IntentInput, Settlement, Trade } from '../ledger/ledger.ts';
+import { beyondAsked, type IntentInput, type Settlement, type Trade } from '../ledger/ledger.ts';
 import type { CallOptions, Fence } from '../store/context.ts';
 import type { Store } from '../store/store.ts';
 import { ExchangeInvalidAnswerError, ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from './exchange.ts';
@@ -853,15 +853,15 @@ export class Daemon {
  * of the same side and token cannot be told apart from a rounded fill.)
  */
 function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
-  const asked = trade.baseAmount !== null ? { field: 'baseAmount', value: trade.baseAmount } : { field: 'quoteAmount', value: trade.quoteAmount };
-  const got = order.status === 'REJECTED' ? asked.value : asked.field === 'baseAmount' ? order.baseAmount : order.quoteAmount;
+  // A rejection moved nothing: only its side and token are compared.
+  const beyond = order.status === 'REJECTED' ? undefined : beyondAsked(trade, order);
   const problem =
     order.side !== trade.side
       ? `it is a ${order.side}, the intent a ${trade.side}`
       : order.token.toLowerCase() !== job.tokenAddress.toLowerCase()
         ? `it is for ${order.token}, the intent for ${job.tokenAddress}`
-        : got === null || asked.value === null || cmp(got, asked.value) > 0
-          ? `its ${asked.field} is ${String(got)}, more than the intent asked for, ${String(asked.value)}`
+        : beyond !== undefined
+          ? `its ${beyond.field} is ${String(beyond.got)}, more than the intent asked for, ${String(beyond.asked)}`
           : undefined;
   if (problem) {
     // Same side and token: the exchange filled that id, for another amount; the ledger takes its fill.

@@ -1,6 +1,6 @@
 import { insertAudit, jobStream, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
 import { BotstateError, InvalidTransitionError, ValidationError } from '../errors.ts';
-import { cmp, isZero, mul, parseDecimal } from '../money/decimal.ts';
+import { isZero, parseDecimal, worthNothing } from '../money/decimal.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
@@ -63,13 +63,13 @@ export interface DamagedJob {
   readonly error: BotstateError;
 }
 
-/** Audited fields a strategy moves between ticks. */
 /** Options of {@link Jobs.completeLiquidation}. */
 export interface CompleteLiquidationOptions extends CallOptions {
   /** The token's USD price now: a balance worth less than 10⁻¹⁸ USD at it is dust the job may keep. */
   readonly priceUsd?: string;
 }
 
+/** Audited fields a strategy moves between ticks. */
 export type StrategyStatePatch = Partial<Pick<Job, 'recentHigh' | 'recentHighTime' | 'lastDcaBuyTime' | 'lastRebalanceTime'>>;
 
 const STATE_TIMES = ['recentHighTime', 'lastDcaBuyTime', 'lastRebalanceTime'] as const;
@@ -243,7 +243,7 @@ export class Jobs {
             },
           );
         }
-        const dust = price !== undefined && cmp(mul(job.tokenBalance, price, 'down'), '0') === 0;
+        const dust = price !== undefined && worthNothing(job.tokenBalance, price);
         if (!isZero(job.tokenBalance) && !dust) {
           const allowed = allowedActions(job.status);
           throw new InvalidTransitionError(

@@ -1,5 +1,5 @@
 import { BotstateError, InvalidTransitionError, NotFoundError, ValidationError } from '../errors.ts';
-import { JOB_COLUMNS, lockJob, requireJob, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow } from '../jobs/job-rows.ts';
+import { JOB_COLUMNS, lockJob, requireJob, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow, type JobUpdate } from '../jobs/job-rows.ts';
 import { add, cmp, isNegative, parseDecimal, sub, type Decimal } from '../money/decimal.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context, Fence } from '../store/context.ts';
@@ -196,14 +196,21 @@ function checkFailure(settlement: { error?: unknown }): void {
   }
 }
 
-function positive(value: string, field: string, hint = 'a trade moves a positive amount of tokens'): Decimal {
+/**
+ * What a refused 0 is told, for the amounts that must be greater than 0 (a price of 0 is a
+ * missing price, and would value the position at nothing). The CLI says the same of its flags.
+ */
+export const POSITIVE_HINTS = Object.freeze({
+  baseAmount: 'a trade moves a positive amount of tokens',
+  priceUsd: "give the token's USD price at the fill",
+  quoteAmount: 'a BUY sized in quote spends a positive amount',
+});
+
+function positive(value: string, field: keyof typeof POSITIVE_HINTS): Decimal {
   const d = parseDecimal(value, { field });
-  if (cmp(d, '0') <= 0) throw new ValidationError('INVALID_AMOUNT', `${field} must be greater than 0, got ${d}`, { hint });
+  if (cmp(d, '0') <= 0) throw new ValidationError('INVALID_AMOUNT', `${field} must be greater than 0, got ${d}`, { hint: POSITIVE_HINTS[field] });
   return d;
 }
-
-/** A token has a price: 0 is a missing price, and would value the position at nothing. */
-const PRICE_HINT = "give the token's USD price at the fill";
 
 interface CheckedFill {
   base: Decimal;
@@ -243,7 +250,7 @@ function checkFill(fill: Fill): CheckedFill {
   return {
     base: positive(fill.baseAmount, 'baseAmount'),
     quote: parseDecimal(fill.quoteAmount, { field: 'quoteAmount' }),
-    price: positive(fill.priceUsd, 'priceUsd', PRICE_HINT),
+    price: positive(fill.priceUsd, 'priceUsd'),
     exchangeOrderId: ref(fill.exchangeOrderId, 'exchangeOrderId'),
     txHash: ref(fill.txHash, 'txHash'),
     executedAt,
@@ -254,14 +261,32 @@ function checkFill(fill: Fill): CheckedFill {
  * An exchange fills an order for no more than it asked, in the intent's own terms: its
  * baseAmount when it gave one, else its quoteAmount. More would take what the job's other open
  * sells hold back (their fills could then never be recorded) or spend past the job's limits.
+ * Undefined when the fill is within what was asked; else the amount compared, asked and got.
  */
+export function beyondAsked(
+  intent: { readonly baseAmount: Decimal | null; readonly quoteAmount: Decimal | null },
+  fill: { readonly baseAmount: Decimal | null; readonly quoteAmount: Decimal | null },
+): { field: 'baseAmount' | 'quoteAmount'; asked: Decimal | null; got: Decimal | null } | undefined {
+  const field = intent.baseAmount !== null ? 'baseAmount' : 'quoteAmount';
+  const asked = intent[field];
+  const got = fill[field];
+  return asked !== null && got !== null && cmp(got, asked) <= 0 ? undefined : { field, asked, got };
+}
+
 function checkNoMoreThanAsked(intent: TradeRow, fill: CheckedFill): void {
-  const [field, asked, got] = intent.base_amount !== null ? ['baseAmount', intent.base_amount, fill.base] : ['quoteAmount', intent.quote_amount, fill.quote];
-  if (asked === null || cmp(got, asked) <= 0) return;
+  const beyond = beyondAsked({ baseAmount: intent.base_amount, quoteAmount: intent.quote_amount }, { baseAmount: fill.base, quoteAmount: fill.quote });
+  if (beyond === undefined) return;
+  const { field, asked, got } = beyond;
   throw new ValidationError('INVALID_AMOUNT', `the fill's ${field} ${got} is more than intent ${intent.client_order_id} asked for, ${asked}`, {
     hint: "an exchange fills no more than asked; if it filled another order under this id, settle this one failed and record that order under a clientOrderId of its own",
     details: { field, asked, got },
   });
+}
+
+/** The caller's `scratch` option as updateJob takes it: given the job as the fill leaves it. */
+function scratchAfter(options: SettleOptions | undefined, trade: Trade): Pick<JobUpdate, 'scratch'> {
+  const hook = options?.scratch;
+  return hook ? { scratch: (job: Job) => hook({ job, trade }) } : {};
 }
 
 /** The base amount the job's PENDING sells have asked for: not available to another sell. */
@@ -386,10 +411,8 @@ export class Ledger {
         txHash: fill.txHash, status: 'EXECUTED', error: null, createdAt: fill.executedAt, executedAt: fill.executedAt,
       };
       // The audit entry and updatedAt say when this was recorded; the trade keeps its fill time.
-      const afterRecord = options?.scratch;
       const next = await updateJob(tx, this.#ctx.adapter.dialect, job, {
-        set, at: nowIso(), actor, action: 'record', entity: 'trade', entityId: id, detail: { trade },
-        ...(afterRecord ? { scratch: (recordedJob: Job) => afterRecord({ job: recordedJob, trade }) } : {}),
+        set, at: nowIso(), actor, action: 'record', entity: 'trade', entityId: id, detail: { trade }, ...scratchAfter(options, trade),
       });
       return { trade, job: toJob(next), duplicate: false };
     });
@@ -406,9 +429,9 @@ export class Ledger {
     // Sized in quote alone, the quote is what the order spends: 0 would be an order for nothing.
     const quote =
       input.quoteAmount === undefined ? null
-      : base === null ? positive(input.quoteAmount, 'quoteAmount', 'a BUY sized in quote spends a positive amount')
+      : base === null ? positive(input.quoteAmount, 'quoteAmount')
       : parseDecimal(input.quoteAmount, { field: 'quoteAmount' });
-    const price = input.priceUsd === undefined ? null : positive(input.priceUsd, 'priceUsd', PRICE_HINT);
+    const price = input.priceUsd === undefined ? null : positive(input.priceUsd, 'priceUsd');
     if (base === null && quote === null) {
       throw new ValidationError('INVALID_AMOUNT', 'an intent needs a baseAmount or a quoteAmount', { hint: 'say how much to trade' });
     }
@@ -518,11 +541,9 @@ export class Ledger {
       // A sell beyond the balance throws here, after the UPDATE: the transaction (or the
       // caller's savepoint) undoes it.
       const set: JobChange = fill ? applyFill(job, current.side, current.reason, fill) : {};
-      const afterSettle = options?.scratch;
       // When it was recorded, not the fill time (which may be earlier than the job's last entry).
       const next = await updateJob(tx, this.#ctx.adapter.dialect, job, {
-        set, at: nowIso(), actor, action: 'settle', entity: 'trade', entityId: current.id, detail: { trade },
-        ...(afterSettle ? { scratch: (settledJob: Job) => afterSettle({ job: settledJob, trade }) } : {}),
+        set, at: nowIso(), actor, action: 'settle', entity: 'trade', entityId: current.id, detail: { trade }, ...scratchAfter(options, trade),
       });
       return { trade, job: toJob(next), duplicate: false };
     });

@@ -22,6 +22,9 @@ export type Decimal = string;
 /** Fraction digits carried by every computation: `units = value × 10^SCALE`. */
 export const SCALE = 18;
 
+/** The smallest amount there is, 10⁻¹⁸: one unit. */
+export const UNIT: Decimal = '0.000000000000000001';
+
 /** How {@link mul}, {@link div} and {@link mulDiv} round a result that needs more than 18 decimals. */
 export type Rounding = 'down' | 'up' | 'half-even';
 
@@ -225,6 +228,14 @@ export function cmp(a: Decimal, b: Decimal): -1 | 0 | 1 {
 export function isZero(d: Decimal): boolean {
   if (!isDecimal(d)) throw notCanonical(d);
   return d === '0';
+}
+
+/**
+ * Whether `amount` of a token is worth less than one unit (10⁻¹⁸) at `price`: `amount × price`
+ * rounds down to 0, so that no order can sell it (it would fetch nothing).
+ */
+export function worthNothing(amount: Decimal, price: Decimal): boolean {
+  return cmp(mul(amount, price, 'down'), '0') <= 0;
 }
 
 /** `d < 0`. */

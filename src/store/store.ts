@@ -187,6 +187,9 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
   return new Store(adapter, opts.actor);
 }
 
+/** A PostgreSQL database is backed up with its own tools. */
+export const PG_BACKUP_HINT = 'use pg_dump (pg_dump --schema=<schema> for a schema of its own), which copies a consistent snapshot too';
+
 /**
  * Whether a database below the latest version is in use: it holds a job (its jobs table exists
  * from version 1 on), or a daemon is registered on it and has not stopped (version 3 on: one of an
@@ -301,9 +304,7 @@ export class Store {
   async backup(path: string): Promise<void> {
     if (typeof path !== 'string' || path === '') throw new ValidationError('INVALID_ARGUMENT', 'backup needs the path of the file to write', { hint: "pass a path such as './botstate-2026-11-26.db'" });
     if (this.#adapter.backup === undefined) {
-      throw new ValidationError('INVALID_ARGUMENT', `botstate backs up SQLite files; ${this.location} is PostgreSQL`, {
-        hint: 'use pg_dump (pg_dump --schema=<schema> for a schema of its own), which copies a consistent snapshot too',
-      });
+      throw new ValidationError('INVALID_ARGUMENT', `botstate backs up SQLite files; ${this.location} is PostgreSQL`, { hint: PG_BACKUP_HINT });
     }
     await this.#adapter.backup(path);
   }

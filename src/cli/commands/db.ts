@@ -2,6 +2,7 @@ import { ValidationError } from '../../errors.ts';
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseLocation } from '../../store/location.ts';
+import { PG_BACKUP_HINT } from '../../store/store.ts';
 import { withStore, type Command, type CommandContext } from '../command.ts';
 import { json, table } from '../output.ts';
 import type { Migration } from '../../store/migrations/migration.ts';
@@ -72,9 +73,8 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
       const db = ctx.values['db'];
       const url = typeof db === 'string' ? db : process.env['BOTSTATE_DB'];
       if (url && parseLocation(url).engine === 'postgres') {
-        throw new ValidationError('USAGE', 'botstate db backup copies SQLite files; this database is PostgreSQL', {
-          hint: 'use pg_dump (pg_dump --schema=<schema> for a schema of its own), which copies a consistent snapshot too',
-        });
+        // Before the store opens: a schema botstate never made would be "no database" (exit 4).
+        throw new ValidationError('USAGE', 'botstate db backup copies SQLite files; this database is PostgreSQL', { hint: PG_BACKUP_HINT });
       }
       const path = resolve(to);
       const t0 = performance.now();

@@ -1,7 +1,7 @@
 import { BotstateError, ValidationError } from '../../errors.ts';
 import { cmp, parseDecimal } from '../../money/decimal.ts';
 import { isIsoTime } from '../../util/time.ts';
-import { checkRecordInput, checkSettlement, TradeReason, TradeSide, TradeStatus, type Settlement } from '../../ledger/ledger.ts';
+import { checkRecordInput, checkSettlement, POSITIVE_HINTS, TradeReason, TradeSide, TradeStatus, type Settlement } from '../../ledger/ledger.ts';
 import { leaseHolder } from '../../engine/leases.ts';
 import { scratchAfterFill } from '../../engine/strategies/strategy.ts';
 import { CHAIN_OPTION, EXISTING, READING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
@@ -28,10 +28,7 @@ function required(ctx: CommandContext, flag: string, command = 'record'): string
 }
 
 /** Why each flag that must be greater than 0 must be (the ledger's hints). */
-const POSITIVE: Readonly<Record<string, string>> = {
-  base: 'a trade moves a positive amount of tokens',
-  price: "give the token's USD price at the fill",
-};
+const POSITIVE: Readonly<Record<string, string>> = { base: POSITIVE_HINTS.baseAmount, price: POSITIVE_HINTS.priceUsd };
 
 /** An amount flag, checked here so that a refusal names the flag (the ledger checks it again). */
 function amount(ctx: CommandContext, flag: string, command = 'record'): string {
@@ -96,7 +93,8 @@ const record: Command = {
   details:
     'Updates the job\'s tokenBalance, totalAccumulated and lastDcaBuyTime in the same transaction, and its\n' +
     'strategy state (the limits\' counts, the liquidity cash) as the daemon does for its own fills. Refused\n' +
-    '(exit 3) while a daemon holds the job: it keeps that state in memory; stop every daemon on the database first.\n' +
+    '(exit 3) while a daemon holds the job, which keeps that state in memory: pause the job (its daemon lets it\n' +
+    'go at its next tick when no order of it is open) or stop the daemons first.\n' +
     'Recording the same --client-order-id again with the same details changes nothing.\n' +
     `Reasons: ${Object.values(TradeReason).join(', ').toLowerCase()}.`,
   options: {

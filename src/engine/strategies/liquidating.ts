@@ -4,7 +4,7 @@
  * order can sell, which the job keeps), the daemon completes the liquidation (LIQUIDATING → IDLE). Respects limits.maxTradesPerHour; ignores the buy-side limits and
  * liquidity.maxDailyVolume. See docs/strategies.md.
  */
-import { cmp, div, max, min, mul, sub, type Decimal } from '../../money/decimal.ts';
+import { cmp, div, max, min, sub, UNIT, worthNothing, type Decimal } from '../../money/decimal.ts';
 import { begin, finish, tradeLimitReached, type Decision, type StrategyInput } from './strategy.ts';
 
 /**
@@ -25,7 +25,7 @@ export function liquidationSlice(balance: Decimal, price: Decimal, maxOrderUsd: 
   if (cmp(hi, '0') <= 0) return null;
   // The least base worth ≥ minTradeUsd, and worth something at all (≥ 10⁻¹⁸ USD): a rest worth
   // less could be sold by no order.
-  const sellable = div('0.000000000000000001', price, 'up');
+  const sellable = div(UNIT, price, 'up');
   let lo = minTradeUsd === null ? sellable : max(div(minTradeUsd, price, 'up'), sellable);
   if (cmp(lo, hi) > 0) lo = hi;
   const slice = min(hi, sub(balance, lo));
@@ -38,7 +38,7 @@ export function decideLiquidating(input: StrategyInput): Decision {
   if (cmp(job.tokenBalance, '0') <= 0) return finish(input, draft, null, 'liquidated', true);
   // Worth less than 10⁻¹⁸ USD, the balance fetches nothing: no exchange fills its sell, and the
   // rejections would put the job in ERROR. The liquidation completes; the job keeps the dust.
-  if (cmp(mul(job.tokenBalance, price, 'down'), '0') <= 0) return finish(input, draft, null, 'liquidated', true);
+  if (worthNothing(job.tokenBalance, price)) return finish(input, draft, null, 'liquidated', true);
   if (tradeLimitReached(input)) return finish(input, draft, null, 'max-trades-per-hour');
   const { maxOrderUsd, minTradeUsd } = job.config.limits;
   const base = liquidationSlice(job.tokenBalance, price, maxOrderUsd, minTradeUsd);

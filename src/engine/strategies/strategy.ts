@@ -16,7 +16,7 @@
 import { ValidationError } from '../../errors.ts';
 import type { Job } from '../../jobs/job-rows.ts';
 import type { Trade, TradeReason } from '../../ledger/ledger.ts';
-import { add, cmp, div, isDecimal, min, mul, sub, toUnits, type Decimal } from '../../money/decimal.ts';
+import { add, cmp, div, isDecimal, min, mul, sub, toUnits, worthNothing, type Decimal } from '../../money/decimal.ts';
 import { decideAccumulate } from './accumulate.ts';
 import { decideLiquidating } from './liquidating.ts';
 import { decideLiquidity } from './liquidity.ts';
@@ -130,9 +130,10 @@ export function afterFill(input: AfterFillInput): Scratch {
 /**
  * A job's strategy scratch after a fill settled or recorded outside the daemon (by hand), as the
  * daemon would have left it; undefined when it does not change, or when the job's strategy state
- * is not the daemon's (a document without the daemon's version `v`: another strategy's). Pass it as the `scratch` option of
- * `ledger.settle` or `ledger.recordTrade`: the fill then counts against the job's limits
- * (maxTradesPerHour, maxDailyVolume), its liquidity cash and its dip, as the daemon's own fills do.
+ * is not the daemon's (a document without the daemon's version `v`: another strategy's). Pass it
+ * as the `scratch` option of `ledger.settle` or `ledger.recordTrade`: the fill then counts against
+ * the job's limits (maxTradesPerHour, maxDailyVolume), its liquidity cash and its dip, as the
+ * daemon's own fills do.
  *
  * @example
  * await store.ledger.settle(clientOrderId, fill, { scratch: scratchAfterFill });
@@ -316,7 +317,7 @@ export function sizeSell(input: StrategyInput, reason: TradeReason, base: Decima
   if (maxOrderUsd !== null) clamp('max-order', maxOrderUsd);
   for (const [name, usd] of caps) clamp(name, usd);
   // Tokens worth less than 10⁻¹⁸ USD at this price fetch nothing: no exchange fills such a sell.
-  if (cmp(b, '0') <= 0 || cmp(mul(b, price, 'down'), '0') <= 0) return { skipped: why };
+  if (cmp(b, '0') <= 0 || worthNothing(b, price)) return { skipped: why };
   if (minTradeUsd !== null && cmpProducts([b, price], [minTradeUsd, '1']) < 0) return { skipped: 'min-trade' };
   return { order: { side: 'SELL', reason, baseAmount: b } };
 }

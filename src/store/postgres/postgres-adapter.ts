@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { BotstateError, CLOSED_HINT, constraintViolation, StorageError } from '../../errors.ts';
+import { BotstateError, closedStore, constraintViolation, StorageError } from '../../errors.ts';
 import { VERSION_COLUMNS } from '../migrations/migration.ts';
 import { driverConnectionString } from '../location.ts';
 import type {
@@ -162,7 +162,7 @@ export class PostgresAdapter implements Adapter {
   }
 
   async #connect(): Promise<pg.PoolClient> {
-    if (this.#closing !== undefined) throw new StorageError('STORAGE_UNAVAILABLE', `the store at ${this.location} is closed`, { hint: CLOSED_HINT });
+    if (this.#closing !== undefined) throw closedStore(this.location);
     try {
       return await this.#pool.connect();
     } catch (e) {

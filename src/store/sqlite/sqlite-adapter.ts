@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { VERSION_COLUMNS } from '../migrations/migration.ts';
-import { BotstateError, CLOSED_HINT, constraintViolation, NotFoundError, StorageError } from '../../errors.ts';
+import { BotstateError, closedStore, constraintViolation, NotFoundError, StorageError } from '../../errors.ts';
 import type {
   Adapter,
   Capabilities,
@@ -500,7 +500,7 @@ export class SqliteAdapter implements Adapter {
 
   /** Throws if the store is closed, or unusable after a failed fsync. */
   #usable(): void {
-    if (this.#closed) throw new StorageError('STORAGE_UNAVAILABLE', `the store at ${this.location} is closed`, { hint: CLOSED_HINT });
+    if (this.#closed) throw closedStore(this.location);
     const failure = this.#storageFailure ?? this.#walSync?.failure;
     if (failure) throw failure;
   }
@@ -711,10 +711,8 @@ export class SqliteAdapter implements Adapter {
     // namespace, may share the pid).
     const tmp = join(dirname(path), `${PARTIAL_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}${PARTIAL_SUFFIX}`);
     try {
-      if (this.#closed) throw new StorageError('STORAGE_UNAVAILABLE', `the store at ${this.location} is closed`, { hint: CLOSED_HINT });
-      if (existsSync(path)) {
-        throw new BotstateError('INVALID_ARGUMENT', `${path} exists already: a backup never replaces a file`, { hint: 'give the backup a new name' });
-      }
+      this.#usable();
+      if (existsSync(path)) throw backupExists(path);
       removeAbandonedPartials(dirname(path));
       try {
         // Made here, empty, with the database's own mode (0600 as botstate creates it; VACUUM
@@ -752,7 +750,7 @@ export class SqliteAdapter implements Adapter {
         }
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'EEXIST') throw new BotstateError('INVALID_ARGUMENT', `${path} exists already: a backup never replaces a file`, { hint: 'give the backup a new name' });
+        if (code === 'EEXIST') throw backupExists(path);
         throw new StorageError('STORAGE_FAILED', `cannot write the backup ${path}: ${code ?? String(e)}`, { hint: 'check the folder, its permissions and free space', cause: e });
       }
     } finally {
@@ -934,6 +932,10 @@ function writable(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+function backupExists(path: string): BotstateError {
+  return new BotstateError('INVALID_ARGUMENT', `${path} exists already: a backup never replaces a file`, { hint: 'give the backup a new name' });
 }
 
 /** A backup's copy before it is named: `.botstate-backup-<pid>-<8 hex>.partial` beside it. */
