@@ -864,11 +864,9 @@ function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
           ? `its ${beyond.field} is ${String(beyond.got)}, more than the intent asked for, ${String(beyond.asked)}`
           : undefined;
   if (problem) {
-    // Same side and token: the exchange filled that id, for another amount; the ledger takes its fill.
-    // Otherwise the intent never went out under its id, and the exchange's order is another trade.
-    const byHand = order.side === trade.side && order.token.toLowerCase() === job.tokenAddress.toLowerCase()
-      ? `stop the daemons, then botstate settle ${trade.clientOrderId} --status executed with the exchange's fill`
-      : `stop the daemons, botstate settle ${trade.clientOrderId} --status failed, and record the exchange's order with botstate record under a clientOrderId of its own`;
+    // The intent never went out under its id: the exchange's order is another trade (a fill of
+    // more than asked too: the ledger refuses it as this intent's, as the daemon does).
+    const byHand = `stop the daemons, botstate settle ${trade.clientOrderId} --status failed, and record the exchange's order with botstate record under a clientOrderId of its own`;
     throw new Error(
       `the exchange's order ${trade.clientOrderId} is not this intent (${problem}): a clientOrderId was reused after ` +
         `committed intents were lost; reconcile it by hand (${byHand})`,

@@ -36,6 +36,7 @@ import { migrate } from '../../src/store/migrations/runner.ts';
 import { LATEST_VERSION } from '../../src/store/migrations/index.ts';
 import { openStore, Store } from '../../src/store/store.ts';
 import { ENGINES, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
+import { rejectsWith } from '../helpers/assert.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = join(ROOT, 'bin', 'botstate.js');
@@ -528,8 +529,13 @@ for (const engine of ENGINES) {
         return j.status === 'ERROR' ? j : undefined;
       });
       assert.match(failed.statusReason!, /is not this intent \(its quoteAmount is 20, more than the intent asked for, 10\)/);
-      // Same side and token: the operator is told to settle the intent with the exchange's fill.
-      assert.match(failed.statusReason!, /reconcile it by hand \(stop the daemons, then botstate settle \S+ --status executed with the exchange's fill\)$/);
+      // More than asked is not this intent's fill (settle would refuse it too): the operator is
+      // told to settle the intent failed and record the exchange's order as a trade of its own.
+      assert.match(failed.statusReason!, /reconcile it by hand \(stop the daemons, botstate settle \S+ --status failed, and record the exchange's order with botstate record under a clientOrderId of its own\)$/);
+      await rejectsWith(
+        store.ledger.settle(intent.clientOrderId, { status: 'EXECUTED', baseAmount: other.baseAmount, quoteAmount: other.quoteAmount, priceUsd: other.price }),
+        'INVALID_AMOUNT',
+      );
       const version = failed.version;
       await sleep(300);
       await daemon.stop();

@@ -211,9 +211,9 @@ const settle: Command = {
     'FAILED records that the order was not filled. Then resume the job. Refused (exit 3) while a daemon holds\n' +
     'the job: a daemon reconciles a job\'s open order whatever the job\'s status, and another takes it over, so\n' +
     'stop every daemon on the database first. Settling a settled order again the same way (the same fill;\n' +
-    'failed, whatever the error text) changes nothing; another way is exit 3. Use it when the exchange\'s order\n' +
-    'has the intent\'s side and token; if not, settle the intent failed and record the exchange\'s order with\n' +
-    'botstate record under a clientOrderId of its own.',
+    'failed, whatever the error text) changes nothing; another way is exit 3. An exchange order on another\n' +
+    'side or token, or for more than the intent asked, is another trade: settle the intent failed and record\n' +
+    'the exchange\'s order with botstate record under a clientOrderId of its own.',
   options: {
     status: { type: 'string', value: 'S', help: 'executed or failed' },
     base: { type: 'string', value: 'N', help: 'executed: the token amount filled' },
