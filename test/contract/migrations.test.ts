@@ -4,7 +4,9 @@
  * separate processes are safe, and a failing step leaves nothing behind.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { GENESIS_HASH, jobStream, prepareAudit } from '../../src/audit/audit.ts';
@@ -512,6 +514,39 @@ for (const engine of ENGINES) {
       // A daemon of another host silent for two minutes without a lease, or stopped: not running.
       await instance('d-gone', 'host-d', 4444, at(-120_000));
       assert.deepEqual((await store.rollback()).map((m) => m.version), [LATEST_VERSION]);
+    });
+
+    it('a daemon that starts while a rollback waits for the migration lock is found before anything is rolled back', async () => {
+      const store = await fx.open();
+      await store.jobs.start({ tokenAddress: TOKEN });
+      const other = await fx.open();
+      const p = (n: number) => (fx.engine === 'sqlite' ? '?' : `$${n}`);
+      const before = await fx.dump();
+      let holding!: () => void;
+      const held = new Promise<void>((resolve) => (holding = resolve));
+      let go!: () => void;
+      const rollbackWaits = new Promise<void>((resolve) => (go = resolve));
+      // Another process's migration holds the lock (on SQLite: the write lock), and a daemon of this
+      // host registers meanwhile, after the rollback's first check.
+      const blocker = other.transaction(async (tx) => {
+        if (fx.engine === 'postgres') {
+          const key = createHash('sha256').update(`botstate:migrate:${pgSchema(fx)}`).digest().readBigInt64BE(0).toString();
+          await tx.get('SELECT pg_advisory_xact_lock(?::bigint) AS locked', [key]);
+        }
+        holding();
+        await rollbackWaits;
+        const now = new Date().toISOString();
+        await tx.run(`INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)`, ['d-late', hostname(), process.pid === 1 ? 2 : 1, now, now]);
+      });
+      await held;
+      const rolledBack = store.rollback();
+      await sleep(300); // its first check is done; it waits for the lock
+      go();
+      await blocker;
+      const refusal = await rejectsWith(rolledBack, 'DAEMON_RUNNING');
+      assert.match(String(refusal['message']), /^a daemon \(pid (1|2) on /);
+      await fx.raw(`DELETE FROM daemon_instances WHERE id = ${p(1)}`, ['d-late']);
+      assert.equal(await fx.dump(), before, 'nothing rolled back');
     });
 
     it('rollback without a target goes back exactly one version', async () => {

@@ -257,7 +257,8 @@ export async function rollback(adapter: Adapter, options: { to?: number; force?:
     await adapter.transaction((tx) => checkLoss(tx, adapter.engine, steps), { readOnly: true });
   }
   // Not overridden by force: that is about data loss, and a running daemon is simply stopped first.
-  await refuseWhileDaemonRuns(adapter);
+  // Checked here, before anything, and again in every step under the migration lock (see stepTo).
+  await adapter.transaction((tx) => refuseWhileDaemonRuns(adapter, tx), { readOnly: true });
   return stepTo(adapter, target, 'down', force);
 }
 
@@ -279,6 +280,9 @@ async function stepTo(adapter: Adapter, target: number, direction: 'up' | 'down'
         if (direction === 'up' ? status.current >= target : status.current <= target) return status.current;
         const m = MIGRATIONS[direction === 'up' ? status.current : status.current - 1]!;
         if (direction === 'down' && !force) await checkLoss(tx, adapter.engine, [m]);
+        // A daemon started since the rollback's first check (while it waited for the lock, or
+        // between two steps) is found here, before its tables change.
+        if (direction === 'down') await refuseWhileDaemonRuns(adapter, tx);
         await step(tx, adapter.engine, m, direction);
         done.push(m);
         return undefined;
@@ -303,15 +307,18 @@ const DAEMON_HEARTBEAT_WINDOW_MS = 60_000;
  * heartbeated within a minute or holds a lease that has not expired, by the database's clock on
  * PostgreSQL (where lease times come from it).
  */
-async function refuseWhileDaemonRuns(adapter: Adapter): Promise<void> {
-  const running = await adapter.transaction(async (tx) => {
+async function refuseWhileDaemonRuns(adapter: Adapter, tx: Executor): Promise<void> {
+  const running = await (async () => {
     if (!(await adapter.hasTable(tx, 'daemon_instances'))) return [];
     const nowMs = adapter.engine === 'postgres' ? await databaseNow(tx) : Date.now();
     const now = new Date(nowMs).toISOString();
-    // i.*: lease_ttl_ms exists from schema version 6 on. A daemon with a TTL longer than the
-    // window heartbeats less often than the window: its own TTL counts then.
+    // lease_ttl_ms exists from schema version 6 on. A daemon with a TTL longer than the window
+    // heartbeats less often than the window: its own TTL counts then. The columns are named, not
+    // i.*: a rollback runs this before each step, on a table whose shape the steps change (on
+    // PostgreSQL a prepared statement's result may not change shape).
+    const withTtl = await hasLeaseTtl(adapter, tx);
     const rows = await tx.all<InstanceRow & { leased: number | string; lease_ttl_ms?: number | null }>(
-      `SELECT i.*,
+      `SELECT i.id, i.host, i.pid, i.heartbeat_at${withTtl ? ', i.lease_ttl_ms' : ''},
          (SELECT count(*) FROM job_leases l WHERE l.owner = i.id AND l.expires_at > ?) AS leased
        FROM daemon_instances i WHERE i.stopped_at IS NULL`,
       [now],
@@ -319,13 +326,22 @@ async function refuseWhileDaemonRuns(adapter: Adapter): Promise<void> {
     const heardFrom = (row: { heartbeat_at: string; lease_ttl_ms?: number | null }) =>
       Date.parse(row.heartbeat_at) > nowMs - Math.max(DAEMON_HEARTBEAT_WINDOW_MS, Number(row.lease_ttl_ms ?? 0));
     return rows.filter((row) => (row.host === hostname() ? processAlive(row) : heardFrom(row) || Number(row.leased) > 0));
-  }, { readOnly: true });
+  })();
   const first = running[0];
   if (first === undefined) return;
   throw new BotstateError('DAEMON_RUNNING', `a daemon (pid ${first.pid} on ${first.host}) is running on ${adapter.location}: rolling back would take its tables away`, {
     hint: 'stop the daemon first (SIGTERM or Ctrl-C), then roll back',
     details: { instance: first.id, pid: first.pid, host: first.host },
   });
+}
+
+/** Whether daemon_instances has its lease_ttl_ms column (schema version 6 on). */
+async function hasLeaseTtl(adapter: Adapter, tx: Executor): Promise<boolean> {
+  const sql =
+    adapter.engine === 'postgres'
+      ? "SELECT 1 AS present FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'daemon_instances' AND column_name = 'lease_ttl_ms'"
+      : "SELECT 1 AS present FROM pragma_table_info('daemon_instances') WHERE name = 'lease_ttl_ms'";
+  return (await tx.get(sql)) !== undefined;
 }
 
 async function step(tx: Executor, engine: Engine, m: Migration, direction: 'up' | 'down'): Promise<void> {
