@@ -139,6 +139,8 @@ export class Daemon {
   #registeredMs: number | undefined;
   /** Since when the exchange has been unreachable, and which kind of call found it so. */
   #outage: { since: number; kind: 'prices' | 'orders' } | undefined;
+  /** This tick's answer to "does the exchange answer at all?" (see #answers). */
+  #probe: Promise<boolean> | undefined;
   /** The error the last ticks failed with, since when, and how many ticks (said once). */
   #tickFailure: { message: string; since: number; count: number } | undefined;
   /** The jobs held at the last tick (see #sayLeaseChanges); undefined before the first. */
@@ -280,7 +282,7 @@ export class Daemon {
         if (resent) counts.resent++;
       } catch (e) {
         counts.unknown++;
-        this.#log(`${job.tokenSymbol} ${trade.clientOrderId}: not reconciled yet (${coerceError(e).message}); retrying every tick`);
+        this.#log(`${job.tokenSymbol} ${trade.clientOrderId}: not reconciled yet (${messageOf(e)}); retrying every tick`);
       }
     });
     const report: RecoveryReport = {
@@ -349,6 +351,7 @@ export class Daemon {
    * not show that step's writes yet.
    */
   async tick(): Promise<void> {
+    this.#probe = undefined;
     // Taken before anything is read: a job busy now may write after the reads below.
     const busy = new Set(this.#inFlight.keys());
     const held = await this.#leases.sync(busy);
@@ -372,7 +375,7 @@ export class Daemon {
       const step = this.#slots
         .run(() => (this.#stopping ? Promise.resolve() : this.#step(job, pending.get(job.id), held.get(job.id)!, prices.get(job.tokenAddress))))
         // A step handles its own failures; this is for a bug, which must not go unhandled.
-        .catch((e) => this.#log(`${stamp()}  ${job.tokenSymbol}  step failed: ${coerceError(e).message}`))
+        .catch((e) => this.#log(`${stamp()}  ${job.tokenSymbol}  step failed: ${messageOf(e)}`))
         .finally(() => this.#inFlight.delete(job.id));
       this.#inFlight.set(job.id, step);
     }
@@ -431,6 +434,18 @@ export class Daemon {
     this.#log(`${stamp()}  exchange unavailable (${e.message}); waiting for it`);
   }
 
+  /**
+   * Whether the exchange answers a call about no market (getBalances), asked once per tick: when a
+   * price asked alone got no answer, this tells an exchange that is down from one market that is.
+   */
+  #answers(): Promise<boolean> {
+    this.#probe ??= this.#exchange.getBalances().then(
+      () => true,
+      (e: unknown) => !(e instanceof ExchangeUnavailableError),
+    );
+    return this.#probe;
+  }
+
   /** Says once that the exchange answers again (a call of the kind that found it unavailable). */
   #exchangeAnswered(kind: 'prices' | 'orders'): void {
     if (this.#outage?.kind !== kind) return;
@@ -466,16 +481,16 @@ export class Daemon {
           // Closed by its owner: said in one line, not as a failed tick.
           if (this.#store.closed) return this.#storeClosed();
           const error = coerceError(e);
-          // Said once while the same error repeats (a full disk fails every tick), and its end.
-          if (this.#tickFailure?.message === error.message) this.#tickFailure.count++;
-          else {
-            this.#tickFailure = { message: error.message, since: this.#tickFailure?.since ?? Date.now(), count: (this.#tickFailure?.count ?? 0) + 1 };
-            this.#log(`${stamp()}  tick failed: ${error.message}${this.#store.failure === undefined ? '; trying again every tick, said again when it changes' : ''}`);
-          }
           // The store is unusable for good (a failed fsync or checkpoint), or another daemon took
           // this SQLite file over while this one was stalled: ticking on would only fail again,
           // or run beside it. The daemon stops ticking and says so.
           const failure = this.#store.failure ?? (error.code === 'DAEMON_RUNNING' ? error : undefined);
+          // Said once while the same error repeats (a full disk fails every tick), and its end.
+          if (this.#tickFailure?.message === error.message) this.#tickFailure.count++;
+          else {
+            this.#tickFailure = { message: error.message, since: this.#tickFailure?.since ?? Date.now(), count: (this.#tickFailure?.count ?? 0) + 1 };
+            this.#log(`${stamp()}  tick failed: ${error.message}${failure === undefined ? '; trying again every tick, said again when it changes' : ''}`);
+          }
           if (failure !== undefined) return this.#giveUp(failure);
         })
         .finally(() => this.#schedule(Math.max(0, this.#tickMs - (performance.now() - t0))));
@@ -591,7 +606,20 @@ export class Daemon {
         await this.#completeLiquidation(job, runner);
         return;
       }
-      const price = knownPrice ?? (await this.#exchange.getPrice(job.tokenAddress));
+      let price: string;
+      if (knownPrice !== undefined) price = knownPrice;
+      else {
+        try {
+          price = await this.#exchange.getPrice(job.tokenAddress);
+        } catch (e) {
+          // Asked alone (an exchange without getPrices): a market that gives no answer is this
+          // job's failure, but an exchange that answers nothing at all is an outage, counted
+          // against no job (as when getPrices fails so, see #prices).
+          if (e instanceof ExchangeUnavailableError && !(await this.#answers())) return this.#exchangeUnavailable(e, 'prices');
+          throw e;
+        }
+        this.#exchangeAnswered('prices');
+      }
       const now = Date.now();
       const d = decide({ job, scratch: runner.scratch, price, now });
       if (d.scratch !== runner.scratch) runner.scratchDirty = true;
@@ -787,8 +815,7 @@ export class Daemon {
     }
     // The job was paused, liquidated or changed from the CLI meanwhile: next tick sees it.
     if (error.code === 'INVALID_TRANSITION' || error.code === 'CONCURRENT_MODIFICATION') return;
-    // Exchange and strategy errors are not botstate bugs: keep their own message.
-    const message = isBotstateError(e) || !(e instanceof Error) ? error.message : e.message;
+    const message = messageOf(e);
     if (error.category === 'storage') {
       // The database, not the job: nothing to count against it (a burst of lost connections
       // must not add up, with the next exchange error, to an ERROR). The step is retried.
@@ -852,6 +879,11 @@ export class Daemon {
  * was asked, another side or another token is another order. (A reused id for a smaller order
  * of the same side and token cannot be told apart from a rounded fill.)
  */
+/** What is said of an error: exchange and strategy errors are not botstate bugs, and keep their own message. */
+function messageOf(e: unknown): string {
+  return isBotstateError(e) || !(e instanceof Error) ? coerceError(e).message : e.message;
+}
+
 function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
   // A rejection moved nothing: only its side and token are compared.
   const beyond = order.status === 'REJECTED' ? undefined : beyondAsked(trade, order);

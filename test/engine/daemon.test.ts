@@ -890,7 +890,7 @@ for (const engine of ENGINES) {
       await rec.waitCalls('place', REF_TOKEN, 2, iError, 3000);
 
       assert.match(failedJob.statusReason!, /^3 steps failed in a row; last: .*simulated outage of the BAD market/);
-      assert.equal(rec.count('price', TOKEN), 3, 'three failed steps, then no more');
+      assert.equal(rec.count('price', TOKEN), 3, `three failed steps, then no more\n${lines.join("\n")}`);
       assert.equal(rec.count('place', TOKEN), 0);
       assert.deepEqual(await store.ledger.trades({ id: broken.id }), []);
       assert.deepEqual(
@@ -904,6 +904,27 @@ for (const engine of ENGINES) {
       assert.ok(orders.length >= goodOrdersAtError + 2, 'GOOD kept trading after BAD failed');
       assert.equal(goodAfter.status, 'RUNNING');
       assert.equal(ofJob(await exchangeOrders(ex.url), broken).length, 0);
+    });
+
+    it('an exchange without getPrices that cannot be reached is an outage too: said once, no job failed for it', async () => {
+      const ex = await paper();
+      const jobs = [];
+      for (let i = 1; i <= 2; i++) jobs.push(await store.jobs.start({ tokenAddress: tokenAddress(i), tokenSymbol: `T${i}`, set: [FAST_DCA] }));
+      let down = true;
+      // No batch lookups: the four methods of the contract only.
+      const rec = new Recorder(new HttpExchange(ex.url), { price: () => (down ? Promise.reject(new ExchangeUnavailableError('connection refused')) : undefined) });
+      const balances = rec.getBalances.bind(rec);
+      rec.getBalances = () => (down ? Promise.reject(new ExchangeUnavailableError('connection refused')) : balances());
+      const { daemon, lines } = makeDaemon(store, rec, { maxFailures: 2 });
+      await daemon.start();
+      await sleep(600);
+      for (const job of jobs) assert.equal((await store.jobs.get({ id: job.id })).status, 'RUNNING', lines.join('\n'));
+      assert.equal(lines.filter((l) => l.includes('exchange unavailable')).length, 1, lines.join('\n'));
+      assert.ok(!lines.some((l) => l.includes('step failed')), lines.join('\n'));
+      down = false;
+      await waitFor('a trade once it answers', async () => ((await exchangeOrders(ex.url)).length > 0 ? true : undefined));
+      await daemon.stop();
+      assert.ok(lines.some((l) => / exchange reachable again after \d+ s$/.test(l)), lines.join('\n'));
     });
 
     it('a mistyped exchange path (404 everywhere) is an outage, said once: no job is failed for it', async () => {
@@ -1383,7 +1404,7 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const exit = await d.exited;
     assert.deepEqual(exit, { code: 0, signal: null }, d.stderr());
     assert.equal(d.stderr(), '');
-    assert.ok(d.lines().includes('SIGTERM: finishing the step in flight…'));
+    assert.ok(d.lines().includes('SIGTERM: finishing the step in flight… (a second signal stops it at once, as kill -9 would)'));
     assert.equal(d.lines().at(-1), 'stopped cleanly');
     assert.equal((await store.ledger.get(inFlight!.clientOrderId)).status, 'EXECUTED');
     assert.equal(d.lines().filter((l) => l.includes(inFlight!.clientOrderId)).length, 1, 'the last trade was printed');
@@ -1452,6 +1473,10 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     writeFileSync(inFlight, 'being written');
     const atV1 = await run(['db', 'backup', '--to', second, '--db', fx.url]);
     assert.equal(atV1.code, 0, atV1.err);
+    // verify reads only the current schema: the backup is not sent there as it is.
+    assert.match(atV1.out, /\(\d+ bytes, \d+ ms\)\. It holds schema version 1, as the database; this botstate reads version \d+: keep the backup as it is, and check a copy of it \(botstate db migrate, then verify, on the copy\)\n$/);
+    const refused = await run(['verify', '--db', second]);
+    assert.equal(refused.code, 6, refused.err);
     assert.deepEqual(readdirSync(dirname(fx.url)).filter((f) => f.includes('partial')), ['.botstate-backup-999999998-0123abcd.partial']);
     // A name too long for the copy's suffix is no matter (the copy's own name is short), and a
     // failure leaves the store usable.
@@ -1576,6 +1601,9 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     giveUp.abort();
     assert.equal(exitA.code, 3, a.stderr());
     assert.match(a.stderr(), new RegExp(`^botstate: another daemon \\(pid ${b.child.pid} on \\S+\\) took .* over while this one was stalled past its lease TTL \\(this daemon stops; one daemon runs per SQLite file\\)\n$`));
+    // Its log says it stops, not that it will try again.
+    assert.match(a.stdout(), /  tick failed: another daemon \(pid \d+ [^\n]*stalled past its lease TTL\n/);
+    assert.ok(!a.stdout().includes('trying again every tick'), a.stdout());
     // B carries on alone, and the ledger matches the exchange.
     const placed = (await exchangeOrders(ex.url)).length;
     await waitFor('B to trade again', async () => (await exchangeOrders(ex.url)).length > placed);

@@ -125,7 +125,7 @@ export const daemonCommand: Command = {
       throw new ValidationError('USAGE', `--durability must be process or power, got "${String(durability)}"`, { hint: 'see docs/durability.md' });
     }
     const demo = ctx.values['demo'] === true;
-    if (demo && ctx.values['exchange'] !== undefined) throw new ValidationError('USAGE', '--demo starts its own exchange: drop --exchange');
+    if (demo && ctx.values['exchange'] !== undefined) throw new ValidationError('USAGE', '--demo starts its own exchange: drop --exchange', { hint: 'botstate daemon --demo, or botstate daemon --exchange URL without --demo' });
     // One line per event, whatever an exchange put in its error text.
     const log = (line: string) => ctx.io.out(`${escapeControls(line)}\n`);
     const exchangeUrl = typeof ctx.values['exchange'] === 'string' ? ctx.values['exchange'] : 'http://127.0.0.1:8790';
@@ -176,7 +176,8 @@ export const daemonCommand: Command = {
         await daemon.stop();
         throw outcome;
       }
-      log(`${outcome}: finishing the step in flight…`);
+      // A second signal gets Node's default: the process ends at once, as after kill -9 (exit 128 + the signal's number).
+      log(`${outcome}: finishing the step in flight… (a second signal stops it at once, as kill -9 would)`);
       await daemon.stop();
       if (store.failure) throw store.failure; // the disk failed meanwhile: not a clean stop
       log('stopped cleanly');
