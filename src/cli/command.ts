@@ -25,6 +25,8 @@ export interface Command {
   readonly options: OptionSpecs;
   /** How many positional arguments it takes. */
   readonly positionals: readonly [min: number, max: number];
+  /** False for a command that uses no database: it refuses --db, and its --help lists neither --db nor --json. */
+  readonly usesDb?: false;
   run(ctx: CommandContext): Promise<void>;
 }
 

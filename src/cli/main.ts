@@ -28,7 +28,8 @@ const EXIT_HELP = `Exit codes:
   ${EXIT_CODES.not_found}  not found: no such job, trade or database file
   ${EXIT_CODES.storage}  storage: the database is unreachable, locked, damaged or not botstate's
   ${EXIT_CODES.schema}  schema: the database schema is newer than this botstate, outdated, has a gap, or a migration changed or failed
-  ${EXIT_CODES.internal}  a bug in botstate (please report it)
+  ${EXIT_CODES.internal}  a bug in botstate (BOTSTATE_DEBUG=1 prints its stack trace; please report it), or a Node.js older than 24
+  130, 143  daemon or paper-exchange ended at once by a second SIGINT or SIGTERM while it stopped
 A failed command changes nothing.`;
 
 function generalHelp(): string {
@@ -55,7 +56,7 @@ function commandHelp(c: Command): string {
 ${c.summary.charAt(0).toUpperCase()}${c.summary.slice(1)}.
 ${c.details ? `\n${c.details}\n` : ''}
 Flags:
-${renderOptions({ ...c.options, ...GLOBAL_OPTIONS })}
+${renderOptions({ ...c.options, ...(c.usesDb === false ? { help: GLOBAL_OPTIONS.help } : GLOBAL_OPTIONS) })}
 
 ${EXIT_HELP}
 `;

@@ -478,6 +478,8 @@ describe('paper exchange over HTTP', () => {
       const other = createServer((req, res) => {
         const html = req.url === '/proxy/orders';
         res.writeHead(404, { 'content-type': html ? 'text/html' : 'application/json' });
+        // Another web application's default JSON 404 (Spring Boot's): no exchange either.
+        if (req.url === '/spring/orders') return void res.end(JSON.stringify({ timestamp: '2026-11-26T20:00:00.000+00:00', status: 404, error: 'Not Found', path: '/spring/orders' }));
         res.end(html ? '<html>Not Found</html>' : JSON.stringify({ error: 'no market for this token' }));
       }).listen(0, '127.0.0.1');
       await new Promise((resolve) => other.once('listening', resolve));
@@ -486,6 +488,7 @@ describe('paper exchange over HTTP', () => {
         const order = { clientOrderId: 'n-1', token: TOKEN, side: 'BUY', quoteAmount: '1' } as const;
         await assert.rejects(new HttpExchange(at).placeOrder(order), (e: unknown) => e instanceof ExchangeRejectedError && /no market for this token/.test(e.message));
         await assert.rejects(new HttpExchange(`${at}/proxy`).placeOrder(order), (e: unknown) => e instanceof ExchangeUnavailableError && /no such endpoint there/.test(e.message));
+        await assert.rejects(new HttpExchange(`${at}/spring`).placeOrder(order), (e: unknown) => e instanceof ExchangeUnavailableError && /no such endpoint there/.test(e.message));
       } finally {
         other.close();
       }
@@ -529,6 +532,15 @@ describe('paper exchange over HTTP', () => {
       assert.equal(wrongMethod.status, 405);
       assert.equal(wrongMethod.headers.get('allow'), 'GET, POST');
       assert.equal((await post(ex.url, good)).status, 200, 'the well-formed order is accepted');
+      // The batch endpoints take the 10,000 items they document, of the longest kind; a body
+      // past 2 MiB is 413.
+      const longest = Array.from({ length: 10_000 }, (_, i) => `${'c'.repeat(120)}-${String(i).padStart(7, '0')}`);
+      const query = await fetch(`${ex.url}/orders/query`, { method: 'POST', body: JSON.stringify({ clientOrderIds: longest }) });
+      assert.deepEqual([query.status, await query.json()], [200, []]);
+      const tokens = Array.from({ length: 10_000 }, () => TOKEN);
+      assert.equal((await fetch(`${ex.url}/prices`, { method: 'POST', body: JSON.stringify({ tokens }) })).status, 200);
+      const huge = await fetch(`${ex.url}/orders/query`, { method: 'POST', body: JSON.stringify({ clientOrderIds: ['x'.repeat(2 * 1024 * 1024)] }) });
+      assert.deepEqual([huge.status, await huge.json()], [413, { error: 'request body larger than 2097152 bytes' }]);
     });
   });
 
@@ -559,8 +571,18 @@ describe('HttpExchange validates what it is answered', () => {
   before(async () => {
     liar = createServer((req, res) => {
       const body = answers.get(`${req.method} ${req.url}`) ?? '{}';
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(body);
+      // "HTTP <status> <body>" answers with that status.
+      const withStatus = /^HTTP (\d{3}) ([\s\S]*)$/.exec(body);
+      res.writeHead(withStatus ? Number(withStatus[1]) : 200, { 'content-type': 'application/json' });
+      if (body === 'HUGE') {
+        // 17 MiB of a JSON string, without a content-length: the reader must stop by itself.
+        res.write('"');
+        const mib = 'x'.repeat(1024 * 1024);
+        for (let i = 0; i < 17; i++) res.write(mib);
+        res.end('"');
+        return;
+      }
+      res.end(withStatus ? withStatus[2] : body);
     });
     await new Promise<void>((resolve) => liar.listen(0, '127.0.0.1', resolve));
     url = `http://127.0.0.1:${(liar.address() as AddressInfo).port}`;
@@ -595,6 +617,20 @@ describe('HttpExchange validates what it is answered', () => {
     await assert.rejects(client.getOrder('v-1'), ExchangeUnavailableError);
     answers.set(`GET /price/${TOKEN}`, JSON.stringify({ token: TOKEN, price: '1e-3', time: order.time }));
     await assert.rejects(client.getPrice(TOKEN), ExchangeInvalidAnswerError);
+    // Another token's price is no answer, however well formed; the same token in other case is.
+    answers.set(`GET /price/${TOKEN}`, JSON.stringify({ token: TOKEN2, price: '123.45', time: order.time }));
+    await assert.rejects(client.getPrice(TOKEN), (e: unknown) => e instanceof ExchangeInvalidAnswerError && /answered for token "0x0+b2"/.test((e as Error).message));
+    answers.set(`GET /price/${TOKEN}`, JSON.stringify({ token: TOKEN.toLowerCase(), price: '123.45', time: order.time }));
+    assert.equal(await client.getPrice(TOKEN), '123.45');
+    // No final answer (a 3xx fetch could not follow, a 1xx): what became of the order is unknown.
+    answers.set('POST /orders', 'HTTP 300 {}');
+    await assert.rejects(client.placeOrder({ clientOrderId: 'v-3', token: TOKEN, side: 'BUY', quoteAmount: '1' }), (e: unknown) => e instanceof ExchangeUnavailableError && /no final answer .*\(HTTP 300\)/.test((e as Error).message));
+    // An answer too large to be an exchange's is not read into memory: unknown too.
+    answers.set('POST /orders', 'HUGE');
+    await assert.rejects(client.placeOrder({ clientOrderId: 'v-3', token: TOKEN, side: 'BUY', quoteAmount: '1' }), (e: unknown) => e instanceof ExchangeUnavailableError && /answered order v-3 with an answer larger than 16777216 bytes/.test((e as Error).message));
+    answers.delete('POST /orders');
+    // fetch refuses a URL with credentials: refused at once, not on every call.
+    assert.throws(() => new HttpExchange('http://trader:s3cret@127.0.0.1:8790'), /must not hold a user name or password/);
     answers.set('GET /balances', JSON.stringify({ USD: 100 }));
     await assert.rejects(client.getBalances(), ExchangeInvalidAnswerError);
     answers.set('GET /balances', '{"USD":"100","__proto__":"5"}');
@@ -667,6 +703,7 @@ describe('botstate paper-exchange (the real binary)', () => {
       [['--db', 'exchange.db'], 2, /^botstate: the paper exchange does not use --db: .*--data FILE\)\n$/],
       // Range errors name the flag typed, not the library's option.
       [['--start-spread', '1'], 2, /^botstate: --start-spread must be a decimal from 0 to 1 \(exclusive\)/],
+      [['--data', ''], 2, /^botstate: --data must be a path/],
       // A --data file that is no database: said so, not "check that the directory is writable".
       [['--data', text], 5, /^botstate: cannot open the paper exchange file .*: file is not a database \(give --data a new file, or one the paper exchange wrote\)\n$/],
     ] as const) {

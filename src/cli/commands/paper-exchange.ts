@@ -35,7 +35,7 @@ function decimal(ctx: CommandContext, flag: string, fallback: string): string {
 
 /** The library's option names, as the flags that set them. */
 const FLAG_OF: Record<string, string> = {
-  volatility: '--volatility', startPrice: '--start-price', startPriceSpread: '--start-spread', initialUsd: '--initial-usd', stepMs: '--step-ms',
+  volatility: '--volatility', startPrice: '--start-price', startPriceSpread: '--start-spread', initialUsd: '--initial-usd', stepMs: '--step-ms', dataFile: '--data',
 };
 
 /** A refusal of the exchange's options, reworded to name the flag the user typed. */
@@ -72,6 +72,7 @@ export const paperExchangeCommand: Command = {
     'drop-rate': { type: 'string', value: 'R', help: 'fault: execute this share (0..1) of orders, then drop the connection unanswered (default 0)' },
   },
   positionals: [0, 0],
+  usesDb: false,
   async run(ctx) {
     if (ctx.values['db'] !== undefined) {
       throw new ValidationError('USAGE', "the paper exchange does not use --db: its orders and balances are in its own file", {

@@ -94,6 +94,8 @@ export class HttpExchange implements Exchange {
       throw new TypeError(`exchange URL ${JSON.stringify(baseUrl)} is not a URL; use e.g. http://127.0.0.1:8790`);
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`exchange URL ${JSON.stringify(baseUrl)} must be http:// or https://`);
+    // fetch refuses every request to such a URL, and the URL is printed in the daemon's log.
+    if (url.username !== '' || url.password !== '') throw new TypeError('exchange URL must not hold a user name or password; give the exchange\'s address only, e.g. http://127.0.0.1:8790');
     for (const key of Object.keys(options)) {
       if (key !== 'timeoutMs') throw new TypeError(`unknown HttpExchange option "${key}"`);
     }
@@ -131,7 +133,10 @@ export class HttpExchange implements Exchange {
   async getPrice(token: string): Promise<Decimal> {
     const what = `the price of ${token}`;
     const { body } = await this.#call('GET', `/price/${encodeURIComponent(token)}`, what);
-    const price = (body as { price?: unknown } | null)?.price;
+    const answer = body as { token?: unknown; price?: unknown } | null;
+    // The answer names its token: another token's price is no answer to this question.
+    if (typeof answer?.token !== 'string' || answer.token.toLowerCase() !== token.toLowerCase()) throw invalid(what, `it answered for token ${JSON.stringify(answer?.token)}`);
+    const price = answer.price;
     if (!isDecimal(price) || price === '0' || price.startsWith('-')) throw invalid(what, `price ${JSON.stringify(price)} is not a canonical positive decimal`);
     return price;
   }
@@ -195,8 +200,9 @@ export class HttpExchange implements Exchange {
         signal: AbortSignal.timeout(this.timeoutMs),
       });
       status = res.status;
-      text = await res.text();
+      text = await readLimited(res, MAX_ANSWER_BYTES);
     } catch (e) {
+      if (e instanceof ExchangeUnavailableError) throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} answered ${what} with ${e.message}`);
       const err = e as Error & { cause?: Error };
       const why = err.name === 'TimeoutError' ? `no answer within ${this.timeoutMs} ms` : (err.cause?.message ?? err.message);
       throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} gave no answer to ${what}: ${why}`, { cause: e });
@@ -207,6 +213,8 @@ export class HttpExchange implements Exchange {
     } catch {
       parsed = undefined;
     }
+    // No final answer (fetch follows no redirect here: a 3xx left is one without a Location): unknown.
+    if (status < 200 || (status >= 300 && status < 400)) throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} gave no final answer to ${what} (HTTP ${status})`);
     if (status >= 200 && status < 300) {
       // Not JSON at all (a proxy's or a maintenance page, an empty body): no answer from the exchange.
       if (parsed === undefined) throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} answered ${what} with a body that is not JSON (HTTP ${status})`);
@@ -217,12 +225,39 @@ export class HttpExchange implements Exchange {
       if (allow404) return { status, body: parsed };
       // The exchange's own refusal (a JSON error of its protocol, such as "no market for this
       // token") is a refusal; anything else (its "no endpoint", a proxy's page) is no exchange.
-      const ownError = typeof (parsed as { error?: unknown } | undefined)?.error === 'string' && !message.startsWith('no endpoint ');
+      // A web framework's default 404 document (Spring's {"status":404,"error":"Not Found",…})
+      // is JSON too, but says no more than the status line: no exchange either.
+      const ownError = typeof (parsed as { error?: unknown } | undefined)?.error === 'string' && !message.startsWith('no endpoint ') && !/^not found$/i.test(message.trim());
       if (!ownError) throw wrongUrl(this.baseUrl, what);
     }
     if (status >= 500 || status === 408 || status === 429) throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} failed ${what} (HTTP ${status}): ${message}`);
     throw new ExchangeRejectedError(`exchange refused ${what} (HTTP ${status}): ${message}`);
   }
+}
+
+/**
+ * The most an answer may hold: a batch of 1,000 orders is ~300 kB. A larger one (a broken or
+ * hostile server) is not read whole into memory.
+ */
+const MAX_ANSWER_BYTES = 16 * 1024 * 1024;
+
+/** The body as text, refused (ExchangeUnavailableError: what was asked may have happened) past `limit` bytes. */
+async function readLimited(res: Response, limit: number): Promise<string> {
+  const tooLarge = () => new ExchangeUnavailableError(`an answer larger than ${limit} bytes (HTTP ${res.status}), not read`);
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (declared > limit) {
+    await res.body?.cancel();
+    throw tooLarge();
+  }
+  if (res.body === null) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength;
+    if (size > limit) throw tooLarge(); // leaving the loop cancels the stream
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** A 404 that is not the exchange's own answer: nothing at this URL speaks the protocol. */

@@ -91,7 +91,8 @@ export const PAPER_DEFAULTS = Object.freeze({
 
 const OPTION_NAMES = new Set<string>([...Object.keys(PAPER_DEFAULTS), 'now']);
 const HOST = '127.0.0.1';
-const MAX_BODY = 64 * 1024;
+/** Room for the batch endpoints' 10,000 items of the longest kind (128-character clientOrderIds). */
+const MAX_BODY = 2 * 1024 * 1024;
 const CLIENT_ORDER_ID_RE = /^[\x21-\x7e]{1,128}$/;
 const ORDER_FIELDS = new Set(['clientOrderId', 'token', 'side', 'baseAmount', 'quoteAmount']);
 
