@@ -39,8 +39,9 @@ export interface StoreOptions {
   readonly actor?: string;
   /**
    * SQLite: the caller only reads. A file this user may not write, or in a folder it may not
-   * write (a backup kept read-only, another user's database), is then opened read-only, and any
-   * write is refused; a writable one is opened as usual. Default false.
+   * write (a backup kept read-only, another user's database), or one not in WAL mode (a backup
+   * made by `backup()`), is then opened read-only, as it is, and any write is refused; any other
+   * is opened as usual (every database botstate writes is in WAL mode). Default false.
    */
   readonly readOnly?: boolean;
   /** SQLite: how long to wait for another connection's write lock (default 5000 ms). */

@@ -20,6 +20,7 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import { ENGINES, PG_URL, TOKEN, type Fixture } from '../helpers/engines.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
+import type { BotstateError } from '../../src/errors.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = join(ROOT, 'bin', 'botstate.js');
@@ -642,6 +643,19 @@ for (const engine of ENGINES) {
       }
     });
 
+    it('a statement cut short by a statement_timeout is STORAGE_BUSY (exit 5), said so, not "cannot use the server"', { skip: engine.name !== 'postgres' && 'PostgreSQL only' }, async () => {
+      ok(await cli(['start', TOKEN, ...db]));
+      const store = await fx.open();
+      try {
+        const err = await store.transaction((tx) => tx.exec("SET LOCAL statement_timeout = 20; SELECT pg_sleep(2)")).then(() => undefined, (e: unknown) => e as BotstateError | undefined);
+        assert.equal(err?.code, 'STORAGE_BUSY');
+        assert.match(err.message, /: a statement was cancelled \(canceling statement due to statement timeout\)$/);
+        assert.match(err.hint ?? '', /statement_timeout/);
+      } finally {
+        await store.close();
+      }
+    });
+
     it('a command waits at most 5 s for a job another session holds locked, then exits 5 (STORAGE_BUSY)', async () => {
       ok(await cli(['start', TOKEN, ...db]));
       const holder = await fx.open();
@@ -710,6 +724,10 @@ describe('botstate CLI without a job database', () => {
     });
     assert.match(results[0]!.stdout, /accumulate\.dcaAmount/, 'start --help lists the config keys');
     assert.match(results[8]!.stdout, /--client-order-id/);
+    // The paper exchange uses no database: its --help does not offer --db (nor --json).
+    const paperHelp = ok(await cli(['paper-exchange', '--help'])).stdout;
+    assert.doesNotMatch(paperHelp, /--db URL|--json  /);
+    assert.match(paperHelp, /--data FILE/);
     // The db group lists its commands.
     const db = await cli(['db', '--help']);
     ok(db);
@@ -942,6 +960,13 @@ describe('botstate CLI without a job database', () => {
     const live = join(shelf, 'live.db');
     ok(await cli(['start', TOKEN, '--db', live])); // in WAL mode, as botstate leaves its databases
     const asReader = root ? { uid: 65534, cwd: '/' } : {};
+    // Its owner, who may write it, reads it as it is too: it stays out of WAL mode, readable by others.
+    const made = readFileSync(copy);
+    for (const args of [['list'], ['status', TOKEN], ['trades', TOKEN], ['history', TOKEN], ['verify'], ['db', 'status']]) {
+      ok(await cli([...args, '--db', copy]));
+    }
+    assert.deepEqual(readFileSync(copy), made);
+    assert.deepEqual(readdirSync(shelf).filter((f) => f.startsWith('copy')), ['copy.db']);
     chmodSync(copy, 0o644);
     chmodSync(live, 0o644);
     chmodSync(shelf, 0o755);

@@ -79,10 +79,17 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
       const path = resolve(to);
       const t0 = performance.now();
       // Any schema version: a backup is what to take before a migration (or after a downgrade).
-      await withStore(ctx, { schema: 'none', create: false }, (store) => store.backup(path));
+      const version = await withStore(ctx, { schema: 'none', create: false }, async (store) => {
+        await store.backup(path);
+        return (await store.schemaStatus()).current;
+      });
       const bytes = statSync(path).size;
-      if (ctx.json) return void ctx.io.out(json({ backup: path, bytes }));
-      ctx.io.out(`Backed up to ${path} (${bytes} bytes, ${Math.round(performance.now() - t0)} ms). Check it with botstate verify --db ${path}\n`);
+      if (ctx.json) return void ctx.io.out(json({ backup: path, bytes, schemaVersion: version }));
+      // verify reads only this botstate's schema version; the backup itself must stay as it is.
+      const check =
+        version === LATEST_VERSION ? `Check it with botstate verify --db ${path}`
+        : `It holds schema version ${version}, as the database; this botstate reads version ${LATEST_VERSION}: keep the backup as it is, and check a copy of it (botstate db migrate, then verify, on the copy)`;
+      ctx.io.out(`Backed up to ${path} (${bytes} bytes, ${Math.round(performance.now() - t0)} ms). ${check}\n`);
     },
   },
 };

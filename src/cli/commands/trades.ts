@@ -205,7 +205,7 @@ const settle: Command = {
   usage: '<client-order-id> --status executed --base N --quote N --price N [--exchange-order-id E] [--tx-hash H] [--executed-at T] | <client-order-id> --status failed --error TEXT',
   details:
     'For an order the daemon could not reconcile itself (it logs "reconcile it by hand" and the job goes to ERROR):\n' +
-    'look the order up at the exchange by its clientOrderId, then settle it with what the exchange says.\n' +
+    'look the order up at the exchange by its clientOrderId, then settle it as the daemon\'s message says.\n' +
     'EXECUTED applies the fill to the job (tokenBalance, totalAccumulated, lastDcaBuyTime, and its strategy state:\n' +
     'the limits\' counts, the liquidity cash, the dip) in the same transaction; it is no more than the intent asked for;\n' +
     'FAILED records that the order was not filled. Then resume the job. Refused (exit 3) while a daemon holds\n' +

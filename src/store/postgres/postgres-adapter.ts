@@ -292,6 +292,14 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
       cause: e,
     });
   }
+  if (code === '57014') {
+    // query_canceled: a statement_timeout ran out, or another session cancelled it. The server is
+    // fine (said before the /timeout/ test below, which is about connections).
+    return new StorageError('STORAGE_BUSY', `${where}: a statement was cancelled (${message})`, {
+      hint: 'a statement_timeout (in the URL, or the role\'s or server\'s setting) ended it: raise it or remove it; or another session cancelled it',
+      cause: e,
+    });
+  }
   if (
     UNAVAILABLE_ERRNO.has(code) ||
     code.startsWith('08') ||

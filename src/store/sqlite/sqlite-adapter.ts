@@ -1,4 +1,4 @@
-import { accessSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fsyncSync, futimesSync, linkSync, lstatSync, openSync, readdirSync, rmSync, statSync, type Stats } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fsyncSync, futimesSync, linkSync, lstatSync, openSync, readdirSync, readSync, rmSync, statSync, type Stats } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -157,7 +157,9 @@ export class SqliteAdapter implements Adapter {
     const { path } = options;
     if (path !== ':memory:') prepareFile(path, options.create);
     let db: Database.Database | undefined;
-    const readOnly = options.readOnly === true && path !== ':memory:' && !writable(path);
+    // A reader leaves the file as it is: one it may not write, or one not in WAL mode (a backup,
+    // which another user can read only while it stays out of WAL mode), is opened read-only.
+    const readOnly = options.readOnly === true && path !== ':memory:' && (!writable(path) || inRollbackMode(path));
     try {
       db = new Database(path, { timeout: options.busyTimeoutMs, ...(readOnly ? { readonly: true, fileMustExist: true } : {}) });
       // Before anything writes (switching to WAL rewrites the header): refuse another
@@ -931,6 +933,26 @@ function writable(path: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * A database file in rollback-journal mode (its header says so: a backup made by VACUUM INTO, a
+ * file from elsewhere), with no hot journal beside it that a reader would have to roll back.
+ */
+function inRollbackMode(path: string): boolean {
+  if (existsSync(`${path}-journal`)) return false;
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const header = Buffer.alloc(100);
+    if (readSync(fd, header, 0, 100, 0) < 100 || header.toString('latin1', 0, 16) !== 'SQLite format 3\0') return false;
+    // Bytes 18 and 19: the file format's write and read versions, 1 for rollback mode, 2 for WAL.
+    return header[18] === 1 && header[19] === 1;
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 
