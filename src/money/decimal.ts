@@ -315,6 +315,15 @@ export function mul(a: Decimal, b: Decimal, rounding: Rounding = 'down'): Decima
 }
 
 /**
+ * {@link mul} on values already in 10^-18 units ({@link toUnits}): for loops that multiply many
+ * times and convert once at the end. `fromUnits(mulUnits(toUnits(a), toUnits(b), r)) === mul(a, b, r)`.
+ */
+export function mulUnits(a: bigint, b: bigint, rounding: Rounding = 'down'): bigint {
+  checkRounding(rounding);
+  return divRound(a * b, ONE, rounding);
+}
+
+/**
  * `a ÷ b` at 18 decimals, rounded per `rounding` (default 'down' = toward zero).
  * Throws `ValidationError('INVALID_AMOUNT')` when `b` is zero.
  *

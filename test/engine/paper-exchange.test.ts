@@ -160,6 +160,28 @@ describe('paper market: deterministic price paths', () => {
     assert.equal(primed.priceAt(TOKEN, 300), expected[300]);
   });
 
+  it('the walk, computed in integer units, is the walk in decimals step for step', () => {
+    const clampD = (d: string, lo: string, hi: string) => (cmp(d, lo) < 0 ? lo : cmp(d, hi) > 0 ? hi : d);
+    fc.assert(
+      fc.property(
+        fc.string({ minLength: 1, maxLength: 8 }),
+        fc.integer({ min: 0, max: 10 ** 6 }).map((v) => fromUnits(BigInt(v) * 10n ** 12n)), // 0 to 1, 6 decimals
+        fc.integer({ min: 1, max: 150 }),
+        (seed, volatility, n) => {
+          const m = new PaperMarket({ seed, volatility, startPrice: '0.001', startPriceSpread: '0.5' });
+          let p = m.startPriceOf(TOKEN);
+          for (let i = 1; i <= n; i++) {
+            if (volatility === '0') continue;
+            const factor = clampD(add('1', mul(volatility, m.z(TOKEN, i), 'half-even')), '0.5', '1.5');
+            p = clampD(roundSignificant(mul(p, factor, 'half-even')), MIN_PRICE, MAX_PRICE);
+          }
+          assert.equal(m.priceAt(TOKEN, n), p);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
   it('stepAt counts whole steps from the epoch and never goes below 0', () => {
     assert.equal(stepAt(T0, 1000, T0 - 5000), 0);
     assert.equal(stepAt(T0, 1000, T0 + 999), 0);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ValidationError } from '../../src/errors.ts';
 import {
-  SCALE, abs, add, cmp, div, fromUnits, isDecimal, isNegative, isZero, max, min, mul, mulDiv, neg,
+  SCALE, abs, add, cmp, div, fromUnits, isDecimal, isNegative, isZero, max, min, mul, mulDiv, mulUnits, neg,
   parseDecimal, sub, toUnits,
 } from '../../src/money/decimal.ts';
 import type { Rounding } from '../../src/money/decimal.ts';
@@ -406,6 +406,7 @@ describe('mul / div / mulDiv rounding', () => {
   it('property: mul matches the rounding oracle', () => {
     fc.assert(fc.property(units(30), units(30), roundings, (x, y, r) => {
       assert.equal(mul(fromUnits(x), fromUnits(y), r), oracleFormat(oracleRound(x * y, E18, r)));
+      assert.equal(mulUnits(x, y, r), oracleRound(x * y, E18, r));
     }), { numRuns: 3000 });
   });
 

@@ -17,8 +17,8 @@
  * const market = new PaperMarket({ seed: '1', volatility: '0.01', startPrice: '1', startPriceSpread: '0.5' });
  * market.priceAt('0xbbd9aDe16525acb4B336b6dAd3b9762901522B07', 42); // e.g. '0.873164210455'
  */
-import { createHash } from 'node:crypto';
-import { add, cmp, fromUnits, isDecimal, mul, SCALE, sub, toUnits, type Decimal } from '../../money/decimal.ts';
+import { createHash, hash } from 'node:crypto';
+import { add, cmp, fromUnits, isDecimal, mul, mulUnits, SCALE, sub, toUnits, type Decimal } from '../../money/decimal.ts';
 
 /** Prices keep this many significant digits, so they stay short and never drift into 18-decimal noise. */
 export const SIGNIFICANT_DIGITS = 12;
@@ -65,16 +65,24 @@ export function stepAt(epochMs: number, stepMs: number, nowMs: number): number {
 
 /** `d` rounded half-even to {@link SIGNIFICANT_DIGITS} significant digits (at most 18 decimals). */
 export function roundSignificant(d: Decimal): Decimal {
-  const u = toUnits(d);
+  return fromUnits(roundSignificantUnits(toUnits(d)));
+}
+
+/** {@link roundSignificant} in 10^-18 units. */
+function roundSignificantUnits(u: bigint): bigint {
   const negative = u < 0n;
   const a = negative ? -u : u;
   const drop = a.toString().length - SIGNIFICANT_DIGITS;
-  if (drop <= 0) return d;
+  if (drop <= 0) return u;
   const p = 10n ** BigInt(drop);
   let q = a / p;
   const r2 = (a % p) * 2n;
   if (r2 > p || (r2 === p && q % 2n === 1n)) q += 1n;
-  return fromUnits((negative ? -q : q) * p);
+  return (negative ? -q : q) * p;
+}
+
+function clampUnits(u: bigint, lo: bigint, hi: bigint): bigint {
+  return u < lo ? lo : u > hi ? hi : u;
 }
 
 function clamp(d: Decimal, lo: Decimal, hi: Decimal): Decimal {
@@ -86,8 +94,14 @@ const Z_CENTRE = 12n * 65535n;
 const Z_UNIT = 10n ** BigInt(SCALE) / (1n << 17n); // exact: 10^18 is divisible by 2^17
 
 function digest(...parts: readonly (string | number)[]): Buffer {
-  return createHash('sha256').update(['botstate-paper', ...parts].join('\0')).digest();
+  return hash('sha256', ['botstate-paper', ...parts].join('\0'), 'buffer');
 }
+
+const MIN_PRICE_UNITS = toUnits(MIN_PRICE);
+const MAX_PRICE_UNITS = toUnits(MAX_PRICE);
+const MIN_FACTOR_UNITS = toUnits(MIN_FACTOR);
+const MAX_FACTOR_UNITS = toUnits(MAX_FACTOR);
+const ONE_UNITS = toUnits('1');
 
 /**
  * Deterministic price paths, one per token, with a cache of the last computed step per token so that
@@ -98,19 +112,27 @@ export class PaperMarket {
   /** Identifies the parameters: a cached (step, price) is only valid for the same fingerprint. */
   readonly fingerprint: string;
   readonly #cache = new Map<string, { step: number; price: Decimal }>();
+  /** Per token, the last point computed before its cached one (see priceAt). */
+  readonly #behind = new Map<string, { step: number; price: Decimal }>();
+  readonly #volatilityUnits: bigint;
 
   constructor(params: MarketParams) {
     this.params = validateMarketParams(params);
     const { seed, volatility, startPrice, startPriceSpread } = this.params;
+    this.#volatilityUnits = toUnits(volatility);
     this.fingerprint = createHash('sha256').update(JSON.stringify(['v1', seed, volatility, startPrice, startPriceSpread])).digest('hex').slice(0, 32);
   }
 
   /** The roughly standard-normal shock of step `n` (n ≥ 1) of `token`'s path, exact. */
   z(token: string, n: number): Decimal {
+    return fromUnits(this.#zUnits(token, n));
+  }
+
+  #zUnits(token: string, n: number): bigint {
     const h = digest(this.params.seed, token, n);
     let sum = 0n;
     for (let i = 0; i < 24; i += 2) sum += BigInt(h.readUInt16BE(i));
-    return fromUnits((2n * sum - Z_CENTRE) * Z_UNIT);
+    return (2n * sum - Z_CENTRE) * Z_UNIT;
   }
 
   /** `token`'s price at step 0. */
@@ -125,21 +147,39 @@ export class PaperMarket {
 
   /** One step of the walk: price(n) from price(n−1). */
   next(token: string, previous: Decimal, n: number): Decimal {
-    if (this.params.volatility === '0') return previous;
-    const factor = clamp(add('1', mul(this.params.volatility, this.z(token, n), 'half-even')), MIN_FACTOR, MAX_FACTOR);
-    return clamp(roundSignificant(mul(previous, factor, 'half-even')), MIN_PRICE, MAX_PRICE);
+    return fromUnits(this.#nextUnits(token, toUnits(previous), n));
+  }
+
+  /**
+   * {@link next} in 10^-18 units, so that a walk of many steps converts to text once: clamp(1 +
+   * volatility × z, 0.5, 1.5), times the previous price, rounded half-even to 18 decimals and then
+   * to 12 significant digits, within [MIN_PRICE, MAX_PRICE]. The same path as with decimals.
+   */
+  #nextUnits(token: string, previous: bigint, n: number): bigint {
+    if (this.#volatilityUnits === 0n) return previous;
+    const factor = clampUnits(ONE_UNITS + mulUnits(this.#volatilityUnits, this.#zUnits(token, n), 'half-even'), MIN_FACTOR_UNITS, MAX_FACTOR_UNITS);
+    return clampUnits(roundSignificantUnits(mulUnits(previous, factor, 'half-even')), MIN_PRICE_UNITS, MAX_PRICE_UNITS);
   }
 
   /** `token`'s price at step `n`, from the cache when it is at or before `n`, else from the start. */
   priceAt(token: string, n: number): Decimal {
     if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`step must be a non-negative integer, got ${n}`);
     const hit = this.#cache.get(token);
+    // Asked for a step before the cached one (the clock set back, a longer --step-ms after a
+    // restart): the last such point saves walking from the start at every call.
+    const behind = this.#behind.get(token);
+    const from = hit !== undefined && hit.step <= n ? hit : behind !== undefined && behind.step <= n ? behind : undefined;
     let step = 0;
     let price: Decimal;
-    if (hit !== undefined && hit.step <= n) ({ step, price } = hit);
+    if (from !== undefined) ({ step, price } = from);
     else price = this.startPriceOf(token);
-    while (step < n) price = this.next(token, price, ++step);
+    if (step < n) {
+      let units = toUnits(price);
+      while (step < n) units = this.#nextUnits(token, units, ++step);
+      price = fromUnits(units);
+    }
     if (hit === undefined || hit.step < n) this.#cache.set(token, { step: n, price });
+    else if (hit.step > n) this.#behind.set(token, { step: n, price });
     return price;
   }
 
