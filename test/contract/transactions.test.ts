@@ -54,6 +54,35 @@ for (const engine of ENGINES) {
       });
       afterEach(() => fx.cleanup());
 
+      it('a statement error caught inside the transaction: botstate\'s error on both engines; on PostgreSQL the commit is refused, not reported done', async () => {
+        const body = store.transaction(async (tx) => {
+          await store.jobs.pause({ id });
+          const caught = await tx.run('INSERT INTO jobs (id) VALUES (?)', ['x']).then(() => undefined, (e: unknown) => e);
+          assert.ok(isBotstateError(caught, 'CONSTRAINT_VIOLATION'), String(caught));
+          return 'done';
+        });
+        if (fx.engine === 'sqlite') {
+          // SQLite undoes the failed statement alone: the transaction goes on and commits.
+          assert.equal(await body, 'done');
+          assert.equal((await store.jobs.get({ id })).status, 'PAUSED');
+        } else {
+          // PostgreSQL aborted the whole transaction: nothing of it was written, and it says so.
+          const refusal = await rejectsWith(body, 'STORAGE_FAILED');
+          assert.match(String(refusal['message']), /rolled the transaction back at COMMIT, because a statement in it failed/);
+          assert.equal((await store.jobs.get({ id })).status, 'RUNNING');
+        }
+      });
+
+      it('close() lets calls made before it complete, and refuses the ones after', async () => {
+        const paused = store.jobs.pause({ id });
+        const closed = store.close();
+        await rejectsWith(store.jobs.get({ id }), 'STORAGE_UNAVAILABLE');
+        assert.equal((await paused).status, 'PAUSED');
+        await closed;
+        store = await open();
+        assert.equal((await store.jobs.get({ id })).status, 'PAUSED');
+      });
+
       it('refuses its own statements with no transaction open, and nothing is written', async () => {
         const stale = await store.transaction(async (tx) => tx);
         const before = await fx.dump();

@@ -57,6 +57,10 @@ export class PostgresAdapter implements Adapter {
   readonly #pool: pg.Pool;
   readonly #names = new Map<string, { text: string; name: string }>();
   #closing: Promise<void> | undefined;
+  /** Transactions begun and not yet ended: close() waits for them. */
+  #active = 0;
+  #idle: (() => void) | undefined;
+  #ended = false;
 
   private constructor(pool: pg.Pool, options: PostgresOptions) {
     this.#pool = pool;
@@ -103,6 +107,16 @@ export class PostgresAdapter implements Adapter {
   }
 
   async transaction<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    if (this.#closing !== undefined) throw closedStore(this.location);
+    this.#active++;
+    try {
+      return await this.#attempts(fn, options);
+    } finally {
+      if (--this.#active === 0) this.#idle?.();
+    }
+  }
+
+  async #attempts<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const client = await this.#connect();
       let broken: Error | undefined;
@@ -112,7 +126,9 @@ export class PostgresAdapter implements Adapter {
         // a daemon's fresh writes as tampering.
         await client.query(options.readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY' : 'BEGIN');
         const result = await fn(this.#executor(client));
-        await client.query('COMMIT');
+        // A statement that failed in the transaction aborted it, even if the caller caught its
+        // error: PostgreSQL then answers COMMIT with ROLLBACK, and nothing was written.
+        if ((await client.query('COMMIT')).command === 'ROLLBACK') throw abortedAtCommit(this.location);
         return result;
       } catch (e) {
         try {
@@ -120,7 +136,8 @@ export class PostgresAdapter implements Adapter {
         } catch (rollbackError) {
           broken = rollbackError as Error;
         }
-        const code = (e as { code?: unknown }).code;
+        // The driver's code, also under a statement's error already made botstate's (see #executor).
+        const code = (e instanceof BotstateError ? (e.cause as { code?: unknown } | undefined) : (e as { code?: unknown }))?.code;
         if (typeof code === 'string' && RETRYABLE.has(code) && attempt < MAX_ATTEMPTS) {
           await sleep(Math.random() * 2 ** attempt);
           continue;
@@ -155,14 +172,21 @@ export class PostgresAdapter implements Adapter {
     return this.#closing !== undefined;
   }
 
-  /** Ends the pool once; later calls wait for the same end. */
+  /**
+   * Refuses new transactions, waits for those begun before (as on SQLite: a call made before
+   * close() completes), then ends the pool, once; later calls wait for the same end.
+   */
   close(): Promise<void> {
-    this.#closing ??= this.#pool.end();
+    this.#closing ??= (async () => {
+      if (this.#active > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
+      this.#ended = true;
+      await this.#pool.end();
+    })();
     return this.#closing;
   }
 
   async #connect(): Promise<pg.PoolClient> {
-    if (this.#closing !== undefined) throw closedStore(this.location);
+    if (this.#ended) throw closedStore(this.location);
     try {
       return await this.#pool.connect();
     } catch (e) {
@@ -171,15 +195,26 @@ export class PostgresAdapter implements Adapter {
   }
 
   #executor(client: pg.PoolClient): Executor {
+    // A statement's failure is botstate's error (as on SQLite), the driver's kept as its cause.
     const query = async (sql: string, params: readonly SqlParam[] | undefined) => {
       const { text, name } = this.#prepared(sql);
-      return client.query({ text, name, values: params as unknown[] | undefined });
+      try {
+        return await client.query({ text, name, values: params as unknown[] | undefined });
+      } catch (e) {
+        throw isDriverError(e) ? classifyPostgresError(e, this.location) : e;
+      }
     };
     return {
       all: async (sql, params) => (await query(sql, params)).rows,
       get: async (sql, params) => (await query(sql, params)).rows[0],
       run: async (sql, params) => (await query(sql, params)).rowCount ?? 0,
-      exec: async (sql) => void (await client.query(sql)),
+      exec: async (sql) => {
+        try {
+          await client.query(sql);
+        } catch (e) {
+          throw isDriverError(e) ? classifyPostgresError(e, this.location) : e;
+        }
+      },
     };
   }
 
@@ -260,6 +295,12 @@ function isoFromPg(text: string): string {
     return Number.isNaN(ms) ? text : new Date(ms).toISOString();
   }
   return `${m[1]}T${m[2]}.${(m[3] ?? '').padEnd(3, '0').slice(0, 3)}Z`;
+}
+
+function abortedAtCommit(where: string): StorageError {
+  return new StorageError('STORAGE_FAILED', `${where}: PostgreSQL rolled the transaction back at COMMIT, because a statement in it failed (an error caught inside a transaction still aborts it there); nothing of it was written`, {
+    hint: 'run SQL that may fail in a nested store.transaction (a savepoint), or let its error end the transaction',
+  });
 }
 
 /** An error from pg or the network under it, as opposed to one thrown by the caller's code. */

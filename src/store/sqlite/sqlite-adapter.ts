@@ -111,6 +111,8 @@ export class SqliteAdapter implements Adapter {
    * transaction open, SQLite ended the transaction itself (see #vanished).
    */
   #txOpen = false;
+  /** Set when close() begins: no transaction is begun after it. */
+  #closeRequested = false;
   /**
    * Set, while #txOpen, once SQLite is known to have ended the transaction: after a statement
    * threw (a full disk or an I/O error rolls it back) or one that can end a transaction ran (see
@@ -215,6 +217,7 @@ export class SqliteAdapter implements Adapter {
    * free, where SQLite's own busy handler would block it.
    */
   async transaction<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    if (this.#closeRequested) throw closedStore(this.location);
     if (this.#walSync && !options.readOnly && !options.exclusive) return this.#grouped(fn);
     const deadline = performance.now() + this.#busyTimeoutMs;
     for (let attempt = 0; ; attempt++) {
@@ -768,7 +771,8 @@ export class SqliteAdapter implements Adapter {
   }
 
   async close(): Promise<void> {
-    // Transactions queued for a group commit before close() still commit.
+    // Refused from here on (as on PostgreSQL); transactions queued for a group commit before close() still commit.
+    this.#closeRequested = true;
     while (this.#pumping || this.#queue.length > 0) await sleep(1);
     const wait = this.#mutex.acquire();
     if (wait) await wait;
