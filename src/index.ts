@@ -14,7 +14,7 @@ export type { SchemaStatus, MigrationState } from './store/migrations/runner.ts'
 export { Jobs, type DamagedJob, type StartJobInput, type ConfigureInput, type StrategyStatePatch, type CompleteLiquidationOptions } from './jobs/jobs.ts';
 export type { Job, JobRef, JobChange } from './jobs/job-rows.ts';
 export { JobStatus, JobMode, TRANSITIONS, allowedActions, type LifecycleAction } from './jobs/lifecycle.ts';
-export { defaultConfig, CONFIG_KEYS, type JobConfig } from './jobs/config.ts';
+export { defaultConfig, parseConfigJson, CONFIG_KEYS, type JobConfig } from './jobs/config.ts';
 export { normalizeAddress } from './jobs/address.ts';
 export {
   Ledger,

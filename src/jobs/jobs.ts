@@ -4,7 +4,7 @@ import { isZero, parseDecimal, worthNothing } from '../money/decimal.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
-import { storableText } from '../util/text.ts';
+import { shown, storableText } from '../util/text.ts';
 import { isIsoTime, notIsoTime } from '../util/time.ts';
 import { normalizeAddress } from './address.ts';
 import { defaultConfig, resolveConfig, serializeConfig } from './config.ts';
@@ -41,13 +41,18 @@ export interface StartJobInput {
   readonly chain?: string;
   /** Default ACCUMULATE for a new job; an IDLE job may switch mode when started again. */
   readonly mode?: JobMode;
-  /** A partial config object (for example parsed from a file), applied over the current config. */
+  /**
+   * A partial config object applied over the current config, each value a JSON number (or null
+   * for a limit): parse JSON text with `parseConfigJson`, which keeps every number exact (a JS
+   * number other than an integer is refused, and so is a string). Single values go in `set`.
+   */
   readonly config?: unknown;
   /** `section.key=value` strings, applied after `config`. */
   readonly set?: readonly string[];
 }
 
 export interface ConfigureInput {
+  /** As {@link StartJobInput.config}. */
   readonly config?: unknown;
   readonly set?: readonly string[];
 }
@@ -104,8 +109,9 @@ function checkStatePatch(patch: StrategyStatePatch): StrategyStatePatch {
 const SYMBOL = /^[A-Za-z0-9$._-]{1,32}$/;
 
 function checkSymbol(symbol: string): string {
-  if (!SYMBOL.test(symbol)) {
-    throw new ValidationError('INVALID_ARGUMENT', `token symbol "${symbol}" is not allowed`, {
+  // A string only: a number passes the pattern as text, and would be stored as other text than returned.
+  if (typeof symbol !== 'string' || !SYMBOL.test(symbol)) {
+    throw new ValidationError('INVALID_ARGUMENT', `token symbol "${shown(symbol)}" is not allowed`, {
       hint: 'use 1 to 32 letters, digits or $ . _ -',
     });
   }

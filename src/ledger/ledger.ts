@@ -4,7 +4,7 @@ import { add, cmp, isNegative, parseDecimal, sub, type Decimal } from '../money/
 import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context, Fence } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
-import { storableText } from '../util/text.ts';
+import { shown, storableText } from '../util/text.ts';
 import { isIsoTime, notIsoTime, nowIso } from '../util/time.ts';
 
 export const TradeSide = Object.freeze({ BUY: 'BUY', SELL: 'SELL' } as const);
@@ -161,7 +161,7 @@ const REFERENCE = /^[\x21-\x7e]{1,128}$/;
 
 function checkClientOrderId(clientOrderId: unknown): void {
   if (typeof clientOrderId !== 'string' || !CLIENT_ORDER_ID.test(clientOrderId)) {
-    throw new ValidationError('INVALID_ARGUMENT', `clientOrderId "${String(clientOrderId)}" is not allowed`, {
+    throw new ValidationError('INVALID_ARGUMENT', `clientOrderId "${shown(clientOrderId)}" is not allowed`, {
       hint: 'use 1 to 64 letters, digits or . _ : -',
     });
   }
@@ -169,11 +169,12 @@ function checkClientOrderId(clientOrderId: unknown): void {
 
 function checkTradeInput(input: TradeInput): void {
   checkClientOrderId(input.clientOrderId);
-  if (!Object.hasOwn(TradeSide, input.side)) {
-    throw new ValidationError('INVALID_ARGUMENT', `side "${String(input.side)}" is not BUY or SELL`);
+  // Strings only: Object.hasOwn would take ['BUY'] (or anything whose text is BUY) as the key.
+  if (typeof input.side !== 'string' || !Object.hasOwn(TradeSide, input.side)) {
+    throw new ValidationError('INVALID_ARGUMENT', `side "${shown(input.side)}" is not BUY or SELL`);
   }
-  if (!Object.hasOwn(TradeReason, input.reason)) {
-    throw new ValidationError('INVALID_ARGUMENT', `reason "${String(input.reason)}" is not one of ${Object.keys(TradeReason).join(', ')}`);
+  if (typeof input.reason !== 'string' || !Object.hasOwn(TradeReason, input.reason)) {
+    throw new ValidationError('INVALID_ARGUMENT', `reason "${shown(input.reason)}" is not one of ${Object.keys(TradeReason).join(', ')}`);
   }
 }
 
@@ -186,8 +187,19 @@ export function checkRecordInput(input: RecordTradeInput): void {
 /** Throws what {@link Ledger.settle} would refuse in its input alone, without a database (the CLI checks before it opens one). */
 export function checkSettlement(clientOrderId: string, settlement: Settlement): void {
   checkClientOrderId(clientOrderId);
+  checkSettlementStatus(settlement);
   if (settlement.status === 'EXECUTED') checkFill(settlement);
   else checkFailure(settlement);
+}
+
+/** EXECUTED or FAILED, nothing else (anything else was taken for FAILED). */
+function checkSettlementStatus(settlement: unknown): void {
+  const status = (settlement as { status?: unknown } | null | undefined)?.status;
+  if (status !== 'EXECUTED' && status !== 'FAILED') {
+    throw new ValidationError('INVALID_ARGUMENT', `a settlement's status must be EXECUTED or FAILED, got ${typeof status === 'string' ? JSON.stringify(status.slice(0, 40)) : typeof status}`, {
+      hint: "pass { status: 'EXECUTED', baseAmount, quoteAmount, priceUsd } or { status: 'FAILED', error }",
+    });
+  }
 }
 
 function checkFailure(settlement: { error?: unknown }): void {
@@ -227,8 +239,14 @@ const FUTURE_FILL_MS = 5 * 60_000;
 function checkFill(fill: Fill): CheckedFill {
   const ref = (v: string | undefined, field: string): string | null => {
     if (v === undefined || v === null) return null;
+    // A number (an exchange's numeric order id) would be stored as other text than it is returned and audited.
+    if (typeof v !== 'string') {
+      throw new ValidationError('INVALID_ARGUMENT', `${field} must be a string, got a ${typeof v}`, {
+        hint: `pass it as text, e.g. String(${field})`,
+      });
+    }
     if (!REFERENCE.test(v)) {
-      throw new ValidationError('INVALID_ARGUMENT', `${field} "${v}" is not allowed`, {
+      throw new ValidationError('INVALID_ARGUMENT', `${field} "${shown(v)}" is not allowed`, {
         hint: 'use 1 to 128 visible ASCII characters, no spaces, as the exchange or the chain gives it',
       });
     }
@@ -420,8 +438,10 @@ export class Ledger {
 
   /**
    * Records an order as PENDING before it is sent, so that a crash between sending and
-   * recording the fill leaves a trace to reconcile by clientOrderId. Idempotent: the same
-   * intent again returns the existing trade.
+   * recording the fill leaves a trace to reconcile by clientOrderId. Idempotent by clientOrderId:
+   * the same intent again under the same clientOrderId returns the existing trade. Without one, the
+   * id is derived from the job's version, which the intent itself moves on: to retry, pass the
+   * clientOrderId of the trade it returned.
    */
   async recordIntent(input: IntentInput, options?: IntentOptions): Promise<TradeResult> {
     checkTradeInput({ ...input, clientOrderId: input.clientOrderId ?? 'derived' });
@@ -498,6 +518,8 @@ export class Ledger {
    * already settled trade the same way changes nothing.
    */
   async settle(clientOrderId: string, settlement: Settlement, options?: SettleOptions): Promise<TradeResult> {
+    checkClientOrderId(clientOrderId);
+    checkSettlementStatus(settlement);
     const fill = settlement.status === 'EXECUTED' ? checkFill(settlement) : undefined;
     if (settlement.status !== 'EXECUTED') checkFailure(settlement);
     const actor = this.#ctx.actorFor(options);
@@ -570,6 +592,7 @@ export class Ledger {
 
   /** One trade by clientOrderId; throws TRADE_NOT_FOUND. */
   async get(clientOrderId: string, options?: CallOptions): Promise<Trade> {
+    checkClientOrderId(clientOrderId);
     return toTrade(await this.#ctx.read(options, (tx) => this.#byClientOrderId(tx, clientOrderId)));
   }
 

@@ -19,3 +19,9 @@ export function storableText(text: string, max: number): string {
 export function isStorableText(text: string): boolean {
   return text.isWellFormed() && !text.includes('\u0000');
 }
+
+/** A value from the caller, for an error message: its text cut to `max` characters (a 5 MB id is not echoed whole). */
+export function shown(value: unknown, max = 64): string {
+  const text = typeof value === 'string' ? value : String(value);
+  return text.length > max ? `${text.slice(0, max - 3)}...` : text;
+}

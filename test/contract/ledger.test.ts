@@ -105,6 +105,17 @@ for (const engine of ENGINES) {
       assert.equal(future['message'], 'executedAt 2999-01-01T00:00:00.000Z is in the future');
       const asDate = await rejectsWith(store.ledger.recordTrade(buy('b-7', '1', { executedAt: new Date() as never })), 'INVALID_ARGUMENT');
       assert.equal(asDate['message'], 'executedAt must be an ISO 8601 UTC time string with milliseconds, got a Date object');
+      // Values of other types whose text would pass (from callers without types): refused, not
+      // stored as other text than returned and audited.
+      const numeric = await rejectsWith(store.ledger.recordTrade(buy('b-9', '1', { exchangeOrderId: 8389765904 as never })), 'INVALID_ARGUMENT');
+      assert.equal(numeric['message'], 'exchangeOrderId must be a string, got a number');
+      await rejectsWith(store.ledger.recordTrade(buy('b-9', '1', { txHash: 42 as never })), 'INVALID_ARGUMENT');
+      await rejectsWith(store.ledger.recordTrade(buy('b-9', '1', { side: ['BUY'] as never })), 'INVALID_ARGUMENT');
+      await rejectsWith(store.ledger.recordTrade(buy('b-9', '1', { reason: { toString: () => 'DCA' } as never })), 'INVALID_ARGUMENT');
+      await rejectsWith(store.jobs.start({ tokenAddress: '0x00000000000000000000000000000000000000b9', tokenSymbol: 5 as never }), 'INVALID_ARGUMENT');
+      // A huge id is not echoed whole.
+      const huge = await rejectsWith(store.ledger.recordTrade(buy('x'.repeat(5_000_000), '1')), 'INVALID_ARGUMENT');
+      assert.ok(String(huge['message']).length < 200, `${String(huge['message']).length} characters`);
       assert.equal(await fx.dump(), before);
       // A minute ahead is another machine's clock, not a typo.
       const ahead = new Date(Date.now() + 60_000).toISOString();
@@ -214,6 +225,21 @@ for (const engine of ENGINES) {
       const sell = await store.ledger.recordIntent({ job: { id: job.id }, side: 'SELL', reason: 'LIQUIDATE', baseAmount: '5' });
       assert.equal(sell.trade.status, 'PENDING');
       assert.notEqual(before, paused);
+    });
+
+    it('a settlement is EXECUTED or FAILED: any other status is refused, changing nothing', async () => {
+      const { trade } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const before = await fx.dump();
+      for (const status of ['JUNK', 'executed', undefined]) {
+        const refusal = await rejectsWith(store.ledger.settle(trade.clientOrderId, { status, error: 'x', baseAmount: '1', quoteAmount: '10', priceUsd: '10' } as never), 'INVALID_ARGUMENT');
+        assert.match(String(refusal['message']), /^a settlement's status must be EXECUTED or FAILED, got /);
+      }
+      await rejectsWith(store.ledger.settle({} as never, { status: 'FAILED', error: 'x' }), 'INVALID_ARGUMENT');
+      await rejectsWith(store.ledger.get({} as never), 'INVALID_ARGUMENT');
+      // The scratch state is a JSON object, not whatever a toJSON makes of it.
+      await rejectsWith(store.jobs.saveScratch({ id: job.id }, new Date(0) as never), 'INVALID_ARGUMENT');
+      await rejectsWith(store.jobs.saveScratch({ id: job.id }, { toJSON: () => [1, 2] } as never), 'INVALID_ARGUMENT');
+      assert.equal(await fx.dump(), before);
     });
 
     it('a retried intent must ask for the same amounts', async () => {
