@@ -1,4 +1,4 @@
-import { auditInsertFrom, auditParams, insertAudit, jobStream, prepareAudit } from '../audit/audit.ts';
+import { auditInsertFrom, auditParams, insertAudit, jobStream, prepareAudit, type AuditEntry } from '../audit/audit.ts';
 import { BotstateError, NotFoundError, StorageError, ValidationError } from '../errors.ts';
 import { isDecimal, isNegative, type Decimal } from '../money/decimal.ts';
 import type { Dialect, Executor, SqlParam } from '../store/adapter.ts';
@@ -267,6 +267,50 @@ export async function requireJob(tx: Executor, dialect: Dialect, ref: JobRef, lo
 }
 
 /**
+ * The job of `row` as it was at `at`, from its audit entries (oldest first; see Store.jobAt): the
+ * first entry's job, then each later entry's changes (the job fields in its `after`; the rest is
+ * detail, such as the trade) up to the first entry recorded after `at`.
+ */
+export function replayJob(entries: readonly AuditEntry[], at: string, row: JobRow): Job {
+  const label = `${row.token_symbol} (${row.token_address} on ${row.chain})`;
+  const first = entries[0];
+  const created = first?.action === 'create' && isRecord(first.after) && first.after['id'] === row.id ? first.after : undefined;
+  if (first === undefined || created === undefined) {
+    throw new StorageError('STORAGE_CORRUPT', `the audit log of ${label} does not start with its creation`, {
+      hint: 'the database was changed outside botstate; run botstate verify',
+    });
+  }
+  if (first.at > at) {
+    throw new NotFoundError('JOB_NOT_FOUND', `${label} did not exist yet then: it was created ${first.at}, after ${at}`, {
+      hint: 'give a time after its creation',
+    });
+  }
+  const state: Record<string, unknown> = { ...created, strategyState: {}, updatedAt: first.at, version: first.seq };
+  for (const entry of entries.slice(1)) {
+    if (entry.at > at) break;
+    const before = isRecord(entry.before) ? entry.before : {};
+    const after = isRecord(entry.after) ? entry.after : {};
+    for (const field of CHANGEABLE) {
+      if (Object.hasOwn(before, field) && JSON.stringify(before[field]) !== JSON.stringify(state[field])) {
+        throw new StorageError('STORAGE_CORRUPT', `audit entry ${entry.seq} of ${label} says ${field} was ${JSON.stringify(before[field])}, but the entries before it make it ${JSON.stringify(state[field])}`, {
+          hint: 'the audit log was changed outside botstate; run botstate verify',
+        });
+      }
+      if (Object.hasOwn(after, field)) state[field] = after[field];
+    }
+    state['updatedAt'] = entry.at;
+    state['version'] = entry.seq;
+  }
+  return state as unknown as Job;
+}
+
+const CHANGEABLE = Object.keys(COLUMN) as ReadonlyArray<keyof JobChange>;
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
  * Reads and locks a job for a write, and checks the caller's fence (its lease on the job) in
  * the same transaction, so that a daemon which has lost the job cannot write to it.
  *
@@ -352,7 +396,8 @@ export function scratchText(doc: Readonly<Record<string, unknown>>): string {
   } catch {
     throw refused(); // a BigInt, a cycle
   }
-  if (text.length > 65536) throw refused();
+  // A Date, or anything whose toJSON gives other than an object, is not stored as an object.
+  if (text === undefined || !text.startsWith('{') || text.length > 65536) throw refused();
   if (!storableJson(doc)) {
     // PostgreSQL's jsonb refuses both; SQLite would keep them: the engines must agree.
     throw new ValidationError('INVALID_ARGUMENT', 'strategy scratch state holds a NUL character or a lone UTF-16 surrogate', {

@@ -2,7 +2,8 @@ import { userInfo } from 'node:os';
 import { readStream, jobStream, type AuditEntry, type AuditReport } from '../audit/audit.ts';
 import { verifyAudit } from '../audit/verify.ts';
 import { NotFoundError, ValidationError, type StorageError } from '../errors.ts';
-import { requireJob, type JobRef } from '../jobs/job-rows.ts';
+import { requireJob, replayJob, type Job, type JobRef } from '../jobs/job-rows.ts';
+import { isIsoTime, notIsoTime } from '../util/time.ts';
 import { Jobs } from '../jobs/jobs.ts';
 import { Ledger } from '../ledger/ledger.ts';
 import type { Migration } from './migrations/migration.ts';
@@ -270,6 +271,22 @@ export class Store {
     return this.#ctx.read(options, async (tx) => {
       const job = await requireJob(tx, this.#adapter.dialect, ref, false);
       return readStream(tx, jobStream(job.id));
+    });
+  }
+
+  /**
+   * The job as it was at `at` (ISO 8601 UTC with milliseconds), rebuilt from its audit log: the
+   * job as its first entry created it, then every change the entries record, in order, up to the
+   * first entry recorded after `at`. Its `version` and `updatedAt` are the last applied entry's
+   * (`seq` and `at`); `strategyState` is not audited and comes back `{}`. A job that did not exist
+   * yet is JOB_NOT_FOUND. An entry whose `before` disagrees with the state rebuilt so far (a log
+   * changed outside botstate) is STORAGE_CORRUPT: run verifyAudit.
+   */
+  async jobAt(ref: JobRef, at: string, options?: CallOptions): Promise<Job> {
+    if (!isIsoTime(at)) throw new ValidationError('INVALID_ARGUMENT', notIsoTime('at', at), { hint: "pass a time such as '2026-11-26T12:00:00.000Z'" });
+    return this.#ctx.read(options, async (tx) => {
+      const job = await requireJob(tx, this.#adapter.dialect, ref, false);
+      return replayJob(await readStream(tx, jobStream(job.id)), at, job);
     });
   }
 

@@ -443,6 +443,25 @@ for (const engine of ENGINES) {
       assert.equal(listed.error.code, 'STORAGE_CORRUPT');
     });
 
+    it('status --as-of shows the job as it was then, from its audit log', async () => {
+      ok(await cli(['start', TOKEN, '--symbol', 'LGI', ...db]));
+      ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', '10', '25', '2.5', 'at-1'), ...db]));
+      ok(await cli(['pause', TOKEN, ...db]));
+      const history = parseJson<Array<{ seq: number; at: string }>>(await cli(['history', TOKEN, '--json', ...db]));
+      const then = parseJson(await cli(['status', TOKEN, '--as-of', history[1]!.at, '--json', ...db]));
+      assert.equal(then.asOf, history[1]!.at);
+      assert.deepEqual([then.status, then.tokenBalance, then.version, then.strategyState], ['RUNNING', '10', 2, undefined]);
+      const human = ok(await cli(['status', TOKEN, '--as-of', history[1]!.at, ...db])).stdout;
+      assert.match(human, new RegExp(`^as of ${history[1]!.at.replace(/\./g, '\\.')} \\(the job's audit log up to version 2\\)\n`));
+      assert.match(human, /^status\s+RUNNING$/m);
+      // Seconds and milliseconds may be left out; the time is UTC.
+      assert.equal(parseJson(await cli(['status', TOKEN, '--as-of', '9999-12-31T23:59Z', '--json', ...db])).status, 'PAUSED');
+      refused(await cli(['status', TOKEN, '--as-of', '2000-01-01T00:00:00Z', ...db]), 4, /^botstate: LGI \(\S+ on base\) did not exist yet then: it was created \S+, after 2000-01-01T00:00:00\.000Z \(give a time after its creation\)\n$/);
+      for (const bad of ['yesterday', '2026-02-30T12:00Z', '2026-11-26T12:00:00+01:00', '2026-11-26']) {
+        refused(await cli(['status', TOKEN, '--as-of', bad, ...db]), 2, /is not a UTC time \(write it as history shows times/);
+      }
+    });
+
     it('refuses every bad input with one line, its exit code, and the database unchanged', async () => {
       const full = engine.name === 'sqlite'; // PostgreSQL: a representative few (spawning is slow)
       ok(await cli(['start', TOKEN, '--symbol', 'LGI', ...db]));
@@ -545,7 +564,9 @@ for (const engine of ENGINES) {
         // What the line echoes back is shown escaped (no raw ESC reaches the terminal) and, when
         // very long, cut in the middle.
         [['start', UNKNOWN_TOKEN, '--symbol', 'A\x1b[31mRED', ...db], 2, /"A\\x1b\[31mRED"/],
-        [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'x'.repeat(5000)), ...db], 2, /^botstate: --client-order-id "x{79}…x{19}" is not allowed/],
+        [['status', TOKEN, '--chain', 'c'.repeat(5000), ...db], 2, /^botstate: chain "c{79}…c{19}" is not a chain name/],
+        // The library itself cuts what it echoes of an id.
+        [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'x'.repeat(5000)), ...db], 2, /^botstate: --client-order-id "x{61}\.\.\." is not allowed/],
         // Named by the flag given, not the library's field.
         [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'ok-1'), '--tx-hash', 'x y', ...db], 2, /^botstate: --tx-hash "x y" is not allowed/],
         [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'ok-1'), '--exchange-order-id', 'q q', ...db], 2, /^botstate: --exchange-order-id "q q" is not allowed/],

@@ -77,6 +77,50 @@ for (const engine of ENGINES) {
       assert.equal((await store.verifyAudit()).problems.length, 0);
     });
 
+    it('jobAt rebuilds the job at every point of its history from the audit log alone', async () => {
+      // More kinds of change: an intent and its fill, a sell, a resume, an ERROR, a liquidation.
+      const { id } = await store.jobs.get({ tokenAddress: TOKEN });
+      const snapshots = new Map<number, unknown>();
+      const snap = async () => {
+        const { strategyState: _, ...job } = await store.jobs.get({ id });
+        snapshots.set(job.version, job);
+      };
+      await snap();
+      await store.jobs.resume({ id });
+      await snap();
+      const { trade } = await store.ledger.recordIntent({ job: { id }, side: 'BUY', reason: 'DIP_BUY', quoteAmount: '10' });
+      await snap();
+      await store.ledger.settle(trade.clientOrderId, { status: 'EXECUTED', baseAmount: '4', quoteAmount: '10', priceUsd: '2.5' });
+      await snap();
+      await store.ledger.recordTrade({ job: { id }, clientOrderId: 'o-2', side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '1.5', quoteAmount: '6', priceUsd: '4' });
+      await snap();
+      await store.jobs.fail({ id }, 'exchange refused the order');
+      await snap();
+      await store.jobs.liquidate({ id });
+      await snap();
+      const entries = await store.history({ id });
+      assert.equal(entries.length, 10);
+      for (const entry of entries) {
+        // The state after the last entry recorded at or before this one's time (several may share a millisecond).
+        const last = entries.filter((e) => e.at <= entry.at).at(-1)!;
+        const { strategyState, ...rebuilt } = await store.jobAt({ id }, entry.at);
+        assert.deepEqual(strategyState, {});
+        if (snapshots.has(last.seq)) assert.deepEqual(rebuilt, snapshots.get(last.seq), `at ${entry.at} (entry ${entry.seq})`);
+        assert.equal(rebuilt.version, last.seq);
+      }
+      assert.deepEqual((({ strategyState: _, ...j }) => j)(await store.jobAt({ id }, '9999-12-31T23:59:59.999Z')), snapshots.get(10));
+      // Before it existed; not a time; an entry that disagrees with the ones before it.
+      const before = new Date(Date.parse(entries[0]!.at) - 1).toISOString();
+      await rejectsWith(store.jobAt({ id }, before), 'JOB_NOT_FOUND');
+      await rejectsWith(store.jobAt({ id }, '2026-11-26T12:00:00Z'), 'INVALID_ARGUMENT');
+      await rejectsWith(store.jobAt({ id }, '2026-02-30T12:00:00.000Z'), 'INVALID_ARGUMENT');
+      if (engine.name === 'sqlite') await fx.raw('DROP TRIGGER audit_log_no_update');
+      else await fx.raw('ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change');
+      await fx.raw(`UPDATE audit_log SET before = ${p(1)} WHERE seq = ${p(2)}`, [JSON.stringify({ status: 'RUNNING', stoppedAt: '2026-01-01T00:00:00.000Z' }), 3]);
+      const corrupt = await rejectsWith(store.jobAt({ id }, '9999-12-31T23:59:59.999Z'), 'STORAGE_CORRUPT');
+      assert.match(String(corrupt['message']), /^audit entry 3 of .* says stoppedAt was "2026-01-01T00:00:00.000Z", but the entries before it make it null$/);
+    });
+
     it('verify finds an altered entry', async () => {
       // Someone with raw access drops the guard and rewrites history.
       if (engine.name === 'sqlite') await fx.raw('DROP TRIGGER audit_log_no_update');

@@ -5,6 +5,7 @@ import type { Job } from '../../jobs/job-rows.ts';
 import { JOB_STATUSES, type JobMode, type JobStatus } from '../../jobs/lifecycle.ts';
 import { checkConfigureInput, checkStartInput, checkStatus } from '../../jobs/jobs.ts';
 import type { Store } from '../../store/store.ts';
+import { isIsoTime } from '../../util/time.ts';
 import { CHAIN_OPTION, EXISTING, READING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
 import { errorInJson, jobJson, jobsTable, jobView, json, jsonError } from '../output.ts';
 
@@ -122,16 +123,37 @@ const configure: Command = {
   },
 };
 
+/** --as-of: a UTC time, seconds and milliseconds optional (`2026-11-26T12:00Z`), as botstate stores times. */
+function atOf(ctx: CommandContext): string | undefined {
+  const value = ctx.values['as-of'];
+  if (typeof value !== 'string') return undefined;
+  const m = /^(\d{4}-\d\d-\d\d)T(\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,3}))?)?Z$/.exec(value);
+  const at = m ? `${m[1]}T${m[2]}:${m[3]}:${m[4] ?? '00'}.${(m[5] ?? '').padEnd(3, '0')}Z` : undefined;
+  if (at === undefined || !isIsoTime(at)) {
+    throw new ValidationError('USAGE', `--as-of ${JSON.stringify(value)} is not a UTC time`, {
+      hint: 'write it as history shows times, e.g. --as-of 2026-11-26T12:00:00Z; seconds and milliseconds may be left out',
+    });
+  }
+  return at;
+}
+
 const status: Command = {
   name: 'status',
-  summary: 'show one job: status, mode, balances and config',
-  usage: '<token> [--chain C]',
-  options: { ...CHAIN_OPTION },
+  summary: 'show one job: status, mode, balances and config (now, or as it was at a time)',
+  usage: '<token> [--chain C] [--as-of T]',
+  details:
+    '--as-of T shows the job as it was at T, rebuilt from its audit log (botstate history): its status, balances and\n' +
+    'config then; version and updatedAt are those of the last change at or before T. The strategy state is not\n' +
+    'audited and is not shown. A time before the job was created is exit 4.',
+  options: { ...CHAIN_OPTION, 'as-of': { type: 'string', value: 'T', help: 'show the job as it was then, a UTC time (e.g. 2026-11-26T12:00:00Z)' } },
   positionals: [1, 1],
   async run(ctx) {
     const ref = tokenRef(ctx);
-    const job = await withStore(ctx, READING, (store) => store.jobs.get(ref));
-    ctx.io.out(ctx.json ? json(jobJson(job)) : jobView(job));
+    const at = atOf(ctx);
+    const job = await withStore(ctx, READING, (store) => (at === undefined ? store.jobs.get(ref) : store.jobAt(ref, at)));
+    if (at === undefined) return void ctx.io.out(ctx.json ? json(jobJson(job)) : jobView(job));
+    const { strategyState: _, ...audited } = jobJson(job);
+    ctx.io.out(ctx.json ? json({ asOf: at, ...audited }) : `as of ${at} (the job's audit log up to version ${job.version})\n${jobView(job)}`);
   },
 };
 
