@@ -894,7 +894,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           liquidationsDue--;
           await sleep(Math.floor(uptime / 2));
           const id = await liquidateOne(store, rng, liquidated);
+          // No RUNNING job with a balance just now (a slow start): liquidate at the next cycle instead.
           if (id) liquidated.add(id);
+          else liquidationsDue++;
           await sleep(uptime - Math.floor(uptime / 2));
         } else {
           await Promise.race([sleep(uptime), daemon.proc.exited]);
