@@ -277,8 +277,9 @@ class Harness {
           ...(cmd.base === null ? {} : { baseAmount: fromUnits(cmd.base) }),
           ...(cmd.quote === null ? {} : { quoteAmount: fromUnits(cmd.quote) }),
         });
-        // No amount at all, or a SELL sized in quote alone (it would hold no tokens back).
-        if ((cmd.base === null && cmd.quote === null) || (cmd.side === 'SELL' && cmd.base === null)) {
+        // No amount at all, a SELL sized in quote alone (it would hold no tokens back), or an
+        // intent sized in quote alone for 0 (an order for nothing).
+        if ((cmd.base === null && (cmd.quote === null || cmd.quote === 0n)) || (cmd.side === 'SELL' && cmd.base === null)) {
           await expectCode(call, 'INVALID_AMOUNT', label);
           this.note('intent:INVALID_AMOUNT');
           return;
