@@ -89,7 +89,14 @@ export function fields(pairs: ReadonlyArray<readonly [string, string | number | 
   return pairs.map(([k, v]) => `${k.padEnd(width)}  ${v === null || v === undefined || v === '' ? '-' : escapeControls(String(v))}`).join('\n') + '\n';
 }
 
-export function jobView(job: Job): string {
+/** A job's open (PENDING) order, on one line: side, amount, clientOrderId and since when. */
+function openOrder(t: Trade): string {
+  const amount = t.baseAmount !== null ? `${t.baseAmount} tokens` : `for ${t.quoteAmount} quote`;
+  return `${t.side} ${t.reason} ${amount} (${t.clientOrderId}, since ${t.createdAt})`;
+}
+
+/** `open`: the job's PENDING orders, shown when given (not for a job rebuilt from its history). */
+export function jobView(job: Job, open?: readonly Trade[]): string {
   const configLines = Object.entries(job.config).flatMap(([section, values]) =>
     Object.entries(values as Record<string, unknown>).map(([k, v]) => [`  ${section}.${k}`, v === null ? 'off' : String(v)] as const),
   );
@@ -100,6 +107,8 @@ export function jobView(job: Job): string {
     ['status', job.statusReason ? `${job.status} (${job.statusReason})` : job.status],
     ['mode', job.mode],
     ['tokenBalance', job.tokenBalance],
+    // Not in the balance until filled: what the exchange may already hold.
+    ...(open === undefined ? [] : [['openOrders', open.length === 0 ? '' : open.map(openOrder).join('; ')] as const]),
     ['totalAccumulated', job.totalAccumulated],
     ['recentHigh', job.recentHigh],
     ['lastDcaBuyTime', job.lastDcaBuyTime],

@@ -832,7 +832,8 @@ export class Daemon {
     this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${runner.failures}/${this.#maxFailures}): ${message}`);
     if (runner.failures < this.#maxFailures) return;
     try {
-      const reason = `${runner.failures} steps failed in a row; last: ${message}`;
+      // resume puts a job in ERROR back to RUNNING, whatever it was doing: the reason says it was liquidating.
+      const reason = `${job.status === 'LIQUIDATING' ? 'while liquidating, ' : ''}${runner.failures} steps failed in a row; last: ${message}`;
       if (await this.#flushBeforeLeaving(job.id, runner, job.tokenSymbol)) this.#flushed(runner, Date.now());
       await this.#store.jobs.fail({ id: job.id }, reason, this.#options(runner));
       this.#runners.delete(job.id);

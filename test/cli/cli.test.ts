@@ -302,7 +302,10 @@ for (const engine of ENGINES) {
       // list, --json: an array of the same jobs
       const jobs = parseJson<unknown[]>(listJ);
       assert.ok(Array.isArray(jobs));
-      assert.deepEqual(jobs, [job]);
+      // status adds the job's open orders (none here)
+      const { openOrders, ...asListed } = job;
+      assert.deepEqual(openOrders, []);
+      assert.deepEqual(jobs, [asListed]);
 
       // trades, human: every trade in full precision
       ok(tradesH);
@@ -441,6 +444,23 @@ for (const engine of ENGINES) {
         [{ id: job.id, status: job.status, code: 'STORAGE_CORRUPT' }],
       );
       assert.equal(listed.error.code, 'STORAGE_CORRUPT');
+    });
+
+    it('status shows the open orders, which the balance does not count yet', async () => {
+      ok(await cli(['start', TOKEN, '--symbol', 'LGI', ...db]));
+      assert.match(ok(await cli(['status', TOKEN, ...db])).stdout, /^openOrders\s+-$/m);
+      assert.deepEqual(parseJson(await cli(['status', TOKEN, '--json', ...db])).openOrders, []);
+      const store = await fx.open();
+      try {
+        await store.ledger.recordIntent({ job: { tokenAddress: TOKEN }, clientOrderId: 'open-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      } finally {
+        await store.close();
+      }
+      assert.match(ok(await cli(['status', TOKEN, ...db])).stdout, /^openOrders\s+BUY DCA for 10 quote \(open-1, since \S+Z\)$/m);
+      const open = parseJson(await cli(['status', TOKEN, '--json', ...db])).openOrders;
+      assert.deepEqual(open.map((t: { clientOrderId: string; status: string }) => [t.clientOrderId, t.status]), [['open-1', 'PENDING']]);
+      // As of a time, the job is rebuilt from its history, which has no open orders to show.
+      assert.doesNotMatch(ok(await cli(['status', TOKEN, '--as-of', '9999-12-31T23:59Z', ...db])).stdout, /openOrders/);
     });
 
     it('status --as-of shows the job as it was then, from its audit log', async () => {

@@ -665,6 +665,23 @@ for (const engine of ENGINES) {
       assert.equal((await exchangeBalances(ex.url))['USD'], add('5', mul(add(TEN_USD_OF_TOKEN, TEN_USD_OF_TOKEN), PRICE, 'down')));
     });
 
+    it('a liquidation whose sells keep failing goes to ERROR saying it was liquidating (resume would make it buy again)', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI' });
+      // Tokens the ledger holds and the exchange account does not: every sell is rejected.
+      await store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: 'by-hand-1', side: 'BUY', reason: 'DCA', baseAmount: '5', quoteAmount: '10', priceUsd: '2' });
+      await store.jobs.liquidate({ id: job.id });
+      const { daemon } = makeDaemon(store, new HttpExchange(ex.url), { maxFailures: 2 });
+      await daemon.start();
+      const failed = await waitFor('ERROR', async () => {
+        const j = await store.jobs.get({ id: job.id });
+        return j.status === 'ERROR' ? j : undefined;
+      });
+      await daemon.stop();
+      assert.match(failed.statusReason!, /^while liquidating, 2 steps failed in a row; last: order \S+ was rejected: /);
+      assert.equal(failed.tokenBalance, '5');
+    });
+
     it('storage failures of a step are not counted: a burst of them and one exchange error leave the job RUNNING', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });

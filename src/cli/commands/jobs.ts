@@ -139,7 +139,7 @@ function atOf(ctx: CommandContext): string | undefined {
 
 const status: Command = {
   name: 'status',
-  summary: 'show one job: status, mode, balances and config (now, or as it was at a time)',
+  summary: 'show one job: status, mode, balances, open orders and config (now, or as it was at a time)',
   usage: '<token> [--chain C] [--as-of T]',
   details:
     '--as-of T shows the job as it was at T, rebuilt from its audit log (botstate history): its status, balances and\n' +
@@ -150,8 +150,16 @@ const status: Command = {
   async run(ctx) {
     const ref = tokenRef(ctx);
     const at = atOf(ctx);
-    const job = await withStore(ctx, READING, (store) => (at === undefined ? store.jobs.get(ref) : store.jobAt(ref, at)));
-    if (at === undefined) return void ctx.io.out(ctx.json ? json(jobJson(job)) : jobView(job));
+    if (at === undefined) {
+      // Two reads (a read-only file takes no transaction of the caller's): an order settled in
+      // between shows in the balance and still here, never in neither.
+      const [job, open] = await withStore(ctx, READING, async (store) => {
+        const open = await store.ledger.trades(ref, { status: 'PENDING' });
+        return [await store.jobs.get(ref), open] as const;
+      });
+      return void ctx.io.out(ctx.json ? json({ ...jobJson(job), openOrders: open }) : jobView(job, open));
+    }
+    const job = await withStore(ctx, READING, (store) => store.jobAt(ref, at));
     const { strategyState: _, ...audited } = jobJson(job);
     ctx.io.out(ctx.json ? json({ asOf: at, ...audited }) : `as of ${at} (the job's audit log up to version ${job.version})\n${jobView(job)}`);
   },
