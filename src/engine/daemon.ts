@@ -639,7 +639,10 @@ export class Daemon {
         };
         // The intent with the strategy state that led to it: the scratch in the intent's own
         // UPDATE of the job, the audited fields (when they changed) in the same transaction.
-        const options = { ...this.#options(runner), ...(runner.scratchDirty ? { scratch: runner.scratch } : {}) };
+        // Under the config it was decided with: one an operator changed meanwhile (the price fetch
+        // may take seconds) refuses the intent (CONCURRENT_MODIFICATION, not counted), and the
+        // next tick decides again.
+        const options = { ...this.#options(runner), decidedWith: job.config, ...(runner.scratchDirty ? { scratch: runner.scratch } : {}) };
         const { trade, duplicate } =
           Object.keys(runner.state).length > 0
             ? await this.#store.transaction(async () => {

@@ -112,6 +112,12 @@ export const JOB_COLUMNS =
 // a miss is it looked up by its text, which jobs with the same config share.
 const configById = new Map<string, { text: string; config: JobConfig }>();
 const configByText = new Map<string, JobConfig>();
+/** Whether the job of `row` has `config` (the same values, however written). */
+export function hasConfig(row: JobRow, config: JobConfig): boolean {
+  const current = configOf(row);
+  return current === config || serializeConfig(current) === serializeConfig(config);
+}
+
 function configOf(row: JobRow): JobConfig {
   const cached = configById.get(row.id);
   if (cached !== undefined && cached.text === row.config) return cached.config;

@@ -1,5 +1,6 @@
 import { BotstateError, InvalidTransitionError, NotFoundError, ValidationError } from '../errors.ts';
-import { JOB_COLUMNS, lockJob, requireJob, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow, type JobUpdate } from '../jobs/job-rows.ts';
+import { hasConfig, JOB_COLUMNS, lockJob, requireJob, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow, type JobUpdate } from '../jobs/job-rows.ts';
+import type { JobConfig } from '../jobs/config.ts';
 import { add, cmp, isNegative, parseDecimal, sub, type Decimal } from '../money/decimal.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context, Fence } from '../store/context.ts';
@@ -85,6 +86,12 @@ export interface IntentOptions extends CallOptions {
    * intent was already recorded (a duplicate).
    */
   readonly scratch?: Readonly<Record<string, unknown>>;
+  /**
+   * The config the order was decided with. If the job's config has changed since (an operator's
+   * `config` while the order was being decided), the intent is refused with
+   * CONCURRENT_MODIFICATION and nothing is written: decide again under the new config.
+   */
+  readonly decidedWith?: JobConfig;
 }
 
 /** Options of {@link Ledger.settle}. */
@@ -463,8 +470,14 @@ export class Ledger {
       });
     }
     const actor = this.#ctx.actorFor(options);
+    const decidedWith = options?.decidedWith;
     return this.#ctx.write(options, async (tx) => {
       const job = await lockJob(tx, this.#ctx.adapter.dialect, input.job, options);
+      if (decidedWith !== undefined && !hasConfig(job, decidedWith)) {
+        throw new BotstateError('CONCURRENT_MODIFICATION', `the config of job ${job.id} changed after this order was decided; it was not recorded`, {
+          hint: 'decide the order again under the new config',
+        });
+      }
       const clientOrderId = input.clientOrderId ?? `${job.id}-${job.version + 1}`;
       const id = uuidv7();
       const at = nowIso();

@@ -242,6 +242,17 @@ for (const engine of ENGINES) {
       assert.equal(await fx.dump(), before);
     });
 
+    it('an intent decided under a config that has changed since is refused (decidedWith), changing nothing', async () => {
+      const decided = job.config;
+      await store.jobs.configure({ id: job.id }, { set: ['accumulate.dcaAmount=1'] });
+      const before = await fx.dump();
+      const refusal = await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' }, { decidedWith: decided }), 'CONCURRENT_MODIFICATION');
+      assert.match(String(refusal['message']), /config of job \S+ changed after this order was decided/);
+      assert.equal(await fx.dump(), before);
+      const current = (await store.jobs.get({ id: job.id })).config;
+      assert.equal((await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '1' }, { decidedWith: current })).trade.status, 'PENDING');
+    });
+
     it('a retried intent must ask for the same amounts', async () => {
       await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'i-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
       const before = await fx.dump();

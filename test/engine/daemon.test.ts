@@ -751,6 +751,32 @@ for (const engine of ENGINES) {
       await assertLedgerMatchesExchange(store, ex.url, good);
     });
 
+    it('a config changed while an order is being decided (a slow price) is obeyed: the order is decided again', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'CFG', set: [FAST_DCA, 'accumulate.dcaAmount=10'] });
+      const gate = Promise.withResolvers<void>();
+      const http = new HttpExchange(ex.url);
+      let first = true;
+      const rec = new Recorder(http, {
+        price: (token) => {
+          if (!first) return undefined;
+          first = false;
+          return gate.promise.then(() => http.getPrice(token));
+        },
+      });
+      const { daemon } = makeDaemon(store, rec);
+      await daemon.start();
+      await rec.waitCalls('price', TOKEN, 1, 0);
+      // The operator lowers the DCA amount while the step waits for its price.
+      await (await fx.open()).jobs.configure({ id: job.id }, { set: ['accumulate.dcaAmount=1'] });
+      gate.resolve();
+      await rec.waitCalls('place', TOKEN, 1, 0);
+      await daemon.stop();
+      const placed = rec.calls.filter((c) => c.op === 'place').map((c) => c.request!.quoteAmount);
+      assert.equal(placed[0], '1', `the first order is under the new config: ${placed.join(', ')}`);
+      await assertLedgerMatchesExchange(store, ex.url, job);
+    });
+
     it('refuses daemon options that cannot work: 0, NaN, a fraction, an unknown key, an exchange without the interface', async () => {
       const ex = new HttpExchange('http://127.0.0.1:9');
       for (const options of [{ concurrency: 0 }, { maxJobs: 0 }, { maxJobs: 2 ** 31 }, { tickMs: Number.NaN }, { leaseTtlMs: 1.5 }, { leaseTtlMs: 2 ** 31 }, { exchangeTimeoutMs: -1 }, { tickms: 10 }]) {
