@@ -4,7 +4,7 @@ import { isZero, parseDecimal, worthNothing } from '../money/decimal.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
-import { shown, storableText } from '../util/text.ts';
+import { inputObject, shown, storableText } from '../util/text.ts';
 import { isIsoTime, notIsoTime } from '../util/time.ts';
 import { normalizeAddress } from './address.ts';
 import { defaultConfig, resolveConfig, serializeConfig } from './config.ts';
@@ -143,6 +143,7 @@ function shortAddress(address: string): string {
 
 /** A start's input, checked and normalised without the database. */
 function startInput(input: StartJobInput) {
+  inputObject(input, 'the start input');
   const tokenAddress = normalizeAddress(input.tokenAddress);
   const chain = normalizeChain(input.chain);
   const mode = input.mode === undefined ? undefined : checkMode(input.mode);
@@ -164,6 +165,7 @@ export function checkStartInput(input: StartJobInput): void {
 
 /** Throws what {@link Jobs.configure} would refuse in its input alone (an unknown key, a bad value). */
 export function checkConfigureInput(input: ConfigureInput): void {
+  inputObject(input, 'the configure input');
   resolveConfig(defaultConfig(), input.config, input.set ?? []);
 }
 
@@ -352,7 +354,8 @@ export class Jobs {
   }
 
   #rows(filter: { status?: JobStatus }, options: CallOptions | undefined): Promise<JobRow[]> {
-    const status = filter.status === undefined ? undefined : checkStatus(filter.status);
+    const wanted = inputObject(filter, 'the filter').status;
+    const status = wanted === undefined ? undefined : checkStatus(wanted);
     return this.#ctx.read(options, (tx) =>
       status === undefined
         ? tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY created_at, id`)

@@ -5,7 +5,7 @@ import { add, cmp, isNegative, parseDecimal, sub, type Decimal } from '../money/
 import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context, Fence } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
-import { shown, storableText } from '../util/text.ts';
+import { inputObject, shown, storableText } from '../util/text.ts';
 import { isIsoTime, notIsoTime, nowIso } from '../util/time.ts';
 
 export const TradeSide = Object.freeze({ BUY: 'BUY', SELL: 'SELL' } as const);
@@ -175,6 +175,7 @@ function checkClientOrderId(clientOrderId: unknown): void {
 }
 
 function checkTradeInput(input: TradeInput): void {
+  inputObject(input, 'the trade input');
   checkClientOrderId(input.clientOrderId);
   // Strings only: Object.hasOwn would take ['BUY'] (or anything whose text is BUY) as the key.
   if (typeof input.side !== 'string' || !Object.hasOwn(TradeSide, input.side)) {
@@ -451,7 +452,7 @@ export class Ledger {
    * clientOrderId of the trade it returned.
    */
   async recordIntent(input: IntentInput, options?: IntentOptions): Promise<TradeResult> {
-    checkTradeInput({ ...input, clientOrderId: input.clientOrderId ?? 'derived' });
+    checkTradeInput({ ...inputObject(input, 'the intent input'), clientOrderId: input.clientOrderId ?? 'derived' });
     const base = input.baseAmount === undefined ? null : positive(input.baseAmount, 'baseAmount');
     // Sized in quote alone, the quote is what the order spends: 0 would be an order for nothing.
     const quote =
@@ -586,6 +587,11 @@ export class Ledger {
 
   /** A job's trades, oldest first. */
   async trades(ref: JobRef, filter: { status?: TradeStatus } = {}, options?: CallOptions): Promise<Trade[]> {
+    // An unknown status would match no trade: [] would read as "none".
+    const status: unknown = inputObject(filter, 'the filter').status;
+    if (status !== undefined && (typeof status !== 'string' || !Object.hasOwn(TradeStatus, status))) {
+      throw new ValidationError('INVALID_ARGUMENT', `status "${shown(status)}" is not one of ${Object.keys(TradeStatus).join(', ')}`);
+    }
     return this.#ctx.read(options, async (tx) => {
       const job = await requireJob(tx, this.#ctx.adapter.dialect, ref, false);
       const rows = filter.status

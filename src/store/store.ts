@@ -3,6 +3,7 @@ import { readStream, jobStream, type AuditEntry, type AuditReport } from '../aud
 import { verifyAudit } from '../audit/verify.ts';
 import { NotFoundError, ValidationError, type StorageError } from '../errors.ts';
 import { requireJob, replayJob, type Job, type JobRef } from '../jobs/job-rows.ts';
+import { inputObject } from '../util/text.ts';
 import { isIsoTime, notIsoTime } from '../util/time.ts';
 import { Jobs } from '../jobs/jobs.ts';
 import { Ledger } from '../ledger/ledger.ts';
@@ -138,7 +139,12 @@ function safeUser(): string {
  * try { await store.jobs.start({ tokenAddress }) } finally { await store.close() }
  */
 export async function openStore(url?: string, options: StoreOptions = {}): Promise<Store> {
-  const opts = checkOptions(options);
+  if (url !== undefined && typeof url !== 'string') {
+    throw new ValidationError('INVALID_ARGUMENT', `the database URL must be a string, got ${url === null ? 'null' : typeof url}`, {
+      hint: "pass a path such as './botstate.db' or a postgres:// URL (a URL object: its .href)",
+    });
+  }
+  const opts = checkOptions(inputObject(options, 'the store options'));
   const location = parseLocation(url ?? (process.env['BOTSTATE_DB'] || DEFAULT_DB));
   const adapter: Adapter =
     location.engine === 'sqlite'

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { Job } from '../../src/jobs/job-rows.ts';
 import type { RecordTradeInput } from '../../src/ledger/ledger.ts';
-import type { Store } from '../../src/store/store.ts';
+import { openStore, type Store } from '../../src/store/store.ts';
 import { rejectsWith } from '../helpers/assert.ts';
 import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
 
@@ -236,6 +236,9 @@ for (const engine of ENGINES) {
       }
       await rejectsWith(store.ledger.settle({} as never, { status: 'FAILED', error: 'x' }), 'INVALID_ARGUMENT');
       await rejectsWith(store.ledger.get({} as never), 'INVALID_ARGUMENT');
+      // A filter for a status no trade can have is a mistake, not "no trades".
+      await rejectsWith(store.ledger.trades({ id: job.id }, { status: 'JUNK' as never }), 'INVALID_ARGUMENT');
+      assert.equal((await store.ledger.trades({ id: job.id }, { status: 'PENDING' })).length, 1);
       // The scratch state is a JSON object, not whatever a toJSON makes of it.
       await rejectsWith(store.jobs.saveScratch({ id: job.id }, new Date(0) as never), 'INVALID_ARGUMENT');
       await rejectsWith(store.jobs.saveScratch({ id: job.id }, { toJSON: () => [1, 2] } as never), 'INVALID_ARGUMENT');
@@ -251,6 +254,27 @@ for (const engine of ENGINES) {
       assert.equal(await fx.dump(), before);
       const current = (await store.jobs.get({ id: job.id })).config;
       assert.equal((await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '1' }, { decidedWith: current })).trade.status, 'PENDING');
+    });
+
+    it('input of the wrong shape from a caller without types is INVALID_ARGUMENT, never a TypeError', async () => {
+      const before = await fx.dump();
+      const calls: Array<[string, () => Promise<unknown>]> = [
+        ['recordTrade(null)', () => store.ledger.recordTrade(null as never)],
+        ['recordIntent(null)', () => store.ledger.recordIntent(null as never)],
+        ['settle(id, null)', () => store.ledger.settle('o-1', null as never)],
+        ['trades(ref, null)', () => store.ledger.trades({ id: job.id }, null as never)],
+        ['jobs.start(null)', () => store.jobs.start(null as never)],
+        ['jobs.start("0x…")', () => store.jobs.start(TOKEN as never)],
+        ['jobs.configure(ref, null)', () => store.jobs.configure({ id: job.id }, null as never)],
+        ['jobs.list(null)', () => store.jobs.list(null as never)],
+        ['openStore(5)', () => openStore(5 as never)],
+        ['openStore(url, null)', () => openStore(fx.url, null as never)],
+      ];
+      for (const [what, call] of calls) {
+        const refusal = await rejectsWith(call(), 'INVALID_ARGUMENT').catch((e: Error) => assert.fail(`${what}: ${e.message}`));
+        assert.ok(String(refusal['message']).length > 0, what);
+      }
+      assert.equal(await fx.dump(), before);
     });
 
     it('a retried intent must ask for the same amounts', async () => {
