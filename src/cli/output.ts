@@ -2,6 +2,7 @@ import type { AuditEntry } from '../audit/audit.ts';
 import { serializeConfig, type JobConfig } from '../jobs/config.ts';
 import type { Job } from '../jobs/job-rows.ts';
 import type { Trade } from '../ledger/ledger.ts';
+import { isRecord } from '../util/values.ts';
 
 declare global {
   interface JSON {
@@ -157,7 +158,7 @@ function change(entry: AuditEntry): string {
     for (const key of Object.keys(after)) {
       if (key === 'trade') continue;
       const [b, a] = [before[key], after[key]];
-      if (!isPlainObject(b) && !isPlainObject(a)) {
+      if (!isRecord(b) && !isRecord(a)) {
         parts.push(`${key}: ${show(b)} → ${show(a)}`);
         continue;
       }
@@ -172,13 +173,9 @@ function change(entry: AuditEntry): string {
   return parts.join('; ');
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /** Every leaf value of `v` by its dotted path under `prefix` (`config.accumulate.dcaAmount`). */
 function leaves(v: unknown, prefix: string, out = new Map<string, unknown>()): Map<string, unknown> {
-  if (isPlainObject(v)) for (const [k, x] of Object.entries(v)) leaves(x, `${prefix}.${k}`, out);
+  if (isRecord(v)) for (const [k, x] of Object.entries(v)) leaves(x, `${prefix}.${k}`, out);
   else if (v !== undefined) out.set(prefix, v);
   return out;
 }

@@ -870,6 +870,11 @@ export class Daemon {
 
 }
 
+/** What is said of an error: exchange and strategy errors are not botstate bugs, and keep their own message. */
+function messageOf(e: unknown): string {
+  return isBotstateError(e) || !(e instanceof Error) ? coerceError(e).message : e.message;
+}
+
 /**
  * The exchange's order under this clientOrderId must be this intent. A clientOrderId can only
  * come back with another order if committed intents were lost (a restored backup, a power cut
@@ -883,11 +888,6 @@ export class Daemon {
  * was asked, another side or another token is another order. (A reused id for a smaller order
  * of the same side and token cannot be told apart from a rounded fill.)
  */
-/** What is said of an error: exchange and strategy errors are not botstate bugs, and keep their own message. */
-function messageOf(e: unknown): string {
-  return isBotstateError(e) || !(e instanceof Error) ? coerceError(e).message : e.message;
-}
-
 function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
   // A rejection moved nothing: only its side and token are compared.
   const beyond = order.status === 'REJECTED' ? undefined : beyondAsked(trade, order);

@@ -15,6 +15,7 @@
 import { ValidationError } from '../errors.ts';
 import { cmp, isDecimal, parseDecimal } from '../money/decimal.ts';
 import type { Decimal } from '../money/decimal.ts';
+import { shown } from '../util/values.ts';
 
 export interface AccumulateConfig {
   /** USD spent per DCA buy. */
@@ -273,10 +274,6 @@ function rangeText(spec: ConfigKeySpec): string {
   return spec.nullable ? `${range}, or null to turn it off` : range;
 }
 
-function shownValue(v: string): string {
-  return v.length > 48 ? `${v.slice(0, 45)}...` : v;
-}
-
 /** Turn text (a `--set` value or a JSON number's source) into a checked value for `spec`. */
 function valueFromText(spec: ConfigKeySpec, text: string, where: string): Value {
   let d: Decimal;
@@ -285,7 +282,7 @@ function valueFromText(spec: ConfigKeySpec, text: string, where: string): Value 
   } catch (e) {
     const inner = e instanceof ValidationError ? e.message : String(e);
     const hint = e instanceof ValidationError && e.details['reason'] === 'scale' ? e.hint : undefined;
-    throw configError(`${inner}${where}`, { key: spec.path, value: shownValue(text) },
+    throw configError(`${inner}${where}`, { key: spec.path, value: shown(text, 48) },
       hint ?? `Set ${spec.path} to ${rangeText(spec)}.`, e);
   }
   return checkValue(spec, d, where);
@@ -296,7 +293,7 @@ function checkValue(spec: ConfigKeySpec, d: Decimal, where: string): Value {
   const bounds = boundsText(spec);
   if ((spec.min !== null && (spec.minInclusive ? cmp(d, spec.min) < 0 : cmp(d, spec.min) <= 0))
     || (spec.max !== null && (spec.maxInclusive ? cmp(d, spec.max) > 0 : cmp(d, spec.max) >= 0))) {
-    throw configError(`${spec.path} must be ${bounds}, got ${shownValue(d)}${where}`, { key: spec.path, value: d }, hint);
+    throw configError(`${spec.path} must be ${bounds}, got ${shown(d, 48)}${where}`, { key: spec.path, value: d }, hint);
   }
   if (spec.kind === 'integer') {
     if (d.includes('.')) {
@@ -364,8 +361,8 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 function describeType(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
-  if (v instanceof JsonNumber) return `the number ${shownValue(v.source)}`;
-  if (typeof v === 'string') return `the string ${JSON.stringify(shownValue(v))}`;
+  if (v instanceof JsonNumber) return `the number ${shown(v.source, 48)}`;
+  if (typeof v === 'string') return `the string ${JSON.stringify(shown(v, 48))}`;
   return `a ${typeof v}`;
 }
 
@@ -434,19 +431,19 @@ function applyPatch(draft: Draft, patch: unknown, where: string): void {
 }
 
 function applySet(draft: Draft, set: string): void {
-  const where = ` (in --set ${JSON.stringify(shownValue(String(set)))})`;
+  const where = ` (in --set ${JSON.stringify(shown(set, 48))})`;
   const usage = 'Write --set section.key=value, e.g. --set accumulate.dcaAmount=25.';
   if (typeof set !== 'string') {
     throw configError(`--set expects text section.key=value, got ${describeType(set)}`, {}, usage);
   }
   const eq = set.indexOf('=');
-  if (eq < 0) throw configError(`--set ${JSON.stringify(shownValue(set))} has no "=": expected section.key=value`, { set: shownValue(set) }, usage);
+  if (eq < 0) throw configError(`--set ${JSON.stringify(shown(set, 48))} has no "=": expected section.key=value`, { set: shown(set, 48) }, usage);
   const path = set.slice(0, eq);
   const text = set.slice(eq + 1);
   const dot = path.indexOf('.');
   if (dot < 0) {
-    throw configError(`--set ${JSON.stringify(shownValue(set))} names no section: expected section.key=value with a section among ${CONFIG_SECTIONS.join(', ')}`,
-      { set: shownValue(set) }, usage);
+    throw configError(`--set ${JSON.stringify(shown(set, 48))} names no section: expected section.key=value with a section among ${CONFIG_SECTIONS.join(', ')}`,
+      { set: shown(set, 48) }, usage);
   }
   const name = path.slice(0, dot);
   const key = path.slice(dot + 1);

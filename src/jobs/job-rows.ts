@@ -4,6 +4,7 @@ import { isDecimal, isNegative, type Decimal } from '../money/decimal.ts';
 import type { Dialect, Executor, SqlParam } from '../store/adapter.ts';
 import type { CallOptions, Fence } from '../store/context.ts';
 import { isStorableText } from '../util/text.ts';
+import { isRecord } from '../util/values.ts';
 import { normalizeAddress } from './address.ts';
 import { deserializeConfig, serializeConfig, type JobConfig } from './config.ts';
 import type { JobMode, JobStatus } from './lifecycle.ts';
@@ -311,10 +312,6 @@ export function replayJob(entries: readonly AuditEntry[], at: string, row: JobRo
 }
 
 const CHANGEABLE = Object.keys(COLUMN) as ReadonlyArray<keyof JobChange>;
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /**
  * Reads and locks a job for a write, and checks the caller's fence (its lease on the job) in

@@ -5,7 +5,8 @@ import { add, cmp, isNegative, parseDecimal, sub, type Decimal } from '../money/
 import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context, Fence } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
-import { inputObject, shown, storableText } from '../util/text.ts';
+import { storableText } from '../util/text.ts';
+import { inputObject, shown } from '../util/values.ts';
 import { isIsoTime, notIsoTime, nowIso } from '../util/time.ts';
 
 export const TradeSide = Object.freeze({ BUY: 'BUY', SELL: 'SELL' } as const);
@@ -204,7 +205,7 @@ export function checkSettlement(clientOrderId: string, settlement: Settlement): 
 function checkSettlementStatus(settlement: unknown): void {
   const status = (settlement as { status?: unknown } | null | undefined)?.status;
   if (status !== 'EXECUTED' && status !== 'FAILED') {
-    throw new ValidationError('INVALID_ARGUMENT', `a settlement's status must be EXECUTED or FAILED, got ${typeof status === 'string' ? JSON.stringify(status.slice(0, 40)) : typeof status}`, {
+    throw new ValidationError('INVALID_ARGUMENT', `a settlement's status must be EXECUTED or FAILED, got ${typeof status === 'string' ? JSON.stringify(shown(status, 40)) : typeof status}`, {
       hint: "pass { status: 'EXECUTED', baseAmount, quoteAmount, priceUsd } or { status: 'FAILED', error }",
     });
   }

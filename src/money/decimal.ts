@@ -15,6 +15,7 @@
  * add('0.1', '0.2'); // '0.3', exactly
  */
 import { ValidationError } from '../errors.ts';
+import { shown } from '../util/values.ts';
 
 /** A canonical exact decimal string, e.g. `'-12.5'`, `'0'`, `'0.000000000000000001'`. */
 export type Decimal = string;
@@ -59,7 +60,7 @@ const SHAPE_HINT = `use digits with an optional "." and at most ${SCALE} decimal
 
 /** Quote a user value for a message, bounded so a huge input cannot flood the terminal. */
 function quote(input: string): string {
-  return JSON.stringify(input.length > 48 ? `${input.slice(0, 45)}...` : input);
+  return JSON.stringify(shown(input, 48));
 }
 
 function amountError(field: string, input: string, reason: string, message: string, hint: string): ValidationError {

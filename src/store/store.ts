@@ -3,7 +3,7 @@ import { readStream, jobStream, type AuditEntry, type AuditReport } from '../aud
 import { verifyAudit } from '../audit/verify.ts';
 import { NotFoundError, ValidationError, type StorageError } from '../errors.ts';
 import { requireJob, replayJob, type Job, type JobRef } from '../jobs/job-rows.ts';
-import { inputObject } from '../util/text.ts';
+import { inputObject } from '../util/values.ts';
 import { isIsoTime, notIsoTime } from '../util/time.ts';
 import { Jobs } from '../jobs/jobs.ts';
 import { Ledger } from '../ledger/ledger.ts';

@@ -522,10 +522,8 @@ for (const engine of ENGINES) {
       const other = await fx.open();
       const p = (n: number) => (fx.engine === 'sqlite' ? '?' : `$${n}`);
       const before = await fx.dump();
-      let holding!: () => void;
-      const held = new Promise<void>((resolve) => (holding = resolve));
-      let go!: () => void;
-      const rollbackWaits = new Promise<void>((resolve) => (go = resolve));
+      const held = Promise.withResolvers<void>();
+      const rollbackWaits = Promise.withResolvers<void>();
       // Another process's migration holds the lock (on SQLite: the write lock), and a daemon of this
       // host registers meanwhile, after the rollback's first check.
       const blocker = other.transaction(async (tx) => {
@@ -533,15 +531,15 @@ for (const engine of ENGINES) {
           const key = createHash('sha256').update(`botstate:migrate:${pgSchema(fx)}`).digest().readBigInt64BE(0).toString();
           await tx.get('SELECT pg_advisory_xact_lock(?::bigint) AS locked', [key]);
         }
-        holding();
-        await rollbackWaits;
+        held.resolve();
+        await rollbackWaits.promise;
         const now = new Date().toISOString();
         await tx.run(`INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)`, ['d-late', hostname(), process.pid === 1 ? 2 : 1, now, now]);
       });
-      await held;
+      await held.promise;
       const rolledBack = store.rollback();
       await sleep(300); // its first check is done; it waits for the lock
-      go();
+      rollbackWaits.resolve();
       await blocker;
       const refusal = await rejectsWith(rolledBack, 'DAEMON_RUNNING');
       assert.match(String(refusal['message']), /^a daemon \(pid (1|2) on /);

@@ -308,26 +308,23 @@ const DAEMON_HEARTBEAT_WINDOW_MS = 60_000;
  * PostgreSQL (where lease times come from it).
  */
 async function refuseWhileDaemonRuns(adapter: Adapter, tx: Executor): Promise<void> {
-  const running = await (async () => {
-    if (!(await adapter.hasTable(tx, 'daemon_instances'))) return [];
-    const nowMs = adapter.engine === 'postgres' ? await databaseNow(tx) : Date.now();
-    const now = new Date(nowMs).toISOString();
-    // lease_ttl_ms exists from schema version 6 on. A daemon with a TTL longer than the window
-    // heartbeats less often than the window: its own TTL counts then. The columns are named, not
-    // i.*: a rollback runs this before each step, on a table whose shape the steps change (on
-    // PostgreSQL a prepared statement's result may not change shape).
-    const withTtl = await hasLeaseTtl(adapter, tx);
-    const rows = await tx.all<InstanceRow & { leased: number | string; lease_ttl_ms?: number | null }>(
-      `SELECT i.id, i.host, i.pid, i.heartbeat_at${withTtl ? ', i.lease_ttl_ms' : ''},
-         (SELECT count(*) FROM job_leases l WHERE l.owner = i.id AND l.expires_at > ?) AS leased
-       FROM daemon_instances i WHERE i.stopped_at IS NULL`,
-      [now],
-    );
-    const heardFrom = (row: { heartbeat_at: string; lease_ttl_ms?: number | null }) =>
-      Date.parse(row.heartbeat_at) > nowMs - Math.max(DAEMON_HEARTBEAT_WINDOW_MS, Number(row.lease_ttl_ms ?? 0));
-    return rows.filter((row) => (row.host === hostname() ? processAlive(row) : heardFrom(row) || Number(row.leased) > 0));
-  })();
-  const first = running[0];
+  if (!(await adapter.hasTable(tx, 'daemon_instances'))) return;
+  const nowMs = adapter.engine === 'postgres' ? await databaseNow(tx) : Date.now();
+  const now = new Date(nowMs).toISOString();
+  // lease_ttl_ms exists from schema version 6 on. A daemon with a TTL longer than the window
+  // heartbeats less often than the window: its own TTL counts then. The columns are named, not
+  // i.*: a rollback runs this before each step, on a table whose shape the steps change (on
+  // PostgreSQL a prepared statement's result may not change shape).
+  const withTtl = await hasLeaseTtl(adapter, tx);
+  const rows = await tx.all<InstanceRow & { leased: number | string; lease_ttl_ms?: number | null }>(
+    `SELECT i.id, i.host, i.pid, i.heartbeat_at${withTtl ? ', i.lease_ttl_ms' : ''},
+       (SELECT count(*) FROM job_leases l WHERE l.owner = i.id AND l.expires_at > ?) AS leased
+     FROM daemon_instances i WHERE i.stopped_at IS NULL`,
+    [now],
+  );
+  const heardFrom = (row: { heartbeat_at: string; lease_ttl_ms?: number | null }) =>
+    Date.parse(row.heartbeat_at) > nowMs - Math.max(DAEMON_HEARTBEAT_WINDOW_MS, Number(row.lease_ttl_ms ?? 0));
+  const first = rows.find((row) => (row.host === hostname() ? processAlive(row) : heardFrom(row) || Number(row.leased) > 0));
   if (first === undefined) return;
   throw new BotstateError('DAEMON_RUNNING', `a daemon (pid ${first.pid} on ${first.host}) is running on ${adapter.location}: rolling back would take its tables away`, {
     hint: 'stop the daemon first (SIGTERM or Ctrl-C), then roll back',

@@ -196,25 +196,18 @@ export class PostgresAdapter implements Adapter {
 
   #executor(client: pg.PoolClient): Executor {
     // A statement's failure is botstate's error (as on SQLite), the driver's kept as its cause.
-    const query = async (sql: string, params: readonly SqlParam[] | undefined) => {
+    const botstates = (e: unknown) => {
+      throw isDriverError(e) ? classifyPostgresError(e, this.location) : e;
+    };
+    const query = (sql: string, params: readonly SqlParam[] | undefined) => {
       const { text, name } = this.#prepared(sql);
-      try {
-        return await client.query({ text, name, values: params as unknown[] | undefined });
-      } catch (e) {
-        throw isDriverError(e) ? classifyPostgresError(e, this.location) : e;
-      }
+      return client.query({ text, name, values: params as unknown[] | undefined }).catch(botstates);
     };
     return {
       all: async (sql, params) => (await query(sql, params)).rows,
       get: async (sql, params) => (await query(sql, params)).rows[0],
       run: async (sql, params) => (await query(sql, params)).rowCount ?? 0,
-      exec: async (sql) => {
-        try {
-          await client.query(sql);
-        } catch (e) {
-          throw isDriverError(e) ? classifyPostgresError(e, this.location) : e;
-        }
-      },
+      exec: async (sql) => void (await client.query(sql).catch(botstates)),
     };
   }
 
@@ -327,7 +320,7 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
   const code = String((first as { code?: unknown })?.code ?? (e as { code?: unknown })?.code ?? '');
   const message = first instanceof Error ? first.message : String(first);
   if (code === '55P03') {
-    // lock_timeout: "canceling statement due to lock timeout" (said before the /timeout/ test above).
+    // lock_timeout: "canceling statement due to lock timeout" (said before the /timeout/ test below).
     return new StorageError('STORAGE_BUSY', `${where}: another session held a lock this needed past the lock timeout`, {
       hint: 'another transaction (a daemon, or a program of yours) holds the job\'s row; retry, or look for it in pg_stat_activity',
       cause: e,

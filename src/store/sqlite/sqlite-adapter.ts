@@ -33,8 +33,8 @@ export interface SqliteOptions {
   readonly longWalFrames?: number;
   /**
    * The caller only reads: a file this user may not write, or in a folder it may not write (a
-   * backup kept read-only, another user's database), is opened read-only as it is, instead of
-   * refused for writing.
+   * backup kept read-only, another user's database), or one not in WAL mode (a backup), is
+   * opened read-only as it is, instead of refused for writing or switched to WAL.
    */
   readonly readOnly?: boolean;
 }
@@ -740,19 +740,9 @@ export class SqliteAdapter implements Adapter {
         throw classifySqliteError(e, path);
       }
       try {
-        const fd = openSync(tmp, 'r');
-        try {
-          fsyncSync(fd);
-        } finally {
-          closeSync(fd);
-        }
+        fsyncPath(tmp);
         linkSync(tmp, path);
-        const dir = openSync(dirname(path), 'r');
-        try {
-          fsyncSync(dir);
-        } finally {
-          closeSync(dir);
-        }
+        fsyncPath(dirname(path));
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         if (code === 'EEXIST') throw backupExists(path);
@@ -926,6 +916,16 @@ function statOrNone(path: string): Stats | undefined {
         : 'check the path and the disk',
       cause: e,
     });
+  }
+}
+
+/** fsync of a file, or of a folder's entries, by its path. */
+function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -1,0 +1,23 @@
+import { ValidationError } from '../errors.ts';
+
+/** An object that is not null or an array, as JSON and callers' inputs hold them. */
+export function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A value from the caller, for an error message: its text cut to `max` characters (a 5 MB id is not echoed whole). */
+export function shown(value: unknown, max = 64): string {
+  const text = typeof value === 'string' ? value : String(value);
+  return text.length > max ? `${text.slice(0, max - 3)}...` : text;
+}
+
+/**
+ * `value`, if it is an object: a caller without types passing null, a string or a number where an
+ * input object goes is refused with INVALID_ARGUMENT, not a TypeError from deeper down.
+ */
+export function inputObject<T>(value: T, what: string): NonNullable<T> {
+  if (!isRecord(value)) {
+    throw new ValidationError('INVALID_ARGUMENT', `${what} must be an object, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
+  }
+  return value as NonNullable<T>;
+}
