@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { BotstateError } from '../errors.ts';
 import type { Executor } from './adapter.ts';
@@ -13,14 +14,32 @@ export interface InstanceRow {
   readonly heartbeat_at: string;
 }
 
-/** Whether a process of that id exists on this host (one of another user's counts). */
+/**
+ * Whether a process of that id runs on this host (one of another user's counts). A process
+ * killed but not yet reaped by its parent (a zombie) still has its pid, and does not count: a
+ * daemon restarted straight after a `kill -9` is not refused because its predecessor's parent
+ * has not waited for it yet.
+ */
 export function pidExists(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  return !isZombie(pid);
+}
+
+/** Linux: the process's state in /proc is Z (zombie) or X (dead). Elsewhere, or unreadable: false. */
+function isZombie(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return false;
+  }
+  // "pid (comm) S …": comm may hold spaces and parentheses, the state follows the last ')'.
+  const state = stat.charAt(stat.lastIndexOf(')') + 2);
+  return state === 'Z' || state === 'X';
 }
 
 /**
