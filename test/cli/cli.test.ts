@@ -545,6 +545,8 @@ for (const engine of ENGINES) {
         [['frobnicate', ...db], 2, /unknown command "frobnicate"/],
         [['daemon', '--exchange', 'notaurl', ...db], 2, /--exchange: exchange URL "notaurl" is not a URL/],
         [['daemon', '--exchange', 'ftp://x', ...db], 2, /--exchange: exchange URL "ftp:\/\/x" must be http/],
+        [['daemon', '--exchange', 'http://127.0.0.1:6000', ...db], 2, /--exchange: exchange URL "http:\/\/127\.0\.0\.1:6000" uses port 6000, which fetch refuses/],
+        [['paper-exchange', '--port', '6666'], 2, /^botstate: --port 6666 is a port that fetch refuses to connect to/],
         [['daemon', '--tick', '0', ...db], 2, /--tick must be a whole number/],
         [['paus', TOKEN, ...db], 2, /unknown command "paus".*did you mean pause/],
         [['db', 'frobnicate', ...db], 2, /unknown command "db frobnicate"/],

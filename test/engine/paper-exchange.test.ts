@@ -653,6 +653,10 @@ describe('HttpExchange validates what it is answered', () => {
     answers.delete('POST /orders');
     // fetch refuses a URL with credentials: refused at once, not on every call.
     assert.throws(() => new HttpExchange('http://trader:s3cret@127.0.0.1:8790'), /must not hold a user name or password/);
+    // So does a port fetch blocks (it fails at once, "bad port", as if nothing listened there).
+    await assert.rejects(fetch('http://127.0.0.1:6000/'), (e: unknown) => /bad port/.test(String((e as Error).cause)));
+    assert.throws(() => new HttpExchange('http://127.0.0.1:6000'), /uses port 6000, which fetch refuses to connect to/);
+    assert.ok(new HttpExchange('http://127.0.0.1:6001'));
     answers.set('GET /balances', JSON.stringify({ USD: 100 }));
     await assert.rejects(client.getBalances(), ExchangeInvalidAnswerError);
     answers.set('GET /balances', '{"USD":"100","__proto__":"5"}');

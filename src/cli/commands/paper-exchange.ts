@@ -1,5 +1,6 @@
 import { ValidationError } from '../../errors.ts';
 import { parseDecimal } from '../../money/decimal.ts';
+import { fetchBlocksPort } from '../../engine/exchanges/http-exchange.ts';
 import { PAPER_DEFAULTS, startPaperExchange } from '../../engine/exchanges/paper-server.ts';
 import { untilSignal } from '../signals.ts';
 import type { Command, CommandContext } from '../command.ts';
@@ -59,7 +60,7 @@ export const paperExchangeCommand: Command = {
     'the price paths continue from the epoch stored there. Endpoints and fault injection: docs/paper-exchange.md.\n' +
     '--db is refused here (the exchange keeps its own file: --data); --json changes nothing.',
   options: {
-    port: { type: 'string', value: 'N', help: `TCP port on 127.0.0.1, 0 for a free one (default ${PAPER_DEFAULTS.port})` },
+    port: { type: 'string', value: 'N', help: `TCP port on 127.0.0.1, 0 for a free one (default ${PAPER_DEFAULTS.port}); not one fetch blocks, such as 6000` },
     data: { type: 'string', value: 'FILE', help: `the exchange's SQLite file (default ${PAPER_DEFAULTS.dataFile})` },
     seed: { type: 'string', value: 'S', help: `seed of the price paths and of the fault decisions (default ${PAPER_DEFAULTS.seed})` },
     volatility: { type: 'string', value: 'V', help: `one step's standard move, 0.01 = 1 %, 0 = flat (default ${PAPER_DEFAULTS.volatility})` },
@@ -79,10 +80,16 @@ export const paperExchangeCommand: Command = {
         hint: 'give that file with --data FILE',
       });
     }
+    const port = integer(ctx, 'port', PAPER_DEFAULTS.port, 0, 65535);
+    if (fetchBlocksPort(port)) {
+      throw new ValidationError('USAGE', `--port ${port} is a port that fetch refuses to connect to, so no daemon could reach the exchange there`, {
+        hint: `pick another port, e.g. the default ${PAPER_DEFAULTS.port}`,
+      });
+    }
     const seed = text(ctx, 'seed') ?? PAPER_DEFAULTS.seed;
     if (seed === '') throw new ValidationError('USAGE', '--seed must not be empty', { hint: 'see botstate paper-exchange --help' });
     const exchange = await startPaperExchange({
-      port: integer(ctx, 'port', PAPER_DEFAULTS.port, 0, 65535),
+      port,
       dataFile: text(ctx, 'data') ?? PAPER_DEFAULTS.dataFile,
       seed,
       volatility: decimal(ctx, 'volatility', PAPER_DEFAULTS.volatility),

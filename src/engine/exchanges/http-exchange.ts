@@ -82,6 +82,22 @@ export function parseExchangeOrder(value: unknown, what = 'an order request'): E
 /** Items per batch request. */
 const BATCH = 1000;
 
+/**
+ * The ports fetch refuses to connect to (the Fetch standard's "bad ports", which Node's fetch
+ * follows): a request to one fails at once with "bad port", as if nothing listened there.
+ * https://fetch.spec.whatwg.org/#port-blocking
+ */
+const FETCH_BLOCKED_PORTS = new Set([
+  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137,
+  139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723,
+  2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+]);
+
+/** Whether fetch refuses to connect to this port (see FETCH_BLOCKED_PORTS). */
+export function fetchBlocksPort(port: number): boolean {
+  return FETCH_BLOCKED_PORTS.has(port);
+}
+
 export class HttpExchange implements Exchange {
   readonly baseUrl: string;
   readonly timeoutMs: number;
@@ -96,6 +112,10 @@ export class HttpExchange implements Exchange {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`exchange URL ${JSON.stringify(baseUrl)} must be http:// or https://`);
     // fetch refuses every request to such a URL, and the URL is printed in the daemon's log.
     if (url.username !== '' || url.password !== '') throw new TypeError('exchange URL must not hold a user name or password; give the exchange\'s address only, e.g. http://127.0.0.1:8790');
+    // fetch would refuse every call at once ("bad port"): the daemon would wait for an exchange it can never reach.
+    if (url.port !== '' && fetchBlocksPort(Number(url.port))) {
+      throw new TypeError(`exchange URL ${JSON.stringify(url.origin)} uses port ${url.port}, which fetch refuses to connect to (a blocked port); run the exchange on another port`);
+    }
     for (const key of Object.keys(options)) {
       if (key !== 'timeoutMs') throw new TypeError(`unknown HttpExchange option "${key}"`);
     }
