@@ -46,7 +46,12 @@ export interface StoreOptions {
    * is opened as usual (every database botstate writes is in WAL mode). Default false.
    */
   readonly readOnly?: boolean;
-  /** SQLite: how long to wait for another connection's write lock (default 5000 ms). */
+  /**
+   * SQLite: how long to wait for another connection's write lock (default 5000 ms), and, on this
+   * store's one connection, for a transaction of this process that holds it. A store call made
+   * outside a transaction and awaited inside one waits for that transaction: it is refused with
+   * STORAGE_BUSY after this long, and the transaction with it, instead of waiting for ever.
+   */
   readonly busyTimeoutMs?: number;
   /**
    * PostgreSQL: how long a statement waits for a lock another session holds (a row of a job

@@ -198,6 +198,40 @@ for (const engine of ENGINES) {
         );
         assert.equal(await fx.dump(), before, 'neither the configure nor the pause is left');
       });
+
+      it('a store call made outside any transaction and awaited inside one does not hang: SQLite refuses it after the busy timeout, PostgreSQL runs it on another connection', async () => {
+        const quick = await open({ busyTimeoutMs: 300 });
+        const before = await fx.dump();
+        let outside: Promise<unknown> | undefined;
+        // Started from a timer set up outside the transaction: not in its context, so not joined to it.
+        const started = new Promise<void>((resolve) =>
+          setTimeout(() => {
+            outside = quick.jobs.configure({ id }, { set: ['accumulate.dcaAmount=31'] });
+            resolve();
+          }, 5),
+        );
+        const t0 = performance.now();
+        const run = quick.transaction(async () => {
+          await quick.jobs.get({ id });
+          await started;
+          await outside;
+          throw new Error('the body ends here');
+        });
+        if (engine.name === 'sqlite') {
+          // It waits for this very transaction, on SQLite's one connection: it used to wait for ever.
+          const refusal = await rejectsWith(run, 'STORAGE_BUSY');
+          assert.match(String(refusal['message']), /waited 300 ms for another transaction of this process to end/);
+          assert.ok(performance.now() - t0 >= 300);
+          await rejectsWith(outside!, 'STORAGE_BUSY');
+          assert.equal(await fx.dump(), before, 'neither the transaction nor the call changed anything');
+        } else {
+          await assert.rejects(run, /the body ends here/);
+          assert.equal((await quick.jobs.get({ id })).config.accumulate.dcaAmount, '31');
+        }
+        // The store goes on working.
+        await quick.jobs.pause({ id });
+        assert.equal((await quick.jobs.get({ id })).status, 'PAUSED');
+      });
     });
   }
 }

@@ -46,6 +46,8 @@ type Statement = Database.Statement<unknown[], unknown>;
 
 interface Queued {
   fn: (tx: Executor) => Promise<unknown>;
+  /** When it was queued (performance.now()): one still queued past the busy timeout is refused. */
+  readonly queuedAt: number;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
@@ -90,6 +92,8 @@ export class SqliteAdapter implements Adapter {
   /** Grouped transactions not yet answered: queued, running, or committed and waiting for their fsync. */
   #inFlight = 0;
   #pumping = false;
+  /** Refuses grouped transactions queued past the busy timeout (see #watchQueue). */
+  #queueTimer: NodeJS.Timeout | undefined;
   #wake: (() => void) | undefined;
   #closed = false;
   #commits = 0;
@@ -258,6 +262,7 @@ export class SqliteAdapter implements Adapter {
       this.#inFlight++;
       this.#queue.push({
         fn,
+        queuedAt: performance.now(),
         resolve: (value) => {
           this.#inFlight--;
           resolve(value as T);
@@ -267,6 +272,7 @@ export class SqliteAdapter implements Adapter {
           reject(error);
         },
       });
+      this.#watchQueue();
       if (this.#pumping) {
         this.#wake?.();
       } else {
@@ -276,6 +282,37 @@ export class SqliteAdapter implements Adapter {
         // going alone.
         setImmediate(() => void this.#pump());
       }
+    });
+  }
+
+  /**
+   * A grouped transaction waits in the queue while the pump runs the one before it. A body that
+   * awaits a store call made outside any transaction waits for a call queued behind itself: it
+   * would wait for ever. So, as a write waits for another process's lock, a queued transaction
+   * waits for this process's own at most the busy timeout, then is refused with STORAGE_BUSY (the
+   * body awaiting it then fails, and the pump goes on). One timer for the whole queue, re-armed for
+   * its oldest transaction; ref'd, so that a caller waiting keeps the process alive.
+   */
+  #watchQueue(): void {
+    if (this.#queueTimer !== undefined || this.#queue.length === 0) return;
+    const wait = Math.max(0, this.#queue[0]!.queuedAt + this.#busyTimeoutMs - performance.now());
+    this.#queueTimer = setTimeout(() => {
+      this.#queueTimer = undefined;
+      const limit = performance.now() - this.#busyTimeoutMs;
+      while (this.#queue.length > 0 && this.#queue[0]!.queuedAt <= limit) this.#queue.shift()!.reject(this.#ownTransactionTooLong());
+      this.#watchQueue();
+    }, wait + 1);
+  }
+
+  #unwatchQueue(): void {
+    clearTimeout(this.#queueTimer);
+    this.#queueTimer = undefined;
+  }
+
+  /** A transaction of this process held the connection past the busy timeout while another waited. */
+  #ownTransactionTooLong(): StorageError {
+    return new StorageError('STORAGE_BUSY', `${this.location}: waited ${this.#busyTimeoutMs} ms for another transaction of this process to end`, {
+      hint: 'a store call made outside a transaction and awaited inside one waits for that transaction for ever: make the call inside it; otherwise a transaction of this process holds the database that long (a library caller can raise the busyTimeoutMs option, 5000 ms by default)',
     });
   }
 
@@ -290,6 +327,7 @@ export class SqliteAdapter implements Adapter {
           // An fsync failed: nothing after it can be promised durable. Refuse everyone.
           if (open !== undefined) this.#abandon(open, failure);
           open = undefined;
+          this.#unwatchQueue();
           for (const item of this.#queue.splice(0)) item.reject(failure);
           return;
         }
@@ -298,7 +336,10 @@ export class SqliteAdapter implements Adapter {
           if (this.#queue.length > 1 || open !== undefined) sync.startThread();
           open ??= await this.#beginBatch();
           if (open === undefined) continue;
-          await this.#runInBatch(open, this.#queue.shift()!);
+          const next = this.#queue.shift()!;
+          // Nothing left waiting: no timer keeps the process alive.
+          if (this.#queue.length === 0) this.#unwatchQueue();
+          await this.#runInBatch(open, next);
           if (this.#queue.length === 0 ? sync.idle : sync.threaded && sync.idle && open.items.length * 2 >= this.#inFlight) {
             open = this.#commitBatch(open);
           }
@@ -357,6 +398,7 @@ export class SqliteAdapter implements Adapter {
       return { items: [], outcomes: [], guarded: false };
     } catch (e) {
       this.#mutex.release();
+      this.#unwatchQueue();
       for (const item of this.#queue.splice(0)) item.reject(e);
       return undefined;
     }
@@ -514,7 +556,8 @@ export class SqliteAdapter implements Adapter {
     // Before the mutex: this process's own reads are not held up while it lets another process in.
     const holding = options.readOnly ? undefined : this.#letWaitersIn();
     if (holding) await holding;
-    const wait = this.#mutex.acquire();
+    // Bounded, as the queue of grouped transactions is (see #watchQueue).
+    const wait = this.#mutex.acquire(this.#busyTimeoutMs, () => this.#ownTransactionTooLong());
     if (wait) await wait;
     try {
       this.#usable();
