@@ -804,7 +804,9 @@ export class Daemon {
    */
   async #counted(job: Job, runner: Runner, outcome: Outcome, trade: Trade): Promise<void> {
     if (outcome === 'executed') runner.failures = 0;
-    else if (outcome === 'failed') await this.#failed(job, runner, new Error(`order ${trade.clientOrderId} was rejected: ${runner.rejection}`));
+    // In ERROR there is nothing left to count: the rejected order is settled (FAILED, said above),
+    // not an intent that "still cannot be settled".
+    else if (outcome === 'failed' && job.status !== 'ERROR') await this.#failed(job, runner, new Error(`order ${trade.clientOrderId} was rejected: ${runner.rejection}`));
   }
 
   async #failed(job: Job, runner: Runner, e: unknown): Promise<void> {

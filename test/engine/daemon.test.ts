@@ -1162,8 +1162,12 @@ for (const engine of ENGINES) {
     it('an exchange answer it cannot read fails the step (ERROR with the reason) and leaves the intent PENDING', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      let reject = false;
       const exchange = new Recorder(new HttpExchange(ex.url), {
-        place: () => Promise.reject(new ExchangeInvalidAnswerError('invalid answer from the exchange to order x: status "PARTIALLY_FILLED" is not FILLED or REJECTED')),
+        place: (o) =>
+          reject
+            ? Promise.resolve({ clientOrderId: o.clientOrderId, exchangeOrderId: 'ex-r', token: o.token, side: o.side, status: 'REJECTED', baseAmount: '0', quoteAmount: '0', price: '0', error: 'market closed', time: new Date().toISOString() })
+            : Promise.reject(new ExchangeInvalidAnswerError('invalid answer from the exchange to order x: status "PARTIALLY_FILLED" is not FILLED or REJECTED')),
       });
       const { daemon, lines } = makeDaemon(store, exchange, { maxFailures: 2 });
       await daemon.start();
@@ -1181,6 +1185,14 @@ for (const engine of ENGINES) {
       assert.ok(exchange.count('get') >= lookups + 3);
       assert.equal(lines.filter((l) => l.includes('in ERROR, its open intent still cannot be settled')).length, 1, lines.join('\n'));
       assert.ok(!lines.some((l) => /step failed \(3\/2\)/.test(l)), lines.join('\n'));
+      // Once the exchange answers, the intent is settled (FAILED, it was rejected), and said so: not "still cannot be settled".
+      reject = true;
+      await waitFor('the intent settled', async () => (await store.ledger.pending()).length === 0);
+      await daemon.stop();
+      assert.equal((await store.ledger.get(pending[0]!.clientOrderId))?.status, 'FAILED');
+      assert.ok(lines.some((l) => /FAILED: market closed/.test(l)), lines.join('\n'));
+      assert.equal(lines.filter((l) => l.includes('still cannot be settled')).length, 1, lines.join('\n'));
+      assert.equal((await store.jobs.get({ id: job.id })).status, 'ERROR');
     });
 
     it("any adapter's answer is checked: a lowercase status, or another order than the one asked about, is never settled", async () => {
