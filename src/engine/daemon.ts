@@ -815,6 +815,9 @@ export class Daemon {
     const error = coerceError(e);
     if (error.code === 'LEASE_LOST') {
       this.#runners.delete(job.id);
+      // This daemon's own sync may have let the job go (paused or finished while its step waited
+      // for a slot): the tick said so ("let go"), and no other daemon took anything over.
+      if (!this.#held?.has(job.id) && !(await this.#leases.heldByAnother(job.id).catch(() => true))) return;
       this.#log(`${stamp()}  ${job.tokenSymbol}  lost its lease (another daemon took the job over)`);
       return;
     }

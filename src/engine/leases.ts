@@ -313,6 +313,15 @@ export class Leases {
     });
   }
 
+  /** Whether a daemon other than this one holds the job's lease now (an owner, not expired). */
+  async heldByAnother(jobId: string): Promise<boolean> {
+    return this.#store.transaction(async (tx) => {
+      const now = (await this.#clock(tx))();
+      const row = await tx.get<{ owner: string }>('SELECT owner FROM job_leases WHERE job_id = ? AND expires_at >= ?', [jobId, now]);
+      return row !== undefined && row.owner !== '' && row.owner !== this.instanceId;
+    });
+  }
+
   /** Another daemon's lease TTL, as stored on its row; this daemon's for a row of an older version, which has none. */
   #ttlOf(row: { lease_ttl_ms: number | null }): number {
     return row.lease_ttl_ms === null ? this.#ttlMs : Number(row.lease_ttl_ms);

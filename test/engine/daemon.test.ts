@@ -1159,6 +1159,31 @@ for (const engine of ENGINES) {
       assert.equal((await store.jobs.get({ id: job.id })).lastDcaBuyTime, trades[0]!.executedAt);
     });
 
+    it('a job paused while its step waits for a slot is let go: its stale step places nothing and is not called a lost lease', async () => {
+      const ex = await paper();
+      const slow = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'REF', set: [SLOW_DCA] });
+      const paused = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const inner = new HttpExchange(ex.url);
+      // The one slot is held by the other job's order until the gate opens; the job's own step waits for it.
+      const exchange = new Recorder(inner, { place: (o) => (o.token === REF_TOKEN ? gate.then(() => inner.placeOrder(o)) : undefined) });
+      const { daemon, lines } = makeDaemon(store, exchange, { concurrency: 1 });
+      // Both jobs buy at once (a new job's first DCA is due): the first tick steps them one after the other.
+      await daemon.start();
+      await waitFor('the first order held at the gate', () => exchange.count('place', REF_TOKEN) >= 1 || undefined);
+      const placedBefore = (await exchangeOrders(ex.url)).filter((o) => o.token === TOKEN).length;
+      await store.jobs.pause({ id: paused.id });
+      await waitFor('the paused job let go', () => lines.some((l) => /let go/.test(l)) || undefined);
+      release();
+      await waitFor('the gated order filled', async () => (await store.ledger.trades({ id: slow.id }, { status: 'EXECUTED' })).length === 1);
+      await sleep(10 * TICK);
+      await daemon.stop();
+      assert.equal((await exchangeOrders(ex.url)).filter((o) => o.token === TOKEN).length, placedBefore, 'no order for the paused job');
+      assert.equal((await store.ledger.pending()).length, 0);
+      assert.ok(!lines.some((l) => /lost its lease/.test(l)), lines.join('\n'));
+    });
+
     it('an exchange answer it cannot read fails the step (ERROR with the reason) and leaves the intent PENDING', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
