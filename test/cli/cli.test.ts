@@ -885,7 +885,7 @@ describe('botstate CLI without a job database', () => {
     const before = dump();
     refused(await cli(executed), 3, /daemon daemon-1 holds the job of o-1 and may be settling it itself \(stop every daemon on this database first/);
     // A trade recorded by hand counts in the strategy state, which the daemon keeps in memory: refused too.
-    refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-held'), ...db]), 3, /daemon daemon-1 runs the job of 0x\S+ and keeps its strategy state in memory: it would not count this trade \(pause the job and record once its daemon has let it go/);
+    refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-held'), ...db]), 3, /daemon daemon-1 holds the job of 0x\S+ and keeps its strategy state in memory: it would not count this trade \(pause the job and record once its daemon has let it go/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '0', '--quote', '10', '--price', '2', ...db]), 2, /--base must be greater than 0/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '10', '--price', '0', ...db]), 2, /--price must be greater than 0, got 0 \(give the token's USD price at the fill\)/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '1.5e3', '--price', '2', ...db]), 2, /--quote/);

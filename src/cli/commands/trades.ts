@@ -141,7 +141,7 @@ const record: Command = {
         if (holder !== undefined) {
           throw daemonHolds(
             holder,
-            `daemon ${holder.owner} runs the job of ${job!.tokenAddress} and keeps its strategy state in memory: it would not count this trade`,
+            `daemon ${holder.owner} holds the job of ${job!.tokenAddress} and keeps its strategy state in memory: it would not count this trade`,
             // A paused job with no open order is let go at the daemon's next tick.
             'pause the job and record once its daemon has let it go (its log says so by its next tick, unless an order of the job is open), or stop every daemon on this database',
           );
@@ -192,7 +192,8 @@ function daemonHolds(
   what = 'stop every daemon on this database first (another one takes over a job with an open order; a stopped daemon hands its leases back immediately)',
 ): BotstateError {
   return new BotstateError('DAEMON_RUNNING', message, {
-    hint: `${what}, or wait for the lease to expire (${holder.expiresAt})`,
+    // A daemon killed (kill -9) hands nothing back: its lease holds until it expires.
+    hint: `${what}, or wait for the lease to expire (${holder.expiresAt}; a daemon that was killed holds it until then)`,
     details: holder,
   });
 }
