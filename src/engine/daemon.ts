@@ -69,6 +69,17 @@ interface Runner {
   failingInError?: string;
   /** Why the exchange rejected the last order. */
   rejection?: string;
+  /** Why a liquidation waits, once said (said again when the reason changes). */
+  liquidationWaits?: string;
+}
+
+/** What holds a liquidation back, as the operator reads it (Decision.skipped of a LIQUIDATING job). */
+function liquidationWait(job: Job, skipped: string | undefined, price: string): string | undefined {
+  if (skipped === 'max-trades-per-hour') {
+    return `limits.maxTradesPerHour (${job.config.limits.maxTradesPerHour}) reached; the next slice is sold when the last hour's trades allow`;
+  }
+  if (skipped === 'max-order') return `no slice of the balance is worth at most limits.maxOrderUsd (${job.config.limits.maxOrderUsd}) at ${price}; raise it with botstate config`;
+  return undefined;
 }
 
 type Outcome = 'executed' | 'failed' | 'unknown';
@@ -625,6 +636,12 @@ export class Daemon {
       if (d.scratch !== runner.scratch) runner.scratchDirty = true;
       runner.scratch = d.scratch;
       runner.state = { ...runner.state, ...d.state };
+      if (job.status === 'LIQUIDATING') {
+        // A liquidation held back by a limit is said once (and again if why changes), not left silent.
+        const waits = d.order ? undefined : liquidationWait(job, d.skipped, price);
+        if (waits !== undefined && waits !== runner.liquidationWaits) this.#log(`${stamp()}  ${job.tokenSymbol}  liquidation waits: ${waits}`);
+        runner.liquidationWaits = waits;
+      }
       if (d.completeLiquidation) {
         await this.#completeLiquidation(job, runner, price);
       } else if (d.order) {

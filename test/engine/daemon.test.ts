@@ -682,6 +682,25 @@ for (const engine of ENGINES) {
       assert.equal(failed.tokenBalance, '5');
     });
 
+    it('a liquidation held back by limits.maxTradesPerHour says so once, and waits', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA, 'limits.maxTradesPerHour=1'] });
+      const exchange = new Recorder(new HttpExchange(ex.url));
+      const { daemon, lines } = makeDaemon(store, exchange);
+      await daemon.start();
+      await waitFor('the first DCA', async () => (await store.ledger.trades({ id: job.id }, { status: 'EXECUTED' })).length === 1);
+      await store.jobs.liquidate({ id: job.id });
+      await waitFor('the wait said', () => lines.some((l) => /LGI +liquidation waits: limits\.maxTradesPerHour \(1\) reached/.test(l)) || undefined);
+      const from = exchange.calls.length;
+      await exchange.waitCalls('price', TOKEN, 5, from);
+      await daemon.stop();
+      assert.equal(lines.filter((l) => /liquidation waits/.test(l)).length, 1, lines.join('\n'));
+      const after = await store.jobs.get({ id: job.id });
+      assert.equal(after.status, 'LIQUIDATING');
+      assert.equal(after.tokenBalance, TEN_USD_OF_TOKEN);
+      assert.equal(exchange.count('place', TOKEN), 1, 'no sell past the limit');
+    });
+
     it('storage failures of a step are not counted: a burst of them and one exchange error leave the job RUNNING', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
