@@ -674,7 +674,7 @@ export class Daemon {
         if (trade.status !== 'PENDING') {
           // The derived id belongs to a trade already settled (one recorded by hand under it, or
           // a restored backup): sending it would place an order that could never be recorded.
-          throw new BotstateError('DUPLICATE_ORDER', `clientOrderId ${trade.clientOrderId} is already taken by a ${trade.status} trade; the order was not sent`, {
+          throw new BotstateError('DUPLICATE_ORDER', `clientOrderId ${trade.clientOrderId} is already taken by an ${trade.status} trade; the order was not sent`, {
             hint: 'resume the job once it is in ERROR: that moves it to a new sequence number',
           });
         }

@@ -70,7 +70,9 @@ export type RecordTradeInput = TradeInput & Fill;
  * An order about to be sent: recorded PENDING before the exchange is called. Amounts are what
  * was asked: a BUY gives a baseAmount or a quoteAmount, a SELL a baseAmount (the tokens it holds
  * back from other sells until it is settled). Without a clientOrderId, the ledger derives one from the job and its sequence
- * number (`<jobId>-<n>`, n the job's version after the intent), inside the transaction.
+ * number (`<jobId>-<n>`, n the job's version after the intent), inside the transaction; when a
+ * settled trade holds that id (recorded by hand after a restore took the sequence back), n is the
+ * next number above every such id of the job.
  */
 export type IntentInput = Omit<TradeInput, 'clientOrderId'> & {
   readonly clientOrderId?: string;
@@ -480,7 +482,7 @@ export class Ledger {
           hint: 'decide the order again under the new config',
         });
       }
-      const clientOrderId = input.clientOrderId ?? `${job.id}-${job.version + 1}`;
+      let clientOrderId = input.clientOrderId ?? `${job.id}-${job.version + 1}`;
       const id = uuidv7();
       const at = nowIso();
       // The common case first: a new intent that the job may place is inserted (ON CONFLICT DO
@@ -493,11 +495,19 @@ export class Ledger {
       } catch (e) {
         refused = e;
       }
-      const inserted =
-        refused === undefined &&
-        (await tx.run(INSERT_TRADE, [
-          id, job.id, input.side, input.reason, base, quote, price, clientOrderId, null, null, 'PENDING', null, at, null,
-        ])) === 1;
+      const insert = async (coid: string) =>
+        (await tx.run(INSERT_TRADE, [id, job.id, input.side, input.reason, base, quote, price, coid, null, null, 'PENDING', null, at, null])) === 1;
+      let inserted = refused === undefined && (await insert(clientOrderId));
+      if (!inserted && refused === undefined && input.clientOrderId === undefined) {
+        // The derived id is taken by a settled trade: never this intent recorded before (that
+        // moved the job's version past it), but an order recorded by hand under the id the exchange
+        // showed after a restore took the sequence back. The next id free of them is used.
+        const taken = await this.#find(tx, clientOrderId);
+        if (taken !== undefined && taken.status !== 'PENDING') {
+          clientOrderId = await nextFreeDerivedId(tx, job.id, job.version + 1);
+          inserted = await insert(clientOrderId);
+        }
+      }
       if (!inserted) {
         const existing = await this.#find(tx, clientOrderId);
         if (!existing) {
@@ -664,4 +674,25 @@ function duplicateOrder(existing: TradeRow): BotstateError {
     `clientOrderId ${existing.client_order_id} is already recorded (${existing.status} ${existing.side} of job ${existing.job_id}) with different details`,
     { hint: 'every order needs its own clientOrderId; a retry must repeat the original exactly', details: { status: existing.status } },
   );
+}
+
+/**
+ * The first derived clientOrderId of the job (`<jobId>-<n>`, n ≥ `from`) above every one its
+ * trades hold and not taken by any trade.
+ */
+async function nextFreeDerivedId(tx: Executor, jobId: string, from: number): Promise<string> {
+  const prefix = `${jobId}-`;
+  const rows = await tx.all<{ client_order_id: string }>('SELECT client_order_id FROM trades WHERE job_id = ? AND substr(client_order_id, 1, ?) = ?', [
+    jobId,
+    prefix.length,
+    prefix,
+  ]);
+  let n = from;
+  for (const { client_order_id: coid } of rows) {
+    const suffix = coid.slice(prefix.length);
+    if (/^[1-9][0-9]{0,14}$/.test(suffix)) n = Math.max(n, Number(suffix) + 1);
+  }
+  // Another job's trade may hold one too (an id recorded by hand): the first free one.
+  while (await tx.get('SELECT 1 AS taken FROM trades WHERE client_order_id = ?', [`${prefix}${n}`])) n++;
+  return `${prefix}${n}`;
 }

@@ -285,6 +285,29 @@ for (const engine of ENGINES) {
       assert.equal(await fx.dump(), before);
     });
 
+    it('a derived clientOrderId already taken by a settled trade (recorded by hand after a restore) moves on to the next free one', async () => {
+      // A restore took the job's sequence back; the orders placed since were recorded by hand
+      // under the ids the exchange shows, which are ids the job derives again.
+      const v = (await store.jobs.get({ id: job.id })).version;
+      const ids = [v + 2, v + 4, v + 6].map((n) => `${job.id}-${n}`);
+      for (const [i, coid] of ids.entries()) await store.ledger.recordTrade(buy(coid, String(i + 1)));
+      // Version v + 3 now: the next derived id, v + 4, is an EXECUTED trade's. Another job holds v + 7.
+      const other = await store.jobs.start({ tokenAddress: `0x${'e'.repeat(40)}` });
+      await store.ledger.recordTrade({ ...buy(`${job.id}-${v + 7}`, '1'), job: { id: other.id } });
+      const { trade, duplicate } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      assert.equal(duplicate, false);
+      assert.equal(trade.status, 'PENDING');
+      assert.equal(trade.clientOrderId, `${job.id}-${v + 8}`, 'above every id of the job, and free');
+      await store.ledger.settle(trade.clientOrderId, { status: 'EXECUTED', baseAmount: '4', quoteAmount: '10', priceUsd: '2.5' });
+      // Version v + 5: v + 6 is taken too, and the next is above every id of the job again.
+      const next = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      assert.equal(next.trade.clientOrderId, `${job.id}-${v + 9}`);
+      await store.ledger.settle(next.trade.clientOrderId, { status: 'FAILED', error: 'x' });
+      // An id given by the caller is never changed.
+      await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: ids[0]!, side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '1' }), 'DUPLICATE_ORDER');
+      assert.deepEqual((await store.verifyAudit()).problems, []);
+    });
+
     it('a refused call inside a caller\'s transaction leaves nothing behind, even when the caller commits', async () => {
       await store.ledger.recordTrade(buy('o-1', '5'));
       const before = await fx.dump();
