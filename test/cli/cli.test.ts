@@ -1005,10 +1005,11 @@ describe('botstate CLI without a job database', () => {
     const asReader = root ? { uid: 65534, cwd: '/' } : {};
     // Its owner, who may write it, reads it as it is too: it stays out of WAL mode, readable by others.
     const made = readFileSync(copy);
-    for (const args of [['list'], ['status', TOKEN], ['trades', TOKEN], ['history', TOKEN], ['verify'], ['db', 'status']]) {
+    for (const args of [['list'], ['status', TOKEN], ['trades', TOKEN], ['history', TOKEN], ['verify'], ['db', 'status'], ['db', 'backup', '--to', join(shelf, 'copy-of-copy.db')]]) {
       ok(await cli([...args, '--db', copy]));
     }
     assert.deepEqual(readFileSync(copy), made);
+    rmSync(join(shelf, 'copy-of-copy.db'));
     assert.deepEqual(readdirSync(shelf).filter((f) => f.startsWith('copy')), ['copy.db']);
     chmodSync(copy, 0o644);
     chmodSync(live, 0o644);

@@ -4,9 +4,11 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Daemon } from '../../src/engine/daemon.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import { rejectsWith } from '../helpers/assert.ts';
 import { ENGINES, TOKEN } from '../helpers/engines.ts';
@@ -41,6 +43,62 @@ describe('store.backup', () => {
     await rejectsWith(store.backup(taken), 'INVALID_ARGUMENT');
     // The store's lock was released each time: it still answers at once.
     assert.equal((await store.jobs.list()).length, 1);
+  });
+
+  it("refuses the database's own name and the files beside it (SQLite or botstate would delete a backup there), and a folder", async () => {
+    const live = join(dir, 'live.db');
+    for (const [to, pattern] of [
+      [live, /exists already/],
+      [join(dir, '.', 'live.db-journal'), /is the database's -journal file/],
+      [`${live}-wait`, /is the database's -wait file/],
+      [`${live}-shm`, /./],
+      [dir, /is a folder/],
+      [`${join(dir, 'new')}/`, /is a folder/],
+    ] as const) {
+      const refusal = await rejectsWith(store.backup(to), 'INVALID_ARGUMENT');
+      assert.match(String(refusal['message']), pattern, to);
+    }
+    assert.ok(!existsSync(`${live}-journal`) && !existsSync(`${live}-wait`) && !existsSync(join(dir, 'new')));
+  });
+
+  it('the copy has no daemon running on it: the registrations are stopped and the leases handed back at a new epoch', async () => {
+    const path = join(dir, 'daemon.db');
+    const s = await openStore(path);
+    const job = await s.jobs.start({ tokenAddress: TOKEN, set: ['accumulate.dcaIntervalHours=1000'] });
+    const exchange = { placeOrder: () => new Promise<never>(() => {}), getOrder: async () => null, getPrice: async () => '1', getBalances: async () => ({}) };
+    const daemon = new Daemon({ store: s, exchange, tickMs: 20, log: () => {} });
+    try {
+      await daemon.start();
+      const to = join(dir, 'daemon-copy.db');
+      await s.backup(to);
+      const raw = new Database(to, { readonly: true });
+      try {
+        assert.deepEqual(raw.prepare('SELECT count(*) AS n FROM daemon_instances WHERE stopped_at IS NULL').get(), { n: 0 });
+        const leases = raw.prepare('SELECT owner, epoch FROM job_leases WHERE job_id = ?').all(job.id) as Array<{ owner: string; epoch: number }>;
+        assert.equal(leases.length, 1);
+        assert.equal(leases[0]!.owner, '');
+        assert.ok(leases[0]!.epoch >= 2, 'a new epoch: a fence of the daemon that held it no longer holds');
+      } finally {
+        raw.close();
+      }
+      // The live database still has its daemon.
+      const live = new Database(path, { readonly: true });
+      try {
+        assert.deepEqual(live.prepare('SELECT count(*) AS n FROM daemon_instances WHERE stopped_at IS NULL').get(), { n: 1 });
+      } finally {
+        live.close();
+      }
+      // Nothing on the copy is refused for a daemon that runs elsewhere.
+      const copy = await openStore(to, { create: false });
+      try {
+        await copy.rollback({ to: 0, force: true }).catch((e: unknown) => assert.fail(`rollback of the copy refused: ${(e as Error).message}`));
+      } finally {
+        await copy.close();
+      }
+    } finally {
+      await daemon.stop();
+      await s.close();
+    }
   });
 
   it('PostgreSQL is backed up with pg_dump', { skip: ENGINES.find((e) => e.name === 'postgres')?.skip }, async () => {

@@ -76,10 +76,14 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
         // Before the store opens: a schema botstate never made would be "no database" (exit 4).
         throw new ValidationError('USAGE', 'botstate db backup copies SQLite files; this database is PostgreSQL', { hint: PG_BACKUP_HINT });
       }
+      // resolve() would drop the slash and write a file of that name.
+      if (/[\\/]$/.test(to)) throw new ValidationError('USAGE', `--to ${to} names a folder: a backup is written to a file`, { hint: 'give the backup file a name, e.g. --to backups/botstate-backup.db' });
       const path = resolve(to);
       const t0 = performance.now();
       // Any schema version: a backup is what to take before a migration (or after a downgrade).
-      const version = await withStore(ctx, { schema: 'none', create: false }, async (store) => {
+      // Read-only: a database that is itself a backup (not in WAL mode) is copied as it is, and
+      // one this user may only read can be copied too.
+      const version = await withStore(ctx, { schema: 'none', create: false, readOnly: true }, async (store) => {
         await store.backup(path);
         return (await store.schemaStatus()).current;
       });
@@ -88,6 +92,7 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
       // verify reads only this botstate's schema version; the backup itself must stay as it is.
       const check =
         version === LATEST_VERSION ? `Check it with botstate verify --db ${path}`
+        : version > LATEST_VERSION ? `It holds schema version ${version}, as the database, newer than this botstate reads (${LATEST_VERSION}): keep the backup as it is, and check it with the botstate that wrote the database`
         : `It holds schema version ${version}, as the database; this botstate reads version ${LATEST_VERSION}: keep the backup as it is, and check a copy of it (botstate db migrate, then verify, on the copy)`;
       ctx.io.out(`Backed up to ${path} (${bytes} bytes, ${Math.round(performance.now() - t0)} ms). ${check}\n`);
     },

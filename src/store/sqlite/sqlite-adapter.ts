@@ -1,4 +1,4 @@
-import { accessSync, closeSync, constants as fsConstants, existsSync, fchmodSync, fsyncSync, futimesSync, linkSync, lstatSync, openSync, readdirSync, readSync, rmSync, statSync, type Stats } from 'node:fs';
+import { accessSync, closeSync, realpathSync, constants as fsConstants, existsSync, fchmodSync, fsyncSync, futimesSync, linkSync, lstatSync, openSync, readdirSync, readSync, rmSync, statSync, type Stats } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -760,7 +760,7 @@ export class SqliteAdapter implements Adapter {
     const tmp = join(dirname(path), `${PARTIAL_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}${PARTIAL_SUFFIX}`);
     try {
       this.#usable();
-      if (existsSync(path)) throw backupExists(path);
+      checkBackupTarget(path, this.location);
       removeAbandonedPartials(dirname(path));
       try {
         // Made here, empty, with the database's own mode (0600 as botstate creates it; VACUUM
@@ -779,6 +779,7 @@ export class SqliteAdapter implements Adapter {
       }
       try {
         this.#db.prepare('VACUUM INTO ?').run(tmp);
+        releaseRegistrations(tmp);
       } catch (e) {
         throw classifySqliteError(e, path);
       }
@@ -1000,6 +1001,54 @@ function inRollbackMode(path: string): boolean {
     return false;
   } finally {
     if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * A backup's name must be new, and none of the files SQLite or botstate keep beside the database:
+ * SQLite takes a `-journal` for a hot journal and deletes it, botstate's writers remove a stale
+ * `-wait`. Compared by real folder, so that another spelling of the same path is caught.
+ */
+function checkBackupTarget(path: string, database: string): void {
+  if (path.endsWith('/') || (existsSync(path) && statSync(path).isDirectory())) {
+    throw new BotstateError('INVALID_ARGUMENT', `${path} is a folder: a backup is written to a file`, { hint: 'give the backup file a name, e.g. FOLDER/botstate-backup.db' });
+  }
+  if (existsSync(path)) throw backupExists(path);
+  const real = (p: string) => {
+    try {
+      return join(realpathSync(dirname(p)), basename(p));
+    } catch {
+      return p; // a folder that does not exist: the copy fails there, saying so
+    }
+  };
+  const target = real(path);
+  const db = real(database);
+  for (const suffix of ['', '-journal', '-wal', '-shm', '-wait']) {
+    if (target === `${db}${suffix}`) {
+      throw new BotstateError('INVALID_ARGUMENT', `${path} is ${suffix === '' ? 'the database itself' : `the database's ${suffix} file, which SQLite or botstate would delete`}: a backup needs a name of its own`, {
+        hint: 'give the backup a new name, e.g. botstate-backup.db',
+      });
+    }
+  }
+}
+
+/**
+ * In the copy: no daemon runs on it, whatever ran on the database it was made from. Every
+ * daemon registered there is marked stopped and every job lease is handed back at a new epoch,
+ * so that commands on the copy, or on the database restored from it, are not refused for a
+ * daemon that runs elsewhere.
+ */
+function releaseRegistrations(copy: string): void {
+  const db = new Database(copy);
+  try {
+    const has = (table: string) => db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) !== undefined;
+    const now = new Date().toISOString();
+    db.transaction(() => {
+      if (has('daemon_instances')) db.prepare('UPDATE daemon_instances SET stopped_at = ? WHERE stopped_at IS NULL').run(now);
+      if (has('job_leases')) db.prepare("UPDATE job_leases SET owner = '', epoch = epoch + 1 WHERE owner <> ''").run();
+    })();
+  } finally {
+    db.close();
   }
 }
 
