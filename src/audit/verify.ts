@@ -4,6 +4,7 @@ import type { JobConfig } from '../jobs/config.ts';
 import { TRADE_COLUMNS, toTrade, type Trade, type TradeRow } from '../ledger/ledger.ts';
 import { add, cmp, isDecimal, sub, type Decimal } from '../money/decimal.ts';
 import type { Executor } from '../store/adapter.ts';
+import { shown } from '../util/values.ts';
 
 /** Job fields that only change through audited writes, compared after replaying the log. */
 const REPLAYED = [
@@ -115,7 +116,10 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
       problems.push({ stream, seq: row.version, problem: "the job's updatedAt is not the time of its last audit entry" });
     }
   }
-  const trades = await verifyTrades(tx, entries, problems);
+  // A job with a trade that cannot be read has no sum to check: that trade is reported instead.
+  const unreadableJobs = new Set<string>();
+  const trades = await verifyTrades(tx, entries, problems, unreadableJobs);
+  for (const id of unreadableJobs) readable.delete(id);
   verifyBalances(readable, trades, problems);
   return { streams: heads.size, entries: entries.length, problems, heads: [...heads].map(([stream, head]) => ({ stream, ...head })) };
 }
@@ -128,7 +132,7 @@ const TRADE_ACTIONS: ReadonlySet<string> = new Set(['intent', 'record', 'settle'
  * recorded there against its row. A trade entry anywhere else (another stream, another action)
  * is reported: a new stream needs no secret, so it must not vouch for a trade.
  */
-async function verifyTrades(tx: Executor, entries: readonly AuditEntry[], problems: AuditProblem[]): Promise<Trade[]> {
+async function verifyTrades(tx: Executor, entries: readonly AuditEntry[], problems: AuditProblem[], unreadableJobs: Set<string>): Promise<Trade[]> {
   const recorded = new Map<string, { stream: string; seq: number; trade: Record<string, unknown> }>();
   const key = (stream: string, tradeId: string) => `${stream}\u0000${tradeId}`;
   for (const e of entries) {
@@ -147,8 +151,16 @@ async function verifyTrades(tx: Executor, entries: readonly AuditEntry[], proble
   const trades: Trade[] = [];
   for (const row of rows) {
     const trade = toTrade(row);
-    trades.push(trade);
     const stream = jobStream(trade.jobId);
+    const unreadable = unreadableAmount(row);
+    if (unreadable !== undefined) {
+      // Reported where it is, and left out of the sums (which it would make throw, or lie).
+      recorded.delete(key(stream, trade.id));
+      unreadableJobs.add(trade.jobId);
+      problems.push({ stream, seq: 0, problem: `trade ${trade.id} (${shown(trade.clientOrderId)}) cannot be read: ${unreadable}` });
+      continue;
+    }
+    trades.push(trade);
     const entry = recorded.get(key(stream, trade.id));
     if (entry === undefined) {
       problems.push({ stream, seq: 0, problem: `trade ${trade.id} (${trade.clientOrderId}) has no audit entry (it was added outside botstate)` });
@@ -164,6 +176,15 @@ async function verifyTrades(tx: Executor, entries: readonly AuditEntry[], proble
     problems.push({ stream: entry.stream, seq: entry.seq, problem: `trade ${String(entry.trade['id'])} (${String(entry.trade['clientOrderId'])}), recorded in the audit log, is gone (its row was deleted)` });
   }
   return trades;
+}
+
+/** Why a trade row's amounts cannot be read (one that is not a canonical decimal ≥ 0), or undefined. */
+function unreadableAmount(row: TradeRow): string | undefined {
+  for (const [column, value] of [['base_amount', row.base_amount], ['quote_amount', row.quote_amount], ['price_usd', row.price_usd]] as const) {
+    if (value === null) continue;
+    if (!isDecimal(value) || value.startsWith('-')) return `its ${column} ${JSON.stringify(shown(String(value)))} is not a canonical decimal amount`;
+  }
+  return undefined;
 }
 
 /**

@@ -208,6 +208,23 @@ for (const engine of ENGINES) {
       ].sort());
     });
 
+    it('verify reports a trade row whose amount cannot be read, instead of failing; the other jobs are still checked', { skip: engine.name === 'postgres' && 'NUMERIC holds no malformed amount' }, async () => {
+      const job = await store.jobs.get({ tokenAddress: TOKEN });
+      const other = await store.jobs.start({ tokenAddress: `0x${'e'.repeat(40)}` });
+      await store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: 'u-1', side: 'BUY', reason: 'DCA', baseAmount: '20.5', quoteAmount: '10', priceUsd: '0.487804878048780487' });
+      await store.ledger.recordTrade({ job: { id: other.id }, clientOrderId: 'u-2', side: 'BUY', reason: 'DCA', baseAmount: '2', quoteAmount: '10', priceUsd: '5' });
+      await fx.raw(`UPDATE jobs SET token_balance = '3' WHERE id = ?`, [other.id]);
+      for (const value of ['20.50', 'abc']) {
+        await fx.raw(`UPDATE trades SET base_amount = ? WHERE client_order_id = 'u-1'`, [value]);
+        const problems = (await store.verifyAudit()).problems.map((x) => x.problem.replace(/^trade \S+ /, 'trade '));
+        assert.deepEqual(problems.sort(), [
+          "the job's tokenBalance differs from what its audit log records",
+          `the job's tokenBalance 3 is not its executed buys less its executed sells (2)`,
+          `trade (u-1) cannot be read: its base_amount "${value}" is not a canonical decimal amount`,
+        ].sort());
+      }
+    });
+
     it('verify reports an unreadable entry or job row instead of failing, and a job row whose times were edited', async () => {
       if (engine.name === 'sqlite') await fx.raw('DROP TRIGGER audit_log_no_update');
       else await fx.raw('ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change');
