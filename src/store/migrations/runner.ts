@@ -133,7 +133,7 @@ export function checkCurrent(status: SchemaStatus, location: string): SchemaStat
     throw new SchemaError(
       'SCHEMA_OUTDATED',
       `the database schema is at version ${status.current}; this botstate needs version ${status.latest}`,
-      { hint: 'run botstate db migrate', details: { current: status.current, latest: status.latest } },
+      { hint: 'run botstate db migrate (a backup you keep as it is: migrate and check a copy of it)', details: { current: status.current, latest: status.latest } },
     );
   }
   return status;
