@@ -60,6 +60,34 @@ export function json(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
 
+/** Rows or elements per chunk written: a long listing is written as it is made, never as one string. */
+const CHUNK = 1000;
+
+/**
+ * `json(items)`, the same text, in chunks: an array of a million trades or entries would be a
+ * string longer than V8 allows (about 512 M characters).
+ */
+export function* jsonArrayChunks(items: readonly unknown[]): Generator<string> {
+  if (items.length === 0) {
+    yield '[]\n';
+    return;
+  }
+  for (let start = 0; start < items.length; start += CHUNK) {
+    const parts: string[] = [];
+    for (let i = start; i < Math.min(start + CHUNK, items.length); i++) {
+      const text = JSON.stringify(items[i], null, 2) ?? 'null';
+      parts.push(`  ${text.replaceAll('\n', '\n  ')}`);
+    }
+    yield `${start === 0 ? '[\n' : ',\n'}${parts.join(',\n')}`;
+  }
+  yield '\n]\n';
+}
+
+/** Writes chunks as they come. */
+export function outChunks(io: Io, chunks: Iterable<string>): void {
+  for (const chunk of chunks) io.out(chunk);
+}
+
 /** Errors whose `{ "error": … }` a command has already printed inside its own JSON document. */
 export const errorInJson = new WeakSet<object>();
 
@@ -78,10 +106,20 @@ export function escapeControls(text: string): string {
 
 /** Left-aligned columns separated by two spaces; `-` for empty cells. */
 export function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | number | null | undefined>>): string {
+  return [...tableChunks(headers, rows)].join('');
+}
+
+/** `table()`, in chunks of lines (see jsonArrayChunks). */
+export function* tableChunks(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | number | null | undefined>>): Generator<string> {
   const cells = rows.map((r) => r.map((c) => (c === null || c === undefined || c === '' ? '-' : escapeControls(String(c)))));
-  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i]!.length)));
+  // A loop, not Math.max(...cells): spread as arguments, 130,000 rows overflow the stack.
+  const widths = headers.map((h) => h.length);
+  for (const r of cells) for (let i = 0; i < r.length; i++) if (r[i]!.length > widths[i]!) widths[i] = r[i]!.length;
   const line = (r: readonly string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
-  return [line(headers), ...cells.map(line)].join('\n') + '\n';
+  yield `${line(headers)}\n`;
+  for (let start = 0; start < cells.length; start += CHUNK) {
+    yield `${cells.slice(start, start + CHUNK).map(line).join('\n')}\n`;
+  }
 }
 
 /** `key  value` lines, keys aligned. */
@@ -124,17 +162,17 @@ export function jobView(job: Job, open?: readonly Trade[]): string {
   ]).replace(/^config( +)-$/m, 'config');
 }
 
-export function jobsTable(jobs: readonly Job[]): string {
-  if (jobs.length === 0) return 'No jobs.\n';
-  return table(
+export function jobsTable(jobs: readonly Job[]): Iterable<string> {
+  if (jobs.length === 0) return ['No jobs.\n'];
+  return tableChunks(
     ['SYMBOL', 'TOKEN', 'CHAIN', 'MODE', 'STATUS', 'TOKEN BALANCE', 'TOTAL ACCUMULATED', 'UPDATED'],
     jobs.map((j) => [j.tokenSymbol, j.tokenAddress, j.chain, j.mode, j.status, j.tokenBalance, j.totalAccumulated, j.updatedAt]),
   );
 }
 
-export function tradesTable(trades: readonly Trade[]): string {
-  if (trades.length === 0) return 'No trades.\n';
-  return table(
+export function tradesTable(trades: readonly Trade[]): Iterable<string> {
+  if (trades.length === 0) return ['No trades.\n'];
+  return tableChunks(
     ['CLIENT ORDER ID', 'SIDE', 'REASON', 'STATUS', 'BASE AMOUNT', 'QUOTE AMOUNT', 'PRICE USD', 'CREATED', 'EXECUTED', 'ERROR'],
     trades.map((t) => [t.clientOrderId, t.side, t.reason, t.status, t.baseAmount, t.quoteAmount, t.priceUsd, t.createdAt, t.executedAt, t.error]),
   );
@@ -180,9 +218,9 @@ function leaves(v: unknown, prefix: string, out = new Map<string, unknown>()): M
   return out;
 }
 
-export function historyTable(entries: readonly AuditEntry[]): string {
-  if (entries.length === 0) return 'No history.\n';
-  return table(
+export function historyTable(entries: readonly AuditEntry[]): Iterable<string> {
+  if (entries.length === 0) return ['No history.\n'];
+  return tableChunks(
     ['SEQ', 'AT', 'ACTOR', 'ENTITY', 'ACTION', 'CHANGE'],
     entries.map((e) => [e.seq, e.at, e.actor, e.entity, e.action, change(e)]),
   );

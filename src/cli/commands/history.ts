@@ -1,5 +1,5 @@
 import { CHAIN_OPTION, READING, tokenRef, withStore, type Command } from '../command.ts';
-import { errorInJson, historyTable, json, jsonError, table } from '../output.ts';
+import { errorInJson, historyTable, json, jsonArrayChunks, jsonError, outChunks, table } from '../output.ts';
 import { BotstateError } from '../../errors.ts';
 
 const history: Command = {
@@ -11,7 +11,7 @@ const history: Command = {
   async run(ctx) {
     const ref = tokenRef(ctx);
     const entries = await withStore(ctx, READING, (store) => store.history(ref));
-    ctx.io.out(ctx.json ? json(entries) : historyTable(entries));
+    outChunks(ctx.io, ctx.json ? jsonArrayChunks(entries) : historyTable(entries));
   },
 };
 

@@ -7,7 +7,7 @@ import { checkConfigureInput, checkStartInput, checkStatus } from '../../jobs/jo
 import type { Store } from '../../store/store.ts';
 import { isIsoTime } from '../../util/time.ts';
 import { CHAIN_OPTION, EXISTING, READING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
-import { errorInJson, jobJson, jobsTable, jobView, json, jsonError } from '../output.ts';
+import { errorInJson, jobJson, jobsTable, jobView, json, jsonArrayChunks, jsonError, outChunks } from '../output.ts';
 
 const CONFIG_OPTIONS = {
   config: { type: 'string', value: 'FILE', help: 'a JSON file with config values to apply' },
@@ -180,7 +180,7 @@ const list: Command = {
     const filter: { status?: JobStatus } = typeof s === 'string' ? { status: checkStatus(s.toUpperCase()) } : {};
     const { jobs, damaged } = await withStore(ctx, READING, (store) => store.jobs.scan(filter));
     if (damaged.length === 0) {
-      ctx.io.out(ctx.json ? json(jobs.map(jobJson)) : jobsTable(jobs));
+      outChunks(ctx.io, ctx.json ? jsonArrayChunks(jobs.map(jobJson)) : jobsTable(jobs));
       return;
     }
     const shown = damaged.slice(0, 3).map((d) => d.error.message).join('; ');
@@ -195,7 +195,7 @@ const list: Command = {
       ctx.io.out(json({ jobs: jobs.map(jobJson), damaged: rows, error: jsonError(failure) }));
       errorInJson.add(failure);
     } else if (jobs.length > 0) {
-      ctx.io.out(jobsTable(jobs));
+      outChunks(ctx.io, jobsTable(jobs));
     }
     throw failure;
   },

@@ -5,7 +5,7 @@ import { checkRecordInput, checkSettlement, POSITIVE_HINTS, TradeReason, TradeSi
 import { leaseHolder } from '../../engine/leases.ts';
 import { scratchAfterFill } from '../../engine/strategies/strategy.ts';
 import { CHAIN_OPTION, EXISTING, READING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
-import { escapeControls, json, tradesTable } from '../output.ts';
+import { escapeControls, json, jsonArrayChunks, outChunks, tradesTable } from '../output.ts';
 
 function oneOf<T extends string>(ctx: CommandContext, command: string, flag: string, allowed: readonly T[]): T {
   const value = ctx.values[flag];
@@ -53,7 +53,7 @@ const trades: Command = {
     const ref = tokenRef(ctx);
     const filter = ctx.values['status'] === undefined ? {} : { status: oneOf(ctx, 'trades', 'status', Object.values(TradeStatus)) };
     const list = await withStore(ctx, READING, (store) => store.ledger.trades(ref, filter));
-    ctx.io.out(ctx.json ? json(list) : tradesTable(list));
+    outChunks(ctx.io, ctx.json ? jsonArrayChunks(list) : tradesTable(list));
   },
 };
 
