@@ -37,7 +37,8 @@ export interface AuditAppend {
   readonly after: unknown;
 }
 
-interface AuditRow {
+/** An audit_log row as stored. */
+export interface AuditRow {
   id: number;
   stream: string;
   seq: number;
@@ -52,7 +53,8 @@ interface AuditRow {
   hash: string;
 }
 
-const COLUMNS = 'id, stream, seq, at, actor, entity, entity_id, action, before, after, prev_hash, hash';
+export const AUDIT_COLUMNS = 'id, stream, seq, at, actor, entity, entity_id, action, before, after, prev_hash, hash';
+const COLUMNS = AUDIT_COLUMNS;
 
 /** The stream of audit entries for one job (its transitions, config changes and trades). */
 export function jobStream(jobId: string): string {
@@ -115,7 +117,7 @@ export function auditInsertFrom(source: string): string {
   return `${AUDIT_INSERT} SELECT ?, ?::bigint, ?::timestamptz, ?, ?, ?, ?, ?, ?, ?, ? FROM ${source}`;
 }
 
-function toEntry(row: AuditRow): AuditEntry {
+export function toEntry(row: AuditRow): AuditEntry {
   return {
     id: row.id,
     stream: row.stream,
@@ -132,19 +134,51 @@ function toEntry(row: AuditRow): AuditEntry {
   };
 }
 
-export async function readStream(tx: Executor, stream: string): Promise<AuditEntry[]> {
-  const rows = await tx.all<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE stream = ? ORDER BY seq`, [stream]);
-  return rows.map((row) => {
-    try {
-      return toEntry(row);
-    } catch (e) {
-      // botstate writes only JSON there: the entry was changed outside it.
-      throw new StorageError('STORAGE_CORRUPT', `audit entry ${row.seq} of ${row.stream} is not valid JSON`, {
-        hint: 'the database was changed outside botstate; run botstate verify, and restore it from a backup',
-        cause: e,
-      });
+/** Rows read per query when a stream or the whole log is walked: memory stays bounded however long it is. */
+const PAGE = 2000;
+
+/**
+ * Audit rows in (stream, seq) order, a page at a time: every stream's, or one stream's. Keyed on
+ * (stream, seq), the table's unique index, so each page is one index range whatever the length.
+ */
+export async function* auditPages(tx: Executor, stream?: string): AsyncGenerator<AuditRow[]> {
+  let after: AuditRow | undefined;
+  for (;;) {
+    const [where, params]: [string, SqlParam[]] =
+      stream !== undefined ? (after ? ['WHERE stream = ? AND seq > ?', [stream, after.seq]] : ['WHERE stream = ?', [stream]])
+      : after ? ['WHERE (stream, seq) > (?, ?)', [after.stream, after.seq]]
+      : ['', []];
+    const rows = await tx.all<AuditRow>(`SELECT ${COLUMNS} FROM audit_log ${where} ORDER BY stream, seq LIMIT ${PAGE}`, params);
+    if (rows.length > 0) yield rows;
+    if (rows.length < PAGE) return;
+    after = rows[rows.length - 1];
+  }
+}
+
+/**
+ * One stream's entries in seq order. With `until` (an ISO time), the reading stops at the first
+ * entry after it, which is the last one returned: a time-travel read of a long history reads no
+ * further than it needs.
+ */
+export async function readStream(tx: Executor, stream: string, until?: string): Promise<AuditEntry[]> {
+  const entries: AuditEntry[] = [];
+  for await (const rows of auditPages(tx, stream)) {
+    for (const row of rows) {
+      let entry: AuditEntry;
+      try {
+        entry = toEntry(row);
+      } catch (e) {
+        // botstate writes only JSON there: the entry was changed outside it.
+        throw new StorageError('STORAGE_CORRUPT', `audit entry ${row.seq} of ${row.stream} is not valid JSON`, {
+          hint: 'the database was changed outside botstate; run botstate verify, and restore it from a backup',
+          cause: e,
+        });
+      }
+      entries.push(entry);
+      if (until !== undefined && entry.at > until) return entries;
     }
-  });
+  }
+  return entries;
 }
 
 /** A break in the audit log found by {@link verifyAudit}. */
@@ -165,40 +199,20 @@ export interface AuditReport {
   readonly heads: ReadonlyArray<{ readonly stream: string; readonly seq: number; readonly hash: string }>;
 }
 
-/** Per stream, the last entry; and every entry, for replay. */
-export interface ChainCheck {
-  readonly heads: ReadonlyMap<string, { seq: number; hash: string }>;
-  readonly entries: readonly AuditEntry[];
-  readonly problems: AuditProblem[];
-}
-
-/** Recomputes every hash and checks every link of every stream. Reads only. */
-export async function verifyChains(tx: Executor): Promise<ChainCheck> {
+/**
+ * Checks one row against the head of its stream so far (GENESIS_HASH at seq 0): the seq follows,
+ * prev_hash links, and the hash is the entry's own. Returns the problems found (none: []).
+ */
+export function checkLink(row: AuditRow, head: { seq: number; hash: string }): AuditProblem[] {
   const problems: AuditProblem[] = [];
-  const heads = new Map<string, { seq: number; hash: string }>();
-  const rows = await tx.all<AuditRow>(`SELECT ${COLUMNS} FROM audit_log ORDER BY stream, seq`);
-  for (const row of rows) {
-    const head = heads.get(row.stream) ?? { seq: 0, hash: GENESIS_HASH };
-    const at = { stream: row.stream, seq: row.seq };
-    if (row.seq !== head.seq + 1) problems.push({ ...at, problem: `expected seq ${head.seq + 1}` });
-    if (row.prev_hash !== head.hash) problems.push({ ...at, problem: 'prev_hash does not link to the previous entry' });
-    const recomputed = hashOf(
-      { stream: row.stream, seq: row.seq, prevHash: row.prev_hash, at: row.at, actor: row.actor, entity: row.entity, entityId: row.entity_id, action: row.action },
-      row.before,
-      row.after,
-    );
-    if (recomputed !== row.hash) problems.push({ ...at, problem: 'hash does not match the entry (it was altered)' });
-    heads.set(row.stream, { seq: row.seq, hash: row.hash });
-  }
-  const entries: AuditEntry[] = [];
-  for (const row of rows) {
-    try {
-      entries.push(toEntry(row));
-    } catch {
-      // Reported, and replayed as an entry that records nothing.
-      problems.push({ stream: row.stream, seq: row.seq, problem: 'its before or after is not valid JSON (it was altered)' });
-      entries.push(toEntry({ ...row, before: null, after: null }));
-    }
-  }
-  return { heads, entries, problems };
+  const at = { stream: row.stream, seq: row.seq };
+  if (row.seq !== head.seq + 1) problems.push({ ...at, problem: `expected seq ${head.seq + 1}` });
+  if (row.prev_hash !== head.hash) problems.push({ ...at, problem: 'prev_hash does not link to the previous entry' });
+  const recomputed = hashOf(
+    { stream: row.stream, seq: row.seq, prevHash: row.prev_hash, at: row.at, actor: row.actor, entity: row.entity, entityId: row.entity_id, action: row.action },
+    row.before,
+    row.after,
+  );
+  if (recomputed !== row.hash) problems.push({ ...at, problem: 'hash does not match the entry (it was altered)' });
+  return problems;
 }

@@ -1,9 +1,10 @@
-import { jobStream, verifyChains, type AuditEntry, type AuditProblem, type AuditReport } from './audit.ts';
+import { hash } from 'node:crypto';
+import { AUDIT_COLUMNS, auditPages, checkLink, GENESIS_HASH, jobStream, toEntry, type AuditEntry, type AuditProblem, type AuditReport, type AuditRow } from './audit.ts';
 import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import type { JobConfig } from '../jobs/config.ts';
 import { TRADE_COLUMNS, toTrade, type Trade, type TradeRow } from '../ledger/ledger.ts';
 import { add, cmp, isDecimal, sub, type Decimal } from '../money/decimal.ts';
-import type { Executor } from '../store/adapter.ts';
+import type { Executor, SqlParam } from '../store/adapter.ts';
 import { shown } from '../util/values.ts';
 
 /** Job fields that only change through audited writes, compared after replaying the log. */
@@ -48,134 +49,232 @@ function sameConfig(recorded: unknown, actual: JobConfig): boolean {
   return true;
 }
 
-/** Folds a job's audit entries into the state they describe. */
-function replay(entries: readonly AuditEntry[]): Record<string, unknown> {
-  const state: Record<string, unknown> = {};
-  for (const e of entries) {
-    const after = (e.after ?? {}) as Record<string, unknown>;
-    for (const [key, value] of Object.entries(after)) if (key !== 'trade') state[key] = value;
-  }
-  return state;
+/** The actions that record a trade in its job's stream (its intent, a fill recorded by hand, its settlement). */
+const TRADE_ACTIONS: ReadonlySet<string> = new Set(['intent', 'record', 'settle']);
+
+/** Trade rows read per query (see auditPages). */
+const TRADE_PAGE = 2000;
+
+/** What the walk keeps of a job's stream once it has passed it: small, whatever the stream's length. */
+interface JobStreamSummary {
+  readonly head: { seq: number; hash: string };
+  /** The job's fields as its entries leave them (see replay in verifyAudit). */
+  readonly state: Record<string, unknown>;
+  readonly lastAt: string;
+}
+
+/** Per job: what its executed trades add up to. */
+interface Sums {
+  balance: Decimal;
+  accumulated: Decimal;
 }
 
 /**
  * Verifies the audit log: every hash and link of every stream; then for every job that its row
  * is the head of its stream (version and hash), that replaying its entries gives exactly the
  * row's state, and that its updatedAt is its last entry's time; that every job stream still has
- * its job; and that every trade is exactly what its last audit entry recorded, with no trade
- * missing and none added. An edit to the log, a job or a trade is found; so is a deleted job or
- * trade. A row that cannot be read is reported, not thrown. Reads only.
+ * its job; that every trade is exactly what its last audit entry recorded, with no trade
+ * missing and none added; and that each job's balances add up to its executed trades. An edit
+ * to the log, a job or a trade is found; so is a deleted trade, or a deleted job whose stream is
+ * left. A row that cannot be read is reported, not thrown. Reads only.
+ *
+ * The log is walked one stream at a time, a page of rows at a time, and each job's trades are
+ * checked as its stream ends: memory holds one stream's trades (a digest each), not the log.
  *
  * What this cannot find: the chain is plain SHA-256 with no secret, so someone who can write the
  * database and recomputes the hashes of what they change (and the job row's head) can rewrite
- * history consistently. Keep the report's head hashes elsewhere to detect that.
+ * history consistently; a deletion that leaves the rest consistent (a job with its whole stream,
+ * a stream's tail with the job row set back to match) is not seen either. Keep the report's head
+ * hashes elsewhere to detect that.
  */
 export async function verifyAudit(tx: Executor): Promise<AuditReport> {
-  const { heads, entries, problems } = await verifyChains(tx);
-  const byStream = new Map<string, AuditEntry[]>();
-  for (const e of entries) {
-    let list = byStream.get(e.stream);
-    if (!list) byStream.set(e.stream, (list = []));
-    list.push(e);
-  }
-  const rows = await tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY id`);
-  const readable = new Map<string, Job>();
-  // A job's stream with no job row: the job was deleted (jobs are never deleted by botstate).
-  const jobStreams = new Set(rows.map((row) => jobStream(row.id)));
-  for (const [stream, head] of heads) {
-    if (stream.startsWith(jobStream('')) && !jobStreams.has(stream)) {
-      problems.push({ stream, seq: head.seq, problem: 'the job of this stream is gone (its row was deleted)' });
+  // Reported in this order, each kind in the order the walk meets it.
+  const links: AuditProblem[] = [];
+  const unreadableEntries: AuditProblem[] = [];
+  const goneJobs: AuditProblem[] = [];
+  const jobProblems: AuditProblem[] = [];
+  const tradeEntries: AuditProblem[] = [];
+  const tradeRows: Array<AuditProblem & { readonly tradeId: string }> = [];
+  const goneTrades: AuditProblem[] = [];
+
+  const jobRows = await tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY id`);
+  const jobIds = new Set(jobRows.map((row) => row.id));
+  const heads = new Map<string, { seq: number; hash: string }>();
+  const jobStreams = new Map<string, JobStreamSummary>();
+  const sums = new Map<string, Sums>();
+  const unreadableJobs = new Set<string>();
+  let entries = 0;
+
+  /** The stream being walked: its head so far, its replayed state, and the last entry of each trade it records. */
+  let open: { stream: string; head: { seq: number; hash: string }; state: Record<string, unknown>; lastAt: string; recorded: Map<string, string> } | undefined;
+
+  const close = async () => {
+    if (open === undefined) return;
+    heads.set(open.stream, open.head);
+    if (open.stream.startsWith(jobStream(''))) {
+      const jobId = open.stream.slice(jobStream('').length);
+      jobStreams.set(open.stream, { head: open.head, state: open.state, lastAt: open.lastAt });
+      if (!jobIds.has(jobId)) goneJobs.push({ stream: open.stream, seq: open.head.seq, problem: 'the job of this stream is gone (its row was deleted)' });
+      await checkTrades(tx, jobId, open.stream, open.recorded, { tradeRows, goneTrades, sums, unreadableJobs });
+    }
+    open = undefined;
+  };
+
+  for await (const rows of auditPages(tx)) {
+    for (const row of rows) {
+      entries++;
+      if (open?.stream !== row.stream) {
+        await close();
+        open = { stream: row.stream, head: { seq: 0, hash: GENESIS_HASH }, state: {}, lastAt: row.at, recorded: new Map() };
+      }
+      links.push(...checkLink(row, open.head));
+      open.head = { seq: row.seq, hash: row.hash };
+      open.lastAt = row.at;
+      let entry: AuditEntry;
+      try {
+        entry = toEntry(row);
+      } catch {
+        // Reported, and replayed as an entry that records nothing.
+        unreadableEntries.push({ stream: row.stream, seq: row.seq, problem: 'its before or after is not valid JSON (it was altered)' });
+        entry = toEntry({ ...row, before: null, after: null });
+      }
+      // The job's fields as its entries leave them.
+      for (const [key, value] of Object.entries((entry.after ?? {}) as Record<string, unknown>)) if (key !== 'trade') open.state[key] = value;
+      if (entry.entity !== 'trade') continue;
+      // A trade entry anywhere else (another stream, another action) is reported: a new stream
+      // needs no secret, so it must not vouch for a trade.
+      const trade = (entry.after as { trade?: unknown } | null)?.trade;
+      if (!entry.stream.startsWith(jobStream('')) || !TRADE_ACTIONS.has(entry.action)) {
+        tradeEntries.push({ stream: entry.stream, seq: entry.seq, problem: `an entry of trade ${entry.entityId} outside its job's stream, or with an action (${entry.action}) that does not record a trade` });
+      } else if (typeof trade !== 'object' || trade === null) {
+        tradeEntries.push({ stream: entry.stream, seq: entry.seq, problem: `this entry of trade ${entry.entityId} records no trade` });
+      } else {
+        // Entries are in seq order within a stream: the last one is the trade's current state.
+        // Kept as a digest of what is compared, with its seq, until the stream ends.
+        open.recorded.set(entry.entityId, `${entry.seq} ${tradeDigest(trade as Record<string, unknown>)}`);
+      }
     }
   }
-  for (const row of rows) {
+  await close();
+
+  // Trades of a job that has no stream at all.
+  for (const { job_id: jobId } of await tx.all<{ job_id: string }>('SELECT DISTINCT job_id FROM trades ORDER BY job_id')) {
+    if (!heads.has(jobStream(jobId))) await checkTrades(tx, jobId, jobStream(jobId), new Map(), { tradeRows, goneTrades, sums, unreadableJobs });
+  }
+
+  for (const row of jobRows) {
     const stream = jobStream(row.id);
-    const head = heads.get(stream);
-    if (!head || head.seq !== row.version || head.hash !== row.audit_hash) {
-      problems.push({ stream, seq: row.version, problem: 'the job row does not match the last entry of its stream (entries missing or job altered)' });
+    const summary = jobStreams.get(stream);
+    if (!summary || summary.head.seq !== row.version || summary.head.hash !== row.audit_hash) {
+      jobProblems.push({ stream, seq: row.version, problem: 'the job row does not match the last entry of its stream (entries missing or job altered)' });
       continue;
     }
     let job: Job;
     try {
       job = toJob(row);
     } catch (e) {
-      problems.push({ stream, seq: row.version, problem: `the job row cannot be read: ${e instanceof Error ? e.message : String(e)}` });
+      jobProblems.push({ stream, seq: row.version, problem: `the job row cannot be read: ${e instanceof Error ? e.message : String(e)}` });
       continue;
     }
-    readable.set(job.id, job);
-    const own = byStream.get(stream) ?? [];
-    const state = replay(own);
     for (const field of REPLAYED) {
-      if (!(field in state)) continue;
-      const same = field === 'config' ? sameConfig(state[field], job.config) : sameValue(field, state[field], job[field]);
-      if (!same) {
-        problems.push({ stream, seq: row.version, problem: `the job's ${field} differs from what its audit log records` });
-      }
+      if (!(field in summary.state)) continue;
+      const same = field === 'config' ? sameConfig(summary.state[field], job.config) : sameValue(field, summary.state[field], job[field]);
+      if (!same) jobProblems.push({ stream, seq: row.version, problem: `the job's ${field} differs from what its audit log records` });
     }
-    const last = own[own.length - 1];
-    if (last !== undefined && !sameValue('updatedAt', last.at, job.updatedAt)) {
-      problems.push({ stream, seq: row.version, problem: "the job's updatedAt is not the time of its last audit entry" });
+    if (!sameValue('updatedAt', summary.lastAt, job.updatedAt)) {
+      jobProblems.push({ stream, seq: row.version, problem: "the job's updatedAt is not the time of its last audit entry" });
     }
+    // A job with a trade that cannot be read has no sum to check: that trade is reported instead.
+    if (!unreadableJobs.has(job.id)) checkBalances(job, sums.get(job.id), jobProblems);
   }
-  // A job with a trade that cannot be read has no sum to check: that trade is reported instead.
-  const unreadableJobs = new Set<string>();
-  const trades = await verifyTrades(tx, entries, problems, unreadableJobs);
-  for (const id of unreadableJobs) readable.delete(id);
-  verifyBalances(readable, trades, problems);
-  return { streams: heads.size, entries: entries.length, problems, heads: [...heads].map(([stream, head]) => ({ stream, ...head })) };
+  tradeRows.sort((a, b) => (a.tradeId < b.tradeId ? -1 : a.tradeId > b.tradeId ? 1 : 0));
+  const problems = [...links, ...unreadableEntries, ...goneJobs, ...jobProblems.filter((p) => !isBalance(p)), ...tradeEntries, ...tradeRows.map(({ stream, seq, problem }) => ({ stream, seq, problem })), ...goneTrades, ...jobProblems.filter(isBalance)];
+  return { streams: heads.size, entries, problems, heads: [...heads].map(([stream, head]) => ({ stream, ...head })) };
 }
 
-/** The actions that record a trade in its job's stream (its intent, a fill recorded by hand, its settlement). */
-const TRADE_ACTIONS: ReadonlySet<string> = new Set(['intent', 'record', 'settle']);
+const BALANCE_PROBLEM = /^the job's (tokenBalance .* is not its executed buys|totalAccumulated .* is not the quote its executed buys paid)/;
+function isBalance(p: AuditProblem): boolean {
+  return BALANCE_PROBLEM.test(p.problem);
+}
 
 /**
- * Every trade row against the last entry that recorded it in its job's stream, and every trade
- * recorded there against its row. A trade entry anywhere else (another stream, another action)
- * is reported: a new stream needs no secret, so it must not vouch for a trade.
+ * A digest of the fields of a trade compared with its row, normalised as {@link sameValue}
+ * compares them: amounts as canonical decimals, times as instants. A value sameValue would never
+ * call equal to anything (an amount that is not a decimal, a time that does not parse) gets a
+ * digest of its own, so that it never matches.
  */
-async function verifyTrades(tx: Executor, entries: readonly AuditEntry[], problems: AuditProblem[], unreadableJobs: Set<string>): Promise<Trade[]> {
-  const recorded = new Map<string, { stream: string; seq: number; trade: Record<string, unknown> }>();
-  const key = (stream: string, tradeId: string) => `${stream}\u0000${tradeId}`;
-  for (const e of entries) {
-    if (e.entity !== 'trade') continue;
-    const trade = (e.after as { trade?: unknown } | null)?.trade;
-    if (!e.stream.startsWith(jobStream('')) || !TRADE_ACTIONS.has(e.action)) {
-      problems.push({ stream: e.stream, seq: e.seq, problem: `an entry of trade ${e.entityId} outside its job's stream, or with an action (${e.action}) that does not record a trade` });
-    } else if (typeof trade !== 'object' || trade === null) {
-      problems.push({ stream: e.stream, seq: e.seq, problem: `this entry of trade ${e.entityId} records no trade` });
-    } else {
-      // Entries are in seq order within a stream: the last one is the trade's current state.
-      recorded.set(key(e.stream, e.entityId), { stream: e.stream, seq: e.seq, trade: trade as Record<string, unknown> });
+function tradeDigest(trade: Readonly<Record<string, unknown>>): string {
+  const normal = TRADE_FIELDS.map((field) => {
+    const v = trade[field];
+    if (v === null || v === undefined) return null;
+    if (field.endsWith('Amount') || field === 'priceUsd') return typeof v === 'string' && isDecimal(v) ? v : { never: ++unmatched };
+    if (field.endsWith('At')) {
+      const ms = typeof v === 'string' ? Date.parse(v) : Number.NaN;
+      return Number.isNaN(ms) ? { never: ++unmatched } : ms;
     }
+    return v;
+  });
+  return hash('sha256', JSON.stringify(normal), 'base64');
+}
+let unmatched = 0;
+
+/**
+ * A job's trade rows, a page at a time, against the last entry that recorded each in its stream
+ * (`recorded`: trade id → "seq digest"), and what its executed trades add up to. A row that
+ * differs is compared field by field with its entry, read again, to say which fields differ.
+ */
+async function checkTrades(
+  tx: Executor,
+  jobId: string,
+  stream: string,
+  recorded: Map<string, string>,
+  out: { tradeRows: Array<AuditProblem & { tradeId: string }>; goneTrades: AuditProblem[]; sums: Map<string, Sums>; unreadableJobs: Set<string> },
+): Promise<void> {
+  let after: TradeRow | undefined;
+  for (;;) {
+    const [where, params]: [string, SqlParam[]] = after ? ['job_id = ? AND (created_at, id) > (?, ?)', [jobId, after.created_at, after.id]] : ['job_id = ?', [jobId]];
+    const rows = await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades WHERE ${where} ORDER BY created_at, id LIMIT ${TRADE_PAGE}`, params);
+    for (const row of rows) {
+      const trade = toTrade(row);
+      const unreadable = unreadableAmount(row);
+      const entry = recorded.get(trade.id);
+      recorded.delete(trade.id);
+      if (unreadable !== undefined) {
+        // Reported where it is, and left out of the sums (which it would make throw, or lie).
+        out.unreadableJobs.add(jobId);
+        out.tradeRows.push({ tradeId: trade.id, stream, seq: 0, problem: `trade ${trade.id} (${shown(trade.clientOrderId)}) cannot be read: ${unreadable}` });
+        continue;
+      }
+      if (trade.status === 'EXECUTED' && trade.baseAmount !== null && trade.quoteAmount !== null) {
+        const s = out.sums.get(jobId) ?? { balance: '0', accumulated: '0' };
+        out.sums.set(jobId, trade.side === 'BUY' ? { balance: add(s.balance, trade.baseAmount), accumulated: add(s.accumulated, trade.quoteAmount) } : { balance: sub(s.balance, trade.baseAmount), accumulated: s.accumulated });
+      }
+      if (entry === undefined) {
+        out.tradeRows.push({ tradeId: trade.id, stream, seq: 0, problem: `trade ${trade.id} (${trade.clientOrderId}) has no audit entry (it was added outside botstate)` });
+        continue;
+      }
+      const space = entry.indexOf(' ');
+      if (entry.slice(space + 1) === tradeDigest(trade as unknown as Record<string, unknown>)) continue;
+      const seq = Number(entry.slice(0, space));
+      const recordedTrade = await recordedTradeAt(tx, stream, seq);
+      const differ = TRADE_FIELDS.filter((field) => !sameValue(field, recordedTrade[field], trade[field]));
+      out.tradeRows.push({ tradeId: trade.id, stream, seq, problem: `trade ${trade.id} (${trade.clientOrderId}): its ${differ.join(', ')} differ${differ.length === 1 ? 's' : ''} from what the audit log records` });
+    }
+    if (rows.length < TRADE_PAGE) break;
+    after = rows[rows.length - 1];
   }
-  const rows = await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades ORDER BY id`);
-  const trades: Trade[] = [];
-  for (const row of rows) {
-    const trade = toTrade(row);
-    const stream = jobStream(trade.jobId);
-    const unreadable = unreadableAmount(row);
-    if (unreadable !== undefined) {
-      // Reported where it is, and left out of the sums (which it would make throw, or lie).
-      recorded.delete(key(stream, trade.id));
-      unreadableJobs.add(trade.jobId);
-      problems.push({ stream, seq: 0, problem: `trade ${trade.id} (${shown(trade.clientOrderId)}) cannot be read: ${unreadable}` });
-      continue;
-    }
-    trades.push(trade);
-    const entry = recorded.get(key(stream, trade.id));
-    if (entry === undefined) {
-      problems.push({ stream, seq: 0, problem: `trade ${trade.id} (${trade.clientOrderId}) has no audit entry (it was added outside botstate)` });
-      continue;
-    }
-    recorded.delete(key(stream, trade.id));
-    const differ = TRADE_FIELDS.filter((field) => !sameValue(field, entry.trade[field], trade[field]));
-    if (differ.length > 0) {
-      problems.push({ stream: entry.stream, seq: entry.seq, problem: `trade ${trade.id} (${trade.clientOrderId}): its ${differ.join(', ')} differ${differ.length === 1 ? 's' : ''} from what the audit log records` });
-    }
+  for (const [tradeId, entry] of recorded) {
+    const seq = Number(entry.slice(0, entry.indexOf(' ')));
+    const recordedTrade = await recordedTradeAt(tx, stream, seq);
+    out.goneTrades.push({ stream, seq, problem: `trade ${String(recordedTrade['id'] ?? tradeId)} (${String(recordedTrade['clientOrderId'])}), recorded in the audit log, is gone (its row was deleted)` });
   }
-  for (const entry of recorded.values()) {
-    problems.push({ stream: entry.stream, seq: entry.seq, problem: `trade ${String(entry.trade['id'])} (${String(entry.trade['clientOrderId'])}), recorded in the audit log, is gone (its row was deleted)` });
-  }
-  return trades;
+}
+
+/** The trade an entry records (read again: the walk keeps only a digest of it). */
+async function recordedTradeAt(tx: Executor, stream: string, seq: number): Promise<Record<string, unknown>> {
+  const row = await tx.get<AuditRow>(`SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE stream = ? AND seq = ?`, [stream, seq]);
+  const trade = (row === undefined ? undefined : (toEntry(row).after as { trade?: unknown } | null)?.trade) as Record<string, unknown> | undefined;
+  return trade ?? {};
 }
 
 /** Why a trade row's amounts cannot be read (one that is not a canonical decimal ≥ 0), or undefined. */
@@ -194,22 +293,13 @@ function unreadableAmount(row: TradeRow): string | undefined {
  * write; this checks that the writes add up, so a wrong balance written and audited as such (a
  * bug, or a history rewritten with every hash recomputed) shows too.
  */
-function verifyBalances(jobs: ReadonlyMap<string, Job>, trades: readonly Trade[], problems: AuditProblem[]): void {
-  const sums = new Map<string, { balance: Decimal; accumulated: Decimal }>();
-  for (const t of trades) {
-    if (t.status !== 'EXECUTED' || t.baseAmount === null || t.quoteAmount === null) continue;
-    const s = sums.get(t.jobId) ?? { balance: '0', accumulated: '0' };
-    if (t.side === 'BUY') sums.set(t.jobId, { balance: add(s.balance, t.baseAmount), accumulated: add(s.accumulated, t.quoteAmount) });
-    else sums.set(t.jobId, { balance: sub(s.balance, t.baseAmount), accumulated: s.accumulated });
+function checkBalances(job: Job, sums: Sums | undefined, problems: AuditProblem[]): void {
+  const s = sums ?? { balance: '0', accumulated: '0' };
+  const stream = jobStream(job.id);
+  if (cmp(s.balance, job.tokenBalance) !== 0) {
+    problems.push({ stream, seq: job.version, problem: `the job's tokenBalance ${job.tokenBalance} is not its executed buys less its executed sells (${s.balance})` });
   }
-  for (const job of jobs.values()) {
-    const s = sums.get(job.id) ?? { balance: '0', accumulated: '0' };
-    const stream = jobStream(job.id);
-    if (cmp(s.balance, job.tokenBalance) !== 0) {
-      problems.push({ stream, seq: job.version, problem: `the job's tokenBalance ${job.tokenBalance} is not its executed buys less its executed sells (${s.balance})` });
-    }
-    if (cmp(s.accumulated, job.totalAccumulated) !== 0) {
-      problems.push({ stream, seq: job.version, problem: `the job's totalAccumulated ${job.totalAccumulated} is not the quote its executed buys paid (${s.accumulated})` });
-    }
+  if (cmp(s.accumulated, job.totalAccumulated) !== 0) {
+    problems.push({ stream, seq: job.version, problem: `the job's totalAccumulated ${job.totalAccumulated} is not the quote its executed buys paid (${s.accumulated})` });
   }
 }

@@ -297,7 +297,8 @@ export class Store {
     if (!isIsoTime(at)) throw new ValidationError('INVALID_ARGUMENT', notIsoTime('at', at), { hint: "pass a time such as '2026-11-26T12:00:00.000Z'" });
     return this.#ctx.read(options, async (tx) => {
       const job = await requireJob(tx, this.#adapter.dialect, ref, false);
-      return replayJob(await readStream(tx, jobStream(job.id)), at, job);
+      // Read up to the first entry after `at`: replayJob stops there, and a long history is not read in full.
+      return replayJob(await readStream(tx, jobStream(job.id), at), at, job);
     });
   }
 
