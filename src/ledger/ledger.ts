@@ -605,8 +605,12 @@ export class Ledger {
     }
     return this.#ctx.read(options, async (tx) => {
       const job = await requireJob(tx, this.#ctx.adapter.dialect, ref, false);
-      const rows = filter.status
-        ? await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades WHERE job_id = ? AND status = ? ORDER BY created_at, id`, [job.id, filter.status])
+      const dialect = this.#ctx.adapter.dialect;
+      const rows =
+        filter.status === 'PENDING'
+          ? await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM ${dialect.pendingTradesFrom} WHERE job_id = ? AND status = 'PENDING' ORDER BY created_at, id`, [job.id])
+        : filter.status
+          ? await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades WHERE job_id = ? AND status = ? ORDER BY created_at, id`, [job.id, filter.status])
         : await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades WHERE job_id = ? ORDER BY created_at, id`, [job.id]);
       return rows.map(toTrade);
     });

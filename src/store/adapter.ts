@@ -44,6 +44,12 @@ export interface Dialect {
    * (PostgreSQL's data-modifying CTEs): two writes in one round trip.
    */
   readonly writableCte: boolean;
+  /**
+   * The FROM of a query for one job's PENDING trades. SQLite, with no statistics, reads them
+   * through (job_id, created_at), every trade of the job, to skip a sort of the few pending
+   * ones: it is told to use the partial index of pending trades instead.
+   */
+  readonly pendingTradesFrom: string;
 }
 
 export interface Capabilities {

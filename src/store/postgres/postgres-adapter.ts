@@ -34,6 +34,7 @@ const DIALECT: Dialect = Object.freeze({
   forUpdate: ' FOR UPDATE',
   skipLocked: (table: string) => ` FOR UPDATE OF ${table} SKIP LOCKED`,
   writableCte: true,
+  pendingTradesFrom: 'trades',
 });
 const CAPABILITIES: Capabilities = Object.freeze({ concurrentWriters: true });
 

@@ -39,7 +39,7 @@ export interface SqliteOptions {
   readonly readOnly?: boolean;
 }
 
-const DIALECT: Dialect = Object.freeze({ forUpdate: '', skipLocked: () => '', writableCte: false });
+const DIALECT: Dialect = Object.freeze({ forUpdate: '', skipLocked: () => '', writableCte: false, pendingTradesFrom: 'trades INDEXED BY trades_pending' });
 const CAPABILITIES: Capabilities = Object.freeze({ concurrentWriters: false });
 
 type Statement = Database.Statement<unknown[], unknown>;
