@@ -652,7 +652,7 @@ for (const engine of ENGINES) {
         // A session reading the table migration 6 alters, for longer than the 5 s.
         await reader.query('BEGIN');
         await reader.query(`SELECT count(*) FROM "${schema}".daemon_instances`);
-        const migrating = cli(['db', 'migrate', ...db]);
+        const migrating = cli(['db', 'migrate', '--to', '6', ...db]);
         await sleep(6000);
         await reader.query('COMMIT');
         assert.match(ok(await migrating).stdout, /^Applied 0006_daemon_lease_ttl\nSchema is at version 6\.\n$/);

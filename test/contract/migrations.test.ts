@@ -277,7 +277,7 @@ function seedV3(): Seed {
 
 // Version 4 rebuilds the trades table (its CHECKs respelled): the same rows as version 3.
 // Versions 5 and 6 add a column each to the daemon instances: the same rows again.
-const SEEDS: Readonly<Record<number, () => Seed>> = { 1: seedV1, 2: seedV2, 3: seedV3, 4: seedV3, 5: seedV3, 6: seedV3 };
+const SEEDS: Readonly<Record<number, () => Seed>> = { 1: seedV1, 2: seedV2, 3: seedV3, 4: seedV3, 5: seedV3, 6: seedV3, 7: seedV3 };
 
 /** The columns each migration adds to rows that already exist, and the value they must get. */
 const ADDED: Readonly<Record<number, Readonly<Record<string, Readonly<Record<string, string | null>>>>>> = {
@@ -286,6 +286,7 @@ const ADDED: Readonly<Record<number, Readonly<Record<string, Readonly<Record<str
   4: {},
   5: { daemon_instances: { max_jobs: null } },
   6: { daemon_instances: { lease_ttl_ms: null } },
+  7: {},
 };
 
 /** Masks what legitimately differs between two dumps of the same schema: when each version was applied, and the fixture's schema name. */
@@ -331,6 +332,7 @@ const RELEASED_CHECKSUMS: Readonly<Record<number, { sqlite: string; postgres: st
   4: { sqlite: '6360091ea2ada960ec6e76ed614cf14e163a9706b66705fedd58231a3f400868', postgres: '54a6027274bda1f7704cdc6ef120696c55ce28303d69727bc3a6bdc0501e312b' },
   5: { sqlite: '4e094cc3bf20fb493084cb732a8e3dd78d2ce9e14564e027b8fdc12bc86b17dd', postgres: '4e094cc3bf20fb493084cb732a8e3dd78d2ce9e14564e027b8fdc12bc86b17dd' },
   6: { sqlite: '7240b0fae663c73c0f70e5c43fc3557e0662c968b343711e765e8f1ef1736e34', postgres: '7240b0fae663c73c0f70e5c43fc3557e0662c968b343711e765e8f1ef1736e34' },
+  7: { sqlite: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855', postgres: '568a0cd90525086e1bb535d0789ed63b9eed875e385b4377f2faaa5a98413119' },
 };
 
 describe('released migrations', () => {
