@@ -82,11 +82,7 @@ function liquidationWait(job: Job, skipped: string | undefined, price: string): 
   return undefined;
 }
 
-/** 'withdrawn': an old intent the exchange never received, of a job that no longer sends it (settled FAILED, not counted). */
-type Outcome = 'executed' | 'failed' | 'withdrawn' | 'unknown';
-
-/** The least time after an intent was committed before it may be withdrawn: a send of it can no longer land. */
-const WITHDRAW_AFTER_MS = 30_000;
+type Outcome = 'executed' | 'failed' | 'unknown';
 
 const ACTIVE = new Set(['RUNNING', 'LIQUIDATING']);
 
@@ -165,13 +161,11 @@ export class Daemon {
   #renewer: NodeJS.Timeout | undefined;
   #renewing: Promise<void> | undefined;
   readonly #leaseTtlMs: number;
-  readonly #exchangeTimeoutMs: number;
 
   constructor(options: DaemonOptions) {
     checkDaemonOptions(options);
     this.#store = options.store;
-    this.#exchangeTimeoutMs = options.exchangeTimeoutMs ?? 5000;
-    this.#exchange = timed(options.exchange, this.#exchangeTimeoutMs);
+    this.#exchange = timed(options.exchange, options.exchangeTimeoutMs ?? 5000);
     this.#tickMs = options.tickMs ?? 1000;
     this.#concurrency = options.concurrency ?? 16;
     this.#slots = new Slots(this.#concurrency);
@@ -295,7 +289,7 @@ export class Daemon {
       const runner = this.#runner(job, held.get(job.id)!);
       try {
         const { outcome, resent } = await this.#reconcile(job, trade, runner, 'recovery', known);
-        counts[outcome === 'withdrawn' ? 'failed' : outcome]++;
+        counts[outcome === 'unknown' ? 'unknown' : outcome]++;
         if (resent) counts.resent++;
       } catch (e) {
         counts.unknown++;
@@ -774,33 +768,7 @@ export class Daemon {
     }
     if (!known) this.#exchangeAnswered('orders');
     if (order) return { outcome: await this.#settle(job, trade, answered(order, trade), runner, phase), resent: false };
-    const why = this.#withdrawal(job, trade);
-    if (why !== undefined) return { outcome: await this.#withdraw(job, trade, runner, phase, why), resent: false };
     return { outcome: await this.#execute(job, trade, runner, phase), resent: true };
-  }
-
-  /**
-   * Why an intent the exchange never received is not sent again, or undefined. A job paused,
-   * failed or stopped since it was committed (or, for a BUY, being liquidated) would place an
-   * order decided before the operator's word, at a price long gone. Young, it is sent all the same:
-   * it is the step in flight, which a pause lets finish, and a send of it may still be on its way.
-   * Old enough that no earlier send of it can still land (twice the exchange timeout, and at least
-   * 30 s, after it was committed), it is withdrawn.
-   */
-  #withdrawal(job: Job, trade: Trade): string | undefined {
-    const stopped = !ACTIVE.has(job.status) ? `the job is ${job.status}` : job.status === 'LIQUIDATING' && trade.side === 'BUY' ? 'the job is being liquidated' : undefined;
-    if (stopped === undefined) return undefined;
-    const age = Date.now() - Date.parse(trade.createdAt);
-    if (!(age >= Math.max(WITHDRAW_AFTER_MS, 2 * this.#exchangeTimeoutMs))) return undefined;
-    return `withdrawn: the exchange never received it, and ${stopped}`;
-  }
-
-  /** Settles a withdrawn intent FAILED (nothing was placed) and says so. */
-  async #withdraw(job: Job, trade: Trade, runner: Runner, phase: 'tick' | 'recovery', why: string): Promise<Outcome> {
-    const actor = phase === 'recovery' ? `${this.#actor}:recovery` : this.#actor;
-    await this.#store.ledger.settle(trade.clientOrderId, { status: 'FAILED', error: why }, this.#options(runner, actor));
-    this.#log(`${stamp()}  ${job.tokenSymbol}  ${trade.side} ${trade.reason} ${why}  ${trade.clientOrderId}`);
-    return 'withdrawn';
   }
 
   async #settle(job: Job, trade: Trade, order: ExchangeOrder, runner: Runner, phase: 'tick' | 'recovery'): Promise<Outcome> {

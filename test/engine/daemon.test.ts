@@ -682,41 +682,6 @@ for (const engine of ENGINES) {
       assert.equal(failed.tokenBalance, '5');
     });
 
-    it('an old intent the exchange never received is withdrawn (FAILED), not sent, once its job is paused or, for a BUY, liquidating; a young one is still sent', async () => {
-      const ex = await paper();
-      const paused = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
-      const liquidating = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'REF', set: [SLOW_DCA] });
-      const fresh = await store.jobs.start({ tokenAddress: tokenAddress(0xc3), tokenSymbol: 'NEW', set: [SLOW_DCA] });
-      // As if a daemon died after committing these intents, and the operator then paused or liquidated the jobs.
-      const intent = async (id: string) => (await store.ledger.recordIntent({ job: { id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' })).trade;
-      const [old1, old2, young] = [await intent(paused.id), await intent(liquidating.id), await intent(fresh.id)];
-      await store.jobs.pause({ id: paused.id });
-      await store.jobs.liquidate({ id: liquidating.id });
-      await store.jobs.pause({ id: fresh.id });
-      // The two were committed a minute ago (the daemon was down since).
-      const minuteAgo = new Date(Date.now() - 60_000).toISOString();
-      for (const t of [old1, old2]) await raw('UPDATE trades SET created_at = ? WHERE id = ?', [minuteAgo, t.id]);
-      const rec = new Recorder(new HttpExchange(ex.url));
-      const { daemon, lines } = makeDaemon(store, rec);
-      const report = await daemon.start();
-      assert.deepEqual([report.pending, report.executed, report.failed, report.resent, report.unresolved], [3, 1, 2, 1, 0]);
-      for (const t of [old1, old2]) {
-        const settled = await store.ledger.get(t.clientOrderId);
-        assert.equal(settled.status, 'FAILED');
-        assert.match(settled.error!, /^withdrawn: the exchange never received it, and the job is (PAUSED|being liquidated)$/);
-        assert.equal(rec.count('place', t.clientOrderId), 0, 'never sent');
-      }
-      assert.ok(lines.some((l) => /LGI +BUY DCA withdrawn: the exchange never received it, and the job is PAUSED +\S+-\d+$/.test(l)), lines.join('\n'));
-      // The young one is the step that was in flight: sent, once, under its clientOrderId.
-      assert.equal((await store.ledger.get(young.clientOrderId)).status, 'EXECUTED');
-      // The liquidation goes on (nothing to sell: it completes), and the paused jobs stay paused, not failed.
-      await waitFor('the liquidation', async () => (await store.jobs.get({ id: liquidating.id })).status === 'IDLE');
-      await daemon.stop();
-      assert.deepEqual((await exchangeOrders(ex.url)).map((o) => o.clientOrderId), [young.clientOrderId]);
-      assert.equal((await store.jobs.get({ id: paused.id })).status, 'PAUSED');
-      assert.equal((await store.jobs.get({ id: fresh.id })).status, 'PAUSED');
-    });
-
     it('a liquidation held back by limits.maxTradesPerHour says so once, and waits', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA, 'limits.maxTradesPerHour=1'] });
