@@ -71,8 +71,8 @@ export type RecordTradeInput = TradeInput & Fill;
  * was asked: a BUY gives a baseAmount or a quoteAmount, a SELL a baseAmount (the tokens it holds
  * back from other sells until it is settled). Without a clientOrderId, the ledger derives one from the job and its sequence
  * number (`<jobId>-<n>`, n the job's version after the intent), inside the transaction; when a
- * settled trade holds that id (recorded by hand after a restore took the sequence back), n is the
- * next number above every such id of the job.
+ * trade holds that id already (one recorded by hand after a restore took the sequence back), n is
+ * the next number above every such id of the job.
  */
 export type IntentInput = Omit<TradeInput, 'clientOrderId'> & {
   readonly clientOrderId?: string;
@@ -499,14 +499,12 @@ export class Ledger {
         (await tx.run(INSERT_TRADE, [id, job.id, input.side, input.reason, base, quote, price, coid, null, null, 'PENDING', null, at, null])) === 1;
       let inserted = refused === undefined && (await insert(clientOrderId));
       if (!inserted && refused === undefined && input.clientOrderId === undefined) {
-        // The derived id is taken by a settled trade: never this intent recorded before (that
-        // moved the job's version past it), but an order recorded by hand under the id the exchange
-        // showed after a restore took the sequence back. The next id free of them is used.
-        const taken = await this.#find(tx, clientOrderId);
-        if (taken !== undefined && taken.status !== 'PENDING') {
-          clientOrderId = await nextFreeDerivedId(tx, job.id, job.version + 1);
-          inserted = await insert(clientOrderId);
-        }
+        // The derived id is taken: never by this intent recorded before (recording it moved the
+        // job's version past it, so a retry derives another id), but by an order recorded by hand
+        // under the id the exchange showed after a restore took the sequence back, or by an intent
+        // that an earlier skip put above the version. The next id free of them all is used.
+        clientOrderId = await nextFreeDerivedId(tx, job.id, job.version + 1);
+        inserted = await insert(clientOrderId);
       }
       if (!inserted) {
         const existing = await this.#find(tx, clientOrderId);

@@ -285,7 +285,7 @@ for (const engine of ENGINES) {
       assert.equal(await fx.dump(), before);
     });
 
-    it('a derived clientOrderId already taken by a settled trade (recorded by hand after a restore) moves on to the next free one', async () => {
+    it('a derived clientOrderId already taken (a trade recorded by hand after a restore, an open intent a skip put above the version) moves on to the next free one', async () => {
       // A restore took the job's sequence back; the orders placed since were recorded by hand
       // under the ids the exchange shows, which are ids the job derives again.
       const v = (await store.jobs.get({ id: job.id })).version;
@@ -303,6 +303,18 @@ for (const engine of ENGINES) {
       const next = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
       assert.equal(next.trade.clientOrderId, `${job.id}-${v + 9}`);
       await store.ledger.settle(next.trade.clientOrderId, { status: 'FAILED', error: 'x' });
+      // Open intents side by side: one put above the version by a skip is never merged with a later
+      // one once the version catches up (each is a decision of its own).
+      const third = await store.jobs.start({ tokenAddress: `0x${'d'.repeat(40)}` });
+      await store.ledger.recordTrade({ ...buy(`${third.id}-${third.version + 2}`, '1'), job: { id: third.id } });
+      const open = () => store.ledger.recordIntent({ job: { id: third.id }, side: 'BUY', reason: 'DCA', quoteAmount: '5' });
+      const a = await open();
+      const b = await open();
+      const c = await store.ledger.recordIntent({ job: { id: third.id }, side: 'BUY', reason: 'DCA', quoteAmount: '7' });
+      assert.deepEqual([a.duplicate, b.duplicate, c.duplicate], [false, false, false]);
+      assert.equal(new Set([a.trade.id, b.trade.id, c.trade.id]).size, 3);
+      assert.equal(new Set([a, b, c].map((x) => x.trade.clientOrderId)).size, 3);
+      for (const x of [a, b, c]) await store.ledger.settle(x.trade.clientOrderId, { status: 'FAILED', error: 'x' });
       // An id given by the caller is never changed.
       await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: ids[0]!, side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '1' }), 'DUPLICATE_ORDER');
       assert.deepEqual((await store.verifyAudit()).problems, []);
