@@ -69,7 +69,7 @@ interface Runner {
   failingInError?: string;
   /** Why the exchange rejected the last order. */
   rejection?: string;
-  /** Why a liquidation waits, once said (said again when the reason changes). */
+  /** Why a liquidation waits (the strategy's `skipped`), once said (said again when it changes). */
   liquidationWaits?: string;
 }
 
@@ -638,9 +638,11 @@ export class Daemon {
       runner.state = { ...runner.state, ...d.state };
       if (job.status === 'LIQUIDATING') {
         // A liquidation held back by a limit is said once (and again if why changes), not left silent.
+        // Said again when the reason changes, not when the price in its text moves.
         const waits = d.order ? undefined : liquidationWait(job, d.skipped, price);
-        if (waits !== undefined && waits !== runner.liquidationWaits) this.#log(`${stamp()}  ${job.tokenSymbol}  liquidation waits: ${waits}`);
-        runner.liquidationWaits = waits;
+        const reason = waits === undefined ? undefined : d.skipped;
+        if (waits !== undefined && reason !== runner.liquidationWaits) this.#log(`${stamp()}  ${job.tokenSymbol}  liquidation waits: ${waits}`);
+        runner.liquidationWaits = reason;
       }
       if (d.completeLiquidation) {
         await this.#completeLiquidation(job, runner, price);
