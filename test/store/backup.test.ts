@@ -4,7 +4,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,6 +59,16 @@ describe('store.backup', () => {
       assert.match(String(refusal['message']), pattern, to);
     }
     assert.ok(!existsSync(`${live}-journal`) && !existsSync(`${live}-wait`) && !existsSync(join(dir, 'new')));
+    // Opened through a symbolic link, the database's files are beside the real one.
+    const elsewhere = mkdtempSync(join(dir, 'link-'));
+    symlinkSync(live, join(elsewhere, 'link.db'));
+    const linked = await openStore(join(elsewhere, 'link.db'), { create: false });
+    try {
+      await rejectsWith(linked.backup(`${live}-journal`), 'INVALID_ARGUMENT');
+      await rejectsWith(linked.backup(join(elsewhere, 'link.db-wait')), 'INVALID_ARGUMENT');
+    } finally {
+      await linked.close();
+    }
   });
 
   it('the copy has no daemon running on it: the registrations are stopped and the leases handed back at a new epoch', async () => {

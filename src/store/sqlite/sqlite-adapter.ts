@@ -336,7 +336,9 @@ export class SqliteAdapter implements Adapter {
           if (this.#queue.length > 1 || open !== undefined) sync.startThread();
           open ??= await this.#beginBatch();
           if (open === undefined) continue;
-          const next = this.#queue.shift()!;
+          // The queue may have been emptied while the batch began (its callers refused after the busy timeout).
+          const next = this.#queue.shift();
+          if (next === undefined) continue;
           // Nothing left waiting: no timer keeps the process alive.
           if (this.#queue.length === 0) this.#unwatchQueue();
           await this.#runInBatch(open, next);
@@ -1022,9 +1024,16 @@ function checkBackupTarget(path: string, database: string): void {
     }
   };
   const target = real(path);
-  const db = real(database);
+  // The database by the name given, and as SQLite opens it: through a symbolic link, its
+  // -journal is beside the real file.
+  const names = [real(database)];
+  try {
+    names.push(realpathSync(database));
+  } catch {
+    // not there: the name given is compared
+  }
   for (const suffix of ['', '-journal', '-wal', '-shm', '-wait']) {
-    if (target === `${db}${suffix}`) {
+    if (names.some((db) => target === `${db}${suffix}`)) {
       throw new BotstateError('INVALID_ARGUMENT', `${path} is ${suffix === '' ? 'the database itself' : `the database's ${suffix} file, which SQLite or botstate would delete`}: a backup needs a name of its own`, {
         hint: 'give the backup a new name, e.g. botstate-backup.db',
       });
