@@ -30,6 +30,7 @@ export {
   type RecordOptions,
   type Settlement,
   type TradeResult,
+  type TradesFilter,
 } from './ledger/ledger.ts';
 export type { AuditEntry, AuditReport, AuditProblem } from './audit/audit.ts';
 export * as decimal from './money/decimal.ts';

@@ -168,17 +168,41 @@ export async function readStream(tx: Executor, stream: string, until?: string): 
       try {
         entry = toEntry(row);
       } catch (e) {
-        // botstate writes only JSON there: the entry was changed outside it.
-        throw new StorageError('STORAGE_CORRUPT', `audit entry ${row.seq} of ${row.stream} is not valid JSON`, {
-          hint: 'the database was changed outside botstate; run botstate verify, and restore it from a backup',
-          cause: e,
-        });
+        throw notJson(row, e);
       }
       entries.push(entry);
       if (until !== undefined && entry.at > until) return entries;
     }
   }
   return entries;
+}
+
+/**
+ * One stream's entries at or after `since` (ISO), the last `limit` of them, oldest first: a
+ * window on a long history without reading all of it.
+ */
+export async function readStreamWindow(tx: Executor, stream: string, window: { since?: string; limit?: number }): Promise<AuditEntry[]> {
+  const where = window.since === undefined ? 'stream = ?' : 'stream = ? AND at >= ?';
+  const params: SqlParam[] = window.since === undefined ? [stream] : [stream, window.since];
+  const rows =
+    window.limit === undefined
+      ? await tx.all<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE ${where} ORDER BY seq`, params)
+      : (await tx.all<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE ${where} ORDER BY seq DESC LIMIT ?`, [...params, window.limit])).reverse();
+  return rows.map((row) => {
+    try {
+      return toEntry(row);
+    } catch (e) {
+      throw notJson(row, e);
+    }
+  });
+}
+
+/** An entry whose before or after is not JSON: botstate writes only JSON there, so it was changed outside it. */
+function notJson(row: AuditRow, cause: unknown): StorageError {
+  return new StorageError('STORAGE_CORRUPT', `audit entry ${row.seq} of ${row.stream} is not valid JSON`, {
+    hint: 'the database was changed outside botstate; run botstate verify, and restore it from a backup',
+    cause,
+  });
 }
 
 /** A break in the audit log found by {@link verifyAudit}. */

@@ -1,4 +1,5 @@
 import { ValidationError } from '../errors.ts';
+import { isIsoTime } from '../util/time.ts';
 import { normalizeAddress } from '../jobs/address.ts';
 import { normalizeChain, type JobRef } from '../jobs/job-rows.ts';
 import type { Store, StoreOptions } from '../store/store.ts';
@@ -61,3 +62,35 @@ export async function withStore<T>(ctx: CommandContext, options: StoreOptions, f
 export const EXISTING: StoreOptions = Object.freeze({ create: false, schema: 'check' });
 /** For a command that only reads: a database this user may not write is read as it is. */
 export const READING: StoreOptions = Object.freeze({ ...EXISTING, readOnly: true });
+
+/** `--FLAG T`: a UTC time, seconds and milliseconds optional (`2026-11-26T12:00Z`), as botstate stores times. */
+export function timeFlag(ctx: CommandContext, flag: string): string | undefined {
+  const value = ctx.values[flag];
+  if (typeof value !== 'string') return undefined;
+  const m = /^(\d{4}-\d\d-\d\d)T(\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,3}))?)?Z$/.exec(value);
+  const at = m ? `${m[1]}T${m[2]}:${m[3]}:${m[4] ?? '00'}.${(m[5] ?? '').padEnd(3, '0')}Z` : undefined;
+  if (at === undefined || !isIsoTime(at)) {
+    throw new ValidationError('USAGE', `--${flag} ${JSON.stringify(value)} is not a UTC time`, {
+      hint: `write it as history shows times, e.g. --${flag} 2026-11-26T12:00:00Z; seconds and milliseconds may be left out`,
+    });
+  }
+  return at;
+}
+
+/** The options of a listing (trades, history): rows since a time, and only the last N. */
+export const WINDOW_OPTIONS = {
+  since: { type: 'string', value: 'T', help: 'only rows at or after this UTC time, e.g. 2026-11-26T12:00Z' },
+  limit: { type: 'string', value: 'N', help: 'only the last N rows (the most recent), still listed oldest first' },
+} as const;
+
+/** --since and --limit, checked. */
+export function windowOf(ctx: CommandContext): { since?: string; limit?: number } {
+  const since = timeFlag(ctx, 'since');
+  const raw = ctx.values['limit'];
+  let limit: number | undefined;
+  if (typeof raw === 'string') {
+    limit = /^[1-9][0-9]{0,8}$/.test(raw) ? Number(raw) : undefined;
+    if (limit === undefined) throw new ValidationError('USAGE', `--limit must be a whole number from 1 to 999999999, got ${JSON.stringify(raw)}`, { hint: 'e.g. --limit 100' });
+  }
+  return { ...(since !== undefined ? { since } : {}), ...(limit !== undefined ? { limit } : {}) };
+}

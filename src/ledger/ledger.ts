@@ -2,12 +2,12 @@ import { BotstateError, InvalidTransitionError, NotFoundError, ValidationError }
 import { hasConfig, JOB_COLUMNS, lockJob, requireJob, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow, type JobUpdate } from '../jobs/job-rows.ts';
 import type { JobConfig } from '../jobs/config.ts';
 import { add, cmp, isNegative, parseDecimal, sub, type Decimal } from '../money/decimal.ts';
-import type { Executor } from '../store/adapter.ts';
+import type { Executor, SqlParam } from '../store/adapter.ts';
 import type { CallOptions, Context, Fence } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
 import { storableText } from '../util/text.ts';
 import { inputObject, shown } from '../util/values.ts';
-import { isIsoTime, notIsoTime, nowIso } from '../util/time.ts';
+import { checkWindow, isIsoTime, notIsoTime, nowIso } from '../util/time.ts';
 
 export const TradeSide = Object.freeze({ BUY: 'BUY', SELL: 'SELL' } as const);
 export type TradeSide = (typeof TradeSide)[keyof typeof TradeSide];
@@ -74,6 +74,17 @@ export type RecordTradeInput = TradeInput & Fill;
  * trade holds that id already (one recorded by hand after a restore took the sequence back), n is
  * the next number above every such id of the job.
  */
+/**
+ * Which of a job's trades `ledger.trades` lists: `status`, only those; `since` (ISO 8601 UTC with
+ * milliseconds), only those created at or after it; `limit`, only the last `limit` of them (the
+ * most recent). Always oldest first.
+ */
+export interface TradesFilter {
+  readonly status?: TradeStatus;
+  readonly since?: string;
+  readonly limit?: number;
+}
+
 export type IntentInput = Omit<TradeInput, 'clientOrderId'> & {
   readonly clientOrderId?: string;
   readonly baseAmount?: string;
@@ -595,21 +606,29 @@ export class Ledger {
   }
 
   /** A job's trades, oldest first. */
-  async trades(ref: JobRef, filter: { status?: TradeStatus } = {}, options?: CallOptions): Promise<Trade[]> {
+  async trades(ref: JobRef, filter: TradesFilter = {}, options?: CallOptions): Promise<Trade[]> {
     // An unknown status would match no trade: [] would read as "none".
     const status: unknown = inputObject(filter, 'the filter').status;
     if (status !== undefined && (typeof status !== 'string' || !Object.hasOwn(TradeStatus, status))) {
       throw new ValidationError('INVALID_ARGUMENT', `status "${shown(status)}" is not one of ${Object.keys(TradeStatus).join(', ')}`);
     }
+    const window = checkWindow(filter);
+    if (typeof window === 'string') throw new ValidationError('INVALID_ARGUMENT', window, { hint: "e.g. { since: '2026-11-26T00:00:00.000Z', limit: 100 }" });
     return this.#ctx.read(options, async (tx) => {
       const job = await requireJob(tx, this.#ctx.adapter.dialect, ref, false);
-      const dialect = this.#ctx.adapter.dialect;
+      const where = ['job_id = ?'];
+      const params: SqlParam[] = [job.id];
+      // A job's PENDING trades are read through the partial index of pending trades (see the dialect).
+      const from = status === 'PENDING' ? this.#ctx.adapter.dialect.pendingTradesFrom : 'trades';
+      if (status === 'PENDING') where.push("status = 'PENDING'");
+      else if (status !== undefined) where.push('status = ?'), params.push(status);
+      if (window.since !== undefined) where.push('created_at >= ?'), params.push(window.since);
+      const sql = `SELECT ${TRADE_COLUMNS} FROM ${from} WHERE ${where.join(' AND ')}`;
+      // The last `limit`: read newest first, returned oldest first.
       const rows =
-        filter.status === 'PENDING'
-          ? await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM ${dialect.pendingTradesFrom} WHERE job_id = ? AND status = 'PENDING' ORDER BY created_at, id`, [job.id])
-        : filter.status
-          ? await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades WHERE job_id = ? AND status = ? ORDER BY created_at, id`, [job.id, filter.status])
-        : await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades WHERE job_id = ? ORDER BY created_at, id`, [job.id]);
+        window.limit === undefined
+          ? await tx.all<TradeRow>(`${sql} ORDER BY created_at, id`, params)
+          : (await tx.all<TradeRow>(`${sql} ORDER BY created_at DESC, id DESC LIMIT ?`, [...params, window.limit])).reverse();
       return rows.map(toTrade);
     });
   }

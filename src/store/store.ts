@@ -1,10 +1,10 @@
 import { userInfo } from 'node:os';
-import { readStream, jobStream, type AuditEntry, type AuditReport } from '../audit/audit.ts';
+import { readStream, readStreamWindow, jobStream, type AuditEntry, type AuditReport } from '../audit/audit.ts';
 import { verifyAudit } from '../audit/verify.ts';
 import { NotFoundError, ValidationError, type StorageError } from '../errors.ts';
 import { requireJob, replayJob, type Job, type JobRef } from '../jobs/job-rows.ts';
 import { inputObject } from '../util/values.ts';
-import { isIsoTime, notIsoTime } from '../util/time.ts';
+import { checkWindow, isIsoTime, notIsoTime } from '../util/time.ts';
 import { Jobs } from '../jobs/jobs.ts';
 import { Ledger } from '../ledger/ledger.ts';
 import type { Migration } from './migrations/migration.ts';
@@ -277,11 +277,17 @@ export class Store {
     return this.#ctx.transaction(fn);
   }
 
-  /** A job's audit entries, oldest first. */
-  async history(ref: JobRef, options?: CallOptions): Promise<AuditEntry[]> {
+  /**
+   * A job's audit entries, oldest first. `since` (ISO 8601 UTC with milliseconds): only those
+   * recorded at or after it; `limit`: only the last `limit` of them (the most recent).
+   */
+  async history(ref: JobRef, options?: CallOptions & { readonly since?: string; readonly limit?: number }): Promise<AuditEntry[]> {
+    const window = checkWindow(options ?? {});
+    if (typeof window === 'string') throw new ValidationError('INVALID_ARGUMENT', window, { hint: "e.g. { since: '2026-11-26T00:00:00.000Z', limit: 100 }" });
     return this.#ctx.read(options, async (tx) => {
       const job = await requireJob(tx, this.#adapter.dialect, ref, false);
-      return readStream(tx, jobStream(job.id));
+      const stream = jobStream(job.id);
+      return window.since === undefined && window.limit === undefined ? readStream(tx, stream) : readStreamWindow(tx, stream, window);
     });
   }
 

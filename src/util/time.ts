@@ -39,3 +39,17 @@ export function nowIso(): string {
   }
   return lastIso;
 }
+
+/**
+ * A listing's window, as `ledger.trades` and `store.history` take it: `since`, an ISO 8601 UTC
+ * time with milliseconds (rows at or after it); `limit`, a whole number ≥ 1 (only the last
+ * `limit` rows, the most recent). Returns them checked; throws a message for a bad one.
+ */
+export function checkWindow(window: { since?: unknown; limit?: unknown }): { since?: string; limit?: number } | string {
+  const { since, limit } = window;
+  if (since !== undefined && !isIsoTime(since)) return notIsoTime('since', since);
+  if (limit !== undefined && (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1)) {
+    return `limit must be a whole number from 1, got ${typeof limit === 'number' ? String(limit) : `a ${typeof limit}`}`;
+  }
+  return { ...(since !== undefined ? { since: since as string } : {}), ...(limit !== undefined ? { limit: limit as number } : {}) };
+}

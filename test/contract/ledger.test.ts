@@ -277,6 +277,32 @@ for (const engine of ENGINES) {
       assert.equal(await fx.dump(), before);
     });
 
+    it('trades and history take a window: since a time, and only the last N, oldest first; a bad one is refused', async () => {
+      const times: string[] = [];
+      for (let i = 1; i <= 5; i++) {
+        const { trade } = await store.ledger.recordTrade(buy(`win-${i}`, String(i)));
+        times.push(trade.createdAt);
+        while (new Date().toISOString() === trade.createdAt) await new Promise((r) => setTimeout(r, 1));
+      }
+      const ids = (ts: Array<{ clientOrderId: string }>) => ts.map((t) => t.clientOrderId);
+      assert.deepEqual(ids(await store.ledger.trades({ id: job.id }, { limit: 2 })), ['win-4', 'win-5']);
+      assert.deepEqual(ids(await store.ledger.trades({ id: job.id }, { since: times[2]! })), ['win-3', 'win-4', 'win-5']);
+      assert.deepEqual(ids(await store.ledger.trades({ id: job.id }, { since: times[1]!, limit: 1, status: 'EXECUTED' })), ['win-5']);
+      assert.deepEqual(ids(await store.ledger.trades({ id: job.id }, { limit: 100 })), ['win-1', 'win-2', 'win-3', 'win-4', 'win-5']);
+      await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'win-open', side: 'BUY', reason: 'DCA', quoteAmount: '1' });
+      assert.deepEqual(ids(await store.ledger.trades({ id: job.id }, { status: 'PENDING', limit: 1 })), ['win-open']);
+      const all = await store.history({ id: job.id });
+      const last = await store.history({ id: job.id }, { limit: 2 });
+      assert.deepEqual(last, all.slice(-2));
+      assert.deepEqual(await store.history({ id: job.id }, { since: all[3]!.at }), all.filter((e) => e.at >= all[3]!.at));
+      const before = await fx.dump();
+      for (const bad of [{ limit: 0 }, { limit: 1.5 }, { limit: '5' }, { since: 'yesterday' }, { since: new Date() }]) {
+        await rejectsWith(store.ledger.trades({ id: job.id }, bad as never), 'INVALID_ARGUMENT');
+        await rejectsWith(store.history({ id: job.id }, bad as never), 'INVALID_ARGUMENT');
+      }
+      assert.equal(await fx.dump(), before);
+    });
+
     it('a retried intent must ask for the same amounts', async () => {
       await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'i-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
       const before = await fx.dump();

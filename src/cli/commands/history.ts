@@ -1,16 +1,17 @@
-import { CHAIN_OPTION, READING, tokenRef, withStore, type Command } from '../command.ts';
+import { CHAIN_OPTION, READING, tokenRef, WINDOW_OPTIONS, windowOf, withStore, type Command } from '../command.ts';
 import { errorInJson, historyTable, json, jsonArrayChunks, jsonError, outChunks, table } from '../output.ts';
 import { BotstateError } from '../../errors.ts';
 
 const history: Command = {
   name: 'history',
   summary: "show a job's audit log: every transition, config change and trade",
-  usage: '<token> [--chain C]',
-  options: { ...CHAIN_OPTION },
+  usage: '<token> [--chain C] [--since T] [--limit N]',
+  options: { ...CHAIN_OPTION, ...WINDOW_OPTIONS },
   positionals: [1, 1],
   async run(ctx) {
     const ref = tokenRef(ctx);
-    const entries = await withStore(ctx, READING, (store) => store.history(ref));
+    const window = windowOf(ctx);
+    const entries = await withStore(ctx, READING, (store) => store.history(ref, window));
     outChunks(ctx.io, ctx.json ? jsonArrayChunks(entries) : historyTable(entries));
   },
 };

@@ -6,7 +6,7 @@ import { JOB_STATUSES, type JobMode, type JobStatus } from '../../jobs/lifecycle
 import { checkConfigureInput, checkStartInput, checkStatus } from '../../jobs/jobs.ts';
 import type { Store } from '../../store/store.ts';
 import { isIsoTime } from '../../util/time.ts';
-import { CHAIN_OPTION, EXISTING, READING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
+import { CHAIN_OPTION, EXISTING, READING, timeFlag, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
 import { errorInJson, jobJson, jobsTable, jobView, json, jsonArrayChunks, jsonError, outChunks } from '../output.ts';
 
 const CONFIG_OPTIONS = {
@@ -123,18 +123,9 @@ const configure: Command = {
   },
 };
 
-/** --as-of: a UTC time, seconds and milliseconds optional (`2026-11-26T12:00Z`), as botstate stores times. */
+/** --as-of: a UTC time (see timeFlag). */
 function atOf(ctx: CommandContext): string | undefined {
-  const value = ctx.values['as-of'];
-  if (typeof value !== 'string') return undefined;
-  const m = /^(\d{4}-\d\d-\d\d)T(\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,3}))?)?Z$/.exec(value);
-  const at = m ? `${m[1]}T${m[2]}:${m[3]}:${m[4] ?? '00'}.${(m[5] ?? '').padEnd(3, '0')}Z` : undefined;
-  if (at === undefined || !isIsoTime(at)) {
-    throw new ValidationError('USAGE', `--as-of ${JSON.stringify(value)} is not a UTC time`, {
-      hint: 'write it as history shows times, e.g. --as-of 2026-11-26T12:00:00Z; seconds and milliseconds may be left out',
-    });
-  }
-  return at;
+  return timeFlag(ctx, 'as-of');
 }
 
 const status: Command = {

@@ -4,7 +4,7 @@ import { isIsoTime } from '../../util/time.ts';
 import { checkRecordInput, checkSettlement, POSITIVE_HINTS, TradeReason, TradeSide, TradeStatus, type Settlement } from '../../ledger/ledger.ts';
 import { leaseHolder } from '../../engine/leases.ts';
 import { scratchAfterFill } from '../../engine/strategies/strategy.ts';
-import { CHAIN_OPTION, EXISTING, READING, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
+import { CHAIN_OPTION, EXISTING, READING, tokenRef, WINDOW_OPTIONS, windowOf, withStore, type Command, type CommandContext } from '../command.ts';
 import { escapeControls, json, jsonArrayChunks, outChunks, tradesTable } from '../output.ts';
 
 function oneOf<T extends string>(ctx: CommandContext, command: string, flag: string, allowed: readonly T[]): T {
@@ -46,12 +46,12 @@ function optional(ctx: CommandContext, flag: string): string | undefined {
 const trades: Command = {
   name: 'trades',
   summary: "list a job's trades",
-  usage: '<token> [--chain C] [--status pending|executed|failed]',
-  options: { ...CHAIN_OPTION, status: { type: 'string', value: 'S', help: 'only trades in this status' } },
+  usage: '<token> [--chain C] [--status pending|executed|failed] [--since T] [--limit N]',
+  options: { ...CHAIN_OPTION, status: { type: 'string', value: 'S', help: 'only trades in this status' }, ...WINDOW_OPTIONS },
   positionals: [1, 1],
   async run(ctx) {
     const ref = tokenRef(ctx);
-    const filter = ctx.values['status'] === undefined ? {} : { status: oneOf(ctx, 'trades', 'status', Object.values(TradeStatus)) };
+    const filter = { ...(ctx.values['status'] === undefined ? {} : { status: oneOf(ctx, 'trades', 'status', Object.values(TradeStatus)) }), ...windowOf(ctx) };
     const list = await withStore(ctx, READING, (store) => store.ledger.trades(ref, filter));
     outChunks(ctx.io, ctx.json ? jsonArrayChunks(list) : tradesTable(list));
   },
