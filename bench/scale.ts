@@ -1,5 +1,5 @@
 /**
- * `npm run bench:scale [-- --trades N] [-- --jobs J] [-- --rounds R]`
+ * `npm run bench:scale [-- [--trades N] [--jobs J] [--rounds R]]`
  *
  * Reads on a large SQLite database: one job with N trades (default 200,000, each recorded through
  * the library, so every audit entry is real and chained) among J jobs (default 1,000, one trade

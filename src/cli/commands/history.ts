@@ -23,8 +23,10 @@ const verify: Command = {
   details:
     'Checks every hash and link, replays each job\'s entries against the job, checks every trade against the entry ' +
     'that last recorded it, and checks that each job\'s balances add up to its executed trades. Exits 0 when all of it holds, 5 (storage) when an entry, a job or a trade was altered, ' +
-    'removed or added, or a row cannot be read. --json also lists each stream\'s head (seq and hash): the chain has no ' +
-    'secret, so only heads kept elsewhere show a history rewritten with every hash recomputed.',
+    'removed or added, or a row cannot be read. A deletion that leaves the rest consistent is not found: a job removed with its whole stream ' +
+    'and trades, a stream\'s last entries removed with the job row set back to match them, a daemon\'s stream. --json also lists each ' +
+    'stream\'s head (seq and hash): the chain has no secret, so only heads kept elsewhere show such a deletion, or a history rewritten ' +
+    'with every hash recomputed.',
   options: {},
   positionals: [0, 0],
   async run(ctx) {
