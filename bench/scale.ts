@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { openStore } from '../src/store/store.ts';
+import { openStore, type Store } from '../src/store/store.ts';
 import { median } from './stats.ts';
 
 const { values: args } = parseArgs({
@@ -35,12 +35,7 @@ const BIG = `0x${'1'.padStart(40, '0')}`;
 /** What each read does, in a child: botstate's call, and the raw driver's same SQL. */
 const READS: Record<string, { botstate: (db: string) => Promise<number>; raw: (db: string) => Promise<number> }> = {
   'verify (the whole audit log)': {
-    botstate: async (db) => {
-      const store = await openStore(db, { readOnly: true });
-      const report = await store.verifyAudit();
-      await store.close();
-      return report.entries;
-    },
+    botstate: (db) => reading(db, async (store) => (await store.verifyAudit()).entries),
     // The floor: every row read and hashed once, nothing kept.
     raw: async (db) => {
       const { default: Database } = await import('better-sqlite3');
@@ -56,42 +51,32 @@ const READS: Record<string, { botstate: (db: string) => Promise<number>; raw: (d
     },
   },
   'trades --limit 100 (the big job)': {
-    botstate: async (db) => {
-      const store = await openStore(db, { readOnly: true });
-      const trades = await store.ledger.trades({ tokenAddress: BIG }, { limit: 100 });
-      await store.close();
-      return trades.length;
-    },
+    botstate: (db) => reading(db, async (store) => (await store.ledger.trades({ tokenAddress: BIG }, { limit: 100 })).length),
     raw: async (db) => rawAll(db, 'SELECT * FROM trades WHERE job_id = (SELECT id FROM jobs WHERE token_address = ?) ORDER BY created_at DESC, id DESC LIMIT 100', [BIG]),
   },
   'history --limit 100 (the big job)': {
-    botstate: async (db) => {
-      const store = await openStore(db, { readOnly: true });
-      const entries = await store.history({ tokenAddress: BIG }, { limit: 100 });
-      await store.close();
-      return entries.length;
-    },
+    botstate: (db) => reading(db, async (store) => (await store.history({ tokenAddress: BIG }, { limit: 100 })).length),
     raw: async (db) => rawAll(db, "SELECT * FROM audit_log WHERE stream = 'job:' || (SELECT id FROM jobs WHERE token_address = ?) ORDER BY seq DESC LIMIT 100", [BIG]),
   },
   'open orders (status; the big job)': {
-    botstate: async (db) => {
-      const store = await openStore(db, { readOnly: true });
-      const trades = await store.ledger.trades({ tokenAddress: BIG }, { status: 'PENDING' });
-      await store.close();
-      return trades.length + 1;
-    },
+    botstate: (db) => reading(db, async (store) => 1 + (await store.ledger.trades({ tokenAddress: BIG }, { status: 'PENDING' })).length),
     raw: async (db) => 1 + (await rawAll(db, "SELECT * FROM trades INDEXED BY trades_pending WHERE job_id = (SELECT id FROM jobs WHERE token_address = ?) AND status = 'PENDING' ORDER BY created_at, id", [BIG])),
   },
   'every trade of the big job': {
-    botstate: async (db) => {
-      const store = await openStore(db, { readOnly: true });
-      const trades = await store.ledger.trades({ tokenAddress: BIG });
-      await store.close();
-      return trades.length;
-    },
+    botstate: (db) => reading(db, async (store) => (await store.ledger.trades({ tokenAddress: BIG })).length),
     raw: async (db) => rawAll(db, 'SELECT * FROM trades WHERE job_id = (SELECT id FROM jobs WHERE token_address = ?) ORDER BY created_at, id', [BIG]),
   },
 };
+
+/** botstate's side of a read: a store opened for it (read-only), as a command opens one. */
+async function reading(db: string, read: (store: Store) => Promise<number>): Promise<number> {
+  const store = await openStore(db, { readOnly: true });
+  try {
+    return await read(store);
+  } finally {
+    await store.close();
+  }
+}
 
 async function rawAll(db: string, sql: string, params: unknown[]): Promise<number> {
   const { default: Database } = await import('better-sqlite3');

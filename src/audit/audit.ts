@@ -164,12 +164,7 @@ export async function readStream(tx: Executor, stream: string, until?: string): 
   const entries: AuditEntry[] = [];
   for await (const rows of auditPages(tx, stream)) {
     for (const row of rows) {
-      let entry: AuditEntry;
-      try {
-        entry = toEntry(row);
-      } catch (e) {
-        throw notJson(row, e);
-      }
+      const entry = readEntry(row);
       entries.push(entry);
       if (until !== undefined && entry.at > until) return entries;
     }
@@ -188,21 +183,19 @@ export async function readStreamWindow(tx: Executor, stream: string, window: { s
     window.limit === undefined
       ? await tx.all<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE ${where} ORDER BY seq`, params)
       : (await tx.all<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE ${where} ORDER BY seq DESC LIMIT ?`, [...params, window.limit])).reverse();
-  return rows.map((row) => {
-    try {
-      return toEntry(row);
-    } catch (e) {
-      throw notJson(row, e);
-    }
-  });
+  return rows.map(readEntry);
 }
 
-/** An entry whose before or after is not JSON: botstate writes only JSON there, so it was changed outside it. */
-function notJson(row: AuditRow, cause: unknown): StorageError {
-  return new StorageError('STORAGE_CORRUPT', `audit entry ${row.seq} of ${row.stream} is not valid JSON`, {
-    hint: 'the database was changed outside botstate; run botstate verify, and restore it from a backup',
-    cause,
-  });
+/** The entry of a row; one whose before or after is not JSON (botstate writes only JSON there) was changed outside botstate. */
+function readEntry(row: AuditRow): AuditEntry {
+  try {
+    return toEntry(row);
+  } catch (cause) {
+    throw new StorageError('STORAGE_CORRUPT', `audit entry ${row.seq} of ${row.stream} is not valid JSON`, {
+      hint: 'the database was changed outside botstate; run botstate verify, and restore it from a backup',
+      cause,
+    });
+  }
 }
 
 /** A break in the audit log found by {@link verifyAudit}. */

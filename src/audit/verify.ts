@@ -96,6 +96,7 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
   const tradeEntries: AuditProblem[] = [];
   const tradeRows: Array<AuditProblem & { readonly tradeId: string }> = [];
   const goneTrades: AuditProblem[] = [];
+  const balances: AuditProblem[] = [];
 
   const jobRows = await tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY id`);
   const jobIds = new Set(jobRows.map((row) => row.id));
@@ -185,17 +186,13 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
       jobProblems.push({ stream, seq: row.version, problem: "the job's updatedAt is not the time of its last audit entry" });
     }
     // A job with a trade that cannot be read has no sum to check: that trade is reported instead.
-    if (!unreadableJobs.has(job.id)) checkBalances(job, sums.get(job.id), jobProblems);
+    if (!unreadableJobs.has(job.id)) checkBalances(job, sums.get(job.id), balances);
   }
   tradeRows.sort((a, b) => (a.tradeId < b.tradeId ? -1 : a.tradeId > b.tradeId ? 1 : 0));
-  const problems = [...links, ...unreadableEntries, ...goneJobs, ...jobProblems.filter((p) => !isBalance(p)), ...tradeEntries, ...tradeRows.map(({ stream, seq, problem }) => ({ stream, seq, problem })), ...goneTrades, ...jobProblems.filter(isBalance)];
+  const problems = [...links, ...unreadableEntries, ...goneJobs, ...jobProblems, ...tradeEntries, ...tradeRows.map(({ stream, seq, problem }) => ({ stream, seq, problem })), ...goneTrades, ...balances];
   return { streams: heads.size, entries, problems, heads: [...heads].map(([stream, head]) => ({ stream, ...head })) };
 }
 
-const BALANCE_PROBLEM = /^the job's (tokenBalance .* is not its executed buys|totalAccumulated .* is not the quote its executed buys paid)/;
-function isBalance(p: AuditProblem): boolean {
-  return BALANCE_PROBLEM.test(p.problem);
-}
 
 /**
  * A digest of the fields of a trade compared with its row, normalised as {@link sameValue}

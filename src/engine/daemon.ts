@@ -637,12 +637,11 @@ export class Daemon {
       runner.scratch = d.scratch;
       runner.state = { ...runner.state, ...d.state };
       if (job.status === 'LIQUIDATING') {
-        // A liquidation held back by a limit is said once (and again if why changes), not left silent.
-        // Said again when the reason changes, not when the price in its text moves.
+        // A liquidation held back by a limit is said once, and again when the reason changes (not
+        // when the price in its text moves), not left silent.
         const waits = d.order ? undefined : liquidationWait(job, d.skipped, price);
-        const reason = waits === undefined ? undefined : d.skipped;
-        if (waits !== undefined && reason !== runner.liquidationWaits) this.#log(`${stamp()}  ${job.tokenSymbol}  liquidation waits: ${waits}`);
-        runner.liquidationWaits = reason;
+        if (waits !== undefined && d.skipped !== runner.liquidationWaits) this.#log(`${stamp()}  ${job.tokenSymbol}  liquidation waits: ${waits}`);
+        runner.liquidationWaits = waits === undefined ? undefined : d.skipped;
       }
       if (d.completeLiquidation) {
         await this.#completeLiquidation(job, runner, price);

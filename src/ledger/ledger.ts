@@ -67,14 +67,6 @@ export interface TradeInput {
 export type RecordTradeInput = TradeInput & Fill;
 
 /**
- * An order about to be sent: recorded PENDING before the exchange is called. Amounts are what
- * was asked: a BUY gives a baseAmount or a quoteAmount, a SELL a baseAmount (the tokens it holds
- * back from other sells until it is settled). Without a clientOrderId, the ledger derives one from the job and its sequence
- * number (`<jobId>-<n>`, n the job's version after the intent), inside the transaction; when a
- * trade holds that id already (one recorded by hand after a restore took the sequence back), n is
- * the next number above every such id of the job.
- */
-/**
  * Which of a job's trades `ledger.trades` lists: `status`, only those; `since` (ISO 8601 UTC with
  * milliseconds), only those created at or after it; `limit`, only the last `limit` of them (the
  * most recent). Always oldest first.
@@ -85,6 +77,14 @@ export interface TradesFilter {
   readonly limit?: number;
 }
 
+/**
+ * An order about to be sent: recorded PENDING before the exchange is called. Amounts are what
+ * was asked: a BUY gives a baseAmount or a quoteAmount, a SELL a baseAmount (the tokens it holds
+ * back from other sells until it is settled). Without a clientOrderId, the ledger derives one from the job and its sequence
+ * number (`<jobId>-<n>`, n the job's version after the intent), inside the transaction; when a
+ * trade holds that id already (one recorded by hand after a restore took the sequence back), n is
+ * the next number above every such id of the job.
+ */
 export type IntentInput = Omit<TradeInput, 'clientOrderId'> & {
   readonly clientOrderId?: string;
   readonly baseAmount?: string;
@@ -613,7 +613,6 @@ export class Ledger {
       throw new ValidationError('INVALID_ARGUMENT', `status "${shown(status)}" is not one of ${Object.keys(TradeStatus).join(', ')}`);
     }
     const window = checkWindow(filter);
-    if (typeof window === 'string') throw new ValidationError('INVALID_ARGUMENT', window, { hint: "e.g. { since: '2026-11-26T00:00:00.000Z', limit: 100 }" });
     return this.#ctx.read(options, async (tx) => {
       const job = await requireJob(tx, this.#ctx.adapter.dialect, ref, false);
       const where = ['job_id = ?'];

@@ -283,7 +283,6 @@ export class Store {
    */
   async history(ref: JobRef, options?: CallOptions & { readonly since?: string; readonly limit?: number }): Promise<AuditEntry[]> {
     const window = checkWindow(options ?? {});
-    if (typeof window === 'string') throw new ValidationError('INVALID_ARGUMENT', window, { hint: "e.g. { since: '2026-11-26T00:00:00.000Z', limit: 100 }" });
     return this.#ctx.read(options, async (tx) => {
       const job = await requireJob(tx, this.#adapter.dialect, ref, false);
       const stream = jobStream(job.id);

@@ -1,3 +1,5 @@
+import { ValidationError } from '../errors.ts';
+
 /**
  * Times as botstate stores them: ISO 8601 in UTC with milliseconds, exactly as
  * `Date.prototype.toISOString` writes them (`2026-11-26T03:44:27.123Z`).
@@ -43,13 +45,14 @@ export function nowIso(): string {
 /**
  * A listing's window, as `ledger.trades` and `store.history` take it: `since`, an ISO 8601 UTC
  * time with milliseconds (rows at or after it); `limit`, a whole number ≥ 1 (only the last
- * `limit` rows, the most recent). Returns them checked; throws a message for a bad one.
+ * `limit` rows, the most recent). Returns them checked; a bad one is INVALID_ARGUMENT.
  */
-export function checkWindow(window: { since?: unknown; limit?: unknown }): { since?: string; limit?: number } | string {
+export function checkWindow(window: { since?: unknown; limit?: unknown }): { since?: string; limit?: number } {
   const { since, limit } = window;
-  if (since !== undefined && !isIsoTime(since)) return notIsoTime('since', since);
+  const refuse = (message: string) => new ValidationError('INVALID_ARGUMENT', message, { hint: "e.g. { since: '2026-11-26T00:00:00.000Z', limit: 100 }" });
+  if (since !== undefined && !isIsoTime(since)) throw refuse(notIsoTime('since', since));
   if (limit !== undefined && (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1)) {
-    return `limit must be a whole number from 1, got ${typeof limit === 'number' ? String(limit) : `a ${typeof limit}`}`;
+    throw refuse(`limit must be a whole number from 1, got ${typeof limit === 'number' ? String(limit) : `a ${typeof limit}`}`);
   }
   return { ...(since !== undefined ? { since: since as string } : {}), ...(limit !== undefined ? { limit: limit as number } : {}) };
 }

@@ -5,7 +5,6 @@ import type { Job } from '../../jobs/job-rows.ts';
 import { JOB_STATUSES, type JobMode, type JobStatus } from '../../jobs/lifecycle.ts';
 import { checkConfigureInput, checkStartInput, checkStatus } from '../../jobs/jobs.ts';
 import type { Store } from '../../store/store.ts';
-import { isIsoTime } from '../../util/time.ts';
 import { CHAIN_OPTION, EXISTING, READING, timeFlag, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
 import { errorInJson, jobJson, jobsTable, jobView, json, jsonArrayChunks, jsonError, outChunks } from '../output.ts';
 
@@ -123,11 +122,6 @@ const configure: Command = {
   },
 };
 
-/** --as-of: a UTC time (see timeFlag). */
-function atOf(ctx: CommandContext): string | undefined {
-  return timeFlag(ctx, 'as-of');
-}
-
 const status: Command = {
   name: 'status',
   summary: 'show one job: status, mode, balances, open orders and config (now, or as it was at a time)',
@@ -140,7 +134,7 @@ const status: Command = {
   positionals: [1, 1],
   async run(ctx) {
     const ref = tokenRef(ctx);
-    const at = atOf(ctx);
+    const at = timeFlag(ctx, 'as-of');
     if (at === undefined) {
       // Two reads (a read-only file takes no transaction of the caller's): an order settled in
       // between shows in the balance and still here, never in neither.

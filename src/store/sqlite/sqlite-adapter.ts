@@ -1012,10 +1012,11 @@ function inRollbackMode(path: string): boolean {
  * `-wait`. Compared by real folder, so that another spelling of the same path is caught.
  */
 function checkBackupTarget(path: string, database: string): void {
-  if (path.endsWith('/') || (existsSync(path) && statSync(path).isDirectory())) {
+  const existing = statOrNone(path);
+  if (path.endsWith('/') || existing?.isDirectory()) {
     throw new BotstateError('INVALID_ARGUMENT', `${path} is a folder: a backup is written to a file`, { hint: 'give the backup file a name, e.g. FOLDER/botstate-backup.db' });
   }
-  if (existsSync(path)) throw backupExists(path);
+  if (existing) throw backupExists(path);
   const real = (p: string) => {
     try {
       return join(realpathSync(dirname(p)), basename(p));
