@@ -180,17 +180,22 @@ export function toTrade(row: TradeRow): Trade {
 const CLIENT_ORDER_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 const REFERENCE = /^[\x21-\x7e]{1,128}$/;
 
-function checkClientOrderId(clientOrderId: unknown): void {
-  if (typeof clientOrderId !== 'string' || !CLIENT_ORDER_ID.test(clientOrderId)) {
+/**
+ * A clientOrderId botstate accepts. A new one (`fresh`) may not be `.` or `..` alone: a URL path
+ * cannot carry them (`/orders/..` is `/`), so no REST exchange could be asked about such an
+ * order. One stored before that rule can still be looked up and settled.
+ */
+function checkClientOrderId(clientOrderId: unknown, fresh = false): void {
+  if (typeof clientOrderId !== 'string' || !CLIENT_ORDER_ID.test(clientOrderId) || (fresh && /^\.\.?$/.test(clientOrderId))) {
     throw new ValidationError('INVALID_ARGUMENT', `clientOrderId "${shown(clientOrderId)}" is not allowed`, {
-      hint: 'use 1 to 64 letters, digits or . _ : -',
+      hint: 'use 1 to 64 letters, digits or . _ : -, and not . or .. alone',
     });
   }
 }
 
 function checkTradeInput(input: TradeInput): void {
   inputObject(input, 'the trade input');
-  checkClientOrderId(input.clientOrderId);
+  checkClientOrderId(input.clientOrderId, true);
   // Strings only: Object.hasOwn would take ['BUY'] (or anything whose text is BUY) as the key.
   if (typeof input.side !== 'string' || !Object.hasOwn(TradeSide, input.side)) {
     throw new ValidationError('INVALID_ARGUMENT', `side "${shown(input.side)}" is not BUY or SELL`);

@@ -93,6 +93,11 @@ for (const engine of ENGINES) {
       const nothing = await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'i-2', side: 'BUY', reason: 'DCA', quoteAmount: '0' }), 'INVALID_AMOUNT');
       assert.equal(nothing['message'], 'quoteAmount must be greater than 0, got 0');
       await rejectsWith(store.ledger.recordTrade(buy('has space', '1')), 'INVALID_ARGUMENT');
+      // A URL path cannot carry `.` or `..` (`/orders/..` is `/`): no exchange could be asked about them.
+      for (const dots of ['.', '..']) {
+        await assert.rejects(store.ledger.recordTrade(buy(dots, '1')), (e: { code?: string; hint?: string }) => e.code === 'INVALID_ARGUMENT' && /not \. or \.\. alone/.test(e.hint ?? ''));
+        await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: dots, side: 'BUY', reason: 'DCA', quoteAmount: '10' }), 'INVALID_ARGUMENT');
+      }
       await rejectsWith(store.ledger.recordTrade(buy('b-3', '1', { side: 'HOLD' as never })), 'INVALID_ARGUMENT');
       await rejectsWith(store.ledger.recordTrade(buy('b-4', '1', { executedAt: 'yesterday' })), 'INVALID_ARGUMENT');
       // Date.parse rolls these over; PostgreSQL would store another instant than the one hashed, or refuse it.
@@ -120,6 +125,17 @@ for (const engine of ENGINES) {
       // A minute ahead is another machine's clock, not a typo.
       const ahead = new Date(Date.now() + 60_000).toISOString();
       assert.equal((await store.ledger.recordTrade(buy('b-8', '1', { executedAt: ahead }))).trade.executedAt, ahead);
+      // Three dots are a path segment like any other.
+      assert.equal((await store.ledger.recordTrade(buy('...', '1'))).trade.clientOrderId, '...');
+    });
+
+    it('an intent stored under "." or ".." before they were refused can still be found and settled', async () => {
+      await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'dots-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      await fx.raw(`UPDATE trades SET client_order_id = '..' WHERE client_order_id = 'dots-1'`);
+      assert.deepEqual((await store.ledger.pending()).map((t) => t.clientOrderId), ['..']);
+      const settled = await store.ledger.settle('..', { status: 'FAILED', error: 'never sent' });
+      assert.equal(settled.trade.status, 'FAILED');
+      assert.deepEqual(await store.ledger.pending(), []);
     });
 
     it('intent then fill: PENDING before the exchange, EXECUTED with the job update after', async () => {

@@ -538,6 +538,8 @@ describe('paper exchange over HTTP', () => {
         ['bad checksum', { ...good, token: TOKEN.replace('aDe', 'ade') }],
         ['no clientOrderId', { token: TOKEN, side: 'BUY', quoteAmount: '1' }],
         ['clientOrderId with a space', { ...good, clientOrderId: 'a b' }],
+        ['clientOrderId "." (GET /orders/. is /orders/)', { ...good, clientOrderId: '.' }],
+        ['clientOrderId ".." (GET /orders/.. is /)', { ...good, clientOrderId: '..' }],
         ['unknown field', { ...good, price: '1' }],
         ['an array', [good]],
         ['not JSON', '{"clientOrderId":'],

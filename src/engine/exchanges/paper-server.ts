@@ -93,7 +93,8 @@ const OPTION_NAMES = new Set<string>([...Object.keys(PAPER_DEFAULTS), 'now']);
 const HOST = '127.0.0.1';
 /** Room for the batch endpoints' 10,000 items of the longest kind (128-character clientOrderIds). */
 const MAX_BODY = 2 * 1024 * 1024;
-const CLIENT_ORDER_ID_RE = /^[\x21-\x7e]{1,128}$/;
+/** Not `.` or `..` alone: `GET /orders/..` is a request for `/`, so such an order could never be looked up. */
+const CLIENT_ORDER_ID_RE = /^(?!\.\.?$)[\x21-\x7e]{1,128}$/;
 const ORDER_FIELDS = new Set(['clientOrderId', 'token', 'side', 'baseAmount', 'quoteAmount']);
 
 type Resolved = Required<Omit<PaperExchangeOptions, 'now'>> & { now: () => number };
@@ -180,7 +181,7 @@ export function parseOrderRequest(text: string): OrderRequest {
   if (unknown !== undefined) throw new HttpError(400, `unknown field "${unknown}"; an order has ${[...ORDER_FIELDS].join(', ')}`);
   const { clientOrderId, token, side, baseAmount, quoteAmount } = b;
   if (typeof clientOrderId !== 'string' || !CLIENT_ORDER_ID_RE.test(clientOrderId)) {
-    throw new HttpError(400, 'clientOrderId must be 1 to 128 printable ASCII characters without spaces');
+    throw new HttpError(400, 'clientOrderId must be 1 to 128 printable ASCII characters without spaces, and not "." or ".." alone');
   }
   if (typeof token !== 'string') throw new HttpError(400, 'token must be an EVM address string');
   const canonicalToken = canonicalTokenOr400(token);
