@@ -366,7 +366,11 @@ function describeType(v: unknown): string {
   return `a ${typeof v}`;
 }
 
-/** A value from a patch object: a JSON number literal, an exact JS integer, or null. Strings are refused. */
+/**
+ * A value from a patch object: a JSON number literal, an exact JS integer, a decimal string (the
+ * library's own Decimal, as a Job's config holds it: `"25"`, `"0.5"`), or null. Other strings,
+ * and JS numbers that are not integers, are refused.
+ */
 function valueFromPatch(spec: ConfigKeySpec, v: unknown, where: string): Value {
   if (v === null) return nullValue(spec, where);
   if (v instanceof JsonNumber) return valueFromText(spec, v.source, where);
@@ -374,15 +378,16 @@ function valueFromPatch(spec: ConfigKeySpec, v: unknown, where: string): Value {
   if (typeof v === 'number' && Number.isSafeInteger(v)) return valueFromText(spec, String(v), where);
   if (typeof v === 'number') {
     throw configError(
-      `${spec.path} is the JS number ${String(v)}${where}, which is not exact; give it as JSON text read with parseConfigJson or as a --set string`,
-      { key: spec.path }, `Pass ${spec.path} through parseConfigJson or --set.`);
+      `${spec.path} is the JS number ${String(v)}${where}, which is not exact; give it as a decimal string ("${spec.default ?? 1}"), as JSON text read with parseConfigJson or as a --set string`,
+      { key: spec.path }, `Pass ${spec.path} as a string of its digits, e.g. "0.1", not the number 0.1.`);
   }
-  // The string given, unquoted, when it is a number ("25" → 25); else a valid value (not `off`).
-  const example = typeof v === 'string' && /^-?\d+(?:\.\d+)?$/.test(v) ? v : String(spec.default ?? spec.min ?? 1);
+  // Digits with at most one point; anything else that looks like a number (1e3, " 25", +5)
+  // gets the plain decimal's own refusal, which says what is wrong with it.
+  if (typeof v === 'string' && /^[-+\d.\s]*\d[-+\d.eE\s]*$/.test(v)) return valueFromText(spec, v, where);
   throw configError(
-    `${spec.path} must be a JSON number${spec.nullable ? ' or null' : ''}, got ${describeType(v)}${where}`,
+    `${spec.path} must be a number or a decimal string${spec.nullable ? ', or null' : ''}, got ${describeType(v)}${where}`,
     { key: spec.path },
-    `Write ${spec.path} as a number without quotes, e.g. "${spec.key}": ${example}${spec.nullable ? `, or "${spec.key}": null for none` : ''}.`);
+    `Write ${spec.path} as a number, e.g. "${spec.key}": ${String(spec.default ?? spec.min ?? 1)}${spec.nullable ? `, or "${spec.key}": null for none` : ''}.`);
 }
 
 function draftOf(base: JobConfig): Draft {

@@ -43,9 +43,10 @@ export interface StartJobInput {
   /** Default ACCUMULATE for a new job; an IDLE job may switch mode when started again. */
   readonly mode?: JobMode;
   /**
-   * A partial config object applied over the current config, each value a JSON number (or null
-   * for a limit): parse JSON text with `parseConfigJson`, which keeps every number exact (a JS
-   * number other than an integer is refused, and so is a string). Single values go in `set`.
+   * A partial config object applied over the current config (a Job's `config` is one), each
+   * value a decimal string such as `"0.5"`, an integer, or null for a limit. JSON text goes
+   * through `parseConfigJson`, which keeps every number exact; a JS number other than an integer
+   * is refused (`0.1` is not exact). Single values can also go in `set`.
    */
   readonly config?: unknown;
   /** `section.key=value` strings, applied after `config`. */

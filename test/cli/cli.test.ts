@@ -521,7 +521,7 @@ for (const engine of ENGINES) {
         [file('negative.json', '{"accumulate":{"dcaAmount":-5}}'), /dcaAmount .*-5/],
         [file('nan.json', '{"accumulate":{"dcaAmount":NaN}}'), /not valid JSON/],
         [file('huge.json', '{"accumulate":{"dcaAmount":1e400}}'), /dcaAmount .*1e400/],
-        [file('string.json', '{"accumulate":{"dcaAmount":"25"}}'), /dcaAmount must be a JSON number, got the string "25"/],
+        [file('string.json', '{"accumulate":{"dcaAmount":"twenty-five"}}'), /dcaAmount must be a number or a decimal string, got the string "twenty-five"/],
         [file('not-json.json', 'dcaAmount = 25\n'), /not valid JSON/],
         [file('empty.json', ''), /not valid JSON/],
         [file('array.json', '[1, 2]'), /config/],

@@ -155,7 +155,9 @@ for (const engine of ENGINES) {
       for (const bad of ['accumulate.dcaAmount=-5', 'accumulate.dcaAmount=NaN', 'accumulate.dcaAmount=1e400', 'accumulate.nope=1', 'nope.x=1', 'accumulate.dcaAmount']) {
         await rejectsWith(store.jobs.configure({ id: job.id }, { set: [bad] }), 'INVALID_CONFIG');
       }
-      await rejectsWith(store.jobs.configure({ id: job.id }, { config: { accumulate: { dcaAmount: '25' } } }), 'INVALID_CONFIG');
+      for (const bad of [{ dcaAmount: 0.1 }, { dcaAmount: 'lots' }, { dcaAmount: '1e3' }, { dcaAmount: '0.0000000000000000001' }]) {
+        await rejectsWith(store.jobs.configure({ id: job.id }, { config: { accumulate: bad } }), 'INVALID_CONFIG');
+      }
       assert.equal(await fx.dump(), before);
       const changed = await store.jobs.configure({ id: job.id }, { set: ['liquidity.spreadPercent=3.5'] });
       assert.equal(changed.config.liquidity.spreadPercent, '3.5');
@@ -163,6 +165,16 @@ for (const engine of ENGINES) {
       const last = (await store.history({ id: job.id })).at(-1)!;
       assert.equal(last.action, 'configure');
       assert.equal((last.after as { config: { liquidity: { spreadPercent: string } } }).config.liquidity.spreadPercent, '3.5');
+    });
+
+    it("a job's config, decimal strings and all, can be given back: to itself (nothing changes) or to another job", async () => {
+      const job = await store.jobs.start({ tokenAddress: TOKEN, set: ['accumulate.dcaAmount=25.123456789012345678', 'limits.maxOrderUsd=99.5', 'limits.maxTradesPerHour=12'] });
+      assert.equal((await store.jobs.configure({ id: job.id }, { config: job.config })).version, job.version);
+      const copy = await store.jobs.start({ tokenAddress: tokenAddress(9), config: job.config });
+      assert.deepEqual(copy.config, job.config);
+      const edited = await store.jobs.configure({ id: copy.id }, { config: { accumulate: { dcaAmount: '30.5' }, limits: { maxOrderUsd: null } } });
+      assert.equal(edited.config.accumulate.dcaAmount, '30.5');
+      assert.equal(edited.config.limits.maxOrderUsd, null);
     });
 
     it('a config that changes nothing writes nothing', async () => {

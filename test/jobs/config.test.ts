@@ -304,11 +304,15 @@ describe('resolveConfig: the file patch', () => {
   });
 
   const refusals: Array<[string, RegExp[]]> = [
-    ['{"accumulate":{"dcaAmount":"10"}}', [/^accumulate\.dcaAmount must be a JSON number, got the string "10" \(in bot\.json\)/]],
-    ['{"limits":{"maxPositionUsd":"100"}}', [/^limits\.maxPositionUsd must be a JSON number or null, got the string "100"/]],
-    ['{"accumulate":{"dcaAmount":true}}', [/must be a JSON number, got a boolean/]],
-    ['{"accumulate":{"dcaAmount":[10]}}', [/must be a JSON number, got an array/]],
-    ['{"accumulate":{"dcaAmount":{"v":10}}}', [/must be a JSON number, got a object/]],
+    ['{"accumulate":{"dcaAmount":"ten"}}', [/^accumulate\.dcaAmount must be a number or a decimal string, got the string "ten" \(in bot\.json\)/]],
+    ['{"limits":{"maxPositionUsd":"off"}}', [/^limits\.maxPositionUsd must be a number or a decimal string, or null, got the string "off"/]],
+    ['{"accumulate":{"dcaAmount":"1e3"}}', [/^accumulate\.dcaAmount "1e3" is not a plain decimal number/]],
+    ['{"accumulate":{"dcaAmount":" 25"}}', [/^accumulate\.dcaAmount/, /\(in bot\.json\)/]],
+    ['{"accumulate":{"dcaAmount":"0.1234567890123456789"}}', [/has 19 decimals; at most 18/]],
+    ['{"accumulate":{"dcaAmount":"-5"}}', [/^accumulate\.dcaAmount must be greater than 0, got -5/]],
+    ['{"accumulate":{"dcaAmount":true}}', [/must be a number or a decimal string, got a boolean/]],
+    ['{"accumulate":{"dcaAmount":[10]}}', [/must be a number or a decimal string, got an array/]],
+    ['{"accumulate":{"dcaAmount":{"v":10}}}', [/must be a number or a decimal string, got a object/]],
     ['{"accumulate":{"dcaAmount":1e400}}', [/^accumulate\.dcaAmount "1e400" is not a plain decimal number/, /\(in bot\.json\)/]],
     ['{"accumulate":{"dcaAmount":1E2}}', [/exponents/]],
     ['{"accumulate":{"dcaAmount":12.345678901234567890123}}', [/has 21 decimals; at most 18/]],
@@ -326,8 +330,8 @@ describe('resolveConfig: the file patch', () => {
     ['10', [/must be a JSON object/]],
     ['"x"', [/must be a JSON object/]],
   ];
-  it('the hint for a string where a number goes shows valid JSON: the string unquoted only when it is a number', () => {
-    assert.match(throwsConfig(() => file('{"accumulate":{"dcaAmount":"10"}}')).hint!, /e\.g\. "dcaAmount": 10\.$/);
+  it('the hint for a string where a number goes shows valid JSON', () => {
+    assert.match(throwsConfig(() => file('{"accumulate":{"dcaAmount":"ten"}}')).hint!, /e\.g\. "dcaAmount": 10\.$/);
     assert.match(throwsConfig(() => file('{"limits":{"maxPositionUsd":"off"}}')).hint!, /e\.g\. "maxPositionUsd": \d+(\.\d+)?, or "maxPositionUsd": null for none\.$/);
   });
 
@@ -337,14 +341,22 @@ describe('resolveConfig: the file patch', () => {
     });
   }
 
-  it('plain JS objects: exact integers and bigints are accepted, fractional JS numbers and strings are not', () => {
+  it('plain JS objects: exact integers, bigints and decimal strings are accepted, fractional JS numbers are not', () => {
     const c = resolveConfig(defaultConfig(), { accumulate: { dcaAmount: 20 }, limits: { maxTradesPerHour: 5n, maxPositionUsd: null } }, []);
     assert.equal(c.accumulate.dcaAmount, '20');
     assert.equal(c.limits.maxTradesPerHour, 5);
     throwsConfig(() => resolveConfig(defaultConfig(), { accumulate: { dcaAmount: 0.1 } }, []), /is the JS number 0\.1.*not exact/);
     throwsConfig(() => resolveConfig(defaultConfig(), { accumulate: { dcaAmount: 2 ** 60 } }, []), /not exact/);
     throwsConfig(() => resolveConfig(defaultConfig(), { accumulate: { dcaAmount: Number.NaN } }, []), /not exact/);
-    throwsConfig(() => resolveConfig(defaultConfig(), { accumulate: { dcaAmount: '10' } }, []), /got the string "10"/);
+    // A decimal string is the library's own Decimal: a Job's config can be given back as it is.
+    const fromStrings = resolveConfig(defaultConfig(), { accumulate: { dcaAmount: '10.50', dcaIntervalHours: '0.0001' }, limits: { maxTradesPerHour: '12', maxOrderUsd: '99.999999999999999999' } }, []);
+    assert.equal(fromStrings.accumulate.dcaAmount, '10.5');
+    assert.equal(fromStrings.accumulate.dcaIntervalHours, '0.0001');
+    assert.equal(fromStrings.limits.maxTradesPerHour, 12);
+    assert.equal(fromStrings.limits.maxOrderUsd, '99.999999999999999999');
+    assert.deepEqual(resolveConfig(defaultConfig(), fromStrings, []), fromStrings);
+    throwsConfig(() => resolveConfig(defaultConfig(), { limits: { maxTradesPerHour: '1.5' } }, []), /maxTradesPerHour must be a whole number, got 1\.5/);
+    throwsConfig(() => resolveConfig(defaultConfig(), { accumulate: { dcaAmount: 'NaN' } }, []), /got the string "NaN"/);
     throwsConfig(() => resolveConfig(defaultConfig(), new Map(), []), /must be a JSON object/);
   });
 
@@ -444,7 +456,7 @@ describe('serializeConfig / deserializeConfig', () => {
 
   it('refuses corrupt or foreign stored text, naming the origin', () => {
     throwsConfig(() => deserializeConfig('{"accumulate":'), /^stored job config is not valid JSON/);
-    throwsConfig(() => deserializeConfig('{"accumulate":{"dcaAmount":"25"}}'), /got the string "25" \(in stored job config\)/);
+    throwsConfig(() => deserializeConfig('{"accumulate":{"dcaAmount":"lots"}}'), /got the string "lots" \(in stored job config\)/);
     throwsConfig(() => deserializeConfig('{"accumulate":{"newKey":1}}'), /unknown config key accumulate\.newKey \(in stored job config\)/);
     throwsConfig(() => deserializeConfig('{"accumulate":{"dcaAmount":0}}'), /must be greater than 0, got 0 \(in stored job config\)/);
     throwsConfig(() => deserializeConfig('[]'), /must be a JSON object/);
@@ -495,15 +507,15 @@ const itemArb: fc.Arbitrary<Item> = fc.constantFrom(...SPEC).chain((row) =>
   fc.record({
     row: fc.constant(row),
     text: fc.oneof(validText(row), invalidText(row)),
-    // 'file-string': the value is written as a JSON string in the file, which is always refused.
+    // 'file-string': the value is written as a JSON string in the file (read as its digits, like --set).
     via: fc.constantFrom<Via>('file', 'set', 'file', 'set', 'file-string'),
   }));
 
 /** The oracle, from first principles: the value `item` ends up with, or 'invalid'. */
 function oracleValue(item: Item): bigint | null | 'invalid' {
   const { row, text, via } = item;
-  if (via === 'file-string') return 'invalid';
-  if (text === 'null') return row[3] ? null : 'invalid';
+  // In the file, "null" in quotes is a string, not null; any other string is read as its digits.
+  if (text === 'null') return via === 'file-string' ? 'invalid' : row[3] ? null : 'invalid';
   const m = /^(-?)([0-9]+)(?:\.([0-9]+))?$/.exec(text);
   if (m === null) return 'invalid';
   const frac = (m[3] ?? '').replace(/0+$/, '');
