@@ -80,7 +80,7 @@ export interface Adapter {
   /**
    * Runs `fn` in one transaction: committed if it resolves, rolled back if it throws.
    * On engines with concurrent writers, serialisation failures and deadlocks re-run `fn`, and
-   * SQLite's group commit re-runs a batch when one of its transactions throws, so `fn` must
+   * SQLite's group commit re-runs the transactions of a batch before one that throws, so `fn` must
    * have no effects outside the database.
    */
   transaction<T>(fn: (tx: Executor) => Promise<T>, options?: TransactionOptions): Promise<T>;

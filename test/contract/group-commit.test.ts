@@ -122,6 +122,26 @@ describe('group commit (SQLite, power mode)', () => {
     // primary key would have refused a second insert of a transaction run again).
     assert.deepEqual(keys(), Array.from({ length: 64 }, (_, k) => k).filter((k) => k % 16 !== 7));
     assert.ok([...runs.values()].every((n) => n <= 2), 'a transaction function ran more than twice');
+    // The one that threw is not run again: its outcome is already known.
+    for (const k of [7, 23, 39, 55]) assert.equal(runs.get(k), 1, `transaction ${k} ran ${runs.get(k)} times`);
+  });
+
+  it('a transaction alone in its batch that throws runs once, as it would without group commit', async () => {
+    const adapter = await open();
+    let runs = 0;
+    await assert.rejects(
+      adapter.transaction(async (tx) => {
+        runs++;
+        await insert(1000)(tx);
+        throw new Error('refused alone');
+      }),
+      /refused alone/,
+    );
+    assert.equal(runs, 1);
+    assert.equal(keys().includes(1000), false);
+    // The writer goes on: the next transaction commits.
+    assert.equal(await adapter.transaction(async (tx) => (await insert(1001)(tx), 'ok')), 'ok');
+    assert.equal(keys().includes(1001), true);
   });
 
   it('a transaction that SQLite ends itself (here a raw ROLLBACK) fails its batch: nobody is told ok for writes that are gone, and nothing runs outside a transaction', async () => {

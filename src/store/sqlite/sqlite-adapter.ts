@@ -430,10 +430,11 @@ export class SqliteAdapter implements Adapter {
    * back to back with no savepoint at all, since nearly all of them succeed (a savepoint around
    * the batch made SQLite copy every page the batch changed into its savepoint journal first:
    * ~6 % of the writer's time in statements). When one throws, its partial writes cannot be
-   * undone alone: the batch's SQLite transaction is rolled back and begun again, and the batch
-   * is run again from the first transaction, this time each under its own SAVEPOINT (a
-   * transaction function may be re-run, as on a PostgreSQL serialisation failure). Nothing of
-   * the batch was committed. Another process may take the write lock in between: the batch then
+   * undone alone: the batch's SQLite transaction is rolled back and begun again, and the
+   * transactions before it are run again, this time each under its own SAVEPOINT (a
+   * transaction function may be re-run, as on a PostgreSQL serialisation failure). The one that
+   * threw is not: it is refused with what it threw, as it would have been alone. Nothing of the
+   * batch was committed. Another process may take the write lock in between: the batch then
    * waits for it as any BEGIN does, and if it does not come back within the busy timeout its
    * callers are refused with STORAGE_BUSY. If SQLite itself ended the transaction (see #vanished),
    * the batch is refused instead of run again.
@@ -457,17 +458,21 @@ export class SqliteAdapter implements Adapter {
           item.reject(thrown);
           throw this.#vanished();
         }
+        // The one that threw is not run again: its outcome is known, as if it had run alone.
         running = [...batch.items, item];
         this.#prepare('ROLLBACK').run();
         this.#txOpen = false;
         await this.#beginImmediate();
+        const earlier = running.slice(0, -1);
         batch.items.length = 0;
         batch.outcomes.length = 0;
         batch.guarded = true;
-        for (const again of running) {
+        for (const again of earlier) {
           batch.outcomes.push(await this.#runGuarded(again));
           batch.items.push(again);
         }
+        batch.outcomes.push({ ok: false, error: isBusy(thrown) ? classifySqliteError(thrown, this.location) : thrown });
+        batch.items.push(item);
         return;
       }
       if (this.#ended()) throw this.#vanished();
