@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { BotstateError, ValidationError } from '../errors.ts';
 import { isStorableText } from '../util/text.ts';
 import type { Adapter, Executor, SqlParam } from './adapter.ts';
+import { transactionControl } from './tx-control.ts';
 
 /** Options every store method accepts. */
 export interface CallOptions {
@@ -50,19 +51,33 @@ class Tx implements Executor {
   }
 
   all<T extends object>(sql: string, params?: readonly SqlParam[]): Promise<T[]> {
-    return this.#txn.open ? this.#txn.connection.all<T>(sql, params) : Promise.reject(txEnded('this tx'));
+    return this.#refusal(sql) ?? this.#txn.connection.all<T>(sql, params);
   }
 
   get<T extends object>(sql: string, params?: readonly SqlParam[]): Promise<T | undefined> {
-    return this.#txn.open ? this.#txn.connection.get<T>(sql, params) : Promise.reject(txEnded('this tx'));
+    return this.#refusal(sql) ?? this.#txn.connection.get<T>(sql, params);
   }
 
   run(sql: string, params?: readonly SqlParam[]): Promise<number> {
-    return this.#txn.open ? this.#txn.connection.run(sql, params) : Promise.reject(txEnded('this tx'));
+    return this.#refusal(sql) ?? this.#txn.connection.run(sql, params);
   }
 
   exec(sql: string): Promise<void> {
-    return this.#txn.open ? this.#txn.connection.exec(sql) : Promise.reject(txEnded('this tx'));
+    return this.#refusal(sql) ?? this.#txn.connection.exec(sql);
+  }
+
+  /**
+   * Why `sql` may not run here: the transaction has ended, or `sql` would end or begin one
+   * itself. A COMMIT run through a tx used to commit what came before it (and, with group
+   * commit, other callers' writes), after which the transaction was reported as not written.
+   */
+  #refusal(sql: string): Promise<never> | undefined {
+    if (!this.#txn.open) return Promise.reject(txEnded('this tx'));
+    const control = typeof sql === 'string' ? transactionControl(sql) : undefined;
+    if (control === undefined) return undefined;
+    return Promise.reject(new BotstateError('INVALID_ARGUMENT', `a tx cannot run ${control}: store.transaction begins, commits and rolls back its transaction itself`, {
+      hint: 'return from the transaction body to commit, throw to roll back; nest store.transaction for a part that may fail alone',
+    }));
   }
 }
 

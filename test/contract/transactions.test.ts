@@ -83,6 +83,36 @@ for (const engine of ENGINES) {
         assert.equal((await store.jobs.get({ id })).status, 'PAUSED');
       });
 
+      it('refuses BEGIN, COMMIT, ROLLBACK and the like: the transaction goes on, and commits or rolls back as its body says', async () => {
+        const control = ['COMMIT', 'commit;', 'END', 'END TRANSACTION', 'ROLLBACK', 'BEGIN', 'BEGIN IMMEDIATE', 'START TRANSACTION', 'ABORT', 'SELECT 1; COMMIT', '/* note */ COMMIT', '-- note\nROLLBACK'];
+        const tryAll = async (tx: Executor) => {
+          for (const sql of control) {
+            for (const [name, p] of [['run', tx.run(sql)], ['exec', tx.exec(sql)]] as const) {
+              const details = await rejectsWith(p, 'INVALID_ARGUMENT');
+              assert.match(String(details['message']), /^a tx cannot run (BEGIN|START TRANSACTION|COMMIT|END|ROLLBACK|ABORT): store\.transaction begins, commits and rolls back its transaction itself$/, `${name} ${sql}`);
+            }
+          }
+          // Words in strings, comments and savepoints are not transaction control.
+          assert.deepEqual(await tx.get(`SELECT 'COMMIT; END' AS s`), { s: 'COMMIT; END' });
+          await tx.exec('SAVEPOINT mine; ROLLBACK TO mine; RELEASE mine');
+        };
+        const before = await fx.dump();
+        await assert.rejects(store.transaction(async (tx) => {
+          await store.jobs.pause({ id });
+          await tryAll(tx);
+          throw new Error('rolled back');
+        }), /rolled back/);
+        assert.equal(await fx.dump(), before);
+        await store.transaction(async (tx) => {
+          await store.jobs.pause({ id });
+          await tryAll(tx);
+        });
+        const job = await store.jobs.get({ id });
+        assert.equal(job.status, 'PAUSED');
+        assert.equal(job.version, 2);
+        assert.deepEqual((await store.verifyAudit()).problems, []);
+      });
+
       it('refuses its own statements with no transaction open, and nothing is written', async () => {
         const stale = await store.transaction(async (tx) => tx);
         const before = await fx.dump();
