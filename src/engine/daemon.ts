@@ -85,6 +85,11 @@ function liquidationWait(job: Job, skipped: string | undefined, price: string): 
 type Outcome = 'executed' | 'failed' | 'unknown';
 
 const ACTIVE = new Set(['RUNNING', 'LIQUIDATING']);
+/**
+ * Errors after which a job cannot go on at all, whatever its count of failed steps: the ledger
+ * and the exchange disagree about an order (see #settle). The job goes to ERROR at once.
+ */
+const STOPS_THE_JOB = new WeakSet<Error>();
 
 /**
  * When a fill happened, by this daemon's clock: the exchange's time, but no earlier than the
@@ -793,13 +798,17 @@ export class Daemon {
             executedAt: fillTime(order.time, trade.createdAt, now),
           }
         : { status: 'FAILED', error: order.error ?? 'rejected by the exchange' };
-    const settled = await this.#store.ledger.settle(trade.clientOrderId, settlement, {
-      ...options,
-      scratch: (settled) => {
-        scratch = after(settled);
-        return scratch === before ? undefined : scratch;
-      },
-    });
+    const settled = await this.#store.ledger
+      .settle(trade.clientOrderId, settlement, {
+        ...options,
+        scratch: (settled) => {
+          scratch = after(settled);
+          return scratch === before ? undefined : scratch;
+        },
+      })
+      .catch((e: unknown) => {
+        throw isBotstateError(e, 'DUPLICATE_ORDER') ? diverged(trade, order, e) : e;
+      });
     if (settled.duplicate) {
       // Settled before (a retry after a lost answer): the scratch may not have followed it.
       scratch = after(settled);
@@ -854,12 +863,15 @@ export class Daemon {
       runner.failingInError = message;
       return;
     }
-    runner.failures++;
-    this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${runner.failures}/${this.#maxFailures}): ${message}`);
-    if (runner.failures < this.#maxFailures) return;
+    const stops = STOPS_THE_JOB.has(error);
+    if (!stops) {
+      runner.failures++;
+      this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${runner.failures}/${this.#maxFailures}): ${message}`);
+      if (runner.failures < this.#maxFailures) return;
+    }
     try {
       // resume puts a job in ERROR back to RUNNING, whatever it was doing: the reason says it was liquidating.
-      const reason = `${job.status === 'LIQUIDATING' ? 'while liquidating, ' : ''}${runner.failures} steps failed in a row; last: ${message}`;
+      const reason = `${job.status === 'LIQUIDATING' ? 'while liquidating, ' : ''}${stops ? message : `${runner.failures} steps failed in a row; last: ${message}`}`;
       if (await this.#flushBeforeLeaving(job.id, runner, job.tokenSymbol)) this.#flushed(runner, Date.now());
       await this.#store.jobs.fail({ id: job.id }, reason, this.#options(runner));
       this.#runners.delete(job.id);
@@ -894,6 +906,22 @@ export class Daemon {
 }
 
 /** What is said of an error: exchange and strategy errors are not botstate bugs, and keep their own message. */
+/**
+ * The exchange's answer for an order whose trade someone else settled otherwise meanwhile (a
+ * `settle` by hand or through the library, while this daemon held the job): the ledger no
+ * longer says what the exchange did, and the job's balances are off by that order. The job must
+ * stop until an operator records what the exchange did.
+ */
+function diverged(trade: Trade, order: ExchangeOrder, e: BotstateError): BotstateError {
+  const did = order.status === 'FILLED' ? `filled ${order.side} ${order.baseAmount} for ${order.quoteAmount}` : `did not fill (${order.error ?? 'rejected'})`;
+  const error = new BotstateError('DUPLICATE_ORDER', `the exchange ${did} for order ${trade.clientOrderId}, but its trade was settled otherwise meanwhile (${e.message}): the job's balances no longer match the exchange`, {
+    hint: `compare botstate trades with the exchange's order ${trade.clientOrderId}, record by hand what the ledger misses (botstate record, under another --client-order-id), then resume the job`,
+    cause: e,
+  });
+  STOPS_THE_JOB.add(error);
+  return error;
+}
+
 function messageOf(e: unknown): string {
   return isBotstateError(e) || !(e instanceof Error) ? coerceError(e).message : e.message;
 }

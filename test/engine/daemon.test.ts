@@ -1161,6 +1161,34 @@ for (const engine of ENGINES) {
       assert.equal(report.executed + report.resent + report.unresolved >= 1, true);
     });
 
+    it('an order the exchange fills after someone else settled its trade FAILED sends the job to ERROR at once, saying so', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const inner = new HttpExchange(ex.url);
+      const other = await fx.open(); // a library user's store, beside the daemon
+      undo.push(() => other.close());
+      // While the order is on its way, the library settles its trade FAILED (nothing checks the lease there).
+      const exchange = new Recorder(inner, {
+        place: async (o) => {
+          await other.ledger.settle(o.clientOrderId, { status: 'FAILED', error: 'settled by hand' });
+          return inner.placeOrder(o);
+        },
+      });
+      const { daemon, lines } = makeDaemon(store, exchange, { maxFailures: 5 });
+      await daemon.start();
+      const failed = await waitFor('the job in ERROR', async () => {
+        const j = await store.jobs.get({ id: job.id });
+        return j.status === 'ERROR' ? j : undefined;
+      });
+      await daemon.stop();
+      const [order] = await exchangeOrders(ex.url);
+      assert.equal(order!.status, 'FILLED');
+      assert.match(failed.statusReason!, new RegExp(`^the exchange filled BUY ${order!.baseAmount.replace('.', '\\.')} for 10 for order ${order!.clientOrderId}, but its trade was settled otherwise meanwhile \\(trade ${order!.clientOrderId} is already FAILED\\): the job's balances no longer match the exchange$`));
+      assert.equal(exchange.count('place'), 1, 'no other order after it');
+      assert.ok(!lines.some((l) => /step failed \(1\/5\)/.test(l)), lines.join('\n'));
+      assert.ok(lines.some((l) => l.includes('→ ERROR: the exchange filled')), lines.join('\n'));
+    });
+
     it("an exchange clock hours behind does not make the DCA due again: a fill's time is kept between its intent and now", async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: ['accumulate.dcaIntervalHours=1'] });
