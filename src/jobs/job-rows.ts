@@ -4,7 +4,7 @@ import { isDecimal, isNegative, type Decimal } from '../money/decimal.ts';
 import type { Dialect, Executor, SqlParam } from '../store/adapter.ts';
 import type { CallOptions, Fence } from '../store/context.ts';
 import { isStorableText } from '../util/text.ts';
-import { isRecord } from '../util/values.ts';
+import { isRecord, shown } from '../util/values.ts';
 import { normalizeAddress } from './address.ts';
 import { deserializeConfig, serializeConfig, type JobConfig } from './config.ts';
 import type { JobMode, JobStatus } from './lifecycle.ts';
@@ -266,8 +266,8 @@ export async function selectJob(tx: Executor, dialect: Dialect, ref: JobRef, loc
 export async function requireJob(tx: Executor, dialect: Dialect, ref: JobRef, lock: boolean): Promise<JobRow> {
   const row = await selectJob(tx, dialect, ref, lock);
   if (!row) {
-    throw new NotFoundError('JOB_NOT_FOUND', `there is no job for ${describeRef(ref)}`, {
-      hint: 'check the address and --chain, or list the jobs with botstate list',
+    throw new NotFoundError('JOB_NOT_FOUND', 'id' in ref ? `there is no job with id ${shown(ref.id)}` : `there is no job for ${describeRef(ref)}`, {
+      hint: 'id' in ref ? 'check the id; store.jobs.list() (botstate list) lists the jobs' : 'check the address and --chain, or list the jobs with botstate list',
     });
   }
   return row;
@@ -391,7 +391,7 @@ export interface JobUpdate {
 
 /** A scratch document as stored: a JSON object of at most 64 KiB. */
 export function scratchText(doc: Readonly<Record<string, unknown>>): string {
-  const refused = () => new ValidationError('INVALID_ARGUMENT', 'strategy scratch state must be a JSON object of at most 64 KiB');
+  const refused = () => new ValidationError('INVALID_ARGUMENT', 'strategy scratch state must be a JSON object of at most 64 KiB', { hint: 'keep only what the strategy needs to resume (counters, recent prices), as plain JSON' });
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw refused();
   let text: string;
   try {

@@ -87,7 +87,7 @@ const STATE_TIMES = ['recentHighTime', 'lastDcaBuyTime', 'lastRebalanceTime'] as
  * "yesterday" broke every later comparison of the job).
  */
 function checkStatePatch(patch: StrategyStatePatch): StrategyStatePatch {
-  if (typeof patch !== 'object' || patch === null) throw new ValidationError('INVALID_ARGUMENT', 'the state patch must be an object');
+  if (typeof patch !== 'object' || patch === null) throw new ValidationError('INVALID_ARGUMENT', 'the state patch must be an object', { hint: "e.g. { recentHigh: '1.5' }" });
   const out: { -readonly [K in keyof StrategyStatePatch]: StrategyStatePatch[K] } = {};
   for (const [key, value] of Object.entries(patch)) {
     if (key === 'recentHigh') {

@@ -198,10 +198,10 @@ function checkTradeInput(input: TradeInput): void {
   checkClientOrderId(input.clientOrderId, true);
   // Strings only: Object.hasOwn would take ['BUY'] (or anything whose text is BUY) as the key.
   if (typeof input.side !== 'string' || !Object.hasOwn(TradeSide, input.side)) {
-    throw new ValidationError('INVALID_ARGUMENT', `side "${shown(input.side)}" is not BUY or SELL`);
+    throw new ValidationError('INVALID_ARGUMENT', `side "${shown(input.side)}" is not BUY or SELL`, { hint: "write it in capitals: 'BUY' or 'SELL'" });
   }
   if (typeof input.reason !== 'string' || !Object.hasOwn(TradeReason, input.reason)) {
-    throw new ValidationError('INVALID_ARGUMENT', `reason "${shown(input.reason)}" is not one of ${Object.keys(TradeReason).join(', ')}`);
+    throw new ValidationError('INVALID_ARGUMENT', `reason "${shown(input.reason)}" is not one of ${Object.keys(TradeReason).join(', ')}`, { hint: "write it in capitals, e.g. 'DCA'" });
   }
 }
 
@@ -615,7 +615,7 @@ export class Ledger {
     // An unknown status would match no trade: [] would read as "none".
     const status: unknown = inputObject(filter, 'the filter').status;
     if (status !== undefined && (typeof status !== 'string' || !Object.hasOwn(TradeStatus, status))) {
-      throw new ValidationError('INVALID_ARGUMENT', `status "${shown(status)}" is not one of ${Object.keys(TradeStatus).join(', ')}`);
+      throw new ValidationError('INVALID_ARGUMENT', `status "${shown(status)}" is not one of ${Object.keys(TradeStatus).join(', ')}`, { hint: "write it in capitals, e.g. { status: 'PENDING' }" });
     }
     const window = checkWindow(filter);
     return this.#ctx.read(options, async (tx) => {

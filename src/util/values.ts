@@ -17,7 +17,7 @@ export function shown(value: unknown, max = 64): string {
  */
 export function inputObject<T>(value: T, what: string): NonNullable<T> {
   if (!isRecord(value)) {
-    throw new ValidationError('INVALID_ARGUMENT', `${what} must be an object, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
+    throw new ValidationError('INVALID_ARGUMENT', `${what} must be an object, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`, { hint: 'pass one object with the named fields, as the method\'s type says' });
   }
   return value as NonNullable<T>;
 }

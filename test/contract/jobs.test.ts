@@ -187,6 +187,10 @@ for (const engine of ENGINES) {
       await store.jobs.start({ tokenAddress: TOKEN });
       const before = await fx.dump();
       await rejectsWith(store.jobs.pause({ tokenAddress: tokenAddress(7) }), 'JOB_NOT_FOUND');
+      await assert.rejects(store.jobs.pause({ id: 'nope' }), (e: { code?: string; message?: string; hint?: string }) =>
+        e.code === 'JOB_NOT_FOUND' && e.message === 'there is no job with id nope' && /store\.jobs\.list\(\)/.test(e.hint ?? ''));
+      const long = await rejectsWith(store.jobs.get({ id: 'x'.repeat(100_000) }), 'JOB_NOT_FOUND');
+      assert.ok(String(long['message']).length < 100);
       await rejectsWith(store.jobs.pause({ tokenAddress: '0x1234' }), 'INVALID_ADDRESS');
       await rejectsWith(store.jobs.start({ tokenAddress: TOKEN.replace('aDe', 'ADe') }), 'INVALID_CHECKSUM');
       await rejectsWith(store.jobs.start({ tokenAddress: tokenAddress(8), chain: 'no chain!' }), 'INVALID_ARGUMENT');

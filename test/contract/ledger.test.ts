@@ -129,6 +129,20 @@ for (const engine of ENGINES) {
       assert.equal((await store.ledger.recordTrade(buy('...', '1'))).trade.clientOrderId, '...');
     });
 
+    it('every refusal of bad input carries a hint', async () => {
+      const calls: Array<[string, () => Promise<unknown>]> = [
+        ['lowercase side', () => store.ledger.recordTrade(buy('h-1', '1', { side: 'buy' as never }))],
+        ['lowercase reason', () => store.ledger.recordTrade(buy('h-2', '1', { reason: 'dca' as never }))],
+        ['lowercase status', () => store.ledger.trades({ id: job.id }, { status: 'pending' as never })],
+        ['no input object', () => store.ledger.recordTrade(null as never)],
+        ['no state patch', () => store.jobs.updateState({ id: job.id }, null as never)],
+        ['unknown job id', () => store.jobs.get({ id: 'nope' })],
+      ];
+      for (const [what, call] of calls) {
+        await assert.rejects(call(), (e: { hint?: string }) => typeof e.hint === 'string' && e.hint.length > 0, what);
+      }
+    });
+
     it('an intent stored under "." or ".." before they were refused can still be found and settled', async () => {
       await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'dots-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
       await fx.raw(`UPDATE trades SET client_order_id = '..' WHERE client_order_id = 'dots-1'`);
