@@ -79,7 +79,9 @@ interface Sums {
  * left. A row that cannot be read is reported, not thrown. Reads only.
  *
  * The log is walked one stream at a time, a page of rows at a time, and each job's trades are
- * checked as its stream ends: memory holds one stream's trades (a digest each), not the log.
+ * checked as its stream ends, against a tally of what the stream records (see TradeTally):
+ * memory does not grow with the log or with a job's trades, unless a job's trades differ from
+ * its log, whose stream is then read again to say how.
  *
  * What this cannot find: the chain is plain SHA-256 with no secret, so someone who can write the
  * database and recomputes the hashes of what they change (and the job row's head) can rewrite
@@ -106,8 +108,8 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
   const unreadableJobs = new Set<string>();
   let entries = 0;
 
-  /** The stream being walked: its head so far, its replayed state, and the last entry of each trade it records. */
-  let open: { stream: string; head: { seq: number; hash: string }; state: Record<string, unknown>; lastAt: string; recorded: Map<string, string> } | undefined;
+  /** The stream being walked: its head so far, its replayed state, and a tally of the trades it records. */
+  let open: { stream: string; head: { seq: number; hash: string }; state: Record<string, unknown>; lastAt: string; tally: TradeTally } | undefined;
 
   const close = async () => {
     if (open === undefined) return;
@@ -116,7 +118,11 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
       const jobId = open.stream.slice(jobStream('').length);
       jobStreams.set(open.stream, { head: open.head, state: open.state, lastAt: open.lastAt });
       if (!jobIds.has(jobId)) goneJobs.push({ stream: open.stream, seq: open.head.seq, problem: 'the job of this stream is gone (its row was deleted)' });
-      await checkTrades(tx, jobId, open.stream, open.recorded, { tradeRows, goneTrades, sums, unreadableJobs });
+      const out = { tradeRows, goneTrades, sums, unreadableJobs };
+      // The common case, in constant memory: the job's trade rows are, as a multiset, what the
+      // stream's last entries record. Only when they are not is the stream read again, keeping
+      // every trade's last entry, to say which trades differ and how.
+      if (!(await tradesMatch(tx, jobId, open.tally, out))) await checkTrades(tx, jobId, open.stream, await lastEntries(tx, open.stream), out);
     }
     open = undefined;
   };
@@ -126,7 +132,7 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
       entries++;
       if (open?.stream !== row.stream) {
         await close();
-        open = { stream: row.stream, head: { seq: 0, hash: GENESIS_HASH }, state: {}, lastAt: row.at, recorded: new Map() };
+        open = { stream: row.stream, head: { seq: 0, hash: GENESIS_HASH }, state: {}, lastAt: row.at, tally: new TradeTally() };
       }
       links.push(...checkLink(row, open.head));
       open.head = { seq: row.seq, hash: row.hash };
@@ -142,18 +148,9 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
       // The job's fields as its entries leave them.
       for (const [key, value] of Object.entries((entry.after ?? {}) as Record<string, unknown>)) if (key !== 'trade') open.state[key] = value;
       if (entry.entity !== 'trade') continue;
-      // A trade entry anywhere else (another stream, another action) is reported: a new stream
-      // needs no secret, so it must not vouch for a trade.
-      const trade = (entry.after as { trade?: unknown } | null)?.trade;
-      if (!entry.stream.startsWith(jobStream('')) || !TRADE_ACTIONS.has(entry.action)) {
-        tradeEntries.push({ stream: entry.stream, seq: entry.seq, problem: `an entry of trade ${entry.entityId} outside its job's stream, or with an action (${entry.action}) that does not record a trade` });
-      } else if (typeof trade !== 'object' || trade === null) {
-        tradeEntries.push({ stream: entry.stream, seq: entry.seq, problem: `this entry of trade ${entry.entityId} records no trade` });
-      } else {
-        // Entries are in seq order within a stream: the last one is the trade's current state.
-        // Kept as a digest of what is compared, with its seq, until the stream ends.
-        open.recorded.set(entry.entityId, `${entry.seq} ${tradeDigest(trade as Record<string, unknown>)}`);
-      }
+      const recorded = recordedBy(entry);
+      if (typeof recorded === 'string') tradeEntries.push({ stream: entry.stream, seq: entry.seq, problem: recorded });
+      else open.tally.add(entry, recorded);
     }
   }
   await close();
@@ -216,6 +213,124 @@ function tradeDigest(trade: Readonly<Record<string, unknown>>): string {
 let unmatched = 0;
 
 /**
+ * The trade an entry of trade records, or why it records none. A trade entry anywhere else
+ * (another stream, another action) is reported: a new stream needs no secret, so it must not
+ * vouch for a trade.
+ */
+function recordedBy(entry: AuditEntry): Record<string, unknown> | string {
+  const trade = (entry.after as { trade?: unknown } | null)?.trade;
+  if (!entry.stream.startsWith(jobStream('')) || !TRADE_ACTIONS.has(entry.action)) {
+    return `an entry of trade ${entry.entityId} outside its job's stream, or with an action (${entry.action}) that does not record a trade`;
+  }
+  if (typeof trade !== 'object' || trade === null) return `this entry of trade ${entry.entityId} records no trade`;
+  return trade as Record<string, unknown>;
+}
+
+/**
+ * A trade as one element of a multiset: its id and its compared fields, hashed. The multiset's
+ * digest is the lane-wise sum of its elements (eight 32-bit lanes, each mod 2^32): equal
+ * multisets give equal sums whatever the order, and unequal ones collide with chance 2^-256.
+ */
+function addElement(sum: Uint32Array, id: string, trade: Readonly<Record<string, unknown>>): void {
+  const h = hash('sha256', `${id}\n${tradeDigest(trade)}`, 'buffer');
+  for (let lane = 0; lane < 8; lane++) sum[lane] = (sum[lane]! + h.readUInt32LE(lane * 4)) >>> 0;
+}
+
+/**
+ * What a job's stream records of its trades, in constant memory: the sum of the trades its
+ * settled entries (record, settle) leave, and the trades whose latest entry is still an intent
+ * (at most a few open at a time), which a settle takes out. When every trade's entries are an
+ * intent then its settle, or one record, the multiset is each trade's last entry. An entry after
+ * a settled one (which botstate never writes) adds a second element for that trade, which no row
+ * can match: the table side then differs, and the stream is read again in full.
+ */
+class TradeTally {
+  readonly settled = new Uint32Array(8);
+  settledCount = 0;
+  readonly intents = new Map<string, Record<string, unknown>>();
+
+  add(entry: AuditEntry, trade: Record<string, unknown>): void {
+    this.intents.delete(entry.entityId);
+    if (entry.action === 'intent') {
+      this.intents.set(entry.entityId, trade);
+      return;
+    }
+    addElement(this.settled, entry.entityId, trade);
+    this.settledCount++;
+  }
+
+  /** The whole multiset: the settled sum with the open intents added. */
+  total(): { sum: Uint32Array; count: number } {
+    const sum = new Uint32Array(this.settled);
+    for (const [id, trade] of this.intents) addElement(sum, id, trade);
+    return { sum, count: this.settledCount + this.intents.size };
+  }
+}
+
+/**
+ * The job's trade rows against the tally of its stream, a page at a time, adding up its executed
+ * trades as it goes. True when they match exactly and every row can be read: the job's trades
+ * are then what its log records, and its sums are in `out`. False otherwise, with nothing of the
+ * job left in `out`: checkTrades then goes through them again and says what is wrong.
+ */
+async function tradesMatch(tx: Executor, jobId: string, tally: TradeTally, out: { sums: Map<string, Sums> }): Promise<boolean> {
+  const sum = new Uint32Array(8);
+  let count = 0;
+  let sums: Sums = { balance: '0', accumulated: '0' };
+  for await (const rows of tradePages(tx, jobId)) {
+    for (const row of rows) {
+      if (unreadableAmount(row) !== undefined) return false;
+      const trade = toTrade(row);
+      addElement(sum, trade.id, trade as unknown as Record<string, unknown>);
+      count++;
+      sums = addedUp(sums, trade);
+    }
+  }
+  const recorded = tally.total();
+  if (count !== recorded.count || !sum.every((lane, i) => lane === recorded.sum[i])) return false;
+  if (count > 0) out.sums.set(jobId, sums);
+  return true;
+}
+
+/** A stream read again: the last entry that recorded each trade (trade id → "seq digest"). */
+async function lastEntries(tx: Executor, stream: string): Promise<Map<string, string>> {
+  const recorded = new Map<string, string>();
+  for await (const rows of auditPages(tx, stream)) {
+    for (const row of rows) {
+      if (row.entity !== 'trade') continue;
+      let entry: AuditEntry;
+      try {
+        entry = toEntry(row);
+      } catch {
+        continue; // reported by the walk
+      }
+      const trade = recordedBy(entry);
+      // Entries are in seq order within a stream: the last one is the trade's current state.
+      if (typeof trade !== 'string') recorded.set(entry.entityId, `${entry.seq} ${tradeDigest(trade)}`);
+    }
+  }
+  return recorded;
+}
+
+/** A job's trade rows in (created_at, id) order, a page at a time. */
+async function* tradePages(tx: Executor, jobId: string): AsyncGenerator<TradeRow[]> {
+  let after: TradeRow | undefined;
+  for (;;) {
+    const [where, params]: [string, SqlParam[]] = after ? ['job_id = ? AND (created_at, id) > (?, ?)', [jobId, after.created_at, after.id]] : ['job_id = ?', [jobId]];
+    const rows = await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades WHERE ${where} ORDER BY created_at, id LIMIT ${TRADE_PAGE}`, params);
+    if (rows.length > 0) yield rows;
+    if (rows.length < TRADE_PAGE) return;
+    after = rows[rows.length - 1];
+  }
+}
+
+/** `sums` with an executed trade counted. */
+function addedUp(sums: Sums, trade: Trade): Sums {
+  if (trade.status !== 'EXECUTED' || trade.baseAmount === null || trade.quoteAmount === null) return sums;
+  return trade.side === 'BUY' ? { balance: add(sums.balance, trade.baseAmount), accumulated: add(sums.accumulated, trade.quoteAmount) } : { balance: sub(sums.balance, trade.baseAmount), accumulated: sums.accumulated };
+}
+
+/**
  * A job's trade rows, a page at a time, against the last entry that recorded each in its stream
  * (`recorded`: trade id → "seq digest"), and what its executed trades add up to. A row that
  * differs is compared field by field with its entry, read again, to say which fields differ.
@@ -227,10 +342,7 @@ async function checkTrades(
   recorded: Map<string, string>,
   out: { tradeRows: Array<AuditProblem & { tradeId: string }>; goneTrades: AuditProblem[]; sums: Map<string, Sums>; unreadableJobs: Set<string> },
 ): Promise<void> {
-  let after: TradeRow | undefined;
-  for (;;) {
-    const [where, params]: [string, SqlParam[]] = after ? ['job_id = ? AND (created_at, id) > (?, ?)', [jobId, after.created_at, after.id]] : ['job_id = ?', [jobId]];
-    const rows = await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades WHERE ${where} ORDER BY created_at, id LIMIT ${TRADE_PAGE}`, params);
+  for await (const rows of tradePages(tx, jobId)) {
     for (const row of rows) {
       const trade = toTrade(row);
       const unreadable = unreadableAmount(row);
@@ -242,10 +354,9 @@ async function checkTrades(
         out.tradeRows.push({ tradeId: trade.id, stream, seq: 0, problem: `trade ${trade.id} (${shown(trade.clientOrderId)}) cannot be read: ${unreadable}` });
         continue;
       }
-      if (trade.status === 'EXECUTED' && trade.baseAmount !== null && trade.quoteAmount !== null) {
-        const s = out.sums.get(jobId) ?? { balance: '0', accumulated: '0' };
-        out.sums.set(jobId, trade.side === 'BUY' ? { balance: add(s.balance, trade.baseAmount), accumulated: add(s.accumulated, trade.quoteAmount) } : { balance: sub(s.balance, trade.baseAmount), accumulated: s.accumulated });
-      }
+      const s = out.sums.get(jobId) ?? { balance: '0', accumulated: '0' };
+      const next = addedUp(s, trade);
+      if (next !== s) out.sums.set(jobId, next);
       if (entry === undefined) {
         out.tradeRows.push({ tradeId: trade.id, stream, seq: 0, problem: `trade ${trade.id} (${trade.clientOrderId}) has no audit entry (it was added outside botstate)` });
         continue;
@@ -257,8 +368,6 @@ async function checkTrades(
       const differ = TRADE_FIELDS.filter((field) => !sameValue(field, recordedTrade[field], trade[field]));
       out.tradeRows.push({ tradeId: trade.id, stream, seq, problem: `trade ${trade.id} (${trade.clientOrderId}): its ${differ.join(', ')} differ${differ.length === 1 ? 's' : ''} from what the audit log records` });
     }
-    if (rows.length < TRADE_PAGE) break;
-    after = rows[rows.length - 1];
   }
   for (const [tradeId, entry] of recorded) {
     const seq = Number(entry.slice(0, entry.indexOf(' ')));

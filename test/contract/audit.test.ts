@@ -180,6 +180,45 @@ for (const engine of ENGINES) {
       assert.notEqual(await fx.dump(), before, 'the edits were made');
     });
 
+    it('verify tells trades apart by id, not by their amounts alone: two trades with their amounts swapped are both reported', async () => {
+      const job = await store.jobs.get({ tokenAddress: TOKEN });
+      await store.jobs.resume({ id: job.id });
+      await store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: 'o-2', side: 'BUY', reason: 'DCA', baseAmount: '2', quoteAmount: '6', priceUsd: '3' });
+      const { trade: open } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '5' });
+      assert.deepEqual((await store.verifyAudit()).problems, [], 'an open intent is what its entry records');
+      // The same amounts, the same sums: only the trades they belong to changed.
+      await fx.raw(`UPDATE trades SET base_amount = ${p(1)}, quote_amount = ${p(2)} WHERE client_order_id = 'o-1'`, ['2', '6']);
+      await fx.raw(`UPDATE trades SET base_amount = ${p(1)}, quote_amount = ${p(2)} WHERE client_order_id = 'o-2'`, ['7.5', '25']);
+      const problems = (await store.verifyAudit()).problems.map((x) => x.problem.replace(/^trade [^ ]+ /, 'trade '));
+      assert.deepEqual(problems.sort(), [
+        'trade (o-1): its baseAmount, quoteAmount differ from what the audit log records',
+        'trade (o-2): its baseAmount, quoteAmount differ from what the audit log records',
+      ]);
+      assert.equal((await store.ledger.get(open.clientOrderId)).status, 'PENDING');
+    });
+
+    it("verify takes a trade's last entry for it, even after a settled one (which botstate never writes)", async () => {
+      const job = await store.jobs.get({ tokenAddress: TOKEN });
+      const [trade] = await store.ledger.trades({ id: job.id });
+      // A second, properly chained entry for the settled trade, with the job row's head moved to
+      // it: the chain and the job agree, and the trade's row is what the last entry records.
+      const changed = { ...trade!, exchangeOrderId: 'X-9' };
+      await store.transaction(async (tx) => {
+        const head = (await tx.get<{ version: number; audit_hash: string }>(`SELECT version, audit_hash FROM jobs WHERE id = ${p(1)}`, [job.id]))!;
+        const entry = prepareAudit({
+          stream: `job:${job.id}`, seq: Number(head.version) + 1, prevHash: head.audit_hash,
+          at: job.updatedAt, actor: 'tester', entity: 'trade', entityId: trade!.id, action: 'settle', before: null, after: { trade: changed },
+        });
+        await insertAudit(tx, entry);
+        await tx.run(`UPDATE jobs SET version = ${p(1)}, audit_hash = ${p(2)} WHERE id = ${p(3)}`, [Number(head.version) + 1, entry.hash, job.id]);
+      });
+      const report = await store.verifyAudit();
+      const problems = report.problems.map((x) => x.problem.replace(/^trade [^ ]+ /, 'trade '));
+      assert.deepEqual(problems, ['trade (o-1): its exchangeOrderId differs from what the audit log records']);
+      await fx.raw(`UPDATE trades SET exchange_order_id = 'X-9' WHERE client_order_id = 'o-1'`);
+      assert.deepEqual((await store.verifyAudit()).problems, []);
+    });
+
     it('verify takes a trade only from its own job\'s stream: an entry in a new stream (no secret needed) does not vouch for a forged trade', async () => {
       const job = await store.jobs.get({ tokenAddress: TOKEN });
       const [original] = await store.ledger.trades({ id: job.id });
