@@ -905,7 +905,6 @@ export class Daemon {
 
 }
 
-/** What is said of an error: exchange and strategy errors are not botstate bugs, and keep their own message. */
 /**
  * The exchange's answer for an order whose trade someone else settled otherwise meanwhile (a
  * `settle` by hand or through the library, while this daemon held the job): the ledger no
@@ -915,13 +914,14 @@ export class Daemon {
 function diverged(trade: Trade, order: ExchangeOrder, e: BotstateError): BotstateError {
   const did = order.status === 'FILLED' ? `filled ${order.side} ${order.baseAmount} for ${order.quoteAmount}` : `did not fill (${order.error ?? 'rejected'})`;
   const error = new BotstateError('DUPLICATE_ORDER', `the exchange ${did} for order ${trade.clientOrderId}, but its trade was settled otherwise meanwhile (${e.message}): the job's balances no longer match the exchange`, {
-    hint: `compare botstate trades with the exchange's order ${trade.clientOrderId}, record by hand what the ledger misses (botstate record, under another --client-order-id), then resume the job`,
+    hint: `compare botstate trades with the exchange's order ${trade.clientOrderId} and put the job right (a fill the ledger misses: botstate record, under another --client-order-id), then resume the job`,
     cause: e,
   });
   STOPS_THE_JOB.add(error);
   return error;
 }
 
+/** What is said of an error: exchange and strategy errors are not botstate bugs, and keep their own message. */
 function messageOf(e: unknown): string {
   return isBotstateError(e) || !(e instanceof Error) ? coerceError(e).message : e.message;
 }
