@@ -198,7 +198,12 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
  * digest of its own, so that it never matches.
  */
 function tradeDigest(trade: Readonly<Record<string, unknown>>): string {
-  const normal = TRADE_FIELDS.map((field) => {
+  return hash('sha256', JSON.stringify(normalised(trade)), 'base64');
+}
+
+/** The compared fields of a trade, normalised (see tradeDigest). */
+function normalised(trade: Readonly<Record<string, unknown>>): unknown[] {
+  return TRADE_FIELDS.map((field) => {
     const v = trade[field];
     if (v === null || v === undefined) return null;
     if (field.endsWith('Amount') || field === 'priceUsd') return typeof v === 'string' && isDecimal(v) ? v : { never: ++unmatched };
@@ -208,7 +213,6 @@ function tradeDigest(trade: Readonly<Record<string, unknown>>): string {
     }
     return v;
   });
-  return hash('sha256', JSON.stringify(normal), 'base64');
 }
 let unmatched = 0;
 
@@ -232,7 +236,7 @@ function recordedBy(entry: AuditEntry): Record<string, unknown> | string {
  * multisets give equal sums whatever the order, and unequal ones collide with chance 2^-256.
  */
 function addElement(sum: Uint32Array, id: string, trade: Readonly<Record<string, unknown>>): void {
-  const h = hash('sha256', `${id}\n${tradeDigest(trade)}`, 'buffer');
+  const h = hash('sha256', JSON.stringify([id, ...normalised(trade)]), 'buffer');
   for (let lane = 0; lane < 8; lane++) sum[lane] = (sum[lane]! + h.readUInt32LE(lane * 4)) >>> 0;
 }
 
