@@ -65,6 +65,12 @@ interface Runner {
   scratchDirty: boolean;
   lastFlush: number;
   failures: number;
+  /**
+   * A write of the job failed with a storage error: it may have been committed all the same (a
+   * COMMIT whose answer was lost), so scratch and state may not be what is stored any more. The
+   * next step starts again from the job's row, keeping only the count of failures.
+   */
+  stale?: boolean;
   /** The last failure logged while the job is in ERROR (its open intent is retried every tick). */
   failingInError?: string;
   /** Why the exchange rejected the last order. */
@@ -104,6 +110,17 @@ function fillTime(reported: string, intentAt: string, now: number): string {
 
 /** Whether the runner holds strategy state not written yet (audited fields or scratch). */
 const unwritten = (runner: Runner): boolean => runner.scratchDirty || Object.keys(runner.state).length > 0;
+
+/**
+ * After a storage error in a write of the job: what the runner holds may be older than what is
+ * stored (the write may have been committed, its answer lost), so none of it is written (a flush
+ * would put an old scratch back over the fill's), and the next step starts from the job's row.
+ */
+function forget(runner: Runner): void {
+  runner.stale = true;
+  runner.state = {};
+  runner.scratchDirty = false;
+}
 
 /** A LIQUIDATING job with nothing left to sell: it completes without a price. */
 const liquidated = (job: Job): boolean => job.status === 'LIQUIDATING' && cmp(job.tokenBalance, '0') <= 0;
@@ -298,6 +315,7 @@ export class Daemon {
         if (resent) counts.resent++;
       } catch (e) {
         counts.unknown++;
+        if (coerceError(e).category === 'storage') forget(runner);
         this.#log(`${job.tokenSymbol} ${trade.clientOrderId}: not reconciled yet (${messageOf(e)}); retrying every tick`);
       }
     });
@@ -592,8 +610,9 @@ export class Daemon {
     let runner = this.#runners.get(job.id);
     // A new epoch means the job was someone else's meanwhile: what this daemon remembered of
     // it (strategy scratch, unwritten state) is stale; start again from the database.
-    if (!runner || runner.fence.epoch !== fence.epoch) {
-      runner = { fence, scratch: parseScratch(job.strategyState, job), state: {}, scratchDirty: false, lastFlush: Date.now(), failures: 0 };
+    if (!runner || runner.fence.epoch !== fence.epoch || runner.stale) {
+      const failures = runner?.stale && runner.fence.epoch === fence.epoch ? runner.failures : 0;
+      runner = { fence, scratch: parseScratch(job.strategyState, job), state: {}, scratchDirty: false, lastFlush: Date.now(), failures };
       this.#runners.set(job.id, runner);
     }
     runner.fence = fence;
@@ -853,7 +872,9 @@ export class Daemon {
     const message = messageOf(e);
     if (error.category === 'storage') {
       // The database, not the job: nothing to count against it (a burst of lost connections
-      // must not add up, with the next exchange error, to an ERROR). The step is retried.
+      // must not add up, with the next exchange error, to an ERROR). The step is retried, from
+      // the job's row: what failed may have been committed all the same.
+      forget(runner);
       this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (storage, not counted): ${message}`);
       return;
     }

@@ -27,7 +27,7 @@ import { Daemon, type DaemonOptions } from '../../src/engine/daemon.ts';
 import { ExchangeInvalidAnswerError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from '../../src/engine/exchange.ts';
 import { HttpExchange } from '../../src/engine/exchanges/http-exchange.ts';
 import { startPaperExchange, type PaperExchangeHandle, type PaperExchangeOptions } from '../../src/engine/exchanges/paper-server.ts';
-import { isBotstateError } from '../../src/errors.ts';
+import { isBotstateError, StorageError } from '../../src/errors.ts';
 import type { Job } from '../../src/jobs/job-rows.ts';
 import type { Trade } from '../../src/ledger/ledger.ts';
 import { add, fromUnits, mul, sub, toUnits, type Decimal } from '../../src/money/decimal.ts';
@@ -1159,6 +1159,28 @@ for (const engine of ENGINES) {
       release();
       const report = await starting;
       assert.equal(report.executed + report.resent + report.unresolved >= 1, true);
+    });
+
+    it("a fill whose COMMIT's answer is lost (committed all the same) does not leave the job's limits behind: the next step starts from the row", async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA, 'limits.maxTradesPerHour=2'] });
+      // Every fill is committed, then its answer lost: what a connection cut after the server's
+      // COMMIT does (the daemon is told STORAGE_UNAVAILABLE).
+      const settle = store.ledger.settle.bind(store.ledger);
+      store.ledger.settle = async (...args: Parameters<typeof settle>) => {
+        await settle(...args);
+        throw new StorageError('STORAGE_UNAVAILABLE', 'the connection was lost while committing');
+      };
+      const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url));
+      await daemon.start();
+      await waitFor('two fills', async () => (await store.ledger.trades({ id: job.id }, { status: 'EXECUTED' })).length >= 2);
+      // Many more ticks: the hour's limit holds (it used to be counted from a scratch that had
+      // missed the lost fills, which was then written back over the right one).
+      await waitFor('20 more steps', () => lines.filter((l) => l.includes('step failed (storage, not counted)')).length >= 2 || undefined);
+      await sleep(TICK * 20);
+      await daemon.stop();
+      assert.equal((await store.ledger.trades({ id: job.id }, { status: 'EXECUTED' })).length, 2, lines.join('\n'));
+      assert.equal((await exchangeOrders(ex.url)).length, 2);
     });
 
     it('an order the exchange fills after someone else settled its trade FAILED sends the job to ERROR at once, saying so', async () => {
