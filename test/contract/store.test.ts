@@ -602,4 +602,43 @@ describe('unreachable PostgreSQL', () => {
       await client.end().catch(() => {});
     }
   });
+
+  it('a connection lost while committing: the transaction is said to be of unknown outcome, not retried, with what to do', { skip: pgSkip }, async () => {
+    const schema = `botstate_commit_lost_${process.pid}`;
+    const url = new URL(PG_URL);
+    url.searchParams.set('schema', schema);
+    const store = await openStore(url.toString());
+    const killer = new pg.Client({ connectionString: PG_URL });
+    await killer.connect();
+    try {
+      let runs = 0;
+      const lost = await store
+        .transaction(async (tx) => {
+          runs++;
+          const row = await tx.get<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+          // Ended as the body returns: the COMMIT is what finds the connection gone.
+          await killer.query('SELECT pg_terminate_backend($1)', [row!.pid]);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        })
+        .then(() => assert.fail('the transaction was reported committed'), (e: unknown) => e);
+      assert.ok(isBotstateError(lost, 'STORAGE_UNAVAILABLE'), String(lost));
+      assert.match(lost.message, /^the connection to .* was lost while committing \(.*\): the change may have been made or not$/);
+      assert.match(lost.hint ?? '', /before you do it again/);
+      assert.equal(runs, 1);
+      // The pool goes on with a new connection.
+      assert.deepEqual(await store.jobs.list(), []);
+    } finally {
+      await store.close();
+      await killer.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await killer.end();
+    }
+  });
+
+  it("a server that ended a working connection gets a hint about the server, not about the URL", () => {
+    const error = classifyPostgresError(Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }), 'the test server');
+    assert.equal(error.code, 'STORAGE_UNAVAILABLE');
+    assert.match(error.hint ?? '', /the server ended the connection/);
+    const pool = classifyPostgresError(new Error('timeout exceeded when trying to connect'), 'the test server');
+    assert.match(pool.hint ?? '', /every connection of the pool was in use/);
+  });
 });

@@ -129,7 +129,15 @@ export class PostgresAdapter implements Adapter {
         const result = await fn(this.#executor(client));
         // A statement that failed in the transaction aborted it, even if the caller caught its
         // error: PostgreSQL then answers COMMIT with ROLLBACK, and nothing was written.
-        if ((await client.query('COMMIT')).command === 'ROLLBACK') throw abortedAtCommit(this.location);
+        let committed: pg.QueryResult;
+        try {
+          committed = await client.query('COMMIT');
+        } catch (e) {
+          // The server's own refusal (a serialisation failure at commit, a deferred constraint)
+          // rolled it back, and is handled below; a lost connection leaves the outcome unknown.
+          throw isDriverError(e) && classifyPostgresError(e, this.location).code === 'STORAGE_UNAVAILABLE' ? commitOutcomeUnknown(e, this.location) : e;
+        }
+        if (committed.command === 'ROLLBACK') throw abortedAtCommit(this.location);
         return result;
       } catch (e) {
         try {
@@ -314,6 +322,34 @@ const CONNECTION_LOST = /Connection terminated|timeout exceeded when trying to c
 
 const UNAVAILABLE_ERRNO = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'EPIPE']);
 
+/**
+ * What to do about a server that could not be used: one that ended a working connection (an
+ * administrator, a restart, a failover) is not a wrong URL; a pool that waited too long for a
+ * connection may have had every one busy.
+ */
+function unavailableHint(code: string, message: string): string {
+  if (code === '57P01' || code === '57P02' || /terminat/i.test(message)) {
+    return "the server ended the connection (an administrator's pg_terminate_backend, a restart or a failover): retry; if it goes on, see the server's log";
+  }
+  if (/timeout exceeded when trying to connect/i.test(message)) {
+    return 'no connection came in time: every connection of the pool was in use (transactions waiting on locks, say), or the server did not answer; retry, and look for long waits in pg_stat_activity';
+  }
+  return 'check that the server is running and that the URL, user and database are right';
+}
+
+/**
+ * A COMMIT whose answer never came (the connection was lost while committing): the server may
+ * have committed the transaction or not, and nothing here can tell. Not retried.
+ */
+function commitOutcomeUnknown(e: unknown, where: string): StorageError {
+  const first = e instanceof AggregateError && e.errors.length > 0 ? e.errors[0] : e;
+  const message = first instanceof Error ? first.message : String(first);
+  return new StorageError('STORAGE_UNAVAILABLE', `the connection to ${where} was lost while committing (${message}): the change may have been made or not`, {
+    hint: 'look at what it was to change (botstate status, list or trades) before you do it again',
+    cause: e,
+  });
+}
+
 /** Maps pg's errors (SQLSTATE or errno) onto botstate's error codes. */
 export function classifyPostgresError(e: unknown, where: string): BotstateError {
   if (e instanceof BotstateError) return e;
@@ -346,7 +382,7 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
     CONNECTION_LOST.test(message)
   ) {
     return new StorageError('STORAGE_UNAVAILABLE', `cannot use the PostgreSQL server at ${where}: ${message}`, {
-      hint: 'check that the server is running and that the URL, user and database are right',
+      hint: unavailableHint(code, message),
       cause: e,
     });
   }
