@@ -91,6 +91,10 @@ function liquidationWait(job: Job, skipped: string | undefined, price: string): 
 type Outcome = 'executed' | 'failed' | 'unknown';
 
 const ACTIVE = new Set(['RUNNING', 'LIQUIDATING']);
+/** Storage errors that a later attempt may not meet (not a failed disk or a damaged file). */
+const TRANSIENT: ReadonlySet<string> = new Set(['STORAGE_UNAVAILABLE', 'STORAGE_BUSY']);
+/** How long start() tries recovery again after a transient storage error before it gives up. */
+const RECOVERY_RETRY_MS = 60_000;
 /**
  * Errors after which a job cannot go on at all, whatever its count of failed steps: the ledger
  * and the exchange disagree about an order (see #settle). The job goes to ERROR at once.
@@ -224,7 +228,23 @@ export class Daemon {
       if (registeredIn === undefined) await this.register();
       try {
         // Recovery's time counts the registration, whenever it was done.
-        return await this.#recover(registeredIn === undefined ? t0 : t0 - registeredIn);
+        const from = registeredIn === undefined ? t0 : t0 - registeredIn;
+        // A database that fails for a moment (a dropped connection, a failover, a lock held
+        // past the timeout) is waited for, as a tick waits for it, up to RECOVERY_RETRY_MS.
+        // Each attempt starts over from what is stored: an intent an earlier one settled (each
+        // in a transaction of its own) is no longer pending.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await this.#recover(from);
+          } catch (e) {
+            const error = coerceError(e);
+            const wait = Math.min(5000, 250 * 2 ** (attempt - 1));
+            if (!TRANSIENT.has(error.code) || this.#stopping || performance.now() + wait - t0 > RECOVERY_RETRY_MS) throw e;
+            this.#log(`recovery failed (${error.message}); trying again in ${wait} ms`);
+            await new Promise((resolve) => setTimeout(resolve, wait));
+            if (this.#stopping) throw e;
+          }
+        }
       } catch (e) {
         clearInterval(this.#renewer);
         throw e;

@@ -1161,6 +1161,35 @@ for (const engine of ENGINES) {
       assert.equal(report.executed + report.resent + report.unresolved >= 1, true);
     });
 
+    it('start-up recovery waits for a database that fails for a moment, saying so; a failed disk is not waited for', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const { trade } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const pending = store.ledger.pending.bind(store.ledger);
+      let calls = 0;
+      store.ledger.pending = async (...args: Parameters<typeof pending>) => {
+        if (++calls <= 2) throw new StorageError('STORAGE_UNAVAILABLE', 'cannot use the server: terminating connection due to administrator command');
+        return pending(...args);
+      };
+      const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url));
+      const report = await daemon.start();
+      assert.equal(report.pending, 1);
+      assert.equal(report.executed, 1);
+      assert.equal((await store.ledger.get(trade.clientOrderId)).status, 'EXECUTED');
+      assert.deepEqual(lines.filter((l) => l.startsWith('recovery failed')), [
+        'recovery failed (cannot use the server: terminating connection due to administrator command); trying again in 250 ms',
+        'recovery failed (cannot use the server: terminating connection due to administrator command); trying again in 500 ms',
+      ]);
+      await daemon.stop();
+
+      store.ledger.pending = async () => {
+        throw new StorageError('STORAGE_FAILED', 'fsync failed');
+      };
+      const second = makeDaemon(store, new HttpExchange(ex.url));
+      await rejectsWith(second.daemon.start(), 'STORAGE_FAILED');
+      assert.deepEqual(second.lines.filter((l) => l.startsWith('recovery failed')), []);
+    });
+
     it("a fill whose COMMIT's answer is lost (committed all the same) does not leave the job's limits behind: the next step starts from the row", async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA, 'limits.maxTradesPerHour=2'] });

@@ -99,7 +99,8 @@ export const daemonCommand: Command = {
     'On start it reconciles every PENDING intent with the exchange and prints how long recovery took.\n' +
     'It prints each trade on one line, notices jobs started, paused or liquidated from the CLI within a\n' +
     'tick, and on SIGINT or SIGTERM finishes the step in flight, records it and exits 0. It exits 5 if\n' +
-    'the database fails for good (a failed fsync or checkpoint), and 3 if another daemon took its\n' +
+    'the database fails for good (a failed fsync or checkpoint), or is still unusable a minute into\n' +
+    'recovery (it retries until then), and 3 if another daemon took its\n' +
     'SQLite file over while it was stalled past its lease TTL.\n' +
     'On SQLite one daemon runs per database file; on PostgreSQL several share the jobs through leases.\n\n' +
     '--demo starts a paper exchange in this process (its data in paper-exchange.db next to a SQLite\n' +
