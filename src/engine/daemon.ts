@@ -164,6 +164,7 @@ export class Daemon {
   #ticking: Promise<void> = Promise.resolve();
   /** No new tick or step starts: set by stop(), and when the daemon gives up (see {@link failed}). */
   #stopping = false;
+  #leasesKept = false;
   #started = false;
   /** stop() was called: the daemon may not start or register (again). */
   #stopped = false;
@@ -394,7 +395,32 @@ export class Daemon {
       })
       .then((written) => written.forEach((runner) => this.#flushed(runner, Date.now())))
       .catch((e) => this.#log(`could not save the strategy state: ${coerceError(e).message}`));
-    await this.#leases.release().catch((e) => this.#log(`could not release the leases: ${coerceError(e).message}`));
+    // Handed back, so that other daemons take the jobs over at once (and settle and record are
+    // allowed again), tried a few times: a connection the server ended is replaced meanwhile.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#leases.release();
+        this.#leasesKept = false;
+        return;
+      } catch (e) {
+        const error = coerceError(e);
+        if (attempt < 3 && TRANSIENT.has(error.code)) {
+          await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+          continue;
+        }
+        this.#leasesKept = true;
+        this.#log(`could not hand the leases back (${error.message}): they expire within ${this.#leaseTtlMs / 1000} s, and other daemons then take the jobs over`);
+        return;
+      }
+    }
+  }
+
+  /**
+   * Set once stop() could not hand this daemon's leases back: its jobs are held, by nobody, until
+   * the leases expire (within the lease TTL).
+   */
+  get leasesKept(): boolean {
+    return this.#leasesKept;
   }
 
   /**

@@ -1161,6 +1161,30 @@ for (const engine of ENGINES) {
       assert.equal(report.executed + report.resent + report.unresolved >= 1, true);
     });
 
+    it('stop hands the leases back through a failing moment of the database, and says so when it cannot', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const owner = async () => (await raw('SELECT owner FROM job_leases WHERE job_id = ?', [job.id]))[0]?.['owner'];
+      const transaction = store.transaction.bind(store);
+      const failing = (times: number) => {
+        let left = times;
+        store.transaction = ((...args: Parameters<typeof transaction>) =>
+          left-- > 0 ? Promise.reject(new StorageError('STORAGE_UNAVAILABLE', 'terminating connection due to administrator command')) : transaction(...args)) as typeof store.transaction;
+      };
+      for (const [times, kept] of [[1, false], [10, true]] as const) {
+        const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url));
+        await daemon.start();
+        await waitFor('the lease', async () => (await owner()) === daemon.instanceId || undefined);
+        failing(times);
+        await daemon.stop();
+        store.transaction = transaction;
+        assert.equal(daemon.leasesKept, kept, lines.join('\n'));
+        assert.equal(await owner(), kept ? daemon.instanceId : '');
+        assert.equal(lines.some((l) => /^could not hand the leases back \(terminating connection due to administrator command\): they expire within 5 s/.test(l)), kept, lines.join('\n'));
+        if (kept) await raw("UPDATE job_leases SET owner = '', expires_at = ? WHERE job_id = ?", [new Date(0).toISOString(), job.id]);
+      }
+    });
+
     it('start-up recovery waits for a database that fails for a moment, saying so; a failed disk is not waited for', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });

@@ -181,7 +181,8 @@ export const daemonCommand: Command = {
       log(`${outcome}: finishing the step in flight… (a second signal stops it at once, as kill -9 would)`);
       await daemon.stop();
       if (store.failure) throw store.failure; // the disk failed meanwhile: not a clean stop
-      log('stopped cleanly');
+      // Every step was recorded; only the hand-over waits for the leases to expire.
+      log(daemon.leasesKept ? 'stopped, every step recorded; its leases were not handed back (said above)' : 'stopped cleanly');
     } finally {
       await paper?.close();
       await store.close();
