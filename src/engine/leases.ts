@@ -226,25 +226,33 @@ export class Leases {
    * `busy`: jobs whose step is running in this daemon, never shed (see #shed).
    */
   async #refresh(tx: Executor, busy: ReadonlySet<string> = NO_JOBS): Promise<void> {
-    const iso = await this.#clock(tx);
-    const now = iso();
-    const expires = iso(this.#ttlMs);
-    await this.#heartbeat(tx, now);
-    // Renewed when half the TTL is left, not every tick: a thousand jobs need not be rewritten each second.
-    await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [expires, this.instanceId, iso(this.#ttlMs / 2)]);
+    const started = await this.#clock(tx);
+    const t0 = performance.now();
+    // The statements that read the jobs come first: a lock someone holds on them (a table lock,
+    // a long transaction) is waited for here, before this daemon's own rows are locked. Its
+    // instance row and its leases locked first, renew() between ticks waited behind this
+    // transaction, so the heartbeats stopped and the leases ran out while the daemon waited.
     await tx.run(
       `INSERT INTO job_leases (job_id, owner, epoch, expires_at)
        SELECT j.id, '', 0, ? FROM jobs j
        WHERE (${ACTIVE}) AND NOT EXISTS (SELECT 1 FROM job_leases l WHERE l.job_id = j.id)
        ON CONFLICT (job_id) DO NOTHING`,
-      [now],
+      [started()],
     );
     // Jobs that no longer need a daemon (paused, idle, failed, nothing pending) are handed back.
     await tx.run(
       `UPDATE job_leases SET owner = '', expires_at = ?
        WHERE owner = ? AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = job_leases.job_id AND (${ACTIVE}))`,
-      [now, this.instanceId],
+      [started(), this.instanceId],
     );
+    // The clock read again after a wait (no second round trip otherwise), so that a renewal
+    // written after a long wait is not already near its end.
+    const iso = performance.now() - t0 > CLOCK_STALE_MS ? await this.#clock(tx) : started;
+    const now = iso();
+    const expires = iso(this.#ttlMs);
+    await this.#heartbeat(tx, now);
+    // Renewed when half the TTL is left, not every tick: a thousand jobs need not be rewritten each second.
+    await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [expires, this.instanceId, iso(this.#ttlMs / 2)]);
     const want = await this.#wanted(tx, now);
     if (want > 0) await this.#claim(tx, want, now, expires);
     else if (want < 0) await this.#shed(tx, -want, now, busy);
@@ -365,6 +373,8 @@ export function shareOf(active: number, maxima: readonly number[], mine: number)
   return Math.min(mine, level);
 }
 
+/** A wait in a lease sync after which its clock is read again: short beside any lease TTL. */
+const CLOCK_STALE_MS = 250;
 const NO_JOBS: ReadonlySet<string> = new Set();
 const SHED_CHUNK = 64;
 const SHED = `UPDATE job_leases SET owner = '', expires_at = ? WHERE owner = ? AND job_id IN (${Array(SHED_CHUNK).fill('?').join(', ')})`;

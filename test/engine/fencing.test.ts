@@ -9,7 +9,8 @@ import { leaseHolder, Leases, shareOf } from '../../src/engine/leases.ts';
 import { isBotstateError } from '../../src/errors.ts';
 import type { Job } from '../../src/jobs/job-rows.ts';
 import type { Fence } from '../../src/store/context.ts';
-import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
+import pg from 'pg';
+import { ENGINES, PG_URL, TOKEN, type Fixture } from '../helpers/engines.ts';
 
 const T0 = Date.parse('2026-11-22T00:00:00.000Z');
 const TTL = 1000;
@@ -396,5 +397,45 @@ describe('shareOf: a daemon\'s share of the active jobs', () => {
     assert.equal(shareOf(33, [5, 5], 5), 5, 'all capped: each takes its maximum');
     assert.equal(shareOf(0, [none], none), 0);
     assert.equal(shareOf(7, [], none), 7);
+  });
+});
+
+describe('a lock held on the jobs table (PostgreSQL)', { skip: postgres.skip }, () => {
+  let fx: Fixture;
+  beforeEach(async () => {
+    fx = await postgres.create();
+  });
+  afterEach(() => fx.cleanup());
+
+  it("holds a lease sync up, not the heartbeat: renew() between ticks goes on, and the sync's renewal is not already old", async () => {
+    const store = await fx.open({ lockTimeoutMs: 0 });
+    const job = await store.jobs.start({ tokenAddress: TOKEN });
+    const a = new Leases(store, 'daemon-A', { ttlMs: 60_000 });
+    await a.register();
+    await a.sync();
+    const schema = new URL(fx.url).searchParams.get('schema')!;
+    const locker = new pg.Client({ connectionString: PG_URL });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE "${schema}".jobs IN ACCESS EXCLUSIVE MODE`);
+      let synced = false;
+      const syncing = a.sync().finally(() => (synced = true));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(synced, false, 'the sync waits for the lock');
+      // The heartbeat between ticks is not held up behind the waiting sync (it used to be: the
+      // sync had locked the instance row and the leases first).
+      const renewed = await Promise.race([a.renew().then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))]);
+      assert.equal(renewed, true, 'renew() finished while the sync waited');
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      await locker.query('ROLLBACK');
+      assert.deepEqual((await syncing).get(job.id), { owner: 'daemon-A', epoch: 1 });
+      // The heartbeat the sync wrote is the time after its wait, not before it.
+      const [row] = await fx.raw(`SELECT extract(epoch FROM clock_timestamp() - heartbeat_at) AS age FROM "${schema}".daemon_instances WHERE id = 'daemon-A'`);
+      assert.ok(Number(row!['age']) < 0.5, `the heartbeat is ${String(row!['age'])} s old`);
+    } finally {
+      await locker.query('ROLLBACK').catch(() => {});
+      await locker.end();
+    }
   });
 });
