@@ -359,7 +359,7 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
   if (code === '55P03') {
     // lock_timeout: "canceling statement due to lock timeout" (said before the /timeout/ test below).
     return new StorageError('STORAGE_BUSY', `${where}: another session held a lock this needed past the lock timeout`, {
-      hint: 'another transaction (a daemon, or a program of yours) holds the job\'s row; retry, or look for it in pg_stat_activity',
+      hint: 'another transaction (a daemon, a migration, or a program of yours) holds a row or a table this needed; retry, or look for it in pg_stat_activity (wait_event_type Lock)',
       cause: e,
     });
   }
