@@ -93,6 +93,8 @@ type Outcome = 'executed' | 'failed' | 'unknown';
 const ACTIVE = new Set(['RUNNING', 'LIQUIDATING']);
 /** Storage errors that a later attempt may not meet (not a failed disk or a damaged file). */
 const TRANSIENT: ReadonlySet<string> = new Set(['STORAGE_UNAVAILABLE', 'STORAGE_BUSY']);
+/** A tick's wait for the database after which the daemon says it is waiting. */
+const SLOW_DATABASE_MS = 3000;
 /** How long start() tries recovery again after a transient storage error before it gives up. */
 const RECOVERY_RETRY_MS = 60_000;
 /**
@@ -434,7 +436,7 @@ export class Daemon {
     this.#probe = undefined;
     // Taken before anything is read: a job busy now may write after the reads below.
     const busy = new Set(this.#inFlight.keys());
-    const held = await this.#leases.sync(busy);
+    const held = await this.#saidIfSlow(this.#leases.sync(busy));
     this.#sayLeaseChanges(held);
     for (const [id, runner] of this.#runners) {
       if (held.has(id)) continue;
@@ -458,6 +460,27 @@ export class Daemon {
         .catch((e) => this.#log(`${stamp()}  ${job.tokenSymbol}  step failed: ${messageOf(e)}`))
         .finally(() => this.#inFlight.delete(job.id));
       this.#inFlight.set(job.id, step);
+    }
+  }
+
+  /**
+   * A tick's first read, said while it waits: a lock another session holds on the jobs (a
+   * migration, a long transaction) holds every tick up, and the daemon used to say nothing for as
+   * long as it lasted. Once past SLOW_DATABASE_MS, one line, and one more when it answers.
+   */
+  async #saidIfSlow<T>(waiting: Promise<T>): Promise<T> {
+    const t0 = Date.now();
+    const timer = setTimeout(
+      () => this.#log(`${stamp()}  waiting for the database for ${SLOW_DATABASE_MS / 1000} s (a lock another session holds, or a server that does not answer; PostgreSQL: see pg_stat_activity)`),
+      SLOW_DATABASE_MS,
+    );
+    try {
+      const value = await waiting;
+      const waited = Date.now() - t0;
+      if (waited >= SLOW_DATABASE_MS) this.#log(`${stamp()}  the database answered after ${(waited / 1000).toFixed(1)} s`);
+      return value;
+    } finally {
+      clearTimeout(timer); // a failure is the tick's to say
     }
   }
 
