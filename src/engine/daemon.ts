@@ -436,19 +436,9 @@ export class Daemon {
     this.#probe = undefined;
     // Taken before anything is read: a job busy now may write after the reads below.
     const busy = new Set(this.#inFlight.keys());
-    const held = await this.#saidIfSlow(this.#leases.sync(busy));
-    this.#sayLeaseChanges(held);
-    for (const [id, runner] of this.#runners) {
-      if (held.has(id)) continue;
-      // A job no longer held whose step is still running keeps its runner until that step ends.
-      const step = this.#inFlight.get(id);
-      if (step === undefined) this.#runners.delete(id);
-      else void step.then(() => this.#runners.get(id) === runner && this.#runners.delete(id));
-    }
-    if (held.size === 0) return;
-    const jobs = [...(await this.#loadJobs()).values()].filter((j) => !busy.has(j.id));
-    const pending = new Map<string, Trade>();
-    for (const t of await this.#store.ledger.pending()) if (held.has(t.jobId) && !pending.has(t.jobId)) pending.set(t.jobId, t);
+    const read = await this.#saidIfSlow(this.#read(busy));
+    if (read === undefined) return;
+    const { held, jobs, pending } = read;
     const prices = await this.#prices(jobs.filter((j) => ACTIVE.has(j.status) && !pending.has(j.id) && !liquidated(j)));
     if (prices === 'outage') return;
     for (const job of jobs) {
@@ -463,8 +453,26 @@ export class Daemon {
     }
   }
 
+  /** A tick's reads: the leases (synced), the jobs held and their open intents; undefined when none is held. */
+  async #read(busy: ReadonlySet<string>): Promise<{ held: Map<string, Fence>; jobs: Job[]; pending: Map<string, Trade> } | undefined> {
+    const held = await this.#leases.sync(busy);
+    this.#sayLeaseChanges(held);
+    for (const [id, runner] of this.#runners) {
+      if (held.has(id)) continue;
+      // A job no longer held whose step is still running keeps its runner until that step ends.
+      const step = this.#inFlight.get(id);
+      if (step === undefined) this.#runners.delete(id);
+      else void step.then(() => this.#runners.get(id) === runner && this.#runners.delete(id));
+    }
+    if (held.size === 0) return undefined;
+    const jobs = [...(await this.#loadJobs()).values()].filter((j) => !busy.has(j.id));
+    const pending = new Map<string, Trade>();
+    for (const t of await this.#store.ledger.pending()) if (held.has(t.jobId) && !pending.has(t.jobId)) pending.set(t.jobId, t);
+    return { held, jobs, pending };
+  }
+
   /**
-   * A tick's first read, said while it waits: a lock another session holds on the jobs (a
+   * A tick's reads, said while they wait: a lock another session holds on the jobs (a
    * migration, a long transaction) holds every tick up, and the daemon used to say nothing for as
    * long as it lasted. Once past SLOW_DATABASE_MS, one line, and one more when it answers.
    */

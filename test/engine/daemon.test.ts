@@ -22,7 +22,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
-import pg from 'pg';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { Daemon, type DaemonOptions } from '../../src/engine/daemon.ts';
 import { ExchangeInvalidAnswerError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from '../../src/engine/exchange.ts';
@@ -36,7 +35,7 @@ import { SqliteAdapter } from '../../src/store/sqlite/sqlite-adapter.ts';
 import { migrate } from '../../src/store/migrations/runner.ts';
 import { LATEST_VERSION } from '../../src/store/migrations/index.ts';
 import { openStore, Store } from '../../src/store/store.ts';
-import { ENGINES, PG_URL, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
+import { ENGINES, lockTable, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
 import { rejectsWith } from '../helpers/assert.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -1167,17 +1166,11 @@ for (const engine of ENGINES) {
       await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
       const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url));
       await daemon.start();
-      const schema = new URL(fx.url).searchParams.get('schema')!;
-      const locker = new pg.Client({ connectionString: PG_URL });
-      await locker.connect();
+      const release = await lockTable(fx, 'jobs');
       try {
-        await locker.query('BEGIN');
-        await locker.query(`LOCK TABLE "${schema}".jobs IN ACCESS EXCLUSIVE MODE`);
         await waitFor('the wait said', () => lines.some((l) => /waiting for the database for 3 s \(a lock another session holds/.test(l)) || undefined, 8000);
-        await locker.query('ROLLBACK');
       } finally {
-        await locker.query('ROLLBACK').catch(() => {});
-        await locker.end();
+        await release();
       }
       await waitFor('the answer said', () => lines.some((l) => /the database answered after \d+\.\d s/.test(l)) || undefined, 8000);
       await daemon.stop();

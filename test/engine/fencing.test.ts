@@ -9,8 +9,7 @@ import { leaseHolder, Leases, shareOf } from '../../src/engine/leases.ts';
 import { isBotstateError } from '../../src/errors.ts';
 import type { Job } from '../../src/jobs/job-rows.ts';
 import type { Fence } from '../../src/store/context.ts';
-import pg from 'pg';
-import { ENGINES, PG_URL, TOKEN, type Fixture } from '../helpers/engines.ts';
+import { ENGINES, lockTable, TOKEN, type Fixture } from '../helpers/engines.ts';
 
 const T0 = Date.parse('2026-11-22T00:00:00.000Z');
 const TTL = 1000;
@@ -414,11 +413,8 @@ describe('a lock held on the jobs table (PostgreSQL)', { skip: postgres.skip }, 
     await a.register();
     await a.sync();
     const schema = new URL(fx.url).searchParams.get('schema')!;
-    const locker = new pg.Client({ connectionString: PG_URL });
-    await locker.connect();
+    const release = await lockTable(fx, 'jobs');
     try {
-      await locker.query('BEGIN');
-      await locker.query(`LOCK TABLE "${schema}".jobs IN ACCESS EXCLUSIVE MODE`);
       let synced = false;
       const syncing = a.sync().finally(() => (synced = true));
       await new Promise((resolve) => setTimeout(resolve, 300));
@@ -428,14 +424,13 @@ describe('a lock held on the jobs table (PostgreSQL)', { skip: postgres.skip }, 
       const renewed = await Promise.race([a.renew().then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))]);
       assert.equal(renewed, true, 'renew() finished while the sync waited');
       await new Promise((resolve) => setTimeout(resolve, 700));
-      await locker.query('ROLLBACK');
+      await release();
       assert.deepEqual((await syncing).get(job.id), { owner: 'daemon-A', epoch: 1 });
       // The heartbeat the sync wrote is the time after its wait, not before it.
       const [row] = await fx.raw(`SELECT extract(epoch FROM clock_timestamp() - heartbeat_at) AS age FROM "${schema}".daemon_instances WHERE id = 'daemon-A'`);
       assert.ok(Number(row!['age']) < 0.5, `the heartbeat is ${String(row!['age'])} s old`);
     } finally {
-      await locker.query('ROLLBACK').catch(() => {});
-      await locker.end();
+      await release();
     }
   });
 });

@@ -163,3 +163,22 @@ export const TOKEN = '0xbbd9aDe16525acb4B336b6dAd3b9762901522B07';
 export function tokenAddress(i: number): string {
   return `0x${i.toString(16).padStart(40, '0')}`;
 }
+
+/**
+ * Takes an ACCESS EXCLUSIVE lock on one table of a PostgreSQL fixture's schema, from a session of
+ * its own, held until the returned function is called (a migration's or a maintenance job's lock).
+ */
+export async function lockTable(fx: Fixture, table: string): Promise<() => Promise<void>> {
+  const schema = new URL(fx.url).searchParams.get('schema')!;
+  const locker = new pg.Client({ connectionString: PG_URL });
+  await locker.connect();
+  await locker.query('BEGIN');
+  await locker.query(`LOCK TABLE "${schema}"."${table}" IN ACCESS EXCLUSIVE MODE`);
+  let released = false;
+  return async () => {
+    if (released) return;
+    released = true;
+    await locker.query('ROLLBACK').catch(() => {});
+    await locker.end();
+  };
+}
