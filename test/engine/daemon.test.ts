@@ -22,6 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { Daemon, type DaemonOptions } from '../../src/engine/daemon.ts';
 import { ExchangeInvalidAnswerError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from '../../src/engine/exchange.ts';
@@ -35,7 +36,7 @@ import { SqliteAdapter } from '../../src/store/sqlite/sqlite-adapter.ts';
 import { migrate } from '../../src/store/migrations/runner.ts';
 import { LATEST_VERSION } from '../../src/store/migrations/index.ts';
 import { openStore, Store } from '../../src/store/store.ts';
-import { ENGINES, lockTable, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
+import { ENGINES, lockTable, PG_URL, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
 import { rejectsWith } from '../helpers/assert.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -1159,6 +1160,36 @@ for (const engine of ENGINES) {
       release();
       const report = await starting;
       assert.equal(report.executed + report.resent + report.unresolved >= 1, true);
+    });
+
+    it('the CLI daemon keeps heartbeating while every step waits on a locked job row: its pool is larger than --concurrency', { skip: engine.name === 'sqlite' && 'a PostgreSQL pool' }, async () => {
+      const ex = await paper();
+      const n = 12;
+      const ids: string[] = [];
+      for (let i = 1; i <= n; i++) ids.push((await store.jobs.start({ tokenAddress: tokenAddress(i), set: [FAST_DCA] })).id);
+      const d = botstate(['daemon', '--exchange', ex.url, '--tick', '100', '--lease-ttl', '2000', '--concurrency', String(n), '--db', fx.url]);
+      await d.line(/ BUY /, 20_000);
+      const schema = new URL(fx.url).searchParams.get('schema')!;
+      const locker = new pg.Client({ connectionString: PG_URL });
+      await locker.connect();
+      let oldest = 0;
+      try {
+        // Every job row locked: each step's next write waits on its row, holding a connection.
+        await locker.query('BEGIN');
+        await locker.query(`SELECT id FROM "${schema}".jobs FOR UPDATE`);
+        for (let k = 0; k < 12; k++) {
+          await sleep(500);
+          const [row] = await fx.raw(`SELECT extract(epoch FROM clock_timestamp() - heartbeat_at) * 1000 AS age FROM daemon_instances WHERE stopped_at IS NULL`);
+          oldest = Math.max(oldest, Number(row!['age']));
+        }
+      } finally {
+        await locker.query('ROLLBACK').catch(() => {});
+        await locker.end();
+      }
+      d.child.kill('SIGINT');
+      assert.equal((await d.exited).code, 0, d.stderr());
+      assert.ok(oldest < 2000, `the heartbeat went ${oldest.toFixed(0)} ms without renewal, past the 2 s TTL; stdout: ${d.stdout()}`);
+      assert.doesNotMatch(d.stdout(), /could not renew the leases/);
     });
 
     it('a tick held up by a lock on the jobs table says it waits, and when the database answers', { skip: engine.name === 'sqlite' && 'a table lock is PostgreSQL\'s' }, async () => {

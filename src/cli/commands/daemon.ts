@@ -89,6 +89,9 @@ class LateExchange implements Exchange {
   }
 }
 
+/** PostgreSQL connections kept beyond --concurrency: a tick's reads, the heartbeat, a stop's writes. */
+const RESERVED_CONNECTIONS = 4;
+
 export const daemonCommand: Command = {
   name: 'daemon',
   summary: 'run every RUNNING and LIQUIDATING job against an exchange',
@@ -140,7 +143,11 @@ export const daemonCommand: Command = {
     // A daemon frozen mid-transaction (a paused VM) must not keep the row locks another
     // daemon needs to take its jobs over: PostgreSQL ends such a session after half the TTL.
     // Its ticks wait for locks as long as it takes (a CLI command's are bounded; see main).
-    const store = await ctx.open({ durability, actor: 'daemon', lockTimeoutMs: 0, idleTransactionTimeoutMs: Math.max(500, Math.floor(leaseTtlMs / 2)) });
+    // PostgreSQL: a pool larger than the steps run at once, so that steps all waiting on locked
+    // rows leave connections for the ticks' reads and the heartbeat (with the pool's default of
+    // 10 and 16 steps, they took every one, and the leases ran out).
+    const poolSize = Math.min(1000, concurrency + RESERVED_CONNECTIONS);
+    const store = await ctx.open({ durability, actor: 'daemon', lockTimeoutMs: 0, idleTransactionTimeoutMs: Math.max(500, Math.floor(leaseTtlMs / 2)), poolSize });
     let paper: PaperExchangeHandle | undefined;
     try {
       // The demo's paper exchange starts only once the daemon has registered (a refused demo must
