@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { BotstateError, ValidationError } from '../errors.ts';
 import { isStorableText } from '../util/text.ts';
-import type { Adapter, Executor, SqlParam } from './adapter.ts';
+import type { Adapter, Engine, Executor, SqlParam } from './adapter.ts';
 import { transactionControl } from './tx-control.ts';
 
 /** Options every store method accepts. */
@@ -45,9 +45,11 @@ interface Txn {
  */
 class Tx implements Executor {
   readonly #txn: Txn;
+  readonly #engine: Engine;
 
-  constructor(txn: Txn) {
+  constructor(txn: Txn, engine: Engine) {
     this.#txn = txn;
+    this.#engine = engine;
   }
 
   all<T extends object>(sql: string, params?: readonly SqlParam[]): Promise<T[]> {
@@ -73,7 +75,7 @@ class Tx implements Executor {
    */
   #refusal(sql: string): Promise<never> | undefined {
     if (!this.#txn.open) return Promise.reject(txEnded('this tx'));
-    const control = typeof sql === 'string' ? transactionControl(sql) : undefined;
+    const control = typeof sql === 'string' ? transactionControl(sql, this.#engine) : undefined;
     if (control === undefined) return undefined;
     return Promise.reject(new BotstateError('INVALID_ARGUMENT', `a tx cannot run ${control}: store.transaction begins, commits and rolls back its transaction itself`, {
       hint: 'return from the transaction body to commit, throw to roll back; nest store.transaction for a part that may fail alone',
@@ -200,7 +202,7 @@ export class Context {
    */
   async #own<T>(connection: Executor, outer: Scope | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
     const txn: Txn = { open: true, connection };
-    const tx = new Tx(txn);
+    const tx = new Tx(txn, this.adapter.engine);
     const scope: Scope = { tx, txn, outer, open: true, tail: Promise.resolve() };
     this.#open.set(tx, scope);
     try {

@@ -1,34 +1,107 @@
-/**
- * Statements that would end or begin a transaction behind store.transaction's back: BEGIN,
- * START TRANSACTION, COMMIT, END, ROLLBACK (not ROLLBACK TO a savepoint), ABORT and PREPARE
- * TRANSACTION. SAVEPOINT, RELEASE and ROLLBACK TO stay allowed: inside a transaction they never
- * end it.
- */
-const CONTROL = /^(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK(?!\s+TO\b)|ABORT|PREPARE\s+TRANSACTION)\b/i;
+import type { Engine } from './adapter.ts';
 
 /**
- * Quoted text and comments, which may hold any word: SQL strings ('' escapes a quote), quoted
- * identifiers ("…", `…`, […]), PostgreSQL dollar quotes ($$…$$, $tag$…$tag$), -- and /* comments.
+ * Statements that would end or begin a transaction behind store.transaction's back: BEGIN,
+ * START TRANSACTION, COMMIT, END, ROLLBACK (not ROLLBACK [TRANSACTION | WORK] TO a savepoint),
+ * ABORT and PREPARE TRANSACTION. SAVEPOINT, RELEASE and ROLLBACK TO stay allowed: inside a
+ * transaction they never end it.
  */
-const QUOTED = /'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|\$([A-Za-z_][A-Za-z0-9_]*)?\$[\s\S]*?\$\1\$|--[^\n]*|\/\*[\s\S]*?\*\//g;
+const CONTROL = /^(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK(?!\s+(?:(?:TRANSACTION|WORK)\s+)?TO\b)|ABORT|PREPARE\s+TRANSACTION)\b/i;
 
 /**
  * A SQLite trigger's body (`CREATE TRIGGER … BEGIN stmt; … END`): its statements are not the
- * script's, and its closing END, after a `;`, is not a statement. No statement of a body starts
- * with END, so the first `; END` closes it.
+ * script's, and its closing END, after a `;`, is not a statement. The BEGIN comes before the
+ * trigger statement's first `;`, and no statement of a body starts with END, so the first `; END`
+ * after it closes the body.
  */
-const TRIGGER_BODY = /\bCREATE\s+(?:TEMP\s+|TEMPORARY\s+)?TRIGGER\b[\s\S]*?\bBEGIN\b[\s\S]*?;\s*END\b/gi;
+const TRIGGER_BODY = /\bCREATE\s+(?:TEMP\s+|TEMPORARY\s+)?TRIGGER\b[^;]*?\bBEGIN\b[\s\S]*?;\s*END\b/gi;
+
+/** A PostgreSQL dollar quote's opening tag ($$ or $tag$), not a $1 parameter. */
+const DOLLAR_TAG = /\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$/y;
 
 /**
  * The transaction-control statement in `sql` (a statement, or a script of several separated by
- * `;`), as written, or undefined if it has none. Quoted text, comments and trigger bodies are
- * skipped; text this cannot read is left to the database.
+ * `;`), as written, or undefined if it has none. Quoted text and comments, as `engine` reads
+ * them, and SQLite trigger bodies are skipped; text this cannot read is left to the database.
  */
-export function transactionControl(sql: string): string | undefined {
-  const plain = sql.replace(QUOTED, ' ').replace(TRIGGER_BODY, ' ');
+export function transactionControl(sql: string, engine: Engine): string | undefined {
+  let plain = blanked(sql, engine);
+  if (engine === 'sqlite') plain = plain.replace(TRIGGER_BODY, ' ');
   for (const statement of plain.split(';')) {
     const m = CONTROL.exec(statement.trimStart());
     if (m) return m[1]!.replace(/\s+/g, ' ').toUpperCase();
   }
   return undefined;
+}
+
+/**
+ * `sql` with every string, quoted identifier and comment replaced by a blank, as the engine
+ * reads them: SQLite's `…`, […] and '' escapes; PostgreSQL's E'…' backslash escapes, dollar quotes
+ * and nested block comments.
+ */
+function blanked(sql: string, engine: Engine): string {
+  const pg = engine === 'postgres';
+  let out = '';
+  let i = 0;
+  const skipTo = (close: string, doubled: boolean): void => {
+    for (;;) {
+      const at = sql.indexOf(close, i);
+      if (at < 0) {
+        i = sql.length;
+        return;
+      }
+      i = at + close.length;
+      if (!(doubled && sql.startsWith(close, i))) return;
+      i += close.length;
+    }
+  };
+  while (i < sql.length) {
+    const c = sql[i]!;
+    const next = sql[i + 1];
+    if (c === '-' && next === '-') {
+      const end = sql.indexOf('\n', i);
+      i = end < 0 ? sql.length : end;
+    } else if (c === '/' && next === '*') {
+      let depth = 1;
+      i += 2;
+      while (i < sql.length && depth > 0) {
+        if (pg && sql.startsWith('/*', i)) (depth++, (i += 2));
+        else if (sql.startsWith('*/', i)) (depth--, (i += 2));
+        else i++;
+      }
+    } else if (c === "'") {
+      const escapes = pg && /[eE]/.test(sql[i - 1] ?? '') && !/[\w$]/.test(sql[i - 2] ?? '');
+      i++;
+      while (i < sql.length) {
+        if (escapes && sql[i] === '\\') i += 2;
+        else if (sql[i] === "'" && sql[i + 1] === "'") i += 2;
+        else if (sql[i++] === "'") break;
+      }
+    } else if (c === '"') {
+      i++;
+      skipTo('"', true);
+    } else if (!pg && c === '`') {
+      i++;
+      skipTo('`', true);
+    } else if (!pg && c === '[') {
+      i++;
+      skipTo(']', false);
+    } else if (pg && c === '$' && !/[\w$]/.test(sql[i - 1] ?? '')) {
+      DOLLAR_TAG.lastIndex = i;
+      const tag = DOLLAR_TAG.exec(sql)?.[0];
+      if (tag === undefined) {
+        out += c;
+        i++;
+        continue;
+      }
+      i += tag.length;
+      skipTo(tag, false);
+    } else {
+      out += c;
+      i++;
+      continue;
+    }
+    out += ' ';
+  }
+  return out;
 }

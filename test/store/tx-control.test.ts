@@ -21,7 +21,8 @@ describe('transactionControl', () => {
       ["UPDATE t SET v = 'a;b'; ROLLBACK", 'ROLLBACK'],
       ['CREATE TRIGGER t1 AFTER INSERT ON t BEGIN SELECT 1; END; COMMIT', 'COMMIT'],
     ];
-    for (const [sql, control] of cases) assert.equal(transactionControl(sql), control, sql);
+    // A trigger with a body is SQLite's syntax (PostgreSQL refuses the script at its END either way).
+    for (const [sql, control] of cases) for (const engine of sql.startsWith('CREATE TRIGGER') ? (['sqlite'] as const) : (['sqlite', 'postgres'] as const)) assert.equal(transactionControl(sql, engine), control, `${engine}: ${sql}`);
   });
 
   it('leaves data changes, queries, savepoints, quoted words and trigger bodies alone', () => {
@@ -47,6 +48,36 @@ describe('transactionControl', () => {
       'CREATE FUNCTION g() RETURNS void AS $body$ BEGIN COMMIT; END $body$ LANGUAGE plpgsql',
       '',
     ];
-    for (const sql of fine) assert.equal(transactionControl(sql), undefined, sql);
+    for (const sql of fine) assert.equal(transactionControl(sql, sql.includes('$') ? 'postgres' : 'sqlite'), undefined, sql);
+  });
+
+  it('reads quoting and comments as each engine does', () => {
+    const both: Array<[string, string | undefined]> = [
+      ['ROLLBACK TRANSACTION TO SAVEPOINT a', undefined],
+      ['rollback transaction to a', undefined],
+      ['/**/COMMIT', 'COMMIT'],
+      ['COMMIT/**/', 'COMMIT'],
+      ['\uFEFFCOMMIT', 'COMMIT'],
+      ["CREATE TRIGGER t1 AFTER INSERT ON t BEGIN SELECT 'a; END'; END; COMMIT", 'COMMIT'],
+      ['CREATE TRIGGER t1 AFTER INSERT ON t BEGIN SELECT 1; END\n;\nEND', 'END'],
+    ];
+    for (const [sql, control] of both) assert.equal(transactionControl(sql, 'sqlite'), control, `sqlite: ${sql}`);
+    const postgres: Array<[string, string | undefined]> = [
+      ['ROLLBACK WORK TO SAVEPOINT a', undefined],
+      ["SELECT E'it\\'s; commit'", undefined],
+      ["SELECT e'\\''; COMMIT; SELECT 1", 'COMMIT'],
+      ["SELECT E'\\'', '['; COMMIT; SELECT ']'", 'COMMIT'],
+      ['SELECT 1 /* a /* nested */ ; COMMIT */', undefined],
+      ['SELECT 1 /* a /* nested */ */; COMMIT', 'COMMIT'],
+      ['CREATE TRIGGER t AFTER INSERT ON x FOR EACH ROW EXECUTE FUNCTION f(); COMMIT; BEGIN; SELECT 1; END', 'COMMIT'],
+      ['SELECT a[1] FROM t; COMMIT', 'COMMIT'],
+      ['SELECT $1::text; COMMIT', 'COMMIT'],
+      ["SELECT $tag$ it's; COMMIT $tag$", undefined],
+      ['SELECT "a""; COMMIT"', undefined],
+    ];
+    for (const [sql, control] of postgres) assert.equal(transactionControl(sql, 'postgres'), control, `postgres: ${sql}`);
+    // In SQLite, [ ] quotes an identifier and a backslash escapes nothing.
+    assert.equal(transactionControl('SELECT [a; COMMIT] FROM t', 'sqlite'), undefined);
+    assert.equal(transactionControl("SELECT 'a\\'; COMMIT", 'sqlite'), 'COMMIT');
   });
 });
