@@ -118,6 +118,15 @@ function fillTime(reported: string, intentAt: string, now: number): string {
 const unwritten = (runner: Runner): boolean => runner.scratchDirty || Object.keys(runner.state).length > 0;
 
 /**
+ * A storage error after which a write may have been committed all the same: a lost connection (a
+ * COMMIT whose answer never came) or a failed disk. STORAGE_BUSY (a lock not had, a transaction
+ * the engine aborted) wrote nothing.
+ */
+function mayHaveCommitted(error: BotstateError): boolean {
+  return error.code !== 'STORAGE_BUSY';
+}
+
+/**
  * After a storage error in a write of the job: what the runner holds may be older than what is
  * stored (the write may have been committed, its answer lost), so none of it is written (a flush
  * would put an old scratch back over the fill's), and the next step starts from the job's row.
@@ -338,8 +347,14 @@ export class Daemon {
         if (resent) counts.resent++;
       } catch (e) {
         counts.unknown++;
-        if (coerceError(e).category === 'storage') forget(runner);
-        this.#log(`${job.tokenSymbol} ${trade.clientOrderId}: not reconciled yet (${messageOf(e)}); retrying every tick`);
+        const error = coerceError(e);
+        // The ledger and the exchange disagree about the order: the job stops now, as in a tick
+        // (the trade is settled, so no tick would look at it again).
+        if (STOPS_THE_JOB.has(error)) await this.#failed(job, runner, error);
+        else {
+          if (mayHaveCommitted(error)) forget(runner);
+          this.#log(`${job.tokenSymbol} ${trade.clientOrderId}: not reconciled yet (${messageOf(e)}); retrying every tick`);
+        }
       }
     });
     const report: RecoveryReport = {
@@ -902,8 +917,16 @@ export class Daemon {
           return scratch === before ? undefined : scratch;
         },
       })
-      .catch((e: unknown) => {
-        throw isBotstateError(e, 'DUPLICATE_ORDER') ? diverged(trade, order, e) : e;
+      .catch(async (e: unknown) => {
+        if (!isBotstateError(e, 'DUPLICATE_ORDER')) throw e;
+        // Settled meanwhile by someone else: with this very fill (a settle by hand that left out
+        // the exchange's order id, say), the ledger is right and this is a repeat; otherwise the
+        // ledger and the exchange disagree.
+        const current = await this.#store.ledger.get(trade.clientOrderId, options);
+        if (order.status === 'FILLED' && current.status === 'EXECUTED' && sameAmounts(current, order)) {
+          return { trade: current, job: await this.#store.jobs.get({ id: job.id }, options), duplicate: true };
+        }
+        throw diverged(trade, order, e);
       });
     if (settled.duplicate) {
       // Settled before (a retry after a lost answer): the scratch may not have followed it.
@@ -950,8 +973,8 @@ export class Daemon {
     if (error.category === 'storage') {
       // The database, not the job: nothing to count against it (a burst of lost connections
       // must not add up, with the next exchange error, to an ERROR). The step is retried, from
-      // the job's row: what failed may have been committed all the same.
-      forget(runner);
+      // the job's row when what failed may have been committed all the same.
+      if (mayHaveCommitted(error)) forget(runner);
       this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (storage, not counted): ${message}`);
       return;
     }
@@ -1017,6 +1040,12 @@ function diverged(trade: Trade, order: ExchangeOrder, e: BotstateError): Botstat
   });
   STOPS_THE_JOB.add(error);
   return error;
+}
+
+/** Whether a settled trade records exactly the exchange's fill: its side, base, quote and price. */
+function sameAmounts(trade: Trade, order: ExchangeOrder): boolean {
+  const same = (a: string | null, b: string) => a !== null && cmp(a, b) === 0;
+  return trade.side === order.side && same(trade.baseAmount, order.baseAmount) && same(trade.quoteAmount, order.quoteAmount) && same(trade.priceUsd, order.price);
 }
 
 /** What is said of an error: exchange and strategy errors are not botstate bugs, and keep their own message. */

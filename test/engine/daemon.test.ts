@@ -1260,6 +1260,58 @@ for (const engine of ENGINES) {
       assert.deepEqual(second.lines.filter((l) => l.startsWith('recovery failed')), []);
     });
 
+    it('an order filled during start-up recovery after its trade was settled FAILED sends the job to ERROR, as in a tick', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      // An intent left PENDING by a daemon killed before it sent it: recovery sends it.
+      const { trade } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const inner = new HttpExchange(ex.url);
+      const other = await fx.open();
+      undo.push(() => other.close());
+      const exchange = new Recorder(inner, {
+        place: async (o) => {
+          if (o.clientOrderId === trade.clientOrderId) await other.ledger.settle(o.clientOrderId, { status: 'FAILED', error: 'settled by hand' });
+          return inner.placeOrder(o);
+        },
+      });
+      const { daemon, lines } = makeDaemon(store, exchange);
+      await daemon.start();
+      const failed = await store.jobs.get({ id: job.id });
+      await daemon.stop();
+      assert.equal(failed.status, 'ERROR', lines.join('\n'));
+      assert.match(failed.statusReason!, /^the exchange filled BUY \S+ for 10 for order \S+, but its trade was settled otherwise meanwhile/);
+      assert.equal(exchange.count('place'), 1, 'nothing more was bought');
+      assert.ok(!lines.some((l) => /not reconciled yet/.test(l)), lines.join('\n'));
+    });
+
+    it('an order whose trade someone else settled with this very fill (no exchange order id) is a repeat, not a divergence', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const inner = new HttpExchange(ex.url);
+      const other = await fx.open();
+      undo.push(() => other.close());
+      const exchange = new Recorder(inner, {
+        place: async (o) => {
+          const filled = await inner.placeOrder(o);
+          await other.ledger.settle(o.clientOrderId, { status: 'EXECUTED', baseAmount: filled.baseAmount, quoteAmount: filled.quoteAmount, priceUsd: filled.price });
+          return filled;
+        },
+      });
+      const { daemon, lines } = makeDaemon(store, exchange);
+      await daemon.start();
+      await waitFor('the fill', async () => (await store.ledger.trades({ id: job.id }, { status: 'EXECUTED' })).length === 1);
+      await exchange.waitCalls('price', TOKEN, 5);
+      await daemon.stop();
+      const after = await store.jobs.get({ id: job.id });
+      assert.equal(after.status, 'RUNNING', `${after.statusReason}\n${lines.join('\n')}`);
+      assert.ok(!lines.some((l) => /step failed|ERROR/.test(l)), lines.join('\n'));
+      // The hand-made settle is the ledger's record (without the exchange's order id and time).
+      const [order] = await exchangeOrders(ex.url);
+      const [recorded] = await store.ledger.trades({ id: job.id });
+      assert.deepEqual([recorded!.status, recorded!.baseAmount, recorded!.quoteAmount, recorded!.priceUsd], ['EXECUTED', order!.baseAmount, order!.quoteAmount, order!.price]);
+      assert.equal(after.tokenBalance, order!.baseAmount);
+    });
+
     it("a fill whose COMMIT's answer is lost (committed all the same) does not leave the job's limits behind: the next step starts from the row", async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA, 'limits.maxTradesPerHour=2'] });
