@@ -228,10 +228,11 @@ export class Leases {
   async #refresh(tx: Executor, busy: ReadonlySet<string> = NO_JOBS): Promise<void> {
     const started = await this.#clock(tx);
     const t0 = performance.now();
-    // The statements that read the jobs come first: a lock someone holds on them (a table lock,
-    // a long transaction) is waited for here, before this daemon's own rows are locked. Its
-    // instance row and its leases locked first, renew() between ticks waited behind this
-    // transaction, so the heartbeats stopped and the leases ran out while the daemon waited.
+    // The statement that reads every job comes first: a lock someone holds on them (a table
+    // lock, a long transaction) is waited for here, before this daemon's own rows are locked.
+    // With its instance row and its leases locked first, renew() between ticks waited behind
+    // this transaction, so the heartbeats stopped and the leases ran out while the daemon waited.
+    // The rows it inserts are new and unowned: no one else waits for them.
     await tx.run(
       `INSERT INTO job_leases (job_id, owner, epoch, expires_at)
        SELECT j.id, '', 0, ? FROM jobs j
@@ -239,20 +240,22 @@ export class Leases {
        ON CONFLICT (job_id) DO NOTHING`,
       [started()],
     );
-    // Jobs that no longer need a daemon (paused, idle, failed, nothing pending) are handed back.
-    await tx.run(
-      `UPDATE job_leases SET owner = '', expires_at = ?
-       WHERE owner = ? AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = job_leases.job_id AND (${ACTIVE}))`,
-      [started(), this.instanceId],
-    );
     // The clock read again after a wait (no second round trip otherwise), so that a renewal
     // written after a long wait is not already near its end.
     const iso = performance.now() - t0 > CLOCK_STALE_MS ? await this.#clock(tx) : started;
     const now = iso();
     const expires = iso(this.#ttlMs);
+    // Then the instance row and this daemon's leases, in the order renew() locks them (the
+    // instance first), so that the two never wait for each other in a cycle.
     await this.#heartbeat(tx, now);
     // Renewed when half the TTL is left, not every tick: a thousand jobs need not be rewritten each second.
     await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [expires, this.instanceId, iso(this.#ttlMs / 2)]);
+    // Jobs that no longer need a daemon (paused, idle, failed, nothing pending) are handed back.
+    await tx.run(
+      `UPDATE job_leases SET owner = '', expires_at = ?
+       WHERE owner = ? AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = job_leases.job_id AND (${ACTIVE}))`,
+      [now, this.instanceId],
+    );
     const want = await this.#wanted(tx, now);
     if (want > 0) await this.#claim(tx, want, now, expires);
     else if (want < 0) await this.#shed(tx, -want, now, busy);

@@ -9,7 +9,8 @@ import { leaseHolder, Leases, shareOf } from '../../src/engine/leases.ts';
 import { isBotstateError } from '../../src/errors.ts';
 import type { Job } from '../../src/jobs/job-rows.ts';
 import type { Fence } from '../../src/store/context.ts';
-import { ENGINES, lockTable, TOKEN, type Fixture } from '../helpers/engines.ts';
+import pg from 'pg';
+import { ENGINES, lockTable, PG_URL, TOKEN, type Fixture } from '../helpers/engines.ts';
 
 const T0 = Date.parse('2026-11-22T00:00:00.000Z');
 const TTL = 1000;
@@ -405,6 +406,40 @@ describe('a lock held on the jobs table (PostgreSQL)', { skip: postgres.skip }, 
     fx = await postgres.create();
   });
   afterEach(() => fx.cleanup());
+
+  it('a sync and a renew() never wait for each other in a cycle: both lock the instance row before the leases', async () => {
+    const store = await fx.open();
+    const job = await store.jobs.start({ tokenAddress: TOKEN });
+    const a = new Leases(store, 'daemon-A', { ttlMs: 10_000 });
+    await a.register();
+    await a.sync();
+    // A lease due for renewal whose job no longer needs a daemon: renew() renews it, the sync hands it back.
+    await store.jobs.pause({ id: job.id });
+    await fx.raw(`UPDATE job_leases SET expires_at = clock_timestamp() + interval '1 second' WHERE job_id = $1`, [job.id]);
+    // Each transaction body counted: PostgreSQL breaks a deadlock by aborting one, which runs again.
+    let bodies = 0;
+    const transaction = store.transaction.bind(store);
+    store.transaction = ((fn: Parameters<typeof transaction>[0]) => transaction((tx) => (bodies++, fn(tx)))) as typeof store.transaction;
+    const schema = new URL(fx.url).searchParams.get('schema')!;
+    const holder = new pg.Client({ connectionString: PG_URL });
+    await holder.connect();
+    try {
+      // The instance row held for a moment (a slow heartbeat would do): renew() queues on it first.
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM "${schema}".daemon_instances WHERE id = 'daemon-A' FOR UPDATE`);
+      const renewing = a.renew();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const syncing = a.sync();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await holder.query('COMMIT');
+      await Promise.all([renewing, syncing]);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => {});
+      await holder.end();
+      store.transaction = transaction;
+    }
+    assert.equal(bodies, 2, 'a transaction was aborted (a deadlock) and ran again');
+  });
 
   it("holds a lease sync up, not the heartbeat: renew() between ticks goes on, and the sync's renewal is not already old", async () => {
     const store = await fx.open({ lockTimeoutMs: 0 });
