@@ -1,4 +1,4 @@
-import { hash } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { AUDIT_COLUMNS, auditPages, checkLink, GENESIS_HASH, jobStream, toEntry, type AuditEntry, type AuditProblem, type AuditReport, type AuditRow } from './audit.ts';
 import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import type { JobConfig } from '../jobs/config.ts';
@@ -80,8 +80,8 @@ interface Sums {
  *
  * The log is walked one stream at a time, a page of rows at a time, and each job's trades are
  * checked as its stream ends, against a tally of what the stream records (see TradeTally):
- * memory does not grow with the log or with a job's trades, unless a job's trades differ from
- * its log, whose stream is then read again to say how.
+ * memory does not grow with the log or with a job's trades (only with its intents still open),
+ * unless a job's trades differ from its log, whose stream is then read again to say how.
  *
  * What this cannot find: the chain is plain SHA-256 with no secret, so someone who can write the
  * database and recomputes the hashes of what they change (and the job row's head) can rewrite
@@ -100,6 +100,8 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
   const goneTrades: AuditProblem[] = [];
   const balances: AuditProblem[] = [];
 
+  /** The multisets' key (see addElement): new at every run. */
+  const key = randomBytes(16).toString('base64');
   const jobRows = await tx.all<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY id`);
   const jobIds = new Set(jobRows.map((row) => row.id));
   const heads = new Map<string, { seq: number; hash: string }>();
@@ -132,7 +134,7 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
       entries++;
       if (open?.stream !== row.stream) {
         await close();
-        open = { stream: row.stream, head: { seq: 0, hash: GENESIS_HASH }, state: {}, lastAt: row.at, tally: new TradeTally() };
+        open = { stream: row.stream, head: { seq: 0, hash: GENESIS_HASH }, state: {}, lastAt: row.at, tally: new TradeTally(key) };
       }
       links.push(...checkLink(row, open.head));
       open.head = { seq: row.seq, hash: row.hash };
@@ -231,12 +233,15 @@ function recordedBy(entry: AuditEntry): Record<string, unknown> | string {
 }
 
 /**
- * A trade as one element of a multiset: its id and its compared fields, hashed. The multiset's
- * digest is the lane-wise sum of its elements (eight 32-bit lanes, each mod 2^32): equal
- * multisets give equal sums whatever the order, and unequal ones collide with chance 2^-256.
+ * A trade as one element of a multiset: its id and its compared fields, hashed under `key`. The
+ * multiset's digest is the lane-wise sum of its elements (eight 32-bit lanes, each mod 2^32):
+ * equal multisets give equal sums whatever the order. The key is random and new at every run:
+ * unkeyed, a sum of hashes yields to a search (someone editing rows could vary a free field, a
+ * txHash or an error text, until the sums match again); keyed, an edit cannot be aimed, and
+ * unequal multisets collide by chance only.
  */
-function addElement(sum: Uint32Array, id: string, trade: Readonly<Record<string, unknown>>): void {
-  const h = hash('sha256', JSON.stringify([id, ...normalised(trade)]), 'buffer');
+function addElement(sum: Uint32Array, key: string, id: string, trade: Readonly<Record<string, unknown>>): void {
+  const h = hash('sha256', `${key}${JSON.stringify([id, ...normalised(trade)])}`, 'buffer');
   for (let lane = 0; lane < 8; lane++) sum[lane] = (sum[lane]! + h.readUInt32LE(lane * 4)) >>> 0;
 }
 
@@ -249,9 +254,14 @@ function addElement(sum: Uint32Array, id: string, trade: Readonly<Record<string,
  * can match: the table side then differs, and the stream is read again in full.
  */
 class TradeTally {
+  readonly key: string;
   readonly settled = new Uint32Array(8);
   settledCount = 0;
   readonly intents = new Map<string, Record<string, unknown>>();
+
+  constructor(key: string) {
+    this.key = key;
+  }
 
   add(entry: AuditEntry, trade: Record<string, unknown>): void {
     this.intents.delete(entry.entityId);
@@ -259,14 +269,14 @@ class TradeTally {
       this.intents.set(entry.entityId, trade);
       return;
     }
-    addElement(this.settled, entry.entityId, trade);
+    addElement(this.settled, this.key, entry.entityId, trade);
     this.settledCount++;
   }
 
   /** The whole multiset: the settled sum with the open intents added. */
   total(): { sum: Uint32Array; count: number } {
     const sum = new Uint32Array(this.settled);
-    for (const [id, trade] of this.intents) addElement(sum, id, trade);
+    for (const [id, trade] of this.intents) addElement(sum, this.key, id, trade);
     return { sum, count: this.settledCount + this.intents.size };
   }
 }
@@ -285,7 +295,7 @@ async function tradesMatch(tx: Executor, jobId: string, tally: TradeTally, out: 
     for (const row of rows) {
       if (unreadableAmount(row) !== undefined) return false;
       const trade = toTrade(row);
-      addElement(sum, trade.id, trade as unknown as Record<string, unknown>);
+      addElement(sum, tally.key, trade.id, trade as unknown as Record<string, unknown>);
       count++;
       sums = addedUp(sums, trade);
     }
