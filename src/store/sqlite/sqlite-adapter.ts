@@ -433,8 +433,8 @@ export class SqliteAdapter implements Adapter {
    * undone alone: the batch's SQLite transaction is rolled back and begun again, and the
    * transactions before it are run again, this time each under its own SAVEPOINT (a
    * transaction function may be re-run, as on a PostgreSQL serialisation failure). The one that
-   * threw is not: it is refused with what it threw, as it would have been alone. Nothing of the
-   * batch was committed. Another process may take the write lock in between: the batch then
+   * threw is not: it is refused at once with what it threw, as it would have been alone. Nothing
+   * of the batch was committed. Another process may take the write lock in between: the batch then
    * waits for it as any BEGIN does, and if it does not come back within the busy timeout its
    * callers are refused with STORAGE_BUSY. If SQLite itself ended the transaction (see #vanished),
    * the batch is refused instead of run again.
@@ -458,12 +458,15 @@ export class SqliteAdapter implements Adapter {
           item.reject(thrown);
           throw this.#vanished();
         }
-        // The one that threw is not run again: its outcome is known, as if it had run alone.
-        running = [...batch.items, item];
+        const earlier = [...batch.items];
+        running = [...earlier, item];
         this.#prepare('ROLLBACK').run();
         this.#txOpen = false;
+        // The one that threw is not run again, and is answered now with what it threw, as it would
+        // have been alone: nothing of it is left, whatever becomes of the others.
+        item.reject(isBusy(thrown) ? classifySqliteError(thrown, this.location) : thrown);
+        running = earlier;
         await this.#beginImmediate();
-        const earlier = running.slice(0, -1);
         batch.items.length = 0;
         batch.outcomes.length = 0;
         batch.guarded = true;
@@ -471,8 +474,6 @@ export class SqliteAdapter implements Adapter {
           batch.outcomes.push(await this.#runGuarded(again));
           batch.items.push(again);
         }
-        batch.outcomes.push({ ok: false, error: isBusy(thrown) ? classifySqliteError(thrown, this.location) : thrown });
-        batch.items.push(item);
         return;
       }
       if (this.#ended()) throw this.#vanished();
