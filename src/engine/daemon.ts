@@ -176,6 +176,8 @@ export class Daemon {
   /** No new tick or step starts: set by stop(), and when the daemon gives up (see {@link failed}). */
   #stopping = false;
   #leasesKept = false;
+  /** Since when the ticks' reads have waited for the database, once that was said (see #saidIfSlow). */
+  #databaseWaitSince: number | undefined;
   #started = false;
   /** stop() was called: the daemon may not start or register (again). */
   #stopped = false;
@@ -346,12 +348,14 @@ export class Daemon {
         counts[outcome === 'unknown' ? 'unknown' : outcome]++;
         if (resent) counts.resent++;
       } catch (e) {
-        counts.unknown++;
         const error = coerceError(e);
         // The ledger and the exchange disagree about the order: the job stops now, as in a tick
-        // (the trade is settled, so no tick would look at it again).
-        if (STOPS_THE_JOB.has(error)) await this.#failed(job, runner, error);
-        else {
+        // (the trade is settled, so no tick would look at it again). The intent is not left open.
+        if (STOPS_THE_JOB.has(error)) {
+          counts.failed++;
+          await this.#failed(job, runner, error);
+        } else {
+          counts.unknown++;
           if (mayHaveCommitted(error)) forget(runner);
           this.#log(`${job.tokenSymbol} ${trade.clientOrderId}: not reconciled yet (${messageOf(e)}); retrying every tick`);
         }
@@ -493,14 +497,17 @@ export class Daemon {
    */
   async #saidIfSlow<T>(waiting: Promise<T>): Promise<T> {
     const t0 = Date.now();
-    const timer = setTimeout(
-      () => this.#log(`${stamp()}  waiting for the database for ${SLOW_DATABASE_MS / 1000} s (a lock another session holds, or a server that does not answer; PostgreSQL: see pg_stat_activity)`),
-      SLOW_DATABASE_MS,
-    );
+    // Said once for the whole wait, however many ticks it spans (each may give up and fail).
+    const timer = setTimeout(() => {
+      if (this.#databaseWaitSince !== undefined) return;
+      this.#databaseWaitSince = t0;
+      this.#log(`${stamp()}  waiting for the database for ${SLOW_DATABASE_MS / 1000} s (a lock another session holds, or a server that does not answer; PostgreSQL: see pg_stat_activity)`);
+    }, SLOW_DATABASE_MS);
     try {
       const value = await waiting;
-      const waited = Date.now() - t0;
-      if (waited >= SLOW_DATABASE_MS) this.#log(`${stamp()}  the database answered after ${(waited / 1000).toFixed(1)} s`);
+      const since = this.#databaseWaitSince;
+      this.#databaseWaitSince = undefined;
+      if (since !== undefined) this.#log(`${stamp()}  the database answered after ${((Date.now() - since) / 1000).toFixed(1)} s`);
       return value;
     } finally {
       clearTimeout(timer); // a failure is the tick's to say
@@ -1042,10 +1049,16 @@ function diverged(trade: Trade, order: ExchangeOrder, e: BotstateError): Botstat
   return error;
 }
 
-/** Whether a settled trade records exactly the exchange's fill: its side, base, quote and price. */
+/**
+ * Whether a settled trade records exactly the exchange's fill: its side, base, quote and price,
+ * and no other order's id (another exchange order id is another fill, as for the ledger).
+ */
 function sameAmounts(trade: Trade, order: ExchangeOrder): boolean {
   const same = (a: string | null, b: string) => a !== null && cmp(a, b) === 0;
-  return trade.side === order.side && same(trade.baseAmount, order.baseAmount) && same(trade.quoteAmount, order.quoteAmount) && same(trade.priceUsd, order.price);
+  return (
+    trade.side === order.side && same(trade.baseAmount, order.baseAmount) && same(trade.quoteAmount, order.quoteAmount) && same(trade.priceUsd, order.price) &&
+    (trade.exchangeOrderId === null || trade.exchangeOrderId === order.exchangeOrderId)
+  );
 }
 
 /** What is said of an error: exchange and strategy errors are not botstate bugs, and keep their own message. */

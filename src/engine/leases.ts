@@ -352,8 +352,10 @@ export class Leases {
   async release(): Promise<void> {
     await this.#store.transaction(async (tx) => {
       const now = (await this.#clock(tx))();
-      await tx.run(`UPDATE job_leases SET owner = '', expires_at = ? WHERE owner = ?`, [now, this.instanceId]);
+      // The instance row before the leases, as every other transaction of this daemon's, and as
+      // another daemon's register() that finds it dead: no two of them wait for each other in a cycle.
       await tx.run('UPDATE daemon_instances SET stopped_at = ?, heartbeat_at = ? WHERE id = ?', [now, now, this.instanceId]);
+      await tx.run(`UPDATE job_leases SET owner = '', expires_at = ? WHERE owner = ?`, [now, this.instanceId]);
     });
     RUNNING_HERE.delete(this.instanceId);
   }

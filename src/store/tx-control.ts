@@ -16,17 +16,27 @@ const CONTROL = /^(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK(?!\s+(?:(?:TRAN
  */
 const TRIGGER_BODY = /\bCREATE\s+(?:TEMP\s+|TEMPORARY\s+)?TRIGGER\b[^;]*?\bBEGIN\b[\s\S]*?;\s*END\b/gi;
 
-/** A PostgreSQL dollar quote's opening tag ($$ or $tag$), not a $1 parameter. */
-const DOLLAR_TAG = /\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$/y;
+/**
+ * A PostgreSQL SQL-standard function or procedure body (`BEGIN ATOMIC stmt; … END`): its
+ * statements are the function's, as a SQLite trigger's are the trigger's.
+ */
+const ATOMIC_BODY = /\bBEGIN\s+ATOMIC\b[\s\S]*?;\s*END\b/gi;
+
+/** A PostgreSQL dollar quote's opening tag ($$ or $tag$: letters, non-ASCII ones too), not a $1 parameter. */
+const DOLLAR_TAG = /\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/y;
+
+/** A character that continues an identifier (non-ASCII letters included, as PostgreSQL reads them). */
+const IDENTIFIER_CHAR = /[\w$\u0080-\uffff]/;
 
 /**
  * The transaction-control statement in `sql` (a statement, or a script of several separated by
  * `;`), as written, or undefined if it has none. Quoted text and comments, as `engine` reads
- * them, and SQLite trigger bodies are skipped; text this cannot read is left to the database.
+ * them, SQLite trigger bodies and PostgreSQL BEGIN ATOMIC bodies are skipped; text this cannot
+ * read is left to the database.
  */
 export function transactionControl(sql: string, engine: Engine): string | undefined {
   let plain = blanked(sql, engine);
-  if (engine === 'sqlite') plain = plain.replace(TRIGGER_BODY, ' ');
+  plain = plain.replace(engine === 'sqlite' ? TRIGGER_BODY : ATOMIC_BODY, ' ');
   for (const statement of plain.split(';')) {
     const m = CONTROL.exec(statement.trimStart());
     if (m) return m[1]!.replace(/\s+/g, ' ').toUpperCase();
@@ -59,8 +69,9 @@ function blanked(sql: string, engine: Engine): string {
     const c = sql[i]!;
     const next = sql[i + 1];
     if (c === '-' && next === '-') {
-      const end = sql.indexOf('\n', i);
-      i = end < 0 ? sql.length : end;
+      // To the end of the line: a newline, or for PostgreSQL a carriage return as well.
+      i += 2;
+      while (i < sql.length && sql[i] !== '\n' && !(pg && sql[i] === '\r')) i++;
     } else if (c === '/' && next === '*') {
       let depth = 1;
       i += 2;
@@ -70,7 +81,7 @@ function blanked(sql: string, engine: Engine): string {
         else i++;
       }
     } else if (c === "'") {
-      const escapes = pg && /[eE]/.test(sql[i - 1] ?? '') && !/[\w$]/.test(sql[i - 2] ?? '');
+      const escapes = pg && /[eE]/.test(sql[i - 1] ?? '') && !IDENTIFIER_CHAR.test(sql[i - 2] ?? '');
       i++;
       while (i < sql.length) {
         if (escapes && sql[i] === '\\') i += 2;
@@ -86,7 +97,7 @@ function blanked(sql: string, engine: Engine): string {
     } else if (!pg && c === '[') {
       i++;
       skipTo(']', false);
-    } else if (pg && c === '$' && !/[\w$]/.test(sql[i - 1] ?? '')) {
+    } else if (pg && c === '$' && !IDENTIFIER_CHAR.test(sql[i - 1] ?? '')) {
       DOLLAR_TAG.lastIndex = i;
       const tag = DOLLAR_TAG.exec(sql)?.[0];
       if (tag === undefined) {

@@ -548,6 +548,8 @@ for (const engine of ENGINES) {
         [['daemon', '--exchange', 'http://127.0.0.1:6000', ...db], 2, /--exchange: exchange URL "http:\/\/127\.0\.0\.1:6000" uses port 6000, which fetch refuses/],
         [['paper-exchange', '--port', '6666'], 2, /^botstate: --port 6666 is a port that fetch refuses to connect to/],
         [['daemon', '--tick', '0', ...db], 2, /--tick must be a whole number/],
+        // Beyond 996, the PostgreSQL pool (at most 1000) could keep no connections for the heartbeat.
+        [['daemon', '--concurrency', '997', ...db], 2, /^botstate: --concurrency must be a whole number from 1 to 996, got "997"/],
         [['trades', TOKEN, '--limit', '0', ...db], 2, /^botstate: --limit must be a whole number from 1 to 999999999, got "0"/],
         [['history', TOKEN, '--since', 'yesterday', ...db], 2, /^botstate: --since "yesterday" is not a UTC time/],
         [['paus', TOKEN, ...db], 2, /unknown command "paus".*did you mean pause/],

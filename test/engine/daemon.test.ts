@@ -271,6 +271,24 @@ for (const engine of ENGINES) {
 
     const raw = (sql: string, params: unknown[] = []) => fx.raw(sqlFor(fx, sql), params);
 
+    /**
+     * An exchange whose every order another store of the same database settles as it fills, with
+     * the exchange's fill (and `exchangeOrderId`, if given, instead of none): a library user
+     * settling a daemon's intent behind its back.
+     */
+    const settledBeside = async (url: string, exchangeOrderId?: string): Promise<Recorder> => {
+      const inner = new HttpExchange(url);
+      const other = await fx.open();
+      undo.push(() => other.close());
+      return new Recorder(inner, {
+        place: async (o) => {
+          const filled = await inner.placeOrder(o);
+          await other.ledger.settle(o.clientOrderId, { status: 'EXECUTED', baseAmount: filled.baseAmount, quoteAmount: filled.quoteAmount, priceUsd: filled.price, ...(exchangeOrderId ? { exchangeOrderId } : {}) });
+          return filled;
+        },
+      });
+    };
+
     it('trades a RUNNING accumulate job on its DCA schedule, one line per trade, with the exchange amounts', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
@@ -1207,6 +1225,30 @@ for (const engine of ENGINES) {
       await daemon.stop();
     });
 
+    it('a database that holds the ticks up for longer than one tick can wait is said once, and its answer after the whole wait', { skip: engine.name === 'postgres' && 'SQLite\'s write lock' }, async () => {
+      const ex = await paper();
+      await store.close();
+      store = await fx.open({ busyTimeoutMs: 3500 });
+      await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url), { tickMs: 200 });
+      await daemon.start();
+      // Another connection holds the write lock past two ticks' busy timeouts: each tick waits,
+      // gives up (STORAGE_BUSY) and the next one waits again.
+      const locker = new Database(fx.url);
+      locker.exec('BEGIN IMMEDIATE');
+      try {
+        await waitFor('two failed ticks', () => lines.filter((l) => /STORAGE_BUSY|locked/.test(l)).length >= 1 && lines.some((l) => /waiting for the database/.test(l)) || undefined, 10_000);
+        await sleep(4500);
+      } finally {
+        locker.exec('ROLLBACK');
+        locker.close();
+      }
+      const answered = await waitFor('the answer', () => lines.find((l) => /the database answered after/.test(l)), 8000);
+      await daemon.stop();
+      assert.equal(lines.filter((l) => /waiting for the database/.test(l)).length, 1, lines.join('\n'));
+      assert.ok(Number(/after (\d+\.\d) s/.exec(answered)![1]) >= 7, answered);
+    });
+
     it('stop hands the leases back through a failing moment of the database, and says so when it cannot', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
@@ -1275,10 +1317,11 @@ for (const engine of ENGINES) {
         },
       });
       const { daemon, lines } = makeDaemon(store, exchange);
-      await daemon.start();
+      const report = await daemon.start();
       const failed = await store.jobs.get({ id: job.id });
       await daemon.stop();
       assert.equal(failed.status, 'ERROR', lines.join('\n'));
+      assert.deepEqual([report.failed, report.unresolved], [1, 0], 'the intent is not left open');
       assert.match(failed.statusReason!, /^the exchange filled BUY \S+ for 10 for order \S+, but its trade was settled otherwise meanwhile/);
       assert.equal(exchange.count('place'), 1, 'nothing more was bought');
       assert.ok(!lines.some((l) => /not reconciled yet/.test(l)), lines.join('\n'));
@@ -1287,16 +1330,7 @@ for (const engine of ENGINES) {
     it('an order whose trade someone else settled with this very fill (no exchange order id) is a repeat, not a divergence', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
-      const inner = new HttpExchange(ex.url);
-      const other = await fx.open();
-      undo.push(() => other.close());
-      const exchange = new Recorder(inner, {
-        place: async (o) => {
-          const filled = await inner.placeOrder(o);
-          await other.ledger.settle(o.clientOrderId, { status: 'EXECUTED', baseAmount: filled.baseAmount, quoteAmount: filled.quoteAmount, priceUsd: filled.price });
-          return filled;
-        },
-      });
+      const exchange = await settledBeside(ex.url);
       const { daemon, lines } = makeDaemon(store, exchange);
       await daemon.start();
       await waitFor('the fill', async () => (await store.ledger.trades({ id: job.id }, { status: 'EXECUTED' })).length === 1);
@@ -1310,6 +1344,20 @@ for (const engine of ENGINES) {
       const [recorded] = await store.ledger.trades({ id: job.id });
       assert.deepEqual([recorded!.status, recorded!.baseAmount, recorded!.quoteAmount, recorded!.priceUsd], ['EXECUTED', order!.baseAmount, order!.quoteAmount, order!.price]);
       assert.equal(after.tokenBalance, order!.baseAmount);
+    });
+
+    it("an order whose trade someone else settled with the same amounts under another order's id is a divergence", async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const exchange = await settledBeside(ex.url, 'someone-elses-9');
+      const { daemon } = makeDaemon(store, exchange);
+      await daemon.start();
+      const failed = await waitFor('the job in ERROR', async () => {
+        const j = await store.jobs.get({ id: job.id });
+        return j.status === 'ERROR' ? j : undefined;
+      });
+      await daemon.stop();
+      assert.match(failed.statusReason!, /but its trade was settled otherwise meanwhile/);
     });
 
     it("a fill whose COMMIT's answer is lost (committed all the same) does not leave the job's limits behind: the next step starts from the row", async () => {

@@ -74,10 +74,18 @@ describe('transactionControl', () => {
       ['SELECT $1::text; COMMIT', 'COMMIT'],
       ["SELECT $tag$ it's; COMMIT $tag$", undefined],
       ['SELECT "a""; COMMIT"', undefined],
+      // PostgreSQL ends a -- comment at a carriage return too, and takes non-ASCII letters in a dollar tag.
+      ['INSERT INTO t VALUES (1) -- c\r; COMMIT', 'COMMIT'],
+      ['INSERT INTO t VALUES (length($é$x$é$)); COMMIT', 'COMMIT'],
+      ['SELECT $é$ ; COMMIT $é$', undefined],
+      ['CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END', undefined],
+      ['CREATE PROCEDURE p() BEGIN ATOMIC INSERT INTO t VALUES (1); SELECT CASE WHEN true THEN 1 END; END; COMMIT', 'COMMIT'],
     ];
     for (const [sql, control] of postgres) assert.equal(transactionControl(sql, 'postgres'), control, `postgres: ${sql}`);
     // In SQLite, [ ] quotes an identifier and a backslash escapes nothing.
     assert.equal(transactionControl('SELECT [a; COMMIT] FROM t', 'sqlite'), undefined);
     assert.equal(transactionControl("SELECT 'a\\'; COMMIT", 'sqlite'), 'COMMIT');
+    // SQLite ends a -- comment at a newline only.
+    assert.equal(transactionControl('SELECT 1 -- c\r; COMMIT', 'sqlite'), undefined);
   });
 });

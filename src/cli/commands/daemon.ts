@@ -91,6 +91,8 @@ class LateExchange implements Exchange {
 
 /** PostgreSQL connections kept beyond --concurrency: a tick's reads, the heartbeat, a stop's writes. */
 const RESERVED_CONNECTIONS = 4;
+/** The largest pool a store takes (its poolSize option). */
+const MAX_POOL = 1000;
 
 export const daemonCommand: Command = {
   name: 'daemon',
@@ -114,7 +116,7 @@ export const daemonCommand: Command = {
     demo: { type: 'boolean', help: 'start a paper exchange and demo jobs too' },
     tick: { type: 'string', value: 'MS', help: 'milliseconds between steps of each job (default 1000)' },
     'lease-ttl': { type: 'string', value: 'MS', help: 'lease time-to-live; a dead daemon\'s jobs move within it plus one tick (default 15000)' },
-    concurrency: { type: 'string', value: 'N', help: 'jobs stepped at once (default 16)' },
+    concurrency: { type: 'string', value: 'N', help: 'jobs stepped at once, 1 to 996 (default 16)' },
     'max-jobs': { type: 'string', value: 'N', help: 'the most jobs this daemon takes (default: its fair share)' },
     durability: { type: 'string', value: 'D', help: 'process (default) or power; see docs/durability.md' },
   },
@@ -122,7 +124,8 @@ export const daemonCommand: Command = {
   async run(ctx) {
     const tickMs = integer(ctx, 'tick', 1000, 10, 3_600_000);
     const leaseTtlMs = integer(ctx, 'lease-ttl', 15_000, 100, 3_600_000);
-    const concurrency = integer(ctx, 'concurrency', 16, 1, 1024);
+    // At most the largest pool less the connections kept for the ticks and the heartbeat (below).
+    const concurrency = integer(ctx, 'concurrency', 16, 1, MAX_POOL - RESERVED_CONNECTIONS);
     const maxJobs = ctx.values['max-jobs'] === undefined ? undefined : integer(ctx, 'max-jobs', 0, 1, 10_000_000);
     const durability = ctx.values['durability'] ?? 'process';
     if (durability !== 'process' && durability !== 'power') {
@@ -146,7 +149,7 @@ export const daemonCommand: Command = {
     // PostgreSQL: a pool larger than the steps run at once, so that steps all waiting on locked
     // rows leave connections for the ticks' reads and the heartbeat (with the pool's default of
     // 10 and 16 steps, they took every one, and the leases ran out).
-    const poolSize = Math.min(1000, concurrency + RESERVED_CONNECTIONS);
+    const poolSize = concurrency + RESERVED_CONNECTIONS;
     const store = await ctx.open({ durability, actor: 'daemon', lockTimeoutMs: 0, idleTransactionTimeoutMs: Math.max(500, Math.floor(leaseTtlMs / 2)), poolSize });
     let paper: PaperExchangeHandle | undefined;
     try {
