@@ -17,10 +17,12 @@ const CONTROL = /^(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK(?!\s+(?:(?:TRAN
 const TRIGGER_BODY = /\bCREATE\s+(?:TEMP\s+|TEMPORARY\s+)?TRIGGER\b[^;]*?\bBEGIN\b[\s\S]*?;\s*END\b/gi;
 
 /**
- * A PostgreSQL SQL-standard function or procedure body (`BEGIN ATOMIC stmt; … END`): its
- * statements are the function's, as a SQLite trigger's are the trigger's.
+ * A PostgreSQL SQL-standard function or procedure body (`BEGIN ATOMIC stmt; … END`, or empty:
+ * `BEGIN ATOMIC END`): its statements are the routine's, as a SQLite trigger's are the
+ * trigger's. Only in the CREATE FUNCTION or PROCEDURE statement itself (`begin` and `atomic`
+ * elsewhere may be a column and an alias), and ended at its own END.
  */
-const ATOMIC_BODY = /\bBEGIN\s+ATOMIC\b[\s\S]*?;\s*END\b/gi;
+const ATOMIC_BODY = /\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|PROCEDURE)\b[^;]*?\bBEGIN\s+ATOMIC\b(?:\s+END\b|[\s\S]*?;\s*END\b)/gi;
 
 /** A PostgreSQL dollar quote's opening tag ($$ or $tag$: letters, non-ASCII ones too), not a $1 parameter. */
 const DOLLAR_TAG = /\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/y;

@@ -80,6 +80,10 @@ describe('transactionControl', () => {
       ['SELECT $é$ ; COMMIT $é$', undefined],
       ['CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END', undefined],
       ['CREATE PROCEDURE p() BEGIN ATOMIC INSERT INTO t VALUES (1); SELECT CASE WHEN true THEN 1 END; END; COMMIT', 'COMMIT'],
+      // An empty body ends at its own END; `begin atomic` outside a routine is a column and an alias.
+      ['CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC END; COMMIT; CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END', 'COMMIT'],
+      ['SELECT begin atomic FROM t; COMMIT; CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END', 'COMMIT'],
+      ['CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END', undefined],
     ];
     for (const [sql, control] of postgres) assert.equal(transactionControl(sql, 'postgres'), control, `postgres: ${sql}`);
     // In SQLite, [ ] quotes an identifier and a backslash escapes nothing.
