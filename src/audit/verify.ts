@@ -80,7 +80,7 @@ interface Sums {
  *
  * The log is walked one stream at a time, a page of rows at a time, and each job's trades are
  * checked as its stream ends, against a tally of what the stream records (see TradeTally):
- * memory does not grow with the log or with a job's trades (only with its intents still open),
+ * memory does not grow with a job's trades (only with the number of jobs and the intents still open),
  * unless a job's trades differ from its log, whose stream is then read again to say how.
  *
  * What this cannot find: the chain is plain SHA-256 with no secret, so someone who can write the

@@ -31,7 +31,8 @@ const EXIT_HELP = `Exit codes:
   ${EXIT_CODES.internal}  a bug in botstate (BOTSTATE_DEBUG=1 prints its stack trace; please report it), or a Node.js older than 24
   130, 143  daemon or paper-exchange ended at once by a second SIGINT or SIGTERM while it stopped
 A failed command changes nothing, unless it says the connection was lost while committing (PostgreSQL):
-then the change may have been made; look before doing it again.`;
+then the change may have been made; look before doing it again. (db migrate and db rollback keep the
+steps before a failed one; daemon records as it runs.)`;
 
 function generalHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -175,6 +175,7 @@ export class Daemon {
   #ticking: Promise<void> = Promise.resolve();
   /** No new tick or step starts: set by stop(), and when the daemon gives up (see {@link failed}). */
   #stopping = false;
+  #stopCall: Promise<void> | undefined;
   #leasesKept = false;
   /** Since when the ticks' reads have waited for the database, once that was said (see #saidIfSlow). */
   #databaseWaitSince: number | undefined;
@@ -385,9 +386,15 @@ export class Daemon {
    * before {@link start} (or {@link register}), it only marks the daemon stopped: nothing is
    * written, and a later start() or register() is refused. Called while one of them runs, it
    * waits for it to end, then stops the daemon as it stops a running one. On a store closed under the daemon
-   * it writes nothing either: the leases lapse after their TTL, as after a crash.
+   * it writes nothing either: the leases lapse after their TTL, as after a crash. Called again,
+   * it returns the first call's promise: one stop, however many callers.
    */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    this.#stopCall ??= this.#stop();
+    return this.#stopCall;
+  }
+
+  async #stop(): Promise<void> {
     this.#stopped = true;
     this.#stopping = true;
     // A start() or register() under way ends first (it registered, and may be reconciling):
@@ -437,8 +444,9 @@ export class Daemon {
   }
 
   /**
-   * Set once stop() could not hand this daemon's leases back: its jobs are held, by nobody, until
-   * the leases expire (within the lease TTL).
+   * Set once stop() could not hand this daemon's leases back (the database failed it): its jobs
+   * are held, by nobody, until the leases expire (within the lease TTL). Not set when the store
+   * was closed under the daemon (see `failed`), where nothing is written at all.
    */
   get leasesKept(): boolean {
     return this.#leasesKept;

@@ -520,8 +520,8 @@ export interface ResolveConfigOptions {
  * Inputs are never mutated. Any problem → `ValidationError('INVALID_CONFIG')` naming the key, and no
  * result.
  *
- * In `patch`, values must be JSON numbers (or `null` for nullable keys); strings are refused, and so are
- * unknown sections and keys. A `--set` value is text: a plain decimal, or `null` for nullable keys.
+ * In `patch`, values are JSON numbers, exact integers or decimal strings (`"0.5"`), or `null` for
+ * nullable keys; other strings are refused, and so are unknown sections and keys. A `--set` value is text: a plain decimal, or `null` for nullable keys.
  *
  * @example
  * resolveConfig(defaultConfig(), parseConfigJson('{"accumulate":{"dcaAmount":25}}', 'bot.json'),

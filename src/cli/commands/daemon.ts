@@ -173,7 +173,11 @@ export const daemonCommand: Command = {
         }
         log(`daemon ${daemon.instanceId} on ${store.location} (${store.engine}, ${durability}), exchange ${url}, tick ${tickMs} ms`);
         if (demo) await ensureDemoJobs(store, log);
+        // A signal while it starts (its recovery may be waiting for the database) stops it there.
+        let starting = true;
+        void stopped.then(() => (starting ? daemon.stop() : undefined)).catch(() => {}); // the stop below says what failed
         await daemon.start();
+        starting = false;
       } catch (e) {
         await daemon.stop();
         throw e;
