@@ -12,7 +12,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { exitCodeFor, isBotstateError } from '../../src/errors.ts';
-import { classifyPostgresError } from '../../src/store/postgres/postgres-adapter.ts';
+import { classifyPostgresError, PostgresAdapter } from '../../src/store/postgres/postgres-adapter.ts';
 import { openStore, type Store, type StoreOptions } from '../../src/store/store.ts';
 import { envWithout, runChild } from '../helpers/child.ts';
 import { rejectsWith } from '../helpers/assert.ts';
@@ -627,6 +627,21 @@ describe('unreachable PostgreSQL', () => {
       assert.equal(runs, 1);
       // The pool goes on with a new connection.
       assert.deepEqual(await store.jobs.list(), []);
+      // A read-only transaction changed nothing, whatever became of its COMMIT: it is not said to have.
+      const adapter = await PostgresAdapter.open({ connectionString: PG_URL, schema, durability: 'process', poolSize: 2, connectTimeoutMs: 5000, idleTransactionTimeoutMs: 60_000, location: 'the test server' });
+      try {
+        const read = await adapter
+          .transaction(async (tx) => {
+            const row = await tx.get<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+            await killer.query('SELECT pg_terminate_backend($1)', [row!.pid]);
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }, { readOnly: true })
+          .then(() => assert.fail('the read was reported done'), (e: unknown) => e);
+        assert.ok(isBotstateError(read, 'STORAGE_UNAVAILABLE'), String(read));
+        assert.doesNotMatch(read.message, /may have been made/);
+      } finally {
+        await adapter.close();
+      }
     } finally {
       await store.close();
       await killer.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);

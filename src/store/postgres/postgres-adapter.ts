@@ -135,7 +135,8 @@ export class PostgresAdapter implements Adapter {
         } catch (e) {
           // The server's own refusal (a serialisation failure at commit, a deferred constraint)
           // rolled it back, and is handled below; a lost connection leaves the outcome unknown.
-          throw isDriverError(e) && classifyPostgresError(e, this.location).code === 'STORAGE_UNAVAILABLE' ? commitOutcomeUnknown(e, this.location) : e;
+          // A read-only transaction changed nothing either way.
+          throw !options.readOnly && isDriverError(e) && classifyPostgresError(e, this.location).code === 'STORAGE_UNAVAILABLE' ? commitOutcomeUnknown(e, this.location) : e;
         }
         if (committed.command === 'ROLLBACK') throw abortedAtCommit(this.location);
         return result;
