@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { insertAudit, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
 import { BotstateError, coerceError, isBotstateError } from '../errors.ts';
 import { cmp } from '../money/decimal.ts';
@@ -256,7 +257,7 @@ export class Daemon {
             const wait = Math.min(5000, 250 * 2 ** (attempt - 1));
             if (!TRANSIENT.has(error.code) || this.#stopping || performance.now() + wait - t0 > RECOVERY_RETRY_MS) throw e;
             this.#log(`recovery failed (${error.message}); trying again in ${wait} ms`);
-            await new Promise((resolve) => setTimeout(resolve, wait));
+            await sleep(wait);
             if (this.#stopping) throw e;
           }
         }
@@ -428,12 +429,11 @@ export class Daemon {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.#leases.release();
-        this.#leasesKept = false;
         return;
       } catch (e) {
         const error = coerceError(e);
         if (attempt < 3 && TRANSIENT.has(error.code)) {
-          await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+          await sleep(200 * attempt);
           continue;
         }
         this.#leasesKept = true;

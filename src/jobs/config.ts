@@ -381,9 +381,9 @@ function valueFromPatch(spec: ConfigKeySpec, v: unknown, where: string): Value {
       `${spec.path} is the JS number ${String(v)}${where}, which is not exact; give it as a decimal string ("${spec.default ?? 1}"), as JSON text read with parseConfigJson or as a --set string`,
       { key: spec.path }, `Pass ${spec.path} as a string of its digits, e.g. "0.1", not the number 0.1.`);
   }
-  // Digits with at most one point; anything else that looks like a number (1e3, " 25", +5)
-  // gets the plain decimal's own refusal, which says what is wrong with it.
-  if (typeof v === 'string' && /^[-+\d.\s]*\d[-+\d.eE\s]*$/.test(v)) return valueFromText(spec, v, where);
+  // A string with a digit is read as a --set value is: one that is no plain decimal (1e3, " 25",
+  // +5) gets the plain decimal's own refusal, which says what is wrong with it.
+  if (typeof v === 'string' && /\d/.test(v)) return valueFromText(spec, v, where);
   throw configError(
     `${spec.path} must be a number or a decimal string${spec.nullable ? ', or null' : ''}, got ${describeType(v)}${where}`,
     { key: spec.path },

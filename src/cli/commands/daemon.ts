@@ -173,11 +173,10 @@ export const daemonCommand: Command = {
         }
         log(`daemon ${daemon.instanceId} on ${store.location} (${store.engine}, ${durability}), exchange ${url}, tick ${tickMs} ms`);
         if (demo) await ensureDemoJobs(store, log);
-        // A signal while it starts (its recovery may be waiting for the database) stops it there.
-        let starting = true;
-        void stopped.then(() => (starting ? daemon.stop() : undefined)).catch(() => {}); // the stop below says what failed
+        // A signal stops the daemon, even while it starts (its recovery may be waiting for the
+        // database); stop() is one stop however often called, and the one below says what failed.
+        void stopped.then(() => daemon.stop()).catch(() => {});
         await daemon.start();
-        starting = false;
       } catch (e) {
         await daemon.stop();
         throw e;
