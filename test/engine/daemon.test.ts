@@ -105,6 +105,14 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined | nul
   }
 }
 
+/** Waits until the job is in ERROR, and returns it. */
+function untilError(store: Store, id: string, timeoutMs?: number): Promise<Job> {
+  return waitFor(`job ${id} in ERROR`, async () => {
+    const j = await store.jobs.get({ id });
+    return j.status === 'ERROR' ? j : undefined;
+  }, timeoutMs);
+}
+
 async function exchangeOrders(url: string): Promise<ExchangeOrder[]> {
   const res = await fetch(`${url}/orders`);
   assert.equal(res.status, 200);
@@ -543,10 +551,7 @@ for (const engine of ENGINES) {
       const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url), { maxFailures: 2 });
       const report = await daemon.start();
       assert.equal(report.executed, 0);
-      const failed = await waitFor('ERROR', async () => {
-        const j = await store.jobs.get({ id: job.id });
-        return j.status === 'ERROR' ? j : undefined;
-      });
+      const failed = await untilError(store, job.id);
       assert.match(failed.statusReason!, /is not this intent \(its quoteAmount is 20, more than the intent asked for, 10\)/);
       // More than asked is not this intent's fill (settle would refuse it too): the operator is
       // told to settle the intent failed and record the exchange's order as a trade of its own.
@@ -613,10 +618,7 @@ for (const engine of ENGINES) {
       extra = '0.02';
       const { daemon: second } = makeDaemon(store, lots, { maxFailures: 1 });
       await second.start();
-      const failed = await waitFor('ERROR', async () => {
-        const j = await store.jobs.get({ id: job.id });
-        return j.status === 'ERROR' ? j : undefined;
-      });
+      const failed = await untilError(store, job.id);
       await second.stop();
       assert.match(failed.statusReason!, /is not this intent \(its quoteAmount is 10\.01, more than the intent asked for, 10\)/);
       assert.equal(failed.tokenBalance, after.tokenBalance, 'nothing settled from it');
@@ -641,10 +643,7 @@ for (const engine of ENGINES) {
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
       const { daemon } = makeDaemon(store, zero, { maxFailures: 1 });
       await daemon.start();
-      const failed = await waitFor('ERROR', async () => {
-        const j = await store.jobs.get({ id: job.id });
-        return j.status === 'ERROR' ? j : undefined;
-      });
+      const failed = await untilError(store, job.id);
       await daemon.stop();
       assert.match(failed.statusReason!, /invalid answer from the exchange to order \S+: a fill of 5 for 0 at 2/);
       assert.deepEqual([failed.tokenBalance, failed.totalAccumulated], ['0', '0']);
@@ -656,10 +655,7 @@ for (const engine of ENGINES) {
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
       const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url), { maxFailures: 3 });
       await daemon.start();
-      const during = await waitFor('ERROR after 3 rejections', async () => {
-        const j = await store.jobs.get({ id: job.id });
-        return j.status === 'ERROR' ? j : undefined;
-      });
+      const during = await untilError(store, job.id);
 
       const settled = (await store.ledger.trades({ id: job.id })).filter((t) => t.status !== 'PENDING');
       const onExchange = new Map(ofJob(await exchangeOrders(ex.url), job).map((o) => [o.clientOrderId, o]));
@@ -692,10 +688,7 @@ for (const engine of ENGINES) {
       await store.jobs.liquidate({ id: job.id });
       const { daemon } = makeDaemon(store, new HttpExchange(ex.url), { maxFailures: 2 });
       await daemon.start();
-      const failed = await waitFor('ERROR', async () => {
-        const j = await store.jobs.get({ id: job.id });
-        return j.status === 'ERROR' ? j : undefined;
-      });
+      const failed = await untilError(store, job.id);
       await daemon.stop();
       assert.match(failed.statusReason!, /^while liquidating, 2 steps failed in a row; last: order \S+ was rejected: /);
       assert.equal(failed.tokenBalance, '5');
@@ -943,10 +936,7 @@ for (const engine of ENGINES) {
       const rec = new Recorder(new HttpExchange(ex.url), { price: () => Promise.resolve(2 as unknown as Decimal) });
       const { daemon, lines } = makeDaemon(store, rec, { maxFailures: 2 });
       await daemon.start();
-      const failed = await waitFor('ERROR', async () => {
-        const j = await store.jobs.get({ id: job.id });
-        return j.status === 'ERROR' ? j : undefined;
-      });
+      const failed = await untilError(store, job.id);
       await daemon.stop();
       assert.match(failed.statusReason!, /^2 steps failed in a row; last: price must be given as a decimal string, got number 2$/);
       assert.ok(lines.some((l) => / LGI +step failed \(1\/2\): price must be given as a decimal string, got number 2$/.test(l)), lines.join('\n'));
@@ -962,10 +952,7 @@ for (const engine of ENGINES) {
       });
       const { daemon, lines } = makeDaemon(store, rec, { maxFailures: 3 });
       await daemon.start();
-      const failedJob = await waitFor('BAD to be ERROR', async () => {
-        const j = await store.jobs.get({ id: broken.id });
-        return j.status === 'ERROR' ? j : undefined;
-      });
+      const failedJob = await untilError(store, broken.id);
       const goodOrdersAtError = ofJob(await exchangeOrders(ex.url), good).length;
       const iError = rec.calls.length;
       await rec.waitCalls('place', REF_TOKEN, 2, iError, 3000);
@@ -1352,10 +1339,7 @@ for (const engine of ENGINES) {
       const exchange = await settledBeside(ex.url, 'someone-elses-9');
       const { daemon } = makeDaemon(store, exchange);
       await daemon.start();
-      const failed = await waitFor('the job in ERROR', async () => {
-        const j = await store.jobs.get({ id: job.id });
-        return j.status === 'ERROR' ? j : undefined;
-      });
+      const failed = await untilError(store, job.id);
       await daemon.stop();
       assert.match(failed.statusReason!, /but its trade was settled otherwise meanwhile/);
     });
@@ -1397,10 +1381,7 @@ for (const engine of ENGINES) {
       });
       const { daemon, lines } = makeDaemon(store, exchange, { maxFailures: 5 });
       await daemon.start();
-      const failed = await waitFor('the job in ERROR', async () => {
-        const j = await store.jobs.get({ id: job.id });
-        return j.status === 'ERROR' ? j : undefined;
-      });
+      const failed = await untilError(store, job.id);
       await daemon.stop();
       const [order] = await exchangeOrders(ex.url);
       assert.equal(order!.status, 'FILLED');
@@ -1464,10 +1445,7 @@ for (const engine of ENGINES) {
       });
       const { daemon, lines } = makeDaemon(store, exchange, { maxFailures: 2 });
       await daemon.start();
-      const failed = await waitFor('ERROR', async () => {
-        const j = await store.jobs.get({ id: job.id });
-        return j.status === 'ERROR' ? j : undefined;
-      });
+      const failed = await untilError(store, job.id);
       assert.match(failed.statusReason!, /2 steps failed in a row; last: invalid answer from the exchange to order x: status "PARTIALLY_FILLED"/);
       const pending = await store.ledger.pending();
       assert.equal(pending.length, 1, 'the intent stays PENDING: what became of the order is unknown');
@@ -1509,10 +1487,7 @@ for (const engine of ENGINES) {
       };
       const { daemon, lines } = makeDaemon(store, exchange, { maxFailures: 2 });
       await daemon.start();
-      const failed = await waitFor('ERROR', async () => {
-        const j = await store.jobs.get({ id: job.id });
-        return j.status === 'ERROR' ? j : undefined;
-      });
+      const failed = await untilError(store, job.id);
       assert.match(failed.statusReason!, /invalid answer from the exchange to order \S+: status "filled" is not FILLED or REJECTED/);
       await daemon.stop();
       const [open] = await store.ledger.pending();
@@ -1527,10 +1502,7 @@ for (const engine of ENGINES) {
       liar.getOrder = async () => ({ ...other!, clientOrderId: 'someone-else-1' });
       const second = makeDaemon(store, liar, { maxFailures: 1 });
       await second.daemon.start();
-      const again = await waitFor('ERROR again', async () => {
-        const j = await store.jobs.get({ id: job.id });
-        return j.status === 'ERROR' ? j : undefined;
-      });
+      const again = await untilError(store, job.id);
       assert.match(again.statusReason!, new RegExp(`invalid answer from the exchange to order ${open.clientOrderId}: it is order someone-else-1`));
       assert.equal((await store.ledger.get(open.clientOrderId)).status, 'PENDING');
       assert.equal((await store.jobs.get({ id: job.id })).tokenBalance, '0');
