@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { BotstateError, ValidationError } from '../errors.ts';
 import { isStorableText } from '../util/text.ts';
 import type { Adapter, Engine, Executor, SqlParam } from './adapter.ts';
-import { transactionControl } from './tx-control.ts';
+import { changesSession, transactionControl } from './tx-control.ts';
 
 /** Options every store method accepts. */
 export interface CallOptions {
@@ -77,6 +77,11 @@ class Tx implements Executor {
     if (!this.#txn.open) return Promise.reject(txEnded('this tx'));
     const control = typeof sql === 'string' ? transactionControl(sql, this.#engine) : undefined;
     if (control === undefined) return undefined;
+    if (changesSession(control)) {
+      return Promise.reject(new BotstateError('INVALID_ARGUMENT', `a tx cannot run ${control}: it changes the connection's settings, which outlive the transaction, for every later call on it`, {
+        hint: this.#engine === 'postgres' ? 'use SET LOCAL, which ends with the transaction' : "set what botstate allows through openStore's options",
+      }));
+    }
     return Promise.reject(new BotstateError('INVALID_ARGUMENT', `a tx cannot run ${control}: store.transaction begins, commits and rolls back its transaction itself`, {
       hint: 'return from the transaction body to commit, throw to roll back; nest store.transaction for a part that may fail alone',
     }));

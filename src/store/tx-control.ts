@@ -9,6 +9,25 @@ import type { Engine } from './adapter.ts';
 const CONTROL = /^(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK(?!\s+(?:(?:TRANSACTION|WORK)\s+)?TO\b)|ABORT|PREPARE\s+TRANSACTION)\b/i;
 
 /**
+ * PostgreSQL statements that change the session, not the transaction: SET (but SET LOCAL, SET
+ * TRANSACTION and SET CONSTRAINTS, which end with it), RESET and DISCARD. The connection goes
+ * back to the pool with them, and every later call on it would run under them: another
+ * search_path (another schema's tables), synchronous_commit off (the `power` durability gone),
+ * another DateStyle (times no longer read).
+ */
+const SESSION_PG = /^(SET(?!\s+(?:LOCAL|TRANSACTION|CONSTRAINTS)\b)|RESET|DISCARD)\b/i;
+
+/** A SQLite PRAGMA: `PRAGMA [schema.]name`, then `= value`, `(argument)` or nothing. */
+const PRAGMA = /^PRAGMA\b\s*(?:\w+\s*\.\s*)?(\w*)\s*([=(])?/i;
+
+/** Pragmas that take an argument to read something, and the one that sets something for the transaction alone. */
+const READING_PRAGMAS = new Set([
+  'table_info', 'table_xinfo', 'table_list', 'index_list', 'index_info', 'index_xinfo', 'foreign_key_list',
+  'foreign_key_check', 'integrity_check', 'quick_check',
+]);
+const TRANSACTION_PRAGMAS = new Set(['defer_foreign_keys']);
+
+/**
  * A SQLite trigger's body (`CREATE TRIGGER … BEGIN stmt; … END`): its statements are not the
  * script's, and its closing END, after a `;`, is not a statement. The BEGIN comes before the
  * trigger statement's first `;`, and no statement of a body starts with END, so the first `; END`
@@ -31,8 +50,10 @@ const DOLLAR_TAG = /\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/y;
 const IDENTIFIER_CHAR = /[\w$\u0080-\uffff]/;
 
 /**
- * The transaction-control statement in `sql` (a statement, or a script of several separated by
- * `;`), as written, or undefined if it has none. Quoted text and comments, as `engine` reads
+ * The statement a tx refuses in `sql` (a statement, or a script of several separated by `;`):
+ * one that begins or ends a transaction (see CONTROL) or, since the connection outlives the
+ * transaction, one that changes the connection's settings (PostgreSQL's SET, RESET and DISCARD,
+ * a SQLite PRAGMA that sets something). Its first words, in capitals, or undefined if it has none. Quoted text and comments, as `engine` reads
  * them, SQLite trigger bodies and PostgreSQL BEGIN ATOMIC bodies are skipped; text this cannot
  * read is left to the database.
  */
@@ -56,10 +77,22 @@ function scan(sql: string, engine: Engine): string | undefined {
   let plain = blanked(sql, engine);
   plain = plain.replace(engine === 'sqlite' ? TRIGGER_BODY : ATOMIC_BODY, ' ');
   for (const statement of plain.split(';')) {
-    const m = CONTROL.exec(statement.trimStart());
+    const text = statement.trimStart();
+    const m = CONTROL.exec(text) ?? (engine === 'postgres' ? SESSION_PG.exec(text) : undefined);
     if (m) return m[1]!.replace(/\s+/g, ' ').toUpperCase();
+    const pragma = engine === 'sqlite' ? PRAGMA.exec(text) : null;
+    if (pragma) {
+      const name = pragma[1]!.toLowerCase();
+      const sets = pragma[2] === '=' ? !TRANSACTION_PRAGMAS.has(name) : pragma[2] === '(' && !READING_PRAGMAS.has(name);
+      if (sets) return 'PRAGMA';
+    }
   }
   return undefined;
+}
+
+/** True for what {@link transactionControl} returns for a statement that changes the connection's settings. */
+export function changesSession(statement: string): boolean {
+  return /^(?:SET|RESET|DISCARD|PRAGMA)\b/.test(statement);
 }
 
 /**

@@ -113,6 +113,36 @@ for (const engine of ENGINES) {
         assert.deepEqual((await store.verifyAudit()).problems, []);
       });
 
+      it('refuses a statement that would change the connection for every later call (SET on PostgreSQL, a setting PRAGMA on SQLite)', async () => {
+        // One connection: on PostgreSQL every later call gets the same client back from the pool.
+        store = await open({ ...(engine.name === 'postgres' ? { poolSize: 1 } : {}) });
+        const sessionWide =
+          engine.name === 'postgres'
+            ? ['SET search_path TO public', 'set synchronous_commit = off', "SET DateStyle = 'SQL, DMY'", 'RESET ALL', 'DISCARD ALL']
+            : ['PRAGMA synchronous = OFF', 'PRAGMA foreign_keys = OFF', 'PRAGMA query_only(1)'];
+        const before = await fx.dump();
+        await store.transaction(async (tx) => {
+          for (const sql of sessionWide) {
+            for (const p of [tx.run(sql), tx.exec(sql)]) {
+              const details = await rejectsWith(p, 'INVALID_ARGUMENT');
+              assert.match(String(details['message']), /^a tx cannot run (SET|RESET|DISCARD|PRAGMA): it changes the connection's settings, which outlive the transaction, for every later call on it$/, sql);
+            }
+          }
+          // What ends with the transaction is allowed.
+          if (engine.name === 'postgres') await tx.exec("SET LOCAL search_path TO public; SET LOCAL DateStyle = 'SQL, DMY'");
+          else await tx.get('PRAGMA synchronous');
+        });
+        assert.equal(await fx.dump(), before);
+        // The connection is as botstate set it: its own schema, its times read.
+        const job = await store.jobs.get({ id });
+        assert.equal(job.id, id);
+        assert.match(job.createdAt, /^\d{4}-\d\d-\d\dT/);
+        if (engine.name === 'postgres') {
+          const { setting } = (await store.transaction((tx) => tx.get<{ setting: string }>("SELECT current_setting('synchronous_commit') AS setting")))!;
+          assert.equal(setting, durability === 'power' ? 'on' : 'off');
+        }
+      });
+
       it('refuses its own statements with no transaction open, and nothing is written', async () => {
         const stale = await store.transaction(async (tx) => tx);
         const before = await fx.dump();

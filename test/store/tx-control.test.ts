@@ -92,4 +92,43 @@ describe('transactionControl', () => {
     // SQLite ends a -- comment at a newline only.
     assert.equal(transactionControl('SELECT 1 -- c\r; COMMIT', 'sqlite'), undefined);
   });
+
+  it('finds statements that change the connection, not the transaction: SET, RESET, DISCARD on PostgreSQL, a PRAGMA that sets on SQLite', () => {
+    const postgres: Array<[string, string | undefined]> = [
+      ['SET search_path TO other', 'SET'],
+      ["set synchronous_commit = off", 'SET'],
+      ['SET SESSION statement_timeout = 0', 'SET'],
+      ["SET TIME ZONE 'Europe/Paris'", 'SET'],
+      ['SET ROLE other', 'SET'],
+      ['RESET ALL', 'RESET'],
+      ['DISCARD ALL', 'DISCARD'],
+      ['SELECT 1; SET DateStyle = \'SQL, DMY\'', 'SET'],
+      // These end with the transaction.
+      ['SET LOCAL search_path TO other', undefined],
+      ['SET TRANSACTION ISOLATION LEVEL SERIALIZABLE', undefined],
+      ['SET CONSTRAINTS ALL DEFERRED', undefined],
+      ['UPDATE t SET v = 1', undefined],
+      ["SELECT 'SET x = 1'", undefined],
+      ['CREATE FUNCTION f() RETURNS void AS $$ BEGIN SET search_path TO x; END $$ LANGUAGE plpgsql', undefined],
+    ];
+    for (const [sql, found] of postgres) assert.equal(transactionControl(sql, 'postgres'), found, `postgres: ${sql}`);
+    const sqlite: Array<[string, string | undefined]> = [
+      ['PRAGMA synchronous = OFF', 'PRAGMA'],
+      ['pragma main.synchronous=0', 'PRAGMA'],
+      ['PRAGMA synchronous(0)', 'PRAGMA'],
+      ['PRAGMA "synchronous" = 0', 'PRAGMA'],
+      ['PRAGMA query_only = 1', 'PRAGMA'],
+      ['SELECT 1; PRAGMA busy_timeout = 100000', 'PRAGMA'],
+      // Reading is fine, and defer_foreign_keys lasts only as long as the transaction.
+      ['PRAGMA synchronous', undefined],
+      ['PRAGMA table_info(jobs)', undefined],
+      ['PRAGMA main.index_list(trades)', undefined],
+      ['PRAGMA foreign_key_check', undefined],
+      ['PRAGMA defer_foreign_keys = ON', undefined],
+      ['SELECT * FROM pragma_table_info(\'jobs\')', undefined],
+      // SQLite has no SET statement: this fails in SQLite itself.
+      ['SET x = 1', undefined],
+    ];
+    for (const [sql, found] of sqlite) assert.equal(transactionControl(sql, 'sqlite'), found, `sqlite: ${sql}`);
+  });
 });
