@@ -11,7 +11,7 @@ import { historyCommands } from './commands/history.ts';
 import { jobCommands } from './commands/jobs.ts';
 import { paperExchangeCommand } from './commands/paper-exchange.ts';
 import { tradeCommands } from './commands/trades.ts';
-import { errorInJson, escapeControls, json, jsonError, processIo, type Io } from './output.ts';
+import { errorInJson, escapeControls, json, jsonError, OUTPUT_FAILED, outputFailed, processIo, type Io } from './output.ts';
 
 const COMMANDS: readonly Command[] = [...jobCommands, ...tradeCommands, ...historyCommands, ...dbCommands, daemonCommand, paperExchangeCommand];
 const BY_NAME = new Map(COMMANDS.map((c) => [c.name, c]));
@@ -29,6 +29,7 @@ const EXIT_HELP = `Exit codes:
   ${EXIT_CODES.storage}  storage: the database is unreachable, locked, damaged or not botstate's
   ${EXIT_CODES.schema}  schema: the database schema is newer than this botstate, outdated, has a gap, or a migration changed or failed
   ${EXIT_CODES.internal}  a bug in botstate (BOTSTATE_DEBUG=1 prints its stack trace; please report it), or a Node.js older than 24
+  ${OUTPUT_FAILED}  the output could not be written (stdout to a full disk, say): said on stderr; what the command did in the database is done
   130, 143  daemon or paper-exchange ended at once by a second SIGINT or SIGTERM while it stopped
 A failed command changes nothing, unless it says the connection was lost while committing (PostgreSQL):
 then the change may have been made; look before doing it again. (db migrate and db rollback keep the
@@ -118,7 +119,15 @@ function cliActor(): string {
  * line on stderr (and, with --json, an `{ "error": … }` document on stdout).
  */
 export async function run(argv: readonly string[], io: Io = processIo): Promise<number> {
-  const wantsJson = argv.includes('--json');
+  const code = await runCommand(argv, io);
+  // Writing the output failed (said on stderr when it did): the command's own code would claim success.
+  return io === processIo && outputFailed() ? OUTPUT_FAILED : code;
+}
+
+async function runCommand(argv: readonly string[], io: Io): Promise<number> {
+  // After `--` every word is an argument, `--json` too.
+  const end = argv.indexOf('--');
+  const wantsJson = (end < 0 ? argv : argv.slice(0, end)).includes('--json');
   try {
     const { name, rest } = findCommand(argv);
     if (name === undefined) {

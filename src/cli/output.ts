@@ -17,20 +17,43 @@ export interface Io {
 }
 
 let stdoutClosed = false;
+/** Set when writing to stdout failed for another reason than its reader going away. */
+let stdoutFailed = false;
+
+/** The exit code of a command whose output could not be written (a full disk, say). */
+export const OUTPUT_FAILED = 7;
 
 /**
  * When whatever reads our stdout goes away (`botstate list | head`), writing fails with EPIPE.
  * Stop writing, instead of crashing on an unhandled 'error' event: a command then ends as it
  * would have, with its own exit code. A process waiting for a signal to stop (the daemon) is
  * sent SIGTERM, and stops cleanly.
+ *
+ * Any other failure (`> file` on a full disk: ENOSPC; EIO) is said on stderr in one line and the
+ * process exits {@link OUTPUT_FAILED}: a script reading the output must not take a cut-short
+ * file for a whole one. What the command did in the database stays done. The error arrives after
+ * the write that failed, possibly once the command has returned: it sets the exit code itself,
+ * and run() returns it if it came before.
  */
 function watchStdout(): void {
   if (process.stdout.listenerCount('error') > 0) return;
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code !== 'EPIPE' || stdoutClosed) return;
+    if (stdoutClosed) return;
     stdoutClosed = true;
+    if (e.code !== 'EPIPE') {
+      stdoutFailed = true;
+      process.exitCode = OUTPUT_FAILED;
+      process.stderr.write(
+        `botstate: could not write the output: ${e.code ?? 'error'} (${e.message.replace(/\s+/g, ' ')}) (what the command did in the database is done; look with botstate status or list before running it again, and write the output where there is room)\n`,
+      );
+    }
     if (process.listenerCount('SIGTERM') > 0) process.kill(process.pid, 'SIGTERM');
   });
+}
+
+/** True once writing to stdout failed other than by its reader going away (see watchStdout). */
+export function outputFailed(): boolean {
+  return stdoutFailed;
 }
 
 export const processIo: Io = {

@@ -1,4 +1,4 @@
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { ValidationError } from '../errors.ts';
 
 /** Where a store lives, parsed from a URL, a bare path or `:memory:`. */
@@ -37,7 +37,7 @@ export function parseLocation(url: string): Location {
     });
   }
   if (/^postgres(ql)?:\/\//i.test(url)) return parsePostgres(url);
-  if (url.startsWith('sqlite:')) {
+  if (/^sqlite:/i.test(url)) {
     const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/|\.)/, '');
     if (path === '') {
       throw new ValidationError('USAGE', `database URL "${url}" names no file`, {
@@ -73,7 +73,34 @@ function sqlitePath(path: string): Location {
       hint: `add a file name, e.g. ${path}botstate.db`,
     });
   }
+  checkNotCompanion(path);
   return { engine: 'sqlite', path };
+}
+
+/** Files SQLite and botstate keep beside a database `x.db`: `x.db-wal`, and so on. */
+const COMPANIONS = ['-wal', '-shm', '-journal', '-wait'] as const;
+
+/**
+ * Refuses `x.db-wal` (or `-shm`, `-journal`, `-wait`) when `x.db` is there: opened as a database of
+ * its own, the file would be written to as one, and the next connection to `x.db` deletes it, with
+ * whatever was written to it (the WAL of x.db is replayed or reset, a stale -journal rolled back).
+ * A name that only ends so, with no database beside it (`./trading-journal`), is a database like
+ * any other.
+ */
+function checkNotCompanion(path: string): void {
+  const suffix = COMPANIONS.find((s) => path.endsWith(s) && path.length > s.length);
+  if (suffix === undefined) return;
+  const database = path.slice(0, -suffix.length);
+  let isFile = false;
+  try {
+    isFile = statSync(database).isFile();
+  } catch {
+    return; // nothing there (or not reachable): the name is the database's own
+  }
+  if (!isFile) return;
+  throw new ValidationError('USAGE', `${path} is the ${suffix} file of the database ${database}, which SQLite or botstate would delete`, {
+    hint: `open the database itself, ${database}`,
+  });
 }
 
 function parsePostgres(url: string): Location {

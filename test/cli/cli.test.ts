@@ -9,7 +9,7 @@
  * byte-for-byte unchanged (a logical dump before and after, through the raw driver).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -62,6 +62,8 @@ interface RunOptions {
   readonly uid?: number;
   /** Close the reading end of its stdout at once, as `| head` does once it has read enough. */
   readonly closeStdout?: boolean;
+  /** Its stdout goes to this file (`> file`), not to a pipe; `stdout` is then ''. */
+  readonly stdoutTo?: string;
 }
 
 /** Runs `botstate ...args` on the pinned Node, with $BOTSTATE_DB unset unless `env` sets it. */
@@ -76,12 +78,14 @@ function cli(args: readonly string[], options: RunOptions = {}): Promise<Result>
       : ['/bin/sh', ['-c', `umask ${options.umask} && exec "$0" "$@"`, process.execPath, BIN, ...args]];
   return new Promise((resolve, reject) => {
     const user = options.uid === undefined ? {} : { uid: options.uid, gid: options.uid };
-    const child = spawn(file, argv, { cwd: options.cwd ?? scratch, env, stdio: ['ignore', 'pipe', 'pipe'], ...user });
+    const out = options.stdoutTo === undefined ? 'pipe' : openSync(options.stdoutTo, 'w');
+    const child = spawn(file, argv, { cwd: options.cwd ?? scratch, env, stdio: ['ignore', out, 'pipe'], ...user });
+    if (typeof out === 'number') closeSync(out);
     let stdout = '';
     let stderr = '';
-    if (options.closeStdout) child.stdout.destroy();
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    if (options.closeStdout) child.stdout!.destroy();
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr, args }));
   });
@@ -1044,6 +1048,53 @@ describe('botstate CLI without a job database', () => {
     ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', '10', '10', '1', 'b1'), '--db', path]));
     refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '10', '10', '1', 'b1'), '--tx-hash', '0xabc', '--db', path]), 3, /clientOrderId b1 is already recorded/);
     assert.match(ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', '10', '10', '1', 'b1'), '--db', path])).stdout, /^Already recorded/);
+  });
+
+  it("a database's -wal, -shm, -journal or -wait file given as the database is refused (exit 2), and nothing is written", async () => {
+    const dir = mkdtempSync(join(scratch, 'companions-'));
+    const path = join(dir, 'jobs.db');
+    ok(await cli(['start', TOKEN, '--db', path]));
+    const files = () => readdirSync(dir).sort().map((f) => [f, readFileSync(join(dir, f)).toString('base64')]);
+    // Made while the database is in use: its WAL is there.
+    const store = await openStore(path);
+    try {
+      writeFileSync(`${path}-journal`, '');
+      writeFileSync(`${path}-wait`, '');
+      const before = files();
+      for (const suffix of ['-wal', '-shm', '-journal', '-wait']) {
+        for (const args of [['start', OTHER_TOKEN, '--db', `${path}${suffix}`], ['list', '--db', `sqlite:${path}${suffix}`], ['list']]) {
+          const env = args.length === 1 ? { env: { BOTSTATE_DB: `${path}${suffix}` } } : {};
+          refused(await cli(args, env), 2, new RegExp(`^botstate: \\S+jobs\\.db${suffix} is the ${suffix} file of the database \\S+jobs\\.db, which SQLite or botstate would delete \\(open the database itself, \\S+jobs\\.db\\)\\n$`));
+        }
+      }
+      assert.deepEqual(files(), before);
+    } finally {
+      await store.close();
+      rmSync(`${path}-journal`, { force: true });
+    }
+    // A name that only ends so, with no database beside it, is a database of its own; sqlite: in any case.
+    ok(await cli(['start', OTHER_TOKEN, '--db', join(dir, 'trading-journal')]));
+    ok(await cli(['list', '--db', `SQLite:${join(dir, 'trading-journal')}`]));
+    assert.equal(parseJson<unknown[]>(await cli(['list', '--json', '--db', path])).length, 1);
+  });
+
+  it('output that cannot be written (a full disk) is said in one line and exits 7; after --, --json is an argument', { skip: !existsSync('/dev/full') && 'no /dev/full' }, async () => {
+    const dir = mkdtempSync(join(scratch, 'full-'));
+    const path = join(dir, 'jobs.db');
+    ok(await cli(['start', TOKEN, '--db', path]));
+    for (const args of [['list'], ['list', '--json'], ['status', TOKEN], ['verify', '--json'], ['history', TOKEN, '--json']]) {
+      const r = await cli([...args, '--db', path], { stdoutTo: '/dev/full' });
+      assert.equal(r.code, 7, show(r));
+      assert.match(r.stderr, /^botstate: could not write the output: ENOSPC \([^\n]*\) \(what the command did in the database is done; look with botstate status or list before running it again, and write the output where there is room\)\n$/, show(r));
+    }
+    // A command that wrote to the database did so; only its report is lost.
+    const paused = await cli(['pause', TOKEN, '--db', path], { stdoutTo: '/dev/full' });
+    assert.equal(paused.code, 7, show(paused));
+    assert.equal(parseJson<{ status: string }>(await cli(['status', TOKEN, '--json', '--db', path])).status, 'PAUSED');
+    // `--` ends the flags: a --json after it is an argument, and the error is not a JSON document.
+    const r = await cli(['list', '--db', path, '--', '--json']);
+    refused(r, 2, /unexpected argument "--json"/);
+    assert.equal(r.stdout, '');
   });
 
   it('text from outside (an exchange\'s error) is printed with its control characters escaped', async () => {

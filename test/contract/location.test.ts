@@ -4,7 +4,10 @@
  * connecting (USAGE, exit 2 in the CLI), and reads connect_timeout itself.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { isBotstateError } from '../../src/errors.ts';
 import { openStore } from '../../src/index.ts';
@@ -106,6 +109,29 @@ describe('PostgreSQL URL parameters', () => {
       assert.ok(byOption < 900, `connectTimeoutMs 100 waited ${byOption.toFixed(0)} ms`);
     } finally {
       server.close();
+    }
+  });
+});
+
+describe('SQLite paths', () => {
+  it("refuses a database's -wal, -shm, -journal or -wait file while the database is there, and reads sqlite: in any case", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'botstate-location-'));
+    try {
+      const db = join(dir, 'x.db');
+      for (const suffix of ['-wal', '-shm', '-journal', '-wait']) {
+        // Nothing beside it: a name like any other.
+        assert.deepEqual(parseLocation(`${db}${suffix}`), { engine: 'sqlite', path: `${db}${suffix}` });
+      }
+      writeFileSync(db, '');
+      for (const suffix of ['-wal', '-shm', '-journal', '-wait']) {
+        for (const url of [`${db}${suffix}`, `sqlite:${db}${suffix}`]) {
+          assert.throws(() => parseLocation(url), (e: unknown) => isBotstateError(e, 'USAGE') && e.message === `${db}${suffix} is the ${suffix} file of the database ${db}, which SQLite or botstate would delete`, url);
+        }
+      }
+      assert.deepEqual(parseLocation(`SQLite:${db}`), { engine: 'sqlite', path: db });
+      assert.deepEqual(parseLocation(`${dir}/trading-journal`), { engine: 'sqlite', path: `${dir}/trading-journal` });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
