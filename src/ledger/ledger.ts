@@ -1,7 +1,7 @@
 import { BotstateError, InvalidTransitionError, NotFoundError, ValidationError } from '../errors.ts';
 import { hasConfig, JOB_COLUMNS, lockJob, requireJob, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow, type JobUpdate } from '../jobs/job-rows.ts';
 import type { JobConfig } from '../jobs/config.ts';
-import { add, cmp, isNegative, parseDecimal, sub, type Decimal } from '../money/decimal.ts';
+import { add, cmp, integerDigits, isNegative, MAX_INTEGER_DIGITS, parseDecimal, sub, type Decimal } from '../money/decimal.ts';
 import type { Executor, SqlParam } from '../store/adapter.ts';
 import type { CallOptions, Context, Fence } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
@@ -361,8 +361,8 @@ function checkAvailable(job: JobRow, base: Decimal, reserved: Decimal): void {
 function applyFill(job: JobRow, side: TradeSide, reason: TradeReason, fill: CheckedFill): JobChange {
   if (side === 'BUY') {
     const change: { tokenBalance: Decimal; totalAccumulated: Decimal; lastDcaBuyTime?: string } = {
-      tokenBalance: add(job.token_balance, fill.base),
-      totalAccumulated: add(job.total_accumulated, fill.quote),
+      tokenBalance: withinLimit(job, 'tokenBalance', add(job.token_balance, fill.base), 'baseAmount', fill.base),
+      totalAccumulated: withinLimit(job, 'totalAccumulated', add(job.total_accumulated, fill.quote), 'quoteAmount', fill.quote),
     };
     // The latest DCA buy, even when fills are recorded out of order.
     if (reason === 'DCA' && (job.last_dca_buy_time === null || fill.executedAt > job.last_dca_buy_time)) {
@@ -378,6 +378,20 @@ function applyFill(job: JobRow, side: TradeSide, reason: TradeReason, fill: Chec
     });
   }
   return { tokenBalance: balance };
+}
+
+/**
+ * A job's running total after a buy, refused past the digits an amount may have: a balance of 79
+ * integer digits could be stored, but no sell of it could be placed, and the job would go to
+ * ERROR at its liquidation.
+ */
+function withinLimit(job: JobRow, total: string, value: Decimal, field: string, amount: Decimal): Decimal {
+  const digits = integerDigits(value);
+  if (digits <= MAX_INTEGER_DIGITS) return value;
+  throw new ValidationError('INVALID_AMOUNT', `${field} ${amount} would take the ${total} of job ${job.id} to ${digits} integer digits; at most ${MAX_INTEGER_DIGITS} are allowed`, {
+    hint: `check ${field} for extra digits`,
+    details: { field, reason: 'total-magnitude', total },
+  });
 }
 
 /**

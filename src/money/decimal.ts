@@ -44,7 +44,9 @@ export interface ParseDecimalOptions {
 const ONE = 10n ** BigInt(SCALE);
 const ZEROS = '0'.repeat(SCALE);
 const POW10: readonly bigint[] = Array.from({ length: SCALE + 1 }, (_, i) => 10n ** BigInt(i));
-const DEFAULT_MAX_INTEGER_DIGITS = 78;
+/** Most integer digits an amount may have (parseDecimal's default): a stored total stays within it too. */
+export const MAX_INTEGER_DIGITS = 78;
+const DEFAULT_MAX_INTEGER_DIGITS = MAX_INTEGER_DIGITS;
 
 // Compiled once: the canonical form, and the general shape accepted as input.
 const CANONICAL_RE = new RegExp(`^(?!-0$)-?(?:0|[1-9][0-9]*)(?:\\.[0-9]{0,${SCALE - 1}}[1-9])?$`);
@@ -192,6 +194,13 @@ export function fromUnits(u: bigint): Decimal {
   while (end > intPart.length && s.charCodeAt(end - 1) === 48) end--;
   const body = end === intPart.length ? intPart : `${intPart}.${s.slice(intPart.length, end)}`;
   return negative ? `-${body}` : body;
+}
+
+/** The number of digits before the point of a canonical decimal, its sign not counted: `integerDigits('-12.5') === 2`. */
+export function integerDigits(d: Decimal): number {
+  const start = d.startsWith('-') ? 1 : 0;
+  const dot = d.indexOf('.');
+  return (dot < 0 ? d.length : dot) - start;
 }
 
 /** `a + b`, exact. */

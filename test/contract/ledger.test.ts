@@ -75,6 +75,19 @@ for (const engine of ENGINES) {
       assert.equal(j.totalAccumulated, '123456789012345678901234567890123456789012345678901234567890123456789012345688.123456789012345678');
       await store.ledger.recordTrade({ ...buy('o-3', BIG), side: 'SELL', reason: 'TAKE_PROFIT' });
       assert.equal((await store.jobs.get({ id: job.id })).tokenBalance, '0.000000000000000001');
+      // A buy that would take a total past 78 integer digits is refused: no sell of it could be placed.
+      const nines = '9'.repeat(78);
+      await store.ledger.recordTrade(buy('o-3b', '1', { reason: 'DIP_BUY' }));
+      const before = await fx.dump();
+      const balance = await rejectsWith(store.ledger.recordTrade(buy('o-4', nines, { quoteAmount: '1' })), 'INVALID_AMOUNT');
+      assert.equal(balance['message'], `baseAmount ${nines} would take the tokenBalance of job ${job.id} to 79 integer digits; at most 78 are allowed`);
+      const total = await rejectsWith(store.ledger.recordTrade(buy('o-5', '1', { quoteAmount: nines })), 'INVALID_AMOUNT');
+      assert.equal(total['message'], `quoteAmount ${nines} would take the totalAccumulated of job ${job.id} to 79 integer digits; at most 78 are allowed`);
+      assert.equal(await fx.dump(), before);
+      const { trade } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '1' });
+      const pending = await fx.dump();
+      await rejectsWith(store.ledger.settle(trade.clientOrderId, { status: 'EXECUTED', baseAmount: nines, quoteAmount: '1', priceUsd: '1' }), 'INVALID_AMOUNT');
+      assert.equal(await fx.dump(), pending);
     });
 
     it('refuses a sell beyond the balance and bad amounts, changing nothing', async () => {
