@@ -1030,6 +1030,12 @@ describe('botstate CLI without a job database', () => {
       }
       refused(await cli(['pause', TOKEN, '--db', copy], asReader), 5, /cannot open \S+copy\.db for writing/);
       assert.deepEqual(readFileSync(copy), before);
+      if (root) {
+        // A file this user may not read at all is said so, not blamed on a -shm file (it is in rollback mode and has none).
+        chmodSync(copy, 0o600);
+        refused(await cli(['list', '--db', copy], asReader), 5, /^botstate: cannot read \S+copy\.db: permission denied \(EACCES\) \(run botstate as the user that owns the database, or give this user access to the file and every directory above it\)\n$/);
+        chmodSync(copy, 0o644);
+      }
       // In WAL mode it is read through a -shm file this user cannot make beside it: said so.
       refused(await cli(['list', '--db', live], asReader), 5, /^botstate: cannot read \S+live\.db as this user: it is in WAL mode, and reading it needs a live\.db-shm file beside it that this user may not make or write \(read it as the user that owns it, or read a copy that user makes/);
     } finally {

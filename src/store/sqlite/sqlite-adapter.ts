@@ -203,6 +203,10 @@ export class SqliteAdapter implements Adapter {
       db?.close();
       const code = String((e as { code?: unknown }).code ?? '');
       if (readOnly && (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN'))) {
+        // The file itself may not be read (another user's, mode 0600): that, not its -shm file.
+        if (!readable(path)) {
+          throw new StorageError('STORAGE_UNAVAILABLE', `cannot read ${path}: permission denied (EACCES)`, { hint: DENIED_HINT, cause: e });
+        }
         // A database in WAL mode is read through its -shm file, which SQLite must be able to
         // make or write beside it; a copy in rollback mode (db backup's) needs none.
         throw new StorageError('STORAGE_UNAVAILABLE', `cannot read ${path} as this user: it is in WAL mode, and reading it needs a ${basename(path)}-shm file beside it that this user may not make or write`, {
@@ -951,7 +955,6 @@ function bind(params: readonly SqlParam[] | undefined): SqlParam[] {
   return (params ?? NO_PARAMS) as SqlParam[];
 }
 
-/** Creates the database file with mode 0600 so that other users cannot read the ledger. */
 /** The file's stat; undefined when there is none. A path this user may not reach is said so. */
 function statOrNone(path: string): Stats | undefined {
   try {
@@ -963,9 +966,7 @@ function statOrNone(path: string): Stats | undefined {
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
     const denied = code === 'EACCES' || code === 'EPERM';
     throw new StorageError('STORAGE_UNAVAILABLE', `cannot reach ${path}: ${denied ? 'permission denied' : (e as Error).message} (${code ?? 'unknown error'})`, {
-      hint: denied
-        ? "run botstate as the user that owns the database, or give this user access to the file and every directory above it"
-        : 'check the path and the disk',
+      hint: denied ? DENIED_HINT : 'check the path and the disk',
       cause: e,
     });
   }
@@ -978,6 +979,18 @@ function fsyncPath(path: string): void {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+const DENIED_HINT = 'run botstate as the user that owns the database, or give this user access to the file and every directory above it';
+
+/** Whether this user may read the file. */
+function readable(path: string): boolean {
+  try {
+    accessSync(path, fsConstants.R_OK);
+    return true;
+  } catch {
+    return false;
   }
 }
 
