@@ -530,6 +530,10 @@ for (const engine of ENGINES) {
         [file('empty.json', ''), /not valid JSON/],
         [file('array.json', '[1, 2]'), /config/],
         [join(files, 'missing.json'), /cannot read the config file .*missing\.json/],
+        [files, /cannot read the config file \S+ \(EISDIR\)/],
+        // Longer than any config: refused unread, even a device with no end.
+        [file('long.json', `{"accumulate":{"dcaAmount":1}}${' '.repeat(1024 * 1024)}`), /the config file \S*long\.json is longer than 1 MiB: a config is a few hundred bytes/],
+        ...(existsSync('/dev/zero') ? [['/dev/zero', /the config file \/dev\/zero is longer than 1 MiB/] as const] : []),
       ];
       const configCases: Case[] = [
         ...badSets.flatMap(([set, pattern]): Case[] => [

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { BotstateError, ValidationError } from '../../errors.ts';
 import { CONFIG_KEYS, defaultConfig, parseConfigJson, resolveConfig } from '../../jobs/config.ts';
 import type { Job } from '../../jobs/job-rows.ts';
@@ -17,14 +17,39 @@ const CONFIG_HELP =
   'Config keys (defaults in brackets; "off" means no limit):\n' +
   CONFIG_KEYS.map((k) => `  ${`${k.section}.${k.key}`.padEnd(34)} ${k.description} [${k.default === null ? 'off' : String(k.default)}]`).join('\n');
 
+/** A config file is a few hundred bytes; one past this (`--config /dev/zero`, a log given by mistake) is refused unread. */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/** The file's text, read to its end, or refused as soon as it is longer than `max` bytes (a device or pipe may have no end). */
+function readAtMost(path: string, max: number): string {
+  const fd = openSync(path, 'r');
+  try {
+    const buffer = Buffer.alloc(max + 1);
+    let length = 0;
+    for (;;) {
+      const n = readSync(fd, buffer, length, buffer.length - length, null);
+      if (n === 0) return buffer.toString('utf8', 0, length);
+      length += n;
+      if (length > max) {
+        throw new ValidationError('INVALID_CONFIG', `the config file ${path} is longer than ${max / 1024 / 1024} MiB: a config is a few hundred bytes`, {
+          hint: 'check the --config path',
+        });
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function readConfigFile(ctx: CommandContext): unknown {
   const path = ctx.values['config'];
   if (typeof path !== 'string') return undefined;
   let text: string;
   try {
     // A byte-order mark (Windows editors, PowerShell) is not part of the JSON.
-    text = readFileSync(path, 'utf8').replace(/^\uFEFF/, '');
+    text = readAtMost(path, MAX_CONFIG_BYTES).replace(/^\uFEFF/, '');
   } catch (e) {
+    if (e instanceof ValidationError) throw e;
     const code = (e as NodeJS.ErrnoException).code ?? String(e);
     throw new ValidationError('INVALID_CONFIG', `cannot read the config file ${path} (${code})`, { hint: 'check the --config path' });
   }
