@@ -128,7 +128,7 @@ function configOf(row: JobRow): JobConfig {
       config = deserializeConfig(row.config);
     } catch (e) {
       // botstate stores only configs it validated: this one was changed outside botstate.
-      throw damaged(row, 'config', `is not valid: ${e instanceof Error ? e.message : String(e)}`, e);
+      throw damaged('job', row.id, 'config', `is not valid: ${e instanceof Error ? e.message : String(e)}`, e);
     }
     if (configByText.size >= 1024) configByText.clear();
     configByText.set(row.config, config);
@@ -139,17 +139,18 @@ function configOf(row: JobRow): JobConfig {
 }
 
 /** A job row botstate could not have written: it was changed outside botstate. */
-function damaged(row: JobRow, field: string, what: string, cause?: unknown): StorageError {
-  return new StorageError('STORAGE_CORRUPT', `the stored ${field} of job ${row.id} ${what}`, {
+/** A stored field of a job or a trade (`id`: the trade's clientOrderId) that botstate cannot have written. */
+export function damaged(entity: 'job' | 'trade', id: string, field: string, what: string, cause?: unknown): StorageError {
+  return new StorageError('STORAGE_CORRUPT', `the stored ${field} of ${entity} ${id} ${what}`, {
     hint: 'it was changed outside botstate, or written by a newer botstate; botstate verify reports it, and botstate history shows what the audit log records',
     ...(cause === undefined ? {} : { cause }),
   });
 }
 
-function storedAmount(row: JobRow, field: string, value: string): void {
-  if (!isDecimal(value)) throw damaged(row, field, `is not a canonical decimal: ${JSON.stringify(String(value).slice(0, 60))}`);
+export function storedAmount(entity: 'job' | 'trade', id: string, field: string, value: string): void {
+  if (!isDecimal(value)) throw damaged(entity, id, field, `is not a canonical decimal: ${JSON.stringify(String(value).slice(0, 60))}`);
   // None of these can go below 0 through botstate (a sell beyond the balance is refused).
-  if (isNegative(value)) throw damaged(row, field, `is negative: ${value}`);
+  if (isNegative(value)) throw damaged(entity, id, field, `is negative: ${value}`);
 }
 
 // A time as botstate writes it, each field in range: Date.parse reads it (the check costs ~90 ns
@@ -163,9 +164,9 @@ const WRITTEN_TIME = /^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d
  * without milliseconds, given to updateState) stay readable; on PostgreSQL a timestamp the
  * adapter cannot express (infinity, a BC date) arrives as the server's text and is refused here.
  */
-function storedTime(row: JobRow, field: string, value: string | null, nullable: boolean): void {
+export function storedTime(entity: 'job' | 'trade', id: string, field: string, value: string | null, nullable: boolean): void {
   if (value === null ? !nullable : typeof value !== 'string' || (!WRITTEN_TIME.test(value) && Number.isNaN(Date.parse(value)))) {
-    throw damaged(row, field, `is not a time: ${JSON.stringify(value === null ? null : String(value).slice(0, 60))}`);
+    throw damaged(entity, id, field, `is not a time: ${JSON.stringify(value === null ? null : String(value).slice(0, 60))}`);
   }
 }
 
@@ -173,7 +174,7 @@ function storedState(row: JobRow): Record<string, unknown> {
   try {
     return JSON.parse(row.strategy_state) as Record<string, unknown>;
   } catch (e) {
-    throw damaged(row, 'strategyState', 'is not valid JSON', e);
+    throw damaged('job', row.id, 'strategyState', 'is not valid JSON', e);
   }
 }
 
@@ -349,18 +350,18 @@ export async function lockJob(tx: Executor, dialect: Dialect, ref: JobRef, optio
  * (STORAGE_CORRUPT), not the caller's bad input.
  */
 export function checkedRow(row: JobRow): JobRow {
-  storedAmount(row, 'recentHigh', row.recent_high);
-  storedAmount(row, 'totalAccumulated', row.total_accumulated);
-  storedAmount(row, 'tokenBalance', row.token_balance);
+  storedAmount('job', row.id, 'recentHigh', row.recent_high);
+  storedAmount('job', row.id, 'totalAccumulated', row.total_accumulated);
+  storedAmount('job', row.id, 'tokenBalance', row.token_balance);
   // A strategy decides from these (a DCA buy is due when lastDcaBuyTime is old enough): one it
   // cannot read must stop the job, not read as "long ago" and buy on every tick.
-  storedTime(row, 'lastDcaBuyTime', row.last_dca_buy_time, true);
-  storedTime(row, 'recentHighTime', row.recent_high_time, true);
-  storedTime(row, 'lastRebalanceTime', row.last_rebalance_time, true);
-  storedTime(row, 'createdAt', row.created_at, false);
-  storedTime(row, 'updatedAt', row.updated_at, false);
-  storedTime(row, 'startedAt', row.started_at, true);
-  storedTime(row, 'stoppedAt', row.stopped_at, true);
+  storedTime('job', row.id, 'lastDcaBuyTime', row.last_dca_buy_time, true);
+  storedTime('job', row.id, 'recentHighTime', row.recent_high_time, true);
+  storedTime('job', row.id, 'lastRebalanceTime', row.last_rebalance_time, true);
+  storedTime('job', row.id, 'createdAt', row.created_at, false);
+  storedTime('job', row.id, 'updatedAt', row.updated_at, false);
+  storedTime('job', row.id, 'startedAt', row.started_at, true);
+  storedTime('job', row.id, 'stoppedAt', row.stopped_at, true);
   return row;
 }
 

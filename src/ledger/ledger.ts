@@ -1,5 +1,5 @@
 import { BotstateError, InvalidTransitionError, NotFoundError, ValidationError } from '../errors.ts';
-import { hasConfig, JOB_COLUMNS, lockJob, requireJob, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow, type JobUpdate } from '../jobs/job-rows.ts';
+import { hasConfig, JOB_COLUMNS, lockJob, requireJob, storedAmount, storedTime, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow, type JobUpdate } from '../jobs/job-rows.ts';
 import type { JobConfig } from '../jobs/config.ts';
 import { add, cmp, integerDigits, isNegative, MAX_INTEGER_DIGITS, parseDecimal, sub, type Decimal } from '../money/decimal.ts';
 import type { Executor, SqlParam } from '../store/adapter.ts';
@@ -175,6 +175,21 @@ export function toTrade(row: TradeRow): Trade {
     createdAt: row.created_at,
     executedAt: row.executed_at,
   };
+}
+
+/**
+ * A trade row read to be shown or returned: its amounts and times as botstate writes them, else
+ * STORAGE_CORRUPT (a row changed outside botstate), as for a job row. `botstate verify` reports
+ * such rows among its problems.
+ */
+function checkedTrade(row: TradeRow): Trade {
+  const id = row.client_order_id;
+  if (row.base_amount !== null) storedAmount('trade', id, 'baseAmount', row.base_amount);
+  if (row.quote_amount !== null) storedAmount('trade', id, 'quoteAmount', row.quote_amount);
+  if (row.price_usd !== null) storedAmount('trade', id, 'priceUsd', row.price_usd);
+  storedTime('trade', id, 'createdAt', row.created_at, false);
+  storedTime('trade', id, 'executedAt', row.executed_at, true);
+  return toTrade(row);
 }
 
 const CLIENT_ORDER_ID = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -647,7 +662,7 @@ export class Ledger {
         window.limit === undefined
           ? await tx.all<TradeRow>(`${sql} ORDER BY created_at, id`, params)
           : (await tx.all<TradeRow>(`${sql} ORDER BY created_at DESC, id DESC LIMIT ?`, [...params, window.limit])).reverse();
-      return rows.map(toTrade);
+      return rows.map(checkedTrade);
     });
   }
 
@@ -662,7 +677,7 @@ export class Ledger {
   /** One trade by clientOrderId; throws TRADE_NOT_FOUND. */
   async get(clientOrderId: string, options?: CallOptions): Promise<Trade> {
     checkClientOrderId(clientOrderId);
-    return toTrade(await this.#ctx.read(options, (tx) => this.#byClientOrderId(tx, clientOrderId)));
+    return checkedTrade(await this.#ctx.read(options, (tx) => this.#byClientOrderId(tx, clientOrderId)));
   }
 
   #find(tx: Executor, clientOrderId: string): Promise<TradeRow | undefined> {

@@ -263,7 +263,16 @@ for (const engine of ENGINES) {
           `the job's tokenBalance 3 is not its executed buys less its executed sells (2)`,
           `trade (u-1) cannot be read: its base_amount "${value}" is not a canonical decimal amount`,
         ].sort());
+        // Read to be shown or returned, such a row is a damaged database, as a job row is: not printed as it is.
+        for (const read of [store.ledger.trades({ id: job.id }), store.ledger.get('u-1')]) {
+          assert.equal((await rejectsWith(read, 'STORAGE_CORRUPT'))['message'], `the stored baseAmount of trade u-1 is not a canonical decimal: "${value}"`);
+        }
       }
+      await fx.raw(`UPDATE trades SET base_amount = '-5' WHERE client_order_id = 'u-1'`);
+      assert.equal((await rejectsWith(store.ledger.trades({ id: job.id }), 'STORAGE_CORRUPT'))['message'], 'the stored baseAmount of trade u-1 is negative: -5');
+      await fx.raw(`UPDATE trades SET base_amount = '20.5', executed_at = 'later' WHERE client_order_id = 'u-1'`);
+      assert.equal((await rejectsWith(store.ledger.get('u-1'), 'STORAGE_CORRUPT'))['message'], 'the stored executedAt of trade u-1 is not a time: "later"');
+      assert.equal((await store.ledger.trades({ id: other.id })).length, 1);
     });
 
     it('verify reports an unreadable entry or job row instead of failing, and a job row whose times were edited', async () => {
