@@ -108,6 +108,9 @@ interface MTrade {
   error: string | null;
 }
 
+/** The most units (of 10^-18) an amount or a job's total may hold: 78 nines . 18 nines. */
+const MAX_UNITS = 10n ** 96n - 1n;
+
 interface MJob {
   balance: bigint;
   total: bigint;
@@ -217,6 +220,12 @@ class Harness {
           job: this.ref(cmd.job), clientOrderId: t.coid, side: cmd.side, reason: cmd.reason,
           baseAmount: fromUnits(base), quoteAmount: fromUnits(cmd.quote), priceUsd: fromUnits(cmd.price), executedAt: cmd.at,
         });
+        // A buy that would take the balance or the total past 78 integer digits is refused: no sell of it could be placed.
+        if (cmd.side === 'BUY' && (j.balance + base > MAX_UNITS || j.total + cmd.quote > MAX_UNITS)) {
+          await expectCode(call, 'INVALID_AMOUNT', label);
+          this.note('record:INVALID_AMOUNT');
+          return;
+        }
         const refused = cmd.side === 'SELL' && base > j.balance - this.reserved(cmd.job);
         if (refused) {
           const e = await expectCode(call, 'INSUFFICIENT_BALANCE', label);
