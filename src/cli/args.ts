@@ -51,8 +51,9 @@ export function parse(args: readonly string[], options: OptionSpecs, command: st
       const short = /^-(\w)$/.exec(value)?.[1];
       const isFlag = (name !== undefined && Object.hasOwn(all, name)) || (short !== undefined && Object.values(all).some((o) => o.short === short));
       if (isFlag) throw new ValidationError('USAGE', `${flag} needs a value (${value} after it is a flag)`, { hint: `see botstate ${command} --help` });
+      const numeric = /^-[\d.]/.test(value);
       throw new ValidationError('USAGE', `${flag} ${value}: a value starting with "-" is taken for a flag`, {
-        hint: `amounts and counts cannot be negative; to pass such a value anyway write ${flag}=${value}`,
+        hint: `${numeric ? 'amounts and counts cannot be negative; ' : ''}to pass such a value anyway write ${flag}=${shellWord(value)}`,
       });
     }
     const message = (e as Error).message.replace(/\. To specify a positional argument.*$/s, '').replace(/\s+/g, ' ');
@@ -69,4 +70,9 @@ export function renderOptions(options: OptionSpecs): string {
   });
   const width = Math.max(...rows.map(([f]) => f.length));
   return rows.map(([f, h]) => `  ${f.padEnd(width)}  ${h}`).join('\n');
+}
+
+/** `value` as one shell word: as it is when it needs no quoting, else in single quotes. */
+function shellWord(value: string): string {
+  return /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replaceAll("'", "'\\''")}'`;
 }

@@ -11,7 +11,8 @@ import { historyCommands } from './commands/history.ts';
 import { jobCommands } from './commands/jobs.ts';
 import { paperExchangeCommand } from './commands/paper-exchange.ts';
 import { tradeCommands } from './commands/trades.ts';
-import { errorInJson, escapeControls, json, jsonError, OUTPUT_FAILED, outputFailed, processIo, type Io } from './output.ts';
+import { escapeControls } from '../util/text.ts';
+import { errorInJson, json, jsonError, OUTPUT_FAILED, outputFailed, processIo, type Io } from './output.ts';
 
 const COMMANDS: readonly Command[] = [...jobCommands, ...tradeCommands, ...historyCommands, ...dbCommands, daemonCommand, paperExchangeCommand];
 const BY_NAME = new Map(COMMANDS.map((c) => [c.name, c]));
@@ -82,6 +83,7 @@ function findCommand(argv: readonly string[]): { name: string | undefined; rest:
       // `botstate --chain base pause …`, `botstate db --to 2 migrate`: flags may come first.
       rest.push(a);
       if (i + 1 < argv.length) rest.push(argv[++i]!);
+      else if (words.length === 0) throw new ValidationError('USAGE', `${a} needs a value`, { hint: 'see botstate --help' });
     } else if (a.startsWith('-') || words.length >= (words[0] === 'db' ? 2 : 1)) {
       rest.push(a);
     } else {

@@ -2,6 +2,7 @@ import type { AuditEntry } from '../audit/audit.ts';
 import { serializeConfig, type JobConfig } from '../jobs/config.ts';
 import type { Job } from '../jobs/job-rows.ts';
 import type { Trade } from '../ledger/ledger.ts';
+import { escapeControls } from '../util/text.ts';
 import { isRecord } from '../util/values.ts';
 
 declare global {
@@ -117,14 +118,6 @@ export const errorInJson = new WeakSet<object>();
 /** The `error` member of a failed command's JSON document. */
 export function jsonError(error: { code: string; message: string; hint?: string | undefined }): { code: string; message: string; hint: string | null } {
   return { code: error.code, message: error.message, hint: error.hint ?? null };
-}
-
-/**
- * Control characters written as `\xNN`: text from outside (an exchange's error, a reason given
- * to a job) cannot move the cursor, recolour the terminal or forge a line of output.
- */
-export function escapeControls(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 /** Left-aligned columns separated by two spaces; `-` for empty cells. */

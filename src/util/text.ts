@@ -19,3 +19,15 @@ export function storableText(text: string, max: number): string {
 export function isStorableText(text: string): boolean {
   return text.isWellFormed() && !text.includes('\u0000');
 }
+
+/**
+ * Control characters written as `\xNN`: text from outside (an exchange's error, a reason given
+ * to a job) cannot move the cursor, recolour the terminal or forge a line of output.
+ */
+export function escapeControls(text: string): string {
+  return text
+    .replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+    // Bidirectional overrides and isolates would reorder what follows them on the line.
+    .replace(/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+

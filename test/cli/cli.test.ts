@@ -575,7 +575,7 @@ for (const engine of ENGINES) {
         [['start', TOKEN_BAD_CHECKSUM, ...db], 2, /checksum/],
         [['pause', TOKEN_BAD_CHECKSUM, ...db], 2, /checksum/],
         [['start', UNKNOWN_TOKEN, '--mode', 'scalping', ...db], 2, /--mode must be accumulate or liquidity/],
-        [['list', '--status', 'sleeping', ...db], 2, /SLEEPING|sleeping/],
+        [['list', '--status', 'sleeping', ...db], 2, /^botstate: --status must be one of idle, running, paused, liquidating, error, got "sleeping" \(see botstate list --help\)/],
         [['trades', TOKEN, '--status', 'done', ...db], 2, /--status must be one of .*\(see botstate trades --help\)/],
         [['record', TOKEN, '--side', 'buy', ...db], 2, /missing --reason/],
         [[...recordArgs(TOKEN, 'hold', 'dca', '1', '1', '1', 'bad-2'), ...db], 2, /--side/],
@@ -594,7 +594,12 @@ for (const engine of ENGINES) {
         // A flag left without its value, before another flag: not advice to pass the flag as the value.
         [['status', TOKEN, '--chain', '--json', ...db], 2, /^botstate: --chain needs a value \(--json after it is a flag\) \(see botstate status --help\)/],
         // A value that starts with a dash but is no flag of the command keeps the advice to write it with =.
-        [['settle', 'o-1', '--status', 'failed', '--error', '-x: refused', ...db], 2, /^botstate: --error -x: refused: a value starting with "-" is taken for a flag \(.*write --error=-x: refused\)/],
+        // Quoted for the shell as it must be typed, and with no word about amounts for free text.
+        [['settle', 'o-1', '--status', 'failed', '--error', '-x: refused', ...db], 2, /^botstate: --error -x: refused: a value starting with "-" is taken for a flag \(to pass such a value anyway write --error='-x: refused'\)\n$/],
+        [['settle', 'o-1', '--status', 'failed', '--error', "-it's", ...db], 2, /write --error='-it'\\''s'\)\n$/],
+        // A newline or a bidirectional override in a value is shown escaped, not as a space or raw.
+        [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'bad-2'), '--exchange-order-id', 'a\nb', ...db], 2, /--exchange-order-id "a\\x0ab" is not allowed/],
+        [['start', UNKNOWN_TOKEN, '--symbol', 'A\u202eB', ...db], 2, /"A\\u202eB"/],
         // What the line echoes back is shown escaped (no raw ESC reaches the terminal) and, when
         // very long, cut in the middle.
         [['start', UNKNOWN_TOKEN, '--symbol', 'A\x1b[31mRED', ...db], 2, /"A\\x1b\[31mRED"/],
@@ -800,6 +805,8 @@ describe('botstate CLI without a job database', () => {
     assert.equal(none.code, 2, show(none));
     assert.equal(none.stdout, '');
     assert.equal(none.stderr, 'botstate: missing command (see botstate --help for the commands)\n');
+    // A flag with no value and no command: the flag is what is missing something.
+    refused(await cli(['--db']), 2, /^botstate: --db needs a value \(see botstate --help\)\n$/);
   });
 
   it('a database URL refused as malformed creates nothing, not even the demo folder it names', async () => {

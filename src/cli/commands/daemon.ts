@@ -9,7 +9,7 @@ import { ValidationError } from '../../errors.ts';
 import type { Store } from '../../store/store.ts';
 import { parseLocation } from '../../store/location.ts';
 import type { Command, CommandContext } from '../command.ts';
-import { escapeControls } from '../output.ts';
+import { escapeControls } from '../../util/text.ts';
 import { untilSignal } from '../signals.ts';
 
 /** The demo's jobs: fast settings so that trades happen within seconds. */

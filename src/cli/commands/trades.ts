@@ -5,7 +5,8 @@ import { checkRecordInput, checkSettlement, POSITIVE_HINTS, TradeReason, TradeSi
 import { leaseHolder } from '../../engine/leases.ts';
 import { scratchAfterFill } from '../../engine/strategies/strategy.ts';
 import { CHAIN_OPTION, EXISTING, READING, tokenRef, WINDOW_OPTIONS, windowOf, withStore, type Command, type CommandContext } from '../command.ts';
-import { escapeControls, json, jsonArrayChunks, outChunks, tradesTable } from '../output.ts';
+import { escapeControls } from '../../util/text.ts';
+import { json, jsonArrayChunks, outChunks, tradesTable } from '../output.ts';
 
 function oneOf<T extends string>(ctx: CommandContext, command: string, flag: string, allowed: readonly T[]): T {
   const value = ctx.values[flag];
