@@ -138,6 +138,19 @@ export function constraintViolation(message: string, engineCode: string, cause: 
   });
 }
 
+/**
+ * A statement the database refused as written (a syntax error, too few or too many values): SQL
+ * run directly in a `store.transaction`, since botstate's own statements are fixed. The caller's
+ * mistake (INVALID_ARGUMENT, exit 2), not a failed database; nothing of the statement ran.
+ */
+export function invalidSql(message: string, cause: unknown): BotstateError {
+  return new BotstateError('INVALID_ARGUMENT', message, { hint: 'correct the SQL, or the values given with it (one per ? or $n)', cause });
+}
+
+/** The hint for a table, column or function the database does not have. */
+export const MISSING_HINT =
+  "if the SQL is yours, check its names against botstate's schema; otherwise the schema was changed outside botstate (botstate db status shows its version)";
+
 /** Wrap anything thrown into a BotstateError, keeping the original as `cause`. */
 export function coerceError(e: unknown): BotstateError {
   if (e instanceof BotstateError) return e;

@@ -113,6 +113,29 @@ for (const engine of ENGINES) {
         assert.deepEqual((await store.verifyAudit()).problems, []);
       });
 
+      it('SQL the database refuses as written is INVALID_ARGUMENT (the caller\'s), a missing table STORAGE_FAILED with a hint; nothing is written', async () => {
+        const p = (n: number) => (engine.name === 'postgres' ? `$${n}` : '?');
+        const before = await fx.dump();
+        const cases: Array<readonly [string, unknown[], string, RegExp]> = [
+          ['SELEC 1', [], 'INVALID_ARGUMENT', /refused the statement .*syntax error/],
+          [`SELECT ${p(1)} AS a`, [], 'INVALID_ARGUMENT', /refused the statement/],
+          [`SELECT ${p(1)} AS a`, [1, 2], 'INVALID_ARGUMENT', /refused the statement/],
+          ['SELECT * FROM no_such_table', [], 'STORAGE_FAILED', /no_such_table/],
+          ['SELECT no_such_column FROM jobs', [], 'STORAGE_FAILED', /no_such_column/],
+        ];
+        for (const [sql, params, code, said] of cases) {
+          const e = await store.transaction(async (tx) => {
+            await store.jobs.pause({ id });
+            return tx.get(sql, params as never);
+          }).then(() => undefined, (x: unknown) => x);
+          assert.ok(isBotstateError(e, code as never), `${sql}: ${String(e)}`);
+          assert.match(e.message, said, sql);
+          const hint = String(e.hint);
+          assert.match(hint, code === 'INVALID_ARGUMENT' ? /^correct the SQL, or the values given with it/ : /^if the SQL is yours, check its names against botstate's schema/, sql);
+        }
+        assert.equal(await fx.dump(), before);
+      });
+
       it('refuses a statement that would change the connection for every later call (SET on PostgreSQL, a setting PRAGMA on SQLite)', async () => {
         // One connection: on PostgreSQL every later call gets the same client back from the pool.
         store = await open({ ...(engine.name === 'postgres' ? { poolSize: 1 } : {}) });

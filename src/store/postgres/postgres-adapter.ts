@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { BotstateError, closedStore, constraintViolation, StorageError } from '../../errors.ts';
+import { BotstateError, closedStore, constraintViolation, invalidSql, MISSING_HINT, StorageError } from '../../errors.ts';
 import { VERSION_COLUMNS } from '../migrations/migration.ts';
 import { driverConnectionString } from '../location.ts';
 import type {
@@ -372,6 +372,11 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
       cause: e,
     });
   }
+  // The statement itself is wrong (a library caller's SQL in a transaction): not a failed database.
+  // 42601 syntax error, 42P02 a $n with no value; 08P01 a bind message (before the class 08 test below) with too few or too many values.
+  if (code === '42601' || code === '42P02' || (code === '08P01' && /\bbind message\b/.test(message))) {
+    return invalidSql(`PostgreSQL refused the statement at ${where}: ${message} [${code}]`, e);
+  }
   if (
     UNAVAILABLE_ERRNO.has(code) ||
     code.startsWith('08') ||
@@ -396,7 +401,9 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
   // Class 23: integrity constraints; P0001: RAISE EXCEPTION, as the audit log's append-only trigger does.
   if (code.startsWith('23') || code === 'P0001') return constraintViolation(message, code, e);
   if (code.length === 5) {
-    return new StorageError('STORAGE_FAILED', `PostgreSQL failed at ${where}: ${message} [${code}]`, { cause: e });
+    // 42P01, 42703, 42883: a table, column or function that is not there.
+    const missing = code === '42P01' || code === '42703' || code === '42883';
+    return new StorageError('STORAGE_FAILED', `PostgreSQL failed at ${where}: ${message} [${code}]`, { ...(missing ? { hint: MISSING_HINT } : {}), cause: e });
   }
   // TLS set up by the URL's sslmode: a server without SSL, a certificate refused, a bad mode.
   if (/\bSSL\b|\bTLS\b|certificate|sslmode/i.test(message)) {

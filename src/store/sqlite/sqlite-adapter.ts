@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { VERSION_COLUMNS } from '../migrations/migration.ts';
-import { BotstateError, closedStore, constraintViolation, NotFoundError, StorageError } from '../../errors.ts';
+import { BotstateError, closedStore, constraintViolation, invalidSql, MISSING_HINT, NotFoundError, StorageError } from '../../errors.ts';
 import type {
   Adapter,
   Capabilities,
@@ -1198,8 +1198,17 @@ export function classifySqliteError(e: unknown, where: string): BotstateError {
       cause: e,
     });
   }
+  // The statement itself is wrong (a library caller's SQL in a transaction): not a failed database.
+  if (code === 'SQLITE_ERROR' && /syntax error|incomplete input|unrecognized token/.test(message)) {
+    return invalidSql(`SQLite refused the statement on ${where}: ${message}`, e);
+  }
   if (code.startsWith('SQLITE_')) {
-    return new StorageError('STORAGE_FAILED', `SQLite failed on ${where}: ${message} [${code}]`, { cause: e });
+    const missing = code === 'SQLITE_ERROR' && /^no such (table|column|function)\b|has no column named/.test(message);
+    return new StorageError('STORAGE_FAILED', `SQLite failed on ${where}: ${message} [${code}]`, { ...(missing ? { hint: MISSING_HINT } : {}), cause: e });
+  }
+  // better-sqlite3 checks the values bound before SQLite sees the statement.
+  if (e instanceof RangeError || (e instanceof TypeError && /bind|parameter/i.test(message))) {
+    return invalidSql(`SQLite refused the statement's values on ${where}: ${message}`, e);
   }
   return new BotstateError('INTERNAL', `unexpected error on ${where}: ${message}`, { cause: e });
 }
