@@ -12,6 +12,8 @@ import { ExchangeInvalidAnswerError, ExchangeRejectedError, ExchangeUnavailableE
 import { parseExchangeOrder } from './exchanges/http-exchange.ts';
 import { Leases } from './leases.ts';
 import { paddedChunks } from '../util/chunks.ts';
+import { isStorableText } from '../util/text.ts';
+import { shown } from '../util/values.ts';
 import { afterFill, decide, parseScratch, type Scratch, type StateChange } from './strategies/strategy.ts';
 
 export interface DaemonOptions {
@@ -1109,6 +1111,8 @@ function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
   }
 }
 
+/** An actor is at most 200 characters (see checkActor): `daemon:` and the id. */
+const MAX_INSTANCE_ID = 200 - 'daemon:'.length;
 const DAEMON_OPTIONS = ['store', 'exchange', 'tickMs', 'leaseTtlMs', 'concurrency', 'maxFailures', 'flushMs', 'maxJobs', 'exchangeTimeoutMs', 'log', 'instanceId'];
 
 /** Refuses an unknown option or a count or duration that is not a positive whole number (0, NaN, 1.5). */
@@ -1123,6 +1127,12 @@ function checkDaemonOptions(options: DaemonOptions): void {
   for (const key of ['maxJobs', 'leaseTtlMs'] as const) {
     const v = options[key];
     if (v !== undefined && v > 2_147_483_647) throw bad(`daemon option ${key} must be at most 2147483647, got ${v}`);
+  }
+  // It names the daemon's leases and, as daemon:<id>, the actor of every write it makes: an id the
+  // audit log cannot store would leave the daemon holding jobs it can neither trade nor mark ERROR.
+  const id: unknown = options.instanceId;
+  if (id !== undefined && (typeof id !== 'string' || id.length === 0 || id.length > MAX_INSTANCE_ID || !isStorableText(id) || id.trim() !== id)) {
+    throw bad(`daemon option instanceId must be 1 to ${MAX_INSTANCE_ID} characters of well-formed text, without NUL or surrounding blanks, got ${typeof id === 'string' ? `"${shown(id)}"` : `a ${typeof id}`}`);
   }
   if (typeof options.store?.transaction !== 'function') throw bad('daemon option store must be a Store (openStore)');
   for (const method of ['placeOrder', 'getOrder', 'getPrice', 'getBalances'] as const) {

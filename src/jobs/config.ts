@@ -10,7 +10,7 @@
  * const base = deserializeConfig(row.config);                       // stored text → JobConfig
  * const file = parseConfigJson(fs.readFileSync(path, 'utf8'), path); // a partial object
  * const cfg = resolveConfig(base, file, ['accumulate.dcaAmount=25', 'limits.maxPositionUsd=null']);
- * await store.jobs.updateConfig(token, serializeConfig(cfg));
+ * await store.jobs.configure({ tokenAddress }, { config: file, set: ['accumulate.dcaAmount=25'] }); // what the store does with them
  */
 import { ValidationError } from '../errors.ts';
 import { cmp, isDecimal, parseDecimal } from '../money/decimal.ts';

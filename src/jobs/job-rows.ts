@@ -212,17 +212,23 @@ const CHAIN = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
 /** Lower-cases and validates a chain name. */
 export function normalizeChain(chain: string | undefined): string {
-  const c = (chain ?? DEFAULT_CHAIN).toLowerCase();
+  const given: unknown = chain ?? DEFAULT_CHAIN;
+  const c = typeof given === 'string' ? given.toLowerCase() : '';
   if (!CHAIN.test(c)) {
-    throw new ValidationError('INVALID_ARGUMENT', `chain "${chain}" is not a chain name`, {
+    throw new ValidationError('INVALID_ARGUMENT', `chain ${typeof given === 'string' ? `"${shown(given)}"` : `(a ${typeof given})`} is not a chain name`, {
       hint: 'use letters, digits and - (at most 32), for example base or ethereum',
     });
   }
   return c;
 }
 
+/** True for a ref by id: one whose id is a string (`{ id: undefined, tokenAddress }` is by token, as its type allows). */
+export function isByIdRef(ref: JobRef): ref is { readonly id: string } {
+  return typeof (ref as { id?: unknown }).id === 'string';
+}
+
 export function describeRef(ref: JobRef): string {
-  return 'id' in ref ? `job ${ref.id}` : `token ${ref.tokenAddress} on ${normalizeChain(ref.chain)}`;
+  return isByIdRef(ref) ? `job ${ref.id}` : `token ${ref.tokenAddress} on ${normalizeChain(ref.chain)}`;
 }
 
 /** Reads a job, locking its row until the transaction ends when `lock` is set. */
@@ -258,7 +264,7 @@ function checkJobRef(ref: unknown): asserts ref is JobRef {
 export async function selectJob(tx: Executor, dialect: Dialect, ref: JobRef, lock: boolean): Promise<JobRow | undefined> {
   const sql = selectStatements(lock ? dialect.forUpdate : '');
   checkJobRef(ref);
-  if ('id' in ref) return tx.get<JobRow>(sql.byId, [ref.id]);
+  if (isByIdRef(ref)) return tx.get<JobRow>(sql.byId, [ref.id]);
   const address = normalizeAddress(ref.tokenAddress);
   const chain = normalizeChain(ref.chain);
   return tx.get<JobRow>(sql.byToken, [chain, address]);
@@ -267,8 +273,8 @@ export async function selectJob(tx: Executor, dialect: Dialect, ref: JobRef, loc
 export async function requireJob(tx: Executor, dialect: Dialect, ref: JobRef, lock: boolean): Promise<JobRow> {
   const row = await selectJob(tx, dialect, ref, lock);
   if (!row) {
-    throw new NotFoundError('JOB_NOT_FOUND', 'id' in ref ? `there is no job with id ${shown(ref.id)}` : `there is no job for ${describeRef(ref)}`, {
-      hint: 'id' in ref ? 'check the id; store.jobs.list() (botstate list) lists the jobs' : 'check the address and --chain, or list the jobs with botstate list',
+    throw new NotFoundError('JOB_NOT_FOUND', isByIdRef(ref) ? `there is no job with id ${shown(ref.id)}` : `there is no job for ${describeRef(ref)}`, {
+      hint: isByIdRef(ref) ? 'check the id; store.jobs.list() (botstate list) lists the jobs' : 'check the address and --chain, or list the jobs with botstate list',
     });
   }
   return row;
@@ -331,7 +337,7 @@ const CHANGEABLE = Object.keys(COLUMN) as ReadonlyArray<keyof JobChange>;
 export async function lockJob(tx: Executor, dialect: Dialect, ref: JobRef, options: CallOptions | undefined): Promise<JobRow> {
   checkJobRef(ref);
   const fence = options?.fence;
-  if (fence && 'id' in ref && dialect.forUpdate !== '') {
+  if (fence && isByIdRef(ref) && dialect.forUpdate !== '') {
     const row = await tx.get<JobRow>(selectStatements(dialect.forUpdate).byIdWithLease, [ref.id, fence.owner, fence.epoch]);
     if (row) return checkedRow(row);
     throw leaseLost((await requireJob(tx, dialect, ref, true)).id, fence);

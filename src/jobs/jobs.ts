@@ -90,6 +90,8 @@ function checkStatePatch(patch: StrategyStatePatch): StrategyStatePatch {
   if (typeof patch !== 'object' || patch === null) throw new ValidationError('INVALID_ARGUMENT', 'the state patch must be an object', { hint: "e.g. { recentHigh: '1.5' }" });
   const out: { -readonly [K in keyof StrategyStatePatch]: StrategyStatePatch[K] } = {};
   for (const [key, value] of Object.entries(patch)) {
+    // A key given as undefined is left out, as its optional type says (and JSON would drop it).
+    if (value === undefined) continue;
     if (key === 'recentHigh') {
       out.recentHigh = parseDecimal(value as string, { field: 'recentHigh' });
     } else if ((STATE_TIMES as readonly string[]).includes(key)) {
@@ -149,7 +151,8 @@ function startInput(input: StartJobInput) {
   const tokenAddress = normalizeAddress(input.tokenAddress);
   const chain = normalizeChain(input.chain);
   const mode = input.mode === undefined ? undefined : checkMode(input.mode);
-  const symbol = input.tokenSymbol === undefined ? undefined : checkSymbol(input.tokenSymbol);
+  // The symbol botstate gave a job started without one (0xbbd9…2B07) may be passed back as it is.
+  const symbol = input.tokenSymbol === undefined || input.tokenSymbol === shortAddress(tokenAddress) ? input.tokenSymbol : checkSymbol(input.tokenSymbol);
   const set = input.set ?? [];
   // The config against the defaults, before the database is touched: a bad value is reported as
   // such whether or not the job exists.
@@ -292,7 +295,7 @@ export class Jobs {
     });
   }
 
-  /** Persists strategy state (recent high, timers, the strategy's own document). Audited. */
+  /** Persists the audited strategy fields: recentHigh, recentHighTime, lastDcaBuyTime, lastRebalanceTime (the strategy's own document is {@link saveScratch}'s). */
   async updateState(ref: JobRef, patch: StrategyStatePatch, options?: CallOptions): Promise<Job> {
     patch = checkStatePatch(patch);
     const actor = this.#ctx.actorFor(options);

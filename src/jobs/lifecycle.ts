@@ -14,6 +14,12 @@ export const JobMode = Object.freeze({ ACCUMULATE: 'ACCUMULATE', LIQUIDITY: 'LIQ
 export type JobMode = (typeof JobMode)[keyof typeof JobMode];
 export const JOB_MODES: readonly JobMode[] = Object.freeze(Object.values(JobMode));
 
+/** The table and everything in it frozen: the library enforces the lifecycle from it, so no caller may change it. */
+function deepFreeze<T extends Record<string, Transition>>(table: T): T {
+  for (const t of Object.values(table)) Object.freeze(Object.freeze(t).from);
+  return Object.freeze(table);
+}
+
 /** A lifecycle action and the statuses it may be taken from. */
 export interface Transition {
   readonly from: readonly JobStatus[];
@@ -25,7 +31,7 @@ export interface Transition {
  * a guarded `UPDATE … WHERE status = <expected>`, so that a concurrent writer cannot slip
  * between the check and the write.
  */
-export const TRANSITIONS = Object.freeze({
+export const TRANSITIONS = deepFreeze({
   start: { from: ['IDLE'], to: 'RUNNING' },
   pause: { from: ['RUNNING'], to: 'PAUSED' },
   resume: { from: ['PAUSED', 'ERROR'], to: 'RUNNING' },

@@ -91,7 +91,7 @@ function shapeError(field: string, input: string): ValidationError {
 
 function checkLimit(name: string, value: number, max: number): void {
   if (!Number.isInteger(value) || value < 0 || value > max) {
-    throw new ValidationError('INVALID_ARGUMENT', `parseDecimal option ${name} must be an integer from 0 to ${max}, got ${String(value)}`);
+    throw new ValidationError('INVALID_ARGUMENT', `parseDecimal option ${name} must be an integer from 0 to ${max}, got ${String(value)}`, { hint: 'see ParseDecimalOptions' });
   }
 }
 
@@ -296,7 +296,7 @@ function divRound(n: bigint, d: bigint, rounding: Rounding): bigint {
 }
 
 function badRounding(rounding: unknown): ValidationError {
-  return new ValidationError('INVALID_ARGUMENT', `unknown rounding ${JSON.stringify(rounding)}: use 'down', 'up' or 'half-even'`);
+  return new ValidationError('INVALID_ARGUMENT', `unknown rounding ${JSON.stringify(rounding)}`, { hint: "use 'down', 'up' or 'half-even'" });
 }
 
 function checkRounding(rounding: Rounding): void {

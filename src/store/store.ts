@@ -92,14 +92,14 @@ function checkOptions(options: StoreOptions): Required<Omit<StoreOptions, 'lockT
   const oneOf = <T extends string>(key: string, value: T | undefined, allowed: readonly T[], fallback: T): T => {
     if (value === undefined) return fallback;
     if (!allowed.includes(value)) {
-      throw new ValidationError('INVALID_ARGUMENT', `store option ${key} must be one of ${allowed.join(', ')}, got ${String(value)}`);
+      throw new ValidationError('INVALID_ARGUMENT', `store option ${key} must be one of ${allowed.join(', ')}, got ${String(value)}`, { hint: 'see StoreOptions' });
     }
     return value;
   };
   const int = (key: string, value: number | undefined, min: number, max: number, fallback: number): number => {
     if (value === undefined) return fallback;
     if (!Number.isInteger(value) || value < min || value > max) {
-      throw new ValidationError('INVALID_ARGUMENT', `store option ${key} must be an integer from ${min} to ${max}, got ${String(value)}`);
+      throw new ValidationError('INVALID_ARGUMENT', `store option ${key} must be an integer from ${min} to ${max}, got ${String(value)}`, { hint: 'see StoreOptions' });
     }
     return value;
   };

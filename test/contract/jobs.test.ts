@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { isBotstateError } from '../../src/errors.ts';
+import { TRANSITIONS } from '../../src/jobs/lifecycle.ts';
 import type { Executor } from '../../src/store/adapter.ts';
 import type { Store } from '../../src/store/store.ts';
 import { rejectsWith } from '../helpers/assert.ts';
@@ -61,6 +62,21 @@ for (const engine of ENGINES) {
       assert.equal((await store.jobs.start({ tokenAddress: TOKEN, mode: 'LIQUIDITY' })).mode, 'LIQUIDITY');
       const actions = (await store.history(ref)).map((e) => e.action);
       assert.deepEqual(actions, ['create', 'pause', 'resume', 'fail', 'resume', 'liquidate', 'completeLiquidation', 'start']);
+      // The lifecycle table the library enforces cannot be changed by a caller.
+      assert.throws(() => (TRANSITIONS.start.from as unknown as string[]).push('RUNNING'), TypeError);
+      assert.throws(() => Object.assign(TRANSITIONS.start, { to: 'ERROR' }), TypeError);
+      await rejectsWith(store.jobs.start(ref), 'INVALID_TRANSITION');
+    });
+
+    it('the symbol botstate gave a job started without one can be passed back, as a job\'s own fields can', async () => {
+      const job = await store.jobs.start({ tokenAddress: TOKEN });
+      assert.equal(job.tokenSymbol, `${TOKEN.slice(0, 6)}…${TOKEN.slice(-4)}`);
+      await store.jobs.liquidate({ id: job.id });
+      await store.jobs.completeLiquidation({ id: job.id });
+      const again = await store.jobs.start({ tokenAddress: job.tokenAddress, chain: job.chain, mode: job.mode, tokenSymbol: job.tokenSymbol });
+      assert.equal(again.tokenSymbol, job.tokenSymbol);
+      // Another symbol of that shape is not a symbol.
+      await rejectsWith(store.jobs.start({ tokenAddress: `0x${'e'.repeat(40)}`, tokenSymbol: job.tokenSymbol }), 'INVALID_ARGUMENT');
     });
 
     it('refuses an invalid transition with the current status and the allowed actions, changing nothing', async () => {
@@ -116,7 +132,12 @@ for (const engine of ENGINES) {
         await rejectsWith(store.ledger.recordIntent({ job: ref as never, side: 'BUY', reason: 'DCA', quoteAmount: '1' }), 'INVALID_ARGUMENT');
       }
       await rejectsWith(store.jobs.fail({ id: job.id }, undefined as never), 'INVALID_ARGUMENT');
+      // A chain that is not text is named as such, not a TypeError.
+      await rejectsWith(store.jobs.start({ tokenAddress: tokenAddress(2), chain: 5 as never }), 'INVALID_ARGUMENT');
+      await rejectsWith(store.jobs.get({ tokenAddress: TOKEN, chain: {} as never }), 'INVALID_ARGUMENT');
       assert.equal(await fx.dump(), before);
+      // `{ id: undefined, tokenAddress }` is allowed by JobRef's type: it names the job by its token.
+      assert.equal((await store.jobs.get({ id: undefined, tokenAddress: TOKEN } as never)).id, job.id);
     });
 
     it('completing a liquidation with an order still PENDING is refused: a buy could still fill', async () => {
@@ -235,6 +256,8 @@ for (const engine of ENGINES) {
       assert.equal(await fx.dump(), before);
       assert.equal((await store.jobs.updateState({ id: job.id }, { recentHigh: '0.01234567890' })).version, updated.version, 'a non-canonical equal value is the same value');
       assert.equal((await store.jobs.updateState({ id: job.id }, { lastRebalanceTime: null })).version, updated.version);
+      // A key given as undefined is left out, as its optional type allows.
+      assert.equal((await store.jobs.updateState({ id: job.id }, { recentHigh: undefined, lastDcaBuyTime: undefined })).version, updated.version);
       await assert.rejects(store.jobs.saveScratch({ id: job.id }, { big: 'x'.repeat(70000) }), /64 KiB/);
       assert.deepEqual((await store.verifyAudit()).problems, []);
     });

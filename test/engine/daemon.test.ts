@@ -814,6 +814,11 @@ for (const engine of ENGINES) {
         assert.throws(() => new Daemon({ store, exchange: ex, ...options } as DaemonOptions), (e: unknown) => isBotstateError(e, 'INVALID_ARGUMENT'), JSON.stringify(options));
       }
       assert.throws(() => new Daemon({ store, exchange: {} as Exchange }), /exchange has no placeOrder method/);
+      // The id names its leases and the actor of its writes (daemon:<id>): one the audit log could not store is refused.
+      for (const instanceId of ['', 'x'.repeat(194), 'a\u0000b', ' padded', 'lone \ud800', 7]) {
+        assert.throws(() => new Daemon({ store, exchange: ex, instanceId } as DaemonOptions), (e: unknown) => isBotstateError(e, 'INVALID_ARGUMENT') && /^daemon option instanceId must be 1 to 193 characters/.test(e.message), JSON.stringify(instanceId));
+      }
+      assert.equal(new Daemon({ store, exchange: ex, instanceId: 'x'.repeat(193) }).instanceId.length, 193);
     });
 
     it('a Daemon starts once: a second start() is refused with INVALID_ARGUMENT and a hint, the first runs on', async () => {

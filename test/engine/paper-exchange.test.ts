@@ -18,7 +18,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
-import { BotstateError, StorageError, ValidationError } from '../../src/errors.ts';
+import { BotstateError, isBotstateError, StorageError, ValidationError } from '../../src/errors.ts';
 import { ExchangeInvalidAnswerError, ExchangeRejectedError, ExchangeUnavailableError, type ExchangeOrder, type OrderRequest } from '../../src/engine/exchange.ts';
 import { HttpExchange } from '../../src/engine/exchanges/http-exchange.ts';
 import { fillAmounts, PaperBook } from '../../src/engine/exchanges/paper-book.ts';
@@ -659,6 +659,10 @@ describe('HttpExchange validates what it is answered', () => {
     await assert.rejects(fetch('http://127.0.0.1:6000/'), (e: unknown) => /bad port/.test(String((e as Error).cause)));
     assert.throws(() => new HttpExchange('http://127.0.0.1:6000'), /uses port 6000, which fetch refuses to connect to/);
     assert.ok(new HttpExchange('http://127.0.0.1:6001'));
+    // A bad URL or option is the library's own error, with a hint, not a TypeError.
+    for (const [url, options] of [['notaurl', {}], ['ftp://x', {}], ['http://127.0.0.1:1', { timeoutMs: 0 }], ['http://127.0.0.1:1', { retries: 3 }]] as const) {
+      assert.throws(() => new HttpExchange(url, options as never), (e: unknown) => isBotstateError(e, 'INVALID_ARGUMENT') && typeof e.hint === 'string', url);
+    }
     answers.set('GET /balances', JSON.stringify({ USD: 100 }));
     await assert.rejects(client.getBalances(), ExchangeInvalidAnswerError);
     answers.set('GET /balances', '{"USD":"100","__proto__":"5"}');

@@ -5,6 +5,7 @@
  * tick, as a restart would. No float touches an amount: prices and sizes are decimal strings or bigints.
  */
 import { describe, it } from 'node:test';
+import { isBotstateError } from '../../src/errors.ts';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
@@ -616,6 +617,8 @@ describe('parseScratch', () => {
       message: 'price must be given as a decimal string, got number 2',
     });
     assert.throws(() => decide({ job, scratch: emptyScratch(), price: '1', now: 1.5 }), /now must be an integer/);
+    // Past the last time a Date holds: refused as such, not a RangeError from toISOString.
+    assert.throws(() => decide({ job, scratch: emptyScratch(), price: '1', now: 9e15 }), (e: unknown) => isBotstateError(e, 'INVALID_ARGUMENT') && /now must be an integer/.test(e.message));
   });
 
   it('returns the very scratch object when nothing in it changes', () => {

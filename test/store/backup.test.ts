@@ -45,6 +45,25 @@ describe('store.backup', () => {
     assert.equal((await store.jobs.list()).length, 1);
   });
 
+  it('an in-memory store is backed up to a file of mode 0600 like any other', async () => {
+    const memory = await openStore(':memory:');
+    const to = join(dir, 'from-memory.db');
+    try {
+      await memory.jobs.start({ tokenAddress: TOKEN });
+      await memory.backup(to);
+    } finally {
+      await memory.close();
+    }
+    assert.equal(statSync(to).mode & 0o777, 0o600);
+    const copy = await openStore(to, { create: false });
+    try {
+      assert.deepEqual((await copy.jobs.list()).map((j) => j.tokenAddress), [TOKEN]);
+      assert.deepEqual((await copy.verifyAudit()).problems, []);
+    } finally {
+      await copy.close();
+    }
+  });
+
   it("refuses the database's own name and the files beside it (SQLite or botstate would delete a backup there), and a folder", async () => {
     const live = join(dir, 'live.db');
     for (const [to, pattern] of [

@@ -42,7 +42,7 @@ function checkExchangeUrl(url: string): void {
   try {
     new HttpExchange(url);
   } catch (e) {
-    throw new ValidationError('USAGE', `--exchange: ${(e as Error).message}`, { hint: 'see botstate daemon --help' });
+    throw new ValidationError('USAGE', `--exchange: ${(e as Error).message}`, { hint: (e as { hint?: string }).hint ?? 'see botstate daemon --help' });
   }
 }
 

@@ -22,6 +22,7 @@
  * const exchange = new HttpExchange('http://127.0.0.1:8790', { timeoutMs: 2000 });
  * const order = await exchange.placeOrder({ clientOrderId: 'job1-7', token, side: 'BUY', quoteAmount: '25' });
  */
+import { ValidationError } from '../../errors.ts';
 import { isDecimal, type Decimal } from '../../money/decimal.ts';
 import { ExchangeInvalidAnswerError, ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from '../exchange.ts';
 
@@ -103,24 +104,25 @@ export class HttpExchange implements Exchange {
   readonly timeoutMs: number;
 
   constructor(baseUrl: string, options: HttpExchangeOptions = {}) {
+    const bad = (message: string, hint: string) => new ValidationError('INVALID_ARGUMENT', message, { hint });
     let url: URL;
     try {
       url = new URL(baseUrl);
     } catch {
-      throw new TypeError(`exchange URL ${JSON.stringify(baseUrl)} is not a URL; use e.g. http://127.0.0.1:8790`);
+      throw bad(`exchange URL ${JSON.stringify(baseUrl)} is not a URL`, 'give the exchange\'s address, e.g. http://127.0.0.1:8790');
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`exchange URL ${JSON.stringify(baseUrl)} must be http:// or https://`);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw bad(`exchange URL ${JSON.stringify(baseUrl)} must be http:// or https://`, 'e.g. http://127.0.0.1:8790');
     // fetch refuses every request to such a URL, and the URL is printed in the daemon's log.
-    if (url.username !== '' || url.password !== '') throw new TypeError('exchange URL must not hold a user name or password; give the exchange\'s address only, e.g. http://127.0.0.1:8790');
+    if (url.username !== '' || url.password !== '') throw bad('exchange URL must not hold a user name or password', 'give the exchange\'s address only, e.g. http://127.0.0.1:8790');
     // fetch would refuse every call at once ("bad port"): the daemon would wait for an exchange it can never reach.
     if (url.port !== '' && fetchBlocksPort(Number(url.port))) {
-      throw new TypeError(`exchange URL ${JSON.stringify(url.origin)} uses port ${url.port}, which fetch refuses to connect to (a blocked port); run the exchange on another port`);
+      throw bad(`exchange URL ${JSON.stringify(url.origin)} uses port ${url.port}, which fetch refuses to connect to (a blocked port)`, 'run the exchange on another port');
     }
     for (const key of Object.keys(options)) {
-      if (key !== 'timeoutMs') throw new TypeError(`unknown HttpExchange option "${key}"`);
+      if (key !== 'timeoutMs') throw bad(`unknown HttpExchange option "${key}"`, 'the only option is timeoutMs');
     }
     const timeoutMs = options.timeoutMs ?? 5000;
-    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) throw new TypeError(`timeoutMs must be a positive integer, got ${String(timeoutMs)}`);
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) throw bad(`timeoutMs must be a positive integer, got ${String(timeoutMs)}`, 'give the milliseconds a call may take, e.g. 5000');
     this.baseUrl = url.href.replace(/\/+$/, '');
     this.timeoutMs = timeoutMs;
   }

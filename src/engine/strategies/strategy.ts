@@ -177,8 +177,9 @@ function checkPrice(price: unknown): void {
 }
 
 function checkNow(now: unknown): void {
-  if (typeof now !== 'number' || !Number.isSafeInteger(now) || now < 0) {
-    throw new ValidationError('INVALID_ARGUMENT', `now must be an integer epoch time in milliseconds, got ${String(now)}`);
+  // Up to the last time a Date can hold: a time is written from it.
+  if (typeof now !== 'number' || !Number.isSafeInteger(now) || now < 0 || now > 8.64e15) {
+    throw new ValidationError('INVALID_ARGUMENT', `now must be an integer epoch time in milliseconds, got ${String(now)}`, { hint: 'pass Date.now()' });
   }
 }
 

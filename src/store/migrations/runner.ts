@@ -143,7 +143,7 @@ export function checkCurrent(status: SchemaStatus, location: string): SchemaStat
 export function checkTarget(to: number | undefined, fallback: number): number {
   const target = to ?? fallback;
   if (!Number.isInteger(target) || target < 0 || target > LATEST_VERSION) {
-    throw new ValidationError('INVALID_ARGUMENT', `migration target ${String(to)} is not a version from 0 to ${LATEST_VERSION}`, {
+    throw new ValidationError('INVALID_ARGUMENT', `migration target ${typeof to === 'string' ? `"${to}" (a string)` : String(to)} is not a version from 0 to ${LATEST_VERSION}`, {
       hint: 'run botstate db status to see the versions',
     });
   }
@@ -215,7 +215,7 @@ async function checkLoss(tx: Executor, engine: Engine, steps: readonly Migration
   if (rows === 0) return;
   const list = counted.length > 1 ? `${counted.slice(0, -1).join(', ')} and ${counted.at(-1)}` : counted[0];
   throw new BotstateError('DATA_LOSS', `rolling back ${labels.join(' and ')} would delete ${list}`, {
-    hint: 'back the database up first, then add --force to roll back anyway',
+    hint: 'back the database up first, then roll back anyway with --force (the library: force: true)',
     details: { versions: steps.map((m) => m.version), rows },
   });
 }

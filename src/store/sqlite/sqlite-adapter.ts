@@ -779,7 +779,8 @@ export class SqliteAdapter implements Adapter {
         // INTO would take the umask's, and the ledger would be readable by anyone).
         const fd = openSync(tmp, 'wx', 0o600);
         try {
-          fchmodSync(fd, statSync(this.location).mode & 0o777);
+          // An in-memory database has no file: 0600, as botstate creates its files.
+          fchmodSync(fd, this.location === ':memory:' ? 0o600 : statSync(this.location).mode & 0o777);
         } finally {
           closeSync(fd);
         }
