@@ -373,7 +373,7 @@ for (const engine of ENGINES) {
       assert.match(ok(await cli(['db', 'migrate', ...db])).stdout, new RegExp(`^Schema is at version ${schema.latest}\\.\\n$`));
 
       // The trades recorded by hand left the job a strategy state (the limits' counts): migration 2's down drops it.
-      refused(await cli(['db', 'rollback', '--to', '1', ...db]), 3, /rolling back 0002_job_strategy_state would delete 1 job's strategy state \(back the database up first, then add --force/);
+      refused(await cli(['db', 'rollback', '--to', '1', ...db]), 3, /rolling back 0002_job_strategy_state would delete 1 job's strategy state \(back the database up first, then roll back anyway with --force, or force: true in the library\)/);
       const rolledBack = parseJson(await cli(['db', 'rollback', '--to', '1', '--force', '--json', ...db]));
       assertCamelCase(rolledBack);
       assert.equal(rolledBack.version, 1);
@@ -603,7 +603,7 @@ for (const engine of ENGINES) {
         // What the line echoes back is shown escaped (no raw ESC reaches the terminal) and, when
         // very long, cut in the middle.
         [['start', UNKNOWN_TOKEN, '--symbol', 'A\x1b[31mRED', ...db], 2, /"A\\x1b\[31mRED"/],
-        [['status', TOKEN, '--chain', 'c'.repeat(5000), ...db], 2, /^botstate: chain "c{79}…c{19}" is not a chain name/],
+        [['status', TOKEN, '--chain', 'c'.repeat(5000), ...db], 2, /^botstate: chain "c{61}\.\.\." is not a chain name/],
         // The library itself cuts what it echoes of an id.
         [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'x'.repeat(5000)), ...db], 2, /^botstate: --client-order-id "x{61}\.\.\." is not allowed/],
         // Named by the flag given, not the library's field.
@@ -619,7 +619,7 @@ for (const engine of ENGINES) {
         [['start', OTHER_TOKEN, ...db], 3, /cannot start .*PAUSED/],
         [[...recordArgs(TOKEN, 'sell', 'take_profit', '2.000000000000000002', '1', '1', 'bad-3'), ...db], 3, /2\.000000000000000002/],
         [[...recordArgs(TOKEN, 'buy', 'dca', '3', '10', '5', 'bad-1'), ...db], 3, /bad-1/],
-        [['db', 'rollback', '--to', '0', ...db], 3, /rolling back 0002_job_strategy_state and 0001_jobs_trades_audit would delete 1 job's strategy state, 2 jobs, 1 trade and 4 audit entries \(back the database up first, then add --force/],
+        [['db', 'rollback', '--to', '0', ...db], 3, /rolling back 0002_job_strategy_state and 0001_jobs_trades_audit would delete 1 job's strategy state, 2 jobs, 1 trade and 4 audit entries \(back the database up first, then roll back anyway with --force, or force: true in the library\)/],
         // not found (4)
         [['pause', UNKNOWN_TOKEN, ...db], 4, /no job for token 0x00000000000000000000000000000000000000A1 on base/i],
         [['resume', UNKNOWN_TOKEN, ...db], 4, /no job/],

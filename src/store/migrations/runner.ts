@@ -215,7 +215,7 @@ async function checkLoss(tx: Executor, engine: Engine, steps: readonly Migration
   if (rows === 0) return;
   const list = counted.length > 1 ? `${counted.slice(0, -1).join(', ')} and ${counted.at(-1)}` : counted[0];
   throw new BotstateError('DATA_LOSS', `rolling back ${labels.join(' and ')} would delete ${list}`, {
-    hint: 'back the database up first, then roll back anyway with --force (the library: force: true)',
+    hint: 'back the database up first, then roll back anyway with --force, or force: true in the library',
     details: { versions: steps.map((m) => m.version), rows },
   });
 }
