@@ -268,10 +268,14 @@ export class Leases {
    * left without a daemon while one has room.
    */
   async #wanted(tx: Executor, now: string): Promise<number> {
+    // Both counts from one statement, over the active jobs alike: on PostgreSQL each statement of
+    // the sync sees the commits made before it began, and a job that went IDLE after the hand-back
+    // above was counted in `mine` but not in `active`, so the daemon shed a job it needed (and
+    // took it again at the next tick, at a new epoch).
     const row = await tx.get<{ active: number; mine: number }>(
       `SELECT
          (SELECT count(*) FROM jobs j WHERE ${ACTIVE}) AS active,
-         (SELECT count(*) FROM job_leases WHERE owner = ? AND expires_at >= ?) AS mine`,
+         (SELECT count(*) FROM job_leases l JOIN jobs j ON j.id = l.job_id WHERE l.owner = ? AND l.expires_at >= ? AND (${ACTIVE})) AS mine`,
       [this.instanceId, now],
     );
     // Live: heartbeated within its own TTL, as register() judges it (a daemon of an older

@@ -10,7 +10,7 @@ import { isBotstateError } from '../../src/errors.ts';
 import type { Job } from '../../src/jobs/job-rows.ts';
 import type { Fence } from '../../src/store/context.ts';
 import pg from 'pg';
-import { ENGINES, lockTable, PG_URL, TOKEN, type Fixture } from '../helpers/engines.ts';
+import { ENGINES, lockTable, PG_URL, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
 
 const T0 = Date.parse('2026-11-22T00:00:00.000Z');
 const TTL = 1000;
@@ -92,6 +92,40 @@ for (const engine of ENGINES) {
       assert.equal(settled.job.tokenBalance, '8.000000000000000001');
       // The intent A left open is B's to settle now.
       assert.equal((await store.ledger.settle(intentByA.trade.clientOrderId, fillOfA, { fence: fenceB })).job.tokenBalance, '12.000000000000000001');
+    });
+
+    it('a job that stops needing a daemon while a sync runs is not counted as held: no job still needed is shed for it', { skip: engine.name !== 'postgres' && 'PostgreSQL only: there each statement of a sync sees the commits made before it began' }, async () => {
+      const store = await fx.open();
+      // The liquidating job first: the needed one has the higher id, which a shed would pick first.
+      const liquidating = await store.jobs.start({ tokenAddress: tokenAddress(0xb2), tokenSymbol: 'OTH' });
+      await store.jobs.liquidate({ id: liquidating.id });
+      const needed = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI' });
+      assert.ok(needed.id > liquidating.id);
+      const a = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => T0 });
+      await a.register();
+      assert.equal((await a.sync()).size, 2);
+      // The sync's second UPDATE of job_leases (the hand-back of jobs no longer active) holds on
+      // after it has run, and meanwhile another session completes the liquidation.
+      await fx.raw(`CREATE TABLE pause_at (n int);
+        INSERT INTO pause_at VALUES (2);
+        CREATE FUNCTION pause_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN UPDATE pause_at SET n = n - 1; IF (SELECT n FROM pause_at) = 0 THEN PERFORM pg_sleep(0.5); END IF; RETURN NULL; END $$;
+        CREATE TRIGGER pause_sync AFTER UPDATE ON job_leases FOR EACH STATEMENT EXECUTE FUNCTION pause_sync();`);
+      const syncing = a.sync();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const other = await fx.open();
+      try {
+        await other.jobs.completeLiquidation({ id: liquidating.id });
+      } finally {
+        await other.close();
+      }
+      const held = await syncing;
+      assert.ok(Number((await fx.raw('SELECT n FROM pause_at'))[0]!['n']) <= 0, 'the sync waited where the test meant it to');
+      assert.ok(held.has(needed.id), 'the job still RUNNING stays held');
+      assert.equal(held.get(needed.id)!.epoch, 1, 'and keeps its epoch');
+      await fx.raw('DROP TRIGGER pause_sync ON job_leases');
+      // The next sync hands back the job gone IDLE.
+      assert.deepEqual([...(await a.sync()).keys()], [needed.id]);
     });
 
     it('a lease released by a graceful stop is taken at a new epoch at once, and the old fence stays dead', async () => {
