@@ -494,9 +494,13 @@ export class Daemon {
       else void step.then(() => this.#runners.get(id) === runner && this.#runners.delete(id));
     }
     if (held.size === 0) return undefined;
-    const jobs = [...(await this.#loadJobs()).values()].filter((j) => !busy.has(j.id));
+    // The open intents before the jobs, in two reads: an intent settled by someone else between
+    // them is then seen open with the job row as the fill left it, and its step finds it settled
+    // ("settled meanwhile"). The other way round, the step saw the row from before the fill and
+    // no intent open, and could decide the same buy again.
     const pending = new Map<string, Trade>();
     for (const t of await this.#store.ledger.pending()) if (held.has(t.jobId) && !pending.has(t.jobId)) pending.set(t.jobId, t);
+    const jobs = [...(await this.#loadJobs()).values()].filter((j) => !busy.has(j.id));
     return { held, jobs, pending };
   }
 

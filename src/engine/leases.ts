@@ -133,9 +133,14 @@ export class Leases {
         if (!live) {
           // A daemon that died: its jobs need not wait for their TTL. They come straight to
           // this one, each at a new epoch (one statement; the next sync hands back whatever is
-          // beyond this daemon's fair share).
-          await tx.run('UPDATE daemon_instances SET stopped_at = ? WHERE id = ?', [now, other.id]);
-          dead.push(other.id);
+          // beyond this daemon's fair share). One judged by its heartbeat alone (on another host)
+          // is judged again as its row is locked: on PostgreSQL a renewal it committed since the
+          // SELECT above shows here (the row is read anew), and it is then left running.
+          const gone = other.host === this.#host && !processAlive(other);
+          const marked = gone
+            ? await tx.run('UPDATE daemon_instances SET stopped_at = ? WHERE id = ? AND stopped_at IS NULL', [now, other.id])
+            : await tx.run('UPDATE daemon_instances SET stopped_at = ? WHERE id = ? AND stopped_at IS NULL AND heartbeat_at <= ?', [now, other.id, iso(-this.#ttlOf(other))]);
+          if (marked > 0) dead.push(other.id);
         } else if (!this.#store.capabilities.concurrentWriters) {
           throw new BotstateError('DAEMON_RUNNING', `another daemon (pid ${other.pid} on ${other.host}) is running on ${this.#store.location}`, {
             hint: 'run one daemon per SQLite file; stop the other first, or use PostgreSQL to run several',

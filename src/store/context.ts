@@ -262,6 +262,23 @@ export class Context {
     return this.#inTurn(tx, true, (parent) => this.#call(tx, parent, () => fn(tx)));
   }
 
+  /**
+   * A read whose statements must all see the same commits (verify compares the jobs with the
+   * audit log and the trades, read by several statements). Alone it is one: a read-only
+   * transaction is REPEATABLE READ on PostgreSQL and a snapshot on SQLite. Joined to a caller's
+   * PostgreSQL transaction (READ COMMITTED, where each statement sees the commits made before it
+   * began) it would report a change committed between two of its statements as a tampered log:
+   * refused there.
+   */
+  snapshotRead<T>(options: CallOptions | undefined, what: string, fn: (tx: Executor) => Promise<T>): Promise<T> {
+    if (this.adapter.engine === 'postgres' && this.#joined(options)) {
+      return Promise.reject(new BotstateError('INVALID_ARGUMENT', `${what} must read the database in one snapshot, which a transaction of the caller's on PostgreSQL does not give`, {
+        hint: `call ${what} outside store.transaction, without { tx }`,
+      }));
+    }
+    return this.read(options, fn);
+  }
+
   read<T>(options: CallOptions | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
     const tx = this.#joined(options);
     // On PostgreSQL a statement that fails aborts the whole transaction, which COMMIT then rolls

@@ -307,9 +307,13 @@ export class Store {
     });
   }
 
-  /** Recomputes the audit log's hash chains and checks them against the jobs. Reads only. */
+  /**
+   * Recomputes the audit log's hash chains and checks them against the jobs. Reads only, in one
+   * snapshot: on PostgreSQL it is refused inside a caller's transaction (INVALID_ARGUMENT), where
+   * writes committed meanwhile by others would read as problems.
+   */
   verifyAudit(options?: CallOptions): Promise<AuditReport> {
-    return this.#ctx.read(options, (tx) => verifyAudit(tx));
+    return this.#ctx.snapshotRead(options, 'verifyAudit', (tx) => verifyAudit(tx));
   }
 
   schemaStatus(): Promise<SchemaStatus> {

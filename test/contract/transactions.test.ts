@@ -113,6 +113,17 @@ for (const engine of ENGINES) {
         assert.deepEqual((await store.verifyAudit()).problems, []);
       });
 
+      it('verifyAudit inside a caller\'s transaction: refused on PostgreSQL, where its statements would see different commits; run on SQLite', async () => {
+        const inside = store.transaction(async () => store.verifyAudit());
+        if (engine.name === 'postgres') {
+          const details = await rejectsWith(inside, 'INVALID_ARGUMENT');
+          assert.equal(details['message'], "verifyAudit must read the database in one snapshot, which a transaction of the caller's on PostgreSQL does not give");
+        } else {
+          assert.deepEqual((await inside).problems, []);
+        }
+        assert.deepEqual((await store.verifyAudit()).problems, []);
+      });
+
       it('SQL the database refuses as written is INVALID_ARGUMENT (the caller\'s), a missing table STORAGE_FAILED with a hint; nothing is written', async () => {
         const p = (n: number) => (engine.name === 'postgres' ? `$${n}` : '?');
         const before = await fx.dump();

@@ -1570,6 +1570,43 @@ for (const engine of ENGINES) {
       assert.equal((await store.ledger.trades({ id: job.id })).length, 1, 'no order was placed for the new high');
     });
 
+    it('a tick reads the open intents before the jobs: an intent another session settles between the two reads is not bought again', async () => {
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const x = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10', priceUsd: '0.5' });
+      const placed: OrderRequest[] = [];
+      const exchange: Exchange = {
+        placeOrder: async (o) => {
+          placed.push(o);
+          return { clientOrderId: o.clientOrderId, exchangeOrderId: `e${placed.length}`, token: o.token, side: o.side, status: 'FILLED', baseAmount: '20', quoteAmount: '10', price: '0.5', error: null, time: new Date().toISOString() };
+        },
+        // Its answer about X never comes: only the other session's settle resolves it.
+        getOrder: () => Promise.reject(new ExchangeUnavailableError('lookups are down')),
+        getPrice: async () => '0.5',
+        getBalances: async () => ({}),
+      };
+      const other = await fx.open();
+      undo.push(() => other.close());
+      // The first tick's read of the open intents is preceded by another session settling X.
+      let armed = false;
+      const pending = store.ledger.pending.bind(store.ledger);
+      (store.ledger as { pending: typeof pending }).pending = async (options) => {
+        if (armed) {
+          armed = false;
+          await other.ledger.settle(x.trade.clientOrderId, { status: 'EXECUTED', baseAmount: '20', quoteAmount: '10', priceUsd: '0.5' });
+        }
+        return pending(options);
+      };
+      const { daemon } = makeDaemon(store, exchange, { tickMs: 30 });
+      await daemon.start();
+      armed = true;
+      await waitFor('the settle to be made', async () => (armed ? undefined : true));
+      // A few ticks more: DCA is due in 1000 hours after that fill, so nothing is bought.
+      await sleep(300);
+      await daemon.stop();
+      assert.deepEqual(placed, [], 'no order: the job row after the fill says the DCA is not due');
+      assert.deepEqual((await store.ledger.trades({ id: job.id })).map((t) => [t.clientOrderId, t.status]), [[x.trade.clientOrderId, 'EXECUTED']]);
+    });
+
     it('restarts with the same instanceId after a clean stop', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { leaseHolder, Leases, shareOf } from '../../src/engine/leases.ts';
 import { isBotstateError } from '../../src/errors.ts';
 import type { Job } from '../../src/jobs/job-rows.ts';
+import type { Executor } from '../../src/store/adapter.ts';
 import type { Fence } from '../../src/store/context.ts';
 import pg from 'pg';
 import { ENGINES, lockTable, PG_URL, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
@@ -126,6 +127,52 @@ for (const engine of ENGINES) {
       await fx.raw('DROP TRIGGER pause_sync ON job_leases');
       // The next sync hands back the job gone IDLE.
       assert.deepEqual([...(await a.sync()).keys()], [needed.id]);
+    });
+
+    it('a daemon that renews between another\'s judging it dead and marking it so is left running, with its leases', { skip: engine.name !== 'postgres' && 'PostgreSQL only: there each statement of a registration sees the commits made before it began' }, async () => {
+      const store = await fx.open();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI' });
+      let now = T0;
+      const b = new Leases(store, 'daemon-B', { ttlMs: TTL, now: () => now });
+      await b.register();
+      assert.deepEqual((await b.sync()).get(job.id), { owner: 'daemon-B', epoch: 1 });
+      // B stalls past its TTL; A registers and reads B's row as dead; B wakes and renews (its own
+      // session, committed) before A's writes.
+      now = T0 + TTL + 500;
+      const storeB = await fx.open();
+      const bAwake = new Leases(storeB, 'daemon-B', { ttlMs: TTL, now: () => now });
+      let wake: (() => Promise<void>) | undefined = () => bAwake.renew();
+      const afterRead = (tx: Executor): Executor => ({
+        all: async (sql, params) => {
+          const rows = await tx.all(sql, params);
+          if (wake && sql.startsWith('SELECT id, host, pid, heartbeat_at')) {
+            const w = wake;
+            wake = undefined;
+            await w();
+          }
+          return rows as never;
+        },
+        get: (sql, params) => tx.get(sql, params),
+        run: (sql, params) => tx.run(sql, params),
+        exec: (sql) => tx.exec(sql),
+      });
+      const watched = new Proxy(store, {
+        get(target, key) {
+          if (key === 'transaction') return (fn: (tx: Executor) => Promise<unknown>) => target.transaction((tx) => fn(afterRead(tx)));
+          const value = Reflect.get(target, key, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      try {
+        const a = new Leases(watched, 'daemon-A', { ttlMs: TTL, now: () => now });
+        await a.register();
+        assert.equal(wake, undefined, 'B renewed where the test meant it to');
+        const rows = await fx.raw(`SELECT id, stopped_at FROM daemon_instances ORDER BY id`);
+        assert.deepEqual(rows.map((r) => [r['id'], r['stopped_at']]), [['daemon-A', null], ['daemon-B', null]]);
+        assert.deepEqual((await b.sync()).get(job.id), { owner: 'daemon-B', epoch: 1 }, 'B keeps its lease, at its epoch');
+      } finally {
+        await storeB.close();
+      }
     });
 
     it('a lease released by a graceful stop is taken at a new epoch at once, and the old fence stays dead', async () => {
