@@ -564,7 +564,15 @@ describe('paper exchange over HTTP', () => {
       const tokens = Array.from({ length: 10_000 }, () => TOKEN);
       assert.equal((await fetch(`${ex.url}/prices`, { method: 'POST', body: JSON.stringify({ tokens }) })).status, 200);
       const huge = await fetch(`${ex.url}/orders/query`, { method: 'POST', body: JSON.stringify({ clientOrderIds: ['x'.repeat(2 * 1024 * 1024)] }) });
-      assert.deepEqual([huge.status, await huge.json()], [413, { error: 'request body larger than 2097152 bytes' }]);
+      assert.deepEqual([huge.status, huge.headers.get('connection'), await huge.json()], [413, 'close', { error: 'request body larger than 2097152 bytes' }]);
+      // Its connection is closed, not left open unread: the next requests are answered at once.
+      for (let i = 0; i < 2; i++) {
+        assert.equal((await fetch(`${ex.url}/orders/query`, { method: 'POST', body: JSON.stringify({ clientOrderIds: ['x'.repeat(3 * 1024 * 1024)] }) })).status, 413);
+      }
+      for (let i = 0; i < 3; i++) assert.equal((await fetch(`${ex.url}/health`, { signal: AbortSignal.timeout(2000) })).status, 200);
+      // A token that is not an address has no price: left out of the batch, the others priced.
+      const mixed = await fetch(`${ex.url}/prices`, { method: 'POST', body: JSON.stringify({ tokens: [TOKEN, '0x1234', TOKEN.toLowerCase().replace('0xb', '0xB')] }) });
+      assert.deepEqual([mixed.status, Object.keys(((await mixed.json()) as { prices: object }).prices)], [200, [TOKEN]]);
     });
   });
 
@@ -646,6 +654,13 @@ describe('HttpExchange validates what it is answered', () => {
     await assert.rejects(client.getPrice(TOKEN), (e: unknown) => e instanceof ExchangeInvalidAnswerError && /answered for token "0x0+b2"/.test((e as Error).message));
     answers.set(`GET /price/${TOKEN}`, JSON.stringify({ token: TOKEN.toLowerCase(), price: '123.45', time: order.time }));
     assert.equal(await client.getPrice(TOKEN), '123.45');
+    // 409 and 425 say nothing of whether the order exists (409 may be "this clientOrderId exists"): unknown, not refused.
+    for (const status of [409, 425]) {
+      answers.set('POST /orders', `HTTP ${status} {"error":"conflict"}`);
+      await assert.rejects(client.placeOrder({ clientOrderId: 'v-3', token: TOKEN, side: 'BUY', quoteAmount: '1' }), (e: unknown) => e instanceof ExchangeUnavailableError, String(status));
+    }
+    answers.set('POST /orders', 'HTTP 400 {"error":"bad amount"}');
+    await assert.rejects(client.placeOrder({ clientOrderId: 'v-3', token: TOKEN, side: 'BUY', quoteAmount: '1' }), ExchangeRejectedError);
     // No final answer (a 3xx fetch could not follow, a 1xx): what became of the order is unknown.
     answers.set('POST /orders', 'HTTP 300 {}');
     await assert.rejects(client.placeOrder({ clientOrderId: 'v-3', token: TOKEN, side: 'BUY', quoteAmount: '1' }), (e: unknown) => e instanceof ExchangeUnavailableError && /no final answer .*\(HTTP 300\)/.test((e as Error).message));
@@ -660,7 +675,8 @@ describe('HttpExchange validates what it is answered', () => {
     assert.throws(() => new HttpExchange('http://127.0.0.1:6000'), /uses port 6000, which fetch refuses to connect to/);
     assert.ok(new HttpExchange('http://127.0.0.1:6001'));
     // A bad URL or option is the library's own error, with a hint, not a TypeError.
-    for (const [url, options] of [['notaurl', {}], ['ftp://x', {}], ['http://127.0.0.1:1', { timeoutMs: 0 }], ['http://127.0.0.1:1', { retries: 3 }]] as const) {
+    // A timer cannot hold more than 2^31 - 1 ms; a query or fragment would swallow the calls' paths.
+    for (const [url, options] of [['notaurl', {}], ['ftp://x', {}], ['http://127.0.0.1:1', { timeoutMs: 0 }], ['http://127.0.0.1:1', { timeoutMs: 2 ** 31 }], ['http://127.0.0.1:1', { retries: 3 }], ['http://127.0.0.1:1/?a=1', {}], ['http://127.0.0.1:1/#x', {}], ['http://127.0.0.1:1/?', {}]] as const) {
       assert.throws(() => new HttpExchange(url, options as never), (e: unknown) => isBotstateError(e, 'INVALID_ARGUMENT') && typeof e.hint === 'string', url);
     }
     answers.set('GET /balances', JSON.stringify({ USD: 100 }));

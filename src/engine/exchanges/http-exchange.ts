@@ -111,6 +111,8 @@ export class HttpExchange implements Exchange {
     } catch {
       throw bad(`exchange URL ${JSON.stringify(baseUrl)} is not a URL`, 'give the exchange\'s address, e.g. http://127.0.0.1:8790');
     }
+    // The calls' paths are appended to it: a query or a fragment would end up before them, or swallow them.
+    if (url.search !== '' || url.hash !== '' || /[?#]/.test(baseUrl)) throw bad(`exchange URL ${JSON.stringify(baseUrl)} must not hold a ? query or a # fragment`, 'give the exchange\'s address only, e.g. http://127.0.0.1:8790');
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw bad(`exchange URL ${JSON.stringify(baseUrl)} must be http:// or https://`, 'e.g. http://127.0.0.1:8790');
     // fetch refuses every request to such a URL, and the URL is printed in the daemon's log.
     if (url.username !== '' || url.password !== '') throw bad('exchange URL must not hold a user name or password', 'give the exchange\'s address only, e.g. http://127.0.0.1:8790');
@@ -122,7 +124,10 @@ export class HttpExchange implements Exchange {
       if (key !== 'timeoutMs') throw bad(`unknown HttpExchange option "${key}"`, 'the only option is timeoutMs');
     }
     const timeoutMs = options.timeoutMs ?? 5000;
-    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) throw bad(`timeoutMs must be a positive integer, got ${String(timeoutMs)}`, 'give the milliseconds a call may take, e.g. 5000');
+    // A timer holds at most 2^31 - 1 ms (~24.8 days): past it Node fires it at once, and every call would time out.
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > 2_147_483_647) {
+      throw bad(`timeoutMs must be a whole number from 1 to 2147483647, got ${String(timeoutMs)}`, 'give the milliseconds a call may take, e.g. 5000');
+    }
     this.baseUrl = url.href.replace(/\/+$/, '');
     this.timeoutMs = timeoutMs;
   }
@@ -252,7 +257,9 @@ export class HttpExchange implements Exchange {
       const ownError = typeof (parsed as { error?: unknown } | undefined)?.error === 'string' && !message.startsWith('no endpoint ') && !/^not found$/i.test(message.trim());
       if (!ownError) throw wrongUrl(this.baseUrl, what);
     }
-    if (status >= 500 || status === 408 || status === 429) throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} failed ${what} (HTTP ${status}): ${message}`);
+    // 409 Conflict and 425 Too Early say nothing of whether the order exists (an exchange may answer
+    // 409 for a clientOrderId it already holds): unknown, to be looked up, not a refusal.
+    if (status >= 500 || status === 408 || status === 409 || status === 425 || status === 429) throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} failed ${what} (HTTP ${status}): ${message}`);
     throw new ExchangeRejectedError(`exchange refused ${what} (HTTP ${status}): ${message}`);
   }
 }

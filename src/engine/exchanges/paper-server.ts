@@ -161,7 +161,8 @@ async function readBody(req: IncomingMessage): Promise<string> {
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY) throw new HttpError(413, `request body larger than ${MAX_BODY} bytes`);
+    // The rest of the body is not read: the connection cannot carry another request, and is closed.
+    if (size > MAX_BODY) throw new HttpError(413, `request body larger than ${MAX_BODY} bytes`, { connection: 'close' });
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');
@@ -289,7 +290,14 @@ export async function startPaperExchange(options: PaperExchangeOptions = {}): Pr
       const prices: Record<string, Decimal> = {};
       let time = new Date(o.now()).toISOString();
       for (const token of tokens) {
-        const now = priceNow(canonicalTokenOr400(token));
+        // A token that is not an address has no price: left out (the Exchange contract), not the whole batch refused.
+        let canonical: string;
+        try {
+          canonical = canonicalTokenOr400(token);
+        } catch {
+          continue;
+        }
+        const now = priceNow(canonical);
         prices[token] = now.price;
         time = now.time;
       }
