@@ -257,6 +257,13 @@ describe('accumulate: take profit', () => {
     // The new basis 100/72.9 puts the threshold at ≈ 1.65: at 1.5 nothing is sold, and it re-arms.
     assert.equal(sim.step('1.5', T0 + 8 * MIN).decision.order, null);
     assert.equal(sim.scratch.takeProfitAt, null);
+    // A tick that may not trade (maxTradesPerHour reached) still re-arms it: after the fall, the first
+    // price back above the threshold sells again.
+    const limited = tp(['limits.maxTradesPerHour=1']);
+    assert.equal(limited.step('2', T0).decision.order?.reason, 'TAKE_PROFIT');
+    const blocked = limited.step('1', T0 + 10 * MIN).decision;
+    assert.deepEqual([blocked.order, blocked.skipped, limited.scratch.takeProfitAt], [null, 'max-trades-per-hour', null]);
+    assert.equal(limited.step('1.5', T0 + 70 * MIN).decision.order?.reason, 'TAKE_PROFIT');
     // A failed take-profit order sets nothing: the next tick tries again.
     const failing = tp();
     failing.step('2', T0, { fail: true });

@@ -40,6 +40,12 @@ export function decideAccumulate(input: StrategyInput): Decision {
   const cfg = job.config.accumulate;
   const draft = begin(input);
   const high = trackHigh(input, draft);
+  // Once per rise: after a take profit, the next needs the price takeProfitPercent above that sale's
+  // price (selling raises the cost basis too little to stop a price far above it from firing again
+  // every tick), until a tick below the threshold re-arms it: any tick, one that may not trade too.
+  const profitDue = takeProfitDue(price, job.tokenBalance, job.totalAccumulated, cfg.takeProfitPercent);
+  const lastTake = input.scratch.takeProfitAt;
+  if (!profitDue && lastTake !== null) draft.patch.takeProfitAt = null;
   if (tradeLimitReached(input)) return finish(input, draft, null, 'max-trades-per-hour');
 
   const caps: Cap[] = [['max-accumulation', sub(cfg.maxAccumulationUsd, job.totalAccumulated)]];
@@ -50,12 +56,6 @@ export function decideAccumulate(input: StrategyInput): Decision {
     return null;
   };
 
-  // Once per rise: after a take profit, the next needs the price takeProfitPercent above that sale's
-  // price (selling raises the cost basis too little to stop a price far above it from firing again
-  // every tick), until a tick below the threshold re-arms it.
-  const profitDue = takeProfitDue(price, job.tokenBalance, job.totalAccumulated, cfg.takeProfitPercent);
-  const lastTake = input.scratch.takeProfitAt;
-  if (!profitDue && lastTake !== null) draft.patch.takeProfitAt = null;
   if (profitDue && (lastTake === null || risenFrom(price, lastTake, cfg.takeProfitPercent))) {
     // takeProfitSellPercent % of the balance, rounded down once.
     const base = mulDiv(job.tokenBalance, cfg.takeProfitSellPercent, '100', 'down');
