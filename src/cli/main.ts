@@ -30,7 +30,7 @@ const EXIT_HELP = `Exit codes:
   ${EXIT_CODES.storage}  storage: the database is unreachable, locked, damaged or not botstate's
   ${EXIT_CODES.schema}  schema: the database schema is newer than this botstate, outdated, has a gap, or a migration changed or failed
   ${EXIT_CODES.internal}  a bug in botstate (BOTSTATE_DEBUG=1 prints its stack trace; please report it), or a Node.js older than 24
-  ${OUTPUT_FAILED}  the output could not be written (stdout to a full disk, say): said on stderr; what the command did in the database is done
+  ${OUTPUT_FAILED}  a command that succeeded could not write its output (stdout to a full disk): said on stderr; a change it made stays made
   130, 143  daemon or paper-exchange ended at once by a second SIGINT or SIGTERM while it stopped
 A failed command changes nothing, unless it says the connection was lost while committing (PostgreSQL):
 then the change may have been made; look before doing it again. (db migrate and db rollback keep the
@@ -122,8 +122,8 @@ function cliActor(): string {
  */
 export async function run(argv: readonly string[], io: Io = processIo): Promise<number> {
   const code = await runCommand(argv, io);
-  // Writing the output failed (said on stderr when it did): the command's own code would claim success.
-  return io === processIo && outputFailed() ? OUTPUT_FAILED : code;
+  // Writing the output failed (said on stderr when it did): a success would be claimed for a lost output.
+  return code === 0 && io === processIo && outputFailed() ? OUTPUT_FAILED : code;
 }
 
 async function runCommand(argv: readonly string[], io: Io): Promise<number> {

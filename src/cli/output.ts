@@ -30,22 +30,25 @@ export const OUTPUT_FAILED = 7;
  * would have, with its own exit code. A process waiting for a signal to stop (the daemon) is
  * sent SIGTERM, and stops cleanly.
  *
- * Any other failure (`> file` on a full disk: ENOSPC; EIO) is said on stderr in one line and the
- * process exits {@link OUTPUT_FAILED}: a script reading the output must not take a cut-short
- * file for a whole one. What the command did in the database stays done. The error arrives after
- * the write that failed, possibly once the command has returned: it sets the exit code itself,
- * and run() returns it if it came before.
+ * The same for any other reader gone (EIO: the terminal closed). A file that cannot take the
+ * output (`> file` on a full disk: ENOSPC, EDQUOT, EFBIG) is said on stderr in one line, and a
+ * command that succeeded exits {@link OUTPUT_FAILED} instead of 0: a script reading the output
+ * must not take a cut-short file for a whole one (a command that failed keeps its own code). The
+ * error arrives after the write that failed, possibly once the command has returned: it sets the
+ * exit code itself, and run() returns it if it came before.
  */
 function watchStdout(): void {
   if (process.stdout.listenerCount('error') > 0) return;
+  // stderr may be on the same full disk (`> log 2>&1`): its own failure must not crash the process.
+  if (process.stderr.listenerCount('error') === 0) process.stderr.on('error', () => {});
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (stdoutClosed) return;
     stdoutClosed = true;
-    if (e.code !== 'EPIPE') {
+    if (e.code === 'ENOSPC' || e.code === 'EDQUOT' || e.code === 'EFBIG') {
       stdoutFailed = true;
-      process.exitCode = OUTPUT_FAILED;
+      if (!process.exitCode) process.exitCode = OUTPUT_FAILED;
       process.stderr.write(
-        `botstate: could not write the output: ${e.code ?? 'error'} (${e.message.replace(/\s+/g, ' ')}) (what the command did in the database is done; look with botstate status or list before running it again, and write the output where there is room)\n`,
+        `botstate: could not write the output: ${e.code} (${e.message.replace(/\s+/g, ' ')}) (the output is lost or cut short; a change the command made stays made: look with botstate status or list before running it again, and write the output where there is room)\n`,
       );
     }
     if (process.listenerCount('SIGTERM') > 0) process.kill(process.pid, 'SIGTERM');

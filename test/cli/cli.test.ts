@@ -64,6 +64,8 @@ interface RunOptions {
   readonly closeStdout?: boolean;
   /** Its stdout goes to this file (`> file`), not to a pipe; `stdout` is then ''. */
   readonly stdoutTo?: string;
+  /** Its stderr goes to the same file (`> file 2>&1`); `stderr` is then ''. */
+  readonly stderrToo?: boolean;
 }
 
 /** Runs `botstate ...args` on the pinned Node, with $BOTSTATE_DB unset unless `env` sets it. */
@@ -79,13 +81,13 @@ function cli(args: readonly string[], options: RunOptions = {}): Promise<Result>
   return new Promise((resolve, reject) => {
     const user = options.uid === undefined ? {} : { uid: options.uid, gid: options.uid };
     const out = options.stdoutTo === undefined ? 'pipe' : openSync(options.stdoutTo, 'w');
-    const child = spawn(file, argv, { cwd: options.cwd ?? scratch, env, stdio: ['ignore', out, 'pipe'], ...user });
+    const child = spawn(file, argv, { cwd: options.cwd ?? scratch, env, stdio: ['ignore', out, options.stderrToo && typeof out === 'number' ? out : 'pipe'], ...user });
     if (typeof out === 'number') closeSync(out);
     let stdout = '';
     let stderr = '';
     if (options.closeStdout) child.stdout!.destroy();
     child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr, args }));
   });
@@ -598,11 +600,11 @@ for (const engine of ENGINES) {
         [['settle', 'o-1', '--status', 'failed', '--error', '-x: refused', ...db], 2, /^botstate: --error -x: refused: a value starting with "-" is taken for a flag \(to pass such a value anyway write --error='-x: refused'\)\n$/],
         [['settle', 'o-1', '--status', 'failed', '--error', "-it's", ...db], 2, /write --error='-it'\\''s'\)\n$/],
         // A newline or a bidirectional override in a value is shown escaped, not as a space or raw.
-        [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'bad-2'), '--exchange-order-id', 'a\nb', ...db], 2, /--exchange-order-id "a\\x0ab" is not allowed/],
+        [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'bad-2'), '--exchange-order-id', 'a\nb', ...db], 2, /--exchange-order-id "a\\nb" is not allowed/],
         [['start', UNKNOWN_TOKEN, '--symbol', 'A\u202eB', ...db], 2, /"A\\u202eB"/],
         // What the line echoes back is shown escaped (no raw ESC reaches the terminal) and, when
         // very long, cut in the middle.
-        [['start', UNKNOWN_TOKEN, '--symbol', 'A\x1b[31mRED', ...db], 2, /"A\\x1b\[31mRED"/],
+        [['start', UNKNOWN_TOKEN, '--symbol', 'A\x1b[31mRED', ...db], 2, /"A\\u001b\[31mRED"/],
         [['status', TOKEN, '--chain', 'c'.repeat(5000), ...db], 2, /^botstate: chain "c{61}\.\.\." is not a chain name/],
         // The library itself cuts what it echoes of an id.
         [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'x'.repeat(5000)), ...db], 2, /^botstate: --client-order-id "x{61}\.\.\." is not allowed/],
@@ -1102,8 +1104,14 @@ describe('botstate CLI without a job database', () => {
     for (const args of [['list'], ['list', '--json'], ['status', TOKEN], ['verify', '--json'], ['history', TOKEN, '--json']]) {
       const r = await cli([...args, '--db', path], { stdoutTo: '/dev/full' });
       assert.equal(r.code, 7, show(r));
-      assert.match(r.stderr, /^botstate: could not write the output: ENOSPC \([^\n]*\) \(what the command did in the database is done; look with botstate status or list before running it again, and write the output where there is room\)\n$/, show(r));
+      assert.match(r.stderr, /^botstate: could not write the output: ENOSPC \([^\n]*\) \(the output is lost or cut short; a change the command made stays made: look with botstate status or list before running it again, and write the output where there is room\)\n$/, show(r));
     }
+    // stderr on the same full disk (`> log 2>&1`): still exit 7, no crash.
+    const both = await cli(['list', '--db', path], { stdoutTo: '/dev/full', stderrToo: true });
+    assert.equal(both.code, 7, show(both));
+    // A command that failed keeps its own code: the database was not changed, whatever the output.
+    const failed = await cli(['status', OTHER_TOKEN, '--json', '--db', path], { stdoutTo: '/dev/full' });
+    assert.equal(failed.code, 4, show(failed));
     // A command that wrote to the database did so; only its report is lost.
     const paused = await cli(['pause', TOKEN, '--db', path], { stdoutTo: '/dev/full' });
     assert.equal(paused.code, 7, show(paused));
