@@ -1,4 +1,4 @@
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, openSync, readSync, statSync } from 'node:fs';
 import { ValidationError } from '../errors.ts';
 
 /** Where a store lives, parsed from a URL, a bare path or `:memory:`. */
@@ -77,6 +77,22 @@ function sqlitePath(path: string): Location {
   return { engine: 'sqlite', path };
 }
 
+/** A file SQLite would take for a database: its header, or empty (a database not written yet). */
+function isSqliteFile(path: string): boolean {
+  let fd: number | undefined;
+  try {
+    if (!statSync(path).isFile()) return false;
+    fd = openSync(path, 'r');
+    const header = Buffer.alloc(16);
+    const read = readSync(fd, header, 0, 16, 0);
+    return read === 0 || header.toString('latin1', 0, read) === 'SQLite format 3\0';
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
 /** Files SQLite and botstate keep beside a database `x.db`: `x.db-wal`, and so on. */
 const COMPANIONS = ['-wal', '-shm', '-journal', '-wait'] as const;
 
@@ -91,13 +107,8 @@ function checkNotCompanion(path: string): void {
   const suffix = COMPANIONS.find((s) => path.endsWith(s) && path.length > s.length);
   if (suffix === undefined) return;
   const database = path.slice(0, -suffix.length);
-  let isFile = false;
-  try {
-    isFile = statSync(database).isFile();
-  } catch {
-    return; // nothing there (or not reachable): the name is the database's own
-  }
-  if (!isFile) return;
+  if (!isSqliteFile(database)) return; // nothing there, or no database: the name is a database's own
+
   throw new ValidationError('USAGE', `${path} is the ${suffix} file of the database ${database}, which SQLite or botstate would delete`, {
     hint: `open the database itself, ${database}`,
   });

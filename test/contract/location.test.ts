@@ -122,12 +122,18 @@ describe('SQLite paths', () => {
         // Nothing beside it: a name like any other.
         assert.deepEqual(parseLocation(`${db}${suffix}`), { engine: 'sqlite', path: `${db}${suffix}` });
       }
+      // Another kind of file at the shorter name (a script called `trading` beside `trading-journal`): a name like any other.
+      writeFileSync(db, '#!/bin/sh\necho hi\n');
+      for (const suffix of ['-wal', '-shm', '-journal', '-wait']) assert.equal(parseLocation(`${db}${suffix}`).engine, 'sqlite');
+      // A database there, written or not yet: its companions are refused.
       writeFileSync(db, '');
       for (const suffix of ['-wal', '-shm', '-journal', '-wait']) {
         for (const url of [`${db}${suffix}`, `sqlite:${db}${suffix}`]) {
           assert.throws(() => parseLocation(url), (e: unknown) => isBotstateError(e, 'USAGE') && e.message === `${db}${suffix} is the ${suffix} file of the database ${db}, which SQLite or botstate would delete`, url);
         }
       }
+      writeFileSync(db, 'SQLite format 3\u0000 and the rest of a page');
+      assert.throws(() => parseLocation(`${db}-wal`), (e: unknown) => isBotstateError(e, 'USAGE'));
       assert.deepEqual(parseLocation(`SQLite:${db}`), { engine: 'sqlite', path: db });
       assert.deepEqual(parseLocation(`${dir}/trading-journal`), { engine: 'sqlite', path: `${dir}/trading-journal` });
     } finally {
