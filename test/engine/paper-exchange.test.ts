@@ -654,13 +654,12 @@ describe('HttpExchange validates what it is answered', () => {
     await assert.rejects(client.getPrice(TOKEN), (e: unknown) => e instanceof ExchangeInvalidAnswerError && /answered for token "0x0+b2"/.test((e as Error).message));
     answers.set(`GET /price/${TOKEN}`, JSON.stringify({ token: TOKEN.toLowerCase(), price: '123.45', time: order.time }));
     assert.equal(await client.getPrice(TOKEN), '123.45');
-    // 409 and 425 say nothing of whether the order exists (409 may be "this clientOrderId exists"): unknown, not refused.
-    for (const status of [409, 425]) {
-      answers.set('POST /orders', `HTTP ${status} {"error":"conflict"}`);
-      await assert.rejects(client.placeOrder({ clientOrderId: 'v-3', token: TOKEN, side: 'BUY', quoteAmount: '1' }), (e: unknown) => e instanceof ExchangeUnavailableError, String(status));
+    // A 409 is a refusal like any 4xx: by the contract an order placed again is answered with itself,
+    // never with a conflict (treated as unknown, a real refusal would be re-sent for ever).
+    for (const status of [400, 409]) {
+      answers.set('POST /orders', `HTTP ${status} {"error":"refused"}`);
+      await assert.rejects(client.placeOrder({ clientOrderId: 'v-3', token: TOKEN, side: 'BUY', quoteAmount: '1' }), ExchangeRejectedError, String(status));
     }
-    answers.set('POST /orders', 'HTTP 400 {"error":"bad amount"}');
-    await assert.rejects(client.placeOrder({ clientOrderId: 'v-3', token: TOKEN, side: 'BUY', quoteAmount: '1' }), ExchangeRejectedError);
     // No final answer (a 3xx fetch could not follow, a 1xx): what became of the order is unknown.
     answers.set('POST /orders', 'HTTP 300 {}');
     await assert.rejects(client.placeOrder({ clientOrderId: 'v-3', token: TOKEN, side: 'BUY', quoteAmount: '1' }), (e: unknown) => e instanceof ExchangeUnavailableError && /no final answer .*\(HTTP 300\)/.test((e as Error).message));

@@ -257,9 +257,9 @@ export class HttpExchange implements Exchange {
       const ownError = typeof (parsed as { error?: unknown } | undefined)?.error === 'string' && !message.startsWith('no endpoint ') && !/^not found$/i.test(message.trim());
       if (!ownError) throw wrongUrl(this.baseUrl, what);
     }
-    // 409 Conflict and 425 Too Early say nothing of whether the order exists (an exchange may answer
-    // 409 for a clientOrderId it already holds): unknown, to be looked up, not a refusal.
-    if (status >= 500 || status === 408 || status === 409 || status === 425 || status === 429) throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} failed ${what} (HTTP ${status}): ${message}`);
+    // A 409 is a refusal here like any other 4xx: by the Exchange contract an order placed again
+    // under its clientOrderId is answered with that order, never with a conflict.
+    if (status >= 500 || status === 408 || status === 429) throw new ExchangeUnavailableError(`exchange at ${this.baseUrl} failed ${what} (HTTP ${status}): ${message}`);
     throw new ExchangeRejectedError(`exchange refused ${what} (HTTP ${status}): ${message}`);
   }
 }
