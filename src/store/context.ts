@@ -78,8 +78,11 @@ class Tx implements Executor {
     const control = typeof sql === 'string' ? transactionControl(sql, this.#engine) : undefined;
     if (control === undefined) return undefined;
     if (changesSession(control)) {
-      return Promise.reject(new BotstateError('INVALID_ARGUMENT', `a tx cannot run ${control}: it changes the connection's settings, which outlive the transaction, for every later call on it`, {
-        hint: this.#engine === 'postgres' ? 'use SET LOCAL, which ends with the transaction' : "set what botstate allows through openStore's options",
+      return Promise.reject(new BotstateError('INVALID_ARGUMENT', `a tx cannot run ${control}: it changes the connection, which outlives the transaction, for every later call on it`, {
+        hint:
+          this.#engine === 'postgres'
+            ? 'use SET LOCAL or set_config(…, true), which end with the transaction, and ON COMMIT DROP for a temporary table'
+            : "set what botstate allows through openStore's options; use a table of your own or a WITH clause rather than a TEMP one",
       }));
     }
     return Promise.reject(new BotstateError('INVALID_ARGUMENT', `a tx cannot run ${control}: store.transaction begins, commits and rolls back its transaction itself`, {

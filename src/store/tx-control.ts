@@ -20,12 +20,26 @@ const SESSION_PG = /^(SET(?!\s+(?:LOCAL|TRANSACTION|CONSTRAINTS)\b)|RESET|DISCAR
 /** A SQLite PRAGMA: `PRAGMA [schema.]name`, then `= value`, `(argument)` or nothing. */
 const PRAGMA = /^PRAGMA\b\s*(?:\w+\s*\.\s*)?(\w*)\s*([=(])?/i;
 
-/** Pragmas that take an argument to read something, and the one that sets something for the transaction alone. */
+/** Pragmas that take an argument to read something. */
 const READING_PRAGMAS = new Set([
   'table_info', 'table_xinfo', 'table_list', 'index_list', 'index_info', 'index_xinfo', 'foreign_key_list',
   'foreign_key_check', 'integrity_check', 'quick_check',
 ]);
-const TRANSACTION_PRAGMAS = new Set(['defer_foreign_keys']);
+/**
+ * Pragmas whose setting is the transaction's (defer_foreign_keys) or the database file's, written
+ * and rolled back with it (user_version, application_id): in either form, `= v` or `(v)`.
+ */
+const TRANSACTION_PRAGMAS = new Set(['defer_foreign_keys', 'user_version', 'application_id']);
+
+/**
+ * A temporary table, view or sequence stays on the connection after the transaction, and hides a
+ * table of the same name from every later call on it (temporary objects are looked up first).
+ * PostgreSQL's ON COMMIT DROP ends a table with the transaction.
+ */
+const TEMP_PG = /^CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?(?:TEMP|TEMPORARY)\s+(?:(?:UNLOGGED\s+)?TABLE|VIEW|RECURSIVE\s+VIEW|SEQUENCE)\b/i;
+const TEMP_SQLITE = /^CREATE\s+(?:TEMP|TEMPORARY)\s+(?:TABLE|VIEW|TRIGGER)\b/i;
+/** set_config(name, value, false): a SET by function call (true is SET LOCAL). */
+const SET_CONFIG = /\bset_config\s*\([^()]*,\s*false\s*\)/i;
 
 /**
  * A SQLite trigger's body (`CREATE TRIGGER … BEGIN stmt; … END`): its statements are not the
@@ -75,24 +89,28 @@ const SEEN_MAX = 1000;
 
 function scan(sql: string, engine: Engine): string | undefined {
   let plain = blanked(sql, engine);
+  if (engine === 'postgres' && SET_CONFIG.test(plain)) return 'set_config(…, false)';
+  // Before trigger bodies are blanked, with their CREATE: a TEMP trigger stays on the connection too.
+  if (engine === 'sqlite' && plain.split(';').some((s) => TEMP_SQLITE.test(s.trimStart()))) return 'CREATE TEMP';
   plain = plain.replace(engine === 'sqlite' ? TRIGGER_BODY : ATOMIC_BODY, ' ');
   for (const statement of plain.split(';')) {
     const text = statement.trimStart();
     const m = CONTROL.exec(text) ?? (engine === 'postgres' ? SESSION_PG.exec(text) : undefined);
     if (m) return m[1]!.replace(/\s+/g, ' ').toUpperCase();
+    if (engine === 'postgres' && TEMP_PG.test(text) && !/\bON\s+COMMIT\s+DROP\b/i.test(text)) return 'CREATE TEMP';
     const pragma = engine === 'sqlite' ? PRAGMA.exec(text) : null;
     if (pragma) {
       const name = pragma[1]!.toLowerCase();
-      const sets = pragma[2] === '=' ? !TRANSACTION_PRAGMAS.has(name) : pragma[2] === '(' && !READING_PRAGMAS.has(name);
+      const sets = pragma[2] !== undefined && !TRANSACTION_PRAGMAS.has(name) && !(pragma[2] === '(' && READING_PRAGMAS.has(name));
       if (sets) return 'PRAGMA';
     }
   }
   return undefined;
 }
 
-/** True for what {@link transactionControl} returns for a statement that changes the connection's settings. */
+/** True for what {@link transactionControl} returns for a statement that changes the connection past the transaction. */
 export function changesSession(statement: string): boolean {
-  return /^(?:SET|RESET|DISCARD|PRAGMA)\b/.test(statement);
+  return /^(?:SET|RESET|DISCARD|PRAGMA|CREATE TEMP|set_config)\b/.test(statement);
 }
 
 /**

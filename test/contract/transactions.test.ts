@@ -152,18 +152,18 @@ for (const engine of ENGINES) {
         store = await open({ ...(engine.name === 'postgres' ? { poolSize: 1 } : {}) });
         const sessionWide =
           engine.name === 'postgres'
-            ? ['SET search_path TO public', 'set synchronous_commit = off', "SET DateStyle = 'SQL, DMY'", 'RESET ALL', 'DISCARD ALL']
-            : ['PRAGMA synchronous = OFF', 'PRAGMA foreign_keys = OFF', 'PRAGMA query_only(1)'];
+            ? ['SET search_path TO public', 'set synchronous_commit = off', "SET DateStyle = 'SQL, DMY'", 'RESET ALL', 'DISCARD ALL', "SELECT set_config('search_path', 'public', false)", 'CREATE TEMP TABLE jobs (x int)']
+            : ['PRAGMA synchronous = OFF', 'PRAGMA foreign_keys = OFF', 'PRAGMA query_only(1)', 'CREATE TEMP TABLE jobs (x int)'];
         const before = await fx.dump();
         await store.transaction(async (tx) => {
           for (const sql of sessionWide) {
             for (const p of [tx.run(sql), tx.exec(sql)]) {
               const details = await rejectsWith(p, 'INVALID_ARGUMENT');
-              assert.match(String(details['message']), /^a tx cannot run (SET|RESET|DISCARD|PRAGMA): it changes the connection's settings, which outlive the transaction, for every later call on it$/, sql);
+              assert.match(String(details['message']), /^a tx cannot run (SET|RESET|DISCARD|PRAGMA|CREATE TEMP|set_config\(…, false\)): it changes the connection, which outlives the transaction, for every later call on it$/, sql);
             }
           }
           // What ends with the transaction is allowed.
-          if (engine.name === 'postgres') await tx.exec("SET LOCAL search_path TO public; SET LOCAL DateStyle = 'SQL, DMY'");
+          if (engine.name === 'postgres') await tx.exec("SET LOCAL search_path TO public; SET LOCAL DateStyle = 'SQL, DMY'; CREATE TEMP TABLE mine (x int) ON COMMIT DROP");
           else await tx.get('PRAGMA synchronous');
         });
         assert.equal(await fx.dump(), before);

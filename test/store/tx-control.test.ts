@@ -43,7 +43,7 @@ describe('transactionControl', () => {
       'UPDATE t SET ended = 1 WHERE commit_id = 2',
       'SELECT CASE WHEN x THEN 1 END FROM t',
       "CREATE TRIGGER no_update BEFORE UPDATE ON t BEGIN SELECT RAISE(ABORT, 'append-only'); END;",
-      'CREATE TEMP TRIGGER x AFTER INSERT ON t BEGIN UPDATE u SET n = CASE WHEN n > 1 THEN 0 END; DELETE FROM v; END',
+      'CREATE TRIGGER x AFTER INSERT ON t BEGIN UPDATE u SET n = CASE WHEN n > 1 THEN 0 END; DELETE FROM v; END',
       'CREATE FUNCTION f() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION \'no\'; END; $$ LANGUAGE plpgsql',
       'CREATE FUNCTION g() RETURNS void AS $body$ BEGIN COMMIT; END $body$ LANGUAGE plpgsql',
       '',
@@ -110,6 +110,17 @@ describe('transactionControl', () => {
       ['UPDATE t SET v = 1', undefined],
       ["SELECT 'SET x = 1'", undefined],
       ['CREATE FUNCTION f() RETURNS void AS $$ BEGIN SET search_path TO x; END $$ LANGUAGE plpgsql', undefined],
+      // The same by function call, and temporary objects, which stay on the connection too.
+      ["SELECT set_config('search_path', 'public', false)", 'set_config(…, false)'],
+      ["SELECT pg_catalog.set_config('a.b', 'c',false) AS x", 'set_config(…, false)'],
+      ["SELECT set_config('search_path', 'public', true)", undefined],
+      ["SELECT 'set_config(x, y, false)'", undefined],
+      ['CREATE TEMP TABLE jobs (x int)', 'CREATE TEMP'],
+      ['create temporary table t AS SELECT 1', 'CREATE TEMP'],
+      ['CREATE TEMP VIEW v AS SELECT 1', 'CREATE TEMP'],
+      ['CREATE TEMP TABLE t (x int) ON COMMIT DROP', undefined],
+      ['CREATE TEMPORARY TABLE t ON COMMIT DROP AS SELECT 1', undefined],
+      ['CREATE TABLE temp (x int)', undefined],
     ];
     for (const [sql, found] of postgres) assert.equal(transactionControl(sql, 'postgres'), found, `postgres: ${sql}`);
     const sqlite: Array<[string, string | undefined]> = [
@@ -125,6 +136,14 @@ describe('transactionControl', () => {
       ['PRAGMA main.index_list(trades)', undefined],
       ['PRAGMA foreign_key_check', undefined],
       ['PRAGMA defer_foreign_keys = ON', undefined],
+      ['PRAGMA defer_foreign_keys(1)', undefined],
+      // Written to the database file, and rolled back with the transaction.
+      ['PRAGMA user_version = 7', undefined],
+      ['PRAGMA application_id(42)', undefined],
+      // Temporary objects stay on the store's one connection.
+      ['CREATE TEMP TABLE jobs (x int)', 'CREATE TEMP'],
+      ['SELECT 1; CREATE TEMPORARY VIEW v AS SELECT 1', 'CREATE TEMP'],
+      ['CREATE TEMP TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; END', 'CREATE TEMP'],
       ['SELECT * FROM pragma_table_info(\'jobs\')', undefined],
       // SQLite has no SET statement: this fails in SQLite itself.
       ['SET x = 1', undefined],
