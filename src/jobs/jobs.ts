@@ -115,7 +115,7 @@ const SYMBOL = /^[A-Za-z0-9$._-]{1,32}$/;
 function checkSymbol(symbol: string): string {
   // A string only: a number passes the pattern as text, and would be stored as other text than returned.
   if (typeof symbol !== 'string' || !SYMBOL.test(symbol)) {
-    throw new ValidationError('INVALID_ARGUMENT', `token symbol "${shown(symbol)}" is not allowed`, {
+    throw new ValidationError('INVALID_ARGUMENT', `token symbol ${JSON.stringify(shown(symbol))} is not allowed`, {
       hint: 'use 1 to 32 letters, digits or $ . _ -',
     });
   }

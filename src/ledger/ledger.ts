@@ -202,7 +202,7 @@ const REFERENCE = /^[\x21-\x7e]{1,128}$/;
  */
 function checkClientOrderId(clientOrderId: unknown, fresh = false): void {
   if (typeof clientOrderId !== 'string' || !CLIENT_ORDER_ID.test(clientOrderId) || (fresh && /^\.\.?$/.test(clientOrderId))) {
-    throw new ValidationError('INVALID_ARGUMENT', `clientOrderId "${shown(clientOrderId)}" is not allowed`, {
+    throw new ValidationError('INVALID_ARGUMENT', `clientOrderId ${JSON.stringify(shown(clientOrderId))} is not allowed`, {
       hint: 'use 1 to 64 letters, digits or . _ : -, and not . or .. alone',
     });
   }
@@ -213,10 +213,10 @@ function checkTradeInput(input: TradeInput): void {
   checkClientOrderId(input.clientOrderId, true);
   // Strings only: Object.hasOwn would take ['BUY'] (or anything whose text is BUY) as the key.
   if (typeof input.side !== 'string' || !Object.hasOwn(TradeSide, input.side)) {
-    throw new ValidationError('INVALID_ARGUMENT', `side "${shown(input.side)}" is not BUY or SELL`, { hint: "write it in capitals: 'BUY' or 'SELL'" });
+    throw new ValidationError('INVALID_ARGUMENT', `side ${JSON.stringify(shown(input.side))} is not BUY or SELL`, { hint: "write it in capitals: 'BUY' or 'SELL'" });
   }
   if (typeof input.reason !== 'string' || !Object.hasOwn(TradeReason, input.reason)) {
-    throw new ValidationError('INVALID_ARGUMENT', `reason "${shown(input.reason)}" is not one of ${Object.keys(TradeReason).join(', ')}`, { hint: "write it in capitals, e.g. 'DCA'" });
+    throw new ValidationError('INVALID_ARGUMENT', `reason ${JSON.stringify(shown(input.reason))} is not one of ${Object.keys(TradeReason).join(', ')}`, { hint: "write it in capitals, e.g. 'DCA'" });
   }
 }
 
@@ -288,7 +288,7 @@ function checkFill(fill: Fill): CheckedFill {
       });
     }
     if (!REFERENCE.test(v)) {
-      throw new ValidationError('INVALID_ARGUMENT', `${field} "${shown(v)}" is not allowed`, {
+      throw new ValidationError('INVALID_ARGUMENT', `${field} ${JSON.stringify(shown(v))} is not allowed`, {
         hint: 'use 1 to 128 visible ASCII characters, no spaces, as the exchange or the chain gives it',
       });
     }
@@ -644,7 +644,7 @@ export class Ledger {
     // An unknown status would match no trade: [] would read as "none".
     const status: unknown = inputObject(filter, 'the filter').status;
     if (status !== undefined && (typeof status !== 'string' || !Object.hasOwn(TradeStatus, status))) {
-      throw new ValidationError('INVALID_ARGUMENT', `status "${shown(status)}" is not one of ${Object.keys(TradeStatus).join(', ')}`, { hint: "write it in capitals, e.g. { status: 'PENDING' }" });
+      throw new ValidationError('INVALID_ARGUMENT', `status ${JSON.stringify(shown(status))} is not one of ${Object.keys(TradeStatus).join(', ')}`, { hint: "write it in capitals, e.g. { status: 'PENDING' }" });
     }
     const window = checkWindow(filter);
     return this.#ctx.read(options, async (tx) => {

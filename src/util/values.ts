@@ -1,5 +1,4 @@
 import { ValidationError } from '../errors.ts';
-import { escapeControls } from './text.ts';
 
 /** An object that is not null or an array, as JSON and callers' inputs hold them. */
 export function isRecord(v: unknown): v is Record<string, unknown> {
@@ -8,12 +7,12 @@ export function isRecord(v: unknown): v is Record<string, unknown> {
 
 /**
  * A value from the caller, for an error message: its text cut to `max` characters (a 5 MB id is
- * not echoed whole), its control characters shown escaped (a newline in it would read as a space
- * on the one line an error is printed on).
+ * not echoed whole). Messages quote it with JSON.stringify, which shows a newline in it as \n
+ * (flattened into the one line an error is printed on, it would read as a space).
  */
 export function shown(value: unknown, max = 64): string {
   const text = typeof value === 'string' ? value : String(value);
-  return escapeControls(text.length > max ? `${text.slice(0, max - 3)}...` : text);
+  return text.length > max ? `${text.slice(0, max - 3)}...` : text;
 }
 
 /**
