@@ -264,25 +264,6 @@ describe('accumulate: take profit', () => {
     const blocked = limited.step('1', T0 + 10 * MIN).decision;
     assert.deepEqual([blocked.order, blocked.skipped, limited.scratch.takeProfitAt], [null, 'max-trades-per-hour', null]);
     assert.equal(limited.step('1.5', T0 + 70 * MIN).decision.order?.reason, 'TAKE_PROFIT');
-    // A take profit that maxOrderUsd cuts to a slice goes on with the next slices at the next ticks,
-    // without a new rise, up to takeProfitSellPercent of the balance (while the price stays above the
-    // threshold, which each sale raises).
-    const capped = tp(['accumulate.takeProfitSellPercent=50', 'limits.maxOrderUsd=100'], { tokenBalance: '1000', totalAccumulated: '1000' });
-    const slices = summary(capped.run(['2', '2', '2', '2', '2', '2', '2', '2', '2', '2', '2'], T0, MIN));
-    assert.deepEqual(slices.map(([reason, base]) => [reason, base]), Array.from({ length: 9 }, () => ['TAKE_PROFIT', '50']));
-    // After 8 slices the basis 1000/600 puts the threshold at exactly 2, still due; after the 9th
-    // (1000/550 × 1.2 ≈ 2.18) it is past the price: 450 of the 500 sold, the rest needs a higher price.
-    assert.equal(capped.job.tokenBalance, '550');
-    // Not capped, the whole 50 % goes in one sale and nothing is left to sell.
-    const whole = tp(['accumulate.takeProfitSellPercent=50'], { tokenBalance: '1000', totalAccumulated: '1000' });
-    assert.deepEqual(summary(whole.run(['2', '2', '2'], T0, MIN)).map(([reason, base]) => [reason, base]), [['TAKE_PROFIT', '500']]);
-    assert.equal(whole.scratch.takeProfitLeft, '0');
-    // A fall below the threshold ends what was left of it.
-    const ended = tp(['accumulate.takeProfitSellPercent=50', 'limits.maxOrderUsd=100'], { tokenBalance: '1000', totalAccumulated: '1000' });
-    ended.step('2', T0);
-    assert.equal(ended.scratch.takeProfitLeft, '450');
-    ended.step('1', T0 + MIN);
-    assert.deepEqual([ended.scratch.takeProfitLeft, ended.scratch.takeProfitAt], ['0', null]);
     // A failed take-profit order sets nothing: the next tick tries again.
     const failing = tp();
     failing.step('2', T0, { fail: true });
@@ -608,14 +589,14 @@ describe('parseScratch', () => {
     const s = parseScratch({
       dipBought: true, pendingDip: 'yes', prices: valid, quoteFlow: '-12.5', day: '2024-03-01', dayVolume: '7.25',
       tradeTimes: [T0 + 5, 'x', -1, 1.5, T0 + 3, Number.NaN], tradeMinutes: [[T0, 3], [T0 + 1, 2], [T0, -1], 'x'],
-      lastFill: 'c-9', takeProfitAt: '2.5', takeProfitLeft: '40.5', extra: { big: 'x'.repeat(1000) },
+      lastFill: 'c-9', takeProfitAt: '2.5', extra: { big: 'x'.repeat(1000) },
     }, job);
     assert.deepEqual(s, {
-      v: 1, dipBought: true, pendingDip: false, takeProfitAt: '2.5', takeProfitLeft: '40.5', prices: valid.slice(5), quoteFlow: '-12.5', day: '2024-03-01',
+      v: 1, dipBought: true, pendingDip: false, takeProfitAt: '2.5', prices: valid.slice(5), quoteFlow: '-12.5', day: '2024-03-01',
       dayVolume: '7.25', tradeTimes: [T0 + 3, T0 + 5], tradeMinutes: [[T0, 3]], lastFill: 'c-9',
     });
-    const bad = parseScratch({ prices: ['1', '0'], quoteFlow: 1.5, day: '2024-13-45', dayVolume: '5', dipBought: true, takeProfitAt: '0', takeProfitLeft: '-3' }, makeJob());
-    assert.deepEqual([bad.prices, bad.quoteFlow, bad.day, bad.dayVolume, bad.dipBought, bad.takeProfitAt, bad.takeProfitLeft], [[], '0', null, '0', false, null, '0']);
+    const bad = parseScratch({ prices: ['1', '0'], quoteFlow: 1.5, day: '2024-13-45', dayVolume: '5', dipBought: true, takeProfitAt: '0' }, makeJob());
+    assert.deepEqual([bad.prices, bad.quoteFlow, bad.day, bad.dayVolume, bad.dipBought, bad.takeProfitAt], [[], '0', null, '0', false, null]);
     assert.deepEqual(parseScratch({ day: '2024-03-01', dayVolume: '-1' }, job).day, null);
     assert.deepEqual(parseScratch({ prices: ['1.0'] }, job).prices, [], 'non-canonical decimals are junk');
   });

@@ -46,7 +46,6 @@ export function decideAccumulate(input: StrategyInput): Decision {
   const profitDue = takeProfitDue(price, job.tokenBalance, job.totalAccumulated, cfg.takeProfitPercent);
   const lastTake = input.scratch.takeProfitAt;
   if (!profitDue && lastTake !== null) draft.patch.takeProfitAt = null;
-  if (!profitDue && input.scratch.takeProfitLeft !== '0') draft.patch.takeProfitLeft = '0';
   if (tradeLimitReached(input)) return finish(input, draft, null, 'max-trades-per-hour');
 
   const caps: Cap[] = [['max-accumulation', sub(cfg.maxAccumulationUsd, job.totalAccumulated)]];
@@ -57,20 +56,11 @@ export function decideAccumulate(input: StrategyInput): Decision {
     return null;
   };
 
-  const left = input.scratch.takeProfitLeft;
-  if (profitDue && left !== '0') {
-    // A take profit that a limit cut to a slice goes on with the next slice, without a new rise.
-    const order = attempt(sizeSell(input, 'TAKE_PROFIT', left, []));
-    if (order) return finish(input, draft, order, undefined);
-  } else if (profitDue && (lastTake === null || risenFrom(price, lastTake, cfg.takeProfitPercent))) {
-    // takeProfitSellPercent % of the balance, rounded down once; what a limit leaves of it is sold
-    // by the next ticks (takeProfitLeft, lowered by each fill).
+  if (profitDue && (lastTake === null || risenFrom(price, lastTake, cfg.takeProfitPercent))) {
+    // takeProfitSellPercent % of the balance, rounded down once.
     const base = mulDiv(job.tokenBalance, cfg.takeProfitSellPercent, '100', 'down');
     const order = attempt(sizeSell(input, 'TAKE_PROFIT', base, []));
-    if (order) {
-      draft.patch.takeProfitLeft = base;
-      return finish(input, draft, order, undefined);
-    }
+    if (order) return finish(input, draft, order, undefined);
   }
   if (!input.scratch.dipBought && isDip(price, high, cfg.dipBuyThreshold)) {
     const order = attempt(sizeBuy(input, 'DIP_BUY', mul(cfg.dcaAmount, cfg.dipBuyMultiplier, 'down'), caps));

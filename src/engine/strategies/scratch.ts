@@ -39,13 +39,6 @@ export type Scratch = {
    * Cleared (re-armed) by a tick below the threshold.
    */
   readonly takeProfitAt: Decimal | null;
-  /**
-   * Accumulate: tokens of the take profit under way not sold yet ('0' when none): set to the whole
-   * takeProfitSellPercent when a take profit is decided, lowered by each take-profit fill. While it
-   * is above 0 and the price above the threshold, each tick sells the next slice (a limit such as
-   * maxOrderUsd cut the sale). Cleared with takeProfitAt.
-   */
-  readonly takeProfitLeft: Decimal;
   /** Liquidity: the last {@link MA_WINDOW} prices, oldest first. */
   readonly prices: readonly Decimal[];
   /** Quote received by executed sells minus quote spent by executed buys; liquidity cash = capitalUsd + quoteFlow. */
@@ -69,7 +62,6 @@ export function emptyScratch(): Scratch {
     dipBought: false,
     pendingDip: false,
     takeProfitAt: null,
-    takeProfitLeft: '0',
     prices: [],
     quoteFlow: '0',
     day: null,
@@ -112,8 +104,6 @@ export function parseScratch(doc: unknown, job: Job): Scratch {
 
   const takeRaw = own('takeProfitAt');
   const takeProfitAt = isPositive(takeRaw) ? takeRaw : null;
-  const leftRaw = own('takeProfitLeft');
-  const takeProfitLeft = isDecimal(leftRaw) && !isNegative(leftRaw) ? leftRaw : '0';
 
   const pricesRaw = own('prices');
   const prices = Array.isArray(pricesRaw) && pricesRaw.every(isPositive)
@@ -156,7 +146,6 @@ export function parseScratch(doc: unknown, job: Job): Scratch {
     dipBought,
     pendingDip,
     takeProfitAt,
-    takeProfitLeft,
     prices,
     quoteFlow,
     day,

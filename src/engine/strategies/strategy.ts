@@ -16,7 +16,7 @@
 import { ValidationError } from '../../errors.ts';
 import type { Job } from '../../jobs/job-rows.ts';
 import type { Trade, TradeReason } from '../../ledger/ledger.ts';
-import { add, cmp, div, isDecimal, isNegative, min, mul, sub, toUnits, worthNothing, type Decimal } from '../../money/decimal.ts';
+import { add, cmp, div, isDecimal, min, mul, sub, toUnits, worthNothing, type Decimal } from '../../money/decimal.ts';
 import { decideAccumulate } from './accumulate.ts';
 import { decideLiquidating } from './liquidating.ts';
 import { decideLiquidity } from './liquidity.ts';
@@ -115,13 +115,10 @@ export function afterFill(input: AfterFillInput): Scratch {
     dayVolume = add(dayVolume, quote);
   } // A fill dated before the counted day belongs to a day that is over.
   const isBuy = trade.side === 'BUY';
-  const tookProfit = !isBuy && trade.reason === 'TAKE_PROFIT';
-  const left = tookProfit ? sub(scratch.takeProfitLeft, trade.baseAmount) : scratch.takeProfitLeft;
   return {
     ...cleared,
     dipBought: isBuy && (trade.reason === 'DIP_BUY' || scratch.pendingDip) ? true : scratch.dipBought,
-    takeProfitAt: tookProfit && trade.priceUsd !== null ? trade.priceUsd : scratch.takeProfitAt,
-    takeProfitLeft: isNegative(left) ? '0' : left,
+    takeProfitAt: !isBuy && trade.reason === 'TAKE_PROFIT' && trade.priceUsd !== null ? trade.priceUsd : scratch.takeProfitAt,
     quoteFlow: isBuy ? sub(scratch.quoteFlow, quote) : add(scratch.quoteFlow, quote),
     day: volumeDay,
     dayVolume,
