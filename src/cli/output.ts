@@ -30,8 +30,8 @@ export const OUTPUT_FAILED = 7;
  * would have, with its own exit code. A process waiting for a signal to stop (the daemon) is
  * sent SIGTERM, and stops cleanly.
  *
- * The same for any other reader gone (EIO: the terminal closed). A file that cannot take the
- * output (`> file` on a full disk: ENOSPC, EDQUOT, EFBIG) is said on stderr in one line, and a
+ * The same for a terminal that closed (EIO on a TTY). A file that cannot take the output (`> file`
+ * on a full disk: ENOSPC, EDQUOT, EFBIG; an I/O error) is said on stderr in one line, and a
  * command that succeeded exits {@link OUTPUT_FAILED} instead of 0: a script reading the output
  * must not take a cut-short file for a whole one (a command that failed keeps its own code). The
  * error arrives after the write that failed, possibly once the command has returned: it sets the
@@ -39,20 +39,25 @@ export const OUTPUT_FAILED = 7;
  */
 function watchStdout(): void {
   if (process.stdout.listenerCount('error') > 0) return;
-  // stderr may be on the same full disk (`> log 2>&1`): its own failure must not crash the process.
-  if (process.stderr.listenerCount('error') === 0) process.stderr.on('error', () => {});
+  watchStderr();
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (stdoutClosed) return;
     stdoutClosed = true;
-    if (e.code === 'ENOSPC' || e.code === 'EDQUOT' || e.code === 'EFBIG') {
+    const readerGone = e.code === 'EPIPE' || e.code === 'ECONNRESET' || (e.code === 'EIO' && process.stdout.isTTY === true);
+    if (!readerGone) {
       stdoutFailed = true;
       if (!process.exitCode) process.exitCode = OUTPUT_FAILED;
       process.stderr.write(
-        `botstate: could not write the output: ${e.code} (${e.message.replace(/\s+/g, ' ')}) (the output is lost or cut short; a change the command made stays made: look with botstate status or list before running it again, and write the output where there is room)\n`,
+        `botstate: could not write the output: ${e.code ?? 'error'} (${e.message.replace(/\s+/g, ' ')}) (the output is lost or cut short; a change the command made stays made: look with botstate status or list before running it again, and write the output where there is room)\n`,
       );
     }
     if (process.listenerCount('SIGTERM') > 0) process.kill(process.pid, 'SIGTERM');
   });
+}
+
+/** stderr may be on the same full disk (`> log 2>&1`): its failure must not crash the process, whose exit code says the rest. */
+function watchStderr(): void {
+  if (process.stderr.listenerCount('error') === 0) process.stderr.on('error', () => {});
 }
 
 /** True once writing to stdout failed other than by its reader going away (see watchStdout). */
@@ -65,7 +70,10 @@ export const processIo: Io = {
     watchStdout();
     if (!stdoutClosed) process.stdout.write(text);
   },
-  err: (text) => void process.stderr.write(text),
+  err: (text) => {
+    watchStderr();
+    process.stderr.write(text);
+  },
 };
 
 /**

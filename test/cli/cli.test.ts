@@ -1109,9 +1109,12 @@ describe('botstate CLI without a job database', () => {
     // stderr on the same full disk (`> log 2>&1`): still exit 7, no crash.
     const both = await cli(['list', '--db', path], { stdoutTo: '/dev/full', stderrToo: true });
     assert.equal(both.code, 7, show(both));
-    // A command that failed keeps its own code: the database was not changed, whatever the output.
+    // A command that failed keeps its own code: the database was not changed, whatever the output;
+    // with its one line on stderr lost on the same full disk too.
     const failed = await cli(['status', OTHER_TOKEN, '--json', '--db', path], { stdoutTo: '/dev/full' });
     assert.equal(failed.code, 4, show(failed));
+    const failedBoth = await cli(['status', OTHER_TOKEN, '--db', path], { stdoutTo: '/dev/full', stderrToo: true });
+    assert.equal(failedBoth.code, 4, show(failedBoth));
     // A command that wrote to the database did so; only its report is lost.
     const paused = await cli(['pause', TOKEN, '--db', path], { stdoutTo: '/dev/full' });
     assert.equal(paused.code, 7, show(paused));
