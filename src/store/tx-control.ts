@@ -36,10 +36,32 @@ const TRANSACTION_PRAGMAS = new Set(['defer_foreign_keys', 'user_version', 'appl
  * table of the same name from every later call on it (temporary objects are looked up first).
  * PostgreSQL's ON COMMIT DROP ends a table with the transaction.
  */
-const TEMP_PG = /^CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?(?:TEMP|TEMPORARY)\s+(?:(?:UNLOGGED\s+)?TABLE|VIEW|RECURSIVE\s+VIEW|SEQUENCE)\b/i;
-const TEMP_SQLITE = /^CREATE\s+(?:TEMP|TEMPORARY)\s+(?:TABLE|VIEW|TRIGGER)\b/i;
-/** set_config(name, value, false): a SET by function call (true is SET LOCAL). */
-const SET_CONFIG = /\bset_config\s*\([^()]*,\s*false\s*\)/i;
+const TEMP_PG = new RegExp(
+  '^(?:CREATE\\s+(?:OR\\s+REPLACE\\s+)?(?:(?:GLOBAL|LOCAL)\\s+)?(?:TEMP|TEMPORARY)\\s+(?:(?:UNLOGGED\\s+)?TABLE|VIEW|RECURSIVE\\s+VIEW|SEQUENCE)\\b' +
+    '|CREATE\\s+(?:OR\\s+REPLACE\\s+)?(?:UNLOGGED\\s+)?(?:TABLE|VIEW|RECURSIVE\\s+VIEW|SEQUENCE|MATERIALIZED\\s+VIEW)\\s+(?:IF\\s+NOT\\s+EXISTS\\s+)?pg_temp\\s*\\.' +
+    '|SELECT\\b[\\s\\S]*?\\bINTO\\s+(?:TEMP|TEMPORARY)\\b)',
+  'i',
+);
+const TEMP_SQLITE = /^CREATE\s+(?:(?:TEMP|TEMPORARY)\s+(?:TABLE|VIEW|TRIGGER)\b|(?:VIRTUAL\s+)?(?:TABLE|VIEW|TRIGGER|INDEX)\s+(?:IF\s+NOT\s+EXISTS\s+)?temp\s*\.)/i;
+
+/**
+ * A call of set_config whose third argument is not written `true` (SET LOCAL's equivalent): false
+ * is a SET by function call, and anything else (a parameter, an expression) may be false.
+ */
+function setConfigForSession(plain: string): boolean {
+  const call = /\bset_config\s*\(/gi;
+  for (let m = call.exec(plain); m !== null; m = call.exec(plain)) {
+    let depth = 1;
+    let i = call.lastIndex;
+    for (; i < plain.length && depth > 0; i++) {
+      if (plain[i] === '(') depth++;
+      else if (plain[i] === ')') depth--;
+    }
+    const args = plain.slice(call.lastIndex, depth === 0 ? i - 1 : i);
+    if (!/,\s*true\s*$/i.test(args)) return true;
+  }
+  return false;
+}
 
 /**
  * A SQLite trigger's body (`CREATE TRIGGER … BEGIN stmt; … END`): its statements are not the
@@ -89,10 +111,10 @@ const SEEN_MAX = 1000;
 
 function scan(sql: string, engine: Engine): string | undefined {
   let plain = blanked(sql, engine);
-  if (engine === 'postgres' && SET_CONFIG.test(plain)) return 'set_config(…, false)';
   // Before trigger bodies are blanked, with their CREATE: a TEMP trigger stays on the connection too.
   if (engine === 'sqlite' && plain.split(';').some((s) => TEMP_SQLITE.test(s.trimStart()))) return 'CREATE TEMP';
   plain = plain.replace(engine === 'sqlite' ? TRIGGER_BODY : ATOMIC_BODY, ' ');
+  if (engine === 'postgres' && setConfigForSession(plain)) return 'set_config(…, false)';
   for (const statement of plain.split(';')) {
     const text = statement.trimStart();
     const m = CONTROL.exec(text) ?? (engine === 'postgres' ? SESSION_PG.exec(text) : undefined);

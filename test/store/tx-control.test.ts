@@ -121,6 +121,19 @@ describe('transactionControl', () => {
       ['CREATE TEMP TABLE t (x int) ON COMMIT DROP', undefined],
       ['CREATE TEMPORARY TABLE t ON COMMIT DROP AS SELECT 1', undefined],
       ['CREATE TABLE temp (x int)', undefined],
+      // set_config allowed only with a third argument written true; temporary objects by any spelling.
+      ["SELECT set_config('search_path','public','false')", 'set_config(…, false)'],
+      ["SELECT set_config('a', 'b', $2)", 'set_config(…, false)'],
+      ["SELECT set_config('a', concat('b','c'), false)", 'set_config(…, false)'],
+      ["SELECT set_config('a', concat('b','c'), true)", undefined],
+      ["SELECT set_config('a', 'b', is_local => false)", 'set_config(…, false)'],
+      ["CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT set_config('a','b',false); SELECT 1; END", undefined],
+      ['CREATE TABLE pg_temp.jobs (x int)', 'CREATE TEMP'],
+      ['CREATE OR REPLACE TEMP VIEW v AS SELECT 1', 'CREATE TEMP'],
+      ['CREATE VIEW pg_temp.x AS SELECT 1', 'CREATE TEMP'],
+      ['SELECT 1 AS a INTO TEMP t', 'CREATE TEMP'],
+      ['SELECT 1 AS a INTO t2', undefined],
+      ['CREATE TABLE pg_temp.t (x int) ON COMMIT DROP', undefined],
     ];
     for (const [sql, found] of postgres) assert.equal(transactionControl(sql, 'postgres'), found, `postgres: ${sql}`);
     const sqlite: Array<[string, string | undefined]> = [
@@ -144,6 +157,11 @@ describe('transactionControl', () => {
       ['CREATE TEMP TABLE jobs (x int)', 'CREATE TEMP'],
       ['SELECT 1; CREATE TEMPORARY VIEW v AS SELECT 1', 'CREATE TEMP'],
       ['CREATE TEMP TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; END', 'CREATE TEMP'],
+      ['CREATE TABLE temp.jobs (x int)', 'CREATE TEMP'],
+      ['CREATE VIEW temp.v AS SELECT 1', 'CREATE TEMP'],
+      ['CREATE VIRTUAL TABLE temp.t USING fts5(x)', 'CREATE TEMP'],
+      ['CREATE TRIGGER temp.tr AFTER INSERT ON t BEGIN SELECT 1; END', 'CREATE TEMP'],
+      ['CREATE TABLE main.t (x)', undefined],
       ['SELECT * FROM pragma_table_info(\'jobs\')', undefined],
       // SQLite has no SET statement: this fails in SQLite itself.
       ['SET x = 1', undefined],
