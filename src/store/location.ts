@@ -77,17 +77,24 @@ function sqlitePath(path: string): Location {
   return { engine: 'sqlite', path };
 }
 
-/** A file SQLite would take for a database: its header, or empty (a database not written yet). */
+/**
+ * A file SQLite would take for a database: its header, or empty (a database not written yet). A
+ * file this user may not read is taken for one (refusing its companion is the safe side).
+ */
 function isSqliteFile(path: string): boolean {
-  let fd: number | undefined;
   try {
     if (!statSync(path).isFile()) return false;
+  } catch {
+    return false; // nothing there
+  }
+  let fd: number | undefined;
+  try {
     fd = openSync(path, 'r');
     const header = Buffer.alloc(16);
     const read = readSync(fd, header, 0, 16, 0);
     return read === 0 || header.toString('latin1', 0, read) === 'SQLite format 3\0';
   } catch {
-    return false;
+    return true;
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
