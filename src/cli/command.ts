@@ -94,3 +94,18 @@ export function windowOf(ctx: CommandContext): { since?: string; limit?: number 
   }
   return { ...(since !== undefined ? { since } : {}), ...(limit !== undefined ? { limit } : {}) };
 }
+
+/** A flag's value among `allowed`, in any case (`-` read as `_`); refused when missing or not one of them. */
+export function oneOf<T extends string>(ctx: CommandContext, command: string, flag: string, allowed: readonly T[]): T {
+  const value = ctx.values[flag];
+  if (typeof value !== 'string') {
+    throw new ValidationError('USAGE', `missing --${flag}`, { hint: `pass --${flag} ${allowed.join('|').toLowerCase()}` });
+  }
+  const upper = value.toUpperCase().replace(/-/g, '_') as T;
+  if (!allowed.includes(upper)) {
+    throw new ValidationError('USAGE', `--${flag} must be one of ${allowed.join(', ').toLowerCase()}, got "${value}"`, {
+      hint: `see botstate ${command} --help`,
+    });
+  }
+  return upper;
+}

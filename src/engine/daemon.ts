@@ -6,7 +6,7 @@ import { BotstateError, coerceError, isBotstateError } from '../errors.ts';
 import { cmp } from '../money/decimal.ts';
 import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import { beyondAsked, type IntentInput, type Settlement, type Trade } from '../ledger/ledger.ts';
-import type { CallOptions, Fence } from '../store/context.ts';
+import { MAX_ACTOR_LENGTH, type CallOptions, type Fence } from '../store/context.ts';
 import type { Store } from '../store/store.ts';
 import { ExchangeInvalidAnswerError, ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from './exchange.ts';
 import { parseExchangeOrder } from './exchanges/http-exchange.ts';
@@ -1115,8 +1115,8 @@ function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
   }
 }
 
-/** An actor is at most 200 characters (see checkActor): `daemon:` and the id. */
-const MAX_INSTANCE_ID = 200 - 'daemon:'.length;
+/** The daemon's actor, `daemon:` and the id, is at most an actor's length. */
+const MAX_INSTANCE_ID = MAX_ACTOR_LENGTH - 'daemon:'.length;
 const DAEMON_OPTIONS = ['store', 'exchange', 'tickMs', 'leaseTtlMs', 'concurrency', 'maxFailures', 'flushMs', 'maxJobs', 'exchangeTimeoutMs', 'log', 'instanceId'];
 
 /** Refuses an unknown option or a count or duration that is not a positive whole number (0, NaN, 1.5). */
@@ -1136,7 +1136,7 @@ function checkDaemonOptions(options: DaemonOptions): void {
   // audit log cannot store would leave the daemon holding jobs it can neither trade nor mark ERROR.
   const id: unknown = options.instanceId;
   if (id !== undefined && (typeof id !== 'string' || id.length === 0 || id.length > MAX_INSTANCE_ID || !isStorableText(id) || id.trim() !== id)) {
-    throw bad(`daemon option instanceId must be 1 to ${MAX_INSTANCE_ID} characters of well-formed text, without NUL or surrounding blanks, got ${typeof id === 'string' ? `${JSON.stringify(shown(id))}` : `a ${typeof id}`}`);
+    throw bad(`daemon option instanceId must be 1 to ${MAX_INSTANCE_ID} characters of well-formed text, without NUL or surrounding blanks, got ${typeof id === 'string' ? JSON.stringify(shown(id)) : `a ${typeof id}`}`);
   }
   if (typeof options.store?.transaction !== 'function') throw bad('daemon option store must be a Store (openStore)');
   for (const method of ['placeOrder', 'getOrder', 'getPrice', 'getBalances'] as const) {

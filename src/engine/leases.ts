@@ -125,8 +125,9 @@ export class Leases {
         // host, its process exists (a pid reused by another program after a crash or a reboot
         // does not count for ever). A daemon of an older version, which did not store its TTL,
         // is judged by this one's, or by a lease it still holds (unexpired, by its own TTL).
+        const staleBefore = iso(-this.#ttlOf(other));
         const live =
-          instanceAlive(other, iso(-this.#ttlOf(other))) ||
+          instanceAlive(other, staleBefore) ||
           (other.lease_ttl_ms === null &&
             (other.host !== this.#host || processAlive(other)) &&
             (await tx.get('SELECT 1 AS held FROM job_leases WHERE owner = ? AND expires_at >= ? LIMIT 1', [other.id, now])) !== undefined);
@@ -139,7 +140,7 @@ export class Leases {
           const gone = other.host === this.#host && !processAlive(other);
           const marked = gone
             ? await tx.run('UPDATE daemon_instances SET stopped_at = ? WHERE id = ? AND stopped_at IS NULL', [now, other.id])
-            : await tx.run('UPDATE daemon_instances SET stopped_at = ? WHERE id = ? AND stopped_at IS NULL AND heartbeat_at <= ?', [now, other.id, iso(-this.#ttlOf(other))]);
+            : await tx.run('UPDATE daemon_instances SET stopped_at = ? WHERE id = ? AND stopped_at IS NULL AND heartbeat_at <= ?', [now, other.id, staleBefore]);
           if (marked > 0) dead.push(other.id);
         } else if (!this.#store.capabilities.concurrentWriters) {
           throw new BotstateError('DAEMON_RUNNING', `another daemon (pid ${other.pid} on ${other.host}) is running on ${this.#store.location}`, {

@@ -138,7 +138,6 @@ function configOf(row: JobRow): JobConfig {
   return config;
 }
 
-/** A job row botstate could not have written: it was changed outside botstate. */
 /** A stored field of a job or a trade (`id`: the trade's clientOrderId) that botstate cannot have written. */
 export function damaged(entity: 'job' | 'trade', id: string, field: string, what: string, cause?: unknown): StorageError {
   return new StorageError('STORAGE_CORRUPT', `the stored ${field} of ${entity} ${id} ${what}`, {
@@ -215,7 +214,7 @@ export function normalizeChain(chain: string | undefined): string {
   const given: unknown = chain ?? DEFAULT_CHAIN;
   const c = typeof given === 'string' ? given.toLowerCase() : '';
   if (!CHAIN.test(c)) {
-    throw new ValidationError('INVALID_ARGUMENT', `chain ${typeof given === 'string' ? `${JSON.stringify(shown(given))}` : `(a ${typeof given})`} is not a chain name`, {
+    throw new ValidationError('INVALID_ARGUMENT', `chain ${typeof given === 'string' ? JSON.stringify(shown(given)) : `(a ${typeof given})`} is not a chain name`, {
       hint: 'use letters, digits and - (at most 32), for example base or ethereum',
     });
   }

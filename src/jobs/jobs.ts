@@ -131,7 +131,7 @@ function checkMode(mode: string): JobMode {
   return mode as JobMode;
 }
 
-export function checkStatus(status: string): JobStatus {
+function checkStatus(status: string): JobStatus {
   if (!(JOB_STATUSES as readonly string[]).includes(status)) {
     throw new ValidationError('INVALID_ARGUMENT', `status "${status}" is not one of ${JOB_STATUSES.join(', ')}`, {
       hint: `use one of ${JOB_STATUSES.join(', ').toLowerCase()}`,

@@ -46,7 +46,6 @@ const ZEROS = '0'.repeat(SCALE);
 const POW10: readonly bigint[] = Array.from({ length: SCALE + 1 }, (_, i) => 10n ** BigInt(i));
 /** Most integer digits an amount may have (parseDecimal's default): a stored total stays within it too. */
 export const MAX_INTEGER_DIGITS = 78;
-const DEFAULT_MAX_INTEGER_DIGITS = MAX_INTEGER_DIGITS;
 
 // Compiled once: the canonical form, and the general shape accepted as input.
 const CANONICAL_RE = new RegExp(`^(?!-0$)-?(?:0|[1-9][0-9]*)(?:\\.[0-9]{0,${SCALE - 1}}[1-9])?$`);
@@ -116,7 +115,7 @@ export function parseDecimal(input: string, opts?: ParseDecimalOptions): Decimal
       details: { field, reason: 'type' },
     });
   }
-  const maxInt = opts?.maxIntegerDigits ?? DEFAULT_MAX_INTEGER_DIGITS;
+  const maxInt = opts?.maxIntegerDigits ?? MAX_INTEGER_DIGITS;
   const maxScale = opts?.maxScale ?? SCALE;
   if (opts?.maxIntegerDigits !== undefined) checkLimit('maxIntegerDigits', maxInt, 1_000_000);
   if (opts?.maxScale !== undefined) checkLimit('maxScale', maxScale, SCALE);

@@ -307,10 +307,13 @@ export class Context {
   }
 }
 
+/** The longest actor the audit log stores. */
+export const MAX_ACTOR_LENGTH = 200;
+
 /** An actor as the audit log stores it: 1 to 200 characters of well-formed text without NUL. */
 export function checkActor(actor: unknown, what: string): string {
-  if (typeof actor !== 'string' || actor.length === 0 || actor.length > 200 || !isStorableText(actor)) {
-    throw new ValidationError('INVALID_ARGUMENT', `${what} must be 1 to 200 characters of well-formed text without NUL`, {
+  if (typeof actor !== 'string' || actor.length === 0 || actor.length > MAX_ACTOR_LENGTH || !isStorableText(actor)) {
+    throw new ValidationError('INVALID_ARGUMENT', `${what} must be 1 to ${MAX_ACTOR_LENGTH} characters of well-formed text without NUL`, {
       hint: 'name who is acting, e.g. "ops:alice"',
     });
   }

@@ -115,7 +115,6 @@ function checkNotCompanion(path: string): void {
   if (suffix === undefined) return;
   const database = path.slice(0, -suffix.length);
   if (!isSqliteFile(database)) return; // nothing there, or no database: the name is a database's own
-
   throw new ValidationError('USAGE', `${path} is the ${suffix} file of the database ${database}, which SQLite or botstate would delete`, {
     hint: `open the database itself, ${database}`,
   });

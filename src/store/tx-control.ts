@@ -88,10 +88,11 @@ const IDENTIFIER_CHAR = /[\w$\u0080-\uffff]/;
 /**
  * The statement a tx refuses in `sql` (a statement, or a script of several separated by `;`):
  * one that begins or ends a transaction (see CONTROL) or, since the connection outlives the
- * transaction, one that changes the connection's settings (PostgreSQL's SET, RESET and DISCARD,
- * a SQLite PRAGMA that sets something). Its first words, in capitals, or undefined if it has none. Quoted text and comments, as `engine` reads
- * them, SQLite trigger bodies and PostgreSQL BEGIN ATOMIC bodies are skipped; text this cannot
- * read is left to the database.
+ * transaction, one that changes the connection (see changesSession): PostgreSQL's SET, RESET,
+ * DISCARD and set_config, a SQLite PRAGMA that sets something, a temporary object. Its first
+ * words, or undefined if it has none. Quoted text and comments, as `engine` reads them, SQLite
+ * trigger bodies and PostgreSQL BEGIN ATOMIC bodies are skipped; text this cannot read is left to
+ * the database.
  */
 export function transactionControl(sql: string, engine: Engine): string | undefined {
   // Every statement of a store call joined to a caller's transaction passes here: botstate's own

@@ -5,7 +5,7 @@ import type { Job } from '../../jobs/job-rows.ts';
 import { JOB_STATUSES, type JobMode, type JobStatus } from '../../jobs/lifecycle.ts';
 import { checkConfigureInput, checkStartInput } from '../../jobs/jobs.ts';
 import type { Store } from '../../store/store.ts';
-import { CHAIN_OPTION, EXISTING, READING, timeFlag, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
+import { CHAIN_OPTION, EXISTING, oneOf, READING, timeFlag, tokenRef, withStore, type Command, type CommandContext } from '../command.ts';
 import { errorInJson, jobJson, jobsTable, jobView, json, jsonArrayChunks, jsonError, outChunks } from '../output.ts';
 
 const CONFIG_OPTIONS = {
@@ -16,15 +16,6 @@ const CONFIG_OPTIONS = {
 const CONFIG_HELP =
   'Config keys (defaults in brackets; "off" means no limit):\n' +
   CONFIG_KEYS.map((k) => `  ${`${k.section}.${k.key}`.padEnd(34)} ${k.description} [${k.default === null ? 'off' : String(k.default)}]`).join('\n');
-
-/** list's --status, in any case. */
-function statusFlag(value: string): JobStatus {
-  const upper = value.toUpperCase();
-  if (!(JOB_STATUSES as readonly string[]).includes(upper)) {
-    throw new ValidationError('USAGE', `--status must be one of ${JOB_STATUSES.join(', ').toLowerCase()}, got "${value}"`, { hint: 'see botstate list --help' });
-  }
-  return upper as JobStatus;
-}
 
 /** A config file is a few hundred bytes; one past this (`--config /dev/zero`, a log given by mistake) is refused unread. */
 const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -196,7 +187,7 @@ const list: Command = {
   positionals: [0, 0],
   async run(ctx) {
     const s = ctx.values['status'];
-    const filter: { status?: JobStatus } = typeof s === 'string' ? { status: statusFlag(s) } : {};
+    const filter: { status?: JobStatus } = typeof s === 'string' ? { status: oneOf(ctx, 'list', 'status', JOB_STATUSES) } : {};
     const { jobs, damaged } = await withStore(ctx, READING, (store) => store.jobs.scan(filter));
     if (damaged.length === 0) {
       outChunks(ctx.io, ctx.json ? jsonArrayChunks(jobs.map(jobJson)) : jobsTable(jobs));

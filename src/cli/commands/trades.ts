@@ -4,23 +4,9 @@ import { isIsoTime } from '../../util/time.ts';
 import { checkRecordInput, checkSettlement, POSITIVE_HINTS, TradeReason, TradeSide, TradeStatus, type Settlement } from '../../ledger/ledger.ts';
 import { leaseHolder } from '../../engine/leases.ts';
 import { scratchAfterFill } from '../../engine/strategies/strategy.ts';
-import { CHAIN_OPTION, EXISTING, READING, tokenRef, WINDOW_OPTIONS, windowOf, withStore, type Command, type CommandContext } from '../command.ts';
+import { CHAIN_OPTION, EXISTING, oneOf, READING, tokenRef, WINDOW_OPTIONS, windowOf, withStore, type Command, type CommandContext } from '../command.ts';
 import { escapeControls } from '../../util/text.ts';
 import { json, jsonArrayChunks, outChunks, tradesTable } from '../output.ts';
-
-function oneOf<T extends string>(ctx: CommandContext, command: string, flag: string, allowed: readonly T[]): T {
-  const value = ctx.values[flag];
-  if (typeof value !== 'string') {
-    throw new ValidationError('USAGE', `missing --${flag}`, { hint: `pass --${flag} ${allowed.join('|').toLowerCase()}` });
-  }
-  const upper = value.toUpperCase().replace(/-/g, '_') as T;
-  if (!allowed.includes(upper)) {
-    throw new ValidationError('USAGE', `--${flag} must be one of ${allowed.join(', ').toLowerCase()}, got "${value}"`, {
-      hint: `see botstate ${command} --help`,
-    });
-  }
-  return upper;
-}
 
 function required(ctx: CommandContext, flag: string, command = 'record'): string {
   const value = ctx.values[flag];
