@@ -25,7 +25,7 @@ export interface SqliteOptions {
   readonly busyTimeoutMs: number;
   /** Create the file if it does not exist (with mode 0600). */
   readonly create: boolean;
-  /** In `power` mode, let concurrent write transactions share one COMMIT and one fsync. */
+  /** Let concurrent write transactions share one COMMIT (and in `power` mode one fsync). */
   readonly groupCommit: boolean;
   /** Replaces the module of the group commit's fsync thread; for tests only (see WalSync). */
   readonly walSyncWorker?: URL;
@@ -84,7 +84,7 @@ export class SqliteAdapter implements Adapter {
   readonly #mutex = new Mutex();
   readonly #executor: Executor;
   readonly #busyTimeoutMs: number;
-  /** Set in `power` mode with group commit (on a file): then the fsyncs are ours, see WalSync. */
+  /** Set with group commit (on a file): in `power` mode the fsyncs are then ours, see WalSync; in `process` mode it only numbers the commits. */
   readonly #walSync: WalSync | undefined;
   readonly #queue: Queued[] = [];
   /** Committed batches waiting for their fsync, oldest first. */
@@ -94,6 +94,8 @@ export class SqliteAdapter implements Adapter {
   #pumping = false;
   /** Refuses grouped transactions queued past the busy timeout (see #watchQueue). */
   #queueTimer: NodeJS.Timeout | undefined;
+  /** A batch's BEGIN found the write lock taken by another connection and waits for it. */
+  #waitingForLock = false;
   #wake: (() => void) | undefined;
   #closed = false;
   #commits = 0;
@@ -133,7 +135,7 @@ export class SqliteAdapter implements Adapter {
     this.#busyTimeoutMs = options.busyTimeoutMs;
     this.#longWalFrames = options.longWalFrames ?? LONG_WAL_FRAMES;
     this.#waitPath = options.path === ':memory:' ? undefined : `${options.path}-wait`;
-    this.#walSync = ownsFsync(options) ? new WalSync(options.path, options.walSyncWorker) : undefined;
+    this.#walSync = groupsCommits(options) ? new WalSync(options.path, options.walSyncWorker, { fsync: ownsFsync(options) }) : undefined;
     this.#executor = {
       all: (sql, params) => this.#call(sql, (stmt) => stmt.all(...bind(params)) as never),
       get: (sql, params) => this.#call(sql, (stmt) => stmt.get(...bind(params)) as never),
@@ -226,7 +228,7 @@ export class SqliteAdapter implements Adapter {
    */
   async transaction<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     if (this.#closeRequested) throw closedStore(this.location);
-    if (this.#walSync && !options.readOnly && !options.exclusive) return this.#grouped(fn);
+    if (this.#walSync && !options.readOnly && !options.exclusive && (this.#walSync.fsyncs || this.#contended())) return this.#grouped(fn);
     const deadline = performance.now() + this.#busyTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -250,7 +252,18 @@ export class SqliteAdapter implements Adapter {
   }
 
   /**
-   * Group commit for `power` mode, where every durable commit costs an fsync. Write
+   * Whether another transaction of this process is running or waiting. In `process` mode, a write
+   * transaction that has the connection to itself runs at once on its own (#attempt), as cheap as
+   * without group commit; one that would wait for another joins the group commit's queue, and the
+   * transactions that pile up meanwhile then share one COMMIT.
+   */
+  #contended(): boolean {
+    return this.#pumping || this.#queue.length > 0 || this.#mutex.locked;
+  }
+
+  /**
+   * Group commit, for `power` mode, where every durable commit costs an fsync, and for `process`
+   * mode under contention, where a COMMIT of its own costs each transaction its WAL frames. Write
    * transactions go into a queue that one pump drains: it runs them back to back inside one
    * SQLite transaction (one that throws is rolled back alone, see #runInBatch), and commits
    * when the disk is free, that is when no fsync is in flight, and the batch holds at least
@@ -281,10 +294,12 @@ export class SqliteAdapter implements Adapter {
         this.#wake?.();
       } else {
         this.#pumping = true;
-        // Started after the current microtasks: callers answered together by one fsync come
-        // back together, and their next transactions share one commit instead of the first
-        // going alone.
-        setImmediate(() => void this.#pump());
+        // In `power` mode, started after the current microtasks: callers answered together by
+        // one fsync come back together, and their next transactions share one commit instead of
+        // the first going alone. In `process` mode a transaction is queued only when another
+        // holds the connection: the pump starts at once, to wait for it.
+        if (this.#walSync!.fsyncs) setImmediate(() => void this.#pump());
+        else queueMicrotask(() => void this.#pump());
       }
     });
   }
@@ -302,6 +317,16 @@ export class SqliteAdapter implements Adapter {
     const wait = Math.max(0, this.#queue[0]!.queuedAt + this.#busyTimeoutMs - performance.now());
     this.#queueTimer = setTimeout(() => {
       this.#queueTimer = undefined;
+      if (this.#waitingForLock) {
+        // The pump waits for another process's write lock, not for a transaction of this one:
+        // its BEGIN gives up at its own deadline and refuses the queue saying so (STORAGE_BUSY,
+        // another connection). The queue is looked at again a busy timeout from now.
+        this.#queueTimer = setTimeout(() => {
+          this.#queueTimer = undefined;
+          this.#watchQueue();
+        }, this.#busyTimeoutMs);
+        return;
+      }
       const limit = performance.now() - this.#busyTimeoutMs;
       while (this.#queue.length > 0 && this.#queue[0]!.queuedAt <= limit) this.#queue.shift()!.reject(this.#ownTransactionTooLong());
       this.#watchQueue();
@@ -413,19 +438,24 @@ export class SqliteAdapter implements Adapter {
   /** BEGIN IMMEDIATE, retried with a backoff while another process holds the write lock, until the busy timeout. */
   async #beginImmediate(): Promise<void> {
     const deadline = performance.now() + this.#busyTimeoutMs;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        this.#prepare('BEGIN IMMEDIATE').run();
-        this.#opened();
-        this.#stopWaiting();
-        return;
-      } catch (e) {
-        if (!isBusy(e) || performance.now() >= deadline) {
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          this.#prepare('BEGIN IMMEDIATE').run();
+          this.#opened();
           this.#stopWaiting();
-          throw classifySqliteError(e, this.location);
+          return;
+        } catch (e) {
+          if (!isBusy(e) || performance.now() >= deadline) {
+            this.#stopWaiting();
+            throw classifySqliteError(e, this.location);
+          }
+          this.#waitingForLock = true;
+          await this.#waitForLock(attempt);
         }
-        await this.#waitForLock(attempt);
       }
+    } finally {
+      this.#waitingForLock = false;
     }
   }
 
@@ -926,7 +956,12 @@ function isForeign(db: Database.Database): boolean {
 
 /** `power` mode with group commit on a file: the connection runs synchronous=NORMAL and WalSync fsyncs. */
 function ownsFsync(options: SqliteOptions): boolean {
-  return options.durability === 'power' && options.groupCommit && options.path !== ':memory:';
+  return options.durability === 'power' && groupsCommits(options);
+}
+
+/** Concurrent write transactions share a COMMIT (and in `power` mode its fsync): see #grouped. */
+function groupsCommits(options: SqliteOptions): boolean {
+  return options.groupCommit && options.path !== ':memory:';
 }
 
 /** A busy retry's wait: doubling from 1 ms up to 50 ms, jittered so that processes do not retry in step. */
