@@ -302,6 +302,18 @@ export class Context {
     return this.adapter.transaction((connection) => this.#own(connection, undefined, fn));
   }
 
+  /**
+   * Refuses `what` (close, backup) called inside an open store.transaction of this store: it
+   * waits for the store's transactions to end, so awaited in one's body it would wait for ever.
+   */
+  refuseInTransaction(what: string, hint: string): void {
+    for (let s = this.#scope.getStore(); s !== undefined; s = s.outer) {
+      if (s.txn.open) {
+        throw new BotstateError('INVALID_ARGUMENT', `${what} cannot be called inside store.transaction: it waits for the transaction to end, which would wait for it`, { hint });
+      }
+    }
+  }
+
   actorFor(options: CallOptions | undefined): string {
     return options?.actor === undefined ? this.actor : checkActor(options.actor, 'the actor');
   }

@@ -341,6 +341,7 @@ export class Store {
    * refused, INVALID_ARGUMENT.
    */
   async backup(path: string): Promise<void> {
+    this.#ctx.refuseInTransaction('backup()', 'back up after store.transaction has returned (the copy is consistent without one)');
     if (typeof path !== 'string' || path === '') throw new ValidationError('INVALID_ARGUMENT', 'backup needs the path of the file to write', { hint: "pass a path such as './botstate-2026-11-26.db'" });
     if (this.#adapter.backup === undefined) {
       throw new ValidationError('INVALID_ARGUMENT', `botstate backs up SQLite files; ${this.location} is PostgreSQL`, { hint: PG_BACKUP_HINT });
@@ -365,8 +366,17 @@ export class Store {
     return this.#adapter.closed;
   }
 
-  /** Waits for the transaction in flight, then closes the connection(s). */
+  /**
+   * Waits for the transaction in flight, then closes the connection(s). Called inside a
+   * store.transaction it is refused (INVALID_ARGUMENT), since it would wait for that transaction:
+   * close the store once the transaction has returned.
+   */
   close(): Promise<void> {
+    try {
+      this.#ctx.refuseInTransaction('close()', 'close the store after store.transaction has returned (throw from the transaction body to roll it back first)');
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.#adapter.close();
   }
 }

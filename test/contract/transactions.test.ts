@@ -6,6 +6,7 @@
  * the outer transaction after a nested one had ended.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { isBotstateError } from '../../src/errors.ts';
 import type { Executor } from '../../src/store/adapter.ts';
@@ -329,6 +330,33 @@ for (const engine of ENGINES) {
         // The store goes on working.
         await quick.jobs.pause({ id });
         assert.equal((await quick.jobs.get({ id })).status, 'PAUSED');
+      });
+
+      it('close() and backup() called inside store.transaction are refused at once (each waits for the transaction: it used to hang); the transaction and the store go on', async () => {
+        const target = `${fx.url}.inside-backup`;
+        await store.transaction(async () => {
+          await store.jobs.pause({ id });
+          const closing = await rejectsWith(store.close(), 'INVALID_ARGUMENT');
+          assert.match(String(closing['message']), /^close\(\) cannot be called inside store\.transaction/);
+          assert.ok(String(closing['hint']).length > 0);
+          await store.transaction(async () => {
+            // Nested too.
+            await rejectsWith(store.close(), 'INVALID_ARGUMENT');
+          });
+          if (engine.name === 'sqlite') {
+            const backup = await rejectsWith(store.backup(target), 'INVALID_ARGUMENT');
+            assert.match(String(backup['message']), /^backup\(\) cannot be called inside store\.transaction/);
+          }
+        });
+        assert.equal(store.closed, false);
+        assert.equal((await store.jobs.get({ id })).status, 'PAUSED');
+        if (engine.name === 'sqlite') {
+          assert.equal(existsSync(target), false, 'the refused backup wrote nothing');
+          await store.backup(target);
+          assert.equal(existsSync(target), true);
+        }
+        await store.close();
+        assert.equal(store.closed, true);
       });
     });
   }

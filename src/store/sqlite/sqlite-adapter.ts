@@ -795,7 +795,9 @@ export class SqliteAdapter implements Adapter {
    * refuses an existing file, and the directory fsynced. A crash leaves no file under `path`.
    */
   async backup(path: string): Promise<void> {
-    const wait = this.#mutex.acquire();
+    // Bounded, as a transaction's wait is: a backup awaited by a transaction of this process
+    // (from a callback set up outside it) would otherwise wait for it for ever.
+    const wait = this.#mutex.acquire(this.#busyTimeoutMs, () => this.#ownTransactionTooLong());
     if (wait) await wait;
     // Short (a long FILE stays a valid name), and its own (another process, in another pid
     // namespace, may share the pid).
