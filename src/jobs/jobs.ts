@@ -116,7 +116,7 @@ function checkSymbol(symbol: string): string {
   // A string only: a number passes the pattern as text, and would be stored as other text than returned.
   if (typeof symbol !== 'string' || !SYMBOL.test(symbol)) {
     throw new ValidationError('INVALID_ARGUMENT', `token symbol ${JSON.stringify(shown(symbol))} is not allowed`, {
-      hint: 'use 1 to 32 letters, digits or $ . _ -',
+      hint: 'use 1 to 32 ASCII letters (A-Z, a-z), digits or $ . _ -',
     });
   }
   return symbol;
@@ -124,8 +124,8 @@ function checkSymbol(symbol: string): string {
 
 function checkMode(mode: string): JobMode {
   if (!(JOB_MODES as readonly string[]).includes(mode)) {
-    throw new ValidationError('INVALID_ARGUMENT', `mode "${mode}" is not one of ${JOB_MODES.join(', ')}`, {
-      hint: 'use accumulate or liquidity',
+    throw new ValidationError('INVALID_ARGUMENT', `mode ${JSON.stringify(shown(mode))} is not one of ${JOB_MODES.join(', ')}`, {
+      hint: `use ${JOB_MODES.join(' or ')}, in capitals (the CLI's --mode takes them in lower case)`,
     });
   }
   return mode as JobMode;
@@ -133,8 +133,8 @@ function checkMode(mode: string): JobMode {
 
 function checkStatus(status: string): JobStatus {
   if (!(JOB_STATUSES as readonly string[]).includes(status)) {
-    throw new ValidationError('INVALID_ARGUMENT', `status "${status}" is not one of ${JOB_STATUSES.join(', ')}`, {
-      hint: `use one of ${JOB_STATUSES.join(', ').toLowerCase()}`,
+    throw new ValidationError('INVALID_ARGUMENT', `status ${JSON.stringify(shown(status))} is not one of ${JOB_STATUSES.join(', ')}`, {
+      hint: "use one of them, in capitals (the CLI's --status takes them in lower case)",
     });
   }
   return status as JobStatus;

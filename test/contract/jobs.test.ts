@@ -216,7 +216,14 @@ for (const engine of ENGINES) {
       await rejectsWith(store.jobs.start({ tokenAddress: TOKEN.replace('aDe', 'ADe') }), 'INVALID_CHECKSUM');
       await rejectsWith(store.jobs.start({ tokenAddress: tokenAddress(8), chain: 'no chain!' }), 'INVALID_ARGUMENT');
       await rejectsWith(store.jobs.start({ tokenAddress: tokenAddress(8), tokenSymbol: 'has space' }), 'INVALID_ARGUMENT');
+      await assert.rejects(store.jobs.start({ tokenAddress: tokenAddress(8), tokenSymbol: 'ŁGI' }), (e: { code?: string; hint?: string }) =>
+        e.code === 'INVALID_ARGUMENT' && /ASCII letters/.test(e.hint ?? ''));
       await rejectsWith(store.jobs.list({ status: 'SLEEPING' as never }), 'INVALID_ARGUMENT');
+      // The library's spelling in the hint, not the CLI's lower case that was just refused.
+      await assert.rejects(store.jobs.start({ tokenAddress: tokenAddress(8), mode: 'accumulate' as never }), (e: { code?: string; message?: string; hint?: string }) =>
+        e.code === 'INVALID_ARGUMENT' && e.message === 'mode "accumulate" is not one of ACCUMULATE, LIQUIDITY' && /^use ACCUMULATE or LIQUIDITY, in capitals/.test(e.hint ?? ''));
+      await assert.rejects(store.jobs.list({ status: 'running' as never }), (e: { code?: string; hint?: string }) =>
+        e.code === 'INVALID_ARGUMENT' && /in capitals/.test(e.hint ?? ''));
       assert.equal(await fx.dump(), before);
     });
 

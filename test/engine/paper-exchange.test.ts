@@ -582,6 +582,11 @@ describe('paper exchange over HTTP', () => {
     await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), stepMs: 0 }), ValidationError);
     await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), startPrice: '0' }), ValidationError);
     await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), ...({ sede: '1' } as object) }), /unknown paper exchange option "sede"/);
+    // A number where a decimal string goes is told apart from a value out of range.
+    await assert.rejects(
+      startPaperExchange({ port: 0, dataFile: dataFile(), volatility: 0.01 as unknown as string }),
+      (e: unknown) => e instanceof ValidationError && e.message === 'volatility must be given as a decimal string (such as "0.5"), got the number 0.01',
+    );
     await withExchange({}, async (ex) => {
       const fresh = dataFile();
       await assert.rejects(startPaperExchange({ port: ex.port, dataFile: fresh }), (e: unknown) => e instanceof BotstateError && e.code === 'INVALID_ARGUMENT' && /in use/.test(e.message));

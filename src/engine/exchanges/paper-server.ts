@@ -115,6 +115,8 @@ function resolveOptions(options: PaperExchangeOptions): Resolved {
     if (typeof v !== 'number' || !(v >= 0 && v <= 1)) throw bad(`${name} must be a number from 0 to 1, got ${String(v)}`);
   };
   const dec = (name: string, v: Decimal, lo: Decimal, hi: Decimal | null, hiOpen = false) => {
+    // As everywhere in botstate, an amount is a decimal string: a JS number may already be rounded.
+    if (typeof v !== 'string') throw bad(`${name} must be given as a decimal string (such as "0.5"), got ${typeof v === 'number' ? `the number ${String(v)}` : `a ${typeof v}`}`);
     if (!isDecimal(v) || cmp(v, lo) < 0 || (hi !== null && cmp(v, hi) > (hiOpen ? -1 : 0))) {
       throw bad(`${name} must be a decimal from ${lo}${hi === null ? ' up' : ` to ${hi}${hiOpen ? ' (exclusive)' : ''}`}, got ${JSON.stringify(v)}`);
     }
