@@ -468,7 +468,7 @@ export class Ledger {
       const existing = await this.#find(tx, input.clientOrderId);
       if (existing) {
         if (sameFill(existing, input.side, input.reason, job.id, fill)) return { trade: toTrade(existing), job: toJob(job), duplicate: true };
-        throw duplicateOrder(existing);
+        throw duplicateOrder(existing, true);
       }
       // Every check before the first write: a refusal leaves nothing behind.
       if (input.side === 'SELL') checkAvailable(job, fill.base, await reservedForSells(tx, job.id));
@@ -478,7 +478,7 @@ export class Ledger {
         id, job.id, input.side, input.reason, fill.base, fill.quote, fill.price, input.clientOrderId,
         fill.exchangeOrderId, fill.txHash, 'EXECUTED', null, fill.executedAt, fill.executedAt,
       ]);
-      if (inserted !== 1) throw duplicateOrder(await this.#byClientOrderId(tx, input.clientOrderId));
+      if (inserted !== 1) throw duplicateOrder(await this.#byClientOrderId(tx, input.clientOrderId), true);
       const trade: Trade = {
         id, jobId: job.id, side: input.side, reason: input.reason, baseAmount: fill.base, quoteAmount: fill.quote,
         priceUsd: fill.price, clientOrderId: input.clientOrderId, exchangeOrderId: fill.exchangeOrderId,
@@ -722,7 +722,18 @@ async function lockTradeJob(tx: Executor, clientOrderId: string, fence: Fence | 
   return { trade: trade as unknown as TradeRow, job: job as unknown as JobRow };
 }
 
-function duplicateOrder(existing: TradeRow): BotstateError {
+function duplicateOrder(existing: TradeRow, recording = false): BotstateError {
+  if (recording && existing.status === 'PENDING') {
+    // An open order is never "repeated" by a record: what it needs is its fill.
+    return new BotstateError(
+      'DUPLICATE_ORDER',
+      `clientOrderId ${existing.client_order_id} is an open order (a PENDING ${existing.side} of job ${existing.job_id}), not an executed trade`,
+      {
+        hint: `settle it with what the exchange filled (store.ledger.settle, botstate settle ${existing.client_order_id}); a trade of its own needs its own clientOrderId`,
+        details: { status: existing.status },
+      },
+    );
+  }
   return new BotstateError(
     'DUPLICATE_ORDER',
     `clientOrderId ${existing.client_order_id} is already recorded (${existing.status} ${existing.side} of job ${existing.job_id}) with different details`,

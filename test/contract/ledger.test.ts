@@ -173,6 +173,16 @@ for (const engine of ENGINES) {
       assert.deepEqual((await store.ledger.pending()).map((t) => t.clientOrderId), ['job1-000001']);
       const repeat = await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'job1-000001', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
       assert.equal(repeat.duplicate, true);
+      // Recorded as a trade while it is open: told to settle it, not to "repeat the original".
+      const open = await fx.dump();
+      await assert.rejects(
+        store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: 'job1-000001', side: 'BUY', reason: 'DCA', baseAmount: '1234.5', quoteAmount: '9.99', priceUsd: '0.008092' }),
+        (e: { code?: string; message?: string; hint?: string }) =>
+          e.code === 'DUPLICATE_ORDER' &&
+          e.message === `clientOrderId job1-000001 is an open order (a PENDING BUY of job ${job.id}), not an executed trade` &&
+          /^settle it with what the exchange filled \(store\.ledger\.settle, botstate settle job1-000001\)/.test(e.hint ?? ''),
+      );
+      assert.equal(await fx.dump(), open);
       const filled = await store.ledger.settle('job1-000001', { status: 'EXECUTED', baseAmount: '1234.5', quoteAmount: '9.99', priceUsd: '0.008092', exchangeOrderId: 'X-1' });
       assert.equal(filled.trade.status, 'EXECUTED');
       assert.equal(filled.trade.exchangeOrderId, 'X-1');
