@@ -407,6 +407,13 @@ export function scratchText(doc: Readonly<Record<string, unknown>>): string {
   }
   // A Date, or anything whose toJSON gives other than an object, is not stored as an object.
   if (text === undefined || !text.startsWith('{') || text.length > 65536) throw refused();
+  const lost = lossy(doc);
+  if (lost !== undefined) {
+    // JSON.stringify writes these as {}: what they hold would be gone at the next read.
+    throw new ValidationError('INVALID_ARGUMENT', `strategy scratch state holds a ${lost}, which JSON keeps as {} (its content would be lost)`, {
+      hint: lost === 'Promise' ? 'give the document itself, not a promise of it (a scratch function is not async)' : 'use plain objects and arrays',
+    });
+  }
   if (!storableJson(doc)) {
     // PostgreSQL's jsonb refuses both; SQLite would keep them: the engines must agree.
     throw new ValidationError('INVALID_ARGUMENT', 'strategy scratch state holds a NUL character or a lone UTF-16 surrogate', {
@@ -414,6 +421,19 @@ export function scratchText(doc: Readonly<Record<string, unknown>>): string {
     });
   }
   return text;
+}
+
+/** The first Map, Set or Promise in `value` (at any depth), which JSON.stringify writes as {}. */
+function lossy(value: unknown): 'Map' | 'Set' | 'Promise' | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  if (value instanceof Map || value instanceof WeakMap) return 'Map';
+  if (value instanceof Set || value instanceof WeakSet) return 'Set';
+  if (value instanceof Promise) return 'Promise';
+  for (const v of Array.isArray(value) ? value : Object.values(value)) {
+    const found = lossy(v);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 function storableJson(value: unknown): boolean {

@@ -266,6 +266,12 @@ for (const engine of ENGINES) {
       // A key given as undefined is left out, as its optional type allows.
       assert.equal((await store.jobs.updateState({ id: job.id }, { recentHigh: undefined, lastDcaBuyTime: undefined })).version, updated.version);
       await assert.rejects(store.jobs.saveScratch({ id: job.id }, { big: 'x'.repeat(70000) }), /64 KiB/);
+      // What JSON would keep as {}, silently emptied, is refused instead; the stored scratch stays.
+      const kept = await fx.dump();
+      await assert.rejects(store.jobs.saveScratch({ id: job.id }, new Map([['a', 1]]) as never), /holds a Map, which JSON keeps as \{\}/);
+      await assert.rejects(store.jobs.saveScratch({ id: job.id }, { seen: new Set(['1']) }), /holds a Set/);
+      await assert.rejects(store.jobs.saveScratch({ id: job.id }, { later: [Promise.resolve(1)] }), /holds a Promise/);
+      assert.equal(await fx.dump(), kept);
       assert.deepEqual((await store.verifyAudit()).problems, []);
     });
 
