@@ -125,6 +125,8 @@ export class Context {
    * that is not running in its transaction's body (a callback set up outside it) takes turns there.
    */
   readonly #open = new WeakMap<Executor, Scope>();
+  /** Every tx this store's transactions handed out, open or ended: any other is another store's. */
+  readonly #issued = new WeakSet<Executor>();
 
   constructor(adapter: Adapter, actor: string) {
     this.adapter = adapter;
@@ -165,6 +167,11 @@ export class Context {
     }
     const own = this.#open.get(tx);
     if (own !== undefined && own.txn.open) return own;
+    if (!this.#issued.has(tx)) {
+      throw new BotstateError('INVALID_ARGUMENT', "the tx passed to this call is not one of this store's transactions", {
+        hint: 'pass the tx of a store.transaction of the store you call (another store, even on the same database, has connections of its own)',
+      });
+    }
     throw txEnded('the tx passed to this call');
   }
 
@@ -213,6 +220,7 @@ export class Context {
     const tx = new Tx(txn, this.adapter.engine);
     const scope: Scope = { tx, txn, outer, open: true, tail: Promise.resolve() };
     this.#open.set(tx, scope);
+    this.#issued.add(tx);
     try {
       return await this.#within(scope, () => fn(tx));
     } finally {

@@ -74,6 +74,18 @@ for (const engine of ENGINES) {
         }
       });
 
+      it("a tx of another store (even on the same database) is refused as such, not as a transaction that has ended", async () => {
+        const other = await open();
+        const before = await fx.dump();
+        let outcome: unknown;
+        await other.transaction(async (tx) => {
+          outcome = await store.jobs.pause({ id }, { tx }).then(() => 'paused', (e: unknown) => e);
+        });
+        assert.ok(isBotstateError(outcome, 'INVALID_ARGUMENT'), String(outcome));
+        assert.equal((outcome as Error).message, "the tx passed to this call is not one of this store's transactions");
+        assert.equal(await fx.dump(), before);
+      });
+
       it('close() lets calls made before it complete, and refuses the ones after', async () => {
         const paused = store.jobs.pause({ id });
         const closed = store.close();
