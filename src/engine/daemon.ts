@@ -21,7 +21,7 @@ export interface DaemonOptions {
   readonly exchange: Exchange;
   /** How often every job takes a step (default 1000 ms). */
   readonly tickMs?: number;
-  /** Lease time-to-live: a killed daemon's jobs move to another within this (default 15000 ms). */
+  /** Lease time-to-live: a killed daemon's jobs move to another within this (default 15000 ms, at least 100). */
   readonly leaseTtlMs?: number;
   /** Jobs stepped at once (default 16). */
   readonly concurrency?: number;
@@ -1120,12 +1120,20 @@ const MAX_INSTANCE_ID = MAX_ACTOR_LENGTH - 'daemon:'.length;
 const DAEMON_OPTIONS = ['store', 'exchange', 'tickMs', 'leaseTtlMs', 'concurrency', 'maxFailures', 'flushMs', 'maxJobs', 'exchangeTimeoutMs', 'log', 'instanceId'];
 
 /** Refuses an unknown option or a count or duration that is not a positive whole number (0, NaN, 1.5). */
+/** The shortest lease TTL a daemon takes (DaemonOptions.leaseTtlMs, the CLI's --lease-ttl). */
+export const MIN_LEASE_TTL_MS = 100;
+
 function checkDaemonOptions(options: DaemonOptions): void {
   const bad = (message: string) => new BotstateError('INVALID_ARGUMENT', message, { hint: 'see DaemonOptions' });
   for (const key of Object.keys(options)) if (!DAEMON_OPTIONS.includes(key)) throw bad(`unknown daemon option "${key}"`);
   for (const key of ['tickMs', 'leaseTtlMs', 'concurrency', 'maxFailures', 'flushMs', 'maxJobs', 'exchangeTimeoutMs'] as const) {
     const v = options[key];
     if (v !== undefined && !(Number.isSafeInteger(v) && v > 0)) throw bad(`daemon option ${key} must be a positive whole number, got ${String(v)}`);
+  }
+  // Renewed every third of it: a lease of a few milliseconds would be lost to any pause of the
+  // event loop, its jobs moving between daemons all the time. The CLI's --lease-ttl has the same floor.
+  if (options.leaseTtlMs !== undefined && options.leaseTtlMs < MIN_LEASE_TTL_MS) {
+    throw bad(`daemon option leaseTtlMs must be at least ${MIN_LEASE_TTL_MS}, got ${options.leaseTtlMs}`);
   }
   // Kept on the instance row in 32-bit columns.
   for (const key of ['maxJobs', 'leaseTtlMs'] as const) {

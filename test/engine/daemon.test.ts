@@ -810,7 +810,7 @@ for (const engine of ENGINES) {
 
     it('refuses daemon options that cannot work: 0, NaN, a fraction, an unknown key, an exchange without the interface', async () => {
       const ex = new HttpExchange('http://127.0.0.1:8790');
-      for (const options of [{ concurrency: 0 }, { maxJobs: 0 }, { maxJobs: 2 ** 31 }, { tickMs: Number.NaN }, { leaseTtlMs: 1.5 }, { leaseTtlMs: 2 ** 31 }, { exchangeTimeoutMs: -1 }, { tickms: 10 }]) {
+      for (const options of [{ concurrency: 0 }, { maxJobs: 0 }, { maxJobs: 2 ** 31 }, { tickMs: Number.NaN }, { leaseTtlMs: 1.5 }, { leaseTtlMs: 99 }, { leaseTtlMs: 2 ** 31 }, { exchangeTimeoutMs: -1 }, { tickms: 10 }]) {
         assert.throws(() => new Daemon({ store, exchange: ex, ...options } as DaemonOptions), (e: unknown) => isBotstateError(e, 'INVALID_ARGUMENT'), JSON.stringify(options));
       }
       assert.throws(() => new Daemon({ store, exchange: {} as Exchange }), /exchange has no placeOrder method/);

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { Daemon } from '../../engine/daemon.ts';
+import { Daemon, MIN_LEASE_TTL_MS } from '../../engine/daemon.ts';
 import type { Exchange, ExchangeOrder, OrderRequest } from '../../engine/exchange.ts';
 import type { Decimal } from '../../money/decimal.ts';
 import { HttpExchange } from '../../engine/exchanges/http-exchange.ts';
@@ -123,7 +123,7 @@ export const daemonCommand: Command = {
   positionals: [0, 0],
   async run(ctx) {
     const tickMs = integer(ctx, 'tick', 1000, 10, 3_600_000);
-    const leaseTtlMs = integer(ctx, 'lease-ttl', 15_000, 100, 3_600_000);
+    const leaseTtlMs = integer(ctx, 'lease-ttl', 15_000, MIN_LEASE_TTL_MS, 3_600_000);
     // At most the largest pool less the connections kept for the ticks and the heartbeat (below).
     const concurrency = integer(ctx, 'concurrency', 16, 1, MAX_POOL - RESERVED_CONNECTIONS);
     const maxJobs = ctx.values['max-jobs'] === undefined ? undefined : integer(ctx, 'max-jobs', 0, 1, 10_000_000);
