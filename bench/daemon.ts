@@ -12,9 +12,7 @@
  *   through one writer, with and without group commit; and the raw better-sqlite3 driver doing
  *   the same statements with synchronous=FULL, one COMMIT per transaction and 64 per COMMIT (a
  *   perfect group commit with none of botstate's work), and 64 per COMMIT with synchronous=OFF
- *   (no fsync at all: the ceiling for any group commit), in the same rounds. Then the same in
- *   `process` mode (no fsync): shared COMMITs on and off, and the raw driver with
- *   synchronous=NORMAL, one COMMIT per transaction and 64 per COMMIT.
+ *   (no fsync at all: the ceiling for any group commit), in the same rounds.
  *
  * Not a test: the targets are shown as met or missed.
  */
@@ -189,9 +187,9 @@ const WARM_UP_PER_JOB = 5;
 async function groupCommit(): Promise<void> {
   const jobs = 64;
   const rounds = quick ? 1 : 5;
-  const cycle = async (groupCommitOn: boolean, perJob: number, durability: 'power' | 'process' = 'power'): Promise<number> => {
-    const name = `gc-${durability}-${groupCommitOn}-${Math.random().toString(36).slice(2, 6)}`;
-    const store = await freshStore('sqlite', name, { durability, groupCommit: groupCommitOn });
+  const cycle = async (groupCommitOn: boolean, perJob: number): Promise<number> => {
+    const name = `gc-${groupCommitOn}-${Math.random().toString(36).slice(2, 6)}`;
+    const store = await freshStore('sqlite', name, { durability: 'power', groupCommit: groupCommitOn });
     const ids = await createJobs(store, jobs, []);
     const trade = (n: number) =>
       Promise.all(
@@ -220,20 +218,12 @@ async function groupCommit(): Promise<void> {
   const rawOne: number[] = [];
   const rawBatched: number[] = [];
   const rawNoSync: number[] = [];
-  const processOn: number[] = [];
-  const processOff: number[] = [];
-  const rawProcessOne: number[] = [];
-  const rawProcessBatched: number[] = [];
   for (let r = 0; r < rounds; r++) {
     on.push(await cycle(true, quick ? 20 : 60));
     off.push(await cycle(false, quick ? 8 : 20));
     rawOne.push(await rawCycle(1, quick ? 8 : 20));
     rawBatched.push(await rawCycle(jobs, quick ? 20 : 60));
     rawNoSync.push(await rawCycle(jobs, quick ? 20 : 60, 'OFF'));
-    processOn.push(await cycle(true, quick ? 20 : 60, 'process'));
-    processOff.push(await cycle(false, quick ? 20 : 60, 'process'));
-    rawProcessOne.push(await rawCycle(1, quick ? 20 : 60, 'NORMAL'));
-    rawProcessBatched.push(await rawCycle(jobs, quick ? 20 : 60, 'NORMAL'));
   }
   const ratios = on.map((x, i) => x / off[i]!);
   const rawRatios = rawBatched.map((x, i) => x / rawOne[i]!);
@@ -256,35 +246,17 @@ async function groupCommit(): Promise<void> {
   );
   out(`Target: at least 7× — ${m(ratios) >= 7 ? 'met' : 'NOT met'}. botstate on / raw batched: ${(m(on) / m(rawBatched)).toFixed(2)}×; botstate on / ceiling: ${(m(on) / m(rawNoSync)).toFixed(2)}×.`);
   out('The ceiling is the raw driver with every fsync removed: what a group commit that hid the fsync completely would reach with none of botstate\'s work. Its ratio is the most any group commit can show on this machine.');
-  out();
-  out('### Shared COMMITs in `process` mode: SQLite, 64 jobs trading at once (no fsync in either)');
-  out();
-  const processRatios = processOn.map((x, i) => x / processOff[i]!);
-  const rawProcessRatios = rawProcessBatched.map((x, i) => x / rawProcessOne[i]!);
-  out(
-    table(
-      ['', 'trades/s (median)', 'ratio (median of the rounds)', 'ratio, each round'],
-      [
-        ['botstate, groupCommit: false (a COMMIT per transaction)', m(processOff).toFixed(0), '1.0×', ''],
-        ['botstate, default (concurrent transactions share a COMMIT)', m(processOn).toFixed(0), `${m(processRatios).toFixed(1)}×`, list(processRatios)],
-        ['raw better-sqlite3, one COMMIT per transaction (NORMAL)', m(rawProcessOne).toFixed(0), '1.0×', ''],
-        ['raw better-sqlite3, 64 transactions per COMMIT (NORMAL)', m(rawProcessBatched).toFixed(0), `${m(rawProcessRatios).toFixed(1)}×`, list(rawProcessRatios)],
-      ],
-    ),
-  );
-  out(`botstate default / raw one COMMIT each: ${(m(processOn) / m(rawProcessOne)).toFixed(2)}×; botstate default / raw 64 per COMMIT: ${(m(processOn) / m(rawProcessBatched)).toFixed(2)}×.`);
 }
 
 /**
  * The raw driver doing the same work per trade as botstate's intent and fill (the same
  * statements on the same schema, the audit entries' sizes alike, no hashing or checks), one
- * writer walking the 64 jobs in turn: `perCommit` transactions per COMMIT, synchronous=FULL by default,
+ * writer walking the 64 jobs in turn: `perCommit` transactions per COMMIT, synchronous=FULL,
  * SQLite's own checkpoints. 1 is the plain way to write it; 64 is a perfect group commit
  * (every job's transaction in one COMMIT) without any of botstate's machinery. With
  * synchronous=OFF nothing is ever fsynced: the CPU cost alone, the ceiling for any group commit.
- * synchronous=NORMAL is `process` mode's setting (no fsync at a COMMIT either, only at checkpoints).
  */
-async function rawCycle(perCommit: number, perJob: number, synchronous: 'FULL' | 'NORMAL' | 'OFF' = 'FULL'): Promise<number> {
+async function rawCycle(perCommit: number, perJob: number, synchronous: 'FULL' | 'OFF' = 'FULL'): Promise<number> {
   const name = `raw-${perCommit}-${synchronous}-${Math.random().toString(36).slice(2, 6)}`;
   const store = await freshStore('sqlite', name);
   const ids = await createJobs(store, 64, []);

@@ -32,11 +32,6 @@ export class Mutex {
     });
   }
 
-  /** Whether someone holds the lock. */
-  get locked(): boolean {
-    return this.#locked;
-  }
-
   /** Hands the lock to the next waiter, or frees it. */
   release(): void {
     const next = this.#waiters.shift();

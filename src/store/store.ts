@@ -75,8 +75,8 @@ export interface StoreOptions {
    */
   readonly idleTransactionTimeoutMs?: number;
   /**
-   * SQLite: let concurrent write transactions share one COMMIT, and in `power` mode its fsync
-   * (default true; see docs/durability.md). Turning it off is for measuring what it saves.
+   * SQLite in `power` mode: let concurrent write transactions share one COMMIT (and fsync)
+   * (default true). Turning it off is for measuring what it saves.
    */
   readonly groupCommit?: boolean;
 }
@@ -262,7 +262,7 @@ export class Store {
    * a job transition, a trade and your own SQL commit or roll back together. `fn` may be
    * re-run when the engine reports a conflict (a PostgreSQL serialisation failure or deadlock,
    * SQLite's write lock held by another process), or when another transaction in the same
-   * group commit throws (SQLite, see docs/durability.md), so keep network calls and
+   * group commit throws (SQLite `power` mode, see docs/durability.md), so keep network calls and
    * other effects out of it; on SQLite it also holds the write lock until it ends. `tx` runs your
    * own SQL in it; once it has ended (a nested one's while the outer goes on), `tx` and store calls
    * given it are refused with INVALID_ARGUMENT instead of running outside it.

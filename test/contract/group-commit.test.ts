@@ -1,11 +1,11 @@
 /**
- * SQLite group commit: concurrent write transactions share a COMMIT, and in `power` mode an
+ * SQLite group commit (`power` mode): concurrent write transactions share a COMMIT, and an
  * fsync of the WAL on another thread; no caller is answered before an fsync covering its
  * commit has returned. Real files and real threads; the stand-in fsync threads in
  * test/helpers/wal-sync-workers.ts hold, fail or kill the fsync where a real disk will not.
  */
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -24,17 +24,14 @@ let dir: string;
 let path: string;
 const opened: SqliteAdapter[] = [];
 
-async function open(
-  mode?: 'gate' | 'step' | 'eio' | 'die',
-  options: { durability?: 'process' | 'power'; groupCommit?: boolean; busyTimeoutMs?: number } = {},
-): Promise<SqliteAdapter> {
+async function open(mode?: 'gate' | 'step' | 'eio' | 'die', busyTimeoutMs = 5000): Promise<SqliteAdapter> {
   if (mode) writeFileSync(`${path}-wal.mode`, mode);
   const adapter = await SqliteAdapter.open({
     path,
-    durability: options.durability ?? 'power',
-    busyTimeoutMs: options.busyTimeoutMs ?? 5000,
+    durability: 'power',
+    busyTimeoutMs,
     create: true,
-    groupCommit: options.groupCommit ?? true,
+    groupCommit: true,
     ...(mode ? { walSyncWorker: STAND_IN } : {}),
   });
   opened.push(adapter);
@@ -68,23 +65,6 @@ function keys(): number[] {
   }
 }
 
-/**
- * The COMMITs in the WAL file of the current generation: frames whose header carries the
- * database size (a commit's last frame) and the WAL header's salts (frames left from before the
- * WAL started over carry older ones).
- */
-function commitsInWal(): number {
-  const wal = readFileSync(`${path}-wal`);
-  const pageSize = wal.readUInt32BE(8);
-  const salts = wal.subarray(16, 24);
-  let commits = 0;
-  for (let at = 32; at + 24 + pageSize <= wal.length; at += 24 + pageSize) {
-    if (!wal.subarray(at + 8, at + 16).equals(salts)) break;
-    if (wal.readUInt32BE(at + 4) !== 0) commits++;
-  }
-  return commits;
-}
-
 /** Whether `p` has settled after the current turn and a short wait. */
 async function settled(p: Promise<unknown>, ms = 150): Promise<boolean> {
   let done = false;
@@ -94,31 +74,6 @@ async function settled(p: Promise<unknown>, ms = 150): Promise<boolean> {
   );
   await sleep(ms);
   return done;
-}
-
-/** 64 transactions at once, every 16th of which throws after its write (shared by both modes). */
-async function oneThrowsInABatch(adapter: SqliteAdapter): Promise<void> {
-  const runs = new Map<number, number>();
-  const outcomes = await Promise.allSettled(
-    Array.from({ length: 64 }, (_, k) =>
-      adapter.transaction(async (tx) => {
-        runs.set(k, (runs.get(k) ?? 0) + 1);
-        await insert(k)(tx);
-        if (k % 16 === 7) throw new Error(`refused ${k}`);
-        return k;
-      }),
-    ),
-  );
-  outcomes.forEach((o, k) => {
-    if (k % 16 === 7) assert.deepEqual(o, { status: 'rejected', reason: new Error(`refused ${k}`) });
-    else assert.deepEqual(o, { status: 'fulfilled', value: k });
-  });
-  // A failed transaction's partial write is gone, every other is there exactly once (the
-  // primary key would have refused a second insert of a transaction run again).
-  assert.deepEqual(keys(), Array.from({ length: 64 }, (_, k) => k).filter((k) => k % 16 !== 7));
-  assert.ok([...runs.values()].every((n) => n <= 2), 'a transaction function ran more than twice');
-  // The one that threw is not run again: its outcome is already known.
-  for (const k of [7, 23, 39, 55]) assert.equal(runs.get(k), 1, `transaction ${k} ran ${runs.get(k)} times`);
 }
 
 beforeEach(() => {
@@ -147,7 +102,28 @@ describe('group commit (SQLite, power mode)', () => {
   });
 
   it('a transaction that throws is rolled back alone; the others in its batch commit once each', async () => {
-    await oneThrowsInABatch(await open());
+    const adapter = await open();
+    const runs = new Map<number, number>();
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 64 }, (_, k) =>
+        adapter.transaction(async (tx) => {
+          runs.set(k, (runs.get(k) ?? 0) + 1);
+          await insert(k)(tx);
+          if (k % 16 === 7) throw new Error(`refused ${k}`);
+          return k;
+        }),
+      ),
+    );
+    outcomes.forEach((o, k) => {
+      if (k % 16 === 7) assert.deepEqual(o, { status: 'rejected', reason: new Error(`refused ${k}`) });
+      else assert.deepEqual(o, { status: 'fulfilled', value: k });
+    });
+    // A failed transaction's partial write is gone, every other is there exactly once (the
+    // primary key would have refused a second insert of a transaction run again).
+    assert.deepEqual(keys(), Array.from({ length: 64 }, (_, k) => k).filter((k) => k % 16 !== 7));
+    assert.ok([...runs.values()].every((n) => n <= 2), 'a transaction function ran more than twice');
+    // The one that threw is not run again: its outcome is already known.
+    for (const k of [7, 23, 39, 55]) assert.equal(runs.get(k), 1, `transaction ${k} ran ${runs.get(k)} times`);
   });
 
   it('a transaction alone in its batch that throws runs once, as it would without group commit', async () => {
@@ -436,94 +412,53 @@ describe('group commit (SQLite, power mode)', () => {
     assert.equal(result.stdout, 'closed\n');
   });
 
-  it('the store API on top: 64 jobs trading at once keep exact, audited balances', async () => {
-    await sixtyFourJobsTrade('power');
-  });
-
   it('a write that waits for another connection\'s write lock past the busy timeout says so (STORAGE_BUSY), and nothing of it is written', async () => {
-    await lockedByAnotherConnection('power');
-  });
-});
-
-describe('group commit in process mode (SQLite): concurrent writes share a COMMIT, with no fsync', () => {
-  it('32 transactions at once commit in a few COMMITs; with groupCommit: false, one COMMIT each', async () => {
-    for (const groupCommit of [true, false]) {
-      rmSync(dir, { recursive: true, force: true });
-      dir = mkdtempSync(join(tmpdir(), 'botstate-gc-'));
-      path = join(dir, 'gc.db');
-      const adapter = await open(undefined, { durability: 'process', groupCommit });
-      const before = commitsInWal();
-      const results = await Promise.all(Array.from({ length: 32 }, (_, k) => adapter.transaction(async (tx) => (await insert(k)(tx), k))));
-      assert.deepEqual(results, Array.from({ length: 32 }, (_, k) => k));
-      const commits = commitsInWal() - before;
-      if (groupCommit) assert.ok(commits <= 4, `${commits} COMMITs for 32 transactions`);
-      else assert.equal(commits, 32);
-      assert.deepEqual(await adapter.transaction((tx) => tx.get('PRAGMA synchronous'), { readOnly: true }), { synchronous: 1 });
-      assert.deepEqual(keys(), Array.from({ length: 32 }, (_, k) => k));
-      await adapter.close();
+    const adapter = await open(undefined, 300);
+    const holder = new Database(path);
+    holder.exec('BEGIN IMMEDIATE');
+    try {
+      const t0 = performance.now();
+      const outcomes = await Promise.allSettled([1, 2, 3].map((k) => adapter.transaction(insert(k))));
+      const waited = performance.now() - t0;
+      for (const o of outcomes) {
+        assert.equal(o.status, 'rejected');
+        const e = (o as PromiseRejectedResult).reason as { code?: string; message?: string };
+        assert.equal(e.code, 'STORAGE_BUSY');
+        // Not "waited for another transaction of this process" (the queue's own watchdog, which
+        // used to fire first): nothing of this process held the connection.
+        assert.match(e.message ?? '', /stayed locked by another connection past the busy timeout/);
+      }
+      assert.ok(waited >= 250, `gave up after ${Math.round(waited)} ms`);
+    } finally {
+      holder.exec('ROLLBACK');
+      holder.close();
     }
-  });
-
-  it('a transaction that throws is rolled back alone; the others in its batch commit once each', async () => {
-    await oneThrowsInABatch(await open(undefined, { durability: 'process' }));
+    assert.deepEqual(keys(), []);
+    // The lock free again, the store writes.
+    await adapter.transaction(insert(4));
+    assert.deepEqual(keys(), [4]);
   });
 
   it('the store API on top: 64 jobs trading at once keep exact, audited balances', async () => {
-    await sixtyFourJobsTrade('process');
-  });
-
-  it('a write that waits for another connection\'s write lock past the busy timeout says so (STORAGE_BUSY), and nothing of it is written', async () => {
-    await lockedByAnotherConnection('process');
+    const store = await openStore(path, { durability: 'power' });
+    try {
+      const ids: string[] = [];
+      for (let i = 1; i <= 64; i++) ids.push((await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` })).id);
+      await Promise.all(
+        ids.map(async (id) => {
+          for (let k = 0; k < 5; k++) {
+            const { trade } = await store.ledger.recordIntent({ job: { id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+            await store.ledger.settle(trade.clientOrderId, { status: 'EXECUTED', baseAmount: '0.1', quoteAmount: '10', priceUsd: '100' });
+          }
+        }),
+      );
+      for (const id of ids) assert.equal((await store.jobs.get({ id })).tokenBalance, '0.5');
+      assert.deepEqual((await store.verifyAudit()).problems, []);
+    } finally {
+      await store.close();
+    }
   });
 });
-
-/** Another connection holds the write lock for longer than the store's busy timeout (300 ms). */
-async function lockedByAnotherConnection(durability: 'process' | 'power'): Promise<void> {
-  const adapter = await open(undefined, { durability, busyTimeoutMs: 300 });
-  const holder = new Database(path);
-  holder.exec('BEGIN IMMEDIATE');
-  try {
-    const t0 = performance.now();
-    const outcomes = await Promise.allSettled([1, 2, 3].map((k) => adapter.transaction(insert(k))));
-    const waited = performance.now() - t0;
-    for (const o of outcomes) {
-      assert.equal(o.status, 'rejected');
-      const e = (o as PromiseRejectedResult).reason as { code?: string; message?: string };
-      assert.equal(e.code, 'STORAGE_BUSY');
-      // Not "waited for another transaction of this process": nothing of this process held it.
-      assert.match(e.message ?? '', /stayed locked by another connection past the busy timeout/);
-    }
-    assert.ok(waited >= 250, `gave up after ${Math.round(waited)} ms`);
-  } finally {
-    holder.exec('ROLLBACK');
-    holder.close();
-  }
-  assert.deepEqual(keys(), []);
-  // The lock free again, the store writes.
-  await adapter.transaction(insert(4));
-  assert.deepEqual(keys(), [4]);
-}
-
-/** 64 jobs trading at once through the store API (5 trades each). */
-async function sixtyFourJobsTrade(durability: 'process' | 'power'): Promise<void> {
-  const store = await openStore(path, { durability });
-  try {
-    const ids: string[] = [];
-    for (let i = 1; i <= 64; i++) ids.push((await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` })).id);
-    await Promise.all(
-      ids.map(async (id) => {
-        for (let k = 0; k < 5; k++) {
-          const { trade } = await store.ledger.recordIntent({ job: { id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
-          await store.ledger.settle(trade.clientOrderId, { status: 'EXECUTED', baseAmount: '0.1', quoteAmount: '10', priceUsd: '100' });
-        }
-      }),
-    );
-    for (const id of ids) assert.equal((await store.jobs.get({ id })).tokenBalance, '0.5');
-    assert.deepEqual((await store.verifyAudit()).problems, []);
-  } finally {
-    await store.close();
-  }
-}
 
 describe('SQLite checkpoints under sustained writes', () => {
   // Power mode with group commit only: in `process` mode, where 16 writers append ~100 MB/s

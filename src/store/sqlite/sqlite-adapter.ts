@@ -25,7 +25,7 @@ export interface SqliteOptions {
   readonly busyTimeoutMs: number;
   /** Create the file if it does not exist (with mode 0600). */
   readonly create: boolean;
-  /** Let concurrent write transactions share one COMMIT (and in `power` mode one fsync). */
+  /** In `power` mode, let concurrent write transactions share one COMMIT and one fsync. */
   readonly groupCommit: boolean;
   /** Replaces the module of the group commit's fsync thread; for tests only (see WalSync). */
   readonly walSyncWorker?: URL;
@@ -84,7 +84,7 @@ export class SqliteAdapter implements Adapter {
   readonly #mutex = new Mutex();
   readonly #executor: Executor;
   readonly #busyTimeoutMs: number;
-  /** Set with group commit (on a file): in `power` mode the fsyncs are then ours, see WalSync; in `process` mode it only numbers the commits. */
+  /** Set in `power` mode with group commit (on a file): then the fsyncs are ours, see WalSync. */
   readonly #walSync: WalSync | undefined;
   readonly #queue: Queued[] = [];
   /** Committed batches waiting for their fsync, oldest first. */
@@ -135,7 +135,7 @@ export class SqliteAdapter implements Adapter {
     this.#busyTimeoutMs = options.busyTimeoutMs;
     this.#longWalFrames = options.longWalFrames ?? LONG_WAL_FRAMES;
     this.#waitPath = options.path === ':memory:' ? undefined : `${options.path}-wait`;
-    this.#walSync = groupsCommits(options) ? new WalSync(options.path, options.walSyncWorker, { fsync: ownsFsync(options) }) : undefined;
+    this.#walSync = ownsFsync(options) ? new WalSync(options.path, options.walSyncWorker) : undefined;
     this.#executor = {
       all: (sql, params) => this.#call(sql, (stmt) => stmt.all(...bind(params)) as never),
       get: (sql, params) => this.#call(sql, (stmt) => stmt.get(...bind(params)) as never),
@@ -228,7 +228,7 @@ export class SqliteAdapter implements Adapter {
    */
   async transaction<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     if (this.#closeRequested) throw closedStore(this.location);
-    if (this.#walSync && !options.readOnly && !options.exclusive && (this.#walSync.fsyncs || this.#contended())) return this.#grouped(fn);
+    if (this.#walSync && !options.readOnly && !options.exclusive) return this.#grouped(fn);
     const deadline = performance.now() + this.#busyTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -252,18 +252,7 @@ export class SqliteAdapter implements Adapter {
   }
 
   /**
-   * Whether another transaction of this process is running or waiting. In `process` mode, a write
-   * transaction that has the connection to itself runs at once on its own (#attempt), as cheap as
-   * without group commit; one that would wait for another joins the group commit's queue, and the
-   * transactions that pile up meanwhile then share one COMMIT.
-   */
-  #contended(): boolean {
-    return this.#pumping || this.#queue.length > 0 || this.#mutex.locked;
-  }
-
-  /**
-   * Group commit, for `power` mode, where every durable commit costs an fsync, and for `process`
-   * mode under contention, where a COMMIT of its own costs each transaction its WAL frames. Write
+   * Group commit for `power` mode, where every durable commit costs an fsync. Write
    * transactions go into a queue that one pump drains: it runs them back to back inside one
    * SQLite transaction (one that throws is rolled back alone, see #runInBatch), and commits
    * when the disk is free, that is when no fsync is in flight, and the batch holds at least
@@ -294,12 +283,10 @@ export class SqliteAdapter implements Adapter {
         this.#wake?.();
       } else {
         this.#pumping = true;
-        // In `power` mode, started after the current microtasks: callers answered together by
-        // one fsync come back together, and their next transactions share one commit instead of
-        // the first going alone. In `process` mode a transaction is queued only when another
-        // holds the connection: the pump starts at once, to wait for it.
-        if (this.#walSync!.fsyncs) setImmediate(() => void this.#pump());
-        else queueMicrotask(() => void this.#pump());
+        // Started after the current microtasks: callers answered together by one fsync come
+        // back together, and their next transactions share one commit instead of the first
+        // going alone.
+        setImmediate(() => void this.#pump());
       }
     });
   }
@@ -958,12 +945,7 @@ function isForeign(db: Database.Database): boolean {
 
 /** `power` mode with group commit on a file: the connection runs synchronous=NORMAL and WalSync fsyncs. */
 function ownsFsync(options: SqliteOptions): boolean {
-  return options.durability === 'power' && groupsCommits(options);
-}
-
-/** Concurrent write transactions share a COMMIT (and in `power` mode its fsync): see #grouped. */
-function groupsCommits(options: SqliteOptions): boolean {
-  return options.groupCommit && options.path !== ':memory:';
+  return options.durability === 'power' && options.groupCommit && options.path !== ':memory:';
 }
 
 /** A busy retry's wait: doubling from 1 ms up to 50 ms, jittered so that processes do not retry in step. */

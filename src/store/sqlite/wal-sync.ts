@@ -46,24 +46,12 @@ export class WalSync {
   #closing = false;
   /** Set when close() asks the thread to stop: its exit is then expected. */
   #stopping = false;
-  /** False in `process` mode: commits are only numbered, never fsynced (no thread, nothing in flight). */
-  readonly #fsync: boolean;
 
-  /**
-   * `workerUrl` replaces the fsync thread's module (tests use it to delay or fail fsyncs).
-   * `fsync: false` (`process` mode) numbers the commits without syncing them: every commit is as
-   * durable as that mode makes it once it is written, so `done` is always `requested`.
-   */
-  constructor(databasePath: string, workerUrl?: URL, options: { fsync?: boolean } = {}) {
-    this.#fsync = options.fsync ?? true;
+  /** `workerUrl` replaces the fsync thread's module (tests use it to delay or fail fsyncs). */
+  constructor(databasePath: string, workerUrl?: URL) {
     this.#walPath = `${databasePath}-wal`;
     const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
     this.#workerUrl = workerUrl ?? new URL(`./sqlite-wal-sync-worker${ext}`, import.meta.url);
-  }
-
-  /** False in `process` mode, where commits are numbered and never fsynced. */
-  get fsyncs(): boolean {
-    return this.#fsync;
   }
 
   /** The highest commit number asked to be made durable. */
@@ -114,7 +102,6 @@ export class WalSync {
     // one is not yet.
     const threaded = this.threaded;
     const n = ++this.#requested;
-    if (!this.#fsync) return n;
     if (threaded) {
       Atomics.store(this.#state, REQUESTED, n);
       Atomics.notify(this.#state, REQUESTED);
@@ -132,7 +119,7 @@ export class WalSync {
 
   /** Starts the fsync thread (once); until it is up, fsyncs stay inline. */
   startThread(): void {
-    if (!this.#fsync || this.#worker !== undefined || this.#threadFailed || this.#closing || this.#failure !== undefined) return;
+    if (this.#worker !== undefined || this.#threadFailed || this.#closing || this.#failure !== undefined) return;
     let worker: Worker;
     try {
       worker = new Worker(this.#workerUrl, { workerData: { walPath: this.#walPath, state: this.#state.buffer } });
