@@ -5,6 +5,7 @@
  * test/helpers/wal-sync-workers.ts hold, fail or kill the fsync where a real disk will not.
  */
 import assert from 'node:assert/strict';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { closeSync, existsSync, mkdtempSync, openSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -437,6 +438,43 @@ describe('group commit (SQLite, power mode)', () => {
     // The lock free again, the store writes.
     await adapter.transaction(insert(4));
     assert.deepEqual(keys(), [4]);
+  });
+
+  it('while a batch waits for another connection\'s write lock, this process\'s reads go on; the writes commit once the lock is free', async () => {
+    const adapter = await open(undefined, 10_000);
+    const holder = new Database(path);
+    holder.exec('BEGIN IMMEDIATE');
+    let writes: Promise<unknown[]>;
+    try {
+      writes = Promise.all([1, 2].map((k) => adapter.transaction(insert(k))));
+      await sleep(50); // the pump is backing off for the lock by now
+      const read = adapter.transaction((tx) => tx.get('SELECT count(*) AS n FROM t'), { readOnly: true });
+      // It used to wait for the lock with the writes (the pump held the connection meanwhile).
+      assert.equal(await settled(read, 2000), true, 'the read waited for another connection\'s write lock');
+      assert.deepEqual(await read, { n: 0 });
+    } finally {
+      holder.exec('ROLLBACK');
+      holder.close();
+    }
+    assert.deepEqual(await writes, [1, 1]);
+    assert.deepEqual(keys(), [1, 2]);
+  });
+
+  it('each grouped transaction runs in its own caller\'s async context (AsyncLocalStorage), not in that of the caller that started the batch', async () => {
+    const adapter = await open();
+    const request = new AsyncLocalStorage<string>();
+    const seen: string[] = [];
+    await Promise.all(
+      ['A', 'B', 'C', 'D'].map((name, k) =>
+        request.run(name, () =>
+          adapter.transaction(async (tx) => {
+            await insert(k)(tx);
+            seen.push(`${name} saw ${request.getStore() ?? '(none)'}`);
+          }),
+        ),
+      ),
+    );
+    assert.deepEqual(seen.sort(), ['A saw A', 'B saw B', 'C saw C', 'D saw D']);
   });
 
   it('the store API on top: 64 jobs trading at once keep exact, audited balances', async () => {
