@@ -460,6 +460,46 @@ describe('group commit (SQLite, power mode)', () => {
     assert.deepEqual(keys(), [1, 2]);
   });
 
+  it('a body that awaits a transaction queued just before it (its answer needs this batch\'s COMMIT) is refused after the busy timeout instead of waiting for ever', { timeout: 20_000 }, async () => {
+    const adapter = await open(undefined, 300);
+    // The first holds the connection a moment, so that the next two are queued into one batch.
+    const other = adapter.transaction(async (tx) => {
+      await sleep(20);
+      return tx.run('INSERT INTO t (k, v) VALUES (1, ?)', ['other']);
+    });
+    const first = adapter.transaction((tx) => tx.run('INSERT INTO t (k, v) VALUES (2, ?)', ['first']));
+    let lateStatement: unknown = 'not run';
+    const second = adapter.transaction(async (tx) => {
+      await first;
+      // Reached only once `first` has committed without it: refused, never run in a later batch.
+      lateStatement = await tx.run('INSERT INTO t (k, v) VALUES (3, ?)', ['second']).then(() => 'ran', (e: unknown) => e);
+    });
+    const outcomes = await Promise.allSettled([other, first, second]);
+    assert.deepEqual(outcomes.slice(0, 2), [{ status: 'fulfilled', value: 1 }, { status: 'fulfilled', value: 1 }]);
+    const refusal = (outcomes[2] as PromiseRejectedResult).reason as { code?: string; message?: string };
+    assert.equal(refusal.code, 'STORAGE_BUSY');
+    assert.match(refusal.message ?? '', /a transaction of this process ran for more than 300 ms while the transactions committed with it waited/);
+    await sleep(20);
+    assert.equal((lateStatement as { code?: string }).code, 'STORAGE_BUSY', String(lateStatement));
+    assert.deepEqual(keys(), [1, 2]);
+    // The store goes on.
+    await adapter.transaction(insert(4));
+    assert.deepEqual(keys(), [1, 2, 4]);
+  });
+
+  it('a body that never ends does not hold the answers of the transactions before it in its batch for ever', { timeout: 20_000 }, async () => {
+    const adapter = await open(undefined, 300);
+    const p1 = adapter.transaction(async (tx) => {
+      await sleep(20);
+      return tx.run('INSERT INTO t (k, v) VALUES (1, ?)', ['one']);
+    });
+    const p2 = adapter.transaction(insert(2));
+    const p3 = rejectsWith(adapter.transaction(() => new Promise<never>(() => {})), 'STORAGE_BUSY');
+    assert.deepEqual(await Promise.all([p1, p2]), [1, 1]);
+    await p3;
+    assert.deepEqual(keys(), [1, 2]);
+  });
+
   it('each grouped transaction runs in its own caller\'s async context (AsyncLocalStorage), not in that of the caller that started the batch', async () => {
     const adapter = await open();
     const request = new AsyncLocalStorage<string>();

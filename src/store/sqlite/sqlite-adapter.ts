@@ -479,13 +479,13 @@ export class SqliteAdapter implements Adapter {
     let running = [item];
     try {
       if (batch.guarded) {
-        batch.outcomes.push(await this.#runGuarded(item));
+        batch.outcomes.push(await this.#runGuarded(item, batch));
         batch.items.push(item);
         return;
       }
       let value: unknown;
       try {
-        value = await item.fn(this.#executor);
+        value = await this.#runBody(item, batch);
       } catch (thrown) {
         if (this.#ended()) {
           // SQLite rolled the whole transaction back itself: the batch's writes are gone. The
@@ -507,7 +507,7 @@ export class SqliteAdapter implements Adapter {
         batch.outcomes.length = 0;
         batch.guarded = true;
         for (const again of earlier) {
-          batch.outcomes.push(await this.#runGuarded(again));
+          batch.outcomes.push(await this.#runGuarded(again, batch));
           batch.items.push(again);
         }
         return;
@@ -524,10 +524,10 @@ export class SqliteAdapter implements Adapter {
     }
   }
 
-  async #runGuarded(item: Queued): Promise<Outcome> {
+  async #runGuarded(item: Queued, batch: Batch): Promise<Outcome> {
     this.#prepare('SAVEPOINT grouped').run();
     try {
-      const value = await item.fn(this.#executor);
+      const value = await this.#runBody(item, batch);
       if (this.#ended()) throw this.#vanished();
       this.#prepare('RELEASE grouped').run();
       return { ok: true, value };
@@ -537,6 +537,50 @@ export class SqliteAdapter implements Adapter {
       this.#prepare('RELEASE grouped').run();
       return { ok: false, error: isBusy(e) ? classifySqliteError(e, this.location) : e };
     }
+  }
+
+  /**
+   * Runs a queued transaction's function in the batch. Behind transactions that have run already
+   * it may not take longer than the busy timeout: they wait for the batch's COMMIT, and one that
+   * held them for ever (a body awaiting something that never comes, or waiting for one of them:
+   * `await` of a transaction queued just before it, whose answer needs this batch's COMMIT)
+   * would hold their answers, and every later write of this process, for ever. Past it, it is
+   * refused with STORAGE_BUSY, as a throw (its batch rolled back, the ones before it run again)
+   * and its statements from then on are refused, never run in another batch.
+   */
+  #runBody(item: Queued, batch: Batch): Promise<unknown> {
+    if (batch.items.length === 0) return item.fn(this.#executor);
+    let refused: StorageError | undefined;
+    const executor = this.#executor;
+    const revocable: Executor = {
+      all: (sql, params) => (refused ? Promise.reject(refused) : executor.all(sql, params)),
+      get: (sql, params) => (refused ? Promise.reject(refused) : executor.get(sql, params)),
+      run: (sql, params) => (refused ? Promise.reject(refused) : executor.run(sql, params)),
+      exec: (sql) => (refused ? Promise.reject(refused) : executor.exec(sql)),
+    };
+    return new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        refused = this.#heldBatch();
+        reject(refused);
+      }, this.#busyTimeoutMs);
+      item.fn(revocable).then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (e: unknown) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      );
+    });
+  }
+
+  /** A grouped transaction ran past the busy timeout while others waited for its batch. */
+  #heldBatch(): StorageError {
+    return new StorageError('STORAGE_BUSY', `${this.location}: a transaction of this process ran for more than ${this.#busyTimeoutMs} ms while the transactions committed with it waited; it was refused and rolled back, the others go on`, {
+      hint: 'keep network calls and other waits out of store.transaction (a body that awaits a transaction started outside it waits for its own batch); a library caller can raise the busyTimeoutMs option, 5000 ms by default',
+    });
   }
 
   /** COMMITs the batch (frames written, not yet synced), asks for its fsync and frees the connection. */
