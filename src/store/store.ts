@@ -263,7 +263,9 @@ export class Store {
    * re-run when the engine reports a conflict (a PostgreSQL serialisation failure or deadlock,
    * SQLite's write lock held by another process), or when another transaction in the same
    * group commit throws (SQLite `power` mode, see docs/durability.md), so keep network calls and
-   * other effects out of it; on SQLite it also holds the write lock until it ends. `tx` runs your
+   * other effects out of it; on SQLite it also holds the write lock until it ends, and in `power`
+   * mode a body that runs behind others in its group commit longer than `busyTimeoutMs` is
+   * refused (STORAGE_BUSY), since they wait for its COMMIT. `tx` runs your
    * own SQL in it; once it has ended (a nested one's while the outer goes on), `tx` and store calls
    * given it are refused with INVALID_ARGUMENT instead of running outside it.
    *
@@ -337,8 +339,9 @@ export class Store {
    * refused, INVALID_ARGUMENT) with the database's file mode, while other processes go on
    * writing; a crash leaves no file under that name. It runs on this thread and holds this store
    * for its length: in a daemon's process, that holds the daemon up (run `botstate db backup`
-   * from another process instead). PostgreSQL is backed up with its own tools (pg_dump):
-   * refused, INVALID_ARGUMENT.
+   * from another process instead). It waits for a transaction of this store in flight at most
+   * `busyTimeoutMs` (then STORAGE_BUSY), and is refused inside one (INVALID_ARGUMENT: it would
+   * wait for it). PostgreSQL is backed up with its own tools (pg_dump): refused, INVALID_ARGUMENT.
    */
   async backup(path: string): Promise<void> {
     this.#ctx.refuseInTransaction('backup()', 'back up after store.transaction has returned (the copy is consistent without one)');

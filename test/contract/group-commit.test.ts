@@ -487,6 +487,21 @@ describe('group commit (SQLite, power mode)', () => {
     assert.deepEqual(keys(), [1, 2, 4]);
   });
 
+  it('with the fsync thread up, a body that awaits the transaction queued just before it (committed in the batch before its own) gets its answer: batches are answered whatever the pump awaits', { timeout: 20_000 }, async () => {
+    const adapter = await open();
+    for (let round = 0; round < 100; round++) await Promise.all([0, 1, 2, 3].map((i) => adapter.transaction(insert(1000 + round * 4 + i))));
+    await sleep(200);
+    const a = adapter.transaction(insert(1));
+    const b = adapter.transaction(async (tx) => {
+      await a;
+      return tx.run('INSERT INTO t (k, v) VALUES (2, ?)', ['b']);
+    });
+    // Well inside the busy timeout (5 s): neither waits for it, nor is refused by it.
+    assert.equal(await settled(Promise.all([a, b]), 2000), true, 'a transaction waited for an answer only the pump gave');
+    assert.deepEqual(await Promise.all([a, b]), [1, 1]);
+    assert.deepEqual(keys().filter((k) => k < 1000), [1, 2]);
+  });
+
   it('a body that never ends does not hold the answers of the transactions before it in its batch for ever', { timeout: 20_000 }, async () => {
     const adapter = await open(undefined, 300);
     const p1 = adapter.transaction(async (tx) => {

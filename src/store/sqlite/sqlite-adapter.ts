@@ -89,6 +89,8 @@ export class SqliteAdapter implements Adapter {
   readonly #queue: Queued[] = [];
   /** Committed batches waiting for their fsync, oldest first. */
   readonly #syncing: Array<Batch & { readonly commit: bigint }> = [];
+  /** #watchSyncs waits for the next fsync to end. */
+  #watchingSyncs = false;
   /** Grouped transactions not yet answered: queued, running, or committed and waiting for their fsync. */
   #inFlight = 0;
   #pumping = false;
@@ -596,11 +598,29 @@ export class SqliteAdapter implements Adapter {
     this.#mutex.release();
     try {
       this.#syncing.push({ ...batch, commit: this.#walSync!.request() });
+      this.#watchSyncs();
     } catch (e) {
       // An inline fsync failed: the commit is in the WAL but not known to be on disk.
       for (const item of batch.items) item.reject(e);
     }
     return undefined;
+  }
+
+  /**
+   * Answers committed batches as soon as an fsync covers them, whatever the pump is doing. The pump
+   * also answers them at each turn of its loop, but it may be awaiting a transaction function of
+   * the next batch meanwhile, and that one may be waiting for one of these answers (a body that
+   * awaits a transaction queued just before it, committed in the batch before its own): answered
+   * only by the pump, it would wait for ever.
+   */
+  #watchSyncs(): void {
+    if (this.#watchingSyncs || this.#syncing.length === 0) return;
+    this.#watchingSyncs = true;
+    void this.#walSync!.changed().then(() => {
+      this.#watchingSyncs = false;
+      this.#deliver();
+      this.#watchSyncs();
+    });
   }
 
   /** Rolls back a batch that cannot commit and refuses its callers. */
@@ -843,7 +863,11 @@ export class SqliteAdapter implements Adapter {
   async backup(path: string): Promise<void> {
     // Bounded, as a transaction's wait is: a backup awaited by a transaction of this process
     // (from a callback set up outside it) would otherwise wait for it for ever.
-    const wait = this.#mutex.acquire(this.#busyTimeoutMs, () => this.#ownTransactionTooLong());
+    const wait = this.#mutex.acquire(this.#busyTimeoutMs, () =>
+      new StorageError('STORAGE_BUSY', `${this.location}: the backup waited ${this.#busyTimeoutMs} ms for a transaction of this process to end`, {
+        hint: 'back up once the transaction has returned (a backup started outside a transaction and awaited inside one waits for it); a library caller can raise the busyTimeoutMs option, 5000 ms by default',
+      }),
+    );
     if (wait) await wait;
     // Short (a long FILE stays a valid name), and its own (another process, in another pid
     // namespace, may share the pid).
