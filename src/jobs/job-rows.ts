@@ -400,14 +400,24 @@ export function scratchText(doc: Readonly<Record<string, unknown>>): string {
   const refused = () => new ValidationError('INVALID_ARGUMENT', 'strategy scratch state must be a JSON object of at most 64 KiB', { hint: 'keep only what the strategy needs to resume (counters, recent prices), as plain JSON' });
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw refused();
   let text: string;
+  // JSON.stringify writes a Map, a Set or a Promise as {}: what it holds would be gone at the next
+  // read. The replacer sees each value as it is written (after its toJSON, which may convert it).
+  let lost: 'Map' | 'Set' | 'Promise' | undefined;
+  const spot = (_key: string, value: unknown): unknown => {
+    if (lost === undefined && typeof value === 'object' && value !== null) {
+      if (value instanceof Map || value instanceof WeakMap) lost = 'Map';
+      else if (value instanceof Set || value instanceof WeakSet) lost = 'Set';
+      else if (value instanceof Promise) lost = 'Promise';
+    }
+    return value;
+  };
   try {
-    text = JSON.stringify(doc);
+    text = JSON.stringify(doc, spot);
   } catch {
-    throw refused(); // a BigInt, a cycle
+    throw refused(); // a BigInt, a cycle (also one behind a toJSON)
   }
   // A Date, or anything whose toJSON gives other than an object, is not stored as an object.
   if (text === undefined || !text.startsWith('{') || text.length > 65536) throw refused();
-  const lost = lossy(doc);
   if (lost !== undefined) {
     // JSON.stringify writes these as {}: what they hold would be gone at the next read.
     throw new ValidationError('INVALID_ARGUMENT', `strategy scratch state holds a ${lost}, which JSON keeps as {} (its content would be lost)`, {
@@ -421,19 +431,6 @@ export function scratchText(doc: Readonly<Record<string, unknown>>): string {
     });
   }
   return text;
-}
-
-/** The first Map, Set or Promise in `value` (at any depth), which JSON.stringify writes as {}. */
-function lossy(value: unknown): 'Map' | 'Set' | 'Promise' | undefined {
-  if (typeof value !== 'object' || value === null) return undefined;
-  if (value instanceof Map || value instanceof WeakMap) return 'Map';
-  if (value instanceof Set || value instanceof WeakSet) return 'Set';
-  if (value instanceof Promise) return 'Promise';
-  for (const v of Array.isArray(value) ? value : Object.values(value)) {
-    const found = lossy(v);
-    if (found !== undefined) return found;
-  }
-  return undefined;
 }
 
 function storableJson(value: unknown): boolean {

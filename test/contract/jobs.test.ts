@@ -272,6 +272,10 @@ for (const engine of ENGINES) {
       await assert.rejects(store.jobs.saveScratch({ id: job.id }, { seen: new Set(['1']) }), /holds a Set/);
       await assert.rejects(store.jobs.saveScratch({ id: job.id }, { later: [Promise.resolve(1)] }), /holds a Promise/);
       assert.equal(await fx.dump(), kept);
+      // One whose toJSON writes it out in full is kept, as JSON keeps it.
+      const counts = Object.assign(new Map([['10', 3]]), { toJSON: () => ({ '10': 3 }) });
+      await store.jobs.saveScratch({ id: job.id }, { counts });
+      assert.deepEqual((await store.jobs.get({ id: job.id })).strategyState, { counts: { '10': 3 } });
       assert.deepEqual((await store.verifyAudit()).problems, []);
     });
 
