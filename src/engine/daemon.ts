@@ -1119,10 +1119,10 @@ function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
 const MAX_INSTANCE_ID = MAX_ACTOR_LENGTH - 'daemon:'.length;
 const DAEMON_OPTIONS = ['store', 'exchange', 'tickMs', 'leaseTtlMs', 'concurrency', 'maxFailures', 'flushMs', 'maxJobs', 'exchangeTimeoutMs', 'log', 'instanceId'];
 
-/** Refuses an unknown option or a count or duration that is not a positive whole number (0, NaN, 1.5). */
 /** The shortest lease TTL a daemon takes (DaemonOptions.leaseTtlMs, the CLI's --lease-ttl). */
 export const MIN_LEASE_TTL_MS = 100;
 
+/** Refuses an unknown option or a count or duration that is not a positive whole number (0, NaN, 1.5). */
 function checkDaemonOptions(options: DaemonOptions): void {
   const bad = (message: string) => new BotstateError('INVALID_ARGUMENT', message, { hint: 'see DaemonOptions' });
   for (const key of Object.keys(options)) if (!DAEMON_OPTIONS.includes(key)) throw bad(`unknown daemon option "${key}"`);

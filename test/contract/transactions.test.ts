@@ -344,7 +344,7 @@ for (const engine of ENGINES) {
         assert.equal((await quick.jobs.get({ id })).status, 'PAUSED');
       });
 
-      it('close() and backup() called inside store.transaction are refused at once (each waits for the transaction: it used to hang); the transaction and the store go on', async () => {
+      it('close() and backup() called inside store.transaction are refused at once (each waits for the transaction: it used to hang); the transaction and the store go on', { timeout: 20_000 }, async () => {
         const target = `${fx.url}.inside-backup`;
         await store.transaction(async () => {
           await store.jobs.pause({ id });
