@@ -400,14 +400,15 @@ export function scratchText(doc: Readonly<Record<string, unknown>>): string {
   const refused = () => new ValidationError('INVALID_ARGUMENT', 'strategy scratch state must be a JSON object of at most 64 KiB', { hint: 'keep only what the strategy needs to resume (counters, recent prices), as plain JSON' });
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw refused();
   let text: string;
-  // JSON.stringify writes a Map, a Set or a Promise as {}: what it holds would be gone at the next
+  // JSON.stringify writes a Map, a Set, a Promise or a WeakRef as {}: what it holds would be gone at the next
   // read. The replacer sees each value as it is written (after its toJSON, which may convert it).
-  let lost: 'Map' | 'Set' | 'Promise' | undefined;
+  let lost: 'Map' | 'Set' | 'Promise' | 'WeakRef' | undefined;
   const spot = (_key: string, value: unknown): unknown => {
     if (lost === undefined && typeof value === 'object' && value !== null) {
       if (value instanceof Map || value instanceof WeakMap) lost = 'Map';
       else if (value instanceof Set || value instanceof WeakSet) lost = 'Set';
       else if (value instanceof Promise) lost = 'Promise';
+      else if (value instanceof WeakRef) lost = 'WeakRef';
     }
     return value;
   };

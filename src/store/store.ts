@@ -265,7 +265,9 @@ export class Store {
    * group commit throws (SQLite `power` mode, see docs/durability.md), so keep network calls and
    * other effects out of it; on SQLite it also holds the write lock until it ends, and in `power`
    * mode a body that runs behind others in its group commit longer than `busyTimeoutMs` is
-   * refused (STORAGE_BUSY), since they wait for its COMMIT. `tx` runs your
+   * refused (STORAGE_BUSY), since they wait for its COMMIT: do not await, inside `fn`, another
+   * transaction of this store started outside it (in one batch with it, it cannot be answered
+   * before `fn` ends). `tx` runs your
    * own SQL in it; once it has ended (a nested one's while the outer goes on), `tx` and store calls
    * given it are refused with INVALID_ARGUMENT instead of running outside it.
    *

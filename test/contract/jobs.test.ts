@@ -271,6 +271,7 @@ for (const engine of ENGINES) {
       await assert.rejects(store.jobs.saveScratch({ id: job.id }, new Map([['a', 1]]) as never), /holds a Map, which JSON keeps as \{\}/);
       await assert.rejects(store.jobs.saveScratch({ id: job.id }, { seen: new Set(['1']) }), /holds a Set/);
       await assert.rejects(store.jobs.saveScratch({ id: job.id }, { later: [Promise.resolve(1)] }), /holds a Promise/);
+      await assert.rejects(store.jobs.saveScratch({ id: job.id }, { ref: new WeakRef({ a: 1 }) }), /holds a WeakRef/);
       assert.equal(await fx.dump(), kept);
       // One whose toJSON writes it out in full is kept, as JSON keeps it.
       const counts = Object.assign(new Map([['10', 3]]), { toJSON: () => ({ '10': 3 }) });
