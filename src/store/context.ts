@@ -78,17 +78,23 @@ class Tx implements Executor {
     const control = typeof sql === 'string' ? transactionControl(sql, this.#engine) : undefined;
     if (control === undefined) return undefined;
     if (changesSession(control)) {
-      return Promise.reject(new BotstateError('INVALID_ARGUMENT', `a tx cannot run ${control}: it changes the connection, which outlives the transaction, for every later call on it`, {
-        hint:
-          this.#engine === 'postgres'
-            ? 'use SET LOCAL or set_config(…, true), which end with the transaction, and ON COMMIT DROP for a temporary table'
-            : "set what botstate allows through openStore's options; use a table of your own or a WITH clause rather than a TEMP one",
+      return Promise.reject(new BotstateError('INVALID_ARGUMENT', `a tx cannot run ${control}: it ${control === 'DO' ? 'may change' : 'changes'} the connection, which outlives the transaction, for every later call on it`, {
+        hint: sessionHint(control, this.#engine),
       }));
     }
     return Promise.reject(new BotstateError('INVALID_ARGUMENT', `a tx cannot run ${control}: store.transaction begins, commits and rolls back its transaction itself`, {
       hint: 'return from the transaction body to commit, throw to roll back; nest store.transaction for a part that may fail alone',
     }));
   }
+}
+
+/** What to do instead of a statement that would change the connection past the transaction. */
+function sessionHint(control: string, engine: Engine): string {
+  if (engine === 'sqlite') return "set what botstate allows through openStore's options; use a table of your own or a WITH clause rather than a TEMP one";
+  if (control === 'pg_advisory_lock') return 'use pg_advisory_xact_lock, which is released with the transaction';
+  if (control === 'DO') return "run the statements of its body through the tx itself (a DO block's body cannot be checked for what it leaves on the connection)";
+  if (/^(?:PREPARE|LISTEN|DECLARE)/.test(control)) return "run it on a connection of your own (a pg client), not on botstate's pooled ones";
+  return 'use SET LOCAL or set_config(…, true), which end with the transaction, and ON COMMIT DROP for a temporary table';
 }
 
 /** What a tx of a transaction that has ended gets, from a store call or from its own methods. */

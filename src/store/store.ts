@@ -72,6 +72,7 @@ export interface StoreOptions {
    * PostgreSQL: end a session whose transaction stays idle (the client holds it open and sends
    * nothing) for longer than this, releasing its row locks (default: off). The daemon sets it
    * below its lease TTL, so that a frozen daemon cannot keep the locks that a takeover needs.
+   * Such a transaction is refused with STORAGE_BUSY, saying that nothing of it was written.
    */
   readonly idleTransactionTimeoutMs?: number;
   /**

@@ -17,6 +17,16 @@ const CONTROL = /^(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK(?!\s+(?:(?:TRAN
  */
 const SESSION_PG = /^(SET(?!\s+(?:LOCAL|TRANSACTION|CONSTRAINTS)\b)|RESET|DISCARD)\b/i;
 
+/**
+ * More of what a PostgreSQL statement leaves on the session: a prepared statement (PREPARE), a
+ * LISTEN, a cursor declared WITH HOLD, and a DO block, whose body (a string) this cannot read
+ * and which may run any of them, or a SET through EXECUTE. (PREPARE TRANSACTION is CONTROL's.)
+ */
+const SESSION_PG_MORE = /^(PREPARE|LISTEN|DECLARE\b[\s\S]*?\bWITH\s+HOLD|DO)\b/i;
+
+/** A session-level advisory lock, held after the transaction until unlocked (the _xact_ ones end with it). */
+const SESSION_LOCK = /\bpg_(?:try_)?advisory_lock(?:_shared)?\s*\(/i;
+
 /** A SQLite PRAGMA: `PRAGMA [schema.]name`, then `= value`, `(argument)` or nothing. */
 const PRAGMA = /^PRAGMA\b\s*(?:\w+\s*\.\s*)?(\w*)\s*([=(])?/i;
 
@@ -116,10 +126,11 @@ function scan(sql: string, engine: Engine): string | undefined {
   if (engine === 'sqlite' && plain.split(';').some((s) => TEMP_SQLITE.test(s.trimStart()))) return 'CREATE TEMP';
   plain = plain.replace(engine === 'sqlite' ? TRIGGER_BODY : ATOMIC_BODY, ' ');
   if (engine === 'postgres' && setConfigForSession(plain)) return 'set_config(…, false)';
+  if (engine === 'postgres' && SESSION_LOCK.test(plain)) return 'pg_advisory_lock';
   for (const statement of plain.split(';')) {
     const text = statement.trimStart();
-    const m = CONTROL.exec(text) ?? (engine === 'postgres' ? SESSION_PG.exec(text) : undefined);
-    if (m) return m[1]!.replace(/\s+/g, ' ').toUpperCase();
+    const m = CONTROL.exec(text) ?? (engine === 'postgres' ? (SESSION_PG.exec(text) ?? SESSION_PG_MORE.exec(text)) : undefined);
+    if (m) return /^DECLARE\b/i.test(m[1]!) ? 'DECLARE … WITH HOLD' : m[1]!.replace(/\s+/g, ' ').toUpperCase();
     if (engine === 'postgres' && TEMP_PG.test(text) && !/\bON\s+COMMIT\s+DROP\b/i.test(text)) return 'CREATE TEMP';
     const pragma = engine === 'sqlite' ? PRAGMA.exec(text) : null;
     if (pragma) {
@@ -133,7 +144,7 @@ function scan(sql: string, engine: Engine): string | undefined {
 
 /** True for what {@link transactionControl} returns for a statement that changes the connection past the transaction. */
 export function changesSession(statement: string): boolean {
-  return /^(?:SET|RESET|DISCARD|PRAGMA|CREATE TEMP|set_config)\b/.test(statement);
+  return /^(?:SET|RESET|DISCARD|PRAGMA|CREATE TEMP|set_config|PREPARE(?! TRANSACTION)|LISTEN|DECLARE|DO|pg_advisory_lock)\b/.test(statement);
 }
 
 /**
@@ -142,8 +153,29 @@ export function changesSession(statement: string): boolean {
  * and nested block comments.
  */
 function blanked(sql: string, engine: Engine): string {
+  return segments(sql, engine)
+    .map((s) => (s.plain ? s.text : ' '))
+    .join('');
+}
+
+/**
+ * PostgreSQL: `sql` with each `?` placeholder numbered `$1`, `$2`, … (the driver's form), but only
+ * outside strings, quoted identifiers and comments: a `?` written in a literal ('why?') is text.
+ * (PostgreSQL's jsonb operators ?, ?| and ?& are placeholders here too: write jsonb_exists,
+ * jsonb_exists_any and jsonb_exists_all instead.)
+ */
+export function numberedPlaceholders(sql: string): string {
+  let n = 0;
+  return segments(sql, 'postgres')
+    .map((s) => (s.plain ? s.text.replace(/\?/g, () => `$${++n}`) : s.text))
+    .join('');
+}
+
+/** `sql` cut into the parts the engine reads as SQL (`plain`) and its strings, quoted identifiers and comments. */
+function segments(sql: string, engine: Engine): Array<{ plain: boolean; text: string }> {
   const pg = engine === 'postgres';
-  let out = '';
+  const out: Array<{ plain: boolean; text: string }> = [];
+  let plainFrom = 0;
   let i = 0;
   const skipTo = (close: string, doubled: boolean): void => {
     for (;;) {
@@ -160,6 +192,7 @@ function blanked(sql: string, engine: Engine): string {
   while (i < sql.length) {
     const c = sql[i]!;
     const next = sql[i + 1];
+    const start = i;
     if (c === '-' && next === '-') {
       // To the end of the line: a newline, or for PostgreSQL a carriage return as well.
       i += 2;
@@ -193,18 +226,19 @@ function blanked(sql: string, engine: Engine): string {
       DOLLAR_TAG.lastIndex = i;
       const tag = DOLLAR_TAG.exec(sql)?.[0];
       if (tag === undefined) {
-        out += c;
         i++;
         continue;
       }
       i += tag.length;
       skipTo(tag, false);
     } else {
-      out += c;
       i++;
       continue;
     }
-    out += ' ';
+    if (start > plainFrom) out.push({ plain: true, text: sql.slice(plainFrom, start) });
+    out.push({ plain: false, text: sql.slice(start, i) });
+    plainFrom = i;
   }
+  if (plainFrom < sql.length) out.push({ plain: true, text: sql.slice(plainFrom) });
   return out;
 }

@@ -86,6 +86,56 @@ for (const engine of ENGINES) {
         assert.equal(await fx.dump(), before);
       });
 
+      it("a ? written inside a string is text, not a placeholder, on both engines", async () => {
+        const rows = await store.transaction(async (tx) => [
+          await tx.get("SELECT 'why?' AS q"),
+          await tx.get("SELECT CAST(? AS integer) AS a, 'x?y' AS b, ? AS c -- and? ", [1, 'c?']),
+        ]);
+        assert.deepEqual(rows, [{ q: 'why?' }, { a: 1, b: 'x?y', c: 'c?' }]);
+      });
+
+      it('PostgreSQL: PREPARE, LISTEN, a cursor WITH HOLD, a DO block and a session advisory lock are refused (they would stay on the pooled connection)', { skip: engine.name !== 'postgres' }, async () => {
+        for (const [sql, hint] of [
+          ['LISTEN chan', /connection of your own/],
+          ['PREPARE p1 AS SELECT 1', /connection of your own/],
+          ['DECLARE c1 CURSOR WITH HOLD FOR SELECT 1', /connection of your own/],
+          ["DO $$ BEGIN PERFORM set_config('search_path', 'public', false); END $$", /body/],
+          ['SELECT pg_advisory_lock(42)', /pg_advisory_xact_lock/],
+        ] as const) {
+          const outcome = await store.transaction((tx) => tx.exec(sql)).then(() => 'ran', (e: unknown) => e);
+          assert.ok(isBotstateError(outcome, 'INVALID_ARGUMENT') && /it (?:may change|changes) the connection/.test(outcome.message) && hint.test(outcome.hint ?? ''), `${sql}: ${String(outcome)}`);
+        }
+        assert.deepEqual((await store.jobs.list()).map((j) => j.id), [id], 'the store still reads its own schema');
+      });
+
+      it('PostgreSQL: a transaction the server ended for sitting idle past idleTransactionTimeoutMs is said to be rolled back (STORAGE_BUSY), not "may have been made"', { skip: engine.name !== 'postgres', timeout: 20_000 }, async () => {
+        const idle = await open({ idleTransactionTimeoutMs: 300 });
+        for (const thenStatement of [false, true]) {
+          const before = await fx.dump();
+          const outcome = await idle
+            .transaction(async (tx) => {
+              await idle.jobs.pause({ id });
+              await new Promise((resolve) => setTimeout(resolve, 800));
+              if (thenStatement) await tx.get('SELECT 1 AS one');
+            })
+            .then(() => 'committed', (e: unknown) => e);
+          assert.ok(isBotstateError(outcome, 'STORAGE_BUSY'), String(outcome));
+          assert.match(outcome.message, /waited for its caller longer than idleTransactionTimeoutMs \(300 ms\), and the server ended it: nothing of it was written/);
+          assert.equal(await fx.dump(), before);
+        }
+        // The pool goes on with fresh connections.
+        await idle.jobs.pause({ id });
+        assert.equal((await idle.jobs.get({ id })).status, 'PAUSED');
+      });
+
+      it('PostgreSQL: only the first 1,000 distinct statements get a server-side prepared name; the others run unnamed', { skip: engine.name !== 'postgres', timeout: 30_000 }, async () => {
+        const one = await open({ poolSize: 1 });
+        for (let i = 0; i < 1100; i++) await one.transaction((tx) => tx.get(`SELECT ${i} AS n`));
+        const prepared = await one.transaction((tx) => tx.get<{ n: number }>('SELECT count(*)::int AS n FROM pg_prepared_statements'));
+        assert.ok(prepared!.n <= 1000, `${prepared!.n} prepared statements on the connection`);
+        assert.deepEqual(await one.transaction((tx) => tx.get('SELECT 1099 AS n')), { n: 1099 });
+      });
+
       it('close() lets calls made before it complete, and refuses the ones after', async () => {
         const paused = store.jobs.pause({ id });
         const closed = store.close();

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { transactionControl } from '../../src/store/tx-control.ts';
+import { numberedPlaceholders, transactionControl } from '../../src/store/tx-control.ts';
 
 describe('transactionControl', () => {
   it('finds a statement that begins or ends a transaction, in any statement of a script', () => {
@@ -167,5 +167,39 @@ describe('transactionControl', () => {
       ['SET x = 1', undefined],
     ];
     for (const [sql, found] of sqlite) assert.equal(transactionControl(sql, 'sqlite'), found, `sqlite: ${sql}`);
+  });
+});
+
+describe('more of what PostgreSQL leaves on the session, and placeholders', () => {
+  it('refuses PREPARE, LISTEN, a cursor WITH HOLD, a DO block and a session advisory lock; their transaction-bound forms pass', () => {
+    const refused: Array<[string, string]> = [
+      ['PREPARE p1 AS SELECT 1', 'PREPARE'],
+      ['listen chan', 'LISTEN'],
+      ['DECLARE c1 CURSOR WITH HOLD FOR SELECT 1', 'DECLARE … WITH HOLD'],
+      ['DECLARE c1 NO SCROLL CURSOR\n  WITH  HOLD FOR SELECT 1', 'DECLARE … WITH HOLD'],
+      ["DO $$ BEGIN PERFORM set_config('search_path', 'public', false); END $$", 'DO'],
+      ["DO LANGUAGE plpgsql $x$ BEGIN EXECUTE 'SET synchronous_commit = off'; END $x$", 'DO'],
+      ['SELECT pg_advisory_lock(42)', 'pg_advisory_lock'],
+      ['SELECT pg_try_advisory_lock_shared(1, 2)', 'pg_advisory_lock'],
+    ];
+    for (const [sql, control] of refused) assert.equal(transactionControl(sql, 'postgres'), control, sql);
+    const fine = [
+      'DECLARE c1 CURSOR FOR SELECT 1',
+      'SELECT pg_advisory_xact_lock(42)',
+      "SELECT 'pg_advisory_lock(1)' AS text",
+      'SELECT 1 AS do',
+      'UPDATE t SET prepare = 1, listen = 2',
+      "PREPARE TRANSACTION 'x'",
+    ];
+    for (const sql of fine.slice(0, 5)) assert.equal(transactionControl(sql, 'postgres'), undefined, sql);
+    assert.equal(transactionControl("PREPARE TRANSACTION 'x'", 'postgres'), 'PREPARE TRANSACTION');
+    // SQLite has none of these; its own rules apply.
+    assert.equal(transactionControl('SELECT 1 AS do', 'sqlite'), undefined);
+  });
+
+  it('numbers only the ? placeholders outside strings, quoted identifiers, dollar quotes and comments', () => {
+    assert.equal(numberedPlaceholders("SELECT ? AS a, 'x?y' AS b, \"q?\" AS c, $$z?$$ AS d, E'\\'?' AS e, ? /* ? */ -- ?\n"), "SELECT $1 AS a, 'x?y' AS b, \"q?\" AS c, $$z?$$ AS d, E'\\'?' AS e, $2 /* ? */ -- ?\n");
+    assert.equal(numberedPlaceholders('INSERT INTO t VALUES (?, ?, ?)'), 'INSERT INTO t VALUES ($1, $2, $3)');
+    assert.equal(numberedPlaceholders("SELECT 'why?'"), "SELECT 'why?'");
   });
 });

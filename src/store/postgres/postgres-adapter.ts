@@ -4,6 +4,7 @@ import pg from 'pg';
 import { BotstateError, closedStore, constraintViolation, invalidSql, MISSING_HINT, StorageError } from '../../errors.ts';
 import { VERSION_COLUMNS } from '../migrations/migration.ts';
 import { driverConnectionString } from '../location.ts';
+import { numberedPlaceholders } from '../tx-control.ts';
 import type {
   Adapter,
   Capabilities,
@@ -41,6 +42,10 @@ const CAPABILITIES: Capabilities = Object.freeze({ concurrentWriters: true });
 /** Serialisation failures and deadlocks: PostgreSQL rolled the transaction back, so it is safe to re-run. */
 const RETRYABLE = new Set(['40001', '40P01']);
 const MAX_ATTEMPTS = 8;
+/** Each pooled client's first connection error (see open()). */
+const FIRST_ERROR = new WeakMap<pg.PoolClient, Error>();
+/** Distinct statements given a server-side prepared name (see #prepared). */
+const MAX_PREPARED = 1000;
 
 /**
  * PostgreSQL through pg: a pool, one client per transaction, READ COMMITTED with row locks
@@ -56,15 +61,17 @@ export class PostgresAdapter implements Adapter {
   readonly schema: string;
 
   readonly #pool: pg.Pool;
-  readonly #names = new Map<string, { text: string; name: string }>();
+  readonly #names = new Map<string, { text: string; name: string | undefined }>();
   #closing: Promise<void> | undefined;
   /** Transactions begun and not yet ended: close() waits for them. */
   #active = 0;
   #idle: (() => void) | undefined;
   #ended = false;
+  readonly #idleTransactionTimeoutMs: number;
 
   private constructor(pool: pg.Pool, options: PostgresOptions) {
     this.#pool = pool;
+    this.#idleTransactionTimeoutMs = options.idleTransactionTimeoutMs;
     this.durability = options.durability;
     this.location = options.location;
     this.schema = options.schema;
@@ -89,7 +96,14 @@ export class PostgresAdapter implements Adapter {
     // A checked-out client whose connection the server ends (idle_in_transaction_session_timeout,
     // an administrator, a restart) also emits 'error'; its query in flight rejects anyway, and
     // the broken client is discarded on release. Without a listener the process would crash.
-    pool.on('connect', (client) => client.on('error', () => {}));
+    // The first is kept: the server's idle_in_transaction_session_timeout (25P03) says that the
+    // transaction was rolled back, which the errors after it ("Connection terminated
+    // unexpectedly", then "not queryable" for every later query) no longer say.
+    pool.on('connect', (client) =>
+      client.on('error', (e) => {
+        if (!FIRST_ERROR.has(client)) FIRST_ERROR.set(client, e);
+      }),
+    );
     const adapter = new PostgresAdapter(pool, options);
     let foreign: boolean;
     try {
@@ -134,9 +148,10 @@ export class PostgresAdapter implements Adapter {
           committed = await client.query('COMMIT');
         } catch (e) {
           // The server's own refusal (a serialisation failure at commit, a deferred constraint)
-          // rolled it back, and is handled below; a lost connection leaves the outcome unknown.
+          // rolled it back, and is handled below; a lost connection leaves the outcome unknown,
+          // but for a session the server ended because the transaction sat idle: rolled back.
           // A read-only transaction changed nothing either way.
-          throw !options.readOnly && isDriverError(e) && classifyPostgresError(e, this.location).code === 'STORAGE_UNAVAILABLE' ? commitOutcomeUnknown(e, this.location) : e;
+          throw this.#endedIdle(client, e) ?? (!options.readOnly && isDriverError(e) && classifyPostgresError(e, this.location).code === 'STORAGE_UNAVAILABLE' ? commitOutcomeUnknown(e, this.location) : e);
         }
         if (committed.command === 'ROLLBACK') throw abortedAtCommit(this.location);
         return result;
@@ -153,11 +168,27 @@ export class PostgresAdapter implements Adapter {
           continue;
         }
         // The driver's errors become botstate's; the caller's own errors pass through as they are.
-        throw isDriverError(e) ? classifyPostgresError(e, this.location) : e;
+        throw this.#endedIdle(client, e) ?? (isDriverError(e) ? classifyPostgresError(e, this.location) : e);
       } finally {
         client.release(broken);
       }
     }
+  }
+
+  /**
+   * When the server ended `client`'s session because its transaction sat idle past
+   * idleTransactionTimeoutMs (25P03), the error `e` that followed (the connection's, or a
+   * statement's or COMMIT's on the broken client) says so: nothing of the transaction was written.
+   * Undefined otherwise, and for an error of the caller's own.
+   */
+  #endedIdle(client: pg.PoolClient, e: unknown): StorageError | undefined {
+    const last = FIRST_ERROR.get(client) as { code?: unknown } | undefined;
+    if (last?.code !== '25P03') return undefined;
+    if (!(isDriverError(e) || e === last || (e instanceof BotstateError && e.code === 'STORAGE_UNAVAILABLE'))) return undefined;
+    return new StorageError('STORAGE_BUSY', `${this.location}: the transaction waited for its caller longer than idleTransactionTimeoutMs (${this.#idleTransactionTimeoutMs} ms), and the server ended it: nothing of it was written`, {
+      hint: 'keep slow work (network calls, long computations) out of store.transaction, or raise the idleTransactionTimeoutMs option',
+      cause: last,
+    });
   }
 
   async lockForMigration(tx: Executor): Promise<void> {
@@ -211,7 +242,7 @@ export class PostgresAdapter implements Adapter {
     };
     const query = (sql: string, params: readonly SqlParam[] | undefined) => {
       const { text, name } = this.#prepared(sql);
-      return client.query({ text, name, values: params as unknown[] | undefined }).catch(botstates);
+      return client.query({ text, ...(name === undefined ? {} : { name }), values: params as unknown[] | undefined }).catch(botstates);
     };
     return {
       all: async (sql, params) => (await query(sql, params)).rows,
@@ -221,15 +252,21 @@ export class PostgresAdapter implements Adapter {
     };
   }
 
-  /** `?` placeholders become `$n`, and each distinct statement gets a server-side prepared name. */
-  #prepared(sql: string): { text: string; name: string } {
-    let entry = this.#names.get(sql);
-    if (entry === undefined) {
-      let n = 0;
-      entry = { text: sql.replace(/\?/g, () => `$${++n}`), name: `bs${this.#names.size}` };
-      this.#names.set(sql, entry);
-    }
-    return entry;
+  /**
+   * `?` placeholders become `$n` (outside quotes and comments), and each distinct statement gets a
+   * server-side prepared name, up to MAX_PREPARED of them: botstate's own statements, a few dozen
+   * constant texts, come first; beyond that (a caller's SQL with values written into it is seldom
+   * seen twice) a statement is sent unnamed, so that neither this map nor every pooled
+   * connection's prepared statements grow without end.
+   */
+  #prepared(sql: string): { text: string; name: string | undefined } {
+    const entry = this.#names.get(sql);
+    if (entry !== undefined) return entry;
+    const text = numberedPlaceholders(sql);
+    if (this.#names.size >= MAX_PREPARED) return { text, name: undefined };
+    const named = { text, name: `bs${this.#names.size}` };
+    this.#names.set(sql, named);
+    return named;
   }
 }
 
