@@ -53,6 +53,61 @@ describe('the SQLite write lock is shared fairly between processes', () => {
   }
 });
 
+describe('a writer that never pauses leaves room for its own process and for others', () => {
+  it("callers writing back to back (process mode) still give the event loop a turn: this process's timers run meanwhile", { timeout: 30_000 }, async () => {
+    const store = await openStore(join(dir, 'turns.db'));
+    try {
+      const ids: string[] = [];
+      for (let i = 1; i <= 4; i++) ids.push((await store.jobs.start({ tokenAddress: `0x${(0xb000 + i).toString(16).padStart(40, '0')}` })).id);
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 5);
+      const end = performance.now() + 500;
+      let writes = 0;
+      await Promise.all(
+        ids.map(async (id) => {
+          // Each call answers at once (better-sqlite3, a free connection): on microtasks alone, the
+          // timer above never ran before the loops ended (0 ticks; a BUSY retry's sleep neither).
+          while (performance.now() < end) {
+            await store.jobs.updateState({ id }, { recentHigh: String(++writes) });
+          }
+        }),
+      );
+      clearInterval(timer);
+      assert.ok(writes > 100, `${writes} writes`);
+      assert.ok(ticks >= 5, `the timer ran ${ticks} times in 500 ms of back-to-back writes`);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('the -wait file is put beside the database file itself, where a process naming it through a symbolic link looks too', { timeout: 30_000 }, async () => {
+    mkdirSync(join(dir, 'real'));
+    mkdirSync(join(dir, 'link'));
+    const real = join(dir, 'real', 'f.db');
+    const linked = join(dir, 'link', 'f.db');
+    const store = await openStore(real);
+    const job = await store.jobs.start({ tokenAddress: TOKEN });
+    await store.close();
+    symlinkSync(real, linked);
+    const viaLink = await openStore(linked, { busyTimeoutMs: 5000 });
+    const holder = new Database(real);
+    holder.exec('BEGIN IMMEDIATE');
+    try {
+      const pausing = viaLink.jobs.pause({ id: job.id });
+      for (let i = 0; i < 200 && !existsSync(`${real}-wait`); i++) await sleep(5);
+      assert.equal(existsSync(`${real}-wait`), true, 'no -wait file beside the real file');
+      assert.equal(existsSync(`${linked}-wait`), false, 'a -wait file beside the link');
+      holder.exec('ROLLBACK');
+      assert.equal((await pausing).status, 'PAUSED');
+      assert.equal(existsSync(`${real}-wait`), false, 'the -wait file was left behind');
+    } finally {
+      if (holder.inTransaction) holder.exec('ROLLBACK');
+      holder.close();
+      await viaLink.close();
+    }
+  });
+});
+
 describe('the -wait file cannot be turned against a writer', () => {
   it('a stale one that cannot be removed is ignored, and one dated in the future is stale', async () => {
     const path = join(dir, 'w.db');

@@ -98,6 +98,9 @@ export class SqliteAdapter implements Adapter {
   #queueTimer: NodeJS.Timeout | undefined;
   /** A batch's BEGIN found the write lock taken by another connection and waits for it. */
   #waitingForLock = false;
+  /** When the event loop last had a turn, as far as #turn saw (performance.now()). */
+  #lastTurn = performance.now();
+  #turnScheduled = false;
   #wake: (() => void) | undefined;
   #closed = false;
   #commits = 0;
@@ -136,7 +139,9 @@ export class SqliteAdapter implements Adapter {
     this.location = options.path;
     this.#busyTimeoutMs = options.busyTimeoutMs;
     this.#longWalFrames = options.longWalFrames ?? LONG_WAL_FRAMES;
-    this.#waitPath = options.path === ':memory:' ? undefined : `${options.path}-wait`;
+    // Beside the file itself, as SQLite keeps its -wal and -shm: a process that names it through a
+    // symbolic link must see the same announcement as one that names it directly.
+    this.#waitPath = options.path === ':memory:' ? undefined : `${realPath(options.path)}-wait`;
     this.#walSync = ownsFsync(options) ? new WalSync(options.path, options.walSyncWorker) : undefined;
     this.#executor = {
       all: (sql, params) => this.#call(sql, (stmt) => stmt.all(...bind(params)) as never),
@@ -660,7 +665,31 @@ export class SqliteAdapter implements Adapter {
     if (failure) throw failure;
   }
 
+  /**
+   * Gives the event loop a turn once TURN_EVERY_MS have passed without one. better-sqlite3 answers
+   * at once and the mutex is free at once, so callers writing back to back on a connection of
+   * their own (`process` mode, or reads) would run on microtasks alone: this process's timers and
+   * I/O never ran meanwhile, among them the retry of a write that found another process holding
+   * the lock, which then gave up at its deadline after a few tries (STORAGE_BUSY) while the other
+   * process held the lock a millisecond at a time.
+   */
+  #turn(): Promise<void> | undefined {
+    const now = performance.now();
+    if (!this.#turnScheduled) {
+      this.#turnScheduled = true;
+      setImmediate(() => {
+        this.#turnScheduled = false;
+        this.#lastTurn = performance.now();
+      });
+    }
+    if (now - this.#lastTurn < TURN_EVERY_MS) return undefined;
+    this.#lastTurn = now;
+    return new Promise<void>((resolve) => setImmediate(resolve));
+  }
+
   async #attempt<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions): Promise<T> {
+    const turn = this.#turn();
+    if (turn) await turn;
     // Before the mutex: this process's own reads are not held up while it lets another process in.
     const holding = options.readOnly ? undefined : this.#letWaitersIn();
     if (holding) await holding;
@@ -1061,6 +1090,15 @@ function inCallerContext<T>(fn: (tx: Executor) => Promise<T>): (tx: Executor) =>
     });
 }
 
+/** The file itself, through any symbolic link, as SQLite opens it; the name given if it cannot be resolved. */
+function realPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
 /** A busy retry's wait: doubling from 1 ms up to 50 ms, jittered so that processes do not retry in step. */
 function backoff(attempt: number): Promise<void> {
   return sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random()));
@@ -1073,6 +1111,8 @@ const WAIT_FRESH_MS = 250;
 
 /** Commits after which a connection's checkpoints move to a worker thread. */
 const CHECKPOINT_AFTER = 64;
+/** The longest a run of transactions goes without giving the event loop a turn (see #turn). */
+const TURN_EVERY_MS = 10;
 const CHECKPOINT_INTERVAL_MS = 200;
 /** Bytes the WAL file is cut back to when it starts over. */
 export const WAL_SIZE_LIMIT = 64 * 1024 * 1024;
