@@ -133,7 +133,12 @@ export function checkCurrent(status: SchemaStatus, location: string): SchemaStat
     throw new SchemaError(
       'SCHEMA_OUTDATED',
       `the database schema is at version ${status.current}; this botstate needs version ${status.latest}`,
-      { hint: 'run botstate db migrate (a backup you keep as it is: migrate and check a copy of it)', details: { current: status.current, latest: status.latest } },
+      {
+        // Each migration commits on its own: a command run while another process creates or
+        // migrates the database sees it part-way, and only needs to try again.
+        hint: 'if another botstate is creating or migrating this database right now, try again in a moment; otherwise run botstate db migrate (a backup you keep as it is: migrate and check a copy of it)',
+        details: { current: status.current, latest: status.latest },
+      },
     );
   }
   return status;
