@@ -400,8 +400,9 @@ export function scratchText(doc: Readonly<Record<string, unknown>>): string {
   const refused = () => new ValidationError('INVALID_ARGUMENT', 'strategy scratch state must be a JSON object of at most 64 KiB', { hint: 'keep only what the strategy needs to resume (counters, recent prices), as plain JSON' });
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw refused();
   let text: string;
-  // JSON.stringify writes a Map, a Set, a Promise or a WeakRef as {}: what it holds would be gone at the next
-  // read. The replacer sees each value as it is written (after its toJSON, which may convert it).
+  // JSON.stringify writes a Map, a Set, a Promise or a WeakRef as {}: what it holds would be gone
+  // at the next read. The replacer sees each value as it is written (after its toJSON, which may
+  // convert it).
   let lost: 'Map' | 'Set' | 'Promise' | 'WeakRef' | undefined;
   const spot = (_key: string, value: unknown): unknown => {
     if (lost === undefined && typeof value === 'object' && value !== null) {
@@ -420,7 +421,6 @@ export function scratchText(doc: Readonly<Record<string, unknown>>): string {
   // A Date, or anything whose toJSON gives other than an object, is not stored as an object.
   if (text === undefined || !text.startsWith('{') || text.length > 65536) throw refused();
   if (lost !== undefined) {
-    // JSON.stringify writes these as {}: what they hold would be gone at the next read.
     throw new ValidationError('INVALID_ARGUMENT', `strategy scratch state holds a ${lost}, which JSON keeps as {} (its content would be lost)`, {
       hint: lost === 'Promise' ? 'give the document itself, not a promise of it (a scratch function is not async)' : 'use plain objects and arrays',
     });

@@ -142,9 +142,13 @@ function scan(sql: string, engine: Engine): string | undefined {
   return undefined;
 }
 
-/** True for what {@link transactionControl} returns for a statement that changes the connection past the transaction. */
+/**
+ * True for what {@link transactionControl} returns for a statement that changes the connection
+ * past the transaction: whatever it returns but a transaction's own control (CONTROL reads its
+ * words again), so that no list of the others has to be kept beside scan's.
+ */
 export function changesSession(statement: string): boolean {
-  return /^(?:SET|RESET|DISCARD|PRAGMA|CREATE TEMP|set_config|PREPARE(?! TRANSACTION)|LISTEN|DECLARE|DO|pg_advisory_lock)\b/.test(statement);
+  return !CONTROL.test(statement);
 }
 
 /**

@@ -182,12 +182,12 @@ export class PostgresAdapter implements Adapter {
    * Undefined otherwise, and for an error of the caller's own.
    */
   #endedIdle(client: pg.PoolClient, e: unknown): StorageError | undefined {
-    const last = FIRST_ERROR.get(client) as { code?: unknown } | undefined;
-    if (last?.code !== '25P03') return undefined;
-    if (!(isDriverError(e) || e === last || (e instanceof BotstateError && e.code === 'STORAGE_UNAVAILABLE'))) return undefined;
+    const first = FIRST_ERROR.get(client) as { code?: unknown } | undefined;
+    if (first?.code !== '25P03') return undefined;
+    if (!(isDriverError(e) || e === first || (e instanceof BotstateError && e.code === 'STORAGE_UNAVAILABLE'))) return undefined;
     return new StorageError('STORAGE_BUSY', `${this.location}: the transaction waited for its caller longer than idleTransactionTimeoutMs (${this.#idleTransactionTimeoutMs} ms), and the server ended it: nothing of it was written`, {
       hint: 'keep slow work (network calls, long computations) out of store.transaction, or raise the idleTransactionTimeoutMs option',
-      cause: last,
+      cause: first,
     });
   }
 

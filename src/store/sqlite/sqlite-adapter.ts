@@ -1219,12 +1219,7 @@ function checkBackupTarget(path: string, database: string): void {
   const target = real(path);
   // The database by the name given, and as SQLite opens it: through a symbolic link, its
   // -journal is beside the real file.
-  const names = [real(database)];
-  try {
-    names.push(realpathSync(database));
-  } catch {
-    // not there: the name given is compared
-  }
+  const names = [real(database), realPath(database)];
   for (const suffix of ['', '-journal', '-wal', '-shm', '-wait']) {
     if (names.some((db) => target === `${db}${suffix}`)) {
       throw new BotstateError('INVALID_ARGUMENT', `${path} is ${suffix === '' ? 'the database itself' : `the database's ${suffix} file, which SQLite or botstate would delete`}: a backup needs a name of its own`, {
