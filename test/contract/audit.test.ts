@@ -264,8 +264,9 @@ for (const engine of ENGINES) {
           `trade (u-1) cannot be read: its base_amount "${value}" is not a canonical decimal amount`,
         ].sort());
         // Read to be shown or returned, such a row is a damaged database, as a job row is: not printed as it is.
-        for (const read of [store.ledger.trades({ id: job.id }), store.ledger.get('u-1')]) {
-          assert.equal((await rejectsWith(read, 'STORAGE_CORRUPT'))['message'], `the stored baseAmount of trade u-1 is not a canonical decimal: "${value}"`);
+        // Each read is started only when awaited: a second promise made up front rejects unhandled while the first is awaited.
+        for (const read of [() => store.ledger.trades({ id: job.id }), () => store.ledger.get('u-1')]) {
+          assert.equal((await rejectsWith(read(), 'STORAGE_CORRUPT'))['message'], `the stored baseAmount of trade u-1 is not a canonical decimal: "${value}"`);
         }
       }
       await fx.raw(`UPDATE trades SET base_amount = '-5' WHERE client_order_id = 'u-1'`);
