@@ -603,6 +603,37 @@ describe('unreachable PostgreSQL', () => {
     }
   });
 
+  it('pooled connections whose sessions the server ended while idle are replaced at BEGIN: the calls after succeed', { skip: pgSkip }, async () => {
+    const schema = `botstate_stale_pool_${process.pid}`;
+    const url = new URL(PG_URL);
+    url.searchParams.set('schema', schema);
+    url.searchParams.set('application_name', schema);
+    const store = await openStore(url.toString());
+    const killer = new pg.Client({ connectionString: PG_URL });
+    await killer.connect();
+    try {
+      const job = await store.jobs.start({ tokenAddress: TOKEN });
+      for (const pause of [0, 20, 20, 0, 20]) {
+        // Several pooled connections, idle, then their sessions ended (as a server restart does).
+        await Promise.all([store.jobs.list(), store.jobs.list(), store.jobs.list()]);
+        const { rows } = await killer.query('SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity WHERE application_name = $1', [schema]);
+        assert.ok(rows.length >= 1, 'the store had pooled connections');
+        if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause));
+        // Reads and a write, at once: each gets a live connection; the write is made once.
+        const [list, , paused] = await Promise.all([store.jobs.list(), store.jobs.get({ id: job.id }), store.jobs.pause({ id: job.id })]);
+        assert.equal(list.length, 1);
+        assert.equal(paused.status, 'PAUSED');
+        await store.jobs.resume({ id: job.id });
+      }
+      const history = await store.history({ id: job.id });
+      assert.equal(history.filter((e) => e.action === 'pause').length, 5);
+    } finally {
+      await store.close();
+      await killer.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await killer.end();
+    }
+  });
+
   it('a connection lost while committing: the transaction is said to be of unknown outcome, not retried, with what to do', { skip: pgSkip }, async () => {
     const schema = `botstate_commit_lost_${process.pid}`;
     const url = new URL(PG_URL);

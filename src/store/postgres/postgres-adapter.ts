@@ -139,7 +139,18 @@ export class PostgresAdapter implements Adapter {
         // A read sees one snapshot (REPEATABLE READ): under READ COMMITTED each statement saw the commits
         // made since the one before, and verifyAudit, reading the chains and then the jobs, reported
         // a daemon's fresh writes as tampering.
-        await client.query(options.readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY' : 'BEGIN');
+        try {
+          await client.query(options.readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY' : 'BEGIN');
+        } catch (e) {
+          // A pooled connection whose session the server ended while it sat idle (a restart,
+          // pg_terminate_backend) before the pool heard of it: nothing was begun, so the caller's
+          // body has not run. The connection is dropped and the transaction begun on another.
+          if (isDriverError(e) && classifyPostgresError(e, this.location).code === 'STORAGE_UNAVAILABLE' && attempt < MAX_ATTEMPTS) {
+            broken = e as Error;
+            continue;
+          }
+          throw e;
+        }
         const result = await fn(this.#executor(client));
         // A statement that failed in the transaction aborted it, even if the caller caught its
         // error: PostgreSQL then answers COMMIT with ROLLBACK, and nothing was written.
