@@ -484,7 +484,7 @@ export class Daemon {
 
   /** A tick's reads: the leases (synced), the jobs held and their open intents; undefined when none is held. */
   async #read(busy: ReadonlySet<string>): Promise<{ held: Map<string, Fence>; jobs: Job[]; pending: Map<string, Trade> } | undefined> {
-    const held = await this.#leases.sync(busy);
+    const held = await this.#leases.sync(busy, (ids) => this.#saveLeaving(ids, busy));
     this.#sayLeaseChanges(held);
     for (const [id, runner] of this.#runners) {
       if (held.has(id)) continue;
@@ -745,6 +745,9 @@ export class Daemon {
         return;
       }
       if (!ACTIVE.has(stored.status)) {
+        // Paused (or finished) since the lease sync: its lease is still held, so what the runner
+        // observed (new highs, the price window) is written now, not lost.
+        if (!runner.stale) await this.#flushBeforeLeaving(stored.id, runner, stored.tokenSymbol);
         this.#runners.delete(stored.id);
         return;
       }
@@ -838,6 +841,21 @@ export class Daemon {
     this.#log(`${stamp()}  ${job.tokenSymbol}  liquidation complete: IDLE ${left}`);
   }
 
+  /**
+   * In the lease sync's transaction, for the jobs it is about to hand back (paused or finished
+   * from the CLI, or shed to another daemon) while their leases are still held: writes what their
+   * runners observed and have not written yet, each in a savepoint (a failure is said, and loses
+   * only that). Not marked written: the sync may run again (a retry), and its runners go anyway.
+   * A job whose step is running is its step's to write; a stale runner holds nothing sure.
+   */
+  async #saveLeaving(ids: readonly string[], busy: ReadonlySet<string>): Promise<void> {
+    for (const id of ids) {
+      const runner = this.#runners.get(id);
+      if (runner === undefined || busy.has(id) || runner.stale) continue;
+      await this.#flushBeforeLeaving(id, runner, `job ${id}`);
+    }
+  }
+
   /** Writes the strategy state held in memory (audited fields and scratch), in the caller's transaction. */
   async #flush(jobId: string, runner: Runner): Promise<void> {
     if (Object.keys(runner.state).length > 0) await this.#store.jobs.updateState({ id: jobId }, runner.state, this.#options(runner));
@@ -846,7 +864,7 @@ export class Daemon {
 
   /**
    * Writes what a runner holds that is not written yet, in its own transaction (or savepoint),
-   * before the daemon lets the job go (a stop, or the job going to ERROR); says whether it wrote
+   * before the daemon lets the job go (a stop, a pause, the job going to ERROR); says whether it wrote
    * anything. A failure is logged, not thrown: what it loses is at most one flush interval of
    * observed prices.
    */

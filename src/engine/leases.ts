@@ -15,6 +15,9 @@ import { paddedChunks } from '../util/chunks.ts';
  */
 const ACTIVE = `j.status IN ('RUNNING', 'LIQUIDATING') OR j.id IN (SELECT t.job_id FROM trades t WHERE t.status = 'PENDING')`;
 
+/** Called with jobs whose leases a sync is about to hand back, in its transaction, while they are still held. */
+export type Leaving = (jobIds: readonly string[]) => Promise<void>;
+
 export interface LeaseOptions {
   /** How long a lease lasts without renewal; a killed daemon's jobs move after at most this. */
   readonly ttlMs: number;
@@ -174,10 +177,15 @@ export class Leases {
     });
   }
 
-  /** Heartbeats, renews, claims; returns every lease this daemon holds (job id → fence). */
-  async sync(busy: ReadonlySet<string> = NO_JOBS): Promise<Map<string, Fence>> {
+  /**
+   * Heartbeats, renews, claims; returns every lease this daemon holds (job id → fence).
+   * `leaving` is called, in the sync's transaction, with the jobs about to be handed back (no
+   * longer active, or shed to another daemon) while their leases are still held: what the caller
+   * keeps of them and has not written yet can still be written under its fence.
+   */
+  async sync(busy: ReadonlySet<string> = NO_JOBS, leaving?: Leaving): Promise<Map<string, Fence>> {
     return this.#store.transaction(async (tx) => {
-      await this.#refresh(tx, busy);
+      await this.#refresh(tx, busy, leaving);
       const held = await tx.all<{ job_id: string; epoch: number }>('SELECT job_id, epoch FROM job_leases WHERE owner = ?', [this.instanceId]);
       return new Map(held.map((l) => [l.job_id, { owner: this.instanceId, epoch: l.epoch }]));
     });
@@ -231,7 +239,7 @@ export class Leases {
    * sync's writes: heartbeat, renewal, lease rows for new active jobs, hand-backs, claims or sheds.
    * `busy`: jobs whose step is running in this daemon, never shed (see #shed).
    */
-  async #refresh(tx: Executor, busy: ReadonlySet<string> = NO_JOBS): Promise<void> {
+  async #refresh(tx: Executor, busy: ReadonlySet<string> = NO_JOBS, leaving?: Leaving): Promise<void> {
     const started = await this.#clock(tx);
     const t0 = performance.now();
     // The statement that reads every job comes first: a lock someone holds on them (a table
@@ -257,14 +265,29 @@ export class Leases {
     // Renewed when half the TTL is left, not every tick: a thousand jobs need not be rewritten each second.
     await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [expires, this.instanceId, iso(this.#ttlMs / 2)]);
     // Jobs that no longer need a daemon (paused, idle, failed, nothing pending) are handed back.
-    await tx.run(
-      `UPDATE job_leases SET owner = '', expires_at = ?
-       WHERE owner = ? AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = job_leases.job_id AND (${ACTIVE}))`,
-      [now, this.instanceId],
-    );
+    if (leaving === undefined) {
+      await tx.run(
+        `UPDATE job_leases SET owner = '', expires_at = ?
+         WHERE owner = ? AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = job_leases.job_id AND (${ACTIVE}))`,
+        [now, this.instanceId],
+      );
+    } else {
+      const done = await tx.all<{ job_id: string }>(
+        `SELECT l.job_id FROM job_leases l WHERE l.owner = ? AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = l.job_id AND (${ACTIVE}))`,
+        [this.instanceId],
+      );
+      await this.#handBack(tx, done.map((d) => d.job_id), now, leaving);
+    }
     const want = await this.#wanted(tx, now);
     if (want > 0) await this.#claim(tx, want, now, expires);
-    else if (want < 0) await this.#shed(tx, -want, now, busy);
+    else if (want < 0) await this.#shed(tx, -want, now, busy, leaving);
+  }
+
+  /** Hands `ids` back, once `leaving` (if given) has had them while they are still held. */
+  async #handBack(tx: Executor, ids: readonly string[], now: string, leaving?: Leaving): Promise<void> {
+    if (ids.length === 0) return;
+    await leaving?.(ids);
+    for (const chunk of paddedChunks(ids, SHED_CHUNK)) await tx.run(SHED, [now, this.instanceId, ...chunk]);
   }
 
   /**
@@ -315,7 +338,7 @@ export class Leases {
    * running: one may be committing an intent now, which this statement's snapshot (on
    * PostgreSQL) would not show, and the step would then place its order with no lease held.
    */
-  async #shed(tx: Executor, surplus: number, now: string, busy: ReadonlySet<string>): Promise<void> {
+  async #shed(tx: Executor, surplus: number, now: string, busy: ReadonlySet<string>, leaving?: Leaving): Promise<void> {
     const candidates = await tx.all<{ job_id: string }>(
       `SELECT l.job_id FROM job_leases l
        WHERE l.owner = ? AND NOT EXISTS (SELECT 1 FROM trades t WHERE t.job_id = l.job_id AND t.status = 'PENDING')
@@ -323,7 +346,7 @@ export class Leases {
       [this.instanceId, surplus + busy.size],
     );
     const ids = candidates.map((c) => c.job_id).filter((id) => !busy.has(id)).slice(0, surplus);
-    for (const chunk of paddedChunks(ids, SHED_CHUNK)) await tx.run(SHED, [now, this.instanceId, ...chunk]);
+    await this.#handBack(tx, ids, now, leaving);
   }
 
   /** Gives one job back (it no longer needs a daemon), so that nobody waits for its TTL. */

@@ -1573,6 +1573,35 @@ for (const engine of ENGINES) {
       assert.equal((await store.ledger.trades({ id: job.id })).length, 1, 'no order was placed for the new high');
     });
 
+    it('a pause from another session writes the strategy state observed since the last order, before the lease is handed back', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      let price = PRICE;
+      const exchange = new Recorder(new HttpExchange(ex.url), { price: (token) => (token === TOKEN ? Promise.resolve(price) : undefined) });
+      const { daemon, lines } = makeDaemon(store, exchange);
+      await daemon.start();
+      await waitFor('the first DCA', async () => (await store.ledger.trades({ id: job.id }, { status: 'EXECUTED' })).length === 1);
+      const before = await store.jobs.get({ id: job.id });
+      // A new high, and no order for it: held in memory until the next order or flush (10 s).
+      price = '0.5';
+      await exchange.waitCalls('price', TOKEN, 3);
+      const cli = await fx.open({ actor: 'cli:test' });
+      undo.push(() => cli.close());
+      await cli.jobs.pause({ id: job.id });
+      await waitFor('the lease to be handed back', async () => lines.some((l) => l.includes('now running 0 jobs (1 let go)')));
+      const paused = await store.jobs.get({ id: job.id });
+      assert.equal(paused.status, 'PAUSED');
+      assert.equal(paused.recentHigh, '0.5', 'the high seen before the pause is kept for the resume');
+      assert.notEqual(paused.strategyState, before.strategyState, 'the scratch observed before the pause is written');
+      assert.equal((await store.ledger.trades({ id: job.id })).length, 1, 'no order was placed for the new high');
+      // Written under the daemon's lease, audited as its own.
+      const entries = await store.history({ id: job.id });
+      assert.deepEqual(entries.slice(-2).map((e) => e.action), ['pause', 'state']);
+      assert.equal(entries.at(-2)!.actor, 'cli:test');
+      assert.match(entries.at(-1)!.actor, /^daemon/);
+      await daemon.stop();
+    });
+
     it('a tick reads the open intents before the jobs: an intent another session settles between the two reads is not bought again', async () => {
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
       const x = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10', priceUsd: '0.5' });

@@ -333,6 +333,50 @@ for (const engine of ENGINES) {
       assert.deepEqual([...(await b.sync()).keys()].sort(), sorted.slice(0, 2));
     });
 
+    it('sync hands paused and shed jobs back only after `leaving` has had them, still held: a fenced write there succeeds', async () => {
+      const store = await fx.open();
+      const ids: string[] = [];
+      for (let i = 1; i <= 4; i++) ids.push((await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` })).id);
+      const now = T0;
+      const a = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => now });
+      await a.register();
+      const held = await a.sync();
+      const calls: string[][] = [];
+      const leaving = async (jobIds: readonly string[]) => {
+        calls.push([...jobIds].sort());
+        for (const id of jobIds) await store.jobs.updateState({ id }, { recentHigh: '7' }, { fence: held.get(id)!, actor: 'daemon-A' });
+      };
+      // Nothing to hand back: not called.
+      await a.sync(undefined, leaving);
+      assert.deepEqual(calls, []);
+      const [paused] = ids;
+      await store.jobs.pause({ id: paused! });
+      const after = await a.sync(undefined, leaving);
+      assert.deepEqual(calls, [[paused]]);
+      assert.equal(after.has(paused!), false);
+      assert.equal((await store.jobs.get({ id: paused! })).recentHigh, '7');
+      if (engine.name === 'postgres') {
+        // A second daemon: A's share is 2 of the 3 active jobs; the one it sheds passes through `leaving` too.
+        const b = new Leases(store, 'daemon-B', { ttlMs: TTL, now: () => now });
+        await b.register();
+        const kept = await a.sync(undefined, leaving);
+        assert.equal(kept.size, 2);
+        const shed = ids.slice(1).filter((id) => !kept.has(id));
+        assert.deepEqual(calls.at(-1), shed);
+        assert.equal((await store.jobs.get({ id: shed[0]! })).recentHigh, '7');
+      }
+      // A failure in `leaving` fails the sync: nothing is handed back.
+      const [target] = [...(await a.sync()).keys()];
+      await store.jobs.pause({ id: target! });
+      await assert.rejects(
+        a.sync(undefined, async () => {
+          throw new Error('boom');
+        }),
+        /boom/,
+      );
+      assert.deepEqual(await fx.raw(`SELECT owner FROM job_leases WHERE job_id = ${engine.name === 'postgres' ? '$1' : '?'}`, [target!]), [{ owner: 'daemon-A' }]);
+    });
+
     it('syncForRecovery claims as sync does, and returns the fences of the held jobs with open intents', async () => {
       const store = await fx.open();
       const jobs: Job[] = [];
