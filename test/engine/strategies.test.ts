@@ -9,7 +9,7 @@ import { isBotstateError } from '../../src/errors.ts';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
-  afterFill, decide, emptyScratch, parseScratch, scratchAfterFill, tradesInLastHour,
+  afterFill, decide, emptyScratch, parseScratch, scratchAfterFill, tradesInLastHour, volumeToday,
   type Decision, type OrderPlan, type Scratch,
 } from '../../src/engine/strategies/strategy.ts';
 import { defaultConfig, resolveConfig } from '../../src/jobs/config.ts';
@@ -507,6 +507,19 @@ describe('liquidity', () => {
     assert.equal(sim.scratch.dayVolume, '200');
   });
 
+  it('a sell sized from a USD amount equal to minTradeUsd is not skipped for the rounding down to token units', () => {
+    // MA 3 (20 prices), the price 3.3: a spread sell of orderSizeUsd (10) = 3.030303030303030303 tokens,
+    // worth 9.9999…99 USD. The mirror buy of 10 USD goes through; so must the sell.
+    const window = { ...emptyScratch(), prices: Array<string>(19).fill('3') };
+    const at = (sets: string[], balance: string, price: string) =>
+      decide({ job: makeJob({ mode: 'LIQUIDITY', tokenBalance: balance, sets: [...noRebalance, ...sets] }), scratch: window, price, now: T0 });
+    assert.deepEqual(at(['limits.minTradeUsd=10'], '100', '3.3').order, { side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: div('10', '3.3', 'down') });
+    assert.deepEqual(at(['limits.minTradeUsd=10', 'limits.maxOrderUsd=10', 'liquidity.orderSizeUsd=50'], '100', '3.3').order, { side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: div('10', '3.3', 'down') });
+    // One token unit fewer than minTradeUsd / price (rounded down) is below the minimum.
+    const held = sub(div('10', '3.3', 'down'), '0.000000000000000001');
+    assert.equal(at(['limits.minTradeUsd=10'], held, '3.3').skipped, 'min-trade');
+  });
+
   it('never spends more cash than it has', () => {
     const sim = new Sim(makeJob({ mode: 'LIQUIDITY', sets: ['liquidity.targetRatio=1', 'liquidity.capitalUsd=100', 'liquidity.maxDailyVolume=100000'] }));
     const steps = sim.run(['1', '0.5'], T0, MIN);
@@ -552,11 +565,28 @@ describe('afterFill', () => {
   });
 
   it('counts quote per UTC day and ignores a late fill from a finished day', () => {
-    const d1 = afterFill({ job, scratch: emptyScratch(), trade: trade({ clientOrderId: 'a', executedAt: '2024-03-01T23:59:59.999Z' }), now: T0 });
-    const d2 = afterFill({ job, scratch: d1, trade: trade({ clientOrderId: 'b', executedAt: '2024-03-02T00:00:00.000Z', quoteAmount: '5' }), now: T0 });
-    const late = afterFill({ job, scratch: d2, trade: trade({ clientOrderId: 'c', executedAt: '2024-03-01T12:00:00.000Z', quoteAmount: '7', side: 'SELL' }), now: T0 });
+    const fillAt = (scratch: Scratch, over: Partial<Trade> & { executedAt: string }, now = Date.parse(over.executedAt) + 1000) =>
+      afterFill({ job, scratch, trade: trade(over), now });
+    const d1 = fillAt(emptyScratch(), { clientOrderId: 'a', executedAt: '2024-03-01T23:59:59.999Z' });
+    const d2 = fillAt(d1, { clientOrderId: 'b', executedAt: '2024-03-02T00:00:00.000Z', quoteAmount: '5' });
+    const late = fillAt(d2, { clientOrderId: 'c', executedAt: '2024-03-01T12:00:00.000Z', quoteAmount: '7', side: 'SELL' }, Date.parse('2024-03-02T00:10:00.000Z'));
     assert.deepEqual([d1.day, d1.dayVolume, d2.day, d2.dayVolume, late.day, late.dayVolume], ['2024-03-01', '2', '2024-03-02', '5', '2024-03-02', '5']);
     assert.equal(late.quoteFlow, '0'); // -2 - 5 + 7
+  });
+
+  it('a fill dated ahead of the clock (by hand, an exchange ahead) drops nothing from the hour or the day', () => {
+    const now = Date.parse('2024-03-01T23:58:00.000Z');
+    const early = afterFill({ job, scratch: emptyScratch(), trade: trade({ clientOrderId: 'a', executedAt: new Date(now - 58 * MIN).toISOString(), quoteAmount: '480' }), now: now - 58 * MIN });
+    // Stamped 4 minutes ahead: past midnight, and more than an hour after the first fill.
+    const ahead = afterFill({ job, scratch: early, trade: trade({ clientOrderId: 'b', executedAt: new Date(now + 4 * MIN).toISOString(), quoteAmount: '10' }), now });
+    assert.equal(tradesInLastHour(ahead, now), 2, 'the fill 58 minutes ago still counts in the last hour');
+    assert.deepEqual([ahead.day, ahead.dayVolume], ['2024-03-02', '490']);
+    assert.equal(volumeToday(ahead, now), '490', "today's 480 still count today, with the fill dated tomorrow");
+    assert.equal(volumeToday(ahead, now + 2 * MIN), '490', 'and tomorrow, conservatively');
+    // A fill of today after it adds to the same count.
+    const later = afterFill({ job, scratch: ahead, trade: trade({ clientOrderId: 'c', executedAt: new Date(now + MIN).toISOString(), quoteAmount: '5' }), now: now + MIN });
+    assert.equal(volumeToday(later, now + MIN), '495', 'a fill of today while tomorrow is counted adds to the count');
+    assert.equal(later.day, '2024-03-02');
   });
 });
 
@@ -738,7 +768,11 @@ function checkOrder(step: Step, log: readonly Trade[], cfgSets: ConfigDraw): voi
     return;
   }
   if (lim.maxOrderUsd !== null) assert.ok(value36 <= usd36(lim.maxOrderUsd), `maxOrderUsd: ${where}`);
-  if (lim.minTradeUsd !== null) assert.ok(value36 >= usd36(lim.minTradeUsd), `minTradeUsd: ${where}`);
+  if (lim.minTradeUsd !== null) {
+    // A sell may fall short by its rounding down to token units: it holds at least minTradeUsd / price, rounded down.
+    const enough = value36 >= usd36(lim.minTradeUsd) || (o.side === 'SELL' && U(o.baseAmount as string) >= (U(lim.minTradeUsd) * ONE) / p);
+    assert.ok(enough, `minTradeUsd: ${where}`);
+  }
   if (o.side === 'BUY') {
     const q = U(o.quoteAmount as string);
     if (lim.maxPositionUsd !== null) assert.ok(B * p + q * ONE <= usd36(lim.maxPositionUsd), `maxPositionUsd: ${where}`);

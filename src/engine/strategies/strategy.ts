@@ -108,12 +108,17 @@ export function afterFill(input: AfterFillInput): Scratch {
   const day = utcDay(at);
   let dayVolume = scratch.dayVolume;
   let volumeDay = scratch.day;
+  // A fill dated after today (an exchange's clock ahead of this host's, by up to the 5 minutes
+  // the ledger takes) is counted on its day and, until that day comes, on today's too: today's
+  // volume is kept with it, never dropped (volumeToday counts a later day as today's), and a
+  // fill of today still adds to it.
+  const today = utcDay(now);
   if (volumeDay === null || day > volumeDay) {
+    dayVolume = volumeDay !== null && volumeDay >= today && day > today ? add(dayVolume, quote) : quote;
     volumeDay = day;
-    dayVolume = quote;
-  } else if (day === volumeDay) {
+  } else if (day === volumeDay || day >= today) {
     dayVolume = add(dayVolume, quote);
-  } // A fill dated before the counted day belongs to a day that is over.
+  } // A fill dated before the counted day and before today belongs to a day that is over.
   const isBuy = trade.side === 'BUY';
   return {
     ...cleared,
@@ -238,9 +243,13 @@ export function tradeLimitReached(input: StrategyInput): boolean {
   return max !== null && tradesInLastHour(input.scratch, input.now) >= max;
 }
 
-/** The scratch's trade-time fields with a trade at `at` added and what is more than an hour old at `now` dropped. */
+/**
+ * The scratch's trade-time fields with a trade at `at` added and what is more than an hour old at
+ * `now` dropped: at `now`, not at a later `at` (a fill dated ahead of this host's clock), which
+ * would drop trades still in the last hour.
+ */
 function recordTradeTime(scratch: Scratch, at: number, now: number): Pick<Scratch, 'tradeTimes' | 'tradeMinutes'> {
-  const since = Math.max(now, at) - HOUR_MS;
+  const since = now - HOUR_MS;
   const times = scratch.tradeTimes.filter((t) => t > since);
   let i = times.length;
   while (i > 0 && (times[i - 1] as number) > at) i--;
@@ -304,7 +313,8 @@ export function sizeBuy(input: StrategyInput, reason: TradeReason, quote: Decima
 /**
  * A sell of `base` tokens under the limits: at most tokenBalance, worth at most limits.maxOrderUsd and
  * each of `caps` at this price (base amounts round down); skipped when that leaves nothing, is worth less
- * than 10⁻¹⁸ USD (it would fetch nothing) or less than limits.minTradeUsd.
+ * than 10⁻¹⁸ USD (it would fetch nothing) or less than limits.minTradeUsd (fewer tokens than
+ * minTradeUsd / price rounded down).
  */
 export function sizeSell(input: StrategyInput, reason: TradeReason, base: Decimal, caps: readonly Cap[]): Sized {
   const { job, price } = input;
@@ -319,7 +329,11 @@ export function sizeSell(input: StrategyInput, reason: TradeReason, base: Decima
   for (const [name, usd] of caps) clamp(name, usd);
   // Tokens worth less than 10⁻¹⁸ USD at this price fetch nothing: no exchange fills such a sell.
   if (cmp(b, '0') <= 0 || worthNothing(b, price)) return { skipped: why };
-  if (minTradeUsd !== null && cmpProducts([b, price], [minTradeUsd, '1']) < 0) return { skipped: 'min-trade' };
+  // Worth less than minTradeUsd by more than the rounding down of a USD amount to token units: a
+  // sell sized from orderSizeUsd or capped at maxOrderUsd equal to minTradeUsd is worth a hair
+  // under it at most prices (10 USD at 3.3 is 3.030303030303030303 tokens, worth 9.999…9),
+  // and skipping it let such a job buy but never sell.
+  if (minTradeUsd !== null && cmpProducts([b, price], [minTradeUsd, '1']) < 0 && cmp(b, div(minTradeUsd, price, 'down')) < 0) return { skipped: 'min-trade' };
   return { order: { side: 'SELL', reason, baseAmount: b } };
 }
 
