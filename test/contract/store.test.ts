@@ -575,6 +575,15 @@ describe('unreachable PostgreSQL', () => {
     assert.doesNotMatch(String(details['message']), /sekret-pw/);
   });
 
+  it('a Unix-socket folder with no server in it, or an unroutable address → STORAGE_UNAVAILABLE (exit 5), not an unexpected error', async () => {
+    for (const url of ['postgres://postgres@127.0.0.1:5432/test?host=/nonexistent-botstate-socket-dir', 'postgres://postgres@255.255.255.255:5432/test?connect_timeout=2']) {
+      const error = await openStore(url).then(() => assert.fail('opened'), (e: unknown) => e);
+      assert.ok(isBotstateError(error, 'STORAGE_UNAVAILABLE'), String(error));
+      assert.equal(exitCodeFor(error), 5);
+      assert.match(error.hint ?? '', /server is running/);
+    }
+  });
+
   it('a database that does not exist → STORAGE_UNAVAILABLE', { skip: pgSkip }, async () => {
     const url = new URL(PG_URL);
     url.pathname = '/botstate_no_such_database';

@@ -369,7 +369,14 @@ function isDriverError(e: unknown): boolean {
  */
 const CONNECTION_LOST = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|is not queryable/i;
 
-const UNAVAILABLE_ERRNO = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'EPIPE']);
+/**
+ * A server that cannot be reached: refused, unknown, unrouted, gone mid-way; ENOENT and EACCES
+ * are a Unix-socket folder (?host=/path) with no server's socket in it, or one not allowed.
+ */
+const UNAVAILABLE_ERRNO = new Set([
+  'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'ECONNABORTED', 'EHOSTUNREACH', 'EHOSTDOWN',
+  'ENETUNREACH', 'ENETDOWN', 'EADDRNOTAVAIL', 'EPIPE', 'ENOENT', 'EACCES',
+]);
 
 /**
  * What to do about a server that could not be used: one that ended a working connection (an
