@@ -31,7 +31,7 @@ const EXIT_HELP = `Exit codes:
   ${EXIT_CODES.schema}  schema: the database schema is newer than this botstate, outdated, has a gap, or a migration changed or failed
   ${EXIT_CODES.internal}  a bug in botstate (BOTSTATE_DEBUG=1 prints its stack trace; please report it), or a Node.js older than 24
   ${OUTPUT_FAILED}  a command that succeeded could not write its output (stdout to a full disk): said on stderr; a change it made stays made
-  130, 143  daemon or paper-exchange ended at once by a second SIGINT or SIGTERM while it stopped
+  129, 130, 143  daemon or paper-exchange ended at once by a second SIGHUP, SIGINT or SIGTERM while it stopped
 A failed command changes nothing, unless it says the connection was lost while committing (PostgreSQL):
 then the change may have been made; look before doing it again. (db migrate and db rollback keep the
 steps before a failed one; daemon records as it runs.)`;

@@ -1875,6 +1875,20 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     assert.equal(long.code, 0, long.err);
   });
 
+  it('botstate daemon whose terminal closes (SIGHUP): stops cleanly, hands its leases back, exits 0', async () => {
+    const ex = await paper();
+    await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+    const d = botstate(['daemon', '--exchange', ex.url, '--db', fx.url, '--tick', '50', '--lease-ttl', '60000']);
+    await d.line(/ LGI +BUY /);
+    d.child.kill('SIGHUP');
+    assert.deepEqual(await d.exited, { code: 0, signal: null }, d.stderr());
+    assert.ok(d.lines().includes('SIGHUP: finishing the step in flight… (a second signal stops it at once, as kill -9 would)'));
+    assert.equal(d.lines().at(-1), 'stopped cleanly');
+    assert.deepEqual(await store.ledger.pending(), []);
+    assert.deepEqual((await fx.raw('SELECT stopped_at FROM daemon_instances')).map((r) => r['stopped_at'] !== null), [true]);
+    assert.deepEqual((await fx.raw('SELECT DISTINCT owner FROM job_leases')).map((r) => r['owner']), ['']);
+  });
+
   it('botstate daemon whose stdout reader goes away (| head): stops as on SIGTERM, records its steps, exits 0', async () => {
     const ex = await paper({ latencyMs: 50 });
     const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });

@@ -704,47 +704,49 @@ describe('HttpExchange validates what it is answered', () => {
 });
 
 describe('botstate paper-exchange (the real binary)', () => {
-  it('prints one listening line, serves, and exits 0 on SIGTERM', { timeout: 20_000 }, async () => {
-    assert.ok(existsSync(join(ROOT, 'dist', 'cli', 'main.js')), 'dist/cli/main.js is missing: run `npm run build` first (npm test does it)');
-    const data = dataFile();
-    const child = spawn(process.execPath, [BIN, 'paper-exchange', '--port', '0', '--data', data, '--seed', '3', '--step-ms', '100'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-    const line = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no listening line; stderr: ${stderr}`)), 15_000);
-      child.stdout.setEncoding('utf8').on('data', (d: string) => {
-        stdout += d;
-        if (stdout.includes('\n')) {
-          clearTimeout(timer);
-          resolve(stdout.split('\n')[0]!);
-        }
+  for (const stop of ['SIGTERM', 'SIGHUP'] as const) {
+    it(`prints one listening line, serves, and exits 0 on ${stop}`, { timeout: 20_000 }, async () => {
+      assert.ok(existsSync(join(ROOT, 'dist', 'cli', 'main.js')), 'dist/cli/main.js is missing: run `npm run build` first (npm test does it)');
+      const data = dataFile();
+      const child = spawn(process.execPath, [BIN, 'paper-exchange', '--port', '0', '--data', data, '--seed', '3', '--step-ms', '100'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
-      child.on('close', () => reject(new Error(`exited early; stderr: ${stderr}`)));
+      let stdout = '';
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+      const line = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no listening line; stderr: ${stderr}`)), 15_000);
+        child.stdout.setEncoding('utf8').on('data', (d: string) => {
+          stdout += d;
+          if (stdout.includes('\n')) {
+            clearTimeout(timer);
+            resolve(stdout.split('\n')[0]!);
+          }
+        });
+        child.on('close', () => reject(new Error(`exited early; stderr: ${stderr}`)));
+      });
+      try {
+        const m = /^paper exchange listening on (http:\/\/127\.0\.0\.1:(\d+))$/.exec(line);
+        assert.ok(m, `unexpected line: ${line}`);
+        const client = new HttpExchange(m[1]!);
+        assert.equal((await getJson(`${m[1]}/health`)).status, 200);
+        const o = await client.placeOrder({ clientOrderId: 'cli-1', token: TOKEN, side: 'BUY', quoteAmount: '3' });
+        assert.equal(o.status, 'FILLED');
+      } finally {
+        child.kill(stop);
+      }
+      assert.equal(await exited, 0, stderr);
+      assert.equal(stdout, `${line}\n`, 'exactly one line on stdout');
+      assert.equal(stderr, '');
+      const db = new Database(data, { readonly: true });
+      try {
+        assert.equal(db.prepare("SELECT status FROM orders WHERE client_order_id = 'cli-1'").pluck().get(), 'FILLED');
+      } finally {
+        db.close();
+      }
     });
-    try {
-      const m = /^paper exchange listening on (http:\/\/127\.0\.0\.1:(\d+))$/.exec(line);
-      assert.ok(m, `unexpected line: ${line}`);
-      const client = new HttpExchange(m[1]!);
-      assert.equal((await getJson(`${m[1]}/health`)).status, 200);
-      const o = await client.placeOrder({ clientOrderId: 'cli-1', token: TOKEN, side: 'BUY', quoteAmount: '3' });
-      assert.equal(o.status, 'FILLED');
-    } finally {
-      child.kill('SIGTERM');
-    }
-    assert.equal(await exited, 0, stderr);
-    assert.equal(stdout, `${line}\n`, 'exactly one line on stdout');
-    assert.equal(stderr, '');
-    const db = new Database(data, { readonly: true });
-    try {
-      assert.equal(db.prepare("SELECT status FROM orders WHERE client_order_id = 'cli-1'").pluck().get(), 'FILLED');
-    } finally {
-      db.close();
-    }
-  });
+  }
 
   it('refuses a bad flag (exit 2) or a --data file that is no database (exit 5), with one line on stderr', async () => {
     const text = dataFile();

@@ -103,7 +103,8 @@ export const daemonCommand: Command = {
     '(durable PENDING intent, exchange call with its clientOrderId, fill and balance in one transaction).\n' +
     'On start it reconciles every PENDING intent with the exchange and prints how long recovery took.\n' +
     'It prints each trade on one line, notices jobs started, paused or liquidated from the CLI within a\n' +
-    'tick, and on SIGINT or SIGTERM finishes the step in flight, records it and exits 0. It exits 5 if\n' +
+    'tick, and on SIGINT, SIGTERM or SIGHUP (its terminal closed) finishes the step in flight, records\n' +
+    'it and exits 0. It exits 5 if\n' +
     'the database fails for good (a failed fsync or checkpoint), or is still unusable a minute into\n' +
     'recovery (it retries until then), and 3 if another daemon took its\n' +
     'SQLite file over while it was stalled past its lease TTL.\n' +

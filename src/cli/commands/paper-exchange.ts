@@ -47,7 +47,7 @@ function asFlagError(e: unknown): unknown {
   return flag ? new ValidationError(e.code, `${flag}${m[2]}`, { ...(e.hint ? { hint: e.hint } : {}), cause: e }) : e;
 }
 
-/** `botstate paper-exchange`: runs the paper exchange in the foreground until SIGINT or SIGTERM. */
+/** `botstate paper-exchange`: runs the paper exchange in the foreground until SIGINT, SIGTERM or SIGHUP. */
 export const paperExchangeCommand: Command = {
   name: 'paper-exchange',
   summary: 'run a local paper exchange (127.0.0.1 only) with deterministic prices, for the daemon and tests',
@@ -55,8 +55,8 @@ export const paperExchangeCommand: Command = {
     '[--port N] [--data FILE] [--seed S] [--volatility V] [--step-ms MS] [--start-price P] [--start-spread F] ' +
     '[--initial-usd N] [--latency MS] [--error-rate R] [--drop-rate R]',
   details:
-    'Prints one line, "paper exchange listening on http://127.0.0.1:PORT", then serves until SIGINT or\n' +
-    'SIGTERM, closes its data file and exits 0. Orders and balances live in --data and survive restarts;\n' +
+    'Prints one line, "paper exchange listening on http://127.0.0.1:PORT", then serves until SIGINT,\n' +
+    'SIGTERM or SIGHUP, closes its data file and exits 0. Orders and balances live in --data and survive restarts;\n' +
     'the price paths continue from the epoch stored there. Endpoints and fault injection: docs/paper-exchange.md.\n' +
     '--db is refused here (the exchange keeps its own file: --data); --json changes nothing.',
   options: {
