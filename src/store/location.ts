@@ -64,6 +64,13 @@ export function parseLocation(url: string): Location {
       hint: 'use a SQLite path (./botstate.db, sqlite:./x.db) or postgres://…',
     });
   }
+  // postgres:mydb (the // forgotten) would quietly be a SQLite file of that name, in the current folder.
+  const forgotten = /^(postgres|postgresql|mysql|mariadb|mongodb|redis|http|https):(?!\/\/)/i.exec(url);
+  if (forgotten) {
+    throw new ValidationError('USAGE', `database URL "${url}" lacks the // after "${forgotten[1]}:"`, {
+      hint: `write postgres://user@host:5432/database for PostgreSQL; a SQLite file of that name as ./${url}`,
+    });
+  }
   return sqlitePath(url);
 }
 

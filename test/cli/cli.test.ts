@@ -821,6 +821,9 @@ describe('botstate CLI without a job database', () => {
     refused(await cli(['start', TOKEN, '--db', 'sqlite:x.db?mode=ro'], { cwd: dir }), 2, /is ambiguous/);
     refused(await cli(['start', TOKEN, '--db', 'file:u8.db'], { cwd: dir }), 2, /file: URIs are not read/);
     refused(await cli(['start', TOKEN, '--db', 'sqlite:file:u8.db'], { cwd: dir }), 2, /is ambiguous/);
+    // A PostgreSQL URL without its // would be a SQLite file named postgres:mydb, here.
+    refused(await cli(['start', TOKEN, '--db', 'postgres:mydb'], { cwd: dir }), 2, /^botstate: database URL "postgres:mydb" lacks the \/\/ after "postgres:" \(write postgres:\/\/user@host:5432\/database for PostgreSQL; a SQLite file of that name as \.\/postgres:mydb\)\n$/);
+    refused(await cli(['list', '--db', 'PostgreSQL:/db'], { cwd: dir }), 2, /lacks the \/\/ after "PostgreSQL:"/);
     // PostgreSQL URLs whose parameters would send botstate's tables elsewhere (refused before connecting).
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?schema=a&options=-c%20search_path%3Db'], { cwd: dir }), 2, /may not set "options"/);
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?Schema=a'], { cwd: dir }), 2, /"Schema" parameter is misspelt or repeated/);
