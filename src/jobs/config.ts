@@ -387,7 +387,12 @@ function valueFromPatch(spec: ConfigKeySpec, v: unknown, where: string): Value {
   throw configError(
     `${spec.path} must be a number or a decimal string${spec.nullable ? ', or null' : ''}, got ${describeType(v)}${where}`,
     { key: spec.path },
-    `Write ${spec.path} as a number, e.g. "${spec.key}": ${String(spec.default ?? spec.min ?? 1)}${spec.nullable ? `, or "${spec.key}": null for none` : ''}.`);
+    `Write ${spec.path} as a number, e.g. "${spec.key}": ${exampleOf(spec)}${spec.nullable ? `, or "${spec.key}": null for none` : ''}.`);
+}
+
+/** A value the key takes: its default, else its least allowed value, else 1 (every key with no default takes 1). */
+function exampleOf(spec: ConfigKeySpec): string {
+  return String(spec.default ?? (spec.min !== null && spec.minInclusive ? spec.min : '1'));
 }
 
 function draftOf(base: JobConfig): Draft {

@@ -333,6 +333,13 @@ describe('resolveConfig: the file patch', () => {
   it('the hint for a string where a number goes shows valid JSON', () => {
     assert.match(throwsConfig(() => file('{"accumulate":{"dcaAmount":"ten"}}')).hint!, /e\.g\. "dcaAmount": 10\.$/);
     assert.match(throwsConfig(() => file('{"limits":{"maxPositionUsd":"off"}}')).hint!, /e\.g\. "maxPositionUsd": \d+(\.\d+)?, or "maxPositionUsd": null for none\.$/);
+    // Every key's example is a value the key takes (not 0 where it must be greater than 0).
+    for (const spec of CONFIG_KEYS) {
+      const hint = throwsConfig(() => file(`{"${spec.section}":{"${spec.key}":true}}`)).hint!;
+      const example = /e\.g\. "\w+": ([^,.]+(?:\.\d+)?)[,.]/.exec(hint)?.[1];
+      assert.ok(example !== undefined, hint);
+      assert.doesNotThrow(() => file(`{"${spec.section}":{"${spec.key}":${example}}}`), `${spec.path}: ${hint}`);
+    }
   });
 
   for (const [text, patterns] of refusals) {
