@@ -117,13 +117,13 @@ const COMPANIONS = ['-wal', '-shm', '-journal', '-wait'] as const;
  * A name that only ends so, with no database beside it (`./trading-journal`), is a database like
  * any other.
  */
-function checkNotCompanion(path: string): void {
+export function checkNotCompanion(path: string, hint = (database: string) => `open the database itself, ${database}`): void {
   const suffix = COMPANIONS.find((s) => path.endsWith(s) && path.length > s.length);
   if (suffix === undefined) return;
   const database = path.slice(0, -suffix.length);
   if (!isSqliteFile(database)) return; // nothing there, or no database: the name is a database's own
   throw new ValidationError('USAGE', `${path} is the ${suffix} file of the database ${database}, which SQLite or botstate would delete`, {
-    hint: `open the database itself, ${database}`,
+    hint: hint(database),
   });
 }
 

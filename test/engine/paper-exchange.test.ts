@@ -751,6 +751,10 @@ describe('botstate paper-exchange (the real binary)', () => {
   it('refuses a bad flag (exit 2) or a --data file that is no database (exit 5), with one line on stderr', async () => {
     const text = dataFile();
     writeFileSync(text, 'not a database, but long enough for SQLite to read a header from it: '.repeat(4));
+    const database = dataFile();
+    const other = new Database(database);
+    other.exec('CREATE TABLE t (x)');
+    other.close();
     for (const [flags, exit, said] of [
       [['--error-rate', '2'], 2, /^botstate: --error-rate must be a number from 0 to 1.*\n$/],
       // --db is botstate's database: one meaning --data would otherwise be ignored.
@@ -760,6 +764,8 @@ describe('botstate paper-exchange (the real binary)', () => {
       [['--data', ''], 2, /^botstate: --data must be a path/],
       // A --data file that is no database: said so, not "check that the directory is writable".
       [['--data', text], 5, /^botstate: cannot open the paper exchange file .*: file is not a database \(give --data a new file, or one the paper exchange wrote\)\n$/],
+      // A file SQLite keeps beside a database there: the next connection to it would delete the exchange's orders.
+      [['--data', `${database}-wal`], 2, /^botstate: \S+-wal is the -wal file of the database \S+, which SQLite or botstate would delete \(give --data a file of its own, e.g\. paper-exchange\.db\)\n$/],
     ] as const) {
       const data = (flags as readonly string[]).includes('--data') ? [] : ['--data', dataFile()];
       const child = spawn(process.execPath, [BIN, 'paper-exchange', '--port', '0', ...data, ...flags], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -769,5 +775,6 @@ describe('botstate paper-exchange (the real binary)', () => {
       assert.equal(code, exit, stderr);
       assert.match(stderr, said);
     }
+    assert.equal(existsSync(`${database}-wal`), false, 'nothing was written beside the database');
   });
 });

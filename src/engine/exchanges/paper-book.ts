@@ -18,6 +18,7 @@
 import { closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { StorageError } from '../../errors.ts';
+import { checkNotCompanion } from '../../store/location.ts';
 import { add, cmp, div, isDecimal, isZero, mul, sub, type Decimal } from '../../money/decimal.ts';
 import type { ExchangeOrder, OrderRequest } from '../exchange.ts';
 
@@ -147,6 +148,9 @@ export class PaperBook {
    */
   static open(path: string, options: PaperBookOptions): PaperBook {
     if (!isDecimal(options.initialUsd) || options.initialUsd.startsWith('-')) throw new RangeError(`initialUsd must be a non-negative decimal, got ${options.initialUsd}`);
+    // Not a file SQLite keeps beside a database (x.db-wal while x.db is there): the next
+    // connection to that database would delete it, and the exchange's orders and balances with it.
+    if (path !== ':memory:') checkNotCompanion(path, () => 'give --data a file of its own, e.g. paper-exchange.db');
     let db: Database.Database | undefined;
     try {
       if (path !== ':memory:') closeSync(openSync(path, 'a', 0o600));
