@@ -847,6 +847,15 @@ describe('botstate CLI without a job database', () => {
     assert.deepEqual(readdirSync(dir), []);
   });
 
+  it('daemon --demo: a file in the way of its folder is exit 5, and a --db named as the demo exchange file is refused (exit 2); nothing is made', async () => {
+    const dir = mkdtempSync(join(scratch, 'demo-folder-'));
+    writeFileSync(join(dir, 'c1.json'), '{}');
+    refused(await cli(['daemon', '--demo', '--db', 'c1.json/x.db'], { cwd: dir }), 5, /^botstate: cannot create the folder c1\.json for the database: EEXIST \(a file is in the way of that folder: give --db a path in a folder\)\n$/);
+    refused(await cli(['daemon', '--demo', '--db', 'c1.json/sub/x.db'], { cwd: dir }), 5, /cannot create the folder c1\.json\/sub for the database: ENOTDIR/);
+    refused(await cli(['daemon', '--demo', '--db', 'demo2/paper-exchange.db'], { cwd: dir }), 2, /^botstate: --demo keeps its paper exchange's orders in demo2\/paper-exchange\.db, the file given as --db \(name the database otherwise, e\.g\. --db \.\/demo\/botstate\.db\)\n$/);
+    assert.deepEqual(readdirSync(dir), ['c1.json']);
+  });
+
   it('on PostgreSQL, commands other than start and db migrate do not create a missing schema (exit 4)', { skip: ENGINES[1]!.skip }, async () => {
     const fx = await ENGINES[1]!.create();
     try {

@@ -1,11 +1,11 @@
 import { mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Daemon, MIN_LEASE_TTL_MS } from '../../engine/daemon.ts';
 import type { Exchange, ExchangeOrder, OrderRequest } from '../../engine/exchange.ts';
 import type { Decimal } from '../../money/decimal.ts';
 import { HttpExchange } from '../../engine/exchanges/http-exchange.ts';
 import { startPaperExchange, type PaperExchangeHandle } from '../../engine/exchanges/paper-server.ts';
-import { ValidationError } from '../../errors.ts';
+import { StorageError, ValidationError } from '../../errors.ts';
 import type { Store } from '../../store/store.ts';
 import { parseLocation } from '../../store/location.ts';
 import type { Command, CommandContext } from '../command.ts';
@@ -141,8 +141,23 @@ export const daemonCommand: Command = {
     const db = ctx.values['db'];
     const location = typeof db === 'string' ? parseLocation(db) : undefined;
     if (demo && location?.engine === 'sqlite' && location.path !== ':memory:') {
+      // The demo's exchange keeps its file beside the database: it must not be the database.
+      if (basename(location.path) === 'paper-exchange.db') {
+        throw new ValidationError('USAGE', `--demo keeps its paper exchange's orders in ${location.path}, the file given as --db`, {
+          hint: 'name the database otherwise, e.g. --db ./demo/botstate.db',
+        });
+      }
       // The demo may make the folder its database lives in (npm start uses ./demo/).
-      mkdirSync(dirname(location.path), { recursive: true });
+      const folder = dirname(location.path);
+      try {
+        mkdirSync(folder, { recursive: true });
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        throw new StorageError('STORAGE_UNAVAILABLE', `cannot create the folder ${folder} for the database: ${code ?? String(e)}`, {
+          hint: code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way of that folder: give --db a path in a folder' : 'check that the folder above it exists and is writable',
+          cause: e,
+        });
+      }
     }
     // A daemon frozen mid-transaction (a paused VM) must not keep the row locks another
     // daemon needs to take its jobs over: PostgreSQL ends such a session after half the TTL.
