@@ -4,6 +4,7 @@
  * else's, unreachable), lock contention on SQLite, and concurrent writers on one job.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -242,6 +243,17 @@ describe('unusable SQLite databases are refused and left untouched', () => {
     mkdirSync(path);
     await rejectsWith(openStore(path), 'STORAGE_UNAVAILABLE');
     assert.deepEqual(readdirSync(path), []);
+  });
+
+  it('a device or a named pipe → STORAGE_UNAVAILABLE, saying it is no regular file, with nothing made beside it', async () => {
+    const fifo = join(dir, 'pipe.db');
+    execFileSync('mkfifo', [fifo]);
+    for (const path of [fifo, '/dev/null']) {
+      const details = await rejectsWith(openStore(path), 'STORAGE_UNAVAILABLE');
+      assert.equal(details['message'], `${path} is not a regular file (a device, a pipe or a socket), so it cannot hold a database`);
+      for (const suffix of ['-journal', '-wal', '-shm', '-wait']) assert.equal(existsSync(`${path}${suffix}`), false, `${path}${suffix}`);
+    }
+    assert.deepEqual(readdirSync(dir), ['pipe.db']);
   });
 
   it('a file in a directory that does not exist → STORAGE_UNAVAILABLE', async () => {

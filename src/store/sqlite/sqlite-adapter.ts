@@ -1294,6 +1294,13 @@ function prepareFile(path: string, create: boolean): void {
         hint: 'pass the path of a file, for example --db ./botstate.db',
       });
     }
+    // A device (/dev/null), a named pipe or a socket: SQLite would fail on it with a misleading
+    // I/O error, or take a pipe for an empty file, and leave a -journal beside it.
+    if (!stat.isFile()) {
+      throw new StorageError('STORAGE_UNAVAILABLE', `${path} is not a regular file (a device, a pipe or a socket), so it cannot hold a database`, {
+        hint: 'pass the path of a file, for example --db ./botstate.db',
+      });
+    }
     // An empty file holds no database; opening it would make it one (in WAL mode), which a command
     // that does not create databases must not do.
     if (!create && stat.size === 0 && !existsSync(`${path}-wal`)) {
