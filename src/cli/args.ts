@@ -44,7 +44,12 @@ export function parse(args: readonly string[], options: OptionSpecs, command: st
     if (ambiguous) {
       // `--base -1`: Node's own message says "ambiguous" and little else.
       const flag = ambiguous[1]!;
-      const value = args[args.indexOf(flag) + 1] ?? '';
+      // Given twice (`--quote 1 … --quote -1`): said as such, as a repeat parsed without error is.
+      const uses = args.filter((a) => a === flag || a.startsWith(`${flag}=`)).length;
+      if (uses > 1 && !all[flag.slice(2)]?.multiple) throw new ValidationError('USAGE', `${flag} is given twice`, { hint: `give ${flag} once` });
+      // The occurrence Node refused: the one followed by a word starting with "-".
+      const at = args.findIndex((a, i) => a === flag && (args[i + 1] ?? '').startsWith('-'));
+      const value = args[at + 1] ?? '';
       // `--chain --json`: the value was left out (the next word is one of the command's flags),
       // not given with a dash (`--error "-x: refused"`, `--base -1`).
       const name = /^--([\w-]+)(?:=|$)/.exec(value)?.[1];

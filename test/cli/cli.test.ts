@@ -593,6 +593,10 @@ for (const engine of ENGINES) {
         // A repeated flag is refused, not resolved to its last value.
         [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'bad-2'), '--side', 'sell', ...db], 2, /--side is given twice \("buy" and "sell"\) \(give --side once\)/],
         [['status', TOKEN, '--chain', 'base', '--chain', 'arbitrum', ...db], 2, /--chain is given twice/],
+        // Repeated with the second value starting with "-": a repeat too, not a complaint about the first value.
+        [[...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'bad-3'), '--quote', '-1', ...db], 2, /^botstate: --quote is given twice \(give --quote once\)\n$/],
+        [['trades', TOKEN, '--chain', 'base', ...db, '--chain', '--json'], 2, /^botstate: --chain is given twice \(give --chain once\)\n$/],
+        [['trades', TOKEN, ...db, '--chain', '--json'], 2, /^botstate: --chain needs a value \(--json after it is a flag\)/],
         // A flag left without its value, before another flag: not advice to pass the flag as the value.
         [['status', TOKEN, '--chain', '--json', ...db], 2, /^botstate: --chain needs a value \(--json after it is a flag\) \(see botstate status --help\)/],
         // A value that starts with a dash but is no flag of the command keeps the advice to write it with =.
