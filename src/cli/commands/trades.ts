@@ -135,7 +135,9 @@ const record: Command = {
         }
         return store.ledger.recordTrade(input, { scratch: scratchAfterFill });
       }),
-    );
+    ).catch((e: unknown) => {
+      throw flagNamed(e, RECORD_FLAGS);
+    });
     sameTimeOrRefused(result.duplicate, result.trade, executedAt);
     if (ctx.json) {
       ctx.io.out(json({ duplicate: result.duplicate, trade: result.trade, tokenBalance: result.job.tokenBalance, totalAccumulated: result.job.totalAccumulated }));
@@ -148,7 +150,14 @@ const record: Command = {
 };
 
 /** The library's field names as the flags that give them (settle's clientOrderId is its argument). */
-const SETTLE_FLAGS: Readonly<Record<string, string>> = { txHash: '--tx-hash', exchangeOrderId: '--exchange-order-id' };
+const SETTLE_FLAGS: Readonly<Record<string, string>> = {
+  txHash: '--tx-hash',
+  exchangeOrderId: '--exchange-order-id',
+  executedAt: '--executed-at',
+  baseAmount: '--base',
+  quoteAmount: '--quote',
+  priceUsd: '--price',
+};
 const RECORD_FLAGS: Readonly<Record<string, string>> = { ...SETTLE_FLAGS, clientOrderId: '--client-order-id' };
 
 /** Runs a library check, its refusal naming the flag the user typed rather than the library's field. */
@@ -156,15 +165,21 @@ function asFlags(check: () => void, flags: Readonly<Record<string, string>>): vo
   try {
     check();
   } catch (e) {
-    const field = e instanceof ValidationError ? Object.keys(flags).find((f) => e.message.startsWith(`${f} `)) : undefined;
-    if (field === undefined) throw e;
-    const error = e as ValidationError;
-    throw new ValidationError(error.code, `${flags[field]}${error.message.slice(field.length)}`, {
-      ...(error.hint !== undefined ? { hint: error.hint } : {}),
-      details: { ...error.details },
-      cause: e,
-    });
+    throw flagNamed(e, flags);
   }
+}
+
+/** A refusal that begins with a library field's name (`quoteAmount 1… would take …`), said with the flag instead. */
+function flagNamed(e: unknown, flags: Readonly<Record<string, string>>): unknown {
+  const field = e instanceof ValidationError ? Object.keys(flags).find((f) => e.message.startsWith(`${f} `)) : undefined;
+  if (field === undefined) return e;
+  const error = e as ValidationError;
+  const flag = flags[field]!;
+  return new ValidationError(error.code, `${flag}${error.message.slice(field.length)}`, {
+    ...(error.hint !== undefined ? { hint: error.hint.replaceAll(field, flag) } : {}),
+    details: { ...error.details },
+    cause: e,
+  });
 }
 
 /** A TRADE_NOT_FOUND is an answer (false); anything else goes on. */
@@ -248,7 +263,9 @@ const settle: Command = {
         // The daemon's strategies count the fill too (limits, liquidity cash, the dip it was for).
         return store.ledger.settle(clientOrderId, settlement, { scratch: scratchAfterFill });
       }),
-    );
+    ).catch((e: unknown) => {
+      throw flagNamed(e, SETTLE_FLAGS);
+    });
     sameTimeOrRefused(result.duplicate, result.trade, settlement.status === 'EXECUTED' ? settlement.executedAt : undefined);
     if (ctx.json) {
       ctx.io.out(json({ duplicate: result.duplicate, trade: result.trade, tokenBalance: result.job.tokenBalance, totalAccumulated: result.job.totalAccumulated }));
