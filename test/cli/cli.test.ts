@@ -583,6 +583,8 @@ for (const engine of ENGINES) {
         [['record', TOKEN, '--side', 'buy', ...db], 2, /missing --reason/],
         [[...recordArgs(TOKEN, 'hold', 'dca', '1', '1', '1', 'bad-2'), ...db], 2, /--side/],
         [[...recordArgs(TOKEN, 'buy', 'moon', '1', '1', '1', 'bad-2'), ...db], 2, /--reason/],
+        [[...recordArgs(TOKEN, 'sell', 'dca', '1', '1', '1', 'bad-2'), ...db], 2, /^botstate: --reason dca is a buy's reason, not a sell's \(buys: dca, dip_buy, support_buy, rebalance; sells: take_profit, liquidate, rebalance\)\n$/],
+        [[...recordArgs(TOKEN, 'buy', 'liquidate', '1', '1', '1', 'bad-2'), ...db], 2, /--reason liquidate is a sell's reason, not a buy's/],
         [[...recordArgs(TOKEN, 'buy', 'dca', '1e3', '1', '1', 'bad-2'), ...db], 2, /1e3/],
         [['record', TOKEN, '--side', 'buy', '--reason', 'dca', '--base=-1', '--quote', '1', '--price', '1', '--client-order-id', 'bad-2', ...db], 2, /-1/],
         [[...recordArgs(TOKEN, 'buy', 'dca', '-1', '1', '1', 'bad-2'), ...db], 2, /--base -1: a value starting with "-" is taken for a flag \(amounts and counts cannot be negative; to pass such a value anyway write --base=-1\)/],

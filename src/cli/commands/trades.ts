@@ -101,6 +101,13 @@ const record: Command = {
     const ref = tokenRef(ctx);
     const side = oneOf(ctx, 'record', 'side', Object.values(TradeSide));
     const reason = oneOf(ctx, 'record', 'reason', Object.values(TradeReason));
+    // Each reason but REBALANCE is one side's (docs/strategies.md): a sell for DCA is a typo.
+    const sideOf = REASON_SIDE[reason];
+    if (sideOf !== undefined && sideOf !== side) {
+      throw new ValidationError('USAGE', `--reason ${reason.toLowerCase()} is a ${sideOf.toLowerCase()}'s reason, not a ${side.toLowerCase()}'s`, {
+        hint: 'buys: dca, dip_buy, support_buy, rebalance; sells: take_profit, liquidate, rebalance',
+      });
+    }
     const txHash = optional(ctx, 'tx-hash');
     const exchangeOrderId = optional(ctx, 'exchange-order-id');
     const executedAt = executedAtOf(ctx);
@@ -147,6 +154,15 @@ const record: Command = {
     const what = result.duplicate ? 'Already recorded' : 'Recorded';
     ctx.io.out(`${what} ${t.side} ${t.baseAmount} (${t.reason}, ${t.clientOrderId}); tokenBalance ${result.job.tokenBalance}, totalAccumulated ${result.job.totalAccumulated}\n`);
   },
+};
+
+/** The side each reason belongs to; REBALANCE goes both ways. */
+const REASON_SIDE: Readonly<Partial<Record<string, 'BUY' | 'SELL'>>> = {
+  DCA: 'BUY',
+  DIP_BUY: 'BUY',
+  SUPPORT_BUY: 'BUY',
+  TAKE_PROFIT: 'SELL',
+  LIQUIDATE: 'SELL',
 };
 
 /** The library's field names as the flags that give them (settle's clientOrderId is its argument). */
