@@ -1003,20 +1003,22 @@ for (const engine of ENGINES) {
       assert.ok(lines.some((l) => / exchange reachable again after \d+ s$/.test(l)), lines.join('\n'));
     });
 
-    it('a mistyped exchange path (404 everywhere) is an outage, said once: no job is failed for it', async () => {
-      const ex = await paper();
-      const jobs = [];
-      for (let i = 1; i <= 3; i++) jobs.push(await store.jobs.start({ tokenAddress: tokenAddress(i), tokenSymbol: `T${i}`, set: [FAST_DCA] }));
-      const { daemon, lines } = makeDaemon(store, new HttpExchange(`${ex.url}/v1`), { maxFailures: 2 });
-      await daemon.start();
-      await sleep(600);
-      await daemon.stop();
-      for (const job of jobs) assert.equal((await store.jobs.get({ id: job.id })).status, 'RUNNING', lines.join('\n'));
-      const said = lines.filter((l) => l.includes('exchange unavailable'));
-      assert.equal(said.length, 1, lines.join('\n'));
-      assert.match(said[0]!, /answered 404 to .*: no such endpoint there; is the --exchange URL right\?\); waiting for it$/);
-      assert.deepEqual(await exchangeOrders(ex.url), []);
-    });
+    for (const path of ['/v1', '/orders', '/price']) {
+      it(`a mistyped exchange path (${path}: none of its calls answered by the protocol) is an outage, said once: no job is failed for it`, async () => {
+        const ex = await paper();
+        const jobs = [];
+        for (let i = 1; i <= 3; i++) jobs.push(await store.jobs.start({ tokenAddress: tokenAddress(i), tokenSymbol: `T${i}`, set: [FAST_DCA] }));
+        const { daemon, lines } = makeDaemon(store, new HttpExchange(`${ex.url}${path}`), { maxFailures: 2 });
+        await daemon.start();
+        await sleep(600);
+        await daemon.stop();
+        for (const job of jobs) assert.equal((await store.jobs.get({ id: job.id })).status, 'RUNNING', lines.join('\n'));
+        const said = lines.filter((l) => l.includes('exchange unavailable'));
+        assert.equal(said.length, 1, lines.join('\n'));
+        assert.match(said[0]!, /answered 40[045] to .*: no such endpoint there; is the --exchange URL right\?\); waiting for it$/);
+        assert.deepEqual(await exchangeOrders(ex.url), []);
+      });
+    }
 
     it('a tick failing again and again with the same error (a full disk, a table gone) is said once, and its end', async () => {
       const ex = await paper();

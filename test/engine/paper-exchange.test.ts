@@ -496,6 +496,15 @@ describe('paper exchange over HTTP', () => {
       for (const call of [() => wrong.getOrder('never-placed'), () => wrong.getPrice(TOKEN), () => wrong.getPrices([TOKEN]), () => wrong.placeOrder({ clientOrderId: 'w-1', token: TOKEN, side: 'BUY', quoteAmount: '1' })]) {
         await assert.rejects(call(), (e: unknown) => e instanceof ExchangeUnavailableError && /answered 404 to .*: no such endpoint there; is the --exchange URL right\?$/.test(e.message));
       }
+      // Base URLs ending in one of the exchange's own paths: /orders/balances reads as the lookup of
+      // an order "balances", /orders/prices allows no POST, /price/balances is no token. No exchange either.
+      for (const base of [`${ex.url}/orders`, `${ex.url}/price`]) {
+        const under = new HttpExchange(base);
+        for (const call of [() => under.getBalances(), () => under.getPrices([TOKEN]), () => under.getPrice(TOKEN), () => under.placeOrder({ clientOrderId: 'w-2', token: TOKEN, side: 'BUY', quoteAmount: '1' })]) {
+          await assert.rejects(call(), (e: unknown) => e instanceof ExchangeUnavailableError && /answered 40[045] to .*: no such endpoint there; is the --exchange URL right\?$/.test(e.message), base);
+        }
+      }
+      assert.equal(await client.getOrder('w-2'), null, 'nothing was placed through them');
       // An exchange's own 404 refusal (its JSON error) stays a refusal; a proxy's 404 page is no exchange.
       const other = createServer((req, res) => {
         const html = req.url === '/proxy/orders';

@@ -204,7 +204,7 @@ export class HttpExchange implements Exchange {
 
   async getBalances(): Promise<Readonly<Record<string, Decimal>>> {
     const what = 'the balances';
-    const { body } = await this.#call('GET', '/balances', what);
+    const { body } = await this.#call('GET', '/balances', what, undefined, false, true);
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid(what, 'not a JSON object');
     const entries = Object.entries(body);
     for (const [asset, amount] of entries) {
@@ -214,7 +214,12 @@ export class HttpExchange implements Exchange {
     return Object.freeze(Object.fromEntries(entries) as Record<string, Decimal>);
   }
 
-  async #call(method: string, path: string, what: string, body?: string, allow404 = false): Promise<{ status: number; body: unknown }> {
+  /**
+   * `allow404`: a 404 is the caller's to read (an order lookup). `asksNothing`: the call sends no
+   * input the exchange could refuse (the balances), so a 4xx other than an authorisation refusal
+   * means that no exchange of this protocol is at the URL.
+   */
+  async #call(method: string, path: string, what: string, body?: string, allow404 = false, asksNothing = false): Promise<{ status: number; body: unknown }> {
     const url = `${this.baseUrl}${path}`;
     let status: number;
     let text: string;
@@ -254,8 +259,18 @@ export class HttpExchange implements Exchange {
       // token") is a refusal; anything else (its "no endpoint", a proxy's page) is no exchange.
       // A web framework's default 404 document (Spring's {"status":404,"error":"Not Found",…})
       // is JSON too, but says no more than the status line: no exchange either.
-      const ownError = typeof (parsed as { error?: unknown } | undefined)?.error === 'string' && !message.startsWith('no endpoint ') && !/^not found$/i.test(message.trim());
+      // "No such order" is the answer of an order lookup only: to any other call (a URL ending in
+      // /orders, whose /orders/balances reads as the lookup of an order "balances"), no exchange.
+      const ownError =
+        typeof (parsed as { error?: unknown } | undefined)?.error === 'string' &&
+        !message.startsWith('no endpoint ') &&
+        !/^not found$/i.test(message.trim()) &&
+        (parsed as { code?: unknown }).code !== 'ORDER_NOT_FOUND';
       if (!ownError) throw wrongUrl(this.baseUrl, what);
+    }
+    // The protocol allows every method it is asked with: a 405 is something else at this URL.
+    if (status === 405 || (asksNothing && status >= 400 && status < 500 && status !== 401 && status !== 403 && status !== 408 && status !== 429)) {
+      throw wrongUrl(this.baseUrl, what, status);
     }
     // A 409 is a refusal here like any other 4xx: by the Exchange contract an order placed again
     // under its clientOrderId is answered with that order, never with a conflict.
@@ -289,7 +304,7 @@ async function readLimited(res: Response, limit: number): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** A 404 that is not the exchange's own answer: nothing at this URL speaks the protocol. */
-function wrongUrl(baseUrl: string, what: string): ExchangeUnavailableError {
-  return new ExchangeUnavailableError(`exchange at ${baseUrl} answered 404 to ${what}: no such endpoint there; is the --exchange URL right?`);
+/** A 404 (or another status) that is not the exchange's own answer: nothing at this URL speaks the protocol. */
+function wrongUrl(baseUrl: string, what: string, status = 404): ExchangeUnavailableError {
+  return new ExchangeUnavailableError(`exchange at ${baseUrl} answered ${status} to ${what}: no such endpoint there; is the --exchange URL right?`);
 }
