@@ -558,6 +558,10 @@ describe('paper exchange over HTTP', () => {
         assert.equal(res.status, 400, name);
         assert.equal(typeof res.body['error'], 'string', name);
       }
+      // A null amount is that amount given as null, said as such.
+      const nullBase = await post(ex.url, { clientOrderId: 'b-2', token: TOKEN, side: 'BUY', baseAmount: null });
+      assert.equal(nullBase.status, 400);
+      assert.match(String(nullBase.body['error']), /^baseAmount must be a canonical decimal string .*, got null$/);
       assert.deepEqual((await getJson(`${ex.url}/orders`)).body, []);
       await assert.rejects(client.placeOrder({ ...good, side: 'BUY', quoteAmount: '1.0' }), (e: unknown) => e instanceof Error && !(e instanceof ExchangeUnavailableError) && /quoteAmount/.test(e.message));
       assert.equal((await fetch(`${ex.url}/price/0x1234`)).status, 400);
@@ -583,6 +587,16 @@ describe('paper exchange over HTTP', () => {
       const mixed = await fetch(`${ex.url}/prices`, { method: 'POST', body: JSON.stringify({ tokens: [TOKEN, '0x1234', TOKEN.toLowerCase().replace('0xb', '0xB')] }) });
       assert.deepEqual([mixed.status, Object.keys(((await mixed.json()) as { prices: object }).prices)], [200, [TOKEN]]);
     });
+  });
+
+  it('a clock with fractions of a millisecond is taken in whole ones: the data file opens again with another clock', async () => {
+    const data = dataFile();
+    const fractional = await startPaperExchange({ port: 0, dataFile: data, now: () => performance.timeOrigin + performance.now() });
+    const placed = await new HttpExchange(fractional.url).placeOrder({ clientOrderId: 'f-1', token: TOKEN, side: 'BUY', quoteAmount: '1' });
+    assert.match(placed.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    await fractional.close();
+    await withExchange({ dataFile: data }, async (_, client) => assert.deepEqual(await client.getOrder('f-1'), placed));
+    await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), now: () => Number.NaN }), (e: unknown) => e instanceof ValidationError && /now\(\) must return ms since 1970, got NaN/.test(e.message));
   });
 
   it('validates options, refuses a port in use', async () => {

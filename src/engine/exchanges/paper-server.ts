@@ -133,6 +133,14 @@ function resolveOptions(options: PaperExchangeOptions): Resolved {
   rate('errorRate', o.errorRate);
   rate('dropRate', o.dropRate);
   if (typeof o.now !== 'function') throw bad('now must be a function returning ms since 1970');
+  // Whole milliseconds: a clock with fractions (performance.timeOrigin + performance.now()) would
+  // store an epoch a new data file could never be opened with again.
+  const clock = o.now;
+  o.now = () => {
+    const ms = clock();
+    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) throw bad(`now() must return ms since 1970, got ${String(ms)}`);
+    return Math.floor(ms);
+  };
   return Object.freeze(o);
 }
 
@@ -191,7 +199,7 @@ export function parseOrderRequest(text: string): OrderRequest {
   if (side !== 'BUY' && side !== 'SELL') throw new HttpError(400, `side must be "BUY" or "SELL", got ${JSON.stringify(side)}`);
   if ((baseAmount === undefined) === (quoteAmount === undefined)) throw new HttpError(400, 'give exactly one of baseAmount and quoteAmount');
   const name = baseAmount !== undefined ? 'baseAmount' : 'quoteAmount';
-  const amount = baseAmount ?? quoteAmount;
+  const amount = name === 'baseAmount' ? baseAmount : quoteAmount;
   if (!isDecimal(amount)) {
     throw new HttpError(400, `${name} must be a canonical decimal string (digits, an optional "." and at most 18 decimals, no leading or trailing zeros, no exponent), got ${JSON.stringify(amount)}`);
   }
