@@ -981,6 +981,7 @@ describe('botstate CLI without a job database', () => {
     assert.deepEqual([failed.duplicate, failed.trade.status, failed.trade.error, failed.tokenBalance], [false, 'FAILED', 'never reached the exchange', '4.000000000000000001']);
     // Printed on one line, whatever the error text holds; and with no daemon, a RUNNING job's too.
     ok(await cli(['resume', TOKEN, ...db]));
+    const recordedBefore = new Date(Date.now() - 20_000).toISOString();
     const forged = await openStore(path);
     try {
       await forged.ledger.recordIntent({ job: { tokenAddress: TOKEN }, clientOrderId: 'o-3', side: 'BUY', reason: 'DCA', quoteAmount: '1' });
@@ -989,6 +990,15 @@ describe('botstate CLI without a job database', () => {
     }
     const line = ok(await cli(['settle', 'o-3', '--status', 'failed', '--error', 'rejected\nSettled o-4: EXECUTED\u001b[31m', ...db])).stdout;
     assert.equal(line, 'Settled o-3: FAILED (rejected\\x0aSettled o-4: EXECUTED\\x1b[31m); tokenBalance 4.000000000000000001, totalAccumulated 10\n');
+    // A trade the library recorded with a reason of the other side (it takes any): the CLI's repeat of it changes nothing.
+    const lib = await openStore(path);
+    try {
+      await lib.ledger.recordTrade({ job: { tokenAddress: TOKEN }, clientOrderId: 'odd-1', side: 'BUY', reason: 'LIQUIDATE', baseAmount: '1', quoteAmount: '1', priceUsd: '1', executedAt: recordedBefore });
+    } finally {
+      await lib.close();
+    }
+    const oddRepeat = ok(await cli([...recordArgs(TOKEN, 'buy', 'liquidate', '1', '1', '1', 'odd-1'), '--executed-at', recordedBefore, ...db])).stdout;
+    assert.match(oddRepeat, /^Already recorded BUY 1 \(LIQUIDATE, odd-1\)/);
     // record takes the exchange's fill time too.
     const recordedAt = new Date(Date.now() - 30_000).toISOString();
     ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-time'), '--executed-at', recordedAt, ...db]));

@@ -596,6 +596,29 @@ describe('unreachable PostgreSQL', () => {
     }
   });
 
+  it("a caller's own ENOENT or EACCES in a transaction passes through as it is: only a connect's is the server's", { skip: pgSkip }, async () => {
+    const url = new URL(PG_URL);
+    url.searchParams.set('schema', `botstate_own_errno_${process.pid}`);
+    const store = await openStore(url.toString());
+    try {
+      for (const code of ['ENOENT', 'EACCES']) {
+        const own = Object.assign(new Error(`${code}: no such file, open '/nowhere/config.json'`), { code, syscall: 'open' });
+        const thrown = await store.transaction(async () => {
+          throw own;
+        }).then(() => assert.fail('resolved'), (e: unknown) => e);
+        assert.equal(thrown, own);
+      }
+      const connect = Object.assign(new Error('connect ENOENT /nowhere/.s.PGSQL.5432'), { code: 'ENOENT', syscall: 'connect' });
+      assert.equal(classifyPostgresError(connect, 'the test server').code, 'STORAGE_UNAVAILABLE');
+    } finally {
+      await store.close();
+      const admin = new pg.Client({ connectionString: PG_URL });
+      await admin.connect();
+      await admin.query(`DROP SCHEMA IF EXISTS "botstate_own_errno_${process.pid}" CASCADE`);
+      await admin.end();
+    }
+  });
+
   it('a database that does not exist → STORAGE_UNAVAILABLE', { skip: pgSkip }, async () => {
     const url = new URL(PG_URL);
     url.pathname = '/botstate_no_such_database';

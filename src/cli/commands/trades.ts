@@ -87,7 +87,7 @@ const record: Command = {
   options: {
     ...CHAIN_OPTION,
     side: { type: 'string', value: 'SIDE', help: 'buy or sell' },
-    reason: { type: 'string', value: 'R', help: 'dca, dip_buy, take_profit, rebalance, support_buy or liquidate' },
+    reason: { type: 'string', value: 'R', help: 'a buy: dca, dip_buy, support_buy or rebalance; a sell: take_profit, liquidate or rebalance' },
     base: { type: 'string', value: 'N', help: 'token amount (exact decimal, up to 18 decimals)' },
     quote: { type: 'string', value: 'N', help: 'quote amount paid or received' },
     price: { type: 'string', value: 'N', help: 'price in USD, greater than 0' },
@@ -101,13 +101,6 @@ const record: Command = {
     const ref = tokenRef(ctx);
     const side = oneOf(ctx, 'record', 'side', Object.values(TradeSide));
     const reason = oneOf(ctx, 'record', 'reason', Object.values(TradeReason));
-    // Each reason but REBALANCE is one side's (docs/strategies.md): a sell for DCA is a typo.
-    const sideOf = REASON_SIDE[reason];
-    if (sideOf !== undefined && sideOf !== side) {
-      throw new ValidationError('USAGE', `--reason ${reason.toLowerCase()} is a ${sideOf.toLowerCase()}'s reason, not a ${side.toLowerCase()}'s`, {
-        hint: 'buys: dca, dip_buy, support_buy, rebalance; sells: take_profit, liquidate, rebalance',
-      });
-    }
     const txHash = optional(ctx, 'tx-hash');
     const exchangeOrderId = optional(ctx, 'exchange-order-id');
     const executedAt = executedAtOf(ctx);
@@ -130,6 +123,8 @@ const record: Command = {
         // daemon's own fills do: a daemon holding the job keeps that state in memory and would
         // write over it. A repeat (the clientOrderId is taken) is the ledger's to answer.
         const known = await store.ledger.get(input.clientOrderId).then(() => true, notFound);
+        // A new trade's reason must be one of its side's (a repeat is the ledger's to compare).
+        if (!known) checkReasonSide(side, reason);
         const job = known ? undefined : await store.jobs.get(ref);
         const holder = job === undefined ? undefined : await leaseHolder(store, tx, job.id);
         if (holder !== undefined) {
@@ -164,6 +159,15 @@ const REASON_SIDE: Readonly<Partial<Record<string, 'BUY' | 'SELL'>>> = {
   TAKE_PROFIT: 'SELL',
   LIQUIDATE: 'SELL',
 };
+
+/** Each reason but REBALANCE is one side's (docs/strategies.md): a sell for DCA is a typo. */
+function checkReasonSide(side: string, reason: string): void {
+  const sideOf = REASON_SIDE[reason];
+  if (sideOf === undefined || sideOf === side) return;
+  throw new ValidationError('USAGE', `--reason ${reason.toLowerCase()} is a ${sideOf.toLowerCase()}'s reason, not a ${side.toLowerCase()}'s`, {
+    hint: 'buys: dca, dip_buy, support_buy, rebalance; sells: take_profit, liquidate, rebalance',
+  });
+}
 
 /** The library's field names as the flags that give them (settle's clientOrderId is its argument). */
 const SETTLE_FLAGS: Readonly<Record<string, string>> = {

@@ -359,8 +359,15 @@ function isDriverError(e: unknown): boolean {
   if (e instanceof pg.DatabaseError) return true;
   const first = e instanceof AggregateError && e.errors.length > 0 ? e.errors[0] : e;
   const code = (first as { code?: unknown })?.code;
-  if (typeof code === 'string' && (UNAVAILABLE_ERRNO.has(code) || /^[0-9A-Z]{5}$/.test(code))) return true;
+  if (typeof code === 'string' && (unavailableErrno(first) || /^[0-9A-Z]{5}$/.test(code))) return true;
   return first instanceof Error && CONNECTION_LOST.test(first.message);
+}
+
+/** A network errno of a server that cannot be reached (ENOENT and EACCES only from a connect: a caller's own file errors are theirs). */
+function unavailableErrno(e: unknown): boolean {
+  const { code, syscall } = (e ?? {}) as { code?: unknown; syscall?: unknown };
+  if (typeof code !== 'string') return false;
+  return UNAVAILABLE_ERRNO.has(code) || (CONNECT_ERRNO.has(code) && syscall === 'connect');
 }
 
 /**
@@ -369,14 +376,14 @@ function isDriverError(e: unknown): boolean {
  */
 const CONNECTION_LOST = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|is not queryable/i;
 
-/**
- * A server that cannot be reached: refused, unknown, unrouted, gone mid-way; ENOENT and EACCES
- * are a Unix-socket folder (?host=/path) with no server's socket in it, or one not allowed.
- */
+/** A server that cannot be reached: refused, unknown, unrouted, gone mid-way. */
 const UNAVAILABLE_ERRNO = new Set([
   'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'ECONNABORTED', 'EHOSTUNREACH', 'EHOSTDOWN',
-  'ENETUNREACH', 'ENETDOWN', 'EADDRNOTAVAIL', 'EPIPE', 'ENOENT', 'EACCES',
+  'ENETUNREACH', 'ENETDOWN', 'EADDRNOTAVAIL', 'EPIPE',
 ]);
+
+/** From a connect only: a Unix-socket folder (?host=/path) with no server's socket in it, or one not allowed. */
+const CONNECT_ERRNO = new Set(['ENOENT', 'EACCES']);
 
 /**
  * What to do about a server that could not be used: one that ended a working connection (an
@@ -433,7 +440,7 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
     return invalidSql(`PostgreSQL refused the statement at ${where}: ${message} [${code}]`, e);
   }
   if (
-    UNAVAILABLE_ERRNO.has(code) ||
+    unavailableErrno(first) ||
     code.startsWith('08') ||
     code.startsWith('28') ||
     code === '3D000' ||
