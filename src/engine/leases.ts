@@ -276,17 +276,36 @@ export class Leases {
         `SELECT l.job_id FROM job_leases l WHERE l.owner = ? AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = l.job_id AND (${ACTIVE}))`,
         [this.instanceId],
       );
-      await this.#handBack(tx, done.map((d) => d.job_id), now, leaving);
+      // A job whose step is running keeps its lease until the step is over (the job's status keeps
+      // it from placing anything new): what the step observed is then written at the next sync.
+      await this.#handBack(tx, done.map((d) => d.job_id).filter((id) => !busy.has(id)), now, leaving);
     }
     const want = await this.#wanted(tx, now);
     if (want > 0) await this.#claim(tx, want, now, expires);
     else if (want < 0) await this.#shed(tx, -want, now, busy, leaving);
   }
 
-  /** Hands `ids` back, once `leaving` (if given) has had them while they are still held. */
+  /**
+   * Hands `ids` back, once `leaving` (if given) has had them while they are still held. Where rows
+   * are locked (PostgreSQL), `leaving` gets only the jobs whose rows it can lock at once: this
+   * transaction holds the daemon's instance row and leases, and waiting here for a job row another
+   * session holds would stop the heartbeats (renew() waits behind it) until every lease ran out.
+   */
   async #handBack(tx: Executor, ids: readonly string[], now: string, leaving?: Leaving): Promise<void> {
     if (ids.length === 0) return;
-    await leaving?.(ids);
+    if (leaving !== undefined) {
+      const dialect = this.#store.dialect;
+      let free = ids;
+      if (dialect.forUpdate !== '') {
+        const locked: string[] = [];
+        for (const chunk of paddedChunks(ids, SHED_CHUNK)) {
+          const rows = await tx.all<{ id: string }>(`SELECT j.id FROM jobs j WHERE j.id IN (${JOB_IDS})${dialect.skipLocked('j')}`, chunk);
+          for (const row of rows) locked.push(row.id);
+        }
+        free = ids.filter((id) => locked.includes(id));
+      }
+      if (free.length > 0) await leaving(free);
+    }
     for (const chunk of paddedChunks(ids, SHED_CHUNK)) await tx.run(SHED, [now, this.instanceId, ...chunk]);
   }
 
@@ -415,4 +434,5 @@ export function shareOf(active: number, maxima: readonly number[], mine: number)
 const CLOCK_STALE_MS = 250;
 const NO_JOBS: ReadonlySet<string> = new Set();
 const SHED_CHUNK = 64;
-const SHED = `UPDATE job_leases SET owner = '', expires_at = ? WHERE owner = ? AND job_id IN (${Array(SHED_CHUNK).fill('?').join(', ')})`;
+const JOB_IDS = Array(SHED_CHUNK).fill('?').join(', ');
+const SHED = `UPDATE job_leases SET owner = '', expires_at = ? WHERE owner = ? AND job_id IN (${JOB_IDS})`;

@@ -1604,6 +1604,39 @@ for (const engine of ENGINES) {
       await daemon.stop();
     });
 
+    it('a pause while the step of the job waits on the exchange: the lease is handed back after the step, with what it observed written', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      let price = PRICE;
+      let slow: Promise<void> | undefined;
+      const exchange = new Recorder(new HttpExchange(ex.url), {
+        price: (token) => (token === TOKEN ? (slow ?? Promise.resolve()).then(() => price) : undefined),
+      });
+      const { daemon, lines } = makeDaemon(store, exchange);
+      await daemon.start();
+      await waitFor('the first DCA', async () => (await store.ledger.trades({ id: job.id }, { status: 'EXECUTED' })).length === 1);
+      price = '0.5';
+      await exchange.waitCalls('price', TOKEN, 3);
+      // The next step waits for its price until released; the pause commits meanwhile.
+      let release!: () => void;
+      slow = new Promise<void>((resolve) => (release = resolve));
+      const iSlow = exchange.calls.length;
+      await exchange.waitCalls('price', TOKEN, 1, iSlow);
+      const cli = await fx.open({ actor: 'cli:test' });
+      undo.push(() => cli.close());
+      await cli.jobs.pause({ id: job.id });
+      await sleep(200); // ticks pass while the step waits: the lease is kept
+      assert.equal(lines.some((l) => l.includes('let go')), false, lines.join('\n'));
+      slow = undefined;
+      release();
+      await waitFor('the lease to be handed back', async () => lines.some((l) => l.includes('now running 0 jobs (1 let go)')));
+      const paused = await store.jobs.get({ id: job.id });
+      assert.equal(paused.status, 'PAUSED');
+      assert.equal(paused.recentHigh, '0.5', 'the high seen before the pause is kept for the resume');
+      assert.equal((await store.ledger.trades({ id: job.id })).length, 1, 'nothing was bought after the pause');
+      await daemon.stop();
+    });
+
     it('a tick reads the open intents before the jobs: an intent another session settles between the two reads is not bought again', async () => {
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
       const x = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10', priceUsd: '0.5' });

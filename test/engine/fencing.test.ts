@@ -348,7 +348,7 @@ for (const engine of ENGINES) {
       };
       // Nothing to hand back: not called.
       await a.sync(undefined, leaving);
-      assert.deepEqual(calls, []);
+      assert.equal(calls.length, 0);
       const [paused] = ids;
       await store.jobs.pause({ id: paused! });
       const after = await a.sync(undefined, leaving);
@@ -364,6 +364,34 @@ for (const engine of ENGINES) {
         const shed = ids.slice(1).filter((id) => !kept.has(id));
         assert.deepEqual(calls.at(-1), shed);
         assert.equal((await store.jobs.get({ id: shed[0]! })).recentHigh, '7');
+      }
+      // A paused job whose step is running (busy) keeps its lease until a sync finds it idle.
+      const [stepping] = [...(await a.sync()).keys()];
+      await store.jobs.pause({ id: stepping! });
+      const whileBusy = await a.sync(new Set([stepping!]), leaving);
+      assert.equal(whileBusy.has(stepping!), true);
+      assert.equal(calls.some((c) => c.includes(stepping!)), false);
+      assert.equal((await a.sync(undefined, leaving)).has(stepping!), false);
+      assert.deepEqual(calls.at(-1), [stepping]);
+      if (engine.name === 'postgres') {
+        // A job row another session holds locked: the sync hands the job back without waiting for
+        // the row (it holds this daemon's instance row: renew() would wait behind it), unwritten.
+        const [held] = [...(await a.sync()).keys()];
+        await store.jobs.pause({ id: held! });
+        const locker = new pg.Client({ connectionString: PG_URL });
+        await locker.connect();
+        try {
+          await locker.query('BEGIN');
+          await locker.query(`SELECT id FROM "${new URL(fx.url).searchParams.get('schema')}".jobs WHERE id = $1 FOR UPDATE`, [held]);
+          const before = calls.length;
+          const synced = await Promise.race([a.sync(undefined, leaving), new Promise<'stuck'>((resolve) => setTimeout(() => resolve('stuck'), 3000))]);
+          assert.notEqual(synced, 'stuck', 'the sync waited for the locked job row');
+          assert.equal((synced as Map<string, unknown>).has(held!), false);
+          assert.equal(calls.length, before, '`leaving` was not called for the locked job');
+        } finally {
+          await locker.query('ROLLBACK');
+          await locker.end();
+        }
       }
       // A failure in `leaving` fails the sync: nothing is handed back.
       const [target] = [...(await a.sync()).keys()];
