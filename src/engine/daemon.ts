@@ -773,6 +773,10 @@ export class Daemon {
       }
       const now = Date.now();
       const d = decide({ job, scratch: runner.scratch, price, now });
+      // What the runner held before this decision: put back if its intent is refused (the job
+      // paused or reconfigured meanwhile), so that a decision never made (a rebalance time, a dip
+      // marked bought) is neither written nor decided from later.
+      const prior = { scratch: runner.scratch, state: runner.state, scratchDirty: runner.scratchDirty };
       if (d.scratch !== runner.scratch) runner.scratchDirty = true;
       runner.scratch = d.scratch;
       runner.state = { ...runner.state, ...d.state };
@@ -801,13 +805,16 @@ export class Daemon {
         // may take seconds) refuses the intent (CONCURRENT_MODIFICATION, not counted), and the
         // next tick decides again.
         const options = { ...this.#options(runner), decidedWith: job.config, ...(runner.scratchDirty ? { scratch: runner.scratch } : {}) };
-        const { trade, duplicate } =
-          Object.keys(runner.state).length > 0
-            ? await this.#store.transaction(async () => {
-                await this.#store.jobs.updateState({ id: job.id }, runner.state, this.#options(runner));
-                return this.#store.ledger.recordIntent(intent, options);
-              })
-            : await this.#store.ledger.recordIntent(intent, options);
+        const { trade, duplicate } = await (Object.keys(runner.state).length > 0
+          ? this.#store.transaction(async () => {
+              await this.#store.jobs.updateState({ id: job.id }, runner.state, this.#options(runner));
+              return this.#store.ledger.recordIntent(intent, options);
+            })
+          : this.#store.ledger.recordIntent(intent, options)
+        ).catch((e: unknown) => {
+          Object.assign(runner, prior);
+          throw e;
+        });
         // An intent recorded before (only after a restore can the derived clientOrderId already
         // exist) took no scratch with it.
         if (duplicate && runner.scratchDirty) await this.#store.jobs.saveScratch({ id: job.id }, runner.scratch, this.#options(runner));
@@ -1032,8 +1039,19 @@ export class Daemon {
     try {
       // resume puts a job in ERROR back to RUNNING, whatever it was doing: the reason says it was liquidating.
       const reason = `${job.status === 'LIQUIDATING' ? 'while liquidating, ' : ''}${stops ? message : `${runner.failures} steps failed in a row; last: ${message}`}`;
-      if (await this.#flushBeforeLeaving(job.id, runner, job.tokenSymbol)) this.#flushed(runner, Date.now());
-      await this.#store.jobs.fail({ id: job.id }, reason, this.#options(runner));
+      const failed = await this.#store.transaction(async () => {
+        if (!stops) {
+          // Read under the row lock and the lease: a job paused or liquidated from the CLI while
+          // this step ran (it decided from the job as it was) is not put in ERROR for the step's
+          // failures. (A ledger that disagrees with the exchange stops the job whatever its status.)
+          const current = await this.#store.jobs.updateState({ id: job.id }, {}, this.#options(runner));
+          if (current.status !== job.status) return false;
+        }
+        await this.#flushBeforeLeaving(job.id, runner, job.tokenSymbol);
+        await this.#store.jobs.fail({ id: job.id }, reason, this.#options(runner));
+        return true;
+      });
+      if (!failed) return;
       this.#runners.delete(job.id);
       this.#log(`${stamp()}  ${job.tokenSymbol}  → ERROR: ${reason}`);
     } catch (failError) {

@@ -276,9 +276,9 @@ export class Leases {
         `SELECT l.job_id FROM job_leases l WHERE l.owner = ? AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = l.job_id AND (${ACTIVE}))`,
         [this.instanceId],
       );
-      // A job whose step is running keeps its lease until the step is over (the job's status keeps
-      // it from placing anything new): what the step observed is then written at the next sync.
-      await this.#handBack(tx, done.map((d) => d.job_id).filter((id) => !busy.has(id)), now, leaving);
+      // A job whose step is running is handed back all the same: its stale step's writes are then
+      // refused (LEASE_LOST), as they must be (it decided from the job as it was before the pause).
+      await this.#handBack(tx, done.map((d) => d.job_id), now, leaving);
     }
     const want = await this.#wanted(tx, now);
     if (want > 0) await this.#claim(tx, want, now, expires);
@@ -286,7 +286,8 @@ export class Leases {
   }
 
   /**
-   * Hands `ids` back, once `leaving` (if given) has had them while they are still held. Where rows
+   * Hands `ids` back, once `leaving` (if given) has had the first LEAVING_MAX of them while they
+   * are still held. Where rows
    * are locked (PostgreSQL), `leaving` gets only the jobs whose rows it can lock at once: this
    * transaction holds the daemon's instance row and leases, and waiting here for a job row another
    * session holds would stop the heartbeats (renew() waits behind it) until every lease ran out.
@@ -295,14 +296,16 @@ export class Leases {
     if (ids.length === 0) return;
     if (leaving !== undefined) {
       const dialect = this.#store.dialect;
-      let free = ids;
+      // At most LEAVING_MAX jobs are written per sync (the rest are handed back unwritten): the
+      // writes hold up renew() for as long as they take, and a shed can count thousands of jobs.
+      let free = ids.slice(0, LEAVING_MAX);
       if (dialect.forUpdate !== '') {
-        const locked: string[] = [];
-        for (const chunk of paddedChunks(ids, SHED_CHUNK)) {
+        const locked = new Set<string>();
+        for (const chunk of paddedChunks(free, SHED_CHUNK)) {
           const rows = await tx.all<{ id: string }>(`SELECT j.id FROM jobs j WHERE j.id IN (${JOB_IDS})${dialect.skipLocked('j')}`, chunk);
-          for (const row of rows) locked.push(row.id);
+          for (const row of rows) locked.add(row.id);
         }
-        free = ids.filter((id) => locked.includes(id));
+        free = free.filter((id) => locked.has(id));
       }
       if (free.length > 0) await leaving(free);
     }
@@ -435,4 +438,6 @@ const CLOCK_STALE_MS = 250;
 const NO_JOBS: ReadonlySet<string> = new Set();
 const SHED_CHUNK = 64;
 const JOB_IDS = Array(SHED_CHUNK).fill('?').join(', ');
+/** The most jobs whose unwritten state one sync writes before handing them back. */
+const LEAVING_MAX = 128;
 const SHED = `UPDATE job_leases SET owner = '', expires_at = ? WHERE owner = ? AND job_id IN (${JOB_IDS})`;
