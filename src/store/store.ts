@@ -192,7 +192,9 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
       // left), or one was killed part-way. Holding no job, it has nothing to lose by migrating.
       // An outdated database in use is left to db migrate.
       if (status.current === 0 || (status.current < status.latest && !(await inUse(adapter)))) await migrate(adapter);
-      else checkCurrent(status, adapter.location);
+      // In use by now: another start may have finished the migration and started its job since
+      // the status was read (six starts at once on a new file): judged on the schema as it is now.
+      else checkCurrent(status.current < status.latest ? await schemaStatus(adapter) : status, adapter.location);
     }
   } catch (e) {
     await adapter.close();
