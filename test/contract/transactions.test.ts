@@ -146,6 +146,18 @@ for (const engine of ENGINES) {
         assert.equal((await store.jobs.get({ id })).status, 'PAUSED');
       });
 
+      it('close() lets a call made before it complete even while that call gives the event loop a turn', async () => {
+        // No turn for 20 ms: SQLite's next transaction yields one (every 10 ms) before it takes the connection.
+        const t0 = performance.now();
+        while (performance.now() - t0 < 20);
+        const paused = store.jobs.pause({ id });
+        const closed = store.close();
+        assert.equal((await paused).status, 'PAUSED');
+        await closed;
+        store = await open();
+        assert.equal((await store.jobs.get({ id })).status, 'PAUSED');
+      });
+
       it('refuses BEGIN, COMMIT, ROLLBACK and the like: the transaction goes on, and commits or rolls back as its body says', async () => {
         const control = ['COMMIT', 'commit;', 'END', 'END TRANSACTION', 'ROLLBACK', 'BEGIN', 'BEGIN IMMEDIATE', 'START TRANSACTION', 'ABORT', 'SELECT 1; COMMIT', '/* note */ COMMIT', '-- note\nROLLBACK'];
         const tryAll = async (tx: Executor) => {

@@ -124,6 +124,8 @@ export class SqliteAdapter implements Adapter {
   #txOpen = false;
   /** Set when close() begins: no transaction is begun after it. */
   #closeRequested = false;
+  /** Transactions of their own (not grouped) begun and not yet ended: close() waits for them. */
+  #calls = 0;
   /**
    * Set, while #txOpen, once SQLite is known to have ended the transaction: after a statement
    * threw (a full disk or an I/O error rolls it back) or one that can end a transaction ran (see
@@ -236,6 +238,17 @@ export class SqliteAdapter implements Adapter {
   async transaction<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     if (this.#closeRequested) throw closedStore(this.location);
     if (this.#walSync && !options.readOnly && !options.exclusive) return this.#grouped(fn);
+    // Counted until it ends: close() waits for it (it may be yielding a turn, or backing off for
+    // another process's lock, before it takes the connection).
+    this.#calls++;
+    try {
+      return await this.#ownTransaction(fn, options);
+    } finally {
+      this.#calls--;
+    }
+  }
+
+  async #ownTransaction<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions): Promise<T> {
     const deadline = performance.now() + this.#busyTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -951,7 +964,7 @@ export class SqliteAdapter implements Adapter {
   async close(): Promise<void> {
     // Refused from here on (as on PostgreSQL); transactions queued for a group commit before close() still commit.
     this.#closeRequested = true;
-    while (this.#pumping || this.#queue.length > 0) await sleep(1);
+    while (this.#pumping || this.#queue.length > 0 || this.#calls > 0) await sleep(1);
     const wait = this.#mutex.acquire();
     if (wait) await wait;
     try {
