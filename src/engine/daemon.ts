@@ -1051,7 +1051,11 @@ export class Daemon {
         await this.#store.jobs.fail({ id: job.id }, reason, this.#options(runner));
         return true;
       });
-      if (!failed) return;
+      if (!failed) {
+        // Spared: the job it failed for is not the job there now (a liquidation starts afresh).
+        runner.failures = 0;
+        return;
+      }
       this.#runners.delete(job.id);
       this.#log(`${stamp()}  ${job.tokenSymbol}  → ERROR: ${reason}`);
     } catch (failError) {

@@ -86,6 +86,8 @@ export class Leases {
   readonly #store: Store;
   readonly #ttlMs: number;
   readonly #maxJobs: number;
+  /** What the current sync may still write of the jobs it hands back (LEAVING_MAX per sync). */
+  #leavingBudget = 0;
   readonly #now: ((tx: Executor) => Promise<number>) | undefined;
   readonly #host = hostname();
 
@@ -240,6 +242,8 @@ export class Leases {
    * `busy`: jobs whose step is running in this daemon, never shed (see #shed).
    */
   async #refresh(tx: Executor, busy: ReadonlySet<string> = NO_JOBS, leaving?: Leaving): Promise<void> {
+    // What one sync may still write of the jobs it hands back (see #handBack), shared by the two hand-backs below.
+    this.#leavingBudget = LEAVING_MAX;
     const started = await this.#clock(tx);
     const t0 = performance.now();
     // The statement that reads every job comes first: a lock someone holds on them (a table
@@ -296,9 +300,10 @@ export class Leases {
     if (ids.length === 0) return;
     if (leaving !== undefined) {
       const dialect = this.#store.dialect;
-      // At most LEAVING_MAX jobs are written per sync (the rest are handed back unwritten): the
+      // At most LEAVING_MAX jobs are written per sync, over both hand-backs (the rest are handed back unwritten): the
       // writes hold up renew() for as long as they take, and a shed can count thousands of jobs.
-      let free = ids.slice(0, LEAVING_MAX);
+      let free = ids.slice(0, this.#leavingBudget);
+      this.#leavingBudget -= free.length;
       if (dialect.forUpdate !== '') {
         const locked = new Set<string>();
         for (const chunk of paddedChunks(free, SHED_CHUNK)) {
