@@ -1,5 +1,5 @@
 import { BotstateError, InvalidTransitionError, NotFoundError, ValidationError } from '../errors.ts';
-import { hasConfig, JOB_COLUMNS, lockJob, requireJob, storedAmount, storedTime, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow, type JobUpdate } from '../jobs/job-rows.ts';
+import { checkedRow, hasConfig, JOB_COLUMNS, lockJob, requireJob, storedAmount, storedTime, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow, type JobUpdate } from '../jobs/job-rows.ts';
 import type { JobConfig } from '../jobs/config.ts';
 import { add, cmp, integerDigits, isNegative, MAX_INTEGER_DIGITS, parseDecimal, sub, type Decimal } from '../money/decimal.ts';
 import type { Executor, SqlParam } from '../store/adapter.ts';
@@ -522,11 +522,11 @@ export class Ledger {
     const decidedWith = options?.decidedWith;
     return this.#ctx.write(options, async (tx) => {
       const job = await lockJob(tx, this.#ctx.adapter.dialect, input.job, options);
-      if (decidedWith !== undefined && !hasConfig(job, decidedWith)) {
-        throw new BotstateError('CONCURRENT_MODIFICATION', `the config of job ${job.id} changed after this order was decided; it was not recorded`, {
+      const changedConfig = () => {
+        if (decidedWith !== undefined && !hasConfig(job, decidedWith)) throw new BotstateError('CONCURRENT_MODIFICATION', `the config of job ${job.id} changed after this order was decided; it was not recorded`, {
           hint: 'decide the order again under the new config',
         });
-      }
+      };
       let clientOrderId = input.clientOrderId ?? `${job.id}-${job.version + 1}`;
       const id = uuidv7();
       const at = nowIso();
@@ -535,6 +535,7 @@ export class Ledger {
       // an accepted intent stays a no-op whatever the job's state is now.
       let refused: unknown;
       try {
+        changedConfig();
         checkCanTrade(job, input.side);
         if (input.side === 'SELL' && base !== null) checkAvailable(job, base, await reservedForSells(tx, job.id));
       } catch (e) {
@@ -552,6 +553,9 @@ export class Ledger {
         inserted = await insert(clientOrderId);
       }
       if (!inserted) {
+        // A derived id is never a repeat (see above): a refused intent is refused, not merged with
+        // the trade that happens to hold the id it would have had.
+        if (input.clientOrderId === undefined) throw refused ?? new BotstateError('CONCURRENT_MODIFICATION', `clientOrderId ${clientOrderId} was taken meanwhile`, { hint: 'retry' });
         const existing = await this.#find(tx, clientOrderId);
         if (!existing) {
           throw refused ?? new BotstateError('INTERNAL', `clientOrderId ${clientOrderId} conflicted but no trade holds it`);
@@ -561,7 +565,8 @@ export class Ledger {
           existing.job_id === job.id &&
           existing.side === input.side &&
           existing.reason === input.reason &&
-          (existing.status !== 'PENDING' || (same(existing.base_amount, base) && same(existing.quote_amount, quote) && same(existing.price_usd, price)))
+          // An EXECUTED trade holds its fill's amounts, no longer the intent's; PENDING and FAILED hold the intent's.
+          (existing.status === 'EXECUTED' || (same(existing.base_amount, base) && same(existing.quote_amount, quote) && same(existing.price_usd, price)))
         ) {
           return { trade: toTrade(existing), job: toJob(job), duplicate: true };
         }
@@ -597,7 +602,7 @@ export class Ledger {
       // the lease, when fenced); only when it finds nothing do the two steps below say why.
       const joined = dialect.forUpdate === '' ? undefined : await lockTradeJob(tx, clientOrderId, options?.fence);
       const current = joined?.trade ?? (await this.#byClientOrderId(tx, clientOrderId));
-      const job = joined?.job ?? (await lockJob(tx, dialect, { id: current.job_id }, options));
+      const job = joined ? checkedRow(joined.job) : await lockJob(tx, dialect, { id: current.job_id }, options);
       const settledAlready = (row: TradeRow): TradeResult => {
         const same = fill ? sameFill(row, row.side, row.reason, job.id, fill) : row.status === 'FAILED';
         if (same) return { trade: toTrade(row), job: toJob(job), duplicate: true };
@@ -671,7 +676,7 @@ export class Ledger {
     const rows = await this.#ctx.read(options, (tx) =>
       tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM trades WHERE status = 'PENDING' ORDER BY created_at, id`),
     );
-    return rows.map(toTrade);
+    return rows.map(checkedTrade);
   }
 
   /** One trade by clientOrderId; throws TRADE_NOT_FOUND. */

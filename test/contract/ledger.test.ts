@@ -364,6 +364,78 @@ for (const engine of ENGINES) {
       assert.equal(await fx.dump(), before);
     });
 
+    it('a refused intent with a derived clientOrderId is refused, never merged with the trade that holds the id it would have had', async () => {
+      await store.ledger.recordTrade(buy('manual-1', '10'));
+      const v = (await store.jobs.get({ id: job.id })).version;
+      // Recorded by hand under the id the next intent derives: that intent skips to the one after.
+      await store.ledger.recordTrade(buy(`${job.id}-${v + 2}`, '1', { reason: 'TAKE_PROFIT', side: 'BUY' }));
+      const a = await store.ledger.recordIntent({ job: { id: job.id }, side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '11' });
+      assert.equal(a.duplicate, false);
+      const before = await fx.dump();
+      // Every token is reserved by A: the same sell again, and a smaller one, are refused for the balance.
+      for (const baseAmount of ['11', '1']) {
+        await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, side: 'SELL', reason: 'TAKE_PROFIT', baseAmount }), 'INSUFFICIENT_BALANCE');
+      }
+      // A job that may not buy: refused as such, not answered with a trade that holds the derived id.
+      await store.jobs.liquidate({ id: job.id });
+      const liquidating = await fx.dump();
+      await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '1' }), 'INVALID_TRANSITION');
+      assert.equal(await fx.dump(), liquidating);
+      assert.notEqual(before, liquidating);
+    });
+
+    it('a repeat of a recorded intent is a repeat even when the config changed since (decidedWith): not refused as undecided', async () => {
+      const intent = { job: { id: job.id }, clientOrderId: 'ord-1', side: 'BUY', reason: 'DCA', quoteAmount: '25' } as const;
+      await store.ledger.recordIntent(intent, { decidedWith: job.config });
+      await store.jobs.configure({ id: job.id }, { set: ['accumulate.dcaAmount=31'] });
+      const before = await fx.dump();
+      const again = await store.ledger.recordIntent(intent, { decidedWith: job.config });
+      assert.equal(again.duplicate, true);
+      assert.equal(again.trade.clientOrderId, 'ord-1');
+      // A new intent decided under the old config is refused, and said to be unrecorded.
+      await rejectsWith(store.ledger.recordIntent({ ...intent, clientOrderId: 'ord-2' }, { decidedWith: job.config }), 'CONCURRENT_MODIFICATION');
+      assert.equal(await fx.dump(), before);
+    });
+
+    it('a repeat of an intent settled FAILED must still ask for the same amounts', async () => {
+      await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'f-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      await store.ledger.settle('f-1', { status: 'FAILED', error: 'rejected' });
+      const before = await fx.dump();
+      assert.equal((await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'f-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' })).duplicate, true);
+      await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'f-1', side: 'BUY', reason: 'DCA', quoteAmount: '999' }), 'DUPLICATE_ORDER');
+      assert.equal(await fx.dump(), before);
+    });
+
+    it('a job row damaged outside botstate is STORAGE_CORRUPT to settle, and pending() refuses a damaged open trade: nothing is written over them', async () => {
+      await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'd-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const p = (n: number) => (engine.name === 'postgres' ? `$${n}` : '?');
+      await fx.raw(`UPDATE jobs SET token_balance = '-5' WHERE id = ${p(1)}`, [job.id]);
+      const before = await fx.dump();
+      await rejectsWith(store.ledger.settle('d-1', { status: 'EXECUTED', baseAmount: '10', quoteAmount: '10', priceUsd: '1' }), 'STORAGE_CORRUPT');
+      assert.equal(await fx.dump(), before);
+      await fx.raw(`UPDATE jobs SET token_balance = '0' WHERE id = ${p(1)}`, [job.id]);
+      await fx.raw(`UPDATE trades SET quote_amount = '-25' WHERE client_order_id = 'd-1'`);
+      await rejectsWith(store.ledger.pending(), 'STORAGE_CORRUPT');
+    });
+
+    it('the audit log refuses REPLACE as it refuses UPDATE and DELETE', async () => {
+      const before = await fx.dump();
+      const [row] = (await fx.raw('SELECT id, stream, seq FROM audit_log ORDER BY id LIMIT 1')) as Array<{ id: number; stream: string; seq: number }>;
+      const statements =
+        engine.name === 'sqlite'
+          ? [
+              `INSERT OR REPLACE INTO audit_log (id, stream, seq, at, actor, entity, entity_id, action, prev_hash, hash) VALUES (${row!.id}, 'x', 1, 'now', 'mallory', 'job', 'x', 'x', 'x', 'x')`,
+              `REPLACE INTO audit_log (stream, seq, at, actor, entity, entity_id, action, prev_hash, hash) VALUES ('${row!.stream}', ${row!.seq}, 'now', 'mallory', 'job', 'x', 'x', 'x', 'x')`,
+            ]
+          : [
+              `INSERT INTO audit_log (stream, seq, at, actor, entity, entity_id, action, prev_hash, hash) VALUES ('${row!.stream}', ${row!.seq}, now(), 'mallory', 'job', 'x', 'x', 'x', 'x') ON CONFLICT (stream, seq) DO UPDATE SET actor = 'mallory'`,
+            ];
+      for (const sql of statements) {
+        await rejectsWith(store.transaction((tx) => tx.run(sql)), 'CONSTRAINT_VIOLATION');
+      }
+      assert.equal(await fx.dump(), before);
+    });
+
     it('a derived clientOrderId already taken (a trade recorded by hand after a restore, an open intent a skip put above the version) moves on to the next free one', async () => {
       // A restore took the job's sequence back; the orders placed since were recorded by hand
       // under the ids the exchange shows, which are ids the job derives again.

@@ -316,10 +316,11 @@ class Harness {
           reason: t.reason,
           baseAmount: fromUnits((t.base ?? 1n) + (c === 'amount' ? 1n : 0n)),
         });
-        // A settled trade is returned as it is to a retry with the same job, side and reason; a
-        // PENDING one only to a retry asking for exactly the same amounts (here: base only).
+        // An EXECUTED trade is returned as it is to a retry with the same job, side and reason (its
+        // amounts are the fill's); a PENDING or FAILED one only to a retry asking for exactly the
+        // same amounts (here: base only).
         const sameAmounts = c === 'none' && t.base !== null && t.quote === null;
-        const duplicate = c !== 'side' && c !== 'job' && (t.status !== 'PENDING' || sameAmounts);
+        const duplicate = c !== 'side' && c !== 'job' && (t.status === 'EXECUTED' || sameAmounts);
         if (!duplicate) {
           await expectCode(call, 'DUPLICATE_ORDER', label);
           this.note(`intentAgain:${c}:DUPLICATE_ORDER`);

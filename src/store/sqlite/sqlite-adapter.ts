@@ -202,6 +202,8 @@ export class SqliteAdapter implements Adapter {
       // that fsync is WalSync's, shared by the commits made before it.
       db.pragma(`synchronous = ${options.durability === 'power' && !ownsFsync(options) ? 'FULL' : 'NORMAL'}`);
       db.pragma('foreign_keys = ON');
+      // REPLACE deletes the row it replaces: with this on, the audit log's delete trigger sees it.
+      db.pragma('recursive_triggers = ON');
       db.pragma('busy_timeout = 0');
       // Savepoint and statement journals in memory: by default SQLite writes every page a
       // transaction changes under a savepoint to a temporary file first (once past 64 KiB),
