@@ -90,6 +90,25 @@ describe('store.backup', () => {
     }
   });
 
+  it("refuses a name beside another database (its -wal), or with an earlier database's -wal or -journal still beside it", async () => {
+    const other = join(dir, 'other.db');
+    const made = new Database(other);
+    made.exec('CREATE TABLE t (x)');
+    made.close();
+    const refused = await rejectsWith(store.backup(`${other}-wal`), 'INVALID_ARGUMENT');
+    assert.match(String(refused['message']), /is the -wal file of the database \S+other\.db, which SQLite or botstate would delete/);
+    assert.equal(existsSync(`${other}-wal`), false);
+    for (const suffix of ['-wal', '-journal']) {
+      const to = join(dir, `stale${suffix}.db`);
+      writeFileSync(`${to}${suffix}`, 'left by an earlier database');
+      const refusal = await rejectsWith(store.backup(to), 'INVALID_ARGUMENT');
+      assert.match(String(refusal['message']), new RegExp(`stale${suffix}\\.db${suffix} is there, left by an earlier database of that name: SQLite would apply it to the backup$`));
+      assert.equal(existsSync(to), false, 'no backup was written');
+    }
+    // The store is usable after the refusals.
+    assert.equal((await store.jobs.list()).length, 1);
+  });
+
   it('the copy has no daemon running on it: the registrations are stopped and the leases handed back at a new epoch', async () => {
     const path = join(dir, 'daemon.db');
     const s = await openStore(path);

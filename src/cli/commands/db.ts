@@ -2,7 +2,7 @@ import { ValidationError } from '../../errors.ts';
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseLocation } from '../../store/location.ts';
-import { PG_BACKUP_HINT } from '../../store/store.ts';
+import { openStore, PG_BACKUP_HINT } from '../../store/store.ts';
 import { withStore, type Command, type CommandContext } from '../command.ts';
 import { json, table } from '../output.ts';
 import type { Migration } from '../../store/migrations/migration.ts';
@@ -83,10 +83,10 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
       // Any schema version: a backup is what to take before a migration (or after a downgrade).
       // Read-only: a database that is itself a backup (not in WAL mode) is copied as it is, and
       // one this user may only read can be copied too.
-      const version = await withStore(ctx, { schema: 'none', create: false, readOnly: true }, async (store) => {
-        await store.backup(path);
-        return (await store.schemaStatus()).current;
-      });
+      await withStore(ctx, { schema: 'none', create: false, readOnly: true }, (store) => store.backup(path));
+      // The copy's own version, not the database's now: a db migrate running meanwhile moves the latter.
+      const copy = await openStore(path, { schema: 'none', create: false, readOnly: true });
+      const version = await copy.schemaStatus().then((s) => s.current).finally(() => copy.close());
       const bytes = statSync(path).size;
       if (ctx.json) return void ctx.io.out(json({ backup: path, bytes, schemaVersion: version }));
       // verify reads only this botstate's schema version; the backup itself must stay as it is.

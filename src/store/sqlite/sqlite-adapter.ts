@@ -16,6 +16,7 @@ import type {
   TransactionOptions,
 } from '../adapter.ts';
 import { pidExists } from '../instances.ts';
+import { checkNotCompanion } from '../location.ts';
 import { Mutex } from '../mutex.ts';
 import { WalSync } from './wal-sync.ts';
 
@@ -1218,12 +1219,29 @@ function inRollbackMode(path: string): boolean {
  * SQLite takes a `-journal` for a hot journal and deletes it, botstate's writers remove a stale
  * `-wait`. Compared by real folder, so that another spelling of the same path is caught.
  */
+function lstatOrNone(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
 function checkBackupTarget(path: string, database: string): void {
   const existing = statOrNone(path);
   if (path.endsWith('/') || existing?.isDirectory()) {
     throw new BotstateError('INVALID_ARGUMENT', `${path} is a folder: a backup is written to a file`, { hint: 'give the backup file a name, e.g. FOLDER/botstate-backup.db' });
   }
   if (existing) throw backupExists(path);
+  // Not a name with an earlier database's -wal or -journal still beside it: SQLite would replay
+  // it into the backup when it is opened, and the copy would be damaged.
+  for (const suffix of ['-wal', '-journal', '-shm']) {
+    if (lstatOrNone(`${path}${suffix}`) !== undefined) {
+      throw new BotstateError('INVALID_ARGUMENT', `${path}${suffix} is there, left by an earlier database of that name: SQLite would apply it to the backup`, {
+        hint: `move ${path}${suffix} away (or delete it, if that earlier database is gone for good), or give the backup another name`,
+      });
+    }
+  }
   const real = (p: string) => {
     try {
       return join(realpathSync(dirname(p)), basename(p));
@@ -1241,6 +1259,14 @@ function checkBackupTarget(path: string, database: string): void {
         hint: 'give the backup a new name, e.g. botstate-backup.db',
       });
     }
+  }
+  // Nor a file SQLite keeps beside another database there (x.db-wal while x.db exists): the next
+  // connection to that database would delete the backup.
+  try {
+    checkNotCompanion(path, () => 'give the backup a name of its own, e.g. botstate-backup.db');
+  } catch (e) {
+    const refused = e as BotstateError;
+    throw new BotstateError('INVALID_ARGUMENT', refused.message, { ...(refused.hint !== undefined ? { hint: refused.hint } : {}) });
   }
 }
 
