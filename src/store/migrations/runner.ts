@@ -290,7 +290,9 @@ async function stepTo(adapter: Adapter, target: number, direction: 'up' | 'down'
         if (direction === 'down') await refuseWhileDaemonRuns(adapter, tx);
         await step(tx, adapter.engine, m, direction);
         done.push(m);
-        return undefined;
+        // This step reached the target: done, however many turns another process's moves took.
+        const now = direction === 'up' ? status.current + 1 : status.current - 1;
+        return now === target ? now : undefined;
       },
       { exclusive: true },
     );
