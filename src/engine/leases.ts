@@ -86,8 +86,6 @@ export class Leases {
   readonly #store: Store;
   readonly #ttlMs: number;
   readonly #maxJobs: number;
-  /** What the current sync may still write of the jobs it hands back (LEAVING_MAX per sync). */
-  #leavingBudget = 0;
   readonly #now: ((tx: Executor) => Promise<number>) | undefined;
   readonly #host = hostname();
 
@@ -242,8 +240,8 @@ export class Leases {
    * `busy`: jobs whose step is running in this daemon, never shed (see #shed).
    */
   async #refresh(tx: Executor, busy: ReadonlySet<string> = NO_JOBS, leaving?: Leaving): Promise<void> {
-    // What one sync may still write of the jobs it hands back (see #handBack), shared by the two hand-backs below.
-    this.#leavingBudget = LEAVING_MAX;
+    // What this sync may still write of the jobs it hands back (see #handBack), over both hand-backs below.
+    const budget = { left: LEAVING_MAX };
     const started = await this.#clock(tx);
     const t0 = performance.now();
     // The statement that reads every job comes first: a lock someone holds on them (a table
@@ -282,28 +280,28 @@ export class Leases {
       );
       // A job whose step is running is handed back all the same: its stale step's writes are then
       // refused (LEASE_LOST), as they must be (it decided from the job as it was before the pause).
-      await this.#handBack(tx, done.map((d) => d.job_id), now, leaving);
+      await this.#handBack(tx, done.map((d) => d.job_id), now, leaving, budget);
     }
     const want = await this.#wanted(tx, now);
     if (want > 0) await this.#claim(tx, want, now, expires);
-    else if (want < 0) await this.#shed(tx, -want, now, busy, leaving);
+    else if (want < 0) await this.#shed(tx, -want, now, busy, leaving, budget);
   }
 
   /**
-   * Hands `ids` back, once `leaving` (if given) has had the first LEAVING_MAX of them while they
-   * are still held. Where rows
+   * Hands `ids` back, once `leaving` (if given) has had as many of them as `budget` has left (of
+   * LEAVING_MAX per sync) while they are still held. Where rows
    * are locked (PostgreSQL), `leaving` gets only the jobs whose rows it can lock at once: this
    * transaction holds the daemon's instance row and leases, and waiting here for a job row another
    * session holds would stop the heartbeats (renew() waits behind it) until every lease ran out.
    */
-  async #handBack(tx: Executor, ids: readonly string[], now: string, leaving?: Leaving): Promise<void> {
+  async #handBack(tx: Executor, ids: readonly string[], now: string, leaving: Leaving | undefined, budget: { left: number }): Promise<void> {
     if (ids.length === 0) return;
     if (leaving !== undefined) {
       const dialect = this.#store.dialect;
       // At most LEAVING_MAX jobs are written per sync, over both hand-backs (the rest are handed back unwritten): the
       // writes hold up renew() for as long as they take, and a shed can count thousands of jobs.
-      let free = ids.slice(0, this.#leavingBudget);
-      this.#leavingBudget -= free.length;
+      let free = ids.slice(0, budget.left);
+      budget.left -= free.length;
       if (dialect.forUpdate !== '') {
         const locked = new Set<string>();
         for (const chunk of paddedChunks(free, SHED_CHUNK)) {
@@ -365,7 +363,7 @@ export class Leases {
    * running: one may be committing an intent now, which this statement's snapshot (on
    * PostgreSQL) would not show, and the step would then place its order with no lease held.
    */
-  async #shed(tx: Executor, surplus: number, now: string, busy: ReadonlySet<string>, leaving?: Leaving): Promise<void> {
+  async #shed(tx: Executor, surplus: number, now: string, busy: ReadonlySet<string>, leaving: Leaving | undefined, budget: { left: number }): Promise<void> {
     const candidates = await tx.all<{ job_id: string }>(
       `SELECT l.job_id FROM job_leases l
        WHERE l.owner = ? AND NOT EXISTS (SELECT 1 FROM trades t WHERE t.job_id = l.job_id AND t.status = 'PENDING')
@@ -373,7 +371,7 @@ export class Leases {
       [this.instanceId, surplus + busy.size],
     );
     const ids = candidates.map((c) => c.job_id).filter((id) => !busy.has(id)).slice(0, surplus);
-    await this.#handBack(tx, ids, now, leaving);
+    await this.#handBack(tx, ids, now, leaving, budget);
   }
 
   /** Gives one job back (it no longer needs a daemon), so that nobody waits for its TTL. */

@@ -522,11 +522,6 @@ export class Ledger {
     const decidedWith = options?.decidedWith;
     return this.#ctx.write(options, async (tx) => {
       const job = await lockJob(tx, this.#ctx.adapter.dialect, input.job, options);
-      const changedConfig = () => {
-        if (decidedWith !== undefined && !hasConfig(job, decidedWith)) throw new BotstateError('CONCURRENT_MODIFICATION', `the config of job ${job.id} changed after this order was decided; it was not recorded`, {
-          hint: 'decide the order again under the new config',
-        });
-      };
       let clientOrderId = input.clientOrderId ?? `${job.id}-${job.version + 1}`;
       const id = uuidv7();
       const at = nowIso();
@@ -535,7 +530,12 @@ export class Ledger {
       // an accepted intent stays a no-op whatever the job's state is now.
       let refused: unknown;
       try {
-        changedConfig();
+        // Among the refusals: a repeat of an intent recorded before the config changed is still a repeat.
+        if (decidedWith !== undefined && !hasConfig(job, decidedWith)) {
+          throw new BotstateError('CONCURRENT_MODIFICATION', `the config of job ${job.id} changed after this order was decided; it was not recorded`, {
+            hint: 'decide the order again under the new config',
+          });
+        }
         checkCanTrade(job, input.side);
         if (input.side === 'SELL' && base !== null) checkAvailable(job, base, await reservedForSells(tx, job.id));
       } catch (e) {

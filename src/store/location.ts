@@ -117,12 +117,16 @@ const COMPANIONS = ['-wal', '-shm', '-journal', '-wait'] as const;
  * A name that only ends so, with no database beside it (`./trading-journal`), is a database like
  * any other.
  */
-export function checkNotCompanion(path: string, hint = (database: string) => `open the database itself, ${database}`): void {
+export function checkNotCompanion(
+  path: string,
+  hint = (database: string) => `open the database itself, ${database}`,
+  code: 'USAGE' | 'INVALID_ARGUMENT' = 'USAGE',
+): void {
   const suffix = COMPANIONS.find((s) => path.endsWith(s) && path.length > s.length);
   if (suffix === undefined) return;
   const database = path.slice(0, -suffix.length);
   if (!isSqliteFile(database)) return; // nothing there, or no database: the name is a database's own
-  throw new ValidationError('USAGE', `${path} is the ${suffix} file of the database ${database}, which SQLite or botstate would delete`, {
+  throw new ValidationError(code, `${path} is the ${suffix} file of the database ${database}, which SQLite or botstate would delete`, {
     hint: hint(database),
   });
 }

@@ -1144,6 +1144,15 @@ function bind(params: readonly SqlParam[] | undefined): SqlParam[] {
   return (params ?? NO_PARAMS) as SqlParam[];
 }
 
+/** The file or link itself, or undefined when there is none (or it cannot be looked at). */
+function lstatOrNone(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
 /** The file's stat; undefined when there is none. A path this user may not reach is said so. */
 function statOrNone(path: string): Stats | undefined {
   try {
@@ -1219,14 +1228,6 @@ function inRollbackMode(path: string): boolean {
  * SQLite takes a `-journal` for a hot journal and deletes it, botstate's writers remove a stale
  * `-wait`. Compared by real folder, so that another spelling of the same path is caught.
  */
-function lstatOrNone(path: string): Stats | undefined {
-  try {
-    return lstatSync(path);
-  } catch {
-    return undefined;
-  }
-}
-
 function checkBackupTarget(path: string, database: string): void {
   const existing = statOrNone(path);
   if (path.endsWith('/') || existing?.isDirectory()) {
@@ -1262,12 +1263,7 @@ function checkBackupTarget(path: string, database: string): void {
   }
   // Nor a file SQLite keeps beside another database there (x.db-wal while x.db exists): the next
   // connection to that database would delete the backup.
-  try {
-    checkNotCompanion(path, () => 'give the backup a name of its own, e.g. botstate-backup.db');
-  } catch (e) {
-    const refused = e as BotstateError;
-    throw new BotstateError('INVALID_ARGUMENT', refused.message, { ...(refused.hint !== undefined ? { hint: refused.hint } : {}) });
-  }
+  checkNotCompanion(path, () => 'give the backup a name of its own, e.g. botstate-backup.db', 'INVALID_ARGUMENT');
 }
 
 /**
