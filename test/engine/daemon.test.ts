@@ -1701,6 +1701,30 @@ for (const engine of ENGINES) {
       assert.deepEqual((await store.ledger.trades({ id: job.id })).map((t) => [t.clientOrderId, t.status]), [[x.trade.clientOrderId, 'EXECUTED']]);
     });
 
+    it("a daemon whose lease is taken over while its order is at the exchange cannot settle it: the write is fenced out, the trade stays PENDING for the new holder", { skip: engine.name === 'sqlite' && 'PostgreSQL: on SQLite a takeover stops the daemon (one daemon per file)' }, async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const gate = Promise.withResolvers<void>();
+      const http = new HttpExchange(ex.url);
+      const rec = new Recorder(http, { place: (o, n) => (n === 1 ? gate.promise.then(() => http.placeOrder(o)) : undefined) });
+      const { daemon, lines } = makeDaemon(store, rec, { leaseTtlMs: 60_000 });
+      await daemon.start();
+      await rec.waitCalls('place', TOKEN, 1, 0);
+      // Another daemon, alive on another host, takes the job over at the next epoch meanwhile.
+      const now = new Date().toISOString();
+      await raw('INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, stopped_at, lease_ttl_ms) VALUES (?, ?, ?, ?, ?, NULL, ?)', ['thief', 'elsewhere', 1, now, now, 3_600_000]);
+      const [held] = await raw('SELECT epoch FROM job_leases WHERE job_id = ?', [job.id]);
+      await raw('UPDATE job_leases SET owner = ?, epoch = ?, expires_at = ? WHERE job_id = ?', ['thief', Number(held!['epoch']) + 1, new Date(Date.now() + 3_600_000).toISOString(), job.id]);
+      gate.resolve(); // the exchange fills the order; the old holder's settle carries its old epoch
+      await waitFor('the fencing refusal', () => lines.some((l) => /LGI {2}lost its lease/.test(l)));
+      await daemon.stop();
+      const [intent] = await store.ledger.trades({ id: job.id });
+      assert.equal(intent?.status, 'PENDING', lines.join('\n'));
+      assert.equal((await exchangeOrders(ex.url)).find((o) => o.clientOrderId === intent.clientOrderId)?.status, 'FILLED');
+      assert.equal((await store.jobs.get({ id: job.id })).tokenBalance, '0');
+      assert.equal(rec.count('place', TOKEN), 1, 'no order for a job it no longer holds');
+    });
+
     it('restarts with the same instanceId after a clean stop', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
