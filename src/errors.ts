@@ -86,8 +86,17 @@ export class ValidationError extends BotstateError {
   override readonly name = 'ValidationError';
 }
 
+/**
+ * Well-formed input that a rule forbids now: a lifecycle action from the wrong status, a sell
+ * beyond the balance, a clientOrderId already used for another order, a concurrent change, a
+ * lost lease, a daemon already running, a database constraint.
+ */
+export class RuleError extends BotstateError {
+  override readonly name: string = 'RuleError';
+}
+
 /** A job lifecycle action that is not allowed from the job's current status. */
-export class InvalidTransitionError extends BotstateError {
+export class InvalidTransitionError extends RuleError {
   override readonly name = 'InvalidTransitionError';
 }
 
@@ -131,7 +140,7 @@ export function exitCodeFor(e: unknown): number {
  * database is fine, and nothing of the statement was written.
  */
 export function constraintViolation(message: string, engineCode: string, cause: unknown): BotstateError {
-  return new BotstateError('CONSTRAINT_VIOLATION', `the database refused the write: ${message} [${engineCode}]`, {
+  return new RuleError('CONSTRAINT_VIOLATION', `the database refused the write: ${message} [${engineCode}]`, {
     hint: "the schema's constraints forbid it; change the SQL (botstate's own calls keep them)",
     details: { engineCode },
     cause,
@@ -144,7 +153,7 @@ export function constraintViolation(message: string, engineCode: string, cause: 
  * mistake (INVALID_ARGUMENT, exit 2), not a failed database; nothing of the statement ran.
  */
 export function invalidSql(message: string, cause: unknown): BotstateError {
-  return new BotstateError('INVALID_ARGUMENT', message, { hint: 'correct the SQL, or the values given with it (one per ? or $n)', cause });
+  return new ValidationError('INVALID_ARGUMENT', message, { hint: 'correct the SQL, or the values given with it (one per ? or $n)', cause });
 }
 
 /** The hint for a table, column or function the database does not have. */

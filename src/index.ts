@@ -37,6 +37,7 @@ export * as decimal from './money/decimal.ts';
 export {
   BotstateError,
   ValidationError,
+  RuleError,
   InvalidTransitionError,
   NotFoundError,
   StorageError,

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { insertAudit, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
-import { BotstateError, coerceError, isBotstateError } from '../errors.ts';
+import { BotstateError, coerceError, isBotstateError, RuleError, StorageError, ValidationError } from '../errors.ts';
 import { cmp } from '../money/decimal.ts';
 import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import { beyondAsked, type IntentInput, type Settlement, type Trade } from '../ledger/ledger.ts';
@@ -13,7 +13,7 @@ import { parseExchangeOrder } from './exchanges/http-exchange.ts';
 import { Leases } from './leases.ts';
 import { paddedChunks } from '../util/chunks.ts';
 import { isStorableText } from '../util/text.ts';
-import { shown } from '../util/values.ts';
+import { described, shown } from '../util/values.ts';
 import { afterFill, decide, parseScratch, type Scratch, type StateChange } from './strategies/strategy.ts';
 
 export interface DaemonOptions {
@@ -678,7 +678,7 @@ export class Daemon {
   /** The store was closed under the daemon (by its owner, without stop()): it gives up, in one line. */
   #storeClosed(): Promise<void> | undefined {
     if (this.#givingUp) return undefined;
-    const failure = new BotstateError(
+    const failure = new StorageError(
       'STORAGE_UNAVAILABLE',
       `the store at ${this.#store.location} was closed under the daemon: it stops (an order in flight stays PENDING, for the next daemon to reconcile)`,
       { hint: 'await daemon.stop() before closing its store' },
@@ -822,7 +822,7 @@ export class Daemon {
         if (trade.status !== 'PENDING') {
           // The derived id belongs to a trade already settled (one recorded by hand under it, or
           // a restored backup): sending it would place an order that could never be recorded.
-          throw new BotstateError('DUPLICATE_ORDER', `clientOrderId ${trade.clientOrderId} is already taken by an ${trade.status} trade; the order was not sent`, {
+          throw new RuleError('DUPLICATE_ORDER', `clientOrderId ${trade.clientOrderId} is already taken by an ${trade.status} trade; the order was not sent`, {
             hint: 'resume the job once it is in ERROR: that moves it to a new sequence number',
           });
         }
@@ -1095,7 +1095,7 @@ export class Daemon {
  */
 function diverged(trade: Trade, order: ExchangeOrder, e: BotstateError): BotstateError {
   const did = order.status === 'FILLED' ? `filled ${order.side} ${order.baseAmount} for ${order.quoteAmount}` : `did not fill (${order.error ?? 'rejected'})`;
-  const error = new BotstateError('DUPLICATE_ORDER', `the exchange ${did} for order ${trade.clientOrderId}, but its trade was settled otherwise meanwhile (${e.message}): the job's balances no longer match the exchange`, {
+  const error = new RuleError('DUPLICATE_ORDER', `the exchange ${did} for order ${trade.clientOrderId}, but its trade was settled otherwise meanwhile (${e.message}): the job's balances no longer match the exchange`, {
     hint: `compare botstate trades with the exchange's order ${trade.clientOrderId} and put the job right (a fill the ledger misses: botstate record, under another --client-order-id), then resume the job`,
     cause: e,
   });
@@ -1164,11 +1164,11 @@ export const MIN_LEASE_TTL_MS = 100;
 
 /** Refuses an unknown option or a count or duration that is not a positive whole number (0, NaN, 1.5). */
 function checkDaemonOptions(options: DaemonOptions): void {
-  const bad = (message: string) => new BotstateError('INVALID_ARGUMENT', message, { hint: 'see DaemonOptions' });
+  const bad = (message: string) => new ValidationError('INVALID_ARGUMENT', message, { hint: 'see DaemonOptions' });
   for (const key of Object.keys(options)) if (!DAEMON_OPTIONS.includes(key)) throw bad(`unknown daemon option "${key}"`);
   for (const key of ['tickMs', 'leaseTtlMs', 'concurrency', 'maxFailures', 'flushMs', 'maxJobs', 'exchangeTimeoutMs'] as const) {
     const v = options[key];
-    if (v !== undefined && !(Number.isSafeInteger(v) && v > 0)) throw bad(`daemon option ${key} must be a positive whole number, got ${String(v)}`);
+    if (v !== undefined && !(Number.isSafeInteger(v) && v > 0)) throw bad(`daemon option ${key} must be a positive whole number, got ${described(v)}`);
   }
   // Renewed every third of it: a lease of a few milliseconds would be lost to any pause of the
   // event loop, its jobs moving between daemons all the time. The CLI's --lease-ttl has the same floor.
@@ -1267,7 +1267,7 @@ function refused(job: Job, trade: Trade, e: unknown): ExchangeOrder {
 
 /** Refuses a second start, or a start or registration after stop(). */
 function startedOnce(message: string): BotstateError {
-  return new BotstateError('INVALID_ARGUMENT', message, { hint: 'a Daemon runs once: create a new Daemon to run again' });
+  return new ValidationError('INVALID_ARGUMENT', message, { hint: 'a Daemon runs once: create a new Daemon to run again' });
 }
 
 function stamp(): string {

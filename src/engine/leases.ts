@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { BotstateError } from '../errors.ts';
+import { RuleError } from '../errors.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { Fence } from '../store/context.ts';
 import { databaseNow, instanceAlive, processAlive, RUNNING_HERE } from '../store/instances.ts';
@@ -146,7 +146,7 @@ export class Leases {
             : await tx.run('UPDATE daemon_instances SET stopped_at = ? WHERE id = ? AND stopped_at IS NULL AND heartbeat_at <= ?', [now, other.id, staleBefore]);
           if (marked > 0) dead.push(other.id);
         } else if (!this.#store.capabilities.concurrentWriters) {
-          throw new BotstateError('DAEMON_RUNNING', `another daemon (pid ${other.pid} on ${other.host}) is running on ${this.#store.location}`, {
+          throw new RuleError('DAEMON_RUNNING', `another daemon (pid ${other.pid} on ${other.host}) is running on ${this.#store.location}`, {
             hint: 'run one daemon per SQLite file; stop the other first, or use PostgreSQL to run several',
             details: { instance: other.id, pid: other.pid, host: other.host },
           });
@@ -229,7 +229,7 @@ export class Leases {
       'SELECT host, pid FROM daemon_instances WHERE stopped_at IS NULL AND id <> ? ORDER BY started_at DESC LIMIT 1',
       [this.instanceId],
     );
-    throw new BotstateError('DAEMON_RUNNING', `another daemon${other ? ` (pid ${other.pid} on ${other.host})` : ''} took ${this.#store.location} over while this one was stalled past its lease TTL`, {
+    throw new RuleError('DAEMON_RUNNING', `another daemon${other ? ` (pid ${other.pid} on ${other.host})` : ''} took ${this.#store.location} over while this one was stalled past its lease TTL`, {
       hint: 'this daemon stops; one daemon runs per SQLite file',
       details: { instance: this.instanceId, ...(other ? { pid: other.pid, host: other.host } : {}) },
     });

@@ -15,7 +15,7 @@
 import { ValidationError } from '../errors.ts';
 import { cmp, isDecimal, parseDecimal } from '../money/decimal.ts';
 import type { Decimal } from '../money/decimal.ts';
-import { shown } from '../util/values.ts';
+import { described, shown } from '../util/values.ts';
 
 export interface AccumulateConfig {
   /** USD spent per DCA buy. */
@@ -359,11 +359,9 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 function describeType(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
   if (v instanceof JsonNumber) return `the number ${shown(v.source, 48)}`;
   if (typeof v === 'string') return `the string ${JSON.stringify(shown(v, 48))}`;
-  return `a ${typeof v}`;
+  return described(v);
 }
 
 /**

@@ -1,10 +1,10 @@
 import { auditInsertFrom, auditParams, insertAudit, jobStream, prepareAudit, type AuditEntry } from '../audit/audit.ts';
-import { BotstateError, NotFoundError, StorageError, ValidationError } from '../errors.ts';
+import { BotstateError, NotFoundError, RuleError, StorageError, ValidationError } from '../errors.ts';
 import { isDecimal, isNegative, type Decimal } from '../money/decimal.ts';
 import type { Dialect, Executor, SqlParam } from '../store/adapter.ts';
 import type { CallOptions, Fence } from '../store/context.ts';
 import { isStorableText } from '../util/text.ts';
-import { isRecord, shown } from '../util/values.ts';
+import { described, isRecord, shown } from '../util/values.ts';
 import { normalizeAddress } from './address.ts';
 import { deserializeConfig, serializeConfig, type JobConfig } from './config.ts';
 import type { JobMode, JobStatus } from './lifecycle.ts';
@@ -254,7 +254,8 @@ function selectStatements(suffix: string): { byId: string; byToken: string; byId
 function checkJobRef(ref: unknown): asserts ref is JobRef {
   const r = ref as { id?: unknown; tokenAddress?: unknown } | null;
   if (typeof r !== 'object' || r === null || (typeof r.id !== 'string' && typeof r.tokenAddress !== 'string')) {
-    throw new ValidationError('INVALID_ARGUMENT', `a job is named { id } or { tokenAddress, chain? }, got ${typeof ref === 'string' ? JSON.stringify(ref) : String(ref)}`, {
+    const named = typeof r === 'object' && r !== null && !Array.isArray(r) ? (r.id !== undefined ? ` (its id is ${described(r.id)})` : r.tokenAddress !== undefined ? ` (its tokenAddress is ${described(r.tokenAddress)})` : ' with neither') : '';
+    throw new ValidationError('INVALID_ARGUMENT', `a job is named { id } or { tokenAddress, chain? }, each a string, got ${described(ref)}${named}`, {
       hint: "pass { tokenAddress: '0x…' } or { id: job.id }",
     });
   }
@@ -371,7 +372,7 @@ export function checkedRow(row: JobRow): JobRow {
 }
 
 function leaseLost(jobId: string, fence: Fence): BotstateError {
-  return new BotstateError('LEASE_LOST', `${fence.owner} no longer holds the lease on job ${jobId} (epoch ${fence.epoch})`, {
+  return new RuleError('LEASE_LOST', `${fence.owner} no longer holds the lease on job ${jobId} (epoch ${fence.epoch})`, {
     hint: 'another daemon has taken the job over; this runner must stop',
     details: { jobId, ...fence },
   });
@@ -493,7 +494,7 @@ export async function updateJob(tx: Executor, dialect: Dialect, row: JobRow, upd
   if (dialect.writableCte) params.push(...auditParams(prepared));
   const changed = await tx.run(sql, params);
   if (changed !== 1) {
-    throw new BotstateError('CONCURRENT_MODIFICATION', `job ${row.id} was changed by someone else meanwhile`, {
+    throw new RuleError('CONCURRENT_MODIFICATION', `job ${row.id} was changed by someone else meanwhile`, {
       hint: 'read the job again and retry',
     });
   }

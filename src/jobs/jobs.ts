@@ -1,5 +1,5 @@
 import { insertAudit, jobStream, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
-import { BotstateError, InvalidTransitionError, ValidationError } from '../errors.ts';
+import { BotstateError, InvalidTransitionError, RuleError, ValidationError } from '../errors.ts';
 import { isZero, parseDecimal, worthNothing } from '../money/decimal.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { CallOptions, Context } from '../store/context.ts';
@@ -452,7 +452,7 @@ export class Jobs {
       columns.map((c) => row[c as keyof JobRow]),
     );
     if (inserted !== 1) {
-      throw new BotstateError('CONCURRENT_MODIFICATION', `a job for ${j.tokenAddress} on ${j.chain} was created meanwhile`, {
+      throw new RuleError('CONCURRENT_MODIFICATION', `a job for ${j.tokenAddress} on ${j.chain} was created meanwhile`, {
         hint: 'run the command again',
       });
     }

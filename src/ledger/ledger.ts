@@ -1,4 +1,4 @@
-import { BotstateError, InvalidTransitionError, NotFoundError, ValidationError } from '../errors.ts';
+import { BotstateError, InvalidTransitionError, NotFoundError, RuleError, ValidationError } from '../errors.ts';
 import { checkedRow, hasConfig, JOB_COLUMNS, lockJob, requireJob, storedAmount, storedTime, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow, type JobUpdate } from '../jobs/job-rows.ts';
 import type { JobConfig } from '../jobs/config.ts';
 import { add, cmp, integerDigits, isNegative, MAX_INTEGER_DIGITS, parseDecimal, sub, type Decimal } from '../money/decimal.ts';
@@ -6,7 +6,7 @@ import type { Executor, SqlParam } from '../store/adapter.ts';
 import type { CallOptions, Context, Fence } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
 import { storableText } from '../util/text.ts';
-import { inputObject, shown } from '../util/values.ts';
+import { described, inputObject, shown } from '../util/values.ts';
 import { checkWindow, isIsoTime, notIsoTime, nowIso } from '../util/time.ts';
 
 export const TradeSide = Object.freeze({ BUY: 'BUY', SELL: 'SELL' } as const);
@@ -201,11 +201,25 @@ const REFERENCE = /^[\x21-\x7e]{1,128}$/;
  * order. One stored before that rule can still be looked up and settled.
  */
 function checkClientOrderId(clientOrderId: unknown, fresh = false): void {
-  if (typeof clientOrderId !== 'string' || !CLIENT_ORDER_ID.test(clientOrderId) || (fresh && /^\.\.?$/.test(clientOrderId))) {
+  if (typeof clientOrderId !== 'string') {
+    throw new ValidationError('INVALID_ARGUMENT', `clientOrderId must be a string, got ${described(clientOrderId)}`, {
+      hint: 'pass it as text: 1 to 64 letters, digits or . _ : -',
+    });
+  }
+  if (!CLIENT_ORDER_ID.test(clientOrderId) || (fresh && /^\.\.?$/.test(clientOrderId))) {
     throw new ValidationError('INVALID_ARGUMENT', `clientOrderId ${JSON.stringify(shown(clientOrderId))} is not allowed`, {
       hint: 'use 1 to 64 letters, digits or . _ : -, and not . or .. alone',
     });
   }
+}
+
+/** A value that is not one of an enum's names: capitals suggested only when they would make it one. */
+function notOneOf(field: string, value: unknown, names: readonly string[]): ValidationError {
+  const upper = typeof value === 'string' ? value.toUpperCase() : undefined;
+  const got = typeof value === 'string' ? JSON.stringify(shown(value)) : `(${described(value)})`;
+  return new ValidationError('INVALID_ARGUMENT', `${field} ${got} is not one of ${names.join(', ')}`, {
+    hint: upper !== undefined && names.includes(upper) ? `write it in capitals: '${upper}'` : `use one of ${names.map((n) => `'${n}'`).join(', ')}`,
+  });
 }
 
 function checkTradeInput(input: TradeInput): void {
@@ -213,10 +227,10 @@ function checkTradeInput(input: TradeInput): void {
   checkClientOrderId(input.clientOrderId, true);
   // Strings only: Object.hasOwn would take ['BUY'] (or anything whose text is BUY) as the key.
   if (typeof input.side !== 'string' || !Object.hasOwn(TradeSide, input.side)) {
-    throw new ValidationError('INVALID_ARGUMENT', `side ${JSON.stringify(shown(input.side))} is not BUY or SELL`, { hint: "write it in capitals: 'BUY' or 'SELL'" });
+    throw notOneOf('side', input.side, Object.keys(TradeSide));
   }
   if (typeof input.reason !== 'string' || !Object.hasOwn(TradeReason, input.reason)) {
-    throw new ValidationError('INVALID_ARGUMENT', `reason ${JSON.stringify(shown(input.reason))} is not one of ${Object.keys(TradeReason).join(', ')}`, { hint: "write it in capitals, e.g. 'DCA'" });
+    throw notOneOf('reason', input.reason, Object.keys(TradeReason));
   }
 }
 
@@ -238,7 +252,7 @@ export function checkSettlement(clientOrderId: string, settlement: Settlement): 
 function checkSettlementStatus(settlement: unknown): void {
   const status = (settlement as { status?: unknown } | null | undefined)?.status;
   if (status !== 'EXECUTED' && status !== 'FAILED') {
-    throw new ValidationError('INVALID_ARGUMENT', `a settlement's status must be EXECUTED or FAILED, got ${typeof status === 'string' ? JSON.stringify(shown(status, 40)) : typeof status}`, {
+    throw new ValidationError('INVALID_ARGUMENT', `a settlement's status must be EXECUTED or FAILED, got ${described(status)}`, {
       hint: "pass { status: 'EXECUTED', baseAmount, quoteAmount, priceUsd } or { status: 'FAILED', error }",
     });
   }
@@ -283,7 +297,7 @@ function checkFill(fill: Fill): CheckedFill {
     if (v === undefined || v === null) return null;
     // A number (an exchange's numeric order id) would be stored as other text than it is returned and audited.
     if (typeof v !== 'string') {
-      throw new ValidationError('INVALID_ARGUMENT', `${field} must be a string, got a ${typeof v}`, {
+      throw new ValidationError('INVALID_ARGUMENT', `${field} must be a string, got ${described(v)}`, {
         hint: `pass it as text, e.g. String(${field})`,
       });
     }
@@ -343,6 +357,16 @@ function checkNoMoreThanAsked(intent: TradeRow, fill: CheckedFill): void {
   });
 }
 
+/** A settle's or recordTrade's `scratch` option: a function (recordIntent's is the document itself). */
+function checkScratchHook(options: SettleOptions | undefined): void {
+  const hook: unknown = options?.scratch;
+  if (hook !== undefined && typeof hook !== 'function') {
+    throw new ValidationError('INVALID_ARGUMENT', `the scratch option of settle and recordTrade must be a function that returns the scratch document, got ${described(hook)}`, {
+      hint: 'pass ({ job, trade }) => document (scratchAfterFill for a job the Daemon runs); recordIntent is the one given the document itself',
+    });
+  }
+}
+
 /** The caller's `scratch` option as updateJob takes it: given the job as the fill leaves it. */
 function scratchAfter(options: SettleOptions | undefined, trade: Trade): Pick<JobUpdate, 'scratch'> {
   const hook = options?.scratch;
@@ -365,7 +389,7 @@ function checkAvailable(job: JobRow, base: Decimal, reserved: Decimal): void {
   const available = sub(job.token_balance, reserved);
   if (cmp(base, available) > 0) {
     const held = reserved === '0' ? `holds ${job.token_balance}` : `holds ${job.token_balance}, of which ${reserved} is asked for by open sells`;
-    throw new BotstateError('INSUFFICIENT_BALANCE', `cannot sell ${base}: job ${job.id} ${held}`, {
+    throw new RuleError('INSUFFICIENT_BALANCE', `cannot sell ${base}: job ${job.id} ${held}`, {
       hint: 'a job can only sell what its executed trades bought and no open order has asked for',
       details: { tokenBalance: job.token_balance, reserved, baseAmount: base },
     });
@@ -387,7 +411,7 @@ function applyFill(job: JobRow, side: TradeSide, reason: TradeReason, fill: Chec
   }
   const balance = sub(job.token_balance, fill.base);
   if (isNegative(balance)) {
-    throw new BotstateError('INSUFFICIENT_BALANCE', `cannot sell ${fill.base}: job ${job.id} holds ${job.token_balance}`, {
+    throw new RuleError('INSUFFICIENT_BALANCE', `cannot sell ${fill.base}: job ${job.id} holds ${job.token_balance}`, {
       hint: 'a job can only sell what its executed trades bought',
       details: { tokenBalance: job.token_balance, baseAmount: fill.base },
     });
@@ -462,6 +486,7 @@ export class Ledger {
   async recordTrade(input: RecordTradeInput, options?: RecordOptions): Promise<TradeResult> {
     checkTradeInput(input);
     const fill = checkFill(input);
+    checkScratchHook(options);
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
       const job = await lockJob(tx, this.#ctx.adapter.dialect, input.job, options);
@@ -532,7 +557,7 @@ export class Ledger {
       try {
         // Among the refusals: a repeat of an intent recorded before the config changed is still a repeat.
         if (decidedWith !== undefined && !hasConfig(job, decidedWith)) {
-          throw new BotstateError('CONCURRENT_MODIFICATION', `the config of job ${job.id} changed after this order was decided; it was not recorded`, {
+          throw new RuleError('CONCURRENT_MODIFICATION', `the config of job ${job.id} changed after this order was decided; it was not recorded`, {
             hint: 'decide the order again under the new config',
           });
         }
@@ -555,7 +580,7 @@ export class Ledger {
       if (!inserted) {
         // A derived id is never a repeat (see above): a refused intent is refused, not merged with
         // the trade that happens to hold the id it would have had.
-        if (input.clientOrderId === undefined) throw refused ?? new BotstateError('CONCURRENT_MODIFICATION', `clientOrderId ${clientOrderId} was taken meanwhile`, { hint: 'retry' });
+        if (input.clientOrderId === undefined) throw refused ?? new RuleError('CONCURRENT_MODIFICATION', `clientOrderId ${clientOrderId} was taken meanwhile`, { hint: 'retry' });
         const existing = await this.#find(tx, clientOrderId);
         if (!existing) {
           throw refused ?? new BotstateError('INTERNAL', `clientOrderId ${clientOrderId} conflicted but no trade holds it`);
@@ -595,6 +620,7 @@ export class Ledger {
     checkSettlementStatus(settlement);
     const fill = settlement.status === 'EXECUTED' ? checkFill(settlement) : undefined;
     if (settlement.status !== 'EXECUTED') checkFailure(settlement);
+    checkScratchHook(options);
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
       const dialect = this.#ctx.adapter.dialect;
@@ -606,7 +632,7 @@ export class Ledger {
       const settledAlready = (row: TradeRow): TradeResult => {
         const same = fill ? sameFill(row, row.side, row.reason, job.id, fill) : row.status === 'FAILED';
         if (same) return { trade: toTrade(row), job: toJob(job), duplicate: true };
-        throw new BotstateError('DUPLICATE_ORDER', `trade ${clientOrderId} is already ${row.status}`, {
+        throw new RuleError('DUPLICATE_ORDER', `trade ${clientOrderId} is already ${row.status}`, {
           hint: 'a settled trade cannot be settled differently',
           details: { status: row.status },
         });
@@ -649,7 +675,7 @@ export class Ledger {
     // An unknown status would match no trade: [] would read as "none".
     const status: unknown = inputObject(filter, 'the filter').status;
     if (status !== undefined && (typeof status !== 'string' || !Object.hasOwn(TradeStatus, status))) {
-      throw new ValidationError('INVALID_ARGUMENT', `status ${JSON.stringify(shown(status))} is not one of ${Object.keys(TradeStatus).join(', ')}`, { hint: "write it in capitals, e.g. { status: 'PENDING' }" });
+      throw notOneOf('status', status, Object.keys(TradeStatus));
     }
     const window = checkWindow(filter);
     return this.#ctx.read(options, async (tx) => {
@@ -730,7 +756,7 @@ async function lockTradeJob(tx: Executor, clientOrderId: string, fence: Fence | 
 function duplicateOrder(existing: TradeRow, recording = false): BotstateError {
   if (recording && existing.status === 'PENDING') {
     // An open order is never "repeated" by a record: what it needs is its fill.
-    return new BotstateError(
+    return new RuleError(
       'DUPLICATE_ORDER',
       `clientOrderId ${existing.client_order_id} is an open order (a PENDING ${existing.side} of job ${existing.job_id}), not an executed trade`,
       {
@@ -739,7 +765,7 @@ function duplicateOrder(existing: TradeRow, recording = false): BotstateError {
       },
     );
   }
-  return new BotstateError(
+  return new RuleError(
     'DUPLICATE_ORDER',
     `clientOrderId ${existing.client_order_id} is already recorded (${existing.status} ${existing.side} of job ${existing.job_id}) with different details`,
     { hint: 'every order needs its own clientOrderId; a retry must repeat the original exactly', details: { status: existing.status } },

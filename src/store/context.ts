@@ -78,11 +78,11 @@ class Tx implements Executor {
     const control = typeof sql === 'string' ? transactionControl(sql, this.#engine) : undefined;
     if (control === undefined) return undefined;
     if (changesSession(control)) {
-      return Promise.reject(new BotstateError('INVALID_ARGUMENT', `a tx cannot run ${control}: it ${control === 'DO' ? 'may change' : 'changes'} the connection, which outlives the transaction, for every later call on it`, {
+      return Promise.reject(new ValidationError('INVALID_ARGUMENT', `a tx cannot run ${control}: it ${control === 'DO' ? 'may change' : 'changes'} the connection, which outlives the transaction, for every later call on it`, {
         hint: sessionHint(control, this.#engine),
       }));
     }
-    return Promise.reject(new BotstateError('INVALID_ARGUMENT', `a tx cannot run ${control}: store.transaction begins, commits and rolls back its transaction itself`, {
+    return Promise.reject(new ValidationError('INVALID_ARGUMENT', `a tx cannot run ${control}: store.transaction begins, commits and rolls back its transaction itself`, {
       hint: 'return from the transaction body to commit, throw to roll back; nest store.transaction for a part that may fail alone',
     }));
   }
@@ -99,7 +99,7 @@ function sessionHint(control: string, engine: Engine): string {
 
 /** What a tx of a transaction that has ended gets, from a store call or from its own methods. */
 function txEnded(what: string): BotstateError {
-  return new BotstateError('INVALID_ARGUMENT', `${what} belongs to a transaction that has ended`, {
+  return new ValidationError('INVALID_ARGUMENT', `${what} belongs to a transaction that has ended`, {
     hint: 'use a tx only in calls made (and awaited) inside its store.transaction',
   });
 }
@@ -149,7 +149,7 @@ export class Context {
     // rows it locked) or commit what that one may yet roll back.
     for (let s = scope.outer; s !== undefined; s = s.outer) {
       if (s.txn.open) {
-        throw new BotstateError('INVALID_ARGUMENT', 'this call was made in a nested store.transaction that has ended, while the transaction around it is still open', {
+        throw new ValidationError('INVALID_ARGUMENT', 'this call was made in a nested store.transaction that has ended, while the transaction around it is still open', {
           hint: 'await every store call made inside store.transaction before it returns',
         });
       }
@@ -174,7 +174,7 @@ export class Context {
     const own = this.#open.get(tx);
     if (own !== undefined && own.txn.open) return own;
     if (!this.#issued.has(tx)) {
-      throw new BotstateError('INVALID_ARGUMENT', "the tx passed to this call is not one of this store's transactions", {
+      throw new ValidationError('INVALID_ARGUMENT', "the tx passed to this call is not one of this store's transactions", {
         hint: 'pass the tx of a store.transaction of the store you call (another store, even on the same database, has connections of its own)',
       });
     }
@@ -198,7 +198,7 @@ export class Context {
     await previous;
     try {
       if (!parent.open || !parent.txn.open) {
-        throw new BotstateError('INVALID_ARGUMENT', 'this call joined a transaction (or a call) that ended before it could run', {
+        throw new ValidationError('INVALID_ARGUMENT', 'this call joined a transaction (or a call) that ended before it could run', {
           hint: 'await every store call made inside store.transaction before the transaction returns',
         });
       }
@@ -289,7 +289,7 @@ export class Context {
    */
   snapshotRead<T>(options: CallOptions | undefined, what: string, fn: (tx: Executor) => Promise<T>): Promise<T> {
     if (this.adapter.engine === 'postgres' && this.#joined(options)) {
-      return Promise.reject(new BotstateError('INVALID_ARGUMENT', `${what} must read the database in one snapshot, which a transaction of the caller's on PostgreSQL does not give`, {
+      return Promise.reject(new ValidationError('INVALID_ARGUMENT', `${what} must read the database in one snapshot, which a transaction of the caller's on PostgreSQL does not give`, {
         hint: `call ${what} outside store.transaction, without { tx }`,
       }));
     }
@@ -323,7 +323,7 @@ export class Context {
   refuseInTransaction(what: string, hint: string): void {
     for (let s = this.#scope.getStore(); s !== undefined; s = s.outer) {
       if (s.txn.open) {
-        throw new BotstateError('INVALID_ARGUMENT', `${what} cannot be called inside store.transaction: it waits for the transaction to end, which would wait for it`, { hint });
+        throw new ValidationError('INVALID_ARGUMENT', `${what} cannot be called inside store.transaction: it waits for the transaction to end, which would wait for it`, { hint });
       }
     }
   }

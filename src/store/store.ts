@@ -3,7 +3,7 @@ import { readStream, readStreamWindow, jobStream, type AuditEntry, type AuditRep
 import { verifyAudit } from '../audit/verify.ts';
 import { NotFoundError, ValidationError, type StorageError } from '../errors.ts';
 import { requireJob, replayJob, type Job, type JobRef } from '../jobs/job-rows.ts';
-import { inputObject } from '../util/values.ts';
+import { described, inputObject } from '../util/values.ts';
 import { checkWindow, isIsoTime, notIsoTime } from '../util/time.ts';
 import { Jobs } from '../jobs/jobs.ts';
 import { Ledger } from '../ledger/ledger.ts';
@@ -100,7 +100,7 @@ function checkOptions(options: StoreOptions): Required<Omit<StoreOptions, 'lockT
   const int = (key: string, value: number | undefined, min: number, max: number, fallback: number): number => {
     if (value === undefined) return fallback;
     if (!Number.isInteger(value) || value < min || value > max) {
-      throw new ValidationError('INVALID_ARGUMENT', `store option ${key} must be an integer from ${min} to ${max}, got ${String(value)}`, { hint: 'see StoreOptions' });
+      throw new ValidationError('INVALID_ARGUMENT', `store option ${key} must be an integer from ${min} to ${max}, got ${described(value)}`, { hint: 'see StoreOptions' });
     }
     return value;
   };
@@ -281,6 +281,11 @@ export class Store {
    * });
    */
   transaction<T>(fn: (tx: Executor) => Promise<T>): Promise<T> {
+    if (typeof fn !== 'function') {
+      return Promise.reject(new ValidationError('INVALID_ARGUMENT', `store.transaction takes a function, got ${described(fn)}`, {
+        hint: 'pass the body: store.transaction(async (tx) => { … })',
+      }));
+    }
     return this.#ctx.transaction(fn);
   }
 

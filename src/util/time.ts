@@ -1,4 +1,5 @@
 import { ValidationError } from '../errors.ts';
+import { described } from './values.ts';
 
 /**
  * Times as botstate stores them: ISO 8601 in UTC with milliseconds, exactly as
@@ -21,8 +22,7 @@ export function isIsoTime(value: unknown): value is string {
 /** Why `value` is not such a time, for a message about `field`: a Date or a number is named as one. */
 export function notIsoTime(field: string, value: unknown): string {
   if (typeof value === 'string') return `${field} ${JSON.stringify(value)} is not a real ISO 8601 UTC time with milliseconds`;
-  const got = value instanceof Date ? 'a Date object' : `a ${typeof value}`;
-  return `${field} must be an ISO 8601 UTC time string with milliseconds, got ${got}`;
+  return `${field} must be an ISO 8601 UTC time string with milliseconds, got ${described(value)}`;
 }
 
 let lastMs = Number.NaN;

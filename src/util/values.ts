@@ -16,6 +16,22 @@ export function shown(value: unknown, max = 64): string {
 }
 
 /**
+ * What a wrong value from the caller was, for an error message: a string quoted (and cut as by
+ * {@link shown}), a number or bigint named as one (so that 10 and "10" read differently), an
+ * object, array or function by its kind (never "[object Object]").
+ */
+export function described(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === 'string') return `the string ${JSON.stringify(shown(value))}`;
+  if (typeof value === 'number') return `the number ${String(value)}`;
+  if (typeof value === 'bigint') return `the bigint ${String(value)}n`;
+  if (typeof value === 'boolean') return String(value);
+  if (Array.isArray(value)) return 'an array';
+  if (value instanceof Date) return 'a Date object';
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+}
+
+/**
  * `value`, if it is an object: a caller without types passing null, a string or a number where an
  * input object goes is refused with INVALID_ARGUMENT, not a TypeError from deeper down.
  */

@@ -126,11 +126,25 @@ for (const engine of ENGINES) {
       // Values of other types whose text would pass (from callers without types): refused, not
       // stored as other text than returned and audited.
       const numeric = await rejectsWith(store.ledger.recordTrade(buy('b-9', '1', { exchangeOrderId: 8389765904 as never })), 'INVALID_ARGUMENT');
-      assert.equal(numeric['message'], 'exchangeOrderId must be a string, got a number');
+      assert.equal(numeric['message'], 'exchangeOrderId must be a string, got the number 8389765904');
       await rejectsWith(store.ledger.recordTrade(buy('b-9', '1', { txHash: 42 as never })), 'INVALID_ARGUMENT');
       await rejectsWith(store.ledger.recordTrade(buy('b-9', '1', { side: ['BUY'] as never })), 'INVALID_ARGUMENT');
       await rejectsWith(store.ledger.recordTrade(buy('b-9', '1', { reason: { toString: () => 'DCA' } as never })), 'INVALID_ARGUMENT');
       await rejectsWith(store.jobs.start({ tokenAddress: '0x00000000000000000000000000000000000000b9', tokenSymbol: 5 as never }), 'INVALID_ARGUMENT');
+      // What was wrong is named with its type: 42 is not "42", and an object is not [object Object].
+      const numericId = await rejectsWith(store.ledger.recordTrade(buy(42 as never, '1')), 'INVALID_ARGUMENT');
+      assert.equal(numericId['message'], 'clientOrderId must be a string, got the number 42');
+      const unnamed = await rejectsWith(store.ledger.recordTrade(buy('b-9', '1', { job: { id: 5 } as never })), 'INVALID_ARGUMENT');
+      assert.equal(unnamed['message'], 'a job is named { id } or { tokenAddress, chain? }, each a string, got an object (its id is the number 5)');
+      // Capitals are suggested only where they would help.
+      await assert.rejects(store.ledger.recordTrade(buy('b-9', '1', { reason: 'dca' as never })), (e: { hint?: string }) => e.hint === "write it in capitals: 'DCA'");
+      await assert.rejects(store.ledger.recordTrade(buy('b-9', '1', { reason: 'MANUAL' as never })), (e: { hint?: string }) => /^use one of 'DCA', 'DIP_BUY'/.test(e.hint ?? ''));
+      // settle's and recordTrade's scratch is a function of the fill (recordIntent's is the document).
+      const notHook = await rejectsWith(store.ledger.recordTrade(buy('b-9', '1'), { scratch: { window: [] } as never }), 'INVALID_ARGUMENT');
+      assert.match(String(notHook['message']), /^the scratch option of settle and recordTrade must be a function that returns the scratch document, got an object$/);
+      await rejectsWith(store.ledger.settle('o-1', { status: 'FAILED', error: 'x' }, { scratch: 'doc' as never }), 'INVALID_ARGUMENT');
+      const notBody = await rejectsWith(store.transaction(null as never), 'INVALID_ARGUMENT');
+      assert.equal(notBody['message'], 'store.transaction takes a function, got null');
       // A huge id is not echoed whole.
       const huge = await rejectsWith(store.ledger.recordTrade(buy('x'.repeat(5_000_000), '1')), 'INVALID_ARGUMENT');
       assert.ok(String(huge['message']).length < 200, `${String(huge['message']).length} characters`);

@@ -310,9 +310,9 @@ describe('resolveConfig: the file patch', () => {
     ['{"accumulate":{"dcaAmount":" 25"}}', [/^accumulate\.dcaAmount/, /\(in bot\.json\)/]],
     ['{"accumulate":{"dcaAmount":"0.1234567890123456789"}}', [/has 19 decimals; at most 18/]],
     ['{"accumulate":{"dcaAmount":"-5"}}', [/^accumulate\.dcaAmount must be greater than 0, got -5/]],
-    ['{"accumulate":{"dcaAmount":true}}', [/must be a number or a decimal string, got a boolean/]],
+    ['{"accumulate":{"dcaAmount":true}}', [/must be a number or a decimal string, got true/]],
     ['{"accumulate":{"dcaAmount":[10]}}', [/must be a number or a decimal string, got an array/]],
-    ['{"accumulate":{"dcaAmount":{"v":10}}}', [/must be a number or a decimal string, got a object/]],
+    ['{"accumulate":{"dcaAmount":{"v":10}}}', [/must be a number or a decimal string, got an object/]],
     ['{"accumulate":{"dcaAmount":1e400}}', [/^accumulate\.dcaAmount "1e400" is not a plain decimal number/, /\(in bot\.json\)/]],
     ['{"accumulate":{"dcaAmount":1E2}}', [/exponents/]],
     ['{"accumulate":{"dcaAmount":12.345678901234567890123}}', [/has 21 decimals; at most 18/]],
@@ -395,7 +395,7 @@ describe('resolveConfig: cross-key rule and the base', () => {
     const bad = { ...defaultConfig(), accumulate: { ...defaultConfig().accumulate, dcaAmount: '-1' } };
     throwsConfig(() => resolveConfig(bad, undefined, []), /^accumulate\.dcaAmount must be greater than 0, got -1 \(in the base config\)/);
     const float = { ...defaultConfig(), accumulate: { ...defaultConfig().accumulate, dcaAmount: 10 } } as unknown as JobConfig;
-    throwsConfig(() => resolveConfig(float, undefined, []), /accumulate\.dcaAmount in the base config must be a canonical Decimal string, got a number/);
+    throwsConfig(() => resolveConfig(float, undefined, []), /accumulate\.dcaAmount in the base config must be a canonical Decimal string, got the number 10/);
     const nonCanonical = { ...defaultConfig(), accumulate: { ...defaultConfig().accumulate, dcaAmount: '10.0' } };
     throwsConfig(() => resolveConfig(nonCanonical, undefined, []), /canonical Decimal string/);
     throwsConfig(() => resolveConfig({} as JobConfig, undefined, []), /accumulate\.dcaAmount in the base config/);

@@ -1,6 +1,6 @@
 import { CHAIN_OPTION, READING, tokenRef, WINDOW_OPTIONS, windowOf, withStore, type Command } from '../command.ts';
 import { errorInJson, historyTable, json, jsonArrayChunks, jsonError, outChunks, table } from '../output.ts';
-import { BotstateError } from '../../errors.ts';
+import { StorageError } from '../../errors.ts';
 
 const history: Command = {
   name: 'history',
@@ -33,7 +33,7 @@ const verify: Command = {
     const report = await withStore(ctx, READING, (store) => store.verifyAudit());
     const failure = report.problems.length === 0
       ? undefined
-      : new BotstateError('STORAGE_CORRUPT', `the audit log has ${report.problems.length} problem(s)`, {
+      : new StorageError('STORAGE_CORRUPT', `the audit log has ${report.problems.length} problem(s)`, {
         hint: 'restore the database from a backup and investigate who changed it',
       });
     if (ctx.json) {

@@ -1,5 +1,5 @@
 import { closeSync, openSync, readSync } from 'node:fs';
-import { BotstateError, ValidationError } from '../../errors.ts';
+import { StorageError, ValidationError } from '../../errors.ts';
 import { CONFIG_KEYS, defaultConfig, parseConfigJson, resolveConfig } from '../../jobs/config.ts';
 import type { Job } from '../../jobs/job-rows.ts';
 import { JOB_STATUSES, type JobMode, type JobStatus } from '../../jobs/lifecycle.ts';
@@ -195,7 +195,7 @@ const list: Command = {
     }
     const shown = damaged.slice(0, 3).map((d) => d.error.message).join('; ');
     const more = damaged.length > 3 ? `; and ${damaged.length - 3} more` : '';
-    const failure = new BotstateError(
+    const failure = new StorageError(
       'STORAGE_CORRUPT',
       `${damaged.length === 1 ? '1 job' : `${damaged.length} jobs`} cannot be read${jobs.length > 0 ? ' (the others are listed)' : ''}: ${shown}${more}`,
       { hint: damaged[0]!.error.hint ?? 'botstate verify reports every damaged row' },

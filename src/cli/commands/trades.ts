@@ -1,4 +1,4 @@
-import { BotstateError, ValidationError } from '../../errors.ts';
+import { BotstateError, RuleError, ValidationError } from '../../errors.ts';
 import { cmp, parseDecimal } from '../../money/decimal.ts';
 import { isIsoTime } from '../../util/time.ts';
 import { checkRecordInput, checkSettlement, POSITIVE_HINTS, TradeReason, TradeSide, TradeStatus, type Settlement } from '../../ledger/ledger.ts';
@@ -57,7 +57,7 @@ const EXECUTED_AT_OPTION = {
  */
 function sameTimeOrRefused(duplicate: boolean, trade: { clientOrderId: string; executedAt: string | null }, executedAt: string | undefined): void {
   if (!duplicate || executedAt === undefined || trade.executedAt === executedAt) return;
-  throw new BotstateError('DUPLICATE_ORDER', `clientOrderId ${trade.clientOrderId} is already recorded with executedAt ${trade.executedAt}, not ${executedAt}`, {
+  throw new RuleError('DUPLICATE_ORDER', `clientOrderId ${trade.clientOrderId} is already recorded with executedAt ${trade.executedAt}, not ${executedAt}`, {
     hint: 'a repeat must give the same details; nothing was changed',
   });
 }
@@ -213,7 +213,7 @@ function daemonHolds(
   message: string,
   what = 'stop every daemon on this database first (another one takes over a job with an open order; a stopped daemon hands its leases back immediately)',
 ): BotstateError {
-  return new BotstateError('DAEMON_RUNNING', message, {
+  return new RuleError('DAEMON_RUNNING', message, {
     // A daemon killed (kill -9) hands nothing back: its lease holds until it expires.
     hint: `${what}, or wait for the lease to expire (${holder.expiresAt}; a daemon that was killed holds it until then)`,
     details: holder,

@@ -354,7 +354,7 @@ export async function startPaperExchange(options: PaperExchangeOptions = {}): Pr
     if (newFile) for (const suffix of ['', '-wal', '-shm']) rmSync(`${o.dataFile}${suffix}`, { force: true });
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES') {
-      throw new BotstateError('INVALID_ARGUMENT', `cannot listen on ${HOST}:${o.port} (${code === 'EADDRINUSE' ? 'the port is in use' : 'permission denied'})`, {
+      throw new ValidationError('INVALID_ARGUMENT', `cannot listen on ${HOST}:${o.port} (${code === 'EADDRINUSE' ? 'the port is in use' : 'permission denied'})`, {
         hint: 'pick another --port, or --port 0 for a free one',
         cause: e,
       });

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { BotstateError, NotFoundError, SchemaError, ValidationError } from '../../errors.ts';
+import { BotstateError, NotFoundError, RuleError, SchemaError, ValidationError } from '../../errors.ts';
 import type { Adapter, Engine, Executor } from '../adapter.ts';
 import { LATEST_VERSION, MIGRATIONS } from './index.ts';
 import { checksum, type Migration, type PerEngine } from './migration.ts';
@@ -105,7 +105,7 @@ function assertCompatible(status: SchemaStatus, allowGap = false): void {
 /** Another process moved the schema the other way meanwhile: this command did not reach its target. */
 function movedMeanwhile(current: number | undefined, target: number): BotstateError {
   const where = current === undefined ? 'kept moving the schema the other way' : `moved the schema to version ${current} meanwhile`;
-  return new BotstateError('CONCURRENT_MODIFICATION', `another process ${where}; the target was ${target}`, {
+  return new RuleError('CONCURRENT_MODIFICATION', `another process ${where}; the target was ${target}`, {
     hint: 'run botstate db status, then the command again once the other one has finished',
     details: { current, target },
   });
@@ -219,7 +219,7 @@ async function checkLoss(tx: Executor, engine: Engine, steps: readonly Migration
   }
   if (rows === 0) return;
   const list = counted.length > 1 ? `${counted.slice(0, -1).join(', ')} and ${counted.at(-1)}` : counted[0];
-  throw new BotstateError('DATA_LOSS', `rolling back ${labels.join(' and ')} would delete ${list}`, {
+  throw new RuleError('DATA_LOSS', `rolling back ${labels.join(' and ')} would delete ${list}`, {
     hint: 'back the database up first, then roll back anyway with --force, or force: true in the library',
     details: { versions: steps.map((m) => m.version), rows },
   });
@@ -333,7 +333,7 @@ async function refuseWhileDaemonRuns(adapter: Adapter, tx: Executor): Promise<vo
     Date.parse(row.heartbeat_at) > nowMs - Math.max(DAEMON_HEARTBEAT_WINDOW_MS, Number(row.lease_ttl_ms ?? 0));
   const first = rows.find((row) => (row.host === hostname() ? processAlive(row) : heardFrom(row) || Number(row.leased) > 0));
   if (first === undefined) return;
-  throw new BotstateError('DAEMON_RUNNING', `a daemon (pid ${first.pid} on ${first.host}) is running on ${adapter.location}: rolling back would take its tables away`, {
+  throw new RuleError('DAEMON_RUNNING', `a daemon (pid ${first.pid} on ${first.host}) is running on ${adapter.location}: rolling back would take its tables away`, {
     hint: 'stop the daemon first (SIGTERM or Ctrl-C), then roll back',
     details: { instance: first.id, pid: first.pid, host: first.host },
   });

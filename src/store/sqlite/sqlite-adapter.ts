@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { VERSION_COLUMNS } from '../migrations/migration.ts';
-import { BotstateError, closedStore, constraintViolation, invalidSql, MISSING_HINT, NotFoundError, StorageError } from '../../errors.ts';
+import { BotstateError, closedStore, constraintViolation, invalidSql, MISSING_HINT, NotFoundError, StorageError, ValidationError } from '../../errors.ts';
 import type {
   Adapter,
   Capabilities,
@@ -1231,14 +1231,14 @@ function inRollbackMode(path: string): boolean {
 function checkBackupTarget(path: string, database: string): void {
   const existing = statOrNone(path);
   if (path.endsWith('/') || existing?.isDirectory()) {
-    throw new BotstateError('INVALID_ARGUMENT', `${path} is a folder: a backup is written to a file`, { hint: 'give the backup file a name, e.g. FOLDER/botstate-backup.db' });
+    throw new ValidationError('INVALID_ARGUMENT', `${path} is a folder: a backup is written to a file`, { hint: 'give the backup file a name, e.g. FOLDER/botstate-backup.db' });
   }
   if (existing) throw backupExists(path);
   // Not a name with an earlier database's -wal or -journal still beside it: SQLite would replay
   // it into the backup when it is opened, and the copy would be damaged.
   for (const suffix of ['-wal', '-journal', '-shm']) {
     if (lstatOrNone(`${path}${suffix}`) !== undefined) {
-      throw new BotstateError('INVALID_ARGUMENT', `${path}${suffix} is there, left by an earlier database of that name: SQLite would apply it to the backup`, {
+      throw new ValidationError('INVALID_ARGUMENT', `${path}${suffix} is there, left by an earlier database of that name: SQLite would apply it to the backup`, {
         hint: `move ${path}${suffix} away (or delete it, if that earlier database is gone for good), or give the backup another name`,
       });
     }
@@ -1256,7 +1256,7 @@ function checkBackupTarget(path: string, database: string): void {
   const names = [real(database), realPath(database)];
   for (const suffix of ['', '-journal', '-wal', '-shm', '-wait']) {
     if (names.some((db) => target === `${db}${suffix}`)) {
-      throw new BotstateError('INVALID_ARGUMENT', `${path} is ${suffix === '' ? 'the database itself' : `the database's ${suffix} file, which SQLite or botstate would delete`}: a backup needs a name of its own`, {
+      throw new ValidationError('INVALID_ARGUMENT', `${path} is ${suffix === '' ? 'the database itself' : `the database's ${suffix} file, which SQLite or botstate would delete`}: a backup needs a name of its own`, {
         hint: 'give the backup a new name, e.g. botstate-backup.db',
       });
     }
@@ -1287,7 +1287,7 @@ function releaseRegistrations(copy: string): void {
 }
 
 function backupExists(path: string): BotstateError {
-  return new BotstateError('INVALID_ARGUMENT', `${path} exists already: a backup never replaces a file`, { hint: 'give the backup a new name' });
+  return new ValidationError('INVALID_ARGUMENT', `${path} exists already: a backup never replaces a file`, { hint: 'give the backup a new name' });
 }
 
 /** A backup's copy before it is named: `.botstate-backup-<pid>-<8 hex>.partial` beside it. */
