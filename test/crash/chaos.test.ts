@@ -11,13 +11,16 @@
  * through the library, consistent, then each tampered with in one way the protocol must never allow.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { ExchangeOrder } from '../../src/engine/exchange.ts';
 import { normalizeAddress } from '../../src/jobs/address.ts';
 import { add, sub, type Decimal } from '../../src/money/decimal.ts';
 import type { Store } from '../../src/store/store.ts';
 import { ENGINES, tokenAddress } from '../helpers/engines.ts';
-import { checkInvariants, CI_FAULTS, formatReport, runChaos, type ExchangeState, type Faults } from './harness.ts';
+import { checkInvariants, CI_FAULTS, drain, formatReport, INJECTED, runChaos, SQUEEZED, startExchange, type ExchangeState, type Faults } from './harness.ts';
 
 const KILLS = 50;
 const BASE_SEED = process.env['BOTSTATE_CHAOS_SEED'] ?? '20261122';
@@ -110,6 +113,48 @@ describe('the invariant checker fails on what the protocol must never allow [sql
       await store.jobs.fail({ id: jobId }, 'exchange down');
       return state;
     }, /is in ERROR: exchange down/));
+
+  it('an intent given up FAILED without ever reaching the exchange', () =>
+    // The rejected buy, as if the exchange had never heard of it: a new intent could place it again.
+    tampered(async ({ state, orders }) => ({ ...state, orders: orders.filter((o) => o.status !== 'REJECTED') }), /was never sent to the exchange \(insufficient USD\)/));
+
+  it('with faults, a job in ERROR for a reason no injected fault or squeeze explains', async () => {
+    const fx = await sqlite.create();
+    try {
+      const store = await fx.open();
+      const s = await scenario(store);
+      await store.jobs.fail({ id: s.jobId }, '5 steps failed in a row; last: order x-1: outcome unknown');
+      const allowError = (reason: string) => SQUEEZED.test(reason) || INJECTED.test(reason);
+      const { violations } = await checkInvariants(store, s.state, { allowError });
+      assert.deepEqual(violations, [`job CHK is in ERROR: 5 steps failed in a row; last: order x-1: outcome unknown`]);
+      await store.jobs.resume({ id: s.jobId });
+      await store.jobs.fail({ id: s.jobId }, '5 steps failed in a row; last: exchange at http://127.0.0.1:1 failed GET /price/0x1 (HTTP 503): injected fault: service unavailable (--error-rate)');
+      await store.jobs.pause({ id: s.jobId }).catch(() => {});
+      assert.deepEqual((await checkInvariants(store, s.state, { allowError })).violations, []);
+    } finally {
+      await fx.cleanup();
+    }
+  });
+
+  it('a RUNNING job that makes no order while the final daemon runs', { timeout: 60_000 }, async () => {
+    const fx = await sqlite.create();
+    const dir = mkdtempSync(join(tmpdir(), 'botstate-stuck-'));
+    const exchange = await startExchange({ dataFile: join(dir, 'paper-exchange.db'), seed: 'stuck' });
+    try {
+      const store = await fx.open();
+      // A DCA job that has bought at 1 USD: its next buy is due in 1,000 hours and it buys no dip short
+      // of 99 % (the exchange starts near 0.5), so the daemon steps it without an order.
+      const job = await store.jobs.start({ tokenAddress: tokenAddress(0x5c), tokenSymbol: 'STK', set: ['accumulate.dcaIntervalHours=1000', 'accumulate.dipBuyThreshold=99'] });
+      await store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: `${job.id}-1`, side: 'BUY', reason: 'DCA', baseAmount: '1', quoteAmount: '1', priceUsd: '1' });
+      const end = await drain({ store, exchangeUrl: exchange.url, dbUrl: fx.url, tickMs: 50, leaseTtlMs: 2000, livenessMs: 1500 });
+      assert.deepEqual(end.violations, ['job STK stayed RUNNING without an order for 1500 ms with a daemon running: stuck']);
+      assert.equal((await store.jobs.get({ id: job.id })).status, 'PAUSED', 'then paused and drained as usual');
+    } finally {
+      await exchange.proc.kill9();
+      await fx.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 interface Run {
