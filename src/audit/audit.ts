@@ -155,21 +155,25 @@ export async function* auditPages(tx: Executor, stream?: string): AsyncGenerator
   }
 }
 
-/**
- * One stream's entries in seq order. With `until` (an ISO time), the reading stops at the first
- * entry after it, which is the last one returned: a time-travel read of a long history reads no
- * further than it needs.
- */
-export async function readStream(tx: Executor, stream: string, until?: string): Promise<AuditEntry[]> {
+/** One stream's entries in seq order. */
+export async function readStream(tx: Executor, stream: string): Promise<AuditEntry[]> {
   const entries: AuditEntry[] = [];
+  for await (const entry of streamEntries(tx, stream)) entries.push(entry);
+  return entries;
+}
+
+/**
+ * One stream's entries in seq order, one at a time, read a page at a time: memory stays bounded
+ * however long the stream is. With `until` (an ISO time), it ends before the first entry recorded
+ * after it, which is not parsed: a time-travel read reads no further than it needs.
+ */
+export async function* streamEntries(tx: Executor, stream: string, until?: string): AsyncGenerator<AuditEntry> {
   for await (const rows of auditPages(tx, stream)) {
     for (const row of rows) {
-      const entry = readEntry(row);
-      entries.push(entry);
-      if (until !== undefined && entry.at > until) return entries;
+      if (until !== undefined && row.at > until) return;
+      yield readEntry(row);
     }
   }
-  return entries;
 }
 
 /**

@@ -281,41 +281,58 @@ export async function requireJob(tx: Executor, dialect: Dialect, ref: JobRef, lo
 }
 
 /**
- * The job of `row` as it was at `at`, from its audit entries (oldest first; see Store.jobAt): the
- * first entry's job, then each later entry's changes (the job fields in its `after`; the rest is
- * detail, such as the trade) up to the first entry recorded after `at`.
+ * The job of `row` as it was at `at`, from its audit entries (oldest first, ending before the first
+ * one recorded after `at`; see Store.jobAt): the first entry's job, then each later entry's changes
+ * (the job fields in its `after`; the rest is detail, such as the trade). Only the state is kept,
+ * so memory does not grow with the history. Entries that do not follow each other (a seq skipped,
+ * a prev_hash that is not the entry before's hash) or contradict the state so far (a `before` that
+ * disagrees with it) are a log changed outside botstate: STORAGE_CORRUPT, not a wrong answer.
  */
-export function replayJob(entries: readonly AuditEntry[], at: string, row: JobRow): Job {
+export async function replayJob(entries: AsyncIterable<AuditEntry>, at: string, row: JobRow): Promise<Job> {
   const label = `${row.token_symbol} (${row.token_address} on ${row.chain})`;
-  const first = entries[0];
-  const created = first?.action === 'create' && isRecord(first.after) && first.after['id'] === row.id ? first.after : undefined;
-  if (first === undefined || created === undefined) {
-    throw new StorageError('STORAGE_CORRUPT', `the audit log of ${label} does not start with its creation`, {
-      hint: 'the database was changed outside botstate; run botstate verify',
-    });
-  }
-  if (first.at > at) {
-    throw new NotFoundError('JOB_NOT_FOUND', `${label} did not exist yet then: it was created ${first.at}, after ${at}`, {
-      hint: 'give a time after its creation',
-    });
-  }
-  const state: Record<string, unknown> = { ...created, strategyState: {}, updatedAt: first.at, version: first.seq };
-  for (const entry of entries.slice(1)) {
-    if (entry.at > at) break;
-    const before = isRecord(entry.before) ? entry.before : {};
-    const after = isRecord(entry.after) ? entry.after : {};
-    for (const field of CHANGEABLE) {
-      if (Object.hasOwn(before, field) && JSON.stringify(before[field]) !== JSON.stringify(state[field])) {
-        throw new StorageError('STORAGE_CORRUPT', `audit entry ${entry.seq} of ${label} says ${field} was ${JSON.stringify(before[field])}, but the entries before it make it ${JSON.stringify(state[field])}`, {
-          hint: 'the audit log was changed outside botstate; run botstate verify',
-        });
-      }
-      if (Object.hasOwn(after, field)) state[field] = after[field];
+  const corrupt = (why: string) => new StorageError('STORAGE_CORRUPT', `the audit log of ${label} ${why}`, { hint: 'the database was changed outside botstate; run botstate verify' });
+  let state: Record<string, unknown> | undefined;
+  let last: AuditEntry | undefined;
+  for await (const entry of entries) {
+    if (last === undefined) {
+      const created = entry.action === 'create' && isRecord(entry.after) && entry.after['id'] === row.id ? entry.after : undefined;
+      if (created === undefined) throw corrupt('does not start with its creation');
+      state = { ...created, strategyState: {}, updatedAt: entry.at, version: entry.seq };
+      last = entry;
+      continue;
     }
-    state['updatedAt'] = entry.at;
-    state['version'] = entry.seq;
+    if (entry.seq !== last.seq + 1) throw corrupt(`skips from entry ${last.seq} to ${entry.seq}`);
+    if (entry.prevHash !== last.hash) throw corrupt(`breaks its hash chain at entry ${entry.seq} (its prev_hash is not entry ${last.seq}'s hash)`);
+    last = entry;
+    state = applyEntry(state!, entry, label);
+  }
+  if (state === undefined) {
+    // No entry at or before `at`: the job came later, or its log does not begin with it.
+    if (row.created_at > at) {
+      throw new NotFoundError('JOB_NOT_FOUND', `${label} did not exist yet then: it was created ${row.created_at}, after ${at}`, {
+        hint: 'give a time after its creation',
+      });
+    }
+    throw corrupt('does not start with its creation');
   }
   return state as unknown as Job;
+}
+
+/** `state` after one entry: its job fields applied, each checked against the entry's `before`. */
+function applyEntry(state: Record<string, unknown>, entry: AuditEntry, label: string): Record<string, unknown> {
+  const before = isRecord(entry.before) ? entry.before : {};
+  const after = isRecord(entry.after) ? entry.after : {};
+  for (const field of CHANGEABLE) {
+    if (Object.hasOwn(before, field) && JSON.stringify(before[field]) !== JSON.stringify(state[field])) {
+      throw new StorageError('STORAGE_CORRUPT', `audit entry ${entry.seq} of ${label} says ${field} was ${JSON.stringify(before[field])}, but the entries before it make it ${JSON.stringify(state[field])}`, {
+        hint: 'the audit log was changed outside botstate; run botstate verify',
+      });
+    }
+    if (Object.hasOwn(after, field)) state[field] = after[field];
+  }
+  state['updatedAt'] = entry.at;
+  state['version'] = entry.seq;
+  return state;
 }
 
 const CHANGEABLE = Object.keys(COLUMN) as ReadonlyArray<keyof JobChange>;

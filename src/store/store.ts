@@ -1,5 +1,5 @@
 import { userInfo } from 'node:os';
-import { readStream, readStreamWindow, jobStream, type AuditEntry, type AuditReport } from '../audit/audit.ts';
+import { readStream, readStreamWindow, jobStream, streamEntries, type AuditEntry, type AuditReport } from '../audit/audit.ts';
 import { verifyAudit } from '../audit/verify.ts';
 import { NotFoundError, ValidationError, type StorageError } from '../errors.ts';
 import { requireJob, replayJob, type Job, type JobRef } from '../jobs/job-rows.ts';
@@ -314,8 +314,9 @@ export class Store {
     if (!isIsoTime(at)) throw new ValidationError('INVALID_ARGUMENT', notIsoTime('at', at), { hint: "pass a time such as '2026-11-26T12:00:00.000Z'" });
     return this.#ctx.read(options, async (tx) => {
       const job = await requireJob(tx, this.#adapter.dialect, ref, false);
-      // Read up to the first entry after `at`: replayJob stops there, and a long history is not read in full.
-      return replayJob(await readStream(tx, jobStream(job.id), at), at, job);
+      // Entries up to `at`, a page at a time, folded as they come: neither the history after `at`
+      // nor the entries already applied are held.
+      return replayJob(streamEntries(tx, jobStream(job.id), at), at, job);
     });
   }
 

@@ -121,6 +121,17 @@ for (const engine of ENGINES) {
       await fx.raw(`UPDATE audit_log SET before = ${p(1)} WHERE seq = ${p(2)}`, [JSON.stringify({ status: 'RUNNING', stoppedAt: '2026-01-01T00:00:00.000Z' }), 3]);
       const corrupt = await rejectsWith(store.jobAt({ id }, '9999-12-31T23:59:59.999Z'), 'STORAGE_CORRUPT');
       assert.match(String(corrupt['message']), /^audit entry 3 of .* says stoppedAt was "2026-01-01T00:00:00.000Z", but the entries before it make it null$/);
+      // An entry after the time asked for is not read: its damage does not matter to an earlier time.
+      assert.equal((await store.jobAt({ id }, entries[1]!.at)).version >= 2, true);
+      // A link taken out of the chain, or an entry removed, is found too, not replayed past.
+      await fx.raw(`UPDATE audit_log SET before = ${p(1)}, prev_hash = ${p(2)} WHERE seq = ${p(3)}`, [entries[2]!.before === null ? null : JSON.stringify(entries[2]!.before), 'f'.repeat(64), 3]);
+      const unlinked = await rejectsWith(store.jobAt({ id }, '9999-12-31T23:59:59.999Z'), 'STORAGE_CORRUPT');
+      assert.match(String(unlinked['message']), /^the audit log of .* breaks its hash chain at entry 3 \(its prev_hash is not entry 2's hash\)$/);
+      await fx.raw(`UPDATE audit_log SET prev_hash = ${p(1)} WHERE seq = ${p(2)}`, [entries[2]!.prevHash, 3]);
+      if (engine.name === 'sqlite') await fx.raw('DROP TRIGGER audit_log_no_delete');
+      await fx.raw(`DELETE FROM audit_log WHERE seq = ${p(1)}`, [4]);
+      const skipped = await rejectsWith(store.jobAt({ id }, '9999-12-31T23:59:59.999Z'), 'STORAGE_CORRUPT');
+      assert.match(String(skipped['message']), /^the audit log of .* skips from entry 3 to 5$/);
     });
 
     it('verify finds an altered entry', async () => {
