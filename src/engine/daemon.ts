@@ -1184,7 +1184,7 @@ function checkDaemonOptions(options: DaemonOptions): void {
   // audit log cannot store would leave the daemon holding jobs it can neither trade nor mark ERROR.
   const id: unknown = options.instanceId;
   if (id !== undefined && (typeof id !== 'string' || id.length === 0 || id.length > MAX_INSTANCE_ID || !isStorableText(id) || id.trim() !== id)) {
-    throw bad(`daemon option instanceId must be 1 to ${MAX_INSTANCE_ID} characters of well-formed text, without NUL or surrounding blanks, got ${typeof id === 'string' ? JSON.stringify(shown(id)) : `a ${typeof id}`}`);
+    throw bad(`daemon option instanceId must be 1 to ${MAX_INSTANCE_ID} characters of well-formed text, without NUL or surrounding blanks, got ${typeof id === 'string' ? JSON.stringify(shown(id)) : described(id)}`);
   }
   if (typeof options.store?.transaction !== 'function') throw bad('daemon option store must be a Store (openStore)');
   for (const method of ['placeOrder', 'getOrder', 'getPrice', 'getBalances'] as const) {

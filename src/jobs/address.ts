@@ -15,6 +15,7 @@
  */
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import { ValidationError } from '../errors.ts';
+import { described } from '../util/values.ts';
 
 const HEX40_RE = /^[0-9a-fA-F]{40}$/;
 const HEX_CHARS_RE = /^[0-9a-fA-F]*$/;
@@ -72,7 +73,7 @@ function describeMalformed(input: string): string {
 export function normalizeAddress(input: string, opts?: NormalizeAddressOptions): string {
   const field = opts?.field ?? 'address';
   if (typeof input !== 'string') {
-    throw new ValidationError('INVALID_ADDRESS', `${field} must be a string, got ${typeof input}`, {
+    throw new ValidationError('INVALID_ADDRESS', `${field} must be a string, got ${described(input)}`, {
       hint: `Pass ${field} as text: "0x" and 40 hex digits.`,
       details: { field, reason: 'type' },
     });

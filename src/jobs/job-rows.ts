@@ -214,7 +214,7 @@ export function normalizeChain(chain: string | undefined): string {
   const given: unknown = chain ?? DEFAULT_CHAIN;
   const c = typeof given === 'string' ? given.toLowerCase() : '';
   if (!CHAIN.test(c)) {
-    throw new ValidationError('INVALID_ARGUMENT', `chain ${typeof given === 'string' ? JSON.stringify(shown(given)) : `(a ${typeof given})`} is not a chain name`, {
+    throw new ValidationError('INVALID_ARGUMENT', `chain ${typeof given === 'string' ? JSON.stringify(shown(given)) : `(${described(given)})`} is not a chain name`, {
       hint: 'use letters, digits and - (at most 32), for example base or ethereum',
     });
   }

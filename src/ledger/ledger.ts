@@ -360,7 +360,7 @@ function checkNoMoreThanAsked(intent: TradeRow, fill: CheckedFill): void {
 /** A settle's or recordTrade's `scratch` option: a function (recordIntent's is the document itself). */
 function checkScratchHook(options: SettleOptions | undefined): void {
   const hook: unknown = options?.scratch;
-  if (hook !== undefined && typeof hook !== 'function') {
+  if (hook !== undefined && hook !== null && typeof hook !== 'function') {
     throw new ValidationError('INVALID_ARGUMENT', `the scratch option of settle and recordTrade must be a function that returns the scratch document, got ${described(hook)}`, {
       hint: 'pass ({ job, trade }) => document (scratchAfterFill for a job the Daemon runs); recordIntent is the one given the document itself',
     });
@@ -370,7 +370,7 @@ function checkScratchHook(options: SettleOptions | undefined): void {
 /** The caller's `scratch` option as updateJob takes it: given the job as the fill leaves it. */
 function scratchAfter(options: SettleOptions | undefined, trade: Trade): Pick<JobUpdate, 'scratch'> {
   const hook = options?.scratch;
-  return hook ? { scratch: (job: Job) => hook({ job, trade }) } : {};
+  return typeof hook === 'function' ? { scratch: (job: Job) => hook({ job, trade }) } : {};
 }
 
 /** The base amount the job's PENDING sells have asked for: not available to another sell. */

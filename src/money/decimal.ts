@@ -15,7 +15,7 @@
  * add('0.1', '0.2'); // '0.3', exactly
  */
 import { ValidationError } from '../errors.ts';
-import { shown } from '../util/values.ts';
+import { described, shown } from '../util/values.ts';
 
 /** A canonical exact decimal string, e.g. `'-12.5'`, `'0'`, `'0.000000000000000001'`. */
 export type Decimal = string;
@@ -110,7 +110,7 @@ function checkLimit(name: string, value: number, max: number): void {
 export function parseDecimal(input: string, opts?: ParseDecimalOptions): Decimal {
   const field = opts?.field ?? 'amount';
   if (typeof input !== 'string') {
-    throw new ValidationError('INVALID_AMOUNT', `${field} must be given as a decimal string, got ${typeof input}`, {
+    throw new ValidationError('INVALID_AMOUNT', `${field} must be given as a decimal string, got ${described(input)}`, {
       hint: `Pass ${field} as text such as "12.5"; JS numbers are floats and are not accepted for amounts.`,
       details: { field, reason: 'type' },
     });
@@ -183,7 +183,7 @@ export function toUnits(d: Decimal): bigint {
 
 /** The exact inverse of {@link toUnits}: `fromUnits(1500000000000000000n) === '1.5'`. */
 export function fromUnits(u: bigint): Decimal {
-  if (typeof u !== 'bigint') throw new ValidationError('INVALID_AMOUNT', `fromUnits expects a bigint, got ${typeof u}`);
+  if (typeof u !== 'bigint') throw new ValidationError('INVALID_AMOUNT', `fromUnits expects a bigint, got ${described(u)}`);
   if (u === 0n) return '0';
   const negative = u < 0n;
   let s = (negative ? -u : u).toString();

@@ -52,7 +52,7 @@ export function checkWindow(window: { since?: unknown; limit?: unknown }): { sin
   const refuse = (message: string) => new ValidationError('INVALID_ARGUMENT', message, { hint: "e.g. { since: '2026-11-26T00:00:00.000Z', limit: 100 }" });
   if (since !== undefined && !isIsoTime(since)) throw refuse(notIsoTime('since', since));
   if (limit !== undefined && (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1)) {
-    throw refuse(`limit must be a whole number from 1, got ${typeof limit === 'number' ? String(limit) : `a ${typeof limit}`}`);
+    throw refuse(`limit must be a whole number from 1, got ${described(limit)}`);
   }
   return { ...(since !== undefined ? { since: since as string } : {}), ...(limit !== undefined ? { limit: limit as number } : {}) };
 }

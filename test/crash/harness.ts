@@ -465,7 +465,8 @@ export async function drain(options: {
     const recovery = await daemon.recovered(30_000);
     if (!recovery) violations.push(`the final daemon did not print its recovery line (${daemon.describeExit()})`);
     else {
-      const livenessMs = options.livenessMs ?? LIVENESS_MS;
+      // Each pass reads every waiting job: a large run gets more time (20 ms a job).
+      const livenessMs = options.livenessMs ?? LIVENESS_MS + 20 * accumulating.length;
       const deadline = performance.now() + livenessMs;
       let waiting = accumulating;
       for (;;) {
@@ -824,7 +825,7 @@ export interface ChaosReport {
 }
 
 /** The ERROR reason of a job whose buys the cash squeeze had the exchange reject, maxFailures times in a row. */
-export const SQUEEZED = /^\d+ steps failed in a row; last: order \S+ was rejected: /;
+export const SQUEEZED = /^\d+ steps failed in a row; last: order \S+ was rejected: insufficient USD balance: /;
 /** An ERROR reason whose last failure is a fault the exchange was told to inject (a 503 from --error-rate). */
 export const INJECTED = /steps failed in a row; last: .*injected fault/;
 

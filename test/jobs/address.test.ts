@@ -128,7 +128,7 @@ describe('normalizeAddress refuses', () => {
   }
 
   it('non-strings', () => {
-    throwsValidation(() => normalizeAddress(42 as unknown as string), 'INVALID_ADDRESS', /must be a string, got number/);
+    throwsValidation(() => normalizeAddress(42 as unknown as string), 'INVALID_ADDRESS', /must be a string, got the number 42/);
     throwsValidation(() => normalizeAddress(null as unknown as string), 'INVALID_ADDRESS', /must be a string/);
   });
 

@@ -147,7 +147,7 @@ describe('parseDecimal refuses', () => {
   });
 
   it('non-strings (JS callers)', () => {
-    throwsValidation(() => parseDecimal(1.5 as unknown as string), 'INVALID_AMOUNT', /must be given as a decimal string, got number/);
+    throwsValidation(() => parseDecimal(1.5 as unknown as string), 'INVALID_AMOUNT', /must be given as a decimal string, got the number 1\.5/);
     throwsValidation(() => parseDecimal(undefined as unknown as string), 'INVALID_AMOUNT', /got undefined/);
   });
 
