@@ -461,13 +461,30 @@ function storableJson(value: unknown): boolean {
 
 const updateSql = new Map<string, string>();
 
+/** How far behind a job's last entry a writer's clock may be and still be stamped after it. */
+export const CLOCK_SKEW_MS = 5 * 60_000;
+
+/**
+ * The time an entry is stamped with: the writer's clock, unless that is behind the job's last
+ * entry (another host's clock a little ahead, an NTP step back) by at most CLOCK_SKEW_MS: then the
+ * last entry's time, so that a stream's times never go backwards and readers that walk it by time
+ * (time travel, history --since) see it in order. A clock further behind is stamped as it is
+ * (following a far-ahead clock would date every later entry wrongly): docs/durability.md.
+ */
+export function stampAfter(last: string, now: string): string {
+  if (now >= last) return now;
+  return Date.parse(last) - Date.parse(now) <= CLOCK_SKEW_MS ? last : now;
+}
+
 /**
  * Applies `update` to the locked `row` with a guarded UPDATE (same version, same status) and
  * appends the audit entry in the same transaction (on PostgreSQL in the same statement). The
  * job's version is the audit sequence number of its stream, and its audit_hash the head of
  * the chain.
  */
-export async function updateJob(tx: Executor, dialect: Dialect, row: JobRow, update: JobUpdate): Promise<JobRow> {
+export async function updateJob(tx: Executor, dialect: Dialect, row: JobRow, given: JobUpdate): Promise<JobRow> {
+  const at = stampAfter(row.updated_at, given.at);
+  const update = at === given.at ? given : { ...given, at };
   // Read from the row as it is: a whole Job (parsing its config and strategy state) is not needed.
   const fields = changedFrom((f) => fieldOf(row, f), update.set);
   const before: Record<string, unknown> = {};

@@ -489,6 +489,28 @@ for (const engine of ENGINES) {
       }
     });
 
+    it("a writer whose clock is a minute behind the job's last entry stamps its entry after it: the log's times never go backwards", async () => {
+      // Another host's clock, or an NTP step back: Date.now() a minute (or 10 minutes) behind.
+      const behind = (ms: number) => ({
+        NODE_OPTIONS: `--import=data:text/javascript,${encodeURIComponent(`const R = Date; globalThis.Date = class extends R { constructor(...a) { if (a.length === 0) super(R.now() - ${ms}); else super(...a); } static now() { return R.now() - ${ms}; } };`)}`,
+      });
+      ok(await cli(['start', TOKEN, '--symbol', 'LGI', ...db]));
+      ok(await cli(['pause', TOKEN, ...db]));
+      ok(await cli(['resume', TOKEN, ...db], { env: behind(60_000) }));
+      ok(await cli(['pause', TOKEN, ...db]));
+      const history = parseJson<Array<{ seq: number; at: string; action: string }>>(await cli(['history', TOKEN, '--json', ...db]));
+      assert.deepEqual(history.map((e) => e.action), ['create', 'pause', 'resume', 'pause']);
+      assert.equal(history[2]!.at, history[1]!.at, 'stamped with the entry before it');
+      for (let i = 1; i < history.length; i++) assert.ok(history[i]!.at >= history[i - 1]!.at, JSON.stringify(history));
+      // Time travel finds the resume at its time (before, it stopped at the pause after it).
+      assert.equal(parseJson(await cli(['status', TOKEN, '--as-of', history[2]!.at, '--json', ...db])).status, 'RUNNING');
+      // A clock further behind than 5 minutes is not followed: its entry keeps its own time.
+      ok(await cli(['resume', TOKEN, ...db], { env: behind(600_000) }));
+      const last = parseJson<Array<{ at: string }>>(await cli(['history', TOKEN, '--json', '--limit', '2', ...db]));
+      assert.ok(Date.parse(last[0]!.at) - Date.parse(last[1]!.at) > 500_000, JSON.stringify(last));
+      ok(await cli(['verify', ...db]));
+    });
+
     it('refuses every bad input with one line, its exit code, and the database unchanged', async () => {
       const full = engine.name === 'sqlite'; // PostgreSQL: a representative few (spawning is slow)
       ok(await cli(['start', TOKEN, '--symbol', 'LGI', ...db]));
