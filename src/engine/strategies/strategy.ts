@@ -94,7 +94,8 @@ export interface AfterFillInput {
  * The scratch after a fill: the trade is counted for maxTradesPerHour (at its executedAt), its quote
  * amount for the UTC day's volume and the liquidity cash, a filled dip buy marks the dip as bought, and
  * a filled take-profit sell sets the price the next one must rise takeProfitPercent above.
- * Applying the same trade (same clientOrderId) twice changes nothing the second time.
+ * Applying the same trade (same clientOrderId) twice in a row changes nothing the second time (only
+ * the last trade's id is kept: one applied again after another counts twice).
  */
 export function afterFill(input: AfterFillInput): Scratch {
   const { scratch, trade, now } = input;
