@@ -176,6 +176,12 @@ export async function* streamEntries(tx: Executor, stream: string, until?: strin
   }
 }
 
+/** Up to `limit` entries of one stream after seq `after`, in seq order. */
+export async function readStreamPage(tx: Executor, stream: string, after: number, limit: number = PAGE): Promise<AuditEntry[]> {
+  const rows = await tx.all<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ${limit}`, [stream, after]);
+  return rows.map(readEntry);
+}
+
 /**
  * One stream's entries at or after `since` (ISO), the last `limit` of them, oldest first: a
  * window on a long history without reading all of it.

@@ -15,6 +15,8 @@ declare global {
 export interface Io {
   out(text: string): void;
   err(text: string): void;
+  /** Resolves once what `out` was given has been handed on (a pipe's reader has caught up). */
+  drained?(): Promise<void>;
 }
 
 let stdoutClosed = false;
@@ -74,6 +76,19 @@ export const processIo: Io = {
     watchStderr();
     process.stderr.write(text);
   },
+  drained: () =>
+    stdoutClosed || !process.stdout.writableNeedDrain
+      ? Promise.resolve()
+      : new Promise((resolve) => {
+          // The reader going away ends the wait too (the error sets stdoutClosed).
+          const done = () => {
+            process.stdout.off('drain', done);
+            process.stdout.off('error', done);
+            process.stdout.off('close', done);
+            resolve();
+          };
+          process.stdout.on('drain', done).on('error', done).on('close', done);
+        }),
 };
 
 /**
@@ -107,20 +122,42 @@ export function* jsonArrayChunks(items: readonly unknown[]): Generator<string> {
     yield '[]\n';
     return;
   }
-  for (let start = 0; start < items.length; start += CHUNK) {
-    const parts: string[] = [];
-    for (let i = start; i < Math.min(start + CHUNK, items.length); i++) {
-      const text = JSON.stringify(items[i], null, 2) ?? 'null';
-      parts.push(`  ${text.replaceAll('\n', '\n  ')}`);
-    }
-    yield `${start === 0 ? '[\n' : ',\n'}${parts.join(',\n')}`;
-  }
+  for (let start = 0; start < items.length; start += CHUNK) yield arrayPart(items.slice(start, start + CHUNK), start === 0);
   yield '\n]\n';
+}
+
+/** Elements of a json() array, indented as it indents them, after the `[` or the `,` before them. */
+function arrayPart(items: readonly unknown[], first: boolean): string {
+  const parts = items.map((item) => `  ${(JSON.stringify(item, null, 2) ?? 'null').replaceAll('\n', '\n  ')}`);
+  return `${first ? '[\n' : ',\n'}${parts.join(',\n')}`;
+}
+
+/** `jsonArrayChunks` of every page's items, a page at a time: the same text, never all of it held. */
+export async function* jsonArrayChunksOf(pages: AsyncIterable<readonly unknown[]>): AsyncGenerator<string> {
+  let first = true;
+  for await (const page of pages) {
+    for (let start = 0; start < page.length; start += CHUNK) {
+      yield arrayPart(page.slice(start, start + CHUNK), first);
+      first = false;
+    }
+  }
+  yield first ? '[]\n' : '\n]\n';
 }
 
 /** Writes chunks as they come. */
 export function outChunks(io: Io, chunks: Iterable<string>): void {
   for (const chunk of chunks) io.out(chunk);
+}
+
+/**
+ * Writes chunks as they are made, each once the one before has been handed on: a pipe whose
+ * reader is slower than the database (`| less`) does not make the output pile up in memory.
+ */
+export async function outChunksOf(io: Io, chunks: AsyncIterable<string>): Promise<void> {
+  for await (const chunk of chunks) {
+    io.out(chunk);
+    await io.drained?.();
+  }
 }
 
 /** Errors whose `{ "error": … }` a command has already printed inside its own JSON document. */
@@ -138,15 +175,29 @@ export function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyAr
 
 /** `table()`, in chunks of lines (see jsonArrayChunks). */
 export function* tableChunks(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | number | null | undefined>>): Generator<string> {
-  const cells = rows.map((r) => r.map((c) => (c === null || c === undefined || c === '' ? '-' : escapeControls(String(c)))));
+  const cells = rows.map(tableCells);
   // A loop, not Math.max(...cells): spread as arguments, 130,000 rows overflow the stack.
   const widths = headers.map((h) => h.length);
-  for (const r of cells) for (let i = 0; i < r.length; i++) if (r[i]!.length > widths[i]!) widths[i] = r[i]!.length;
-  const line = (r: readonly string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
-  yield `${line(headers)}\n`;
+  for (const r of cells) widen(widths, r);
+  yield `${tableLine(headers, widths)}\n`;
   for (let start = 0; start < cells.length; start += CHUNK) {
-    yield `${cells.slice(start, start + CHUNK).map(line).join('\n')}\n`;
+    yield `${cells.slice(start, start + CHUNK).map((r) => tableLine(r, widths)).join('\n')}\n`;
   }
+}
+
+type Row = ReadonlyArray<string | number | null | undefined>;
+
+/** A row's cells as a table shows them: `-` for an empty one, control characters escaped. */
+function tableCells(row: Row): string[] {
+  return row.map((c) => (c === null || c === undefined || c === '' ? '-' : escapeControls(String(c))));
+}
+
+function widen(widths: number[], cells: readonly string[]): void {
+  for (let i = 0; i < cells.length; i++) if (cells[i]!.length > widths[i]!) widths[i] = cells[i]!.length;
+}
+
+function tableLine(cells: readonly string[], widths: readonly number[]): string {
+  return cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
 }
 
 /** `key  value` lines, keys aligned. */
@@ -245,12 +296,38 @@ function leaves(v: unknown, prefix: string, out = new Map<string, unknown>()): M
   return out;
 }
 
+const HISTORY_HEADERS = ['SEQ', 'AT', 'ACTOR', 'ENTITY', 'ACTION', 'CHANGE'];
+
+function historyRow(e: AuditEntry): Row {
+  return [e.seq, e.at, e.actor, e.entity, e.action, change(e)];
+}
+
 export function historyTable(entries: readonly AuditEntry[]): Iterable<string> {
   if (entries.length === 0) return ['No history.\n'];
-  return tableChunks(
-    ['SEQ', 'AT', 'ACTOR', 'ENTITY', 'ACTION', 'CHANGE'],
-    entries.map((e) => [e.seq, e.at, e.actor, e.entity, e.action, change(e)]),
-  );
+  return tableChunks(HISTORY_HEADERS, entries.map(historyRow));
+}
+
+/**
+ * `historyTable` of a history read a page at a time, twice: `pages()` once for the column widths
+ * (and the last seq), then again up to that seq for the lines. The same text, never all held.
+ */
+export async function* historyTableOf(pages: (upTo?: number) => AsyncIterable<readonly AuditEntry[]>): AsyncGenerator<string> {
+  const widths = HISTORY_HEADERS.map((h) => h.length);
+  let last: number | undefined;
+  for await (const page of pages()) {
+    for (const e of page) widen(widths, tableCells(historyRow(e)));
+    last = page.at(-1)?.seq ?? last;
+  }
+  if (last === undefined) {
+    yield 'No history.\n';
+    return;
+  }
+  yield `${tableLine(HISTORY_HEADERS, widths)}\n`;
+  for await (const page of pages(last)) {
+    for (let start = 0; start < page.length; start += CHUNK) {
+      yield `${page.slice(start, start + CHUNK).map((e) => tableLine(tableCells(historyRow(e)), widths)).join('\n')}\n`;
+    }
+  }
 }
 
 export { configJson };

@@ -1,5 +1,5 @@
 import { userInfo } from 'node:os';
-import { readStream, readStreamWindow, jobStream, streamEntries, type AuditEntry, type AuditReport } from '../audit/audit.ts';
+import { readStream, readStreamPage, readStreamWindow, jobStream, streamEntries, type AuditEntry, type AuditReport } from '../audit/audit.ts';
 import { verifyAudit } from '../audit/verify.ts';
 import { NotFoundError, ValidationError, type StorageError } from '../errors.ts';
 import { requireJob, replayJob, type Job, type JobRef } from '../jobs/job-rows.ts';
@@ -290,8 +290,30 @@ export class Store {
   }
 
   /**
+   * A job's audit entries, oldest first, a page (up to 2,000) at a time: for a history too long
+   * to hold at once. Each page is its own read, so no transaction stays open while the caller
+   * works through a page; the log is append-only, so the pages follow on from each other by seq.
+   * With `upTo`, it ends at that seq (entries appended meanwhile are left for a later call).
+   */
+  async *historyPages(ref: JobRef, options: { readonly upTo?: number } = {}): AsyncGenerator<AuditEntry[]> {
+    const upTo = inputObject(options, 'the options').upTo;
+    if (upTo !== undefined && !(Number.isSafeInteger(upTo) && upTo >= 0)) {
+      throw new ValidationError('INVALID_ARGUMENT', `upTo must be a whole number from 0, got ${described(upTo)}`, { hint: "a seq, as history's entries have them" });
+    }
+    const stream = jobStream((await this.#ctx.read(undefined, (tx) => requireJob(tx, this.#adapter.dialect, ref, false))).id);
+    for (let after = 0; ; ) {
+      const page = (await this.#ctx.read(undefined, (tx) => readStreamPage(tx, stream, after))).filter((e) => upTo === undefined || e.seq <= upTo);
+      if (page.length === 0) return;
+      yield page;
+      after = page[page.length - 1]!.seq;
+      if (upTo !== undefined && after >= upTo) return;
+    }
+  }
+
+  /**
    * A job's audit entries, oldest first. `since` (ISO 8601 UTC with milliseconds): only those
-   * recorded at or after it; `limit`: only the last `limit` of them (the most recent).
+   * recorded at or after it; `limit`: only the last `limit` of them (the most recent). The whole
+   * history is held at once: for a long one, see historyPages.
    */
   async history(ref: JobRef, options?: CallOptions & { readonly since?: string; readonly limit?: number }): Promise<AuditEntry[]> {
     const window = checkWindow(options ?? {});

@@ -21,6 +21,7 @@ import pg from 'pg';
 import { ENGINES, PG_URL, TOKEN, type Fixture } from '../helpers/engines.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import type { BotstateError } from '../../src/errors.ts';
+import { historyTable, jsonArrayChunks } from '../../src/cli/output.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = join(ROOT, 'bin', 'botstate.js');
@@ -487,6 +488,27 @@ for (const engine of ENGINES) {
       for (const bad of ['yesterday', '2026-02-30T12:00Z', '2026-11-26T12:00:00+01:00', '2026-11-26']) {
         refused(await cli(['status', TOKEN, '--as-of', bad, ...db]), 2, /is not a UTC time \(write it as history shows times/);
       }
+    });
+
+    it('history and status --as-of of a long job read its log a page at a time: the same text, in a heap far smaller than the log', { skip: engine.name !== 'sqlite' && 'SQLite: writing 30,000 entries on PostgreSQL takes too long here' }, async () => {
+      const store = await openStore(fx.url);
+      const { id } = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI' });
+      for (let k = 0; k < 30; k++) {
+        await store.transaction(async () => {
+          for (let i = 0; i < 1000; i++) await store.ledger.recordTrade({ job: { id }, clientOrderId: `long-${k}-${i}`, side: 'BUY', reason: 'DCA', baseAmount: '1.000000000000000001', quoteAmount: '2.5', priceUsd: '2.499999999999999997' });
+        });
+      }
+      const entries = await store.history({ id });
+      await store.close();
+      assert.equal(entries.length, 30_001);
+      // A 40 MB heap: the whole log, parsed and shown, takes several times that.
+      const small = { env: { NODE_OPTIONS: '--max-old-space-size=40' } };
+      const json = ok(await cli(['history', TOKEN, '--json', ...db], small)).stdout;
+      assert.equal(json, [...jsonArrayChunks(entries)].join(''));
+      const text = ok(await cli(['history', TOKEN, ...db], small)).stdout;
+      assert.equal(text, [...historyTable(entries)].join(''));
+      const asOf = parseJson(await cli(['status', TOKEN, '--as-of', '9999-12-31T23:59Z', '--json', ...db], small));
+      assert.deepEqual([asOf.version, asOf.tokenBalance], [30_001, '30000.00000000000003']);
     });
 
     it("a writer whose clock is a minute behind the job's last entry stamps its entry after it: the log's times never go backwards", async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { GENESIS_HASH, insertAudit, prepareAudit } from '../../src/audit/audit.ts';
+import { GENESIS_HASH, insertAudit, prepareAudit, type AuditEntry } from '../../src/audit/audit.ts';
 import { isBotstateError } from '../../src/errors.ts';
 import { requireJob, updateJob } from '../../src/jobs/job-rows.ts';
 import type { Store } from '../../src/store/store.ts';
@@ -134,6 +134,23 @@ for (const engine of ENGINES) {
       await fx.raw(`DELETE FROM audit_log WHERE seq = ${p(1)}`, [4]);
       const skipped = await rejectsWith(store.jobAt({ id }, '9999-12-31T23:59:59.999Z'), 'STORAGE_CORRUPT');
       assert.match(String(skipped['message']), /^the audit log of .* skips from entry 3 to 5$/);
+    });
+
+    it('historyPages gives the history a page at a time, up to a seq if asked; a bad upTo is refused', async () => {
+      const { id } = await store.jobs.get({ tokenAddress: TOKEN });
+      await store.transaction(async () => {
+        for (let i = 0; i < 2100; i++) await store.jobs.updateState({ id }, { recentHigh: String(i + 1) });
+      });
+      const whole = await store.history({ id });
+      const pages: number[][] = [];
+      for await (const page of store.historyPages({ id })) pages.push(page.map((e) => e.seq));
+      assert.deepEqual(pages.map((p) => p.length), [2000, whole.length - 2000]);
+      assert.deepEqual(pages.flat(), whole.map((e) => e.seq));
+      const upTo: AuditEntry[] = [];
+      for await (const page of store.historyPages({ id }, { upTo: 2001 })) upTo.push(...page);
+      assert.deepEqual(upTo, whole.slice(0, 2001));
+      await assert.rejects(store.historyPages({ id }, { upTo: -1 }).next(), (e: { code?: string }) => e.code === 'INVALID_ARGUMENT');
+      await assert.rejects(store.historyPages({ id: 'nope' }).next(), (e: { code?: string }) => e.code === 'JOB_NOT_FOUND');
     });
 
     it('verify finds an altered entry', async () => {

@@ -1,5 +1,5 @@
 import { CHAIN_OPTION, READING, tokenRef, WINDOW_OPTIONS, windowOf, withStore, type Command } from '../command.ts';
-import { errorInJson, historyTable, json, jsonArrayChunks, jsonError, outChunks, table } from '../output.ts';
+import { errorInJson, historyTable, historyTableOf, json, jsonArrayChunks, jsonArrayChunksOf, jsonError, outChunks, outChunksOf, table } from '../output.ts';
 import { StorageError } from '../../errors.ts';
 
 const history: Command = {
@@ -11,10 +11,24 @@ const history: Command = {
   async run(ctx) {
     const ref = tokenRef(ctx);
     const window = windowOf(ctx);
-    const entries = await withStore(ctx, READING, (store) => store.history(ref, window));
-    outChunks(ctx.io, ctx.json ? jsonArrayChunks(entries) : historyTable(entries));
+    if (window.since !== undefined || window.limit !== undefined) {
+      const entries = await withStore(ctx, READING, (store) => store.history(ref, window));
+      outChunks(ctx.io, ctx.json ? jsonArrayChunks(entries) : historyTable(entries));
+      return;
+    }
+    // The whole history, however long: read a page at a time, twice (the table's widths, or for
+    // JSON a reading of every entry, so that a damaged one fails the command before any output).
+    await withStore(ctx, READING, async (store) => {
+      const pages = (upTo?: number) => store.historyPages(ref, upTo === undefined ? {} : { upTo });
+      if (!ctx.json) return outChunksOf(ctx.io, historyTableOf(pages));
+      let last = 0;
+      for await (const page of pages()) last = page.at(-1)!.seq;
+      await outChunksOf(ctx.io, jsonArrayChunksOf(last === 0 ? empty() : pages(last)));
+    });
   },
 };
+
+async function* empty(): AsyncGenerator<never> {}
 
 const verify: Command = {
   name: 'verify',
