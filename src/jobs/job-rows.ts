@@ -484,7 +484,10 @@ export function stampAfter(last: string, now: string): string {
  */
 export async function updateJob(tx: Executor, dialect: Dialect, row: JobRow, given: JobUpdate): Promise<JobRow> {
   const at = stampAfter(row.updated_at, given.at);
-  const update = at === given.at ? given : { ...given, at };
+  // The lifecycle times a transition sets to its own time move with it (a resume is not dated
+  // before the pause it follows); other times (a fill's) are what they are.
+  const set = at === given.at ? given.set : Object.fromEntries(Object.entries(given.set).map(([k, v]) => [k, (k === 'startedAt' || k === 'stoppedAt') && v === given.at ? at : v])) as JobChange;
+  const update = at === given.at ? given : { ...given, at, set };
   // Read from the row as it is: a whole Job (parsing its config and strategy state) is not needed.
   const fields = changedFrom((f) => fieldOf(row, f), update.set);
   const before: Record<string, unknown> = {};

@@ -523,6 +523,7 @@ for (const engine of ENGINES) {
       const history = parseJson<Array<{ seq: number; at: string; action: string }>>(await cli(['history', TOKEN, '--json', ...db]));
       assert.deepEqual(history.map((e) => e.action), ['create', 'pause', 'resume', 'pause']);
       assert.equal(history[2]!.at, history[1]!.at, 'stamped with the entry before it');
+      assert.equal((history[2] as unknown as { after: { startedAt: string } }).after.startedAt, history[2]!.at, 'and so is the start it records');
       for (let i = 1; i < history.length; i++) assert.ok(history[i]!.at >= history[i - 1]!.at, JSON.stringify(history));
       // Time travel finds the resume at its time (before, it stopped at the pause after it).
       assert.equal(parseJson(await cli(['status', TOKEN, '--as-of', history[2]!.at, '--json', ...db])).status, 'RUNNING');
