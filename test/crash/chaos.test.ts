@@ -175,7 +175,7 @@ const RUNS: readonly Run[] = [
 
 describe('crash test: kill -9 the daemon, restart it, and check exactly-once', () => {
   for (const run of RUNS) {
-    const name = `${run.engine.name}${run.durability ? `, ${run.durability} mode` : ''}${run.faults ? ' with faults (latency 5 ms, error rate 0.1, drop rate 0.2)' : ''}`;
+    const name = `${run.engine.name}${run.durability ? `, ${run.durability} mode` : ''}${run.faults ? ' with faults (latency 5 ms, error rate 0.1, drop rate 0.2, late rate 0.05)' : ''}`;
     it(`${KILLS} kills [${name}]`, { skip: run.engine.skip, timeout: 240_000 }, async (t) => {
       const fx = await run.engine.create();
       try {

@@ -198,10 +198,12 @@ export interface Faults {
   readonly errorRate: number;
   /** --drop-rate R: share of orders executed, then left unanswered. */
   readonly dropRate: number;
+  /** --late-rate R: share of new orders answered 503, then executed 50-500 ms later. */
+  readonly lateRate?: number;
 }
 
 /** The fault settings of the CI runs "with faults". */
-export const CI_FAULTS: Faults = Object.freeze({ latencyMs: 5, errorRate: 0.1, dropRate: 0.2 });
+export const CI_FAULTS: Faults = Object.freeze({ latencyMs: 5, errorRate: 0.1, dropRate: 0.2, lateRate: 0.05 });
 
 export interface ExchangeChild {
   readonly url: string;
@@ -221,7 +223,7 @@ export async function startExchange(options: {
   const args = ['paper-exchange', '--port', '0', '--data', options.dataFile, '--seed', String(options.seed), '--step-ms', String(options.stepMs ?? 100)];
   if (options.initialUsd !== undefined) args.push('--initial-usd', options.initialUsd);
   const f = options.faults;
-  if (f) args.push('--latency', String(f.latencyMs), '--error-rate', String(f.errorRate), '--drop-rate', String(f.dropRate));
+  if (f) args.push('--latency', String(f.latencyMs), '--error-rate', String(f.errorRate), '--drop-rate', String(f.dropRate), '--late-rate', String(f.lateRate ?? 0));
   const proc = new Proc('paper-exchange', args);
   const m = await proc.waitFor(/^paper exchange listening on (http:\/\/127\.0\.0\.1:\d+)$/, 20_000);
   if (!m) {
@@ -832,7 +834,7 @@ export const INJECTED = /steps failed in a row; last: .*injected fault/;
 export function formatReport(r: ChaosReport): string {
   const c = r.counts;
   return (
-    `seed ${r.seed}${r.faults ? ` faults latency ${r.faults.latencyMs} ms, error ${r.faults.errorRate}, drop ${r.faults.dropRate}` : ''}: ` +
+    `seed ${r.seed}${r.faults ? ` faults latency ${r.faults.latencyMs} ms, error ${r.faults.errorRate}, drop ${r.faults.dropRate}, late ${r.faults.lateRate ?? 0}` : ''}: ` +
     `${r.kills} kills (${r.killsBeforeRecovery} before recovery, ${r.killsLeavingPending} left ${r.pendingReconciled} intents pending, ${r.resent} re-sent), ` +
     `recovery median ${r.medianRecoveryMs} ms, p99 ${r.p99RecoveryMs}, max ${r.maxRecoveryMs}, ${r.liquidated} liquidated, ${r.resumed} resumed from ERROR; ` +
     (c

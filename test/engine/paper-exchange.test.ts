@@ -423,6 +423,30 @@ describe('paper exchange over HTTP', () => {
     });
   });
 
+  it('late-rate 1: a new order is answered 503, not found for a while, then filled; sent again meanwhile it is one order', async () => {
+    await withExchange({ lateRate: 1, initialUsd: '100' }, async (ex, client) => {
+      const late: OrderRequest = { clientOrderId: 'late-1', token: TOKEN, side: 'BUY', quoteAmount: '7' };
+      const answer = await post(ex.url, late);
+      assert.deepEqual([answer.status, answer.body['error']], [503, 'injected fault: accepted, to be executed later (--late-rate)']);
+      assert.equal(await client.getOrder('late-1'), null, 'not there yet: the engine lags the API');
+      let order: ExchangeOrder | null = null;
+      for (const t0 = Date.now(); order === null && Date.now() - t0 < 2000; ) {
+        await sleep(25);
+        order = await client.getOrder('late-1');
+      }
+      assert.equal(order?.status, 'FILLED');
+      // Sent again before it is executed (a client that reconciles by its clientOrderId): placed at
+      // once, by the repeat, and the late execution then finds it and does nothing.
+      const again: OrderRequest = { clientOrderId: 'late-2', token: TOKEN, side: 'BUY', quoteAmount: '3' };
+      assert.equal((await post(ex.url, again)).status, 503);
+      const rePlaced = await client.placeOrder(again); // a repeat of a waiting clientOrderId is not deferred again
+      assert.equal(rePlaced.status, 'FILLED');
+      await sleep(600);
+      assert.equal((await client.getBalances())['USD'], '90', 'two orders, 7 + 3 USD: late-2 filled once');
+      assert.equal(((await getJson(`${ex.url}/orders`)).body as ExchangeOrder[]).length, 2);
+    });
+  });
+
   it('error-rate 1: every request but /health answers 503 → ExchangeUnavailableError, and no order exists', async () => {
     const path = dataFile();
     const ex = await startPaperExchange({ port: 0, dataFile: path, errorRate: 1, initialUsd: '100' });

@@ -53,7 +53,7 @@ export const paperExchangeCommand: Command = {
   summary: 'run a local paper exchange (127.0.0.1 only) with deterministic prices, for the daemon and tests',
   usage:
     '[--port N] [--data FILE] [--seed S] [--volatility V] [--step-ms MS] [--start-price P] [--start-spread F] ' +
-    '[--initial-usd N] [--latency MS] [--error-rate R] [--drop-rate R]',
+    '[--initial-usd N] [--latency MS] [--error-rate R] [--drop-rate R] [--late-rate R]',
   details:
     'Prints one line, "paper exchange listening on http://127.0.0.1:PORT", then serves until SIGINT,\n' +
     'SIGTERM or SIGHUP, closes its data file and exits 0. Orders and balances live in --data and survive restarts;\n' +
@@ -71,6 +71,7 @@ export const paperExchangeCommand: Command = {
     latency: { type: 'string', value: 'MS', help: 'fault: delay every request by MS (default 0)' },
     'error-rate': { type: 'string', value: 'R', help: 'fault: answer this share (0..1) of requests 503 without acting (default 0)' },
     'drop-rate': { type: 'string', value: 'R', help: 'fault: execute this share (0..1) of orders, then drop the connection unanswered (default 0)' },
+    'late-rate': { type: 'string', value: 'R', help: 'fault: answer this share (0..1) of new orders 503, then execute them 50-500 ms later (default 0)' },
   },
   positionals: [0, 0],
   usesDb: false,
@@ -100,6 +101,7 @@ export const paperExchangeCommand: Command = {
       latencyMs: integer(ctx, 'latency', 0, 0, 600_000),
       errorRate: rate(ctx, 'error-rate'),
       dropRate: rate(ctx, 'drop-rate'),
+      lateRate: rate(ctx, 'late-rate'),
     }).catch((e: unknown) => {
       throw asFlagError(e);
     });

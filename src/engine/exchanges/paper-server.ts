@@ -16,7 +16,9 @@
  * Fault injection (for tests), decided by a PRNG seeded from `seed` so a run is reproducible:
  * `latencyMs` delays every request before it is handled; `errorRate` answers that share of requests
  * 503 without doing anything; `dropRate` executes and commits that share of `POST /orders`, then
- * destroys the connection without an answer.
+ * destroys the connection without an answer; `lateRate` answers that share of new orders 503 and
+ * executes them 50–500 ms later (an exchange whose engine lags its API: a lookup meanwhile finds
+ * nothing, the order fills all the same; the same clientOrderId sent again meanwhile is the one order).
  *
  * @example
  * const ex = await startPaperExchange({ port: 0, dataFile: '/tmp/paper.db', seed: '7' });
@@ -32,7 +34,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BotstateError, isBotstateError, ValidationError } from '../../errors.ts';
 import { normalizeAddress } from '../../jobs/address.ts';
 import { cmp, isDecimal, type Decimal } from '../../money/decimal.ts';
-import type { OrderRequest } from '../exchange.ts';
+import type { ExchangeOrder, OrderRequest } from '../exchange.ts';
 import { PaperBook } from './paper-book.ts';
 import { MAX_PRICE, MIN_PRICE, PaperMarket, stepAt } from './paper-market.ts';
 
@@ -60,6 +62,12 @@ export interface PaperExchangeOptions {
   readonly errorRate?: number;
   /** Share (0..1) of `POST /orders` executed and committed, then dropped without an answer. Default 0. */
   readonly dropRate?: number;
+  /**
+   * Share (0..1) of new orders answered 503, then executed 50–500 ms later, unless their
+   * clientOrderId has been placed meanwhile (sent again). Orders still waiting when the exchange
+   * closes are never executed. Default 0.
+   */
+  readonly lateRate?: number;
   /** The clock, in ms since 1970. Default `Date.now`; tests pass a fake one to move along the path. */
   readonly now?: () => number;
 }
@@ -87,6 +95,7 @@ export const PAPER_DEFAULTS = Object.freeze({
   latencyMs: 0,
   errorRate: 0,
   dropRate: 0,
+  lateRate: 0,
 });
 
 const OPTION_NAMES = new Set<string>([...Object.keys(PAPER_DEFAULTS), 'now']);
@@ -132,6 +141,7 @@ function resolveOptions(options: PaperExchangeOptions): Resolved {
   int('latencyMs', o.latencyMs, 0, 600_000);
   rate('errorRate', o.errorRate);
   rate('dropRate', o.dropRate);
+  rate('lateRate', o.lateRate);
   if (typeof o.now !== 'function') throw bad('now must be a function returning ms since 1970');
   // Whole milliseconds: a clock with fractions (performance.timeOrigin + performance.now()) would
   // store an epoch a new data file could never be opened with again.
@@ -249,6 +259,14 @@ export async function startPaperExchange(options: PaperExchangeOptions = {}): Pr
   for (const p of book.loadPrices(market.fingerprint)) market.prime(p.token, p.step, p.price);
   const errorDraw = faultStream(o.seed, 'error');
   const dropDraw = faultStream(o.seed, 'drop');
+  const lateDraw = faultStream(o.seed, 'late');
+  /** Orders accepted late, waiting to be executed, by clientOrderId. */
+  const late = new Map<string, NodeJS.Timeout>();
+  const place = (request: OrderRequest): ExchangeOrder => {
+    const { order } = book.place(request, priceNow(request.token).price, new Date(o.now()).toISOString());
+    book.savePrices(market.fingerprint, market.cachedOf(request.token));
+    return order;
+  };
   const aborter = new AbortController();
   let closed = false;
 
@@ -284,8 +302,20 @@ export async function startPaperExchange(options: PaperExchangeOptions = {}): Pr
       if (method === 'GET') return send(res, 200, book.list());
       const request = parseOrderRequest(body);
       const existing = book.get(request.clientOrderId);
-      const { order } = existing !== null ? { order: existing } : book.place(request, priceNow(request.token).price, new Date(o.now()).toISOString());
-      if (existing === null) book.savePrices(market.fingerprint, market.cachedOf(request.token));
+      const waiting = late.get(request.clientOrderId);
+      if (waiting !== undefined) {
+        // Sent again while it waits: the one order, executed now.
+        clearTimeout(waiting);
+        late.delete(request.clientOrderId);
+      } else if (existing === null && o.lateRate > 0 && lateDraw() < o.lateRate) {
+        const timer = setTimeout(() => {
+          late.delete(request.clientOrderId);
+          if (!closed && book.get(request.clientOrderId) === null) place(request);
+        }, 50 + Math.floor(lateDraw() * 450));
+        late.set(request.clientOrderId, timer);
+        return send(res, 503, { error: 'injected fault: accepted, to be executed later (--late-rate)' });
+      }
+      const order = existing ?? place(request);
       if (o.dropRate > 0 && dropDraw() < o.dropRate) return void res.destroy();
       return send(res, 200, order);
     }
@@ -371,6 +401,8 @@ export async function startPaperExchange(options: PaperExchangeOptions = {}): Pr
       closing ??= (async () => {
         closed = true;
         aborter.abort();
+        for (const timer of late.values()) clearTimeout(timer);
+        late.clear();
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
         await stopped;
