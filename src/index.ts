@@ -8,20 +8,22 @@
  */
 import './util/node-version.ts'; // first: before the native driver loads
 export { openStore, Store, type StoreOptions } from './store/store.ts';
-export type { Executor, Durability, Engine } from './store/adapter.ts';
+export type { Executor, Durability, Engine, SqlParam } from './store/adapter.ts';
 export type { CallOptions, Fence } from './store/context.ts';
 export type { SchemaStatus, MigrationState } from './store/migrations/runner.ts';
+export type { Migration } from './store/migrations/migration.ts';
 export { Jobs, type DamagedJob, type StartJobInput, type ConfigureInput, type StrategyStatePatch, type CompleteLiquidationOptions } from './jobs/jobs.ts';
 export type { Job, JobRef, JobChange } from './jobs/job-rows.ts';
 export { JobStatus, JobMode, TRANSITIONS, allowedActions, type LifecycleAction } from './jobs/lifecycle.ts';
-export { defaultConfig, parseConfigJson, CONFIG_KEYS, type JobConfig } from './jobs/config.ts';
-export { normalizeAddress } from './jobs/address.ts';
+export { defaultConfig, parseConfigJson, CONFIG_KEYS, type JobConfig, type AccumulateConfig, type LiquidityConfig, type LimitsConfig } from './jobs/config.ts';
+export { normalizeAddress, type NormalizeAddressOptions } from './jobs/address.ts';
 export {
   Ledger,
   TradeSide,
   TradeReason,
   TradeStatus,
   type Trade,
+  type TradeInput,
   type Fill,
   type RecordTradeInput,
   type IntentInput,
@@ -68,4 +70,5 @@ export {
   type Decision,
   type OrderPlan,
   type AfterFillInput,
+  type StateChange,
 } from './engine/strategies/strategy.ts';
