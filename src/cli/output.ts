@@ -2,6 +2,7 @@ import type { AuditEntry } from '../audit/audit.ts';
 import { serializeConfig, type JobConfig } from '../jobs/config.ts';
 import type { Job } from '../jobs/job-rows.ts';
 import type { Trade } from '../ledger/ledger.ts';
+import { coerceError } from '../errors.ts';
 import { escapeControls } from '../util/text.ts';
 import { isRecord } from '../util/values.ts';
 
@@ -248,12 +249,15 @@ export function jobsTable(jobs: readonly Job[]): Iterable<string> {
   );
 }
 
+const TRADES_HEADERS = ['CLIENT ORDER ID', 'SIDE', 'REASON', 'STATUS', 'BASE AMOUNT', 'QUOTE AMOUNT', 'PRICE USD', 'CREATED', 'EXECUTED', 'ERROR'];
+
+function tradeRow(t: Trade): Row {
+  return [t.clientOrderId, t.side, t.reason, t.status, t.baseAmount, t.quoteAmount, t.priceUsd, t.createdAt, t.executedAt, t.error];
+}
+
 export function tradesTable(trades: readonly Trade[]): Iterable<string> {
   if (trades.length === 0) return ['No trades.\n'];
-  return tableChunks(
-    ['CLIENT ORDER ID', 'SIDE', 'REASON', 'STATUS', 'BASE AMOUNT', 'QUOTE AMOUNT', 'PRICE USD', 'CREATED', 'EXECUTED', 'ERROR'],
-    trades.map((t) => [t.clientOrderId, t.side, t.reason, t.status, t.baseAmount, t.quoteAmount, t.priceUsd, t.createdAt, t.executedAt, t.error]),
-  );
+  return tableChunks(TRADES_HEADERS, trades.map(tradeRow));
 }
 
 /** `status: RUNNING → PAUSED, stoppedAt: - → 2026-…`: what an audit entry changed. */
@@ -308,26 +312,90 @@ export function historyTable(entries: readonly AuditEntry[]): Iterable<string> {
 }
 
 /**
- * `historyTable` of a history read a page at a time, twice: `pages()` once for the column widths
- * (and the last seq), then again up to that seq for the lines. The same text, never all held.
+ * A listing read a page at a time, twice, for `tableChunks`' text without holding it: `pages()`
+ * once for the column widths, then again for the lines, up to the last item the first reading
+ * saw (`within(last)` says whether an item is at or before it: later ones, written meanwhile, are
+ * left out, so the widths hold).
  */
-export async function* historyTableOf(pages: (upTo?: number) => AsyncIterable<readonly AuditEntry[]>): AsyncGenerator<string> {
-  const widths = HISTORY_HEADERS.map((h) => h.length);
-  let last: number | undefined;
-  for await (const page of pages()) {
-    for (const e of page) widen(widths, tableCells(historyRow(e)));
-    last = page.at(-1)?.seq ?? last;
+export async function* pagedTableChunks<T>(options: {
+  headers: readonly string[];
+  row: (item: T) => Row;
+  pages: () => AsyncIterable<readonly T[]>;
+  within: (last: T) => (item: T) => boolean;
+  empty: string;
+}): AsyncGenerator<string> {
+  const widths = options.headers.map((h) => h.length);
+  let last: T | undefined;
+  for await (const page of options.pages()) {
+    for (const item of page) widen(widths, tableCells(options.row(item)));
+    last = page.at(-1) ?? last;
   }
   if (last === undefined) {
-    yield 'No history.\n';
+    yield options.empty;
     return;
   }
-  yield `${tableLine(HISTORY_HEADERS, widths)}\n`;
-  for await (const page of pages(last)) {
+  yield `${tableLine(options.headers, widths)}\n`;
+  for await (const page of boundedPages(options.pages(), options.within(last))) {
     for (let start = 0; start < page.length; start += CHUNK) {
-      yield `${page.slice(start, start + CHUNK).map((e) => tableLine(tableCells(historyRow(e)), widths)).join('\n')}\n`;
+      yield `${page.slice(start, start + CHUNK).map((item) => tableLine(tableCells(options.row(item)), widths)).join('\n')}\n`;
     }
   }
+}
+
+/** The pages' items that are `within`, ending at the first that is not (the rest is not read). */
+export async function* boundedPages<T>(pages: AsyncIterable<readonly T[]>, within: (item: T) => boolean): AsyncGenerator<readonly T[]> {
+  for await (const page of pages) {
+    const end = page.findIndex((item) => !within(item));
+    if (end < 0) {
+      yield page;
+      continue;
+    }
+    if (end > 0) yield page.slice(0, end);
+    return;
+  }
+}
+
+/** An empty stream of pages. */
+export async function* empty(): AsyncGenerator<never> {}
+
+/** `historyTable` of a history read a page at a time (see pagedTableChunks). */
+export function historyTableOf(pages: () => AsyncIterable<readonly AuditEntry[]>): AsyncGenerator<string> {
+  return pagedTableChunks({ headers: HISTORY_HEADERS, row: historyRow, pages, within: (last) => (e) => e.seq <= last.seq, empty: 'No history.\n' });
+}
+
+/** `tradesTable` of trades read a page at a time (see pagedTableChunks), in (createdAt, id) order. */
+export function tradesTableOf(pages: () => AsyncIterable<readonly Trade[]>): AsyncGenerator<string> {
+  return pagedTableChunks({ headers: TRADES_HEADERS, row: tradeRow, pages, within: (last) => (t) => !tradeAfter(t, last), empty: 'No trades.\n' });
+}
+
+/** Whether `t` comes after `last` in a job's listing order (createdAt, then id). */
+export function tradeAfter(t: Trade, last: Trade): boolean {
+  return t.createdAt > last.createdAt || (t.createdAt === last.createdAt && t.id > last.id);
+}
+
+/**
+ * The output of a listing read while it is written: a read failing once output has begun (the
+ * server gone mid-way) ends the command with its error on stderr and its exit code; with --json
+ * no error document is appended to a cut array.
+ */
+export function pagedOutput(io: Io): Io & { run(fn: () => Promise<unknown>): Promise<void> } {
+  let begun = false;
+  return {
+    ...io,
+    out: (text: string) => {
+      begun = true;
+      io.out(text);
+    },
+    async run(fn) {
+      try {
+        await fn();
+      } catch (e) {
+        const error = coerceError(e);
+        if (begun) errorInJson.add(error);
+        throw error;
+      }
+    },
+  };
 }
 
 export { configJson };

@@ -213,6 +213,18 @@ function checkClientOrderId(clientOrderId: unknown, fresh = false): void {
   }
 }
 
+/** Trades read per query by Ledger.tradePages. */
+const TRADE_PAGE = 2000;
+
+/** A listing's status filter: an unknown one would match no trade, and [] would read as "none". */
+function checkedStatus(filter: { readonly status?: unknown }): TradeStatus | undefined {
+  const status: unknown = inputObject(filter, 'the filter').status;
+  if (status !== undefined && (typeof status !== 'string' || !Object.hasOwn(TradeStatus, status))) {
+    throw notOneOf('status', status, Object.keys(TradeStatus));
+  }
+  return status as TradeStatus | undefined;
+}
+
 /** A value that is not one of an enum's names: capitals suggested only when they would make it one. */
 function notOneOf(field: string, value: unknown, names: readonly string[]): ValidationError {
   const upper = typeof value === 'string' ? value.toUpperCase() : undefined;
@@ -670,22 +682,13 @@ export class Ledger {
     });
   }
 
-  /** A job's trades, oldest first. */
+  /** A job's trades, oldest first. The whole list is held at once: for a long one, see tradePages. */
   async trades(ref: JobRef, filter: TradesFilter = {}, options?: CallOptions): Promise<Trade[]> {
-    // An unknown status would match no trade: [] would read as "none".
-    const status: unknown = inputObject(filter, 'the filter').status;
-    if (status !== undefined && (typeof status !== 'string' || !Object.hasOwn(TradeStatus, status))) {
-      throw notOneOf('status', status, Object.keys(TradeStatus));
-    }
+    const status = checkedStatus(filter);
     const window = checkWindow(filter);
     return this.#ctx.read(options, async (tx) => {
       const job = await requireJob(tx, this.#ctx.adapter.dialect, ref, false);
-      const where = ['job_id = ?'];
-      const params: SqlParam[] = [job.id];
-      // A job's PENDING trades are read through the partial index of pending trades (see the dialect).
-      const from = status === 'PENDING' ? this.#ctx.adapter.dialect.pendingTradesFrom : 'trades';
-      if (status === 'PENDING') where.push("status = 'PENDING'");
-      else if (status !== undefined) where.push('status = ?'), params.push(status);
+      const { from, where, params } = this.#tradesOf(job.id, status);
       if (window.since !== undefined) where.push('created_at >= ?'), params.push(window.since);
       const sql = `SELECT ${TRADE_COLUMNS} FROM ${from} WHERE ${where.join(' AND ')}`;
       // The last `limit`: read newest first, returned oldest first.
@@ -695,6 +698,37 @@ export class Ledger {
           : (await tx.all<TradeRow>(`${sql} ORDER BY created_at DESC, id DESC LIMIT ?`, [...params, window.limit])).reverse();
       return rows.map(checkedTrade);
     });
+  }
+
+  /**
+   * A job's trades (of `status`, if given), oldest first (by createdAt, then id), a page of up to
+   * 2,000 at a time: for a ledger too long to hold at once. Each page is its own read, so no
+   * transaction stays open while the caller works through a page.
+   */
+  async *tradePages(ref: JobRef, filter: { readonly status?: TradeStatus } = {}): AsyncGenerator<Trade[]> {
+    const status = checkedStatus(filter);
+    const jobId = (await this.#ctx.read(undefined, (tx) => requireJob(tx, this.#ctx.adapter.dialect, ref, false))).id;
+    for (let after: Trade | undefined; ; ) {
+      const page = await this.#ctx.read(undefined, async (tx) => {
+        const { from, where, params } = this.#tradesOf(jobId, status);
+        if (after) where.push('(created_at > ? OR (created_at = ? AND id > ?))'), params.push(after.createdAt, after.createdAt, after.id);
+        return (await tx.all<TradeRow>(`SELECT ${TRADE_COLUMNS} FROM ${from} WHERE ${where.join(' AND ')} ORDER BY created_at, id LIMIT ${TRADE_PAGE}`, params)).map(checkedTrade);
+      });
+      if (page.length > 0) yield page;
+      if (page.length < TRADE_PAGE) return;
+      after = page[page.length - 1];
+    }
+  }
+
+  /** Where a job's trades (of `status`) are read from, and the conditions that pick them. */
+  #tradesOf(jobId: string, status: TradeStatus | undefined): { from: string; where: string[]; params: SqlParam[] } {
+    const where = ['job_id = ?'];
+    const params: SqlParam[] = [jobId];
+    // A job's PENDING trades are read through the partial index of pending trades (see the dialect).
+    const from = status === 'PENDING' ? this.#ctx.adapter.dialect.pendingTradesFrom : 'trades';
+    if (status === 'PENDING') where.push("status = 'PENDING'");
+    else if (status !== undefined) where.push('status = ?'), params.push(status);
+    return { from, where, params };
   }
 
   /** Every PENDING trade of every job: what recovery must reconcile. */

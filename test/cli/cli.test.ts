@@ -21,7 +21,7 @@ import pg from 'pg';
 import { ENGINES, PG_URL, TOKEN, type Fixture } from '../helpers/engines.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import type { BotstateError } from '../../src/errors.ts';
-import { historyTable, jsonArrayChunks } from '../../src/cli/output.ts';
+import { historyTable, jsonArrayChunks, tradesTable } from '../../src/cli/output.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = join(ROOT, 'bin', 'botstate.js');
@@ -490,7 +490,7 @@ for (const engine of ENGINES) {
       }
     });
 
-    it('history and status --as-of of a long job read its log a page at a time: the same text, in a heap far smaller than the log', { skip: engine.name !== 'sqlite' && 'SQLite: writing 30,000 entries on PostgreSQL takes too long here' }, async () => {
+    it('history, trades and status --as-of of a long job read a page at a time: the same text, in a heap far smaller than the log', { skip: engine.name !== 'sqlite' && 'SQLite: writing 30,000 entries on PostgreSQL takes too long here' }, async () => {
       const store = await openStore(fx.url);
       const { id } = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI' });
       for (let k = 0; k < 30; k++) {
@@ -499,6 +499,7 @@ for (const engine of ENGINES) {
         });
       }
       const entries = await store.history({ id });
+      const all = await store.ledger.trades({ id });
       await store.close();
       assert.equal(entries.length, 30_001);
       // A 40 MB heap: the whole log, parsed and shown, takes several times that.
@@ -509,6 +510,10 @@ for (const engine of ENGINES) {
       assert.equal(text, [...historyTable(entries)].join(''));
       const asOf = parseJson(await cli(['status', TOKEN, '--as-of', '9999-12-31T23:59Z', '--json', ...db], small));
       assert.deepEqual([asOf.version, asOf.tokenBalance], [30_001, '30000.00000000000003']);
+      // trades likewise.
+      assert.equal(ok(await cli(['trades', TOKEN, '--json', ...db], small)).stdout, [...jsonArrayChunks(all)].join(''));
+      assert.equal(ok(await cli(['trades', TOKEN, '--status', 'executed', ...db], small)).stdout, [...tradesTable(all)].join(''));
+      assert.equal(ok(await cli(['trades', TOKEN, '--status', 'pending', '--json', ...db], small)).stdout, '[]\n');
     });
 
     it("a writer whose clock is a minute behind the job's last entry stamps its entry after it: the log's times never go backwards", async () => {

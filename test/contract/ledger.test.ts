@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { Job } from '../../src/jobs/job-rows.ts';
-import type { RecordTradeInput } from '../../src/ledger/ledger.ts';
+import type { RecordTradeInput, Trade } from '../../src/ledger/ledger.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import { rejectsWith } from '../helpers/assert.ts';
 import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
@@ -88,6 +88,23 @@ for (const engine of ENGINES) {
       const pending = await fx.dump();
       await rejectsWith(store.ledger.settle(trade.clientOrderId, { status: 'EXECUTED', baseAmount: nines, quoteAmount: '1', priceUsd: '1' }), 'INVALID_AMOUNT');
       assert.equal(await fx.dump(), pending);
+    });
+
+    it('tradePages gives the trades a page at a time, oldest first, of a status if asked', async () => {
+      await store.transaction(async () => {
+        for (let i = 0; i < 2100; i++) await store.ledger.recordTrade(buy(`p-${i}`, '1'));
+      });
+      await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'p-open', side: 'BUY', reason: 'DCA', quoteAmount: '1' });
+      const all = await store.ledger.trades({ id: job.id });
+      const pages: Trade[][] = [];
+      for await (const page of store.ledger.tradePages({ id: job.id })) pages.push(page);
+      assert.deepEqual(pages.map((p) => p.length), [2000, 101]);
+      assert.deepEqual(pages.flat(), all);
+      const pending: Trade[] = [];
+      for await (const page of store.ledger.tradePages({ id: job.id }, { status: 'PENDING' })) pending.push(...page);
+      assert.deepEqual(pending.map((t) => t.clientOrderId), ['p-open']);
+      await assert.rejects(store.ledger.tradePages({ id: job.id }, { status: 'pending' as never }).next(), (e: { code?: string; hint?: string }) => e.code === 'INVALID_ARGUMENT' && e.hint === "write it in capitals: 'PENDING'");
+      await assert.rejects(store.ledger.tradePages({ id: 'nope' }).next(), (e: { code?: string }) => e.code === 'JOB_NOT_FOUND');
     });
 
     it('refuses a sell beyond the balance and bad amounts, changing nothing', async () => {

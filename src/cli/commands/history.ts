@@ -1,6 +1,6 @@
 import { CHAIN_OPTION, READING, tokenRef, WINDOW_OPTIONS, windowOf, withStore, type Command } from '../command.ts';
-import { errorInJson, historyTable, historyTableOf, json, jsonArrayChunks, jsonArrayChunksOf, jsonError, outChunks, outChunksOf, table } from '../output.ts';
-import { coerceError, StorageError } from '../../errors.ts';
+import { empty, errorInJson, historyTable, historyTableOf, json, jsonArrayChunks, jsonArrayChunksOf, jsonError, outChunks, outChunksOf, pagedOutput, table } from '../output.ts';
+import { StorageError } from '../../errors.ts';
 
 const history: Command = {
   name: 'history',
@@ -20,25 +20,17 @@ const history: Command = {
     // JSON a reading of every entry, so that a damaged one fails the command before any output).
     await withStore(ctx, READING, async (store) => {
       const pages = (upTo?: number) => store.historyPages(ref, upTo === undefined ? {} : { upTo });
-      // A read failing once output has begun (the server gone mid-way) ends the command with its
-      // error on stderr and its exit code; --json does not append an error document to a cut array.
-      let begun = false;
-      const io = { ...ctx.io, out: (text: string) => ((begun = true), ctx.io.out(text)) };
-      try {
-        if (!ctx.json) return await outChunksOf(io, historyTableOf(pages));
+      const io = pagedOutput(ctx.io);
+      await io.run(async () => {
+        if (!ctx.json) return outChunksOf(io, historyTableOf(() => pages()));
         let last = 0;
         for await (const page of pages()) last = page.at(-1)!.seq;
         await outChunksOf(io, jsonArrayChunksOf(last === 0 ? empty() : pages(last)));
-      } catch (e) {
-        const error = coerceError(e);
-        if (begun) errorInJson.add(error);
-        throw error;
-      }
+      });
     });
   },
 };
 
-async function* empty(): AsyncGenerator<never> {}
 
 const verify: Command = {
   name: 'verify',

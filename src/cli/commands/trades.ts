@@ -1,12 +1,12 @@
 import { BotstateError, RuleError, ValidationError } from '../../errors.ts';
 import { cmp, parseDecimal } from '../../money/decimal.ts';
 import { isIsoTime } from '../../util/time.ts';
-import { checkRecordInput, checkSettlement, POSITIVE_HINTS, TradeReason, TradeSide, TradeStatus, type Settlement } from '../../ledger/ledger.ts';
+import { checkRecordInput, checkSettlement, POSITIVE_HINTS, TradeReason, TradeSide, TradeStatus, type Settlement, type Trade } from '../../ledger/ledger.ts';
 import { leaseHolder } from '../../engine/leases.ts';
 import { scratchAfterFill } from '../../engine/strategies/strategy.ts';
 import { CHAIN_OPTION, EXISTING, oneOf, READING, tokenRef, WINDOW_OPTIONS, windowOf, withStore, type Command, type CommandContext } from '../command.ts';
 import { escapeControls } from '../../util/text.ts';
-import { json, jsonArrayChunks, outChunks, tradesTable } from '../output.ts';
+import { boundedPages, empty, json, jsonArrayChunks, jsonArrayChunksOf, outChunks, outChunksOf, pagedOutput, tradeAfter, tradesTable, tradesTableOf } from '../output.ts';
 
 function required(ctx: CommandContext, flag: string, command = 'record'): string {
   const value = ctx.values[flag];
@@ -38,9 +38,24 @@ const trades: Command = {
   positionals: [1, 1],
   async run(ctx) {
     const ref = tokenRef(ctx);
-    const filter = { ...(ctx.values['status'] === undefined ? {} : { status: oneOf(ctx, 'trades', 'status', Object.values(TradeStatus)) }), ...windowOf(ctx) };
-    const list = await withStore(ctx, READING, (store) => store.ledger.trades(ref, filter));
-    outChunks(ctx.io, ctx.json ? jsonArrayChunks(list) : tradesTable(list));
+    const status = ctx.values['status'] === undefined ? {} : { status: oneOf(ctx, 'trades', 'status', Object.values(TradeStatus)) };
+    const window = windowOf(ctx);
+    if (window.since !== undefined || window.limit !== undefined) {
+      const list = await withStore(ctx, READING, (store) => store.ledger.trades(ref, { ...status, ...window }));
+      outChunks(ctx.io, ctx.json ? jsonArrayChunks(list) : tradesTable(list));
+      return;
+    }
+    // Every trade, however many: read a page at a time, twice (as history does).
+    await withStore(ctx, READING, async (store) => {
+      const pages = () => store.ledger.tradePages(ref, status);
+      const io = pagedOutput(ctx.io);
+      await io.run(async () => {
+        if (!ctx.json) return outChunksOf(io, tradesTableOf(pages));
+        let last: Trade | undefined;
+        for await (const page of pages()) last = page.at(-1);
+        await outChunksOf(io, jsonArrayChunksOf(last === undefined ? empty() : boundedPages(pages(), (t) => !tradeAfter(t, last))));
+      });
+    });
   },
 };
 
