@@ -281,6 +281,14 @@ for (const engine of ENGINES) {
         assert.equal(await fx.dump(), before, 'the open transaction committed nothing of the stale statements');
       });
 
+      it('transactions started one after another take the connection in that order, also when the first gives the event loop a turn', { skip: engine.name !== 'sqlite' && 'PostgreSQL runs them at once, each on a connection of its own' }, async () => {
+        // Idle past the 10 ms after which a transaction first yields a turn: the first one yields.
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        const order: number[] = [];
+        await Promise.all([1, 2, 3].map((n) => store.transaction(async () => void order.push(n))));
+        assert.deepEqual(order, [1, 2, 3]);
+      });
+
       it('refuses them inside a transaction run in the same batch (group commit), which commits without them', async () => {
         const before = await fx.dump();
         let saved: Executor | undefined;

@@ -102,6 +102,14 @@ export class SqliteAdapter implements Adapter {
   /** When the event loop last had a turn, as far as #turn saw (performance.now()). */
   #lastTurn = performance.now();
   #turnScheduled = false;
+  /**
+   * Settled once the transaction started before the latest one has queued for the connection:
+   * each waits for it before its own turn and hold-back, so that transactions take the connection
+   * in the order they were started. (A call that yielded its turn used to be overtaken by the
+   * next, which found the turn just taken: a body awaiting something the earlier one does then
+   * waited for ever.)
+   */
+  #entry: Promise<void> = Promise.resolve();
   #wake: (() => void) | undefined;
   #closed = false;
   #commits = 0;
@@ -704,13 +712,23 @@ export class SqliteAdapter implements Adapter {
   }
 
   async #attempt<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions): Promise<T> {
-    const turn = this.#turn();
-    if (turn) await turn;
-    // Before the mutex: this process's own reads are not held up while it lets another process in.
-    const holding = options.readOnly ? undefined : this.#letWaitersIn();
-    if (holding) await holding;
-    // Bounded, as the queue of grouped transactions is (see #watchQueue).
-    const wait = this.#mutex.acquire(this.#busyTimeoutMs, () => this.#ownTransactionTooLong());
+    const before = this.#entry;
+    let queued!: () => void;
+    this.#entry = new Promise<void>((resolve) => (queued = resolve));
+    let wait: Promise<void> | undefined;
+    try {
+      await before;
+      const turn = this.#turn();
+      if (turn) await turn;
+      // Before the mutex: a write lets another process in first (a read does not hold back, but
+      // keeps its place behind writes started before it).
+      const holding = options.readOnly ? undefined : this.#letWaitersIn();
+      if (holding) await holding;
+      // Bounded, as the queue of grouped transactions is (see #watchQueue).
+      wait = this.#mutex.acquire(this.#busyTimeoutMs, () => this.#ownTransactionTooLong());
+    } finally {
+      queued();
+    }
     if (wait) await wait;
     try {
       this.#usable();
