@@ -144,11 +144,8 @@ const PAGE = 2000;
 export async function* auditPages(tx: Executor, stream?: string): AsyncGenerator<AuditRow[]> {
   let after: AuditRow | undefined;
   for (;;) {
-    const [where, params]: [string, SqlParam[]] =
-      stream !== undefined ? (after ? ['WHERE stream = ? AND seq > ?', [stream, after.seq]] : ['WHERE stream = ?', [stream]])
-      : after ? ['WHERE (stream, seq) > (?, ?)', [after.stream, after.seq]]
-      : ['', []];
-    const rows = await tx.all<AuditRow>(`SELECT ${COLUMNS} FROM audit_log ${where} ORDER BY stream, seq LIMIT ${PAGE}`, params);
+    const [where, params]: [string, SqlParam[]] = after ? ['WHERE (stream, seq) > (?, ?)', [after.stream, after.seq]] : ['', []];
+    const rows = stream !== undefined ? await streamRows(tx, stream, after?.seq ?? 0) : await tx.all<AuditRow>(`SELECT ${COLUMNS} FROM audit_log ${where} ORDER BY stream, seq LIMIT ${PAGE}`, params);
     if (rows.length > 0) yield rows;
     if (rows.length < PAGE) return;
     after = rows[rows.length - 1];
@@ -176,10 +173,14 @@ export async function* streamEntries(tx: Executor, stream: string, until?: strin
   }
 }
 
-/** Up to `limit` entries of one stream after seq `after`, in seq order. */
-export async function readStreamPage(tx: Executor, stream: string, after: number, limit: number = PAGE): Promise<AuditEntry[]> {
-  const rows = await tx.all<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ${limit}`, [stream, after]);
-  return rows.map(readEntry);
+/** A page of one stream's rows after seq `after`, in seq order. */
+function streamRows(tx: Executor, stream: string, after: number): Promise<AuditRow[]> {
+  return tx.all<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ${PAGE}`, [stream, after]);
+}
+
+/** A page of one stream's entries after seq `after`, in seq order. */
+export async function readStreamPage(tx: Executor, stream: string, after: number): Promise<AuditEntry[]> {
+  return (await streamRows(tx, stream, after)).map(readEntry);
 }
 
 /**

@@ -133,32 +133,9 @@ function arrayPart(items: readonly unknown[], first: boolean): string {
   return `${first ? '[\n' : ',\n'}${parts.join(',\n')}`;
 }
 
-/** `jsonArrayChunks` of every page's items, a page at a time: the same text, never all of it held. */
-export async function* jsonArrayChunksOf(pages: AsyncIterable<readonly unknown[]>): AsyncGenerator<string> {
-  let first = true;
-  for await (const page of pages) {
-    for (let start = 0; start < page.length; start += CHUNK) {
-      yield arrayPart(page.slice(start, start + CHUNK), first);
-      first = false;
-    }
-  }
-  yield first ? '[]\n' : '\n]\n';
-}
-
 /** Writes chunks as they come. */
 export function outChunks(io: Io, chunks: Iterable<string>): void {
   for (const chunk of chunks) io.out(chunk);
-}
-
-/**
- * Writes chunks as they are made, each once the one before has been handed on: a pipe whose
- * reader is slower than the database (`| less`) does not make the output pile up in memory.
- */
-export async function outChunksOf(io: Io, chunks: AsyncIterable<string>): Promise<void> {
-  for await (const chunk of chunks) {
-    io.out(chunk);
-    await io.drained?.();
-  }
 }
 
 /** Errors whose `{ "error": … }` a command has already printed inside its own JSON document. */
@@ -311,91 +288,83 @@ export function historyTable(entries: readonly AuditEntry[]): Iterable<string> {
   return tableChunks(HISTORY_HEADERS, entries.map(historyRow));
 }
 
+/** How a listing read a page at a time is shown (see pagedChunks). */
+interface Listing<T> {
+  readonly headers: readonly string[];
+  readonly row: (item: T) => Row;
+  /** Whether `item` is at or before `last` in the listing's order. */
+  readonly atOrBefore: (item: T, last: T) => boolean;
+  /** The table's text when there is nothing to list. */
+  readonly empty: string;
+}
+
+export const HISTORY_LISTING: Listing<AuditEntry> = {
+  headers: HISTORY_HEADERS,
+  row: historyRow,
+  atOrBefore: (e, last) => e.seq <= last.seq,
+  empty: 'No history.\n',
+};
+
+/** A job's trades, in (createdAt, id) order. */
+export const TRADES_LISTING: Listing<Trade> = {
+  headers: TRADES_HEADERS,
+  row: tradeRow,
+  atOrBefore: (t, last) => t.createdAt < last.createdAt || (t.createdAt === last.createdAt && t.id <= last.id),
+  empty: 'No trades.\n',
+};
+
 /**
- * A listing read a page at a time, twice, for `tableChunks`' text without holding it: `pages()`
- * once for the column widths, then again for the lines, up to the last item the first reading
- * saw (`within(last)` says whether an item is at or before it: later ones, written meanwhile, are
- * left out, so the widths hold).
+ * `tableChunks` (or with `json`, `jsonArrayChunks`) of a listing read a page at a time, twice,
+ * without holding it: `pages()` once for the column widths (for JSON, a reading of every item, so
+ * that one that cannot be read fails the command before any output), then again for the output,
+ * up to the last item the first reading saw (later ones, written meanwhile, are left out, so the
+ * widths hold). The same text as from the whole list.
  */
-export async function* pagedTableChunks<T>(options: {
-  headers: readonly string[];
-  row: (item: T) => Row;
-  pages: () => AsyncIterable<readonly T[]>;
-  within: (last: T) => (item: T) => boolean;
-  empty: string;
-}): AsyncGenerator<string> {
-  const widths = options.headers.map((h) => h.length);
+export async function* pagedChunks<T>(listing: Listing<T>, pages: () => AsyncIterable<readonly T[]>, json: boolean): AsyncGenerator<string> {
+  const widths = listing.headers.map((h) => h.length);
   let last: T | undefined;
-  for await (const page of options.pages()) {
-    for (const item of page) widen(widths, tableCells(options.row(item)));
+  for await (const page of pages()) {
+    if (!json) for (const item of page) widen(widths, tableCells(listing.row(item)));
     last = page.at(-1) ?? last;
   }
   if (last === undefined) {
-    yield options.empty;
+    yield json ? '[]\n' : listing.empty;
     return;
   }
-  yield `${tableLine(options.headers, widths)}\n`;
-  for await (const page of boundedPages(options.pages(), options.within(last))) {
-    for (let start = 0; start < page.length; start += CHUNK) {
-      yield `${page.slice(start, start + CHUNK).map((item) => tableLine(tableCells(options.row(item)), widths)).join('\n')}\n`;
+  let first = true;
+  if (!json) yield `${tableLine(listing.headers, widths)}\n`;
+  for await (const page of pages()) {
+    const end = page.findIndex((item) => !listing.atOrBefore(item, last));
+    const kept = end < 0 ? page : page.slice(0, end);
+    for (let start = 0; start < kept.length; start += CHUNK) {
+      const chunk = kept.slice(start, start + CHUNK);
+      yield json ? arrayPart(chunk, first) : `${chunk.map((item) => tableLine(tableCells(listing.row(item)), widths)).join('\n')}\n`;
+      first = false;
     }
+    if (end >= 0) break;
   }
-}
-
-/** The pages' items that are `within`, ending at the first that is not (the rest is not read). */
-export async function* boundedPages<T>(pages: AsyncIterable<readonly T[]>, within: (item: T) => boolean): AsyncGenerator<readonly T[]> {
-  for await (const page of pages) {
-    const end = page.findIndex((item) => !within(item));
-    if (end < 0) {
-      yield page;
-      continue;
-    }
-    if (end > 0) yield page.slice(0, end);
-    return;
-  }
-}
-
-/** An empty stream of pages. */
-export async function* empty(): AsyncGenerator<never> {}
-
-/** `historyTable` of a history read a page at a time (see pagedTableChunks). */
-export function historyTableOf(pages: () => AsyncIterable<readonly AuditEntry[]>): AsyncGenerator<string> {
-  return pagedTableChunks({ headers: HISTORY_HEADERS, row: historyRow, pages, within: (last) => (e) => e.seq <= last.seq, empty: 'No history.\n' });
-}
-
-/** `tradesTable` of trades read a page at a time (see pagedTableChunks), in (createdAt, id) order. */
-export function tradesTableOf(pages: () => AsyncIterable<readonly Trade[]>): AsyncGenerator<string> {
-  return pagedTableChunks({ headers: TRADES_HEADERS, row: tradeRow, pages, within: (last) => (t) => !tradeAfter(t, last), empty: 'No trades.\n' });
-}
-
-/** Whether `t` comes after `last` in a job's listing order (createdAt, then id). */
-export function tradeAfter(t: Trade, last: Trade): boolean {
-  return t.createdAt > last.createdAt || (t.createdAt === last.createdAt && t.id > last.id);
+  if (json) yield first ? '[]\n' : '\n]\n';
 }
 
 /**
- * The output of a listing read while it is written: a read failing once output has begun (the
- * server gone mid-way) ends the command with its error on stderr and its exit code; with --json
- * no error document is appended to a cut array.
+ * Writes chunks as they are made, each once the one before has been handed on: a pipe whose
+ * reader is slower than the database (`| less`) does not make the output pile up in memory. A
+ * read failing once output has begun (the server gone mid-way) ends the command with its error on
+ * stderr and its exit code; with --json no error document is appended to a cut array.
  */
-export function pagedOutput(io: Io): Io & { run(fn: () => Promise<unknown>): Promise<void> } {
+export async function outPaged(io: Io, chunks: AsyncIterable<string>): Promise<void> {
   let begun = false;
-  return {
-    ...io,
-    out: (text: string) => {
+  try {
+    for await (const chunk of chunks) {
+      io.out(chunk);
       begun = true;
-      io.out(text);
-    },
-    async run(fn) {
-      try {
-        await fn();
-      } catch (e) {
-        const error = coerceError(e);
-        if (begun) errorInJson.add(error);
-        throw error;
-      }
-    },
-  };
+      await io.drained?.();
+    }
+  } catch (e) {
+    const error = coerceError(e);
+    if (begun) errorInJson.add(error);
+    throw error;
+  }
 }
 
 export { configJson };

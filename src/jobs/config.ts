@@ -359,9 +359,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 function describeType(v: unknown): string {
-  if (v instanceof JsonNumber) return `the number ${shown(v.source, 48)}`;
-  if (typeof v === 'string') return `the string ${JSON.stringify(shown(v, 48))}`;
-  return described(v);
+  return v instanceof JsonNumber ? `the number ${shown(v.source, 48)}` : described(v);
 }
 
 /**

@@ -1,5 +1,5 @@
 import { CHAIN_OPTION, READING, tokenRef, WINDOW_OPTIONS, windowOf, withStore, type Command } from '../command.ts';
-import { empty, errorInJson, historyTable, historyTableOf, json, jsonArrayChunks, jsonArrayChunksOf, jsonError, outChunks, outChunksOf, pagedOutput, table } from '../output.ts';
+import { errorInJson, HISTORY_LISTING, historyTable, json, jsonArrayChunks, jsonError, outChunks, outPaged, pagedChunks, table } from '../output.ts';
 import { StorageError } from '../../errors.ts';
 
 const history: Command = {
@@ -16,21 +16,10 @@ const history: Command = {
       outChunks(ctx.io, ctx.json ? jsonArrayChunks(entries) : historyTable(entries));
       return;
     }
-    // The whole history, however long: read a page at a time, twice (the table's widths, or for
-    // JSON a reading of every entry, so that a damaged one fails the command before any output).
-    await withStore(ctx, READING, async (store) => {
-      const pages = (upTo?: number) => store.historyPages(ref, upTo === undefined ? {} : { upTo });
-      const io = pagedOutput(ctx.io);
-      await io.run(async () => {
-        if (!ctx.json) return outChunksOf(io, historyTableOf(() => pages()));
-        let last = 0;
-        for await (const page of pages()) last = page.at(-1)!.seq;
-        await outChunksOf(io, jsonArrayChunksOf(last === 0 ? empty() : pages(last)));
-      });
-    });
+    // The whole history, however long: read a page at a time (see pagedChunks).
+    await withStore(ctx, READING, (store) => outPaged(ctx.io, pagedChunks(HISTORY_LISTING, () => store.historyPages(ref), ctx.json)));
   },
 };
-
 
 const verify: Command = {
   name: 'verify',

@@ -1,12 +1,12 @@
 import { BotstateError, RuleError, ValidationError } from '../../errors.ts';
 import { cmp, parseDecimal } from '../../money/decimal.ts';
 import { isIsoTime } from '../../util/time.ts';
-import { checkRecordInput, checkSettlement, POSITIVE_HINTS, TradeReason, TradeSide, TradeStatus, type Settlement, type Trade } from '../../ledger/ledger.ts';
+import { checkRecordInput, checkSettlement, POSITIVE_HINTS, TradeReason, TradeSide, TradeStatus, type Settlement } from '../../ledger/ledger.ts';
 import { leaseHolder } from '../../engine/leases.ts';
 import { scratchAfterFill } from '../../engine/strategies/strategy.ts';
 import { CHAIN_OPTION, EXISTING, oneOf, READING, tokenRef, WINDOW_OPTIONS, windowOf, withStore, type Command, type CommandContext } from '../command.ts';
 import { escapeControls } from '../../util/text.ts';
-import { boundedPages, empty, json, jsonArrayChunks, jsonArrayChunksOf, outChunks, outChunksOf, pagedOutput, tradeAfter, tradesTable, tradesTableOf } from '../output.ts';
+import { json, jsonArrayChunks, outChunks, outPaged, pagedChunks, TRADES_LISTING, tradesTable } from '../output.ts';
 
 function required(ctx: CommandContext, flag: string, command = 'record'): string {
   const value = ctx.values[flag];
@@ -45,17 +45,8 @@ const trades: Command = {
       outChunks(ctx.io, ctx.json ? jsonArrayChunks(list) : tradesTable(list));
       return;
     }
-    // Every trade, however many: read a page at a time, twice (as history does).
-    await withStore(ctx, READING, async (store) => {
-      const pages = () => store.ledger.tradePages(ref, status);
-      const io = pagedOutput(ctx.io);
-      await io.run(async () => {
-        if (!ctx.json) return outChunksOf(io, tradesTableOf(pages));
-        let last: Trade | undefined;
-        for await (const page of pages()) last = page.at(-1);
-        await outChunksOf(io, jsonArrayChunksOf(last === undefined ? empty() : boundedPages(pages(), (t) => !tradeAfter(t, last))));
-      });
-    });
+    // Every trade, however many: read a page at a time (see pagedChunks).
+    await withStore(ctx, READING, (store) => outPaged(ctx.io, pagedChunks(TRADES_LISTING, () => store.ledger.tradePages(ref, status), ctx.json)));
   },
 };
 

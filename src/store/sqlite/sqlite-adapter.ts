@@ -110,6 +110,8 @@ export class SqliteAdapter implements Adapter {
    * waited for ever.)
    */
   #entry: Promise<void> = Promise.resolve();
+  /** Transactions between their start and their place in the mutex's queue (see #entry). */
+  #entering = 0;
   #wake: (() => void) | undefined;
   #closed = false;
   #commits = 0;
@@ -712,12 +714,14 @@ export class SqliteAdapter implements Adapter {
   }
 
   async #attempt<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions): Promise<T> {
-    const before = this.#entry;
+    // Without an await when no transaction started before this one is still on its way.
+    const before = this.#entering > 0 ? this.#entry : undefined;
     let queued!: () => void;
     this.#entry = new Promise<void>((resolve) => (queued = resolve));
+    this.#entering++;
     let wait: Promise<void> | undefined;
     try {
-      await before;
+      if (before) await before;
       const turn = this.#turn();
       if (turn) await turn;
       // Before the mutex: a write lets another process in first (a read does not hold back, but
@@ -727,6 +731,7 @@ export class SqliteAdapter implements Adapter {
       // Bounded, as the queue of grouped transactions is (see #watchQueue).
       wait = this.#mutex.acquire(this.#busyTimeoutMs, () => this.#ownTransactionTooLong());
     } finally {
+      this.#entering--;
       queued();
     }
     if (wait) await wait;
