@@ -264,7 +264,18 @@ function checkJobRef(ref: unknown): asserts ref is JobRef {
 export async function selectJob(tx: Executor, dialect: Dialect, ref: JobRef, lock: boolean): Promise<JobRow | undefined> {
   const sql = selectStatements(lock ? dialect.forUpdate : '');
   checkJobRef(ref);
-  if (isByIdRef(ref)) return tx.get<JobRow>(sql.byId, [ref.id]);
+  if (isByIdRef(ref)) {
+    // A ref with a token too (a Job itself, or a mistake) names the job by its id: the token must be the job's.
+    const token = (ref as { tokenAddress?: unknown }).tokenAddress;
+    const given = token === undefined ? undefined : { address: normalizeAddress(token as string), chain: normalizeChain((ref as { chain?: string }).chain) };
+    const row = await tx.get<JobRow>(sql.byId, [ref.id]);
+    if (row && given && (given.address !== row.token_address || given.chain !== row.chain)) {
+      throw new ValidationError('INVALID_ARGUMENT', `job ${ref.id} is the job of ${row.token_address} on ${row.chain}, not of ${given.address} on ${given.chain}, which the same ref names`, {
+        hint: "name a job by { id } or by { tokenAddress, chain? }, not by both",
+      });
+    }
+    return row;
+  }
   const address = normalizeAddress(ref.tokenAddress);
   const chain = normalizeChain(ref.chain);
   return tx.get<JobRow>(sql.byToken, [chain, address]);

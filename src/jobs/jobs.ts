@@ -6,7 +6,7 @@ import type { CallOptions, Context } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
 import { storableText } from '../util/text.ts';
 import { inputObject, shown } from '../util/values.ts';
-import { isIsoTime, notIsoTime } from '../util/time.ts';
+import { AHEAD_MS, isIsoTime, notIsoTime } from '../util/time.ts';
 import { normalizeAddress } from './address.ts';
 import { defaultConfig, resolveConfig, serializeConfig } from './config.ts';
 import {
@@ -98,6 +98,12 @@ function checkStatePatch(patch: StrategyStatePatch): StrategyStatePatch {
       if (value !== null && !isIsoTime(value)) {
         throw new ValidationError('INVALID_ARGUMENT', notIsoTime(key, value), {
           hint: 'pass new Date(ms).toISOString(), or null',
+        });
+      }
+      // As a fill's executedAt: lastDcaBuyTime in the future would hold the DCA buys back until then.
+      if (value !== null && Date.parse(value) > Date.now() + AHEAD_MS) {
+        throw new ValidationError('INVALID_ARGUMENT', `${key} ${value} is in the future`, {
+          hint: "pass a time already past (up to 5 minutes ahead of this host's clock is taken)",
         });
       }
       out[key as (typeof STATE_TIMES)[number]] = value;

@@ -7,7 +7,7 @@ import type { CallOptions, Context, Fence } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
 import { storableText } from '../util/text.ts';
 import { described, inputObject, shown } from '../util/values.ts';
-import { checkWindow, isIsoTime, notIsoTime, nowIso } from '../util/time.ts';
+import { AHEAD_MS, checkWindow, isIsoTime, notIsoTime, nowIso } from '../util/time.ts';
 
 export const TradeSide = Object.freeze({ BUY: 'BUY', SELL: 'SELL' } as const);
 export type TradeSide = (typeof TradeSide)[keyof typeof TradeSide];
@@ -79,7 +79,7 @@ export interface TradesFilter {
 
 /**
  * An order about to be sent: recorded PENDING before the exchange is called. Amounts are what
- * was asked: a BUY gives a baseAmount or a quoteAmount, a SELL a baseAmount (the tokens it holds
+ * was asked, one of them as the order carries one: a BUY gives a baseAmount or a quoteAmount, a SELL a baseAmount (the tokens it holds
  * back from other sells until it is settled). Without a clientOrderId, the ledger derives one from the job and its sequence
  * number (`<jobId>-<n>`, n the job's version after the intent), inside the transaction; when a
  * trade holds that id already (one recorded by hand after a restore took the sequence back), n is
@@ -249,7 +249,7 @@ function checkTradeInput(input: TradeInput): void {
 /** Throws what {@link Ledger.recordTrade} would refuse in its input alone, without a database (the CLI checks before it opens one). */
 export function checkRecordInput(input: RecordTradeInput): void {
   checkTradeInput(input);
-  checkFill(input);
+  checkPaid(input.side, checkFill(input));
 }
 
 /** Throws what {@link Ledger.settle} would refuse in its input alone, without a database (the CLI checks before it opens one). */
@@ -301,9 +301,6 @@ interface CheckedFill {
   executedAt: string;
 }
 
-/** How far ahead of this host's clock a fill's time may be (another machine's clock). */
-const FUTURE_FILL_MS = 5 * 60_000;
-
 function checkFill(fill: Fill): CheckedFill {
   const ref = (v: string | undefined, field: string): string | null => {
     if (v === undefined || v === null) return null;
@@ -328,7 +325,7 @@ function checkFill(fill: Fill): CheckedFill {
   }
   // A job's lastDcaBuyTime only moves forward: a fill dated in the future (a typo in the year)
   // would hold its DCA buys back until then. A few minutes ahead is an exchange's clock.
-  if (Date.parse(executedAt) > Date.now() + FUTURE_FILL_MS) {
+  if (Date.parse(executedAt) > Date.now() + AHEAD_MS) {
     throw new ValidationError('INVALID_ARGUMENT', `executedAt ${executedAt} is in the future`, {
       hint: "give the time the exchange reports for the fill (up to 5 minutes ahead of this host's clock is taken)",
     });
@@ -357,6 +354,18 @@ export function beyondAsked(
   const asked = intent[field];
   const got = fill[field];
   return asked !== null && got !== null && cmp(got, asked) <= 0 ? undefined : { field, asked, got };
+}
+
+/**
+ * A BUY paid nothing for its tokens is no fill (the exchange's answer is wrong, or these tokens
+ * came another way): its tokens would count at no cost in the job's balance and accumulation. A
+ * SELL may fetch 0 (the last of a worthless token, liquidated).
+ */
+function checkPaid(side: TradeSide, fill: CheckedFill): void {
+  if (side !== 'BUY' || cmp(fill.quote, '0') > 0) return;
+  throw new ValidationError('INVALID_AMOUNT', `quoteAmount ${fill.quote} pays nothing for the ${fill.base} tokens of a BUY: a purchase costs more than 0`, {
+    hint: 'give the quote the exchange took for the tokens (settle the intent failed if it bought nothing)',
+  });
 }
 
 function checkNoMoreThanAsked(intent: TradeRow, fill: CheckedFill): void {
@@ -498,6 +507,7 @@ export class Ledger {
   async recordTrade(input: RecordTradeInput, options?: RecordOptions): Promise<TradeResult> {
     checkTradeInput(input);
     const fill = checkFill(input);
+    checkPaid(input.side, fill);
     checkScratchHook(options);
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {
@@ -539,14 +549,18 @@ export class Ledger {
   async recordIntent(input: IntentInput, options?: IntentOptions): Promise<TradeResult> {
     checkTradeInput({ ...inputObject(input, 'the intent input'), clientOrderId: input.clientOrderId ?? 'derived' });
     const base = input.baseAmount === undefined ? null : positive(input.baseAmount, 'baseAmount');
-    // Sized in quote alone, the quote is what the order spends: 0 would be an order for nothing.
-    const quote =
-      input.quoteAmount === undefined ? null
-      : base === null ? positive(input.quoteAmount, 'quoteAmount')
-      : parseDecimal(input.quoteAmount, { field: 'quoteAmount' });
+    // Sized in quote, the quote is what the order spends: 0 would be an order for nothing.
+    const quote = input.quoteAmount === undefined ? null : positive(input.quoteAmount, 'quoteAmount');
     const price = input.priceUsd === undefined ? null : positive(input.priceUsd, 'priceUsd');
     if (base === null && quote === null) {
       throw new ValidationError('INVALID_AMOUNT', 'an intent needs a baseAmount or a quoteAmount', { hint: 'say how much to trade' });
+    }
+    if (base !== null && quote !== null) {
+      // The order carries one of them (OrderRequest): the other would be recorded as asked, and
+      // ignored by the exchange and by the check of the fill against what was asked.
+      throw new ValidationError('INVALID_AMOUNT', `an intent gives a baseAmount or a quoteAmount, not both (got ${base} and ${quote})`, {
+        hint: input.side === 'SELL' ? 'a SELL gives the baseAmount it sells' : 'a BUY gives the tokens it buys (baseAmount) or the quote it spends (quoteAmount)',
+      });
     }
     if (input.side === 'SELL' && base === null) {
       // An open sell holds back the tokens it may sell: one sized in quote could sell any number
@@ -650,7 +664,10 @@ export class Ledger {
         });
       };
       if (current.status !== 'PENDING') return settledAlready(current);
-      if (fill) checkNoMoreThanAsked(current, fill);
+      if (fill) {
+        checkPaid(current.side, fill);
+        checkNoMoreThanAsked(current, fill);
+      }
       // With concurrent writers the trade was read before the job's lock was taken, and another
       // settlement may have committed in between: the guarded UPDATE (status still PENDING)
       // finds that out, before anything is written, without reading the trade again first.

@@ -25,6 +25,13 @@ export function notIsoTime(field: string, value: unknown): string {
   return `${field} must be an ISO 8601 UTC time string with milliseconds, got ${described(value)}`;
 }
 
+/**
+ * How far ahead of this host's clock a time given to botstate may be: another machine's clock (an
+ * exchange's fill time). More is a typo (in the year), which would hold a job's DCA buys back
+ * until then, as lastDcaBuyTime only moves forward.
+ */
+export const AHEAD_MS = 5 * 60_000;
+
 let lastMs = Number.NaN;
 let lastIso = '';
 

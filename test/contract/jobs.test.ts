@@ -46,6 +46,19 @@ for (const engine of ENGINES) {
       assert.equal((await store.jobs.list()).length, 2);
     });
 
+    it('a ref with an id and a token names the job by its id, and the token must be that job\'s', async () => {
+      const a = await store.jobs.start({ tokenAddress: TOKEN });
+      const b = await store.jobs.start({ tokenAddress: tokenAddress(2) });
+      // A Job is a ref to itself.
+      assert.equal((await store.jobs.pause(a)).status, 'PAUSED');
+      const before = await fx.dump();
+      const mixed = await rejectsWith(store.jobs.resume({ id: a.id, tokenAddress: b.tokenAddress }), 'INVALID_ARGUMENT');
+      assert.equal(mixed['message'], `job ${a.id} is the job of ${TOKEN} on base, not of ${b.tokenAddress} on base, which the same ref names`);
+      await rejectsWith(store.jobs.get({ id: a.id, tokenAddress: TOKEN, chain: 'ethereum' }), 'INVALID_ARGUMENT');
+      await rejectsWith(store.jobs.get({ id: a.id, tokenAddress: 'nonsense' }), 'INVALID_ADDRESS');
+      assert.equal(await fx.dump(), before);
+    });
+
     it('walks the whole lifecycle and records each step', async () => {
       const ref = { tokenAddress: TOKEN };
       await store.jobs.start(ref);
@@ -260,11 +273,16 @@ for (const engine of ENGINES) {
       // A Date object is named as one: its own text would look like a valid time.
       const asDate = await rejectsWith(store.jobs.updateState({ id: job.id }, { recentHighTime: new Date() as never }), 'INVALID_ARGUMENT');
       assert.equal(asDate['message'], 'recentHighTime must be an ISO 8601 UTC time string with milliseconds, got a Date object');
+      // A typo in the year would hold the DCA buys back until then; minutes ahead are another machine's clock.
+      const future = await rejectsWith(store.jobs.updateState({ id: job.id }, { lastDcaBuyTime: '9999-12-31T23:59:59.999Z' }), 'INVALID_ARGUMENT');
+      assert.equal(future['message'], 'lastDcaBuyTime 9999-12-31T23:59:59.999Z is in the future');
       assert.equal(await fx.dump(), before);
       assert.equal((await store.jobs.updateState({ id: job.id }, { recentHigh: '0.01234567890' })).version, updated.version, 'a non-canonical equal value is the same value');
       assert.equal((await store.jobs.updateState({ id: job.id }, { lastRebalanceTime: null })).version, updated.version);
       // A key given as undefined is left out, as its optional type allows.
       assert.equal((await store.jobs.updateState({ id: job.id }, { recentHigh: undefined, lastDcaBuyTime: undefined })).version, updated.version);
+      const ahead = new Date(Date.now() + 60_000).toISOString();
+      assert.equal((await store.jobs.updateState({ id: job.id }, { lastDcaBuyTime: ahead })).lastDcaBuyTime, ahead);
       await assert.rejects(store.jobs.saveScratch({ id: job.id }, { big: 'x'.repeat(70000) }), /64 KiB/);
       // What JSON would keep as {}, silently emptied, is refused instead; the stored scratch stays.
       const kept = await fx.dump();

@@ -541,6 +541,10 @@ for (const engine of ENGINES) {
       assert.equal(more['message'], "the fill's baseAmount 100 is more than intent s-1 asked for, 60");
       // A buy sized in quote: its quote is what it may spend.
       await rejectsWith(store.ledger.settle('b-1', { status: 'EXECUTED', baseAmount: '1000', quoteAmount: '10.000000000000000001', priceUsd: '0.01' }), 'INVALID_AMOUNT');
+      // A buy's tokens are paid for: for nothing is no fill, settled or recorded in one step.
+      const free = await rejectsWith(store.ledger.settle('b-1', { status: 'EXECUTED', baseAmount: '1000000', quoteAmount: '0', priceUsd: '1' }), 'INVALID_AMOUNT');
+      assert.equal(free['message'], 'quoteAmount 0 pays nothing for the 1000000 tokens of a BUY: a purchase costs more than 0');
+      await rejectsWith(store.ledger.recordTrade({ ...buy('free', '5'), quoteAmount: '0' }), 'INVALID_AMOUNT');
       assert.equal(await fx.dump(), before);
       // Less than asked (lot sizes) and exactly what was asked are fills.
       await store.ledger.settle('s-1', { status: 'EXECUTED', baseAmount: '59.5', quoteAmount: '59.5', priceUsd: '1' });
@@ -558,9 +562,22 @@ for (const engine of ENGINES) {
       );
       assert.match(String(refusal['message']), /a SELL intent needs a baseAmount: how many tokens to sell/);
       assert.equal(await fx.dump(), before);
-      // With its baseAmount (and a quote, as asked) it is taken, and holds the tokens back.
-      await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'q-2', side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '8', quoteAmount: '8' });
+      // With its baseAmount it is taken, and holds the tokens back.
+      await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'q-2', side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '8' });
       await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'q-3', side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '3' }), 'INSUFFICIENT_BALANCE');
+    });
+
+    it('an intent with both a baseAmount and a quoteAmount is refused: the order carries one, the other would be ignored', async () => {
+      await store.ledger.recordTrade(buy('o-1', '10'));
+      const before = await fx.dump();
+      for (const side of ['BUY', 'SELL'] as const) {
+        const refusal = await rejectsWith(
+          store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: `both-${side}`, side, reason: side === 'BUY' ? 'DCA' : 'TAKE_PROFIT', baseAmount: '1', quoteAmount: '10' }),
+          'INVALID_AMOUNT',
+        );
+        assert.equal(refusal['message'], 'an intent gives a baseAmount or a quoteAmount, not both (got 1 and 10)');
+      }
+      assert.equal(await fx.dump(), before);
     });
 
     it('a callback scheduled inside a transaction does not run in it after it ended', async () => {
