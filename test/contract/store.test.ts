@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -724,11 +726,82 @@ describe('unreachable PostgreSQL', () => {
     }
   });
 
+  it('a statement on a connection the network lost without closing it fails, the backend is ended, and the pool goes on; a lock wait is left to wait', { skip: pgSkip, timeout: 60_000 }, async () => {
+    // A proxy that can stop forwarding on the connections it holds, without closing them (a NAT or
+    // firewall that forgot them); new connections go through.
+    const target = new URL(PG_URL);
+    const frozen = new Set<Socket>();
+    const open = new Set<Socket>();
+    const proxy = createServer((inbound) => {
+      const outbound = connect(Number(target.port || 5432), target.hostname);
+      for (const [from, to] of [[inbound, outbound], [outbound, inbound]] as const) {
+        open.add(from);
+        from.on('data', (chunk) => void (frozen.has(from) ? undefined : to.write(chunk)));
+        from.on('error', () => {});
+        from.on('close', () => to.destroy());
+      }
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxied = new URL(PG_URL);
+    proxied.port = String((proxy.address() as AddressInfo).port);
+    const direct = new pg.Client({ connectionString: PG_URL });
+    await direct.connect();
+    const adapter = await PostgresAdapter.open({
+      connectionString: proxied.toString(), schema: 'public', durability: 'process', poolSize: 2, connectTimeoutMs: 5000,
+      idleTransactionTimeoutMs: 60_000, location: 'the test server', stallCheckMs: 200,
+    });
+    try {
+      let pid = 0;
+      const lost = await adapter
+        .transaction(async (tx) => {
+          pid = (await tx.get<{ pid: number }>('SELECT pg_backend_pid() AS pid'))!.pid;
+          for (const socket of open) frozen.add(socket);
+          await tx.get('SELECT 1 AS one');
+        })
+        .then(() => assert.fail('the statement was answered'), (e: unknown) => e);
+      assert.ok(isBotstateError(lost, 'STORAGE_UNAVAILABLE'), String(lost));
+      assert.match(lost.message, /Connection terminated by botstate: a statement went unanswered and the server was not at work on it/);
+      assert.match(lost.hint ?? '', /^the network lost the connection without closing it/);
+      // Its backend was ended: its transaction rolled back and its locks let go, not left to a timeout.
+      for (let i = 0; i < 50 && (await direct.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rowCount! > 0; i++) await sleep(100);
+      assert.equal((await direct.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rowCount, 0, 'the backend was ended');
+      assert.deepEqual(await adapter.transaction((tx) => tx.get('SELECT 2 AS two')), { two: 2 });
+      // A statement waiting for a lock (here for 1 s, five checks) is the server at work: it waits on.
+      await direct.query('SELECT pg_advisory_lock(8675309)');
+      const waited = adapter.transaction((tx) => tx.get('SELECT pg_advisory_xact_lock(8675309)::text AS locked'));
+      await sleep(1000);
+      await direct.query('SELECT pg_advisory_unlock(8675309)');
+      assert.deepEqual(await waited, { locked: '' });
+    } finally {
+      await adapter.close();
+      await direct.end();
+      for (const socket of open) socket.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
   it("a server that ended a working connection gets a hint about the server, not about the URL", () => {
     const error = classifyPostgresError(Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }), 'the test server');
     assert.equal(error.code, 'STORAGE_UNAVAILABLE');
     assert.match(error.hint ?? '', /the server ended the connection/);
     const pool = classifyPostgresError(new Error('timeout exceeded when trying to connect'), 'the test server');
     assert.match(pool.hint ?? '', /every connection of the pool was in use/);
+  });
+
+  it('a server that never answers the connection is said to, within connect_timeout: not a session ended', async () => {
+    // A listener that takes the connection and says nothing: a firewall that drops, a hung server.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => void sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      const error = await openStore(`postgres://postgres@127.0.0.1:${port}/test?schema=silent&connect_timeout=1`).then(() => assert.fail('opened'), (e: unknown) => e);
+      assert.ok(isBotstateError(error, 'STORAGE_UNAVAILABLE'), String(error));
+      assert.match(error.message, /^cannot use the PostgreSQL server at postgres:\/\/postgres@127\.0\.0\.1:\d+\/test \(schema silent\): Connection terminated due to connection timeout$/);
+      assert.match(error.hint ?? '', /^the server did not answer the connection in time \(the URL's connect_timeout, else 5 s\)/);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });

@@ -29,6 +29,8 @@ export interface PostgresOptions {
   readonly lockTimeoutMs?: number;
   /** For messages: the URL without its password. */
   readonly location: string;
+  /** How long a statement goes unanswered before the server is asked whether it is at work on it (see #watched); default 10 s. */
+  readonly stallCheckMs?: number;
 }
 
 const DIALECT: Dialect = Object.freeze({
@@ -46,6 +48,12 @@ const MAX_ATTEMPTS = 8;
 const FIRST_ERROR = new WeakMap<pg.PoolClient, Error>();
 /** Distinct statements given a server-side prepared name (see #prepared). */
 const MAX_PREPARED = 1000;
+/** See PostgresOptions.stallCheckMs. */
+const STALL_CHECK_MS = 10_000;
+/** A backend out of 'active' for less than this may have just answered: it is asked again later. */
+const SETTLED_MS = 2_000;
+/** The error that breaks a connection found lost (see #checkStalled): pg rejects the statement in flight with it. */
+const LOST_ON_THE_WAY = 'Connection terminated by botstate: a statement went unanswered and the server was not at work on it (the connection was lost on the way)';
 
 /**
  * PostgreSQL through pg: a pool, one client per transaction, READ COMMITTED with row locks
@@ -68,9 +76,16 @@ export class PostgresAdapter implements Adapter {
   #idle: (() => void) | undefined;
   #ended = false;
   readonly #idleTransactionTimeoutMs: number;
+  readonly #stallCheckMs: number;
+  /** What a probe connection of #checkStalled connects with: the pool's server, user and TLS. */
+  readonly #probeConfig: pg.ClientConfig;
+  /** Clients a probe is asking about now: one probe at a time each. */
+  readonly #probing = new WeakSet<pg.PoolClient>();
 
-  private constructor(pool: pg.Pool, options: PostgresOptions) {
+  private constructor(pool: pg.Pool, options: PostgresOptions, probeConfig: pg.ClientConfig) {
     this.#pool = pool;
+    this.#probeConfig = probeConfig;
+    this.#stallCheckMs = options.stallCheckMs ?? STALL_CHECK_MS;
     this.#idleTransactionTimeoutMs = options.idleTransactionTimeoutMs;
     this.durability = options.durability;
     this.location = options.location;
@@ -79,11 +94,18 @@ export class PostgresAdapter implements Adapter {
 
   static async open(options: PostgresOptions): Promise<PostgresAdapter> {
     const sync = options.durability === 'power' ? 'on' : 'off';
-    const pool = new pg.Pool({
+    const server: pg.ClientConfig = {
       connectionString: driverConnectionString(options.connectionString),
-      max: options.poolSize,
       connectionTimeoutMillis: options.connectTimeoutMs,
       enableChannelBinding: options.channelBinding === true,
+    };
+    const pool = new pg.Pool({
+      ...server,
+      max: options.poolSize,
+      // An idle connection that a NAT or firewall forgot is found out by TCP within seconds (see
+      // #watched for one that a statement waits on).
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
       options:
         `-c search_path=${options.schema} -c TimeZone=UTC -c DateStyle=ISO -c synchronous_commit=${sync}` +
         ` -c idle_in_transaction_session_timeout=${options.idleTransactionTimeoutMs}` +
@@ -104,7 +126,7 @@ export class PostgresAdapter implements Adapter {
         if (!FIRST_ERROR.has(client)) FIRST_ERROR.set(client, e);
       }),
     );
-    const adapter = new PostgresAdapter(pool, options);
+    const adapter = new PostgresAdapter(pool, options, server);
     let foreign: boolean;
     try {
       foreign = await holdsForeignTables(pool, options.schema);
@@ -140,7 +162,7 @@ export class PostgresAdapter implements Adapter {
         // made since the one before, and verifyAudit, reading the chains and then the jobs, reported
         // a daemon's fresh writes as tampering.
         try {
-          await client.query(options.readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY' : 'BEGIN');
+          await this.#watched(client, () => client.query(options.readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY' : 'BEGIN'));
         } catch (e) {
           // A pooled connection whose session the server ended while it sat idle (a restart,
           // pg_terminate_backend) before the pool heard of it: nothing was begun, so the caller's
@@ -156,7 +178,7 @@ export class PostgresAdapter implements Adapter {
         // error: PostgreSQL then answers COMMIT with ROLLBACK, and nothing was written.
         let committed: pg.QueryResult;
         try {
-          committed = await client.query('COMMIT');
+          committed = await this.#watched(client, () => client.query('COMMIT'));
         } catch (e) {
           // The server's own refusal (a serialisation failure at commit, a deferred constraint)
           // rolled it back, and is handled below; a lost connection leaves the outcome unknown,
@@ -168,7 +190,7 @@ export class PostgresAdapter implements Adapter {
         return result;
       } catch (e) {
         try {
-          await client.query('ROLLBACK');
+          await this.#watched(client, () => client.query('ROLLBACK'));
         } catch (rollbackError) {
           broken = rollbackError as Error;
         }
@@ -253,14 +275,66 @@ export class PostgresAdapter implements Adapter {
     };
     const query = (sql: string, params: readonly SqlParam[] | undefined) => {
       const { text, name } = this.#prepared(sql);
-      return client.query({ text, ...(name === undefined ? {} : { name }), values: params as unknown[] | undefined }).catch(botstates);
+      return this.#watched(client, () => client.query({ text, ...(name === undefined ? {} : { name }), values: params as unknown[] | undefined })).catch(botstates);
     };
     return {
       all: async (sql, params) => (await query(sql, params)).rows,
       get: async (sql, params) => (await query(sql, params)).rows[0],
       run: async (sql, params) => (await query(sql, params)).rowCount ?? 0,
-      exec: async (sql) => void (await client.query(sql).catch(botstates)),
+      exec: async (sql) => void (await this.#watched(client, () => client.query(sql)).catch(botstates)),
     };
+  }
+
+  /**
+   * Runs one statement of `client`'s, watched: a connection that the network lost without closing
+   * it (a NAT or firewall that forgot it, a failover's vanished host) never answers, and TCP does
+   * not notice while a statement waits on it. A statement unanswered for stallCheckMs is asked
+   * about (see #checkStalled), again every stallCheckMs while it waits: a lock wait or a long
+   * query is the server at work, and goes on as long as it takes.
+   */
+  async #watched<T>(client: pg.PoolClient, run: () => Promise<T>): Promise<T> {
+    let answered = false;
+    const timer = setInterval(() => void this.#checkStalled(client, () => answered), this.#stallCheckMs);
+    timer.unref();
+    try {
+      return await run();
+    } finally {
+      answered = true;
+      clearInterval(timer);
+    }
+  }
+
+  /**
+   * Asks the server, on a connection of its own, what `client`'s backend is doing. Running a
+   * statement (or waiting for a lock, or just done): nothing is done. Gone, or idle for a while
+   * with the statement still unanswered: the statement never reached it or its answer never came
+   * back. The backend is then ended (its transaction rolled back, its locks let go), and the
+   * connection broken, so that the statement fails (STORAGE_UNAVAILABLE; a COMMIT's outcome is
+   * then unknown, as for any connection lost while committing) and the pool replaces it. A
+   * server that cannot be reached either cannot be asked: the statement waits, asked about again.
+   */
+  async #checkStalled(client: pg.PoolClient, answered: () => boolean): Promise<void> {
+    const pid = (client as unknown as { processID: number | null }).processID;
+    if (pid === null || this.#probing.has(client) || this.#ended) return;
+    this.#probing.add(client);
+    const probe = new pg.Client(this.#probeConfig);
+    probe.on('error', () => {});
+    try {
+      await probe.connect();
+      const { rows } = await probe.query<{ busy: boolean }>(
+        `SELECT state = 'active' OR state_change > now() - make_interval(secs => $2::float8 / 1000) AS busy FROM pg_stat_activity WHERE pid = $1`,
+        [pid, SETTLED_MS],
+      );
+      if (answered() || rows[0]?.busy === true) return;
+      if (rows.length > 0) await probe.query('SELECT pg_terminate_backend($1)', [pid]).catch(() => {});
+      if (answered()) return;
+      (client as unknown as { connection: { stream: { destroy(e: Error): void } } }).connection.stream.destroy(new Error(LOST_ON_THE_WAY));
+    } catch {
+      // The server could not be asked: the statement waits on, and is asked about again.
+    } finally {
+      this.#probing.delete(client);
+      await probe.end().catch(() => {});
+    }
   }
 
   /**
@@ -391,6 +465,13 @@ const CONNECT_ERRNO = new Set(['ENOENT', 'EACCES']);
  * connection may have had every one busy.
  */
 function unavailableHint(code: string, message: string): string {
+  // pg's "Connection terminated due to connection timeout": a connect that got no answer, not a session ended.
+  if (/due to connection timeout/i.test(message)) {
+    return "the server did not answer the connection in time (the URL's connect_timeout, else 5 s): check that it runs and that the host and port reach it (a firewall may drop the packets), or raise connect_timeout";
+  }
+  if (message.startsWith(LOST_ON_THE_WAY)) {
+    return 'the network lost the connection without closing it (a NAT or firewall that forgot it, a failover), so it was given up: retry; if it goes on, look at what lies between here and the server';
+  }
   if (code === '57P01' || code === '57P02' || /terminat/i.test(message)) {
     return "the server ended the connection (an administrator's pg_terminate_backend, a restart or a failover): retry; if it goes on, see the server's log";
   }
