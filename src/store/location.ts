@@ -75,6 +75,13 @@ export function parseLocation(url: string): Location {
 }
 
 function sqlitePath(path: string): Location {
+  // The driver opens the name trimmed (better-sqlite3): botstate's own checks, and the file it
+  // creates with mode 0600, would be of another file than the database.
+  if (path !== path.trim()) {
+    throw new ValidationError('USAGE', `database path ${JSON.stringify(path)} has white space at its start or end`, {
+      hint: 'remove it (quote the path if it holds spaces inside)',
+    });
+  }
   if (/[/\\]$/.test(path)) {
     throw new ValidationError('USAGE', `database path "${path}" names a directory`, {
       hint: `add a file name, e.g. ${path}botstate.db`,

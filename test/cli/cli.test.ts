@@ -873,6 +873,10 @@ describe('botstate CLI without a job database', () => {
     refused(await cli(['daemon', '--demo', '--db', 'mysql://host/dir/x.db'], { cwd: dir }), 2, /scheme "mysql:" is not supported/);
     refused(await cli(['daemon', '--demo', '--db', 'sqlite:newdir/sub/'], { cwd: dir }), 2, /"newdir\/sub\/" names a directory \(add a file name, e\.g\. newdir\/sub\/botstate\.db\)/);
     refused(await cli(['start', TOKEN, '--db', './x/'], { cwd: dir }), 2, /names a directory/);
+    // The driver would open the name trimmed: another file than the one botstate checks and creates 0600.
+    refused(await cli(['start', TOKEN, '--db', 'w1.db '], { cwd: dir }), 2, /^botstate: database path "w1\.db " has white space at its start or end \(remove it/);
+    refused(await cli(['list', '--db', '\tw1.db'], { cwd: dir }), 2, /white space at its start or end/);
+    refused(await cli(['list'], { cwd: dir, env: { BOTSTATE_DB: 'w1.db\n' } }), 2, /white space at its start or end/);
     // SQLite URLs that would name another file than the one meant: /name.db at the root, a file named with ?mode=ro or file:.
     refused(await cli(['start', TOKEN, '--db', 'sqlite://u5.db'], { cwd: dir }), 2, /"sqlite:\/\/u5\.db" is ambiguous/);
     refused(await cli(['start', TOKEN, '--db', 'sqlite:x.db?mode=ro'], { cwd: dir }), 2, /is ambiguous/);
@@ -1234,7 +1238,9 @@ describe('botstate CLI without a job database', () => {
       ['status', TOKEN], ['list'], ['list', '--json'], ['trades', TOKEN], ['history', TOKEN], ['verify'], ['db', 'status'],
       // writers other than start and db migrate do not create a database either
       ['pause', TOKEN], ['resume', TOKEN], ['liquidate', TOKEN], ['config', TOKEN, '--set', 'accumulate.dcaAmount=5'],
-      recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'x'), ['db', 'rollback'],
+      recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'x'), ['db', 'rollback'], ['db', 'rollback', '--to', '3'],
+      // db migrate --to 0 applies nothing: it does not create an empty database on a mistyped path
+      ['db', 'migrate', '--to', '0'],
     ];
     const results = await pool(runs, 4, (args) => cli([...args, '--db', path]));
     results.forEach((r) => refused(r, 4, /no database at .*nothing\.db/));

@@ -661,6 +661,8 @@ for (const engine of ENGINES) {
       const before = await fx.dump();
       await rejectsWith(db.rollback(), 'DATABASE_NOT_FOUND');
       await rejectsWith(db.rollback({ to: 0, force: true }), 'DATABASE_NOT_FOUND');
+      // Whatever the target: not "the schema is at version 0, below the target 3".
+      await rejectsWith(db.rollback({ to: 3 }), 'DATABASE_NOT_FOUND');
       assert.equal(await fx.dump(), before);
       if (fx.engine === 'postgres') {
         const schema = new URL(fx.url).searchParams.get('schema')!;
@@ -672,6 +674,7 @@ for (const engine of ENGINES) {
       const atZero = await fx.dump();
       assert.deepEqual(await db.rollback(), []);
       assert.deepEqual(await db.rollback({ to: 0, force: true }), []);
+      await rejectsWith(db.rollback({ to: 3 }), 'INVALID_ARGUMENT');
       assert.equal(await fx.dump(), atZero);
       await db.close();
     });

@@ -49,7 +49,8 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
     async run(ctx) {
       const to = target(ctx);
       checkTarget(to, LATEST_VERSION); // before a database is created
-      const [steps, status] = await withStore(ctx, { schema: 'none' }, async (store) => [await store.migrate(to === undefined ? {} : { to }), await store.schemaStatus()] as const);
+      // --to 0 applies nothing: on a mistyped path it would only leave an empty database behind.
+      const [steps, status] = await withStore(ctx, { schema: 'none', ...(to === 0 ? { create: false } : {}) }, async (store) => [await store.migrate(to === undefined ? {} : { to }), await store.schemaStatus()] as const);
       printSteps(ctx, 'Applied', steps, status.current);
     },
   },

@@ -237,6 +237,13 @@ export async function rollback(adapter: Adapter, options: { to?: number; force?:
   const quick = await schemaStatus(adapter);
   assertCompatible(quick, true);
   const target = checkTarget(options.to, Math.max(0, quick.current - 1));
+  // A database botstate never migrated (a PostgreSQL schema missing or empty, a SQLite file with
+  // no tables) is a wrong --db, not a schema at version 0: said as for any other command, whatever the target.
+  if (quick.current === 0 && !(await adapter.transaction((tx) => adapter.hasTable(tx, 'schema_migrations'), { readOnly: true }))) {
+    throw new NotFoundError('DATABASE_NOT_FOUND', `there is no botstate database at ${adapter.location}`, {
+      hint: 'pass --db with the right path or URL',
+    });
+  }
   if (target > quick.current) {
     throw new ValidationError('INVALID_ARGUMENT', `the schema is at version ${quick.current}, below the target ${target}`, {
       hint: 'use botstate db migrate --to N to go up',
@@ -247,16 +254,7 @@ export async function rollback(adapter: Adapter, options: { to?: number; force?:
   const applied = new Set(quick.migrations.filter((m) => m.state !== 'pending').map((m) => m.version));
   const steps = [...MIGRATIONS].reverse().filter((m) => m.version > target && m.version <= quick.current && applied.has(m.version));
   // Nothing to roll back: nothing is locked (on PostgreSQL, taking the lock creates the schema).
-  if (steps.length === 0) {
-    // A database botstate never migrated (a PostgreSQL schema missing or empty, a SQLite file with
-    // no tables) is a wrong --db, not a schema already at version 0: said as for any other command.
-    if (quick.current === 0 && !(await adapter.transaction((tx) => adapter.hasTable(tx, 'schema_migrations'), { readOnly: true }))) {
-      throw new NotFoundError('DATABASE_NOT_FOUND', `there is no botstate database at ${adapter.location}`, {
-        hint: 'pass --db with the right path or URL',
-      });
-    }
-    return [];
-  }
+  if (steps.length === 0) return [];
   if (!force && steps.some((m) => LOSSES[m.version] !== undefined)) {
     // Every step first, so that a refusal leaves the schema where it was.
     await adapter.transaction((tx) => checkLoss(tx, adapter.engine, steps), { readOnly: true });
