@@ -169,6 +169,10 @@ export class Daemon {
   readonly #flushMs: number;
   readonly #log: (line: string) => void;
   readonly #runners = new Map<string, Runner>();
+  /** Jobs whose trade another settled otherwise than the exchange answered while this daemon had lost the lease (see #settledWhileAway). */
+  readonly #settledAway = new Map<string, BotstateError>();
+  /** Why the last renewal of the leases failed, until one succeeds. */
+  #renewFailing: string | undefined;
   /** Jobs whose step is running or waiting for one of the `concurrency` slots. */
   readonly #inFlight = new Map<string, Promise<void>>();
   /** Jobs whose row cannot be read (changed outside botstate), with the reason last logged. */
@@ -319,9 +323,16 @@ export class Daemon {
       if (this.#renewing !== undefined) return; // the last one is still running
       this.#renewing = this.#leases
         .renew()
+        .then(() => {
+          if (this.#renewFailing !== undefined) this.#log(`${stamp()}  renewed the leases again`);
+          this.#renewFailing = undefined;
+        })
         .catch((e) => {
-          if (this.#store.closed) void this.#storeClosed();
-          else this.#log(`${stamp()}  could not renew the leases: ${coerceError(e).message}`);
+          if (this.#store.closed) return void this.#storeClosed();
+          // Said once, and again when the reason changes, not every third of the TTL of an outage.
+          const message = coerceError(e).message;
+          if (message !== this.#renewFailing) this.#log(`${stamp()}  could not renew the leases: ${message}`);
+          this.#renewFailing = message;
         })
         .finally(() => {
           this.#renewing = undefined;
@@ -738,6 +749,13 @@ export class Daemon {
 
   async #step(stored: Job, pending: Trade | undefined, fence: Fence, knownPrice?: string): Promise<void> {
     const runner = this.#runner(stored, fence);
+    const away = this.#settledAway.get(stored.id);
+    if (away !== undefined) {
+      // Held again: the disagreement found while the lease had run out (#settledWhileAway) stops it now.
+      this.#settledAway.delete(stored.id);
+      await this.#failed(stored, runner, away);
+      return;
+    }
     try {
       if (pending) {
         const { outcome } = await this.#reconcile(stored, pending, runner, 'tick');
@@ -964,6 +982,10 @@ export class Daemon {
         },
       })
       .catch(async (e: unknown) => {
+        if (isBotstateError(e, 'LEASE_LOST')) {
+          await this.#settledWhileAway(job, trade, order);
+          throw e;
+        }
         if (!isBotstateError(e, 'DUPLICATE_ORDER')) throw e;
         // Settled meanwhile by someone else: with this very fill (a settle by hand that left out
         // the exchange's order id, say), the ledger is right and this is a repeat; otherwise the
@@ -972,7 +994,7 @@ export class Daemon {
         if (order.status === 'FILLED' && current.status === 'EXECUTED' && sameAmounts(current, order)) {
           return { trade: current, job: await this.#store.jobs.get({ id: job.id }, options), duplicate: true };
         }
-        throw diverged(trade, order, e);
+        throw diverged(trade, order, e.message, e);
       });
     if (settled.duplicate) {
       // Settled before (a retry after a lost answer): the scratch may not have followed it.
@@ -988,6 +1010,24 @@ export class Daemon {
     this.#log(`${stamp()}  ${job.tokenSymbol}  ${t.side} ${t.reason} FAILED: ${t.error}  ${t.clientOrderId}`);
     runner.rejection = t.error ?? 'rejected by the exchange';
     return 'failed';
+  }
+
+  /**
+   * The exchange's answer to an order could not be recorded because this daemon's lease on the
+   * job ran out (the daemon stalled: a pause, a swap storm, a lost connection). If another settled
+   * the trade meanwhile otherwise than the exchange answered (an operator's `botstate settle`
+   * after the lease expired, guessing), the ledger and the exchange disagree, and nothing else
+   * knows it: said now, and the job goes to ERROR when this daemon holds it again (see #step). A
+   * daemon that does not, or that stops first, leaves this line as the only trace.
+   */
+  async #settledWhileAway(job: Job, trade: Trade, order: ExchangeOrder): Promise<void> {
+    const current = await this.#store.ledger.get(trade.clientOrderId).catch(() => undefined);
+    if (current === undefined || current.status === 'PENDING') return;
+    const agrees = order.status === 'FILLED' ? current.status === 'EXECUTED' && sameAmounts(current, order) : current.status === 'FAILED';
+    if (agrees) return;
+    const error = diverged(trade, order, `it is ${current.status}, settled by another while this daemon's lease on the job had run out`);
+    this.#settledAway.set(job.id, error);
+    this.#log(`${stamp()}  ${job.tokenSymbol}  ${error.message}; the job goes to ERROR when this daemon holds it again`);
   }
 
   /**
@@ -1010,7 +1050,7 @@ export class Daemon {
       // This daemon's own sync may have let the job go (paused or finished while its step waited
       // for a slot): the tick said so ("let go"), and no other daemon took anything over.
       if (!this.#held?.has(job.id) && !(await this.#leases.heldByAnother(job.id).catch(() => true))) return;
-      this.#log(`${stamp()}  ${job.tokenSymbol}  lost its lease (another daemon took the job over)`);
+      this.#log(`${stamp()}  ${job.tokenSymbol}  lost its lease (it ran out, and another daemon or an operator's command took the job)`);
       return;
     }
     // The job was paused, liquidated or changed from the CLI meanwhile: next tick sees it.
@@ -1093,11 +1133,11 @@ export class Daemon {
  * longer says what the exchange did, and the job's balances are off by that order. The job must
  * stop until an operator records what the exchange did.
  */
-function diverged(trade: Trade, order: ExchangeOrder, e: BotstateError): BotstateError {
+function diverged(trade: Trade, order: ExchangeOrder, why: string, cause?: BotstateError): BotstateError {
   const did = order.status === 'FILLED' ? `filled ${order.side} ${order.baseAmount} for ${order.quoteAmount}` : `did not fill (${order.error ?? 'rejected'})`;
-  const error = new RuleError('DUPLICATE_ORDER', `the exchange ${did} for order ${trade.clientOrderId}, but its trade was settled otherwise meanwhile (${e.message}): the job's balances no longer match the exchange`, {
+  const error = new RuleError('DUPLICATE_ORDER', `the exchange ${did} for order ${trade.clientOrderId}, but its trade was settled otherwise meanwhile (${why}): the job's balances no longer match the exchange`, {
     hint: `compare botstate trades with the exchange's order ${trade.clientOrderId} and put the job right (a fill the ledger misses: botstate record, under another --client-order-id), then resume the job`,
-    cause: e,
+    ...(cause === undefined ? {} : { cause }),
   });
   STOPS_THE_JOB.add(error);
   return error;

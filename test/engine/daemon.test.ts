@@ -1725,6 +1725,31 @@ for (const engine of ENGINES) {
       assert.equal(rec.count('place', TOKEN), 1, 'no order for a job it no longer holds');
     });
 
+    it("an order settled otherwise by an operator while the daemon's lease had run out is said at once, and stops the job when the daemon holds it again", { skip: engine.name === 'sqlite' && 'PostgreSQL: on SQLite a takeover stops the daemon (one daemon per file)' }, async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const gate = Promise.withResolvers<void>();
+      const http = new HttpExchange(ex.url);
+      const rec = new Recorder(http, { place: (o, n) => (n === 1 ? gate.promise.then(() => http.placeOrder(o)) : undefined) });
+      const { daemon, lines } = makeDaemon(store, rec, { leaseTtlMs: 60_000 });
+      await daemon.start();
+      await rec.waitCalls('place', TOKEN, 1, 0);
+      // What botstate settle does once the lease has expired (the daemon stalled): the lease let
+      // go at a new epoch, then the trade settled; here as FAILED, a guess the exchange belies.
+      const [intent] = await store.ledger.pending();
+      await raw("UPDATE job_leases SET owner = '', epoch = epoch + 1 WHERE job_id = ?", [job.id]);
+      await store.ledger.settle(intent!.clientOrderId, { status: 'FAILED', error: 'given up by hand' });
+      gate.resolve(); // the exchange fills it after all
+      const said = new RegExp(`LGI {2}the exchange filled BUY \\S+ for 10 for order ${intent!.clientOrderId}, but its trade was settled otherwise meanwhile \\(it is FAILED, settled by another while this daemon's lease on the job had run out\\): the job's balances no longer match the exchange; the job goes to ERROR when this daemon holds it again$`);
+      await waitFor('the disagreement said', () => lines.some((l) => said.test(l)));
+      await waitFor('the job in ERROR', async () => (await store.jobs.get({ id: job.id })).status === 'ERROR');
+      await daemon.stop();
+      const stopped = await store.jobs.get({ id: job.id });
+      assert.match(stopped.statusReason ?? '', new RegExp(`^the exchange filled BUY \\S+ for 10 for order ${intent!.clientOrderId}, but its trade was settled otherwise meanwhile`));
+      assert.equal(rec.count('place', TOKEN), 1, 'nothing more was ordered');
+      assert.equal((await store.ledger.get(intent!.clientOrderId)).status, 'FAILED');
+    });
+
     it('restarts with the same instanceId after a clean stop', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
