@@ -148,15 +148,20 @@ export function constraintViolation(message: string, engineCode: string, cause: 
 }
 
 /**
- * A statement the database refused as written (a syntax error, too few or too many values): SQL
- * run directly in a `store.transaction`, since botstate's own statements are fixed. The caller's
- * mistake (INVALID_ARGUMENT, exit 2), not a failed database; nothing of the statement ran.
+ * A statement the database refused as written (a syntax error, too few or too many values, a
+ * value it cannot take, a type that does not match, an ambiguous name, an unknown function): SQL
+ * run directly in a `store.transaction`, since botstate's own statements are fixed and give the
+ * database only values they have checked. The caller's mistake (INVALID_ARGUMENT, exit 2), not a
+ * failed database; nothing of the statement ran. `message` keeps the database's own words.
  */
-export function invalidSql(message: string, cause: unknown): BotstateError {
-  return new ValidationError('INVALID_ARGUMENT', message, { hint: 'correct the SQL, or the values given with it (one per ? or $n)', cause });
+export function invalidSql(message: string, cause: unknown, hint = 'correct the SQL, or the values given with it (one per ? or $n)'): BotstateError {
+  return new ValidationError('INVALID_ARGUMENT', message, { hint, cause });
 }
 
-/** The hint for a table, column or function the database does not have. */
+/** The hint for SQL the database refused for what it says or the values it was given, not for its syntax. */
+export const REFUSED_SQL_HINT = "correct the SQL, or the values given with it: the database's message says what it could not take";
+
+/** The hint for a table or column the database does not have. */
 export const MISSING_HINT =
   "if the SQL is yours, check its names against botstate's schema; otherwise the schema was changed outside botstate (botstate db status shows its version)";
 

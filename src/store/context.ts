@@ -90,6 +90,7 @@ class Tx implements Executor {
 
 /** What to do instead of a statement that would change the connection past the transaction. */
 function sessionHint(control: string, engine: Engine): string {
+  if (engine === 'sqlite' && (control === 'ATTACH' || control === 'DETACH')) return "open the other database on a connection of your own (better-sqlite3), not on the store's one connection";
   if (engine === 'sqlite') return "set what botstate allows through openStore's options; use a table of your own or a WITH clause rather than a TEMP one";
   if (control === 'pg_advisory_lock') return 'use pg_advisory_xact_lock, which is released with the transaction';
   if (control === 'DO') return "run the statements of its body through the tx itself (a DO block's body cannot be checked for what it leaves on the connection)";

@@ -24,8 +24,16 @@ const SESSION_PG = /^(SET(?!\s+(?:LOCAL|TRANSACTION|CONSTRAINTS)\b)|RESET|DISCAR
  */
 const SESSION_PG_MORE = /^(PREPARE|LISTEN|DECLARE\b[\s\S]*?\bWITH\s+HOLD|DO)\b/i;
 
-/** A session-level advisory lock, held after the transaction until unlocked (the _xact_ ones end with it). */
+/**
+ * A session-level advisory lock, held after the transaction until unlocked (the _xact_ ones end
+ * with it). Read in the text with quoted names written plainly (see {@link withNames}), as a
+ * function's name may be quoted or schema-qualified: `"pg_advisory_lock"(1)`,
+ * `pg_catalog.pg_advisory_lock(1)`.
+ */
 const SESSION_LOCK = /\bpg_(?:try_)?advisory_lock(?:_shared)?\s*\(/i;
+
+/** SQLite's ATTACH and DETACH: a database attached stays on the store's one connection. */
+const ATTACH = /^(ATTACH|DETACH)\b/i;
 
 /** A SQLite PRAGMA: `PRAGMA [schema.]name`, then `= value`, `(argument)` or nothing. */
 const PRAGMA = /^PRAGMA\b\s*(?:\w+\s*\.\s*)?(\w*)\s*([=(])?/i;
@@ -46,21 +54,24 @@ const TRANSACTION_PRAGMAS = new Set(['defer_foreign_keys', 'user_version', 'appl
  * table of the same name from every later call on it (temporary objects are looked up first).
  * PostgreSQL's ON COMMIT DROP ends a table with the transaction.
  */
-const TEMP_PG = new RegExp(
-  '^(?:CREATE\\s+(?:OR\\s+REPLACE\\s+)?(?:(?:GLOBAL|LOCAL)\\s+)?(?:TEMP|TEMPORARY)\\s+(?:(?:UNLOGGED\\s+)?TABLE|VIEW|RECURSIVE\\s+VIEW|SEQUENCE)\\b' +
-    '|CREATE\\s+(?:OR\\s+REPLACE\\s+)?(?:UNLOGGED\\s+)?(?:TABLE|VIEW|RECURSIVE\\s+VIEW|SEQUENCE|MATERIALIZED\\s+VIEW)\\s+(?:IF\\s+NOT\\s+EXISTS\\s+)?pg_temp\\s*\\.' +
-    '|SELECT\\b[\\s\\S]*?\\bINTO\\s+(?:TEMP|TEMPORARY)\\b)',
-  'i',
-);
+const TEMP_PG = /^(?:CREATE\s+(?:OR\s+REPLACE\s+)?(?:(?:GLOBAL|LOCAL)\s+)?(?:TEMP|TEMPORARY)\s+(?:(?:UNLOGGED\s+)?TABLE|VIEW|RECURSIVE\s+VIEW|SEQUENCE)\b|SELECT\b[\s\S]*?\bINTO\s+(?:TEMP|TEMPORARY)\b)/i;
+/**
+ * The same by its schema, pg_temp (or pg_temp_N, the session's own by its real name), which may
+ * be quoted: read in the text with quoted names written plainly (see {@link withNames}).
+ */
+const TEMP_PG_SCHEMA = /^CREATE\s+(?:OR\s+REPLACE\s+)?(?:UNLOGGED\s+)?(?:TABLE|VIEW|RECURSIVE\s+VIEW|SEQUENCE|MATERIALIZED\s+VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?pg_temp(?:_\d+)?\s*\./i;
+/** SQLite's, read in the text with quoted names written plainly: `"temp".t`, `[temp].t` and `'temp'.t` are temp.t. */
 const TEMP_SQLITE = /^CREATE\s+(?:(?:TEMP|TEMPORARY)\s+(?:TABLE|VIEW|TRIGGER)\b|(?:VIRTUAL\s+)?(?:TABLE|VIEW|TRIGGER|INDEX)\s+(?:IF\s+NOT\s+EXISTS\s+)?temp\s*\.)/i;
 
 /**
  * A call of set_config whose third argument is not written `true` (SET LOCAL's equivalent): false
- * is a SET by function call, and anything else (a parameter, an expression) may be false.
+ * is a SET by function call, and anything else (a parameter, an expression, a column "true") may
+ * be false. The call is found in `named` (its name may be quoted: `"set_config"(`,
+ * `pg_catalog."set_config"(`), its arguments read in `plain`, where every quoted name is blank.
  */
-function setConfigForSession(plain: string): boolean {
+function setConfigForSession(named: string, plain: string): boolean {
   const call = /\bset_config\s*\(/gi;
-  for (let m = call.exec(plain); m !== null; m = call.exec(plain)) {
+  for (let m = call.exec(named); m !== null; m = call.exec(named)) {
     let depth = 1;
     let i = call.lastIndex;
     for (; i < plain.length && depth > 0; i++) {
@@ -99,9 +110,10 @@ const IDENTIFIER_CHAR = /[\w$\u0080-\uffff]/;
  * The statement a tx refuses in `sql` (a statement, or a script of several separated by `;`):
  * one that begins or ends a transaction (see CONTROL) or, since the connection outlives the
  * transaction, one that changes the connection (see changesSession): PostgreSQL's SET, RESET,
- * DISCARD and set_config, a SQLite PRAGMA that sets something, a temporary object. Its first
- * words, or undefined if it has none. Quoted text and comments, as `engine` reads them, SQLite
- * trigger bodies and PostgreSQL BEGIN ATOMIC bodies are skipped; text this cannot read is left to
+ * DISCARD and set_config, a SQLite PRAGMA that sets something, ATTACH or DETACH, a temporary
+ * object. Its first words, or undefined if it has none. Quoted text and comments, as `engine`
+ * reads them, SQLite trigger bodies and PostgreSQL BEGIN ATOMIC bodies are skipped, but a quoted
+ * name is the name it quotes (`"set_config"(…)`, `[temp].t`); text this cannot read is left to
  * the database.
  */
 export function transactionControl(sql: string, engine: Engine): string | undefined {
@@ -121,18 +133,33 @@ const SEEN: Record<Engine, Map<string, string>> = { sqlite: new Map(), postgres:
 const SEEN_MAX = 1000;
 
 function scan(sql: string, engine: Engine): string | undefined {
-  let plain = blanked(sql, engine);
+  const pg = engine === 'postgres';
+  const parts = segments(sql, engine);
+  // Two readings of the same length, so that a place in one is the same place in the other:
+  // `plain`, where every string, quoted name and comment is blank (for keywords, which are never
+  // quoted), and `named`, where a quoted name is written plainly (for the names of a function or a
+  // schema, which may be quoted).
+  let plain = blanked(parts);
+  let named = withNames(parts, sql, engine);
   // Before trigger bodies are blanked, with their CREATE: a TEMP trigger stays on the connection too.
-  if (engine === 'sqlite' && plain.split(';').some((s) => TEMP_SQLITE.test(s.trimStart()))) return 'CREATE TEMP';
-  plain = plain.replace(engine === 'sqlite' ? TRIGGER_BODY : ATOMIC_BODY, ' ');
-  if (engine === 'postgres' && setConfigForSession(plain)) return 'set_config(…, false)';
-  if (engine === 'postgres' && SESSION_LOCK.test(plain)) return 'pg_advisory_lock';
-  for (const statement of plain.split(';')) {
+  if (!pg && named.split(';').some((s) => TEMP_SQLITE.test(s.trimStart()))) return 'CREATE TEMP';
+  for (const m of plain.matchAll(pg ? ATOMIC_BODY : TRIGGER_BODY)) {
+    const blank = ' '.repeat(m[0].length);
+    const end = m.index + m[0].length;
+    plain = plain.slice(0, m.index) + blank + plain.slice(end);
+    named = named.slice(0, m.index) + blank + named.slice(end);
+  }
+  if (pg && setConfigForSession(named, plain)) return 'set_config(…, false)';
+  if (pg && SESSION_LOCK.test(named)) return 'pg_advisory_lock';
+  // A quoted name holds no `;`: the statements are cut at the same places in both.
+  const namedStatements = named.split(';');
+  for (const [k, statement] of plain.split(';').entries()) {
     const text = statement.trimStart();
-    const m = CONTROL.exec(text) ?? (engine === 'postgres' ? (SESSION_PG.exec(text) ?? SESSION_PG_MORE.exec(text)) : undefined);
+    const names = namedStatements[k]!.trimStart();
+    const m = CONTROL.exec(text) ?? (pg ? (SESSION_PG.exec(text) ?? SESSION_PG_MORE.exec(text)) : ATTACH.exec(text));
     if (m) return /^DECLARE\b/i.test(m[1]!) ? 'DECLARE … WITH HOLD' : m[1]!.replace(/\s+/g, ' ').toUpperCase();
-    if (engine === 'postgres' && TEMP_PG.test(text) && !/\bON\s+COMMIT\s+DROP\b/i.test(text)) return 'CREATE TEMP';
-    const pragma = engine === 'sqlite' ? PRAGMA.exec(text) : null;
+    if (pg && (TEMP_PG.test(text) || TEMP_PG_SCHEMA.test(names)) && !/\bON\s+COMMIT\s+DROP\b/i.test(text)) return 'CREATE TEMP';
+    const pragma = pg ? null : PRAGMA.exec(names);
     if (pragma) {
       const name = pragma[1]!.toLowerCase();
       const sets = pragma[2] !== undefined && !TRANSACTION_PRAGMAS.has(name) && !(pragma[2] === '(' && READING_PRAGMAS.has(name));
@@ -152,14 +179,92 @@ export function changesSession(statement: string): boolean {
 }
 
 /**
- * `sql` with every string, quoted identifier and comment replaced by a blank, as the engine
- * reads them: SQLite's `…`, […] and '' escapes; PostgreSQL's E'…' backslash escapes, dollar quotes
- * and nested block comments.
+ * The text of `parts` (see {@link segments}) with every string, quoted identifier and comment
+ * replaced by as many blanks, as the engine reads them: SQLite's `…`, […] and '' escapes;
+ * PostgreSQL's E'…' backslash escapes, dollar quotes and nested block comments.
  */
-function blanked(sql: string, engine: Engine): string {
-  return segments(sql, engine)
-    .map((s) => (s.plain ? s.text : ' '))
+function blanked(parts: ReadonlyArray<Segment>): string {
+  return parts.map((s) => (s.plain ? s.text : ' '.repeat(s.text.length))).join('');
+}
+
+/**
+ * As {@link blanked}, but with each quoted name that is the same name written plainly put back
+ * plainly, between blanks, in the same length: PostgreSQL's "set_config" (not "SET_CONFIG",
+ * which PostgreSQL does not fold to lower case, so another name) and U&"…" with its escapes
+ * read; SQLite's "temp", [temp], `temp` and 'temp' (a string where a name must be is a name),
+ * in any case. Strings, comments and other quoted names stay blank.
+ */
+function withNames(parts: ReadonlyArray<Segment>, sql: string, engine: Engine): string {
+  let at = 0;
+  return parts
+    .map((s, k) => {
+      const from = at;
+      at += s.text.length;
+      if (s.plain) {
+        // The UESCAPE after a U&"…" name is the name's (its 'c' is a string, blank already).
+        const uescape = engine === 'postgres' && unicodeName(parts, k - 1) ? /^\s*UESCAPE\b/i.exec(s.text) : null;
+        return uescape ? ' '.repeat(uescape[0].length) + s.text.slice(uescape[0].length) : s.text;
+      }
+      const name = quotedName(s.text, engine, unicodeName(parts, k), sql, from + s.text.length);
+      return name === undefined || name.length + 2 > s.text.length ? ' '.repeat(s.text.length) : ` ${name}`.padEnd(s.text.length);
+    })
     .join('');
+}
+
+/** A name written plainly (letters, digits, _ and $, not first): what a quoted one must be to be read as one. */
+const PLAIN_NAME = { postgres: /^[a-z_\u0080-\uffff][a-z0-9_$\u0080-\uffff]*$/, sqlite: /^[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*$/ };
+
+/** Whether `parts[k]` is a PostgreSQL U&"…" name: a quoted name right after U& (not the end of another word). */
+function unicodeName(parts: ReadonlyArray<Segment>, k: number): boolean {
+  const before = parts[k - 1];
+  return parts[k]?.text[0] === '"' && before !== undefined && before.plain && /(?:^|[^\w$\u0080-\uffff])U&$/i.test(before.text);
+}
+
+/**
+ * The name a quoted segment `text` stands for, if it is one that could be written plainly;
+ * undefined for a comment, a string (on PostgreSQL), or anything else. `unicode` for a U&"…"
+ * name on PostgreSQL, `end` where it ends in `sql` (for a UESCAPE after it).
+ */
+function quotedName(text: string, engine: Engine, unicode: boolean, sql: string, end: number): string | undefined {
+  const open = text[0]!;
+  const close = open === '[' ? ']' : open;
+  if (text.length < 2 || !text.endsWith(close)) return undefined;
+  if (engine === 'sqlite') {
+    if (!'"`[\''.includes(open)) return undefined;
+    const name = text.slice(1, -1);
+    return PLAIN_NAME.sqlite.test(name) ? name : undefined;
+  }
+  if (open !== '"') return undefined;
+  let name: string | undefined = text.slice(1, -1).replace(/""/g, '"');
+  if (unicode) {
+    const uescape = /\s*UESCAPE\s*'([^'])'/iy;
+    uescape.lastIndex = end;
+    name = unicodeEscaped(name, uescape.exec(sql)?.[1] ?? '\\');
+  }
+  return name !== undefined && PLAIN_NAME.postgres.test(name) ? name : undefined;
+}
+
+/**
+ * A PostgreSQL U&"…" name's text read: `c` then four hex digits, or `c+` then six, is that code
+ * point, and `cc` is `c` (a backslash, unless UESCAPE names another). Undefined if it is not valid.
+ */
+function unicodeEscaped(text: string, c: string): string | undefined {
+  let out = '';
+  for (let i = 0; i < text.length; ) {
+    if (text[i] !== c) {
+      out += text[i++];
+    } else if (text[i + 1] === c) {
+      out += c;
+      i += 2;
+    } else {
+      const m = /^(?:([0-9A-Fa-f]{4})|\+([0-9A-Fa-f]{6}))/.exec(text.slice(i + 1));
+      const code = m === null ? NaN : Number.parseInt(m[1] ?? m[2]!, 16);
+      if (!(code <= 0x10ffff)) return undefined;
+      out += String.fromCodePoint(code);
+      i += 1 + m![0].length;
+    }
+  }
+  return out;
 }
 
 /**
@@ -175,10 +280,16 @@ export function numberedPlaceholders(sql: string): string {
     .join('');
 }
 
+/** A part of a statement's text: SQL the engine reads (`plain`), or a string, quoted identifier or comment. */
+interface Segment {
+  readonly plain: boolean;
+  readonly text: string;
+}
+
 /** `sql` cut into the parts the engine reads as SQL (`plain`) and its strings, quoted identifiers and comments. */
-function segments(sql: string, engine: Engine): Array<{ plain: boolean; text: string }> {
+function segments(sql: string, engine: Engine): Segment[] {
   const pg = engine === 'postgres';
-  const out: Array<{ plain: boolean; text: string }> = [];
+  const out: Segment[] = [];
   let plainFrom = 0;
   let i = 0;
   const skipTo = (close: string, doubled: boolean): void => {

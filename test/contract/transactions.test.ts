@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { isBotstateError } from '../../src/errors.ts';
+import { isBotstateError, StorageError, ValidationError } from '../../src/errors.ts';
 import type { Executor } from '../../src/store/adapter.ts';
 import type { Store, StoreOptions } from '../../src/store/store.ts';
 import { rejectsWith } from '../helpers/assert.ts';
@@ -208,6 +208,28 @@ for (const engine of ENGINES) {
           [`SELECT ${p(1)} AS a`, [1, 2], 'INVALID_ARGUMENT', /refused the statement/],
           ['SELECT * FROM no_such_table', [], 'STORAGE_FAILED', /no_such_table/],
           ['SELECT no_such_column FROM jobs', [], 'STORAGE_FAILED', /no_such_column/],
+          // A value the statement cannot take, a type that does not match, a name it cannot resolve:
+          // the caller's SQL too, with the database's own message, not a failed database.
+          ...(engine.name === 'postgres'
+            ? ([
+                ['SELECT 1/0 AS x', [], 'INVALID_ARGUMENT', /^PostgreSQL refused the statement at .*: division by zero \[22012\]$/],
+                ["SELECT 'abc'::numeric AS x", [], 'INVALID_ARGUMENT', /invalid input syntax for type numeric: "abc" \[22P02\]$/],
+                ['SELECT 1 AS x LIMIT -1', [], 'INVALID_ARGUMENT', /LIMIT must not be negative \[2201W\]$/],
+                ["SELECT CASE WHEN true THEN 1 ELSE 'x'::text END AS x", [], 'INVALID_ARGUMENT', /cannot be matched \[42804\]$/],
+                ['SELECT id FROM jobs, trades', [], 'INVALID_ARGUMENT', /column reference "id" is ambiguous \[42702\]$/],
+                ['SELECT status, count(*) AS n FROM jobs GROUP BY mode', [], 'INVALID_ARGUMENT', /must appear in the GROUP BY clause .*\[42803\]$/],
+                ['SELECT no_such_function(1) AS x', [], 'INVALID_ARGUMENT', /function no_such_function\(integer\) does not exist \[42883\]$/],
+                // A value that says "timeout" is not a server that timed out.
+                ["SELECT 'timeout'::interval AS x", [], 'INVALID_ARGUMENT', /invalid input syntax for type interval: "timeout" \[22007\]$/],
+              ] satisfies Array<[string, unknown[], string, RegExp]>)
+            : ([
+                ["SELECT json('x') AS x", [], 'INVALID_ARGUMENT', /^SQLite refused the statement on .*: malformed JSON \[SQLITE_ERROR\]$/],
+                ['SELECT abs(-9223372036854775808) AS x', [], 'INVALID_ARGUMENT', /integer overflow \[SQLITE_ERROR\]$/],
+                ['SELECT 1 AS x UNION SELECT 1, 2', [], 'INVALID_ARGUMENT', /do not have the same number of result columns \[SQLITE_ERROR\]$/],
+                ['SELECT id FROM jobs, trades', [], 'INVALID_ARGUMENT', /ambiguous column name: id \[SQLITE_ERROR\]$/],
+                ["SELECT 1 AS x LIMIT 'x'", [], 'INVALID_ARGUMENT', /datatype mismatch \[SQLITE_MISMATCH\]$/],
+                ['SELECT no_such_function(1) AS x', [], 'INVALID_ARGUMENT', /no such function: no_such_function \[SQLITE_ERROR\]$/],
+              ] satisfies Array<[string, unknown[], string, RegExp]>)),
         ];
         for (const [sql, params, code, said] of cases) {
           const e = await store.transaction(async (tx) => {
@@ -216,10 +238,35 @@ for (const engine of ENGINES) {
           }).then(() => undefined, (x: unknown) => x);
           assert.ok(isBotstateError(e, code as never), `${sql}: ${String(e)}`);
           assert.match(e.message, said, sql);
+          assert.ok(code === 'INVALID_ARGUMENT' ? e instanceof ValidationError : e instanceof StorageError, `${sql}: ${e.name}`);
+          assert.doesNotMatch(e.message, /\n/, sql);
           const hint = String(e.hint);
           assert.match(hint, code === 'INVALID_ARGUMENT' ? /^correct the SQL, or the values given with it/ : /^if the SQL is yours, check its names against botstate's schema/, sql);
         }
         assert.equal(await fx.dump(), before);
+      });
+
+      it('PostgreSQL: a statement after one that failed in the same transaction is refused as the caller\'s (INVALID_ARGUMENT, saying so), a store call too; nothing is written', { skip: engine.name !== 'postgres' }, async () => {
+        const before = await fx.dump();
+        const outcomes: unknown[] = [];
+        const body = store.transaction(async (tx) => {
+          await store.jobs.pause({ id });
+          outcomes.push(await tx.get('SELECT 1/0 AS x').then(() => 'ran', (e: unknown) => e));
+          outcomes.push(await tx.get('SELECT 1 AS one').then(() => 'ran', (e: unknown) => e));
+          outcomes.push(await store.jobs.resume({ id }).then(() => 'ran', (e: unknown) => e));
+          return 'done';
+        });
+        // The COMMIT of an aborted transaction is a ROLLBACK: refused as before, not said to be done.
+        await rejectsWith(body, 'STORAGE_FAILED');
+        const [first, ...after] = outcomes;
+        assert.ok(isBotstateError(first, 'INVALID_ARGUMENT') && /division by zero \[22012\]$/.test(first.message), String(first));
+        for (const e of after) {
+          assert.ok(isBotstateError(e, 'INVALID_ARGUMENT') && e instanceof ValidationError, String(e));
+          assert.match(e.message, /^an earlier statement of this transaction at .* failed, and PostgreSQL refuses every statement after it until the transaction ends \(current transaction is aborted, commands ignored until end of transaction block\) \[25P02\]$/);
+          assert.match(String(e.hint), /nested store\.transaction/);
+        }
+        assert.equal(await fx.dump(), before);
+        assert.equal((await store.jobs.get({ id })).status, 'RUNNING');
       });
 
       it('refuses a statement that would change the connection for every later call (SET on PostgreSQL, a setting PRAGMA on SQLite)', async () => {
@@ -250,6 +297,70 @@ for (const engine of ENGINES) {
           const { setting } = (await store.transaction((tx) => tx.get<{ setting: string }>("SELECT current_setting('synchronous_commit') AS setting")))!;
           assert.equal(setting, durability === 'power' ? 'on' : 'off');
         }
+      });
+
+      it('refuses them however their names are quoted or qualified, and ATTACH and DETACH on SQLite; nothing changed, the connection as botstate set it', async () => {
+        store = await open({ ...(engine.name === 'postgres' ? { poolSize: 1 } : {}) });
+        const refused: Array<[string, string]> =
+          engine.name === 'postgres'
+            ? [
+                [`SELECT "set_config"('search_path', 'public', false)`, 'set_config(…, false)'],
+                [`SELECT pg_catalog."set_config"('search_path', 'public', false)`, 'set_config(…, false)'],
+                [`SELECT "pg_catalog"."set_config"('synchronous_commit', 'off', false)`, 'set_config(…, false)'],
+                [`SELECT U&"\\0073et_config"('search_path', 'public', false)`, 'set_config(…, false)'],
+                [`SELECT "pg_advisory_lock"(1)`, 'pg_advisory_lock'],
+                [`SELECT pg_catalog."pg_advisory_lock"(1)`, 'pg_advisory_lock'],
+                [`CREATE TABLE "pg_temp".jobs (x int)`, 'CREATE TEMP'],
+              ]
+            : [
+                ['CREATE TABLE "temp".jobs (x)', 'CREATE TEMP'],
+                ['CREATE TABLE [temp].jobs (x)', 'CREATE TEMP'],
+                ['CREATE TABLE `TEMP`.jobs (x)', 'CREATE TEMP'],
+                ["CREATE TABLE 'temp'.jobs (x)", 'CREATE TEMP'],
+                ['PRAGMA "main"."synchronous" = OFF', 'PRAGMA'],
+                ["ATTACH DATABASE ':memory:' AS other", 'ATTACH'],
+                ["attach ':memory:' as other", 'ATTACH'],
+                ['DETACH DATABASE other', 'DETACH'],
+              ];
+        // What a statement let through would have changed on the store's (only) connection.
+        const connection = () =>
+          store.transaction((tx) =>
+            engine.name === 'postgres'
+              ? tx.get(
+                  "SELECT current_setting('search_path') AS path, current_setting('synchronous_commit') AS commit, (SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS locks, (SELECT count(*)::int FROM pg_class WHERE relnamespace = pg_my_temp_schema()) AS temp",
+                )
+              : tx.all("SELECT 'database' AS kind, name FROM pragma_database_list UNION ALL SELECT 'temp', name FROM temp.sqlite_master UNION ALL SELECT 'synchronous', synchronous FROM pragma_synchronous ORDER BY 1, 2"),
+          );
+        const was = await connection();
+        const before = await fx.dump();
+        await store.transaction(async (tx) => {
+          for (const [sql, control] of refused) {
+            for (const p of [tx.run(sql), tx.exec(sql)]) {
+              const e = await p.then(() => undefined, (x: unknown) => x);
+              assert.ok(isBotstateError(e, 'INVALID_ARGUMENT'), `${sql}: ${String(e)}`);
+              assert.equal(e.message, `a tx cannot run ${control}: it changes the connection, which outlives the transaction, for every later call on it`, sql);
+              assert.ok(e.hint !== undefined && e.hint.length > 0 && !e.hint.includes('\n'), sql);
+              if (control === 'ATTACH' || control === 'DETACH') assert.match(e.hint, /connection of your own/, sql);
+            }
+          }
+          // A quoted name PostgreSQL does not fold is another name: "SET_CONFIG" is no set_config (the
+          // database says it has no such function), and a string that holds the words is text.
+          if (engine.name === 'postgres') {
+            const e = await tx.get(`SELECT "SET_CONFIG"('search_path', 'public', false) AS x`).then(() => undefined, (x: unknown) => x);
+            assert.ok(isBotstateError(e, 'INVALID_ARGUMENT') && /\[42883\]$/.test(e.message), String(e));
+            throw new Error('rolled back');
+          }
+          assert.deepEqual(await tx.get(`SELECT 'CREATE TABLE "temp".t (x); ATTACH x' AS s`), { s: 'CREATE TABLE "temp".t (x); ATTACH x' });
+        }).catch((e: unknown) => {
+          if (!(e instanceof Error && e.message === 'rolled back')) throw e;
+        });
+        if (engine.name === 'postgres') {
+          assert.deepEqual(await store.transaction((tx) => tx.get(`SELECT '"set_config"(1, 2, false)' AS s`)), { s: '"set_config"(1, 2, false)' });
+        }
+        assert.equal(await fx.dump(), before);
+        // The connection is as botstate set it: no database attached, no temporary table, no lock held.
+        assert.deepEqual(await connection(), was);
+        assert.equal((await store.jobs.get({ id })).id, id);
       });
 
       it('refuses its own statements with no transaction open, and nothing is written', async () => {

@@ -4,6 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { StorageError, ValidationError } from '../../src/errors.ts';
 import { classifySqliteError } from '../../src/store/sqlite/sqlite-adapter.ts';
 
 function sqliteError(code: string, message: string): Error {
@@ -25,5 +26,45 @@ describe('SQLite errors', () => {
       assert.equal(e.message, `SQLite failed on /data/bot.db: disk I/O error [${code}]`);
       assert.equal(e.hint, 'check the disk where /data/bot.db is (free space first, then errors), then retry');
     }
+  });
+
+  it("a statement's own fault is INVALID_ARGUMENT with SQLite's message; a missing table or column, and the connection's state, stay STORAGE_FAILED", () => {
+    const callers: Array<[string, string]> = [
+      ['SQLITE_ERROR', 'malformed JSON'],
+      ['SQLITE_ERROR', 'integer overflow'],
+      ['SQLITE_ERROR', 'SELECTs to the left and right of UNION do not have the same number of result columns'],
+      ['SQLITE_ERROR', 'no such function: nope'],
+      ['SQLITE_ERROR', 'ambiguous column name: id'],
+      ['SQLITE_ERROR_MISSING_COLLSEQ', 'no such collation sequence: nope'],
+      ['SQLITE_MISMATCH', 'datatype mismatch'],
+      ['SQLITE_RANGE', 'column index out of range'],
+      ['SQLITE_TOOBIG', 'string or blob too big'],
+    ];
+    for (const [code, message] of callers) {
+      const e = classifySqliteError(sqliteError(code, message), '/data/bot.db');
+      assert.ok(e instanceof ValidationError, `${code} ${message}: ${e.name}`);
+      assert.equal(e.code, 'INVALID_ARGUMENT');
+      assert.equal(e.message, `SQLite refused the statement on /data/bot.db: ${message} [${code}]`);
+      assert.match(String(e.hint), /^correct the SQL, or the values given with it/);
+    }
+    const storage: Array<[string, string]> = [
+      ['SQLITE_ERROR', 'no such table: jobs'],
+      ['SQLITE_ERROR', 'no such column: status'],
+      ['SQLITE_ERROR', 'table jobs has no column named status'],
+      ['SQLITE_ERROR', 'unsupported file format'],
+      ['SQLITE_ERROR', 'cannot commit - no transaction is active'],
+      ['SQLITE_ERROR', 'cannot start a transaction within a transaction'],
+      ['SQLITE_ERROR', 'no such savepoint: botstate_call'],
+      ['SQLITE_ERROR', 'SQL logic error'],
+      ['SQLITE_NOMEM', 'out of memory'],
+    ];
+    for (const [code, message] of storage) {
+      const e = classifySqliteError(sqliteError(code, message), '/data/bot.db');
+      assert.ok(e instanceof StorageError, `${code} ${message}: ${e.name}`);
+      assert.equal(e.code, 'STORAGE_FAILED', message);
+    }
+    // Constraints and locks keep their codes.
+    assert.equal(classifySqliteError(sqliteError('SQLITE_CONSTRAINT_UNIQUE', 'UNIQUE constraint failed: trades.client_order_id'), 'x').code, 'CONSTRAINT_VIOLATION');
+    assert.equal(classifySqliteError(sqliteError('SQLITE_BUSY', 'database is locked'), 'x').code, 'STORAGE_BUSY');
   });
 });

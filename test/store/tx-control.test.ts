@@ -170,6 +170,81 @@ describe('transactionControl', () => {
   });
 });
 
+describe('quoted and qualified names', () => {
+  it('reads a quoted name as the name it quotes, as each engine folds it, schema-qualified too', () => {
+    const postgres: Array<[string, string | undefined]> = [
+      [`SELECT "set_config"('search_path','public',false)`, 'set_config(…, false)'],
+      [`SELECT pg_catalog."set_config"('a', 'b', false)`, 'set_config(…, false)'],
+      [`SELECT "pg_catalog"."set_config"('a', 'b', false)`, 'set_config(…, false)'],
+      [`SELECT "pg_catalog" . "set_config" ('a', 'b', false)`, 'set_config(…, false)'],
+      [`SELECT"set_config"('a', 'b', false)`, 'set_config(…, false)'],
+      [`SELECT "set_config"('a', 'b', true)`, undefined],
+      // A column named "true" is not the word true: it may be false.
+      [`SELECT set_config('a', 'b', "true") FROM t`, 'set_config(…, false)'],
+      // U&"…" with its escapes read, UESCAPE too.
+      [`SELECT U&"\\0073et_config"('a', 'b', false)`, 'set_config(…, false)'],
+      [`SELECT u&"!0073et_config" UESCAPE '!' ('a', 'b', false)`, 'set_config(…, false)'],
+      [`SELECT U&"!0073et_config" UESCAPE '!' ('a', 'b', true)`, undefined],
+      [`SELECT "pg_advisory_lock"(1)`, 'pg_advisory_lock'],
+      [`SELECT pg_catalog."pg_try_advisory_lock_shared"(1, 2)`, 'pg_advisory_lock'],
+      [`SELECT "pg_catalog".pg_advisory_lock(1)`, 'pg_advisory_lock'],
+      [`SELECT "pg_advisory_xact_lock"(1)`, undefined],
+      [`CREATE TABLE "pg_temp".jobs (x int)`, 'CREATE TEMP'],
+      [`CREATE VIEW "pg_temp"."v" AS SELECT 1`, 'CREATE TEMP'],
+      ['CREATE TABLE pg_temp_3.jobs (x int)', 'CREATE TEMP'],
+      [`CREATE TABLE "pg_temp".t (x int) ON COMMIT DROP`, undefined],
+      // PostgreSQL does not fold a quoted name to lower case: "SET_CONFIG" is another function.
+      [`SELECT "SET_CONFIG"('a', 'b', false)`, undefined],
+      [`SELECT pg_catalog."Set_Config"('a', 'b', false)`, undefined],
+      [`SELECT "PG_ADVISORY_LOCK"(1)`, undefined],
+      [`CREATE TABLE "PG_TEMP".t (x int)`, undefined],
+      // A quoted name that is not a call, and strings and comments holding the words, stay text.
+      [`SELECT "set_config", "pg_advisory_lock" FROM t`, undefined],
+      [`SELECT 'pg_catalog."set_config"(1, 2, false)'`, undefined],
+      [`SELECT $$"pg_advisory_lock"(1)$$`, undefined],
+      [`SELECT 1 /* "set_config"('a','b',false) */`, undefined],
+      [`SELECT 1 AS a INTO "temp"`, undefined],
+      [`CREATE TABLE "temp".t (x int)`, undefined],
+    ];
+    for (const [sql, found] of postgres) assert.equal(transactionControl(sql, 'postgres'), found, `postgres: ${sql}`);
+    const sqlite: Array<[string, string | undefined]> = [
+      ['CREATE TABLE "temp".z(a)', 'CREATE TEMP'],
+      ['CREATE TABLE [temp].w(a)', 'CREATE TEMP'],
+      ['CREATE TABLE `temp`.w(a)', 'CREATE TEMP'],
+      ['CREATE TABLE "TEMP" . w(a)', 'CREATE TEMP'],
+      ["CREATE TABLE 'temp'.w(a)", 'CREATE TEMP'],
+      ['CREATE VIEW IF NOT EXISTS [Temp].v AS SELECT 1', 'CREATE TEMP'],
+      ['CREATE TRIGGER "temp".tr AFTER INSERT ON t BEGIN SELECT 1; END', 'CREATE TEMP'],
+      ['PRAGMA "main".synchronous = OFF', 'PRAGMA'],
+      ['PRAGMA [main].[journal_mode] = off', 'PRAGMA'],
+      ["PRAGMA 'main'.'synchronous'(0)", 'PRAGMA'],
+      ['PRAGMA "main"."table_info"(jobs)', undefined],
+      ['PRAGMA "user_version" = 7', undefined],
+      ['CREATE TABLE "main".t(a)', undefined],
+      ['CREATE TABLE "temp x".t(a)', undefined],
+      ['CREATE TABLE t AS SELECT "temp".a FROM x AS "temp"', undefined],
+      ["SELECT 'CREATE TABLE \"temp\".t(a)'", undefined],
+    ];
+    for (const [sql, found] of sqlite) assert.equal(transactionControl(sql, 'sqlite'), found, `sqlite: ${sql}`);
+  });
+
+  it('refuses ATTACH and DETACH on SQLite (a database attached stays on the store\'s one connection), not the words', () => {
+    const cases: Array<[string, string | undefined]> = [
+      ["ATTACH DATABASE 'other.db' AS other", 'ATTACH'],
+      ["attach 'other.db' as other", 'ATTACH'],
+      ["/* c */ ATTACH ':memory:' AS m", 'ATTACH'],
+      ['DETACH DATABASE other', 'DETACH'],
+      ['detach other', 'DETACH'],
+      ["SELECT 1; ATTACH 'x.db' AS x", 'ATTACH'],
+      ["SELECT 'ATTACH DATABASE x'", undefined],
+      ['SELECT attach, detach FROM t', undefined],
+      ['UPDATE t SET detach = 1', undefined],
+      ['SELECT [attach] FROM t', undefined],
+    ];
+    for (const [sql, found] of cases) assert.equal(transactionControl(sql, 'sqlite'), found, `sqlite: ${sql}`);
+  });
+});
+
 describe('more of what PostgreSQL leaves on the session, and placeholders', () => {
   it('refuses PREPARE, LISTEN, a cursor WITH HOLD, a DO block and a session advisory lock; their transaction-bound forms pass', () => {
     const refused: Array<[string, string]> = [

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { BotstateError, closedStore, constraintViolation, invalidSql, MISSING_HINT, StorageError } from '../../errors.ts';
+import { BotstateError, closedStore, constraintViolation, invalidSql, MISSING_HINT, REFUSED_SQL_HINT, StorageError, ValidationError } from '../../errors.ts';
 import { VERSION_COLUMNS } from '../migrations/migration.ts';
 import { driverConnectionString } from '../location.ts';
 import { numberedPlaceholders } from '../tx-control.ts';
@@ -520,6 +520,23 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
   if (code === '42601' || code === '42P02' || (code === '08P01' && /\bbind message\b/.test(message))) {
     return invalidSql(`PostgreSQL refused the statement at ${where}: ${message} [${code}]`, e);
   }
+  // Class 22, a value the statement cannot take (a division by zero, 'abc'::numeric, an
+  // overflow), and class 42, a statement that breaks SQL's rules (a type mismatch, an ambiguous
+  // column, a GROUP BY error, a function or operator that does not exist for its arguments):
+  // the caller's SQL too, before the /timeout/ test below (a value's text may say "timeout").
+  // Not a missing table or column (42P01, 42703: a schema changed outside botstate, below), nor
+  // a privilege the role lacks (42501: how the database was set up).
+  if ((code.startsWith('22') || code.startsWith('42')) && code.length === 5 && code !== '42P01' && code !== '42703' && code !== '42501') {
+    return invalidSql(`PostgreSQL refused the statement at ${where}: ${message} [${code}]`, e, REFUSED_SQL_HINT);
+  }
+  // in_failed_sql_transaction: a statement of this transaction failed before (its error caught),
+  // and PostgreSQL runs nothing more in it. That statement's error said what went wrong.
+  if (code === '25P02') {
+    return new ValidationError('INVALID_ARGUMENT', `an earlier statement of this transaction at ${where} failed, and PostgreSQL refuses every statement after it until the transaction ends (${message}) [${code}]`, {
+      hint: "run SQL that may fail in a nested store.transaction (a savepoint), or let its error end the transaction: a caught error does not undo PostgreSQL's abort",
+      cause: e,
+    });
+  }
   if (
     unavailableErrno(first) ||
     code.startsWith('08') ||
@@ -544,8 +561,8 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
   // Class 23: integrity constraints; P0001: RAISE EXCEPTION, as the audit log's append-only trigger does.
   if (code.startsWith('23') || code === 'P0001') return constraintViolation(message, code, e);
   if (code.length === 5) {
-    // 42P01, 42703, 42883: a table, column or function that is not there.
-    const missing = code === '42P01' || code === '42703' || code === '42883';
+    // 42P01, 42703: a table or column that is not there.
+    const missing = code === '42P01' || code === '42703';
     return new StorageError('STORAGE_FAILED', `PostgreSQL failed at ${where}: ${message} [${code}]`, { ...(missing ? { hint: MISSING_HINT } : {}), cause: e });
   }
   // TLS set up by the URL's sslmode: a server without SSL, a certificate refused, a bad mode.

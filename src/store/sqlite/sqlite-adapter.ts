@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { VERSION_COLUMNS } from '../migrations/migration.ts';
-import { BotstateError, closedStore, constraintViolation, invalidSql, MISSING_HINT, NotFoundError, StorageError, ValidationError } from '../../errors.ts';
+import { BotstateError, closedStore, constraintViolation, invalidSql, MISSING_HINT, NotFoundError, REFUSED_SQL_HINT, StorageError, ValidationError } from '../../errors.ts';
 import type {
   Adapter,
   Capabilities,
@@ -1394,6 +1394,17 @@ function prepareFile(path: string, create: boolean): void {
   }
 }
 
+/** Codes besides SQLITE_ERROR for a statement or its values at fault, not the database. */
+const SQL_FAULTS = new Set(['SQLITE_ERROR_MISSING_COLLSEQ', 'SQLITE_MISMATCH', 'SQLITE_RANGE', 'SQLITE_TOOBIG']);
+
+/**
+ * SQLITE_ERRORs about the database or the connection's transactions, which botstate's own
+ * statements may meet (a file of a newer SQLite, a transaction SQLite ended itself), and SQLite's
+ * bare "SQL logic error", which says nothing of the statement: not put on the statement. A tx
+ * refuses BEGIN, COMMIT and ROLLBACK, and botstate's savepoints are its own.
+ */
+const CONNECTION_STATE = /^unsupported file format|no transaction is active|within a transaction|^no such savepoint: (?:grouped|botstate_call)$|^SQL logic error$/;
+
 /** Maps better-sqlite3's SqliteError codes onto botstate's error codes. */
 export function classifySqliteError(e: unknown, where: string): BotstateError {
   if (e instanceof BotstateError) return e;
@@ -1437,8 +1448,15 @@ export function classifySqliteError(e: unknown, where: string): BotstateError {
   if (code === 'SQLITE_ERROR' && /syntax error|incomplete input|unrecognized token/.test(message)) {
     return invalidSql(`SQLite refused the statement on ${where}: ${message}`, e);
   }
+  // A table or column that is not there: a schema changed outside botstate, or a name of the caller's.
+  const missing = code === 'SQLITE_ERROR' && /^no such (table|column)\b|has no column named/.test(message);
+  // Any other error of a statement is the statement's (malformed JSON, an integer overflow, a
+  // UNION's sides of other widths, a function that does not exist), or its values' (a datatype
+  // mismatch, a value too big), but for what SQLite says of the connection's own state.
+  if (((code === 'SQLITE_ERROR' && !missing) || SQL_FAULTS.has(code)) && !CONNECTION_STATE.test(message)) {
+    return invalidSql(`SQLite refused the statement on ${where}: ${message} [${code}]`, e, REFUSED_SQL_HINT);
+  }
   if (code.startsWith('SQLITE_')) {
-    const missing = code === 'SQLITE_ERROR' && /^no such (table|column|function)\b|has no column named/.test(message);
     return new StorageError('STORAGE_FAILED', `SQLite failed on ${where}: ${message} [${code}]`, { ...(missing ? { hint: MISSING_HINT } : {}), cause: e });
   }
   // better-sqlite3 checks the values bound before SQLite sees the statement.
