@@ -178,3 +178,15 @@ export function closedStore(location: string): StorageError {
     hint: 'a closed store cannot be used again: open another with openStore',
   });
 }
+
+/**
+ * What a write through a store opened with `readOnly: true` gets: a call that writes, a migration,
+ * or SQL that writes run in a store.transaction (the connection itself is read-only, so the
+ * database refuses it too). Never transient: the store stays read-only.
+ */
+export function readOnlyStore(location: string, cause?: unknown): ValidationError {
+  return new ValidationError('INVALID_ARGUMENT', `the store at ${location} was opened read-only (readOnly: true): it refuses every write`, {
+    hint: 'open another store without readOnly to change the database; a read-only one only reads (and backs up)',
+    ...(cause === undefined ? {} : { cause }),
+  });
+}

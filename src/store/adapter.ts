@@ -76,6 +76,11 @@ export interface Adapter {
   readonly durability: Durability;
   /** Where the data lives, without credentials, for messages. */
   readonly location: string;
+  /**
+   * Opened read-only (the store's `readOnly` option): the connection refuses every write, which
+   * is refused with readOnlyStore's error (INVALID_ARGUMENT), and every transaction runs as a read.
+   */
+  readonly readOnly: boolean;
 
   /**
    * Runs `fn` in one transaction: committed if it resolves, rolled back if it throws.

@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { BotstateError, ValidationError } from '../errors.ts';
+import { BotstateError, readOnlyStore, ValidationError } from '../errors.ts';
 import { isStorableText } from '../util/text.ts';
 import type { Adapter, Engine, Executor, SqlParam } from './adapter.ts';
 import { changesSession, transactionControl } from './tx-control.ts';
@@ -272,9 +272,11 @@ export class Context {
   /**
    * Runs `fn` in the caller's transaction if there is one, else in a new one. Joining, it runs
    * under a SAVEPOINT, in its turn: a call that fails leaves nothing of its own behind even when
-   * the caller catches the error and commits the rest.
+   * the caller catches the error and commits the rest. Refused at once on a read-only store.
    */
   async write<T>(options: CallOptions | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
+    // Before anything is read or locked: one refusal for every write, whatever the job's state.
+    if (this.adapter.readOnly) throw readOnlyStore(this.adapter.location);
     const tx = this.#joined(options);
     if (!tx) return this.adapter.transaction(fn);
     return this.#inTurn(tx, true, (parent) => this.#call(tx, parent, () => fn(tx)));

@@ -1,7 +1,7 @@
 import { userInfo } from 'node:os';
 import { readStream, readStreamPage, readStreamWindow, jobStream, streamEntries, type AuditEntry, type AuditReport } from '../audit/audit.ts';
 import { verifyAudit } from '../audit/verify.ts';
-import { NotFoundError, ValidationError, type StorageError } from '../errors.ts';
+import { NotFoundError, readOnlyStore, ValidationError, type StorageError } from '../errors.ts';
 import { requireJob, replayJob, type Job, type JobRef } from '../jobs/job-rows.ts';
 import { described, inputObject } from '../util/values.ts';
 import { checkWindow, isIsoTime, notIsoTime } from '../util/time.ts';
@@ -22,28 +22,41 @@ export interface StoreOptions {
    */
   readonly durability?: Durability;
   /**
-   * What to do about the schema on open: `migrate` (default) applies pending migrations under
-   * the migration lock, and refuses a schema newer than this code or an edited migration;
+   * What to do about the schema on open: `migrate` (default; `check` with `readOnly`) applies
+   * pending migrations under the migration lock, and refuses a schema newer than this code or an
+   * edited migration;
    * `check` refuses unless the schema is exactly current (and never creates a SQLite file);
    * `create` migrates a database that has no botstate schema yet (new), or one part-way through
    * being made that holds no job yet (another process is making it, or was killed doing so), and
    * otherwise acts as `check` (what `botstate start` does: a command that may be refused must not
    * have migrated a database in use);
    * `none` checks nothing, for `botstate db …` — a store opened so must not be used for jobs.
+   * With `readOnly`, only `check` and `none` may be given.
    */
   readonly schema?: 'migrate' | 'create' | 'check' | 'none';
   /**
-   * Create the database if there is none (default true): on SQLite the file, on PostgreSQL the
-   * schema's tables. With false, a missing one is DATABASE_NOT_FOUND and nothing is created.
+   * Create the database if there is none (default true; false with `readOnly`, which refuses
+   * true): on SQLite the file, on PostgreSQL the schema's tables. With false, a missing one is
+   * DATABASE_NOT_FOUND and nothing is created.
    */
   readonly create?: boolean;
   /** Who is acting, for the audit log (default `lib:<os user>`). */
   readonly actor?: string;
   /**
-   * SQLite: the caller only reads. A file this user may not write, or in a folder it may not
-   * write (a backup kept read-only, another user's database), or one not in WAL mode (a backup
-   * made by `backup()`), is then opened read-only, as it is, and any write is refused; any other
-   * is opened as usual (every database botstate writes is in WAL mode). Default false.
+   * The caller only reads (a report, a dashboard, an audit), on either engine. The store then
+   * never creates a database (a missing SQLite file or PostgreSQL schema is DATABASE_NOT_FOUND)
+   * and never migrates: the schema is checked as with `schema: 'check'` (the default then; only
+   * `check` and `none` may be given, and `create: true` is refused), so a schema older than this
+   * code is SCHEMA_OUTDATED, to be migrated with `botstate db migrate`. Every write is refused
+   * with INVALID_ARGUMENT ("opened read-only"): the store's calls that write (jobs.start,
+   * ledger.recordTrade, …, migrate, rollback) before they run, and SQL that writes in a
+   * store.transaction (which runs as a read) by the database itself, since the connection is
+   * read-only: a SQLite file is opened read-only, as it is (in WAL mode or not: a backup made by
+   * `backup()` stays as it is), and a PostgreSQL session has default_transaction_read_only on.
+   * Reads, history, jobAt, verifyAudit, schemaStatus and backup work as usual. A SQLite file this
+   * user may not write, or in a folder it may not write (a backup kept read-only, another user's
+   * database), can be read so; one in WAL mode needs a `-shm` file beside it that SQLite can make
+   * or write. Default false.
    */
   readonly readOnly?: boolean;
   /**
@@ -110,11 +123,22 @@ function checkOptions(options: StoreOptions): Required<Omit<StoreOptions, 'lockT
     }
   }
   if (options.actor !== undefined) checkActor(options.actor, 'store option actor');
+  const readOnly = options.readOnly ?? false;
+  if (readOnly && (options.schema === 'migrate' || options.schema === 'create')) {
+    throw new ValidationError('INVALID_ARGUMENT', `store option schema '${options.schema}' cannot go with readOnly: a read-only store never creates or migrates a schema`, {
+      hint: "leave schema out (readOnly checks that the schema is current), or give 'check' or 'none'",
+    });
+  }
+  if (readOnly && options.create === true) {
+    throw new ValidationError('INVALID_ARGUMENT', 'store option create cannot be true with readOnly: a read-only store never creates a database', {
+      hint: 'leave create out',
+    });
+  }
   return Object.freeze({
     durability: oneOf('durability', options.durability, ['process', 'power'], 'process'),
-    schema: oneOf('schema', options.schema, ['migrate', 'create', 'check', 'none'], 'migrate'),
-    create: options.create ?? true,
-    readOnly: options.readOnly ?? false,
+    schema: oneOf('schema', options.schema, ['migrate', 'create', 'check', 'none'], readOnly ? 'check' : 'migrate'),
+    create: readOnly ? false : (options.create ?? true),
+    readOnly,
     actor: options.actor ?? `lib:${safeUser()}`,
     busyTimeoutMs: int('busyTimeoutMs', options.busyTimeoutMs, 0, 600_000, 5000),
     // Unset unless given: the server's own setting (a role's, a database's) then holds.
@@ -172,6 +196,7 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
           connectTimeoutMs: options.connectTimeoutMs === undefined ? (location.connectTimeoutMs ?? opts.connectTimeoutMs) : opts.connectTimeoutMs,
           channelBinding: location.channelBinding === true,
           idleTransactionTimeoutMs: opts.idleTransactionTimeoutMs,
+          readOnly: opts.readOnly,
           // The URL's lock_timeout, unless none is given there.
           ...(location.lockTimeoutInUrl || opts.lockTimeoutMs === undefined ? {} : { lockTimeoutMs: opts.lockTimeoutMs }),
           location: describeLocation(location),
@@ -355,15 +380,19 @@ export class Store {
     return schemaStatus(this.#adapter);
   }
 
+  /** Applies pending migrations (up to `to`). Refused on a read-only store (INVALID_ARGUMENT). */
   migrate(options: { to?: number } = {}): Promise<Migration[]> {
+    if (this.#adapter.readOnly) return Promise.reject(readOnlyStore(this.location));
     return migrate(this.#adapter, options);
   }
 
   /**
    * Rolls the schema back to `to` (default: one version). A step that would delete data (rows of
    * jobs, trades or the audit log; jobs' strategy state) is refused with DATA_LOSS unless `force`.
+   * Refused on a read-only store (INVALID_ARGUMENT).
    */
   rollback(options: { to?: number; force?: boolean } = {}): Promise<Migration[]> {
+    if (this.#adapter.readOnly) return Promise.reject(readOnlyStore(this.location));
     return rollback(this.#adapter, options);
   }
 

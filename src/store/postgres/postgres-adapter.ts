@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { BotstateError, closedStore, constraintViolation, invalidSql, MISSING_HINT, REFUSED_SQL_HINT, StorageError, ValidationError } from '../../errors.ts';
+import { BotstateError, closedStore, constraintViolation, invalidSql, MISSING_HINT, readOnlyStore, REFUSED_SQL_HINT, StorageError, ValidationError } from '../../errors.ts';
 import { VERSION_COLUMNS } from '../migrations/migration.ts';
 import { driverConnectionString } from '../location.ts';
 import { numberedPlaceholders } from '../tx-control.ts';
@@ -31,6 +31,12 @@ export interface PostgresOptions {
   readonly location: string;
   /** How long a statement goes unanswered before the server is asked whether it is at work on it (see #watched); default 10 s. */
   readonly stallCheckMs?: number;
+  /**
+   * The caller only reads: every session starts with default_transaction_read_only on, so that
+   * the server refuses every write (25006, refused with readOnlyStore's error), and every
+   * transaction is read-only from its first statement (see #begin).
+   */
+  readonly readOnly?: boolean;
 }
 
 const DIALECT: Dialect = Object.freeze({
@@ -40,6 +46,15 @@ const DIALECT: Dialect = Object.freeze({
   pendingTradesFrom: 'trades',
 });
 const CAPABILITIES: Capabilities = Object.freeze({ concurrentWriters: true });
+
+/**
+ * The server refused a write in a read-only transaction (read_only_sql_transaction), or to make
+ * one read-write once it has begun (active_sql_transaction, said so).
+ */
+function isReadOnlyRefusal(e: unknown): boolean {
+  const { code, message } = e as { code?: unknown; message?: unknown };
+  return code === '25006' || (code === '25001' && typeof message === 'string' && /read-write/.test(message));
+}
 
 /** Serialisation failures and deadlocks: PostgreSQL rolled the transaction back, so it is safe to re-run. */
 const RETRYABLE = new Set(['40001', '40P01']);
@@ -67,6 +82,7 @@ export class PostgresAdapter implements Adapter {
   readonly durability: Durability;
   readonly location: string;
   readonly schema: string;
+  readonly readOnly: boolean;
 
   readonly #pool: pg.Pool;
   readonly #names = new Map<string, { text: string; name: string | undefined }>();
@@ -90,6 +106,7 @@ export class PostgresAdapter implements Adapter {
     this.durability = options.durability;
     this.location = options.location;
     this.schema = options.schema;
+    this.readOnly = options.readOnly === true;
   }
 
   static async open(options: PostgresOptions): Promise<PostgresAdapter> {
@@ -109,7 +126,8 @@ export class PostgresAdapter implements Adapter {
       options:
         `-c search_path=${options.schema} -c TimeZone=UTC -c DateStyle=ISO -c synchronous_commit=${sync}` +
         ` -c idle_in_transaction_session_timeout=${options.idleTransactionTimeoutMs}` +
-        (options.lockTimeoutMs === undefined ? '' : ` -c lock_timeout=${options.lockTimeoutMs}`),
+        (options.lockTimeoutMs === undefined ? '' : ` -c lock_timeout=${options.lockTimeoutMs}`) +
+        (options.readOnly === true ? ' -c default_transaction_read_only=on' : ''),
       types: { getTypeParser: typeParser } as pg.CustomTypesConfig,
     });
     // An idle client whose connection drops emits 'error' on the pool; without a listener
@@ -145,6 +163,12 @@ export class PostgresAdapter implements Adapter {
 
   async transaction<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     if (this.#closing !== undefined) throw closedStore(this.location);
+    if (this.readOnly) {
+      // Migrations (which create the schema first): refused before anything runs. Any other runs
+      // as a read (one snapshot, READ ONLY): a write in it is refused by the server, and said so.
+      if (options.exclusive) throw readOnlyStore(this.location);
+      if (!options.readOnly) options = { readOnly: true };
+    }
     this.#active++;
     try {
       return await this.#attempts(fn, options);
@@ -162,7 +186,7 @@ export class PostgresAdapter implements Adapter {
         // made since the one before, and verifyAudit, reading the chains and then the jobs, reported
         // a daemon's fresh writes as tampering.
         try {
-          await this.#watched(client, () => client.query(options.readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY' : 'BEGIN'));
+          await this.#watched(client, () => client.query(this.#begin(options)));
         } catch (e) {
           // A pooled connection whose session the server ended while it sat idle (a restart,
           // pg_terminate_backend) before the pool heard of it: nothing was begun, so the caller's
@@ -206,6 +230,17 @@ export class PostgresAdapter implements Adapter {
         client.release(broken);
       }
     }
+  }
+
+  /**
+   * The BEGIN of a transaction. On a read-only store (every transaction a read), a query follows
+   * it in the same round trip: once a transaction has taken its snapshot, PostgreSQL refuses to
+   * make it read-write (SET TRANSACTION READ WRITE, set_config('transaction_read_only', …), which
+   * a tx allows as the first statement of a body), so it stays read-only to its end.
+   */
+  #begin(options: TransactionOptions): string {
+    const begin = options.readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY' : 'BEGIN';
+    return this.readOnly ? `${begin}; SELECT 1` : begin;
   }
 
   /**
@@ -271,6 +306,7 @@ export class PostgresAdapter implements Adapter {
   #executor(client: pg.PoolClient): Executor {
     // A statement's failure is botstate's error (as on SQLite), the driver's kept as its cause.
     const botstates = (e: unknown) => {
+      if (this.readOnly && isReadOnlyRefusal(e)) throw readOnlyStore(this.location, e);
       throw isDriverError(e) ? classifyPostgresError(e, this.location) : e;
     };
     const query = (sql: string, params: readonly SqlParam[] | undefined) => {

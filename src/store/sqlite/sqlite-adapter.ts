@@ -1,11 +1,11 @@
-import { accessSync, closeSync, realpathSync, constants as fsConstants, existsSync, fchmodSync, fsyncSync, futimesSync, linkSync, lstatSync, openSync, readdirSync, readSync, rmSync, statSync, type Stats } from 'node:fs';
+import { accessSync, closeSync, realpathSync, constants as fsConstants, existsSync, fchmodSync, fsyncSync, futimesSync, linkSync, lstatSync, openSync, readdirSync, rmSync, statSync, type Stats } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { VERSION_COLUMNS } from '../migrations/migration.ts';
-import { BotstateError, closedStore, constraintViolation, invalidSql, MISSING_HINT, NotFoundError, REFUSED_SQL_HINT, StorageError, ValidationError } from '../../errors.ts';
+import { BotstateError, closedStore, constraintViolation, invalidSql, MISSING_HINT, NotFoundError, readOnlyStore, REFUSED_SQL_HINT, StorageError, ValidationError } from '../../errors.ts';
 import type {
   Adapter,
   Capabilities,
@@ -33,9 +33,12 @@ export interface SqliteOptions {
   /** WAL length, in frames, past which the writer finishes a checkpoint itself; for tests only. */
   readonly longWalFrames?: number;
   /**
-   * The caller only reads: a file this user may not write, or in a folder it may not write (a
-   * backup kept read-only, another user's database), or one not in WAL mode (a backup), is
-   * opened read-only as it is, instead of refused for writing or switched to WAL.
+   * The caller only reads: the file is opened read-only, as it is (in WAL mode or not: a backup
+   * stays out of it), so that SQLite refuses every write; the adapter runs every transaction as a
+   * read and refuses a write with readOnlyStore's error. A file this user may not write, or in a
+   * folder it may not write (a backup kept read-only, another user's database), is read so too.
+   * No file is created (`create` does not apply). An in-memory database is opened with
+   * `query_only` instead.
    */
   readonly readOnly?: boolean;
 }
@@ -79,6 +82,7 @@ export class SqliteAdapter implements Adapter {
   readonly capabilities = CAPABILITIES;
   readonly durability: Durability;
   readonly location: string;
+  readonly readOnly: boolean;
 
   readonly #db: Database.Database;
   readonly #statements = new Map<string, Statement>();
@@ -150,6 +154,7 @@ export class SqliteAdapter implements Adapter {
     this.#db = db;
     this.durability = options.durability;
     this.location = options.path;
+    this.readOnly = options.readOnly === true;
     this.#busyTimeoutMs = options.busyTimeoutMs;
     this.#longWalFrames = options.longWalFrames ?? LONG_WAL_FRAMES;
     // Beside the file itself, as SQLite keeps its -wal and -shm: a process that names it through a
@@ -183,11 +188,12 @@ export class SqliteAdapter implements Adapter {
 
   static #openOnce(options: SqliteOptions): SqliteAdapter {
     const { path } = options;
-    if (path !== ':memory:') prepareFile(path, options.create);
+    // A reader leaves the file as it is, whether it may write it or not, in WAL mode or not (a
+    // backup, which another user can read only while it stays out of WAL mode): opened read-only,
+    // SQLite refuses every write on it. It creates none either.
+    const readOnly = options.readOnly === true && path !== ':memory:';
+    if (path !== ':memory:') prepareFile(path, options.create && !readOnly);
     let db: Database.Database | undefined;
-    // A reader leaves the file as it is: one it may not write, or one not in WAL mode (a backup,
-    // which another user can read only while it stays out of WAL mode), is opened read-only.
-    const readOnly = options.readOnly === true && path !== ':memory:' && (!writable(path) || inRollbackMode(path));
     try {
       db = new Database(path, { timeout: options.busyTimeoutMs, ...(readOnly ? { readonly: true, fileMustExist: true } : {}) });
       // Before anything writes (switching to WAL rewrites the header): refuse another
@@ -222,10 +228,20 @@ export class SqliteAdapter implements Adapter {
       db.pragma('temp_store = MEMORY');
       // When the WAL starts over, its file is cut back to this size (it keeps its largest size otherwise).
       db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
+      // A read-only in-memory database (it can only be empty): SQLite cannot open one read-only.
+      if (options.readOnly === true) db.pragma('query_only = ON');
       return new SqliteAdapter(db, options);
     } catch (e) {
       db?.close();
       const code = String((e as { code?: unknown }).code ?? '');
+      if (readOnly && code === 'SQLITE_READONLY_ROLLBACK') {
+        // A file in rollback mode that a writer left part-way (a crash): reading it needs its
+        // journal rolled back first, which is a write.
+        throw new StorageError('STORAGE_UNAVAILABLE', `cannot read ${path} without writing it: a writer stopped part-way through a change to it, and its ${basename(path)}-journal must be rolled back first`, {
+          hint: 'open it once with a program that may write it (sqlite3, or a botstate command that writes), which rolls the change back, or read a copy made before',
+          cause: e,
+        });
+      }
       if (readOnly && (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN'))) {
         // The file itself may not be read (another user's, mode 0600): that, not its -shm file.
         if (!readable(path)) {
@@ -250,6 +266,12 @@ export class SqliteAdapter implements Adapter {
    */
   async transaction<T>(fn: (tx: Executor) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     if (this.#closeRequested) throw closedStore(this.location);
+    if (this.readOnly) {
+      // Migrations: refused before anything runs. Any other runs as a read (BEGIN DEFERRED, no
+      // write lock, no -wait file): a write in it is refused by SQLite, and said so (see #classify).
+      if (options.exclusive) throw readOnlyStore(this.location);
+      if (!options.readOnly) options = { readOnly: true };
+    }
     if (this.#walSync && !options.readOnly && !options.exclusive) return this.#grouped(fn);
     // Counted until it ends: close() waits for it (it may be yielding a turn, or backing off for
     // another process's lock, before it takes the connection).
@@ -279,7 +301,7 @@ export class SqliteAdapter implements Adapter {
         }
         this.#stopWaiting();
         // SQLite's errors become botstate's; the caller's own errors pass through as they are.
-        throw isSqliteError(e) ? classifySqliteError(e, this.location) : e;
+        throw isSqliteError(e) ? this.#classify(e) : e;
       }
     }
   }
@@ -1052,8 +1074,16 @@ export class SqliteAdapter implements Adapter {
     } catch (e) {
       if (this.#txOpen && !this.#db.inTransaction) this.#txEnded = true;
       // SQLITE_BUSY stays raw so that transaction() can tell it apart and retry.
-      return Promise.reject(isBusy(e) ? e : classifySqliteError(e, this.location));
+      return Promise.reject(isBusy(e) ? e : this.#classify(e));
     }
+  }
+
+  /** A SQLite error as botstate's: on a read-only store, a refused write says why it was refused. */
+  #classify(e: unknown): BotstateError {
+    // Only the plain code: its extended ones (a hot journal or WAL recovery this connection may
+    // not write, a file moved) are about reading the file, not about a write of the caller's.
+    if (this.readOnly && (e as { code?: unknown }).code === 'SQLITE_READONLY') return readOnlyStore(this.location, e);
+    return classifySqliteError(e, this.location);
   }
 }
 
@@ -1212,37 +1242,6 @@ function readable(path: string): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-/** Whether this user may write the file and make files beside it (SQLite's -wal and -shm). */
-function writable(path: string): boolean {
-  try {
-    accessSync(path, fsConstants.W_OK);
-    accessSync(dirname(path), fsConstants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * A database file in rollback-journal mode (its header says so: a backup made by VACUUM INTO, a
- * file from elsewhere), with no hot journal beside it that a reader would have to roll back.
- */
-function inRollbackMode(path: string): boolean {
-  if (existsSync(`${path}-journal`)) return false;
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, 'r');
-    const header = Buffer.alloc(100);
-    if (readSync(fd, header, 0, 100, 0) < 100 || header.toString('latin1', 0, 16) !== 'SQLite format 3\0') return false;
-    // Bytes 18 and 19: the file format's write and read versions, 1 for rollback mode, 2 for WAL.
-    return header[18] === 1 && header[19] === 1;
-  } catch {
-    return false;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
 }
 
