@@ -7,5 +7,10 @@ if (major < 24) {
   );
   process.exit(1);
 }
+// First, before the rest loads (which takes hundreds of milliseconds on a busy machine): a stop
+// signal meanwhile is kept for the command, so that a daemon asked to stop while it starts stops
+// cleanly, and any other command ends as it would have (see src/cli/signals.ts).
+const { holdSignals } = await import('../dist/cli/signals.js');
+holdSignals();
 const { run } = await import('../dist/cli/main.js');
 process.exitCode = await run(process.argv.slice(2));

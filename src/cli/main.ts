@@ -11,6 +11,7 @@ import { historyCommands } from './commands/history.ts';
 import { jobCommands } from './commands/jobs.ts';
 import { paperExchangeCommand } from './commands/paper-exchange.ts';
 import { tradeCommands } from './commands/trades.ts';
+import { releaseSignals } from './signals.ts';
 import { escapeControls } from '../util/text.ts';
 import { errorInJson, json, jsonError, OUTPUT_FAILED, outputFailed, processIo, type Io } from './output.ts';
 
@@ -122,6 +123,8 @@ function cliActor(): string {
  */
 export async function run(argv: readonly string[], io: Io = processIo): Promise<number> {
   const code = await runCommand(argv, io);
+  // A stop signal bin/botstate.js kept that no command took: the process ends as it would have.
+  await releaseSignals();
   // Writing the output failed (said on stderr when it did): a success would be claimed for a lost output.
   return code === 0 && io === processIo && outputFailed() ? OUTPUT_FAILED : code;
 }
@@ -149,6 +152,9 @@ async function runCommand(argv: readonly string[], io: Io): Promise<number> {
       const hint = name === 'db' ? 'use botstate db status|migrate|rollback|backup' : guess ? `did you mean ${guess}? See botstate --help` : 'see botstate --help';
       throw new ValidationError('USAGE', `unknown command "${name}"`, { hint });
     }
+    // Only the commands that stop on a signal take over one kept while the CLI loaded (see
+    // holdSignals); for any other it has its default action now, as it would have had then.
+    if (command !== daemonCommand && command !== paperExchangeCommand) await releaseSignals();
     const { values, positionals } = parse(rest, command.options, command.name);
     if (values['help']) return io.out(commandHelp(command)), 0;
     const [min, max] = command.positionals;

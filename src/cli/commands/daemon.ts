@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { basename, dirname, join } from 'node:path';
 import { Daemon, MIN_LEASE_TTL_MS } from '../../engine/daemon.ts';
 import type { Exchange, ExchangeOrder, OrderRequest } from '../../engine/exchange.ts';
@@ -10,7 +11,7 @@ import type { Store } from '../../store/store.ts';
 import { parseLocation } from '../../store/location.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { escapeControls } from '../../util/text.ts';
-import { untilSignal } from '../signals.ts';
+import { signalsDelivered, watchSignals, type SignalWatch } from '../signals.ts';
 
 /** The demo's jobs: fast settings so that trades happen within seconds. */
 const DEMO_JOBS = [
@@ -89,6 +90,38 @@ class LateExchange implements Exchange {
   }
 }
 
+/** What a start-up step resolves to when a stop signal came first (see unlessStopped). */
+const STOPPED: unique symbol = Symbol('stopped');
+
+/** `step`'s value, or STOPPED if a stop signal comes first (the step goes on: see stopStarting). */
+function unlessStopped<T>(step: Promise<T>, signals: SignalWatch): Promise<T | typeof STOPPED> {
+  return Promise.race<T | typeof STOPPED>([step, signals.signal.then((): typeof STOPPED => STOPPED)]);
+}
+
+/**
+ * How long a start-up step under way when a stop signal came (opening or migrating the database,
+ * registering) is waited for: on PostgreSQL one may wait for a lock another session holds for as
+ * long as that session keeps it.
+ */
+const STARTUP_GRACE_MS = 1000;
+
+/**
+ * A stop signal came while the daemon started, before it ran: `undo` (closing the store, marking
+ * a registration stopped once it has ended) is given STARTUP_GRACE_MS, then the daemon says so
+ * in one line and the command ends (exit 0). A step still waiting then (for a lock) is left: the
+ * process ends at once without it, and its transaction, never committed, is rolled back (by the
+ * server as the connection closes, by SQLite with the process), so that no registration is left
+ * behind. A second signal meanwhile ends the process at once, as while a running daemon stops.
+ */
+async function stopStarting(ctx: CommandContext, signal: NodeJS.Signals, log: (line: string) => void, undo?: Promise<unknown>): Promise<void> {
+  const undone = undo === undefined || (await Promise.race([undo.then(() => true, () => true), sleep(STARTUP_GRACE_MS, false, { ref: false })]));
+  log(`${signal} during start-up: stopped before the daemon started`);
+  if (!undone) {
+    await ctx.io.drained?.();
+    process.exit(0);
+  }
+}
+
 /** PostgreSQL connections kept beyond --concurrency: a tick's reads, the heartbeat, a stop's writes. */
 const RESERVED_CONNECTIONS = 4;
 /** The largest pool a store takes (its poolSize option). */
@@ -123,98 +156,120 @@ export const daemonCommand: Command = {
   },
   positionals: [0, 0],
   async run(ctx) {
-    const tickMs = integer(ctx, 'tick', 1000, 10, 3_600_000);
-    const leaseTtlMs = integer(ctx, 'lease-ttl', 15_000, MIN_LEASE_TTL_MS, 3_600_000);
-    // At most the largest pool less the connections kept for the ticks and the heartbeat (below).
-    const concurrency = integer(ctx, 'concurrency', 16, 1, MAX_POOL - RESERVED_CONNECTIONS);
-    const maxJobs = ctx.values['max-jobs'] === undefined ? undefined : integer(ctx, 'max-jobs', 0, 1, 10_000_000);
-    const durability = ctx.values['durability'] ?? 'process';
-    if (durability !== 'process' && durability !== 'power') {
-      throw new ValidationError('USAGE', `--durability must be process or power, got "${String(durability)}"`, { hint: 'see docs/durability.md' });
-    }
-    const demo = ctx.values['demo'] === true;
-    if (demo && ctx.values['exchange'] !== undefined) throw new ValidationError('USAGE', '--demo starts its own exchange: drop --exchange', { hint: 'botstate daemon --demo, or botstate daemon --exchange URL without --demo' });
-    // One line per event, whatever an exchange put in its error text.
-    const log = (line: string) => ctx.io.out(`${escapeControls(line)}\n`);
-    const exchangeUrl = typeof ctx.values['exchange'] === 'string' ? ctx.values['exchange'] : 'http://127.0.0.1:8790';
-    if (!demo) checkExchangeUrl(exchangeUrl);
-    const db = ctx.values['db'];
-    const location = typeof db === 'string' ? parseLocation(db) : undefined;
-    if (demo && location?.engine === 'sqlite' && location.path !== ':memory:') {
-      // The demo's exchange keeps its file beside the database: it must not be the database.
-      if (basename(location.path) === 'paper-exchange.db') {
-        throw new ValidationError('USAGE', `--demo keeps its paper exchange's orders in ${location.path}, the file given as --db`, {
-          hint: 'name the database otherwise, e.g. --db ./demo/botstate.db',
-        });
-      }
-      // The demo may make the folder its database lives in (npm start uses ./demo/).
-      const folder = dirname(location.path);
-      try {
-        mkdirSync(folder, { recursive: true });
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        throw new StorageError('STORAGE_UNAVAILABLE', `cannot create the folder ${folder} for the database: ${code ?? String(e)}`, {
-          hint: code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way of that folder: give --db a path in a folder' : 'check that the folder above it exists and is writable',
-          cause: e,
-        });
-      }
-    }
-    // A daemon frozen mid-transaction (a paused VM) must not keep the row locks another
-    // daemon needs to take its jobs over: PostgreSQL ends such a session after half the TTL.
-    // Its ticks wait for locks as long as it takes (a CLI command's are bounded; see main).
-    // PostgreSQL: a pool larger than the steps run at once, so that steps all waiting on locked
-    // rows leave connections for the ticks' reads and the heartbeat (with the pool's default of
-    // 10 and 16 steps, they took every one, and the leases ran out).
-    const poolSize = concurrency + RESERVED_CONNECTIONS;
-    const store = await ctx.open({ durability, actor: 'daemon', lockTimeoutMs: 0, idleTransactionTimeoutMs: Math.max(500, Math.floor(leaseTtlMs / 2)), poolSize });
-    let paper: PaperExchangeHandle | undefined;
+    // Listening before anything slow starts (bin/botstate.js kept a signal that came while the
+    // CLI loaded): a stop signal while the daemon starts (opening, migrating and registering may
+    // wait for locks on PostgreSQL) stops it cleanly, instead of ending the process at once.
+    const signals = watchSignals();
     try {
-      // The demo's paper exchange starts only once the daemon has registered (a refused demo must
-      // not touch its data file, which a running demo may be using): until then the daemon is
-      // given an exchange that is not reachable yet, which registering does not call.
-      const exchange = demo ? new LateExchange() : new HttpExchange(exchangeUrl);
-      const daemon = new Daemon({ store, exchange, tickMs, leaseTtlMs, concurrency, log, ...(maxJobs ? { maxJobs } : {}) });
-      // Refused here while another daemon runs on this SQLite file: nothing is printed or
-      // written before (no demo job, no paper exchange data file).
-      await daemon.register();
-      const stopped = untilSignal();
-      try {
-        let url = exchangeUrl;
-        if (exchange instanceof LateExchange) {
-          const dataFile = store.engine === 'sqlite' ? join(dirname(store.location), 'paper-exchange.db') : './paper-exchange.db';
-          paper = await startPaperExchange({ port: 0, dataFile, stepMs: 1000, volatility: '0.01' });
-          url = paper.url;
-          exchange.target = new HttpExchange(url);
-          log(`demo: paper exchange at ${url} (data ${dataFile})`);
-        }
-        log(`daemon ${daemon.instanceId} on ${store.location} (${store.engine}, ${durability}), exchange ${url}, tick ${tickMs} ms`);
-        if (demo) await ensureDemoJobs(store, log);
-        // A signal stops the daemon, even while it starts (its recovery may be waiting for the
-        // database); stop() is one stop however often called, and the one below says what failed.
-        void stopped.then(() => daemon.stop()).catch(() => {});
-        await daemon.start();
-      } catch (e) {
-        await daemon.stop();
-        throw e;
-      }
-      const outcome = await Promise.race([stopped, daemon.failed]);
-      if (typeof outcome !== 'string') {
-        // The database can no longer be written (a disk error: exit 5, so that a supervisor
-        // restarts the daemon; its recovery reconciles what was in flight), or another daemon
-        // took this SQLite file over while this one was stalled (exit 3).
-        log(`${outcome.message}: stopping`);
-        await daemon.stop();
-        throw outcome;
-      }
-      // A second signal gets Node's default: the process ends at once, as after kill -9 (exit 128 + the signal's number).
-      log(`${outcome}: finishing the step in flight… (a second signal stops it at once, as kill -9 would)`);
-      await daemon.stop();
-      if (store.failure) throw store.failure; // the disk failed meanwhile: not a clean stop
-      // Every step was recorded; only the hand-over waits for the leases to expire.
-      log(daemon.leasesKept ? 'stopped, every step recorded; its leases were not handed back (said above)' : 'stopped cleanly');
+      await runDaemon(ctx, signals);
     } finally {
-      await paper?.close();
-      await store.close();
+      signals.close();
     }
   },
 };
+
+async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<void> {
+  const tickMs = integer(ctx, 'tick', 1000, 10, 3_600_000);
+  const leaseTtlMs = integer(ctx, 'lease-ttl', 15_000, MIN_LEASE_TTL_MS, 3_600_000);
+  // At most the largest pool less the connections kept for the ticks and the heartbeat (below).
+  const concurrency = integer(ctx, 'concurrency', 16, 1, MAX_POOL - RESERVED_CONNECTIONS);
+  const maxJobs = ctx.values['max-jobs'] === undefined ? undefined : integer(ctx, 'max-jobs', 0, 1, 10_000_000);
+  const durability = ctx.values['durability'] ?? 'process';
+  if (durability !== 'process' && durability !== 'power') {
+    throw new ValidationError('USAGE', `--durability must be process or power, got "${String(durability)}"`, { hint: 'see docs/durability.md' });
+  }
+  const demo = ctx.values['demo'] === true;
+  if (demo && ctx.values['exchange'] !== undefined) throw new ValidationError('USAGE', '--demo starts its own exchange: drop --exchange', { hint: 'botstate daemon --demo, or botstate daemon --exchange URL without --demo' });
+  // One line per event, whatever an exchange put in its error text.
+  const log = (line: string) => ctx.io.out(`${escapeControls(line)}\n`);
+  const exchangeUrl = typeof ctx.values['exchange'] === 'string' ? ctx.values['exchange'] : 'http://127.0.0.1:8790';
+  if (!demo) checkExchangeUrl(exchangeUrl);
+  const db = ctx.values['db'];
+  const location = typeof db === 'string' ? parseLocation(db) : undefined;
+  if (demo && location?.engine === 'sqlite' && location.path !== ':memory:') {
+    // The demo's exchange keeps its file beside the database: it must not be the database.
+    if (basename(location.path) === 'paper-exchange.db') {
+      throw new ValidationError('USAGE', `--demo keeps its paper exchange's orders in ${location.path}, the file given as --db`, {
+        hint: 'name the database otherwise, e.g. --db ./demo/botstate.db',
+      });
+    }
+    // The demo may make the folder its database lives in (npm start uses ./demo/).
+    const folder = dirname(location.path);
+    try {
+      mkdirSync(folder, { recursive: true });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new StorageError('STORAGE_UNAVAILABLE', `cannot create the folder ${folder} for the database: ${code ?? String(e)}`, {
+        hint: code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way of that folder: give --db a path in a folder' : 'check that the folder above it exists and is writable',
+        cause: e,
+      });
+    }
+  }
+  // A daemon frozen mid-transaction (a paused VM) must not keep the row locks another
+  // daemon needs to take its jobs over: PostgreSQL ends such a session after half the TTL.
+  // Its ticks wait for locks as long as it takes (a CLI command's are bounded; see main).
+  // PostgreSQL: a pool larger than the steps run at once, so that steps all waiting on locked
+  // rows leave connections for the ticks' reads and the heartbeat (with the pool's default of
+  // 10 and 16 steps, they took every one, and the leases ran out).
+  const poolSize = concurrency + RESERVED_CONNECTIONS;
+  // A signal that came while the CLI loaded stops it here, before anything is opened.
+  await signalsDelivered();
+  if (signals.received !== undefined) return stopStarting(ctx, signals.received, log);
+  const opening = ctx.open({ durability, actor: 'daemon', lockTimeoutMs: 0, idleTransactionTimeoutMs: Math.max(500, Math.floor(leaseTtlMs / 2)), poolSize });
+  const store = await unlessStopped(opening, signals);
+  if (store === STOPPED) return stopStarting(ctx, signals.received!, log, opening.then((s) => s.close()));
+  let paper: PaperExchangeHandle | undefined;
+  try {
+    // The demo's paper exchange starts only once the daemon has registered (a refused demo must
+    // not touch its data file, which a running demo may be using): until then the daemon is
+    // given an exchange that is not reachable yet, which registering does not call.
+    const exchange = demo ? new LateExchange() : new HttpExchange(exchangeUrl);
+    const daemon = new Daemon({ store, exchange, tickMs, leaseTtlMs, concurrency, log, ...(maxJobs ? { maxJobs } : {}) });
+    // Refused here while another daemon runs on this SQLite file: nothing is printed or
+    // written before (no demo job, no paper exchange data file).
+    if ((await unlessStopped(daemon.register(), signals)) === STOPPED) {
+      // stop() waits for the registration to end, then marks it stopped.
+      return await stopStarting(ctx, signals.received!, log, daemon.stop());
+    }
+    try {
+      let url = exchangeUrl;
+      if (exchange instanceof LateExchange) {
+        const dataFile = store.engine === 'sqlite' ? join(dirname(store.location), 'paper-exchange.db') : './paper-exchange.db';
+        paper = await startPaperExchange({ port: 0, dataFile, stepMs: 1000, volatility: '0.01' });
+        url = paper.url;
+        exchange.target = new HttpExchange(url);
+        log(`demo: paper exchange at ${url} (data ${dataFile})`);
+      }
+      log(`daemon ${daemon.instanceId} on ${store.location} (${store.engine}, ${durability}), exchange ${url}, tick ${tickMs} ms`);
+      if (demo) await ensureDemoJobs(store, log);
+      // A signal that came since it registered: it does not start, and stops below.
+      if (signals.received === undefined) {
+        // A signal stops the daemon, even while it starts (its recovery may be waiting for the
+        // database); stop() is one stop however often called, and the one below says what failed.
+        void signals.signal.then(() => daemon.stop()).catch(() => {});
+        await daemon.start();
+      }
+    } catch (e) {
+      await daemon.stop();
+      throw e;
+    }
+    const outcome = await Promise.race([signals.signal, daemon.failed]);
+    if (typeof outcome !== 'string') {
+      // The database can no longer be written (a disk error: exit 5, so that a supervisor
+      // restarts the daemon; its recovery reconciles what was in flight), or another daemon
+      // took this SQLite file over while this one was stalled (exit 3).
+      log(`${outcome.message}: stopping`);
+      await daemon.stop();
+      throw outcome;
+    }
+    // A second signal gets Node's default: the process ends at once, as after kill -9 (exit 128 + the signal's number).
+    log(`${outcome}: finishing the step in flight… (a second signal stops it at once, as kill -9 would)`);
+    await daemon.stop();
+    if (store.failure) throw store.failure; // the disk failed meanwhile: not a clean stop
+    // Every step was recorded; only the hand-over waits for the leases to expire.
+    log(daemon.leasesKept ? 'stopped, every step recorded; its leases were not handed back (said above)' : 'stopped cleanly');
+  } finally {
+    await paper?.close();
+    await store.close();
+  }
+}
