@@ -220,6 +220,12 @@ class Harness {
           job: this.ref(cmd.job), clientOrderId: t.coid, side: cmd.side, reason: cmd.reason,
           baseAmount: fromUnits(base), quoteAmount: fromUnits(cmd.quote), priceUsd: fromUnits(cmd.price), executedAt: cmd.at,
         });
+        // A buy paid nothing for is no fill.
+        if (cmd.side === 'BUY' && cmd.quote === 0n) {
+          await expectCode(call, 'INVALID_AMOUNT', label);
+          this.note('record:UNPAID');
+          return;
+        }
         // A buy that would take the balance or the total past 78 integer digits is refused: no sell of it could be placed.
         if (cmd.side === 'BUY' && (j.balance + base > MAX_UNITS || j.total + cmd.quote > MAX_UNITS)) {
           await expectCode(call, 'INVALID_AMOUNT', label);
@@ -247,7 +253,7 @@ class Harness {
         // The same order again, as a retry would send it (a later executedAt does not make it different).
         const call = store.ledger.recordTrade({
           job: this.ref(t.job), clientOrderId: t.coid, side: t.side, reason: t.reason,
-          baseAmount: fromUnits(t.base ?? 1n), quoteAmount: fromUnits(t.quote ?? 0n), priceUsd: fromUnits(t.price ?? 1n), executedAt: cmd.at,
+          baseAmount: fromUnits(t.base ?? 1n), quoteAmount: fromUnits(paid(t.side, t.quote ?? 0n)), priceUsd: fromUnits(t.price ?? 1n), executedAt: cmd.at,
         });
         if (t.status === 'EXECUTED') {
           this.checkResult(await call, t, true, label);
@@ -263,14 +269,15 @@ class Harness {
         if (!t) return;
         const other = <T>(list: readonly T[], v: T): T => list[(list.indexOf(v) + 1) % list.length] as T;
         const c = cmd.change;
+        const side = c === 'side' ? other<Side>(['BUY', 'SELL'], t.side) : t.side;
         await expectCode(
           store.ledger.recordTrade({
             job: this.ref(c === 'job' ? (t.job + 1) % JOBS : t.job),
             clientOrderId: t.coid,
-            side: c === 'side' ? other(['BUY', 'SELL'], t.side) : t.side,
+            side,
             reason: c === 'reason' ? other(REASONS, t.reason) : t.reason,
             baseAmount: fromUnits((t.base ?? 1n) + (c === 'base' ? 1n : 0n)),
-            quoteAmount: fromUnits((t.quote ?? 0n) + (c === 'quote' ? 1n : 0n)),
+            quoteAmount: fromUnits(paid(side, (t.quote ?? 0n) + (c === 'quote' ? 1n : 0n))),
             priceUsd: fromUnits((t.price ?? 1n) + (c === 'price' ? 1n : 0n)),
           }),
           'DUPLICATE_ORDER',
@@ -286,9 +293,9 @@ class Harness {
           ...(cmd.base === null ? {} : { baseAmount: fromUnits(cmd.base) }),
           ...(cmd.quote === null ? {} : { quoteAmount: fromUnits(cmd.quote) }),
         });
-        // No amount at all, a SELL sized in quote alone (it would hold no tokens back), or an
-        // intent sized in quote alone for 0 (an order for nothing).
-        if ((cmd.base === null && (cmd.quote === null || cmd.quote === 0n)) || (cmd.side === 'SELL' && cmd.base === null)) {
+        // No amount at all, both (the order carries one), a SELL sized in quote alone (it would
+        // hold no tokens back), or an intent sized in quote alone for 0 (an order for nothing).
+        if ((cmd.base === null && (cmd.quote === null || cmd.quote === 0n)) || (cmd.base !== null && cmd.quote !== null) || (cmd.side === 'SELL' && cmd.base === null)) {
           await expectCode(call, 'INVALID_AMOUNT', label);
           this.note('intent:INVALID_AMOUNT');
           return;
@@ -345,7 +352,12 @@ class Harness {
         }
         const base = resolveAmount(o.base, j.balance);
         const call = store.ledger.settle(t.coid, { status: 'EXECUTED', baseAmount: fromUnits(base), quoteAmount: fromUnits(o.quote), priceUsd: fromUnits(o.price), executedAt: o.at });
-        // A fill of more than the intent asked for (its base, else its quote) is refused first.
+        // A buy paid nothing for is no fill; nor is one of more than the intent asked for (its base, else its quote).
+        if (t.side === 'BUY' && o.quote === 0n) {
+          await expectCode(call, 'INVALID_AMOUNT', label);
+          this.note('settle:UNPAID');
+          return;
+        }
         const [asked, got] = t.base !== null ? [t.base, base] : [t.quote, o.quote];
         if (asked !== null && got > asked) {
           await expectCode(call, 'INVALID_AMOUNT', label);
@@ -445,6 +457,11 @@ class Harness {
   }
 }
 
+/** A quote a trade given again may carry: a BUY for 0 is refused before the clientOrderId is looked at (an intent sized in base has no quote). */
+function paid(side: Side, quote: bigint): bigint {
+  return side === 'BUY' && quote === 0n ? 1n : quote;
+}
+
 /** A fixed walk through every outcome, run before the random ones so the coverage check never depends on luck. */
 const EXAMPLE: Cmd[] = [
   { kind: 'record', job: 0, side: 'BUY', reason: 'DCA', base: { mode: 'units', units: 10n ** 30n + 7n }, quote: 25n * 10n ** 18n, price: 3n, at: '2020-01-01T00:00:00.000Z' },
@@ -455,7 +472,7 @@ const EXAMPLE: Cmd[] = [
   { kind: 'conflict', pick: 1, change: 'side' },
   { kind: 'conflict', pick: 1, change: 'job' },
   { kind: 'intent', job: 1, side: 'BUY', reason: 'DCA', base: 5n, quote: null },
-  { kind: 'intent', job: 0, side: 'SELL', reason: 'TAKE_PROFIT', base: 1n, quote: 10n },
+  { kind: 'intent', job: 0, side: 'SELL', reason: 'TAKE_PROFIT', base: 1n, quote: null },
   { kind: 'intentAgain', pick: 2, change: 'side' },
   { kind: 'intentAgain', pick: 2, change: 'amount' },
   { kind: 'intentAgain', pick: 0, change: 'none' },
@@ -467,6 +484,8 @@ const EXAMPLE: Cmd[] = [
   { kind: 'resettle', pick: 3, as: 'otherFill' },
   { kind: 'replay', pick: 3, at: '2020-01-04T00:00:00.000Z' },
   { kind: 'settleUnknown' },
+  { kind: 'intent', job: 1, side: 'BUY', reason: 'DCA', base: 5n, quote: 7n },
+  { kind: 'record', job: 1, side: 'BUY', reason: 'DCA', base: { mode: 'units', units: 5n }, quote: 0n, price: 1n, at: '2020-01-05T00:00:00.000Z' },
 ];
 
 let runCounter = 0;
@@ -511,7 +530,7 @@ for (const [engineIndex, engine] of ENGINES.entries()) {
       const must = [
         'record:BUY', 'record:SELL', 'record:INSUFFICIENT_BALANCE', 'replay:duplicate', 'replay:FAILED:DUPLICATE_ORDER', 'conflict:base',
         'conflict:side', 'conflict:job', 'intent', 'intentAgain:side:DUPLICATE_ORDER', 'intentAgain:amount:DUPLICATE_ORDER', 'intentAgain:none:duplicate', 'settle:EXECUTED:BUY',
-        'settle:MORE_THAN_ASKED', 'settle:FAILED', 'resettle:EXECUTED:duplicate', 'resettle:FAILED:duplicate', 'resettle:FAILED:otherFill:DUPLICATE_ORDER',
+        'settle:MORE_THAN_ASKED', 'settle:FAILED', 'intent:INVALID_AMOUNT', 'record:UNPAID', 'resettle:EXECUTED:duplicate', 'resettle:FAILED:duplicate', 'resettle:FAILED:otherFill:DUPLICATE_ORDER',
       ];
       for (const k of must) assert.ok((outcomes.get(k) ?? 0) > 0, `never exercised ${k}: ${show([...outcomes])}`);
       if (process.env['PROPERTY_STATS']) process.stderr.write(`ledger outcomes [${engine.name}]: ${show([...outcomes].sort())}\n`);
