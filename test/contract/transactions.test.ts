@@ -68,7 +68,7 @@ for (const engine of ENGINES) {
           assert.equal((await store.jobs.get({ id })).status, 'PAUSED');
         } else {
           // PostgreSQL aborted the whole transaction: nothing of it was written, and it says so.
-          const refusal = await rejectsWith(body, 'STORAGE_FAILED');
+          const refusal = await rejectsWith(body, 'INVALID_ARGUMENT');
           assert.match(String(refusal['message']), /rolled the transaction back at COMMIT, because a statement in it failed/);
           assert.equal((await store.jobs.get({ id })).status, 'RUNNING');
         }
@@ -256,8 +256,8 @@ for (const engine of ENGINES) {
           outcomes.push(await store.jobs.resume({ id }).then(() => 'ran', (e: unknown) => e));
           return 'done';
         });
-        // The COMMIT of an aborted transaction is a ROLLBACK: refused as before, not said to be done.
-        await rejectsWith(body, 'STORAGE_FAILED');
+        // The COMMIT of an aborted transaction is a ROLLBACK: refused as the caller's too, not said to be done.
+        await rejectsWith(body, 'INVALID_ARGUMENT');
         const [first, ...after] = outcomes;
         assert.ok(isBotstateError(first, 'INVALID_ARGUMENT') && /division by zero \[22012\]$/.test(first.message), String(first));
         for (const e of after) {

@@ -458,8 +458,12 @@ function isoFromPg(text: string): string {
   return `${m[1]}T${m[2]}.${(m[3] ?? '').padEnd(3, '0').slice(0, 3)}Z`;
 }
 
-function abortedAtCommit(where: string): StorageError {
-  return new StorageError('STORAGE_FAILED', `${where}: PostgreSQL rolled the transaction back at COMMIT, because a statement in it failed (an error caught inside a transaction still aborts it there); nothing of it was written`, {
+/**
+ * The caller caught a statement's error in the transaction and went on (botstate's own calls run
+ * under savepoints): the caller's SQL, not a failed database, as a 25P02 after it is.
+ */
+function abortedAtCommit(where: string): ValidationError {
+  return new ValidationError('INVALID_ARGUMENT', `${where}: PostgreSQL rolled the transaction back at COMMIT, because a statement in it failed (an error caught inside a transaction still aborts it there); nothing of it was written`, {
     hint: 'run SQL that may fail in a nested store.transaction (a savepoint), or let its error end the transaction',
   });
 }
