@@ -169,8 +169,6 @@ export class Daemon {
   readonly #flushMs: number;
   readonly #log: (line: string) => void;
   readonly #runners = new Map<string, Runner>();
-  /** Jobs whose trade another settled otherwise than the exchange answered while this daemon had lost the lease (see #settledWhileAway). */
-  readonly #settledAway = new Map<string, BotstateError>();
   /** Why the last renewal of the leases failed, until one succeeds. */
   #renewFailing: string | undefined;
   /** Jobs whose step is running or waiting for one of the `concurrency` slots. */
@@ -749,13 +747,6 @@ export class Daemon {
 
   async #step(stored: Job, pending: Trade | undefined, fence: Fence, knownPrice?: string): Promise<void> {
     const runner = this.#runner(stored, fence);
-    const away = this.#settledAway.get(stored.id);
-    if (away !== undefined) {
-      // Held again: the disagreement found while the lease had run out (#settledWhileAway) stops it now.
-      this.#settledAway.delete(stored.id);
-      await this.#failed(stored, runner, away);
-      return;
-    }
     try {
       if (pending) {
         const { outcome } = await this.#reconcile(stored, pending, runner, 'tick');
@@ -1016,18 +1007,25 @@ export class Daemon {
    * The exchange's answer to an order could not be recorded because this daemon's lease on the
    * job ran out (the daemon stalled: a pause, a swap storm, a lost connection). If another settled
    * the trade meanwhile otherwise than the exchange answered (an operator's `botstate settle`
-   * after the lease expired, guessing), the ledger and the exchange disagree, and nothing else
-   * knows it: said now, and the job goes to ERROR when this daemon holds it again (see #step). A
-   * daemon that does not, or that stops first, leaves this line as the only trace.
+   * after the lease expired, guessing), the ledger and the exchange disagree, and only this
+   * daemon knows it: the job goes to ERROR now, with why. Not fenced (this daemon no longer holds
+   * the job): it writes the job's status alone, as an operator's command would, and a daemon
+   * that holds the job finds it in ERROR at its next write. The check itself failing (the
+   * database unreachable) is said too: the divergence may then be there, unchecked.
    */
   async #settledWhileAway(job: Job, trade: Trade, order: ExchangeOrder): Promise<void> {
-    const current = await this.#store.ledger.get(trade.clientOrderId).catch(() => undefined);
-    if (current === undefined || current.status === 'PENDING') return;
-    const agrees = order.status === 'FILLED' ? current.status === 'EXECUTED' && sameAmounts(current, order) : current.status === 'FAILED';
-    if (agrees) return;
-    const error = diverged(trade, order, `it is ${current.status}, settled by another while this daemon's lease on the job had run out`);
-    this.#settledAway.set(job.id, error);
-    this.#log(`${stamp()}  ${job.tokenSymbol}  ${error.message}; the job goes to ERROR when this daemon holds it again`);
+    try {
+      const current = await this.#store.ledger.get(trade.clientOrderId);
+      if (current.status === 'PENDING') return;
+      const agrees = order.status === 'FILLED' ? current.status === 'EXECUTED' && sameAmounts(current, order) : current.status === 'FAILED';
+      if (agrees) return;
+      const error = diverged(trade, order, `it is ${current.status}, settled by another while this daemon's lease on the job had run out`);
+      this.#log(`${stamp()}  ${job.tokenSymbol}  ${error.message}`);
+      await this.#store.jobs.fail({ id: job.id }, error.message, { actor: this.#actor });
+      this.#log(`${stamp()}  ${job.tokenSymbol}  → ERROR: the ledger no longer matches the exchange (above)`);
+    } catch (e) {
+      this.#log(`${stamp()}  ${job.tokenSymbol}  the exchange answered order ${trade.clientOrderId} (${order.status}) after this daemon's lease on the job had run out, and it could not check the ledger against it: ${coerceError(e).message}; compare botstate trades with the exchange`);
+    }
   }
 
   /**
