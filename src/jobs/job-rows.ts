@@ -267,10 +267,12 @@ export async function selectJob(tx: Executor, dialect: Dialect, ref: JobRef, loc
   if (isByIdRef(ref)) {
     // A ref with a token too (a Job itself, or a mistake) names the job by its id: the token must be the job's.
     const token = (ref as { tokenAddress?: unknown }).tokenAddress;
-    const given = token === undefined ? undefined : { address: normalizeAddress(token as string), chain: normalizeChain((ref as { chain?: string }).chain) };
+    // Its chain too, when given (not the default chain: the token alone is the job's on its own chain).
+    const chain = (ref as { chain?: string }).chain;
+    const given = token === undefined ? undefined : { address: normalizeAddress(token as string), chain: chain === undefined ? undefined : normalizeChain(chain) };
     const row = await tx.get<JobRow>(sql.byId, [ref.id]);
-    if (row && given && (given.address !== row.token_address || given.chain !== row.chain)) {
-      throw new ValidationError('INVALID_ARGUMENT', `job ${ref.id} is the job of ${row.token_address} on ${row.chain}, not of ${given.address} on ${given.chain}, which the same ref names`, {
+    if (row && given && (given.address !== row.token_address || (given.chain !== undefined && given.chain !== row.chain))) {
+      throw new ValidationError('INVALID_ARGUMENT', `job ${ref.id} is the job of ${row.token_address} on ${row.chain}, not of ${given.address}${given.chain === undefined ? '' : ` on ${given.chain}`}, which the same ref names`, {
         hint: "name a job by { id } or by { tokenAddress, chain? }, not by both",
       });
     }

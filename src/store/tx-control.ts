@@ -18,11 +18,13 @@ const CONTROL = /^(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK(?!\s+(?:(?:TRAN
 const SESSION_PG = /^(SET(?!\s+(?:LOCAL|TRANSACTION|CONSTRAINTS)\b)|RESET|DISCARD)\b/i;
 
 /**
- * More of what a PostgreSQL statement leaves on the session: a prepared statement (PREPARE), a
- * LISTEN, a cursor declared WITH HOLD, and a DO block, whose body (a string) this cannot read
- * and which may run any of them, or a SET through EXECUTE. (PREPARE TRANSACTION is CONTROL's.)
+ * More of what a PostgreSQL statement leaves on the session: a prepared statement (PREPARE), or
+ * one taken away (DEALLOCATE: botstate's own, prepared on every pooled connection, would be gone
+ * for every later call on it), a LISTEN, a cursor declared WITH HOLD, and a DO block, whose body
+ * (a string) this cannot read and which may run any of them, or a SET through EXECUTE. (PREPARE
+ * TRANSACTION is CONTROL's.)
  */
-const SESSION_PG_MORE = /^(PREPARE|LISTEN|DECLARE\b[\s\S]*?\bWITH\s+HOLD|DO)\b/i;
+const SESSION_PG_MORE = /^(PREPARE|DEALLOCATE|LISTEN|DECLARE\b[\s\S]*?\bWITH\s+HOLD|DO)\b/i;
 
 /**
  * A session-level advisory lock, held after the transaction until unlocked (the _xact_ ones end

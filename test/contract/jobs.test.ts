@@ -53,10 +53,13 @@ for (const engine of ENGINES) {
       assert.equal((await store.jobs.pause(a)).status, 'PAUSED');
       const before = await fx.dump();
       const mixed = await rejectsWith(store.jobs.resume({ id: a.id, tokenAddress: b.tokenAddress }), 'INVALID_ARGUMENT');
-      assert.equal(mixed['message'], `job ${a.id} is the job of ${TOKEN} on base, not of ${b.tokenAddress} on base, which the same ref names`);
+      assert.equal(mixed['message'], `job ${a.id} is the job of ${TOKEN} on base, not of ${b.tokenAddress}, which the same ref names`);
       await rejectsWith(store.jobs.get({ id: a.id, tokenAddress: TOKEN, chain: 'ethereum' }), 'INVALID_ARGUMENT');
       await rejectsWith(store.jobs.get({ id: a.id, tokenAddress: 'nonsense' }), 'INVALID_ADDRESS');
       assert.equal(await fx.dump(), before);
+      // Without a chain, the token is compared alone: a job on another chain is named rightly so.
+      const c = await store.jobs.start({ tokenAddress: TOKEN, chain: 'ethereum' });
+      assert.equal((await store.jobs.get({ id: c.id, tokenAddress: TOKEN })).id, c.id);
     });
 
     it('walks the whole lifecycle and records each step', async () => {

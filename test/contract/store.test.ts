@@ -772,6 +772,14 @@ describe('unreachable PostgreSQL', () => {
       await sleep(1000);
       await direct.query('SELECT pg_advisory_unlock(8675309)');
       assert.deepEqual(await waited, { locked: '' });
+      // So is a backend whose state the server does not track (track_activities off): no state, no verdict.
+      assert.deepEqual(
+        await adapter.transaction(async (tx) => {
+          await tx.exec('SET LOCAL track_activities = off');
+          return tx.get("SELECT pg_sleep(1)::text AS slept");
+        }),
+        { slept: '' },
+      );
     } finally {
       await adapter.close();
       await direct.end();

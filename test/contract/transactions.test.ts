@@ -218,7 +218,7 @@ for (const engine of ENGINES) {
                 ["SELECT CASE WHEN true THEN 1 ELSE 'x'::text END AS x", [], 'INVALID_ARGUMENT', /cannot be matched \[42804\]$/],
                 ['SELECT id FROM jobs, trades', [], 'INVALID_ARGUMENT', /column reference "id" is ambiguous \[42702\]$/],
                 ['SELECT status, count(*) AS n FROM jobs GROUP BY mode', [], 'INVALID_ARGUMENT', /must appear in the GROUP BY clause .*\[42803\]$/],
-                ['SELECT no_such_function(1) AS x', [], 'INVALID_ARGUMENT', /function no_such_function\(integer\) does not exist \[42883\]$/],
+                ['SELECT no_such_function(1) AS x', [], 'STORAGE_FAILED', /function no_such_function\(integer\) does not exist \[42883\]$/],
                 // A value that says "timeout" is not a server that timed out.
                 ["SELECT 'timeout'::interval AS x", [], 'INVALID_ARGUMENT', /invalid input syntax for type interval: "timeout" \[22007\]$/],
               ] satisfies Array<[string, unknown[], string, RegExp]>)
@@ -228,7 +228,7 @@ for (const engine of ENGINES) {
                 ['SELECT 1 AS x UNION SELECT 1, 2', [], 'INVALID_ARGUMENT', /do not have the same number of result columns \[SQLITE_ERROR\]$/],
                 ['SELECT id FROM jobs, trades', [], 'INVALID_ARGUMENT', /ambiguous column name: id \[SQLITE_ERROR\]$/],
                 ["SELECT 1 AS x LIMIT 'x'", [], 'INVALID_ARGUMENT', /datatype mismatch \[SQLITE_MISMATCH\]$/],
-                ['SELECT no_such_function(1) AS x', [], 'INVALID_ARGUMENT', /no such function: no_such_function \[SQLITE_ERROR\]$/],
+                ['SELECT no_such_function(1) AS x', [], 'STORAGE_FAILED', /no such function: no_such_function \[SQLITE_ERROR\]$/],
               ] satisfies Array<[string, unknown[], string, RegExp]>)),
         ];
         for (const [sql, params, code, said] of cases) {
@@ -347,7 +347,7 @@ for (const engine of ENGINES) {
           // database says it has no such function), and a string that holds the words is text.
           if (engine.name === 'postgres') {
             const e = await tx.get(`SELECT "SET_CONFIG"('search_path', 'public', false) AS x`).then(() => undefined, (x: unknown) => x);
-            assert.ok(isBotstateError(e, 'INVALID_ARGUMENT') && /\[42883\]$/.test(e.message), String(e));
+            assert.ok(isBotstateError(e, 'STORAGE_FAILED') && /\[42883\]$/.test(e.message), String(e));
             throw new Error('rolled back');
           }
           assert.deepEqual(await tx.get(`SELECT 'CREATE TABLE "temp".t (x); ATTACH x' AS s`), { s: 'CREATE TABLE "temp".t (x); ATTACH x' });

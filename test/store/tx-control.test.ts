@@ -249,6 +249,8 @@ describe('more of what PostgreSQL leaves on the session, and placeholders', () =
   it('refuses PREPARE, LISTEN, a cursor WITH HOLD, a DO block and a session advisory lock; their transaction-bound forms pass', () => {
     const refused: Array<[string, string]> = [
       ['PREPARE p1 AS SELECT 1', 'PREPARE'],
+      ['DEALLOCATE ALL', 'DEALLOCATE'],
+      ['deallocate prepare bs4', 'DEALLOCATE'],
       ['listen chan', 'LISTEN'],
       ['DECLARE c1 CURSOR WITH HOLD FOR SELECT 1', 'DECLARE … WITH HOLD'],
       ['DECLARE c1 NO SCROLL CURSOR\n  WITH  HOLD FOR SELECT 1', 'DECLARE … WITH HOLD'],

@@ -56,17 +56,26 @@ function isReadOnlyRefusal(e: unknown): boolean {
   return code === '25006' || (code === '25001' && typeof message === 'string' && /read-write/.test(message));
 }
 
+/**
+ * A table, column, function or other object (an index, a collation, a type) that is not there:
+ * the caller's name, or a schema changed outside botstate, which botstate's own statements meet
+ * as well. STORAGE_FAILED with a hint saying both, not the caller's SQL alone.
+ */
+const MISSING_CODES = new Set(['42P01', '42703', '42883', '42704']);
+
 /** Serialisation failures and deadlocks: PostgreSQL rolled the transaction back, so it is safe to re-run. */
 const RETRYABLE = new Set(['40001', '40P01']);
 const MAX_ATTEMPTS = 8;
 /** Each pooled client's first connection error (see open()). */
 const FIRST_ERROR = new WeakMap<pg.PoolClient, Error>();
+/** Each pooled client's backend, as the server names it (see open() and #checkStalled). */
+const BACKEND = new WeakMap<pg.Client, { pid: number; started: string }>();
+/** The idle backend's state_change a probe saw last while the client's statement went unanswered. */
+const SUSPECT = new WeakMap<pg.Client, string>();
 /** Distinct statements given a server-side prepared name (see #prepared). */
 const MAX_PREPARED = 1000;
 /** See PostgresOptions.stallCheckMs. */
 const STALL_CHECK_MS = 10_000;
-/** A backend out of 'active' for less than this may have just answered: it is asked again later. */
-const SETTLED_MS = 2_000;
 /** The error that breaks a connection found lost (see #checkStalled): pg rejects the statement in flight with it. */
 const LOST_ON_THE_WAY = 'Connection terminated by botstate: a statement went unanswered and the server was not at work on it (the connection was lost on the way)';
 
@@ -139,11 +148,21 @@ export class PostgresAdapter implements Adapter {
     // The first is kept: the server's idle_in_transaction_session_timeout (25P03) says that the
     // transaction was rolled back, which the errors after it ("Connection terminated
     // unexpectedly", then "not queryable" for every later query) no longer say.
-    pool.on('connect', (client) =>
+    pool.on('connect', (client) => {
       client.on('error', (e) => {
         if (!FIRST_ERROR.has(client)) FIRST_ERROR.set(client, e);
-      }),
-    );
+      });
+      // Which backend this connection is (see #checkStalled): its pid and start time, so that a
+      // probe reaching another server (a failover, a balancer), where the same pid may be another
+      // session, finds nothing there rather than the wrong one. Asked before the connection's first use.
+      client.query<{ started: string }>('SELECT backend_start::text AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()').then(
+        ({ rows }) => {
+          const pid = (client as unknown as { processID: number | null }).processID;
+          if (pid !== null && rows[0]?.started) BACKEND.set(client, { pid, started: rows[0].started });
+        },
+        () => {},
+      );
+    });
     const adapter = new PostgresAdapter(pool, options, server);
     let foreign: boolean;
     try {
@@ -322,11 +341,11 @@ export class PostgresAdapter implements Adapter {
   }
 
   /**
-   * Runs one statement of `client`'s, watched: a connection that the network lost without closing
-   * it (a NAT or firewall that forgot it, a failover's vanished host) never answers, and TCP does
-   * not notice while a statement waits on it. A statement unanswered for stallCheckMs is asked
-   * about (see #checkStalled), again every stallCheckMs while it waits: a lock wait or a long
-   * query is the server at work, and goes on as long as it takes.
+   * Runs one statement of `client`'s, watched: a connection that a middlebox stopped passing
+   * while it kept both ends' TCP connections up (a proxy or firewall gone wrong) never answers,
+   * and TCP does not notice. A statement unanswered for stallCheckMs is asked about (see
+   * #checkStalled), again every stallCheckMs while it waits: a lock wait or a long query is the
+   * server at work, and goes on as long as it takes.
    */
   async #watched<T>(client: pg.PoolClient, run: () => Promise<T>): Promise<T> {
     let answered = false;
@@ -341,35 +360,48 @@ export class PostgresAdapter implements Adapter {
   }
 
   /**
-   * Asks the server, on a connection of its own, what `client`'s backend is doing. Running a
-   * statement (or waiting for a lock, or just done): nothing is done. Gone, or idle for a while
-   * with the statement still unanswered: the statement never reached it or its answer never came
-   * back. The backend is then ended (its transaction rolled back, its locks let go), and the
-   * connection broken, so that the statement fails (STORAGE_UNAVAILABLE; a COMMIT's outcome is
-   * then unknown, as for any connection lost while committing) and the pool replaces it. A
-   * server that cannot be reached either cannot be asked: the statement waits, asked about again.
+   * Asks the server, on a connection of its own, what `client`'s backend is doing. The connection
+   * is taken for lost only when its backend (the same pid and start time: not another session on
+   * another server) is found idle, in an idle state the server names, since at least
+   * stallCheckMs, at two probes in a row that see the same idle spell, while the statement is
+   * still unanswered: it never reached the backend or its answer never came back. The backend is
+   * then ended (its transaction rolled back, its locks let go) and the connection broken, so that
+   * the statement fails (STORAGE_UNAVAILABLE; a COMMIT's outcome is then unknown, as for any
+   * connection lost while committing) and the pool replaces it. Anything else waits, asked about
+   * again: a backend at work (a lock wait, a long query, an answer still being written), one not
+   * found (gone, where TCP keepalive finds the dead socket; another server; a pooler in front, whose
+   * sessions botstate cannot name), a state the server does not track, a server that cannot be asked.
    */
   async #checkStalled(client: pg.PoolClient, answered: () => boolean): Promise<void> {
-    const pid = (client as unknown as { processID: number | null }).processID;
-    if (pid === null || this.#probing.has(client) || this.#ended) return;
+    const backend = BACKEND.get(client);
+    if (backend === undefined || this.#probing.has(client) || this.#ended) return;
     this.#probing.add(client);
-    const probe = new pg.Client(this.#probeConfig);
+    const probe = new pg.Client({ ...this.#probeConfig, query_timeout: this.#stallCheckMs, keepAlive: true });
     probe.on('error', () => {});
     try {
       await probe.connect();
-      const { rows } = await probe.query<{ busy: boolean }>(
-        `SELECT state = 'active' OR state_change > now() - make_interval(secs => $2::float8 / 1000) AS busy FROM pg_stat_activity WHERE pid = $1`,
-        [pid, SETTLED_MS],
+      // Not to keep a process that is ending alive.
+      (probe as unknown as { connection: { stream: { unref?(): void } } }).connection.stream.unref?.();
+      const { rows } = await probe.query<{ changed: string; idle: boolean }>(
+        `SELECT state_change::text AS changed,
+           state IN ('idle', 'idle in transaction', 'idle in transaction (aborted)')
+             AND state_change < now() - make_interval(secs => $3::float8 / 1000) AS idle
+         FROM pg_stat_activity WHERE pid = $1 AND backend_start::text = $2`,
+        [backend.pid, backend.started, this.#stallCheckMs],
       );
-      if (answered() || rows[0]?.busy === true) return;
-      if (rows.length > 0) await probe.query('SELECT pg_terminate_backend($1)', [pid]).catch(() => {});
+      const row = rows[0];
+      if (answered() || row === undefined || row.idle !== true) return void SUSPECT.delete(client);
+      if (SUSPECT.get(client) !== row.changed) return void SUSPECT.set(client, row.changed);
+      await probe.query('SELECT pg_terminate_backend($1)', [backend.pid]).catch(() => {});
       if (answered()) return;
       (client as unknown as { connection: { stream: { destroy(e: Error): void } } }).connection.stream.destroy(new Error(LOST_ON_THE_WAY));
     } catch {
       // The server could not be asked: the statement waits on, and is asked about again.
     } finally {
       this.#probing.delete(client);
-      await probe.end().catch(() => {});
+      // Not awaited: over a network that has just failed, ending may wait long; the socket goes.
+      void probe.end().catch(() => {});
+      setTimeout(() => (probe as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy(), 1000).unref();
     }
   }
 
@@ -566,7 +598,7 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
   // the caller's SQL too, before the /timeout/ test below (a value's text may say "timeout").
   // Not a missing table or column (42P01, 42703: a schema changed outside botstate, below), nor
   // a privilege the role lacks (42501: how the database was set up).
-  if ((code.startsWith('22') || code.startsWith('42')) && code.length === 5 && code !== '42P01' && code !== '42703' && code !== '42501') {
+  if ((code.startsWith('22') || code.startsWith('42')) && code.length === 5 && !MISSING_CODES.has(code) && code !== '42501') {
     return invalidSql(`PostgreSQL refused the statement at ${where}: ${message} [${code}]`, e, REFUSED_SQL_HINT);
   }
   // in_failed_sql_transaction: a statement of this transaction failed before (its error caught),
@@ -602,7 +634,7 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
   if (code.startsWith('23') || code === 'P0001') return constraintViolation(message, code, e);
   if (code.length === 5) {
     // 42P01, 42703: a table or column that is not there.
-    const missing = code === '42P01' || code === '42703';
+    const missing = MISSING_CODES.has(code);
     return new StorageError('STORAGE_FAILED', `PostgreSQL failed at ${where}: ${message} [${code}]`, { ...(missing ? { hint: MISSING_HINT } : {}), cause: e });
   }
   // TLS set up by the URL's sslmode: a server without SSL, a certificate refused, a bad mode.

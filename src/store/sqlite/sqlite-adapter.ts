@@ -1448,7 +1448,9 @@ export function classifySqliteError(e: unknown, where: string): BotstateError {
     return invalidSql(`SQLite refused the statement on ${where}: ${message}`, e);
   }
   // A table or column that is not there: a schema changed outside botstate, or a name of the caller's.
-  const missing = code === 'SQLITE_ERROR' && /^no such (table|column)\b|has no column named/.test(message);
+  // (An index, function or collation too: what botstate's own statements and triggers use, gone
+  // when the schema was changed outside botstate.)
+  const missing = code === 'SQLITE_ERROR' && /^no such (table|column|index|function|collation)\b|has no column named/.test(message);
   // Any other error of a statement is the statement's (malformed JSON, an integer overflow, a
   // UNION's sides of other widths, a function that does not exist), or its values' (a datatype
   // mismatch, a value too big), but for what SQLite says of the connection's own state.
