@@ -68,7 +68,7 @@ const RETRYABLE = new Set(['40001', '40P01']);
 const MAX_ATTEMPTS = 8;
 /** Each pooled client's first connection error (see open()). */
 const FIRST_ERROR = new WeakMap<pg.PoolClient, Error>();
-/** Each pooled client's backend, as the server names it (see open() and #checkStalled). */
+/** Each pooled client's backend, as the server names it (see identify and #checkStalled). */
 const BACKEND = new WeakMap<pg.Client, { pid: number; started: string }>();
 /** The idle backend's state_change a probe saw last while the client's statement went unanswered. */
 const SUSPECT = new WeakMap<pg.Client, string>();
@@ -148,21 +148,11 @@ export class PostgresAdapter implements Adapter {
     // The first is kept: the server's idle_in_transaction_session_timeout (25P03) says that the
     // transaction was rolled back, which the errors after it ("Connection terminated
     // unexpectedly", then "not queryable" for every later query) no longer say.
-    pool.on('connect', (client) => {
+    pool.on('connect', (client) =>
       client.on('error', (e) => {
         if (!FIRST_ERROR.has(client)) FIRST_ERROR.set(client, e);
-      });
-      // Which backend this connection is (see #checkStalled): its pid and start time, so that a
-      // probe reaching another server (a failover, a balancer), where the same pid may be another
-      // session, finds nothing there rather than the wrong one. Asked before the connection's first use.
-      client.query<{ started: string }>('SELECT backend_start::text AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()').then(
-        ({ rows }) => {
-          const pid = (client as unknown as { processID: number | null }).processID;
-          if (pid !== null && rows[0]?.started) BACKEND.set(client, { pid, started: rows[0].started });
-        },
-        () => {},
-      );
-    });
+      }),
+    );
     const adapter = new PostgresAdapter(pool, options, server);
     let foreign: boolean;
     try {
@@ -205,6 +195,7 @@ export class PostgresAdapter implements Adapter {
         // made since the one before, and verifyAudit, reading the chains and then the jobs, reported
         // a daemon's fresh writes as tampering.
         try {
+          if (!BACKEND.has(client)) await identify(client);
           await this.#watched(client, () => client.query(this.#begin(options)));
         } catch (e) {
           // A pooled connection whose session the server ended while it sat idle (a restart,
@@ -441,6 +432,23 @@ async function holdsForeignTables(pool: pg.Pool, schema: string): Promise<boolea
   if (migrations === undefined) return true;
   const columns = new Set(migrations.columns ?? []);
   return !VERSION_COLUMNS.every((c) => columns.has(c));
+}
+
+/**
+ * Which backend a pooled connection is (see #checkStalled): its pid and start time, so that a
+ * probe reaching another server (a failover, a balancer), where the same pid may be another
+ * session, finds nothing there rather than the wrong one. Asked once, before the connection's
+ * first BEGIN (outside any transaction: a failure here aborts nothing, and the BEGIN after it
+ * finds a broken connection out as usual).
+ */
+async function identify(client: pg.PoolClient): Promise<void> {
+  try {
+    const { rows } = await client.query<{ started: string }>('SELECT backend_start::text AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()');
+    const pid = (client as unknown as { processID: number | null }).processID;
+    if (pid !== null && rows[0]?.started) BACKEND.set(client, { pid, started: rows[0].started });
+  } catch {
+    // Unnamed: the watchdog leaves this connection alone.
+  }
 }
 
 function lockKey(label: string): string {
