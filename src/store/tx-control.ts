@@ -24,6 +24,9 @@ const SESSION_PG = /^(SET(?!\s+(?:LOCAL|TRANSACTION|CONSTRAINTS)\b)|RESET|DISCAR
  * (a string) this cannot read and which may run any of them, or a SET through EXECUTE. (PREPARE
  * TRANSACTION is CONTROL's.)
  */
+/** An UPDATE of the pg_settings view: PostgreSQL's SET (of the session), written otherwise. */
+const PG_SETTINGS = /^UPDATE\s+(?:ONLY\s+)?(?:pg_catalog\s*\.\s*)?pg_settings\b/i;
+
 const SESSION_PG_MORE = /^(PREPARE|DEALLOCATE|LISTEN|DECLARE\b[\s\S]*?\bWITH\s+HOLD|DO)\b/i;
 
 /**
@@ -161,6 +164,7 @@ function scan(sql: string, engine: Engine): string | undefined {
     const m = CONTROL.exec(text) ?? (pg ? (SESSION_PG.exec(text) ?? SESSION_PG_MORE.exec(text)) : ATTACH.exec(text));
     if (m) return /^DECLARE\b/i.test(m[1]!) ? 'DECLARE … WITH HOLD' : m[1]!.replace(/\s+/g, ' ').toUpperCase();
     if (pg && (TEMP_PG.test(text) || TEMP_PG_SCHEMA.test(names)) && !/\bON\s+COMMIT\s+DROP\b/i.test(text)) return 'CREATE TEMP';
+    if (pg && PG_SETTINGS.test(names)) return 'UPDATE pg_settings';
     const pragma = pg ? null : PRAGMA.exec(names);
     if (pragma) {
       const name = pragma[1]!.toLowerCase();

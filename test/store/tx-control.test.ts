@@ -250,6 +250,8 @@ describe('more of what PostgreSQL leaves on the session, and placeholders', () =
     const refused: Array<[string, string]> = [
       ['PREPARE p1 AS SELECT 1', 'PREPARE'],
       ['DEALLOCATE ALL', 'DEALLOCATE'],
+      ["UPDATE pg_settings SET setting = 'public' WHERE name = 'search_path'", 'UPDATE pg_settings'],
+      ["update pg_catalog.\"pg_settings\" set setting = 'off' where name = 'enable_seqscan'", 'UPDATE pg_settings'],
       ['deallocate prepare bs4', 'DEALLOCATE'],
       ['listen chan', 'LISTEN'],
       ['DECLARE c1 CURSOR WITH HOLD FOR SELECT 1', 'DECLARE … WITH HOLD'],
