@@ -161,7 +161,7 @@ export function invalidSql(message: string, cause: unknown, hint = 'correct the 
 /** The hint for SQL the database refused for what it says or the values it was given, not for its syntax. */
 export const REFUSED_SQL_HINT = "correct the SQL, or the values given with it: the database's message says what it could not take";
 
-/** The hint for a table or column the database does not have. */
+/** The hint for a table, column, index or function the database does not have. */
 export const MISSING_HINT =
   "if the SQL is yours, check its names against botstate's schema; otherwise the schema was changed outside botstate (botstate db status shows its version)";
 

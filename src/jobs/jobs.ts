@@ -6,7 +6,7 @@ import type { CallOptions, Context } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
 import { storableText } from '../util/text.ts';
 import { inputObject, shown } from '../util/values.ts';
-import { AHEAD_MS, isIsoTime, notIsoTime } from '../util/time.ts';
+import { checkNotAhead, isIsoTime, notIsoTime } from '../util/time.ts';
 import { normalizeAddress } from './address.ts';
 import { defaultConfig, resolveConfig, serializeConfig } from './config.ts';
 import {
@@ -101,11 +101,7 @@ function checkStatePatch(patch: StrategyStatePatch): StrategyStatePatch {
         });
       }
       // As a fill's executedAt: lastDcaBuyTime in the future would hold the DCA buys back until then.
-      if (value !== null && Date.parse(value) > Date.now() + AHEAD_MS) {
-        throw new ValidationError('INVALID_ARGUMENT', `${key} ${value} is in the future`, {
-          hint: "pass a time already past (up to 5 minutes ahead of this host's clock is taken)",
-        });
-      }
+      if (value !== null) checkNotAhead(key, value, "pass a time already past (up to 5 minutes ahead of this host's clock is taken)");
       out[key as (typeof STATE_TIMES)[number]] = value;
     } else {
       throw new ValidationError('INVALID_ARGUMENT', `"${key}" is not a strategy state field`, {

@@ -7,7 +7,7 @@ import type { CallOptions, Context, Fence } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
 import { storableText } from '../util/text.ts';
 import { described, inputObject, shown } from '../util/values.ts';
-import { AHEAD_MS, checkWindow, isIsoTime, notIsoTime, nowIso } from '../util/time.ts';
+import { checkNotAhead, checkWindow, isIsoTime, notIsoTime, nowIso } from '../util/time.ts';
 
 export const TradeSide = Object.freeze({ BUY: 'BUY', SELL: 'SELL' } as const);
 export type TradeSide = (typeof TradeSide)[keyof typeof TradeSide];
@@ -246,10 +246,12 @@ function checkTradeInput(input: TradeInput): void {
   }
 }
 
-/** Throws what {@link Ledger.recordTrade} would refuse in its input alone, without a database (the CLI checks before it opens one). */
-export function checkRecordInput(input: RecordTradeInput): void {
+/** Throws what {@link Ledger.recordTrade} would refuse in its input alone, without a database (the CLI checks before it opens one); returns the fill checked. */
+export function checkRecordInput(input: RecordTradeInput): CheckedFill {
   checkTradeInput(input);
-  checkPaid(input.side, checkFill(input));
+  const fill = checkFill(input);
+  checkPaid(input.side, fill);
+  return fill;
 }
 
 /** Throws what {@link Ledger.settle} would refuse in its input alone, without a database (the CLI checks before it opens one). */
@@ -325,11 +327,7 @@ function checkFill(fill: Fill): CheckedFill {
   }
   // A job's lastDcaBuyTime only moves forward: a fill dated in the future (a typo in the year)
   // would hold its DCA buys back until then. A few minutes ahead is an exchange's clock.
-  if (Date.parse(executedAt) > Date.now() + AHEAD_MS) {
-    throw new ValidationError('INVALID_ARGUMENT', `executedAt ${executedAt} is in the future`, {
-      hint: "give the time the exchange reports for the fill (up to 5 minutes ahead of this host's clock is taken)",
-    });
-  }
+  checkNotAhead('executedAt', executedAt, "give the time the exchange reports for the fill (up to 5 minutes ahead of this host's clock is taken)");
   return {
     base: positive(fill.baseAmount, 'baseAmount'),
     quote: parseDecimal(fill.quoteAmount, { field: 'quoteAmount' }),
@@ -505,9 +503,7 @@ export class Ledger {
 
   /** Records an executed trade. Recording the same clientOrderId again changes nothing. */
   async recordTrade(input: RecordTradeInput, options?: RecordOptions): Promise<TradeResult> {
-    checkTradeInput(input);
-    const fill = checkFill(input);
-    checkPaid(input.side, fill);
+    const fill = checkRecordInput(input);
     checkScratchHook(options);
     const actor = this.#ctx.actorFor(options);
     return this.#ctx.write(options, async (tx) => {

@@ -24,10 +24,10 @@ const SESSION_PG = /^(SET(?!\s+(?:LOCAL|TRANSACTION|CONSTRAINTS)\b)|RESET|DISCAR
  * (a string) this cannot read and which may run any of them, or a SET through EXECUTE. (PREPARE
  * TRANSACTION is CONTROL's.)
  */
+const SESSION_PG_MORE = /^(PREPARE|DEALLOCATE|LISTEN|DECLARE\b[\s\S]*?\bWITH\s+HOLD|DO)\b/i;
+
 /** An UPDATE of the pg_settings view: PostgreSQL's SET (of the session), written otherwise. */
 const PG_SETTINGS = /^UPDATE\s+(?:ONLY\s+)?(?:pg_catalog\s*\.\s*)?pg_settings\b/i;
-
-const SESSION_PG_MORE = /^(PREPARE|DEALLOCATE|LISTEN|DECLARE\b[\s\S]*?\bWITH\s+HOLD|DO)\b/i;
 
 /**
  * A session-level advisory lock, held after the transaction until unlocked (the _xact_ ones end

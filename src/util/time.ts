@@ -30,7 +30,12 @@ export function notIsoTime(field: string, value: unknown): string {
  * exchange's fill time). More is a typo (in the year), which would hold a job's DCA buys back
  * until then, as lastDcaBuyTime only moves forward.
  */
-export const AHEAD_MS = 5 * 60_000;
+const AHEAD_MS = 5 * 60_000;
+
+/** Refuses `time` (such a time, of `field`) more than AHEAD_MS ahead of this host's clock, with `hint`. */
+export function checkNotAhead(field: string, time: string, hint: string): void {
+  if (Date.parse(time) > Date.now() + AHEAD_MS) throw new ValidationError('INVALID_ARGUMENT', `${field} ${time} is in the future`, { hint });
+}
 
 let lastMs = Number.NaN;
 let lastIso = '';

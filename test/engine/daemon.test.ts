@@ -1701,7 +1701,8 @@ for (const engine of ENGINES) {
       assert.deepEqual((await store.ledger.trades({ id: job.id })).map((t) => [t.clientOrderId, t.status]), [[x.trade.clientOrderId, 'EXECUTED']]);
     });
 
-    it("a daemon whose lease is taken over while its order is at the exchange cannot settle it: the write is fenced out, the trade stays PENDING for the new holder", { skip: engine.name === 'sqlite' && 'PostgreSQL: on SQLite a takeover stops the daemon (one daemon per file)' }, async () => {
+    /** A daemon whose first order reaches the exchange and waits there until `gate` is resolved. */
+    async function orderHeldAtTheExchange() {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
       const gate = Promise.withResolvers<void>();
@@ -1710,6 +1711,11 @@ for (const engine of ENGINES) {
       const { daemon, lines } = makeDaemon(store, rec, { leaseTtlMs: 60_000 });
       await daemon.start();
       await rec.waitCalls('place', TOKEN, 1, 0);
+      return { ex, job, gate, rec, daemon, lines };
+    }
+
+    it("a daemon whose lease is taken over while its order is at the exchange cannot settle it: the write is fenced out, the trade stays PENDING for the new holder", { skip: engine.name === 'sqlite' && 'PostgreSQL: on SQLite a takeover stops the daemon (one daemon per file)' }, async () => {
+      const { ex, job, gate, rec, daemon, lines } = await orderHeldAtTheExchange();
       // Another daemon, alive on another host, takes the job over at the next epoch meanwhile.
       const now = new Date().toISOString();
       await raw('INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, stopped_at, lease_ttl_ms) VALUES (?, ?, ?, ?, ?, NULL, ?)', ['thief', 'elsewhere', 1, now, now, 3_600_000]);
@@ -1726,14 +1732,7 @@ for (const engine of ENGINES) {
     });
 
     it("an order settled otherwise by an operator while the daemon's lease had run out is said at once, and the job stopped at once", { skip: engine.name === 'sqlite' && 'PostgreSQL: on SQLite a takeover stops the daemon (one daemon per file)' }, async () => {
-      const ex = await paper();
-      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
-      const gate = Promise.withResolvers<void>();
-      const http = new HttpExchange(ex.url);
-      const rec = new Recorder(http, { place: (o, n) => (n === 1 ? gate.promise.then(() => http.placeOrder(o)) : undefined) });
-      const { daemon, lines } = makeDaemon(store, rec, { leaseTtlMs: 60_000 });
-      await daemon.start();
-      await rec.waitCalls('place', TOKEN, 1, 0);
+      const { ex, job, gate, rec, daemon, lines } = await orderHeldAtTheExchange();
       // What botstate settle does once the lease has expired (the daemon stalled): the lease let
       // go at a new epoch, then the trade settled; here as FAILED, a guess the exchange belies.
       const [intent] = await store.ledger.pending();

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { BotstateError, closedStore, constraintViolation, invalidSql, MISSING_HINT, readOnlyStore, REFUSED_SQL_HINT, StorageError, ValidationError } from '../../errors.ts';
@@ -372,7 +373,7 @@ export class PostgresAdapter implements Adapter {
     try {
       await probe.connect();
       // Not to keep a process that is ending alive.
-      (probe as unknown as { connection: { stream: { unref?(): void } } }).connection.stream.unref?.();
+      internals(probe).connection.stream.unref();
       const { rows } = await probe.query<{ changed: string; idle: boolean }>(
         `SELECT state_change::text AS changed,
            state IN ('idle', 'idle in transaction', 'idle in transaction (aborted)')
@@ -385,14 +386,14 @@ export class PostgresAdapter implements Adapter {
       if (SUSPECT.get(client) !== row.changed) return void SUSPECT.set(client, row.changed);
       await probe.query('SELECT pg_terminate_backend($1)', [backend.pid]).catch(() => {});
       if (answered()) return;
-      (client as unknown as { connection: { stream: { destroy(e: Error): void } } }).connection.stream.destroy(new Error(LOST_ON_THE_WAY));
+      internals(client).connection.stream.destroy(new Error(LOST_ON_THE_WAY));
     } catch {
       // The server could not be asked: the statement waits on, and is asked about again.
     } finally {
       this.#probing.delete(client);
       // Not awaited: over a network that has just failed, ending may wait long; the socket goes.
       void probe.end().catch(() => {});
-      setTimeout(() => (probe as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy(), 1000).unref();
+      setTimeout(() => internals(probe).connection.stream.destroy(), 1000).unref();
     }
   }
 
@@ -434,6 +435,11 @@ async function holdsForeignTables(pool: pg.Pool, schema: string): Promise<boolea
   return !VERSION_COLUMNS.every((c) => columns.has(c));
 }
 
+/** What pg 8 keeps on a client and the watchdog reads: its backend's pid, and its socket. */
+function internals(client: pg.Client): { processID: number | null; connection: { stream: Socket } } {
+  return client as unknown as { processID: number | null; connection: { stream: Socket } };
+}
+
 /**
  * Which backend a pooled connection is (see #checkStalled): its pid and start time, so that a
  * probe reaching another server (a failover, a balancer), where the same pid may be another
@@ -444,7 +450,7 @@ async function holdsForeignTables(pool: pg.Pool, schema: string): Promise<boolea
 async function identify(client: pg.PoolClient): Promise<void> {
   try {
     const { rows } = await client.query<{ started: string }>('SELECT backend_start::text AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()');
-    const pid = (client as unknown as { processID: number | null }).processID;
+    const pid = internals(client).processID;
     if (pid !== null && rows[0]?.started) BACKEND.set(client, { pid, started: rows[0].started });
   } catch {
     // Unnamed: the watchdog leaves this connection alone.
@@ -604,8 +610,8 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
   // overflow), and class 42, a statement that breaks SQL's rules (a type mismatch, an ambiguous
   // column, a GROUP BY error, a function or operator that does not exist for its arguments):
   // the caller's SQL too, before the /timeout/ test below (a value's text may say "timeout").
-  // Not a missing table or column (42P01, 42703: a schema changed outside botstate, below), nor
-  // a privilege the role lacks (42501: how the database was set up).
+  // Not a missing object (MISSING_CODES: maybe a schema changed outside botstate, below), nor a
+  // privilege the role lacks (42501: how the database was set up).
   if ((code.startsWith('22') || code.startsWith('42')) && code.length === 5 && !MISSING_CODES.has(code) && code !== '42501') {
     return invalidSql(`PostgreSQL refused the statement at ${where}: ${message} [${code}]`, e, REFUSED_SQL_HINT);
   }
@@ -641,7 +647,6 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
   // Class 23: integrity constraints; P0001: RAISE EXCEPTION, as the audit log's append-only trigger does.
   if (code.startsWith('23') || code === 'P0001') return constraintViolation(message, code, e);
   if (code.length === 5) {
-    // 42P01, 42703: a table or column that is not there.
     const missing = MISSING_CODES.has(code);
     return new StorageError('STORAGE_FAILED', `PostgreSQL failed at ${where}: ${message} [${code}]`, { ...(missing ? { hint: MISSING_HINT } : {}), cause: e });
   }
