@@ -51,7 +51,9 @@ export const MAX_INTEGER_DIGITS = 78;
 const CANONICAL_RE = new RegExp(`^(?!-0$)-?(?:0|[1-9][0-9]*)(?:\\.[0-9]{0,${SCALE - 1}}[1-9])?$`);
 const INPUT_RE = /^(-?)([0-9]+)(?:\.([0-9]+))?$/;
 // Only consulted on the error path, to say precisely what is wrong.
-const EXPONENT_RE = /^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+$/;
+// (One way only to split the digits: `[0-9]+\.?[0-9]*` backtracks quadratically on a long run of
+// digits that ends in something else.)
+const EXPONENT_RE = /^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][+-]?[0-9]+$/;
 const BARE_POINT_RE = /^-?(?:\.[0-9]+|[0-9]+\.)$/;
 const NON_FINITE_RE = /^[+-]?(?:nan|inf|infinity)$/i;
 const HEX_RE = /^-?0[xXoObB]/;

@@ -271,6 +271,13 @@ describe('group commit (SQLite, power mode)', () => {
       'DELETE FROM t', 'REPLACE INTO t VALUES (1)', 'VALUES (1)']) {
       assert.equal(mayEndTx(sql), false, JSON.stringify(sql));
     }
+    // Blanks and comments are skipped in one pass: a regular expression that repeated a group of
+    // them took 2^n steps over n blanks before a statement it does not name (64 here: for ever).
+    const blanks = ' \n\t'.repeat(22).slice(0, 64);
+    assert.equal(mayEndTx(`${blanks}PRAGMA foreign_keys`), true);
+    assert.equal(mayEndTx(`${blanks}-- c\n${blanks}/* d */${blanks}SELECT 1`), false);
+    assert.equal(mayEndTx(`${blanks}SELECTED`), true);
+    assert.equal(mayEndTx('/* a */ x */ SELECT 1'), true);
   });
 
   it('no caller is answered before an fsync covering its commit returns; reads wait for it too', async () => {

@@ -1095,8 +1095,22 @@ export class SqliteAdapter implements Adapter {
  * whatever this cannot read) may end it, and SQLite is asked after it.
  */
 export function mayEndTx(sql: string): boolean {
-  const m = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*(SELECT|INSERT|UPDATE|DELETE|REPLACE|WITH|VALUES)\b/i.exec(sql);
-  return m === null;
+  // A scan, not one regular expression: blanks and comments as a repeated group backtrack
+  // exponentially over a long run of blanks before anything else (a statement indented in a
+  // template literal), and this runs on every statement a caller prepares.
+  let i = 0;
+  for (;;) {
+    if (/\s/.test(sql[i] ?? '')) i++;
+    else if (sql.startsWith('--', i)) {
+      const end = sql.indexOf('\n', i);
+      i = end === -1 ? sql.length : end + 1;
+    } else if (sql.startsWith('/*', i)) {
+      const end = sql.indexOf('*/', i + 2);
+      if (end === -1) return true;
+      i = end + 2;
+    } else break;
+  }
+  return !/^(?:SELECT|INSERT|UPDATE|DELETE|REPLACE|WITH|VALUES)\b/i.test(sql.slice(i, i + 8));
 }
 
 function isSqliteError(e: unknown): boolean {
