@@ -25,12 +25,12 @@ function version(): string {
 
 const EXIT_HELP = `Exit codes:
   0  success
+  ${EXIT_CODES.internal}  a bug in botstate (BOTSTATE_DEBUG=1 prints its stack trace; please report it), or a Node.js older than 24
   ${EXIT_CODES.usage}  usage: an unknown command or flag, or a malformed value (address, amount, config)
   ${EXIT_CODES.rule}  rule: not allowed now (an invalid transition, a conflicting clientOrderId, a sell beyond the balance)
   ${EXIT_CODES.not_found}  not found: no such job, trade or database file
   ${EXIT_CODES.storage}  storage: the database is unreachable, locked, damaged or not botstate's
   ${EXIT_CODES.schema}  schema: the database schema is newer than this botstate, outdated, has a gap, or a migration changed or failed
-  ${EXIT_CODES.internal}  a bug in botstate (BOTSTATE_DEBUG=1 prints its stack trace; please report it), or a Node.js older than 24
   ${OUTPUT_FAILED}  a command that succeeded could not write its output (stdout to a full disk): said on stderr; a change it made stays made
   129, 130, 143  daemon or paper-exchange ended at once by a second SIGHUP, SIGINT or SIGTERM while it stopped
 A failed command changes nothing, unless it says the connection was lost while committing (PostgreSQL):

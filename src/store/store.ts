@@ -205,7 +205,7 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
     if (opts.schema === 'migrate' && !opts.create && adapter.engine === 'postgres' && (await schemaStatus(adapter)).current === 0) {
       // As a missing SQLite file is not created: a schema that holds no botstate database stays as it is.
       throw new NotFoundError('DATABASE_NOT_FOUND', `there is no botstate database at ${adapter.location}`, {
-        hint: 'start a job first (botstate start <token>) or pass --db with the right URL',
+        hint: 'start a job first (botstate start <token>) or pass --db with the right path or URL',
       });
     }
     if (opts.schema === 'migrate') await migrate(adapter);

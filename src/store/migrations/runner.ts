@@ -126,7 +126,7 @@ export function checkCurrent(status: SchemaStatus, location: string): SchemaStat
   assertCompatible(status);
   if (status.current === 0) {
     throw new NotFoundError('DATABASE_NOT_FOUND', `there is no botstate database at ${location}`, {
-      hint: 'start a job first (botstate start <token>) or pass --db with the right URL',
+      hint: 'start a job first (botstate start <token>) or pass --db with the right path or URL',
     });
   }
   if (status.current < status.latest) {
