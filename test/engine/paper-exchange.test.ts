@@ -368,6 +368,25 @@ describe('paper exchange over HTTP', () => {
     });
   });
 
+  it('refuses a fill it could not sell again: more than 60 integer digits, asked for or filled', () => {
+    const book = PaperBook.open(dataFile(), { initialUsd: `1${'0'.repeat(55)}`, nowMs: T0 });
+    try {
+      const at = new Date(T0).toISOString();
+      // 10^50 USD at 10^-12 would fill 10^62 tokens, which no SELL (60 digits at most) could sell again.
+      const { order } = book.place({ clientOrderId: 'huge', token: TOKEN, side: 'BUY', quoteAmount: `1${'0'.repeat(50)}` }, '0.000000000001', at);
+      assert.equal(order.status, 'REJECTED');
+      assert.match(order.error ?? '', /^order too large: its baseAmount 1000+ at price 0\.000000000001 has more than 60 integer digits$/);
+      assert.equal(book.balances()['USD'], `1${'0'.repeat(55)}`, 'no balance moved');
+      const { order: fits } = book.place({ clientOrderId: 'fits', token: TOKEN, side: 'BUY', quoteAmount: `1${'0'.repeat(47)}` }, '0.000000000001', at);
+      assert.equal(fits.status, 'FILLED');
+      assert.equal(fits.baseAmount, `1${'0'.repeat(59)}`);
+      const { order: back } = book.place({ clientOrderId: 'back', token: TOKEN, side: 'SELL', baseAmount: fits.baseAmount }, '0.000000000001', at);
+      assert.equal(back.status, 'FILLED', 'what it filled it sells again');
+    } finally {
+      book.close();
+    }
+  });
+
   it('stores rejections and answers a repeat with the same rejection, even once it would fill', async () => {
     await withExchange({ initialUsd: '100', startPriceSpread: '0', volatility: '0', startPrice: '2' }, async (_ex, client) => {
       const tooBig = await client.placeOrder({ clientOrderId: 'rej-1', token: TOKEN, side: 'BUY', quoteAmount: '100.000000000000000001' });

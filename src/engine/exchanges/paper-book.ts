@@ -19,7 +19,7 @@ import { closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { StorageError } from '../../errors.ts';
 import { checkNotCompanion } from '../../store/location.ts';
-import { add, cmp, div, isDecimal, isZero, mul, sub, type Decimal } from '../../money/decimal.ts';
+import { add, cmp, div, integerDigits, isDecimal, isZero, mul, sub, type Decimal } from '../../money/decimal.ts';
 import type { ExchangeOrder, OrderRequest } from '../exchange.ts';
 
 /** The quote asset's key in {@link PaperBook.balances}. */
@@ -95,6 +95,9 @@ export function fillAmounts(order: Pick<OrderRequest, 'side' | 'baseAmount' | 'q
   if (order.quoteAmount === undefined) throw new RangeError('an order needs baseAmount or quoteAmount');
   return { baseAmount: div(order.quoteAmount, price, buy ? 'down' : 'up'), quoteAmount: order.quoteAmount };
 }
+
+/** The most integer digits an order's amount may have, asked for or filled (so what it fills it can sell again). */
+export const MAX_ORDER_INTEGER_DIGITS = 60;
 
 export interface PaperBookOptions {
   /** The USD balance of a new file. Ignored when the file exists: balances are the file's. */
@@ -206,7 +209,8 @@ export class PaperBook {
   /**
    * Places a market order at `price`, or returns the order already placed under its clientOrderId
    * (whatever its other fields) with `created: false`, changing nothing. A BUY beyond the USD balance,
-   * a SELL beyond the token balance, or an order whose other amount rounds to 0 is stored REJECTED
+   * a SELL beyond the token balance, an order whose other amount rounds to 0, or one whose other
+   * amount has more than MAX_ORDER_INTEGER_DIGITS integer digits is stored REJECTED
    * (with the amounts it would have had, and `error`) and moves no balance.
    *
    * `request` must be validated: canonical positive amounts, exactly one of them, a canonical token.
@@ -224,6 +228,10 @@ export class PaperBook {
     let error: string | null = null;
     if (isZero(baseAmount) || isZero(quoteAmount)) {
       error = `order too small: ${isZero(baseAmount) ? `quoteAmount ${request.quoteAmount} ÷ price ${price} buys less than 10⁻¹⁸ tokens` : `baseAmount ${request.baseAmount} × price ${price} is worth less than 10⁻¹⁸ USD`}`;
+    } else if (integerDigits(baseAmount) > MAX_ORDER_INTEGER_DIGITS || integerDigits(quoteAmount) > MAX_ORDER_INTEGER_DIGITS) {
+      // Filled, it would be a balance that no order could sell again (requests take at most as many digits).
+      const [name, amount] = integerDigits(baseAmount) > MAX_ORDER_INTEGER_DIGITS ? ['baseAmount', baseAmount] : ['quoteAmount', quoteAmount];
+      error = `order too large: its ${name} ${amount} at price ${price} has more than ${MAX_ORDER_INTEGER_DIGITS} integer digits`;
     } else if (request.side === 'BUY' && cmp(quoteAmount, usd) > 0) {
       error = `insufficient USD balance: the order needs ${quoteAmount}, the account has ${usd}`;
     } else if (request.side === 'SELL' && cmp(baseAmount, tokens) > 0) {

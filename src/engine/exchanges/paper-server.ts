@@ -33,9 +33,9 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BotstateError, isBotstateError, ValidationError } from '../../errors.ts';
 import { normalizeAddress } from '../../jobs/address.ts';
-import { cmp, isDecimal, type Decimal } from '../../money/decimal.ts';
+import { cmp, integerDigits, isDecimal, type Decimal } from '../../money/decimal.ts';
 import type { ExchangeOrder, OrderRequest } from '../exchange.ts';
-import { PaperBook } from './paper-book.ts';
+import { MAX_ORDER_INTEGER_DIGITS, PaperBook } from './paper-book.ts';
 import { MAX_PRICE, MIN_PRICE, PaperMarket, stepAt } from './paper-market.ts';
 
 /** Options of {@link startPaperExchange}. Every one has a default. */
@@ -214,7 +214,7 @@ export function parseOrderRequest(text: string): OrderRequest {
     throw new HttpError(400, `${name} must be a canonical decimal string (digits, an optional "." and at most 18 decimals, no leading or trailing zeros, no exponent), got ${JSON.stringify(amount)}`);
   }
   if (amount === '0' || amount.startsWith('-')) throw new HttpError(400, `${name} must be positive, got "${amount}"`);
-  if (amount.split('.')[0]!.length > 60) throw new HttpError(400, `${name} is too large`);
+  if (integerDigits(amount) > MAX_ORDER_INTEGER_DIGITS) throw new HttpError(400, `${name} is too large: at most ${MAX_ORDER_INTEGER_DIGITS} integer digits`);
   return name === 'baseAmount'
     ? { clientOrderId, token: canonicalToken, side, baseAmount: amount }
     : { clientOrderId, token: canonicalToken, side, quoteAmount: amount };
