@@ -1263,10 +1263,11 @@ function timed(exchange: Exchange, ms: number): Exchange {
 /**
  * An order as an exchange adapter returned it, checked before anything is settled from it,
  * whatever the adapter (HttpExchange checks its HTTP answers too): every field of the contract
- * with its type, canonical amounts, a time with a zone, the status FILLED or REJECTED (a partial
- * fill or a lowercase status is not read as a rejection), a fill with a positive amount and
- * price, and the clientOrderId asked about (an adapter that answered with another order would
- * otherwise record a fill that never happened).
+ * with its type, amounts that are exact decimal strings (read in canonical form: "25.00000000" is
+ * 25), a time with a zone, the status FILLED or REJECTED (a partial fill or a lowercase status is
+ * not read as a rejection), a fill with a positive amount and price and an exchangeOrderId the
+ * ledger stores (a rejection may have none), and the clientOrderId asked about (an adapter that
+ * answered with another order would otherwise record a fill that never happened).
  * @throws ExchangeInvalidAnswerError: the step fails and the intent stays PENDING.
  */
 function answered(order: unknown, trade: Trade): ExchangeOrder {

@@ -14,6 +14,11 @@ export interface OrderRequest {
 /** An order as the exchange knows it. */
 export interface ExchangeOrder {
   readonly clientOrderId: string;
+  /**
+   * The exchange's own id of the order (a tx hash on a DEX), recorded on a filled order's trade: 1
+   * to 128 visible ASCII characters, no spaces. A REJECTED order may have none: `''` (the daemon
+   * also takes null or no field).
+   */
   readonly exchangeOrderId: string;
   readonly token: string;
   readonly side: 'BUY' | 'SELL';
@@ -23,6 +28,10 @@ export interface ExchangeOrder {
    * What was executed, which the ledger records. In the order's own terms (the baseAmount or
    * quoteAmount it asked for) never more than asked; it may be less (lot sizes, rounding). A
    * fill of more than was asked is taken for another order under the same clientOrderId.
+   *
+   * Amounts and price are decimal strings, never JS numbers (floats). Any exact form is read:
+   * leading and trailing zeros are dropped (`"25.00000000"` is 25), nothing is rounded. An
+   * exponent (`"1e-7"`) or more than 18 significant decimals is refused as an invalid answer.
    */
   readonly baseAmount: Decimal;
   readonly quoteAmount: Decimal;
@@ -73,7 +82,8 @@ export class ExchangeUnavailableError extends Error {
 
 /**
  * The exchange answered, but not with anything this client can read (a malformed order, an
- * unknown status such as a partial fill, a non-canonical amount, a time without a zone). What
+ * unknown status such as a partial fill, an amount that is a JS number, has an exponent or more
+ * than 18 decimals, a time without a zone). What
  * became of the order is unknown, and waiting will not tell: the daemon counts it as a failed
  * step (ending in ERROR with this message) and leaves the intent PENDING for an operator.
  */

@@ -196,6 +196,14 @@ const CLIENT_ORDER_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 const REFERENCE = /^[\x21-\x7e]{1,128}$/;
 
 /**
+ * Whether `value` is an exchangeOrderId or txHash the ledger stores: 1 to 128 visible ASCII
+ * characters, no spaces. The daemon checks an exchange's answer against it before settling.
+ */
+export function isReference(value: string): boolean {
+  return REFERENCE.test(value);
+}
+
+/**
  * A clientOrderId botstate accepts. A new one (`fresh`) may not be `.` or `..` alone: a URL path
  * cannot carry them (`/orders/..` is `/`), so no REST exchange could be asked about such an
  * order. One stored before that rule can still be looked up and settled.
@@ -312,7 +320,7 @@ function checkFill(fill: Fill): CheckedFill {
         hint: `pass it as text, e.g. String(${field})`,
       });
     }
-    if (!REFERENCE.test(v)) {
+    if (!isReference(v)) {
       throw new ValidationError('INVALID_ARGUMENT', `${field} ${JSON.stringify(shown(v))} is not allowed`, {
         hint: 'use 1 to 128 visible ASCII characters, no spaces, as the exchange or the chain gives it',
       });

@@ -653,6 +653,53 @@ for (const engine of ENGINES) {
       assert.equal((await store.ledger.pending()).length, 1);
     });
 
+    it("reads an adapter's amounts in any exact form (\"0010.00000000\") and a REJECTED order without an exchange order id", async () => {
+      // Room for one 10-USD buy: the next two are rejected, and the job goes to ERROR.
+      const ex = await paper({ initialUsd: '15' });
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const inner = new HttpExchange(ex.url);
+      // As real exchanges answer: fixed-point amounts with zeros on both sides, and no order id
+      // for an order they refused.
+      const padded = (d: Decimal) => `00${d}${d.includes('.') ? '' : '.'}0000`;
+      const asReal = (o: ExchangeOrder): ExchangeOrder => ({
+        ...o, baseAmount: padded(o.baseAmount), quoteAmount: padded(o.quoteAmount), price: padded(o.price), exchangeOrderId: o.status === 'REJECTED' ? '' : o.exchangeOrderId,
+      });
+      const rec = new Recorder(inner, { place: async (o) => asReal(await inner.placeOrder(o)) });
+      rec.getOrder = async (id) => {
+        const found = await inner.getOrder(id);
+        return found && asReal(found);
+      };
+      const { daemon, lines } = makeDaemon(store, rec, { maxFailures: 2 });
+      await daemon.start();
+      const failed = await untilError(store, job.id);
+      await daemon.stop();
+      assert.match(failed.statusReason!, /2 steps failed in a row; last: order \S+ was rejected: insufficient USD balance/);
+      // The fill recorded with the exchange's amounts, exactly; the rejections FAILED.
+      const { trades } = await assertLedgerMatchesExchange(store, ex.url, job);
+      assert.deepEqual(trades.map((t) => t.status), ['EXECUTED', 'FAILED', 'FAILED']);
+      assert.deepEqual([trades[0]!.baseAmount, trades[0]!.quoteAmount, trades[0]!.priceUsd], [TEN_USD_OF_TOKEN, '10', PRICE]);
+      assert.ok(!lines.some((l) => l.includes('invalid answer')), lines.join('\n'));
+    });
+
+    it("an exchange order id the ledger cannot store is refused with the exchange's answer, naming the order", async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const inner = new HttpExchange(ex.url);
+      const long = `tx:${'ab'.repeat(70)}`;
+      const rec = new Recorder(inner, { place: async (o) => ({ ...(await inner.placeOrder(o)), exchangeOrderId: long }) });
+      rec.getOrder = async (id) => {
+        const found = await inner.getOrder(id);
+        return found && { ...found, exchangeOrderId: long };
+      };
+      const { daemon } = makeDaemon(store, rec, { maxFailures: 1 });
+      await daemon.start();
+      const failed = await untilError(store, job.id);
+      await daemon.stop();
+      const [open] = await store.ledger.pending();
+      assert.ok(open, 'the intent stays PENDING');
+      assert.match(failed.statusReason!, new RegExp(`invalid answer from the exchange to order ${open.clientOrderId}: exchangeOrderId "tx:abab[ab]*\\.\\.\\." cannot be recorded: the ledger takes 1 to 128 visible ASCII characters, no spaces`));
+    });
+
     it('records a REJECTED order as FAILED with the reason; rejections in a row put the job in ERROR', async () => {
       const ex = await paper({ initialUsd: '25' });
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });

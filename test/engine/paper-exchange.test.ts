@@ -694,12 +694,44 @@ describe('HttpExchange validates what it is answered', () => {
 
   const order = { clientOrderId: 'v-1', exchangeOrderId: 'e-1', token: TOKEN, side: 'BUY', status: 'FILLED', baseAmount: '1', quoteAmount: '2', price: '2', error: null, time: new Date(T0).toISOString() };
 
-  it('accepts a valid order and refuses non-canonical amounts, bad fields, non-JSON, another order', async () => {
+  it('accepts a valid order, its amounts in any exact form, and refuses inexact amounts, bad fields, non-JSON, another order', async () => {
     const client = new HttpExchange(url);
     answers.set('GET /orders/v-1', JSON.stringify(order));
     assert.deepEqual(await client.getOrder('v-1'), order);
+    // Amounts as real exchanges write them (trailing and leading zeros) are read exactly, in the
+    // ledger's canonical form; nothing is rounded.
+    answers.set('GET /orders/v-1', JSON.stringify({ ...order, baseAmount: '0001.50000000', quoteAmount: '2.000000000000000000000', price: '2.0' }));
+    assert.deepEqual(await client.getOrder('v-1'), { ...order, baseAmount: '1.5', quoteAmount: '2', price: '2' });
+    // Each refusal says what is wrong with the amount.
+    const amounts: Array<[unknown, RegExp]> = [
+      [1.5, /baseAmount 1\.5 is a JSON number, not a string/],
+      ['1.5e+0', /baseAmount "1\.5e\+0" is not a plain decimal number: .*\(exponents are not accepted\)/],
+      ['8.333333333333333333333333', /baseAmount "8\.333333333333333333333333" has 24 decimals; at most 18 are allowed \(it is not rounded\)/],
+      ['-1', /baseAmount must not be negative, got "-1"/],
+      [null, /baseAmount is null, not a decimal string/],
+    ];
+    for (const [baseAmount, message] of amounts) {
+      answers.set('GET /orders/v-1', JSON.stringify({ ...order, baseAmount }));
+      await assert.rejects(client.getOrder('v-1'), (e: unknown) => e instanceof ExchangeInvalidAnswerError && /^invalid answer from the exchange to the lookup of order v-1: /.test((e as Error).message) && message.test((e as Error).message), String(baseAmount));
+    }
+    // A rejected order may have no exchange order id (real exchanges give none): it is ''. A fill
+    // needs one the ledger can store.
+    const rejected = { ...order, status: 'REJECTED', baseAmount: '0', quoteAmount: '0', price: '0', error: 'insufficient balance' };
+    for (const exchangeOrderId of ['', null, undefined]) {
+      answers.set('GET /orders/v-1', JSON.stringify({ ...rejected, exchangeOrderId }));
+      assert.deepEqual(await client.getOrder('v-1'), { ...rejected, exchangeOrderId: '' }, String(exchangeOrderId));
+    }
+    const ids: Array<[unknown, RegExp]> = [
+      ['', /a FILLED order has no exchangeOrderId/],
+      [28457, /exchangeOrderId is the number 28457, not a string/],
+      ['ORDER 123', /exchangeOrderId "ORDER 123" cannot be recorded: the ledger takes 1 to 128 visible ASCII characters, no spaces/],
+      [`tx:${'ab'.repeat(70)}`, /exchangeOrderId "tx:abab.*\.\.\." cannot be recorded/],
+    ];
+    for (const [exchangeOrderId, message] of ids) {
+      answers.set('GET /orders/v-1', JSON.stringify({ ...order, exchangeOrderId }));
+      await assert.rejects(client.getOrder('v-1'), (e: unknown) => e instanceof ExchangeInvalidAnswerError && message.test((e as Error).message), String(exchangeOrderId));
+    }
     const broken: Array<[string, unknown]> = [
-      ['price 2.0', { ...order, price: '2.0' }],
       ['a float amount', { ...order, baseAmount: 1.5 }],
       ['negative', { ...order, quoteAmount: '-2' }],
       ['status', { ...order, status: 'PARTIAL' }],

@@ -10,7 +10,8 @@
  *   exist, find out with `getOrder`;
  * - a 2xx whose body is not JSON (a proxy's page, an empty body) → {@link ExchangeUnavailableError};
  * - a 2xx whose JSON is not a valid answer → {@link ExchangeInvalidAnswerError}: the answer
- *   cannot be read, and asking again will not help;
+ *   cannot be read, and asking again will not help (an order's amounts are read in any exact
+ *   decimal form, `"25.00000000"` as 25, see {@link parseExchangeOrder});
  * - 404 on `getOrder` with the exchange's `code: 'ORDER_NOT_FOUND'` → `null`;
  * - a 404 that is not the exchange's own JSON error (its "no endpoint …" for a wrong path, a
  *   proxy's page) → {@link ExchangeUnavailableError}: nothing at this URL speaks the protocol; the
@@ -23,7 +24,9 @@
  * const order = await exchange.placeOrder({ clientOrderId: 'job1-7', token, side: 'BUY', quoteAmount: '25' });
  */
 import { ValidationError } from '../../errors.ts';
-import { isDecimal, type Decimal } from '../../money/decimal.ts';
+import { isReference } from '../../ledger/ledger.ts';
+import { isDecimal, parseDecimal, type Decimal } from '../../money/decimal.ts';
+import { described, shown } from '../../util/values.ts';
 import { ExchangeInvalidAnswerError, ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from '../exchange.ts';
 
 export interface HttpExchangeOptions {
@@ -42,8 +45,13 @@ function invalid(what: string, why: string): ExchangeInvalidAnswerError {
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 
 /**
- * Validates a JSON value as an {@link ExchangeOrder}: every field present with its type, amounts and
- * price canonical decimals, the time ISO 8601.
+ * Validates a JSON value as an {@link ExchangeOrder}: every field present with its type, the time
+ * ISO 8601 with a zone, and amounts and price exact decimal strings, returned in the canonical form
+ * the ledger stores: trailing and leading zeros are dropped (`"25.00000000"` → `"25"`), nothing is
+ * rounded. A JSON number (a float), an exponent, a negative amount or more than 18 decimals is
+ * refused. A FILLED order needs an exchangeOrderId the ledger can store (1 to 128 visible ASCII
+ * characters, no spaces); a REJECTED order may have none (absent, null or ''), and it
+ * is then returned as ''.
  * @throws ExchangeInvalidAnswerError naming the first bad field.
  */
 export function parseExchangeOrder(value: unknown, what = 'an order request'): ExchangeOrder {
@@ -55,8 +63,14 @@ export function parseExchangeOrder(value: unknown, what = 'an order request'): E
   };
   const amount = (k: string): Decimal => {
     const a = v[k];
-    if (!isDecimal(a) || a.startsWith('-')) throw invalid(what, `${k} ${JSON.stringify(a)} is not a canonical non-negative decimal`);
-    return a;
+    if (typeof a === 'number') throw invalid(what, `${k} ${String(a)} is a JSON number, not a string: amounts are exact decimal strings`);
+    if (typeof a !== 'string') throw invalid(what, `${k} is ${described(a)}, not a decimal string`);
+    try {
+      return parseDecimal(a, { field: k });
+    } catch (e) {
+      // Its own words: an exponent, more than 18 decimals, a negative amount, a stray character.
+      throw invalid(what, (e as Error).message);
+    }
   };
   const side = str('side');
   if (!SIDES.has(side)) throw invalid(what, `side ${JSON.stringify(side)} is not BUY or SELL`);
@@ -68,7 +82,7 @@ export function parseExchangeOrder(value: unknown, what = 'an order request'): E
   if (!ISO_TIME.test(time) || Number.isNaN(Date.parse(time))) throw invalid(what, `time ${JSON.stringify(time)} is not an ISO 8601 time with a zone`);
   return {
     clientOrderId: str('clientOrderId'),
-    exchangeOrderId: str('exchangeOrderId'),
+    exchangeOrderId: exchangeOrderId(v['exchangeOrderId'], status, what),
     token: str('token'),
     side: side as ExchangeOrder['side'],
     status: status as ExchangeOrder['status'],
@@ -78,6 +92,23 @@ export function parseExchangeOrder(value: unknown, what = 'an order request'): E
     error,
     time,
   };
+}
+
+/**
+ * An answer's exchangeOrderId: a fill's is recorded on its trade, so it must be one the ledger
+ * stores (refused here, naming the answer, rather than by the ledger's settle); an order that
+ * moved nothing may have none (a real exchange gives no id to an order it refused).
+ */
+function exchangeOrderId(id: unknown, status: string, what: string): string {
+  if (id === undefined || id === null || id === '') {
+    if (status === 'FILLED') throw invalid(what, 'a FILLED order has no exchangeOrderId');
+    return '';
+  }
+  if (typeof id !== 'string') throw invalid(what, `exchangeOrderId is ${described(id)}, not a string`);
+  if (status === 'FILLED' && !isReference(id)) {
+    throw invalid(what, `exchangeOrderId ${JSON.stringify(shown(id))} cannot be recorded: the ledger takes 1 to 128 visible ASCII characters, no spaces`);
+  }
+  return id;
 }
 
 /** Items per batch request. */
