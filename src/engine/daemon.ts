@@ -1265,7 +1265,8 @@ function timed(exchange: Exchange, ms: number): Exchange {
  * whatever the adapter (HttpExchange checks its HTTP answers too): every field of the contract
  * with its type, amounts that are exact decimal strings (read in canonical form: "25.00000000" is
  * 25), a time with a zone, the status FILLED or REJECTED (a partial fill or a lowercase status is
- * not read as a rejection), a fill with a positive amount and price and an exchangeOrderId the
+ * not read as a rejection), a fill with a positive amount and price (a BUY's quote positive too;
+ * a SELL may fetch 0, as the ledger allows) and an exchangeOrderId the
  * ledger stores (a rejection may have none), and the clientOrderId asked about (an adapter that
  * answered with another order would otherwise record a fill that never happened).
  * @throws ExchangeInvalidAnswerError: the step fails and the intent stays PENDING.
@@ -1276,9 +1277,11 @@ function answered(order: unknown, trade: Trade): ExchangeOrder {
   if (checked.clientOrderId !== trade.clientOrderId) {
     throw new ExchangeInvalidAnswerError(`invalid answer from the exchange to ${what}: it is order ${checked.clientOrderId}`);
   }
-  // A fill of nothing, for nothing or at no price is no fill (a quote of 0 would pass for "no
-  // more than the intent asked for", checkSameOrder).
-  if (checked.status === 'FILLED' && (cmp(checked.baseAmount, '0') <= 0 || cmp(checked.quoteAmount, '0') <= 0 || cmp(checked.price, '0') <= 0)) {
+  // A fill of nothing or at no price is no fill, nor is a BUY for nothing (a quote of 0 would pass
+  // for "no more than the intent asked for", checkSameOrder). A SELL may fetch 0 (the last of a
+  // worthless token), as the ledger takes it.
+  const free = trade.side === 'BUY' && cmp(checked.quoteAmount, '0') <= 0;
+  if (checked.status === 'FILLED' && (cmp(checked.baseAmount, '0') <= 0 || free || cmp(checked.price, '0') <= 0)) {
     throw new ExchangeInvalidAnswerError(`invalid answer from the exchange to ${what}: a fill of ${checked.baseAmount} for ${checked.quoteAmount} at ${checked.price}`);
   }
   return checked;

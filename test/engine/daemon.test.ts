@@ -628,7 +628,7 @@ for (const engine of ENGINES) {
       assert.equal((await store.ledger.pending()).length, 1);
     });
 
-    it('a fill for a quote of 0 is no fill: the job stops in ERROR, the intent stays PENDING', async () => {
+    it('a BUY for a quote of 0 is no fill: the job stops in ERROR, the intent stays PENDING', async () => {
       const zero: Exchange = {
         async placeOrder(o) {
           return { clientOrderId: o.clientOrderId, exchangeOrderId: 'x-1', token: o.token, side: o.side, status: 'FILLED', baseAmount: '5', quoteAmount: '0', price: '2', error: null, time: new Date().toISOString() };
@@ -651,6 +651,38 @@ for (const engine of ENGINES) {
       assert.match(failed.statusReason!, /invalid answer from the exchange to order \S+: a fill of 5 for 0 at 2/);
       assert.deepEqual([failed.tokenBalance, failed.totalAccumulated], ['0', '0']);
       assert.equal((await store.ledger.pending()).length, 1);
+    });
+
+    it('a SELL that fetched 0 (the last of a worthless token) is a fill, as the ledger takes it: the liquidation completes', async () => {
+      const rugged: Exchange = {
+        async placeOrder(o) {
+          // The pool emptied between the price and the fill: the tokens went for nothing.
+          return { clientOrderId: o.clientOrderId, exchangeOrderId: 'x-1', token: o.token, side: o.side, status: 'FILLED', baseAmount: o.baseAmount!, quoteAmount: '0', price: '0.000000000000000001', error: null, time: new Date().toISOString() };
+        },
+        async getOrder() {
+          return null;
+        },
+        async getPrice() {
+          return '0.5';
+        },
+        async getBalances() {
+          return { USD: '1000' };
+        },
+      };
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      await store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: 'by-hand-1', side: 'BUY', reason: 'DCA', baseAmount: '5', quoteAmount: '10', priceUsd: '2' });
+      await store.jobs.liquidate({ id: job.id });
+      const { daemon, lines } = makeDaemon(store, rugged, { maxFailures: 1 });
+      await daemon.start();
+      const idle = await waitFor('the job to be IDLE', async () => {
+        const j = await store.jobs.get({ id: job.id });
+        return j.status === 'IDLE' || j.status === 'ERROR' ? j : undefined;
+      });
+      await daemon.stop();
+      assert.equal(idle.status, 'IDLE', lines.join('\n'));
+      assert.equal(idle.tokenBalance, '0');
+      const sell = (await store.ledger.trades({ id: job.id })).at(-1)!;
+      assert.deepEqual([sell.side, sell.reason, sell.status, sell.baseAmount, sell.quoteAmount], ['SELL', 'LIQUIDATE', 'EXECUTED', '5', '0']);
     });
 
     it("reads an adapter's amounts in any exact form (\"0010.00000000\") and a REJECTED order without an exchange order id", async () => {
