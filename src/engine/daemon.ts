@@ -49,12 +49,17 @@ export interface RecoveryReport {
   readonly instanceId: string;
   /** RUNNING and LIQUIDATING jobs (and jobs with an open intent) this daemon took. */
   readonly jobs: number;
-  /** PENDING intents reconciled with the exchange. */
+  /** PENDING intents found: each is then executed, failed, open or unresolved. */
   readonly pending: number;
   readonly executed: number;
   readonly failed: number;
-  /** Intents the exchange had never received, sent again under their own clientOrderId. */
+  /** Intents the exchange had never received, sent again under their own clientOrderId (then counted by their outcome too). */
   readonly resent: number;
+  /**
+   * Intents whose order the exchange has accepted but not finished (status OPEN): left PENDING,
+   * their jobs resume with them, and they are asked about again every tick until filled or rejected.
+   */
+  readonly open: number;
   /** Intents left PENDING because the exchange could not be asked (retried every tick). */
   readonly unresolved: number;
   readonly ms: number;
@@ -78,6 +83,8 @@ interface Runner {
   failingInError?: string;
   /** Why the exchange rejected the last order. */
   rejection?: string;
+  /** The clientOrderId of the open order last said to be open (said once, not every tick). */
+  saidOpen?: string;
   /** Why a liquidation waits (the strategy's `skipped`), once said (said again when it changes). */
   liquidationWaits?: string;
 }
@@ -91,7 +98,8 @@ function liquidationWait(job: Job, skipped: string | undefined, price: string): 
   return undefined;
 }
 
-type Outcome = 'executed' | 'failed' | 'unknown';
+/** What became of an intent: settled (executed, failed), open at the exchange, or unknown (left PENDING alike). */
+type Outcome = 'executed' | 'failed' | 'open' | 'unknown';
 
 const ACTIVE = new Set(['RUNNING', 'LIQUIDATING']);
 /** Storage errors that a later attempt may not meet (not a failed disk or a damaged file). */
@@ -347,7 +355,7 @@ export class Daemon {
     const pending = (await this.#store.ledger.pending()).filter((t) => held.has(t.jobId));
     // Only the jobs with an open intent are needed now; the rest resume at the first tick.
     const jobs = await this.#loadJobs([...new Set(pending.map((t) => t.jobId))]);
-    const counts = { executed: 0, failed: 0, resent: 0, unknown: 0 };
+    const counts = { executed: 0, failed: 0, open: 0, resent: 0, unknown: 0 };
     const known = await this.#lookup(pending);
     await forEach(pending, this.#concurrency, async (trade) => {
       const job = jobs.get(trade.jobId);
@@ -381,13 +389,14 @@ export class Daemon {
       executed: counts.executed,
       failed: counts.failed,
       resent: counts.resent,
+      open: counts.open,
       unresolved: counts.unknown,
       ms: Math.round((performance.now() - t0) * 10) / 10,
     };
     await this.#auditRecovery(report);
     this.#log(
       `recovered in ${report.ms} ms: ${report.jobs} jobs, ${report.pending} pending intents ` +
-        `(${report.executed} executed, ${report.failed} failed, ${report.resent} re-sent, ${report.unresolved} unresolved)`,
+        `(${report.executed} executed, ${report.failed} failed, ${report.resent} re-sent, ${report.open} open, ${report.unresolved} unresolved)`,
     );
     this.#schedule(0);
     return report;
@@ -915,7 +924,7 @@ export class Daemon {
       if (!(e instanceof ExchangeRejectedError)) throw e;
       order = refused(job, trade, e);
     }
-    return this.#settle(job, trade, order, runner, phase);
+    return this.#answer(job, trade, order, runner, phase);
   }
 
   /** Settles a PENDING intent from what the exchange knows of it, sending it again if it never arrived. */
@@ -939,12 +948,25 @@ export class Daemon {
       throw e;
     }
     if (!known) this.#exchangeAnswered('orders');
-    if (order) return { outcome: await this.#settle(job, trade, answered(order, trade), runner, phase), resent: false };
+    if (order) return { outcome: await this.#answer(job, trade, answered(order, trade), runner, phase), resent: false };
     return { outcome: await this.#execute(job, trade, runner, phase), resent: true };
   }
 
-  async #settle(job: Job, trade: Trade, order: ExchangeOrder, runner: Runner, phase: 'tick' | 'recovery'): Promise<Outcome> {
+  /**
+   * Settles the intent from the exchange's order, or, while the order is OPEN (accepted, not
+   * final yet), leaves it PENDING: said once, not a failure, asked about again at the next tick.
+   */
+  async #answer(job: Job, trade: Trade, order: ExchangeOrder, runner: Runner, phase: 'tick' | 'recovery'): Promise<Outcome> {
     checkSameOrder(job, trade, order);
+    if (order.status !== 'OPEN') return this.#settle(job, trade, order, runner, phase);
+    if (runner.saidOpen !== trade.clientOrderId) {
+      this.#log(`${stamp()}  ${job.tokenSymbol}  ${trade.clientOrderId}: open at the exchange, not final yet; asking again every tick until it is filled or rejected`);
+      runner.saidOpen = trade.clientOrderId;
+    }
+    return 'open';
+  }
+
+  async #settle(job: Job, trade: Trade, order: ExchangeOrder, runner: Runner, phase: 'tick' | 'recovery'): Promise<Outcome> {
     const actor = phase === 'recovery' ? `${this.#actor}:recovery` : this.#actor;
     const options = this.#options(runner, actor);
     const before = runner.scratch;
@@ -1030,7 +1052,8 @@ export class Daemon {
 
   /**
    * An order the exchange rejected counts as a failed step (a job that cannot get its orders
-   * through must end in ERROR, not retry forever); a fill resets the count.
+   * through must end in ERROR, not retry forever); a fill resets the count. An order still open,
+   * or of unknown outcome, counts neither way.
    */
   async #counted(job: Job, runner: Runner, outcome: Outcome, trade: Trade): Promise<void> {
     if (outcome === 'executed') runner.failures = 0;
@@ -1172,8 +1195,8 @@ function messageOf(e: unknown): string {
  * of the same side and token cannot be told apart from a rounded fill.)
  */
 function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
-  // A rejection moved nothing: only its side and token are compared.
-  const beyond = order.status === 'REJECTED' ? undefined : beyondAsked(trade, order);
+  // A rejection moved nothing, and an open order's amounts are not final: only a fill's are compared.
+  const beyond = order.status === 'FILLED' ? beyondAsked(trade, order) : undefined;
   const problem =
     order.side !== trade.side
       ? `it is a ${order.side}, the intent a ${trade.side}`
@@ -1264,11 +1287,12 @@ function timed(exchange: Exchange, ms: number): Exchange {
  * An order as an exchange adapter returned it, checked before anything is settled from it,
  * whatever the adapter (HttpExchange checks its HTTP answers too): every field of the contract
  * with its type, amounts that are exact decimal strings (read in canonical form: "25.00000000" is
- * 25), a time with a zone, the status FILLED or REJECTED (a partial fill or a lowercase status is
- * not read as a rejection), a fill with a positive amount and price (a BUY's quote positive too;
- * a SELL may fetch 0, as the ledger allows) and an exchangeOrderId the
- * ledger stores (a rejection may have none), and the clientOrderId asked about (an adapter that
- * answered with another order would otherwise record a fill that never happened).
+ * 25), a time with a zone, the status FILLED, REJECTED or OPEN (an unknown status such as
+ * PARTIALLY_FILLED, or a lowercase one, is not read as any of them), a fill with a positive
+ * amount and price (a BUY's quote positive too; a SELL may fetch 0, as the ledger allows) and an
+ * exchangeOrderId the ledger stores (a rejection may have none), and the clientOrderId asked
+ * about (an adapter that answered with another order would otherwise record a fill that never
+ * happened).
  * @throws ExchangeInvalidAnswerError: the step fails and the intent stays PENDING.
  */
 function answered(order: unknown, trade: Trade): ExchangeOrder {

@@ -16,14 +16,21 @@ export interface ExchangeOrder {
   readonly clientOrderId: string;
   /**
    * The exchange's own id of the order (a tx hash on a DEX), recorded on a filled order's trade: 1
-   * to 128 visible ASCII characters, no spaces. A REJECTED order may have none: `''` (the daemon
-   * also takes null or no field).
+   * to 128 visible ASCII characters, no spaces. A REJECTED or OPEN order may have none: `''` (the
+   * daemon also takes null or no field).
    */
   readonly exchangeOrderId: string;
   readonly token: string;
   readonly side: 'BUY' | 'SELL';
-  /** FILLED: executed, and done, at `price`; REJECTED: never executed (see `error`). */
-  readonly status: 'FILLED' | 'REJECTED';
+  /**
+   * FILLED: executed, and done, at `price`; REJECTED: never executed, and never will be (see
+   * `error`); OPEN: accepted but not final yet (a CEX's NEW or PARTIALLY_FILLED order, a DEX's
+   * transaction not yet mined). For an OPEN order the amounts and price are ignored (they must
+   * still be decimal strings) and it may have no exchangeOrderId yet: the daemon leaves its
+   * intent PENDING, counts no failure, places no other order for the job, and asks `getOrder`
+   * again at every tick until it is FILLED or REJECTED. Only a final status settles an intent.
+   */
+  readonly status: 'FILLED' | 'REJECTED' | 'OPEN';
   /**
    * What was executed, which the ledger records. In the order's own terms (the baseAmount or
    * quoteAmount it asked for) never more than asked; it may be less (lot sizes, rounding). A

@@ -236,7 +236,7 @@ export async function startExchange(options: {
 /** One `recovered in …` line of a daemon: its RecoveryReport as printed. */
 export type Recovery = Omit<RecoveryReport, 'instanceId'>;
 
-export const RECOVERED_RE = /^recovered in ([\d.]+) ms: (\d+) jobs, (\d+) pending intents \((\d+) executed, (\d+) failed, (\d+) re-sent, (\d+) unresolved\)/;
+export const RECOVERED_RE = /^recovered in ([\d.]+) ms: (\d+) jobs, (\d+) pending intents \((\d+) executed, (\d+) failed, (\d+) re-sent, (\d+) open, (\d+) unresolved\)/;
 const DAEMON_RE = /^daemon (\S+) on /;
 
 export function parseRecovery(m: RegExpMatchArray): Recovery {
@@ -247,7 +247,8 @@ export function parseRecovery(m: RegExpMatchArray): Recovery {
     executed: Number(m[4]),
     failed: Number(m[5]),
     resent: Number(m[6]),
-    unresolved: Number(m[7]),
+    open: Number(m[7]),
+    unresolved: Number(m[8]),
   };
 }
 

@@ -260,7 +260,7 @@ function sqlFor(fx: Fixture, sql: string): string {
   return fx.engine === 'sqlite' ? sql : sql.replace(/\?/g, () => `$${++n}`);
 }
 
-const RECOVERY_LINE = /^recovered in \d+(\.\d+)? ms: (\d+) jobs, (\d+) pending intents \((\d+) executed, (\d+) failed, (\d+) re-sent, (\d+) unresolved\)$/;
+const RECOVERY_LINE = /^recovered in \d+(\.\d+)? ms: (\d+) jobs, (\d+) pending intents \((\d+) executed, (\d+) failed, (\d+) re-sent, (\d+) open, (\d+) unresolved\)$/;
 
 // ---------------------------------------------------------------------------------------------------------
 
@@ -468,7 +468,7 @@ for (const engine of ENGINES) {
         const report = await daemon.start();
         const duringRecovery = rec.calls.map((c) => `${c.op} ${c.key}`);
 
-        assert.deepEqual({ ...report, ms: 0 }, { instanceId: daemon.instanceId, jobs: 1, pending: 1, executed: 1, failed: 0, resent: 1, unresolved: 0, ms: 0 });
+        assert.deepEqual({ ...report, ms: 0 }, { instanceId: daemon.instanceId, jobs: 1, pending: 1, executed: 1, failed: 0, resent: 1, open: 0, unresolved: 0, ms: 0 });
         assert.ok(typeof report.ms === 'number' && report.ms >= 0 && report.ms < 5000);
         assert.deepEqual(duringRecovery, [`${batch ? 'getOrders' : 'get'} ${intent.clientOrderId}`, `place ${intent.clientOrderId}`]);
         assert.equal(rec.calls.find((c) => c.op === 'place')!.request!.quoteAmount, '10');
@@ -481,7 +481,7 @@ for (const engine of ENGINES) {
 
         const line = lines.find((l) => l.startsWith('recovered in'));
         assert.match(line!, RECOVERY_LINE);
-        assert.equal(RECOVERY_LINE.exec(line!)!.slice(2).join(' '), '1 1 1 0 1 0');
+        assert.equal(RECOVERY_LINE.exec(line!)!.slice(2).join(' '), '1 1 1 0 1 0 0');
         assert.ok(tradeLines(lines).some((l) => l.includes(intent.clientOrderId) && l.endsWith('(recovered)')));
 
         const audit = await raw('SELECT seq, actor, entity, entity_id, action, after FROM audit_log WHERE stream = ?', [`daemon:${daemon.instanceId}`]);
@@ -509,7 +509,7 @@ for (const engine of ENGINES) {
         assert.deepEqual([report.pending, report.unresolved, report.executed, report.resent, report.failed], [1, 1, 0, 0, 0]);
         assert.equal((await store.ledger.get(intent.clientOrderId)).status, 'PENDING');
         assert.equal(rec.count('place'), 0, 'nothing is sent while the exchange cannot say whether it has the order');
-        assert.match(lines.find((l) => l.startsWith('recovered in'))!, /\(0 executed, 0 failed, 0 re-sent, 1 unresolved\)$/);
+        assert.match(lines.find((l) => l.startsWith('recovered in'))!, /\(0 executed, 0 failed, 0 re-sent, 0 open, 1 unresolved\)$/);
 
         await waitFor('the intent to be EXECUTED', async () => (await store.ledger.get(intent.clientOrderId)).status === 'EXECUTED');
         await rec.waitCalls('price', TOKEN, 3);
@@ -651,6 +651,55 @@ for (const engine of ENGINES) {
       assert.match(failed.statusReason!, /invalid answer from the exchange to order \S+: a fill of 5 for 0 at 2/);
       assert.deepEqual([failed.tokenBalance, failed.totalAccumulated], ['0', '0']);
       assert.equal((await store.ledger.pending()).length, 1);
+    });
+
+    it('an order open at the exchange (accepted, not final) stays PENDING without failing the job, through a restart, until it fills', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const inner = new HttpExchange(ex.url);
+      // A CEX's NEW order: nothing executed yet, no amounts worth reading.
+      let open = true;
+      const asOpen = (o: ExchangeOrder): ExchangeOrder => (open ? { ...o, status: 'OPEN', baseAmount: '0', quoteAmount: '0', price: '0', exchangeOrderId: '' } : o);
+      const rec = new Recorder(inner, { place: async (o) => asOpen(await inner.placeOrder(o)) });
+      rec.getOrder = async (id) => {
+        rec.calls.push({ op: 'get', key: id });
+        const found = await inner.getOrder(id);
+        return found && asOpen(found);
+      };
+      const first = makeDaemon(store, rec, { maxFailures: 2 });
+      await first.daemon.start();
+      const [intent] = await waitFor('the intent', async () => {
+        const pending = await store.ledger.pending();
+        return pending.length === 1 ? pending : undefined;
+      });
+      const id = intent!.clientOrderId;
+      // Asked about at tick after tick, more than maxFailures times: no failure, no other order.
+      await rec.waitCalls('get', id, 6, 0);
+      await first.daemon.stop();
+      assert.equal((await store.ledger.get(id)).status, 'PENDING');
+      assert.equal((await store.jobs.get({ id: job.id })).status, 'RUNNING');
+      assert.deepEqual(rec.calls.filter((c) => c.op === 'place').map((c) => c.key), [id], 'placed once, no other order for the job');
+      assert.ok(!first.lines.some((l) => /step failed|ERROR/.test(l)), first.lines.join('\n'));
+      assert.equal(first.lines.filter((l) => l.includes(`${id}: open at the exchange, not final yet`)).length, 1, first.lines.join('\n'));
+
+      // A restart: recovery finds it open, leaves it PENDING and says so (not reconciled, not unresolved).
+      const second = makeDaemon(store, rec, { maxFailures: 2 });
+      const report = await second.daemon.start();
+      assert.deepEqual([report.pending, report.executed, report.failed, report.resent, report.open, report.unresolved], [1, 0, 0, 0, 1, 0]);
+      assert.equal(RECOVERY_LINE.exec(second.lines.find((l) => l.startsWith('recovered in'))!)!.slice(2).join(' '), '1 1 0 0 0 1 0');
+      assert.equal((await store.ledger.get(id)).status, 'PENDING');
+      await rec.waitCalls('get', id, 2);
+
+      // Filled: settled from the exchange's order at the next tick, placed nothing more.
+      open = false;
+      await waitFor('the intent to be EXECUTED', async () => (await store.ledger.get(id)).status === 'EXECUTED');
+      await second.daemon.stop();
+      const { orders, job: after } = await assertLedgerMatchesExchange(store, ex.url, job);
+      assert.deepEqual(orders.map((o) => o.clientOrderId), [id]);
+      assert.equal(after.status, 'RUNNING');
+      assert.equal(after.tokenBalance, TEN_USD_OF_TOKEN);
+      assert.equal(rec.count('place'), 1);
+      assert.ok(!second.lines.some((l) => /step failed|ERROR/.test(l)), second.lines.join('\n'));
     });
 
     it('a SELL that fetched 0 (the last of a worthless token) is a fill, as the ledger takes it: the liquidation completes', async () => {
@@ -1176,7 +1225,7 @@ for (const engine of ENGINES) {
       await rec.waitCalls('place', REF_TOKEN, 3, 0, 5000);
       assert.equal(rec.count('place', TOKEN), 0);
       const recovery = lines.map((l) => RECOVERY_LINE.exec(l)).find((m) => m !== null);
-      assert.deepEqual(recovery?.slice(2), ['2', '1', '0', '0', '0', '1'], 'the open intent is counted unresolved');
+      assert.deepEqual(recovery?.slice(2), ['2', '1', '0', '0', '0', '0', '1'], 'the open intent is counted unresolved');
       const skipped = lines.filter((l) => l.includes(damaged.id));
       assert.equal(skipped.length, 1, lines.join('\n'));
       assert.match(skipped[0]!, /job \S+ skipped, its row cannot be read: the stored config of job \S+ is not valid: accumulate\.dcaAmount/);
@@ -1530,7 +1579,7 @@ for (const engine of ENGINES) {
         place: (o) =>
           reject
             ? Promise.resolve({ clientOrderId: o.clientOrderId, exchangeOrderId: 'ex-r', token: o.token, side: o.side, status: 'REJECTED', baseAmount: '0', quoteAmount: '0', price: '0', error: 'market closed', time: new Date().toISOString() })
-            : Promise.reject(new ExchangeInvalidAnswerError('invalid answer from the exchange to order x: status "PARTIALLY_FILLED" is not FILLED or REJECTED')),
+            : Promise.reject(new ExchangeInvalidAnswerError('invalid answer from the exchange to order x: status "PARTIALLY_FILLED" is not FILLED, REJECTED or OPEN')),
       });
       const { daemon, lines } = makeDaemon(store, exchange, { maxFailures: 2 });
       await daemon.start();
@@ -1577,7 +1626,7 @@ for (const engine of ENGINES) {
       const { daemon, lines } = makeDaemon(store, exchange, { maxFailures: 2 });
       await daemon.start();
       const failed = await untilError(store, job.id);
-      assert.match(failed.statusReason!, /invalid answer from the exchange to order \S+: status "filled" is not FILLED or REJECTED/);
+      assert.match(failed.statusReason!, /invalid answer from the exchange to order \S+: status "filled" is not FILLED, REJECTED or OPEN/);
       await daemon.stop();
       const [open] = await store.ledger.pending();
       assert.ok(open, 'the intent stays PENDING: nothing was recorded FAILED or EXECUTED');
@@ -1946,7 +1995,7 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const d = botstate(['daemon', '--exchange', ex.url, '--db', fx.url, '--tick', '50', '--lease-ttl', '60000']);
     const iRecovered = await d.line(/^recovered in /);
     assert.match(d.lines()[iRecovered]!, RECOVERY_LINE);
-    assert.equal(RECOVERY_LINE.exec(d.lines()[iRecovered]!)!.slice(2).join(' '), '2 0 0 0 0 0');
+    assert.equal(RECOVERY_LINE.exec(d.lines()[iRecovered]!)!.slice(2).join(' '), '2 0 0 0 0 0 0');
     await d.line(/ LGI +BUY /, 10_000, iRecovered);
     await d.line(/ REF +BUY /, 10_000, iRecovered);
 

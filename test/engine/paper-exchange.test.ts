@@ -721,6 +721,10 @@ describe('HttpExchange validates what it is answered', () => {
       answers.set('GET /orders/v-1', JSON.stringify({ ...rejected, exchangeOrderId }));
       assert.deepEqual(await client.getOrder('v-1'), { ...rejected, exchangeOrderId: '' }, String(exchangeOrderId));
     }
+    // An order accepted and not final yet: its amounts are read (the daemon ignores them), it may have no id yet.
+    const open = { ...order, status: 'OPEN', baseAmount: '0.00000000', quoteAmount: '0', price: '0', exchangeOrderId: '' };
+    answers.set('GET /orders/v-1', JSON.stringify(open));
+    assert.deepEqual(await client.getOrder('v-1'), { ...open, baseAmount: '0' });
     const ids: Array<[unknown, RegExp]> = [
       ['', /a FILLED order has no exchangeOrderId/],
       [28457, /exchangeOrderId is the number 28457, not a string/],

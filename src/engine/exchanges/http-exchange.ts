@@ -34,7 +34,7 @@ export interface HttpExchangeOptions {
   readonly timeoutMs?: number;
 }
 
-const STATUSES = new Set(['FILLED', 'REJECTED']);
+const STATUSES = new Set(['FILLED', 'REJECTED', 'OPEN']);
 const SIDES = new Set(['BUY', 'SELL']);
 
 function invalid(what: string, why: string): ExchangeInvalidAnswerError {
@@ -50,8 +50,8 @@ const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\
  * the ledger stores: trailing and leading zeros are dropped (`"25.00000000"` → `"25"`), nothing is
  * rounded. A JSON number (a float), an exponent, a negative amount or more than 18 decimals is
  * refused. A FILLED order needs an exchangeOrderId the ledger can store (1 to 128 visible ASCII
- * characters, no spaces); a REJECTED order may have none (absent, null or ''), and it
- * is then returned as ''.
+ * characters, no spaces); a REJECTED or OPEN order may have none (absent, null or ''), and it
+ * is then returned as ''. An OPEN order's amounts are read as any other's (the daemon ignores them).
  * @throws ExchangeInvalidAnswerError naming the first bad field.
  */
 export function parseExchangeOrder(value: unknown, what = 'an order request'): ExchangeOrder {
@@ -75,7 +75,7 @@ export function parseExchangeOrder(value: unknown, what = 'an order request'): E
   const side = str('side');
   if (!SIDES.has(side)) throw invalid(what, `side ${JSON.stringify(side)} is not BUY or SELL`);
   const status = str('status');
-  if (!STATUSES.has(status)) throw invalid(what, `status ${JSON.stringify(status)} is not FILLED or REJECTED`);
+  if (!STATUSES.has(status)) throw invalid(what, `status ${JSON.stringify(status)} is not FILLED, REJECTED or OPEN`);
   const error = v['error'];
   if (error !== null && typeof error !== 'string') throw invalid(what, 'error is neither null nor a string');
   const time = str('time');
