@@ -36,7 +36,9 @@ export interface DaemonOptions {
    * takes longer counts as unanswered (an order's outcome is then unknown, and reconciled at the
    * next tick). A job's step may outlast a tick: the other jobs go on ticking meanwhile, and that
    * job skips the ticks that come while its step runs. A stop waits for the steps in flight, so a
-   * hung adapter call holds a stop up for at most this long.
+   * hung adapter call holds a stop up for at most this long. It is also how long an exchange is
+   * given to list an order it refused to take again (see the Exchange contract): an intent sent
+   * again and refused is settled FAILED only if the exchange still does not know it this long after.
    */
   readonly exchangeTimeoutMs?: number;
   /** Where lines go: each trade, recovery, failures (default stdout). */
@@ -85,6 +87,8 @@ interface Runner {
   rejection?: string;
   /** The clientOrderId of the open order last said to be open (said once, not every tick). */
   saidOpen?: string;
+  /** An intent sent again and refused, which the exchange did not list when asked again: since when, and why (see #refusedResend). */
+  refusedResend?: { clientOrderId: string; since: number; refusal: string };
   /** Why a liquidation waits (the strategy's `skipped`), once said (said again when it changes). */
   liquidationWaits?: string;
 }
@@ -215,11 +219,13 @@ export class Daemon {
   #renewer: NodeJS.Timeout | undefined;
   #renewing: Promise<void> | undefined;
   readonly #leaseTtlMs: number;
+  readonly #exchangeTimeoutMs: number;
 
   constructor(options: DaemonOptions) {
     checkDaemonOptions(options);
     this.#store = options.store;
-    this.#exchange = timed(options.exchange, options.exchangeTimeoutMs ?? 5000);
+    this.#exchangeTimeoutMs = options.exchangeTimeoutMs ?? 5000;
+    this.#exchange = timed(options.exchange, this.#exchangeTimeoutMs);
     this.#tickMs = options.tickMs ?? 1000;
     this.#concurrency = options.concurrency ?? 16;
     this.#slots = new Slots(this.#concurrency);
@@ -910,8 +916,11 @@ export class Daemon {
     runner.lastFlush = now;
   }
 
-  /** Sends a committed intent; an unknown outcome leaves it PENDING for the next tick to reconcile. */
-  async #execute(job: Job, trade: Trade, runner: Runner, phase: 'tick' | 'recovery'): Promise<Outcome> {
+  /**
+   * Sends a committed intent; an unknown outcome leaves it PENDING for the next tick to reconcile.
+   * `resend`: the exchange said it did not have the order (getOrder), and it is sent again.
+   */
+  async #execute(job: Job, trade: Trade, runner: Runner, phase: 'tick' | 'recovery', resend = false): Promise<Outcome> {
     let order: ExchangeOrder;
     try {
       order = answered(await this.#exchange.placeOrder(orderRequest(job, trade)), trade);
@@ -920,11 +929,45 @@ export class Daemon {
         this.#log(`${stamp()}  ${job.tokenSymbol}  ${trade.clientOrderId}: outcome unknown (${e.message}); reconciling next tick`);
         return 'unknown';
       }
-      // The exchange answered and refused the order: it does not exist there.
       if (!(e instanceof ExchangeRejectedError)) throw e;
-      order = refused(job, trade, e);
+      if (resend) return this.#refusedResend(job, trade, runner, phase, e.message);
+      // The exchange answered and refused the order: it does not exist there.
+      order = refused(job, trade, `refused by the exchange: ${e.message}`);
     }
     return this.#answer(job, trade, order, runner, phase);
+  }
+
+  /**
+   * The exchange refused an intent sent again after it had said it did not have it. An exchange
+   * whose order lookup lags behind its matching engine does that to an order it has ("Duplicate
+   * order sent"), and the order's fill would be lost if the refusal were taken as final. So the
+   * order is asked for again at once, and then at every tick (not sent again): found, it is
+   * settled from the exchange's order; still unknown to the exchange `exchangeTimeoutMs` after
+   * the refusal, it is settled FAILED, saying both. Meanwhile the intent stays PENDING, and no
+   * failure is counted.
+   */
+  async #refusedResend(job: Job, trade: Trade, runner: Runner, phase: 'tick' | 'recovery', refusal: string): Promise<Outcome> {
+    runner.refusedResend = { clientOrderId: trade.clientOrderId, since: Date.now(), refusal };
+    let found: ExchangeOrder | null;
+    try {
+      found = await this.#exchange.getOrder(trade.clientOrderId);
+    } catch (e) {
+      if (!(e instanceof ExchangeUnavailableError)) throw e;
+      found = null; // asked again at the next tick
+    }
+    if (found) return this.#answer(job, trade, answered(found, trade), runner, phase);
+    this.#log(
+      `${stamp()}  ${job.tokenSymbol}  ${trade.clientOrderId}: sent again, as the exchange did not have it, and refused (${refusal}); ` +
+        `asking for it every tick, settled FAILED if the exchange still does not have it in ${this.#exchangeTimeoutMs} ms`,
+    );
+    return 'unknown';
+  }
+
+  /** An intent whose re-send was refused, which the exchange did not list again: FAILED once its time is up (see #refusedResend). */
+  async #stillRefused(job: Job, trade: Trade, runner: Runner, phase: 'tick' | 'recovery', since: number, refusal: string): Promise<Outcome> {
+    if (Date.now() - since < this.#exchangeTimeoutMs) return 'unknown';
+    const why = `refused by the exchange when sent again, and still unknown to it ${this.#exchangeTimeoutMs} ms later: ${refusal}`;
+    return this.#answer(job, trade, refused(job, trade, why), runner, phase);
   }
 
   /** Settles a PENDING intent from what the exchange knows of it, sending it again if it never arrived. */
@@ -949,7 +992,10 @@ export class Daemon {
     }
     if (!known) this.#exchangeAnswered('orders');
     if (order) return { outcome: await this.#answer(job, trade, answered(order, trade), runner, phase), resent: false };
-    return { outcome: await this.#execute(job, trade, runner, phase), resent: true };
+    // Sent again and refused already: not sent a third time (see #refusedResend).
+    const refusal = runner.refusedResend;
+    if (refusal?.clientOrderId === trade.clientOrderId) return { outcome: await this.#stillRefused(job, trade, runner, phase, refusal.since, refusal.refusal), resent: false };
+    return { outcome: await this.#execute(job, trade, runner, phase, true), resent: true };
   }
 
   /**
@@ -1316,7 +1362,8 @@ function orderRequest(job: Job, trade: Trade): OrderRequest {
   return trade.baseAmount !== null ? { ...base, baseAmount: trade.baseAmount } : { ...base, quoteAmount: trade.quoteAmount! };
 }
 
-function refused(job: Job, trade: Trade, e: unknown): ExchangeOrder {
+/** A REJECTED order for an intent the exchange refused to take, `why` its error. */
+function refused(job: Job, trade: Trade, why: string): ExchangeOrder {
   return {
     clientOrderId: trade.clientOrderId,
     exchangeOrderId: '',
@@ -1326,7 +1373,7 @@ function refused(job: Job, trade: Trade, e: unknown): ExchangeOrder {
     baseAmount: '0',
     quoteAmount: '0',
     price: '0',
-    error: `refused by the exchange: ${(e as Error).message}`.slice(0, 500),
+    error: why.slice(0, 500),
     time: new Date().toISOString(),
   };
 }

@@ -51,7 +51,13 @@ export interface ExchangeOrder {
 /**
  * What botstate needs from an exchange or DEX. By contract `placeOrder` is idempotent on
  * clientOrderId: placing an order whose clientOrderId the exchange already has returns that
- * order (filled or rejected) and places nothing.
+ * order (filled, rejected or open) and places nothing. An adapter for an exchange that refuses a
+ * duplicate clientOrderId ("Duplicate order sent") must catch that refusal and answer with the
+ * existing order, which it looks up: not throw it as a refusal. And `getOrder` must see every
+ * order `placeOrder` has accepted, at once: where the exchange's order query lags behind its
+ * matching engine, the adapter waits for it or asks where the order is already seen. (The daemon
+ * guards against both: a re-send refused after `getOrder` said "not found" is asked about again,
+ * and is settled FAILED only if the exchange still does not know it `exchangeTimeoutMs` later.)
  *
  * A call that fails without an answer (a timeout, a dropped connection) may or may not have
  * reached the exchange; callers find out with `getOrder` and never invent a new clientOrderId

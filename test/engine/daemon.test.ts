@@ -455,6 +455,88 @@ for (const engine of ENGINES) {
       assert.equal(after.tokenBalance, TEN_USD_OF_TOKEN);
     });
 
+    it('a re-send refused by an exchange whose lookup lags (a duplicate it has) is not FAILED: it is asked for again, and settled from its fill', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const inner = new HttpExchange(ex.url);
+      // A real exchange's answers: the order is filled but its answer lost; the order lookup lags
+      // behind the matching engine; the re-send is refused as a duplicate.
+      let lagging = true;
+      const rec = new Recorder(inner, {
+        place: async (o, n) => {
+          if (n > 1) throw new ExchangeRejectedError(`exchange refused order ${o.clientOrderId} (HTTP 400): Duplicate order sent.`);
+          await inner.placeOrder(o);
+          throw new ExchangeUnavailableError('no answer within 5000 ms');
+        },
+      });
+      rec.getOrder = async (id) => {
+        rec.calls.push({ op: 'get', key: id });
+        return lagging ? null : inner.getOrder(id);
+      };
+      const { daemon, lines } = makeDaemon(store, rec, { maxFailures: 2 });
+      await daemon.start();
+      const refusedAt = await waitFor('the re-send refused', () => lines.findIndex((l) => l.includes(': sent again, as the exchange did not have it, and refused (')) + 1);
+      const [intent] = await store.ledger.pending();
+      const id = intent!.clientOrderId;
+      // Asked for at the next ticks, not sent a third time, not settled, not counted as a failure.
+      await rec.waitCalls('get', id, 3);
+      assert.equal((await store.ledger.get(id)).status, 'PENDING');
+      assert.equal(rec.count('place', id), 2);
+      assert.match(lines[refusedAt - 1]!, new RegExp(`LGI +${id}: sent again, as the exchange did not have it, and refused \\(exchange refused order \\S+ \\(HTTP 400\\): Duplicate order sent\\.\\); asking for it every tick, settled FAILED if the exchange still does not have it in 5000 ms$`));
+
+      // The lookup catches up: the fill is recorded, once, from the exchange's order.
+      lagging = false;
+      await waitFor('the intent EXECUTED', async () => (await store.ledger.get(id)).status === 'EXECUTED');
+      await daemon.stop();
+      const { orders, job: after } = await assertLedgerMatchesExchange(store, ex.url, job);
+      assert.deepEqual(orders.map((o) => o.clientOrderId), [id]);
+      assert.deepEqual([after.status, after.tokenBalance], ['RUNNING', TEN_USD_OF_TOKEN]);
+      assert.equal(rec.count('place', id), 2);
+      assert.ok(!lines.some((l) => / FAILED: |step failed/.test(l)), lines.join('\n'));
+    });
+
+    it('a refused first send is FAILED at once; a refused re-send the exchange still does not know after exchangeTimeoutMs is FAILED, saying both', async () => {
+      const intents: string[] = [];
+      const sends: string[] = [];
+      const lookups: string[] = [];
+      const refusing: Exchange = {
+        async placeOrder(o) {
+          sends.push(o.clientOrderId);
+          if (!intents.includes(o.clientOrderId)) intents.push(o.clientOrderId);
+          // The first intent is refused when first sent. The second one's first send is lost before
+          // it reaches the exchange, and its re-send is refused: the exchange never has either.
+          if (intents.indexOf(o.clientOrderId) === 1 && sends.filter((id) => id === o.clientOrderId).length === 1) throw new ExchangeUnavailableError('connection reset');
+          throw new ExchangeRejectedError('market closed');
+        },
+        async getOrder(id) {
+          lookups.push(id);
+          return null;
+        },
+        async getPrice() {
+          return '2';
+        },
+        async getBalances() {
+          return { USD: '1000' };
+        },
+      };
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const { daemon, lines } = makeDaemon(store, refusing, { maxFailures: 2, exchangeTimeoutMs: 100 });
+      await daemon.start();
+      const failed = await untilError(store, job.id);
+      await daemon.stop();
+      const trades = await store.ledger.trades({ id: job.id });
+      assert.deepEqual(trades.map((t) => t.clientOrderId), intents);
+      assert.deepEqual(trades.map((t) => [t.status, t.error]), [
+        ['FAILED', 'refused by the exchange: market closed'],
+        ['FAILED', 'refused by the exchange when sent again, and still unknown to it 100 ms later: market closed'],
+      ]);
+      assert.ok(!lookups.includes(intents[0]!), 'a refused first send is not looked up');
+      assert.equal(sends.filter((id) => id === intents[1]).length, 2, 'sent again once, not a third time');
+      assert.ok(lookups.filter((id) => id === intents[1]).length >= 2, 'asked for again after the refusal');
+      assert.equal(lines.filter((l) => l.includes(`${intents[1]}: sent again, as the exchange did not have it, and refused (market closed)`)).length, 1, lines.join('\n'));
+      assert.match(failed.statusReason!, /2 steps failed in a row; last: order \S+ was rejected: refused by the exchange when sent again, and still unknown to it 100 ms later: market closed$/);
+    });
+
     for (const batch of [false, true]) {
       const how = batch ? ' (batch lookup)' : '';
       it(`recovery re-sends an intent committed but never sent, under the same clientOrderId, and audits it${how}`, async () => {
