@@ -7,6 +7,7 @@ import { cmp } from '../money/decimal.ts';
 import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import { beyondAsked, type IntentInput, type Settlement, type Trade } from '../ledger/ledger.ts';
 import { MAX_ACTOR_LENGTH, type CallOptions, type Fence } from '../store/context.ts';
+import type { Executor } from '../store/adapter.ts';
 import type { Store } from '../store/store.ts';
 import { ExchangeInvalidAnswerError, ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from './exchange.ts';
 import { parseExchangeOrder } from './exchanges/http-exchange.ts';
@@ -62,7 +63,10 @@ export interface RecoveryReport {
    * their jobs resume with them, and they are asked about again every tick until filled or rejected.
    */
   readonly open: number;
-  /** Intents left PENDING because the exchange could not be asked (retried every tick). */
+  /**
+   * Intents left PENDING otherwise: the exchange could not be asked, or its answer could not be
+   * read or settled (retried every tick).
+   */
   readonly unresolved: number;
   readonly ms: number;
 }
@@ -117,6 +121,8 @@ const RECOVERY_RETRY_MS = 60_000;
  * and the exchange disagree about an order (see #settle). The job goes to ERROR at once.
  */
 const STOPS_THE_JOB = new WeakSet<Error>();
+/** Among those, the errors that leave the intent PENDING (for an operator), not settled otherwise. */
+const LEAVES_IT_PENDING = new WeakSet<Error>();
 
 /**
  * When a fill happened, by this daemon's clock: the exchange's time, but no earlier than the
@@ -376,10 +382,11 @@ export class Daemon {
         if (resent) counts.resent++;
       } catch (e) {
         const error = coerceError(e);
-        // The ledger and the exchange disagree about the order: the job stops now, as in a tick
-        // (the trade is settled, so no tick would look at it again). The intent is not left open.
+        // The ledger and the exchange disagree about the order: the job stops now, as in a tick.
+        // Its trade was settled otherwise (no tick would look at it again), or, for a fill another
+        // trade already records, is left PENDING for an operator (unresolved).
         if (STOPS_THE_JOB.has(error)) {
-          counts.failed++;
+          counts[LEAVES_IT_PENDING.has(error) ? 'unknown' : 'failed']++;
           await this.#failed(job, runner, error);
         } else {
           counts.unknown++;
@@ -1032,6 +1039,9 @@ export class Daemon {
             executedAt: fillTime(order.time, trade.createdAt, now),
           }
         : { status: 'FAILED', error: order.error ?? 'rejected by the exchange' };
+    // A fill is first compared with the job's other trades (a read of its own: this daemon holds
+    // the job, so no trade of it is settled in between but by an operator's hand).
+    if (order.status === 'FILLED') await this.#store.transaction((tx) => checkOwnFill(tx, job, trade, order));
     const settled = await this.#store.ledger
       .settle(trade.clientOrderId, settlement, {
         ...options,
@@ -1208,6 +1218,38 @@ function diverged(trade: Trade, order: ExchangeOrder, why: string, cause?: Botst
   });
   STOPS_THE_JOB.add(error);
   return error;
+}
+
+/** How many of a job's latest trades a fill's exchange order id is compared with (checkOwnFill). */
+const RECENT_TRADES_CHECKED = 100;
+const SAME_EXCHANGE_ORDER =
+  'SELECT client_order_id FROM (SELECT client_order_id, exchange_order_id FROM trades WHERE job_id = ? ' +
+  `ORDER BY created_at DESC LIMIT ${RECENT_TRADES_CHECKED}) recent WHERE exchange_order_id = ? AND client_order_id <> ? ` +
+  "AND EXISTS (SELECT 1 FROM trades WHERE client_order_id = ? AND status = 'PENDING') LIMIT 1";
+
+/**
+ * A fill whose exchange order another trade of the job already records is not this intent's: the
+ * adapter maps two clientOrderIds to one exchange order (one cut to the exchange's length: every
+ * intent of a job then reads as its first order), and settling it would record that one fill
+ * again. Nothing is settled: the job stops (ERROR, at once) and the intent stays PENDING for an
+ * operator. It reads the job's last RECENT_TRADES_CHECKED trades only, a short range of the
+ * trades_by_job index, not the job's whole history (no index holds exchange order ids): the
+ * intents such an adapter confuses follow one another, and the job stops at the first. Another
+ * job's trades are not compared, nor is an intent settled meanwhile by someone else (the
+ * settlement then finds that out, see #settle).
+ */
+async function checkOwnFill(tx: Executor, job: Job, trade: Trade, order: ExchangeOrder): Promise<void> {
+  const other = await tx.get<{ client_order_id: string }>(SAME_EXCHANGE_ORDER, [job.id, order.exchangeOrderId, trade.clientOrderId, trade.clientOrderId]);
+  if (other === undefined) return;
+  const error = new RuleError(
+    'DUPLICATE_ORDER',
+    `the exchange answered order ${trade.clientOrderId} with its order ${order.exchangeOrderId}, which trade ${other.client_order_id} of this job already records: ` +
+      `the adapter maps two clientOrderIds to one exchange order (clientOrderIds cut or hashed to the exchange's length must stay one-to-one); ${trade.clientOrderId} is left PENDING, not settled`,
+    { hint: `fix the adapter, find out at the exchange what became of ${trade.clientOrderId}, stop the daemons and settle it (botstate settle), then resume the job` },
+  );
+  STOPS_THE_JOB.add(error);
+  LEAVES_IT_PENDING.add(error);
+  throw error;
 }
 
 /**

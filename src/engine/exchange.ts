@@ -2,7 +2,20 @@ import type { Decimal } from '../money/decimal.ts';
 
 /** A market order. Exactly one of baseAmount (sell/buy this many tokens) or quoteAmount (spend/receive this much quote). */
 export interface OrderRequest {
-  /** The idempotency key: placing the same clientOrderId again never places a second order. */
+  /**
+   * The idempotency key: placing the same clientOrderId again never places a second order.
+   *
+   * The daemon derives it as `<jobId>-<n>`: the job's id, a UUID (36 characters of lowercase hex
+   * digits and `-`), then `-` and a decimal sequence number, so 38 characters or more. Any intent
+   * may carry one given through the library (`recordIntent`), and recovery sends those too: 1 to
+   * 64 characters of `A-Z a-z 0-9 . _ : -`. An exchange that takes shorter ids (many cap them at
+   * 32 or 36 characters) needs an adapter that maps each clientOrderId to one of its own,
+   * one-to-one and the same for ever (across restarts and new versions of the adapter): for
+   * example a hash of it cut to the exchange's length, kept with the clientOrderId it stands for.
+   * Cutting the id itself maps every intent of a job to one exchange order; the daemon refuses to
+   * record a fill whose exchangeOrderId one of the job's last 100 trades holds (the job goes to
+   * ERROR), but only an adapter that keeps ids apart places every order.
+   */
   readonly clientOrderId: string;
   /** The token's address (EIP-55). */
   readonly token: string;
@@ -13,6 +26,7 @@ export interface OrderRequest {
 
 /** An order as the exchange knows it. */
 export interface ExchangeOrder {
+  /** The clientOrderId it was placed or asked for under (an adapter that maps ids answers with botstate's). */
   readonly clientOrderId: string;
   /**
    * The exchange's own id of the order (a tx hash on a DEX), recorded on a filled order's trade: 1

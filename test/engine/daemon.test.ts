@@ -656,6 +656,47 @@ for (const engine of ENGINES) {
       assert.ok(lines.some((l) => l.includes('is not this intent')));
     });
 
+    it("an adapter that maps two clientOrderIds to one exchange order (ids cut to 36 characters): the second fill is not recorded, the job stops", async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const inner = new HttpExchange(ex.url);
+      // An exchange that takes clientOrderIds of at most 36 characters; the adapter cuts ours (the
+      // job's id, 36 characters, then -n) and answers with the id it was given.
+      const cut = (id: string) => id.slice(0, 36);
+      const rec = new Recorder(inner, { place: async (o) => ({ ...(await inner.placeOrder({ ...o, clientOrderId: cut(o.clientOrderId) })), clientOrderId: o.clientOrderId }) });
+      rec.getOrder = async (id) => {
+        const found = await inner.getOrder(cut(id));
+        return found && { ...found, clientOrderId: id };
+      };
+      const first = makeDaemon(store, rec);
+      await first.daemon.start();
+      const failed = await untilError(store, job.id);
+      await first.daemon.stop();
+      const [filled, second] = await store.ledger.trades({ id: job.id });
+      assert.deepEqual([filled!.status, second!.status], ['EXECUTED', 'PENDING'], 'the second intent is left PENDING, not settled with the first fill');
+      const orders = await exchangeOrders(ex.url);
+      assert.equal(orders.length, 1, 'the exchange has one order');
+      assert.equal(filled!.exchangeOrderId, orders[0]!.exchangeOrderId);
+      assert.equal(failed.tokenBalance, orders[0]!.baseAmount, 'one fill recorded once');
+      assert.equal(
+        failed.statusReason,
+        `the exchange answered order ${second!.clientOrderId} with its order ${orders[0]!.exchangeOrderId}, which trade ${filled!.clientOrderId} of this job already records: ` +
+          `the adapter maps two clientOrderIds to one exchange order (clientOrderIds cut or hashed to the exchange's length must stay one-to-one); ${second!.clientOrderId} is left PENDING, not settled`,
+      );
+      assert.ok(!first.lines.some((l) => l.includes('step failed (')), 'the job stops at once, not after maxFailures');
+
+      // Resumed without a fix: the next daemon's recovery finds the same, stops the job again and
+      // counts the intent unresolved (still PENDING), not failed.
+      await store.jobs.resume({ id: job.id });
+      const again = makeDaemon(store, rec);
+      const report = await again.daemon.start();
+      await again.daemon.stop();
+      assert.deepEqual([report.pending, report.executed, report.failed, report.unresolved], [1, 0, 0, 1]);
+      assert.equal((await store.ledger.get(second!.clientOrderId)).status, 'PENDING');
+      assert.equal((await store.jobs.get({ id: job.id })).status, 'ERROR');
+      assert.equal((await store.jobs.get({ id: job.id })).tokenBalance, orders[0]!.baseAmount);
+    });
+
     it('an exchange that fills less than asked (lot sizes): the ledger records its fill; one that fills more is another order', async () => {
       // An in-process exchange with a lot size of 0.01 token at a price of 3: a buy of quote q
       // fills floor(q / 3, 2 decimals) tokens and spends that × 3, a little less than asked.
