@@ -50,12 +50,20 @@ export interface ExchangeOrder {
    * quoteAmount it asked for) never more than asked; it may be less (lot sizes, rounding). A
    * fill of more than was asked is taken for another order under the same clientOrderId.
    *
+   * They are what the account actually received and paid, fees included, as the job's balance
+   * must follow the account's: for a BUY, the tokens that came in (less a fee taken in tokens) and
+   * the quote that went out (with a fee taken in quote); for a SELL, the tokens that went out and
+   * the quote that came in (less a fee taken in quote). Not the gross quantity an exchange's order
+   * endpoint reports when it takes its fee elsewhere. (A SELL whose fee is taken in tokens on top
+   * of the amount asked moves more than was asked, and is refused as above.)
+   *
    * Amounts and price are decimal strings, never JS numbers (floats). Any exact form is read:
    * leading and trailing zeros are dropped (`"25.00000000"` is 25), nothing is rounded. An
    * exponent (`"1e-7"`) or more than 18 significant decimals is refused as an invalid answer.
    */
   readonly baseAmount: Decimal;
   readonly quoteAmount: Decimal;
+  /** The price of the fill in quote (USD) per token, recorded as the trade's priceUsd. */
   readonly price: Decimal;
   readonly error: string | null;
   /** ISO 8601. */
@@ -76,25 +84,83 @@ export interface ExchangeOrder {
  * A call that fails without an answer (a timeout, a dropped connection) may or may not have
  * reached the exchange; callers find out with `getOrder` and never invent a new clientOrderId
  * for the same intent.
+ *
+ * What to throw, for every method:
+ * - {@link ExchangeUnavailableError} when the answer is unknown: no answer (a network error, a
+ *   timeout), a 5xx, a rate limit, anything after which the request may or may not have been
+ *   carried out. The daemon also turns a call that takes longer than its `exchangeTimeoutMs`
+ *   (default 5 s) into one (the call goes on; its late answer is ignored).
+ * - {@link ExchangeRejectedError} for a definite refusal that did nothing: the exchange answered
+ *   and refused the request (a 4xx such as insufficient balance, an unknown market, an order
+ *   below the minimum). Never for a duplicate clientOrderId (answer with that order), and never
+ *   when unsure.
+ * - Anything else (a plain Error, {@link ExchangeInvalidAnswerError} for an answer that cannot be
+ *   read) counts as a failed step of the job, where the method's own entry does not say otherwise;
+ *   after `maxFailures` (5) failed steps in a row the job goes to ERROR.
+ * Each method's entry below says what the daemon does with each.
  */
 export interface Exchange {
+  /**
+   * Places a market order, or, for a clientOrderId the exchange already has, answers with that
+   * order. Its answer may be FILLED, REJECTED or OPEN (see ExchangeOrder.status).
+   *
+   * - ExchangeUnavailableError: the intent stays PENDING, no failure is counted; the next tick
+   *   asks `getOrder`, and sends the order again under the same clientOrderId if the exchange
+   *   does not have it.
+   * - ExchangeRejectedError: for a first send, the intent is recorded FAILED with the message
+   *   (`refused by the exchange: …`) and the step counts as failed; for an order sent again after
+   *   `getOrder` said the exchange did not have it, the order is asked for again, and recorded
+   *   FAILED only if the exchange still does not know it `exchangeTimeoutMs` later.
+   * - Anything else: the outcome is taken as unknown: the intent stays PENDING and the step counts
+   *   as failed; the next tick asks `getOrder` and sends the order again if the exchange does not
+   *   have it, and so on at every tick, in ERROR too. An exchange's refusal thrown as a plain
+   *   Error (a client library's InsufficientFunds) is thus sent again every tick: map it to
+   *   ExchangeRejectedError.
+   */
   placeOrder(order: OrderRequest): Promise<ExchangeOrder>;
-  /** The order with this clientOrderId, or null if the exchange never received it. */
+  /**
+   * The order with this clientOrderId, or null if the exchange never received it. Null only
+   * when the exchange says it does not have the order: the daemon then sends it again. It must
+   * see every order `placeOrder` accepted (see above).
+   *
+   * - ExchangeUnavailableError: the intent stays PENDING, no failure is counted; the daemon says
+   *   once that the exchange is unavailable and asks again every tick.
+   * - Anything else (ExchangeRejectedError too): the step counts as failed, the intent stays
+   *   PENDING and is asked about again at the next tick (at start-up recovery, it is counted
+   *   unresolved and asked about at the first tick).
+   */
   getOrder(clientOrderId: string): Promise<ExchangeOrder | null>;
-  /** The current price of one token, in quote (USD). */
+  /**
+   * The current price of one token, in quote (USD): a canonical decimal string greater than 0
+   * (`'2.5'`; not the number 2.5, nor `'2.50'`, which fail the job's step).
+   *
+   * - ExchangeUnavailableError: the daemon calls `getBalances` to tell a whole exchange that is
+   *   down (nothing is counted, said once, the job waits) from this market alone (the job's step
+   *   counts as failed).
+   * - Anything else: the job's step counts as failed.
+   */
   getPrice(token: string): Promise<Decimal>;
-  /** The account's balances: `USD` for quote, and one entry per token address. */
+  /**
+   * The account's balances: `USD` for quote, and one entry per token address. The daemon calls
+   * it only to find out whether the exchange answers at all (see `getPrice`): any answer, or any
+   * error but ExchangeUnavailableError, means it does.
+   */
   getBalances(): Promise<Readonly<Record<string, Decimal>>>;
   /**
    * Optional batch form of getPrice: one round trip for many tokens (keys as given). The
    * daemon uses it, when present, to price every job of a tick at once. A token the exchange
    * has no valid price for is left out of the map (the daemon then asks getPrice for that job
    * alone), so that one delisted token does not stop the others.
+   *
+   * - ExchangeUnavailableError: an outage: the whole tick is skipped (no job steps, nothing is
+   *   counted), said once, until it answers again.
+   * - Anything else, or an answer that is not a Map: ignored; each job asks `getPrice`.
    */
   getPrices?(tokens: readonly string[]): Promise<ReadonlyMap<string, Decimal>>;
   /**
    * Optional batch form of getOrder: the orders the exchange has among these clientOrderIds
    * (absent ones were never received). Recovery uses it to reconcile every open intent at once.
+   * Any error, or an answer that is not a Map: ignored; each intent is asked about with `getOrder`.
    */
   getOrders?(clientOrderIds: readonly string[]): Promise<ReadonlyMap<string, ExchangeOrder>>;
 }
@@ -109,16 +175,20 @@ export class ExchangeUnavailableError extends Error {
 
 /**
  * The exchange answered, but not with anything this client can read (a malformed order, an
- * unknown status such as a partial fill, an amount that is a JS number, has an exponent or more
- * than 18 decimals, a time without a zone). What
- * became of the order is unknown, and waiting will not tell: the daemon counts it as a failed
- * step (ending in ERROR with this message) and leaves the intent PENDING for an operator.
+ * unknown status such as PARTIALLY_FILLED, an amount that is a JS number, has an exponent or more
+ * than 18 decimals, a time without a zone). What became of the order is unknown: the daemon counts
+ * it as a failed step (ending in ERROR with this message after `maxFailures`) and leaves the intent
+ * PENDING, asking about it again every tick, in ERROR too. The daemon checks every adapter's
+ * orders so, and throws this itself for one it cannot read.
  */
 export class ExchangeInvalidAnswerError extends Error {
   override readonly name = 'ExchangeInvalidAnswerError';
 }
 
-/** The exchange answered and refused the request (a 4xx): nothing was placed. */
+/**
+ * The exchange answered and refused the request (a 4xx): nothing was placed, and nothing was
+ * done. Only for a definite refusal: see the Exchange interface for what the daemon does with it.
+ */
 export class ExchangeRejectedError extends Error {
   override readonly name = 'ExchangeRejectedError';
 }

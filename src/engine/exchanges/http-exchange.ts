@@ -17,7 +17,8 @@
  *   proxy's page) → {@link ExchangeUnavailableError}: nothing at this URL speaks the protocol; the
  *   daemon waits for it, saying so once, instead of counting a failed step against every job;
  * - any other 4xx → {@link ExchangeRejectedError} carrying the exchange's message (a definite
- *   refusal: nothing was placed; the daemon records the order FAILED).
+ *   refusal: nothing was placed; the daemon records the order FAILED, or, for an order it sent
+ *   again after `getOrder` found nothing, asks about it again first).
  *
  * @example
  * const exchange = new HttpExchange('http://127.0.0.1:8790', { timeoutMs: 2000 });
