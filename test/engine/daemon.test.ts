@@ -253,6 +253,32 @@ class Recorder implements Exchange {
   }
 }
 
+/** A fill of `o` as an exchange answers it, with these amounts. */
+function filled(o: OrderRequest, baseAmount: Decimal, quoteAmount: Decimal, price: Decimal): ExchangeOrder {
+  return { clientOrderId: o.clientOrderId, exchangeOrderId: 'x-1', token: o.token, side: o.side, status: 'FILLED', baseAmount, quoteAmount, price, error: null, time: new Date().toISOString() };
+}
+
+/** An exchange in memory that answers every order with `fill(order)`, has never received any it is asked about, and prices every token at `price`. */
+function filling(fill: (o: OrderRequest) => ExchangeOrder, price: Decimal): Exchange {
+  return {
+    placeOrder: async (o) => fill(o),
+    getOrder: async () => null,
+    getPrice: async () => price,
+    getBalances: async () => ({ USD: '1000' }),
+  };
+}
+
+/** A Recorder over `inner` whose order answers (placeOrder's, getOrder's) are `rewrite` of the inner's, as an adapter would give them. */
+function rewriting(inner: Exchange, rewrite: (o: ExchangeOrder) => ExchangeOrder): Recorder {
+  const rec = new Recorder(inner, { place: async (o) => rewrite(await inner.placeOrder(o)) });
+  rec.getOrder = async (id) => {
+    rec.calls.push({ op: 'get', key: id });
+    const found = await inner.getOrder(id);
+    return found && rewrite(found);
+  };
+  return rec;
+}
+
 const tradeLines = (lines: readonly string[]): string[] => lines.filter((l) => / (BUY|SELL) \S+ for \S+ @ /.test(l));
 
 function sqlFor(fx: Fixture, sql: string): string {
@@ -752,20 +778,7 @@ for (const engine of ENGINES) {
     });
 
     it('a BUY for a quote of 0 is no fill: the job stops in ERROR, the intent stays PENDING', async () => {
-      const zero: Exchange = {
-        async placeOrder(o) {
-          return { clientOrderId: o.clientOrderId, exchangeOrderId: 'x-1', token: o.token, side: o.side, status: 'FILLED', baseAmount: '5', quoteAmount: '0', price: '2', error: null, time: new Date().toISOString() };
-        },
-        async getOrder() {
-          return null;
-        },
-        async getPrice() {
-          return '2';
-        },
-        async getBalances() {
-          return { USD: '1000' };
-        },
-      };
+      const zero = filling((o) => filled(o, '5', '0', '2'), '2');
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
       const { daemon } = makeDaemon(store, zero, { maxFailures: 1 });
       await daemon.start();
@@ -783,12 +796,7 @@ for (const engine of ENGINES) {
       // A CEX's NEW order: nothing executed yet, no amounts worth reading.
       let open = true;
       const asOpen = (o: ExchangeOrder): ExchangeOrder => (open ? { ...o, status: 'OPEN', baseAmount: '0', quoteAmount: '0', price: '0', exchangeOrderId: '' } : o);
-      const rec = new Recorder(inner, { place: async (o) => asOpen(await inner.placeOrder(o)) });
-      rec.getOrder = async (id) => {
-        rec.calls.push({ op: 'get', key: id });
-        const found = await inner.getOrder(id);
-        return found && asOpen(found);
-      };
+      const rec = rewriting(inner, asOpen);
       const first = makeDaemon(store, rec, { maxFailures: 2 });
       await first.daemon.start();
       const [intent] = await waitFor('the intent', async () => {
@@ -826,21 +834,8 @@ for (const engine of ENGINES) {
     });
 
     it('a SELL that fetched 0 (the last of a worthless token) is a fill, as the ledger takes it: the liquidation completes', async () => {
-      const rugged: Exchange = {
-        async placeOrder(o) {
-          // The pool emptied between the price and the fill: the tokens went for nothing.
-          return { clientOrderId: o.clientOrderId, exchangeOrderId: 'x-1', token: o.token, side: o.side, status: 'FILLED', baseAmount: o.baseAmount!, quoteAmount: '0', price: '0.000000000000000001', error: null, time: new Date().toISOString() };
-        },
-        async getOrder() {
-          return null;
-        },
-        async getPrice() {
-          return '0.5';
-        },
-        async getBalances() {
-          return { USD: '1000' };
-        },
-      };
+      // The pool emptied between the price and the fill: the tokens went for nothing.
+      const rugged = filling((o) => filled(o, o.baseAmount!, '0', '0.000000000000000001'), '0.5');
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
       await store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: 'by-hand-1', side: 'BUY', reason: 'DCA', baseAmount: '5', quoteAmount: '10', priceUsd: '2' });
       await store.jobs.liquidate({ id: job.id });
@@ -868,11 +863,7 @@ for (const engine of ENGINES) {
       const asReal = (o: ExchangeOrder): ExchangeOrder => ({
         ...o, baseAmount: padded(o.baseAmount), quoteAmount: padded(o.quoteAmount), price: padded(o.price), exchangeOrderId: o.status === 'REJECTED' ? '' : o.exchangeOrderId,
       });
-      const rec = new Recorder(inner, { place: async (o) => asReal(await inner.placeOrder(o)) });
-      rec.getOrder = async (id) => {
-        const found = await inner.getOrder(id);
-        return found && asReal(found);
-      };
+      const rec = rewriting(inner, asReal);
       const { daemon, lines } = makeDaemon(store, rec, { maxFailures: 2 });
       await daemon.start();
       const failed = await untilError(store, job.id);
@@ -890,11 +881,7 @@ for (const engine of ENGINES) {
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
       const inner = new HttpExchange(ex.url);
       const long = `tx:${'ab'.repeat(70)}`;
-      const rec = new Recorder(inner, { place: async (o) => ({ ...(await inner.placeOrder(o)), exchangeOrderId: long }) });
-      rec.getOrder = async (id) => {
-        const found = await inner.getOrder(id);
-        return found && { ...found, exchangeOrderId: long };
-      };
+      const rec = rewriting(inner, (o) => ({ ...o, exchangeOrderId: long }));
       const { daemon } = makeDaemon(store, rec, { maxFailures: 1 });
       await daemon.start();
       const failed = await untilError(store, job.id);
