@@ -36,8 +36,9 @@ export interface DaemonOptions {
    * How long any one exchange call may take (default 5000 ms, HttpExchange's own timeout). One that
    * takes longer counts as unanswered (an order's outcome is then unknown, and reconciled at the
    * next tick). A job's step may outlast a tick: the other jobs go on ticking meanwhile, and that
-   * job skips the ticks that come while its step runs. A stop waits for the steps in flight, so a
-   * hung adapter call holds a stop up for at most this long. It is also how long an exchange is
+   * job skips the ticks that come while its step runs. Once a stop is asked for no exchange call
+   * starts, and the stop waits for the calls in flight: a hung adapter holds it up for at most this
+   * long, plus the database work of recording what those calls did. It is also how long an exchange is
    * given to list an order it refused to take again (see the Exchange contract): an intent sent
    * again and refused is settled FAILED only if the exchange still does not know it this long after.
    */
@@ -68,6 +69,11 @@ export interface RecoveryReport {
    * read or settled (retried every tick).
    */
   readonly unresolved: number;
+  /**
+   * Intents left PENDING because stop() was called during recovery: once it is, no exchange call
+   * starts, so the rest are not looked up (or not sent again), for the next start to reconcile.
+   */
+  readonly left: number;
   readonly ms: number;
 }
 
@@ -231,7 +237,7 @@ export class Daemon {
     checkDaemonOptions(options);
     this.#store = options.store;
     this.#exchangeTimeoutMs = options.exchangeTimeoutMs ?? 5000;
-    this.#exchange = timed(options.exchange, this.#exchangeTimeoutMs);
+    this.#exchange = timed(options.exchange, this.#exchangeTimeoutMs, () => this.#stopping);
     this.#tickMs = options.tickMs ?? 1000;
     this.#concurrency = options.concurrency ?? 16;
     this.#slots = new Slots(this.#concurrency);
@@ -293,8 +299,9 @@ export class Daemon {
   }
 
   /**
-   * Runs a start() or register(): a stop() called meanwhile waits for it (recovery settles what
-   * it found), then stops the daemon as it stops a running one.
+   * Runs a start() or register(): a stop() called meanwhile waits for it (recovery starts no
+   * exchange call once stop() is called: it records what the calls in flight answer and leaves the
+   * other intents PENDING), then stops the daemon as it stops a running one.
    */
   #entered<T>(fn: () => Promise<T>): Promise<T> {
     const running = fn();
@@ -367,7 +374,7 @@ export class Daemon {
     const pending = (await this.#store.ledger.pending()).filter((t) => held.has(t.jobId));
     // Only the jobs with an open intent are needed now; the rest resume at the first tick.
     const jobs = await this.#loadJobs([...new Set(pending.map((t) => t.jobId))]);
-    const counts = { executed: 0, failed: 0, open: 0, resent: 0, unknown: 0 };
+    const counts = { executed: 0, failed: 0, open: 0, resent: 0, unknown: 0, left: 0 };
     const known = await this.#lookup(pending);
     await forEach(pending, this.#concurrency, async (trade) => {
       const job = jobs.get(trade.jobId);
@@ -382,10 +389,14 @@ export class Daemon {
         if (resent) counts.resent++;
       } catch (e) {
         const error = coerceError(e);
-        // The ledger and the exchange disagree about the order: the job stops now, as in a tick.
-        // Its trade was settled otherwise (no tick would look at it again), or, for a fill another
-        // trade already records, is left PENDING for an operator (unresolved).
-        if (STOPS_THE_JOB.has(error)) {
+        // A stop came: the intent was not looked up (or not sent again), and waits for the next start.
+        if (e instanceof StopAsked) {
+          counts.left++;
+          this.#leftForStop(job, e);
+        } else if (STOPS_THE_JOB.has(error)) {
+          // The ledger and the exchange disagree about the order: the job stops now, as in a tick.
+          // Its trade was settled otherwise (no tick would look at it again), or, for a fill another
+          // trade already records, is left PENDING for an operator (unresolved).
           counts[LEAVES_IT_PENDING.has(error) ? 'unknown' : 'failed']++;
           await this.#failed(job, runner, error);
         } else {
@@ -404,22 +415,28 @@ export class Daemon {
       resent: counts.resent,
       open: counts.open,
       unresolved: counts.unknown,
+      left: counts.left,
       ms: Math.round((performance.now() - t0) * 10) / 10,
     };
     await this.#auditRecovery(report);
     this.#log(
       `recovered in ${report.ms} ms: ${report.jobs} jobs, ${report.pending} pending intents ` +
-        `(${report.executed} executed, ${report.failed} failed, ${report.resent} re-sent, ${report.open} open, ${report.unresolved} unresolved)`,
+        `(${report.executed} executed, ${report.failed} failed, ${report.resent} re-sent, ${report.open} open, ${report.unresolved} unresolved)` +
+        (report.left > 0 ? `; stopped during recovery: ${report.left} left PENDING for the next start` : ''),
     );
     this.#schedule(0);
     return report;
   }
 
   /**
-   * Finishes the steps in flight (recording them), hands the leases back, and stops. Called
-   * before {@link start} (or {@link register}), it only marks the daemon stopped: nothing is
-   * written, and a later start() or register() is refused. Called while one of them runs, it
-   * waits for it to end, then stops the daemon as it stops a running one. On a store closed under the daemon
+   * Finishes the steps in flight (recording them), hands the leases back, and stops. From the
+   * moment it is called no exchange call starts: a step waits only for the call it has under way
+   * (at most `exchangeTimeoutMs`), decides no order from a price that comes after it, and an order
+   * whose intent was committed but not sent stays PENDING, for the next start's recovery to send
+   * under its clientOrderId. Called before {@link start} (or {@link register}), it only marks the
+   * daemon stopped: nothing is written, and a later start() or register() is refused. Called while
+   * one of them runs, it waits for it to end (recovery looks no more intents up: see
+   * RecoveryReport.left), then stops the daemon as it stops a running one. On a store closed under the daemon
    * it writes nothing either: the leases lapse after their TTL, as after a crash. Called again,
    * it returns the first call's promise: one stop, however many callers.
    */
@@ -619,7 +636,10 @@ export class Daemon {
   #answers(): Promise<boolean> {
     this.#probe ??= this.#exchange.getBalances().then(
       () => true,
-      (e: unknown) => !(e instanceof ExchangeUnavailableError),
+      (e: unknown) => {
+        if (e instanceof StopAsked) throw e; // not asked: the step ends, and nothing is counted
+        return !(e instanceof ExchangeUnavailableError);
+      },
     );
     return this.#probe;
   }
@@ -802,6 +822,8 @@ export class Daemon {
         }
         this.#exchangeAnswered('prices');
       }
+      // A stop asked for while the price was on its way: nothing is decided, no intent recorded.
+      if (this.#stopping) return;
       const now = Date.now();
       const d = decide({ job, scratch: runner.scratch, price, now });
       // What the runner held before this decision: put back if its intent is refused (the job
@@ -1121,6 +1143,7 @@ export class Daemon {
   async #failed(job: Job, runner: Runner, e: unknown): Promise<void> {
     // A store closed under the daemon: nothing can be written, and the daemon says it once as it gives up.
     if (this.#store.closed) return;
+    if (e instanceof StopAsked) return this.#leftForStop(job, e);
     const error = coerceError(e);
     if (error.code === 'LEASE_LOST') {
       this.#runners.delete(job.id);
@@ -1178,6 +1201,11 @@ export class Daemon {
     } catch (failError) {
       if (!isBotstateError(failError, 'LEASE_LOST')) this.#log(`${job.tokenSymbol}: could not mark the job ERROR: ${coerceError(failError).message}`);
     }
+  }
+
+  /** An exchange call a stop kept from being made: only an order not sent is said (its intent stays PENDING). */
+  #leftForStop(job: Job, e: StopAsked): void {
+    if (e.order !== undefined) this.#log(`${stamp()}  ${job.tokenSymbol}  ${e.message}`);
   }
 
   /** One audit entry per start-up, in the daemon's own stream. */
@@ -1344,11 +1372,14 @@ function checkDaemonOptions(options: DaemonOptions): void {
 /**
  * The adapter with every call bounded by `ms`: a call that has not answered by then is an
  * ExchangeUnavailableError (what it did is unknown, as after a dropped answer). The call itself
- * goes on; its late answer is ignored.
+ * goes on; its late answer is ignored. Once `stopping()`, a call is not made at all: it fails at
+ * once with StopAsked.
  */
-function timed(exchange: Exchange, ms: number): Exchange {
+function timed(exchange: Exchange, ms: number, stopping: () => boolean): Exchange {
   const bound = <A extends unknown[], R>(name: string, call: (...args: A) => Promise<R>) =>
     (...args: A): Promise<R> => {
+      // Once a stop is asked for, no call starts: the stop waits only for the calls already made.
+      if (stopping()) return Promise.reject(new StopAsked(name, args[0]));
       let answer: Promise<R>;
       try {
         answer = Promise.resolve(call.apply(exchange, args));
@@ -1418,6 +1449,23 @@ function refused(job: Job, trade: Trade, why: string): ExchangeOrder {
     error: why.slice(0, 500),
     time: new Date().toISOString(),
   };
+}
+
+/**
+ * An exchange call that was not made because a stop was asked for (see timed): nothing reached the
+ * exchange. Not an outage, nor an unknown outcome, nor a failure of the job: nothing is counted,
+ * and an intent whose order was not sent stays PENDING, for the next start's recovery to send it
+ * under its clientOrderId (the protocol's usual path for an order whose answer was lost).
+ */
+class StopAsked extends Error {
+  /** The clientOrderId of the order not sent (placeOrder), said in the log. */
+  readonly order: string | undefined;
+
+  constructor(call: string, arg: unknown) {
+    const order = call === 'placeOrder' ? (arg as OrderRequest | undefined)?.clientOrderId : undefined;
+    super(order === undefined ? `${call} not called: the daemon is stopping` : `order ${order} not sent: the daemon is stopping; it stays PENDING, for the next start to reconcile`);
+    this.order = order;
+  }
 }
 
 /** Refuses a second start, or a start or registration after stop(). */

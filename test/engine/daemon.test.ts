@@ -16,6 +16,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -576,7 +577,7 @@ for (const engine of ENGINES) {
         const report = await daemon.start();
         const duringRecovery = rec.calls.map((c) => `${c.op} ${c.key}`);
 
-        assert.deepEqual({ ...report, ms: 0 }, { instanceId: daemon.instanceId, jobs: 1, pending: 1, executed: 1, failed: 0, resent: 1, open: 0, unresolved: 0, ms: 0 });
+        assert.deepEqual({ ...report, ms: 0 }, { instanceId: daemon.instanceId, jobs: 1, pending: 1, executed: 1, failed: 0, resent: 1, open: 0, unresolved: 0, left: 0, ms: 0 });
         assert.ok(typeof report.ms === 'number' && report.ms >= 0 && report.ms < 5000);
         assert.deepEqual(duringRecovery, [`${batch ? 'getOrders' : 'get'} ${intent.clientOrderId}`, `place ${intent.clientOrderId}`]);
         assert.equal(rec.calls.find((c) => c.op === 'place')!.request!.quoteAmount, '10');
@@ -999,6 +1000,108 @@ for (const engine of ENGINES) {
       assert.equal((await store.jobs.get({ id: stuck.id })).status, 'RUNNING');
       assert.deepEqual(await store.ledger.trades({ id: stuck.id }), [], 'no order without a price');
       await assertLedgerMatchesExchange(store, ex.url, good);
+    });
+
+    // Each step below makes one exchange call, held until stop() has been called, after which it
+    // would make a second one that never answers: a stop that waited for it would take the whole
+    // exchangeTimeoutMs (20 s), and find the call recorded.
+    for (const chain of ['a price, then an order', 'a price with no answer, then the getBalances probe', 'a lookup, then the order sent again'] as const) {
+      it(`once stop() is called no exchange call starts: ${chain}`, { timeout: 60_000 }, async () => {
+        const ex = await paper();
+        const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [chain === 'a lookup, then the order sent again' ? SLOW_DCA : FAST_DCA] });
+        const http = new HttpExchange(ex.url);
+        const gate = Promise.withResolvers<void>();
+        const never = () => new Promise<never>(() => {});
+        let intent: Trade | undefined;
+        let lookups = 0;
+        if (chain === 'a lookup, then the order sent again') {
+          ({ trade: intent } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' }));
+        }
+        const rec = new Recorder(http, {
+          price: (token) => (chain === 'a price, then an order' ? gate.promise.then(() => http.getPrice(token)) : chain === 'a price with no answer, then the getBalances probe' ? gate.promise.then(() => Promise.reject(new ExchangeUnavailableError('connection reset'))) : undefined),
+          // Recovery's send loses its answer; the next tick's lookup is the one held.
+          place: (_o, n) => (intent !== undefined && n === 1 ? Promise.reject(new ExchangeUnavailableError('answer lost')) : never()),
+          get: () => (++lookups > 1 ? gate.promise : Promise.resolve()),
+        });
+        let probes = 0;
+        rec.getBalances = () => (probes++, never());
+        const { daemon, lines } = makeDaemon(store, rec, { exchangeTimeoutMs: 20_000 });
+        await daemon.start();
+        if (intent === undefined) await rec.waitCalls('price', TOKEN, 1, 0);
+        else await rec.waitCalls('get', intent.clientOrderId, 2, 0);
+        const stopping = daemon.stop();
+        const calls = rec.calls.length;
+        gate.resolve();
+        await stopping;
+        assert.deepEqual(rec.calls.slice(calls), [], 'no exchange call started after stop()');
+        assert.equal(probes, 0, 'no getBalances probe after stop()');
+        assert.ok(!lines.some((l) => /step failed|exchange unavailable/.test(l)), lines.join('\n'));
+        if (intent === undefined) {
+          assert.deepEqual(await store.ledger.trades({ id: job.id }), [], 'nothing decided from a price that came after stop()');
+          return;
+        }
+        // The intent whose order was not sent again stays PENDING, said; the next start sends it.
+        assert.equal((await store.ledger.get(intent.clientOrderId)).status, 'PENDING');
+        assert.ok(lines.some((l) => l.endsWith(`LGI  order ${intent.clientOrderId} not sent: the daemon is stopping; it stays PENDING, for the next start to reconcile`)), lines.join('\n'));
+        const next = makeDaemon(store, http);
+        const report = await next.daemon.start();
+        assert.deepEqual([report.pending, report.executed, report.resent, report.left], [1, 1, 1, 0]);
+        await next.daemon.stop();
+        await assertLedgerMatchesExchange(store, ex.url, job);
+      });
+    }
+
+    it('an intent committed just as stop() is called stays PENDING, its order not sent; the next start sends it under its clientOrderId', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const rec = new Recorder(new HttpExchange(ex.url));
+      const { daemon, lines } = makeDaemon(store, rec);
+      // stop() is called as the intent's transaction commits, before the daemon sends its order.
+      const recordIntent = store.ledger.recordIntent.bind(store.ledger);
+      let stopping: Promise<void> | undefined;
+      store.ledger.recordIntent = async (...args) => {
+        const recorded = await recordIntent(...args);
+        stopping ??= daemon.stop();
+        return recorded;
+      };
+      await daemon.start();
+      await waitFor('stop() called', () => stopping !== undefined);
+      await stopping;
+      assert.equal(rec.count('place'), 0, 'no order sent after stop()');
+      const [intent] = await store.ledger.pending();
+      assert.equal(intent?.jobId, job.id);
+      assert.ok(lines.some((l) => l.endsWith(`LGI  order ${intent!.clientOrderId} not sent: the daemon is stopping; it stays PENDING, for the next start to reconcile`)), lines.join('\n'));
+      assert.ok(!lines.some((l) => /step failed/.test(l)), lines.join('\n'));
+      const next = makeDaemon(store, rec);
+      assert.deepEqual((({ pending, executed, resent }) => ({ pending, executed, resent }))(await next.daemon.start()), { pending: 1, executed: 1, resent: 1 });
+      await next.daemon.stop();
+      assert.deepEqual(rec.calls.filter((c) => c.op === 'place').map((c) => c.key), [intent!.clientOrderId]);
+      await assertLedgerMatchesExchange(store, ex.url, job);
+    });
+
+    it('stop() during recovery: the lookups in flight end, no other starts, and the rest are left PENDING for the next start, said and audited', async () => {
+      const ex = await paper();
+      const intents: Trade[] = [];
+      for (let i = 1; i <= 10; i++) {
+        const job = await store.jobs.start({ tokenAddress: tokenAddress(i), tokenSymbol: `T${i}`, set: [SLOW_DCA] });
+        intents.push((await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' })).trade);
+      }
+      // Every lookup hangs; 4 at a time (concurrency), each given up after the timeout.
+      const rec = new Recorder(new HttpExchange(ex.url), { get: () => new Promise<void>(() => {}) });
+      const { daemon, lines } = makeDaemon(store, rec, { concurrency: 4, exchangeTimeoutMs: 300 });
+      const starting = daemon.start();
+      await waitFor('4 lookups', () => rec.count('get') === 4);
+      const stopping = daemon.stop();
+      const report = await starting;
+      await stopping;
+      assert.equal(rec.count('get'), 4, 'no lookup started after stop()');
+      assert.equal(rec.count('place'), 0);
+      assert.deepEqual([report.pending, report.unresolved, report.left, report.executed, report.resent], [10, 4, 6, 0, 0]);
+      assert.match(lines.find((l) => l.startsWith('recovered in'))!, /: \d+ jobs, 10 pending intents \(0 executed, 0 failed, 0 re-sent, 4 unresolved\); stopped during recovery: 6 left PENDING for the next start$/);
+      const [audit] = await raw('SELECT after FROM audit_log WHERE stream = ?', [`daemon:${daemon.instanceId}`]);
+      const after = audit!['after'];
+      assert.equal((typeof after === 'string' ? JSON.parse(after) : after).left, 6);
+      assert.deepEqual((await store.ledger.pending()).map((t) => t.clientOrderId).sort(), intents.map((t) => t.clientOrderId).sort());
     });
 
     it('a slow exchange call holds up only its own job: the others keep trading, and it is not asked again meanwhile', { timeout: 30_000 }, async () => {
@@ -2221,6 +2324,40 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     // failure leaves the store usable.
     const long = await run(['db', 'backup', '--to', join(dirname(fx.url), `${'b'.repeat(252)}.db`), '--db', fx.url]);
     assert.equal(long.code, 0, long.err);
+  });
+
+  it('botstate daemon: a SIGTERM during recovery at a hung exchange is said at once; no lookup starts after it, the rest left PENDING', { timeout: 60_000 }, async () => {
+    const intents: string[] = [];
+    for (let i = 1; i <= 3; i++) {
+      const job = await store.jobs.start({ tokenAddress: tokenAddress(i), tokenSymbol: `T${i}`, set: [SLOW_DCA] });
+      intents.push((await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' })).trade.clientOrderId);
+    }
+    // An exchange that takes connections and never answers: HttpExchange gives each call up after 5 s.
+    const sockets: Socket[] = [];
+    const requests: string[] = [];
+    const server = createServer((socket) => {
+      sockets.push(socket.on('error', () => {}));
+      socket.setEncoding('utf8').on('data', (d: string) => requests.push(...d.split('\r\n').filter((l) => /^[A-Z]+ \/\S* HTTP\//.test(l))));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    undo.push(async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    const { port } = server.address() as { port: number };
+    const d = botstate(['daemon', '--exchange', `http://127.0.0.1:${port}`, '--db', fx.url]);
+    await d.line(/^daemon \S+ on /);
+    await waitFor('the recovery\'s lookup at the exchange', () => requests.length > 0);
+    d.child.kill('SIGTERM');
+    assert.deepEqual(await d.exited, { code: 0, signal: null }, d.stderr());
+    const lines = d.lines();
+    const iFinishing = lines.indexOf('SIGTERM: finishing the step in flight… (a second signal stops it at once, as kill -9 would)');
+    const iRecovered = lines.findIndex((l) => l.startsWith('recovered in'));
+    assert.ok(iFinishing >= 0 && iFinishing < iRecovered, `said as the signal came, before recovery ended:\n${lines.join('\n')}`);
+    assert.match(lines[iRecovered]!, /: 3 jobs, 3 pending intents \(0 executed, 0 failed, 0 re-sent, 0 unresolved\); stopped during recovery: 3 left PENDING for the next start$/);
+    assert.deepEqual(requests, ['POST /orders/query HTTP/1.1'], 'only the batch lookup under way when the signal came was made');
+    assert.equal(lines.at(-1), 'stopped cleanly');
+    assert.deepEqual((await store.ledger.pending()).map((t) => t.clientOrderId).sort(), intents.sort());
   });
 
   it('botstate daemon whose terminal closes (SIGHUP): stops cleanly, hands its leases back, exits 0', async () => {

@@ -136,8 +136,9 @@ export const daemonCommand: Command = {
     '(durable PENDING intent, exchange call with its clientOrderId, fill and balance in one transaction).\n' +
     'On start it reconciles every PENDING intent with the exchange and prints how long recovery took.\n' +
     'It prints each trade on one line, notices jobs started, paused or liquidated from the CLI within a\n' +
-    'tick, and on SIGINT, SIGTERM or SIGHUP (its terminal closed) finishes the step in flight, records\n' +
-    'it and exits 0. It exits 5 if\n' +
+    'tick, and on SIGINT, SIGTERM or SIGHUP (its terminal closed) says so at once, starts no exchange\n' +
+    'call, finishes the step in flight (a hung exchange call: at most its 5 s timeout), records it and\n' +
+    'exits 0; during recovery, the intents not looked up yet stay PENDING for the next start. It exits 5 if\n' +
     'the database fails for good (a failed fsync or checkpoint), or is still unusable a minute into\n' +
     'recovery (it retries until then), and 3 if another daemon took its\n' +
     'SQLite file over while it was stalled past its lease TTL.\n' +
@@ -225,6 +226,14 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
     // given an exchange that is not reachable yet, which registering does not call.
     const exchange = demo ? new LateExchange() : new HttpExchange(exchangeUrl);
     const daemon = new Daemon({ store, exchange, tickMs, leaseTtlMs, concurrency, log, ...(maxJobs ? { maxJobs } : {}) });
+    // Said once, as soon as the signal comes (during recovery too), or not at all after a failure's line.
+    let said = false;
+    const finishing = (signal: NodeJS.Signals): void => {
+      if (said) return;
+      said = true;
+      // A second signal gets Node's default: the process ends at once, as after kill -9 (exit 128 + the signal's number).
+      log(`${signal}: finishing the step in flight… (a second signal stops it at once, as kill -9 would)`);
+    };
     // Refused here while another daemon runs on this SQLite file: nothing is printed or
     // written before (no demo job, no paper exchange data file).
     if ((await unlessStopped(daemon.register(), signals)) === STOPPED) {
@@ -245,8 +254,9 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
       // A signal that came since it registered: it does not start, and stops below.
       if (signals.received === undefined) {
         // A signal stops the daemon, even while it starts (its recovery may be waiting for the
-        // database); stop() is one stop however often called, and the one below says what failed.
-        void signals.signal.then(() => daemon.stop()).catch(() => {});
+        // exchange or the database), and says so at once; stop() is one stop however often
+        // called, and the one below says what failed.
+        void signals.signal.then((signal) => (finishing(signal), daemon.stop())).catch(() => {});
         await daemon.start();
       }
     } catch (e) {
@@ -258,12 +268,12 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
       // The database can no longer be written (a disk error: exit 5, so that a supervisor
       // restarts the daemon; its recovery reconciles what was in flight), or another daemon
       // took this SQLite file over while this one was stalled (exit 3).
+      said = true;
       log(`${outcome.message}: stopping`);
       await daemon.stop();
       throw outcome;
     }
-    // A second signal gets Node's default: the process ends at once, as after kill -9 (exit 128 + the signal's number).
-    log(`${outcome}: finishing the step in flight… (a second signal stops it at once, as kill -9 would)`);
+    finishing(outcome);
     await daemon.stop();
     if (store.failure) throw store.failure; // the disk failed meanwhile: not a clean stop
     // Every step was recorded; only the hand-over waits for the leases to expire.
