@@ -120,6 +120,8 @@ const ACTIVE = new Set(['RUNNING', 'LIQUIDATING']);
 const TRANSIENT: ReadonlySet<string> = new Set(['STORAGE_UNAVAILABLE', 'STORAGE_BUSY']);
 /** A tick's wait for the database after which the daemon says it is waiting. */
 const SLOW_DATABASE_MS = 3000;
+/** How long the jobs are priced one by one after the batch price request failed, before it is tried again. */
+const BATCH_RETRY_MS = 60_000;
 /** How long start() tries recovery again after a transient storage error before it gives up. */
 const RECOVERY_RETRY_MS = 60_000;
 /**
@@ -222,6 +224,13 @@ export class Daemon {
   #outage: { since: number; kind: 'prices' | 'orders' } | undefined;
   /** This tick's answer to "does the exchange answer at all?" (see #answers). */
   #probe: Promise<boolean> | undefined;
+  /**
+   * The batch price request failed while the exchange answered: each job is priced alone until
+   * retryAt (see #prices). `priced`: a job's price has answered since.
+   */
+  #batchFailing: { retryAt: number; priced: boolean } | undefined;
+  /** This tick found the exchange answering no price: its steps that have not asked for theirs yet do not. */
+  #noPrices = false;
   /** The error the last ticks failed with, since when, and how many ticks (said once). */
   #tickFailure: { message: string; since: number; count: number } | undefined;
   /** The jobs held at the last tick (see #sayLeaseChanges); undefined before the first. */
@@ -511,6 +520,7 @@ export class Daemon {
    */
   async tick(): Promise<void> {
     this.#probe = undefined;
+    this.#noPrices = false;
     // Taken before anything is read: a job busy now may write after the reads below.
     const busy = new Set(this.#inFlight.keys());
     const read = await this.#saidIfSlow(this.#read(busy));
@@ -595,25 +605,36 @@ export class Daemon {
   }
 
   /**
-   * Every job's price in one round trip when the exchange can (getPrices); otherwise, or if
-   * that call fails, each step asks for its own.
+   * Every job's price in one round trip when the exchange can (getPrices); otherwise each step
+   * asks for its own (getPrice). A batch that fails while the exchange answers otherwise (one
+   * market that hangs makes the whole request time out) is said once, and each job is priced alone
+   * for BATCH_RETRY_MS, each call bounded by the timeout: a hung market holds up its own jobs only,
+   * not every tick. The batch is tried again after that (and at every tick of an outage).
    */
   async #prices(jobs: readonly Job[]): Promise<ReadonlyMap<string, string> | 'outage'> {
     if (!this.#exchange.getPrices || jobs.length === 0) return new Map();
+    if (this.#batchFailing !== undefined && this.#outage === undefined && Date.now() < this.#batchFailing.retryAt) return new Map();
     try {
       const prices = await this.#exchange.getPrices([...new Set(jobs.map((j) => j.tokenAddress))]);
       // Not the contract's Map (an adapter's plain object): each step asks getPrice instead.
       if (!(prices instanceof Map)) return new Map();
       this.#exchangeAnswered('prices');
+      if (this.#batchFailing !== undefined) this.#log(`${stamp()}  the batch price request answers again: pricing the jobs in one request`);
+      this.#batchFailing = undefined;
       return prices;
     } catch (e) {
-      // The whole exchange is unreachable: skip the tick rather than count a failure against
-      // every job (which would put them all in ERROR during an outage). Open intents are
-      // reconciled once it answers again.
-      if (e instanceof ExchangeUnavailableError) {
+      // The whole exchange is unreachable (getBalances gets no answer either): skip the tick
+      // rather than count a failure against every job (which would put them all in ERROR during
+      // an outage). Open intents are reconciled once it answers again.
+      if (e instanceof ExchangeUnavailableError && !(await this.#answers().catch(() => true))) {
         this.#exchangeUnavailable(e, 'prices');
         return 'outage';
       }
+      if (this.#stopping) return new Map(); // the tick starts no step
+      if (this.#batchFailing === undefined) {
+        this.#log(`${stamp()}  the batch price request failed (${messageOf(e)}) while the exchange answers: pricing each job alone, trying the batch again every ${BATCH_RETRY_MS / 1000} s`);
+      }
+      this.#batchFailing = { retryAt: Date.now() + BATCH_RETRY_MS, priced: this.#batchFailing?.priced ?? false };
       return new Map();
     }
   }
@@ -646,6 +667,7 @@ export class Daemon {
 
   /** Says once that the exchange answers again (a call of the kind that found it unavailable). */
   #exchangeAnswered(kind: 'prices' | 'orders'): void {
+    if (kind === 'prices' && this.#batchFailing !== undefined) this.#batchFailing.priced = true;
     if (this.#outage?.kind !== kind) return;
     this.#log(`${stamp()}  exchange reachable again after ${Math.round((Date.now() - this.#outage.since) / 1000)} s`);
     this.#outage = undefined;
@@ -810,14 +832,19 @@ export class Daemon {
       }
       let price: string;
       if (knownPrice !== undefined) price = knownPrice;
+      else if (this.#noPrices) return; // its price would fail alike, see below
       else {
         try {
           price = await this.#exchange.getPrice(job.tokenAddress);
         } catch (e) {
-          // Asked alone (an exchange without getPrices): a market that gives no answer is this
-          // job's failure, but an exchange that answers nothing at all is an outage, counted
-          // against no job (as when getPrices fails so, see #prices).
-          if (e instanceof ExchangeUnavailableError && !(await this.#answers())) return this.#exchangeUnavailable(e, 'prices');
+          // Asked alone (an exchange without getPrices, or whose batch failed): a market that gives
+          // no answer is this job's failure, but an exchange that answers nothing at all is an
+          // outage, counted against no job (as when getPrices fails so, see #prices); so is one
+          // that has priced no job since its batch failed. The tick's other steps then ask nothing.
+          if (e instanceof ExchangeUnavailableError && (!(await this.#answers()) || this.#batchFailing?.priced === false)) {
+            this.#noPrices = true;
+            return this.#exchangeUnavailable(e, 'prices');
+          }
           throw e;
         }
         this.#exchangeAnswered('prices');

@@ -150,11 +150,16 @@ export interface Exchange {
    * Optional batch form of getPrice: one round trip for many tokens (keys as given). The
    * daemon uses it, when present, to price every job of a tick at once. A token the exchange
    * has no valid price for is left out of the map (the daemon then asks getPrice for that job
-   * alone), so that one delisted token does not stop the others.
+   * alone), so that one delisted token does not stop the others. A request that fails or times
+   * out (one market that hangs holds up the whole batch) while the exchange answers getBalances
+   * is said once, and the daemon prices each job alone with getPrice for a minute before it tries
+   * the batch again: a hung market then holds up its own jobs only. When getBalances gets no
+   * answer either, or no job's getPrice has answered since the batch failed, it is an outage:
+   * nothing is counted against the jobs.
    *
-   * - ExchangeUnavailableError: an outage: the whole tick is skipped (no job steps, nothing is
-   *   counted), said once, until it answers again.
-   * - Anything else, or an answer that is not a Map: ignored; each job asks `getPrice`.
+   * - ExchangeUnavailableError with getBalances unanswered too: an outage: the whole tick is
+   *   skipped (no job steps, nothing is counted), said once, until it answers again.
+   * - Anything else, or an answer that is not a Map: each job asks `getPrice` (for a minute, as above).
    */
   getPrices?(tokens: readonly string[]): Promise<ReadonlyMap<string, Decimal>>;
   /**

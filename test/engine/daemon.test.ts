@@ -1344,6 +1344,26 @@ for (const engine of ENGINES) {
       assert.ok(lines.some((l) => / exchange reachable again after \d+ s$/.test(l)), lines.join('\n'));
     });
 
+    for (const batch of [false, true]) {
+      const what = batch ? 'an exchange whose batch and prices fail while getBalances answers' : 'an exchange without getPrices that answers nothing';
+      it(`${what} is an outage that does not ask for every job's price at every tick, nor fail the jobs`, async () => {
+        for (let i = 1; i <= 6; i++) await store.jobs.start({ tokenAddress: tokenAddress(i), tokenSymbol: `T${i}`, set: [FAST_DCA] });
+        const unreachable = () => Promise.reject(new ExchangeUnavailableError('connection refused'));
+        const rec = new Recorder(new HttpExchange((await paper()).url), { price: unreachable }, batch);
+        let asked = 0; // the calls asked once a tick: the batch, or the getBalances probe
+        if (batch) rec.getPrices = () => (asked++, unreachable());
+        else rec.getBalances = () => (asked++, unreachable());
+        const { daemon, lines } = makeDaemon(store, rec, { concurrency: 1 });
+        await daemon.start();
+        await waitFor('ten ticks', () => asked >= 10);
+        await daemon.stop();
+        // Once a step found the exchange down, the tick's other steps ask nothing.
+        assert.ok(rec.count('price') <= 2 * asked, `${rec.count('price')} prices asked in ${asked} ticks`);
+        assert.equal(lines.filter((l) => l.includes('exchange unavailable')).length, 1, lines.join('\n'));
+        assert.ok(!lines.some((l) => l.includes('step failed')), lines.join('\n'));
+      });
+    }
+
     for (const path of ['/v1', '/orders', '/price']) {
       it(`a mistyped exchange path (${path}: none of its calls answered by the protocol) is an outage, said once: no job is failed for it`, async () => {
         const ex = await paper();
@@ -1421,6 +1441,64 @@ for (const engine of ENGINES) {
         'exchange unavailable (order lookups time out); waiting for it',
       ]);
       assert.equal((await store.ledger.pending()).length, 1);
+    });
+
+    it('a batch price request that one hung market makes time out: said once, each job priced alone; the hung market fails its own job only', { timeout: 30_000 }, async () => {
+      const ex = await paper();
+      const stuck = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'HUNG', set: [FAST_DCA] });
+      const good = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'GOOD', set: [FAST_DCA] });
+      const never = () => new Promise<never>(() => {});
+      const rec = new Recorder(new HttpExchange(ex.url), { price: (token) => (token === TOKEN ? never() : undefined) }, true);
+      const batch = rec.getPrices!;
+      let batches = 0;
+      // As an adapter whose batch asks every market at once: one that hangs holds up the whole request.
+      rec.getPrices = (tokens) => (batches++, tokens.includes(TOKEN) ? never() : batch(tokens));
+      const { daemon, lines } = makeDaemon(store, rec, { exchangeTimeoutMs: 200, maxFailures: 1000 });
+      await daemon.start();
+      await rec.waitCalls('place', REF_TOKEN, 3, 0, 10_000);
+      await rec.waitCalls('price', TOKEN, 3, 0, 10_000);
+      await daemon.stop();
+      assert.equal(batches, 1, 'the batch is not asked again at every tick');
+      assert.deepEqual(lines.filter((l) => /batch price request/.test(l)).map((l) => l.replace(/^\S+  /, '')), [
+        'the batch price request failed (the exchange did not answer getPrices within 200 ms) while the exchange answers: pricing each job alone, trying the batch again every 60 s',
+      ]);
+      assert.ok(lines.some((l) => / HUNG +step failed \(1\/1000\): the exchange did not answer getPrice within 200 ms$/.test(l)), lines.join('\n'));
+      assert.ok(!lines.some((l) => /GOOD +step failed|exchange unavailable/.test(l)), lines.join('\n'));
+      assert.deepEqual(await store.ledger.trades({ id: stuck.id }), []);
+      await assertLedgerMatchesExchange(store, ex.url, good);
+    });
+
+    it('an exchange with getPrices that answers nothing is an outage, said once: no job priced alone, none failed; and it ends', { timeout: 30_000 }, async () => {
+      const ex = await paper();
+      for (let i = 1; i <= 3; i++) await store.jobs.start({ tokenAddress: tokenAddress(i), tokenSymbol: `T${i}`, set: [FAST_DCA] });
+      let down = false;
+      const unreachable = () => Promise.reject(new ExchangeUnavailableError('connection refused'));
+      // One market hangs the batch from the start, so that the jobs are priced alone when the exchange goes down.
+      const rec = new Recorder(new HttpExchange(ex.url), { price: (token) => (down ? unreachable() : token === tokenAddress(3) ? new Promise<never>(() => {}) : undefined) }, true);
+      const batch = rec.getPrices!;
+      let batches = 0;
+      rec.getPrices = (tokens) => (batches++, down ? unreachable() : tokens.includes(tokenAddress(3)) ? new Promise<never>(() => {}) : batch(tokens));
+      const balances = rec.getBalances.bind(rec);
+      rec.getBalances = () => (down ? unreachable() : balances());
+      const { daemon, lines } = makeDaemon(store, rec, { exchangeTimeoutMs: 200, maxFailures: 1000 });
+      await daemon.start();
+      await rec.waitCalls('place', tokenAddress(1), 2, 0, 10_000);
+      down = true;
+      await waitFor('the outage said', () => lines.some((l) => l.includes('exchange unavailable')));
+      const b0 = batches;
+      await waitFor('two ticks', () => batches >= b0 + 2);
+      const prices = rec.count('price');
+      const b1 = batches;
+      await waitFor('ten more ticks', () => batches >= b1 + 10);
+      assert.equal(rec.count('price'), prices, 'during the outage no job is priced alone: one batch request a tick');
+      down = false;
+      await waitFor('the end of the outage said', () => lines.some((l) => / exchange reachable again after \d+ s$/.test(l)));
+      const placed = rec.count('place', tokenAddress(1));
+      await rec.waitCalls('place', tokenAddress(1), placed + 1, 0, 10_000);
+      await daemon.stop();
+      assert.equal(lines.filter((l) => l.includes('exchange unavailable')).length, 1, lines.join('\n'));
+      assert.equal(lines.filter((l) => /batch price request failed/.test(l)).length, 1, lines.join('\n'));
+      assert.ok(!lines.some((l) => /T[12] +step failed/.test(l)), lines.join('\n'));
     });
 
     it('a job whose row cannot be read (its config edited outside botstate) is skipped and said once; the other keeps trading', async () => {
