@@ -101,6 +101,11 @@ interface Runner {
   refusedResend?: { clientOrderId: string; since: number; refusal: string };
   /** Why a liquidation waits (the strategy's `skipped`), once said (said again when it changes). */
   liquidationWaits?: string;
+  /**
+   * Its open intent's lookups that got no answer, in a row (see #lookupFailed): how many, the
+   * daemon's count of answered lookups at the last, and when the order was last said stuck.
+   */
+  lookupFailing?: { clientOrderId: string; attempts: number; answered: number; saidAt: number | undefined };
 }
 
 /** What holds a liquidation back, as the operator reads it (Decision.skipped of a LIQUIDATING job). */
@@ -120,6 +125,8 @@ const ACTIVE = new Set(['RUNNING', 'LIQUIDATING']);
 const TRANSIENT: ReadonlySet<string> = new Set(['STORAGE_UNAVAILABLE', 'STORAGE_BUSY']);
 /** A tick's wait for the database after which the daemon says it is waiting. */
 const SLOW_DATABASE_MS = 3000;
+/** How often an order whose lookup alone keeps failing is said again (see #lookupFailed). */
+const STUCK_SAID_AGAIN_MS = 10 * 60_000;
 /** How long the jobs are priced one by one after the batch price request failed, before it is tried again. */
 const BATCH_RETRY_MS = 60_000;
 /** How long start() tries recovery again after a transient storage error before it gives up. */
@@ -222,6 +229,8 @@ export class Daemon {
   #registeredMs: number | undefined;
   /** Since when the exchange has been unreachable, and which kind of call found it so. */
   #outage: { since: number; kind: 'prices' | 'orders' } | undefined;
+  /** Order lookups that answered, counted: tells an order whose lookup alone fails from an outage (see #lookupFailed). */
+  #lookupsAnswered = 0;
   /** This tick's answer to "does the exchange answer at all?" (see #answers). */
   #probe: Promise<boolean> | undefined;
   /**
@@ -627,7 +636,7 @@ export class Daemon {
       // rather than count a failure against every job (which would put them all in ERROR during
       // an outage). Open intents are reconciled once it answers again.
       if (e instanceof ExchangeUnavailableError && !(await this.#answers().catch(() => true))) {
-        this.#exchangeUnavailable(e, 'prices');
+        this.#exchangeUnavailable(e, 'prices', `the prices of ${jobs.length} job${jobs.length === 1 ? '' : 's'} at once`);
         return 'outage';
       }
       if (this.#stopping) return new Map(); // the tick starts no step
@@ -641,13 +650,38 @@ export class Daemon {
 
   /**
    * Says once that the exchange cannot be reached, by `kind` of call: prices, or an open intent's
-   * lookup. Only the kind of call that found the outage says when it is over: with prices
-   * answering and lookups failing (a partial outage), the two would otherwise take turns every tick.
+   * lookup, naming what was `asked` for. Only the kind of call that found the outage says when it
+   * is over: with prices answering and lookups failing (a partial outage), the two would otherwise
+   * take turns every tick.
    */
-  #exchangeUnavailable(e: ExchangeUnavailableError, kind: 'prices' | 'orders'): void {
+  #exchangeUnavailable(e: ExchangeUnavailableError, kind: 'prices' | 'orders', asked: string): void {
     if (this.#outage !== undefined) return;
     this.#outage = { since: Date.now(), kind };
-    this.#log(`${stamp()}  exchange unavailable (${e.message}); waiting for it`);
+    this.#log(`${stamp()}  exchange unavailable (asked for ${asked}: ${e.message}); waiting for it`);
+  }
+
+  /**
+   * An open intent's lookup got no answer. Every job with an open intent asks this, not for a
+   * price: lookups that fail alike are then the only sign of an outage, said once (above). But an
+   * order whose lookups keep failing while other orders' answer (an order archived, a shard of the
+   * exchange down) is that order's trouble, not the exchange's: it is said of the order, with the
+   * attempts so far, and again every STUCK_SAID_AGAIN_MS, not as the exchange going down and
+   * coming back by turns. It stays PENDING, and is asked about every tick.
+   */
+  #lookupFailed(job: Job, trade: Trade, runner: Runner, e: ExchangeUnavailableError): void {
+    const last = runner.lookupFailing?.clientOrderId === trade.clientOrderId ? runner.lookupFailing : undefined;
+    const failing = { clientOrderId: trade.clientOrderId, attempts: (last?.attempts ?? 0) + 1, answered: this.#lookupsAnswered, saidAt: last?.saidAt };
+    runner.lookupFailing = failing;
+    // Said alone before, or another order's lookup answered since this one's last failed.
+    const alone = last !== undefined && (last.saidAt !== undefined || this.#lookupsAnswered > last.answered);
+    if (!alone) return this.#exchangeUnavailable(e, 'orders', `${job.tokenSymbol}'s order ${trade.clientOrderId}`);
+    const now = Date.now();
+    if (failing.saidAt !== undefined && now - failing.saidAt < STUCK_SAID_AGAIN_MS) return;
+    failing.saidAt = now;
+    this.#log(
+      `${stamp()}  ${job.tokenSymbol}  order ${trade.clientOrderId}: its lookup failed ${failing.attempts} times in a row (${e.message}) while the exchange ` +
+        `answers other orders'; it stays PENDING, asked about every tick (said again every ${STUCK_SAID_AGAIN_MS / 60_000} min while it fails)`,
+    );
   }
 
   /**
@@ -668,6 +702,7 @@ export class Daemon {
   /** Says once that the exchange answers again (a call of the kind that found it unavailable). */
   #exchangeAnswered(kind: 'prices' | 'orders'): void {
     if (kind === 'prices' && this.#batchFailing !== undefined) this.#batchFailing.priced = true;
+    if (kind === 'orders') this.#lookupsAnswered++;
     if (this.#outage?.kind !== kind) return;
     this.#log(`${stamp()}  exchange reachable again after ${Math.round((Date.now() - this.#outage.since) / 1000)} s`);
     this.#outage = undefined;
@@ -813,7 +848,15 @@ export class Daemon {
     const runner = this.#runner(stored, fence);
     try {
       if (pending) {
+        const stuck = runner.lookupFailing;
         const { outcome } = await this.#reconcile(stored, pending, runner, 'tick');
+        // Its lookup answered this time (one that failed replaces lookupFailing): said if it was said stuck.
+        if (stuck !== undefined && runner.lookupFailing === stuck) {
+          runner.lookupFailing = undefined;
+          if (stuck.saidAt !== undefined && stuck.clientOrderId === pending.clientOrderId) {
+            this.#log(`${stamp()}  ${stored.tokenSymbol}  order ${stuck.clientOrderId}: its lookup answered after ${stuck.attempts} failed`);
+          }
+        }
         await this.#counted(stored, runner, outcome, pending);
         return;
       }
@@ -843,7 +886,7 @@ export class Daemon {
           // that has priced no job since its batch failed. The tick's other steps then ask nothing.
           if (e instanceof ExchangeUnavailableError && (!(await this.#answers()) || this.#batchFailing?.priced === false)) {
             this.#noPrices = true;
-            return this.#exchangeUnavailable(e, 'prices');
+            return this.#exchangeUnavailable(e, 'prices', `the price of ${job.tokenSymbol} for job ${job.id}`);
           }
           throw e;
         }
@@ -1040,8 +1083,7 @@ export class Daemon {
       order = known ? (known.get(trade.clientOrderId) ?? null) : await this.#exchange.getOrder(trade.clientOrderId);
     } catch (e) {
       if (e instanceof ExchangeUnavailableError) {
-        // Every job with an open intent asks this, not for a price: the only sign of an outage then.
-        this.#exchangeUnavailable(e, 'orders');
+        this.#lookupFailed(job, trade, runner, e);
         return { outcome: 'unknown', resent: false };
       }
       throw e;

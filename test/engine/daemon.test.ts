@@ -1359,7 +1359,10 @@ for (const engine of ENGINES) {
         await daemon.stop();
         // Once a step found the exchange down, the tick's other steps ask nothing.
         assert.ok(rec.count('price') <= 2 * asked, `${rec.count('price')} prices asked in ${asked} ticks`);
-        assert.equal(lines.filter((l) => l.includes('exchange unavailable')).length, 1, lines.join('\n'));
+        const said = lines.filter((l) => l.includes('exchange unavailable'));
+        assert.equal(said.length, 1, lines.join('\n'));
+        // It names what it asked for: one job's price (its symbol and id), or the batch.
+        assert.match(said[0]!, /  exchange unavailable \(asked for (the price of T\d for job \S+|the prices of 6 jobs at once): connection refused\); waiting for it$/);
         assert.ok(!lines.some((l) => l.includes('step failed')), lines.join('\n'));
       });
     }
@@ -1437,8 +1440,9 @@ for (const engine of ENGINES) {
       await daemon.start();
       await sleep(500);
       await daemon.stop();
+      const [intent] = await store.ledger.pending();
       assert.deepEqual(lines.filter((l) => /exchange (unavailable|reachable again)/.test(l)).map((l) => l.replace(/^\S+  /, '')), [
-        'exchange unavailable (order lookups time out); waiting for it',
+        `exchange unavailable (asked for OPEN's order ${intent!.clientOrderId}: order lookups time out); waiting for it`,
       ]);
       assert.equal((await store.ledger.pending()).length, 1);
     });
@@ -1499,6 +1503,43 @@ for (const engine of ENGINES) {
       assert.equal(lines.filter((l) => l.includes('exchange unavailable')).length, 1, lines.join('\n'));
       assert.equal(lines.filter((l) => /batch price request failed/.test(l)).length, 1, lines.join('\n'));
       assert.ok(!lines.some((l) => /T[12] +step failed/.test(l)), lines.join('\n'));
+    });
+
+    it('an order whose lookup alone keeps failing while other orders\' answer is named, with its attempts; the exchange is not said down and back by turns', async () => {
+      const ex = await paper();
+      const stuck = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'STUCK', set: [SLOW_DCA] });
+      const good = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'GOOD', set: [FAST_DCA] });
+      const { trade: intent } = await store.ledger.recordIntent({ job: { id: stuck.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const http = new HttpExchange(ex.url);
+      let archived = true;
+      const rec = new Recorder(http, {
+        // GOOD's every order loses its answer: each is settled through a lookup, which answers.
+        place: async (o) => {
+          if (o.token === TOKEN) return http.placeOrder(o);
+          await http.placeOrder(o);
+          throw new ExchangeUnavailableError('answer lost');
+        },
+        get: async (call) => {
+          if (archived && call.key === intent.clientOrderId) throw new ExchangeUnavailableError('HTTP 503');
+        },
+      });
+      const { daemon, lines } = makeDaemon(store, rec);
+      await daemon.start();
+      const settled = async () => (await store.ledger.trades({ id: good.id })).filter((t) => t.status === 'EXECUTED').length;
+      await waitFor('GOOD settling 4 orders through their lookups', async () => (await settled()) >= 4, 10_000);
+      await rec.waitCalls('get', intent.clientOrderId, 8, 0);
+      assert.equal((await store.ledger.get(intent.clientOrderId)).status, 'PENDING');
+      const flips = lines.filter((l) => /exchange (unavailable|reachable again)/.test(l));
+      // At most its first failure, before any other lookup had answered, is taken for an outage.
+      assert.ok(flips.length <= 2, flips.join('\n'));
+      const said = lines.filter((l) => l.includes(`order ${intent.clientOrderId}: its lookup failed`));
+      assert.equal(said.length, 1, lines.join('\n'));
+      assert.match(said[0]!, /^\S+Z  STUCK  order \S+: its lookup failed \d+ times in a row \(HTTP 503\) while the exchange answers other orders'; it stays PENDING, asked about every tick \(said again every 10 min while it fails\)$/);
+      archived = false;
+      await waitFor('the stuck order settled', async () => (await store.ledger.get(intent.clientOrderId)).status === 'EXECUTED');
+      await daemon.stop();
+      assert.ok(lines.some((l) => new RegExp(`  STUCK  order ${intent.clientOrderId}: its lookup answered after \\d+ failed$`).test(l)), lines.join('\n'));
+      await assertLedgerMatchesExchange(store, ex.url, stuck);
     });
 
     it('a job whose row cannot be read (its config edited outside botstate) is skipped and said once; the other keeps trading', async () => {
