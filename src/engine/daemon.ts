@@ -438,7 +438,7 @@ export class Daemon {
     };
     await this.#auditRecovery(report);
     this.#log(
-      `recovered in ${report.ms} ms: ${report.jobs} jobs, ${report.pending} pending intents ` +
+      `recovered in ${report.ms} ms: ${report.jobs} job${report.jobs === 1 ? '' : 's'}, ${report.pending} pending intent${report.pending === 1 ? '' : 's'} ` +
         `(${report.executed} executed, ${report.failed} failed, ${report.resent} re-sent, ${report.open} open, ${report.unresolved} unresolved)` +
         (report.left > 0 ? `; stopped during recovery: ${report.left} left PENDING for the next start` : ''),
     );

@@ -236,7 +236,7 @@ export async function startExchange(options: {
 /** One `recovered in …` line of a daemon: its RecoveryReport as printed. */
 export type Recovery = Omit<RecoveryReport, 'instanceId'>;
 
-export const RECOVERED_RE = /^recovered in ([\d.]+) ms: (\d+) jobs, (\d+) pending intents \((\d+) executed, (\d+) failed, (\d+) re-sent, (\d+) open, (\d+) unresolved\)(?:; stopped during recovery: (\d+) left PENDING)?/;
+export const RECOVERED_RE = /^recovered in ([\d.]+) ms: (\d+) jobs?, (\d+) pending intents? \((\d+) executed, (\d+) failed, (\d+) re-sent, (\d+) open, (\d+) unresolved\)(?:; stopped during recovery: (\d+) left PENDING)?/;
 const DAEMON_RE = /^daemon (\S+) on /;
 
 export function parseRecovery(m: RegExpMatchArray): Recovery {

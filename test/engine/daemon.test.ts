@@ -287,7 +287,7 @@ function sqlFor(fx: Fixture, sql: string): string {
   return fx.engine === 'sqlite' ? sql : sql.replace(/\?/g, () => `$${++n}`);
 }
 
-const RECOVERY_LINE = /^recovered in \d+(\.\d+)? ms: (\d+) jobs, (\d+) pending intents \((\d+) executed, (\d+) failed, (\d+) re-sent, (\d+) open, (\d+) unresolved\)$/;
+const RECOVERY_LINE = /^recovered in \d+(\.\d+)? ms: (\d+) jobs?, (\d+) pending intents? \((\d+) executed, (\d+) failed, (\d+) re-sent, (\d+) open, (\d+) unresolved\)$/;
 
 // ---------------------------------------------------------------------------------------------------------
 
@@ -1097,7 +1097,7 @@ for (const engine of ENGINES) {
       assert.equal(rec.count('get'), 4, 'no lookup started after stop()');
       assert.equal(rec.count('place'), 0);
       assert.deepEqual([report.pending, report.unresolved, report.left, report.executed, report.resent], [10, 4, 6, 0, 0]);
-      assert.match(lines.find((l) => l.startsWith('recovered in'))!, /: \d+ jobs, 10 pending intents \(0 executed, 0 failed, 0 re-sent, 4 unresolved\); stopped during recovery: 6 left PENDING for the next start$/);
+      assert.match(lines.find((l) => l.startsWith('recovered in'))!, /: \d+ jobs, 10 pending intents \(0 executed, 0 failed, 0 re-sent, 0 open, 4 unresolved\); stopped during recovery: 6 left PENDING for the next start$/);
       const [audit] = await raw('SELECT after FROM audit_log WHERE stream = ?', [`daemon:${daemon.instanceId}`]);
       const after = audit!['after'];
       assert.equal((typeof after === 'string' ? JSON.parse(after) : after).left, 6);
@@ -2473,7 +2473,7 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const iFinishing = lines.indexOf('SIGTERM: finishing the step in flight… (a second signal stops it at once, as kill -9 would)');
     const iRecovered = lines.findIndex((l) => l.startsWith('recovered in'));
     assert.ok(iFinishing >= 0 && iFinishing < iRecovered, `said as the signal came, before recovery ended:\n${lines.join('\n')}`);
-    assert.match(lines[iRecovered]!, /: 3 jobs, 3 pending intents \(0 executed, 0 failed, 0 re-sent, 0 unresolved\); stopped during recovery: 3 left PENDING for the next start$/);
+    assert.match(lines[iRecovered]!, /: 3 jobs, 3 pending intents \(0 executed, 0 failed, 0 re-sent, 0 open, 0 unresolved\); stopped during recovery: 3 left PENDING for the next start$/);
     assert.deepEqual(requests, ['POST /orders/query HTTP/1.1'], 'only the batch lookup under way when the signal came was made');
     assert.equal(lines.at(-1), 'stopped cleanly');
     assert.deepEqual((await store.ledger.pending()).map((t) => t.clientOrderId).sort(), intents.sort());
