@@ -229,8 +229,11 @@ export class Daemon {
   #registeredMs: number | undefined;
   /** Since when the exchange has been unreachable, and which kind of call found it so. */
   #outage: { since: number; kind: 'prices' | 'orders' } | undefined;
-  /** Order lookups that answered, counted: tells an order whose lookup alone fails from an outage (see #lookupFailed). */
-  #lookupsAnswered = 0;
+  /**
+   * Exchange calls that answered (lookups, prices, orders placed), counted: tells an order whose
+   * lookup alone fails from an outage (see #lookupFailed).
+   */
+  #answersSeen = 0;
   /** This tick's answer to "does the exchange answer at all?" (see #answers). */
   #probe: Promise<boolean> | undefined;
   /**
@@ -240,6 +243,8 @@ export class Daemon {
   #batchFailing: { retryAt: number; priced: boolean } | undefined;
   /** This tick found the exchange answering no price: its steps that have not asked for theirs yet do not. */
   #noPrices = false;
+  /** Tokens whose price, asked alone, got no answer while the batch fails: their jobs are stepped last. */
+  readonly #slowPrices = new Set<string>();
   /** The error the last ticks failed with, since when, and how many ticks (said once). */
   #tickFailure: { message: string; since: number; count: number } | undefined;
   /** The jobs held at the last tick (see #sayLeaseChanges); undefined before the first. */
@@ -537,7 +542,10 @@ export class Daemon {
     const { held, jobs, pending } = read;
     const prices = await this.#prices(jobs.filter((j) => ACTIVE.has(j.status) && !pending.has(j.id) && !liquidated(j)));
     if (prices === 'outage') return;
-    for (const job of jobs) {
+    // Jobs of a market whose price hung last go last: the other markets' prices are asked first,
+    // so that a hung market cannot pass for an outage by taking every slot first.
+    const ordered = this.#slowPrices.size === 0 ? jobs : [...jobs.filter((j) => !this.#slowPrices.has(j.tokenAddress)), ...jobs.filter((j) => this.#slowPrices.has(j.tokenAddress))];
+    for (const job of ordered) {
       if (this.#stopping) return;
       if (this.#inFlight.has(job.id)) continue;
       const step = this.#slots
@@ -630,6 +638,7 @@ export class Daemon {
       this.#exchangeAnswered('prices');
       if (this.#batchFailing !== undefined) this.#log(`${stamp()}  the batch price request answers again: pricing the jobs in one request`);
       this.#batchFailing = undefined;
+      this.#slowPrices.clear();
       return prices;
     } catch (e) {
       // The whole exchange is unreachable (getBalances gets no answer either): skip the tick
@@ -670,17 +679,17 @@ export class Daemon {
    */
   #lookupFailed(job: Job, trade: Trade, runner: Runner, e: ExchangeUnavailableError): void {
     const last = runner.lookupFailing?.clientOrderId === trade.clientOrderId ? runner.lookupFailing : undefined;
-    const failing = { clientOrderId: trade.clientOrderId, attempts: (last?.attempts ?? 0) + 1, answered: this.#lookupsAnswered, saidAt: last?.saidAt };
+    const failing = { clientOrderId: trade.clientOrderId, attempts: (last?.attempts ?? 0) + 1, answered: this.#answersSeen, saidAt: last?.saidAt };
     runner.lookupFailing = failing;
-    // Said alone before, or another order's lookup answered since this one's last failed.
-    const alone = last !== undefined && (last.saidAt !== undefined || this.#lookupsAnswered > last.answered);
+    // Said alone before, or the exchange answered another call since this one's last failed.
+    const alone = last !== undefined && (last.saidAt !== undefined || this.#answersSeen > last.answered);
     if (!alone) return this.#exchangeUnavailable(e, 'orders', `${job.tokenSymbol}'s order ${trade.clientOrderId}`);
     const now = Date.now();
     if (failing.saidAt !== undefined && now - failing.saidAt < STUCK_SAID_AGAIN_MS) return;
     failing.saidAt = now;
     this.#log(
       `${stamp()}  ${job.tokenSymbol}  order ${trade.clientOrderId}: its lookup failed ${failing.attempts} times in a row (${e.message}) while the exchange ` +
-        `answers other orders'; it stays PENDING, asked about every tick (said again every ${STUCK_SAID_AGAIN_MS / 60_000} min while it fails)`,
+        `answers other calls; it stays PENDING, asked about every tick (said again every ${STUCK_SAID_AGAIN_MS / 60_000} min while it fails)`,
     );
   }
 
@@ -702,7 +711,7 @@ export class Daemon {
   /** Says once that the exchange answers again (a call of the kind that found it unavailable). */
   #exchangeAnswered(kind: 'prices' | 'orders'): void {
     if (kind === 'prices' && this.#batchFailing !== undefined) this.#batchFailing.priced = true;
-    if (kind === 'orders') this.#lookupsAnswered++;
+    this.#answersSeen++;
     if (this.#outage?.kind !== kind) return;
     this.#log(`${stamp()}  exchange reachable again after ${Math.round((Date.now() - this.#outage.since) / 1000)} s`);
     this.#outage = undefined;
@@ -886,6 +895,7 @@ export class Daemon {
           // that has priced no job since its batch failed. The tick's other steps then ask nothing.
           if (e instanceof ExchangeUnavailableError && (!(await this.#answers()) || this.#batchFailing?.priced === false)) {
             this.#noPrices = true;
+            if (this.#batchFailing !== undefined) this.#slowPrices.add(job.tokenAddress);
             return this.#exchangeUnavailable(e, 'prices', `the price of ${job.tokenSymbol} for job ${job.id}`);
           }
           throw e;
@@ -1022,7 +1032,9 @@ export class Daemon {
   async #execute(job: Job, trade: Trade, runner: Runner, phase: 'tick' | 'recovery', resend = false): Promise<Outcome> {
     let order: ExchangeOrder;
     try {
-      order = answered(await this.#exchange.placeOrder(orderRequest(job, trade)), trade);
+      const placed = await this.#exchange.placeOrder(orderRequest(job, trade));
+      this.#answersSeen++;
+      order = answered(placed, trade);
     } catch (e) {
       if (e instanceof ExchangeUnavailableError) {
         this.#log(`${stamp()}  ${job.tokenSymbol}  ${trade.clientOrderId}: outcome unknown (${e.message}); reconciling next tick`);
@@ -1054,7 +1066,10 @@ export class Daemon {
       if (!(e instanceof ExchangeUnavailableError)) throw e;
       found = null; // asked again at the next tick
     }
-    if (found) return this.#answer(job, trade, answered(found, trade), runner, phase);
+    if (found) {
+      runner.refusedResend = undefined;
+      return this.#answer(job, trade, answered(found, trade), runner, phase);
+    }
     this.#log(
       `${stamp()}  ${job.tokenSymbol}  ${trade.clientOrderId}: sent again, as the exchange did not have it, and refused (${refusal}); ` +
         `asking for it every tick, settled FAILED if the exchange still does not have it in ${this.#exchangeTimeoutMs} ms`,
@@ -1089,6 +1104,8 @@ export class Daemon {
       throw e;
     }
     if (!known) this.#exchangeAnswered('orders');
+    // Seen at the exchange: a refusal of an earlier re-send no longer counts (a later "not found" is sent again).
+    if (order && runner.refusedResend?.clientOrderId === trade.clientOrderId) runner.refusedResend = undefined;
     if (order) return { outcome: await this.#answer(job, trade, answered(order, trade), runner, phase), resent: false };
     // Sent again and refused already: not sent a third time (see #refusedResend).
     const refusal = runner.refusedResend;

@@ -522,6 +522,42 @@ for (const engine of ENGINES) {
       assert.ok(!lines.some((l) => / FAILED: |step failed/.test(l)), lines.join('\n'));
     });
 
+    it('a refused re-send that the exchange then shows is not FAILED by one later lagging lookup: it is settled from its fill', async () => {
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      let request: OrderRequest | undefined;
+      let refusedAt = 0;
+      let missedOnce = false;
+      const order = (status: ExchangeOrder['status']): ExchangeOrder => ({
+        ...filled(request!, TEN_USD_OF_TOKEN, '10', PRICE), exchangeOrderId: 'ex-1', status,
+        ...(status === 'OPEN' ? { baseAmount: '0', quoteAmount: '0', price: '0' } : {}),
+      });
+      const exchange: Exchange = {
+        async placeOrder(o) {
+          // The first send is taken and its answer lost; the re-send is refused as a duplicate.
+          if (request === undefined) { request = o; throw new ExchangeUnavailableError('answer lost'); }
+          refusedAt = Date.now();
+          throw new ExchangeRejectedError('Duplicate order sent.');
+        },
+        async getOrder() {
+          const since = Date.now() - refusedAt;
+          // Not listed at first (lag), then OPEN; past exchangeTimeoutMs after the refusal one
+          // lookup hits a lagging replica (not listed) once; then the order is FILLED.
+          if (request === undefined || refusedAt === 0 || since < 100) return null;
+          if (since < 400) return order('OPEN');
+          if (!missedOnce) { missedOnce = true; return null; }
+          return order('FILLED');
+        },
+        getPrice: async () => PRICE,
+        getBalances: async () => ({ USD: '1000' }),
+      };
+      const { daemon } = makeDaemon(store, exchange, { exchangeTimeoutMs: 200 });
+      await daemon.start();
+      const trade = await waitFor('the intent settled', async () => (await store.ledger.trades({ id: job.id })).find((t) => t.status !== 'PENDING'));
+      await daemon.stop();
+      assert.ok(missedOnce, 'the lagging lookup came');
+      assert.deepEqual([trade.status, trade.baseAmount, trade.exchangeOrderId], ['EXECUTED', TEN_USD_OF_TOKEN, 'ex-1'], trade.error ?? '');
+    });
+
     it('a refused first send is FAILED at once; a refused re-send the exchange still does not know after exchangeTimeoutMs is FAILED, saying both', async () => {
       const intents: string[] = [];
       const sends: string[] = [];
@@ -1447,13 +1483,19 @@ for (const engine of ENGINES) {
       assert.equal((await store.ledger.pending()).length, 1);
     });
 
-    it('a batch price request that one hung market makes time out: said once, each job priced alone; the hung market fails its own job only', { timeout: 30_000 }, async () => {
+    /** Two jobs (HUNG first, then GOOD) at a paper exchange where HUNG's market never answers a price. */
+    const hungMarket = async () => {
       const ex = await paper();
       const stuck = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'HUNG', set: [FAST_DCA] });
       const good = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'GOOD', set: [FAST_DCA] });
       const never = () => new Promise<never>(() => {});
       const rec = new Recorder(new HttpExchange(ex.url), { price: (token) => (token === TOKEN ? never() : undefined) }, true);
       const batch = rec.getPrices!;
+      return { ex, stuck, good, never, rec, batch };
+    };
+
+    it('a batch price request that one hung market makes time out: said once, each job priced alone; the hung market fails its own job only', { timeout: 30_000 }, async () => {
+      const { ex, stuck, good, never, rec, batch } = await hungMarket();
       let batches = 0;
       // As an adapter whose batch asks every market at once: one that hangs holds up the whole request.
       rec.getPrices = (tokens) => (batches++, tokens.includes(TOKEN) ? never() : batch(tokens));
@@ -1468,6 +1510,19 @@ for (const engine of ENGINES) {
       ]);
       assert.ok(lines.some((l) => / HUNG +step failed \(1\/1000\): the exchange did not answer getPrice within 200 ms$/.test(l)), lines.join('\n'));
       assert.ok(!lines.some((l) => /GOOD +step failed|exchange unavailable/.test(l)), lines.join('\n'));
+      assert.deepEqual(await store.ledger.trades({ id: stuck.id }), []);
+      await assertLedgerMatchesExchange(store, ex.url, good);
+    });
+
+    it('a hung market whose jobs take every slot first is not taken for an outage: the other markets trade, its jobs fail', { timeout: 30_000 }, async () => {
+      // HUNG loaded first, and one slot: its price times out before any other job's is asked.
+      const { ex, stuck, good, never, rec, batch } = await hungMarket();
+      rec.getPrices = (tokens) => (tokens.includes(TOKEN) ? never() : batch(tokens));
+      const { daemon, lines } = makeDaemon(store, rec, { exchangeTimeoutMs: 200, maxFailures: 1000, concurrency: 1 });
+      await daemon.start();
+      await rec.waitCalls('place', REF_TOKEN, 2, 0, 10_000);
+      await waitFor('the hung job failing', () => lines.some((l) => / HUNG +step failed \(\d+\/1000\): the exchange did not answer getPrice within 200 ms$/.test(l)), 10_000);
+      await daemon.stop();
       assert.deepEqual(await store.ledger.trades({ id: stuck.id }), []);
       await assertLedgerMatchesExchange(store, ex.url, good);
     });
@@ -1534,12 +1589,30 @@ for (const engine of ENGINES) {
       assert.ok(flips.length <= 2, flips.join('\n'));
       const said = lines.filter((l) => l.includes(`order ${intent.clientOrderId}: its lookup failed`));
       assert.equal(said.length, 1, lines.join('\n'));
-      assert.match(said[0]!, /^\S+Z  STUCK  order \S+: its lookup failed \d+ times in a row \(HTTP 503\) while the exchange answers other orders'; it stays PENDING, asked about every tick \(said again every 10 min while it fails\)$/);
+      assert.match(said[0]!, /^\S+Z  STUCK  order \S+: its lookup failed \d+ times in a row \(HTTP 503\) while the exchange answers other calls; it stays PENDING, asked about every tick \(said again every 10 min while it fails\)$/);
       archived = false;
       await waitFor('the stuck order settled', async () => (await store.ledger.get(intent.clientOrderId)).status === 'EXECUTED');
       await daemon.stop();
       assert.ok(lines.some((l) => new RegExp(`  STUCK  order ${intent.clientOrderId}: its lookup answered after \\d+ failed$`).test(l)), lines.join('\n'));
       await assertLedgerMatchesExchange(store, ex.url, stuck);
+    });
+
+    it('an order whose lookup alone keeps failing is named when the other calls that answer are prices and orders placed, not lookups', async () => {
+      const ex = await paper();
+      const stuck = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'STUCK', set: [SLOW_DCA] });
+      await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'GOOD', set: [FAST_DCA] });
+      const { trade: intent } = await store.ledger.recordIntent({ job: { id: stuck.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const rec = new Recorder(new HttpExchange(ex.url), {
+        get: async (call) => {
+          if (call.key === intent.clientOrderId) throw new ExchangeUnavailableError('HTTP 503');
+        },
+      });
+      const { daemon, lines } = makeDaemon(store, rec);
+      await daemon.start();
+      await rec.waitCalls('place', REF_TOKEN, 3, 0, 10_000);
+      await waitFor('the stuck order named', () => lines.some((l) => l.includes(`order ${intent.clientOrderId}: its lookup failed`)), 10_000);
+      await daemon.stop();
+      assert.ok(lines.filter((l) => /exchange unavailable/.test(l)).length <= 1, lines.join('\n'));
     });
 
     it('a job whose row cannot be read (its config edited outside botstate) is skipped and said once; the other keeps trading', async () => {
