@@ -37,10 +37,11 @@ export interface DaemonOptions {
    * takes longer counts as unanswered (an order's outcome is then unknown, and reconciled at the
    * next tick). A job's step may outlast a tick: the other jobs go on ticking meanwhile, and that
    * job skips the ticks that come while its step runs. Once a stop is asked for no exchange call
-   * starts, and the stop waits for the calls in flight: a hung adapter holds it up for at most this
-   * long, plus the database work of recording what those calls did. It is also how long an exchange is
-   * given to list an order it refused to take again (see the Exchange contract): an intent sent
-   * again and refused is settled FAILED only if the exchange still does not know it this long after.
+   * starts (but the order of an intent being committed then), and the stop waits for the calls in
+   * flight: a hung adapter holds it up for at most this long, plus the database work of recording
+   * what those calls did. It is also how long an exchange is given to list an order it refused to
+   * take again (see the Exchange contract): an intent sent again and refused is settled FAILED
+   * only if the exchange still does not know it this long after.
    */
   readonly exchangeTimeoutMs?: number;
   /** Where lines go: each trade, recovery, failures (default stdout). */
@@ -195,6 +196,11 @@ export class Daemon {
   readonly instanceId: string;
   readonly #store: Store;
   readonly #exchange: Exchange;
+  /**
+   * placeOrder bounded by the timeout like the rest, but sent even once a stop is asked for: for
+   * the order of an intent its step has just committed, which a stop must not leave unsent.
+   */
+  readonly #placeNow: Exchange['placeOrder'];
   readonly #leases: Leases;
   readonly #tickMs: number;
   readonly #concurrency: number;
@@ -261,6 +267,7 @@ export class Daemon {
     this.#store = options.store;
     this.#exchangeTimeoutMs = options.exchangeTimeoutMs ?? 5000;
     this.#exchange = timed(options.exchange, this.#exchangeTimeoutMs, () => this.#stopping);
+    this.#placeNow = timed(options.exchange, this.#exchangeTimeoutMs, () => false).placeOrder;
     this.#tickMs = options.tickMs ?? 1000;
     this.#concurrency = options.concurrency ?? 16;
     this.#slots = new Slots(this.#concurrency);
@@ -454,9 +461,10 @@ export class Daemon {
   /**
    * Finishes the steps in flight (recording them), hands the leases back, and stops. From the
    * moment it is called no exchange call starts: a step waits only for the call it has under way
-   * (at most `exchangeTimeoutMs`), decides no order from a price that comes after it, and an order
-   * whose intent was committed but not sent stays PENDING, for the next start's recovery to send
-   * under its clientOrderId. Called before {@link start} (or {@link register}), it only marks the
+   * (at most `exchangeTimeoutMs`) and decides no order from a price that comes after it. One whose
+   * intent was committing when stop() came still sends that order (one call), so that no decided
+   * order is left unsent; an order to be sent again (the exchange did not have it) stays PENDING,
+   * for the next start's recovery to send under its clientOrderId. Called before {@link start} (or {@link register}), it only marks the
    * daemon stopped: nothing is written, and a later start() or register() is refused. Called while
    * one of them runs, it waits for it to end (recovery looks no more intents up: see
    * RecoveryReport.left), then stops the daemon as it stops a running one. On a store closed under the daemon
@@ -959,7 +967,7 @@ export class Daemon {
             hint: 'resume the job once it is in ERROR: that moves it to a new sequence number',
           });
         }
-        await this.#counted(job, runner, await this.#execute(job, trade, runner, 'tick'), trade);
+        await this.#counted(job, runner, await this.#execute(job, trade, runner, 'tick', 'decided'), trade);
         return;
       } else if (now - runner.lastFlush >= this.#flushMs && unwritten(runner)) {
         await this.#store.transaction(() => this.#flush(job.id, runner));
@@ -1027,12 +1035,15 @@ export class Daemon {
 
   /**
    * Sends a committed intent; an unknown outcome leaves it PENDING for the next tick to reconcile.
-   * `resend`: the exchange said it did not have the order (getOrder), and it is sent again.
+   * `send`: 'resend' when the exchange said it did not have the order (getOrder) and it is sent
+   * again; 'decided' for the order of the intent its step has just committed, sent even if a stop
+   * was asked for while that intent committed (the step decided before it: the stop waits for this
+   * one call, as it would have for the price, and leaves no intent unsent behind it).
    */
-  async #execute(job: Job, trade: Trade, runner: Runner, phase: 'tick' | 'recovery', resend = false): Promise<Outcome> {
+  async #execute(job: Job, trade: Trade, runner: Runner, phase: 'tick' | 'recovery', send: 'resend' | 'decided'): Promise<Outcome> {
     let order: ExchangeOrder;
     try {
-      const placed = await this.#exchange.placeOrder(orderRequest(job, trade));
+      const placed = await (send === 'decided' ? this.#placeNow : this.#exchange.placeOrder)(orderRequest(job, trade));
       this.#answersSeen++;
       order = answered(placed, trade);
     } catch (e) {
@@ -1041,7 +1052,7 @@ export class Daemon {
         return 'unknown';
       }
       if (!(e instanceof ExchangeRejectedError)) throw e;
-      if (resend) return this.#refusedResend(job, trade, runner, phase, e.message);
+      if (send === 'resend') return this.#refusedResend(job, trade, runner, phase, e.message);
       // The exchange answered and refused the order: it does not exist there.
       order = refused(job, trade, `refused by the exchange: ${e.message}`);
     }
@@ -1110,7 +1121,7 @@ export class Daemon {
     // Sent again and refused already: not sent a third time (see #refusedResend).
     const refusal = runner.refusedResend;
     if (refusal?.clientOrderId === trade.clientOrderId) return { outcome: await this.#stillRefused(job, trade, runner, phase, refusal.since, refusal.refusal), resent: false };
-    return { outcome: await this.#execute(job, trade, runner, phase, true), resent: true };
+    return { outcome: await this.#execute(job, trade, runner, phase, 'resend'), resent: true };
   }
 
   /**
@@ -1540,7 +1551,7 @@ function refused(job: Job, trade: Trade, why: string): ExchangeOrder {
 /**
  * An exchange call that was not made because a stop was asked for (see timed): nothing reached the
  * exchange. Not an outage, nor an unknown outcome, nor a failure of the job: nothing is counted,
- * and an intent whose order was not sent stays PENDING, for the next start's recovery to send it
+ * and an intent whose order was not sent again stays PENDING, for the next start's recovery to send it
  * under its clientOrderId (the protocol's usual path for an order whose answer was lost).
  */
 class StopAsked extends Error {
