@@ -54,7 +54,7 @@ export interface RecoveryReport {
   readonly instanceId: string;
   /** RUNNING and LIQUIDATING jobs (and jobs with an open intent) this daemon took. */
   readonly jobs: number;
-  /** PENDING intents found: each is then executed, failed, open or unresolved. */
+  /** PENDING intents found: each is then executed, failed, open, unresolved or left. */
   readonly pending: number;
   readonly executed: number;
   readonly failed: number;
