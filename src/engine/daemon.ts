@@ -106,7 +106,7 @@ interface Runner {
    * Its open intent's lookups that got no answer, in a row (see #lookupFailed): how many, the
    * daemon's count of answered lookups at the last, and when the order was last said stuck.
    */
-  lookupFailing?: { clientOrderId: string; attempts: number; answered: number; saidAt: number | undefined };
+  lookupFailing?: { clientOrderId: string; attempts: number; saidAt: number | undefined };
 }
 
 /** What holds a liquidation back, as the operator reads it (Decision.skipped of a LIQUIDATING job). */
@@ -240,6 +240,8 @@ export class Daemon {
    * lookup alone fails from an outage (see #lookupFailed).
    */
   #answersSeen = 0;
+  /** #answersSeen when an order's lookup last failed: none since, and another failing is an outage. */
+  #answersAtLookupFailure: number | undefined;
   /** This tick's answer to "does the exchange answer at all?" (see #answers). */
   #probe: Promise<boolean> | undefined;
   /**
@@ -679,19 +681,22 @@ export class Daemon {
 
   /**
    * An open intent's lookup got no answer. Every job with an open intent asks this, not for a
-   * price: lookups that fail alike are then the only sign of an outage, said once (above). But an
-   * order whose lookups keep failing while other orders' answer (an order archived, a shard of the
-   * exchange down) is that order's trouble, not the exchange's: it is said of the order, with the
-   * attempts so far, and again every STUCK_SAID_AGAIN_MS, not as the exchange going down and
-   * coming back by turns. It stays PENDING, and is asked about every tick.
+   * price: lookups that fail one after another, with no call answered in between, are then the
+   * only sign of an outage, said once (above). A lookup that fails while the exchange answers
+   * other calls is that order's trouble: once (a request lost now and then) it is not said at all,
+   * and asked again at the next tick; failing again (an order archived, a shard of the exchange
+   * down) it is said of the order, with the attempts so far, and again every STUCK_SAID_AGAIN_MS,
+   * not as the exchange going down and coming back by turns. It stays PENDING meanwhile.
    */
   #lookupFailed(job: Job, trade: Trade, runner: Runner, e: ExchangeUnavailableError): void {
     const last = runner.lookupFailing?.clientOrderId === trade.clientOrderId ? runner.lookupFailing : undefined;
-    const failing = { clientOrderId: trade.clientOrderId, attempts: (last?.attempts ?? 0) + 1, answered: this.#answersSeen, saidAt: last?.saidAt };
+    const failing = { clientOrderId: trade.clientOrderId, attempts: (last?.attempts ?? 0) + 1, saidAt: last?.saidAt };
     runner.lookupFailing = failing;
-    // Said alone before, or the exchange answered another call since this one's last failed.
-    const alone = last !== undefined && (last.saidAt !== undefined || this.#answersSeen > last.answered);
-    if (!alone) return this.#exchangeUnavailable(e, 'orders', `${job.tokenSymbol}'s order ${trade.clientOrderId}`);
+    // Nothing answered since the last lookup that failed, this order's or another's: an outage.
+    const quiet = this.#answersAtLookupFailure === this.#answersSeen;
+    this.#answersAtLookupFailure = this.#answersSeen;
+    if (quiet && failing.saidAt === undefined) return this.#exchangeUnavailable(e, 'orders', `${job.tokenSymbol}'s order ${trade.clientOrderId}`);
+    if (failing.attempts < 2) return;
     const now = Date.now();
     if (failing.saidAt !== undefined && now - failing.saidAt < STUCK_SAID_AGAIN_MS) return;
     failing.saidAt = now;
