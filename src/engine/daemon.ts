@@ -1163,18 +1163,24 @@ export class Daemon {
             executedAt: fillTime(order.time, trade.createdAt, now),
           }
         : { status: 'FAILED', error: order.error ?? 'rejected by the exchange' };
-    // A fill is first compared with the job's other trades (a read of its own: this daemon holds
-    // the job, so no trade of it is settled in between but by an operator's hand).
-    if (order.status === 'FILLED') await this.#store.transaction((tx) => checkOwnFill(tx, job, trade, order));
-    const settled = await this.#store.ledger
-      .settle(trade.clientOrderId, settlement, {
+    const settle = () =>
+      this.#store.ledger.settle(trade.clientOrderId, settlement, {
         ...options,
         scratch: (settled) => {
           scratch = after(settled);
           return scratch === before ? undefined : scratch;
         },
-      })
+      });
+    // A fill is first compared with the job's other trades, in the settlement's transaction.
+    const settled = await (order.status === 'FILLED'
+      ? this.#store.transaction(async (tx) => {
+          await checkOwnFill(tx, job, trade, order);
+          return settle();
+        })
+      : settle()
+    )
       .catch(async (e: unknown) => {
+        if (STOPS_THE_JOB.has(e as Error)) throw e; // checkOwnFill's: the intent stays PENDING
         if (isBotstateError(e, 'LEASE_LOST')) {
           await this.#settledWhileAway(job, trade, order);
           throw e;

@@ -1915,11 +1915,21 @@ for (const engine of ENGINES) {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA, 'limits.maxTradesPerHour=2'] });
       // Every fill is committed, then its answer lost: what a connection cut after the server's
-      // COMMIT does (the daemon is told STORAGE_UNAVAILABLE).
+      // COMMIT does (the daemon is told STORAGE_UNAVAILABLE). A fill is settled in a transaction
+      // of the daemon's (with its check of the job's other trades): that one's answer is lost.
       const settle = store.ledger.settle.bind(store.ledger);
+      let settledIn = false;
       store.ledger.settle = async (...args: Parameters<typeof settle>) => {
-        await settle(...args);
-        throw new StorageError('STORAGE_UNAVAILABLE', 'the connection was lost while committing');
+        const settled = await settle(...args);
+        settledIn = true;
+        return settled;
+      };
+      const transaction = store.transaction.bind(store);
+      store.transaction = async <T,>(fn: Parameters<typeof transaction<T>>[0]): Promise<T> => {
+        settledIn = false;
+        const result = await transaction(fn);
+        if (settledIn) throw new StorageError('STORAGE_UNAVAILABLE', 'the connection was lost while committing');
+        return result;
       };
       const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url));
       await daemon.start();
