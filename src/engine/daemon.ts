@@ -263,6 +263,8 @@ export class Daemon {
   #renewing: Promise<void> | undefined;
   readonly #leaseTtlMs: number;
   readonly #exchangeTimeoutMs: number;
+  /** Aborted when a stop is asked for (stop() or giving up): waits that a stop should cut short listen to it. */
+  readonly #stopAsked = new AbortController();
 
   constructor(options: DaemonOptions) {
     checkDaemonOptions(options);
@@ -319,7 +321,8 @@ export class Daemon {
             const wait = Math.min(5000, 250 * 2 ** (attempt - 1));
             if (!TRANSIENT.has(error.code) || this.#stopping || performance.now() + wait - t0 > RECOVERY_RETRY_MS) throw e;
             this.#log(`recovery failed (${error.message}); trying again in ${wait} ms`);
-            await sleep(wait);
+            // Cut short by a stop: it ends the retries at once, not after the wait.
+            await sleep(wait, undefined, { signal: this.#stopAsked.signal }).catch(() => {});
             if (this.#stopping) throw e;
           }
         }
@@ -481,6 +484,7 @@ export class Daemon {
   async #stop(): Promise<void> {
     this.#stopped = true;
     this.#stopping = true;
+    this.#stopAsked.abort();
     // A start() or register() under way ends first (it registered, and may be reconciling):
     // then everything it set going is stopped below, and its leases handed back.
     while (this.#entering.size > 0) await Promise.allSettled([...this.#entering]);
@@ -796,6 +800,7 @@ export class Daemon {
     if (this.#givingUp) return undefined;
     this.#givingUp = true;
     this.#stopping = true;
+    this.#stopAsked.abort();
     clearTimeout(this.#timer);
     clearInterval(this.#renewer);
     // A start() under way (its recovery's orders are not steps) ends first too.

@@ -1856,6 +1856,27 @@ for (const engine of ENGINES) {
       assert.deepEqual(second.lines.filter((l) => l.startsWith('recovery failed')), []);
     });
 
+    it('a stop during start-up recovery\'s wait for the database ends the wait at once, not when it would have ended', { timeout: 30_000 }, async () => {
+      const ex = await paper();
+      await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      let calls = 0;
+      store.ledger.pending = async () => {
+        calls++;
+        throw new StorageError('STORAGE_UNAVAILABLE', 'cannot use the server: the database system is starting up');
+      };
+      const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url));
+      const starting = daemon.start();
+      starting.catch(() => {});
+      await waitFor('a 4 s wait', () => lines.some((l) => l.endsWith('trying again in 4000 ms')), 10_000);
+      const seen = calls;
+      const stopping = daemon.stop();
+      // Without the stop, the wait ends 4 s after that line: the start ends well before.
+      assert.equal(await Promise.race([starting.then(() => 'started', () => 'ended'), sleep(3000).then(() => 'still waiting')]), 'ended');
+      await stopping;
+      await rejectsWith(starting, 'STORAGE_UNAVAILABLE');
+      assert.equal(calls, seen, 'no attempt after the stop');
+    });
+
     it('an order filled during start-up recovery after its trade was settled FAILED sends the job to ERROR, as in a tick', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
