@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { insertAudit, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
 import { BotstateError, coerceError, isBotstateError, RuleError, StorageError, ValidationError } from '../errors.ts';
-import { cmp } from '../money/decimal.ts';
+import { cmp, parseDecimal } from '../money/decimal.ts';
 import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import { beyondAsked, type IntentInput, type Settlement, type Trade } from '../ledger/ledger.ts';
 import { MAX_ACTOR_LENGTH, type CallOptions, type Fence } from '../store/context.ts';
@@ -563,7 +563,7 @@ export class Daemon {
       if (this.#stopping) return;
       if (this.#inFlight.has(job.id)) continue;
       const step = this.#slots
-        .run(() => (this.#stopping ? Promise.resolve() : this.#step(job, pending.get(job.id), held.get(job.id)!, prices.get(job.tokenAddress))))
+        .run(() => (this.#stopping ? Promise.resolve() : this.#step(job, pending.get(job.id), held.get(job.id)!, exactPrice(prices.get(job.tokenAddress)))))
         // A step handles its own failures; this is for a bug, which must not go unhandled.
         .catch((e) => this.#log(`${stamp()}  ${job.tokenSymbol}  step failed: ${messageOf(e)}`))
         .finally(() => this.#inFlight.delete(job.id));
@@ -905,7 +905,7 @@ export class Daemon {
       else if (this.#noPrices) return; // its price would fail alike, see below
       else {
         try {
-          price = await this.#exchange.getPrice(job.tokenAddress);
+          price = exactPrice(await this.#exchange.getPrice(job.tokenAddress)) as string;
         } catch (e) {
           // Asked alone (an exchange without getPrices, or whose batch failed): a market that gives
           // no answer is this job's failure, but an exchange that answers nothing at all is an
@@ -1479,6 +1479,20 @@ function checkDaemonOptions(options: DaemonOptions): void {
   if (typeof options.store?.transaction !== 'function') throw bad('daemon option store must be a Store (openStore)');
   for (const method of ['placeOrder', 'getOrder', 'getPrice', 'getBalances'] as const) {
     if (typeof options.exchange?.[method] !== 'function') throw bad(`daemon option exchange has no ${method} method: it must implement the Exchange interface`);
+  }
+}
+
+/**
+ * A price as an adapter gave it, in the canonical form the strategies decide on when it is an
+ * exact decimal string in any other form ("0.37000000", as exchanges' APIs write them, is 0.37):
+ * nothing is rounded. Anything else is left as it is, for the strategy to refuse with its reason.
+ */
+function exactPrice<T>(price: T): T | string {
+  if (typeof price !== 'string') return price;
+  try {
+    return parseDecimal(price, { field: 'price' });
+  } catch {
+    return price;
   }
 }
 

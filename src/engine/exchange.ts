@@ -131,8 +131,9 @@ export interface Exchange {
    */
   getOrder(clientOrderId: string): Promise<ExchangeOrder | null>;
   /**
-   * The current price of one token, in quote (USD): a canonical decimal string greater than 0
-   * (`'2.5'`; not the number 2.5, nor `'2.50'`, which fail the job's step).
+   * The current price of one token, in quote (USD): an exact decimal string greater than 0, with
+   * at most 18 decimals (`'2.5'`, or `'2.50000000'` as exchanges write it, read as 2.5; not the
+   * number 2.5, nor `'2.5e0'`, which fail the job's step). So are getPrices' values.
    *
    * - ExchangeUnavailableError: the daemon calls `getBalances` to tell a whole exchange that is
    *   down (nothing is counted, said once, the job waits) from this market alone (the job's step

@@ -889,6 +889,21 @@ for (const engine of ENGINES) {
       assert.deepEqual([sell.side, sell.reason, sell.status, sell.baseAmount, sell.quoteAmount], ['SELL', 'LIQUIDATE', 'EXECUTED', '5', '0']);
     });
 
+    for (const batch of [false, true]) {
+      it(`reads an adapter's prices in any exact form ("0.37000000")${batch ? ', batch getPrices' : ''}: the job decides on 0.37`, async () => {
+        const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+        const exchange = filling((o) => filled(o, TEN_USD_OF_TOKEN, '10', PRICE), '0.37000000');
+        if (batch) exchange.getPrices = async (tokens) => new Map(tokens.map((t) => [t, '000.370']));
+        const { daemon, lines } = makeDaemon(store, exchange);
+        await daemon.start();
+        const trade = await waitFor('a fill', async () => (await store.ledger.trades({ id: job.id }))[0]);
+        await daemon.stop();
+        assert.ok(!lines.some((l) => /step failed/.test(l)), lines.join('\n'));
+        assert.equal((await store.ledger.get(trade.clientOrderId)).status, 'EXECUTED');
+        assert.equal((await store.jobs.get({ id: job.id })).recentHigh, PRICE);
+      });
+    }
+
     it("reads an adapter's amounts in any exact form (\"0010.00000000\") and a REJECTED order without an exchange order id", async () => {
       // Room for one 10-USD buy: the next two are rejected, and the job goes to ERROR.
       const ex = await paper({ initialUsd: '15' });
