@@ -104,9 +104,9 @@ interface Runner {
   liquidationWaits?: string;
   /**
    * Its open intent's lookups that got no answer, in a row (see #lookupFailed): how many, the
-   * daemon's count of answered lookups at the last, and when the order was last said stuck.
+   * daemon's count of exchange answers (#answersSeen) at the last, and when the order was last said stuck.
    */
-  lookupFailing?: { clientOrderId: string; attempts: number; saidAt: number | undefined };
+  lookupFailing?: { clientOrderId: string; attempts: number; answers: number; saidAt: number | undefined };
 }
 
 /** What holds a liquidation back, as the operator reads it (Decision.skipped of a LIQUIDATING job). */
@@ -240,8 +240,6 @@ export class Daemon {
    * lookup alone fails from an outage (see #lookupFailed).
    */
   #answersSeen = 0;
-  /** #answersSeen when an order's lookup last failed: none since, and another failing is an outage. */
-  #answersAtLookupFailure: number | undefined;
   /** This tick's answer to "does the exchange answer at all?" (see #answers). */
   #probe: Promise<boolean> | undefined;
   /**
@@ -554,6 +552,9 @@ export class Daemon {
     const read = await this.#saidIfSlow(this.#read(busy));
     if (read === undefined) return;
     const { held, jobs, pending } = read;
+    // An outage found by lookups, with no intent left to look up (settled beside the daemon, its job
+    // let go): nothing would ever say it over, nor say the next one. The next answer of any kind ends it.
+    if (this.#outage?.kind === 'orders' && pending.size === 0) this.#outage = { ...this.#outage, kind: 'prices' };
     const prices = await this.#prices(jobs.filter((j) => ACTIVE.has(j.status) && !pending.has(j.id) && !liquidated(j)));
     if (prices === 'outage') return;
     // Jobs of a market whose price hung last go last: the other markets' prices are asked first,
@@ -685,8 +686,8 @@ export class Daemon {
 
   /**
    * An open intent's lookup got no answer. Every job with an open intent asks this, not for a
-   * price: lookups that fail one after another, with no call answered in between, are then the
-   * only sign of an outage, said once (above). A lookup that fails while the exchange answers
+   * price: an order's lookups that fail one after another, with no call of any kind answered in
+   * between, are then the only sign of an outage, said once (above). A lookup that fails while the exchange answers
    * other calls is that order's trouble: once (a request lost now and then) it is not said at all,
    * and asked again at the next tick; failing again (an order archived, a shard of the exchange
    * down) it is said of the order, with the attempts so far, and again every STUCK_SAID_AGAIN_MS,
@@ -694,11 +695,10 @@ export class Daemon {
    */
   #lookupFailed(job: Job, trade: Trade, runner: Runner, e: ExchangeUnavailableError): void {
     const last = runner.lookupFailing?.clientOrderId === trade.clientOrderId ? runner.lookupFailing : undefined;
-    const failing = { clientOrderId: trade.clientOrderId, attempts: (last?.attempts ?? 0) + 1, saidAt: last?.saidAt };
+    const failing = { clientOrderId: trade.clientOrderId, attempts: (last?.attempts ?? 0) + 1, answers: this.#answersSeen, saidAt: last?.saidAt };
     runner.lookupFailing = failing;
-    // Nothing answered since the last lookup that failed, this order's or another's: an outage.
-    const quiet = this.#answersAtLookupFailure === this.#answersSeen;
-    this.#answersAtLookupFailure = this.#answersSeen;
+    // Nothing answered since this order's last lookup failed: an outage (every order alike, tick after tick).
+    const quiet = last !== undefined && last.answers === this.#answersSeen;
     if (quiet && failing.saidAt === undefined) return this.#exchangeUnavailable(e, 'orders', `${job.tokenSymbol}'s order ${trade.clientOrderId}`);
     if (failing.attempts < 2) return;
     const now = Date.now();
@@ -875,15 +875,7 @@ export class Daemon {
     const runner = this.#runner(stored, fence);
     try {
       if (pending) {
-        const stuck = runner.lookupFailing;
         const { outcome } = await this.#reconcile(stored, pending, runner, 'tick');
-        // Its lookup answered this time (one that failed replaces lookupFailing): said if it was said stuck.
-        if (stuck !== undefined && runner.lookupFailing === stuck) {
-          runner.lookupFailing = undefined;
-          if (stuck.saidAt !== undefined && stuck.clientOrderId === pending.clientOrderId) {
-            this.#log(`${stamp()}  ${stored.tokenSymbol}  order ${stuck.clientOrderId}: its lookup answered after ${stuck.attempts} failed`);
-          }
-        }
         await this.#counted(stored, runner, outcome, pending);
         return;
       }
@@ -912,6 +904,13 @@ export class Daemon {
           // outage, counted against no job (as when getPrices fails so, see #prices); so is one
           // that has priced no job since its batch failed. The tick's other steps then ask nothing.
           if (e instanceof ExchangeUnavailableError && (!(await this.#answers()) || this.#batchFailing?.priced === false)) {
+            // The exchange answers, and no market has been priced alone yet: this one may be the
+            // market that hangs the batch. Stepped last from now on, and nothing is said or counted
+            // yet; only another market failing alike (or this one again) is an outage.
+            if (this.#batchFailing !== undefined && (await this.#answers()) && !this.#slowPrices.has(job.tokenAddress)) {
+              this.#slowPrices.add(job.tokenAddress);
+              return;
+            }
             this.#noPrices = true;
             if (this.#batchFailing !== undefined) this.#slowPrices.add(job.tokenAddress);
             return this.#exchangeUnavailable(e, 'prices', `the price of ${job.tokenSymbol} for job ${job.id}`);
@@ -1125,6 +1124,12 @@ export class Daemon {
       throw e;
     }
     if (!known) this.#exchangeAnswered('orders');
+    // Its lookup answered (whatever the step does next): the failures in a row end here.
+    const stuck = runner.lookupFailing;
+    runner.lookupFailing = undefined;
+    if (stuck?.saidAt !== undefined && stuck.clientOrderId === trade.clientOrderId) {
+      this.#log(`${stamp()}  ${job.tokenSymbol}  order ${stuck.clientOrderId}: its lookup answered after ${stuck.attempts} failed`);
+    }
     // Seen at the exchange: a refusal of an earlier re-send no longer counts (a later "not found" is sent again).
     if (order && runner.refusedResend?.clientOrderId === trade.clientOrderId) runner.refusedResend = undefined;
     if (order) return { outcome: await this.#answer(job, trade, answered(order, trade), runner, phase), resent: false };

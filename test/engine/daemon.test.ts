@@ -1538,6 +1538,7 @@ for (const engine of ENGINES) {
       await rec.waitCalls('place', REF_TOKEN, 2, 0, 10_000);
       await waitFor('the hung job failing', () => lines.some((l) => / HUNG +step failed \(\d+\/1000\): the exchange did not answer getPrice within 200 ms$/.test(l)), 10_000);
       await daemon.stop();
+      assert.ok(!lines.some((l) => /exchange (unavailable|reachable again)/.test(l)), lines.join('\n'));
       assert.deepEqual(await store.ledger.trades({ id: stuck.id }), []);
       await assertLedgerMatchesExchange(store, ex.url, good);
     });
@@ -1634,6 +1635,76 @@ for (const engine of ENGINES) {
       await daemon.stop();
       assert.equal(failures, 1, 'its lookup failed once');
       assert.ok(!lines.some((l) => /exchange (unavailable|reachable again)|its lookup failed/.test(l)), lines.join('\n'));
+    });
+
+    /** An exchange in memory that fills every order (10 USD at PRICE) and lists what it filled; `hooks` may answer instead. */
+    const memoryExchange = (hooks: { get?: (id: string, n: number) => Promise<ExchangeOrder | null> | undefined; up?: () => boolean } = {}) => {
+      const orders = new Map<string, ExchangeOrder>();
+      const gets = new Map<string, number>();
+      const up = () => (hooks.up?.() ?? true ? undefined : Promise.reject(new ExchangeUnavailableError('HTTP 503')));
+      const exchange: Exchange = {
+        placeOrder: async (o) => orders.get(o.clientOrderId) ?? (orders.set(o.clientOrderId, filled(o, TEN_USD_OF_TOKEN, '10', PRICE)), orders.get(o.clientOrderId)!),
+        getOrder: async (id) => {
+          gets.set(id, (gets.get(id) ?? 0) + 1);
+          return hooks.get?.(id, gets.get(id)!) ?? orders.get(id) ?? null;
+        },
+        getPrice: async () => (await up(), PRICE),
+        getBalances: async () => (await up(), { USD: '1000' }),
+      };
+      return { exchange, orders };
+    };
+    const down = () => Promise.reject(new ExchangeUnavailableError('HTTP 503'));
+    const outageLines = (lines: readonly string[]) => lines.filter((l) => /exchange (unavailable|reachable again)|its lookup (failed|answered)/.test(l));
+
+    it('a lookup that fails, answers (the step then failing on its answer), and fails again is not said: the failures are not in a row', async () => {
+      const stuck = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'STUCK', set: [SLOW_DCA] });
+      await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'GOOD', set: [SLOW_DCA] });
+      const { trade: intent } = await store.ledger.recordIntent({ job: { id: stuck.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const { exchange, orders } = memoryExchange({
+        // 1: lost (recovery's); 2: an answer the daemon cannot read; 3: lost again; then answered.
+        get: (id, n) => (id !== intent.clientOrderId ? undefined : n === 1 || n === 3 ? down() : n === 2 ? Promise.resolve({ ...orders.get(id)!, status: 'PARTIALLY_FILLED' } as never) : undefined),
+      });
+      orders.set(intent.clientOrderId, filled({ clientOrderId: intent.clientOrderId, token: TOKEN, side: 'BUY' }, TEN_USD_OF_TOKEN, '10', PRICE));
+      const { daemon, lines } = makeDaemon(store, exchange, { maxFailures: 100 });
+      await daemon.start();
+      await waitFor('the order settled', async () => (await store.ledger.get(intent.clientOrderId)).status === 'EXECUTED');
+      await daemon.stop();
+      assert.deepEqual(outageLines(lines), []);
+    });
+
+    it('a partial outage with several open orders (prices answer, lookups do not) names each order, and does not also say the exchange is down', async () => {
+      for (let i = 1; i <= 3; i++) {
+        const job = await store.jobs.start({ tokenAddress: tokenAddress(i), tokenSymbol: `P${i}`, set: [SLOW_DCA] });
+        await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      }
+      await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'FREE', set: [FAST_DCA] });
+      const { exchange } = memoryExchange({ get: () => down() });
+      const { daemon, lines } = makeDaemon(store, exchange, { tickMs: 30 });
+      await daemon.start();
+      await waitFor('each order named', () => [1, 2, 3].every((i) => lines.some((l) => new RegExp(`  P${i}  order \\S+: its lookup failed`).test(l))));
+      await daemon.stop();
+      assert.ok(!lines.some((l) => /exchange unavailable/.test(l)), lines.join('\n'));
+    });
+
+    it('an outage found by lookups whose intent is then settled beside the daemon is said over at the next answer, and the next outage is said', async () => {
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'ONE', set: [SLOW_DCA] });
+      const { trade: intent } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      let lookupsDown = true;
+      let allDown = false;
+      const { exchange } = memoryExchange({ get: () => (lookupsDown ? down() : undefined), up: () => !allDown });
+      const { daemon, lines } = makeDaemon(store, exchange);
+      await daemon.start();
+      await waitFor('the outage said', () => lines.some((l) => l.includes('exchange unavailable')));
+      const other = await fx.open(); // a library caller settles it: no lookup of it will answer
+      undo.push(() => other.close());
+      await other.ledger.settle(intent.clientOrderId, { status: 'EXECUTED', baseAmount: TEN_USD_OF_TOKEN, quoteAmount: '10', priceUsd: PRICE });
+      lookupsDown = false;
+      await waitFor('the outage said over', () => lines.some((l) => l.includes('exchange reachable again')));
+      allDown = true;
+      await waitFor('the next outage said', () => lines.filter((l) => l.includes('exchange unavailable')).length === 2);
+      allDown = false;
+      await waitFor('that one said over too', () => lines.filter((l) => l.includes('exchange reachable again')).length === 2);
+      await daemon.stop();
     });
 
     it('an order whose lookup alone keeps failing is named when the other calls that answer are prices and orders placed, not lookups', async () => {
