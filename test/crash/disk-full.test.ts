@@ -49,7 +49,7 @@ describe('a full disk under a running daemon [sqlite]', { skip: unmountable }, (
       daemon = startDaemon({ exchangeUrl: exchange.url, dbUrl: db, tickMs: 50, leaseTtlMs: 2000, tally, name: 'daemon' });
       assert.ok(await daemon.recovered(30_000), daemon.describeExit());
       const full = await daemon.proc.waitFor(/step failed \(storage, not counted\): .*SQLITE_FULL/, 60_000);
-      assert.ok(full, `the disk never filled: ${daemon.describeExit()}`);
+      assert.ok(full, `the disk never filled: ${daemon.describeExit()}; ${tally.trades} trades, ${tally.stepFailed} failed steps; last lines: ${daemon.proc.lines.slice(-5).join(' | ')}`);
       const tradesWhenFull = tally.trades;
       await new Promise((r) => setTimeout(r, 1500));
       assert.equal(daemon.proc.exit, undefined, `the daemon exited on a full disk: ${daemon.describeExit()}`);
