@@ -564,7 +564,7 @@ export class Daemon {
       if (this.#stopping) return;
       if (this.#inFlight.has(job.id)) continue;
       const step = this.#slots
-        .run(() => (this.#stopping ? Promise.resolve() : this.#step(job, pending.get(job.id), held.get(job.id)!, exactPrice(prices.get(job.tokenAddress)))))
+        .run(() => (this.#stopping ? Promise.resolve() : this.#step(job, pending.get(job.id), held.get(job.id)!, prices.get(job.tokenAddress))))
         // A step handles its own failures; this is for a bug, which must not go unhandled.
         .catch((e) => this.#log(`${stamp()}  ${job.tokenSymbol}  step failed: ${messageOf(e)}`))
         .finally(() => this.#inFlight.delete(job.id));
@@ -892,33 +892,34 @@ export class Daemon {
         await this.#completeLiquidation(job, runner);
         return;
       }
-      let price: string;
-      if (knownPrice !== undefined) price = knownPrice;
+      let quoted: string;
+      if (knownPrice !== undefined) quoted = knownPrice;
       else if (this.#noPrices) return; // its price would fail alike, see below
       else {
         try {
-          price = exactPrice(await this.#exchange.getPrice(job.tokenAddress)) as string;
+          quoted = await this.#exchange.getPrice(job.tokenAddress);
         } catch (e) {
+          if (!(e instanceof ExchangeUnavailableError)) throw e;
           // Asked alone (an exchange without getPrices, or whose batch failed): a market that gives
           // no answer is this job's failure, but an exchange that answers nothing at all is an
           // outage, counted against no job (as when getPrices fails so, see #prices); so is one
           // that has priced no job since its batch failed. The tick's other steps then ask nothing.
-          if (e instanceof ExchangeUnavailableError && (!(await this.#answers()) || this.#batchFailing?.priced === false)) {
-            // The exchange answers, and no market has been priced alone yet: this one may be the
-            // market that hangs the batch. Stepped last from now on, and nothing is said or counted
-            // yet; only another market failing alike (or this one again) is an outage.
-            if (this.#batchFailing !== undefined && (await this.#answers()) && !this.#slowPrices.has(job.tokenAddress)) {
-              this.#slowPrices.add(job.tokenAddress);
-              return;
-            }
-            this.#noPrices = true;
-            if (this.#batchFailing !== undefined) this.#slowPrices.add(job.tokenAddress);
-            return this.#exchangeUnavailable(e, 'prices', `the price of ${job.tokenSymbol} for job ${job.id}`);
+          const answering = await this.#answers();
+          if (answering && this.#batchFailing?.priced !== false) throw e;
+          if (answering && !this.#slowPrices.has(job.tokenAddress)) {
+            // No market priced alone yet: this one may be the market that hangs the batch. Stepped
+            // last from now on, nothing said or counted; only another failing alike (or this one
+            // again) is an outage.
+            this.#slowPrices.add(job.tokenAddress);
+            return;
           }
-          throw e;
+          this.#noPrices = true;
+          if (this.#batchFailing !== undefined) this.#slowPrices.add(job.tokenAddress);
+          return this.#exchangeUnavailable(e, 'prices', `the price of ${job.tokenSymbol} for job ${job.id}`);
         }
         this.#exchangeAnswered('prices');
       }
+      const price = exactPrice(quoted);
       // A stop asked for while the price was on its way: nothing is decided, no intent recorded.
       if (this.#stopping) return;
       const now = Date.now();
@@ -1492,8 +1493,8 @@ function checkDaemonOptions(options: DaemonOptions): void {
  * exact decimal string in any other form ("0.37000000", as exchanges' APIs write them, is 0.37):
  * nothing is rounded. Anything else is left as it is, for the strategy to refuse with its reason.
  */
-function exactPrice<T>(price: T): T | string {
-  if (typeof price !== 'string') return price;
+function exactPrice(price: string): string {
+  if (typeof price !== 'string') return price; // an adapter's number: the strategy says why not
   try {
     return parseDecimal(price, { field: 'price' });
   } catch {
