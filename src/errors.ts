@@ -168,8 +168,30 @@ export const MISSING_HINT =
 /** Wrap anything thrown into a BotstateError, keeping the original as `cause`. */
 export function coerceError(e: unknown): BotstateError {
   if (e instanceof BotstateError) return e;
-  const message = e instanceof Error ? e.message : String(e);
-  return new BotstateError('INTERNAL', `unexpected error: ${message}`, { cause: e });
+  return new BotstateError('INTERNAL', `unexpected error: ${errorText(e)}`, { cause: e });
+}
+
+/**
+ * What anything thrown says, without ever throwing itself: its `message` when that is a string (an
+ * Error's, or a plain object's such as `{ code, message }`, which String() would make "[object
+ * Object]"), else String() of it. A value that cannot be made a string (an object without a
+ * prototype, a toString or a message getter that throws) is named by its type, so that whoever
+ * reports or counts the failure (the daemon's failed step) is not stopped by it.
+ */
+export function errorText(e: unknown): string {
+  try {
+    if (typeof e === 'object' && e !== null) {
+      const message = (e as { message?: unknown }).message;
+      if (typeof message === 'string') return message;
+    }
+    return String(e);
+  } catch {
+    try {
+      return `${Object.prototype.toString.call(e)} that cannot be read as text`;
+    } catch {
+      return 'a value that cannot be read as text';
+    }
+  }
 }
 
 /** What a call on a closed store is told. */

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { insertAudit, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
-import { BotstateError, coerceError, isBotstateError, RuleError, StorageError, ValidationError } from '../errors.ts';
+import { BotstateError, coerceError, errorText, isBotstateError, RuleError, StorageError, ValidationError } from '../errors.ts';
 import { cmp, parseDecimal } from '../money/decimal.ts';
 import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import { beyondAsked, type IntentInput, type Settlement, type Trade } from '../ledger/ledger.ts';
@@ -1413,7 +1413,7 @@ function sameAmounts(trade: Trade, order: ExchangeOrder): boolean {
 
 /** What is said of an error: exchange and strategy errors are not botstate bugs, and keep their own message. */
 function messageOf(e: unknown): string {
-  return isBotstateError(e) || !(e instanceof Error) ? coerceError(e).message : e.message;
+  return isBotstateError(e) || !(e instanceof Error) ? coerceError(e).message : errorText(e);
 }
 
 /**
@@ -1560,6 +1560,9 @@ function answered(order: unknown, trade: Trade): ExchangeOrder {
   if (checked.status === 'FILLED' && (cmp(checked.baseAmount, '0') <= 0 || free || cmp(checked.price, '0') <= 0)) {
     throw new ExchangeInvalidAnswerError(`invalid answer from the exchange to ${what}: a fill of ${checked.baseAmount} for ${checked.quoteAmount} at ${checked.price}`);
   }
+  // A rejection with an empty reason ("" or blanks, as some exchanges send) is a rejection that
+  // gives none: recorded with the daemon's own words, since the ledger keeps no blank reason.
+  if (checked.error !== null && checked.error.trim() === '') return { ...checked, error: null };
   return checked;
 }
 

@@ -65,6 +65,7 @@ export interface ExchangeOrder {
   readonly quoteAmount: Decimal;
   /** The price of the fill in quote (USD) per token, recorded as the trade's priceUsd. */
   readonly price: Decimal;
+  /** A REJECTED order's reason, recorded on its FAILED trade (null, empty or blank: "rejected by the exchange"). */
   readonly error: string | null;
   /** ISO 8601. */
   readonly time: string;

@@ -456,7 +456,9 @@ export function scratchText(doc: Readonly<Record<string, unknown>>): string {
       hint: lost === 'Promise' ? 'give the document itself, not a promise of it (a scratch function is not async)' : 'use plain objects and arrays',
     });
   }
-  if (!storableJson(doc)) {
+  // What is written, not the document given: a toJSON() may put into the text what the document
+  // does not hold.
+  if (!storableJson(JSON.parse(text))) {
     // PostgreSQL's jsonb refuses both; SQLite would keep them: the engines must agree.
     throw new ValidationError('INVALID_ARGUMENT', 'strategy scratch state holds a NUL character or a lone UTF-16 surrogate', {
       hint: 'keep only well-formed text in the scratch state',

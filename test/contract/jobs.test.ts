@@ -336,9 +336,12 @@ for (const engine of ENGINES) {
       assert.deepEqual((await store.verifyAudit()).problems, []);
 
       const before = await fx.dump();
-      for (const doc of [{ s: 'nul \u0000' }, { s: 'lone \ud800' }, { ['key \udfff']: 1 }, { deep: [{ s: '\u0000' }] }, { big: 1n }]) {
+      // What is written is checked, not the document given: a toJSON may write what the document does not hold.
+      const writes = (s: string) => ({ toJSON: () => ({ note: s }) });
+      for (const doc of [{ s: 'nul \u0000' }, { s: 'lone \ud800' }, { ['key \udfff']: 1 }, { deep: [{ s: '\u0000' }] }, { big: 1n }, { w: writes('a\u0000b') }, { w: writes('\ud83d') }]) {
         await rejectsWith(store.jobs.saveScratch({ id: third.id }, doc), 'INVALID_ARGUMENT');
       }
+      await rejectsWith(store.ledger.recordIntent({ job: { id: third.id }, side: 'BUY', reason: 'DCA', quoteAmount: '1' }, { scratch: { w: writes('\u0000') } }), 'INVALID_ARGUMENT');
       for (const actor of ['', 'x'.repeat(201), 'ops\u0000', 'ops \ud800']) {
         await rejectsWith(store.jobs.pause({ id: third.id }, { actor }), 'INVALID_ARGUMENT');
       }

@@ -2150,6 +2150,57 @@ for (const engine of ENGINES) {
       assert.equal((await store.jobs.get({ id: job.id })).status, 'ERROR');
     });
 
+    it('a rejection whose reason is empty or blank is recorded FAILED as "rejected by the exchange", its intent settled', async () => {
+      const ex = await paper();
+      const jobs = [
+        await store.jobs.start({ tokenAddress: tokenAddress(0xc0), tokenSymbol: 'EMPTY', set: [SLOW_DCA] }),
+        await store.jobs.start({ tokenAddress: tokenAddress(0xc1), tokenSymbol: 'BLANK', set: [SLOW_DCA] }),
+      ];
+      const reasons = new Map([[jobs[0]!.tokenAddress, ''], [jobs[1]!.tokenAddress, '   ']]);
+      const exchange = new Recorder(new HttpExchange(ex.url), {
+        place: (o) =>
+          Promise.resolve({ clientOrderId: o.clientOrderId, exchangeOrderId: '', token: o.token, side: o.side, status: 'REJECTED', baseAmount: '0', quoteAmount: '0', price: '0', error: reasons.get(o.token)!, time: new Date().toISOString() }),
+      });
+      const { daemon, lines } = makeDaemon(store, exchange, { maxFailures: 2 });
+      await daemon.start();
+      for (const job of jobs) {
+        await waitFor(`a FAILED trade of ${job.tokenSymbol}`, async () => (await store.ledger.trades({ id: job.id }, { status: 'FAILED' })).length > 0);
+      }
+      await daemon.stop();
+      for (const job of jobs) {
+        const failed = await store.ledger.trades({ id: job.id }, { status: 'FAILED' });
+        assert.deepEqual([...new Set(failed.map((t) => t.error))], ['rejected by the exchange']);
+      }
+      assert.equal((await store.ledger.pending()).length, 0);
+      assert.ok(lines.some((l) => /FAILED: rejected by the exchange/.test(l)), lines.join('\n'));
+      // Counted as the rejection it is, never as a settlement the ledger refused.
+      assert.ok(!lines.some((l) => /needs an error/.test(l)), lines.join('\n'));
+    });
+
+    it('an adapter error that cannot be made text still counts as a failed step: the job goes to ERROR with what it says', async () => {
+      const ex = await paper();
+      // An object without a prototype (String() of it throws) carrying the exchange's message, and
+      // one whose toString throws and which has no message.
+      const bare = Object.assign(Object.create(null) as object, { code: 'E_FUNDS', message: 'insufficient funds' });
+      const hostile = { toString: () => { throw new Error('no'); } };
+      const jobs = [
+        await store.jobs.start({ tokenAddress: tokenAddress(0xd0), tokenSymbol: 'BARE', set: [SLOW_DCA] }),
+        await store.jobs.start({ tokenAddress: tokenAddress(0xd1), tokenSymbol: 'HOST', set: [SLOW_DCA] }),
+      ];
+      const exchange = new Recorder(new HttpExchange(ex.url), {
+        place: (o) => Promise.reject(o.token === jobs[0]!.tokenAddress ? bare : hostile),
+      });
+      const { daemon } = makeDaemon(store, exchange, { maxFailures: 2 });
+      await daemon.start();
+      const bareFailed = await untilError(store, jobs[0]!.id);
+      const hostileFailed = await untilError(store, jobs[1]!.id);
+      await daemon.stop();
+      assert.match(bareFailed.statusReason!, /^2 steps failed in a row; last: unexpected error: insufficient funds$/);
+      assert.match(hostileFailed.statusReason!, /^2 steps failed in a row; last: unexpected error: \[object Object\] that cannot be read as text$/);
+      // Nothing reached the exchange: the intents stay PENDING, for the next start to look up.
+      assert.equal((await store.ledger.pending()).length, 2);
+    });
+
     it("any adapter's answer is checked: a lowercase status, or another order than the one asked about, is never settled", async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { BotstateError, ErrorCategory, EXIT_CODES, InvalidTransitionError, RuleError, type ErrorCode } from '../../src/errors.ts';
+import { BotstateError, coerceError, ErrorCategory, errorText, EXIT_CODES, InvalidTransitionError, RuleError, type ErrorCode } from '../../src/errors.ts';
 
 const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
 const CLASS_OF_CATEGORY: Record<ErrorCategory, readonly string[]> = {
@@ -42,4 +42,27 @@ test('RuleError covers every rule code, InvalidTransitionError among them, with 
   assert.equal(e.name, 'InvalidTransitionError');
   assert.equal(new RuleError('INSUFFICIENT_BALANCE', 'x').name, 'RuleError');
   assert.equal(EXIT_CODES[new RuleError('LEASE_LOST', 'x').category], 3);
+});
+
+test('coerceError never throws, and keeps what a thrown value says', () => {
+  const bare = Object.assign(Object.create(null) as object, { message: 'insufficient funds' });
+  const noProto = Object.create(null) as object;
+  const hostile = { toString: () => { throw new Error('no'); } };
+  const badGetter = Object.defineProperty(new Error('x'), 'message', { get: () => { throw new Error('no'); } });
+  const cases: Array<[unknown, string]> = [
+    [new Error('boom'), 'boom'],
+    [{ code: 'E1', message: 'plain object' }, 'plain object'],
+    [bare, 'insufficient funds'],
+    ['a string', 'a string'],
+    [undefined, 'undefined'],
+    [Symbol('s'), 'Symbol(s)'],
+    [noProto, '[object Object] that cannot be read as text'],
+    [hostile, '[object Object] that cannot be read as text'],
+    [badGetter, '[object Error] that cannot be read as text'],
+  ];
+  for (const [thrown, says] of cases) {
+    assert.equal(errorText(thrown), says);
+    assert.equal(coerceError(thrown).message, `unexpected error: ${says}`);
+    assert.equal(coerceError(thrown).code, 'INTERNAL');
+  }
 });
