@@ -1391,8 +1391,9 @@ async function checkOwnFill(tx: Executor, job: Job, trade: Trade, order: Exchang
   const error = new RuleError(
     'DUPLICATE_ORDER',
     `the exchange answered order ${trade.clientOrderId} with its order ${order.exchangeOrderId}, which trade ${other.client_order_id} of this job already records: ` +
-      `the adapter maps two clientOrderIds to one exchange order (clientOrderIds cut or hashed to the exchange's length must stay one-to-one); ${trade.clientOrderId} is left PENDING, not settled`,
-    { hint: `fix the adapter, find out at the exchange what became of ${trade.clientOrderId}, stop the daemons and settle it (botstate settle), then resume the job` },
+      `either the adapter maps two clientOrderIds to one exchange order (clientOrderIds cut or hashed to the exchange's length must stay one-to-one), ` +
+      `or this exchange is not the one that trade was placed at and reuses its ids (another account or instance); ${trade.clientOrderId} is left PENDING, not settled`,
+    { hint: `fix the adapter or point the daemon back at its exchange, find out there what became of ${trade.clientOrderId}, stop the daemons and settle it (botstate settle), then resume the job` },
   );
   STOPS_THE_JOB.add(error);
   LEAVES_IT_PENDING.add(error);

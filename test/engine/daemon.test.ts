@@ -744,7 +744,8 @@ for (const engine of ENGINES) {
       assert.equal(
         failed.statusReason,
         `the exchange answered order ${second!.clientOrderId} with its order ${orders[0]!.exchangeOrderId}, which trade ${filled!.clientOrderId} of this job already records: ` +
-          `the adapter maps two clientOrderIds to one exchange order (clientOrderIds cut or hashed to the exchange's length must stay one-to-one); ${second!.clientOrderId} is left PENDING, not settled`,
+          `either the adapter maps two clientOrderIds to one exchange order (clientOrderIds cut or hashed to the exchange's length must stay one-to-one), ` +
+          `or this exchange is not the one that trade was placed at and reuses its ids (another account or instance); ${second!.clientOrderId} is left PENDING, not settled`,
       );
       assert.ok(!first.lines.some((l) => l.includes('step failed (')), 'the job stops at once, not after maxFailures');
 
@@ -2148,6 +2149,22 @@ for (const engine of ENGINES) {
       assert.ok(lines.some((l) => /FAILED: market closed/.test(l)), lines.join('\n'));
       assert.equal(lines.filter((l) => l.includes('still cannot be settled')).length, 1, lines.join('\n'));
       assert.equal((await store.jobs.get({ id: job.id })).status, 'ERROR');
+    });
+
+    it('a ledger that traded against one paper-exchange file trades on against a new one (no order id taken for one it has)', async () => {
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      for (const round of [1, 2]) {
+        const ex = await paper();
+        const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url));
+        await daemon.start();
+        await waitFor(`3 fills from exchange file ${round}`, async () => (await store.ledger.trades({ id: job.id }, { status: 'EXECUTED' })).length >= 3 * round || undefined);
+        await daemon.stop();
+        await ex.close();
+        assert.ok(!lines.some((l) => /ERROR|already records/.test(l)), lines.join('\n'));
+      }
+      assert.equal((await store.jobs.get({ id: job.id })).status, 'RUNNING');
+      const ids = (await store.ledger.trades({ id: job.id }, { status: 'EXECUTED' })).map((t) => t.exchangeOrderId);
+      assert.equal(new Set(ids).size, ids.length, ids.join(' '));
     });
 
     it('a rejection whose reason is empty or blank is recorded FAILED as "rejected by the exchange", its intent settled', async () => {

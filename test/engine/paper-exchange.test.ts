@@ -387,6 +387,46 @@ describe('paper exchange over HTTP', () => {
     }
   });
 
+  it("names its orders by the file's own id: another data file never gives the same exchangeOrderId; an older file gets an id once", () => {
+    const at = new Date(T0).toISOString();
+    const buy = { clientOrderId: 'same-1', token: TOKEN, side: 'BUY', quoteAmount: '10' } as const;
+    const [first, second] = [dataFile(), dataFile()];
+    const idOf = (path: string): string => {
+      const book = PaperBook.open(path, { initialUsd: '100', nowMs: T0 });
+      try {
+        return book.place(buy, '2', at).order.exchangeOrderId;
+      } finally {
+        book.close();
+      }
+    };
+    const a = idOf(first);
+    const b = idOf(second);
+    assert.match(a, /^paper-[0-9a-f]{12}-1$/);
+    assert.match(b, /^paper-[0-9a-f]{12}-1$/);
+    assert.notEqual(a, b, 'the first order of two files');
+    assert.equal(idOf(first), a, 'reopened, the file answers the repeat with the id it gave');
+    const again = PaperBook.open(first, { initialUsd: '100', nowMs: T0 });
+    try {
+      assert.equal(again.place({ ...buy, clientOrderId: 'same-2' }, '2', at).order.exchangeOrderId, a.replace(/-1$/, '-2'), 'the same file id for its later orders');
+    } finally {
+      again.close();
+    }
+    // A file written before the id existed: its orders keep their ids, its new ones get the file's new id.
+    const old = dataFile();
+    idOf(old);
+    const raw = new Database(old);
+    raw.prepare("DELETE FROM meta WHERE key = 'book_id'").run();
+    raw.prepare("UPDATE orders SET exchange_order_id = 'paper-1'").run();
+    raw.close();
+    const reopened = PaperBook.open(old, { initialUsd: '100', nowMs: T0 });
+    try {
+      assert.equal(reopened.place(buy, '2', at).order.exchangeOrderId, 'paper-1');
+      assert.match(reopened.place({ ...buy, clientOrderId: 'same-2' }, '2', at).order.exchangeOrderId, /^paper-[0-9a-f]{12}-2$/);
+    } finally {
+      reopened.close();
+    }
+  });
+
   it('stores rejections and answers a repeat with the same rejection, even once it would fill', async () => {
     await withExchange({ initialUsd: '100', startPriceSpread: '0', volatility: '0', startPrice: '2' }, async (_ex, client) => {
       const tooBig = await client.placeOrder({ clientOrderId: 'rej-1', token: TOKEN, side: 'BUY', quoteAmount: '100.000000000000000001' });

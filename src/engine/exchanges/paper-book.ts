@@ -15,6 +15,7 @@
  * book.place({ clientOrderId: 'a-1', token, side: 'BUY', quoteAmount: '10' }, '0.5', new Date().toISOString());
  * book.balances(); // { USD: '990', [token]: '20' }
  */
+import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { StorageError } from '../../errors.ts';
@@ -115,6 +116,8 @@ export interface Placed {
 export class PaperBook {
   /** When this file's price paths started (ms since 1970), fixed at the file's creation. */
   readonly epochMs: number;
+  /** This file's random id (12 hex digits), fixed when the file is first opened: `paper-<bookId>-<n>` names its orders. */
+  readonly bookId: string;
   readonly path: string;
   readonly #db: Database.Database;
   readonly #getOrder: Database.Statement<[string], OrderRow>;
@@ -127,10 +130,11 @@ export class PaperBook {
   readonly #savePrice: Database.Statement<[string, string, number, string]>;
   readonly #place: (request: OrderRequest, price: Decimal, time: string) => Placed;
 
-  private constructor(db: Database.Database, path: string, epochMs: number) {
+  private constructor(db: Database.Database, path: string, epochMs: number, bookId: string) {
     this.#db = db;
     this.path = path;
     this.epochMs = epochMs;
+    this.bookId = bookId;
     this.#getOrder = db.prepare(`SELECT ${ORDER_COLUMNS} FROM orders WHERE client_order_id = ?`);
     this.#listOrders = db.prepare(`SELECT ${ORDER_COLUMNS} FROM orders ORDER BY seq`);
     this.#insertOrder = db.prepare(`INSERT INTO orders (seq, ${ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
@@ -189,11 +193,17 @@ export class PaperBook {
           meta.run('created_at', new Date(options.nowMs).toISOString());
           d.prepare('INSERT INTO balances (asset, amount) VALUES (?, ?)').run(QUOTE_ASSET, options.initialUsd);
         }
-        return Number(d.prepare("SELECT value FROM meta WHERE key = 'epoch_ms'").pluck().get());
+        // The file's own id, in every exchangeOrderId: order numbers start at 1 in each file, and a
+        // daemon whose ledger holds paper-1 from one file must not see another file's paper-1 as the
+        // same order (its fill check stops the job). A file written before the id existed gets one now.
+        d.prepare("INSERT INTO meta (key, value) VALUES ('book_id', ?) ON CONFLICT (key) DO NOTHING").run(randomBytes(6).toString('hex'));
+        const bookId = d.prepare("SELECT value FROM meta WHERE key = 'book_id'").pluck().get();
+        return { epochMs: Number(d.prepare("SELECT value FROM meta WHERE key = 'epoch_ms'").pluck().get()), bookId };
       });
-      const epochMs = init.immediate();
+      const { epochMs, bookId } = init.immediate();
       if (!Number.isSafeInteger(epochMs)) throw new StorageError('STORAGE_CORRUPT', `${path} has no valid epoch`, { hint: 'use a new --data file' });
-      return new PaperBook(db, path, epochMs);
+      if (typeof bookId !== 'string' || !/^[0-9a-f]{12}$/.test(bookId)) throw new StorageError('STORAGE_CORRUPT', `${path} has no valid book id`, { hint: 'use a new --data file' });
+      return new PaperBook(db, path, epochMs, bookId);
     } catch (e) {
       db?.close();
       if (e instanceof StorageError) throw e;
@@ -240,7 +250,7 @@ export class PaperBook {
     const seq = this.#nextSeq.get()!.next;
     const order: ExchangeOrder = {
       clientOrderId: request.clientOrderId,
-      exchangeOrderId: `paper-${seq}`,
+      exchangeOrderId: `paper-${this.bookId}-${seq}`,
       token: request.token,
       side: request.side,
       status: error === null ? 'FILLED' : 'REJECTED',
