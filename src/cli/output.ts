@@ -4,6 +4,7 @@ import type { Job } from '../jobs/job-rows.ts';
 import type { Trade } from '../ledger/ledger.ts';
 import { coerceError } from '../errors.ts';
 import { escapeControls } from '../util/text.ts';
+import { stopsOnSignal } from './signals.ts';
 import { isRecord } from '../util/values.ts';
 
 declare global {
@@ -54,7 +55,9 @@ function watchStdout(): void {
         `botstate: could not write the output: ${e.code ?? 'error'} (${e.message.replace(/\s+/g, ' ')}) (the output is lost or cut short; a change the command made stays made: look with botstate status or list before running it again, and write the output where there is room)\n`,
       );
     }
-    if (process.listenerCount('SIGTERM') > 0) process.kill(process.pid, 'SIGTERM');
+    // Not while the CLI only holds the signals (bin/botstate.js) and prints help: SIGTERM would
+    // then end it with 143 instead of its own exit code.
+    if (stopsOnSignal()) process.kill(process.pid, 'SIGTERM');
   });
 }
 

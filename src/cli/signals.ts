@@ -97,6 +97,14 @@ export function watchSignals(): SignalWatch {
   };
 }
 
+/**
+ * Whether a command waits for a stop signal now (watchSignals, untilSignal): holdSignals' own
+ * listener, which only keeps a signal for later, does not count.
+ */
+export function stopsOnSignal(): boolean {
+  return process.listeners('SIGTERM').some((listener) => listener !== hold);
+}
+
 /** Resolves when the process gets SIGINT, SIGTERM or SIGHUP (and stops listening for them). */
 export function untilSignal(): Promise<NodeJS.Signals> {
   return watchSignals().signal;

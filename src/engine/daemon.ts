@@ -1444,7 +1444,7 @@ function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
   if (problem) {
     // The intent never went out under its id: the exchange's order is another trade (a fill of
     // more than asked too: the ledger refuses it as this intent's, as the daemon does).
-    const byHand = `stop the daemons, botstate settle ${trade.clientOrderId} --status failed, and record the exchange's order with botstate record under a clientOrderId of its own`;
+    const byHand = `stop the daemons, botstate settle ${trade.clientOrderId} --status failed --error TEXT, and record the exchange's order with botstate record under a clientOrderId of its own`;
     throw new Error(
       `the exchange's order ${trade.clientOrderId} is not this intent (${problem}): a clientOrderId was reused after ` +
         `committed intents were lost; reconcile it by hand (${byHand})`,

@@ -1194,6 +1194,13 @@ describe('botstate CLI without a job database', () => {
       assert.equal(r.code, 7, show(r));
       assert.match(r.stderr, /^botstate: could not write the output: ENOSPC \([^\n]*\) \(the output is lost or cut short; a change the command made stays made: look with botstate status or list before running it again, and write the output where there is room\)\n$/, show(r));
     }
+    // Help and the version too, printed while the CLI still holds the stop signals it keeps for the
+    // daemon (bin/botstate.js): 7, not ended by a SIGTERM of its own (143).
+    for (const args of [['--help'], ['-h'], ['--version'], ['db', '--help'], ['daemon', '--help'], ['paper-exchange', '--help']]) {
+      const r = await cli(args, { stdoutTo: '/dev/full' });
+      assert.equal(r.code, 7, `${args.join(' ')}: ${show(r)}`);
+      assert.match(r.stderr, /^botstate: could not write the output: ENOSPC/, show(r));
+    }
     // stderr on the same full disk (`> log 2>&1`): still exit 7, no crash.
     const both = await cli(['list', '--db', path], { stdoutTo: '/dev/full', stderrToo: true });
     assert.equal(both.code, 7, show(both));

@@ -703,7 +703,7 @@ for (const engine of ENGINES) {
       assert.match(failed.statusReason!, /is not this intent \(its quoteAmount is 20, more than the intent asked for, 10\)/);
       // More than asked is not this intent's fill (settle would refuse it too): the operator is
       // told to settle the intent failed and record the exchange's order as a trade of its own.
-      assert.match(failed.statusReason!, /reconcile it by hand \(stop the daemons, botstate settle \S+ --status failed, and record the exchange's order with botstate record under a clientOrderId of its own\)$/);
+      assert.match(failed.statusReason!, /reconcile it by hand \(stop the daemons, botstate settle \S+ --status failed --error TEXT, and record the exchange's order with botstate record under a clientOrderId of its own\)$/);
       await rejectsWith(
         store.ledger.settle(intent.clientOrderId, { status: 'EXECUTED', baseAmount: other.baseAmount, quoteAmount: other.quoteAmount, priceUsd: other.price }),
         'INVALID_AMOUNT',
