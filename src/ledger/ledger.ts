@@ -7,7 +7,7 @@ import type { CallOptions, Context, Fence } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
 import { storableText } from '../util/text.ts';
 import { described, inputObject, shown } from '../util/values.ts';
-import { checkNotAhead, checkWindow, isIsoTime, notIsoTime, nowIso } from '../util/time.ts';
+import { checkNotAhead, checkNotBefore, checkWindow, isIsoTime, notIsoTime, nowIso } from '../util/time.ts';
 
 export const TradeSide = Object.freeze({ BUY: 'BUY', SELL: 'SELL' } as const);
 export type TradeSide = (typeof TradeSide)[keyof typeof TradeSide];
@@ -671,6 +671,7 @@ export class Ledger {
       if (fill) {
         checkPaid(current.side, fill);
         checkNoMoreThanAsked(current, fill);
+        checkNotBefore('executedAt', fill.executedAt, current.created_at, `order ${clientOrderId}`, "give the time the exchange reports for the fill (up to 5 minutes before the order was recorded is taken: another host's clock)");
       }
       // With concurrent writers the trade was read before the job's lock was taken, and another
       // settlement may have committed in between: the guarded UPDATE (status still PENDING)

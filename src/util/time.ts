@@ -32,6 +32,17 @@ export function notIsoTime(field: string, value: unknown): string {
  */
 const AHEAD_MS = 5 * 60_000;
 
+/**
+ * Refuses a fill's `executedAt` more than AHEAD_MS before its intent was recorded (`recordedAt`):
+ * an order is not filled before it was decided, and a year typo backwards would date the trade,
+ * and a DCA buy's lastDcaBuyTime, years back. A few minutes is another machine's clock.
+ */
+export function checkNotBefore(field: string, time: string, recordedAt: string, what: string, hint: string): void {
+  if (Date.parse(time) < Date.parse(recordedAt) - AHEAD_MS) {
+    throw new ValidationError('INVALID_ARGUMENT', `${field} ${time} is before ${what} was recorded (${recordedAt})`, { hint });
+  }
+}
+
 /** Refuses `time` (such a time, of `field`) more than AHEAD_MS ahead of this host's clock, with `hint`. */
 export function checkNotAhead(field: string, time: string, hint: string): void {
   if (Date.parse(time) > Date.now() + AHEAD_MS) throw new ValidationError('INVALID_ARGUMENT', `${field} ${time} is in the future`, { hint });

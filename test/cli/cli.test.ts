@@ -1003,6 +1003,8 @@ describe('botstate CLI without a job database', () => {
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '5', '--quote', '10.5', '--price', '2', ...db]), 2, /the fill's quoteAmount 10\.5 is more than intent o-1 asked for, 10 \(an exchange fills no more than asked/);
     // A BUY's tokens are paid for: 0 is no fill (a SELL may fetch 0, the last of a worthless token).
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '5', '--quote', '0', '--price', '2', ...db]), 2, /^botstate: --quote 0 pays nothing for the 5 tokens of a BUY: a purchase costs more than 0 \(give the quote/);
+    // A year typo backwards: a fill dated long before its order was recorded.
+    refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '1', '--price', '1', '--executed-at', '2020-01-01T00:00:00.000Z', ...db]), 2, /^botstate: --executed-at 2020-01-01T00:00:00\.000Z is before order o-1 was recorded \(20\d\d-/);
     assert.equal(dump(), before, 'nothing changed');
     const first = ok(await cli(executed));
     const lease = new Database(path, { readonly: true });

@@ -530,6 +530,24 @@ for (const engine of ENGINES) {
       assert.equal(filled.job.tokenBalance, '0');
     });
 
+    it('a settled fill is dated no more than 5 minutes before its intent was recorded (a year typo backwards), changing nothing', async () => {
+      const { trade } = await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'early-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const before = await fx.dump();
+      const year = new Date(Date.parse(trade.createdAt) - 365 * 86_400_000).toISOString();
+      const early = await rejectsWith(store.ledger.settle('early-1', { status: 'EXECUTED', baseAmount: '5', quoteAmount: '10', priceUsd: '2', executedAt: year }), 'INVALID_ARGUMENT');
+      assert.equal(early['message'], `executedAt ${year} is before order early-1 was recorded (${trade.createdAt})`);
+      const sixMinutes = new Date(Date.parse(trade.createdAt) - 6 * 60_000).toISOString();
+      await rejectsWith(store.ledger.settle('early-1', { status: 'EXECUTED', baseAmount: '5', quoteAmount: '10', priceUsd: '2', executedAt: sixMinutes }), 'INVALID_ARGUMENT');
+      assert.equal(await fx.dump(), before);
+      // Another host's clock a few minutes behind is taken, as one ahead is.
+      const fourMinutes = new Date(Date.parse(trade.createdAt) - 4 * 60_000).toISOString();
+      const settled = await store.ledger.settle('early-1', { status: 'EXECUTED', baseAmount: '5', quoteAmount: '10', priceUsd: '2', executedAt: fourMinutes });
+      assert.equal(settled.trade.executedAt, fourMinutes);
+      // recordTrade has no intent: a trade recorded after the fact keeps the time it was made.
+      const old = '2020-01-01T00:00:00.000Z';
+      assert.equal((await store.ledger.recordTrade(buy('late-entry', '1', { executedAt: old }))).trade.executedAt, old);
+    });
+
     it('a settle fills no more than its intent asked for, in the intent\'s own terms', async () => {
       await store.ledger.recordTrade(buy('o-1', '100'));
       await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 's-1', side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '60' });

@@ -87,7 +87,7 @@ for (const engine of ENGINES) {
       assert.equal(after.version, versionBefore + 1);
       const settled = await store.ledger.settle(
         trade.clientOrderId,
-        { status: 'EXECUTED', baseAmount: '8.000000000000000001', quoteAmount: '10', priceUsd: '1.25', executedAt: new Date(T0).toISOString() },
+        { status: 'EXECUTED', baseAmount: '8.000000000000000001', quoteAmount: '10', priceUsd: '1.25', executedAt: trade.createdAt },
         { fence: fenceB },
       );
       assert.equal(settled.job.tokenBalance, '8.000000000000000001');

@@ -50,9 +50,14 @@ const units18 = fc.oneof(
 const quoteUnits = fc.bigInt({ min: 0n, max: 10n ** 40n });
 // A price is never 0 (the ledger refuses it).
 const priceUnits = fc.bigInt({ min: 1n, max: 10n ** 30n });
-const isoTime = fc
-  .date({ min: new Date('2000-01-01T00:00:00.000Z'), max: new Date('2025-12-31T23:59:59.999Z'), noInvalidDate: true })
-  .map((d) => d.toISOString());
+const TIME_MIN = Date.parse('2000-01-01T00:00:00.000Z');
+const TIME_MAX = Date.parse('2025-12-31T23:59:59.999Z');
+const isoTime = fc.date({ min: new Date(TIME_MIN), max: new Date(TIME_MAX), noInvalidDate: true }).map((d) => d.toISOString());
+/**
+ * A settle's fill time: `at` (an isoTime) moved, in order, into the 4 minutes before now. A fill
+ * is not dated more than 5 minutes before its intent, recorded moments ago; recordTrade takes any past time.
+ */
+const settleTime = (at: string): string => new Date(Date.now() - 240_000 + Math.floor(((Date.parse(at) - TIME_MIN) / (TIME_MAX - TIME_MIN)) * 240_000)).toISOString();
 const sellAmount: fc.Arbitrary<Amount> = fc.oneof(
   { weight: 3, arbitrary: fc.integer({ min: 0, max: 1000 }).map((permille): Amount => ({ mode: 'part', permille })) },
   { weight: 1, arbitrary: fc.constant<Amount>({ mode: 'part', permille: 1000 }) },
@@ -351,7 +356,9 @@ class Harness {
           return;
         }
         const base = resolveAmount(o.base, j.balance);
-        const call = store.ledger.settle(t.coid, { status: 'EXECUTED', baseAmount: fromUnits(base), quoteAmount: fromUnits(o.quote), priceUsd: fromUnits(o.price), executedAt: o.at });
+        // A fill is dated after its intent (up to 5 minutes before is taken): o.at, placed in the 4 minutes before now.
+        const at = settleTime(o.at);
+        const call = store.ledger.settle(t.coid, { status: 'EXECUTED', baseAmount: fromUnits(base), quoteAmount: fromUnits(o.quote), priceUsd: fromUnits(o.price), executedAt: at });
         // A buy paid nothing for is no fill; nor is one of more than the intent asked for (its base, else its quote).
         if (t.side === 'BUY' && o.quote === 0n) {
           await expectCode(call, 'INVALID_AMOUNT', label);
@@ -370,7 +377,7 @@ class Harness {
           return;
         }
         const r = await call;
-        this.apply(t, base, o.quote, o.price, o.at);
+        this.apply(t, base, o.quote, o.price, at);
         j.version++;
         this.checkResult(r, t, false, label);
         this.note(`settle:EXECUTED:${t.side}`);
