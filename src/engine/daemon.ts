@@ -255,6 +255,10 @@ export class Daemon {
   #tickFailure: { message: string; since: number; count: number } | undefined;
   /** The jobs held at the last tick (see #sayLeaseChanges); undefined before the first. */
   #held: Set<string> | undefined;
+  /** Active jobs no daemon may run at the last tick (see #sayUnrun). */
+  #unrun = 0;
+  /** This daemon's --max-jobs, if it has one. */
+  readonly #maxJobs: number | undefined;
   /** Set once, by #giveUp. */
   #givingUp = false;
   #renewer: NodeJS.Timeout | undefined;
@@ -278,6 +282,7 @@ export class Daemon {
     this.#log = options.log ?? ((line) => void process.stdout.write(`${line}\n`));
     this.instanceId = options.instanceId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
     this.#leaseTtlMs = options.leaseTtlMs ?? 15_000;
+    this.#maxJobs = options.maxJobs;
     this.#leases = new Leases(this.#store, this.instanceId, {
       ttlMs: this.#leaseTtlMs,
       ...(options.maxJobs === undefined ? {} : { maxJobs: options.maxJobs }),
@@ -576,6 +581,7 @@ export class Daemon {
   async #read(busy: ReadonlySet<string>): Promise<{ held: Map<string, Fence>; jobs: Job[]; pending: Map<string, Trade> } | undefined> {
     const held = await this.#leases.sync(busy, (ids) => this.#saveLeaving(ids, busy));
     this.#sayLeaseChanges(held);
+    this.#sayUnrun(this.#leases.unrun);
     for (const [id, runner] of this.#runners) {
       if (held.has(id)) continue;
       // A job no longer held whose step is still running keeps its runner until that step ends.
@@ -624,6 +630,27 @@ export class Daemon {
    * finished, handed back to balance the daemons, or lost to another daemon). The first tick
    * only notes them: recovery has said how many there are.
    */
+  /**
+   * Active jobs that no daemon may run, every live daemon being at its `--max-jobs`: said when
+   * their number changes, and once when there are none again. Otherwise a job started while the
+   * daemons are full would wait without a word.
+   */
+  #sayUnrun(unrun: number): void {
+    if (unrun === this.#unrun) return;
+    const before = this.#unrun;
+    this.#unrun = unrun;
+    if (unrun === 0) {
+      this.#log(`${stamp()}  every active job has a daemon again`);
+      return;
+    }
+    const jobs = `${unrun} active job${unrun === 1 ? '' : 's'}`;
+    this.#log(
+      `${stamp()}  ${jobs} ${unrun === 1 ? 'has' : 'have'} no daemon to run ${unrun === 1 ? 'it' : 'them'}: every daemon on this database is at its --max-jobs` +
+        `${this.#maxJobs === undefined ? '' : ` (this one's: ${this.#maxJobs})`}; raise it, start another daemon (PostgreSQL), or pause jobs` +
+        (before > 0 ? ` (${before} before)` : ''),
+    );
+  }
+
   #sayLeaseChanges(held: ReadonlyMap<string, Fence>): void {
     const before = this.#held;
     this.#held = new Set(held.keys());

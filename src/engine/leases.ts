@@ -88,6 +88,7 @@ export class Leases {
   readonly #maxJobs: number;
   readonly #now: ((tx: Executor) => Promise<number>) | undefined;
   readonly #host = hostname();
+  #unrun = 0;
 
   constructor(store: Store, instanceId: string, options: LeaseOptions) {
     this.#store = store;
@@ -183,6 +184,14 @@ export class Leases {
    * longer active, or shed to another daemon) while their leases are still held: what the caller
    * keeps of them and has not written yet can still be written under its fence.
    */
+  /**
+   * How many active jobs no live daemon may run, at the last sync: the active jobs beyond the sum
+   * of every live daemon's `--max-jobs` (0 when one of them has none).
+   */
+  get unrun(): number {
+    return this.#unrun;
+  }
+
   async sync(busy: ReadonlySet<string> = NO_JOBS, leaving?: Leaving): Promise<Map<string, Fence>> {
     return this.#store.transaction(async (tx) => {
       await this.#refresh(tx, busy, leaving);
@@ -340,7 +349,12 @@ export class Leases {
         'SELECT max_jobs, heartbeat_at, lease_ttl_ms FROM daemon_instances WHERE stopped_at IS NULL',
       )
     ).filter((d) => Date.parse(d.heartbeat_at) >= nowMs - this.#ttlOf(d));
-    const share = shareOf(Number(row?.active ?? 0), live.map((d) => (d.max_jobs === null ? Infinity : Number(d.max_jobs))), this.#maxJobs);
+    const active = Number(row?.active ?? 0);
+    const maxima = live.map((d) => (d.max_jobs === null ? Infinity : Number(d.max_jobs)));
+    // This daemon counts whether its row is seen live or not (its heartbeat was just written).
+    const capacity = maxima.length === 0 ? this.#maxJobs : maxima.reduce((a, b) => a + b, 0);
+    this.#unrun = Math.max(0, active - capacity);
+    const share = shareOf(active, maxima, this.#maxJobs);
     return share - Number(row?.mine ?? 0);
   }
 

@@ -2151,6 +2151,22 @@ for (const engine of ENGINES) {
       assert.equal((await store.jobs.get({ id: job.id })).status, 'ERROR');
     });
 
+    it('active jobs beyond every daemon\'s --max-jobs are said, once, and again when they all have a daemon', async () => {
+      const ex = await paper();
+      await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url), { maxJobs: 1 });
+      await daemon.start();
+      await sleep(5 * TICK);
+      assert.ok(!lines.some((l) => /no daemon/.test(l)), lines.join('\n'));
+      const second = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'REF', set: [SLOW_DCA] });
+      await waitFor('the unrun job said', () => lines.some((l) => /1 active job has no daemon to run it: every daemon on this database is at its --max-jobs \(this one's: 1\); raise it/.test(l)) || undefined);
+      await sleep(5 * TICK);
+      assert.equal(lines.filter((l) => /no daemon to run/.test(l)).length, 1, 'said once, not every tick');
+      await store.jobs.pause({ id: second.id });
+      await waitFor('all run again', () => lines.some((l) => /every active job has a daemon again/.test(l)) || undefined);
+      await daemon.stop();
+    });
+
     it('a ledger that traded against one paper-exchange file trades on against a new one (no order id taken for one it has)', async () => {
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
       for (const round of [1, 2]) {

@@ -152,7 +152,7 @@ export const daemonCommand: Command = {
     tick: { type: 'string', value: 'MS', help: 'milliseconds between steps of each job (default 1000)' },
     'lease-ttl': { type: 'string', value: 'MS', help: 'lease time-to-live; a dead daemon\'s jobs move within it plus one tick (default 15000)' },
     concurrency: { type: 'string', value: 'N', help: 'jobs stepped at once, 1 to 996 (default 16)' },
-    'max-jobs': { type: 'string', value: 'N', help: 'the most jobs this daemon takes (default: its fair share)' },
+    'max-jobs': { type: 'string', value: 'N', help: 'the most jobs this daemon takes (default: its fair share); active jobs no daemon has room for are said' },
     durability: { type: 'string', value: 'D', help: 'process (default) or power; see docs/durability.md' },
   },
   positionals: [0, 0],
