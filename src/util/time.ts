@@ -35,10 +35,12 @@ const AHEAD_MS = 5 * 60_000;
 /**
  * Refuses a fill's `executedAt` more than AHEAD_MS before its intent was recorded (`recordedAt`):
  * an order is not filled before it was decided, and a year typo backwards would date the trade,
- * and a DCA buy's lastDcaBuyTime, years back. A few minutes is another machine's clock.
+ * and a DCA buy's lastDcaBuyTime, years back. A few minutes is another machine's clock. The bound
+ * is this host's clock instead when that is behind the intent's time (the clock stepped back, or
+ * the intent was recorded on a host whose clock is ahead): a fill dated now is always taken.
  */
 export function checkNotBefore(field: string, time: string, recordedAt: string, what: string, hint: string): void {
-  if (Date.parse(time) < Date.parse(recordedAt) - AHEAD_MS) {
+  if (Date.parse(time) < Math.min(Date.parse(recordedAt), Date.now()) - AHEAD_MS) {
     throw new ValidationError('INVALID_ARGUMENT', `${field} ${time} is before ${what} was recorded (${recordedAt})`, { hint });
   }
 }

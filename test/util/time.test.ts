@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isIsoTime, nowIso } from '../../src/util/time.ts';
+import { checkNotBefore, isIsoTime, nowIso } from '../../src/util/time.ts';
 
 describe('nowIso', () => {
   it('is now, as toISOString writes it, and follows the clock from one millisecond to the next', async () => {
@@ -28,5 +28,23 @@ describe('isIsoTime', () => {
     for (const bad of ['0000-06-01T00:00:00.000Z', '2026-02-30T00:00:00.000Z', '2026-11-26T24:00:00.000Z', '2026-11-26T03:44:27Z', '2026-11-26 03:44:27.123Z', 1, null]) {
       assert.equal(isIsoTime(bad), false, String(bad));
     }
+  });
+});
+
+describe('checkNotBefore', () => {
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const MIN = 60_000;
+  const check = (time: number, recordedAt: number) => () => checkNotBefore('executedAt', iso(time), iso(recordedAt), 'order o-1', 'hint');
+  it('refuses a fill dated more than 5 minutes before its intent, and takes one within them', () => {
+    const now = Date.now();
+    assert.throws(check(now - 2 * 60 * MIN, now - 60 * MIN), /^ValidationError: executedAt \S+ is before order o-1 was recorded \(\S+\)$/);
+    assert.throws(check(now - 365 * 24 * 60 * MIN, now));
+    assert.doesNotThrow(check(now - 60 * MIN - 4 * MIN, now - 60 * MIN));
+  });
+  it('takes a fill dated now when the intent was stamped ahead of this clock (a clock stepped back, another host\'s clock)', () => {
+    const now = Date.now();
+    assert.doesNotThrow(check(now, now + 20 * MIN));
+    assert.doesNotThrow(check(now - 4 * MIN, now + 20 * MIN));
+    assert.throws(check(now - 6 * MIN, now + 20 * MIN));
   });
 });
