@@ -34,8 +34,9 @@ const AHEAD_MS = 5 * 60_000;
 
 /**
  * Refuses a fill's `executedAt` more than AHEAD_MS before its intent was recorded (`recordedAt`):
- * an order is not filled before it was decided, and a year typo backwards would date the trade,
- * and a DCA buy's lastDcaBuyTime, years back. A few minutes is another machine's clock. The bound
+ * an order is not filled before it was decided, and a year typo backwards would date the trade
+ * years back (its day's volume and hour's count with it, and a job's first DCA buy's
+ * lastDcaBuyTime, which later fills only move forward). A few minutes is another machine's clock. The bound
  * is this host's clock instead when that is behind the intent's time (the clock stepped back, or
  * the intent was recorded on a host whose clock is ahead): a fill dated now is always taken.
  */

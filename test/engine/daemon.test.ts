@@ -2183,6 +2183,25 @@ for (const engine of ENGINES) {
       assert.equal(new Set(ids).size, ids.length, ids.join(' '));
     });
 
+    it('an intent stamped by a host whose clock was 10 minutes ahead is settled by a daemon on a correct clock', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const realNow = Date.now;
+      Date.now = () => realNow() + 10 * 60_000; // the host that recorded it, then crashed
+      let trade: Trade;
+      try {
+        ({ trade } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' }));
+      } finally {
+        Date.now = realNow;
+      }
+      const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url));
+      await daemon.start();
+      await waitFor('the intent settled', async () => (await store.ledger.get(trade.clientOrderId)).status === 'EXECUTED' || undefined);
+      await daemon.stop();
+      assert.equal((await store.jobs.get({ id: job.id })).tokenBalance, TEN_USD_OF_TOKEN);
+      assert.ok(!lines.some((l) => /is before order|step failed/.test(l)), lines.join('\n'));
+    });
+
     it('a rejection whose reason is empty or blank is recorded FAILED as "rejected by the exchange", its intent settled', async () => {
       const ex = await paper();
       const jobs = [

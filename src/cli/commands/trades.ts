@@ -250,7 +250,7 @@ const settle: Command = {
     price: { type: 'string', value: 'N', help: 'executed: the price in USD, greater than 0' },
     'exchange-order-id': { type: 'string', value: 'E', help: "executed: the exchange's own order id" },
     'tx-hash': { type: 'string', value: 'H', help: 'executed: the on-chain transaction hash' },
-    'executed-at': { ...EXECUTED_AT_OPTION, help: `executed: ${EXECUTED_AT_OPTION.help}` },
+    'executed-at': { ...EXECUTED_AT_OPTION, help: `executed: ${EXECUTED_AT_OPTION.help}; at most 5 minutes before the order was recorded` },
     error: { type: 'string', value: 'TEXT', help: 'failed: why the order was not filled' },
   },
   positionals: [1, 1],
