@@ -15,7 +15,7 @@ import {
 import { defaultConfig, resolveConfig } from '../../src/jobs/config.ts';
 import type { Job } from '../../src/jobs/job-rows.ts';
 import type { Trade } from '../../src/ledger/ledger.ts';
-import { add, div, fromUnits, isDecimal, mul, sub, toUnits } from '../../src/money/decimal.ts';
+import { add, cmp, div, fromUnits, isDecimal, mul, sub, toUnits } from '../../src/money/decimal.ts';
 
 const T0 = Date.parse('2024-03-01T00:00:00.000Z');
 const HOUR = 3_600_000;
@@ -349,6 +349,59 @@ describe('accumulate: limits', () => {
     assert.deepEqual(sell.order, { side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '10' });
   });
 
+  it('a take profit that maxOrderUsd cuts sells the rest of takeProfitSellPercent in further orders while the price stays up', () => {
+    const sim = new Sim(makeJob({
+      tokenBalance: '10000', totalAccumulated: '10000', recentHigh: '1', lastDcaBuyTime: new Date(T0).toISOString(),
+      sets: ['accumulate.dcaIntervalHours=100000', 'accumulate.takeProfitPercent=20', 'accumulate.takeProfitSellPercent=50', 'limits.maxOrderUsd=100', 'limits.maxTradesPerHour=1000'],
+    }));
+    for (let i = 0; i < 100; i++) sim.step('1.3', T0 + i * MIN);
+    const sells = orders(sim.steps).map((s) => s.decision.order!);
+    assert.ok(sells.every((o) => o.side === 'SELL' && o.reason === 'TAKE_PROFIT' && cmp(mul(o.baseAmount!, '1.3'), '100') <= 0), 'each within maxOrderUsd');
+    // 5,000 tokens in all: 65 orders of 100 USD at 1.3 (76.923076923076923076 tokens), and the 6×10⁻¹⁷ tokens left.
+    assert.equal(sells.length, 66);
+    assert.equal(sim.job.tokenBalance, '5000');
+    assert.equal(sim.scratch.takeProfitLeft, null);
+    assert.equal(sim.step('1.3', T0 + 100 * MIN).decision.order, null, 'once per rise: done');
+
+    // The price falls below the threshold midway: the rest is dropped, and the next rise starts afresh.
+    const fall = new Sim(makeJob({
+      tokenBalance: '10000', totalAccumulated: '10000', recentHigh: '1', lastDcaBuyTime: new Date(T0).toISOString(),
+      sets: ['accumulate.dcaIntervalHours=100000', 'accumulate.takeProfitPercent=20', 'accumulate.takeProfitSellPercent=50', 'limits.maxOrderUsd=100', 'limits.maxTradesPerHour=1000', 'accumulate.dipBuyThreshold=99'],
+    }));
+    fall.run(['1.3', '1.3', '1.1'], T0, MIN);
+    assert.equal(orders(fall.steps).length, 2);
+    assert.equal(fall.scratch.takeProfitLeft, null);
+    assert.equal(fall.step('1.1', T0 + 3 * MIN).decision.order, null);
+    const again = fall.step('1.3', T0 + 4 * MIN).decision.order;
+    assert.equal(again?.reason, 'TAKE_PROFIT');
+    // 50 % of the balance then, cut again to 100 USD.
+    assert.ok(cmp(fall.scratch.takeProfitLeft ?? '0', '4800') > 0, String(fall.scratch.takeProfitLeft));
+  });
+
+  it('a dip buy that maxOrderUsd cuts buys the rest in further orders while the price stays in the dip; a new high ends it', () => {
+    const sim = new Sim(makeJob({
+      recentHigh: '1', lastDcaBuyTime: new Date(T0).toISOString(),
+      sets: ['accumulate.dcaIntervalHours=100000', 'accumulate.dcaAmount=10', 'accumulate.dipBuyMultiplier=2', 'accumulate.dipBuyThreshold=5', 'limits.maxOrderUsd=12', 'limits.maxTradesPerHour=1000'],
+    }));
+    const steps = sim.run(['0.9', '0.9', '0.9', '0.85'], T0, MIN);
+    assert.deepEqual(summary(steps), [['DIP_BUY', '12', 0], ['DIP_BUY', '8', MIN]], 'dcaAmount × dipBuyMultiplier = 20 in all');
+    assert.equal(sim.scratch.dipLeft, null);
+    // Cut, then out of the dip before the rest: the rest is dropped.
+    const out = new Sim(makeJob({
+      recentHigh: '1', lastDcaBuyTime: new Date(T0).toISOString(),
+      sets: ['accumulate.dcaIntervalHours=100000', 'accumulate.dcaAmount=10', 'accumulate.dipBuyMultiplier=2', 'accumulate.dipBuyThreshold=5', 'limits.maxOrderUsd=12', 'limits.maxTradesPerHour=1000'],
+    }));
+    assert.deepEqual(summary(out.run(['0.9', '0.97', '0.9'], T0, MIN)), [['DIP_BUY', '12', 0]], 'the dip was bought: once per dip');
+    assert.equal(out.scratch.dipLeft, null);
+    // A failed cut order leaves nothing to carry on: the next tick buys the dip afresh.
+    const failing = new Sim(makeJob({
+      recentHigh: '1', lastDcaBuyTime: new Date(T0).toISOString(),
+      sets: ['accumulate.dcaIntervalHours=100000', 'accumulate.dcaAmount=10', 'accumulate.dipBuyMultiplier=2', 'accumulate.dipBuyThreshold=5', 'limits.maxOrderUsd=12', 'limits.maxTradesPerHour=1000'],
+    }));
+    failing.step('0.9', T0, { fail: true });
+    assert.deepEqual(summary([failing.step('0.9', T0 + MIN), failing.step('0.9', T0 + 2 * MIN)]), [['DIP_BUY', '12', MIN], ['DIP_BUY', '8', 2 * MIN]]);
+  });
+
   it('maxTradesPerHour counts executed trades in the last hour; the hour-old one no longer counts', () => {
     const sim = new Sim(makeJob({ sets: ['accumulate.dcaIntervalHours=0.001', 'limits.maxTradesPerHour=3', 'accumulate.maxAccumulationUsd=100000'] }));
     for (let t = 0; t <= 2 * HOUR; t += 3600) sim.step('1', T0 + t);
@@ -619,16 +672,18 @@ describe('parseScratch', () => {
     const s = parseScratch({
       dipBought: true, pendingDip: 'yes', prices: valid, quoteFlow: '-12.5', day: '2024-03-01', dayVolume: '7.25',
       tradeTimes: [T0 + 5, 'x', -1, 1.5, T0 + 3, Number.NaN], tradeMinutes: [[T0, 3], [T0 + 1, 2], [T0, -1], 'x'],
-      lastFill: 'c-9', takeProfitAt: '2.5', extra: { big: 'x'.repeat(1000) },
+      lastFill: 'c-9', takeProfitAt: '2.5', takeProfitLeft: '12.5', takeProfitFloor: '1.2', dipLeft: 0.5, extra: { big: 'x'.repeat(1000) },
     }, job);
     assert.deepEqual(s, {
-      v: 1, dipBought: true, pendingDip: false, takeProfitAt: '2.5', prices: valid.slice(5), quoteFlow: '-12.5', day: '2024-03-01',
+      v: 1, dipBought: true, pendingDip: false, takeProfitAt: '2.5', takeProfitLeft: '12.5', takeProfitFloor: '1.2', dipLeft: null, prices: valid.slice(5), quoteFlow: '-12.5', day: '2024-03-01',
       dayVolume: '7.25', tradeTimes: [T0 + 3, T0 + 5], tradeMinutes: [[T0, 3]], lastFill: 'c-9',
     });
     const bad = parseScratch({ prices: ['1', '0'], quoteFlow: 1.5, day: '2024-13-45', dayVolume: '5', dipBought: true, takeProfitAt: '0' }, makeJob());
     assert.deepEqual([bad.prices, bad.quoteFlow, bad.day, bad.dayVolume, bad.dipBought, bad.takeProfitAt], [[], '0', null, '0', false, null]);
     assert.deepEqual(parseScratch({ day: '2024-03-01', dayVolume: '-1' }, job).day, null);
     assert.deepEqual(parseScratch({ prices: ['1.0'] }, job).prices, [], 'non-canonical decimals are junk');
+    const half = parseScratch({ takeProfitLeft: '12.5' }, job);
+    assert.deepEqual([half.takeProfitLeft, half.takeProfitFloor], [null, null], 'the rest of a take profit needs its floor');
   });
 
   it('a document with a hostile prototype is plain data', () => {

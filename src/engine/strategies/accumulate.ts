@@ -46,6 +46,15 @@ export function decideAccumulate(input: StrategyInput): Decision {
   const profitDue = takeProfitDue(price, job.tokenBalance, job.totalAccumulated, cfg.takeProfitPercent);
   const lastTake = input.scratch.takeProfitAt;
   if (!profitDue && lastTake !== null) draft.patch.takeProfitAt = null;
+  // The rest of a take profit or a dip buy the limits cut ends with its rise or its dip. (Not with
+  // the threshold of the moment: each sale raises the cost basis, and with it the threshold.)
+  const takeLeft = input.scratch.takeProfitLeft;
+  const floor = input.scratch.takeProfitFloor;
+  const rising = takeLeft !== null && floor !== null && cmp(price, floor) >= 0;
+  if (takeLeft !== null && !rising) Object.assign(draft.patch, { takeProfitLeft: null, takeProfitFloor: null });
+  const inDip = isDip(price, high, cfg.dipBuyThreshold);
+  const dipLeft = input.scratch.dipLeft;
+  if (dipLeft !== null && !inDip) draft.patch.dipLeft = null;
   if (tradeLimitReached(input)) return finish(input, draft, null, 'max-trades-per-hour');
 
   const caps: Cap[] = [['max-accumulation', sub(cfg.maxAccumulationUsd, job.totalAccumulated)]];
@@ -56,16 +65,42 @@ export function decideAccumulate(input: StrategyInput): Decision {
     return null;
   };
 
-  if (profitDue && (lastTake === null || risenFrom(price, lastTake, cfg.takeProfitPercent))) {
-    // takeProfitSellPercent % of the balance, rounded down once.
+  // What a cut order leaves of `target` (undefined: nothing left).
+  const rest = (target: Decimal, ordered: Decimal | undefined): Decimal | null =>
+    ordered !== undefined && cmp(ordered, target) < 0 ? sub(target, ordered) : null;
+
+  if (rising) {
+    // The rest of this rise's take profit (an order that failed would have dropped it).
+    const order = attempt(sizeSell(input, 'TAKE_PROFIT', takeLeft, []));
+    const left = order ? rest(takeLeft, order.baseAmount) : null;
+    Object.assign(draft.patch, { takeProfitLeft: left, takeProfitFloor: left === null ? null : floor });
+    if (order) return finish(input, draft, order, undefined);
+  } else if (profitDue && (lastTake === null || risenFrom(price, lastTake, cfg.takeProfitPercent))) {
+    // takeProfitSellPercent % of the balance, rounded down once; what the limits cut from this
+    // order is sold in the next ones while the price stays at or above this threshold.
     const base = mulDiv(job.tokenBalance, cfg.takeProfitSellPercent, '100', 'down');
     const order = attempt(sizeSell(input, 'TAKE_PROFIT', base, []));
-    if (order) return finish(input, draft, order, undefined);
+    if (order) {
+      const left = rest(base, order.baseAmount);
+      const threshold = mulDiv(job.totalAccumulated, add('100', cfg.takeProfitPercent), mul(job.tokenBalance, '100'), 'up');
+      Object.assign(draft.patch, { takeProfitLeft: left, takeProfitFloor: left === null ? null : threshold });
+      return finish(input, draft, order, undefined);
+    }
   }
-  if (!input.scratch.dipBought && isDip(price, high, cfg.dipBuyThreshold)) {
-    const order = attempt(sizeBuy(input, 'DIP_BUY', mul(cfg.dcaAmount, cfg.dipBuyMultiplier, 'down'), caps));
+  if (inDip && input.scratch.dipBought && dipLeft !== null) {
+    // The rest of this dip's buy, the first part bought (its fill set dipBought).
+    const order = attempt(sizeBuy(input, 'DIP_BUY', dipLeft, caps));
+    draft.patch.dipLeft = order ? rest(dipLeft, order.quoteAmount) : null;
     if (order) {
       draft.patch.pendingDip = true;
+      return finish(input, draft, order, undefined);
+    }
+  } else if (inDip && !input.scratch.dipBought) {
+    const quote = mul(cfg.dcaAmount, cfg.dipBuyMultiplier, 'down');
+    const order = attempt(sizeBuy(input, 'DIP_BUY', quote, caps));
+    if (order) {
+      draft.patch.pendingDip = true;
+      draft.patch.dipLeft = rest(quote, order.quoteAmount);
       return finish(input, draft, order, undefined);
     }
   }

@@ -39,6 +39,20 @@ export type Scratch = {
    * Cleared (re-armed) by a tick below the threshold.
    */
   readonly takeProfitAt: Decimal | null;
+  /**
+   * Accumulate: tokens of the take profit in progress still to sell, when the limits cut its order
+   * (maxOrderUsd): sold in further orders while the price stays at or above takeProfitFloor; dropped
+   * when it falls below, when that order fails, or when the rest cannot be sold (below minTradeUsd).
+   */
+  readonly takeProfitLeft: Decimal | null;
+  /** The take-profit threshold price when the take profit in progress began: its rest is sold while the price stays at or above it. */
+  readonly takeProfitFloor: Decimal | null;
+  /**
+   * Accumulate: quote of the dip buy in progress still to spend, when the limits cut its order:
+   * bought in further orders while the price stays in the dip; dropped when it leaves it, when that
+   * order fails, or when the rest cannot be bought.
+   */
+  readonly dipLeft: Decimal | null;
   /** Liquidity: the last {@link MA_WINDOW} prices, oldest first. */
   readonly prices: readonly Decimal[];
   /** Quote received by executed sells minus quote spent by executed buys; liquidity cash = capitalUsd + quoteFlow. */
@@ -62,6 +76,9 @@ export function emptyScratch(): Scratch {
     dipBought: false,
     pendingDip: false,
     takeProfitAt: null,
+    takeProfitLeft: null,
+    takeProfitFloor: null,
+    dipLeft: null,
     prices: [],
     quoteFlow: '0',
     day: null,
@@ -105,6 +122,15 @@ export function parseScratch(doc: unknown, job: Job): Scratch {
   const takeRaw = own('takeProfitAt');
   const takeProfitAt = isPositive(takeRaw) ? takeRaw : null;
 
+  const tpLeftRaw = own('takeProfitLeft');
+  const tpFloorRaw = own('takeProfitFloor');
+  // The rest and its floor only mean something together.
+  const tpOk = isPositive(tpLeftRaw) && isPositive(tpFloorRaw);
+  const takeProfitLeft = tpOk ? (tpLeftRaw as Decimal) : null;
+  const takeProfitFloor = tpOk ? (tpFloorRaw as Decimal) : null;
+  const dipLeftRaw = own('dipLeft');
+  const dipLeft = isPositive(dipLeftRaw) ? dipLeftRaw : null;
+
   const pricesRaw = own('prices');
   const prices = Array.isArray(pricesRaw) && pricesRaw.every(isPositive)
     ? (pricesRaw as Decimal[]).slice(-MA_WINDOW)
@@ -146,6 +172,9 @@ export function parseScratch(doc: unknown, job: Job): Scratch {
     dipBought,
     pendingDip,
     takeProfitAt,
+    takeProfitLeft,
+    takeProfitFloor,
+    dipLeft,
     prices,
     quoteFlow,
     day,

@@ -101,7 +101,12 @@ export function afterFill(input: AfterFillInput): Scratch {
   const { scratch, trade, now } = input;
   checkNow(now);
   const cleared: Scratch = scratch.pendingDip ? { ...scratch, pendingDip: false } : scratch;
-  if (trade.status !== 'EXECUTED' || trade.baseAmount === null || trade.quoteAmount === null) return cleared;
+  if (trade.status !== 'EXECUTED' || trade.baseAmount === null || trade.quoteAmount === null) {
+    // A failed part of a cut take profit or dip buy ends it: the next one starts afresh.
+    if (trade.reason === 'TAKE_PROFIT' && scratch.takeProfitLeft !== null) return { ...cleared, takeProfitLeft: null, takeProfitFloor: null };
+    if (trade.reason === 'DIP_BUY' && scratch.dipLeft !== null) return { ...cleared, dipLeft: null };
+    return cleared;
+  }
   if (scratch.lastFill === trade.clientOrderId) return cleared;
   const parsed = trade.executedAt === null ? Number.NaN : Date.parse(trade.executedAt);
   const at = Number.isSafeInteger(parsed) && parsed >= 0 ? parsed : now;
