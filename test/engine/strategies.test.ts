@@ -527,6 +527,28 @@ describe('liquidity', () => {
     assert.equal(sim.scratch.prices.length, 20);
   });
 
+  it('starts the moving-average window over after a stop of more than 10 times the usual time between prices (at least a minute)', () => {
+    const sim = new Sim(makeJob({ mode: 'LIQUIDITY', tokenBalance: '100', sets: noRebalance }));
+    sim.run(Array.from({ length: 20 }, () => '1'), T0, MIN);
+    assert.equal(sim.scratch.prices.length, 20);
+    assert.equal(sim.scratch.priceEvery, MIN);
+    // Paused for a week; back at a flat 0.5 (a dip: one support buy), no run of spread buys against
+    // the old average: the window fills again first.
+    const back = T0 + 7 * 24 * HOUR;
+    const steps = Array.from({ length: 25 }, (_, i) => sim.step('0.5', back + i * MIN));
+    assert.equal(steps[0]?.decision.scratch.prices.length, 1);
+    assert.deepEqual(summary(steps).map(([reason]) => reason), ['SUPPORT_BUY'], 'the dip once, then nothing: the new window is flat');
+    assert.equal(steps[1]?.decision.skipped, 'ma-warming-up');
+    // A gap within 10 usual ones keeps the window.
+    const kept = new Sim(makeJob({ mode: 'LIQUIDITY', tokenBalance: '100', sets: noRebalance }));
+    kept.run(Array.from({ length: 20 }, () => '1'), T0, MIN);
+    kept.step('1', T0 + 29 * MIN);
+    assert.equal(kept.scratch.prices.length, 20);
+    // A scratch from before the time was kept is read without one: its window is kept.
+    const old = parseScratch({ v: 1, prices: Array.from({ length: 20 }, () => '1') }, makeJob({ mode: 'LIQUIDITY' }));
+    assert.deepEqual([old.prices.length, old.pricesAt, old.priceEvery], [20, null, null]);
+  });
+
   it('support buys orderSizeUsd × supportBuyMultiplier once per dip', () => {
     const sim = new Sim(makeJob({ mode: 'LIQUIDITY', sets: noRebalance }));
     const steps = sim.run(['1', '0.95', '0.94', '0.9', '1.01', '0.96', '0.9595'], T0, MIN);
@@ -675,7 +697,7 @@ describe('parseScratch', () => {
       lastFill: 'c-9', takeProfitAt: '2.5', takeProfitLeft: '12.5', takeProfitFloor: '1.2', dipLeft: 0.5, extra: { big: 'x'.repeat(1000) },
     }, job);
     assert.deepEqual(s, {
-      v: 1, dipBought: true, pendingDip: false, takeProfitAt: '2.5', takeProfitLeft: '12.5', takeProfitFloor: '1.2', dipLeft: null, prices: valid.slice(5), quoteFlow: '-12.5', day: '2024-03-01',
+      v: 1, dipBought: true, pendingDip: false, takeProfitAt: '2.5', takeProfitLeft: '12.5', takeProfitFloor: '1.2', dipLeft: null, prices: valid.slice(5), pricesAt: null, priceEvery: null, quoteFlow: '-12.5', day: '2024-03-01',
       dayVolume: '7.25', tradeTimes: [T0 + 3, T0 + 5], tradeMinutes: [[T0, 3]], lastFill: 'c-9',
     });
     const bad = parseScratch({ prices: ['1', '0'], quoteFlow: 1.5, day: '2024-13-45', dayVolume: '5', dipBought: true, takeProfitAt: '0' }, makeJob());

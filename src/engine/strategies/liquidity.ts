@@ -16,6 +16,11 @@ const ONE = 10n ** 18n;
 /** What a rebalance would do: nothing, buy `quote` USD, or sell `base` tokens, to bring the ratio to target. */
 export type Rebalance = { readonly side: null } | { readonly side: 'BUY'; readonly quote: Decimal } | { readonly side: 'SELL'; readonly base: Decimal };
 
+/** A gap between two prices this many times the usual one starts the moving-average window over. */
+export const STALE_GAPS = 10;
+/** …but never a gap shorter than this (ms). */
+export const STALE_MIN_MS = 60_000;
+
 /**
  * The rebalance due at `price`: with V = tokenBalance × price and W = V + cash, fires when
  * |V/W − targetRatio| × 100 > rebalanceThreshold (W > 0), sized so that V becomes targetRatio × W
@@ -37,8 +42,18 @@ export function decideLiquidity(input: StrategyInput): Decision {
   const cfg = job.config.liquidity;
   const draft = begin(input);
   const high = trackHigh(input, draft);
-  const window = [...scratch.prices, price].slice(-MA_WINDOW);
+  // Prices from before a long stop (a pause, a daemon down, an outage) are not this market's
+  // average any more: traded against, they would set off a run of spread orders at once. A gap of
+  // more than STALE_GAPS times the usual time between prices (at least STALE_MIN_MS) starts the
+  // window over.
+  const gap = scratch.pricesAt === null ? null : now - scratch.pricesAt;
+  const stale = gap !== null && scratch.priceEvery !== null && gap > Math.max(STALE_MIN_MS, STALE_GAPS * scratch.priceEvery);
+  const window = stale ? [price] : [...scratch.prices, price].slice(-MA_WINDOW);
   draft.patch.prices = window;
+  draft.patch.pricesAt = now;
+  if (gap !== null && gap > 0 && !stale) {
+    draft.patch.priceEvery = scratch.priceEvery === null ? gap : Math.round((scratch.priceEvery * 3 + gap) / 4);
+  }
   if (tradeLimitReached(input)) return finish(input, draft, null, 'max-trades-per-hour');
 
   const cash = add(cfg.capitalUsd, scratch.quoteFlow);

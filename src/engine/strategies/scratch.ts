@@ -55,6 +55,10 @@ export type Scratch = {
   readonly dipLeft: Decimal | null;
   /** Liquidity: the last {@link MA_WINDOW} prices, oldest first. */
   readonly prices: readonly Decimal[];
+  /** Liquidity: when the last price of `prices` was taken (epoch ms), null if unknown (an older scratch). */
+  readonly pricesAt: number | null;
+  /** Liquidity: the usual time between two prices (ms), a running average; null before the second. */
+  readonly priceEvery: number | null;
   /** Quote received by executed sells minus quote spent by executed buys; liquidity cash = capitalUsd + quoteFlow. */
   readonly quoteFlow: Decimal;
   /** The UTC day (YYYY-MM-DD) that dayVolume counts, or null before the first trade. */
@@ -80,6 +84,8 @@ export function emptyScratch(): Scratch {
     takeProfitFloor: null,
     dipLeft: null,
     prices: [],
+    pricesAt: null,
+    priceEvery: null,
     quoteFlow: '0',
     day: null,
     dayVolume: '0',
@@ -136,6 +142,11 @@ export function parseScratch(doc: unknown, job: Job): Scratch {
     ? (pricesRaw as Decimal[]).slice(-MA_WINDOW)
     : [];
 
+  const atRaw = own('pricesAt');
+  const pricesAt = isTime(atRaw) && prices.length > 0 ? atRaw : null;
+  const everyRaw = own('priceEvery');
+  const priceEvery = isTime(everyRaw) && pricesAt !== null ? everyRaw : null;
+
   const flowRaw = own('quoteFlow');
   const quoteFlow = isDecimal(flowRaw) ? flowRaw : '0';
 
@@ -176,6 +187,8 @@ export function parseScratch(doc: unknown, job: Job): Scratch {
     takeProfitFloor,
     dipLeft,
     prices,
+    pricesAt,
+    priceEvery,
     quoteFlow,
     day,
     dayVolume,
