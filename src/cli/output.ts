@@ -2,6 +2,7 @@ import type { AuditEntry } from '../audit/audit.ts';
 import { serializeConfig, type JobConfig } from '../jobs/config.ts';
 import type { Job } from '../jobs/job-rows.ts';
 import type { Trade } from '../ledger/ledger.ts';
+import type { JobDaemon } from '../store/store.ts';
 import { coerceError } from '../errors.ts';
 import { escapeControls } from '../util/text.ts';
 import { stopsOnSignal } from './signals.ts';
@@ -193,8 +194,24 @@ function openOrder(t: Trade): string {
   return `${t.side} ${t.reason} ${amount} (${t.clientOrderId}, since ${t.createdAt})`;
 }
 
-/** `open`: the job's PENDING orders, shown when given (not for a job rebuilt from its history). */
-export function jobView(job: Job, open?: readonly Trade[]): string {
+/**
+ * Which daemon runs the job, for an operator: none; one whose lease is current; or one whose lease
+ * ran out (killed, stalled or cut off), which another daemon takes over.
+ */
+function daemonLine(daemon: JobDaemon | null, now = Date.now()): string {
+  if (daemon === null) return 'none (no daemon holds its lease)';
+  const who = daemon.host === null ? daemon.instance : `${daemon.instance} (pid ${daemon.pid} on ${daemon.host})`;
+  if (Date.parse(daemon.leaseExpiresAt) < now) {
+    return `${who}, lease expired at ${daemon.leaseExpiresAt}${daemon.stopped ? '; that daemon stopped' : ''}: not running it until a daemon takes it over`;
+  }
+  return `${who}, lease until ${daemon.leaseExpiresAt}${daemon.heartbeatAt === null ? '' : `, last heartbeat ${daemon.heartbeatAt}`}`;
+}
+
+/**
+ * `open`: the job's PENDING orders, shown when given (not for a job rebuilt from its history);
+ * `daemon`: the daemon holding its lease, likewise.
+ */
+export function jobView(job: Job, open?: readonly Trade[], daemon?: JobDaemon | null): string {
   const configLines = Object.entries(job.config).flatMap(([section, values]) =>
     Object.entries(values as Record<string, unknown>).map(([k, v]) => [`  ${section}.${k}`, v === null ? 'off' : String(v)] as const),
   );
@@ -203,6 +220,7 @@ export function jobView(job: Job, open?: readonly Trade[]): string {
     ['chain', job.chain],
     ['id', job.id],
     ['status', job.statusReason ? `${job.status} (${job.statusReason})` : job.status],
+    ...(daemon === undefined ? [] : [['daemon', daemonLine(daemon)] as const]),
     ['mode', job.mode],
     ['tokenBalance', job.tokenBalance],
     // Not in the balance until filled: what the exchange may already hold.

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { insertAudit, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
 import { BotstateError, coerceError, errorText, isBotstateError, RuleError, StorageError, ValidationError } from '../errors.ts';
 import { cmp, parseDecimal } from '../money/decimal.ts';
-import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
+import { DEFAULT_CHAIN, JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import { beyondAsked, type IntentInput, type Settlement, type Trade } from '../ledger/ledger.ts';
 import { MAX_ACTOR_LENGTH, type CallOptions, type Fence } from '../store/context.ts';
 import type { Executor } from '../store/adapter.ts';
@@ -255,6 +255,8 @@ export class Daemon {
   #tickFailure: { message: string; since: number; count: number } | undefined;
   /** The jobs held at the last tick (see #sayLeaseChanges); undefined before the first. */
   #held: Set<string> | undefined;
+  /** How many jobs recovery said this daemon held (see #sayLeaseChanges). */
+  #recoveredJobs: number | undefined;
   /** Active jobs no daemon may run at the last tick (see #sayUnrun). */
   #unrun = 0;
   /** This daemon's --max-jobs, if it has one. */
@@ -456,6 +458,7 @@ export class Daemon {
       left: counts.left,
       ms: Math.round((performance.now() - t0) * 10) / 10,
     };
+    this.#recoveredJobs = report.jobs;
     await this.#auditRecovery(report);
     this.#log(
       `recovered in ${report.ms} ms: ${report.jobs} job${report.jobs === 1 ? '' : 's'}, ${report.pending} pending intent${report.pending === 1 ? '' : 's'} ` +
@@ -654,7 +657,17 @@ export class Daemon {
   #sayLeaseChanges(held: ReadonlyMap<string, Fence>): void {
     const before = this.#held;
     this.#held = new Set(held.keys());
-    if (before === undefined) return;
+    if (before === undefined) {
+      // Recovery said how many jobs it held; the first tick's sync may take more (another daemon's
+      // share handed back, new jobs) or fewer: said, or the log would say it runs jobs it does not.
+      const recovered = this.#recoveredJobs ?? 0;
+      const n = this.#held.size;
+      if (n !== recovered) {
+        const change = n > recovered ? `${n - recovered} taken` : `${recovered - n} let go`;
+        this.#log(`${stamp()}  now running ${n} job${n === 1 ? '' : 's'} (${change})`);
+      }
+      return;
+    }
     let taken = 0;
     for (const id of this.#held) if (!before.has(id)) taken++;
     const gone = before.size - (this.#held.size - taken);
@@ -687,7 +700,7 @@ export class Daemon {
       // rather than count a failure against every job (which would put them all in ERROR during
       // an outage). Open intents are reconciled once it answers again.
       if (e instanceof ExchangeUnavailableError && !(await this.#answers().catch(() => true))) {
-        this.#exchangeUnavailable(e, 'prices', `the prices of ${jobs.length} job${jobs.length === 1 ? '' : 's'} at once`);
+        this.#exchangeUnavailable(e, 'prices', jobs.length === 1 ? 'the price of its one job' : `the prices of ${jobs.length} jobs at once`);
         return 'outage';
       }
       if (this.#stopping) return new Map(); // the tick starts no step
@@ -1343,7 +1356,7 @@ export class Daemon {
         return;
       }
       this.#runners.delete(job.id);
-      this.#log(`${stamp()}  ${job.tokenSymbol}  → ERROR: ${reason}`);
+      this.#log(`${stamp()}  ${job.tokenSymbol}  → ERROR: ${reason} (once the cause is fixed: botstate resume ${job.tokenAddress}${job.chain === DEFAULT_CHAIN ? '' : ` --chain ${job.chain}`})`);
     } catch (failError) {
       if (!isBotstateError(failError, 'LEASE_LOST')) this.#log(`${job.tokenSymbol}: could not mark the job ERROR: ${coerceError(failError).message}`);
     }

@@ -816,7 +816,7 @@ function duplicateOrder(existing: TradeRow, recording = false): BotstateError {
       'DUPLICATE_ORDER',
       `clientOrderId ${existing.client_order_id} is an open order (a PENDING ${existing.side} of job ${existing.job_id}), not an executed trade`,
       {
-        hint: `settle it with what the exchange filled (store.ledger.settle, botstate settle ${existing.client_order_id}); a trade of its own needs its own clientOrderId`,
+        hint: `settle it with what the exchange filled (botstate settle ${existing.client_order_id} --status executed --base N --quote N --price N, or store.ledger.settle); a trade of its own needs its own clientOrderId`,
         details: { status: existing.status },
       },
     );

@@ -245,6 +245,21 @@ async function inUse(adapter: Adapter): Promise<boolean> {
   }, { readOnly: true });
 }
 
+/** The daemon holding a job's lease: {@link Store.daemonFor}. */
+export interface JobDaemon {
+  /** The daemon's instance id (its `daemon_instances` row). */
+  readonly instance: string;
+  /** Its host name and process id, null if its row is gone. */
+  readonly host: string | null;
+  readonly pid: number | null;
+  /** Until when the lease is held unless renewed (ISO 8601). */
+  readonly leaseExpiresAt: string;
+  /** Its last heartbeat (ISO 8601), null if its row is gone. */
+  readonly heartbeatAt: string | null;
+  /** It stopped, or another daemon found it dead. */
+  readonly stopped: boolean;
+}
+
 /**
  * botstate's one API over SQLite and PostgreSQL: jobs, the trade ledger and the audit log.
  */
@@ -364,6 +379,32 @@ export class Store {
       // Entries up to `at`, a page at a time, folded as they come: neither the history after `at`
       // nor the entries already applied are held.
       return replayJob(streamEntries(tx, jobStream(job.id), at), at, job);
+    });
+  }
+
+  /**
+   * The daemon that holds a job's lease (docs/daemon.md, "Several daemons"), as the database has
+   * it, or null when none does (no daemon has taken the job, or the last one handed it back). A
+   * lease past `leaseExpiresAt` is another daemon's to take: its holder stopped renewing it (killed,
+   * stalled, or cut off from the database). `heartbeatAt` is its daemon's last heartbeat, `stopped`
+   * whether that daemon stopped (or was found dead by another).
+   */
+  async daemonFor(ref: JobRef, options?: CallOptions): Promise<JobDaemon | null> {
+    return this.#ctx.read(options, async (tx) => {
+      const job = await requireJob(tx, this.#adapter.dialect, ref, false);
+      const row = await tx.get<{ owner: string; expires_at: string; host: string | null; pid: number | null; heartbeat_at: string | null; stopped_at: string | null }>(
+        "SELECT l.owner, l.expires_at, d.host, d.pid, d.heartbeat_at, d.stopped_at FROM job_leases l LEFT JOIN daemon_instances d ON d.id = l.owner WHERE l.job_id = ? AND l.owner <> ''",
+        [job.id],
+      );
+      if (row === undefined) return null;
+      return {
+        instance: row.owner,
+        host: row.host,
+        pid: row.pid === null ? null : Number(row.pid),
+        leaseExpiresAt: row.expires_at,
+        heartbeatAt: row.heartbeat_at,
+        stopped: row.stopped_at !== null,
+      };
     });
   }
 

@@ -310,9 +310,10 @@ for (const engine of ENGINES) {
       // list, --json: an array of the same jobs
       const jobs = parseJson<unknown[]>(listJ);
       assert.ok(Array.isArray(jobs));
-      // status adds the job's open orders (none here)
-      const { openOrders, ...asListed } = job;
+      // status adds the job's open orders (none here) and the daemon running it (none)
+      const { openOrders, daemon, ...asListed } = job;
       assert.deepEqual(openOrders, []);
+      assert.equal(daemon, null);
       assert.deepEqual(jobs, [asListed]);
 
       // trades, human: every trade in full precision
@@ -457,6 +458,7 @@ for (const engine of ENGINES) {
     it('status shows the open orders, which the balance does not count yet', async () => {
       ok(await cli(['start', TOKEN, '--symbol', 'LGI', ...db]));
       assert.match(ok(await cli(['status', TOKEN, ...db])).stdout, /^openOrders\s+-$/m);
+      assert.match(ok(await cli(['status', TOKEN, ...db])).stdout, /^daemon\s+none \(no daemon holds its lease\)$/m);
       assert.deepEqual(parseJson(await cli(['status', TOKEN, '--json', ...db])).openOrders, []);
       const store = await fx.open();
       try {

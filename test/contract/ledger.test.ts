@@ -211,7 +211,7 @@ for (const engine of ENGINES) {
         (e: { code?: string; message?: string; hint?: string }) =>
           e.code === 'DUPLICATE_ORDER' &&
           e.message === `clientOrderId job1-000001 is an open order (a PENDING BUY of job ${job.id}), not an executed trade` &&
-          /^settle it with what the exchange filled \(store\.ledger\.settle, botstate settle job1-000001\)/.test(e.hint ?? ''),
+          /^settle it with what the exchange filled \(botstate settle job1-000001 --status executed --base N --quote N --price N, or store\.ledger\.settle\)/.test(e.hint ?? ''),
       );
       assert.equal(await fx.dump(), open);
       const filled = await store.ledger.settle('job1-000001', { status: 'EXECUTED', baseAmount: '1234.5', quoteAmount: '9.99', priceUsd: '0.008092', exchangeOrderId: 'X-1' });

@@ -2151,6 +2151,37 @@ for (const engine of ENGINES) {
       assert.equal((await store.jobs.get({ id: job.id })).status, 'ERROR');
     });
 
+    it('store.daemonFor names the daemon holding a job: none before, its instance while it runs, none once it stopped', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      assert.equal(await store.daemonFor({ id: job.id }), null);
+      const { daemon } = makeDaemon(store, new HttpExchange(ex.url));
+      await daemon.start();
+      const held = await waitFor('the lease held', () => store.daemonFor({ id: job.id }));
+      assert.equal(held.instance, daemon.instanceId);
+      assert.equal(held.pid, process.pid);
+      assert.equal(held.stopped, false);
+      assert.ok(Date.parse(held.leaseExpiresAt) > Date.now(), held.leaseExpiresAt);
+      await daemon.stop();
+      assert.equal(await store.daemonFor({ id: job.id }), null, 'handed back');
+      await rejectsWith(store.daemonFor({ id: 'nope' }), 'JOB_NOT_FOUND');
+    });
+
+    it('a daemon that joins another says the jobs it takes, on its first tick too', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
+      const ex = await paper();
+      await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'REF', set: [SLOW_DCA] });
+      const first = makeDaemon(store, new HttpExchange(ex.url));
+      await first.daemon.start();
+      const second = makeDaemon(store, new HttpExchange(ex.url));
+      const report = await second.daemon.start();
+      // Whether its share came at recovery or at a later tick, what it runs is said.
+      await waitFor('the second daemon running a job', () => report.jobs === 1 || second.lines.some((l) => l.includes('now running 1 job (1 taken)')) || undefined);
+      await waitFor('the first letting one go', () => first.lines.some((l) => l.includes('now running 1 job (1 let go)')) || undefined);
+      await second.daemon.stop();
+      await first.daemon.stop();
+    });
+
     it('active jobs beyond every daemon\'s --max-jobs are said, once, and again when they all have a daemon', async () => {
       const ex = await paper();
       await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
@@ -2668,6 +2699,13 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     assert.equal((await rollback.exited).code, 3, rollback.stderr());
     assert.match(rollback.stderr(), new RegExp(`^botstate: a daemon \\(pid ${d.child.pid} on \\S+\\) is running on .*\\(stop the daemon first \\(SIGTERM or Ctrl-C\\), then roll back\\)\n$`));
     assert.deepEqual(await fx.raw('SELECT max(version) AS v FROM schema_migrations'), [{ v: LATEST_VERSION }]);
+    // botstate status says which daemon runs the job.
+    const shown = botstate(['status', TOKEN, '--db', fx.url]);
+    assert.equal((await shown.exited).code, 0, shown.stderr());
+    assert.match(shown.stdout(), new RegExp(`^daemon +\\S+ \\(pid ${d.child.pid} on \\S+\\), lease until \\S+, last heartbeat \\S+$`, 'm'));
+    const shownJson = botstate(['status', REF_TOKEN, '--db', fx.url, '--json']);
+    assert.equal((await shownJson.exited).code, 0, shownJson.stderr());
+    assert.deepEqual(JSON.parse(shownJson.stdout()).daemon.pid, d.child.pid);
     // And through the library.
     const lib = makeDaemon(await fx.open(), new HttpExchange(ex.url));
     await assert.rejects(lib.daemon.start(), (e: unknown) => isBotstateError(e, 'DAEMON_RUNNING') && e.message.includes(`pid ${d.child.pid}`));

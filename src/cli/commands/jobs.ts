@@ -149,7 +149,7 @@ const configure: Command = {
 
 const status: Command = {
   name: 'status',
-  summary: 'show one job: status, mode, balances, open orders and config (now, or as it was at a time)',
+  summary: 'show one job: status, the daemon running it, mode, balances, open orders and config (now, or as it was at a time)',
   usage: '<token> [--chain C] [--as-of T]',
   details:
     '--as-of T shows the job as it was at T, rebuilt from its audit log (botstate history): its status, balances and\n' +
@@ -163,11 +163,11 @@ const status: Command = {
     if (at === undefined) {
       // Two reads (a read-only file takes no transaction of the caller's): an order settled in
       // between shows in the balance and still here, never in neither.
-      const [job, open] = await withStore(ctx, READING, async (store) => {
+      const [job, open, daemon] = await withStore(ctx, READING, async (store) => {
         const open = await store.ledger.trades(ref, { status: 'PENDING' });
-        return [await store.jobs.get(ref), open] as const;
+        return [await store.jobs.get(ref), open, await store.daemonFor(ref)] as const;
       });
-      return void ctx.io.out(ctx.json ? json({ ...jobJson(job), openOrders: open }) : jobView(job, open));
+      return void ctx.io.out(ctx.json ? json({ ...jobJson(job), openOrders: open, daemon }) : jobView(job, open, daemon));
     }
     const job = await withStore(ctx, READING, (store) => store.jobAt(ref, at));
     const { strategyState: _, ...audited } = jobJson(job);
