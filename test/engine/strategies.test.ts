@@ -363,6 +363,17 @@ describe('accumulate: limits', () => {
     assert.equal(sim.scratch.takeProfitLeft, null);
     assert.equal(sim.step('1.3', T0 + 100 * MIN).decision.order, null, 'once per rise: done');
 
+    // Take profit turned off midway ends it.
+    const off = new Sim(makeJob({
+      tokenBalance: '10000', totalAccumulated: '10000', recentHigh: '1', lastDcaBuyTime: new Date(T0).toISOString(),
+      sets: ['accumulate.dcaIntervalHours=100000', 'accumulate.takeProfitPercent=20', 'accumulate.takeProfitSellPercent=50', 'limits.maxOrderUsd=100', 'limits.maxTradesPerHour=1000'],
+    }));
+    off.step('1.3', T0);
+    assert.ok(off.scratch.takeProfitLeft !== null);
+    off.job = { ...off.job, config: resolveConfig(off.job.config, undefined, ['accumulate.takeProfitPercent=0']) };
+    assert.equal(off.step('1.3', T0 + MIN).decision.order, null);
+    assert.equal(off.scratch.takeProfitLeft, null);
+
     // The price falls below the threshold midway: the rest is dropped, and the next rise starts afresh.
     const fall = new Sim(makeJob({
       tokenBalance: '10000', totalAccumulated: '10000', recentHigh: '1', lastDcaBuyTime: new Date(T0).toISOString(),

@@ -50,7 +50,8 @@ export function decideAccumulate(input: StrategyInput): Decision {
   // the threshold of the moment: each sale raises the cost basis, and with it the threshold.)
   const takeLeft = input.scratch.takeProfitLeft;
   const floor = input.scratch.takeProfitFloor;
-  const rising = takeLeft !== null && floor !== null && cmp(price, floor) >= 0;
+  // Take profit turned off meanwhile (takeProfitPercent 0) ends it too.
+  const rising = takeLeft !== null && floor !== null && cmp(price, floor) >= 0 && cmp(cfg.takeProfitPercent, '0') > 0;
   if (takeLeft !== null && !rising) Object.assign(draft.patch, { takeProfitLeft: null, takeProfitFloor: null });
   const inDip = isDip(price, high, cfg.dipBuyThreshold);
   const dipLeft = input.scratch.dipLeft;
