@@ -363,6 +363,23 @@ describe('accumulate: limits', () => {
     assert.equal(sim.scratch.takeProfitLeft, null);
     assert.equal(sim.step('1.3', T0 + 100 * MIN).decision.order, null, 'once per rise: done');
 
+    // Tokens sold by hand meanwhile: the rest shrinks with the balance, never more than
+    // takeProfitSellPercent % of what is left (and a sell of another reason ends it).
+    const shrunk = new Sim(makeJob({
+      tokenBalance: '1000', totalAccumulated: '100', recentHigh: '1', lastDcaBuyTime: new Date(T0).toISOString(),
+      sets: ['accumulate.dcaIntervalHours=100000', 'accumulate.takeProfitPercent=50', 'accumulate.takeProfitSellPercent=50', 'limits.maxOrderUsd=20', 'limits.maxTradesPerHour=1000'],
+    }));
+    assert.deepEqual(summary([shrunk.step('1', T0)]), [['TAKE_PROFIT', '20', 0]]);
+    assert.equal(shrunk.scratch.takeProfitLeft, '480');
+    shrunk.job = { ...shrunk.job, tokenBalance: '80' }; // 900 sold by a TAKE_PROFIT recorded by hand
+    const after = Array.from({ length: 10 }, (_, i) => shrunk.step('1', T0 + (i + 1) * MIN));
+    assert.deepEqual(summary(after).map(([, amount]) => amount), ['20', '20'], '50 % of 80 in all');
+    assert.equal(shrunk.job.tokenBalance, '40');
+    assert.deepEqual(afterFill({ job: shrunk.job, scratch: { ...emptyScratch(), takeProfitLeft: '5', takeProfitFloor: '1.5' }, trade: {
+      id: 't', jobId: shrunk.job.id, side: 'SELL', reason: 'LIQUIDATE', baseAmount: '1', quoteAmount: '1', priceUsd: '1', clientOrderId: 'm-1', exchangeOrderId: null,
+      txHash: null, status: 'EXECUTED', error: null, createdAt: new Date(T0).toISOString(), executedAt: new Date(T0).toISOString(),
+    }, now: T0 }).takeProfitLeft, null, 'another sell ends it');
+
     // Take profit turned off midway ends it.
     const off = new Sim(makeJob({
       tokenBalance: '10000', totalAccumulated: '10000', recentHigh: '1', lastDcaBuyTime: new Date(T0).toISOString(),
@@ -555,6 +572,13 @@ describe('liquidity', () => {
     kept.run(Array.from({ length: 20 }, () => '1'), T0, MIN);
     kept.step('1', T0 + 29 * MIN);
     assert.equal(kept.scratch.prices.length, 20);
+    // Prices that now come further apart for good (a longer tick): the usual time is learnt again,
+    // so the window fills at the new pace instead of starting over at every price.
+    const slower = new Sim(makeJob({ mode: 'LIQUIDITY', tokenBalance: '100', sets: noRebalance }));
+    slower.run(['1', '1', '1'], T0, 1000);
+    slower.run(Array.from({ length: 30 }, () => '1'), T0 + 10 * MIN, 2 * MIN);
+    assert.equal(slower.scratch.prices.length, 20);
+    assert.equal(slower.scratch.priceEvery, 2 * MIN);
     // A scratch from before the time was kept is read without one: its window is kept.
     const old = parseScratch({ v: 1, prices: Array.from({ length: 20 }, () => '1') }, makeJob({ mode: 'LIQUIDITY' }));
     assert.deepEqual([old.prices.length, old.pricesAt, old.priceEvery], [20, null, null]);

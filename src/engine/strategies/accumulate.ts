@@ -3,7 +3,7 @@
  * partial take-profit sells. Priority within a tick: take profit, dip buy, DCA; a rule whose order the
  * limits cut to nothing lets the next one try. See docs/strategies.md.
  */
-import { add, cmp, mul, mulDiv, sub, type Decimal } from '../../money/decimal.ts';
+import { add, cmp, min, mul, mulDiv, sub, type Decimal } from '../../money/decimal.ts';
 import {
   begin, cmpProducts, finish, isDip, sizeBuy, sizeSell, trackHigh, tradeLimitReached,
   type Cap, type Decision, type OrderPlan, type StrategyInput,
@@ -71,9 +71,12 @@ export function decideAccumulate(input: StrategyInput): Decision {
     ordered !== undefined && cmp(ordered, target) < 0 ? sub(target, ordered) : null;
 
   if (rising) {
-    // The rest of this rise's take profit (an order that failed would have dropped it).
-    const order = attempt(sizeSell(input, 'TAKE_PROFIT', takeLeft, []));
-    const left = order ? rest(takeLeft, order.baseAmount) : null;
+    // The rest of this rise's take profit (an order that failed would have dropped it), never more
+    // than takeProfitSellPercent % of the balance now: tokens sold otherwise meanwhile (by hand)
+    // shrink it with the balance. (Sold only through its own parts, it never exceeds that.)
+    const due = min(takeLeft, mulDiv(job.tokenBalance, cfg.takeProfitSellPercent, '100', 'down'));
+    const order = attempt(sizeSell(input, 'TAKE_PROFIT', due, []));
+    const left = order ? rest(due, order.baseAmount) : null;
     Object.assign(draft.patch, { takeProfitLeft: left, takeProfitFloor: left === null ? null : floor });
     if (order) return finish(input, draft, order, undefined);
   } else if (profitDue && (lastTake === null || risenFrom(price, lastTake, cfg.takeProfitPercent))) {

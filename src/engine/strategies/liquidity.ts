@@ -51,7 +51,11 @@ export function decideLiquidity(input: StrategyInput): Decision {
   const window = stale ? [price] : [...scratch.prices, price].slice(-MA_WINDOW);
   draft.patch.prices = window;
   draft.patch.pricesAt = now;
-  if (gap !== null && gap > 0 && !stale) {
+  if (stale) {
+    // The usual time is learnt again too: prices that now come further apart (a longer tick) must
+    // not count as stale one after the other, or the window would never fill.
+    draft.patch.priceEvery = null;
+  } else if (gap !== null && gap > 0) {
     draft.patch.priceEvery = scratch.priceEvery === null ? gap : Math.round((scratch.priceEvery * 3 + gap) / 4);
   }
   if (tradeLimitReached(input)) return finish(input, draft, null, 'max-trades-per-hour');

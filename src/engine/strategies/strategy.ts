@@ -126,8 +126,11 @@ export function afterFill(input: AfterFillInput): Scratch {
     dayVolume = add(dayVolume, quote);
   } // A fill dated before the counted day and before today belongs to a day that is over.
   const isBuy = trade.side === 'BUY';
+  // A sell other than a take profit's (by hand, a liquidation) ends the rest of a cut take profit.
+  const endsRest = !isBuy && trade.reason !== 'TAKE_PROFIT' && scratch.takeProfitLeft !== null;
   return {
     ...cleared,
+    ...(endsRest ? { takeProfitLeft: null, takeProfitFloor: null } : {}),
     dipBought: isBuy && (trade.reason === 'DIP_BUY' || scratch.pendingDip) ? true : scratch.dipBought,
     takeProfitAt: !isBuy && trade.reason === 'TAKE_PROFIT' && trade.priceUsd !== null ? trade.priceUsd : scratch.takeProfitAt,
     quoteFlow: isBuy ? sub(scratch.quoteFlow, quote) : add(scratch.quoteFlow, quote),
