@@ -628,12 +628,6 @@ export class Daemon {
   }
 
   /**
-   * Says, in one line, when the jobs this daemon runs change between ticks: jobs taken (started
-   * from the CLI, or taken over from a daemon that died or left) and jobs let go (paused or
-   * finished, handed back to balance the daemons, or lost to another daemon). The first tick
-   * only notes them: recovery has said how many there are.
-   */
-  /**
    * Active jobs that no daemon may run, every live daemon being at its `--max-jobs`: said when
    * their number changes, and once when there are none again. Otherwise a job started while the
    * daemons are full would wait without a word.
@@ -654,6 +648,12 @@ export class Daemon {
     );
   }
 
+  /**
+   * Says, in one line, when the jobs this daemon runs change between ticks: jobs taken (started
+   * from the CLI, or taken over from a daemon that died or left) and jobs let go (paused or
+   * finished, handed back to balance the daemons, or lost to another daemon). The first tick's
+   * are compared with what recovery said it held.
+   */
   #sayLeaseChanges(held: ReadonlyMap<string, Fence>): void {
     const before = this.#held;
     this.#held = new Set(held.keys());

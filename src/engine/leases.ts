@@ -179,12 +179,6 @@ export class Leases {
   }
 
   /**
-   * Heartbeats, renews, claims; returns every lease this daemon holds (job id → fence).
-   * `leaving` is called, in the sync's transaction, with the jobs about to be handed back (no
-   * longer active, or shed to another daemon) while their leases are still held: what the caller
-   * keeps of them and has not written yet can still be written under its fence.
-   */
-  /**
    * How many active jobs no live daemon may run, at the last sync: the active jobs beyond the sum
    * of every live daemon's `--max-jobs` (0 when one of them has none).
    */
@@ -192,6 +186,12 @@ export class Leases {
     return this.#unrun;
   }
 
+  /**
+   * Heartbeats, renews, claims; returns every lease this daemon holds (job id → fence).
+   * `leaving` is called, in the sync's transaction, with the jobs about to be handed back (no
+   * longer active, or shed to another daemon) while their leases are still held: what the caller
+   * keeps of them and has not written yet can still be written under its fence.
+   */
   async sync(busy: ReadonlySet<string> = NO_JOBS, leaving?: Leaving): Promise<Map<string, Fence>> {
     return this.#store.transaction(async (tx) => {
       await this.#refresh(tx, busy, leaving);
