@@ -449,7 +449,7 @@ function internals(client: pg.Client): { processID: number | null; connection: {
  */
 async function identify(client: pg.PoolClient): Promise<void> {
   try {
-    const { rows } = await client.query<{ started: string }>('SELECT backend_start::text AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()');
+    const { rows } = await client.query<{ started: string }>('SELECT backend_start::text AS started FROM pg_stat_get_activity(pg_backend_pid())');
     const pid = internals(client).processID;
     if (pid !== null && rows[0]?.started) BACKEND.set(client, { pid, started: rows[0].started });
   } catch {
