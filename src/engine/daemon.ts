@@ -128,6 +128,8 @@ const TRANSIENT: ReadonlySet<string> = new Set(['STORAGE_UNAVAILABLE', 'STORAGE_
 const SLOW_DATABASE_MS = 3000;
 /** How often an order whose lookup alone keeps failing is said again (see #lookupFailed). */
 const STUCK_SAID_AGAIN_MS = 10 * 60_000;
+/** How often a changed cause of an outage under way is said at most (see #exchangeUnavailable). */
+const OUTAGE_CAUSE_SAID_EVERY_MS = 60_000;
 /** How long the jobs are priced one by one after the batch price request failed, before it is tried again. */
 const BATCH_RETRY_MS = 60_000;
 /** How long start() tries recovery again after a transient storage error before it gives up. */
@@ -233,8 +235,13 @@ export class Daemon {
   readonly #failure = Promise.withResolvers<BotstateError>();
   /** How long the registration took, once done. */
   #registeredMs: number | undefined;
-  /** Since when the exchange has been unreachable, and which kind of call found it so. */
-  #outage: { since: number; kind: 'prices' | 'orders' } | undefined;
+  /**
+   * Since when the exchange has been unreachable, which kind of call found it so, in which tick,
+   * and the cause last said (undefined until said: see #exchangeUnavailable).
+   */
+  #outage: { since: number; kind: 'prices' | 'orders'; tick: number; said?: { cause: string; at: number; changes: number } } | undefined;
+  /** Ticks begun, counted: an outage is said once it outlasts the tick that found it. */
+  #ticks = 0;
   /**
    * Exchange calls that answered (lookups, prices, orders placed), counted: tells an order whose
    * lookup alone fails from an outage (see #lookupFailed).
@@ -553,6 +560,7 @@ export class Daemon {
    * not show that step's writes yet.
    */
   async tick(): Promise<void> {
+    this.#ticks++;
     this.#probe = undefined;
     this.#noPrices = false;
     // Taken before anything is read: a job busy now may write after the reads below.
@@ -713,15 +721,28 @@ export class Daemon {
   }
 
   /**
-   * Says once that the exchange cannot be reached, by `kind` of call: prices, or an open intent's
-   * lookup, naming what was `asked` for. Only the kind of call that found the outage says when it
-   * is over: with prices answering and lookups failing (a partial outage), the two would otherwise
-   * take turns every tick.
+   * The exchange cannot be reached, by `kind` of call: prices, or an open intent's lookup, naming
+   * what was `asked` for. The daemon waits for it from the first tick that finds it so, but says
+   * so only once a later tick finds it so too, with the cause of then: an exchange that drops a
+   * few requests in a hundred fails a tick's price and probe together now and then, and answers
+   * the next tick (that was said as the exchange down and back again, several times a minute). A
+   * cause that changes while it lasts (refused connections, then timeouts) is said again: the first
+   * change at once, later ones (a cause that flaps) at most once every OUTAGE_CAUSE_SAID_EVERY_MS.
+   * Only the kind of call that found the outage says
+   * when it is over: with prices answering and lookups failing (a partial outage), the two would
+   * otherwise take turns every tick.
    */
   #exchangeUnavailable(e: ExchangeUnavailableError, kind: 'prices' | 'orders', asked: string): void {
-    if (this.#outage !== undefined) return;
-    this.#outage = { since: Date.now(), kind };
-    this.#log(`${stamp()}  exchange unavailable (asked for ${asked}: ${e.message}); waiting for it`);
+    const outage = (this.#outage ??= { since: Date.now(), kind, tick: this.#ticks });
+    if (outage.tick === this.#ticks) return;
+    const now = Date.now();
+    const said = outage.said;
+    if (said === undefined) {
+      this.#log(`${stamp()}  exchange unavailable (asked for ${asked}: ${e.message}); waiting for it`);
+    } else if (e.message !== said.cause && (said.changes === 0 || now - said.at >= OUTAGE_CAUSE_SAID_EVERY_MS)) {
+      this.#log(`${stamp()}  exchange still unavailable after ${Math.round((now - outage.since) / 1000)} s, now: ${e.message} (asked for ${asked})`);
+    } else return;
+    outage.said = { cause: e.message, at: now, changes: said === undefined ? 0 : said.changes + 1 };
   }
 
   /**
@@ -770,7 +791,8 @@ export class Daemon {
     if (kind === 'prices' && this.#batchFailing !== undefined) this.#batchFailing.priced = true;
     this.#answersSeen++;
     if (this.#outage?.kind !== kind) return;
-    this.#log(`${stamp()}  exchange reachable again after ${Math.round((Date.now() - this.#outage.since) / 1000)} s`);
+    // Not said if the outage was not (it lasted one tick).
+    if (this.#outage.said !== undefined) this.#log(`${stamp()}  exchange reachable again after ${Math.round((Date.now() - this.#outage.since) / 1000)} s`);
     this.#outage = undefined;
   }
 

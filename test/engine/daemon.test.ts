@@ -1394,6 +1394,59 @@ for (const engine of ENGINES) {
       assert.ok(lines.some((l) => / exchange reachable again after \d+ s$/.test(l)), lines.join('\n'));
     });
 
+    it('a tick whose price request and probe both fail, then answered, is no outage said: no "unavailable" and "reachable again" pair', async () => {
+      const ex = await paper();
+      await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const rec = new Recorder(new HttpExchange(ex.url), {}, true);
+      const prices = rec.getPrices!.bind(rec);
+      const balances = rec.getBalances.bind(rec);
+      // An exchange that drops a request now and then: one tick's batch and probe both fail.
+      let drop = 0;
+      rec.getPrices = (tokens) => (drop > 0 ? Promise.reject(new ExchangeUnavailableError('HTTP 503')) : prices(tokens));
+      rec.getBalances = () => (drop > 0 ? (drop--, Promise.reject(new ExchangeUnavailableError('HTTP 503'))) : balances());
+      const { daemon, lines } = makeDaemon(store, rec);
+      await daemon.start();
+      await waitFor('a first trade', async () => ((await exchangeOrders(ex.url)).length > 0 ? true : undefined));
+      for (let i = 0; i < 3; i++) {
+        drop = 1;
+        await waitFor('the dropped tick', () => drop === 0);
+        await sleep(3 * TICK);
+      }
+      await daemon.stop();
+      assert.ok(!lines.some((l) => /exchange (unavailable|still unavailable|reachable again)/.test(l)), lines.join('\n'));
+      assert.ok(!lines.some((l) => l.includes('step failed')), lines.join('\n'));
+    });
+
+    it('an outage whose cause changes says the new cause (the first change at once, later ones at most once a minute), and its end once', async () => {
+      const ex = await paper();
+      await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      let cause: string | undefined = 'connection refused';
+      let asked = 0;
+      const down = () => (asked++, Promise.reject(new ExchangeUnavailableError(cause!)));
+      const rec = new Recorder(new HttpExchange(ex.url), { price: () => (cause === undefined ? undefined : down()) });
+      const balances = rec.getBalances.bind(rec);
+      rec.getBalances = () => (cause === undefined ? balances() : Promise.reject(new ExchangeUnavailableError(cause)));
+      const { daemon, lines } = makeDaemon(store, rec);
+      await daemon.start();
+      await waitFor('the outage said', () => lines.some((l) => l.includes('exchange unavailable')));
+      cause = 'no answer within 5000 ms';
+      await waitFor('the new cause said', () => lines.some((l) => l.includes('exchange still unavailable')));
+      // A cause that flaps from then on is not said at every flip.
+      for (let i = 0; i < 6; i++) {
+        cause = i % 2 === 0 ? 'connection refused' : 'no answer within 5000 ms';
+        const before = asked;
+        await waitFor('a tick asking', () => asked > before);
+      }
+      cause = undefined;
+      await waitFor('the end of the outage said', () => lines.some((l) => l.includes('exchange reachable again')));
+      await daemon.stop();
+      const said = lines.filter((l) => /exchange (unavailable|still unavailable|reachable again)/.test(l)).map((l) => l.replace(/^\S+  /, ''));
+      assert.equal(said.length, 3, lines.join('\n'));
+      assert.match(said[0]!, /^exchange unavailable \(asked for the price of LGI for job \S+: connection refused\); waiting for it$/);
+      assert.match(said[1]!, /^exchange still unavailable after \d+ s, now: no answer within 5000 ms \(asked for the price of LGI for job \S+\)$/);
+      assert.match(said[2]!, /^exchange reachable again after \d+ s$/);
+    });
+
     for (const batch of [false, true]) {
       const what = batch ? 'an exchange whose batch and prices fail while getBalances answers' : 'an exchange without getPrices that answers nothing';
       it(`${what} is an outage that does not ask for every job's price at every tick, nor fail the jobs`, async () => {
