@@ -239,11 +239,18 @@ export function jobView(job: Job, open?: readonly Trade[], daemon?: JobDaemon | 
   ]).replace(/^config( +)-$/m, 'config');
 }
 
-export function jobsTable(jobs: readonly Job[]): Iterable<string> {
+/**
+ * `botstate list`: a row per job, with how many orders it has open (PENDING intents) and the
+ * daemon running it: `pid N on HOST` (its instance id if its row is gone), `expired` for a lease
+ * its daemon stopped renewing, `-` when no daemon holds it.
+ */
+export function jobsTable(jobs: readonly Job[], open: ReadonlyMap<string, number>, daemons: ReadonlyMap<string, JobDaemon>, now = Date.now()): Iterable<string> {
   if (jobs.length === 0) return ['No jobs.\n'];
+  const daemonCell = (d: JobDaemon | undefined) =>
+    d === undefined ? '-' : Date.parse(d.leaseExpiresAt) < now ? 'expired' : d.host === null ? d.instance : `pid ${d.pid} on ${d.host}`;
   return tableChunks(
-    ['SYMBOL', 'TOKEN', 'CHAIN', 'MODE', 'STATUS', 'TOKEN BALANCE', 'TOTAL ACCUMULATED', 'UPDATED'],
-    jobs.map((j) => [j.tokenSymbol, j.tokenAddress, j.chain, j.mode, j.status, j.tokenBalance, j.totalAccumulated, j.updatedAt]),
+    ['SYMBOL', 'TOKEN', 'CHAIN', 'MODE', 'STATUS', 'OPEN ORDERS', 'DAEMON', 'TOKEN BALANCE', 'TOTAL ACCUMULATED', 'UPDATED'],
+    jobs.map((j) => [j.tokenSymbol, j.tokenAddress, j.chain, j.mode, j.status, String(open.get(j.id) ?? 0), daemonCell(daemons.get(j.id)), j.tokenBalance, j.totalAccumulated, j.updatedAt]),
   );
 }
 

@@ -761,6 +761,17 @@ export class Ledger {
     return rows.map(checkedTrade);
   }
 
+  /**
+   * How many PENDING intents each job has, by job id (jobs with none left out): counted, not read,
+   * so a damaged trade row does not stop `botstate list` (`pending` refuses one).
+   */
+  async pendingCounts(options?: CallOptions): Promise<Map<string, number>> {
+    const rows = await this.#ctx.read(options, (tx) =>
+      tx.all<{ job_id: string; n: number | string }>("SELECT job_id, count(*) AS n FROM trades WHERE status = 'PENDING' GROUP BY job_id"),
+    );
+    return new Map(rows.map((r) => [r.job_id, Number(r.n)]));
+  }
+
   /** One trade by clientOrderId; throws TRADE_NOT_FOUND. */
   async get(clientOrderId: string, options?: CallOptions): Promise<Trade> {
     checkClientOrderId(clientOrderId);

@@ -260,6 +260,30 @@ export interface JobDaemon {
   readonly stopped: boolean;
 }
 
+/** A held lease and its daemon's row (none if the row is gone). */
+interface LeaseRow {
+  owner: string;
+  expires_at: string;
+  host: string | null;
+  pid: number | string | null;
+  heartbeat_at: string | null;
+  stopped_at: string | null;
+}
+
+const SELECT_LEASES =
+  "SELECT l.job_id, l.owner, l.expires_at, d.host, d.pid, d.heartbeat_at, d.stopped_at FROM job_leases l LEFT JOIN daemon_instances d ON d.id = l.owner WHERE l.owner <> ''";
+
+function jobDaemon(row: LeaseRow): JobDaemon {
+  return {
+    instance: row.owner,
+    host: row.host,
+    pid: row.pid === null ? null : Number(row.pid),
+    leaseExpiresAt: row.expires_at,
+    heartbeatAt: row.heartbeat_at,
+    stopped: row.stopped_at !== null,
+  };
+}
+
 /**
  * botstate's one API over SQLite and PostgreSQL: jobs, the trade ledger and the audit log.
  */
@@ -392,20 +416,15 @@ export class Store {
   async daemonFor(ref: JobRef, options?: CallOptions): Promise<JobDaemon | null> {
     return this.#ctx.read(options, async (tx) => {
       const job = await requireJob(tx, this.#adapter.dialect, ref, false);
-      const row = await tx.get<{ owner: string; expires_at: string; host: string | null; pid: number | null; heartbeat_at: string | null; stopped_at: string | null }>(
-        "SELECT l.owner, l.expires_at, d.host, d.pid, d.heartbeat_at, d.stopped_at FROM job_leases l LEFT JOIN daemon_instances d ON d.id = l.owner WHERE l.job_id = ? AND l.owner <> ''",
-        [job.id],
-      );
-      if (row === undefined) return null;
-      return {
-        instance: row.owner,
-        host: row.host,
-        pid: row.pid === null ? null : Number(row.pid),
-        leaseExpiresAt: row.expires_at,
-        heartbeatAt: row.heartbeat_at,
-        stopped: row.stopped_at !== null,
-      };
+      const row = await tx.get<LeaseRow>(`${SELECT_LEASES} AND l.job_id = ?`, [job.id]);
+      return row === undefined ? null : jobDaemon(row);
     });
+  }
+
+  /** {@link daemonFor} of every job a daemon holds, by job id, in one read (`botstate list`). */
+  async daemons(options?: CallOptions): Promise<Map<string, JobDaemon>> {
+    const rows = await this.#ctx.read(options, (tx) => tx.all<LeaseRow & { job_id: string }>(SELECT_LEASES));
+    return new Map(rows.map((row) => [row.job_id, jobDaemon(row)]));
   }
 
   /**

@@ -302,19 +302,19 @@ for (const engine of ENGINES) {
       ok(listH);
       const [header, row, ...more] = listH.stdout.trimEnd().split('\n');
       assert.deepEqual(more, [], listH.stdout);
-      assert.match(header!, /^SYMBOL\s+TOKEN\s+CHAIN\s+MODE\s+STATUS\s+TOKEN BALANCE\s+TOTAL ACCUMULATED\s+UPDATED$/);
-      assert.match(row!, new RegExp(`^LGI\\s+${TOKEN}\\s+base\\s+ACCUMULATE\\s+LIQUIDATING\\s+${balance.replace('.', '\\.')}\\s+${accumulated.replace('.', '\\.')}\\s+\\S+$`));
+      assert.match(header!, /^SYMBOL\s+TOKEN\s+CHAIN\s+MODE\s+STATUS\s+OPEN ORDERS\s+DAEMON\s+TOKEN BALANCE\s+TOTAL ACCUMULATED\s+UPDATED$/);
+      assert.match(row!, new RegExp(`^LGI\\s+${TOKEN}\\s+base\\s+ACCUMULATE\\s+LIQUIDATING\\s+0\\s+-\\s+${balance.replace('.', '\\.')}\\s+${accumulated.replace('.', '\\.')}\\s+\\S+$`));
       assert.equal(row!.indexOf('LIQUIDATING'), header!.indexOf('STATUS'), 'columns are aligned');
       assert.equal(row!.indexOf(balance), header!.indexOf('TOKEN BALANCE'), 'columns are aligned');
 
       // list, --json: an array of the same jobs
       const jobs = parseJson<unknown[]>(listJ);
       assert.ok(Array.isArray(jobs));
-      // status adds the job's open orders (none here) and the daemon running it (none)
+      // status gives the job's open orders (none here) and the daemon running it (none); list counts the open orders
       const { openOrders, daemon, ...asListed } = job;
       assert.deepEqual(openOrders, []);
       assert.equal(daemon, null);
-      assert.deepEqual(jobs, [asListed]);
+      assert.deepEqual(jobs, [{ ...asListed, openOrderCount: 0, daemon: null }]);
 
       // trades, human: every trade in full precision
       ok(tradesH);
@@ -471,6 +471,40 @@ for (const engine of ENGINES) {
       assert.deepEqual(open.map((t: { clientOrderId: string; status: string }) => [t.clientOrderId, t.status]), [['open-1', 'PENDING']]);
       // As of a time, the job is rebuilt from its history, which has no open orders to show.
       assert.doesNotMatch(ok(await cli(['status', TOKEN, '--as-of', '9999-12-31T23:59Z', ...db])).stdout, /openOrders/);
+    });
+
+    it('list shows each job\'s open orders and the daemon holding it: none, one alive, one whose lease expired', async () => {
+      ok(await cli(['start', TOKEN, '--symbol', 'LGI', ...db]));
+      ok(await cli(['start', OTHER_TOKEN, '--symbol', 'OTH', ...db]));
+      const row = (out: string, symbol: string) => out.split('\n').find((l) => l.startsWith(`${symbol} `))!.split(/\s{2,}/);
+      const header = ok(await cli(['list', ...db])).stdout.split('\n')[0]!.split(/\s{2,}/);
+      assert.deepEqual(header.slice(4, 7), ['STATUS', 'OPEN ORDERS', 'DAEMON']);
+      assert.deepEqual(row(ok(await cli(['list', ...db])).stdout, 'LGI').slice(4, 7), ['RUNNING', '0', '-']);
+      const store = await fx.open();
+      let ids: string[];
+      try {
+        await store.ledger.recordIntent({ job: { tokenAddress: TOKEN }, clientOrderId: 'open-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+        await store.ledger.recordIntent({ job: { tokenAddress: TOKEN }, clientOrderId: 'open-2', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+        ids = [(await store.jobs.get({ tokenAddress: TOKEN })).id, (await store.jobs.get({ tokenAddress: OTHER_TOKEN })).id];
+      } finally {
+        await store.close();
+      }
+      // A daemon alive holding LGI; one that stopped renewing OTH's lease (killed) an hour ago.
+      const [a, b, c, d] = fx.engine === 'sqlite' ? ['?', '?', '?', '?'] : ['$1', '$2', '$3', '$4'];
+      const soon = new Date(Date.now() + 60_000).toISOString();
+      const past = new Date(Date.now() - 3_600_000).toISOString();
+      for (const [id, pid, at] of [['d-alive', 4242, soon], ['d-dead', 4343, past]] as const) {
+        await fx.raw(`INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at) VALUES (${a}, 'box', ${b}, ${c}, ${d})`, [id, pid, past, at]);
+      }
+      await fx.raw(`INSERT INTO job_leases (job_id, owner, epoch, expires_at) VALUES (${a}, ${b}, 1, ${c})`, [ids[0]!, 'd-alive', soon]);
+      await fx.raw(`INSERT INTO job_leases (job_id, owner, epoch, expires_at) VALUES (${a}, ${b}, 1, ${c})`, [ids[1]!, 'd-dead', past]);
+      const listed = ok(await cli(['list', ...db])).stdout;
+      assert.deepEqual(row(listed, 'LGI').slice(4, 7), ['RUNNING', '2', 'pid 4242 on box']);
+      assert.deepEqual(row(listed, 'OTH').slice(4, 7), ['RUNNING', '0', 'expired']);
+      const json = parseJson<Array<{ tokenSymbol: string; openOrderCount: number; daemon: { instance: string; pid: number; host: string } | null }>>(await cli(['list', '--json', ...db]));
+      assert.deepEqual(json.map((j) => [j.tokenSymbol, j.openOrderCount, j.daemon?.instance, j.daemon?.pid, j.daemon?.host]), [['LGI', 2, 'd-alive', 4242, 'box'], ['OTH', 0, 'd-dead', 4343, 'box']]);
+      // The same daemon object as status --json gives.
+      assert.deepEqual(json[0]!.daemon, parseJson(await cli(['status', TOKEN, '--json', ...db])).daemon);
     });
 
     it('status --as-of shows the job as it was then, from its audit log', async () => {

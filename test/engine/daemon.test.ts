@@ -2224,8 +2224,13 @@ for (const engine of ENGINES) {
       assert.equal(held.pid, process.pid);
       assert.equal(held.stopped, false);
       assert.ok(Date.parse(held.leaseExpiresAt) > Date.now(), held.leaseExpiresAt);
+      // store.daemons: the same, for every job at once (botstate list).
+      const all = await store.daemons();
+      assert.equal(all.size, 1);
+      assert.equal(all.get(job.id)?.instance, daemon.instanceId);
       await daemon.stop();
       assert.equal(await store.daemonFor({ id: job.id }), null, 'handed back');
+      assert.equal((await store.daemons()).size, 0);
       await rejectsWith(store.daemonFor({ id: 'nope' }), 'JOB_NOT_FOUND');
     });
 

@@ -177,9 +177,12 @@ const status: Command = {
 
 const list: Command = {
   name: 'list',
-  summary: 'list every job',
+  summary: 'list every job, with its open orders and the daemon running it',
   usage: `[--status ${JOB_STATUSES.map((s) => s.toLowerCase()).join('|')}]`,
   details:
+    'OPEN ORDERS counts the PENDING intents (orders sent or about to be, not yet settled); DAEMON names the daemon ' +
+    'holding the job\'s lease (pid N on HOST), "expired" when that daemon stopped renewing it, "-" when none holds it ' +
+    '(botstate status gives both in full). With --json each job also has openOrderCount and daemon (as in status --json). ' +
     'A job whose row cannot be read (changed outside botstate) does not hide the others: every readable job is listed, ' +
     'then the command fails with exit 5 (storage) naming the damaged ones. With --json the document is then an object: ' +
     '{ "jobs": [...], "damaged": [{ id, chain, tokenAddress, status, code, message }], "error": {...} }.',
@@ -188,9 +191,15 @@ const list: Command = {
   async run(ctx) {
     const s = ctx.values['status'];
     const filter: { status?: JobStatus } = typeof s === 'string' ? { status: oneOf(ctx, 'list', 'status', JOB_STATUSES) } : {};
-    const { jobs, damaged } = await withStore(ctx, READING, (store) => store.jobs.scan(filter));
+    // The open intents before the jobs (as status reads them): an order settled in between shows
+    // in the balance and still as open, never in neither.
+    const { jobs, damaged, open, daemons } = await withStore(ctx, READING, async (store) => {
+      const open = await store.ledger.pendingCounts();
+      return { ...(await store.jobs.scan(filter)), open, daemons: await store.daemons() };
+    });
+    const listed = (job: Job) => ({ ...jobJson(job), openOrderCount: open.get(job.id) ?? 0, daemon: daemons.get(job.id) ?? null });
     if (damaged.length === 0) {
-      outChunks(ctx.io, ctx.json ? jsonArrayChunks(jobs.map(jobJson)) : jobsTable(jobs));
+      outChunks(ctx.io, ctx.json ? jsonArrayChunks(jobs.map(listed)) : jobsTable(jobs, open, daemons));
       return;
     }
     const shown = damaged.slice(0, 3).map((d) => d.error.message).join('; ');
@@ -202,10 +211,10 @@ const list: Command = {
     );
     if (ctx.json) {
       const rows = damaged.map((d) => ({ id: d.id, chain: d.chain, tokenAddress: d.tokenAddress, status: d.status, code: d.error.code, message: d.error.message }));
-      ctx.io.out(json({ jobs: jobs.map(jobJson), damaged: rows, error: jsonError(failure) }));
+      ctx.io.out(json({ jobs: jobs.map(listed), damaged: rows, error: jsonError(failure) }));
       errorInJson.add(failure);
     } else if (jobs.length > 0) {
-      outChunks(ctx.io, jobsTable(jobs));
+      outChunks(ctx.io, jobsTable(jobs, open, daemons));
     }
     throw failure;
   },
