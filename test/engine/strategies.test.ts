@@ -327,15 +327,31 @@ describe('accumulate: limits', () => {
     assert.deepEqual(d.order, { side: 'BUY', reason: 'DCA', quoteAmount: '9' });
   });
 
-  it('a buy the caps leave too small for one token unit at this price is skipped (no exchange would fill it)', () => {
+  it('a buy the caps leave too small for one token unit at this price, or a mere rounding residue, is skipped (no exchange would fill it)', () => {
     const sets = ['limits.maxPositionUsd=100', 'accumulate.dcaAmount=50'];
-    // 4 × 10⁻¹⁸ USD of room buys 1 unit at 3: sent.
-    const some = decide({ job: makeJob({ tokenBalance: '33.333333333333333332', sets }), scratch: emptyScratch(), price: '3', now: T0 });
-    assert.deepEqual(some.order, { side: 'BUY', reason: 'DCA', quoteAmount: '0.000000000000000004' });
-    // 10⁻¹⁸ USD of room buys nothing at 3: skipped as the cap that left it.
+    // 10⁻⁹ USD of room: sent.
+    const some = decide({ job: makeJob({ tokenBalance: '33.333333333', sets }), scratch: emptyScratch(), price: '3', now: T0 });
+    assert.deepEqual(some.order, { side: 'BUY', reason: 'DCA', quoteAmount: '0.000000001' });
+    // 4 × 10⁻¹⁸ USD of room buys 1 unit at 3, but is what rounding left: skipped as the cap that left it.
+    const residue = decide({ job: makeJob({ tokenBalance: '33.333333333333333332', sets }), scratch: emptyScratch(), price: '3', now: T0 });
+    assert.deepEqual([residue.order, residue.skipped], [null, 'max-position']);
+    // 10⁻¹⁸ USD of room buys nothing at 3: skipped likewise.
     const none = decide({ job: makeJob({ tokenBalance: '33.333333333333333333', sets }), scratch: emptyScratch(), price: '3', now: T0 });
-    assert.equal(none.order, null);
-    assert.equal(none.skipped, 'max-position');
+    assert.deepEqual([none.order, none.skipped], [null, 'max-position']);
+  });
+
+  it('what a sell cut to maxDailyVolume leaves of the day (10⁻¹⁸ USD) is the day spent, not a buy of 2 token units', () => {
+    // The sell was sized dayLeft / price rounded down, and its quote rounded down again.
+    const job = makeJob({ mode: 'LIQUIDITY', tokenBalance: '100', sets: ['liquidity.maxDailyVolume=60'] });
+    const scratch = { ...emptyScratch(), day: '2024-03-01', dayVolume: '59.999999999999999999' };
+    const d = decide({ job, scratch, price: '0.367546538346', now: T0 + HOUR });
+    assert.deepEqual([d.order, d.skipped], [null, 'max-daily-volume']);
+    // A sell likewise: 5 × 10⁻¹⁸ USD left of the day sells 5 token units at 1, worth something, but no trade.
+    const heavy = makeJob({ mode: 'LIQUIDITY', tokenBalance: '5000', sets: ['liquidity.maxDailyVolume=60'] });
+    const sell = decide({ job: heavy, scratch: { ...scratch, dayVolume: '59.999999999999999995' }, price: '1', now: T0 + HOUR });
+    assert.deepEqual([sell.order, sell.skipped], [null, 'max-daily-volume']);
+    const room = decide({ job: heavy, scratch: { ...scratch, dayVolume: '59.999999999' }, price: '1', now: T0 + HOUR });
+    assert.deepEqual(room.order, { side: 'SELL', reason: 'REBALANCE', baseAmount: '0.000000001' });
   });
 
   it('maxOrderUsd clamps buys and sells', () => {

@@ -297,9 +297,17 @@ export type Sized = { readonly order: OrderPlan } | { readonly skipped: string }
 export type Cap = readonly [name: string, usd: Decimal];
 
 /**
+ * Less than this left by a cap (maxPositionUsd, maxDailyVolume, maxAccumulationUsd, the cash, …)
+ * is that cap spent, not an order: 10⁻⁹ USD, far above what rounding to 18 decimals leaves
+ * (at most about price × 10⁻¹⁸ USD) and far below any order an exchange takes.
+ */
+const CAP_RESIDUE_USD = '0.000000001';
+
+/**
  * A buy of `quote` USD under the limits: clamped to limits.maxOrderUsd, to what keeps
  * tokenBalance × price + quote ≤ limits.maxPositionUsd, and to each of `caps`; skipped when that leaves
- * nothing, less than one token unit (10⁻¹⁸) at this price, or less than limits.minTradeUsd.
+ * nothing, less than one token unit (10⁻¹⁸) at this price, a cap's residue (CAP_RESIDUE_USD), or less than
+ * limits.minTradeUsd.
  */
 export function sizeBuy(input: StrategyInput, reason: TradeReason, quote: Decimal, caps: readonly Cap[]): Sized {
   const { maxOrderUsd, maxPositionUsd, minTradeUsd } = input.job.config.limits;
@@ -314,7 +322,10 @@ export function sizeBuy(input: StrategyInput, reason: TradeReason, quote: Decima
   for (const [name, usd] of caps) clamp(name, usd);
   // What a cap leaves after rounding (10⁻¹⁸ USD under maxPositionUsd, say) may buy no token unit
   // at all at this price: no exchange fills that, and its rejections would put the job in ERROR.
+  // Nor may a cap's rounding residue (10⁻¹⁸ USD left of maxDailyVolume by a sell cut to it) that
+  // buys a few units at a low price: an order of it is no trade anyone asked for.
   if (cmp(q, '0') <= 0 || cmp(div(q, input.price, 'down'), '0') <= 0) return { skipped: why };
+  if (why !== 'zero-amount' && cmp(q, CAP_RESIDUE_USD) < 0) return { skipped: why };
   if (minTradeUsd !== null && cmp(q, minTradeUsd) < 0) return { skipped: 'min-trade' };
   return { order: { side: 'BUY', reason, quoteAmount: q } };
 }
@@ -322,7 +333,7 @@ export function sizeBuy(input: StrategyInput, reason: TradeReason, quote: Decima
 /**
  * A sell of `base` tokens under the limits: at most tokenBalance, worth at most limits.maxOrderUsd and
  * each of `caps` at this price (base amounts round down); skipped when that leaves nothing, is worth less
- * than 10⁻¹⁸ USD (it would fetch nothing) or less than limits.minTradeUsd (fewer tokens than
+ * than 10⁻¹⁸ USD (it would fetch nothing), is a cap's residue, or less than limits.minTradeUsd (fewer tokens than
  * minTradeUsd / price rounded down).
  */
 export function sizeSell(input: StrategyInput, reason: TradeReason, base: Decimal, caps: readonly Cap[]): Sized {
@@ -338,6 +349,8 @@ export function sizeSell(input: StrategyInput, reason: TradeReason, base: Decima
   for (const [name, usd] of caps) clamp(name, usd);
   // Tokens worth less than 10⁻¹⁸ USD at this price fetch nothing: no exchange fills such a sell.
   if (cmp(b, '0') <= 0 || worthNothing(b, price)) return { skipped: why };
+  // A cap's rounding residue, as for a buy (the balance itself is no cap: a liquidation sells it all).
+  if (why !== 'zero-amount' && cmpProducts([b, price], [CAP_RESIDUE_USD, '1']) < 0) return { skipped: why };
   // Worth less than minTradeUsd by more than the rounding down of a USD amount to token units: a
   // sell sized from orderSizeUsd or capped at maxOrderUsd equal to minTradeUsd is worth a hair
   // under it at most prices (10 USD at 3.3 is 3.030303030303030303 tokens, worth 9.999…9),
