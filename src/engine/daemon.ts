@@ -5,7 +5,7 @@ import { insertAudit, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
 import { BotstateError, coerceError, errorText, isBotstateError, RuleError, StorageError, ValidationError } from '../errors.ts';
 import { cmp, parseDecimal } from '../money/decimal.ts';
 import { DEFAULT_CHAIN, JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
-import { beyondAsked, type IntentInput, type Settlement, type Trade } from '../ledger/ledger.ts';
+import { amountsDisagree, beyondAsked, type IntentInput, type Settlement, type Trade } from '../ledger/ledger.ts';
 import { MAX_ACTOR_LENGTH, type CallOptions, type Fence } from '../store/context.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { Store } from '../store/store.ts';
@@ -1623,6 +1623,9 @@ function answered(order: unknown, trade: Trade): ExchangeOrder {
   if (checked.status === 'FILLED' && (cmp(checked.baseAmount, '0') <= 0 || free || cmp(checked.price, '0') <= 0)) {
     throw new ExchangeInvalidAnswerError(`invalid answer from the exchange to ${what}: a fill of ${checked.baseAmount} for ${checked.quoteAmount} at ${checked.price}`);
   }
+  // Nor is a fill whose amounts and price cannot be one trade (a unit or scale wrong by a factor of 10 or more).
+  const disagree = checked.status === 'FILLED' ? amountsDisagree(checked.baseAmount, checked.quoteAmount, checked.price) : undefined;
+  if (disagree !== undefined) throw new ExchangeInvalidAnswerError(`invalid answer from the exchange to ${what}: its amounts disagree (${disagree})`);
   // A rejection with an empty reason ("" or blanks, as some exchanges send) is a rejection that
   // gives none: recorded with the daemon's own words, since the ledger keeps no blank reason.
   if (checked.error !== null && checked.error.trim() === '') return { ...checked, error: null };

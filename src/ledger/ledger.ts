@@ -1,7 +1,7 @@
 import { BotstateError, InvalidTransitionError, NotFoundError, RuleError, ValidationError } from '../errors.ts';
 import { checkedRow, hasConfig, JOB_COLUMNS, lockJob, requireJob, storedAmount, storedTime, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow, type JobUpdate } from '../jobs/job-rows.ts';
 import type { JobConfig } from '../jobs/config.ts';
-import { add, cmp, integerDigits, isNegative, MAX_INTEGER_DIGITS, parseDecimal, sub, type Decimal } from '../money/decimal.ts';
+import { add, cmp, integerDigits, isNegative, max, MAX_INTEGER_DIGITS, min, mul, parseDecimal, sub, type Decimal } from '../money/decimal.ts';
 import type { Executor, SqlParam } from '../store/adapter.ts';
 import type { CallOptions, Context, Fence } from '../store/context.ts';
 import { uuidv7 } from '../util/ids.ts';
@@ -360,6 +360,34 @@ export function beyondAsked(
   const asked = intent[field];
   const got = fill[field];
   return asked !== null && got !== null && cmp(got, asked) <= 0 ? undefined : { field, asked, got };
+}
+
+/**
+ * Why a fill's amounts cannot be one trade: `base` tokens at `price` are worth more than twice the
+ * `quote`, or less than half of it (beyond 10⁻⁶ USD, so that a sell of dust may fetch 0). Fees
+ * and rounding move them apart by far less; a price or an amount in the wrong unit or scale (an
+ * adapter's bug, a typo of a few digits) moves them by a factor of 10 or more, and would go into
+ * the job's balance, its accumulation and its take profit unnoticed. Undefined when they agree.
+ */
+export function amountsDisagree(base: Decimal, quote: Decimal, price: Decimal): string | undefined {
+  const worth = mul(base, price);
+  const [lo, hi] = [min(worth, quote), max(worth, quote)];
+  if (cmp(sub(hi, lo), FILL_SLACK_USD) <= 0 || cmp(mul(lo, '2'), hi) >= 0) return undefined;
+  return `${base} tokens at ${price} are worth ${worth}, not ${quote}`;
+}
+
+const FILL_SLACK_USD = '0.000001';
+
+/**
+ * Refuses a fill given by hand (botstate record and settle) whose amounts disagree (see
+ * {@link amountsDisagree}): a typo of a few digits. The ledger itself takes what it is given.
+ */
+export function checkAmountsAgree(fill: { baseAmount: string; quoteAmount: string; priceUsd: string }): void {
+  const why = amountsDisagree(parseDecimal(fill.baseAmount), parseDecimal(fill.quoteAmount), parseDecimal(fill.priceUsd));
+  if (why === undefined) return;
+  throw new ValidationError('INVALID_AMOUNT', `the fill's amounts disagree: ${why} (they may differ by fees, not by a factor of 2)`, {
+    hint: 'give --base and --quote as the account received and paid them, and --price as the USD price of one token (about quote / base)',
+  });
 }
 
 /**

@@ -173,7 +173,8 @@ const TRADE_FIELDS = [
 const BUY_1 = '1234567890123456789012345.123456789012345678';
 const BUY_2 = '0.000000000000000001';
 const SELL_1 = '0.5';
-const QUOTE_1 = '25.1';
+/** BUY_1 × 20.33, rounded down to 18 decimals: a fill's amounts agree with its price. */
+const QUOTE_1 = '25098765206209876520620976.359876520620987633';
 const QUOTE_2 = '0.000000000000000003';
 /** A config value a float would mangle; it must come back as this exact JSON number literal. */
 const BIG_CONFIG = '123456789012345678901234567890.123456789012345678';
@@ -216,7 +217,7 @@ for (const engine of ENGINES) {
 
       // record: a buy (human), a tiny buy (--json), its idempotent repeat, a sell
       const buy1 = ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', BUY_1, QUOTE_1, '20.33', 'cli-1'), ...db]));
-      assert.match(buy1.stdout, new RegExp(`^Recorded BUY ${BUY_1.replace('.', '\\.')} \\(DCA, cli-1\\); tokenBalance ${BUY_1.replace('.', '\\.')}, totalAccumulated 25\\.1$`, 'm'));
+      assert.match(buy1.stdout, new RegExp(`^Recorded BUY ${BUY_1.replace('.', '\\.')} \\(DCA, cli-1\\); tokenBalance ${BUY_1.replace('.', '\\.')}, totalAccumulated ${QUOTE_1.replace('.', '\\.')}$`, 'm'));
 
       const buy2 = parseJson(await cli([...recordArgs(TOKEN_LOWER, 'buy', 'dip_buy', BUY_2, QUOTE_2, '3', 'cli-2'), '--json', ...db]));
       assertCamelCase(buy2);
@@ -321,7 +322,7 @@ for (const engine of ENGINES) {
       const tradeLines = tradesH.stdout.trimEnd().split('\n');
       assert.equal(tradeLines.length, 4, tradesH.stdout);
       assert.match(tradeLines[0]!, /^CLIENT ORDER ID\s+SIDE\s+REASON\s+STATUS\s+BASE AMOUNT\s+QUOTE AMOUNT\s+PRICE USD\s+CREATED\s+EXECUTED/);
-      assert.match(tradesH.stdout, new RegExp(`^cli-1\\s+BUY\\s+DCA\\s+EXECUTED\\s+${BUY_1.replace('.', '\\.')}\\s+25\\.1\\s+20\\.33\\s+\\S+Z\\s+\\S+Z`, 'm'));
+      assert.match(tradesH.stdout, new RegExp(`^cli-1\\s+BUY\\s+DCA\\s+EXECUTED\\s+${BUY_1.replace('.', '\\.')}\\s+${QUOTE_1.replace('.', '\\.')}\\s+20\\.33\\s+\\S+Z\\s+\\S+Z`, 'm'));
       assert.match(tradesH.stdout, /^cli-2\s+BUY\s+DIP_BUY\s+EXECUTED\s+0\.000000000000000001\s+0\.000000000000000003\s+3\s/m);
       assert.match(tradesH.stdout, /^cli-3\s+SELL\s+TAKE_PROFIT\s+EXECUTED\s+0\.5\s+12\s+24\s/m);
 
@@ -712,7 +713,7 @@ for (const engine of ENGINES) {
         [['resume', TOKEN, ...db], 3, /cannot resume .*RUNNING/],
         [['pause', OTHER_TOKEN, ...db], 3, /cannot pause .*PAUSED/],
         [['start', OTHER_TOKEN, ...db], 3, /cannot start .*PAUSED/],
-        [[...recordArgs(TOKEN, 'sell', 'take_profit', '2.000000000000000002', '1', '1', 'bad-3'), ...db], 3, /2\.000000000000000002/],
+        [[...recordArgs(TOKEN, 'sell', 'take_profit', '2.000000000000000002', '2', '1', 'bad-3'), ...db], 3, /2\.000000000000000002/],
         [[...recordArgs(TOKEN, 'buy', 'dca', '3', '10', '5', 'bad-1'), ...db], 3, /bad-1/],
         [['db', 'rollback', '--to', '0', ...db], 3, /rolling back 0002_job_strategy_state and 0001_jobs_trades_audit would delete 1 job's strategy state, 2 jobs, 1 trade and 4 audit entries \(back the database up first, then roll back anyway with --force, or force: true in the library\)/],
         // not found (4)
@@ -1038,7 +1039,10 @@ describe('botstate CLI without a job database', () => {
     // An intent's fill is no more than it asked for (its quote here).
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '5', '--quote', '10.5', '--price', '2', ...db]), 2, /the fill's quoteAmount 10\.5 is more than intent o-1 asked for, 10 \(an exchange fills no more than asked/);
     // A BUY's tokens are paid for: 0 is no fill (a SELL may fetch 0, the last of a worthless token).
-    refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '5', '--quote', '0', '--price', '2', ...db]), 2, /^botstate: --quote 0 pays nothing for the 5 tokens of a BUY: a purchase costs more than 0 \(give the quote/);
+    refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '5', '--quote', '0', '--price', '0.0000000001', ...db]), 2, /^botstate: --quote 0 pays nothing for the 5 tokens of a BUY: a purchase costs more than 0 \(give the quote/);
+    // Amounts and price that cannot be one trade (a few digits' typo): 5 tokens at 2 are not bought for 0.1, nor sold for 0.
+    refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '5', '--quote', '0.1', '--price', '2', ...db]), 2, /^botstate: the fill's amounts disagree: 5 tokens at 2 are worth 10, not 0\.1 \(they may differ by fees, not by a factor of 2\) \(give --base and --quote as the account received and paid them, and --price as the USD price of one token \(about quote \/ base\)\)\n$/);
+    refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '5', '--quote', '0', '--price', '2', ...db]), 2, /^botstate: the fill's amounts disagree: 5 tokens at 2 are worth 10, not 0 /);
     // A year typo backwards: a fill dated long before its order was recorded.
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '1', '--price', '1', '--executed-at', '2020-01-01T00:00:00.000Z', ...db]), 2, /^botstate: --executed-at 2020-01-01T00:00:00\.000Z is before order o-1 was recorded \(20\d\d-/);
     assert.equal(dump(), before, 'nothing changed');
@@ -1100,7 +1104,7 @@ describe('botstate CLI without a job database', () => {
     refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-time'), '--executed-at', new Date(Date.now() - 40_000).toISOString(), ...db]), 3, /already recorded with executedAt/);
     // A refusal the ledger makes in its transaction names the flag typed too.
     const nines = '9'.repeat(78);
-    refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', nines, '1', 'r-huge'), ...db]), 2, new RegExp(`^botstate: --quote ${nines} would take the totalAccumulated of job \\S+ to 79 integer digits; at most 78 are allowed \\(check --quote for extra digits\\)\n$`));
+    refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', nines, nines, 'r-huge'), ...db]), 2, new RegExp(`^botstate: --quote ${nines} would take the totalAccumulated of job \\S+ to 79 integer digits; at most 78 are allowed \\(check --quote for extra digits\\)\n$`));
     const recorded = new Database(path, { readonly: true });
     try {
       assert.equal(recorded.prepare("SELECT executed_at FROM trades WHERE client_order_id = 'r-time'").pluck().get(), recordedAt);

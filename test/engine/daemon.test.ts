@@ -827,6 +827,19 @@ for (const engine of ENGINES) {
       assert.equal((await store.ledger.pending()).length, 1);
     });
 
+    it('a fill whose amounts and price cannot be one trade (a unit wrong by 10⁹) is no fill: the job stops in ERROR, the intent stays PENDING', async () => {
+      // Asked 10 of quote; answered 5 × 10⁹ tokens for 10 at a price of 2: worth 10¹⁰, not 10.
+      const scaled = filling((o) => filled(o, '5000000000', '10', '2'), '2');
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const { daemon } = makeDaemon(store, scaled, { maxFailures: 1 });
+      await daemon.start();
+      const failed = await untilError(store, job.id);
+      await daemon.stop();
+      assert.match(failed.statusReason!, /invalid answer from the exchange to order \S+: its amounts disagree \(5000000000 tokens at 2 are worth 10000000000, not 10\)/);
+      assert.deepEqual([failed.tokenBalance, failed.totalAccumulated], ['0', '0']);
+      assert.equal((await store.ledger.pending()).length, 1);
+    });
+
     it('an order open at the exchange (accepted, not final) stays PENDING without failing the job, through a restart, until it fills', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });

@@ -1,7 +1,7 @@
 import { BotstateError, RuleError, ValidationError } from '../../errors.ts';
 import { cmp, parseDecimal } from '../../money/decimal.ts';
 import { isIsoTime } from '../../util/time.ts';
-import { checkRecordInput, checkSettlement, POSITIVE_HINTS, TradeReason, TradeSide, TradeStatus, type Settlement } from '../../ledger/ledger.ts';
+import { checkAmountsAgree, checkRecordInput, checkSettlement, POSITIVE_HINTS, TradeReason, TradeSide, TradeStatus, type Settlement } from '../../ledger/ledger.ts';
 import { leaseHolder } from '../../engine/leases.ts';
 import { scratchAfterFill } from '../../engine/strategies/strategy.ts';
 import { CHAIN_OPTION, EXISTING, oneOf, READING, tokenRef, WINDOW_OPTIONS, windowOf, withStore, type Command, type CommandContext } from '../command.ts';
@@ -123,6 +123,7 @@ const record: Command = {
       ...(executedAt !== undefined ? { executedAt } : {}),
     };
     asFlags(() => checkRecordInput(input), RECORD_FLAGS); // before a database is opened or migrated
+    checkAmountsAgree(input);
     const result = await withStore(ctx, EXISTING, (store) =>
       store.transaction(async (tx) => {
         // The fill counts in the job's strategy state too (its limits, its liquidity cash), as the
@@ -279,6 +280,7 @@ const settle: Command = {
       settlement = { status, error: required(ctx, 'error', 'settle') };
     }
     asFlags(() => checkSettlement(clientOrderId, settlement), SETTLE_FLAGS); // before a database is opened
+    if (settlement.status === 'EXECUTED') checkAmountsAgree(settlement);
     const result = await withStore(ctx, EXISTING, (store) =>
       store.transaction(async (tx) => {
         const trade = await store.ledger.get(clientOrderId);
