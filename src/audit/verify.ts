@@ -1,6 +1,6 @@
 import { hash, randomBytes } from 'node:crypto';
 import { AUDIT_COLUMNS, auditPages, checkLink, GENESIS_HASH, jobStream, toEntry, type AuditEntry, type AuditProblem, type AuditReport, type AuditRow } from './audit.ts';
-import { JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
+import { beforeMismatch, JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import type { JobConfig } from '../jobs/config.ts';
 import { TRADE_COLUMNS, toTrade, type Trade, type TradeRow } from '../ledger/ledger.ts';
 import { add, cmp, isDecimal, sub, type Decimal } from '../money/decimal.ts';
@@ -147,6 +147,11 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
         unreadableEntries.push({ stream: row.stream, seq: row.seq, problem: 'its before or after is not valid JSON (it was altered)' });
         entry = toEntry({ ...row, before: null, after: null });
       }
+      // Each entry's `before` is the job as the entries before it left it: one that is not says
+      // the row was changed outside botstate before botstate wrote this entry from it (a later
+      // write makes the row match the log again, so only this shows it), or the entry was.
+      const mismatch = open.stream.startsWith(jobStream('')) ? beforeMismatch(open.state, entry) : undefined;
+      if (mismatch !== undefined) jobProblems.push({ stream: entry.stream, seq: entry.seq, problem: `this entry says ${mismatch} (the job row was changed outside botstate before this entry was written, or the entry was)` });
       // The job's fields as its entries leave them.
       for (const [key, value] of Object.entries((entry.after ?? {}) as Record<string, unknown>)) if (key !== 'trade') open.state[key] = value;
       if (entry.entity !== 'trade') continue;

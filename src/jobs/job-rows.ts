@@ -333,22 +333,48 @@ export async function replayJob(entries: AsyncIterable<AuditEntry>, at: string, 
 
 /** `state` after one entry: its job fields applied, each checked against the entry's `before`. */
 function applyEntry(state: Record<string, unknown>, entry: AuditEntry, label: string): Record<string, unknown> {
-  const before = isRecord(entry.before) ? entry.before : {};
-  const after = isRecord(entry.after) ? entry.after : {};
-  for (const field of CHANGEABLE) {
-    if (Object.hasOwn(before, field) && JSON.stringify(before[field]) !== JSON.stringify(state[field])) {
-      throw new StorageError('STORAGE_CORRUPT', `audit entry ${entry.seq} of ${label} says ${field} was ${JSON.stringify(before[field])}, but the entries before it make it ${JSON.stringify(state[field])}`, {
-        hint: 'the audit log was changed outside botstate; run botstate verify',
-      });
-    }
-    if (Object.hasOwn(after, field)) state[field] = after[field];
+  const mismatch = beforeMismatch(state, entry);
+  if (mismatch !== undefined) {
+    throw new StorageError('STORAGE_CORRUPT', `audit entry ${entry.seq} of ${label} says ${mismatch}`, {
+      hint: 'the audit log, or the job row before that entry was written, was changed outside botstate; run botstate verify',
+    });
   }
+  const after = isRecord(entry.after) ? entry.after : {};
+  for (const field of CHANGEABLE) if (Object.hasOwn(after, field)) state[field] = after[field];
   state['updatedAt'] = entry.at;
   state['version'] = entry.seq;
   return state;
 }
 
 const CHANGEABLE = Object.keys(COLUMN) as ReadonlyArray<keyof JobChange>;
+
+/**
+ * Where an entry's `before` disagrees with `state`, the job's fields as the entries before it
+ * leave them (a field `state` does not hold yet is not compared): `config.limits.maxOrderUsd was
+ * 5, but the entries before it make it 10`, naming the first config key that differs. botstate
+ * writes `before` from the job row it changes, so a row edited outside botstate, then changed by
+ * botstate, shows here even once the row matches the log again. Undefined when they agree.
+ */
+export function beforeMismatch(state: Readonly<Record<string, unknown>>, entry: AuditEntry): string | undefined {
+  const before = isRecord(entry.before) ? entry.before : {};
+  for (const field of CHANGEABLE) {
+    if (!Object.hasOwn(before, field) || !Object.hasOwn(state, field)) continue;
+    const [said, made] = [before[field], state[field]];
+    if (JSON.stringify(said) === JSON.stringify(made)) continue;
+    const [path, a, b] = firstDifference(field, said, made);
+    return `${path} was ${JSON.stringify(a)}, but the entries before it make it ${JSON.stringify(b)}`;
+  }
+  return undefined;
+}
+
+/** The first key (depth first) where two JSON values differ, with both values there. */
+function firstDifference(path: string, a: unknown, b: unknown): [string, unknown, unknown] {
+  if (!isRecord(a) || !isRecord(b)) return [path, a, b];
+  for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    if (JSON.stringify(a[key]) !== JSON.stringify(b[key])) return firstDifference(`${path}.${key}`, a[key], b[key]);
+  }
+  return [path, a, b]; // the same keys and values, in another order
+}
 
 /**
  * Reads and locks a job for a write, and checks the caller's fence (its lease on the job) in

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { GENESIS_HASH, insertAudit, prepareAudit, type AuditEntry } from '../../src/audit/audit.ts';
 import { isBotstateError } from '../../src/errors.ts';
 import { requireJob, updateJob } from '../../src/jobs/job-rows.ts';
+import { serializeConfig } from '../../src/jobs/config.ts';
 import type { Store } from '../../src/store/store.ts';
 import { rejectsWith } from '../helpers/assert.ts';
 import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
@@ -69,6 +70,28 @@ for (const engine of ENGINES) {
       assert.deepEqual(entries.at(-1)!.after, { recentHigh: '9' });
       assert.equal(entries.at(-1)!.seq, 5);
       assert.deepEqual((await store.verifyAudit()).problems, []);
+    });
+
+    it('a job row changed outside botstate, then changed by botstate, is found: its next entry\'s before disagrees with the log', async () => {
+      const job = await store.jobs.get({ tokenAddress: TOKEN });
+      // Someone raises a limit in the row itself: verify sees the row differ from the log.
+      const config = { ...job.config, accumulate: { ...job.config.accumulate, maxAccumulationUsd: '99999999' } };
+      await fx.raw(`UPDATE jobs SET config = ${p(1)}${engine.name === 'postgres' ? '::jsonb' : ''} WHERE id = ${p(2)}`, [serializeConfig(config), job.id]);
+      assert.deepEqual((await store.verifyAudit()).problems.map((x) => x.problem), ["the job's config differs from what its audit log records"]);
+      // Then botstate changes the job: its entry takes before from the row, and after carries the
+      // raised limit on, so the row matches the log again. The entry's before gives it away.
+      await store.jobs.configure({ tokenAddress: TOKEN }, { set: ['accumulate.dcaAmount=11'] });
+      const configured = (await store.history({ tokenAddress: TOKEN })).at(-1)!;
+      assert.deepEqual((await store.verifyAudit()).problems, [
+        {
+          stream: configured.stream,
+          seq: configured.seq,
+          problem: 'this entry says config.accumulate.maxAccumulationUsd was "99999999", but the entries before it make it "1000" (the job row was changed outside botstate before this entry was written, or the entry was)',
+        },
+      ]);
+      // Time travel says the same, naming the key that differs.
+      const corrupt = await rejectsWith(store.jobAt({ tokenAddress: TOKEN }, '9999-12-31T23:59:59.999Z'), 'STORAGE_CORRUPT');
+      assert.match(String(corrupt['message']), new RegExp(`^audit entry ${configured.seq} of .* says config\\.accumulate\\.maxAccumulationUsd was "99999999", but the entries before it make it "1000"$`));
     });
 
     it('the table refuses UPDATE, DELETE and (PostgreSQL) TRUNCATE', async () => {
