@@ -2,7 +2,7 @@ import { hash, randomBytes } from 'node:crypto';
 import { AUDIT_COLUMNS, auditPages, checkLink, GENESIS_HASH, jobStream, toEntry, type AuditEntry, type AuditProblem, type AuditReport, type AuditRow } from './audit.ts';
 import { beforeMismatch, JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import type { JobConfig } from '../jobs/config.ts';
-import { TRADE_COLUMNS, toTrade, type Trade, type TradeRow } from '../ledger/ledger.ts';
+import { beyondAsked, TRADE_COLUMNS, toTrade, type Trade, type TradeRow } from '../ledger/ledger.ts';
 import { add, cmp, isDecimal, sub, type Decimal } from '../money/decimal.ts';
 import type { Executor, SqlParam } from '../store/adapter.ts';
 import { shown } from '../util/values.ts';
@@ -157,7 +157,10 @@ export async function verifyAudit(tx: Executor): Promise<AuditReport> {
       if (entry.entity !== 'trade') continue;
       const recorded = recordedBy(entry);
       if (typeof recorded === 'string') tradeEntries.push({ stream: entry.stream, seq: entry.seq, problem: recorded });
-      else open.tally.add(entry, recorded);
+      else {
+        const unlike = open.tally.add(entry, recorded);
+        if (unlike !== undefined) tradeEntries.push({ stream: entry.stream, seq: entry.seq, problem: unlike });
+      }
     }
   }
   await close();
@@ -268,14 +271,22 @@ class TradeTally {
     this.key = key;
   }
 
-  add(entry: AuditEntry, trade: Record<string, unknown>): void {
+  /**
+   * Tallies the trade an entry records. A settle is also compared with the trade's intent, when
+   * the stream holds it: the same order (side, reason, clientOrderId, time), filled for no more
+   * than the intent asked. The trade row is what the daemon sends (again, after a restart), so an
+   * intent's amount raised in the row alone went out and was settled as it stood; this says so.
+   */
+  add(entry: AuditEntry, trade: Record<string, unknown>): string | undefined {
+    const intent = this.intents.get(entry.entityId);
     this.intents.delete(entry.entityId);
     if (entry.action === 'intent') {
       this.intents.set(entry.entityId, trade);
-      return;
+      return undefined;
     }
     addElement(this.settled, this.key, entry.entityId, trade);
     this.settledCount++;
+    return intent === undefined ? undefined : unlikeItsIntent(entry.entityId, intent, trade);
   }
 
   /** The whole multiset: the settled sum with the open intents added. */
@@ -284,6 +295,27 @@ class TradeTally {
     for (const [id, trade] of this.intents) addElement(sum, this.key, id, trade);
     return { sum, count: this.settledCount + this.intents.size };
   }
+}
+
+/** How a settled trade is not the order its intent recorded, if it is not. */
+function unlikeItsIntent(id: string, intent: Record<string, unknown>, settled: Record<string, unknown>): string | undefined {
+  const same = (field: string) =>
+    field === 'createdAt' && typeof intent[field] === 'string' && typeof settled[field] === 'string'
+      ? Date.parse(intent[field]) === Date.parse(settled[field]) // an instant, whatever its spelling
+      : JSON.stringify(intent[field]) === JSON.stringify(settled[field]);
+  for (const field of ['jobId', 'side', 'reason', 'clientOrderId', 'createdAt'] as const) {
+    if (!same(field)) {
+      return `trade ${id} was settled with ${field} ${JSON.stringify(settled[field])}, but its intent recorded ${JSON.stringify(intent[field])}`;
+    }
+  }
+  if (settled['status'] !== 'EXECUTED') return undefined;
+  const amount = (v: unknown): Decimal | null => (typeof v === 'string' && isDecimal(v) ? v : null);
+  const beyond = beyondAsked(
+    { baseAmount: amount(intent['baseAmount']), quoteAmount: amount(intent['quoteAmount']) },
+    { baseAmount: amount(settled['baseAmount']), quoteAmount: amount(settled['quoteAmount']) },
+  );
+  if (beyond === undefined) return undefined;
+  return `trade ${id} was filled for ${beyond.field} ${String(beyond.got)}, more than its intent recorded asking for, ${String(beyond.asked)} (the order sent was not the one its intent recorded)`;
 }
 
 /**

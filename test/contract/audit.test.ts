@@ -204,6 +204,32 @@ for (const engine of ENGINES) {
       ]);
     });
 
+    it('verify finds an open intent whose amount was raised in its row, then sent and settled as it stood', async () => {
+      await store.jobs.resume({ tokenAddress: TOKEN });
+      const { trade } = await store.ledger.recordIntent({ job: { tokenAddress: TOKEN }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      assert.deepEqual((await store.verifyAudit()).problems, []);
+      // The row says 5000 now; the intent's entry, 10. A restarted daemon sends what the row says.
+      await fx.raw(`UPDATE trades SET quote_amount = ${p(1)} WHERE id = ${p(2)}`, ['5000', trade.id]);
+      await store.ledger.settle(trade.clientOrderId, { status: 'EXECUTED', baseAmount: '2000', quoteAmount: '5000', priceUsd: '2.5' });
+      const settled = (await store.history({ tokenAddress: TOKEN })).at(-1)!;
+      assert.deepEqual((await store.verifyAudit()).problems, [
+        {
+          stream: settled.stream,
+          seq: settled.seq,
+          problem: `trade ${trade.id} was filled for quoteAmount 5000, more than its intent recorded asking for, 10 (the order sent was not the one its intent recorded)`,
+        },
+      ]);
+    });
+
+    it('verify finds a settled trade whose side, reason or clientOrderId is not its intent\'s', async () => {
+      await store.jobs.resume({ tokenAddress: TOKEN });
+      const { trade } = await store.ledger.recordIntent({ job: { tokenAddress: TOKEN }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      await fx.raw(`UPDATE trades SET reason = 'DIP_BUY' WHERE id = ${p(1)}`, [trade.id]);
+      await store.ledger.settle(trade.clientOrderId, { status: 'FAILED', error: 'no' });
+      const problems = (await store.verifyAudit()).problems.map((x) => x.problem);
+      assert.deepEqual(problems, [`trade ${trade.id} was settled with reason "DIP_BUY", but its intent recorded "DCA"`]);
+    });
+
     it('verify finds a trade edited, deleted or added outside botstate, which the jobs alone do not show', async () => {
       const job = await store.jobs.get({ tokenAddress: TOKEN });
       await store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: 'o-2', side: 'SELL', reason: 'TAKE_PROFIT', baseAmount: '2.5', quoteAmount: '10', priceUsd: '4' });
