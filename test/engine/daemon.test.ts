@@ -89,6 +89,8 @@ interface Started {
 }
 
 /** A daemon that logs into `lines`; stopped after the test. */
+const integerDigitsOf = (d: string) => d.split('.')[0]!.length;
+
 function makeDaemon(store: Store, exchange: Exchange, options: Partial<DaemonOptions> = {}): Started {
   const lines: string[] = [];
   const daemon = new Daemon({ store, exchange, tickMs: TICK, leaseTtlMs: 5000, log: (line) => void lines.push(line), ...options });
@@ -813,6 +815,22 @@ for (const engine of ENGINES) {
       assert.match(failed.statusReason!, /is not this intent \(its quoteAmount is 10\.01, more than the intent asked for, 10\)/);
       assert.equal(failed.tokenBalance, after.tokenBalance, 'nothing settled from it');
       assert.equal((await store.ledger.pending()).length, 1);
+    });
+
+    it('one price answer no store keeps (91 integer digits) fails one step, not the job: the next price trades', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      let bad = 1;
+      const rec = new Recorder(new HttpExchange(ex.url), { price: () => (bad-- > 0 ? Promise.resolve(`1${'0'.repeat(90)}`) : undefined) });
+      const { daemon, lines } = makeDaemon(store, rec, { maxFailures: 2 });
+      await daemon.start();
+      await waitFor('a trade after the bad price', async () => ((await exchangeOrders(ex.url)).length > 0 ? true : undefined));
+      await daemon.stop();
+      assert.equal(lines.filter((l) => l.includes('step failed')).length, 1, lines.join('\n'));
+      assert.ok(lines.some((l) => /step failed \(1\/2\): price 10000000000000000000… has 91 integer digits/.test(l)), lines.join('\n'));
+      const after = await store.jobs.get({ id: job.id });
+      assert.equal(after.status, 'RUNNING');
+      assert.ok(integerDigitsOf(after.recentHigh) < 20, after.recentHigh);
     });
 
     it('a BUY for a quote of 0 is no fill: the job stops in ERROR, the intent stays PENDING', async () => {

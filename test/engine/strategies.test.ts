@@ -776,6 +776,13 @@ describe('parseScratch', () => {
     for (const price of ['0', '-1', '1.0', '1e3', '', 'NaN']) {
       assert.throws(() => decide({ job, scratch: emptyScratch(), price, now: T0 }), /price .* must be a canonical decimal greater than 0/);
     }
+    // A price no store keeps (it would become the job's recentHigh, and every write fail): refused before
+    // anything is decided from it. 78 integer digits are taken.
+    assert.throws(() => decide({ job, scratch: emptyScratch(), price: `1${'0'.repeat(90)}`, now: T0 }), {
+      code: 'INVALID_AMOUNT',
+      message: `price 10000000000000000000… has 91 integer digits; at most 78 are allowed`,
+    });
+    assert.equal(decide({ job, scratch: emptyScratch(), price: '9'.repeat(78), now: T0 }).state.recentHigh, '9'.repeat(78));
     // An adapter's JS number is named as such (it used to read "price 2 must be a canonical decimal").
     assert.throws(() => decide({ job, scratch: emptyScratch(), price: 2 as unknown as string, now: T0 }), {
       code: 'INVALID_AMOUNT',

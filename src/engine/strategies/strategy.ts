@@ -16,7 +16,7 @@
 import { ValidationError } from '../../errors.ts';
 import type { Job } from '../../jobs/job-rows.ts';
 import type { Trade, TradeReason } from '../../ledger/ledger.ts';
-import { add, cmp, div, isDecimal, min, mul, sub, toUnits, worthNothing, type Decimal } from '../../money/decimal.ts';
+import { add, cmp, div, integerDigits, isDecimal, MAX_INTEGER_DIGITS, min, mul, sub, toUnits, worthNothing, type Decimal } from '../../money/decimal.ts';
 import { decideAccumulate } from './accumulate.ts';
 import { decideLiquidating } from './liquidating.ts';
 import { decideLiquidity } from './liquidity.ts';
@@ -186,6 +186,14 @@ function checkPrice(price: unknown): void {
     throw new ValidationError('INVALID_AMOUNT', `price ${JSON.stringify(price)} must be a canonical decimal greater than 0`, {
       hint: 'pass the exchange price through parseDecimal and do not decide on a zero price',
       details: { price: typeof price === 'string' ? price.slice(0, 100) : typeof price },
+    });
+  }
+  // Decided on, it would become the job's recentHigh, which no store keeps: every write of the job
+  // failed from then on, whatever the prices after it (the job went to ERROR for one bad answer).
+  if (integerDigits(price) > MAX_INTEGER_DIGITS) {
+    throw new ValidationError('INVALID_AMOUNT', `price ${price.slice(0, 20)}… has ${integerDigits(price)} integer digits; at most ${MAX_INTEGER_DIGITS} are allowed`, {
+      hint: "the exchange's price is not a price: check the adapter",
+      details: { price: price.slice(0, 100), reason: 'digits' },
     });
   }
 }
