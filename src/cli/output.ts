@@ -190,8 +190,12 @@ export function fields(pairs: ReadonlyArray<readonly [string, string | number | 
 
 /** A job's open (PENDING) order, on one line: side, amount, clientOrderId and since when. */
 function openOrder(t: Trade): string {
-  const amount = t.baseAmount !== null ? `${t.baseAmount} tokens` : `for ${t.quoteAmount} quote`;
-  return `${t.side} ${t.reason} ${amount} (${t.clientOrderId}, since ${t.createdAt})`;
+  return `${t.side} ${t.reason} ${askedAmount(t)} (${t.clientOrderId}, since ${t.createdAt})`;
+}
+
+/** What an order asks for: `2.5 tokens`, or `for 7.5 quote` (a buy sized in quote). */
+function askedAmount(t: Pick<Trade, 'baseAmount' | 'quoteAmount'>): string {
+  return t.baseAmount !== null ? `${t.baseAmount} tokens` : `for ${t.quoteAmount} quote`;
 }
 
 /**
@@ -272,7 +276,9 @@ function change(entry: AuditEntry): string {
   const parts: string[] = [];
   const trade = after['trade'] as Trade | undefined;
   if (trade) {
-    const amounts = trade.baseAmount === null ? `quote ${trade.quoteAmount}` : `${trade.baseAmount} @ ${trade.priceUsd ?? '-'}`;
+    // A fill as the daemon's log says it (what came in, what went out, at what price); an open or
+    // failed order as status says what it asks for.
+    const amounts = trade.status === 'EXECUTED' ? `${trade.baseAmount} for ${trade.quoteAmount} @ ${trade.priceUsd}` : askedAmount(trade);
     parts.push(`${trade.status} ${trade.side} ${trade.reason} ${amounts} (${trade.clientOrderId})`);
   }
   if (entry.action === 'create') {
