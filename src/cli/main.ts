@@ -74,6 +74,14 @@ const VALUE_FLAGS = new Set(
   ),
 );
 
+/** Every flag some command takes (long and short), and --version: others are no one's. */
+const ANY_FLAG = new Set([
+  '--version',
+  ...[GLOBAL_OPTIONS, ...COMMANDS.map((c) => c.options)].flatMap((options) =>
+    Object.entries(options as Record<string, { short?: string }>).flatMap(([name, o]) => [`--${name}`, ...(o.short ? [`-${o.short}`] : [])]),
+  ),
+]);
+
 /** Splits argv into the command's name and the rest, skipping flags and their values. */
 function findCommand(argv: readonly string[]): { name: string | undefined; rest: string[] } {
   const rest: string[] = [];
@@ -138,6 +146,11 @@ async function runCommand(argv: readonly string[], io: Io): Promise<number> {
     if (name === undefined) {
       if (argv.includes('--version')) return io.out(`${version()}\n`), 0;
       if (argv.includes('--help') || argv.includes('-h')) return io.out(generalHelp()), 0;
+      // `botstate -v`: the flag is the mistake, not the command left out.
+      const unknown = rest.find((a) => a.startsWith('-') && a !== '--' && !ANY_FLAG.has(a.split('=')[0]!));
+      if (unknown !== undefined) {
+        throw new ValidationError('USAGE', `unknown option '${unknown}', and no command`, { hint: 'see botstate --help for the commands and flags; botstate --version prints the version' });
+      }
       throw new ValidationError('USAGE', 'missing command', { hint: 'see botstate --help for the commands' });
     }
     const command = BY_NAME.get(name);

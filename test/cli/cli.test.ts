@@ -480,6 +480,8 @@ for (const engine of ENGINES) {
       ok(await cli(['start', OTHER_TOKEN, '--symbol', 'OTH', ...db]));
       const row = (out: string, symbol: string) => out.split('\n').find((l) => l.startsWith(`${symbol} `))!.split(/\s{2,}/);
       const header = ok(await cli(['list', ...db])).stdout.split('\n')[0]!.split(/\s{2,}/);
+      // None in a status: said as such, not as an empty database.
+      assert.equal(ok(await cli(['list', '--status', 'idle', ...db])).stdout, 'No IDLE jobs.\n');
       assert.deepEqual(header.slice(4, 7), ['STATUS', 'OPEN ORDERS', 'DAEMON']);
       assert.deepEqual(row(ok(await cli(['list', ...db])).stdout, 'LGI').slice(4, 7), ['RUNNING', '0', '-']);
       const store = await fx.open();
@@ -657,6 +659,9 @@ for (const engine of ENGINES) {
         [['start', TOKEN, '--frobnicate', ...db], 2, /--frobnicate/],
         [['status', TOKEN, '--mode', 'liquidity', ...db], 2, /--mode/],
         [['list', '--verbose', ...db], 2, /--verbose/],
+        // A flag no command takes, and no command: the flag is named, not a command said missing.
+        [['-v', ...db], 2, /^botstate: unknown option '-v', and no command \(see botstate --help for the commands and flags; botstate --version prints the version\)\n$/],
+        [['--json', ...db], 2, /^botstate: missing command/],
         [['pause', ...db], 2, /missing <token>/],
         [['pause', TOKEN, OTHER_TOKEN, ...db], 2, /unexpected argument/],
         [['start', '0x123', ...db], 2, /0x123.*not an EVM address/],
