@@ -31,6 +31,8 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
  * @example parseLocation('postgres://postgres@127.0.0.1/test?schema=bots')
  */
 export function parseLocation(url: string): Location {
+  // What the messages below echo of it: a password typed in a mistaken URL is not printed.
+  const shown = hideCredentials(url);
   if (url.trim() === '') {
     throw new ValidationError('USAGE', 'the database URL is empty', {
       hint: 'pass a path such as ./botstate.db or a postgres:// URL',
@@ -40,21 +42,21 @@ export function parseLocation(url: string): Location {
   if (/^sqlite:/i.test(url)) {
     const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/|\.)/, '');
     if (path === '') {
-      throw new ValidationError('USAGE', `database URL "${url}" names no file`, {
+      throw new ValidationError('USAGE', `database URL "${shown}" names no file`, {
         hint: 'write sqlite:./botstate.db',
       });
     }
     // sqlite://name.db would be /name.db, at the root; and SQLite's ?mode=… URI parameters are not
     // read here (the file would be named with them).
-    if (path.startsWith('//') || path.includes('?') || /^file:/i.test(path)) {
-      throw new ValidationError('USAGE', `database URL "${url}" is ambiguous`, {
+    if (path.startsWith('//') || path.includes('?') || /^file:/i.test(path) || /^[a-z][a-z0-9+.-]*:\/\//i.test(path)) {
+      throw new ValidationError('USAGE', `database URL "${shown}" is ambiguous`, {
         hint: 'write sqlite:./name.db (relative) or sqlite:/abs/name.db (absolute), with no ?parameters',
       });
     }
     return sqlitePath(path);
   }
   if (/^file:/i.test(url)) {
-    throw new ValidationError('USAGE', `SQLite file: URIs are not read: "${url}" would be a file of that name`, {
+    throw new ValidationError('USAGE', `SQLite file: URIs are not read: "${shown}" would be a file of that name`, {
       hint: 'pass the path itself (./botstate.db) or sqlite:./botstate.db',
     });
   }
@@ -67,8 +69,8 @@ export function parseLocation(url: string): Location {
   // postgres:mydb (the // forgotten) would quietly be a SQLite file of that name, in the current folder.
   const forgotten = /^(postgres|postgresql|mysql|mariadb|mongodb|redis|http|https):(?!\/\/)/i.exec(url);
   if (forgotten) {
-    throw new ValidationError('USAGE', `database URL "${url}" lacks the // after "${forgotten[1]}:"`, {
-      hint: `write postgres://user@host:5432/database for PostgreSQL; a SQLite file of that name as ./${url}`,
+    throw new ValidationError('USAGE', `database URL "${shown}" lacks the // after "${forgotten[1]}:"`, {
+      hint: `write postgres://user@host:5432/database for PostgreSQL; a SQLite file of that name as ./${shown}`,
     });
   }
   return sqlitePath(url);
@@ -342,6 +344,11 @@ export function driverConnectionString(connectionString: string): string {
   if (u.searchParams.get('uselibpqcompat') === 'true' || (mode !== 'prefer' && mode !== 'require' && mode !== 'verify-ca')) return connectionString;
   u.searchParams.set('sslmode', 'verify-full');
   return u.toString();
+}
+
+/** `text` with the password of any `user:password@` in it shown as ***, for messages. */
+export function hideCredentials(text: string): string {
+  return text.replace(/(\/\/|^[a-z][a-z0-9+.-]*:)([^\s:/@]*):[^\s@/]*@/i, '$1$2:***@');
 }
 
 /** The location with any password removed, for messages and logs. */

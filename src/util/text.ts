@@ -27,7 +27,8 @@ export function isStorableText(text: string): boolean {
 export function escapeControls(text: string): string {
   return text
     .replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
-    // Bidirectional overrides and isolates would reorder what follows them on the line.
-    .replace(/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+    // Bidirectional overrides and isolates would reorder what follows them on the line; the line
+    // and paragraph separators break it in some log viewers.
+    .replace(/[\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 

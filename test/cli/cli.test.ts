@@ -928,6 +928,12 @@ describe('botstate CLI without a job database', () => {
     // A PostgreSQL URL without its // would be a SQLite file named postgres:mydb, here.
     refused(await cli(['start', TOKEN, '--db', 'postgres:mydb'], { cwd: dir }), 2, /^botstate: database URL "postgres:mydb" lacks the \/\/ after "postgres:" \(write postgres:\/\/user@host:5432\/database for PostgreSQL; a SQLite file of that name as \.\/postgres:mydb\)\n$/);
     refused(await cli(['list', '--db', 'PostgreSQL:/db'], { cwd: dir }), 2, /lacks the \/\/ after "PostgreSQL:"/);
+    // A password in a mistaken URL is not echoed back (to a terminal, a log, a CI transcript).
+    for (const url of ['postgres:bob:s3cret@127.0.0.1/test', 'sqlite:postgres://bob:s3cret@127.0.0.1/test']) {
+      const r = await cli(['list', '--db', url, '--json'], { cwd: dir });
+      refused(r, 2, /bob:\*\*\*@127\.0\.0\.1/);
+      assert.ok(!`${r.stdout}${r.stderr}`.includes('s3cret'), show(r));
+    }
     // PostgreSQL URLs whose parameters would send botstate's tables elsewhere (refused before connecting).
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?schema=a&options=-c%20search_path%3Db'], { cwd: dir }), 2, /may not set "options"/);
     refused(await cli(['list', '--db', 'postgres://u@127.0.0.1:1/x?Schema=a'], { cwd: dir }), 2, /"Schema" parameter is misspelt or repeated/);

@@ -2866,6 +2866,11 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const again = await run(['db', 'backup', '--to', to, '--db', fx.url]);
     assert.deepEqual([again.code, again.err], [2, `botstate: ${to} exists already: a backup never replaces a file (give the backup a new name)\n`]);
     assert.deepEqual(readFileSync(to), before);
+    // A name with a space, a newline and an ESC: printed escaped and quoted, so the command given can be pasted.
+    const odd = join(dirname(fx.url), "my back'up\n\u001b[31m.db");
+    const oddly = await run(['db', 'backup', '--to', odd, '--db', fx.url]);
+    const shown = `'${dirname(fx.url)}/my back'\\''up\\x0a\\x1b[31m.db'`;
+    assert.equal(oddly.out, `Backed up to ${shown} (${statSync(odd).size} bytes, ${/\((\d+ bytes), (\d+) ms\)/.exec(oddly.out)![2]} ms). Check it with botstate verify --db ${shown}\n`);
     const nowhere = await run(['db', 'backup', '--to', join(dirname(fx.url), 'no-such-dir', 'b.db'), '--db', fx.url]);
     assert.equal(nowhere.code, 5, nowhere.err);
     const pgUrl = await run(['db', 'backup', '--to', 'x.db', '--db', 'postgres://postgres@127.0.0.1:5432/test']);

@@ -6,7 +6,7 @@
  * Prices move with a fake clock passed as `now`, so every step is chosen by the test, never by timing.
  * Amounts are generated as bigints and formatted; no float touches a price or an amount.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -897,6 +897,9 @@ describe('botstate paper-exchange (the real binary)', () => {
     const other = new Database(database);
     other.exec('CREATE TABLE t (x)');
     other.close();
+    // A named pipe: opened, it blocked for ever, SIGINT and SIGTERM ignored.
+    const pipe = dataFile();
+    execFileSync('mkfifo', [pipe]);
     for (const [flags, exit, said] of [
       [['--error-rate', '2'], 2, /^botstate: --error-rate must be a number from 0 to 1.*\n$/],
       // --db is botstate's database: one meaning --data would otherwise be ignored.
@@ -907,6 +910,7 @@ describe('botstate paper-exchange (the real binary)', () => {
       // A --data file that is no database: said so, not "check that the directory is writable".
       [['--data', text], 5, /^botstate: cannot open the paper exchange file .*: file is not a database \(give --data a new file, or one the paper exchange wrote\)\n$/],
       // A file SQLite keeps beside a database there: the next connection to it would delete the exchange's orders.
+      [['--data', pipe], 5, /^botstate: \S+ is not a regular file \(a device, a pipe or a socket\), so it cannot hold the paper exchange's data \(give --data the path of a file, e\.g\. paper-exchange\.db\)\n$/],
       [['--data', `${database}-wal`], 2, /^botstate: \S+-wal is the -wal file of the database \S+, which SQLite or botstate would delete \(give --data a file of its own, e.g\. paper-exchange\.db\)\n$/],
     ] as const) {
       const data = (flags as readonly string[]).includes('--data') ? [] : ['--data', dataFile()];

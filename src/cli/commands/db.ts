@@ -1,4 +1,5 @@
 import { ValidationError } from '../../errors.ts';
+import { escapeControls } from '../../util/text.ts';
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseLocation } from '../../store/location.ts';
@@ -91,11 +92,14 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
       const bytes = statSync(path).size;
       if (ctx.json) return void ctx.io.out(json({ backup: path, bytes, schemaVersion: version }));
       // verify reads only this botstate's schema version; the backup itself must stay as it is.
+      // The path as typed may hold anything a file name may: shown escaped, and quoted for a shell
+      // where it needs to be, so that the command given can be pasted.
+      const shown = escapeControls(/^[\w./-]+$/.test(path) ? path : `'${path.replaceAll("'", "'\\''")}'`);
       const check =
-        version === LATEST_VERSION ? `Check it with botstate verify --db ${path}`
+        version === LATEST_VERSION ? `Check it with botstate verify --db ${shown}`
         : version > LATEST_VERSION ? `It holds schema version ${version}, as the database, newer than this botstate reads (${LATEST_VERSION}): keep the backup as it is, and check it with the botstate that wrote the database`
         : `It holds schema version ${version}, as the database; this botstate reads version ${LATEST_VERSION}: keep the backup as it is, and check a copy of it (botstate db migrate, then verify, on the copy)`;
-      ctx.io.out(`Backed up to ${path} (${bytes} bytes, ${Math.round(performance.now() - t0)} ms). ${check}\n`);
+      ctx.io.out(`Backed up to ${shown} (${bytes} bytes, ${Math.round(performance.now() - t0)} ms). ${check}\n`);
     },
   },
 };

@@ -16,7 +16,7 @@
  * book.balances(); // { USD: '990', [token]: '20' }
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { StorageError } from '../../errors.ts';
 import { checkNotCompanion } from '../../store/location.ts';
@@ -158,6 +158,14 @@ export class PaperBook {
     // Not a file SQLite keeps beside a database (x.db-wal while x.db is there): the next
     // connection to that database would delete it, and the exchange's orders and balances with it.
     if (path !== ':memory:') checkNotCompanion(path, () => 'give --data a file of its own, e.g. paper-exchange.db');
+    // A named pipe would block the open below for ever (signals could not stop it), a device fail
+    // with a misleading I/O error and get a -journal beside it: refused before either is opened.
+    const stat = path === ':memory:' ? undefined : statSync(path, { throwIfNoEntry: false });
+    if (stat !== undefined && !stat.isFile()) {
+      throw new StorageError('STORAGE_UNAVAILABLE', `${path} is ${stat.isDirectory() ? 'a directory' : 'not a regular file (a device, a pipe or a socket)'}, so it cannot hold the paper exchange's data`, {
+        hint: 'give --data the path of a file, e.g. paper-exchange.db',
+      });
+    }
     let db: Database.Database | undefined;
     try {
       if (path !== ':memory:') closeSync(openSync(path, 'a', 0o600));
