@@ -130,6 +130,21 @@ const SLOW_DATABASE_MS = 3000;
 const STUCK_SAID_AGAIN_MS = 10 * 60_000;
 /** How often a changed cause of an outage under way is said at most (see #exchangeUnavailable). */
 const OUTAGE_CAUSE_SAID_EVERY_MS = 60_000;
+
+/**
+ * What an outage's error says of its cause, without what was asked: an adapter's message names
+ * the call, the token or the order (`gave no answer to the price of 0xbB…: connect ECONNREFUSED`),
+ * and two jobs failing alike are not a change of cause. The text after the last ": ", with
+ * addresses, ids, numbers and the contract's call names taken out.
+ */
+function causeOf(message: string): string {
+  const last = message.lastIndexOf(': ');
+  return (last < 0 ? message : message.slice(last + 2))
+    .replace(/0x[0-9a-f]+/gi, '')
+    .replace(/\b(?:getPrices?|getOrders?|getBalances|placeOrder)\b/g, '')
+    .replace(/[0-9a-f]{8}-[0-9a-f-]{4,}/gi, '')
+    .replace(/\d+/g, '#');
+}
 /** How long the jobs are priced one by one after the batch price request failed, before it is tried again. */
 const BATCH_RETRY_MS = 60_000;
 /** How long start() tries recovery again after a transient storage error before it gives up. */
@@ -737,12 +752,13 @@ export class Daemon {
     if (outage.tick === this.#ticks) return;
     const now = Date.now();
     const said = outage.said;
+    const cause = causeOf(e.message);
     if (said === undefined) {
       this.#log(`${stamp()}  exchange unavailable (asked for ${asked}: ${e.message}); waiting for it`);
-    } else if (e.message !== said.cause && (said.changes === 0 || now - said.at >= OUTAGE_CAUSE_SAID_EVERY_MS)) {
+    } else if (cause !== said.cause && (said.changes === 0 || now - said.at >= OUTAGE_CAUSE_SAID_EVERY_MS)) {
       this.#log(`${stamp()}  exchange still unavailable after ${Math.round((now - outage.since) / 1000)} s, now: ${e.message} (asked for ${asked})`);
     } else return;
-    outage.said = { cause: e.message, at: now, changes: said === undefined ? 0 : said.changes + 1 };
+    outage.said = { cause, at: now, changes: said === undefined ? 0 : said.changes + 1 };
   }
 
   /**

@@ -359,21 +359,28 @@ export function beforeMismatch(state: Readonly<Record<string, unknown>>, entry: 
   const before = isRecord(entry.before) ? entry.before : {};
   for (const field of CHANGEABLE) {
     if (!Object.hasOwn(before, field) || !Object.hasOwn(state, field)) continue;
-    const [said, made] = [before[field], state[field]];
-    if (JSON.stringify(said) === JSON.stringify(made)) continue;
-    const [path, a, b] = firstDifference(field, said, made);
-    return `${path} was ${JSON.stringify(a)}, but the entries before it make it ${JSON.stringify(b)}`;
+    const difference = firstDifference(field, before[field], state[field]);
+    if (difference === undefined) continue;
+    const [path, said, made] = difference;
+    return `${path} was ${JSON.stringify(said)}, but the entries before it make it ${JSON.stringify(made)}`;
   }
   return undefined;
 }
 
-/** The first key (depth first) where two JSON values differ, with both values there. */
-function firstDifference(path: string, a: unknown, b: unknown): [string, unknown, unknown] {
-  if (!isRecord(a) || !isRecord(b)) return [path, a, b];
-  for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
-    if (JSON.stringify(a[key]) !== JSON.stringify(b[key])) return firstDifference(`${path}.${key}`, a[key], b[key]);
+/**
+ * The first key (depth first) where two JSON values differ, with both values there; undefined
+ * when they agree. Objects are compared on the keys both have: a config key a later version added
+ * is in a `before` (the row read with it, its default filled in) and not in the entries written
+ * before it, and one it removed the other way round; neither is a change.
+ */
+function firstDifference(path: string, a: unknown, b: unknown): [string, unknown, unknown] | undefined {
+  if (!isRecord(a) || !isRecord(b)) return JSON.stringify(a) === JSON.stringify(b) ? undefined : [path, a, b];
+  for (const key of Object.keys(a)) {
+    if (!Object.hasOwn(b, key)) continue;
+    const difference = firstDifference(`${path}.${key}`, a[key], b[key]);
+    if (difference !== undefined) return difference;
   }
-  return [path, a, b]; // the same keys and values, in another order
+  return undefined;
 }
 
 /**

@@ -364,7 +364,8 @@ export function beyondAsked(
 
 /**
  * Why a fill's amounts cannot be one trade: `base` tokens at `price` are worth more than twice the
- * `quote`, or less than half of it (beyond 10⁻⁶ USD, so that a sell of dust may fetch 0). Fees
+ * `quote`, or less than half of it (beyond 0.01 USD: a sell of dust may fetch 0 on an exchange
+ * that counts in cents, and a fee or a 6-decimal quote token moves a tiny fill by more than half). Fees
  * and rounding move them apart by far less; a price or an amount in the wrong unit or scale (an
  * adapter's bug, a typo of a few digits) moves them by a factor of 10 or more, and would go into
  * the job's balance, its accumulation and its take profit unnoticed. Undefined when they agree.
@@ -376,7 +377,7 @@ export function amountsDisagree(base: Decimal, quote: Decimal, price: Decimal): 
   return `${base} tokens at ${price} are worth ${worth}, not ${quote}`;
 }
 
-const FILL_SLACK_USD = '0.000001';
+const FILL_SLACK_USD = '0.01';
 
 /**
  * Refuses a fill given by hand (botstate record and settle) whose amounts disagree (see

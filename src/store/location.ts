@@ -346,9 +346,12 @@ export function driverConnectionString(connectionString: string): string {
   return u.toString();
 }
 
-/** `text` with the password of any `user:password@` in it shown as ***, for messages. */
+/**
+ * `text` with the password of a `user:password@` in it shown as ***, for messages: up to the last
+ * `@` (a password may hold `/` and `@`; hiding a little more than the password is no harm).
+ */
 export function hideCredentials(text: string): string {
-  return text.replace(/(\/\/|^[a-z][a-z0-9+.-]*:)([^\s:/@]*):[^\s@/]*@/i, '$1$2:***@');
+  return text.replace(/(\/\/|^[a-z][a-z0-9+.-]*:)([^\s:/@]*):\S*@/i, '$1$2:***@');
 }
 
 /** The location with any password removed, for messages and logs. */

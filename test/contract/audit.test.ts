@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { GENESIS_HASH, insertAudit, prepareAudit, type AuditEntry } from '../../src/audit/audit.ts';
 import { isBotstateError } from '../../src/errors.ts';
-import { requireJob, updateJob } from '../../src/jobs/job-rows.ts';
+import { beforeMismatch, requireJob, updateJob } from '../../src/jobs/job-rows.ts';
 import { serializeConfig } from '../../src/jobs/config.ts';
 import type { Store } from '../../src/store/store.ts';
 import { rejectsWith } from '../helpers/assert.ts';
@@ -92,6 +92,18 @@ for (const engine of ENGINES) {
       // Time travel says the same, naming the key that differs.
       const corrupt = await rejectsWith(store.jobAt({ tokenAddress: TOKEN }, '9999-12-31T23:59:59.999Z'), 'STORAGE_CORRUPT');
       assert.match(String(corrupt['message']), new RegExp(`^audit entry ${configured.seq} of .* says config\\.accumulate\\.maxAccumulationUsd was "99999999", but the entries before it make it "1000"$`));
+    });
+
+    it('an entry whose before has a config key a later version added (its default filled in) agrees with the entries before it', () => {
+      const state = { status: 'RUNNING', config: { limits: { maxOrderUsd: null }, accumulate: { dcaAmount: '10' } } };
+      const entry = (before: Record<string, unknown>) => ({ before }) as unknown as AuditEntry;
+      // Added by the version that wrote this entry: not in the entries before it.
+      assert.equal(beforeMismatch(state, entry({ config: { limits: { maxOrderUsd: null, fooUsd: null }, accumulate: { dcaAmount: '10' }, extra: {} } })), undefined);
+      // Removed since (in the entries, not in before): not a change either.
+      assert.equal(beforeMismatch(state, entry({ config: { limits: {}, accumulate: { dcaAmount: '10' } } })), undefined);
+      // A value both have that differs is one.
+      assert.equal(beforeMismatch(state, entry({ config: { limits: { maxOrderUsd: '5' } } })), 'config.limits.maxOrderUsd was "5", but the entries before it make it null');
+      assert.equal(beforeMismatch(state, entry({ status: 'PAUSED' })), 'status was "PAUSED", but the entries before it make it "RUNNING"');
     });
 
     it('the table refuses UPDATE, DELETE and (PostgreSQL) TRUNCATE', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { afterEach, beforeEach, describe, it } from 'node:test';
+import { afterEach, beforeEach, describe, it, test } from 'node:test';
 import type { Job } from '../../src/jobs/job-rows.ts';
-import type { RecordTradeInput, Trade } from '../../src/ledger/ledger.ts';
+import { amountsDisagree, type RecordTradeInput, type Trade } from '../../src/ledger/ledger.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import { rejectsWith } from '../helpers/assert.ts';
 import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
@@ -705,3 +705,18 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+test('amountsDisagree: fees, rounding and dust agree; a unit or scale wrong by a factor of 2 or more does not', () => {
+  // A fee of 1 %, in tokens or in quote; rounding at 18 decimals.
+  assert.equal(amountsDisagree('3.3', '10', '3.0303'), undefined);
+  assert.equal(amountsDisagree('3.333333333333333333', '10', '3'), undefined);
+  // Dust: a sell worth half a cent that fetches 0 (an exchange that counts in cents); a 6-decimal quote token.
+  assert.equal(amountsDisagree('0.5', '0', '0.01'), undefined);
+  assert.equal(amountsDisagree('0.0000025', '0.000001', '1'), undefined);
+  // Both ways: a price 10 times too high, a base 10⁹ times too large, a sell that fetched nothing.
+  assert.equal(amountsDisagree('1', '10', '100'), '1 tokens at 100 are worth 100, not 10');
+  assert.equal(amountsDisagree('5000000000', '10', '2'), '5000000000 tokens at 2 are worth 10000000000, not 10');
+  assert.equal(amountsDisagree('500', '0', '1'), '500 tokens at 1 are worth 500, not 0');
+  // Exactly a factor of 2 is the edge: taken.
+  assert.equal(amountsDisagree('1', '5', '10'), undefined);
+});

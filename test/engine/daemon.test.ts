@@ -1450,11 +1450,12 @@ for (const engine of ENGINES) {
 
     it('an outage whose cause changes says the new cause (the first change at once, later ones at most once a minute), and its end once', async () => {
       const ex = await paper();
-      await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
-      let cause: string | undefined = 'connection refused';
+      // Three jobs whose prices fail at once, each error naming its own token: not a change of cause.
+      for (let i = 1; i <= 3; i++) await store.jobs.start({ tokenAddress: tokenAddress(i), tokenSymbol: `T${i}`, set: [FAST_DCA] });
+      let cause: string | undefined = 'connect ECONNREFUSED 127.0.0.1:9';
       let asked = 0;
-      const down = () => (asked++, Promise.reject(new ExchangeUnavailableError(cause!)));
-      const rec = new Recorder(new HttpExchange(ex.url), { price: () => (cause === undefined ? undefined : down()) });
+      const down = (token: string) => (asked++, Promise.reject(new ExchangeUnavailableError(`exchange gave no answer to the price of ${token}: ${cause!}`)));
+      const rec = new Recorder(new HttpExchange(ex.url), { price: (token) => (cause === undefined ? undefined : down(token)) });
       const balances = rec.getBalances.bind(rec);
       rec.getBalances = () => (cause === undefined ? balances() : Promise.reject(new ExchangeUnavailableError(cause)));
       const { daemon, lines } = makeDaemon(store, rec);
@@ -1464,7 +1465,7 @@ for (const engine of ENGINES) {
       await waitFor('the new cause said', () => lines.some((l) => l.includes('exchange still unavailable')));
       // A cause that flaps from then on is not said at every flip.
       for (let i = 0; i < 6; i++) {
-        cause = i % 2 === 0 ? 'connection refused' : 'no answer within 5000 ms';
+        cause = i % 2 === 0 ? 'connect ECONNREFUSED 127.0.0.1:9' : 'no answer within 5000 ms';
         const before = asked;
         await waitFor('a tick asking', () => asked > before);
       }
@@ -1473,8 +1474,8 @@ for (const engine of ENGINES) {
       await daemon.stop();
       const said = lines.filter((l) => /exchange (unavailable|still unavailable|reachable again)/.test(l)).map((l) => l.replace(/^\S+  /, ''));
       assert.equal(said.length, 3, lines.join('\n'));
-      assert.match(said[0]!, /^exchange unavailable \(asked for the price of LGI for job \S+: connection refused\); waiting for it$/);
-      assert.match(said[1]!, /^exchange still unavailable after \d+ s, now: no answer within 5000 ms \(asked for the price of LGI for job \S+\)$/);
+      assert.match(said[0]!, /^exchange unavailable \(asked for the price of T\d for job \S+: exchange gave no answer to the price of 0x\w+: connect ECONNREFUSED 127\.0\.0\.1:9\); waiting for it$/);
+      assert.match(said[1]!, /^exchange still unavailable after \d+ s, now: exchange gave no answer to the price of 0x\w+: no answer within 5000 ms \(asked for the price of T\d for job \S+\)$/);
       assert.match(said[2]!, /^exchange reachable again after \d+ s$/);
     });
 
@@ -2866,11 +2867,15 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const again = await run(['db', 'backup', '--to', to, '--db', fx.url]);
     assert.deepEqual([again.code, again.err], [2, `botstate: ${to} exists already: a backup never replaces a file (give the backup a new name)\n`]);
     assert.deepEqual(readFileSync(to), before);
-    // A name with a space, a newline and an ESC: printed escaped and quoted, so the command given can be pasted.
-    const odd = join(dirname(fx.url), "my back'up\n\u001b[31m.db");
-    const oddly = await run(['db', 'backup', '--to', odd, '--db', fx.url]);
-    const shown = `'${dirname(fx.url)}/my back'\\''up\\x0a\\x1b[31m.db'`;
-    assert.equal(oddly.out, `Backed up to ${shown} (${statSync(odd).size} bytes, ${/\((\d+ bytes), (\d+) ms\)/.exec(oddly.out)![2]} ms). Check it with botstate verify --db ${shown}\n`);
+    // A name with a space and a quote: quoted for a shell, so the command given can be pasted.
+    const spaced = join(dirname(fx.url), "my back'up.db");
+    const quoted = `'${dirname(fx.url)}/my back'\\''up.db'`;
+    const spacedOut = (await run(['db', 'backup', '--to', spaced, '--db', fx.url])).out;
+    assert.equal(spacedOut, `Backed up to ${quoted} (${statSync(spaced).size} bytes, ${/, (\d+) ms\)/.exec(spacedOut)![1]} ms). Check it with botstate verify --db ${quoted}\n`);
+    // A newline and an ESC: shown escaped (no forged line, no colour), and no command to paste.
+    const odd = join(dirname(fx.url), 'bk\n\u001b[31m.db');
+    const oddOut = (await run(['db', 'backup', '--to', odd, '--db', fx.url])).out;
+    assert.equal(oddOut, `Backed up to '${dirname(fx.url)}/bk\\x0a\\x1b[31m.db' (${statSync(odd).size} bytes, ${/, (\d+) ms\)/.exec(oddOut)![1]} ms). Check it with botstate verify --db and that path (it holds control characters, shown escaped)\n`);
     const nowhere = await run(['db', 'backup', '--to', join(dirname(fx.url), 'no-such-dir', 'b.db'), '--db', fx.url]);
     assert.equal(nowhere.code, 5, nowhere.err);
     const pgUrl = await run(['db', 'backup', '--to', 'x.db', '--db', 'postgres://postgres@127.0.0.1:5432/test']);

@@ -14,7 +14,11 @@ test('escapeControls shows what could move the cursor, recolour, reorder or brea
 test('hideCredentials hides the password of a user:password@ in a URL, with or without its //', () => {
   assert.equal(hideCredentials('postgres://bob:s3cret@h:5432/db'), 'postgres://bob:***@h:5432/db');
   assert.equal(hideCredentials('postgres:bob:s3cret@h/db'), 'postgres:bob:***@h/db');
-  assert.equal(hideCredentials('sqlite:postgres://bob:s3cret@h/db'), 'sqlite:postgres://bob:***@h/db');
+  assert.equal(hideCredentials('sqlite:postgres://bob:s3cret@h/db'), 'sqlite:postgres:***@h/db');
+  // A password holding / or @.
+  assert.equal(hideCredentials('postgres:u:se/cret@h/db'), 'postgres:u:***@h/db');
+  assert.equal(hideCredentials('postgres:u:p@ss@h/db'), 'postgres:u:***@h/db');
+  assert.equal(hideCredentials('postgres://u:p@ss/w@h:5432/db'), 'postgres://u:***@h:5432/db');
   assert.equal(hideCredentials('postgres://bob@h/db'), 'postgres://bob@h/db');
   assert.equal(hideCredentials('./my.db'), './my.db');
 });

@@ -92,11 +92,14 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
       const bytes = statSync(path).size;
       if (ctx.json) return void ctx.io.out(json({ backup: path, bytes, schemaVersion: version }));
       // verify reads only this botstate's schema version; the backup itself must stay as it is.
-      // The path as typed may hold anything a file name may: shown escaped, and quoted for a shell
-      // where it needs to be, so that the command given can be pasted.
+      // The path as typed may hold anything a file name may: quoted for a shell where it needs to
+      // be, so that the command given can be pasted; one with control characters is shown escaped,
+      // and no command is given for it (pasted, the escaped name would be another file's).
+      const controls = escapeControls(path) !== path;
       const shown = escapeControls(/^[\w./-]+$/.test(path) ? path : `'${path.replaceAll("'", "'\\''")}'`);
+      const verifyIt = controls ? 'Check it with botstate verify --db and that path (it holds control characters, shown escaped)' : `Check it with botstate verify --db ${shown}`;
       const check =
-        version === LATEST_VERSION ? `Check it with botstate verify --db ${shown}`
+        version === LATEST_VERSION ? verifyIt
         : version > LATEST_VERSION ? `It holds schema version ${version}, as the database, newer than this botstate reads (${LATEST_VERSION}): keep the backup as it is, and check it with the botstate that wrote the database`
         : `It holds schema version ${version}, as the database; this botstate reads version ${LATEST_VERSION}: keep the backup as it is, and check a copy of it (botstate db migrate, then verify, on the copy)`;
       ctx.io.out(`Backed up to ${shown} (${bytes} bytes, ${Math.round(performance.now() - t0)} ms). ${check}\n`);
