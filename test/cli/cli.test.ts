@@ -378,6 +378,15 @@ for (const engine of ENGINES) {
       assert.match(statusTable, /^VERSION\s+NAME\s+STATE\s+APPLIED$/m);
       assert.match(statusTable, new RegExp(`^Schema is at version ${schema.latest}; this botstate expects ${schema.latest}\\.$`, 'm'));
       assert.match(ok(await cli(['db', 'migrate', ...db])).stdout, new RegExp(`^Schema is at version ${schema.latest}\\.\\n$`));
+      // A schema every other command refuses is not summed up as all clear: db status says why.
+      const [q] = fx.engine === 'sqlite' ? ['?'] : ['$1'];
+      const [{ checksum: released }] = (await fx.raw('SELECT checksum FROM schema_migrations WHERE version = 1')) as [{ checksum: string }];
+      await fx.raw(`UPDATE schema_migrations SET checksum = ${q} WHERE version = 1`, ['0'.repeat(64)]);
+      assert.match(ok(await cli(['db', 'status', ...db])).stdout, new RegExp(`^Schema is at version ${schema.latest}; this botstate expects ${schema.latest}, and refuses it \\(exit 6 for every other command\\): migration 0001_\\w+ was edited after it was applied to this database`, 'm'));
+      assert.equal(parseJson(await cli(['db', 'status', '--json', ...db])).problem.code, 'MIGRATION_CHECKSUM_MISMATCH');
+      refused(await cli(['list', ...db]), 6, /0001_/);
+      await fx.raw(`UPDATE schema_migrations SET checksum = ${q} WHERE version = 1`, [released]);
+      assert.equal(parseJson(await cli(['db', 'status', '--json', ...db])).problem, null);
 
       // The trades recorded by hand left the job a strategy state (the limits' counts): migration 2's down drops it.
       refused(await cli(['db', 'rollback', '--to', '1', ...db]), 3, /rolling back 0002_job_strategy_state would delete 1 job's strategy state \(back the database up first, then roll back anyway with --force, or force: true in the library\)/);

@@ -1,4 +1,4 @@
-import { ValidationError } from '../../errors.ts';
+import { BotstateError, ValidationError } from '../../errors.ts';
 import { escapeControls } from '../../util/text.ts';
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -8,7 +8,7 @@ import { withStore, type Command, type CommandContext } from '../command.ts';
 import { json, table } from '../output.ts';
 import type { Migration } from '../../store/migrations/migration.ts';
 import { LATEST_VERSION } from '../../store/migrations/index.ts';
-import { checkTarget } from '../../store/migrations/runner.ts';
+import { assertCompatible, checkTarget } from '../../store/migrations/runner.ts';
 
 function target(ctx: CommandContext): number | undefined {
   const to = ctx.values['to'];
@@ -37,11 +37,21 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
     options: {},
     async run(ctx) {
       const status = await withStore(ctx, { schema: 'none', create: false, readOnly: true }, (store) => store.schemaStatus());
-      if (ctx.json) return void ctx.io.out(json(status));
-      ctx.io.out(
-        table(['VERSION', 'NAME', 'STATE', 'APPLIED'], status.migrations.map((m) => [m.version, m.name, m.state, m.appliedAt])) +
-          `Schema is at version ${status.current}; this botstate expects ${status.latest}.\n`,
-      );
+      // A schema the other commands refuse (an edited migration, a gap, a newer version) is said
+      // so here, with why, rather than under an all-clear summary.
+      let problem: BotstateError | undefined;
+      try {
+        assertCompatible(status);
+      } catch (e) {
+        if (!(e instanceof BotstateError)) throw e;
+        problem = e;
+      }
+      if (ctx.json) return void ctx.io.out(json({ ...status, problem: problem === undefined ? null : { code: problem.code, message: problem.message, hint: problem.hint ?? null } }));
+      const summary =
+        problem === undefined
+          ? `Schema is at version ${status.current}; this botstate expects ${status.latest}.`
+          : `Schema is at version ${status.current}; this botstate expects ${status.latest}, and refuses it (exit 6 for every other command): ${problem.message} (${problem.hint}).`;
+      ctx.io.out(table(['VERSION', 'NAME', 'STATE', 'APPLIED'], status.migrations.map((m) => [m.version, m.name, m.state, m.appliedAt])) + `${summary}\n`);
     },
   },
   migrate: {

@@ -71,7 +71,7 @@ const label = (m: { version: number; name: string }) => `${String(m.version).pad
  * (unless `allowGap`, for a rollback, which steps down from the highest) a migration missing
  * below the highest applied one.
  */
-function assertCompatible(status: SchemaStatus, allowGap = false): void {
+export function assertCompatible(status: SchemaStatus, allowGap = false): void {
   if (status.current > status.latest) {
     throw new SchemaError(
       'SCHEMA_TOO_NEW',
