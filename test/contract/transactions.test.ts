@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isBotstateError, StorageError, ValidationError } from '../../src/errors.ts';
 import type { Executor } from '../../src/store/adapter.ts';
 import type { Store, StoreOptions } from '../../src/store/store.ts';
@@ -548,6 +549,27 @@ for (const engine of ENGINES) {
           assert.equal(existsSync(target), true);
         }
         await store.close();
+        assert.equal(store.closed, true);
+      });
+
+      it('a store is closed from the moment close() is called, while it waits for the transaction in flight', async () => {
+        const gate = Promise.withResolvers<void>();
+        const inFlight = store.transaction(async (tx) => {
+          await tx.get('SELECT 1 AS one');
+          await gate.promise;
+        });
+        await sleep(20);
+        const closing = store.close();
+        try {
+          // Calls are refused from here on: a daemon that sees one refused must see the store closed
+          // too (it said "tick failed: the store … is closed" before saying it was closed under it).
+          assert.equal(store.closed, true);
+          await rejectsWith(store.jobs.list(), 'STORAGE_UNAVAILABLE');
+        } finally {
+          gate.resolve();
+        }
+        await inFlight;
+        await closing;
         assert.equal(store.closed, true);
       });
     });

@@ -941,8 +941,9 @@ export class SqliteAdapter implements Adapter {
     return this.#storageFailure ?? this.#walSync?.failure;
   }
 
+  /** From the moment close() is called (calls are refused from then on), as on PostgreSQL. */
   get closed(): boolean {
-    return this.#closed;
+    return this.#closeRequested || this.#closed;
   }
 
   /**
