@@ -1,9 +1,9 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { insertAudit, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
+import { insertAudit, jobStream, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
 import { BotstateError, coerceError, errorText, isBotstateError, RuleError, StorageError, ValidationError } from '../errors.ts';
-import { cmp, parseDecimal } from '../money/decimal.ts';
+import { cmp, isDecimal, parseDecimal, type Decimal } from '../money/decimal.ts';
 import { DEFAULT_CHAIN, JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import { amountsDisagree, beyondAsked, type IntentInput, type Settlement, type Trade } from '../ledger/ledger.ts';
 import { MAX_ACTOR_LENGTH, type CallOptions, type Fence } from '../store/context.ts';
@@ -1129,6 +1129,7 @@ export class Daemon {
    * one call, as it would have for the price, and leaves no intent unsent behind it).
    */
   async #execute(job: Job, trade: Trade, runner: Runner, phase: 'tick' | 'recovery', send: 'resend' | 'decided'): Promise<Outcome> {
+    if (send === 'resend') await this.#store.transaction((tx) => checkRecordedIntent(tx, trade));
     let order: ExchangeOrder;
     try {
       const placed = await (send === 'decided' ? this.#placeNow : this.#exchange.placeOrder)(orderRequest(job, trade));
@@ -1353,7 +1354,7 @@ export class Daemon {
     // The job was paused, liquidated or changed from the CLI meanwhile: next tick sees it.
     if (error.code === 'INVALID_TRANSITION' || error.code === 'CONCURRENT_MODIFICATION') return;
     const message = messageOf(e);
-    if (error.category === 'storage') {
+    if (error.category === 'storage' && !STOPS_THE_JOB.has(error)) {
       // The database, not the job: nothing to count against it (a burst of lost connections
       // must not add up, with the next exchange error, to an ERROR). The step is retried, from
       // the job's row when what failed may have been committed all the same.
@@ -1443,6 +1444,56 @@ function diverged(trade: Trade, order: ExchangeOrder, why: string, cause?: Botst
   });
   STOPS_THE_JOB.add(error);
   return error;
+}
+
+const RECORDED_INTENT =
+  "SELECT after FROM audit_log WHERE stream = ? AND entity = 'trade' AND entity_id = ? AND action = 'intent' ORDER BY seq DESC LIMIT 1";
+
+/**
+ * An intent is sent again as its trade row stands, so the row is first compared with the order its
+ * intent's audit entry recorded: the side, the amount and the clientOrderId. A row changed outside
+ * botstate (an amount raised from 10 to 5000 USD) would otherwise go out as it stands, and `verify`
+ * would find it only once it had been filled. Such an intent, or one whose entry the log does not
+ * hold, is not sent: the job stops (ERROR, at once) and the intent stays PENDING for an operator.
+ * The entry is found from the end of the job's stream, where an open intent's is.
+ */
+async function checkRecordedIntent(tx: Executor, trade: Trade): Promise<void> {
+  const row = await tx.get<{ after: string | null }>(RECORDED_INTENT, [jobStream(trade.jobId), trade.id]);
+  let recorded: Record<string, unknown> | undefined;
+  try {
+    const after: unknown = row?.after === null || row === undefined ? undefined : JSON.parse(row.after);
+    const inner = (after as { trade?: unknown } | undefined)?.trade;
+    recorded = typeof inner === 'object' && inner !== null ? (inner as Record<string, unknown>) : undefined;
+  } catch {
+    recorded = undefined;
+  }
+  const sameAmount = (a: unknown, b: Decimal | null) =>
+    b === null ? a === null : typeof a === 'string' && isDecimal(a) && cmp(a, b) === 0;
+  const differs =
+    recorded === undefined
+      ? undefined
+      : recorded['side'] !== trade.side
+        ? ['side', recorded['side'], trade.side]
+        : recorded['clientOrderId'] !== trade.clientOrderId
+          ? ['clientOrderId', recorded['clientOrderId'], trade.clientOrderId]
+          : !sameAmount(recorded['baseAmount'], trade.baseAmount)
+            ? ['baseAmount', recorded['baseAmount'], trade.baseAmount]
+            : !sameAmount(recorded['quoteAmount'], trade.quoteAmount)
+              ? ['quoteAmount', recorded['quoteAmount'], trade.quoteAmount]
+              : null;
+  if (differs === null) return;
+  const why =
+    differs === undefined
+      ? 'the audit log holds no readable intent entry for it'
+      : `its row says ${differs[0]} ${shown(JSON.stringify(differs[2]))}, but its intent recorded ${shown(JSON.stringify(differs[1]) ?? 'nothing')} in the audit log`;
+  const error = new StorageError(
+    'STORAGE_CORRUPT',
+    `intent ${trade.clientOrderId} was not sent again: ${why}, so its trade row was changed outside botstate; it is left PENDING`,
+    { hint: `run botstate verify, find out at the exchange that it does not have ${trade.clientOrderId}, stop the daemons and settle it (botstate settle ${trade.clientOrderId} --status failed --error TEXT), then resume the job` },
+  );
+  STOPS_THE_JOB.add(error);
+  LEAVES_IT_PENDING.add(error);
+  throw error;
 }
 
 /** How many of a job's latest trades a fill's exchange order id is compared with (checkOwnFill). */

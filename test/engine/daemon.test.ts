@@ -721,6 +721,43 @@ for (const engine of ENGINES) {
       assert.ok(lines.some((l) => l.includes('is not this intent')));
     });
 
+    it('never sends again an intent whose row was changed outside botstate (its amount raised): the job stops in ERROR, the intent stays PENDING, nothing placed', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const { trade: intent } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10', priceUsd: '0.5' });
+      // The crash left it unsent; then someone raised its amount in the row (the log says 10).
+      await raw('UPDATE trades SET quote_amount = ? WHERE id = ?', ['5000', intent.id]);
+      const rec = new Recorder(new HttpExchange(ex.url));
+      const { daemon, lines } = makeDaemon(store, rec);
+      const report = await daemon.start();
+      assert.deepEqual([report.pending, report.executed, report.resent, report.unresolved], [1, 0, 0, 1]);
+      const failed = await untilError(store, job.id);
+      assert.equal(
+        failed.statusReason,
+        `intent ${intent.clientOrderId} was not sent again: its row says quoteAmount "5000", but its intent recorded "10" in the audit log, so its trade row was changed outside botstate; it is left PENDING`,
+      );
+      await sleep(300); // ticks reconcile it again: still not sent
+      await daemon.stop();
+      assert.deepEqual(rec.calls.filter((c) => c.op === 'place'), []);
+      assert.deepEqual(await exchangeOrders(ex.url), []);
+      assert.equal((await store.ledger.get(intent.clientOrderId)).status, 'PENDING');
+      assert.equal(lines.filter((l) => l.includes('was not sent again')).length, 2, 'said as it stops the job, then once in ERROR');
+    });
+
+    it('an intent whose side was turned in its row is not sent again either', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const { trade: intent } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', baseAmount: '1', priceUsd: '0.5' });
+      await raw("UPDATE trades SET side = 'SELL' WHERE id = ?", [intent.id]);
+      const rec = new Recorder(new HttpExchange(ex.url));
+      const { daemon } = makeDaemon(store, rec);
+      await daemon.start();
+      const failed = await untilError(store, job.id);
+      assert.match(failed.statusReason!, /^intent \S+ was not sent again: its row says side "SELL", but its intent recorded "BUY" in the audit log/);
+      await daemon.stop();
+      assert.deepEqual(rec.calls.filter((c) => c.op === 'place'), []);
+    });
+
     it("an adapter that maps two clientOrderIds to one exchange order (ids cut to 36 characters): the second fill is not recorded, the job stops", async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
