@@ -362,6 +362,28 @@ function describeType(v: unknown): string {
   return v instanceof JsonNumber ? `the number ${shown(v.source, 48)}` : described(v);
 }
 
+/** The widest exponent a JSON number of a config is written out for (no config value comes near it). */
+const MAX_JSON_EXPONENT = 100;
+
+/**
+ * A JSON number literal with an exponent written out in plain digits, exactly: jq 1.6 writes
+ * 0.0000001 as `1e-07`, and `status --json | jq .config` must go back through `--config`. Only a
+ * JSON number's own literal is read so: a `--set` value or a decimal string with an exponent is
+ * refused as any amount with one is. An exponent beyond ±MAX_JSON_EXPONENT is left as it is
+ * (and refused as an exponent).
+ */
+function plainDigits(source: string): string {
+  const m = /^(-?)(\d+)(?:\.(\d+))?[eE]([+-]?\d+)$/.exec(source);
+  if (m === null) return source;
+  const exponent = Number(m[4]);
+  if (Math.abs(exponent) > MAX_JSON_EXPONENT) return source;
+  const digits = m[2]! + (m[3] ?? '');
+  const point = m[2]!.length + exponent; // where the point goes among the digits
+  const plain =
+    point <= 0 ? `0.${'0'.repeat(-point)}${digits}` : point >= digits.length ? digits + '0'.repeat(point - digits.length) : `${digits.slice(0, point)}.${digits.slice(point)}`;
+  return m[1]! + plain; // parseDecimal drops the zeros this leaves at either end
+}
+
 /**
  * A value from a patch object: a JSON number literal, an exact JS integer, a decimal string (the
  * library's own Decimal, as a Job's config holds it: `"25"`, `"0.5"`), or null. Other strings,
@@ -369,7 +391,7 @@ function describeType(v: unknown): string {
  */
 function valueFromPatch(spec: ConfigKeySpec, v: unknown, where: string): Value {
   if (v === null) return nullValue(spec, where);
-  if (v instanceof JsonNumber) return valueFromText(spec, v.source, where);
+  if (v instanceof JsonNumber) return valueFromText(spec, plainDigits(v.source), where);
   if (typeof v === 'bigint') return valueFromText(spec, v.toString(), where);
   if (typeof v === 'number' && Number.isSafeInteger(v)) return valueFromText(spec, String(v), where);
   if (typeof v === 'number') {

@@ -303,6 +303,19 @@ describe('resolveConfig: the file patch', () => {
     assert.equal(file('{"accumulate":{"takeProfitPercent":-0}}').accumulate.takeProfitPercent, '0');
   });
 
+  it('reads a JSON number with an exponent exactly, as jq 1.6 writes small values (0.0000001 as 1e-07)', () => {
+    const cases: Array<[string, string]> = [['1e-07', '0.0000001'], ['1E2', '100'], ['1.5e1', '15'], ['2.50e-1', '0.25'], ['12.345e+2', '1234.5'], ['7e0', '7']];
+    for (const [literal, expected] of cases) assert.equal(file(`{"accumulate":{"dcaAmount":${literal}}}`).accumulate.dcaAmount, expected, literal);
+    assert.equal(file('{"accumulate":{"dcaIntervalHours":1e-07}}').accumulate.dcaIntervalHours, '0.0000001');
+    assert.equal(file('{"accumulate":{"takeProfitPercent":0e5}}').accumulate.takeProfitPercent, '0');
+    assert.equal(file('{"limits":{"maxTradesPerHour":6e1}}').limits.maxTradesPerHour, 60);
+    // Exact or refused: 19 decimals once written out, an exponent past ±100.
+    assert.match(throwsConfig(() => file('{"accumulate":{"dcaAmount":1.234567890123456789e-2}}')).message, /has 20 decimals; at most 18/);
+    assert.match(throwsConfig(() => file('{"accumulate":{"dcaAmount":1e-101}}')).message, /exponents/);
+    // Only a JSON number's own literal: a decimal string with an exponent is refused as any amount is.
+    assert.match(throwsConfig(() => file('{"accumulate":{"dcaAmount":"1e2"}}')).message, /"1e2" is not a plain decimal number/);
+  });
+
   const refusals: Array<[string, RegExp[]]> = [
     ['{"accumulate":{"dcaAmount":"ten"}}', [/^accumulate\.dcaAmount must be a number or a decimal string, got the string "ten" \(in bot\.json\)/]],
     ['{"limits":{"maxPositionUsd":"off"}}', [/^limits\.maxPositionUsd must be a number or a decimal string, or null, got the string "off"/]],
@@ -314,7 +327,7 @@ describe('resolveConfig: the file patch', () => {
     ['{"accumulate":{"dcaAmount":[10]}}', [/must be a number or a decimal string, got an array/]],
     ['{"accumulate":{"dcaAmount":{"v":10}}}', [/must be a number or a decimal string, got an object/]],
     ['{"accumulate":{"dcaAmount":1e400}}', [/^accumulate\.dcaAmount "1e400" is not a plain decimal number/, /\(in bot\.json\)/]],
-    ['{"accumulate":{"dcaAmount":1E2}}', [/exponents/]],
+    ['{"accumulate":{"dcaAmount":1E101}}', [/exponents/]],
     ['{"accumulate":{"dcaAmount":12.345678901234567890123}}', [/has 21 decimals; at most 18/]],
     ['{"accumulate":{"dcaAmount":-5}}', [/^accumulate\.dcaAmount must be greater than 0, got -5 \(in bot\.json\)/]],
     ['{"strategy":{}}', [/unknown config section "strategy" \(in bot\.json\); valid sections: accumulate, liquidity, limits/]],
@@ -493,6 +506,14 @@ function validText(row: Row): fc.Arbitrary<string> {
   return fc.oneof(edge, small, fc.bigInt({ min, max })).map(fromUnits);
 }
 
+/** `text` with an exponent, as a JSON number may be written (2.5 as `25e-1` or `2500e-3`); an integer key's as `60e0`. */
+function withExponent(text: string, zeros: number): string {
+  if (text.startsWith('-')) return text;
+  const [int, frac = ''] = text.split('.');
+  const digits = `${int}${frac}${'0'.repeat(zeros)}`.replace(/^0+(?=.)/, ''); // JSON has no leading zeros
+  return `${digits}e${-(frac.length + zeros)}`;
+}
+
 /** A value as text that `row` must refuse. */
 function invalidText(row: Row): fc.Arbitrary<string> {
   const [min, max] = rangeUnits(row);
@@ -513,7 +534,8 @@ type Item = { row: Row; text: string; via: Via };
 const itemArb: fc.Arbitrary<Item> = fc.constantFrom(...SPEC).chain((row) =>
   fc.record({
     row: fc.constant(row),
-    text: fc.oneof(validText(row), invalidText(row)),
+    // A valid value is also written with an exponent: valid as a JSON number only.
+    text: fc.oneof(validText(row), validText(row).chain((t) => fc.integer({ min: 0, max: 3 }).map((z) => withExponent(t, z))), invalidText(row)),
     // 'file-string': the value is written as a JSON string in the file (read as its digits, like --set).
     via: fc.constantFrom<Via>('file', 'set', 'file', 'set', 'file-string'),
   }));
@@ -523,12 +545,19 @@ function oracleValue(item: Item): bigint | null | 'invalid' {
   const { row, text, via } = item;
   // In the file, "null" in quotes is a string, not null; any other string is read as its digits.
   if (text === 'null') return via === 'file-string' ? 'invalid' : row[3] ? null : 'invalid';
-  const m = /^(-?)([0-9]+)(?:\.([0-9]+))?$/.exec(text);
+  // A JSON number's own literal may have an exponent (as jq 1.6 writes 1e-07), read exactly up to ±100.
+  const m = (via === 'file' ? /^(-?)([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$/ : /^(-?)([0-9]+)(?:\.([0-9]+))?()$/).exec(text);
   if (m === null) return 'invalid';
-  const frac = (m[3] ?? '').replace(/0+$/, '');
-  const int = (m[2] as string).replace(/^0+(?=.)/, '');
-  if (frac.length > 18 || int.length > 78) return 'invalid';
-  const magnitude = BigInt(int + frac.padEnd(18, '0'));
+  const exponent = m[4] === undefined || m[4] === '' ? 0 : Number(m[4]);
+  if (Math.abs(exponent) > 100) return 'invalid';
+  // The value is digits × 10^-scale; in units of 10^-18 it must be whole (at most 18 decimals).
+  const digits = BigInt((m[2] as string) + (m[3] ?? ''));
+  const scale = (m[3] ?? '').length - exponent;
+  let magnitude: bigint;
+  if (scale <= 18) magnitude = digits * 10n ** BigInt(18 - scale);
+  else if (digits % 10n ** BigInt(scale - 18) === 0n) magnitude = digits / 10n ** BigInt(scale - 18);
+  else return 'invalid';
+  if (magnitude >= 10n ** 96n) return 'invalid'; // more than 78 integer digits
   const u = m[1] === '-' ? -magnitude : magnitude;
   const [min, max] = rangeUnits(row);
   if (u < min || u > max) return 'invalid';
@@ -587,7 +616,8 @@ function isJsonNumberOrNull(text: string): boolean {
 }
 
 const validItemArb: fc.Arbitrary<Item> = fc.constantFrom(...SPEC).chain((row) =>
-  fc.record({ row: fc.constant(row), text: validText(row), via: fc.constantFrom<Via>('file', 'set') }));
+  fc.record({ row: fc.constant(row), text: validText(row), via: fc.constantFrom<Via>('file', 'set'), zeros: fc.option(fc.integer({ min: 0, max: 3 })) })
+    .map(({ zeros, ...item }) => (item.via === 'file' && zeros !== null ? { ...item, text: withExponent(item.text, zeros) } : item)));
 const validItems = (maxLength: number) => fc.array(validItemArb, { maxLength });
 
 describe('properties', () => {
