@@ -13,7 +13,7 @@ import { paperExchangeCommand } from './commands/paper-exchange.ts';
 import { tradeCommands } from './commands/trades.ts';
 import { releaseSignals } from './signals.ts';
 import { escapeControls } from '../util/text.ts';
-import { errorInJson, json, jsonError, OUTPUT_FAILED, outputFailed, processIo, type Io } from './output.ts';
+import { errorInJson, hintText, json, jsonError, OUTPUT_FAILED, outputFailed, processIo, type Io } from './output.ts';
 
 const COMMANDS: readonly Command[] = [...jobCommands, ...tradeCommands, ...historyCommands, ...dbCommands, daemonCommand, paperExchangeCommand];
 const BY_NAME = new Map(COMMANDS.map((c) => [c.name, c]));
@@ -200,7 +200,7 @@ async function runCommand(argv: readonly string[], io: Io): Promise<number> {
     return 0;
   } catch (e) {
     const error = coerceError(e);
-    const hint = error.hint ? ` (${error.hint.charAt(0).toLowerCase()}${error.hint.slice(1).replace(/\.$/, '')})` : '';
+    const hint = error.hint ? ` (${hintText(error.hint)})` : '';
     const line = terminalSafe(`botstate: ${error.message}${hint}`.replace(/\s*\n\s*/g, ' '));
     io.err(`${line}\n`);
     if (wantsJson && !errorInJson.has(error)) io.out(json({ error: jsonError(error) }));

@@ -145,9 +145,17 @@ export function outChunks(io: Io, chunks: Iterable<string>): void {
 /** Errors whose `{ "error": … }` a command has already printed inside its own JSON document. */
 export const errorInJson = new WeakSet<object>();
 
+/**
+ * A hint as the CLI gives it, in the error line's brackets and in `--json`: lower case first, no
+ * full stop (the library's own hints are sentences: "Set accumulate.dcaAmount to …").
+ */
+export function hintText(hint: string): string {
+  return `${hint.charAt(0).toLowerCase()}${hint.slice(1).replace(/\.$/, '')}`;
+}
+
 /** The `error` member of a failed command's JSON document. */
 export function jsonError(error: { code: string; message: string; hint?: string | undefined }): { code: string; message: string; hint: string | null } {
-  return { code: error.code, message: error.message, hint: error.hint ?? null };
+  return { code: error.code, message: error.message, hint: error.hint ? hintText(error.hint) : null };
 }
 
 /** Left-aligned columns separated by two spaces; `-` for empty cells. */

@@ -767,6 +767,11 @@ for (const engine of ENGINES) {
       // What to do instead names CLI commands only, not the library's fail or completeLiquidation.
       assert.equal((doc.error as { hint?: string }).hint, 'use one of: resume, liquidate');
       assert.doesNotMatch(jsonError.stdout + jsonError.stderr, /\bfail\b|completeLiquidation/);
+      // A hint the library writes as a sentence reads in --json as on the error line.
+      const configError = await cli(['config', TOKEN, '--set', 'accumulate.dcaAmount=0', '--json', ...db]);
+      refused(configError, 2, /dcaAmount must be greater than 0/);
+      assert.equal((JSON.parse(configError.stdout) as { error: { hint: string } }).error.hint, 'set accumulate.dcaAmount to a number greater than 0');
+      assert.match(configError.stderr, /\(set accumulate\.dcaAmount to a number greater than 0\)$/m);
       assert.equal(await fx.dump(), before);
     });
 
