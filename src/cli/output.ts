@@ -53,7 +53,7 @@ function watchStdout(): void {
       stdoutFailed = true;
       if (!process.exitCode) process.exitCode = OUTPUT_FAILED;
       process.stderr.write(
-        `botstate: could not write the output: ${e.code ?? 'error'} (${e.message.replace(/\s+/g, ' ')}) (the output is lost or cut short; a change the command made stays made: look with botstate status or list before running it again, and write the output where there is room)\n`,
+        `botstate: could not write the output: ${e.code ?? 'error'} (${e.message.replace(/\s+/g, ' ').replace(`${e.code}: `, '')}) (the output is lost or cut short; a change the command made stays made: look with botstate status or list before running it again, and write the output where there is room)\n`,
       );
     }
     // Not while the CLI only holds the signals (bin/botstate.js) and prints help: SIGTERM would
