@@ -1052,7 +1052,7 @@ describe('botstate CLI without a job database', () => {
     refused(await cli(['settle', 'o-1', '--status', 'pending', ...db]), 2, /--status must be one of executed, failed/);
     refused(await cli(['settle', 'o 1', '--status', 'failed', '--error', 'x', ...db]), 2, /clientOrderId "o 1" is not allowed/);
     refused(await cli(['settle', 'o-9', '--status', 'failed', '--error', 'x', ...db]), 4, /no trade with clientOrderId o-9/);
-    refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '1', '--price', '1', '--executed-at', '2026-11-26 16:01', ...db]), 2, /--executed-at="2026-11-26 16:01" is not an ISO 8601 UTC time with milliseconds/);
+    refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '1', '--price', '1', '--executed-at', '2026-11-26 16:01', ...db]), 2, /--executed-at "2026-11-26 16:01" is not a UTC time \(write it as history shows times, e\.g\. --executed-at 2026-11-26T12:00:00Z; seconds and milliseconds may be left out\)/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '1', '--price', '1', '--executed-at', '2999-01-01T00:00:00.000Z', ...db]), 2, /^botstate: --executed-at 2999-01-01T00:00:00\.000Z is in the future/);
     refused(await cli(['settle', 'o-1', '--status', 'failed', '--error', 'x', '--executed-at', filledAt, ...db]), 2, /--executed-at does not go with --status failed/);
     assert.equal(dump(), before, 'nothing changed');
@@ -1127,6 +1127,10 @@ describe('botstate CLI without a job database', () => {
     const recordedAt = new Date(Date.now() - 30_000).toISOString();
     ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-time'), '--executed-at', recordedAt, ...db]));
     ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-time'), '--executed-at', recordedAt, ...db]));
+    // As --since takes times: seconds and milliseconds may be left out (the same instant is the same record).
+    const whole = new Date(Math.floor((Date.now() - 60_000) / 60_000) * 60_000).toISOString();
+    ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-minute'), '--executed-at', whole.slice(0, 16) + 'Z', ...db]));
+    ok(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-minute'), '--executed-at', whole, ...db]));
     refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-time'), '--executed-at', new Date(Date.now() - 40_000).toISOString(), ...db]), 3, /already recorded with executedAt/);
     // A refusal the ledger makes in its transaction names the flag typed too.
     const nines = '9'.repeat(78);

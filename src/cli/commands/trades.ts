@@ -1,10 +1,9 @@
 import { BotstateError, RuleError, ValidationError } from '../../errors.ts';
 import { cmp, parseDecimal } from '../../money/decimal.ts';
-import { isIsoTime } from '../../util/time.ts';
 import { checkAmountsAgree, checkRecordInput, checkSettlement, POSITIVE_HINTS, TradeReason, TradeSide, TradeStatus, type Settlement } from '../../ledger/ledger.ts';
 import { leaseHolder } from '../../engine/leases.ts';
 import { scratchAfterFill } from '../../engine/strategies/strategy.ts';
-import { CHAIN_OPTION, EXISTING, oneOf, READING, tokenRef, WINDOW_OPTIONS, windowOf, withStore, type Command, type CommandContext } from '../command.ts';
+import { CHAIN_OPTION, EXISTING, oneOf, READING, timeFlag, tokenRef, WINDOW_OPTIONS, windowOf, withStore, type Command, type CommandContext } from '../command.ts';
 import { escapeControls } from '../../util/text.ts';
 import { json, jsonArrayChunks, outChunks, outPaged, pagedChunks, TRADES_LISTING, tradesTable } from '../output.ts';
 
@@ -53,7 +52,7 @@ const trades: Command = {
 const EXECUTED_AT_OPTION = {
   type: 'string',
   value: 'T',
-  help: 'when the exchange filled it, ISO 8601 UTC with milliseconds (default: now); sets lastDcaBuyTime for a DCA buy',
+  help: 'when the exchange filled it, a UTC time, e.g. 2026-11-26T16:01:56Z, seconds and milliseconds optional (default: now); sets lastDcaBuyTime for a DCA buy',
 } as const;
 
 /**
@@ -68,15 +67,9 @@ function sameTimeOrRefused(duplicate: boolean, trade: { clientOrderId: string; e
   });
 }
 
-/** --executed-at, checked as the ledger reads it (a time in the future is refused there). */
+/** --executed-at, a UTC time as --since takes it (a time in the future is refused by the ledger). */
 function executedAtOf(ctx: CommandContext): string | undefined {
-  const value = optional(ctx, 'executed-at');
-  if (value !== undefined && !isIsoTime(value)) {
-    throw new ValidationError('USAGE', `--executed-at=${JSON.stringify(value)} is not an ISO 8601 UTC time with milliseconds`, {
-      hint: 'write it as toISOString() does, e.g. 2026-11-26T16:01:56.862Z',
-    });
-  }
-  return value;
+  return timeFlag(ctx, 'executed-at');
 }
 
 const record: Command = {
