@@ -256,7 +256,7 @@ export function jobView(job: Job, open?: readonly Trade[], daemon?: JobDaemon | 
  * daemon running it: `pid N on HOST` (its instance id if its row is gone), `expired` for a lease
  * its daemon stopped renewing, `-` when no daemon holds it.
  */
-export function jobsTable(jobs: readonly Job[], open: ReadonlyMap<string, number>, daemons: ReadonlyMap<string, JobDaemon>, now = Date.now(), status?: string): Iterable<string> {
+export function jobsTable(jobs: readonly Job[], open: ReadonlyMap<string, number>, daemons: ReadonlyMap<string, JobDaemon>, status?: string, now = Date.now()): Iterable<string> {
   // Filtered, say so: "No jobs." read as an empty database (or the wrong file).
   if (jobs.length === 0) return [status === undefined ? 'No jobs.\n' : `No ${status} jobs.\n`];
   const daemonCell = (d: JobDaemon | undefined) =>

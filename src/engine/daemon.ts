@@ -743,9 +743,8 @@ export class Daemon {
    * the next tick (that was said as the exchange down and back again, several times a minute). A
    * cause that changes while it lasts (refused connections, then timeouts) is said again: the first
    * change at once, later ones (a cause that flaps) at most once every OUTAGE_CAUSE_SAID_EVERY_MS.
-   * Only the kind of call that found the outage says
-   * when it is over: with prices answering and lookups failing (a partial outage), the two would
-   * otherwise take turns every tick.
+   * Only the kind of call that found the outage says when it is over: with prices answering and
+   * lookups failing (a partial outage), the two would otherwise take turns every tick.
    */
   #exchangeUnavailable(e: ExchangeUnavailableError, kind: 'prices' | 'orders', asked: string): void {
     const outage = (this.#outage ??= { since: Date.now(), kind, tick: this.#ticks });

@@ -199,7 +199,7 @@ const list: Command = {
     });
     const listed = (job: Job) => ({ ...jobJson(job), openOrderCount: open.get(job.id) ?? 0, daemon: daemons.get(job.id) ?? null });
     if (damaged.length === 0) {
-      outChunks(ctx.io, ctx.json ? jsonArrayChunks(jobs.map(listed)) : jobsTable(jobs, open, daemons, Date.now(), filter.status));
+      outChunks(ctx.io, ctx.json ? jsonArrayChunks(jobs.map(listed)) : jobsTable(jobs, open, daemons, filter.status));
       return;
     }
     const shown = damaged.slice(0, 3).map((d) => d.error.message).join('; ');
