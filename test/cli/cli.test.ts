@@ -977,6 +977,9 @@ describe('botstate CLI without a job database', () => {
     refused(await cli(['daemon', '--demo', '--db', 'c1.json/x.db'], { cwd: dir }), 5, /^botstate: cannot create the folder c1\.json for the database: EEXIST \(a file is in the way of that folder: give --db a path in a folder\)\n$/);
     refused(await cli(['daemon', '--demo', '--db', 'c1.json/sub/x.db'], { cwd: dir }), 5, /cannot create the folder c1\.json\/sub for the database: ENOTDIR/);
     refused(await cli(['daemon', '--demo', '--db', 'demo2/paper-exchange.db'], { cwd: dir }), 2, /^botstate: --demo keeps its paper exchange's orders in demo2\/paper-exchange\.db, the file given as --db \(name the database otherwise, e\.g\. --db \.\/demo\/botstate\.db\)\n$/);
+    // The same for the database $BOTSTATE_DB names, as the store opens it when --db is not given.
+    refused(await cli(['daemon', '--demo'], { cwd: dir, env: { BOTSTATE_DB: 'demo3/paper-exchange.db' } }), 2, /^botstate: --demo keeps its paper exchange's orders in demo3\/paper-exchange\.db, the file given as \$BOTSTATE_DB /);
+    refused(await cli(['daemon', '--demo'], { cwd: dir, env: { BOTSTATE_DB: 'c1.json/x.db' } }), 5, /^botstate: cannot create the folder c1\.json for the database: EEXIST/);
     assert.deepEqual(readdirSync(dir), ['c1.json']);
   });
 
@@ -1067,7 +1070,7 @@ describe('botstate CLI without a job database', () => {
     // A BUY's tokens are paid for: 0 is no fill (a SELL may fetch 0, the last of a worthless token).
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '5', '--quote', '0', '--price', '0.0000000001', ...db]), 2, /^botstate: --quote 0 pays nothing for the 5 tokens of a BUY: a purchase costs more than 0 \(give the quote/);
     // Amounts and price that cannot be one trade (a few digits' typo): 5 tokens at 2 are not bought for 0.1, nor sold for 0.
-    refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '5', '--quote', '0.1', '--price', '2', ...db]), 2, /^botstate: the fill's amounts disagree: 5 tokens at 2 are worth 10, not 0\.1 \(they may differ by fees, not by a factor of 2\) \(give --base and --quote as the account received and paid them, and --price as the USD price of one token \(about quote \/ base\)\)\n$/);
+    refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '5', '--quote', '0.1', '--price', '2', ...db]), 2, /^botstate: the fill's amounts disagree: 5 tokens at 2 are worth 10, not 0\.1 \(they may differ by fees, not by more than a factor of 2\) \(give --base and --quote as the account received and paid them, and --price as the USD price of one token \(about quote \/ base\)\)\n$/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '5', '--quote', '0', '--price', '2', ...db]), 2, /^botstate: the fill's amounts disagree: 5 tokens at 2 are worth 10, not 0 /);
     // A year typo backwards: a fill dated long before its order was recorded.
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '1', '--quote', '1', '--price', '1', '--executed-at', '2020-01-01T00:00:00.000Z', ...db]), 2, /^botstate: --executed-at 2020-01-01T00:00:00\.000Z is before order o-1 was recorded \(20\d\d-/);

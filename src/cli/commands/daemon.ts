@@ -185,12 +185,13 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
   const log = (line: string) => ctx.io.out(`${escapeControls(line)}\n`);
   const exchangeUrl = typeof ctx.values['exchange'] === 'string' ? ctx.values['exchange'] : 'http://127.0.0.1:8790';
   if (!demo) checkExchangeUrl(exchangeUrl);
-  const db = ctx.values['db'];
-  const location = typeof db === 'string' ? parseLocation(db) : undefined;
+  // The database as the store will open it: --db, else $BOTSTATE_DB (else ./botstate.db, whose folder is there).
+  const given = typeof ctx.values['db'] === 'string' ? '--db' : process.env['BOTSTATE_DB'] ? '$BOTSTATE_DB' : undefined;
+  const location = given === undefined ? undefined : parseLocation(given === '--db' ? (ctx.values['db'] as string) : process.env['BOTSTATE_DB']!);
   if (demo && location?.engine === 'sqlite' && location.path !== ':memory:') {
     // The demo's exchange keeps its file beside the database: it must not be the database.
     if (basename(location.path) === 'paper-exchange.db') {
-      throw new ValidationError('USAGE', `--demo keeps its paper exchange's orders in ${location.path}, the file given as --db`, {
+      throw new ValidationError('USAGE', `--demo keeps its paper exchange's orders in ${location.path}, the file given as ${given}`, {
         hint: 'name the database otherwise, e.g. --db ./demo/botstate.db',
       });
     }
