@@ -65,9 +65,9 @@ export interface ExchangeOrder {
   readonly quoteAmount: Decimal;
   /**
    * The price of the fill in quote (USD) per token, recorded as the trade's priceUsd. baseAmount ×
-   * price and quoteAmount may differ by fees and rounding, not by a factor of 2 or more (beyond
+   * price and quoteAmount may differ by fees and rounding, not by more than a factor of 2 (beyond
    * 0.01 USD): such a fill is refused as an invalid answer, an amount or a price in the wrong unit
-   * or scale. For a token taxed on transfer at 50 % or more, give the fill's own price (quote /
+   * or scale. For a token taxed on transfer at more than 50 %, give the fill's own price (quote /
    * base), not the market's.
    */
   readonly price: Decimal;

@@ -386,7 +386,7 @@ const FILL_SLACK_USD = '0.01';
 export function checkAmountsAgree(fill: { baseAmount: string; quoteAmount: string; priceUsd: string }): void {
   const why = amountsDisagree(parseDecimal(fill.baseAmount), parseDecimal(fill.quoteAmount), parseDecimal(fill.priceUsd));
   if (why === undefined) return;
-  throw new ValidationError('INVALID_AMOUNT', `the fill's amounts disagree: ${why} (they may differ by fees, not by a factor of 2)`, {
+  throw new ValidationError('INVALID_AMOUNT', `the fill's amounts disagree: ${why} (they may differ by fees, not by more than a factor of 2)`, {
     hint: 'give --base and --quote as the account received and paid them, and --price as the USD price of one token (about quote / base)',
   });
 }

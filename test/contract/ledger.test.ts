@@ -706,7 +706,7 @@ for (const engine of ENGINES) {
   });
 }
 
-test('amountsDisagree: fees, rounding and dust agree; a unit or scale wrong by a factor of 2 or more does not', () => {
+test('amountsDisagree: fees, rounding and dust agree; a unit or scale wrong by more than a factor of 2 does not', () => {
   // A fee of 1 %, in tokens or in quote; rounding at 18 decimals.
   assert.equal(amountsDisagree('3.3', '10', '3.0303'), undefined);
   assert.equal(amountsDisagree('3.333333333333333333', '10', '3'), undefined);
