@@ -23,6 +23,8 @@ import { ENGINES, tokenAddress } from '../helpers/engines.ts';
 import { checkInvariants, CI_FAULTS, drain, formatReport, INJECTED, runChaos, SQUEEZED, startExchange, type ExchangeState, type Faults } from './harness.ts';
 
 const KILLS = 50;
+/** Trades the daemons print before the last kill, at least: its life goes on until then (see the fill count below). */
+const MIN_TRADES = 150;
 const BASE_SEED = process.env['BOTSTATE_CHAOS_SEED'] ?? '20261122';
 
 const sqlite = ENGINES.find((e) => e.name === 'sqlite')!;
@@ -179,7 +181,7 @@ describe('crash test: kill -9 the daemon, restart it, and check exactly-once', (
     it(`${KILLS} kills [${name}]`, { skip: run.engine.skip, timeout: 240_000 }, async (t) => {
       const fx = await run.engine.create();
       try {
-        const report = await runChaos({ dbUrl: fx.url, kills: KILLS, seed: run.seed, faults: run.faults, ...(run.durability ? { durability: run.durability } : {}) });
+        const report = await runChaos({ dbUrl: fx.url, kills: KILLS, seed: run.seed, faults: run.faults, minTrades: MIN_TRADES, ...(run.durability ? { durability: run.durability } : {}) });
         t.diagnostic(formatReport(report));
         assert.deepEqual(report.violations, [], `seed ${run.seed}: ${report.violations.length} violations`);
         const c = report.counts!;
@@ -188,8 +190,9 @@ describe('crash test: kill -9 the daemon, restart it, and check exactly-once', (
         // The run must have done what it is meant to prove: kills that left orders in flight.
         assert.ok(report.killsLeavingPending > 0, 'no kill left an intent PENDING: the run proved nothing');
         // At least 100: a daemon that trades between kills at all makes several hundred (the PostgreSQL
-        // run made 298-579 alone or beside another test file, 142 and 177 inside a full suite on a
-        // slow phase of this machine, where each of its 50 lives spends most of its 1.4 s starting).
+        // run made 298-579 alone or beside another test file, 105-177 inside a full suite on a slow
+        // phase of this machine, where each of its 50 lives spends most of its 1.4 s starting). So
+        // the last life goes on until MIN_TRADES trades have been printed (runChaos's minTrades).
         assert.ok(c.filled >= 100, `only ${c.filled} fills`);
         assert.ok(c.rejected > 0, 'no order was rejected: the FAILED path was not exercised');
         assert.equal(report.liquidated, 2);

@@ -799,6 +799,12 @@ export interface ChaosOptions {
   readonly squeezeCash?: boolean;
   /** Where the exchange's data file goes (default a new temp directory, removed at the end). */
   readonly workDir?: string;
+  /**
+   * The last daemon lives on until the daemons have printed this many trades in all (at most 60 s
+   * more; default 0): on a slow machine, short lives spend most of their time starting and trade
+   * little, and a run that traded little proves little.
+   */
+  readonly minTrades?: number;
 }
 
 export interface ChaosReport {
@@ -940,7 +946,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       daemon = spawn();
       // A planned liquidation happens in the next cycle that lives past its recovery.
       if (liquidateAt.has(k)) liquidationsDue++;
-      const early = rng() < earlyRate;
+      const last = k === options.kills - 1;
+      // The last life is never an early kill when it must make up trades (minTrades).
+      const early = rng() < earlyRate && !(last && (options.minTrades ?? 0) > 0);
       if (early) {
         await Promise.race([sleep(rng.int(earlyLo, earlyHi)), daemon.proc.exited]);
       } else {
@@ -961,6 +969,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         } else {
           await Promise.race([sleep(uptime), daemon.proc.exited]);
         }
+      }
+      if (last && tally.trades < (options.minTrades ?? 0) && !daemon.proc.exit) {
+        const from = tally.trades;
+        const t0 = performance.now();
+        while (tally.trades < options.minTrades! && performance.now() - t0 < 60_000 && !daemon.proc.exit) await sleep(100);
+        log(`the last daemon lived ${Math.round(performance.now() - t0)} ms more, to ${tally.trades} trades (from ${from}; at least ${options.minTrades} asked)`);
       }
       if (daemon.proc.exit) {
         violations.push(`kill ${k}: the daemon exited by itself (${daemon.describeExit()})`);
