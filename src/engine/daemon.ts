@@ -107,6 +107,8 @@ interface Runner {
    * daemon's count of exchange answers (#answersSeen) at the last, and when the order was last said stuck.
    */
   lookupFailing?: { clientOrderId: string; attempts: number; answers: number; saidAt: number | undefined };
+  /** Its open intent sent again with no answer, in a row (see #resendUnanswered): how many, and when last said. */
+  resendFailing?: { clientOrderId: string; attempts: number; saidAt: number };
 }
 
 /** What holds a liquidation back, as the operator reads it (Decision.skipped of a LIQUIDATING job). */
@@ -1136,7 +1138,8 @@ export class Daemon {
       order = answered(placed, trade);
     } catch (e) {
       if (e instanceof ExchangeUnavailableError) {
-        this.#log(`${stamp()}  ${job.tokenSymbol}  ${trade.clientOrderId}: outcome unknown (${e.message}); reconciling next tick`);
+        if (send === 'resend') this.#resendUnanswered(job, trade, runner, e);
+        else this.#log(`${stamp()}  ${job.tokenSymbol}  ${trade.clientOrderId}: outcome unknown (${e.message}); reconciling next tick`);
         return 'unknown';
       }
       if (!(e instanceof ExchangeRejectedError)) throw e;
@@ -1145,6 +1148,27 @@ export class Daemon {
       order = refused(job, trade, `refused by the exchange: ${e.message}`);
     }
     return this.#answer(job, trade, order, runner, phase);
+  }
+
+  /**
+   * An intent sent again got no answer: said the first time, then at most every
+   * STUCK_SAID_AGAIN_MS with the count, not at every tick (an exchange whose order entry is down
+   * while its lookups answer, in maintenance, made one line per job per tick).
+   */
+  #resendUnanswered(job: Job, trade: Trade, runner: Runner, e: ExchangeUnavailableError): void {
+    const last = runner.resendFailing?.clientOrderId === trade.clientOrderId ? runner.resendFailing : undefined;
+    const attempts = (last?.attempts ?? 0) + 1;
+    const now = Date.now();
+    if (last !== undefined && now - last.saidAt < STUCK_SAID_AGAIN_MS) {
+      runner.resendFailing = { ...last, attempts };
+      return;
+    }
+    runner.resendFailing = { clientOrderId: trade.clientOrderId, attempts, saidAt: now };
+    const times = attempts === 1 ? '' : `, ${attempts} times in a row`;
+    this.#log(
+      `${stamp()}  ${job.tokenSymbol}  ${trade.clientOrderId}: sent again, as the exchange did not have it, and the outcome is unknown${times} (${e.message}); ` +
+        `reconciled every tick (said again every ${STUCK_SAID_AGAIN_MS / 60_000} min while it lasts)`,
+    );
   }
 
   /**
@@ -1394,7 +1418,10 @@ export class Daemon {
         return;
       }
       this.#runners.delete(job.id);
-      this.#log(`${stamp()}  ${job.tokenSymbol}  → ERROR: ${reason} (once the cause is fixed: botstate resume ${job.tokenAddress}${job.chain === DEFAULT_CHAIN ? '' : ` --chain ${job.chain}`})`);
+      const ref = `${job.tokenAddress}${job.chain === DEFAULT_CHAIN ? '' : ` --chain ${job.chain}`}`;
+      // resume would make a job that was liquidating trade (buy) again: liquidate goes on selling.
+      const then = job.status === 'LIQUIDATING' ? `botstate liquidate ${ref} to go on selling, or botstate resume ${ref} to trade again` : `botstate resume ${ref}`;
+      this.#log(`${stamp()}  ${job.tokenSymbol}  → ERROR: ${reason} (once the cause is fixed: ${then})`);
     } catch (failError) {
       if (!isBotstateError(failError, 'LEASE_LOST')) this.#log(`${job.tokenSymbol}: could not mark the job ERROR: ${coerceError(failError).message}`);
     }

@@ -484,6 +484,24 @@ for (const engine of ENGINES) {
       assert.equal(after.tokenBalance, TEN_USD_OF_TOKEN);
     });
 
+    it('an order sent again tick after tick without an answer (order entry down, lookups answering) is said once, not at every tick', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const { trade: intent } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10', priceUsd: '0.5' });
+      const rec = new Recorder(new HttpExchange(ex.url), {
+        place: () => Promise.reject(new ExchangeUnavailableError('exchange failed order (HTTP 503): order entry suspended (maintenance)')),
+      });
+      const { daemon, lines } = makeDaemon(store, rec);
+      await daemon.start();
+      await rec.waitCalls('place', intent.clientOrderId, 5);
+      await daemon.stop();
+      const said = lines.filter((l) => l.includes(intent.clientOrderId));
+      assert.equal(said.length, 1, said.join('\n'));
+      assert.match(said[0]!, /: sent again, as the exchange did not have it, and the outcome is unknown \(exchange failed order \(HTTP 503\): order entry suspended \(maintenance\)\); reconciled every tick \(said again every 10 min while it lasts\)$/);
+      assert.equal((await store.ledger.get(intent.clientOrderId)).status, 'PENDING');
+      assert.equal((await store.jobs.get({ id: job.id })).status, 'RUNNING', 'an unknown outcome is not a failure');
+    });
+
     it('a re-send refused by an exchange whose lookup lags (a duplicate it has) is not FAILED: it is asked for again, and settled from its fill', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
@@ -1048,12 +1066,15 @@ for (const engine of ENGINES) {
       // Tokens the ledger holds and the exchange account does not: every sell is rejected.
       await store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: 'by-hand-1', side: 'BUY', reason: 'DCA', baseAmount: '5', quoteAmount: '10', priceUsd: '2' });
       await store.jobs.liquidate({ id: job.id });
-      const { daemon } = makeDaemon(store, new HttpExchange(ex.url), { maxFailures: 2 });
+      const { daemon, lines } = makeDaemon(store, new HttpExchange(ex.url), { maxFailures: 2 });
       await daemon.start();
       const failed = await untilError(store, job.id);
       await daemon.stop();
       assert.match(failed.statusReason!, /^while liquidating, 2 steps failed in a row; last: order \S+ was rejected: /);
       assert.equal(failed.tokenBalance, '5');
+      // What to do next says liquidate first: resume alone would buy again.
+      const said = lines.find((l) => l.includes('→ ERROR'));
+      assert.ok(said?.endsWith(`(once the cause is fixed: botstate liquidate ${TOKEN} to go on selling, or botstate resume ${TOKEN} to trade again)`), said);
     });
 
     it('a liquidation held back by limits.maxTradesPerHour says so once, and waits', async () => {
