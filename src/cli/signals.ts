@@ -109,3 +109,14 @@ export function stopsOnSignal(): boolean {
 export function untilSignal(): Promise<NodeJS.Signals> {
   return watchSignals().signal;
 }
+
+/**
+ * Once a command has stopped what a signal would cut short (the daemon: every step recorded, its
+ * leases handed back), a further SIGINT, SIGTERM or SIGHUP while it exits (closing its database)
+ * ends it at once with `code`, the exit code it stops with, not 128 + the signal's number: a
+ * supervisor would take that for a crash.
+ */
+export function exitOnSignal(code: number): void {
+  const exit = (): void => process.exit(typeof process.exitCode === 'number' && process.exitCode !== 0 ? process.exitCode : code);
+  for (const s of STOPPING) process.on(s, exit);
+}

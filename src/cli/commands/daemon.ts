@@ -6,12 +6,12 @@ import type { Exchange, ExchangeOrder, OrderRequest } from '../../engine/exchang
 import type { Decimal } from '../../money/decimal.ts';
 import { HttpExchange } from '../../engine/exchanges/http-exchange.ts';
 import { startPaperExchange, type PaperExchangeHandle } from '../../engine/exchanges/paper-server.ts';
-import { StorageError, ValidationError } from '../../errors.ts';
+import { exitCodeFor, StorageError, ValidationError } from '../../errors.ts';
 import type { Store } from '../../store/store.ts';
 import { parseLocation } from '../../store/location.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { escapeControls } from '../../util/text.ts';
-import { signalsDelivered, watchSignals, type SignalWatch } from '../signals.ts';
+import { exitOnSignal, signalsDelivered, watchSignals, type SignalWatch } from '../signals.ts';
 
 /** The demo's jobs: fast settings so that trades happen within seconds. */
 const DEMO_JOBS = [
@@ -272,10 +272,12 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
       said = true;
       log(`${outcome.message}: stopping`);
       await daemon.stop();
+      exitOnSignal(exitCodeFor(outcome));
       throw outcome;
     }
     finishing(outcome);
     await daemon.stop();
+    exitOnSignal(store.failure ? exitCodeFor(store.failure) : 0);
     if (store.failure) throw store.failure; // the disk failed meanwhile: not a clean stop
     // Every step was recorded; only the hand-over waits for the leases to expire.
     log(daemon.leasesKept ? 'stopped, every step recorded; its leases were not handed back (said above)' : 'stopped cleanly');
