@@ -1130,7 +1130,7 @@ export class Daemon {
    * one call, as it would have for the price, and leaves no intent unsent behind it).
    */
   async #execute(job: Job, trade: Trade, runner: Runner, phase: 'tick' | 'recovery', send: 'resend' | 'decided'): Promise<Outcome> {
-    if (send === 'resend') await this.#store.transaction((tx) => checkRecordedIntent(tx, trade));
+    if (send === 'resend') await this.#store.transaction((tx) => checkBeforeResend(tx, trade, this.#exchange.id));
     let order: ExchangeOrder;
     try {
       const placed = await (send === 'decided' ? this.#placeNow : this.#exchange.placeOrder)(orderRequest(job, trade));
@@ -1448,7 +1448,8 @@ export class Daemon {
         entityId: this.instanceId,
         action: 'recover',
         before: null,
-        after: report,
+        // The exchange it trades on: a later daemon sends none of its intents again elsewhere (checkBeforeResend).
+        after: this.#exchange.id === undefined ? report : { ...report, exchange: this.#exchange.id },
       });
       await insertAudit(tx, prepared);
     });
@@ -1473,26 +1474,36 @@ function diverged(trade: Trade, order: ExchangeOrder, why: string, cause?: Botst
 }
 
 const RECORDED_INTENT =
-  "SELECT after FROM audit_log WHERE stream = ? AND entity = 'trade' AND entity_id = ? AND action = 'intent' ORDER BY seq DESC LIMIT 1";
+  "SELECT actor, at, after FROM audit_log WHERE stream = ? AND entity = 'trade' AND entity_id = ? AND action = 'intent' ORDER BY seq DESC LIMIT 1";
+/** The last start of a daemon at or before a time: its `recover` entry, which names its exchange. */
+const DAEMON_STARTED = "SELECT after FROM audit_log WHERE stream = ? AND action = 'recover' AND at <= ? ORDER BY seq DESC LIMIT 1";
+
+/** A member of the JSON object `text` holds, or undefined (for a text that is not JSON too). */
+function jsonMember(text: string | null | undefined, key: string): unknown {
+  try {
+    const value: unknown = text == null ? undefined : JSON.parse(text);
+    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[key] : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
- * An intent is sent again as its trade row stands, so the row is first compared with the order its
- * intent's audit entry recorded: the side, the amount and the clientOrderId. A row changed outside
- * botstate (an amount raised from 10 to 5000 USD) would otherwise go out as it stands, and `verify`
- * would find it only once it had been filled. Such an intent, or one whose entry the log does not
- * hold, is not sent: the job stops (ERROR, at once) and the intent stays PENDING for an operator.
- * The entry is found from the end of the job's stream, where an open intent's is.
+ * Before an intent is sent again (the exchange did not have it), two checks, each of which
+ * leaves it PENDING and stops the job (ERROR, at once) for an operator:
+ * - its trade row against the order its intent's audit entry recorded (side, amount,
+ *   clientOrderId): the daemon sends what the row says, and a row changed outside botstate (an
+ *   amount raised from 10 to 5000 USD) would go out as it stands, found by `verify` only once
+ *   filled. An intent whose entry the log does not hold is not sent either.
+ * - the exchange: an intent a daemon recorded while it traded on another exchange (its `recover`
+ *   entry names it) is not sent through this one, which does not have it, while the first may have
+ *   filled it (two daemons of one database given different --exchange URLs).
+ * The entries are found from the end of their streams, where an open intent's and its daemon's are.
  */
-async function checkRecordedIntent(tx: Executor, trade: Trade): Promise<void> {
-  const row = await tx.get<{ after: string | null }>(RECORDED_INTENT, [jobStream(trade.jobId), trade.id]);
-  let recorded: Record<string, unknown> | undefined;
-  try {
-    const after: unknown = row?.after === null || row === undefined ? undefined : JSON.parse(row.after);
-    const inner = (after as { trade?: unknown } | undefined)?.trade;
-    recorded = typeof inner === 'object' && inner !== null ? (inner as Record<string, unknown>) : undefined;
-  } catch {
-    recorded = undefined;
-  }
+async function checkBeforeResend(tx: Executor, trade: Trade, exchange: string | undefined): Promise<void> {
+  const row = await tx.get<{ actor: string; at: string; after: string | null }>(RECORDED_INTENT, [jobStream(trade.jobId), trade.id]);
+  const member = jsonMember(row?.after, 'trade');
+  const recorded = typeof member === 'object' && member !== null ? (member as Record<string, unknown>) : undefined;
   const sameAmount = (a: unknown, b: Decimal | null) =>
     b === null ? a === null : typeof a === 'string' && isDecimal(a) && cmp(a, b) === 0;
   const differs =
@@ -1507,19 +1518,37 @@ async function checkRecordedIntent(tx: Executor, trade: Trade): Promise<void> {
             : !sameAmount(recorded['quoteAmount'], trade.quoteAmount)
               ? ['quoteAmount', recorded['quoteAmount'], trade.quoteAmount]
               : null;
-  if (differs === null) return;
-  const why =
-    differs === undefined
-      ? 'the audit log holds no readable intent entry for it'
-      : `its row says ${differs[0]} ${shown(JSON.stringify(differs[2]))}, but its intent recorded ${shown(JSON.stringify(differs[1]) ?? 'nothing')} in the audit log`;
-  const error = new StorageError(
-    'STORAGE_CORRUPT',
-    `intent ${trade.clientOrderId} was not sent again: ${why}, so its trade row was changed outside botstate; it is left PENDING`,
-    { hint: `run botstate verify, find out at the exchange that it does not have ${trade.clientOrderId}, stop the daemons and settle it (botstate settle ${trade.clientOrderId} --status failed --error TEXT), then resume the job` },
+  if (differs !== null) {
+    const why =
+      differs === undefined
+        ? 'the audit log holds no readable intent entry for it'
+        : `its row says ${differs[0]} ${shown(JSON.stringify(differs[2]))}, but its intent recorded ${shown(JSON.stringify(differs[1]) ?? 'nothing')} in the audit log`;
+    throw leftPending(
+      new StorageError('STORAGE_CORRUPT', `intent ${trade.clientOrderId} was not sent again: ${why}, so its trade row was changed outside botstate; it is left PENDING`, {
+        hint: `run botstate verify, find out at the exchange that it does not have ${trade.clientOrderId}, stop the daemons and settle it (botstate settle ${trade.clientOrderId} --status failed --error TEXT), then resume the job`,
+      }),
+    );
+  }
+  const recorder = /^daemon:(.+)$/.exec(row!.actor)?.[1];
+  if (exchange === undefined || recorder === undefined) return;
+  const started = await tx.get<{ after: string | null }>(DAEMON_STARTED, [`daemon:${recorder}`, row!.at]);
+  const theirs = jsonMember(started?.after, 'exchange');
+  if (typeof theirs !== 'string' || theirs === exchange) return;
+  throw leftPending(
+    new RuleError(
+      'DUPLICATE_ORDER',
+      `intent ${trade.clientOrderId} was not sent again: daemon ${recorder} recorded it while trading on exchange ${shown(theirs, 200)}, and this daemon trades on ${shown(exchange, 200)}, ` +
+        `which does not have it, while the first may have filled it; it is left PENDING`,
+      { hint: `run the daemons of this database on one exchange: a daemon on ${shown(theirs, 200)} reconciles it; or find out there what became of it, stop the daemons and settle it by hand (botstate settle ${trade.clientOrderId}), then resume the job` },
+    ),
   );
+}
+
+/** An error that stops the job at once (ERROR) and leaves its intent PENDING, for an operator. */
+function leftPending<E extends Error>(error: E): E {
   STOPS_THE_JOB.add(error);
   LEAVES_IT_PENDING.add(error);
-  throw error;
+  return error;
 }
 
 /** How many of a job's latest trades a fill's exchange order id is compared with (checkOwnFill). */
@@ -1642,6 +1671,10 @@ function checkDaemonOptions(options: DaemonOptions): void {
   for (const method of ['placeOrder', 'getOrder', 'getPrice', 'getBalances'] as const) {
     if (typeof options.exchange?.[method] !== 'function') throw bad(`daemon option exchange has no ${method} method: it must implement the Exchange interface`);
   }
+  const exchangeId: unknown = options.exchange.id;
+  if (exchangeId !== undefined && (typeof exchangeId !== 'string' || exchangeId === '' || !isStorableText(exchangeId))) {
+    throw bad(`daemon option exchange's id must be a non-empty string of well-formed text, got ${described(exchangeId)}`);
+  }
 }
 
 /**
@@ -1682,6 +1715,9 @@ function timed(exchange: Exchange, ms: number, stopping: () => boolean): Exchang
       return Promise.race([answer, late]).finally(() => clearTimeout(timer));
     };
   return {
+    get id() {
+      return exchange.id; // read when used: the demo's exchange has none until its paper exchange starts
+    },
     placeOrder: bound('placeOrder', exchange.placeOrder),
     getOrder: bound('getOrder', exchange.getOrder),
     getPrice: bound('getPrice', exchange.getPrice),

@@ -108,6 +108,14 @@ export interface ExchangeOrder {
  */
 export interface Exchange {
   /**
+   * Which exchange account this adapter trades on (its URL, an account id): the same in every
+   * daemon of one database. A daemon records it when it starts (in its `recover` audit entry), and
+   * never sends an intent again through an exchange other than the one the daemon that recorded
+   * the intent traded on: the other exchange would not have the order, and the first may have
+   * filled it. Optional: without it, that is not checked. `HttpExchange`'s is its URL.
+   */
+  readonly id?: string;
+  /**
    * Places a market order, or, for a clientOrderId the exchange already has, answers with that
    * order. Its answer may be FILLED, REJECTED or OPEN (see ExchangeOrder.status).
    *

@@ -189,6 +189,10 @@ class Recorder implements Exchange {
   getPrices?: (tokens: readonly string[]) => Promise<ReadonlyMap<string, Decimal>>;
   getOrders?: (clientOrderIds: readonly string[]) => Promise<ReadonlyMap<string, ExchangeOrder>>;
 
+  get id(): string | undefined {
+    return this.inner.id;
+  }
+
   constructor(inner: Exchange, hooks: Recorder['hooks'] = {}, batch = false) {
     this.inner = inner;
     this.hooks = hooks;
@@ -653,7 +657,8 @@ for (const engine of ENGINES) {
         assert.equal(audit.length, 1);
         const a = audit[0]!;
         assert.deepEqual([Number(a['seq']), a['actor'], a['entity'], a['entity_id'], a['action']], [1, `daemon:${daemon.instanceId}`, 'daemon', daemon.instanceId, 'recover']);
-        assert.deepEqual(typeof a['after'] === 'string' ? JSON.parse(a['after']) : a['after'], report);
+        // The report, and the exchange it traded on (its id: HttpExchange's URL).
+        assert.deepEqual(typeof a['after'] === 'string' ? JSON.parse(a['after']) : a['after'], { ...report, exchange: ex.url });
         const settled = (await store.history({ id: job.id })).filter((e) => e.action === 'settle');
         assert.deepEqual(settled.map((e) => e.actor), [`daemon:${daemon.instanceId}:recovery`]);
         assert.deepEqual((await store.verifyAudit()).problems, []);
@@ -760,6 +765,46 @@ for (const engine of ENGINES) {
       assert.deepEqual(await exchangeOrders(ex.url), []);
       assert.equal((await store.ledger.get(intent.clientOrderId)).status, 'PENDING');
       assert.equal(lines.filter((l) => l.includes('was not sent again')).length, 2, 'said as it stops the job, then once in ERROR');
+    });
+
+    it('never sends an intent again through another exchange than the one its daemon traded on: the job stops, nothing placed twice', async () => {
+      // Daemon X trades on exchange A, which fills its order but whose answers and lookups are lost.
+      const a = await paper();
+      const b = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const lost = () => Promise.reject(new ExchangeUnavailableError('no answer'));
+      const x = makeDaemon(store, new Recorder(new HttpExchange(a.url), {
+        place: async (o) => {
+          await new HttpExchange(a.url).placeOrder(o);
+          return lost();
+        },
+        get: lost,
+      }));
+      await x.daemon.start();
+      await waitFor('its order at exchange A', async () => (await exchangeOrders(a.url)).length === 1);
+      await x.daemon.stop();
+      const [intent] = await store.ledger.pending();
+      // Then daemon Y is started with another --exchange URL: B does not have the order.
+      const rec = new Recorder(new HttpExchange(b.url));
+      const y = makeDaemon(store, rec);
+      const report = await y.daemon.start();
+      assert.deepEqual([report.pending, report.executed, report.resent, report.unresolved], [1, 0, 0, 1]);
+      const failed = await untilError(store, job.id);
+      assert.equal(
+        failed.statusReason,
+        `intent ${intent!.clientOrderId} was not sent again: daemon ${x.daemon.instanceId} recorded it while trading on exchange ${a.url}, and this daemon trades on ${b.url}, ` +
+          'which does not have it, while the first may have filled it; it is left PENDING',
+      );
+      await y.daemon.stop();
+      assert.deepEqual(rec.calls.filter((c) => c.op === 'place'), []);
+      assert.deepEqual(await exchangeOrders(b.url), [], 'nothing placed at B');
+      assert.equal((await store.ledger.get(intent!.clientOrderId)).status, 'PENDING');
+      // A daemon on A again settles it from A's fill (once resumed, the job trades on).
+      await store.jobs.resume({ id: job.id });
+      const z = makeDaemon(store, new HttpExchange(a.url));
+      assert.equal((await z.daemon.start()).executed, 1);
+      await z.daemon.stop();
+      assert.equal((await store.ledger.get(intent!.clientOrderId)).status, 'EXECUTED');
     });
 
     it('an intent whose side was turned in its row is not sent again either', async () => {

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Daemon, MIN_LEASE_TTL_MS } from '../../engine/daemon.ts';
 import type { Exchange, ExchangeOrder, OrderRequest } from '../../engine/exchange.ts';
 import type { Decimal } from '../../money/decimal.ts';
@@ -59,6 +59,10 @@ async function ensureDemoJobs(store: Store, log: (line: string) => void): Promis
 /** The demo's exchange, for a daemon built before the paper exchange it will use has started. */
 class LateExchange implements Exchange {
   target: HttpExchange | undefined;
+
+  get id(): string | undefined {
+    return this.target?.id;
+  }
 
   #to(): HttpExchange {
     if (!this.target) throw new Error('the demo exchange has not started yet');
@@ -247,7 +251,8 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
         const dataFile = store.engine === 'sqlite' ? join(dirname(store.location), 'paper-exchange.db') : './paper-exchange.db';
         paper = await startPaperExchange({ port: 0, dataFile, stepMs: 1000, volatility: '0.01' });
         url = paper.url;
-        exchange.target = new HttpExchange(url);
+        // Named by its data file: the demo's port changes at every start, its orders do not.
+        exchange.target = new HttpExchange(url, { id: `paper-exchange:${resolve(dataFile)}` });
         log(`demo: paper exchange at ${url} (data ${dataFile})`);
       }
       log(`daemon ${daemon.instanceId} on ${store.location} (${store.engine}, ${durability}), exchange ${url}, tick ${tickMs} ms`);

@@ -33,6 +33,8 @@ import { ExchangeInvalidAnswerError, ExchangeRejectedError, ExchangeUnavailableE
 export interface HttpExchangeOptions {
   /** Per call, connection to last byte of the answer. Default 5000. */
   readonly timeoutMs?: number;
+  /** The exchange's {@link Exchange.id}. Default: the URL, as given without a trailing `/`. */
+  readonly id?: string;
 }
 
 const STATUSES = new Set(['FILLED', 'REJECTED', 'OPEN']);
@@ -134,6 +136,7 @@ export function fetchBlocksPort(port: number): boolean {
 export class HttpExchange implements Exchange {
   readonly baseUrl: string;
   readonly timeoutMs: number;
+  readonly id: string;
 
   constructor(baseUrl: string, options: HttpExchangeOptions = {}) {
     const bad = (message: string, hint: string) => new ValidationError('INVALID_ARGUMENT', message, { hint });
@@ -153,8 +156,9 @@ export class HttpExchange implements Exchange {
       throw bad(`exchange URL ${JSON.stringify(url.origin)} uses port ${url.port}, which fetch refuses to connect to (a blocked port)`, 'run the exchange on another port');
     }
     for (const key of Object.keys(options)) {
-      if (key !== 'timeoutMs') throw bad(`unknown HttpExchange option "${key}"`, 'the only option is timeoutMs');
+      if (key !== 'timeoutMs' && key !== 'id') throw bad(`unknown HttpExchange option "${key}"`, 'the options are timeoutMs and id');
     }
+    if (options.id !== undefined && (typeof options.id !== 'string' || options.id === '')) throw bad(`id must be a non-empty string, got ${described(options.id)}`, 'name the exchange account, e.g. its URL');
     const timeoutMs = options.timeoutMs ?? 5000;
     // A timer holds at most 2^31 - 1 ms (~24.8 days): past it Node fires it at once, and every call would time out.
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > 2_147_483_647) {
@@ -162,6 +166,7 @@ export class HttpExchange implements Exchange {
     }
     this.baseUrl = url.href.replace(/\/+$/, '');
     this.timeoutMs = timeoutMs;
+    this.id = options.id ?? this.baseUrl;
   }
 
   async placeOrder(order: OrderRequest): Promise<ExchangeOrder> {
