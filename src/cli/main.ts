@@ -6,6 +6,7 @@ import { parseLocation } from '../store/location.ts';
 import { GLOBAL_OPTIONS, parse, renderOptions } from './args.ts';
 import type { Command, CommandContext } from './command.ts';
 import { daemonCommand } from './commands/daemon.ts';
+import { daemonsCommand } from './commands/daemons.ts';
 import { dbCommands } from './commands/db.ts';
 import { historyCommands } from './commands/history.ts';
 import { jobCommands } from './commands/jobs.ts';
@@ -15,7 +16,7 @@ import { releaseSignals } from './signals.ts';
 import { escapeControls } from '../util/text.ts';
 import { errorInJson, hintText, json, jsonError, OUTPUT_FAILED, outputFailed, processIo, type Io } from './output.ts';
 
-const COMMANDS: readonly Command[] = [...jobCommands, ...tradeCommands, ...historyCommands, ...dbCommands, daemonCommand, paperExchangeCommand];
+const COMMANDS: readonly Command[] = [...jobCommands, ...tradeCommands, ...historyCommands, ...dbCommands, daemonCommand, daemonsCommand, paperExchangeCommand];
 const BY_NAME = new Map(COMMANDS.map((c) => [c.name, c]));
 
 function version(): string {

@@ -42,6 +42,19 @@ function isZombie(pid: number): boolean {
   return state === 'Z' || state === 'X';
 }
 
+/** A daemon of another host that heartbeated within this long (or its lease TTL, if longer) counts as running. */
+export const DAEMON_HEARTBEAT_WINDOW_MS = 60_000;
+
+/**
+ * Whether a daemon not marked stopped was heard from lately, at `nowMs` (the database's clock on
+ * PostgreSQL): on this host, while its process exists; on another, while it heartbeated within
+ * DAEMON_HEARTBEAT_WINDOW_MS, or within its own lease TTL if longer (it heartbeats every third).
+ */
+export function heardFrom(row: InstanceRow & { lease_ttl_ms?: number | string | null }, nowMs: number): boolean {
+  if (row.host === hostname()) return processAlive(row);
+  return Date.parse(row.heartbeat_at) > nowMs - Math.max(DAEMON_HEARTBEAT_WINDOW_MS, Number(row.lease_ttl_ms ?? 0));
+}
+
 /**
  * Whether a registered daemon that has not marked itself stopped is alive: it heartbeated after
  * `staleBefore` (an ISO time) and, on this host, its process still exists (a pid reused by

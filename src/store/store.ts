@@ -11,6 +11,7 @@ import type { Migration } from './migrations/migration.ts';
 import type { Adapter, Capabilities, Dialect, Durability, Engine, Executor } from './adapter.ts';
 import { checkActor, Context, type CallOptions } from './context.ts';
 import { DEFAULT_DB, describeLocation, parseLocation } from './location.ts';
+import { databaseNow, heardFrom } from './instances.ts';
 import { assertCurrent, checkCurrent, migrate, rollback, schemaStatus, type SchemaStatus } from './migrations/runner.ts';
 import { PostgresAdapter } from './postgres/postgres-adapter.ts';
 import { SqliteAdapter } from './sqlite/sqlite-adapter.ts';
@@ -260,6 +261,44 @@ export interface JobDaemon {
   readonly stopped: boolean;
 }
 
+/** A registered daemon, as `botstate daemons` shows it (see {@link Store.daemonInstances}). */
+export interface DaemonInstance {
+  readonly instance: string;
+  readonly host: string;
+  readonly pid: number;
+  /** When it registered (ISO 8601). */
+  readonly startedAt: string;
+  /** Its last heartbeat (ISO 8601). */
+  readonly heartbeatAt: string;
+  /** When it stopped, or another daemon found it dead; null otherwise. */
+  readonly stoppedAt: string | null;
+  /**
+   * Not stopped and heard from lately: on this host, its process exists; on another, it
+   * heartbeated within a minute (or its lease TTL, if longer). False for one not stopped but
+   * silent: killed or stalled, until another daemon takes its jobs and marks it stopped.
+   */
+  readonly running: boolean;
+  /** Jobs whose lease it holds, not expired. */
+  readonly jobs: number;
+  /** Its --max-jobs, null for none. */
+  readonly maxJobs: number | null;
+  /** The exchange it trades on (Exchange.id), as its last start's `recover` audit entry names it; null if none does. */
+  readonly exchange: string | null;
+}
+
+interface InstanceListRow {
+  id: string;
+  host: string;
+  pid: number | string;
+  started_at: string;
+  heartbeat_at: string;
+  stopped_at: string | null;
+  max_jobs: number | string | null;
+  lease_ttl_ms: number | string | null;
+  jobs: number | string;
+  recovered: string | null;
+}
+
 /** A held lease and its daemon's row (none if the row is gone). */
 interface LeaseRow {
   owner: string;
@@ -425,6 +464,47 @@ export class Store {
   async daemons(options?: CallOptions): Promise<Map<string, JobDaemon>> {
     const rows = await this.#ctx.read(options, (tx) => tx.all<LeaseRow & { job_id: string }>(SELECT_LEASES));
     return new Map(rows.map((row) => [row.job_id, jobDaemon(row)]));
+  }
+
+  /**
+   * The daemons registered on this database, oldest first: those not marked stopped (running, or
+   * silent: killed or stalled), or with `all` every one that ever registered. Each with the jobs
+   * it holds and the exchange it trades on. Read in one snapshot.
+   */
+  async daemonInstances(filter: { readonly all?: boolean } = {}, options?: CallOptions): Promise<DaemonInstance[]> {
+    const { all } = inputObject(filter, 'filter') as { all?: unknown };
+    if (all !== undefined && typeof all !== 'boolean') throw new ValidationError('INVALID_ARGUMENT', `filter.all must be a boolean, got ${described(all)}`, { hint: 'e.g. { all: true }' });
+    return this.#ctx.read(options, async (tx) => {
+      const nowMs = this.#adapter.engine === 'postgres' ? await databaseNow(tx) : Date.now();
+      const rows = await tx.all<InstanceListRow>(
+        `SELECT i.id, i.host, i.pid, i.started_at, i.heartbeat_at, i.stopped_at, i.max_jobs, i.lease_ttl_ms,
+           (SELECT count(*) FROM job_leases l WHERE l.owner = i.id AND l.expires_at > ?) AS jobs,
+           (SELECT a.after FROM audit_log a WHERE a.stream = 'daemon:' || i.id AND a.action = 'recover' ORDER BY a.seq DESC LIMIT 1) AS recovered
+         FROM daemon_instances i ${all === true ? '' : 'WHERE i.stopped_at IS NULL'} ORDER BY i.started_at, i.id`,
+        [new Date(nowMs).toISOString()],
+      );
+      return rows.map((row): DaemonInstance => {
+        let exchange: unknown;
+        try {
+          exchange = row.recovered === null ? undefined : (JSON.parse(row.recovered) as { exchange?: unknown }).exchange;
+        } catch {
+          exchange = undefined; // not JSON: verify reports such an entry
+        }
+        const pid = Number(row.pid);
+        return {
+          instance: row.id,
+          host: row.host,
+          pid,
+          startedAt: row.started_at,
+          heartbeatAt: row.heartbeat_at,
+          stoppedAt: row.stopped_at,
+          running: row.stopped_at === null && heardFrom({ id: row.id, host: row.host, pid, heartbeat_at: row.heartbeat_at, lease_ttl_ms: row.lease_ttl_ms }, nowMs),
+          jobs: Number(row.jobs),
+          maxJobs: row.max_jobs === null ? null : Number(row.max_jobs),
+          exchange: typeof exchange === 'string' ? exchange : null,
+        };
+      });
+    });
   }
 
   /**

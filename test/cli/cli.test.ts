@@ -888,7 +888,7 @@ describe('on a Node older than 24', { skip: olderNode() === undefined && 'no Nod
 });
 
 describe('botstate CLI without a job database', () => {
-  const COMMANDS = ['start', 'pause', 'resume', 'liquidate', 'status', 'list', 'config', 'trades', 'record', 'settle', 'history', 'verify', 'db status', 'db migrate', 'db rollback', 'db backup'];
+  const COMMANDS = ['start', 'pause', 'resume', 'liquidate', 'status', 'list', 'config', 'trades', 'record', 'settle', 'history', 'verify', 'daemons', 'db status', 'db migrate', 'db rollback', 'db backup'];
 
   it('--help on every command, --help, -h, --version, and no command', async () => {
     const results = await pool(COMMANDS, 4, (c) => cli([...c.split(' '), '--help']));
@@ -1189,7 +1189,7 @@ describe('botstate CLI without a job database', () => {
     const asReader = root ? { uid: 65534, cwd: '/' } : {};
     // Its owner, who may write it, reads it as it is too: it stays out of WAL mode, readable by others.
     const made = readFileSync(copy);
-    for (const args of [['list'], ['status', TOKEN], ['trades', TOKEN], ['history', TOKEN], ['verify'], ['db', 'status'], ['db', 'backup', '--to', join(shelf, 'copy-of-copy.db')]]) {
+    for (const args of [['list'], ['status', TOKEN], ['trades', TOKEN], ['history', TOKEN], ['verify'], ['daemons', '--all'], ['db', 'status'], ['db', 'backup', '--to', join(shelf, 'copy-of-copy.db')]]) {
       ok(await cli([...args, '--db', copy]));
     }
     assert.deepEqual(readFileSync(copy), made);
@@ -1201,7 +1201,7 @@ describe('botstate CLI without a job database', () => {
     if (!root) for (const f of [copy, live, shelf]) chmodSync(f, 0o555);
     try {
       const before = readFileSync(copy);
-      for (const args of [['list'], ['status', TOKEN], ['trades', TOKEN], ['history', TOKEN], ['verify'], ['db', 'status']]) {
+      for (const args of [['list'], ['status', TOKEN], ['trades', TOKEN], ['history', TOKEN], ['verify'], ['daemons'], ['db', 'status']]) {
         ok(await cli([...args, '--db', copy], asReader));
       }
       refused(await cli(['pause', TOKEN, '--db', copy], asReader), 5, /cannot open \S+copy\.db for writing/);
@@ -1317,7 +1317,7 @@ describe('botstate CLI without a job database', () => {
     const dir = mkdtempSync(join(scratch, 'missing-'));
     const path = join(dir, 'nothing.db');
     const runs: string[][] = [
-      ['status', TOKEN], ['list'], ['list', '--json'], ['trades', TOKEN], ['history', TOKEN], ['verify'], ['db', 'status'],
+      ['status', TOKEN], ['list'], ['list', '--json'], ['trades', TOKEN], ['history', TOKEN], ['verify'], ['daemons'], ['db', 'status'],
       // writers other than start and db migrate do not create a database either
       ['pause', TOKEN], ['resume', TOKEN], ['liquidate', TOKEN], ['config', TOKEN, '--set', 'accumulate.dcaAmount=5'],
       recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'x'), ['db', 'rollback'], ['db', 'rollback', '--to', '3'],

@@ -36,7 +36,7 @@ import { add, fromUnits, mul, sub, toUnits, type Decimal } from '../../src/money
 import { SqliteAdapter } from '../../src/store/sqlite/sqlite-adapter.ts';
 import { migrate } from '../../src/store/migrations/runner.ts';
 import { LATEST_VERSION } from '../../src/store/migrations/index.ts';
-import { openStore, Store } from '../../src/store/store.ts';
+import { openStore, Store, type DaemonInstance } from '../../src/store/store.ts';
 import { ENGINES, lockTable, PG_URL, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
 import { rejectsWith } from '../helpers/assert.ts';
 
@@ -2369,6 +2369,31 @@ for (const engine of ENGINES) {
       await rejectsWith(store.daemonFor({ id: 'nope' }), 'JOB_NOT_FOUND');
     });
 
+    it('store.daemonInstances lists the daemons: running with its jobs and exchange, silent once killed, stopped with all', async () => {
+      const ex = await paper();
+      await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'REF', set: [SLOW_DCA] });
+      assert.deepEqual(await store.daemonInstances(), []);
+      const first = makeDaemon(store, new HttpExchange(ex.url), { maxJobs: 5 });
+      await first.daemon.start();
+      const [running] = await store.daemonInstances();
+      assert.deepEqual(
+        { ...running!, startedAt: '', heartbeatAt: '' },
+        { instance: first.daemon.instanceId, host: hostname(), pid: process.pid, startedAt: '', heartbeatAt: '', stoppedAt: null, running: true, jobs: 2, maxJobs: 5, exchange: ex.url },
+      );
+      await first.daemon.stop();
+      assert.deepEqual(await store.daemonInstances(), [], 'a stopped daemon is listed with all only');
+      const [stopped] = await store.daemonInstances({ all: true });
+      assert.deepEqual([stopped!.instance, stopped!.running, stopped!.jobs, typeof stopped!.stoppedAt], [first.daemon.instanceId, false, 0, 'string']);
+      // Killed (its process gone, as after kill -9): not stopped, not running, its leases still held.
+      const second = makeDaemon(store, new HttpExchange(ex.url));
+      await second.daemon.start();
+      await raw('UPDATE daemon_instances SET pid = ? WHERE id = ?', [2 ** 22 + 7, second.daemon.instanceId]);
+      const [silent] = await store.daemonInstances();
+      assert.deepEqual([silent!.instance, silent!.running, silent!.stoppedAt, silent!.jobs], [second.daemon.instanceId, false, null, 2]);
+      await rejectsWith(store.daemonInstances({ all: 'yes' } as never), 'INVALID_ARGUMENT');
+    });
+
     it('a daemon that joins another says the jobs it takes, on its first tick too', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
       const ex = await paper();
       await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
@@ -2908,6 +2933,11 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const shownJson = botstate(['status', REF_TOKEN, '--db', fx.url, '--json']);
     assert.equal((await shownJson.exited).code, 0, shownJson.stderr());
     assert.deepEqual(JSON.parse(shownJson.stdout()).daemon.pid, d.child.pid);
+    // botstate daemons: this one, running, its two jobs and its exchange.
+    const listed = botstate(['daemons', '--db', fx.url]);
+    assert.equal((await listed.exited).code, 0, listed.stderr());
+    assert.match(listed.stdout(), /^INSTANCE +HOST +PID +STARTED +LAST HEARTBEAT +JOBS +MAX JOBS +EXCHANGE +STATE\n/);
+    assert.match(listed.stdout(), new RegExp(`\\n\\S+ +\\S+ +${d.child.pid} +\\S+ +\\S+ +2 +- +${ex.url.replaceAll('.', '\\.')} +running\\n$`));
     // And through the library.
     const lib = makeDaemon(await fx.open(), new HttpExchange(ex.url));
     await assert.rejects(lib.daemon.start(), (e: unknown) => isBotstateError(e, 'DAEMON_RUNNING') && e.message.includes(`pid ${d.child.pid}`));
@@ -2935,6 +2965,11 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const instances = await fx.raw('SELECT pid, stopped_at FROM daemon_instances');
     assert.deepEqual(instances.map((r) => [r['pid'], r['stopped_at'] !== null]), [[d.child.pid, true]]);
     assert.deepEqual((await fx.raw('SELECT DISTINCT owner FROM job_leases')).map((r) => r['owner']), ['']);
+    const none = botstate(['daemons', '--db', fx.url]);
+    assert.deepEqual([(await none.exited).code, none.stdout()], [0, 'No daemons (none running, none silent).\n']);
+    const everyOne = botstate(['daemons', '--all', '--db', fx.url, '--json']);
+    assert.equal((await everyOne.exited).code, 0, everyOne.stderr());
+    assert.deepEqual((JSON.parse(everyOne.stdout()) as DaemonInstance[]).map((i) => [i.pid, i.running, i.jobs, i.exchange, i.stoppedAt !== null]), [[d.child.pid, false, 0, ex.url, true]]);
   });
 
   it('botstate db backup while the daemon trades: a copy that verifies; never over a file, never a partial one', async () => {

@@ -3,7 +3,7 @@ import { BotstateError, NotFoundError, RuleError, SchemaError, ValidationError }
 import type { Adapter, Engine, Executor } from '../adapter.ts';
 import { LATEST_VERSION, MIGRATIONS } from './index.ts';
 import { checksum, type Migration, type PerEngine } from './migration.ts';
-import { databaseNow, processAlive, type InstanceRow } from '../instances.ts';
+import { databaseNow, heardFrom, type InstanceRow } from '../instances.ts';
 
 const VERSION_TABLE: PerEngine = {
   sqlite: `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -302,9 +302,6 @@ async function stepTo(adapter: Adapter, target: number, direction: 'up' | 'down'
   }
 }
 
-/** A daemon of another host that heartbeated within this long (or its lease TTL, if longer), or holds a lease not yet expired, counts as running. */
-const DAEMON_HEARTBEAT_WINDOW_MS = 60_000;
-
 /**
  * A rollback pulls the tables from under a running daemon (it then fails every tick until it is
  * stopped): refused while one runs. On this host a daemon runs while its process exists, however
@@ -327,9 +324,8 @@ async function refuseWhileDaemonRuns(adapter: Adapter, tx: Executor): Promise<vo
      FROM daemon_instances i WHERE i.stopped_at IS NULL`,
     [now],
   );
-  const heardFrom = (row: { heartbeat_at: string; lease_ttl_ms?: number | null }) =>
-    Date.parse(row.heartbeat_at) > nowMs - Math.max(DAEMON_HEARTBEAT_WINDOW_MS, Number(row.lease_ttl_ms ?? 0));
-  const first = rows.find((row) => (row.host === hostname() ? processAlive(row) : heardFrom(row) || Number(row.leased) > 0));
+  // One of another host also while it holds a lease not yet expired.
+  const first = rows.find((row) => heardFrom(row, nowMs) || (row.host !== hostname() && Number(row.leased) > 0));
   if (first === undefined) return;
   throw new RuleError('DAEMON_RUNNING', `a daemon (pid ${first.pid} on ${first.host}) is running on ${adapter.location}: rolling back would take its tables away`, {
     hint: 'stop the daemon first (SIGTERM or Ctrl-C), then roll back',

@@ -1,0 +1,36 @@
+import type { DaemonInstance } from '../../store/store.ts';
+import { READING, withStore, type Command } from '../command.ts';
+import { jsonArrayChunks, outChunks, tableChunks } from '../output.ts';
+
+/** running; silent (not stopped, not heard from: killed or stalled); or stopped and when. */
+function state(d: DaemonInstance): string {
+  if (d.stoppedAt !== null) return `stopped ${d.stoppedAt}`;
+  return d.running ? 'running' : 'silent';
+}
+
+function daemonsTable(daemons: readonly DaemonInstance[], all: boolean): Iterable<string> {
+  if (daemons.length === 0) return [all ? 'No daemon ever registered.\n' : 'No daemons (none running, none silent).\n'];
+  return tableChunks(
+    ['INSTANCE', 'HOST', 'PID', 'STARTED', 'LAST HEARTBEAT', 'JOBS', 'MAX JOBS', 'EXCHANGE', 'STATE'],
+    daemons.map((d) => [d.instance, d.host, String(d.pid), d.startedAt, d.heartbeatAt, String(d.jobs), d.maxJobs === null ? '-' : String(d.maxJobs), d.exchange, state(d)]),
+  );
+}
+
+export const daemonsCommand: Command = {
+  name: 'daemons',
+  summary: 'list the daemons on the database: running or silent, with the jobs they hold',
+  usage: '[--all]',
+  details:
+    'STATE is running (on this host its process exists; on another it heartbeated within a minute, or its lease TTL if longer), ' +
+    'silent (not stopped but not heard from: killed or stalled; another daemon marks it stopped when it takes its jobs over), ' +
+    'or, with --all, stopped and when. JOBS counts the leases it holds, not expired; EXCHANGE is the exchange it trades on, ' +
+    'as its recover audit entry names it (every daemon of a database must trade on one). Oldest first. With --json, an array of ' +
+    '{ instance, host, pid, startedAt, heartbeatAt, stoppedAt, running, jobs, maxJobs, exchange }.',
+  options: { all: { type: 'boolean', help: 'every daemon that ever registered, the stopped ones too' } },
+  positionals: [0, 0],
+  async run(ctx) {
+    const all = ctx.values['all'] === true;
+    const daemons = await withStore(ctx, READING, (store) => store.daemonInstances({ all }));
+    outChunks(ctx.io, ctx.json ? jsonArrayChunks(daemons) : daemonsTable(daemons, all));
+  },
+};
