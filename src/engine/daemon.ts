@@ -1130,11 +1130,12 @@ export class Daemon {
    * one call, as it would have for the price, and leaves no intent unsent behind it).
    */
   async #execute(job: Job, trade: Trade, runner: Runner, phase: 'tick' | 'recovery', send: 'resend' | 'decided'): Promise<Outcome> {
-    if (send === 'resend') await this.#store.transaction((tx) => checkBeforeResend(tx, trade, this.#exchange.id));
+    if (send === 'resend') await this.#store.transaction((tx) => checkBeforeResend(tx, job, trade, this.#exchange.id));
     let order: ExchangeOrder;
     try {
       const placed = await (send === 'decided' ? this.#placeNow : this.#exchange.placeOrder)(orderRequest(job, trade));
       this.#answersSeen++;
+      runner.resendFailing = undefined;
       order = answered(placed, trade);
     } catch (e) {
       if (e instanceof ExchangeUnavailableError) {
@@ -1474,9 +1475,15 @@ function diverged(trade: Trade, order: ExchangeOrder, why: string, cause?: Botst
 }
 
 const RECORDED_INTENT =
-  "SELECT actor, at, after FROM audit_log WHERE stream = ? AND entity = 'trade' AND entity_id = ? AND action = 'intent' ORDER BY seq DESC LIMIT 1";
-/** The last start of a daemon at or before a time: its `recover` entry, which names its exchange. */
-const DAEMON_STARTED = "SELECT after FROM audit_log WHERE stream = ? AND action = 'recover' AND at <= ? ORDER BY seq DESC LIMIT 1";
+  "SELECT id, actor, after FROM audit_log WHERE stream = ? AND entity = 'trade' AND entity_id = ? AND action = 'intent' ORDER BY seq DESC LIMIT 1";
+/**
+ * A daemon's last start before an entry: its `recover` entry, which names its exchange, by the log's
+ * own order (id), not by time: a clock stepped back after the start would skip it. A daemon's
+ * recover entry commits before its first tick records anything.
+ */
+const DAEMON_STARTED = "SELECT after FROM audit_log WHERE stream = ? AND action = 'recover' AND id < ? ORDER BY seq DESC LIMIT 1";
+/** A job's first entry, its creation: the token and chain it trades. */
+const JOB_CREATED = 'SELECT after FROM audit_log WHERE stream = ? AND seq = 1';
 
 /** A member of the JSON object `text` holds, or undefined (for a text that is not JSON too). */
 function jsonMember(text: string | null | undefined, key: string): unknown {
@@ -1500,8 +1507,8 @@ function jsonMember(text: string | null | undefined, key: string): unknown {
  *   filled it (two daemons of one database given different --exchange URLs).
  * The entries are found from the end of their streams, where an open intent's and its daemon's are.
  */
-async function checkBeforeResend(tx: Executor, trade: Trade, exchange: string | undefined): Promise<void> {
-  const row = await tx.get<{ actor: string; at: string; after: string | null }>(RECORDED_INTENT, [jobStream(trade.jobId), trade.id]);
+async function checkBeforeResend(tx: Executor, job: Job, trade: Trade, exchange: string | undefined): Promise<void> {
+  const row = await tx.get<{ id: number | string; actor: string; after: string | null }>(RECORDED_INTENT, [jobStream(trade.jobId), trade.id]);
   const member = jsonMember(row?.after, 'trade');
   const recorded = typeof member === 'object' && member !== null ? (member as Record<string, unknown>) : undefined;
   const sameAmount = (a: unknown, b: Decimal | null) =>
@@ -1529,9 +1536,20 @@ async function checkBeforeResend(tx: Executor, trade: Trade, exchange: string | 
       }),
     );
   }
+  // The token it goes out for is the job row's: compared with the job's creation entry.
+  const created = await tx.get<{ after: string | null }>(JOB_CREATED, [jobStream(job.id)]);
+  const [token, chain] = [jsonMember(created?.after, 'tokenAddress'), jsonMember(created?.after, 'chain')];
+  if (token !== job.tokenAddress || chain !== job.chain) {
+    const why = token !== job.tokenAddress ? `token ${shown(job.tokenAddress)}, but the job was created for ${shown(JSON.stringify(token) ?? 'nothing')}` : `chain ${shown(job.chain)}, but the job was created on ${shown(JSON.stringify(chain) ?? 'nothing')}`;
+    throw leftPending(
+      new StorageError('STORAGE_CORRUPT', `intent ${trade.clientOrderId} was not sent again: its job row says ${why} in the audit log, so the job row was changed outside botstate; it is left PENDING`, {
+        hint: 'run botstate verify, put the job row right (or restore a backup), then resume the job',
+      }),
+    );
+  }
   const recorder = /^daemon:(.+)$/.exec(row!.actor)?.[1];
   if (exchange === undefined || recorder === undefined) return;
-  const started = await tx.get<{ after: string | null }>(DAEMON_STARTED, [`daemon:${recorder}`, row!.at]);
+  const started = await tx.get<{ after: string | null }>(DAEMON_STARTED, [`daemon:${recorder}`, row!.id]);
   const theirs = jsonMember(started?.after, 'exchange');
   if (typeof theirs !== 'string' || theirs === exchange) return;
   throw leftPending(
@@ -1636,8 +1654,8 @@ function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
   }
 }
 
-/** The daemon's actor, `daemon:` and the id, is at most an actor's length. */
-const MAX_INSTANCE_ID = MAX_ACTOR_LENGTH - 'daemon:'.length;
+/** The daemon's actors, `daemon:` and the id, and its recovery's with `:recovery`, are at most an actor's length. */
+const MAX_INSTANCE_ID = MAX_ACTOR_LENGTH - 'daemon:'.length - ':recovery'.length;
 const DAEMON_OPTIONS = ['store', 'exchange', 'tickMs', 'leaseTtlMs', 'concurrency', 'maxFailures', 'flushMs', 'maxJobs', 'exchangeTimeoutMs', 'log', 'instanceId'];
 
 /** The shortest lease TTL a daemon takes (DaemonOptions.leaseTtlMs, the CLI's --lease-ttl). */

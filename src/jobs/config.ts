@@ -391,7 +391,11 @@ function plainDigits(source: string): string {
  */
 function valueFromPatch(spec: ConfigKeySpec, v: unknown, where: string): Value {
   if (v === null) return nullValue(spec, where);
-  if (v instanceof JsonNumber) return valueFromText(spec, plainDigits(v.source), where);
+  if (v instanceof JsonNumber) {
+    const plain = plainDigits(v.source);
+    // A refusal names what was typed too: 1e-19 is refused as its 19 decimals.
+    return valueFromText(spec, plain, plain === v.source ? where : ` (written ${shown(v.source, 48)})${where}`);
+  }
   if (typeof v === 'bigint') return valueFromText(spec, v.toString(), where);
   if (typeof v === 'number' && Number.isSafeInteger(v)) return valueFromText(spec, String(v), where);
   if (typeof v === 'number') {

@@ -807,6 +807,49 @@ for (const engine of ENGINES) {
       assert.equal((await store.ledger.get(intent!.clientOrderId)).status, 'EXECUTED');
     });
 
+    it("the exchange check goes by the log's order, not the clock: an intent recorded after a clock stepped back is not sent elsewhere", async () => {
+      const a = await paper();
+      const b = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const before = Date.now() - 1000;
+      const x = makeDaemon(store, new HttpExchange(a.url));
+      await x.daemon.start();
+      await x.daemon.stop();
+      // X's host clock steps back 1 s after it started (NTP), and it records an intent, which A fills.
+      const realNow = Date.now;
+      Date.now = () => before;
+      let intent: Trade;
+      try {
+        ({ trade: intent } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10', priceUsd: PRICE }, { actor: `daemon:${x.daemon.instanceId}` }));
+      } finally {
+        Date.now = realNow;
+      }
+      await new HttpExchange(a.url).placeOrder({ clientOrderId: intent.clientOrderId, token: TOKEN, side: 'BUY', quoteAmount: '10' });
+      const y = makeDaemon(store, new HttpExchange(b.url));
+      await y.daemon.start();
+      assert.match((await untilError(store, job.id)).statusReason!, /was not sent again: daemon \S+ recorded it while trading on exchange/);
+      await y.daemon.stop();
+      assert.deepEqual(await exchangeOrders(b.url), [], 'not placed at B too');
+    });
+
+    it("an intent whose job row's token was changed outside botstate is not sent again for that token", async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const { trade: intent } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10', priceUsd: PRICE });
+      await raw('UPDATE jobs SET token_address = ? WHERE id = ?', [REF_TOKEN, job.id]);
+      const rec = new Recorder(new HttpExchange(ex.url));
+      const { daemon } = makeDaemon(store, rec);
+      const report = await daemon.start();
+      assert.deepEqual([report.executed, report.resent, report.unresolved], [0, 0, 1]);
+      const failed = await untilError(store, job.id);
+      assert.equal(
+        failed.statusReason,
+        `intent ${intent.clientOrderId} was not sent again: its job row says token ${REF_TOKEN}, but the job was created for "${TOKEN}" in the audit log, so the job row was changed outside botstate; it is left PENDING`,
+      );
+      await daemon.stop();
+      assert.deepEqual(rec.calls.filter((c) => c.op === 'place'), []);
+    });
+
     it('an intent whose side was turned in its row is not sent again either', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
@@ -1343,10 +1386,10 @@ for (const engine of ENGINES) {
       }
       assert.throws(() => new Daemon({ store, exchange: {} as Exchange }), /exchange has no placeOrder method/);
       // The id names its leases and the actor of its writes (daemon:<id>): one the audit log could not store is refused.
-      for (const instanceId of ['', 'x'.repeat(194), 'a\u0000b', ' padded', 'lone \ud800', 7]) {
-        assert.throws(() => new Daemon({ store, exchange: ex, instanceId } as DaemonOptions), (e: unknown) => isBotstateError(e, 'INVALID_ARGUMENT') && /^daemon option instanceId must be 1 to 193 characters/.test(e.message), JSON.stringify(instanceId));
+      for (const instanceId of ['', 'x'.repeat(185), 'a\u0000b', ' padded', 'lone \ud800', 7]) {
+        assert.throws(() => new Daemon({ store, exchange: ex, instanceId } as DaemonOptions), (e: unknown) => isBotstateError(e, 'INVALID_ARGUMENT') && /^daemon option instanceId must be 1 to 184 characters/.test(e.message), JSON.stringify(instanceId));
       }
-      assert.equal(new Daemon({ store, exchange: ex, instanceId: 'x'.repeat(193) }).instanceId.length, 193);
+      assert.equal(new Daemon({ store, exchange: ex, instanceId: 'x'.repeat(184) }).instanceId.length, 184);
     });
 
     it('a Daemon starts once: a second start() is refused with INVALID_ARGUMENT and a hint, the first runs on', async () => {
@@ -2899,7 +2942,7 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const ex = await paper({ latencyMs: 120 });
     const a = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
     const b = await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'REF', set: [SLOW_DCA] });
-    const d = botstate(['daemon', '--exchange', ex.url, '--db', fx.url, '--tick', '50', '--lease-ttl', '60000']);
+    const d = botstate(['daemon', '--exchange', ex.url, '--exchange-id', 'paper main', '--db', fx.url, '--tick', '50', '--lease-ttl', '60000']);
     const iRecovered = await d.line(/^recovered in /);
     assert.match(d.lines()[iRecovered]!, RECOVERY_LINE);
     assert.equal(RECOVERY_LINE.exec(d.lines()[iRecovered]!)!.slice(2).join(' '), '2 0 0 0 0 0 0');
@@ -2937,7 +2980,7 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const listed = botstate(['daemons', '--db', fx.url]);
     assert.equal((await listed.exited).code, 0, listed.stderr());
     assert.match(listed.stdout(), /^INSTANCE +HOST +PID +STARTED +LAST HEARTBEAT +JOBS +MAX JOBS +EXCHANGE +STATE\n/);
-    assert.match(listed.stdout(), new RegExp(`\\n\\S+ +\\S+ +${d.child.pid} +\\S+ +\\S+ +2 +- +${ex.url.replaceAll('.', '\\.')} +running\\n$`));
+    assert.match(listed.stdout(), new RegExp(`\\n\\S+ +\\S+ +${d.child.pid} +\\S+ +\\S+ +2 +- +paper main +running\\n$`));
     // And through the library.
     const lib = makeDaemon(await fx.open(), new HttpExchange(ex.url));
     await assert.rejects(lib.daemon.start(), (e: unknown) => isBotstateError(e, 'DAEMON_RUNNING') && e.message.includes(`pid ${d.child.pid}`));
@@ -2969,7 +3012,7 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     assert.deepEqual([(await none.exited).code, none.stdout()], [0, 'No daemons (none running, none silent).\n']);
     const everyOne = botstate(['daemons', '--all', '--db', fx.url, '--json']);
     assert.equal((await everyOne.exited).code, 0, everyOne.stderr());
-    assert.deepEqual((JSON.parse(everyOne.stdout()) as DaemonInstance[]).map((i) => [i.pid, i.running, i.jobs, i.exchange, i.stoppedAt !== null]), [[d.child.pid, false, 0, ex.url, true]]);
+    assert.deepEqual((JSON.parse(everyOne.stdout()) as DaemonInstance[]).map((i) => [i.pid, i.running, i.jobs, i.exchange, i.stoppedAt !== null]), [[d.child.pid, false, 0, 'paper main', true]]);
   });
 
   it('botstate db backup while the daemon trades: a copy that verifies; never over a file, never a partial one', async () => {

@@ -310,7 +310,7 @@ describe('resolveConfig: the file patch', () => {
     assert.equal(file('{"accumulate":{"takeProfitPercent":0e5}}').accumulate.takeProfitPercent, '0');
     assert.equal(file('{"limits":{"maxTradesPerHour":6e1}}').limits.maxTradesPerHour, 60);
     // Exact or refused: 19 decimals once written out, an exponent past ±100.
-    assert.match(throwsConfig(() => file('{"accumulate":{"dcaAmount":1.234567890123456789e-2}}')).message, /has 20 decimals; at most 18/);
+    assert.match(throwsConfig(() => file('{"accumulate":{"dcaAmount":1.234567890123456789e-2}}')).message, /has 20 decimals; at most 18 are allowed \(it is not rounded\) \(written 1\.234567890123456789e-2\) \(in bot\.json\)/);
     assert.match(throwsConfig(() => file('{"accumulate":{"dcaAmount":1e-101}}')).message, /exponents/);
     // Only a JSON number's own literal: a decimal string with an exponent is refused as any amount is.
     assert.match(throwsConfig(() => file('{"accumulate":{"dcaAmount":"1e2"}}')).message, /"1e2" is not a plain decimal number/);

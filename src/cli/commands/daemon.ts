@@ -6,11 +6,12 @@ import type { Exchange, ExchangeOrder, OrderRequest } from '../../engine/exchang
 import type { Decimal } from '../../money/decimal.ts';
 import { HttpExchange } from '../../engine/exchanges/http-exchange.ts';
 import { startPaperExchange, type PaperExchangeHandle } from '../../engine/exchanges/paper-server.ts';
-import { exitCodeFor, StorageError, ValidationError } from '../../errors.ts';
+import { coerceError, exitCodeFor, StorageError, ValidationError } from '../../errors.ts';
 import type { Store } from '../../store/store.ts';
 import { parseLocation } from '../../store/location.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { escapeControls } from '../../util/text.ts';
+import { shown } from '../../util/values.ts';
 import { exitOnSignal, signalsDelivered, watchSignals, type SignalWatch } from '../signals.ts';
 
 /** The demo's jobs: fast settings so that trades happen within seconds. */
@@ -134,7 +135,7 @@ const MAX_POOL = 1000;
 export const daemonCommand: Command = {
   name: 'daemon',
   summary: 'run every RUNNING and LIQUIDATING job against an exchange',
-  usage: '[--exchange URL | --demo] [--tick MS] [--lease-ttl MS] [--concurrency N] [--max-jobs N] [--durability process|power]',
+  usage: '[--exchange URL [--exchange-id ID] | --demo] [--tick MS] [--lease-ttl MS] [--concurrency N] [--max-jobs N] [--durability process|power]',
   details:
     'Each tick, every job takes one step of its strategy; an order goes through the exactly-once protocol\n' +
     '(durable PENDING intent, exchange call with its clientOrderId, fill and balance in one transaction).\n' +
@@ -152,6 +153,11 @@ export const daemonCommand: Command = {
     'so one command shows trading; run it again after Ctrl-C to see it recover and carry on.',
   options: {
     exchange: { type: 'string', value: 'URL', help: 'the exchange (default http://127.0.0.1:8790, the paper exchange)' },
+    'exchange-id': {
+      type: 'string',
+      value: 'ID',
+      help: 'the name of the exchange account it trades on, the same for every daemon of the database (default: the --exchange URL); an intent is never sent again by a daemon of another',
+    },
     demo: { type: 'boolean', help: 'start a paper exchange and demo jobs too' },
     tick: { type: 'string', value: 'MS', help: 'milliseconds between steps of each job (default 1000)' },
     'lease-ttl': { type: 'string', value: 'MS', help: 'lease time-to-live; a dead daemon\'s jobs move within it plus one tick (default 15000)' },
@@ -189,6 +195,15 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
   const log = (line: string) => ctx.io.out(`${escapeControls(line)}\n`);
   const exchangeUrl = typeof ctx.values['exchange'] === 'string' ? ctx.values['exchange'] : 'http://127.0.0.1:8790';
   if (!demo) checkExchangeUrl(exchangeUrl);
+  const exchangeId = ctx.values['exchange-id'];
+  if (typeof exchangeId === 'string') {
+    if (demo) throw new ValidationError('USAGE', '--demo names its own exchange (its data file): drop --exchange-id', { hint: 'botstate daemon --demo, or --exchange URL --exchange-id ID without --demo' });
+    if (exchangeId === '' || exchangeId.length > 200 || escapeControls(exchangeId) !== exchangeId || exchangeId.trim() !== exchangeId) {
+      throw new ValidationError('USAGE', `--exchange-id must be 1 to 200 visible characters, without control characters or surrounding blanks, got ${JSON.stringify(shown(exchangeId))}`, {
+        hint: 'name the exchange account, e.g. --exchange-id binance-main',
+      });
+    }
+  }
   // The database as the store will open it: --db, else $BOTSTATE_DB (else ./botstate.db, whose folder is there).
   const given = typeof ctx.values['db'] === 'string' ? '--db' : process.env['BOTSTATE_DB'] ? '$BOTSTATE_DB' : undefined;
   const location = given === undefined ? undefined : parseLocation(given === '--db' ? (ctx.values['db'] as string) : process.env['BOTSTATE_DB']!);
@@ -229,7 +244,7 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
     // The demo's paper exchange starts only once the daemon has registered (a refused demo must
     // not touch its data file, which a running demo may be using): until then the daemon is
     // given an exchange that is not reachable yet, which registering does not call.
-    const exchange = demo ? new LateExchange() : new HttpExchange(exchangeUrl);
+    const exchange = demo ? new LateExchange() : new HttpExchange(exchangeUrl, typeof exchangeId === 'string' ? { id: exchangeId } : {});
     const daemon = new Daemon({ store, exchange, tickMs, leaseTtlMs, concurrency, log, ...(maxJobs ? { maxJobs } : {}) });
     // Said once, as soon as the signal comes (during recovery too), or not at all after a failure's line.
     let said = false;
@@ -267,6 +282,7 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
       }
     } catch (e) {
       await daemon.stop();
+      exitOnSignal(exitCodeFor(coerceError(e)));
       throw e;
     }
     const outcome = await Promise.race([signals.signal, daemon.failed]);

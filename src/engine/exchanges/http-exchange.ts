@@ -33,7 +33,7 @@ import { ExchangeInvalidAnswerError, ExchangeRejectedError, ExchangeUnavailableE
 export interface HttpExchangeOptions {
   /** Per call, connection to last byte of the answer. Default 5000. */
   readonly timeoutMs?: number;
-  /** The exchange's {@link Exchange.id}. Default: the URL, as given without a trailing `/`. */
+  /** The exchange's {@link Exchange.id}. Default: the URL as `new URL()` writes it (host in lower case, no default port), without a trailing `/`. */
   readonly id?: string;
 }
 
