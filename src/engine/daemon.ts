@@ -1474,16 +1474,19 @@ function diverged(trade: Trade, order: ExchangeOrder, why: string, cause?: Botst
   return error;
 }
 
-const RECORDED_INTENT =
-  "SELECT id, actor, after FROM audit_log WHERE stream = ? AND entity = 'trade' AND entity_id = ? AND action = 'intent' ORDER BY seq DESC LIMIT 1";
 /**
- * A daemon's last start before an entry: its `recover` entry, which names its exchange, by the log's
- * own order (id), not by time: a clock stepped back after the start would skip it. A daemon's
- * recover entry commits before its first tick records anything.
+ * What checkBeforeResend compares, in one statement: the intent's entry (the last of the job's
+ * stream for the trade), the job's first entry (its creation: the token and chain it trades),
+ * and, when a daemon recorded the intent (its actor is `daemon:<id>`, the name of its own
+ * stream), that daemon's last start before it: its `recover` entry, which names its exchange. By
+ * the log's own order (id), not by time: a clock stepped back after the start would skip it. A
+ * daemon's recover entry commits before its first tick records anything.
  */
-const DAEMON_STARTED = "SELECT after FROM audit_log WHERE stream = ? AND action = 'recover' AND id < ? ORDER BY seq DESC LIMIT 1";
-/** A job's first entry, its creation: the token and chain it trades. */
-const JOB_CREATED = 'SELECT after FROM audit_log WHERE stream = ? AND seq = 1';
+const BEFORE_RESEND =
+  'SELECT i.id, i.actor, i.after, ' +
+  '(SELECT c.after FROM audit_log c WHERE c.stream = i.stream AND c.seq = 1) AS created, ' +
+  "(SELECT r.after FROM audit_log r WHERE r.stream = i.actor AND r.action = 'recover' AND r.id < i.id ORDER BY r.seq DESC LIMIT 1) AS started " +
+  "FROM audit_log i WHERE i.stream = ? AND i.entity = 'trade' AND i.entity_id = ? AND i.action = 'intent' ORDER BY i.seq DESC LIMIT 1";
 
 /** A member of the JSON object `text` holds, or undefined (for a text that is not JSON too). */
 function jsonMember(text: string | null | undefined, key: string): unknown {
@@ -1496,19 +1499,20 @@ function jsonMember(text: string | null | undefined, key: string): unknown {
 }
 
 /**
- * Before an intent is sent again (the exchange did not have it), two checks, each of which
+ * Before an intent is sent again (the exchange did not have it), three checks, each of which
  * leaves it PENDING and stops the job (ERROR, at once) for an operator:
  * - its trade row against the order its intent's audit entry recorded (side, amount,
  *   clientOrderId): the daemon sends what the row says, and a row changed outside botstate (an
  *   amount raised from 10 to 5000 USD) would go out as it stands, found by `verify` only once
  *   filled. An intent whose entry the log does not hold is not sent either.
+ * - the job row's token and chain, which the order goes out for, against the job's creation entry;
  * - the exchange: an intent a daemon recorded while it traded on another exchange (its `recover`
  *   entry names it) is not sent through this one, which does not have it, while the first may have
  *   filled it (two daemons of one database given different --exchange URLs).
- * The entries are found from the end of their streams, where an open intent's and its daemon's are.
+ * One statement (BEFORE_RESEND), on re-sends only.
  */
 async function checkBeforeResend(tx: Executor, job: Job, trade: Trade, exchange: string | undefined): Promise<void> {
-  const row = await tx.get<{ id: number | string; actor: string; after: string | null }>(RECORDED_INTENT, [jobStream(trade.jobId), trade.id]);
+  const row = await tx.get<{ actor: string; after: string | null; created: string | null; started: string | null }>(BEFORE_RESEND, [jobStream(trade.jobId), trade.id]);
   const member = jsonMember(row?.after, 'trade');
   const recorded = typeof member === 'object' && member !== null ? (member as Record<string, unknown>) : undefined;
   const sameAmount = (a: unknown, b: Decimal | null) =>
@@ -1537,8 +1541,7 @@ async function checkBeforeResend(tx: Executor, job: Job, trade: Trade, exchange:
     );
   }
   // The token it goes out for is the job row's: compared with the job's creation entry.
-  const created = await tx.get<{ after: string | null }>(JOB_CREATED, [jobStream(job.id)]);
-  const [token, chain] = [jsonMember(created?.after, 'tokenAddress'), jsonMember(created?.after, 'chain')];
+  const [token, chain] = [jsonMember(row!.created, 'tokenAddress'), jsonMember(row!.created, 'chain')];
   if (token !== job.tokenAddress || chain !== job.chain) {
     const why = token !== job.tokenAddress ? `token ${shown(job.tokenAddress)}, but the job was created for ${shown(JSON.stringify(token) ?? 'nothing')}` : `chain ${shown(job.chain)}, but the job was created on ${shown(JSON.stringify(chain) ?? 'nothing')}`;
     throw leftPending(
@@ -1548,10 +1551,8 @@ async function checkBeforeResend(tx: Executor, job: Job, trade: Trade, exchange:
     );
   }
   const recorder = /^daemon:(.+)$/.exec(row!.actor)?.[1];
-  if (exchange === undefined || recorder === undefined) return;
-  const started = await tx.get<{ after: string | null }>(DAEMON_STARTED, [`daemon:${recorder}`, row!.id]);
-  const theirs = jsonMember(started?.after, 'exchange');
-  if (typeof theirs !== 'string' || theirs === exchange) return;
+  const theirs = jsonMember(row!.started, 'exchange');
+  if (exchange === undefined || recorder === undefined || typeof theirs !== 'string' || theirs === exchange) return;
   throw leftPending(
     new RuleError(
       'DUPLICATE_ORDER',
