@@ -56,6 +56,17 @@ export function heardFrom(row: InstanceRow & { lease_ttl_ms?: number | string | 
 }
 
 /**
+ * Whether a daemon not marked stopped runs now, as an operator reads it (`botstate daemons`): it
+ * heartbeated within DAEMON_HEARTBEAT_WINDOW_MS (or its lease TTL, if longer) and, on this host,
+ * its process exists. A stalled process (SIGSTOP, a frozen VM) or a pid reused after a kill -9 is
+ * not running, as the next daemon to register takes it to be dead.
+ */
+export function runsNow(row: InstanceRow & { lease_ttl_ms?: number | string | null }, nowMs: number): boolean {
+  const recent = Date.parse(row.heartbeat_at) > nowMs - Math.max(DAEMON_HEARTBEAT_WINDOW_MS, Number(row.lease_ttl_ms ?? 0));
+  return recent && (row.host !== hostname() || processAlive(row));
+}
+
+/**
  * Whether a registered daemon that has not marked itself stopped is alive: it heartbeated after
  * `staleBefore` (an ISO time) and, on this host, its process still exists (a pid reused by
  * another program after a crash or a reboot does not count for ever).

@@ -11,7 +11,7 @@ import type { Migration } from './migrations/migration.ts';
 import type { Adapter, Capabilities, Dialect, Durability, Engine, Executor } from './adapter.ts';
 import { checkActor, Context, type CallOptions } from './context.ts';
 import { DEFAULT_DB, describeLocation, parseLocation } from './location.ts';
-import { databaseNow, heardFrom } from './instances.ts';
+import { databaseNow, runsNow } from './instances.ts';
 import { assertCurrent, checkCurrent, migrate, rollback, schemaStatus, type SchemaStatus } from './migrations/runner.ts';
 import { PostgresAdapter } from './postgres/postgres-adapter.ts';
 import { SqliteAdapter } from './sqlite/sqlite-adapter.ts';
@@ -273,9 +273,9 @@ export interface DaemonInstance {
   /** When it stopped, or another daemon found it dead; null otherwise. */
   readonly stoppedAt: string | null;
   /**
-   * Not stopped and heard from lately: on this host, its process exists; on another, it
-   * heartbeated within a minute (or its lease TTL, if longer). False for one not stopped but
-   * silent: killed or stalled, until another daemon takes its jobs and marks it stopped.
+   * Not stopped, and heartbeated within a minute (or its lease TTL, if longer) and, on this host,
+   * its process exists. False for one not stopped but silent: killed or stalled, until the next
+   * daemon to start marks it stopped.
    */
   readonly running: boolean;
   /** Jobs whose lease it holds, not expired. */
@@ -498,7 +498,7 @@ export class Store {
           startedAt: row.started_at,
           heartbeatAt: row.heartbeat_at,
           stoppedAt: row.stopped_at,
-          running: row.stopped_at === null && heardFrom({ id: row.id, host: row.host, pid, heartbeat_at: row.heartbeat_at, lease_ttl_ms: row.lease_ttl_ms }, nowMs),
+          running: row.stopped_at === null && runsNow({ id: row.id, host: row.host, pid, heartbeat_at: row.heartbeat_at, lease_ttl_ms: row.lease_ttl_ms }, nowMs),
           jobs: Number(row.jobs),
           maxJobs: row.max_jobs === null ? null : Number(row.max_jobs),
           exchange: typeof exchange === 'string' ? exchange : null,

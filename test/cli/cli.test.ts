@@ -977,7 +977,7 @@ describe('botstate CLI without a job database', () => {
     refused(await cli(['daemon', '--demo', '--db', 'c1.json/x.db'], { cwd: dir }), 5, /^botstate: cannot create the folder c1\.json for the database: EEXIST \(a file is in the way of that folder: give --db a path in a folder\)\n$/);
     refused(await cli(['daemon', '--demo', '--db', 'c1.json/sub/x.db'], { cwd: dir }), 5, /cannot create the folder c1\.json\/sub for the database: ENOTDIR/);
     refused(await cli(['daemon', '--demo', '--exchange-id', 'x', '--db', 'demo4/x.db'], { cwd: dir }), 2, /^botstate: --demo names its own exchange \(its data file\): drop --exchange-id/);
-    for (const id of ['', ' padded', 'a\nb', 'x'.repeat(201)]) {
+    for (const id of ['', ' padded', 'a\nb', 'x'.repeat(201), '\u200b', 'a\u200bb', '   ']) {
       refused(await cli(['daemon', '--exchange-id', id, '--db', 'x.db'], { cwd: dir }), 2, /^botstate: --exchange-id must be 1 to 200 visible characters/);
     }
     refused(await cli(['daemon', '--demo', '--db', 'demo2/paper-exchange.db'], { cwd: dir }), 2, /^botstate: --demo keeps its paper exchange's orders in demo2\/paper-exchange\.db, the file given as --db \(name the database otherwise, e\.g\. --db \.\/demo\/botstate\.db\)\n$/);

@@ -2434,6 +2434,9 @@ for (const engine of ENGINES) {
       await raw('UPDATE daemon_instances SET pid = ? WHERE id = ?', [2 ** 22 + 7, second.daemon.instanceId]);
       const [silent] = await store.daemonInstances();
       assert.deepEqual([silent!.instance, silent!.running, silent!.stoppedAt, silent!.jobs], [second.daemon.instanceId, false, null, 2]);
+      // Stalled (SIGSTOP, a frozen VM): its process exists, its heartbeat is old: not running either.
+      await raw('UPDATE daemon_instances SET pid = ?, heartbeat_at = ? WHERE id = ?', [process.pid, '2026-01-01T00:00:00.000Z', second.daemon.instanceId]);
+      assert.equal((await store.daemonInstances())[0]!.running, false);
       await rejectsWith(store.daemonInstances({ all: 'yes' } as never), 'INVALID_ARGUMENT');
     });
 
@@ -2946,6 +2949,7 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const iRecovered = await d.line(/^recovered in /);
     assert.match(d.lines()[iRecovered]!, RECOVERY_LINE);
     assert.equal(RECOVERY_LINE.exec(d.lines()[iRecovered]!)!.slice(2).join(' '), '2 0 0 0 0 0 0');
+    assert.ok(d.lines()[0]!.endsWith(`, exchange ${ex.url} (id paper main), tick 50 ms`), d.lines()[0]);
     await d.line(/ LGI +BUY /, 10_000, iRecovered);
     await d.line(/ REF +BUY /, 10_000, iRecovered);
 

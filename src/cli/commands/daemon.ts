@@ -127,6 +127,9 @@ async function stopStarting(ctx: CommandContext, signal: NodeJS.Signals, log: (l
   }
 }
 
+/** Letters, marks, digits, punctuation and symbols, with spaces inside only: no control, format (zero-width) or blank-only name. */
+const VISIBLE_NAME = /^[\p{L}\p{M}\p{N}\p{P}\p{S}](?:[\p{L}\p{M}\p{N}\p{P}\p{S} ]*[\p{L}\p{M}\p{N}\p{P}\p{S}])?$/u;
+
 /** PostgreSQL connections kept beyond --concurrency: a tick's reads, the heartbeat, a stop's writes. */
 const RESERVED_CONNECTIONS = 4;
 /** The largest pool a store takes (its poolSize option). */
@@ -198,7 +201,7 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
   const exchangeId = ctx.values['exchange-id'];
   if (typeof exchangeId === 'string') {
     if (demo) throw new ValidationError('USAGE', '--demo names its own exchange (its data file): drop --exchange-id', { hint: 'botstate daemon --demo, or --exchange URL --exchange-id ID without --demo' });
-    if (exchangeId === '' || exchangeId.length > 200 || escapeControls(exchangeId) !== exchangeId || exchangeId.trim() !== exchangeId) {
+    if (exchangeId.length > 200 || !VISIBLE_NAME.test(exchangeId)) {
       throw new ValidationError('USAGE', `--exchange-id must be 1 to 200 visible characters, without control characters or surrounding blanks, got ${JSON.stringify(shown(exchangeId))}`, {
         hint: 'name the exchange account, e.g. --exchange-id binance-main',
       });
@@ -270,7 +273,7 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
         exchange.target = new HttpExchange(url, { id: `paper-exchange:${resolve(dataFile)}` });
         log(`demo: paper exchange at ${url} (data ${dataFile})`);
       }
-      log(`daemon ${daemon.instanceId} on ${store.location} (${store.engine}, ${durability}), exchange ${url}, tick ${tickMs} ms`);
+      log(`daemon ${daemon.instanceId} on ${store.location} (${store.engine}, ${durability}), exchange ${url}${typeof exchangeId === 'string' ? ` (id ${exchangeId})` : ''}, tick ${tickMs} ms`);
       if (demo) await ensureDemoJobs(store, log);
       // A signal that came since it registered: it does not start, and stops below.
       if (signals.received === undefined) {

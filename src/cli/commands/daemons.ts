@@ -21,8 +21,8 @@ export const daemonsCommand: Command = {
   summary: 'list the daemons on the database: running or silent, with the jobs they hold',
   usage: '[--all]',
   details:
-    'STATE is running (on this host its process exists; on another it heartbeated within a minute, or its lease TTL if longer), ' +
-    'silent (not stopped but not heard from: killed or stalled; another daemon marks it stopped when it takes its jobs over), ' +
+    'STATE is running (it heartbeated within a minute, or its lease TTL if longer, and on this host its process exists), ' +
+    'silent (not stopped but not heard from: killed or stalled; the next daemon to start marks it stopped), ' +
     'or, with --all, stopped and when. JOBS counts the leases it holds, not expired; EXCHANGE is the exchange it trades on, ' +
     'as its recover audit entry names it (every daemon of a database must trade on one). Oldest first. With --json, an array of ' +
     '{ instance, host, pid, startedAt, heartbeatAt, stoppedAt, running, jobs, maxJobs, exchange }.',
