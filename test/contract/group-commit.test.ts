@@ -495,8 +495,16 @@ describe('group commit (SQLite, power mode)', () => {
   });
 
   it('with the fsync thread up, a body that awaits the transaction queued just before it (committed in the batch before its own) gets its answer: batches are answered whatever the pump awaits', { timeout: 20_000 }, async () => {
-    const adapter = await open();
-    for (let round = 0; round < 100; round++) await Promise.all([0, 1, 2, 3].map((i) => adapter.transaction(insert(1000 + round * 4 + i))));
+    // The stand-in thread, never armed: real fsyncs, and `<wal>.ready` once it is up. Up, not
+    // merely started: on a loaded machine a hundred rounds of writes could end before the thread
+    // was, and a and b then shared one batch, refused after the busy timeout (the test above).
+    const adapter = await open('gate');
+    for (let round = 0; round < 100 || !existsSync(`${path}-wal.ready`); round++) {
+      assert.ok(round < 5000, 'the fsync thread never started');
+      await Promise.all([0, 1, 2, 3].map((i) => adapter.transaction(insert(1000 + round * 4 + i))));
+    }
+    // One round more: the writer hands its fsyncs over to the thread at its next commit.
+    await Promise.all([0, 1, 2, 3].map((i) => adapter.transaction(insert(-1 - i))));
     await sleep(200);
     const a = adapter.transaction(insert(1));
     const b = adapter.transaction(async (tx) => {
