@@ -2429,7 +2429,9 @@ for (const engine of ENGINES) {
       const [stopped] = await store.daemonInstances({ all: true });
       assert.deepEqual([stopped!.instance, stopped!.running, stopped!.jobs, typeof stopped!.stoppedAt], [first.daemon.instanceId, false, 0, 'string']);
       // Killed (its process gone, as after kill -9): not stopped, not running, its leases still held.
-      const second = makeDaemon(store, new HttpExchange(ex.url));
+      // Quiet after its first tick: a SQLite daemon writing every few milliseconds would keep the
+      // raw connection below, which waits as any other process does, from ever getting the lock.
+      const second = makeDaemon(store, new HttpExchange(ex.url), { tickMs: 3_600_000, leaseTtlMs: 60_000 });
       await second.daemon.start();
       await raw('UPDATE daemon_instances SET pid = ? WHERE id = ?', [2 ** 22 + 7, second.daemon.instanceId]);
       const [silent] = await store.daemonInstances();
