@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { insertAudit, jobStream, prepareAudit, GENESIS_HASH } from '../audit/audit.ts';
 import { BotstateError, coerceError, errorText, isBotstateError, RuleError, StorageError, ValidationError } from '../errors.ts';
-import { cmp, isDecimal, parseDecimal, type Decimal } from '../money/decimal.ts';
+import { cmp, isDecimal, parseDecimal } from '../money/decimal.ts';
 import { DEFAULT_CHAIN, JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
 import { amountsDisagree, beyondAsked, type IntentInput, type Settlement, type Trade } from '../ledger/ledger.ts';
 import { MAX_ACTOR_LENGTH, type CallOptions, type Fence } from '../store/context.ts';
@@ -14,7 +14,7 @@ import { parseExchangeOrder } from './exchanges/http-exchange.ts';
 import { Leases } from './leases.ts';
 import { paddedChunks } from '../util/chunks.ts';
 import { isStorableText } from '../util/text.ts';
-import { described, shown } from '../util/values.ts';
+import { described, isRecord, jsonMember, shown } from '../util/values.ts';
 import { afterFill, decide, parseScratch, type Scratch, type StateChange } from './strategies/strategy.ts';
 
 export interface DaemonOptions {
@@ -1488,16 +1488,6 @@ const BEFORE_RESEND =
   "(SELECT r.after FROM audit_log r WHERE r.stream = i.actor AND r.action = 'recover' AND r.id < i.id ORDER BY r.seq DESC LIMIT 1) AS started " +
   "FROM audit_log i WHERE i.stream = ? AND i.entity = 'trade' AND i.entity_id = ? AND i.action = 'intent' ORDER BY i.seq DESC LIMIT 1";
 
-/** A member of the JSON object `text` holds, or undefined (for a text that is not JSON too). */
-function jsonMember(text: string | null | undefined, key: string): unknown {
-  try {
-    const value: unknown = text == null ? undefined : JSON.parse(text);
-    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[key] : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * Before an intent is sent again (the exchange did not have it), three checks, each of which
  * leaves it PENDING and stops the job (ERROR, at once) for an operator:
@@ -1511,34 +1501,27 @@ function jsonMember(text: string | null | undefined, key: string): unknown {
  *   filled it (two daemons of one database given different --exchange URLs).
  * One statement (BEFORE_RESEND), on re-sends only.
  */
+/** What an order sent again takes from its trade row, compared with the intent's entry. */
+const SENT_FIELDS = ['side', 'clientOrderId', 'baseAmount', 'quoteAmount'] as const;
+
 async function checkBeforeResend(tx: Executor, job: Job, trade: Trade, exchange: string | undefined): Promise<void> {
   const row = await tx.get<{ actor: string; after: string | null; created: string | null; started: string | null }>(BEFORE_RESEND, [jobStream(trade.jobId), trade.id]);
-  const member = jsonMember(row?.after, 'trade');
-  const recorded = typeof member === 'object' && member !== null ? (member as Record<string, unknown>) : undefined;
-  const sameAmount = (a: unknown, b: Decimal | null) =>
-    b === null ? a === null : typeof a === 'string' && isDecimal(a) && cmp(a, b) === 0;
-  const differs =
-    recorded === undefined
-      ? undefined
-      : recorded['side'] !== trade.side
-        ? ['side', recorded['side'], trade.side]
-        : recorded['clientOrderId'] !== trade.clientOrderId
-          ? ['clientOrderId', recorded['clientOrderId'], trade.clientOrderId]
-          : !sameAmount(recorded['baseAmount'], trade.baseAmount)
-            ? ['baseAmount', recorded['baseAmount'], trade.baseAmount]
-            : !sameAmount(recorded['quoteAmount'], trade.quoteAmount)
-              ? ['quoteAmount', recorded['quoteAmount'], trade.quoteAmount]
-              : null;
-  if (differs !== null) {
-    const why =
-      differs === undefined
-        ? 'the audit log holds no readable intent entry for it'
-        : `its row says ${differs[0]} ${shown(JSON.stringify(differs[2]))}, but its intent recorded ${shown(JSON.stringify(differs[1]) ?? 'nothing')} in the audit log`;
-    throw leftPending(
+  const recorded = jsonMember(row?.after, 'trade');
+  const unsent = (why: string) =>
+    leftPending(
       new StorageError('STORAGE_CORRUPT', `intent ${trade.clientOrderId} was not sent again: ${why}, so its trade row was changed outside botstate; it is left PENDING`, {
         hint: `run botstate verify, find out at the exchange that it does not have ${trade.clientOrderId}, stop the daemons and settle it (botstate settle ${trade.clientOrderId} --status failed --error TEXT), then resume the job`,
       }),
     );
+  if (!isRecord(recorded)) throw unsent('the audit log holds no readable intent entry for it');
+  const same = (field: (typeof SENT_FIELDS)[number], a: unknown): boolean => {
+    const b = trade[field];
+    if (field === 'side' || field === 'clientOrderId' || b === null) return a === b;
+    return typeof a === 'string' && isDecimal(a) && cmp(a, b) === 0;
+  };
+  const differs = SENT_FIELDS.find((field) => !same(field, recorded[field]));
+  if (differs !== undefined) {
+    throw unsent(`its row says ${differs} ${shown(JSON.stringify(trade[differs]))}, but its intent recorded ${shown(JSON.stringify(recorded[differs]) ?? 'nothing')} in the audit log`);
   }
   // The token it goes out for is the job row's: compared with the job's creation entry.
   const [token, chain] = [jsonMember(row!.created, 'tokenAddress'), jsonMember(row!.created, 'chain')];

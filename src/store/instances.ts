@@ -42,28 +42,32 @@ function isZombie(pid: number): boolean {
   return state === 'Z' || state === 'X';
 }
 
-/** A daemon of another host that heartbeated within this long (or its lease TTL, if longer) counts as running. */
-export const DAEMON_HEARTBEAT_WINDOW_MS = 60_000;
+/** A daemon that heartbeated within this long (or its lease TTL, if longer: it heartbeats every third) was heard from lately. */
+const DAEMON_HEARTBEAT_WINDOW_MS = 60_000;
 
-/**
- * Whether a daemon not marked stopped was heard from lately, at `nowMs` (the database's clock on
- * PostgreSQL): on this host, while its process exists; on another, while it heartbeated within
- * DAEMON_HEARTBEAT_WINDOW_MS, or within its own lease TTL if longer (it heartbeats every third).
- */
-export function heardFrom(row: InstanceRow & { lease_ttl_ms?: number | string | null }, nowMs: number): boolean {
-  if (row.host === hostname()) return processAlive(row);
-  return Date.parse(row.heartbeat_at) > nowMs - Math.max(DAEMON_HEARTBEAT_WINDOW_MS, Number(row.lease_ttl_ms ?? 0));
+type TimedRow = InstanceRow & { lease_ttl_ms?: number | string | null };
+
+/** When a daemon's heartbeat stops counting as lately, at `nowMs` (ISO 8601). */
+function staleBefore(row: TimedRow, nowMs: number): string {
+  return new Date(nowMs - Math.max(DAEMON_HEARTBEAT_WINDOW_MS, Number(row.lease_ttl_ms ?? 0))).toISOString();
 }
 
 /**
- * Whether a daemon not marked stopped runs now, as an operator reads it (`botstate daemons`): it
- * heartbeated within DAEMON_HEARTBEAT_WINDOW_MS (or its lease TTL, if longer) and, on this host,
- * its process exists. A stalled process (SIGSTOP, a frozen VM) or a pid reused after a kill -9 is
- * not running, as the next daemon to register takes it to be dead.
+ * Whether a daemon not marked stopped may still be running, at `nowMs` (the database's clock on
+ * PostgreSQL), for `db rollback`: on this host, while its process exists however long ago it
+ * heartbeated (a long tick, a stopped process); on another, while it heartbeated lately.
  */
-export function runsNow(row: InstanceRow & { lease_ttl_ms?: number | string | null }, nowMs: number): boolean {
-  const recent = Date.parse(row.heartbeat_at) > nowMs - Math.max(DAEMON_HEARTBEAT_WINDOW_MS, Number(row.lease_ttl_ms ?? 0));
-  return recent && (row.host !== hostname() || processAlive(row));
+export function heardFrom(row: TimedRow, nowMs: number): boolean {
+  return row.host === hostname() ? processAlive(row) : row.heartbeat_at > staleBefore(row, nowMs);
+}
+
+/**
+ * Whether a daemon not marked stopped runs now, as an operator reads it (`botstate daemons`):
+ * {@link instanceAlive} with a heartbeat heard lately. A stalled process (SIGSTOP, a frozen VM) or
+ * a pid reused after a kill -9 is not running, as the next daemon to register takes it to be dead.
+ */
+export function runsNow(row: TimedRow, nowMs: number): boolean {
+  return instanceAlive(row, staleBefore(row, nowMs));
 }
 
 /**

@@ -3,7 +3,7 @@ import { readStream, readStreamPage, readStreamWindow, jobStream, streamEntries,
 import { verifyAudit } from '../audit/verify.ts';
 import { NotFoundError, readOnlyStore, ValidationError, type StorageError } from '../errors.ts';
 import { requireJob, replayJob, type Job, type JobRef } from '../jobs/job-rows.ts';
-import { described, inputObject } from '../util/values.ts';
+import { described, inputObject, jsonMember } from '../util/values.ts';
 import { checkWindow, isIsoTime, notIsoTime } from '../util/time.ts';
 import { Jobs } from '../jobs/jobs.ts';
 import { Ledger } from '../ledger/ledger.ts';
@@ -484,12 +484,7 @@ export class Store {
         [new Date(nowMs).toISOString()],
       );
       return rows.map((row): DaemonInstance => {
-        let exchange: unknown;
-        try {
-          exchange = row.recovered === null ? undefined : (JSON.parse(row.recovered) as { exchange?: unknown }).exchange;
-        } catch {
-          exchange = undefined; // not JSON: verify reports such an entry
-        }
+        const exchange = jsonMember(row.recovered, 'exchange'); // not JSON: verify reports such an entry
         const pid = Number(row.pid);
         return {
           instance: row.id,

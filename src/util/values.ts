@@ -41,3 +41,13 @@ export function inputObject<T>(value: T, what: string): NonNullable<T> {
   }
   return value as NonNullable<T>;
 }
+
+/** A member of the JSON object `text` holds, or undefined (for a text that is not JSON, or not an object). */
+export function jsonMember(text: string | null | undefined, key: string): unknown {
+  try {
+    const value: unknown = text == null ? undefined : JSON.parse(text);
+    return isRecord(value) ? value[key] : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -31,7 +31,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BotstateError, isBotstateError, ValidationError } from '../../errors.ts';
+import { isBotstateError, ValidationError } from '../../errors.ts';
 import { normalizeAddress } from '../../jobs/address.ts';
 import { cmp, integerDigits, isDecimal, type Decimal } from '../../money/decimal.ts';
 import type { ExchangeOrder, OrderRequest } from '../exchange.ts';
