@@ -132,6 +132,8 @@ const SLOW_DATABASE_MS = 3000;
 const STUCK_SAID_AGAIN_MS = 10 * 60_000;
 /** How often a changed cause of an outage under way is said at most (see #exchangeUnavailable). */
 const OUTAGE_CAUSE_SAID_EVERY_MS = 60_000;
+/** An outage this many lease TTLs long has the daemon hand its jobs over to the others (see #handOver). */
+const HAND_OVER_AFTER_TTLS = 2;
 
 /**
  * What an outage's error says of its cause, without what was asked: an adapter's message names
@@ -283,6 +285,8 @@ export class Daemon {
   #recoveredJobs: number | undefined;
   /** Active jobs no daemon may run at the last tick (see #sayUnrun). */
   #unrun = 0;
+  /** Whether this daemon was handing its jobs over at the last tick (see #sayHandOver). */
+  #handingOver = false;
   /** This daemon's --max-jobs, if it has one. */
   readonly #maxJobs: number | undefined;
   /** Set once, by #giveUp. */
@@ -582,8 +586,14 @@ export class Daemon {
     this.#noPrices = false;
     // Taken before anything is read: a job busy now may write after the reads below.
     const busy = new Set(this.#inFlight.keys());
+    this.#leases.handOver = this.#outage !== undefined && Date.now() - this.#outage.since >= HAND_OVER_AFTER_TTLS * this.#leaseTtlMs;
     const read = await this.#saidIfSlow(this.#read(busy));
-    if (read === undefined) return;
+    this.#sayHandOver();
+    if (read === undefined) {
+      // With no job left to ask about, only a probe can tell that the outage is over.
+      if (this.#outage !== undefined && (await this.#answers().catch(() => false))) this.#exchangeAnswered(this.#outage.kind);
+      return;
+    }
     const { held, jobs, pending } = read;
     // An outage found by lookups, with no intent left to look up (settled beside the daemon, its job
     // let go): nothing would ever say it over, nor say the next one. The next answer of any kind ends it.
@@ -653,6 +663,25 @@ export class Daemon {
   }
 
   /**
+   * Says when this daemon starts handing its jobs over, its exchange unreachable for
+   * HAND_OVER_AFTER_TTLS lease TTLs, and when it takes jobs again. A daemon that cannot reach
+   * its exchange (a wrong URL, a network only it is cut off from) would otherwise hold its share
+   * of the jobs, none of them trading, while other daemons could run them. It hands them over
+   * only to a daemon that takes jobs (see Leases.handOver): alone, it keeps them.
+   */
+  #sayHandOver(): void {
+    const now = this.#leases.handingOver;
+    if (now === this.#handingOver) return;
+    this.#handingOver = now;
+    if (now) {
+      const since = Math.round((Date.now() - (this.#outage?.since ?? Date.now())) / 1000);
+      this.#log(`${stamp()}  exchange unavailable for ${since} s: handing this daemon's jobs over to the other daemons (its max jobs reads 0 until the exchange answers)`);
+    } else {
+      this.#log(`${stamp()}  taking jobs again${this.#outage === undefined ? '' : ': no other daemon takes them'}`);
+    }
+  }
+
+  /**
    * Active jobs that no daemon may run, every live daemon being at its `--max-jobs`: said when
    * their number changes, and once when there are none again. Otherwise a job started while the
    * daemons are full would wait without a word.
@@ -668,7 +697,7 @@ export class Daemon {
     const jobs = `${unrun} active job${unrun === 1 ? '' : 's'}`;
     this.#log(
       `${stamp()}  ${jobs} ${unrun === 1 ? 'has' : 'have'} no daemon to run ${unrun === 1 ? 'it' : 'them'}: every daemon on this database is at its --max-jobs` +
-        `${this.#maxJobs === undefined ? '' : ` (this one's: ${this.#maxJobs})`}; raise it, start another daemon (PostgreSQL), or pause jobs` +
+        `${this.#leases.handingOver ? ' (this one hands its jobs over: its exchange is unavailable)' : this.#maxJobs === undefined ? '' : ` (this one's: ${this.#maxJobs})`}; raise it, start another daemon (PostgreSQL), or pause jobs` +
         (before > 0 ? ` (${before} before)` : ''),
     );
   }

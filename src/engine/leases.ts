@@ -89,6 +89,15 @@ export class Leases {
   readonly #now: ((tx: Executor) => Promise<number>) | undefined;
   readonly #host = hostname();
   #unrun = 0;
+  /**
+   * Set by the daemon while its exchange has been unreachable for long (see Daemon): at its next
+   * syncs it takes no job and hands back those it holds, open intents included, so that a daemon
+   * that can trade runs them. Only while another live daemon takes jobs, and never by every
+   * daemon at once: in an outage they all see, the first of them by instance id keeps the jobs.
+   */
+  handOver = false;
+  /** Whether the last sync handed the jobs over (the instance row's max_jobs then reads 0). */
+  #handingOver = false;
 
   constructor(store: Store, instanceId: string, options: LeaseOptions) {
     this.#store = store;
@@ -184,6 +193,11 @@ export class Leases {
    */
   get unrun(): number {
     return this.#unrun;
+  }
+
+  /** Whether the last sync handed this daemon's jobs over (see {@link handOver}). */
+  get handingOver(): boolean {
+    return this.#handingOver;
   }
 
   /**
@@ -293,7 +307,7 @@ export class Leases {
     }
     const want = await this.#wanted(tx, now);
     if (want > 0) await this.#claim(tx, want, now, expires);
-    else if (want < 0) await this.#shed(tx, -want, now, busy, leaving, budget);
+    else if (want < 0) await this.#shed(tx, -want, now, busy, leaving, budget, this.#handingOver);
   }
 
   /**
@@ -345,16 +359,27 @@ export class Leases {
     // version, which did not store it, within this one's). Few rows: filtered here.
     const nowMs = Date.parse(now);
     const live = (
-      await tx.all<{ max_jobs: number | null; heartbeat_at: string; lease_ttl_ms: number | null }>(
-        'SELECT max_jobs, heartbeat_at, lease_ttl_ms FROM daemon_instances WHERE stopped_at IS NULL',
+      await tx.all<{ id: string; max_jobs: number | null; heartbeat_at: string; lease_ttl_ms: number | null }>(
+        'SELECT id, max_jobs, heartbeat_at, lease_ttl_ms FROM daemon_instances WHERE stopped_at IS NULL',
       )
     ).filter((d) => Date.parse(d.heartbeat_at) >= nowMs - this.#ttlOf(d));
+    const others = live.filter((d) => d.id !== this.instanceId);
+    // Handed over to a daemon that takes jobs (a maximum of 0 is one handing its own over: a
+    // --max-jobs is at least 1). With every other one handing over too, the first by id keeps
+    // them, so that two daemons in the same outage do not hand the jobs to each other by turns.
+    const handOver = this.handOver && others.some((d) => d.max_jobs === null || Number(d.max_jobs) > 0 || d.id < this.instanceId);
+    if (handOver !== this.#handingOver) {
+      const published = handOver ? 0 : this.#maxJobs === Number.MAX_SAFE_INTEGER ? null : this.#maxJobs;
+      await tx.run('UPDATE daemon_instances SET max_jobs = ? WHERE id = ?', [published, this.instanceId]);
+      this.#handingOver = handOver;
+    }
+    const mine = handOver ? 0 : this.#maxJobs;
     const active = Number(row?.active ?? 0);
-    const maxima = live.map((d) => (d.max_jobs === null ? Infinity : Number(d.max_jobs)));
+    const maxima = live.map((d) => (d.id === this.instanceId ? mine : d.max_jobs === null ? Infinity : Number(d.max_jobs)));
     // This daemon counts whether its row is seen live or not (its heartbeat was just written).
-    const capacity = maxima.length === 0 ? this.#maxJobs : maxima.reduce((a, b) => a + b, 0);
+    const capacity = maxima.length === 0 ? mine : maxima.reduce((a, b) => a + b, 0);
     this.#unrun = Math.max(0, active - capacity);
-    const share = shareOf(active, maxima, this.#maxJobs);
+    const share = shareOf(active, maxima, mine);
     return share - Number(row?.mine ?? 0);
   }
 
@@ -376,11 +401,13 @@ export class Leases {
    * are kept: their reconciliation is under way here. So are the `busy` jobs, whose step is
    * running: one may be committing an intent now, which this statement's snapshot (on
    * PostgreSQL) would not show, and the step would then place its order with no lease held.
+   * A daemon handing its jobs over (`withOpen`) hands back those with an open intent too: it
+   * cannot reconcile them, and the daemon that takes one looks its order up as after a takeover.
    */
-  async #shed(tx: Executor, surplus: number, now: string, busy: ReadonlySet<string>, leaving: Leaving | undefined, budget: { left: number }): Promise<void> {
+  async #shed(tx: Executor, surplus: number, now: string, busy: ReadonlySet<string>, leaving: Leaving | undefined, budget: { left: number }, withOpen: boolean): Promise<void> {
     const candidates = await tx.all<{ job_id: string }>(
       `SELECT l.job_id FROM job_leases l
-       WHERE l.owner = ? AND NOT EXISTS (SELECT 1 FROM trades t WHERE t.job_id = l.job_id AND t.status = 'PENDING')
+       WHERE l.owner = ?${withOpen ? '' : " AND NOT EXISTS (SELECT 1 FROM trades t WHERE t.job_id = l.job_id AND t.status = 'PENDING')"}
        ORDER BY l.job_id DESC LIMIT ?`,
       [this.instanceId, surplus + busy.size],
     );

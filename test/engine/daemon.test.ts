@@ -172,6 +172,40 @@ interface Call {
   ledgerStatus?: string;
 }
 
+/** An exchange that can be cut off (`down`): every call then fails as a refused connection does. */
+class Cut implements Exchange {
+  down = false;
+  readonly #inner: Exchange;
+
+  constructor(inner: Exchange) {
+    this.#inner = inner;
+  }
+
+  get id(): string | undefined {
+    return this.#inner.id;
+  }
+
+  #call<T>(call: () => Promise<T>): Promise<T> {
+    return this.down ? Promise.reject(new ExchangeUnavailableError('connect ECONNREFUSED 127.0.0.1')) : call();
+  }
+
+  placeOrder(order: OrderRequest): Promise<ExchangeOrder> {
+    return this.#call(() => this.#inner.placeOrder(order));
+  }
+
+  getOrder(clientOrderId: string): Promise<ExchangeOrder | null> {
+    return this.#call(() => this.#inner.getOrder(clientOrderId));
+  }
+
+  getPrice(token: string): Promise<Decimal> {
+    return this.#call(() => this.#inner.getPrice(token));
+  }
+
+  getBalances(): Promise<Readonly<Record<string, Decimal>>> {
+    return this.#call(() => this.#inner.getBalances());
+  }
+}
+
 /**
  * An Exchange that logs every call and delegates to `inner` (the real HttpExchange), unless a hook
  * answers instead. With `batch`, it also offers the optional batch lookups (getPrices, getOrders),
@@ -2457,6 +2491,69 @@ for (const engine of ENGINES) {
       await first.daemon.stop();
     });
 
+    it('a daemon cut off from its exchange for two lease TTLs hands its jobs over, an open intent too, and takes jobs again once it answers', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
+      const ex = await paper();
+      const jobs = [];
+      for (let i = 0; i < 4; i++) jobs.push(await store.jobs.start({ tokenAddress: tokenAddress(0xd0 + i), tokenSymbol: `T${i}`, set: [SLOW_DCA] }));
+      // An intent recorded, never sent: the daemon that holds its job must send it.
+      const { trade } = await store.ledger.recordIntent({ job: { id: jobs[0]!.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const cut = new Cut(new HttpExchange(ex.url));
+      cut.down = true;
+      const a = makeDaemon(store, cut, { leaseTtlMs: 600, instanceId: 'a-cut-off' });
+      await a.daemon.start();
+      assert.equal((await store.ledger.get(trade.clientOrderId)).status, 'PENDING', 'not sent: A cannot reach the exchange');
+      const b = makeDaemon(store, new HttpExchange(ex.url), { leaseTtlMs: 600, instanceId: 'b-trading' });
+      await b.daemon.start();
+      const holders = async () => [...(await store.daemons()).values()].map((d) => d.instance);
+      await waitFor('every job on B', async () => { const h = await holders(); return (h.length === 4 && h.every((i) => i === 'b-trading')) || undefined; }, 10_000);
+      await waitFor('the intent settled by B', async () => (await store.ledger.get(trade.clientOrderId)).status === 'EXECUTED' || undefined);
+      assert.equal((await exchangeOrders(ex.url)).filter((o) => o.clientOrderId === trade.clientOrderId).length, 1, 'one order on the exchange');
+      const rowOf = async (id: string) => (await store.daemonInstances()).find((d) => d.instance === id)!;
+      assert.deepEqual([(await rowOf('a-cut-off')).maxJobs, (await rowOf('a-cut-off')).jobs], [0, 0], 'A publishes a max of 0 while it hands over');
+      const listed = botstate(['daemons', '--db', fx.url]);
+      assert.equal((await listed.exited).code, 0, listed.stderr());
+      assert.match(listed.stdout(), /\na-cut-off +.* 0 +0 \(handing over\) +\S+ +running\n/, listed.stdout());
+      assert.ok(a.lines.some((l) => /exchange unavailable for \d+ s: handing this daemon's jobs over to the other daemons/.test(l)), a.lines.join('\n'));
+      // The exchange answers again: A probes it though it holds no job, and takes its share back.
+      cut.down = false;
+      await waitFor('A running jobs again', async () => (await holders()).includes('a-cut-off') || undefined, 10_000);
+      assert.equal((await rowOf('a-cut-off')).maxJobs, null, 'its own max published again');
+      assert.ok(a.lines.some((l) => /taking jobs again$/.test(l)), a.lines.join('\n'));
+      await a.daemon.stop();
+      await b.daemon.stop();
+      await assertLedgerMatchesExchange(store, ex.url, jobs[0]!);
+    });
+
+    it('in an outage every daemon sees, the jobs settle on the first daemon by id; alone, a daemon keeps its jobs', async () => {
+      const ex = await paper();
+      for (let i = 0; i < 4; i++) await store.jobs.start({ tokenAddress: tokenAddress(0xd8 + i), tokenSymbol: `T${i}`, set: [SLOW_DCA] });
+      const cut = new Cut(new HttpExchange(ex.url));
+      const a = makeDaemon(store, cut, { leaseTtlMs: 300, instanceId: 'a-first' });
+      await a.daemon.start();
+      cut.down = true;
+      await waitFor('the outage said', () => a.lines.some((l) => /exchange unavailable \(/.test(l)) || undefined);
+      await sleep(1000); // beyond two TTLs
+      const holders = async () => [...(await store.daemons()).values()].map((d) => d.instance).sort();
+      assert.deepEqual(await holders(), Array(4).fill('a-first'), 'alone, it keeps its jobs');
+      assert.ok(!a.lines.some((l) => /handing/.test(l)), a.lines.join('\n'));
+      if (engine.name !== 'postgres') return;
+      const b = makeDaemon(store, cut, { leaseTtlMs: 300, instanceId: 'b-second' });
+      await b.daemon.start();
+      await waitFor('B handing over', () => b.lines.some((l) => /handing this daemon's jobs over/.test(l)) || undefined, 10_000);
+      await waitFor('every job on A', async () => (await holders()).join() === Array(4).fill('a-first').join() || undefined, 10_000);
+      // Stable: no lease changes hands (the epochs stay) while the outage lasts.
+      const epochs = () => raw('SELECT job_id, epoch FROM job_leases ORDER BY job_id');
+      const before = await epochs();
+      await sleep(1000);
+      assert.deepEqual(await epochs(), before, 'the jobs do not go back and forth');
+      // A handed its jobs to B once, as B joined: B had not found the outage yet.
+      assert.ok(a.lines.filter((l) => /handing/.test(l)).length <= 1, a.lines.join('\n'));
+      cut.down = false;
+      await waitFor('B running jobs again', async () => (await holders()).includes('b-second') || undefined, 10_000);
+      await b.daemon.stop();
+      await a.daemon.stop();
+    });
+
     it('active jobs beyond every daemon\'s --max-jobs are said, once, and again when they all have a daemon', async () => {
       const ex = await paper();
       await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
@@ -2815,7 +2912,7 @@ for (const engine of ENGINES) {
     });
 
     it("an order settled otherwise by an operator while the daemon's lease had run out is said at once, and the job stopped at once", { skip: engine.name === 'sqlite' && 'PostgreSQL: on SQLite a takeover stops the daemon (one daemon per file)' }, async () => {
-      const { ex, job, gate, rec, daemon, lines } = await orderHeldAtTheExchange();
+      const { job, gate, rec, daemon, lines } = await orderHeldAtTheExchange();
       // What botstate settle does once the lease has expired (the daemon stalled): the lease let
       // go at a new epoch, then the trade settled; here as FAILED, a guess the exchange belies.
       const [intent] = await store.ledger.pending();

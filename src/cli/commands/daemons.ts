@@ -8,11 +8,17 @@ function state(d: DaemonInstance): string {
   return d.running ? 'running' : 'silent';
 }
 
+/** Its --max-jobs; 0 (a --max-jobs is at least 1) while it hands its jobs over, its exchange unreachable. */
+function maxJobsOf(d: DaemonInstance): string {
+  if (d.maxJobs === 0) return '0 (handing over)';
+  return d.maxJobs === null ? '-' : String(d.maxJobs);
+}
+
 function daemonsTable(daemons: readonly DaemonInstance[], all: boolean): Iterable<string> {
   if (daemons.length === 0) return [all ? 'No daemon ever registered.\n' : 'No daemons (none running, none silent).\n'];
   return tableChunks(
     ['INSTANCE', 'HOST', 'PID', 'STARTED', 'LAST HEARTBEAT', 'JOBS', 'MAX JOBS', 'EXCHANGE', 'STATE'],
-    daemons.map((d) => [d.instance, d.host, String(d.pid), d.startedAt, d.heartbeatAt, String(d.jobs), d.maxJobs === null ? '-' : String(d.maxJobs), d.exchange, state(d)]),
+    daemons.map((d) => [d.instance, d.host, String(d.pid), d.startedAt, d.heartbeatAt, String(d.jobs), maxJobsOf(d), d.exchange, state(d)]),
   );
 }
 
@@ -24,7 +30,8 @@ export const daemonsCommand: Command = {
     'STATE is running (it heartbeated within a minute, or its lease TTL if longer, and on this host its process exists), ' +
     'silent (not stopped but not heard from: killed or stalled; the next daemon to start marks it stopped), ' +
     'or, with --all, stopped and when. JOBS counts the leases it holds, not expired; EXCHANGE is the exchange it trades on, ' +
-    'as its recover audit entry names it (every daemon of a database must trade on one). Oldest first. With --json, an array of ' +
+    'as its recover audit entry names it (every daemon of a database must trade on one). MAX JOBS is its --max-jobs, and reads ' +
+    '0 (handing over) while the daemon, its exchange unreachable for two lease TTLs, hands its jobs to the other daemons. Oldest first. With --json, an array of ' +
     '{ instance, host, pid, startedAt, heartbeatAt, stoppedAt, running, jobs, maxJobs, exchange }.',
   options: { all: { type: 'boolean', help: 'every daemon that ever registered, the stopped ones too' } },
   positionals: [0, 0],
