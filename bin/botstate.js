@@ -2,9 +2,15 @@
 // The botstate CLI. npm scripts and npx put the project's pinned Node 24 first on PATH.
 const major = Number(process.versions.node.split('.')[0]);
 if (major < 24) {
-  process.stderr.write(
-    `botstate: needs Node.js 24 or newer, found ${process.version} (install Node 24; in botstate's own repository, npm start and npx botstate use the Node it pins)\n`,
-  );
+  const message = `needs Node.js 24 or newer, found ${process.version}`;
+  const hint = "install Node 24; in botstate's own repository, npm start and npx botstate use the Node it pins";
+  process.stderr.write(`botstate: ${message} (${hint})\n`);
+  // As every error with --json (before a `--`): the document on stdout too.
+  const args = process.argv.slice(2);
+  const end = args.indexOf('--');
+  if ((end < 0 ? args : args.slice(0, end)).includes('--json')) {
+    process.stdout.write(`${JSON.stringify({ error: { code: 'NODE_TOO_OLD', message, hint } }, null, 2)}\n`);
+  }
   process.exit(1);
 }
 // First, before the rest loads (which takes hundreds of milliseconds on a busy machine): a stop

@@ -881,6 +881,14 @@ describe('on a Node older than 24', { skip: olderNode() === undefined && 'no Nod
     const cliRun = spawnSync(node, [BIN, 'list'], { encoding: 'utf8', cwd: scratch });
     assert.equal(cliRun.status, 1);
     assert.match(cliRun.stderr, /^botstate: needs Node\.js 24 or newer, found v\d+\.\d+\.\d+ \(install Node 24; in botstate's own repository, npm start and npx botstate use the Node it pins\)\n$/);
+    assert.equal(cliRun.stdout, '');
+    // With --json, the error document too, as for every other error; a --json after `--` is an argument.
+    const jsonRun = spawnSync(node, [BIN, 'list', '--json'], { encoding: 'utf8', cwd: scratch });
+    assert.deepEqual([jsonRun.status, jsonRun.stderr], [1, cliRun.stderr]);
+    assert.deepEqual(JSON.parse(jsonRun.stdout), {
+      error: { code: 'NODE_TOO_OLD', message: `needs Node.js 24 or newer, found ${/found (v[\d.]+)/.exec(cliRun.stderr)![1]}`, hint: "install Node 24; in botstate's own repository, npm start and npx botstate use the Node it pins" },
+    });
+    assert.equal(spawnSync(node, [BIN, 'list', '--', '--json'], { encoding: 'utf8', cwd: scratch }).stdout, '');
     const lib = spawnSync(node, ['--input-type=module', '-e', `import(${JSON.stringify(join(ROOT, 'dist', 'index.js'))}).catch((e) => { console.error(e.message); process.exit(7); })`], { encoding: 'utf8' });
     assert.equal(lib.status, 7, lib.stderr);
     assert.match(lib.stderr, /^botstate needs Node\.js 24 or newer; this is v\d+\.\d+\.\d+\. Install Node 24 \(or newer\) and run with it\.\n$/);
