@@ -287,6 +287,15 @@ export class Daemon {
   #unrun = 0;
   /** Whether this daemon was handing its jobs over at the last tick (see #sayHandOver). */
   #handingOver = false;
+  /**
+   * Since when the exchange has answered no call: set when a probe (see #answers) gets no answer,
+   * cleared by any answer. Published on the instance row (see #publishReach).
+   */
+  #unreachableSince: number | undefined;
+  /** Probes in a row that got no answer. */
+  #probesUnanswered = 0;
+  /** Whether any call to the exchange has answered since this daemon started. */
+  #everAnswered = false;
   /** This daemon's --max-jobs, if it has one. */
   readonly #maxJobs: number | undefined;
   /** Set once, by #giveUp. */
@@ -392,6 +401,10 @@ export class Daemon {
     // registration would start a second renewer that stop() never clears.
     this.#registering ??= this.#entered(async () => {
       const t0 = performance.now();
+      // Whether the exchange answers at all, asked beside the registration and not waited for:
+      // a daemon whose exchange refuses it (a wrong URL) knows by its recovery's lease sync, and
+      // takes no job from daemons that can trade them (see #publishReach).
+      this.#answers().catch(() => {});
       await this.#leases.register();
       this.#registeredMs = performance.now() - t0;
       // Heartbeats and renewals from now on: a recovery slowed by the exchange (a hung exchange,
@@ -438,7 +451,9 @@ export class Daemon {
     // Only the fences of the jobs with an open intent are needed now; the first tick reads the
     // rest. The intents are read once the claims have committed: another daemon that held one of
     // these jobs is fenced out by then, so none of them can be settled behind this one's back.
+    this.#publishReach();
     const { fences: held, held: heldCount } = await this.#leases.syncForRecovery();
+    this.#sayHandOver();
     const pending = (await this.#store.ledger.pending()).filter((t) => held.has(t.jobId));
     // Only the jobs with an open intent are needed now; the rest resume at the first tick.
     const jobs = await this.#loadJobs([...new Set(pending.map((t) => t.jobId))]);
@@ -586,12 +601,16 @@ export class Daemon {
     this.#noPrices = false;
     // Taken before anything is read: a job busy now may write after the reads below.
     const busy = new Set(this.#inFlight.keys());
-    this.#leases.handOver = this.#outage !== undefined && Date.now() - this.#outage.since >= HAND_OVER_AFTER_TTLS * this.#leaseTtlMs;
+    // In an outage, whether the exchange answers at all, asked once a tick: what the next sync
+    // publishes (see #publishReach). Lookups that fail for one order while the exchange answers
+    // this are that order's trouble, not a reason to hand the jobs over.
+    const outage = this.#outage !== undefined || this.#unreachableSince !== undefined;
+    if (outage) this.#answers().catch(() => {});
+    this.#publishReach();
     const read = await this.#saidIfSlow(this.#read(busy));
-    this.#sayHandOver();
     if (read === undefined) {
-      // With no job left to ask about, only a probe can tell that the outage is over.
-      if (this.#outage !== undefined && (await this.#answers().catch(() => false))) this.#exchangeAnswered(this.#outage.kind);
+      // With no job left to ask about, only the probe can tell that the outage is over.
+      if (outage && (await this.#answers().catch(() => false)) && this.#outage !== undefined) this.#exchangeAnswered(this.#outage.kind);
       return;
     }
     const { held, jobs, pending } = read;
@@ -618,6 +637,7 @@ export class Daemon {
   /** A tick's reads: the leases (synced), the jobs held and their open intents; undefined when none is held. */
   async #read(busy: ReadonlySet<string>): Promise<{ held: Map<string, Fence>; jobs: Job[]; pending: Map<string, Trade> } | undefined> {
     const held = await this.#leases.sync(busy, (ids) => this.#saveLeaving(ids, busy));
+    this.#sayHandOver();
     this.#sayLeaseChanges(held);
     this.#sayUnrun(this.#leases.unrun);
     for (const [id, runner] of this.#runners) {
@@ -663,21 +683,48 @@ export class Daemon {
   }
 
   /**
-   * Says when this daemon starts handing its jobs over, its exchange unreachable for
-   * HAND_OVER_AFTER_TTLS lease TTLs, and when it takes jobs again. A daemon that cannot reach
+   * What the next lease sync publishes of this daemon's exchange (see Leases.exchangeUnreachable):
+   * since when it answers no call, and whether to hand the jobs over. A daemon that cannot reach
    * its exchange (a wrong URL, a network only it is cut off from) would otherwise hold its share
    * of the jobs, none of them trading, while other daemons could run them. It hands them over
-   * only to a daemon that takes jobs (see Leases.handOver): alone, it keeps them.
+   * once unreachable for HAND_OVER_AFTER_TTLS lease TTLs, not on a blip; or, never having reached
+   * it since it started, once a second probe in a row gets no answer.
+   */
+  #publishReach(): void {
+    const since = this.#unreachableSince;
+    this.#leases.exchangeUnreachable =
+      since === undefined
+        ? undefined
+        : {
+            since: new Date(since).toISOString(),
+            handOver: this.#everAnswered ? Date.now() - since >= HAND_OVER_AFTER_TTLS * this.#leaseTtlMs : this.#probesUnanswered >= 2,
+          };
+  }
+
+  /** An exchange call answered: the exchange is reachable. */
+  #reached(): void {
+    this.#everAnswered = true;
+    this.#unreachableSince = undefined;
+    this.#probesUnanswered = 0;
+  }
+
+  /**
+   * Says when this daemon starts handing its jobs over (see #publishReach), and when it takes
+   * jobs again. It hands them over only to a daemon that reaches its exchange (see
+   * Leases.exchangeUnreachable): alone, or with every other daemon cut off too, it keeps them.
    */
   #sayHandOver(): void {
     const now = this.#leases.handingOver;
     if (now === this.#handingOver) return;
     this.#handingOver = now;
     if (now) {
-      const since = Math.round((Date.now() - (this.#outage?.since ?? Date.now())) / 1000);
-      this.#log(`${stamp()}  exchange unavailable for ${since} s: handing this daemon's jobs over to the other daemons (its max jobs reads 0 until the exchange answers)`);
+      const since = this.#unreachableSince ?? Date.now();
+      const unavailable = this.#everAnswered ? `exchange unavailable for ${Math.round((Date.now() - since) / 1000)} s` : 'exchange unavailable since this daemon started';
+      this.#log(`${stamp()}  ${unavailable}: handing this daemon's jobs over to the daemons that reach theirs (it takes none until its exchange answers)`);
+    } else if (this.#unreachableSince === undefined) {
+      this.#log(`${stamp()}  taking jobs again: the exchange answers`);
     } else {
-      this.#log(`${stamp()}  taking jobs again${this.#outage === undefined ? '' : ': no other daemon takes them'}`);
+      this.#log(`${stamp()}  taking jobs again though its exchange is still unavailable: no other daemon reaches its own`);
     }
   }
 
@@ -823,10 +870,14 @@ export class Daemon {
    */
   #answers(): Promise<boolean> {
     this.#probe ??= this.#exchange.getBalances().then(
-      () => true,
+      () => (this.#reached(), true),
       (e: unknown) => {
         if (e instanceof StopAsked) throw e; // not asked: the step ends, and nothing is counted
-        return !(e instanceof ExchangeUnavailableError);
+        if (!(e instanceof ExchangeUnavailableError)) return this.#reached(), true;
+        this.#unreachableSince ??= Date.now();
+        this.#probesUnanswered++;
+        this.#publishReach(); // for a registration under way too
+        return false;
       },
     );
     return this.#probe;
@@ -836,6 +887,7 @@ export class Daemon {
   #exchangeAnswered(kind: 'prices' | 'orders'): void {
     if (kind === 'prices' && this.#batchFailing !== undefined) this.#batchFailing.priced = true;
     this.#answersSeen++;
+    this.#reached();
     if (this.#outage?.kind !== kind) return;
     // Not said if the outage was not (it lasted one tick).
     if (this.#outage.said !== undefined) this.#log(`${stamp()}  exchange reachable again after ${Math.round((Date.now() - this.#outage.since) / 1000)} s`);
@@ -1164,6 +1216,7 @@ export class Daemon {
     try {
       const placed = await (send === 'decided' ? this.#placeNow : this.#exchange.placeOrder)(orderRequest(job, trade));
       this.#answersSeen++;
+      this.#reached();
       runner.resendFailing = undefined;
       order = answered(placed, trade);
     } catch (e) {

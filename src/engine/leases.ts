@@ -90,13 +90,15 @@ export class Leases {
   readonly #host = hostname();
   #unrun = 0;
   /**
-   * Set by the daemon while its exchange has been unreachable for long (see Daemon): at its next
-   * syncs it takes no job and hands back those it holds, open intents included, so that a daemon
-   * that can trade runs them. Only while another live daemon takes jobs, and never by every
-   * daemon at once: in an outage they all see, the first of them by instance id keeps the jobs.
+   * Set by the daemon before each sync while its exchange answers no call: since when (an ISO
+   * time), and whether it is to hand its jobs over (unreachable for long, or never reached since
+   * it started). Published on its instance row. A daemon that hands over takes no job and hands
+   * back those it holds, open intents included, so that a daemon that can trade runs them; only
+   * while another live daemon reaches its exchange and takes jobs. One that does not hand over
+   * yet keeps its jobs but claims no more while such a daemon is there; and a daemon that
+   * reaches its exchange gives no more jobs to one that does not.
    */
-  handOver = false;
-  /** Whether the last sync handed the jobs over (the instance row's max_jobs then reads 0). */
+  exchangeUnreachable: { readonly since: string; readonly handOver: boolean } | undefined;
   #handingOver = false;
 
   constructor(store: Store, instanceId: string, options: LeaseOptions) {
@@ -166,10 +168,13 @@ export class Leases {
         await tx.run('UPDATE job_leases SET owner = ?, epoch = epoch + 1, expires_at = ? WHERE owner = ?', [this.instanceId, iso(this.#ttlMs), id]);
       }
       await tx.run(
-        `INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, stopped_at, max_jobs, lease_ttl_ms) VALUES (?, ?, ?, ?, ?, NULL, ?, ?)
+        `INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, stopped_at, max_jobs, lease_ttl_ms, exchange_unreachable_since) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, started_at = excluded.started_at,
-           heartbeat_at = excluded.heartbeat_at, stopped_at = NULL, max_jobs = excluded.max_jobs, lease_ttl_ms = excluded.lease_ttl_ms`,
-        [this.instanceId, this.#host, process.pid, now, now, this.#maxJobs === Number.MAX_SAFE_INTEGER ? null : this.#maxJobs, this.#ttlMs],
+           heartbeat_at = excluded.heartbeat_at, stopped_at = NULL, max_jobs = excluded.max_jobs, lease_ttl_ms = excluded.lease_ttl_ms,
+           exchange_unreachable_since = excluded.exchange_unreachable_since`,
+        // An exchange already found unreachable (the daemon's first probe) is said from the start:
+        // a daemon syncing meanwhile gives this one no share.
+        [this.instanceId, this.#host, process.pid, now, now, this.#maxJobs === Number.MAX_SAFE_INTEGER ? null : this.#maxJobs, this.#ttlMs, this.exchangeUnreachable?.since ?? null],
       );
     });
     RUNNING_HERE.add(this.instanceId);
@@ -195,7 +200,7 @@ export class Leases {
     return this.#unrun;
   }
 
-  /** Whether the last sync handed this daemon's jobs over (see {@link handOver}). */
+  /** Whether the last sync that committed handed this daemon's jobs over (see {@link exchangeUnreachable}). */
   get handingOver(): boolean {
     return this.#handingOver;
   }
@@ -207,11 +212,14 @@ export class Leases {
    * keeps of them and has not written yet can still be written under its fence.
    */
   async sync(busy: ReadonlySet<string> = NO_JOBS, leaving?: Leaving): Promise<Map<string, Fence>> {
-    return this.#store.transaction(async (tx) => {
-      await this.#refresh(tx, busy, leaving);
+    const { handingOver, held } = await this.#store.transaction(async (tx) => {
+      const handingOver = await this.#refresh(tx, busy, leaving);
       const held = await tx.all<{ job_id: string; epoch: number }>('SELECT job_id, epoch FROM job_leases WHERE owner = ?', [this.instanceId]);
-      return new Map(held.map((l) => [l.job_id, { owner: this.instanceId, epoch: l.epoch }]));
+      return { handingOver, held };
     });
+    // Once committed: a sync rolled back (or run again by the adapter) published nothing.
+    this.#handingOver = handingOver;
+    return new Map(held.map((l) => [l.job_id, { owner: this.instanceId, epoch: l.epoch }]));
   }
 
   /**
@@ -222,15 +230,17 @@ export class Leases {
    * after this has committed: from then on no other daemon can settle them.
    */
   async syncForRecovery(): Promise<{ fences: Map<string, Fence>; held: number }> {
-    return this.#store.transaction(async (tx) => {
-      await this.#refresh(tx);
+    const { handingOver, ...synced } = await this.#store.transaction(async (tx) => {
+      const handingOver = await this.#refresh(tx);
       const count = await tx.get<{ held: number }>('SELECT count(*) AS held FROM job_leases WHERE owner = ?', [this.instanceId]);
       const open = await tx.all<{ job_id: string; epoch: number }>(
         "SELECT job_id, epoch FROM job_leases WHERE owner = ? AND job_id IN (SELECT t.job_id FROM trades t WHERE t.status = 'PENDING')",
         [this.instanceId],
       );
-      return { fences: new Map(open.map((l) => [l.job_id, { owner: this.instanceId, epoch: l.epoch }])), held: Number(count?.held ?? 0) };
+      return { handingOver, fences: new Map(open.map((l) => [l.job_id, { owner: this.instanceId, epoch: l.epoch }])), held: Number(count?.held ?? 0) };
     });
+    this.#handingOver = handingOver;
+    return synced;
   }
 
   /**
@@ -260,9 +270,10 @@ export class Leases {
 
   /**
    * sync's writes: heartbeat, renewal, lease rows for new active jobs, hand-backs, claims or sheds.
-   * `busy`: jobs whose step is running in this daemon, never shed (see #shed).
+   * `busy`: jobs whose step is running in this daemon, never shed (see #shed). Returns whether
+   * this daemon hands its jobs over (see {@link exchangeUnreachable}).
    */
-  async #refresh(tx: Executor, busy: ReadonlySet<string> = NO_JOBS, leaving?: Leaving): Promise<void> {
+  async #refresh(tx: Executor, busy: ReadonlySet<string> = NO_JOBS, leaving?: Leaving): Promise<boolean> {
     // What this sync may still write of the jobs it hands back (see #handBack), over both hand-backs below.
     const budget = { left: LEAVING_MAX };
     const started = await this.#clock(tx);
@@ -305,9 +316,10 @@ export class Leases {
       // refused (LEASE_LOST), as they must be (it decided from the job as it was before the pause).
       await this.#handBack(tx, done.map((d) => d.job_id), now, leaving, budget);
     }
-    const want = await this.#wanted(tx, now);
+    const { want, handOver } = await this.#wanted(tx, now);
     if (want > 0) await this.#claim(tx, want, now, expires);
-    else if (want < 0) await this.#shed(tx, -want, now, busy, leaving, budget, this.#handingOver);
+    else if (want < 0) await this.#shed(tx, -want, now, busy, leaving, budget, handOver);
+    return handOver;
   }
 
   /**
@@ -344,7 +356,7 @@ export class Leases {
    * their maximum, and the others share the rest evenly (rounded up), so that no active job is
    * left without a daemon while one has room.
    */
-  async #wanted(tx: Executor, now: string): Promise<number> {
+  async #wanted(tx: Executor, now: string): Promise<{ want: number; handOver: boolean }> {
     // Both counts from one statement, over the active jobs alike: on PostgreSQL each statement of
     // the sync sees the commits made before it began, and a job that went IDLE after the hand-back
     // above was counted in `mine` but not in `active`, so the daemon shed a job it needed (and
@@ -358,29 +370,45 @@ export class Leases {
     // Live: heartbeated within its own TTL, as register() judges it (a daemon of an older
     // version, which did not store it, within this one's). Few rows: filtered here.
     const nowMs = Date.parse(now);
-    const live = (
-      await tx.all<{ id: string; max_jobs: number | null; heartbeat_at: string; lease_ttl_ms: number | null }>(
-        'SELECT id, max_jobs, heartbeat_at, lease_ttl_ms FROM daemon_instances WHERE stopped_at IS NULL',
-      )
-    ).filter((d) => Date.parse(d.heartbeat_at) >= nowMs - this.#ttlOf(d));
-    const others = live.filter((d) => d.id !== this.instanceId);
-    // Handed over to a daemon that takes jobs (a maximum of 0 is one handing its own over: a
-    // --max-jobs is at least 1). With every other one handing over too, the first by id keeps
-    // them, so that two daemons in the same outage do not hand the jobs to each other by turns.
-    const handOver = this.handOver && others.some((d) => d.max_jobs === null || Number(d.max_jobs) > 0 || d.id < this.instanceId);
-    if (handOver !== this.#handingOver) {
-      const published = handOver ? 0 : this.#maxJobs === Number.MAX_SAFE_INTEGER ? null : this.#maxJobs;
-      await tx.run('UPDATE daemon_instances SET max_jobs = ? WHERE id = ?', [published, this.instanceId]);
-      this.#handingOver = handOver;
-    }
+    const rows = await tx.all<InstanceRow>(
+      'SELECT id, max_jobs, heartbeat_at, lease_ttl_ms, exchange_unreachable_since FROM daemon_instances WHERE stopped_at IS NULL',
+    );
+    const live = rows.filter((d) => Date.parse(d.heartbeat_at) >= nowMs - this.#ttlOf(d));
+    const unreachable = this.exchangeUnreachable;
+    // Daemons that take jobs and reach their exchange (a maximum of 0 is one handing its own
+    // over: a --max-jobs is at least 1).
+    const reaching = live.filter((d) => d.id !== this.instanceId && d.exchange_unreachable_since === null && maxOf(d) > 0);
+    const handOver = unreachable !== undefined && unreachable.handOver && reaching.length > 0;
     const mine = handOver ? 0 : this.#maxJobs;
+    await this.#publish(tx, rows.find((d) => d.id === this.instanceId), mine);
     const active = Number(row?.active ?? 0);
-    const maxima = live.map((d) => (d.id === this.instanceId ? mine : d.max_jobs === null ? Infinity : Number(d.max_jobs)));
+    const held = Number(row?.mine ?? 0);
+    // The jobs every live daemon may hold, as published: this daemon's as it is now.
+    const published = live.map((d) => (d.id === this.instanceId ? mine : maxOf(d)));
     // This daemon counts whether its row is seen live or not (its heartbeat was just written).
-    const capacity = maxima.length === 0 ? mine : maxima.reduce((a, b) => a + b, 0);
+    const capacity = published.length === 0 ? mine : published.reduce((a, b) => a + b, 0);
     this.#unrun = Math.max(0, active - capacity);
-    const share = shareOf(active, maxima, mine);
-    return share - Number(row?.mine ?? 0);
+    if (unreachable !== undefined && reaching.length > 0) {
+      // Cut off, beside a daemon that trades: no job more (handing over, none at all).
+      return { want: Math.min(0, shareOf(active, published, mine) - held), handOver };
+    }
+    // Reaching its exchange, this daemon gives no share to one that does not: the jobs that one
+    // lets go, or that were never claimed, come to the daemons that can trade them.
+    const maxima = unreachable !== undefined ? published : live.map((d, i) => (d.id !== this.instanceId && d.exchange_unreachable_since !== null ? 0 : published[i]!));
+    return { want: shareOf(active, maxima, mine) - held, handOver };
+  }
+
+  /**
+   * Writes this daemon's maximum (0 while it hands over) and since when its exchange answers no
+   * call onto its row, when the row says otherwise: compared with the row, not with what an
+   * earlier sync wrote, which a rollback may have undone.
+   */
+  async #publish(tx: Executor, own: InstanceRow | undefined, mine: number): Promise<void> {
+    if (own === undefined) return; // not registered (a Leases used for its leases alone)
+    const maxJobs = mine === Number.MAX_SAFE_INTEGER ? null : mine;
+    const since = this.exchangeUnreachable?.since ?? null;
+    if ((own.max_jobs === null ? null : Number(own.max_jobs)) === maxJobs && own.exchange_unreachable_since === since) return;
+    await tx.run('UPDATE daemon_instances SET max_jobs = ?, exchange_unreachable_since = ? WHERE id = ?', [maxJobs, since, this.instanceId]);
   }
 
   /** Takes up to `want` unowned or expired leases in one statement, each at a new epoch. */
@@ -453,11 +481,31 @@ export class Leases {
       const now = (await this.#clock(tx))();
       // The instance row before the leases, as every other transaction of this daemon's, and as
       // another daemon's register() that finds it dead: no two of them wait for each other in a cycle.
-      await tx.run('UPDATE daemon_instances SET stopped_at = ?, heartbeat_at = ? WHERE id = ?', [now, now, this.instanceId]);
+      // Its own maximum again, not the 0 of a hand-over, and no outage: a stopped daemon has none.
+      await tx.run('UPDATE daemon_instances SET stopped_at = ?, heartbeat_at = ?, max_jobs = ?, exchange_unreachable_since = NULL WHERE id = ?', [
+        now,
+        now,
+        this.#maxJobs === Number.MAX_SAFE_INTEGER ? null : this.#maxJobs,
+        this.instanceId,
+      ]);
       await tx.run(`UPDATE job_leases SET owner = '', expires_at = ? WHERE owner = ?`, [now, this.instanceId]);
     });
     RUNNING_HERE.delete(this.instanceId);
   }
+}
+
+/** A daemon's instance row, as the lease sync reads it. */
+interface InstanceRow {
+  id: string;
+  max_jobs: number | null;
+  heartbeat_at: string;
+  lease_ttl_ms: number | null;
+  exchange_unreachable_since: string | null;
+}
+
+/** A daemon's published maximum: Infinity when it has none. */
+function maxOf(d: InstanceRow): number {
+  return d.max_jobs === null ? Infinity : Number(d.max_jobs);
 }
 
 /**

@@ -280,10 +280,12 @@ export interface DaemonInstance {
   readonly running: boolean;
   /** Jobs whose lease it holds, not expired. */
   readonly jobs: number;
-  /** Its --max-jobs, null for none. */
+  /** Its --max-jobs, null for none; 0 while it hands its jobs over, its exchange unreachable (a --max-jobs is at least 1). */
   readonly maxJobs: number | null;
   /** The exchange it trades on (Exchange.id), as its last start's `recover` audit entry names it; null if none does. */
   readonly exchange: string | null;
+  /** Since when its exchange has answered no call (ISO 8601, its host's clock), as it last said; null while it answers. */
+  readonly exchangeUnreachableSince: string | null;
 }
 
 interface InstanceListRow {
@@ -295,6 +297,7 @@ interface InstanceListRow {
   stopped_at: string | null;
   max_jobs: number | string | null;
   lease_ttl_ms: number | string | null;
+  exchange_unreachable_since: string | null;
   jobs: number | string;
   recovered: string | null;
 }
@@ -477,7 +480,7 @@ export class Store {
     return this.#ctx.read(options, async (tx) => {
       const nowMs = this.#adapter.engine === 'postgres' ? await databaseNow(tx) : Date.now();
       const rows = await tx.all<InstanceListRow>(
-        `SELECT i.id, i.host, i.pid, i.started_at, i.heartbeat_at, i.stopped_at, i.max_jobs, i.lease_ttl_ms,
+        `SELECT i.id, i.host, i.pid, i.started_at, i.heartbeat_at, i.stopped_at, i.max_jobs, i.lease_ttl_ms, i.exchange_unreachable_since,
            (SELECT count(*) FROM job_leases l WHERE l.owner = i.id AND l.expires_at > ?) AS jobs,
            (SELECT a.after FROM audit_log a WHERE a.stream = 'daemon:' || i.id AND a.action = 'recover' ORDER BY a.seq DESC LIMIT 1) AS recovered
          FROM daemon_instances i ${all === true ? '' : 'WHERE i.stopped_at IS NULL'} ORDER BY i.started_at, i.id`,
@@ -497,6 +500,7 @@ export class Store {
           jobs: Number(row.jobs),
           maxJobs: row.max_jobs === null ? null : Number(row.max_jobs),
           exchange: typeof exchange === 'string' ? exchange : null,
+          exchangeUnreachableSince: row.exchange_unreachable_since,
         };
       });
     });

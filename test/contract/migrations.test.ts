@@ -276,8 +276,8 @@ function seedV3(): Seed {
 }
 
 // Version 4 rebuilds the trades table (its CHECKs respelled): the same rows as version 3.
-// Versions 5 and 6 add a column each to the daemon instances: the same rows again.
-const SEEDS: Readonly<Record<number, () => Seed>> = { 1: seedV1, 2: seedV2, 3: seedV3, 4: seedV3, 5: seedV3, 6: seedV3, 7: seedV3 };
+// Versions 5, 6 and 8 add a column each to the daemon instances: the same rows again.
+const SEEDS: Readonly<Record<number, () => Seed>> = { 1: seedV1, 2: seedV2, 3: seedV3, 4: seedV3, 5: seedV3, 6: seedV3, 7: seedV3, 8: seedV3 };
 
 /** The columns each migration adds to rows that already exist, and the value they must get. */
 const ADDED: Readonly<Record<number, Readonly<Record<string, Readonly<Record<string, string | null>>>>>> = {
@@ -287,6 +287,7 @@ const ADDED: Readonly<Record<number, Readonly<Record<string, Readonly<Record<str
   5: { daemon_instances: { max_jobs: null } },
   6: { daemon_instances: { lease_ttl_ms: null } },
   7: {},
+  8: { daemon_instances: { exchange_unreachable_since: null } },
 };
 
 /** Masks what legitimately differs between two dumps of the same schema: when each version was applied, and the fixture's schema name. */
@@ -333,6 +334,7 @@ const RELEASED_CHECKSUMS: Readonly<Record<number, { sqlite: string; postgres: st
   5: { sqlite: '4e094cc3bf20fb493084cb732a8e3dd78d2ce9e14564e027b8fdc12bc86b17dd', postgres: '4e094cc3bf20fb493084cb732a8e3dd78d2ce9e14564e027b8fdc12bc86b17dd' },
   6: { sqlite: '7240b0fae663c73c0f70e5c43fc3557e0662c968b343711e765e8f1ef1736e34', postgres: '7240b0fae663c73c0f70e5c43fc3557e0662c968b343711e765e8f1ef1736e34' },
   7: { sqlite: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855', postgres: '568a0cd90525086e1bb535d0789ed63b9eed875e385b4377f2faaa5a98413119' },
+  8: { sqlite: '8b851de812687ce884355fbed9f9e91641c0d3d4ec58c153dd3eef43f7814760', postgres: '786f9c1ace3dcb84b9ab8738a3cf074ba058939ab625c4ea25e432decf002ab6' },
 };
 
 describe('released migrations', () => {

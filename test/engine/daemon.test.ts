@@ -1292,12 +1292,14 @@ for (const engine of ENGINES) {
         await daemon.start();
         if (intent === undefined) await rec.waitCalls('price', TOKEN, 1, 0);
         else await rec.waitCalls('get', intent.clientOrderId, 2, 0);
+        // The one probe sent as the daemon registered (see Daemon.register) is before stop().
+        const probed = probes;
         const stopping = daemon.stop();
         const calls = rec.calls.length;
         gate.resolve();
         await stopping;
         assert.deepEqual(rec.calls.slice(calls), [], 'no exchange call started after stop()');
-        assert.equal(probes, 0, 'no getBalances probe after stop()');
+        assert.equal(probes, probed, 'no getBalances probe after stop()');
         assert.ok(!lines.some((l) => /step failed|exchange unavailable/.test(l)), lines.join('\n'));
         if (intent === undefined) {
           assert.deepEqual(await store.ledger.trades({ id: job.id }), [], 'nothing decided from a price that came after stop()');
@@ -2456,7 +2458,7 @@ for (const engine of ENGINES) {
       const [running] = await store.daemonInstances();
       assert.deepEqual(
         { ...running!, startedAt: '', heartbeatAt: '' },
-        { instance: first.daemon.instanceId, host: hostname(), pid: process.pid, startedAt: '', heartbeatAt: '', stoppedAt: null, running: true, jobs: 2, maxJobs: 5, exchange: ex.url },
+        { instance: first.daemon.instanceId, host: hostname(), pid: process.pid, startedAt: '', heartbeatAt: '', stoppedAt: null, running: true, jobs: 2, maxJobs: 5, exchange: ex.url, exchangeUnreachableSince: null },
       );
       await first.daemon.stop();
       assert.deepEqual(await store.daemonInstances(), [], 'a stopped daemon is listed with all only');
@@ -2491,7 +2493,12 @@ for (const engine of ENGINES) {
       await first.daemon.stop();
     });
 
-    it('a daemon cut off from its exchange for two lease TTLs hands its jobs over, an open intent too, and takes jobs again once it answers', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
+    /** The daemons holding the active jobs' leases, one entry per job, sorted. */
+    const holders = async () => [...(await store.daemons()).values()].map((d) => d.instance).sort();
+    const rowOf = async (id: string) => (await store.daemonInstances()).find((d) => d.instance === id)!;
+    const epochs = () => raw('SELECT job_id, epoch FROM job_leases ORDER BY job_id');
+
+    it('a daemon cut off from its exchange hands its jobs to one that reaches it, an open intent too, and takes jobs again once it answers', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
       const ex = await paper();
       const jobs = [];
       for (let i = 0; i < 4; i++) jobs.push(await store.jobs.start({ tokenAddress: tokenAddress(0xd0 + i), tokenSymbol: `T${i}`, set: [SLOW_DCA] }));
@@ -2499,59 +2506,104 @@ for (const engine of ENGINES) {
       const { trade } = await store.ledger.recordIntent({ job: { id: jobs[0]!.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
       const cut = new Cut(new HttpExchange(ex.url));
       cut.down = true;
-      const a = makeDaemon(store, cut, { leaseTtlMs: 600, instanceId: 'a-cut-off' });
+      // Alone, it keeps every job, and the intent waits.
+      const a = makeDaemon(store, cut, { leaseTtlMs: 1000, instanceId: 'a-cut-off' });
       await a.daemon.start();
+      await waitFor('A found its exchange unreachable', async () => (await rowOf('a-cut-off')).exchangeUnreachableSince !== null || undefined);
+      await sleep(300);
+      assert.deepEqual(await holders(), Array(4).fill('a-cut-off'));
       assert.equal((await store.ledger.get(trade.clientOrderId)).status, 'PENDING', 'not sent: A cannot reach the exchange');
-      const b = makeDaemon(store, new HttpExchange(ex.url), { leaseTtlMs: 600, instanceId: 'b-trading' });
+      const b = makeDaemon(store, new HttpExchange(ex.url), { leaseTtlMs: 1000, instanceId: 'b-trading' });
       await b.daemon.start();
-      const holders = async () => [...(await store.daemons()).values()].map((d) => d.instance);
-      await waitFor('every job on B', async () => { const h = await holders(); return (h.length === 4 && h.every((i) => i === 'b-trading')) || undefined; }, 10_000);
+      await waitFor('every job on B', async () => (await holders()).join() === Array(4).fill('b-trading').join() || undefined, 10_000);
       await waitFor('the intent settled by B', async () => (await store.ledger.get(trade.clientOrderId)).status === 'EXECUTED' || undefined);
       assert.equal((await exchangeOrders(ex.url)).filter((o) => o.clientOrderId === trade.clientOrderId).length, 1, 'one order on the exchange');
-      const rowOf = async (id: string) => (await store.daemonInstances()).find((d) => d.instance === id)!;
-      assert.deepEqual([(await rowOf('a-cut-off')).maxJobs, (await rowOf('a-cut-off')).jobs], [0, 0], 'A publishes a max of 0 while it hands over');
+      const cutOff = await rowOf('a-cut-off');
+      assert.deepEqual([cutOff.maxJobs, cutOff.jobs, typeof cutOff.exchangeUnreachableSince], [0, 0, 'string'], 'A publishes a max of 0 while it hands over');
+      assert.equal((await rowOf('b-trading')).exchangeUnreachableSince, null);
+      const handing = a.lines.findIndex((l) => /exchange unavailable since this daemon started: handing this daemon's jobs over to the daemons that reach theirs/.test(l));
+      assert.ok(handing >= 0, a.lines.join('\n'));
+      assert.ok(handing < a.lines.findIndex((l) => /now running 0 jobs/.test(l)), `the cause said before its effect:\n${a.lines.join('\n')}`);
       const listed = botstate(['daemons', '--db', fx.url]);
       assert.equal((await listed.exited).code, 0, listed.stderr());
-      assert.match(listed.stdout(), /\na-cut-off +.* 0 +0 \(handing over\) +\S+ +running\n/, listed.stdout());
-      assert.ok(a.lines.some((l) => /exchange unavailable for \d+ s: handing this daemon's jobs over to the other daemons/.test(l)), a.lines.join('\n'));
+      assert.match(listed.stdout(), /\na-cut-off +.* 0 +0 \(handing over\) +\S+ +running, exchange unreachable since \S+Z\n/, listed.stdout());
       // The exchange answers again: A probes it though it holds no job, and takes its share back.
       cut.down = false;
       await waitFor('A running jobs again', async () => (await holders()).includes('a-cut-off') || undefined, 10_000);
-      assert.equal((await rowOf('a-cut-off')).maxJobs, null, 'its own max published again');
-      assert.ok(a.lines.some((l) => /taking jobs again$/.test(l)), a.lines.join('\n'));
+      assert.deepEqual([(await rowOf('a-cut-off')).maxJobs, (await rowOf('a-cut-off')).exchangeUnreachableSince], [null, null], 'its own max published again');
+      assert.ok(a.lines.some((l) => /taking jobs again: the exchange answers$/.test(l)), a.lines.join('\n'));
+      // What it publishes is compared with its row, not with what it last wrote (which a rollback may undo).
+      await raw('UPDATE daemon_instances SET max_jobs = 0 WHERE id = ?', ['a-cut-off']);
+      await waitFor('the row corrected', async () => (await rowOf('a-cut-off')).maxJobs === null || undefined);
       await a.daemon.stop();
       await b.daemon.stop();
       await assertLedgerMatchesExchange(store, ex.url, jobs[0]!);
+      assert.deepEqual((await store.daemonInstances({ all: true })).map((d) => [d.maxJobs, d.exchangeUnreachableSince]), [[null, null], [null, null]]);
     });
 
-    it('in an outage every daemon sees, the jobs settle on the first daemon by id; alone, a daemon keeps its jobs', async () => {
+    it('a daemon started on an exchange that refuses it takes no job from a daemon that trades', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
+      const ex = await paper();
+      for (let i = 0; i < 4; i++) await store.jobs.start({ tokenAddress: tokenAddress(0xe0 + i), tokenSymbol: `T${i}`, set: [SLOW_DCA] });
+      const b = makeDaemon(store, new HttpExchange(ex.url), { leaseTtlMs: 1000, instanceId: 'b-trading' });
+      await b.daemon.start();
+      await waitFor('every job on B', async () => (await holders()).length === 4 || undefined);
+      const before = await epochs();
+      const cut = new Cut(new HttpExchange(ex.url));
+      cut.down = true;
+      const c = makeDaemon(store, cut, { leaseTtlMs: 1000, instanceId: 'c-wrong-url' });
+      const report = await c.daemon.start();
+      assert.equal(report.jobs, 0, c.lines.join('\n'));
+      await waitFor('C handing over', () => c.lines.some((l) => /handing this daemon's jobs over/.test(l)) || undefined);
+      await sleep(500);
+      assert.deepEqual(await epochs(), before, 'no job moved');
+      assert.ok(!c.lines.some((l) => /now running/.test(l)), c.lines.join('\n'));
+      await c.daemon.stop();
+      await b.daemon.stop();
+    });
+
+    it('an order whose lookup alone keeps failing, the exchange answering, does not move its job between daemons', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const { trade } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const lookupFails = (): Recorder => new Recorder(new HttpExchange(ex.url), { get: (call) => (call.key === trade.clientOrderId ? Promise.reject(new ExchangeUnavailableError('503 Service Unavailable')) : Promise.resolve()) });
+      const a = makeDaemon(store, lookupFails(), { leaseTtlMs: 300, instanceId: 'a-first' });
+      await a.daemon.start();
+      const b = makeDaemon(store, lookupFails(), { leaseTtlMs: 300, instanceId: 'b-second' });
+      await b.daemon.start();
+      await sleep(1500); // beyond two TTLs
+      const [before] = await epochs();
+      await sleep(1000);
+      assert.deepEqual((await epochs())[0], before, 'the job stays where it is');
+      for (const d of [a, b]) assert.ok(!d.lines.some((l) => /handing/.test(l)), d.lines.join('\n'));
+      assert.equal((await store.ledger.get(trade.clientOrderId)).status, 'PENDING');
+      await b.daemon.stop();
+      await a.daemon.stop();
+    });
+
+    it('in an outage every daemon sees, no job moves for it; alone, a daemon keeps its jobs', async () => {
       const ex = await paper();
       for (let i = 0; i < 4; i++) await store.jobs.start({ tokenAddress: tokenAddress(0xd8 + i), tokenSymbol: `T${i}`, set: [SLOW_DCA] });
       const cut = new Cut(new HttpExchange(ex.url));
-      const a = makeDaemon(store, cut, { leaseTtlMs: 300, instanceId: 'a-first' });
+      const a = makeDaemon(store, cut, { leaseTtlMs: 1000, instanceId: 'a-first' });
       await a.daemon.start();
       cut.down = true;
       await waitFor('the outage said', () => a.lines.some((l) => /exchange unavailable \(/.test(l)) || undefined);
-      await sleep(1000); // beyond two TTLs
-      const holders = async () => [...(await store.daemons()).values()].map((d) => d.instance).sort();
+      await waitFor('A found its exchange unreachable', async () => (await rowOf('a-first')).exchangeUnreachableSince !== null || undefined);
+      await sleep(2500); // beyond two TTLs
       assert.deepEqual(await holders(), Array(4).fill('a-first'), 'alone, it keeps its jobs');
-      assert.ok(!a.lines.some((l) => /handing/.test(l)), a.lines.join('\n'));
-      if (engine.name !== 'postgres') return;
-      const b = makeDaemon(store, cut, { leaseTtlMs: 300, instanceId: 'b-second' });
-      await b.daemon.start();
-      await waitFor('B handing over', () => b.lines.some((l) => /handing this daemon's jobs over/.test(l)) || undefined, 10_000);
-      await waitFor('every job on A', async () => (await holders()).join() === Array(4).fill('a-first').join() || undefined, 10_000);
-      // Stable: no lease changes hands (the epochs stay) while the outage lasts.
-      const epochs = () => raw('SELECT job_id, epoch FROM job_leases ORDER BY job_id');
-      const before = await epochs();
-      await sleep(1000);
-      assert.deepEqual(await epochs(), before, 'the jobs do not go back and forth');
-      // A handed its jobs to B once, as B joined: B had not found the outage yet.
-      assert.ok(a.lines.filter((l) => /handing/.test(l)).length <= 1, a.lines.join('\n'));
+      assert.equal((await rowOf('a-first')).maxJobs, null);
+      if (engine.name === 'postgres') {
+        // A second daemon cut off too: the jobs are shared as ever, and none is handed over.
+        const b = makeDaemon(store, cut, { leaseTtlMs: 1000, instanceId: 'b-second' });
+        await b.daemon.start();
+        await waitFor('the jobs shared', async () => (await holders()).join() === 'a-first,a-first,b-second,b-second' || undefined, 10_000);
+        const before = await epochs();
+        await sleep(2500);
+        assert.deepEqual(await epochs(), before, 'the jobs do not go back and forth');
+        for (const d of [a, b]) assert.ok(!d.lines.some((l) => /handing/.test(l)), d.lines.join('\n'));
+      }
       cut.down = false;
-      await waitFor('B running jobs again', async () => (await holders()).includes('b-second') || undefined, 10_000);
-      await b.daemon.stop();
-      await a.daemon.stop();
+      await waitFor('reachable again', async () => (await store.daemonInstances()).every((d) => d.exchangeUnreachableSince === null) || undefined);
     });
 
     it('active jobs beyond every daemon\'s --max-jobs are said, once, and again when they all have a daemon', async () => {
@@ -3213,7 +3265,7 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const { port } = server.address() as { port: number };
     const d = botstate(['daemon', '--exchange', `http://127.0.0.1:${port}`, '--db', fx.url]);
     await d.line(/^daemon \S+ on /);
-    await waitFor('the recovery\'s lookup at the exchange', () => requests.length > 0);
+    await waitFor('the recovery\'s lookup at the exchange', () => requests.includes('POST /orders/query HTTP/1.1'));
     d.child.kill('SIGTERM');
     assert.deepEqual(await d.exited, { code: 0, signal: null }, d.stderr());
     const lines = d.lines();
@@ -3221,7 +3273,8 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const iRecovered = lines.findIndex((l) => l.startsWith('recovered in'));
     assert.ok(iFinishing >= 0 && iFinishing < iRecovered, `said as the signal came, before recovery ended:\n${lines.join('\n')}`);
     assert.match(lines[iRecovered]!, /: 3 jobs, 3 pending intents \(0 executed, 0 failed, 0 re-sent, 0 open, 0 unresolved\); stopped during recovery: 3 left PENDING for the next start$/);
-    assert.deepEqual(requests, ['POST /orders/query HTTP/1.1'], 'only the batch lookup under way when the signal came was made');
+    // Beside it, the probe sent as the daemon registered (see Daemon.register), before the signal.
+    assert.deepEqual(requests.sort(), ['GET /balances HTTP/1.1', 'POST /orders/query HTTP/1.1'], 'only the batch lookup under way when the signal came was made');
     assert.equal(lines.at(-1), 'stopped cleanly');
     assert.deepEqual((await store.ledger.pending()).map((t) => t.clientOrderId).sort(), intents.sort());
   });

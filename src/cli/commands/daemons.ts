@@ -2,10 +2,11 @@ import type { DaemonInstance } from '../../store/store.ts';
 import { READING, withStore, type Command } from '../command.ts';
 import { jsonArrayChunks, outChunks, tableChunks } from '../output.ts';
 
-/** running; silent (not stopped, not heard from: killed or stalled); or stopped and when. */
+/** running; silent (not stopped, not heard from: killed or stalled); or stopped and when. With its exchange unreachable, since when. */
 function state(d: DaemonInstance): string {
   if (d.stoppedAt !== null) return `stopped ${d.stoppedAt}`;
-  return d.running ? 'running' : 'silent';
+  const unreachable = d.exchangeUnreachableSince === null ? '' : `, exchange unreachable since ${d.exchangeUnreachableSince}`;
+  return `${d.running ? 'running' : 'silent'}${unreachable}`;
 }
 
 /** Its --max-jobs; 0 (a --max-jobs is at least 1) while it hands its jobs over, its exchange unreachable. */
@@ -31,8 +32,9 @@ export const daemonsCommand: Command = {
     'silent (not stopped but not heard from: killed or stalled; the next daemon to start marks it stopped), ' +
     'or, with --all, stopped and when. JOBS counts the leases it holds, not expired; EXCHANGE is the exchange it trades on, ' +
     'as its recover audit entry names it (every daemon of a database must trade on one). MAX JOBS is its --max-jobs, and reads ' +
-    '0 (handing over) while the daemon, its exchange unreachable for two lease TTLs, hands its jobs to the other daemons. Oldest first. With --json, an array of ' +
-    '{ instance, host, pid, startedAt, heartbeatAt, stoppedAt, running, jobs, maxJobs, exchange }.',
+    '0 (handing over) while the daemon, its exchange unreachable, hands its jobs to the daemons that reach theirs; STATE adds ' +
+    '"exchange unreachable since T" while the daemon finds its exchange answering no call (T by its host\'s clock). Oldest first. With --json, an array of ' +
+    '{ instance, host, pid, startedAt, heartbeatAt, stoppedAt, running, jobs, maxJobs, exchange, exchangeUnreachableSince }.',
   options: { all: { type: 'boolean', help: 'every daemon that ever registered, the stopped ones too' } },
   positionals: [0, 0],
   async run(ctx) {
