@@ -292,8 +292,9 @@ export class Daemon {
    * cleared by any answer. Published on the instance row (see #publishReach).
    */
   #unreachableSince: number | undefined;
-  /** Probes in a row that got no answer. */
+  /** Probes in a row that got no answer, and why the last one got none. */
   #probesUnanswered = 0;
+  #probeFailure = '';
   /** Whether any call to the exchange has answered since this daemon started. */
   #everAnswered = false;
   /** This daemon's --max-jobs, if it has one. */
@@ -604,8 +605,10 @@ export class Daemon {
     // In an outage, whether the exchange answers at all, asked once a tick: what the next sync
     // publishes (see #publishReach). Lookups that fail for one order while the exchange answers
     // this are that order's trouble, not a reason to hand the jobs over.
+    // Waited for (as long as the exchange timeout, in an outage only): a sync that published what
+    // the last tick found would hand the jobs over just as the exchange answers again.
     const outage = this.#outage !== undefined || this.#unreachableSince !== undefined;
-    if (outage) this.#answers().catch(() => {});
+    if (outage) await this.#answers().catch(() => {});
     this.#publishReach();
     const read = await this.#saidIfSlow(this.#read(busy));
     if (read === undefined) {
@@ -718,13 +721,14 @@ export class Daemon {
     if (now === this.#handingOver) return;
     this.#handingOver = now;
     if (now) {
-      const since = this.#unreachableSince ?? Date.now();
+      // What this sync published: a probe may have answered since.
+      const since = Date.parse(this.#leases.exchangeUnreachable?.since ?? new Date().toISOString());
       const unavailable = this.#everAnswered ? `exchange unavailable for ${Math.round((Date.now() - since) / 1000)} s` : 'exchange unavailable since this daemon started';
-      this.#log(`${stamp()}  ${unavailable}: handing this daemon's jobs over to the daemons that reach theirs (it takes none until its exchange answers)`);
+      this.#log(`${stamp()}  ${unavailable} (${this.#probeFailure}): handing this daemon's jobs over to the daemons that reach theirs (it takes none until its exchange answers)`);
     } else if (this.#unreachableSince === undefined) {
       this.#log(`${stamp()}  taking jobs again: the exchange answers`);
     } else {
-      this.#log(`${stamp()}  taking jobs again though its exchange is still unavailable: no other daemon reaches its own`);
+      this.#log(`${stamp()}  taking jobs again though its exchange is still unavailable: no other daemon is left to run them`);
     }
   }
 
@@ -876,6 +880,7 @@ export class Daemon {
         if (!(e instanceof ExchangeUnavailableError)) return this.#reached(), true;
         this.#unreachableSince ??= Date.now();
         this.#probesUnanswered++;
+        this.#probeFailure = e.message;
         this.#publishReach(); // for a registration under way too
         return false;
       },

@@ -154,8 +154,8 @@ export class Leases {
           // SELECT above shows here (the row is read anew), and it is then left running.
           const gone = other.host === this.#host && !processAlive(other);
           const marked = gone
-            ? await tx.run('UPDATE daemon_instances SET stopped_at = ? WHERE id = ? AND stopped_at IS NULL', [now, other.id])
-            : await tx.run('UPDATE daemon_instances SET stopped_at = ? WHERE id = ? AND stopped_at IS NULL AND heartbeat_at <= ?', [now, other.id, staleBefore]);
+            ? await tx.run(`UPDATE daemon_instances SET ${MARK_STOPPED} WHERE id = ? AND stopped_at IS NULL`, [now, other.id])
+            : await tx.run(`UPDATE daemon_instances SET ${MARK_STOPPED} WHERE id = ? AND stopped_at IS NULL AND heartbeat_at <= ?`, [now, other.id, staleBefore]);
           if (marked > 0) dead.push(other.id);
         } else if (!this.#store.capabilities.concurrentWriters) {
           throw new RuleError('DAEMON_RUNNING', `another daemon (pid ${other.pid} on ${other.host}) is running on ${this.#store.location}`, {
@@ -374,13 +374,17 @@ export class Leases {
       'SELECT id, max_jobs, heartbeat_at, lease_ttl_ms, exchange_unreachable_since FROM daemon_instances WHERE stopped_at IS NULL',
     );
     const live = rows.filter((d) => Date.parse(d.heartbeat_at) >= nowMs - this.#ttlOf(d));
-    const unreachable = this.exchangeUnreachable;
+    const unreachable = this.exchangeUnreachable; // read once: the daemon may set it again meanwhile
+    const others = live.filter((d) => d.id !== this.instanceId);
     // Daemons that take jobs and reach their exchange (a maximum of 0 is one handing its own
     // over: a --max-jobs is at least 1).
-    const reaching = live.filter((d) => d.id !== this.instanceId && d.exchange_unreachable_since === null && maxOf(d) > 0);
-    const handOver = unreachable !== undefined && unreachable.handOver && reaching.length > 0;
+    const reaching = others.filter((d) => d.exchange_unreachable_since === null && maxOf(d) > 0);
+    // Handed over to a daemon that reaches its exchange, and kept so until this one's answers
+    // (or no other daemon is left): taking the jobs back when the others find the exchange down
+    // too would move them twice for one outage.
+    const handOver = unreachable !== undefined && unreachable.handOver && (reaching.length > 0 || (this.#handingOver && others.length > 0));
     const mine = handOver ? 0 : this.#maxJobs;
-    await this.#publish(tx, rows.find((d) => d.id === this.instanceId), mine);
+    await this.#publish(tx, rows.find((d) => d.id === this.instanceId), mine, unreachable?.since ?? null);
     const active = Number(row?.active ?? 0);
     const held = Number(row?.mine ?? 0);
     // The jobs every live daemon may hold, as published: this daemon's as it is now.
@@ -388,13 +392,15 @@ export class Leases {
     // This daemon counts whether its row is seen live or not (its heartbeat was just written).
     const capacity = published.length === 0 ? mine : published.reduce((a, b) => a + b, 0);
     this.#unrun = Math.max(0, active - capacity);
-    if (unreachable !== undefined && reaching.length > 0) {
-      // Cut off, beside a daemon that trades: no job more (handing over, none at all).
-      return { want: Math.min(0, shareOf(active, published, mine) - held), handOver };
+    if (unreachable !== undefined) {
+      const want = shareOf(active, published, mine) - held;
+      // Cut off, beside a daemon that trades: no job more (handing over, none at all). With none
+      // that trades, none handed to another daemon cut off too: jobs move for no outage.
+      return { want: reaching.length > 0 || handOver ? Math.min(0, want) : Math.max(0, want), handOver };
     }
     // Reaching its exchange, this daemon gives no share to one that does not: the jobs that one
     // lets go, or that were never claimed, come to the daemons that can trade them.
-    const maxima = unreachable !== undefined ? published : live.map((d, i) => (d.id !== this.instanceId && d.exchange_unreachable_since !== null ? 0 : published[i]!));
+    const maxima = live.map((d, i) => (d.id !== this.instanceId && d.exchange_unreachable_since !== null ? 0 : published[i]!));
     return { want: shareOf(active, maxima, mine) - held, handOver };
   }
 
@@ -403,10 +409,9 @@ export class Leases {
    * call onto its row, when the row says otherwise: compared with the row, not with what an
    * earlier sync wrote, which a rollback may have undone.
    */
-  async #publish(tx: Executor, own: InstanceRow | undefined, mine: number): Promise<void> {
+  async #publish(tx: Executor, own: InstanceRow | undefined, mine: number, since: string | null): Promise<void> {
     if (own === undefined) return; // not registered (a Leases used for its leases alone)
     const maxJobs = mine === Number.MAX_SAFE_INTEGER ? null : mine;
-    const since = this.exchangeUnreachable?.since ?? null;
     if ((own.max_jobs === null ? null : Number(own.max_jobs)) === maxJobs && own.exchange_unreachable_since === since) return;
     await tx.run('UPDATE daemon_instances SET max_jobs = ?, exchange_unreachable_since = ? WHERE id = ?', [maxJobs, since, this.instanceId]);
   }
@@ -525,6 +530,11 @@ export function shareOf(active: number, maxima: readonly number[], mine: number)
   return Math.min(mine, level);
 }
 
+/**
+ * A dead daemon marked stopped: no outage of its exchange is current any more. A maximum of 0 it
+ * published while handing its jobs over stays (its own is not known here).
+ */
+const MARK_STOPPED = 'stopped_at = ?, exchange_unreachable_since = NULL';
 /** A wait in a lease sync after which its clock is read again: short beside any lease TTL. */
 const CLOCK_STALE_MS = 250;
 const NO_JOBS: ReadonlySet<string> = new Set();

@@ -280,11 +280,14 @@ export interface DaemonInstance {
   readonly running: boolean;
   /** Jobs whose lease it holds, not expired. */
   readonly jobs: number;
-  /** Its --max-jobs, null for none; 0 while it hands its jobs over, its exchange unreachable (a --max-jobs is at least 1). */
+  /**
+   * Its --max-jobs, null for none; 0 while it hands its jobs over, its exchange unreachable (a
+   * --max-jobs is at least 1), and still 0 for one killed meanwhile.
+   */
   readonly maxJobs: number | null;
   /** The exchange it trades on (Exchange.id), as its last start's `recover` audit entry names it; null if none does. */
   readonly exchange: string | null;
-  /** Since when its exchange has answered no call (ISO 8601, its host's clock), as it last said; null while it answers. */
+  /** Since when its exchange has answered no call (ISO 8601, its host's clock), as it last said; null while it answers, and once it is stopped. */
   readonly exchangeUnreachableSince: string | null;
 }
 
@@ -500,7 +503,7 @@ export class Store {
           jobs: Number(row.jobs),
           maxJobs: row.max_jobs === null ? null : Number(row.max_jobs),
           exchange: typeof exchange === 'string' ? exchange : null,
-          exchangeUnreachableSince: row.exchange_unreachable_since,
+          exchangeUnreachableSince: row.stopped_at === null ? row.exchange_unreachable_since : null,
         };
       });
     });

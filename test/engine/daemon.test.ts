@@ -321,6 +321,8 @@ function rewriting(inner: Exchange, rewrite: (o: ExchangeOrder) => ExchangeOrder
 }
 
 const tradeLines = (lines: readonly string[]): string[] => lines.filter((l) => / (BUY|SELL) \S+ for \S+ @ /.test(l));
+/** Lines that name this clientOrderId as a word: `…-3` is a prefix of `…-31`. */
+const naming = (id: string) => (line: string) => line.split(/\s+/).includes(id);
 
 function sqlFor(fx: Fixture, sql: string): string {
   let n = 0;
@@ -404,7 +406,7 @@ for (const engine of ENGINES) {
       const printed = tradeLines(lines);
       assert.equal(printed.length, trades.length);
       for (const t of trades) {
-        const mine = printed.filter((l) => l.includes(t.clientOrderId));
+        const mine = printed.filter(naming(t.clientOrderId));
         assert.equal(mine.length, 1, `one line for ${t.clientOrderId}`);
         assert.match(mine[0]!, new RegExp(`LGI +BUY ${t.baseAmount!.replace('.', '\\.')} for 10 @ 0\\.37 +DCA +${t.clientOrderId}$`));
       }
@@ -2058,7 +2060,7 @@ for (const engine of ENGINES) {
       const settled = await store.ledger.get(inFlight!.clientOrderId);
       assert.equal(settled.status, 'EXECUTED', 'the order in flight was recorded before stop() returned');
       assert.deepEqual(await store.ledger.pending(), []);
-      assert.equal(tradeLines(lines).filter((l) => l.includes(settled.clientOrderId)).length, 1);
+      assert.equal(tradeLines(lines).filter(naming(settled.clientOrderId)).length, 1);
       const leases = await raw('SELECT owner FROM job_leases');
       assert.ok(leases.length >= 1);
       assert.deepEqual(leases.map((l) => l['owner']), leases.map(() => ''), 'every lease handed back');
@@ -2521,7 +2523,7 @@ for (const engine of ENGINES) {
       const cutOff = await rowOf('a-cut-off');
       assert.deepEqual([cutOff.maxJobs, cutOff.jobs, typeof cutOff.exchangeUnreachableSince], [0, 0, 'string'], 'A publishes a max of 0 while it hands over');
       assert.equal((await rowOf('b-trading')).exchangeUnreachableSince, null);
-      const handing = a.lines.findIndex((l) => /exchange unavailable since this daemon started: handing this daemon's jobs over to the daemons that reach theirs/.test(l));
+      const handing = a.lines.findIndex((l) => /exchange unavailable since this daemon started \(connect ECONNREFUSED 127\.0\.0\.1\): handing this daemon's jobs over to the daemons that reach theirs/.test(l));
       assert.ok(handing >= 0, a.lines.join('\n'));
       assert.ok(handing < a.lines.findIndex((l) => /now running 0 jobs/.test(l)), `the cause said before its effect:\n${a.lines.join('\n')}`);
       const listed = botstate(['daemons', '--db', fx.url]);
@@ -2561,6 +2563,34 @@ for (const engine of ENGINES) {
       await b.daemon.stop();
     });
 
+    it('a daemon that handed its jobs over keeps them handed over when the daemon that runs them is cut off too', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
+      const ex = await paper();
+      for (let i = 0; i < 4; i++) await store.jobs.start({ tokenAddress: tokenAddress(0xe8 + i), tokenSymbol: `T${i}`, set: [SLOW_DCA] });
+      const blip = new Cut(new HttpExchange(ex.url));
+      const a = makeDaemon(store, blip, { leaseTtlMs: 1000, instanceId: 'a-trading' });
+      await a.daemon.start();
+      const wrong = new Cut(new HttpExchange(ex.url));
+      wrong.down = true;
+      const b = makeDaemon(store, wrong, { leaseTtlMs: 1000, instanceId: 'b-wrong-url' });
+      await b.daemon.start();
+      await waitFor('B handing over', async () => (await rowOf('b-wrong-url')).maxJobs === 0 || undefined);
+      const before = await epochs();
+      // A's exchange goes away for longer than a few ticks: nobody reaches an exchange now, and
+      // still B does not take jobs back (they would move twice for one outage), nor A hand its own.
+      blip.down = true;
+      await waitFor('A found its exchange unreachable', async () => (await rowOf('a-trading')).exchangeUnreachableSince !== null || undefined);
+      await sleep(1500);
+      blip.down = false;
+      await waitFor('A reaching again', async () => (await rowOf('a-trading')).exchangeUnreachableSince === null || undefined);
+      await sleep(200);
+      assert.deepEqual(await epochs(), before, 'no job moved');
+      assert.equal((await rowOf('b-wrong-url')).maxJobs, 0);
+      assert.ok(!b.lines.some((l) => /taking jobs again/.test(l)), b.lines.join('\n'));
+      assert.match(b.lines.find((l) => /handing/.test(l))!, /exchange unavailable since this daemon started \(connect ECONNREFUSED 127\.0\.0\.1\): handing/);
+      await b.daemon.stop();
+      await a.daemon.stop();
+    });
+
     it('an order whose lookup alone keeps failing, the exchange answering, does not move its job between daemons', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
@@ -2592,18 +2622,27 @@ for (const engine of ENGINES) {
       await sleep(2500); // beyond two TTLs
       assert.deepEqual(await holders(), Array(4).fill('a-first'), 'alone, it keeps its jobs');
       assert.equal((await rowOf('a-first')).maxJobs, null);
-      if (engine.name === 'postgres') {
-        // A second daemon cut off too: the jobs are shared as ever, and none is handed over.
-        const b = makeDaemon(store, cut, { leaseTtlMs: 1000, instanceId: 'b-second' });
-        await b.daemon.start();
-        await waitFor('the jobs shared', async () => (await holders()).join() === 'a-first,a-first,b-second,b-second' || undefined, 10_000);
-        const before = await epochs();
-        await sleep(2500);
-        assert.deepEqual(await epochs(), before, 'the jobs do not go back and forth');
-        for (const d of [a, b]) assert.ok(!d.lines.some((l) => /handing/.test(l)), d.lines.join('\n'));
-      }
       cut.down = false;
       await waitFor('reachable again', async () => (await store.daemonInstances()).every((d) => d.exchangeUnreachableSince === null) || undefined);
+      if (engine.name !== 'postgres') return;
+      // Two daemons, then an outage both see: nothing moves (neither hands its jobs to the other,
+      // nor rebalances onto a daemon that cannot trade them either).
+      const b = makeDaemon(store, cut, { leaseTtlMs: 1000, instanceId: 'b-second' });
+      await b.daemon.start();
+      await waitFor('the jobs shared', async () => (await holders()).join() === 'a-first,a-first,b-second,b-second' || undefined, 10_000);
+      const before = await epochs();
+      cut.down = true;
+      await waitFor('both found the exchange unreachable', async () => (await store.daemonInstances()).every((d) => d.exchangeUnreachableSince !== null) || undefined);
+      await sleep(2500); // beyond two TTLs
+      assert.deepEqual(await epochs(), before, 'no job moved');
+      for (const d of [a, b]) assert.ok(!d.lines.some((l) => /handing|no daemon to run/.test(l)), d.lines.join('\n'));
+      // A daemon that joins during the outage takes nothing from them either.
+      const c = makeDaemon(store, cut, { leaseTtlMs: 1000, instanceId: 'c-third' });
+      assert.equal((await c.daemon.start()).jobs, 0);
+      await sleep(500);
+      assert.deepEqual(await epochs(), before, 'no job moved to C');
+      cut.down = false;
+      await waitFor('all three reaching again', async () => (await store.daemonInstances()).every((d) => d.exchangeUnreachableSince === null) || undefined);
     });
 
     it('active jobs beyond every daemon\'s --max-jobs are said, once, and again when they all have a daemon', async () => {
@@ -3153,11 +3192,11 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     assert.ok(d.lines().includes('SIGTERM: finishing the step in flight… (a second signal stops it at once, as kill -9 would)'));
     assert.equal(d.lines().at(-1), 'stopped cleanly');
     assert.equal((await store.ledger.get(inFlight!.clientOrderId)).status, 'EXECUTED');
-    assert.equal(d.lines().filter((l) => l.includes(inFlight!.clientOrderId)).length, 1, 'the last trade was printed');
+    assert.equal(d.lines().filter(naming(inFlight!.clientOrderId)).length, 1, 'the last trade was printed');
     for (const job of [a, b]) {
       const { trades } = await assertLedgerMatchesExchange(store, ex.url, job);
       for (const t of trades.filter((t) => t.status === 'EXECUTED')) {
-        assert.equal(tradeLines(d.lines()).filter((l) => l.includes(t.clientOrderId)).length, 1, `printed ${t.clientOrderId}`);
+        assert.equal(tradeLines(d.lines()).filter(naming(t.clientOrderId)).length, 1, `printed ${t.clientOrderId}:\n${d.lines().join('\n')}`);
       }
     }
     const instances = await fx.raw('SELECT pid, stopped_at FROM daemon_instances');

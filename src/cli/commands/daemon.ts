@@ -60,6 +60,13 @@ async function ensureDemoJobs(store: Store, log: (line: string) => void): Promis
 /** The demo's exchange, for a daemon built before the paper exchange it will use has started. */
 class LateExchange implements Exchange {
   target: HttpExchange | undefined;
+  readonly #started = Promise.withResolvers<HttpExchange>();
+
+  /** The paper exchange has started: calls go to it, and the probe sent as the daemon registered is answered. */
+  start(target: HttpExchange): void {
+    this.target = target;
+    this.#started.resolve(target);
+  }
 
   get id(): string | undefined {
     return this.target?.id;
@@ -83,7 +90,8 @@ class LateExchange implements Exchange {
   }
 
   getBalances(): Promise<Readonly<Record<string, Decimal>>> {
-    return this.#to().getBalances();
+    // Asked as the daemon registers (whether the exchange answers at all): answered once it has started.
+    return this.target ? this.target.getBalances() : this.#started.promise.then((target) => target.getBalances());
   }
 
   getPrices(tokens: readonly string[]): Promise<ReadonlyMap<string, Decimal>> {
@@ -246,7 +254,8 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
   try {
     // The demo's paper exchange starts only once the daemon has registered (a refused demo must
     // not touch its data file, which a running demo may be using): until then the daemon is
-    // given an exchange that is not reachable yet, which registering does not call.
+    // given an exchange that is not reachable yet (the probe sent as the daemon registers is
+    // answered once it has started).
     const exchange = demo ? new LateExchange() : new HttpExchange(exchangeUrl, typeof exchangeId === 'string' ? { id: exchangeId } : {});
     const daemon = new Daemon({ store, exchange, tickMs, leaseTtlMs, concurrency, log, ...(maxJobs ? { maxJobs } : {}) });
     // Said once, as soon as the signal comes (during recovery too), or not at all after a failure's line.
@@ -270,7 +279,7 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
         paper = await startPaperExchange({ port: 0, dataFile, stepMs: 1000, volatility: '0.01' });
         url = paper.url;
         // Named by its data file: the demo's port changes at every start, its orders do not.
-        exchange.target = new HttpExchange(url, { id: `paper-exchange:${resolve(dataFile)}` });
+        exchange.start(new HttpExchange(url, { id: `paper-exchange:${resolve(dataFile)}` }));
         log(`demo: paper exchange at ${url} (data ${dataFile})`);
       }
       log(`daemon ${daemon.instanceId} on ${store.location} (${store.engine}, ${durability}), exchange ${url}${typeof exchangeId === 'string' ? ` (id ${exchangeId})` : ''}, tick ${tickMs} ms`);

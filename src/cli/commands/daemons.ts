@@ -9,9 +9,12 @@ function state(d: DaemonInstance): string {
   return `${d.running ? 'running' : 'silent'}${unreachable}`;
 }
 
-/** Its --max-jobs; 0 (a --max-jobs is at least 1) while it hands its jobs over, its exchange unreachable. */
+/**
+ * Its --max-jobs; 0 (a --max-jobs is at least 1) while it hands its jobs over, its exchange
+ * unreachable. A daemon killed meanwhile keeps the 0, and stopped is not handing anything over.
+ */
 function maxJobsOf(d: DaemonInstance): string {
-  if (d.maxJobs === 0) return '0 (handing over)';
+  if (d.maxJobs === 0) return d.stoppedAt === null ? '0 (handing over)' : '0';
   return d.maxJobs === null ? '-' : String(d.maxJobs);
 }
 
