@@ -266,7 +266,7 @@ export class Daemon {
    * lookup alone fails from an outage (see #lookupFailed).
    */
   #answersSeen = 0;
-  /** This tick's answer to "does the exchange answer at all?" (see #answers). */
+  /** This tick's (or the registration's) answer to "does the exchange answer at all?" (see #answers). */
   #probe: Promise<boolean> | undefined;
   /**
    * The batch price request failed while the exchange answered: each job is priced alone until
@@ -285,15 +285,20 @@ export class Daemon {
   #recoveredJobs: number | undefined;
   /** Active jobs no daemon may run at the last tick (see #sayUnrun). */
   #unrun = 0;
-  /** Whether this daemon was handing its jobs over at the last tick (see #sayHandOver). */
-  #handingOver = false;
+  /** Whether this daemon last said it hands its jobs over (see #sayHandOver). */
+  #saidHandingOver = false;
   /**
    * Since when the exchange has answered no call: set when a probe (see #answers) gets no answer,
    * cleared by any answer. Published on the instance row (see #publishReach).
    */
   #unreachableSince: number | undefined;
-  /** Probes in a row that got no answer, and why the last one got none. */
+  /**
+   * Probes in a row that got no answer (one sent before the last counted one failed, as the
+   * registration's and the first tick's may be, counts once), when the last counted one failed,
+   * and why.
+   */
   #probesUnanswered = 0;
+  #probeFailedAt = 0;
   #probeFailure = '';
   /** Whether any call to the exchange has answered since this daemon started. */
   #everAnswered = false;
@@ -393,7 +398,10 @@ export class Daemon {
    * Registers this daemon — refused with DAEMON_RUNNING while another daemon runs on the same
    * SQLite file — and starts heartbeating. {@link start} does it first unless it was done: a
    * caller with work that must wait until the daemon is allowed to run (the CLI's demo jobs)
-   * registers, does it, then starts.
+   * registers, does it, then starts. On PostgreSQL it also sends the exchange a `getBalances`
+   * probe, not waited for: an exchange that does not answer it yet (one the caller starts after
+   * registering) counts towards handing the jobs over (see #publishReach), so such an adapter
+   * should hold the call until it can answer, as the CLI's demo exchange does.
    */
   async register(): Promise<void> {
     this.#refuseIfStopped('register');
@@ -402,10 +410,11 @@ export class Daemon {
     // registration would start a second renewer that stop() never clears.
     this.#registering ??= this.#entered(async () => {
       const t0 = performance.now();
-      // Whether the exchange answers at all, asked beside the registration and not waited for:
-      // a daemon whose exchange refuses it (a wrong URL) knows by its recovery's lease sync, and
-      // takes no job from daemons that can trade them (see #publishReach).
-      this.#answers().catch(() => {});
+      // Whether the exchange answers at all, asked beside the registration and not waited for
+      // where several daemons may run (PostgreSQL): a daemon whose exchange refuses it (a wrong
+      // URL) knows by its recovery's lease sync, and takes no job from daemons that can trade
+      // them (see #publishReach). Alone on a SQLite file it would hand nothing to anyone.
+      if (this.#store.capabilities.concurrentWriters) this.#answers().catch(() => {});
       await this.#leases.register();
       this.#registeredMs = performance.now() - t0;
       // Heartbeats and renewals from now on: a recovery slowed by the exchange (a hung exchange,
@@ -608,7 +617,10 @@ export class Daemon {
     // Waited for (as long as the exchange timeout, in an outage only): a sync that published what
     // the last tick found would hand the jobs over just as the exchange answers again.
     const outage = this.#outage !== undefined || this.#unreachableSince !== undefined;
-    if (outage) await this.#answers().catch(() => {});
+    if (outage) {
+      await this.#answers().catch(() => {});
+      if (this.#stopping) return; // the stop hands the leases back: no claim just before it
+    }
     this.#publishReach();
     const read = await this.#saidIfSlow(this.#read(busy));
     if (read === undefined) {
@@ -709,6 +721,7 @@ export class Daemon {
     this.#everAnswered = true;
     this.#unreachableSince = undefined;
     this.#probesUnanswered = 0;
+    this.#probeFailedAt = 0;
   }
 
   /**
@@ -718,8 +731,8 @@ export class Daemon {
    */
   #sayHandOver(): void {
     const now = this.#leases.handingOver;
-    if (now === this.#handingOver) return;
-    this.#handingOver = now;
+    if (now === this.#saidHandingOver) return;
+    this.#saidHandingOver = now;
     if (now) {
       // What this sync published: a probe may have answered since.
       const since = Date.parse(this.#leases.exchangeUnreachable?.since ?? new Date().toISOString());
@@ -871,15 +884,21 @@ export class Daemon {
   /**
    * Whether the exchange answers a call about no market (getBalances), asked once per tick: when a
    * price asked alone got no answer, this tells an exchange that is down from one market that is.
+   * Asked as the daemon registers too, and every tick of an outage: what it finds is what the
+   * lease syncs publish (see #publishReach).
    */
   #answers(): Promise<boolean> {
+    const sent = Date.now();
     this.#probe ??= this.#exchange.getBalances().then(
       () => (this.#reached(), true),
       (e: unknown) => {
         if (e instanceof StopAsked) throw e; // not asked: the step ends, and nothing is counted
         if (!(e instanceof ExchangeUnavailableError)) return this.#reached(), true;
         this.#unreachableSince ??= Date.now();
-        this.#probesUnanswered++;
+        if (sent >= this.#probeFailedAt) {
+          this.#probesUnanswered++;
+          this.#probeFailedAt = Date.now();
+        }
         this.#probeFailure = e.message;
         this.#publishReach(); // for a registration under way too
         return false;
@@ -1800,6 +1819,7 @@ function timed(exchange: Exchange, ms: number, stopping: () => boolean): Exchang
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new ExchangeUnavailableError(`the exchange did not answer ${name} within ${ms} ms`)), ms);
+        timer.unref(); // a call nobody waits for (the registration's probe) keeps no stopped process alive
       });
       return Promise.race([answer, late]).finally(() => clearTimeout(timer));
     };

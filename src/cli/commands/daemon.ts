@@ -59,22 +59,22 @@ async function ensureDemoJobs(store: Store, log: (line: string) => void): Promis
 
 /** The demo's exchange, for a daemon built before the paper exchange it will use has started. */
 class LateExchange implements Exchange {
-  target: HttpExchange | undefined;
+  #target: HttpExchange | undefined;
   readonly #started = Promise.withResolvers<HttpExchange>();
 
   /** The paper exchange has started: calls go to it, and the probe sent as the daemon registered is answered. */
   start(target: HttpExchange): void {
-    this.target = target;
+    this.#target = target;
     this.#started.resolve(target);
   }
 
   get id(): string | undefined {
-    return this.target?.id;
+    return this.#target?.id;
   }
 
   #to(): HttpExchange {
-    if (!this.target) throw new Error('the demo exchange has not started yet');
-    return this.target;
+    if (!this.#target) throw new Error('the demo exchange has not started yet');
+    return this.#target;
   }
 
   placeOrder(order: OrderRequest): Promise<ExchangeOrder> {
@@ -91,7 +91,7 @@ class LateExchange implements Exchange {
 
   getBalances(): Promise<Readonly<Record<string, Decimal>>> {
     // Asked as the daemon registers (whether the exchange answers at all): answered once it has started.
-    return this.target ? this.target.getBalances() : this.#started.promise.then((target) => target.getBalances());
+    return this.#target ? this.#target.getBalances() : this.#started.promise.then((target) => target.getBalances());
   }
 
   getPrices(tokens: readonly string[]): Promise<ReadonlyMap<string, Decimal>> {

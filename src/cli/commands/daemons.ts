@@ -11,10 +11,10 @@ function state(d: DaemonInstance): string {
 
 /**
  * Its --max-jobs; 0 (a --max-jobs is at least 1) while it hands its jobs over, its exchange
- * unreachable. A daemon killed meanwhile keeps the 0, and stopped is not handing anything over.
+ * unreachable. A daemon killed meanwhile keeps the 0, and hands nothing over any more.
  */
 function maxJobsOf(d: DaemonInstance): string {
-  if (d.maxJobs === 0) return d.stoppedAt === null ? '0 (handing over)' : '0';
+  if (d.maxJobs === 0) return d.running ? '0 (handing over)' : '0';
   return d.maxJobs === null ? '-' : String(d.maxJobs);
 }
 
