@@ -703,7 +703,9 @@ export class Daemon {
    * its exchange (a wrong URL, a network only it is cut off from) would otherwise hold its share
    * of the jobs, none of them trading, while other daemons could run them. It hands them over
    * once unreachable for HAND_OVER_AFTER_TTLS lease TTLs, not on a blip; or, never having reached
-   * it since it started, once a second probe in a row gets no answer.
+   * it since it started (a wrong URL: it holds at most the jobs of a dead daemon it took over),
+   * after half a TTL, so that a daemon restarted during a refusal of a second does not send its
+   * jobs away. Either way after two probes in a row without an answer.
    */
   #publishReach(): void {
     const since = this.#unreachableSince;
@@ -712,7 +714,7 @@ export class Daemon {
         ? undefined
         : {
             since: new Date(since).toISOString(),
-            handOver: this.#everAnswered ? Date.now() - since >= HAND_OVER_AFTER_TTLS * this.#leaseTtlMs : this.#probesUnanswered >= 2,
+            handOver: Date.now() - since >= (this.#everAnswered ? HAND_OVER_AFTER_TTLS * this.#leaseTtlMs : this.#leaseTtlMs / 2) && this.#probesUnanswered >= 2,
           };
   }
 

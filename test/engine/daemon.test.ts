@@ -2613,6 +2613,34 @@ for (const engine of ENGINES) {
       await a.daemon.stop();
     });
 
+    it('a daemon restarted while its exchange refuses it for a second keeps the jobs of the daemon it replaces', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
+      const ex = await paper();
+      const jobs = [];
+      for (let i = 0; i < 4; i++) jobs.push(await store.jobs.start({ tokenAddress: tokenAddress(0xf8 + i), tokenSymbol: `T${i}`, set: [SLOW_DCA] }));
+      const b = makeDaemon(store, new HttpExchange(ex.url), { leaseTtlMs: 1000, instanceId: 'b-trading' });
+      await b.daemon.start();
+      await waitFor('every job on B', async () => (await holders()).length === 4 || undefined);
+      // A daemon of this host killed (kill -9) holding two of them: its process is gone.
+      const now = new Date().toISOString();
+      await raw('INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, stopped_at, lease_ttl_ms) VALUES (?, ?, ?, ?, ?, NULL, ?)', ['killed', hostname(), DEAD_PID, now, now, 60_000]);
+      await raw("UPDATE job_leases SET owner = 'killed', expires_at = ? WHERE job_id IN (?, ?)", [new Date(Date.now() + 60_000).toISOString(), jobs[0]!.id, jobs[1]!.id]);
+      // Its replacement starts while the exchange refuses connections, for a second.
+      const cut = new Cut(new HttpExchange(ex.url));
+      cut.down = true;
+      const n = makeDaemon(store, cut, { leaseTtlMs: 1000, instanceId: 'n-restarted' });
+      await n.daemon.start();
+      const taken = await epochs();
+      assert.deepEqual((await raw('SELECT owner FROM job_leases WHERE job_id IN (?, ?)', [jobs[0]!.id, jobs[1]!.id])).map((r) => r['owner']), ['n-restarted', 'n-restarted']);
+      await sleep(300);
+      cut.down = false;
+      await waitFor('N reaching', async () => (await rowOf('n-restarted')).exchangeUnreachableSince === null || undefined);
+      await sleep(500);
+      assert.ok(!n.lines.some((l) => /handing/.test(l)), n.lines.join('\n'));
+      assert.deepEqual(await epochs(), taken, 'the jobs it took over stayed with it');
+      await n.daemon.stop();
+      await b.daemon.stop();
+    });
+
     it('an order whose lookup alone keeps failing, the exchange answering, does not move its job between daemons', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
