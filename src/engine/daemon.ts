@@ -132,7 +132,7 @@ const SLOW_DATABASE_MS = 3000;
 const STUCK_SAID_AGAIN_MS = 10 * 60_000;
 /** How often a changed cause of an outage under way is said at most (see #exchangeUnavailable). */
 const OUTAGE_CAUSE_SAID_EVERY_MS = 60_000;
-/** An outage this many lease TTLs long has the daemon hand its jobs over to the others (see #handOver). */
+/** An outage this many lease TTLs long has the daemon hand its jobs over to the others (see #publishReach). */
 const HAND_OVER_AFTER_TTLS = 2;
 
 /**
@@ -617,15 +617,13 @@ export class Daemon {
     // Waited for (as long as the exchange timeout, in an outage only): a sync that published what
     // the last tick found would hand the jobs over just as the exchange answers again.
     const outage = this.#outage !== undefined || this.#unreachableSince !== undefined;
-    if (outage) {
-      await this.#answers().catch(() => {});
-      if (this.#stopping) return; // the stop hands the leases back: no claim just before it
-    }
+    const answering = outage && (await this.#answers().catch(() => false));
+    if (outage && this.#stopping) return; // the stop hands the leases back: no claim just before it
     this.#publishReach();
     const read = await this.#saidIfSlow(this.#read(busy));
     if (read === undefined) {
       // With no job left to ask about, only the probe can tell that the outage is over.
-      if (outage && (await this.#answers().catch(() => false)) && this.#outage !== undefined) this.#exchangeAnswered(this.#outage.kind);
+      if (answering && this.#outage !== undefined) this.#exchangeAnswered(this.#outage.kind);
       return;
     }
     const { held, jobs, pending } = read;
@@ -890,8 +888,9 @@ export class Daemon {
    * lease syncs publish (see #publishReach).
    */
   #answers(): Promise<boolean> {
+    if (this.#probe !== undefined) return this.#probe;
     const sent = Date.now();
-    this.#probe ??= this.#exchange.getBalances().then(
+    this.#probe = this.#exchange.getBalances().then(
       () => (this.#reached(), true),
       (e: unknown) => {
         if (e instanceof StopAsked) throw e; // not asked: the step ends, and nothing is counted
@@ -1582,6 +1581,9 @@ function diverged(trade: Trade, order: ExchangeOrder, why: string, cause?: Botst
   return error;
 }
 
+/** What an order sent again takes from its trade row, compared with the intent's entry. */
+const SENT_FIELDS = ['side', 'clientOrderId', 'baseAmount', 'quoteAmount'] as const;
+
 /**
  * What checkBeforeResend compares, in one statement: the intent's entry (the last of the job's
  * stream for the trade), the job's first entry (its creation: the token and chain it trades),
@@ -1609,9 +1611,6 @@ const BEFORE_RESEND =
  *   filled it (two daemons of one database given different --exchange URLs).
  * One statement (BEFORE_RESEND), on re-sends only.
  */
-/** What an order sent again takes from its trade row, compared with the intent's entry. */
-const SENT_FIELDS = ['side', 'clientOrderId', 'baseAmount', 'quoteAmount'] as const;
-
 async function checkBeforeResend(tx: Executor, job: Job, trade: Trade, exchange: string | undefined): Promise<void> {
   const row = await tx.get<{ actor: string; after: string | null; created: string | null; started: string | null }>(BEFORE_RESEND, [jobStream(trade.jobId), trade.id]);
   const recorded = jsonMember(row?.after, 'trade');

@@ -174,7 +174,7 @@ export class Leases {
            exchange_unreachable_since = excluded.exchange_unreachable_since`,
         // An exchange already found unreachable (the daemon's first probe) is said from the start:
         // a daemon syncing meanwhile gives this one no share.
-        [this.instanceId, this.#host, process.pid, now, now, this.#maxJobs === Number.MAX_SAFE_INTEGER ? null : this.#maxJobs, this.#ttlMs, this.exchangeUnreachable?.since ?? null],
+        [this.instanceId, this.#host, process.pid, now, now, storedMax(this.#maxJobs), this.#ttlMs, this.exchangeUnreachable?.since ?? null],
       );
     });
     RUNNING_HERE.add(this.instanceId);
@@ -411,7 +411,7 @@ export class Leases {
    */
   async #publish(tx: Executor, own: InstanceRow | undefined, mine: number, since: string | null): Promise<void> {
     if (own === undefined) return; // not registered (a Leases used for its leases alone)
-    const maxJobs = mine === Number.MAX_SAFE_INTEGER ? null : mine;
+    const maxJobs = storedMax(mine);
     if ((own.max_jobs === null ? null : Number(own.max_jobs)) === maxJobs && own.exchange_unreachable_since === since) return;
     await tx.run('UPDATE daemon_instances SET max_jobs = ?, exchange_unreachable_since = ? WHERE id = ?', [maxJobs, since, this.instanceId]);
   }
@@ -490,7 +490,7 @@ export class Leases {
       await tx.run('UPDATE daemon_instances SET stopped_at = ?, heartbeat_at = ?, max_jobs = ?, exchange_unreachable_since = NULL WHERE id = ?', [
         now,
         now,
-        this.#maxJobs === Number.MAX_SAFE_INTEGER ? null : this.#maxJobs,
+        storedMax(this.#maxJobs),
         this.instanceId,
       ]);
       await tx.run(`UPDATE job_leases SET owner = '', expires_at = ? WHERE owner = ?`, [now, this.instanceId]);
@@ -506,6 +506,11 @@ interface InstanceRow {
   heartbeat_at: string;
   lease_ttl_ms: number | null;
   exchange_unreachable_since: string | null;
+}
+
+/** A maximum as the instance row stores it: null for none (Number.MAX_SAFE_INTEGER here). */
+function storedMax(max: number): number | null {
+  return max === Number.MAX_SAFE_INTEGER ? null : max;
 }
 
 /** A daemon's published maximum: Infinity when it has none. */
