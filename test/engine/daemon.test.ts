@@ -2499,11 +2499,16 @@ for (const engine of ENGINES) {
     const holders = async () => [...(await store.daemons()).values()].map((d) => d.instance).sort();
     const rowOf = async (id: string) => (await store.daemonInstances()).find((d) => d.instance === id)!;
     const epochs = () => raw('SELECT job_id, epoch FROM job_leases ORDER BY job_id');
+    /** `count` running jobs that never trade (a DCA every 1000 hours), T0, T1, … */
+    const quietJobs = async (count: number): Promise<Job[]> => {
+      const jobs: Job[] = [];
+      for (let i = 0; i < count; i++) jobs.push(await store.jobs.start({ tokenAddress: tokenAddress(0xd0 + i), tokenSymbol: `T${i}`, set: [SLOW_DCA] }));
+      return jobs;
+    };
 
     it('a daemon cut off from its exchange hands its jobs to one that reaches it, an open intent too, and takes jobs again once it answers', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
       const ex = await paper();
-      const jobs = [];
-      for (let i = 0; i < 4; i++) jobs.push(await store.jobs.start({ tokenAddress: tokenAddress(0xd0 + i), tokenSymbol: `T${i}`, set: [SLOW_DCA] }));
+      const jobs = await quietJobs(4);
       // An intent recorded, never sent: the daemon that holds its job must send it.
       const { trade } = await store.ledger.recordIntent({ job: { id: jobs[0]!.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
       const cut = new Cut(new HttpExchange(ex.url));
@@ -2545,7 +2550,7 @@ for (const engine of ENGINES) {
 
     it('a daemon started on an exchange that refuses it takes no job from a daemon that trades', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
       const ex = await paper();
-      for (let i = 0; i < 4; i++) await store.jobs.start({ tokenAddress: tokenAddress(0xe0 + i), tokenSymbol: `T${i}`, set: [SLOW_DCA] });
+      await quietJobs(4);
       const b = makeDaemon(store, new HttpExchange(ex.url), { leaseTtlMs: 1000, instanceId: 'b-trading' });
       await b.daemon.start();
       await waitFor('every job on B', async () => (await holders()).length === 4 || undefined);
@@ -2565,7 +2570,7 @@ for (const engine of ENGINES) {
 
     it('a daemon that handed its jobs over keeps them handed over when the daemon that runs them is cut off too', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
       const ex = await paper();
-      for (let i = 0; i < 4; i++) await store.jobs.start({ tokenAddress: tokenAddress(0xe8 + i), tokenSymbol: `T${i}`, set: [SLOW_DCA] });
+      await quietJobs(4);
       const blip = new Cut(new HttpExchange(ex.url));
       const a = makeDaemon(store, blip, { leaseTtlMs: 1000, instanceId: 'a-trading' });
       await a.daemon.start();
@@ -2593,7 +2598,7 @@ for (const engine of ENGINES) {
 
     it('as a shared outage ends, a daemon does not hand its jobs over on what its last tick found', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
       const ex = await paper();
-      for (let i = 0; i < 4; i++) await store.jobs.start({ tokenAddress: tokenAddress(0xf0 + i), tokenSymbol: `T${i}`, set: [SLOW_DCA] });
+      await quietJobs(4);
       // A ticks every second: its last probe, a second ago, found the exchange down.
       const slow = new Cut(new HttpExchange(ex.url));
       const a = makeDaemon(store, slow, { tickMs: 1000, leaseTtlMs: 1000, instanceId: 'a-slow-tick' });
@@ -2615,8 +2620,7 @@ for (const engine of ENGINES) {
 
     it('a daemon restarted while its exchange refuses it for a second keeps the jobs of the daemon it replaces', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
       const ex = await paper();
-      const jobs = [];
-      for (let i = 0; i < 4; i++) jobs.push(await store.jobs.start({ tokenAddress: tokenAddress(0xf8 + i), tokenSymbol: `T${i}`, set: [SLOW_DCA] }));
+      const jobs = await quietJobs(4);
       const b = makeDaemon(store, new HttpExchange(ex.url), { leaseTtlMs: 1000, instanceId: 'b-trading' });
       await b.daemon.start();
       await waitFor('every job on B', async () => (await holders()).length === 4 || undefined);
@@ -2627,7 +2631,8 @@ for (const engine of ENGINES) {
       // Its replacement starts while the exchange refuses connections, for a second.
       const cut = new Cut(new HttpExchange(ex.url));
       cut.down = true;
-      const n = makeDaemon(store, cut, { leaseTtlMs: 1000, instanceId: 'n-restarted' });
+      // A TTL of 4 s: it would hand over after 2 s of refusals, well beyond this one on a loaded machine.
+      const n = makeDaemon(store, cut, { leaseTtlMs: 4000, instanceId: 'n-restarted' });
       await n.daemon.start();
       const taken = await epochs();
       assert.deepEqual((await raw('SELECT owner FROM job_leases WHERE job_id IN (?, ?)', [jobs[0]!.id, jobs[1]!.id])).map((r) => r['owner']), ['n-restarted', 'n-restarted']);
@@ -2663,7 +2668,7 @@ for (const engine of ENGINES) {
     it('in an outage every daemon sees, no job moves for it; alone, a daemon keeps its jobs', async () => {
       const ex = await paper();
       // Six: shared by two (3 and 3), a third daemon's share (2) is more than nothing.
-      for (let i = 0; i < 6; i++) await store.jobs.start({ tokenAddress: tokenAddress(0xd8 + i), tokenSymbol: `T${i}`, set: [SLOW_DCA] });
+      await quietJobs(6);
       const cut = new Cut(new HttpExchange(ex.url));
       const a = makeDaemon(store, cut, { leaseTtlMs: 1000, instanceId: 'a-first' });
       await a.daemon.start();
