@@ -98,6 +98,13 @@ interface Runner {
   rejection?: string;
   /** The clientOrderId of the open order last said to be open (said once, not every tick). */
   saidOpen?: string;
+  /**
+   * The clientOrderId of the last intent this daemon recorded for the job. An order settled at a
+   * tick that is not this one was placed before this daemon ran the job (by another daemon whose
+   * job it took over, by an earlier run whose recovery could not settle it, or by a library
+   * call): its line ends with `(recovered)`, as recovery's do, and is not read as a new trade.
+   */
+  placed?: string;
   /** An intent sent again and refused, which the exchange did not list when asked again: since when, and why (see #refusedResend). */
   refusedResend?: { clientOrderId: string; since: number; refusal: string };
   /** Why a liquidation waits (the strategy's `skipped`), once said (said again when it changes). */
@@ -1044,8 +1051,8 @@ export class Daemon {
     // A new epoch means the job was someone else's meanwhile: what this daemon remembered of
     // it (strategy scratch, unwritten state) is stale; start again from the database.
     if (!runner || runner.fence.epoch !== fence.epoch || runner.stale) {
-      const failures = runner?.stale && runner.fence.epoch === fence.epoch ? runner.failures : 0;
-      runner = { fence, scratch: parseScratch(job.strategyState, job), state: {}, scratchDirty: false, lastFlush: Date.now(), failures };
+      const kept = runner?.stale && runner.fence.epoch === fence.epoch ? runner : undefined;
+      runner = { fence, scratch: parseScratch(job.strategyState, job), state: {}, scratchDirty: false, lastFlush: Date.now(), failures: kept?.failures ?? 0, placed: kept?.placed };
       this.#runners.set(job.id, runner);
     }
     runner.fence = fence;
@@ -1155,6 +1162,7 @@ export class Daemon {
         // exist) took no scratch with it.
         if (duplicate && runner.scratchDirty) await this.#store.jobs.saveScratch({ id: job.id }, runner.scratch, this.#options(runner));
         this.#flushed(runner, now);
+        runner.placed = trade.clientOrderId;
         if (trade.status !== 'PENDING') {
           // The derived id belongs to a trade already settled (one recorded by hand under it, or
           // a restored backup): sending it would place an order that could never be recorded.
@@ -1423,11 +1431,12 @@ export class Daemon {
     }
     runner.scratch = scratch;
     const t = settled.trade;
+    const recovered = phase === 'recovery' || runner.placed !== t.clientOrderId ? '  (recovered)' : '';
     if (t.status === 'EXECUTED') {
-      this.#log(`${stamp()}  ${job.tokenSymbol}  ${t.side} ${t.baseAmount} for ${t.quoteAmount} @ ${t.priceUsd}  ${t.reason}  ${t.clientOrderId}${phase === 'recovery' ? '  (recovered)' : ''}`);
+      this.#log(`${stamp()}  ${job.tokenSymbol}  ${t.side} ${t.baseAmount} for ${t.quoteAmount} @ ${t.priceUsd}  ${t.reason}  ${t.clientOrderId}${recovered}`);
       return 'executed';
     }
-    this.#log(`${stamp()}  ${job.tokenSymbol}  ${t.side} ${t.reason} FAILED: ${t.error}  ${t.clientOrderId}`);
+    this.#log(`${stamp()}  ${job.tokenSymbol}  ${t.side} ${t.reason} FAILED: ${t.error}  ${t.clientOrderId}${recovered}`);
     runner.rejection = t.error ?? 'rejected by the exchange';
     return 'failed';
   }

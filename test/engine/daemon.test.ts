@@ -501,6 +501,8 @@ for (const engine of ENGINES) {
       assert.equal(after.status, 'RUNNING', 'an unknown outcome is not a failure');
       assert.equal(lines.filter((l) => l.includes(`${id}: outcome unknown`)).length, 1);
       assert.equal(tradeLines(lines).filter((l) => l.includes(id)).length, 1);
+      // Its own order, settled at a later tick: a trade line as any other, not "(recovered)".
+      assert.ok(tradeLines(lines).find(naming(id))!.endsWith(`  ${id}`), lines.join('\n'));
     });
 
     it('sends an order that never reached the exchange again under the same clientOrderId', async () => {
@@ -1079,6 +1081,8 @@ for (const engine of ENGINES) {
       assert.equal(after.tokenBalance, TEN_USD_OF_TOKEN);
       assert.equal(rec.count('place'), 1);
       assert.ok(!second.lines.some((l) => /step failed|ERROR/.test(l)), second.lines.join('\n'));
+      // Placed by the first daemon, filled at a tick of the second: not a trade of this tick.
+      assert.ok(tradeLines(second.lines).find(naming(id))!.endsWith(`${id}  (recovered)`), second.lines.join('\n'));
     });
 
     it('a SELL that fetched 0 (the last of a worthless token) is a fill, as the ledger takes it: the liquidation completes', async () => {
@@ -1912,6 +1916,11 @@ for (const engine of ENGINES) {
       await daemon.stop();
       assert.equal(failures, 1, 'its lookup failed once');
       assert.ok(!lines.some((l) => /exchange (unavailable|reachable again)|its lookup failed/.test(l)), lines.join('\n'));
+      // Recorded before the daemon ran (a library call), settled at a tick: "(recovered)"; the
+      // other job's orders, placed by the daemon, are not.
+      assert.ok(tradeLines(lines).find(naming(intent.clientOrderId))!.endsWith('(recovered)'), lines.join('\n'));
+      const own = tradeLines(lines).filter((l) => / GOOD /.test(l));
+      assert.ok(own.length > 0 && own.every((l) => !l.includes('(recovered)')), lines.join('\n'));
     });
 
     /** An exchange in memory that fills every order (10 USD at PRICE) and lists what it filled; `hooks` may answer instead. */
@@ -2542,6 +2551,8 @@ for (const engine of ENGINES) {
       await b.daemon.start();
       await waitFor('every job on B', async () => (await holders()).join() === Array(4).fill('b-trading').join() || undefined, 10_000);
       await waitFor('the intent settled by B', async () => (await store.ledger.get(trade.clientOrderId)).status === 'EXECUTED' || undefined);
+      await waitFor("B's line", () => tradeLines(b.lines).find(naming(trade.clientOrderId)));
+      assert.ok(tradeLines(b.lines).find(naming(trade.clientOrderId))!.endsWith('(recovered)'), b.lines.join('\n'));
       assert.equal((await exchangeOrders(ex.url)).filter((o) => o.clientOrderId === trade.clientOrderId).length, 1, 'one order on the exchange');
       const cutOff = await rowOf('a-cut-off');
       assert.deepEqual([cutOff.maxJobs, cutOff.jobs, typeof cutOff.exchangeUnreachableSince], [0, 0, 'string'], 'A publishes a max of 0 while it hands over');

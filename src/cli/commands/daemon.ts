@@ -151,13 +151,14 @@ export const daemonCommand: Command = {
     'Each tick, every job takes one step of its strategy; an order goes through the exactly-once protocol\n' +
     '(durable PENDING intent, exchange call with its clientOrderId, fill and balance in one transaction).\n' +
     'On start it reconciles every PENDING intent with the exchange and prints how long recovery took.\n' +
-    'It prints each trade on one line, notices jobs started, paused or liquidated from the CLI within a\n' +
-    'tick, and on SIGINT, SIGTERM or SIGHUP (its terminal closed) says so at once, starts no exchange\n' +
-    'call, finishes the step in flight (a hung exchange call: at most its 5 s timeout), records it and\n' +
-    'exits 0; during recovery, the intents not looked up yet stay PENDING for the next start. It exits 5 if\n' +
-    'the database fails for good (a failed fsync or checkpoint), or is still unusable a minute into\n' +
-    'recovery (it retries until then), and 3 if another daemon took its\n' +
-    'SQLite file over while it was stalled past its lease TTL.\n' +
+    'It prints each trade on one line (ending "(recovered)" when it did not place the order: recovery,\n' +
+    'a job taken over), notices jobs started, paused or liquidated from the CLI within a tick, and on\n' +
+    'SIGINT, SIGTERM or SIGHUP (its terminal closed) says so at once, starts no exchange call, finishes\n' +
+    'the step in flight (a hung exchange call: at most its 5 s timeout), records it and exits 0; during\n' +
+    'recovery, the intents not looked up yet stay PENDING for the next start. It exits 5 if the database\n' +
+    'fails for good (a failed fsync or checkpoint), or is still unusable a minute into recovery (it\n' +
+    'retries until then), and 3 if another daemon took its SQLite file over while it was stalled past\n' +
+    'its lease TTL.\n' +
     'On SQLite one daemon runs per database file; on PostgreSQL several share the jobs through leases.\n\n' +
     '--demo starts a paper exchange in this process (its data in paper-exchange.db next to a SQLite\n' +
     'database, in the current folder with PostgreSQL) and two demo jobs,\n' +
