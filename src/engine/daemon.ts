@@ -98,13 +98,6 @@ interface Runner {
   rejection?: string;
   /** The clientOrderId of the open order last said to be open (said once, not every tick). */
   saidOpen?: string;
-  /**
-   * The clientOrderId of the last intent this daemon recorded for the job. An order settled at a
-   * tick that is not this one was placed before this daemon ran the job (by another daemon whose
-   * job it took over, by an earlier run whose recovery could not settle it, or by a library
-   * call): its line ends with `(recovered)`, as recovery's do, and is not read as a new trade.
-   */
-  placed?: string;
   /** An intent sent again and refused, which the exchange did not list when asked again: since when, and why (see #refusedResend). */
   refusedResend?: { clientOrderId: string; since: number; refusal: string };
   /** Why a liquidation waits (the strategy's `skipped`), once said (said again when it changes). */
@@ -236,6 +229,14 @@ export class Daemon {
   readonly #flushMs: number;
   readonly #log: (line: string) => void;
   readonly #runners = new Map<string, Runner>();
+  /**
+   * Per job, the intent this daemon recorded last: its clientOrderId or, when the answer to its
+   * COMMIT was lost, the job's version it was decided from (committed, its derived id is numbered
+   * above it). A trade this daemon settles that is not one of these ends its line with
+   * `(recovered)`: another daemon's, whose job it took over, or one a library call recorded. Kept
+   * here, not in the runner, which is made anew after an ERROR, a lost lease or a new epoch.
+   */
+  readonly #recorded = new Map<string, { readonly clientOrderId: string } | { readonly above: number }>();
   /** Why the last renewal of the leases failed, until one succeeds. */
   #renewFailing: string | undefined;
   /** Jobs whose step is running or waiting for one of the `concurrency` slots. */
@@ -1051,8 +1052,8 @@ export class Daemon {
     // A new epoch means the job was someone else's meanwhile: what this daemon remembered of
     // it (strategy scratch, unwritten state) is stale; start again from the database.
     if (!runner || runner.fence.epoch !== fence.epoch || runner.stale) {
-      const kept = runner?.stale && runner.fence.epoch === fence.epoch ? runner : undefined;
-      runner = { fence, scratch: parseScratch(job.strategyState, job), state: {}, scratchDirty: false, lastFlush: Date.now(), failures: kept?.failures ?? 0, placed: kept?.placed };
+      const failures = runner?.stale && runner.fence.epoch === fence.epoch ? runner.failures : 0;
+      runner = { fence, scratch: parseScratch(job.strategyState, job), state: {}, scratchDirty: false, lastFlush: Date.now(), failures };
       this.#runners.set(job.id, runner);
     }
     runner.fence = fence;
@@ -1156,13 +1157,15 @@ export class Daemon {
           : this.#store.ledger.recordIntent(intent, options)
         ).catch((e: unknown) => {
           Object.assign(runner, prior);
+          const error = coerceError(e);
+          if (error.category === 'storage' && mayHaveCommitted(error)) this.#recorded.set(job.id, { above: job.version });
           throw e;
         });
+        this.#recorded.set(job.id, { clientOrderId: trade.clientOrderId });
         // An intent recorded before (only after a restore can the derived clientOrderId already
         // exist) took no scratch with it.
         if (duplicate && runner.scratchDirty) await this.#store.jobs.saveScratch({ id: job.id }, runner.scratch, this.#options(runner));
         this.#flushed(runner, now);
-        runner.placed = trade.clientOrderId;
         if (trade.status !== 'PENDING') {
           // The derived id belongs to a trade already settled (one recorded by hand under it, or
           // a restored backup): sending it would place an order that could never be recorded.
@@ -1372,6 +1375,15 @@ export class Daemon {
     return 'open';
   }
 
+  /** Whether this daemon recorded the intent `clientOrderId` of the job (see #recorded). */
+  #recordedHere(jobId: string, clientOrderId: string): boolean {
+    const recorded = this.#recorded.get(jobId);
+    if (recorded === undefined) return false;
+    if ('clientOrderId' in recorded) return recorded.clientOrderId === clientOrderId;
+    const n = clientOrderId.startsWith(`${jobId}-`) ? Number(clientOrderId.slice(jobId.length + 1)) : Number.NaN;
+    return Number.isSafeInteger(n) && n > recorded.above;
+  }
+
   async #settle(job: Job, trade: Trade, order: ExchangeOrder, runner: Runner, phase: 'tick' | 'recovery'): Promise<Outcome> {
     const actor = phase === 'recovery' ? `${this.#actor}:recovery` : this.#actor;
     const options = this.#options(runner, actor);
@@ -1431,7 +1443,8 @@ export class Daemon {
     }
     runner.scratch = scratch;
     const t = settled.trade;
-    const recovered = phase === 'recovery' || runner.placed !== t.clientOrderId ? '  (recovered)' : '';
+    const recovered = phase === 'recovery' || !this.#recordedHere(job.id, t.clientOrderId) ? '  (recovered)' : '';
+    this.#recorded.delete(job.id);
     if (t.status === 'EXECUTED') {
       this.#log(`${stamp()}  ${job.tokenSymbol}  ${t.side} ${t.baseAmount} for ${t.quoteAmount} @ ${t.priceUsd}  ${t.reason}  ${t.clientOrderId}${recovered}`);
       return 'executed';

@@ -14,6 +14,7 @@
  *
  * No float touches an amount: sums are exact decimal strings.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
@@ -1083,6 +1084,74 @@ for (const engine of ENGINES) {
       assert.ok(!second.lines.some((l) => /step failed|ERROR/.test(l)), second.lines.join('\n'));
       // Placed by the first daemon, filled at a tick of the second: not a trade of this tick.
       assert.ok(tradeLines(second.lines).find(naming(id))!.endsWith(`${id}  (recovered)`), second.lines.join('\n'));
+    });
+
+    it('its own order is no "(recovered)" line when the job came back to it at a new epoch before it filled', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      let open = true;
+      const rec = rewriting(new HttpExchange(ex.url), (o) => (open ? { ...o, status: 'OPEN', baseAmount: '0', quoteAmount: '0', price: '0', exchangeOrderId: '' } : o));
+      const { daemon, lines } = makeDaemon(store, rec);
+      await daemon.start();
+      const [intent] = await waitFor('the intent', async () => {
+        const pending = await store.ledger.pending();
+        return pending.length === 1 ? pending : undefined;
+      });
+      const id = intent!.clientOrderId;
+      await rec.waitCalls('get', id, 1, 0);
+      // Its lease let go at a new epoch (what an operator's command does to a lapsed lease): the
+      // daemon takes the job again, with a runner made anew.
+      const [{ epoch }] = (await raw('SELECT epoch FROM job_leases WHERE job_id = ?', [job.id])) as [{ epoch: number }];
+      await raw("UPDATE job_leases SET owner = '', epoch = epoch + 1 WHERE job_id = ?", [job.id]);
+      await waitFor('the job taken again', async () => {
+        const [row] = (await raw('SELECT owner, epoch FROM job_leases WHERE job_id = ?', [job.id])) as [{ owner: string; epoch: number }];
+        return (row.owner === daemon.instanceId && Number(row.epoch) === Number(epoch) + 2) || undefined;
+      });
+      open = false;
+      await waitFor('the order settled', async () => (await store.ledger.get(id)).status === 'EXECUTED' || undefined);
+      await daemon.stop();
+      assert.ok(tradeLines(lines).find(naming(id))!.endsWith(`  ${id}`), lines.join('\n'));
+      assert.equal(rec.count('place'), 1);
+    });
+
+    it('its own intent whose COMMIT answer was lost (committed all the same) is no "(recovered)" line when a later tick settles it', async () => {
+      const ex = await paper();
+      await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      // The first intent is committed, then its answer lost: the daemon is told STORAGE_UNAVAILABLE
+      // once the transaction it is recorded in has committed (the step's own, or recordIntent's).
+      const lostCommit = () => new StorageError('STORAGE_UNAVAILABLE', 'the connection was lost while committing');
+      const record = store.ledger.recordIntent.bind(store.ledger);
+      const transaction = store.transaction.bind(store);
+      const outermost = new AsyncLocalStorage<{ recorded: boolean }>();
+      let lost: string | undefined;
+      store.ledger.recordIntent = async (...args: Parameters<typeof record>) => {
+        const recorded = await record(...args);
+        if (lost === undefined) {
+          lost = recorded.trade.clientOrderId;
+          const tx = outermost.getStore();
+          if (tx === undefined) throw lostCommit();
+          tx.recorded = true;
+        }
+        return recorded;
+      };
+      store.transaction = <T,>(fn: Parameters<typeof transaction<T>>[0]): Promise<T> => {
+        if (outermost.getStore() !== undefined) return transaction(fn);
+        const tx = { recorded: false };
+        return outermost.run(tx, async () => {
+          const result = await transaction(fn);
+          if (tx.recorded) throw lostCommit();
+          return result;
+        });
+      };
+      const rec = new Recorder(new HttpExchange(ex.url));
+      const { daemon, lines } = makeDaemon(store, rec);
+      await daemon.start();
+      await waitFor('the lost intent settled', async () => (lost !== undefined && (await store.ledger.get(lost)).status === 'EXECUTED') || undefined);
+      await daemon.stop();
+      assert.ok(lines.some((l) => l.includes('step failed (storage, not counted)')), lines.join('\n'));
+      // Not sent at its step (the answer was lost): the next tick found it PENDING and sent it.
+      assert.deepEqual(rec.calls.filter((c) => c.op === 'place').map((c) => c.key), [lost]);
+      assert.ok(tradeLines(lines).find(naming(lost!))!.endsWith(`  ${lost}`), lines.join('\n'));
     });
 
     it('a SELL that fetched 0 (the last of a worthless token) is a fill, as the ledger takes it: the liquidation completes', async () => {
@@ -2433,7 +2502,8 @@ for (const engine of ENGINES) {
       await waitFor('the intent settled', async () => (await store.ledger.pending()).length === 0);
       await daemon.stop();
       assert.equal((await store.ledger.get(pending[0]!.clientOrderId))?.status, 'FAILED');
-      assert.ok(lines.some((l) => /FAILED: market closed/.test(l)), lines.join('\n'));
+      // Its own order, though the job went to ERROR meanwhile: no "(recovered)".
+      assert.ok(lines.find((l) => /FAILED: market closed/.test(l))!.endsWith(`FAILED: market closed  ${pending[0]!.clientOrderId}`), lines.join('\n'));
       assert.equal(lines.filter((l) => l.includes('still cannot be settled')).length, 1, lines.join('\n'));
       assert.equal((await store.jobs.get({ id: job.id })).status, 'ERROR');
     });
@@ -2509,9 +2579,8 @@ for (const engine of ENGINES) {
     const rowOf = async (id: string) => (await store.daemonInstances()).find((d) => d.instance === id)!;
     /**
      * Logs every change of a lease's owner from now on (a trigger of the test's own) and returns
-     * a function that reads the log: a job handed back, or taken by another daemon, shows. A lease
-     * that ran out and was taken again by the daemon that held it (a renewal late on a loaded
-     * machine: a new epoch, no move) does not.
+     * a function that reads the log: a job handed back or taken by another daemon shows, with
+     * whom it went from and to (every new epoch comes with a new owner).
      */
     const watchMoves = async (): Promise<() => Promise<Record<string, unknown>[]>> => {
       if (fx.engine === 'postgres') {
@@ -2580,7 +2649,9 @@ for (const engine of ENGINES) {
     it('a daemon started on an exchange that refuses it takes no job from a daemon that trades', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
       const ex = await paper();
       await quietJobs(4);
-      const b = makeDaemon(store, new HttpExchange(ex.url), { leaseTtlMs: 1000, instanceId: 'b-trading' });
+      // A TTL of 4 s for the daemon that holds the jobs: one stalled for a second on a loaded
+      // machine is not taken for dead (its jobs would move, and back).
+      const b = makeDaemon(store, new HttpExchange(ex.url), { leaseTtlMs: 4000, instanceId: 'b-trading' });
       await b.daemon.start();
       await waitFor('every job on B', async () => (await holders()).length === 4 || undefined);
       const moved = await watchMoves();
@@ -2601,7 +2672,8 @@ for (const engine of ENGINES) {
       const ex = await paper();
       await quietJobs(4);
       const blip = new Cut(new HttpExchange(ex.url));
-      const a = makeDaemon(store, blip, { leaseTtlMs: 1000, instanceId: 'a-trading' });
+      // A TTL of 4 s for the daemon that holds the jobs, as above.
+      const a = makeDaemon(store, blip, { leaseTtlMs: 4000, instanceId: 'a-trading' });
       await a.daemon.start();
       const wrong = new Cut(new HttpExchange(ex.url));
       wrong.down = true;
@@ -2681,11 +2753,12 @@ for (const engine of ENGINES) {
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
       const { trade } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
       const lookupFails = (): Recorder => new Recorder(new HttpExchange(ex.url), { get: (call) => (call.key === trade.clientOrderId ? Promise.reject(new ExchangeUnavailableError('503 Service Unavailable')) : Promise.resolve()) });
-      const a = makeDaemon(store, lookupFails(), { leaseTtlMs: 1000, instanceId: 'a-first' });
+      // TTLs of 2 s: a daemon stalled for a second on a loaded machine is not taken for dead.
+      const a = makeDaemon(store, lookupFails(), { leaseTtlMs: 2000, instanceId: 'a-first' });
       await a.daemon.start();
-      const b = makeDaemon(store, lookupFails(), { leaseTtlMs: 1000, instanceId: 'b-second' });
+      const b = makeDaemon(store, lookupFails(), { leaseTtlMs: 2000, instanceId: 'b-second' });
       await b.daemon.start();
-      await sleep(2500); // beyond two TTLs
+      await sleep(4500); // beyond two TTLs
       const moved = await watchMoves();
       await sleep(1000);
       assert.deepEqual(await moved(), [], 'the job stays where it is');
@@ -2700,12 +2773,13 @@ for (const engine of ENGINES) {
       // Six: shared by two (3 and 3), a third daemon's share (2) is more than nothing.
       await quietJobs(6);
       const cut = new Cut(new HttpExchange(ex.url));
-      const a = makeDaemon(store, cut, { leaseTtlMs: 1000, instanceId: 'a-first' });
+      // TTLs of 2 s: a daemon stalled for a second on a loaded machine is not taken for dead.
+      const a = makeDaemon(store, cut, { leaseTtlMs: 2000, instanceId: 'a-first' });
       await a.daemon.start();
       cut.down = true;
       await waitFor('the outage said', () => a.lines.some((l) => /exchange unavailable \(/.test(l)) || undefined);
       await waitFor('A found its exchange unreachable', async () => (await rowOf('a-first')).exchangeUnreachableSince !== null || undefined);
-      await sleep(2500); // beyond two TTLs
+      await sleep(4500); // beyond two TTLs
       assert.deepEqual(await holders(), Array(6).fill('a-first'), 'alone, it keeps its jobs');
       assert.equal((await rowOf('a-first')).maxJobs, null);
       cut.down = false;
@@ -2713,17 +2787,17 @@ for (const engine of ENGINES) {
       if (engine.name !== 'postgres') return;
       // Two daemons, then an outage both see: nothing moves (neither hands its jobs to the other,
       // nor rebalances onto a daemon that cannot trade them either).
-      const b = makeDaemon(store, cut, { leaseTtlMs: 1000, instanceId: 'b-second' });
+      const b = makeDaemon(store, cut, { leaseTtlMs: 2000, instanceId: 'b-second' });
       await b.daemon.start();
       await waitFor('the jobs shared', async () => (await holders()).join() === 'a-first,a-first,a-first,b-second,b-second,b-second' || undefined, 10_000);
       const moved = await watchMoves();
       cut.down = true;
       await waitFor('both found the exchange unreachable', async () => (await store.daemonInstances()).every((d) => d.exchangeUnreachableSince !== null) || undefined);
-      await sleep(2500); // beyond two TTLs
+      await sleep(4500); // beyond two TTLs
       assert.deepEqual(await moved(), [], 'no job moved');
       for (const d of [a, b]) assert.ok(!d.lines.some((l) => /handing|no daemon to run/.test(l)), d.lines.join('\n'));
       // A daemon that joins during the outage takes nothing from them either.
-      const c = makeDaemon(store, cut, { leaseTtlMs: 1000, instanceId: 'c-third' });
+      const c = makeDaemon(store, cut, { leaseTtlMs: 2000, instanceId: 'c-third' });
       assert.equal((await c.daemon.start()).jobs, 0);
       await sleep(500);
       assert.deepEqual(await moved(), [], 'no job moved to C');

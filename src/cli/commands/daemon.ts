@@ -151,7 +151,7 @@ export const daemonCommand: Command = {
     'Each tick, every job takes one step of its strategy; an order goes through the exactly-once protocol\n' +
     '(durable PENDING intent, exchange call with its clientOrderId, fill and balance in one transaction).\n' +
     'On start it reconciles every PENDING intent with the exchange and prints how long recovery took.\n' +
-    'It prints each trade on one line (ending "(recovered)" when it did not place the order: recovery,\n' +
+    'It prints each trade on one line (ending "(recovered)" when it did not record the intent: recovery,\n' +
     'a job taken over), notices jobs started, paused or liquidated from the CLI within a tick, and on\n' +
     'SIGINT, SIGTERM or SIGHUP (its terminal closed) says so at once, starts no exchange call, finishes\n' +
     'the step in flight (a hung exchange call: at most its 5 s timeout), records it and exits 0; during\n' +
