@@ -134,6 +134,11 @@ const STUCK_SAID_AGAIN_MS = 10 * 60_000;
 const OUTAGE_CAUSE_SAID_EVERY_MS = 60_000;
 /** An outage this many lease TTLs long has the daemon hand its jobs over to the others (see #publishReach). */
 const HAND_OVER_AFTER_TTLS = 2;
+/**
+ * A daemon of several whose exchange answered no call for a lease TTL divided by this probes it
+ * (see tick): an outage is found well before another daemon's jobs would come to it.
+ */
+const QUIET_PROBES_PER_TTL = 3;
 
 /**
  * What an outage's error says of its cause, without what was asked: an adapter's message names
@@ -310,6 +315,10 @@ export class Daemon {
   #probeFailure = '';
   /** Whether any call to the exchange has answered since this daemon started. */
   #everAnswered = false;
+  /** When a call to the exchange last answered (performance.now()), or -Infinity. */
+  #answeredAt = Number.NEGATIVE_INFINITY;
+  /** getBalances probes sent and not answered yet (see #answers). */
+  #probesInFlight = 0;
   /** This daemon's --max-jobs, if it has one. */
   readonly #maxJobs: number | undefined;
   /** Set once, by #giveUp. */
@@ -627,6 +636,13 @@ export class Daemon {
     const outage = this.#outage !== undefined || this.#unreachableSince !== undefined;
     const answering = outage && (await this.#answers().catch(() => false));
     if (outage && this.#stopping) return; // the stop hands the leases back: no claim just before it
+    // Where several daemons share the jobs, one whose exchange answered no call lately (a spare
+    // daemon, with no job, makes none) probes it too, one probe at a time: it would otherwise
+    // count as reaching its exchange through an outage every daemon sees, and be handed the
+    // others' jobs. Not waited for: a probe that fails publishes at the next sync.
+    if (!outage && this.#store.capabilities.concurrentWriters && this.#probesInFlight === 0 && performance.now() - this.#answeredAt >= this.#leaseTtlMs / QUIET_PROBES_PER_TTL) {
+      this.#answers().catch(() => {});
+    }
     this.#publishReach();
     const read = await this.#saidIfSlow(this.#read(busy));
     if (read === undefined) {
@@ -727,6 +743,7 @@ export class Daemon {
   /** An exchange call answered: the exchange is reachable. */
   #reached(): void {
     this.#everAnswered = true;
+    this.#answeredAt = performance.now();
     this.#unreachableSince = undefined;
     this.#probesUnanswered = 0;
     this.#probeFailedAt = 0;
@@ -898,7 +915,8 @@ export class Daemon {
   #answers(): Promise<boolean> {
     if (this.#probe !== undefined) return this.#probe;
     const sent = Date.now();
-    this.#probe = this.#exchange.getBalances().then(
+    this.#probesInFlight++;
+    this.#probe = this.#exchange.getBalances().finally(() => this.#probesInFlight--).then(
       () => (this.#reached(), true),
       (e: unknown) => {
         if (e instanceof StopAsked) throw e; // not asked: the step ends, and nothing is counted

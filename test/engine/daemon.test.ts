@@ -2719,6 +2719,29 @@ for (const engine of ENGINES) {
       await a.daemon.stop();
     });
 
+    it('a spare daemon (no job, so no exchange call) finds an outage every daemon sees too: no job is handed to it', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
+      const ex = await paper();
+      await quietJobs(1);
+      const cut = new Cut(new HttpExchange(ex.url));
+      // TTLs of 2 s: a daemon stalled for a second on a loaded machine is not taken for dead.
+      const a = makeDaemon(store, cut, { leaseTtlMs: 2000, instanceId: 'a-trading' });
+      await a.daemon.start();
+      await waitFor('the job on A', async () => (await holders()).join() === 'a-trading' || undefined);
+      const b = makeDaemon(store, cut, { leaseTtlMs: 2000, instanceId: 'b-spare' });
+      assert.equal((await b.daemon.start()).jobs, 0);
+      const moved = await watchMoves();
+      cut.down = true;
+      await waitFor('A found its exchange unreachable', async () => (await rowOf('a-trading')).exchangeUnreachableSince !== null || undefined);
+      await waitFor('B found it too', async () => (await rowOf('b-spare')).exchangeUnreachableSince !== null || undefined);
+      await sleep(4500); // beyond two TTLs: A would hand its job to a daemon that reaches its exchange
+      assert.deepEqual(await moved(), [], 'no job moved');
+      assert.ok(!a.lines.some((l) => /handing/.test(l)), a.lines.join('\n'));
+      cut.down = false;
+      await waitFor('both reaching', async () => (await store.daemonInstances()).every((d) => d.exchangeUnreachableSince === null) || undefined);
+      await b.daemon.stop();
+      await a.daemon.stop();
+    });
+
     it('a daemon restarted while its exchange refuses it for a second keeps the jobs of the daemon it replaces', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
       const ex = await paper();
       const jobs = await quietJobs(4);
