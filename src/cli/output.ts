@@ -207,8 +207,9 @@ function askedAmount(t: Pick<Trade, 'baseAmount' | 'quoteAmount'>): string {
 }
 
 /**
- * Which daemon runs the job, for an operator: none; one whose lease is current; or one whose lease
- * ran out (killed, stalled or cut off), which another daemon takes over.
+ * Which daemon runs the job, for an operator: none; one whose lease is current; one silent
+ * (killed or stalled) whose lease is not over yet; or one whose lease ran out, which another
+ * daemon takes over.
  */
 function daemonLine(daemon: JobDaemon | null, now = Date.now()): string {
   if (daemon === null) return 'none (no daemon holds its lease)';
@@ -216,7 +217,11 @@ function daemonLine(daemon: JobDaemon | null, now = Date.now()): string {
   if (Date.parse(daemon.leaseExpiresAt) < now) {
     return `${who}, lease expired at ${daemon.leaseExpiresAt}${daemon.stopped ? '; that daemon stopped' : ''}: not running it until a daemon takes it over`;
   }
-  return `${who}, lease until ${daemon.leaseExpiresAt}${daemon.heartbeatAt === null ? '' : `, last heartbeat ${daemon.heartbeatAt}`}`;
+  const heartbeat = daemon.heartbeatAt === null ? '' : `, last heartbeat ${daemon.heartbeatAt}`;
+  if (!daemon.running) {
+    return `${who}, silent (killed or stalled${heartbeat}): not running it; its lease holds the job until ${daemon.leaseExpiresAt}, unless a daemon that starts takes it over`;
+  }
+  return `${who}, lease until ${daemon.leaseExpiresAt}${heartbeat}`;
 }
 
 /**
@@ -253,14 +258,19 @@ export function jobView(job: Job, open?: readonly Trade[], daemon?: JobDaemon | 
 
 /**
  * `botstate list`: a row per job, with how many orders it has open (PENDING intents) and the
- * daemon running it: `pid N on HOST` (its instance id if its row is gone), `expired` for a lease
- * its daemon stopped renewing, `-` when no daemon holds it.
+ * daemon running it: `pid N on HOST` (its instance id if its row is gone), `silent (pid N on
+ * HOST)` for a daemon killed or stalled whose lease is not over yet, `expired` for a lease its
+ * daemon stopped renewing, `-` when no daemon holds it.
  */
 export function jobsTable(jobs: readonly Job[], open: ReadonlyMap<string, number>, daemons: ReadonlyMap<string, JobDaemon>, status?: string, now = Date.now()): Iterable<string> {
   // Filtered, say so: "No jobs." read as an empty database (or the wrong file).
   if (jobs.length === 0) return [status === undefined ? 'No jobs.\n' : `No ${status} jobs.\n`];
-  const daemonCell = (d: JobDaemon | undefined) =>
-    d === undefined ? '-' : Date.parse(d.leaseExpiresAt) < now ? 'expired' : d.host === null ? d.instance : `pid ${d.pid} on ${d.host}`;
+  const daemonCell = (d: JobDaemon | undefined) => {
+    if (d === undefined) return '-';
+    if (Date.parse(d.leaseExpiresAt) < now) return 'expired';
+    const who = d.host === null ? d.instance : `pid ${d.pid} on ${d.host}`;
+    return d.running ? who : `silent (${who})`;
+  };
   return tableChunks(
     ['SYMBOL', 'TOKEN', 'CHAIN', 'MODE', 'STATUS', 'OPEN ORDERS', 'DAEMON', 'TOKEN BALANCE', 'TOTAL ACCUMULATED', 'UPDATED'],
     jobs.map((j) => [j.tokenSymbol, j.tokenAddress, j.chain, j.mode, j.status, String(open.get(j.id) ?? 0), daemonCell(daemons.get(j.id)), j.tokenBalance, j.totalAccumulated, j.updatedAt]),

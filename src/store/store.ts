@@ -259,6 +259,12 @@ export interface JobDaemon {
   readonly heartbeatAt: string | null;
   /** It stopped, or another daemon found it dead. */
   readonly stopped: boolean;
+  /**
+   * It runs now, as `botstate daemons` judges it (see {@link DaemonInstance.running}): false for
+   * one killed or stalled, whose lease holds the job until it runs out or a daemon that starts
+   * takes it over.
+   */
+  readonly running: boolean;
 }
 
 /** A registered daemon, as `botstate daemons` shows it (see {@link Store.daemonInstances}). */
@@ -313,19 +319,26 @@ interface LeaseRow {
   pid: number | string | null;
   heartbeat_at: string | null;
   stopped_at: string | null;
+  lease_ttl_ms: number | string | null;
 }
 
 const SELECT_LEASES =
-  "SELECT l.job_id, l.owner, l.expires_at, d.host, d.pid, d.heartbeat_at, d.stopped_at FROM job_leases l LEFT JOIN daemon_instances d ON d.id = l.owner WHERE l.owner <> ''";
+  "SELECT l.job_id, l.owner, l.expires_at, d.host, d.pid, d.heartbeat_at, d.stopped_at, d.lease_ttl_ms FROM job_leases l LEFT JOIN daemon_instances d ON d.id = l.owner WHERE l.owner <> ''";
 
-function jobDaemon(row: LeaseRow): JobDaemon {
+/** `nowMs`: the database's clock on PostgreSQL, by which daemons judge each other. */
+function jobDaemon(row: LeaseRow, nowMs: number): JobDaemon {
+  const pid = row.pid === null ? null : Number(row.pid);
+  const running =
+    row.stopped_at === null && row.host !== null && pid !== null && row.heartbeat_at !== null &&
+    runsNow({ id: row.owner, host: row.host, pid, heartbeat_at: row.heartbeat_at, lease_ttl_ms: row.lease_ttl_ms }, nowMs);
   return {
     instance: row.owner,
     host: row.host,
-    pid: row.pid === null ? null : Number(row.pid),
+    pid,
     leaseExpiresAt: row.expires_at,
     heartbeatAt: row.heartbeat_at,
     stopped: row.stopped_at !== null,
+    running,
   };
 }
 
@@ -458,18 +471,23 @@ export class Store {
    * stalled, or cut off from the database). `heartbeatAt` is its daemon's last heartbeat, `stopped`
    * whether that daemon stopped (or was found dead by another).
    */
+  /** The time daemons are judged by: the database's clock on PostgreSQL, by which they heartbeat. */
+  async #nowMs(tx: Executor): Promise<number> {
+    return this.#adapter.engine === 'postgres' ? databaseNow(tx) : Date.now();
+  }
+
   async daemonFor(ref: JobRef, options?: CallOptions): Promise<JobDaemon | null> {
     return this.#ctx.read(options, async (tx) => {
       const job = await requireJob(tx, this.#adapter.dialect, ref, false);
       const row = await tx.get<LeaseRow>(`${SELECT_LEASES} AND l.job_id = ?`, [job.id]);
-      return row === undefined ? null : jobDaemon(row);
+      return row === undefined ? null : jobDaemon(row, await this.#nowMs(tx));
     });
   }
 
   /** {@link daemonFor} of every job a daemon holds, by job id, in one read (`botstate list`). */
   async daemons(options?: CallOptions): Promise<Map<string, JobDaemon>> {
-    const rows = await this.#ctx.read(options, (tx) => tx.all<LeaseRow & { job_id: string }>(SELECT_LEASES));
-    return new Map(rows.map((row) => [row.job_id, jobDaemon(row)]));
+    const { rows, nowMs } = await this.#ctx.read(options, async (tx) => ({ rows: await tx.all<LeaseRow & { job_id: string }>(SELECT_LEASES), nowMs: await this.#nowMs(tx) }));
+    return new Map(rows.map((row) => [row.job_id, jobDaemon(row, nowMs)]));
   }
 
   /**
@@ -481,7 +499,7 @@ export class Store {
     const { all } = inputObject(filter, 'filter') as { all?: unknown };
     if (all !== undefined && typeof all !== 'boolean') throw new ValidationError('INVALID_ARGUMENT', `filter.all must be a boolean, got ${described(all)}`, { hint: 'e.g. { all: true }' });
     return this.#ctx.read(options, async (tx) => {
-      const nowMs = this.#adapter.engine === 'postgres' ? await databaseNow(tx) : Date.now();
+      const nowMs = await this.#nowMs(tx);
       const rows = await tx.all<InstanceListRow>(
         `SELECT i.id, i.host, i.pid, i.started_at, i.heartbeat_at, i.stopped_at, i.max_jobs, i.lease_ttl_ms, i.exchange_unreachable_since,
            (SELECT count(*) FROM job_leases l WHERE l.owner = i.id AND l.expires_at > ?) AS jobs,

@@ -181,7 +181,8 @@ const list: Command = {
   usage: `[--status ${JOB_STATUSES.map((s) => s.toLowerCase()).join('|')}]`,
   details:
     'OPEN ORDERS counts the PENDING intents (orders sent or about to be, not yet settled); DAEMON names the daemon ' +
-    'holding the job\'s lease (pid N on HOST), "expired" when that daemon stopped renewing it, "-" when none holds it ' +
+    'holding the job\'s lease (pid N on HOST), "silent (pid N on HOST)" when that daemon was killed or is stalled and its ' +
+    'lease is not over yet, "expired" when the lease ran out, "-" when none holds it ' +
     '(botstate status gives both in full). With --json each job also has openOrderCount and daemon (as in status --json). ' +
     'A job whose row cannot be read (changed outside botstate) does not hide the others: every readable job is listed, ' +
     'then the command fails with exit 5 (storage) naming the damaged ones. With --json the document is then an object: ' +
