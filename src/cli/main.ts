@@ -145,7 +145,7 @@ async function runCommand(argv: readonly string[], io: Io): Promise<number> {
   try {
     const { name, rest } = findCommand(argv);
     if (name === undefined) {
-      if (argv.includes('--version')) return io.out(`${version()}\n`), 0;
+      if (argv.includes('--version')) return io.out(wantsJson ? `${JSON.stringify({ version: version() })}\n` : `${version()}\n`), 0;
       if (argv.includes('--help') || argv.includes('-h')) return io.out(generalHelp()), 0;
       // `botstate -v`: the flag is the mistake, not the command left out.
       const unknown = rest.find((a) => a.startsWith('-') && a !== '--' && !ANY_FLAG.has(a.split('=')[0]!));

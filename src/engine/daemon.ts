@@ -512,7 +512,7 @@ export class Daemon {
         } else {
           counts.unknown++;
           if (mayHaveCommitted(error)) forget(runner);
-          this.#log(`${job.tokenSymbol} ${trade.clientOrderId}: not reconciled yet (${messageOf(e)}); retrying every tick`);
+          this.#log(`${stamp()}  ${job.tokenSymbol}  ${trade.clientOrderId}: not reconciled yet (${messageOf(e)}); retrying every tick`);
         }
       }
     });
@@ -843,7 +843,7 @@ export class Daemon {
       // rather than count a failure against every job (which would put them all in ERROR during
       // an outage). Open intents are reconciled once it answers again.
       if (e instanceof ExchangeUnavailableError && !(await this.#answers().catch(() => true))) {
-        this.#exchangeUnavailable(e, 'prices', jobs.length === 1 ? 'the price of its one job' : `the prices of ${jobs.length} jobs at once`);
+        this.#exchangeUnavailable(e, 'prices', jobs.length === 1 ? 'the price of a job' : `the prices of ${jobs.length} jobs at once`);
         return 'outage';
       }
       if (this.#stopping) return new Map(); // the tick starts no step
@@ -1571,7 +1571,7 @@ export class Daemon {
       const then = job.status === 'LIQUIDATING' ? `botstate liquidate ${ref} to go on selling, or botstate resume ${ref} to trade again` : `botstate resume ${ref}`;
       this.#log(`${stamp()}  ${job.tokenSymbol}  → ERROR: ${reason} (once the cause is fixed: ${then})`);
     } catch (failError) {
-      if (!isBotstateError(failError, 'LEASE_LOST')) this.#log(`${job.tokenSymbol}: could not mark the job ERROR: ${coerceError(failError).message}`);
+      if (!isBotstateError(failError, 'LEASE_LOST')) this.#log(`${stamp()}  ${job.tokenSymbol}  could not mark the job ERROR: ${coerceError(failError).message}`);
     }
   }
 

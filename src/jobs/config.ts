@@ -369,14 +369,14 @@ const MAX_JSON_EXPONENT = 100;
  * A JSON number literal with an exponent written out in plain digits, exactly: jq 1.6 writes
  * 0.0000001 as `1e-07`, and `status --json | jq .config` must go back through `--config`. Only a
  * JSON number's own literal is read so: a `--set` value or a decimal string with an exponent is
- * refused as any amount with one is. An exponent beyond ±MAX_JSON_EXPONENT is left as it is
- * (and refused as an exponent).
+ * refused as any amount with one is. An exponent beyond ±MAX_JSON_EXPONENT is undefined (refused
+ * as out of range: no value of any key comes near it).
  */
-function plainDigits(source: string): string {
+function plainDigits(source: string): string | undefined {
   const m = /^(-?)(\d+)(?:\.(\d+))?[eE]([+-]?\d+)$/.exec(source);
   if (m === null) return source;
   const exponent = Number(m[4]);
-  if (Math.abs(exponent) > MAX_JSON_EXPONENT) return source;
+  if (Math.abs(exponent) > MAX_JSON_EXPONENT) return undefined;
   const digits = m[2]! + (m[3] ?? '');
   const point = m[2]!.length + exponent; // where the point goes among the digits
   const plain =
@@ -393,6 +393,13 @@ function valueFromPatch(spec: ConfigKeySpec, v: unknown, where: string): Value {
   if (v === null) return nullValue(spec, where);
   if (v instanceof JsonNumber) {
     const plain = plainDigits(v.source);
+    if (plain === undefined) {
+      throw configError(
+        `${spec.path} is the number ${shown(v.source, 48)}${where}, whose exponent is beyond ±${MAX_JSON_EXPONENT}: far outside any value ${spec.path} takes`,
+        { key: spec.path },
+        `Write ${spec.path} in plain digits, e.g. "${spec.key}": ${exampleOf(spec)}.`,
+      );
+    }
     // A refusal names what was typed too: 1e-19 is refused as its 19 decimals.
     return valueFromText(spec, plain, plain === v.source ? where : ` (written ${shown(v.source, 48)})${where}`);
   }

@@ -454,8 +454,8 @@ export class Jobs {
       columns.map((c) => row[c as keyof JobRow]),
     );
     if (inserted !== 1) {
-      throw new RuleError('CONCURRENT_MODIFICATION', `a job for ${j.tokenAddress} on ${j.chain} was created meanwhile`, {
-        hint: 'run the command again',
+      throw new RuleError('CONCURRENT_MODIFICATION', `a job for ${j.tokenAddress} on ${j.chain} was created meanwhile, by another command or process`, {
+        hint: `see it with botstate status ${j.tokenAddress}; start takes only an IDLE job`,
       });
     }
     await insertAudit(tx, prepared);

@@ -10,7 +10,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, openSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
@@ -35,6 +35,8 @@ const TOKEN_BAD_CHECKSUM = TOKEN.replace('aDe', 'ade');
 const UNKNOWN_TOKEN = '0x00000000000000000000000000000000000000a1';
 /** A second valid token (all lower case, so no checksum to get wrong). */
 const OTHER_TOKEN = '0x00000000000000000000000000000000000000b2';
+const SILENT_TOKEN = '0x00000000000000000000000000000000000000b3';
+const STALLED_TOKEN = '0x00000000000000000000000000000000000000b4';
 /** PostgreSQL on a port where nothing listens. */
 const UNREACHABLE_PG = 'postgres://postgres@127.0.0.1:1/x';
 
@@ -395,6 +397,9 @@ for (const engine of ENGINES) {
       assert.equal(rolledBack.version, 1);
       assert.equal(parseJson(await cli(['db', 'status', '--json', ...db])).current, 1);
       refused(await cli(['status', TOKEN, ...db]), 6, /db migrate/);
+      // An older schema, which every other command refuses, is said so too.
+      assert.equal(parseJson(await cli(['db', 'status', '--json', ...db])).problem.code, 'SCHEMA_OUTDATED');
+      assert.match(ok(await cli(['db', 'status', ...db])).stdout, new RegExp(`^Schema is at version 1; this botstate expects ${schema.latest}, and refuses it \\(exit 6 for every other command but daemon and db migrate, which migrate it\\): the database schema is at version 1; this botstate needs version ${schema.latest} \\(.*run botstate db migrate`, 'm'));
       // Commands that change a job do not migrate either: a typo cannot start a migration.
       const atVersion1 = await fx.dump();
       refused(await cli(['pause', TOKEN, ...db]), 6, /db migrate/);
@@ -484,9 +489,11 @@ for (const engine of ENGINES) {
       assert.doesNotMatch(ok(await cli(['status', TOKEN, '--as-of', '9999-12-31T23:59Z', ...db])).stdout, /openOrders/);
     });
 
-    it('list shows each job\'s open orders and the daemon holding it: none, one alive, one whose lease expired', async () => {
+    it('list shows each job\'s open orders and the daemon holding it: none, one alive, one silent, one whose lease expired', async () => {
       ok(await cli(['start', TOKEN, '--symbol', 'LGI', ...db]));
       ok(await cli(['start', OTHER_TOKEN, '--symbol', 'OTH', ...db]));
+      ok(await cli(['start', SILENT_TOKEN, '--symbol', 'SIL', ...db]));
+      ok(await cli(['start', STALLED_TOKEN, '--symbol', 'STL', ...db]));
       const row = (out: string, symbol: string) => out.split('\n').find((l) => l.startsWith(`${symbol} `))!.split(/\s{2,}/);
       const header = ok(await cli(['list', ...db])).stdout.split('\n')[0]!.split(/\s{2,}/);
       // None in a status: said as such, not as an empty database.
@@ -498,24 +505,36 @@ for (const engine of ENGINES) {
       try {
         await store.ledger.recordIntent({ job: { tokenAddress: TOKEN }, clientOrderId: 'open-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
         await store.ledger.recordIntent({ job: { tokenAddress: TOKEN }, clientOrderId: 'open-2', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
-        ids = [(await store.jobs.get({ tokenAddress: TOKEN })).id, (await store.jobs.get({ tokenAddress: OTHER_TOKEN })).id];
+        ids = await Promise.all([TOKEN, OTHER_TOKEN, SILENT_TOKEN, STALLED_TOKEN].map(async (tokenAddress) => (await store.jobs.get({ tokenAddress })).id));
       } finally {
         await store.close();
       }
       // A daemon alive holding LGI; one that stopped renewing OTH's lease (killed) an hour ago.
-      const [a, b, c, d] = fx.engine === 'sqlite' ? ['?', '?', '?', '?'] : ['$1', '$2', '$3', '$4'];
+      const [a, b, c, d, e] = fx.engine === 'sqlite' ? ['?', '?', '?', '?', '?'] : ['$1', '$2', '$3', '$4', '$5'];
       const soon = new Date(Date.now() + 60_000).toISOString();
       const past = new Date(Date.now() - 3_600_000).toISOString();
-      for (const [id, pid, at] of [['d-alive', 4242, soon], ['d-dead', 4343, past]] as const) {
-        await fx.raw(`INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at) VALUES (${a}, 'box', ${b}, ${c}, ${d})`, [id, pid, past, at]);
+      // SIL's daemon was killed (kill -9) on this host a moment ago: its process is gone, its lease
+      // runs a minute more. STL's, on another host, has not heartbeated for two minutes (stalled).
+      const now = new Date().toISOString();
+      const stalled = new Date(Date.now() - 120_000).toISOString();
+      for (const [id, host, pid, at] of [['d-alive', 'box', 4242, soon], ['d-dead', 'box', 4343, past], ['d-killed', hostname(), 2 ** 22 + 7, now], ['d-stalled', 'box', 4545, stalled]] as const) {
+        await fx.raw(`INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at) VALUES (${a}, ${b}, ${c}, ${d}, ${e})`, [id, host, pid, past, at]);
       }
-      await fx.raw(`INSERT INTO job_leases (job_id, owner, epoch, expires_at) VALUES (${a}, ${b}, 1, ${c})`, [ids[0]!, 'd-alive', soon]);
-      await fx.raw(`INSERT INTO job_leases (job_id, owner, epoch, expires_at) VALUES (${a}, ${b}, 1, ${c})`, [ids[1]!, 'd-dead', past]);
+      for (const [i, owner, until] of [[0, 'd-alive', soon], [1, 'd-dead', past], [2, 'd-killed', soon], [3, 'd-stalled', soon]] as const) {
+        await fx.raw(`INSERT INTO job_leases (job_id, owner, epoch, expires_at) VALUES (${a}, ${b}, 1, ${c})`, [ids[i]!, owner, until]);
+      }
       const listed = ok(await cli(['list', ...db])).stdout;
       assert.deepEqual(row(listed, 'LGI').slice(4, 7), ['RUNNING', '2', 'pid 4242 on box']);
       assert.deepEqual(row(listed, 'OTH').slice(4, 7), ['RUNNING', '0', 'expired']);
-      const json = parseJson<Array<{ tokenSymbol: string; openOrderCount: number; daemon: { instance: string; pid: number; host: string } | null }>>(await cli(['list', '--json', ...db]));
-      assert.deepEqual(json.map((j) => [j.tokenSymbol, j.openOrderCount, j.daemon?.instance, j.daemon?.pid, j.daemon?.host]), [['LGI', 2, 'd-alive', 4242, 'box'], ['OTH', 0, 'd-dead', 4343, 'box']]);
+      assert.deepEqual(row(listed, 'SIL').slice(4, 7), ['RUNNING', '0', `silent (pid ${2 ** 22 + 7} on ${hostname()})`]);
+      assert.deepEqual(row(listed, 'STL').slice(4, 7), ['RUNNING', '0', 'silent (pid 4545 on box)']);
+      assert.match(ok(await cli(['status', SILENT_TOKEN, ...db])).stdout, new RegExp(`^daemon +d-killed \\(pid ${2 ** 22 + 7} on ${hostname()}\\), silent \\(killed or stalled, last heartbeat ${now.replace(/\./g, '\\.')}\\): not running it; its lease holds the job until ${soon.replace(/\./g, '\\.')}, unless a daemon that starts takes it over$`, 'm'));
+      assert.match(ok(await cli(['status', TOKEN, ...db])).stdout, /^daemon +d-alive \(pid 4242 on box\), lease until /m);
+      const json = parseJson<Array<{ tokenSymbol: string; openOrderCount: number; daemon: { instance: string; pid: number; host: string; running: boolean } | null }>>(await cli(['list', '--json', ...db]));
+      assert.deepEqual(
+        json.map((j) => [j.tokenSymbol, j.openOrderCount, j.daemon?.instance, j.daemon?.pid, j.daemon?.host, j.daemon?.running]),
+        [['LGI', 2, 'd-alive', 4242, 'box', true], ['OTH', 0, 'd-dead', 4343, 'box', false], ['SIL', 0, 'd-killed', 2 ** 22 + 7, hostname(), false], ['STL', 0, 'd-stalled', 4545, 'box', false]],
+      );
       // The same daemon object as status --json gives.
       assert.deepEqual(json[0]!.daemon, parseJson(await cli(['status', TOKEN, '--json', ...db])).daemon);
     });
@@ -623,7 +642,7 @@ for (const engine of ENGINES) {
         [file('unknown-key.json', '{"accumulate":{"noSuchKey":1}}'), /unknown config key accumulate\.noSuchKey/],
         [file('unknown-section.json', '{"nosection":{"dcaAmount":1}}'), /unknown config section/],
         [file('out-of-range.json', '{"liquidity":{"targetRatio":1.5}}'), /targetRatio .*1\.5.* \(in config file \S*out-of-range\.json\)/],
-        [file('exponent.json', '{"accumulate":{"dcaAmount":1E200}}'), /dcaAmount "1E200" .* \(in config file \S*exponent\.json\)/],
+        [file('exponent.json', '{"accumulate":{"dcaAmount":1E200}}'), /dcaAmount is the number 1E200 \(in config file \S*exponent\.json\), whose exponent is beyond ±100/],
         [file('negative.json', '{"accumulate":{"dcaAmount":-5}}'), /dcaAmount .*-5/],
         [file('nan.json', '{"accumulate":{"dcaAmount":NaN}}'), /not valid JSON/],
         [file('huge.json', '{"accumulate":{"dcaAmount":1e400}}'), /dcaAmount .*1e400/],
@@ -926,6 +945,7 @@ describe('botstate CLI without a job database', () => {
     for (const c of COMMANDS) assert.match(help.stdout, new RegExp(`^  ${c}\\s+\\S`, 'm'), `--help lists ${c}`);
     assert.equal(ok(h).stdout, help.stdout);
     assert.equal(ok(version).stdout, `${VERSION}\n`);
+    assert.deepEqual(parseJson(await cli(['--version', '--json'])), { version: VERSION });
     assert.equal(none.code, 2, show(none));
     assert.equal(none.stdout, '');
     assert.equal(none.stderr, 'botstate: missing command (see botstate --help for the commands)\n');

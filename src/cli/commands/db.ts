@@ -8,7 +8,7 @@ import { withStore, type Command, type CommandContext } from '../command.ts';
 import { json, table } from '../output.ts';
 import type { Migration } from '../../store/migrations/migration.ts';
 import { LATEST_VERSION } from '../../store/migrations/index.ts';
-import { assertCompatible, checkTarget } from '../../store/migrations/runner.ts';
+import { assertCompatible, checkCurrent, checkTarget } from '../../store/migrations/runner.ts';
 
 function target(ctx: CommandContext): number | undefined {
   const to = ctx.values['to'];
@@ -36,12 +36,13 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
     summary: 'show applied and pending migrations',
     options: {},
     async run(ctx) {
-      const status = await withStore(ctx, { schema: 'none', create: false, readOnly: true }, (store) => store.schemaStatus());
-      // A schema the other commands refuse (an edited migration, a gap, a newer version) is said
-      // so here, with why, rather than under an all-clear summary.
+      const { status, location } = await withStore(ctx, { schema: 'none', create: false, readOnly: true }, async (store) => ({ status: await store.schemaStatus(), location: store.location }));
+      // A schema the other commands refuse (an edited migration, a gap, a newer version, an older
+      // one) is said so here, with why, rather than under an all-clear summary.
       let problem: BotstateError | undefined;
       try {
-        assertCompatible(status);
+        if (status.current === 0) assertCompatible(status);
+        else checkCurrent(status, location);
       } catch (e) {
         if (!(e instanceof BotstateError)) throw e;
         problem = e;
@@ -50,7 +51,7 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
       const summary =
         problem === undefined
           ? `Schema is at version ${status.current}; this botstate expects ${status.latest}.`
-          : `Schema is at version ${status.current}; this botstate expects ${status.latest}, and refuses it (exit 6 for every other command): ${problem.message} (${problem.hint}).`;
+          : `Schema is at version ${status.current}; this botstate expects ${status.latest}, and refuses it (exit 6 for every other command${problem.code === 'SCHEMA_OUTDATED' ? ' but daemon and db migrate, which migrate it' : ''}): ${problem.message} (${problem.hint}).`;
       ctx.io.out(table(['VERSION', 'NAME', 'STATE', 'APPLIED'], status.migrations.map((m) => [m.version, m.name, m.state, m.appliedAt])) + `${summary}\n`);
     },
   },
