@@ -136,7 +136,7 @@ const OUTAGE_CAUSE_SAID_EVERY_MS = 60_000;
 const HAND_OVER_AFTER_TTLS = 2;
 /**
  * A daemon of several whose exchange answered no call for a lease TTL divided by this probes it
- * (see tick): an outage is found well before another daemon's jobs would come to it.
+ * (see Daemon.#probeIfQuiet): an outage is found well before another daemon's jobs would come to it.
  */
 const QUIET_PROBES_PER_TTL = 3;
 
@@ -317,8 +317,9 @@ export class Daemon {
   #everAnswered = false;
   /** When a call to the exchange last answered (performance.now()), or -Infinity. */
   #answeredAt = Number.NEGATIVE_INFINITY;
-  /** getBalances probes sent and not answered yet (see #answers). */
+  /** getBalances probes sent and not answered yet, and when the last one was sent (see #answers). */
   #probesInFlight = 0;
+  #probeSentAt = Number.NEGATIVE_INFINITY;
   /** This daemon's --max-jobs, if it has one. */
   readonly #maxJobs: number | undefined;
   /** Set once, by #giveUp. */
@@ -453,6 +454,7 @@ export class Daemon {
 
   #startRenewer(): void {
     this.#renewer = setInterval(() => {
+      this.#probeIfQuiet();
       if (this.#renewing !== undefined) return; // the last one is still running
       this.#renewing = this.#leases
         .renew()
@@ -474,13 +476,32 @@ export class Daemon {
     this.#renewer.unref();
   }
 
+  /**
+   * Where several daemons share the jobs, one whose exchange answered no call for a third of a
+   * lease TTL (a spare daemon, with no job, makes none; nor does one whose tick is longer) probes
+   * it, one probe at a time, between ticks: it would otherwise count as reaching its exchange
+   * through an outage every daemon sees, and be handed the others' jobs. What a probe finds is
+   * published with the next heartbeat (see Leases.renew), long before the two TTLs after which a
+   * daemon hands its jobs over; in an outage, its end too, when the ticks (which probe) are far apart.
+   */
+  #probeIfQuiet(): void {
+    if (this.#stopping || !this.#store.capabilities.concurrentWriters || this.#probesInFlight > 0) return;
+    const quiet = this.#leaseTtlMs / QUIET_PROBES_PER_TTL;
+    if (performance.now() - this.#answeredAt < quiet || performance.now() - this.#probeSentAt < quiet) return;
+    this.#probe = undefined; // a probe of a tick long ago is not this one
+    this.#answers().then(
+      () => this.#publishReach(),
+      () => {},
+    );
+  }
+
   async #recover(t0: number): Promise<RecoveryReport> {
     // Only the fences of the jobs with an open intent are needed now; the first tick reads the
     // rest. The intents are read once the claims have committed: another daemon that held one of
     // these jobs is fenced out by then, so none of them can be settled behind this one's back.
     this.#publishReach();
     const { fences: held, held: heldCount } = await this.#leases.syncForRecovery();
-    this.#sayHandOver();
+    this.#sayHandOver(heldCount > 0);
     const pending = (await this.#store.ledger.pending()).filter((t) => held.has(t.jobId));
     // Only the jobs with an open intent are needed now; the rest resume at the first tick.
     const jobs = await this.#loadJobs([...new Set(pending.map((t) => t.jobId))]);
@@ -636,13 +657,6 @@ export class Daemon {
     const outage = this.#outage !== undefined || this.#unreachableSince !== undefined;
     const answering = outage && (await this.#answers().catch(() => false));
     if (outage && this.#stopping) return; // the stop hands the leases back: no claim just before it
-    // Where several daemons share the jobs, one whose exchange answered no call lately (a spare
-    // daemon, with no job, makes none) probes it too, one probe at a time: it would otherwise
-    // count as reaching its exchange through an outage every daemon sees, and be handed the
-    // others' jobs. Not waited for: a probe that fails publishes at the next sync.
-    if (!outage && this.#store.capabilities.concurrentWriters && this.#probesInFlight === 0 && performance.now() - this.#answeredAt >= this.#leaseTtlMs / QUIET_PROBES_PER_TTL) {
-      this.#answers().catch(() => {});
-    }
     this.#publishReach();
     const read = await this.#saidIfSlow(this.#read(busy));
     if (read === undefined) {
@@ -674,7 +688,7 @@ export class Daemon {
   /** A tick's reads: the leases (synced), the jobs held and their open intents; undefined when none is held. */
   async #read(busy: ReadonlySet<string>): Promise<{ held: Map<string, Fence>; jobs: Job[]; pending: Map<string, Trade> } | undefined> {
     const held = await this.#leases.sync(busy, (ids) => this.#saveLeaving(ids, busy));
-    this.#sayHandOver();
+    this.#sayHandOver((this.#held?.size ?? 0) > 0 || held.size > 0);
     this.#sayLeaseChanges(held);
     this.#sayUnrun(this.#leases.unrun);
     for (const [id, runner] of this.#runners) {
@@ -753,8 +767,9 @@ export class Daemon {
    * Says when this daemon starts handing its jobs over (see #publishReach), and when it takes
    * jobs again. It hands them over only to a daemon that reaches its exchange (see
    * Leases.exchangeUnreachable): alone, or with every other daemon cut off too, it keeps them.
+   * `hadJobs`: whether it held any before this sync (a spare daemon has none to hand over).
    */
-  #sayHandOver(): void {
+  #sayHandOver(hadJobs: boolean): void {
     const now = this.#leases.handingOver;
     if (now === this.#saidHandingOver) return;
     this.#saidHandingOver = now;
@@ -762,7 +777,11 @@ export class Daemon {
       // What this sync published: a probe may have answered since.
       const since = Date.parse(this.#leases.exchangeUnreachable?.since ?? new Date().toISOString());
       const unavailable = this.#everAnswered ? `exchange unavailable for ${Math.round((Date.now() - since) / 1000)} s` : 'exchange unavailable since this daemon started';
-      this.#log(`${stamp()}  ${unavailable} (${this.#probeFailure}): handing this daemon's jobs over to the daemons that reach theirs (it takes none until its exchange answers)`);
+      this.#log(
+        hadJobs
+          ? `${stamp()}  ${unavailable} (${this.#probeFailure}): handing this daemon's jobs over to the daemons that reach theirs (it takes none until its exchange answers)`
+          : `${stamp()}  ${unavailable} (${this.#probeFailure}): taking no job until it answers (the daemons that reach theirs run them)`,
+      );
     } else if (this.#unreachableSince === undefined) {
       this.#log(`${stamp()}  taking jobs again: the exchange answers`);
     } else {
@@ -916,6 +935,7 @@ export class Daemon {
     if (this.#probe !== undefined) return this.#probe;
     const sent = Date.now();
     this.#probesInFlight++;
+    this.#probeSentAt = performance.now();
     this.#probe = this.#exchange.getBalances().finally(() => this.#probesInFlight--).then(
       () => (this.#reached(), true),
       (e: unknown) => {

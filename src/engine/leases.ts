@@ -251,7 +251,14 @@ export class Leases {
    */
   async #heartbeat(tx: Executor, now: string): Promise<void> {
     if (this.#store.capabilities.concurrentWriters) {
-      await tx.run('UPDATE daemon_instances SET heartbeat_at = ?, stopped_at = NULL WHERE id = ?', [now, this.instanceId]);
+      // With since when its exchange answers no call, as the daemon last found it: published
+      // between ticks too, so that a daemon whose tick waits for a probe (an exchange that hangs
+      // until the timeout) is not counted as reaching its exchange meanwhile, and handed jobs.
+      await tx.run('UPDATE daemon_instances SET heartbeat_at = ?, stopped_at = NULL, exchange_unreachable_since = ? WHERE id = ?', [
+        now,
+        this.exchangeUnreachable?.since ?? null,
+        this.instanceId,
+      ]);
       return;
     }
     // One statement on the hot path; only when it changes nothing is the row looked at.

@@ -173,10 +173,19 @@ interface Call {
   ledgerStatus?: string;
 }
 
-/** An exchange that can be cut off (`down`): every call then fails as a refused connection does. */
+/**
+ * An exchange that can be cut off (`down`): every call then fails as a refused connection does;
+ * or hang (`hang`): every call then waits, answering once `hang` is set false again.
+ */
 class Cut implements Exchange {
   down = false;
   readonly #inner: Exchange;
+  #hung: PromiseWithResolvers<void> | undefined;
+
+  set hang(hang: boolean) {
+    if (hang) this.#hung ??= Promise.withResolvers<void>();
+    else this.#hung?.resolve(), (this.#hung = undefined);
+  }
 
   constructor(inner: Exchange) {
     this.#inner = inner;
@@ -187,6 +196,7 @@ class Cut implements Exchange {
   }
 
   #call<T>(call: () => Promise<T>): Promise<T> {
+    if (this.#hung !== undefined) return this.#hung.promise.then(call);
     return this.down ? Promise.reject(new ExchangeUnavailableError('connect ECONNREFUSED 127.0.0.1')) : call();
   }
 
@@ -2660,7 +2670,10 @@ for (const engine of ENGINES) {
       const c = makeDaemon(store, cut, { leaseTtlMs: 1000, instanceId: 'c-wrong-url' });
       const report = await c.daemon.start();
       assert.equal(report.jobs, 0, c.lines.join('\n'));
-      await waitFor('C handing over', () => c.lines.some((l) => /handing this daemon's jobs over/.test(l)) || undefined);
+      // With no job to hand over, it says it takes none.
+      await waitFor('C handing over', () => c.lines.some((l) => /: taking no job until it answers \(the daemons that reach theirs run them\)$/.test(l)) || undefined);
+      assert.equal((await rowOf('c-wrong-url')).maxJobs, 0);
+      assert.ok(!c.lines.some((l) => /handing/.test(l)), c.lines.join('\n'));
       await sleep(500);
       assert.deepEqual(await moved(), [], 'no job moved');
       assert.ok(!c.lines.some((l) => /now running/.test(l)), c.lines.join('\n'));
@@ -2692,7 +2705,7 @@ for (const engine of ENGINES) {
       assert.deepEqual(await moved(), [], 'no job moved');
       assert.equal((await rowOf('b-wrong-url')).maxJobs, 0);
       assert.ok(!b.lines.some((l) => /taking jobs again/.test(l)), b.lines.join('\n'));
-      assert.match(b.lines.find((l) => /handing/.test(l))!, /exchange unavailable since this daemon started \(connect ECONNREFUSED 127\.0\.0\.1\): handing/);
+      assert.match(b.lines.find((l) => /taking no job/.test(l))!, /exchange unavailable since this daemon started \(connect ECONNREFUSED 127\.0\.0\.1\): taking no job until it answers/);
       await b.daemon.stop();
       await a.daemon.stop();
     });
@@ -2714,30 +2727,57 @@ for (const engine of ENGINES) {
       await waitFor('B reaching', async () => (await rowOf('b-fast-tick')).exchangeUnreachableSince === null || undefined);
       await waitFor('A reaching', async () => (await rowOf('a-slow-tick')).exchangeUnreachableSince === null || undefined);
       // Then the jobs are shared again, as ever; none was handed over.
-      assert.ok(!a.lines.some((l) => /handing/.test(l)), a.lines.join('\n'));
+      assert.ok(!a.lines.some((l) => /handing|taking no job/.test(l)), a.lines.join('\n'));
       await b.daemon.stop();
       await a.daemon.stop();
     });
 
-    it('a spare daemon (no job, so no exchange call) finds an outage every daemon sees too: no job is handed to it', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
+    // A spare daemon makes no exchange call (no job), nor one with a tick longer than the TTL
+    // between its ticks: it probes, between ticks, whenever none answered for a third of a TTL.
+    for (const spare of [{ what: 'a spare daemon (no job, so no exchange call)', tickMs: undefined }, { what: 'a spare daemon whose tick is longer than a lease TTL', tickMs: 60_000 }]) {
+      it(`${spare.what} finds an outage every daemon sees too: no job is handed to it`, { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
+        const ex = await paper();
+        await quietJobs(1);
+        const cut = new Cut(new HttpExchange(ex.url));
+        // TTLs of 2 s: a daemon stalled for a second on a loaded machine is not taken for dead.
+        const a = makeDaemon(store, cut, { leaseTtlMs: 2000, instanceId: 'a-trading' });
+        await a.daemon.start();
+        await waitFor('the job on A', async () => (await holders()).join() === 'a-trading' || undefined);
+        const b = makeDaemon(store, cut, { leaseTtlMs: 2000, instanceId: 'b-spare', ...(spare.tickMs === undefined ? {} : { tickMs: spare.tickMs }) });
+        assert.equal((await b.daemon.start()).jobs, 0);
+        const moved = await watchMoves();
+        cut.down = true;
+        await waitFor('A found its exchange unreachable', async () => (await rowOf('a-trading')).exchangeUnreachableSince !== null || undefined);
+        await waitFor('B found it too', async () => (await rowOf('b-spare')).exchangeUnreachableSince !== null || undefined);
+        await sleep(4500); // beyond two TTLs: A would hand its job to a daemon that reaches its exchange
+        assert.deepEqual(await moved(), [], 'no job moved');
+        for (const d of [a, b]) assert.ok(!d.lines.some((l) => /handing|taking no job/.test(l)), d.lines.join('\n'));
+        cut.down = false;
+        await waitFor('both reaching', async () => (await store.daemonInstances()).every((d) => d.exchangeUnreachableSince === null) || undefined);
+        await b.daemon.stop();
+        await a.daemon.stop();
+      });
+    }
+
+    it('an exchange that hangs for every daemon moves no job, though two lease TTLs are shorter than its timeout', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
       const ex = await paper();
-      await quietJobs(1);
+      await quietJobs(4);
       const cut = new Cut(new HttpExchange(ex.url));
-      // TTLs of 2 s: a daemon stalled for a second on a loaded machine is not taken for dead.
-      const a = makeDaemon(store, cut, { leaseTtlMs: 2000, instanceId: 'a-trading' });
+      // Each tick of the outage waits for its probe until the timeout, longer than two TTLs: what
+      // a daemon finds must reach its row between ticks, or the other hands it its jobs.
+      const options = { leaseTtlMs: 1500, exchangeTimeoutMs: 3500 };
+      const a = makeDaemon(store, cut, { ...options, instanceId: 'a-first' });
       await a.daemon.start();
-      await waitFor('the job on A', async () => (await holders()).join() === 'a-trading' || undefined);
-      const b = makeDaemon(store, cut, { leaseTtlMs: 2000, instanceId: 'b-spare' });
-      assert.equal((await b.daemon.start()).jobs, 0);
+      const b = makeDaemon(store, cut, { ...options, instanceId: 'b-second' });
+      await b.daemon.start();
+      await waitFor('the jobs shared', async () => (await holders()).join() === 'a-first,a-first,b-second,b-second' || undefined, 10_000);
       const moved = await watchMoves();
-      cut.down = true;
-      await waitFor('A found its exchange unreachable', async () => (await rowOf('a-trading')).exchangeUnreachableSince !== null || undefined);
-      await waitFor('B found it too', async () => (await rowOf('b-spare')).exchangeUnreachableSince !== null || undefined);
-      await sleep(4500); // beyond two TTLs: A would hand its job to a daemon that reaches its exchange
+      cut.hang = true;
+      await waitFor('both found the exchange unreachable', async () => (await store.daemonInstances()).every((d) => d.exchangeUnreachableSince !== null) || undefined, 20_000);
+      await sleep(5000); // beyond two TTLs and a probe's timeout
       assert.deepEqual(await moved(), [], 'no job moved');
-      assert.ok(!a.lines.some((l) => /handing/.test(l)), a.lines.join('\n'));
-      cut.down = false;
-      await waitFor('both reaching', async () => (await store.daemonInstances()).every((d) => d.exchangeUnreachableSince === null) || undefined);
+      for (const d of [a, b]) assert.ok(!d.lines.some((l) => /handing|taking no job/.test(l)), d.lines.join('\n'));
+      cut.hang = false;
       await b.daemon.stop();
       await a.daemon.stop();
     });
@@ -2765,7 +2805,7 @@ for (const engine of ENGINES) {
       cut.down = false;
       await waitFor('N reaching', async () => (await rowOf('n-restarted')).exchangeUnreachableSince === null || undefined);
       await sleep(500);
-      assert.ok(!n.lines.some((l) => /handing/.test(l)), n.lines.join('\n'));
+      assert.ok(!n.lines.some((l) => /handing|taking no job/.test(l)), n.lines.join('\n'));
       assert.deepEqual(await moved(), [], 'the jobs it took over stayed with it');
       await n.daemon.stop();
       await b.daemon.stop();
@@ -2785,7 +2825,7 @@ for (const engine of ENGINES) {
       const moved = await watchMoves();
       await sleep(1000);
       assert.deepEqual(await moved(), [], 'the job stays where it is');
-      for (const d of [a, b]) assert.ok(!d.lines.some((l) => /handing/.test(l)), d.lines.join('\n'));
+      for (const d of [a, b]) assert.ok(!d.lines.some((l) => /handing|taking no job/.test(l)), d.lines.join('\n'));
       assert.equal((await store.ledger.get(trade.clientOrderId)).status, 'PENDING');
       await b.daemon.stop();
       await a.daemon.stop();
@@ -2818,7 +2858,7 @@ for (const engine of ENGINES) {
       await waitFor('both found the exchange unreachable', async () => (await store.daemonInstances()).every((d) => d.exchangeUnreachableSince !== null) || undefined);
       await sleep(4500); // beyond two TTLs
       assert.deepEqual(await moved(), [], 'no job moved');
-      for (const d of [a, b]) assert.ok(!d.lines.some((l) => /handing|no daemon to run/.test(l)), d.lines.join('\n'));
+      for (const d of [a, b]) assert.ok(!d.lines.some((l) => /handing|taking no job|no daemon to run/.test(l)), d.lines.join('\n'));
       // A daemon that joins during the outage takes nothing from them either.
       const c = makeDaemon(store, cut, { leaseTtlMs: 2000, instanceId: 'c-third' });
       assert.equal((await c.daemon.start()).jobs, 0);

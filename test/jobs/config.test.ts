@@ -308,6 +308,7 @@ describe('resolveConfig: the file patch', () => {
     for (const [literal, expected] of cases) assert.equal(file(`{"accumulate":{"dcaAmount":${literal}}}`).accumulate.dcaAmount, expected, literal);
     assert.equal(file('{"accumulate":{"dcaIntervalHours":1e-07}}').accumulate.dcaIntervalHours, '0.0000001');
     assert.equal(file('{"accumulate":{"takeProfitPercent":0e5}}').accumulate.takeProfitPercent, '0');
+    assert.equal(file('{"accumulate":{"takeProfitPercent":0.0e101}}').accumulate.takeProfitPercent, '0', 'zero, whatever its exponent');
     assert.equal(file('{"limits":{"maxTradesPerHour":6e1}}').limits.maxTradesPerHour, 60);
     // Exact or refused: 19 decimals once written out, an exponent past ±100.
     assert.match(throwsConfig(() => file('{"accumulate":{"dcaAmount":1.234567890123456789e-2}}')).message, /has 20 decimals; at most 18 are allowed \(it is not rounded\) \(written 1\.234567890123456789e-2\) \(in bot\.json\)/);
