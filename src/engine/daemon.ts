@@ -5,7 +5,7 @@ import { insertAudit, jobStream, prepareAudit, GENESIS_HASH } from '../audit/aud
 import { BotstateError, coerceError, errorText, isBotstateError, RuleError, StorageError, ValidationError } from '../errors.ts';
 import { cmp, isDecimal, parseDecimal } from '../money/decimal.ts';
 import { DEFAULT_CHAIN, JOB_COLUMNS, toJob, type Job, type JobRow } from '../jobs/job-rows.ts';
-import { amountsDisagree, beyondAsked, type IntentInput, type Settlement, type Trade } from '../ledger/ledger.ts';
+import { amountsDisagree, beyondAsked, derivedSequence, type IntentInput, type Settlement, type Trade } from '../ledger/ledger.ts';
 import { MAX_ACTOR_LENGTH, type CallOptions, type Fence } from '../store/context.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { Store } from '../store/store.ts';
@@ -313,9 +313,7 @@ export class Daemon {
   #probesUnanswered = 0;
   #probeFailedAt = 0;
   #probeFailure = '';
-  /** Whether any call to the exchange has answered since this daemon started. */
-  #everAnswered = false;
-  /** When a call to the exchange last answered (performance.now()), or -Infinity. */
+  /** When a call to the exchange last answered (performance.now()), or -Infinity if none has since this daemon started. */
   #answeredAt = Number.NEGATIVE_INFINITY;
   /** getBalances probes sent and not answered yet, and when the last one was sent (see #answers). */
   #probesInFlight = 0;
@@ -750,13 +748,17 @@ export class Daemon {
         ? undefined
         : {
             since: new Date(since).toISOString(),
-            handOver: Date.now() - since >= (this.#everAnswered ? HAND_OVER_AFTER_TTLS * this.#leaseTtlMs : this.#leaseTtlMs / 2) && this.#probesUnanswered >= 2,
+            handOver: Date.now() - since >= (this.#everAnswered() ? HAND_OVER_AFTER_TTLS * this.#leaseTtlMs : this.#leaseTtlMs / 2) && this.#probesUnanswered >= 2,
           };
+  }
+
+  /** Whether any call to the exchange has answered since this daemon started. */
+  #everAnswered(): boolean {
+    return this.#answeredAt > Number.NEGATIVE_INFINITY;
   }
 
   /** An exchange call answered: the exchange is reachable. */
   #reached(): void {
-    this.#everAnswered = true;
     this.#answeredAt = performance.now();
     this.#unreachableSince = undefined;
     this.#probesUnanswered = 0;
@@ -776,7 +778,7 @@ export class Daemon {
     if (now) {
       // What this sync published: a probe may have answered since.
       const since = Date.parse(this.#leases.exchangeUnreachable?.since ?? new Date().toISOString());
-      const unavailable = this.#everAnswered ? `exchange unavailable for ${Math.round((Date.now() - since) / 1000)} s` : 'exchange unavailable since this daemon started';
+      const unavailable = this.#everAnswered() ? `exchange unavailable for ${Math.round((Date.now() - since) / 1000)} s` : 'exchange unavailable since this daemon started';
       this.#log(
         hadJobs
           ? `${stamp()}  ${unavailable} (${this.#probeFailure}): handing this daemon's jobs over to the daemons that reach theirs (it takes none until its exchange answers)`
@@ -1418,8 +1420,7 @@ export class Daemon {
     const recorded = this.#recorded.get(jobId);
     if (recorded === undefined) return false;
     if ('clientOrderId' in recorded) return recorded.clientOrderId === clientOrderId;
-    const n = clientOrderId.startsWith(`${jobId}-`) ? Number(clientOrderId.slice(jobId.length + 1)) : Number.NaN;
-    return Number.isSafeInteger(n) && n > recorded.above;
+    return (derivedSequence(jobId, clientOrderId) ?? 0) > recorded.above;
   }
 
   async #settle(job: Job, trade: Trade, order: ExchangeOrder, runner: Runner, phase: 'tick' | 'recovery'): Promise<Outcome> {

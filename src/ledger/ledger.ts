@@ -872,6 +872,17 @@ function duplicateOrder(existing: TradeRow, recording = false): BotstateError {
  * The first derived clientOrderId of the job (`<jobId>-<n>`, n ≥ `from`) above every one its
  * trades hold and not taken by any trade.
  */
+/**
+ * The sequence number of a clientOrderId derived from the job (`<jobId>-<n>`, see
+ * Ledger.recordIntent), or undefined for any other id.
+ */
+export function derivedSequence(jobId: string, clientOrderId: string): number | undefined {
+  const prefix = `${jobId}-`;
+  if (!clientOrderId.startsWith(prefix)) return undefined;
+  const suffix = clientOrderId.slice(prefix.length);
+  return /^[1-9][0-9]{0,14}$/.test(suffix) ? Number(suffix) : undefined;
+}
+
 async function nextFreeDerivedId(tx: Executor, jobId: string, from: number): Promise<string> {
   const prefix = `${jobId}-`;
   const rows = await tx.all<{ client_order_id: string }>('SELECT client_order_id FROM trades WHERE job_id = ? AND substr(client_order_id, 1, ?) = ?', [
@@ -881,8 +892,8 @@ async function nextFreeDerivedId(tx: Executor, jobId: string, from: number): Pro
   ]);
   let n = from;
   for (const { client_order_id: coid } of rows) {
-    const suffix = coid.slice(prefix.length);
-    if (/^[1-9][0-9]{0,14}$/.test(suffix)) n = Math.max(n, Number(suffix) + 1);
+    const seq = derivedSequence(jobId, coid);
+    if (seq !== undefined) n = Math.max(n, seq + 1);
   }
   // Another job's trade may hold one too (an id recorded by hand): the first free one.
   while (await tx.get('SELECT 1 AS taken FROM trades WHERE client_order_id = ?', [`${prefix}${n}`])) n++;

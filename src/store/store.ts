@@ -464,18 +464,19 @@ export class Store {
     });
   }
 
-  /**
-   * The daemon that holds a job's lease (docs/daemon.md, "Several daemons"), as the database has
-   * it, or null when none does (no daemon has taken the job, or the last one handed it back). A
-   * lease past `leaseExpiresAt` is another daemon's to take: its holder stopped renewing it (killed,
-   * stalled, or cut off from the database). `heartbeatAt` is its daemon's last heartbeat, `stopped`
-   * whether that daemon stopped (or was found dead by another).
-   */
   /** The time daemons are judged by: the database's clock on PostgreSQL, by which they heartbeat. */
   async #nowMs(tx: Executor): Promise<number> {
     return this.#adapter.engine === 'postgres' ? databaseNow(tx) : Date.now();
   }
 
+  /**
+   * The daemon that holds a job's lease (docs/daemon.md, "Several daemons"), as the database has
+   * it, or null when none does (no daemon has taken the job, or the last one handed it back). A
+   * lease past `leaseExpiresAt` is another daemon's to take: its holder stopped renewing it (killed,
+   * stalled, or cut off from the database). `heartbeatAt` is its daemon's last heartbeat, `stopped`
+   * whether that daemon stopped (or was found dead by another), `running` whether it runs now (one
+   * killed still holds the job until its lease runs out).
+   */
   async daemonFor(ref: JobRef, options?: CallOptions): Promise<JobDaemon | null> {
     return this.#ctx.read(options, async (tx) => {
       const job = await requireJob(tx, this.#adapter.dialect, ref, false);

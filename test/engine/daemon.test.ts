@@ -2587,6 +2587,10 @@ for (const engine of ENGINES) {
     /** The daemons holding the active jobs' leases, one entry per job, sorted. */
     const holders = async () => [...(await store.daemons()).values()].map((d) => d.instance).sort();
     const rowOf = async (id: string) => (await store.daemonInstances()).find((d) => d.instance === id)!;
+    /** None of these daemons said it hands its jobs over (or, holding none, that it takes none). */
+    const saidNoHandOver = (...daemons: Array<{ lines: string[] }>) => {
+      for (const d of daemons) assert.ok(!d.lines.some((l) => /handing|taking no job/.test(l)), d.lines.join('\n'));
+    };
     /**
      * Logs every change of a lease's owner from now on (a trigger of the test's own) and returns
      * a function that reads the log: a job handed back or taken by another daemon shows, with
@@ -2727,7 +2731,7 @@ for (const engine of ENGINES) {
       await waitFor('B reaching', async () => (await rowOf('b-fast-tick')).exchangeUnreachableSince === null || undefined);
       await waitFor('A reaching', async () => (await rowOf('a-slow-tick')).exchangeUnreachableSince === null || undefined);
       // Then the jobs are shared again, as ever; none was handed over.
-      assert.ok(!a.lines.some((l) => /handing|taking no job/.test(l)), a.lines.join('\n'));
+      saidNoHandOver(a);
       await b.daemon.stop();
       await a.daemon.stop();
     });
@@ -2751,7 +2755,7 @@ for (const engine of ENGINES) {
         await waitFor('B found it too', async () => (await rowOf('b-spare')).exchangeUnreachableSince !== null || undefined);
         await sleep(4500); // beyond two TTLs: A would hand its job to a daemon that reaches its exchange
         assert.deepEqual(await moved(), [], 'no job moved');
-        for (const d of [a, b]) assert.ok(!d.lines.some((l) => /handing|taking no job/.test(l)), d.lines.join('\n'));
+        saidNoHandOver(a, b);
         cut.down = false;
         await waitFor('both reaching', async () => (await store.daemonInstances()).every((d) => d.exchangeUnreachableSince === null) || undefined);
         await b.daemon.stop();
@@ -2776,7 +2780,7 @@ for (const engine of ENGINES) {
       await waitFor('both found the exchange unreachable', async () => (await store.daemonInstances()).every((d) => d.exchangeUnreachableSince !== null) || undefined, 20_000);
       await sleep(5000); // beyond two TTLs and a probe's timeout
       assert.deepEqual(await moved(), [], 'no job moved');
-      for (const d of [a, b]) assert.ok(!d.lines.some((l) => /handing|taking no job/.test(l)), d.lines.join('\n'));
+      saidNoHandOver(a, b);
       cut.hang = false;
       await b.daemon.stop();
       await a.daemon.stop();
@@ -2805,7 +2809,7 @@ for (const engine of ENGINES) {
       cut.down = false;
       await waitFor('N reaching', async () => (await rowOf('n-restarted')).exchangeUnreachableSince === null || undefined);
       await sleep(500);
-      assert.ok(!n.lines.some((l) => /handing|taking no job/.test(l)), n.lines.join('\n'));
+      saidNoHandOver(n);
       assert.deepEqual(await moved(), [], 'the jobs it took over stayed with it');
       await n.daemon.stop();
       await b.daemon.stop();
@@ -2825,7 +2829,7 @@ for (const engine of ENGINES) {
       const moved = await watchMoves();
       await sleep(1000);
       assert.deepEqual(await moved(), [], 'the job stays where it is');
-      for (const d of [a, b]) assert.ok(!d.lines.some((l) => /handing|taking no job/.test(l)), d.lines.join('\n'));
+      saidNoHandOver(a, b);
       assert.equal((await store.ledger.get(trade.clientOrderId)).status, 'PENDING');
       await b.daemon.stop();
       await a.daemon.stop();
