@@ -376,9 +376,9 @@ function plainDigits(source: string): string | undefined {
   const m = /^(-?)(\d+)(?:\.(\d+))?[eE]([+-]?\d+)$/.exec(source);
   if (m === null) return source;
   const exponent = Number(m[4]);
-  if (/^0*$/.test(m[2]! + (m[3] ?? ''))) return `${m[1]}0`; // 0e101 is 0, whatever its exponent
-  if (Math.abs(exponent) > MAX_JSON_EXPONENT) return undefined;
   const digits = m[2]! + (m[3] ?? '');
+  if (/^0*$/.test(digits)) return `${m[1]}0`; // 0e101 is 0, whatever its exponent
+  if (Math.abs(exponent) > MAX_JSON_EXPONENT) return undefined;
   const point = m[2]!.length + exponent; // where the point goes among the digits
   const plain =
     point <= 0 ? `0.${'0'.repeat(-point)}${digits}` : point >= digits.length ? digits + '0'.repeat(point - digits.length) : `${digits.slice(0, point)}.${digits.slice(point)}`;
