@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { BotstateError, readOnlyStore, ValidationError } from '../errors.ts';
 import { isStorableText } from '../util/text.ts';
 import type { Adapter, Engine, Executor, SqlParam } from './adapter.ts';
-import { changesSession, transactionControl } from './tx-control.ts';
+import { changesBotstateSetting, changesSession, transactionControl } from './tx-control.ts';
 
 /** Options every store method accepts. */
 export interface CallOptions {
@@ -77,6 +77,11 @@ class Tx implements Executor {
     if (!this.#txn.open) return Promise.reject(txEnded('this tx'));
     const control = typeof sql === 'string' ? transactionControl(sql, this.#engine) : undefined;
     if (control === undefined) return undefined;
+    if (changesBotstateSetting(control)) {
+      return Promise.reject(new ValidationError('INVALID_ARGUMENT', `a tx cannot run ${control}: botstate's own statements in the transaction depend on it (its schema, how times and text are read, whether the commit waits for the disk)`, {
+        hint: 'leave search_path, TimeZone, DateStyle, client_encoding and synchronous_commit as the store sets them; name your own tables with their schema (myschema.t)',
+      }));
+    }
     if (changesSession(control)) {
       return Promise.reject(new ValidationError('INVALID_ARGUMENT', `a tx cannot run ${control}: it ${control === 'DO' ? 'may change' : 'changes'} the connection, which outlives the transaction, for every later call on it`, {
         hint: sessionHint(control, this.#engine),

@@ -59,34 +59,55 @@ const TRANSACTION_PRAGMAS = new Set(['defer_foreign_keys', 'user_version', 'appl
  * table of the same name from every later call on it (temporary objects are looked up first).
  * PostgreSQL's ON COMMIT DROP ends a table with the transaction.
  */
-const TEMP_PG = /^(?:CREATE\s+(?:OR\s+REPLACE\s+)?(?:(?:GLOBAL|LOCAL)\s+)?(?:TEMP|TEMPORARY)\s+(?:(?:UNLOGGED\s+)?TABLE|VIEW|RECURSIVE\s+VIEW|SEQUENCE)\b|SELECT\b[\s\S]*?\bINTO\s+(?:TEMP|TEMPORARY)\b)/i;
+const TEMP_PG = /^(?:CREATE\s+(?:OR\s+REPLACE\s+)?(?:(?:GLOBAL|LOCAL)\s+)?(?:TEMP|TEMPORARY)\s+(?:(?:UNLOGGED\s+)?TABLE|VIEW|RECURSIVE\s+VIEW|SEQUENCE)\b|(?:SELECT|WITH)\b[\s\S]*?(?<!\b(?:INSERT|MERGE)\s+)\bINTO\s+(?:TEMP|TEMPORARY)\b)/i;
 /**
  * The same by its schema, pg_temp (or pg_temp_N, the session's own by its real name), which may
  * be quoted: read in the text with quoted names written plainly (see {@link withNames}).
  */
-const TEMP_PG_SCHEMA = /^CREATE\s+(?:OR\s+REPLACE\s+)?(?:UNLOGGED\s+)?(?:TABLE|VIEW|RECURSIVE\s+VIEW|SEQUENCE|MATERIALIZED\s+VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?pg_temp(?:_\d+)?\s*\./i;
+const TEMP_PG_SCHEMA = /^(?:CREATE\s+(?:OR\s+REPLACE\s+)?(?:UNLOGGED\s+)?(?:TABLE|VIEW|RECURSIVE\s+VIEW|SEQUENCE|MATERIALIZED\s+VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?|(?:SELECT|WITH)\b[\s\S]*?(?<!\b(?:INSERT|MERGE)\s+)\bINTO\s+(?:UNLOGGED\s+)?(?:TABLE\s+)?)pg_temp(?:_\d+)?\s*\./i;
+
+/**
+ * The settings botstate's own statements in a transaction depend on: the schema its tables are
+ * found in (search_path, or SET SCHEMA), how its times are read (TimeZone, DateStyle), how text
+ * is decoded (client_encoding, or SET NAMES), and whether its commit is durable in `power` mode
+ * (synchronous_commit). Changed even for the transaction alone (SET LOCAL, set_config(…, true)),
+ * the store's next call in it would read and write another schema's tables, misread times or
+ * commit without waiting for the disk. PostgreSQL's names are case-insensitive.
+ */
+const BOTSTATE_SETTING = /^(?:search_path|schema|time\s+zone|timezone|datestyle|client_encoding|names|synchronous_commit)$/i;
+
+/** SET LOCAL and the setting it sets (read in the text with quoted names written plainly). */
+const SET_LOCAL = /^SET\s+LOCAL\s+(time\s+zone\b|[A-Za-z_][\w$]*)/i;
 /** SQLite's, read in the text with quoted names written plainly: `"temp".t`, `[temp].t` and `'temp'.t` are temp.t. */
 const TEMP_SQLITE = /^CREATE\s+(?:(?:TEMP|TEMPORARY)\s+(?:TABLE|VIEW|TRIGGER)\b|(?:VIRTUAL\s+)?(?:TABLE|VIEW|TRIGGER|INDEX)\s+(?:IF\s+NOT\s+EXISTS\s+)?temp\s*\.)/i;
 
 /**
- * A call of set_config whose third argument is not written `true` (SET LOCAL's equivalent): false
- * is a SET by function call, and anything else (a parameter, an expression, a column "true") may
- * be false. The call is found in `named` (its name may be quoted: `"set_config"(`,
- * `pg_catalog."set_config"(`), its arguments read in `plain`, where every quoted name is blank.
+ * What a tx refuses among the calls of set_config in `sql`: one whose third argument is not
+ * written `true` (SET LOCAL's equivalent) changes the session ('set_config(…, false)'): false is a
+ * SET by function call, and anything else (a parameter, an expression, a column "true") may be
+ * false. One written `true` is refused too when it sets a setting of BOTSTATE_SETTING, or one
+ * this cannot tell (its name not written as a string). The call is found in `named` (its name may
+ * be quoted: `"set_config"(`, `pg_catalog."set_config"(`), its arguments read in `plain`, where
+ * every quoted name and string is blank, and its first argument's string in `sql`.
  */
-function setConfigForSession(named: string, plain: string): boolean {
+function setConfigRefused(named: string, plain: string, sql: string): string | undefined {
   const call = /\bset_config\s*\(/gi;
   for (let m = call.exec(named); m !== null; m = call.exec(named)) {
     let depth = 1;
     let i = call.lastIndex;
+    let comma = -1;
     for (; i < plain.length && depth > 0; i++) {
       if (plain[i] === '(') depth++;
       else if (plain[i] === ')') depth--;
+      else if (plain[i] === ',' && depth === 1 && comma < 0) comma = i;
     }
     const args = plain.slice(call.lastIndex, depth === 0 ? i - 1 : i);
-    if (!/,\s*true\s*$/i.test(args)) return true;
+    if (!/,\s*true\s*$/i.test(args)) return 'set_config(…, false)';
+    const name = /^\s*'([^']*)'\s*$/.exec(sql.slice(call.lastIndex, comma < 0 ? call.lastIndex : comma))?.[1];
+    if (name === undefined) return 'set_config(…, true) of a setting not named by a string';
+    if (BOTSTATE_SETTING.test(name)) return `set_config('${name}', …, true)`;
   }
-  return false;
+  return undefined;
 }
 
 /**
@@ -116,7 +137,8 @@ const IDENTIFIER_CHAR = /[\w$\u0080-\uffff]/;
  * one that begins or ends a transaction (see CONTROL) or, since the connection outlives the
  * transaction, one that changes the connection (see changesSession): PostgreSQL's SET, RESET,
  * DISCARD and set_config, a SQLite PRAGMA that sets something, ATTACH or DETACH, a temporary
- * object. Its first words, or undefined if it has none. Quoted text and comments, as `engine`
+ * object; or, on PostgreSQL, one that changes for the rest of the transaction a setting botstate's
+ * own statements depend on (see changesBotstateSetting). Its first words, or undefined if it has none. Quoted text and comments, as `engine`
  * reads them, SQLite trigger bodies and PostgreSQL BEGIN ATOMIC bodies are skipped, but a quoted
  * name is the name it quotes (`"set_config"(…)`, `[temp].t`); text this cannot read is left to
  * the database.
@@ -154,7 +176,8 @@ function scan(sql: string, engine: Engine): string | undefined {
     plain = plain.slice(0, m.index) + blank + plain.slice(end);
     named = named.slice(0, m.index) + blank + named.slice(end);
   }
-  if (pg && setConfigForSession(named, plain)) return 'set_config(…, false)';
+  const setConfig = pg ? setConfigRefused(named, plain, sql) : undefined;
+  if (setConfig !== undefined) return setConfig;
   if (pg && SESSION_LOCK.test(named)) return 'pg_advisory_lock';
   // A quoted name holds no `;`: the statements are cut at the same places in both.
   const namedStatements = named.split(';');
@@ -163,6 +186,8 @@ function scan(sql: string, engine: Engine): string | undefined {
     const names = namedStatements[k]!.trimStart();
     const m = CONTROL.exec(text) ?? (pg ? (SESSION_PG.exec(text) ?? SESSION_PG_MORE.exec(text)) : ATTACH.exec(text));
     if (m) return /^DECLARE\b/i.test(m[1]!) ? 'DECLARE … WITH HOLD' : m[1]!.replace(/\s+/g, ' ').toUpperCase();
+    const local = pg ? SET_LOCAL.exec(names) : null;
+    if (local && BOTSTATE_SETTING.test(local[1]!)) return `SET LOCAL ${local[1]!.replace(/\s+/g, ' ')}`;
     if (pg && (TEMP_PG.test(text) || TEMP_PG_SCHEMA.test(names)) && !/\bON\s+COMMIT\s+DROP\b/i.test(text)) return 'CREATE TEMP';
     if (pg && PG_SETTINGS.test(names)) return 'UPDATE pg_settings';
     const pragma = pg ? null : PRAGMA.exec(names);
@@ -181,7 +206,15 @@ function scan(sql: string, engine: Engine): string | undefined {
  * words again), so that no list of the others has to be kept beside scan's.
  */
 export function changesSession(statement: string): boolean {
-  return !CONTROL.test(statement);
+  return !CONTROL.test(statement) && !changesBotstateSetting(statement);
+}
+
+/**
+ * True for what {@link transactionControl} returns for a statement that changes, for the rest of
+ * the transaction, a setting botstate's own statements in it depend on (see BOTSTATE_SETTING).
+ */
+export function changesBotstateSetting(statement: string): boolean {
+  return /^(?:SET LOCAL |set_config\((?!…, false\)))/.test(statement);
 }
 
 /**

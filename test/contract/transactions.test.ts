@@ -286,7 +286,7 @@ for (const engine of ENGINES) {
             }
           }
           // What ends with the transaction is allowed.
-          if (engine.name === 'postgres') await tx.exec("SET LOCAL search_path TO public; SET LOCAL DateStyle = 'SQL, DMY'; CREATE TEMP TABLE mine (x int) ON COMMIT DROP");
+          if (engine.name === 'postgres') await tx.exec("SET LOCAL statement_timeout = 60000; SET LOCAL app.owner = 'me'; CREATE TEMP TABLE mine (x int) ON COMMIT DROP");
           else await tx.get('PRAGMA synchronous');
         });
         assert.equal(await fx.dump(), before);
@@ -362,6 +362,55 @@ for (const engine of ENGINES) {
         // The connection is as botstate set it: no database attached, no temporary table, no lock held.
         assert.deepEqual(await connection(), was);
         assert.equal((await store.jobs.get({ id })).id, id);
+      });
+
+      it('PostgreSQL: refuses changing, even for the transaction, a setting its own statements depend on; a function that changes the session cannot carry over', { skip: engine.name !== 'postgres' && 'PostgreSQL only' }, async () => {
+        // One connection: every later transaction gets the same session back from the pool.
+        store = await open({ poolSize: 1 });
+        const { path } = (await store.transaction((tx) => tx.get<{ path: string }>("SELECT current_setting('search_path') AS path")))!;
+        const before = await fx.dump();
+        await store.transaction(async (tx) => {
+          for (const [sql, control] of [
+            ['SET LOCAL search_path TO public', 'SET LOCAL search_path'],
+            ["SET LOCAL SCHEMA 'public'", 'SET LOCAL SCHEMA'],
+            ["SET LOCAL DateStyle = 'SQL, DMY'", 'SET LOCAL DateStyle'],
+            ['SET LOCAL synchronous_commit = off', 'SET LOCAL synchronous_commit'],
+            ["SELECT set_config('search_path', 'public', true)", "set_config('search_path', …, true)"],
+          ]) {
+            const e = await tx.run(sql!).then(() => undefined, (x: unknown) => x);
+            assert.ok(isBotstateError(e, 'INVALID_ARGUMENT'), `${sql}: ${String(e)}`);
+            assert.match(e.message, new RegExp(`^a tx cannot run ${control!.replace(/[()…]/g, '.')}: botstate's own statements in the transaction depend on it`), sql);
+            assert.match(e.hint ?? '', /name your own tables with their schema/, sql);
+          }
+          // The store's own call in the same transaction still finds its own job.
+          assert.equal((await store.jobs.get({ id })).id, id);
+          // A temporary table by SELECT INTO is refused however it is named.
+          await rejectsWith(tx.run('SELECT * INTO pg_temp.jobs FROM jobs'), 'INVALID_ARGUMENT');
+        });
+        assert.equal(await fx.dump(), before);
+        // What the tx cannot see: a function of the caller's that changes the session (its body is
+        // a string) and makes a temporary table named as one of botstate's.
+        await store.transaction(async (tx) => {
+          await tx.exec(
+            "CREATE FUNCTION sneak() RETURNS int LANGUAGE plpgsql AS $$ BEGIN PERFORM set_config('search_path', 'public', false); " +
+              "PERFORM set_config('synchronous_commit', 'off', false); PERFORM set_config('DateStyle', 'SQL, DMY', false); " +
+              'CREATE TEMP TABLE jobs (id text); RETURN 1; END $$',
+          );
+          await tx.get('SELECT sneak() AS x');
+        });
+        // Every transaction after it, on that same session, still runs as the store set it: its own
+        // tables (the temporary one is searched after them), its times read, its commits durable
+        // as its durability says.
+        const now = (await store.transaction((tx) => tx.get<{ path: string; commit: string; style: string; temp: number }>(
+          "SELECT current_setting('search_path') AS path, current_setting('synchronous_commit') AS commit, current_setting('DateStyle') AS style, (SELECT count(*)::int FROM pg_class WHERE relnamespace = pg_my_temp_schema() AND relname = 'jobs') AS temp",
+        )))!;
+        assert.deepEqual(now, { path, commit: durability === 'power' ? 'on' : 'off', style: 'ISO, MDY', temp: 1 });
+        const job = await store.jobs.get({ id });
+        assert.equal(job.id, id);
+        assert.match(job.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+        await store.jobs.pause({ id });
+        assert.equal((await store.jobs.get({ id })).status, 'PAUSED');
+        assert.deepEqual((await store.verifyAudit()).problems, []);
       });
 
       it('refuses its own statements with no transaction open, and nothing is written', async () => {

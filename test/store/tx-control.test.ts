@@ -104,7 +104,8 @@ describe('transactionControl', () => {
       ['DISCARD ALL', 'DISCARD'],
       ['SELECT 1; SET DateStyle = \'SQL, DMY\'', 'SET'],
       // These end with the transaction.
-      ['SET LOCAL search_path TO other', undefined],
+      ['SET LOCAL statement_timeout = 100', undefined],
+      ['SET LOCAL app.owner TO x', undefined],
       ['SET TRANSACTION ISOLATION LEVEL SERIALIZABLE', undefined],
       ['SET CONSTRAINTS ALL DEFERRED', undefined],
       ['UPDATE t SET v = 1', undefined],
@@ -113,7 +114,7 @@ describe('transactionControl', () => {
       // The same by function call, and temporary objects, which stay on the connection too.
       ["SELECT set_config('search_path', 'public', false)", 'set_config(…, false)'],
       ["SELECT pg_catalog.set_config('a.b', 'c',false) AS x", 'set_config(…, false)'],
-      ["SELECT set_config('search_path', 'public', true)", undefined],
+      ["SELECT set_config('app.owner', 'x', true)", undefined],
       ["SELECT 'set_config(x, y, false)'", undefined],
       ['CREATE TEMP TABLE jobs (x int)', 'CREATE TEMP'],
       ['create temporary table t AS SELECT 1', 'CREATE TEMP'],
@@ -133,6 +134,29 @@ describe('transactionControl', () => {
       ['CREATE VIEW pg_temp.x AS SELECT 1', 'CREATE TEMP'],
       ['SELECT 1 AS a INTO TEMP t', 'CREATE TEMP'],
       ['SELECT 1 AS a INTO t2', undefined],
+      // SELECT INTO the temporary schema makes a temporary table too; INSERT INTO one does not.
+      ['SELECT 1 AS a INTO pg_temp.x', 'CREATE TEMP'],
+      ['SELECT * INTO TABLE pg_temp_3 . jobs FROM jobs', 'CREATE TEMP'],
+      ['WITH a AS (SELECT 1 AS x) SELECT x INTO TEMP t FROM a', 'CREATE TEMP'],
+      ['WITH a AS (SELECT 1 AS x) SELECT x INTO UNLOGGED pg_temp.t FROM a', 'CREATE TEMP'],
+      ['WITH a AS (SELECT 1 AS x) INSERT INTO pg_temp.t SELECT x FROM a', undefined],
+      ['WITH a AS (SELECT 1 AS x) INSERT INTO temp SELECT x FROM a', undefined],
+      // The settings botstate's own statements in the transaction depend on, even for the transaction alone.
+      ['SET LOCAL search_path TO other', 'SET LOCAL search_path'],
+      ['set local SEARCH_PATH = other, public', 'SET LOCAL SEARCH_PATH'],
+      ['SET LOCAL "search_path" TO other', 'SET LOCAL search_path'],
+      ["SET LOCAL SCHEMA 'other'", 'SET LOCAL SCHEMA'],
+      ["SET LOCAL TIME ZONE 'Europe/Paris'", 'SET LOCAL TIME ZONE'],
+      ["SET LOCAL TimeZone = 'Europe/Paris'", 'SET LOCAL TimeZone'],
+      ["SET LOCAL DateStyle = 'SQL, DMY'", 'SET LOCAL DateStyle'],
+      ["SET LOCAL NAMES 'LATIN1'", 'SET LOCAL NAMES'],
+      ["SET LOCAL client_encoding = 'LATIN1'", 'SET LOCAL client_encoding'],
+      ['SET LOCAL synchronous_commit = off', 'SET LOCAL synchronous_commit'],
+      ["SELECT 1; SET LOCAL search_path = pg_temp, public", 'SET LOCAL search_path'],
+      ["SELECT set_config('search_path', 'public', true)", "set_config('search_path', …, true)"],
+      ["SELECT set_config( 'SYNCHRONOUS_COMMIT' , 'off', true)", "set_config('SYNCHRONOUS_COMMIT', …, true)"],
+      ["SELECT set_config($1, 'public', true)", 'set_config(…, true) of a setting not named by a string'],
+      ["SELECT set_config('app.a', set_config('search_path', 'x', true), true)", "set_config('search_path', …, true)"],
       ['CREATE TABLE pg_temp.t (x int) ON COMMIT DROP', undefined],
     ];
     for (const [sql, found] of postgres) assert.equal(transactionControl(sql, 'postgres'), found, `postgres: ${sql}`);
