@@ -17,6 +17,7 @@ import pg from 'pg';
 import { exitCodeFor, isBotstateError } from '../../src/errors.ts';
 import { classifyPostgresError, PostgresAdapter } from '../../src/store/postgres/postgres-adapter.ts';
 import { openStore, type Store, type StoreOptions } from '../../src/store/store.ts';
+import type { Executor } from '../../src/store/adapter.ts';
 import { envWithout, runChild } from '../helpers/child.ts';
 import { rejectsWith } from '../helpers/assert.ts';
 import { ENGINES, PG_URL, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
@@ -680,6 +681,64 @@ describe('unreachable PostgreSQL', () => {
     }
   });
 
+  it('a session ended before the COMMIT: nothing of the transaction was written, and it is said so, whether the body saw it or not', { skip: pgSkip }, async () => {
+    const schema = `botstate_lost_before_commit_${process.pid}`;
+    const url = new URL(PG_URL);
+    url.searchParams.set('schema', schema);
+    const store = await openStore(url.toString());
+    const killer = new pg.Client({ connectionString: PG_URL });
+    await killer.connect();
+    const end = async (tx: Executor) => {
+      const row = await tx.get<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      await killer.query('SELECT pg_terminate_backend($1)', [row!.pid]);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    };
+    const said = /^the connection to .* was lost during the transaction, before its COMMIT \(.*\): nothing of it was written$/;
+    try {
+      let runs = 0;
+      const cases: Array<[string, (tx: Executor) => Promise<void>]> = [
+        // Ended as the body returns: the COMMIT is what finds the connection gone (the driver never sends it).
+        ['as the body returns', async (tx) => {
+          await tx.run('CREATE TABLE mine (x int)');
+          await end(tx);
+        }],
+        // Ended between two statements, the second one's error let through.
+        ['between statements', async (tx) => {
+          await tx.run('CREATE TABLE mine (x int)');
+          await end(tx);
+          await tx.run('INSERT INTO mine VALUES (1)');
+        }],
+        // The same, the error caught by the body, which returns as if nothing had happened.
+        ['its error caught', async (tx) => {
+          await tx.run('CREATE TABLE mine (x int)');
+          await end(tx);
+          const e = await tx.run('INSERT INTO mine VALUES (1)').then(() => undefined, (x: unknown) => x);
+          assert.ok(isBotstateError(e, 'STORAGE_UNAVAILABLE') && said.test(e.message), String(e));
+        }],
+      ];
+      for (const [name, body] of cases) {
+        runs = 0;
+        const lost = await store
+          .transaction(async (tx) => {
+            runs++;
+            await body(tx);
+          })
+          .then(() => assert.fail(`${name}: the transaction was reported committed`), (e: unknown) => e);
+        assert.ok(isBotstateError(lost, 'STORAGE_UNAVAILABLE'), `${name}: ${String(lost)}`);
+        assert.match(lost.message, said, name);
+        assert.match(lost.hint ?? '', /^the server ended the connection \(an administrator's pg_terminate_backend, a restart or a failover\): retry/, name);
+        assert.equal(runs, 1, name);
+        // Nothing of it was written; the pool goes on with a new connection.
+        assert.equal((await killer.query('SELECT to_regclass($1) AS t', [`${schema}.mine`])).rows[0].t, null, name);
+        assert.deepEqual(await store.jobs.list(), []);
+      }
+    } finally {
+      await store.close();
+      await killer.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await killer.end();
+    }
+  });
+
   it('a connection lost while committing: the transaction is said to be of unknown outcome, not retried, with what to do', { skip: pgSkip }, async () => {
     const schema = `botstate_commit_lost_${process.pid}`;
     const url = new URL(PG_URL);
@@ -688,14 +747,21 @@ describe('unreachable PostgreSQL', () => {
     const killer = new pg.Client({ connectionString: PG_URL });
     await killer.connect();
     try {
+      // A deferred constraint trigger runs in the COMMIT: this one sleeps there, and the session is
+      // ended meanwhile, after the COMMIT was sent and before its answer.
+      await store.transaction((tx) =>
+        tx.exec(
+          'CREATE TABLE slow (x int); CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$; ' +
+            'CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON slow DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()',
+        ),
+      );
       let runs = 0;
       const lost = await store
         .transaction(async (tx) => {
           runs++;
           const row = await tx.get<{ pid: number }>('SELECT pg_backend_pid() AS pid');
-          // Ended as the body returns: the COMMIT is what finds the connection gone.
-          await killer.query('SELECT pg_terminate_backend($1)', [row!.pid]);
-          await new Promise((resolve) => setTimeout(resolve, 50));
+          await tx.run('INSERT INTO slow VALUES (1)');
+          setTimeout(() => void killer.query('SELECT pg_terminate_backend($1)', [row!.pid]), 200);
         })
         .then(() => assert.fail('the transaction was reported committed'), (e: unknown) => e);
       assert.ok(isBotstateError(lost, 'STORAGE_UNAVAILABLE'), String(lost));
@@ -760,7 +826,7 @@ describe('unreachable PostgreSQL', () => {
         })
         .then(() => assert.fail('the statement was answered'), (e: unknown) => e);
       assert.ok(isBotstateError(lost, 'STORAGE_UNAVAILABLE'), String(lost));
-      assert.match(lost.message, /Connection terminated by botstate: a statement went unanswered and the server was not at work on it/);
+      assert.match(lost.message, /was lost during the transaction, before its COMMIT \(Connection terminated by botstate: a statement went unanswered and the server was not at work on it.*\): nothing of it was written$/);
       assert.match(lost.hint ?? '', /^the network lost the connection without closing it/);
       // Its backend was ended: its transaction rolled back and its locks let go, not left to a timeout.
       for (let i = 0; i < 50 && (await direct.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rowCount! > 0; i++) await sleep(100);

@@ -230,6 +230,11 @@ export class PostgresAdapter implements Adapter {
           throw e;
         }
         const result = await fn(this.#executor(client));
+        // The session was lost while the body ran (the server ended it, or the connection broke),
+        // and the body went on (it caught the error, or made no call since): the server rolled the
+        // transaction back, and a COMMIT would not even be sent.
+        const lost = FIRST_ERROR.get(client);
+        if (lost !== undefined) throw this.#endedIdle(client, lost) ?? lostBeforeCommit(lost, this.location);
         // A statement that failed in the transaction aborted it, even if the caller caught its
         // error: PostgreSQL then answers COMMIT with ROLLBACK, and nothing was written.
         let committed: pg.QueryResult;
@@ -238,8 +243,10 @@ export class PostgresAdapter implements Adapter {
         } catch (e) {
           // The server's own refusal (a serialisation failure at commit, a deferred constraint)
           // rolled it back, and is handled below; a lost connection leaves the outcome unknown,
-          // but for a session the server ended because the transaction sat idle: rolled back.
-          // A read-only transaction changed nothing either way.
+          // but for a session the server ended because the transaction sat idle (rolled back) and
+          // a COMMIT the driver never sent (its connection already broken). A read-only
+          // transaction changed nothing either way.
+          if (e instanceof Error && NOT_SENT.test(e.message)) throw this.#endedIdle(client, e) ?? lostBeforeCommit(FIRST_ERROR.get(client) ?? e, this.location);
           throw this.#endedIdle(client, e) ?? (!options.readOnly && isDriverError(e) && classifyPostgresError(e, this.location).code === 'STORAGE_UNAVAILABLE' ? commitOutcomeUnknown(e, this.location) : e);
         }
         if (committed.command === 'ROLLBACK') throw abortedAtCommit(this.location);
@@ -344,7 +351,10 @@ export class PostgresAdapter implements Adapter {
     // A statement's failure is botstate's error (as on SQLite), the driver's kept as its cause.
     const botstates = (e: unknown) => {
       if (this.readOnly && isReadOnlyRefusal(e)) throw readOnlyStore(this.location, e);
-      throw isDriverError(e) ? classifyPostgresError(e, this.location) : e;
+      if (!isDriverError(e)) throw e;
+      const error = classifyPostgresError(e, this.location);
+      // The session is gone (before the COMMIT, which only the transaction sends): so is the transaction.
+      throw error.code === 'STORAGE_UNAVAILABLE' ? lostBeforeCommit(FIRST_ERROR.get(client) ?? e, this.location) : error;
     };
     const query = (sql: string, params: readonly SqlParam[] | undefined) => {
       const { text, name } = this.#prepared(sql);
@@ -590,13 +600,32 @@ function unavailableHint(code: string, message: string): string {
   if (/timeout exceeded when trying to connect/i.test(message)) {
     return 'no connection came in time: every connection of the pool was in use (transactions waiting on locks, say), or the server did not answer; retry, and look for long waits in pg_stat_activity';
   }
-  return 'check that the server is running and that the URL, user and database are right';
+  return CHECK_THE_URL;
 }
+
+const CHECK_THE_URL = 'check that the server is running and that the URL, user and database are right';
 
 /**
  * A COMMIT whose answer never came (the connection was lost while committing): the server may
  * have committed the transaction or not, and nothing here can tell. Not retried.
  */
+/** pg's refusal of a query on a client whose connection broke or was closed: nothing was sent. */
+const NOT_SENT = /is not queryable/;
+
+/**
+ * The session was lost before the transaction's COMMIT was sent (`e`: what the connection said
+ * first, else the statement's error): the server rolled the transaction back. The URL worked.
+ */
+function lostBeforeCommit(e: unknown, where: string): StorageError {
+  const first = e instanceof AggregateError && e.errors.length > 0 ? e.errors[0] : e;
+  const message = first instanceof Error ? first.message : String(first);
+  const hint = unavailableHint(String((first as { code?: unknown })?.code ?? ''), message);
+  return new StorageError('STORAGE_UNAVAILABLE', `the connection to ${where} was lost during the transaction, before its COMMIT (${message}): nothing of it was written`, {
+    hint: hint === CHECK_THE_URL ? "the connection broke: retry (the store opens a new one); if it goes on, see the server's log" : hint,
+    cause: e,
+  });
+}
+
 function commitOutcomeUnknown(e: unknown, where: string): StorageError {
   const first = e instanceof AggregateError && e.errors.length > 0 ? e.errors[0] : e;
   const message = first instanceof Error ? first.message : String(first);
