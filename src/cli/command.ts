@@ -79,7 +79,7 @@ export function timeFlag(ctx: CommandContext, flag: string): string | undefined 
 
 /** The options of a listing (trades, history): rows since a time, and only the last N. */
 export const WINDOW_OPTIONS = {
-  since: { type: 'string', value: 'T', help: 'only rows from this UTC time on (a trade by the time it was created, an entry by the time it was written), e.g. 2026-11-26T12:00Z' },
+  since: { type: 'string', value: 'T', help: 'only rows from this UTC time on (a trade by its createdAt: when its order was decided, or for one recorded by hand its --executed-at; an entry by the time it was written), e.g. 2026-11-26T12:00Z' },
   limit: { type: 'string', value: 'N', help: 'only the last N rows (the most recent), still listed oldest first' },
 } as const;
 
