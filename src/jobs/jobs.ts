@@ -263,7 +263,7 @@ export class Jobs {
           const allowed = allowedActions(job.status);
           throw new InvalidTransitionError(
             'INVALID_TRANSITION',
-            `cannot completeLiquidation the job for ${job.tokenAddress} on ${job.chain}: it is ${job.status} and still holds ${job.tokenBalance} tokens; allowed from ${job.status}: ${allowed.join(', ')}`,
+            `cannot completeLiquidation the job for ${job.tokenAddress} on ${job.chain} yet: it still holds ${job.tokenBalance} tokens`,
             {
               hint: price === undefined ? 'record the remaining sells first' : `record the remaining sells first (at ${price} USD they are worth 10⁻¹⁸ USD or more)`,
               details: { status: job.status, action: 'completeLiquidation', allowed, tokenBalance: job.tokenBalance },

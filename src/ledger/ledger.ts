@@ -1,4 +1,5 @@
 import { BotstateError, InvalidTransitionError, NotFoundError, RuleError, ValidationError } from '../errors.ts';
+import { jobStream } from '../audit/audit.ts';
 import { checkedRow, hasConfig, JOB_COLUMNS, lockJob, requireJob, storedAmount, storedTime, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow, type JobUpdate } from '../jobs/job-rows.ts';
 import type { JobConfig } from '../jobs/config.ts';
 import { add, cmp, integerDigits, isNegative, max, MAX_INTEGER_DIGITS, min, mul, parseDecimal, sub, type Decimal } from '../money/decimal.ts';
@@ -521,6 +522,48 @@ function sameRef(stored: string | null, given: string | null): boolean {
 }
 
 /**
+ * The amounts an executed trade's intent asked for, from the intent's audit entry (the trade's
+ * row holds the fill's since); undefined for a trade that had no intent (recorded executed).
+ */
+async function intentAsked(tx: Executor, trade: TradeRow): Promise<Pick<TradeRow, 'base_amount' | 'quote_amount' | 'price_usd'> | undefined> {
+  const entry = await tx.get<{ after: string | null }>("SELECT after FROM audit_log WHERE stream = ? AND entity_id = ? AND action = 'intent'", [jobStream(trade.job_id), trade.id]);
+  const asked = (entry?.after ? (JSON.parse(entry.after) as { trade?: Partial<Record<'baseAmount' | 'quoteAmount' | 'priceUsd', string | null>> }).trade : undefined) ?? undefined;
+  if (asked === undefined) return undefined;
+  return { base_amount: asked.baseAmount ?? null, quote_amount: asked.quoteAmount ?? null, price_usd: asked.priceUsd ?? null };
+}
+
+/**
+ * A record refused because its clientOrderId holds another trade (executed or failed): what
+ * differs from the one stored, each with both values, the other job by its symbol and token.
+ */
+async function otherRecord(tx: Executor, existing: TradeRow, job: JobRow, input: RecordTradeInput, fill: CheckedFill): Promise<BotstateError> {
+  const differs: string[] = [];
+  if (existing.job_id !== job.id) {
+    const other = await tx.get<Pick<JobRow, 'token_symbol' | 'token_address' | 'chain'>>('SELECT token_symbol, token_address, chain FROM jobs WHERE id = ?', [existing.job_id]);
+    const name = (j: Pick<JobRow, 'token_symbol' | 'token_address' | 'chain'>) => `${j.token_symbol} ${j.token_address} on ${j.chain}`;
+    differs.push(`the job (${other ? name(other) : existing.job_id}, not ${name(job)})`);
+  }
+  if (existing.status !== 'EXECUTED') differs.push(`its status (${existing.status}, not EXECUTED)`);
+  const field = (what: string, stored: string | null, given: string | null, same: boolean) => {
+    if (!same) differs.push(`${what} (${stored ?? 'none'}, not ${given ?? 'none'})`);
+  };
+  field('the side', existing.side, input.side, existing.side === input.side);
+  field('the reason', existing.reason, input.reason, existing.reason === input.reason);
+  if (existing.status === 'EXECUTED') {
+    field('the base amount', existing.base_amount, fill.base, existing.base_amount !== null && cmp(existing.base_amount, fill.base) === 0);
+    field('the quote amount', existing.quote_amount, fill.quote, existing.quote_amount !== null && cmp(existing.quote_amount, fill.quote) === 0);
+    field('the price', existing.price_usd, fill.price, existing.price_usd !== null && cmp(existing.price_usd, fill.price) === 0);
+  }
+  field('the tx hash', existing.tx_hash, fill.txHash, sameRef(existing.tx_hash, fill.txHash));
+  field('the exchange order id', existing.exchange_order_id, fill.exchangeOrderId, sameRef(existing.exchange_order_id, fill.exchangeOrderId));
+  return new RuleError(
+    'DUPLICATE_ORDER',
+    `clientOrderId ${existing.client_order_id} is already recorded (${existing.status} ${existing.side}), and this record differs in ${differs.join(', ')}`,
+    { hint: 'every order needs its own clientOrderId; a retry must repeat the original exactly', details: { status: existing.status } },
+  );
+}
+
+/**
  * The trade ledger. Recording an executed trade updates the job's balance, total and DCA time
  * in the same transaction, and is idempotent on clientOrderId.
  *
@@ -548,7 +591,8 @@ export class Ledger {
       const existing = await this.#find(tx, input.clientOrderId);
       if (existing) {
         if (sameFill(existing, input.side, input.reason, job.id, fill)) return { trade: toTrade(existing), job: toJob(job), duplicate: true };
-        throw duplicateOrder(existing, true);
+        if (existing.status === 'PENDING') throw duplicateOrder(existing, true);
+        throw await otherRecord(tx, existing, job, input, fill);
       }
       // Every check before the first write: a refusal leaves nothing behind.
       if (input.side === 'SELL') checkAvailable(job, fill.base, await reservedForSells(tx, job.id));
@@ -645,12 +689,14 @@ export class Ledger {
           throw refused ?? new BotstateError('INTERNAL', `clientOrderId ${clientOrderId} conflicted but no trade holds it`);
         }
         const same = (a: string | null, b: Decimal | null) => (a === null ? b === null : b !== null && cmp(a, b) === 0);
+        // An EXECUTED trade holds its fill's amounts, no longer the intent's, which its audit entry
+        // keeps (none for a trade recorded executed, which had no intent); PENDING and FAILED hold the intent's.
+        const asked = existing.status === 'EXECUTED' ? await intentAsked(tx, existing) : existing;
         if (
           existing.job_id === job.id &&
           existing.side === input.side &&
           existing.reason === input.reason &&
-          // An EXECUTED trade holds its fill's amounts, no longer the intent's; PENDING and FAILED hold the intent's.
-          (existing.status === 'EXECUTED' || (same(existing.base_amount, base) && same(existing.quote_amount, quote) && same(existing.price_usd, price)))
+          (asked === undefined || (same(asked.base_amount, base) && same(asked.quote_amount, quote) && same(asked.price_usd, price)))
         ) {
           return { trade: toTrade(existing), job: toJob(job), duplicate: true };
         }
@@ -869,10 +915,6 @@ function duplicateOrder(existing: TradeRow, recording = false): BotstateError {
 }
 
 /**
- * The first derived clientOrderId of the job (`<jobId>-<n>`, n ≥ `from`) above every one its
- * trades hold and not taken by any trade.
- */
-/**
  * The sequence number of a clientOrderId derived from the job (`<jobId>-<n>`, see
  * Ledger.recordIntent), or undefined for any other id.
  */
@@ -883,6 +925,10 @@ export function derivedSequence(jobId: string, clientOrderId: string): number | 
   return /^[1-9][0-9]{0,14}$/.test(suffix) ? Number(suffix) : undefined;
 }
 
+/**
+ * The first derived clientOrderId of the job (`<jobId>-<n>`, n ≥ `from`) above every one its
+ * trades hold and not taken by any trade.
+ */
 async function nextFreeDerivedId(tx: Executor, jobId: string, from: number): Promise<string> {
   const prefix = `${jobId}-`;
   const rows = await tx.all<{ client_order_id: string }>('SELECT client_order_id FROM trades WHERE job_id = ? AND substr(client_order_id, 1, ?) = ?', [

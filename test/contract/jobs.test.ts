@@ -115,6 +115,8 @@ for (const engine of ENGINES) {
       await store.jobs.liquidate({ id: job.id });
       const details = await rejectsWith(store.jobs.completeLiquidation({ id: job.id }), 'INVALID_TRANSITION');
       assert.equal(details['tokenBalance'], '5');
+      // What is wrong is the balance, not the status: the message does not list completeLiquidation as allowed.
+      assert.match(String(details['message']), /^cannot completeLiquidation the job for \S+ on \S+ yet: it still holds 5 tokens$/);
       await store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: 's1', side: 'SELL', reason: 'LIQUIDATE', baseAmount: '5', quoteAmount: '11', priceUsd: '2.2' });
       const idle = await store.jobs.completeLiquidation({ id: job.id });
       assert.equal(idle.status, 'IDLE');

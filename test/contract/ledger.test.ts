@@ -4,7 +4,7 @@ import type { Job } from '../../src/jobs/job-rows.ts';
 import { amountsDisagree, type RecordTradeInput, type Trade } from '../../src/ledger/ledger.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import { rejectsWith } from '../helpers/assert.ts';
-import { ENGINES, TOKEN, type Fixture } from '../helpers/engines.ts';
+import { ENGINES, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
 
 
 const BIG = '123456789012345678901234567890123456789012345678901234567890123456789012345678.123456789012345678';
@@ -49,14 +49,20 @@ for (const engine of ENGINES) {
 
     it('is idempotent on clientOrderId: a repeat changes nothing, a conflicting repeat is refused', async () => {
       await store.ledger.recordTrade(buy('o-1', '5'));
+      const other = await store.jobs.start({ tokenAddress: tokenAddress(2), tokenSymbol: 'OTH' });
       const before = await fx.dump();
       const again = await store.ledger.recordTrade(buy('o-1', '5.000'));
       assert.equal(again.duplicate, true);
       assert.equal(again.job.tokenBalance, '5');
       assert.equal(await fx.dump(), before);
-      await rejectsWith(store.ledger.recordTrade(buy('o-1', '6')), 'DUPLICATE_ORDER');
-      await rejectsWith(store.ledger.recordTrade(buy('o-1', '5', { side: 'SELL', reason: 'TAKE_PROFIT' })), 'DUPLICATE_ORDER');
-      assert.equal(await fx.dump(), before);
+      // The refusal says what differs, with both values.
+      const said = async (input: RecordTradeInput) => String((await rejectsWith(store.ledger.recordTrade(input), 'DUPLICATE_ORDER'))['message']);
+      assert.equal(await said(buy('o-1', '6')), 'clientOrderId o-1 is already recorded (EXECUTED BUY), and this record differs in the base amount (5, not 6)');
+      assert.equal(
+        await said(buy('o-1', '5', { side: 'SELL', reason: 'TAKE_PROFIT' })),
+        'clientOrderId o-1 is already recorded (EXECUTED BUY), and this record differs in the side (BUY, not SELL), the reason (DCA, not TAKE_PROFIT)',
+      );
+      assert.match(await said(buy('o-1', '5', { job: { id: other.id } })), /^clientOrderId o-1 is already recorded \(EXECUTED BUY\), and this record differs in the job \(\S+ 0x\w+ on base, not OTH 0x\w+ on base\)$/);
       // A transaction hash or exchange order id given both times must match; one given only once is no conflict.
       await store.ledger.recordTrade(buy('o-2', '5', { txHash: '0xaa', exchangeOrderId: 'x-1' }));
       const withRefs = await fx.dump();
@@ -426,6 +432,23 @@ for (const engine of ENGINES) {
       // A new intent decided under the old config is refused, and said to be unrecorded.
       await rejectsWith(store.ledger.recordIntent({ ...intent, clientOrderId: 'ord-2' }, { decidedWith: job.config }), 'CONCURRENT_MODIFICATION');
       assert.equal(await fx.dump(), before);
+    });
+
+    it('a repeat of an intent settled EXECUTED must still ask for the same amounts, which its audit entry keeps', async () => {
+      await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'e-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      // Filled for less than asked: the row holds the fill's amounts, not the intent's.
+      await store.ledger.settle('e-1', { status: 'EXECUTED', baseAmount: '4.9', quoteAmount: '9.8', priceUsd: '2' });
+      const before = await fx.dump();
+      assert.equal((await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'e-1', side: 'BUY', reason: 'DCA', quoteAmount: '10.00' })).duplicate, true);
+      for (const other of [{ quoteAmount: '1000' }, { quoteAmount: '9.8' }, { baseAmount: '4.9' }]) {
+        await rejectsWith(store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'e-1', side: 'BUY', reason: 'DCA', ...other }), 'DUPLICATE_ORDER');
+      }
+      // A trade recorded executed had no intent: an intent under its id repeats it as before.
+      await store.ledger.recordTrade({ job: { id: job.id }, clientOrderId: 'r-1', side: 'BUY', reason: 'DCA', baseAmount: '1', quoteAmount: '2', priceUsd: '2' });
+      const recorded = await fx.dump();
+      assert.equal((await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'r-1', side: 'BUY', reason: 'DCA', quoteAmount: '5' })).duplicate, true);
+      assert.notEqual(recorded, before);
+      assert.equal(await fx.dump(), recorded);
     });
 
     it('a repeat of an intent settled FAILED must still ask for the same amounts', async () => {
