@@ -149,7 +149,7 @@ function shortAddress(address: string): string {
 
 /** A start's input, checked and normalised without the database. */
 function startInput(input: StartJobInput) {
-  inputObject(input, 'the start input');
+  inputObject(input, 'the start input', ['tokenAddress', 'tokenSymbol', 'chain', 'mode', 'config', 'set']);
   const tokenAddress = normalizeAddress(input.tokenAddress);
   const chain = normalizeChain(input.chain);
   const mode = input.mode === undefined ? undefined : checkMode(input.mode);
@@ -172,7 +172,7 @@ export function checkStartInput(input: StartJobInput): void {
 
 /** Throws what {@link Jobs.configure} would refuse in its input alone (an unknown key, a bad value). */
 export function checkConfigureInput(input: ConfigureInput): void {
-  inputObject(input, 'the configure input');
+  inputObject(input, 'the configure input', ['config', 'set']);
   resolveConfig(defaultConfig(), input.config, input.set ?? []);
 }
 
@@ -361,7 +361,7 @@ export class Jobs {
   }
 
   #rows(filter: { status?: JobStatus }, options: CallOptions | undefined): Promise<JobRow[]> {
-    const wanted = inputObject(filter, 'the filter').status;
+    const wanted = inputObject(filter, 'the filter', ['status']).status;
     const status = wanted === undefined ? undefined : checkStatus(wanted);
     return this.#ctx.read(options, (tx) =>
       status === undefined

@@ -226,8 +226,8 @@ function checkClientOrderId(clientOrderId: unknown, fresh = false): void {
 const TRADE_PAGE = 2000;
 
 /** A listing's status filter: an unknown one would match no trade, and [] would read as "none". */
-function checkedStatus(filter: { readonly status?: unknown }): TradeStatus | undefined {
-  const status: unknown = inputObject(filter, 'the filter').status;
+function checkedStatus(filter: { readonly status?: unknown }, fields: readonly string[]): TradeStatus | undefined {
+  const status: unknown = inputObject(filter, 'the filter', fields).status;
   if (status !== undefined && (typeof status !== 'string' || !Object.hasOwn(TradeStatus, status))) {
     throw notOneOf('status', status, Object.keys(TradeStatus));
   }
@@ -243,8 +243,12 @@ function notOneOf(field: string, value: unknown, names: readonly string[]): Vali
   });
 }
 
-function checkTradeInput(input: TradeInput): void {
-  inputObject(input, 'the trade input');
+/** The fields of recordTrade's input, and of recordIntent's. */
+const RECORD_FIELDS = ['job', 'clientOrderId', 'side', 'reason', 'baseAmount', 'quoteAmount', 'priceUsd', 'exchangeOrderId', 'txHash', 'executedAt'];
+const INTENT_FIELDS = ['job', 'clientOrderId', 'side', 'reason', 'baseAmount', 'quoteAmount', 'priceUsd'];
+
+function checkTradeInput(input: TradeInput, fields = RECORD_FIELDS): void {
+  inputObject(input, 'the trade input', fields);
   checkClientOrderId(input.clientOrderId, true);
   // Strings only: Object.hasOwn would take ['BUY'] (or anything whose text is BUY) as the key.
   if (typeof input.side !== 'string' || !Object.hasOwn(TradeSide, input.side)) {
@@ -271,7 +275,7 @@ export function checkSettlement(clientOrderId: string, settlement: Settlement): 
   else checkFailure(settlement);
 }
 
-/** EXECUTED or FAILED, nothing else (anything else was taken for FAILED). */
+/** EXECUTED or FAILED, nothing else (anything else was taken for FAILED), and only that status's fields. */
 function checkSettlementStatus(settlement: unknown): void {
   const status = (settlement as { status?: unknown } | null | undefined)?.status;
   if (status !== 'EXECUTED' && status !== 'FAILED') {
@@ -279,6 +283,7 @@ function checkSettlementStatus(settlement: unknown): void {
       hint: "pass { status: 'EXECUTED', baseAmount, quoteAmount, priceUsd } or { status: 'FAILED', error }",
     });
   }
+  inputObject(settlement, `the ${status} settlement`, status === 'EXECUTED' ? ['status', 'baseAmount', 'quoteAmount', 'priceUsd', 'exchangeOrderId', 'txHash', 'executedAt'] : ['status', 'error']);
 }
 
 function checkFailure(settlement: { error?: unknown }): void {
@@ -624,7 +629,7 @@ export class Ledger {
    * clientOrderId of the trade it returned.
    */
   async recordIntent(input: IntentInput, options?: IntentOptions): Promise<TradeResult> {
-    checkTradeInput({ ...inputObject(input, 'the intent input'), clientOrderId: input.clientOrderId ?? 'derived' });
+    checkTradeInput({ ...inputObject(input, 'the intent input', INTENT_FIELDS), clientOrderId: input.clientOrderId ?? 'derived' }, INTENT_FIELDS);
     const base = input.baseAmount === undefined ? null : positive(input.baseAmount, 'baseAmount');
     // Sized in quote, the quote is what the order spends: 0 would be an order for nothing.
     const quote = input.quoteAmount === undefined ? null : positive(input.quoteAmount, 'quoteAmount');
@@ -781,7 +786,7 @@ export class Ledger {
 
   /** A job's trades, oldest first. The whole list is held at once: for a long one, see tradePages. */
   async trades(ref: JobRef, filter: TradesFilter = {}, options?: CallOptions): Promise<Trade[]> {
-    const status = checkedStatus(filter);
+    const status = checkedStatus(filter, ['status', 'since', 'limit']);
     const window = checkWindow(filter);
     return this.#ctx.read(options, async (tx) => {
       const job = await requireJob(tx, this.#ctx.adapter.dialect, ref, false);
@@ -803,7 +808,7 @@ export class Ledger {
    * transaction stays open while the caller works through a page.
    */
   async *tradePages(ref: JobRef, filter: { readonly status?: TradeStatus } = {}): AsyncGenerator<Trade[]> {
-    const status = checkedStatus(filter);
+    const status = checkedStatus(filter, ['status']);
     const jobId = (await this.#ctx.read(undefined, (tx) => requireJob(tx, this.#ctx.adapter.dialect, ref, false))).id;
     for (let after: Trade | undefined; ; ) {
       const page = await this.#ctx.read(undefined, async (tx) => {

@@ -1,8 +1,15 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { BotstateError, readOnlyStore, ValidationError } from '../errors.ts';
 import { isStorableText } from '../util/text.ts';
+import { inputObject } from '../util/values.ts';
 import type { Adapter, Engine, Executor, SqlParam } from './adapter.ts';
 import { changesBotstateSetting, changesSession, transactionControl } from './tx-control.ts';
+
+/**
+ * The fields of every store method's options: CallOptions', and those some methods add (history's
+ * window, completeLiquidation's price, the ledger's scratch and decidedWith).
+ */
+const CALL_OPTION_FIELDS = ['tx', 'actor', 'fence', 'scratch', 'decidedWith', 'since', 'limit', 'priceUsd'];
 
 /** Options every store method accepts. */
 export interface CallOptions {
@@ -147,6 +154,7 @@ export class Context {
 
   /** The caller's transaction: passed as `tx`, or the open `store.transaction` this call is made inside. */
   #joined(options: CallOptions | undefined): Executor | undefined {
+    if (options !== undefined) inputObject(options, 'the options', CALL_OPTION_FIELDS);
     if (options?.tx) return options.tx;
     const scope = this.#scope.getStore();
     if (scope === undefined || scope.txn.open) return scope?.tx;

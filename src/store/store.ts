@@ -418,7 +418,7 @@ export class Store {
    * With `upTo`, it ends at that seq (entries appended meanwhile are left for a later call).
    */
   async *historyPages(ref: JobRef, options: { readonly upTo?: number } = {}): AsyncGenerator<AuditEntry[]> {
-    const upTo = inputObject(options, 'the options').upTo;
+    const upTo = inputObject(options, 'the options', ['upTo']).upTo;
     if (upTo !== undefined && !(Number.isSafeInteger(upTo) && upTo >= 0)) {
       throw new ValidationError('INVALID_ARGUMENT', `upTo must be a whole number from 0, got ${described(upTo)}`, { hint: "a seq, as history's entries have them" });
     }
@@ -497,7 +497,7 @@ export class Store {
    * it holds and the exchange it trades on. Read in one snapshot.
    */
   async daemonInstances(filter: { readonly all?: boolean } = {}, options?: CallOptions): Promise<DaemonInstance[]> {
-    const { all } = inputObject(filter, 'filter') as { all?: unknown };
+    const { all } = inputObject(filter, 'filter', ['all']) as { all?: unknown };
     if (all !== undefined && typeof all !== 'boolean') throw new ValidationError('INVALID_ARGUMENT', `filter.all must be a boolean, got ${described(all)}`, { hint: 'e.g. { all: true }' });
     return this.#ctx.read(options, async (tx) => {
       const nowMs = await this.#nowMs(tx);
@@ -544,6 +544,7 @@ export class Store {
   /** Applies pending migrations (up to `to`). Refused on a read-only store (INVALID_ARGUMENT). */
   migrate(options: { to?: number } = {}): Promise<Migration[]> {
     if (this.#adapter.readOnly) return Promise.reject(readOnlyStore(this.location));
+    inputObject(options, 'the options', ['to']);
     return migrate(this.#adapter, options);
   }
 
@@ -554,6 +555,7 @@ export class Store {
    */
   rollback(options: { to?: number; force?: boolean } = {}): Promise<Migration[]> {
     if (this.#adapter.readOnly) return Promise.reject(readOnlyStore(this.location));
+    inputObject(options, 'the options', ['to', 'force']);
     return rollback(this.#adapter, options);
   }
 

@@ -35,11 +35,27 @@ export function described(value: unknown): string {
  * `value`, if it is an object: a caller without types passing null, a string or a number where an
  * input object goes is refused with INVALID_ARGUMENT, not a TypeError from deeper down.
  */
-export function inputObject<T>(value: T, what: string): NonNullable<T> {
+export function inputObject<T>(value: T, what: string, fields?: readonly string[]): NonNullable<T> {
   if (!isRecord(value)) {
     throw new ValidationError('INVALID_ARGUMENT', `${what} must be an object, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`, { hint: 'pass one object with the named fields, as the method\'s type says' });
   }
+  if (fields !== undefined) knownFields(value, what, fields);
   return value as NonNullable<T>;
+}
+
+/**
+ * Refuses a field of `value` that is not one of `fields`: a misspelt optional field (`executedat`,
+ * `sett`) would otherwise be ignored, its default taken in silence. TypeScript catches it in an
+ * object literal, not in an object built otherwise or in JavaScript.
+ */
+function knownFields(value: Record<string, unknown>, what: string, fields: readonly string[]): void {
+  for (const key of Object.keys(value)) {
+    if (fields.includes(key)) continue;
+    const near = fields.find((f) => f.toLowerCase() === key.toLowerCase());
+    throw new ValidationError('INVALID_ARGUMENT', `there is no field ${JSON.stringify(shown(key))} in ${what}`, {
+      hint: near !== undefined ? `write it ${near}` : `its fields are ${fields.join(', ')}`,
+    });
+  }
 }
 
 /** A member of the JSON object `text` holds, or undefined (for a text that is not JSON, or not an object). */

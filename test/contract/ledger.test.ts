@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it, test } from 'node:test';
 import type { Job } from '../../src/jobs/job-rows.ts';
 import { amountsDisagree, type RecordTradeInput, type Trade } from '../../src/ledger/ledger.ts';
+import { isBotstateError } from '../../src/errors.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import { rejectsWith } from '../helpers/assert.ts';
 import { ENGINES, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
@@ -389,6 +390,30 @@ for (const engine of ENGINES) {
       for (const bad of [{ limit: 0 }, { limit: 1.5 }, { limit: '5' }, { since: 'yesterday' }, { since: new Date() }]) {
         await rejectsWith(store.ledger.trades({ id: job.id }, bad as never), 'INVALID_ARGUMENT');
         await rejectsWith(store.history({ id: job.id }, bad as never), 'INVALID_ARGUMENT');
+      }
+      assert.equal(await fx.dump(), before);
+    });
+
+    it('refuses a field it does not know in an input, filter or options object, naming the one meant; nothing is written', async () => {
+      await store.ledger.recordIntent({ job: { id: job.id }, clientOrderId: 'u-1', side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const before = await fx.dump();
+      const fill = { baseAmount: '5', quoteAmount: '10', priceUsd: '2' };
+      const calls: Array<[string, () => Promise<unknown>, RegExp]> = [
+        ['recordTrade', () => store.ledger.recordTrade({ ...buy('u-2', '5'), executedat: '2026-11-01T00:00:00.000Z' } as never), /^there is no field "executedat" in the trade input \(write it executedAt\)$/],
+        ['recordIntent', () => store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10', executedAt: 'x' } as never), /^there is no field "executedAt" in the intent input \(its fields are job, clientOrderId, side, reason, baseAmount, quoteAmount, priceUsd\)$/],
+        ['settle', () => store.ledger.settle('u-1', { status: 'EXECUTED', ...fill, exchangeOrderID: 'e-1' } as never), /^there is no field "exchangeOrderID" in the EXECUTED settlement \(write it exchangeOrderId\)$/],
+        ['settle FAILED', () => store.ledger.settle('u-1', { status: 'FAILED', error: 'x', ...fill } as never), /^there is no field "baseAmount" in the FAILED settlement \(its fields are status, error\)$/],
+        ['trades', () => store.ledger.trades({ id: job.id }, { limt: 1 } as never), /^there is no field "limt" in the filter \(its fields are status, since, limit\)$/],
+        ['jobs.list', () => store.jobs.list({ stauts: 'RUNNING' } as never), /^there is no field "stauts" in the filter/],
+        ['jobs.start', () => store.jobs.start({ tokenAddress: TOKEN, sett: ['accumulate.dcaAmount=25'] } as never), /^there is no field "sett" in the start input/],
+        ['jobs.configure', () => store.jobs.configure({ id: job.id }, { Set: ['accumulate.dcaAmount=25'] } as never), /^there is no field "Set" in the configure input \(write it set\)$/],
+        ['options', () => store.jobs.pause({ id: job.id }, { acter: 'me' } as never), /^there is no field "acter" in the options/],
+        ['history', () => store.history({ id: job.id }, { sinse: '2026-11-01T00:00:00.000Z' } as never), /^there is no field "sinse" in the options/],
+      ];
+      for (const [name, call, message] of calls) {
+        const e = await call().then(() => undefined, (x: unknown) => x);
+        assert.ok(isBotstateError(e, 'INVALID_ARGUMENT'), `${name}: ${String(e)}`);
+        assert.match(`${e.message} (${e.hint})`, message, name);
       }
       assert.equal(await fx.dump(), before);
     });
