@@ -864,7 +864,7 @@ export class Daemon {
       // rather than count a failure against every job (which would put them all in ERROR during
       // an outage). Open intents are reconciled once it answers again.
       if (e instanceof ExchangeUnavailableError && !(await this.#answers().catch(() => true))) {
-        this.#exchangeUnavailable(e, 'prices', jobs.length === 1 ? 'the price of a job' : `the prices of ${jobs.length} jobs at once`);
+        this.#exchangeUnavailable(e, 'prices', jobs.length === 1 ? `the price of ${jobs[0]!.tokenSymbol} for job ${jobs[0]!.id}` : `the prices of ${jobs.length} jobs at once`);
         return 'outage';
       }
       if (this.#stopping) return new Map(); // the tick starts no step

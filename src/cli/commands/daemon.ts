@@ -283,7 +283,9 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
         exchange.start(new HttpExchange(url, { id: `paper-exchange:${resolve(dataFile)}` }));
         log(`demo: paper exchange at ${url} (data ${dataFile})`);
       }
-      log(`daemon ${daemon.instanceId} on ${store.location} (${store.engine}, ${durability}), exchange ${url}${typeof exchangeId === 'string' ? ` (id ${exchangeId})` : ''}, tick ${tickMs} ms`);
+      // A PostgreSQL location ends with its schema in brackets: the engine and mode join them.
+      const where = store.location.endsWith(')') ? `${store.location.slice(0, -1)}; ${store.engine}, ${durability})` : `${store.location} (${store.engine}, ${durability})`;
+      log(`daemon ${daemon.instanceId} on ${where}, exchange ${url}${typeof exchangeId === 'string' ? ` (id ${exchangeId})` : ''}, tick ${tickMs} ms`);
       if (demo) await ensureDemoJobs(store, log);
       // A signal that came since it registered: it does not start, and stops below.
       if (signals.received === undefined) {

@@ -142,8 +142,11 @@ const configure: Command = {
     }
     const input = { set: sets(ctx), ...(config !== undefined ? { config } : {}) };
     checkConfigureInput(input);
-    const job = await withStore(ctx, EXISTING, (store) => store.jobs.configure(ref, input));
-    printJob(ctx, job, `Config of ${job.tokenSymbol} on ${job.chain} is now:`);
+    const [before, job] = await withStore(ctx, EXISTING, async (store) => {
+      const before = await store.jobs.get(ref);
+      return [before, await store.jobs.configure(ref, input)] as const;
+    });
+    printJob(ctx, job, job.version === before.version ? `Config of ${job.tokenSymbol} on ${job.chain} unchanged (it already held these values):` : `Config of ${job.tokenSymbol} on ${job.chain} is now:`);
   },
 };
 
