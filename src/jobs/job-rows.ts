@@ -468,7 +468,10 @@ export function scratchText(doc: Readonly<Record<string, unknown>>): string {
   // at the next read. The replacer sees each value as it is written (after its toJSON, which may
   // convert it).
   let lost: 'Map' | 'Set' | 'Promise' | 'WeakRef' | undefined;
+  // And a number that is not finite as null: a counter that became NaN would come back null.
+  let nonFinite: number | undefined;
   const spot = (_key: string, value: unknown): unknown => {
+    if (nonFinite === undefined && typeof value === 'number' && !Number.isFinite(value)) nonFinite = value;
     if (lost === undefined && typeof value === 'object' && value !== null) {
       if (value instanceof Map || value instanceof WeakMap) lost = 'Map';
       else if (value instanceof Set || value instanceof WeakSet) lost = 'Set';
@@ -484,6 +487,11 @@ export function scratchText(doc: Readonly<Record<string, unknown>>): string {
   }
   // A Date, or anything whose toJSON gives other than an object, is not stored as an object.
   if (text === undefined || !text.startsWith('{') || text.length > 65536) throw refused();
+  if (nonFinite !== undefined) {
+    throw new ValidationError('INVALID_ARGUMENT', `strategy scratch state holds the number ${String(nonFinite)}, which JSON writes as null`, {
+      hint: 'store only finite numbers (check the computation that gave it), or null for none',
+    });
+  }
   if (lost !== undefined) {
     throw new ValidationError('INVALID_ARGUMENT', `strategy scratch state holds a ${lost}, which JSON keeps as {} (its content would be lost)`, {
       hint: lost === 'Promise' ? 'give the document itself, not a promise of it (a scratch function is not async)' : 'use plain objects and arrays',

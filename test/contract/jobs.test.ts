@@ -295,6 +295,8 @@ for (const engine of ENGINES) {
       await assert.rejects(store.jobs.saveScratch({ id: job.id }, { seen: new Set(['1']) }), /holds a Set/);
       await assert.rejects(store.jobs.saveScratch({ id: job.id }, { later: [Promise.resolve(1)] }), /holds a Promise/);
       await assert.rejects(store.jobs.saveScratch({ id: job.id }, { ref: new WeakRef({ a: 1 }) }), /holds a WeakRef/);
+      await assert.rejects(store.jobs.saveScratch({ id: job.id }, { counts: { hour: Number.NaN } }), /holds the number NaN, which JSON writes as null/);
+      await assert.rejects(store.jobs.saveScratch({ id: job.id }, { ratio: [1, -Infinity] }), /holds the number -Infinity/);
       assert.equal(await fx.dump(), kept);
       // One whose toJSON writes it out in full is kept, as JSON keeps it.
       const counts = Object.assign(new Map([['10', 3]]), { toJSON: () => ({ '10': 3 }) });
