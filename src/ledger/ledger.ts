@@ -1,4 +1,4 @@
-import { BotstateError, InvalidTransitionError, NotFoundError, RuleError, ValidationError } from '../errors.ts';
+import { BotstateError, InvalidTransitionError, NotFoundError, RuleError, StorageError, ValidationError } from '../errors.ts';
 import { jobStream } from '../audit/audit.ts';
 import { checkedRow, hasConfig, JOB_COLUMNS, lockJob, requireJob, storedAmount, storedTime, toJob, updateJob, type Job, type JobChange, type JobRef, type JobRow, type JobUpdate } from '../jobs/job-rows.ts';
 import type { JobConfig } from '../jobs/config.ts';
@@ -532,8 +532,16 @@ function sameRef(stored: string | null, given: string | null): boolean {
  */
 async function intentAsked(tx: Executor, trade: TradeRow): Promise<Pick<TradeRow, 'base_amount' | 'quote_amount' | 'price_usd'> | undefined> {
   const entry = await tx.get<{ after: string | null }>("SELECT after FROM audit_log WHERE stream = ? AND entity_id = ? AND action = 'intent'", [jobStream(trade.job_id), trade.id]);
-  const asked = (entry?.after ? (JSON.parse(entry.after) as { trade?: Partial<Record<'baseAmount' | 'quoteAmount' | 'priceUsd', string | null>> }).trade : undefined) ?? undefined;
-  if (asked === undefined) return undefined;
+  if (!entry) return undefined;
+  let asked: Partial<Record<'baseAmount' | 'quoteAmount' | 'priceUsd', string | null>> | undefined;
+  try {
+    asked = (JSON.parse(entry.after ?? 'null') as { trade?: typeof asked } | null)?.trade;
+  } catch {
+    asked = undefined;
+  }
+  if (typeof asked !== 'object' || asked === null) {
+    throw new StorageError('STORAGE_CORRUPT', `the audit entry of the intent of trade ${trade.client_order_id} holds no trade`, { hint: 'the database was changed outside botstate; run botstate verify' });
+  }
   return { base_amount: asked.baseAmount ?? null, quote_amount: asked.quoteAmount ?? null, price_usd: asked.priceUsd ?? null };
 }
 

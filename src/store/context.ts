@@ -86,7 +86,7 @@ class Tx implements Executor {
     if (control === undefined) return undefined;
     if (changesBotstateSetting(control)) {
       return Promise.reject(new ValidationError('INVALID_ARGUMENT', `a tx cannot run ${control}: botstate's own statements in the transaction depend on it (its schema, how times and text are read, whether the commit waits for the disk)`, {
-        hint: 'leave search_path, TimeZone, DateStyle, client_encoding and synchronous_commit as the store sets them; name your own tables with their schema (myschema.t)',
+        hint: 'leave search_path, TimeZone, DateStyle and client_encoding as the store sets them, and synchronous_commit on or higher; name your own tables with their schema (myschema.t)',
       }));
     }
     if (changesSession(control)) {
@@ -107,7 +107,7 @@ function sessionHint(control: string, engine: Engine): string {
   if (control === 'pg_advisory_lock') return 'use pg_advisory_xact_lock, which is released with the transaction';
   if (control === 'DO') return "run the statements of its body through the tx itself (a DO block's body cannot be checked for what it leaves on the connection)";
   if (/^(?:PREPARE|LISTEN|DECLARE)/.test(control)) return "run it on a connection of your own (a pg client), not on botstate's pooled ones";
-  return 'use SET LOCAL or set_config(…, true), which end with the transaction, and ON COMMIT DROP for a temporary table';
+  return "use SET LOCAL or set_config(…, true), which end with the transaction (not for search_path, TimeZone, DateStyle, client_encoding or a lower synchronous_commit: botstate's statements depend on them), and ON COMMIT DROP for a temporary table";
 }
 
 /** What a tx of a transaction that has ended gets, from a store call or from its own methods. */
@@ -154,7 +154,8 @@ export class Context {
 
   /** The caller's transaction: passed as `tx`, or the open `store.transaction` this call is made inside. */
   #joined(options: CallOptions | undefined): Executor | undefined {
-    if (options !== undefined) inputObject(options, 'the options', CALL_OPTION_FIELDS);
+    // null as none, as before fields were checked.
+    if (options !== undefined && options !== null) inputObject(options, 'the options', CALL_OPTION_FIELDS);
     if (options?.tx) return options.tx;
     const scope = this.#scope.getStore();
     if (scope === undefined || scope.txn.open) return scope?.tx;

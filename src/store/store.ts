@@ -544,7 +544,11 @@ export class Store {
   /** Applies pending migrations (up to `to`). Refused on a read-only store (INVALID_ARGUMENT). */
   migrate(options: { to?: number } = {}): Promise<Migration[]> {
     if (this.#adapter.readOnly) return Promise.reject(readOnlyStore(this.location));
-    inputObject(options, 'the options', ['to']);
+    try {
+      inputObject(options, 'the options', ['to']);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return migrate(this.#adapter, options);
   }
 
@@ -555,7 +559,11 @@ export class Store {
    */
   rollback(options: { to?: number; force?: boolean } = {}): Promise<Migration[]> {
     if (this.#adapter.readOnly) return Promise.reject(readOnlyStore(this.location));
-    inputObject(options, 'the options', ['to', 'force']);
+    try {
+      inputObject(options, 'the options', ['to', 'force']);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return rollback(this.#adapter, options);
   }
 

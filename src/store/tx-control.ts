@@ -59,7 +59,7 @@ const TRANSACTION_PRAGMAS = new Set(['defer_foreign_keys', 'user_version', 'appl
  * table of the same name from every later call on it (temporary objects are looked up first).
  * PostgreSQL's ON COMMIT DROP ends a table with the transaction.
  */
-const TEMP_PG = /^(?:CREATE\s+(?:OR\s+REPLACE\s+)?(?:(?:GLOBAL|LOCAL)\s+)?(?:TEMP|TEMPORARY)\s+(?:(?:UNLOGGED\s+)?TABLE|VIEW|RECURSIVE\s+VIEW|SEQUENCE)\b|(?:SELECT|WITH)\b[\s\S]*?(?<!\b(?:INSERT|MERGE)\s+)\bINTO\s+(?:TEMP|TEMPORARY)\b)/i;
+const TEMP_PG = /^(?:CREATE\s+(?:OR\s+REPLACE\s+)?(?:(?:GLOBAL|LOCAL)\s+)?(?:TEMP|TEMPORARY)\s+(?:(?:UNLOGGED\s+)?TABLE|VIEW|RECURSIVE\s+VIEW|SEQUENCE)\b|(?:SELECT|WITH)\b[\s\S]*?(?<!\b(?:INSERT|MERGE)\s+)\bINTO\s+(?:(?:LOCAL|GLOBAL)\s+)?(?:TEMP|TEMPORARY)\b)/i;
 /**
  * The same by its schema, pg_temp (or pg_temp_N, the session's own by its real name), which may
  * be quoted: read in the text with quoted names written plainly (see {@link withNames}).
@@ -77,7 +77,7 @@ const TEMP_PG_SCHEMA = /^(?:CREATE\s+(?:OR\s+REPLACE\s+)?(?:UNLOGGED\s+)?(?:TABL
 const BOTSTATE_SETTING = /^(?:search_path|schema|time\s+zone|timezone|datestyle|client_encoding|names|synchronous_commit)$/i;
 
 /** SET LOCAL and the setting it sets (read in the text with quoted names written plainly). */
-const SET_LOCAL = /^SET\s+LOCAL\s+(time\s+zone\b|[A-Za-z_][\w$]*)/i;
+const SET_LOCAL = /^SET\s+LOCAL\b/i;
 /** SQLite's, read in the text with quoted names written plainly: `"temp".t`, `[temp].t` and `'temp'.t` are temp.t. */
 const TEMP_SQLITE = /^CREATE\s+(?:(?:TEMP|TEMPORARY)\s+(?:TABLE|VIEW|TRIGGER)\b|(?:VIRTUAL\s+)?(?:TABLE|VIEW|TRIGGER|INDEX)\s+(?:IF\s+NOT\s+EXISTS\s+)?temp\s*\.)/i;
 
@@ -85,29 +85,87 @@ const TEMP_SQLITE = /^CREATE\s+(?:(?:TEMP|TEMPORARY)\s+(?:TABLE|VIEW|TRIGGER)\b|
  * What a tx refuses among the calls of set_config in `sql`: one whose third argument is not
  * written `true` (SET LOCAL's equivalent) changes the session ('set_config(…, false)'): false is a
  * SET by function call, and anything else (a parameter, an expression, a column "true") may be
- * false. One written `true` is refused too when it sets a setting of BOTSTATE_SETTING, or one
- * this cannot tell (its name not written as a string). The call is found in `named` (its name may
- * be quoted: `"set_config"(`, `pg_catalog."set_config"(`), its arguments read in `plain`, where
- * every quoted name and string is blank, and its first argument's string in `sql`.
+ * false. One written `true` is refused too when its first argument, a string, names a setting of
+ * BOTSTATE_SETTING (but for a synchronous_commit raised, see {@link lowersBotstateSetting}); a name
+ * given otherwise (a parameter, an expression) cannot be read here, as a function's body cannot.
+ * The call is found in `named` (its name may be quoted: `"set_config"(`, `pg_catalog."set_config"(`),
+ * its arguments cut in `plain`, where every quoted name and string is blank, and read in `sql`.
  */
 function setConfigRefused(named: string, plain: string, sql: string): string | undefined {
   const call = /\bset_config\s*\(/gi;
   for (let m = call.exec(named); m !== null; m = call.exec(named)) {
     let depth = 1;
     let i = call.lastIndex;
-    let comma = -1;
+    const commas: number[] = [];
     for (; i < plain.length && depth > 0; i++) {
       if (plain[i] === '(') depth++;
       else if (plain[i] === ')') depth--;
-      else if (plain[i] === ',' && depth === 1 && comma < 0) comma = i;
+      else if (plain[i] === ',' && depth === 1) commas.push(i);
     }
     const args = plain.slice(call.lastIndex, depth === 0 ? i - 1 : i);
     if (!/,\s*true\s*$/i.test(args)) return 'set_config(…, false)';
-    const name = /^\s*'([^']*)'\s*$/.exec(sql.slice(call.lastIndex, comma < 0 ? call.lastIndex : comma))?.[1];
-    if (name === undefined) return 'set_config(…, true) of a setting not named by a string';
-    if (BOTSTATE_SETTING.test(name)) return `set_config('${name}', …, true)`;
+    if (commas.length < 2) continue;
+    const name = stringLiteral(sql.slice(call.lastIndex, commas[0]));
+    if (name === undefined || !BOTSTATE_SETTING.test(name)) continue;
+    if (lowersBotstateSetting(name, stringLiteral(sql.slice(commas[0]! + 1, commas[1])))) return `set_config('${name}', …, true)`;
   }
   return undefined;
+}
+
+/** The text of a PostgreSQL string literal written alone ('x', E'x', 'x'::text), or undefined. */
+function stringLiteral(text: string): string | undefined {
+  const m = /^\s*[eE]?'((?:[^']|'')*)'\s*(?:::\s*[A-Za-z][\w ]*)?$/.exec(text);
+  return m === null ? undefined : m[1]!.replace(/''/g, "'");
+}
+
+/**
+ * Whether setting `name` (one of BOTSTATE_SETTING) to `value` (undefined: not read) would change
+ * what botstate's statements rely on. Only synchronous_commit may be set, and only to a level at
+ * least as durable as `power` mode's (on, remote_apply): one transaction of a `process` store made
+ * durable.
+ */
+function lowersBotstateSetting(name: string, value: string | undefined): boolean {
+  return !(/^synchronous_commit$/i.test(name) && value !== undefined && /^(?:on|remote_apply|true|yes|1)$/i.test(value.trim()));
+}
+
+/** Where the next token begins in `sql` from `i`, past blanks and comments. */
+function skipBlanks(sql: string, i: number): number {
+  for (;;) {
+    const blank = /\s+|--[^\n\r]*|\/\*[\s\S]*?\*\//y;
+    blank.lastIndex = i;
+    if (blank.exec(sql) === null) return i;
+    i = blank.lastIndex;
+  }
+}
+
+/**
+ * The setting a `SET LOCAL` names at `sql[i]`, and the value it is given, as PostgreSQL reads them:
+ * a name in any case, or quoted ("Search_Path" is search_path: setting names are
+ * case-insensitive), or U&"…"; TIME ZONE; a dotted custom setting (app.user). Undefined if none.
+ */
+function setLocalAt(sql: string, i: number): { name: string; value: string | undefined } | undefined {
+  let name: string | undefined;
+  let at = i;
+  const quoted = /(U&)?"((?:[^"]|"")*)"/iy;
+  quoted.lastIndex = i;
+  const q = quoted.exec(sql);
+  if (q !== null) {
+    const text = q[2]!.replace(/""/g, '"');
+    name = q[1] !== undefined ? unicodeEscaped(text, '\\') : text;
+    at = quoted.lastIndex;
+  } else {
+    const plainName = /time\s+zone\b|[A-Za-z_][\w$]*(?:\s*\.\s*(?:[A-Za-z_][\w$]*|"(?:[^"]|"")*"))*/iy;
+    plainName.lastIndex = i;
+    const p = plainName.exec(sql);
+    if (p === null) return undefined;
+    name = p[0].replace(/\s+/g, ' ');
+    at = plainName.lastIndex;
+  }
+  if (name === undefined) return undefined;
+  const v = /\s*(?:=|\bTO\b)?\s*(?:[eE]?'((?:[^']|'')*)'|([\w.-]+))/iy;
+  v.lastIndex = at;
+  const value = v.exec(sql);
+  return { name, value: value === null ? undefined : (value[1]?.replace(/''/g, "'") ?? value[2]) };
 }
 
 /**
@@ -179,15 +237,19 @@ function scan(sql: string, engine: Engine): string | undefined {
   const setConfig = pg ? setConfigRefused(named, plain, sql) : undefined;
   if (setConfig !== undefined) return setConfig;
   if (pg && SESSION_LOCK.test(named)) return 'pg_advisory_lock';
-  // A quoted name holds no `;`: the statements are cut at the same places in both.
+  // A quoted name holds no `;`: the statements are cut at the same places in both, and in `sql`.
   const namedStatements = named.split(';');
+  let from = 0;
   for (const [k, statement] of plain.split(';').entries()) {
     const text = statement.trimStart();
     const names = namedStatements[k]!.trimStart();
+    const start = from + statement.length - text.length;
+    from += statement.length + 1;
     const m = CONTROL.exec(text) ?? (pg ? (SESSION_PG.exec(text) ?? SESSION_PG_MORE.exec(text)) : ATTACH.exec(text));
     if (m) return /^DECLARE\b/i.test(m[1]!) ? 'DECLARE … WITH HOLD' : m[1]!.replace(/\s+/g, ' ').toUpperCase();
-    const local = pg ? SET_LOCAL.exec(names) : null;
-    if (local && BOTSTATE_SETTING.test(local[1]!)) return `SET LOCAL ${local[1]!.replace(/\s+/g, ' ')}`;
+    const local = pg ? SET_LOCAL.exec(text) : null;
+    const setting = local === null ? undefined : setLocalAt(sql, skipBlanks(sql, start + local[0].length));
+    if (setting !== undefined && BOTSTATE_SETTING.test(setting.name) && lowersBotstateSetting(setting.name, setting.value)) return `SET LOCAL ${setting.name}`;
     if (pg && (TEMP_PG.test(text) || TEMP_PG_SCHEMA.test(names)) && !/\bON\s+COMMIT\s+DROP\b/i.test(text)) return 'CREATE TEMP';
     if (pg && PG_SETTINGS.test(names)) return 'UPDATE pg_settings';
     const pragma = pg ? null : PRAGMA.exec(names);

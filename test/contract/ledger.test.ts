@@ -409,6 +409,9 @@ for (const engine of ENGINES) {
         ['jobs.configure', () => store.jobs.configure({ id: job.id }, { Set: ['accumulate.dcaAmount=25'] } as never), /^there is no field "Set" in the configure input \(write it set\)$/],
         ['options', () => store.jobs.pause({ id: job.id }, { acter: 'me' } as never), /^there is no field "acter" in the options/],
         ['history', () => store.history({ id: job.id }, { sinse: '2026-11-01T00:00:00.000Z' } as never), /^there is no field "sinse" in the options/],
+        // Refused as a rejection, like every other refusal of a method that returns a promise.
+        ['migrate', () => store.migrate({ tO: 1 } as never), /^there is no field "tO" in the options \(write it to\)$/],
+        ['rollback', () => store.rollback({ forse: true } as never), /^there is no field "forse" in the options/],
       ];
       for (const [name, call, message] of calls) {
         const e = await call().then(() => undefined, (x: unknown) => x);
@@ -416,6 +419,8 @@ for (const engine of ENGINES) {
         assert.match(`${e.message} (${e.hint})`, message, name);
       }
       assert.equal(await fx.dump(), before);
+      // null options are no options, as ever.
+      assert.equal((await store.jobs.get({ id: job.id }, null as never)).id, job.id);
     });
 
     it('a retried intent must ask for the same amounts', async () => {

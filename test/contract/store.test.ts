@@ -681,6 +681,30 @@ describe('unreachable PostgreSQL', () => {
     }
   });
 
+  it('a schema named as a SQL keyword (user, order) works as any other', { skip: pgSkip }, async () => {
+    const killer = new pg.Client({ connectionString: PG_URL });
+    await killer.connect();
+    try {
+      for (const schema of ['user', 'order']) {
+        await killer.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        const url = new URL(PG_URL);
+        url.searchParams.set('schema', schema);
+        const store = await openStore(url.toString());
+        try {
+          const job = await store.jobs.start({ tokenAddress: TOKEN });
+          assert.deepEqual((await store.jobs.list()).map((j) => j.id), [job.id], schema);
+          const { path } = (await store.transaction((tx) => tx.get<{ path: string }>("SELECT current_setting('search_path') AS path")))!;
+          assert.equal(path, `"${schema}", pg_temp`, schema);
+        } finally {
+          await store.close();
+          await killer.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        }
+      }
+    } finally {
+      await killer.end();
+    }
+  });
+
   it('a session ended before the COMMIT: nothing of the transaction was written, and it is said so, whether the body saw it or not', { skip: pgSkip }, async () => {
     const schema = `botstate_lost_before_commit_${process.pid}`;
     const url = new URL(PG_URL);
@@ -732,6 +756,11 @@ describe('unreachable PostgreSQL', () => {
         assert.equal((await killer.query('SELECT to_regclass($1) AS t', [`${schema}.mine`])).rows[0].t, null, name);
         assert.deepEqual(await store.jobs.list(), []);
       }
+      // A caller's error whose text says "timeout" is no lost session: said as what it is.
+      await store.transaction((tx) => tx.exec("CREATE FUNCTION quote() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'quote request timeout'; END $$"));
+      const raised = await store.transaction((tx) => tx.get('SELECT quote() AS x')).then(() => undefined, (e: unknown) => e);
+      assert.ok(isBotstateError(raised, 'CONSTRAINT_VIOLATION'), String(raised));
+      assert.doesNotMatch(raised.message, /lost|nothing of it was written/);
     } finally {
       await store.close();
       await killer.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);

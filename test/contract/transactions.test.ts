@@ -372,6 +372,7 @@ for (const engine of ENGINES) {
         await store.transaction(async (tx) => {
           for (const [sql, control] of [
             ['SET LOCAL search_path TO public', 'SET LOCAL search_path'],
+            ['SET LOCAL "Search_Path" TO public', 'SET LOCAL Search_Path'],
             ["SET LOCAL SCHEMA 'public'", 'SET LOCAL SCHEMA'],
             ["SET LOCAL DateStyle = 'SQL, DMY'", 'SET LOCAL DateStyle'],
             ['SET LOCAL synchronous_commit = off', 'SET LOCAL synchronous_commit'],

@@ -60,6 +60,15 @@ describe('PostgreSQL errors', () => {
       ['58030', 'could not write to file: I/O error', 'STORAGE_FAILED'],
       ['XX001', 'invalid page in block 1 of relation base/1/2', 'STORAGE_FAILED'],
       ['57P01', 'terminating connection due to administrator command', 'STORAGE_UNAVAILABLE'],
+      ['57P02', 'terminating connection because of crash of another server process', 'STORAGE_UNAVAILABLE'],
+      ['57P05', 'terminating connection due to idle-session timeout', 'STORAGE_UNAVAILABLE'],
+      ['25P03', 'terminating connection due to idle-in-transaction timeout', 'STORAGE_UNAVAILABLE'],
+      // A server error's text is its own: a caller's RAISE that says "timeout" is no lost session.
+      ['P0001', 'quote request timeout', 'CONSTRAINT_VIOLATION'],
+      ['XX000', 'worker terminated: timeout', 'STORAGE_FAILED'],
+      // The driver's and the socket's own errors carry no SQLSTATE: their text says it.
+      ['', 'Connection terminated unexpectedly', 'STORAGE_UNAVAILABLE'],
+      ['', 'Query read timeout', 'STORAGE_UNAVAILABLE'],
     ];
     for (const [code, message, expected] of kept) {
       const e = classifyPostgresError(pgError(code, message), 'the server');

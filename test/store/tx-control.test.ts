@@ -155,7 +155,31 @@ describe('transactionControl', () => {
       ["SELECT 1; SET LOCAL search_path = pg_temp, public", 'SET LOCAL search_path'],
       ["SELECT set_config('search_path', 'public', true)", "set_config('search_path', …, true)"],
       ["SELECT set_config( 'SYNCHRONOUS_COMMIT' , 'off', true)", "set_config('SYNCHRONOUS_COMMIT', …, true)"],
-      ["SELECT set_config($1, 'public', true)", 'set_config(…, true) of a setting not named by a string'],
+      // Named otherwise than by a string, a setting cannot be read here (as a function's body cannot).
+      ["SELECT set_config($1, $2, true)", undefined],
+      ["SELECT set_config('app.x'::text, $1, true)", undefined],
+      ["SELECT set_config(E'search_path', 'x', true)", "set_config('search_path', …, true)"],
+      ["SELECT set_config('search_path'::text, 'x', true)", "set_config('search_path', …, true)"],
+      // synchronous_commit may be raised for one transaction, not lowered.
+      ["SELECT set_config('synchronous_commit', 'on', true)", undefined],
+      ["SELECT set_config('synchronous_commit', 'local', true)", "set_config('synchronous_commit', …, true)"],
+      ['SET LOCAL synchronous_commit = on', undefined],
+      ["SET LOCAL synchronous_commit TO 'remote_apply'", undefined],
+      ['SET LOCAL synchronous_commit TO local', 'SET LOCAL synchronous_commit'],
+      ['SET LOCAL synchronous_commit = off', 'SET LOCAL synchronous_commit'],
+      // Setting names are case-insensitive, quoted or not, and may be written U&"…"; a comment changes nothing.
+      ['SET LOCAL "Search_Path" = public', 'SET LOCAL Search_Path'],
+      ['SET LOCAL "Synchronous_Commit" = off', 'SET LOCAL Synchronous_Commit'],
+      ["SET LOCAL \"DateStyle\" = 'SQL, DMY'", 'SET LOCAL DateStyle'],
+      ['SET LOCAL U&"search_path" = public', 'SET LOCAL search_path'],
+      ['SET LOCAL U&"\\0073earch_path" = public', 'SET LOCAL search_path'],
+      ['SET LOCAL /* hm */ search_path = public', 'SET LOCAL search_path'],
+      ['SET LOCAL\nsearch_path = public', 'SET LOCAL search_path'],
+      // A custom setting named like one of them is another setting.
+      ["SET LOCAL schema.tenant = 'a'", undefined],
+      ["SET LOCAL timezone.x = 'a'", undefined],
+      ['SELECT 1 INTO LOCAL TEMP t', 'CREATE TEMP'],
+      ['SELECT 1 INTO GLOBAL TEMPORARY t', 'CREATE TEMP'],
       ["SELECT set_config('app.a', set_config('search_path', 'x', true), true)", "set_config('search_path', …, true)"],
       ['CREATE TABLE pg_temp.t (x int) ON COMMIT DROP', undefined],
     ];

@@ -284,7 +284,7 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
         log(`demo: paper exchange at ${url} (data ${dataFile})`);
       }
       // A PostgreSQL location ends with its schema in brackets: the engine and mode join them.
-      const where = store.location.endsWith(')') ? `${store.location.slice(0, -1)}; ${store.engine}, ${durability})` : `${store.location} (${store.engine}, ${durability})`;
+      const where = store.engine === 'postgres' && store.location.endsWith(')') ? `${store.location.slice(0, -1)}; ${store.engine}, ${durability})` : `${store.location} (${store.engine}, ${durability})`;
       log(`daemon ${daemon.instanceId} on ${where}, exchange ${url}${typeof exchangeId === 'string' ? ` (id ${exchangeId})` : ''}, tick ${tickMs} ms`);
       if (demo) await ensureDemoJobs(store, log);
       // A signal that came since it registered: it does not start, and stops below.

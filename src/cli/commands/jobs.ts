@@ -146,7 +146,8 @@ const configure: Command = {
       const before = await store.jobs.get(ref);
       return [before, await store.jobs.configure(ref, input)] as const;
     });
-    printJob(ctx, job, job.version === before.version ? `Config of ${job.tokenSymbol} on ${job.chain} unchanged (it already held these values):` : `Config of ${job.tokenSymbol} on ${job.chain} is now:`);
+    // The configs, not the versions: a daemon's write between the two reads changes the version.
+    printJob(ctx, job, JSON.stringify(job.config) === JSON.stringify(before.config) ? `Config of ${job.tokenSymbol} on ${job.chain} unchanged (it already held these values):` : `Config of ${job.tokenSymbol} on ${job.chain} is now:`);
   },
 };
 

@@ -49,10 +49,6 @@ const DIALECT: Dialect = Object.freeze({
 const CAPABILITIES: Capabilities = Object.freeze({ concurrentWriters: true });
 
 /**
- * The server refused a write in a read-only transaction (read_only_sql_transaction), or to make
- * one read-write once it has begun (active_sql_transaction, said so).
- */
-/**
  * The settings botstate's statements depend on, as each session starts with them and as each
  * transaction sets them again (see #begin): its schema, then pg_temp (searched after it, so that
  * no temporary table, however it was made, hides one of botstate's: PostgreSQL searches pg_temp
@@ -61,7 +57,8 @@ const CAPABILITIES: Capabilities = Object.freeze({ concurrentWriters: true });
  */
 function sessionSettings(schema: string, durability: Durability): Array<[string, string]> {
   return [
-    ['search_path', `${schema}, pg_temp`],
+    // Quoted: a schema may be named as a keyword (user, order), which SET does not take bare.
+    ['search_path', `"${schema}", pg_temp`],
     ['TimeZone', "'UTC'"],
     ['DateStyle', "'ISO, MDY'"],
     ['client_encoding', "'UTF8'"],
@@ -69,6 +66,10 @@ function sessionSettings(schema: string, durability: Durability): Array<[string,
   ];
 }
 
+/**
+ * The server refused a write in a read-only transaction (read_only_sql_transaction), or to make
+ * one read-write once it has begun (active_sql_transaction, said so).
+ */
 function isReadOnlyRefusal(e: unknown): boolean {
   const { code, message } = e as { code?: unknown; message?: unknown };
   return code === '25006' || (code === '25001' && typeof message === 'string' && /read-write/.test(message));
@@ -154,7 +155,7 @@ export class PostgresAdapter implements Adapter {
       keepAliveInitialDelayMillis: 10_000,
       options:
         sessionSettings(options.schema, options.durability)
-          .map(([name, value]) => `-c ${name}=${value.replace(/'| /g, '')}`)
+          .map(([name, value]) => `-c ${name}=${value.replace(/['" ]/g, '')}`)
           .join(' ') +
         ` -c idle_in_transaction_session_timeout=${options.idleTransactionTimeoutMs}` +
         (options.lockTimeoutMs === undefined ? '' : ` -c lock_timeout=${options.lockTimeoutMs}`) +
@@ -606,9 +607,12 @@ function unavailableHint(code: string, message: string): string {
 const CHECK_THE_URL = 'check that the server is running and that the URL, user and database are right';
 
 /**
- * A COMMIT whose answer never came (the connection was lost while committing): the server may
- * have committed the transaction or not, and nothing here can tell. Not retried.
+ * SQLSTATEs of a session the server ended or would not start: admin_shutdown (pg_terminate_backend,
+ * a fast shutdown), crash_shutdown, cannot_connect_now (starting up), idle_session_timeout,
+ * idle_in_transaction_session_timeout and transaction_timeout.
  */
+const SESSION_ENDED_CODES = new Set(['57P01', '57P02', '57P03', '57P05', '25P03', '25P04']);
+
 /** pg's refusal of a query on a client whose connection broke or was closed: nothing was sent. */
 const NOT_SENT = /is not queryable/;
 
@@ -626,6 +630,10 @@ function lostBeforeCommit(e: unknown, where: string): StorageError {
   });
 }
 
+/**
+ * A COMMIT whose answer never came (the connection was lost while committing): the server may
+ * have committed the transaction or not, and nothing here can tell. Not retried.
+ */
 function commitOutcomeUnknown(e: unknown, where: string): StorageError {
   const first = e instanceof AggregateError && e.errors.length > 0 ? e.errors[0] : e;
   const message = first instanceof Error ? first.message : String(first);
@@ -683,10 +691,10 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
     code.startsWith('08') ||
     code.startsWith('28') ||
     code === '3D000' ||
-    code === '57P01' ||
-    code === '57P03' ||
-    /timeout|terminated/i.test(message) ||
-    CONNECTION_LOST.test(message)
+    SESSION_ENDED_CODES.has(code) ||
+    // The driver's and the socket's own errors carry no SQLSTATE: their text says what happened. A
+    // server error's text is its own (a caller's RAISE 'quote request timeout' is no lost session).
+    (code.length !== 5 && (/timeout|terminated/i.test(message) || CONNECTION_LOST.test(message)))
   ) {
     return new StorageError('STORAGE_UNAVAILABLE', `cannot use the PostgreSQL server at ${where}: ${message}`, {
       hint: unavailableHint(code, message),
