@@ -123,7 +123,7 @@ const TABLE = {
       kind: 'decimal', nullable: false, min: '0', minInclusive: false, max: '100', maxInclusive: true,
       default: '10', unit: '%', description: 'share of the position sold on take-profit',
     },
-    maxAccumulationUsd: usd('total USD the job may accumulate', '1000'),
+    maxAccumulationUsd: usd('total USD the job may spend on buys in its life (sales do not give it back)', '1000'),
   },
   liquidity: {
     targetRatio: {
@@ -138,7 +138,7 @@ const TABLE = {
       kind: 'decimal', nullable: false, min: '0', minInclusive: false, max: null, maxInclusive: false,
       default: '1.5', unit: '×', description: 'size multiplier of support buys',
     },
-    maxDailyVolume: usd('USD traded per day at most', '500'),
+    maxDailyVolume: usd('USD a LIQUIDITY job trades per UTC day at most (a liquidation is not held to it)', '500'),
     spreadPercent: {
       kind: 'decimal', nullable: false, min: '0', minInclusive: true, max: '100', maxInclusive: false,
       default: '2', unit: '%', description: 'spread around the moving average of the last 20 prices',

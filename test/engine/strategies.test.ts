@@ -12,6 +12,7 @@ import {
   afterFill, decide, emptyScratch, parseScratch, scratchAfterFill, tradesInLastHour, volumeToday,
   type Decision, type OrderPlan, type Scratch,
 } from '../../src/engine/strategies/strategy.ts';
+import { rebalanceFor } from '../../src/engine/strategies/liquidity.ts';
 import { defaultConfig, resolveConfig } from '../../src/jobs/config.ts';
 import type { Job } from '../../src/jobs/job-rows.ts';
 import type { Trade } from '../../src/ledger/ledger.ts';
@@ -617,6 +618,25 @@ describe('liquidity', () => {
     assert.equal(steps[4]?.decision.state.lastRebalanceTime, new Date(T0 + 4 * MIN).toISOString());
     assert.equal(steps[3]?.decision.state.lastRebalanceTime, undefined);
     assert.equal(sim.scratch.quoteFlow, sub(mul(div('137.5', '3.1', 'down'), '3.1', 'down'), '500'));
+  });
+
+  it('counts cash below 0 as 0: lowering capitalUsd below what was spent sells nothing when (1 − targetRatio) × 100 is within the threshold', () => {
+    // targetRatio 0.9: tick 1 buys 900 of the 1000 capital (cash 100).
+    const sets = ['liquidity.targetRatio=0.9', 'liquidity.maxDailyVolume=100000'];
+    const sim = new Sim(makeJob({ mode: 'LIQUIDITY', sets }));
+    assert.deepEqual(summary(sim.run(['1'], T0, MIN)), [['REBALANCE', '900', 0]]);
+    // capitalUsd lowered to 500: cash 500 − 900 = −400. The ratio is 1 (not 900/500 = 1.8), a drift of
+    // 10 points, not more than the threshold of 10: no rebalance sells.
+    sim.job = { ...sim.job, config: resolveConfig(sim.job.config, undefined, ['liquidity.capitalUsd=500']) };
+    assert.equal(sim.scratch.quoteFlow, '-900');
+    const after = sim.run(['1', '1', '1'], T0 + MIN, MIN);
+    assert.deepEqual(summary(after).filter(([reason]) => reason === 'REBALANCE'), []);
+    // At target 0.5 the same spent job rebalances as one with no cash left: it sells half of its value, not more.
+    const half = rebalanceFor('900', '1', '-400', '0.5', '10');
+    assert.deepEqual(half, { side: 'SELL', base: '450' });
+    assert.deepEqual(rebalanceFor('900', '1', '0', '0.5', '10'), half);
+    // Nothing held and no cash: nothing to rebalance.
+    assert.deepEqual(rebalanceFor('0', '1', '-5', '0.5', '10'), { side: null });
   });
 
   it('stays within maxDailyVolume per UTC day (clamps, then skips until the next day)', () => {

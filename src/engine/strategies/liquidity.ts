@@ -24,11 +24,15 @@ export const STALE_MIN_MS = 60_000;
 /**
  * The rebalance due at `price`: with V = tokenBalance × price and W = V + cash, fires when
  * |V/W − targetRatio| × 100 > rebalanceThreshold (W > 0), sized so that V becomes targetRatio × W
- * (a buy rounds its quote down, a sell its base down). Exact.
+ * (a buy rounds its quote down, a sell its base down). Exact. Cash below 0 (capitalUsd lowered
+ * below what the job has spent, or a buy recorded by hand) counts as 0: the ratio stays between 0
+ * and 1, and such a job is rebalanced as one whose cash is spent, not sold down until its capital
+ * is paid back (lowering capitalUsd is no order to sell).
  */
 export function rebalanceFor(tokenBalance: Decimal, price: Decimal, cash: Decimal, targetRatio: Decimal, thresholdPercent: Decimal): Rebalance {
   const v36 = toUnits(tokenBalance) * toUnits(price);
-  const w36 = v36 + toUnits(cash) * ONE;
+  const cashUnits = toUnits(cash);
+  const w36 = v36 + (cashUnits < 0n ? 0n : cashUnits) * ONE;
   if (w36 <= 0n) return { side: null };
   const diff54 = v36 * ONE - toUnits(targetRatio) * w36; // V − r·W, at 54 decimals
   const absDiff = diff54 < 0n ? -diff54 : diff54;
