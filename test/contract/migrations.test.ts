@@ -520,6 +520,25 @@ for (const engine of ENGINES) {
       assert.deepEqual((await store.rollback()).map((m) => m.version), [LATEST_VERSION]);
     });
 
+    it('on SQLite a migration up is refused (DAEMON_RUNNING) while a daemon runs on the file, nothing migrated; on PostgreSQL daemons of both versions may run', async () => {
+      const store = await fx.open();
+      await store.jobs.start({ tokenAddress: TOKEN });
+      await store.rollback({ to: LATEST_VERSION - 1 });
+      const p = (n: number) => (fx.engine === 'sqlite' ? '?' : `$${n}`);
+      const now = fx.engine === 'sqlite' ? new Date().toISOString() : String((await fx.raw('SELECT clock_timestamp()::text AS t'))[0]!['t']);
+      // An older daemon of another host that heartbeated seconds ago.
+      await fx.raw(`INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at) VALUES (${p(1)}, 'host-b', 4242, ${p(2)}, ${p(3)})`, ['d-old', now, now]);
+      if (fx.engine === 'sqlite') {
+        const before = await fx.dump();
+        const refusal = await rejectsWith(store.migrate(), 'DAEMON_RUNNING');
+        assert.match(String(refusal['message']), /^a daemon \(pid 4242 on host-b\) is running on .*: migrating the schema under it would leave it running on a schema it does not know$/);
+        assert.equal(await fx.dump(), before, 'nothing migrated');
+        assert.equal((await store.schemaStatus()).current, LATEST_VERSION - 1);
+        await fx.raw(`UPDATE daemon_instances SET stopped_at = heartbeat_at WHERE id = ${p(1)}`, ['d-old']);
+      }
+      assert.deepEqual((await store.migrate()).map((m) => m.version), [LATEST_VERSION]);
+    });
+
     it('a daemon that starts while a rollback waits for the migration lock is found before anything is rolled back', async () => {
       const store = await fx.open();
       await store.jobs.start({ tokenAddress: TOKEN });
@@ -625,6 +644,14 @@ for (const engine of ENGINES) {
       await db.close();
       assert.equal(await fx.dump(), before);
       assert.deepEqual(await versionRows(fx), [1]);
+      // The checksum of a pre-release build's migration 1 (2026-11-22): said to be one, with what to do.
+      const preRelease = fx.engine === 'sqlite' ? 'dfbdba333b059292c656ed1e63726eea4faea989d0bc43998f1cf419ff3855df' : '3146f9e4300ab5d315ad03c0e5ee6a2791573c9683dde79da3ebef6757cac8f0';
+      await fx.raw(`UPDATE schema_migrations SET checksum = ${fx.engine === 'sqlite' ? '?' : '$1'} WHERE version = 1`, [preRelease]);
+      const old = await fx.dump();
+      const said = await rejectsWith(fx.open(), 'MIGRATION_CHECKSUM_MISMATCH');
+      assert.equal(said['preRelease'], true);
+      assert.match(String(said['message']), /^this database was made by a pre-release build of botstate \(of 2026-11-22, before its schema was released\), which cannot be migrated$/);
+      assert.equal(await fx.dump(), old);
     });
 
     it("schema: 'create' migrates a new database, or one part-made with no job; an outdated one in use is refused and left as it was", async () => {

@@ -51,7 +51,7 @@ const subcommands: Record<string, { summary: string; options: Record<string, { t
       const summary =
         problem === undefined
           ? `Schema is at version ${status.current}; this botstate expects ${status.latest}.`
-          : `Schema is at version ${status.current}; this botstate expects ${status.latest}, and refuses it (exit 6 for ${problem.code === 'SCHEMA_OUTDATED' ? 'the commands on jobs and trades; daemon and db migrate migrate it' : 'every other command but db backup'}): ${problem.message} (${problem.hint}).`;
+          : `Schema is at version ${status.current}; this botstate expects ${status.latest}, and refuses it (exit 6 for ${problem.code === 'SCHEMA_OUTDATED' ? 'every other command but db backup and db rollback; daemon and db migrate migrate it' : 'every other command but db backup'}): ${problem.message} (${problem.hint}).`;
       ctx.io.out(table(['VERSION', 'NAME', 'STATE', 'APPLIED'], status.migrations.map((m) => [m.version, m.name, m.state, m.appliedAt])) + `${summary}\n`);
     },
   },

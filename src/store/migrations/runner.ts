@@ -47,6 +47,20 @@ async function readApplied(adapter: Adapter, tx: Executor): Promise<AppliedRow[]
   return tx.all<AppliedRow>('SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version');
 }
 
+/**
+ * The checksums migration 1 had in botstate's pre-release builds of 2026-11-22 (before 02:40 UTC),
+ * by engine: a database made by one cannot be migrated (its trades index differs, and its audit
+ * entries were hashed another way until 02:49), and is said to be one.
+ */
+const PRE_RELEASE_0001 = new Set([
+  'e54d083d4c052d4c9774fa76d309b9311f07d7a12cc72d66c778c83f7d6102c0',
+  'dfbdba333b059292c656ed1e63726eea4faea989d0bc43998f1cf419ff3855df',
+  '3146f9e4300ab5d315ad03c0e5ee6a2791573c9683dde79da3ebef6757cac8f0',
+]);
+
+/** The statuses of databases made by a pre-release build (see PRE_RELEASE_0001). */
+const PRE_RELEASE = new WeakSet<SchemaStatus>();
+
 function statusOf(adapter: Adapter, applied: readonly AppliedRow[]): SchemaStatus {
   const byVersion = new Map(applied.map((row) => [row.version, row]));
   const migrations: MigrationState[] = MIGRATIONS.map((m) => {
@@ -61,7 +75,9 @@ function statusOf(adapter: Adapter, applied: readonly AppliedRow[]): SchemaStatu
     }
   }
   const current = applied.length === 0 ? 0 : Math.max(...applied.map((r) => r.version));
-  return { current, latest: LATEST_VERSION, migrations };
+  const status = { current, latest: LATEST_VERSION, migrations };
+  if (PRE_RELEASE_0001.has(byVersion.get(1)?.checksum ?? '')) PRE_RELEASE.add(status);
+  return status;
 }
 
 const label = (m: { version: number; name: string }) => `${String(m.version).padStart(4, '0')}_${m.name}`;
@@ -83,6 +99,16 @@ export function assertCompatible(status: SchemaStatus, allowGap = false): void {
     );
   }
   const modified = status.migrations.find((m) => m.state === 'modified');
+  if (modified && PRE_RELEASE.has(status)) {
+    throw new SchemaError(
+      'MIGRATION_CHECKSUM_MISMATCH',
+      'this database was made by a pre-release build of botstate (of 2026-11-22, before its schema was released), which cannot be migrated',
+      {
+        hint: 'make a new database with this botstate and record in it what the old one holds (botstate start, then botstate record for each position); the old one stays readable by the build that made it',
+        details: { version: modified.version, preRelease: true },
+      },
+    );
+  }
   if (modified) {
     throw new SchemaError(
       'MIGRATION_CHECKSUM_MISMATCH',
@@ -285,7 +311,10 @@ async function stepTo(adapter: Adapter, target: number, direction: 'up' | 'down'
         if (direction === 'down' && !force) await checkLoss(tx, adapter.engine, [m]);
         // A daemon started since the rollback's first check (while it waited for the lock, or
         // between two steps) is found here, before its tables change.
-        if (direction === 'down') await refuseWhileDaemonRuns(adapter, tx);
+        // And on SQLite a migration up too: one daemon runs per file, and the running one (of the
+        // older botstate) would go on on a schema it does not know, which it would refuse to start
+        // on again; a daemon command that migrates first would be refused only after it.
+        if (direction === 'down' || adapter.engine === 'sqlite') await refuseWhileDaemonRuns(adapter, tx, direction);
         await step(tx, adapter.engine, m, direction);
         done.push(m);
         // This step reached the target: done, however many turns another process's moves took.
@@ -304,12 +333,13 @@ async function stepTo(adapter: Adapter, target: number, direction: 'up' | 'down'
 
 /**
  * A rollback pulls the tables from under a running daemon (it then fails every tick until it is
- * stopped): refused while one runs. On this host a daemon runs while its process exists, however
+ * stopped): refused while one runs. So is a migration up on SQLite (`direction` 'up'), where one
+ * daemon runs per file: see stepTo. On this host a daemon runs while its process exists, however
  * long ago it heartbeated (a long tick, a stopped process); one of another host while it
  * heartbeated within a minute or holds a lease that has not expired, by the database's clock on
  * PostgreSQL (where lease times come from it).
  */
-async function refuseWhileDaemonRuns(adapter: Adapter, tx: Executor): Promise<void> {
+async function refuseWhileDaemonRuns(adapter: Adapter, tx: Executor, direction: 'up' | 'down' = 'down'): Promise<void> {
   if (!(await adapter.hasTable(tx, 'daemon_instances'))) return;
   const nowMs = adapter.engine === 'postgres' ? await databaseNow(tx) : Date.now();
   const now = new Date(nowMs).toISOString();
@@ -327,6 +357,12 @@ async function refuseWhileDaemonRuns(adapter: Adapter, tx: Executor): Promise<vo
   // One of another host also while it holds a lease not yet expired.
   const first = rows.find((row) => heardFrom(row, nowMs) || (row.host !== hostname() && Number(row.leased) > 0));
   if (first === undefined) return;
+  if (direction === 'up') {
+    throw new RuleError('DAEMON_RUNNING', `a daemon (pid ${first.pid} on ${first.host}) is running on ${adapter.location}: migrating the schema under it would leave it running on a schema it does not know`, {
+      hint: 'stop that daemon first (SIGTERM or Ctrl-C), then migrate (botstate db migrate, or start the new daemon, which migrates); nothing was changed',
+      details: { instance: first.id, pid: first.pid, host: first.host },
+    });
+  }
   throw new RuleError('DAEMON_RUNNING', `a daemon (pid ${first.pid} on ${first.host}) is running on ${adapter.location}: rolling back would take its tables away`, {
     hint: 'stop the daemon first (SIGTERM or Ctrl-C), then roll back',
     details: { instance: first.id, pid: first.pid, host: first.host },
