@@ -28,7 +28,7 @@ const EXIT_HELP = `Exit codes:
   0  success
   ${EXIT_CODES.internal}  a bug in botstate (BOTSTATE_DEBUG=1 prints its stack trace; please report it), or a Node.js older than 24
   ${EXIT_CODES.usage}  usage: an unknown command or flag, or a malformed value (address, amount, config)
-  ${EXIT_CODES.rule}  rule: not allowed now (an invalid transition, a conflicting clientOrderId, a sell beyond the balance)
+  ${EXIT_CODES.rule}  rule: not allowed now (an invalid transition, a conflicting clientOrderId, a sell beyond the balance, another daemon running)
   ${EXIT_CODES.not_found}  not found: no such job, trade or database file
   ${EXIT_CODES.storage}  storage: the database is unreachable, locked, damaged or not botstate's
   ${EXIT_CODES.schema}  schema: the database schema is newer than this botstate, outdated, has a gap, or a migration changed or failed

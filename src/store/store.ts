@@ -25,7 +25,8 @@ export interface StoreOptions {
   /**
    * What to do about the schema on open: `migrate` (default; `check` with `readOnly`) applies
    * pending migrations under the migration lock, and refuses a schema newer than this code or an
-   * edited migration;
+   * edited migration, and on SQLite an outdated schema while a daemon runs on the file
+   * (DAEMON_RUNNING: one daemon runs per file, and it would go on on a schema it does not know);
    * `check` refuses unless the schema is exactly current (and never creates a SQLite file);
    * `create` migrates a database that has no botstate schema yet (new), or one part-way through
    * being made that holds no job yet (another process is making it, or was killed doing so), and

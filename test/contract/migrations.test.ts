@@ -529,12 +529,23 @@ for (const engine of ENGINES) {
       // An older daemon of another host that heartbeated seconds ago.
       await fx.raw(`INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at) VALUES (${p(1)}, 'host-b', 4242, ${p(2)}, ${p(3)})`, ['d-old', now, now]);
       if (fx.engine === 'sqlite') {
-        const before = await fx.dump();
-        const refusal = await rejectsWith(store.migrate(), 'DAEMON_RUNNING');
-        assert.match(String(refusal['message']), /^a daemon \(pid 4242 on host-b\) is running on .*: migrating the schema under it would leave it running on a schema it does not know$/);
-        assert.equal(await fx.dump(), before, 'nothing migrated');
-        assert.equal((await store.schemaStatus()).current, LATEST_VERSION - 1);
+        const refused = async (pattern: RegExp) => {
+          const before = await fx.dump();
+          const refusal = await rejectsWith(store.migrate(), 'DAEMON_RUNNING');
+          assert.match(String(refusal['message']), pattern);
+          assert.equal(await fx.dump(), before, 'nothing migrated');
+          assert.equal((await store.schemaStatus()).current, LATEST_VERSION - 1);
+        };
+        await refused(/^a daemon \(pid 4242 on host-b\) is running on .*: migrating the schema under it would leave it running on a schema it does not know$/);
         await fx.raw(`UPDATE daemon_instances SET stopped_at = heartbeat_at WHERE id = ${p(1)}`, ['d-old']);
+        // A daemon of this host whose process exists and which heartbeated lately.
+        const alive = process.pid === 1 ? 2 : 1;
+        await fx.raw(`INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at) VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)})`, ['d-here', hostname(), alive, now, now]);
+        await refused(new RegExp(`^a daemon \\(pid ${alive} on `));
+        // The same row silent for a minute: a daemon killed long ago whose pid another program has
+        // taken since. A daemon that registers takes it for dead, and so does the migration.
+        const old = new Date(Date.parse(now) - 60_000).toISOString();
+        await fx.raw(`UPDATE daemon_instances SET heartbeat_at = ${p(1)} WHERE id = ${p(2)}`, [old, 'd-here']);
       }
       assert.deepEqual((await store.migrate()).map((m) => m.version), [LATEST_VERSION]);
     });

@@ -631,7 +631,8 @@ describe('liquidity', () => {
     assert.equal(sim.scratch.quoteFlow, '-900');
     const after = sim.run(['1', '1', '1'], T0 + MIN, MIN);
     assert.deepEqual(summary(after).filter(([reason]) => reason === 'REBALANCE'), []);
-    // At target 0.5 the same spent job rebalances as one with no cash left: it sells half of its value, not more.
+    // At target 0.5 the same spent job rebalances at this tick as one with no cash left: half of its
+    // value (the old code sold 650 at once; later ticks may sell more, towards the lower capital's target).
     const half = rebalanceFor('900', '1', '-400', '0.5', '10');
     assert.deepEqual(half, { side: 'SELL', base: '450' });
     assert.deepEqual(rebalanceFor('900', '1', '0', '0.5', '10'), half);

@@ -25,9 +25,10 @@ export const STALE_MIN_MS = 60_000;
  * The rebalance due at `price`: with V = tokenBalance × price and W = V + cash, fires when
  * |V/W − targetRatio| × 100 > rebalanceThreshold (W > 0), sized so that V becomes targetRatio × W
  * (a buy rounds its quote down, a sell its base down). Exact. Cash below 0 (capitalUsd lowered
- * below what the job has spent, or a buy recorded by hand) counts as 0: the ratio stays between 0
- * and 1, and such a job is rebalanced as one whose cash is spent, not sold down until its capital
- * is paid back (lowering capitalUsd is no order to sell).
+ * below what the job has spent, or a buy recorded by hand) counts as 0, so that the ratio stays
+ * between 0 and 1: with (1 − targetRatio) × 100 within the threshold no rebalance sells, and
+ * otherwise a tick sells at most what a job with no cash left would (later ticks may sell more,
+ * towards the lower capital's target).
  */
 export function rebalanceFor(tokenBalance: Decimal, price: Decimal, cash: Decimal, targetRatio: Decimal, thresholdPercent: Decimal): Rebalance {
   const v36 = toUnits(tokenBalance) * toUnits(price);
