@@ -111,6 +111,8 @@ interface MTrade {
   price: bigint | null;
   executedAt: string | null;
   error: string | null;
+  /** What its intent asked for (a fill replaces base and quote); null for a trade recorded executed, which had no intent. */
+  readonly asked: { readonly base: bigint | null; readonly quote: bigint | null } | null;
 }
 
 /** The most units (of 10^-18) an amount or a job's total may hold: 78 nines . 18 nines. */
@@ -220,7 +222,7 @@ class Harness {
       case 'record': {
         const j = this.jobs[cmd.job] as MJob;
         const base = resolveAmount(cmd.base, j.balance);
-        const t: MTrade = { coid: this.newCoid(), job: cmd.job, side: cmd.side, reason: cmd.reason, status: 'PENDING', base: null, quote: null, price: null, executedAt: null, error: null };
+        const t: MTrade = { coid: this.newCoid(), job: cmd.job, side: cmd.side, reason: cmd.reason, status: 'PENDING', base: null, quote: null, price: null, executedAt: null, error: null, asked: null };
         const call = store.ledger.recordTrade({
           job: this.ref(cmd.job), clientOrderId: t.coid, side: cmd.side, reason: cmd.reason,
           baseAmount: fromUnits(base), quoteAmount: fromUnits(cmd.quote), priceUsd: fromUnits(cmd.price), executedAt: cmd.at,
@@ -292,7 +294,7 @@ class Harness {
         return;
       }
       case 'intent': {
-        const t: MTrade = { coid: this.newCoid(), job: cmd.job, side: cmd.side, reason: cmd.reason, status: 'PENDING', base: cmd.base, quote: cmd.quote, price: null, executedAt: null, error: null };
+        const t: MTrade = { coid: this.newCoid(), job: cmd.job, side: cmd.side, reason: cmd.reason, status: 'PENDING', base: cmd.base, quote: cmd.quote, price: null, executedAt: null, error: null, asked: { base: cmd.base, quote: cmd.quote } };
         const call = store.ledger.recordIntent({
           job: this.ref(cmd.job), clientOrderId: t.coid, side: cmd.side, reason: cmd.reason,
           ...(cmd.base === null ? {} : { baseAmount: fromUnits(cmd.base) }),
@@ -321,18 +323,28 @@ class Harness {
         const t = pick(this.trades, cmd.pick);
         if (!t) return;
         const c = cmd.change;
+        // The retry asks for what the intent asked (one more unit for 'amount'); for a trade recorded
+        // executed, which had no intent, or another side or job, for a base (a sell is sized in base).
+        const more = c === 'amount' ? 1n : 0n;
+        const amounts =
+          t.asked === null || c === 'side' || c === 'job'
+            ? { baseAmount: fromUnits((t.base ?? 1n) + more) }
+            : {
+                ...(t.asked.base === null ? {} : { baseAmount: fromUnits(t.asked.base + more) }),
+                ...(t.asked.quote === null ? {} : { quoteAmount: fromUnits(t.asked.quote + (t.asked.base === null ? more : 0n)) }),
+              };
         const call = store.ledger.recordIntent({
           job: this.ref(c === 'job' ? (t.job + 1) % JOBS : t.job),
           clientOrderId: t.coid,
           side: c === 'side' ? (t.side === 'BUY' ? 'SELL' : 'BUY') : t.side,
           reason: t.reason,
-          baseAmount: fromUnits((t.base ?? 1n) + (c === 'amount' ? 1n : 0n)),
+          ...amounts,
         });
-        // An EXECUTED trade is returned as it is to a retry with the same job, side and reason (its
-        // amounts are the fill's); a PENDING or FAILED one only to a retry asking for exactly the
-        // same amounts (here: base only).
-        const sameAmounts = c === 'none' && t.base !== null && t.quote === null;
-        const duplicate = c !== 'side' && c !== 'job' && (t.status === 'EXECUTED' || sameAmounts);
+        // A trade is returned as it is to a retry with the same job, side and reason asking for
+        // exactly what its intent asked, whatever its status (an EXECUTED one's row holds the fill's
+        // amounts, its intent's audit entry what was asked); a trade recorded executed, which had
+        // no intent, to a retry with the same job, side and reason.
+        const duplicate = c !== 'side' && c !== 'job' && (t.asked === null ? t.status === 'EXECUTED' : c === 'none');
         if (!duplicate) {
           await expectCode(call, 'DUPLICATE_ORDER', label);
           this.note(`intentAgain:${c}:DUPLICATE_ORDER`);
