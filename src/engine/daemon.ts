@@ -9,6 +9,7 @@ import { amountsDisagree, beyondAsked, derivedSequence, type IntentInput, type S
 import { MAX_ACTOR_LENGTH, type CallOptions, type Fence } from '../store/context.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { Store } from '../store/store.ts';
+import { DEFAULT_LEASE_TTL_MS } from '../store/instances.ts';
 import { ExchangeInvalidAnswerError, ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from './exchange.ts';
 import { parseExchangeOrder } from './exchanges/http-exchange.ts';
 import { Leases } from './leases.ts';
@@ -342,7 +343,7 @@ export class Daemon {
     this.#flushMs = options.flushMs ?? 10_000;
     this.#log = options.log ?? ((line) => void process.stdout.write(`${line}\n`));
     this.instanceId = options.instanceId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-    this.#leaseTtlMs = options.leaseTtlMs ?? 15_000;
+    this.#leaseTtlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
     this.#maxJobs = options.maxJobs;
     this.#leases = new Leases(this.#store, this.instanceId, {
       ttlMs: this.#leaseTtlMs,

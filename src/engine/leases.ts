@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { RuleError } from '../errors.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { Fence } from '../store/context.ts';
-import { databaseNow, instanceAlive, processAlive, RUNNING_HERE } from '../store/instances.ts';
+import { databaseNow, processAlive, RUNNING_HERE, runsForRegistration } from '../store/instances.ts';
 import type { Store } from '../store/store.ts';
 import { paddedChunks } from '../util/chunks.ts';
 
@@ -141,11 +141,8 @@ export class Leases {
         // does not count for ever). A daemon of an older version, which did not store its TTL,
         // is judged by this one's, or by a lease it still holds (unexpired, by its own TTL).
         const staleBefore = iso(-this.#ttlOf(other));
-        const live =
-          instanceAlive(other, staleBefore) ||
-          (other.lease_ttl_ms === null &&
-            (other.host !== this.#host || processAlive(other)) &&
-            (await tx.get('SELECT 1 AS held FROM job_leases WHERE owner = ? AND expires_at >= ? LIMIT 1', [other.id, now])) !== undefined);
+        const live = await runsForRegistration(other, staleBefore, async () =>
+          (await tx.get('SELECT 1 AS held FROM job_leases WHERE owner = ? AND expires_at >= ? LIMIT 1', [other.id, now])) !== undefined);
         if (!live) {
           // A daemon that died: its jobs need not wait for their TTL. They come straight to
           // this one, each at a new epoch (one statement; the next sync hands back whatever is

@@ -243,11 +243,14 @@ function notOneOf(field: string, value: unknown, names: readonly string[]): Vali
   });
 }
 
-/** The fields of recordTrade's input, and of recordIntent's. */
-const RECORD_FIELDS = ['job', 'clientOrderId', 'side', 'reason', 'baseAmount', 'quoteAmount', 'priceUsd', 'exchangeOrderId', 'txHash', 'executedAt'];
-const INTENT_FIELDS = ['job', 'clientOrderId', 'side', 'reason', 'baseAmount', 'quoteAmount', 'priceUsd'];
+/** The fields of a Fill, a TradeInput, recordTrade's input (both) and recordIntent's. */
+const FILL_FIELDS = ['baseAmount', 'quoteAmount', 'priceUsd', 'exchangeOrderId', 'txHash', 'executedAt'];
+const TRADE_FIELDS = ['job', 'clientOrderId', 'side', 'reason'];
+const RECORD_FIELDS = [...TRADE_FIELDS, ...FILL_FIELDS];
+const INTENT_FIELDS = [...TRADE_FIELDS, 'baseAmount', 'quoteAmount', 'priceUsd'];
 
-function checkTradeInput(input: TradeInput, fields = RECORD_FIELDS): void {
+/** `fields`: those the input may have, unless the caller checked them already. */
+function checkTradeInput(input: TradeInput, fields?: readonly string[]): void {
   inputObject(input, 'the trade input', fields);
   checkClientOrderId(input.clientOrderId, true);
   // Strings only: Object.hasOwn would take ['BUY'] (or anything whose text is BUY) as the key.
@@ -261,7 +264,7 @@ function checkTradeInput(input: TradeInput, fields = RECORD_FIELDS): void {
 
 /** Throws what {@link Ledger.recordTrade} would refuse in its input alone, without a database (the CLI checks before it opens one); returns the fill checked. */
 export function checkRecordInput(input: RecordTradeInput): CheckedFill {
-  checkTradeInput(input);
+  checkTradeInput(input, RECORD_FIELDS);
   const fill = checkFill(input);
   checkPaid(input.side, fill);
   return fill;
@@ -283,7 +286,7 @@ function checkSettlementStatus(settlement: unknown): void {
       hint: "pass { status: 'EXECUTED', baseAmount, quoteAmount, priceUsd } or { status: 'FAILED', error }",
     });
   }
-  inputObject(settlement, `the ${status} settlement`, status === 'EXECUTED' ? ['status', 'baseAmount', 'quoteAmount', 'priceUsd', 'exchangeOrderId', 'txHash', 'executedAt'] : ['status', 'error']);
+  inputObject(settlement, `the ${status} settlement`, status === 'EXECUTED' ? ['status', ...FILL_FIELDS] : ['status', 'error']);
 }
 
 function checkFailure(settlement: { error?: unknown }): void {
@@ -507,19 +510,35 @@ function checkCanTrade(job: JobRow, side: TradeSide): void {
   }
 }
 
+/**
+ * What differs between a stored trade and an executed fill given for it, each as what, stored,
+ * given: the job (by id), a status other than EXECUTED, the side, the reason, the amounts (of an
+ * executed trade) and a reference given that is not the one stored (another tx hash is another
+ * fill, and one not stored the first time would not be stored by a repeat, which changes nothing).
+ * None: the same fill.
+ */
+function fillDifferences(row: TradeRow, side: TradeSide, reason: TradeReason, jobId: string, fill: CheckedFill): Array<[what: string, stored: string | null, given: string | null]> {
+  const differs: Array<[string, string | null, string | null]> = [];
+  const check = (what: string, stored: string | null, given: string | null, same: boolean) => {
+    if (!same) differs.push([what, stored, given]);
+  };
+  const amount = (what: string, stored: string | null, given: Decimal) => check(what, stored, given, stored !== null && cmp(stored, given) === 0);
+  check('the job', row.job_id, jobId, row.job_id === jobId);
+  check('its status', row.status, 'EXECUTED', row.status === 'EXECUTED');
+  check('the side', row.side, side, row.side === side);
+  check('the reason', row.reason, reason, row.reason === reason);
+  if (row.status === 'EXECUTED') {
+    amount('the base amount', row.base_amount, fill.base);
+    amount('the quote amount', row.quote_amount, fill.quote);
+    amount('the price', row.price_usd, fill.price);
+  }
+  check('the tx hash', row.tx_hash, fill.txHash, sameRef(row.tx_hash, fill.txHash));
+  check('the exchange order id', row.exchange_order_id, fill.exchangeOrderId, sameRef(row.exchange_order_id, fill.exchangeOrderId));
+  return differs;
+}
+
 function sameFill(row: TradeRow, side: TradeSide, reason: TradeReason, jobId: string, fill: CheckedFill): boolean {
-  return (
-    row.job_id === jobId &&
-    row.side === side &&
-    row.reason === reason &&
-    row.status === 'EXECUTED' &&
-    row.base_amount !== null && cmp(row.base_amount, fill.base) === 0 &&
-    row.quote_amount !== null && cmp(row.quote_amount, fill.quote) === 0 &&
-    row.price_usd !== null && cmp(row.price_usd, fill.price) === 0 &&
-    // A reference given must be the one stored: another tx hash is another fill, and one not
-    // stored the first time would not be stored by a repeat (which changes nothing).
-    sameRef(row.tx_hash, fill.txHash) && sameRef(row.exchange_order_id, fill.exchangeOrderId)
-  );
+  return fillDifferences(row, side, reason, jobId, fill).length === 0;
 }
 
 function sameRef(stored: string | null, given: string | null): boolean {
@@ -550,25 +569,17 @@ async function intentAsked(tx: Executor, trade: TradeRow): Promise<Pick<TradeRow
  * differs from the one stored, each with both values, the other job by its symbol and token.
  */
 async function otherRecord(tx: Executor, existing: TradeRow, job: JobRow, input: RecordTradeInput, fill: CheckedFill): Promise<BotstateError> {
+  type Named = Pick<JobRow, 'token_symbol' | 'token_address' | 'chain'>;
+  const name = (j: Named) => `${j.token_symbol} ${j.token_address} on ${j.chain}`;
   const differs: string[] = [];
-  if (existing.job_id !== job.id) {
-    const other = await tx.get<Pick<JobRow, 'token_symbol' | 'token_address' | 'chain'>>('SELECT token_symbol, token_address, chain FROM jobs WHERE id = ?', [existing.job_id]);
-    const name = (j: Pick<JobRow, 'token_symbol' | 'token_address' | 'chain'>) => `${j.token_symbol} ${j.token_address} on ${j.chain}`;
+  for (const [what, stored, given] of fillDifferences(existing, input.side, input.reason, job.id, fill)) {
+    if (what !== 'the job') {
+      differs.push(`${what} (${stored ?? 'none'}, not ${given ?? 'none'})`);
+      continue;
+    }
+    const other = await tx.get<Named>('SELECT token_symbol, token_address, chain FROM jobs WHERE id = ?', [existing.job_id]);
     differs.push(`the job (${other ? name(other) : existing.job_id}, not ${name(job)})`);
   }
-  if (existing.status !== 'EXECUTED') differs.push(`its status (${existing.status}, not EXECUTED)`);
-  const field = (what: string, stored: string | null, given: string | null, same: boolean) => {
-    if (!same) differs.push(`${what} (${stored ?? 'none'}, not ${given ?? 'none'})`);
-  };
-  field('the side', existing.side, input.side, existing.side === input.side);
-  field('the reason', existing.reason, input.reason, existing.reason === input.reason);
-  if (existing.status === 'EXECUTED') {
-    field('the base amount', existing.base_amount, fill.base, existing.base_amount !== null && cmp(existing.base_amount, fill.base) === 0);
-    field('the quote amount', existing.quote_amount, fill.quote, existing.quote_amount !== null && cmp(existing.quote_amount, fill.quote) === 0);
-    field('the price', existing.price_usd, fill.price, existing.price_usd !== null && cmp(existing.price_usd, fill.price) === 0);
-  }
-  field('the tx hash', existing.tx_hash, fill.txHash, sameRef(existing.tx_hash, fill.txHash));
-  field('the exchange order id', existing.exchange_order_id, fill.exchangeOrderId, sameRef(existing.exchange_order_id, fill.exchangeOrderId));
   return new RuleError(
     'DUPLICATE_ORDER',
     `clientOrderId ${existing.client_order_id} is already recorded (${existing.status} ${existing.side}), and this record differs in ${differs.join(', ')}`,
@@ -637,7 +648,7 @@ export class Ledger {
    * clientOrderId of the trade it returned.
    */
   async recordIntent(input: IntentInput, options?: IntentOptions): Promise<TradeResult> {
-    checkTradeInput({ ...inputObject(input, 'the intent input', INTENT_FIELDS), clientOrderId: input.clientOrderId ?? 'derived' }, INTENT_FIELDS);
+    checkTradeInput({ ...inputObject(input, 'the intent input', INTENT_FIELDS), clientOrderId: input.clientOrderId ?? 'derived' });
     const base = input.baseAmount === undefined ? null : positive(input.baseAmount, 'baseAmount');
     // Sized in quote, the quote is what the order spends: 0 would be an order for nothing.
     const quote = input.quoteAmount === undefined ? null : positive(input.quoteAmount, 'quoteAmount');

@@ -79,6 +79,20 @@ export function instanceAlive(row: InstanceRow, staleBefore: string): boolean {
   return row.heartbeat_at > staleBefore && (row.host !== hostname() || processAlive(row));
 }
 
+/** A daemon's lease TTL unless it is given one (the daemon command's --lease-ttl, the Daemon's leaseTtlMs). */
+export const DEFAULT_LEASE_TTL_MS = 15_000;
+
+/**
+ * Whether another daemon runs, as a daemon that registers judges it (and a migration up on SQLite,
+ * which must not run under one): it heartbeated after `staleBefore` (its lease TTL back) and, on
+ * this host, its process exists; or, a daemon of an older version with no TTL on its row, whose
+ * process may exist, it holds a lease not yet expired (`holdsLease`, asked only then).
+ */
+export async function runsForRegistration(row: InstanceRow & { readonly lease_ttl_ms?: number | null }, staleBefore: string, holdsLease: () => Promise<boolean> | boolean): Promise<boolean> {
+  if (instanceAlive(row, staleBefore)) return true;
+  return (row.lease_ttl_ms === null || row.lease_ttl_ms === undefined) && (row.host !== hostname() || processAlive(row)) && (await holdsLease());
+}
+
 /** For a daemon of this host: whether its process exists (in this process, whether it registered here). */
 export function processAlive(row: InstanceRow): boolean {
   return row.pid === process.pid ? RUNNING_HERE.has(row.id) : pidExists(row.pid);

@@ -543,14 +543,9 @@ export class Store {
   }
 
   /** Applies pending migrations (up to `to`). Refused on a read-only store (INVALID_ARGUMENT). */
-  migrate(options: { to?: number } = {}): Promise<Migration[]> {
-    if (this.#adapter.readOnly) return Promise.reject(readOnlyStore(this.location));
-    try {
-      inputObject(options, 'the options', ['to']);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return migrate(this.#adapter, options);
+  async migrate(options: { to?: number } = {}): Promise<Migration[]> {
+    if (this.#adapter.readOnly) throw readOnlyStore(this.location);
+    return migrate(this.#adapter, inputObject(options, 'the options', ['to']));
   }
 
   /**
@@ -558,14 +553,9 @@ export class Store {
    * jobs, trades or the audit log; jobs' strategy state) is refused with DATA_LOSS unless `force`.
    * Refused on a read-only store (INVALID_ARGUMENT).
    */
-  rollback(options: { to?: number; force?: boolean } = {}): Promise<Migration[]> {
-    if (this.#adapter.readOnly) return Promise.reject(readOnlyStore(this.location));
-    try {
-      inputObject(options, 'the options', ['to', 'force']);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return rollback(this.#adapter, options);
+  async rollback(options: { to?: number; force?: boolean } = {}): Promise<Migration[]> {
+    if (this.#adapter.readOnly) throw readOnlyStore(this.location);
+    return rollback(this.#adapter, inputObject(options, 'the options', ['to', 'force']));
   }
 
   /**

@@ -76,7 +76,7 @@ const TEMP_PG_SCHEMA = /^(?:CREATE\s+(?:OR\s+REPLACE\s+)?(?:UNLOGGED\s+)?(?:TABL
  */
 const BOTSTATE_SETTING = /^(?:search_path|schema|time\s+zone|timezone|datestyle|client_encoding|names|synchronous_commit)$/i;
 
-/** SET LOCAL and the setting it sets (read in the text with quoted names written plainly). */
+/** A SET LOCAL (the setting it names is read after it in the statement's own text: see setLocalAt). */
 const SET_LOCAL = /^SET\s+LOCAL\b/i;
 /** SQLite's, read in the text with quoted names written plainly: `"temp".t`, `[temp].t` and `'temp'.t` are temp.t. */
 const TEMP_SQLITE = /^CREATE\s+(?:(?:TEMP|TEMPORARY)\s+(?:TABLE|VIEW|TRIGGER)\b|(?:VIRTUAL\s+)?(?:TABLE|VIEW|TRIGGER|INDEX)\s+(?:IF\s+NOT\s+EXISTS\s+)?temp\s*\.)/i;
@@ -161,7 +161,7 @@ function setLocalAt(sql: string, i: number): { name: string; value: string | und
     name = p[0].replace(/\s+/g, ' ');
     at = plainName.lastIndex;
   }
-  if (name === undefined) return undefined;
+  if (name === undefined) return undefined; // a U&"…" name with a bad escape
   const v = /\s*(?:=|\bTO\b)?\s*(?:[eE]?'((?:[^']|'')*)'|([\w.-]+))/iy;
   v.lastIndex = at;
   const value = v.exec(sql);

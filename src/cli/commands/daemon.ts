@@ -9,6 +9,7 @@ import { startPaperExchange, type PaperExchangeHandle } from '../../engine/excha
 import { coerceError, exitCodeFor, StorageError, ValidationError } from '../../errors.ts';
 import type { Store } from '../../store/store.ts';
 import { parseLocation } from '../../store/location.ts';
+import { DEFAULT_LEASE_TTL_MS } from '../../store/instances.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { escapeControls } from '../../util/text.ts';
 import { shown } from '../../util/values.ts';
@@ -193,7 +194,7 @@ export const daemonCommand: Command = {
 
 async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<void> {
   const tickMs = integer(ctx, 'tick', 1000, 10, 3_600_000);
-  const leaseTtlMs = integer(ctx, 'lease-ttl', 15_000, MIN_LEASE_TTL_MS, 3_600_000);
+  const leaseTtlMs = integer(ctx, 'lease-ttl', DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS, 3_600_000);
   // At most the largest pool less the connections kept for the ticks and the heartbeat (below).
   const concurrency = integer(ctx, 'concurrency', 16, 1, MAX_POOL - RESERVED_CONNECTIONS);
   const maxJobs = ctx.values['max-jobs'] === undefined ? undefined : integer(ctx, 'max-jobs', 0, 1, 10_000_000);

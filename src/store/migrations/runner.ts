@@ -3,7 +3,7 @@ import { BotstateError, NotFoundError, RuleError, SchemaError, ValidationError }
 import type { Adapter, Engine, Executor } from '../adapter.ts';
 import { LATEST_VERSION, MIGRATIONS } from './index.ts';
 import { checksum, type Migration, type PerEngine } from './migration.ts';
-import { databaseNow, heardFrom, instanceAlive, processAlive, type InstanceRow } from '../instances.ts';
+import { databaseNow, DEFAULT_LEASE_TTL_MS, heardFrom, runsForRegistration, type InstanceRow } from '../instances.ts';
 
 const VERSION_TABLE: PerEngine = {
   sqlite: `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -333,11 +333,11 @@ async function stepTo(adapter: Adapter, target: number, direction: 'up' | 'down'
 
 /**
  * A rollback pulls the tables from under a running daemon (it then fails every tick until it is
- * stopped): refused while one runs. So is a migration up on SQLite (`direction` 'up'), where one
- * daemon runs per file: see stepTo. On this host a daemon runs while its process exists, however
- * long ago it heartbeated (a long tick, a stopped process); one of another host while it
- * heartbeated within a minute or holds a lease that has not expired, by the database's clock on
- * PostgreSQL (where lease times come from it).
+ * stopped): refused while one runs. On this host a daemon runs, for a rollback, while its process
+ * exists, however long ago it heartbeated (a long tick, a stopped process); one of another host
+ * while it heartbeated within a minute or holds a lease that has not expired, by the database's
+ * clock on PostgreSQL (where lease times come from it). So is a migration up on SQLite (`direction`
+ * 'up', see stepTo), judging as a daemon that registers does (see runsForRegistration).
  */
 async function refuseWhileDaemonRuns(adapter: Adapter, tx: Executor, direction: 'up' | 'down' = 'down'): Promise<void> {
   if (!(await adapter.hasTable(tx, 'daemon_instances'))) return;
@@ -357,38 +357,29 @@ async function refuseWhileDaemonRuns(adapter: Adapter, tx: Executor, direction: 
   // One of another host also while it holds a lease not yet expired. A migration up on SQLite
   // judges as a daemon that registers does (see MIGRATING_UNDER): a killed daemon whose pid another
   // program took since, or one silent past its TTL, does not hold the upgrade back.
-  const first = rows.find((row) =>
-    direction === 'up'
-      ? migratingUnder(row, nowMs)
-      : heardFrom(row, nowMs) || (row.host !== hostname() && Number(row.leased) > 0));
-  if (first === undefined) return;
-  if (direction === 'up') {
-    throw new RuleError('DAEMON_RUNNING', `a daemon (pid ${first.pid} on ${first.host}) is running on ${adapter.location}: migrating the schema under it would leave it running on a schema it does not know`, {
-      hint: 'stop that daemon first (SIGTERM or Ctrl-C), then migrate (botstate db migrate, or start the new daemon, which migrates)',
-      details: { instance: first.id, pid: first.pid, host: first.host },
-    });
+  let first: (typeof rows)[number] | undefined;
+  for (const row of rows) {
+    // A migration up on SQLite judges as a daemon that registers does: a killed daemon whose pid
+    // another program took since, or one silent past its TTL, does not hold the upgrade back. (An
+    // older daemon with no TTL on its row is judged by the daemon command's default one.)
+    const runs =
+      direction === 'up'
+        ? await runsForRegistration(row, new Date(nowMs - Number(row.lease_ttl_ms ?? DEFAULT_LEASE_TTL_MS)).toISOString(), () => Number(row.leased) > 0)
+        : heardFrom(row, nowMs) || (row.host !== hostname() && Number(row.leased) > 0);
+    if (runs) {
+      first = row;
+      break;
+    }
   }
-  throw new RuleError('DAEMON_RUNNING', `a daemon (pid ${first.pid} on ${first.host}) is running on ${adapter.location}: rolling back would take its tables away`, {
-    hint: 'stop the daemon first (SIGTERM or Ctrl-C), then roll back',
+  if (first === undefined) return;
+  const [why, hint] =
+    direction === 'up'
+      ? ['migrating the schema under it would leave it running on a schema it does not know', 'stop that daemon first (SIGTERM or Ctrl-C), then migrate (botstate db migrate, or start the new daemon, which migrates)']
+      : ['rolling back would take its tables away', 'stop the daemon first (SIGTERM or Ctrl-C), then roll back'];
+  throw new RuleError('DAEMON_RUNNING', `a daemon (pid ${first.pid} on ${first.host}) is running on ${adapter.location}: ${why}`, {
+    hint,
     details: { instance: first.id, pid: first.pid, host: first.host },
   });
-}
-
-/**
- * The lease TTL a daemon without one on its row (an older version's) is judged by: the daemon
- * command's default, as a daemon that registers judges it by its own.
- */
-const MIGRATING_UNDER_TTL_MS = 15_000;
-
-/**
- * Whether a migration up on SQLite would run under the daemon of `row`: it heartbeated within its
- * lease TTL and, on this host, its process exists; or, an older daemon with no TTL on its row,
- * it holds a lease not yet expired. The rule a daemon that registers applies to the others.
- */
-function migratingUnder(row: InstanceRow & { leased: number | string; lease_ttl_ms?: number | null }, nowMs: number): boolean {
-  const ttl = Number(row.lease_ttl_ms ?? MIGRATING_UNDER_TTL_MS);
-  if (instanceAlive(row, new Date(nowMs - ttl).toISOString())) return true;
-  return (row.lease_ttl_ms === null || row.lease_ttl_ms === undefined) && (row.host !== hostname() || processAlive(row)) && Number(row.leased) > 0;
 }
 
 /** Whether daemon_instances has its lease_ttl_ms column (schema version 6 on). */

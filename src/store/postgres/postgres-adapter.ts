@@ -554,7 +554,7 @@ function abortedAtCommit(where: string): ValidationError {
 /** An error from pg or the network under it, as opposed to one thrown by the caller's code. */
 function isDriverError(e: unknown): boolean {
   if (e instanceof pg.DatabaseError) return true;
-  const first = e instanceof AggregateError && e.errors.length > 0 ? e.errors[0] : e;
+  const { first } = firstError(e);
   const code = (first as { code?: unknown })?.code;
   if (typeof code === 'string' && (unavailableErrno(first) || /^[0-9A-Z]{5}$/.test(code))) return true;
   return first instanceof Error && CONNECTION_LOST.test(first.message);
@@ -613,6 +613,12 @@ const CHECK_THE_URL = 'check that the server is running and that the URL, user a
  */
 const SESSION_ENDED_CODES = new Set(['57P01', '57P02', '57P03', '57P05', '25P03', '25P04']);
 
+/** The error that says what happened (the first of an AggregateError: a connect to several addresses), and its text. */
+function firstError(e: unknown): { first: unknown; message: string } {
+  const first = e instanceof AggregateError && e.errors.length > 0 ? e.errors[0] : e;
+  return { first, message: first instanceof Error ? first.message : String(first) };
+}
+
 /** pg's refusal of a query on a client whose connection broke or was closed: nothing was sent. */
 const NOT_SENT = /is not queryable/;
 
@@ -621,8 +627,7 @@ const NOT_SENT = /is not queryable/;
  * first, else the statement's error): the server rolled the transaction back. The URL worked.
  */
 function lostBeforeCommit(e: unknown, where: string): StorageError {
-  const first = e instanceof AggregateError && e.errors.length > 0 ? e.errors[0] : e;
-  const message = first instanceof Error ? first.message : String(first);
+  const { first, message } = firstError(e);
   const hint = unavailableHint(String((first as { code?: unknown })?.code ?? ''), message);
   return new StorageError('STORAGE_UNAVAILABLE', `the connection to ${where} was lost during the transaction, before its COMMIT (${message}): nothing of it was written`, {
     hint: hint === CHECK_THE_URL ? "the connection broke: retry (the store opens a new one); if it goes on, see the server's log" : hint,
@@ -635,8 +640,7 @@ function lostBeforeCommit(e: unknown, where: string): StorageError {
  * have committed the transaction or not, and nothing here can tell. Not retried.
  */
 function commitOutcomeUnknown(e: unknown, where: string): StorageError {
-  const first = e instanceof AggregateError && e.errors.length > 0 ? e.errors[0] : e;
-  const message = first instanceof Error ? first.message : String(first);
+  const { message } = firstError(e);
   return new StorageError('STORAGE_UNAVAILABLE', `the connection to ${where} was lost while committing (${message}): the change may have been made or not`, {
     hint: 'look at what it was to change (botstate status, list or trades) before you do it again',
     cause: e,
@@ -646,9 +650,8 @@ function commitOutcomeUnknown(e: unknown, where: string): StorageError {
 /** Maps pg's errors (SQLSTATE or errno) onto botstate's error codes. */
 export function classifyPostgresError(e: unknown, where: string): BotstateError {
   if (e instanceof BotstateError) return e;
-  const first = e instanceof AggregateError && e.errors.length > 0 ? e.errors[0] : e;
+  const { first, message } = firstError(e);
   const code = String((first as { code?: unknown })?.code ?? (e as { code?: unknown })?.code ?? '');
-  const message = first instanceof Error ? first.message : String(first);
   if (code === '55P03') {
     // lock_timeout: "canceling statement due to lock timeout" (said before the /timeout/ test below).
     return new StorageError('STORAGE_BUSY', `${where}: another session held a lock this needed past the lock timeout`, {
