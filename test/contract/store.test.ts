@@ -705,20 +705,31 @@ describe('unreachable PostgreSQL', () => {
     }
   });
 
-  it('a session ended before the COMMIT: nothing of the transaction was written, and it is said so, whether the body saw it or not', { skip: pgSkip }, async () => {
-    const schema = `botstate_lost_before_commit_${process.pid}`;
+  /** A store on a schema of its own, and a second connection to end its sessions with; both closed, and the schema dropped, after `fn`. */
+  async function withKiller(name: string, fn: (store: Store, killer: pg.Client, schema: string) => Promise<void>): Promise<void> {
+    const schema = `botstate_${name}_${process.pid}`;
     const url = new URL(PG_URL);
     url.searchParams.set('schema', schema);
     const store = await openStore(url.toString());
     const killer = new pg.Client({ connectionString: PG_URL });
     await killer.connect();
-    const end = async (tx: Executor) => {
-      const row = await tx.get<{ pid: number }>('SELECT pg_backend_pid() AS pid');
-      await killer.query('SELECT pg_terminate_backend($1)', [row!.pid]);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    };
-    const said = /^the connection to .* was lost during the transaction, before its COMMIT \(.*\): nothing of it was written$/;
     try {
+      await fn(store, killer, schema);
+    } finally {
+      await store.close();
+      await killer.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await killer.end();
+    }
+  }
+
+  it('a session ended before the COMMIT: nothing of the transaction was written, and it is said so, whether the body saw it or not', { skip: pgSkip }, () =>
+    withKiller('lost_before_commit', async (store, killer, schema) => {
+      const end = async (tx: Executor) => {
+        const row = await tx.get<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+        await killer.query('SELECT pg_terminate_backend($1)', [row!.pid]);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      };
+      const said = /^the connection to .* was lost during the transaction, before its COMMIT \(.*\): nothing of it was written$/;
       let runs = 0;
       const cases: Array<[string, (tx: Executor) => Promise<void>]> = [
         // Ended as the body returns: the COMMIT is what finds the connection gone (the driver never sends it).
@@ -761,21 +772,10 @@ describe('unreachable PostgreSQL', () => {
       const raised = await store.transaction((tx) => tx.get('SELECT quote() AS x')).then(() => undefined, (e: unknown) => e);
       assert.ok(isBotstateError(raised, 'CONSTRAINT_VIOLATION'), String(raised));
       assert.doesNotMatch(raised.message, /lost|nothing of it was written/);
-    } finally {
-      await store.close();
-      await killer.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      await killer.end();
-    }
-  });
+    }));
 
-  it('a connection lost while committing: the transaction is said to be of unknown outcome, not retried, with what to do', { skip: pgSkip }, async () => {
-    const schema = `botstate_commit_lost_${process.pid}`;
-    const url = new URL(PG_URL);
-    url.searchParams.set('schema', schema);
-    const store = await openStore(url.toString());
-    const killer = new pg.Client({ connectionString: PG_URL });
-    await killer.connect();
-    try {
+  it('a connection lost while committing: the transaction is said to be of unknown outcome, not retried, with what to do', { skip: pgSkip }, () =>
+    withKiller('commit_lost', async (store, killer, schema) => {
       // A deferred constraint trigger runs in the COMMIT: this one sleeps there, and the session is
       // ended meanwhile, after the COMMIT was sent and before its answer.
       await store.transaction((tx) =>
@@ -814,12 +814,7 @@ describe('unreachable PostgreSQL', () => {
       } finally {
         await adapter.close();
       }
-    } finally {
-      await store.close();
-      await killer.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      await killer.end();
-    }
-  });
+    }));
 
   it('a statement on a connection the network lost without closing it fails, the backend is ended, and the pool goes on; a lock wait is left to wait', { skip: pgSkip, timeout: 60_000 }, async () => {
     // A proxy that can stop forwarding on the connections it holds, without closing them (a NAT or
