@@ -67,7 +67,11 @@ export function heardFrom(row: TimedRow, nowMs: number): boolean {
  * a pid reused after a kill -9 is not running, as the next daemon to register takes it to be dead.
  */
 export function runsNow(row: TimedRow, nowMs: number): boolean {
-  return instanceAlive(row, staleBefore(row, nowMs));
+  // Judged as the daemons judge each other (they heartbeat every third of their TTL): one silent
+  // for longer than its TTL has lost its leases, and another daemon has taken its jobs over. A
+  // daemon of an older version recorded no TTL: a minute then.
+  const ttl = Number(row.lease_ttl_ms ?? 0);
+  return instanceAlive(row, ttl > 0 ? new Date(nowMs - ttl).toISOString() : staleBefore(row, nowMs));
 }
 
 /**

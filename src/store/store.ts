@@ -280,8 +280,9 @@ export interface DaemonInstance {
   /** When it stopped, or another daemon found it dead; null otherwise. */
   readonly stoppedAt: string | null;
   /**
-   * Not stopped, and heartbeated within a minute (or its lease TTL, if longer) and, on this host,
-   * its process exists. False for one not stopped but silent: killed or stalled, until the next
+   * Not stopped, and heartbeated within its lease TTL (as the daemons judge each other; a minute
+   * for a daemon of an older version, which did not record its TTL) and, on this host, its
+   * process exists. False for one not stopped but silent: killed or stalled, until the next
    * daemon to start marks it stopped.
    */
   readonly running: boolean;

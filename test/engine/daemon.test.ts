@@ -2577,6 +2577,14 @@ for (const engine of ENGINES) {
       // Stalled (SIGSTOP, a frozen VM): its process exists, its heartbeat is old: not running either.
       await raw('UPDATE daemon_instances SET pid = ?, heartbeat_at = ? WHERE id = ?', [process.pid, '2026-01-01T00:00:00.000Z', second.daemon.instanceId]);
       assert.equal((await store.daemonInstances())[0]!.running, false);
+      // Judged by its own TTL, as the daemons judge each other: silent 30 s, it still runs with a
+      // TTL of 60 s; with one of 15 s its leases have run out and it is not running (it was shown
+      // running for a minute whatever its TTL, while list and status said its leases had expired).
+      const thirtySecondsAgo = new Date(Date.now() - 30_000).toISOString();
+      await raw('UPDATE daemon_instances SET heartbeat_at = ? WHERE id = ?', [thirtySecondsAgo, second.daemon.instanceId]);
+      assert.equal((await store.daemonInstances())[0]!.running, true);
+      await raw('UPDATE daemon_instances SET lease_ttl_ms = ? WHERE id = ?', [15_000, second.daemon.instanceId]);
+      assert.equal((await store.daemonInstances())[0]!.running, false);
       await rejectsWith(store.daemonInstances({ all: 'yes' } as never), 'INVALID_ARGUMENT');
     });
 

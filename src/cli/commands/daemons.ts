@@ -31,7 +31,7 @@ export const daemonsCommand: Command = {
   summary: 'list the daemons on the database: running or silent, with the jobs they hold',
   usage: '[--all]',
   details:
-    'STATE is running (it heartbeated within a minute, or its lease TTL if longer, and on this host its process exists), ' +
+    'STATE is running (it heartbeated within its lease TTL, as the daemons judge each other, or within a minute for a daemon of a version that did not record its TTL, and on this host its process exists), ' +
     'silent (not stopped but not heard from: killed or stalled; the next daemon to start marks it stopped), ' +
     'or, with --all, stopped and when. JOBS counts the leases it holds, not expired; EXCHANGE is the exchange it trades on, ' +
     'as its recover audit entry names it (every daemon of a database must trade on one). MAX JOBS is its --max-jobs, and reads ' +
