@@ -972,9 +972,19 @@ export class Daemon {
   async #lookup(trades: readonly Trade[]): Promise<ReadonlyMap<string, ExchangeOrder> | undefined> {
     if (!this.#exchange.getOrders || trades.length === 0) return undefined;
     try {
-      const found = await this.#exchange.getOrders(trades.map((t) => t.clientOrderId));
+      const ids = trades.map((t) => t.clientOrderId);
+      const found = await this.#exchange.getOrders(ids);
       this.#exchangeAnswered('orders');
-      return found instanceof Map ? found : undefined; // otherwise each intent is looked up alone
+      if (!(found instanceof Map)) return undefined; // each intent is looked up alone
+      // Keyed otherwise than by the ids asked for (the exchange's own, ids an adapter did not map
+      // back): every intent would read as never received, and be sent again. Looked up alone.
+      const asked = new Set(ids);
+      const stray = [...found.keys()].find((key) => !asked.has(key as string));
+      if (stray !== undefined) {
+        this.#log(`${stamp()}  the exchange's getOrders answered with ${JSON.stringify(String(stray).slice(0, 80))}, not a clientOrderId asked for: its answer is ignored, and each intent is asked about with getOrder (an adapter keys getOrders' answer by the clientOrderIds it is given)`);
+        return undefined;
+      }
+      return found;
     } catch {
       return undefined;
     }
@@ -1798,11 +1808,20 @@ function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
           : undefined;
   if (problem) {
     // The intent never went out under its id: the exchange's order is another trade (a fill of
-    // more than asked too: the ledger refuses it as this intent's, as the daemon does).
+    // more than asked too: the ledger refuses it as this intent's, as the daemon does). Or the
+    // adapter answers otherwise than the contract asks: said too, since it is the likelier cause
+    // with a new adapter.
     const byHand = `stop the daemons, botstate settle ${trade.clientOrderId} --status failed --error TEXT, and record the exchange's order with botstate record under a clientOrderId of its own`;
+    const adapter =
+      order.side !== trade.side
+        ? 'answers with the side the order was placed with'
+        : order.token.toLowerCase() !== job.tokenAddress.toLowerCase()
+          ? "answers with the token's address the order was placed for, not the exchange's market name"
+          : 'places an order whose fee is charged on top for less, so that the amount and its fee stay within what was asked';
     throw new Error(
-      `the exchange's order ${trade.clientOrderId} is not this intent (${problem}): a clientOrderId was reused after ` +
-        `committed intents were lost; reconcile it by hand (${byHand})`,
+      `the exchange's order ${trade.clientOrderId} is not this intent (${problem}): either the exchange adapter does not keep ` +
+        `to the Exchange contract, which asks that it ${adapter} (fix it: the intent stays PENDING and is settled once it does), ` +
+        `or a clientOrderId was reused after committed intents were lost (reconcile it by hand: ${byHand})`,
     );
   }
 }
@@ -1923,6 +1942,16 @@ function answered(order: unknown, trade: Trade): ExchangeOrder {
   const free = trade.side === 'BUY' && cmp(checked.quoteAmount, '0') <= 0;
   if (checked.status === 'FILLED' && (cmp(checked.baseAmount, '0') <= 0 || free || cmp(checked.price, '0') <= 0)) {
     throw new ExchangeInvalidAnswerError(`invalid answer from the exchange to ${what}: a fill of ${checked.baseAmount} for ${checked.quoteAmount} at ${checked.price}`);
+  }
+  // A rejection executed nothing. One carrying amounts is a partial fill the adapter reported as
+  // REJECTED (an order the exchange cancelled or let expire after part of it filled), whose fill
+  // would be lost, the job buying again; or amounts that are what it asked for: which, cannot be
+  // told, and the intent stays PENDING until the adapter answers with what executed.
+  if (checked.status === 'REJECTED' && (cmp(checked.baseAmount, '0') > 0 || cmp(checked.quoteAmount, '0') > 0)) {
+    throw new ExchangeInvalidAnswerError(
+      `invalid answer from the exchange to ${what}: REJECTED, yet it executed ${checked.baseAmount} tokens for ${checked.quoteAmount}; ` +
+        'a REJECTED order executed nothing (its amounts are 0): one that filled in part before the exchange cancelled the rest is FILLED with what filled (see ExchangeOrder.status)',
+    );
   }
   // Nor is a fill whose amounts and price cannot be one trade (a unit or scale wrong by a factor of 10 or more).
   const disagree = checked.status === 'FILLED' ? amountsDisagree(checked.baseAmount, checked.quoteAmount, checked.price) : undefined;

@@ -34,11 +34,20 @@ export interface ExchangeOrder {
    * daemon also takes null or no field).
    */
   readonly exchangeOrderId: string;
+  /**
+   * The token's address, as the order was placed (OrderRequest.token; any case): not the
+   * exchange's name for the market (`LGIUSDT`). An order for another token is not the intent's.
+   */
   readonly token: string;
   readonly side: 'BUY' | 'SELL';
   /**
    * FILLED: executed, and done, at `price`; REJECTED: never executed, and never will be (see
-   * `error`); OPEN: accepted but not final yet (a CEX's NEW or PARTIALLY_FILLED order, a DEX's
+   * `error`), its amounts `'0'`. An order the exchange cancelled or let expire after part of it
+   * filled (an IOC order, a market order cancelled for the rest, a CEX's CANCELED or EXPIRED with an
+   * executed quantity) is FILLED with what filled, not REJECTED: the ledger must record that part.
+   * A REJECTED answer with amounts above 0 is refused as an invalid answer (the intent stays
+   * PENDING), since a partial fill reported so would be lost, and the job would buy again.
+   * OPEN: accepted but not final yet (a CEX's NEW or PARTIALLY_FILLED order, a DEX's
    * transaction not yet mined). For an OPEN order the amounts and price are ignored (they must
    * still be decimal strings) and it may have no exchangeOrderId yet: the daemon leaves its
    * intent PENDING, counts no failure, places no other order for the job, and asks `getOrder`
@@ -54,8 +63,11 @@ export interface ExchangeOrder {
    * must follow the account's: for a BUY, the tokens that came in (less a fee taken in tokens) and
    * the quote that went out (with a fee taken in quote); for a SELL, the tokens that went out and
    * the quote that came in (less a fee taken in quote). Not the gross quantity an exchange's order
-   * endpoint reports when it takes its fee elsewhere. (A SELL whose fee is taken in tokens on top
-   * of the amount asked moves more than was asked, and is refused as above.)
+   * endpoint reports when it takes its fee elsewhere. An order that moves more than was asked,
+   * its fee on top (a BUY sized in quote that spends the quote asked plus a fee in quote, a SELL
+   * whose fee is taken in tokens on top of the amount asked), is refused as above: where the
+   * exchange charges so, the adapter places the order for less (the quote asked ÷ (1 + the fee
+   * rate)), so that the amount and its fee stay within what was asked.
    *
    * Amounts and price are decimal strings, never JS numbers (floats). Any exact form is read:
    * leading and trailing zeros are dropped (`"25.00000000"` is 25), nothing is rounded. An
@@ -82,8 +94,10 @@ export interface ExchangeOrder {
  * clientOrderId: placing an order whose clientOrderId the exchange already has returns that
  * order (filled, rejected or open) and places nothing. An adapter for an exchange that refuses a
  * duplicate clientOrderId ("Duplicate order sent") must catch that refusal and answer with the
- * existing order, which it looks up: not throw it as a refusal. And `getOrder` must see every
- * order `placeOrder` has accepted, at once: where the exchange's order query lags behind its
+ * existing order, which it looks up: not throw it as a refusal. One that takes a clientOrderId
+ * again once its first order is no longer open (some keep it unique among open orders only) would
+ * place a second order: its adapter looks the id up (as `getOrder` does) before placing. And
+ * `getOrder` must see every order `placeOrder` has accepted, at once: where the exchange's order query lags behind its
  * matching engine, the adapter waits for it or asks where the order is already seen. (The daemon
  * guards against both: a re-send refused after `getOrder` said "not found" is asked about again,
  * and is settled FAILED only if the exchange still does not know it `exchangeTimeoutMs` later.)
@@ -179,9 +193,12 @@ export interface Exchange {
    */
   getPrices?(tokens: readonly string[]): Promise<ReadonlyMap<string, Decimal>>;
   /**
-   * Optional batch form of getOrder: the orders the exchange has among these clientOrderIds
-   * (absent ones were never received). Recovery uses it to reconcile every open intent at once.
-   * Any error, or an answer that is not a Map: ignored; each intent is asked about with `getOrder`.
+   * Optional batch form of getOrder: every order the exchange has among these clientOrderIds,
+   * whatever its status (filled and rejected ones too, not only the open ones), keyed by the
+   * clientOrderIds as given (an adapter that maps ids keys its answer by botstate's). An absent one
+   * was never received, and is sent again. Recovery uses it to reconcile every open intent at once.
+   * Any error, an answer that is not a Map, or one with a key that was not asked for (ids the
+   * adapter did not map back): ignored; each intent is asked about with `getOrder`.
    */
   getOrders?(clientOrderIds: readonly string[]): Promise<ReadonlyMap<string, ExchangeOrder>>;
 }

@@ -214,12 +214,17 @@ describe('paper book: fills and balances', () => {
             const { order: got, created } = book.place(request, price, new Date(T0).toISOString());
             assert.equal(created, true);
             assert.equal(got.price, price);
-            assert.equal(o.byBase ? got.baseAmount : got.quoteAmount, a, 'the requested amount is kept exactly');
-            // In the exchange's favour: a buyer pays at least base × price, a seller gets at most it.
-            const product = toUnits(got.baseAmount) * toUnits(price);
-            const paid = toUnits(got.quoteAmount) * ONE;
-            assert.ok(o.side === 'BUY' ? paid >= product : paid <= product);
-            assert.ok(o.side === 'BUY' ? paid - product < toUnits(price) + ONE : product - paid < toUnits(price) + ONE);
+            if (got.status === 'REJECTED') {
+              // What executed: nothing.
+              assert.deepEqual([got.baseAmount, got.quoteAmount], ['0', '0']);
+            } else {
+              assert.equal(o.byBase ? got.baseAmount : got.quoteAmount, a, 'the requested amount is kept exactly');
+              // In the exchange's favour: a buyer pays at least base × price, a seller gets at most it.
+              const product = toUnits(got.baseAmount) * toUnits(price);
+              const paid = toUnits(got.quoteAmount) * ONE;
+              assert.ok(o.side === 'BUY' ? paid >= product : paid <= product);
+              assert.ok(o.side === 'BUY' ? paid - product < toUnits(price) + ONE : product - paid < toUnits(price) + ONE);
+            }
             placed.push(got);
             const balances = book.balances();
             for (const v of Object.values(balances)) assert.ok(!v.startsWith('-'), `a balance went negative: ${v}`);
@@ -387,6 +392,30 @@ describe('paper exchange over HTTP', () => {
     }
   });
 
+  it('answers a rejection with amounts 0, what it executed, also one stored by an older build with the amounts it would have filled', () => {
+    const file = dataFile();
+    const book = PaperBook.open(file, { initialUsd: '10', nowMs: T0 });
+    const at = new Date(T0).toISOString();
+    try {
+      const { order } = book.place({ clientOrderId: 'poor', token: TOKEN, side: 'BUY', quoteAmount: '20' }, '2', at);
+      assert.deepEqual([order.status, order.baseAmount, order.quoteAmount, order.price], ['REJECTED', '0', '0', '2']);
+      assert.deepEqual(book.get('poor'), order);
+    } finally {
+      book.close();
+    }
+    // Before 2026-11-28 a rejection was stored with the amounts its fill would have had.
+    const db = new Database(file);
+    db.prepare("UPDATE orders SET base_amount = '10', quote_amount = '20' WHERE client_order_id = 'poor'").run();
+    db.close();
+    const reopened = PaperBook.open(file, { initialUsd: '10', nowMs: T0 });
+    try {
+      assert.deepEqual([reopened.get('poor')?.baseAmount, reopened.get('poor')?.quoteAmount], ['0', '0']);
+      assert.deepEqual(reopened.list().map((o) => [o.status, o.baseAmount, o.quoteAmount]), [['REJECTED', '0', '0']]);
+    } finally {
+      reopened.close();
+    }
+  });
+
   it("names its orders by the file's own id: another data file never gives the same exchangeOrderId; an older file gets an id once", () => {
     const at = new Date(T0).toISOString();
     const buy = { clientOrderId: 'same-1', token: TOKEN, side: 'BUY', quoteAmount: '10' } as const;
@@ -432,6 +461,8 @@ describe('paper exchange over HTTP', () => {
       const tooBig = await client.placeOrder({ clientOrderId: 'rej-1', token: TOKEN, side: 'BUY', quoteAmount: '100.000000000000000001' });
       assert.equal(tooBig.status, 'REJECTED');
       assert.match(tooBig.error ?? '', /insufficient USD/);
+      // What executed: nothing (the Exchange contract's amounts; the daemon refuses a REJECTED order with more).
+      assert.deepEqual([tooBig.baseAmount, tooBig.quoteAmount], ['0', '0']);
       const oversell = await client.placeOrder({ clientOrderId: 'rej-2', token: TOKEN, side: 'SELL', baseAmount: '1' });
       assert.equal(oversell.status, 'REJECTED');
       assert.match(oversell.error ?? '', /insufficient .* balance/);

@@ -69,14 +69,17 @@ interface OrderRow {
 const ORDER_COLUMNS = 'client_order_id, exchange_order_id, token, side, status, base_amount, quote_amount, price, error, time';
 
 function toOrder(r: OrderRow): ExchangeOrder {
+  // A rejection executed nothing (ExchangeOrder's amounts are what executed). Files written before
+  // 2026-11-28 hold the amounts a rejected order would have filled: they are answered as 0 too.
+  const rejected = r.status === 'REJECTED';
   return {
     clientOrderId: r.client_order_id,
     exchangeOrderId: r.exchange_order_id,
     token: r.token,
     side: r.side,
     status: r.status,
-    baseAmount: r.base_amount,
-    quoteAmount: r.quote_amount,
+    baseAmount: rejected ? '0' : r.base_amount,
+    quoteAmount: rejected ? '0' : r.quote_amount,
     price: r.price,
     error: r.error,
     time: r.time,
@@ -229,7 +232,7 @@ export class PaperBook {
    * (whatever its other fields) with `created: false`, changing nothing. A BUY beyond the USD balance,
    * a SELL beyond the token balance, an order whose other amount rounds to 0, or one whose other
    * amount has more than MAX_ORDER_INTEGER_DIGITS integer digits is stored REJECTED
-   * (with the amounts it would have had, and `error`) and moves no balance.
+   * (with amounts 0, what it executed, and `error` saying why) and moves no balance.
    *
    * `request` must be validated: canonical positive amounts, exactly one of them, a canonical token.
    */
@@ -262,8 +265,9 @@ export class PaperBook {
       token: request.token,
       side: request.side,
       status: error === null ? 'FILLED' : 'REJECTED',
-      baseAmount,
-      quoteAmount,
+      // What executed: nothing, for a rejection (its error says what it would have taken).
+      baseAmount: error === null ? baseAmount : '0',
+      quoteAmount: error === null ? quoteAmount : '0',
       price,
       error,
       time,
