@@ -211,11 +211,13 @@ function askedAmount(t: Pick<Trade, 'baseAmount' | 'quoteAmount'>): string {
  * (killed or stalled) whose lease is not over yet; or one whose lease ran out, which another
  * daemon takes over.
  */
-function daemonLine(daemon: JobDaemon | null, now = Date.now()): string {
+function daemonLine(daemon: JobDaemon | null, job: Job, openOrders: number, now = Date.now()): string {
   if (daemon === null) return 'none (no daemon holds its lease)';
   const who = daemon.host === null ? daemon.instance : `${daemon.instance} (pid ${daemon.pid} on ${daemon.host})`;
   if (Date.parse(daemon.leaseExpiresAt) < now) {
-    return `${who}, lease expired at ${daemon.leaseExpiresAt}${daemon.stopped ? '; that daemon stopped' : ''}: not running it until a daemon takes it over`;
+    // A daemon takes an active job, or one with an open order to reconcile; no other.
+    const taken = job.status === 'RUNNING' || job.status === 'LIQUIDATING' || openOrders > 0;
+    return `${who}, lease expired at ${daemon.leaseExpiresAt}${daemon.stopped ? '; that daemon stopped' : ''}: ${taken ? 'not running it until a daemon takes it over' : `no daemon runs a ${job.status} job with no open order`}`;
   }
   const heartbeat = daemon.heartbeatAt === null ? '' : `, last heartbeat ${daemon.heartbeatAt}`;
   if (!daemon.running) {
@@ -237,7 +239,7 @@ export function jobView(job: Job, open?: readonly Trade[], daemon?: JobDaemon | 
     ['chain', job.chain],
     ['id', job.id],
     ['status', job.statusReason ? `${job.status} (${job.statusReason})` : job.status],
-    ...(daemon === undefined ? [] : [['daemon', daemonLine(daemon)] as const]),
+    ...(daemon === undefined ? [] : [['daemon', daemonLine(daemon, job, open?.length ?? 0)] as const]),
     ['mode', job.mode],
     ['tokenBalance', job.tokenBalance],
     // Not in the balance until filled: what the exchange may already hold.

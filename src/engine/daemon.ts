@@ -555,8 +555,33 @@ export class Daemon {
         `(${report.executed} executed, ${report.failed} failed, ${report.resent} re-sent, ${report.open} open, ${report.unresolved} unresolved)` +
         (report.left > 0 ? `; stopped during recovery: ${report.left} left PENDING for the next start` : ''),
     );
+    await this.#sayOtherExchanges();
     this.#schedule(0);
     return report;
+  }
+
+  /**
+   * Says, once at start, which running daemons of this database trade on an exchange named
+   * otherwise than this one's: none sends again an intent another recorded (checkBeforeResend),
+   * so a job taken over from one of them stops in ERROR at its first open intent. Two names of one
+   * exchange account (127.0.0.1 and localhost) are the usual cause. Only said: a reading that fails
+   * is not worth failing the start for.
+   */
+  async #sayOtherExchanges(): Promise<void> {
+    const mine = this.#exchange.id;
+    if (mine === undefined || !this.#store.capabilities.concurrentWriters) return;
+    try {
+      const others = (await this.#store.daemonInstances()).filter((d) => d.instance !== this.instanceId && d.running && d.exchange !== null && d.exchange !== mine);
+      for (const d of others) {
+        this.#log(
+          `warning: daemon ${d.instance} (pid ${d.pid} on ${d.host}) trades on exchange ${shown(d.exchange!, 200)}, this one on ${shown(mine, 200)}: ` +
+            `neither sends again an intent the other recorded, and a job taken over with one open stops in ERROR; ` +
+            `if they are one exchange account, give every daemon of this database the same exchange id (the CLI's --exchange-id)`,
+        );
+      }
+    } catch {
+      // Said nothing: the ticks find the database's trouble, if it lasts.
+    }
   }
 
   /**
@@ -1720,7 +1745,7 @@ async function checkBeforeResend(tx: Executor, job: Job, trade: Trade, exchange:
       'DUPLICATE_ORDER',
       `intent ${trade.clientOrderId} was not sent again: daemon ${recorder} recorded it while trading on exchange ${shown(theirs, 200)}, and this daemon trades on ${shown(exchange, 200)}, ` +
         `which does not have it, while the first may have filled it; it is left PENDING`,
-      { hint: `run the daemons of this database on one exchange: a daemon on ${shown(theirs, 200)} reconciles it; or find out there what became of it, stop the daemons and settle it by hand (botstate settle ${trade.clientOrderId}), then resume the job` },
+      { hint: `run the daemons of this database on one exchange: a daemon on ${shown(theirs, 200)} reconciles it (if both name one exchange account, start every daemon with the same --exchange-id, e.g. --exchange-id ${shown(theirs, 200)}); or find out there what became of it, stop the daemons and settle it by hand (botstate settle ${trade.clientOrderId}), then resume the job` },
     ),
   );
 }

@@ -2646,6 +2646,28 @@ for (const engine of ENGINES) {
       await rejectsWith(store.daemonInstances({ all: 'yes' } as never), 'INVALID_ARGUMENT');
     });
 
+    it('a daemon that starts beside one trading on an exchange named otherwise says so, once', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
+      const ex = await paper();
+      await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const first = makeDaemon(store, new HttpExchange(ex.url));
+      await first.daemon.start();
+      // The same account under another name: each would refuse to send the other's intents again.
+      const second = makeDaemon(store, new HttpExchange(ex.url, { id: 'binance-main' }));
+      await second.daemon.start();
+      const third = makeDaemon(store, new HttpExchange(ex.url));
+      await third.daemon.start();
+      await third.daemon.stop();
+      await second.daemon.stop();
+      await first.daemon.stop();
+      const warnings = (lines: readonly string[]) => lines.filter((l) => l.startsWith('warning: daemon '));
+      assert.deepEqual(warnings(first.lines), [], 'the first had no other to compare with');
+      assert.deepEqual(warnings(second.lines), [
+        `warning: daemon ${first.daemon.instanceId} (pid ${process.pid} on ${hostname()}) trades on exchange ${ex.url}, this one on binance-main: neither sends again an intent the other recorded, and a job taken over with one open stops in ERROR; if they are one exchange account, give every daemon of this database the same exchange id (the CLI's --exchange-id)`,
+      ]);
+      // The third, on the first's exchange, is told of the second only.
+      assert.deepEqual(warnings(third.lines).map((l) => l.split(' ')[2]), [second.daemon.instanceId]);
+    });
+
     it('a daemon that joins another says the jobs it takes, on its first tick too', { skip: engine.name !== 'postgres' && 'one daemon per SQLite file' }, async () => {
       const ex = await paper();
       await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });

@@ -215,7 +215,7 @@ function daemonHolds(
 ): BotstateError {
   return new RuleError('DAEMON_RUNNING', message, {
     // A daemon killed (kill -9) hands nothing back: its lease holds until it expires.
-    hint: `${what}, or wait for the lease to expire (${holder.expiresAt}; a daemon that was killed holds it until then)`,
+    hint: `${what}; a daemon that was killed holds the lease until it expires (${holder.expiresAt}; a running one renews it)`,
     details: holder,
   });
 }
@@ -280,7 +280,7 @@ const settle: Command = {
         // A daemon reconciles a job's open intent whatever the job's status (it may re-send an
         // order the exchange does not know): while one holds the job's lease, it may be doing so now.
         const holder = trade.status === 'PENDING' ? await leaseHolder(store, tx, trade.jobId) : undefined;
-        if (holder !== undefined) throw daemonHolds(holder, `daemon ${holder.owner} holds the job of ${clientOrderId} and may be settling it itself`);
+        if (holder !== undefined) throw daemonHolds(holder, `daemon ${holder.owner} holds the job of order ${clientOrderId} and may be settling the order itself`);
         // The daemon's strategies count the fill too (limits, liquidity cash, the dip it was for).
         return store.ledger.settle(clientOrderId, settlement, { scratch: scratchAfterFill });
       }),
