@@ -4,7 +4,9 @@
  * Runs test/crash/harness.ts's runChaos: the paper exchange and the daemon as real child processes,
  * the daemon kill -9'd at random moments and restarted `--kills` times, then every invariant of the
  * exactly-once protocol checked against the exchange's order log. Prints a summary and exits 1 on
- * any violation (2 on bad usage). It runs the built CLI: `npm run build` first.
+ * any violation, or when the run did not exercise what it must (a kill that left an order in
+ * flight, 100 fills, a rejection, both liquidations, with faults an unknown outcome: see
+ * harness.ts's unexercised), and 2 on bad usage. It runs the built CLI: `npm run build` first.
  *
  * Options: --power (the daemons run in `power` durability: group commit on SQLite), --jobs N (default 24), --uptime LO-HI (ms a daemon lives after recovering, default 80-700),
  * --keep (keep the SQLite database and the exchange's file, and print where they are).
@@ -13,7 +15,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CI_FAULTS, formatReport, ROOT, runChaos } from '../test/crash/harness.ts';
+import { CI_FAULTS, formatReport, ROOT, runChaos, unexercised } from '../test/crash/harness.ts';
 
 function usage(message: string): never {
   process.stderr.write(`chaos: ${message}\nusage: npm run chaos -- --kills N [--engine sqlite|postgres] [--faults] [--power] [--seed S] [--jobs N] [--uptime LO-HI] [--keep]\n`);
@@ -70,6 +72,9 @@ if (engine === 'sqlite') {
   cleanup = () => (values.keep ? Promise.resolve() : fx.cleanup());
 }
 
+/** Fills a run must show (the suite's runs ask as many). */
+const MIN_FILLS = 100;
+
 process.stdout.write(`chaos: ${kills} kills on ${engine}${values.power ? ' in power mode' : ''}${values.faults ? ' with faults' : ''}, seed ${seed}, ${jobs} jobs, database ${dbUrl}\n`);
 let failed = true;
 try {
@@ -81,13 +86,25 @@ try {
     faults: values.faults ? CI_FAULTS : undefined,
     durability: values.power ? 'power' : 'process',
     uptimeMs: [Number(uptime[1]), Number(uptime[2])],
+    // The last daemon trades until there are as many fills as a run must show (see below).
+    minTrades: MIN_FILLS,
     workDir: dir,
     log: (line) => process.stdout.write(`  ${line}\n`),
   });
   process.stdout.write(`${formatReport(report)}\n`);
   for (const v of report.violations) process.stdout.write(`VIOLATION: ${v}\n`);
-  failed = report.violations.length > 0;
-  process.stdout.write(failed ? `FAILED: ${report.violations.length} violations (seed ${seed})\n` : 'PASSED: every invariant held\n');
+  // A run that held every invariant but exercised nothing (no kill left an order in flight, no
+  // rejection, …) proves nothing: it fails too, as the suite's runs do.
+  const missing = unexercised(report, MIN_FILLS);
+  for (const m of missing) process.stdout.write(`NOT EXERCISED: ${m}\n`);
+  failed = report.violations.length > 0 || missing.length > 0;
+  process.stdout.write(
+    report.violations.length > 0
+      ? `FAILED: ${report.violations.length} violations (seed ${seed})\n`
+      : missing.length > 0
+        ? `FAILED: every invariant held, but the run did not exercise what it must (seed ${seed}; more --kills, or a longer --uptime)\n`
+        : 'PASSED: every invariant held\n',
+  );
 } finally {
   await cleanup();
   if (values.keep) process.stdout.write(`kept ${dir}\n`);

@@ -428,7 +428,11 @@ export interface DrainResult {
   readonly violations: string[];
 }
 
-/** How long an ACCUMULATE job still RUNNING at the end may go without an order while the final daemon runs. */
+/**
+ * How long an ACCUMULATE job still RUNNING at the end may go without an order while the final
+ * daemon runs. A LIQUIDITY job, which trades when the price leaves its band or its inventory
+ * drifts (every few seconds in these runs, not on a schedule), gets twice as long.
+ */
 export const LIVENESS_MS = 15_000;
 
 /**
@@ -443,8 +447,8 @@ async function lastOrders(store: Store, jobs: readonly Job[]): Promise<Map<strin
 /**
  * The end of a run, with no daemon alive: starts one daemon and, once it has recovered, requires
  * every ACCUMULATE job still RUNNING (whose DCA is due every fraction of a second) to make an order
- * within `livenessMs`: a job the daemons had stopped stepping would otherwise pass, paused below
- * with the others. Then it pauses every RUNNING job, waits until nothing is PENDING and no job is
+ * within `livenessMs`, and every LIQUIDITY one within twice that: a job the daemons had stopped
+ * stepping (or deciding for) would otherwise pass, paused below with the others. Then it pauses every RUNNING job, waits until nothing is PENDING and no job is
  * LIQUIDATING, SIGTERMs the daemon and requires exit code 0.
  */
 export async function drain(options: {
@@ -459,8 +463,8 @@ export async function drain(options: {
   livenessMs?: number;
 }): Promise<DrainResult> {
   const violations: string[] = [];
-  const accumulating = (await options.store.jobs.list({ status: 'RUNNING' })).filter((j) => j.mode === 'ACCUMULATE');
-  const before = await lastOrders(options.store, accumulating);
+  const running = await options.store.jobs.list({ status: 'RUNNING' });
+  const before = await lastOrders(options.store, running);
   const daemon = startDaemon({
     exchangeUrl: options.exchangeUrl, dbUrl: options.dbUrl, tickMs: options.tickMs, leaseTtlMs: options.leaseTtlMs,
     ...(options.durability ? { durability: options.durability } : {}), ...(options.tally ? { tally: options.tally } : {}), name: 'drain-daemon',
@@ -470,21 +474,25 @@ export async function drain(options: {
     if (!recovery) violations.push(`the final daemon did not print its recovery line (${daemon.describeExit()})`);
     else {
       // Each pass reads every waiting job: a large run gets more time (20 ms a job).
-      const livenessMs = options.livenessMs ?? LIVENESS_MS + 20 * accumulating.length;
-      const deadline = performance.now() + livenessMs;
-      let waiting = accumulating;
+      const livenessMs = options.livenessMs ?? LIVENESS_MS + 20 * running.length;
+      const allowed = (job: Job) => (job.mode === 'LIQUIDITY' ? 2 : 1) * livenessMs;
+      const start = performance.now();
+      let waiting = running;
+      const stuck: Job[] = [];
       for (;;) {
         const now = await lastOrders(options.store, waiting);
         const still: Job[] = [];
         for (const job of waiting) {
           if (now.get(job.id) !== before.get(job.id)) continue;
-          if ((await options.store.jobs.get({ id: job.id })).status === 'RUNNING') still.push(job);
+          if ((await options.store.jobs.get({ id: job.id })).status !== 'RUNNING') continue;
+          if (performance.now() - start >= allowed(job)) stuck.push(job);
+          else still.push(job);
         }
         waiting = still;
-        if (waiting.length === 0 || performance.now() >= deadline) break;
+        if (waiting.length === 0) break;
         await sleep(100);
       }
-      for (const job of waiting) violations.push(`job ${job.tokenSymbol} stayed RUNNING without an order for ${livenessMs} ms with a daemon running: stuck`);
+      for (const job of stuck) violations.push(`job ${job.tokenSymbol} (${job.mode}) stayed RUNNING without an order for ${allowed(job)} ms with a daemon running: stuck`);
     }
     await pauseAll(options.store);
     const settled = recovery ? await waitSettled(options.store, options.timeoutMs ?? 60_000) : false;
@@ -731,7 +739,9 @@ export async function checkInvariants(
         if (sequenceOf(t.clientOrderId, job.id) !== entry.seq) v(`job ${job.tokenSymbol}: intent ${t.clientOrderId} at audit seq ${entry.seq}`);
         open.set(t.clientOrderId, t);
         const order = ordersByCoid.get(t.clientOrderId);
-        if (order) {
+        // A rejection executed nothing, and says so with amounts 0: only a fill shows what was asked.
+        if (order?.status === 'REJECTED' && (!isZero(order.baseAmount) || !isZero(order.quoteAmount))) v(`REJECTED order ${t.clientOrderId} says it executed ${order.baseAmount} for ${order.quoteAmount}`);
+        if (order?.status === 'FILLED') {
           const asked = t.quoteAmount !== null && t.baseAmount === null ? ['quote', t.quoteAmount, order.quoteAmount] : ['base', t.baseAmount, order.baseAmount];
           if (asked[1] === null || cmp(asked[1]!, asked[2]!) !== 0) v(`order ${t.clientOrderId} placed ${asked[0]} ${asked[2]}, its intent asked for ${String(asked[1])}`);
         }
@@ -832,6 +842,23 @@ export interface ChaosReport {
   readonly counts: InvariantCounts | null;
   readonly durationMs: number;
   readonly violations: readonly string[];
+}
+
+/**
+ * What a run must also have done to prove anything, beyond holding its invariants: kills that left
+ * orders in flight, at least `minFills` fills, a rejection (the FAILED path), both liquidations, and
+ * with faults an order whose outcome was unknown. Each one missing is a line; none, an empty list.
+ */
+export function unexercised(r: ChaosReport, minFills: number): string[] {
+  const c = r.counts;
+  if (c === null) return ['the run ended before its ledger was checked'];
+  const missing: string[] = [];
+  if (r.killsLeavingPending === 0) missing.push('no kill left an intent PENDING: the run proved nothing');
+  if (c.filled < minFills) missing.push(`only ${c.filled} fills, fewer than ${minFills}`);
+  if (c.rejected === 0) missing.push('no order was rejected: the FAILED path was not exercised');
+  if (r.liquidated !== 2) missing.push(`${r.liquidated} of the 2 liquidations were made`);
+  if (r.faults !== null && r.tally.unknownOutcome === 0) missing.push('no order outcome was unknown: the faults did not bite');
+  return missing;
 }
 
 /** The ERROR reason of a job whose buys the cash squeeze had the exchange reject, maxFailures times in a row. */
