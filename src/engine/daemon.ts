@@ -1895,15 +1895,12 @@ function checkDaemonOptions(options: DaemonOptions): void {
 /**
  * A price as an adapter gave it, in the canonical form the strategies decide on when it is an
  * exact decimal string in any other form ("0.37000000", as exchanges' APIs write them, is 0.37):
- * nothing is rounded. Anything else is left as it is, for the strategy to refuse with its reason.
+ * nothing is rounded. A string that is not one is refused here with its reason (19 decimals, an
+ * exponent, a sign: the step fails); a price of 0, or not a string, is the strategy's to refuse.
  */
 function exactPrice(price: string): string {
   if (typeof price !== 'string') return price; // an adapter's number: the strategy says why not
-  try {
-    return parseDecimal(price, { field: 'price' });
-  } catch {
-    return price;
-  }
+  return parseDecimal(price, { field: 'price' });
 }
 
 /**

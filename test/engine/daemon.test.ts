@@ -1034,6 +1034,21 @@ for (const engine of ENGINES) {
       assert.equal((await store.ledger.pending()).length, 1);
     });
 
+    it('a price with 19 decimals or an exponent fails the step, saying which', async () => {
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
+      const answers = ['0.1234567890123456789', '2e-1'];
+      const ex: Exchange = { ...filling((o) => filled(o, '5', '10', '2'), '2'), getPrice: async () => answers.shift() ?? '2' };
+      const { daemon, lines } = makeDaemon(store, ex, { maxFailures: 3 });
+      await daemon.start();
+      await waitFor('a trade after the bad prices', async () => ((await store.ledger.trades({ id: job.id })).length > 0 ? true : undefined));
+      await daemon.stop();
+      const failures = lines.filter((l) => l.includes('step failed'));
+      assert.equal(failures.length, 2, lines.join('\n'));
+      assert.match(failures[0]!, /step failed \(1\/3\): price "0\.1234567890123456789" has 19 decimals; at most 18 are allowed \(it is not rounded\)/);
+      assert.match(failures[1]!, /step failed \(2\/3\): price "2e-1" /);
+      assert.doesNotMatch(failures.join('\n'), /canonical decimal greater than 0/);
+    });
+
     it('one price answer no store keeps (91 integer digits) fails one step, not the job: the next price trades', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
@@ -1044,7 +1059,7 @@ for (const engine of ENGINES) {
       await waitFor('a trade after the bad price', async () => ((await exchangeOrders(ex.url)).length > 0 ? true : undefined));
       await daemon.stop();
       assert.equal(lines.filter((l) => l.includes('step failed')).length, 1, lines.join('\n'));
-      assert.ok(lines.some((l) => /step failed \(1\/2\): price 10000000000000000000… has 91 integer digits/.test(l)), lines.join('\n'));
+      assert.ok(lines.some((l) => /step failed \(1\/2\): price "10000000000000000000\d*\.\.\." has 91 integer digits; at most 78 are allowed/.test(l)), lines.join('\n'));
       const after = await store.jobs.get({ id: job.id });
       assert.equal(after.status, 'RUNNING');
       assert.ok(integerDigitsOf(after.recentHigh) < 20, after.recentHigh);
