@@ -45,7 +45,8 @@ const whole = (name: string, v: string, lo: number, hi: number): number => {
   if (!/^\d+$/.test(v) || Number(v) < lo || Number(v) > hi) usage(`--${name} must be a whole number from ${lo} to ${hi}, got "${v}"`);
   return Number(v);
 };
-const kills = whole('kills', values.kills, 1, 1_000_000);
+// Fewer kills cannot space the run's mid-run events (the cash squeeze and its release, two liquidations).
+const kills = whole('kills', values.kills, 5, 1_000_000);
 const jobs = whole('jobs', values.jobs, 20, 10_000);
 const engine = values.engine;
 if (engine !== 'sqlite' && engine !== 'postgres') usage(`--engine must be sqlite or postgres, got "${engine}"`);

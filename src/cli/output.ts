@@ -217,7 +217,7 @@ function daemonLine(daemon: JobDaemon | null, job: Job, openOrders: number, now 
   if (Date.parse(daemon.leaseExpiresAt) < now) {
     // A daemon takes an active job, or one with an open order to reconcile; no other.
     const taken = job.status === 'RUNNING' || job.status === 'LIQUIDATING' || openOrders > 0;
-    return `${who}, lease expired at ${daemon.leaseExpiresAt}${daemon.stopped ? '; that daemon stopped' : ''}: ${taken ? 'not running it until a daemon takes it over' : `no daemon runs a ${job.status} job with no open order`}`;
+    return `${who}, lease expired at ${daemon.leaseExpiresAt}${daemon.stopped ? '; that daemon stopped' : ''}: ${taken ? 'not running it until a daemon takes it over' : `no daemon takes a job that is ${job.status} with no open order`}`;
   }
   const heartbeat = daemon.heartbeatAt === null ? '' : `, last heartbeat ${daemon.heartbeatAt}`;
   if (!daemon.running) {

@@ -575,8 +575,8 @@ export class Daemon {
       for (const d of others) {
         this.#log(
           `warning: daemon ${d.instance} (pid ${d.pid} on ${d.host}) trades on exchange ${shown(d.exchange!, 200)}, this one on ${shown(mine, 200)}: ` +
-            `neither sends again an intent the other recorded, and a job taken over with one open stops in ERROR; ` +
-            `if they are one exchange account, give every daemon of this database the same exchange id (the CLI's --exchange-id)`,
+            `an intent one recorded that the exchange does not have is never sent by the other (its job stops in ERROR); ` +
+            `if they are one account, give every daemon the same exchange id (--exchange-id)`,
         );
       }
     } catch {
@@ -1004,9 +1004,9 @@ export class Daemon {
       // Keyed otherwise than by the ids asked for (the exchange's own, ids an adapter did not map
       // back): every intent would read as never received, and be sent again. Looked up alone.
       const asked = new Set(ids);
-      const stray = [...found.keys()].find((key) => !asked.has(key as string));
-      if (stray !== undefined) {
-        this.#log(`${stamp()}  the exchange's getOrders answered with ${JSON.stringify(String(stray).slice(0, 80))}, not a clientOrderId asked for: its answer is ignored, and each intent is asked about with getOrder (an adapter keys getOrders' answer by the clientOrderIds it is given)`);
+      for (const key of found.keys()) {
+        if (typeof key === 'string' && asked.has(key)) continue;
+        this.#log(`${stamp()}  the exchange's getOrders answered with ${typeof key === 'string' ? JSON.stringify(key.slice(0, 80)) : `the key ${String(key).slice(0, 80)}`}, not a clientOrderId asked for: its answer is ignored, and each intent is asked about with getOrder (an adapter keys getOrders' answer by the clientOrderIds it is given)`);
         return undefined;
       }
       return found;
@@ -1823,32 +1823,28 @@ function messageOf(e: unknown): string {
 function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
   // A rejection moved nothing, and an open order's amounts are not final: only a fill's are compared.
   const beyond = order.status === 'FILLED' ? beyondAsked(trade, order) : undefined;
-  const problem =
+  // What differs, and what the Exchange contract asks of an adapter that would answer so (the
+  // likelier cause with a new adapter than lost intents).
+  const [problem, contract] =
     order.side !== trade.side
-      ? `it is a ${order.side}, the intent a ${trade.side}`
+      ? [`it is a ${order.side}, the intent a ${trade.side}`, 'the side the order was placed with']
       : order.token.toLowerCase() !== job.tokenAddress.toLowerCase()
-        ? `it is for ${order.token}, the intent for ${job.tokenAddress}`
+        ? [`it is for ${order.token}, the intent for ${job.tokenAddress}`, "the token's address, not the market's name"]
         : beyond !== undefined
-          ? `its ${beyond.field} is ${String(beyond.got)}, more than the intent asked for, ${String(beyond.asked)}`
-          : undefined;
-  if (problem) {
-    // The intent never went out under its id: the exchange's order is another trade (a fill of
-    // more than asked too: the ledger refuses it as this intent's, as the daemon does). Or the
-    // adapter answers otherwise than the contract asks: said too, since it is the likelier cause
-    // with a new adapter.
-    const byHand = `stop the daemons, botstate settle ${trade.clientOrderId} --status failed --error TEXT, and record the exchange's order with botstate record under a clientOrderId of its own`;
-    const adapter =
-      order.side !== trade.side
-        ? 'answers with the side the order was placed with'
-        : order.token.toLowerCase() !== job.tokenAddress.toLowerCase()
-          ? "answers with the token's address the order was placed for, not the exchange's market name"
-          : 'places an order whose fee is charged on top for less, so that the amount and its fee stay within what was asked';
-    throw new Error(
-      `the exchange's order ${trade.clientOrderId} is not this intent (${problem}): either the exchange adapter does not keep ` +
-        `to the Exchange contract, which asks that it ${adapter} (fix it: the intent stays PENDING and is settled once it does), ` +
-        `or a clientOrderId was reused after committed intents were lost (reconcile it by hand: ${byHand})`,
-    );
-  }
+          ? [`its ${beyond.field} is ${String(beyond.got)}, more than the intent asked for, ${String(beyond.asked)}`, 'no more than was asked, a fee charged on top included']
+          : [undefined, undefined];
+  if (problem === undefined) return;
+  // The intent never went out under its id: the exchange's order is another trade (a fill of more
+  // than asked too: the ledger refuses it as this intent's, as the daemon does). Or the adapter
+  // maps the exchange's answer wrongly: a side or token mapped right once it is fixed settles the
+  // intent; an order that did move more than asked stays what it is, and is reconciled by hand.
+  const byHand = `stop the daemons, botstate settle ${trade.clientOrderId} --status failed --error TEXT, and record the exchange's order with botstate record under a clientOrderId of its own`;
+  const fixed = beyond === undefined ? 'the intent is settled once it does' : 'for the later orders; reconcile this one by hand';
+  throw new Error(
+    `the exchange's order ${trade.clientOrderId} is not this intent (${problem}): either the exchange adapter answers otherwise than ` +
+      `the Exchange contract asks (${contract}: fix it; ${fixed}), or a clientOrderId was reused after committed intents were lost ` +
+      `(reconcile it by hand: ${byHand})`,
+  );
 }
 
 /** The daemon's actors, `daemon:` and the id, and its recovery's with `:recovery`, are at most an actor's length. */
@@ -1971,8 +1967,9 @@ function answered(order: unknown, trade: Trade): ExchangeOrder {
   // told, and the intent stays PENDING until the adapter answers with what executed.
   if (checked.status === 'REJECTED' && (cmp(checked.baseAmount, '0') > 0 || cmp(checked.quoteAmount, '0') > 0)) {
     throw new ExchangeInvalidAnswerError(
-      `invalid answer from the exchange to ${what}: REJECTED, yet it executed ${checked.baseAmount} tokens for ${checked.quoteAmount}; ` +
-        'a REJECTED order executed nothing (its amounts are 0): one that filled in part before the exchange cancelled the rest is FILLED with what filled (see ExchangeOrder.status)',
+      `invalid answer from the exchange to ${what}: REJECTED with amounts ${checked.baseAmount} and ${checked.quoteAmount}; ` +
+        'a REJECTED order executed nothing and says so with amounts 0: if these are the amounts it asked for, the adapter answers 0; ' +
+        'if part of it filled before the exchange cancelled the rest, the adapter answers FILLED with what filled (see ExchangeOrder.status)',
     );
   }
   // Nor is a fill whose amounts and price cannot be one trade (a unit or scale wrong by a factor of 10 or more).

@@ -46,7 +46,9 @@ export interface ExchangeOrder {
    * filled (an IOC order, a market order cancelled for the rest, a CEX's CANCELED or EXPIRED with an
    * executed quantity) is FILLED with what filled, not REJECTED: the ledger must record that part.
    * A REJECTED answer with amounts above 0 is refused as an invalid answer (the intent stays
-   * PENDING), since a partial fill reported so would be lost, and the job would buy again.
+   * PENDING), since a partial fill reported so would be lost, and the job would buy again. (Since
+   * 2026-11-28: before, a rejection's amounts were ignored, and the paper exchange answered with the
+   * amounts it would have filled; an adapter that echoes the amounts asked now answers 0.)
    * OPEN: accepted but not final yet (a CEX's NEW or PARTIALLY_FILLED order, a DEX's
    * transaction not yet mined). For an OPEN order the amounts and price are ignored (they must
    * still be decimal strings) and it may have no exchangeOrderId yet: the daemon leaves its

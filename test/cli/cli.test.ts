@@ -544,7 +544,7 @@ for (const engine of ENGINES) {
       const expired = `d-dead \\(pid 4343 on box\\), lease expired at ${past.replace(/\./g, '\\.')}`;
       assert.match(ok(await cli(['status', OTHER_TOKEN, ...db])).stdout, new RegExp(`^daemon +${expired}: not running it until a daemon takes it over$`, 'm'));
       ok(await cli(['pause', OTHER_TOKEN, ...db]));
-      assert.match(ok(await cli(['status', OTHER_TOKEN, ...db])).stdout, new RegExp(`^daemon +${expired}: no daemon runs a PAUSED job with no open order$`, 'm'));
+      assert.match(ok(await cli(['status', OTHER_TOKEN, ...db])).stdout, new RegExp(`^daemon +${expired}: no daemon takes a job that is PAUSED with no open order$`, 'm'));
     });
 
     it('status --as-of shows the job as it was then, from its audit log', async () => {
@@ -1083,7 +1083,7 @@ describe('botstate CLI without a job database', () => {
     raw.close();
     ok(await cli(['pause', TOKEN, ...db]));
     const before = dump();
-    refused(await cli(executed), 3, /daemon daemon-1 holds the job of order o-1 and may be settling the order itself \(stop every daemon on this database first \(.*\); a daemon that was killed holds the lease until it expires \(\S+; a running one renews it\)\)$/m);
+    refused(await cli(executed), 3, /daemon daemon-1 holds the job of order o-1 and may be settling the order itself \(stop every daemon on this database first \(.*\); a daemon that was killed holds the lease until it expires \(\S+\)\)$/m);
     // A trade recorded by hand counts in the strategy state, which the daemon keeps in memory: refused too.
     refused(await cli([...recordArgs(TOKEN, 'buy', 'dca', '1', '1', '1', 'r-held'), ...db]), 3, /daemon daemon-1 holds the job of 0x\S+ and keeps its strategy state in memory: it would not count this trade \(pause the job and record once its daemon has let it go/);
     refused(await cli(['settle', 'o-1', '--status', 'executed', '--base', '0', '--quote', '10', '--price', '2', ...db]), 2, /--base must be greater than 0/);

@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import type { ExchangeOrder } from '../../src/engine/exchange.ts';
 import { isBotstateError } from '../../src/errors.ts';
 import type { Job } from '../../src/jobs/job-rows.ts';
@@ -558,10 +559,25 @@ export const SINK_TOKEN = normalizeAddress(`0x${'5eed'.padStart(40, '0')}`);
 export interface ExchangeState {
   readonly orders: readonly ExchangeOrder[];
   readonly balances: Readonly<Record<string, Decimal>>;
+  /**
+   * The amounts each rejected order would have filled, by clientOrderId, read from the paper
+   * exchange's own file (its answers give a rejection amounts 0, what it executed): the one its
+   * request asked for is among them, compared with its intent's.
+   */
+  readonly rejectedAsked?: ReadonlyMap<string, { readonly baseAmount: Decimal; readonly quoteAmount: Decimal }>;
 }
 
-export async function readExchange(url: string): Promise<ExchangeState> {
-  return { orders: await exchangeGet<ExchangeOrder[]>(url, '/orders'), balances: await exchangeGet<Record<string, Decimal>>(url, '/balances') };
+/** The exchange's orders and balances, by its HTTP API; with its data file, what its rejections asked for too. */
+export async function readExchange(url: string, dataFile?: string): Promise<ExchangeState> {
+  const state = { orders: await exchangeGet<ExchangeOrder[]>(url, '/orders'), balances: await exchangeGet<Record<string, Decimal>>(url, '/balances') };
+  if (dataFile === undefined) return state;
+  const db = new Database(dataFile, { readonly: true, fileMustExist: true });
+  try {
+    const rows = db.prepare("SELECT client_order_id, base_amount, quote_amount FROM orders WHERE status = 'REJECTED'").all() as Array<{ client_order_id: string; base_amount: string; quote_amount: string }>;
+    return { ...state, rejectedAsked: new Map(rows.map((r) => [r.client_order_id, { baseAmount: r.base_amount, quoteAmount: r.quote_amount }])) };
+  } finally {
+    db.close();
+  }
 }
 
 export interface InvariantCounts {
@@ -739,10 +755,11 @@ export async function checkInvariants(
         if (sequenceOf(t.clientOrderId, job.id) !== entry.seq) v(`job ${job.tokenSymbol}: intent ${t.clientOrderId} at audit seq ${entry.seq}`);
         open.set(t.clientOrderId, t);
         const order = ordersByCoid.get(t.clientOrderId);
-        // A rejection executed nothing, and says so with amounts 0: only a fill shows what was asked.
-        if (order?.status === 'REJECTED' && (!isZero(order.baseAmount) || !isZero(order.quoteAmount))) v(`REJECTED order ${t.clientOrderId} says it executed ${order.baseAmount} for ${order.quoteAmount}`);
-        if (order?.status === 'FILLED') {
-          const asked = t.quoteAmount !== null && t.baseAmount === null ? ['quote', t.quoteAmount, order.quoteAmount] : ['base', t.baseAmount, order.baseAmount];
+        // A fill shows what its order asked; a rejection (answered with amounts 0, what it executed)
+        // shows it in the exchange's file, when the state was read with it.
+        const placed = order?.status === 'FILLED' ? order : order?.status === 'REJECTED' ? exchange.rejectedAsked?.get(t.clientOrderId) : undefined;
+        if (placed) {
+          const asked = t.quoteAmount !== null && t.baseAmount === null ? ['quote', t.quoteAmount, placed.quoteAmount] : ['base', t.baseAmount, placed.baseAmount];
           if (asked[1] === null || cmp(asked[1]!, asked[2]!) !== 0) v(`order ${t.clientOrderId} placed ${asked[0]} ${asked[2]}, its intent asked for ${String(asked[1])}`);
         }
       } else if (entry.action === 'settle') {
@@ -834,6 +851,8 @@ export interface ChaosReport {
   /** Every daemon's recovery line, in order (the first one follows no kill). */
   readonly recoveries: readonly Recovery[];
   readonly liquidated: number;
+  /** Liquidations the run planned (fewer than asked when kills are too few to space them). */
+  readonly liquidationsPlanned: number;
   /** Jobs the cash squeeze had put in ERROR, resumed through the library. */
   readonly resumed: number;
   /** Trades the daemons printed as they happened. */
@@ -846,7 +865,7 @@ export interface ChaosReport {
 
 /**
  * What a run must also have done to prove anything, beyond holding its invariants: kills that left
- * orders in flight, at least `minFills` fills, a rejection (the FAILED path), both liquidations, and
+ * orders in flight, at least `minFills` fills, a rejection (the FAILED path), its liquidations, and
  * with faults an order whose outcome was unknown. Each one missing is a line; none, an empty list.
  */
 export function unexercised(r: ChaosReport, minFills: number): string[] {
@@ -856,7 +875,7 @@ export function unexercised(r: ChaosReport, minFills: number): string[] {
   if (r.killsLeavingPending === 0) missing.push('no kill left an intent PENDING: the run proved nothing');
   if (c.filled < minFills) missing.push(`only ${c.filled} fills, fewer than ${minFills}`);
   if (c.rejected === 0) missing.push('no order was rejected: the FAILED path was not exercised');
-  if (r.liquidated !== 2) missing.push(`${r.liquidated} of the 2 liquidations were made`);
+  if (r.liquidated < r.liquidationsPlanned) missing.push(`${r.liquidated} of the ${r.liquidationsPlanned} liquidations planned ended`);
   if (r.faults !== null && r.tally.unknownOutcome === 0) missing.push('no order outcome was unknown: the faults did not bite');
   return missing;
 }
@@ -910,6 +929,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   // Kill cycles at which a job is liquidated mid-run.
   const liquidations = options.liquidations ?? 2;
   const liquidateAt = new Set(Array.from({ length: liquidations }, (_, i) => Math.floor((options.kills * (i + 1)) / (liquidations + 3))));
+  const exchangeFile = join(dir, 'paper-exchange.db');
 
   let liquidationsDue = 0;
   let resumed = 0;
@@ -919,7 +939,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let store: Store | undefined;
   let counts: InvariantCounts | null = null;
   try {
-    exchange = await startExchange({ dataFile: join(dir, 'paper-exchange.db'), seed, stepMs: 100, faults: options.faults });
+    exchange = await startExchange({ dataFile: exchangeFile, seed, stepMs: 100, faults: options.faults });
     log(`exchange ${exchange.url}`);
     store = await openStore(options.dbUrl, { actor: 'chaos' });
     await createJobs(store, jobCount, liquidityJobs, rng);
@@ -1018,7 +1038,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     noteRecovery(end.recovery, true);
     violations.push(...end.violations);
 
-    const state = await readExchange(exchange.url);
+    const state = await readExchange(exchange.url, exchangeFile);
     const ex = await exchange.proc.stop('SIGTERM', 10_000);
     if (ex.timedOut || ex.code !== 0) violations.push(`the paper exchange exited ${ex.code} (signal ${ex.signal}${ex.timedOut ? ', timed out' : ''}) on SIGTERM, not 0`);
     const faults = options.faults !== undefined;
@@ -1045,6 +1065,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     p99RecoveryMs: ms[Math.min(ms.length - 1, Math.floor(ms.length * 0.99))] ?? 0,
     recoveries,
     liquidated: liquidated.size,
+    liquidationsPlanned: liquidateAt.size,
     resumed,
     tradeLines: tally.trades,
     tally,

@@ -215,7 +215,7 @@ function daemonHolds(
 ): BotstateError {
   return new RuleError('DAEMON_RUNNING', message, {
     // A daemon killed (kill -9) hands nothing back: its lease holds until it expires.
-    hint: `${what}; a daemon that was killed holds the lease until it expires (${holder.expiresAt}; a running one renews it)`,
+    hint: `${what}; a daemon that was killed holds the lease until it expires (${holder.expiresAt})`,
     details: holder,
   });
 }

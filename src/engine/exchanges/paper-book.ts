@@ -69,8 +69,8 @@ interface OrderRow {
 const ORDER_COLUMNS = 'client_order_id, exchange_order_id, token, side, status, base_amount, quote_amount, price, error, time';
 
 function toOrder(r: OrderRow): ExchangeOrder {
-  // A rejection executed nothing (ExchangeOrder's amounts are what executed). Files written before
-  // 2026-11-28 hold the amounts a rejected order would have filled: they are answered as 0 too.
+  // A rejection executed nothing (ExchangeOrder's amounts are what executed): it is answered with
+  // amounts 0. Its row keeps the amounts it would have filled (the one asked for among them).
   const rejected = r.status === 'REJECTED';
   return {
     clientOrderId: r.client_order_id,
@@ -231,8 +231,9 @@ export class PaperBook {
    * Places a market order at `price`, or returns the order already placed under its clientOrderId
    * (whatever its other fields) with `created: false`, changing nothing. A BUY beyond the USD balance,
    * a SELL beyond the token balance, an order whose other amount rounds to 0, or one whose other
-   * amount has more than MAX_ORDER_INTEGER_DIGITS integer digits is stored REJECTED
-   * (with amounts 0, what it executed, and `error` saying why) and moves no balance.
+   * amount has more than MAX_ORDER_INTEGER_DIGITS integer digits is stored REJECTED (with the
+   * amounts it would have filled, and `error`), answered with amounts 0 (what it executed), and
+   * moves no balance.
    *
    * `request` must be validated: canonical positive amounts, exactly one of them, a canonical token.
    */
@@ -259,21 +260,21 @@ export class PaperBook {
       error = `insufficient ${request.token} balance: the order sells ${baseAmount}, the account has ${tokens}`;
     }
     const seq = this.#nextSeq.get()!.next;
-    const order: ExchangeOrder = {
-      clientOrderId: request.clientOrderId,
-      exchangeOrderId: `paper-${this.bookId}-${seq}`,
+    const row: OrderRow = {
+      client_order_id: request.clientOrderId,
+      exchange_order_id: `paper-${this.bookId}-${seq}`,
       token: request.token,
       side: request.side,
       status: error === null ? 'FILLED' : 'REJECTED',
-      // What executed: nothing, for a rejection (its error says what it would have taken).
-      baseAmount: error === null ? baseAmount : '0',
-      quoteAmount: error === null ? quoteAmount : '0',
+      base_amount: baseAmount,
+      quote_amount: quoteAmount,
       price,
       error,
       time,
     };
-    this.#insertOrder.run(seq, order.clientOrderId, order.exchangeOrderId, order.token, order.side, order.status,
-      order.baseAmount, order.quoteAmount, order.price, order.error, order.time);
+    this.#insertOrder.run(seq, row.client_order_id, row.exchange_order_id, row.token, row.side, row.status,
+      row.base_amount, row.quote_amount, row.price, row.error, row.time);
+    const order = toOrder(row);
     if (error === null) {
       const buy = request.side === 'BUY';
       this.#setBalance.run(QUOTE_ASSET, buy ? sub(usd, quoteAmount) : add(usd, quoteAmount));
