@@ -97,8 +97,11 @@ interface Runner {
   failingInError?: string;
   /** Why the exchange rejected the last order. */
   rejection?: string;
-  /** The clientOrderId of the open order last said to be open (said once, not every tick). */
-  saidOpen?: string;
+  /**
+   * The open order last said to be open, and how many whole OPEN_REMINDER_MS after its intent's
+   * recording it was said (once, then again as each one passes: not every tick).
+   */
+  saidOpen?: { clientOrderId: string; periods: number };
   /** An intent sent again and refused, which the exchange did not list when asked again: since when, and why (see #refusedResend). */
   refusedResend?: { clientOrderId: string; since: number; refusal: string };
   /** Why a liquidation waits (the strategy's `skipped`), once said (said again when it changes). */
@@ -1444,9 +1447,20 @@ export class Daemon {
   async #answer(job: Job, trade: Trade, order: ExchangeOrder, runner: Runner, phase: 'tick' | 'recovery'): Promise<Outcome> {
     checkSameOrder(job, trade, order);
     if (order.status !== 'OPEN') return this.#settle(job, trade, order, runner, phase);
-    if (runner.saidOpen !== trade.clientOrderId) {
+    // Said when first found open, and again every OPEN_REMINDER_MS it stays so (from its intent's
+    // recording): an order that never fills (one resting on a book, a transaction never mined)
+    // holds its job's trading back for as long, and an operator reading the log must see it.
+    const age = Date.now() - Date.parse(trade.createdAt);
+    const periods = Math.max(0, Math.floor(age / OPEN_REMINDER_MS));
+    if (runner.saidOpen?.clientOrderId !== trade.clientOrderId) {
       this.#log(`${stamp()}  ${job.tokenSymbol}  ${trade.clientOrderId}: open at the exchange, not final yet; asking again every tick until it is filled or rejected`);
-      runner.saidOpen = trade.clientOrderId;
+      runner.saidOpen = { clientOrderId: trade.clientOrderId, periods };
+    } else if (periods > runner.saidOpen.periods) {
+      this.#log(
+        `${stamp()}  ${job.tokenSymbol}  ${trade.clientOrderId}: still open at the exchange ${Math.floor(age / 60_000)} min after it was recorded; ` +
+          'the job places no other order until it is filled or rejected (look at it there: an order resting on the book, a transaction not mined)',
+      );
+      runner.saidOpen = { clientOrderId: trade.clientOrderId, periods };
     }
     return 'open';
   }
@@ -1846,6 +1860,9 @@ function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
       `(reconcile it by hand: ${byHand})`,
   );
 }
+
+/** How often an order that stays open at the exchange is said again, counted from its intent's recording. */
+const OPEN_REMINDER_MS = 10 * 60_000;
 
 /** The daemon's actors, `daemon:` and the id, and its recovery's with `:recovery`, are at most an actor's length. */
 const MAX_INSTANCE_ID = MAX_ACTOR_LENGTH - 'daemon:'.length - ':recovery'.length;

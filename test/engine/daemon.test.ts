@@ -1189,6 +1189,29 @@ for (const engine of ENGINES) {
       assert.ok(tradeLines(second.lines).find(naming(id))!.endsWith(`${id}  (recovered)`), second.lines.join('\n'));
     });
 
+    it('an order that stays open is said again every 10 minutes after its intent was recorded, not at every tick', async () => {
+      const ex = await paper();
+      await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+      const rec = rewriting(new HttpExchange(ex.url), (o) => ({ ...o, status: 'OPEN', baseAmount: '0', quoteAmount: '0', price: '0', exchangeOrderId: '' }));
+      // An intent recorded 9 min 59 s ago (a resting order, a transaction never mined): its 10th
+      // minute passes a second after the daemon first finds it open.
+      const job = await store.jobs.get({ tokenAddress: TOKEN });
+      const { trade: intent } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      await rec.inner.placeOrder({ clientOrderId: intent.clientOrderId, token: TOKEN, side: 'BUY', quoteAmount: '10' });
+      const then = new Date(Date.now() - 599_000).toISOString();
+      await store.transaction((tx) => tx.run('UPDATE trades SET created_at = ? WHERE client_order_id = ?', [then, intent.clientOrderId]));
+      const { daemon, lines } = makeDaemon(store, rec);
+      await daemon.start();
+      await waitFor('the reminder', () => lines.some((l) => l.includes(`${intent.clientOrderId}: still open`)) || undefined, 10_000);
+      await rec.waitCalls('get', intent.clientOrderId, 3);
+      await daemon.stop();
+      const about = lines.filter((l) => l.includes(`${intent.clientOrderId}:`));
+      assert.equal(about.filter((l) => l.includes('open at the exchange, not final yet')).length, 1, about.join('\n'));
+      const reminders = about.filter((l) => l.includes('still open'));
+      assert.equal(reminders.length, 1, about.join('\n'));
+      assert.match(reminders[0]!, /: still open at the exchange 10 min after it was recorded; the job places no other order until it is filled or rejected \(look at it there: an order resting on the book, a transaction not mined\)$/);
+    });
+
     it('its own order is no "(recovered)" line when the job came back to it at a new epoch before it filled', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
