@@ -1,6 +1,7 @@
 import type { AuditEntry } from '../audit/audit.ts';
 import { serializeConfig, type JobConfig } from '../jobs/config.ts';
 import type { Job } from '../jobs/job-rows.ts';
+import { ACTIVE_STATUSES } from '../jobs/lifecycle.ts';
 import type { Trade } from '../ledger/ledger.ts';
 import type { JobDaemon } from '../store/store.ts';
 import { coerceError } from '../errors.ts';
@@ -216,7 +217,7 @@ function daemonLine(daemon: JobDaemon | null, job: Job, openOrders: number, now 
   const who = daemon.host === null ? daemon.instance : `${daemon.instance} (pid ${daemon.pid} on ${daemon.host})`;
   if (Date.parse(daemon.leaseExpiresAt) < now) {
     // A daemon takes an active job, or one with an open order to reconcile; no other.
-    const taken = job.status === 'RUNNING' || job.status === 'LIQUIDATING' || openOrders > 0;
+    const taken = ACTIVE_STATUSES.includes(job.status) || openOrders > 0;
     return `${who}, lease expired at ${daemon.leaseExpiresAt}${daemon.stopped ? '; that daemon stopped' : ''}: ${taken ? 'not running it until a daemon takes it over' : `no daemon takes a job that is ${job.status} with no open order`}`;
   }
   const heartbeat = daemon.heartbeatAt === null ? '' : `, last heartbeat ${daemon.heartbeatAt}`;

@@ -9,6 +9,7 @@ import { amountsDisagree, beyondAsked, derivedSequence, type IntentInput, type S
 import { MAX_ACTOR_LENGTH, type CallOptions, type Fence } from '../store/context.ts';
 import type { Executor } from '../store/adapter.ts';
 import type { Store } from '../store/store.ts';
+import { ACTIVE_STATUSES } from '../jobs/lifecycle.ts';
 import { DEFAULT_LEASE_TTL_MS } from '../store/instances.ts';
 import { ExchangeInvalidAnswerError, ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from './exchange.ts';
 import { parseExchangeOrder } from './exchanges/http-exchange.ts';
@@ -127,7 +128,7 @@ function liquidationWait(job: Job, skipped: string | undefined, price: string): 
 /** What became of an intent: settled (executed, failed), open at the exchange, or unknown (left PENDING alike). */
 type Outcome = 'executed' | 'failed' | 'open' | 'unknown';
 
-const ACTIVE = new Set(['RUNNING', 'LIQUIDATING']);
+const ACTIVE: ReadonlySet<string> = new Set(ACTIVE_STATUSES);
 /** Storage errors that a later attempt may not meet (not a failed disk or a damaged file). */
 const TRANSIENT: ReadonlySet<string> = new Set(['STORAGE_UNAVAILABLE', 'STORAGE_BUSY']);
 /** A tick's wait for the database after which the daemon says it is waiting. */

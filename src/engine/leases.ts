@@ -4,6 +4,7 @@ import type { Executor } from '../store/adapter.ts';
 import type { Fence } from '../store/context.ts';
 import { databaseNow, processAlive, RUNNING_HERE, runsForRegistration } from '../store/instances.ts';
 import type { Store } from '../store/store.ts';
+import { ACTIVE_STATUSES } from '../jobs/lifecycle.ts';
 import { paddedChunks } from '../util/chunks.ts';
 
 /**
@@ -13,7 +14,7 @@ import { paddedChunks } from '../util/chunks.ts';
  * trades once per job, which over 10,000 jobs was most of a lease sync. (PostgreSQL hashes the
  * subquery only while its rows fit in work_mem; open intents are a handful per job at most.)
  */
-const ACTIVE = `j.status IN ('RUNNING', 'LIQUIDATING') OR j.id IN (SELECT t.job_id FROM trades t WHERE t.status = 'PENDING')`;
+const ACTIVE = `j.status IN (${ACTIVE_STATUSES.map((s) => `'${s}'`).join(', ')}) OR j.id IN (SELECT t.job_id FROM trades t WHERE t.status = 'PENDING')`;
 
 /** Called with jobs whose leases a sync is about to hand back, in its transaction, while they are still held. */
 export type Leaving = (jobIds: readonly string[]) => Promise<void>;

@@ -8,6 +8,8 @@ export const JobStatus = Object.freeze({
 } as const);
 export type JobStatus = (typeof JobStatus)[keyof typeof JobStatus];
 export const JOB_STATUSES: readonly JobStatus[] = Object.freeze(Object.values(JobStatus));
+/** The statuses a daemon runs a job in (a job in another is taken by one only for an open intent). */
+export const ACTIVE_STATUSES: readonly JobStatus[] = Object.freeze(['RUNNING', 'LIQUIDATING'] as const);
 
 /** How a job trades. */
 export const JobMode = Object.freeze({ ACCUMULATE: 'ACCUMULATE', LIQUIDITY: 'LIQUIDITY' } as const);

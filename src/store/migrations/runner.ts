@@ -354,9 +354,7 @@ async function refuseWhileDaemonRuns(adapter: Adapter, tx: Executor, direction: 
      FROM daemon_instances i WHERE i.stopped_at IS NULL`,
     [now],
   );
-  // One of another host also while it holds a lease not yet expired. A migration up on SQLite
-  // judges as a daemon that registers does (see MIGRATING_UNDER): a killed daemon whose pid another
-  // program took since, or one silent past its TTL, does not hold the upgrade back.
+  // One of another host also while it holds a lease not yet expired.
   let first: (typeof rows)[number] | undefined;
   for (const row of rows) {
     // A migration up on SQLite judges as a daemon that registers does: a killed daemon whose pid
