@@ -2692,11 +2692,13 @@ for (const engine of ENGINES) {
       // Judged by its own TTL, as the daemons judge each other: silent 30 s, it still runs with a
       // TTL of 60 s; with one of 15 s its leases have run out and it is not running (it was shown
       // running for a minute whatever its TTL, while list and status said its leases had expired).
+      // A daemon of another host, whose row no heartbeat of this process moves meanwhile.
       const thirtySecondsAgo = new Date(Date.now() - 30_000).toISOString();
-      await raw('UPDATE daemon_instances SET heartbeat_at = ? WHERE id = ?', [thirtySecondsAgo, second.daemon.instanceId]);
-      assert.equal((await store.daemonInstances())[0]!.running, true);
-      await raw('UPDATE daemon_instances SET lease_ttl_ms = ? WHERE id = ?', [15_000, second.daemon.instanceId]);
-      assert.equal((await store.daemonInstances())[0]!.running, false);
+      await raw('INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, lease_ttl_ms) VALUES (?, ?, ?, ?, ?, ?)', ['d-quiet', 'box', 4646, thirtySecondsAgo, thirtySecondsAgo, 60_000]);
+      const quiet = async () => (await store.daemonInstances()).find((d) => d.instance === 'd-quiet')!;
+      assert.equal((await quiet()).running, true);
+      await raw('UPDATE daemon_instances SET lease_ttl_ms = ? WHERE id = ?', [15_000, 'd-quiet']);
+      assert.equal((await quiet()).running, false);
       await rejectsWith(store.daemonInstances({ all: 'yes' } as never), 'INVALID_ARGUMENT');
     });
 
