@@ -30,6 +30,14 @@ export interface DaemonOptions {
   readonly concurrency?: number;
   /** Failed steps in a row after which a job goes to ERROR (default 5). */
   readonly maxFailures?: number;
+  /**
+   * How long a market's price must have gone unanswered (getPrice's ExchangeUnavailableError: a
+   * 5xx, a 429, a timeout, while the exchange answers other calls) before its job goes to ERROR
+   * for it: its failed steps in a row must also be `maxFailures` or more (default 60000 ms). A
+   * price that fails now and then, or for a few seconds, is a market's passing trouble, not an
+   * operator's: the job waits for it, trading nothing meanwhile.
+   */
+  readonly marketDownMs?: number;
   /** How often un-ordered strategy state is written (default 10000 ms); it is always written with an order. */
   readonly flushMs?: number;
   /** The most jobs this daemon runs. */
@@ -88,6 +96,10 @@ interface Runner {
   scratchDirty: boolean;
   lastFlush: number;
   failures: number;
+  /** When the first of the failures in a row happened. */
+  failingSince?: number;
+  /** When a market's price unanswered past maxFailures was last said waiting for marketDownMs (see #failed). */
+  saidWaiting?: number;
   /**
    * A write of the job failed with a storage error: it may have been committed all the same (a
    * COMMIT whose answer was lost), so scratch and state may not be what is stored any more. The
@@ -236,6 +248,7 @@ export class Daemon {
   readonly #tickMs: number;
   readonly #concurrency: number;
   readonly #maxFailures: number;
+  readonly #marketDownMs: number;
   readonly #flushMs: number;
   readonly #log: (line: string) => void;
   readonly #runners = new Map<string, Runner>();
@@ -260,6 +273,7 @@ export class Daemon {
   #stopping = false;
   #stopCall: Promise<void> | undefined;
   #leasesKept = false;
+  #leftPending: number | undefined;
   /** Since when the ticks' reads have waited for the database, once that was said (see #saidIfSlow). */
   #databaseWaitSince: number | undefined;
   #started = false;
@@ -344,6 +358,7 @@ export class Daemon {
     this.#concurrency = options.concurrency ?? 16;
     this.#slots = new Slots(this.#concurrency);
     this.#maxFailures = options.maxFailures ?? 5;
+    this.#marketDownMs = options.marketDownMs ?? 60_000;
     this.#flushMs = options.flushMs ?? 10_000;
     this.#log = options.log ?? ((line) => void process.stdout.write(`${line}\n`));
     this.instanceId = options.instanceId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -640,7 +655,8 @@ export class Daemon {
     // allowed again), tried a few times: a connection the server ended is replaced meanwhile.
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.#leases.release();
+        // What the next start reconciles, for the one who stops it to hear.
+        this.#leftPending = await this.#leases.release();
         return;
       } catch (e) {
         const error = coerceError(e);
@@ -662,6 +678,16 @@ export class Daemon {
    */
   get leasesKept(): boolean {
     return this.#leasesKept;
+  }
+
+  /**
+   * After stop(): the intents of the jobs it held that it left PENDING (an order whose outcome the
+   * exchange did not answer, one a stop kept from being sent again): the next start (this
+   * daemon's or another's) reconciles them at the exchange. Counted as the leases are handed
+   * back: undefined before stop(), and when they were not (see leasesKept).
+   */
+  get leftPending(): number | undefined {
+    return this.#leftPending;
   }
 
   /**
@@ -1132,8 +1158,8 @@ export class Daemon {
     // A new epoch means the job was someone else's meanwhile: what this daemon remembered of
     // it (strategy scratch, unwritten state) is stale; start again from the database.
     if (!runner || runner.fence.epoch !== fence.epoch || runner.stale) {
-      const failures = runner?.stale && runner.fence.epoch === fence.epoch ? runner.failures : 0;
-      runner = { fence, scratch: parseScratch(job.strategyState, job), state: {}, scratchDirty: false, lastFlush: Date.now(), failures };
+      const kept = runner?.stale && runner.fence.epoch === fence.epoch ? runner : undefined;
+      runner = { fence, scratch: parseScratch(job.strategyState, job), state: {}, scratchDirty: false, lastFlush: Date.now(), failures: kept?.failures ?? 0, failingSince: kept?.failingSince };
       this.#runners.set(job.id, runner);
     }
     runner.fence = fence;
@@ -1613,9 +1639,23 @@ export class Daemon {
     }
     const stops = STOPS_THE_JOB.has(error);
     if (!stops) {
+      const now = Date.now();
       runner.failures++;
-      this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${runner.failures}/${this.#maxFailures}): ${message}`);
-      if (runner.failures < this.#maxFailures) return;
+      if (runner.failures === 1 || runner.failingSince === undefined) runner.failingSince = now;
+      // A market whose price got no answer (the only failure of unknown outcome a step counts:
+      // see #step) waits for it to last marketDownMs too: a 503 now and then must not add up,
+      // over maxFailures quick ticks, to an ERROR that needs an operator.
+      const lasted = now - runner.failingSince;
+      const waits = e instanceof ExchangeUnavailableError && lasted < this.#marketDownMs;
+      const count = runner.failures <= this.#maxFailures ? `${runner.failures}/${this.#maxFailures}` : `${runner.failures} in a row over ${Math.round(lasted / 1000)} s`;
+      if (runner.failures < this.#maxFailures || !waits) this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${count}): ${message}`);
+      else if (runner.failures === this.#maxFailures || now - (runner.saidWaiting ?? 0) >= this.#marketDownMs / 4) {
+        // Said as the count is reached, then a few times until the market has been down long enough.
+        runner.saidWaiting = now;
+        const down = Math.round(this.#marketDownMs / 1000);
+        this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${count}): ${message}; to ERROR only if its price still gets no answer ${down} s after the first failure`);
+      }
+      if (runner.failures < this.#maxFailures || waits) return;
     }
     try {
       // resume puts a job in ERROR back to RUNNING, whatever it was doing: the reason says it was liquidating.
@@ -1867,7 +1907,7 @@ const OPEN_REMINDER_MS = 10 * 60_000;
 
 /** The daemon's actors, `daemon:` and the id, and its recovery's with `:recovery`, are at most an actor's length. */
 const MAX_INSTANCE_ID = MAX_ACTOR_LENGTH - 'daemon:'.length - ':recovery'.length;
-const DAEMON_OPTIONS = ['store', 'exchange', 'tickMs', 'leaseTtlMs', 'concurrency', 'maxFailures', 'flushMs', 'maxJobs', 'exchangeTimeoutMs', 'log', 'instanceId'];
+const DAEMON_OPTIONS = ['store', 'exchange', 'tickMs', 'leaseTtlMs', 'concurrency', 'maxFailures', 'marketDownMs', 'flushMs', 'maxJobs', 'exchangeTimeoutMs', 'log', 'instanceId'];
 
 /** The shortest lease TTL a daemon takes (DaemonOptions.leaseTtlMs, the CLI's --lease-ttl). */
 export const MIN_LEASE_TTL_MS = 100;
@@ -1876,7 +1916,7 @@ export const MIN_LEASE_TTL_MS = 100;
 function checkDaemonOptions(options: DaemonOptions): void {
   const bad = (message: string) => new ValidationError('INVALID_ARGUMENT', message, { hint: 'see DaemonOptions' });
   for (const key of Object.keys(options)) if (!DAEMON_OPTIONS.includes(key)) throw bad(`unknown daemon option "${key}"`);
-  for (const key of ['tickMs', 'leaseTtlMs', 'concurrency', 'maxFailures', 'flushMs', 'maxJobs', 'exchangeTimeoutMs'] as const) {
+  for (const key of ['tickMs', 'leaseTtlMs', 'concurrency', 'maxFailures', 'marketDownMs', 'flushMs', 'maxJobs', 'exchangeTimeoutMs'] as const) {
     const v = options[key];
     if (v !== undefined && !(Number.isSafeInteger(v) && v > 0)) throw bad(`daemon option ${key} must be a positive whole number, got ${described(v)}`);
   }

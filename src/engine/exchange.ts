@@ -168,7 +168,8 @@ export interface Exchange {
    *
    * - ExchangeUnavailableError: the daemon calls `getBalances` to tell a whole exchange that is
    *   down (nothing is counted, said once, the job waits) from this market alone (the job's step
-   *   counts as failed).
+   *   counts as failed; the job goes to ERROR for it only once its price has gone unanswered for
+   *   `maxFailures` steps in a row and `marketDownMs`, 60 s, since the first).
    * - Anything else: the job's step counts as failed.
    */
   getPrice(token: string): Promise<Decimal>;

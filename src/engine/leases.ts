@@ -485,9 +485,12 @@ export class Leases {
     RUNNING_HERE.delete(this.instanceId);
   }
 
-  /** On a graceful stop: hands every lease back at once and marks the instance stopped. */
-  async release(): Promise<void> {
-    await this.#store.transaction(async (tx) => {
+  /**
+   * On a graceful stop: hands every lease back at once and marks the instance stopped. Resolves to
+   * the number of PENDING intents of the jobs it held: left for the next start to reconcile.
+   */
+  async release(): Promise<number> {
+    const left = await this.#store.transaction(async (tx) => {
       const now = (await this.#clock(tx))();
       // The instance row before the leases, as every other transaction of this daemon's, and as
       // another daemon's register() that finds it dead: no two of them wait for each other in a cycle.
@@ -498,9 +501,15 @@ export class Leases {
         storedMax(this.#maxJobs),
         this.instanceId,
       ]);
+      const pending = await tx.get<{ n: number | string }>(
+        `SELECT count(*) AS n FROM trades t JOIN job_leases l ON l.job_id = t.job_id WHERE l.owner = ? AND t.status = 'PENDING'`,
+        [this.instanceId],
+      );
       await tx.run(`UPDATE job_leases SET owner = '', expires_at = ? WHERE owner = ?`, [now, this.instanceId]);
+      return Number(pending?.n ?? 0);
     });
     RUNNING_HERE.delete(this.instanceId);
+    return left;
   }
 }
 

@@ -1763,7 +1763,8 @@ for (const engine of ENGINES) {
       const rec = new Recorder(new HttpExchange(ex.url), {
         price: (token) => (token === TOKEN ? Promise.reject(new ExchangeUnavailableError('simulated outage of the BAD market')) : undefined),
       });
-      const { daemon, lines } = makeDaemon(store, rec, { maxFailures: 3 });
+      // The market down from the start for longer than marketDownMs: ERROR after maxFailures.
+      const { daemon, lines } = makeDaemon(store, rec, { maxFailures: 3, marketDownMs: 1 });
       await daemon.start();
       const failedJob = await untilError(store, broken.id);
       const goodOrdersAtError = ofJob(await exchangeOrders(ex.url), good).length;
@@ -1785,6 +1786,47 @@ for (const engine of ENGINES) {
       assert.ok(orders.length >= goodOrdersAtError + 2, 'GOOD kept trading after BAD failed');
       assert.equal(goodAfter.status, 'RUNNING');
       assert.equal(ofJob(await exchangeOrders(ex.url), broken).length, 0);
+    });
+
+    it('a market whose price gets no answer for a few steps, past maxFailures, is waited for, not put in ERROR; one down for marketDownMs is', async () => {
+      const ex = await paper();
+      const flaky = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'FLAKY', set: [FAST_DCA] });
+      let failing = 6;
+      const rec = new Recorder(new HttpExchange(ex.url), {
+        price: (token) => (token === TOKEN && failing > 0 ? (failing--, Promise.reject(new ExchangeUnavailableError('exchange answered GET /price with HTTP 503'))) : undefined),
+      });
+      // The default marketDownMs (60 s): six 503s in a row, twice maxFailures, are a passing trouble.
+      const first = makeDaemon(store, rec, { maxFailures: 3 });
+      await first.daemon.start();
+      await rec.waitCalls('place', TOKEN, 1, 0, 10_000);
+      await first.daemon.stop();
+      assert.equal(failing, 0);
+      assert.equal((await store.jobs.get({ id: flaky.id })).status, 'RUNNING');
+      assert.deepEqual(
+        first.lines.filter((l) => l.includes('FLAKY') && l.includes('step failed')).map((l) => l.replace(/^\S+ +FLAKY +/, '').replace(/: exchange answered.*?503/, '')),
+        ['step failed (1/3)', 'step failed (2/3)', 'step failed (3/3); to ERROR only if its price still gets no answer 60 s after the first failure'],
+        first.lines.join('\n'),
+      );
+      assert.ok(!first.lines.some((l) => l.includes('→ ERROR')), first.lines.join('\n'));
+      await assertLedgerMatchesExchange(store, ex.url, flaky);
+
+      // Down for good, with marketDownMs 400: ERROR once both 3 failures and 400 ms have passed.
+      let firstFailureAt = 0;
+      const down = new Recorder(new HttpExchange(ex.url), {
+        price: (token) => (token === TOKEN ? ((firstFailureAt ||= Date.now()), Promise.reject(new ExchangeUnavailableError('exchange answered GET /price with HTTP 503'))) : undefined),
+      });
+      const second = makeDaemon(store, down, { maxFailures: 3, marketDownMs: 400 });
+      await second.daemon.start();
+      const failed = await untilError(store, flaky.id);
+      const errorAt = Date.now();
+      await second.daemon.stop();
+      assert.ok(errorAt - firstFailureAt >= 400, `ERROR ${errorAt - firstFailureAt} ms after the first failure`);
+      assert.ok(down.count('price', TOKEN) > 3, 'more steps than maxFailures before the ERROR');
+      assert.match(failed.statusReason!, /^\d+ steps failed in a row; last: exchange answered GET \/price with HTTP 503$/);
+      const said = second.lines.filter((l) => l.includes('FLAKY')).map((l) => l.replace(/^\S+ +FLAKY +/, ''));
+      assert.match(said.at(-2)!, /^step failed \(\d+ in a row over 0 s\): exchange answered GET \/price with HTTP 503$/, said.join('\n'));
+      assert.match(said.at(-1)!, /^→ ERROR: /);
+      assert.equal(down.count('place', TOKEN), 0);
     });
 
     it('an exchange without getPrices that cannot be reached is an outage too: said once, no job failed for it', async () => {
@@ -3695,7 +3737,7 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     assert.ok(iFinishing >= 0 && iFinishing < iRecovered, `said as the signal came, before recovery ended:\n${lines.join('\n')}`);
     assert.match(lines[iRecovered]!, /: 3 jobs, 3 pending intents \(0 executed, 0 failed, 0 re-sent, 0 open, 0 unresolved\); stopped during recovery: 3 left PENDING for the next start$/);
     assert.deepEqual(requests, ['POST /orders/query HTTP/1.1'], 'only the batch lookup under way when the signal came was made');
-    assert.equal(lines.at(-1), 'stopped cleanly');
+    assert.equal(lines.at(-1), 'stopped cleanly; 3 orders left PENDING (outcome not known yet), settled from the exchange at the next start');
     assert.deepEqual((await store.ledger.pending()).map((t) => t.clientOrderId).sort(), intents.sort());
   });
 

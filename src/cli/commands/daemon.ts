@@ -317,7 +317,10 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
     exitOnSignal(store.failure ? exitCodeFor(store.failure) : 0);
     if (store.failure) throw store.failure; // the disk failed meanwhile: not a clean stop
     // Every step was recorded; only the hand-over waits for the leases to expire.
-    log(daemon.leasesKept ? 'stopped, every step recorded; its leases were not handed back (said above)' : 'stopped cleanly');
+    const left = daemon.leftPending ?? 0;
+    // Clean all the same: each is recorded PENDING, and the next start settles it from the exchange.
+    const pending = left === 0 ? '' : `; ${left} order${left === 1 ? '' : 's'} left PENDING (outcome not known yet), settled from the exchange at the next start`;
+    log(`${daemon.leasesKept ? 'stopped, every step recorded; its leases were not handed back (said above)' : 'stopped cleanly'}${pending}`);
   } finally {
     await paper?.close();
     await store.close();
