@@ -726,12 +726,12 @@ export class Daemon {
     if (prices === 'outage') return;
     // Jobs of a market whose price hung last go last: the other markets' prices are asked first,
     // so that a hung market cannot pass for an outage by taking every slot first.
-    const ordered = this.#slowPrices.size === 0 ? jobs : [...jobs.filter((j) => !this.#slowPrices.has(j.tokenAddress)), ...jobs.filter((j) => this.#slowPrices.has(j.tokenAddress))];
+    const ordered = this.#slowPrices.size === 0 ? jobs : [...jobs.filter((j) => !this.#slowPrices.has(market(j))), ...jobs.filter((j) => this.#slowPrices.has(market(j)))];
     for (const job of ordered) {
       if (this.#stopping) return;
       if (this.#inFlight.has(job.id)) continue;
       const step = this.#slots
-        .run(() => (this.#stopping ? Promise.resolve() : this.#step(job, pending.get(job.id), held.get(job.id)!, prices.get(job.tokenAddress))))
+        .run(() => (this.#stopping ? Promise.resolve() : this.#step(job, pending.get(job.id), held.get(job.id)!, prices.get(market(job)))))
         // A step handles its own failures; this is for a bug, which must not go unhandled.
         .catch((e) => this.#log(`${stamp()}  ${job.tokenSymbol}  step failed: ${messageOf(e)}`))
         .finally(() => this.#inFlight.delete(job.id));
@@ -907,9 +907,18 @@ export class Daemon {
     if (!this.#exchange.getPrices || jobs.length === 0) return new Map();
     if (this.#batchFailing !== undefined && this.#outage === undefined && Date.now() < this.#batchFailing.retryAt) return new Map();
     try {
-      const prices = await this.#exchange.getPrices([...new Set(jobs.map((j) => j.tokenAddress))]);
+      // One request per chain (almost always one), at once. A chain whose request fails while
+      // another's answers (a chain the exchange does not trade on) is as tokens left out: its
+      // jobs ask getPrice alone, and fail their own steps.
+      const tokens = new Map<string, Set<string>>();
+      for (const job of jobs) tokens.set(job.chain, (tokens.get(job.chain) ?? new Set()).add(job.tokenAddress));
+      const settled = await Promise.allSettled([...tokens].map(async ([chain, of]) => ({ chain, answer: await this.#exchange.getPrices!([...of], chain) })));
+      const answers = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      if (answers.length === 0) throw (settled[0] as PromiseRejectedResult).reason;
       // Not the contract's Map (an adapter's plain object): each step asks getPrice instead.
-      if (!(prices instanceof Map)) return new Map();
+      if (answers.some(({ answer }) => !(answer instanceof Map))) return new Map();
+      const prices = new Map<string, string>();
+      for (const { chain, answer } of answers) for (const [token, price] of answer) prices.set(`${chain}:${token}`, price);
       this.#exchangeAnswered('prices');
       if (this.#batchFailing !== undefined) this.#log(`${stamp()}  the batch price request answers again: pricing the jobs in one request`);
       this.#batchFailing = undefined;
@@ -1196,7 +1205,7 @@ export class Daemon {
       else if (this.#noPrices) return; // its price would fail alike, see below
       else {
         try {
-          quoted = await this.#exchange.getPrice(job.tokenAddress);
+          quoted = await this.#exchange.getPrice(job.tokenAddress, job.chain);
         } catch (e) {
           if (!(e instanceof ExchangeUnavailableError)) throw e;
           // Asked alone (an exchange without getPrices, or whose batch failed): a market that gives
@@ -1205,15 +1214,15 @@ export class Daemon {
           // that has priced no job since its batch failed. The tick's other steps then ask nothing.
           const answering = await this.#answers();
           if (answering && this.#batchFailing?.priced !== false) throw e;
-          if (answering && !this.#slowPrices.has(job.tokenAddress)) {
+          if (answering && !this.#slowPrices.has(market(job))) {
             // No market priced alone yet: this one may be the market that hangs the batch. Stepped
             // last from now on, nothing said or counted; only another failing alike (or this one
             // again) is an outage.
-            this.#slowPrices.add(job.tokenAddress);
+            this.#slowPrices.add(market(job));
             return;
           }
           this.#noPrices = true;
-          if (this.#batchFailing !== undefined) this.#slowPrices.add(job.tokenAddress);
+          if (this.#batchFailing !== undefined) this.#slowPrices.add(market(job));
           return this.#exchangeUnavailable(e, 'prices', `the price of ${job.tokenSymbol} for job ${job.id}`);
         }
         this.#exchangeAnswered('prices');
@@ -2039,8 +2048,13 @@ function answered(order: unknown, trade: Trade): ExchangeOrder {
   return checked;
 }
 
+/** A job's market, as the tick's prices are keyed: its chain and token. */
+function market(job: Job): string {
+  return `${job.chain}:${job.tokenAddress}`;
+}
+
 function orderRequest(job: Job, trade: Trade): OrderRequest {
-  const base = { clientOrderId: trade.clientOrderId, token: job.tokenAddress, side: trade.side };
+  const base = { clientOrderId: trade.clientOrderId, token: job.tokenAddress, chain: job.chain, side: trade.side };
   return trade.baseAmount !== null ? { ...base, baseAmount: trade.baseAmount } : { ...base, quoteAmount: trade.quoteAmount! };
 }
 

@@ -19,6 +19,13 @@ export interface OrderRequest {
   readonly clientOrderId: string;
   /** The token's address (EIP-55). */
   readonly token: string;
+  /**
+   * The job's chain (`base` unless it was started with `--chain`): lowercase letters, digits and
+   * `-`. The daemon always gives it; absent (a caller of the adapter's own), the adapter's chain.
+   * An adapter that trades on one chain refuses an order for another with ExchangeRejectedError,
+   * rather than placing it where it trades: the same address on two chains is two tokens.
+   */
+  readonly chain?: string;
   readonly side: 'BUY' | 'SELL';
   readonly baseAmount?: Decimal;
   readonly quoteAmount?: Decimal;
@@ -165,6 +172,8 @@ export interface Exchange {
    * The current price of one token, in quote (USD): an exact decimal string greater than 0, with
    * at most 18 decimals (`'2.5'`, or `'2.50000000'` as exchanges write it, read as 2.5; not the
    * number 2.5, nor `'2.5e0'`, which fail the job's step). So are getPrices' values.
+   * `chain` is the job's (see OrderRequest.chain; the daemon always gives it): a chain the adapter
+   * does not trade on is an ExchangeRejectedError, not another chain's price.
    *
    * - ExchangeUnavailableError: the daemon calls `getBalances` to tell a whole exchange that is
    *   down (nothing is counted, said once, the job waits) from this market alone (the job's step
@@ -172,7 +181,7 @@ export interface Exchange {
    *   `maxFailures` steps in a row and `marketDownMs`, 60 s, since the first).
    * - Anything else: the job's step counts as failed.
    */
-  getPrice(token: string): Promise<Decimal>;
+  getPrice(token: string, chain?: string): Promise<Decimal>;
   /**
    * The account's balances: `USD` for quote, and one entry per token address. The daemon calls
    * it only to find out whether the exchange answers at all (see `getPrice`): any answer, or any
@@ -180,8 +189,8 @@ export interface Exchange {
    */
   getBalances(): Promise<Readonly<Record<string, Decimal>>>;
   /**
-   * Optional batch form of getPrice: one round trip for many tokens (keys as given). The
-   * daemon uses it, when present, to price every job of a tick at once. A token the exchange
+   * Optional batch form of getPrice: one round trip for many tokens of one chain (keys as given).
+   * The daemon uses it, when present, to price every job of a tick at once (one call per chain). A token the exchange
    * has no valid price for is left out of the map (the daemon then asks getPrice for that job
    * alone), so that one delisted token does not stop the others. A request that fails or times
    * out (one market that hangs holds up the whole batch) while the exchange answers getBalances
@@ -194,7 +203,7 @@ export interface Exchange {
    *   skipped (no job steps, nothing is counted), said once, until it answers again.
    * - Anything else, or an answer that is not a Map: each job asks `getPrice` (for a minute, as above).
    */
-  getPrices?(tokens: readonly string[]): Promise<ReadonlyMap<string, Decimal>>;
+  getPrices?(tokens: readonly string[], chain?: string): Promise<ReadonlyMap<string, Decimal>>;
   /**
    * Optional batch form of getOrder: every order the exchange has among these clientOrderIds,
    * whatever its status (filled and rejected ones too, not only the open ones), keyed by the

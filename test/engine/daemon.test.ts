@@ -170,6 +170,8 @@ interface Call {
   readonly op: Op;
   readonly key: string;
   readonly request?: OrderRequest;
+  /** For `price`: the chain asked for. */
+  readonly chain?: string;
   /** For `get`: the ledger status of the intent at the moment the daemon asked. */
   ledgerStatus?: string;
 }
@@ -209,8 +211,8 @@ class Cut implements Exchange {
     return this.#call(() => this.#inner.getOrder(clientOrderId));
   }
 
-  getPrice(token: string): Promise<Decimal> {
-    return this.#call(() => this.#inner.getPrice(token));
+  getPrice(token: string, chain?: string): Promise<Decimal> {
+    return this.#call(() => this.#inner.getPrice(token, chain));
   }
 
   getBalances(): Promise<Readonly<Record<string, Decimal>>> {
@@ -232,7 +234,7 @@ class Recorder implements Exchange {
     /** Before every order lookup, single or batch. */
     get?: (call: Call) => Promise<void>;
   };
-  getPrices?: (tokens: readonly string[]) => Promise<ReadonlyMap<string, Decimal>>;
+  getPrices?: (tokens: readonly string[], chain?: string) => Promise<ReadonlyMap<string, Decimal>>;
   getOrders?: (clientOrderIds: readonly string[]) => Promise<ReadonlyMap<string, ExchangeOrder>>;
 
   get id(): string | undefined {
@@ -244,9 +246,9 @@ class Recorder implements Exchange {
     this.hooks = hooks;
     if (batch) {
       assert.ok(inner.getPrices && inner.getOrders, 'the inner exchange has the batch lookups');
-      this.getPrices = (tokens) => {
-        for (const token of tokens) this.calls.push({ op: 'price', key: token });
-        return inner.getPrices!(tokens);
+      this.getPrices = (tokens, chain) => {
+        for (const token of tokens) this.calls.push({ op: 'price', key: token, ...(chain === undefined ? {} : { chain }) });
+        return inner.getPrices!(tokens, chain);
       };
       this.getOrders = async (ids) => {
         const call: Call = { op: 'getOrders', key: ids.join(' ') };
@@ -269,9 +271,9 @@ class Recorder implements Exchange {
     return this.inner.getOrder(clientOrderId);
   }
 
-  getPrice(token: string): Promise<Decimal> {
-    this.calls.push({ op: 'price', key: token });
-    return this.hooks.price?.(token) ?? this.inner.getPrice(token);
+  getPrice(token: string, chain?: string): Promise<Decimal> {
+    this.calls.push({ op: 'price', key: token, ...(chain === undefined ? {} : { chain }) });
+    return this.hooks.price?.(token) ?? this.inner.getPrice(token, chain);
   }
 
   getBalances(): Promise<Readonly<Record<string, Decimal>>> {
@@ -1827,6 +1829,33 @@ for (const engine of ENGINES) {
       assert.match(said.at(-2)!, /^step failed \(\d+ in a row over 0 s\): exchange answered GET \/price with HTTP 503$/, said.join('\n'));
       assert.match(said.at(-1)!, /^→ ERROR: /);
       assert.equal(down.count('place', TOKEN), 0);
+    });
+
+    it('sends each job\'s chain with its orders and prices: an exchange on another chain refuses them, and nothing is placed there', async () => {
+      const ex = await paper(); // trades on base, the default chain
+      const here = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'HERE', set: [FAST_DCA] });
+      // The same address on another chain is another token: the exchange on base must not trade it.
+      const there = await store.jobs.start({ tokenAddress: TOKEN, chain: 'arbitrum', tokenSymbol: 'THERE', set: [FAST_DCA] });
+      // Priced one job at a time, then in one batch request per chain: the base batch answers,
+      // the arbitrum one is refused, and only its job asks alone (and fails).
+      for (const batch of [false, true]) {
+        const rec = new Recorder(new HttpExchange(ex.url), {}, batch);
+        const { daemon, lines } = makeDaemon(store, rec, { maxFailures: 2 });
+        await daemon.start();
+        await untilError(store, there.id);
+        await rec.waitCalls('place', TOKEN, 2, 0, 10_000);
+        await daemon.stop();
+        const places = rec.calls.filter((c) => c.op === 'place');
+        assert.deepEqual(new Set(places.map((c) => c.request!.chain)), new Set(['base']), 'only the job on base placed orders');
+        assert.deepEqual(new Set(rec.calls.filter((c) => c.op === 'price').map((c) => c.chain)), new Set(['base', 'arbitrum']));
+        const failed = await store.jobs.get({ id: there.id });
+        assert.match(failed.statusReason!, /^2 steps failed in a row; last: exchange refused the price of \S+ \(HTTP 400\): this exchange trades on chain base, not "arbitrum": nothing was done$/);
+        assert.ok(lines.some((l) => / THERE +→ ERROR: /.test(l)), lines.join('\n'));
+        assert.ok(!lines.some((l) => / HERE +step failed|batch price request failed/.test(l)), lines.join('\n'));
+        await store.jobs.resume({ id: there.id });
+      }
+      assert.deepEqual(await store.ledger.trades({ id: there.id }), []);
+      await assertLedgerMatchesExchange(store, ex.url, here);
     });
 
     it('an exchange without getPrices that cannot be reached is an outage too: said once, no job failed for it', async () => {

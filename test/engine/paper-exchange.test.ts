@@ -708,6 +708,30 @@ describe('paper exchange over HTTP', () => {
     await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), now: () => Number.NaN }), (e: unknown) => e instanceof ValidationError && /now\(\) must return ms since 1970, got NaN/.test(e.message));
   });
 
+  it('refuses an order or a price for a chain other than its own (400 WRONG_CHAIN), nothing done; serves its own, in any case, or none named', async () => {
+    await withExchange({ chain: 'ethereum' }, async (ex, client) => {
+      assert.equal(((await getJson(`${ex.url}/health`)).body as { chain: string }).chain, 'ethereum');
+      const order = { clientOrderId: 'c-1', token: TOKEN, side: 'BUY', quoteAmount: '10' } as const;
+      const state = async () => [(await getJson(`${ex.url}/orders`)).body, (await getJson(`${ex.url}/balances`)).body];
+      const before = await state();
+      const wrong = /^exchange refused .* \(HTTP 400\): this exchange trades on chain ethereum, not "base": nothing was done/;
+      await assert.rejects(client.placeOrder({ ...order, chain: 'base' }), (e: unknown) => e instanceof ExchangeRejectedError && wrong.test(e.message));
+      await assert.rejects(client.getPrice(TOKEN, 'base'), (e: unknown) => e instanceof ExchangeRejectedError && wrong.test(e.message));
+      await assert.rejects(client.getPrices([TOKEN], 'base'), (e: unknown) => e instanceof ExchangeRejectedError && wrong.test(e.message));
+      const raw = await post(ex.url, { ...order, chain: 'base' });
+      assert.deepEqual([raw.status, raw.body['code']], [400, 'WRONG_CHAIN']);
+      assert.deepEqual([(await post(ex.url, { ...order, chain: 7 })).status, (await fetch(`${ex.url}/price/${TOKEN}?chain=`)).status], [400, 400]);
+      assert.deepEqual(await state(), before, 'nothing was placed');
+      // Its own chain, in any case, or none named: served.
+      assert.equal((await client.placeOrder({ ...order, chain: 'Ethereum' })).status, 'FILLED');
+      assert.equal((await client.placeOrder({ ...order, clientOrderId: 'c-2' })).status, 'FILLED');
+      assert.ok(isDecimal(await client.getPrice(TOKEN, 'ethereum')));
+      assert.deepEqual([...(await client.getPrices([TOKEN], 'ethereum')).keys()], [TOKEN]);
+      assert.ok(isDecimal(await client.getPrice(TOKEN)));
+    });
+    await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), chain: 'Base Mainnet' }), (e: unknown) => e instanceof ValidationError && /^chain must be a chain name: .*; got "Base Mainnet"$/.test(e.message));
+  });
+
   it('validates options, refuses a port in use', async () => {
     await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), volatility: '1.0' }), ValidationError);
     await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), errorRate: 2 }), ValidationError);
@@ -933,6 +957,7 @@ describe('botstate paper-exchange (the real binary)', () => {
       // Range errors name the flag typed, not the library's option.
       [['--start-spread', '1'], 2, /^botstate: --start-spread must be a decimal from 0 to 1 \(exclusive\)/],
       [['--data', ''], 2, /^botstate: --data must be a path/],
+      [['--chain', 'base mainnet'], 2, /^botstate: --chain must be a chain name: letters, digits and - \(at most 32\), such as base or ethereum; got "base mainnet" \(see botstate paper-exchange --help\)\n$/],
       // A --data file that is no database: said so, not "check that the directory is writable".
       [['--data', text], 5, /^botstate: cannot open the paper exchange file .*: file is not a database \(give --data a new file, or one the paper exchange wrote\)\n$/],
       // A file SQLite keeps beside a database there: the next connection to it would delete the exchange's orders.

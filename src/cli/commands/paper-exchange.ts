@@ -36,7 +36,7 @@ function decimal(ctx: CommandContext, flag: string, fallback: string): string {
 
 /** The library's option names, as the flags that set them. */
 const FLAG_OF: Record<string, string> = {
-  volatility: '--volatility', startPrice: '--start-price', startPriceSpread: '--start-spread', initialUsd: '--initial-usd', stepMs: '--step-ms', dataFile: '--data',
+  volatility: '--volatility', chain: '--chain', startPrice: '--start-price', startPriceSpread: '--start-spread', initialUsd: '--initial-usd', stepMs: '--step-ms', dataFile: '--data',
 };
 
 /** A refusal of the exchange's options, reworded to name the flag the user typed. */
@@ -53,7 +53,7 @@ export const paperExchangeCommand: Command = {
   summary: 'run a local paper exchange (127.0.0.1 only) with deterministic prices, for the daemon and tests',
   usage:
     '[--port N] [--data FILE] [--seed S] [--volatility V] [--step-ms MS] [--start-price P] [--start-spread F] ' +
-    '[--initial-usd N] [--latency MS] [--error-rate R] [--drop-rate R] [--late-rate R]',
+    '[--initial-usd N] [--chain NAME] [--latency MS] [--error-rate R] [--drop-rate R] [--late-rate R]',
   details:
     'Prints one line, "paper exchange listening on http://127.0.0.1:PORT", then serves until SIGINT,\n' +
     'SIGTERM or SIGHUP, closes its data file and exits 0. Orders and balances live in --data and survive restarts;\n' +
@@ -68,6 +68,7 @@ export const paperExchangeCommand: Command = {
     'start-price': { type: 'string', value: 'P', help: `base start price in USD (default ${PAPER_DEFAULTS.startPrice})` },
     'start-spread': { type: 'string', value: 'F', help: `each token starts at start-price × [1 − F, 1 + F), 0 = exactly start-price (default ${PAPER_DEFAULTS.startPriceSpread})` },
     'initial-usd': { type: 'string', value: 'N', help: `USD balance of a new data file (default ${PAPER_DEFAULTS.initialUsd})` },
+    chain: { type: 'string', value: 'NAME', help: `the chain it trades on; orders and prices for another are refused (400 WRONG_CHAIN) (default ${PAPER_DEFAULTS.chain})` },
     latency: { type: 'string', value: 'MS', help: 'fault: delay every request by MS (default 0)' },
     'error-rate': { type: 'string', value: 'R', help: 'fault: answer this share (0..1) of requests 503 without acting (default 0)' },
     'drop-rate': { type: 'string', value: 'R', help: 'fault: execute this share (0..1) of orders, then drop the connection unanswered (default 0)' },
@@ -102,6 +103,7 @@ export const paperExchangeCommand: Command = {
       errorRate: rate(ctx, 'error-rate'),
       dropRate: rate(ctx, 'drop-rate'),
       lateRate: rate(ctx, 'late-rate'),
+      chain: text(ctx, 'chain') ?? PAPER_DEFAULTS.chain,
     }).catch((e: unknown) => {
       throw asFlagError(e);
     });

@@ -22,7 +22,7 @@
  *
  * @example
  * const exchange = new HttpExchange('http://127.0.0.1:8790', { timeoutMs: 2000 });
- * const order = await exchange.placeOrder({ clientOrderId: 'job1-7', token, side: 'BUY', quoteAmount: '25' });
+ * const order = await exchange.placeOrder({ clientOrderId: 'job1-7', token, chain: 'base', side: 'BUY', quoteAmount: '25' });
  */
 import { ValidationError } from '../../errors.ts';
 import { isReference } from '../../ledger/ledger.ts';
@@ -171,6 +171,8 @@ export class HttpExchange implements Exchange {
 
   async placeOrder(order: OrderRequest): Promise<ExchangeOrder> {
     const body: Record<string, string> = { clientOrderId: order.clientOrderId, token: order.token, side: order.side };
+    // The paper exchange refuses an order for a chain it does not trade on (400): never placed on another.
+    if (order.chain !== undefined) body['chain'] = order.chain;
     if (order.baseAmount !== undefined) body['baseAmount'] = order.baseAmount;
     if (order.quoteAmount !== undefined) body['quoteAmount'] = order.quoteAmount;
     const what = `order ${order.clientOrderId}`;
@@ -194,9 +196,9 @@ export class HttpExchange implements Exchange {
     return found;
   }
 
-  async getPrice(token: string): Promise<Decimal> {
+  async getPrice(token: string, chain?: string): Promise<Decimal> {
     const what = `the price of ${token}`;
-    const { body } = await this.#call('GET', `/price/${encodeURIComponent(token)}`, what);
+    const { body } = await this.#call('GET', `/price/${encodeURIComponent(token)}${chain === undefined ? '' : `?chain=${encodeURIComponent(chain)}`}`, what);
     const answer = body as { token?: unknown; price?: unknown } | null;
     // The answer names its token: another token's price is no answer to this question.
     if (typeof answer?.token !== 'string' || answer.token.toLowerCase() !== token.toLowerCase()) throw invalid(what, `it answered for token ${JSON.stringify(answer?.token)}`);
@@ -205,12 +207,12 @@ export class HttpExchange implements Exchange {
     return price;
   }
 
-  async getPrices(tokens: readonly string[]): Promise<ReadonlyMap<string, Decimal>> {
+  async getPrices(tokens: readonly string[], chain?: string): Promise<ReadonlyMap<string, Decimal>> {
     const out = new Map<string, Decimal>();
     for (let i = 0; i < tokens.length; i += BATCH) {
       const chunk = tokens.slice(i, i + BATCH);
       const what = chunk.length === 1 ? `the price of ${chunk[0]}` : `the prices of ${chunk.length} tokens`;
-      const { body } = await this.#call('POST', '/prices', what, JSON.stringify({ tokens: chunk }));
+      const { body } = await this.#call('POST', '/prices', what, JSON.stringify(chain === undefined ? { tokens: chunk } : { tokens: chunk, chain }));
       const prices = (body as { prices?: unknown } | null)?.prices;
       if (typeof prices !== 'object' || prices === null) throw invalid(what, 'prices is not an object');
       for (const token of chunk) {

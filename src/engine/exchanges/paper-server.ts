@@ -4,14 +4,14 @@
  *
  * | endpoint | answer |
  * |---|---|
- * | `POST /orders` | 200 with the order (new, or the existing one for a repeated clientOrderId); 400 on bad input |
+ * | `POST /orders` | 200 with the order (new, or the existing one for a repeated clientOrderId); 400 on bad input, or a `chain` other than its own (`code: 'WRONG_CHAIN'`) |
  * | `GET /orders/:clientOrderId` | 200 with the order, or 404 `{ error, code: 'ORDER_NOT_FOUND' }` |
  * | `GET /orders` | 200 with every order, in placement order |
- * | `GET /price/:token` | 200 `{ token, price, time }` |
- * | `POST /prices` | body `{ tokens: [...] }` (at most 10 000): 200 `{ time, prices: { <token>: price } }`, keyed as asked |
+ * | `GET /price/:token[?chain=C]` | 200 `{ token, price, time }`; 400 `WRONG_CHAIN` for another chain |
+ * | `POST /prices` | body `{ tokens: [...], chain? }` (at most 10 000): 200 `{ time, prices: { <token>: price } }`, keyed as asked; 400 `WRONG_CHAIN` for another chain |
  * | `POST /orders/query` | body `{ clientOrderIds: [...] }` (at most 10 000): 200 with the orders found, in the order asked |
  * | `GET /balances` | 200 `{ USD, <token>: amount, … }` |
- * | `GET /health` | 200 `{ status: 'ok', time }`; never subject to fault injection |
+ * | `GET /health` | 200 `{ status: 'ok', time, chain }`; never subject to fault injection |
  *
  * Fault injection (for tests), decided by a PRNG seeded from `seed` so a run is reproducible:
  * `latencyMs` delays every request before it is handled; `errorRate` answers that share of requests
@@ -33,7 +33,9 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isBotstateError, ValidationError } from '../../errors.ts';
 import { normalizeAddress } from '../../jobs/address.ts';
+import { DEFAULT_CHAIN, normalizeChain } from '../../jobs/job-rows.ts';
 import { cmp, integerDigits, isDecimal, type Decimal } from '../../money/decimal.ts';
+import { described, shown } from '../../util/values.ts';
 import type { ExchangeOrder, OrderRequest } from '../exchange.ts';
 import { MAX_ORDER_INTEGER_DIGITS, PaperBook } from './paper-book.ts';
 import { MAX_PRICE, MIN_PRICE, PaperMarket, stepAt } from './paper-market.ts';
@@ -68,6 +70,12 @@ export interface PaperExchangeOptions {
    * closes are never executed. Default 0.
    */
   readonly lateRate?: number;
+  /**
+   * The chain it trades on (a botstate chain name). An order or a price asked for another chain is
+   * refused: 400 `{ error, code: 'WRONG_CHAIN' }`, nothing done. One that names none is taken as
+   * this chain's. Default `base`, botstate's default chain.
+   */
+  readonly chain?: string;
   /** The clock, in ms since 1970. Default `Date.now`; tests pass a fake one to move along the path. */
   readonly now?: () => number;
 }
@@ -96,6 +104,7 @@ export const PAPER_DEFAULTS = Object.freeze({
   errorRate: 0,
   dropRate: 0,
   lateRate: 0,
+  chain: DEFAULT_CHAIN,
 });
 
 const OPTION_NAMES = new Set<string>([...Object.keys(PAPER_DEFAULTS), 'now']);
@@ -104,7 +113,7 @@ const HOST = '127.0.0.1';
 const MAX_BODY = 2 * 1024 * 1024;
 /** Not `.` or `..` alone: `GET /orders/..` is a request for `/`, so such an order could never be looked up. */
 const CLIENT_ORDER_ID_RE = /^(?!\.\.?$)[\x21-\x7e]{1,128}$/;
-const ORDER_FIELDS = new Set(['clientOrderId', 'token', 'side', 'baseAmount', 'quoteAmount']);
+const ORDER_FIELDS = new Set(['clientOrderId', 'token', 'chain', 'side', 'baseAmount', 'quoteAmount']);
 
 type Resolved = Required<Omit<PaperExchangeOptions, 'now'>> & { now: () => number };
 
@@ -142,6 +151,11 @@ function resolveOptions(options: PaperExchangeOptions): Resolved {
   rate('errorRate', o.errorRate);
   rate('dropRate', o.dropRate);
   rate('lateRate', o.lateRate);
+  try {
+    (o as { chain: string }).chain = normalizeChain(o.chain);
+  } catch {
+    throw bad(`chain must be a chain name: letters, digits and - (at most 32), such as base or ethereum; got ${typeof o.chain === 'string' ? JSON.stringify(shown(o.chain)) : described(o.chain)}`);
+  }
   if (typeof o.now !== 'function') throw bad('now must be a function returning ms since 1970');
   // Whole milliseconds: a clock with fractions (performance.timeOrigin + performance.now()) would
   // store an epoch a new data file could never be opened with again.
@@ -163,10 +177,22 @@ function faultStream(seed: string, stream: string): () => number {
 class HttpError extends Error {
   readonly status: number;
   readonly headers: Record<string, string>;
-  constructor(status: number, message: string, headers: Record<string, string> = {}) {
+  /** Answered beside the message, for a client to tell this refusal from others. */
+  readonly code: string | undefined;
+  constructor(status: number, message: string, headers: Record<string, string> = {}, code?: string) {
     super(message);
     this.status = status;
     this.headers = headers;
+    this.code = code;
+  }
+}
+
+/** Refuses (400 WRONG_CHAIN) a request that names a chain other than `own`; one that names none is `own`'s. */
+function checkChain(given: unknown, own: string): void {
+  if (given === undefined) return;
+  if (typeof given !== 'string') throw new HttpError(400, `chain must be a string, got ${described(given)}`);
+  if (given.toLowerCase() !== own) {
+    throw new HttpError(400, `this exchange trades on chain ${own}, not ${JSON.stringify(shown(given))}: nothing was done`, {}, 'WRONG_CHAIN');
   }
 }
 
@@ -188,8 +214,8 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** Validates a `POST /orders` body into an {@link OrderRequest} with a canonical EIP-55 token. */
-export function parseOrderRequest(text: string): OrderRequest {
+/** Validates a `POST /orders` body into an {@link OrderRequest} with a canonical EIP-55 token, on the exchange's `chain`. */
+export function parseOrderRequest(text: string, chain: string): OrderRequest {
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -201,6 +227,7 @@ export function parseOrderRequest(text: string): OrderRequest {
   const unknown = Object.keys(b).find((k) => !ORDER_FIELDS.has(k));
   if (unknown !== undefined) throw new HttpError(400, `unknown field "${unknown}"; an order has ${[...ORDER_FIELDS].join(', ')}`);
   const { clientOrderId, token, side, baseAmount, quoteAmount } = b;
+  checkChain(b['chain'], chain);
   if (typeof clientOrderId !== 'string' || !CLIENT_ORDER_ID_RE.test(clientOrderId)) {
     throw new HttpError(400, 'clientOrderId must be 1 to 128 printable ASCII characters without spaces, and not "." or ".." alone');
   }
@@ -216,12 +243,12 @@ export function parseOrderRequest(text: string): OrderRequest {
   if (amount === '0' || amount.startsWith('-')) throw new HttpError(400, `${name} must be positive, got "${amount}"`);
   if (integerDigits(amount) > MAX_ORDER_INTEGER_DIGITS) throw new HttpError(400, `${name} is too large: at most ${MAX_ORDER_INTEGER_DIGITS} integer digits`);
   return name === 'baseAmount'
-    ? { clientOrderId, token: canonicalToken, side, baseAmount: amount }
-    : { clientOrderId, token: canonicalToken, side, quoteAmount: amount };
+    ? { clientOrderId, token: canonicalToken, chain, side, baseAmount: amount }
+    : { clientOrderId, token: canonicalToken, chain, side, quoteAmount: amount };
 }
 
-/** `{ "<field>": ["…", …] }`: a list of at most 10 000 non-empty strings. */
-function listField(body: string, field: string): string[] {
+/** `{ "<field>": ["…", …] }`: a list of at most 10 000 non-empty strings, and the body's other fields. */
+function listField(body: string, field: string): { list: string[]; fields: Record<string, unknown> } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(body);
@@ -232,7 +259,7 @@ function listField(body: string, field: string): string[] {
   if (!Array.isArray(list) || list.length > 10_000 || !list.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 128)) {
     throw new HttpError(400, `${field} must be an array of at most 10000 non-empty strings`);
   }
-  return list as string[];
+  return { list: list as string[], fields: parsed as Record<string, unknown> };
 }
 
 function canonicalTokenOr400(token: string): string {
@@ -280,7 +307,7 @@ export async function startPaperExchange(options: PaperExchangeOptions = {}): Pr
     const method = req.method ?? 'GET';
     const path = (req.url ?? '/').split('?')[0]!;
     const parts = path.split('/').filter((p, i) => i > 0 || p !== '');
-    if (method === 'GET' && path === '/health') return send(res, 200, { status: 'ok', time: new Date(o.now()).toISOString() });
+    if (method === 'GET' && path === '/health') return send(res, 200, { status: 'ok', time: new Date(o.now()).toISOString(), chain: o.chain });
 
     const body = method === 'POST' ? await readBody(req) : '';
     if (o.latencyMs > 0) await sleep(o.latencyMs, undefined, { signal: aborter.signal });
@@ -300,7 +327,7 @@ export async function startPaperExchange(options: PaperExchangeOptions = {}): Pr
     if (parts[0] === 'orders' && parts.length === 1) {
       allow('GET, POST');
       if (method === 'GET') return send(res, 200, book.list());
-      const request = parseOrderRequest(body);
+      const request = parseOrderRequest(body, o.chain);
       const existing = book.get(request.clientOrderId);
       const waiting = late.get(request.clientOrderId);
       if (waiting !== undefined) {
@@ -321,12 +348,13 @@ export async function startPaperExchange(options: PaperExchangeOptions = {}): Pr
     }
     if (parts[0] === 'orders' && parts[1] === 'query' && parts.length === 2) {
       allow('POST');
-      const ids = listField(body, 'clientOrderIds');
+      const ids = listField(body, 'clientOrderIds').list;
       return send(res, 200, ids.map((id) => book.get(id)).filter((order) => order !== null));
     }
     if (parts[0] === 'prices' && parts.length === 1) {
       allow('POST');
-      const tokens = listField(body, 'tokens');
+      const { list: tokens, fields } = listField(body, 'tokens');
+      checkChain(fields['chain'], o.chain);
       const prices: Record<string, Decimal> = {};
       let time = new Date(o.now()).toISOString();
       for (const token of tokens) {
@@ -350,6 +378,8 @@ export async function startPaperExchange(options: PaperExchangeOptions = {}): Pr
     }
     if (parts[0] === 'price' && parts.length === 2) {
       allow('GET');
+      const chain = new URLSearchParams((req.url ?? '').split('?')[1] ?? '').get('chain');
+      checkChain(chain ?? undefined, o.chain);
       const token = canonicalTokenOr400(segment(1));
       const { price, time } = priceNow(token);
       return send(res, 200, { token, price, time });
@@ -366,7 +396,7 @@ export async function startPaperExchange(options: PaperExchangeOptions = {}): Pr
     route(req, res).catch((e: unknown) => {
       if (res.headersSent || res.destroyed) return;
       if (closed || (e instanceof Error && e.name === 'AbortError')) return void res.destroy();
-      if (e instanceof HttpError) return send(res, e.status, { error: e.message }, e.headers);
+      if (e instanceof HttpError) return send(res, e.status, e.code === undefined ? { error: e.message } : { error: e.message, code: e.code }, e.headers);
       send(res, 500, { error: `paper exchange failure: ${(e as Error).message}` });
     });
   });
