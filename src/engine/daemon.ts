@@ -96,8 +96,10 @@ interface Runner {
   scratchDirty: boolean;
   lastFlush: number;
   failures: number;
-  /** When the first of the failures in a row happened. */
+  /** When the first of the failures in a row happened (since the last outage). */
   failingSince?: number;
+  /** The daemon's count of outages begun at the last failure (see #failed). */
+  outagesBefore?: number;
   /** When a market's price unanswered past maxFailures was last said waiting for marketDownMs (see #failed). */
   saidWaiting?: number;
   /**
@@ -291,6 +293,8 @@ export class Daemon {
    * and the cause last said (undefined until said: see #exchangeUnavailable).
    */
   #outage: { since: number; kind: 'prices' | 'orders'; tick: number; said?: { cause: string; at: number; changes: number } } | undefined;
+  /** Outages begun, counted: a job's failures in a row are timed from the first after the last outage (see #failed). */
+  #outagesBegun = 0;
   /** Ticks begun, counted: an outage is said once it outlasts the tick that found it. */
   #ticks = 0;
   /**
@@ -305,6 +309,12 @@ export class Daemon {
    * retryAt (see #prices). `priced`: a job's price has answered since.
    */
   #batchFailing: { retryAt: number; priced: boolean } | undefined;
+  /**
+   * Chains whose batch price request failed while another chain's answered (a chain the exchange
+   * does not trade on, or one whose markets hang): until when their jobs are priced alone, left out
+   * of the batch so that they hold up no other chain's jobs (see #prices).
+   */
+  readonly #chainsFailing = new Map<string, number>();
   /** This tick found the exchange answering no price: its steps that have not asked for theirs yet do not. */
   #noPrices = false;
   /** Tokens whose price, asked alone, got no answer while the batch fails: their jobs are stepped last. */
@@ -908,13 +918,35 @@ export class Daemon {
     if (this.#batchFailing !== undefined && this.#outage === undefined && Date.now() < this.#batchFailing.retryAt) return new Map();
     try {
       // One request per chain (almost always one), at once. A chain whose request fails while
-      // another's answers (a chain the exchange does not trade on) is as tokens left out: its
-      // jobs ask getPrice alone, and fail their own steps.
+      // another's answers is left out of the batch for BATCH_RETRY_MS, said once: its jobs ask
+      // getPrice alone (and fail their own steps), and its requests hold up no other chain's jobs.
+      const now = Date.now();
       const tokens = new Map<string, Set<string>>();
-      for (const job of jobs) tokens.set(job.chain, (tokens.get(job.chain) ?? new Set()).add(job.tokenAddress));
-      const settled = await Promise.allSettled([...tokens].map(async ([chain, of]) => ({ chain, answer: await this.#exchange.getPrices!([...of], chain) })));
-      const answers = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-      if (answers.length === 0) throw (settled[0] as PromiseRejectedResult).reason;
+      for (const job of jobs) {
+        if ((this.#chainsFailing.get(job.chain) ?? 0) > now && this.#outage === undefined) continue;
+        tokens.set(job.chain, (tokens.get(job.chain) ?? new Set()).add(job.tokenAddress));
+      }
+      if (tokens.size === 0) return new Map();
+      const chains = [...tokens.keys()];
+      const settled = await Promise.allSettled(chains.map((chain) => this.#exchange.getPrices!([...tokens.get(chain)!], chain)));
+      const answers: Array<{ chain: string; answer: ReadonlyMap<string, string> }> = [];
+      const failed: Array<{ chain: string; reason: unknown }> = [];
+      settled.forEach((r, i) => (r.status === 'fulfilled' ? answers.push({ chain: chains[i]!, answer: r.value }) : failed.push({ chain: chains[i]!, reason: r.reason })));
+      if (answers.length === 0) {
+        // What the outage check below reads: a stop, then an exchange that gave no answer, before a refusal.
+        const reasons = failed.map((f) => f.reason);
+        throw reasons.find((r) => r instanceof StopAsked) ?? reasons.find((r) => r instanceof ExchangeUnavailableError) ?? reasons[0];
+      }
+      for (const { chain, reason } of failed) {
+        if (reason instanceof StopAsked) continue;
+        if (!this.#chainsFailing.has(chain)) {
+          this.#log(`${stamp()}  the batch price request for chain ${chain} failed (${messageOf(reason)}) while the other chains' answer: pricing its jobs alone, trying its batch again every ${BATCH_RETRY_MS / 1000} s`);
+        }
+        this.#chainsFailing.set(chain, Date.now() + BATCH_RETRY_MS);
+      }
+      for (const { chain } of answers) {
+        if (this.#chainsFailing.delete(chain)) this.#log(`${stamp()}  the batch price request for chain ${chain} answers again`);
+      }
       // Not the contract's Map (an adapter's plain object): each step asks getPrice instead.
       if (answers.some(({ answer }) => !(answer instanceof Map))) return new Map();
       const prices = new Map<string, string>();
@@ -953,6 +985,7 @@ export class Daemon {
    * lookups failing (a partial outage), the two would otherwise take turns every tick.
    */
   #exchangeUnavailable(e: ExchangeUnavailableError, kind: 'prices' | 'orders', asked: string): void {
+    if (this.#outage === undefined) this.#outagesBegun++;
     const outage = (this.#outage ??= { since: Date.now(), kind, tick: this.#ticks });
     if (outage.tick === this.#ticks) return;
     const now = Date.now();
@@ -1168,7 +1201,7 @@ export class Daemon {
     // it (strategy scratch, unwritten state) is stale; start again from the database.
     if (!runner || runner.fence.epoch !== fence.epoch || runner.stale) {
       const kept = runner?.stale && runner.fence.epoch === fence.epoch ? runner : undefined;
-      runner = { fence, scratch: parseScratch(job.strategyState, job), state: {}, scratchDirty: false, lastFlush: Date.now(), failures: kept?.failures ?? 0, failingSince: kept?.failingSince };
+      runner = { fence, scratch: parseScratch(job.strategyState, job), state: {}, scratchDirty: false, lastFlush: Date.now(), failures: kept?.failures ?? 0, failingSince: kept?.failingSince, outagesBefore: kept?.outagesBefore };
       this.#runners.set(job.id, runner);
     }
     runner.fence = fence;
@@ -1650,7 +1683,10 @@ export class Daemon {
     if (!stops) {
       const now = Date.now();
       runner.failures++;
-      if (runner.failures === 1 || runner.failingSince === undefined) runner.failingSince = now;
+      // Timed from the first failure after the last outage: during one nothing is counted, and a
+      // market whose price fails after it must still fail marketDownMs of steps.
+      if (runner.failures === 1 || runner.failingSince === undefined || runner.outagesBefore !== this.#outagesBegun) runner.failingSince = now;
+      runner.outagesBefore = this.#outagesBegun;
       // A market whose price got no answer (the only failure of unknown outcome a step counts:
       // see #step) waits for it to last marketDownMs too: a 503 now and then must not add up,
       // over maxFailures quick ticks, to an ERROR that needs an operator.

@@ -190,7 +190,9 @@ export interface Exchange {
   getBalances(): Promise<Readonly<Record<string, Decimal>>>;
   /**
    * Optional batch form of getPrice: one round trip for many tokens of one chain (keys as given).
-   * The daemon uses it, when present, to price every job of a tick at once (one call per chain). A token the exchange
+   * The daemon uses it, when present, to price every job of a tick at once (one call per chain,
+   * at once; a chain whose call fails while another's answers is left out of the batch for a
+   * minute, said once, its jobs asking getPrice alone). A token the exchange
    * has no valid price for is left out of the map (the daemon then asks getPrice for that job
    * alone), so that one delisted token does not stop the others. A request that fails or times
    * out (one market that hangs holds up the whole batch) while the exchange answers getBalances

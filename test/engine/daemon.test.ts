@@ -136,6 +136,14 @@ const sum = (xs: readonly Decimal[]): Decimal => xs.reduce((a, b) => add(a, b), 
  * one EXECUTED trade with the exchange's amounts, price, id and time; every REJECTED order a FAILED
  * trade; no trade the exchange does not have; and tokenBalance equal to the exchange's fills, exactly.
  */
+/** Settles, by a daemon's start and stop, the orders a stop left PENDING (their answer cut short). */
+async function settleLeftPending(store: Store, url: string): Promise<void> {
+  if ((await store.ledger.pending()).length === 0) return;
+  const next = makeDaemon(store, new HttpExchange(url));
+  await next.daemon.start();
+  await next.daemon.stop();
+}
+
 async function assertLedgerMatchesExchange(store: Store, url: string, jobRef: Pick<Job, 'id'>): Promise<{ job: Job; trades: Trade[]; orders: ExchangeOrder[] }> {
   const job = await store.jobs.get({ id: jobRef.id });
   const trades = await store.ledger.trades({ id: job.id });
@@ -1826,7 +1834,7 @@ for (const engine of ENGINES) {
       assert.ok(down.count('price', TOKEN) > 3, 'more steps than maxFailures before the ERROR');
       assert.match(failed.statusReason!, /^\d+ steps failed in a row; last: exchange answered GET \/price with HTTP 503$/);
       const said = second.lines.filter((l) => l.includes('FLAKY')).map((l) => l.replace(/^\S+ +FLAKY +/, ''));
-      assert.match(said.at(-2)!, /^step failed \(\d+ in a row over 0 s\): exchange answered GET \/price with HTTP 503$/, said.join('\n'));
+      assert.match(said.at(-2)!, /^step failed \(\d+ in a row over \d+ s\): exchange answered GET \/price with HTTP 503$/, said.join('\n'));
       assert.match(said.at(-1)!, /^→ ERROR: /);
       assert.equal(down.count('place', TOKEN), 0);
     });
@@ -1851,11 +1859,97 @@ for (const engine of ENGINES) {
         const failed = await store.jobs.get({ id: there.id });
         assert.match(failed.statusReason!, /^2 steps failed in a row; last: exchange refused the price of \S+ \(HTTP 400\): this exchange trades on chain base, not "arbitrum": nothing was done$/);
         assert.ok(lines.some((l) => / THERE +→ ERROR: /.test(l)), lines.join('\n'));
-        assert.ok(!lines.some((l) => / HERE +step failed|batch price request failed/.test(l)), lines.join('\n'));
+        assert.ok(!lines.some((l) => / HERE +step failed|the batch price request failed/.test(l)), lines.join('\n'));
+        // The chain refused is said once and left out of the batch: the other chain's keeps answering.
+        const leftOut = lines.filter((l) => l.includes('the batch price request for chain'));
+        assert.equal(leftOut.length, batch ? 1 : 0, lines.join('\n'));
+        if (batch) assert.match(leftOut[0]!, /  the batch price request for chain arbitrum failed \(exchange refused the price of \S+ \(HTTP 400\): this exchange trades on chain base, not "arbitrum": nothing was done\) while the other chains' answer: pricing its jobs alone, trying its batch again every 60 s$/);
         await store.jobs.resume({ id: there.id });
       }
       assert.deepEqual(await store.ledger.trades({ id: there.id }), []);
       await assertLedgerMatchesExchange(store, ex.url, here);
+    });
+
+    it('a market\'s failures before an outage do not count its time: after it, the market must fail marketDownMs again', async () => {
+      const ex = await paper();
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'MK', set: [FAST_DCA] });
+      // Two 503s of the market, then the whole exchange down for 1.5 s (getBalances too), then the market's 503s again.
+      let phase: 'market' | 'outage' | 'after' = 'market';
+      let failures = 0;
+      let afterAt = 0;
+      const rec = new Recorder(new HttpExchange(ex.url), {
+        price: () => {
+          if (phase === 'market' && ++failures === 2) {
+            phase = 'outage';
+            setTimeout(() => ((phase = 'after'), (afterAt = Date.now())), 1500);
+          }
+          return Promise.reject(new ExchangeUnavailableError(phase === 'outage' ? 'exchange down' : 'market 503'));
+        },
+      });
+      const balances = rec.getBalances.bind(rec);
+      rec.getBalances = () => (phase === 'outage' ? Promise.reject(new ExchangeUnavailableError('exchange down')) : balances());
+      const { daemon, lines } = makeDaemon(store, rec, { maxFailures: 3, marketDownMs: 1000 });
+      await daemon.start();
+      await untilError(store, job.id, 10_000);
+      const errorAt = Date.now();
+      await daemon.stop();
+      assert.ok(lines.some((l) => l.includes('exchange unavailable')), lines.join('\n'));
+      assert.ok(afterAt > 0 && errorAt - afterAt >= 1000, `ERROR ${errorAt - afterAt} ms after the outage ended\n${lines.join('\n')}`);
+    });
+
+    it('a chain whose batch price request hangs is left out of the batch, said once: the other chain\'s jobs keep their pace', { timeout: 30_000 }, async () => {
+      const ex = await paper();
+      const here = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'HERE', set: [FAST_DCA] });
+      await store.jobs.start({ tokenAddress: REF_TOKEN, chain: 'arbitrum', tokenSymbol: 'HUNG', set: [FAST_DCA] });
+      const rec = new Recorder(new HttpExchange(ex.url), { price: (token) => (token === REF_TOKEN ? new Promise<never>(() => {}) : undefined) }, true);
+      const batch = rec.getPrices!;
+      let hungBatches = 0;
+      rec.getPrices = (tokens, chain) => (chain === 'arbitrum' ? (hungBatches++, new Promise<never>(() => {})) : batch(tokens, chain));
+      const { daemon, lines } = makeDaemon(store, rec, { exchangeTimeoutMs: 300, maxFailures: 1000 });
+      await daemon.start();
+      await rec.waitCalls('place', TOKEN, 4, 0, 15_000);
+      await daemon.stop();
+      assert.equal(hungBatches, 1, 'asked once, then left out for a minute (not at every tick, holding up the other chain)');
+      assert.deepEqual(lines.filter((l) => l.includes('batch price request')).map((l) => l.replace(/^\S+  /, '')), [
+        "the batch price request for chain arbitrum failed (the exchange did not answer getPrices within 300 ms) while the other chains' answer: pricing its jobs alone, trying its batch again every 60 s",
+      ]);
+      assert.ok(lines.some((l) => / HUNG +step failed \(1\/1000\): the exchange did not answer getPrice within 300 ms$/.test(l)), lines.join('\n'));
+      assert.ok(!lines.some((l) => / HERE +step failed/.test(l)), lines.join('\n'));
+      await settleLeftPending(store, ex.url);
+      await assertLedgerMatchesExchange(store, ex.url, here);
+    });
+
+    it('an outage is found as such when another chain\'s batch is refused at once: no job fails for it', { timeout: 30_000 }, async () => {
+      const ex = await paper();
+      // The jobs on arbitrum first (the daemon reads its jobs in the order they were started), so
+      // that its request is the first: the one refused at once.
+      for (let i = 1; i <= 5; i++) await store.jobs.start({ tokenAddress: tokenAddress(i), chain: 'arbitrum', tokenSymbol: `ARB${i}`, set: [FAST_DCA] });
+      const base = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'BASE', set: [FAST_DCA] });
+      let down = false;
+      let batches = 0;
+      const rec = new Recorder(new HttpExchange(ex.url), {}, true);
+      const batch = rec.getPrices!;
+      // An adapter that refuses a chain it does not trade on without asking the exchange.
+      rec.getPrices = (tokens, chain) =>
+        chain === 'arbitrum' ? (batches++, Promise.reject(new ExchangeRejectedError('this adapter trades on base only'))) : down ? Promise.reject(new ExchangeUnavailableError('connection refused')) : batch(tokens, chain);
+      const price = rec.getPrice.bind(rec);
+      rec.getPrice = (token, chain) => (chain === 'arbitrum' ? Promise.reject(new ExchangeRejectedError('this adapter trades on base only')) : price(token, chain));
+      const balances = rec.getBalances.bind(rec);
+      rec.getBalances = () => (down ? Promise.reject(new ExchangeUnavailableError('connection refused')) : balances());
+      const { daemon, lines } = makeDaemon(store, rec, { maxFailures: 1000 });
+      await daemon.start();
+      await rec.waitCalls('place', TOKEN, 1, 0, 10_000);
+      const from = lines.length;
+      down = true;
+      await waitFor('the outage said', () => lines.some((l) => l.includes('exchange unavailable')));
+      const ticks = batches;
+      await waitFor('five more ticks', () => batches >= ticks + 5);
+      await daemon.stop();
+      // Not taken for one chain's trouble (pricing every job alone); from the outage on, no step runs.
+      assert.ok(!lines.slice(from).some((l) => /the batch price request failed|BASE +step failed/.test(l)), lines.slice(from).join('\n'));
+      const outage = lines.findIndex((l) => l.includes('exchange unavailable'));
+      assert.ok(!lines.slice(outage).some((l) => /step failed/.test(l)), lines.slice(outage).join('\n'));
+      assert.equal((await store.jobs.get({ id: base.id })).status, 'RUNNING');
     });
 
     it('an exchange without getPrices that cannot be reached is an outage too: said once, no job failed for it', async () => {
@@ -2070,11 +2164,7 @@ for (const engine of ENGINES) {
       assert.deepEqual(await store.ledger.trades({ id: stuck.id }), []);
       // A GOOD order whose answer the stop cut short (200 ms is little on a loaded machine) stays
       // PENDING, as documented: the next start settles it.
-      if ((await store.ledger.pending()).length > 0) {
-        const next = makeDaemon(store, new HttpExchange(ex.url));
-        await next.daemon.start();
-        await next.daemon.stop();
-      }
+      await settleLeftPending(store, ex.url);
       await assertLedgerMatchesExchange(store, ex.url, good);
     });
 
@@ -3766,7 +3856,7 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     assert.ok(iFinishing >= 0 && iFinishing < iRecovered, `said as the signal came, before recovery ended:\n${lines.join('\n')}`);
     assert.match(lines[iRecovered]!, /: 3 jobs, 3 pending intents \(0 executed, 0 failed, 0 re-sent, 0 open, 0 unresolved\); stopped during recovery: 3 left PENDING for the next start$/);
     assert.deepEqual(requests, ['POST /orders/query HTTP/1.1'], 'only the batch lookup under way when the signal came was made');
-    assert.equal(lines.at(-1), 'stopped cleanly; 3 orders left PENDING (outcome not known yet), settled from the exchange at the next start');
+    assert.equal(lines.at(-1), 'stopped cleanly; 3 orders left PENDING (outcome not known yet), looked up at the exchange again at the next start');
     assert.deepEqual((await store.ledger.pending()).map((t) => t.clientOrderId).sort(), intents.sort());
   });
 
@@ -3852,6 +3942,24 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     assert.ok(!firstIds.includes(id));
     second.child.kill('SIGINT');
     assert.deepEqual(await second.exited, { code: 0, signal: null }, second.stderr());
+  });
+
+  it('botstate daemon --demo prices each job on its chain: a job on another chain than the paper exchange\'s goes to ERROR, nothing placed', async () => {
+    const cwd = mkdtempSync(join(dir, 'demo-chain-'));
+    const started = botstate(['start', REF_TOKEN, '--chain', 'arbitrum', '--symbol', 'ARB', '--set', FAST_DCA, '--db', 'demo.db'], cwd);
+    assert.equal((await started.exited).code, 0, started.stderr());
+    const d = botstate(['daemon', '--demo', '--db', 'demo.db'], cwd);
+    await d.line(/ ARB +→ ERROR: 5 steps failed in a row; last: exchange refused the price of \S+ \(HTTP 400\): this exchange trades on chain base, not "arbitrum": nothing was done/, 20_000);
+    await d.line(/ LGI +BUY /, 15_000);
+    d.child.kill('SIGINT');
+    assert.deepEqual(await d.exited, { code: 0, signal: null }, d.stderr());
+    const db = new Database(join(cwd, 'demo.db'), { readonly: true });
+    try {
+      const rows = db.prepare("SELECT count(*) AS n FROM trades t JOIN jobs j ON j.id = t.job_id WHERE j.chain = 'arbitrum'").all() as Array<{ n: number }>;
+      assert.deepEqual(rows, [{ n: 0 }], 'no trade, not even a refused one, for the job on arbitrum');
+    } finally {
+      db.close();
+    }
   });
 
   it('two demos started at once: one runs, the other is refused without touching the paper exchange it uses', async () => {

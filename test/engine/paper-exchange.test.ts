@@ -730,6 +730,7 @@ describe('paper exchange over HTTP', () => {
       assert.ok(isDecimal(await client.getPrice(TOKEN)));
     });
     await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), chain: 'Base Mainnet' }), (e: unknown) => e instanceof ValidationError && /^chain must be a chain name: .*; got "Base Mainnet"$/.test(e.message));
+    await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), chain: null as unknown as string }), (e: unknown) => e instanceof ValidationError && /^chain must be a chain name: .*; got null$/.test(e.message));
   });
 
   it('validates options, refuses a port in use', async () => {

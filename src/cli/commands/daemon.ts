@@ -86,8 +86,8 @@ class LateExchange implements Exchange {
     return this.#to().getOrder(clientOrderId);
   }
 
-  getPrice(token: string): Promise<Decimal> {
-    return this.#to().getPrice(token);
+  getPrice(token: string, chain?: string): Promise<Decimal> {
+    return this.#to().getPrice(token, chain);
   }
 
   getBalances(): Promise<Readonly<Record<string, Decimal>>> {
@@ -95,8 +95,8 @@ class LateExchange implements Exchange {
     return this.#target ? this.#target.getBalances() : this.#started.promise.then((target) => target.getBalances());
   }
 
-  getPrices(tokens: readonly string[]): Promise<ReadonlyMap<string, Decimal>> {
-    return this.#to().getPrices(tokens);
+  getPrices(tokens: readonly string[], chain?: string): Promise<ReadonlyMap<string, Decimal>> {
+    return this.#to().getPrices(tokens, chain);
   }
 
   getOrders(clientOrderIds: readonly string[]): Promise<ReadonlyMap<string, ExchangeOrder>> {
@@ -319,7 +319,7 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
     // Every step was recorded; only the hand-over waits for the leases to expire.
     const left = daemon.leftPending ?? 0;
     // Clean all the same: each is recorded PENDING, and the next start settles it from the exchange.
-    const pending = left === 0 ? '' : `; ${left} order${left === 1 ? '' : 's'} left PENDING (outcome not known yet), settled from the exchange at the next start`;
+    const pending = left === 0 ? '' : `; ${left} order${left === 1 ? '' : 's'} left PENDING (outcome not known yet), looked up at the exchange again at the next start`;
     log(`${daemon.leasesKept ? 'stopped, every step recorded; its leases were not handed back (said above)' : 'stopped cleanly'}${pending}`);
   } finally {
     await paper?.close();

@@ -152,6 +152,7 @@ function resolveOptions(options: PaperExchangeOptions): Resolved {
   rate('dropRate', o.dropRate);
   rate('lateRate', o.lateRate);
   try {
+    if (typeof o.chain !== 'string') throw new TypeError('not a string'); // null would be read as the default
     (o as { chain: string }).chain = normalizeChain(o.chain);
   } catch {
     throw bad(`chain must be a chain name: letters, digits and - (at most 32), such as base or ethereum; got ${typeof o.chain === 'string' ? JSON.stringify(shown(o.chain)) : described(o.chain)}`);
