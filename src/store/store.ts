@@ -37,6 +37,12 @@ export interface StoreOptions {
    */
   readonly schema?: 'migrate' | 'create' | 'check' | 'none';
   /**
+   * Called once as the store starts migrating a database that already has a botstate schema, one
+   * older than this code (`from` its version, `to` the latest): a migration of a large database
+   * takes a while, and a caller can say what it waits for. Not called for a new database.
+   */
+  readonly onMigrate?: (from: number, to: number) => void;
+  /**
    * Create the database if there is none (default true; false with `readOnly`, which refuses
    * true): on SQLite the file, on PostgreSQL the schema's tables. With false, a missing one is
    * DATABASE_NOT_FOUND and nothing is created.
@@ -97,9 +103,9 @@ export interface StoreOptions {
   readonly groupCommit?: boolean;
 }
 
-const OPTION_KEYS = ['durability', 'schema', 'create', 'readOnly', 'actor', 'busyTimeoutMs', 'lockTimeoutMs', 'poolSize', 'connectTimeoutMs', 'idleTransactionTimeoutMs', 'groupCommit'] as const;
+const OPTION_KEYS = ['durability', 'schema', 'onMigrate', 'create', 'readOnly', 'actor', 'busyTimeoutMs', 'lockTimeoutMs', 'poolSize', 'connectTimeoutMs', 'idleTransactionTimeoutMs', 'groupCommit'] as const;
 
-function checkOptions(options: StoreOptions): Required<Omit<StoreOptions, 'lockTimeoutMs'>> & Pick<StoreOptions, 'lockTimeoutMs'> {
+function checkOptions(options: StoreOptions): Required<Omit<StoreOptions, 'lockTimeoutMs' | 'onMigrate'>> & Pick<StoreOptions, 'lockTimeoutMs' | 'onMigrate'> {
   for (const key of Object.keys(options)) {
     if (!(OPTION_KEYS as readonly string[]).includes(key)) {
       throw new ValidationError('INVALID_ARGUMENT', `unknown store option "${key}"`, { hint: `the options are ${OPTION_KEYS.join(', ')}` });
@@ -125,6 +131,9 @@ function checkOptions(options: StoreOptions): Required<Omit<StoreOptions, 'lockT
     }
   }
   if (options.actor !== undefined) checkActor(options.actor, 'store option actor');
+  if (options.onMigrate !== undefined && typeof options.onMigrate !== 'function') {
+    throw new ValidationError('INVALID_ARGUMENT', `store option onMigrate must be a function, got ${described(options.onMigrate)}`, { hint: 'see StoreOptions' });
+  }
   const readOnly = options.readOnly ?? false;
   if (readOnly && (options.schema === 'migrate' || options.schema === 'create')) {
     throw new ValidationError('INVALID_ARGUMENT', `store option schema '${options.schema}' cannot go with readOnly: a read-only store never creates or migrates a schema`, {
@@ -149,6 +158,7 @@ function checkOptions(options: StoreOptions): Required<Omit<StoreOptions, 'lockT
     connectTimeoutMs: int('connectTimeoutMs', options.connectTimeoutMs, 1, 600_000, 5000),
     idleTransactionTimeoutMs: int('idleTransactionTimeoutMs', options.idleTransactionTimeoutMs, 0, 86_400_000, 0),
     groupCommit: options.groupCommit ?? true,
+    ...(options.onMigrate === undefined ? {} : { onMigrate: options.onMigrate }),
   });
 }
 
@@ -210,7 +220,8 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
         hint: 'start a job first (botstate start <token>) or pass --db with the right path or URL',
       });
     }
-    if (opts.schema === 'migrate') await migrate(adapter);
+    const migrating = opts.onMigrate === undefined ? {} : { onStart: opts.onMigrate };
+    if (opts.schema === 'migrate') await migrate(adapter, migrating);
     else if (opts.schema === 'check') await assertCurrent(adapter);
     else if (opts.schema === 'create') {
       const status = await schemaStatus(adapter);
@@ -218,7 +229,7 @@ export async function openStore(url?: string, options: StoreOptions = {}): Promi
       // through (migrate waits for it under the migration lock, then goes on from the version it
       // left), or one was killed part-way. Holding no job, it has nothing to lose by migrating.
       // An outdated database in use is left to db migrate.
-      if (status.current === 0 || (status.current < status.latest && !(await inUse(adapter)))) await migrate(adapter);
+      if (status.current === 0 || (status.current < status.latest && !(await inUse(adapter)))) await migrate(adapter, migrating);
       // In use by now: another start may have finished the migration and started its job since
       // the status was read (six starts at once on a new file): judged on the schema as it is now.
       else checkCurrent(status.current < status.latest ? await schemaStatus(adapter) : status, adapter.location);

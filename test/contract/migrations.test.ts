@@ -370,6 +370,24 @@ for (const engine of ENGINES) {
     });
     afterEach(() => fx.cleanup());
 
+    it('onMigrate is told once when an older schema is migrated on open; not for a new database, nor a current one', async () => {
+      const calls: Array<[number, number]> = [];
+      const spy = (from: number, to: number) => void calls.push([from, to]);
+      await (await fx.open({ onMigrate: spy })).close(); // new: created, not said
+      assert.deepEqual(calls, []);
+      const store = await fx.open({ schema: 'none' });
+      await store.rollback({ to: 1, force: true });
+      await store.close();
+      const told = await fx.open({ onMigrate: spy });
+      assert.deepEqual(calls, [[1, LATEST_VERSION]]);
+      assert.equal((await told.schemaStatus()).current, LATEST_VERSION);
+      await told.close();
+      await (await fx.open({ onMigrate: spy })).close(); // current: not said
+      assert.equal(calls.length, 1);
+      const refused = await rejectsWith(fx.open({ onMigrate: 'log' as unknown as () => void }), 'INVALID_ARGUMENT');
+      assert.match(String(refused['message']), /^store option onMigrate must be a function, got /);
+    });
+
     for (const v of range(1, LATEST_VERSION - 1)) {
       it(`a database at schema version ${v}, holding data, migrates up and rolls back down without losing rows`, async () => {
         const store = await fx.open({ schema: 'none' });

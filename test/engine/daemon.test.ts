@@ -3860,6 +3860,33 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     assert.deepEqual((await store.ledger.pending()).map((t) => t.clientOrderId).sort(), intents.sort());
   });
 
+  it('botstate daemon on a database of an older schema says it migrates, and how long it took, before it starts', async () => {
+    const ex = await paper();
+    const old = join(dir, `older-${files++}.db`);
+    // A job, then the schema taken back to its first version (an older botstate's database).
+    for (const args of [['start', TOKEN, '--symbol', 'LGI', '--set', FAST_DCA, '--db', old], ['db', 'rollback', '--to', '1', '--force', '--db', old]]) {
+      const step = botstate(args);
+      assert.equal((await step.exited).code, 0, step.stderr());
+    }
+    const d = botstate(['daemon', '--exchange', ex.url, '--db', old, '--tick', '50']);
+    const iDaemon = await d.line(/^daemon \S+ on /);
+    await d.line(/ LGI +BUY /, 10_000);
+    d.child.kill('SIGTERM');
+    assert.deepEqual(await d.exited, { code: 0, signal: null }, d.stderr());
+    const lines = d.lines();
+    assert.match(lines[0]!, /^migrating the database from schema version 1 to (\d+)…$/);
+    const latest = /to (\d+)…$/.exec(lines[0]!)![1]!;
+    assert.ok(Number(latest) > 1);
+    assert.match(lines[1]!, new RegExp(`^migrated to schema version ${latest} in \\d+\\.\\d ms$`));
+    assert.equal(iDaemon, 2, lines.join('\n'));
+    // A database already current says nothing of it.
+    const again = botstate(['daemon', '--exchange', ex.url, '--db', old, '--tick', '50']);
+    await again.line(/^recovered in /);
+    again.child.kill('SIGTERM');
+    assert.deepEqual(await again.exited, { code: 0, signal: null }, again.stderr());
+    assert.ok(!again.lines().some((l) => l.startsWith('migrat')), again.lines().join('\n'));
+  });
+
   it('botstate daemon whose terminal closes (SIGHUP): stops cleanly, hands its leases back, exits 0', async () => {
     const ex = await paper();
     await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });

@@ -249,9 +249,16 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
   // A signal that came while the CLI loaded stops it here, before anything is opened.
   await signalsDelivered();
   if (signals.received !== undefined) return stopStarting(ctx, signals.received, log);
-  const opening = ctx.open({ durability, actor: 'daemon', lockTimeoutMs: 0, idleTransactionTimeoutMs: Math.max(500, Math.floor(leaseTtlMs / 2)), poolSize });
+  // An upgrade's migration of a large database takes a while: said, not waited for in silence.
+  let migrating: { to: number; since: number } | undefined;
+  const onMigrate = (from: number, to: number): void => {
+    migrating = { to, since: performance.now() };
+    log(`migrating the database from schema version ${from} to ${to}…`);
+  };
+  const opening = ctx.open({ durability, actor: 'daemon', lockTimeoutMs: 0, idleTransactionTimeoutMs: Math.max(500, Math.floor(leaseTtlMs / 2)), poolSize, onMigrate });
   const store = await unlessStopped(opening, signals);
   if (store === STOPPED) return stopStarting(ctx, signals.received!, log, opening.then((s) => s.close()));
+  if (migrating !== undefined) log(`migrated to schema version ${migrating.to} in ${(performance.now() - migrating.since).toFixed(1)} ms`);
   let paper: PaperExchangeHandle | undefined;
   try {
     // The demo's paper exchange starts only once the daemon has registered (a refused demo must

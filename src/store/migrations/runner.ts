@@ -188,7 +188,8 @@ export function checkTarget(to: number | undefined, fallback: number): number {
  *
  * @returns the migrations this call applied (empty if another process got there first).
  */
-export async function migrate(adapter: Adapter, options: { to?: number } = {}): Promise<Migration[]> {
+/** `onStart`: called before the first step, for a database with a schema already (from > 0). */
+export async function migrate(adapter: Adapter, options: { to?: number; onStart?: (from: number, to: number) => void } = {}): Promise<Migration[]> {
   const target = checkTarget(options.to, LATEST_VERSION);
   const quick = await schemaStatus(adapter);
   assertCompatible(quick);
@@ -198,6 +199,7 @@ export async function migrate(adapter: Adapter, options: { to?: number } = {}): 
     });
   }
   if (quick.current === target) return [];
+  if (quick.current > 0) options.onStart?.(quick.current, target);
   return stepTo(adapter, target, 'up', false);
 }
 
