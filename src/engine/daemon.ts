@@ -98,8 +98,8 @@ interface Runner {
   failures: number;
   /** When the first of the failures in a row happened (since the last outage). */
   failingSince?: number;
-  /** The daemon's count of outages begun at the last failure (see #failed). */
-  outagesBefore?: number;
+  /** The daemon's time in ticks an outage skipped at the first of them (see #skipped): left out of how long they lasted. */
+  skippedMsBefore?: number;
   /** When a market's price unanswered past maxFailures was last said waiting for marketDownMs (see #failed). */
   saidWaiting?: number;
   /**
@@ -293,8 +293,12 @@ export class Daemon {
    * and the cause last said (undefined until said: see #exchangeUnavailable).
    */
   #outage: { since: number; kind: 'prices' | 'orders'; tick: number; said?: { cause: string; at: number; changes: number } } | undefined;
-  /** Outages begun, counted: a job's failures in a row are timed from the first after the last outage (see #failed). */
-  #outagesBegun = 0;
+  /**
+   * How long, in all, ticks that an outage kept from stepping their jobs lasted (each counted from
+   * its start to the next tick's), and when the last tick started and whether it was one: a job's
+   * failures in a row are timed without them (see #failed).
+   */
+  #skipped = { ms: 0, lastAt: 0, last: false };
   /** Ticks begun, counted: an outage is said once it outlasts the tick that found it. */
   #ticks = 0;
   /**
@@ -711,6 +715,10 @@ export class Daemon {
     this.#ticks++;
     this.#probe = undefined;
     this.#noPrices = false;
+    const at = Date.now();
+    if (this.#skipped.last) this.#skipped.ms += at - this.#skipped.lastAt;
+    this.#skipped.lastAt = at;
+    this.#skipped.last = false;
     // Taken before anything is read: a job busy now may write after the reads below.
     const busy = new Set(this.#inFlight.keys());
     // In an outage, whether the exchange answers at all, asked once a tick: what the next sync
@@ -733,7 +741,7 @@ export class Daemon {
     // let go): nothing would ever say it over, nor say the next one. The next answer of any kind ends it.
     if (this.#outage?.kind === 'orders' && pending.size === 0) this.#outage = { ...this.#outage, kind: 'prices' };
     const prices = await this.#prices(jobs.filter((j) => ACTIVE.has(j.status) && !pending.has(j.id) && !liquidated(j)));
-    if (prices === 'outage') return;
+    if (prices === 'outage') return void (this.#skipped.last = true);
     // Jobs of a market whose price hung last go last: the other markets' prices are asked first,
     // so that a hung market cannot pass for an outage by taking every slot first.
     const ordered = this.#slowPrices.size === 0 ? jobs : [...jobs.filter((j) => !this.#slowPrices.has(market(j))), ...jobs.filter((j) => this.#slowPrices.has(market(j)))];
@@ -915,15 +923,17 @@ export class Daemon {
    */
   async #prices(jobs: readonly Job[]): Promise<ReadonlyMap<string, string> | 'outage'> {
     if (!this.#exchange.getPrices || jobs.length === 0) return new Map();
-    if (this.#batchFailing !== undefined && this.#outage === undefined && Date.now() < this.#batchFailing.retryAt) return new Map();
+    if (this.#batchFailing !== undefined && this.#outage?.kind !== 'prices' && Date.now() < this.#batchFailing.retryAt) return new Map();
     try {
       // One request per chain (almost always one), at once. A chain whose request fails while
       // another's answers is left out of the batch for BATCH_RETRY_MS, said once: its jobs ask
       // getPrice alone (and fail their own steps), and its requests hold up no other chain's jobs.
       const now = Date.now();
+      // A chain none of whose jobs asked for a whole retry period (paused, let go) starts afresh.
+      for (const [chain, retryAt] of this.#chainsFailing) if (now > retryAt + BATCH_RETRY_MS) this.#chainsFailing.delete(chain);
       const tokens = new Map<string, Set<string>>();
       for (const job of jobs) {
-        if ((this.#chainsFailing.get(job.chain) ?? 0) > now && this.#outage === undefined) continue;
+        if ((this.#chainsFailing.get(job.chain) ?? 0) > now && this.#outage?.kind !== 'prices') continue;
         tokens.set(job.chain, (tokens.get(job.chain) ?? new Set()).add(job.tokenAddress));
       }
       if (tokens.size === 0) return new Map();
@@ -985,7 +995,6 @@ export class Daemon {
    * lookups failing (a partial outage), the two would otherwise take turns every tick.
    */
   #exchangeUnavailable(e: ExchangeUnavailableError, kind: 'prices' | 'orders', asked: string): void {
-    if (this.#outage === undefined) this.#outagesBegun++;
     const outage = (this.#outage ??= { since: Date.now(), kind, tick: this.#ticks });
     if (outage.tick === this.#ticks) return;
     const now = Date.now();
@@ -1201,7 +1210,7 @@ export class Daemon {
     // it (strategy scratch, unwritten state) is stale; start again from the database.
     if (!runner || runner.fence.epoch !== fence.epoch || runner.stale) {
       const kept = runner?.stale && runner.fence.epoch === fence.epoch ? runner : undefined;
-      runner = { fence, scratch: parseScratch(job.strategyState, job), state: {}, scratchDirty: false, lastFlush: Date.now(), failures: kept?.failures ?? 0, failingSince: kept?.failingSince, outagesBefore: kept?.outagesBefore };
+      runner = { fence, scratch: parseScratch(job.strategyState, job), state: {}, scratchDirty: false, lastFlush: Date.now(), failures: kept?.failures ?? 0, failingSince: kept?.failingSince, skippedMsBefore: kept?.skippedMsBefore };
       this.#runners.set(job.id, runner);
     }
     runner.fence = fence;
@@ -1255,6 +1264,7 @@ export class Daemon {
             return;
           }
           this.#noPrices = true;
+          this.#skipped.last = true;
           if (this.#batchFailing !== undefined) this.#slowPrices.add(market(job));
           return this.#exchangeUnavailable(e, 'prices', `the price of ${job.tokenSymbol} for job ${job.id}`);
         }
@@ -1683,14 +1693,16 @@ export class Daemon {
     if (!stops) {
       const now = Date.now();
       runner.failures++;
-      // Timed from the first failure after the last outage: during one nothing is counted, and a
-      // market whose price fails after it must still fail marketDownMs of steps.
-      if (runner.failures === 1 || runner.failingSince === undefined || runner.outagesBefore !== this.#outagesBegun) runner.failingSince = now;
-      runner.outagesBefore = this.#outagesBegun;
+      if (runner.failures === 1 || runner.failingSince === undefined) {
+        runner.failingSince = now;
+        runner.skippedMsBefore = this.#skipped.ms;
+      }
       // A market whose price got no answer (the only failure of unknown outcome a step counts:
       // see #step) waits for it to last marketDownMs too: a 503 now and then must not add up,
       // over maxFailures quick ticks, to an ERROR that needs an operator.
-      const lasted = now - runner.failingSince;
+      // Less the ticks an outage skipped since the first: they stepped no job (nothing was
+      // counted), and a market's price must fail over marketDownMs of ticks that asked for it.
+      const lasted = now - runner.failingSince - (this.#skipped.ms - (runner.skippedMsBefore ?? 0));
       const waits = e instanceof ExchangeUnavailableError && lasted < this.#marketDownMs;
       const count = runner.failures <= this.#maxFailures ? `${runner.failures}/${this.#maxFailures}` : `${runner.failures} in a row over ${Math.round(lasted / 1000)} s`;
       if (runner.failures < this.#maxFailures || !waits) this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${count}): ${message}`);

@@ -38,8 +38,10 @@ export interface StoreOptions {
   readonly schema?: 'migrate' | 'create' | 'check' | 'none';
   /**
    * Called once as the store starts migrating a database that already has a botstate schema, one
-   * older than this code (`from` its version, `to` the latest): a migration of a large database
-   * takes a while, and a caller can say what it waits for. Not called for a new database.
+   * older than this code (`from` its version, `to` the latest), under the migration lock just
+   * before the first step: a migration of a large database takes a while, and a caller can say
+   * what it waits for. Not called for a new database, nor when no step runs (another process
+   * migrated it meanwhile, or a daemon running on the SQLite file refuses it).
    */
   readonly onMigrate?: (from: number, to: number) => void;
   /**

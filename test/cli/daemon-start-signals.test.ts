@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { startPaperExchange, type PaperExchangeHandle } from '../../src/engine/exchanges/paper-server.ts';
+import { LATEST_VERSION } from '../../src/store/migrations/index.ts';
 import { ENGINES, lockTable, TOKEN, type Fixture } from '../helpers/engines.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -105,9 +106,10 @@ for (const engine of ENGINES) {
       assert.deepEqual(await fx.raw('SELECT id FROM daemon_instances WHERE stopped_at IS NULL'), []);
       assert.deepEqual(await fx.raw("SELECT job_id FROM job_leases WHERE owner <> ''"), []);
     };
-    const stoppedWhileStarting = (r: Awaited<Run['exited']>, signal: string): void => {
+    /** `said`: the lines printed before the stop's. */
+    const stoppedWhileStarting = (r: Awaited<Run['exited']>, signal: string, said = ''): void => {
       assert.deepEqual([r.code, r.signal, r.stderr], [0, null, ''], r.stdout);
-      assert.equal(r.stdout, `${STARTUP_LINE(signal)}\n`);
+      assert.equal(r.stdout, `${said}${STARTUP_LINE(signal)}\n`);
     };
 
     it('a SIGTERM as soon as the CLI listens, while it loads: exit 0, one line, nothing registered', { skip: !PROC && 'no /proc' }, async () => {
@@ -220,7 +222,8 @@ for (const engine of ENGINES) {
           const d = daemon(args());
           await waitFor('the migration to wait for the lock', () => lockAwaited('audit_log'));
           d.child.kill('SIGTERM');
-          stoppedWhileStarting(await d.exited, 'SIGTERM');
+          // Said as its first step began (under the migration lock), then stopped in that step.
+          stoppedWhileStarting(await d.exited, 'SIGTERM', `migrating the database from schema version 6 to ${LATEST_VERSION}…\n`);
         } finally {
           await release();
         }

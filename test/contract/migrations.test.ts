@@ -386,6 +386,16 @@ for (const engine of ENGINES) {
       assert.equal(calls.length, 1);
       const refused = await rejectsWith(fx.open({ onMigrate: 'log' as unknown as () => void }), 'INVALID_ARGUMENT');
       assert.match(String(refused['message']), /^store option onMigrate must be a function, got /);
+      if (fx.engine === 'sqlite') {
+        // Not told when the migration is refused before any step: a daemon runs on the file.
+        const store = await fx.open({ schema: 'none' });
+        await store.rollback({ to: LATEST_VERSION - 1, force: true });
+        await store.close();
+        const now = new Date().toISOString();
+        await fx.raw("INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at) VALUES (?, 'host-b', 4242, ?, ?)", ['d-old', now, now]);
+        await rejectsWith(fx.open({ onMigrate: spy }), 'DAEMON_RUNNING');
+        assert.equal(calls.length, 1);
+      }
     });
 
     for (const v of range(1, LATEST_VERSION - 1)) {

@@ -1870,17 +1870,21 @@ for (const engine of ENGINES) {
       await assertLedgerMatchesExchange(store, ex.url, here);
     });
 
-    it('a market\'s failures before an outage do not count its time: after it, the market must fail marketDownMs again', async () => {
+    it('the time of an outage is left out of how long a market\'s price has failed: nor does a blip of the exchange start it again', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'MK', set: [FAST_DCA] });
       // Two 503s of the market, then the whole exchange down for 1.5 s (getBalances too), then the market's 503s again.
       let phase: 'market' | 'outage' | 'after' = 'market';
       let failures = 0;
+      let firstAt = 0;
+      let outageAt = 0;
       let afterAt = 0;
       const rec = new Recorder(new HttpExchange(ex.url), {
         price: () => {
+          firstAt ||= Date.now();
           if (phase === 'market' && ++failures === 2) {
             phase = 'outage';
+            outageAt = Date.now();
             setTimeout(() => ((phase = 'after'), (afterAt = Date.now())), 1500);
           }
           return Promise.reject(new ExchangeUnavailableError(phase === 'outage' ? 'exchange down' : 'market 503'));
@@ -1894,7 +1898,26 @@ for (const engine of ENGINES) {
       const errorAt = Date.now();
       await daemon.stop();
       assert.ok(lines.some((l) => l.includes('exchange unavailable')), lines.join('\n'));
-      assert.ok(afterAt > 0 && errorAt - afterAt >= 1000, `ERROR ${errorAt - afterAt} ms after the outage ended\n${lines.join('\n')}`);
+      // The failures' time, less the outage's (give or take a tick of 25 ms, where it began and ended).
+      const failing = errorAt - firstAt - (afterAt - outageAt);
+      assert.ok(afterAt > 0 && failing >= 1000 - 100, `ERROR after ${failing} ms of failures outside the outage\n${lines.join('\n')}`);
+
+      // A market down for good, on an exchange whose getBalances fails one call in ten: ticks that
+      // find both failing (a blip, an outage of one tick) leave out a tick each, and do not
+      // restart the count: ERROR comes.
+      // Another market answers (each blip's outage ends at once).
+      await store.jobs.resume({ id: job.id });
+      await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'GOOD', set: [FAST_DCA] });
+      let calls = 0;
+      const flaky = new Recorder(new HttpExchange(ex.url), { price: (token) => (token === TOKEN ? Promise.reject(new ExchangeUnavailableError('market 503')) : undefined) });
+      const inner = flaky.getBalances.bind(flaky);
+      flaky.getBalances = () => (++calls % 10 === 0 ? Promise.reject(new ExchangeUnavailableError('dropped')) : inner());
+      const second = makeDaemon(store, flaky, { maxFailures: 3, marketDownMs: 1000 });
+      await second.daemon.start();
+      const failed = await untilError(store, job.id, 15_000);
+      await second.daemon.stop();
+      assert.ok(calls >= 10, `getBalances failed at least once (${calls} calls)`);
+      assert.match(failed.statusReason!, /steps failed in a row; last: market 503$/);
     });
 
     it('a chain whose batch price request hangs is left out of the batch, said once: the other chain\'s jobs keep their pace', { timeout: 30_000 }, async () => {
@@ -1917,6 +1940,35 @@ for (const engine of ENGINES) {
       assert.ok(!lines.some((l) => / HERE +step failed/.test(l)), lines.join('\n'));
       await settleLeftPending(store, ex.url);
       await assertLedgerMatchesExchange(store, ex.url, here);
+    });
+
+    it('while order lookups are down and prices answer, a chain left out of the batch stays out', { timeout: 30_000 }, async () => {
+      const slow = 'accumulate.dcaIntervalHours=1000';
+      await store.jobs.start({ tokenAddress: tokenAddress(0xc1), tokenSymbol: 'PEND', set: [slow] });
+      let hungBatches = 0;
+      const filled = (o: OrderRequest): ExchangeOrder => ({ clientOrderId: o.clientOrderId, exchangeOrderId: 'x', token: o.token, side: o.side, status: 'FILLED', baseAmount: '27', quoteAmount: '9.99', price: '0.37', error: null, time: new Date().toISOString() });
+      // The order API down (PEND's order is placed with no answer, and only looked up after); prices and balances answer.
+      const exchange: Exchange = {
+        placeOrder: async (o) => {
+          if (o.token.toLowerCase() === tokenAddress(0xc1).toLowerCase()) throw new ExchangeUnavailableError('order API: HTTP 503');
+          return filled(o);
+        },
+        getOrder: async () => {
+          throw new ExchangeUnavailableError('order API: HTTP 503');
+        },
+        getPrice: async (_token, chain) => (chain === 'arbitrum' ? new Promise<never>(() => {}) : '0.37'),
+        getPrices: async (tokens, chain) => (chain === 'arbitrum' ? (hungBatches++, new Promise<never>(() => {})) : new Map(tokens.map((t) => [t, '0.37']))),
+        getBalances: async () => ({ USD: '1000' }),
+      };
+      const { daemon, lines } = makeDaemon(store, exchange, { maxFailures: 100_000, exchangeTimeoutMs: 300 });
+      await daemon.start();
+      await waitFor('the lookups\' outage said', () => lines.some((l) => l.includes('exchange unavailable')));
+      await store.jobs.start({ tokenAddress: tokenAddress(0xd1), tokenSymbol: 'HERE', set: [slow] });
+      await store.jobs.start({ tokenAddress: tokenAddress(0xe1), chain: 'arbitrum', tokenSymbol: 'HUNG', set: [slow] });
+      await waitFor('the hung chain left out', () => lines.some((l) => l.includes('the batch price request for chain arbitrum failed')), 10_000);
+      await sleep(1500);
+      await daemon.stop();
+      assert.equal(hungBatches, 1, `asked once, then left out for a minute\n${lines.join('\n')}`);
     });
 
     it('an outage is found as such when another chain\'s batch is refused at once: no job fails for it', { timeout: 30_000 }, async () => {

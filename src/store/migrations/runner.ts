@@ -188,7 +188,11 @@ export function checkTarget(to: number | undefined, fallback: number): number {
  *
  * @returns the migrations this call applied (empty if another process got there first).
  */
-/** `onStart`: called before the first step, for a database with a schema already (from > 0). */
+/**
+ * `onStart`: called once, under the migration lock, just before the first step is applied to a
+ * database that has a schema already (from > 0): not when another process has migrated it
+ * meanwhile, nor when a running daemon refuses the migration.
+ */
 export async function migrate(adapter: Adapter, options: { to?: number; onStart?: (from: number, to: number) => void } = {}): Promise<Migration[]> {
   const target = checkTarget(options.to, LATEST_VERSION);
   const quick = await schemaStatus(adapter);
@@ -199,8 +203,7 @@ export async function migrate(adapter: Adapter, options: { to?: number; onStart?
     });
   }
   if (quick.current === target) return [];
-  if (quick.current > 0) options.onStart?.(quick.current, target);
-  return stepTo(adapter, target, 'up', false);
+  return stepTo(adapter, target, 'up', false, options.onStart);
 }
 
 /**
@@ -299,8 +302,9 @@ export async function rollback(adapter: Adapter, options: { to?: number; force?:
  * leave a migration out (a gap). Ends with CONCURRENT_MODIFICATION if another process moved the
  * schema so that it did not end at `target`.
  */
-async function stepTo(adapter: Adapter, target: number, direction: 'up' | 'down', force: boolean): Promise<Migration[]> {
+async function stepTo(adapter: Adapter, target: number, direction: 'up' | 'down', force: boolean, onStart?: (from: number, to: number) => void): Promise<Migration[]> {
   const done: Migration[] = [];
+  let started = false;
   for (let turn = 0; ; turn++) {
     const reached = await adapter.transaction(
       async (tx) => {
@@ -317,6 +321,8 @@ async function stepTo(adapter: Adapter, target: number, direction: 'up' | 'down'
         // older botstate) would go on on a schema it does not know, which it would refuse to start
         // on again; a daemon command that migrates first would be refused only after it.
         if (direction === 'down' || adapter.engine === 'sqlite') await refuseWhileDaemonRuns(adapter, tx, direction);
+        if (!started && status.current > 0) onStart?.(status.current, target);
+        started = true;
         await step(tx, adapter.engine, m, direction);
         done.push(m);
         // This step reached the target: done, however many turns another process's moves took.
