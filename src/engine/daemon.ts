@@ -729,6 +729,10 @@ export class Daemon {
     const outage = this.#outage !== undefined || this.#unreachableSince !== undefined;
     const answering = outage && (await this.#answers().catch(() => false));
     if (outage && this.#stopping) return; // the stop hands the leases back: no claim just before it
+    // Nothing can be counted in a tick whose probe finds the exchange down: left out of how long a
+    // job's failures have lasted, as is a tick the outage skips below (its steps, still waiting
+    // for a call the outage hangs, end in a later tick).
+    if (outage && !answering) this.#skipped.last = true;
     this.#publishReach();
     const read = await this.#saidIfSlow(this.#read(busy));
     if (read === undefined) {
@@ -1701,7 +1705,7 @@ export class Daemon {
       // see #step) waits for it to last marketDownMs too: a 503 now and then must not add up,
       // over maxFailures quick ticks, to an ERROR that needs an operator.
       // Less the ticks an outage skipped since the first: they stepped no job (nothing was
-      // counted), and a market's price must fail over marketDownMs of ticks that asked for it.
+      // counted). Otherwise the time is the wall clock's (a stalled database's too).
       const lasted = now - runner.failingSince - (this.#skipped.ms - (runner.skippedMsBefore ?? 0));
       const waits = e instanceof ExchangeUnavailableError && lasted < this.#marketDownMs;
       const count = runner.failures <= this.#maxFailures ? `${runner.failures}/${this.#maxFailures}` : `${runner.failures} in a row over ${Math.round(lasted / 1000)} s`;
@@ -1710,7 +1714,7 @@ export class Daemon {
         // Said as the count is reached, then a few times until the market has been down long enough.
         runner.saidWaiting = now;
         const down = Math.round(this.#marketDownMs / 1000);
-        this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${count}): ${message}; to ERROR only if its price still gets no answer ${down} s after the first failure`);
+        this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${count}): ${message}; to ERROR only once its price has gone unanswered for ${down} s (outages left out)`);
       }
       if (runner.failures < this.#maxFailures || waits) return;
     }
