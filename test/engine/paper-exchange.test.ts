@@ -733,6 +733,33 @@ describe('paper exchange over HTTP', () => {
     await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), chain: null as unknown as string }), (e: unknown) => e instanceof ValidationError && /^chain must be a chain name: .*; got null$/.test(e.message));
   });
 
+  it('keeps the chain its account is on in its data file: started again for another chain, it is refused, the file unchanged', async () => {
+    const file = dataFile();
+    const first = await startPaperExchange({ port: 0, dataFile: file, chain: 'ethereum' });
+    await new HttpExchange(first.url).placeOrder({ clientOrderId: 'k-1', token: TOKEN, chain: 'ethereum', side: 'BUY', quoteAmount: '10' });
+    await first.close();
+    const bytes = readFileSync(file);
+    await assert.rejects(
+      startPaperExchange({ port: 0, dataFile: file }),
+      (e: unknown) => e instanceof ValidationError && e.message === `${file} holds the paper exchange's account on chain ethereum, not base: its balances and orders are that chain's` && e.hint === 'start it with --chain ethereum, or give --data a new file for chain base',
+    );
+    assert.deepEqual(readFileSync(file), bytes, 'nothing written');
+    // The CLI says so in one line, exit 2.
+    const child = spawn(process.execPath, [BIN, 'paper-exchange', '--port', '0', '--data', file, '--chain', 'base'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    assert.equal(await new Promise<number | null>((resolve) => child.on('close', resolve)), 2, stderr);
+    assert.equal(stderr, `botstate: ${file} holds the paper exchange's account on chain ethereum, not base: its balances and orders are that chain's (start it with --chain ethereum, or give --data a new file for chain base)\n`);
+    assert.deepEqual(readFileSync(file), bytes, 'nothing written');
+    // Its own chain, given in any case: served, with its orders.
+    const again = await startPaperExchange({ port: 0, dataFile: file, chain: 'Ethereum' });
+    try {
+      assert.equal((await new HttpExchange(again.url).getOrder('k-1'))?.status, 'FILLED');
+    } finally {
+      await again.close();
+    }
+  });
+
   it('validates options, refuses a port in use', async () => {
     await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), volatility: '1.0' }), ValidationError);
     await assert.rejects(startPaperExchange({ port: 0, dataFile: dataFile(), errorRate: 2 }), ValidationError);

@@ -68,7 +68,7 @@ export const paperExchangeCommand: Command = {
     'start-price': { type: 'string', value: 'P', help: `base start price in USD (default ${PAPER_DEFAULTS.startPrice})` },
     'start-spread': { type: 'string', value: 'F', help: `each token starts at start-price × [1 − F, 1 + F), 0 = exactly start-price (default ${PAPER_DEFAULTS.startPriceSpread})` },
     'initial-usd': { type: 'string', value: 'N', help: `USD balance of a new data file (default ${PAPER_DEFAULTS.initialUsd})` },
-    chain: { type: 'string', value: 'NAME', help: `the chain it trades on; orders and prices for another are refused (400 WRONG_CHAIN) (default ${PAPER_DEFAULTS.chain})` },
+    chain: { type: 'string', value: 'NAME', help: `the chain it trades on, kept in --data; orders and prices for another are refused (400 WRONG_CHAIN) (default ${PAPER_DEFAULTS.chain})` },
     latency: { type: 'string', value: 'MS', help: 'fault: delay every request by MS (default 0)' },
     'error-rate': { type: 'string', value: 'R', help: 'fault: answer this share (0..1) of requests 503 without acting (default 0)' },
     'drop-rate': { type: 'string', value: 'R', help: 'fault: execute this share (0..1) of orders, then drop the connection unanswered (default 0)' },

@@ -18,7 +18,8 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { StorageError } from '../../errors.ts';
+import { StorageError, ValidationError } from '../../errors.ts';
+import { DEFAULT_CHAIN } from '../../jobs/job-rows.ts';
 import { checkNotCompanion } from '../../store/location.ts';
 import { add, cmp, div, integerDigits, isDecimal, isZero, mul, sub, type Decimal } from '../../money/decimal.ts';
 import type { ExchangeOrder, OrderRequest } from '../exchange.ts';
@@ -108,6 +109,11 @@ export interface PaperBookOptions {
   readonly initialUsd: Decimal;
   /** The current time; becomes the epoch of a new file. */
   readonly nowMs: number;
+  /**
+   * The chain its account is on (default `base`), kept in the file when it is first opened: one
+   * opened later for another chain is refused, its balances being that chain's.
+   */
+  readonly chain?: string;
 }
 
 /** The result of {@link PaperBook.place}: the order, and whether this call created it. */
@@ -209,6 +215,16 @@ export class PaperBook {
         // same order (its fill check stops the job). A file written before the id existed gets one now.
         d.prepare("INSERT INTO meta (key, value) VALUES ('book_id', ?) ON CONFLICT (key) DO NOTHING").run(randomBytes(6).toString('hex'));
         const bookId = d.prepare("SELECT value FROM meta WHERE key = 'book_id'").pluck().get();
+        // Its account's chain, kept from the first open (a file written before chains were kept
+        // takes the one it is opened with now): the same balances on another chain would be made up.
+        const chain = options.chain ?? DEFAULT_CHAIN;
+        d.prepare("INSERT INTO meta (key, value) VALUES ('chain', ?) ON CONFLICT (key) DO NOTHING").run(chain);
+        const kept = d.prepare("SELECT value FROM meta WHERE key = 'chain'").pluck().get();
+        if (kept !== chain) {
+          throw new ValidationError('INVALID_ARGUMENT', `${path} holds the paper exchange's account on chain ${String(kept)}, not ${chain}: its balances and orders are that chain's`, {
+            hint: `start it with --chain ${String(kept)}, or give --data a new file for chain ${chain}`,
+          });
+        }
         return { epochMs: Number(d.prepare("SELECT value FROM meta WHERE key = 'epoch_ms'").pluck().get()), bookId };
       });
       const { epochMs, bookId } = init.immediate();
@@ -217,7 +233,7 @@ export class PaperBook {
       return new PaperBook(db, path, epochMs, bookId);
     } catch (e) {
       db?.close();
-      if (e instanceof StorageError) throw e;
+      if (e instanceof StorageError || e instanceof ValidationError) throw e;
       const code = (e as { code?: unknown }).code;
       const notADatabase = code === 'SQLITE_NOTADB' || (typeof code === 'string' && code.startsWith('SQLITE_CORRUPT'));
       throw new StorageError(notADatabase ? 'STORAGE_CORRUPT' : 'STORAGE_UNAVAILABLE', `cannot open the paper exchange file ${path}: ${(e as Error).message}`, {

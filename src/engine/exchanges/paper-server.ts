@@ -73,7 +73,8 @@ export interface PaperExchangeOptions {
   /**
    * The chain it trades on (a botstate chain name). An order or a price asked for another chain is
    * refused: 400 `{ error, code: 'WRONG_CHAIN' }`, nothing done. One that names none is taken as
-   * this chain's. Default `base`, botstate's default chain.
+   * this chain's. Default `base`, botstate's default chain. Kept in the data file: a file of one
+   * chain is refused (ValidationError) for another.
    */
   readonly chain?: string;
   /** The clock, in ms since 1970. Default `Date.now`; tests pass a fake one to move along the path. */
@@ -283,7 +284,7 @@ export async function startPaperExchange(options: PaperExchangeOptions = {}): Pr
   // A start that fails (the port is taken) must not leave a new file behind: its epoch and
   // --initial-usd would then be fixed for the next start.
   const newFile = o.dataFile !== ':memory:' && !existsSync(o.dataFile);
-  const book = PaperBook.open(o.dataFile, { initialUsd: o.initialUsd, nowMs: o.now() });
+  const book = PaperBook.open(o.dataFile, { initialUsd: o.initialUsd, nowMs: o.now(), chain: o.chain });
   for (const p of book.loadPrices(market.fingerprint)) market.prime(p.token, p.step, p.price);
   const errorDraw = faultStream(o.seed, 'error');
   const dropDraw = faultStream(o.seed, 'drop');
