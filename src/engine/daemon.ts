@@ -964,7 +964,7 @@ export class Daemon {
       // Not the contract's Map (an adapter's plain object): each step asks getPrice instead.
       if (answers.some(({ answer }) => !(answer instanceof Map))) return new Map();
       const prices = new Map<string, string>();
-      for (const { chain, answer } of answers) for (const [token, price] of answer) prices.set(`${chain}:${token}`, price);
+      for (const { chain, answer } of answers) for (const [token, price] of answer) prices.set(marketKey(chain, token), price);
       this.#exchangeAnswered('prices');
       if (this.#batchFailing !== undefined) this.#log(`${stamp()}  the batch price request answers again: pricing the jobs in one request`);
       this.#batchFailing = undefined;
@@ -1697,16 +1697,15 @@ export class Daemon {
     if (!stops) {
       const now = Date.now();
       runner.failures++;
-      if (runner.failures === 1 || runner.failingSince === undefined) {
+      if (runner.failures === 1) {
         runner.failingSince = now;
         runner.skippedMsBefore = this.#skipped.ms;
       }
       // A market whose price got no answer (the only failure of unknown outcome a step counts:
       // see #step) waits for it to last marketDownMs too: a 503 now and then must not add up,
-      // over maxFailures quick ticks, to an ERROR that needs an operator.
-      // Less the ticks an outage skipped since the first: they stepped no job (nothing was
-      // counted). Otherwise the time is the wall clock's (a stalled database's too).
-      const lasted = now - runner.failingSince - (this.#skipped.ms - (runner.skippedMsBefore ?? 0));
+      // over maxFailures quick ticks, to an ERROR that needs an operator. The time is the wall
+      // clock's (a stalled database's too) less the ticks an outage skipped, which counted nothing.
+      const lasted = now - runner.failingSince! - (this.#skipped.ms - runner.skippedMsBefore!);
       const waits = e instanceof ExchangeUnavailableError && lasted < this.#marketDownMs;
       const count = runner.failures <= this.#maxFailures ? `${runner.failures}/${this.#maxFailures}` : `${runner.failures} in a row over ${Math.round(lasted / 1000)} s`;
       if (runner.failures < this.#maxFailures || !waits) this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${count}): ${message}`);
@@ -2100,9 +2099,13 @@ function answered(order: unknown, trade: Trade): ExchangeOrder {
   return checked;
 }
 
-/** A job's market, as the tick's prices are keyed: its chain and token. */
+/** A market, as the tick's prices are keyed: its chain and token. */
+function marketKey(chain: string, token: string): string {
+  return `${chain}:${token}`;
+}
+
 function market(job: Job): string {
-  return `${job.chain}:${job.tokenAddress}`;
+  return marketKey(job.chain, job.tokenAddress);
 }
 
 function orderRequest(job: Job, trade: Trade): OrderRequest {

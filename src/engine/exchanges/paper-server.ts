@@ -152,11 +152,13 @@ function resolveOptions(options: PaperExchangeOptions): Resolved {
   rate('errorRate', o.errorRate);
   rate('dropRate', o.dropRate);
   rate('lateRate', o.lateRate);
+  // Not normalizeChain's own refusal: it reads null as the default chain, and names no flag.
+  const badChain = () => bad(`chain must be a chain name: letters, digits and - (at most 32), such as base or ethereum; got ${typeof o.chain === 'string' ? JSON.stringify(shown(o.chain)) : described(o.chain)}`);
+  if (typeof o.chain !== 'string') throw badChain();
   try {
-    if (typeof o.chain !== 'string') throw new TypeError('not a string'); // null would be read as the default
     (o as { chain: string }).chain = normalizeChain(o.chain);
   } catch {
-    throw bad(`chain must be a chain name: letters, digits and - (at most 32), such as base or ethereum; got ${typeof o.chain === 'string' ? JSON.stringify(shown(o.chain)) : described(o.chain)}`);
+    throw badChain();
   }
   if (typeof o.now !== 'function') throw bad('now must be a function returning ms since 1970');
   // Whole milliseconds: a clock with fractions (performance.timeOrigin + performance.now()) would
@@ -307,7 +309,7 @@ export async function startPaperExchange(options: PaperExchangeOptions = {}): Pr
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
-    const path = (req.url ?? '/').split('?')[0]!;
+    const [path = '/', query = ''] = (req.url ?? '/').split('?');
     const parts = path.split('/').filter((p, i) => i > 0 || p !== '');
     if (method === 'GET' && path === '/health') return send(res, 200, { status: 'ok', time: new Date(o.now()).toISOString(), chain: o.chain });
 
@@ -380,8 +382,7 @@ export async function startPaperExchange(options: PaperExchangeOptions = {}): Pr
     }
     if (parts[0] === 'price' && parts.length === 2) {
       allow('GET');
-      const chain = new URLSearchParams((req.url ?? '').split('?')[1] ?? '').get('chain');
-      checkChain(chain ?? undefined, o.chain);
+      checkChain(new URLSearchParams(query).get('chain') ?? undefined, o.chain);
       const token = canonicalTokenOr400(segment(1));
       const { price, time } = priceNow(token);
       return send(res, 200, { token, price, time });

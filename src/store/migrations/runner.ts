@@ -186,12 +186,11 @@ export function checkTarget(to: number | undefined, fallback: number): number {
  * with its version row, under the engine's migration lock (taken inside that transaction). Safe to run from several processes
  * at once: each step re-reads the applied versions after taking the lock.
  *
- * @returns the migrations this call applied (empty if another process got there first).
- */
-/**
- * `onStart`: called once, under the migration lock, just before the first step is applied to a
+ * `onStart` is called once, under the migration lock, just before the first step is applied to a
  * database that has a schema already (from > 0): not when another process has migrated it
  * meanwhile, nor when a running daemon refuses the migration.
+ *
+ * @returns the migrations this call applied (empty if another process got there first).
  */
 export async function migrate(adapter: Adapter, options: { to?: number; onStart?: (from: number, to: number) => void } = {}): Promise<Migration[]> {
   const target = checkTarget(options.to, LATEST_VERSION);
