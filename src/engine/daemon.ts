@@ -371,8 +371,8 @@ export class Daemon {
     this.#tickMs = options.tickMs ?? 1000;
     this.#concurrency = options.concurrency ?? 16;
     this.#slots = new Slots(this.#concurrency);
-    this.#maxFailures = options.maxFailures ?? 5;
-    this.#marketDownMs = options.marketDownMs ?? 60_000;
+    this.#maxFailures = options.maxFailures ?? DEFAULT_MAX_FAILURES;
+    this.#marketDownMs = options.marketDownMs ?? DEFAULT_MARKET_DOWN_MS;
     this.#flushMs = options.flushMs ?? 10_000;
     this.#log = options.log ?? ((line) => void process.stdout.write(`${line}\n`));
     this.instanceId = options.instanceId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -1712,8 +1712,8 @@ export class Daemon {
       else if (runner.failures === this.#maxFailures || now - (runner.saidWaiting ?? 0) >= this.#marketDownMs / 4) {
         // Said as the count is reached, then a few times until the market has been down long enough.
         runner.saidWaiting = now;
-        const down = Math.round(this.#marketDownMs / 1000);
-        this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${count}): ${message}; to ERROR only once its price has gone unanswered for ${down} s (outages left out)`);
+        const down = this.#marketDownMs % 1000 === 0 ? `${this.#marketDownMs / 1000} s` : `${this.#marketDownMs} ms`;
+        this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${count}): ${message}; to ERROR only once its price has gone unanswered for ${down} (outages left out)`);
       }
       if (runner.failures < this.#maxFailures || waits) return;
     }
@@ -1968,6 +1968,11 @@ const OPEN_REMINDER_MS = 10 * 60_000;
 /** The daemon's actors, `daemon:` and the id, and its recovery's with `:recovery`, are at most an actor's length. */
 const MAX_INSTANCE_ID = MAX_ACTOR_LENGTH - 'daemon:'.length - ':recovery'.length;
 const DAEMON_OPTIONS = ['store', 'exchange', 'tickMs', 'leaseTtlMs', 'concurrency', 'maxFailures', 'marketDownMs', 'flushMs', 'maxJobs', 'exchangeTimeoutMs', 'log', 'instanceId'];
+
+/** DaemonOptions.maxFailures's default (the CLI's --max-failures). */
+export const DEFAULT_MAX_FAILURES = 5;
+/** DaemonOptions.marketDownMs's default (the CLI's --market-down). */
+export const DEFAULT_MARKET_DOWN_MS = 60_000;
 
 /** The shortest lease TTL a daemon takes (DaemonOptions.leaseTtlMs, the CLI's --lease-ttl). */
 export const MIN_LEASE_TTL_MS = 100;

@@ -687,6 +687,8 @@ for (const engine of ENGINES) {
         [['daemon', '--tick', '0', ...db], 2, /--tick must be a whole number/],
         // Beyond 996, the PostgreSQL pool (at most 1000) could keep no connections for the heartbeat.
         [['daemon', '--concurrency', '997', ...db], 2, /^botstate: --concurrency must be a whole number from 1 to 996, got "997"/],
+        [['daemon', '--max-failures', '0', ...db], 2, /^botstate: --max-failures must be a whole number from 1 to 1000, got "0"/],
+        [['daemon', '--market-down', '1.5', ...db], 2, /^botstate: --market-down must be a whole number from 1 to 86400000, got "1.5"/],
         [['trades', TOKEN, '--limit', '0', ...db], 2, /^botstate: --limit must be a whole number from 1 to 999999999, got "0"/],
         [['history', TOKEN, '--since', 'yesterday', ...db], 2, /^botstate: --since "yesterday" is not a UTC time/],
         [['paus', TOKEN, ...db], 2, /unknown command "paus".*did you mean pause/],

@@ -100,12 +100,13 @@ function makeDaemon(store: Store, exchange: Exchange, options: Partial<DaemonOpt
   return { daemon, lines };
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 5000): Promise<T> {
+/** `what` may be a function, to say what was seen by the time it timed out. */
+async function waitFor<T>(what: string | (() => string), probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 5000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
     if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`);
     await sleep(5);
   }
 }
@@ -3698,7 +3699,7 @@ function botstate(args: readonly string[], cwd = dir): Child {
     exited,
     lines,
     line: (re, timeoutMs = 10_000, from = 0) =>
-      waitFor(`a line matching ${re} from botstate ${args.join(' ')} (stdout so far: ${JSON.stringify(out)}, stderr: ${JSON.stringify(err)})`, () => {
+      waitFor(() => `a line matching ${re} from botstate ${args.join(' ')} (stdout so far: ${JSON.stringify(out)}, stderr: ${JSON.stringify(err)})`, () => {
         const i = lines().findIndex((l, k) => k >= from && re.test(l));
         return i >= 0 ? i + 1 : undefined;
       }, timeoutMs).then((i) => i - 1),
@@ -3809,6 +3810,22 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     const everyOne = botstate(['daemons', '--all', '--db', fx.url, '--json']);
     assert.equal((await everyOne.exited).code, 0, everyOne.stderr());
     assert.deepEqual((JSON.parse(everyOne.stdout()) as DaemonInstance[]).map((i) => [i.pid, i.running, i.jobs, i.exchange, i.stoppedAt !== null]), [[d.child.pid, false, 0, 'paper main', true]]);
+  });
+
+  it('botstate daemon --max-failures N --market-down MS: said on the start line; a job refused N times goes to ERROR', async () => {
+    const ex = await paper();
+    // The paper exchange trades on base: every price of a job on arbitrum is refused (a definite failure).
+    await store.jobs.start({ tokenAddress: TOKEN, chain: 'arbitrum', tokenSymbol: 'THERE', set: [FAST_DCA] });
+    const d = botstate(['daemon', '--exchange', ex.url, '--db', fx.url, '--tick', '20', '--lease-ttl', '60000', '--max-failures', '2', '--market-down', '250']);
+    await d.line(/^recovered in /);
+    assert.ok(d.lines()[0]!.endsWith(`, exchange ${ex.url}, tick 20 ms, max failures 2, market down 250 ms`), d.lines()[0]);
+    await d.line(/ THERE +→ ERROR: 2 steps failed in a row/);
+    d.child.kill('SIGTERM');
+    assert.deepEqual(await d.exited, { code: 0, signal: null }, d.stderr());
+    const job = await store.jobs.find({ tokenAddress: TOKEN, chain: 'arbitrum' });
+    assert.equal(job!.status, 'ERROR');
+    assert.match(job!.statusReason!, /^2 steps failed in a row; last: exchange refused the price of \S+ \(HTTP 400\)/);
+    assert.equal(d.lines().filter((l) => l.includes('step failed (')).length, 2, d.lines().join('\n'));
   });
 
   it('botstate db backup while the daemon trades: a copy that verifies; never over a file, never a partial one', async () => {

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { Daemon, MIN_LEASE_TTL_MS } from '../../engine/daemon.ts';
+import { DEFAULT_MARKET_DOWN_MS, DEFAULT_MAX_FAILURES, Daemon, MIN_LEASE_TTL_MS } from '../../engine/daemon.ts';
 import type { Exchange, ExchangeOrder, OrderRequest } from '../../engine/exchange.ts';
 import type { Decimal } from '../../money/decimal.ts';
 import { HttpExchange } from '../../engine/exchanges/http-exchange.ts';
@@ -147,7 +147,7 @@ const MAX_POOL = 1000;
 export const daemonCommand: Command = {
   name: 'daemon',
   summary: 'run every RUNNING and LIQUIDATING job against an exchange',
-  usage: '[--exchange URL [--exchange-id ID] | --demo] [--tick MS] [--lease-ttl MS] [--concurrency N] [--max-jobs N] [--durability process|power]',
+  usage: '[--exchange URL [--exchange-id ID] | --demo] [--tick MS] [--lease-ttl MS] [--concurrency N] [--max-jobs N] [--max-failures N] [--market-down MS] [--durability process|power]',
   details:
     'Each tick, every job takes one step of its strategy; an order goes through the exactly-once protocol\n' +
     '(durable PENDING intent, exchange call with its clientOrderId, fill and balance in one transaction).\n' +
@@ -176,6 +176,12 @@ export const daemonCommand: Command = {
     'lease-ttl': { type: 'string', value: 'MS', help: 'lease time-to-live; a dead daemon\'s jobs move within it plus one tick (default 15000)' },
     concurrency: { type: 'string', value: 'N', help: 'jobs stepped at once, 1 to 996 (default 16)' },
     'max-jobs': { type: 'string', value: 'N', help: 'the most jobs this daemon takes (default: its fair share); active jobs no daemon has room for are said' },
+    'max-failures': { type: 'string', value: 'N', help: 'failed steps in a row after which a job goes to ERROR with the reason, 1 to 1000 (default 5)' },
+    'market-down': {
+      type: 'string',
+      value: 'MS',
+      help: 'how long a market\'s price must also have gone unanswered (5xx, 429, timeout) while the exchange answers other calls before its job goes to ERROR, 1 to 86400000 (default 60000)',
+    },
     durability: { type: 'string', value: 'D', help: 'process (default) or power; see docs/durability.md' },
   },
   positionals: [0, 0],
@@ -198,6 +204,8 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
   // At most the largest pool less the connections kept for the ticks and the heartbeat (below).
   const concurrency = integer(ctx, 'concurrency', 16, 1, MAX_POOL - RESERVED_CONNECTIONS);
   const maxJobs = ctx.values['max-jobs'] === undefined ? undefined : integer(ctx, 'max-jobs', 0, 1, 10_000_000);
+  const maxFailures = integer(ctx, 'max-failures', DEFAULT_MAX_FAILURES, 1, 1000);
+  const marketDownMs = integer(ctx, 'market-down', DEFAULT_MARKET_DOWN_MS, 1, 86_400_000);
   const durability = ctx.values['durability'] ?? 'process';
   if (durability !== 'process' && durability !== 'power') {
     throw new ValidationError('USAGE', `--durability must be process or power, got "${String(durability)}"`, { hint: 'see docs/durability.md' });
@@ -266,7 +274,7 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
     // given an exchange that is not reachable yet (the probe sent as the daemon registers is
     // answered once it has started).
     const exchange = demo ? new LateExchange() : new HttpExchange(exchangeUrl, typeof exchangeId === 'string' ? { id: exchangeId } : {});
-    const daemon = new Daemon({ store, exchange, tickMs, leaseTtlMs, concurrency, log, ...(maxJobs ? { maxJobs } : {}) });
+    const daemon = new Daemon({ store, exchange, tickMs, leaseTtlMs, concurrency, maxFailures, marketDownMs, log, ...(maxJobs ? { maxJobs } : {}) });
     // Said once, as soon as the signal comes (during recovery too), or not at all after a failure's line.
     let said = false;
     const finishing = (signal: NodeJS.Signals): void => {
@@ -293,7 +301,9 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
       }
       // A PostgreSQL location ends with its schema in brackets: the engine and mode join them.
       const where = store.engine === 'postgres' && store.location.endsWith(')') ? `${store.location.slice(0, -1)}; ${store.engine}, ${durability})` : `${store.location} (${store.engine}, ${durability})`;
-      log(`daemon ${daemon.instanceId} on ${where}, exchange ${url}${typeof exchangeId === 'string' ? ` (id ${exchangeId})` : ''}, tick ${tickMs} ms`);
+      // The failure settings only when given otherwise than their defaults, so the usual line stays short.
+      const failures = `${maxFailures === DEFAULT_MAX_FAILURES ? '' : `, max failures ${maxFailures}`}${marketDownMs === DEFAULT_MARKET_DOWN_MS ? '' : `, market down ${marketDownMs} ms`}`;
+      log(`daemon ${daemon.instanceId} on ${where}, exchange ${url}${typeof exchangeId === 'string' ? ` (id ${exchangeId})` : ''}, tick ${tickMs} ms${failures}`);
       if (demo) await ensureDemoJobs(store, log);
       // A signal that came since it registered: it does not start, and stops below.
       if (signals.received === undefined) {
