@@ -53,15 +53,20 @@ interface Cluster {
   victim(): Promise<DaemonChild>;
 }
 
-/** An exchange, 24 jobs and three daemons that have claimed them all; everything killed afterwards. */
-async function withCluster(seed: string, fn: (c: Cluster) => Promise<void>): Promise<void> {
+/**
+ * An exchange, 24 jobs and three daemons that have claimed them all; everything killed afterwards.
+ * `latencyMs`: the exchange answers every call that much later, so that a daemon spends most of an
+ * order's step waiting for it, outside any transaction (where fencing, not a lock, must stop it).
+ */
+async function withCluster(seed: string, fn: (c: Cluster) => Promise<void>, latencyMs = 0): Promise<void> {
   const fx = await pg.create();
   const dir = mkdtempSync(join(tmpdir(), 'botstate-leases-'));
   const daemons: DaemonChild[] = [];
   const dead: DaemonChild[] = [];
   let exchange: ExchangeChild | undefined;
   try {
-    exchange = await startExchange({ dataFile: join(dir, 'paper-exchange.db'), seed, stepMs: 100 });
+    const faults = latencyMs > 0 ? { latencyMs, errorRate: 0, dropRate: 0, lateRate: 0 } : undefined;
+    exchange = await startExchange({ dataFile: join(dir, 'paper-exchange.db'), seed, stepMs: 100, faults });
     const store = await fx.open({ actor: 'lease-test' });
     const rng = makeRng(seed);
     const tally = emptyTally();
@@ -112,13 +117,46 @@ async function withCluster(seed: string, fn: (c: Cluster) => Promise<void>): Pro
   }
 }
 
-/** Freezes `victim` (SIGSTOP) until its jobs have moved or `limitMs` passed, then wakes it; the takeover time or -1. */
-async function freeze(c: Cluster, victim: DaemonChild, limitMs: number): Promise<{ held: string[]; took: number }> {
+interface InFlight {
+  readonly jobId: string;
+  readonly symbol: string;
+  readonly clientOrderId: string;
+}
+
+/** `victim`'s open intents on the jobs it holds: orders it has committed and not settled yet. */
+async function openIntents(c: Cluster, victim: DaemonChild): Promise<InFlight[]> {
+  const rows = (await c.fx.raw(
+    "SELECT t.job_id, j.token_symbol, t.client_order_id FROM trades t JOIN jobs j ON j.id = t.job_id JOIN job_leases l ON l.job_id = t.job_id WHERE t.status = 'PENDING' AND l.owner = $1",
+    [victim.instanceId],
+  )) as Array<{ job_id: string; token_symbol: string; client_order_id: string }>;
+  return rows.map((r) => ({ jobId: r.job_id, symbol: r.token_symbol, clientOrderId: r.client_order_id }));
+}
+
+/**
+ * Freezes `victim` (SIGSTOP) until its jobs have moved or `limitMs` passed, then wakes it; the takeover
+ * time or -1. With `midOrder`, it is frozen while it has an order in flight (its intent committed,
+ * its fill not yet): `inFlight` are those orders, read once it is frozen (they cannot change then).
+ */
+async function freeze(c: Cluster, victim: DaemonChild, limitMs: number, midOrder = false): Promise<{ held: string[]; took: number; inFlight: InFlight[]; wokeAt: number }> {
+  let inFlight: InFlight[] = [];
+  for (let attempt = 0; midOrder && attempt < 200; attempt++) {
+    if ((await openIntents(c, victim)).length === 0) {
+      await sleep(5);
+      continue;
+    }
+    victim.proc.child.kill('SIGSTOP');
+    // A COMMIT it sent just before it stopped still lands: read once that is over.
+    await sleep(100);
+    inFlight = await openIntents(c, victim);
+    if (inFlight.length > 0) break;
+    victim.proc.child.kill('SIGCONT');
+  }
+  assert.ok(!midOrder || inFlight.length > 0, `${victim.instanceId} was never caught with an order in flight`);
   const t0 = performance.now();
   victim.proc.child.kill('SIGSTOP');
   try {
     const held = (await c.leases()).filter((r) => r.owner === victim.instanceId).map((r) => r.job_id);
-    return { held, took: await c.takeover(victim, held, t0, limitMs) };
+    return { held, took: await c.takeover(victim, held, t0, limitMs), inFlight, wokeAt: victim.proc.lines.length };
   } finally {
     victim.proc.child.kill('SIGCONT');
   }
@@ -129,6 +167,8 @@ describe('leases: 3 daemons on one PostgreSQL schema [postgres]', { skip: pg.ski
     withCluster(SEED, async (c) => {
       const takeovers: number[] = [];
       let stalls = 0;
+      /** Orders in flight when a daemon froze, whose fills fencing refused once it woke. */
+      let fenced = 0;
       for (let round = 0; round < KILLS + STALLS; round++) {
         await sleep(c.rng.int(300, 1200));
         const victim = await c.victim();
@@ -136,9 +176,31 @@ describe('leases: 3 daemons on one PostgreSQL schema [postgres]', { skip: pg.ski
           // A stall, not a death: its jobs move once its leases expire (or, see the todo test below,
           // once it wakes up); when it wakes, its fenced writes are refused ("lost its lease").
           stalls++;
-          const { held, took } = await freeze(c, victim, TTL + TICK + SLACK);
+          const { held, took, inFlight, wokeAt } = await freeze(c, victim, TTL + TICK + SLACK, true);
           if (took >= 0) {
-            t.diagnostic(`round ${round}: froze ${victim.instanceId} holding ${held.length} jobs; they moved after ${Math.round(took)} ms`);
+            // Each order it had in flight on a job that moved is refused once it wakes. Fencing: the
+            // exchange's answer comes, and the fill's write, checked against the lease's epoch, is
+            // refused ("lost its lease"). Or, frozen inside the fill's transaction, the server ended
+            // its session (idle in a transaction past half the TTL), which freed the job's rows for
+            // the takeover: nothing of it was written.
+            const after = (f: InFlight, what: string) => victim.proc.lines.slice(wokeAt).some((l) => l.includes(`  ${f.symbol}  ${what}`));
+            const wasFenced = (f: InFlight) => after(f, 'lost its lease (');
+            const wasEnded = (f: InFlight) => after(f, 'step failed (storage, not counted): ') && victim.proc.lines.slice(wokeAt).some((l) => l.includes(`  ${f.symbol}  `) && l.includes('the server ended it: nothing of it was written'));
+            const refused = (f: InFlight) => wasFenced(f) || wasEnded(f);
+            const moved = inFlight.filter((f) => held.includes(f.jobId));
+            const t1 = performance.now();
+            while (!moved.every(refused) && performance.now() - t1 < 10_000) await sleep(50);
+            assert.deepEqual(
+              moved.filter((f) => !refused(f)).map((f) => f.clientOrderId),
+              [],
+              `round ${round}: ${victim.instanceId} woke with these orders in flight on jobs another daemon took, and did not report its write refused:\n${victim.proc.lines.slice(wokeAt).join('\n')}`,
+            );
+            const byFence = moved.filter(wasFenced).length;
+            fenced += byFence;
+            t.diagnostic(
+              `round ${round}: froze ${victim.instanceId} holding ${held.length} jobs, ${inFlight.length} orders in flight; they moved after ${Math.round(took)} ms; ` +
+                `woken, the fills of the ${moved.length} on jobs that moved were refused: ${byFence} by fencing, ${moved.length - byFence} with its ended session`,
+            );
           } else {
             // Its jobs did not move while it was frozen (see the todo test below). Once it is awake, it
             // may keep them (it renews its leases) or lose them; either way each must have a live owner.
@@ -196,11 +258,12 @@ describe('leases: 3 daemons on one PostgreSQL schema [postgres]', { skip: pg.ski
       const { violations, counts } = await checkInvariants(c.store, state, { allowError: false });
       t.diagnostic(
         `${counts.trades} trades, ${counts.orders} orders (${counts.filled} filled, ${counts.rejected} rejected), jobs ${JSON.stringify(counts.jobsByStatus)}; ` +
-          `fencing: ${c.tally.leaseLost} "lost its lease" lines`,
+          `fencing: ${c.tally.leaseLost} "lost its lease" lines, ${fenced} of them for orders in flight as their daemon froze`,
       );
+      assert.ok(fenced > 0, 'no frozen daemon had a fill refused: fencing was not put to the test');
       assert.deepEqual(violations, []);
       assert.ok(counts.filled >= JOBS, `only ${counts.filled} fills`);
-    }));
+    }, 30));
 
   it(
     'the jobs of a frozen daemon (SIGSTOP: a paused VM, a long GC pause) also move within TTL + one tick',
