@@ -688,11 +688,27 @@ describe('afterFill', () => {
     assert.deepEqual([once.quoteFlow, once.dayVolume, once.tradeTimes], ['-2', '2', [T0]]);
     assert.deepEqual(afterFill({ job, scratch: once, trade: trade(), now: T0 + 5 }), once);
     const pending = { ...emptyScratch(), pendingDip: true };
-    const failed = afterFill({ job, scratch: pending, trade: trade({ status: 'FAILED', baseAmount: null, quoteAmount: null }), now: T0 });
+    const failed = afterFill({ job, scratch: pending, trade: trade({ reason: 'SUPPORT_BUY', status: 'FAILED', baseAmount: null, quoteAmount: null }), now: T0 });
     assert.deepEqual(failed, emptyScratch());
     const filled = afterFill({ job, scratch: pending, trade: trade({ reason: 'SUPPORT_BUY' }), now: T0 });
     assert.equal(filled.dipBought, true);
     assert.equal(filled.pendingDip, false);
+  });
+
+  it('leaves the in-flight dip marker to the dip order: a sale or a DCA applied meanwhile (by hand) neither clears it nor marks the dip bought', () => {
+    // A LIQUIDITY support buy is in flight (its outcome unknown), and the operator records a sale
+    // by hand: the support buy's fill, settled afterwards, must still mark the dip bought, or the
+    // next tick, still in the dip, buys it again. (Support buys share SUPPORT_BUY with spread buys:
+    // only the marker tells them apart.)
+    const pending = { ...emptyScratch(), pendingDip: true };
+    for (const other of [trade({ side: 'SELL', reason: 'TAKE_PROFIT', clientOrderId: 'hand-1' }), trade({ reason: 'DCA', clientOrderId: 'hand-2' }), trade({ side: 'SELL', reason: 'LIQUIDATE', clientOrderId: 'hand-3', status: 'FAILED', baseAmount: null, quoteAmount: null })]) {
+      const after = afterFill({ job, scratch: pending, trade: other, now: T0 });
+      assert.deepEqual([after.pendingDip, after.dipBought], [true, false], `${other.side} ${other.reason} ${other.status}`);
+      const dip = afterFill({ job, scratch: after, trade: trade({ reason: 'SUPPORT_BUY', clientOrderId: 'dip-1' }), now: T0 });
+      assert.deepEqual([dip.pendingDip, dip.dipBought], [false, true], `the support buy after ${other.side} ${other.reason}`);
+    }
+    // Without the marker, a SUPPORT_BUY is a spread buy: it does not mark a dip bought.
+    assert.equal(afterFill({ job, scratch: emptyScratch(), trade: trade({ reason: 'SUPPORT_BUY' }), now: T0 }).dipBought, false);
   });
 
   it('keeps the trade times bounded and counts overflow per minute, conservatively', () => {

@@ -84,7 +84,7 @@ export interface AfterFillInput {
   readonly job: Job;
   /** The scratch returned by the decide() that produced the order (the one persisted with its intent). */
   readonly scratch: Scratch;
-  /** The trade; only an EXECUTED one changes anything beyond clearing the in-flight marker. */
+  /** The trade; only an EXECUTED one changes anything beyond clearing the in-flight marker (and ending a cut order's rest). */
   readonly trade: Trade;
   /** Epoch milliseconds. */
   readonly now: number;
@@ -100,7 +100,12 @@ export interface AfterFillInput {
 export function afterFill(input: AfterFillInput): Scratch {
   const { scratch, trade, now } = input;
   checkNow(now);
-  const cleared: Scratch = scratch.pendingDip ? { ...scratch, pendingDip: false } : scratch;
+  // The in-flight marker is the dip order's: only a buy of a dip order's reason is it (or, for a
+  // SUPPORT_BUY, may be). Another trade applied meanwhile (a sale recorded by hand while the dip
+  // buy's outcome is not known yet) leaves it for that order's fill, which would otherwise not
+  // mark the dip bought, and the dip would be bought again.
+  const dipOrder = trade.side === 'BUY' && (trade.reason === 'DIP_BUY' || trade.reason === 'SUPPORT_BUY');
+  const cleared: Scratch = scratch.pendingDip && dipOrder ? { ...scratch, pendingDip: false } : scratch;
   if (trade.status !== 'EXECUTED' || trade.baseAmount === null || trade.quoteAmount === null) {
     // A failed part of a cut take profit or dip buy ends it: the next one starts afresh.
     if (trade.reason === 'TAKE_PROFIT' && scratch.takeProfitLeft !== null) return { ...cleared, takeProfitLeft: null, takeProfitFloor: null };
@@ -131,7 +136,7 @@ export function afterFill(input: AfterFillInput): Scratch {
   return {
     ...cleared,
     ...(endsRest ? { takeProfitLeft: null, takeProfitFloor: null } : {}),
-    dipBought: isBuy && (trade.reason === 'DIP_BUY' || scratch.pendingDip) ? true : scratch.dipBought,
+    dipBought: dipOrder && (trade.reason === 'DIP_BUY' || scratch.pendingDip) ? true : scratch.dipBought,
     takeProfitAt: !isBuy && trade.reason === 'TAKE_PROFIT' && trade.priceUsd !== null ? trade.priceUsd : scratch.takeProfitAt,
     quoteFlow: isBuy ? sub(scratch.quoteFlow, quote) : add(scratch.quoteFlow, quote),
     day: volumeDay,
