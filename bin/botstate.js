@@ -20,3 +20,8 @@ const { holdSignals } = await import('../dist/cli/signals.js');
 holdSignals();
 const { run } = await import('../dist/cli/main.js');
 process.exitCode = await run(process.argv.slice(2));
+// A daemon that has stopped: ended now, so that a signal while Node tears down cannot end it
+// with 128 + the signal's number (see exitsOnSignal). Its output is written: stdout and stderr
+// are synchronous on files and pipes.
+const { exitsOnSignal } = await import('../dist/cli/signals.js');
+if (exitsOnSignal()) process.exit();

@@ -119,4 +119,17 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 export function exitOnSignal(code: number): void {
   const exit = (): void => process.exit(typeof process.exitCode === 'number' && process.exitCode !== 0 ? process.exitCode : code);
   for (const s of STOPPING) process.on(s, exit);
+  exiting = true;
+}
+
+let exiting = false;
+
+/**
+ * Whether exitOnSignal was called: the CLI then ends the process with process.exit() once the
+ * command has returned. Left to end by itself, Node would close its signal listeners as it tears
+ * down (tens of milliseconds on a busy machine), and a signal in that window would end it with
+ * 128 + the signal's number after all.
+ */
+export function exitsOnSignal(): boolean {
+  return exiting;
 }
