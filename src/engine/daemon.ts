@@ -276,6 +276,7 @@ export class Daemon {
   #stopCall: Promise<void> | undefined;
   #leasesKept = false;
   #leftPending: number | undefined;
+  #leftInError: number | undefined;
   /** Since when the ticks' reads have waited for the database, once that was said (see #saidIfSlow). */
   #databaseWaitSince: number | undefined;
   #started = false;
@@ -670,7 +671,7 @@ export class Daemon {
     for (let attempt = 1; ; attempt++) {
       try {
         // What the next start reconciles, for the one who stops it to hear.
-        this.#leftPending = await this.#leases.release();
+        ({ pending: this.#leftPending, inError: this.#leftInError } = await this.#leases.release());
         return;
       } catch (e) {
         const error = coerceError(e);
@@ -702,6 +703,15 @@ export class Daemon {
    */
   get leftPending(): number | undefined {
     return this.#leftPending;
+  }
+
+  /**
+   * After stop(): how many of {@link leftPending} are of jobs in ERROR, whose reason may ask an
+   * operator to settle them (an order at the exchange under the intent's clientOrderId that is not
+   * this intent); the next start looks them up again all the same. Undefined as leftPending is.
+   */
+  get leftInError(): number | undefined {
+    return this.#leftInError;
   }
 
   /**

@@ -487,9 +487,10 @@ export class Leases {
 
   /**
    * On a graceful stop: hands every lease back at once and marks the instance stopped. Resolves to
-   * the number of PENDING intents of the jobs it held: left for the next start to reconcile.
+   * the number of PENDING intents of the jobs it held, left for the next start to reconcile, and
+   * how many of them are of jobs in ERROR.
    */
-  async release(): Promise<number> {
+  async release(): Promise<{ pending: number; inError: number }> {
     const left = await this.#store.transaction(async (tx) => {
       const now = (await this.#clock(tx))();
       // The instance row before the leases, as every other transaction of this daemon's, and as
@@ -501,12 +502,14 @@ export class Leases {
         storedMax(this.#maxJobs),
         this.instanceId,
       ]);
-      const pending = await tx.get<{ n: number | string }>(
-        `SELECT count(*) AS n FROM trades t JOIN job_leases l ON l.job_id = t.job_id WHERE l.owner = ? AND t.status = 'PENDING'`,
+      const pending = await tx.get<{ n: number | string; in_error: number | string | null }>(
+        `SELECT count(*) AS n, sum(CASE WHEN j.status = 'ERROR' THEN 1 ELSE 0 END) AS in_error
+           FROM trades t JOIN job_leases l ON l.job_id = t.job_id JOIN jobs j ON j.id = t.job_id
+          WHERE l.owner = ? AND t.status = 'PENDING'`,
         [this.instanceId],
       );
       await tx.run(`UPDATE job_leases SET owner = '', expires_at = ? WHERE owner = ?`, [now, this.instanceId]);
-      return Number(pending?.n ?? 0);
+      return { pending: Number(pending?.n ?? 0), inError: Number(pending?.in_error ?? 0) };
     });
     RUNNING_HERE.delete(this.instanceId);
     return left;

@@ -837,6 +837,8 @@ for (const engine of ENGINES) {
       const version = failed.version;
       await sleep(300);
       await daemon.stop();
+      // Said as it stops: one left PENDING, of a job in ERROR (not "outcome not known yet").
+      assert.deepEqual([daemon.leftPending, daemon.leftInError], [1, 1]);
       const after = await store.jobs.get({ id: job.id });
       assert.equal(after.version, version, 'a job already in ERROR is not failed again and again');
       assert.equal(after.tokenBalance, '0');
@@ -3934,6 +3936,23 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     assert.deepEqual(requests, ['POST /orders/query HTTP/1.1'], 'only the batch lookup under way when the signal came was made');
     assert.equal(lines.at(-1), 'stopped cleanly; 3 orders left PENDING (outcome not known yet), looked up at the exchange again at the next start');
     assert.deepEqual((await store.ledger.pending()).map((t) => t.clientOrderId).sort(), intents.sort());
+  });
+
+  it('botstate daemon: an order left PENDING on a job in ERROR is said to be one an operator may have to settle as it stops', async () => {
+    const ex = await paper();
+    const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [SLOW_DCA] });
+    const { trade: intent } = await store.ledger.recordIntent({ job: { id: job.id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+    // Another order under the intent's clientOrderId (as after a restored backup): the job stops in ERROR.
+    await new HttpExchange(ex.url).placeOrder({ clientOrderId: intent.clientOrderId, token: TOKEN, side: 'BUY', quoteAmount: '20' });
+    const d = botstate(['daemon', '--exchange', ex.url, '--db', fx.url, '--tick', '20', '--lease-ttl', '60000', '--max-failures', '2']);
+    await d.line(/ LGI +→ ERROR: /);
+    d.child.kill('SIGTERM');
+    assert.deepEqual(await d.exited, { code: 0, signal: null }, d.stderr());
+    assert.equal(
+      d.lines().at(-1),
+      'stopped cleanly; 1 order left PENDING, looked up at the exchange again at the next start; it is of a job in ERROR, whose reason may ask an operator to settle it (botstate list --status error)',
+    );
+    assert.equal((await store.ledger.get(intent.clientOrderId)).status, 'PENDING');
   });
 
   it('botstate daemon on a database of an older schema says it migrates, and how long it took, before it starts', async () => {

@@ -335,8 +335,20 @@ async function runDaemon(ctx: CommandContext, signals: SignalWatch): Promise<voi
     if (store.failure) throw store.failure; // the disk failed meanwhile: not a clean stop
     // Every step was recorded; only the hand-over waits for the leases to expire.
     const left = daemon.leftPending ?? 0;
-    // Clean all the same: each is recorded PENDING, and the next start settles it from the exchange.
-    const pending = left === 0 ? '' : `; ${left} order${left === 1 ? '' : 's'} left PENDING (outcome not known yet), looked up at the exchange again at the next start`;
+    const inError = daemon.leftInError ?? 0;
+    // Clean all the same: each is recorded PENDING, and the next start settles it from the exchange,
+    // but for one on a job in ERROR whose reason asks an operator to (said so, not "not known yet").
+    const orders = (n: number) => `${n} order${n === 1 ? '' : 's'}`;
+    const pending =
+      left === 0
+        ? ''
+        : inError === 0
+          ? `; ${orders(left)} left PENDING (outcome not known yet), looked up at the exchange again at the next start`
+          : `; ${orders(left)} left PENDING, looked up at the exchange again at the next start; ` +
+            (inError === 1
+              ? `${left === 1 ? 'it' : '1'} is of a job in ERROR, whose reason may ask an operator to settle it`
+              : `${inError} are of jobs in ERROR, whose reasons may ask an operator to settle them`) +
+            ' (botstate list --status error)';
     log(`${daemon.leasesKept ? 'stopped, every step recorded; its leases were not handed back (said above)' : 'stopped cleanly'}${pending}`);
   } finally {
     await paper?.close();
