@@ -175,6 +175,13 @@ function causeOf(message: string): string {
 }
 /** How long the jobs are priced one by one after the batch price request failed, before it is tried again. */
 const BATCH_RETRY_MS = 60_000;
+/**
+ * A batch price request that fails again within this of the last time its failure was said is not
+ * said again, nor its answering again, unless it fails again when tried again: under an exchange
+ * that drops a request now and then, a batch that fails and answers at its next try was said
+ * failing and answering by turns, several times a minute.
+ */
+const BATCH_SAID_EVERY_MS = 10 * 60_000;
 /** How long start() tries recovery again after a transient storage error before it gives up. */
 const RECOVERY_RETRY_MS = 60_000;
 /**
@@ -313,13 +320,15 @@ export class Daemon {
    * The batch price request failed while the exchange answered: each job is priced alone until
    * retryAt (see #prices). `priced`: a job's price has answered since.
    */
-  #batchFailing: { retryAt: number; priced: boolean } | undefined;
+  #batchFailing: { retryAt: number; priced: boolean; said: boolean } | undefined;
+  /** When the batch's failure was last said, by chain ('' for the whole batch): see BATCH_SAID_EVERY_MS. */
+  readonly #batchSaidAt = new Map<string, number>();
   /**
    * Chains whose batch price request failed while another chain's answered (a chain the exchange
    * does not trade on, or one whose markets hang): until when their jobs are priced alone, left out
    * of the batch so that they hold up no other chain's jobs (see #prices).
    */
-  readonly #chainsFailing = new Map<string, number>();
+  readonly #chainsFailing = new Map<string, { retryAt: number; said: boolean }>();
   /** This tick found the exchange answering no price: its steps that have not asked for theirs yet do not. */
   #noPrices = false;
   /** Tokens whose price, asked alone, got no answer while the batch fails: their jobs are stepped last. */
@@ -944,10 +953,10 @@ export class Daemon {
       // getPrice alone (and fail their own steps), and its requests hold up no other chain's jobs.
       const now = Date.now();
       // A chain none of whose jobs asked for a whole retry period (paused, let go) starts afresh.
-      for (const [chain, retryAt] of this.#chainsFailing) if (now > retryAt + BATCH_RETRY_MS) this.#chainsFailing.delete(chain);
+      for (const [chain, { retryAt }] of this.#chainsFailing) if (now > retryAt + BATCH_RETRY_MS) this.#chainsFailing.delete(chain);
       const tokens = new Map<string, Set<string>>();
       for (const job of jobs) {
-        if ((this.#chainsFailing.get(job.chain) ?? 0) > now && this.#outage?.kind !== 'prices') continue;
+        if ((this.#chainsFailing.get(job.chain)?.retryAt ?? 0) > now && this.#outage?.kind !== 'prices') continue;
         tokens.set(job.chain, (tokens.get(job.chain) ?? new Set()).add(job.tokenAddress));
       }
       if (tokens.size === 0) return new Map();
@@ -963,20 +972,23 @@ export class Daemon {
       }
       for (const { chain, reason } of failed) {
         if (reason instanceof StopAsked) continue;
-        if (!this.#chainsFailing.has(chain)) {
+        const before = this.#chainsFailing.get(chain);
+        const said = before?.said || this.#sayBatchFailing(chain, before !== undefined);
+        if (said && !before?.said) {
           this.#log(`${stamp()}  the batch price request for chain ${chain} failed (${messageOf(reason)}) while the other chains' answer: pricing its jobs alone, trying its batch again every ${BATCH_RETRY_MS / 1000} s`);
         }
-        this.#chainsFailing.set(chain, Date.now() + BATCH_RETRY_MS);
+        this.#chainsFailing.set(chain, { retryAt: Date.now() + BATCH_RETRY_MS, said });
       }
       for (const { chain } of answers) {
-        if (this.#chainsFailing.delete(chain)) this.#log(`${stamp()}  the batch price request for chain ${chain} answers again`);
+        if (this.#chainsFailing.get(chain)?.said) this.#log(`${stamp()}  the batch price request for chain ${chain} answers again`);
+        this.#chainsFailing.delete(chain);
       }
       // Not the contract's Map (an adapter's plain object): each step asks getPrice instead.
       if (answers.some(({ answer }) => !(answer instanceof Map))) return new Map();
       const prices = new Map<string, string>();
       for (const { chain, answer } of answers) for (const [token, price] of answer) prices.set(marketKey(chain, token), price);
       this.#exchangeAnswered('prices');
-      if (this.#batchFailing !== undefined) this.#log(`${stamp()}  the batch price request answers again: pricing the jobs in one request`);
+      if (this.#batchFailing?.said) this.#log(`${stamp()}  the batch price request answers again: pricing the jobs in one request`);
       this.#batchFailing = undefined;
       this.#slowPrices.clear();
       return prices;
@@ -989,12 +1001,27 @@ export class Daemon {
         return 'outage';
       }
       if (this.#stopping) return new Map(); // the tick starts no step
-      if (this.#batchFailing === undefined) {
+      const before = this.#batchFailing;
+      const said = before?.said || this.#sayBatchFailing('', before !== undefined);
+      if (said && !before?.said) {
         this.#log(`${stamp()}  the batch price request failed (${messageOf(e)}) while the exchange answers: pricing each job alone, trying the batch again every ${BATCH_RETRY_MS / 1000} s`);
       }
-      this.#batchFailing = { retryAt: Date.now() + BATCH_RETRY_MS, priced: this.#batchFailing?.priced ?? false };
+      this.#batchFailing = { retryAt: Date.now() + BATCH_RETRY_MS, priced: before?.priced ?? false, said };
       return new Map();
     }
+  }
+
+  /**
+   * Whether a batch's failure is said now (chain '' for the whole batch): one that starts within
+   * BATCH_SAID_EVERY_MS of the last one said is not, unless it fails again as it is tried again
+   * (`again`): that is no request lost now and then.
+   */
+  #sayBatchFailing(chain: string, again: boolean): boolean {
+    const now = Date.now();
+    const last = this.#batchSaidAt.get(chain);
+    if (!again && last !== undefined && now - last < BATCH_SAID_EVERY_MS) return false;
+    this.#batchSaidAt.set(chain, now);
+    return true;
   }
 
   /**
