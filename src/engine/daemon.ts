@@ -495,7 +495,22 @@ export class Daemon {
   }
 
   #startRenewer(): void {
+    const every = Math.max(50, Math.floor(this.#leaseTtlMs / 3));
+    let last = performance.now();
     this.#renewer = setInterval(() => {
+      // A lease TTL or more since this timer last fired (every third of it): the process did not
+      // run meanwhile (a paused VM or process, a long GC pause, a swap storm). Its leases may have
+      // run out and its jobs moved to other daemons, which the next sync shows as jobs let go:
+      // said, or that would be a riddle.
+      const now = performance.now();
+      const since = now - last;
+      last = now;
+      if (since >= this.#leaseTtlMs) {
+        this.#log(
+          `${stamp()}  this daemon did not run for a while (the process or its machine was paused or starved): its leases were last renewed ${(since / 1000).toFixed(1)} s ago, ` +
+            `past their TTL of ${this.#leaseTtlMs / 1000} s, so they may have run out and other daemons taken its jobs over; what it was writing then is refused (fencing)`,
+        );
+      }
       this.#probeIfQuiet();
       if (this.#renewing !== undefined) return; // the last one is still running
       this.#renewing = this.#leases
@@ -514,7 +529,7 @@ export class Daemon {
         .finally(() => {
           this.#renewing = undefined;
         });
-    }, Math.max(50, Math.floor(this.#leaseTtlMs / 3)));
+    }, every);
     this.#renewer.unref();
   }
 
