@@ -17,7 +17,7 @@ import { Leases } from './leases.ts';
 import { paddedChunks } from '../util/chunks.ts';
 import { isStorableText } from '../util/text.ts';
 import { described, isRecord, jsonMember, shown } from '../util/values.ts';
-import { afterFill, decide, parseScratch, type Scratch, type StateChange } from './strategies/strategy.ts';
+import { afterFill, decide, parseScratch, type Decision, type Scratch, type StateChange } from './strategies/strategy.ts';
 
 export interface DaemonOptions {
   readonly store: Store;
@@ -121,6 +121,10 @@ interface Runner {
   refusedResend?: { clientOrderId: string; since: number; refusal: string };
   /** Why a liquidation waits (the strategy's `skipped`), once said (said again when it changes). */
   liquidationWaits?: string;
+  /** The limit holding a running job's due order back now (the strategy's `skipped`; see #sayHeldBack). */
+  heldBack?: string;
+  /** The last limit said holding it back, and when. */
+  heldBackSaid?: { reason: string; at: number };
   /**
    * Its open intent's lookups that got no answer, in a row (see #lookupFailed): how many, the
    * daemon's count of exchange answers (#answersSeen) at the last, and when the order was last said stuck.
@@ -128,6 +132,36 @@ interface Runner {
   lookupFailing?: { clientOrderId: string; attempts: number; answers: number; saidAt: number | undefined };
   /** Its open intent sent again with no answer, in a row (see #resendUnanswered): how many, and when last said. */
   resendFailing?: { clientOrderId: string; attempts: number; saidAt: number };
+}
+
+/** A running job's due order held back by a limit is said again for the same limit only this long after. */
+const HELD_BACK_SAID_EVERY_MS = 10 * 60_000;
+
+/**
+ * What holds a running job's due order back, as the operator reads it (Decision.skipped of a
+ * RUNNING job: the limit that cut the order the strategy decided to nothing); undefined for a
+ * reason that is no limit (no signal, a DCA not due, the MA window warming up).
+ */
+function heldBack(job: Job, skipped: string | undefined, price: string): string | undefined {
+  const limits = job.config.limits;
+  switch (skipped) {
+    case 'max-trades-per-hour':
+      return `limits.maxTradesPerHour (${limits.maxTradesPerHour}) is reached: it is placed when the last hour's trades allow`;
+    case 'max-accumulation':
+      return `accumulate.maxAccumulationUsd (${job.config.accumulate.maxAccumulationUsd}) is reached (totalAccumulated ${job.totalAccumulated}): no more buys until it is raised (botstate config)`;
+    case 'max-position':
+      return `limits.maxPositionUsd (${limits.maxPositionUsd}) leaves no room at ${price} (tokenBalance ${job.tokenBalance}): no more buys until the price falls or it is raised`;
+    case 'max-order':
+      return `limits.maxOrderUsd (${limits.maxOrderUsd}) leaves nothing of it at ${price}`;
+    case 'max-daily-volume':
+      return `liquidity.maxDailyVolume (${job.config.liquidity.maxDailyVolume}) is traded for today (UTC): it trades again tomorrow, or once it is raised`;
+    case 'no-cash':
+      return `the liquidity cash is spent (liquidity.capitalUsd ${job.config.liquidity.capitalUsd}, less what it bought net): it buys again once it has sold`;
+    case 'min-trade':
+      return `what the limits leave of it is worth less than limits.minTradeUsd (${limits.minTradeUsd}) at ${price}`;
+    default:
+      return undefined;
+  }
 }
 
 /** What holds a liquidation back, as the operator reads it (Decision.skipped of a LIQUIDATING job). */
@@ -1040,6 +1074,31 @@ export class Daemon {
   }
 
   /**
+   * A running job whose due order a limit holds back (a trade count, a day's volume, a position
+   * cap reached) trades nothing, which looks like a job stuck: said once as it starts, and again
+   * when the limit holding it changes, but the same limit not again within
+   * HELD_BACK_SAID_EVERY_MS (a dip that comes and goes under a position cap). The trade count is
+   * checked before the strategy looks for a signal: it is said only when an order would be due
+   * without it (the strategy asked again, its answer thrown away).
+   */
+  #sayHeldBack(job: Job, runner: Runner, d: Decision, price: string, now: number): void {
+    let why = d.order ? undefined : heldBack(job, d.skipped, price);
+    if (why !== undefined && d.skipped === 'max-trades-per-hour') {
+      const free: Scratch = { ...runner.scratch, tradeTimes: [], tradeMinutes: [] };
+      if (decide({ job, scratch: free, price, now }).order === null) why = undefined;
+    }
+    const reason = why === undefined ? undefined : d.skipped;
+    if (reason !== undefined && reason !== runner.heldBack) {
+      const said = runner.heldBackSaid;
+      if (said?.reason !== reason || now - said.at >= HELD_BACK_SAID_EVERY_MS) {
+        this.#log(`${stamp()}  ${job.tokenSymbol}  holds back an order that is due: ${why}`);
+        runner.heldBackSaid = { reason, at: now };
+      }
+    }
+    runner.heldBack = reason;
+  }
+
+  /**
    * The exchange cannot be reached, by `kind` of call: prices, or an open intent's lookup, naming
    * what was `asked` for. The daemon waits for it from the first tick that finds it so, but says
    * so only once a later tick finds it so too, with the cause of then: an exchange that drops a
@@ -1344,6 +1403,8 @@ export class Daemon {
         const waits = d.order ? undefined : liquidationWait(job, d.skipped, price);
         if (waits !== undefined && d.skipped !== runner.liquidationWaits) this.#log(`${stamp()}  ${job.tokenSymbol}  liquidation waits: ${waits}`);
         runner.liquidationWaits = waits === undefined ? undefined : d.skipped;
+      } else if (job.status === 'RUNNING') {
+        this.#sayHeldBack(job, runner, d, price, now);
       }
       if (d.completeLiquidation) {
         await this.#completeLiquidation(job, runner, price);

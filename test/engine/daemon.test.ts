@@ -1432,6 +1432,29 @@ for (const engine of ENGINES) {
       assert.equal(exchange.count('place', TOKEN), 1, 'no sell past the limit');
     });
 
+    it('a running job whose due order a limit holds back says so once; one at its limit with nothing due says nothing', async () => {
+      const ex = await paper();
+      // HELD buys every 180 ms, two an hour at most: its third DCA is due and held back.
+      await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'HELD', set: [FAST_DCA, 'limits.maxTradesPerHour=2'] });
+      // IDLE buys once (its first DCA), is at its limit, and has no other order due: nothing to say.
+      await store.jobs.start({ tokenAddress: REF_TOKEN, tokenSymbol: 'IDLE', set: [SLOW_DCA, 'limits.maxTradesPerHour=1'] });
+      // CAPPED's first DCA is cut to its accumulation cap (5 USD); the next one due, nothing is left of it.
+      await store.jobs.start({ tokenAddress: tokenAddress(3), tokenSymbol: 'CAPPED', set: [FAST_DCA, 'accumulate.maxAccumulationUsd=5'] });
+      const exchange = new Recorder(new HttpExchange(ex.url));
+      const { daemon, lines } = makeDaemon(store, exchange);
+      await daemon.start();
+      await waitFor('the third DCA held back', () => lines.some((l) => / HELD +holds back/.test(l)) || undefined, 10_000);
+      const from = exchange.calls.length;
+      await exchange.waitCalls('price', TOKEN, 5, from);
+      await daemon.stop();
+      const said = lines.filter((l) => /holds back/.test(l)).map((l) => l.replace(/^\S+  /, ''));
+      assert.deepEqual(said.sort(), [
+        'CAPPED  holds back an order that is due: accumulate.maxAccumulationUsd (5) is reached (totalAccumulated 5): no more buys until it is raised (botstate config)',
+        "HELD  holds back an order that is due: limits.maxTradesPerHour (2) is reached: it is placed when the last hour's trades allow",
+      ], lines.join('\n'));
+      assert.deepEqual([exchange.count('place', TOKEN), exchange.count('place', REF_TOKEN), exchange.count('place', tokenAddress(3))], [2, 1, 1]);
+    });
+
     it('storage failures of a step are not counted: a burst of them and one exchange error leave the job RUNNING', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
