@@ -134,6 +134,9 @@ interface Runner {
   resendFailing?: { clientOrderId: string; attempts: number; saidAt: number };
 }
 
+/** How long a change in the number of active jobs no daemon may run lasts before it is said (see #sayUnrun). */
+const UNRUN_SAID_AFTER_MS = 2000;
+
 /** A running job's due order held back by a limit is said again for the same limit only this long after. */
 const HELD_BACK_SAID_EVERY_MS = 10 * 60_000;
 
@@ -373,8 +376,9 @@ export class Daemon {
   #held: Set<string> | undefined;
   /** How many jobs recovery said this daemon held (see #sayLeaseChanges). */
   #recoveredJobs: number | undefined;
-  /** Active jobs no daemon may run at the last tick (see #sayUnrun). */
+  /** Active jobs no daemon may run, as last said (see #sayUnrun), and since when another count has been seen. */
   #unrun = 0;
+  #unrunSince: number | undefined;
   /** Whether this daemon last said it hands its jobs over (see #sayHandOver). */
   #saidHandingOver = false;
   /**
@@ -943,7 +947,15 @@ export class Daemon {
    * daemons are full would wait without a word.
    */
   #sayUnrun(unrun: number): void {
-    if (unrun === this.#unrun) return;
+    if (unrun === this.#unrun) return void (this.#unrunSince = undefined);
+    // Jobs without a daemon are said once they have been so for UNRUN_SAID_AFTER_MS (or a lease
+    // TTL, if shorter): daemons started together see each other only once each has registered,
+    // and one with a --max-jobs said, half a second before the other's first sync, that jobs had
+    // no daemon, then that they all had one again.
+    const now = performance.now();
+    this.#unrunSince ??= now;
+    if (now - this.#unrunSince < Math.min(UNRUN_SAID_AFTER_MS, this.#leaseTtlMs)) return;
+    this.#unrunSince = undefined;
     const before = this.#unrun;
     this.#unrun = unrun;
     if (unrun === 0) {
