@@ -5,7 +5,7 @@
  */
 import { add, cmp, min, mul, mulDiv, sub, type Decimal } from '../../money/decimal.ts';
 import {
-  begin, cmpProducts, finish, isDip, sizeBuy, sizeSell, trackHigh, tradeLimitReached,
+  begin, CAP_RESIDUE_USD, cmpProducts, finish, isDip, sizeBuy, sizeSell, trackHigh, tradeLimitReached,
   type Cap, type Decision, type OrderPlan, type StrategyInput,
 } from './strategy.ts';
 
@@ -66,9 +66,15 @@ export function decideAccumulate(input: StrategyInput): Decision {
     return null;
   };
 
-  // What a cut order leaves of `target` (undefined: nothing left).
-  const rest = (target: Decimal, ordered: Decimal | undefined): Decimal | null =>
-    ordered !== undefined && cmp(ordered, target) < 0 ? sub(target, ordered) : null;
+  // What a cut order leaves of `target` (null: nothing left). A rest worth less than
+  // CAP_RESIDUE_USD at this price is rounding's, not an order: an exchange refuses such an order,
+  // which would fail the step and drop the rest anyway.
+  const rest = (target: Decimal, ordered: Decimal | undefined, unit: 'base' | 'quote'): Decimal | null => {
+    if (ordered === undefined || cmp(ordered, target) >= 0) return null;
+    const left = sub(target, ordered);
+    const worth = unit === 'base' ? cmpProducts([left, price], [CAP_RESIDUE_USD, '1']) : cmp(left, CAP_RESIDUE_USD);
+    return worth < 0 ? null : left;
+  };
 
   if (rising) {
     // The rest of this rise's take profit (an order that failed would have dropped it), never more
@@ -76,7 +82,7 @@ export function decideAccumulate(input: StrategyInput): Decision {
     // shrink it with the balance. (Sold only through its own parts, it never exceeds that.)
     const due = min(takeLeft, mulDiv(job.tokenBalance, cfg.takeProfitSellPercent, '100', 'down'));
     const order = attempt(sizeSell(input, 'TAKE_PROFIT', due, []));
-    const left = order ? rest(due, order.baseAmount) : null;
+    const left = order ? rest(due, order.baseAmount, 'base') : null;
     Object.assign(draft.patch, { takeProfitLeft: left, takeProfitFloor: left === null ? null : floor });
     if (order) return finish(input, draft, order, undefined);
   } else if (profitDue && (lastTake === null || risenFrom(price, lastTake, cfg.takeProfitPercent))) {
@@ -85,7 +91,7 @@ export function decideAccumulate(input: StrategyInput): Decision {
     const base = mulDiv(job.tokenBalance, cfg.takeProfitSellPercent, '100', 'down');
     const order = attempt(sizeSell(input, 'TAKE_PROFIT', base, []));
     if (order) {
-      const left = rest(base, order.baseAmount);
+      const left = rest(base, order.baseAmount, 'base');
       const threshold = mulDiv(job.totalAccumulated, add('100', cfg.takeProfitPercent), mul(job.tokenBalance, '100'), 'up');
       Object.assign(draft.patch, { takeProfitLeft: left, takeProfitFloor: left === null ? null : threshold });
       return finish(input, draft, order, undefined);
@@ -94,7 +100,7 @@ export function decideAccumulate(input: StrategyInput): Decision {
   if (inDip && input.scratch.dipBought && dipLeft !== null) {
     // The rest of this dip's buy, the first part bought (its fill set dipBought).
     const order = attempt(sizeBuy(input, 'DIP_BUY', dipLeft, caps));
-    draft.patch.dipLeft = order ? rest(dipLeft, order.quoteAmount) : null;
+    draft.patch.dipLeft = order ? rest(dipLeft, order.quoteAmount, 'quote') : null;
     if (order) {
       draft.patch.pendingDip = true;
       return finish(input, draft, order, undefined);
@@ -104,7 +110,7 @@ export function decideAccumulate(input: StrategyInput): Decision {
     const order = attempt(sizeBuy(input, 'DIP_BUY', quote, caps));
     if (order) {
       draft.patch.pendingDip = true;
-      draft.patch.dipLeft = rest(quote, order.quoteAmount);
+      draft.patch.dipLeft = rest(quote, order.quoteAmount, 'quote');
       return finish(input, draft, order, undefined);
     }
   }

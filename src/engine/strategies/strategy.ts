@@ -314,7 +314,7 @@ export type Cap = readonly [name: string, usd: Decimal];
  * is that cap spent, not an order: 10⁻⁹ USD, far above what rounding to 18 decimals leaves
  * (at most about price × 10⁻¹⁸ USD) and far below any order an exchange takes.
  */
-const CAP_RESIDUE_USD = '0.000000001';
+export const CAP_RESIDUE_USD = '0.000000001';
 
 /**
  * A buy of `quote` USD under the limits: clamped to limits.maxOrderUsd, to what keeps
