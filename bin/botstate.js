@@ -21,7 +21,13 @@ holdSignals();
 const { run } = await import('../dist/cli/main.js');
 process.exitCode = await run(process.argv.slice(2));
 // A daemon that has stopped: ended now, so that a signal while Node tears down cannot end it
-// with 128 + the signal's number (see exitsOnSignal). Its output is written: stdout and stderr
-// are synchronous on files and pipes.
+// with 128 + the signal's number (see exitsOnSignal), once its output is written: a pipe whose
+// reader is slow (| less, a log shipper) leaves it in memory, which process.exit() would drop.
+// A signal meanwhile still ends it with its own exit code.
 const { exitsOnSignal } = await import('../dist/cli/signals.js');
-if (exitsOnSignal()) process.exit();
+if (exitsOnSignal()) {
+  // An empty write's callback comes once everything written before it is (or the stream failed).
+  const flushed = (stream) => new Promise((resolve) => (stream.destroyed ? resolve() : stream.write('', () => resolve())));
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  process.exit();
+}

@@ -17,7 +17,7 @@ import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { startPaperExchange, type PaperExchangeHandle } from '../../src/engine/exchanges/paper-server.ts';
 import { LATEST_VERSION } from '../../src/store/migrations/index.ts';
-import { ENGINES, lockTable, TOKEN, type Fixture } from '../helpers/engines.ts';
+import { ENGINES, lockTable, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = join(ROOT, 'bin', 'botstate.js');
@@ -156,6 +156,33 @@ for (const engine of ENGINES) {
         assert.deepEqual([r.code, r.signal, r.stderr], [0, null, ''], r.stdout);
         assert.equal(d.lines().at(-1), 'stopped cleanly');
       }
+      await nothingLeftRunning();
+    });
+
+    it('stopped while its stdout is a pipe read slowly: everything it printed arrives, "stopped cleanly" last', { skip: engine.name !== 'sqlite' && 'the same on every engine' }, async () => {
+      // Jobs on a chain the paper exchange does not trade: each step fails, a line each, at every
+      // 10 ms tick: far more than a pipe holds, so its writes wait in the daemon's memory.
+      const store = await fx.open();
+      for (let i = 1; i <= 30; i++) await store.jobs.start({ tokenAddress: tokenAddress(100 + i), chain: 'arbitrum', tokenSymbol: `W${i}` });
+      await store.close();
+      const env = { ...process.env };
+      delete env['BOTSTATE_DB'];
+      const child = spawn(process.execPath, [BIN, 'daemon', '--db', fx.url, '--exchange', ex.url, '--tick', '10', '--lease-ttl', '60000', '--max-failures', '1000'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      running.push(child);
+      // Not read for now: the pipe fills up.
+      const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+      let stderr = '';
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      await sleep(3000);
+      child.kill('SIGTERM');
+      await sleep(1500);
+      let stdout = '';
+      child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+      const exit = await closed;
+      assert.deepEqual([exit.code, exit.signal, stderr], [0, null, '']);
+      const lines = stdout.split('\n').filter((l) => l !== '');
+      assert.ok(stdout.length > 200_000, `only ${stdout.length} bytes arrived (the pipe holds 64 KiB)`);
+      assert.equal(lines.at(-1), 'stopped cleanly', `the last of ${lines.length} lines: ${lines.at(-1)}`);
       await nothingLeftRunning();
     });
 
