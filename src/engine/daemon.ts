@@ -123,8 +123,8 @@ interface Runner {
   liquidationWaits?: string;
   /** The limit holding a running job's due order back now (the strategy's `skipped`; see #sayHeldBack). */
   heldBack?: string;
-  /** The last limit said holding it back, and when. */
-  heldBackSaid?: { reason: string; at: number };
+  /** When each limit was last said holding it back. */
+  heldBackSaid?: Map<string, number>;
   /**
    * Its open intent's lookups that got no answer, in a row (see #lookupFailed): how many, the
    * daemon's count of exchange answers (#answersSeen) at the last, and when the order was last said stuck.
@@ -1088,23 +1088,25 @@ export class Daemon {
   /**
    * A running job whose due order a limit holds back (a trade count, a day's volume, a position
    * cap reached) trades nothing, which looks like a job stuck: said once as it starts, and again
-   * when the limit holding it changes, but the same limit not again within
-   * HELD_BACK_SAID_EVERY_MS (a dip that comes and goes under a position cap). The trade count is
-   * checked before the strategy looks for a signal: it is said only when an order would be due
-   * without it (the strategy asked again, its answer thrown away).
+   * when the limit holding it changes, but no limit again within HELD_BACK_SAID_EVERY_MS of the
+   * last time it was said (a price that wobbles about a position cap, the cap and minTradeUsd by
+   * turns). The trade count is checked before the strategy looks for a signal: it is said only when
+   * an order would be due without it (the strategy asked again from the scratch this tick's
+   * decision started from, `before`, its answer thrown away).
    */
-  #sayHeldBack(job: Job, runner: Runner, d: Decision, price: string, now: number): void {
+  #sayHeldBack(job: Job, runner: Runner, d: Decision, before: Scratch, price: string, now: number): void {
     let why = d.order ? undefined : heldBack(job, d.skipped, price);
     if (why !== undefined && d.skipped === 'max-trades-per-hour') {
-      const free: Scratch = { ...runner.scratch, tradeTimes: [], tradeMinutes: [] };
+      const free: Scratch = { ...before, tradeTimes: [], tradeMinutes: [] };
       if (decide({ job, scratch: free, price, now }).order === null) why = undefined;
     }
-    const reason = why === undefined ? undefined : d.skipped;
+    const reason = why === undefined ? undefined : d.skipped!;
     if (reason !== undefined && reason !== runner.heldBack) {
-      const said = runner.heldBackSaid;
-      if (said?.reason !== reason || now - said.at >= HELD_BACK_SAID_EVERY_MS) {
+      const said = (runner.heldBackSaid ??= new Map());
+      const at = said.get(reason);
+      if (at === undefined || now - at >= HELD_BACK_SAID_EVERY_MS) {
         this.#log(`${stamp()}  ${job.tokenSymbol}  holds back an order that is due: ${why}`);
-        runner.heldBackSaid = { reason, at: now };
+        said.set(reason, now);
       }
     }
     runner.heldBack = reason;
@@ -1416,7 +1418,7 @@ export class Daemon {
         if (waits !== undefined && d.skipped !== runner.liquidationWaits) this.#log(`${stamp()}  ${job.tokenSymbol}  liquidation waits: ${waits}`);
         runner.liquidationWaits = waits === undefined ? undefined : d.skipped;
       } else if (job.status === 'RUNNING') {
-        this.#sayHeldBack(job, runner, d, price, now);
+        this.#sayHeldBack(job, runner, d, prior.scratch, price, now);
       }
       if (d.completeLiquidation) {
         await this.#completeLiquidation(job, runner, price);

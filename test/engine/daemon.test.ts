@@ -1455,6 +1455,30 @@ for (const engine of ENGINES) {
       assert.deepEqual([exchange.count('place', TOKEN), exchange.count('place', REF_TOKEN), exchange.count('place', tokenAddress(3))], [2, 1, 1]);
     });
 
+    it('a due order held back by two limits by turns (a price that wobbles about a position cap) is said once for each, not at every turn', async () => {
+      // 25 tokens held at a 25 USD position cap, minTradeUsd 5, the DCA due: at 1.01 the cap leaves
+      // no room, at 0.99 it leaves 0.25 USD, less than minTradeUsd.
+      const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'FLIP', set: [FAST_DCA, 'limits.maxPositionUsd=25', 'limits.minTradeUsd=5'] });
+      await store.ledger.recordTrade({ job: { id: job.id }, side: 'BUY', reason: 'REBALANCE', baseAmount: '25', quoteAmount: '25', priceUsd: '1', clientOrderId: 'hand-1' });
+      let n = 0;
+      const price = () => (n++ % 2 === 0 ? '1.01' : '0.99');
+      const wobbly: Exchange = {
+        getPrice: async () => price(),
+        getPrices: async (tokens) => new Map(tokens.map((t) => [t, price()])),
+        getBalances: async () => ({ USD: '1000000' }),
+        placeOrder: async () => assert.fail('no order is due within the limits'),
+        getOrder: async () => null,
+      };
+      const { daemon, lines } = makeDaemon(store, wobbly, { tickMs: 20 });
+      await daemon.start();
+      await waitFor('20 prices', () => n >= 20);
+      await daemon.stop();
+      assert.deepEqual(lines.filter((l) => /holds back/.test(l)).map((l) => l.replace(/^\S+  /, '').replace(/ at [\d.]+/, ' at P')), [
+        'FLIP  holds back an order that is due: limits.maxPositionUsd (25) leaves no room at P (tokenBalance 25): no more buys until the price falls or it is raised',
+        'FLIP  holds back an order that is due: what the limits leave of it is worth less than limits.minTradeUsd (5) at P',
+      ]);
+    });
+
     it('storage failures of a step are not counted: a burst of them and one exchange error leave the job RUNNING', async () => {
       const ex = await paper();
       const job = await store.jobs.start({ tokenAddress: TOKEN, tokenSymbol: 'LGI', set: [FAST_DCA] });
