@@ -137,6 +137,11 @@ interface Runner {
 /** How long a change in the number of active jobs no daemon may run lasts before it is said (see #sayUnrun). */
 const UNRUN_SAID_AFTER_MS = 2000;
 
+/** A duration as the log says it: milliseconds under a second, else seconds with one decimal. */
+function duration(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
 /** A running job's due order held back by a limit is said again for the same limit only this long after. */
 const HELD_BACK_SAID_EVERY_MS = 10 * 60_000;
 
@@ -534,19 +539,23 @@ export class Daemon {
 
   #startRenewer(): void {
     const every = Math.max(50, Math.floor(this.#leaseTtlMs / 3));
-    let last = performance.now();
+    let last = { mono: performance.now(), wall: Date.now() };
+    let saidAt = Number.NEGATIVE_INFINITY;
     this.#renewer = setInterval(() => {
-      // A lease TTL or more since this timer last fired (every third of it): the process did not
-      // run meanwhile (a paused VM or process, a long GC pause, a swap storm). Its leases may have
-      // run out and its jobs moved to other daemons, which the next sync shows as jobs let go:
-      // said, or that would be a riddle.
-      const now = performance.now();
-      const since = now - last;
+      // This timer firing half a lease TTL or more late: the process did not run meanwhile (a
+      // paused VM or process, a long GC pause, a swap storm), and a lease is renewed only once
+      // less than half its TTL is left. Its leases may have run out and its jobs moved to other
+      // daemons, which the next sync shows as jobs let go: said, or that would be a riddle. The
+      // monotonic clock may not count a suspended machine's sleep: the wall clock's is taken too.
+      // At most once a minute (an event loop that lags under a tiny TTL), but a lease TTL or more.
+      const now = { mono: performance.now(), wall: Date.now() };
+      const late = Math.max(now.mono - last.mono, now.wall - last.wall) - every;
       last = now;
-      if (since >= this.#leaseTtlMs) {
+      if (late >= this.#leaseTtlMs / 2 && (late >= this.#leaseTtlMs || now.mono - saidAt >= 60_000)) {
+        saidAt = now.mono;
         this.#log(
-          `${stamp()}  this daemon did not run for a while (the process or its machine was paused or starved): its leases were last renewed ${(since / 1000).toFixed(1)} s ago, ` +
-            `past their TTL of ${this.#leaseTtlMs / 1000} s, so they may have run out and other daemons taken its jobs over; what it was writing then is refused (fencing)`,
+          `${stamp()}  this daemon did not run for ${duration(late)} (the process or its machine was paused or starved), half its lease TTL of ${duration(this.#leaseTtlMs)} or more: ` +
+            'its leases may have run out and other daemons taken its jobs over; what it was writing then is refused (fencing)',
         );
       }
       this.#probeIfQuiet();
