@@ -2020,8 +2020,14 @@ for (const engine of ENGINES) {
       const { daemon, lines } = makeDaemon(store, exchange, { maxFailures: 100_000, exchangeTimeoutMs: 300 });
       await daemon.start();
       await waitFor('the lookups\' outage said', () => lines.some((l) => l.includes('exchange unavailable')));
-      await store.jobs.start({ tokenAddress: tokenAddress(0xd1), tokenSymbol: 'HERE', set: [slow] });
-      await store.jobs.start({ tokenAddress: tokenAddress(0xe1), chain: 'arbitrum', tokenSymbol: 'HUNG', set: [slow] });
+      // Their first DCA already bought: an order of HERE's in flight would leave it out of a tick's
+      // batch, and HUNG's request, then the only one, would fail as the whole batch.
+      await store.transaction(async () => {
+        for (const [i, chain, symbol] of [[0xd1, 'base', 'HERE'], [0xe1, 'arbitrum', 'HUNG']] as const) {
+          const job = await store.jobs.start({ tokenAddress: tokenAddress(i), chain, tokenSymbol: symbol, set: [slow] });
+          await store.jobs.updateState({ id: job.id }, { lastDcaBuyTime: new Date().toISOString() });
+        }
+      });
       await waitFor('the hung chain left out', () => lines.some((l) => l.includes('the batch price request for chain arbitrum failed')), 10_000);
       await sleep(1500);
       await daemon.stop();
