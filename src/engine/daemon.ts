@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -121,7 +122,7 @@ interface Runner {
   refusedResend?: { clientOrderId: string; since: number; refusal: string };
   /** Why a liquidation waits (the strategy's `skipped`), once said (said again when it changes). */
   liquidationWaits?: string;
-  /** The limit holding a running job's due order back now (the strategy's `skipped`; see #sayHeldBack). */
+  /** The limit last said holding a running job's due order back, until it next decides an order (see #sayHeldBack). */
   heldBack?: string;
   /** When each limit was last said holding it back. */
   heldBackSaid?: Map<string, number>;
@@ -136,6 +137,18 @@ interface Runner {
 
 /** How long a change in the number of active jobs no daemon may run lasts before it is said (see #sayUnrun). */
 const UNRUN_SAID_AFTER_MS = 2000;
+
+/**
+ * Milliseconds since the machine booted, suspended time included (Linux's /proc/uptime, to 10 ms);
+ * undefined where there is no such file.
+ */
+function bootMs(): number | undefined {
+  try {
+    return Number.parseFloat(readFileSync('/proc/uptime', 'latin1')) * 1000;
+  } catch {
+    return undefined;
+  }
+}
 
 /** A duration as the log says it: milliseconds under a second, else seconds with one decimal. */
 function duration(ms: number): string {
@@ -539,23 +552,26 @@ export class Daemon {
 
   #startRenewer(): void {
     const every = Math.max(50, Math.floor(this.#leaseTtlMs / 3));
-    let last = { mono: performance.now(), wall: Date.now() };
+    let last = { mono: performance.now(), boot: bootMs() };
     let saidAt = Number.NEGATIVE_INFINITY;
     this.#renewer = setInterval(() => {
-      // This timer firing half a lease TTL or more late: the process did not run meanwhile (a
-      // paused VM or process, a long GC pause, a swap storm), and a lease is renewed only once
-      // less than half its TTL is left. Its leases may have run out and its jobs moved to other
-      // daemons, which the next sync shows as jobs let go: said, or that would be a riddle. The
-      // monotonic clock may not count a suspended machine's sleep: the wall clock's is taken too.
-      // At most once a minute (an event loop that lags under a tiny TTL), but a lease TTL or more.
-      const now = { mono: performance.now(), wall: Date.now() };
-      const late = Math.max(now.mono - last.mono, now.wall - last.wall) - every;
+      // Half a lease TTL or more since this timer last ran (it runs every third of it; half a
+      // TTL, and at least half an interval late): the process did not run meanwhile (a paused VM
+      // or process, a long GC pause, a swap storm), and a lease is renewed only once less than
+      // half its TTL is left. Its leases may have run out and its jobs moved to other daemons,
+      // which the next sync shows as jobs let go: said, or that would be a riddle. The monotonic
+      // clock may not count a suspended machine's sleep: the boot clock (Linux) does, and neither
+      // steps as the wall clock may (NTP). At most once a minute (an event loop that lags under
+      // a tiny TTL), but for a whole TTL.
+      const now = { mono: performance.now(), boot: bootMs() };
+      const since = Math.max(now.mono - last.mono, now.boot !== undefined && last.boot !== undefined ? now.boot - last.boot : 0);
       last = now;
-      if (late >= this.#leaseTtlMs / 2 && (late >= this.#leaseTtlMs || now.mono - saidAt >= 60_000)) {
+      if (since >= Math.max(this.#leaseTtlMs / 2, every * 1.5) && (since >= this.#leaseTtlMs || now.mono - saidAt >= 60_000)) {
         saidAt = now.mono;
         this.#log(
-          `${stamp()}  this daemon did not run for ${duration(late)} (the process or its machine was paused or starved), half its lease TTL of ${duration(this.#leaseTtlMs)} or more: ` +
-            'its leases may have run out and other daemons taken its jobs over; what it was writing then is refused (fencing)',
+          `${stamp()}  this daemon did not run for a while (the process or its machine was paused or starved): its lease renewer, due every ${duration(every)}, ` +
+            `last ran ${duration(since)} ago, half its lease TTL of ${duration(this.#leaseTtlMs)} or more, so its leases may have run out and other daemons taken its jobs over; ` +
+            'what it was writing then is refused (fencing)',
         );
       }
       this.#probeIfQuiet();
@@ -1097,27 +1113,27 @@ export class Daemon {
   /**
    * A running job whose due order a limit holds back (a trade count, a day's volume, a position
    * cap reached) trades nothing, which looks like a job stuck: said once as it starts, and again
-   * when the limit holding it changes, but no limit again within HELD_BACK_SAID_EVERY_MS of the
-   * last time it was said (a price that wobbles about a position cap, the cap and minTradeUsd by
-   * turns). The trade count is checked before the strategy looks for a signal: it is said only when
-   * an order would be due without it (the strategy asked again from the scratch this tick's
-   * decision started from, `before`, its answer thrown away).
+   * when another limit holds it, but no limit again within HELD_BACK_SAID_EVERY_MS of the last time
+   * it was said (a price that wobbles about a position cap, the cap and minTradeUsd by turns, says
+   * each once; the one that then stays is said again once that time is up, so the last line names
+   * it). An order decided starts afresh. The trade count is checked before the strategy looks for a
+   * signal: it is said only when an order would be due without it (the strategy asked again from
+   * the scratch this tick's decision started from, `before`, its answer thrown away).
    */
   #sayHeldBack(job: Job, runner: Runner, d: Decision, before: Scratch, price: string, now: number): void {
-    let why = d.order ? undefined : heldBack(job, d.skipped, price);
+    if (d.order) return void (runner.heldBack = undefined);
+    let why = heldBack(job, d.skipped, price);
     if (why !== undefined && d.skipped === 'max-trades-per-hour') {
       const free: Scratch = { ...before, tradeTimes: [], tradeMinutes: [] };
       if (decide({ job, scratch: free, price, now }).order === null) why = undefined;
     }
-    const reason = why === undefined ? undefined : d.skipped!;
-    if (reason !== undefined && reason !== runner.heldBack) {
-      const said = (runner.heldBackSaid ??= new Map());
-      const at = said.get(reason);
-      if (at === undefined || now - at >= HELD_BACK_SAID_EVERY_MS) {
-        this.#log(`${stamp()}  ${job.tokenSymbol}  holds back an order that is due: ${why}`);
-        said.set(reason, now);
-      }
-    }
+    const reason = d.skipped;
+    if (why === undefined || reason === undefined || reason === runner.heldBack) return;
+    const said = (runner.heldBackSaid ??= new Map());
+    const at = said.get(reason);
+    if (at !== undefined && now - at < HELD_BACK_SAID_EVERY_MS) return;
+    this.#log(`${stamp()}  ${job.tokenSymbol}  holds back an order that is due: ${why}`);
+    said.set(reason, now);
     runner.heldBack = reason;
   }
 
