@@ -64,6 +64,7 @@ export {
   decide,
   afterFill,
   scratchAfterFill,
+  limitUsage,
   parseScratch,
   type Scratch,
   type StrategyInput,
@@ -71,4 +72,5 @@ export {
   type OrderPlan,
   type AfterFillInput,
   type StateChange,
+  type LimitUsage,
 } from './engine/strategies/strategy.ts';

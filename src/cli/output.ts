@@ -3,6 +3,8 @@ import { serializeConfig, type JobConfig } from '../jobs/config.ts';
 import type { Job } from '../jobs/job-rows.ts';
 import { ACTIVE_STATUSES } from '../jobs/lifecycle.ts';
 import type { Trade } from '../ledger/ledger.ts';
+import { cmp } from '../money/decimal.ts';
+import type { LimitUsage } from '../engine/strategies/strategy.ts';
 import type { JobDaemon } from '../store/store.ts';
 import { coerceError } from '../errors.ts';
 import { escapeControls } from '../util/text.ts';
@@ -231,7 +233,19 @@ function daemonLine(daemon: JobDaemon | null, job: Job, openOrders: number, now 
  * `open`: the job's PENDING orders, shown when given (not for a job rebuilt from its history);
  * `daemon`: the daemon holding its lease, likewise.
  */
-export function jobView(job: Job, open?: readonly Trade[], daemon?: JobDaemon | null): string {
+/** A job's limit usage in one line (see limitUsage): what counts against each limit now, and which are reached. */
+function usageLine(u: LimitUsage): string {
+  const reached = (used: string, max: string | number | null) => (max !== null && cmp(used, String(max)) >= 0 ? ' (reached)' : '');
+  const parts = [`${u.tradesLastHour} trades in the last hour, of limits.maxTradesPerHour ${u.maxTradesPerHour ?? 'off'}${reached(String(u.tradesLastHour), u.maxTradesPerHour)}`];
+  if (u.accumulatedUsd !== undefined) parts.push(`${u.accumulatedUsd} USD accumulated, of accumulate.maxAccumulationUsd ${u.maxAccumulationUsd}${reached(u.accumulatedUsd, u.maxAccumulationUsd!)}`);
+  if (u.tradedTodayUsd !== undefined) {
+    parts.push(`${u.tradedTodayUsd} USD traded on ${u.day} (UTC), of liquidity.maxDailyVolume ${u.maxDailyVolume}${reached(u.tradedTodayUsd, u.maxDailyVolume!)}`);
+    parts.push(`${u.cashUsd} USD of liquidity cash left${u.cashUsd === '0' ? ' (spent)' : ''}`);
+  }
+  return parts.join('; ');
+}
+
+export function jobView(job: Job, open?: readonly Trade[], daemon?: JobDaemon | null, usage?: LimitUsage): string {
   const configLines = Object.entries(job.config).flatMap(([section, values]) =>
     Object.entries(values as Record<string, unknown>).map(([k, v]) => [`  ${section}.${k}`, v === null ? 'off' : String(v)] as const),
   );
@@ -246,6 +260,7 @@ export function jobView(job: Job, open?: readonly Trade[], daemon?: JobDaemon | 
     // Not in the balance until filled: what the exchange may already hold.
     ...(open === undefined ? [] : [['openOrders', open.length === 0 ? '' : open.map(openOrder).join('; ')] as const]),
     ['totalAccumulated', job.totalAccumulated],
+    ...(usage === undefined ? [] : [['limitsUsed', usageLine(usage)] as const]),
     ['recentHigh', job.recentHigh],
     ['lastDcaBuyTime', job.lastDcaBuyTime],
     ['lastRebalanceTime', job.lastRebalanceTime],

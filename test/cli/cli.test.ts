@@ -491,6 +491,25 @@ for (const engine of ENGINES) {
       assert.doesNotMatch(ok(await cli(['status', TOKEN, '--as-of', '9999-12-31T23:59Z', ...db])).stdout, /openOrders/);
     });
 
+    it('status shows what counts against the limits now: the hour\'s trades and the accumulation, or a liquidity job\'s day and cash', async () => {
+      ok(await cli(['start', TOKEN, '--symbol', 'LGI', '--set', 'limits.maxTradesPerHour=2', '--set', 'accumulate.maxAccumulationUsd=10', ...db]));
+      for (const id of ['h-1', 'h-2']) ok(await cli(['record', TOKEN, '--side', 'buy', '--reason', 'dca', '--base', '10', '--quote', '5', '--price', '0.5', '--client-order-id', id, ...db]));
+      assert.match(
+        ok(await cli(['status', TOKEN, ...db])).stdout,
+        /^limitsUsed +2 trades in the last hour, of limits\.maxTradesPerHour 2 \(reached\); 10 USD accumulated, of accumulate\.maxAccumulationUsd 10 \(reached\)$/m,
+      );
+      assert.deepEqual(parseJson(await cli(['status', TOKEN, '--json', ...db])).limitsUsed, { tradesLastHour: 2, maxTradesPerHour: 2, accumulatedUsd: '10', maxAccumulationUsd: '10' });
+      ok(await cli(['start', OTHER_TOKEN, '--symbol', 'LIQ', '--mode', 'liquidity', '--set', 'liquidity.capitalUsd=100', ...db]));
+      ok(await cli(['record', OTHER_TOKEN, '--side', 'buy', '--reason', 'rebalance', '--base', '80', '--quote', '40', '--price', '0.5', '--client-order-id', 'l-1', ...db]));
+      const day = new Date().toISOString().slice(0, 10);
+      assert.deepEqual(parseJson(await cli(['status', OTHER_TOKEN, '--json', ...db])).limitsUsed, {
+        tradesLastHour: 1, maxTradesPerHour: null, day, tradedTodayUsd: '40', maxDailyVolume: '500', cashUsd: '60',
+      });
+      assert.match(ok(await cli(['status', OTHER_TOKEN, ...db])).stdout, new RegExp(`^limitsUsed +1 trades in the last hour, of limits\\.maxTradesPerHour off; 40 USD traded on ${day} \\(UTC\\), of liquidity\\.maxDailyVolume 500; 60 USD of liquidity cash left$`, 'm'));
+      // Not audited: a job as of a time has none.
+      assert.doesNotMatch(ok(await cli(['status', TOKEN, '--as-of', '9999-12-31T23:59Z', ...db])).stdout, /limitsUsed/);
+    });
+
     it('list shows each job\'s open orders and the daemon holding it: none, one alive, one silent, one whose lease expired', async () => {
       ok(await cli(['start', TOKEN, '--symbol', 'LGI', ...db]));
       ok(await cli(['start', OTHER_TOKEN, '--symbol', 'OTH', ...db]));

@@ -9,7 +9,7 @@ import { isBotstateError } from '../../src/errors.ts';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
-  afterFill, decide, emptyScratch, parseScratch, scratchAfterFill, tradesInLastHour, volumeToday,
+  afterFill, decide, emptyScratch, limitUsage, parseScratch, scratchAfterFill, tradesInLastHour, volumeToday,
   type Decision, type OrderPlan, type Scratch,
 } from '../../src/engine/strategies/strategy.ts';
 import { rebalanceFor } from '../../src/engine/strategies/liquidity.ts';
@@ -751,6 +751,19 @@ describe('afterFill', () => {
     const later = afterFill({ job, scratch: ahead, trade: trade({ clientOrderId: 'c', executedAt: new Date(now + MIN).toISOString(), quoteAmount: '5' }), now: now + MIN });
     assert.equal(volumeToday(later, now + MIN), '495', 'a fill of today while tomorrow is counted adds to the count');
     assert.equal(later.day, '2024-03-02');
+  });
+});
+
+describe('limitUsage (botstate status)', () => {
+  it('counts the last hour\'s trades and the mode\'s limits from the daemon\'s scratch; none for another strategy\'s state', () => {
+    const hour = { ...emptyScratch(), tradeTimes: [T0 - 3_600_000, T0 - 1000], day: new Date(T0).toISOString().slice(0, 10), dayVolume: '30', quoteFlow: '-1200' };
+    const acc = { ...makeJob({ totalAccumulated: '250', sets: ['limits.maxTradesPerHour=4'] }), strategyState: hour };
+    assert.deepEqual(limitUsage(acc, T0), { tradesLastHour: 1, maxTradesPerHour: 4, accumulatedUsd: '250', maxAccumulationUsd: '1000' });
+    const liq = { ...makeJob({ mode: 'LIQUIDITY' }), strategyState: hour };
+    assert.deepEqual(limitUsage(liq, T0), { tradesLastHour: 1, maxTradesPerHour: null, day: hour.day, tradedTodayUsd: '30', maxDailyVolume: '500', cashUsd: '0' });
+    // The next UTC day: nothing traded on it yet.
+    assert.equal(limitUsage(liq, T0 + 86_400_000)?.tradedTodayUsd, '0');
+    assert.equal(limitUsage({ ...makeJob(), strategyState: { mine: true } }, T0), undefined);
   });
 });
 

@@ -2,6 +2,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { StorageError, ValidationError } from '../../errors.ts';
 import { CONFIG_KEYS, defaultConfig, parseConfigJson, resolveConfig } from '../../jobs/config.ts';
 import type { Job } from '../../jobs/job-rows.ts';
+import { limitUsage } from '../../engine/strategies/strategy.ts';
 import { JOB_STATUSES, type JobMode, type JobStatus } from '../../jobs/lifecycle.ts';
 import { checkConfigureInput, checkStartInput } from '../../jobs/jobs.ts';
 import type { Store } from '../../store/store.ts';
@@ -153,9 +154,12 @@ const configure: Command = {
 
 const status: Command = {
   name: 'status',
-  summary: 'show one job: status, the daemon running it, mode, balances, open orders and config (now, or as it was at a time)',
+  summary: 'show one job: status, the daemon running it, mode, balances, open orders, the limits it has used, and config (now, or as it was at a time)',
   usage: '<token> [--chain C] [--as-of T]',
   details:
+    'limitsUsed says what counts against the limits now, from the daemon\'s strategy state: the trades of the last\n' +
+    'hour (limits.maxTradesPerHour), and the USD accumulated (accumulate.maxAccumulationUsd) or, for a liquidity job,\n' +
+    'the USD traded today, UTC (liquidity.maxDailyVolume) and the liquidity cash left; "(reached)" after one reached.\n' +
     '--as-of T shows the job as it was at T, rebuilt from its audit log (botstate history): its status, balances and\n' +
     'config then; version and updatedAt are those of the last change at or before T. The strategy state is not\n' +
     'audited and is not shown. A time before the job was created is exit 4.',
@@ -171,7 +175,9 @@ const status: Command = {
         const open = await store.ledger.trades(ref, { status: 'PENDING' });
         return [await store.jobs.get(ref), open, await store.daemonFor(ref)] as const;
       });
-      return void ctx.io.out(ctx.json ? json({ ...jobJson(job), openOrders: open, daemon }) : jobView(job, open, daemon));
+      // What counts against the limits now, from the daemon's strategy state (none for another strategy's).
+      const usage = limitUsage(job);
+      return void ctx.io.out(ctx.json ? json({ ...jobJson(job), openOrders: open, daemon, limitsUsed: usage ?? null }) : jobView(job, open, daemon, usage));
     }
     const job = await withStore(ctx, READING, (store) => store.jobAt(ref, at));
     const { strategyState: _, ...audited } = jobJson(job);

@@ -167,6 +167,41 @@ export function scratchAfterFill(settled: { readonly job: Job; readonly trade: T
   return after === before ? undefined : after;
 }
 
+/**
+ * What a job has used of the limits its strategy state counts, now: the trades of the last hour
+ * (limits.maxTradesPerHour), and by mode the USD accumulated (accumulate.maxAccumulationUsd), or the
+ * USD traded today, UTC (liquidity.maxDailyVolume) and the liquidity cash left. Undefined when the
+ * job's strategy state is not the daemon's (another strategy's document). `botstate status` shows it.
+ */
+export interface LimitUsage {
+  readonly tradesLastHour: number;
+  readonly maxTradesPerHour: number | null;
+  /** ACCUMULATE. */
+  readonly accumulatedUsd?: Decimal;
+  readonly maxAccumulationUsd?: Decimal;
+  /** LIQUIDITY: the UTC day, what was traded on it, the limit, and the cash (capitalUsd plus net sells, at least 0). */
+  readonly day?: string;
+  readonly tradedTodayUsd?: Decimal;
+  readonly maxDailyVolume?: Decimal;
+  readonly cashUsd?: Decimal;
+}
+
+export function limitUsage(job: Job, now: number = Date.now()): LimitUsage | undefined {
+  const stored = job.strategyState;
+  if (Object.keys(stored).length > 0 && stored['v'] !== SCRATCH_VERSION) return undefined;
+  const scratch = parseScratch(stored, job);
+  const hour = { tradesLastHour: tradesInLastHour(scratch, now), maxTradesPerHour: job.config.limits.maxTradesPerHour };
+  if (job.mode === 'ACCUMULATE') return { ...hour, accumulatedUsd: job.totalAccumulated, maxAccumulationUsd: job.config.accumulate.maxAccumulationUsd };
+  const cash = add(job.config.liquidity.capitalUsd, scratch.quoteFlow);
+  return {
+    ...hour,
+    day: utcDay(now),
+    tradedTodayUsd: volumeToday(scratch, now),
+    maxDailyVolume: job.config.liquidity.maxDailyVolume,
+    cashUsd: cmp(cash, '0') < 0 ? '0' : cash,
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Shared by the strategies.
 
