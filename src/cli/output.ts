@@ -3,8 +3,8 @@ import { serializeConfig, type JobConfig } from '../jobs/config.ts';
 import type { Job } from '../jobs/job-rows.ts';
 import { ACTIVE_STATUSES } from '../jobs/lifecycle.ts';
 import type { Trade } from '../ledger/ledger.ts';
-import { cmp } from '../money/decimal.ts';
-import type { LimitUsage } from '../engine/strategies/strategy.ts';
+import { CAP_RESIDUE_USD, type LimitUsage } from '../engine/strategies/strategy.ts';
+import { cmp, sub, type Decimal } from '../money/decimal.ts';
 import type { JobDaemon } from '../store/store.ts';
 import { coerceError } from '../errors.ts';
 import { escapeControls } from '../util/text.ts';
@@ -234,15 +234,26 @@ function daemonLine(daemon: JobDaemon | null, job: Job, openOrders: number, now 
  * `daemon`: the daemon holding its lease, likewise.
  */
 /** A job's limit usage in one line (see limitUsage): what counts against each limit now, and which are reached. */
-function usageLine(u: LimitUsage): string {
-  const reached = (used: string, max: string | number | null) => (max !== null && cmp(used, String(max)) >= 0 ? ' (reached)' : '');
-  const parts = [`${u.tradesLastHour} trades in the last hour, of limits.maxTradesPerHour ${u.maxTradesPerHour ?? 'off'}${reached(String(u.tradesLastHour), u.maxTradesPerHour)}`];
-  if (u.accumulatedUsd !== undefined) parts.push(`${u.accumulatedUsd} USD accumulated, of accumulate.maxAccumulationUsd ${u.maxAccumulationUsd}${reached(u.accumulatedUsd, u.maxAccumulationUsd!)}`);
+function usageLine(u: LimitUsage, status: string): string {
+  // A cap with room left, but less than limits.minTradeUsd, is reached too: said why.
+  const reached = (key: string, room?: Decimal) =>
+    !u.reached.includes(key) ? '' : room === undefined || cmp(room, CAP_RESIDUE_USD) < 0 ? ' (reached)' : ' (reached: less than limits.minTradeUsd left)';
+  const n = u.tradesLastHour;
+  const parts = [`${n} trade${n === 1 ? '' : 's'} in the last hour, of limits.maxTradesPerHour ${u.maxTradesPerHour ?? 'off'}${reached('limits.maxTradesPerHour')}`];
+  if (u.accumulatedUsd !== undefined) parts.push(`${u.accumulatedUsd} USD accumulated, of accumulate.maxAccumulationUsd ${u.maxAccumulationUsd}${reached('accumulate.maxAccumulationUsd', sub(u.maxAccumulationUsd!, u.accumulatedUsd))}`);
   if (u.tradedTodayUsd !== undefined) {
-    parts.push(`${u.tradedTodayUsd} USD traded on ${u.day} (UTC), of liquidity.maxDailyVolume ${u.maxDailyVolume}${reached(u.tradedTodayUsd, u.maxDailyVolume!)}`);
-    parts.push(`${u.cashUsd} USD of liquidity cash left${u.cashUsd === '0' ? ' (spent)' : ''}`);
+    parts.push(`${u.tradedTodayUsd} USD traded on ${u.day} (UTC), of liquidity.maxDailyVolume ${u.maxDailyVolume}${reached('liquidity.maxDailyVolume', sub(u.maxDailyVolume!, u.tradedTodayUsd))}`);
+    const spent = !u.reached.includes('liquidity.capitalUsd') ? '' : cmp(u.cashUsd!, CAP_RESIDUE_USD) < 0 ? ' (spent)' : ' (less than limits.minTradeUsd)';
+    parts.push(`${u.cashUsd} USD of liquidity cash left${spent}`);
   }
-  return parts.join('; ');
+  // A limit reached says nothing of a job that does not trade now, and a liquidation heeds only some.
+  const note =
+    status === 'LIQUIDATING'
+      ? ' (a liquidation is held to these only, and to limits.maxOrderUsd per order)'
+      : status !== 'RUNNING'
+        ? ` (not trading while ${status})`
+        : '';
+  return `${parts.join('; ')}${note}`;
 }
 
 export function jobView(job: Job, open?: readonly Trade[], daemon?: JobDaemon | null, usage?: LimitUsage): string {
@@ -260,7 +271,7 @@ export function jobView(job: Job, open?: readonly Trade[], daemon?: JobDaemon | 
     // Not in the balance until filled: what the exchange may already hold.
     ...(open === undefined ? [] : [['openOrders', open.length === 0 ? '' : open.map(openOrder).join('; ')] as const]),
     ['totalAccumulated', job.totalAccumulated],
-    ...(usage === undefined ? [] : [['limitsUsed', usageLine(usage)] as const]),
+    ...(usage === undefined ? [] : [['limitsUsed', usageLine(usage, job.status)] as const]),
     ['recentHigh', job.recentHigh],
     ['lastDcaBuyTime', job.lastDcaBuyTime],
     ['lastRebalanceTime', job.lastRebalanceTime],

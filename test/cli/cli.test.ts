@@ -498,14 +498,23 @@ for (const engine of ENGINES) {
         ok(await cli(['status', TOKEN, ...db])).stdout,
         /^limitsUsed +2 trades in the last hour, of limits\.maxTradesPerHour 2 \(reached\); 10 USD accumulated, of accumulate\.maxAccumulationUsd 10 \(reached\)$/m,
       );
-      assert.deepEqual(parseJson(await cli(['status', TOKEN, '--json', ...db])).limitsUsed, { tradesLastHour: 2, maxTradesPerHour: 2, accumulatedUsd: '10', maxAccumulationUsd: '10' });
+      assert.deepEqual(parseJson(await cli(['status', TOKEN, '--json', ...db])).limitsUsed, {
+        tradesLastHour: 2, maxTradesPerHour: 2, reached: ['limits.maxTradesPerHour', 'accumulate.maxAccumulationUsd'], accumulatedUsd: '10', maxAccumulationUsd: '10',
+      });
       ok(await cli(['start', OTHER_TOKEN, '--symbol', 'LIQ', '--mode', 'liquidity', '--set', 'liquidity.capitalUsd=100', ...db]));
       ok(await cli(['record', OTHER_TOKEN, '--side', 'buy', '--reason', 'rebalance', '--base', '80', '--quote', '40', '--price', '0.5', '--client-order-id', 'l-1', ...db]));
       const day = new Date().toISOString().slice(0, 10);
       assert.deepEqual(parseJson(await cli(['status', OTHER_TOKEN, '--json', ...db])).limitsUsed, {
-        tradesLastHour: 1, maxTradesPerHour: null, day, tradedTodayUsd: '40', maxDailyVolume: '500', cashUsd: '60',
+        tradesLastHour: 1, maxTradesPerHour: null, reached: [], day, tradedTodayUsd: '40', maxDailyVolume: '500', cashUsd: '60',
       });
-      assert.match(ok(await cli(['status', OTHER_TOKEN, ...db])).stdout, new RegExp(`^limitsUsed +1 trades in the last hour, of limits\\.maxTradesPerHour off; 40 USD traded on ${day} \\(UTC\\), of liquidity\\.maxDailyVolume 500; 60 USD of liquidity cash left$`, 'm'));
+      assert.match(ok(await cli(['status', OTHER_TOKEN, ...db])).stdout, new RegExp(`^limitsUsed +1 trade in the last hour, of limits\\.maxTradesPerHour off; 40 USD traded on ${day} \\(UTC\\), of liquidity\\.maxDailyVolume 500; 60 USD of liquidity cash left$`, 'm'));
+      // Room under a cap smaller than limits.minTradeUsd leaves no order: reached. Paused, it trades nothing anyway.
+      ok(await cli(['config', OTHER_TOKEN, '--set', 'limits.minTradeUsd=61', '--set', 'liquidity.maxDailyVolume=100', ...db]));
+      ok(await cli(['pause', OTHER_TOKEN, ...db]));
+      assert.match(ok(await cli(['status', OTHER_TOKEN, ...db])).stdout, new RegExp(`^limitsUsed +1 trade in the last hour, of limits\\.maxTradesPerHour off; 40 USD traded on ${day} \\(UTC\\), of liquidity\\.maxDailyVolume 100 \\(reached: less than limits\\.minTradeUsd left\\); 60 USD of liquidity cash left \\(less than limits\\.minTradeUsd\\) \\(not trading while PAUSED\\)$`, 'm'));
+      // A liquidation heeds the trade count only (and maxOrderUsd): only that is given.
+      ok(await cli(['liquidate', OTHER_TOKEN, ...db]));
+      assert.deepEqual(parseJson(await cli(['status', OTHER_TOKEN, '--json', ...db])).limitsUsed, { tradesLastHour: 1, maxTradesPerHour: null, reached: [] });
       // Not audited: a job as of a time has none.
       assert.doesNotMatch(ok(await cli(['status', TOKEN, '--as-of', '9999-12-31T23:59Z', ...db])).stdout, /limitsUsed/);
     });

@@ -758,9 +758,11 @@ describe('limitUsage (botstate status)', () => {
   it('counts the last hour\'s trades and the mode\'s limits from the daemon\'s scratch; none for another strategy\'s state', () => {
     const hour = { ...emptyScratch(), tradeTimes: [T0 - 3_600_000, T0 - 1000], day: new Date(T0).toISOString().slice(0, 10), dayVolume: '30', quoteFlow: '-1200' };
     const acc = { ...makeJob({ totalAccumulated: '250', sets: ['limits.maxTradesPerHour=4'] }), strategyState: hour };
-    assert.deepEqual(limitUsage(acc, T0), { tradesLastHour: 1, maxTradesPerHour: 4, accumulatedUsd: '250', maxAccumulationUsd: '1000' });
+    assert.deepEqual(limitUsage(acc, T0), { tradesLastHour: 1, maxTradesPerHour: 4, reached: [], accumulatedUsd: '250', maxAccumulationUsd: '1000' });
+    // Less than 10⁻⁹ USD of room is no order: reached.
+    assert.deepEqual(limitUsage({ ...acc, totalAccumulated: '999.9999999999' }, T0)?.reached, ['accumulate.maxAccumulationUsd']);
     const liq = { ...makeJob({ mode: 'LIQUIDITY' }), strategyState: hour };
-    assert.deepEqual(limitUsage(liq, T0), { tradesLastHour: 1, maxTradesPerHour: null, day: hour.day, tradedTodayUsd: '30', maxDailyVolume: '500', cashUsd: '0' });
+    assert.deepEqual(limitUsage(liq, T0), { tradesLastHour: 1, maxTradesPerHour: null, reached: ['liquidity.capitalUsd'], day: hour.day, tradedTodayUsd: '30', maxDailyVolume: '500', cashUsd: '0' });
     // The next UTC day: nothing traded on it yet.
     assert.equal(limitUsage(liq, T0 + 86_400_000)?.tradedTodayUsd, '0');
     assert.equal(limitUsage({ ...makeJob(), strategyState: { mine: true } }, T0), undefined);

@@ -159,7 +159,9 @@ const status: Command = {
   details:
     'limitsUsed says what counts against the limits now, from the daemon\'s strategy state: the trades of the last\n' +
     'hour (limits.maxTradesPerHour), and the USD accumulated (accumulate.maxAccumulationUsd) or, for a liquidity job,\n' +
-    'the USD traded today, UTC (liquidity.maxDailyVolume) and the liquidity cash left; "(reached)" after one reached.\n' +
+    'the USD traded today, UTC (liquidity.maxDailyVolume) and the liquidity cash left (a liquidation heeds the trade\n' +
+    'count only: only it is shown); "(reached)" after one that leaves no order now (less than limits.minTradeUsd of room\n' +
+    'counts). Not shown with --as-of, nor for another strategy\'s state.\n' +
     '--as-of T shows the job as it was at T, rebuilt from its audit log (botstate history): its status, balances and\n' +
     'config then; version and updatedAt are those of the last change at or before T. The strategy state is not\n' +
     'audited and is not shown. A time before the job was created is exit 4.',

@@ -170,8 +170,12 @@ export function scratchAfterFill(settled: { readonly job: Job; readonly trade: T
 /**
  * What a job has used of the limits its strategy state counts, now: the trades of the last hour
  * (limits.maxTradesPerHour), and by mode the USD accumulated (accumulate.maxAccumulationUsd), or the
- * USD traded today, UTC (liquidity.maxDailyVolume) and the liquidity cash left. Undefined when the
- * job's strategy state is not the daemon's (another strategy's document). `botstate status` shows it.
+ * USD traded today, UTC (liquidity.maxDailyVolume) and the liquidity cash left. A liquidation is
+ * held only to the trade count (and maxOrderUsd, per order): for a LIQUIDATING job only that is
+ * given. `reached` names the limits that leave no order now: a count at its maximum, or a cap
+ * whose room is less than 10⁻⁹ USD or than limits.minTradeUsd (the strategy skips such an order).
+ * Undefined when the job's strategy state is not the daemon's (another strategy's document).
+ * `botstate status` shows it.
  */
 export interface LimitUsage {
   readonly tradesLastHour: number;
@@ -184,22 +188,34 @@ export interface LimitUsage {
   readonly tradedTodayUsd?: Decimal;
   readonly maxDailyVolume?: Decimal;
   readonly cashUsd?: Decimal;
+  /** The config keys of the limits reached ('liquidity.capitalUsd' for the cash spent). */
+  readonly reached: readonly string[];
 }
 
 export function limitUsage(job: Job, now: number = Date.now()): LimitUsage | undefined {
   const stored = job.strategyState;
   if (Object.keys(stored).length > 0 && stored['v'] !== SCRATCH_VERSION) return undefined;
   const scratch = parseScratch(stored, job);
-  const hour = { tradesLastHour: tradesInLastHour(scratch, now), maxTradesPerHour: job.config.limits.maxTradesPerHour };
-  if (job.mode === 'ACCUMULATE') return { ...hour, accumulatedUsd: job.totalAccumulated, maxAccumulationUsd: job.config.accumulate.maxAccumulationUsd };
-  const cash = add(job.config.liquidity.capitalUsd, scratch.quoteFlow);
-  return {
-    ...hour,
-    day: utcDay(now),
-    tradedTodayUsd: volumeToday(scratch, now),
-    maxDailyVolume: job.config.liquidity.maxDailyVolume,
-    cashUsd: cmp(cash, '0') < 0 ? '0' : cash,
-  };
+  const { maxTradesPerHour, minTradeUsd } = job.config.limits;
+  const tradesLastHour = tradesInLastHour(scratch, now);
+  const reached: string[] = [];
+  if (maxTradesPerHour !== null && tradesLastHour >= maxTradesPerHour) reached.push('limits.maxTradesPerHour');
+  // Room under a cap too small for any order the strategy would send.
+  const full = (room: Decimal) => cmp(room, CAP_RESIDUE_USD) < 0 || (minTradeUsd !== null && cmp(room, minTradeUsd) < 0);
+  const hour = { tradesLastHour, maxTradesPerHour, reached };
+  if (job.status === 'LIQUIDATING') return hour;
+  if (job.mode === 'ACCUMULATE') {
+    const max = job.config.accumulate.maxAccumulationUsd;
+    if (full(sub(max, job.totalAccumulated))) reached.push('accumulate.maxAccumulationUsd');
+    return { ...hour, accumulatedUsd: job.totalAccumulated, maxAccumulationUsd: max };
+  }
+  const liquidity = job.config.liquidity;
+  const today = volumeToday(scratch, now);
+  const flow = add(liquidity.capitalUsd, scratch.quoteFlow);
+  const cash = cmp(flow, '0') < 0 ? '0' : flow;
+  if (full(sub(liquidity.maxDailyVolume, today))) reached.push('liquidity.maxDailyVolume');
+  if (full(cash)) reached.push('liquidity.capitalUsd');
+  return { ...hour, day: utcDay(now), tradedTodayUsd: today, maxDailyVolume: liquidity.maxDailyVolume, cashUsd: cash };
 }
 
 // ---------------------------------------------------------------------------------------------------------
