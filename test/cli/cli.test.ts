@@ -316,9 +316,11 @@ for (const engine of ENGINES) {
       const jobs = parseJson<unknown[]>(listJ);
       assert.ok(Array.isArray(jobs));
       // status gives the job's open orders (none here) and the daemon running it (none); list counts the open orders
-      const { openOrders, daemon, ...asListed } = job;
+      const { openOrders, daemon, limitsUsed, ...asListed } = job;
       assert.deepEqual(openOrders, []);
       assert.equal(daemon, null);
+      // What counts against its limits (status only): liquidating, the hour's trades alone.
+      assert.deepEqual(limitsUsed, { tradesLastHour: 3, maxTradesPerHour: 12, reached: [] });
       assert.deepEqual(jobs, [{ ...asListed, openOrderCount: 0, daemon: null }]);
 
       // trades, human: every trade in full precision
@@ -423,8 +425,8 @@ for (const engine of ENGINES) {
         cli(['trades', TOKEN, '--json', ...db]),
         cli(['history', TOKEN, '--json', ...db]),
       ]);
-      // All but the strategy state, which the forced rollback dropped.
-      assert.deepEqual(parseJson(statusAfter), { ...job, strategyState: {} });
+      // All but the strategy state, which the forced rollback dropped (the hour's trades counted in it with it).
+      assert.deepEqual(parseJson(statusAfter), { ...job, strategyState: {}, limitsUsed: { tradesLastHour: 0, maxTradesPerHour: 12, reached: [] } });
       assert.deepEqual(parseJson(tradesAfter), trades);
       assert.deepEqual(parseJson(historyAfter), history);
 

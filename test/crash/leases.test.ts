@@ -195,8 +195,12 @@ describe('leases: 3 daemons on one PostgreSQL schema [postgres]', { skip: pg.ski
               [],
               `round ${round}: ${victim.instanceId} woke with these orders in flight on jobs another daemon took, and did not report its write refused:\n${victim.proc.lines.slice(wokeAt).join('\n')}`,
             );
-            // And it says it did not run for a while, so that its jobs let go are no riddle.
-            assert.ok(victim.proc.lines.slice(wokeAt).some((l) => / {2}this daemon did not run for a while \(.*\): its lease renewer, due every 500 ms, last ran (\d+ ms|\d+\.\d s) ago, half its lease TTL of 1\.5 s or more/.test(l)), `round ${round}: the woken daemon did not say it had stalled:\n${victim.proc.lines.slice(wokeAt).join('\n')}`);
+            // And it says it did not run for a while, so that its jobs let go are no riddle: once its
+            // lease renewer runs (the answers it woke to may be handled first).
+            const saidStall = () => victim.proc.lines.slice(wokeAt).some((l) => / {2}this daemon did not run for a while \(.*\): its lease renewer, due every 500 ms, last ran (\d+ ms|\d+\.\d s) ago, half its lease TTL of 1\.5 s or more/.test(l));
+            const t2 = performance.now();
+            while (!saidStall() && performance.now() - t2 < 5000) await sleep(50);
+            assert.ok(saidStall(), `round ${round}: the woken daemon did not say it had stalled:\n${victim.proc.lines.slice(wokeAt).join('\n')}`);
             const byFence = moved.filter(wasFenced).length;
             fenced += byFence;
             t.diagnostic(
