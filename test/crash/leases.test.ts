@@ -185,7 +185,10 @@ describe('leases: 3 daemons on one PostgreSQL schema [postgres]', { skip: pg.ski
             // the takeover: nothing of it was written.
             const after = (f: InFlight, what: string) => victim.proc.lines.slice(wokeAt).some((l) => l.includes(`  ${f.symbol}  ${what}`));
             const wasFenced = (f: InFlight) => after(f, 'lost its lease (');
-            const wasEnded = (f: InFlight) => after(f, 'step failed (storage, not counted): ') && victim.proc.lines.slice(wokeAt).some((l) => l.includes(`  ${f.symbol}  `) && l.includes('the server ended it: nothing of it was written'));
+            // (Said as the server ending the transaction, or as the connection lost before its COMMIT:
+            // which one comes first depends on when the daemon woke.)
+            const wasEnded = (f: InFlight) =>
+              victim.proc.lines.slice(wokeAt).some((l) => l.includes(`  ${f.symbol}  step failed (storage, not counted): `) && l.endsWith('nothing of it was written'));
             const refused = (f: InFlight) => wasFenced(f) || wasEnded(f);
             const moved = inFlight.filter((f) => held.includes(f.jobId));
             const t1 = performance.now();
