@@ -3,8 +3,8 @@ import { serializeConfig, type JobConfig } from '../jobs/config.ts';
 import type { Job } from '../jobs/job-rows.ts';
 import { ACTIVE_STATUSES } from '../jobs/lifecycle.ts';
 import type { Trade } from '../ledger/ledger.ts';
-import { CAP_RESIDUE_USD, type LimitUsage } from '../engine/strategies/strategy.ts';
-import { cmp, sub, type Decimal } from '../money/decimal.ts';
+import { capRoom, type LimitUsage } from '../engine/strategies/strategy.ts';
+import { sub, type Decimal } from '../money/decimal.ts';
 import type { JobDaemon } from '../store/store.ts';
 import { coerceError } from '../errors.ts';
 import { escapeControls } from '../util/text.ts';
@@ -229,21 +229,19 @@ function daemonLine(daemon: JobDaemon | null, job: Job, openOrders: number, now 
   return `${who}, lease until ${daemon.leaseExpiresAt}${heartbeat}`;
 }
 
-/**
- * `open`: the job's PENDING orders, shown when given (not for a job rebuilt from its history);
- * `daemon`: the daemon holding its lease, likewise.
- */
 /** A job's limit usage in one line (see limitUsage): what counts against each limit now, and which are reached. */
-function usageLine(u: LimitUsage, status: string): string {
+function usageLine(u: LimitUsage, job: Job): string {
+  const { status } = job;
+  const minTradeUsd = job.config.limits.minTradeUsd;
   // A cap with room left, but less than limits.minTradeUsd, is reached too: said why.
   const reached = (key: string, room?: Decimal) =>
-    !u.reached.includes(key) ? '' : room === undefined || cmp(room, CAP_RESIDUE_USD) < 0 ? ' (reached)' : ' (reached: less than limits.minTradeUsd left)';
+    !u.reached.includes(key) ? '' : room === undefined || capRoom(room, minTradeUsd) === 'none' ? ' (reached)' : ' (reached: less than limits.minTradeUsd left)';
   const n = u.tradesLastHour;
   const parts = [`${n} trade${n === 1 ? '' : 's'} in the last hour, of limits.maxTradesPerHour ${u.maxTradesPerHour ?? 'off'}${reached('limits.maxTradesPerHour')}`];
   if (u.accumulatedUsd !== undefined) parts.push(`${u.accumulatedUsd} USD accumulated, of accumulate.maxAccumulationUsd ${u.maxAccumulationUsd}${reached('accumulate.maxAccumulationUsd', sub(u.maxAccumulationUsd!, u.accumulatedUsd))}`);
   if (u.tradedTodayUsd !== undefined) {
     parts.push(`${u.tradedTodayUsd} USD traded on ${u.day} (UTC), of liquidity.maxDailyVolume ${u.maxDailyVolume}${reached('liquidity.maxDailyVolume', sub(u.maxDailyVolume!, u.tradedTodayUsd))}`);
-    const spent = !u.reached.includes('liquidity.capitalUsd') ? '' : cmp(u.cashUsd!, CAP_RESIDUE_USD) < 0 ? ' (spent)' : ' (less than limits.minTradeUsd)';
+    const spent = !u.reached.includes('liquidity.capitalUsd') ? '' : capRoom(u.cashUsd!, minTradeUsd) === 'none' ? ' (spent)' : ' (less than limits.minTradeUsd)';
     parts.push(`${u.cashUsd} USD of liquidity cash left${spent}`);
   }
   // A limit reached says nothing of a job that does not trade now, and a liquidation heeds only some.
@@ -256,6 +254,10 @@ function usageLine(u: LimitUsage, status: string): string {
   return `${parts.join('; ')}${note}`;
 }
 
+/**
+ * `open`: the job's PENDING orders, shown when given (not for a job rebuilt from its history);
+ * `daemon`: the daemon holding its lease, likewise.
+ */
 export function jobView(job: Job, open?: readonly Trade[], daemon?: JobDaemon | null, usage?: LimitUsage): string {
   const configLines = Object.entries(job.config).flatMap(([section, values]) =>
     Object.entries(values as Record<string, unknown>).map(([k, v]) => [`  ${section}.${k}`, v === null ? 'off' : String(v)] as const),
@@ -271,7 +273,7 @@ export function jobView(job: Job, open?: readonly Trade[], daemon?: JobDaemon | 
     // Not in the balance until filled: what the exchange may already hold.
     ...(open === undefined ? [] : [['openOrders', open.length === 0 ? '' : open.map(openOrder).join('; ')] as const]),
     ['totalAccumulated', job.totalAccumulated],
-    ...(usage === undefined ? [] : [['limitsUsed', usageLine(usage, job.status)] as const]),
+    ...(usage === undefined ? [] : [['limitsUsed', usageLine(usage, job)] as const]),
     ['recentHigh', job.recentHigh],
     ['lastDcaBuyTime', job.lastDcaBuyTime],
     ['lastRebalanceTime', job.lastRebalanceTime],

@@ -143,16 +143,20 @@ const UNRUN_SAID_AFTER_MS = 2000;
  * undefined where there is no such file.
  */
 function bootMs(): number | undefined {
+  if (!hasUptime) return undefined;
   try {
     return Number.parseFloat(readFileSync('/proc/uptime', 'latin1')) * 1000;
   } catch {
+    hasUptime = false; // not Linux: not asked again
     return undefined;
   }
 }
+let hasUptime = true;
 
-/** A duration as the log says it: milliseconds under a second, else seconds with one decimal. */
+/** A duration as the log says it: milliseconds under a second, else seconds (whole, or with one decimal). */
 function duration(ms: number): string {
-  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
 }
 
 /** A running job's due order held back by a limit is said again for the same limit only this long after. */
@@ -1864,8 +1868,7 @@ export class Daemon {
       else if (runner.failures === this.#maxFailures || now - (runner.saidWaiting ?? 0) >= this.#marketDownMs / 4) {
         // Said as the count is reached, then a few times until the market has been down long enough.
         runner.saidWaiting = now;
-        const down = this.#marketDownMs % 1000 === 0 ? `${this.#marketDownMs / 1000} s` : `${this.#marketDownMs} ms`;
-        this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${count}): ${message}; to ERROR only once its price has gone unanswered for ${down} (outages left out)`);
+        this.#log(`${stamp()}  ${job.tokenSymbol}  step failed (${count}): ${message}; to ERROR only once its price has gone unanswered for ${duration(this.#marketDownMs)} (outages left out)`);
       }
       if (runner.failures < this.#maxFailures || waits) return;
     }

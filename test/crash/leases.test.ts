@@ -200,7 +200,7 @@ describe('leases: 3 daemons on one PostgreSQL schema [postgres]', { skip: pg.ski
             );
             // And it says it did not run for a while, so that its jobs let go are no riddle: once its
             // lease renewer runs (the answers it woke to may be handled first).
-            const saidStall = () => victim.proc.lines.slice(wokeAt).some((l) => / {2}this daemon did not run for a while \(.*\): its lease renewer, due every 500 ms, last ran (\d+ ms|\d+\.\d s) ago, half its lease TTL of 1\.5 s or more/.test(l));
+            const saidStall = () => victim.proc.lines.slice(wokeAt).some((l) => / {2}this daemon did not run for a while \(.*\): its lease renewer, due every 500 ms, last ran (\d+ ms|\d+(\.\d)? s) ago, half its lease TTL of 1\.5 s or more/.test(l));
             const t2 = performance.now();
             while (!saidStall() && performance.now() - t2 < 5000) await sleep(50);
             assert.ok(saidStall(), `round ${round}: the woken daemon did not say it had stalled:\n${victim.proc.lines.slice(wokeAt).join('\n')}`);

@@ -4223,7 +4223,7 @@ describe('daemon on SQLite: one per file; the real CLI', () => {
     assert.equal(exitA.code, 3, a.stderr());
     assert.match(a.stderr(), new RegExp(`^botstate: another daemon \\(pid ${b.child.pid} on \\S+\\) took .* over while this one was stalled past its lease TTL \\(this daemon stops; one daemon runs per SQLite file\\)\n$`));
     // Its log says it stops, not that it will try again; first, that it did not run for a while.
-    assert.match(a.stdout(), /  this daemon did not run for a while \(the process or its machine was paused or starved\): its lease renewer, due every 200 ms, last ran (\d+ ms|\d+\.\d s) ago, half its lease TTL of 600 ms or more, so its leases may have run out and other daemons taken its jobs over; what it was writing then is refused \(fencing\)\n/);
+    assert.match(a.stdout(), /  this daemon did not run for a while \(the process or its machine was paused or starved\): its lease renewer, due every 200 ms, last ran (\d+ ms|\d+(\.\d)? s) ago, half its lease TTL of 600 ms or more, so its leases may have run out and other daemons taken its jobs over; what it was writing then is refused \(fencing\)\n/);
     assert.match(a.stdout(), /  tick failed: another daemon \(pid \d+ [^\n]*stalled past its lease TTL\n/);
     assert.ok(!a.stdout().includes('trying again every tick'), a.stdout());
     // B carries on alone, and the ledger matches the exchange.

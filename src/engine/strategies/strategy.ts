@@ -160,11 +160,26 @@ export function afterFill(input: AfterFillInput): Scratch {
 export function scratchAfterFill(settled: { readonly job: Job; readonly trade: Trade }, now: number = Date.now()): Scratch | undefined {
   // Strategy state of another kind (a library user's own strategy keeps its own) is not the
   // daemon's to rewrite: left as it is.
-  const stored = settled.job.strategyState;
-  if (Object.keys(stored).length > 0 && stored['v'] !== SCRATCH_VERSION) return undefined;
-  const before = parseScratch(stored, settled.job);
+  const before = daemonScratch(settled.job);
+  if (before === undefined) return undefined;
   const after = afterFill({ job: settled.job, scratch: before, trade: settled.trade, now });
   return after === before ? undefined : after;
+}
+
+/** The job's strategy state read as the daemon's scratch; undefined when it is another strategy's document. */
+function daemonScratch(job: Job): Scratch | undefined {
+  const stored = job.strategyState;
+  return Object.keys(stored).length > 0 && stored['v'] !== SCRATCH_VERSION ? undefined : parseScratch(stored, job);
+}
+
+/**
+ * Why `room` (USD left under a cap) leaves no order the strategies would send: 'none' under
+ * CAP_RESIDUE_USD (the cap spent), 'under-min-trade' under limits.minTradeUsd; undefined when an
+ * order fits.
+ */
+export function capRoom(room: Decimal, minTradeUsd: Decimal | null): 'none' | 'under-min-trade' | undefined {
+  if (cmp(room, CAP_RESIDUE_USD) < 0) return 'none';
+  return minTradeUsd !== null && cmp(room, minTradeUsd) < 0 ? 'under-min-trade' : undefined;
 }
 
 /**
@@ -193,15 +208,13 @@ export interface LimitUsage {
 }
 
 export function limitUsage(job: Job, now: number = Date.now()): LimitUsage | undefined {
-  const stored = job.strategyState;
-  if (Object.keys(stored).length > 0 && stored['v'] !== SCRATCH_VERSION) return undefined;
-  const scratch = parseScratch(stored, job);
+  const scratch = daemonScratch(job);
+  if (scratch === undefined) return undefined;
   const { maxTradesPerHour, minTradeUsd } = job.config.limits;
   const tradesLastHour = tradesInLastHour(scratch, now);
   const reached: string[] = [];
   if (maxTradesPerHour !== null && tradesLastHour >= maxTradesPerHour) reached.push('limits.maxTradesPerHour');
-  // Room under a cap too small for any order the strategy would send.
-  const full = (room: Decimal) => cmp(room, CAP_RESIDUE_USD) < 0 || (minTradeUsd !== null && cmp(room, minTradeUsd) < 0);
+  const full = (room: Decimal) => capRoom(room, minTradeUsd) !== undefined;
   const hour = { tradesLastHour, maxTradesPerHour, reached };
   if (job.status === 'LIQUIDATING') return hour;
   if (job.mode === 'ACCUMULATE') {
