@@ -145,13 +145,14 @@ async function runCommand(argv: readonly string[], io: Io): Promise<number> {
   try {
     const { name, rest } = findCommand(argv);
     if (name === undefined) {
-      if (argv.includes('--version')) return io.out(wantsJson ? `${JSON.stringify({ version: version() })}\n` : `${version()}\n`), 0;
-      if (argv.includes('--help') || argv.includes('-h')) return io.out(generalHelp()), 0;
-      // `botstate -v`: the flag is the mistake, not the command left out.
+      // `botstate -v`: the flag is the mistake, not the command left out; beside --version or
+      // --help too (`--version --verbose` is refused as any command refuses a flag it does not know).
       const unknown = rest.find((a) => a.startsWith('-') && a !== '--' && !ANY_FLAG.has(a.split('=')[0]!));
       if (unknown !== undefined) {
         throw new ValidationError('USAGE', `unknown option '${unknown}', and no command`, { hint: 'see botstate --help for the commands and flags; botstate --version prints the version' });
       }
+      if (argv.includes('--version')) return io.out(wantsJson ? `${JSON.stringify({ version: version() })}\n` : `${version()}\n`), 0;
+      if (argv.includes('--help') || argv.includes('-h')) return io.out(generalHelp()), 0;
       throw new ValidationError('USAGE', 'missing command', { hint: 'see botstate --help for the commands' });
     }
     const command = BY_NAME.get(name);

@@ -986,6 +986,10 @@ describe('botstate CLI without a job database', () => {
     assert.equal(ok(h).stdout, help.stdout);
     assert.equal(ok(version).stdout, `${VERSION}\n`);
     assert.deepEqual(parseJson(await cli(['--version', '--json'])), { version: VERSION });
+    // An unknown flag beside them is refused, not ignored.
+    for (const args of [['--version', '--verbose'], ['--help', '-x']]) {
+      refused(await cli(args), 2, new RegExp(`^botstate: unknown option '${args[1]}', and no command \\(see botstate --help`));
+    }
     assert.equal(none.code, 2, show(none));
     assert.equal(none.stdout, '');
     assert.equal(none.stderr, 'botstate: missing command (see botstate --help for the commands)\n');
