@@ -744,13 +744,34 @@ describe('afterFill', () => {
     // Stamped 4 minutes ahead: past midnight, and more than an hour after the first fill.
     const ahead = afterFill({ job, scratch: early, trade: trade({ clientOrderId: 'b', executedAt: new Date(now + 4 * MIN).toISOString(), quoteAmount: '10' }), now });
     assert.equal(tradesInLastHour(ahead, now), 2, 'the fill 58 minutes ago still counts in the last hour');
-    assert.deepEqual([ahead.day, ahead.dayVolume], ['2024-03-02', '490']);
+    assert.deepEqual([ahead.day, ahead.dayVolume, ahead.aheadDay, ahead.aheadVolume], ['2024-03-01', '480', '2024-03-02', '10']);
     assert.equal(volumeToday(ahead, now), '490', "today's 480 still count today, with the fill dated tomorrow");
-    assert.equal(volumeToday(ahead, now + 2 * MIN), '490', 'and tomorrow, conservatively');
-    // A fill of today after it adds to the same count.
+    assert.equal(volumeToday(ahead, now + 2 * MIN), '10', 'tomorrow, the fill dated tomorrow alone: today\'s volume ends with today');
+    // A fill of today after it adds to today's count, and not to tomorrow's.
     const later = afterFill({ job, scratch: ahead, trade: trade({ clientOrderId: 'c', executedAt: new Date(now + MIN).toISOString(), quoteAmount: '5' }), now: now + MIN });
     assert.equal(volumeToday(later, now + MIN), '495', 'a fill of today while tomorrow is counted adds to the count');
-    assert.equal(later.day, '2024-03-02');
+    assert.deepEqual([later.day, later.dayVolume, later.aheadDay, later.aheadVolume], ['2024-03-01', '485', '2024-03-02', '10']);
+    assert.equal(volumeToday(later, now + 3 * MIN), '10');
+    // Once tomorrow has come, its fills add to the fill counted ahead, the day before dropped.
+    const next = afterFill({ job, scratch: later, trade: trade({ clientOrderId: 'd', executedAt: new Date(now + 10 * MIN).toISOString(), quoteAmount: '7' }), now: now + 10 * MIN });
+    assert.deepEqual([next.day, next.dayVolume, next.aheadDay, next.aheadVolume], ['2024-03-02', '17', null, '0']);
+    assert.equal(volumeToday(next, now + 10 * MIN), '17');
+    // Stored and read back as the daemon does.
+    assert.deepEqual(parseScratch(JSON.parse(JSON.stringify(later)), job), later);
+  });
+
+  it('a liquidity job that used its daily volume trades again the next day after a fill dated ahead of midnight', () => {
+    const cfg = ['liquidity.maxDailyVolume=500', 'liquidity.capitalUsd=10000', 'liquidity.targetRatio=0.5', 'liquidity.rebalanceThreshold=5'];
+    const liq = makeJob({ mode: 'LIQUIDITY', tokenBalance: '0', sets: cfg });
+    const evening = Date.parse('2024-03-01T20:00:00.000Z');
+    const used = afterFill({ job: liq, scratch: emptyScratch(), trade: trade({ clientOrderId: 'r', side: 'BUY', reason: 'REBALANCE', executedAt: new Date(evening).toISOString(), quoteAmount: '500' }), now: evening });
+    const lateNight = Date.parse('2024-03-01T23:58:00.000Z');
+    const ahead = afterFill({ job: liq, scratch: used, trade: trade({ clientOrderId: 's', side: 'SELL', reason: 'REBALANCE', executedAt: new Date(lateNight + 4 * MIN).toISOString(), quoteAmount: '1' }), now: lateNight });
+    const noon = Date.parse('2024-03-02T12:00:00.000Z');
+    assert.equal(volumeToday(ahead, noon), '1', 'on 03-02 only the 1 USD fill dated 03-02 counts');
+    const d = decide({ job: liq, scratch: ahead, price: '1', now: noon });
+    assert.notEqual(d.skipped, 'max-daily-volume', 'yesterday\'s 500 USD no longer hold the job back');
+    assert.ok(d.order, `an order on the new day (${JSON.stringify(d)})`);
   });
 });
 
@@ -796,17 +817,19 @@ describe('parseScratch', () => {
     }
     const valid = Array.from({ length: 25 }, (_, i) => String(i + 1));
     const s = parseScratch({
-      dipBought: true, pendingDip: 'yes', prices: valid, quoteFlow: '-12.5', day: '2024-03-01', dayVolume: '7.25',
+      dipBought: true, pendingDip: 'yes', prices: valid, quoteFlow: '-12.5', day: '2024-03-01', dayVolume: '7.25', aheadDay: '2024-03-02', aheadVolume: '1.5',
       tradeTimes: [T0 + 5, 'x', -1, 1.5, T0 + 3, Number.NaN], tradeMinutes: [[T0, 3], [T0 + 1, 2], [T0, -1], 'x'],
       lastFill: 'c-9', takeProfitAt: '2.5', takeProfitLeft: '12.5', takeProfitFloor: '1.2', dipLeft: 0.5, extra: { big: 'x'.repeat(1000) },
     }, job);
     assert.deepEqual(s, {
       v: 1, dipBought: true, pendingDip: false, takeProfitAt: '2.5', takeProfitLeft: '12.5', takeProfitFloor: '1.2', dipLeft: null, prices: valid.slice(5), pricesAt: null, priceEvery: null, quoteFlow: '-12.5', day: '2024-03-01',
-      dayVolume: '7.25', tradeTimes: [T0 + 3, T0 + 5], tradeMinutes: [[T0, 3]], lastFill: 'c-9',
+      dayVolume: '7.25', aheadDay: '2024-03-02', aheadVolume: '1.5', tradeTimes: [T0 + 3, T0 + 5], tradeMinutes: [[T0, 3]], lastFill: 'c-9',
     });
     const bad = parseScratch({ prices: ['1', '0'], quoteFlow: 1.5, day: '2024-13-45', dayVolume: '5', dipBought: true, takeProfitAt: '0' }, makeJob());
     assert.deepEqual([bad.prices, bad.quoteFlow, bad.day, bad.dayVolume, bad.dipBought, bad.takeProfitAt], [[], '0', null, '0', false, null]);
     assert.deepEqual(parseScratch({ day: '2024-03-01', dayVolume: '-1' }, job).day, null);
+    const aheadJunk = parseScratch({ aheadDay: 'tomorrow', aheadVolume: '3' }, job);
+    assert.deepEqual([aheadJunk.aheadDay, aheadJunk.aheadVolume], [null, '0'], 'a day ahead and its volume only mean something together');
     assert.deepEqual(parseScratch({ prices: ['1.0'] }, job).prices, [], 'non-canonical decimals are junk');
     const half = parseScratch({ takeProfitLeft: '12.5' }, job);
     assert.deepEqual([half.takeProfitLeft, half.takeProfitFloor], [null, null], 'the rest of a take profit needs its floor');

@@ -65,6 +65,14 @@ export type Scratch = {
   readonly day: string | null;
   /** USD (quote) traded by executed trades on `day`. */
   readonly dayVolume: Decimal;
+  /**
+   * Liquidity: the UTC day of fills dated after the day they were applied on (an exchange's clock a
+   * few minutes ahead, just before midnight), or null. They count on today's volume too until their
+   * day comes, and are then that day's volume.
+   */
+  readonly aheadDay: string | null;
+  /** USD (quote) of the fills dated `aheadDay`. */
+  readonly aheadVolume: Decimal;
   /** Epoch ms of the most recent executed trades of the last hour, oldest first, at most {@link TRADE_TIMES_CAP}. */
   readonly tradeTimes: readonly number[];
   /** Older executed trades of the last hour, as [minute start (epoch ms), count], oldest first. */
@@ -89,6 +97,8 @@ export function emptyScratch(): Scratch {
     quoteFlow: '0',
     day: null,
     dayVolume: '0',
+    aheadDay: null,
+    aheadVolume: '0',
     tradeTimes: [],
     tradeMinutes: [],
     lastFill: null,
@@ -100,6 +110,12 @@ const MINUTE_MS = 60_000;
 
 function isTime(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** A stored UTC day and the volume counted on it, or none. */
+function dayCount(day: unknown, volume: unknown): [string, Decimal] | [null, '0'] {
+  const dayOk = typeof day === 'string' && DAY.test(day) && !Number.isNaN(Date.parse(`${day}T00:00:00Z`));
+  return dayOk && isDecimal(volume) && !isNegative(volume) ? [day, volume] : [null, '0'];
 }
 
 function isPositive(v: unknown): v is Decimal {
@@ -150,13 +166,9 @@ export function parseScratch(doc: unknown, job: Job): Scratch {
   const flowRaw = own('quoteFlow');
   const quoteFlow = isDecimal(flowRaw) ? flowRaw : '0';
 
-  const dayRaw = own('day');
-  const volRaw = own('dayVolume');
-  const dayOk = typeof dayRaw === 'string' && DAY.test(dayRaw) && !Number.isNaN(Date.parse(`${dayRaw}T00:00:00Z`));
-  const volOk = isDecimal(volRaw) && !isNegative(volRaw);
-  // The day and its volume only mean something together.
-  const day = dayOk && volOk ? dayRaw : null;
-  const dayVolume = dayOk && volOk ? volRaw : '0';
+  // A day and its volume only mean something together.
+  const [day, dayVolume] = dayCount(own('day'), own('dayVolume'));
+  const [aheadDay, aheadVolume] = dayCount(own('aheadDay'), own('aheadVolume'));
 
   const timesRaw = own('tradeTimes');
   const tradeTimes = Array.isArray(timesRaw)
@@ -192,6 +204,8 @@ export function parseScratch(doc: unknown, job: Job): Scratch {
     quoteFlow,
     day,
     dayVolume,
+    aheadDay,
+    aheadVolume,
     tradeTimes,
     tradeMinutes: tradeMinutes.slice(-TRADE_MINUTES_CAP),
     lastFill,

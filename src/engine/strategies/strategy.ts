@@ -117,16 +117,17 @@ export function afterFill(input: AfterFillInput): Scratch {
   const at = Number.isSafeInteger(parsed) && parsed >= 0 ? parsed : now;
   const quote = trade.quoteAmount;
   const day = utcDay(at);
-  let dayVolume = scratch.dayVolume;
-  let volumeDay = scratch.day;
-  // A fill dated after today (an exchange's clock ahead of this host's, by up to the 5 minutes
-  // the ledger takes) is counted on its day and, until that day comes, on today's too: today's
-  // volume is kept with it, never dropped (volumeToday counts a later day as today's), and a
-  // fill of today still adds to it.
   const today = utcDay(now);
-  if (volumeDay === null || day > volumeDay) {
-    dayVolume = volumeDay !== null && volumeDay >= today && day > today ? add(dayVolume, quote) : quote;
+  let { day: volumeDay, dayVolume, aheadDay, aheadVolume } = daysAsOf(scratch, today);
+  if (day > today) {
+    // Dated after today (an exchange's clock ahead of this host's, by up to the 5 minutes the
+    // ledger takes): counted apart, on its own day, and until that day comes on today's too
+    // (volumeToday). Today's count is left as it is: it ends with today.
+    aheadVolume = aheadDay === null ? quote : add(aheadVolume, quote);
+    aheadDay = aheadDay === null || day > aheadDay ? day : aheadDay;
+  } else if (volumeDay === null || day > volumeDay) {
     volumeDay = day;
+    dayVolume = quote;
   } else if (day === volumeDay || day >= today) {
     dayVolume = add(dayVolume, quote);
   } // A fill dated before the counted day and before today belongs to a day that is over.
@@ -141,6 +142,8 @@ export function afterFill(input: AfterFillInput): Scratch {
     quoteFlow: isBuy ? sub(scratch.quoteFlow, quote) : add(scratch.quoteFlow, quote),
     day: volumeDay,
     dayVolume,
+    aheadDay,
+    aheadVolume,
     ...recordTradeTime(scratch, at, now),
     lastFill: trade.clientOrderId,
   };
@@ -436,7 +439,29 @@ export function sizeSell(input: StrategyInput, reason: TradeReason, base: Decima
   return { order: { side: 'SELL', reason, baseAmount: b } };
 }
 
-/** USD traded today (UTC) according to the scratch. A counted day later than today (the clock went back) still counts. */
+/**
+ * USD traded today (UTC) according to the scratch: the counted day's volume, and the fills dated
+ * after today (until their day comes, when they are that day's count alone). A counted day later
+ * than today (the clock went back) still counts.
+ */
 export function volumeToday(scratch: Scratch, now: number): Decimal {
-  return scratch.day !== null && scratch.day >= utcDay(now) ? scratch.dayVolume : '0';
+  const today = utcDay(now);
+  const days = daysAsOf(scratch, today);
+  const counted = days.day !== null && days.day >= today ? days.dayVolume : '0';
+  return days.aheadDay === null ? counted : add(counted, days.aheadVolume);
+}
+
+type DayCounts = Pick<Scratch, 'day' | 'dayVolume' | 'aheadDay' | 'aheadVolume'>;
+
+/**
+ * The scratch's day counts on `today`: fills counted ahead (dated after the day they were applied
+ * on) whose day has come are that day's count now, and the day before it is over.
+ */
+function daysAsOf(scratch: Scratch, today: string): DayCounts {
+  const { day, dayVolume, aheadDay, aheadVolume } = scratch;
+  if (aheadDay === null || aheadDay > today) return { day, dayVolume, aheadDay, aheadVolume };
+  const none = { aheadDay: null, aheadVolume: '0' };
+  if (day === null || aheadDay > day) return { day: aheadDay, dayVolume: aheadVolume, ...none };
+  // The same day (the clock went back meanwhile) adds up; an earlier one is over.
+  return { day, dayVolume: aheadDay === day ? add(dayVolume, aheadVolume) : dayVolume, ...none };
 }
