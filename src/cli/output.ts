@@ -215,11 +215,11 @@ function askedAmount(t: Pick<Trade, 'baseAmount' | 'quoteAmount'>): string {
  * daemon takes over.
  */
 function daemonLine(daemon: JobDaemon | null, job: Job, openOrders: number, now = Date.now()): string {
-  if (daemon === null) return 'none (no daemon holds its lease)';
+  // A daemon takes an active job, or one with an open order to reconcile; no other.
+  const taken = ACTIVE_STATUSES.includes(job.status) || openOrders > 0;
+  if (daemon === null) return `none (no daemon holds its lease)${taken ? ': a running daemon takes it at its next tick, unless none runs or none has room for it (botstate daemons)' : ''}`;
   const who = daemon.host === null ? daemon.instance : `${daemon.instance} (pid ${daemon.pid} on ${daemon.host})`;
   if (Date.parse(daemon.leaseExpiresAt) < now) {
-    // A daemon takes an active job, or one with an open order to reconcile; no other.
-    const taken = ACTIVE_STATUSES.includes(job.status) || openOrders > 0;
     return `${who}, lease expired at ${daemon.leaseExpiresAt}${daemon.stopped ? '; that daemon stopped' : ''}: ${taken ? 'not running it until a daemon takes it over' : `no daemon takes a job that is ${job.status} with no open order`}`;
   }
   const heartbeat = daemon.heartbeatAt === null ? '' : `, last heartbeat ${daemon.heartbeatAt}`;

@@ -14,7 +14,8 @@ import { paddedChunks } from '../util/chunks.ts';
  * trades once per job, which over 10,000 jobs was most of a lease sync. (PostgreSQL hashes the
  * subquery only while its rows fit in work_mem; open intents are a handful per job at most.)
  */
-const ACTIVE = `j.status IN (${ACTIVE_STATUSES.map((s) => `'${s}'`).join(', ')}) OR j.id IN (SELECT t.job_id FROM trades t WHERE t.status = 'PENDING')`;
+const OPEN = "j.id IN (SELECT t.job_id FROM trades t WHERE t.status = 'PENDING')";
+const ACTIVE = `j.status IN (${ACTIVE_STATUSES.map((s) => `'${s}'`).join(', ')}) OR ${OPEN}`;
 
 /** Called with jobs whose leases a sync is about to hand back, in its transaction, while they are still held. */
 export type Leaving = (jobIds: readonly string[]) => Promise<void>;
@@ -180,13 +181,18 @@ export class Leases {
 
   /**
    * Heartbeats and renews, between ticks: a tick slowed down (a slow exchange) must not cost the
-   * daemon its leases.
+   * daemon its leases. With `count`, returns how many leases the daemon holds once renewed.
    */
-  async renew(): Promise<void> {
-    await this.#store.transaction(async (tx) => {
+  async renew(options: { count?: boolean } = {}): Promise<number | undefined> {
+    return this.#store.transaction(async (tx) => {
       const iso = await this.#clock(tx);
       await this.#heartbeat(tx, iso());
       await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [iso(this.#ttlMs), this.instanceId, iso(this.#ttlMs / 2)]);
+      if (!options.count) return undefined;
+      // How many leases this daemon holds now: after it could not renew them for a while, some may
+      // have run out and been taken by another daemon (or released by an operator's command).
+      const row = await tx.get<{ n: number | string }>('SELECT count(*) AS n FROM job_leases WHERE owner = ?', [this.instanceId]);
+      return Number(row?.n ?? 0);
     });
   }
 
@@ -421,14 +427,18 @@ export class Leases {
     await tx.run('UPDATE daemon_instances SET max_jobs = ?, exchange_unreachable_since = ? WHERE id = ?', [maxJobs, since, this.instanceId]);
   }
 
-  /** Takes up to `want` unowned or expired leases in one statement, each at a new epoch. */
+  /**
+   * Takes up to `want` unowned or expired leases in one statement, each at a new epoch. Jobs with
+   * an open intent first: when the daemons' `--max-jobs` leave some jobs without a daemon, an
+   * order whose outcome is unknown is not among them (its job's balance waits on it).
+   */
   async #claim(tx: Executor, want: number, now: string, expires: string): Promise<void> {
     await tx.run(
       `UPDATE job_leases SET owner = ?, epoch = epoch + 1, expires_at = ?
        WHERE job_id IN (
          SELECT l.job_id FROM job_leases l JOIN jobs j ON j.id = l.job_id
          WHERE (${ACTIVE}) AND (l.owner = '' OR l.expires_at < ?)
-         ORDER BY l.expires_at, l.job_id LIMIT ?${this.#store.dialect.skipLocked('l')})`,
+         ORDER BY CASE WHEN ${OPEN} THEN 0 ELSE 1 END, l.expires_at, l.job_id LIMIT ?${this.#store.dialect.skipLocked('l')})`,
       [this.instanceId, expires, now, want],
     );
   }

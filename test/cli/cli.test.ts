@@ -478,7 +478,7 @@ for (const engine of ENGINES) {
     it('status shows the open orders, which the balance does not count yet', async () => {
       ok(await cli(['start', TOKEN, '--symbol', 'LGI', ...db]));
       assert.match(ok(await cli(['status', TOKEN, ...db])).stdout, /^openOrders\s+-$/m);
-      assert.match(ok(await cli(['status', TOKEN, ...db])).stdout, /^daemon\s+none \(no daemon holds its lease\)$/m);
+      assert.match(ok(await cli(['status', TOKEN, ...db])).stdout, /^daemon\s+none \(no daemon holds its lease\): a running daemon takes it at its next tick, unless none runs or none has room for it \(botstate daemons\)$/m);
       assert.deepEqual(parseJson(await cli(['status', TOKEN, '--json', ...db])).openOrders, []);
       const store = await fx.open();
       try {

@@ -141,7 +141,7 @@ for (const engine of ENGINES) {
       now = T0 + TTL + 500;
       const storeB = await fx.open();
       const bAwake = new Leases(storeB, 'daemon-B', { ttlMs: TTL, now: () => now });
-      let wake: (() => Promise<void>) | undefined = () => bAwake.renew();
+      let wake: (() => Promise<unknown>) | undefined = () => bAwake.renew();
       const afterRead = (tx: Executor): Executor => ({
         all: async (sql, params) => {
           const rows = await tx.all(sql, params);
@@ -311,6 +311,17 @@ for (const engine of ENGINES) {
       assert.deepEqual(held, [1, 4, 4]);
       const unowned = await fx.raw("SELECT count(*) AS n FROM job_leases WHERE owner = ''");
       assert.equal(Number(unowned[0]!['n']), 0);
+    });
+
+    it('a daemon at its --max-jobs takes the jobs with an open intent first: their orders are reconciled, whatever waits', async () => {
+      const store = await fx.open();
+      const ids: string[] = [];
+      for (let i = 1; i <= 5; i++) ids.push((await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` })).id);
+      // The last two jobs created (the highest ids, the last by id) have an order whose outcome is unknown.
+      for (const id of ids.slice(3)) await store.ledger.recordIntent({ job: { id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
+      const capped = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => T0, maxJobs: 2 });
+      await capped.register();
+      assert.deepEqual([...(await capped.sync()).keys()].sort(), ids.slice(3).sort());
     });
 
     it('a daemon sheds its surplus, but never a job whose step it is running (it may be committing an intent)', { skip: engine.name === 'sqlite' && 'one daemon per SQLite file' }, async () => {
