@@ -330,6 +330,8 @@ export class Daemon {
   readonly #recorded = new Map<string, { readonly clientOrderId: string } | { readonly above: number }>();
   /** Why the last renewal of the leases failed, until one succeeds. */
   #renewFailing: string | undefined;
+  /** How many jobs this daemon ran when its renewals began to fail (see #sayRenewedAgain). */
+  #heldWhenRenewFailed = 0;
   /** Jobs whose step is running or waiting for one of the `concurrency` slots. */
   readonly #inFlight = new Map<string, Promise<void>>();
   /** Jobs whose row cannot be read (changed outside botstate), with the reason last logged. */
@@ -580,10 +582,11 @@ export class Daemon {
       }
       this.#probeIfQuiet();
       if (this.#renewing !== undefined) return; // the last one is still running
+      const failing = this.#renewFailing !== undefined;
       this.#renewing = this.#leases
-        .renew()
-        .then(() => {
-          if (this.#renewFailing !== undefined) this.#log(`${stamp()}  renewed the leases again`);
+        .renew({ count: failing })
+        .then((holds) => {
+          if (failing) this.#sayRenewedAgain(holds ?? 0);
           this.#renewFailing = undefined;
         })
         .catch((e) => {
@@ -591,6 +594,8 @@ export class Daemon {
           // Said once, and again when the reason changes, not every third of the TTL of an outage.
           const message = coerceError(e).message;
           if (message !== this.#renewFailing) this.#log(`${stamp()}  could not renew the leases: ${message}`);
+          // As the last tick left them, or the recovery before the first tick.
+          if (this.#renewFailing === undefined) this.#heldWhenRenewFailed = this.#held?.size ?? this.#recoveredJobs ?? 0;
           this.#renewFailing = message;
         })
         .finally(() => {
@@ -942,6 +947,21 @@ export class Daemon {
     this.#unreachableSince = undefined;
     this.#probesUnanswered = 0;
     this.#probeFailedAt = 0;
+  }
+
+  /**
+   * Said as the leases are renewed again after renewals failed (the database unreachable): with
+   * how many of the jobs it ran this daemon still holds, when some ran out meanwhile and were
+   * taken over (its next tick lets them go: "now running …").
+   */
+  #sayRenewedAgain(holds: number): void {
+    const had = this.#heldWhenRenewFailed;
+    if (holds >= had) return void this.#log(`${stamp()}  renewed the leases again`);
+    const lost = had - holds;
+    this.#log(
+      `${stamp()}  renewed the leases again, of ${holds} of the ${had} jobs it ran: ${lost === 1 ? 'the other lease' : `the other ${lost} leases`} ran out while it could not renew them, ` +
+        'and another daemon (or an operator\'s command) took the job' + (lost === 1 ? '' : 's') + ' over; what it was writing of them is refused (fencing)',
+    );
   }
 
   /**

@@ -17,7 +17,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -3680,6 +3680,50 @@ for (const engine of ENGINES) {
       await rec.waitCalls('place', TOKEN, 1, 0);
       return { ex, job, gate, rec, daemon, lines };
     }
+
+    it('renewals that failed until its leases were taken over say, as they succeed again, how many of its jobs it still holds', { skip: engine.name === 'sqlite' && 'PostgreSQL: a database server that goes away' }, async () => {
+      const ex = await paper();
+      const ids: string[] = [];
+      for (let i = 1; i <= 2; i++) ids.push((await store.jobs.start({ tokenAddress: tokenAddress(i), set: [SLOW_DCA] })).id);
+      // A TCP relay to the PostgreSQL server that the test cuts: the daemon's database goes away, and comes back.
+      const server = new URL(fx.url);
+      let up = true;
+      const sockets = new Set<Socket>();
+      const relay = createServer((client) => {
+        if (!up) return void client.destroy();
+        const upstream = connect(Number(server.port || 5432), server.hostname);
+        const drop = () => {
+          client.destroy();
+          upstream.destroy();
+        };
+        for (const socket of [client, upstream]) sockets.add(socket.on('error', drop).on('close', drop));
+        client.pipe(upstream).pipe(client);
+      });
+      await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+      undo.push(async () => {
+        for (const socket of sockets) socket.destroy();
+        await new Promise((resolve) => relay.close(resolve));
+      });
+      const via = new URL(fx.url);
+      via.port = String((relay.address() as { port: number }).port);
+      const cut = await openStore(via.toString());
+      undo.push(() => cut.close());
+      const { daemon, lines } = makeDaemon(cut, new HttpExchange(ex.url), { leaseTtlMs: 1500 });
+      await daemon.start();
+      const held = async () => Number((await raw('SELECT count(*) AS n FROM job_leases WHERE owner = ?', [daemon.instanceId]))[0]!['n']);
+      await waitFor('both jobs leased', async () => (await held()) === 2);
+      up = false;
+      for (const socket of sockets) socket.destroy();
+      await waitFor(() => `a failed renewal in:\n${lines.join('\n')}`, () => lines.some((l) => /could not renew the leases: /.test(l)));
+      // Meanwhile its leases run out, and another daemon takes both jobs over.
+      const now = new Date().toISOString();
+      await raw('INSERT INTO daemon_instances (id, host, pid, started_at, heartbeat_at, stopped_at, lease_ttl_ms) VALUES (?, ?, ?, ?, ?, NULL, ?)', ['taker', 'elsewhere', 1, now, now, 3_600_000]);
+      await raw('UPDATE job_leases SET owner = ?, epoch = epoch + 1, expires_at = ?', ['taker', new Date(Date.now() + 3_600_000).toISOString()]);
+      up = true;
+      const again = await waitFor(() => `the renewal again in:\n${lines.join('\n')}`, () => lines.find((l) => /renewed the leases again/.test(l)), 10_000);
+      assert.match(again, /renewed the leases again, of 0 of the 2 jobs it ran: the other 2 leases ran out while it could not renew them, and another daemon \(or an operator's command\) took the jobs over; what it was writing of them is refused \(fencing\)$/);
+      assert.equal(await held(), 0);
+    });
 
     it("a daemon whose lease is taken over while its order is at the exchange cannot settle it: the write is fenced out, the trade stays PENDING for the new holder", { skip: engine.name === 'sqlite' && 'PostgreSQL: on SQLite a takeover stops the daemon (one daemon per file)' }, async () => {
       const { ex, job, gate, rec, daemon, lines } = await orderHeldAtTheExchange();
