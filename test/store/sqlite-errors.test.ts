@@ -34,6 +34,8 @@ describe('SQLite errors', () => {
       ['SQLITE_ERROR', 'integer overflow'],
       ['SQLITE_ERROR', 'SELECTs to the left and right of UNION do not have the same number of result columns'],
       ['SQLITE_ERROR', 'ambiguous column name: id'],
+      // A statement that may not run in a transaction, which every tx is: the caller's, not the connection's.
+      ['SQLITE_ERROR', 'cannot VACUUM from within a transaction'],
       ['SQLITE_ERROR_MISSING_COLLSEQ', 'no such collation sequence: nope'],
       ['SQLITE_MISMATCH', 'datatype mismatch'],
       ['SQLITE_RANGE', 'column index out of range'],

@@ -1415,9 +1415,10 @@ const SQL_FAULTS = new Set(['SQLITE_ERROR_MISSING_COLLSEQ', 'SQLITE_MISMATCH', '
  * SQLITE_ERRORs about the database or the connection's transactions, which botstate's own
  * statements may meet (a file of a newer SQLite, a transaction SQLite ended itself), and SQLite's
  * bare "SQL logic error", which says nothing of the statement: not put on the statement. A tx
- * refuses BEGIN, COMMIT and ROLLBACK, and botstate's savepoints are its own.
+ * refuses BEGIN, COMMIT and ROLLBACK, and botstate's savepoints are its own. (A statement that
+ * may not run in a transaction at all, `cannot VACUUM from within a transaction`, is the caller's.)
  */
-const CONNECTION_STATE = /^unsupported file format|no transaction is active|within a transaction|^no such savepoint: (?:grouped|botstate_call)$|^SQL logic error$/;
+const CONNECTION_STATE = /^unsupported file format|no transaction is active|^cannot start a transaction within a transaction|^no such savepoint: (?:grouped|botstate_call)$|^SQL logic error$/;
 
 /** Maps better-sqlite3's SqliteError codes onto botstate's error codes. */
 export function classifySqliteError(e: unknown, where: string): BotstateError {
