@@ -103,6 +103,17 @@ function findCommand(argv: readonly string[]): { name: string | undefined; rest:
   return { name: words.length === 0 ? undefined : words.join(' '), rest };
 }
 
+/** The flags in argv: not the values of flags that take one, nor the words after `--`. */
+function flagsOf(argv: readonly string[]): string[] {
+  const flags: string[] = [];
+  for (let i = 0; i < argv.length && argv[i] !== '--'; i++) {
+    const a = argv[i]!;
+    if (VALUE_FLAGS.has(a)) i++;
+    else if (a.startsWith('-')) flags.push(a);
+  }
+  return flags;
+}
+
 function closest(name: string): string | undefined {
   const distance = (a: string, b: string): number => {
     const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
@@ -147,7 +158,7 @@ async function runCommand(argv: readonly string[], io: Io): Promise<number> {
     if (name === undefined) {
       // `botstate -v`: the flag is the mistake, not the command left out; beside --version or
       // --help too (`--version --verbose` is refused as any command refuses a flag it does not know).
-      const unknown = rest.find((a) => a.startsWith('-') && a !== '--' && !ANY_FLAG.has(a.split('=')[0]!));
+      const unknown = flagsOf(argv).find((a) => !ANY_FLAG.has(a.split('=')[0]!));
       if (unknown !== undefined) {
         throw new ValidationError('USAGE', `unknown option '${unknown}', and no command`, { hint: 'see botstate --help for the commands and flags; botstate --version prints the version' });
       }

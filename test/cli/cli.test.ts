@@ -990,6 +990,9 @@ describe('botstate CLI without a job database', () => {
     for (const args of [['--version', '--verbose'], ['--help', '-x']]) {
       refused(await cli(args), 2, new RegExp(`^botstate: unknown option '${args[1]}', and no command \\(see botstate --help`));
     }
+    // A flag's value, or a word after --, that begins with a dash is no option.
+    for (const args of [['--version', '--since', '-1h'], ['--version', '--', '-x']]) assert.equal(ok(await cli(args)).stdout, `${VERSION}\n`);
+    assert.equal(ok(await cli(['--help', '--reason', '-'])).stdout, help.stdout);
     assert.equal(none.code, 2, show(none));
     assert.equal(none.stdout, '');
     assert.equal(none.stderr, 'botstate: missing command (see botstate --help for the commands)\n');
