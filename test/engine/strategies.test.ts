@@ -344,14 +344,14 @@ describe('accumulate: limits', () => {
   it('what a sell cut to maxDailyVolume leaves of the day (10⁻¹⁸ USD) is the day spent, not a buy of 2 token units', () => {
     // The sell was sized dayLeft / price rounded down, and its quote rounded down again.
     const job = makeJob({ mode: 'LIQUIDITY', tokenBalance: '100', sets: ['liquidity.maxDailyVolume=60'] });
-    const scratch = { ...emptyScratch(), day: '2024-03-01', dayVolume: '59.999999999999999999' };
+    const scratch = { ...emptyScratch(), dayVolumes: [['2024-03-01', '59.999999999999999999']] as const };
     const d = decide({ job, scratch, price: '0.367546538346', now: T0 + HOUR });
     assert.deepEqual([d.order, d.skipped], [null, 'max-daily-volume']);
     // A sell likewise: 5 × 10⁻¹⁸ USD left of the day sells 5 token units at 1, worth something, but no trade.
     const heavy = makeJob({ mode: 'LIQUIDITY', tokenBalance: '5000', sets: ['liquidity.maxDailyVolume=60'] });
-    const sell = decide({ job: heavy, scratch: { ...scratch, dayVolume: '59.999999999999999995' }, price: '1', now: T0 + HOUR });
+    const sell = decide({ job: heavy, scratch: { ...scratch, dayVolumes: [['2024-03-01', '59.999999999999999995']] as const }, price: '1', now: T0 + HOUR });
     assert.deepEqual([sell.order, sell.skipped], [null, 'max-daily-volume']);
-    const room = decide({ job: heavy, scratch: { ...scratch, dayVolume: '59.999999999' }, price: '1', now: T0 + HOUR });
+    const room = decide({ job: heavy, scratch: { ...scratch, dayVolumes: [['2024-03-01', '59.999999999']] as const }, price: '1', now: T0 + HOUR });
     assert.deepEqual(room.order, { side: 'SELL', reason: 'REBALANCE', baseAmount: '0.000000001' });
   });
 
@@ -735,6 +735,7 @@ describe('afterFill', () => {
     const d2 = fillAt(d1, { clientOrderId: 'b', executedAt: '2024-03-02T00:00:00.000Z', quoteAmount: '5' });
     const late = fillAt(d2, { clientOrderId: 'c', executedAt: '2024-03-01T12:00:00.000Z', quoteAmount: '7', side: 'SELL' }, Date.parse('2024-03-02T00:10:00.000Z'));
     assert.deepEqual([d1.day, d1.dayVolume, d2.day, d2.dayVolume, late.day, late.dayVolume], ['2024-03-01', '2', '2024-03-02', '5', '2024-03-02', '5']);
+    assert.equal(volumeToday(late, Date.parse('2024-03-02T00:10:00.000Z')), '5');
     assert.equal(late.quoteFlow, '0'); // -2 - 5 + 7
   });
 
@@ -744,19 +745,25 @@ describe('afterFill', () => {
     // Stamped 4 minutes ahead: past midnight, and more than an hour after the first fill.
     const ahead = afterFill({ job, scratch: early, trade: trade({ clientOrderId: 'b', executedAt: new Date(now + 4 * MIN).toISOString(), quoteAmount: '10' }), now });
     assert.equal(tradesInLastHour(ahead, now), 2, 'the fill 58 minutes ago still counts in the last hour');
-    assert.deepEqual([ahead.day, ahead.dayVolume, ahead.aheadDay, ahead.aheadVolume], ['2024-03-01', '480', '2024-03-02', '10']);
+    assert.deepEqual(ahead.dayVolumes, [['2024-03-01', '480'], ['2024-03-02', '10']]);
     assert.equal(volumeToday(ahead, now), '490', "today's 480 still count today, with the fill dated tomorrow");
     assert.equal(volumeToday(ahead, now + 2 * MIN), '10', 'tomorrow, the fill dated tomorrow alone: today\'s volume ends with today');
+    // As an older botstate reads it (the latest day, with what counts on it): what it wrote itself.
+    assert.deepEqual([ahead.day, ahead.dayVolume], ['2024-03-02', '490']);
     // A fill of today after it adds to today's count, and not to tomorrow's.
     const later = afterFill({ job, scratch: ahead, trade: trade({ clientOrderId: 'c', executedAt: new Date(now + MIN).toISOString(), quoteAmount: '5' }), now: now + MIN });
     assert.equal(volumeToday(later, now + MIN), '495', 'a fill of today while tomorrow is counted adds to the count');
-    assert.deepEqual([later.day, later.dayVolume, later.aheadDay, later.aheadVolume], ['2024-03-01', '485', '2024-03-02', '10']);
+    assert.deepEqual(later.dayVolumes, [['2024-03-01', '485'], ['2024-03-02', '10']]);
     assert.equal(volumeToday(later, now + 3 * MIN), '10');
-    // Once tomorrow has come, its fills add to the fill counted ahead, the day before dropped.
+    // A clock stepped back before midnight counts both days again: nothing was forgotten.
+    assert.equal(volumeToday(later, now + MIN + 30_000), '495');
+    // Once tomorrow has come, its fills add to the fill counted ahead; a late one of the day before, to that day.
     const next = afterFill({ job, scratch: later, trade: trade({ clientOrderId: 'd', executedAt: new Date(now + 10 * MIN).toISOString(), quoteAmount: '7' }), now: now + 10 * MIN });
-    assert.deepEqual([next.day, next.dayVolume, next.aheadDay, next.aheadVolume], ['2024-03-02', '17', null, '0']);
+    assert.deepEqual(next.dayVolumes, [['2024-03-01', '485'], ['2024-03-02', '17']]);
     assert.equal(volumeToday(next, now + 10 * MIN), '17');
-    // Stored and read back as the daemon does.
+    // A third day drops the first.
+    const third = afterFill({ job, scratch: next, trade: trade({ clientOrderId: 'e', executedAt: new Date(now + 10 * MIN + 24 * HOUR).toISOString(), quoteAmount: '3' }), now: now + 10 * MIN + 24 * HOUR });
+    assert.deepEqual(third.dayVolumes, [['2024-03-02', '17'], ['2024-03-03', '3']]);
     assert.deepEqual(parseScratch(JSON.parse(JSON.stringify(later)), job), later);
   });
 
@@ -773,17 +780,47 @@ describe('afterFill', () => {
     assert.notEqual(d.skipped, 'max-daily-volume', 'yesterday\'s 500 USD no longer hold the job back');
     assert.ok(d.order, `an order on the new day (${JSON.stringify(d)})`);
   });
+
+  it('property: counts on each day exactly the fills dated on it or later (30 min late to 5 min ahead), and an older botstate never reads less', () => {
+    fc.assert(fc.property(
+      // The first fill's day (from T0's), and how many minutes before its midnight it comes.
+      fc.integer({ min: 1, max: 400 }),
+      fc.integer({ min: 0, max: 120 }),
+      // Each fill: minutes since the previous one (the clock only moves forward), how far its
+      // time is off the clock (30 min late to 5 min ahead, in seconds), its quote.
+      fc.array(fc.tuple(fc.integer({ min: 0, max: 15 }), fc.integer({ min: -1800, max: 300 }), fc.integer({ min: 1, max: 1000 })), { minLength: 1, maxLength: 60 }),
+      (day, beforeMidnight, fills) => {
+        let now = Date.parse(new Date(T0).toISOString().slice(0, 10)) + day * 24 * HOUR - beforeMidnight * MIN;
+        let scratch = emptyScratch();
+        const applied: Array<{ at: number; quote: bigint }> = [];
+        fills.forEach(([minutes, off, quote], i) => {
+          now += minutes * MIN;
+          const at = now + off * 1000;
+          scratch = afterFill({ job, scratch, trade: trade({ clientOrderId: `f-${i}`, executedAt: new Date(at).toISOString(), quoteAmount: String(quote) }), now });
+          applied.push({ at, quote: BigInt(quote) });
+          const today = new Date(now).toISOString().slice(0, 10);
+          const expected = applied.filter((f) => new Date(f.at).toISOString().slice(0, 10) >= today).reduce((a, f) => a + f.quote, 0n);
+          assert.equal(volumeToday(scratch, now), String(expected));
+          // As a version before 11-28 reads it: its day's volume if the day is today or later.
+          const stored = JSON.parse(JSON.stringify(scratch)) as { day: string | null; dayVolume: string };
+          const older = stored.day !== null && stored.day >= today ? BigInt(stored.dayVolume) : 0n;
+          assert.ok(older >= expected, `an older version reads ${older}, less than ${expected}`);
+        });
+      },
+    ), { numRuns: 300, seed: 11 });
+  });
 });
 
 describe('limitUsage (botstate status)', () => {
   it('counts the last hour\'s trades and the mode\'s limits from the daemon\'s scratch; none for another strategy\'s state', () => {
-    const hour = { ...emptyScratch(), tradeTimes: [T0 - 3_600_000, T0 - 1000], day: new Date(T0).toISOString().slice(0, 10), dayVolume: '30', quoteFlow: '-1200' };
+    const day = new Date(T0).toISOString().slice(0, 10);
+    const hour = { ...emptyScratch(), tradeTimes: [T0 - 3_600_000, T0 - 1000], dayVolumes: [[day, '30']] as const, quoteFlow: '-1200' };
     const acc = { ...makeJob({ totalAccumulated: '250', sets: ['limits.maxTradesPerHour=4'] }), strategyState: hour };
     assert.deepEqual(limitUsage(acc, T0), { tradesLastHour: 1, maxTradesPerHour: 4, reached: [], accumulatedUsd: '250', maxAccumulationUsd: '1000' });
     // Less than 10⁻⁹ USD of room is no order: reached.
     assert.deepEqual(limitUsage({ ...acc, totalAccumulated: '999.9999999999' }, T0)?.reached, ['accumulate.maxAccumulationUsd']);
     const liq = { ...makeJob({ mode: 'LIQUIDITY' }), strategyState: hour };
-    assert.deepEqual(limitUsage(liq, T0), { tradesLastHour: 1, maxTradesPerHour: null, reached: ['liquidity.capitalUsd'], day: hour.day, tradedTodayUsd: '30', maxDailyVolume: '500', cashUsd: '0' });
+    assert.deepEqual(limitUsage(liq, T0), { tradesLastHour: 1, maxTradesPerHour: null, reached: ['liquidity.capitalUsd'], day, tradedTodayUsd: '30', maxDailyVolume: '500', cashUsd: '0' });
     // The next UTC day: nothing traded on it yet.
     assert.equal(limitUsage(liq, T0 + 86_400_000)?.tradedTodayUsd, '0');
     assert.equal(limitUsage({ ...makeJob(), strategyState: { mine: true } }, T0), undefined);
@@ -817,19 +854,22 @@ describe('parseScratch', () => {
     }
     const valid = Array.from({ length: 25 }, (_, i) => String(i + 1));
     const s = parseScratch({
-      dipBought: true, pendingDip: 'yes', prices: valid, quoteFlow: '-12.5', day: '2024-03-01', dayVolume: '7.25', aheadDay: '2024-03-02', aheadVolume: '1.5',
+      dipBought: true, pendingDip: 'yes', prices: valid, quoteFlow: '-12.5', day: '2024-03-01', dayVolume: '7.25', dayVolumes: [['2024-03-01', '7'], ['2024-03-02', '1.5']],
       tradeTimes: [T0 + 5, 'x', -1, 1.5, T0 + 3, Number.NaN], tradeMinutes: [[T0, 3], [T0 + 1, 2], [T0, -1], 'x'],
       lastFill: 'c-9', takeProfitAt: '2.5', takeProfitLeft: '12.5', takeProfitFloor: '1.2', dipLeft: 0.5, extra: { big: 'x'.repeat(1000) },
     }, job);
     assert.deepEqual(s, {
       v: 1, dipBought: true, pendingDip: false, takeProfitAt: '2.5', takeProfitLeft: '12.5', takeProfitFloor: '1.2', dipLeft: null, prices: valid.slice(5), pricesAt: null, priceEvery: null, quoteFlow: '-12.5', day: '2024-03-01',
-      dayVolume: '7.25', aheadDay: '2024-03-02', aheadVolume: '1.5', tradeTimes: [T0 + 3, T0 + 5], tradeMinutes: [[T0, 3]], lastFill: 'c-9',
+      dayVolume: '7.25', dayVolumes: [['2024-03-01', '7'], ['2024-03-02', '1.5']], tradeTimes: [T0 + 3, T0 + 5], tradeMinutes: [[T0, 3]], lastFill: 'c-9',
     });
     const bad = parseScratch({ prices: ['1', '0'], quoteFlow: 1.5, day: '2024-13-45', dayVolume: '5', dipBought: true, takeProfitAt: '0' }, makeJob());
     assert.deepEqual([bad.prices, bad.quoteFlow, bad.day, bad.dayVolume, bad.dipBought, bad.takeProfitAt], [[], '0', null, '0', false, null]);
     assert.deepEqual(parseScratch({ day: '2024-03-01', dayVolume: '-1' }, job).day, null);
-    const aheadJunk = parseScratch({ aheadDay: 'tomorrow', aheadVolume: '3' }, job);
-    assert.deepEqual([aheadJunk.aheadDay, aheadJunk.aheadVolume], [null, '0'], 'a day ahead and its volume only mean something together');
+    // Written by an older botstate (no dayVolumes): its day and volume; junk or days out of order: the same.
+    for (const dayVolumes of [undefined, 'x', [['2024-03-02', '1'], ['2024-03-01', '1']], [['2024-03-01', '1'], ['2024-03-01', '1']], [['x', '1']], [['2024-03-01', '-1']], [['2024-03-01', '1'], ['2024-03-02', '1'], ['2024-03-03', '1']]]) {
+      assert.deepEqual(parseScratch({ day: '2024-03-02', dayVolume: '9', dayVolumes }, job).dayVolumes, [['2024-03-02', '9']], JSON.stringify(dayVolumes));
+    }
+    assert.deepEqual(parseScratch({ dayVolumes: 'x' }, job).dayVolumes, []);
     assert.deepEqual(parseScratch({ prices: ['1.0'] }, job).prices, [], 'non-canonical decimals are junk');
     const half = parseScratch({ takeProfitLeft: '12.5' }, job);
     assert.deepEqual([half.takeProfitLeft, half.takeProfitFloor], [null, null], 'the rest of a take profit needs its floor');

@@ -22,6 +22,8 @@ export const MA_WINDOW = 20;
 export const TRADE_TIMES_CAP = 60;
 /** Per-minute counts kept (one hour plus the minute in progress). */
 export const TRADE_MINUTES_CAP = 61;
+/** UTC days whose traded volume is kept: today's, and the next day's for a fill dated ahead of the clock. */
+export const VOLUME_DAYS = 2;
 
 /**
  * A `type`, not an `interface`, so that it is assignable to `Job['strategyState']`.
@@ -61,18 +63,20 @@ export type Scratch = {
   readonly priceEvery: number | null;
   /** Quote received by executed sells minus quote spent by executed buys; liquidity cash = capitalUsd + quoteFlow. */
   readonly quoteFlow: Decimal;
-  /** The UTC day (YYYY-MM-DD) that dayVolume counts, or null before the first trade. */
-  readonly day: string | null;
-  /** USD (quote) traded by executed trades on `day`. */
-  readonly dayVolume: Decimal;
   /**
-   * Liquidity: the UTC day of fills dated after the day they were applied on (an exchange's clock a
-   * few minutes ahead, just before midnight), or null. They count on today's volume too until their
-   * day comes, and are then that day's volume.
+   * USD (quote) traded by executed trades on each of the last {@link VOLUME_DAYS} UTC days
+   * (YYYY-MM-DD) with a fill, oldest first: each fill on its own day, one dated after the day it
+   * was applied on (an exchange's clock a few minutes ahead, just before midnight) included.
    */
-  readonly aheadDay: string | null;
-  /** USD (quote) of the fills dated `aheadDay`. */
-  readonly aheadVolume: Decimal;
+  readonly dayVolumes: ReadonlyArray<readonly [string, Decimal]>;
+  /**
+   * `dayVolumes` as botstate before 11-28 kept it, and reads it (several versions may run on one
+   * database): the latest day, and what counts on it, the day before's volume too while that day
+   * had not come when it was written. Only read when `dayVolumes` is missing (a scratch written by
+   * such a version).
+   */
+  readonly day: string | null;
+  readonly dayVolume: Decimal;
   /** Epoch ms of the most recent executed trades of the last hour, oldest first, at most {@link TRADE_TIMES_CAP}. */
   readonly tradeTimes: readonly number[];
   /** Older executed trades of the last hour, as [minute start (epoch ms), count], oldest first. */
@@ -95,10 +99,9 @@ export function emptyScratch(): Scratch {
     pricesAt: null,
     priceEvery: null,
     quoteFlow: '0',
+    dayVolumes: [],
     day: null,
     dayVolume: '0',
-    aheadDay: null,
-    aheadVolume: '0',
     tradeTimes: [],
     tradeMinutes: [],
     lastFill: null,
@@ -168,7 +171,11 @@ export function parseScratch(doc: unknown, job: Job): Scratch {
 
   // A day and its volume only mean something together.
   const [day, dayVolume] = dayCount(own('day'), own('dayVolume'));
-  const [aheadDay, aheadVolume] = dayCount(own('aheadDay'), own('aheadVolume'));
+  const volumesRaw = own('dayVolumes');
+  const volumes = Array.isArray(volumesRaw) ? volumesRaw.map((v) => (Array.isArray(v) && v.length === 2 ? dayCount(v[0], v[1]) : [null, '0'] as const)) : [];
+  // Written by this version: each day once, oldest first, at most VOLUME_DAYS; else the older versions' pair.
+  const volumesOk = volumes.length > 0 && volumes.length <= VOLUME_DAYS && volumes.every(([d], i) => d !== null && (i === 0 || d > volumes[i - 1]![0]!));
+  const dayVolumes = volumesOk ? (volumes as Array<[string, Decimal]>) : day === null ? [] : [[day, dayVolume] as [string, Decimal]];
 
   const timesRaw = own('tradeTimes');
   const tradeTimes = Array.isArray(timesRaw)
@@ -202,10 +209,9 @@ export function parseScratch(doc: unknown, job: Job): Scratch {
     pricesAt,
     priceEvery,
     quoteFlow,
+    dayVolumes,
     day,
     dayVolume,
-    aheadDay,
-    aheadVolume,
     tradeTimes,
     tradeMinutes: tradeMinutes.slice(-TRADE_MINUTES_CAP),
     lastFill,

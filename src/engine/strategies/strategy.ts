@@ -20,7 +20,7 @@ import { add, cmp, div, integerDigits, isDecimal, MAX_INTEGER_DIGITS, min, mul, 
 import { decideAccumulate } from './accumulate.ts';
 import { decideLiquidating } from './liquidating.ts';
 import { decideLiquidity } from './liquidity.ts';
-import { parseScratch, SCRATCH_VERSION, TRADE_MINUTES_CAP, TRADE_TIMES_CAP, type Scratch } from './scratch.ts';
+import { parseScratch, SCRATCH_VERSION, TRADE_MINUTES_CAP, TRADE_TIMES_CAP, VOLUME_DAYS, type Scratch } from './scratch.ts';
 
 export { emptyScratch, parseScratch, MA_WINDOW, SCRATCH_VERSION, type Scratch } from './scratch.ts';
 
@@ -117,20 +117,10 @@ export function afterFill(input: AfterFillInput): Scratch {
   const at = Number.isSafeInteger(parsed) && parsed >= 0 ? parsed : now;
   const quote = trade.quoteAmount;
   const day = utcDay(at);
-  const today = utcDay(now);
-  let { day: volumeDay, dayVolume, aheadDay, aheadVolume } = daysAsOf(scratch, today);
-  if (day > today) {
-    // Dated after today (an exchange's clock ahead of this host's, by up to the 5 minutes the
-    // ledger takes): counted apart, on its own day, and until that day comes on today's too
-    // (volumeToday). Today's count is left as it is: it ends with today.
-    aheadVolume = aheadDay === null ? quote : add(aheadVolume, quote);
-    aheadDay = aheadDay === null || day > aheadDay ? day : aheadDay;
-  } else if (volumeDay === null || day > volumeDay) {
-    volumeDay = day;
-    dayVolume = quote;
-  } else if (day === volumeDay || day >= today) {
-    dayVolume = add(dayVolume, quote);
-  } // A fill dated before the counted day and before today belongs to a day that is over.
+  // Each fill counts on its own day, whatever today is: one dated after today (an exchange's clock
+  // ahead of this host's, by up to the 5 minutes the ledger takes) counts on today's volume too
+  // until its day comes (volumeToday), and today's volume ends with today.
+  const dayVolumes = withVolume(scratch.dayVolumes, day, quote);
   const isBuy = trade.side === 'BUY';
   // A sell other than a take profit's (by hand, a liquidation) ends the rest of a cut take profit.
   const endsRest = !isBuy && trade.reason !== 'TAKE_PROFIT' && scratch.takeProfitLeft !== null;
@@ -140,10 +130,8 @@ export function afterFill(input: AfterFillInput): Scratch {
     dipBought: dipOrder && (trade.reason === 'DIP_BUY' || scratch.pendingDip) ? true : scratch.dipBought,
     takeProfitAt: !isBuy && trade.reason === 'TAKE_PROFIT' && trade.priceUsd !== null ? trade.priceUsd : scratch.takeProfitAt,
     quoteFlow: isBuy ? sub(scratch.quoteFlow, quote) : add(scratch.quoteFlow, quote),
-    day: volumeDay,
-    dayVolume,
-    aheadDay,
-    aheadVolume,
+    dayVolumes,
+    ...asOlderVersionsCount(dayVolumes, utcDay(now)),
     ...recordTradeTime(scratch, at, now),
     lastFill: trade.clientOrderId,
   };
@@ -440,28 +428,31 @@ export function sizeSell(input: StrategyInput, reason: TradeReason, base: Decima
 }
 
 /**
- * USD traded today (UTC) according to the scratch: the counted day's volume, and the fills dated
- * after today (until their day comes, when they are that day's count alone). A counted day later
- * than today (the clock went back) still counts.
+ * USD traded today (UTC) according to the scratch: the volume of today and of any later day (a
+ * fill dated ahead of the clock, or a clock that went back).
  */
 export function volumeToday(scratch: Scratch, now: number): Decimal {
   const today = utcDay(now);
-  const days = daysAsOf(scratch, today);
-  const counted = days.day !== null && days.day >= today ? days.dayVolume : '0';
-  return days.aheadDay === null ? counted : add(counted, days.aheadVolume);
+  return scratch.dayVolumes.reduce<Decimal>((sum, [day, volume]) => (day >= today ? add(sum, volume) : sum), '0');
 }
 
-type DayCounts = Pick<Scratch, 'day' | 'dayVolume' | 'aheadDay' | 'aheadVolume'>;
+/**
+ * The days' volumes with `quote` added on `day`: to its day's, or as a new day, the oldest of
+ * VOLUME_DAYS dropped (a day that is over); a fill dated before every day kept belongs to one.
+ */
+function withVolume(volumes: Scratch['dayVolumes'], day: string, quote: Decimal): Scratch['dayVolumes'] {
+  if (volumes.some(([d]) => d === day)) return volumes.map(([d, v]) => [d, d === day ? add(v, quote) : v] as const);
+  if (volumes.length >= VOLUME_DAYS && day < volumes[0]![0]) return volumes;
+  return [...volumes, [day, quote] as const].sort(([a], [b]) => (a < b ? -1 : 1)).slice(-VOLUME_DAYS);
+}
 
 /**
- * The scratch's day counts on `today`: fills counted ahead (dated after the day they were applied
- * on) whose day has come are that day's count now, and the day before it is over.
+ * `day` and `dayVolume` as botstate before 11-28 wrote them, for such a version reading the
+ * scratch (it drops `dayVolumes`): the latest day, counted with every day from today on, as it
+ * counted a fill dated ahead (its reading is then what it was, never less than this version's).
  */
-function daysAsOf(scratch: Scratch, today: string): DayCounts {
-  const { day, dayVolume, aheadDay, aheadVolume } = scratch;
-  if (aheadDay === null || aheadDay > today) return { day, dayVolume, aheadDay, aheadVolume };
-  const none = { aheadDay: null, aheadVolume: '0' };
-  if (day === null || aheadDay > day) return { day: aheadDay, dayVolume: aheadVolume, ...none };
-  // The same day (the clock went back meanwhile) adds up; an earlier one is over.
-  return { day, dayVolume: aheadDay === day ? add(dayVolume, aheadVolume) : dayVolume, ...none };
+function asOlderVersionsCount(volumes: Scratch['dayVolumes'], today: string): Pick<Scratch, 'day' | 'dayVolume'> {
+  const last = volumes.at(-1);
+  if (last === undefined) return { day: null, dayVolume: '0' };
+  return { day: last[0], dayVolume: last[0] >= today ? volumeToday({ dayVolumes: volumes } as Scratch, Date.parse(`${today}T00:00:00Z`)) : last[1] };
 }
