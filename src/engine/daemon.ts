@@ -14,7 +14,7 @@ import { ACTIVE_STATUSES } from '../jobs/lifecycle.ts';
 import { DEFAULT_LEASE_TTL_MS } from '../store/instances.ts';
 import { ExchangeInvalidAnswerError, ExchangeRejectedError, ExchangeUnavailableError, type Exchange, type ExchangeOrder, type OrderRequest } from './exchange.ts';
 import { parseExchangeOrder } from './exchanges/http-exchange.ts';
-import { Leases } from './leases.ts';
+import { Leases, type KnownLeases, type LeasesKept } from './leases.ts';
 import { paddedChunks } from '../util/chunks.ts';
 import { isStorableText } from '../util/text.ts';
 import { described, isRecord, jsonMember, shown } from '../util/values.ts';
@@ -330,8 +330,8 @@ export class Daemon {
   readonly #recorded = new Map<string, { readonly clientOrderId: string } | { readonly above: number }>();
   /** Why the last renewal of the leases failed, until one succeeds. */
   #renewFailing: string | undefined;
-  /** How many jobs this daemon ran when its renewals began to fail (see #sayRenewedAgain). */
-  #heldWhenRenewFailed = 0;
+  /** The leases this daemon held as its renewals began to fail (see #sayRenewedAgain). */
+  #renewBaseline: KnownLeases | undefined;
   /** Jobs whose step is running or waiting for one of the `concurrency` slots. */
   readonly #inFlight = new Map<string, Promise<void>>();
   /** Jobs whose row cannot be read (changed outside botstate), with the reason last logged. */
@@ -582,11 +582,11 @@ export class Daemon {
       }
       this.#probeIfQuiet();
       if (this.#renewing !== undefined) return; // the last one is still running
-      const failing = this.#renewFailing !== undefined;
+      const baseline = this.#renewFailing === undefined ? undefined : this.#renewBaseline;
       this.#renewing = this.#leases
-        .renew({ count: failing })
-        .then((holds) => {
-          if (failing) this.#sayRenewedAgain(holds ?? 0);
+        .renew(baseline === undefined ? {} : { check: baseline })
+        .then((kept) => {
+          if (kept !== undefined) this.#sayRenewedAgain(kept);
           this.#renewFailing = undefined;
         })
         .catch((e) => {
@@ -594,8 +594,8 @@ export class Daemon {
           // Said once, and again when the reason changes, not every third of the TTL of an outage.
           const message = coerceError(e).message;
           if (message !== this.#renewFailing) this.#log(`${stamp()}  could not renew the leases: ${message}`);
-          // As the last tick left them, or the recovery before the first tick.
-          if (this.#renewFailing === undefined) this.#heldWhenRenewFailed = this.#held?.size ?? this.#recoveredJobs ?? 0;
+          // The leases as they were when renewals began to fail: what is said of them as they succeed again.
+          if (this.#renewFailing === undefined) this.#renewBaseline = this.#leases.known;
           this.#renewFailing = message;
         })
         .finally(() => {
@@ -951,15 +951,14 @@ export class Daemon {
 
   /**
    * Said as the leases are renewed again after renewals failed (the database unreachable): with
-   * how many of the jobs it ran this daemon still holds, when some ran out meanwhile and were
-   * taken over (its next tick lets them go: "now running …").
+   * how many of the jobs it held as they began to fail this daemon still holds, when some ran out
+   * meanwhile and were taken over (its next tick lets them go: "now running …"; a job it let go
+   * itself meanwhile, paused, is no loss).
    */
-  #sayRenewedAgain(holds: number): void {
-    const had = this.#heldWhenRenewFailed;
-    if (holds >= had) return void this.#log(`${stamp()}  renewed the leases again`);
-    const lost = had - holds;
+  #sayRenewedAgain({ had, lost }: LeasesKept): void {
+    if (lost === 0) return void this.#log(`${stamp()}  renewed the leases again`);
     this.#log(
-      `${stamp()}  renewed the leases again, of ${holds} of the ${had} jobs it ran: ${lost === 1 ? 'the other lease' : `the other ${lost} leases`} ran out while it could not renew them, ` +
+      `${stamp()}  renewed the leases again, of ${had - lost} of the ${had} jobs it ran: ${lost === 1 ? 'the other lease' : `the other ${lost} leases`} ran out while it could not renew them, ` +
         'and another daemon (or an operator\'s command) took the job' + (lost === 1 ? '' : 's') + ' over; what it was writing of them is refused (fencing)',
     );
   }

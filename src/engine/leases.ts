@@ -17,6 +17,18 @@ import { paddedChunks } from '../util/chunks.ts';
 const OPEN = "j.id IN (SELECT t.job_id FROM trades t WHERE t.status = 'PENDING')";
 const ACTIVE = `j.status IN (${ACTIVE_STATUSES.map((s) => `'${s}'`).join(', ')}) OR ${OPEN}`;
 
+/** The leases a sync left a daemon (job id → epoch), or only their number after a start-up's (which does not read them all). */
+export interface KnownLeases {
+  readonly fences: ReadonlyMap<string, number> | undefined;
+  readonly count: number;
+}
+
+/** What renew({ check }) finds: of the `had` leases it was given, how many are no longer at their epoch. */
+export interface LeasesKept {
+  readonly had: number;
+  readonly lost: number;
+}
+
 /** Called with jobs whose leases a sync is about to hand back, in its transaction, while they are still held. */
 export type Leaving = (jobIds: readonly string[]) => Promise<void>;
 
@@ -102,6 +114,11 @@ export class Leases {
    */
   exchangeUnreachable: { readonly since: string; readonly handOver: boolean } | undefined;
   #handingOver = false;
+  /**
+   * The leases the last sync that committed left this daemon (job id → epoch), or only their
+   * number after a start-up's (which does not read them all): what renew({ check }) compares with.
+   */
+  #known: KnownLeases = { fences: new Map(), count: 0 };
 
   constructor(store: Store, instanceId: string, options: LeaseOptions) {
     this.#store = store;
@@ -181,19 +198,33 @@ export class Leases {
 
   /**
    * Heartbeats and renews, between ticks: a tick slowed down (a slow exchange) must not cost the
-   * daemon its leases. With `count`, returns how many leases the daemon holds once renewed.
+   * daemon its leases. With `check` (a {@link known} of before), says how many of those leases are no longer at their epoch.
    */
-  async renew(options: { count?: boolean } = {}): Promise<number | undefined> {
+  async renew(options: { check?: KnownLeases } = {}): Promise<LeasesKept | undefined> {
     return this.#store.transaction(async (tx) => {
       const iso = await this.#clock(tx);
       await this.#heartbeat(tx, iso());
       await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [iso(this.#ttlMs), this.instanceId, iso(this.#ttlMs / 2)]);
-      if (!options.count) return undefined;
-      // How many leases this daemon holds now: after it could not renew them for a while, some may
-      // have run out and been taken by another daemon (or released by an operator's command).
-      const row = await tx.get<{ n: number | string }>('SELECT count(*) AS n FROM job_leases WHERE owner = ?', [this.instanceId]);
-      return Number(row?.n ?? 0);
+      const known = options.check;
+      if (known === undefined) return undefined;
+      // After it could not renew them for a while, some may have run out and been taken by another
+      // daemon, or released by an operator's command: either moved the epoch on. A lease this
+      // daemon's own sync handed back meanwhile (a job paused) kept its epoch.
+      if (known.fences === undefined) {
+        const row = await tx.get<{ n: number | string }>('SELECT count(*) AS n FROM job_leases WHERE owner = ?', [this.instanceId]);
+        return { had: known.count, lost: Math.max(0, known.count - Number(row?.n ?? 0)) };
+      }
+      const rows = await tx.all<{ job_id: string; epoch: number | string }>('SELECT job_id, epoch FROM job_leases');
+      const now = new Map(rows.map((r) => [r.job_id, Number(r.epoch)]));
+      let lost = 0;
+      for (const [id, epoch] of known.fences) if (now.get(id) !== epoch) lost++;
+      return { had: known.fences.size, lost };
     });
+  }
+
+  /** The leases the last sync that committed left this daemon, for a later renew({ check }). */
+  get known(): KnownLeases {
+    return this.#known;
   }
 
   /**
@@ -223,6 +254,7 @@ export class Leases {
     });
     // Once committed: a sync rolled back (or run again by the adapter) published nothing.
     this.#handingOver = handingOver;
+    this.#known = { fences: new Map(held.map((l) => [l.job_id, Number(l.epoch)])), count: held.length };
     return new Map(held.map((l) => [l.job_id, { owner: this.instanceId, epoch: l.epoch }]));
   }
 
@@ -244,6 +276,7 @@ export class Leases {
       return { handingOver, fences: new Map(open.map((l) => [l.job_id, { owner: this.instanceId, epoch: l.epoch }])), held: Number(count?.held ?? 0) };
     });
     this.#handingOver = handingOver;
+    this.#known = { fences: undefined, count: synced.held };
     return synced;
   }
 

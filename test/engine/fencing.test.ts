@@ -10,12 +10,20 @@ import { isBotstateError } from '../../src/errors.ts';
 import type { Job } from '../../src/jobs/job-rows.ts';
 import type { Executor } from '../../src/store/adapter.ts';
 import type { Fence } from '../../src/store/context.ts';
+import type { Store } from '../../src/store/store.ts';
 import pg from 'pg';
 import { ENGINES, lockTable, PG_URL, TOKEN, tokenAddress, type Fixture } from '../helpers/engines.ts';
 
 const T0 = Date.parse('2026-11-22T00:00:00.000Z');
 const TTL = 1000;
 const leaseLost = (e: unknown) => isBotstateError(e, 'LEASE_LOST');
+
+/** Starts `n` jobs (tokens 0x…1 to 0x…n), and returns their ids in that order. */
+async function startJobs(store: Store, n: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 1; i <= n; i++) ids.push((await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` })).id);
+  return ids;
+}
 
 for (const engine of ENGINES) {
   describe(`fencing [${engine.name}]`, { skip: engine.skip }, () => {
@@ -313,10 +321,38 @@ for (const engine of ENGINES) {
       assert.equal(Number(unowned[0]!['n']), 0);
     });
 
+    it("renew({ check }) counts the leases it was given that are no longer at their epoch, not the jobs the daemon let go", async () => {
+      const store = await fx.open();
+      const ids = await startJobs(store, 3);
+      let now = T0;
+      const a = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => now });
+      await a.register();
+      // A start-up's sync reads only how many it holds: compared by number.
+      assert.equal((await a.syncForRecovery()).held, 3);
+      const atStart = a.known;
+      assert.deepEqual(await a.renew({ check: atStart }), { had: 3, lost: 0 });
+      assert.equal(await a.renew(), undefined);
+      assert.equal((await a.sync()).size, 3);
+      const synced = a.known;
+      // A job paused and let go by a later sync is no loss: its lease kept its epoch.
+      await store.jobs.pause({ id: ids[0]! });
+      assert.equal((await a.sync()).size, 2);
+      assert.deepEqual(await a.renew({ check: synced }), { had: 3, lost: 0 });
+      // The leases run out; another daemon takes one (at a new epoch): that one is lost, the
+      // other, taken by no one, is renewed at its epoch.
+      now = T0 + TTL + 1;
+      await fx.raw(`UPDATE job_leases SET owner = 'daemon-B', epoch = epoch + 1 WHERE job_id = '${ids[1]}'`);
+      assert.deepEqual(await a.renew({ check: synced }), { had: 3, lost: 1 });
+      // The same job back at another epoch is no more its own.
+      await fx.raw(`UPDATE job_leases SET owner = 'daemon-A' WHERE job_id = '${ids[1]}'`);
+      assert.deepEqual(await a.renew({ check: synced }), { had: 3, lost: 1 });
+      // By number after a start-up: one lease fewer than it held.
+      assert.deepEqual(await a.renew({ check: atStart }), { had: 3, lost: 1 });
+    });
+
     it('a daemon at its --max-jobs takes the jobs with an open intent first: their orders are reconciled, whatever waits', async () => {
       const store = await fx.open();
-      const ids: string[] = [];
-      for (let i = 1; i <= 5; i++) ids.push((await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` })).id);
+      const ids = await startJobs(store, 5);
       // The last two jobs created (the highest ids, the last by id) have an order whose outcome is unknown.
       for (const id of ids.slice(3)) await store.ledger.recordIntent({ job: { id }, side: 'BUY', reason: 'DCA', quoteAmount: '10' });
       const capped = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => T0, maxJobs: 2 });
@@ -326,8 +362,7 @@ for (const engine of ENGINES) {
 
     it('a daemon sheds its surplus, but never a job whose step it is running (it may be committing an intent)', { skip: engine.name === 'sqlite' && 'one daemon per SQLite file' }, async () => {
       const store = await fx.open();
-      const ids: string[] = [];
-      for (let i = 1; i <= 4; i++) ids.push((await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` })).id);
+      const ids = await startJobs(store, 4);
       const now = T0;
       const a = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => now });
       const b = new Leases(store, 'daemon-B', { ttlMs: TTL, now: () => now });
@@ -346,8 +381,7 @@ for (const engine of ENGINES) {
 
     it('sync hands paused and shed jobs back only after `leaving` has had them, still held: a fenced write there succeeds', async () => {
       const store = await fx.open();
-      const ids: string[] = [];
-      for (let i = 1; i <= 4; i++) ids.push((await store.jobs.start({ tokenAddress: `0x${i.toString(16).padStart(40, '0')}` })).id);
+      const ids = await startJobs(store, 4);
       const now = T0;
       const a = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => now });
       await a.register();
