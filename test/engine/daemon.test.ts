@@ -3001,8 +3001,13 @@ for (const engine of ENGINES) {
       const [silent] = await store.daemonInstances();
       assert.deepEqual([silent!.instance, silent!.running, silent!.stoppedAt, silent!.jobs], [second.daemon.instanceId, false, null, 2]);
       // Stalled (SIGSTOP, a frozen VM): its process exists, its heartbeat is old: not running either.
-      await raw('UPDATE daemon_instances SET pid = ?, heartbeat_at = ? WHERE id = ?', [process.pid, '2026-01-01T00:00:00.000Z', second.daemon.instanceId]);
-      assert.equal((await store.daemonInstances())[0]!.running, false);
+      // Written again until no heartbeat of the daemon's (its first tick's, which may come after
+      // the write) moves it on before it is read: after that tick it heartbeats every 20 s.
+      await waitFor('a stalled daemon read as not running', async () => {
+        await raw('UPDATE daemon_instances SET pid = ?, heartbeat_at = ? WHERE id = ?', [process.pid, '2026-01-01T00:00:00.000Z', second.daemon.instanceId]);
+        const [stalled] = await store.daemonInstances();
+        return stalled!.heartbeatAt === '2026-01-01T00:00:00.000Z' ? [stalled!.running] : undefined;
+      }).then(([running]) => assert.equal(running, false));
       // Judged by its own TTL, as the daemons judge each other: silent 30 s, it still runs with a
       // TTL of 60 s; with one of 15 s its leases have run out and it is not running (it was shown
       // running for a minute whatever its TTL, while list and status said its leases had expired).
