@@ -7,7 +7,7 @@
  * const job = await store.jobs.start({ tokenAddress: '0xbbd9aDe16525acb4B336b6dAd3b9762901522B07' });
  */
 import './util/node-version.ts'; // first: before the native driver loads
-export { openStore, Store, type DaemonInstance, type JobDaemon, type StoreOptions } from './store/store.ts';
+export { openStore, Store, type DaemonInstance, type JobDaemon, type StoreOptions, type TransactionOptions } from './store/store.ts';
 export type { Executor, Durability, Engine, SqlParam } from './store/adapter.ts';
 export type { CallOptions, Fence } from './store/context.ts';
 export type { SchemaStatus, MigrationState } from './store/migrations/runner.ts';

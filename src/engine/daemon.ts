@@ -1490,7 +1490,7 @@ export class Daemon {
           ? this.#store.transaction(async () => {
               await this.#store.jobs.updateState({ id: job.id }, runner.state, this.#options(runner));
               return this.#store.ledger.recordIntent(intent, options);
-            })
+            }, ATOMIC)
           : this.#store.ledger.recordIntent(intent, options)
         ).catch((e: unknown) => {
           Object.assign(runner, prior);
@@ -1513,7 +1513,7 @@ export class Daemon {
         await this.#counted(job, runner, await this.#execute(job, trade, runner, 'tick', 'decided'), trade);
         return;
       } else if (now - runner.lastFlush >= this.#flushMs && unwritten(runner)) {
-        await this.#store.transaction(() => this.#flush(job.id, runner));
+        await this.#store.transaction(() => this.#flush(job.id, runner), ATOMIC);
         this.#flushed(runner, now);
       }
       runner.failures = 0;
@@ -1527,7 +1527,7 @@ export class Daemon {
     const done = await this.#store.transaction(async () => {
       await this.#flush(job.id, runner);
       return this.#store.jobs.completeLiquidation({ id: job.id }, { ...this.#options(runner), ...(price !== undefined ? { priceUsd: price } : {}) });
-    });
+    }, ATOMIC);
     const left = cmp(done.tokenBalance, '0') === 0 ? 'with a zero balance' : `keeping ${done.tokenBalance} tokens, worth less than 10⁻¹⁸ USD at ${price}: no order can sell them`;
     this.#log(`${stamp()}  ${job.tokenSymbol}  liquidation complete: IDLE ${left}`);
   }
@@ -1764,7 +1764,7 @@ export class Daemon {
       ? this.#store.transaction(async (tx) => {
           await checkOwnFill(tx, job, trade, order);
           return settle();
-        })
+        }, ATOMIC)
       : settle()
     )
       .catch(async (e: unknown) => {
@@ -2135,6 +2135,13 @@ function checkSameOrder(job: Job, trade: Trade, order: ExchangeOrder): void {
       `(reconcile it by hand: ${byHand})`,
   );
 }
+
+/**
+ * The daemon's transactions whose bodies let every error through (no call in them is caught and
+ * gone on from): atomic, without a savepoint around each call (two round trips fewer per call on
+ * PostgreSQL). Not those that write each leaving job's state apart (#flushBeforeLeaving catches).
+ */
+const ATOMIC = { atomic: true } as const;
 
 /** How often an order that stays open at the exchange is said again, counted from its intent's recording. */
 const OPEN_REMINDER_MS = 10 * 60_000;

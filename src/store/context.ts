@@ -40,6 +40,18 @@ export interface Fence {
 interface Txn {
   open: boolean;
   readonly connection: Executor;
+  /** The outermost transaction's: shared by the transactions nested in it. */
+  readonly root: Root;
+}
+
+/**
+ * An atomic transaction (store.transaction's `atomic`) runs the calls made in it, and the
+ * transactions nested in it, without savepoints: the first of them to fail fails it whole, even
+ * when its body catches the error (what that call wrote before it failed is not undone alone).
+ */
+interface Root {
+  readonly atomic: boolean;
+  failed?: { readonly error: unknown };
 }
 
 /**
@@ -217,7 +229,14 @@ export class Context {
           hint: 'await every store call made inside store.transaction before the transaction returns',
         });
       }
-      return await (savepoint ? this.#savepoint(tx, () => body(parent)) : body(parent));
+      const { root } = parent.txn;
+      if (!savepoint || !root.atomic) return await (savepoint ? this.#savepoint(tx, () => body(parent)) : body(parent));
+      try {
+        return await body(parent);
+      } catch (e) {
+        root.failed ??= { error: e };
+        throw e;
+      }
     } finally {
       done();
     }
@@ -236,14 +255,18 @@ export class Context {
    * given), with its own tx: once the body and the calls made in it are done, that tx is refused,
    * by store calls and by its own methods alike.
    */
-  async #own<T>(connection: Executor, outer: Scope | undefined, fn: (tx: Executor) => Promise<T>): Promise<T> {
-    const txn: Txn = { open: true, connection };
+  async #own<T>(connection: Executor, outer: Scope | undefined, fn: (tx: Executor) => Promise<T>, atomic = false): Promise<T> {
+    const root: Root = outer?.txn.root ?? { atomic };
+    const txn: Txn = { open: true, connection, root };
     const tx = new Tx(txn, this.adapter.engine);
     const scope: Scope = { tx, txn, outer, open: true, tail: Promise.resolve() };
     this.#open.set(tx, scope);
     this.#issued.add(tx);
     try {
-      return await this.#within(scope, () => fn(tx));
+      const result = await this.#within(scope, () => fn(tx));
+      // A call (or nested transaction) of an atomic one failed and its body went on: no commit.
+      if (outer === undefined && root.failed !== undefined) throw root.failed.error;
+      return result;
     } finally {
       txn.open = false;
       this.#open.delete(tx);
@@ -326,11 +349,17 @@ export class Context {
    * A transaction that store calls made inside `fn` join automatically. Nested, it joins the
    * outer one under a SAVEPOINT: if `fn` throws, what it wrote is undone. Either way `fn` gets a
    * tx of its own, refused once this transaction has ended (a nested one's while the outer goes on).
+   * `atomic` (outermost only; a nested one is as the outermost): no savepoints in it (see Root).
    */
-  transaction<T>(fn: (tx: Executor) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (tx: Executor) => Promise<T>, atomic = false): Promise<T> {
     const outer = this.#scope.getStore();
     if (outer?.txn.open) return this.#inTurn(outer.tx, true, (parent) => this.#own(parent.txn.connection, parent, fn));
-    return this.adapter.transaction((connection) => this.#own(connection, undefined, fn));
+    return this.adapter.transaction((connection) => this.#own(connection, undefined, fn, atomic));
+  }
+
+  /** Whether this call is made inside an open store.transaction of this store. */
+  inTransaction(): boolean {
+    return this.#scope.getStore()?.txn.open === true;
   }
 
   /**

@@ -474,6 +474,45 @@ for (const engine of ENGINES) {
         assert.equal(await fx.dump(), before);
       });
 
+      it('an atomic transaction commits as one; a call in it that fails fails it whole, even caught (no savepoint undoes that call alone)', async () => {
+        const dca = async () => (await store.jobs.get({ id })).config.accumulate.dcaAmount;
+        await store.transaction(async () => {
+          await store.jobs.configure({ id }, { set: ['accumulate.dcaAmount=12'] });
+          await store.jobs.pause({ id });
+        }, { atomic: true });
+        assert.deepEqual([(await store.jobs.get({ id })).status, await dca()], ['PAUSED', '12']);
+        // The same body, not atomic: the refused pause (the job is PAUSED) is caught and the rest commits.
+        const body = (amount: string) => async () => {
+          await store.jobs.configure({ id }, { set: [`accumulate.dcaAmount=${amount}`] });
+          return store.jobs.pause({ id }).then(() => 'paused', (e: unknown) => (isBotstateError(e) ? e.code : e));
+        };
+        assert.equal(await store.transaction(body('13')), 'INVALID_TRANSITION');
+        assert.equal(await dca(), '13');
+        // Atomic: the caught refusal fails the transaction, with the call's own error; nothing is written.
+        const before = await fx.dump();
+        await rejectsWith(store.transaction(body('14'), { atomic: true }), 'INVALID_TRANSITION');
+        // A nested transaction that throws, caught: the same.
+        const nested = store.transaction(async () => {
+          await store.jobs.configure({ id }, { set: ['accumulate.dcaAmount=15'] });
+          await store.transaction(async () => store.jobs.resume({ id }).then(() => store.jobs.resume({ id }))).catch(() => undefined);
+        }, { atomic: true });
+        await rejectsWith(nested, 'INVALID_TRANSITION');
+        assert.equal(await fx.dump(), before);
+        // The options: checked, and given to the outermost transaction only; a refused one runs nothing.
+        let ran = 0;
+        const count = async () => void ran++;
+        for (const options of [{ atomic: 'yes' }, { atomc: true }, null, 'atomic']) {
+          await rejectsWith(store.transaction(count, options as never), 'INVALID_ARGUMENT');
+        }
+        await rejectsWith(store.transaction(() => store.transaction(count, { atomic: true })), 'INVALID_ARGUMENT');
+        await rejectsWith(store.transaction(() => store.transaction(count, { atomic: false }), { atomic: true }), 'INVALID_ARGUMENT');
+        assert.equal(ran, 0);
+        await store.transaction(() => store.transaction(count), { atomic: true });
+        assert.equal(ran, 1);
+        assert.equal(await fx.dump(), before);
+        assert.deepEqual((await store.verifyAudit()).problems, []);
+      });
+
       it("a nested transaction hands out a tx of its own, refused once it has ended while the outer one goes on", async () => {
         const before = await fx.dump();
         const outcomes: Array<readonly [string, unknown]> = [];
