@@ -230,7 +230,8 @@ export class Context {
         });
       }
       const { root } = parent.txn;
-      if (!savepoint || !root.atomic) return await (savepoint ? this.#savepoint(tx, () => body(parent)) : body(parent));
+      // Atomic: every joined call that fails fails the transaction, a read too, on both engines.
+      if (!root.atomic) return await (savepoint ? this.#savepoint(tx, () => body(parent)) : body(parent));
       try {
         return await body(parent);
       } catch (e) {
@@ -263,7 +264,14 @@ export class Context {
     this.#open.set(tx, scope);
     this.#issued.add(tx);
     try {
-      const result = await this.#within(scope, () => fn(tx));
+      let result: T;
+      try {
+        result = await this.#within(scope, () => fn(tx));
+      } catch (e) {
+        // The first failure of an atomic transaction is its outcome: on PostgreSQL a later statement
+        // only says the transaction was aborted, and the adapter retries by the first's code.
+        throw outer === undefined && root.failed !== undefined ? root.failed.error : e;
+      }
       // A call (or nested transaction) of an atomic one failed and its body went on: no commit.
       if (outer === undefined && root.failed !== undefined) throw root.failed.error;
       return result;

@@ -498,6 +498,22 @@ for (const engine of ENGINES) {
         }, { atomic: true });
         await rejectsWith(nested, 'INVALID_TRANSITION');
         assert.equal(await fx.dump(), before);
+        // A caught failed read fails it too, on both engines alike.
+        await rejectsWith(store.transaction(async () => {
+          await store.jobs.configure({ id }, { set: ['accumulate.dcaAmount=16'] });
+          await store.jobs.get({ id: '00000000-0000-7000-8000-000000000000' }).catch(() => undefined);
+        }, { atomic: true }), 'JOB_NOT_FOUND');
+        // A call the database refuses (a rule of the operator's), caught, then another call: the
+        // first failure is the outcome (on PostgreSQL the second only says the transaction was aborted).
+        await fx.raw(engine.name === 'postgres'
+          ? "ALTER TABLE jobs ADD CONSTRAINT no_resume CHECK (status <> 'RUNNING') NOT VALID"
+          : "CREATE TRIGGER no_resume BEFORE UPDATE ON jobs WHEN NEW.status = 'RUNNING' BEGIN SELECT RAISE(ABORT, 'no resume'); END");
+        await rejectsWith(store.transaction(async () => {
+          await store.jobs.resume({ id }).catch(() => undefined);
+          await store.jobs.get({ id });
+        }, { atomic: true }), 'CONSTRAINT_VIOLATION');
+        await fx.raw(engine.name === 'postgres' ? 'ALTER TABLE jobs DROP CONSTRAINT no_resume' : 'DROP TRIGGER no_resume');
+        assert.equal(await fx.dump(), before);
         // The options: checked, and given to the outermost transaction only; a refused one runs nothing.
         let ran = 0;
         const count = async () => void ran++;

@@ -547,7 +547,7 @@ function isoFromPg(text: string): string {
  */
 function abortedAtCommit(where: string): ValidationError {
   return new ValidationError('INVALID_ARGUMENT', `${where}: PostgreSQL rolled the transaction back at COMMIT, because a statement in it failed (an error caught inside a transaction still aborts it there); nothing of it was written`, {
-    hint: 'run SQL that may fail in a nested store.transaction (a savepoint), or let its error end the transaction',
+    hint: 'run SQL that may fail in a nested store.transaction (a savepoint; none in an atomic one), or let its error end the transaction',
   });
 }
 
@@ -685,7 +685,7 @@ export function classifyPostgresError(e: unknown, where: string): BotstateError 
   // and PostgreSQL runs nothing more in it. That statement's error said what went wrong.
   if (code === '25P02') {
     return new ValidationError('INVALID_ARGUMENT', `an earlier statement of this transaction at ${where} failed, and PostgreSQL refuses every statement after it until the transaction ends (${message}) [${code}]`, {
-      hint: "run SQL that may fail in a nested store.transaction (a savepoint), or let its error end the transaction: a caught error does not undo PostgreSQL's abort",
+      hint: "run SQL that may fail in a nested store.transaction (a savepoint; none in an atomic one), or let its error end the transaction: a caught error does not undo PostgreSQL's abort",
       cause: e,
     });
   }
