@@ -17,10 +17,14 @@ import { paddedChunks } from '../util/chunks.ts';
 const OPEN = "j.id IN (SELECT t.job_id FROM trades t WHERE t.status = 'PENDING')";
 const ACTIVE = `j.status IN (${ACTIVE_STATUSES.map((s) => `'${s}'`).join(', ')}) OR ${OPEN}`;
 
-/** The leases a sync left a daemon (job id → epoch), or only their number after a start-up's (which does not read them all). */
+/**
+ * The leases a sync left a daemon (job id → epoch), or only their number after a start-up's
+ * (which does not read them all), and which of this daemon's syncs (counted) that was.
+ */
 export interface KnownLeases {
   readonly fences: ReadonlyMap<string, number> | undefined;
   readonly count: number;
+  readonly sync: number;
 }
 
 /** What renew({ check }) finds: of the `had` leases it was given, how many are no longer at their epoch. */
@@ -118,7 +122,13 @@ export class Leases {
    * The leases the last sync that committed left this daemon (job id → epoch), or only their
    * number after a start-up's (which does not read them all): what renew({ check }) compares with.
    */
-  #known: KnownLeases = { fences: new Map(), count: 0 };
+  #known: KnownLeases = { fences: new Map(), count: 0, sync: 0 };
+  /** This daemon's syncs that committed, counted. */
+  #syncs = 0;
+  /** The jobs this daemon's syncs handed back (paused, finished, shed), with the last such sync. */
+  readonly #handedBack = new Map<string, number>();
+  /** The jobs the sync under way hands back (its transaction's last run). */
+  #handingBack: string[] = [];
 
   constructor(store: Store, instanceId: string, options: LeaseOptions) {
     this.#store = store;
@@ -208,16 +218,25 @@ export class Leases {
       const known = options.check;
       if (known === undefined) return undefined;
       // After it could not renew them for a while, some may have run out and been taken by another
-      // daemon, or released by an operator's command: either moved the epoch on. A lease this
-      // daemon's own sync handed back meanwhile (a job paused) kept its epoch.
+      // daemon (a claim moves the epoch on), or released by an operator's command (so does that).
+      // Not lost: a lease it holds at the epoch it had or its last sync took it at (a job paused
+      // and resumed meanwhile), and one its own syncs handed back meanwhile (a job paused, or
+      // shed to another daemon), which kept its epoch until another took it.
       if (known.fences === undefined) {
         const row = await tx.get<{ n: number | string }>('SELECT count(*) AS n FROM job_leases WHERE owner = ?', [this.instanceId]);
         return { had: known.count, lost: Math.max(0, known.count - Number(row?.n ?? 0)) };
       }
-      const rows = await tx.all<{ job_id: string; epoch: number | string }>('SELECT job_id, epoch FROM job_leases');
-      const now = new Map(rows.map((r) => [r.job_id, Number(r.epoch)]));
+      // Only a lease of this daemon's or of none can be at the epoch it had: every claim moves it on.
+      const rows = await tx.all<{ job_id: string; epoch: number | string; owner: string }>("SELECT job_id, epoch, owner FROM job_leases WHERE owner IN (?, '')", [this.instanceId]);
+      const now = new Map(rows.map((r) => [r.job_id, r]));
+      const latest = this.#known.fences;
       let lost = 0;
-      for (const [id, epoch] of known.fences) if (now.get(id) !== epoch) lost++;
+      for (const [id, epoch] of known.fences) {
+        if ((this.#handedBack.get(id) ?? 0) > known.sync) continue;
+        const row = now.get(id);
+        const at = row === undefined ? undefined : Number(row.epoch);
+        if (at !== epoch && !(row?.owner === this.instanceId && latest?.get(id) === at)) lost++;
+      }
       return { had: known.fences.size, lost };
     });
   }
@@ -254,7 +273,8 @@ export class Leases {
     });
     // Once committed: a sync rolled back (or run again by the adapter) published nothing.
     this.#handingOver = handingOver;
-    this.#known = { fences: new Map(held.map((l) => [l.job_id, Number(l.epoch)])), count: held.length };
+    this.#committed();
+    this.#known = { fences: new Map(held.map((l) => [l.job_id, Number(l.epoch)])), count: held.length, sync: this.#syncs };
     return new Map(held.map((l) => [l.job_id, { owner: this.instanceId, epoch: l.epoch }]));
   }
 
@@ -276,7 +296,8 @@ export class Leases {
       return { handingOver, fences: new Map(open.map((l) => [l.job_id, { owner: this.instanceId, epoch: l.epoch }])), held: Number(count?.held ?? 0) };
     });
     this.#handingOver = handingOver;
-    this.#known = { fences: undefined, count: synced.held };
+    this.#committed();
+    this.#known = { fences: undefined, count: synced.held, sync: this.#syncs };
     return synced;
   }
 
@@ -317,7 +338,15 @@ export class Leases {
    * `busy`: jobs whose step is running in this daemon, never shed (see #shed). Returns whether
    * this daemon hands its jobs over (see {@link exchangeUnreachable}).
    */
+  /** Counts a sync that committed, and the jobs it handed back. */
+  #committed(): void {
+    this.#syncs++;
+    for (const id of this.#handingBack) this.#handedBack.set(id, this.#syncs);
+    this.#handingBack = [];
+  }
+
   async #refresh(tx: Executor, busy: ReadonlySet<string> = NO_JOBS, leaving?: Leaving): Promise<boolean> {
+    this.#handingBack = [];
     // What this sync may still write of the jobs it hands back (see #handBack), over both hand-backs below.
     const budget = { left: LEAVING_MAX };
     const started = await this.#clock(tx);
@@ -346,11 +375,12 @@ export class Leases {
     await tx.run('UPDATE job_leases SET expires_at = ? WHERE owner = ? AND expires_at < ?', [expires, this.instanceId, iso(this.#ttlMs / 2)]);
     // Jobs that no longer need a daemon (paused, idle, failed, nothing pending) are handed back.
     if (leaving === undefined) {
-      await tx.run(
+      const done = await tx.all<{ job_id: string }>(
         `UPDATE job_leases SET owner = '', expires_at = ?
-         WHERE owner = ? AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = job_leases.job_id AND (${ACTIVE}))`,
+         WHERE owner = ? AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = job_leases.job_id AND (${ACTIVE})) RETURNING job_id`,
         [now, this.instanceId],
       );
+      this.#handingBack.push(...done.map((d) => d.job_id));
     } else {
       const done = await tx.all<{ job_id: string }>(
         `SELECT l.job_id FROM job_leases l WHERE l.owner = ? AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = l.job_id AND (${ACTIVE}))`,
@@ -392,6 +422,7 @@ export class Leases {
       if (free.length > 0) await leaving(free);
     }
     for (const chunk of paddedChunks(ids, SHED_CHUNK)) await tx.run(SHED, [now, this.instanceId, ...chunk]);
+    this.#handingBack.push(...ids);
   }
 
   /**

@@ -334,10 +334,16 @@ for (const engine of ENGINES) {
       assert.equal(await a.renew(), undefined);
       assert.equal((await a.sync()).size, 3);
       const synced = a.known;
-      // A job paused and let go by a later sync is no loss: its lease kept its epoch.
+      // A job paused and let go by a later sync is no loss: its lease kept its epoch; nor, resumed
+      // and taken again by a sync of its own (at a new epoch).
       await store.jobs.pause({ id: ids[0]! });
       assert.equal((await a.sync()).size, 2);
       assert.deepEqual(await a.renew({ check: synced }), { had: 3, lost: 0 });
+      await store.jobs.resume({ id: ids[0]! });
+      assert.equal((await a.sync()).size, 3);
+      assert.deepEqual(await a.renew({ check: synced }), { had: 3, lost: 0 });
+      await store.jobs.pause({ id: ids[0]! });
+      assert.equal((await a.sync()).size, 2);
       // The leases run out; another daemon takes one (at a new epoch): that one is lost, the
       // other, taken by no one, is renewed at its epoch.
       now = T0 + TTL + 1;
@@ -348,6 +354,17 @@ for (const engine of ENGINES) {
       assert.deepEqual(await a.renew({ check: synced }), { had: 3, lost: 1 });
       // By number after a start-up: one lease fewer than it held.
       assert.deepEqual(await a.renew({ check: atStart }), { had: 3, lost: 1 });
+      if (engine.name === 'sqlite') return; // one daemon per SQLite file
+      // A job shed to a daemon that joins (handed back by a sync of its own, then claimed) is no loss either.
+      now = T0;
+      await a.renew();
+      assert.equal((await a.sync()).size, 2);
+      const before = a.known;
+      const b = new Leases(store, 'daemon-B', { ttlMs: TTL, now: () => now });
+      await b.register();
+      assert.equal((await a.sync()).size, 1);
+      assert.equal((await b.sync()).size, 1);
+      assert.deepEqual(await a.renew({ check: before }), { had: 2, lost: 0 });
     });
 
     it('a daemon at its --max-jobs takes the jobs with an open intent first: their orders are reconciled, whatever waits', async () => {
