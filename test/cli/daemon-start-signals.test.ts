@@ -163,7 +163,8 @@ for (const engine of ENGINES) {
       // Jobs on a chain the paper exchange does not trade: each step fails, a line each, at every
       // 10 ms tick: far more than a pipe holds, so its writes wait in the daemon's memory.
       const store = await fx.open();
-      for (let i = 1; i <= 60; i++) await store.jobs.start({ tokenAddress: tokenAddress(100 + i), chain: 'arbitrum', tokenSymbol: `W${i}` });
+      // (100 of them: on a loaded machine the ticks come late, and 60 printed under 160 KB in 4 s.)
+      for (let i = 1; i <= 100; i++) await store.jobs.start({ tokenAddress: tokenAddress(100 + i), chain: 'arbitrum', tokenSymbol: `W${i}` });
       await store.close();
       const env = { ...process.env };
       delete env['BOTSTATE_DB'];
@@ -173,7 +174,7 @@ for (const engine of ENGINES) {
       const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
       let stderr = '';
       child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      await sleep(4000);
+      await sleep(5000);
       child.kill('SIGTERM');
       await sleep(1500);
       let stdout = '';
@@ -182,7 +183,7 @@ for (const engine of ENGINES) {
       assert.deepEqual([exit.code, exit.signal, stderr], [0, null, '']);
       const lines = stdout.split('\n').filter((l) => l !== '');
       // More than the pipe (64 KiB) and this process's buffer of it (64 KiB) hold: the rest waited in the daemon.
-      assert.ok(stdout.length > 160_000, `only ${stdout.length} bytes arrived: the pipe and its reader's buffer hold 128 KiB`);
+      assert.ok(stdout.length > 150_000, `only ${stdout.length} bytes arrived: the pipe and its reader's buffer hold 128 KiB`);
       assert.equal(lines.at(-1), 'stopped cleanly', `the last of ${lines.length} lines: ${lines.at(-1)}`);
       await nothingLeftRunning();
     });
