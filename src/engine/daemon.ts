@@ -330,7 +330,7 @@ export class Daemon {
   readonly #recorded = new Map<string, { readonly clientOrderId: string } | { readonly above: number }>();
   /** Why the last renewal of the leases failed, until one succeeds. */
   #renewFailing: string | undefined;
-  /** The leases this daemon held as its renewals began to fail (see #sayRenewedAgain). */
+  /** While renewals fail: the leases this daemon held as they began to (see #sayRenewedAgain). */
   #renewBaseline: KnownLeases | undefined;
   /** Jobs whose step is running or waiting for one of the `concurrency` slots. */
   readonly #inFlight = new Map<string, Promise<void>>();
@@ -582,12 +582,13 @@ export class Daemon {
       }
       this.#probeIfQuiet();
       if (this.#renewing !== undefined) return; // the last one is still running
-      const baseline = this.#renewFailing === undefined ? undefined : this.#renewBaseline;
+      const baseline = this.#renewBaseline;
       this.#renewing = this.#leases
         .renew(baseline === undefined ? {} : { check: baseline })
         .then((kept) => {
           if (kept !== undefined) this.#sayRenewedAgain(kept);
           this.#renewFailing = undefined;
+          this.#renewBaseline = undefined;
         })
         .catch((e) => {
           if (this.#store.closed) return void this.#storeClosed();
@@ -595,7 +596,7 @@ export class Daemon {
           const message = coerceError(e).message;
           if (message !== this.#renewFailing) this.#log(`${stamp()}  could not renew the leases: ${message}`);
           // The leases as they were when renewals began to fail: what is said of them as they succeed again.
-          if (this.#renewFailing === undefined) this.#renewBaseline = this.#leases.known;
+          this.#renewBaseline ??= this.#leases.known;
           this.#renewFailing = message;
         })
         .finally(() => {

@@ -333,11 +333,6 @@ export class Leases {
     });
   }
 
-  /**
-   * sync's writes: heartbeat, renewal, lease rows for new active jobs, hand-backs, claims or sheds.
-   * `busy`: jobs whose step is running in this daemon, never shed (see #shed). Returns whether
-   * this daemon hands its jobs over (see {@link exchangeUnreachable}).
-   */
   /** Counts a sync that committed, and the jobs it handed back. */
   #committed(): void {
     this.#syncs++;
@@ -345,6 +340,11 @@ export class Leases {
     this.#handingBack = [];
   }
 
+  /**
+   * sync's writes: heartbeat, renewal, lease rows for new active jobs, hand-backs, claims or sheds.
+   * `busy`: jobs whose step is running in this daemon, never shed (see #shed). Returns whether
+   * this daemon hands its jobs over (see {@link exchangeUnreachable}).
+   */
   async #refresh(tx: Executor, busy: ReadonlySet<string> = NO_JOBS, leaving?: Leaving): Promise<boolean> {
     this.#handingBack = [];
     // What this sync may still write of the jobs it hands back (see #handBack), over both hand-backs below.

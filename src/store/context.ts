@@ -264,17 +264,13 @@ export class Context {
     this.#open.set(tx, scope);
     this.#issued.add(tx);
     try {
-      let result: T;
-      try {
-        result = await this.#within(scope, () => fn(tx));
-      } catch (e) {
-        // The first failure of an atomic transaction is its outcome: on PostgreSQL a later statement
-        // only says the transaction was aborted, and the adapter retries by the first's code.
-        throw outer === undefined && root.failed !== undefined ? root.failed.error : e;
-      }
-      // A call (or nested transaction) of an atomic one failed and its body went on: no commit.
+      const outcome = await this.#within(scope, () => fn(tx)).then((value) => ({ value }), (error: unknown) => ({ error }));
+      // The first failure of an atomic transaction is its outcome, whether its body went on (no
+      // commit) or threw after it (on PostgreSQL a later statement only says the transaction was
+      // aborted, and the adapter retries by the first's code).
       if (outer === undefined && root.failed !== undefined) throw root.failed.error;
-      return result;
+      if ('error' in outcome) throw outcome.error;
+      return outcome.value;
     } finally {
       txn.open = false;
       this.#open.delete(tx);

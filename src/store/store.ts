@@ -432,7 +432,6 @@ export class Store {
    * own SQL in it; once it has ended (a nested one's while the outer goes on), `tx` and store calls
    * given it are refused with INVALID_ARGUMENT instead of running outside it.
    *
-   *
    * Each call made in it runs under a savepoint, so that one that fails undoes only its own
    * writes and a body that catches its error can go on. With `{ atomic: true }` there are none
    * (two statements fewer per call: round trips, on PostgreSQL): the first call (or nested

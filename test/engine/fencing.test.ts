@@ -18,6 +18,13 @@ const T0 = Date.parse('2026-11-22T00:00:00.000Z');
 const TTL = 1000;
 const leaseLost = (e: unknown) => isBotstateError(e, 'LEASE_LOST');
 
+/** A daemon's Leases on `store`, registered, with lease times read from `now`. */
+async function registered(store: Store, id: string, now: () => number): Promise<Leases> {
+  const leases = new Leases(store, id, { ttlMs: TTL, now });
+  await leases.register();
+  return leases;
+}
+
 /** Starts `n` jobs (tokens 0x…1 to 0x…n), and returns their ids in that order. */
 async function startJobs(store: Store, n: number): Promise<string[]> {
   const ids: string[] = [];
@@ -325,8 +332,7 @@ for (const engine of ENGINES) {
       const store = await fx.open();
       const ids = await startJobs(store, 3);
       let now = T0;
-      const a = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => now });
-      await a.register();
+      const a = await registered(store, 'daemon-A', () => now);
       // A start-up's sync reads only how many it holds: compared by number.
       assert.equal((await a.syncForRecovery()).held, 3);
       const atStart = a.known;
@@ -400,8 +406,7 @@ for (const engine of ENGINES) {
       const store = await fx.open();
       const ids = await startJobs(store, 4);
       const now = T0;
-      const a = new Leases(store, 'daemon-A', { ttlMs: TTL, now: () => now });
-      await a.register();
+      const a = await registered(store, 'daemon-A', () => now);
       const held = await a.sync();
       const calls: string[][] = [];
       const leaving = async (jobIds: readonly string[]) => {

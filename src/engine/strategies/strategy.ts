@@ -432,8 +432,12 @@ export function sizeSell(input: StrategyInput, reason: TradeReason, base: Decima
  * fill dated ahead of the clock, or a clock that went back).
  */
 export function volumeToday(scratch: Scratch, now: number): Decimal {
-  const today = utcDay(now);
-  return scratch.dayVolumes.reduce<Decimal>((sum, [day, volume]) => (day >= today ? add(sum, volume) : sum), '0');
+  return volumeFrom(scratch.dayVolumes, utcDay(now));
+}
+
+/** The volume of `from` and of every later day. */
+function volumeFrom(volumes: Scratch['dayVolumes'], from: string): Decimal {
+  return volumes.reduce<Decimal>((sum, [day, volume]) => (day >= from ? add(sum, volume) : sum), '0');
 }
 
 /**
@@ -454,5 +458,5 @@ function withVolume(volumes: Scratch['dayVolumes'], day: string, quote: Decimal)
 function asOlderVersionsCount(volumes: Scratch['dayVolumes'], today: string): Pick<Scratch, 'day' | 'dayVolume'> {
   const last = volumes.at(-1);
   if (last === undefined) return { day: null, dayVolume: '0' };
-  return { day: last[0], dayVolume: last[0] >= today ? volumeToday({ dayVolumes: volumes } as Scratch, Date.parse(`${today}T00:00:00Z`)) : last[1] };
+  return { day: last[0], dayVolume: last[0] >= today ? volumeFrom(volumes, today) : last[1] };
 }
